@@ -1,0 +1,89 @@
+# Makefile: builds relay/outbox-relay, runs the tests (make check), the demo (make demo), installs.
+
+VERSION := 0.1.0
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR = $(PREFIX)/bin
+SHAREDIR = $(PREFIX)/share/outbox-relay
+DOCDIR = $(PREFIX)/share/doc/outbox-relay
+SYSCONFDIR ?= /etc
+
+CC ?= cc
+PKGS = libpq rdkafka jansson libconfig
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS ?= -O2 -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS) -DRELAY_VERSION='"$(VERSION)"'
+SAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+
+# Every module but main.c goes into a library the unit tests link against.
+LIB_SRCS = $(filter-out relay/main.c,$(wildcard relay/*.c))
+HDRS = $(wildcard relay/*.h)
+UNIT_SRCS = $(wildcard tests/unit/test_*.c)
+
+REL_OBJS = $(patsubst relay/%.c,build/rel/%.o,$(LIB_SRCS))
+SAN_OBJS = $(patsubst relay/%.c,build/san/%.o,$(LIB_SRCS))
+UNIT_BINS = $(patsubst tests/unit/%.c,build/rel/%,$(UNIT_SRCS))
+UNIT_SAN_BINS = $(patsubst tests/unit/%.c,build/san/%,$(UNIT_SRCS))
+
+PYTHON ?= /usr/bin/python3
+
+.PHONY: all deps check unit demo install uninstall clean bench sanitize
+all: relay/outbox-relay
+
+build/rel/%.o: relay/%.c $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+build/san/%.o: relay/%.c $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -c -o $@ $<
+
+relay/outbox-relay: build/rel/main.o $(REL_OBJS)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(PKG_LIBS)
+
+build/san/outbox-relay: build/san/main.o $(SAN_OBJS)
+	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS)
+
+build/rel/test_%: tests/unit/test_%.c $(REL_OBJS) tests/unit/unit.h
+	$(CC) $(ALL_CFLAGS) -Irelay -o $@ $< $(REL_OBJS) $(PKG_LIBS) -lcmocka
+
+build/san/test_%: tests/unit/test_%.c $(SAN_OBJS) tests/unit/unit.h
+	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -Irelay -o $@ $< $(SAN_OBJS) $(PKG_LIBS) -lcmocka
+
+sanitize: build/san/outbox-relay $(UNIT_SAN_BINS)
+
+# Installs missing Debian packages and the Kafka jars (quiet when all is there).
+deps:
+	@tests/install-deps.sh
+
+# All tests: unit tests (plain and ASan+UBSan), then integration tests against real servers.
+check: deps
+	@$(MAKE) --no-print-directory all $(UNIT_BINS) sanitize
+	@tests/run-all.sh
+
+unit: $(UNIT_BINS)
+	@for t in $(UNIT_BINS); do $$t || exit 1; done
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@$(PYTHON) tests/demo.py
+
+bench: deps all
+	@$(PYTHON) tests/bench/run.py
+
+install: relay/outbox-relay
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SHAREDIR)/sql $(DESTDIR)$(DOCDIR) \
+		$(DESTDIR)$(SYSCONFDIR)/outbox-relay
+	install -m 0755 relay/outbox-relay $(DESTDIR)$(BINDIR)/outbox-relay
+	install -m 0644 sql/*.sql $(DESTDIR)$(SHAREDIR)/sql/
+	install -m 0644 conf/outbox-relay.conf.example $(DESTDIR)$(SHAREDIR)/
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/outbox-relay
+	rm -rf $(DESTDIR)$(SHAREDIR) $(DESTDIR)$(DOCDIR)
+
+clean:
+	rm -rf build relay/outbox-relay

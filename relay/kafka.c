@@ -1,0 +1,213 @@
+/* kafka.c: librdkafka producer setup, produce, and delivery reports served on the main loop. */
+#include "kafka.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+struct kafka_producer {
+	rd_kafka_t *rk;
+	rd_kafka_queue_t *mainq;
+	int pipe_fds[2]; /* librdkafka writes to [1] when the main queue gets events */
+	kafka_delivery_fn on_delivery;
+	void *opaque;
+};
+
+/* Settings the relay's guarantees rest on; the file may repeat them but not change them. */
+static const struct {
+	const char *name;
+	const char *value;
+	const char *also_ok;
+} fixed_props[] = {
+	{"enable.idempotence", "true", NULL},
+	{"acks", "all", "-1"},
+};
+
+/* Defaults the file may override. */
+static const struct {
+	const char *name;
+	const char *value;
+} default_props[] = {
+	{"client.id", "outbox-relay"},
+	/* the Java client's partitioner: the same key lands on the same partition */
+	{"partitioner", "murmur2_random"},
+};
+
+static int fixed_conflict(const kafka_property *p, const char *path, FILE *err)
+{
+	for (size_t i = 0; i < sizeof(fixed_props) / sizeof(fixed_props[0]); i++) {
+		if (strcmp(p->name, fixed_props[i].name) != 0)
+			continue;
+		if (strcmp(p->value, fixed_props[i].value) == 0 ||
+		    (fixed_props[i].also_ok && strcmp(p->value, fixed_props[i].also_ok) == 0))
+			return 0;
+		fprintf(err, "%s:%d: kafka %s must be %s: the relay's delivery guarantee needs it\n",
+			path, p->line, p->name, fixed_props[i].value);
+		return -1;
+	}
+	return 0;
+}
+
+rd_kafka_conf_t *kafka_conf_build(const relay_config *cfg, FILE *err)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	char errstr[512];
+	int bad = 0;
+
+	for (size_t i = 0; i < sizeof(default_props) / sizeof(default_props[0]); i++)
+		rd_kafka_conf_set(conf, default_props[i].name, default_props[i].value, errstr,
+				  sizeof(errstr));
+	for (size_t i = 0; i < sizeof(fixed_props) / sizeof(fixed_props[0]); i++)
+		rd_kafka_conf_set(conf, fixed_props[i].name, fixed_props[i].value, errstr,
+				  sizeof(errstr));
+	for (int i = 0; i < cfg->n_kafka; i++) {
+		const kafka_property *p = &cfg->kafka[i];
+		if (fixed_conflict(p, cfg->path, err) < 0) {
+			bad = -1;
+			continue;
+		}
+		if (rd_kafka_conf_set(conf, p->name, p->value, errstr, sizeof(errstr)) !=
+		    RD_KAFKA_CONF_OK) {
+			fprintf(err, "%s:%d: kafka %s: %s\n", cfg->path, p->line, p->name, errstr);
+			bad = -1;
+		}
+	}
+	if (bad) {
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	return conf;
+}
+
+/* librdkafka's syslog levels to ours; called from librdkafka's threads. */
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	(void)rk;
+	log_level_t l = level <= 3 ? LOG_LVL_ERROR : level == 4 ? LOG_LVL_WARN
+				     : level <= 6 ? LOG_LVL_INFO : LOG_LVL_DEBUG;
+	log_msg(l, "kafka: %s: %s", fac, buf);
+}
+
+/* Errors librdkafka reports besides deliveries: mostly transient (it retries by itself). */
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	(void)rk;
+	(void)opaque;
+	if (err == RD_KAFKA_RESP_ERR__FATAL)
+		log_error("kafka: fatal error: %s", reason);
+	else
+		log_warn("kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	kafka_producer *kp = opaque;
+	(void)rk;
+	kp->on_delivery(kp->opaque, m->_private, m->err);
+}
+
+kafka_producer *kafka_producer_new(const relay_config *cfg, kafka_delivery_fn on_delivery_fn,
+				   void *opaque, char *errbuf, size_t errlen)
+{
+	kafka_producer *kp = calloc(1, sizeof(*kp));
+	rd_kafka_conf_t *conf = kafka_conf_build(cfg, stderr);
+
+	kp->pipe_fds[0] = kp->pipe_fds[1] = -1;
+	kp->on_delivery = on_delivery_fn;
+	kp->opaque = opaque;
+	if (!conf) {
+		snprintf(errbuf, errlen, "invalid kafka settings in %s", cfg->path);
+		goto fail;
+	}
+	rd_kafka_conf_set_log_cb(conf, on_log);
+	rd_kafka_conf_set_error_cb(conf, on_error);
+	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+	rd_kafka_conf_set_opaque(conf, kp);
+	/* Hand-off: on success rd_kafka_new owns conf; on failure we still do. */
+	kp->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errbuf, errlen);
+	if (!kp->rk) {
+		rd_kafka_conf_destroy(conf);
+		goto fail;
+	}
+	if (pipe2(kp->pipe_fds, O_NONBLOCK | O_CLOEXEC) < 0) {
+		snprintf(errbuf, errlen, "pipe: %s", strerror(errno));
+		goto fail;
+	}
+	kp->mainq = rd_kafka_queue_get_main(kp->rk);
+	rd_kafka_queue_io_event_enable(kp->mainq, kp->pipe_fds[1], "1", 1);
+	return kp;
+fail:
+	kafka_producer_free(kp);
+	return NULL;
+}
+
+void kafka_producer_free(kafka_producer *kp)
+{
+	if (!kp)
+		return;
+	if (kp->mainq) {
+		rd_kafka_queue_io_event_enable(kp->mainq, -1, NULL, 0);
+		rd_kafka_queue_destroy(kp->mainq);
+	}
+	if (kp->rk) {
+		/* Whatever is still queued is dropped: the slot was not confirmed for it. */
+		rd_kafka_purge(kp->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+		rd_kafka_poll(kp->rk, 0);
+		rd_kafka_destroy(kp->rk);
+	}
+	for (int i = 0; i < 2; i++)
+		if (kp->pipe_fds[i] >= 0)
+			close(kp->pipe_fds[i]);
+	free(kp);
+}
+
+rd_kafka_resp_err_t kafka_produce(kafka_producer *kp, const route_msg *m, void *msg_opaque)
+{
+	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(m->n_headers);
+	rd_kafka_resp_err_t err;
+
+	for (size_t i = 0; i < m->n_headers; i++) {
+		const route_header *h = &m->headers[i];
+		rd_kafka_header_add(hdrs, h->name, (ssize_t)h->name_len, h->value,
+				    (ssize_t)h->value_len);
+	}
+	/* Hand-off: key, value and topic are copied; hdrs is owned by librdkafka on success. */
+	err = rd_kafka_producev(kp->rk, RD_KAFKA_V_TOPIC(m->topic),
+				RD_KAFKA_V_KEY(m->key, m->key_len),
+				RD_KAFKA_V_VALUE((void *)m->value, m->value_len),
+				RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+				RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
+	if (err)
+		rd_kafka_headers_destroy(hdrs);
+	return err;
+}
+
+int kafka_event_fd(const kafka_producer *kp) { return kp->pipe_fds[0]; }
+
+void kafka_serve(kafka_producer *kp)
+{
+	char buf[256];
+
+	/* Empty the wake-up pipe first, so an event queued while serving wakes us again. */
+	while (read(kp->pipe_fds[0], buf, sizeof(buf)) > 0)
+		;
+	while (rd_kafka_poll(kp->rk, 0) > 0)
+		;
+}
+
+void kafka_purge(kafka_producer *kp)
+{
+	rd_kafka_purge(kp->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT |
+				       RD_KAFKA_PURGE_F_NON_BLOCKING);
+}
+
+int kafka_outq_len(kafka_producer *kp) { return rd_kafka_outq_len(kp->rk); }
+
+bool kafka_fatal(kafka_producer *kp, char *buf, size_t len)
+{
+	return rd_kafka_fatal_error(kp->rk, buf, len) != RD_KAFKA_RESP_ERR_NO_ERROR;
+}

@@ -1,0 +1,42 @@
+/* kafka.h: the idempotent librdkafka producer; delivery reports come back through a callback. */
+#ifndef RELAY_KAFKA_H
+#define RELAY_KAFKA_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <librdkafka/rdkafka.h>
+
+#include "config.h"
+#include "route.h"
+
+/* Called from kafka_serve for each delivery report: msg_opaque as given to kafka_produce. */
+typedef void (*kafka_delivery_fn)(void *opaque, void *msg_opaque, rd_kafka_resp_err_t err);
+
+typedef struct kafka_producer kafka_producer;
+
+/*
+ * Builds the librdkafka configuration from the kafka group (our defaults first, then the file's
+ * properties as they are). Reports each rejected property as "FILE:LINE: ..." on err.
+ */
+rd_kafka_conf_t *kafka_conf_build(const relay_config *cfg, FILE *err);
+/* Creates the producer; NULL with a message in errbuf on failure. */
+kafka_producer *kafka_producer_new(const relay_config *cfg, kafka_delivery_fn on_delivery,
+				   void *opaque, char *errbuf, size_t errlen);
+void kafka_producer_free(kafka_producer *kp);
+/*
+ * Hands one record to librdkafka (copied). Returns 0, RD_KAFKA_RESP_ERR__QUEUE_FULL when the
+ * local queue is full (serve delivery reports, then try again), or another error.
+ */
+rd_kafka_resp_err_t kafka_produce(kafka_producer *kp, const route_msg *m, void *msg_opaque);
+/* Readable when delivery reports or errors wait to be served. */
+int kafka_event_fd(const kafka_producer *kp);
+/* Serves waiting delivery reports and errors (calls on_delivery); never blocks. */
+void kafka_serve(kafka_producer *kp);
+/* Drops everything queued or in flight; each gets a delivery report with a purge error. */
+void kafka_purge(kafka_producer *kp);
+/* Records handed over and not yet reported. */
+int kafka_outq_len(kafka_producer *kp);
+/* True (with the reason) once the producer hit a fatal error and must be recreated. */
+bool kafka_fatal(kafka_producer *kp, char *buf, size_t len);
+
+#endif

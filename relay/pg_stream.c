@@ -1,0 +1,383 @@
+/* pg_stream.c: libpq replication protocol: server checks, the slot, START_REPLICATION, messages. */
+#include "pg_stream.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "log.h"
+
+struct pg_stream {
+	PGconn *conn;
+	char *buf; /* the last message from PQgetCopyData, freed at the next read */
+	lsn_t start_lsn;
+	char error[512];
+};
+
+/* Microseconds between the Unix epoch and PostgreSQL's (2000-01-01). */
+#define PG_EPOCH_OFFSET_US 946684800000000LL
+
+static uint64_t get_be64(const char *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | (unsigned char)p[i];
+	return v;
+}
+
+static void put_be64(char *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		p[i] = (char)(v & 0xFF);
+		v >>= 8;
+	}
+}
+
+/* Copies a libpq message without its trailing newline. */
+static void set_error(pg_stream *s, const char *msg)
+{
+	snprintf(s->error, sizeof(s->error), "%s", msg ? msg : "unknown error");
+	size_t n = strlen(s->error);
+	while (n > 0 && (s->error[n - 1] == '\n' || s->error[n - 1] == ' '))
+		s->error[--n] = '\0';
+	for (char *c = s->error; *c; c++)
+		if (*c == '\n')
+			*c = ' ';
+}
+
+/* Known server and setup problems, each with the one change that fixes it. */
+static const struct {
+	const char *needle;
+	pg_result result;
+	const char *fix;
+} known_errors[] = {
+	{"output_plugin_libraries", PG_FATAL,
+	 "add wal2json to output_plugin_libraries: ALTER SYSTEM SET output_plugin_libraries = "
+	 "pgoutput, wal2json; SELECT pg_reload_conf();"},
+	{"could not access file \"wal2json\"", PG_FATAL,
+	 "wal2json is not installed on the server: install the package postgresql-<version>-wal2json"},
+	{"logical decoding requires wal_level", PG_FATAL,
+	 "set wal_level = logical in postgresql.conf and restart PostgreSQL"},
+	{"must be superuser or replication role", PG_FATAL,
+	 "the role needs the REPLICATION attribute: ALTER ROLE <role> REPLICATION; (see sql/relay-role.sql)"},
+	{"permission denied to start WAL sender", PG_FATAL,
+	 "the role needs the REPLICATION attribute: ALTER ROLE <role> REPLICATION; (see sql/relay-role.sql)"},
+	{"no pg_hba.conf entry for replication", PG_FATAL,
+	 "allow the role in pg_hba.conf for the database (a 'host <db> <role> ...' line; logical "
+	 "replication connections match the database name, not 'replication')"},
+	{"password authentication failed", PG_FATAL, "check the role's password (see docs/operations.md)"},
+	{"all replication slots are in use", PG_FATAL,
+	 "raise max_replication_slots in postgresql.conf and restart PostgreSQL"},
+	{"number of requested standby connections exceeds", PG_FATAL,
+	 "raise max_wal_senders in postgresql.conf and restart PostgreSQL"},
+	{"is active for PID", PG_RETRY,
+	 "another process streams from this slot (a second relay?); retrying until it is free"},
+	{"can no longer get changes from replication slot", PG_FATAL,
+	 "the slot was invalidated (WAL removed): drop it and start again from a new snapshot"},
+	{"does not exist", PG_FATAL, "check the database and role names in postgresql.conninfo"},
+};
+
+/* Gives a failure its class and, when the problem is known, appends what to change. */
+static pg_result explain(pg_stream *s, pg_result dflt, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < sizeof(known_errors) / sizeof(known_errors[0]); i++) {
+		if (strstr(s->error, known_errors[i].needle)) {
+			snprintf(err, errlen, "%s: %s", known_errors[i].fix, s->error);
+			return known_errors[i].result;
+		}
+	}
+	snprintf(err, errlen, "%s", s->error);
+	return dflt;
+}
+
+/* Runs a query in the replication session; NULL (with s->error set) unless it returned rows. */
+static PGresult *query(pg_stream *s, const char *sql)
+{
+	PGresult *res = PQexec(s->conn, sql);
+	ExecStatusType st = PQresultStatus(res);
+
+	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+		return res;
+	set_error(s, PQresultErrorMessage(res));
+	PQclear(res);
+	return NULL;
+}
+
+/* Checks wal_level, which the server can only change with a restart. */
+static pg_result check_wal_level(pg_stream *s, char *err, size_t errlen)
+{
+	PGresult *res = query(s, "SHOW wal_level");
+	if (!res)
+		return explain(s, PG_RETRY, err, errlen);
+	const char *lvl = PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "";
+	pg_result r = PG_OK;
+	if (strcmp(lvl, "logical") != 0) {
+		snprintf(err, errlen,
+			 "wal_level is '%s' on the server: set wal_level = logical in postgresql.conf "
+			 "and restart PostgreSQL", lvl);
+		r = PG_FATAL;
+	}
+	PQclear(res);
+	return r;
+}
+
+static pg_result create_slot(pg_stream *s, const char *slot_ident, char *err, size_t errlen)
+{
+	char sql[512];
+	PGresult *res;
+
+	snprintf(sql, sizeof(sql), "CREATE_REPLICATION_SLOT %s LOGICAL wal2json NOEXPORT_SNAPSHOT",
+		 slot_ident);
+	res = query(s, sql);
+	if (!res)
+		return explain(s, PG_RETRY, err, errlen);
+	lsn_parse(PQgetvalue(res, 0, 1), strlen(PQgetvalue(res, 0, 1)), &s->start_lsn);
+	PQclear(res);
+	return PG_OK;
+}
+
+/* Looks the slot up; creates it when missing and allowed; refuses a slot that cannot serve us. */
+static pg_result check_slot(pg_stream *s, const char *slot, bool create, char *err, size_t errlen)
+{
+	char sql[1024];
+	char *lit = PQescapeLiteral(s->conn, slot, strlen(slot));
+	char *ident = PQescapeIdentifier(s->conn, slot, strlen(slot));
+	PGresult *res = NULL;
+	pg_result r = PG_OK;
+
+	snprintf(sql, sizeof(sql),
+		 "SELECT plugin, slot_type, database = current_database(), active, active_pid, "
+		 "confirmed_flush_lsn, wal_status FROM pg_replication_slots WHERE slot_name = %s", lit);
+	res = query(s, sql);
+	if (!res) {
+		r = explain(s, PG_RETRY, err, errlen);
+		goto cleanup;
+	}
+	if (PQntuples(res) == 0) {
+		if (!create) {
+			snprintf(err, errlen, "replication slot \"%s\" does not exist and "
+				 "postgresql.create_slot is false: create it or allow the relay to", slot);
+			r = PG_FATAL;
+			goto cleanup;
+		}
+		r = create_slot(s, ident, err, errlen);
+		if (r == PG_OK)
+			log_info("created replication slot \"%s\" with wal2json", slot);
+		goto cleanup;
+	}
+	if (strcmp(PQgetvalue(res, 0, 1), "logical") != 0 || strcmp(PQgetvalue(res, 0, 0), "wal2json") != 0) {
+		snprintf(err, errlen, "replication slot \"%s\" exists but is a %s slot of plugin '%s': "
+			 "it must be a logical slot of wal2json; use another slot name", slot,
+			 PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 0));
+		r = PG_FATAL;
+	} else if (strcmp(PQgetvalue(res, 0, 2), "t") != 0) {
+		snprintf(err, errlen, "replication slot \"%s\" belongs to another database: connect "
+			 "to that database or use another slot name", slot);
+		r = PG_FATAL;
+	} else if (strcmp(PQgetvalue(res, 0, 6), "lost") == 0) {
+		snprintf(err, errlen, "replication slot \"%s\" was invalidated (its WAL was removed): "
+			 "changes were lost to it; drop the slot and start again from a new snapshot", slot);
+		r = PG_FATAL;
+	} else if (strcmp(PQgetvalue(res, 0, 3), "t") == 0) {
+		snprintf(err, errlen, "replication slot \"%s\" is in use by PID %s (another relay?); "
+			 "retrying until it is free", slot, PQgetvalue(res, 0, 4));
+		r = PG_RETRY;
+	} else {
+		const char *c = PQgetvalue(res, 0, 5);
+		lsn_parse(c, strlen(c), &s->start_lsn);
+	}
+cleanup:
+	PQclear(res);
+	PQfreemem(lit);
+	PQfreemem(ident);
+	return r;
+}
+
+/* Appends a replication-command string literal: single quotes doubled. */
+static void append_quoted(char *buf, size_t len, const char *text)
+{
+	size_t n = strlen(buf);
+	if (n + 1 < len)
+		buf[n++] = '\'';
+	for (const char *c = text; *c && n + 3 < len; c++) {
+		if (*c == '\'')
+			buf[n++] = '\'';
+		buf[n++] = *c;
+	}
+	if (n + 1 < len)
+		buf[n++] = '\'';
+	buf[n] = '\0';
+}
+
+static pg_result start_streaming(pg_stream *s, const char *slot, char *const *tables, int n_tables,
+				 lsn_t from, char *err, size_t errlen)
+{
+	char cmd[8192], tlist[4096] = "", lsn[LSN_TEXT_MAX];
+	char *ident = PQescapeIdentifier(s->conn, slot, strlen(slot));
+
+	for (int i = 0; i < n_tables; i++) {
+		if (i)
+			strncat(tlist, ",", sizeof(tlist) - strlen(tlist) - 1);
+		strncat(tlist, tables[i], sizeof(tlist) - strlen(tlist) - 1);
+	}
+	snprintf(cmd, sizeof(cmd),
+		 "START_REPLICATION SLOT %s LOGICAL %s (\"format-version\" '2', "
+		 "\"include-transaction\" '1', \"include-xids\" '1', \"include-timestamp\" '1', "
+		 "\"include-lsn\" '1', \"add-tables\" ", ident, lsn_format(from, lsn));
+	PQfreemem(ident);
+	append_quoted(cmd, sizeof(cmd), tlist);
+	strncat(cmd, ")", sizeof(cmd) - strlen(cmd) - 1);
+
+	PGresult *res = PQexec(s->conn, cmd);
+	if (PQresultStatus(res) != PGRES_COPY_BOTH) {
+		set_error(s, PQresultErrorMessage(res));
+		PQclear(res);
+		return explain(s, PG_RETRY, err, errlen);
+	}
+	PQclear(res);
+	if (PQsetnonblocking(s->conn, 1) != 0) {
+		set_error(s, PQerrorMessage(s->conn));
+		return explain(s, PG_RETRY, err, errlen);
+	}
+	return PG_OK;
+}
+
+pg_result pg_stream_open(pg_stream **out, const char *conninfo, const char *slot, bool create_slot,
+			 char *const *tables, int n_tables, lsn_t from, char *err, size_t errlen)
+{
+	const char *keys[] = {"dbname", "replication", "fallback_application_name", NULL};
+	const char *vals[] = {conninfo, "database", "outbox-relay", NULL};
+	pg_stream *s = calloc(1, sizeof(*s));
+	pg_result r;
+
+	*out = NULL;
+	s->conn = PQconnectdbParams(keys, vals, 1);
+	if (PQstatus(s->conn) != CONNECTION_OK) {
+		set_error(s, PQerrorMessage(s->conn));
+		r = explain(s, PG_RETRY, err, errlen);
+		goto fail;
+	}
+	if ((r = check_wal_level(s, err, errlen)) != PG_OK ||
+	    (r = check_slot(s, slot, create_slot, err, errlen)) != PG_OK ||
+	    (r = start_streaming(s, slot, tables, n_tables, from, err, errlen)) != PG_OK)
+		goto fail;
+	*out = s;
+	return PG_OK;
+fail:
+	pg_stream_close(s);
+	return r;
+}
+
+void pg_stream_close(pg_stream *s)
+{
+	if (!s)
+		return;
+	if (s->buf)
+		PQfreemem(s->buf);
+	if (s->conn && PQstatus(s->conn) == CONNECTION_OK && PQisnonblocking(s->conn)) {
+		/* End the copy politely; the server then ends the walsender. */
+		PQputCopyEnd(s->conn, NULL);
+		PQflush(s->conn);
+	}
+	PQfinish(s->conn);
+	free(s);
+}
+
+int pg_stream_socket(const pg_stream *s) { return PQsocket(s->conn); }
+
+const char *pg_stream_error(const pg_stream *s) { return s->error; }
+
+lsn_t pg_stream_start_lsn(const pg_stream *s) { return s->start_lsn; }
+
+/* Parses one CopyData message into msg; -1 for a message we do not understand. */
+static int parse_message(pg_stream *s, int len, pg_msg *msg)
+{
+	const char *b = s->buf;
+
+	memset(msg, 0, sizeof(*msg));
+	msg->kind = b[0];
+	if (b[0] == 'w' && len >= 25) {
+		msg->wal_start = get_be64(b + 1);
+		msg->wal_end = get_be64(b + 9);
+		msg->data = b + 25;
+		msg->len = (size_t)len - 25;
+		return 1;
+	}
+	if (b[0] == 'k' && len >= 18) {
+		msg->wal_end = get_be64(b + 1);
+		msg->reply_requested = b[17] != 0;
+		return 1;
+	}
+	set_error(s, "unexpected message on the replication stream");
+	return -1;
+}
+
+/* Reads the final result after the copy ended, to say why. */
+static void copy_ended(pg_stream *s)
+{
+	PGresult *res = PQgetResult(s->conn);
+	if (res && PQresultStatus(res) != PGRES_COMMAND_OK)
+		set_error(s, PQresultErrorMessage(res));
+	else
+		set_error(s, PQerrorMessage(s->conn)[0] ? PQerrorMessage(s->conn)
+							 : "the server ended the replication stream");
+	PQclear(res);
+}
+
+int pg_stream_read(pg_stream *s, pg_msg *msg)
+{
+	int len;
+
+	if (s->buf) {
+		PQfreemem(s->buf);
+		s->buf = NULL;
+	}
+	len = PQgetCopyData(s->conn, &s->buf, 1);
+	if (len == 0) {
+		if (!PQconsumeInput(s->conn)) {
+			set_error(s, PQerrorMessage(s->conn));
+			return -1;
+		}
+		len = PQgetCopyData(s->conn, &s->buf, 1);
+	}
+	if (len == 0)
+		return 0;
+	if (len == -1) {
+		copy_ended(s);
+		return -1;
+	}
+	if (len < 0) {
+		set_error(s, PQerrorMessage(s->conn));
+		return -1;
+	}
+	return parse_message(s, len, msg);
+}
+
+int pg_stream_send_status(pg_stream *s, lsn_t write, lsn_t flush)
+{
+	char msg[34];
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	msg[0] = 'r';
+	put_be64(msg + 1, write);
+	put_be64(msg + 9, flush);
+	put_be64(msg + 17, flush); /* apply: nothing is applied after flush for us */
+	put_be64(msg + 25, (uint64_t)((int64_t)tv.tv_sec * 1000000 + tv.tv_usec - PG_EPOCH_OFFSET_US));
+	msg[33] = 0;
+	if (PQputCopyData(s->conn, msg, sizeof(msg)) <= 0) {
+		set_error(s, PQerrorMessage(s->conn));
+		return -1;
+	}
+	return pg_stream_flush(s) < 0 ? -1 : 0;
+}
+
+int pg_stream_flush(pg_stream *s)
+{
+	int r = PQflush(s->conn);
+	if (r < 0)
+		set_error(s, PQerrorMessage(s->conn));
+	return r;
+}

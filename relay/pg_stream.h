@@ -1,0 +1,47 @@
+/* pg_stream.h: the logical replication connection: slot checks, START_REPLICATION, CopyData I/O. */
+#ifndef RELAY_PG_STREAM_H
+#define RELAY_PG_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lsn.h"
+
+typedef struct pg_stream pg_stream;
+
+/* One message from the server. */
+typedef struct {
+	char kind;         /* 'w': XLogData (a wal2json record), 'k': keepalive */
+	lsn_t wal_start;   /* 'w': where the record's data starts */
+	lsn_t wal_end;     /* the server's current end of WAL */
+	bool reply_requested; /* 'k': answer now or be disconnected */
+	const char *data;  /* 'w': the record, valid until the next pg_stream_read */
+	size_t len;
+} pg_msg;
+
+/* Outcome of an attempt: a retry may help (connection lost), or it will not (fix the setup). */
+typedef enum { PG_OK = 0, PG_RETRY = -1, PG_FATAL = -2 } pg_result;
+
+/*
+ * Connects in replication mode, checks the server's setup and the slot (creating it with
+ * wal2json when allowed), and starts streaming after `from` (0: the slot's confirmed position).
+ * tables go to wal2json's add-tables. On failure, *out is NULL and err holds one line saying
+ * what to change.
+ */
+pg_result pg_stream_open(pg_stream **out, const char *conninfo, const char *slot, bool create_slot,
+			 char *const *tables, int n_tables, lsn_t from, char *err, size_t errlen);
+void pg_stream_close(pg_stream *s);
+int pg_stream_socket(const pg_stream *s);
+/* 1: a message in *msg; 0: nothing buffered (wait for the socket); -1: stream ended or broke. */
+int pg_stream_read(pg_stream *s, pg_msg *msg);
+/* Sends a status update: received up to write, safe up to flush. -1 when the connection broke. */
+int pg_stream_send_status(pg_stream *s, lsn_t write, lsn_t flush);
+/* Pushes buffered output; 1 while some is left (wait for POLLOUT), 0 done, -1 broken. */
+int pg_stream_flush(pg_stream *s);
+/* The last error from the server or libpq, one line. */
+const char *pg_stream_error(const pg_stream *s);
+/* The slot's confirmed_flush_lsn when the stream started. */
+lsn_t pg_stream_start_lsn(const pg_stream *s);
+
+#endif

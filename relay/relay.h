@@ -1,0 +1,15 @@
+/* relay.h: the main loop: replication stream in, Kafka records out, confirmed LSN back. */
+#ifndef RELAY_RELAY_H
+#define RELAY_RELAY_H
+
+#include "config.h"
+
+/* Exit codes of the daemon. */
+#define RELAY_EXIT_OK 0
+#define RELAY_EXIT_FATAL 1  /* a problem a restart will not fix by itself; the log says which */
+#define RELAY_EXIT_USAGE 2  /* bad command line or configuration */
+
+/* Runs until SIGTERM/SIGINT or a fatal error; returns the exit code. */
+int relay_run(const relay_config *cfg);
+
+#endif
