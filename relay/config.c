@@ -50,6 +50,7 @@ static const opt_def opts[] = {
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
 
 static const char *const type_names[] = {"string", "bool", "integer", "list of strings"};
+static const char *const type_articles[] = {"a", "a", "an", "a"};
 
 /* The group that passes its keys to librdkafka (names with '_' for '.'). */
 #define KAFKA_GROUP "kafka"
@@ -157,8 +158,8 @@ static int load_opt(relay_config *cfg, const opt_def *o, const config_setting_t 
 	}
 	}
 wrong_type:
-	fprintf(err, "%s:%d: %s must be a %s\n", cfg->path, setting_line(s), o->path,
-		type_names[o->type]);
+	fprintf(err, "%s:%d: %s must be %s %s\n", cfg->path, setting_line(s), o->path,
+		type_articles[o->type], type_names[o->type]);
 	return -1;
 }
 

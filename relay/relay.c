@@ -47,6 +47,7 @@ typedef struct {
 	rd_kafka_resp_err_t delivery_err;
 	uint64_t records_out;
 	unsigned rewinds; /* refusals in a row, for the backoff; reset by an ack */
+	int64_t stop_deadline; /* set at the first look at a stop request */
 } relay;
 
 static volatile sig_atomic_t stop_requested;
@@ -84,6 +85,20 @@ static int64_t now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * A stop request ends the stream at the next transaction boundary, so a clean stop leaves no
+ * half-published transaction to be produced again at the next start; the shutdown timeout
+ * bounds the wait for that boundary and for the acks together.
+ */
+static bool should_stop(relay *r)
+{
+	if (!stop_requested)
+		return false;
+	if (r->stop_deadline == 0)
+		r->stop_deadline = now_ms() + r->cfg->shutdown_timeout_ms;
+	return !r->in_txn || now_ms() >= r->stop_deadline;
 }
 
 /* Permanent refusals: retrying the same record cannot succeed. */
@@ -204,7 +219,7 @@ static stream_end produce(relay *r, const route_msg *m)
 		}
 		if (wait_events(r, false, -1) < 0)
 			return STREAM_BROKEN;
-		if (stop_requested)
+		if (should_stop(r))
 			return STREAM_STOP;
 		if (r->delivery_failed)
 			return STREAM_REWIND;
@@ -284,7 +299,7 @@ static stream_end stream(relay *r)
 		stream_end e;
 		char reason[512];
 
-		if (stop_requested)
+		if (should_stop(r))
 			return STREAM_STOP;
 		if (r->delivery_failed)
 			return error_is_permanent(r->delivery_err) ? STREAM_FATAL : STREAM_REWIND;
@@ -308,7 +323,7 @@ static stream_end stream(relay *r)
 				return STREAM_BROKEN;
 			continue;
 		}
-		if (wait_events(r, true, -1) < 0)
+		if (wait_events(r, true, stop_requested ? r->stop_deadline : -1) < 0)
 			return STREAM_BROKEN;
 	}
 }
@@ -378,10 +393,12 @@ static stream_end connect_stream(relay *r)
 static void shut_down(relay *r)
 {
 	char a[LSN_TEXT_MAX];
-	int64_t deadline = now_ms() + r->cfg->shutdown_timeout_ms;
+	int64_t deadline;
 
-	log_info("stopping: waiting up to %d ms for Kafka to acknowledge %llu records",
-		 r->cfg->shutdown_timeout_ms, (unsigned long long)r->prog.in_flight);
+	should_stop(r);
+	deadline = r->stop_deadline;
+	log_info("stopping: waiting up to %lld ms for Kafka to acknowledge %llu records",
+		 (long long)(deadline - now_ms()), (unsigned long long)r->prog.in_flight);
 	if (!drain(r, deadline))
 		log_warn("%llu records were not acknowledged in time; they will be read again at the "
 			 "next start", (unsigned long long)r->prog.in_flight);

@@ -1,0 +1,794 @@
+# Test harness: throwaway PostgreSQL (wal2json) and single-node Kafka (KRaft) servers for the outbox-relay tests.
+"""Start, restart and clean up private PostgreSQL and Kafka servers on loopback.
+
+Importable (see conftest.py) and usable from the command line:
+
+    /usr/bin/python3 tests/harness.py up     # prints PG_DSN=... and KAFKA_BOOTSTRAP=...
+    /usr/bin/python3 tests/harness.py jars   # fetches the Kafka jars into .cache/kafka/libs
+"""
+
+import argparse
+import atexit
+import fcntl
+import hashlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PG_BIN = os.environ.get("OUTBOX_PG_BIN", "/usr/lib/postgresql/15/bin")
+OUTPUT_PLUGINS = "pgoutput, test_decoding, wal2json"
+UNPRIVILEGED_FALLBACK_USER = "outbox-test"
+
+
+# ---------------------------------------------------------------------------
+# Small helpers
+# ---------------------------------------------------------------------------
+
+def free_port():
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, timeout, interval=0.1, what="condition"):
+    """Poll condition() until it returns a true value (returned) or raise TimeoutError after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise TimeoutError("timed out after %.0f s waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def tail(path, lines=40):
+    """Return the last lines of a text file (for error messages), or '' if unreadable."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16384))
+            data = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(data.splitlines()[-lines:])
+
+
+def make_temp_dir(prefix):
+    """Create a private temporary directory under $TMPDIR (or /tmp)."""
+    return tempfile.mkdtemp(prefix=prefix)
+
+
+# ---------------------------------------------------------------------------
+# Cleanup of everything started by this process (atexit + SIGTERM/SIGINT)
+# ---------------------------------------------------------------------------
+
+_live_servers = []
+_live_lock = threading.Lock()
+_handlers_installed = False
+
+
+def _register(server):
+    """Remember a server so that cleanup_all() removes it, and install the exit hooks once."""
+    global _handlers_installed
+    with _live_lock:
+        if server not in _live_servers:
+            _live_servers.append(server)
+        if _handlers_installed:
+            return
+        _handlers_installed = True
+    atexit.register(cleanup_all)
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            _install_signal_handler(sig)
+
+
+def _unregister(server):
+    with _live_lock:
+        if server in _live_servers:
+            _live_servers.remove(server)
+
+
+def _install_signal_handler(sig):
+    """Chain a handler that cleans up all servers before the previous handler runs."""
+    previous = signal.getsignal(sig)
+
+    def handler(signum, frame):
+        cleanup_all()
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_IGN:
+            return
+        else:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    signal.signal(sig, handler)
+
+
+def cleanup_all():
+    """Stop and remove every server this process started and has not cleaned up yet."""
+    with _live_lock:
+        servers = list(reversed(_live_servers))
+    for server in servers:
+        try:
+            server.cleanup()
+        except Exception as e:  # keep going: the other servers must go too
+            print("harness: cleanup of %r failed: %s" % (server, e), file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------
+# Kafka jars
+# ---------------------------------------------------------------------------
+
+def ensure_kafka_jars(repo_root=REPO_ROOT):
+    """Make sure <repo>/.cache/kafka/libs holds the jars of tests/kafka/pom.xml; return that directory.
+
+    A marker file holding the pom's hash is written after a successful fetch,
+    so a missing, partial or outdated cache is fetched again with Maven.
+    """
+    pom = os.path.join(repo_root, "tests", "kafka", "pom.xml")
+    cache = os.path.join(repo_root, ".cache", "kafka")
+    libs = os.path.join(cache, "libs")
+    marker = os.path.join(cache, "libs.ok")
+    with open(pom, "rb") as f:
+        want = hashlib.sha256(f.read()).hexdigest()
+
+    def complete():
+        try:
+            with open(marker) as f:
+                have = f.read().strip()
+        except OSError:
+            return False
+        return have == want and any(n.startswith("kafka_2.13-") for n in os.listdir(libs))
+
+    if complete():
+        return libs
+    os.makedirs(cache, exist_ok=True)
+    with open(os.path.join(cache, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another run may be fetching right now
+        if complete():
+            return libs
+        staging = libs + ".tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        cmd = ["mvn", "-q", "-B", "-f", pom, "dependency:copy-dependencies",
+               "-DoutputDirectory=" + staging, "-DincludeScope=runtime"]
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError("fetching Kafka jars failed (%s):\n%s" % (" ".join(cmd), proc.stdout[-4000:]))
+        shutil.rmtree(libs, ignore_errors=True)
+        os.rename(staging, libs)
+        with open(marker, "w") as f:
+            f.write(want + "\n")
+    return libs
+
+
+# ---------------------------------------------------------------------------
+# PostgreSQL
+# ---------------------------------------------------------------------------
+
+def _unprivileged_user():
+    """Return the pwd entry PostgreSQL runs as, or None when we are not root (then we run it ourselves)."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", UNPRIVILEGED_FALLBACK_USER):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            pass
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                    UNPRIVILEGED_FALLBACK_USER], check=True)
+    return pwd.getpwnam(UNPRIVILEGED_FALLBACK_USER)
+
+
+class Database:
+    """One database on a Postgres server (what the `db` fixture yields)."""
+
+    def __init__(self, pg, name):
+        self.pg = pg
+        self.name = name
+        self.dsn = pg.dsn(dbname=name)
+
+    def connect(self, autocommit=True):
+        """Return a psycopg2 connection to this database."""
+        return self.pg.connect(autocommit=autocommit, dbname=self.name)
+
+    def execute(self, sql, params=None):
+        """Run one statement in this database (autocommit)."""
+        return self.pg.execute(sql, params, dbname=self.name)
+
+    def query(self, sql, params=None):
+        """Run one query in this database and return all rows."""
+        return self.pg.query(sql, params, dbname=self.name)
+
+    def __repr__(self):
+        return "Database(%r)" % self.name
+
+
+class Postgres:
+    """A private PostgreSQL server with wal_level=logical, listening on 127.0.0.1 and a socket in its temp dir."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, bin_dir=PG_BIN):
+        self.bin_dir = bin_dir
+        self.dir = None
+        self.port = None
+        self.data_dir = None
+        self.log_path = None
+        self.output_plugin_libraries = None  # value after start, None if the server has no such GUC
+        self._user = _unprivileged_user()
+        self._running = False
+
+    def __repr__(self):
+        return "Postgres(port=%s, dir=%s)" % (self.port, self.dir)
+
+    # -- running the server binaries -------------------------------------
+
+    def _run(self, args, check=True, **kw):
+        """Run a PostgreSQL binary as the unprivileged user; return the CompletedProcess."""
+        kw.setdefault("stdout", subprocess.PIPE)
+        kw.setdefault("stderr", subprocess.STDOUT)
+        env = dict(os.environ, LC_ALL="C", LANG="C", PGTZ="UTC")
+        if self._user is not None:
+            env.update(HOME=self.dir, USER=self._user.pw_name, LOGNAME=self._user.pw_name)
+            kw.update(user=self._user.pw_uid, group=self._user.pw_gid, extra_groups=[])
+        cmd = [os.path.join(self.bin_dir, args[0])] + list(args[1:])
+        proc = subprocess.run(cmd, env=env, cwd=self.dir, text=True, start_new_session=True, **kw)
+        if check and proc.returncode != 0:
+            raise RuntimeError("%s failed (exit %d):\n%s\n%s" % (
+                " ".join(cmd), proc.returncode, proc.stdout or "", tail(self.log_path or "")))
+        return proc
+
+    def _init(self):
+        """Create the temp dir, run initdb and write the configuration."""
+        self.dir = make_temp_dir("outbox-relay-pg-")
+        if self._user is not None:
+            os.chown(self.dir, self._user.pw_uid, self._user.pw_gid)
+        self.data_dir = os.path.join(self.dir, "data")
+        self.log_path = os.path.join(self.dir, "postgres.log")
+        self.port = free_port()
+        self._run(["initdb", "-D", self.data_dir, "-U", "postgres", "--auth=trust",
+                   "-E", "UTF8", "--no-locale"])
+        settings = {
+            "listen_addresses": "'127.0.0.1'",
+            "port": str(self.port),
+            "unix_socket_directories": "'%s'" % self.dir,
+            "wal_level": "logical",
+            "max_replication_slots": "16",
+            "max_wal_senders": "16",
+            "fsync": "off",
+            "full_page_writes": "off",
+            "logging_collector": "off",
+            "log_line_prefix": "'%m [%p] %q%u@%d '",
+            "log_replication_commands": "on",
+            "timezone": "'UTC'",
+        }
+        # PostgreSQL 15.19+ only loads output plugins listed in output_plugin_libraries.
+        if self._run(["postgres", "-C", "output_plugin_libraries", "-D", self.data_dir],
+                     check=False).returncode == 0:
+            settings["output_plugin_libraries"] = "'%s'" % OUTPUT_PLUGINS
+        with open(os.path.join(self.data_dir, "postgresql.conf"), "a") as f:
+            f.write("\n# outbox-relay test harness\n")
+            for key, value in settings.items():
+                f.write("%s = %s\n" % (key, value))
+
+    def start(self):
+        """Start the server (initialising a fresh temp dir the first time) and wait until it accepts connections."""
+        if self._running:
+            return self
+        _register(self)
+        if self.dir is None:
+            self._init()
+        self._run(["pg_ctl", "start", "-w", "-t", "60", "-D", self.data_dir, "-l", self.log_path],
+                  stdin=subprocess.DEVNULL)
+        self._running = True
+        wait_for(self._accepts_connections, 30, what="PostgreSQL to accept connections")
+        self._enable_output_plugins()
+        return self
+
+    def _accepts_connections(self):
+        try:
+            self.connect().close()
+            return True
+        except Exception:
+            return False
+
+    def _enable_output_plugins(self):
+        """Make sure wal2json is allowed by output_plugin_libraries when the server has that GUC."""
+        rows = self.query("SELECT setting FROM pg_settings WHERE name = 'output_plugin_libraries'")
+        if not rows:
+            self.output_plugin_libraries = None
+            return
+        if "wal2json" not in rows[0][0]:
+            self.execute("ALTER SYSTEM SET output_plugin_libraries = " + OUTPUT_PLUGINS)
+            self.execute("SELECT pg_reload_conf()")
+            wait_for(lambda: "wal2json" in self.query("SHOW output_plugin_libraries")[0][0], 10,
+                     what="output_plugin_libraries to include wal2json")
+        self.output_plugin_libraries = self.query("SHOW output_plugin_libraries")[0][0]
+
+    def stop(self, mode="fast"):
+        """Stop the server with pg_ctl (mode: smart, fast or immediate); the data dir is kept."""
+        if not self._running:
+            return
+        self._run(["pg_ctl", "stop", "-w", "-t", "60", "-m", mode, "-D", self.data_dir])
+        self._running = False
+
+    def restart(self, mode="fast"):
+        """Stop (fast or immediate, i.e. crash) and start again on the same data dir and port."""
+        self.stop(mode)
+        return self.start()
+
+    def is_running(self):
+        """True when the server was started and not stopped through this object."""
+        return self._running
+
+    def ensure_running(self):
+        """Start the server again if a test left it stopped."""
+        if not self._running and self.dir is not None:
+            self.start()
+
+    def cleanup(self):
+        """Stop the server (immediate) and remove its temp dir."""
+        if self.dir is None:
+            _unregister(self)
+            return
+        if self._running or os.path.exists(os.path.join(self.data_dir, "postmaster.pid")):
+            try:
+                self._run(["pg_ctl", "stop", "-w", "-t", "30", "-m", "immediate", "-D", self.data_dir])
+            except Exception:
+                self._kill_postmaster()
+        self._running = False
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir = None
+        _unregister(self)
+
+    def _kill_postmaster(self):
+        """Last resort: SIGKILL the postmaster named in postmaster.pid (its children then exit)."""
+        try:
+            with open(os.path.join(self.data_dir, "postmaster.pid")) as f:
+                pid = int(f.readline())
+            os.kill(pid, signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+
+    # -- clients ----------------------------------------------------------
+
+    def dsn(self, dbname="postgres", user="postgres"):
+        """Return a libpq conninfo string for this server."""
+        return "host=%s port=%d dbname=%s user=%s" % (self.host, self.port, dbname, user)
+
+    def connect(self, autocommit=True, dbname="postgres", user="postgres"):
+        """Return a new psycopg2 connection."""
+        import psycopg2
+        conn = psycopg2.connect(self.dsn(dbname=dbname, user=user), connect_timeout=5)
+        conn.autocommit = autocommit
+        return conn
+
+    def execute(self, sql, params=None, dbname="postgres"):
+        """Run one statement on a fresh autocommit connection; return the affected row count."""
+        conn = self.connect(dbname=dbname)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.rowcount
+        finally:
+            conn.close()
+
+    def query(self, sql, params=None, dbname="postgres"):
+        """Run one query on a fresh autocommit connection; return all rows as a list of tuples."""
+        conn = self.connect(dbname=dbname)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchall()
+        finally:
+            conn.close()
+
+    # -- helpers for tests -------------------------------------------------
+
+    def create_database(self, name=None):
+        """CREATE DATABASE (unique name by default) and return a Database."""
+        name = name or "test_" + uuid.uuid4().hex[:12]
+        self.execute('CREATE DATABASE "%s"' % name)
+        return Database(self, name)
+
+    def drop_database(self, name):
+        """Drop a database after dropping its replication slots and ending its connections."""
+        deadline = time.monotonic() + 30
+        while True:
+            self.query("SELECT pg_terminate_backend(active_pid, 5000) FROM pg_replication_slots "
+                       "WHERE database = %s AND active_pid IS NOT NULL", (name,))
+            try:
+                self.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                           "WHERE database = %s", (name,))
+                break
+            except Exception:  # a slot became active again in between: retry
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.1)
+        self.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+
+    def kill_walsenders(self, dbname=None):
+        """Terminate walsender backends (all, or those of one database) and wait for them; return their pids."""
+        sql = "SELECT pid FROM pg_stat_activity WHERE backend_type = 'walsender'"
+        params = None
+        if dbname is not None:
+            sql += " AND datname = %s"
+            params = (dbname,)
+        pids = [row[0] for row in self.query(sql, params)]
+        for pid in pids:
+            self.query("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+        return pids
+
+
+# ---------------------------------------------------------------------------
+# Kafka
+# ---------------------------------------------------------------------------
+
+LOG4J_PROPERTIES = """\
+log4j.rootLogger=INFO, file
+log4j.appender.file=org.apache.log4j.FileAppender
+log4j.appender.file.File={log}
+log4j.appender.file.Append=true
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka.request.logger=WARN
+log4j.logger.state.change.logger=WARN
+log4j.logger.kafka.log.LogCleaner=WARN
+log4j.logger.org.apache.kafka.raft=WARN
+log4j.logger.org.apache.kafka.storage=WARN
+log4j.logger.kafka.log=WARN
+log4j.logger.org.apache.kafka.common.utils.AppInfoParser=WARN
+log4j.logger.org.apache.kafka.common.metrics=WARN
+"""
+
+
+def _quiet_kafka_client_config():
+    """librdkafka settings that keep expected connection errors out of the test output."""
+    return {"log_level": 0, "error_cb": lambda err: None}
+
+
+class Kafka:
+    """A private single-node Kafka broker+controller (KRaft) listening on 127.0.0.1."""
+
+    def __init__(self, repo_root=REPO_ROOT, start_timeout=90):
+        self.repo_root = repo_root
+        self.start_timeout = start_timeout
+        self.dir = None
+        self.port = None
+        self.controller_port = None
+        self.bootstrap = None
+        self.log_path = None     # broker log (log4j)
+        self.stdout_path = None  # JVM stdout/stderr
+        self.proc = None
+        self._libs = None
+        self._admin = None
+
+    def __repr__(self):
+        return "Kafka(bootstrap=%s, dir=%s)" % (self.bootstrap, self.dir)
+
+    def _java(self, main, *args):
+        """Return the java command line running a Kafka main class."""
+        return ["java", "-Xmx512m", "-Djava.awt.headless=true",
+                "-Dlog4j.configuration=file:" + os.path.join(self.dir, "log4j.properties"),
+                "-cp", os.path.join(self._libs, "*"), main] + list(args)
+
+    def _init(self):
+        """Create the temp dir, write server.properties and log4j.properties, format the storage."""
+        self._libs = ensure_kafka_jars(self.repo_root)
+        self.dir = make_temp_dir("outbox-relay-kafka-")
+        self.port = free_port()
+        self.controller_port = free_port()
+        while self.controller_port == self.port:
+            self.controller_port = free_port()
+        self.bootstrap = "127.0.0.1:%d" % self.port
+        self.log_path = os.path.join(self.dir, "server.log")
+        self.stdout_path = os.path.join(self.dir, "stdout.log")
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": "1@127.0.0.1:%d" % self.controller_port,
+            "listeners": "PLAINTEXT://127.0.0.1:%d,CONTROLLER://127.0.0.1:%d" % (self.port, self.controller_port),
+            "advertised.listeners": "PLAINTEXT://127.0.0.1:%d" % self.port,
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": os.path.join(self.dir, "data"),
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "num.partitions": "3",
+            "auto.create.topics.enable": "true",
+        }
+        self.properties_path = os.path.join(self.dir, "server.properties")
+        with open(self.properties_path, "w") as f:
+            for key, value in props.items():
+                f.write("%s=%s\n" % (key, value))
+        with open(os.path.join(self.dir, "log4j.properties"), "w") as f:
+            f.write(LOG4J_PROPERTIES.format(log=self.log_path))
+        out = subprocess.run(self._java("kafka.tools.StorageTool", "random-uuid"),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=True)
+        cluster_id = out.stdout.strip().splitlines()[-1]
+        proc = subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", cluster_id,
+                                         "-c", self.properties_path),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError("kafka storage format failed:\n" + proc.stdout)
+
+    def start(self):
+        """Start the broker (formatting a fresh temp dir the first time) and wait until it serves metadata."""
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        _register(self)
+        if self.dir is None:
+            self._init()
+        with open(self.stdout_path, "ab") as out:
+            self.proc = subprocess.Popen(self._java("kafka.Kafka", self.properties_path),
+                                         cwd=self.dir, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for(self._ready, self.start_timeout, interval=0.2, what="Kafka broker at " + self.bootstrap)
+        except TimeoutError as e:
+            self.kill()
+            raise RuntimeError("%s\n--- %s:\n%s\n--- %s:\n%s" % (
+                e, self.stdout_path, tail(self.stdout_path), self.log_path, tail(self.log_path)))
+        return self
+
+    def _ready(self):
+        """True when the broker answers a metadata request listing itself; raise if the JVM died."""
+        if self.proc.poll() is not None:
+            raise RuntimeError("Kafka exited with %s during start:\n%s\n%s" % (
+                self.proc.returncode, tail(self.stdout_path), tail(self.log_path)))
+        try:
+            md = self.admin().list_topics(timeout=1)
+        except Exception:
+            return False
+        return 1 in md.brokers
+
+    def is_running(self):
+        """True while the broker process is alive."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def ensure_running(self):
+        """Start the broker again if a test left it stopped."""
+        if not self.is_running() and self.dir is not None:
+            self.start()
+
+    def stop(self, timeout=30):
+        """Stop the broker with SIGTERM (controlled shutdown), SIGKILL after timeout seconds; dirs are kept."""
+        if not self.is_running():
+            return
+        self._signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self):
+        """SIGKILL the broker (a crash); dirs are kept."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self._signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def _signal(self, sig):
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def restart(self):
+        """Controlled stop and start again on the same dirs and ports."""
+        self.stop()
+        return self.start()
+
+    def cleanup(self):
+        """Kill the broker and remove its temp dir."""
+        self.kill()
+        self._admin = None
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+        _unregister(self)
+
+    # -- clients ----------------------------------------------------------
+
+    def config(self, extra=None):
+        """Return a librdkafka config dict for this broker, updated with the dict extra."""
+        conf = {"bootstrap.servers": self.bootstrap}
+        conf.update(_quiet_kafka_client_config())
+        conf.update(extra or {})
+        return conf
+
+    def admin(self):
+        """Return this broker's shared confluent_kafka AdminClient (it reconnects by itself after restarts)."""
+        if self._admin is None:
+            from confluent_kafka.admin import AdminClient
+            self._admin = AdminClient(self.config())
+        return self._admin
+
+    def producer(self, extra=None):
+        """Return a confluent_kafka Producer; extra is more config, e.g. {"transactional.id": "x"}."""
+        from confluent_kafka import Producer
+        return Producer(self.config(extra))
+
+    def topic_partitions(self, topic):
+        """Return the partition ids of a topic, or [] if it does not exist (never auto-creates it)."""
+        md = self.admin().list_topics(timeout=10)
+        t = md.topics.get(topic)
+        if t is None or t.error is not None:
+            return []
+        return sorted(t.partitions)
+
+    def create_topic(self, name, partitions=3, config=None, timeout=30):
+        """Create a topic (replication factor 1) and wait until all its partitions have a leader."""
+        from confluent_kafka.admin import NewTopic
+        from confluent_kafka import KafkaError, KafkaException
+        futures = self.admin().create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})],
+            operation_timeout=timeout, request_timeout=timeout)
+        try:
+            futures[name].result()
+        except KafkaException as e:
+            if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+
+        def ready():
+            md = self.admin().list_topics(topic=name, timeout=5)
+            t = md.topics.get(name)
+            return (t is not None and t.error is None and len(t.partitions) == partitions
+                    and all(p.leader >= 0 for p in t.partitions.values()))
+        wait_for(ready, timeout, interval=0.1, what="topic %s" % name)
+
+    def consume(self, topics, until=None, timeout=30, isolation="read_committed", from_beginning=True):
+        """Read messages of all partitions of topics and return them as dicts.
+
+        until: None = stop at the current end of every partition (for
+        read_committed, the last stable offset); an int = stop once that many
+        messages arrived; a callable(messages) -> bool = stop once it is true.
+        Returns what was read when timeout seconds pass first (no exception).
+        Topics that do not exist yet are waited for within the timeout.
+        Each dict: topic, partition, offset, key (bytes), value (bytes),
+        headers (list of (name, bytes)), timestamp.
+        """
+        from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition, OFFSET_BEGINNING, OFFSET_END
+        if isinstance(topics, str):
+            topics = [topics]
+        deadline = time.monotonic() + timeout
+        parts = {}
+        while True:
+            for t in topics:
+                if t not in parts:
+                    ids = self.topic_partitions(t)
+                    if ids:
+                        parts[t] = ids
+            if len(parts) == len(topics) or time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+        if not parts:
+            return []
+
+        consumer = Consumer(self.config({
+            "group.id": "harness-" + uuid.uuid4().hex,
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "isolation.level": isolation,
+            "auto.offset.reset": "earliest" if from_beginning else "latest",
+        }))
+        start = OFFSET_BEGINNING if from_beginning else OFFSET_END
+        assignment = [TopicPartition(t, p, start) for t, ids in parts.items() for p in ids]
+        consumer.assign(assignment)
+        at_eof = set()
+        messages = []
+
+        def done():
+            if until is None:
+                return len(parts) == len(topics) and len(at_eof) == len(assignment)
+            if callable(until):
+                return until(messages)
+            return len(messages) >= until
+
+        try:
+            while not done() and time.monotonic() < deadline:
+                msg = consumer.poll(min(0.2, max(0.0, deadline - time.monotonic())))
+                if msg is None:
+                    continue
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        at_eof.add((msg.topic(), msg.partition()))
+                        continue
+                    if err.fatal():
+                        raise KafkaException(err)
+                    continue  # transient (e.g. broker restarting): keep polling until the deadline
+                at_eof.discard((msg.topic(), msg.partition()))
+                messages.append({
+                    "topic": msg.topic(),
+                    "partition": msg.partition(),
+                    "offset": msg.offset(),
+                    "key": msg.key(),
+                    "value": msg.value(),
+                    "headers": list(msg.headers() or []),
+                    "timestamp": msg.timestamp()[1],
+                })
+        finally:
+            consumer.close()
+        return messages
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+def _cmd_up(args):
+    """Start the servers, print how to reach them, wait for stdin EOF or a signal, clean up."""
+    t0 = time.monotonic()
+    servers = []
+    if not args.no_pg:
+        pg = Postgres()
+        servers.append(pg)
+        pg.start()
+        print("PG_DSN=%s" % pg.dsn(), flush=True)
+        print("PG_LOG=%s" % pg.log_path, flush=True)
+        print("harness: PostgreSQL up in %.1f s" % (time.monotonic() - t0), file=sys.stderr, flush=True)
+    if not args.no_kafka:
+        t1 = time.monotonic()
+        kafka = Kafka()
+        servers.append(kafka)
+        kafka.start()
+        print("KAFKA_BOOTSTRAP=%s" % kafka.bootstrap, flush=True)
+        print("KAFKA_LOG=%s" % kafka.log_path, flush=True)
+        print("harness: Kafka up in %.1f s" % (time.monotonic() - t1), file=sys.stderr, flush=True)
+    print("READY", flush=True)
+    try:
+        if args.wait == "stdin":
+            while sys.stdin.buffer.read1(4096):
+                pass
+        else:
+            while True:
+                signal.pause()
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        cleanup_all()
+    return 0
+
+
+def _cmd_jars(args):
+    print(ensure_kafka_jars(REPO_ROOT))
+    return 0
+
+
+def main(argv=None):
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start PostgreSQL and Kafka until stdin closes or SIGTERM/SIGINT")
+    up.add_argument("--no-pg", action="store_true", help="do not start PostgreSQL")
+    up.add_argument("--no-kafka", action="store_true", help="do not start Kafka")
+    up.add_argument("--wait", choices=("stdin", "signal"), default="stdin",
+                    help="stop when stdin closes (default) or only on SIGTERM/SIGINT")
+    up.set_defaults(func=_cmd_up)
+    jars = sub.add_parser("jars", help="fetch the Kafka jars if needed and print their directory")
+    jars.set_defaults(func=_cmd_jars)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

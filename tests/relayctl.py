@@ -1,0 +1,105 @@
+# relayctl.py: runs the outbox-relay binary for tests: a config per test, logs, stop and wait helpers.
+import os
+import signal
+import subprocess
+import tempfile
+import time
+
+from harness import REPO_ROOT, wait_for
+
+RELAY_BIN = os.environ.get("RELAY_BIN", os.path.join(REPO_ROOT, "relay", "outbox-relay"))
+SQL_DIR = os.path.join(REPO_ROOT, "sql")
+
+
+def install_outbox(db):
+    """Runs sql/outbox.sql in a test database (psql, as a user would)."""
+    subprocess.run(["psql", "-X", "-q", "-d", db.dsn, "-f", os.path.join(SQL_DIR, "outbox.sql")],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def write_config(path, conninfo, bootstrap, slot, topic, extra_pg="", extra_relay="", extra_kafka=""):
+    """Writes a relay config file for one test."""
+    with open(path, "w") as f:
+        f.write("""
+postgresql = {
+  conninfo = "%s";
+  slot = "%s";
+  status_interval_ms = 1000;
+  %s
+};
+outbox = { topic = "%s"; };
+relay = { log_level = "debug"; shutdown_timeout_ms = 20000; reconnect_max_backoff_ms = 2000; %s };
+kafka = {
+  bootstrap_servers = "%s";
+  %s
+};
+""" % (conninfo, slot, extra_pg, topic, extra_relay, bootstrap, extra_kafka))
+
+
+class Relay:
+    """One relay process with its own config file and log file."""
+
+    def __init__(self, config_path, workdir, binary=RELAY_BIN):
+        self.config_path = config_path
+        self.binary = binary
+        self.log_path = os.path.join(workdir, "relay.log")
+        self.proc = None
+        self.runs = 0
+
+    def start(self):
+        """Starts the relay; its stderr goes to the log file (appended across restarts)."""
+        assert self.proc is None or self.proc.poll() is not None
+        log = open(self.log_path, "a")
+        log.write("==== start %d\n" % self.runs)
+        log.flush()
+        self.runs += 1
+        self.proc = subprocess.Popen([self.binary, "--config", self.config_path],
+                                     stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        return self
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def wait_log(self, text, timeout=30, since=0):
+        """Waits until the log (from offset since) contains text; returns the log."""
+        wait_for(lambda: text in self.log()[since:] or self.proc.poll() is not None,
+                 timeout, what="relay log line %r" % text)
+        assert text in self.log()[since:], "relay exited before logging %r:\n%s" % (text, self.log()[-3000:])
+        return self.log()
+
+    def wait_streaming(self, timeout=30):
+        """Waits for the log line that says streaming started in the current run."""
+        marker = "==== start %d\n" % (self.runs - 1)
+        wait_for(lambda: "streaming from slot" in self.log().split(marker)[-1] or self.proc.poll() is not None,
+                 timeout, what="relay streaming")
+        assert self.proc.poll() is None, "relay exited:\n" + self.log()[-3000:]
+
+    def stop(self, sig=signal.SIGTERM, timeout=60):
+        """Sends sig and waits for the exit; returns the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        return self.wait_exit(timeout)
+
+    def wait_exit(self, timeout=60):
+        """Waits for the process to end by itself; returns its exit code."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("relay did not exit in %s s:\n%s" % (timeout, self.log()[-3000:]))
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def run_once(args, timeout=30):
+    """Runs the relay binary with arguments; returns (exit code, output)."""
+    p = subprocess.run([RELAY_BIN] + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=timeout)
+    return p.returncode, p.stdout.decode(errors="replace")

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# run-all.sh: runs every suite of `make check` and ends with one line "N passed, N failed".
+set -u
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-/usr/bin/python3}
+passed=0
+failed=0
+failed_suites=()
+
+# Adds a cmocka binary's counts ("[  PASSED  ] N test(s)." / "[  FAILED  ] N test(s)").
+run_cmocka() {
+	local bin=$1 out p f rc
+	out=$("$bin" 2>&1)
+	rc=$?
+	printf '%s\n' "$out" | grep -E '^\[ *(PASSED|FAILED|  ERROR) *\]|^\[==========\]' | sed "s|^|$bin: |"
+	p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -n1)
+	f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -n1)
+	passed=$((passed + ${p:-0}))
+	f=${f:-0}
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		printf '%s\n' "$out" | tail -n 20
+		f=1 # crashed (for example a sanitizer report) before cmocka counted
+	fi
+	failed=$((failed + f))
+	[ "$f" -eq 0 ] || failed_suites+=("$bin")
+}
+
+# Adds pytest's counts from its JUnit report.
+run_pytest() {
+	local name=$1 xml counts
+	shift
+	xml=build/pytest-$name.xml
+	rm -f "$xml"
+	"$PYTHON" -m pytest -p no:cacheprovider -q --junitxml="$xml" "$@"
+	if [ ! -f "$xml" ]; then
+		failed=$((failed + 1))
+		failed_suites+=("pytest $name (no report)")
+		return
+	fi
+	counts=$("$PYTHON" - "$xml" <<'PY'
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+t = sum(int(s.get("tests", 0)) for s in suites)
+bad = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
+skip = sum(int(s.get("skipped", 0)) for s in suites)
+print(t - bad - skip, bad)
+PY
+)
+	passed=$((passed + ${counts% *}))
+	failed=$((failed + ${counts#* }))
+	[ "${counts#* }" -eq 0 ] || failed_suites+=("pytest $name")
+}
+
+echo "== unit tests"
+for t in build/rel/test_*; do [ -x "$t" ] && run_cmocka "$t"; done
+echo "== unit tests under ASan+UBSan"
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+for t in build/san/test_*; do [ -x "$t" ] && run_cmocka "$t"; done
+
+echo "== integration tests (real PostgreSQL 15 + wal2json, real Kafka)"
+run_pytest integration tests/
+
+echo "== integration test with the ASan+UBSan relay"
+RELAY_BIN=build/san/outbox-relay run_pytest sanitized tests/test_relay.py -k "many_transactions"
+
+[ ${#failed_suites[@]} -eq 0 ] || echo "failed: ${failed_suites[*]}"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

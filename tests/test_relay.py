@@ -1,0 +1,310 @@
+# Integration tests: the relay between a real PostgreSQL 15 (wal2json) and a real Kafka broker.
+import json
+import os
+import signal
+import threading
+import time
+
+import psycopg2
+import pytest
+
+from harness import wait_for
+import relayctl
+
+AGGREGATES = ["user", "document", "liveness"]
+
+
+def murmur2_partition(key, partitions):
+    """The Java client's default partition for a key: toPositive(murmur2(key)) % partitions."""
+    seed, m, r = 0x9747B28C, 0x5BD1E995, 24
+    length = len(key)
+    h = (seed ^ length) & 0xFFFFFFFF
+    for i in range(0, length - length % 4, 4):
+        k = int.from_bytes(key[i:i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = (h * m) & 0xFFFFFFFF
+        h ^= k
+    rest = length % 4
+    tail = key[length - rest:]
+    if rest == 3:
+        h ^= tail[2] << 16
+    if rest >= 2:
+        h ^= tail[1] << 8
+    if rest >= 1:
+        h ^= tail[0]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return (h & 0x7FFFFFFF) % partitions
+
+
+def write_events(db, transactions, per_txn, keys=20, start=0, other_table=False):
+    """Commits `transactions` transactions of `per_txn` outbox rows; returns {event id: row}.
+
+    Each payload carries a global sequence number, so per-key commit order can be checked.
+    With other_table, every transaction also writes rows of a table the relay does not read.
+    """
+    conn = db.connect(autocommit=False)
+    cur = conn.cursor()
+    if other_table:
+        cur.execute("CREATE TABLE IF NOT EXISTS public.other (id bigserial PRIMARY KEY, note text)")
+        conn.commit()
+    rows = {}
+    seq = start
+    for _ in range(transactions):
+        for _ in range(per_txn):
+            agg = AGGREGATES[seq % len(AGGREGATES)]
+            key = "%s-%d" % (agg, seq % keys)
+            payload = json.dumps({"seq": seq, "key": key})
+            cur.execute("SELECT outbox.publish(%s, %s, 'Changed', %s::jsonb, %s::jsonb)",
+                        (agg, key, payload, json.dumps({"tenant": "t1", "seq": seq})))
+            rows[cur.fetchone()[0]] = {"agg": agg, "key": key, "seq": seq}
+            if other_table:
+                cur.execute("INSERT INTO public.other (note) VALUES ('not an event')")
+            seq += 1
+        conn.commit()
+    conn.close()
+    return rows
+
+
+def consume_events(kafka, outbox, count, timeout=120):
+    topics = [outbox.topic(a) for a in AGGREGATES]
+    return kafka.consume(topics, until=count, timeout=timeout)
+
+
+def assert_exactly_once_in_order(msgs, rows, outbox):
+    """Every row arrived once, with its topic, key and headers, in commit order per key."""
+    seen = {}
+    last_seq = {}
+    for m in msgs:
+        headers = dict(m["headers"])
+        event_id = headers["event_id"].decode()
+        assert event_id not in seen, "duplicate event %s" % event_id
+        seen[event_id] = m
+        row = rows[event_id]
+        assert m["topic"] == outbox.topic(row["agg"])
+        assert m["key"] == row["key"].encode()
+        assert headers["event_type"] == b"Changed"
+        assert headers["tenant"] == b"t1"
+        payload = json.loads(m["value"])
+        assert payload["seq"] == row["seq"]
+        assert last_seq.get(row["key"], -1) < row["seq"], "out of order for key %s" % row["key"]
+        last_seq[row["key"]] = row["seq"]
+    missing = set(rows) - set(seen)
+    assert not missing, "%d events missing" % len(missing)
+
+
+def slot_lsns(db, slot):
+    """(confirmed_flush_lsn, current WAL lsn) as numbers."""
+    r = db.query("SELECT confirmed_flush_lsn - '0/0', pg_current_wal_lsn() - '0/0' "
+                 "FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+    return (int(r[0][0]) if r and r[0][0] is not None else 0), int(r[0][1]) if r else 0
+
+
+def test_many_transactions_exactly_once_in_order(outbox, kafka):
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    rows = write_events(outbox.db, transactions=300, per_txn=5)
+    msgs = consume_events(kafka, outbox, len(rows))
+    assert_exactly_once_in_order(msgs, rows, outbox)
+    # Same partition as the Java client for the same key (murmur2).
+    parts = len(kafka.topic_partitions(outbox.topic("user")))
+    for m in msgs[:200]:
+        assert m["partition"] == murmur2_partition(m["key"], parts)
+    assert outbox.relay.stop() == 0
+
+
+def test_large_transaction_of_100k_rows(outbox, kafka):
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    outbox.db.execute(
+        "INSERT INTO outbox.events (aggregate_type, aggregate_id, event_type, payload) "
+        "SELECT 'user', 'user-' || (i % 50), 'Bulk', jsonb_build_object('seq', i) "
+        "FROM generate_series(1, 100000) i")
+    msgs = kafka.consume([outbox.topic("user")], until=100000, timeout=240)
+    seqs = [json.loads(m["value"])["seq"] for m in msgs]
+    assert len(seqs) == 100000 and len(set(seqs)) == 100000
+    per_key = {}
+    for m, s in zip(msgs, seqs):
+        assert per_key.get(m["key"], 0) < s
+        per_key[m["key"]] = s
+    assert outbox.relay.stop() == 0
+
+
+def test_other_tables_interleaved_are_not_published(outbox, kafka):
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    rows = write_events(outbox.db, transactions=50, per_txn=4, other_table=True)
+    outbox.db.execute("INSERT INTO public.other (note) SELECT 'x' FROM generate_series(1, 1000)")
+    # An update and a delete of outbox rows (a retention purge) publish nothing.
+    outbox.db.execute("DELETE FROM outbox.events WHERE created_at < now() + interval '1 day'")
+    msgs = consume_events(kafka, outbox, len(rows))
+    assert_exactly_once_in_order(msgs, rows, outbox)
+    # Nothing else comes after them.
+    end = consume_events(kafka, outbox, None, timeout=20)
+    assert len(end) == len(rows)
+
+
+def test_values_pass_through_byte_exact(outbox, kafka):
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    payload = ('{"big": 9007199254740993, "num": 12345678901234567890.123, '
+               '"quote": "say \\"hi\\"", "backslash": "C:\\\\path\\\\x", '
+               '"text": "Zoë 😀 日本", "ctrl": "a\\u0001b\\nc", "deep": {"a": [1, 2.50, -0.0]}}')
+    headers = '{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "n": 9007199254740993, "q": "a\\"b"}'
+    outbox.db.execute("SELECT outbox.publish('user', 'ünïcode-key', 'Exact', %s::jsonb, %s::jsonb)",
+                      (payload, headers))
+    stored = outbox.db.query("SELECT payload::text FROM outbox.events")[0][0]
+    msgs = kafka.consume([outbox.topic("user")], until=1, timeout=60)
+    assert len(msgs) == 1
+    m = msgs[0]
+    assert m["value"] == stored.encode()
+    assert b"9007199254740993" in m["value"] and b"12345678901234567890.123" in m["value"]
+    assert m["key"] == "ünïcode-key".encode()
+    h = dict(m["headers"])
+    assert h["traceparent"] == b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    assert h["n"] == b"9007199254740993"
+    assert h["q"] == b'a"b'
+
+
+def test_sigterm_mid_stream_then_restart_loses_nothing(outbox, kafka):
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    rows = {}
+    done = threading.Event()
+
+    def writer():
+        seq = 0
+        while not done.is_set() and seq < 20000:
+            rows.update(write_events(outbox.db, transactions=10, per_txn=10, start=seq))
+            seq += 100
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        wait_for(lambda: len(rows) >= 2000, 60, what="rows written")
+        assert outbox.relay.stop(signal.SIGTERM) == 0
+        assert "stopped; confirmed up to" in outbox.relay.log()
+        wait_for(lambda: len(rows) >= 4000, 60, what="rows written while stopped")
+        outbox.relay.start()
+        outbox.relay.wait_streaming()
+    finally:
+        done.set()
+        t.join()
+    msgs = consume_events(kafka, outbox, len(rows), timeout=180)
+    # A clean stop ends at a transaction boundary after Kafka acknowledged it: no duplicates.
+    assert_exactly_once_in_order(msgs, rows, outbox)
+    assert outbox.relay.stop() == 0
+
+
+def test_confirmed_lsn_never_passes_what_kafka_acknowledged(outbox, kafka):
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    write_events(outbox.db, transactions=5, per_txn=2)
+    consume_events(kafka, outbox, 10)
+    wait_for(lambda: slot_lsns(outbox.db, outbox.slot)[0] >= slot_lsns(outbox.db, outbox.slot)[1] - 1024,
+             30, what="slot caught up")
+    before = outbox.db.query("SELECT pg_current_wal_lsn() - '0/0'")[0][0]
+    kafka.pause()
+    try:
+        rows = write_events(outbox.db, transactions=20, per_txn=5, start=100)
+        # The relay reads the rows but Kafka cannot acknowledge them: the slot must not move
+        # past the first of them, while status messages keep flowing.
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            assert slot_lsns(outbox.db, outbox.slot)[0] <= before
+            time.sleep(0.2)  # sampling the slot position while the broker is paused
+        assert outbox.relay.proc.poll() is None
+    finally:
+        kafka.resume()
+    msgs = kafka.consume([outbox.topic(a) for a in AGGREGATES], until=110, timeout=120)
+    got = {dict(m["headers"])["event_id"].decode() for m in msgs}
+    assert set(rows) <= got
+    after = outbox.db.query("SELECT pg_current_wal_lsn() - '0/0'")[0][0]
+    wait_for(lambda: slot_lsns(outbox.db, outbox.slot)[0] >= after - 1024, 30, what="slot advanced")
+
+
+def test_idle_database_slot_follows_wal(outbox, kafka):
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    outbox.db.execute("CREATE TABLE noise (x int)")
+    outbox.db.execute("INSERT INTO noise SELECT generate_series(1, 10000)")
+    target = outbox.db.query("SELECT pg_current_wal_lsn() - '0/0'")[0][0]
+    wait_for(lambda: slot_lsns(outbox.db, outbox.slot)[0] >= target, 45, what="idle slot following WAL")
+
+
+def test_reconnects_after_walsender_is_terminated(outbox, kafka, pg):
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    rows = write_events(outbox.db, transactions=20, per_txn=5)
+    consume_events(kafka, outbox, len(rows))
+    mark = len(outbox.relay.log())
+    pg.kill_walsenders(outbox.db.name)
+    outbox.relay.wait_log("replication connection lost", since=mark)
+    outbox.relay.wait_log("streaming from slot", since=mark)
+    rows.update(write_events(outbox.db, transactions=20, per_txn=5, start=1000))
+    msgs = consume_events(kafka, outbox, len(rows))
+    assert_exactly_once_in_order(msgs, rows, outbox)
+
+
+def test_postgres_restart_is_survived(outbox, kafka, pg):
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    rows = write_events(outbox.db, transactions=10, per_txn=5)
+    consume_events(kafka, outbox, len(rows))
+    mark = len(outbox.relay.log())
+    pg.restart(mode="fast")
+    outbox.relay.wait_log("streaming from slot", since=mark, timeout=60)
+    rows.update(write_events(outbox.db, transactions=10, per_txn=5, start=1000))
+    msgs = consume_events(kafka, outbox, len(rows))
+    assert_exactly_once_in_order(msgs, rows, outbox)
+
+
+def test_slot_of_another_plugin_is_refused_with_one_clear_line(outbox):
+    outbox.db.query("SELECT pg_create_logical_replication_slot(%s, 'test_decoding')", (outbox.slot,))
+    outbox.relay.start()
+    assert outbox.relay.wait_exit(30) == 1
+    assert "must be a logical slot of wal2json" in outbox.relay.log()
+
+
+def test_role_without_replication_is_told_what_to_change(outbox, pg):
+    role = "norepl_" + outbox.slot
+    outbox.db.execute("CREATE ROLE %s LOGIN" % role)
+    try:
+        outbox.reconfigure()
+        conf = open(outbox.config_path).read().replace("user=postgres", "user=" + role)
+        open(outbox.config_path, "w").write(conf)
+        outbox.relay.start()
+        assert outbox.relay.wait_exit(30) == 1
+        assert "REPLICATION" in outbox.relay.log()
+    finally:
+        outbox.db.execute("DROP ROLE %s" % role)
+
+
+def test_bad_config_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.conf"
+    path.write_text('postgresql = {\n  conninfo = "x";\n  slots = "y";\n};\nkafka = { bootstrap_servers = "b"; acks = 1; };\n')
+    code, out = relayctl.run_once(["check-config", str(path)])
+    assert code == 2
+    assert "%s:3: unknown setting 'postgresql.slots'" % path in out
+    path.write_text('postgresql = { conninfo = "x"; status_interval_ms = "fast"; };\nkafka = { bootstrap_servers = "b"; };\n')
+    code, out = relayctl.run_once(["check-config", str(path)])
+    assert code == 2 and "%s:1: postgresql.status_interval_ms must be an integer" % path in out
+    path.write_text('postgresql = { conninfo = "x"; };\nkafka = {\n bootstrap_servers = "b";\n acks = 1;\n};\n')
+    code, out = relayctl.run_once(["check-config", str(path)])
+    assert code == 2 and "%s:4: kafka acks must be all" % path in out
+    path.write_text('postgresql = { conninfo = "x"; };\nkafka = {\n bootstrap_servers = "b";\n no_such_thing = 1;\n};\n')
+    code, out = relayctl.run_once(["check-config", str(path)])
+    assert code == 2 and "%s:4: kafka no.such.thing" % path in out
+    code, out = relayctl.run_once(["check-config", os.path.join(relayctl.REPO_ROOT, "conf", "outbox-relay.conf.example")])
+    assert code == 0, out
+
+
+def test_help_and_version():
+    code, out = relayctl.run_once(["--help"])
+    assert code == 0 and "--config FILE" in out
+    code, out = relayctl.run_once(["--version"])
+    assert code == 0 and out.startswith("outbox-relay ")
