@@ -1,11 +1,14 @@
 /* pg_stream.c: libpq replication protocol: server checks, the slot, START_REPLICATION, messages. */
 #include "pg_stream.h"
 
+#include <errno.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include "log.h"
 
@@ -266,21 +269,57 @@ pg_result pg_stream_open(pg_stream **out, const char *conninfo, const char *slot
 	*out = s;
 	return PG_OK;
 fail:
-	pg_stream_close(s);
+	pg_stream_close(s, 0);
 	return r;
 }
 
-void pg_stream_close(pg_stream *s)
+/*
+ * Ends the copy the way the protocol wants: CopyDone, then read (and drop) what the server still
+ * sends until its own CopyDone. The server handles messages in order, so once it answers, it has
+ * applied every status update sent before; closing at once could lose the last one.
+ */
+static void finish_copy(pg_stream *s, int timeout_ms)
+{
+	struct timespec start, now;
+	char *buf = NULL;
+
+	if (PQputCopyEnd(s->conn, NULL) <= 0)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		int len = PQgetCopyData(s->conn, &buf, 1);
+		if (buf) {
+			PQfreemem(buf);
+			buf = NULL;
+		}
+		if (len > 0)
+			continue;
+		if (len < 0)
+			break;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long left = timeout_ms - ((now.tv_sec - start.tv_sec) * 1000 +
+					  (now.tv_nsec - start.tv_nsec) / 1000000);
+		if (left <= 0)
+			return;
+		struct pollfd pfd = {.fd = PQsocket(s->conn),
+				     .events = (short)(POLLIN | (PQflush(s->conn) > 0 ? POLLOUT : 0))};
+		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
+			return;
+		if (!PQconsumeInput(s->conn))
+			return;
+	}
+	for (PGresult *res; (res = PQgetResult(s->conn)) != NULL;)
+		PQclear(res);
+}
+
+void pg_stream_close(pg_stream *s, int timeout_ms)
 {
 	if (!s)
 		return;
 	if (s->buf)
 		PQfreemem(s->buf);
-	if (s->conn && PQstatus(s->conn) == CONNECTION_OK && PQisnonblocking(s->conn)) {
-		/* End the copy politely; the server then ends the walsender. */
-		PQputCopyEnd(s->conn, NULL);
-		PQflush(s->conn);
-	}
+	if (s->conn && PQstatus(s->conn) == CONNECTION_OK && PQisnonblocking(s->conn) && timeout_ms > 0)
+		finish_copy(s, timeout_ms);
 	PQfinish(s->conn);
 	free(s);
 }

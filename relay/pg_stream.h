@@ -31,7 +31,8 @@ typedef enum { PG_OK = 0, PG_RETRY = -1, PG_FATAL = -2 } pg_result;
  */
 pg_result pg_stream_open(pg_stream **out, const char *conninfo, const char *slot, bool create_slot,
 			 char *const *tables, int n_tables, lsn_t from, char *err, size_t errlen);
-void pg_stream_close(pg_stream *s);
+/* Ends the stream, waiting up to timeout_ms for the server to take the last status update. */
+void pg_stream_close(pg_stream *s, int timeout_ms);
 int pg_stream_socket(const pg_stream *s);
 /* 1: a message in *msg; 0: nothing buffered (wait for the socket); -1: stream ended or broke. */
 int pg_stream_read(pg_stream *s, pg_msg *msg);

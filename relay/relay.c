@@ -21,6 +21,8 @@
 /* Records read from libpq's buffer before timers and deliveries get a turn. */
 #define READ_BATCH 1024
 #define BACKOFF_START_MS 500
+/* How long the server gets to end the stream cleanly (and apply the last status). */
+#define CLOSE_TIMEOUT_MS 5000
 
 /* How a streaming session ended. */
 typedef enum {
@@ -352,7 +354,7 @@ static void end_session(relay *r)
 	r->in_txn = false;
 	r->delivery_failed = false;
 	r->delivery_err = RD_KAFKA_RESP_ERR_NO_ERROR;
-	pg_stream_close(r->pg);
+	pg_stream_close(r->pg, CLOSE_TIMEOUT_MS);
 	r->pg = NULL;
 }
 
@@ -484,7 +486,7 @@ int relay_run(const relay_config *cfg)
 	}
 	code = run_sessions(&r);
 cleanup:
-	pg_stream_close(r.pg);
+	pg_stream_close(r.pg, CLOSE_TIMEOUT_MS);
 	kafka_producer_free(r.kp);
 	router_free(r.router);
 	progress_free(&r.prog);

@@ -65,6 +65,48 @@ static void add_seg(router *r, seg_kind kind, const char *text, size_t len)
 	}
 }
 
+/* Kafka accepts topic names of 1 to 249 characters from [a-zA-Z0-9._-]. */
+static bool topic_char_ok(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	       ch == '.' || ch == '_' || ch == '-';
+}
+
+/* A whole topic name: 1 to 249 allowed characters, and neither "." nor "..". */
+static bool topic_name_ok(const char *t, size_t len)
+{
+	if (len == 0 || len > 249 || (len == 1 && t[0] == '.') || (len == 2 && memcmp(t, "..", 2) == 0))
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!topic_char_ok(t[i]))
+			return false;
+	return true;
+}
+
+/* Rejects literal text no topic name may hold, so that a bad template fails at startup. */
+static int check_literals(const router *r, const char *tmpl, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < r->n_segs; i++) {
+		const topic_seg *s = &r->segs[i];
+		for (size_t k = 0; s->kind == SEG_LITERAL && k < s->len; k++) {
+			if (!topic_char_ok(s->text[k])) {
+				snprintf(err, errlen, "topic template '%s' holds a character Kafka "
+					 "topic names cannot have (allowed: a-z A-Z 0-9 . _ -)", tmpl);
+				return -1;
+			}
+		}
+	}
+	if (r->literal_len > 249) {
+		snprintf(err, errlen, "topic template '%s' is longer than 249 characters", tmpl);
+		return -1;
+	}
+	if (r->n_placeholders == 0 && !topic_name_ok(r->segs[0].text, r->segs[0].len)) {
+		snprintf(err, errlen, "topic template '%s' is not a valid Kafka topic name", tmpl);
+		return -1;
+	}
+	return 0;
+}
+
 /* Splits "outbox.${aggregate_type}" into literal and placeholder segments. */
 static int compile_template(router *r, const char *tmpl, char *err, size_t errlen)
 {
@@ -103,6 +145,23 @@ static int compile_template(router *r, const char *tmpl, char *err, size_t errle
 		snprintf(err, errlen, "topic template is empty");
 		return -1;
 	}
+	return check_literals(r, tmpl, err, errlen);
+}
+
+/* Splits the "schema.table" entries of the table list; both parts must be non-empty. */
+static int compile_tables(router *r, const relay_config *cfg, char *err, size_t errlen)
+{
+	r->tables = calloc((size_t)cfg->n_tables + 1, sizeof(table_name));
+	for (int i = 0; i < cfg->n_tables; i++) {
+		const char *name = cfg->tables[i], *dot = strchr(name, '.');
+		if (!dot || dot == name || dot[1] == '\0') {
+			snprintf(err, errlen, "table '%s' is not schema.table", name);
+			return -1;
+		}
+		r->tables[i].schema = strndup(name, (size_t)(dot - name));
+		r->tables[i].table = strdup(dot + 1);
+		r->n_tables = i + 1;
+	}
 	return 0;
 }
 
@@ -110,15 +169,9 @@ router *router_new(const relay_config *cfg, char *err, size_t errlen)
 {
 	router *r = calloc(1, sizeof(*r));
 
-	if (compile_template(r, cfg->topic_template, err, errlen) < 0)
+	if (compile_template(r, cfg->topic_template, err, errlen) < 0 ||
+	    compile_tables(r, cfg, err, errlen) < 0)
 		goto fail;
-	r->tables = calloc((size_t)cfg->n_tables, sizeof(table_name));
-	r->n_tables = cfg->n_tables;
-	for (int i = 0; i < cfg->n_tables; i++) {
-		const char *dot = strchr(cfg->tables[i], '.');
-		r->tables[i].schema = strndup(cfg->tables[i], (size_t)(dot - cfg->tables[i]));
-		r->tables[i].table = strdup(dot + 1);
-	}
 	return r;
 fail:
 	router_free(r);
@@ -274,20 +327,6 @@ static const json_span *seg_value(const topic_seg *s, const outbox_cols *c, cons
 	case SEG_TABLE: return &rec->table;
 	default: return NULL;
 	}
-}
-
-/* Kafka accepts topic names of 1 to 249 characters from [a-zA-Z0-9._-]. */
-static bool topic_name_ok(const char *t, size_t len)
-{
-	if (len == 0 || len > 249 || (len == 1 && t[0] == '.') || (len == 2 && memcmp(t, "..", 2) == 0))
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		char ch = t[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		      ch == '.' || ch == '_' || ch == '-'))
-			return false;
-	}
-	return true;
 }
 
 /* Expands the template into *pos as a NUL-terminated name. */
