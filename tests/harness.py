@@ -513,6 +513,10 @@ class Kafka:
             "group.initial.rebalance.delay.ms": "0",
             "num.partitions": "3",
             "auto.create.topics.enable": "true",
+            # After kill() the restarted broker cannot register until its old session expires
+            # (default 9 s, about 14 s to restart); shorter keeps crash tests quick.
+            "broker.session.timeout.ms": "4000",
+            "broker.heartbeat.interval.ms": "500",
         }
         self.properties_path = os.path.join(self.dir, "server.properties")
         with open(self.properties_path, "w") as f:
@@ -585,6 +589,14 @@ class Kafka:
         if self.proc.poll() is None:
             self._signal(signal.SIGKILL)
         self.proc.wait()
+
+    def pause(self):
+        """Freeze the broker (SIGSTOP): connections stay open but nothing is answered."""
+        self._signal(signal.SIGSTOP)
+
+    def resume(self):
+        """Let a paused broker go on (SIGCONT)."""
+        self._signal(signal.SIGCONT)
 
     def _signal(self, sig):
         try:
