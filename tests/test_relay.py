@@ -2,6 +2,7 @@
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 
@@ -200,7 +201,19 @@ def test_sigterm_mid_stream_then_restart_loses_nothing(outbox, kafka):
     assert outbox.relay.stop() == 0
 
 
-def test_confirmed_lsn_never_passes_what_kafka_acknowledged(outbox, kafka):
+def test_confirmed_lsn_never_passes_what_kafka_acknowledged(outbox, kafka, pg):
+    # A short wal_sender_timeout: the relay must keep answering while Kafka does not.
+    pg.execute("ALTER SYSTEM SET wal_sender_timeout = '3s'")
+    pg.execute("SELECT pg_reload_conf()")
+    try:
+        check_slot_held_while_kafka_is_paused(outbox, kafka)
+    finally:
+        pg.execute("ALTER SYSTEM RESET wal_sender_timeout")
+        pg.execute("SELECT pg_reload_conf()")
+    assert "replication connection lost" not in outbox.relay.log()
+
+
+def check_slot_held_while_kafka_is_paused(outbox, kafka):
     outbox.relay.start()
     outbox.relay.wait_streaming()
     write_events(outbox.db, transactions=5, per_txn=2)
@@ -308,3 +321,46 @@ def test_help_and_version():
     assert code == 0 and "--config FILE" in out
     code, out = relayctl.run_once(["--version"])
     assert code == 0 and out.startswith("outbox-relay ")
+
+
+def test_kafka_broker_restart_loses_nothing(outbox, kafka):
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    rows = write_events(outbox.db, transactions=20, per_txn=5)
+    consume_events(kafka, outbox, len(rows))
+    kafka.stop()
+    try:
+        # Written while the broker is down: the relay must hold them and the slot.
+        rows.update(write_events(outbox.db, transactions=20, per_txn=5, start=1000))
+    finally:
+        kafka.start()
+    rows.update(write_events(outbox.db, transactions=20, per_txn=5, start=2000))
+    msgs = consume_events(kafka, outbox, len(rows), timeout=180)
+    got = [dict(m["headers"])["event_id"].decode() for m in msgs]
+    assert set(rows) <= set(got), "%d events lost" % len(set(rows) - set(got))
+    assert outbox.relay.proc.poll() is None
+    assert outbox.relay.stop() == 0
+
+
+def test_make_install_honours_prefix_and_destdir(tmp_path):
+    dest = tmp_path / "root"
+    subprocess.run(["make", "-s", "-C", relayctl.REPO_ROOT, "install", "DESTDIR=%s" % dest, "PREFIX=/usr"],
+                   check=True, stdout=subprocess.DEVNULL)
+    for path in ["usr/bin/outbox-relay", "usr/share/outbox-relay/sql/outbox.sql",
+                 "usr/share/outbox-relay/sql/relay-role.sql",
+                 "usr/share/outbox-relay/outbox-relay.conf.example",
+                 "usr/share/doc/outbox-relay/README.md", "usr/share/doc/outbox-relay/guarantees.md"]:
+        assert (dest / path).is_file(), path
+    assert os.access(dest / "usr/bin/outbox-relay", os.X_OK)
+
+
+def test_configuration_doc_lists_every_key():
+    code, out = relayctl.run_once(["--describe-config"])
+    assert code == 0
+    doc = open(os.path.join(relayctl.REPO_ROOT, "docs", "configuration.md")).read()
+    example = open(os.path.join(relayctl.REPO_ROOT, "conf", "outbox-relay.conf.example")).read()
+    for line in out.splitlines()[2:]:
+        key = line.split("`")[1]
+        assert line in doc, "docs/configuration.md is out of date for %s (paste --describe-config)" % key
+        if not key.endswith("*"):
+            assert key.split(".")[1] + " =" in example, "the example config lacks %s" % key
