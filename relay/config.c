@@ -174,25 +174,29 @@ static const opt_def *find_opt(const char *group, const char *name)
 	return NULL;
 }
 
-/* Turns a setting value into the text librdkafka expects. */
-static int kafka_value_text(const config_setting_t *s, char *buf, size_t len)
+/*
+ * Turns a setting value into the text librdkafka expects (a new string), NULL for a group,
+ * list or array. Strings are copied whole: PEM certificates run to many kilobytes.
+ */
+static char *kafka_value_text(const config_setting_t *s)
 {
+	char buf[64];
+
 	switch (config_setting_type(s)) {
 	case CONFIG_TYPE_STRING:
-		snprintf(buf, len, "%s", config_setting_get_string(s));
-		return 0;
+		return xstrdup(config_setting_get_string(s));
 	case CONFIG_TYPE_INT:
 	case CONFIG_TYPE_INT64:
-		snprintf(buf, len, "%lld", config_setting_get_int64(s));
-		return 0;
+		snprintf(buf, sizeof(buf), "%lld", config_setting_get_int64(s));
+		return xstrdup(buf);
 	case CONFIG_TYPE_BOOL:
-		snprintf(buf, len, "%s", config_setting_get_bool(s) ? "true" : "false");
-		return 0;
+		return xstrdup(config_setting_get_bool(s) ? "true" : "false");
 	case CONFIG_TYPE_FLOAT:
-		snprintf(buf, len, "%g", config_setting_get_float(s));
-		return 0;
+		/* 15 digits: 0.123456789 stays as written, 1e7 becomes 10000000. */
+		snprintf(buf, sizeof(buf), "%.15g", config_setting_get_float(s));
+		return xstrdup(buf);
 	default:
-		return -1;
+		return NULL;
 	}
 }
 
@@ -200,12 +204,12 @@ static int kafka_value_text(const config_setting_t *s, char *buf, size_t len)
 static int load_kafka(relay_config *cfg, const config_setting_t *group, FILE *err)
 {
 	int n = config_setting_length(group), bad = 0;
-	char value[4096];
 
 	cfg->kafka = calloc((size_t)n + 1, sizeof(kafka_property));
 	for (int i = 0; i < n; i++) {
 		const config_setting_t *s = config_setting_get_elem(group, (unsigned)i);
-		if (kafka_value_text(s, value, sizeof(value)) < 0) {
+		char *value = kafka_value_text(s);
+		if (!value) {
 			fprintf(err, "%s:%d: kafka.%s must be a string, number or bool\n", cfg->path,
 				setting_line(s), config_setting_name(s));
 			bad = -1;
@@ -216,7 +220,7 @@ static int load_kafka(relay_config *cfg, const config_setting_t *group, FILE *er
 		for (char *c = p->name; *c; c++)
 			if (*c == '_')
 				*c = '.';
-		p->value = xstrdup(value);
+		p->value = value;
 		p->line = setting_line(s);
 	}
 	return bad;
@@ -261,29 +265,118 @@ static int check_unknown(relay_config *cfg, const config_setting_t *root, FILE *
 	return bad;
 }
 
+/* The line of a setting, or 1 when the file does not have it (a default, a missing key). */
+static int line_of(const config_t *lc, const char *path)
+{
+	const config_setting_t *s = config_lookup(lc, path);
+	return s ? setting_line(s) : 1;
+}
+
+/* The line of element i of a list setting, or 1 when it came from the default. */
+static int elem_line(const config_t *lc, const char *path, int i)
+{
+	const config_setting_t *s = config_lookup(lc, path);
+	const config_setting_t *e = s ? config_setting_get_elem(s, (unsigned)i) : NULL;
+	return e ? setting_line(e) : 1;
+}
+
+/* "schema.table" with both parts non-empty. */
+static bool table_name_ok(const char *name)
+{
+	const char *dot = strchr(name, '.');
+	return dot && dot != name && dot[1] != '\0';
+}
+
 /* Checks values that span keys (done after each key is valid on its own). */
-static int check_values(relay_config *cfg, FILE *err)
+static int check_values(relay_config *cfg, const config_t *lc, FILE *err)
 {
 	log_level_t lvl;
 	int bad = 0;
 
 	if (!log_parse_level(cfg->log_level, &lvl)) {
-		fprintf(err, "%s:1: relay.log_level '%s' is not one of error, warn, info, debug\n",
-			cfg->path, cfg->log_level);
+		fprintf(err, "%s:%d: relay.log_level '%s' is not one of error, warn, info, debug\n",
+			cfg->path, line_of(lc, "relay.log_level"), cfg->log_level);
 		bad = -1;
 	}
 	for (int i = 0; i < cfg->n_tables; i++) {
-		if (!strchr(cfg->tables[i], '.')) {
-			fprintf(err, "%s:1: postgresql.tables entry '%s' must be schema.table\n",
-				cfg->path, cfg->tables[i]);
+		if (!table_name_ok(cfg->tables[i])) {
+			fprintf(err, "%s:%d: postgresql.tables entry '%s' must be schema.table\n",
+				cfg->path, elem_line(lc, "postgresql.tables", i), cfg->tables[i]);
 			bad = -1;
 		}
 	}
 	if (!config_kafka_get(cfg, "bootstrap.servers")) {
-		fprintf(err, "%s:1: kafka.bootstrap_servers is required\n", cfg->path);
+		fprintf(err, "%s:%d: kafka.bootstrap_servers is required\n", cfg->path,
+			line_of(lc, KAFKA_GROUP));
 		bad = -1;
 	}
 	return bad;
+}
+
+/*
+ * Reads the whole file into a NUL-terminated buffer; NULL with errno set on a read error.
+ * (libconfig's own reader exits the process when a read fails, e.g. on a directory.)
+ */
+static char *read_all(FILE *f, size_t *len)
+{
+	size_t cap = 0;
+	char *buf = NULL;
+
+	*len = 0;
+	for (;;) {
+		if (cap - *len < 4096) {
+			cap = cap ? cap * 2 : 8192;
+			buf = realloc(buf, cap);
+			if (!buf) {
+				log_error("out of memory");
+				abort();
+			}
+		}
+		size_t n = fread(buf + *len, 1, cap - *len - 1, f);
+		*len += n;
+		if (n == 0)
+			break;
+	}
+	if (ferror(f)) {
+		int e = errno;
+		free(buf);
+		errno = e;
+		return NULL;
+	}
+	buf[*len] = '\0';
+	return buf;
+}
+
+/* Opens, reads and parses the file into lc; reports why not at FILE:LINE. */
+static int parse_file(config_t *lc, const char *path, FILE *err)
+{
+	FILE *f = fopen(path, "r");
+	size_t len;
+	char *text;
+	int ok;
+
+	if (!f) {
+		fprintf(err, "%s:0: cannot open: %s\n", path, strerror(errno));
+		return -1;
+	}
+	text = read_all(f, &len);
+	if (!text)
+		fprintf(err, "%s:0: cannot read: %s\n", path, strerror(errno));
+	fclose(f);
+	if (!text)
+		return -1;
+	if (strlen(text) != len) {
+		fprintf(err, "%s:0: the file holds a NUL byte: not a text file\n", path);
+		free(text);
+		return -1;
+	}
+	ok = config_read_string(lc, text) == CONFIG_TRUE;
+	free(text);
+	if (!ok) {
+		fprintf(err, "%s:%d: %s\n", path, config_error_line(lc), config_error_text(lc));
+		return -1;
+	}
+	return 0;
 }
 
 relay_config *config_load(const char *path, FILE *err)
@@ -291,21 +384,11 @@ relay_config *config_load(const char *path, FILE *err)
 	config_t lc;
 	relay_config *cfg = calloc(1, sizeof(*cfg));
 	int bad = 0;
-	FILE *f;
 
 	cfg->path = xstrdup(path);
 	config_init(&lc);
-	f = fopen(path, "r");
-	if (!f) {
-		fprintf(err, "%s:0: cannot open: %s\n", path, strerror(errno));
+	if (parse_file(&lc, path, err) < 0)
 		goto fail;
-	}
-	if (config_read(&lc, f) != CONFIG_TRUE) {
-		fprintf(err, "%s:%d: %s\n", path, config_error_line(&lc), config_error_text(&lc));
-		fclose(f);
-		goto fail;
-	}
-	fclose(f);
 	if (config_setting_length(config_root_setting(&lc)) == 0) {
 		fprintf(err, "%s:1: the file is empty; at least postgresql.conninfo and "
 			     "kafka.bootstrap_servers are needed\n", path);
@@ -327,7 +410,7 @@ relay_config *config_load(const char *path, FILE *err)
 	if (kg && config_setting_is_group(kg))
 		bad |= load_kafka(cfg, kg, err);
 	if (bad == 0)
-		bad |= check_values(cfg, err);
+		bad |= check_values(cfg, &lc, err);
 	if (bad)
 		goto fail;
 	config_destroy(&lc);
