@@ -39,6 +39,15 @@ static const opt_def opts[] = {
 	 "longest time between two status messages to the server; keep it below wal_sender_timeout"},
 	{"outbox.topic", OPT_STRING, OFF(topic_template), "outbox.${aggregate_type}", 0, 0,
 	 "topic template; placeholders: ${aggregate_type} ${event_type} ${schema} ${table}"},
+	{"relay.delivery", OPT_STRING, OFF(delivery), "exactly-once", 0, 0,
+	 "exactly-once (Kafka transactions, position stored in Kafka) or at-least-once "
+	 "(idempotent producer only; duplicates possible after a crash)"},
+	{"relay.checkpoint_topic", OPT_STRING, OFF(checkpoint_topic), "outbox-relay.checkpoints", 0, 0,
+	 "compacted topic holding each relay's PostgreSQL position (exactly-once); created on first start"},
+	{"relay.transaction_max_records", OPT_INT, OFF(transaction_max_records), "10000", 1, 10000000,
+	 "exactly-once: most records in one Kafka transaction (a larger PostgreSQL transaction is split)"},
+	{"relay.transaction_max_ms", OPT_INT, OFF(transaction_max_ms), "100", 1, 60000,
+	 "exactly-once: longest time a Kafka transaction stays open while rows keep coming"},
 	{"relay.log_level", OPT_STRING, OFF(log_level), "info", 0, 0,
 	 "error, warn, info or debug"},
 	{"relay.shutdown_timeout_ms", OPT_INT, OFF(shutdown_timeout_ms), "30000", 0, 3600000,
@@ -308,6 +317,17 @@ static int check_values(relay_config *cfg, const config_t *lc, FILE *err)
 	if (!config_kafka_get(cfg, "bootstrap.servers")) {
 		fprintf(err, "%s:%d: kafka.bootstrap_servers is required\n", cfg->path,
 			line_of(lc, KAFKA_GROUP));
+		bad = -1;
+	}
+	cfg->exactly_once = strcmp(cfg->delivery, "exactly-once") == 0;
+	if (!cfg->exactly_once && strcmp(cfg->delivery, "at-least-once") != 0) {
+		fprintf(err, "%s:%d: relay.delivery '%s' is not exactly-once or at-least-once\n",
+			cfg->path, line_of(lc, "relay.delivery"), cfg->delivery);
+		bad = -1;
+	}
+	if (!cfg->exactly_once && config_kafka_get(cfg, "transactional.id")) {
+		fprintf(err, "%s:%d: kafka.transactional_id needs relay.delivery = \"exactly-once\"\n",
+			cfg->path, line_of(lc, KAFKA_GROUP));
 		bad = -1;
 	}
 	return bad;

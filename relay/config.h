@@ -27,6 +27,11 @@ typedef struct {
 	char *topic_template;
 
 	/* relay */
+	char *delivery; /* "exactly-once" or "at-least-once" */
+	bool exactly_once;
+	char *checkpoint_topic;
+	int transaction_max_records;
+	int transaction_max_ms;
 	char *log_level;
 	int shutdown_timeout_ms;
 	int reconnect_max_backoff_ms;

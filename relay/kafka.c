@@ -110,17 +110,26 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	kp->on_delivery(kp->opaque, m->_private, m->err);
 }
 
-kafka_producer *kafka_producer_new(const relay_config *cfg, kafka_delivery_fn on_delivery_fn,
-				   void *opaque, char *errbuf, size_t errlen)
+kafka_producer *kafka_producer_new(const relay_config *cfg, const char *transactional_id,
+				   kafka_delivery_fn on_delivery_fn, void *opaque, char *errbuf,
+				   size_t errlen)
 {
 	kafka_producer *kp = calloc(1, sizeof(*kp));
 	rd_kafka_conf_t *conf = kafka_conf_build(cfg, stderr);
+	char errstr[512];
 
 	kp->pipe_fds[0] = kp->pipe_fds[1] = -1;
 	kp->on_delivery = on_delivery_fn;
 	kp->opaque = opaque;
 	if (!conf) {
 		snprintf(errbuf, errlen, "invalid kafka settings in %s", cfg->path);
+		goto fail;
+	}
+	if (transactional_id &&
+	    rd_kafka_conf_set(conf, "transactional.id", transactional_id, errstr, sizeof(errstr)) !=
+		    RD_KAFKA_CONF_OK) {
+		snprintf(errbuf, errlen, "transactional.id: %s", errstr);
+		rd_kafka_conf_destroy(conf);
 		goto fail;
 	}
 	rd_kafka_conf_set_log_cb(conf, on_log);
@@ -210,4 +219,57 @@ int kafka_outq_len(kafka_producer *kp) { return rd_kafka_outq_len(kp->rk); }
 bool kafka_fatal(kafka_producer *kp, char *buf, size_t len)
 {
 	return rd_kafka_fatal_error(kp->rk, buf, len) != RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+/* Classifies a transactional API error; err gets its text. Takes ownership of e. */
+static kafka_txn_result txn_result(rd_kafka_error_t *e, const char *what, char *err, size_t errlen)
+{
+	kafka_txn_result r;
+
+	if (!e)
+		return KAFKA_TXN_OK;
+	snprintf(err, errlen, "%s: %s", what, rd_kafka_error_string(e));
+	if (rd_kafka_error_is_fatal(e))
+		r = KAFKA_TXN_FATAL;
+	else if (rd_kafka_error_txn_requires_abort(e))
+		r = KAFKA_TXN_ABORT;
+	else if (rd_kafka_error_is_retriable(e) || rd_kafka_error_code(e) == RD_KAFKA_RESP_ERR__TIMED_OUT)
+		r = KAFKA_TXN_RETRY;
+	else
+		r = KAFKA_TXN_FATAL;
+	rd_kafka_error_destroy(e);
+	return r;
+}
+
+kafka_txn_result kafka_txn_init(kafka_producer *kp, int timeout_ms, char *err, size_t errlen)
+{
+	return txn_result(rd_kafka_init_transactions(kp->rk, timeout_ms), "init_transactions", err,
+			  errlen);
+}
+
+kafka_txn_result kafka_txn_begin(kafka_producer *kp, char *err, size_t errlen)
+{
+	return txn_result(rd_kafka_begin_transaction(kp->rk), "begin_transaction", err, errlen);
+}
+
+kafka_txn_result kafka_txn_commit(kafka_producer *kp, int timeout_ms, char *err, size_t errlen)
+{
+	return txn_result(rd_kafka_commit_transaction(kp->rk, timeout_ms), "commit_transaction", err,
+			  errlen);
+}
+
+kafka_txn_result kafka_txn_abort(kafka_producer *kp, int timeout_ms, char *err, size_t errlen)
+{
+	return txn_result(rd_kafka_abort_transaction(kp->rk, timeout_ms), "abort_transaction", err,
+			  errlen);
+}
+
+rd_kafka_resp_err_t kafka_produce_plain(kafka_producer *kp, const char *topic, const char *key,
+					const char *value, void *msg_opaque)
+{
+	/* Hand-off: topic, key and value are copied by librdkafka. */
+	return rd_kafka_producev(kp->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
+				 RD_KAFKA_V_VALUE((void *)value, strlen(value)),
+				 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(msg_opaque),
+				 RD_KAFKA_V_END);
 }

@@ -20,14 +20,34 @@ typedef struct kafka_producer kafka_producer;
  */
 rd_kafka_conf_t *kafka_conf_build(const relay_config *cfg, FILE *err);
 /* Creates the producer; NULL with a message in errbuf on failure. */
-kafka_producer *kafka_producer_new(const relay_config *cfg, kafka_delivery_fn on_delivery,
-				   void *opaque, char *errbuf, size_t errlen);
+/* transactional_id: NULL for the idempotent-only (at-least-once) producer. */
+kafka_producer *kafka_producer_new(const relay_config *cfg, const char *transactional_id,
+				   kafka_delivery_fn on_delivery, void *opaque, char *errbuf,
+				   size_t errlen);
 void kafka_producer_free(kafka_producer *kp);
 /*
  * Hands one record to librdkafka (copied). Returns 0, RD_KAFKA_RESP_ERR__QUEUE_FULL when the
  * local queue is full (serve delivery reports, then try again), or another error.
  */
 rd_kafka_resp_err_t kafka_produce(kafka_producer *kp, const route_msg *m, void *msg_opaque);
+/* Outcome of a transactional call, by librdkafka's error classes. */
+typedef enum {
+	KAFKA_TXN_OK,
+	KAFKA_TXN_RETRY, /* timed out or retriable: call the same function again */
+	KAFKA_TXN_ABORT, /* the transaction must be aborted and its input read again */
+	KAFKA_TXN_FATAL, /* fenced or a fatal producer error: exit */
+} kafka_txn_result;
+
+/* init_transactions: fences older producers with the same transactional.id. */
+kafka_txn_result kafka_txn_init(kafka_producer *kp, int timeout_ms, char *err, size_t errlen);
+kafka_txn_result kafka_txn_begin(kafka_producer *kp, char *err, size_t errlen);
+/* commit_transaction for at most timeout_ms; RETRY means call again (it resumes). */
+kafka_txn_result kafka_txn_commit(kafka_producer *kp, int timeout_ms, char *err, size_t errlen);
+kafka_txn_result kafka_txn_abort(kafka_producer *kp, int timeout_ms, char *err, size_t errlen);
+/* Produces one record with a plain key and value (the checkpoint), copied. */
+rd_kafka_resp_err_t kafka_produce_plain(kafka_producer *kp, const char *topic, const char *key,
+					const char *value, void *msg_opaque);
+
 /* Readable when delivery reports or errors wait to be served. */
 int kafka_event_fd(const kafka_producer *kp);
 /* Serves waiting delivery reports and errors (calls on_delivery); never blocks. */

@@ -16,6 +16,9 @@ struct pg_stream {
 	PGconn *conn;
 	char *buf; /* the last message from PQgetCopyData, freed at the next read */
 	lsn_t start_lsn;
+	bool slot_created;
+	bool streaming; /* START_REPLICATION succeeded: status updates can be sent */
+	char sysid[32];
 	char error[512];
 };
 
@@ -137,6 +140,7 @@ static pg_result create_slot(pg_stream *s, const char *slot_ident, char *err, si
 	if (!res)
 		return explain(s, PG_RETRY, err, errlen);
 	lsn_parse(PQgetvalue(res, 0, 1), strlen(PQgetvalue(res, 0, 1)), &s->start_lsn);
+	s->slot_created = true;
 	PQclear(res);
 	return PG_OK;
 }
@@ -240,6 +244,7 @@ static pg_result start_streaming(pg_stream *s, const char *slot, char *const *ta
 		return explain(s, PG_RETRY, err, errlen);
 	}
 	PQclear(res);
+	s->streaming = true;
 	if (PQsetnonblocking(s->conn, 1) != 0) {
 		set_error(s, PQerrorMessage(s->conn));
 		return explain(s, PG_RETRY, err, errlen);
@@ -247,8 +252,18 @@ static pg_result start_streaming(pg_stream *s, const char *slot, char *const *ta
 	return PG_OK;
 }
 
-pg_result pg_stream_open(pg_stream **out, const char *conninfo, const char *slot, bool create_slot,
-			 char *const *tables, int n_tables, lsn_t from, char *err, size_t errlen)
+/* Reads the cluster's system identifier, which names the relay's Kafka transactional id. */
+static pg_result identify_system(pg_stream *s, char *err, size_t errlen)
+{
+	PGresult *res = query(s, "IDENTIFY_SYSTEM");
+	if (!res)
+		return explain(s, PG_RETRY, err, errlen);
+	snprintf(s->sysid, sizeof(s->sysid), "%s", PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "");
+	PQclear(res);
+	return PG_OK;
+}
+
+pg_result pg_stream_connect(pg_stream **out, const char *conninfo, char *err, size_t errlen)
 {
 	const char *keys[] = {"dbname", "replication", "fallback_application_name", NULL};
 	const char *vals[] = {conninfo, "database", "outbox-relay", NULL};
@@ -263,8 +278,7 @@ pg_result pg_stream_open(pg_stream **out, const char *conninfo, const char *slot
 		goto fail;
 	}
 	if ((r = check_wal_level(s, err, errlen)) != PG_OK ||
-	    (r = check_slot(s, slot, create_slot, err, errlen)) != PG_OK ||
-	    (r = start_streaming(s, slot, tables, n_tables, from, err, errlen)) != PG_OK)
+	    (r = identify_system(s, err, errlen)) != PG_OK)
 		goto fail;
 	*out = s;
 	return PG_OK;
@@ -272,6 +286,22 @@ fail:
 	pg_stream_close(s, 0);
 	return r;
 }
+
+pg_result pg_stream_check_slot(pg_stream *s, const char *slot, bool create, char *err,
+			       size_t errlen)
+{
+	return check_slot(s, slot, create, err, errlen);
+}
+
+pg_result pg_stream_start(pg_stream *s, const char *slot, char *const *tables, int n_tables,
+			  lsn_t from, char *err, size_t errlen)
+{
+	return start_streaming(s, slot, tables, n_tables, from, err, errlen);
+}
+
+const char *pg_stream_sysid(const pg_stream *s) { return s->sysid; }
+
+bool pg_stream_slot_created(const pg_stream *s) { return s->slot_created; }
 
 /*
  * Ends the copy the way the protocol wants: CopyDone, then read (and drop) what the server still
@@ -399,6 +429,8 @@ int pg_stream_send_status(pg_stream *s, lsn_t write, lsn_t flush)
 	char msg[34];
 	struct timeval tv;
 
+	if (!s->streaming)
+		return 0; /* nothing to confirm before the stream started */
 	gettimeofday(&tv, NULL);
 	msg[0] = 'r';
 	put_be64(msg + 1, write);

@@ -24,14 +24,21 @@ typedef struct {
 typedef enum { PG_OK = 0, PG_RETRY = -1, PG_FATAL = -2 } pg_result;
 
 /*
- * Connects in replication mode, checks the server's setup and the slot (creating it with
- * wal2json when allowed), and starts streaming after `from` (0: the slot's confirmed position).
- * tables go to wal2json's add-tables. On failure, *out is NULL and err holds one line saying
- * what to change.
+ * Connects in replication mode and checks the server's setup. On failure, *out is NULL and err
+ * holds one line saying what to change.
  */
-pg_result pg_stream_open(pg_stream **out, const char *conninfo, const char *slot, bool create_slot,
-			 char *const *tables, int n_tables, lsn_t from, char *err, size_t errlen);
-/* Ends the stream, waiting up to timeout_ms for the server to take the last status update. */
+pg_result pg_stream_connect(pg_stream **out, const char *conninfo, char *err, size_t errlen);
+/* Checks the slot: logical, wal2json, this database, not in use, not invalidated; creates it
+ * when missing and create is true. */
+pg_result pg_stream_check_slot(pg_stream *s, const char *slot, bool create, char *err,
+			       size_t errlen);
+/* Starts streaming after `from` (0: the slot's confirmed position); tables go to add-tables. */
+pg_result pg_stream_start(pg_stream *s, const char *slot, char *const *tables, int n_tables,
+			  lsn_t from, char *err, size_t errlen);
+/* The server's system identifier (unique per cluster), as text. */
+const char *pg_stream_sysid(const pg_stream *s);
+/* True when pg_stream_connect created the slot. */
+bool pg_stream_slot_created(const pg_stream *s);
 void pg_stream_close(pg_stream *s, int timeout_ms);
 int pg_stream_socket(const pg_stream *s);
 /* 1: a message in *msg; 0: nothing buffered (wait for the socket); -1: stream ended or broke. */
@@ -42,7 +49,7 @@ int pg_stream_send_status(pg_stream *s, lsn_t write, lsn_t flush);
 int pg_stream_flush(pg_stream *s);
 /* The last error from the server or libpq, one line. */
 const char *pg_stream_error(const pg_stream *s);
-/* The slot's confirmed_flush_lsn when the stream started. */
+/* The slot's confirmed_flush_lsn when the connection checked it. */
 lsn_t pg_stream_start_lsn(const pg_stream *s);
 
 #endif

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "checkpoint.h"
+#include "eos.h"
 #include "kafka.h"
 #include "log.h"
 #include "pg_stream.h"
@@ -50,6 +52,9 @@ typedef struct {
 	uint64_t records_out;
 	unsigned rewinds; /* refusals in a row, for the backoff; reset by an ack */
 	int64_t stop_deadline; /* set at the first look at a stop request */
+	bool eos_on;           /* exactly-once: Kafka transactions with checkpoints */
+	eos eos;
+	bool eos_loaded;       /* the checkpoint was read from Kafka */
 } relay;
 
 static volatile sig_atomic_t stop_requested;
@@ -144,10 +149,16 @@ static void on_delivery(void *opaque, void *msg_opaque, rd_kafka_resp_err_t err)
  * Sends a status update when the server asked, when the interval passed, or soon after the
  * flush position moved. The flush position is only ever what Kafka acknowledged.
  */
+/* What may be confirmed: committed in Kafka (exactly-once) or acknowledged (at-least-once). */
+static lsn_t flush_lsn(const relay *r)
+{
+	return r->eos_on ? r->eos.committed.lsn : r->prog.acked;
+}
+
 static int send_status(relay *r, bool force)
 {
 	int64_t now = now_ms();
-	lsn_t flush = r->prog.acked;
+	lsn_t flush = flush_lsn(r);
 	bool due = force || now - r->last_status_ms >= r->cfg->status_interval_ms ||
 		   (flush > r->sent_flush && now - r->last_status_ms >= STATUS_MIN_GAP_MS);
 
@@ -167,7 +178,7 @@ static int send_status(relay *r, bool force)
 /* Milliseconds until the next status update is due. */
 static int64_t status_due_in(const relay *r)
 {
-	int64_t gap = r->prog.acked > r->sent_flush ? STATUS_MIN_GAP_MS : r->cfg->status_interval_ms;
+	int64_t gap = flush_lsn(r) > r->sent_flush ? STATUS_MIN_GAP_MS : r->cfg->status_interval_ms;
 	int64_t left = r->last_status_ms + gap - now_ms();
 	return left < 0 ? 0 : left;
 }
@@ -183,8 +194,10 @@ static int wait_events(relay *r, bool read_pg, int64_t deadline)
 	int64_t timeout = r->pg ? status_due_in(r) : 1000;
 	struct timespec ts;
 
-	fds[n].fd = kafka_event_fd(r->kp);
-	fds[n++].events = POLLIN;
+	if (r->kp) {
+		fds[n].fd = kafka_event_fd(r->kp);
+		fds[n++].events = POLLIN;
+	}
 	if (r->pg) {
 		fds[n].fd = pg_stream_socket(r->pg);
 		fds[n].events = (short)((read_pg ? POLLIN : 0) | (pg_stream_flush(r->pg) > 0 ? POLLOUT : 0));
@@ -200,19 +213,52 @@ static int wait_events(relay *r, bool read_pg, int64_t deadline)
 		log_error("poll: %s", strerror(errno));
 		return -1;
 	}
-	kafka_serve(r->kp);
+	if (r->kp)
+		kafka_serve(r->kp);
 	return r->pg ? send_status(r, false) : 0;
+}
+
+/* Between slices of a blocking Kafka call: serve events, keep status flowing; -1 to give up. */
+static int eos_tick(void *ctx)
+{
+	relay *r = ctx;
+	if (wait_events(r, false, now_ms() + 1) < 0)
+		return -1;
+	return stop_requested && r->stop_deadline && now_ms() >= r->stop_deadline ? -1 : 0;
+}
+
+static stream_end eos_to_stream(eos_result e)
+{
+	return e == EOS_OK ? STREAM_CONTINUE : e == EOS_REPLAY ? STREAM_REWIND : STREAM_FATAL;
+}
+
+/* Commits the open Kafka transaction, with its checkpoint, when it is due. */
+static stream_end maybe_commit(relay *r, bool input_idle)
+{
+	if (!r->eos_on || !eos_commit_due(&r->eos, input_idle))
+		return STREAM_CONTINUE;
+	return eos_to_stream(eos_commit(&r->eos, eos_tick, r));
 }
 
 /* Hands one record to Kafka, waiting (with status updates flowing) while its queue is full. */
 static stream_end produce(relay *r, const route_msg *m)
 {
+	if (r->eos_on) {
+		char err[512];
+		eos_result e = eos_ensure_open(&r->eos, err, sizeof(err));
+		if (e != EOS_OK) {
+			log_error("%s", err);
+			return eos_to_stream(e);
+		}
+	}
 	for (;;) {
 		rd_kafka_resp_err_t err = kafka_produce(r->kp, m, (void *)(uintptr_t)r->txn_seq);
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 			progress_produced(&r->prog, r->txn_seq);
 			r->records_out++;
-			return STREAM_CONTINUE;
+			if (r->eos_on)
+				eos_produced(&r->eos);
+			return maybe_commit(r, false);
 		}
 		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
 			log_error("cannot hand a record for topic %s to Kafka: %s", m->topic,
@@ -253,18 +299,23 @@ static stream_end handle_record(relay *r, const char *data, size_t len)
 	switch (rec.action) {
 	case W2J_BEGIN:
 		r->in_txn = true;
-		r->skip_txn = rec.nextlsn <= r->prog.acked;
+		r->skip_txn = r->eos_on ? !eos_pg_begin(&r->eos, rec.nextlsn) : rec.nextlsn <= r->prog.acked;
 		if (!r->skip_txn)
 			r->txn_seq = progress_begin(&r->prog, rec.nextlsn);
 		return STREAM_CONTINUE;
 	case W2J_COMMIT:
-		if (r->in_txn && !r->skip_txn)
+		if (r->in_txn && !r->skip_txn) {
 			progress_commit(&r->prog, r->txn_seq);
+			if (r->eos_on)
+				eos_pg_commit(&r->eos);
+		}
 		r->in_txn = false;
-		return STREAM_CONTINUE;
+		return maybe_commit(r, false);
 	case W2J_INSERT:
 		if (!r->in_txn || r->skip_txn || !router_is_outbox(r->router, &rec))
 			return STREAM_CONTINUE;
+		if (r->eos_on && !eos_pg_row(&r->eos))
+			return STREAM_CONTINUE; /* Kafka has it: a committed part of a split transaction */
 		if (router_outbox(r->router, &rec, &m, &why) < 0)
 			return refuse_row(&rec, why);
 		return produce(r, &m);
@@ -284,9 +335,19 @@ static stream_end handle_message(relay *r, const pg_msg *msg)
 			r->received = msg->wal_start;
 		return handle_record(r, msg->data, msg->len);
 	}
-	/* Keepalive: with nothing open or in flight, everything up to walEnd is safe. */
-	if (!r->in_txn && progress_idle(&r->prog))
+	/* Keepalive: with nothing open or in flight, everything up to walEnd is safe. In
+	 * exactly-once mode that position is committed to Kafka first (at most once per interval). */
+	if (!r->in_txn && progress_idle(&r->prog)) {
 		progress_skip_to(&r->prog, msg->wal_end);
+		if (r->eos_on) {
+			eos_idle_at(&r->eos, msg->wal_end);
+			if (eos_idle_checkpoint_due(&r->eos)) {
+				stream_end e = eos_to_stream(eos_commit(&r->eos, eos_tick, r));
+				if (e != STREAM_CONTINUE)
+					return e;
+			}
+		}
+	}
 	if (msg->reply_requested && send_status(r, true) < 0)
 		return STREAM_BROKEN;
 	return STREAM_CONTINUE;
@@ -325,6 +386,12 @@ static stream_end stream(relay *r)
 				return STREAM_BROKEN;
 			continue;
 		}
+		/* Input is idle: commit what is open; now and then store (and prove) the position. */
+		if ((e = maybe_commit(r, true)) != STREAM_CONTINUE)
+			return e;
+		if (r->eos_on && !r->in_txn && eos_idle_checkpoint_due(&r->eos) &&
+		    (e = eos_to_stream(eos_commit(&r->eos, eos_tick, r))) != STREAM_CONTINUE)
+			return e;
 		if (wait_events(r, true, stop_requested ? r->stop_deadline : -1) < 0)
 			return STREAM_BROKEN;
 	}
@@ -345,8 +412,8 @@ static bool drain(relay *r, int64_t deadline)
 }
 
 /*
- * Forgets what is not acknowledged and closes the stream; the next session starts right after
- * the acknowledged position, so what follows it is read and produced again.
+ * Forgets what is not acknowledged (or committed) and closes the stream; the next session starts
+ * right after the confirmed position, so what follows it is read and produced again.
  */
 static void end_session(relay *r)
 {
@@ -358,6 +425,102 @@ static void end_session(relay *r)
 	r->pg = NULL;
 }
 
+/* The transactional.id: the file's, or one derived from the cluster and the slot. */
+static void transactional_id(const relay *r, char *buf, size_t len)
+{
+	const char *set = config_kafka_get(r->cfg, "transactional.id");
+	if (set)
+		snprintf(buf, len, "%s", set);
+	else
+		snprintf(buf, len, "outbox-relay-%s-%s", pg_stream_sysid(r->pg), r->cfg->slot);
+}
+
+/* Creates the producer once; in exactly-once mode also fences older instances of this relay. */
+static pg_result setup_kafka(relay *r, char *err, size_t errlen)
+{
+	char txn_id[512];
+
+	if (r->kp)
+		return PG_OK;
+	transactional_id(r, txn_id, sizeof(txn_id));
+	/* Hand-off: the producer calls on_delivery with r from kafka_serve, on this thread. */
+	r->kp = kafka_producer_new(r->cfg, r->eos_on ? txn_id : NULL, on_delivery, r, err, errlen);
+	if (!r->kp)
+		return PG_FATAL;
+	if (!r->eos_on)
+		return PG_OK;
+	eos_init(&r->eos, r->cfg, txn_id);
+	log_info("exactly-once: transactional.id %s, checkpoints in %s", txn_id, r->cfg->checkpoint_topic);
+	if (eos_start(&r->eos, r->kp, eos_tick, r) != EOS_OK) {
+		snprintf(err, errlen, "Kafka transactions could not start (see above)");
+		return PG_FATAL;
+	}
+	return PG_OK;
+}
+
+/*
+ * Exactly-once, first session: where Kafka says the relay got to. A slot ahead of that point
+ * was moved by someone else (or recreated): the events in between were never published.
+ */
+static pg_result load_checkpoint(relay *r, char *err, size_t errlen)
+{
+	checkpoint cp;
+	char a[LSN_TEXT_MAX], b[LSN_TEXT_MAX];
+	lsn_t slot_at = pg_stream_start_lsn(r->pg);
+	checkpoint_result res;
+
+	if (!r->eos_on || r->eos_loaded)
+		return PG_OK;
+	res = checkpoint_load(r->cfg, r->cfg->checkpoint_topic, r->eos.txn_id,
+			      pg_stream_slot_created(r->pg), &cp, err, errlen);
+	if (res == CHECKPOINT_ERROR)
+		return PG_RETRY;
+	if (res == CHECKPOINT_NO_TOPIC)
+		return PG_FATAL;
+	if (res == CHECKPOINT_NONE) {
+		memset(&cp, 0, sizeof(cp));
+		cp.lsn = slot_at;
+		log_info("no checkpoint for %s yet: starting at the slot's position %s", r->eos.txn_id,
+			 lsn_format(slot_at, a));
+	} else if (slot_at > cp.lsn) {
+		snprintf(err, errlen, "slot \"%s\" is at %s but this relay's checkpoint in Kafka is at %s: "
+			 "the slot was advanced by someone else or recreated, and the events in between "
+			 "were never published. Refusing to start (see docs/exactly-once.md)",
+			 r->cfg->slot, lsn_format(slot_at, a), lsn_format(cp.lsn, b));
+		return PG_FATAL;
+	} else {
+		log_info("checkpoint in Kafka: %s%s", lsn_format(cp.lsn, a),
+			 cp.partial_nextlsn ? " (inside a split transaction)" : "");
+	}
+	eos_resume(&r->eos, &cp);
+	r->eos_loaded = true;
+	return PG_OK;
+}
+
+/* One attempt at a session: connect, Kafka (once), slot, checkpoint (once), start streaming. */
+static pg_result open_session(relay *r, char *err, size_t errlen)
+{
+	pg_result res = pg_stream_connect(&r->pg, r->cfg->pg_conninfo, err, errlen);
+
+	if (res == PG_OK)
+		res = setup_kafka(r, err, errlen);
+	if (res == PG_OK)
+		res = pg_stream_check_slot(r->pg, r->cfg->slot, r->cfg->create_slot, err, errlen);
+	if (res == PG_OK)
+		res = load_checkpoint(r, err, errlen);
+	if (res == PG_OK) {
+		if (!r->eos_on && pg_stream_start_lsn(r->pg) > r->prog.acked)
+			r->prog.acked = pg_stream_start_lsn(r->pg);
+		res = pg_stream_start(r->pg, r->cfg->slot, r->cfg->tables, r->cfg->n_tables,
+				      flush_lsn(r), err, errlen);
+	}
+	if (res != PG_OK) {
+		pg_stream_close(r->pg, 0);
+		r->pg = NULL;
+	}
+	return res;
+}
+
 /* Opens the replication stream; retries with backoff until it works, a stop, or a fatal error. */
 static stream_end connect_stream(relay *r)
 {
@@ -365,16 +528,14 @@ static stream_end connect_stream(relay *r)
 	char err[1024], a[LSN_TEXT_MAX];
 
 	for (;;) {
-		pg_result res = pg_stream_open(&r->pg, r->cfg->pg_conninfo, r->cfg->slot,
-					       r->cfg->create_slot, r->cfg->tables, r->cfg->n_tables,
-					       r->prog.acked, err, sizeof(err));
+		pg_result res = open_session(r, err, sizeof(err));
 		if (res == PG_OK)
 			break;
 		if (res == PG_FATAL) {
-			log_error("PostgreSQL: %s", err);
+			log_error("%s", err);
 			return STREAM_FATAL;
 		}
-		log_warn("PostgreSQL: %s; retrying in %lld ms", err, (long long)backoff);
+		log_warn("%s; retrying in %lld ms", err, (long long)backoff);
 		int64_t until = now_ms() + backoff;
 		while (!stop_requested && now_ms() < until)
 			wait_events(r, false, until);
@@ -383,15 +544,14 @@ static stream_end connect_stream(relay *r)
 		backoff = backoff * 2 > r->cfg->reconnect_max_backoff_ms ? r->cfg->reconnect_max_backoff_ms
 									  : backoff * 2;
 	}
-	if (pg_stream_start_lsn(r->pg) > r->prog.acked)
-		r->prog.acked = pg_stream_start_lsn(r->pg);
-	r->sent_flush = r->prog.acked;
+	r->sent_flush = flush_lsn(r);
 	r->last_status_ms = now_ms();
-	log_info("streaming from slot \"%s\" after %s", r->cfg->slot, lsn_format(r->prog.acked, a));
+	log_info("streaming from slot \"%s\" after %s (%s)", r->cfg->slot, lsn_format(flush_lsn(r), a),
+		 r->eos_on ? "exactly-once" : "at-least-once");
 	return STREAM_CONTINUE;
 }
 
-/* SIGTERM: no more reading; bounded wait for acks; the final position goes to the server. */
+/* SIGTERM: no more reading; bounded wait for acks (and the commit); the final position goes out. */
 static void shut_down(relay *r)
 {
 	char a[LSN_TEXT_MAX];
@@ -401,12 +561,14 @@ static void shut_down(relay *r)
 	deadline = r->stop_deadline;
 	log_info("stopping: waiting up to %lld ms for Kafka to acknowledge %llu records",
 		 (long long)(deadline - now_ms()), (unsigned long long)r->prog.in_flight);
+	if (r->eos_on && r->eos.open && eos_commit(&r->eos, eos_tick, r) != EOS_OK)
+		log_warn("the last Kafka transaction was not committed; it will be read again");
 	if (!drain(r, deadline))
 		log_warn("%llu records were not acknowledged in time; they will be read again at the "
 			 "next start", (unsigned long long)r->prog.in_flight);
 	if (r->pg && send_status(r, true) < 0)
 		log_warn("could not send the final position: %s", pg_stream_error(r->pg));
-	log_info("stopped; confirmed up to %s", lsn_format(r->prog.acked, a));
+	log_info("stopped; confirmed up to %s", lsn_format(flush_lsn(r), a));
 }
 
 /* Waits longer after each refusal in a row, so a Kafka outage does not spin; -1 on a stop. */
@@ -418,14 +580,41 @@ static int pause_before_rewind(relay *r)
 	if (wait > r->cfg->reconnect_max_backoff_ms)
 		wait = r->cfg->reconnect_max_backoff_ms;
 	r->rewinds++;
-	log_warn("reading again from %s in %lld ms", "the last acknowledged position", (long long)wait);
+	log_warn("reading again from the last confirmed position in %lld ms", (long long)wait);
 	int64_t until = now_ms() + wait;
 	while (!stop_requested && now_ms() < until)
 		wait_events(r, false, until);
 	return stop_requested ? -1 : 0;
 }
 
-/* Runs sessions until stopped: each connects, streams, and on trouble drains and reconnects. */
+/*
+ * After a broken connection or a refusal: settle what is in flight, then read again from the
+ * confirmed point. After a refusal, what is still queued will be produced again: drop it now.
+ * In exactly-once mode a lost database connection still commits what was read (the checkpoint
+ * says exactly how far it goes); a refusal aborts the Kafka transaction.
+ */
+static int settle_session(relay *r, stream_end e)
+{
+	if (e == STREAM_REWIND)
+		kafka_purge(r->kp);
+	if (!drain(r, -1) && stop_requested)
+		return -1;
+	if (r->eos_on && r->eos.open) {
+		eos_result res = e == STREAM_BROKEN ? eos_commit(&r->eos, eos_tick, r) : EOS_REPLAY;
+		if (res == EOS_REPLAY && eos_abort(&r->eos, eos_tick, r) == EOS_FATAL)
+			return -2;
+		if (res == EOS_FATAL)
+			return -2;
+	}
+	if (r->eos_on)
+		eos_resume(&r->eos, &r->eos.committed);
+	if (r->pg)
+		send_status(r, true);
+	end_session(r);
+	return 0;
+}
+
+/* Runs sessions until stopped: each connects, streams, and on trouble settles and reconnects. */
 static int run_sessions(relay *r)
 {
 	for (;;) {
@@ -438,26 +627,19 @@ static int run_sessions(relay *r)
 		}
 		if (e == STREAM_FATAL) {
 			/* Keep what Kafka did take: confirm it before leaving. */
-			drain(r, now_ms() + r->cfg->shutdown_timeout_ms);
+			if (r->kp)
+				drain(r, now_ms() + r->cfg->shutdown_timeout_ms);
 			if (r->pg)
 				send_status(r, true);
 			return RELAY_EXIT_FATAL;
 		}
-		/* Broken or rewind: settle what is in flight, then read again from the acked point.
-		 * After a refusal, what is still queued will be produced again: drop it now. */
-		if (e == STREAM_REWIND)
-			kafka_purge(r->kp);
-		if (!drain(r, -1) && stop_requested) {
+		int s = settle_session(r, e);
+		if (s == -1 || (e == STREAM_REWIND && pause_before_rewind(r) < 0)) {
 			shut_down(r);
 			return RELAY_EXIT_OK;
 		}
-		if (r->pg)
-			send_status(r, true);
-		end_session(r);
-		if (e == STREAM_REWIND && pause_before_rewind(r) < 0) {
-			shut_down(r);
-			return RELAY_EXIT_OK;
-		}
+		if (s == -2)
+			return RELAY_EXIT_FATAL;
 	}
 }
 
@@ -469,6 +651,7 @@ int relay_run(const relay_config *cfg)
 
 	memset(&r, 0, sizeof(r));
 	r.cfg = cfg;
+	r.eos_on = cfg->exactly_once;
 	setup_signals();
 	progress_init(&r.prog, LSN_INVALID);
 	r.router = router_new(cfg, err, sizeof(err));
@@ -477,17 +660,12 @@ int relay_run(const relay_config *cfg)
 		code = RELAY_EXIT_USAGE;
 		goto cleanup;
 	}
-	/* Hand-off: the producer calls on_delivery with &r from kafka_serve, on this thread. */
-	r.kp = kafka_producer_new(cfg, on_delivery, &r, err, sizeof(err));
-	if (!r.kp) {
-		log_error("Kafka producer: %s", err);
-		code = RELAY_EXIT_USAGE;
-		goto cleanup;
-	}
 	code = run_sessions(&r);
 cleanup:
 	pg_stream_close(r.pg, CLOSE_TIMEOUT_MS);
 	kafka_producer_free(r.kp);
+	if (r.eos_on)
+		eos_free(&r.eos);
 	router_free(r.router);
 	progress_free(&r.prog);
 	return code;

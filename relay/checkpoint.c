@@ -1,0 +1,221 @@
+/* checkpoint.c: checkpoint records (JSON via jansson) and reading the newest one back from Kafka. */
+#include "checkpoint.h"
+
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+/* How long loading may wait for the broker (metadata, topic creation, reading). */
+#define CHECKPOINT_TIMEOUT_MS 30000
+
+char *checkpoint_encode(const checkpoint *cp, const char *slot)
+{
+	char a[LSN_TEXT_MAX], b[LSN_TEXT_MAX];
+	json_t *o = json_pack("{s:i, s:s, s:s}", "version", 1, "slot", slot, "lsn", lsn_format(cp->lsn, a));
+	char *text;
+
+	if (cp->partial_nextlsn != LSN_INVALID)
+		json_object_set_new(o, "partial", json_pack("{s:s, s:I}", "nextlsn",
+							    lsn_format(cp->partial_nextlsn, b), "rows",
+							    (json_int_t)cp->partial_rows));
+	text = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	return text;
+}
+
+int checkpoint_decode(const char *text, size_t len, checkpoint *cp)
+{
+	json_error_t jerr;
+	json_t *o = json_loadb(text, len, 0, &jerr), *partial;
+	const char *lsn = NULL, *next = NULL;
+	json_int_t rows = 0;
+	int r = -1;
+
+	memset(cp, 0, sizeof(*cp));
+	if (!o || json_unpack(o, "{s:s}", "lsn", &lsn) < 0 || !lsn_parse(lsn, strlen(lsn), &cp->lsn))
+		goto done;
+	partial = json_object_get(o, "partial");
+	if (partial) {
+		if (json_unpack(partial, "{s:s, s:I}", "nextlsn", &next, "rows", &rows) < 0 ||
+		    !lsn_parse(next, strlen(next), &cp->partial_nextlsn) || rows < 0)
+			goto done;
+		cp->partial_rows = (uint64_t)rows;
+	}
+	r = 0;
+done:
+	json_decref(o);
+	return r;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A consumer with the file's connection settings (not the producer's own), read_committed. */
+static rd_kafka_t *new_consumer(const relay_config *cfg, const char *key, char *err, size_t errlen)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	char group[512], errstr[512];
+
+	for (int i = 0; i < cfg->n_kafka; i++)
+		rd_kafka_conf_set(conf, cfg->kafka[i].name, cfg->kafka[i].value, errstr, sizeof(errstr));
+	snprintf(group, sizeof(group), "%s.checkpoint-reader", key);
+	const char *fixed[][2] = {
+		{"group.id", group},		{"isolation.level", "read_committed"},
+		{"enable.partition.eof", "true"}, {"enable.auto.commit", "false"},
+		{"auto.offset.reset", "earliest"}, {"log_level", "3"},
+	};
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+		rd_kafka_conf_set(conf, fixed[i][0], fixed[i][1], errstr, sizeof(errstr));
+	/* Hand-off: rd_kafka_new owns conf on success. */
+	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, errlen);
+	if (!rk)
+		rd_kafka_conf_destroy(conf);
+	return rk;
+}
+
+/* Number of partitions of topic: 0 when it does not exist, -1 when the broker did not answer. */
+static int topic_partitions(rd_kafka_t *rk, const char *topic, char *err, size_t errlen)
+{
+	rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, t, &md, CHECKPOINT_TIMEOUT_MS);
+	int n = -1;
+
+	if (e) {
+		snprintf(err, errlen, "cannot read metadata of topic %s: %s", topic, rd_kafka_err2str(e));
+	} else if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+		n = 0;
+	} else if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		n = md->topics[0].partition_cnt;
+	} else {
+		snprintf(err, errlen, "topic %s: %s", topic,
+			 rd_kafka_err2str(md->topic_cnt ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
+	}
+	if (md)
+		rd_kafka_metadata_destroy(md);
+	rd_kafka_topic_destroy(t);
+	return n;
+}
+
+/* Creates the compacted, single-partition checkpoint topic; 0 also when it appeared meanwhile. */
+static int create_topic(rd_kafka_t *rk, const char *topic, char *err, size_t errlen)
+{
+	char errstr[512];
+	rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, 1, -1, errstr, sizeof(errstr));
+	rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+	rd_kafka_event_t *ev = NULL;
+	int r = -1;
+
+	if (!nt) {
+		snprintf(err, errlen, "checkpoint topic %s: %s", topic, errstr);
+		goto done;
+	}
+	rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact");
+	rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
+	ev = rd_kafka_queue_poll(q, CHECKPOINT_TIMEOUT_MS);
+	if (!ev) {
+		snprintf(err, errlen, "creating checkpoint topic %s: no answer from Kafka", topic);
+		goto done;
+	}
+	const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+	size_t cnt = 0;
+	const rd_kafka_topic_result_t **tr = res ? rd_kafka_CreateTopics_result_topics(res, &cnt) : NULL;
+	rd_kafka_resp_err_t e = rd_kafka_event_error(ev);
+	if (!e && cnt == 1)
+		e = rd_kafka_topic_result_error(tr[0]);
+	if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+		snprintf(err, errlen, "creating checkpoint topic %s: %s", topic, rd_kafka_err2str(e));
+		goto done;
+	}
+	log_info("created checkpoint topic %s (compacted, 1 partition)", topic);
+	r = 0;
+done:
+	if (ev)
+		rd_kafka_event_destroy(ev);
+	if (nt)
+		rd_kafka_NewTopic_destroy(nt);
+	rd_kafka_queue_destroy(q);
+	return r;
+}
+
+/* Reads every partition to its end (the last stable offset), keeping the newest value of key. */
+static checkpoint_result read_to_end(rd_kafka_t *rk, const char *topic, int parts, const char *key,
+				     checkpoint *cp, char *err, size_t errlen)
+{
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts);
+	checkpoint_result r = CHECKPOINT_NONE;
+	int at_end = 0;
+	int64_t deadline = mono_ms() + CHECKPOINT_TIMEOUT_MS;
+	size_t klen = strlen(key);
+
+	for (int p = 0; p < parts; p++)
+		rd_kafka_topic_partition_list_add(l, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+	rd_kafka_assign(rk, l);
+	while (at_end < parts) {
+		if (mono_ms() > deadline) {
+			snprintf(err, errlen, "reading checkpoint topic %s: timed out", topic);
+			r = CHECKPOINT_ERROR;
+			break;
+		}
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+		if (!m)
+			continue;
+		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+			at_end++;
+		} else if (m->err) {
+			log_warn("reading checkpoint topic %s: %s", topic, rd_kafka_message_errstr(m));
+		} else if (m->key_len == klen && memcmp(m->key, key, klen) == 0 && m->payload) {
+			if (checkpoint_decode(m->payload, m->len, cp) < 0) {
+				snprintf(err, errlen, "checkpoint topic %s holds a malformed record for %s "
+					 "at offset %lld", topic, key, (long long)m->offset);
+				r = CHECKPOINT_ERROR;
+				rd_kafka_message_destroy(m);
+				break;
+			}
+			r = CHECKPOINT_FOUND;
+		}
+		rd_kafka_message_destroy(m);
+	}
+	rd_kafka_topic_partition_list_destroy(l);
+	return r;
+}
+
+checkpoint_result checkpoint_load(const relay_config *cfg, const char *topic, const char *key,
+				  bool create, checkpoint *cp, char *err, size_t errlen)
+{
+	rd_kafka_t *rk = new_consumer(cfg, key, err, errlen);
+	checkpoint_result r = CHECKPOINT_ERROR;
+	int parts;
+
+	memset(cp, 0, sizeof(*cp));
+	if (!rk)
+		return CHECKPOINT_ERROR;
+	parts = topic_partitions(rk, topic, err, errlen);
+	if (parts == 0) {
+		if (!create) {
+			snprintf(err, errlen, "checkpoint topic %s does not exist, but the slot does: it "
+				 "was deleted? Refusing to start from the slot alone (see "
+				 "docs/exactly-once.md)", topic);
+			r = CHECKPOINT_NO_TOPIC;
+			goto done;
+		}
+		if (create_topic(rk, topic, err, errlen) < 0)
+			goto done;
+		parts = topic_partitions(rk, topic, err, errlen);
+	}
+	if (parts > 0)
+		r = read_to_end(rk, topic, parts, key, cp, err, errlen);
+done:
+	rd_kafka_consumer_close(rk);
+	rd_kafka_destroy(rk);
+	return r;
+}

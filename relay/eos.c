@@ -1,0 +1,206 @@
+/* eos.c: Kafka transactions + checkpoint records: when a PostgreSQL position may be confirmed. */
+#include "eos.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+/* Each blocking Kafka call runs in slices this long, with the tick in between. */
+#define EOS_SLICE_MS 100
+/* Opaque of the checkpoint record's delivery report: no PostgreSQL transaction. */
+#define EOS_CHECKPOINT_OPAQUE ((void *)UINTPTR_MAX)
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void eos_init(eos *e, const relay_config *cfg, const char *txn_id)
+{
+	memset(e, 0, sizeof(*e));
+	e->cfg = cfg;
+	e->txn_id = strdup(txn_id);
+}
+
+void eos_free(eos *e) { free(e->txn_id); }
+
+typedef kafka_txn_result (*txn_call)(kafka_producer *kp, int timeout_ms, char *err, size_t errlen);
+
+/* Repeats a resumable transactional call until it is not a retry, ticking in between. */
+static kafka_txn_result until_done(eos *e, txn_call call, eos_tick_fn tick, void *ctx, char *err,
+				   size_t errlen)
+{
+	kafka_txn_result r;
+	while ((r = call(e->kp, EOS_SLICE_MS, err, errlen)) == KAFKA_TXN_RETRY) {
+		if (tick(ctx) < 0)
+			break;
+	}
+	return r;
+}
+
+eos_result eos_start(eos *e, kafka_producer *kp, eos_tick_fn tick, void *ctx)
+{
+	char err[512];
+	kafka_txn_result r;
+
+	e->kp = kp;
+	r = until_done(e, kafka_txn_init, tick, ctx, err, sizeof(err));
+	if (r == KAFKA_TXN_RETRY)
+		return EOS_FATAL; /* stopped while waiting */
+	if (r != KAFKA_TXN_OK) {
+		log_error("Kafka transactions for transactional.id %s: %s", e->txn_id, err);
+		return EOS_FATAL;
+	}
+	return EOS_OK;
+}
+
+void eos_resume(eos *e, const checkpoint *cp)
+{
+	e->committed = *cp;
+	e->done_lsn = cp->lsn;
+	e->in_pg_txn = false;
+	e->open = false;
+	e->records = 0;
+}
+
+bool eos_pg_begin(eos *e, lsn_t nextlsn)
+{
+	if (nextlsn <= e->committed.lsn)
+		return false;
+	e->in_pg_txn = true;
+	e->cur_nextlsn = nextlsn;
+	e->cur_rows = 0;
+	e->skip_rows = nextlsn == e->committed.partial_nextlsn ? e->committed.partial_rows : 0;
+	return true;
+}
+
+bool eos_pg_row(eos *e)
+{
+	e->cur_rows++;
+	return e->cur_rows > e->skip_rows;
+}
+
+eos_result eos_ensure_open(eos *e, char *err, size_t errlen)
+{
+	if (e->open)
+		return EOS_OK;
+	kafka_txn_result r = kafka_txn_begin(e->kp, err, errlen);
+	if (r != KAFKA_TXN_OK)
+		return r == KAFKA_TXN_FATAL ? EOS_FATAL : EOS_REPLAY;
+	e->open = true;
+	e->opened_ms = mono_ms();
+	e->records = 0;
+	return EOS_OK;
+}
+
+void eos_produced(eos *e) { e->records++; }
+
+void eos_pg_commit(eos *e)
+{
+	if (!e->in_pg_txn)
+		return;
+	e->in_pg_txn = false;
+	if (e->cur_nextlsn > e->done_lsn)
+		e->done_lsn = e->cur_nextlsn;
+}
+
+void eos_idle_at(eos *e, lsn_t wal_end)
+{
+	if (!e->in_pg_txn && !e->open && wal_end > e->done_lsn)
+		e->done_lsn = wal_end;
+}
+
+bool eos_commit_due(const eos *e, bool input_idle)
+{
+	if (!e->open)
+		return false;
+	if (e->records >= (uint64_t)e->cfg->transaction_max_records)
+		return true;
+	if (mono_ms() - e->opened_ms >= e->cfg->transaction_max_ms)
+		return true;
+	return input_idle && !e->in_pg_txn;
+}
+
+bool eos_idle_checkpoint_due(const eos *e)
+{
+	/* Also when nothing moved: the commit proves this relay was not fenced by a newer one,
+	 * which then waits for the slot this one holds. */
+	return !e->open && !e->in_pg_txn && mono_ms() - e->last_commit_ms >= e->cfg->status_interval_ms;
+}
+
+/* What the open transaction covers: all done transactions, and the rows read of the current one. */
+static checkpoint pending_checkpoint(const eos *e)
+{
+	checkpoint cp = {.lsn = e->done_lsn};
+	if (e->in_pg_txn && e->cur_rows > 0) {
+		cp.partial_nextlsn = e->cur_nextlsn;
+		cp.partial_rows = e->cur_rows;
+	}
+	return cp;
+}
+
+/* Adds the checkpoint record to the open transaction. */
+static eos_result produce_checkpoint(eos *e, const checkpoint *cp)
+{
+	char *value = checkpoint_encode(cp, e->cfg->slot);
+	rd_kafka_resp_err_t err = kafka_produce_plain(e->kp, e->cfg->checkpoint_topic, e->txn_id,
+						       value, EOS_CHECKPOINT_OPAQUE);
+	free(value);
+	if (err) {
+		log_error("cannot add the checkpoint to the Kafka transaction: %s", rd_kafka_err2str(err));
+		return EOS_REPLAY;
+	}
+	return EOS_OK;
+}
+
+eos_result eos_commit(eos *e, eos_tick_fn tick, void *ctx)
+{
+	char err[512];
+	checkpoint cp = pending_checkpoint(e);
+	eos_result res;
+
+	if ((res = eos_ensure_open(e, err, sizeof(err))) != EOS_OK) {
+		log_error("%s", err);
+		return res;
+	}
+	if ((res = produce_checkpoint(e, &cp)) != EOS_OK)
+		return res;
+	kafka_txn_result r = until_done(e, kafka_txn_commit, tick, ctx, err, sizeof(err));
+	if (r == KAFKA_TXN_RETRY)
+		return EOS_FATAL; /* the tick gave up (stop deadline): the next start aborts it */
+	if (r == KAFKA_TXN_FATAL) {
+		log_error("Kafka transaction failed for good: %s%s", err,
+			  strstr(err, "fenced") || strstr(err, "Fenced")
+				  ? " (another relay with the same transactional.id took over)"
+				  : "");
+		return EOS_FATAL;
+	}
+	if (r == KAFKA_TXN_ABORT) {
+		log_warn("Kafka transaction must be aborted: %s; reading again from the last "
+			 "committed position", err);
+		return eos_abort(e, tick, ctx) == EOS_FATAL ? EOS_FATAL : EOS_REPLAY;
+	}
+	e->open = false;
+	e->committed = cp;
+	e->last_commit_ms = mono_ms();
+	return EOS_OK;
+}
+
+eos_result eos_abort(eos *e, eos_tick_fn tick, void *ctx)
+{
+	char err[512];
+	kafka_txn_result r = KAFKA_TXN_OK;
+
+	if (e->open)
+		r = until_done(e, kafka_txn_abort, tick, ctx, err, sizeof(err));
+	eos_resume(e, &e->committed);
+	if (r != KAFKA_TXN_OK) {
+		log_error("cannot abort the Kafka transaction: %s", r == KAFKA_TXN_RETRY ? "gave up" : err);
+		return EOS_FATAL;
+	}
+	return EOS_OK;
+}

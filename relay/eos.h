@@ -1,0 +1,67 @@
+/* eos.h: exactly-once delivery: Kafka transactions that carry the PostgreSQL position with them. */
+#ifndef RELAY_EOS_H
+#define RELAY_EOS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "checkpoint.h"
+#include "config.h"
+#include "kafka.h"
+
+/*
+ * The state of the Kafka transaction being filled, and what the last committed one recorded.
+ * Each Kafka transaction holds whole PostgreSQL transactions (or a counted part of one) plus a
+ * checkpoint record saying how far they reach; only a committed checkpoint may be confirmed to
+ * PostgreSQL, and on restart everything at or below it is skipped.
+ */
+typedef struct {
+	const relay_config *cfg;
+	kafka_producer *kp;
+	char *txn_id;        /* transactional.id, also the checkpoint record's key */
+	checkpoint committed; /* the newest checkpoint Kafka committed */
+	bool open;           /* a Kafka transaction was begun */
+	int64_t opened_ms;
+	uint64_t records;    /* outbox records in the open Kafka transaction */
+	lsn_t done_lsn;      /* end of the newest PostgreSQL transaction read completely */
+	bool in_pg_txn;      /* between B and C of a transaction not skipped */
+	lsn_t cur_nextlsn;   /* that transaction's end */
+	uint64_t cur_rows;   /* its outbox rows read so far */
+	uint64_t skip_rows;  /* of them, how many the committed checkpoint covers */
+	int64_t last_commit_ms;
+} eos;
+
+/* Result of an eos step, for the main loop. */
+typedef enum { EOS_OK, EOS_REPLAY, EOS_FATAL } eos_result;
+
+/* Called between slices of a blocking Kafka call: keeps status updates flowing. -1 gives up. */
+typedef int (*eos_tick_fn)(void *ctx);
+
+void eos_init(eos *e, const relay_config *cfg, const char *txn_id);
+void eos_free(eos *e);
+/* init_transactions (fencing older instances), retried until done or tick gives up. */
+eos_result eos_start(eos *e, kafka_producer *kp, eos_tick_fn tick, void *ctx);
+/* Sets the starting point: from a stored checkpoint, or (found false) from the slot's position. */
+void eos_resume(eos *e, const checkpoint *cp);
+/* A PostgreSQL transaction begins; false when the committed checkpoint covers it (skip it). */
+bool eos_pg_begin(eos *e, lsn_t nextlsn);
+/* One outbox row of the open PostgreSQL transaction: false when Kafka has it already. */
+bool eos_pg_row(eos *e);
+/* Makes sure a Kafka transaction is open before producing. */
+eos_result eos_ensure_open(eos *e, char *err, size_t errlen);
+/* A record was produced in the open transaction. */
+void eos_produced(eos *e);
+/* The open PostgreSQL transaction was read to its C record. */
+void eos_pg_commit(eos *e);
+/* With nothing open or in flight, the server's keepalive position is done too. */
+void eos_idle_at(eos *e, lsn_t wal_end);
+/* True when the open Kafka transaction should be committed now (size, age, or input idle). */
+bool eos_commit_due(const eos *e, bool input_idle);
+/* True when an idle checkpoint is due (once per status interval; it also detects fencing). */
+bool eos_idle_checkpoint_due(const eos *e);
+/* Produces the checkpoint and commits; EOS_REPLAY means it was aborted: read again. */
+eos_result eos_commit(eos *e, eos_tick_fn tick, void *ctx);
+/* Aborts the open transaction (if any) and forgets the session's reading state. */
+eos_result eos_abort(eos *e, eos_tick_fn tick, void *ctx);
+
+#endif
