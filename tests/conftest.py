@@ -42,6 +42,8 @@ def db(pg, request):
     base = re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:40]
     database = pg.create_database("t_%s_%s" % (base, uuid.uuid4().hex[:8]))
     yield database
+    if pg.dir is None:  # the servers were already cleaned up (interrupted run)
+        return
     pg.ensure_running()
     pg.drop_database(database.name)
 

@@ -102,13 +102,13 @@ def _unregister(server):
 def _install_signal_handler(sig):
     """Chain a handler that cleans up all servers before the previous handler runs."""
     previous = signal.getsignal(sig)
+    if previous == signal.SIG_IGN:  # e.g. SIGINT in a background job: leave it ignored
+        return
 
     def handler(signum, frame):
         cleanup_all()
         if callable(previous):
             previous(signum, frame)
-        elif previous == signal.SIG_IGN:
-            return
         else:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
@@ -515,7 +515,7 @@ class Kafka:
             "auto.create.topics.enable": "true",
             # After kill() the restarted broker cannot register until its old session expires
             # (default 9 s, about 14 s to restart); shorter keeps crash tests quick.
-            "broker.session.timeout.ms": "4000",
+            "broker.session.timeout.ms": "3000",
             "broker.heartbeat.interval.ms": "500",
         }
         self.properties_path = os.path.join(self.dir, "server.properties")
@@ -577,6 +577,7 @@ class Kafka:
         if not self.is_running():
             return
         self._signal(signal.SIGTERM)
+        self._signal(signal.SIGCONT)  # a paused broker must run to shut down
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -701,6 +702,7 @@ class Kafka:
             "enable.partition.eof": True,
             "isolation.level": isolation,
             "auto.offset.reset": "earliest" if from_beginning else "latest",
+            "fetch.wait.max.ms": 100,
         }))
         start = OFFSET_BEGINNING if from_beginning else OFFSET_END
         assignment = [TopicPartition(t, p, start) for t, ids in parts.items() for p in ids]
@@ -749,25 +751,22 @@ class Kafka:
 
 def _cmd_up(args):
     """Start the servers, print how to reach them, wait for stdin EOF or a signal, clean up."""
-    t0 = time.monotonic()
-    servers = []
-    if not args.no_pg:
-        pg = Postgres()
-        servers.append(pg)
-        pg.start()
-        print("PG_DSN=%s" % pg.dsn(), flush=True)
-        print("PG_LOG=%s" % pg.log_path, flush=True)
-        print("harness: PostgreSQL up in %.1f s" % (time.monotonic() - t0), file=sys.stderr, flush=True)
-    if not args.no_kafka:
-        t1 = time.monotonic()
-        kafka = Kafka()
-        servers.append(kafka)
-        kafka.start()
-        print("KAFKA_BOOTSTRAP=%s" % kafka.bootstrap, flush=True)
-        print("KAFKA_LOG=%s" % kafka.log_path, flush=True)
-        print("harness: Kafka up in %.1f s" % (time.monotonic() - t1), file=sys.stderr, flush=True)
-    print("READY", flush=True)
     try:
+        if not args.no_pg:
+            t0 = time.monotonic()
+            pg = Postgres()
+            pg.start()
+            print("PG_DSN=%s" % pg.dsn(), flush=True)
+            print("PG_LOG=%s" % pg.log_path, flush=True)
+            print("harness: PostgreSQL up in %.1f s" % (time.monotonic() - t0), file=sys.stderr, flush=True)
+        if not args.no_kafka:
+            t0 = time.monotonic()
+            kafka = Kafka()
+            kafka.start()
+            print("KAFKA_BOOTSTRAP=%s" % kafka.bootstrap, flush=True)
+            print("KAFKA_LOG=%s" % kafka.log_path, flush=True)
+            print("harness: Kafka up in %.1f s" % (time.monotonic() - t0), file=sys.stderr, flush=True)
+        print("READY", flush=True)
         if args.wait == "stdin":
             while sys.stdin.buffer.read1(4096):
                 pass
