@@ -139,6 +139,11 @@ static checkpoint pending_checkpoint(const eos *e)
 	if (e->in_pg_txn && e->cur_rows > 0) {
 		cp.partial_nextlsn = e->cur_nextlsn;
 		cp.partial_rows = e->cur_rows;
+	} else if (e->committed.partial_nextlsn > e->done_lsn) {
+		/* The split transaction was not reached again yet (after a restart, keepalives come
+		 * while the server reads its WAL): what Kafka has of it still counts. */
+		cp.partial_nextlsn = e->committed.partial_nextlsn;
+		cp.partial_rows = e->committed.partial_rows;
 	}
 	return cp;
 }

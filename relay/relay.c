@@ -55,6 +55,7 @@ typedef struct {
 	bool eos_on;           /* exactly-once: Kafka transactions with checkpoints */
 	eos eos;
 	bool eos_loaded;       /* the checkpoint was read from Kafka */
+	bool pg_lost;          /* sending to the server failed: the session must end */
 } relay;
 
 static volatile sig_atomic_t stop_requested;
@@ -162,10 +163,13 @@ static int send_status(relay *r, bool force)
 	bool due = force || now - r->last_status_ms >= r->cfg->status_interval_ms ||
 		   (flush > r->sent_flush && now - r->last_status_ms >= STATUS_MIN_GAP_MS);
 
-	if (!due || !r->pg)
-		return 0;
-	if (pg_stream_send_status(r->pg, r->received > flush ? r->received : flush, flush) < 0)
+	if (!due || !r->pg || r->pg_lost)
+		return r->pg_lost ? -1 : 0;
+	if (pg_stream_send_status(r->pg, r->received > flush ? r->received : flush, flush) < 0) {
+		/* The stream loop notices and reconnects; waits elsewhere go on without status. */
+		r->pg_lost = true;
 		return -1;
+	}
 	if (flush != r->sent_flush) {
 		char a[LSN_TEXT_MAX];
 		log_debug("confirmed %s to the server", lsn_format(flush, a));
@@ -191,14 +195,14 @@ static int wait_events(relay *r, bool read_pg, int64_t deadline)
 {
 	struct pollfd fds[2];
 	nfds_t n = 0;
-	int64_t timeout = r->pg ? status_due_in(r) : 1000;
+	int64_t timeout = r->pg && !r->pg_lost ? status_due_in(r) : 1000;
 	struct timespec ts;
 
 	if (r->kp) {
 		fds[n].fd = kafka_event_fd(r->kp);
 		fds[n++].events = POLLIN;
 	}
-	if (r->pg) {
+	if (r->pg && !r->pg_lost) {
 		fds[n].fd = pg_stream_socket(r->pg);
 		fds[n].events = (short)((read_pg ? POLLIN : 0) | (pg_stream_flush(r->pg) > 0 ? POLLOUT : 0));
 		n++;
@@ -215,7 +219,8 @@ static int wait_events(relay *r, bool read_pg, int64_t deadline)
 	}
 	if (r->kp)
 		kafka_serve(r->kp);
-	return r->pg ? send_status(r, false) : 0;
+	send_status(r, false); /* a failure marks pg_lost, which the stream loop acts on */
+	return 0;
 }
 
 /* Between slices of a blocking Kafka call: serve events, keep status flowing; -1 to give up. */
@@ -364,6 +369,10 @@ static stream_end stream(relay *r)
 
 		if (should_stop(r))
 			return STREAM_STOP;
+		if (r->pg_lost) {
+			log_warn("replication connection lost: %s", pg_stream_error(r->pg));
+			return STREAM_BROKEN;
+		}
 		if (r->delivery_failed)
 			return error_is_permanent(r->delivery_err) ? STREAM_FATAL : STREAM_REWIND;
 		if (kafka_fatal(r->kp, reason, sizeof(reason))) {
@@ -421,8 +430,9 @@ static void end_session(relay *r)
 	r->in_txn = false;
 	r->delivery_failed = false;
 	r->delivery_err = RD_KAFKA_RESP_ERR_NO_ERROR;
-	pg_stream_close(r->pg, CLOSE_TIMEOUT_MS);
+	pg_stream_close(r->pg, r->pg_lost ? 0 : CLOSE_TIMEOUT_MS);
 	r->pg = NULL;
+	r->pg_lost = false;
 }
 
 /* The transactional.id: the file's, or one derived from the cluster and the slot. */

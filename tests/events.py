@@ -1,0 +1,94 @@
+# events.py: writing outbox events in tests and checking what a read_committed consumer got.
+import json
+
+AGGREGATES = ["user", "document", "liveness"]
+
+
+def murmur2_partition(key, partitions):
+    """The Java client's default partition for a key: toPositive(murmur2(key)) % partitions."""
+    seed, m, r = 0x9747B28C, 0x5BD1E995, 24
+    length = len(key)
+    h = (seed ^ length) & 0xFFFFFFFF
+    for i in range(0, length - length % 4, 4):
+        k = int.from_bytes(key[i:i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = (h * m) & 0xFFFFFFFF
+        h ^= k
+    rest = length % 4
+    tail = key[length - rest:]
+    if rest == 3:
+        h ^= tail[2] << 16
+    if rest >= 2:
+        h ^= tail[1] << 8
+    if rest >= 1:
+        h ^= tail[0]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return (h & 0x7FFFFFFF) % partitions
+
+
+def write_events(db, transactions, per_txn, keys=20, start=0, other_table=False):
+    """Commits `transactions` transactions of `per_txn` outbox rows; returns {event id: row}.
+
+    Each payload carries a global sequence number, so per-key commit order can be checked.
+    With other_table, every transaction also writes rows of a table the relay does not read.
+    """
+    conn = db.connect(autocommit=False)
+    cur = conn.cursor()
+    if other_table:
+        cur.execute("CREATE TABLE IF NOT EXISTS public.other (id bigserial PRIMARY KEY, note text)")
+        conn.commit()
+    rows = {}
+    seq = start
+    for _ in range(transactions):
+        for _ in range(per_txn):
+            agg = AGGREGATES[seq % len(AGGREGATES)]
+            key = "%s-%d" % (agg, seq % keys)
+            payload = json.dumps({"seq": seq, "key": key})
+            cur.execute("SELECT outbox.publish(%s, %s, 'Changed', %s::jsonb, %s::jsonb)",
+                        (agg, key, payload, json.dumps({"tenant": "t1", "seq": seq})))
+            rows[cur.fetchone()[0]] = {"agg": agg, "key": key, "seq": seq}
+            if other_table:
+                cur.execute("INSERT INTO public.other (note) VALUES ('not an event')")
+            seq += 1
+        conn.commit()
+    conn.close()
+    return rows
+
+
+def consume_events(kafka, outbox, count, timeout=120):
+    topics = [outbox.topic(a) for a in AGGREGATES]
+    return kafka.consume(topics, until=count, timeout=timeout)
+
+
+def assert_exactly_once_in_order(msgs, rows, outbox):
+    """Every row arrived once, with its topic, key and headers, in commit order per key."""
+    seen = {}
+    last_seq = {}
+    for m in msgs:
+        headers = dict(m["headers"])
+        event_id = headers["event_id"].decode()
+        assert event_id not in seen, "duplicate event %s" % event_id
+        seen[event_id] = m
+        row = rows[event_id]
+        assert m["topic"] == outbox.topic(row["agg"])
+        assert m["key"] == row["key"].encode()
+        assert headers["event_type"] == b"Changed"
+        assert headers["tenant"] == b"t1"
+        payload = json.loads(m["value"])
+        assert payload["seq"] == row["seq"]
+        assert last_seq.get(row["key"], -1) < row["seq"], "out of order for key %s" % row["key"]
+        last_seq[row["key"]] = row["seq"]
+    missing = set(rows) - set(seen)
+    assert not missing, "%d events missing" % len(missing)
+
+
+def slot_lsns(db, slot):
+    """(confirmed_flush_lsn, current WAL lsn) as numbers."""
+    r = db.query("SELECT confirmed_flush_lsn - '0/0', pg_current_wal_lsn() - '0/0' "
+                 "FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+    return (int(r[0][0]) if r and r[0][0] is not None else 0), int(r[0][1]) if r else 0
