@@ -29,7 +29,7 @@ UNIT_SAN_BINS = $(patsubst tests/unit/%.c,build/san/%,$(UNIT_SRCS))
 
 PYTHON ?= /usr/bin/python3
 
-.PHONY: all deps check unit demo install uninstall clean bench sanitize
+.PHONY: all deps check unit demo install uninstall clean bench sanitize crash-loop
 all: relay/outbox-relay
 
 build/rel/%.o: relay/%.c $(HDRS)
@@ -54,14 +54,24 @@ build/san/test_%: tests/unit/test_%.c $(SAN_OBJS) tests/unit/unit.h
 
 sanitize: build/san/outbox-relay $(UNIT_SAN_BINS)
 
+# The mock Kafka cluster of the fault-injection tests (tests/test_faults.py).
+build/rel/mock_kafka: tests/faults/mock_kafka.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(PKG_LIBS)
+
 # Installs missing Debian packages and the Kafka jars (quiet when all is there).
 deps:
 	@tests/install-deps.sh
 
 # All tests: unit tests (plain and ASan+UBSan), then integration tests against real servers.
 check: deps
-	@$(MAKE) --no-print-directory all $(UNIT_BINS) sanitize
+	@$(MAKE) --no-print-directory all $(UNIT_BINS) sanitize build/rel/mock_kafka
 	@tests/run-all.sh
+
+# The long kill -9 loop (opt-in; make check runs 50 kills).
+crash-loop: deps all
+	CRASH_LOOPS=$${CRASH_LOOPS:-500} $(PYTHON) -m pytest -p no:cacheprovider -s -q \
+		tests/test_exactly_once.py -k kill_9
 
 unit: $(UNIT_BINS)
 	@for t in $(UNIT_BINS); do $$t || exit 1; done

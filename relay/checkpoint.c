@@ -173,7 +173,9 @@ static checkpoint_result read_to_end(rd_kafka_t *rk, const char *topic, int part
 			at_end++;
 		} else if (m->err) {
 			log_warn("reading checkpoint topic %s: %s", topic, rd_kafka_message_errstr(m));
-		} else if (m->key_len == klen && memcmp(m->key, key, klen) == 0 && m->payload) {
+		} else if (m->key_len == klen && memcmp(m->key, key, klen) == 0 && !m->payload) {
+			r = CHECKPOINT_NONE; /* a tombstone: the operator reset this relay's position */
+		} else if (m->key_len == klen && memcmp(m->key, key, klen) == 0) {
 			if (checkpoint_decode(m->payload, m->len, cp) < 0) {
 				snprintf(err, errlen, "checkpoint topic %s holds a malformed record for %s "
 					 "at offset %lld", topic, key, (long long)m->offset);
