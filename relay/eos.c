@@ -132,8 +132,7 @@ bool eos_idle_checkpoint_due(const eos *e)
 	return !e->open && !e->in_pg_txn && mono_ms() - e->last_commit_ms >= e->cfg->status_interval_ms;
 }
 
-/* What the open transaction covers: all done transactions, and the rows read of the current one. */
-static checkpoint pending_checkpoint(const eos *e)
+checkpoint eos_pending(const eos *e)
 {
 	checkpoint cp = {.lsn = e->done_lsn};
 	if (e->in_pg_txn && e->cur_rows > 0) {
@@ -165,7 +164,7 @@ static eos_result produce_checkpoint(eos *e, const checkpoint *cp)
 eos_result eos_commit(eos *e, eos_tick_fn tick, void *ctx)
 {
 	char err[512];
-	checkpoint cp = pending_checkpoint(e);
+	checkpoint cp = eos_pending(e);
 	eos_result res;
 
 	if ((res = eos_ensure_open(e, err, sizeof(err))) != EOS_OK) {

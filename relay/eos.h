@@ -59,6 +59,9 @@ void eos_idle_at(eos *e, lsn_t wal_end);
 bool eos_commit_due(const eos *e, bool input_idle);
 /* True when an idle checkpoint is due (once per status interval; it also detects fencing). */
 bool eos_idle_checkpoint_due(const eos *e);
+/* The checkpoint a commit now would store: all done transactions, and the rows read of the
+ * current one (or, until it is reached again, the committed count of a split transaction). */
+checkpoint eos_pending(const eos *e);
 /* Produces the checkpoint and commits; EOS_REPLAY means it was aborted: read again. */
 eos_result eos_commit(eos *e, eos_tick_fn tick, void *ctx);
 /* Aborts the open transaction (if any) and forgets the session's reading state. */
