@@ -12,18 +12,19 @@
 typedef enum { OPT_STRING, OPT_BOOL, OPT_INT, OPT_STRING_LIST } opt_type;
 
 typedef struct {
-	const char *path; /* "group.key" */
+	const char *path; /* "group.key" (a source's keys: just "key") */
 	opt_type type;
-	size_t offset; /* into relay_config; for lists, the char** (the count follows it) */
+	size_t offset; /* into relay_config or source_config; a list is a char** then its count */
 	const char *def; /* default as text; NULL: required */
 	long min, max;   /* OPT_INT range */
 	const char *doc;
 } opt_def;
 
 #define OFF(field) offsetof(relay_config, field)
+#define SRC(field) offsetof(source_config, field)
 
 /* A list field is a char ** followed by its int count. */
-_Static_assert(offsetof(relay_config, n_tables) == offsetof(relay_config, tables) + sizeof(char **),
+_Static_assert(offsetof(source_config, n_headers) == offsetof(source_config, headers) + sizeof(char **),
 	       "list count must follow the list");
 
 static const opt_def opts[] = {
@@ -33,12 +34,8 @@ static const opt_def opts[] = {
 	 "logical replication slot; one slot per relay"},
 	{"postgresql.create_slot", OPT_BOOL, OFF(create_slot), "true", 0, 0,
 	 "create the slot with the wal2json plugin when it does not exist"},
-	{"postgresql.tables", OPT_STRING_LIST, OFF(tables), "outbox.events", 0, 0,
-	 "outbox tables to read (schema.table)"},
 	{"postgresql.status_interval_ms", OPT_INT, OFF(status_interval_ms), "10000", 100, 3600000,
 	 "longest time between two status messages to the server; keep it below wal_sender_timeout"},
-	{"outbox.topic", OPT_STRING, OFF(topic_template), "outbox.${aggregate_type}", 0, 0,
-	 "topic template; placeholders: ${aggregate_type} ${event_type} ${schema} ${table}"},
 	{"relay.delivery", OPT_STRING, OFF(delivery), "exactly-once", 0, 0,
 	 "exactly-once (Kafka transactions, position stored in Kafka) or at-least-once "
 	 "(idempotent producer only; duplicates possible after a crash)"},
@@ -48,6 +45,16 @@ static const opt_def opts[] = {
 	 "exactly-once: most records in one Kafka transaction (a larger PostgreSQL transaction is split)"},
 	{"relay.transaction_max_ms", OPT_INT, OFF(transaction_max_ms), "100", 1, 60000,
 	 "exactly-once: longest time a Kafka transaction stays open while rows keep coming"},
+	{"relay.on_error", OPT_STRING, OFF(on_error), "dead-letter", 0, 0,
+	 "a row that cannot be published: dead-letter (to relay.dead_letter_topic, and go on) or stop"},
+	{"relay.dead_letter_topic", OPT_STRING, OFF(dead_letter_topic), "outbox-relay.dead-letters", 0, 0,
+	 "topic for rows that cannot be published, with headers saying why and where from"},
+	{"relay.auto_create_topics", OPT_BOOL, OFF(auto_create_topics), "true", 0, 0,
+	 "create a missing topic (admin API) at its first record; false: a missing topic stops the relay"},
+	{"relay.topic_partitions", OPT_INT, OFF(topic_partitions), "-1", -1, 100000,
+	 "partitions of topics the relay creates (-1: the broker's num.partitions)"},
+	{"relay.topic_replication_factor", OPT_INT, OFF(topic_replication_factor), "-1", -1, 100,
+	 "replication factor of topics the relay creates (-1: the broker's default)"},
 	{"relay.log_level", OPT_STRING, OFF(log_level), "info", 0, 0,
 	 "error, warn, info or debug"},
 	{"relay.shutdown_timeout_ms", OPT_INT, OFF(shutdown_timeout_ms), "30000", 0, 3600000,
@@ -57,6 +64,37 @@ static const opt_def opts[] = {
 };
 
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
+
+/* The keys of each element of the sources list. */
+static const opt_def source_opts[] = {
+	{"table", OPT_STRING, SRC(table), "", 0, 0,
+	 "outbox table (schema.table); or set message_prefix"},
+	{"message_prefix", OPT_STRING, SRC(message_prefix), "", 0, 0,
+	 "publish pg_logical_emit_message messages with this prefix (see docs/sql.md: outbox.emit)"},
+	{"topic", OPT_STRING, SRC(topic), "outbox.${aggregate_type}", 0, 0,
+	 "topic template: ${column} (or envelope member), ${schema}, ${table}, ${prefix}"},
+	{"key", OPT_STRING, SRC(key), "aggregate_id", 0, 0, "column giving the record key"},
+	{"value", OPT_STRING, SRC(value), "payload", 0, 0,
+	 "column giving the record value, copied byte for byte"},
+	{"event_id", OPT_STRING, SRC(event_id), "id", 0, 0, "column giving the event_id header"},
+	{"event_type", OPT_STRING, SRC(event_type), "event_type", 0, 0,
+	 "column giving the event_type header"},
+	{"timestamp", OPT_STRING, SRC(timestamp), "", 0, 0,
+	 "record timestamp: a timestamptz column, \"commit\" (commit time) or \"\" (produce time)"},
+	{"headers_column", OPT_STRING, SRC(headers_column), "headers", 0, 0,
+	 "column holding a JSON object; each member becomes a header (W3C traceparent passes through)"},
+	{"headers", OPT_STRING_LIST, SRC(headers), "", 0, 0,
+	 "more columns copied to headers under their own names (schema_version, tenant, ...)"},
+	{"tombstones", OPT_BOOL, SRC(tombstones), "false", 0, 0,
+	 "a null or empty value becomes a tombstone (null value); false: a null value is dead-lettered"},
+	{"cloudevents", OPT_BOOL, SRC(cloudevents), "false", 0, 0,
+	 "add CloudEvents binary-mode headers: ce_specversion ce_id ce_type ce_source ce_time"},
+	{"ce_source", OPT_STRING, SRC(ce_source), "", 0, 0,
+	 "the ce_source header (default /outbox-relay/<schema>.<table>, or /outbox-relay/<prefix>)"},
+};
+
+#define N_SOURCE_OPTS (sizeof(source_opts) / sizeof(source_opts[0]))
+#define SOURCES "sources"
 
 static const char *const type_names[] = {"string", "bool", "integer", "list of strings"};
 static const char *const type_articles[] = {"a", "a", "an", "a"};
@@ -74,7 +112,7 @@ static char *xstrdup(const char *s)
 	return d;
 }
 
-static void *field(relay_config *cfg, const opt_def *o) { return (char *)cfg + o->offset; }
+static void *field(void *base, const opt_def *o) { return (char *)base + o->offset; }
 
 static int setting_line(const config_setting_t *s)
 {
@@ -87,7 +125,7 @@ static void set_list(char ***list, int *n, const char *text)
 {
 	char *copy = xstrdup(text), *save = NULL;
 	*n = 0;
-	*list = NULL;
+	*list = calloc(1, sizeof(char *));
 	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		*list = realloc(*list, sizeof(char *) * (size_t)(*n + 1));
 		(*list)[(*n)++] = xstrdup(tok);
@@ -95,9 +133,9 @@ static void set_list(char ***list, int *n, const char *text)
 	free(copy);
 }
 
-static void apply_default(relay_config *cfg, const opt_def *o)
+static void apply_default(void *base, const opt_def *o)
 {
-	void *f = field(cfg, o);
+	void *f = field(base, o);
 	switch (o->type) {
 	case OPT_STRING:
 		*(char **)f = xstrdup(o->def);
@@ -114,10 +152,14 @@ static void apply_default(relay_config *cfg, const opt_def *o)
 	}
 }
 
-/* Reads one setting of the table; reports a wrong type or range at the setting's line. */
-static int load_opt(relay_config *cfg, const opt_def *o, const config_setting_t *s, FILE *err)
+/*
+ * Reads one setting of a table into base; reports a wrong type or range at the setting's line,
+ * naming it as name (the path, or "sources[2].key").
+ */
+static int load_opt(const relay_config *cfg, void *base, const opt_def *o, const char *name,
+		    const config_setting_t *s, FILE *err)
 {
-	void *f = field(cfg, o);
+	void *f = field(base, o);
 	int type = config_setting_type(s);
 
 	switch (o->type) {
@@ -138,7 +180,7 @@ static int load_opt(relay_config *cfg, const opt_def *o, const config_setting_t 
 		v = config_setting_get_int64(s);
 		if (v < o->min || v > o->max) {
 			fprintf(err, "%s:%d: %s = %lld is out of range (%ld to %ld)\n", cfg->path,
-				setting_line(s), o->path, v, o->min, o->max);
+				setting_line(s), name, v, o->min, o->max);
 			return -1;
 		}
 		*(int *)f = (int)v;
@@ -158,16 +200,11 @@ static int load_opt(relay_config *cfg, const opt_def *o, const config_setting_t 
 				goto wrong_type;
 			(*list)[(*n)++] = xstrdup(v);
 		}
-		if (count == 0) {
-			fprintf(err, "%s:%d: %s must not be empty\n", cfg->path, setting_line(s),
-				o->path);
-			return -1;
-		}
 		return 0;
 	}
 	}
 wrong_type:
-	fprintf(err, "%s:%d: %s must be %s %s\n", cfg->path, setting_line(s), o->path,
+	fprintf(err, "%s:%d: %s must be %s %s\n", cfg->path, setting_line(s), name,
 		type_articles[o->type], type_names[o->type]);
 	return -1;
 }
@@ -238,7 +275,7 @@ static int load_kafka(relay_config *cfg, const config_setting_t *group, FILE *er
 static bool group_known(const char *gname)
 {
 	size_t glen = strlen(gname);
-	if (strcmp(gname, KAFKA_GROUP) == 0)
+	if (strcmp(gname, KAFKA_GROUP) == 0 || strcmp(gname, SOURCES) == 0)
 		return true;
 	for (size_t i = 0; i < N_OPTS; i++)
 		if (strncmp(opts[i].path, gname, glen) == 0 && opts[i].path[glen] == '.')
@@ -254,6 +291,8 @@ static int check_unknown(relay_config *cfg, const config_setting_t *root, FILE *
 	for (int i = 0; i < n; i++) {
 		const config_setting_t *g = config_setting_get_elem(root, (unsigned)i);
 		const char *gname = config_setting_name(g);
+		if (strcmp(gname, SOURCES) == 0)
+			continue; /* a list: load_sources checks it */
 		if (!group_known(gname) || !config_setting_is_group(g)) {
 			fprintf(err, "%s:%d: unknown %s '%s'\n", cfg->path, setting_line(g),
 				config_setting_is_group(g) ? "group" : "setting", gname);
@@ -281,19 +320,92 @@ static int line_of(const config_t *lc, const char *path)
 	return s ? setting_line(s) : 1;
 }
 
-/* The line of element i of a list setting, or 1 when it came from the default. */
-static int elem_line(const config_t *lc, const char *path, int i)
-{
-	const config_setting_t *s = config_lookup(lc, path);
-	const config_setting_t *e = s ? config_setting_get_elem(s, (unsigned)i) : NULL;
-	return e ? setting_line(e) : 1;
-}
-
 /* "schema.table" with both parts non-empty. */
 static bool table_name_ok(const char *name)
 {
 	const char *dot = strchr(name, '.');
 	return dot && dot != name && dot[1] != '\0';
+}
+
+/* Loads one element of the sources list; its keys come from source_opts or their defaults. */
+static int load_source(relay_config *cfg, source_config *src, const config_setting_t *g, int idx,
+		       FILE *err)
+{
+	char name[128];
+	int bad = 0;
+
+	src->line = g ? setting_line(g) : 1;
+	for (int j = 0; g && j < config_setting_length(g); j++) {
+		const config_setting_t *s = config_setting_get_elem(g, (unsigned)j);
+		const char *key = config_setting_name(s);
+		size_t k;
+		for (k = 0; k < N_SOURCE_OPTS && strcmp(source_opts[k].path, key) != 0; k++)
+			;
+		if (k == N_SOURCE_OPTS) {
+			fprintf(err, "%s:%d: unknown setting 'sources[%d].%s'\n", cfg->path,
+				setting_line(s), idx, key ? key : "?");
+			bad = -1;
+		}
+	}
+	for (size_t k = 0; k < N_SOURCE_OPTS; k++) {
+		const config_setting_t *s = g ? config_setting_get_member(g, source_opts[k].path) : NULL;
+		snprintf(name, sizeof(name), "sources[%d].%s", idx, source_opts[k].path);
+		if (s)
+			bad |= load_opt(cfg, src, &source_opts[k], name, s, err);
+		else
+			apply_default(src, &source_opts[k]);
+	}
+	return bad;
+}
+
+/* A source reads exactly one of a table and a message prefix. */
+static int check_source(const relay_config *cfg, const source_config *src, int idx, FILE *err)
+{
+	bool has_table = src->table && src->table[0], has_prefix = src->message_prefix && src->message_prefix[0];
+
+	if (has_table == has_prefix) {
+		fprintf(err, "%s:%d: sources[%d] needs exactly one of table and message_prefix\n",
+			cfg->path, src->line, idx);
+		return -1;
+	}
+	if (has_table && !table_name_ok(src->table)) {
+		fprintf(err, "%s:%d: sources[%d].table '%s' must be schema.table\n", cfg->path,
+			src->line, idx, src->table);
+		return -1;
+	}
+	return 0;
+}
+
+/* The sources list; without one, a single source reads outbox.events with the defaults. */
+static int load_sources(relay_config *cfg, const config_t *lc, FILE *err)
+{
+	const config_setting_t *list = config_lookup(lc, SOURCES);
+	int n = list ? config_setting_length(list) : 1, bad = 0;
+
+	if (list && (!config_setting_is_list(list) || n == 0)) {
+		fprintf(err, "%s:%d: sources must be a non-empty list of groups: ( { table = \"...\"; } )\n",
+			cfg->path, setting_line(list));
+		return -1;
+	}
+	cfg->sources = calloc((size_t)n, sizeof(source_config));
+	cfg->n_sources = n;
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *g = list ? config_setting_get_elem(list, (unsigned)i) : NULL;
+		if (g && !config_setting_is_group(g)) {
+			fprintf(err, "%s:%d: sources[%d] must be a group { ... }\n", cfg->path,
+				setting_line(g), i);
+			bad = -1;
+			g = NULL;
+		}
+		bad |= load_source(cfg, &cfg->sources[i], g, i, err);
+		if (!list) {
+			free(cfg->sources[i].table);
+			cfg->sources[i].table = xstrdup("outbox.events");
+		}
+		if (bad == 0)
+			bad |= check_source(cfg, &cfg->sources[i], i, err);
+	}
+	return bad;
 }
 
 /* Checks values that span keys (done after each key is valid on its own). */
@@ -307,12 +419,11 @@ static int check_values(relay_config *cfg, const config_t *lc, FILE *err)
 			cfg->path, line_of(lc, "relay.log_level"), cfg->log_level);
 		bad = -1;
 	}
-	for (int i = 0; i < cfg->n_tables; i++) {
-		if (!table_name_ok(cfg->tables[i])) {
-			fprintf(err, "%s:%d: postgresql.tables entry '%s' must be schema.table\n",
-				cfg->path, elem_line(lc, "postgresql.tables", i), cfg->tables[i]);
-			bad = -1;
-		}
+	cfg->dead_letter = strcmp(cfg->on_error, "dead-letter") == 0;
+	if (!cfg->dead_letter && strcmp(cfg->on_error, "stop") != 0) {
+		fprintf(err, "%s:%d: relay.on_error '%s' is not dead-letter or stop\n", cfg->path,
+			line_of(lc, "relay.on_error"), cfg->on_error);
+		bad = -1;
 	}
 	if (!config_kafka_get(cfg, "bootstrap.servers")) {
 		fprintf(err, "%s:%d: kafka.bootstrap_servers is required\n", cfg->path,
@@ -418,7 +529,7 @@ relay_config *config_load(const char *path, FILE *err)
 	for (size_t i = 0; i < N_OPTS; i++) {
 		const config_setting_t *s = config_lookup(&lc, opts[i].path);
 		if (s) {
-			bad |= load_opt(cfg, &opts[i], s, err);
+			bad |= load_opt(cfg, cfg, &opts[i], opts[i].path, s, err);
 		} else if (opts[i].def) {
 			apply_default(cfg, &opts[i]);
 		} else {
@@ -426,6 +537,7 @@ relay_config *config_load(const char *path, FILE *err)
 			bad = -1;
 		}
 	}
+	bad |= load_sources(cfg, &lc, err);
 	const config_setting_t *kg = config_lookup(&lc, KAFKA_GROUP);
 	if (kg && config_setting_is_group(kg))
 		bad |= load_kafka(cfg, kg, err);
@@ -441,15 +553,14 @@ fail:
 	return NULL;
 }
 
-void config_free(relay_config *cfg)
+/* Frees the strings and lists a table of keys loaded into base. */
+static void free_opts(void *base, const opt_def *table, size_t n_opts)
 {
-	if (!cfg)
-		return;
-	for (size_t i = 0; i < N_OPTS; i++) {
-		void *f = field(cfg, &opts[i]);
-		if (opts[i].type == OPT_STRING) {
+	for (size_t i = 0; i < n_opts; i++) {
+		void *f = field(base, &table[i]);
+		if (table[i].type == OPT_STRING) {
 			free(*(char **)f);
-		} else if (opts[i].type == OPT_STRING_LIST) {
+		} else if (table[i].type == OPT_STRING_LIST) {
 			char **list = *(char ***)f;
 			int n = *(int *)((char *)f + sizeof(char **));
 			for (int k = 0; k < n; k++)
@@ -457,6 +568,16 @@ void config_free(relay_config *cfg)
 			free(list);
 		}
 	}
+}
+
+void config_free(relay_config *cfg)
+{
+	if (!cfg)
+		return;
+	free_opts(cfg, opts, N_OPTS);
+	for (int i = 0; i < cfg->n_sources; i++)
+		free_opts(&cfg->sources[i], source_opts, N_SOURCE_OPTS);
+	free(cfg->sources);
 	for (int i = 0; i < cfg->n_kafka; i++) {
 		free(cfg->kafka[i].name);
 		free(cfg->kafka[i].value);
@@ -480,6 +601,10 @@ void config_describe(FILE *out)
 	for (size_t i = 0; i < N_OPTS; i++)
 		fprintf(out, "| `%s` | %s | %s | %s |\n", opts[i].path, type_names[opts[i].type],
 			opts[i].def ? opts[i].def : "(required)", opts[i].doc);
+	for (size_t i = 0; i < N_SOURCE_OPTS; i++)
+		fprintf(out, "| `sources[].%s` | %s | %s | %s |\n", source_opts[i].path,
+			type_names[source_opts[i].type],
+			source_opts[i].def[0] ? source_opts[i].def : "\"\"", source_opts[i].doc);
 	fprintf(out, "| `kafka.*` | any | | librdkafka properties, `_` written for `.` "
 		     "(`bootstrap_servers` is `bootstrap.servers`); `bootstrap_servers` is required |\n");
 }

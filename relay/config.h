@@ -12,6 +12,29 @@ typedef struct {
 	int line;
 } kafka_property;
 
+/*
+ * Where events come from and how each becomes a Kafka record: an outbox table (table) or the
+ * messages of pg_logical_emit_message with a prefix (message_prefix). Field names (key, value,
+ * ...) name a column of the table, or a member of the message's JSON envelope.
+ */
+typedef struct {
+	char *table;          /* "schema.table", or "" */
+	char *message_prefix; /* or "" */
+	char *topic;          /* template: ${column} placeholders, plus ${schema} ${table} ${prefix} */
+	char *key;
+	char *value;
+	char *event_id;
+	char *event_type;
+	char *timestamp;      /* a column, "commit" (the commit time) or "" (produce time) */
+	char *headers_column; /* a JSON object of headers, or "" */
+	char **headers;       /* columns copied to headers under their own names */
+	int n_headers;
+	bool tombstones;      /* a null or empty value becomes a tombstone */
+	bool cloudevents;     /* add CloudEvents binary-mode headers (ce_*) */
+	char *ce_source;      /* ce_source; "" : /outbox-relay/<schema>.<table> or <prefix> */
+	int line;             /* where the file defines it (1 for the default source) */
+} source_config;
+
 typedef struct {
 	char *path; /* the file it was read from */
 
@@ -19,17 +42,22 @@ typedef struct {
 	char *pg_conninfo;
 	char *slot;
 	bool create_slot;
-	char **tables;
-	int n_tables;
 	int status_interval_ms;
 
-	/* outbox */
-	char *topic_template;
+	/* sources */
+	source_config *sources;
+	int n_sources;
 
 	/* relay */
 	char *delivery; /* "exactly-once" or "at-least-once" */
 	bool exactly_once;
 	char *checkpoint_topic;
+	char *dead_letter_topic;
+	char *on_error; /* "dead-letter" or "stop" */
+	bool dead_letter;
+	bool auto_create_topics;
+	int topic_partitions;
+	int topic_replication_factor;
 	int transaction_max_records;
 	int transaction_max_ms;
 	char *log_level;

@@ -15,7 +15,12 @@ struct kafka_producer {
 	int pipe_fds[2]; /* librdkafka writes to [1] when the main queue gets events */
 	kafka_delivery_fn on_delivery;
 	void *opaque;
+	char **topics; /* known to exist */
+	size_t n_topics;
 };
+
+/* How long a topic check or creation may wait for the broker. */
+#define KAFKA_ADMIN_TIMEOUT_MS 10000
 
 /* Settings the relay's guarantees rest on; the file may repeat them but not change them. */
 static const struct {
@@ -35,6 +40,8 @@ static const struct {
 	{"client.id", "outbox-relay"},
 	/* the Java client's partitioner: the same key lands on the same partition */
 	{"partitioner", "murmur2_random"},
+	/* a missing topic is created by the relay (relay.auto_create_topics) or reported */
+	{"allow.auto.create.topics", "false"},
 };
 
 static int fixed_conflict(const kafka_property *p, const char *path, FILE *err)
@@ -171,6 +178,9 @@ void kafka_producer_free(kafka_producer *kp)
 	for (int i = 0; i < 2; i++)
 		if (kp->pipe_fds[i] >= 0)
 			close(kp->pipe_fds[i]);
+	for (size_t i = 0; i < kp->n_topics; i++)
+		free(kp->topics[i]);
+	free(kp->topics);
 	free(kp);
 }
 
@@ -189,6 +199,7 @@ rd_kafka_resp_err_t kafka_produce(kafka_producer *kp, const route_msg *m, void *
 				RD_KAFKA_V_KEY(m->key, m->key_len),
 				RD_KAFKA_V_VALUE((void *)m->value, m->value_len),
 				RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+				RD_KAFKA_V_TIMESTAMP(m->timestamp_ms),
 				RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
 	if (err)
 		rd_kafka_headers_destroy(hdrs);
@@ -272,4 +283,90 @@ rd_kafka_resp_err_t kafka_produce_plain(kafka_producer *kp, const char *topic, c
 				 RD_KAFKA_V_VALUE((void *)value, strlen(value)),
 				 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(msg_opaque),
 				 RD_KAFKA_V_END);
+}
+
+/* Partition count of a topic from the broker: 0 when it does not exist, -1 without an answer. */
+static int topic_exists(kafka_producer *kp, const char *topic, char *err, size_t errlen)
+{
+	rd_kafka_topic_t *t = rd_kafka_topic_new(kp->rk, topic, NULL);
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_resp_err_t e = rd_kafka_metadata(kp->rk, 0, t, &md, KAFKA_ADMIN_TIMEOUT_MS);
+	int r = -1;
+
+	if (e)
+		snprintf(err, errlen, "metadata of topic %s: %s", topic, rd_kafka_err2str(e));
+	else if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		r = md->topics[0].partition_cnt > 0 ? 1 : 0;
+	else if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+		r = 0;
+	else
+		snprintf(err, errlen, "topic %s: %s", topic,
+			 rd_kafka_err2str(md->topic_cnt ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
+	if (md)
+		rd_kafka_metadata_destroy(md);
+	rd_kafka_topic_destroy(t);
+	return r;
+}
+
+/* CreateTopics through the admin API; 0 also when someone else created it meanwhile. */
+static int create_topic(kafka_producer *kp, const char *topic, int partitions, int rf, char *err,
+			size_t errlen)
+{
+	char errstr[512];
+	rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, rf, errstr, sizeof(errstr));
+	rd_kafka_queue_t *q = rd_kafka_queue_new(kp->rk);
+	rd_kafka_event_t *ev = NULL;
+	rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR__TIMED_OUT;
+	int r = -1;
+
+	if (!nt) {
+		snprintf(err, errlen, "topic %s: %s", topic, errstr);
+		goto done;
+	}
+	rd_kafka_CreateTopics(kp->rk, &nt, 1, NULL, q);
+	ev = rd_kafka_queue_poll(q, KAFKA_ADMIN_TIMEOUT_MS);
+	if (ev) {
+		const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+		size_t cnt = 0;
+		const rd_kafka_topic_result_t **tr = res ? rd_kafka_CreateTopics_result_topics(res, &cnt) : NULL;
+		e = rd_kafka_event_error(ev);
+		if (!e && cnt == 1)
+			e = rd_kafka_topic_result_error(tr[0]);
+	}
+	if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+		snprintf(err, errlen, "creating topic %s: %s", topic, rd_kafka_err2str(e));
+		goto done;
+	}
+	log_info("created topic %s", topic);
+	r = 0;
+done:
+	if (ev)
+		rd_kafka_event_destroy(ev);
+	if (nt)
+		rd_kafka_NewTopic_destroy(nt);
+	rd_kafka_queue_destroy(q);
+	return r;
+}
+
+int kafka_topic_ready(kafka_producer *kp, const char *topic, bool create, int partitions,
+		      int replication_factor, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < kp->n_topics; i++)
+		if (strcmp(kp->topics[i], topic) == 0)
+			return 0;
+	int n = topic_exists(kp, topic, err, errlen);
+	if (n < 0)
+		return -2;
+	if (n == 0) {
+		if (!create) {
+			snprintf(err, errlen, "topic %s does not exist: create it, or set "
+				 "relay.auto_create_topics = true", topic);
+			return -1;
+		}
+		if (create_topic(kp, topic, partitions, replication_factor, err, errlen) < 0)
+			return -2;
+	}
+	kp->topics = realloc(kp->topics, sizeof(char *) * (kp->n_topics + 1));
+	kp->topics[kp->n_topics++] = strdup(topic);
+	return 0;
 }

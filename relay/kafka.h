@@ -48,6 +48,14 @@ kafka_txn_result kafka_txn_abort(kafka_producer *kp, int timeout_ms, char *err, 
 rd_kafka_resp_err_t kafka_produce_plain(kafka_producer *kp, const char *topic, const char *key,
 					const char *value, void *msg_opaque);
 
+/*
+ * Makes sure a topic exists before its first record (known topics are remembered): creates it
+ * through the admin API when create is true. 0: it exists; -1: it does not (and was not
+ * created); -2: Kafka did not answer (try again later). err says which.
+ */
+int kafka_topic_ready(kafka_producer *kp, const char *topic, bool create, int partitions,
+		      int replication_factor, char *err, size_t errlen);
+
 /* Readable when delivery reports or errors wait to be served. */
 int kafka_event_fd(const kafka_producer *kp);
 /* Serves waiting delivery reports and errors (calls on_delivery); never blocks. */

@@ -218,23 +218,25 @@ static void append_quoted(char *buf, size_t len, const char *text)
 	buf[n] = '\0';
 }
 
-static pg_result start_streaming(pg_stream *s, const char *slot, char *const *tables, int n_tables,
-				 lsn_t from, char *err, size_t errlen)
+static pg_result start_streaming(pg_stream *s, const char *slot, const char *add_tables,
+				 const char *add_msg_prefixes, lsn_t from, char *err, size_t errlen)
 {
-	char cmd[8192], tlist[4096] = "", lsn[LSN_TEXT_MAX];
+	char cmd[8192], lsn[LSN_TEXT_MAX];
 	char *ident = PQescapeIdentifier(s->conn, slot, strlen(slot));
 
-	for (int i = 0; i < n_tables; i++) {
-		if (i)
-			strncat(tlist, ",", sizeof(tlist) - strlen(tlist) - 1);
-		strncat(tlist, tables[i], sizeof(tlist) - strlen(tlist) - 1);
-	}
 	snprintf(cmd, sizeof(cmd),
 		 "START_REPLICATION SLOT %s LOGICAL %s (\"format-version\" '2', "
 		 "\"include-transaction\" '1', \"include-xids\" '1', \"include-timestamp\" '1', "
-		 "\"include-lsn\" '1', \"add-tables\" ", ident, lsn_format(from, lsn));
+		 "\"include-lsn\" '1', ", ident, lsn_format(from, lsn));
 	PQfreemem(ident);
-	append_quoted(cmd, sizeof(cmd), tlist);
+	/* Without outbox tables, no table changes at all. */
+	strncat(cmd, add_tables[0] ? "\"add-tables\" " : "\"filter-tables\" ",
+		sizeof(cmd) - strlen(cmd) - 1);
+	append_quoted(cmd, sizeof(cmd), add_tables[0] ? add_tables : "*.*");
+	if (add_msg_prefixes[0]) {
+		strncat(cmd, ", \"add-msg-prefixes\" ", sizeof(cmd) - strlen(cmd) - 1);
+		append_quoted(cmd, sizeof(cmd), add_msg_prefixes);
+	}
 	strncat(cmd, ")", sizeof(cmd) - strlen(cmd) - 1);
 
 	PGresult *res = PQexec(s->conn, cmd);
@@ -293,10 +295,10 @@ pg_result pg_stream_check_slot(pg_stream *s, const char *slot, bool create, char
 	return check_slot(s, slot, create, err, errlen);
 }
 
-pg_result pg_stream_start(pg_stream *s, const char *slot, char *const *tables, int n_tables,
-			  lsn_t from, char *err, size_t errlen)
+pg_result pg_stream_start(pg_stream *s, const char *slot, const char *add_tables,
+			  const char *add_msg_prefixes, lsn_t from, char *err, size_t errlen)
 {
-	return start_streaming(s, slot, tables, n_tables, from, err, errlen);
+	return start_streaming(s, slot, add_tables, add_msg_prefixes, from, err, errlen);
 }
 
 const char *pg_stream_sysid(const pg_stream *s) { return s->sysid; }

@@ -32,9 +32,12 @@ pg_result pg_stream_connect(pg_stream **out, const char *conninfo, char *err, si
  * when missing and create is true. */
 pg_result pg_stream_check_slot(pg_stream *s, const char *slot, bool create, char *err,
 			       size_t errlen);
-/* Starts streaming after `from` (0: the slot's confirmed position); tables go to add-tables. */
-pg_result pg_stream_start(pg_stream *s, const char *slot, char *const *tables, int n_tables,
-			  lsn_t from, char *err, size_t errlen);
+/*
+ * Starts streaming after `from` (0: the slot's confirmed position). add_tables and
+ * add_msg_prefixes are wal2json's comma-separated filters ("" : no tables; all messages).
+ */
+pg_result pg_stream_start(pg_stream *s, const char *slot, const char *add_tables,
+			  const char *add_msg_prefixes, lsn_t from, char *err, size_t errlen);
 /* The server's system identifier (unique per cluster), as text. */
 const char *pg_stream_sysid(const pg_stream *s);
 /* True when pg_stream_connect created the slot. */

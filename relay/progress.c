@@ -69,14 +69,21 @@ uint64_t progress_begin(progress *p, lsn_t nextlsn)
 	return seq;
 }
 
+/* True for a transaction still in the ring (not a record outside any, nor a forgotten one). */
+static bool live(const progress *p, uint64_t seq) { return seq >= p->head && seq < p->tail; }
+
 void progress_produced(progress *p, uint64_t seq)
 {
+	if (!live(p, seq))
+		return;
 	slot_of(p, seq)->pending++;
 	p->in_flight++;
 }
 
 void progress_commit(progress *p, uint64_t seq)
 {
+	if (!live(p, seq))
+		return;
 	slot_of(p, seq)->committed = true;
 	advance(p);
 }

@@ -245,15 +245,38 @@ static stream_end maybe_commit(relay *r, bool input_idle)
 	return eos_to_stream(eos_commit(&r->eos, eos_tick, r));
 }
 
-/* Hands one record to Kafka, waiting (with status updates flowing) while its queue is full. */
-static stream_end produce(relay *r, const route_msg *m)
+/* Before a topic's first record: it must exist (or be created); a missing one stops the relay. */
+static stream_end ensure_topic(relay *r, const char *topic)
 {
+	char err[512];
+	int rc = kafka_topic_ready(r->kp, topic, r->cfg->auto_create_topics, r->cfg->topic_partitions,
+				   r->cfg->topic_replication_factor, err, sizeof(err));
+	if (rc == 0)
+		return STREAM_CONTINUE;
+	if (rc == -1) {
+		log_error("%s", err);
+		return STREAM_FATAL;
+	}
+	log_warn("%s", err);
+	return STREAM_REWIND;
+}
+
+/*
+ * Hands one record to Kafka, waiting (with status updates flowing) while its queue is full.
+ * *refused gets librdkafka's error when it refuses the record itself (too large, ...).
+ */
+static stream_end produce(relay *r, const route_msg *m, rd_kafka_resp_err_t *refused)
+{
+	stream_end e = ensure_topic(r, m->topic);
+	*refused = RD_KAFKA_RESP_ERR_NO_ERROR;
+	if (e != STREAM_CONTINUE)
+		return e;
 	if (r->eos_on) {
 		char err[512];
-		eos_result e = eos_ensure_open(&r->eos, err, sizeof(err));
-		if (e != EOS_OK) {
+		eos_result er = eos_ensure_open(&r->eos, err, sizeof(err));
+		if (er != EOS_OK) {
 			log_error("%s", err);
-			return eos_to_stream(e);
+			return eos_to_stream(er);
 		}
 	}
 	for (;;) {
@@ -266,8 +289,7 @@ static stream_end produce(relay *r, const route_msg *m)
 			return maybe_commit(r, false);
 		}
 		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-			log_error("cannot hand a record for topic %s to Kafka: %s", m->topic,
-				  rd_kafka_err2str(err));
+			*refused = err;
 			return STREAM_FATAL;
 		}
 		if (wait_events(r, false, -1) < 0)
@@ -279,22 +301,77 @@ static stream_end produce(relay *r, const route_msg *m)
 	}
 }
 
-/* Logs a row that cannot be published; the relay stops before the slot moves past it. */
-static stream_end refuse_row(const w2j_record *rec, const char *why)
+/*
+ * A row that cannot be published goes to the dead-letter topic (and the relay goes on), or,
+ * with on_error = stop or when even that fails, stops the relay before the slot moves past it.
+ */
+static stream_end reject_row(relay *r, const route_source *src, const w2j_record *rec,
+			     const char *data, size_t len, const char *why, route_msg *m)
 {
 	char a[LSN_TEXT_MAX];
-	log_error("cannot publish the row of %.*s.%.*s at LSN %s (xid %llu): %s; stopping so that "
-		  "it is not skipped: fix the row (or the outbox.topic template) and restart",
-		  (int)rec->schema.len, rec->schema.ptr, (int)rec->table.len, rec->table.ptr,
-		  lsn_format(rec->lsn, a), (unsigned long long)rec->xid, why);
-	return STREAM_FATAL;
+	rd_kafka_resp_err_t refused;
+	const char *topic = m->topic;
+
+	lsn_format(rec->lsn, a);
+	if (!r->cfg->dead_letter) {
+		log_error("cannot publish the row of %s at LSN %s (xid %llu): %s; stopping so that "
+			  "it is not skipped (relay.on_error = stop): fix it and restart",
+			  router_source_name(src), a, (unsigned long long)rec->xid, why);
+		return STREAM_FATAL;
+	}
+	log_warn("dead-lettering the row of %s at LSN %s (xid %llu): %s", router_source_name(src), a,
+		 (unsigned long long)rec->xid, why);
+	router_dead_letter(r->router, src, rec, data, len, why, topic, m);
+	stream_end e = produce(r, m, &refused);
+	if (refused) {
+		log_error("the dead-letter topic %s refused the row too: %s; stopping", m->topic,
+			  rd_kafka_err2str(refused));
+		return STREAM_FATAL;
+	}
+	return e;
+}
+
+/* Routes and produces a matched row or message; what fails goes to reject_row. */
+static stream_end publish(relay *r, const route_source *src, const w2j_record *rec,
+			  const char *data, size_t len)
+{
+	route_msg m;
+	const char *why = NULL;
+	rd_kafka_resp_err_t refused;
+
+	if (router_build(r->router, src, rec, &m, &why) < 0)
+		return reject_row(r, src, rec, data, len, why, &m);
+	stream_end e = produce(r, &m, &refused);
+	if (refused)
+		return reject_row(r, src, rec, data, len, rd_kafka_err2str(refused), &m);
+	return e;
+}
+
+/*
+ * A non-transactional message has no transaction to keep its place in: it is dead-lettered (or
+ * stops the relay), never published into another transaction's order. In exactly-once mode its
+ * dead letter rides in the open Kafka transaction; it may be dead-lettered again after a crash.
+ */
+static stream_end publish_outside(relay *r, const route_source *src, const w2j_record *rec,
+				  const char *data, size_t len)
+{
+	route_msg m;
+	const char *why = NULL;
+	uint64_t seq = r->txn_seq;
+	stream_end e;
+
+	router_build(r->router, src, rec, &m, &why);
+	r->txn_seq = UINT64_MAX; /* no PostgreSQL transaction to account it to */
+	e = reject_row(r, src, rec, data, len, why, &m);
+	r->txn_seq = seq;
+	return e;
 }
 
 /* One wal2json record: transaction bounds feed the tracker, outbox inserts become records. */
 static stream_end handle_record(relay *r, const char *data, size_t len)
 {
 	w2j_record rec;
-	route_msg m;
+	const route_source *src;
 	const char *why = NULL;
 
 	if (w2j_decode(data, len, &rec, &why) < 0) {
@@ -317,16 +394,19 @@ static stream_end handle_record(relay *r, const char *data, size_t len)
 		r->in_txn = false;
 		return maybe_commit(r, false);
 	case W2J_INSERT:
-		if (!r->in_txn || r->skip_txn || !router_is_outbox(r->router, &rec))
+	case W2J_MESSAGE:
+		src = router_match(r->router, &rec);
+		if (!src)
+			return STREAM_CONTINUE;
+		if (rec.action == W2J_MESSAGE && !rec.transactional)
+			return publish_outside(r, src, &rec, data, len);
+		if (!r->in_txn || r->skip_txn)
 			return STREAM_CONTINUE;
 		if (r->eos_on && !eos_pg_row(&r->eos))
 			return STREAM_CONTINUE; /* Kafka has it: a committed part of a split transaction */
-		if (router_outbox(r->router, &rec, &m, &why) < 0)
-			return refuse_row(&rec, why);
-		return produce(r, &m);
+		return publish(r, src, &rec, data, len);
 	default:
-		/* Updates, deletes (e.g. a retention purge), truncates and messages of the outbox
-		 * tables carry no events. */
+		/* Updates, deletes (e.g. a retention purge) and truncates carry no events. */
 		return STREAM_CONTINUE;
 	}
 }
@@ -507,6 +587,19 @@ static pg_result load_checkpoint(relay *r, char *err, size_t errlen)
 	return PG_OK;
 }
 
+/* wal2json's add-tables and add-msg-prefixes lists from the sources. */
+static void wal2json_filters(const relay_config *cfg, char *tables, char *prefixes, size_t len)
+{
+	tables[0] = prefixes[0] = '\0';
+	for (int i = 0; i < cfg->n_sources; i++) {
+		const source_config *s = &cfg->sources[i];
+		char *list = s->table[0] ? tables : prefixes;
+		if (list[0])
+			strncat(list, ",", len - strlen(list) - 1);
+		strncat(list, s->table[0] ? s->table : s->message_prefix, len - strlen(list) - 1);
+	}
+}
+
 /* One attempt at a session: connect, Kafka (once), slot, checkpoint (once), start streaming. */
 static pg_result open_session(relay *r, char *err, size_t errlen)
 {
@@ -521,8 +614,9 @@ static pg_result open_session(relay *r, char *err, size_t errlen)
 	if (res == PG_OK) {
 		if (!r->eos_on && pg_stream_start_lsn(r->pg) > r->prog.acked)
 			r->prog.acked = pg_stream_start_lsn(r->pg);
-		res = pg_stream_start(r->pg, r->cfg->slot, r->cfg->tables, r->cfg->n_tables,
-				      flush_lsn(r), err, errlen);
+		char tables[4096], prefixes[4096];
+		wal2json_filters(r->cfg, tables, prefixes, sizeof(tables));
+		res = pg_stream_start(r->pg, r->cfg->slot, tables, prefixes, flush_lsn(r), err, errlen);
 	}
 	if (res != PG_OK) {
 		pg_stream_close(r->pg, 0);

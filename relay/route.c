@@ -1,68 +1,73 @@
-/* route.c: outbox row to Kafka record: topic template, key, payload bytes, headers. */
+/* route.c: outbox row or message to Kafka record: topic template, key, value bytes, headers. */
 #include "route.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 
-/* What a ${...} placeholder of the topic template stands for. */
-typedef enum { SEG_LITERAL, SEG_AGGREGATE_TYPE, SEG_EVENT_TYPE, SEG_SCHEMA, SEG_TABLE } seg_kind;
-
+/* A piece of a topic template: literal text, or ${name} standing for a field's value. */
 typedef struct {
-	seg_kind kind;
-	char *text; /* SEG_LITERAL */
+	bool is_field;
+	char *text;
 	size_t len;
 } topic_seg;
 
-typedef struct {
-	char *schema;
+struct route_source {
+	const source_config *cfg;
+	char *schema; /* table sources */
 	char *table;
-} table_name;
-
-struct router {
+	char *name;   /* "schema.table" or "message:prefix" */
+	char *ce_source;
 	topic_seg *segs;
 	size_t n_segs;
-	size_t n_placeholders;
+	size_t n_fields; /* placeholders in the template */
 	size_t literal_len;
-	table_name *tables;
-	int n_tables;
+};
+
+/* One column of the row (or member of the message envelope): name and value spans. */
+typedef struct {
+	json_span name;
+	json_span value;
+} row_field;
+
+struct router {
+	const relay_config *cfg;
+	route_source *sources;
+	int n_sources;
+	row_field *fields; /* of the current row */
+	size_t n_fields;
+	size_t fields_cap;
 	char *scratch; /* decoded texts of the current row */
 	size_t scratch_cap;
 	route_header *headers;
 	size_t headers_cap;
+	char meta[512]; /* dead-letter header values */
 };
 
-/* The outbox columns read from each row, decoded. */
-typedef struct {
-	json_span id, aggregate_type, aggregate_id, event_type, payload, headers;
-} outbox_cols;
-
-static const struct {
-	const char *name;
-	seg_kind kind;
-} placeholders[] = {
-	{"aggregate_type", SEG_AGGREGATE_TYPE},
-	{"event_type", SEG_EVENT_TYPE},
-	{"schema", SEG_SCHEMA},
-	{"table", SEG_TABLE},
-};
-
-static void add_seg(router *r, seg_kind kind, const char *text, size_t len)
+static void *xrealloc(void *p, size_t n)
 {
-	r->segs = realloc(r->segs, sizeof(topic_seg) * (r->n_segs + 1));
-	topic_seg *s = &r->segs[r->n_segs++];
-	s->kind = kind;
-	s->text = NULL;
-	s->len = len;
-	if (kind == SEG_LITERAL) {
-		s->text = malloc(len);
-		memcpy(s->text, text, len);
-		r->literal_len += len;
-	} else {
-		r->n_placeholders++;
+	p = realloc(p, n);
+	if (!p) {
+		log_error("out of memory");
+		abort();
 	}
+	return p;
+}
+
+static void add_seg(route_source *s, bool is_field, const char *text, size_t len)
+{
+	s->segs = xrealloc(s->segs, sizeof(topic_seg) * (s->n_segs + 1));
+	topic_seg *g = &s->segs[s->n_segs++];
+	g->is_field = is_field;
+	g->text = strndup(text, len);
+	g->len = len;
+	if (is_field)
+		s->n_fields++;
+	else
+		s->literal_len += len;
 }
 
 /* Kafka accepts topic names of 1 to 249 characters from [a-zA-Z0-9._-]. */
@@ -84,84 +89,75 @@ static bool topic_name_ok(const char *t, size_t len)
 }
 
 /* Rejects literal text no topic name may hold, so that a bad template fails at startup. */
-static int check_literals(const router *r, const char *tmpl, char *err, size_t errlen)
+static int check_literals(const route_source *s, const char *tmpl, char *err, size_t errlen)
 {
-	for (size_t i = 0; i < r->n_segs; i++) {
-		const topic_seg *s = &r->segs[i];
-		for (size_t k = 0; s->kind == SEG_LITERAL && k < s->len; k++) {
-			if (!topic_char_ok(s->text[k])) {
+	for (size_t i = 0; i < s->n_segs; i++) {
+		const topic_seg *g = &s->segs[i];
+		for (size_t k = 0; !g->is_field && k < g->len; k++) {
+			if (!topic_char_ok(g->text[k])) {
 				snprintf(err, errlen, "topic template '%s' holds a character Kafka "
 					 "topic names cannot have (allowed: a-z A-Z 0-9 . _ -)", tmpl);
 				return -1;
 			}
 		}
 	}
-	if (r->literal_len > 249) {
+	if (s->literal_len > 249) {
 		snprintf(err, errlen, "topic template '%s' is longer than 249 characters", tmpl);
 		return -1;
 	}
-	if (r->n_placeholders == 0 && !topic_name_ok(r->segs[0].text, r->segs[0].len)) {
+	if (s->n_fields == 0 && !topic_name_ok(s->segs[0].text, s->segs[0].len)) {
 		snprintf(err, errlen, "topic template '%s' is not a valid Kafka topic name", tmpl);
 		return -1;
 	}
 	return 0;
 }
 
-/* Splits "outbox.${aggregate_type}" into literal and placeholder segments. */
-static int compile_template(router *r, const char *tmpl, char *err, size_t errlen)
+/* Splits "outbox.${aggregate_type}" into literal and field segments. */
+static int compile_template(route_source *s, const char *tmpl, char *err, size_t errlen)
 {
 	const char *p = tmpl;
 
 	while (*p) {
 		const char *open = strstr(p, "${");
 		if (!open) {
-			add_seg(r, SEG_LITERAL, p, strlen(p));
+			add_seg(s, false, p, strlen(p));
 			break;
 		}
 		if (open > p)
-			add_seg(r, SEG_LITERAL, p, (size_t)(open - p));
+			add_seg(s, false, p, (size_t)(open - p));
 		const char *close = strchr(open, '}');
-		if (!close) {
-			snprintf(err, errlen, "topic template '%s': '${' without '}'", tmpl);
+		if (!close || close == open + 2) {
+			snprintf(err, errlen, "topic template '%s': '${' without a name and '}'", tmpl);
 			return -1;
 		}
-		size_t nlen = (size_t)(close - open - 2);
-		size_t i;
-		for (i = 0; i < sizeof(placeholders) / sizeof(placeholders[0]); i++)
-			if (strlen(placeholders[i].name) == nlen &&
-			    memcmp(placeholders[i].name, open + 2, nlen) == 0)
-				break;
-		if (i == sizeof(placeholders) / sizeof(placeholders[0])) {
-			snprintf(err, errlen,
-				 "topic template '%s': unknown placeholder '${%.*s}' (known: "
-				 "aggregate_type, event_type, schema, table)",
-				 tmpl, (int)nlen, open + 2);
-			return -1;
-		}
-		add_seg(r, placeholders[i].kind, NULL, 0);
+		add_seg(s, true, open + 2, (size_t)(close - open - 2));
 		p = close + 1;
 	}
-	if (r->n_segs == 0) {
+	if (s->n_segs == 0) {
 		snprintf(err, errlen, "topic template is empty");
 		return -1;
 	}
-	return check_literals(r, tmpl, err, errlen);
+	return check_literals(s, tmpl, err, errlen);
 }
 
-/* Splits the "schema.table" entries of the table list; both parts must be non-empty. */
-static int compile_tables(router *r, const relay_config *cfg, char *err, size_t errlen)
+static int compile_source(route_source *s, const source_config *c, char *err, size_t errlen)
 {
-	r->tables = calloc((size_t)cfg->n_tables + 1, sizeof(table_name));
-	for (int i = 0; i < cfg->n_tables; i++) {
-		const char *name = cfg->tables[i], *dot = strchr(name, '.');
-		if (!dot || dot == name || dot[1] == '\0') {
-			snprintf(err, errlen, "table '%s' is not schema.table", name);
-			return -1;
-		}
-		r->tables[i].schema = strndup(name, (size_t)(dot - name));
-		r->tables[i].table = strdup(dot + 1);
-		r->n_tables = i + 1;
+	char buf[600];
+
+	s->cfg = c;
+	if (c->table[0]) {
+		const char *dot = strchr(c->table, '.');
+		s->schema = strndup(c->table, (size_t)(dot - c->table));
+		s->table = strdup(dot + 1);
+		s->name = strdup(c->table);
+	} else {
+		snprintf(buf, sizeof(buf), "message:%s", c->message_prefix);
+		s->name = strdup(buf);
 	}
+	snprintf(buf, sizeof(buf), "/outbox-relay/%s", c->table[0] ? c->table : c->message_prefix);
+	s->ce_source = strdup(c->ce_source[0] ? c->ce_source : buf);
+	if (compile_template(s, c->topic, err, errlen) < 0)
+		return -1;
 	return 0;
 }
 
@@ -169,31 +165,40 @@ router *router_new(const relay_config *cfg, char *err, size_t errlen)
 {
 	router *r = calloc(1, sizeof(*r));
 
-	if (compile_template(r, cfg->topic_template, err, errlen) < 0 ||
-	    compile_tables(r, cfg, err, errlen) < 0)
-		goto fail;
+	r->cfg = cfg;
+	r->sources = calloc((size_t)cfg->n_sources + 1, sizeof(route_source));
+	for (int i = 0; i < cfg->n_sources; i++) {
+		r->n_sources = i + 1;
+		if (compile_source(&r->sources[i], &cfg->sources[i], err, errlen) < 0) {
+			router_free(r);
+			return NULL;
+		}
+	}
 	return r;
-fail:
-	router_free(r);
-	return NULL;
 }
 
 void router_free(router *r)
 {
 	if (!r)
 		return;
-	for (size_t i = 0; i < r->n_segs; i++)
-		free(r->segs[i].text);
-	free(r->segs);
-	for (int i = 0; i < r->n_tables; i++) {
-		free(r->tables[i].schema);
-		free(r->tables[i].table);
+	for (int i = 0; i < r->n_sources; i++) {
+		route_source *s = &r->sources[i];
+		for (size_t k = 0; k < s->n_segs; k++)
+			free(s->segs[k].text);
+		free(s->segs);
+		free(s->schema);
+		free(s->table);
+		free(s->name);
+		free(s->ce_source);
 	}
-	free(r->tables);
+	free(r->sources);
+	free(r->fields);
 	free(r->scratch);
 	free(r->headers);
 	free(r);
 }
+
+const char *router_source_name(const route_source *src) { return src ? src->name : "?"; }
 
 static bool span_is(const json_span *s, const char *text)
 {
@@ -201,50 +206,60 @@ static bool span_is(const json_span *s, const char *text)
 	return s->kind == JSON_STRING && !s->escaped && s->len == n && memcmp(s->ptr, text, n) == 0;
 }
 
-bool router_is_outbox(const router *r, const w2j_record *rec)
+const route_source *router_match(const router *r, const w2j_record *rec)
 {
-	for (int i = 0; i < r->n_tables; i++)
-		if (span_is(&rec->schema, r->tables[i].schema) &&
-		    span_is(&rec->table, r->tables[i].table))
-			return true;
-	return false;
+	for (int i = 0; i < r->n_sources; i++) {
+		const route_source *s = &r->sources[i];
+		if (rec->action == W2J_INSERT && s->table && span_is(&rec->schema, s->schema) &&
+		    span_is(&rec->table, s->table))
+			return s;
+		if (rec->action == W2J_MESSAGE && !s->table && span_is(&rec->prefix, s->cfg->message_prefix))
+			return s;
+	}
+	return NULL;
 }
 
-/* Picks the outbox columns out of the row's columns array. */
-static int collect_columns(const w2j_record *rec, outbox_cols *c)
+static void add_field(router *r, const json_span *name, const json_span *value)
+{
+	if (r->n_fields == r->fields_cap) {
+		r->fields_cap = r->fields_cap ? r->fields_cap * 2 : 32;
+		r->fields = xrealloc(r->fields, sizeof(row_field) * r->fields_cap);
+	}
+	r->fields[r->n_fields].name = *name;
+	r->fields[r->n_fields].value = *value;
+	r->n_fields++;
+}
+
+/* A field by name; NULL when the row has no such column (or the envelope no such member). */
+static const json_span *field_get(const router *r, const char *name)
+{
+	size_t n = strlen(name);
+	for (size_t i = 0; i < r->n_fields; i++)
+		if (json_key_is(&r->fields[i].name, name, n))
+			return &r->fields[i].value;
+	return NULL;
+}
+
+static int collect_columns(router *r, const w2j_record *rec)
 {
 	json_cursor it;
 	w2j_column col;
-	int r;
+	int rc;
 
-	memset(c, 0, sizeof(*c));
 	if (w2j_columns_open(&it, &rec->columns) < 0)
 		return -1;
-	while ((r = w2j_columns_next(&it, &col)) == 1) {
-		const json_span *n = &col.name;
-		if (JSON_KEY_IS(n, "id"))
-			c->id = col.value;
-		else if (JSON_KEY_IS(n, "aggregate_type"))
-			c->aggregate_type = col.value;
-		else if (JSON_KEY_IS(n, "aggregate_id"))
-			c->aggregate_id = col.value;
-		else if (JSON_KEY_IS(n, "event_type"))
-			c->event_type = col.value;
-		else if (JSON_KEY_IS(n, "payload"))
-			c->payload = col.value;
-		else if (JSON_KEY_IS(n, "headers"))
-			c->headers = col.value;
-	}
-	return r;
+	while ((rc = w2j_columns_next(&it, &col)) == 1)
+		add_field(r, &col.name, &col.value);
+	return rc;
 }
 
 /*
- * Writes a value as text into *pos: a string decoded, a number or bool as its JSON text.
- * Sets *out to NULL for null or absent values. The caller reserved room for it.
+ * Writes a value as text at *pos: a string decoded, a number or bool as its JSON text (an
+ * object or array too, as written). *out is NULL for null or absent values.
  */
 static int put_text(char **pos, const json_span *v, const char **out, size_t *len)
 {
-	if (v->kind == JSON_NONE || v->kind == JSON_NULL) {
+	if (!v || v->kind == JSON_NONE || v->kind == JSON_NULL) {
 		*out = NULL;
 		*len = 0;
 		return 0;
@@ -263,6 +278,30 @@ static int put_text(char **pos, const json_span *v, const char **out, size_t *le
 	return 0;
 }
 
+/* Fields of a message: the members of its JSON envelope (see docs/sql.md). */
+static int collect_envelope(router *r, char **pos, const w2j_record *rec, const char **why)
+{
+	const char *text;
+	size_t len;
+	json_cursor c;
+	json_span key, val;
+	int rc;
+
+	if (!rec->transactional)
+		return *why = "non-transactional message (only transactional messages keep their "
+			      "place in commit order)", -1;
+	if (put_text(pos, &rec->content, &text, &len) < 0 || !text)
+		return *why = "malformed message envelope: content is not text", -1;
+	json_cursor_init(&c, text, len);
+	if (json_enter_object(&c) < 0)
+		return *why = "malformed message envelope: not a JSON object", -1;
+	while ((rc = json_object_next(&c, &key, &val)) == 1)
+		add_field(r, &key, &val);
+	if (rc < 0 || !json_at_end(&c))
+		return *why = "malformed message envelope: not a JSON object", -1;
+	return 0;
+}
+
 static void reserve(router *r, size_t need)
 {
 	if (need <= r->scratch_cap)
@@ -276,79 +315,103 @@ static void reserve(router *r, size_t need)
 	}
 }
 
-static route_header *new_header(router *r, size_t i)
+static route_header *new_header(router *r, route_msg *m, const char *name, size_t name_len)
 {
-	if (i >= r->headers_cap) {
+	if (m->n_headers == r->headers_cap) {
 		r->headers_cap = r->headers_cap ? r->headers_cap * 2 : 16;
-		r->headers = realloc(r->headers, sizeof(route_header) * r->headers_cap);
-		if (!r->headers) {
-			log_error("out of memory");
-			abort();
-		}
+		r->headers = xrealloc(r->headers, sizeof(route_header) * r->headers_cap);
 	}
-	return &r->headers[i];
+	route_header *h = &r->headers[m->n_headers++];
+	h->name = name;
+	h->name_len = name_len;
+	h->value = NULL;
+	h->value_len = 0;
+	m->headers = r->headers;
+	return h;
 }
 
-/* Adds one header per member of the headers jsonb object, in the order jsonb keeps them. */
+/* A header whose value is a field's text. */
+static int add_field_header(router *r, char **pos, route_msg *m, const char *name,
+			    const json_span *v)
+{
+	route_header *h = new_header(r, m, name, strlen(name));
+	return put_text(pos, v, &h->value, &h->value_len);
+}
+
+/* Adds one header per member of the headers object, in the order the object keeps them. */
 static int add_json_headers(router *r, char **pos, const json_span *hcol, route_msg *m,
 			    const char **why)
 {
 	const char *text;
 	size_t len;
 	json_cursor c;
-	json_span whole, key, val;
+	json_span key, val;
 	int rc;
 
-	if (put_text(pos, hcol, &text, &len) < 0)
-		return *why = "headers column holds an invalid escape", -1;
+	if (hcol && hcol->kind == JSON_OBJECT) {
+		text = hcol->ptr; /* an envelope member: the object itself */
+		len = hcol->len;
+	} else if (put_text(pos, hcol, &text, &len) < 0) {
+		return *why = "headers hold an invalid escape", -1;
+	}
 	if (!text)
 		return 0;
 	json_cursor_init(&c, text, len);
-	if (json_read_value(&c, &whole) < 0 || !json_at_end(&c) || whole.kind != JSON_OBJECT)
-		return *why = "headers column is not a JSON object", -1;
-	json_object_open(&c, &whole);
+	if (json_enter_object(&c) < 0)
+		return *why = "headers are not a JSON object", -1;
 	while ((rc = json_object_next(&c, &key, &val)) == 1) {
-		route_header *h = new_header(r, m->n_headers);
+		route_header *h = new_header(r, m, NULL, 0);
 		if (put_text(pos, &key, &h->name, &h->name_len) < 0 ||
 		    put_text(pos, &val, &h->value, &h->value_len) < 0)
-			return *why = "headers object holds an invalid escape", -1;
-		m->n_headers++;
+			return *why = "headers hold an invalid escape", -1;
 	}
-	m->headers = r->headers;
-	return rc < 0 ? (*why = "headers column is not a JSON object", -1) : 0;
+	if (rc < 0 || !json_at_end(&c))
+		return *why = "headers are not a JSON object", -1;
+	return 0;
 }
 
-static const json_span *seg_value(const topic_seg *s, const outbox_cols *c, const w2j_record *rec)
+/* Built-in placeholders when the row has no field of that name. */
+static bool builtin_value(const route_source *s, const w2j_record *rec, const char *name,
+			  json_span *out)
 {
-	switch (s->kind) {
-	case SEG_AGGREGATE_TYPE: return &c->aggregate_type;
-	case SEG_EVENT_TYPE: return &c->event_type;
-	case SEG_SCHEMA: return &rec->schema;
-	case SEG_TABLE: return &rec->table;
-	default: return NULL;
-	}
+	if (strcmp(name, "schema") == 0 && s->table)
+		*out = rec->schema;
+	else if (strcmp(name, "table") == 0 && s->table)
+		*out = rec->table;
+	else if (strcmp(name, "prefix") == 0 && !s->table)
+		*out = rec->prefix;
+	else
+		return false;
+	return true;
 }
 
 /* Expands the template into *pos as a NUL-terminated name. */
-static int expand_topic(const router *r, char **pos, const outbox_cols *c, const w2j_record *rec,
+static int expand_topic(router *r, const route_source *s, char **pos, const w2j_record *rec,
 			const char **out, const char **why)
 {
 	char *start = *pos;
 
-	for (size_t i = 0; i < r->n_segs; i++) {
-		const topic_seg *s = &r->segs[i];
-		if (s->kind == SEG_LITERAL) {
-			memcpy(*pos, s->text, s->len);
-			*pos += s->len;
+	for (size_t i = 0; i < s->n_segs; i++) {
+		const topic_seg *g = &s->segs[i];
+		json_span b;
+		const char *text;
+		size_t len;
+		if (!g->is_field) {
+			memcpy(*pos, g->text, g->len);
+			*pos += g->len;
 			continue;
 		}
-		const json_span *v = seg_value(s, c, rec);
-		if (v->kind != JSON_STRING)
-			return *why = "a column the topic template needs is null or missing", -1;
-		long n = json_unescape(v, *pos);
-		if (n < 0)
-			return *why = "a column the topic template needs holds an invalid escape", -1;
-		*pos += n;
+		const json_span *v = field_get(r, g->text);
+		if (!v && builtin_value(s, rec, g->text, &b))
+			v = &b;
+		if (put_text(pos, v, &text, &len) < 0)
+			return *why = "a field of the topic template holds an invalid escape", -1;
+		if (!text)
+			return *why = "a field of the topic template is null or missing", -1;
+		if (text != *pos - len) { /* a number: its text was not copied yet */
+			memmove(*pos, text, len);
+			*pos += len;
+		}
 	}
 	if (!topic_name_ok(start, (size_t)(*pos - start)))
 		return *why = "the topic name made from the template is not a valid Kafka topic name", -1;
@@ -357,36 +420,208 @@ static int expand_topic(const router *r, char **pos, const outbox_cols *c, const
 	return 0;
 }
 
-int router_outbox(router *r, const w2j_record *rec, route_msg *m, const char **why)
+/* Days from 1970-01-01 to a civil date (proleptic Gregorian). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
 {
-	outbox_cols c;
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	unsigned yoe = (unsigned)(y - era * 400);
+	unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + (int64_t)doe - 719468;
+}
+
+/* Reads n digits; -1 if any is not a digit. */
+static int digits(const char *p, int n)
+{
+	int v = 0;
+	for (int i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return -1;
+		v = v * 10 + (p[i] - '0');
+	}
+	return v;
+}
+
+/*
+ * PostgreSQL's ISO timestamptz text ("2026-11-22 10:00:00.123456+01" or "+05:30") to ms since
+ * the epoch; -1 when it is not that.
+ */
+static int64_t parse_timestamp(const char *t, size_t len)
+{
+	int y, mo, d, h, mi, s, ms = 0, sign, oh = 0, om = 0;
+	size_t i = 19;
+
+	if (len < 22 || t[4] != '-' || t[7] != '-' || (t[10] != ' ' && t[10] != 'T') || t[13] != ':' ||
+	    t[16] != ':')
+		return -1;
+	y = digits(t, 4), mo = digits(t + 5, 2), d = digits(t + 8, 2);
+	h = digits(t + 11, 2), mi = digits(t + 14, 2), s = digits(t + 17, 2);
+	if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || mi < 0 || s < 0)
+		return -1;
+	if (t[i] == '.') {
+		int scale = 100;
+		for (i++; i < len && t[i] >= '0' && t[i] <= '9'; i++, scale /= 10)
+			ms += (t[i] - '0') * scale;
+	}
+	if (i >= len || (t[i] != '+' && t[i] != '-'))
+		return -1;
+	sign = t[i] == '-' ? -1 : 1;
+	if (len - i < 3 || (oh = digits(t + i + 1, 2)) < 0)
+		return -1;
+	if (len - i >= 6 && t[i + 3] == ':' && (om = digits(t + i + 4, 2)) < 0)
+		return -1;
+	int64_t secs = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + s;
+	secs -= sign * (oh * 3600 + om * 60);
+	return secs * 1000 + ms;
+}
+
+/* Writes ms since the epoch as RFC 3339 in UTC ("2026-11-22T09:00:00.123Z"). */
+static size_t format_rfc3339(int64_t ms, char *out)
+{
+	time_t secs = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&secs, &tm);
+	size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+	return n + (size_t)snprintf(out + n, 32 - n, ".%03dZ", (int)(ms % 1000));
+}
+
+/* The record timestamp the source asks for: a column, the commit time, or none (0). */
+static int pick_timestamp(router *r, const route_source *s, const w2j_record *rec, char **pos,
+			  int64_t *ms, const char **why)
+{
+	const char *text;
+	size_t len;
+	const char *which = s->cfg->timestamp;
+
+	*ms = 0;
+	if (!which[0])
+		return 0;
+	const json_span *v = strcmp(which, "commit") == 0 ? &rec->timestamp : field_get(r, which);
+	if (put_text(pos, v, &text, &len) < 0 || !text)
+		return *why = "the timestamp field is null or missing", -1;
+	*ms = parse_timestamp(text, len);
+	if (*ms < 0)
+		return *why = "the timestamp field is not a PostgreSQL timestamptz", -1;
+	return 0;
+}
+
+/* Key, value and tombstones: a null key, or a null value without tombstones, cannot go out. */
+static int set_key_value(router *r, const route_source *s, char **pos, route_msg *m,
+			 const char **why)
+{
+	if (put_text(pos, field_get(r, s->cfg->key), &m->key, &m->key_len) < 0 ||
+	    put_text(pos, field_get(r, s->cfg->value), &m->value, &m->value_len) < 0)
+		return *why = "the key or value holds an invalid escape", -1;
+	if (!m->key)
+		return *why = "the key is null or missing", -1;
+	if (s->cfg->tombstones && m->value && m->value_len == 0)
+		m->value = NULL;
+	if (!m->value && !s->cfg->tombstones)
+		return *why = "the value is null or missing (set tombstones = true to publish it as "
+			      "a tombstone)", -1;
+	return 0;
+}
+
+/* CloudEvents binary mode: the event's attributes as ce_* headers. */
+static int add_cloudevents(router *r, const route_source *s, char **pos, route_msg *m)
+{
+	route_header *h;
+
+	h = new_header(r, m, "ce_specversion", 14);
+	h->value = "1.0", h->value_len = 3;
+	if (add_field_header(r, pos, m, "ce_id", field_get(r, s->cfg->event_id)) < 0 ||
+	    add_field_header(r, pos, m, "ce_type", field_get(r, s->cfg->event_type)) < 0)
+		return -1;
+	h = new_header(r, m, "ce_source", 9);
+	h->value = s->ce_source, h->value_len = strlen(s->ce_source);
+	if (m->timestamp_ms > 0) {
+		h = new_header(r, m, "ce_time", 7);
+		h->value = *pos;
+		h->value_len = format_rfc3339(m->timestamp_ms, *pos);
+		*pos += h->value_len;
+	}
+	h = new_header(r, m, "content-type", 12);
+	h->value = "application/json", h->value_len = 16;
+	return 0;
+}
+
+/* Headers: event_id, event_type, the listed columns, CloudEvents, then the headers object. */
+static int add_headers(router *r, const route_source *s, char **pos, route_msg *m, const char **why)
+{
+	if (add_field_header(r, pos, m, "event_id", field_get(r, s->cfg->event_id)) < 0 ||
+	    add_field_header(r, pos, m, "event_type", field_get(r, s->cfg->event_type)) < 0)
+		return *why = "the event id or type holds an invalid escape", -1;
+	for (int i = 0; i < s->cfg->n_headers; i++)
+		if (add_field_header(r, pos, m, s->cfg->headers[i], field_get(r, s->cfg->headers[i])) < 0)
+			return *why = "a header column holds an invalid escape", -1;
+	if (s->cfg->cloudevents && add_cloudevents(r, s, pos, m) < 0)
+		return *why = "a CloudEvents field holds an invalid escape", -1;
+	if (s->cfg->headers_column[0])
+		return add_json_headers(r, pos, field_get(r, s->cfg->headers_column), m, why);
+	return 0;
+}
+
+int router_build(router *r, const route_source *s, const w2j_record *rec, route_msg *m,
+		 const char **why)
+{
 	char *pos;
-	size_t reclen = rec->columns.len + rec->schema.len + rec->table.len;
+	size_t reclen = rec->columns.len + rec->content.len + rec->schema.len + rec->table.len +
+			rec->prefix.len + rec->timestamp.len;
 
 	memset(m, 0, sizeof(*m));
-	if (collect_columns(rec, &c) < 0)
-		return *why = "malformed columns array", -1;
-	if (c.payload.kind == JSON_NONE || c.aggregate_id.kind == JSON_NONE)
-		return *why = "the row has no payload or aggregate_id column", -1;
-	/* Decoding never grows text: each part fits in the record's own length. */
-	reserve(r, reclen * (2 + r->n_placeholders) + r->literal_len + 1);
+	r->n_fields = 0;
+	/* Decoding never grows text, so each decoded part fits in the record's own length. */
+	reserve(r, reclen * (8 + s->n_fields + (size_t)s->cfg->n_headers) + s->literal_len + 256);
 	pos = r->scratch;
-	if (expand_topic(r, &pos, &c, rec, &m->topic, why) < 0)
+	if (rec->action == W2J_MESSAGE) {
+		if (collect_envelope(r, &pos, rec, why) < 0)
+			return -1;
+	} else if (collect_columns(r, rec) < 0) {
+		return *why = "malformed columns array", -1;
+	}
+	if (expand_topic(r, s, &pos, rec, &m->topic, why) < 0 || set_key_value(r, s, &pos, m, why) < 0 ||
+	    pick_timestamp(r, s, rec, &pos, &m->timestamp_ms, why) < 0)
 		return -1;
-	if (put_text(&pos, &c.aggregate_id, &m->key, &m->key_len) < 0 ||
-	    put_text(&pos, &c.payload, &m->value, &m->value_len) < 0)
-		return *why = "a key or payload value holds an invalid escape", -1;
-	route_header *h = new_header(r, 0);
-	h->name = "event_id";
-	h->name_len = 8;
-	if (put_text(&pos, &c.id, &h->value, &h->value_len) < 0)
-		return *why = "the id value holds an invalid escape", -1;
-	h = new_header(r, 1);
-	h->name = "event_type";
-	h->name_len = 10;
-	if (put_text(&pos, &c.event_type, &h->value, &h->value_len) < 0)
-		return *why = "the event_type value holds an invalid escape", -1;
-	m->n_headers = 2;
-	m->headers = r->headers;
-	return add_json_headers(r, &pos, &c.headers, m, why);
+	return add_headers(r, s, &pos, m, why);
+}
+
+/* Appends a NUL-terminated header value to the meta buffer. */
+static void meta_header(router *r, route_msg *m, size_t *used, const char *name, const char *fmt,
+			const char *a, size_t alen)
+{
+	route_header *h = new_header(r, m, name, strlen(name));
+	int n = snprintf(r->meta + *used, sizeof(r->meta) - *used, fmt, (int)alen, a);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n >= sizeof(r->meta) - *used)
+		n = (int)(sizeof(r->meta) - *used - 1);
+	h->value = r->meta + *used;
+	h->value_len = (size_t)n;
+	*used += (size_t)n + 1;
+}
+
+void router_dead_letter(router *r, const route_source *src, const w2j_record *rec, const char *raw,
+			size_t rawlen, const char *why, const char *topic, route_msg *m)
+{
+	char lsn[LSN_TEXT_MAX], xid[24];
+	size_t used = 0;
+	const char *key = m->key;
+	size_t key_len = m->key_len;
+
+	memset(m, 0, sizeof(*m));
+	m->topic = r->cfg->dead_letter_topic;
+	m->key = key; /* the event's key when it was known */
+	m->key_len = key_len;
+	m->value = raw;
+	m->value_len = rawlen;
+	lsn_format(rec->lsn, lsn);
+	snprintf(xid, sizeof(xid), "%llu", (unsigned long long)rec->xid);
+	meta_header(r, m, &used, "dlq_reason", "%.*s", why, strlen(why));
+	meta_header(r, m, &used, "dlq_source", "%.*s", router_source_name(src),
+		    strlen(router_source_name(src)));
+	meta_header(r, m, &used, "dlq_lsn", "%.*s", lsn, strlen(lsn));
+	meta_header(r, m, &used, "dlq_xid", "%.*s", xid, strlen(xid));
+	if (topic)
+		meta_header(r, m, &used, "dlq_topic", "%.*s", topic, strlen(topic));
 }

@@ -1,9 +1,10 @@
-/* route.h: turns a decoded outbox row into a Kafka record (topic, key, value, headers). */
+/* route.h: turns a decoded outbox row or message into a Kafka record (topic, key, value, headers). */
 #ifndef RELAY_ROUTE_H
 #define RELAY_ROUTE_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "w2j.h"
@@ -20,24 +21,36 @@ typedef struct {
 	const char *topic; /* NUL-terminated */
 	const char *key;   /* NULL: no key */
 	size_t key_len;
-	const char *value; /* NULL: a null value */
+	const char *value; /* NULL: a null value (tombstone) */
 	size_t value_len;
+	int64_t timestamp_ms; /* 0: librdkafka's produce time */
 	route_header *headers;
 	size_t n_headers;
 } route_msg;
 
 typedef struct router router;
+typedef struct route_source route_source;
 
-/* Compiles the topic template and table list; NULL with a message in err when they are invalid. */
+/* Compiles the sources (topic templates, tables, prefixes); NULL with a message when invalid. */
 router *router_new(const relay_config *cfg, char *err, size_t errlen);
 void router_free(router *r);
-/* True when the record is a change of one of the configured outbox tables. */
-bool router_is_outbox(const router *r, const w2j_record *rec);
+/* The source a record belongs to: an insert into a source table, or a message with a source
+ * prefix; NULL for anything else (other tables, updates, deletes, other messages). */
+const route_source *router_match(const router *r, const w2j_record *rec);
 /*
- * Maps an outbox insert to a record. Returns 0, or -1 with *why set when the row cannot be
- * published as it is (a missing column, a headers value that is not a JSON object, a topic
- * name Kafka would reject).
+ * Maps a matched record to a Kafka record. Returns 0, or -1 with *why set when it cannot be
+ * published as it is (no key, a null value without tombstones, a topic name Kafka would reject,
+ * a malformed message envelope or headers object, a non-transactional message).
  */
-int router_outbox(router *r, const w2j_record *rec, route_msg *out, const char **why);
+int router_build(router *r, const route_source *src, const w2j_record *rec, route_msg *out,
+		 const char **why);
+/*
+ * The dead-letter record of a row that could not be published: the wal2json record as it came
+ * (raw), with headers dlq_reason, dlq_source, dlq_lsn, dlq_xid and, when known, dlq_topic.
+ */
+void router_dead_letter(router *r, const route_source *src, const w2j_record *rec, const char *raw,
+			size_t rawlen, const char *why, const char *topic, route_msg *out);
+/* "schema.table" or "message:prefix", for logs. */
+const char *router_source_name(const route_source *src);
 
 #endif

@@ -17,8 +17,15 @@ def install_outbox(db):
                    check=True, stdout=subprocess.DEVNULL)
 
 
-def write_config(path, conninfo, bootstrap, slot, topic, extra_pg="", extra_relay="", extra_kafka=""):
-    """Writes a relay config file for one test."""
+def write_config(path, conninfo, bootstrap, slot, topic, extra_pg="", extra_relay="", extra_kafka="",
+                 sources=None):
+    """Writes a relay config file for one test.
+
+    sources: the text of libconfig groups for the sources list; by default one source reading
+    outbox.events with the given topic template.
+    """
+    if sources is None:
+        sources = '{ table = "outbox.events"; topic = "%s"; }' % topic
     with open(path, "w") as f:
         f.write("""
 postgresql = {
@@ -27,13 +34,13 @@ postgresql = {
   status_interval_ms = 1000;
   %s
 };
-outbox = { topic = "%s"; };
+sources = ( %s );
 relay = { log_level = "debug"; shutdown_timeout_ms = 20000; reconnect_max_backoff_ms = 2000; %s };
 kafka = {
   bootstrap_servers = "%s";
   %s
 };
-""" % (conninfo, slot, extra_pg, topic, extra_relay, bootstrap, extra_kafka))
+""" % (conninfo, slot, extra_pg, sources, extra_relay, bootstrap, extra_kafka))
 
 
 class Relay:
