@@ -33,6 +33,9 @@ typedef struct {
 	json_span value;
 } row_field;
 
+/* A dead letter carries at most this much of the record (a too-large row must still fit). */
+#define DLQ_MAX_VALUE 65536
+
 struct router {
 	const relay_config *cfg;
 	route_source *sources;
@@ -614,7 +617,7 @@ void router_dead_letter(router *r, const route_source *src, const w2j_record *re
 	m->key = key; /* the event's key when it was known */
 	m->key_len = key_len;
 	m->value = raw;
-	m->value_len = rawlen;
+	m->value_len = rawlen > DLQ_MAX_VALUE ? DLQ_MAX_VALUE : rawlen;
 	lsn_format(rec->lsn, lsn);
 	snprintf(xid, sizeof(xid), "%llu", (unsigned long long)rec->xid);
 	meta_header(r, m, &used, "dlq_reason", "%.*s", why, strlen(why));
@@ -624,4 +627,9 @@ void router_dead_letter(router *r, const route_source *src, const w2j_record *re
 	meta_header(r, m, &used, "dlq_xid", "%.*s", xid, strlen(xid));
 	if (topic)
 		meta_header(r, m, &used, "dlq_topic", "%.*s", topic, strlen(topic));
+	if (rawlen > DLQ_MAX_VALUE) {
+		char n[24];
+		snprintf(n, sizeof(n), "%zu", rawlen);
+		meta_header(r, m, &used, "dlq_truncated_from", "%.*s", n, strlen(n));
+	}
 }

@@ -46,7 +46,8 @@ int router_build(router *r, const route_source *src, const w2j_record *rec, rout
 		 const char **why);
 /*
  * The dead-letter record of a row that could not be published: the wal2json record as it came
- * (raw), with headers dlq_reason, dlq_source, dlq_lsn, dlq_xid and, when known, dlq_topic.
+ * (raw, cut to its first 64 KiB when longer: header dlq_truncated_from gives the length), with
+ * headers dlq_reason, dlq_source, dlq_lsn, dlq_xid and, when known, dlq_topic.
  */
 void router_dead_letter(router *r, const route_source *src, const w2j_record *rec, const char *raw,
 			size_t rawlen, const char *why, const char *topic, route_msg *out);

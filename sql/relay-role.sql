@@ -17,3 +17,18 @@ END
 $$;
 
 SELECT format('GRANT CONNECT ON DATABASE %I TO outbox_relay', current_database()) \gexec
+
+-- Retention (SQL kit 1.1 and later): lets the relay run outbox.purge(), which deletes old outbox
+-- rows. purge() is SECURITY DEFINER, so the role gets no DELETE or SELECT on outbox.events: it
+-- can remove rows past the age it passes and nothing else. Skipped while the kit is not
+-- installed: run this file again after installing or upgrading sql/outbox.sql.
+DO $$
+BEGIN
+    IF to_regprocedure('outbox.purge(interval, integer)') IS NULL THEN
+        RAISE NOTICE 'outbox.purge() is not installed here (sql/outbox.sql 1.1): no retention grant';
+        RETURN;
+    END IF;
+    GRANT USAGE ON SCHEMA outbox TO outbox_relay;
+    GRANT EXECUTE ON FUNCTION outbox.purge(interval, integer) TO outbox_relay;
+END
+$$;

@@ -1,0 +1,253 @@
+/* test_checkpoint.c: checkpoint records: JSON text, round trips, and records that are refused. */
+#include "unit.h"
+
+#include "checkpoint.h"
+
+/* Decodes a C string through an exact-size heap copy (no terminator to lean on). */
+static int decode(const char *text, checkpoint *cp)
+{
+	size_t len = strlen(text);
+	char *buf = unit_dup(text, len);
+	int r = checkpoint_decode(buf, len, cp);
+
+	free(buf);
+	return r;
+}
+
+/* Encodes, compares with the expected text, decodes again and compares with the original. */
+static void round_trip(const checkpoint *cp, const char *slot, const char *want)
+{
+	char *text = checkpoint_encode(cp, slot);
+	checkpoint back;
+
+	assert_non_null(text);
+	if (want)
+		assert_string_equal(text, want);
+	memset(&back, 0xA5, sizeof(back));
+	assert_int_equal(decode(text, &back), 0);
+	assert_int_equal(back.lsn, cp->lsn);
+	assert_int_equal(back.partial_nextlsn, cp->partial_nextlsn);
+	assert_int_equal(back.partial_rows, cp->partial_nextlsn ? cp->partial_rows : 0);
+	free(text);
+}
+
+static void test_encode_whole_position(void **state)
+{
+	(void)state;
+	checkpoint cp = {.lsn = 0x1A2B3C4};
+
+	round_trip(&cp, "outbox_relay", "{\"version\":1,\"slot\":\"outbox_relay\",\"lsn\":\"0/1A2B3C4\"}");
+	cp.lsn = 0;
+	round_trip(&cp, "s", "{\"version\":1,\"slot\":\"s\",\"lsn\":\"0/0\"}");
+	cp.lsn = UINT64_MAX;
+	round_trip(&cp, "s", "{\"version\":1,\"slot\":\"s\",\"lsn\":\"FFFFFFFF/FFFFFFFF\"}");
+	cp.lsn = 0x16B374D848ull;
+	round_trip(&cp, "s", "{\"version\":1,\"slot\":\"s\",\"lsn\":\"16/B374D848\"}");
+}
+
+static void test_encode_partial(void **state)
+{
+	(void)state;
+	checkpoint cp = {.lsn = 0x1A2B3C4, .partial_nextlsn = 0x1F00000, .partial_rows = 20000};
+
+	round_trip(&cp, "outbox_relay",
+		   "{\"version\":1,\"slot\":\"outbox_relay\",\"lsn\":\"0/1A2B3C4\","
+		   "\"partial\":{\"nextlsn\":\"0/1F00000\",\"rows\":20000}}");
+	/* A count of zero is still a partial record (and comes back as one). */
+	cp.partial_rows = 0;
+	round_trip(&cp, "s",
+		   "{\"version\":1,\"slot\":\"s\",\"lsn\":\"0/1A2B3C4\","
+		   "\"partial\":{\"nextlsn\":\"0/1F00000\",\"rows\":0}}");
+	/* The largest count JSON integers (jansson's json_int_t) carry. */
+	cp.lsn = 0xFFFFFFFF00000000ull;
+	cp.partial_nextlsn = UINT64_MAX;
+	cp.partial_rows = INT64_MAX;
+	round_trip(&cp, "s",
+		   "{\"version\":1,\"slot\":\"s\",\"lsn\":\"FFFFFFFF/0\","
+		   "\"partial\":{\"nextlsn\":\"FFFFFFFF/FFFFFFFF\",\"rows\":9223372036854775807}}");
+}
+
+static void test_encode_escapes_slot(void **state)
+{
+	(void)state;
+	checkpoint cp = {.lsn = 0x10};
+
+	/* Slot names are plain identifiers, but the text stays JSON whatever they hold. */
+	round_trip(&cp, "a\"b\\c", "{\"version\":1,\"slot\":\"a\\\"b\\\\c\",\"lsn\":\"0/10\"}");
+}
+
+static void test_decode_accepts_variants(void **state)
+{
+	(void)state;
+	checkpoint cp;
+
+	/* Only lsn (and partial) matter; other members, spacing and key order do not. */
+	assert_int_equal(decode("{\"lsn\":\"0/10\"}", &cp), 0);
+	assert_int_equal(cp.lsn, 0x10);
+	assert_int_equal(cp.partial_nextlsn, 0);
+	assert_int_equal(cp.partial_rows, 0);
+	assert_int_equal(decode(" { \"partial\" : { \"rows\" : 5 , \"nextlsn\" : \"1/ab\" } ,"
+				"\"lsn\" : \"1/9\", \"version\": 1, \"slot\": \"x\", \"extra\": [1,2] } ",
+				&cp),
+			 0);
+	assert_int_equal(cp.lsn, 0x100000009ull);
+	assert_int_equal(cp.partial_nextlsn, 0x1000000ABull);
+	assert_int_equal(cp.partial_rows, 5);
+	/* A record without partial leaves no partial behind from what cp held before. */
+	memset(&cp, 0xA5, sizeof(cp));
+	assert_int_equal(decode("{\"version\":1,\"slot\":\"s\",\"lsn\":\"0/20\"}", &cp), 0);
+	assert_int_equal(cp.lsn, 0x20);
+	assert_int_equal(cp.partial_nextlsn, 0);
+	assert_int_equal(cp.partial_rows, 0);
+}
+
+static void test_decode_uses_only_len_bytes(void **state)
+{
+	(void)state;
+	const char *text = "{\"lsn\":\"0/10\"}garbage";
+	checkpoint cp;
+
+	/* The record is the first len bytes; what follows in the buffer is not read. */
+	assert_int_equal(checkpoint_decode(text, strlen("{\"lsn\":\"0/10\"}"), &cp), 0);
+	assert_int_equal(cp.lsn, 0x10);
+	/* But inside len, trailing text is malformed. */
+	assert_int_equal(checkpoint_decode(text, strlen(text), &cp), -1);
+	/* A record cut short. */
+	assert_int_equal(checkpoint_decode(text, 10, &cp), -1);
+	assert_int_equal(checkpoint_decode(text, 0, &cp), -1);
+}
+
+static void test_decode_rejects_malformed_json(void **state)
+{
+	(void)state;
+	static const char *const bad[] = {
+		"",
+		" ",
+		"null",
+		"[]",
+		"[{\"lsn\":\"0/10\"}]",
+		"\"0/10\"",
+		"42",
+		"{",
+		"{\"lsn\":\"0/10\"",
+		"{\"lsn\":\"0/10\",}",
+		"{lsn:\"0/10\"}",
+		"{'lsn':'0/10'}",
+		"{\"lsn\":\"0/10\"}}",
+		"{\"lsn\":\"0/10\"} {\"lsn\":\"0/20\"}",
+	};
+	checkpoint cp;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (decode(bad[i], &cp) != -1)
+			fail_msg("accepted [%s]", bad[i]);
+}
+
+static void test_decode_rejects_missing_or_bad_lsn(void **state)
+{
+	(void)state;
+	static const char *const bad[] = {
+		"{}",
+		"{\"version\":1,\"slot\":\"s\"}",
+		"{\"LSN\":\"0/10\"}",
+		"{\"lsn\":null}",
+		"{\"lsn\":16}",
+		"{\"lsn\":true}",
+		"{\"lsn\":[\"0/10\"]}",
+		"{\"lsn\":{\"hi\":0,\"lo\":16}}",
+		/* bad LSN text */
+		"{\"lsn\":\"\"}",
+		"{\"lsn\":\"16\"}",
+		"{\"lsn\":\"0/\"}",
+		"{\"lsn\":\"/10\"}",
+		"{\"lsn\":\"/\"}",
+		"{\"lsn\":\"0/G\"}",
+		"{\"lsn\":\"0x0/10\"}",
+		"{\"lsn\":\"0/10 \"}",
+		"{\"lsn\":\" 0/10\"}",
+		"{\"lsn\":\"-1/10\"}",
+		"{\"lsn\":\"0/10/20\"}",
+		"{\"lsn\":\"123456789/0\"}",
+		"{\"lsn\":\"0/123456789\"}",
+		"{\"lsn\":\"0\\u0000/10\"}",
+		"{\"lsn\":\"0/10\\u0000\"}",
+	};
+	checkpoint cp;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (decode(bad[i], &cp) != -1)
+			fail_msg("accepted [%s]", bad[i]);
+}
+
+static void test_decode_rejects_bad_partial(void **state)
+{
+	(void)state;
+	static const char *const bad[] = {
+		"{\"lsn\":\"0/10\",\"partial\":null}",
+		"{\"lsn\":\"0/10\",\"partial\":5}",
+		"{\"lsn\":\"0/10\",\"partial\":\"0/20\"}",
+		"{\"lsn\":\"0/10\",\"partial\":[]}",
+		"{\"lsn\":\"0/10\",\"partial\":{}}",
+		"{\"lsn\":\"0/10\",\"partial\":{\"nextlsn\":\"0/20\"}}",
+		"{\"lsn\":\"0/10\",\"partial\":{\"rows\":3}}",
+		"{\"lsn\":\"0/10\",\"partial\":{\"nextlsn\":null,\"rows\":3}}",
+		"{\"lsn\":\"0/10\",\"partial\":{\"nextlsn\":32,\"rows\":3}}",
+		"{\"lsn\":\"0/10\",\"partial\":{\"nextlsn\":\"0/2X\",\"rows\":3}}",
+		"{\"lsn\":\"0/10\",\"partial\":{\"nextlsn\":\"20\",\"rows\":3}}",
+		"{\"lsn\":\"0/10\",\"partial\":{\"nextlsn\":\"\",\"rows\":3}}",
+		/* negative or non-integer counts */
+		"{\"lsn\":\"0/10\",\"partial\":{\"nextlsn\":\"0/20\",\"rows\":-1}}",
+		"{\"lsn\":\"0/10\",\"partial\":{\"nextlsn\":\"0/20\",\"rows\":-9223372036854775808}}",
+		"{\"lsn\":\"0/10\",\"partial\":{\"nextlsn\":\"0/20\",\"rows\":\"3\"}}",
+		"{\"lsn\":\"0/10\",\"partial\":{\"nextlsn\":\"0/20\",\"rows\":3.0}}",
+		"{\"lsn\":\"0/10\",\"partial\":{\"nextlsn\":\"0/20\",\"rows\":1.5}}",
+		"{\"lsn\":\"0/10\",\"partial\":{\"nextlsn\":\"0/20\",\"rows\":null}}",
+		"{\"lsn\":\"0/10\",\"partial\":{\"nextlsn\":\"0/20\",\"rows\":true}}",
+		/* beyond a 64-bit signed integer: jansson refuses the text */
+		"{\"lsn\":\"0/10\",\"partial\":{\"nextlsn\":\"0/20\",\"rows\":9223372036854775808}}",
+		"{\"lsn\":\"0/10\",\"partial\":{\"nextlsn\":\"0/20\",\"rows\":18446744073709551615}}",
+	};
+	checkpoint cp;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (decode(bad[i], &cp) != -1)
+			fail_msg("accepted [%s]", bad[i]);
+	/* The same records with a good partial are fine. */
+	assert_int_equal(decode("{\"lsn\":\"0/10\",\"partial\":{\"nextlsn\":\"0/20\",\"rows\":0}}", &cp), 0);
+	assert_int_equal(cp.partial_nextlsn, 0x20);
+	assert_int_equal(cp.partial_rows, 0);
+}
+
+/* Many positions through encode and decode. */
+static void test_round_trip_many(void **state)
+{
+	(void)state;
+	uint64_t x = 0x243F6A8885A308D3ull;
+
+	for (int i = 0; i < 2000; i++) {
+		checkpoint cp;
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		cp.lsn = x >> (i % 64);
+		cp.partial_nextlsn = i % 3 ? cp.lsn + (x & 0xFFFF) + 1 : 0;
+		cp.partial_rows = cp.partial_nextlsn ? (x >> 20) % (i % 5 ? 100000 : INT64_MAX) : 0;
+		round_trip(&cp, "outbox_relay", NULL);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_encode_whole_position),
+		cmocka_unit_test(test_encode_partial),
+		cmocka_unit_test(test_encode_escapes_slot),
+		cmocka_unit_test(test_decode_accepts_variants),
+		cmocka_unit_test(test_decode_uses_only_len_bytes),
+		cmocka_unit_test(test_decode_rejects_malformed_json),
+		cmocka_unit_test(test_decode_rejects_missing_or_bad_lsn),
+		cmocka_unit_test(test_decode_rejects_bad_partial),
+		cmocka_unit_test(test_round_trip_many),
+	};
+	return cmocka_run_group_tests_name("checkpoint", tests, NULL, NULL);
+}
