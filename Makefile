@@ -29,7 +29,7 @@ UNIT_SAN_BINS = $(patsubst tests/unit/%.c,build/san/%,$(UNIT_SRCS))
 
 PYTHON ?= /usr/bin/python3
 
-.PHONY: all deps check unit demo install uninstall clean bench sanitize crash-loop
+.PHONY: all deps check unit demo install uninstall clean bench sanitize crash-loop fuzz fuzz-smoke
 all: relay/outbox-relay
 
 build/rel/%.o: relay/%.c $(HDRS)
@@ -59,13 +59,44 @@ build/rel/mock_kafka: tests/faults/mock_kafka.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(PKG_LIBS)
 
+# libFuzzer targets (tests/fuzz/fuzz_*.c) over the modules built with clang, coverage, ASan+UBSan.
+FUZZ_CC ?= clang
+FUZZ_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_TARGETS = $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_OBJS = $(patsubst relay/%.c,build/fuzz/%.o,$(LIB_SRCS)) build/fuzz/jansson_oracle.o
+FUZZ_BINS = $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 10
+# Kept (not intermediate files of the pattern rules), so that make does not rebuild them each time.
+.SECONDARY: $(FUZZ_OBJS)
+
+build/fuzz/%.o: relay/%.c $(HDRS)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+build/fuzz/jansson_oracle.o: tests/fuzz/jansson_oracle.c tests/fuzz/jansson_oracle.h
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -c -o $@ $<
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h tests/fuzz/jansson_oracle.h $(FUZZ_OBJS)
+	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer -Irelay -o $@ $< $(FUZZ_OBJS) $(PKG_LIBS)
+
+# Each target for FUZZ_SECONDS on a copy of its seed corpus (build/fuzz/work/, kept between runs).
+fuzz: deps
+	@$(MAKE) --no-print-directory $(FUZZ_BINS)
+	@tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# A few seconds each, all at once (make check runs it).
+fuzz-smoke: $(FUZZ_BINS)
+	@FUZZ_JOBS=$${FUZZ_JOBS:-$(words $(FUZZ_TARGETS))} tests/fuzz/run.sh $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
+
 # Installs missing Debian packages and the Kafka jars (quiet when all is there).
 deps:
 	@tests/install-deps.sh
 
 # All tests: unit tests (plain and ASan+UBSan), then integration tests against real servers.
 check: deps
-	@$(MAKE) --no-print-directory all $(UNIT_BINS) sanitize build/rel/mock_kafka
+	@$(MAKE) --no-print-directory all $(UNIT_BINS) sanitize build/rel/mock_kafka $(FUZZ_BINS)
 	@tests/run-all.sh
 
 # The long kill -9 loop (opt-in; make check runs 50 kills).

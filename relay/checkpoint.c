@@ -147,35 +147,59 @@ done:
 	return r;
 }
 
-/* Reads every partition to its end (the last stable offset), keeping the newest value of key. */
+/* True when the consumer's position in every partition reached that partition's mark. */
+static bool all_read(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *l, const int64_t *high)
+{
+	if (rd_kafka_position(rk, l) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return false;
+	for (int i = 0; i < l->cnt; i++)
+		if (high[i] > 0 && l->elems[i].offset < high[i])
+			return false;
+	return true;
+}
+
+/*
+ * Reads every partition up to the high watermark it had when reading began. read_committed
+ * stops at the last stable offset, so an open transaction (another relay's, on this shared
+ * topic) holds the read back until it ends; the newest checkpoint of this relay can lie behind
+ * it. Reaching the watermark is the only proof of having seen everything.
+ */
 static checkpoint_result read_to_end(rd_kafka_t *rk, const char *topic, int parts, const char *key,
 				     checkpoint *cp, char *err, size_t errlen)
 {
 	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts);
+	int64_t *high = calloc((size_t)parts, sizeof(int64_t));
 	checkpoint_result r = CHECKPOINT_NONE;
-	int at_end = 0;
 	int64_t deadline = mono_ms() + CHECKPOINT_TIMEOUT_MS;
 	size_t klen = strlen(key);
 
-	for (int p = 0; p < parts; p++)
+	for (int p = 0; p < parts; p++) {
+		int64_t low;
+		rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, topic, p, &low, &high[p],
+									 CHECKPOINT_TIMEOUT_MS);
+		if (e) {
+			snprintf(err, errlen, "checkpoint topic %s: %s", topic, rd_kafka_err2str(e));
+			r = CHECKPOINT_ERROR;
+			goto done;
+		}
 		rd_kafka_topic_partition_list_add(l, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+	}
 	rd_kafka_assign(rk, l);
-	while (at_end < parts) {
+	while (!all_read(rk, l, high)) {
 		if (mono_ms() > deadline) {
-			snprintf(err, errlen, "reading checkpoint topic %s: timed out", topic);
+			snprintf(err, errlen, "reading checkpoint topic %s: its end was not reached in "
+				 "time (an open transaction holds it?)", topic);
 			r = CHECKPOINT_ERROR;
 			break;
 		}
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
 		if (!m)
 			continue;
-		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-			at_end++;
-		} else if (m->err) {
+		if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
 			log_warn("reading checkpoint topic %s: %s", topic, rd_kafka_message_errstr(m));
-		} else if (m->key_len == klen && memcmp(m->key, key, klen) == 0 && !m->payload) {
+		} else if (!m->err && m->key_len == klen && memcmp(m->key, key, klen) == 0 && !m->payload) {
 			r = CHECKPOINT_NONE; /* a tombstone: the operator reset this relay's position */
-		} else if (m->key_len == klen && memcmp(m->key, key, klen) == 0) {
+		} else if (!m->err && m->key_len == klen && memcmp(m->key, key, klen) == 0) {
 			if (checkpoint_decode(m->payload, m->len, cp) < 0) {
 				snprintf(err, errlen, "checkpoint topic %s holds a malformed record for %s "
 					 "at offset %lld", topic, key, (long long)m->offset);
@@ -187,6 +211,8 @@ static checkpoint_result read_to_end(rd_kafka_t *rk, const char *topic, int part
 		}
 		rd_kafka_message_destroy(m);
 	}
+done:
+	free(high);
 	rd_kafka_topic_partition_list_destroy(l);
 	return r;
 }

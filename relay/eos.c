@@ -80,8 +80,10 @@ bool eos_pg_begin(eos *e, lsn_t nextlsn)
 
 bool eos_pg_row(eos *e)
 {
-	e->cur_rows++;
-	return e->cur_rows > e->skip_rows;
+	if (e->cur_rows >= e->skip_rows)
+		return true;
+	e->cur_rows++; /* counted as in Kafka: the committed checkpoint covers it */
+	return false;
 }
 
 eos_result eos_ensure_open(eos *e, char *err, size_t errlen)
@@ -97,7 +99,12 @@ eos_result eos_ensure_open(eos *e, char *err, size_t errlen)
 	return EOS_OK;
 }
 
-void eos_produced(eos *e) { e->records++; }
+void eos_produced(eos *e)
+{
+	e->records++;
+	if (e->in_pg_txn)
+		e->cur_rows++; /* counted only once Kafka has it in the open transaction */
+}
 
 void eos_pg_commit(eos *e)
 {
@@ -147,12 +154,17 @@ checkpoint eos_pending(const eos *e)
 	return cp;
 }
 
-/* Adds the checkpoint record to the open transaction. */
-static eos_result produce_checkpoint(eos *e, const checkpoint *cp)
+/* Adds the checkpoint record to the open transaction (waiting while the queue is full). */
+static eos_result produce_checkpoint(eos *e, const checkpoint *cp, eos_tick_fn tick, void *ctx)
 {
 	char *value = checkpoint_encode(cp, e->cfg->slot);
-	rd_kafka_resp_err_t err = kafka_produce_plain(e->kp, e->cfg->checkpoint_topic, e->txn_id,
-						       value, EOS_CHECKPOINT_OPAQUE);
+	rd_kafka_resp_err_t err;
+
+	while ((err = kafka_produce_plain(e->kp, e->cfg->checkpoint_topic, e->txn_id, value,
+					  EOS_CHECKPOINT_OPAQUE)) == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+		if (tick(ctx) < 0)
+			break;
+	}
 	free(value);
 	if (err) {
 		log_error("cannot add the checkpoint to the Kafka transaction: %s", rd_kafka_err2str(err));
@@ -171,7 +183,7 @@ eos_result eos_commit(eos *e, eos_tick_fn tick, void *ctx)
 		log_error("%s", err);
 		return res;
 	}
-	if ((res = produce_checkpoint(e, &cp)) != EOS_OK)
+	if ((res = produce_checkpoint(e, &cp, tick, ctx)) != EOS_OK)
 		return res;
 	kafka_txn_result r = until_done(e, kafka_txn_commit, tick, ctx, err, sizeof(err));
 	if (r == KAFKA_TXN_RETRY)

@@ -17,6 +17,7 @@ struct pg_stream {
 	char *buf; /* the last message from PQgetCopyData, freed at the next read */
 	lsn_t start_lsn;
 	bool slot_created;
+	lsn_t server_lsn; /* the server's WAL position at connect (IDENTIFY_SYSTEM xlogpos) */
 	bool streaming; /* START_REPLICATION succeeded: status updates can be sent */
 	char sysid[32];
 	char error[512];
@@ -261,6 +262,8 @@ static pg_result identify_system(pg_stream *s, char *err, size_t errlen)
 	if (!res)
 		return explain(s, PG_RETRY, err, errlen);
 	snprintf(s->sysid, sizeof(s->sysid), "%s", PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "");
+	if (PQntuples(res) == 1 && PQnfields(res) >= 3)
+		lsn_parse(PQgetvalue(res, 0, 2), strlen(PQgetvalue(res, 0, 2)), &s->server_lsn);
 	PQclear(res);
 	return PG_OK;
 }
@@ -304,6 +307,8 @@ pg_result pg_stream_start(pg_stream *s, const char *slot, const char *add_tables
 const char *pg_stream_sysid(const pg_stream *s) { return s->sysid; }
 
 bool pg_stream_slot_created(const pg_stream *s) { return s->slot_created; }
+
+lsn_t pg_stream_server_lsn(const pg_stream *s) { return s->server_lsn; }
 
 /*
  * Ends the copy the way the protocol wants: CopyDone, then read (and drop) what the server still

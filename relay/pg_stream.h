@@ -40,7 +40,9 @@ pg_result pg_stream_start(pg_stream *s, const char *slot, const char *add_tables
 			  const char *add_msg_prefixes, lsn_t from, char *err, size_t errlen);
 /* The server's system identifier (unique per cluster), as text. */
 const char *pg_stream_sysid(const pg_stream *s);
-/* True when pg_stream_connect created the slot. */
+/* The server's WAL position when the connection was made. */
+lsn_t pg_stream_server_lsn(const pg_stream *s);
+/* True when pg_stream_check_slot created the slot. */
 bool pg_stream_slot_created(const pg_stream *s);
 void pg_stream_close(pg_stream *s, int timeout_ms);
 int pg_stream_socket(const pg_stream *s);

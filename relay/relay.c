@@ -56,6 +56,7 @@ typedef struct {
 	eos eos;
 	bool eos_loaded;       /* the checkpoint was read from Kafka */
 	bool pg_lost;          /* sending to the server failed: the session must end */
+	bool slot_created;     /* this process created the slot (the checkpoint topic may be too) */
 } relay;
 
 static volatile sig_atomic_t stop_requested;
@@ -229,7 +230,9 @@ static int eos_tick(void *ctx)
 	relay *r = ctx;
 	if (wait_events(r, false, now_ms() + 1) < 0)
 		return -1;
-	return stop_requested && r->stop_deadline && now_ms() >= r->stop_deadline ? -1 : 0;
+	if (stop_requested && r->stop_deadline == 0)
+		r->stop_deadline = now_ms() + r->cfg->shutdown_timeout_ms;
+	return stop_requested && now_ms() >= r->stop_deadline ? -1 : 0;
 }
 
 static stream_end eos_to_stream(eos_result e)
@@ -288,9 +291,14 @@ static stream_end produce(relay *r, const route_msg *m, rd_kafka_resp_err_t *ref
 				eos_produced(&r->eos);
 			return maybe_commit(r, false);
 		}
-		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-			*refused = err;
+		if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || err == RD_KAFKA_RESP_ERR__INVALID_ARG) {
+			*refused = err; /* about this record: it can be dead-lettered */
 			return STREAM_FATAL;
+		}
+		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+			/* About the producer (an abortable transaction: _STATE; fatal: _FATAL). */
+			log_warn("Kafka did not take a record for %s: %s", m->topic, rd_kafka_err2str(err));
+			return err == RD_KAFKA_RESP_ERR__FATAL ? STREAM_FATAL : STREAM_REWIND;
 		}
 		if (wait_events(r, false, -1) < 0)
 			return STREAM_BROKEN;
@@ -469,10 +477,15 @@ static stream_end stream(relay *r)
 			return STREAM_BROKEN;
 		}
 		if (n == READ_BATCH) {
-			/* More may be buffered in libpq: serve Kafka and timers, then read on. */
+			/* More may be buffered in libpq: serve Kafka and timers, then read on. A long
+			 * backlog without outbox rows still moves the checkpoint (and frees WAL). */
 			kafka_serve(r->kp);
 			if (send_status(r, false) < 0)
 				return STREAM_BROKEN;
+			if (r->eos_on && !r->in_txn && eos_idle_checkpoint_due(&r->eos) &&
+			    r->eos.done_lsn > r->eos.committed.lsn &&
+			    (e = eos_to_stream(eos_commit(&r->eos, eos_tick, r))) != STREAM_CONTINUE)
+				return e;
 			continue;
 		}
 		/* Input is idle: commit what is open; now and then store (and prove) the position. */
@@ -548,36 +561,67 @@ static pg_result setup_kafka(relay *r, char *err, size_t errlen)
 	return PG_OK;
 }
 
+/* The slot and the checkpoint must agree, or events were lost upstream: refuse, loudly. */
+static pg_result check_slot_against(relay *r, lsn_t cp_lsn, bool have_cp, char *err, size_t errlen)
+{
+	char a[LSN_TEXT_MAX], b[LSN_TEXT_MAX];
+	lsn_t slot_at = pg_stream_start_lsn(r->pg);
+
+	if (have_cp && pg_stream_slot_created(r->pg)) {
+		snprintf(err, errlen, "slot \"%s\" was just created, but this relay's checkpoint in Kafka "
+			 "is at %s: the slot was dropped or the server replaced (failover, restore), and "
+			 "events after %s may never be published. Refusing to start; to start over from "
+			 "the new slot, delete the checkpoint (see docs/exactly-once.md)",
+			 r->cfg->slot, lsn_format(cp_lsn, a), lsn_format(cp_lsn, b));
+		return PG_FATAL;
+	}
+	if (have_cp && slot_at > cp_lsn) {
+		snprintf(err, errlen, "slot \"%s\" is at %s but this relay's checkpoint in Kafka is at %s: "
+			 "the slot was advanced by someone else, and the events in between were never "
+			 "published. Refusing to start (see docs/exactly-once.md)",
+			 r->cfg->slot, lsn_format(slot_at, a), lsn_format(cp_lsn, b));
+		return PG_FATAL;
+	}
+	if (have_cp && cp_lsn > pg_stream_server_lsn(r->pg)) {
+		snprintf(err, errlen, "this relay's checkpoint in Kafka (%s) is beyond the server's WAL "
+			 "(%s): the server was restored or failed over to an older copy. Refusing to start "
+			 "(see docs/exactly-once.md)", lsn_format(cp_lsn, a),
+			 lsn_format(pg_stream_server_lsn(r->pg), b));
+		return PG_FATAL;
+	}
+	return PG_OK;
+}
+
 /*
- * Exactly-once, first session: where Kafka says the relay got to. A slot ahead of that point
- * was moved by someone else (or recreated): the events in between were never published.
+ * Exactly-once: where Kafka says the relay got to (read once per process; later sessions check
+ * the slot against what this process committed).
  */
 static pg_result load_checkpoint(relay *r, char *err, size_t errlen)
 {
 	checkpoint cp;
-	char a[LSN_TEXT_MAX], b[LSN_TEXT_MAX];
-	lsn_t slot_at = pg_stream_start_lsn(r->pg);
+	char a[LSN_TEXT_MAX];
 	checkpoint_result res;
 
-	if (!r->eos_on || r->eos_loaded)
+	if (!r->eos_on)
 		return PG_OK;
-	res = checkpoint_load(r->cfg, r->cfg->checkpoint_topic, r->eos.txn_id,
-			      pg_stream_slot_created(r->pg), &cp, err, errlen);
+	if (pg_stream_slot_created(r->pg))
+		r->slot_created = true;
+	if (r->eos_loaded)
+		return check_slot_against(r, r->eos.committed.lsn, true, err, errlen);
+	res = checkpoint_load(r->cfg, r->cfg->checkpoint_topic, r->eos.txn_id, r->slot_created, &cp,
+			      err, errlen);
 	if (res == CHECKPOINT_ERROR)
 		return PG_RETRY;
 	if (res == CHECKPOINT_NO_TOPIC)
 		return PG_FATAL;
+	pg_result pr = check_slot_against(r, cp.lsn, res == CHECKPOINT_FOUND, err, errlen);
+	if (pr != PG_OK)
+		return pr;
 	if (res == CHECKPOINT_NONE) {
 		memset(&cp, 0, sizeof(cp));
-		cp.lsn = slot_at;
+		cp.lsn = pg_stream_start_lsn(r->pg);
 		log_info("no checkpoint for %s yet: starting at the slot's position %s", r->eos.txn_id,
-			 lsn_format(slot_at, a));
-	} else if (slot_at > cp.lsn) {
-		snprintf(err, errlen, "slot \"%s\" is at %s but this relay's checkpoint in Kafka is at %s: "
-			 "the slot was advanced by someone else or recreated, and the events in between "
-			 "were never published. Refusing to start (see docs/exactly-once.md)",
-			 r->cfg->slot, lsn_format(slot_at, a), lsn_format(cp.lsn, b));
-		return PG_FATAL;
+			 lsn_format(cp.lsn, a));
 	} else {
 		log_info("checkpoint in Kafka: %s%s", lsn_format(cp.lsn, a),
 			 cp.partial_nextlsn ? " (inside a split transaction)" : "");
@@ -635,6 +679,8 @@ static stream_end connect_stream(relay *r)
 		pg_result res = open_session(r, err, sizeof(err));
 		if (res == PG_OK)
 			break;
+		if (stop_requested)
+			return STREAM_STOP;
 		if (res == PG_FATAL) {
 			log_error("%s", err);
 			return STREAM_FATAL;
