@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "route.h"
 
 typedef enum { OPT_STRING, OPT_BOOL, OPT_INT, OPT_STRING_LIST } opt_type;
 
@@ -361,6 +362,7 @@ static int load_source(relay_config *cfg, source_config *src, const config_setti
 /* A source reads exactly one of a table and a message prefix. */
 static int check_source(const relay_config *cfg, const source_config *src, int idx, FILE *err)
 {
+	char why[512];
 	bool has_table = src->table && src->table[0], has_prefix = src->message_prefix && src->message_prefix[0];
 
 	if (has_table == has_prefix) {
@@ -372,6 +374,23 @@ static int check_source(const relay_config *cfg, const source_config *src, int i
 		fprintf(err, "%s:%d: sources[%d].table '%s' must be schema.table\n", cfg->path,
 			src->line, idx, src->table);
 		return -1;
+	}
+	if (router_check_template(src->topic, why, sizeof(why)) < 0) {
+		fprintf(err, "%s:%d: sources[%d].topic: %s\n", cfg->path, src->line, idx, why);
+		return -1;
+	}
+	if (!src->key[0] || !src->value[0]) {
+		fprintf(err, "%s:%d: sources[%d].%s must name a column\n", cfg->path, src->line, idx,
+			src->key[0] ? "value" : "key");
+		return -1;
+	}
+	for (int k = 0; k < idx; k++) {
+		const source_config *o = &cfg->sources[k];
+		if (strcmp(o->table, src->table) == 0 && strcmp(o->message_prefix, src->message_prefix) == 0) {
+			fprintf(err, "%s:%d: sources[%d] reads the same %s as sources[%d]\n", cfg->path,
+				src->line, idx, has_table ? "table" : "message prefix", k);
+			return -1;
+		}
 	}
 	return 0;
 }
@@ -397,13 +416,14 @@ static int load_sources(relay_config *cfg, const config_t *lc, FILE *err)
 			bad = -1;
 			g = NULL;
 		}
-		bad |= load_source(cfg, &cfg->sources[i], g, i, err);
+		int b = load_source(cfg, &cfg->sources[i], g, i, err);
 		if (!list) {
 			free(cfg->sources[i].table);
 			cfg->sources[i].table = xstrdup("outbox.events");
 		}
-		if (bad == 0)
-			bad |= check_source(cfg, &cfg->sources[i], i, err);
+		if (b == 0)
+			b = check_source(cfg, &cfg->sources[i], i, err);
+		bad |= b;
 	}
 	return bad;
 }

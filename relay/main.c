@@ -11,6 +11,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "relay.h"
+#include "route.h"
 
 #ifndef RELAY_VERSION
 #define RELAY_VERSION "0.0.0-dev"
@@ -44,11 +45,17 @@ static relay_config *load_checked(const char *path)
 	if (!cfg)
 		return NULL;
 	rd_kafka_conf_t *conf = kafka_conf_build(cfg, stderr);
-	if (!conf) {
+	char err[512];
+	router *r = conf ? router_new(cfg, err, sizeof(err)) : NULL;
+	if (conf && !r)
+		fprintf(stderr, "%s: %s\n", path, err);
+	if (conf)
+		rd_kafka_conf_destroy(conf);
+	if (!r) {
 		config_free(cfg);
 		return NULL;
 	}
-	rd_kafka_conf_destroy(conf);
+	router_free(r);
 	return cfg;
 }
 

@@ -35,6 +35,7 @@ typedef struct {
 
 /* A dead letter carries at most this much of the record (a too-large row must still fit). */
 #define DLQ_MAX_VALUE 65536
+#define DLQ_MAX_HEADER 256
 
 struct router {
 	const relay_config *cfg;
@@ -47,7 +48,7 @@ struct router {
 	size_t scratch_cap;
 	route_header *headers;
 	size_t headers_cap;
-	char meta[512]; /* dead-letter header values */
+	char meta[2048]; /* dead-letter header values, each cut to DLQ_MAX_HEADER */
 };
 
 static void *xrealloc(void *p, size_t n)
@@ -143,6 +144,19 @@ static int compile_template(route_source *s, const char *tmpl, char *err, size_t
 	return check_literals(s, tmpl, err, errlen);
 }
 
+int router_check_template(const char *tmpl, char *err, size_t errlen)
+{
+	route_source s;
+	int r;
+
+	memset(&s, 0, sizeof(s));
+	r = compile_template(&s, tmpl, err, errlen);
+	for (size_t k = 0; k < s.n_segs; k++)
+		free(s.segs[k].text);
+	free(s.segs);
+	return r;
+}
+
 static int compile_source(route_source *s, const source_config *c, char *err, size_t errlen)
 {
 	char buf[600];
@@ -203,10 +217,20 @@ void router_free(router *r)
 
 const char *router_source_name(const route_source *src) { return src ? src->name : "?"; }
 
+/* A string span equals text once decoded (names with quotes or backslashes arrive escaped). */
 static bool span_is(const json_span *s, const char *text)
 {
 	size_t n = strlen(text);
-	return s->kind == JSON_STRING && !s->escaped && s->len == n && memcmp(s->ptr, text, n) == 0;
+	char buf[256];
+
+	if (s->kind != JSON_STRING)
+		return false;
+	if (!s->escaped)
+		return s->len == n && memcmp(s->ptr, text, n) == 0;
+	if (s->len > sizeof(buf) || s->len < n)
+		return false;
+	long d = json_unescape(s, buf);
+	return d == (long)n && memcmp(buf, text, n) == 0;
 }
 
 const route_source *router_match(const router *r, const w2j_record *rec)
@@ -447,36 +471,43 @@ static int digits(const char *p, int n)
 }
 
 /*
- * PostgreSQL's ISO timestamptz text ("2026-11-22 10:00:00.123456+01" or "+05:30") to ms since
- * the epoch; -1 when it is not that.
+ * PostgreSQL's ISO timestamptz text ("2026-11-22 10:00:00.123456+01", "+05:30", "+05:30:15")
+ * to ms since the epoch; false when it is not exactly that.
  */
-static int64_t parse_timestamp(const char *t, size_t len)
+static bool parse_timestamp(const char *t, size_t len, int64_t *out)
 {
-	int y, mo, d, h, mi, s, ms = 0, sign, oh = 0, om = 0;
+	static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	int y, mo, d, h, mi, s, ms = 0, off[3] = {0, 0, 0};
 	size_t i = 19;
 
 	if (len < 22 || t[4] != '-' || t[7] != '-' || (t[10] != ' ' && t[10] != 'T') || t[13] != ':' ||
 	    t[16] != ':')
-		return -1;
+		return false;
 	y = digits(t, 4), mo = digits(t + 5, 2), d = digits(t + 8, 2);
 	h = digits(t + 11, 2), mi = digits(t + 14, 2), s = digits(t + 17, 2);
-	if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || mi < 0 || s < 0)
-		return -1;
+	if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h < 0 || h > 23 || mi < 0 ||
+	    mi > 59 || s < 0 || s > 60)
+		return false;
 	if (t[i] == '.') {
 		int scale = 100;
 		for (i++; i < len && t[i] >= '0' && t[i] <= '9'; i++, scale /= 10)
 			ms += (t[i] - '0') * scale;
 	}
 	if (i >= len || (t[i] != '+' && t[i] != '-'))
-		return -1;
-	sign = t[i] == '-' ? -1 : 1;
-	if (len - i < 3 || (oh = digits(t + i + 1, 2)) < 0)
-		return -1;
-	if (len - i >= 6 && t[i + 3] == ':' && (om = digits(t + i + 4, 2)) < 0)
-		return -1;
+		return false;
+	int sign = t[i++] == '-' ? -1 : 1;
+	for (int k = 0; k < 3 && i < len; k++) {
+		if (k > 0 && t[i++] != ':')
+			return false;
+		if (len - i < 2 || (off[k] = digits(t + i, 2)) < 0)
+			return false;
+		i += 2;
+	}
+	if (i != len)
+		return false;
 	int64_t secs = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + s;
-	secs -= sign * (oh * 3600 + om * 60);
-	return secs * 1000 + ms;
+	*out = (secs - sign * (off[0] * 3600 + off[1] * 60 + off[2])) * 1000 + ms;
+	return true;
 }
 
 /* Writes ms since the epoch as RFC 3339 in UTC ("2026-11-22T09:00:00.123Z"). */
@@ -503,9 +534,10 @@ static int pick_timestamp(router *r, const route_source *s, const w2j_record *re
 	const json_span *v = strcmp(which, "commit") == 0 ? &rec->timestamp : field_get(r, which);
 	if (put_text(pos, v, &text, &len) < 0 || !text)
 		return *why = "the timestamp field is null or missing", -1;
-	*ms = parse_timestamp(text, len);
-	if (*ms < 0)
+	if (!parse_timestamp(text, len, ms))
 		return *why = "the timestamp field is not a PostgreSQL timestamptz", -1;
+	if (*ms <= 0)
+		return *why = "the timestamp is at or before 1970-01-01 (Kafka needs a later one)", -1;
 	return 0;
 }
 
@@ -575,7 +607,7 @@ int router_build(router *r, const route_source *s, const w2j_record *rec, route_
 	memset(m, 0, sizeof(*m));
 	r->n_fields = 0;
 	/* Decoding never grows text, so each decoded part fits in the record's own length. */
-	reserve(r, reclen * (8 + s->n_fields + (size_t)s->cfg->n_headers) + s->literal_len + 256);
+	reserve(r, reclen * (12 + s->n_fields + (size_t)s->cfg->n_headers) + s->literal_len + 256);
 	pos = r->scratch;
 	if (rec->action == W2J_MESSAGE) {
 		if (collect_envelope(r, &pos, rec, why) < 0)
@@ -594,12 +626,16 @@ static void meta_header(router *r, route_msg *m, size_t *used, const char *name,
 			const char *a, size_t alen)
 {
 	route_header *h = new_header(r, m, name, strlen(name));
-	int n = snprintf(r->meta + *used, sizeof(r->meta) - *used, fmt, (int)alen, a);
+	size_t room = sizeof(r->meta) - *used;
+	h->value = r->meta + *used;
+	h->value_len = 0;
+	if (room < 2)
+		return; /* full: an empty value rather than an overrun */
+	int n = snprintf(r->meta + *used, room, fmt, (int)(alen > DLQ_MAX_HEADER ? DLQ_MAX_HEADER : alen), a);
 	if (n < 0)
 		n = 0;
-	if ((size_t)n >= sizeof(r->meta) - *used)
-		n = (int)(sizeof(r->meta) - *used - 1);
-	h->value = r->meta + *used;
+	if ((size_t)n >= room)
+		n = (int)(room - 1);
 	h->value_len = (size_t)n;
 	*used += (size_t)n + 1;
 }

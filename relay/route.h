@@ -31,6 +31,8 @@ typedef struct {
 typedef struct router router;
 typedef struct route_source route_source;
 
+/* Checks a topic template alone (for config checks); -1 with a message in err when invalid. */
+int router_check_template(const char *tmpl, char *err, size_t errlen);
 /* Compiles the sources (topic templates, tables, prefixes); NULL with a message when invalid. */
 router *router_new(const relay_config *cfg, char *err, size_t errlen);
 void router_free(router *r);
