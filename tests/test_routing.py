@@ -181,3 +181,22 @@ def test_missing_topic_without_auto_create_stops_with_its_name(outbox, kafka):
     outbox.db.execute("SELECT outbox.publish('nosuch', 'k', 'T', '{}')")
     assert outbox.relay.wait_exit(60) == 1
     assert "topic %s.nosuch does not exist" % outbox.prefix in outbox.relay.log()
+
+
+def test_outbox_emit_from_plain_sql_reaches_kafka(outbox, kafka):
+    """The SQL kit's message path end to end: outbox.emit() in a psql session, no table row."""
+    import subprocess
+    start(outbox, '{ table = "outbox.events"; topic = "%s.${aggregate_type}"; }, '
+                  '{ message_prefix = "outbox"; topic = "%s.${aggregate_type}"; }' % (outbox.prefix, outbox.prefix))
+    sql = ("BEGIN;\n"
+           "SELECT outbox.publish('doc', 'd-1', 'Stored', '{\"n\": 1}');\n"
+           "SELECT outbox.emit('doc', 'd-1', 'Verified', '{\"n\": 12345678901234567890.123}', "
+           "'{\"traceparent\": \"00-abc-01\"}');\n"
+           "COMMIT;\n")
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", outbox.db.dsn], input=sql.encode(),
+                   check=True, stdout=subprocess.DEVNULL)
+    msgs = kafka.consume([outbox.prefix + ".doc"], until=2, timeout=60)
+    assert [dict(m["headers"])["event_type"] for m in msgs] == [b"Stored", b"Verified"]
+    assert msgs[1]["value"] == b'{"n": 12345678901234567890.123}'
+    assert dict(msgs[1]["headers"])["traceparent"] == b"00-abc-01"
+    assert outbox.db.query("SELECT count(*) FROM outbox.events")[0][0] == 1
