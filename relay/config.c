@@ -66,6 +66,20 @@ static const opt_def opts[] = {
 
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
 
+/* Keys SIGHUP may change while the relay runs; everything else needs a restart. */
+static const char *const reloadable[] = {
+	"relay.log_level",	       "relay.transaction_max_records", "relay.transaction_max_ms",
+	"relay.shutdown_timeout_ms", "relay.reconnect_max_backoff_ms", "postgresql.status_interval_ms",
+};
+
+static bool is_reloadable(const char *path)
+{
+	for (size_t i = 0; i < sizeof(reloadable) / sizeof(reloadable[0]); i++)
+		if (strcmp(reloadable[i], path) == 0)
+			return true;
+	return false;
+}
+
 /* The keys of each element of the sources list. */
 static const opt_def source_opts[] = {
 	{"table", OPT_STRING, SRC(table), "", 0, 0,
@@ -627,4 +641,80 @@ void config_describe(FILE *out)
 			source_opts[i].def[0] ? source_opts[i].def : "\"\"", source_opts[i].doc);
 	fprintf(out, "| `kafka.*` | any | | librdkafka properties, `_` written for `.` "
 		     "(`bootstrap_servers` is `bootstrap.servers`); `bootstrap_servers` is required |\n");
+}
+
+/* True when a key of the opts table holds the same value in both. */
+static bool same_value(const relay_config *a, const relay_config *b, const opt_def *o)
+{
+	const void *fa = (const char *)a + o->offset, *fb = (const char *)b + o->offset;
+	switch (o->type) {
+	case OPT_STRING:
+		return strcmp(*(char *const *)fa, *(char *const *)fb) == 0;
+	case OPT_BOOL:
+		return *(const bool *)fa == *(const bool *)fb;
+	case OPT_INT:
+		return *(const int *)fa == *(const int *)fb;
+	default:
+		return true; /* no list keys at the top level */
+	}
+}
+
+/* True when the sources and kafka settings are the same (they can only change with a restart). */
+static bool same_sources_and_kafka(const relay_config *a, const relay_config *b)
+{
+	if (a->n_sources != b->n_sources || a->n_kafka != b->n_kafka)
+		return false;
+	for (int i = 0; i < a->n_kafka; i++)
+		if (strcmp(a->kafka[i].name, b->kafka[i].name) != 0 ||
+		    strcmp(a->kafka[i].value, b->kafka[i].value) != 0)
+			return false;
+	for (int i = 0; i < a->n_sources; i++) {
+		for (size_t k = 0; k < N_SOURCE_OPTS; k++) {
+			const opt_def *o = &source_opts[k];
+			const void *fa = (const char *)&a->sources[i] + o->offset;
+			const void *fb = (const char *)&b->sources[i] + o->offset;
+			if (o->type == OPT_STRING && strcmp(*(char *const *)fa, *(char *const *)fb) != 0)
+				return false;
+			if (o->type == OPT_BOOL && *(const bool *)fa != *(const bool *)fb)
+				return false;
+			if (o->type == OPT_STRING_LIST) {
+				int na = *(const int *)((const char *)fa + sizeof(char **));
+				int nb = *(const int *)((const char *)fb + sizeof(char **));
+				if (na != nb)
+					return false;
+				for (int j = 0; j < na; j++)
+					if (strcmp((*(char **const *)fa)[j], (*(char **const *)fb)[j]) != 0)
+						return false;
+			}
+		}
+	}
+	return true;
+}
+
+void config_reload(relay_config *running, const relay_config *fresh)
+{
+	for (size_t i = 0; i < N_OPTS; i++) {
+		const opt_def *o = &opts[i];
+		if (same_value(running, fresh, o))
+			continue;
+		if (!is_reloadable(o->path)) {
+			log_warn("reload: %s changed, which needs a restart; keeping the running value",
+				 o->path);
+			continue;
+		}
+		void *f = field(running, o);
+		const void *nf = (const char *)fresh + o->offset;
+		if (o->type == OPT_STRING) {
+			free(*(char **)f);
+			*(char **)f = xstrdup(*(char *const *)nf);
+		} else if (o->type == OPT_INT) {
+			*(int *)f = *(const int *)nf;
+		} else if (o->type == OPT_BOOL) {
+			*(bool *)f = *(const bool *)nf;
+		}
+		log_info("reload: %s changed", o->path);
+	}
+	if (!same_sources_and_kafka(running, fresh))
+		log_warn("reload: sources or kafka settings changed, which needs a restart; keeping the "
+			 "running ones");
 }

@@ -75,6 +75,11 @@ typedef struct {
  */
 relay_config *config_load(const char *path, FILE *err);
 void config_free(relay_config *cfg);
+/*
+ * Applies a freshly loaded file to the running configuration: the keys marked reloadable change,
+ * every other key that differs is logged as needing a restart and keeps its running value.
+ */
+void config_reload(relay_config *running, const relay_config *fresh);
 /* Prints every key with its type, default and meaning (the source of the docs' key table). */
 void config_describe(FILE *out);
 /* Finds a kafka property by its librdkafka name; NULL when the file does not set it. */

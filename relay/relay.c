@@ -62,10 +62,18 @@ typedef struct {
 static volatile sig_atomic_t stop_requested;
 static sigset_t wait_mask; /* the signal mask ppoll waits with: our signals unblocked */
 
+static volatile sig_atomic_t reload_requested;
+
 static void on_stop_signal(int sig)
 {
 	(void)sig;
 	stop_requested = 1;
+}
+
+static void on_reload_signal(int sig)
+{
+	(void)sig;
+	reload_requested = 1;
 }
 
 /* Signals stay blocked except while waiting in ppoll, so a SIGTERM never slips past a check. */
@@ -79,14 +87,18 @@ static void setup_signals(void)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = on_reload_signal;
+	sigaction(SIGHUP, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 	sigemptyset(&block);
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGHUP);
 	sigprocmask(SIG_BLOCK, &block, &wait_mask);
 	sigdelset(&wait_mask, SIGTERM);
 	sigdelset(&wait_mask, SIGINT);
+	sigdelset(&wait_mask, SIGHUP);
 }
 
 static int64_t now_ms(void)
@@ -446,6 +458,26 @@ static stream_end handle_message(relay *r, const pg_msg *msg)
 	return STREAM_CONTINUE;
 }
 
+/*
+ * SIGHUP: reads the file again and applies what can change while running (config_reload says
+ * which); a file that does not load keeps the old settings.
+ */
+static void reload_config(relay *r)
+{
+	relay_config *fresh = config_load(r->cfg->path, stderr);
+	log_level_t lvl;
+
+	if (!fresh) {
+		log_error("reload: %s has errors (above); keeping the running configuration", r->cfg->path);
+		return;
+	}
+	config_reload((relay_config *)r->cfg, fresh);
+	config_free(fresh);
+	log_parse_level(r->cfg->log_level, &lvl);
+	log_set_level(lvl);
+	log_info("reloaded %s", r->cfg->path);
+}
+
 /* Streams until something ends the session. */
 static stream_end stream(relay *r)
 {
@@ -457,6 +489,10 @@ static stream_end stream(relay *r)
 
 		if (should_stop(r))
 			return STREAM_STOP;
+		if (reload_requested) {
+			reload_requested = 0;
+			reload_config(r);
+		}
 		if (r->pg_lost) {
 			log_warn("replication connection lost: %s", pg_stream_error(r->pg));
 			return STREAM_BROKEN;

@@ -80,6 +80,7 @@ def test_values_pass_through_byte_exact(outbox, kafka):
     assert h["traceparent"] == b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     assert h["n"] == b"9007199254740993"
     assert h["q"] == b'a"b'
+    assert outbox.relay.stop() == 0  # a clean exit (under valgrind: no errors, no definite leaks)
 
 
 def test_sigterm_mid_stream_then_restart_loses_nothing(outbox, kafka):
@@ -275,3 +276,28 @@ def test_configuration_doc_lists_every_key():
         assert line in doc, "docs/configuration.md is out of date for %s (paste --describe-config)" % key
         if not key.endswith("*"):
             assert key.split(".")[1] + " =" in example, "the example config lacks %s" % key
+
+
+def test_sighup_reloads_what_it_can_and_keeps_the_rest(outbox, kafka):
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    good = open(outbox.config_path).read()
+    # A reloadable key changes; a key that needs a restart is refused with a warning.
+    changed = good.replace('log_level = "debug";', 'log_level = "info"; transaction_max_ms = 50;')
+    changed = changed.replace('slot = "%s";' % outbox.slot, 'slot = "%s_other";' % outbox.slot)
+    open(outbox.config_path, "w").write(changed)
+    mark = len(outbox.relay.log())
+    outbox.relay.proc.send_signal(signal.SIGHUP)
+    outbox.relay.wait_log("reloaded", since=mark)
+    log = outbox.relay.log()[mark:]
+    assert "relay.log_level changed" in log and "relay.transaction_max_ms changed" in log
+    assert "postgresql.slot changed, which needs a restart" in log
+    # A broken file keeps the running configuration, and the relay goes on publishing.
+    open(outbox.config_path, "w").write(good + "\nbroken = ;\n")
+    mark = len(outbox.relay.log())
+    outbox.relay.proc.send_signal(signal.SIGHUP)
+    outbox.relay.wait_log("keeping the running configuration", since=mark)
+    rows = write_events(outbox.db, transactions=3, per_txn=2)
+    msgs = consume_events(kafka, outbox, len(rows))
+    assert_exactly_once_in_order(msgs, rows, outbox)
+    assert outbox.relay.stop() == 0
