@@ -612,6 +612,10 @@ void config_free(relay_config *cfg)
 	for (int i = 0; i < cfg->n_sources; i++)
 		free_opts(&cfg->sources[i], source_opts, N_SOURCE_OPTS);
 	free(cfg->sources);
+	if (cfg->pg_password) {
+		explicit_bzero(cfg->pg_password, strlen(cfg->pg_password));
+		free(cfg->pg_password);
+	}
 	for (int i = 0; i < cfg->n_kafka; i++) {
 		free(cfg->kafka[i].name);
 		free(cfg->kafka[i].value);
@@ -717,4 +721,40 @@ void config_reload(relay_config *running, const relay_config *fresh)
 	if (!same_sources_and_kafka(running, fresh))
 		log_warn("reload: sources or kafka settings changed, which needs a restart; keeping the "
 			 "running ones");
+}
+
+/* The content of $CREDENTIALS_DIRECTORY/name without its trailing newline; NULL when absent. */
+static char *read_credential(const char *name)
+{
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+	char path[4096];
+	size_t len;
+	FILE *f;
+	char *text;
+
+	if (!dir)
+		return NULL;
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	text = read_all(f, &len);
+	fclose(f);
+	while (text && len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+		text[--len] = '\0';
+	return text;
+}
+
+void config_load_credentials(relay_config *cfg)
+{
+	char *kafka_pw = read_credential("kafka-sasl-password");
+
+	cfg->pg_password = read_credential("pgpassword");
+	if (kafka_pw) {
+		cfg->kafka = realloc(cfg->kafka, sizeof(kafka_property) * (size_t)(cfg->n_kafka + 1));
+		kafka_property *p = &cfg->kafka[cfg->n_kafka++];
+		p->name = xstrdup("sasl.password");
+		p->value = kafka_pw;
+		p->line = 0;
+	}
 }

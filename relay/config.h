@@ -64,6 +64,9 @@ typedef struct {
 	int shutdown_timeout_ms;
 	int reconnect_max_backoff_ms;
 
+	/* secrets from systemd credentials ($CREDENTIALS_DIRECTORY), never from the file */
+	char *pg_password; /* NULL: libpq's own ways (~/.pgpass, PGPASSWORD) */
+
 	/* kafka: librdkafka properties */
 	kafka_property *kafka;
 	int n_kafka;
@@ -75,6 +78,11 @@ typedef struct {
  */
 relay_config *config_load(const char *path, FILE *err);
 void config_free(relay_config *cfg);
+/*
+ * Reads secrets from systemd credentials: pgpassword (the PostgreSQL password) and
+ * kafka-sasl-password (librdkafka's sasl.password). Absent files are fine.
+ */
+void config_load_credentials(relay_config *cfg);
 /*
  * Applies a freshly loaded file to the running configuration: the keys marked reloadable change,
  * every other key that differs is logged as needing a restart and keeps its running value.

@@ -268,10 +268,13 @@ static pg_result identify_system(pg_stream *s, char *err, size_t errlen)
 	return PG_OK;
 }
 
-pg_result pg_stream_connect(pg_stream **out, const char *conninfo, char *err, size_t errlen)
+pg_result pg_stream_connect(pg_stream **out, const char *conninfo, const char *password, char *err,
+			    size_t errlen)
 {
-	const char *keys[] = {"dbname", "replication", "fallback_application_name", NULL};
-	const char *vals[] = {conninfo, "database", "outbox-relay", NULL};
+	/* The password (a credential) goes as its own parameter, never into a logged string. */
+	const char *keys[] = {"dbname", "replication", "fallback_application_name",
+			      password ? "password" : NULL, NULL};
+	const char *vals[] = {conninfo, "database", "outbox-relay", password, NULL};
 	pg_stream *s = calloc(1, sizeof(*s));
 	pg_result r;
 

@@ -27,7 +27,8 @@ typedef enum { PG_OK = 0, PG_RETRY = -1, PG_FATAL = -2 } pg_result;
  * Connects in replication mode and checks the server's setup. On failure, *out is NULL and err
  * holds one line saying what to change.
  */
-pg_result pg_stream_connect(pg_stream **out, const char *conninfo, char *err, size_t errlen);
+pg_result pg_stream_connect(pg_stream **out, const char *conninfo, const char *password, char *err,
+			    size_t errlen);
 /* Checks the slot: logical, wal2json, this database, not in use, not invalidated; creates it
  * when missing and create is true. */
 pg_result pg_stream_check_slot(pg_stream *s, const char *slot, bool create, char *err,

@@ -471,6 +471,7 @@ static void reload_config(relay *r)
 		log_error("reload: %s has errors (above); keeping the running configuration", r->cfg->path);
 		return;
 	}
+	config_load_credentials(fresh);
 	config_reload((relay_config *)r->cfg, fresh);
 	config_free(fresh);
 	log_parse_level(r->cfg->log_level, &lvl);
@@ -683,7 +684,7 @@ static void wal2json_filters(const relay_config *cfg, char *tables, char *prefix
 /* One attempt at a session: connect, Kafka (once), slot, checkpoint (once), start streaming. */
 static pg_result open_session(relay *r, char *err, size_t errlen)
 {
-	pg_result res = pg_stream_connect(&r->pg, r->cfg->pg_conninfo, err, errlen);
+	pg_result res = pg_stream_connect(&r->pg, r->cfg->pg_conninfo, r->cfg->pg_password, err, errlen);
 
 	if (res == PG_OK)
 		res = setup_kafka(r, err, errlen);

@@ -46,7 +46,8 @@ kafka = {
 class Relay:
     """One relay process with its own config file and log file."""
 
-    def __init__(self, config_path, workdir, binary=RELAY_BIN):
+    def __init__(self, config_path, workdir, binary=RELAY_BIN, env=None):
+        self.env = env
         self.config_path = config_path
         self.binary = binary
         self.log_path = os.path.join(workdir, "relay.log")
@@ -60,8 +61,9 @@ class Relay:
         log.write("==== start %d\n" % self.runs)
         log.flush()
         self.runs += 1
+        env = dict(os.environ, **self.env) if self.env else None
         self.proc = subprocess.Popen([self.binary, "--config", self.config_path],
-                                     stdout=log, stderr=subprocess.STDOUT)
+                                     stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
         return self
 

@@ -26,6 +26,20 @@ run_cmocka() {
 	[ "$f" -eq 0 ] || failed_suites+=("$bin")
 }
 
+# Adds one test per libFuzzer target of `make fuzz-smoke` ("fuzz_X: passed" when it exited 0).
+run_fuzz_smoke() {
+	local out rc p f
+	out=$(make --no-print-directory fuzz-smoke 2>&1)
+	rc=$?
+	printf '%s\n' "$out" | grep -E '^fuzz_[a-z0-9_]+: |^    ' || printf '%s\n' "$out" | tail -n 20
+	p=$(printf '%s\n' "$out" | grep -cE '^fuzz_[a-z0-9_]+: passed')
+	f=$(printf '%s\n' "$out" | grep -cE '^fuzz_[a-z0-9_]+: FAILED')
+	[ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1 # make failed before running them
+	passed=$((passed + p))
+	failed=$((failed + f))
+	[ "$f" -eq 0 ] || failed_suites+=("fuzz-smoke")
+}
+
 # Adds pytest's counts from its JUnit report.
 run_pytest() {
 	local name=$1 xml counts
@@ -59,12 +73,23 @@ echo "== unit tests under ASan+UBSan"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 for t in build/san/test_*; do [ -x "$t" ] && run_cmocka "$t"; done
+echo "== fuzz smoke (libFuzzer targets of tests/fuzz, ${FUZZ_SMOKE_SECONDS:-10} s each)"
+run_fuzz_smoke
 
 echo "== integration tests (real PostgreSQL 15 + wal2json, real Kafka)"
 run_pytest integration tests/
 
 echo "== integration test with the ASan+UBSan relay"
 RELAY_BIN=build/san/outbox-relay run_pytest sanitized tests/test_relay.py -k "many_transactions"
+
+echo "== integration tests with the relay under valgrind memcheck (tests/valgrind-relay.sh)"
+RELAY_BIN=tests/valgrind-relay.sh run_pytest valgrind --basetemp=build/valgrind \
+	tests/test_relay.py -k "values_pass_through_byte_exact or sigterm"
+# Each relay run's report is build/valgrind/TEST/valgrind.PID.log: show those that found something.
+for log in build/valgrind/*/valgrind.*.log; do
+	[ -f "$log" ] && ! grep -q 'ERROR SUMMARY: 0 errors' "$log" &&
+		{ echo "$log:"; grep -E 'ERROR SUMMARY|definitely lost:' "$log"; }
+done
 
 [ ${#failed_suites[@]} -eq 0 ] || echo "failed: ${failed_suites[*]}"
 echo "$passed passed, $failed failed"

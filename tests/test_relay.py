@@ -301,3 +301,21 @@ def test_sighup_reloads_what_it_can_and_keeps_the_rest(outbox, kafka):
     msgs = consume_events(kafka, outbox, len(rows))
     assert_exactly_once_in_order(msgs, rows, outbox)
     assert outbox.relay.stop() == 0
+
+
+def test_secrets_from_credentials_never_appear_in_output(outbox, kafka, tmp_path):
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "pgpassword").write_text("S3cr3t-pg-pw\n")
+    (creds / "kafka-sasl-password").write_text("S3cr3t-kafka-pw")
+    outbox.relay.env = {"CREDENTIALS_DIRECTORY": str(creds)}
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    rows = write_events(outbox.db, transactions=3, per_txn=2)
+    consume_events(kafka, outbox, len(rows))
+    outbox.relay.proc.send_signal(signal.SIGHUP)
+    outbox.relay.wait_log("reloaded")
+    assert outbox.relay.stop() == 0
+    log = outbox.relay.log()
+    assert "S3cr3t" not in log
+    assert "sasl.password" not in log or "S3cr3t" not in log
