@@ -7,6 +7,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "admin.h"
 #include "config.h"
 #include "kafka.h"
 #include "log.h"
@@ -25,6 +26,8 @@ static void usage(FILE *out)
 		"Usage:\n"
 		"  outbox-relay --config FILE        run the relay\n"
 		"  outbox-relay check-config FILE    validate FILE and exit (0: valid)\n"
+		"  outbox-relay preflight FILE       check the server and the broker, one line each (0: ok)\n"
+		"  outbox-relay status FILE [--json] slot, confirmed position, retained WAL, checkpoint\n"
 		"  outbox-relay --describe-config    print every configuration key with its default\n"
 		"  outbox-relay --help | --version\n"
 		"\n"
@@ -59,6 +62,27 @@ static relay_config *load_checked(const char *path)
 	return cfg;
 }
 
+/* preflight FILE | status FILE [--json] */
+static int admin_command(int argc, char **argv)
+{
+	bool json = argc == 4 && strcmp(argv[3], "--json") == 0;
+	relay_config *cfg;
+	int code;
+
+	if (argc > 4 || (argc == 4 && !json)) {
+		usage(stderr);
+		return RELAY_EXIT_USAGE;
+	}
+	cfg = load_checked(argv[2]);
+	if (!cfg)
+		return RELAY_EXIT_USAGE;
+	config_load_credentials(cfg);
+	log_set_level(LOG_LVL_ERROR);
+	code = strcmp(argv[1], "preflight") == 0 ? admin_preflight(cfg) : admin_status(cfg, json);
+	config_free(cfg);
+	return code;
+}
+
 static int run(const char *path)
 {
 	relay_config *cfg = load_checked(path);
@@ -91,6 +115,8 @@ int main(int argc, char **argv)
 
 	/* Under systemd, journald reads the priority from a "<N>" prefix. */
 	log_set_journal_prefix(getenv("JOURNAL_STREAM") != NULL);
+	if (argc >= 3 && (strcmp(argv[1], "preflight") == 0 || strcmp(argv[1], "status") == 0))
+		return admin_command(argc, argv);
 	if (argc >= 2 && strcmp(argv[1], "check-config") == 0) {
 		if (argc != 3) {
 			usage(stderr);

@@ -319,3 +319,33 @@ def test_secrets_from_credentials_never_appear_in_output(outbox, kafka, tmp_path
     log = outbox.relay.log()
     assert "S3cr3t" not in log
     assert "sasl.password" not in log or "S3cr3t" not in log
+
+
+def test_preflight_and_status(outbox, kafka):
+    code, out = relayctl.run_once(["preflight", outbox.config_path], timeout=60)
+    assert code == 0, out
+    assert "ok   wal_level = logical" in out and "ok   wal2json loads" in out
+    assert "preflight: all checks passed" in out
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    write_events(outbox.db, transactions=2, per_txn=2)
+    consume_events(kafka, outbox, 4)
+    code, out = relayctl.run_once(["status", outbox.config_path, "--json"], timeout=60)
+    assert code == 0, out
+    st = json.loads(out)
+    assert st["slot_exists"] and st["relay_connected"] and st["plugin"] == "wal2json"
+    assert st["checkpoint_lsn"] and st["retained_wal_bytes"] >= 0
+    code, out = relayctl.run_once(["status", outbox.config_path], timeout=60)
+    assert code == 0 and "confirmed_lsn" in out
+    assert outbox.relay.stop() == 0
+
+
+def test_preflight_names_each_problem_with_its_fix(outbox, pg):
+    # A slot of another plugin, and a table that does not exist.
+    outbox.db.query("SELECT pg_create_logical_replication_slot(%s, 'test_decoding')", (outbox.slot,))
+    outbox.reconfigure(sources='{ table = "public.missing"; }')
+    code, out = relayctl.run_once(["preflight", outbox.config_path], timeout=60)
+    assert code == 1
+    assert "FAIL table public.missing exists: create it" in out
+    assert 'FAIL slot "%s": is a slot of plugin test_decoding' % outbox.slot in out
+    assert "preflight: FAILED" in out

@@ -1,0 +1,323 @@
+/* admin.c: preflight and status: plain SQL and Kafka metadata, never touching the stream. */
+#include "admin.h"
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint.h"
+#include "lsn.h"
+
+#define ADMIN_KAFKA_TIMEOUT_MS 10000
+
+/* A normal (not replication) connection with the relay's conninfo and password. */
+static PGconn *admin_connect(const relay_config *cfg)
+{
+	const char *keys[] = {"dbname", "fallback_application_name", "connect_timeout",
+			      cfg->pg_password ? "password" : NULL, NULL};
+	const char *vals[] = {cfg->pg_conninfo, "outbox-relay-admin", "10", cfg->pg_password, NULL};
+	return PQconnectdbParams(keys, vals, 1);
+}
+
+/* The first value of a one-row query as a new string; NULL on error or no row. */
+static char *query_value(PGconn *c, const char *sql, const char *param)
+{
+	const char *params[1] = {param};
+	PGresult *res = PQexecParams(c, sql, param ? 1 : 0, NULL, params, NULL, NULL, 0);
+	char *v = NULL;
+
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+		v = strdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return v;
+}
+
+typedef struct {
+	int failed;
+} report;
+
+/* One preflight line: "ok" or "FAIL" with what to change. */
+static void check(report *rp, bool ok, const char *what, const char *fix_fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void check(report *rp, bool ok, const char *what, const char *fix_fmt, ...)
+{
+	va_list ap;
+
+	printf("%-4s %s", ok ? "ok" : "FAIL", what);
+	if (!ok) {
+		rp->failed++;
+		printf(": ");
+		va_start(ap, fix_fmt);
+		vprintf(fix_fmt, ap);
+		va_end(ap);
+	}
+	printf("\n");
+}
+
+/* Compares a setting against what one relay needs. */
+static void check_setting_at_least(report *rp, PGconn *c, const char *name, const char *used_sql)
+{
+	char *max = query_value(c, "SELECT setting FROM pg_settings WHERE name = $1", name);
+	char *used = query_value(c, used_sql, NULL);
+	char what[128];
+	int free_n = (max ? atoi(max) : 0) - (used ? atoi(used) : 0);
+
+	snprintf(what, sizeof(what), "%s = %s (%s in use)", name, max ? max : "?", used ? used : "?");
+	check(rp, free_n >= 1, what, "raise %s in postgresql.conf and restart PostgreSQL", name);
+	free(max);
+	free(used);
+}
+
+/* wal2json loads for this role: a temporary slot proves the plugin, its allow-list and REPLICATION. */
+static void check_wal2json(report *rp, PGconn *c)
+{
+	PGresult *res;
+
+	PQclear(PQexec(c, "SET statement_timeout = '10s'"));
+	res = PQexec(c, "SELECT pg_create_logical_replication_slot('outbox_relay_preflight', "
+			"'wal2json', true)");
+	bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+	const char *msg = PQresultErrorMessage(res);
+	if (ok)
+		check(rp, true, "wal2json loads (a temporary slot was created)", " ");
+	else if (strstr(msg, "could not access file"))
+		check(rp, false, "wal2json loads", "install the package postgresql-<version>-wal2json");
+	else if (strstr(msg, "output_plugin_libraries"))
+		check(rp, false, "wal2json loads", "ALTER SYSTEM SET output_plugin_libraries = pgoutput, "
+		      "wal2json; SELECT pg_reload_conf();");
+	else if (strstr(msg, "REPLICATION") || strstr(msg, "replication"))
+		check(rp, false, "wal2json loads", "ALTER ROLE <role> REPLICATION; (%.*s)",
+		      (int)strcspn(msg, "\n"), msg);
+	else
+		check(rp, false, "wal2json loads", "%.*s", (int)strcspn(msg, "\n"), msg);
+	PQclear(res);
+	PQclear(PQexec(c, "RESET statement_timeout"));
+}
+
+/* The relay's slot: fine when missing (it is created), else wal2json, this database, alive. */
+static void check_slot(report *rp, PGconn *c, const char *slot)
+{
+	const char *params[1] = {slot};
+	PGresult *res = PQexecParams(c, "SELECT plugin, database = current_database(), active, "
+				     "coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1",
+				     1, NULL, params, NULL, NULL, 0);
+	char what[256];
+
+	snprintf(what, sizeof(what), "slot \"%s\"", slot);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		check(rp, false, what, "%s", PQresultErrorMessage(res));
+	else if (PQntuples(res) == 0)
+		check(rp, true, what, " "), printf("     (does not exist yet: the relay creates it)\n");
+	else if (strcmp(PQgetvalue(res, 0, 0), "wal2json") != 0)
+		check(rp, false, what, "is a slot of plugin %s; use another slot name", PQgetvalue(res, 0, 0));
+	else if (strcmp(PQgetvalue(res, 0, 1), "t") != 0)
+		check(rp, false, what, "belongs to another database");
+	else if (strcmp(PQgetvalue(res, 0, 3), "lost") == 0)
+		check(rp, false, what, "was invalidated (WAL removed): events were lost upstream; drop "
+		      "it and start again from a new snapshot");
+	else
+		check(rp, true, what, " "), printf("     (%s)\n", strcmp(PQgetvalue(res, 0, 2), "t") == 0
+							   ? "in use by a relay" : "not in use");
+	PQclear(res);
+}
+
+static void preflight_postgres(report *rp, const relay_config *cfg)
+{
+	PGconn *c = admin_connect(cfg);
+	char *v;
+
+	if (PQstatus(c) != CONNECTION_OK) {
+		check(rp, false, "connect to PostgreSQL", "%.*s", (int)strcspn(PQerrorMessage(c), "\n"),
+		      PQerrorMessage(c));
+		PQfinish(c);
+		return;
+	}
+	check(rp, true, "connect to PostgreSQL", " ");
+	v = query_value(c, "SHOW wal_level", NULL);
+	char what[128];
+	snprintf(what, sizeof(what), "wal_level = %s", v ? v : "?");
+	check(rp, v && strcmp(v, "logical") == 0, what,
+	      "set wal_level = logical in postgresql.conf and restart PostgreSQL");
+	free(v);
+	check_setting_at_least(rp, c, "max_replication_slots", "SELECT count(*) FROM pg_replication_slots");
+	check_setting_at_least(rp, c, "max_wal_senders",
+			       "SELECT count(*) FROM pg_stat_replication");
+	v = query_value(c, "SELECT rolreplication FROM pg_roles WHERE rolname = current_user", NULL);
+	check(rp, v && strcmp(v, "t") == 0, "the role has REPLICATION",
+	      "ALTER ROLE <role> REPLICATION; (see sql/relay-role.sql)");
+	free(v);
+	check_wal2json(rp, c);
+	for (int i = 0; i < cfg->n_sources; i++) {
+		if (!cfg->sources[i].table[0])
+			continue;
+		v = query_value(c, "SELECT to_regclass($1) IS NOT NULL", cfg->sources[i].table);
+		snprintf(what, sizeof(what), "table %s exists", cfg->sources[i].table);
+		check(rp, v && strcmp(v, "t") == 0, what, "create it (psql -f sql/outbox.sql for outbox.events)");
+		free(v);
+	}
+	check_slot(rp, c, cfg->slot);
+	PQfinish(c);
+}
+
+/* A producer-less client for metadata: the file's kafka settings. */
+static rd_kafka_t *admin_kafka(const relay_config *cfg, char *err, size_t errlen)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	char errstr[512];
+
+	for (int i = 0; i < cfg->n_kafka; i++)
+		if (strcmp(cfg->kafka[i].name, "transactional.id") != 0)
+			rd_kafka_conf_set(conf, cfg->kafka[i].name, cfg->kafka[i].value, errstr, sizeof(errstr));
+	rd_kafka_conf_set(conf, "log_level", "0", errstr, sizeof(errstr));
+	/* Hand-off: rd_kafka_new owns conf on success. */
+	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, errlen);
+	if (!rk)
+		rd_kafka_conf_destroy(conf);
+	return rk;
+}
+
+static void preflight_kafka(report *rp, const relay_config *cfg)
+{
+	char err[512], what[512];
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_t *rk = admin_kafka(cfg, err, sizeof(err));
+
+	if (!rk) {
+		check(rp, false, "Kafka client", "%s", err);
+		return;
+	}
+	rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, ADMIN_KAFKA_TIMEOUT_MS);
+	snprintf(what, sizeof(what), "reach Kafka at %s", config_kafka_get(cfg, "bootstrap.servers"));
+	check(rp, !e, what, "%s (check kafka.bootstrap_servers and the security settings)",
+	      rd_kafka_err2str(e));
+	if (!e) {
+		const char *topics[] = {cfg->checkpoint_topic, cfg->dead_letter_topic};
+		for (int t = 0; t < 2; t++) {
+			bool found = false;
+			for (int i = 0; i < md->topic_cnt; i++)
+				found |= strcmp(md->topics[i].topic, topics[t]) == 0;
+			snprintf(what, sizeof(what), "topic %s", topics[t]);
+			check(rp, found || cfg->auto_create_topics || t == 0, what,
+			      "create it, or set relay.auto_create_topics = true");
+			if (!found)
+				printf("     (missing: %s)\n", t == 0 ? "created at the relay's first start"
+							      : "created at the first dead letter");
+		}
+		rd_kafka_metadata_destroy(md);
+	}
+	rd_kafka_destroy(rk);
+}
+
+int admin_preflight(const relay_config *cfg)
+{
+	report rp = {0};
+
+	preflight_postgres(&rp, cfg);
+	preflight_kafka(&rp, cfg);
+	printf("%s\n", rp.failed ? "preflight: FAILED" : "preflight: all checks passed");
+	return rp.failed ? 1 : 0;
+}
+
+/* Status facts as a JSON object; NULL (with the reason printed) when PostgreSQL is unreachable. */
+static json_t *collect_status(const relay_config *cfg)
+{
+	PGconn *c = admin_connect(cfg);
+	const char *params[1] = {cfg->slot};
+	json_t *o;
+
+	if (PQstatus(c) != CONNECTION_OK) {
+		fprintf(stderr, "cannot connect to PostgreSQL: %s", PQerrorMessage(c));
+		PQfinish(c);
+		return NULL;
+	}
+	o = json_object();
+	json_object_set_new(o, "slot", json_string(cfg->slot));
+	PGresult *res = PQexecParams(c,
+		"SELECT s.plugin, s.active, s.active_pid, s.confirmed_flush_lsn::text, s.restart_lsn::text, "
+		"pg_current_wal_lsn() - s.restart_lsn, coalesce(s.wal_status, ''), "
+		"(SELECT system_identifier::text FROM pg_control_system()), "
+		"(SELECT count(*) FROM pg_stat_replication r WHERE r.pid = s.active_pid) "
+		"FROM pg_replication_slots s WHERE s.slot_name = $1", 1, NULL, params, NULL, NULL, 0);
+	bool exists = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+	json_object_set_new(o, "slot_exists", json_boolean(exists));
+	if (exists) {
+		json_object_set_new(o, "plugin", json_string(PQgetvalue(res, 0, 0)));
+		json_object_set_new(o, "relay_connected", json_boolean(strcmp(PQgetvalue(res, 0, 1), "t") == 0));
+		if (!PQgetisnull(res, 0, 2))
+			json_object_set_new(o, "active_pid", json_integer(atoll(PQgetvalue(res, 0, 2))));
+		json_object_set_new(o, "confirmed_lsn", json_string(PQgetvalue(res, 0, 3)));
+		json_object_set_new(o, "restart_lsn", json_string(PQgetvalue(res, 0, 4)));
+		json_object_set_new(o, "retained_wal_bytes", json_integer(atoll(PQgetvalue(res, 0, 5))));
+		json_object_set_new(o, "wal_status", json_string(PQgetvalue(res, 0, 6)));
+		json_object_set_new(o, "system_identifier", json_string(PQgetvalue(res, 0, 7)));
+	}
+	PQclear(res);
+	PQfinish(c);
+	return o;
+}
+
+/* Adds the checkpoint stored in Kafka (exactly-once mode). */
+static void add_checkpoint(json_t *o, const relay_config *cfg)
+{
+	char txn_id[512], err[512], a[LSN_TEXT_MAX];
+	const char *set = config_kafka_get(cfg, "transactional.id");
+	json_t *sysid = json_object_get(o, "system_identifier");
+	checkpoint cp;
+
+	if (!cfg->exactly_once || (!set && !sysid))
+		return;
+	snprintf(txn_id, sizeof(txn_id), "%s", set ? set : "");
+	if (!set)
+		snprintf(txn_id, sizeof(txn_id), "outbox-relay-%s-%s", json_string_value(sysid), cfg->slot);
+	json_object_set_new(o, "transactional_id", json_string(txn_id));
+	checkpoint_result r = checkpoint_load(cfg, cfg->checkpoint_topic, txn_id, false, &cp, err, sizeof(err));
+	if (r == CHECKPOINT_FOUND) {
+		json_object_set_new(o, "checkpoint_lsn", json_string(lsn_format(cp.lsn, a)));
+		if (cp.partial_nextlsn)
+			json_object_set_new(o, "checkpoint_partial_rows", json_integer((json_int_t)cp.partial_rows));
+	} else {
+		json_object_set_new(o, "checkpoint_lsn", json_null());
+		if (r != CHECKPOINT_NONE)
+			json_object_set_new(o, "checkpoint_error", json_string(err));
+	}
+}
+
+static void print_human(json_t *o)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(o, key, v) {
+		if (json_is_string(v))
+			printf("%-22s %s\n", key, json_string_value(v));
+		else if (json_is_integer(v))
+			printf("%-22s %lld\n", key, (long long)json_integer_value(v));
+		else if (json_is_boolean(v))
+			printf("%-22s %s\n", key, json_is_true(v) ? "yes" : "no");
+		else
+			printf("%-22s -\n", key);
+	}
+}
+
+int admin_status(const relay_config *cfg, bool json)
+{
+	json_t *o = collect_status(cfg);
+
+	if (!o)
+		return 1;
+	add_checkpoint(o, cfg);
+	if (json) {
+		char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		printf("%s\n", text);
+		free(text);
+	} else {
+		print_human(o);
+	}
+	json_decref(o);
+	return 0;
+}
