@@ -13,6 +13,7 @@
 #include "eos.h"
 #include "kafka.h"
 #include "log.h"
+#include "notify.h"
 #include "pg_stream.h"
 #include "progress.h"
 #include "route.h"
@@ -183,9 +184,13 @@ static int send_status(relay *r, bool force)
 		r->pg_lost = true;
 		return -1;
 	}
-	if (flush != r->sent_flush) {
+	if (flush != r->sent_flush || force) {
 		char a[LSN_TEXT_MAX];
-		log_debug("confirmed %s to the server", lsn_format(flush, a));
+		lsn_format(flush, a);
+		if (flush != r->sent_flush)
+			log_debug("confirmed %s to the server", a);
+		notify_status("streaming; confirmed %s; %llu records published", a,
+			      (unsigned long long)r->records_out);
 	}
 	r->sent_flush = flush;
 	r->last_status_ms = now;
@@ -222,8 +227,12 @@ static int wait_events(relay *r, bool read_pg, int64_t deadline)
 	}
 	if (deadline >= 0 && deadline - now_ms() < timeout)
 		timeout = deadline - now_ms();
+	int64_t wd = notify_watchdog_interval_ms();
+	if (wd > 0 && timeout > wd)
+		timeout = wd;
 	if (timeout < 0)
 		timeout = 0;
+	notify_watchdog();
 	ts.tv_sec = timeout / 1000;
 	ts.tv_nsec = (timeout % 1000) * 1000000;
 	if (ppoll(fds, n, &ts, &wait_mask) < 0 && errno != EINTR) {
@@ -492,7 +501,9 @@ static stream_end stream(relay *r)
 			return STREAM_STOP;
 		if (reload_requested) {
 			reload_requested = 0;
+			notify_reloading();
 			reload_config(r);
+			notify_ready();
 		}
 		if (r->pg_lost) {
 			log_warn("replication connection lost: %s", pg_stream_error(r->pg));
@@ -723,6 +734,7 @@ static stream_end connect_stream(relay *r)
 			return STREAM_FATAL;
 		}
 		log_warn("%s; retrying in %lld ms", err, (long long)backoff);
+		notify_status("not streaming: %s; retrying in %lld ms", err, (long long)backoff);
 		int64_t until = now_ms() + backoff;
 		while (!stop_requested && now_ms() < until)
 			wait_events(r, false, until);
@@ -735,6 +747,8 @@ static stream_end connect_stream(relay *r)
 	r->last_status_ms = now_ms();
 	log_info("streaming from slot \"%s\" after %s (%s)", r->cfg->slot, lsn_format(flush_lsn(r), a),
 		 r->eos_on ? "exactly-once" : "at-least-once");
+	notify_ready();
+	notify_status("streaming from slot %s after %s", r->cfg->slot, a);
 	return STREAM_CONTINUE;
 }
 
@@ -745,6 +759,8 @@ static void shut_down(relay *r)
 	int64_t deadline;
 
 	should_stop(r);
+	notify_stopping();
+	notify_status("stopping");
 	deadline = r->stop_deadline;
 	log_info("stopping: waiting up to %lld ms for Kafka to acknowledge %llu records",
 		 (long long)(deadline - now_ms()), (unsigned long long)r->prog.in_flight);
