@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kafka_admin.h"
 #include "log.h"
 
 /* How long loading may wait for the broker (metadata, topic creation, reading). */
@@ -80,71 +81,6 @@ static rd_kafka_t *new_consumer(const relay_config *cfg, const char *key, char *
 	if (!rk)
 		rd_kafka_conf_destroy(conf);
 	return rk;
-}
-
-/* Number of partitions of topic: 0 when it does not exist, -1 when the broker did not answer. */
-static int topic_partitions(rd_kafka_t *rk, const char *topic, char *err, size_t errlen)
-{
-	rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
-	const struct rd_kafka_metadata *md = NULL;
-	rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, t, &md, CHECKPOINT_TIMEOUT_MS);
-	int n = -1;
-
-	if (e) {
-		snprintf(err, errlen, "cannot read metadata of topic %s: %s", topic, rd_kafka_err2str(e));
-	} else if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
-		n = 0;
-	} else if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-		n = md->topics[0].partition_cnt;
-	} else {
-		snprintf(err, errlen, "topic %s: %s", topic,
-			 rd_kafka_err2str(md->topic_cnt ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
-	}
-	if (md)
-		rd_kafka_metadata_destroy(md);
-	rd_kafka_topic_destroy(t);
-	return n;
-}
-
-/* Creates the compacted, single-partition checkpoint topic; 0 also when it appeared meanwhile. */
-static int create_topic(rd_kafka_t *rk, const char *topic, char *err, size_t errlen)
-{
-	char errstr[512];
-	rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, 1, -1, errstr, sizeof(errstr));
-	rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-	rd_kafka_event_t *ev = NULL;
-	int r = -1;
-
-	if (!nt) {
-		snprintf(err, errlen, "checkpoint topic %s: %s", topic, errstr);
-		goto done;
-	}
-	rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact");
-	rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
-	ev = rd_kafka_queue_poll(q, CHECKPOINT_TIMEOUT_MS);
-	if (!ev) {
-		snprintf(err, errlen, "creating checkpoint topic %s: no answer from Kafka", topic);
-		goto done;
-	}
-	const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
-	size_t cnt = 0;
-	const rd_kafka_topic_result_t **tr = res ? rd_kafka_CreateTopics_result_topics(res, &cnt) : NULL;
-	rd_kafka_resp_err_t e = rd_kafka_event_error(ev);
-	if (!e && cnt == 1)
-		e = rd_kafka_topic_result_error(tr[0]);
-	if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-		snprintf(err, errlen, "creating checkpoint topic %s: %s", topic, rd_kafka_err2str(e));
-		goto done;
-	}
-	log_info("created checkpoint topic %s (compacted, 1 partition)", topic);
-	r = 0;
-done:
-	if (ev)
-		rd_kafka_event_destroy(ev);
-	if (nt)
-		rd_kafka_NewTopic_destroy(nt);
-	rd_kafka_queue_destroy(q);
-	return r;
 }
 
 /* True when the consumer's position in every partition reached that partition's mark. */
@@ -227,7 +163,7 @@ checkpoint_result checkpoint_load(const relay_config *cfg, const char *topic, co
 	memset(cp, 0, sizeof(*cp));
 	if (!rk)
 		return CHECKPOINT_ERROR;
-	parts = topic_partitions(rk, topic, err, errlen);
+	parts = kafka_admin_partitions(rk, topic, CHECKPOINT_TIMEOUT_MS, err, errlen);
 	if (parts == 0) {
 		if (!create) {
 			snprintf(err, errlen, "checkpoint topic %s does not exist, but the slot does: it "
@@ -236,12 +172,15 @@ checkpoint_result checkpoint_load(const relay_config *cfg, const char *topic, co
 			r = CHECKPOINT_NO_TOPIC;
 			goto done;
 		}
-		if (create_topic(rk, topic, err, errlen) < 0)
+		/* Compacted, one partition: the newest checkpoint of each relay is kept. */
+		if (kafka_admin_create(rk, topic, 1, -1, "compact", CHECKPOINT_TIMEOUT_MS, err, errlen) < 0)
 			goto done;
-		parts = topic_partitions(rk, topic, err, errlen);
+		parts = kafka_admin_partitions(rk, topic, CHECKPOINT_TIMEOUT_MS, err, errlen);
 	}
 	if (parts > 0)
 		r = read_to_end(rk, topic, parts, key, cp, err, errlen);
+	else if (parts == 0)
+		snprintf(err, errlen, "checkpoint topic %s was created but is not visible yet", topic);
 done:
 	rd_kafka_consumer_close(rk);
 	rd_kafka_destroy(rk);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kafka_admin.h"
 #include "log.h"
 
 struct kafka_producer {
@@ -285,76 +286,13 @@ rd_kafka_resp_err_t kafka_produce_plain(kafka_producer *kp, const char *topic, c
 				 RD_KAFKA_V_END);
 }
 
-/* Partition count of a topic from the broker: 0 when it does not exist, -1 without an answer. */
-static int topic_exists(kafka_producer *kp, const char *topic, char *err, size_t errlen)
-{
-	rd_kafka_topic_t *t = rd_kafka_topic_new(kp->rk, topic, NULL);
-	const struct rd_kafka_metadata *md = NULL;
-	rd_kafka_resp_err_t e = rd_kafka_metadata(kp->rk, 0, t, &md, KAFKA_ADMIN_TIMEOUT_MS);
-	int r = -1;
-
-	if (e)
-		snprintf(err, errlen, "metadata of topic %s: %s", topic, rd_kafka_err2str(e));
-	else if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
-		r = md->topics[0].partition_cnt > 0 ? 1 : 0;
-	else if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
-		r = 0;
-	else
-		snprintf(err, errlen, "topic %s: %s", topic,
-			 rd_kafka_err2str(md->topic_cnt ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
-	if (md)
-		rd_kafka_metadata_destroy(md);
-	rd_kafka_topic_destroy(t);
-	return r;
-}
-
-/* CreateTopics through the admin API; 0 also when someone else created it meanwhile. */
-static int create_topic(kafka_producer *kp, const char *topic, int partitions, int rf, char *err,
-			size_t errlen)
-{
-	char errstr[512];
-	rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, rf, errstr, sizeof(errstr));
-	rd_kafka_queue_t *q = rd_kafka_queue_new(kp->rk);
-	rd_kafka_event_t *ev = NULL;
-	rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR__TIMED_OUT;
-	int r = -1;
-
-	if (!nt) {
-		snprintf(err, errlen, "topic %s: %s", topic, errstr);
-		goto done;
-	}
-	rd_kafka_CreateTopics(kp->rk, &nt, 1, NULL, q);
-	ev = rd_kafka_queue_poll(q, KAFKA_ADMIN_TIMEOUT_MS);
-	if (ev) {
-		const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
-		size_t cnt = 0;
-		const rd_kafka_topic_result_t **tr = res ? rd_kafka_CreateTopics_result_topics(res, &cnt) : NULL;
-		e = rd_kafka_event_error(ev);
-		if (!e && cnt == 1)
-			e = rd_kafka_topic_result_error(tr[0]);
-	}
-	if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-		snprintf(err, errlen, "creating topic %s: %s", topic, rd_kafka_err2str(e));
-		goto done;
-	}
-	log_info("created topic %s", topic);
-	r = 0;
-done:
-	if (ev)
-		rd_kafka_event_destroy(ev);
-	if (nt)
-		rd_kafka_NewTopic_destroy(nt);
-	rd_kafka_queue_destroy(q);
-	return r;
-}
-
 int kafka_topic_ready(kafka_producer *kp, const char *topic, bool create, int partitions,
 		      int replication_factor, char *err, size_t errlen)
 {
 	for (size_t i = 0; i < kp->n_topics; i++)
 		if (strcmp(kp->topics[i], topic) == 0)
 			return 0;
-	int n = topic_exists(kp, topic, err, errlen);
+	int n = kafka_admin_partitions(kp->rk, topic, KAFKA_ADMIN_TIMEOUT_MS, err, errlen);
 	if (n < 0)
 		return -2;
 	if (n == 0) {
@@ -363,7 +301,8 @@ int kafka_topic_ready(kafka_producer *kp, const char *topic, bool create, int pa
 				 "relay.auto_create_topics = true", topic);
 			return -1;
 		}
-		if (create_topic(kp, topic, partitions, replication_factor, err, errlen) < 0)
+		if (kafka_admin_create(kp->rk, topic, partitions, replication_factor, NULL,
+				       KAFKA_ADMIN_TIMEOUT_MS, err, errlen) < 0)
 			return -2;
 	}
 	kp->topics = realloc(kp->topics, sizeof(char *) * (kp->n_topics + 1));
