@@ -228,6 +228,14 @@ void kafka_purge(kafka_producer *kp)
 
 int kafka_outq_len(kafka_producer *kp) { return rd_kafka_outq_len(kp->rk); }
 
+bool kafka_fenced(kafka_producer *kp)
+{
+	char buf[256];
+	rd_kafka_resp_err_t e = rd_kafka_fatal_error(kp->rk, buf, sizeof(buf));
+	return e == RD_KAFKA_RESP_ERR__FENCED || e == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+	       e == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+}
+
 bool kafka_fatal(kafka_producer *kp, char *buf, size_t len)
 {
 	return rd_kafka_fatal_error(kp->rk, buf, len) != RD_KAFKA_RESP_ERR_NO_ERROR;

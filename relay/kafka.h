@@ -64,6 +64,8 @@ void kafka_serve(kafka_producer *kp);
 void kafka_purge(kafka_producer *kp);
 /* Records handed over and not yet reported. */
 int kafka_outq_len(kafka_producer *kp);
+/* True when the producer's fatal error is a fencing: a newer instance took over. */
+bool kafka_fenced(kafka_producer *kp);
 /* True (with the reason) once the producer hit a fatal error and must be recreated. */
 bool kafka_fatal(kafka_producer *kp, char *buf, size_t len);
 

@@ -834,7 +834,7 @@ static int run_sessions(relay *r)
 				drain(r, now_ms() + r->cfg->shutdown_timeout_ms);
 			if (r->pg)
 				send_status(r, true);
-			return RELAY_EXIT_FATAL;
+			return r->kp && kafka_fenced(r->kp) ? RELAY_EXIT_FENCED : RELAY_EXIT_FATAL;
 		}
 		int s = settle_session(r, e);
 		if (s == -1 || (e == STREAM_REWIND && pause_before_rewind(r) < 0)) {
@@ -842,7 +842,7 @@ static int run_sessions(relay *r)
 			return RELAY_EXIT_OK;
 		}
 		if (s == -2)
-			return RELAY_EXIT_FATAL;
+			return r->kp && kafka_fenced(r->kp) ? RELAY_EXIT_FENCED : RELAY_EXIT_FATAL;
 	}
 }
 

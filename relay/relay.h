@@ -8,6 +8,7 @@
 #define RELAY_EXIT_OK 0
 #define RELAY_EXIT_FATAL 1  /* a problem a restart will not fix by itself; the log says which */
 #define RELAY_EXIT_USAGE 2  /* bad command line or configuration */
+#define RELAY_EXIT_FENCED 3 /* a newer relay with the same transactional.id took over */
 
 /* Runs until SIGTERM/SIGINT or a fatal error; returns the exit code. */
 int relay_run(const relay_config *cfg);
