@@ -7,11 +7,28 @@ BINDIR = $(PREFIX)/bin
 SHAREDIR = $(PREFIX)/share/outbox-relay
 DOCDIR = $(PREFIX)/share/doc/outbox-relay
 SYSCONFDIR ?= /etc
+MANDIR = $(PREFIX)/share/man
+# systemd units: Debian's /lib/systemd/system for PREFIX=/usr, else PREFIX/lib/systemd/system
+# (both are on systemd's search path); SYSTEMDUNITDIR=... overrides.
+ifeq ($(PREFIX),/usr)
+SYSTEMDUNITDIR ?= /lib/systemd/system
+else
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+endif
 
 CC ?= cc
 PKGS = libpq rdkafka jansson libconfig
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# libsystemd is optional: with it relay/notify.c talks to systemd (Type=notify, watchdog); without
+# it, or with WITH_SYSTEMD=no (then `make clean`), the notifications are no-ops.
+WITH_SYSTEMD ?= auto
+ifneq ($(WITH_SYSTEMD),no)
+ifeq ($(shell pkg-config --exists libsystemd && echo yes),yes)
+PKG_CFLAGS += -DHAVE_LIBSYSTEMD $(shell pkg-config --cflags libsystemd)
+PKG_LIBS += $(shell pkg-config --libs libsystemd)
+endif
+endif
 WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS) -DRELAY_VERSION='"$(VERSION)"'
@@ -39,6 +56,9 @@ build/rel/%.o: relay/%.c $(HDRS)
 build/san/%.o: relay/%.c $(HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -c -o $@ $<
+
+# notify.c differs with and without libsystemd (WITH_SYSTEMD above): rebuild it when this file changes.
+build/rel/notify.o build/san/notify.o build/fuzz/notify.o: Makefile
 
 relay/outbox-relay: build/rel/main.o $(REL_OBJS)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(PKG_LIBS)
@@ -116,14 +136,22 @@ bench: deps all
 
 install: relay/outbox-relay
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SHAREDIR)/sql $(DESTDIR)$(DOCDIR) \
-		$(DESTDIR)$(SYSCONFDIR)/outbox-relay
+		$(DESTDIR)$(SYSCONFDIR)/outbox-relay $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSTEMDUNITDIR)
 	install -m 0755 relay/outbox-relay $(DESTDIR)$(BINDIR)/outbox-relay
 	install -m 0644 sql/*.sql $(DESTDIR)$(SHAREDIR)/sql/
 	install -m 0644 conf/outbox-relay.conf.example $(DESTDIR)$(SHAREDIR)/
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	install -m 0644 docs/outbox-relay.8 $(DESTDIR)$(MANDIR)/man8/
+	@# The unit names /usr/local/bin and /etc: point it at this BINDIR and SYSCONFDIR.
+	@mkdir -p build
+	sed -e 's|/usr/local/bin/outbox-relay|$(BINDIR)/outbox-relay|g' \
+		-e 's|/etc/outbox-relay/|$(SYSCONFDIR)/outbox-relay/|g' \
+		systemd/outbox-relay@.service > build/outbox-relay@.service
+	install -m 0644 build/outbox-relay@.service $(DESTDIR)$(SYSTEMDUNITDIR)/
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/outbox-relay
+	rm -f $(DESTDIR)$(BINDIR)/outbox-relay $(DESTDIR)$(MANDIR)/man8/outbox-relay.8 \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/outbox-relay@.service
 	rm -rf $(DESTDIR)$(SHAREDIR) $(DESTDIR)$(DOCDIR)
 
 clean:

@@ -342,6 +342,24 @@ static bool table_name_ok(const char *name)
 	return dot && dot != name && dot[1] != '\0';
 }
 
+/* Frees what one key of a table holds (a wrong-typed list may be half built). */
+static void free_opts_one(void *base, const opt_def *o)
+{
+	void *f = field(base, o);
+	if (o->type == OPT_STRING) {
+		free(*(char **)f);
+		*(char **)f = NULL;
+	} else if (o->type == OPT_STRING_LIST) {
+		char **list = *(char ***)f;
+		int *n = (int *)((char *)f + sizeof(char **));
+		for (int k = 0; list && k < *n; k++)
+			free(list[k]);
+		free(list);
+		*(char ***)f = NULL;
+		*n = 0;
+	}
+}
+
 /* Loads one element of the sources list; its keys come from source_opts or their defaults. */
 static int load_source(relay_config *cfg, source_config *src, const config_setting_t *g, int idx,
 		       FILE *err)
@@ -365,10 +383,14 @@ static int load_source(relay_config *cfg, source_config *src, const config_setti
 	for (size_t k = 0; k < N_SOURCE_OPTS; k++) {
 		const config_setting_t *s = g ? config_setting_get_member(g, source_opts[k].path) : NULL;
 		snprintf(name, sizeof(name), "sources[%d].%s", idx, source_opts[k].path);
-		if (s)
-			bad |= load_opt(cfg, src, &source_opts[k], name, s, err);
-		else
+		if (!s) {
 			apply_default(src, &source_opts[k]);
+		} else if (load_opt(cfg, src, &source_opts[k], name, s, err) < 0) {
+			/* Reported; the default keeps the source whole for the checks that follow. */
+			free_opts_one(src, &source_opts[k]);
+			apply_default(src, &source_opts[k]);
+			bad = -1;
+		}
 	}
 	return bad;
 }

@@ -21,6 +21,7 @@ static uint64_t watchdog_us; /* WatchdogSec for this process, 0: off */
 static bool ready_sent;      /* READY=1 went out once: the watchdog pings may start */
 static uint64_t last_ping_us;
 static bool warned;
+static char last_status[7 + 256]; /* the last STATUS= message sent */
 
 /* Reads $NOTIFY_SOCKET and $WATCHDOG_USEC/$WATCHDOG_PID once; they do not change while we run. */
 static void probe(void)
@@ -60,15 +61,18 @@ static void send_state(const char *state)
 	}
 }
 
-/* READY=1; from now on the watchdog is armed in systemd, and fed here. */
+/* READY=1; the first one arms the watchdog in systemd, and from then on it is fed here. */
 void notify_ready(void)
 {
 	send_state("READY=1");
+	/* Only the first READY=1 (activating -> active) starts systemd's watchdog timer; later ones
+	 * (after a reconnection or a reload) do not reset it, so they must not delay the next ping. */
+	if (!ready_sent)
+		last_ping_us = monotonic_us();
 	ready_sent = true;
-	last_ping_us = monotonic_us(); /* READY=1 (re)arms the watchdog in systemd too */
 }
 
-/* STATUS=<one line>, cut at 255 characters. */
+/* STATUS=<one line>, cut at 255 characters; a repeat of the last one is not sent. */
 void notify_status(const char *fmt, ...)
 {
 	char msg[7 + 256] = "STATUS=";
@@ -84,6 +88,9 @@ void notify_status(const char *fmt, ...)
 	for (char *p = msg + 7; *p; p++)
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
+	if (strcmp(msg, last_status) == 0)
+		return;
+	memcpy(last_status, msg, sizeof(msg));
 	send_state(msg);
 }
 

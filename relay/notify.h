@@ -21,10 +21,11 @@
 void notify_ready(void);
 
 /*
- * STATUS=<text>: one line `systemctl status` shows. Call on each state change (connecting,
- * waiting N ms before retrying, streaming, stopping) and now and then while streaming (with each
- * status update to PostgreSQL is a good rhythm: e.g. "streaming; confirmed 0/16B3748"). Newlines
- * in the text become spaces; at most 255 characters are kept.
+ * STATUS=<text>: one line `systemctl status` shows. Call on each state change (not streaming and
+ * why, streaming, stopping) and, while streaming, every few seconds at most: systemd announces
+ * each new text on D-Bus, so once per postgresql.status_interval_ms suits, not once per flush
+ * (e.g. "streaming; confirmed 0/16B3748; 1200 records published"). A text equal to the last one
+ * is not sent again. Newlines become spaces; at most 255 characters are kept.
  */
 void notify_status(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -272,9 +272,10 @@ pg_result pg_stream_connect(pg_stream **out, const char *conninfo, const char *p
 			    size_t errlen)
 {
 	/* The password (a credential) goes as its own parameter, never into a logged string. */
-	const char *keys[] = {"dbname", "replication", "fallback_application_name",
+	/* connect_timeout comes first so that the conninfo's own value wins. */
+	const char *keys[] = {"connect_timeout", "dbname", "replication", "fallback_application_name",
 			      password ? "password" : NULL, NULL};
-	const char *vals[] = {conninfo, "database", "outbox-relay", password, NULL};
+	const char *vals[] = {"10", conninfo, "database", "outbox-relay", password, NULL};
 	pg_stream *s = calloc(1, sizeof(*s));
 	pg_result r;
 

@@ -48,6 +48,7 @@ typedef struct {
 	lsn_t received;    /* newest WAL position seen on the stream */
 	lsn_t sent_flush;  /* flush position last sent to the server */
 	int64_t last_status_ms;
+	int64_t last_notify_ms; /* last STATUS= line to systemd */
 	bool delivery_failed;
 	rd_kafka_resp_err_t delivery_err;
 	uint64_t records_out;
@@ -184,13 +185,15 @@ static int send_status(relay *r, bool force)
 		r->pg_lost = true;
 		return -1;
 	}
-	if (flush != r->sent_flush || force) {
+	if (flush != r->sent_flush) {
 		char a[LSN_TEXT_MAX];
-		lsn_format(flush, a);
-		if (flush != r->sent_flush)
-			log_debug("confirmed %s to the server", a);
-		notify_status("streaming; confirmed %s; %llu records published", a,
+		log_debug("confirmed %s to the server", lsn_format(flush, a));
+	}
+	if (now - r->last_notify_ms >= r->cfg->status_interval_ms) {
+		char a[LSN_TEXT_MAX];
+		notify_status("streaming; confirmed %s; %llu records published", lsn_format(flush, a),
 			      (unsigned long long)r->records_out);
+		r->last_notify_ms = now;
 	}
 	r->sent_flush = flush;
 	r->last_status_ms = now;
@@ -528,6 +531,7 @@ static stream_end stream(relay *r)
 			/* More may be buffered in libpq: serve Kafka and timers, then read on. A long
 			 * backlog without outbox rows still moves the checkpoint (and frees WAL). */
 			kafka_serve(r->kp);
+			notify_watchdog();
 			if (send_status(r, false) < 0)
 				return STREAM_BROKEN;
 			if (r->eos_on && !r->in_txn && eos_idle_checkpoint_due(&r->eos) &&

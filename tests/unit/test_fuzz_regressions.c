@@ -101,11 +101,43 @@ static void test_dead_letter_headers_stay_inside_their_buffer(void **state)
 	}
 }
 
+/*
+ * fuzz_config, crash-8793e3dbd20d7663ee660395f203d0cc70da3319 (minimized): a source whose table
+ * has the wrong type keeps table NULL; check_source of a later source then compares the earlier
+ * sources' tables with strcmp(NULL, ...) (relay/config.c check_source, "reads the same ... as").
+ * check-config and startup die with SIGSEGV instead of reporting the error.
+ */
+static void test_config_source_of_wrong_type_then_another_source(void **state)
+{
+	(void)state;
+	static const char *const files[] = {
+		"postgresql = { conninfo = \"x\"; };\n"
+		"sources = ( { table = true; }, { message_prefix = \"p\"; } );\n"
+		"kafka = { bootstrap_servers = \"k:1\"; };\n",
+		"postgresql = { conninfo = \"x\"; };\n"
+		"sources = ( { message_prefix = 5; }, { table = \"a.b\"; } );\n"
+		"kafka = { bootstrap_servers = \"k:1\"; };\n",
+	};
+
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		char *path = unit_temp_file(files[i]);
+		FILE *err = tmpfile();
+		assert_non_null(err);
+		relay_config *cfg = config_load(path, err);
+		assert_null(cfg); /* refused with a message, not a crash */
+		assert_true(ftell(err) > 0);
+		fclose(err);
+		unlink(path);
+		free(path);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_dead_letter_headers_stay_inside_their_buffer, setup,
 						teardown),
+		cmocka_unit_test(test_config_source_of_wrong_type_then_another_source),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
