@@ -58,6 +58,8 @@ static const opt_def opts[] = {
 	 "replication factor of topics the relay creates (-1: the broker's default)"},
 	{"relay.log_level", OPT_STRING, OFF(log_level), "info", 0, 0,
 	 "error, warn, info or debug"},
+	{"relay.log_format", OPT_STRING, OFF(log_format), "text", 0, 0,
+	 "text, logfmt (key=value) or json (one object per line)"},
 	{"relay.shutdown_timeout_ms", OPT_INT, OFF(shutdown_timeout_ms), "30000", 0, 3600000,
 	 "on SIGTERM, how long to wait for Kafka to acknowledge what is in flight"},
 	{"relay.reconnect_max_backoff_ms", OPT_INT, OFF(reconnect_max_backoff_ms), "30000", 100,
@@ -473,6 +475,12 @@ static int check_values(relay_config *cfg, const config_t *lc, FILE *err)
 	if (!log_parse_level(cfg->log_level, &lvl)) {
 		fprintf(err, "%s:%d: relay.log_level '%s' is not one of error, warn, info, debug\n",
 			cfg->path, line_of(lc, "relay.log_level"), cfg->log_level);
+		bad = -1;
+	}
+	log_format_t fmt;
+	if (!log_parse_format(cfg->log_format, &fmt)) {
+		fprintf(err, "%s:%d: relay.log_format '%s' is not one of text, logfmt, json\n",
+			cfg->path, line_of(lc, "relay.log_format"), cfg->log_format);
 		bad = -1;
 	}
 	cfg->dead_letter = strcmp(cfg->on_error, "dead-letter") == 0;

@@ -61,6 +61,7 @@ typedef struct {
 	int transaction_max_records;
 	int transaction_max_ms;
 	char *log_level;
+	char *log_format;
 	int shutdown_timeout_ms;
 	int reconnect_max_backoff_ms;
 

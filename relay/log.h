@@ -10,6 +10,11 @@ void log_set_level(log_level_t level);
 log_level_t log_get_level(void);
 /* Parses "error", "warn", "info", "debug"; returns false on anything else. */
 bool log_parse_level(const char *name, log_level_t *out);
+typedef enum { LOG_FORMAT_TEXT, LOG_FORMAT_LOGFMT, LOG_FORMAT_JSON } log_format_t;
+
+/* "text", "logfmt" or "json"; false on anything else. */
+bool log_parse_format(const char *name, log_format_t *out);
+void log_set_format(log_format_t format);
 /* With journal prefixes ("<3>"), journald assigns priorities; off for a terminal. */
 void log_set_journal_prefix(bool on);
 

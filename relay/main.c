@@ -93,6 +93,9 @@ static int run(const char *path)
 	if (!cfg)
 		return RELAY_EXIT_USAGE;
 	config_load_credentials(cfg);
+	log_format_t fmt;
+	log_parse_format(cfg->log_format, &fmt);
+	log_set_format(fmt);
 	log_parse_level(cfg->log_level, &lvl);
 	log_set_level(lvl);
 	log_info("outbox-relay %s (librdkafka %s) starting with %s", RELAY_VERSION,

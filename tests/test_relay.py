@@ -349,3 +349,19 @@ def test_preflight_names_each_problem_with_its_fix(outbox, pg):
     assert "FAIL table public.missing exists: create it" in out
     assert 'FAIL slot "%s": is a slot of plugin test_decoding' % outbox.slot in out
     assert "preflight: FAILED" in out
+
+
+@pytest.mark.parametrize("fmt", ["logfmt", "json"])
+def test_log_formats(outbox, fmt):
+    outbox.reconfigure(extra_relay='log_format = "%s";' % fmt)
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    assert outbox.relay.stop() == 0
+    lines = [l for l in outbox.relay.log().splitlines() if l and not l.startswith("====")]
+    assert lines
+    for line in lines:
+        if fmt == "json":
+            obj = json.loads(line)
+            assert set(obj) >= {"ts", "level", "msg"}
+        else:
+            assert line.startswith("ts=") and " level=" in line and ' msg="' in line
