@@ -64,6 +64,9 @@ static const opt_def opts[] = {
 	 "on SIGTERM, how long to wait for Kafka to acknowledge what is in flight"},
 	{"relay.reconnect_max_backoff_ms", OPT_INT, OFF(reconnect_max_backoff_ms), "30000", 100,
 	 3600000, "longest wait between two reconnection attempts (the wait doubles from 500 ms)"},
+	{"relay.metrics_listen", OPT_STRING, OFF(metrics_listen), "", 0, 0,
+	 "host:port of the HTTP server for /metrics (Prometheus), /healthz and /readyz; \":9187\" "
+	 "binds 127.0.0.1; \"\": off"},
 };
 
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))

@@ -64,6 +64,7 @@ typedef struct {
 	char *log_format;
 	int shutdown_timeout_ms;
 	int reconnect_max_backoff_ms;
+	char *metrics_listen; /* "" (off) or host:port of the metrics server */
 
 	/* secrets from systemd credentials ($CREDENTIALS_DIRECTORY), never from the file */
 	char *pg_password; /* NULL: libpq's own ways (~/.pgpass, PGPASSWORD) */

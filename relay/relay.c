@@ -13,8 +13,10 @@
 #include "eos.h"
 #include "kafka.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 #include "pg_stream.h"
+#include "pgtime.h"
 #include "progress.h"
 #include "route.h"
 #include "w2j.h"
@@ -26,6 +28,39 @@
 #define BACKOFF_START_MS 500
 /* How long the server gets to end the stream cleanly (and apply the last status). */
 #define CLOSE_TIMEOUT_MS 5000
+
+/*
+ * What a delivery report needs to know about its record: its PostgreSQL transaction (for the
+ * tracker) and, for the metrics, its topic series, size, dead-letter flag and start time. The
+ * record's opaque is its slot's index; slots are reused through a free list, and the table
+ * only grows when more records are in flight than ever before (no allocation per record).
+ */
+typedef struct {
+	uint64_t seq;     /* PostgreSQL transaction (progress), UINT64_MAX: none */
+	int64_t start_ms; /* its commit time (or when read, without one), for the latency */
+	uint64_t bytes;   /* key and value */
+	uint16_t topic;   /* metrics_topic() */
+	bool dead_letter;
+} in_flight;
+
+typedef struct {
+	in_flight *slots;
+	uint32_t *free_ids;
+	size_t cap, n_free;
+} in_flight_table;
+
+/* Records of the open Kafka transaction, counted as published when it commits (exactly-once). */
+typedef struct {
+	uint64_t records[METRICS_TOPIC_SLOTS];
+	uint64_t bytes[METRICS_TOPIC_SLOTS];
+	uint64_t dead_letters;
+	struct latency_run {
+		int64_t start_ms;
+		uint64_t n;
+	} *runs; /* records by start time, in produce order: one run per PostgreSQL transaction */
+	size_t n_runs, cap_runs;
+	bool any;
+} eos_pending_metrics;
 
 /* How a streaming session ended. */
 typedef enum {
@@ -59,6 +94,11 @@ typedef struct {
 	bool eos_loaded;       /* the checkpoint was read from Kafka */
 	bool pg_lost;          /* sending to the server failed: the session must end */
 	bool slot_created;     /* this process created the slot (the checkpoint topic may be too) */
+	in_flight_table flight; /* the records librdkafka has not reported yet */
+	int64_t txn_commit_ms;  /* commit time of the open PostgreSQL transaction (0: unknown) */
+	lsn_t wal_end_seen;     /* newest server WAL position known (for replication_lag_bytes) */
+	bool streamed;          /* a session was streaming before: the next one is a reconnect */
+	eos_pending_metrics pend;
 } relay;
 
 static volatile sig_atomic_t stop_requested;
@@ -110,6 +150,96 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Wall-clock ms since the epoch: what PostgreSQL commit timestamps are compared with. */
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint32_t flight_take(in_flight_table *t)
+{
+	if (t->n_free == 0) {
+		size_t ncap = t->cap ? t->cap * 2 : 1024;
+		in_flight *slots = realloc(t->slots, ncap * sizeof(*slots));
+		if (slots)
+			t->slots = slots;
+		uint32_t *ids = slots ? realloc(t->free_ids, ncap * sizeof(*ids)) : NULL;
+		if (!ids) {
+			log_error("out of memory");
+			abort();
+		}
+		t->free_ids = ids;
+		for (size_t i = ncap; i > t->cap; i--)
+			t->free_ids[t->n_free++] = (uint32_t)(i - 1);
+		t->cap = ncap;
+	}
+	return t->free_ids[--t->n_free];
+}
+
+static void flight_give(in_flight_table *t, uint32_t id) { t->free_ids[t->n_free++] = id; }
+
+static void flight_free(in_flight_table *t)
+{
+	free(t->slots);
+	free(t->free_ids);
+	memset(t, 0, sizeof(*t));
+}
+
+/* Exactly-once: a record went into the open Kafka transaction. */
+static void pending_add(eos_pending_metrics *p, const in_flight *f)
+{
+	p->records[f->topic]++;
+	p->bytes[f->topic] += f->bytes;
+	p->dead_letters += f->dead_letter;
+	p->any = true;
+	if (p->n_runs > 0 && p->runs[p->n_runs - 1].start_ms == f->start_ms) {
+		p->runs[p->n_runs - 1].n++;
+		return;
+	}
+	if (p->n_runs == p->cap_runs) {
+		size_t ncap = p->cap_runs ? p->cap_runs * 2 : 256;
+		struct latency_run *runs = realloc(p->runs, ncap * sizeof(*runs));
+		if (!runs) {
+			log_error("out of memory");
+			abort();
+		}
+		p->runs = runs;
+		p->cap_runs = ncap;
+	}
+	p->runs[p->n_runs].start_ms = f->start_ms;
+	p->runs[p->n_runs++].n = 1;
+}
+
+/* The open Kafka transaction was aborted (or given up): its records were not published. */
+static void pending_drop(eos_pending_metrics *p)
+{
+	if (!p->any)
+		return;
+	memset(p->records, 0, sizeof(p->records));
+	memset(p->bytes, 0, sizeof(p->bytes));
+	p->dead_letters = 0;
+	p->n_runs = 0;
+	p->any = false;
+}
+
+/* The open Kafka transaction committed: its records count as published now. */
+static void pending_publish(eos_pending_metrics *p)
+{
+	int64_t now = wall_ms();
+
+	if (!p->any)
+		return;
+	for (unsigned t = 0; t < METRICS_TOPIC_SLOTS; t++)
+		if (p->records[t])
+			metrics_published(t, p->records[t], p->bytes[t]);
+	metrics_dead_letters(p->dead_letters);
+	for (size_t i = 0; i < p->n_runs; i++)
+		metrics_latency(now - p->runs[i].start_ms, p->runs[i].n);
+	pending_drop(p);
+}
+
 /*
  * A stop request ends the stream at the next transaction boundary, so a clean stop leaves no
  * half-published transaction to be produced again at the next start; the shutdown timeout
@@ -146,8 +276,21 @@ static bool error_is_permanent(rd_kafka_resp_err_t err)
 static void on_delivery(void *opaque, void *msg_opaque, rd_kafka_resp_err_t err)
 {
 	relay *r = opaque;
-	uint64_t seq = (uint64_t)(uintptr_t)msg_opaque;
+	uintptr_t id = (uintptr_t)msg_opaque;
+	uint64_t seq = UINT64_MAX; /* the checkpoint record (eos.c): no PostgreSQL transaction */
 
+	if (id < r->flight.cap) {
+		const in_flight *f = &r->flight.slots[id];
+		seq = f->seq;
+		/* At-least-once: an acknowledged record is published (exactly-once: at the commit). */
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR && !r->eos_on) {
+			metrics_published(f->topic, 1, f->bytes);
+			if (f->dead_letter)
+				metrics_dead_letters(1);
+			metrics_latency(wall_ms() - f->start_ms, 1);
+		}
+		flight_give(&r->flight, (uint32_t)id);
+	}
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 		progress_acked(&r->prog, seq);
 		r->rewinds = 0;
@@ -188,6 +331,7 @@ static int send_status(relay *r, bool force)
 	if (flush != r->sent_flush) {
 		char a[LSN_TEXT_MAX];
 		log_debug("confirmed %s to the server", lsn_format(flush, a));
+		metrics_set_confirmed(flush);
 	}
 	if (now - r->last_notify_ms >= r->cfg->status_interval_ms) {
 		char a[LSN_TEXT_MAX];
@@ -264,12 +408,44 @@ static stream_end eos_to_stream(eos_result e)
 	return e == EOS_OK ? STREAM_CONTINUE : e == EOS_REPLAY ? STREAM_REWIND : STREAM_FATAL;
 }
 
+/*
+ * eos_commit, counted: a commit publishes the transaction's records (for the metrics); an
+ * abort (eos_commit aborts when Kafka requires it) or a transaction left open drops them.
+ */
+static eos_result commit_kafka(relay *r)
+{
+	bool was_open = r->eos.open;
+	eos_result res = eos_commit(&r->eos, eos_tick, r);
+
+	if (res == EOS_OK) {
+		metrics_txn_committed();
+		pending_publish(&r->pend);
+	} else if (!r->eos.open) {
+		if (res == EOS_REPLAY && was_open)
+			metrics_txn_aborted();
+		pending_drop(&r->pend);
+	}
+	return res;
+}
+
+/* eos_abort, counted. */
+static eos_result abort_kafka(relay *r)
+{
+	bool was_open = r->eos.open;
+	eos_result res = eos_abort(&r->eos, eos_tick, r);
+
+	if (was_open && res == EOS_OK)
+		metrics_txn_aborted();
+	pending_drop(&r->pend);
+	return res;
+}
+
 /* Commits the open Kafka transaction, with its checkpoint, when it is due. */
 static stream_end maybe_commit(relay *r, bool input_idle)
 {
 	if (!r->eos_on || !eos_commit_due(&r->eos, input_idle))
 		return STREAM_CONTINUE;
-	return eos_to_stream(eos_commit(&r->eos, eos_tick, r));
+	return eos_to_stream(commit_kafka(r));
 }
 
 /* Before a topic's first record: it must exist (or be created); a missing one stops the relay. */
@@ -291,8 +467,9 @@ static stream_end ensure_topic(relay *r, const char *topic)
 /*
  * Hands one record to Kafka, waiting (with status updates flowing) while its queue is full.
  * *refused gets librdkafka's error when it refuses the record itself (too large, ...).
+ * dead_letter: the record is a row's dead letter (for the metrics).
  */
-static stream_end produce(relay *r, const route_msg *m, rd_kafka_resp_err_t *refused)
+static stream_end produce(relay *r, const route_msg *m, bool dead_letter, rd_kafka_resp_err_t *refused)
 {
 	stream_end e = ensure_topic(r, m->topic);
 	*refused = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -306,30 +483,45 @@ static stream_end produce(relay *r, const route_msg *m, rd_kafka_resp_err_t *ref
 			return eos_to_stream(er);
 		}
 	}
+	/* The slot goes back with the record's delivery report, or below when Kafka did not take it. */
+	uint32_t id = flight_take(&r->flight);
+	in_flight f = {
+		.seq = r->txn_seq,
+		.start_ms = r->txn_commit_ms > 0 ? r->txn_commit_ms : wall_ms(),
+		.bytes = m->key_len + m->value_len,
+		.topic = (uint16_t)metrics_topic(m->topic),
+		.dead_letter = dead_letter,
+	};
+	r->flight.slots[id] = f;
 	for (;;) {
-		rd_kafka_resp_err_t err = kafka_produce(r->kp, m, (void *)(uintptr_t)r->txn_seq);
+		rd_kafka_resp_err_t err = kafka_produce(r->kp, m, (void *)(uintptr_t)id);
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 			progress_produced(&r->prog, r->txn_seq);
 			r->records_out++;
-			if (r->eos_on)
+			if (r->eos_on) {
 				eos_produced(&r->eos);
+				pending_add(&r->pend, &f);
+			}
 			return maybe_commit(r, false);
 		}
 		if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || err == RD_KAFKA_RESP_ERR__INVALID_ARG) {
 			*refused = err; /* about this record: it can be dead-lettered */
-			return STREAM_FATAL;
-		}
-		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+			e = STREAM_FATAL;
+		} else if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
 			/* About the producer (an abortable transaction: _STATE; fatal: _FATAL). */
 			log_warn("Kafka did not take a record for %s: %s", m->topic, rd_kafka_err2str(err));
-			return err == RD_KAFKA_RESP_ERR__FATAL ? STREAM_FATAL : STREAM_REWIND;
+			e = err == RD_KAFKA_RESP_ERR__FATAL ? STREAM_FATAL : STREAM_REWIND;
+		} else if (wait_events(r, false, -1) < 0) {
+			e = STREAM_BROKEN;
+		} else if (should_stop(r)) {
+			e = STREAM_STOP;
+		} else if (r->delivery_failed) {
+			e = STREAM_REWIND;
+		} else {
+			continue;
 		}
-		if (wait_events(r, false, -1) < 0)
-			return STREAM_BROKEN;
-		if (should_stop(r))
-			return STREAM_STOP;
-		if (r->delivery_failed)
-			return STREAM_REWIND;
+		flight_give(&r->flight, id);
+		return e;
 	}
 }
 
@@ -354,7 +546,7 @@ static stream_end reject_row(relay *r, const route_source *src, const w2j_record
 	log_warn("dead-lettering the row of %s at LSN %s (xid %llu): %s", router_source_name(src), a,
 		 (unsigned long long)rec->xid, why);
 	router_dead_letter(r->router, src, rec, data, len, why, topic, m);
-	stream_end e = produce(r, m, &refused);
+	stream_end e = produce(r, m, true, &refused);
 	if (refused) {
 		log_error("the dead-letter topic %s refused the row too: %s; stopping", m->topic,
 			  rd_kafka_err2str(refused));
@@ -371,9 +563,10 @@ static stream_end publish(relay *r, const route_source *src, const w2j_record *r
 	const char *why = NULL;
 	rd_kafka_resp_err_t refused;
 
+	metrics_rows_read(1);
 	if (router_build(r->router, src, rec, &m, &why) < 0)
 		return reject_row(r, src, rec, data, len, why, &m);
-	stream_end e = produce(r, &m, &refused);
+	stream_end e = produce(r, &m, false, &refused);
 	if (refused)
 		return reject_row(r, src, rec, data, len, rd_kafka_err2str(refused), &m);
 	return e;
@@ -390,12 +583,16 @@ static stream_end publish_outside(relay *r, const route_source *src, const w2j_r
 	route_msg m;
 	const char *why = NULL;
 	uint64_t seq = r->txn_seq;
+	int64_t commit_ms = r->txn_commit_ms;
 	stream_end e;
 
+	metrics_rows_read(1);
 	router_build(r->router, src, rec, &m, &why);
 	r->txn_seq = UINT64_MAX; /* no PostgreSQL transaction to account it to */
+	r->txn_commit_ms = 0;    /* nor a commit time: its latency counts from now */
 	e = reject_row(r, src, rec, data, len, why, &m);
 	r->txn_seq = seq;
+	r->txn_commit_ms = commit_ms;
 	return e;
 }
 
@@ -413,6 +610,12 @@ static stream_end handle_record(relay *r, const char *data, size_t len)
 	switch (rec.action) {
 	case W2J_BEGIN:
 		r->in_txn = true;
+		/* The commit time (include-timestamp), once per transaction: latency and lag. */
+		if (rec.timestamp.kind != JSON_STRING || rec.timestamp.escaped ||
+		    !pgtime_parse(rec.timestamp.ptr, rec.timestamp.len, &r->txn_commit_ms))
+			r->txn_commit_ms = 0;
+		if (r->txn_commit_ms > 0)
+			metrics_set_read_commit_time(r->txn_commit_ms);
 		r->skip_txn = r->eos_on ? !eos_pg_begin(&r->eos, rec.nextlsn) : rec.nextlsn <= r->prog.acked;
 		if (!r->skip_txn)
 			r->txn_seq = progress_begin(&r->prog, rec.nextlsn);
@@ -447,11 +650,18 @@ static stream_end handle_message(relay *r, const pg_msg *msg)
 {
 	if (msg->wal_end > r->received && msg->kind == 'k')
 		r->received = msg->wal_end;
-	if (msg->kind == 'w') {
-		if (msg->wal_start > r->received)
-			r->received = msg->wal_start;
-		return handle_record(r, msg->data, msg->len);
+	if (msg->kind == 'w' && msg->wal_start > r->received)
+		r->received = msg->wal_start;
+	if (r->received > r->wal_end_seen) {
+		r->wal_end_seen = r->received;
+		metrics_set_wal_end(r->wal_end_seen);
 	}
+	if (msg->kind == 'w')
+		return handle_record(r, msg->data, msg->len);
+	/* A keepalive that asks for nothing is what the server sends before it waits for WAL: the
+	 * relay has read all there is (for replication_lag_seconds). */
+	if (!msg->reply_requested && !r->in_txn)
+		metrics_set_caught_up();
 	/* Keepalive: with nothing open or in flight, everything up to walEnd is safe. In
 	 * exactly-once mode that position is committed to Kafka first (at most once per interval). */
 	if (!r->in_txn && progress_idle(&r->prog)) {
@@ -459,7 +669,7 @@ static stream_end handle_message(relay *r, const pg_msg *msg)
 		if (r->eos_on) {
 			eos_idle_at(&r->eos, msg->wal_end);
 			if (eos_idle_checkpoint_due(&r->eos)) {
-				stream_end e = eos_to_stream(eos_commit(&r->eos, eos_tick, r));
+				stream_end e = eos_to_stream(commit_kafka(r));
 				if (e != STREAM_CONTINUE)
 					return e;
 			}
@@ -479,6 +689,10 @@ static void reload_config(relay *r)
 	relay_config *fresh = config_load(r->cfg->path, stderr);
 	log_level_t lvl;
 
+	if (fresh && metrics_check_config(fresh, stderr) < 0) {
+		config_free(fresh);
+		fresh = NULL;
+	}
 	if (!fresh) {
 		log_error("reload: %s has errors (above); keeping the running configuration", r->cfg->path);
 		return;
@@ -536,7 +750,7 @@ static stream_end stream(relay *r)
 				return STREAM_BROKEN;
 			if (r->eos_on && !r->in_txn && eos_idle_checkpoint_due(&r->eos) &&
 			    r->eos.done_lsn > r->eos.committed.lsn &&
-			    (e = eos_to_stream(eos_commit(&r->eos, eos_tick, r))) != STREAM_CONTINUE)
+			    (e = eos_to_stream(commit_kafka(r))) != STREAM_CONTINUE)
 				return e;
 			continue;
 		}
@@ -544,7 +758,7 @@ static stream_end stream(relay *r)
 		if ((e = maybe_commit(r, true)) != STREAM_CONTINUE)
 			return e;
 		if (r->eos_on && !r->in_txn && eos_idle_checkpoint_due(&r->eos) &&
-		    (e = eos_to_stream(eos_commit(&r->eos, eos_tick, r))) != STREAM_CONTINUE)
+		    (e = eos_to_stream(commit_kafka(r))) != STREAM_CONTINUE)
 			return e;
 		if (wait_events(r, true, stop_requested ? r->stop_deadline : -1) < 0)
 			return STREAM_BROKEN;
@@ -727,6 +941,9 @@ static stream_end connect_stream(relay *r)
 	int64_t backoff = BACKOFF_START_MS;
 	char err[1024], a[LSN_TEXT_MAX];
 
+	metrics_set_ready(false);
+	if (r->streamed)
+		metrics_reconnect(); /* the previous session ended (lost, or read again) */
 	for (;;) {
 		pg_result res = open_session(r, err, sizeof(err));
 		if (res == PG_OK)
@@ -749,6 +966,12 @@ static stream_end connect_stream(relay *r)
 	}
 	r->sent_flush = flush_lsn(r);
 	r->last_status_ms = now_ms();
+	if (pg_stream_server_lsn(r->pg) > r->wal_end_seen)
+		r->wal_end_seen = pg_stream_server_lsn(r->pg);
+	metrics_set_wal_end(r->wal_end_seen);
+	metrics_set_confirmed(r->sent_flush);
+	r->streamed = true;
+	metrics_set_ready(true);
 	log_info("streaming from slot \"%s\" after %s (%s)", r->cfg->slot, lsn_format(flush_lsn(r), a),
 		 r->eos_on ? "exactly-once" : "at-least-once");
 	notify_ready();
@@ -768,7 +991,7 @@ static void shut_down(relay *r)
 	deadline = r->stop_deadline;
 	log_info("stopping: waiting up to %lld ms for Kafka to acknowledge %llu records",
 		 (long long)(deadline - now_ms()), (unsigned long long)r->prog.in_flight);
-	if (r->eos_on && r->eos.open && eos_commit(&r->eos, eos_tick, r) != EOS_OK)
+	if (r->eos_on && r->eos.open && commit_kafka(r) != EOS_OK)
 		log_warn("the last Kafka transaction was not committed; it will be read again");
 	if (!drain(r, deadline))
 		log_warn("%llu records were not acknowledged in time; they will be read again at the "
@@ -807,14 +1030,16 @@ static int settle_session(relay *r, stream_end e)
 	if (!drain(r, -1) && stop_requested)
 		return -1;
 	if (r->eos_on && r->eos.open) {
-		eos_result res = e == STREAM_BROKEN ? eos_commit(&r->eos, eos_tick, r) : EOS_REPLAY;
-		if (res == EOS_REPLAY && eos_abort(&r->eos, eos_tick, r) == EOS_FATAL)
+		eos_result res = e == STREAM_BROKEN ? commit_kafka(r) : EOS_REPLAY;
+		if (res == EOS_REPLAY && abort_kafka(r) == EOS_FATAL)
 			return -2;
 		if (res == EOS_FATAL)
 			return -2;
 	}
-	if (r->eos_on)
+	if (r->eos_on) {
 		eos_resume(&r->eos, &r->eos.committed);
+		pending_drop(&r->pend);
+	}
 	if (r->pg)
 		send_status(r, true);
 	end_session(r);
@@ -828,6 +1053,7 @@ static int run_sessions(relay *r)
 		stream_end e = connect_stream(r);
 		if (e == STREAM_CONTINUE)
 			e = stream(r);
+		metrics_set_ready(false);
 		if (e == STREAM_STOP) {
 			shut_down(r);
 			return RELAY_EXIT_OK;
@@ -867,13 +1093,23 @@ int relay_run(const relay_config *cfg)
 		code = RELAY_EXIT_USAGE;
 		goto cleanup;
 	}
+	/* After setup_signals: the server's thread keeps our signals blocked, as librdkafka's do. */
+	if (metrics_start(cfg->metrics_listen, err, sizeof(err)) < 0) {
+		log_error("%s: relay.metrics_listen: %s", cfg->path, err);
+		code = RELAY_EXIT_USAGE;
+		goto cleanup;
+	}
 	code = run_sessions(&r);
 cleanup:
+	metrics_set_ready(false);
+	metrics_stop();
 	pg_stream_close(r.pg, CLOSE_TIMEOUT_MS);
-	kafka_producer_free(r.kp);
+	kafka_producer_free(r.kp); /* its last delivery reports still use r.flight */
 	if (r.eos_on)
 		eos_free(&r.eos);
 	router_free(r.router);
 	progress_free(&r.prog);
+	flight_free(&r.flight);
+	free(r.pend.runs);
 	return code;
 }

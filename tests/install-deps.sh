@@ -14,7 +14,7 @@ installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
 }
 
-packages="gcc make pkg-config libpq-dev librdkafka-dev libjansson-dev libconfig-dev libcmocka-dev
+packages="gcc make pkg-config libpq-dev librdkafka-dev libjansson-dev libconfig-dev libmicrohttpd-dev libcmocka-dev
 libsystemd-dev clang libclang-rt-14-dev valgrind
 postgresql-15 postgresql-15-wal2json python3 python3-pytest python3-psycopg2 python3-confluent-kafka"
 command -v java >/dev/null 2>&1 || packages="$packages default-jre-headless"

@@ -1,0 +1,66 @@
+/* metrics.h: Prometheus metrics and health checks over HTTP (relay.metrics_listen). */
+#ifndef RELAY_METRICS_H
+#define RELAY_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "lsn.h"
+
+/*
+ * The HTTP server runs in libmicrohttpd's own thread and only reads. Everything below that
+ * changes a value is for the main thread only (the single writer): relaxed atomic loads and
+ * stores, no locks, no allocation (the topic table is fixed-size). One set per process.
+ */
+
+/* Topics get their own series up to this many; later ones share the "(other)" series. */
+#define METRICS_MAX_TOPICS 64
+#define METRICS_TOPIC_OTHER METRICS_MAX_TOPICS
+#define METRICS_TOPIC_SLOTS (METRICS_MAX_TOPICS + 1)
+/* Not a valid Kafka topic name, so it cannot clash with one. */
+#define METRICS_OTHER_LABEL "(other)"
+
+/*
+ * Checks relay.metrics_listen: "" (off), "host:port", ":port" (127.0.0.1) or "[v6addr]:port".
+ * 0 with host and port filled in (host "" when off), or -1 with *why set to a static reason.
+ */
+int metrics_parse_listen(const char *text, char *host, size_t hostlen, char *port, size_t portlen,
+			 const char **why);
+/* The same check for a loaded file: -1 after writing "FILE:LINE: ..." to err. */
+int metrics_check_config(const relay_config *cfg, FILE *err);
+
+/* Binds listen and starts the server thread; -1 with a message (bind errors say why). */
+int metrics_start(const char *listen, char *err, size_t errlen);
+/* Stops the server thread (if started) and closes the socket. */
+void metrics_stop(void);
+
+/* The series index of a topic (registers it on first sight): a hash lookup, main thread only. */
+unsigned metrics_topic(const char *topic);
+
+void metrics_published(unsigned topic, uint64_t records, uint64_t bytes);
+void metrics_dead_letters(uint64_t n);
+void metrics_rows_read(uint64_t n);
+void metrics_txn_committed(void);
+void metrics_txn_aborted(void);
+void metrics_reconnect(void);
+/* n records published latency_ms after their PostgreSQL commit (negative: clock skew, as 0). */
+void metrics_latency(int64_t latency_ms, uint64_t n);
+
+/* Newest server WAL position known, and the position confirmed to the server. */
+void metrics_set_wal_end(lsn_t lsn);
+void metrics_set_confirmed(lsn_t lsn);
+/* Commit time (ms since the epoch) of the newest transaction read; clears caught-up. */
+void metrics_set_read_commit_time(int64_t ms);
+/* The server said it has nothing more to send: the replication lag is 0 until the next read. */
+void metrics_set_caught_up(void);
+/* Streaming with the producer up (/readyz answers 200), or not (503). */
+void metrics_set_ready(bool ready);
+bool metrics_ready(void);
+
+/* The exposition text (Prometheus text format 0.0.4), malloc'd; NULL when out of memory. */
+char *metrics_render(size_t *len);
+
+#endif

@@ -1,0 +1,16 @@
+/* pgtime.h: PostgreSQL's timestamptz text, as wal2json and the ::text cast print it. */
+#ifndef RELAY_PGTIME_H
+#define RELAY_PGTIME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Parses PostgreSQL's ISO timestamptz text ("2026-11-22 10:00:00.123456+01", offsets "+05:30"
+ * and "+05:30:15" too) into ms since the epoch. False when the text is not exactly that: the
+ * whole text is consumed, fields are range-checked, fractions beyond ms are dropped.
+ */
+bool pgtime_parse(const char *text, size_t len, int64_t *ms_out);
+
+#endif
