@@ -58,6 +58,8 @@ static const opt_def opts[] = {
 	 "replication factor of topics the relay creates (-1: the broker's default)"},
 	{"relay.log_level", OPT_STRING, OFF(log_level), "info", 0, 0,
 	 "error, warn, info or debug"},
+	{"relay.lag_warn_mb", OPT_INT, OFF(lag_warn_mb), "1024", 0, 10000000,
+	 "warn (at most once a minute) while the server keeps this many MB of WAL for the slot (0: never)"},
 	{"relay.log_format", OPT_STRING, OFF(log_format), "text", 0, 0,
 	 "text, logfmt (key=value) or json (one object per line)"},
 	{"relay.shutdown_timeout_ms", OPT_INT, OFF(shutdown_timeout_ms), "30000", 0, 3600000,
@@ -75,6 +77,7 @@ static const opt_def opts[] = {
 static const char *const reloadable[] = {
 	"relay.log_level",	       "relay.transaction_max_records", "relay.transaction_max_ms",
 	"relay.shutdown_timeout_ms", "relay.reconnect_max_backoff_ms", "postgresql.status_interval_ms",
+	"relay.lag_warn_mb",
 };
 
 static bool is_reloadable(const char *path)

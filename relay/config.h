@@ -62,6 +62,7 @@ typedef struct {
 	int transaction_max_ms;
 	char *log_level;
 	char *log_format;
+	int lag_warn_mb;
 	int shutdown_timeout_ms;
 	int reconnect_max_backoff_ms;
 	char *metrics_listen; /* "" (off) or host:port of the metrics server */

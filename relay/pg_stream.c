@@ -463,3 +463,28 @@ int pg_stream_flush(pg_stream *s)
 		set_error(s, PQerrorMessage(s->conn));
 	return r;
 }
+
+int pg_slot_retained_wal(const char *conninfo, const char *password, const char *slot,
+			 uint64_t *bytes)
+{
+	const char *keys[] = {"connect_timeout", "dbname", "fallback_application_name",
+			      password ? "password" : NULL, NULL};
+	const char *vals[] = {"5", conninfo, "outbox-relay-watch", password, NULL};
+	const char *params[1] = {slot};
+	PGconn *c = PQconnectdbParams(keys, vals, 1);
+	PGresult *res = NULL;
+	int r = -1;
+
+	if (PQstatus(c) != CONNECTION_OK)
+		goto done;
+	res = PQexecParams(c, "SELECT pg_current_wal_lsn() - restart_lsn FROM pg_replication_slots "
+			      "WHERE slot_name = $1", 1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
+		*bytes = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+		r = 0;
+	}
+done:
+	PQclear(res);
+	PQfinish(c);
+	return r;
+}

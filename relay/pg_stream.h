@@ -41,6 +41,12 @@ pg_result pg_stream_start(pg_stream *s, const char *slot, const char *add_tables
 			  const char *add_msg_prefixes, lsn_t from, char *err, size_t errlen);
 /* The server's system identifier (unique per cluster), as text. */
 const char *pg_stream_sysid(const pg_stream *s);
+/*
+ * WAL the server keeps for the slot (current WAL position minus the slot's restart_lsn), read
+ * over a short normal connection: 0 and *bytes set, or -1 when it cannot be read now.
+ */
+int pg_slot_retained_wal(const char *conninfo, const char *password, const char *slot,
+			 uint64_t *bytes);
 /* The server's WAL position when the connection was made. */
 lsn_t pg_stream_server_lsn(const pg_stream *s);
 /* True when pg_stream_check_slot created the slot. */

@@ -84,6 +84,7 @@ typedef struct {
 	lsn_t sent_flush;  /* flush position last sent to the server */
 	int64_t last_status_ms;
 	int64_t last_notify_ms; /* last STATUS= line to systemd */
+	int64_t last_lag_check_ms;
 	bool delivery_failed;
 	rd_kafka_resp_err_t delivery_err;
 	uint64_t records_out;
@@ -308,6 +309,28 @@ static void on_delivery(void *opaque, void *msg_opaque, rd_kafka_resp_err_t err)
  * Sends a status update when the server asked, when the interval passed, or soon after the
  * flush position moved. The flush position is only ever what Kafka acknowledged.
  */
+/*
+ * The server keeps WAL for the slot: warn, at most once a minute, while that passes
+ * relay.lag_warn_mb (max_slot_wal_keep_size would invalidate the slot). It is asked over a
+ * short normal connection, since the stream is not read while Kafka blocks the relay.
+ */
+static void warn_lag(relay *r, int64_t now)
+{
+	uint64_t retained, limit = (uint64_t)r->cfg->lag_warn_mb * 1024 * 1024;
+	int64_t every = r->cfg->status_interval_ms * 6 < 60000 ? r->cfg->status_interval_ms * 6 : 60000;
+
+	if (limit == 0 || now - r->last_lag_check_ms < every)
+		return;
+	r->last_lag_check_ms = now;
+	if (pg_slot_retained_wal(r->cfg->pg_conninfo, r->cfg->pg_password, r->cfg->slot, &retained) < 0 ||
+	    retained < limit)
+		return;
+	log_warn("the server keeps %llu MB of WAL for slot \"%s\": Kafka is slow or down, or the "
+		 "relay is catching up (relay.lag_warn_mb = %d; max_slot_wal_keep_size would "
+		 "invalidate the slot)", (unsigned long long)(retained / (1024 * 1024)), r->cfg->slot,
+		 r->cfg->lag_warn_mb);
+}
+
 /* What may be confirmed: committed in Kafka (exactly-once) or acknowledged (at-least-once). */
 static lsn_t flush_lsn(const relay *r)
 {
@@ -341,6 +364,7 @@ static int send_status(relay *r, bool force)
 	}
 	r->sent_flush = flush;
 	r->last_status_ms = now;
+	warn_lag(r, now);
 	return 0;
 }
 

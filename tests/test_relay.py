@@ -365,3 +365,21 @@ def test_log_formats(outbox, fmt):
             assert set(obj) >= {"ts", "level", "msg"}
         else:
             assert line.startswith("ts=") and " level=" in line and ' msg="' in line
+
+
+def test_warns_when_the_slot_falls_behind(outbox, kafka):
+    outbox.reconfigure(extra_relay="lag_warn_mb = 1;")
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    kafka.pause()
+    try:
+        # A few MB of WAL (random text: it does not compress) the relay cannot confirm while
+        # Kafka does not answer.
+        outbox.db.execute("INSERT INTO outbox.events (aggregate_type, aggregate_id, event_type, payload) "
+                          "SELECT 'user', 'k', 'Big', jsonb_build_object('pad', "
+                          "(SELECT string_agg(md5(random()::text || i || j), '') FROM generate_series(1, 60) j)) "
+                          "FROM generate_series(1, 2000) i")
+        outbox.relay.wait_log("MB of WAL for slot", timeout=30)
+    finally:
+        kafka.resume()
+    assert len(kafka.consume([outbox.topic("user")], until=2000, timeout=120)) == 2000
