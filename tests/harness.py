@@ -220,8 +220,15 @@ class Postgres:
 
     host = "127.0.0.1"
 
-    def __init__(self, bin_dir=PG_BIN):
+    def __init__(self, bin_dir=PG_BIN, extra_settings=None, hba=None, admin_via_socket=False):
+        """extra_settings: more postgresql.conf settings {name: value as written in the file};
+        hba: the whole text of pg_hba.conf (default: initdb's, trust for everything);
+        admin_via_socket: this object's own connections (dsn, connect, Database.dsn) use the
+        Unix socket instead of 127.0.0.1 (for an hba that does not trust loopback TCP)."""
         self.bin_dir = bin_dir
+        self.extra_settings = dict(extra_settings or {})
+        self.hba = hba
+        self.admin_via_socket = admin_via_socket
         self.dir = None
         self.port = None
         self.data_dir = None
@@ -278,6 +285,10 @@ class Postgres:
         if self._run(["postgres", "-C", "output_plugin_libraries", "-D", self.data_dir],
                      check=False).returncode == 0:
             settings["output_plugin_libraries"] = "'%s'" % OUTPUT_PLUGINS
+        settings.update(self.extra_settings)
+        if self.hba is not None:
+            with open(os.path.join(self.data_dir, "pg_hba.conf"), "w") as f:
+                f.write(self.hba)
         with open(os.path.join(self.data_dir, "postgresql.conf"), "a") as f:
             f.write("\n# outbox-relay test harness\n")
             for key, value in settings.items():
@@ -366,7 +377,8 @@ class Postgres:
 
     def dsn(self, dbname="postgres", user="postgres"):
         """Return a libpq conninfo string for this server."""
-        return "host=%s port=%d dbname=%s user=%s" % (self.host, self.port, dbname, user)
+        host = self.dir if self.admin_via_socket else self.host
+        return "host=%s port=%d dbname=%s user=%s" % (host, self.port, dbname, user)
 
     def connect(self, autocommit=True, dbname="postgres", user="postgres"):
         """Return a new psycopg2 connection."""
@@ -462,9 +474,15 @@ def _quiet_kafka_client_config():
 class Kafka:
     """A private single-node Kafka broker+controller (KRaft) listening on 127.0.0.1."""
 
-    def __init__(self, repo_root=REPO_ROOT, start_timeout=90):
+    def __init__(self, repo_root=REPO_ROOT, start_timeout=90, ssl_properties=None):
+        """ssl_properties: when given, the broker also gets an SSL listener on a free port
+        (self.ssl_port, advertised as localhost; self.ssl_bootstrap) with these ssl.* properties
+        added to server.properties; the PLAINTEXT listener stays for the harness's clients."""
         self.repo_root = repo_root
         self.start_timeout = start_timeout
+        self.ssl_properties = None if ssl_properties is None else dict(ssl_properties)
+        self.ssl_port = None
+        self.ssl_bootstrap = None
         self.dir = None
         self.port = None
         self.controller_port = None
@@ -518,6 +536,15 @@ class Kafka:
             "broker.session.timeout.ms": "3000",
             "broker.heartbeat.interval.ms": "500",
         }
+        if self.ssl_properties is not None:
+            self.ssl_port = free_port()
+            while self.ssl_port in (self.port, self.controller_port):
+                self.ssl_port = free_port()
+            self.ssl_bootstrap = "localhost:%d" % self.ssl_port
+            props["listeners"] += ",SSL://127.0.0.1:%d" % self.ssl_port
+            props["advertised.listeners"] += ",SSL://localhost:%d" % self.ssl_port
+            props["listener.security.protocol.map"] += ",SSL:SSL"
+            props.update(self.ssl_properties)
         self.properties_path = os.path.join(self.dir, "server.properties")
         with open(self.properties_path, "w") as f:
             for key, value in props.items():
