@@ -164,6 +164,17 @@ static void preflight_postgres(report *rp, const relay_config *cfg)
 	PQfinish(c);
 }
 
+/* librdkafka's last error (a TLS or SASL failure says more than "transport failure"). */
+static char kafka_last_error[512];
+
+static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	(void)rk;
+	(void)err;
+	(void)opaque;
+	snprintf(kafka_last_error, sizeof(kafka_last_error), "%s", reason);
+}
+
 /* A producer-less client for metadata: the file's kafka settings. */
 static rd_kafka_t *admin_kafka(const relay_config *cfg, char *err, size_t errlen)
 {
@@ -174,6 +185,7 @@ static rd_kafka_t *admin_kafka(const relay_config *cfg, char *err, size_t errlen
 		if (strcmp(cfg->kafka[i].name, "transactional.id") != 0)
 			rd_kafka_conf_set(conf, cfg->kafka[i].name, cfg->kafka[i].value, errstr, sizeof(errstr));
 	rd_kafka_conf_set(conf, "log_level", "0", errstr, sizeof(errstr));
+	rd_kafka_conf_set_error_cb(conf, on_kafka_error);
 	/* Hand-off: rd_kafka_new owns conf on success. */
 	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, errlen);
 	if (!rk)
@@ -193,8 +205,8 @@ static void preflight_kafka(report *rp, const relay_config *cfg)
 	}
 	rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, ADMIN_KAFKA_TIMEOUT_MS);
 	snprintf(what, sizeof(what), "reach Kafka at %s", config_kafka_get(cfg, "bootstrap.servers"));
-	check(rp, !e, what, "%s (check kafka.bootstrap_servers and the security settings)",
-	      rd_kafka_err2str(e));
+	check(rp, !e, what, "%s%s%s (check kafka.bootstrap_servers and the security settings)",
+	      rd_kafka_err2str(e), kafka_last_error[0] ? ": " : "", kafka_last_error);
 	if (!e) {
 		const char *topics[] = {cfg->checkpoint_topic, cfg->dead_letter_topic};
 		for (int t = 0; t < 2; t++) {
