@@ -53,6 +53,7 @@ static struct {
 	_Atomic uint64_t latency_sum_ms;
 	_Atomic uint64_t wal_end;
 	_Atomic uint64_t confirmed;
+	_Atomic uint64_t retained_wal;
 	_Atomic int64_t read_commit_ms; /* 0: no transaction read yet */
 	_Atomic bool caught_up;
 	_Atomic bool ready;
@@ -131,6 +132,8 @@ void metrics_latency(int64_t latency_ms, uint64_t n)
 
 void metrics_set_wal_end(lsn_t lsn) { SET(wal_end, lsn); }
 void metrics_set_confirmed(lsn_t lsn) { SET(confirmed, lsn); }
+
+void metrics_set_retained_wal(uint64_t bytes) { SET(retained_wal, bytes); }
 
 void metrics_set_read_commit_time(int64_t ms)
 {
@@ -242,6 +245,9 @@ char *metrics_render(size_t *len)
 	       "Now minus the commit time of the newest transaction read; 0 while caught up with the server.");
 	fprintf(f, "outbox_relay_replication_lag_seconds %lld.%03d\n",
 		(long long)(lag_ms > 0 ? lag_ms / 1000 : 0), (int)(lag_ms > 0 ? lag_ms % 1000 : 0));
+	family(f, "retained_wal_bytes", "gauge",
+	       "WAL the server keeps for the slot (current WAL position minus restart_lsn), checked at most once a minute.");
+	sample(f, "retained_wal_bytes", GET(retained_wal));
 	family(f, "confirmed_lsn", "gauge",
 	       "The WAL position confirmed to PostgreSQL (the slot's confirmed_flush_lsn), as a number.");
 	sample(f, "confirmed_lsn", confirmed);

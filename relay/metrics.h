@@ -52,6 +52,8 @@ void metrics_latency(int64_t latency_ms, uint64_t n);
 /* Newest server WAL position known, and the position confirmed to the server. */
 void metrics_set_wal_end(lsn_t lsn);
 void metrics_set_confirmed(lsn_t lsn);
+/* WAL the server keeps for the slot, from the periodic check (relay.lag_warn_mb). */
+void metrics_set_retained_wal(uint64_t bytes);
 /* Commit time (ms since the epoch) of the newest transaction read; clears caught-up. */
 void metrics_set_read_commit_time(int64_t ms);
 /* The server said it has nothing more to send: the replication lag is 0 until the next read. */

@@ -319,11 +319,13 @@ static void warn_lag(relay *r, int64_t now)
 	uint64_t retained, limit = (uint64_t)r->cfg->lag_warn_mb * 1024 * 1024;
 	int64_t every = r->cfg->status_interval_ms * 6 < 60000 ? r->cfg->status_interval_ms * 6 : 60000;
 
-	if (limit == 0 || now - r->last_lag_check_ms < every)
+	if ((limit == 0 && !r->cfg->metrics_listen[0]) || now - r->last_lag_check_ms < every)
 		return;
 	r->last_lag_check_ms = now;
-	if (pg_slot_retained_wal(r->cfg->pg_conninfo, r->cfg->pg_password, r->cfg->slot, &retained) < 0 ||
-	    retained < limit)
+	if (pg_slot_retained_wal(r->cfg->pg_conninfo, r->cfg->pg_password, r->cfg->slot, &retained) < 0)
+		return;
+	metrics_set_retained_wal(retained);
+	if (limit == 0 || retained < limit)
 		return;
 	log_warn("the server keeps %llu MB of WAL for slot \"%s\": Kafka is slow or down, or the "
 		 "relay is catching up (relay.lag_warn_mb = %d; max_slot_wal_keep_size would "
