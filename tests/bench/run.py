@@ -1,0 +1,1417 @@
+#!/usr/bin/env python3
+# run.py: `make bench`: catch-up against pg_recvlogical, live latency, footprint and a Kafka outage,
+# on a throwaway PostgreSQL 15 (wal2json) and Kafka; results in build/bench/results.{json,md}.
+"""outbox-relay benchmark (see docs/performance.md).
+
+Environment knobs (defaults in brackets):
+  BENCH_ROWS [1000000]          catch-up backlog, outbox rows per shape
+  BENCH_RUNS [3]                runs of each catch-up and live measurement (median, min-max)
+  BENCH_LIVE_SECONDS [20]       writing time of each live-latency run
+  BENCH_OUTAGE_SECONDS [60]     how long the broker is down in the outage test
+  BENCH_RATES [1000,5000,max]   live rates in rows/s; "max" = unpaced writers
+  BENCH_PHASES [catchup,live,outage]
+  BENCH_MODES [exactly-once,at-least-once]
+  BENCH_SHAPES [large,small]    large: 10 transactions; small: transactions of 10 rows
+  BENCH_WAIT_QUIET [0]          before each measurement, wait up to this many seconds while other
+                                processes use more than 0.1 core (each measurement records theirs)
+  BENCH_FETCH_WAIT_MS [100]     fetch.wait.max.ms of the latency consumer
+  BENCH_MAX_WRITERS [4]         writer processes for the "max" rate
+  BENCH_OUTAGE_RATE [1000]      rows/s written during the outage test
+  BENCH_OUTAGE_RUNS [1]         outage runs per delivery mode
+  BENCH_VERIFY [1]              count the records in Kafka after each run (read_committed)
+  BENCH_PERF [0]                1: profile one extra catch-up run with `perf record -a`
+  BENCH_UPDATE_DOCS [0]         1: copy the result tables into docs/performance.md
+  BENCH_OUT [build/bench]       output directory
+  BENCH_RELAY_CONF, BENCH_KAFKA_CONF  libconfig text added to the relay's relay and kafka groups
+                                (experiments, e.g. BENCH_KAFKA_CONF='linger_ms = 1;')
+  RELAY_BIN [relay/outbox-relay]
+  BENCH_RELAY_COMMIT            label for a RELAY_BIN built elsewhere (default: git describe here)
+"""
+
+import datetime
+import json
+import math
+import multiprocessing
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+import harness  # noqa: E402
+import relayctl  # noqa: E402
+
+REPO = harness.REPO_ROOT
+PG_RECVLOGICAL = os.path.join(harness.PG_BIN, "pg_recvlogical")
+CHECKPOINT_TOPIC = "bench.checkpoints"
+AGGREGATES = ("user", "document", "liveness")
+WAL2JSON_OPTIONS = ("format-version=2", "include-transaction=1", "include-xids=1",
+                    "include-timestamp=1", "include-lsn=1", "add-tables=outbox.events")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+LIVE_WARMUP_S = 2.0      # live: rows committed in the first seconds are not counted
+OUTAGE_BASELINE_S = 10.0  # outage: writing before the broker is stopped
+DOCS_BEGIN = "<!-- bench-results:begin -->"
+DOCS_END = "<!-- bench-results:end -->"
+
+# Payload of about 300 bytes (as jsonb text), like an identity-verification event.
+PAYLOAD_SQL = ("jsonb_build_object('seq', g, 'user_id', 'u-' || (g % 10000), 'document', 'passport', "
+               "'country', 'NL', 'status', 'id_verified', 'score', 0.987, "
+               "'reviewer', 'auto', 'note', repeat('p', 150))")
+
+
+class BenchError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------
+# Settings
+# ---------------------------------------------------------------------------
+
+def _env(name, default):
+    v = os.environ.get(name, "").strip()
+    return v if v else default
+
+
+def _env_int(name, default):
+    v = _env(name, "")
+    return int(float(v.replace("_", ""))) if v else default
+
+
+def _env_list(name, default):
+    return [x.strip() for x in _env(name, default).split(",") if x.strip()]
+
+
+class Settings:
+    def __init__(self):
+        self.rows = _env_int("BENCH_ROWS", 1_000_000)
+        self.runs = max(1, _env_int("BENCH_RUNS", 3))
+        self.live_seconds = _env_int("BENCH_LIVE_SECONDS", 20)
+        self.outage_seconds = _env_int("BENCH_OUTAGE_SECONDS", 60)
+        self.rates = _env_list("BENCH_RATES", "1000,5000,max")
+        self.phases = _env_list("BENCH_PHASES", "catchup,live,outage")
+        self.modes = _env_list("BENCH_MODES", "exactly-once,at-least-once")
+        self.shapes = _env_list("BENCH_SHAPES", "large,small")
+        self.max_writers = max(1, _env_int("BENCH_MAX_WRITERS", 4))
+        self.outage_rate = _env_int("BENCH_OUTAGE_RATE", 1000)
+        self.outage_runs = max(1, _env_int("BENCH_OUTAGE_RUNS", 1))
+        self.verify = _env_int("BENCH_VERIFY", 1) != 0
+        self.perf = _env_int("BENCH_PERF", 0) != 0
+        self.update_docs = _env_int("BENCH_UPDATE_DOCS", 0) != 0
+        self.fetch_wait_ms = _env_int("BENCH_FETCH_WAIT_MS", 100)
+        self.wait_quiet = _env_int("BENCH_WAIT_QUIET", 0)
+        self.relay_conf = _env("BENCH_RELAY_CONF", "")
+        self.kafka_conf = _env("BENCH_KAFKA_CONF", "")
+        self.out_dir = os.path.abspath(_env("BENCH_OUT", os.path.join(REPO, "build", "bench")))
+        self.relay_bin = os.path.abspath(_env("RELAY_BIN", os.path.join(REPO, "relay", "outbox-relay")))
+        if self.rows < 100 or self.rows % 10:
+            raise SystemExit("BENCH_ROWS must be a multiple of 10, at least 100")
+        for m in self.modes:
+            if m not in ("exactly-once", "at-least-once"):
+                raise SystemExit("BENCH_MODES: unknown mode %r" % m)
+        for sh in self.shapes:
+            if sh not in ("large", "small"):
+                raise SystemExit("BENCH_SHAPES: unknown shape %r" % sh)
+
+    def as_dict(self):
+        d = dict(self.__dict__)
+        d["relay_bin"] = os.path.relpath(self.relay_bin, REPO) if self.relay_bin.startswith(REPO) else self.relay_bin
+        d.pop("out_dir")
+        return d
+
+
+# ---------------------------------------------------------------------------
+# Small helpers
+# ---------------------------------------------------------------------------
+
+def log(msg):
+    print("bench %s %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
+
+
+def lsn_int(text):
+    hi, lo = text.split("/")
+    return (int(hi, 16) << 32) | int(lo, 16)
+
+
+def lsn_text(n):
+    return "%X/%X" % (n >> 32, n & 0xFFFFFFFF)
+
+
+def proc_cpu(pid):
+    """utime+stime of a process (all its threads), in seconds; None when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_mem(pid):
+    """(VmRSS, VmHWM) of a process in kB; (None, None) when it is gone."""
+    rss = hwm = None
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1])
+                elif line.startswith("VmHWM:"):
+                    hwm = int(line.split()[1])
+    except OSError:
+        pass
+    return rss, hwm
+
+
+def machine_busy():
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    total = sum(v[:8])
+    return total - idle, total
+
+
+def all_procs():
+    """{pid: (ppid, CPU seconds)} of every process on the machine, its reaped children included.
+
+    A child's time moves into its parent's cutime/cstime when the parent reaps it, so sums over
+    a process tree survive processes ending in between."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        out[int(d)] = (int(fields[1]), sum(int(x) for x in fields[11:15]) / CLK_TCK)
+    return out
+
+
+class CpuWindow:
+    """Where the machine's CPU went between start() and stop(), in cores (CPU seconds per second).
+
+    relay, walsender (the relay's or pg_recvlogical's), postgres (the rest of the server),
+    broker, bench (this script and its children: writers, consumer, pg_recvlogical) and foreign:
+    everything else on the machine, which should be about 0 for figures worth keeping.
+    """
+
+    def __init__(self, pg, kafka_pid, relay_pid=None):
+        self.pg = pg
+        self.kafka_pid = kafka_pid
+        self.relay_pid = relay_pid
+        self.walsender_pid = None
+
+    def _postmaster(self):
+        try:
+            with open(os.path.join(self.pg.data_dir, "postmaster.pid")) as f:
+                return int(f.readline())
+        except (OSError, ValueError):
+            return None
+
+    def start(self):
+        self.t0 = time.monotonic()
+        self.m0 = machine_busy()
+        self.p0 = all_procs()
+        return self
+
+    def stop(self, extra=None):
+        dt = time.monotonic() - self.t0
+        m1 = machine_busy()
+        p1 = all_procs()
+        roots = {self.relay_pid: "relay", self.walsender_pid: "walsender", self._postmaster(): "postgres",
+                 self.kafka_pid() if callable(self.kafka_pid) else self.kafka_pid: "broker", os.getpid(): "bench"}
+        roots.pop(None, None)
+
+        def kind(pid, procs):
+            seen = 0
+            while pid and seen < 64:
+                if pid in roots:
+                    return roots[pid]
+                pid = (procs.get(pid) or (0, 0))[0]
+                seen += 1
+            return "foreign"
+        use = dict.fromkeys(("relay", "walsender", "postgres", "broker", "bench", "foreign"), 0.0)
+        for pid, (_, cpu) in p1.items():
+            use[kind(pid, p1)] += cpu
+        for pid, (_, cpu) in self.p0.items():
+            use[kind(pid, self.p0)] -= cpu
+        ncpu = os.cpu_count() or 1
+        busy = (m1[0] - self.m0[0]) / max(1, m1[1] - self.m0[1])
+        out = {"seconds": dt, "machine_busy_pct": 100.0 * busy}
+        for k, v in use.items():
+            out[k + "_cores"] = v / dt if dt > 0 else None
+        for k, v in (extra or {}).items():
+            out[k] = v
+        out["unaccounted_cores"] = busy * ncpu - sum(use.values()) / dt if dt > 0 else None
+        return out
+
+
+def percentile(sorted_values, p):
+    """Nearest-rank percentile of an ascending list."""
+    if not sorted_values:
+        return None
+    k = max(0, min(len(sorted_values) - 1, int(math.ceil(p / 100.0 * len(sorted_values))) - 1))
+    return sorted_values[k]
+
+
+def summary(values):
+    """median, min, max and relative spread ((max-min)/median) of a list of numbers."""
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return None
+    med = statistics.median(vals)
+    return {"median": med, "min": min(vals), "max": max(vals), "n": len(vals),
+            "spread": (max(vals) - min(vals)) / med if med else 0.0}
+
+
+def mb(kb):
+    return None if kb is None else kb / 1024.0
+
+
+class PgMonitor:
+    """A persistent connection for polling slots and WAL positions."""
+
+    def __init__(self, db):
+        self.conn = db.connect(autocommit=True)
+        self.cur = self.conn.cursor()
+
+    def slot(self, slot):
+        """(confirmed_flush_lsn as int or 0, walsender pid or None)."""
+        self.cur.execute("SELECT confirmed_flush_lsn - '0/0', active_pid FROM pg_replication_slots "
+                         "WHERE slot_name = %s", (slot,))
+        row = self.cur.fetchone()
+        if row is None:
+            return 0, None
+        return (int(row[0]) if row[0] is not None else 0), row[1]
+
+    def lags(self, walsender_pid):
+        """(WAL not yet decoded and sent by the walsender, sent but not confirmed by the relay), bytes."""
+        self.cur.execute("SELECT pg_current_wal_insert_lsn() - sent_lsn, sent_lsn - flush_lsn "
+                         "FROM pg_stat_replication WHERE pid = %s", (walsender_pid,))
+        row = self.cur.fetchone()
+        return (int(row[0]), int(row[1])) if row and row[0] is not None and row[1] is not None else (0, 0)
+
+    def wal_lsn(self):
+        self.cur.execute("SELECT pg_current_wal_insert_lsn() - '0/0'")
+        return int(self.cur.fetchone()[0])
+
+    def close(self):
+        self.conn.close()
+
+
+# ---------------------------------------------------------------------------
+# Relay configuration and processes
+# ---------------------------------------------------------------------------
+
+def write_relay_config(path, dsn, bootstrap, slot, topic, mode, create_slot, timestamp=None):
+    """Defaults everywhere but the slot, the topic template, the delivery mode (and timestamp)."""
+    src = 'table = "outbox.events"; topic = "%s";' % topic
+    if timestamp:
+        src += ' timestamp = "%s";' % timestamp
+    with open(path, "w") as f:
+        f.write('postgresql = { conninfo = "%s"; slot = "%s"; create_slot = %s; };\n'
+                % (dsn, slot, "true" if create_slot else "false"))
+        f.write("sources = ( { %s } );\n" % src)
+        f.write('relay = { delivery = "%s"; checkpoint_topic = "%s"; %s };\n'
+                % (mode, CHECKPOINT_TOPIC, _env("BENCH_RELAY_CONF", 'log_level = "info";')))
+        f.write('kafka = { bootstrap_servers = "%s"; %s };\n' % (bootstrap, _env("BENCH_KAFKA_CONF", "")))
+
+
+class RelayRun:
+    """One relay process for one measurement: config, log dir, topics, footprint."""
+
+    def __init__(self, bench, tag, db, slot, mode, create_slot, timestamp=None):
+        self.bench = bench
+        self.tag = tag
+        self.db = db
+        self.slot = slot
+        self.mode = mode
+        self.workdir = os.path.join(bench.s.out_dir, "logs", tag)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        os.makedirs(self.workdir)
+        self.prefix = "bench.%s.%s" % (tag, uuid.uuid4().hex[:6])
+        self.topics = ["%s.%s" % (self.prefix, a) for a in AGGREGATES]
+        for t in self.topics:
+            bench.kafka.create_topic(t, partitions=3)
+        self.config = os.path.join(self.workdir, "relay.conf")
+        write_relay_config(self.config, db.dsn, bench.kafka.bootstrap, slot, self.prefix + ".${aggregate_type}",
+                           mode, create_slot, timestamp)
+        self.relay = relayctl.Relay(self.config, self.workdir, binary=bench.s.relay_bin)
+        self.pid = None
+        self.t_start = None
+
+    def start(self):
+        self.t_start = time.monotonic()
+        self.relay.start()
+        self.pid = self.relay.proc.pid
+        return self
+
+    def alive(self):
+        return self.relay.proc.poll() is None
+
+    def check_alive(self):
+        if not self.alive():
+            raise BenchError("relay %s exited with %s:\n%s" % (self.tag, self.relay.proc.returncode,
+                                                               harness.tail(self.relay.log_path)))
+
+    def streaming(self):
+        return "streaming from slot" in self.relay.log()
+
+    def cpu(self):
+        return proc_cpu(self.pid)
+
+    def mem(self):
+        return proc_mem(self.pid)
+
+    def stop(self):
+        rc = self.relay.stop(timeout=90)
+        if rc != 0:
+            log("relay %s exited with %s at SIGTERM (log: %s)" % (self.tag, rc, self.relay.log_path))
+        return rc
+
+    def cleanup(self):
+        if self.relay.proc is not None and self.relay.proc.poll() is None:
+            self.relay.kill()
+        self.bench.delete_topics(self.topics)
+        self.bench.drop_slot(self.db, self.slot)
+
+
+# ---------------------------------------------------------------------------
+# Counting what arrived (read_committed)
+# ---------------------------------------------------------------------------
+
+def count_records(bootstrap, topics, expected=None, timeout=300):
+    """Records of all partitions of topics up to the last stable offset (read_committed).
+
+    With expected, keeps reading until that many arrived (or timeout)."""
+    from confluent_kafka import Consumer, KafkaError, TopicPartition, OFFSET_BEGINNING
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-" + uuid.uuid4().hex,
+                  "enable.auto.commit": False, "isolation.level": "read_committed",
+                  "enable.partition.eof": True, "log_level": 0, "error_cb": lambda e: None})
+    md = c.list_topics(timeout=30)
+    parts = [TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in md.topics[t].partitions]
+    c.assign(parts)
+    n = 0
+    eof = set()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            for m in c.consume(num_messages=10000, timeout=0.5):
+                err = m.error()
+                if err is None:
+                    n += 1
+                    eof.discard((m.topic(), m.partition()))
+                elif err.code() == KafkaError._PARTITION_EOF:
+                    eof.add((m.topic(), m.partition()))
+            if len(eof) == len(parts) and (expected is None or n >= expected):
+                break
+    finally:
+        c.close()
+    return n
+
+
+# ---------------------------------------------------------------------------
+# Live writers and the latency consumer (separate processes: no GIL between them)
+# ---------------------------------------------------------------------------
+
+def _child_signals():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def writer_main(dsn, wid, nwriters, rate, t_start, t_end, stop_ev, out_q):
+    """Commits one outbox row per transaction at rate rows/s (0: as fast as it can) until t_end."""
+    _child_signals()
+    import psycopg2
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    cur = conn.cursor()
+    cur.execute("PREPARE ins (text, text, jsonb) AS INSERT INTO outbox.events "
+                "(aggregate_type, aggregate_id, event_type, payload, headers) "
+                "VALUES ($1, $2, 'Changed', $3, '{\"tenant\": \"t1\"}')")
+    pad = "p" * 170
+    interval = 1.0 / rate if rate else 0.0
+    n = 0
+    late = 0.0
+    next_t = t_start + (wid * interval / nwriters if rate else 0.0)
+    now = time.time()
+    if next_t > now:
+        time.sleep(next_t - now)
+    while True:
+        now = time.time()
+        if now >= t_end or stop_ev.is_set():
+            break
+        if rate:
+            if next_t > now:
+                time.sleep(next_t - now)
+            else:
+                late = max(late, now - next_t)
+            next_t += interval
+        seq = n * nwriters + wid
+        agg = AGGREGATES[seq % 3]
+        payload = ('{"seq": %d, "writer": %d, "user_id": "u-%d", "document": "passport", '
+                   '"status": "id_verified", "note": "%s"}' % (seq, wid, seq % 10000, pad))
+        cur.execute("EXECUTE ins (%s, %s, %s)", (agg, "%s-%d" % (agg, seq % 10000), payload))
+        n += 1
+    conn.close()
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    out_q.put({"writer": wid, "rows": n, "seconds": time.time() - t_start, "max_late_s": late,
+               "cpu_s": ru.ru_utime + ru.ru_stime})
+
+
+def consumer_main(bootstrap, topics, fetch_wait_ms, ready_ev, ctl, out_q):
+    """read_committed consumer: latency = receive time - record timestamp (the commit time)."""
+    _child_signals()
+    from confluent_kafka import Consumer, TopicPartition, OFFSET_BEGINNING
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-" + uuid.uuid4().hex,
+                  "enable.auto.commit": False, "isolation.level": "read_committed",
+                  "fetch.wait.max.ms": fetch_wait_ms, "log_level": 0, "error_cb": lambda e: None})
+    md = c.list_topics(timeout=30)
+    c.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in md.topics[t].partitions])
+    for _ in range(10):  # connections and first fetches before the writers start
+        c.consume(num_messages=100, timeout=0.1)
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.time()
+    ready_ev.set()
+    ts_list, lat_list = [], []
+    n = 0
+    expected = None
+    deadline = None
+    last_seen = None
+    while True:
+        # consume(n, timeout) waits for n messages or the timeout: it would hold records back.
+        # poll() returns the first one as soon as it is there; consume(timeout=0) takes the
+        # ones already fetched.
+        first = c.poll(0.05)
+        msgs = [first] if first is not None else []
+        if first is not None:
+            msgs += c.consume(num_messages=2000, timeout=0)
+        now_ms = time.time() * 1000.0
+        for m in msgs:
+            if m.error() is not None:
+                continue
+            ts = m.timestamp()[1]
+            ts_list.append(ts)
+            lat_list.append(now_ms - ts)
+            n += 1
+        if msgs:
+            last_seen = now_ms / 1000.0
+        if ctl.poll():
+            expected, deadline = ctl.recv()
+        if expected is not None and (n >= expected or time.time() >= deadline):
+            break
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    wall = time.time() - t0
+    c.close()
+    out_q.put({"received": n, "ts": ts_list, "lat": lat_list, "last_seen": last_seen,
+               "cpu_s": (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime), "wall_s": wall})
+
+
+# ---------------------------------------------------------------------------
+# The benchmark
+# ---------------------------------------------------------------------------
+
+SETUP_SQL = """
+CREATE TABLE IF NOT EXISTS public.other (id bigserial PRIMARY KEY, note text NOT NULL);
+CREATE OR REPLACE FUNCTION bench_other(g bigint) RETURNS bigint LANGUAGE sql VOLATILE AS
+$$ INSERT INTO public.other (note) VALUES (g || repeat('o', 280)) RETURNING id $$;
+-- Outbox rows lo..hi, each right after one row of public.other (which the relay does not read).
+CREATE OR REPLACE FUNCTION bench_rows(lo bigint, hi bigint) RETURNS bigint LANGUAGE sql VOLATILE AS $$
+  WITH ins AS (
+    INSERT INTO outbox.events (aggregate_type, aggregate_id, event_type, payload, headers)
+    SELECT (ARRAY['user','document','liveness'])[1 + g %% 3],
+           (ARRAY['user','document','liveness'])[1 + g %% 3] || '-' || (g %% 10000),
+           CASE WHEN o > 0 THEN 'Changed' ELSE 'Never' END,
+           PAYLOAD, '{"tenant": "t1"}'::jsonb
+    FROM (SELECT g, bench_other(g) AS o FROM generate_series(lo, hi) g) s
+    RETURNING 1)
+  SELECT count(*) FROM ins
+$$;
+CREATE OR REPLACE PROCEDURE bench_small_txns(first bigint, txns bigint, per int) LANGUAGE plpgsql AS $$
+BEGIN
+  FOR t IN 0 .. txns - 1 LOOP
+    PERFORM bench_rows(first + t * per, first + t * per + per - 1);
+    COMMIT;
+  END LOOP;
+END $$;
+""".replace("PAYLOAD", PAYLOAD_SQL).replace("%%", "%")
+
+
+class Bench:
+    def __init__(self, settings, pg, kafka, results):
+        self.s = settings
+        self.pg = pg
+        self.kafka = kafka
+        self.results = results
+        self.seq = 0
+
+    @property
+    def kafka_pid(self):
+        return self.kafka.proc.pid
+
+    def wait_quiet(self, what):
+        """Measures what else runs on the machine; waits up to BENCH_WAIT_QUIET s for it to stop."""
+        deadline = time.monotonic() + self.s.wait_quiet
+        while True:
+            w = CpuWindow(self.pg, self.kafka_pid).start()
+            time.sleep(2.0)
+            foreign = w.stop()["foreign_cores"]
+            if foreign <= 0.1:
+                return foreign
+            if time.monotonic() >= deadline:
+                log("WARNING (%s): other processes use %.2f cores of %d; the figures will suffer"
+                    % (what, foreign, os.cpu_count()))
+                return foreign
+            log("%s: other processes use %.2f cores; waiting for a quiet machine" % (what, foreign))
+            time.sleep(8.0)
+
+    def slot_name(self, *parts):
+        """A slot name never used before in this benchmark (and so a fresh transactional.id)."""
+        self.seq += 1
+        return "_".join(["b%d" % self.seq] + [str(p).replace("-", "_") for p in parts])
+
+    # -- housekeeping -------------------------------------------------------
+
+    def save(self):
+        write_outputs(self.s, self.results)
+
+    def delete_topics(self, topics):
+        try:
+            futures = self.kafka.admin().delete_topics(list(topics), operation_timeout=30, request_timeout=30)
+            for f in futures.values():
+                try:
+                    f.result()
+                except Exception:
+                    pass
+        except Exception as e:
+            log("deleting topics failed: %s" % e)
+
+    def drop_slot(self, db, slot):
+        try:
+            db.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                       "WHERE slot_name = %s AND NOT active", (slot,))
+        except Exception as e:
+            log("dropping slot %s failed: %s" % (slot, e))
+
+    def new_database(self, name):
+        db = self.pg.create_database("%s_%s" % (name, uuid.uuid4().hex[:6]))
+        relayctl.install_outbox(db)
+        db.execute(SETUP_SQL)
+        return db
+
+    def drop_database(self, db):
+        try:
+            self.pg.drop_database(db.name)
+        except Exception as e:
+            log("dropping database %s failed: %s" % (db.name, e))
+
+    # -- catch-up -----------------------------------------------------------
+
+    def write_backlog(self, db, shape, rows):
+        """Writes the backlog; returns the end LSN of the last commit record (an int)."""
+        conn = db.connect(autocommit=True)
+        cur = conn.cursor()
+        if shape == "large":
+            per, txns = rows // 10, 10
+        else:
+            per, txns = 10, rows // 10
+        if txns > 1 and shape == "small":
+            cur.execute("CALL bench_small_txns(0, %s, %s)", (txns - 1, per))
+            done = txns - 1
+        else:
+            done = 0
+        for t in range(done, txns):
+            cur.execute("BEGIN")
+            cur.execute("SELECT bench_rows(%s, %s)", (t * per, t * per + per - 1))
+            cur.execute("SELECT pg_current_xact_id()::text, pg_current_wal_insert_lsn()::text")
+            xid, before_commit = cur.fetchone()
+            cur.execute("COMMIT")
+        cur.execute("SELECT pg_current_wal_flush_lsn()::text")
+        after = cur.fetchone()[0]
+        cur.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+        cur.execute("SELECT end_lsn::text FROM pg_get_wal_records_info(%s, %s) "
+                    "WHERE resource_manager = 'Transaction' AND record_type LIKE 'COMMIT%%' "
+                    "AND xid::text = %s", (before_commit, after, xid))
+        row = cur.fetchone()
+        if row is None:
+            raise BenchError("commit record of the last backlog transaction (xid %s) not found" % xid)
+        cur.execute("SELECT count(*), avg(octet_length(payload::text)) FROM outbox.events")
+        count, avg_payload = cur.fetchone()
+        conn.close()
+        if count != rows:
+            raise BenchError("backlog has %d outbox rows, expected %d" % (count, rows))
+        return lsn_int(row[0]), float(avg_payload)
+
+    def run_recvlogical(self, db, slot, end_lsn, tag):
+        """pg_recvlogical with the relay's wal2json options to /dev/null, until end_lsn."""
+        if self.s.wait_quiet:
+            self.wait_quiet(tag)
+        cmd = [PG_RECVLOGICAL, "-d", db.dsn, "--slot", slot, "--start", "-f", "/dev/null", "--no-loop",
+               "--endpos", lsn_text(end_lsn)]
+        for o in WAL2JSON_OPTIONS:
+            cmd += ["-o", o]
+        mon = PgMonitor(db)
+        logpath = os.path.join(self.s.out_dir, "logs", tag + ".log")
+        os.makedirs(os.path.dirname(logpath), exist_ok=True)
+        win = CpuWindow(self.pg, self.kafka_pid)
+        with open(logpath, "w") as out:
+            win.start()
+            t0 = time.monotonic()
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+            ws_cpu = None
+            ws_pid = None
+            while True:
+                pid, wstatus, ru = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                if ws_pid is None:
+                    ws_pid = mon.slot(slot)[1]
+                elif (c := proc_cpu(ws_pid)) is not None:
+                    ws_cpu = c
+                time.sleep(0.05)
+            elapsed = time.monotonic() - t0
+            win.walsender_pid = ws_pid
+            cpu_use = win.stop()
+            status = proc.returncode = os.waitstatus_to_exitcode(wstatus)
+        confirmed, _ = mon.slot(slot)
+        mon.close()
+        if status != 0:
+            raise BenchError("pg_recvlogical exited with %s:\n%s" % (status, harness.tail(logpath)))
+        return {"seconds": elapsed, "walsender_cpu_s": ws_cpu, "confirmed": lsn_text(confirmed),
+                "client_cpu_s": ru.ru_utime + ru.ru_stime, "cpu_use": cpu_use}
+
+    def relay_catchup(self, db, slot, mode, end_lsn, rows, tag, perf=False):
+        if self.s.wait_quiet:
+            self.wait_quiet(tag)
+        rr = RelayRun(self, tag, db, slot, mode, create_slot=False)
+        mon = PgMonitor(db)
+        perf_proc = None
+        timeout = max(600.0, rows / 500.0)
+        try:
+            if perf:
+                perf_data = os.path.join(self.s.out_dir, "perf.data")
+                perf_proc = subprocess.Popen(["perf", "record", "-a", "-g", "-F", "999", "-o", perf_data],
+                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(1.0)
+            rr.start()
+            win = CpuWindow(self.pg, self.kafka_pid, rr.pid).start()
+            t_stream = None
+            ws_cpu = None
+            while True:
+                rr.check_alive()
+                confirmed, ws_pid = mon.slot(slot)
+                now = time.monotonic()
+                if confirmed >= end_lsn:
+                    break
+                if ws_pid is not None and (c := proc_cpu(ws_pid)) is not None:
+                    ws_cpu = c
+                if t_stream is None and rr.streaming():
+                    t_stream = now - rr.t_start
+                if now - rr.t_start > timeout:
+                    raise BenchError("relay %s did not catch up in %.0f s" % (tag, timeout))
+                time.sleep(0.05)
+            elapsed = time.monotonic() - rr.t_start
+            if ws_pid is not None and (c := proc_cpu(ws_pid)) is not None:
+                ws_cpu = c
+            cpu = rr.cpu()
+            rss, hwm = rr.mem()
+            win.walsender_pid = ws_pid
+            cpu_use = win.stop()
+            if perf_proc is not None:
+                perf_proc.send_signal(signal.SIGINT)
+                perf_proc.wait(60)
+                perf_proc = None
+            rr.stop()
+            res = {"seconds": elapsed, "rows_per_s": rows / elapsed, "startup_s": t_stream, "pid": rr.pid,
+                   "cpu_s": cpu, "cpu_us_per_row": cpu / rows * 1e6, "rss_end_mb": mb(rss),
+                   "peak_rss_mb": mb(hwm), "walsender_cpu_s": ws_cpu, "cpu_use": cpu_use}
+            if self.s.verify:
+                n = count_records(self.kafka.bootstrap, rr.topics, expected=rows, timeout=120)
+                res["records_in_kafka"] = n
+                if n < rows or (mode == "exactly-once" and n != rows):
+                    raise BenchError("%s: %d records in Kafka, expected %d" % (tag, n, rows))
+            return res
+        finally:
+            if perf_proc is not None:
+                perf_proc.send_signal(signal.SIGINT)
+                perf_proc.wait(60)
+            mon.close()
+            rr.cleanup()
+
+    def catchup_shape(self, shape, rows, runs, modes, record=True, perf=False):
+        db = self.new_database("bench_" + shape)
+        try:
+            slots = {}
+            for r in range(runs):
+                for kind in ["recv"] + modes:
+                    name = self.slot_name(shape, kind, r)
+                    rows_ = db.query("SELECT lsn::text FROM pg_create_logical_replication_slot(%s, 'wal2json')",
+                                     (name,))
+                    slots[(kind, r)] = name
+                    start_lsn = lsn_int(rows_[0][0])
+            t0 = time.monotonic()
+            end_lsn, avg_payload = self.write_backlog(db, shape, rows)
+            write_s = time.monotonic() - t0
+            wal_mb = (end_lsn - start_lsn) / 1048576.0
+            log("catch-up %s: backlog of %d rows written in %.1f s (%.0f MB of WAL, payload %.0f bytes), "
+                "end %s" % (shape, rows, write_s, wal_mb, avg_payload, lsn_text(end_lsn)))
+            entry = {"shape": shape, "rows": rows,
+                     "transactions": 10 if shape == "large" else rows // 10,
+                     "uncaptured_rows": rows, "payload_bytes": avg_payload, "wal_mb": wal_mb,
+                     "backlog_write_s": write_s, "ceiling": [], "relay": {m: [] for m in modes}}
+            if record:
+                self.results["catchup"][shape] = entry
+            for r in range(runs):
+                res = self.run_recvlogical(db, slots[("recv", r)], end_lsn, "catchup-%s-recv-%d" % (shape, r))
+                res["rows_per_s"] = rows / res["seconds"]
+                self.drop_slot(db, slots[("recv", r)])
+                entry["ceiling"].append(res)
+                log("catch-up %s run %d: pg_recvlogical %.1f s, %.0f rows/s" % (shape, r + 1, res["seconds"],
+                                                                                 res["rows_per_s"]))
+                for mode in modes:
+                    tag = "catchup-%s-%s-%d" % (shape, mode, r)
+                    rr = self.relay_catchup(db, slots[(mode, r)], mode, end_lsn, rows, tag, perf=perf)
+                    rr["vs_ceiling"] = rr["rows_per_s"] / res["rows_per_s"]
+                    entry["relay"][mode].append(rr)
+                    log("catch-up %s run %d: relay %s %.1f s, %.0f rows/s (%.0f%% of pg_recvlogical), "
+                        "peak RSS %.1f MB, %.2f us CPU/row" % (shape, r + 1, mode, rr["seconds"], rr["rows_per_s"],
+                                                               100 * rr["vs_ceiling"], rr["peak_rss_mb"],
+                                                               rr["cpu_us_per_row"]))
+                if record:
+                    self.save()
+            return entry
+        finally:
+            self.drop_database(db)
+
+    def catchup(self):
+        self.results["catchup"] = {}
+        # Warm-up (JIT of the broker, caches): a small backlog, not reported.
+        warm = min(self.s.rows, 50000)
+        log("catch-up warm-up with %d rows" % warm)
+        self.catchup_shape("small", warm, 1, ["exactly-once"], record=False)
+        for shape in self.s.shapes:
+            self.catchup_shape(shape, self.s.rows, self.s.runs, self.s.modes)
+
+    def profile(self):
+        """One extra catch-up (small transactions, exactly-once) under perf record -a."""
+        if shutil.which("perf") is None:
+            log("perf not found: no profile")
+            return
+        rows = min(self.s.rows, 300000)
+        log("profile: catch-up of %d rows under perf record -a" % rows)
+        entry = self.catchup_shape("small", rows, 1, ["exactly-once"], record=False, perf=True)
+        data = os.path.join(self.s.out_dir, "perf.data")
+        reports = {}
+        pid = str(entry["relay"]["exactly-once"][0]["pid"])
+        for name, args in (("relay_threads", ["--pid", pid, "--sort", "comm", "--percentage", "relative"]),
+                           ("relay_dso", ["--pid", pid, "--sort", "dso", "--percentage", "relative"]),
+                           ("relay_symbols", ["--pid", pid, "--sort", "dso,symbol", "--percentage", "relative"]),
+                           ("postgres_symbols", ["--comms", "postgres", "--sort", "dso,symbol",
+                                                 "--percentage", "relative"])):
+            p = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "-g", "none",
+                                "--percent-limit", "0.5"] + args,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            with open(os.path.join(self.s.out_dir, "perf-%s.txt" % name), "w") as f:
+                f.write(p.stdout)
+            reports[name] = [ln for ln in p.stdout.splitlines() if ln.strip() and not ln.startswith("#")][:25]
+        self.results["profile"] = {"rows": rows, "relay": entry["relay"]["exactly-once"][0],
+                                   "ceiling": entry["ceiling"][0], "top": reports}
+        self.save()
+
+    # -- live latency ---------------------------------------------------------
+
+    def live_run(self, db, mode, rate_name, run):
+        rate = 0 if rate_name == "max" else int(rate_name)
+        nwriters = self.s.max_writers if rate == 0 else max(1, int(math.ceil(rate / 2500.0)))
+        tag = "live-%s-%s-%d" % (rate_name, mode, run)
+        if self.s.wait_quiet:
+            self.wait_quiet(tag)
+        slot = self.slot_name("live", rate_name, mode, run)
+        rr = RelayRun(self, tag, db, slot, mode, create_slot=True, timestamp="commit")
+        ctx = multiprocessing.get_context("spawn")
+        procs = []
+        try:
+            rr.start()
+            harness.wait_for(lambda: rr.check_alive() or rr.streaming(), 60, what="relay streaming")
+            ready = ctx.Event()
+            stop_ev = ctx.Event()
+            ctl_parent, ctl_child = ctx.Pipe()
+            cq, wq = ctx.Queue(), ctx.Queue()
+            cons = ctx.Process(target=consumer_main, args=(self.kafka.bootstrap, rr.topics, self.s.fetch_wait_ms,
+                                                             ready, ctl_child, cq))
+            cons.start()
+            procs.append(cons)
+            if not ready.wait(60):
+                raise BenchError("the latency consumer did not start")
+            t_start = time.time() + 1.0
+            t_end = t_start + self.s.live_seconds
+            for w in range(nwriters):
+                p = ctx.Process(target=writer_main, args=(db.dsn, w, nwriters, rate / nwriters if rate else 0,
+                                                          t_start, t_end, stop_ev, wq))
+                p.start()
+                procs.append(p)
+            mon = PgMonitor(db)
+            while time.time() < t_start:
+                time.sleep(0.01)
+            cpu0 = rr.cpu()
+            ws_pid = mon.slot(slot)[1]
+            win = CpuWindow(self.pg, self.kafka_pid, rr.pid)
+            win.walsender_pid = ws_pid
+            win.start()
+            max_lag = max_decode_lag = max_relay_lag = 0
+            while time.time() < t_end:
+                rr.check_alive()
+                confirmed, _ = mon.slot(slot)
+                max_lag = max(max_lag, mon.wal_lsn() - confirmed)
+                dl, rl = mon.lags(ws_pid)
+                max_decode_lag, max_relay_lag = max(max_decode_lag, dl), max(max_relay_lag, rl)
+                time.sleep(0.5)
+            writers = [wq.get(timeout=60) for _ in range(nwriters)]
+            written = sum(w["rows"] for w in writers)
+            write_s = max(w["seconds"] for w in writers)
+            cpu_use = win.stop({"writers_cpu_s": sum(w["cpu_s"] for w in writers)})
+            ctl_parent.send((written, time.time() + 60))
+            cres = cq.get(timeout=180)
+            cpu = rr.cpu() - cpu0
+            rss, hwm = rr.mem()
+            mon.close()
+            rr.stop()
+            for p in procs:
+                p.join(30)
+            cutoff = (t_start + LIVE_WARMUP_S) * 1000.0
+            lat = sorted(l for ts, l in zip(cres["ts"], cres["lat"]) if ts >= cutoff)
+            per_second = {}
+            for ts, l in zip(cres["ts"], cres["lat"]):
+                sec = int((ts / 1000.0) - t_start)
+                per_second[sec] = max(per_second.get(sec, 0.0), l)
+            res = {"target_rate": rate_name, "writers": nwriters, "rows": written,
+                   "rows_per_s": written / write_s, "received": cres["received"],
+                   "measured_rows": len(lat),
+                   "p50_ms": percentile(lat, 50), "p90_ms": percentile(lat, 90), "p99_ms": percentile(lat, 99),
+                   "p999_ms": percentile(lat, 99.9), "max_ms": lat[-1] if lat else None,
+                   "drain_s": (cres["last_seen"] - t_end) if cres["last_seen"] else None,
+                   "consumer_cpu_share": cres["cpu_s"] / cres["wall_s"] if cres["wall_s"] else None,
+                   "writer_max_late_s": max(w["max_late_s"] for w in writers),
+                   "max_slot_lag_kb": max_lag / 1024.0, "max_decode_lag_kb": max_decode_lag / 1024.0,
+                   "max_relay_lag_kb": max_relay_lag / 1024.0, "cpu_use": cpu_use,
+                   "cpu_s": cpu, "cpu_us_per_row": cpu / written * 1e6 if written else None,
+                   "peak_rss_mb": mb(hwm), "rss_end_mb": mb(rss),
+                   "max_ms_by_second": [round(per_second[k], 1) for k in sorted(per_second)]}
+            res["consumer_kept_up"] = bool(res["consumer_cpu_share"] is not None and res["consumer_cpu_share"] < 0.8
+                                           and cres["received"] >= written)
+            res["rate_reached"] = rate == 0 or res["rows_per_s"] >= 0.97 * rate
+            if cres["received"] < written:
+                log("live %s: consumer got %d of %d rows" % (tag, cres["received"], written))
+            if mode == "exactly-once" and cres["received"] > written:
+                raise BenchError("%s: %d records for %d rows (duplicates)" % (tag, cres["received"], written))
+            return res
+        finally:
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()
+                    p.join(10)
+            rr.cleanup()
+
+    def live(self):
+        self.results["live"] = []
+        db = self.new_database("bench_live")
+        try:
+            for rate_name in self.s.rates:
+                for mode in self.s.modes:
+                    entry = {"rate": rate_name, "mode": mode, "runs": []}
+                    self.results["live"].append(entry)
+                for r in range(self.s.runs):
+                    for mode in self.s.modes:
+                        entry = [e for e in self.results["live"] if e["rate"] == rate_name and e["mode"] == mode][0]
+                        res = self.live_run(db, mode, rate_name, r)
+                        entry["runs"].append(res)
+                        log("live %s rows/s %s run %d: %.0f rows/s by %d writers, p50 %.1f ms, p99 %.1f ms, "
+                            "max %.1f ms, consumer CPU %.0f%%, relay %.2f us CPU/row, peak RSS %.1f MB"
+                            % (rate_name, mode, r + 1, res["rows_per_s"], res["writers"], res["p50_ms"],
+                               res["p99_ms"], res["max_ms"], 100 * res["consumer_cpu_share"],
+                               res["cpu_us_per_row"], res["peak_rss_mb"]))
+                        self.save()
+                db.execute("TRUNCATE outbox.events")
+        finally:
+            self.drop_database(db)
+
+    # -- Kafka outage ----------------------------------------------------------
+
+    def outage_run(self, db, mode, run):
+        tag = "outage-%s-%d" % (mode, run)
+        if self.s.wait_quiet:
+            self.wait_quiet(tag)
+        slot = self.slot_name("outage", mode, run)
+        rr = RelayRun(self, tag, db, slot, mode, create_slot=True)
+        ctx = multiprocessing.get_context("spawn")
+        procs = []
+        series = []
+        stop_sampling = threading.Event()
+        marks = {}
+        try:
+            rr.start()
+            harness.wait_for(lambda: rr.check_alive() or rr.streaming(), 60, what="relay streaming")
+            t_ref = time.time()
+            win = CpuWindow(self.pg, lambda: self.kafka_pid, rr.pid).start()
+
+            def sample():
+                mon = PgMonitor(db)
+                try:
+                    while not stop_sampling.is_set():
+                        rss, hwm = rr.mem()
+                        if rss is None:
+                            break
+                        confirmed, _ = mon.slot(slot)
+                        series.append({"t": round(time.time() - t_ref, 2), "rss_mb": mb(rss),
+                                       "lag_kb": (mon.wal_lsn() - confirmed) / 1024.0})
+                        stop_sampling.wait(0.5)
+                finally:
+                    mon.close()
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            stop_ev = ctx.Event()
+            wq = ctx.Queue()
+            rate = self.s.outage_rate
+            nwriters = max(1, int(math.ceil(rate / 2500.0)))
+            t_start = time.time() + 1.0
+            for w in range(nwriters):
+                p = ctx.Process(target=writer_main, args=(db.dsn, w, nwriters, rate / nwriters, t_start,
+                                                          t_start + 86400, stop_ev, wq))
+                p.start()
+                procs.append(p)
+            mon = PgMonitor(db)
+            time.sleep(1.0 + OUTAGE_BASELINE_S)
+            rr.check_alive()
+            marks["stop"] = time.time() - t_ref
+            self.kafka.stop()
+            marks["stopped"] = time.time() - t_ref
+            time.sleep(self.s.outage_seconds)
+            rr.check_alive()
+            marks["start"] = time.time() - t_ref
+            self.kafka.start()
+            marks["up"] = time.time() - t_ref
+            target = mon.wal_lsn()
+            while True:
+                rr.check_alive()
+                if mon.slot(slot)[0] >= target:
+                    break
+                if time.time() - t_ref - marks["up"] > 600:
+                    raise BenchError("%s: no catch-up within 600 s after the broker came back" % tag)
+                time.sleep(0.1)
+            marks["caught_up"] = time.time() - t_ref
+            time.sleep(5.0)
+            stop_ev.set()
+            writers = [wq.get(timeout=60) for _ in range(nwriters)]
+            written = sum(w["rows"] for w in writers)
+            marks["writers_stopped"] = time.time() - t_ref
+            time.sleep(2.0)
+            stop_sampling.set()
+            sampler.join(10)
+            rss, hwm = rr.mem()
+            cpu = rr.cpu()
+            cpu_use = win.stop()
+            mon.close()
+            rr.stop()
+            n = count_records(self.kafka.bootstrap, rr.topics, expected=written, timeout=180)
+
+            def rss_in(a, b):
+                vals = [p["rss_mb"] for p in series if a <= p["t"] < b]
+                return vals
+            before = rss_in(0, marks["stop"])
+            during = rss_in(marks["stop"], marks["up"])
+            after = rss_in(marks["up"], 1e9)
+            half = marks["stop"] + (marks["up"] - marks["stop"]) / 2
+            res = {"mode": mode, "outage_s": marks["start"] - marks["stopped"], "rate": rate, "rows": written,
+                   "records_in_kafka": n, "catch_up_s": marks["caught_up"] - marks["up"],
+                   "broker_stop_s": marks["stopped"] - marks["stop"],
+                   "broker_restart_s": marks["up"] - marks["start"],
+                   "unavailable_s": marks["up"] - marks["stop"],
+                   "rss_before_mb": max(before) if before else None,
+                   "rss_outage_peak_mb": max(during) if during else None,
+                   "rss_outage_first_half_peak_mb": max(rss_in(marks["stop"], half) or [0]),
+                   "rss_outage_end_mb": during[-1] if during else None,
+                   "rss_after_peak_mb": max(after) if after else None,
+                   "peak_rss_mb": mb(hwm), "rss_end_mb": mb(rss), "cpu_s": cpu,
+                   "max_lag_mb": max(p["lag_kb"] for p in series) / 1024.0 if series else None,
+                   "marks": marks, "series": series, "cpu_use": cpu_use}
+            # Bounded: the second half of the outage adds less than 2 MB to the first half's peak.
+            res["rss_bounded"] = bool(during) and res["rss_outage_peak_mb"] <= res["rss_outage_first_half_peak_mb"] + 2.0
+            if n < written or (mode == "exactly-once" and n != written):
+                res["error"] = "%d records in Kafka for %d rows" % (n, written)
+            return res
+        finally:
+            stop_sampling.set()
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()
+                    p.join(10)
+            self.kafka.ensure_running()
+            rr.cleanup()
+
+    def outage(self):
+        self.results["outage"] = []
+        db = self.new_database("bench_outage")
+        try:
+            for r in range(self.s.outage_runs):
+                for mode in self.s.modes:
+                    res = self.outage_run(db, mode, r)
+                    self.results["outage"].append(res)
+                    log("outage %s run %d: %.0f s down; RSS %.1f MB before, %.1f MB peak during, %.1f MB after; "
+                        "caught up %.1f s after the broker was back; %d rows, %d records in Kafka"
+                        % (mode, r + 1, res["outage_s"], res["rss_before_mb"] or 0, res["rss_outage_peak_mb"] or 0,
+                           res["rss_after_peak_mb"] or 0, res["catch_up_s"], res["rows"], res["records_in_kafka"]))
+                    self.save()
+        finally:
+            self.drop_database(db)
+
+
+# ---------------------------------------------------------------------------
+# Machine, versions, targets, output
+# ---------------------------------------------------------------------------
+
+def machine_info():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem_kb = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    osname = ""
+    try:
+        with open("/etc/os-release") as f:
+            osname = dict(l.rstrip("\n").split("=", 1) for l in f if "=" in l).get("PRETTY_NAME", "").strip('"')
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": cpu, "memory_gb": round(mem_kb / 1048576.0, 1),
+            "kernel": platform.release(), "os": osname}
+
+
+def _dpkg_version(pkg):
+    p = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", pkg], stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL, text=True)
+    return p.stdout.strip() or None
+
+
+def versions(pg):
+    v = {"postgresql": pg.query("SHOW server_version")[0][0],
+         "wal2json": _dpkg_version("postgresql-15-wal2json"),
+         "librdkafka": _dpkg_version("librdkafka1")}
+    libs = os.path.join(REPO, ".cache", "kafka", "libs")
+    try:
+        v["kafka"] = [re.sub(r"^kafka_2\.13-|\.jar$", "", n) for n in os.listdir(libs)
+                      if n.startswith("kafka_2.13-")][0]
+    except (OSError, IndexError):
+        v["kafka"] = None
+    j = subprocess.run(["java", "-version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    v["java"] = (j.stdout.splitlines() or [""])[0].strip()
+    try:
+        import confluent_kafka
+        v["python_confluent_kafka"] = confluent_kafka.version()[0]
+    except ImportError:
+        pass
+    g = subprocess.run(["git", "-C", REPO, "describe", "--always", "--dirty"], stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL, text=True)
+    v["relay_commit"] = _env("BENCH_RELAY_COMMIT", g.stdout.strip()) or None
+    return v
+
+
+def tune_postgres(pg, runs):
+    """More slots than the test default (one per measured run of a shape), fewer checkpoints."""
+    slots = max(16, runs * 3 + 4)
+    for k, val in (("max_replication_slots", str(slots)), ("max_wal_senders", str(slots)),
+                   ("max_wal_size", "'8GB'")):
+        pg.execute("ALTER SYSTEM SET %s = %s" % (k, val))
+    pg.restart()
+
+
+TARGETS = [
+    # (id, text)
+    ("catchup_large", "catch-up, 10 large transactions, exactly-once: >= 90% of pg_recvlogical"),
+    ("catchup_small", "catch-up, transactions of 10 rows, exactly-once: >= 90% of pg_recvlogical"),
+    ("live_eos", "live p99 at 5,000 rows/s, exactly-once: <= 50 ms"),
+    ("live_alo", "live p99 at 5,000 rows/s, at-least-once: <= 20 ms"),
+    ("rss", "peak RSS outside the outage: <= 32 MB"),
+    ("cpu", "relay CPU in catch-up: <= 5 µs per row (5 s per million rows)"),
+    ("outage_eos", "Kafka outage, exactly-once: RSS bounded, catches up afterwards"),
+    ("outage_alo", "Kafka outage, at-least-once: RSS bounded, catches up afterwards"),
+]
+
+
+def evaluate(results):
+    out = {}
+    cu = results.get("catchup") or {}
+    for shape in ("large", "small"):
+        e = cu.get(shape)
+        if e and e["relay"].get("exactly-once"):
+            ratios = [r["vs_ceiling"] for r in e["relay"]["exactly-once"]]
+            med = statistics.median(ratios)
+            out["catchup_" + shape] = {"measured": "%.0f%% (%s)" % (100 * med, ", ".join("%.0f%%" % (100 * x) for x in ratios)),
+                                       "met": med >= 0.90}
+    for mode, key, limit in (("exactly-once", "live_eos", 50.0), ("at-least-once", "live_alo", 20.0)):
+        for e in results.get("live") or []:
+            if e["rate"] == "5000" and e["mode"] == mode and e["runs"]:
+                p99 = [r["p99_ms"] for r in e["runs"]]
+                med = statistics.median(p99)
+                out[key] = {"measured": "%.1f ms (runs: %s)" % (med, ", ".join("%.1f" % x for x in p99)),
+                            "met": med <= limit}
+    peaks = []
+    cpus = []
+    for e in cu.values():
+        for mode, runs in e["relay"].items():
+            if not runs:
+                continue
+            peaks += [r["peak_rss_mb"] for r in runs]
+            cpus.append(("catch-up %s %s" % (e["shape"], mode), statistics.median(r["cpu_us_per_row"] for r in runs)))
+    for e in results.get("live") or []:
+        peaks += [r["peak_rss_mb"] for r in e["runs"]]
+    if peaks:
+        out["rss"] = {"measured": "%.1f MB (largest of all runs)" % max(peaks), "met": max(peaks) <= 32.0}
+    if cpus:
+        worst = max(cpus, key=lambda x: x[1])
+        out["cpu"] = {"measured": "%.2f µs/row at most (%s); %s" % (worst[1], worst[0], ", ".join(
+            "%s %.2f" % c for c in cpus)), "met": worst[1] <= 5.0}
+    og = results.get("outage") or []
+    for mode, key in (("exactly-once", "outage_eos"), ("at-least-once", "outage_alo")):
+        runs = [r for r in og if r["mode"] == mode]
+        if runs:
+            out[key] = {"measured": "; ".join(
+                "RSS %.1f MB before, %.1f MB at mid-outage, %.1f MB at its end%s; caught up %.1f s after the "
+                "broker was back; %s" % (
+                    r["rss_before_mb"] or 0, r["rss_outage_first_half_peak_mb"] or 0, r["rss_outage_end_mb"] or 0,
+                    "" if r["rss_bounded"] else " (still growing)", r["catch_up_s"],
+                    r.get("error") or "all %s rows in Kafka" % "{:,}".format(r["rows"])) for r in runs),
+                "met": all(r["rss_bounded"] and "error" not in r for r in runs)}
+    return out
+
+
+def _fmt(v, spec="%.0f"):
+    return "-" if v is None else spec % v
+
+
+def _cell(values, spec="%.0f"):
+    """median (min-max) of a list, or the single value."""
+    s = summary(values)
+    if s is None:
+        return "-"
+    if s["n"] == 1:
+        return spec % s["median"]
+    return "%s (%s–%s)" % (spec % s["median"], spec % s["min"], spec % s["max"])
+
+
+def foreign_load(results):
+    """[(measurement, foreign cores)] of every measurement with a CPU breakdown."""
+    out = []
+    for shape, e in (results.get("catchup") or {}).items():
+        for i, c in enumerate(e["ceiling"]):
+            out.append(("catch-up %s pg_recvlogical #%d" % (shape, i + 1), c["cpu_use"]["foreign_cores"]))
+        for mode, runs in e["relay"].items():
+            for i, r in enumerate(runs):
+                out.append(("catch-up %s %s #%d" % (shape, mode, i + 1), r["cpu_use"]["foreign_cores"]))
+    for e in results.get("live") or []:
+        for i, r in enumerate(e["runs"]):
+            out.append(("live %s %s #%d" % (e["rate"], e["mode"], i + 1), r["cpu_use"]["foreign_cores"]))
+    for i, r in enumerate(results.get("outage") or []):
+        out.append(("outage %s" % r["mode"], r["cpu_use"]["foreign_cores"]))
+    return out
+
+
+def markdown(results):
+    s = results["settings"]
+    m = results.get("machine", {})
+    v = results.get("versions", {})
+    lines = []
+    lines.append("Measured %s on %s CPUs (%s), %s GB RAM, %s; PostgreSQL %s, wal2json %s, Kafka %s (%s), "
+                 "librdkafka %s, relay %s." % (
+                     results.get("date", "?"), m.get("nproc"), m.get("cpu"), m.get("memory_gb"), m.get("os"),
+                     v.get("postgresql"), v.get("wal2json"), v.get("kafka"), v.get("java"), v.get("librdkafka"),
+                     v.get("relay_commit")))
+    lines.append("Settings: BENCH_ROWS=%d BENCH_RUNS=%d BENCH_LIVE_SECONDS=%d BENCH_OUTAGE_SECONDS=%d "
+                 "BENCH_RATES=%s. Figures are the median of the runs, (min–max) when there are several."
+                 % (s["rows"], s["runs"], s["live_seconds"], s["outage_seconds"], ",".join(s["rates"])))
+    fl = foreign_load(results)
+    if fl:
+        worst = max(fl, key=lambda x: x[1])
+        noisy = [name for name, c in fl if c > 0.1]
+        lines.append("Other processes on the machine used %.2f cores at the median of the measurements, %.2f at most "
+                     "(%s)%s" % (statistics.median(c for _, c in fl), worst[1], worst[0],
+                                 "; disturbed (> 0.1 core): %s." % ", ".join(noisy) if noisy else "."))
+    lines.append("")
+    cu = results.get("catchup") or {}
+    if cu:
+        lines.append("**Catch-up** (backlog written before the relay starts; rows/s from process start until the "
+                     "slot is confirmed at the backlog's end)")
+        lines.append("")
+        lines.append("| backlog | reader | rows/s | vs pg_recvlogical | seconds | start-up s | peak RSS MB | CPU µs/row |")
+        lines.append("|---|---|---|---|---|---|---|---|")
+        for shape in ("large", "small"):
+            e = cu.get(shape)
+            if not e:
+                continue
+            desc = "%s rows in %s transactions (+%s uncaptured rows, %.0f MB WAL)" % (
+                "{:,}".format(e["rows"]), "{:,}".format(e["transactions"]), "{:,}".format(e["uncaptured_rows"]),
+                e["wal_mb"])
+            c = e["ceiling"]
+            lines.append("| %s | pg_recvlogical (ceiling) | %s | 100%% | %s | - | - | - |" % (
+                desc, _cell([x["rows_per_s"] for x in c]), _cell([x["seconds"] for x in c], "%.1f")))
+            for mode, runs in e["relay"].items():
+                if not runs:
+                    continue
+                lines.append("| | relay, %s | %s | %s | %s | %s | %s | %s |" % (
+                    mode, _cell([x["rows_per_s"] for x in runs]),
+                    _cell([100 * x["vs_ceiling"] for x in runs], "%.0f%%"),
+                    _cell([x["seconds"] for x in runs], "%.1f"), _cell([x["startup_s"] for x in runs], "%.2f"),
+                    _cell([x["peak_rss_mb"] for x in runs], "%.1f"), _cell([x["cpu_us_per_row"] for x in runs], "%.2f")))
+        lines.append("")
+    live = results.get("live") or []
+    if live:
+        lines.append("**Live latency** (one row per transaction; commit time to visible in a read_committed "
+                     "consumer; first %.0f s not counted)" % LIVE_WARMUP_S)
+        lines.append("")
+        lines.append("| target rate | mode | achieved rows/s | p50 ms | p99 ms | max ms | behind at the end s | "
+                     "consumer kept up | peak RSS MB | CPU µs/row |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|")
+        for e in live:
+            runs = e["runs"]
+            if not runs:
+                continue
+            kept = all(r["consumer_kept_up"] for r in runs)
+            reached = all(r["rate_reached"] for r in runs)
+            lines.append("| %s | %s | %s%s | %s | %s | %s | %s | %s | %s | %s |" % (
+                e["rate"] if e["rate"] == "max" else "{:,}".format(int(e["rate"])), e["mode"],
+                _cell([r["rows_per_s"] for r in runs]), "" if reached else " (short of the target)",
+                _cell([r["p50_ms"] for r in runs], "%.1f"), _cell([r["p99_ms"] for r in runs], "%.1f"),
+                _cell([r["max_ms"] for r in runs], "%.0f"), _cell([max(0.0, r["drain_s"] or 0.0) for r in runs], "%.1f"),
+                "yes" if kept else "no (consumer CPU %s)" % _cell([100 * r["consumer_cpu_share"] for r in runs], "%.0f%%"),
+                _cell([r["peak_rss_mb"] for r in runs], "%.1f"), _cell([r["cpu_us_per_row"] for r in runs], "%.2f")))
+        lines.append("")
+    og = results.get("outage") or []
+    if og:
+        lines.append("**Kafka outage** (writers at %s rows/s; the broker stopped, started again after the outage)"
+                     % "{:,}".format(og[0]["rate"]))
+        lines.append("")
+        lines.append("| mode | broker down s (unavailable s) | RSS before MB | RSS peak during outage MB | RSS at end of outage MB | "
+                     "RSS peak after MB | catch-up s | rows written | records in Kafka |")
+        lines.append("|---|---|---|---|---|---|---|---|---|")
+        for r in og:
+            lines.append("| %s | %.0f (%.0f) | %s | %s | %s | %s | %.1f | %s | %s |" % (
+                r["mode"], r["outage_s"], r["unavailable_s"], _fmt(r["rss_before_mb"], "%.1f"), _fmt(r["rss_outage_peak_mb"], "%.1f"),
+                _fmt(r["rss_outage_end_mb"], "%.1f"), _fmt(r["rss_after_peak_mb"], "%.1f"), r["catch_up_s"],
+                "{:,}".format(r["rows"]), "{:,}".format(r["records_in_kafka"])))
+        lines.append("")
+        for r in og:
+            pts, next_t = [], 0.0
+            for p in r["series"]:
+                if p["t"] >= next_t:
+                    pts.append("%.0f" % p["rss_mb"])
+                    next_t += 5.0
+            lines.append("RSS of the relay every 5 s, %s (MB; broker stopped at %.0f s, back at %.0f s): %s" % (
+                r["mode"], r["marks"]["stop"], r["marks"]["up"], " ".join(pts)))
+            lines.append("")
+    tg = results.get("targets") or {}
+    if tg:
+        lines.append("**Targets**")
+        lines.append("")
+        lines.append("| target | measured | met |")
+        lines.append("|---|---|---|")
+        for key, text in TARGETS:
+            if key in tg:
+                lines.append("| %s | %s | %s |" % (text, tg[key]["measured"], "yes" if tg[key]["met"] else "**no**"))
+        lines.append("")
+    if results.get("error"):
+        lines.append("**The run failed:** `%s`" % results["error"].splitlines()[0])
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_outputs(s, results):
+    os.makedirs(s.out_dir, exist_ok=True)
+    results["targets"] = evaluate(results)
+    tmp = os.path.join(s.out_dir, "results.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(results, f, indent=1, sort_keys=False)
+    os.replace(tmp, os.path.join(s.out_dir, "results.json"))
+    with open(os.path.join(s.out_dir, "results.md"), "w") as f:
+        f.write(markdown(results) + "\n")
+
+
+def update_docs(md):
+    path = os.path.join(REPO, "docs", "performance.md")
+    with open(path) as f:
+        text = f.read()
+    a, b = text.find(DOCS_BEGIN), text.find(DOCS_END)
+    if a < 0 or b < a:
+        log("docs/performance.md has no %s ... %s markers: not updated" % (DOCS_BEGIN, DOCS_END))
+        return
+    text = text[:a + len(DOCS_BEGIN)] + "\n" + md + "\n" + text[b:]
+    with open(path, "w") as f:
+        f.write(text)
+    log("updated docs/performance.md")
+
+
+def main():
+    s = Settings()
+    if not os.access(s.relay_bin, os.X_OK):
+        raise SystemExit("no relay binary at %s (make all)" % s.relay_bin)
+    os.makedirs(os.path.join(s.out_dir, "logs"), exist_ok=True)
+    results = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+               "settings": s.as_dict(), "machine": machine_info()}
+    t_all = time.monotonic()
+    pg = harness.Postgres()
+    kafka = harness.Kafka()
+    rc = 0
+    try:
+        log("starting PostgreSQL and Kafka")
+        pg.start()
+        tune_postgres(pg, s.runs)
+        kafka.start()
+        kafka.create_topic(CHECKPOINT_TOPIC, partitions=1, config={"cleanup.policy": "compact"})
+        results["versions"] = versions(pg)
+        bench = Bench(s, pg, kafka, results)
+        bench.wait_quiet("start")
+        if "catchup" in s.phases:
+            bench.catchup()
+        if "live" in s.phases:
+            bench.live()
+        if "outage" in s.phases:
+            bench.outage()
+        if s.perf:
+            bench.profile()
+    except (Exception, KeyboardInterrupt) as e:
+        results["error"] = "".join(traceback.format_exception_only(type(e), e)).strip()
+        log("failed: %s" % results["error"])
+        traceback.print_exc()
+        rc = 1
+    finally:
+        results["total_s"] = time.monotonic() - t_all
+        write_outputs(s, results)
+        harness.cleanup_all()
+    md = markdown(results)
+    print(md)
+    if s.update_docs and rc == 0:
+        update_docs(md)
+    log("done in %.0f s: %s, %s" % (results["total_s"], os.path.join(s.out_dir, "results.json"),
+                                    os.path.join(s.out_dir, "results.md")))
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
