@@ -741,10 +741,16 @@ class Bench:
             win = CpuWindow(self.pg, self.kafka_pid, rr.pid).start()
             t_stream = None
             ws_cpu = None
+            timeline = []  # (seconds since start, MB of WAL confirmed), every 0.5 s
+            start_lsn = None
             while True:
                 rr.check_alive()
                 confirmed, ws_pid = mon.slot(slot)
                 now = time.monotonic()
+                if start_lsn is None:
+                    start_lsn = confirmed
+                if not timeline or now - rr.t_start - timeline[-1][0] >= 0.5:
+                    timeline.append((round(now - rr.t_start, 2), round((confirmed - start_lsn) / 1048576.0, 1)))
                 if confirmed >= end_lsn:
                     break
                 if ws_pid is not None and (c := proc_cpu(ws_pid)) is not None:
@@ -768,7 +774,8 @@ class Bench:
             rr.stop()
             res = {"seconds": elapsed, "rows_per_s": rows / elapsed, "startup_s": t_stream, "pid": rr.pid,
                    "cpu_s": cpu, "cpu_us_per_row": cpu / rows * 1e6, "rss_end_mb": mb(rss),
-                   "peak_rss_mb": mb(hwm), "walsender_cpu_s": ws_cpu, "cpu_use": cpu_use}
+                   "peak_rss_mb": mb(hwm), "walsender_cpu_s": ws_cpu, "cpu_use": cpu_use,
+                   "confirmed_mb_timeline": timeline}
             if mode == "exactly-once":
                 res["kafka_transactions"] = rr.kafka_transactions()
             if self.s.verify:
@@ -1014,8 +1021,9 @@ class Bench:
                 try:
                     while not stop_sampling.is_set():
                         rss, hwm = rr.mem()
-                        if rss is None:
-                            break
+                        if rss is None:  # exited (a supervisor would restart it; so do we, below)
+                            stop_sampling.wait(0.5)
+                            continue
                         confirmed, _ = mon.slot(slot)
                         series.append({"t": round(time.time() - t_ref, 2), "rss_mb": mb(rss),
                                        "lag_kb": (mon.wal_lsn() - confirmed) / 1024.0})
@@ -1040,14 +1048,35 @@ class Bench:
             marks["stop"] = time.time() - t_ref
             self.kafka.stop()
             marks["stopped"] = time.time() - t_ref
-            time.sleep(self.s.outage_seconds)
-            rr.check_alive()
+            exits = []
+
+            def supervise(restart):
+                """Notes a relay exit; restarts it (as systemd would, Restart=on-failure) when asked."""
+                if rr.alive():
+                    return
+                if not exits or exits[-1].get("restarted"):
+                    errors = [ln for ln in rr.relay.log().splitlines() if " error " in ln] or [""]
+                    exits.append({"t": round(time.time() - t_ref, 1), "code": rr.relay.proc.returncode,
+                                  "last_error": errors[-1][:400]})
+                    log("%s: the relay exited with %s at %.0f s: %s" % (tag, exits[-1]["code"], exits[-1]["t"],
+                                                                        exits[-1]["last_error"]))
+                if restart:
+                    if len(exits) > 5:
+                        raise BenchError("%s: the relay keeps exiting" % tag)
+                    rr.start()
+                    exits[-1]["restarted"] = round(time.time() - t_ref, 1)
+
+            until = time.time() + self.s.outage_seconds
+            while time.time() < until:
+                supervise(restart=False)
+                time.sleep(0.2)
             marks["start"] = time.time() - t_ref
             self.kafka.start()
             marks["up"] = time.time() - t_ref
+            supervise(restart=True)
             target = mon.wal_lsn()
             while True:
-                rr.check_alive()
+                supervise(restart=True)
                 if mon.slot(slot)[0] >= target:
                     break
                 if time.time() - t_ref - marks["up"] > 600:
@@ -1055,11 +1084,13 @@ class Bench:
                 time.sleep(0.1)
             marks["caught_up"] = time.time() - t_ref
             time.sleep(5.0)
+            supervise(restart=True)
             stop_ev.set()
             writers = [wq.get(timeout=60) for _ in range(nwriters)]
             written = sum(w["rows"] for w in writers)
             marks["writers_stopped"] = time.time() - t_ref
             time.sleep(2.0)
+            supervise(restart=True)
             stop_sampling.set()
             sampler.join(10)
             rss, hwm = rr.mem()
@@ -1088,12 +1119,15 @@ class Bench:
                    "rss_after_peak_mb": max(after) if after else None,
                    "peak_rss_mb": mb(hwm), "rss_end_mb": mb(rss), "cpu_s": cpu,
                    "max_lag_mb": max(p["lag_kb"] for p in series) / 1024.0 if series else None,
-                   "marks": marks, "series": series, "cpu_use": cpu_use}
+                   "marks": marks, "series": series, "cpu_use": cpu_use, "relay_exits": exits}
             # Bounded: the second half of the outage adds less than 2 MB to the first half's peak.
             res["rss_bounded"] = (bool(during) and
                                   res["rss_outage_peak_mb"] <= res["rss_outage_first_half_peak_mb"] + 2.0)
             if n < written or (mode == "exactly-once" and n != written):
                 res["error"] = "%d records in Kafka for %d rows" % (n, written)
+            if exits:
+                res["error"] = "the relay exited (%s) during the outage and was restarted%s" % (
+                    exits[0]["code"], "; " + res["error"] if "error" in res else "")
             return res
         finally:
             stop_sampling.set()
@@ -1360,15 +1394,24 @@ def markdown(results):
                      % "{:,}".format(og[0]["rate"]))
         lines.append("")
         lines.append("| mode | broker down s (unavailable s) | RSS before MB | RSS peak during outage MB | "
-                     "RSS at end of outage MB | RSS peak after MB | catch-up s | rows written | records in Kafka |")
-        lines.append("|---|---|---|---|---|---|---|---|---|")
+                     "RSS at end of outage MB | RSS peak after MB | catch-up s | rows written | records in Kafka | "
+                     "relay exited |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|")
         for r in og:
-            lines.append("| %s | %.0f (%.0f) | %s | %s | %s | %s | %.1f | %s | %s |" % (
+            ex = r.get("relay_exits") or []
+            lines.append("| %s | %.0f (%.0f) | %s | %s | %s | %s | %.1f | %s | %s | %s |" % (
                 r["mode"], r["outage_s"], r["unavailable_s"], _fmt(r["rss_before_mb"], "%.1f"),
                 _fmt(r["rss_outage_peak_mb"], "%.1f"),
                 _fmt(r["rss_outage_end_mb"], "%.1f"), _fmt(r["rss_after_peak_mb"], "%.1f"), r["catch_up_s"],
-                "{:,}".format(r["rows"]), "{:,}".format(r["records_in_kafka"])))
+                "{:,}".format(r["rows"]), "{:,}".format(r["records_in_kafka"]),
+                "no" if not ex else "; ".join("exit %s at %.0f s%s" % (
+                    x["code"], x["t"], ", restarted" if x.get("restarted") else "") for x in ex)))
         lines.append("")
+        for r in og:
+            for ex in r.get("relay_exits") or []:
+                if ex.get("last_error"):
+                    lines.append("The %s relay exited: `%s`" % (r["mode"], ex["last_error"].split(" error ", 1)[-1]))
+                    lines.append("")
         for r in og:
             pts, next_t = [], 0.0
             for p in r["series"]:
