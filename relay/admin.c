@@ -11,16 +11,14 @@
 
 #include "checkpoint.h"
 #include "lsn.h"
+#include "pg_stream.h"
 
 #define ADMIN_KAFKA_TIMEOUT_MS 10000
 
 /* A normal (not replication) connection with the relay's conninfo and password. */
 static PGconn *admin_connect(const relay_config *cfg)
 {
-	const char *keys[] = {"dbname", "fallback_application_name", "connect_timeout",
-			      cfg->pg_password ? "password" : NULL, NULL};
-	const char *vals[] = {cfg->pg_conninfo, "outbox-relay-admin", "10", cfg->pg_password, NULL};
-	return PQconnectdbParams(keys, vals, 1);
+	return pg_sql_connect(cfg->pg_conninfo, cfg->pg_password, "outbox-relay-admin", 10);
 }
 
 /* The first value of a one-row query as a new string; NULL on error or no row. */

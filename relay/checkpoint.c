@@ -100,8 +100,18 @@ static bool all_read(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *l, const i
  * topic) holds the read back until it ends; the newest checkpoint of this relay can lie behind
  * it. Reaching the watermark is the only proof of having seen everything.
  */
+/* Keeps the newest value of the "<key>.snapshot" record (a tombstone clears it). */
+static void keep_state(const rd_kafka_message_t *m, const char *key, size_t klen, char **state)
+{
+	if (!state || m->err || m->key_len != klen + 9 || memcmp(m->key, key, klen) != 0 ||
+	    memcmp((const char *)m->key + klen, ".snapshot", 9) != 0)
+		return;
+	free(*state);
+	*state = m->payload ? strndup(m->payload, m->len) : NULL;
+}
+
 static checkpoint_result read_to_end(rd_kafka_t *rk, const char *topic, int parts, const char *key,
-				     checkpoint *cp, char *err, size_t errlen)
+				     checkpoint *cp, char **state, char *err, size_t errlen)
 {
 	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts);
 	int64_t *high = calloc((size_t)parts, sizeof(int64_t));
@@ -131,6 +141,7 @@ static checkpoint_result read_to_end(rd_kafka_t *rk, const char *topic, int part
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
 		if (!m)
 			continue;
+		keep_state(m, key, klen, state);
 		if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
 			log_warn("reading checkpoint topic %s: %s", topic, rd_kafka_message_errstr(m));
 		} else if (!m->err && m->key_len == klen && memcmp(m->key, key, klen) == 0 && !m->payload) {
@@ -156,11 +167,20 @@ done:
 checkpoint_result checkpoint_load(const relay_config *cfg, const char *topic, const char *key,
 				  bool create, checkpoint *cp, char *err, size_t errlen)
 {
+	return checkpoint_load_state(cfg, topic, key, create, cp, NULL, err, errlen);
+}
+
+checkpoint_result checkpoint_load_state(const relay_config *cfg, const char *topic, const char *key,
+					bool create, checkpoint *cp, char **state, char *err,
+					size_t errlen)
+{
 	rd_kafka_t *rk = new_consumer(cfg, key, err, errlen);
 	checkpoint_result r = CHECKPOINT_ERROR;
 	int parts;
 
 	memset(cp, 0, sizeof(*cp));
+	if (state)
+		*state = NULL;
 	if (!rk)
 		return CHECKPOINT_ERROR;
 	parts = kafka_admin_partitions(rk, topic, CHECKPOINT_TIMEOUT_MS, err, errlen);
@@ -178,10 +198,14 @@ checkpoint_result checkpoint_load(const relay_config *cfg, const char *topic, co
 		parts = kafka_admin_partitions(rk, topic, CHECKPOINT_TIMEOUT_MS, err, errlen);
 	}
 	if (parts > 0)
-		r = read_to_end(rk, topic, parts, key, cp, err, errlen);
+		r = read_to_end(rk, topic, parts, key, cp, state, err, errlen);
 	else if (parts == 0)
 		snprintf(err, errlen, "checkpoint topic %s was created but is not visible yet", topic);
 done:
+	if (state && r != CHECKPOINT_FOUND) {
+		free(*state);
+		*state = NULL;
+	}
 	rd_kafka_consumer_close(rk);
 	rd_kafka_destroy(rk);
 	return r;

@@ -39,5 +39,12 @@ typedef enum {
  */
 checkpoint_result checkpoint_load(const relay_config *cfg, const char *topic, const char *key,
 				  bool create, checkpoint *cp, char *err, size_t errlen);
+/*
+ * The same, also returning in *state the newest committed record of key "<key>.snapshot" (the
+ * snapshot progress, malloc'd; NULL when there is none or no checkpoint was found).
+ */
+checkpoint_result checkpoint_load_state(const relay_config *cfg, const char *topic, const char *key,
+					bool create, checkpoint *cp, char **state, char *err,
+					size_t errlen);
 
 #endif

@@ -23,9 +23,17 @@ typedef struct {
 
 #define OFF(field) offsetof(relay_config, field)
 #define SRC(field) offsetof(source_config, field)
+#define CAP(field) offsetof(capture_config, field)
 
 /* A list field is a char ** followed by its int count. */
 _Static_assert(offsetof(source_config, n_headers) == offsetof(source_config, headers) + sizeof(char **),
+	       "list count must follow the list");
+_Static_assert(offsetof(capture_config, n_key_columns) ==
+		       offsetof(capture_config, key_columns) + sizeof(char **) &&
+		       offsetof(capture_config, n_include_columns) ==
+			       offsetof(capture_config, include_columns) + sizeof(char **) &&
+		       offsetof(capture_config, n_exclude_columns) ==
+			       offsetof(capture_config, exclude_columns) + sizeof(char **),
 	       "list count must follow the list");
 
 static const opt_def opts[] = {
@@ -66,6 +74,10 @@ static const opt_def opts[] = {
 	 "on SIGTERM, how long to wait for Kafka to acknowledge what is in flight"},
 	{"relay.reconnect_max_backoff_ms", OPT_INT, OFF(reconnect_max_backoff_ms), "30000", 100,
 	 3600000, "longest wait between two reconnection attempts (the wait doubles from 500 ms)"},
+	{"relay.topic_prefix", OPT_STRING, OFF(topic_prefix), "cdc", 0, 0,
+	 "${prefix} of the capture topic templates"},
+	{"relay.snapshot_chunk_rows", OPT_INT, OFF(snapshot_chunk_rows), "4096", 1, 1000000,
+	 "rows a snapshot reads (and holds in memory) at a time, by key order"},
 	{"relay.metrics_listen", OPT_STRING, OFF(metrics_listen), "", 0, 0,
 	 "host:port of the HTTP server for /metrics (Prometheus), /healthz and /readyz; \":9187\" "
 	 "binds 127.0.0.1; \"\": off"},
@@ -118,6 +130,39 @@ static const opt_def source_opts[] = {
 
 #define N_SOURCE_OPTS (sizeof(source_opts) / sizeof(source_opts[0]))
 #define SOURCES "sources"
+
+/* The keys of each element of the capture list. */
+static const opt_def capture_opts[] = {
+	{"tables", OPT_STRING, CAP(tables), "", 0, 0,
+	 "tables to capture: schema.table, either part may be * (all)"},
+	{"topic", OPT_STRING, CAP(topic), "${prefix}.${schema}.${table}", 0, 0,
+	 "topic template: ${prefix} (relay.topic_prefix), ${schema}, ${table}"},
+	{"key_columns", OPT_STRING_LIST, CAP(key_columns), "", 0, 0,
+	 "columns of the record key (default: the primary key, else the replica identity index)"},
+	{"include_columns", OPT_STRING_LIST, CAP(include_columns), "", 0, 0,
+	 "publish only these columns (default: all)"},
+	{"exclude_columns", OPT_STRING_LIST, CAP(exclude_columns), "", 0, 0,
+	 "never publish these columns (e.g. password_hash)"},
+	{"unkeyed", OPT_BOOL, CAP(unkeyed), "false", 0, 0,
+	 "publish a table without primary key or replica identity index with null keys (else refused)"},
+	{"tombstones", OPT_BOOL, CAP(tombstones), "true", 0, 0,
+	 "follow each delete with a tombstone (null value) for compacted topics"},
+	{"snapshot", OPT_BOOL, CAP(snapshot), "true", 0, 0,
+	 "publish the existing rows (op r) when a table is first captured (needs exactly-once)"},
+};
+
+#define N_CAPTURE_OPTS (sizeof(capture_opts) / sizeof(capture_opts[0]))
+#define CAPTURE "capture"
+
+/* A list of groups in the file, each loaded through its own table of keys. */
+typedef struct {
+	const char *name;
+	const opt_def *opts;
+	size_t n_opts;
+} list_spec;
+
+static const list_spec source_list = {SOURCES, source_opts, N_SOURCE_OPTS};
+static const list_spec capture_list = {CAPTURE, capture_opts, N_CAPTURE_OPTS};
 
 static const char *const type_names[] = {"string", "bool", "integer", "list of strings"};
 static const char *const type_articles[] = {"a", "a", "an", "a"};
@@ -298,7 +343,8 @@ static int load_kafka(relay_config *cfg, const config_setting_t *group, FILE *er
 static bool group_known(const char *gname)
 {
 	size_t glen = strlen(gname);
-	if (strcmp(gname, KAFKA_GROUP) == 0 || strcmp(gname, SOURCES) == 0)
+	if (strcmp(gname, KAFKA_GROUP) == 0 || strcmp(gname, SOURCES) == 0 ||
+	    strcmp(gname, CAPTURE) == 0)
 		return true;
 	for (size_t i = 0; i < N_OPTS; i++)
 		if (strncmp(opts[i].path, gname, glen) == 0 && opts[i].path[glen] == '.')
@@ -314,8 +360,8 @@ static int check_unknown(relay_config *cfg, const config_setting_t *root, FILE *
 	for (int i = 0; i < n; i++) {
 		const config_setting_t *g = config_setting_get_elem(root, (unsigned)i);
 		const char *gname = config_setting_name(g);
-		if (strcmp(gname, SOURCES) == 0)
-			continue; /* a list: load_sources checks it */
+		if (strcmp(gname, SOURCES) == 0 || strcmp(gname, CAPTURE) == 0)
+			continue; /* a list: load_list checks it */
 		if (!group_known(gname) || !config_setting_is_group(g)) {
 			fprintf(err, "%s:%d: unknown %s '%s'\n", cfg->path, setting_line(g),
 				config_setting_is_group(g) ? "group" : "setting", gname);
@@ -368,35 +414,35 @@ static void free_opts_one(void *base, const opt_def *o)
 	}
 }
 
-/* Loads one element of the sources list; its keys come from source_opts or their defaults. */
-static int load_source(relay_config *cfg, source_config *src, const config_setting_t *g, int idx,
-		       FILE *err)
+/* Loads one element of a list; its keys come from the list's table or their defaults. */
+static int load_entry(relay_config *cfg, const list_spec *ls, void *base, int *line,
+		      const config_setting_t *g, int idx, FILE *err)
 {
 	char name[128];
 	int bad = 0;
 
-	src->line = g ? setting_line(g) : 1;
+	*line = g ? setting_line(g) : 1;
 	for (int j = 0; g && j < config_setting_length(g); j++) {
 		const config_setting_t *s = config_setting_get_elem(g, (unsigned)j);
 		const char *key = config_setting_name(s);
 		size_t k;
-		for (k = 0; k < N_SOURCE_OPTS && strcmp(source_opts[k].path, key) != 0; k++)
+		for (k = 0; k < ls->n_opts && strcmp(ls->opts[k].path, key) != 0; k++)
 			;
-		if (k == N_SOURCE_OPTS) {
-			fprintf(err, "%s:%d: unknown setting 'sources[%d].%s'\n", cfg->path,
-				setting_line(s), idx, key ? key : "?");
+		if (k == ls->n_opts) {
+			fprintf(err, "%s:%d: unknown setting '%s[%d].%s'\n", cfg->path,
+				setting_line(s), ls->name, idx, key ? key : "?");
 			bad = -1;
 		}
 	}
-	for (size_t k = 0; k < N_SOURCE_OPTS; k++) {
-		const config_setting_t *s = g ? config_setting_get_member(g, source_opts[k].path) : NULL;
-		snprintf(name, sizeof(name), "sources[%d].%s", idx, source_opts[k].path);
+	for (size_t k = 0; k < ls->n_opts; k++) {
+		const config_setting_t *s = g ? config_setting_get_member(g, ls->opts[k].path) : NULL;
+		snprintf(name, sizeof(name), "%s[%d].%s", ls->name, idx, ls->opts[k].path);
 		if (!s) {
-			apply_default(src, &source_opts[k]);
-		} else if (load_opt(cfg, src, &source_opts[k], name, s, err) < 0) {
-			/* Reported; the default keeps the source whole for the checks that follow. */
-			free_opts_one(src, &source_opts[k]);
-			apply_default(src, &source_opts[k]);
+			apply_default(base, &ls->opts[k]);
+		} else if (load_opt(cfg, base, &ls->opts[k], name, s, err) < 0) {
+			/* Reported; the default keeps the entry whole for the checks that follow. */
+			free_opts_one(base, &ls->opts[k]);
+			apply_default(base, &ls->opts[k]);
 			bad = -1;
 		}
 	}
@@ -439,35 +485,127 @@ static int check_source(const relay_config *cfg, const source_config *src, int i
 	return 0;
 }
 
-/* The sources list; without one, a single source reads outbox.events with the defaults. */
+/*
+ * The groups of a list: NULL entries (g) when the file has no such list. Returns the list's
+ * setting, or NULL; -1 in *bad for a list that is not a non-empty list of groups.
+ */
+static const config_setting_t *list_groups(relay_config *cfg, const config_t *lc, const char *lname,
+					   int *n, int *bad, FILE *err)
+{
+	const config_setting_t *list = config_lookup(lc, lname);
+
+	*n = list ? config_setting_length(list) : 0;
+	if (list && (!config_setting_is_list(list) || *n == 0)) {
+		fprintf(err, "%s:%d: %s must be a non-empty list of groups: ( { ... } )\n", cfg->path,
+			setting_line(list), lname);
+		*bad = -1;
+		*n = 0;
+		return NULL;
+	}
+	return list;
+}
+
+/* One group of a list, or NULL (reported) when the element is not a group. */
+static const config_setting_t *list_group(relay_config *cfg, const config_setting_t *list, int i,
+					  const char *lname, int *bad, FILE *err)
+{
+	const config_setting_t *g = list ? config_setting_get_elem(list, (unsigned)i) : NULL;
+	if (g && !config_setting_is_group(g)) {
+		fprintf(err, "%s:%d: %s[%d] must be a group { ... }\n", cfg->path, setting_line(g),
+			lname, i);
+		*bad = -1;
+		return NULL;
+	}
+	return g;
+}
+
+/*
+ * The sources list; without one, a single source reads outbox.events with the defaults (unless
+ * the file captures tables: then there is no outbox source).
+ */
 static int load_sources(relay_config *cfg, const config_t *lc, FILE *err)
 {
-	const config_setting_t *list = config_lookup(lc, SOURCES);
-	int n = list ? config_setting_length(list) : 1, bad = 0;
+	int n, bad = 0;
+	const config_setting_t *list = list_groups(cfg, lc, SOURCES, &n, &bad, err);
 
-	if (list && (!config_setting_is_list(list) || n == 0)) {
-		fprintf(err, "%s:%d: sources must be a non-empty list of groups: ( { table = \"...\"; } )\n",
-			cfg->path, setting_line(list));
-		return -1;
-	}
+	if (bad)
+		return bad;
+	if (!list && config_lookup(lc, CAPTURE))
+		return 0;
+	if (!list)
+		n = 1;
 	cfg->sources = calloc((size_t)n, sizeof(source_config));
 	cfg->n_sources = n;
 	for (int i = 0; i < n; i++) {
-		const config_setting_t *g = list ? config_setting_get_elem(list, (unsigned)i) : NULL;
-		if (g && !config_setting_is_group(g)) {
-			fprintf(err, "%s:%d: sources[%d] must be a group { ... }\n", cfg->path,
-				setting_line(g), i);
-			bad = -1;
-			g = NULL;
-		}
-		int b = load_source(cfg, &cfg->sources[i], g, i, err);
+		const config_setting_t *g = list_group(cfg, list, i, SOURCES, &bad, err);
+		source_config *src = &cfg->sources[i];
+		int b = load_entry(cfg, &source_list, src, &src->line, g, i, err);
 		if (!list) {
-			free(cfg->sources[i].table);
-			cfg->sources[i].table = xstrdup("outbox.events");
+			free(src->table);
+			src->table = xstrdup("outbox.events");
 		}
 		if (b == 0)
-			b = check_source(cfg, &cfg->sources[i], i, err);
+			b = check_source(cfg, src, i, err);
 		bad |= b;
+	}
+	return bad;
+}
+
+/* One part of a capture pattern: "*" or a name without "*" (wal2json matches whole parts). */
+static bool pattern_part_ok(const char *p, size_t len)
+{
+	if (len == 0)
+		return false;
+	if (len == 1 && p[0] == '*')
+		return true;
+	return memchr(p, '*', len) == NULL;
+}
+
+/* A capture entry: a valid pattern and template, and columns either included or excluded. */
+static int check_capture(const relay_config *cfg, const capture_config *c, int idx, FILE *err)
+{
+	char why[512];
+	const char *dot = strchr(c->tables, '.');
+
+	if (!dot || !pattern_part_ok(c->tables, (size_t)(dot - c->tables)) ||
+	    !pattern_part_ok(dot + 1, strlen(dot + 1))) {
+		fprintf(err, "%s:%d: capture[%d].tables '%s' must be schema.table, where either part "
+			"may be * (for example public.users, public.*, *.orders)\n", cfg->path, c->line,
+			idx, c->tables);
+		return -1;
+	}
+	if (router_check_template(c->topic, why, sizeof(why)) < 0) {
+		fprintf(err, "%s:%d: capture[%d].topic: %s\n", cfg->path, c->line, idx, why);
+		return -1;
+	}
+	if (c->n_include_columns > 0 && c->n_exclude_columns > 0) {
+		fprintf(err, "%s:%d: capture[%d] sets both include_columns and exclude_columns: "
+			"keep one\n", cfg->path, c->line, idx);
+		return -1;
+	}
+	if (c->snapshot && !cfg->exactly_once) {
+		fprintf(err, "%s:%d: capture[%d].snapshot needs relay.delivery = \"exactly-once\" "
+			"(a snapshot's progress is stored with the checkpoint); set snapshot = false\n",
+			cfg->path, c->line, idx);
+		return -1;
+	}
+	return 0;
+}
+
+/* The capture list (optional). */
+static int load_captures(relay_config *cfg, const config_t *lc, FILE *err)
+{
+	int n, bad = 0;
+	const config_setting_t *list = list_groups(cfg, lc, CAPTURE, &n, &bad, err);
+
+	if (!list)
+		return bad;
+	cfg->captures = calloc((size_t)n, sizeof(capture_config));
+	cfg->n_captures = n;
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *g = list_group(cfg, list, i, CAPTURE, &bad, err);
+		capture_config *c = &cfg->captures[i];
+		bad |= load_entry(cfg, &capture_list, c, &c->line, g, i, err);
 	}
 	return bad;
 }
@@ -506,6 +644,8 @@ static int check_values(relay_config *cfg, const config_t *lc, FILE *err)
 			cfg->path, line_of(lc, "relay.delivery"), cfg->delivery);
 		bad = -1;
 	}
+	for (int i = 0; i < cfg->n_captures; i++)
+		bad |= check_capture(cfg, &cfg->captures[i], i, err);
 	if (!cfg->exactly_once && config_kafka_get(cfg, "transactional.id")) {
 		fprintf(err, "%s:%d: kafka.transactional_id needs relay.delivery = \"exactly-once\"\n",
 			cfg->path, line_of(lc, KAFKA_GROUP));
@@ -608,6 +748,7 @@ relay_config *config_load(const char *path, FILE *err)
 		}
 	}
 	bad |= load_sources(cfg, &lc, err);
+	bad |= load_captures(cfg, &lc, err);
 	const config_setting_t *kg = config_lookup(&lc, KAFKA_GROUP);
 	if (kg && config_setting_is_group(kg))
 		bad |= load_kafka(cfg, kg, err);
@@ -648,6 +789,9 @@ void config_free(relay_config *cfg)
 	for (int i = 0; i < cfg->n_sources; i++)
 		free_opts(&cfg->sources[i], source_opts, N_SOURCE_OPTS);
 	free(cfg->sources);
+	for (int i = 0; i < cfg->n_captures; i++)
+		free_opts(&cfg->captures[i], capture_opts, N_CAPTURE_OPTS);
+	free(cfg->captures);
 	if (cfg->pg_password) {
 		explicit_bzero(cfg->pg_password, strlen(cfg->pg_password));
 		free(cfg->pg_password);
@@ -679,6 +823,10 @@ void config_describe(FILE *out)
 		fprintf(out, "| `sources[].%s` | %s | %s | %s |\n", source_opts[i].path,
 			type_names[source_opts[i].type],
 			source_opts[i].def[0] ? source_opts[i].def : "\"\"", source_opts[i].doc);
+	for (size_t i = 0; i < N_CAPTURE_OPTS; i++)
+		fprintf(out, "| `capture[].%s` | %s | %s | %s |\n", capture_opts[i].path,
+			type_names[capture_opts[i].type],
+			capture_opts[i].def[0] ? capture_opts[i].def : "\"\"", capture_opts[i].doc);
 	fprintf(out, "| `kafka.*` | any | | librdkafka properties, `_` written for `.` "
 		     "(`bootstrap_servers` is `bootstrap.servers`); `bootstrap_servers` is required |\n");
 }
@@ -699,35 +847,44 @@ static bool same_value(const relay_config *a, const relay_config *b, const opt_d
 	}
 }
 
-/* True when the sources and kafka settings are the same (they can only change with a restart). */
+/* True when two entries of a list hold the same values for every key of its table. */
+static bool same_entry(const list_spec *ls, const void *a, const void *b)
+{
+	for (size_t k = 0; k < ls->n_opts; k++) {
+		const opt_def *o = &ls->opts[k];
+		const void *fa = (const char *)a + o->offset, *fb = (const char *)b + o->offset;
+		if (o->type == OPT_STRING && strcmp(*(char *const *)fa, *(char *const *)fb) != 0)
+			return false;
+		if (o->type == OPT_BOOL && *(const bool *)fa != *(const bool *)fb)
+			return false;
+		if (o->type == OPT_STRING_LIST) {
+			int na = *(const int *)((const char *)fa + sizeof(char **));
+			int nb = *(const int *)((const char *)fb + sizeof(char **));
+			if (na != nb)
+				return false;
+			for (int j = 0; j < na; j++)
+				if (strcmp((*(char **const *)fa)[j], (*(char **const *)fb)[j]) != 0)
+					return false;
+		}
+	}
+	return true;
+}
+
+/* True when sources, captures and kafka settings are the same (they need a restart to change). */
 static bool same_sources_and_kafka(const relay_config *a, const relay_config *b)
 {
-	if (a->n_sources != b->n_sources || a->n_kafka != b->n_kafka)
+	if (a->n_sources != b->n_sources || a->n_kafka != b->n_kafka || a->n_captures != b->n_captures)
 		return false;
 	for (int i = 0; i < a->n_kafka; i++)
 		if (strcmp(a->kafka[i].name, b->kafka[i].name) != 0 ||
 		    strcmp(a->kafka[i].value, b->kafka[i].value) != 0)
 			return false;
-	for (int i = 0; i < a->n_sources; i++) {
-		for (size_t k = 0; k < N_SOURCE_OPTS; k++) {
-			const opt_def *o = &source_opts[k];
-			const void *fa = (const char *)&a->sources[i] + o->offset;
-			const void *fb = (const char *)&b->sources[i] + o->offset;
-			if (o->type == OPT_STRING && strcmp(*(char *const *)fa, *(char *const *)fb) != 0)
-				return false;
-			if (o->type == OPT_BOOL && *(const bool *)fa != *(const bool *)fb)
-				return false;
-			if (o->type == OPT_STRING_LIST) {
-				int na = *(const int *)((const char *)fa + sizeof(char **));
-				int nb = *(const int *)((const char *)fb + sizeof(char **));
-				if (na != nb)
-					return false;
-				for (int j = 0; j < na; j++)
-					if (strcmp((*(char **const *)fa)[j], (*(char **const *)fb)[j]) != 0)
-						return false;
-			}
-		}
-	}
+	for (int i = 0; i < a->n_sources; i++)
+		if (!same_entry(&source_list, &a->sources[i], &b->sources[i]))
+			return false;
+	for (int i = 0; i < a->n_captures; i++)
+		if (!same_entry(&capture_list, &a->captures[i], &b->captures[i]))
+			return false;
 	return true;
 }
 
@@ -755,7 +912,7 @@ void config_reload(relay_config *running, const relay_config *fresh)
 		log_info("reload: %s changed", o->path);
 	}
 	if (!same_sources_and_kafka(running, fresh))
-		log_warn("reload: sources or kafka settings changed, which needs a restart; keeping the "
+		log_warn("reload: sources, capture or kafka settings changed, which needs a restart; keeping the "
 			 "running ones");
 }
 

@@ -35,6 +35,26 @@ typedef struct {
 	int line;             /* where the file defines it (1 for the default source) */
 } source_config;
 
+/*
+ * Change capture of existing tables (docs/change-capture.md): every insert, update, delete and
+ * truncate of the tables matching a pattern becomes a record with an envelope, and existing rows
+ * are published by snapshots.
+ */
+typedef struct {
+	char *tables;          /* "schema.table"; either part may be "*" (all) */
+	char *topic;           /* template: ${prefix} ${schema} ${table} */
+	char **key_columns;    /* empty: the primary key, else the replica identity index */
+	int n_key_columns;
+	char **include_columns; /* empty: all */
+	int n_include_columns;
+	char **exclude_columns;
+	int n_exclude_columns;
+	bool unkeyed;          /* a table without a key is published with null keys (else refused) */
+	bool tombstones;       /* a delete is followed by a null-value record */
+	bool snapshot;         /* publish the existing rows when the table is first captured */
+	int line;
+} capture_config;
+
 typedef struct {
 	char *path; /* the file it was read from */
 
@@ -47,6 +67,12 @@ typedef struct {
 	/* sources */
 	source_config *sources;
 	int n_sources;
+
+	/* capture */
+	capture_config *captures;
+	int n_captures;
+	char *topic_prefix;      /* ${prefix} of capture topics */
+	int snapshot_chunk_rows; /* rows per snapshot chunk */
 
 	/* relay */
 	char *delivery; /* "exactly-once" or "at-least-once" */

@@ -26,7 +26,11 @@ void eos_init(eos *e, const relay_config *cfg, const char *txn_id)
 	e->txn_id = strdup(txn_id);
 }
 
-void eos_free(eos *e) { free(e->txn_id); }
+void eos_free(eos *e)
+{
+	free(e->txn_id);
+	free(e->attached);
+}
 
 typedef kafka_txn_result (*txn_call)(kafka_producer *kp, int timeout_ms, char *err, size_t errlen);
 
@@ -173,6 +177,36 @@ static eos_result produce_checkpoint(eos *e, const checkpoint *cp, eos_tick_fn t
 	return EOS_OK;
 }
 
+void eos_attach_state(eos *e, char *value)
+{
+	free(e->attached);
+	e->attached = value;
+}
+
+/* Adds the attached state record (if any) to the open transaction. */
+static eos_result produce_attached(eos *e, eos_tick_fn tick, void *ctx)
+{
+	char key[600];
+	rd_kafka_resp_err_t err;
+
+	if (!e->attached)
+		return EOS_OK;
+	snprintf(key, sizeof(key), "%s.snapshot", e->txn_id);
+	while ((err = kafka_produce_plain(e->kp, e->cfg->checkpoint_topic, key, e->attached,
+					  EOS_CHECKPOINT_OPAQUE)) == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+		if (tick(ctx) < 0)
+			break;
+	}
+	free(e->attached);
+	e->attached = NULL;
+	if (err) {
+		log_error("cannot add the snapshot state to the Kafka transaction: %s",
+			  rd_kafka_err2str(err));
+		return EOS_REPLAY;
+	}
+	return EOS_OK;
+}
+
 eos_result eos_commit(eos *e, eos_tick_fn tick, void *ctx)
 {
 	char err[512];
@@ -183,7 +217,8 @@ eos_result eos_commit(eos *e, eos_tick_fn tick, void *ctx)
 		log_error("%s", err);
 		return res;
 	}
-	if ((res = produce_checkpoint(e, &cp, tick, ctx)) != EOS_OK)
+	if ((res = produce_attached(e, tick, ctx)) != EOS_OK ||
+	    (res = produce_checkpoint(e, &cp, tick, ctx)) != EOS_OK)
 		return res;
 	kafka_txn_result r = until_done(e, kafka_txn_commit, tick, ctx, err, sizeof(err));
 	if (r == KAFKA_TXN_RETRY)
@@ -214,6 +249,7 @@ eos_result eos_abort(eos *e, eos_tick_fn tick, void *ctx)
 	if (e->open)
 		r = until_done(e, kafka_txn_abort, tick, ctx, err, sizeof(err));
 	eos_resume(e, &e->committed);
+	eos_attach_state(e, NULL); /* its owner goes back to the committed state too */
 	if (r != KAFKA_TXN_OK) {
 		log_error("cannot abort the Kafka transaction: %s", r == KAFKA_TXN_RETRY ? "gave up" : err);
 		return EOS_FATAL;

@@ -29,6 +29,7 @@ typedef struct {
 	uint64_t cur_rows;   /* its outbox rows read so far */
 	uint64_t skip_rows;  /* of them, how many the committed checkpoint covers */
 	int64_t last_commit_ms;
+	char *attached;      /* a state record for the next commit (snapshot progress), or NULL */
 } eos;
 
 /* Result of an eos step, for the main loop. */
@@ -62,6 +63,12 @@ bool eos_idle_checkpoint_due(const eos *e);
 /* The checkpoint a commit now would store: all done transactions, and the rows read of the
  * current one (or, until it is reached again, the committed count of a split transaction). */
 checkpoint eos_pending(const eos *e);
+/*
+ * Adds a record to the next commit: value under the key "<transactional.id>.snapshot" of the
+ * checkpoint topic, in the same Kafka transaction (eos owns value from here; it replaces an
+ * earlier one not committed yet).
+ */
+void eos_attach_state(eos *e, char *value);
 /* Produces the checkpoint and commits; EOS_REPLAY means it was aborted: read again. */
 eos_result eos_commit(eos *e, eos_tick_fn tick, void *ctx);
 /* Aborts the open transaction (if any) and forgets the session's reading state. */

@@ -467,11 +467,8 @@ int pg_stream_flush(pg_stream *s)
 int pg_slot_retained_wal(const char *conninfo, const char *password, const char *slot,
 			 uint64_t *bytes)
 {
-	const char *keys[] = {"connect_timeout", "dbname", "fallback_application_name",
-			      password ? "password" : NULL, NULL};
-	const char *vals[] = {"5", conninfo, "outbox-relay-watch", password, NULL};
 	const char *params[1] = {slot};
-	PGconn *c = PQconnectdbParams(keys, vals, 1);
+	PGconn *c = pg_sql_connect(conninfo, password, "outbox-relay-watch", 5);
 	PGresult *res = NULL;
 	int r = -1;
 
@@ -487,4 +484,15 @@ done:
 	PQclear(res);
 	PQfinish(c);
 	return r;
+}
+
+PGconn *pg_sql_connect(const char *conninfo, const char *password, const char *app, int timeout_s)
+{
+	char timeout[16];
+	const char *keys[] = {"connect_timeout", "dbname", "fallback_application_name",
+			      password ? "password" : NULL, NULL};
+	const char *vals[] = {timeout, conninfo, app, password, NULL};
+
+	snprintf(timeout, sizeof(timeout), "%d", timeout_s);
+	return PQconnectdbParams(keys, vals, 1);
 }

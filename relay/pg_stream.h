@@ -2,6 +2,7 @@
 #ifndef RELAY_PG_STREAM_H
 #define RELAY_PG_STREAM_H
 
+#include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -63,5 +64,11 @@ int pg_stream_flush(pg_stream *s);
 const char *pg_stream_error(const pg_stream *s);
 /* The slot's confirmed_flush_lsn when the connection checked it. */
 lsn_t pg_stream_start_lsn(const pg_stream *s);
+
+/*
+ * A normal (not replication) connection with the relay's conninfo and password (NULL: libpq's
+ * own ways), for catalog reads, snapshots and checks; the caller checks PQstatus and PQfinishes.
+ */
+PGconn *pg_sql_connect(const char *conninfo, const char *password, const char *app, int timeout_s);
 
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "capture.h"
 #include "checkpoint.h"
 #include "eos.h"
 #include "kafka.h"
@@ -19,6 +20,7 @@
 #include "pgtime.h"
 #include "progress.h"
 #include "route.h"
+#include "snapshot.h"
 #include "w2j.h"
 
 /* After the flush position moves, tell the server within this many ms (not on every ack). */
@@ -100,6 +102,13 @@ typedef struct {
 	lsn_t wal_end_seen;     /* newest server WAL position known (for replication_lag_bytes) */
 	bool streamed;          /* a session was streaming before: the next one is a reconnect */
 	eos_pending_metrics pend;
+	capture *cap;           /* change capture of existing tables, or NULL */
+	snapshot *snap;         /* their snapshots (exactly-once only), or NULL */
+	PGconn *sql;            /* normal connection: catalog reads and snapshot chunks */
+	uint64_t txn_xid;       /* xid of the open PostgreSQL transaction */
+	bool hold_commit;       /* records that must share one Kafka transaction are going out */
+	bool snap_queued;       /* the initial snapshots were queued */
+	int64_t next_chunk_ms;  /* no snapshot chunk before this time (after a failed attempt) */
 } relay;
 
 static volatile sig_atomic_t stop_requested;
@@ -441,9 +450,14 @@ static stream_end eos_to_stream(eos_result e)
 static eos_result commit_kafka(relay *r)
 {
 	bool was_open = r->eos.open;
-	eos_result res = eos_commit(&r->eos, eos_tick, r);
+	eos_result res;
 
+	if (r->snap && snapshot_dirty(r->snap))
+		eos_attach_state(&r->eos, snapshot_state_json(r->snap));
+	res = eos_commit(&r->eos, eos_tick, r);
 	if (res == EOS_OK) {
+		if (r->snap)
+			snapshot_committed(r->snap);
 		metrics_txn_committed();
 		pending_publish(&r->pend);
 	} else if (!r->eos.open) {
@@ -469,7 +483,7 @@ static eos_result abort_kafka(relay *r)
 /* Commits the open Kafka transaction, with its checkpoint, when it is due. */
 static stream_end maybe_commit(relay *r, bool input_idle)
 {
-	if (!r->eos_on || !eos_commit_due(&r->eos, input_idle))
+	if (!r->eos_on || r->hold_commit || !eos_commit_due(&r->eos, input_idle))
 		return STREAM_CONTINUE;
 	return eos_to_stream(commit_kafka(r));
 }
@@ -555,7 +569,7 @@ static stream_end produce(relay *r, const route_msg *m, bool dead_letter, rd_kaf
  * A row that cannot be published goes to the dead-letter topic (and the relay goes on), or,
  * with on_error = stop or when even that fails, stops the relay before the slot moves past it.
  */
-static stream_end reject_row(relay *r, const route_source *src, const w2j_record *rec,
+static stream_end reject_row(relay *r, const char *source, const w2j_record *rec,
 			     const char *data, size_t len, const char *why, route_msg *m)
 {
 	char a[LSN_TEXT_MAX];
@@ -566,12 +580,12 @@ static stream_end reject_row(relay *r, const route_source *src, const w2j_record
 	if (!r->cfg->dead_letter) {
 		log_error("cannot publish the row of %s at LSN %s (xid %llu): %s; stopping so that "
 			  "it is not skipped (relay.on_error = stop): fix it and restart",
-			  router_source_name(src), a, (unsigned long long)rec->xid, why);
+			  source, a, (unsigned long long)rec->xid, why);
 		return STREAM_FATAL;
 	}
-	log_warn("dead-lettering the row of %s at LSN %s (xid %llu): %s", router_source_name(src), a,
+	log_warn("dead-lettering the row of %s at LSN %s (xid %llu): %s", source, a,
 		 (unsigned long long)rec->xid, why);
-	router_dead_letter(r->router, src, rec, data, len, why, topic, m);
+	router_dead_letter_named(r->router, source, rec, data, len, why, topic, m);
 	stream_end e = produce(r, m, true, &refused);
 	if (refused) {
 		log_error("the dead-letter topic %s refused the row too: %s; stopping", m->topic,
@@ -591,10 +605,10 @@ static stream_end publish(relay *r, const route_source *src, const w2j_record *r
 
 	metrics_rows_read(1);
 	if (router_build(r->router, src, rec, &m, &why) < 0)
-		return reject_row(r, src, rec, data, len, why, &m);
+		return reject_row(r, router_source_name(src), rec, data, len, why, &m);
 	stream_end e = produce(r, &m, false, &refused);
 	if (refused)
-		return reject_row(r, src, rec, data, len, rd_kafka_err2str(refused), &m);
+		return reject_row(r, router_source_name(src), rec, data, len, rd_kafka_err2str(refused), &m);
 	return e;
 }
 
@@ -616,10 +630,163 @@ static stream_end publish_outside(relay *r, const route_source *src, const w2j_r
 	router_build(r->router, src, rec, &m, &why);
 	r->txn_seq = UINT64_MAX; /* no PostgreSQL transaction to account it to */
 	r->txn_commit_ms = 0;    /* nor a commit time: its latency counts from now */
-	e = reject_row(r, src, rec, data, len, why, &m);
+	e = reject_row(r, router_source_name(src), rec, data, len, why, &m);
 	r->txn_seq = seq;
 	r->txn_commit_ms = commit_ms;
 	return e;
+}
+
+/* The normal connection for catalog reads and snapshots, (re)opened when needed; NULL if down. */
+static PGconn *sql_conn(relay *r, char *err, size_t errlen)
+{
+	if (r->sql && PQstatus(r->sql) == CONNECTION_OK)
+		return r->sql;
+	PQfinish(r->sql);
+	r->sql = pg_sql_connect(r->cfg->pg_conninfo, r->cfg->pg_password, "outbox-relay-capture", 10);
+	if (PQstatus(r->sql) == CONNECTION_OK)
+		return r->sql;
+	snprintf(err, errlen, "connecting for catalog reads and snapshots: %s", PQerrorMessage(r->sql));
+	PQfinish(r->sql);
+	r->sql = NULL;
+	return NULL;
+}
+
+/* Produces records that must stay in one Kafka transaction (no commit between them). */
+static stream_end produce_held(relay *r, const route_msg *m, rd_kafka_resp_err_t *refused)
+{
+	bool held = r->hold_commit;
+	r->hold_commit = true;
+	stream_end e = produce(r, m, false, refused);
+	r->hold_commit = held;
+	return e;
+}
+
+/*
+ * A change of a captured table: its envelope record, then (for a delete, when asked) a
+ * tombstone, both in one Kafka transaction; a pending snapshot chunk learns of the key.
+ */
+static stream_end publish_change(relay *r, const capture_table *t, const w2j_record *rec,
+				 const char *data, size_t len)
+{
+	route_msg m;
+	const char *why = NULL;
+	rd_kafka_resp_err_t refused;
+	stream_end e;
+
+	metrics_rows_read(1);
+	if (capture_build(r->cap, t, rec, &m, &why) < 0)
+		return reject_row(r, t->name, rec, data, len, why, &m);
+	if (r->snap && rec->action == W2J_TRUNCATE)
+		snapshot_saw_truncate(r->snap, t, rec->xid);
+	else if (r->snap && m.key)
+		snapshot_saw_change(r->snap, t, rec->xid, m.key, m.key_len);
+	r->hold_commit = true;
+	e = produce(r, &m, false, &refused);
+	if (e == STREAM_CONTINUE && !refused && rec->action == W2J_DELETE && t->cfg->tombstones &&
+	    m.key) {
+		m.value = NULL;
+		m.value_len = 0;
+		e = produce(r, &m, false, &refused);
+	}
+	r->hold_commit = false;
+	if (refused)
+		return reject_row(r, t->name, rec, data, len, rd_kafka_err2str(refused), &m);
+	return e == STREAM_CONTINUE ? maybe_commit(r, false) : e;
+}
+
+/* An insert, update, delete or truncate that no outbox source took: change capture's, maybe. */
+static stream_end handle_change(relay *r, const w2j_record *rec, const char *data, size_t len)
+{
+	capture_table *t;
+	char err[1024];
+	PGconn *conn;
+	int found;
+
+	if (!r->cap || !r->in_txn || r->skip_txn)
+		return STREAM_CONTINUE;
+	found = capture_lookup_record(r->cap, r->sql, rec, &t, err, sizeof(err));
+	if (found == -2 && !(conn = sql_conn(r, err, sizeof(err)))) {
+		log_warn("%s", err);
+		return STREAM_REWIND;
+	}
+	if (found == -2)
+		found = capture_lookup_record(r->cap, conn, rec, &t, err, sizeof(err));
+	if (found < 0) {
+		log_warn("%s", err);
+		return STREAM_REWIND;
+	}
+	if (found == 0)
+		return STREAM_CONTINUE;
+	if (r->eos_on && !eos_pg_row(&r->eos))
+		return STREAM_CONTINUE; /* Kafka has it: a committed part of a split transaction */
+	return publish_change(r, t, rec, data, len);
+}
+
+/*
+ * A message with this relay's snapshot prefix: a chunk's watermark (its rows go out now, in the
+ * open Kafka transaction with the progress they make) or a request to snapshot tables.
+ */
+static stream_end handle_snapshot_message(relay *r, const w2j_record *rec)
+{
+	char text[4096];
+	capture_table *t = NULL;
+	snapshot_row row;
+	route_msg m;
+	rd_kafka_resp_err_t refused;
+	stream_end e = STREAM_CONTINUE;
+	long n;
+
+	if (!r->in_txn || r->skip_txn || rec->content.kind != JSON_STRING ||
+	    rec->content.len >= sizeof(text))
+		return STREAM_CONTINUE;
+	if (!r->snap) {
+		log_warn("ignoring a snapshot request: snapshots need relay.delivery = \"exactly-once\"");
+		return STREAM_CONTINUE;
+	}
+	if ((n = json_unescape(&rec->content, text)) < 0)
+		return STREAM_CONTINUE;
+	if (snapshot_message(r->snap, text, (size_t)n, &t) != SNAPSHOT_MSG_CHUNK)
+		return STREAM_CONTINUE;
+	while (e == STREAM_CONTINUE && snapshot_next_row(r->snap, &row)) {
+		capture_build_snapshot(r->cap, t, row.key, row.key_len, row.row, row.row_len, rec->lsn,
+				       &rec->timestamp, &m);
+		metrics_rows_read(1);
+		e = produce_held(r, &m, &refused);
+		if (refused) {
+			log_error("Kafka refused a snapshot row of %s: %s; stopping", t->name,
+				  rd_kafka_err2str(refused));
+			return STREAM_FATAL;
+		}
+	}
+	if (e != STREAM_CONTINUE)
+		return e;
+	snapshot_chunk_done(r->snap);
+	log_info("snapshot: %s", snapshot_current(r->snap)[0] ? snapshot_current(r->snap) : "all done");
+	return maybe_commit(r, false);
+}
+
+/*
+ * Reads the next snapshot chunk when one is wanted (between transactions, and not again right
+ * after a failed attempt); a lost connection is retried later, not fatal.
+ */
+static void maybe_take_chunk(relay *r)
+{
+	char err[1024];
+	PGconn *conn;
+	int rc;
+
+	if (!r->snap || r->in_txn || !snapshot_wants_chunk(r->snap) || now_ms() < r->next_chunk_ms)
+		return;
+	if (!(conn = sql_conn(r, err, sizeof(err)))) {
+		log_warn("snapshot: %s", err);
+		r->next_chunk_ms = now_ms() + 5000;
+		return;
+	}
+	rc = snapshot_take_chunk(r->snap, conn, err, sizeof(err));
+	if (rc < 0)
+		log_warn("snapshot: %s; trying again", err);
+	if (rc <= 0 && snapshot_wants_chunk(r->snap))
+		r->next_chunk_ms = now_ms() + (rc < 0 ? 5000 : 200);
 }
 
 /* One wal2json record: transaction bounds feed the tracker, outbox inserts become records. */
@@ -636,6 +803,7 @@ static stream_end handle_record(relay *r, const char *data, size_t len)
 	switch (rec.action) {
 	case W2J_BEGIN:
 		r->in_txn = true;
+		r->txn_xid = rec.xid;
 		/* The commit time (include-timestamp), once per transaction: latency and lag. */
 		if (rec.timestamp.kind != JSON_STRING || rec.timestamp.escaped ||
 		    !pgtime_parse(rec.timestamp.ptr, rec.timestamp.len, &r->txn_commit_ms))
@@ -647,6 +815,8 @@ static stream_end handle_record(relay *r, const char *data, size_t len)
 			r->txn_seq = progress_begin(&r->prog, rec.nextlsn);
 		return STREAM_CONTINUE;
 	case W2J_COMMIT:
+		if (r->snap)
+			snapshot_saw_commit(r->snap, r->txn_xid);
 		if (r->in_txn && !r->skip_txn) {
 			progress_commit(&r->prog, r->txn_seq);
 			if (r->eos_on)
@@ -657,6 +827,11 @@ static stream_end handle_record(relay *r, const char *data, size_t len)
 	case W2J_INSERT:
 	case W2J_MESSAGE:
 		src = router_match(r->router, &rec);
+		if (!src && rec.action == W2J_INSERT)
+			return handle_change(r, &rec, data, len);
+		if (!src && r->snap && rec.prefix.kind == JSON_STRING &&
+		    json_key_is(&rec.prefix, snapshot_prefix(r->snap), strlen(snapshot_prefix(r->snap))))
+			return handle_snapshot_message(r, &rec);
 		if (!src)
 			return STREAM_CONTINUE;
 		if (rec.action == W2J_MESSAGE && !rec.transactional)
@@ -667,8 +842,8 @@ static stream_end handle_record(relay *r, const char *data, size_t len)
 			return STREAM_CONTINUE; /* Kafka has it: a committed part of a split transaction */
 		return publish(r, src, &rec, data, len);
 	default:
-		/* Updates, deletes (e.g. a retention purge) and truncates carry no events. */
-		return STREAM_CONTINUE;
+		/* Updates, deletes and truncates: of captured tables (an outbox's carry no events). */
+		return handle_change(r, &rec, data, len);
 	}
 }
 
@@ -778,11 +953,17 @@ static stream_end stream(relay *r)
 			    r->eos.done_lsn > r->eos.committed.lsn &&
 			    (e = eos_to_stream(commit_kafka(r))) != STREAM_CONTINUE)
 				return e;
+			maybe_take_chunk(r); /* a busy stream must not starve a snapshot */
 			continue;
 		}
 		/* Input is idle: commit what is open; now and then store (and prove) the position. */
 		if ((e = maybe_commit(r, true)) != STREAM_CONTINUE)
 			return e;
+		/* Snapshot progress without records (a table's end) is stored on its own. */
+		if (r->snap && !r->in_txn && snapshot_dirty(r->snap) &&
+		    (e = eos_to_stream(commit_kafka(r))) != STREAM_CONTINUE)
+			return e;
+		maybe_take_chunk(r);
 		if (r->eos_on && !r->in_txn && eos_idle_checkpoint_due(&r->eos) &&
 		    (e = eos_to_stream(commit_kafka(r))) != STREAM_CONTINUE)
 			return e;
@@ -900,10 +1081,18 @@ static pg_result load_checkpoint(relay *r, char *err, size_t errlen)
 		r->slot_created = true;
 	if (r->eos_loaded)
 		return check_slot_against(r, r->eos.committed.lsn, true, err, errlen);
-	res = checkpoint_load(r->cfg, r->cfg->checkpoint_topic, r->eos.txn_id, r->slot_created, &cp,
-			      err, errlen);
+	char *state = NULL;
+	res = checkpoint_load_state(r->cfg, r->cfg->checkpoint_topic, r->eos.txn_id, r->slot_created,
+				    &cp, r->snap ? &state : NULL, err, errlen);
 	if (res == CHECKPOINT_ERROR)
 		return PG_RETRY;
+	if (state && snapshot_load_state(r->snap, state, strlen(state)) < 0) {
+		snprintf(err, errlen, "checkpoint topic %s holds a malformed snapshot state for %s: %.200s",
+			 r->cfg->checkpoint_topic, r->eos.txn_id, state);
+		free(state);
+		return PG_FATAL;
+	}
+	free(state);
 	if (res == CHECKPOINT_NO_TOPIC)
 		return PG_FATAL;
 	pg_result pr = check_slot_against(r, cp.lsn, res == CHECKPOINT_FOUND, err, errlen);
@@ -923,17 +1112,59 @@ static pg_result load_checkpoint(relay *r, char *err, size_t errlen)
 	return PG_OK;
 }
 
-/* wal2json's add-tables and add-msg-prefixes lists from the sources. */
-static void wal2json_filters(const relay_config *cfg, char *tables, char *prefixes, size_t len)
+static void list_append(char *list, size_t len, const char *item)
 {
+	if (list[0])
+		strncat(list, ",", len - strlen(list) - 1);
+	strncat(list, item, len - strlen(list) - 1);
+}
+
+/* wal2json's add-tables and add-msg-prefixes lists: the sources, captures and snapshot marks. */
+static void wal2json_filters(const relay *r, char *tables, char *prefixes, size_t len)
+{
+	const relay_config *cfg = r->cfg;
+
 	tables[0] = prefixes[0] = '\0';
 	for (int i = 0; i < cfg->n_sources; i++) {
 		const source_config *s = &cfg->sources[i];
-		char *list = s->table[0] ? tables : prefixes;
-		if (list[0])
-			strncat(list, ",", len - strlen(list) - 1);
-		strncat(list, s->table[0] ? s->table : s->message_prefix, len - strlen(list) - 1);
+		list_append(s->table[0] ? tables : prefixes, len, s->table[0] ? s->table : s->message_prefix);
 	}
+	for (int i = 0; i < cfg->n_captures; i++)
+		list_append(tables, len, cfg->captures[i].tables);
+	if (r->snap)
+		list_append(prefixes, len, snapshot_prefix(r->snap));
+}
+
+/*
+ * Change capture: the tables the patterns take now, each with a key (or refused, loudly); on
+ * the first session, the snapshots of tables never snapshotted are queued.
+ */
+static pg_result setup_capture(relay *r, char *err, size_t errlen)
+{
+	capture_table **tables;
+	int n;
+	PGconn *conn;
+
+	if (!r->cap)
+		return PG_OK;
+	if (!(conn = sql_conn(r, err, errlen)))
+		return PG_RETRY;
+	if (capture_resolve_all(r->cap, conn, &tables, &n, err, errlen) < 0)
+		return PQstatus(conn) == CONNECTION_OK ? PG_FATAL : PG_RETRY;
+	for (int i = 0; i < n; i++) {
+		if (tables[i]->refusal) {
+			snprintf(err, errlen, "cannot capture table %s: %s", tables[i]->name,
+				 tables[i]->refusal);
+			return PG_FATAL;
+		}
+	}
+	if (n == 0)
+		log_warn("capture: no table matches the capture list yet");
+	if (r->snap && !r->snap_queued) {
+		snapshot_queue_initial(r->snap, tables, n);
+		r->snap_queued = true;
+	}
+	return PG_OK;
 }
 
 /* One attempt at a session: connect, Kafka (once), slot, checkpoint (once), start streaming. */
@@ -947,11 +1178,13 @@ static pg_result open_session(relay *r, char *err, size_t errlen)
 		res = pg_stream_check_slot(r->pg, r->cfg->slot, r->cfg->create_slot, err, errlen);
 	if (res == PG_OK)
 		res = load_checkpoint(r, err, errlen);
+	if (res == PG_OK)
+		res = setup_capture(r, err, errlen);
 	if (res == PG_OK) {
 		if (!r->eos_on && pg_stream_start_lsn(r->pg) > r->prog.acked)
 			r->prog.acked = pg_stream_start_lsn(r->pg);
 		char tables[4096], prefixes[4096];
-		wal2json_filters(r->cfg, tables, prefixes, sizeof(tables));
+		wal2json_filters(r, tables, prefixes, sizeof(tables));
 		res = pg_stream_start(r->pg, r->cfg->slot, tables, prefixes, flush_lsn(r), err, errlen);
 	}
 	if (res != PG_OK) {
@@ -1066,6 +1299,8 @@ static int settle_session(relay *r, stream_end e)
 		eos_resume(&r->eos, &r->eos.committed);
 		pending_drop(&r->pend);
 	}
+	if (r->snap)
+		snapshot_rewind(r->snap); /* back to what Kafka committed; a pending chunk is read again */
 	if (r->pg)
 		send_status(r, true);
 	end_session(r);
@@ -1113,6 +1348,11 @@ int relay_run(const relay_config *cfg)
 	r.eos_on = cfg->exactly_once;
 	setup_signals();
 	progress_init(&r.prog, LSN_INVALID);
+	if (cfg->n_captures > 0) {
+		r.cap = capture_new(cfg);
+		if (r.eos_on)
+			r.snap = snapshot_new(cfg, r.cap);
+	}
 	r.router = router_new(cfg, err, sizeof(err));
 	if (!r.router) {
 		log_error("%s: %s", cfg->path, err);
@@ -1134,6 +1374,9 @@ cleanup:
 	if (r.eos_on)
 		eos_free(&r.eos);
 	router_free(r.router);
+	snapshot_free(r.snap);
+	capture_free(r.cap);
+	PQfinish(r.sql);
 	progress_free(&r.prog);
 	flight_free(&r.flight);
 	free(r.pend.runs);

@@ -581,6 +581,12 @@ static void meta_header(router *r, route_msg *m, size_t *used, const char *name,
 void router_dead_letter(router *r, const route_source *src, const w2j_record *rec, const char *raw,
 			size_t rawlen, const char *why, const char *topic, route_msg *m)
 {
+	router_dead_letter_named(r, router_source_name(src), rec, raw, rawlen, why, topic, m);
+}
+
+void router_dead_letter_named(router *r, const char *source, const w2j_record *rec, const char *raw,
+			      size_t rawlen, const char *why, const char *topic, route_msg *m)
+{
 	char lsn[LSN_TEXT_MAX], xid[24];
 	size_t used = 0;
 	const char *key = m->key;
@@ -595,8 +601,7 @@ void router_dead_letter(router *r, const route_source *src, const w2j_record *re
 	lsn_format(rec->lsn, lsn);
 	snprintf(xid, sizeof(xid), "%llu", (unsigned long long)rec->xid);
 	meta_header(r, m, &used, "dlq_reason", "%.*s", why, strlen(why));
-	meta_header(r, m, &used, "dlq_source", "%.*s", router_source_name(src),
-		    strlen(router_source_name(src)));
+	meta_header(r, m, &used, "dlq_source", "%.*s", source, strlen(source));
 	meta_header(r, m, &used, "dlq_lsn", "%.*s", lsn, strlen(lsn));
 	meta_header(r, m, &used, "dlq_xid", "%.*s", xid, strlen(xid));
 	if (topic)
@@ -607,3 +612,5 @@ void router_dead_letter(router *r, const route_source *src, const w2j_record *re
 		meta_header(r, m, &used, "dlq_truncated_from", "%.*s", n, strlen(n));
 	}
 }
+
+bool router_topic_name_ok(const char *name, size_t len) { return topic_name_ok(name, len); }

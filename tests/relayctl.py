@@ -18,14 +18,16 @@ def install_outbox(db):
 
 
 def write_config(path, conninfo, bootstrap, slot, topic, extra_pg="", extra_relay="", extra_kafka="",
-                 sources=None):
+                 sources=None, capture=None):
     """Writes a relay config file for one test.
 
     sources: the text of libconfig groups for the sources list; by default one source reading
-    outbox.events with the given topic template.
+    outbox.events with the given topic template. capture: the groups of a capture list.
     """
     if sources is None:
         sources = '{ table = "outbox.events"; topic = "%s"; }' % topic
+    if capture:
+        sources = sources + " );\ncapture = ( " + capture
     with open(path, "w") as f:
         f.write("""
 postgresql = {

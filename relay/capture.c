@@ -1,0 +1,617 @@
+/* capture.c: change capture of existing tables: catalog lookups, keys, and the change envelope. */
+#include "capture.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* Type OIDs whose values wal2json writes as bare JSON (pg_type.dat). */
+#define OID_JSON 114
+#define OID_JSONB 3802
+
+/* A growing text buffer. */
+typedef struct {
+	char *p;
+	size_t len, cap;
+} strbuf;
+
+/* A column of the record: its name, value and type spans. */
+typedef struct {
+	json_span name, type, value;
+} cap_field;
+
+/* The columns (or identity) array of the record being built. */
+typedef struct {
+	cap_field *f;
+	size_t n, cap;
+} field_list;
+
+struct capture {
+	const relay_config *cfg;
+	capture_table **tables;
+	int n_tables, cap_tables;
+	strbuf value, key, topic;
+	field_list now, old; /* columns and identity of the current record */
+};
+
+static void *xrealloc(void *p, size_t n)
+{
+	p = realloc(p, n);
+	if (!p) {
+		log_error("out of memory");
+		abort();
+	}
+	return p;
+}
+
+static void sb_reserve(strbuf *b, size_t more)
+{
+	if (b->len + more <= b->cap)
+		return;
+	b->cap = (b->len + more) * 2 + 256;
+	b->p = xrealloc(b->p, b->cap);
+}
+
+static void sb_put(strbuf *b, const char *s, size_t n)
+{
+	sb_reserve(b, n);
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+#define SB_LIT(b, lit) sb_put((b), (lit), sizeof(lit) - 1)
+
+/* Writes text as a JSON string (names from the catalog: quotes and controls escaped). */
+static void sb_json_string(strbuf *b, const char *s, size_t n)
+{
+	sb_reserve(b, n * 6 + 2);
+	b->p[b->len++] = '"';
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch == '"' || ch == '\\') {
+			b->p[b->len++] = '\\';
+			b->p[b->len++] = (char)ch;
+		} else if (ch < 0x20) {
+			b->len += (size_t)snprintf(b->p + b->len, 7, "\\u%04x", ch);
+		} else {
+			b->p[b->len++] = (char)ch;
+		}
+	}
+	b->p[b->len++] = '"';
+}
+
+/* Writes a span as JSON: a string with its quotes (escapes kept), anything else as it is. */
+static void sb_span(strbuf *b, const json_span *v)
+{
+	if (v->kind == JSON_NONE) {
+		SB_LIT(b, "null");
+		return;
+	}
+	if (v->kind != JSON_STRING) {
+		sb_put(b, v->ptr, v->len);
+		return;
+	}
+	sb_reserve(b, v->len + 2);
+	b->p[b->len++] = '"';
+	memcpy(b->p + b->len, v->ptr, v->len);
+	b->len += v->len;
+	b->p[b->len++] = '"';
+}
+
+/* A column value: json and jsonb arrive as strings holding JSON, and are written as that JSON. */
+static void sb_value(strbuf *b, const cap_field *f)
+{
+	bool is_json = f->type.kind == JSON_STRING &&
+		       ((f->type.len == 4 && memcmp(f->type.ptr, "json", 4) == 0) ||
+			(f->type.len == 5 && memcmp(f->type.ptr, "jsonb", 5) == 0));
+	if (!is_json || f->value.kind != JSON_STRING) {
+		sb_span(b, &f->value);
+		return;
+	}
+	sb_reserve(b, f->value.len);
+	long n = json_unescape(&f->value, b->p + b->len);
+	if (n < 0) {
+		sb_span(b, &f->value); /* not valid text: keep the string as it came */
+		return;
+	}
+	b->len += (size_t)n;
+}
+
+capture *capture_new(const relay_config *cfg)
+{
+	capture *c = calloc(1, sizeof(*c));
+	if (!c) {
+		log_error("out of memory");
+		abort();
+	}
+	c->cfg = cfg;
+	return c;
+}
+
+static void table_free(capture_table *t)
+{
+	if (!t)
+		return;
+	for (int i = 0; i < t->n_cols; i++)
+		free(t->cols[i].name);
+	free(t->cols);
+	free(t->keys);
+	free(t->schema);
+	free(t->table);
+	free(t->name);
+	free(t->topic);
+	free(t);
+}
+
+void capture_free(capture *c)
+{
+	if (!c)
+		return;
+	for (int i = 0; i < c->n_tables; i++)
+		table_free(c->tables[i]);
+	free(c->tables);
+	free(c->value.p);
+	free(c->key.p);
+	free(c->topic.p);
+	free(c->now.f);
+	free(c->old.f);
+	free(c);
+}
+
+bool capture_enabled(const capture *c) { return c->cfg->n_captures > 0; }
+
+/* One part of a pattern: "*" takes any name. */
+static bool part_matches(const char *pat, size_t plen, const char *name)
+{
+	return (plen == 1 && pat[0] == '*') || (strlen(name) == plen && memcmp(pat, name, plen) == 0);
+}
+
+const capture_config *capture_entry_for(const capture *c, const char *schema, const char *table)
+{
+	for (int i = 0; i < c->cfg->n_captures; i++) {
+		const capture_config *e = &c->cfg->captures[i];
+		const char *dot = strchr(e->tables, '.');
+		if (part_matches(e->tables, (size_t)(dot - e->tables), schema) &&
+		    part_matches(dot + 1, strlen(dot + 1), table))
+			return e;
+	}
+	return NULL;
+}
+
+static bool in_list(char *const *list, int n, const char *name)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(list[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* ${prefix}.${schema}.${table} with the names filled in. */
+static char *expand_topic(const relay_config *cfg, const capture_config *e, const char *schema,
+			  const char *table)
+{
+	strbuf b = {0};
+	const char *p = e->topic;
+
+	while (*p) {
+		const char *v = NULL;
+		size_t skip = 0;
+		if (strncmp(p, "${prefix}", 9) == 0)
+			v = cfg->topic_prefix, skip = 9;
+		else if (strncmp(p, "${schema}", 9) == 0)
+			v = schema, skip = 9;
+		else if (strncmp(p, "${table}", 8) == 0)
+			v = table, skip = 8;
+		if (v) {
+			sb_put(&b, v, strlen(v));
+			p += skip;
+		} else {
+			sb_put(&b, p++, 1);
+		}
+	}
+	sb_put(&b, "", 1);
+	return b.p;
+}
+
+/* Picks the key: configured columns, else the primary key, else the replica identity index. */
+static void choose_key(capture_table *t, const int *pk_pos, const int *ri_pos)
+{
+	const capture_config *e = t->cfg;
+	const int *pos = NULL;
+
+	t->keys = calloc((size_t)t->n_cols + 1, sizeof(int));
+	if (e->n_key_columns > 0) {
+		for (int k = 0; k < e->n_key_columns; k++) {
+			int i;
+			for (i = 0; i < t->n_cols && strcmp(t->cols[i].name, e->key_columns[k]) != 0; i++)
+				;
+			if (i == t->n_cols) {
+				t->refusal = "a column of key_columns is not in the table";
+				t->n_keys = 0;
+				return;
+			}
+			t->keys[t->n_keys++] = i;
+		}
+		return;
+	}
+	for (int i = 0; i < t->n_cols && !pos; i++)
+		if (pk_pos[i] > 0)
+			pos = pk_pos;
+	for (int i = 0; i < t->n_cols && !pos; i++)
+		if (ri_pos[i] > 0)
+			pos = ri_pos;
+	if (!pos) {
+		if (!e->unkeyed)
+			t->refusal = "the table has no primary key or replica identity index (add one, set "
+				     "key_columns, or set unkeyed = true for records without keys)";
+		return;
+	}
+	/* Index order: the n-th key column is the one at position n of the index. */
+	for (int n = 1; n <= t->n_cols; n++)
+		for (int i = 0; i < t->n_cols; i++)
+			if (pos[i] == n)
+				t->keys[t->n_keys++] = i;
+}
+
+#define TABLE_SQL                                                                                  \
+	"SELECT a.attname, a.atttypid, "                                                           \
+	"coalesce((SELECT k.n FROM unnest(pk.indkey) WITH ORDINALITY k(att, n) "                 \
+	"WHERE k.att = a.attnum), 0), "                                                            \
+	"coalesce((SELECT k.n FROM unnest(ri.indkey) WITH ORDINALITY k(att, n) "                 \
+	"WHERE k.att = a.attnum), 0), c.relreplident "                                             \
+	"FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "                           \
+	"JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "       \
+	"LEFT JOIN pg_index pk ON pk.indrelid = c.oid AND pk.indisprimary "                        \
+	"LEFT JOIN pg_index ri ON ri.indrelid = c.oid AND ri.indisreplident "                      \
+	"WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p') ORDER BY a.attnum"
+
+/* Builds a table from the catalog rows of TABLE_SQL. */
+static capture_table *table_from(capture *c, const capture_config *e, const char *schema,
+				 const char *table, PGresult *res)
+{
+	capture_table *t = calloc(1, sizeof(*t));
+	int n = PQntuples(res);
+	int *pk = calloc((size_t)n + 1, sizeof(int)), *ri = calloc((size_t)n + 1, sizeof(int));
+	char name[600];
+
+	t->schema = strdup(schema);
+	t->table = strdup(table);
+	snprintf(name, sizeof(name), "%s.%s", schema, table);
+	t->name = strdup(name);
+	t->cfg = e;
+	t->topic = expand_topic(c->cfg, e, schema, table);
+	t->cols = calloc((size_t)n + 1, sizeof(capture_column));
+	t->n_cols = n;
+	t->replident = n > 0 ? PQgetvalue(res, 0, 4)[0] : 'd';
+	for (int i = 0; i < n; i++) {
+		capture_column *col = &t->cols[i];
+		col->name = strdup(PQgetvalue(res, i, 0));
+		col->type_oid = (unsigned)strtoul(PQgetvalue(res, i, 1), NULL, 10);
+		col->published = e->n_include_columns > 0
+					 ? in_list(e->include_columns, e->n_include_columns, col->name)
+					 : !in_list(e->exclude_columns, e->n_exclude_columns, col->name);
+		pk[i] = atoi(PQgetvalue(res, i, 2));
+		ri[i] = atoi(PQgetvalue(res, i, 3));
+	}
+	choose_key(t, pk, ri);
+	free(pk);
+	free(ri);
+	if (!t->refusal && !router_topic_name_ok(t->topic, strlen(t->topic)))
+		t->refusal = "the topic name made from the template is not a valid Kafka topic name";
+	return t;
+}
+
+int capture_lookup(capture *c, PGconn *conn, const char *schema, const char *table,
+		   capture_table **out, char *err, size_t errlen)
+{
+	const capture_config *e;
+	const char *params[2] = {schema, table};
+	PGresult *res;
+
+	for (int i = 0; i < c->n_tables; i++) {
+		if (strcmp(c->tables[i]->table, table) == 0 && strcmp(c->tables[i]->schema, schema) == 0) {
+			*out = c->tables[i];
+			return 1;
+		}
+	}
+	e = capture_entry_for(c, schema, table);
+	if (!e)
+		return 0;
+	if (!conn)
+		return -2; /* the catalog must be read: the caller connects and asks again */
+	res = PQexecParams(conn, TABLE_SQL, 2, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		snprintf(err, errlen, "reading the catalog entry of %s.%s: %s", schema, table,
+			 PQerrorMessage(conn));
+		PQclear(res);
+		return -1;
+	}
+	if (c->n_tables == c->cap_tables) {
+		c->cap_tables = c->cap_tables ? c->cap_tables * 2 : 16;
+		c->tables = xrealloc(c->tables, sizeof(capture_table *) * (size_t)c->cap_tables);
+	}
+	*out = c->tables[c->n_tables++] = table_from(c, e, schema, table, res);
+	PQclear(res);
+	return 1;
+}
+
+int capture_lookup_record(capture *c, PGconn *conn, const w2j_record *rec, capture_table **out,
+			  char *err, size_t errlen)
+{
+	char schema[256], table[256];
+	long n;
+
+	/* Fast path: names without escapes compared in place against the tables seen. */
+	for (int i = 0; i < c->n_tables; i++) {
+		const capture_table *t = c->tables[i];
+		if (json_key_is(&rec->table, t->table, strlen(t->table)) &&
+		    json_key_is(&rec->schema, t->schema, strlen(t->schema))) {
+			*out = c->tables[i];
+			return 1;
+		}
+	}
+	if (rec->schema.len >= sizeof(schema) || rec->table.len >= sizeof(table))
+		return 0; /* longer than PostgreSQL names can be */
+	if ((n = json_unescape(&rec->schema, schema)) < 0)
+		return 0;
+	schema[n] = '\0';
+	if ((n = json_unescape(&rec->table, table)) < 0)
+		return 0;
+	table[n] = '\0';
+	return capture_lookup(c, conn, schema, table, out, err, errlen);
+}
+
+#define ALL_TABLES_SQL                                                                             \
+	"SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace " \
+	"WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname NOT IN "             \
+	"('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' "                 \
+	"AND n.nspname NOT LIKE 'pg_temp%' ORDER BY 1, 2"
+
+int capture_resolve_all(capture *c, PGconn *conn, capture_table ***tables, int *n, char *err,
+			size_t errlen)
+{
+	PGresult *res = PQexec(conn, ALL_TABLES_SQL);
+	int rc = 0;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		snprintf(err, errlen, "listing the tables to capture: %s", PQerrorMessage(conn));
+		PQclear(res);
+		return -1;
+	}
+	for (int i = 0; i < PQntuples(res) && rc >= 0; i++) {
+		capture_table *t;
+		rc = capture_lookup(c, conn, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), &t, err, errlen);
+	}
+	PQclear(res);
+	*tables = c->tables;
+	*n = c->n_tables;
+	return rc < 0 ? -1 : 0;
+}
+
+/* Reads a columns or identity array into l; -1 when malformed. */
+static int read_fields(field_list *l, const json_span *array)
+{
+	json_cursor it;
+	w2j_column col;
+	int rc;
+
+	l->n = 0;
+	if (array->kind == JSON_NONE)
+		return 0;
+	if (w2j_columns_open(&it, array) < 0)
+		return -1;
+	while ((rc = w2j_columns_next(&it, &col)) == 1) {
+		if (l->n == l->cap) {
+			l->cap = l->cap ? l->cap * 2 : 32;
+			l->f = xrealloc(l->f, sizeof(cap_field) * l->cap);
+		}
+		l->f[l->n].name = col.name;
+		l->f[l->n].type = col.type;
+		l->f[l->n].value = col.value;
+		l->n++;
+	}
+	return rc;
+}
+
+static const cap_field *field_named(const field_list *l, const char *name)
+{
+	size_t n = strlen(name);
+	for (size_t i = 0; i < l->n; i++)
+		if (json_key_is(&l->f[i].name, name, n))
+			return &l->f[i];
+	return NULL;
+}
+
+/* Whether the table publishes a column of the record (include_columns / exclude_columns). */
+static bool field_published(const capture_table *t, const cap_field *f)
+{
+	const capture_config *e = t->cfg;
+	if (e->n_include_columns == 0 && e->n_exclude_columns == 0)
+		return true;
+	for (int i = 0; i < t->n_cols; i++)
+		if (json_key_is(&f->name, t->cols[i].name, strlen(t->cols[i].name)))
+			return t->cols[i].published;
+	return e->n_include_columns == 0; /* not in the catalog we read: a new column */
+}
+
+/* "col": value, ... of the published fields of l; returns how many were written. */
+static int put_fields(strbuf *b, const capture_table *t, const field_list *l)
+{
+	int n = 0;
+	for (size_t i = 0; i < l->n; i++) {
+		if (!field_published(t, &l->f[i]))
+			continue;
+		if (n++)
+			SB_LIT(b, ",");
+		sb_span(b, &l->f[i].name);
+		SB_LIT(b, ":");
+		sb_value(b, &l->f[i]);
+	}
+	return n;
+}
+
+static void put_row(strbuf *b, const capture_table *t, const field_list *l)
+{
+	SB_LIT(b, "{");
+	put_fields(b, t, l);
+	SB_LIT(b, "}");
+}
+
+/*
+ * The new row of an update, where wal2json leaves out unchanged TOASTed columns: their old value
+ * comes from a REPLICA IDENTITY FULL identity; otherwise they are named in unchanged_toast.
+ * Returns how many were named there (written to toast as a JSON array's members).
+ */
+static int put_after(strbuf *b, strbuf *toast, const capture_table *t, const field_list *now,
+		     const field_list *old)
+{
+	int n_toast = 0, n;
+
+	SB_LIT(b, "{");
+	n = put_fields(b, t, now);
+	for (int i = 0; now->n < (size_t)t->n_cols && i < t->n_cols; i++) {
+		const capture_column *col = &t->cols[i];
+		const cap_field *f;
+		if (!col->published || field_named(now, col->name))
+			continue;
+		if ((f = field_named(old, col->name)) == NULL) {
+			if (n_toast++)
+				SB_LIT(toast, ",");
+			sb_json_string(toast, col->name, strlen(col->name));
+			continue;
+		}
+		if (n++)
+			SB_LIT(b, ",");
+		sb_json_string(b, col->name, strlen(col->name));
+		SB_LIT(b, ":");
+		sb_value(b, f);
+	}
+	SB_LIT(b, "}");
+	return n_toast;
+}
+
+/* The key object; -1 with *why when a key column has no value in the record. */
+static int put_key(capture *c, const capture_table *t, const w2j_record *rec, const char **why)
+{
+	strbuf *b = &c->key;
+
+	b->len = 0;
+	SB_LIT(b, "{");
+	for (int k = 0; k < t->n_keys; k++) {
+		const char *name = t->cols[t->keys[k]].name;
+		const cap_field *f = rec->action == W2J_DELETE ? field_named(&c->old, name)
+							       : field_named(&c->now, name);
+		if (!f && rec->action == W2J_UPDATE)
+			f = field_named(&c->old, name);
+		if (!f)
+			return *why = "a key column has no value in the change (is it a TOASTed value "
+				      "that did not change?)", -1;
+		if (k)
+			SB_LIT(b, ",");
+		sb_json_string(b, name, strlen(name));
+		SB_LIT(b, ":");
+		sb_value(b, f);
+	}
+	SB_LIT(b, "}");
+	return 0;
+}
+
+/* ,"source":{...}} closing the envelope. */
+static void put_source(strbuf *b, const capture_table *t, lsn_t lsn, uint64_t xid, bool has_xid,
+		       const json_span *ts, bool snapshot)
+{
+	char num[64];
+
+	SB_LIT(b, ",\"source\":{\"lsn\":\"");
+	lsn_format(lsn, num);
+	sb_put(b, num, strlen(num));
+	SB_LIT(b, "\",\"xid\":");
+	if (has_xid)
+		sb_put(b, num, (size_t)snprintf(num, sizeof(num), "%llu", (unsigned long long)xid));
+	else
+		SB_LIT(b, "null");
+	SB_LIT(b, ",\"ts\":");
+	sb_span(b, ts);
+	SB_LIT(b, ",\"schema\":");
+	sb_json_string(b, t->schema, strlen(t->schema));
+	SB_LIT(b, ",\"table\":");
+	sb_json_string(b, t->table, strlen(t->table));
+	if (snapshot)
+		SB_LIT(b, ",\"snapshot\":true}");
+	else
+		SB_LIT(b, ",\"snapshot\":false}");
+}
+
+static void finish_msg(capture *c, const capture_table *t, route_msg *m, bool keyed)
+{
+	memset(m, 0, sizeof(*m));
+	m->topic = t->topic;
+	if (keyed && t->n_keys > 0) {
+		m->key = c->key.p;
+		m->key_len = c->key.len;
+	}
+	m->value = c->value.p;
+	m->value_len = c->value.len;
+}
+
+int capture_build(capture *c, const capture_table *t, const w2j_record *rec, route_msg *m,
+		  const char **why)
+{
+	strbuf *b = &c->value;
+	strbuf toast = {0};
+	static const char ops[] = {[W2J_INSERT] = 'c', [W2J_UPDATE] = 'u', [W2J_DELETE] = 'd',
+				   [W2J_TRUNCATE] = 't'};
+	int n_toast = 0;
+
+	memset(m, 0, sizeof(*m));
+	if (t->refusal)
+		return *why = t->refusal, -1;
+	if (read_fields(&c->now, &rec->columns) < 0 || read_fields(&c->old, &rec->identity) < 0)
+		return *why = "malformed columns or identity array", -1;
+	if (rec->action != W2J_TRUNCATE && t->n_keys > 0 && put_key(c, t, rec, why) < 0)
+		return -1;
+	b->len = 0;
+	SB_LIT(b, "{\"op\":\"");
+	sb_put(b, &ops[rec->action], 1);
+	SB_LIT(b, "\",\"before\":");
+	/* An update's identity is the whole old row only with REPLICA IDENTITY FULL (else its key). */
+	if (c->old.n > 0 && (rec->action == W2J_DELETE || t->replident == 'f'))
+		put_row(b, t, &c->old);
+	else
+		SB_LIT(b, "null");
+	SB_LIT(b, ",\"after\":");
+	if (rec->action == W2J_UPDATE)
+		n_toast = put_after(b, &toast, t, &c->now, &c->old);
+	else if (rec->action == W2J_INSERT)
+		put_row(b, t, &c->now);
+	else
+		SB_LIT(b, "null");
+	put_source(b, t, rec->lsn, rec->xid, rec->has_xid, &rec->timestamp, false);
+	if (n_toast) {
+		SB_LIT(b, ",\"unchanged_toast\":[");
+		sb_put(b, toast.p, toast.len);
+		SB_LIT(b, "]");
+	}
+	SB_LIT(b, "}");
+	free(toast.p);
+	finish_msg(c, t, m, rec->action != W2J_TRUNCATE);
+	return 0;
+}
+
+void capture_build_snapshot(capture *c, const capture_table *t, const char *key, size_t key_len,
+			    const char *row, size_t row_len, lsn_t lsn, const json_span *ts,
+			    route_msg *m)
+{
+	strbuf *b = &c->value;
+
+	c->key.len = 0;
+	sb_put(&c->key, key, key_len);
+	b->len = 0;
+	SB_LIT(b, "{\"op\":\"r\",\"before\":null,\"after\":");
+	sb_put(b, row, row_len);
+	put_source(b, t, lsn, 0, false, ts, true);
+	SB_LIT(b, "}");
+	finish_msg(c, t, m, true);
+}

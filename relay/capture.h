@@ -1,0 +1,76 @@
+/* capture.h: change capture of existing tables: their catalog facts and the change envelope. */
+#ifndef RELAY_CAPTURE_H
+#define RELAY_CAPTURE_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "route.h"
+#include "w2j.h"
+
+/* A column as the catalog describes it. */
+typedef struct {
+	char *name;
+	unsigned type_oid;
+	bool published; /* not left out by include_columns / exclude_columns */
+} capture_column;
+
+/* A captured table: which entry of the capture list took it, its columns and its key. */
+typedef struct {
+	char *schema;
+	char *table;
+	char *name; /* "schema.table" */
+	const capture_config *cfg;
+	char *topic;
+	capture_column *cols;
+	int n_cols;
+	int *keys; /* indexes into cols, in key order */
+	int n_keys;
+	char replident;   /* pg_class.relreplident: d(efault), f(ull), i(ndex), n(othing) */
+	const char *refusal; /* why its changes cannot be published (no key), or NULL */
+} capture_table;
+
+typedef struct capture capture;
+
+capture *capture_new(const relay_config *cfg);
+void capture_free(capture *c);
+/* True when the file captures any table. */
+bool capture_enabled(const capture *c);
+/* The entry (of the capture list) whose pattern takes schema.table, or NULL. */
+const capture_config *capture_entry_for(const capture *c, const char *schema, const char *table);
+/*
+ * The captured table a change belongs to (looked up in the catalog the first time): 1 with *out
+ * set, 0 when the table is not captured, -1 when the catalog could not be read (err says why),
+ * -2 when conn is NULL and the catalog must be read.
+ */
+int capture_lookup(capture *c, PGconn *conn, const char *schema, const char *table,
+		   capture_table **out, char *err, size_t errlen);
+/* Same, for the schema and table of a wal2json record. */
+int capture_lookup_record(capture *c, PGconn *conn, const w2j_record *rec, capture_table **out,
+			  char *err, size_t errlen);
+/*
+ * Every existing table the capture list takes, looked up in the catalog; n gets the count and
+ * the array stays owned by c. -1 with err when the catalog could not be read.
+ */
+int capture_resolve_all(capture *c, PGconn *conn, capture_table ***tables, int *n, char *err,
+			size_t errlen);
+
+/*
+ * The record of a change (insert, update, delete or truncate): key = the key columns as a JSON
+ * object, value = the envelope (docs/change-capture.md). Pointers stay valid until the next
+ * build. -1 with *why when it cannot be published (a key column missing, a table without key).
+ */
+int capture_build(capture *c, const capture_table *t, const w2j_record *rec, route_msg *m,
+		  const char **why);
+/*
+ * The record of a snapshot row: row and key are JSON objects as PostgreSQL built them
+ * (snapshot.c's query prints values the way wal2json does); lsn and ts are those of the
+ * transaction that ends the snapshot chunk.
+ */
+void capture_build_snapshot(capture *c, const capture_table *t, const char *key, size_t key_len,
+			    const char *row, size_t row_len, lsn_t lsn, const json_span *ts,
+			    route_msg *m);
+
+#endif

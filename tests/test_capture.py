@@ -1,0 +1,143 @@
+# test_capture.py: change capture of existing tables: envelopes, keys, TOAST, types, truncate, refusals.
+import json
+
+import pytest
+
+import relayctl
+from harness import wait_for
+
+
+def start(outbox, capture, extra_relay=""):
+    """Rewrites the config with a capture list and starts the relay; returns the topic prefix."""
+    outbox.reconfigure(capture=capture, extra_relay='topic_prefix = "%s"; %s' % (outbox.prefix, extra_relay))
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    return outbox.prefix
+
+
+def records(kafka, topic, n, timeout=60):
+    msgs = kafka.consume(topic, until=n, timeout=timeout)
+    assert len(msgs) >= n, "got %d of %d records on %s" % (len(msgs), n, topic)
+    return [(json.loads(m["key"]) if m["key"] else None, json.loads(m["value"]) if m["value"] else None)
+            for m in msgs]
+
+
+def test_insert_update_delete_with_default_identity(outbox, kafka):
+    db = outbox.db
+    db.execute("CREATE TABLE public.users (id bigint PRIMARY KEY, email text, password_hash text, score numeric)")
+    db.execute("INSERT INTO public.users VALUES (1, 'before@x', 'secret', 1.5)")
+    prefix = start(outbox, '{ tables = "public.users"; exclude_columns = ["password_hash"]; snapshot = false; }')
+    db.execute("INSERT INTO public.users VALUES (2, 'a@x', 'secret', 12345678901234567890.123456789)")
+    db.execute("UPDATE public.users SET email = 'b@x' WHERE id = 2")
+    db.execute("DELETE FROM public.users WHERE id = 2")
+    got = records(kafka, prefix + ".public.users", 4)
+    (k1, c), (k2, u), (k3, d), (k4, tomb) = got[:4]
+    assert k1 == k2 == k3 == k4 == {"id": 2}
+    assert c["op"] == "c" and c["before"] is None
+    assert c["after"]["id"] == 2 and c["after"]["email"] == "a@x"
+    assert "password_hash" not in c["after"]
+    assert c["source"]["schema"] == "public" and c["source"]["table"] == "users"
+    assert c["source"]["snapshot"] is False and c["source"]["xid"] > 0 and "/" in c["source"]["lsn"]
+    assert u["op"] == "u" and u["after"]["email"] == "b@x" and u["before"] is None
+    assert d["op"] == "d" and d["after"] is None and d["before"] == {"id": 2}
+    assert tomb is None
+
+
+def test_numbers_byte_exact(outbox, kafka):
+    db = outbox.db
+    db.execute("CREATE TABLE public.amounts (id int PRIMARY KEY, n numeric, b bigint, f float8, nan numeric)")
+    prefix = start(outbox, '{ tables = "public.amounts"; snapshot = false; }')
+    db.execute("INSERT INTO public.amounts VALUES (1, 12345678901234567890.123456789, 9223372036854775807, 0.1, 'NaN')")
+    msgs = kafka.consume(prefix + ".public.amounts", until=1, timeout=60)
+    raw = msgs[0]["value"].decode()
+    assert '"n":12345678901234567890.123456789' in raw
+    assert '"b":9223372036854775807' in raw
+    assert '"nan":null' in raw
+
+
+def test_full_identity_before_and_toast(outbox, kafka):
+    db = outbox.db
+    db.execute("CREATE TABLE public.docs (id int PRIMARY KEY, title text, body text)")
+    db.execute("CREATE TABLE public.docs_full (id int PRIMARY KEY, title text, body text)")
+    db.execute("ALTER TABLE public.docs_full REPLICA IDENTITY FULL")
+    # Not compressible: stored out of line (TOASTed) as it is over 2 kB.
+    big = "".join("%08x" % (i * 2654435761 % 4294967296) for i in range(1000))
+    for t in ("docs", "docs_full"):
+        db.execute("ALTER TABLE public.%s ALTER COLUMN body SET STORAGE EXTERNAL" % t)
+    prefix = start(outbox, '{ tables = "public.docs"; snapshot = false; }, { tables = "public.docs_full"; snapshot = false; }')
+    for t in ("docs", "docs_full"):
+        db.execute("INSERT INTO public.%s VALUES (1, 'one', %%s)" % t, (big,))
+        db.execute("UPDATE public.%s SET title = 'two' WHERE id = 1" % t)
+    plain = records(kafka, prefix + ".public.docs", 2)
+    full = records(kafka, prefix + ".public.docs_full", 2)
+    u = plain[1][1]
+    assert u["op"] == "u" and u["after"]["title"] == "two"
+    assert "body" not in u["after"] and u["unchanged_toast"] == ["body"]
+    uf = full[1][1]
+    assert uf["after"]["body"] == big and "unchanged_toast" not in uf
+    assert uf["before"] == {"id": 1, "title": "one", "body": big}
+
+
+def test_types(outbox, kafka):
+    db = outbox.db
+    db.execute("""CREATE TABLE public.typed (id uuid PRIMARY KEY, j jsonb, js json, raw bytea, tags text[],
+                  ts timestamptz, flag boolean, small smallint, o oid, d date)""")
+    prefix = start(outbox, '{ tables = "public.typed"; snapshot = false; }')
+    db.execute("""INSERT INTO public.typed VALUES ('00000000-0000-0000-0000-000000000001',
+                  '{"a": [1, 2.50, "x"]}', '{"k" : "v"}', '\\x00ff10', '{a,"b c"}',
+                  '2026-11-22 10:00:00.123456+00', true, -3, 42, '2026-11-22')""")
+    (key, v), = records(kafka, prefix + ".public.typed", 1)
+    a = v["after"]
+    assert key == {"id": "00000000-0000-0000-0000-000000000001"}
+    assert a["j"] == {"a": [1, 2.50, "x"]} and a["js"] == {"k": "v"}
+    assert a["raw"] == "00ff10"
+    assert a["tags"] == '{a,"b c"}'
+    assert a["ts"].startswith("2026-11-22 10:00:00.123456")
+    assert a["flag"] is True and a["small"] == -3 and a["o"] == 42 and a["d"] == "2026-11-22"
+
+
+def test_truncate_and_pattern(outbox, kafka):
+    db = outbox.db
+    db.execute("CREATE SCHEMA legacy")
+    db.execute("CREATE TABLE legacy.a (id int PRIMARY KEY)")
+    db.execute("CREATE TABLE legacy.b (id int PRIMARY KEY)")
+    prefix = start(outbox, '{ tables = "legacy.*"; snapshot = false; }')
+    db.execute("INSERT INTO legacy.a VALUES (1)")
+    db.execute("INSERT INTO legacy.b VALUES (1)")
+    db.execute("TRUNCATE legacy.a")
+    got = records(kafka, prefix + ".legacy.a", 2)
+    assert got[0][1]["op"] == "c"
+    assert got[1] == (None, got[1][1]) and got[1][1]["op"] == "t"
+    assert records(kafka, prefix + ".legacy.b", 1)[0][1]["op"] == "c"
+
+
+def test_table_without_key_is_refused(outbox, kafka):
+    db = outbox.db
+    db.execute("CREATE TABLE public.nokey (a int, b text)")
+    outbox.reconfigure(capture='{ tables = "public.nokey"; snapshot = false; }',
+                       extra_relay='topic_prefix = "%s";' % outbox.prefix)
+    outbox.relay.start()
+    assert outbox.relay.wait_exit(60) == 1
+    log = outbox.relay.log()
+    assert "cannot capture table public.nokey: the table has no primary key or replica identity index" in log
+
+
+def test_unkeyed_opt_in(outbox, kafka):
+    db = outbox.db
+    db.execute("CREATE TABLE public.nokey (a int, b text)")
+    prefix = start(outbox, '{ tables = "public.nokey"; unkeyed = true; snapshot = false; }')
+    db.execute("INSERT INTO public.nokey VALUES (1, 'x')")
+    (key, v), = records(kafka, prefix + ".public.nokey", 1)
+    assert key is None and v["after"] == {"a": 1, "b": "x"}
+
+
+def test_outbox_and_capture_share_the_stream(outbox, kafka):
+    db = outbox.db
+    db.execute("CREATE TABLE public.accounts (id int PRIMARY KEY, state text)")
+    prefix = start(outbox, '{ tables = "public.accounts"; snapshot = false; }')
+    with db.connect(autocommit=False) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO public.accounts VALUES (1, 'registered')")
+        cur.execute("SELECT outbox.publish('user', '1', 'UserRegistered', '{\"id\": 1}'::jsonb)")
+        conn.commit()
+    assert records(kafka, prefix + ".public.accounts", 1)[0][1]["after"]["state"] == "registered"
+    assert len(kafka.consume(outbox.topic("user"), until=1, timeout=60)) == 1
