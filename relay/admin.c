@@ -331,3 +331,70 @@ int admin_status(const relay_config *cfg, bool json)
 	json_decref(o);
 	return 0;
 }
+
+/* The request's JSON: {"snapshot":["schema.table",...]} (names checked to be captured first). */
+static int snapshot_request_text(const relay_config *cfg, const char *const *tables, int n,
+				 char *out, size_t len)
+{
+	size_t need = 20;
+	int bad = 0;
+
+	for (int i = 0; i < n; i++)
+		need += strlen(tables[i]) + 4;
+	if (need > len) {
+		fprintf(stderr, "too many tables in one request: ask for fewer at a time\n");
+		return -1;
+	}
+	strcpy(out, "{\"snapshot\":[");
+	for (int i = 0; i < n; i++) {
+		const char *dot = strchr(tables[i], '.');
+		char schema[256];
+		snprintf(schema, sizeof(schema), "%.*s", dot ? (int)(dot - tables[i]) : 0, tables[i]);
+		if (!dot || strpbrk(tables[i], "\"\\") || !config_capture_for(cfg, schema, dot + 1)) {
+			fprintf(stderr, "%s is not a table the capture list of %s takes (write "
+				"schema.table)\n", tables[i], cfg->path);
+			bad = 1;
+			continue;
+		}
+		strcat(out, i ? ",\"" : "\"");
+		strcat(out, tables[i]);
+		strcat(out, "\"");
+	}
+	strcat(out, "]}");
+	return bad ? -1 : 0;
+}
+
+int admin_request_snapshot(const relay_config *cfg, const char *const *tables, int n)
+{
+	char text[8192], prefix[300];
+	const char *params[2] = {prefix, text};
+	PGconn *c;
+	PGresult *res;
+	int code = 1;
+
+	if (!cfg->exactly_once) {
+		fprintf(stderr, "%s: snapshots need relay.delivery = \"exactly-once\"\n", cfg->path);
+		return 2;
+	}
+	if (snapshot_request_text(cfg, tables, n, text, sizeof(text)) < 0)
+		return 2;
+	snprintf(prefix, sizeof(prefix), "outbox-relay:%s", cfg->slot);
+	c = admin_connect(cfg);
+	if (PQstatus(c) != CONNECTION_OK) {
+		fprintf(stderr, "cannot connect to the database: %s", PQerrorMessage(c));
+		PQfinish(c);
+		return 1;
+	}
+	res = PQexecParams(c, "SELECT pg_logical_emit_message(true, $1, $2)", 2, NULL, params, NULL,
+			   NULL, 0);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+		printf("snapshot requested (%s); the relay on slot %s takes it in order and logs "
+		       "its progress\n", text, cfg->slot);
+		code = 0;
+	} else {
+		fprintf(stderr, "cannot write the request: %s", PQerrorMessage(c));
+	}
+	PQclear(res);
+	PQfinish(c);
+	return code;
+}

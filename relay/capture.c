@@ -162,22 +162,9 @@ void capture_free(capture *c)
 
 bool capture_enabled(const capture *c) { return c->cfg->n_captures > 0; }
 
-/* One part of a pattern: "*" takes any name. */
-static bool part_matches(const char *pat, size_t plen, const char *name)
-{
-	return (plen == 1 && pat[0] == '*') || (strlen(name) == plen && memcmp(pat, name, plen) == 0);
-}
-
 const capture_config *capture_entry_for(const capture *c, const char *schema, const char *table)
 {
-	for (int i = 0; i < c->cfg->n_captures; i++) {
-		const capture_config *e = &c->cfg->captures[i];
-		const char *dot = strchr(e->tables, '.');
-		if (part_matches(e->tables, (size_t)(dot - e->tables), schema) &&
-		    part_matches(dot + 1, strlen(dot + 1), table))
-			return e;
-	}
-	return NULL;
+	return config_capture_for(c->cfg, schema, table);
 }
 
 static bool in_list(char *const *list, int n, const char *name)

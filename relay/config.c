@@ -805,6 +805,25 @@ void config_free(relay_config *cfg)
 	free(cfg);
 }
 
+/* One part of a capture pattern: "*" takes any name. */
+static bool part_matches(const char *pat, size_t plen, const char *name)
+{
+	return (plen == 1 && pat[0] == '*') || (strlen(name) == plen && memcmp(pat, name, plen) == 0);
+}
+
+const capture_config *config_capture_for(const relay_config *cfg, const char *schema,
+					 const char *table)
+{
+	for (int i = 0; i < cfg->n_captures; i++) {
+		const capture_config *e = &cfg->captures[i];
+		const char *dot = strchr(e->tables, '.');
+		if (part_matches(e->tables, (size_t)(dot - e->tables), schema) &&
+		    part_matches(dot + 1, strlen(dot + 1), table))
+			return e;
+	}
+	return NULL;
+}
+
 const char *config_kafka_get(const relay_config *cfg, const char *name)
 {
 	for (int i = 0; i < cfg->n_kafka; i++)

@@ -119,6 +119,9 @@ void config_load_credentials(relay_config *cfg);
 void config_reload(relay_config *running, const relay_config *fresh);
 /* Prints every key with its type, default and meaning (the source of the docs' key table). */
 void config_describe(FILE *out);
+/* The first entry of the capture list whose pattern takes schema.table, or NULL. */
+const capture_config *config_capture_for(const relay_config *cfg, const char *schema,
+					 const char *table);
 /* Finds a kafka property by its librdkafka name; NULL when the file does not set it. */
 const char *config_kafka_get(const relay_config *cfg, const char *name);
 

@@ -29,6 +29,8 @@ static void usage(FILE *out)
 		"  outbox-relay check-config FILE    validate FILE and exit (0: valid)\n"
 		"  outbox-relay preflight FILE       check the server and the broker, one line each (0: ok)\n"
 		"  outbox-relay status FILE [--json] slot, confirmed position, retained WAL, checkpoint\n"
+		"  outbox-relay snapshot FILE TABLE...  ask the running relay to publish the rows of\n"
+		"                                    captured tables again (op r), while it streams\n"
 		"  outbox-relay --describe-config    print every configuration key with its default\n"
 		"  outbox-relay --help | --version\n"
 		"\n"
@@ -89,6 +91,21 @@ static int admin_command(int argc, char **argv)
 	return code;
 }
 
+/* snapshot FILE schema.table... */
+static int snapshot_command(int argc, char **argv)
+{
+	relay_config *cfg = load_checked(argv[2]);
+	int code;
+
+	if (!cfg)
+		return RELAY_EXIT_USAGE;
+	config_load_credentials(cfg);
+	log_set_level(LOG_LVL_ERROR);
+	code = admin_request_snapshot(cfg, (const char *const *)argv + 3, argc - 3);
+	config_free(cfg);
+	return code;
+}
+
 static int run(const char *path)
 {
 	relay_config *cfg = load_checked(path);
@@ -126,6 +143,8 @@ int main(int argc, char **argv)
 	log_set_journal_prefix(getenv("JOURNAL_STREAM") != NULL);
 	if (argc >= 3 && (strcmp(argv[1], "preflight") == 0 || strcmp(argv[1], "status") == 0))
 		return admin_command(argc, argv);
+	if (argc >= 4 && strcmp(argv[1], "snapshot") == 0)
+		return snapshot_command(argc, argv);
 	if (argc >= 2 && strcmp(argv[1], "check-config") == 0) {
 		if (argc != 3) {
 			usage(stderr);

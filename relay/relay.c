@@ -1092,6 +1092,8 @@ static pg_result load_checkpoint(relay *r, char *err, size_t errlen)
 		free(state);
 		return PG_FATAL;
 	}
+	if (state && snapshot_current(r->snap)[0])
+		log_info("snapshot progress from Kafka: resuming %s", snapshot_current(r->snap));
 	free(state);
 	if (res == CHECKPOINT_NO_TOPIC)
 		return PG_FATAL;

@@ -1,0 +1,233 @@
+# test_snapshot.py: initial and on-demand snapshots of captured tables, consistent with the stream,
+# exactly once, resumed after kill -9.
+import json
+import random
+import re
+import signal
+import threading
+import time
+
+import psycopg2
+import pytest
+
+import relayctl
+from harness import wait_for
+
+
+def configure(outbox, capture, extra_relay=""):
+    outbox.reconfigure(capture=capture,
+                       extra_relay='topic_prefix = "%s"; %s' % (outbox.prefix, extra_relay))
+
+
+def read_all(kafka, topic, at_least, timeout=120):
+    msgs = kafka.consume(topic, until=lambda m: len(m) >= at_least, timeout=timeout)
+    # Anything committed after at_least was reached: read to the end too.
+    return kafka.consume(topic, timeout=timeout) if len(msgs) >= at_least else msgs
+
+
+def decode(msgs):
+    out = []
+    for m in msgs:
+        key = json.loads(m["key"]) if m["key"] else None
+        value = json.loads(m["value"]) if m["value"] is not None else None
+        out.append((m["partition"], m["offset"], key, value))
+    return out
+
+
+def final_state(records):
+    """Applies the records in order (per partition, which keeps per-key order): {id: after}."""
+    state = {}
+    for _, _, key, value in sorted(records, key=lambda r: (r[0], r[1])):
+        if key is None:
+            continue
+        if value is None or value["op"] == "d":
+            state.pop(key["id"], None)
+        else:
+            state[key["id"]] = value["after"]
+    return state
+
+
+def table_state(db, table):
+    return {row[0]: {"id": row[0], "balance": row[1], "version": row[2], "note": row[3]}
+            for row in db.query("SELECT id, balance, version, note FROM %s" % table)}
+
+
+def check_once(records):
+    """At most one snapshot record per key, and every change (key, version, op) once."""
+    seen_r, seen_changes = set(), set()
+    for _, _, key, value in records:
+        if value is None:
+            continue
+        ident = key["id"]
+        if value["op"] == "r":
+            assert ident not in seen_r, "two snapshot records for id %s" % ident
+            seen_r.add(ident)
+        else:
+            row = value["after"] or value["before"]
+            change = (ident, value["op"], row.get("version"), value["source"]["lsn"])
+            assert change not in seen_changes, "change published twice: %r" % (change,)
+            seen_changes.add(change)
+    return seen_r
+
+
+class Writers:
+    """Threads that update, insert and delete rows of the table until stopped."""
+
+    def __init__(self, db, table, first_new_id, n=2):
+        self.db, self.table, self.stop_ev = db, table, threading.Event()
+        self.next_id = first_new_id
+        self.lock = threading.Lock()
+        self.changes = 0
+        self.threads = [threading.Thread(target=self.run, args=(i,), daemon=True) for i in range(n)]
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def new_id(self):
+        with self.lock:
+            self.next_id += 1
+            return self.next_id
+
+    def run(self, seed):
+        rnd = random.Random(seed)
+        conn = self.db.connect(autocommit=False)
+        cur = conn.cursor()
+        while not self.stop_ev.is_set():
+            for _ in range(5):
+                op = rnd.random()
+                ident = rnd.randint(1, self.next_id)
+                if op < 0.6:
+                    cur.execute("UPDATE %s SET balance = balance + 1, version = version + 1 WHERE id = %%s"
+                                % self.table, (ident,))
+                elif op < 0.85:
+                    cur.execute("INSERT INTO %s VALUES (%%s, 0, 1, 'new')" % self.table, (self.new_id(),))
+                else:
+                    cur.execute("DELETE FROM %s WHERE id = %%s" % self.table, (ident,))
+            if rnd.random() < 0.1:
+                conn.rollback()
+            else:
+                conn.commit()
+                self.changes += 5
+            time.sleep(0.002)
+        conn.close()
+
+    def stop(self):
+        self.stop_ev.set()
+        for t in self.threads:
+            t.join(30)
+
+
+def make_table(db, name, rows):
+    db.execute("CREATE TABLE %s (id bigint PRIMARY KEY, balance bigint, version int, note text)" % name)
+    db.execute("INSERT INTO %s SELECT g, g * 10, 1, repeat('x', 40) FROM generate_series(1, %d) g" % (name, rows))
+
+
+def wait_caught_up(outbox, timeout=120):
+    """Waits until the slot is confirmed past the WAL written so far (everything is in Kafka)."""
+    target = outbox.db.query("SELECT pg_current_wal_lsn()")[0][0]
+    wait_for(lambda: outbox.db.query(
+        "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots WHERE slot_name = %s",
+        (target, outbox.slot))[0][0] or outbox.relay.proc.poll() is not None,
+        timeout, what="slot confirmed past %s" % target)
+    assert outbox.relay.proc.poll() is None, outbox.relay.log()[-3000:]
+
+
+def snapshot_seconds(log, table):
+    """Seconds from the snapshot being queued to done, from the relay's log timestamps."""
+    def ts(pattern):
+        m = re.search(r"^(\S+) .*" + re.escape(pattern), log, re.M)
+        return time.mktime(time.strptime(m.group(1)[:19], "%Y-%m-%dT%H:%M:%S")) + float("0." + m.group(1)[20:23])
+    return ts("snapshot of %s done" % table) - ts("snapshot of %s queued" % table)
+
+
+def test_initial_snapshot_then_stream(outbox, kafka):
+    db = outbox.db
+    make_table(db, "public.accounts", 1000)
+    configure(outbox, '{ tables = "public.accounts"; }', 'snapshot_chunk_rows = 300;')
+    outbox.relay.start()
+    outbox.relay.wait_log("snapshot of public.accounts done: 1000 rows", timeout=60)
+    db.execute("UPDATE public.accounts SET version = 2 WHERE id = 7")
+    topic = outbox.prefix + ".public.accounts"
+    records = decode(read_all(kafka, topic, 1001))
+    assert check_once(records) == set(range(1, 1001))
+    snap = [v for _, _, _, v in records if v["op"] == "r"]
+    assert all(v["source"]["snapshot"] is True and v["before"] is None for v in snap)
+    assert final_state(records) == table_state(db, "public.accounts")
+    # A restart does not snapshot again: the progress is stored with the checkpoint.
+    assert outbox.relay.stop() == 0
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    db.execute("UPDATE public.accounts SET version = 3 WHERE id = 8")
+    wait_caught_up(outbox)
+    assert outbox.relay.stop() == 0
+    records = decode(kafka.consume(topic, timeout=60))
+    assert sum(1 for r in records if r[3] and r[3]["op"] == "r") == 1000
+    assert "queued" not in outbox.relay.log().split("==== start 1")[1]
+
+
+def test_snapshot_of_200k_rows_while_writers_change_them(outbox, kafka):
+    db = outbox.db
+    rows = 200000
+    make_table(db, "public.accounts", rows)
+    configure(outbox, '{ tables = "public.accounts"; }')
+    writers = Writers(db, "public.accounts", rows).start()
+    try:
+        outbox.relay.start()
+        outbox.relay.wait_log("snapshot of public.accounts done", timeout=300)
+    finally:
+        writers.stop()
+    wait_caught_up(outbox)
+    log = outbox.relay.log()
+    records = decode(read_all(kafka, outbox.prefix + ".public.accounts", rows))
+    check_once(records)
+    assert final_state(records) == table_state(db, "public.accounts")
+    secs = snapshot_seconds(log, "public.accounts")
+    print("\nsnapshot of %d rows with writers (%d changes): %.1f s, %.0f rows/s"
+          % (rows, writers.changes, secs, rows / secs))
+    assert writers.changes > 0
+
+
+def test_snapshot_resumes_after_kill(outbox, kafka):
+    db = outbox.db
+    rows = 60000
+    make_table(db, "public.accounts", rows)
+    configure(outbox, '{ tables = "public.accounts"; }', 'snapshot_chunk_rows = 2000;')
+    writers = Writers(db, "public.accounts", rows).start()
+    try:
+        outbox.relay.start()
+        for kill in range(2):
+            since = len(outbox.relay.log())
+            outbox.relay.wait_log("rows so far", timeout=120, since=since)
+            outbox.relay.proc.send_signal(signal.SIGKILL)
+            outbox.relay.proc.wait()
+            outbox.relay.start()
+            outbox.relay.wait_log("snapshot progress from Kafka: resuming public.accounts", timeout=60,
+                                  since=since)
+        outbox.relay.wait_log("snapshot of public.accounts done", timeout=300)
+    finally:
+        writers.stop()
+    wait_caught_up(outbox)
+    records = decode(read_all(kafka, outbox.prefix + ".public.accounts", rows))
+    check_once(records)
+    assert final_state(records) == table_state(db, "public.accounts")
+
+
+def test_snapshot_on_demand(outbox, kafka):
+    db = outbox.db
+    make_table(db, "public.accounts", 500)
+    db.execute("CREATE TABLE public.later (id bigint PRIMARY KEY, balance bigint, version int, note text)")
+    configure(outbox, '{ tables = "public.accounts"; snapshot = false; }, { tables = "public.later"; snapshot = false; }')
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    db.execute("INSERT INTO public.later VALUES (1, 1, 1, 'x')")
+    code, out = relayctl.run_once(["snapshot", outbox.config_path, "public.accounts", "public.later"])
+    assert code == 0, out
+    outbox.relay.wait_log("snapshot of public.later done: 1 rows", timeout=60)
+    records = decode(read_all(kafka, outbox.prefix + ".public.accounts", 500))
+    assert check_once(records) == set(range(1, 501))
+    later = decode(read_all(kafka, outbox.prefix + ".public.later", 2))
+    assert [v["op"] for _, _, _, v in later] == ["c", "r"]
+    code, out = relayctl.run_once(["snapshot", outbox.config_path, "public.other"])
+    assert code == 2 and "public.other is not a table the capture list" in out
