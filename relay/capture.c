@@ -32,7 +32,7 @@ struct capture {
 	const relay_config *cfg;
 	capture_table **tables;
 	int n_tables, cap_tables;
-	strbuf value, key, topic;
+	strbuf value, key, scratch; /* scratch: unchanged_toast names, an old key */
 	field_list now, old; /* columns and identity of the current record */
 };
 
@@ -154,7 +154,7 @@ void capture_free(capture *c)
 	free(c->tables);
 	free(c->value.p);
 	free(c->key.p);
-	free(c->topic.p);
+	free(c->scratch.p);
 	free(c->now.f);
 	free(c->old.f);
 	free(c);
@@ -479,22 +479,19 @@ static int put_after(strbuf *b, strbuf *toast, const capture_table *t, const fie
 	return n_toast;
 }
 
-/* The key object; -1 with *why when a key column has no value in the record. */
-static int put_key(capture *c, const capture_table *t, const w2j_record *rec, const char **why)
+/* The key object from one field list (else the fallback); -1 when a key column is missing. */
+static int put_key_from(strbuf *b, const capture_table *t, const field_list *l,
+			const field_list *fallback)
 {
-	strbuf *b = &c->key;
-
 	b->len = 0;
 	SB_LIT(b, "{");
 	for (int k = 0; k < t->n_keys; k++) {
 		const char *name = t->cols[t->keys[k]].name;
-		const cap_field *f = rec->action == W2J_DELETE ? field_named(&c->old, name)
-							       : field_named(&c->now, name);
-		if (!f && rec->action == W2J_UPDATE)
-			f = field_named(&c->old, name);
+		const cap_field *f = field_named(l, name);
+		if (!f && fallback)
+			f = field_named(fallback, name);
 		if (!f)
-			return *why = "a key column has no value in the change (is it a TOASTed value "
-				      "that did not change?)", -1;
+			return -1;
 		if (k)
 			SB_LIT(b, ",");
 		sb_json_string(b, name, strlen(name));
@@ -502,6 +499,16 @@ static int put_key(capture *c, const capture_table *t, const w2j_record *rec, co
 		sb_value(b, f);
 	}
 	SB_LIT(b, "}");
+	return 0;
+}
+
+/* The key object; -1 with *why when a key column has no value in the record. */
+static int put_key(capture *c, const capture_table *t, const w2j_record *rec, const char **why)
+{
+	const field_list *l = rec->action == W2J_DELETE ? &c->old : &c->now;
+	if (put_key_from(&c->key, t, l, rec->action == W2J_UPDATE ? &c->old : NULL) < 0)
+		return *why = "a key column has no value in the change (is it a TOASTed value "
+			      "that did not change?)", -1;
 	return 0;
 }
 
@@ -546,13 +553,13 @@ static void finish_msg(capture *c, const capture_table *t, route_msg *m, bool ke
 int capture_build(capture *c, const capture_table *t, const w2j_record *rec, route_msg *m,
 		  const char **why)
 {
-	strbuf *b = &c->value;
-	strbuf toast = {0};
+	strbuf *b = &c->value, *toast = &c->scratch;
 	static const char ops[] = {[W2J_INSERT] = 'c', [W2J_UPDATE] = 'u', [W2J_DELETE] = 'd',
 				   [W2J_TRUNCATE] = 't'};
 	int n_toast = 0;
 
 	memset(m, 0, sizeof(*m));
+	toast->len = 0;
 	if (t->refusal)
 		return *why = t->refusal, -1;
 	if (read_fields(&c->now, &rec->columns) < 0 || read_fields(&c->old, &rec->identity) < 0)
@@ -570,7 +577,7 @@ int capture_build(capture *c, const capture_table *t, const w2j_record *rec, rou
 		SB_LIT(b, "null");
 	SB_LIT(b, ",\"after\":");
 	if (rec->action == W2J_UPDATE)
-		n_toast = put_after(b, &toast, t, &c->now, &c->old);
+		n_toast = put_after(b, toast, t, &c->now, &c->old);
 	else if (rec->action == W2J_INSERT)
 		put_row(b, t, &c->now);
 	else
@@ -578,13 +585,34 @@ int capture_build(capture *c, const capture_table *t, const w2j_record *rec, rou
 	put_source(b, t, rec->lsn, rec->xid, rec->has_xid, &rec->timestamp, false);
 	if (n_toast) {
 		SB_LIT(b, ",\"unchanged_toast\":[");
-		sb_put(b, toast.p, toast.len);
+		sb_put(b, toast->p, toast->len);
 		SB_LIT(b, "]");
 	}
 	SB_LIT(b, "}");
-	free(toast.p);
 	finish_msg(c, t, m, rec->action != W2J_TRUNCATE);
 	return 0;
+}
+
+int capture_build_key_change(capture *c, const capture_table *t, const w2j_record *rec,
+			     route_msg *m)
+{
+	strbuf *b = &c->value;
+
+	if (rec->action != W2J_UPDATE || t->n_keys == 0 || t->refusal ||
+	    read_fields(&c->now, &rec->columns) < 0 || read_fields(&c->old, &rec->identity) < 0 ||
+	    put_key_from(&c->key, t, &c->old, NULL) < 0 ||
+	    put_key_from(&c->scratch, t, &c->now, &c->old) < 0)
+		return 0;
+	if (c->key.len == c->scratch.len && memcmp(c->key.p, c->scratch.p, c->key.len) == 0)
+		return 0;
+	b->len = 0;
+	SB_LIT(b, "{\"op\":\"d\",\"before\":");
+	put_row(b, t, &c->old);
+	SB_LIT(b, ",\"after\":null");
+	put_source(b, t, rec->lsn, rec->xid, rec->has_xid, &rec->timestamp, false);
+	SB_LIT(b, "}");
+	finish_msg(c, t, m, true);
+	return 1;
 }
 
 void capture_build_snapshot(capture *c, const capture_table *t, const char *key, size_t key_len,

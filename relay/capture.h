@@ -65,6 +65,12 @@ int capture_resolve_all(capture *c, PGconn *conn, capture_table ***tables, int *
 int capture_build(capture *c, const capture_table *t, const w2j_record *rec, route_msg *m,
 		  const char **why);
 /*
+ * An update that changed the key: 1 with the delete record of the old key in m (published
+ * before the update, which goes out under the new key); 0 for any other change.
+ */
+int capture_build_key_change(capture *c, const capture_table *t, const w2j_record *rec,
+			     route_msg *m);
+/*
  * The record of a snapshot row: row and key are JSON objects as PostgreSQL built them
  * (snapshot.c's query prints values the way wal2json does); lsn and ts are those of the
  * transaction that ends the snapshot chunk.

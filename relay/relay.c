@@ -661,6 +661,31 @@ static stream_end produce_held(relay *r, const route_msg *m, rd_kafka_resp_err_t
 	return e;
 }
 
+/* An update that changed the key: a delete (and tombstone) of the old key goes out first. */
+static stream_end publish_key_change(relay *r, const capture_table *t, const w2j_record *rec)
+{
+	route_msg m;
+	rd_kafka_resp_err_t refused;
+	stream_end e;
+
+	if (!capture_build_key_change(r->cap, t, rec, &m))
+		return STREAM_CONTINUE;
+	if (r->snap)
+		snapshot_saw_change(r->snap, t, rec->xid, m.key, m.key_len);
+	e = produce(r, &m, false, &refused);
+	if (e == STREAM_CONTINUE && !refused && t->cfg->tombstones) {
+		m.value = NULL;
+		m.value_len = 0;
+		e = produce(r, &m, false, &refused);
+	}
+	if (refused) {
+		log_error("Kafka refused the delete of the old key of %s: %s; stopping", t->name,
+			  rd_kafka_err2str(refused));
+		return STREAM_FATAL;
+	}
+	return e;
+}
+
 /*
  * A change of a captured table: its envelope record, then (for a delete, when asked) a
  * tombstone, both in one Kafka transaction; a pending snapshot chunk learns of the key.
@@ -674,6 +699,11 @@ static stream_end publish_change(relay *r, const capture_table *t, const w2j_rec
 	stream_end e;
 
 	metrics_rows_read(1);
+	r->hold_commit = true;
+	e = publish_key_change(r, t, rec);
+	r->hold_commit = false;
+	if (e != STREAM_CONTINUE)
+		return e;
 	if (capture_build(r->cap, t, rec, &m, &why) < 0)
 		return reject_row(r, t->name, rec, data, len, why, &m);
 	if (r->snap && rec->action == W2J_TRUNCATE)

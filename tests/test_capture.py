@@ -141,3 +141,34 @@ def test_outbox_and_capture_share_the_stream(outbox, kafka):
         conn.commit()
     assert records(kafka, prefix + ".public.accounts", 1)[0][1]["after"]["state"] == "registered"
     assert len(kafka.consume(outbox.topic("user"), until=1, timeout=60)) == 1
+
+
+def test_key_change_is_a_delete_then_the_new_key(outbox, kafka):
+    db = outbox.db
+    db.execute("CREATE TABLE public.handles (handle text PRIMARY KEY, owner int)")
+    prefix = start(outbox, '{ tables = "public.handles"; snapshot = false; }')
+    db.execute("INSERT INTO public.handles VALUES ('alice', 1)")
+    db.execute("UPDATE public.handles SET handle = 'alice2' WHERE handle = 'alice'")
+    got = records(kafka, prefix + ".public.handles", 4)
+    assert [(k, v and v["op"]) for k, v in got[:4]] == [
+        ({"handle": "alice"}, "c"), ({"handle": "alice"}, "d"), ({"handle": "alice"}, None),
+        ({"handle": "alice2"}, "u")]
+    assert got[1][1]["before"] == {"handle": "alice"}
+    assert got[3][1]["after"] == {"handle": "alice2", "owner": 1}
+
+
+def test_at_least_once_capture(outbox, kafka):
+    db = outbox.db
+    db.execute("CREATE TABLE public.plain (id int PRIMARY KEY, v text)")
+    prefix = start(outbox, '{ tables = "public.plain"; snapshot = false; }', 'delivery = "at-least-once";')
+    db.execute("INSERT INTO public.plain VALUES (1, 'x')")
+    db.execute("DELETE FROM public.plain")
+    got = records(kafka, prefix + ".public.plain", 3)
+    assert [v and v["op"] for _, v in got[:3]] == ["c", "d", None]
+
+
+def test_snapshot_needs_exactly_once(outbox, tmp_path):
+    outbox.reconfigure(capture='{ tables = "public.x"; }', extra_relay='delivery = "at-least-once";')
+    code, out = relayctl.run_once(["check-config", outbox.config_path])
+    assert code == 2
+    assert 'capture[0].snapshot needs relay.delivery = "exactly-once"' in out and ":" in out.split()[0]
