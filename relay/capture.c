@@ -352,7 +352,7 @@ int capture_lookup_record(capture *c, PGconn *conn, const w2j_record *rec, captu
 
 #define ALL_TABLES_SQL                                                                             \
 	"SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace " \
-	"WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname NOT IN "             \
+	"WHERE c.relkind = 'r' AND n.nspname NOT IN "             \
 	"('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' "                 \
 	"AND n.nspname NOT LIKE 'pg_temp%' ORDER BY 1, 2"
 

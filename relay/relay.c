@@ -814,7 +814,7 @@ static void maybe_take_chunk(relay *r)
 	}
 	rc = snapshot_take_chunk(r->snap, conn, err, sizeof(err));
 	if (rc < 0)
-		log_warn("snapshot: %s; trying again", err);
+		log_warn("snapshot: %s; trying again in 5 s", err);
 	if (rc <= 0 && snapshot_wants_chunk(r->snap))
 		r->next_chunk_ms = now_ms() + (rc < 0 ? 5000 : 200);
 }

@@ -635,11 +635,8 @@ int snapshot_take_chunk(snapshot *s, PGconn *conn, char *err, size_t errlen)
 		return rc;
 	chunk_drop(s);
 	if (read_chunk(s, conn, t, err, errlen) < 0) {
-		if (PQstatus(conn) != CONNECTION_OK)
-			return -1;
-		log_warn("snapshot of %s: %s; trying again later", t->name, err);
 		chunk_drop(s);
-		return 0;
+		return -1; /* e.g. no SELECT privilege: the caller logs err and tries again later */
 	}
 	if (saw_commit_of_running(s)) {
 		log_debug("snapshot of %s: a transaction still in progress for the chunk was read "
@@ -654,7 +651,7 @@ int snapshot_take_chunk(snapshot *s, PGconn *conn, char *err, size_t errlen)
 	}
 	if (write_watermark(s, conn, err, errlen) < 0) {
 		chunk_drop(s);
-		return PQstatus(conn) != CONNECTION_OK ? -1 : 0;
+		return -1;
 	}
 	s->table = t;
 	s->pending = true;

@@ -54,7 +54,8 @@ const char *snapshot_current(const snapshot *s);
 bool snapshot_wants_chunk(const snapshot *s);
 /*
  * Reads the next chunk of the current table and writes its watermark. 1: a chunk waits for its
- * watermark; 0: nothing to do now (retry later); -1: the connection failed (err says why).
+ * watermark; 0: nothing to do now (retry soon); -1: it failed (err says why: the connection,
+ * a missing SELECT privilege, ...).
  */
 int snapshot_take_chunk(snapshot *s, PGconn *conn, char *err, size_t errlen);
 

@@ -18,6 +18,12 @@ $$;
 
 SELECT format('GRANT CONNECT ON DATABASE %I TO outbox_relay', current_database()) \gexec
 
+-- Change capture (docs/change-capture.md): snapshots read the captured tables, so the role needs
+-- SELECT on them (streaming changes needs nothing more). For example:
+--   GRANT USAGE ON SCHEMA app TO outbox_relay;
+--   GRANT SELECT ON app.users, app.documents TO outbox_relay;
+-- It uses one more connection for catalog reads and snapshots (CONNECTION LIMIT 4 leaves room).
+
 -- Retention (SQL kit 1.1 and later): lets the relay run outbox.purge(), which deletes old outbox
 -- rows. purge() is SECURITY DEFINER, so the role gets no DELETE or SELECT on outbox.events: it
 -- can remove rows past the age it passes and nothing else. Skipped while the kit is not
