@@ -79,12 +79,13 @@ run_fuzz_smoke
 echo "== integration tests (real PostgreSQL 15 + wal2json, real Kafka)"
 run_pytest integration tests/
 
-echo "== integration test with the ASan+UBSan relay"
-RELAY_BIN=build/san/outbox-relay run_pytest sanitized tests/test_relay.py -k "many_transactions"
+echo "== integration tests with the ASan+UBSan relay"
+RELAY_BIN=build/san/outbox-relay run_pytest sanitized tests/test_relay.py tests/test_capture.py \
+	tests/test_snapshot.py -k "many_transactions or full_identity or types or key_change or initial_snapshot"
 
 echo "== integration tests with the relay under valgrind memcheck (tests/valgrind-relay.sh)"
 RELAY_BIN=tests/valgrind-relay.sh run_pytest valgrind --basetemp=build/valgrind \
-	tests/test_relay.py -k "values_pass_through_byte_exact or sigterm"
+	tests/test_relay.py tests/test_snapshot.py -k "values_pass_through_byte_exact or sigterm or on_demand"
 # Each relay run's report is build/valgrind/TEST/valgrind.PID.log: show those that found something.
 for log in build/valgrind/*[0-9]/valgrind.*.log; do # not pytest's *current links to them
 	[ -f "$log" ] && ! grep -q 'ERROR SUMMARY: 0 errors' "$log" &&

@@ -855,6 +855,35 @@ static void test_sources_checked_like_the_router(void **state)
 		     5, "sources[1]");
 }
 
+/* The capture list: defaults, patterns, and errors at the entry's line. */
+static void test_capture_list(void **state)
+{
+	loaded l;
+
+	(void)state;
+	load_ok(&l, MINIMAL "capture = (\n  { tables = \"public.users\"; exclude_columns = "
+			    "[\"password_hash\"]; },\n  { tables = \"*.orders\"; snapshot = false; }\n);\n");
+	assert_int_equal(l.cfg->n_captures, 2);
+	assert_int_equal(l.cfg->n_sources, 0); /* a capture list and no sources: no outbox table */
+	assert_string_equal(l.cfg->captures[0].topic, "${prefix}.${schema}.${table}");
+	assert_true(l.cfg->captures[0].tombstones && l.cfg->captures[0].snapshot);
+	assert_int_equal(l.cfg->captures[0].n_exclude_columns, 1);
+	assert_string_equal(l.cfg->topic_prefix, "cdc");
+	assert_ptr_equal(config_capture_for(l.cfg, "public", "users"), &l.cfg->captures[0]);
+	assert_ptr_equal(config_capture_for(l.cfg, "sales", "orders"), &l.cfg->captures[1]);
+	assert_null(config_capture_for(l.cfg, "public", "orders2"));
+	unload(&l);
+	expect_error(MINIMAL "capture = (\n { tables = \"pub*.x\"; }\n);\n", 4,
+		     "capture[0].tables 'pub*.x' must be schema.table");
+	expect_error(MINIMAL "capture = (\n { tables = \"a.b\"; include_columns = [\"x\"]; "
+			     "exclude_columns = [\"y\"]; }\n);\n", 4, "both include_columns and exclude_columns");
+	expect_error(MINIMAL "relay = { delivery = \"at-least-once\"; };\ncapture = (\n { tables = "
+			     "\"a.b\"; }\n);\n", 5, "capture[0].snapshot needs relay.delivery");
+	expect_error(MINIMAL "capture = (\n { tables = \"a.b\"; colums = []; }\n);\n", 4,
+		     "unknown setting 'capture[0].colums'");
+	expect_error(MINIMAL "capture = ( );\n", 3, "capture must be a non-empty list");
+}
+
 static void test_describe_lists_every_key(void **state)
 {
 	(void)state;
@@ -929,6 +958,7 @@ int main(void)
 		cmocka_unit_test(test_every_problem_reported),
 		cmocka_unit_test(test_every_source_checked),
 		cmocka_unit_test(test_sources_checked_like_the_router),
+		cmocka_unit_test(test_capture_list),
 		cmocka_unit_test(test_describe_lists_every_key),
 	};
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);

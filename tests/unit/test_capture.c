@@ -1,0 +1,227 @@
+/* test_capture.c: the change envelope (ops, keys, TOAST, json values) and snapshot progress texts. */
+#include "unit.h"
+
+#include "capture.h"
+#include "snapshot.h"
+
+/* A config with one capture entry, and a table as the catalog would describe it. */
+typedef struct {
+	relay_config cfg;
+	capture_config entry;
+	capture_table t;
+	capture_column cols[4];
+	int keys[1];
+	char *excluded[1];
+	capture *cap;
+} fixture;
+
+static void setup_table(fixture *f, char replident, bool exclude_secret)
+{
+	memset(f, 0, sizeof(*f));
+	f->cfg.captures = &f->entry;
+	f->cfg.n_captures = 1;
+	f->cfg.slot = "s1";
+	f->cfg.snapshot_chunk_rows = 100;
+	f->entry.tables = "public.users";
+	f->entry.tombstones = true;
+	if (exclude_secret) {
+		f->excluded[0] = "secret";
+		f->entry.exclude_columns = f->excluded;
+		f->entry.n_exclude_columns = 1;
+	}
+	const char *names[] = {"id", "body", "secret", "doc"};
+	for (int i = 0; i < 4; i++) {
+		f->cols[i].name = (char *)names[i];
+		f->cols[i].published = !(exclude_secret && i == 2);
+	}
+	f->t.schema = "public";
+	f->t.table = "users";
+	f->t.name = "public.users";
+	f->t.cfg = &f->entry;
+	f->t.topic = "cdc.public.users";
+	f->t.cols = f->cols;
+	f->t.n_cols = 4;
+	f->keys[0] = 0;
+	f->t.keys = f->keys;
+	f->t.n_keys = 1;
+	f->t.replident = replident;
+	f->cap = capture_new(&f->cfg);
+}
+
+/* Builds the record of one wal2json text; returns the value as a string (static buffer). */
+static const char *build(fixture *f, const char *text, route_msg *m)
+{
+	static char out[8192];
+	w2j_record rec;
+	const char *why = NULL;
+
+	assert_int_equal(w2j_decode(text, strlen(text), &rec, &why), 0);
+	if (capture_build(f->cap, &f->t, &rec, m, &why) < 0)
+		return why;
+	snprintf(out, sizeof(out), "%.*s", (int)m->value_len, m->value);
+	return out;
+}
+
+#define COL(n, t, v) "{\"name\":\"" n "\",\"type\":\"" t "\",\"value\":" v "}"
+#define HEAD(a) "{\"action\":\"" a "\",\"xid\":77,\"lsn\":\"0/16B3748\",\"timestamp\":\"2026-11-22 10:00:00+00\",\"schema\":\"public\",\"table\":\"users\""
+#define SOURCE ",\"source\":{\"lsn\":\"0/16B3748\",\"xid\":77,\"ts\":\"2026-11-22 10:00:00+00\",\"schema\":\"public\",\"table\":\"users\",\"snapshot\":false}"
+
+static void test_insert_envelope(void **state)
+{
+	fixture f;
+	route_msg m;
+
+	(void)state;
+	setup_table(&f, 'd', true);
+	const char *v = build(&f, HEAD("I") ",\"columns\":[" COL("id", "bigint", "12345678901234567890")
+				  "," COL("body", "text", "\"a\\\"b\"") "," COL("secret", "text", "\"pw\"")
+				  "," COL("doc", "jsonb", "\"{\\\"k\\\": [1, 2.50]}\"") "]}", &m);
+	assert_string_equal(v, "{\"op\":\"c\",\"before\":null,\"after\":{\"id\":12345678901234567890,"
+			       "\"body\":\"a\\\"b\",\"doc\":{\"k\": [1, 2.50]}}" SOURCE "}");
+	assert_string_equal(m.topic, "cdc.public.users");
+	assert_memory_equal(m.key, "{\"id\":12345678901234567890}", m.key_len);
+	capture_free(f.cap);
+}
+
+static void test_update_unchanged_toast(void **state)
+{
+	fixture f;
+	route_msg m;
+
+	(void)state;
+	setup_table(&f, 'd', false);
+	/* body is TOASTed and unchanged: wal2json leaves it out. */
+	const char *v = build(&f, HEAD("U") ",\"columns\":[" COL("id", "int", "1") "," COL("secret", "text", "null")
+				  "," COL("doc", "json", "null") "],\"identity\":[" COL("id", "int", "1") "]}", &m);
+	assert_string_equal(v, "{\"op\":\"u\",\"before\":null,\"after\":{\"id\":1,\"secret\":null,\"doc\":null}"
+			       SOURCE ",\"unchanged_toast\":[\"body\"]}");
+	capture_free(f.cap);
+}
+
+static void test_update_full_identity_fills_toast(void **state)
+{
+	fixture f;
+	route_msg m;
+
+	(void)state;
+	setup_table(&f, 'f', false);
+	const char *v = build(&f, HEAD("U") ",\"columns\":[" COL("id", "int", "1") "," COL("secret", "text", "\"n\"")
+				  "," COL("doc", "json", "null") "],\"identity\":[" COL("id", "int", "1")
+				  "," COL("body", "text", "\"long\"") "," COL("secret", "text", "\"o\"")
+				  "," COL("doc", "json", "null") "]}", &m);
+	assert_string_equal(v, "{\"op\":\"u\",\"before\":{\"id\":1,\"body\":\"long\",\"secret\":\"o\",\"doc\":null},"
+			       "\"after\":{\"id\":1,\"secret\":\"n\",\"doc\":null,\"body\":\"long\"}" SOURCE "}");
+	capture_free(f.cap);
+}
+
+static void test_delete_truncate_and_key_change(void **state)
+{
+	fixture f;
+	route_msg m;
+	w2j_record rec;
+	const char *why;
+
+	(void)state;
+	setup_table(&f, 'd', false);
+	assert_string_equal(build(&f, HEAD("D") ",\"identity\":[" COL("id", "int", "9") "]}", &m),
+			    "{\"op\":\"d\",\"before\":{\"id\":9},\"after\":null" SOURCE "}");
+	assert_memory_equal(m.key, "{\"id\":9}", m.key_len);
+	assert_string_equal(build(&f, HEAD("T") "}", &m),
+			    "{\"op\":\"t\",\"before\":null,\"after\":null" SOURCE "}");
+	assert_null(m.key);
+	/* A key change: the old key's delete comes first. */
+	const char *u = HEAD("U") ",\"columns\":[" COL("id", "int", "10") "],\"identity\":[" COL("id", "int", "9") "]}";
+	assert_int_equal(w2j_decode(u, strlen(u), &rec, &why), 0);
+	assert_int_equal(capture_build_key_change(f.cap, &f.t, &rec, &m), 1);
+	assert_memory_equal(m.key, "{\"id\":9}", m.key_len);
+	assert_memory_equal(m.value, "{\"op\":\"d\",\"before\":{\"id\":9},\"after\":null", 38);
+	/* The same key: no delete. */
+	const char *same = HEAD("U") ",\"columns\":[" COL("id", "int", "9") "],\"identity\":[" COL("id", "int", "9") "]}";
+	assert_int_equal(w2j_decode(same, strlen(same), &rec, &why), 0);
+	assert_int_equal(capture_build_key_change(f.cap, &f.t, &rec, &m), 0);
+	capture_free(f.cap);
+}
+
+static void test_missing_key_and_refusal(void **state)
+{
+	fixture f;
+	route_msg m;
+
+	(void)state;
+	setup_table(&f, 'd', false);
+	assert_non_null(strstr(build(&f, HEAD("I") ",\"columns\":[" COL("body", "text", "\"x\"") "]}", &m),
+			       "a key column has no value"));
+	f.t.refusal = "the table has no primary key";
+	assert_string_equal(build(&f, HEAD("I") ",\"columns\":[" COL("id", "int", "1") "]}", &m),
+			    "the table has no primary key");
+	capture_free(f.cap);
+}
+
+static void test_snapshot_record(void **state)
+{
+	fixture f;
+	route_msg m;
+	json_span ts = {JSON_STRING, false, "2026-11-22 10:00:00+00", 22};
+
+	(void)state;
+	setup_table(&f, 'd', false);
+	capture_build_snapshot(f.cap, &f.t, "{\"id\":3}", 8, "{\"id\":3,\"body\":\"x\"}", 19, 0x16B3748,
+			       &ts, &m);
+	assert_memory_equal(m.key, "{\"id\":3}", 8);
+	assert_int_equal(m.value_len, strlen("{\"op\":\"r\",\"before\":null,\"after\":{\"id\":3,\"body\":\"x\"},"
+					     "\"source\":{\"lsn\":\"0/16B3748\",\"xid\":null,\"ts\":\"2026-11-22 "
+					     "10:00:00+00\",\"schema\":\"public\",\"table\":\"users\","
+					     "\"snapshot\":true}}"));
+	capture_free(f.cap);
+}
+
+/* The stored progress goes back and forth, and a request queues tables once. */
+static void test_snapshot_state(void **state)
+{
+	fixture f;
+	capture_table *t = NULL;
+	const char *text = "{\"version\":1,\"done\":[\"public.a\"],\"queue\":[\"public.users\",\"x.\\\"q\"],"
+			   "\"after\":[\"42\"],\"table_rows\":4096}";
+
+	(void)state;
+	setup_table(&f, 'd', false);
+	snapshot *s = snapshot_new(&f.cfg, f.cap);
+	assert_string_equal(snapshot_prefix(s), "outbox-relay:s1");
+	assert_int_equal(snapshot_load_state(s, text, strlen(text)), 0);
+	char *back = snapshot_state_json(s);
+	assert_string_equal(back, text);
+	free(back);
+	assert_false(snapshot_dirty(s));
+	assert_non_null(strstr(snapshot_current(s), "public.users (4096 rows so far, 1 more"));
+	const char *req = "{\"snapshot\":[\"public.b\",\"public.b\",\"public.a\"]}";
+	assert_int_equal(snapshot_message(s, req, strlen(req), &t), SNAPSHOT_MSG_REQUEST);
+	assert_true(snapshot_dirty(s));
+	back = snapshot_state_json(s);
+	assert_non_null(strstr(back, "\"queue\":[\"public.users\",\"x.\\\"q\",\"public.b\",\"public.a\"]"));
+	free(back);
+	/* Back to what was committed. */
+	snapshot_rewind(s);
+	back = snapshot_state_json(s);
+	assert_string_equal(back, text);
+	free(back);
+	/* Not ours, or not JSON: ignored. */
+	assert_int_equal(snapshot_message(s, "{\"chunk\":\"1-2-3\"}", 17, &t), SNAPSHOT_MSG_OTHER);
+	assert_int_equal(snapshot_message(s, "nope", 4, &t), SNAPSHOT_MSG_OTHER);
+	assert_int_equal(snapshot_load_state(s, "{\"done\":3}", 10), -1);
+	snapshot_free(s);
+	capture_free(f.cap);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_insert_envelope),
+		cmocka_unit_test(test_update_unchanged_toast),
+		cmocka_unit_test(test_update_full_identity_fills_toast),
+		cmocka_unit_test(test_delete_truncate_and_key_change),
+		cmocka_unit_test(test_missing_key_and_refusal),
+		cmocka_unit_test(test_snapshot_record),
+		cmocka_unit_test(test_snapshot_state),
+	};
+	return cmocka_run_group_tests_name("capture", tests, NULL, NULL);
+}
