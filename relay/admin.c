@@ -278,6 +278,7 @@ static void add_checkpoint(json_t *o, const relay_config *cfg)
 	const char *set = config_kafka_get(cfg, "transactional.id");
 	json_t *sysid = json_object_get(o, "system_identifier");
 	checkpoint cp;
+	char *state = NULL;
 
 	if (!cfg->exactly_once || (!set && !sysid))
 		return;
@@ -285,7 +286,14 @@ static void add_checkpoint(json_t *o, const relay_config *cfg)
 	if (!set)
 		snprintf(txn_id, sizeof(txn_id), "outbox-relay-%s-%s", json_string_value(sysid), cfg->slot);
 	json_object_set_new(o, "transactional_id", json_string(txn_id));
-	checkpoint_result r = checkpoint_load(cfg, cfg->checkpoint_topic, txn_id, false, &cp, err, sizeof(err));
+	checkpoint_result r = checkpoint_load_state(cfg, cfg->checkpoint_topic, txn_id, false, &cp,
+						    &state, err, sizeof(err));
+	if (state) {
+		/* Snapshot progress of captured tables: done, queued, rows of the current one. */
+		json_t *snap = json_loads(state, 0, NULL);
+		json_object_set_new(o, "snapshot", snap ? snap : json_string(state));
+		free(state);
+	}
 	if (r == CHECKPOINT_FOUND) {
 		json_object_set_new(o, "checkpoint_lsn", json_string(lsn_format(cp.lsn, a)));
 		if (cp.partial_nextlsn)
@@ -309,7 +317,11 @@ static void print_human(json_t *o)
 			printf("%-22s %lld\n", key, (long long)json_integer_value(v));
 		else if (json_is_boolean(v))
 			printf("%-22s %s\n", key, json_is_true(v) ? "yes" : "no");
-		else
+		else if (json_is_object(v)) {
+			char *text = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+			printf("%-22s %s\n", key, text);
+			free(text);
+		} else
 			printf("%-22s -\n", key);
 	}
 }
