@@ -97,6 +97,47 @@ static void check_wal2json(report *rp, PGconn *c)
 	PQclear(PQexec(c, "RESET statement_timeout"));
 }
 
+#define CAPTURE_SQL                                                                                \
+	"SELECT n.nspname || '.' || c.relname, has_table_privilege(c.oid, 'SELECT'), "              \
+	"EXISTS (SELECT FROM pg_index i WHERE i.indrelid = c.oid AND (i.indisprimary OR "           \
+	"i.indisreplident)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "        \
+	"WHERE c.relkind = 'r' AND ($1 = '*' OR n.nspname = $1) AND ($2 = '*' OR c.relname = $2) "  \
+	"AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
+
+/* Each capture entry: the tables it takes, each with a key and (for snapshots) SELECT. */
+static void check_capture(report *rp, PGconn *c, const capture_config *e)
+{
+	char schema[256], what[600];
+	const char *dot = strchr(e->tables, '.');
+	const char *params[2] = {schema, dot + 1};
+	int bad = 0;
+
+	snprintf(schema, sizeof(schema), "%.*s", (int)(dot - e->tables), e->tables);
+	PGresult *res = PQexecParams(c, CAPTURE_SQL, 2, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		snprintf(what, sizeof(what), "capture %s", e->tables);
+		check(rp, false, what, "%s", PQerrorMessage(c));
+		PQclear(res);
+		return;
+	}
+	for (int i = 0; i < PQntuples(res); i++) {
+		const char *name = PQgetvalue(res, i, 0);
+		bool keyed = strcmp(PQgetvalue(res, i, 2), "t") == 0 || e->n_key_columns > 0;
+		snprintf(what, sizeof(what), "captured table %s has a key", name);
+		if (!keyed && !e->unkeyed && ++bad)
+			check(rp, false, what, "ALTER TABLE %s ADD PRIMARY KEY (...), or set key_columns "
+			      "or unkeyed = true in its capture entry", name);
+		snprintf(what, sizeof(what), "the role may read %s (for snapshots)", name);
+		if (e->snapshot && strcmp(PQgetvalue(res, i, 1), "t") != 0 && ++bad)
+			check(rp, false, what, "GRANT SELECT ON %s TO <role>; (and USAGE on its schema)", name);
+	}
+	snprintf(what, sizeof(what), "capture %s takes %d table%s", e->tables, PQntuples(res),
+		 PQntuples(res) == 1 ? "" : "s");
+	if (!bad)
+		check(rp, true, what, " ");
+	PQclear(res);
+}
+
 /* The relay's slot: fine when missing (it is created), else wal2json, this database, alive. */
 static void check_slot(report *rp, PGconn *c, const char *slot)
 {
@@ -158,6 +199,8 @@ static void preflight_postgres(report *rp, const relay_config *cfg)
 		check(rp, v && strcmp(v, "t") == 0, what, "create it (psql -f sql/outbox.sql for outbox.events)");
 		free(v);
 	}
+	for (int i = 0; i < cfg->n_captures; i++)
+		check_capture(rp, c, &cfg->captures[i]);
 	check_slot(rp, c, cfg->slot);
 	PQfinish(c);
 }

@@ -173,3 +173,26 @@ def test_snapshot_needs_exactly_once(outbox, tmp_path):
     code, out = relayctl.run_once(["check-config", outbox.config_path])
     assert code == 2
     assert 'capture[0].snapshot needs relay.delivery = "exactly-once"' in out and ":" in out.split()[0]
+
+
+def test_preflight_checks_captured_tables(outbox, kafka):
+    db = outbox.db
+    db.execute("CREATE TABLE public.keyed (id int PRIMARY KEY)")
+    db.execute("CREATE TABLE public.bare (a int)")
+    db.execute("CREATE ROLE capture_reader LOGIN REPLICATION PASSWORD 'pw'")
+    try:
+        dsn = db.dsn + " user=capture_reader password=pw"
+        outbox.reconfigure(capture='{ tables = "public.*"; }')
+        conf = open(outbox.config_path).read().replace('conninfo = "%s"' % db.dsn, 'conninfo = "%s"' % dsn)
+        open(outbox.config_path, "w").write(conf)
+        code, out = relayctl.run_once(["preflight", outbox.config_path], timeout=60)
+        assert code == 1, out
+        assert "FAIL captured table public.bare has a key: ALTER TABLE public.bare ADD PRIMARY KEY" in out
+        assert "FAIL the role may read public.keyed (for snapshots): GRANT SELECT ON public.keyed" in out
+        db.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO capture_reader")
+        db.execute("ALTER TABLE public.bare ADD PRIMARY KEY (a)")
+        code, out = relayctl.run_once(["preflight", outbox.config_path], timeout=60)
+        assert "ok   capture public.* takes" in out, out
+    finally:
+        db.execute("DROP OWNED BY capture_reader")
+        db.execute("DROP ROLE capture_reader")
