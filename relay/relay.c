@@ -758,7 +758,7 @@ static stream_end handle_change(relay *r, const w2j_record *rec, const char *dat
  */
 static stream_end handle_snapshot_message(relay *r, const w2j_record *rec)
 {
-	char text[4096];
+	char *text;
 	capture_table *t = NULL;
 	snapshot_row row;
 	route_msg m;
@@ -766,16 +766,20 @@ static stream_end handle_snapshot_message(relay *r, const w2j_record *rec)
 	stream_end e = STREAM_CONTINUE;
 	long n;
 
-	if (!r->in_txn || r->skip_txn || rec->content.kind != JSON_STRING ||
-	    rec->content.len >= sizeof(text))
+	if (!r->in_txn || r->skip_txn || rec->content.kind != JSON_STRING)
 		return STREAM_CONTINUE;
 	if (!r->snap) {
 		log_warn("ignoring a snapshot request: snapshots need relay.delivery = \"exactly-once\"");
 		return STREAM_CONTINUE;
 	}
-	if ((n = json_unescape(&rec->content, text)) < 0)
-		return STREAM_CONTINUE;
-	if (snapshot_message(r->snap, text, (size_t)n, &t) != SNAPSHOT_MSG_CHUNK)
+	if (!(text = malloc(rec->content.len + 1))) {
+		log_error("out of memory");
+		abort();
+	}
+	n = json_unescape(&rec->content, text);
+	snapshot_msg kind = n < 0 ? SNAPSHOT_MSG_OTHER : snapshot_message(r->snap, text, (size_t)n, &t);
+	free(text);
+	if (kind != SNAPSHOT_MSG_CHUNK)
 		return STREAM_CONTINUE;
 	while (e == STREAM_CONTINUE && snapshot_next_row(r->snap, &row)) {
 		capture_build_snapshot(r->cap, t, row.key, row.key_len, row.row, row.row_len, rec->lsn,

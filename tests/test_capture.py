@@ -196,3 +196,20 @@ def test_preflight_checks_captured_tables(outbox, kafka):
     finally:
         db.execute("DROP OWNED BY capture_reader")
         db.execute("DROP ROLE capture_reader")
+
+
+def test_table_without_key_created_later_is_dead_lettered(outbox, kafka):
+    db = outbox.db
+    db.execute("CREATE SCHEMA late")
+    db.execute("CREATE TABLE late.first (id int PRIMARY KEY)")
+    prefix = start(outbox, '{ tables = "late.*"; snapshot = false; }',
+                   'dead_letter_topic = "%s.dlq";' % outbox.prefix)
+    db.execute("CREATE TABLE late.nokey (a int)")
+    db.execute("INSERT INTO late.nokey VALUES (1)")
+    db.execute("INSERT INTO late.first VALUES (1)")
+    dead = kafka.consume(outbox.prefix + ".dlq", until=1, timeout=60)
+    assert len(dead) == 1
+    headers = dict(dead[0]["headers"])
+    assert headers["dlq_source"] == b"late.nokey"
+    assert b"no primary key" in headers["dlq_reason"]
+    assert records(kafka, prefix + ".late.first", 1)[0][1]["op"] == "c"
