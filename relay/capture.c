@@ -32,6 +32,7 @@ struct capture {
 	const relay_config *cfg;
 	capture_table **tables;
 	int n_tables, cap_tables;
+	int last; /* the table of the previous change: the next is often the same */
 	strbuf value, key, scratch; /* scratch: unchanged_toast names, an old key */
 	field_list now, old; /* columns and identity of the current record */
 };
@@ -331,10 +332,12 @@ int capture_lookup_record(capture *c, PGconn *conn, const w2j_record *rec, captu
 	long n;
 
 	/* Fast path: names without escapes compared in place against the tables seen. */
-	for (int i = 0; i < c->n_tables; i++) {
+	for (int k = 0; k < c->n_tables; k++) {
+		int i = (c->last + k) % c->n_tables;
 		const capture_table *t = c->tables[i];
 		if (json_key_is(&rec->table, t->table, strlen(t->table)) &&
 		    json_key_is(&rec->schema, t->schema, strlen(t->schema))) {
+			c->last = i;
 			*out = c->tables[i];
 			return 1;
 		}
