@@ -100,7 +100,10 @@ static void check_wal2json(report *rp, PGconn *c)
 #define CAPTURE_SQL                                                                                \
 	"SELECT n.nspname || '.' || c.relname, has_table_privilege(c.oid, 'SELECT'), "              \
 	"EXISTS (SELECT FROM pg_index i WHERE i.indrelid = c.oid AND (i.indisprimary OR "           \
-	"i.indisreplident)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "        \
+	"i.indisreplident)), c.relreplident = 'f' OR EXISTS (SELECT FROM pg_index i WHERE "       \
+	"i.indrelid = c.oid AND ((c.relreplident = 'd' AND i.indisprimary) OR "                   \
+	"(c.relreplident = 'i' AND i.indisreplident))) "                                           \
+	"FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "                           \
 	"WHERE c.relkind = 'r' AND ($1 = '*' OR n.nspname = $1) AND ($2 = '*' OR c.relname = $2) "  \
 	"AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
 
@@ -123,6 +126,10 @@ static void check_capture(report *rp, PGconn *c, const capture_config *e)
 	for (int i = 0; i < PQntuples(res); i++) {
 		const char *name = PQgetvalue(res, i, 0);
 		bool keyed = strcmp(PQgetvalue(res, i, 2), "t") == 0 || e->n_key_columns > 0;
+		snprintf(what, sizeof(what), "captured table %s has a replica identity", name);
+		if (strcmp(PQgetvalue(res, i, 3), "t") != 0 && ++bad)
+			check(rp, false, what, "wal2json would drop its updates and deletes: ALTER TABLE "
+			      "%s ADD PRIMARY KEY (...), or ALTER TABLE %s REPLICA IDENTITY FULL", name, name);
 		snprintf(what, sizeof(what), "captured table %s has a key", name);
 		if (!keyed && !e->unkeyed && ++bad)
 			check(rp, false, what, "ALTER TABLE %s ADD PRIMARY KEY (...), or set key_columns "

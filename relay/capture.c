@@ -203,44 +203,108 @@ static char *expand_topic(const relay_config *cfg, const capture_config *e, cons
 	return b.p;
 }
 
-/* Picks the key: configured columns, else the primary key, else the replica identity index. */
-static void choose_key(capture_table *t, const int *pk_pos, const int *ri_pos)
+/* True when position array pos marks at least one column (an index exists). */
+static bool has_index(const capture_table *t, const int *pos)
 {
-	const capture_config *e = t->cfg;
-	const int *pos = NULL;
+	for (int i = 0; i < t->n_cols; i++)
+		if (pos[i] > 0)
+			return true;
+	return false;
+}
 
-	t->keys = calloc((size_t)t->n_cols + 1, sizeof(int));
-	if (e->n_key_columns > 0) {
-		for (int k = 0; k < e->n_key_columns; k++) {
-			int i;
-			for (i = 0; i < t->n_cols && strcmp(t->cols[i].name, e->key_columns[k]) != 0; i++)
-				;
-			if (i == t->n_cols) {
-				t->refusal = "a column of key_columns is not in the table";
-				t->n_keys = 0;
-				return;
-			}
-			t->keys[t->n_keys++] = i;
-		}
-		return;
-	}
-	for (int i = 0; i < t->n_cols && !pos; i++)
-		if (pk_pos[i] > 0)
-			pos = pk_pos;
-	for (int i = 0; i < t->n_cols && !pos; i++)
-		if (ri_pos[i] > 0)
-			pos = ri_pos;
-	if (!pos) {
-		if (!e->unkeyed)
-			t->refusal = "the table has no primary key or replica identity index (add one, set "
-				     "key_columns, or set unkeyed = true for records without keys)";
-		return;
-	}
-	/* Index order: the n-th key column is the one at position n of the index. */
+/* The columns of an index, in index order (the n-th key column is at position n). */
+static void keys_from_index(capture_table *t, const int *pos)
+{
+	t->n_keys = 0;
 	for (int n = 1; n <= t->n_cols; n++)
 		for (int i = 0; i < t->n_cols; i++)
 			if (pos[i] == n)
 				t->keys[t->n_keys++] = i;
+}
+
+/* The configured key columns; false when one is not in the table. */
+static bool keys_from_config(capture_table *t)
+{
+	const capture_config *e = t->cfg;
+	for (int k = 0; k < e->n_key_columns; k++) {
+		int i;
+		for (i = 0; i < t->n_cols && strcmp(t->cols[i].name, e->key_columns[k]) != 0; i++)
+			;
+		if (i == t->n_cols)
+			return false;
+		t->keys[t->n_keys++] = i;
+	}
+	return true;
+}
+
+/* True when every key column is in the set pos marks (or all columns: identity FULL). */
+static bool keys_within(const capture_table *t, const int *pos)
+{
+	if (t->replident == 'f')
+		return true;
+	for (int k = 0; k < t->n_keys; k++)
+		if (!pos || pos[t->keys[k]] == 0)
+			return false;
+	return true;
+}
+
+/* True when the key is exactly the columns of an index (unique, not null: it orders a scan). */
+static bool keys_are_index(const capture_table *t, const int *pos)
+{
+	int n = 0;
+	for (int i = 0; i < t->n_cols; i++)
+		n += pos[i] > 0;
+	if (n == 0 || n != t->n_keys)
+		return false;
+	for (int k = 0; k < t->n_keys; k++)
+		if (pos[t->keys[k]] == 0)
+			return false;
+	return true;
+}
+
+/*
+ * Picks the key: the configured columns, else the primary key, else the replica identity index.
+ * wal2json drops updates and deletes of a table without replica identity, and a delete carries
+ * only the identity's columns: such tables, and keys outside the identity, are refused.
+ */
+static void choose_key(capture_table *t, const int *pk_pos, const int *ri_pos)
+{
+	const capture_config *e = t->cfg;
+	/* The columns an update's or delete's identity holds (NULL: none; FULL: all). */
+	const int *identity = t->replident == 'd' && has_index(t, pk_pos) ? pk_pos
+			      : t->replident == 'i' && has_index(t, ri_pos) ? ri_pos
+									  : NULL;
+
+	t->keys = calloc((size_t)t->n_cols + 1, sizeof(int));
+	if (!identity && t->replident != 'f') {
+		t->refusal = "wal2json drops its updates and deletes: it has no replica identity (add a "
+			     "primary key, or ALTER TABLE ... REPLICA IDENTITY FULL)";
+		return;
+	}
+	if (e->n_key_columns > 0 && !keys_from_config(t)) {
+		t->refusal = "a column of key_columns is not in the table";
+		t->n_keys = 0;
+		return;
+	}
+	if (e->n_key_columns == 0 && has_index(t, pk_pos))
+		keys_from_index(t, pk_pos);
+	if (e->n_key_columns == 0 && (t->n_keys == 0 || !keys_within(t, identity)) &&
+	    has_index(t, ri_pos))
+		keys_from_index(t, ri_pos); /* REPLICA IDENTITY USING INDEX: deletes carry these */
+	if (t->n_keys == 0 && !e->unkeyed) {
+		t->refusal = "the table has no primary key or replica identity index (add one, set "
+			     "key_columns, or set unkeyed = true for records without keys)";
+		return;
+	}
+	if (!keys_within(t, identity)) {
+		t->refusal = "its key columns are not all in its replica identity, so deletes would not "
+			     "carry the key (use the identity's columns, or ALTER TABLE ... REPLICA "
+			     "IDENTITY FULL)";
+		t->n_keys = 0;
+		return;
+	}
+	/* A snapshot reads in key order and resumes after a key: the key must be unique, not null. */
+	t->ordered = t->n_keys > 0 && (keys_are_index(t, pk_pos) || keys_are_index(t, ri_pos));
 }
 
 #define TABLE_SQL                                                                                  \

@@ -29,6 +29,7 @@ typedef struct {
 	int *keys; /* indexes into cols, in key order */
 	int n_keys;
 	char replident;   /* pg_class.relreplident: d(efault), f(ull), i(ndex), n(othing) */
+	bool ordered;     /* the key is a unique not-null index's columns: snapshots can use it */
 	const char *refusal; /* why its changes cannot be published (no key), or NULL */
 } capture_table;
 

@@ -103,11 +103,12 @@ eos_result eos_ensure_open(eos *e, char *err, size_t errlen)
 	return EOS_OK;
 }
 
-void eos_produced(eos *e)
+void eos_produced(eos *e) { e->records++; }
+
+void eos_row_done(eos *e)
 {
-	e->records++;
 	if (e->in_pg_txn)
-		e->cur_rows++; /* counted only once Kafka has it in the open transaction */
+		e->cur_rows++; /* counted only once Kafka has all its records in the open transaction */
 }
 
 void eos_pg_commit(eos *e)

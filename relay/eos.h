@@ -26,7 +26,7 @@ typedef struct {
 	lsn_t done_lsn;      /* end of the newest PostgreSQL transaction read completely */
 	bool in_pg_txn;      /* between B and C of a transaction not skipped */
 	lsn_t cur_nextlsn;   /* that transaction's end */
-	uint64_t cur_rows;   /* its outbox rows read so far */
+	uint64_t cur_rows;   /* its source rows in Kafka so far (eos_row_done) */
 	uint64_t skip_rows;  /* of them, how many the committed checkpoint covers */
 	int64_t last_commit_ms;
 	char *attached;      /* a state record for the next commit (snapshot progress), or NULL */
@@ -52,6 +52,12 @@ bool eos_pg_row(eos *e);
 eos_result eos_ensure_open(eos *e, char *err, size_t errlen);
 /* A record was produced in the open transaction. */
 void eos_produced(eos *e);
+/*
+ * Every record of one source row (an outbox record or its dead letter; a change with its
+ * tombstone) is in the open transaction: the row counts towards a split transaction's partial
+ * count, which eos_pg_row skips on replay. Snapshot rows and checkpoints do not count.
+ */
+void eos_row_done(eos *e);
 /* The open PostgreSQL transaction was read to its C record. */
 void eos_pg_commit(eos *e);
 /* With nothing open or in flight, the server's keepalive position is done too. */

@@ -106,7 +106,8 @@ typedef struct {
 	snapshot *snap;         /* their snapshots (exactly-once only), or NULL */
 	PGconn *sql;            /* normal connection: catalog reads and snapshot chunks */
 	uint64_t txn_xid;       /* xid of the open PostgreSQL transaction */
-	bool hold_commit;       /* records that must share one Kafka transaction are going out */
+	bool hold_commit;       /* a group of records that must share one Kafka transaction is going
+				 * out (set while unfinished: then the open transaction is aborted) */
 	bool snap_queued;       /* the initial snapshots were queued */
 	int64_t next_chunk_ms;  /* no snapshot chunk before this time (after a failed attempt) */
 } relay;
@@ -595,6 +596,25 @@ static stream_end reject_row(relay *r, const char *source, const w2j_record *rec
 	return e;
 }
 
+/*
+ * The records of one source row (an outbox record or its dead letter, a change with its
+ * tombstone, a snapshot chunk) go into one Kafka transaction: nothing commits from group_begin
+ * to group_end. A group left unfinished by an error keeps hold_commit set, so the session's end
+ * aborts the open transaction instead of committing half a group.
+ */
+static void group_begin(relay *r) { r->hold_commit = true; }
+
+/* Ends a group that went out whole; a source row is counted for split transactions. */
+static stream_end group_end(relay *r, stream_end e, bool source_row)
+{
+	if (e != STREAM_CONTINUE)
+		return e;
+	r->hold_commit = false;
+	if (source_row && r->eos_on)
+		eos_row_done(&r->eos);
+	return maybe_commit(r, false);
+}
+
 /* Routes and produces a matched row or message; what fails goes to reject_row. */
 static stream_end publish(relay *r, const route_source *src, const w2j_record *rec,
 			  const char *data, size_t len)
@@ -603,13 +623,19 @@ static stream_end publish(relay *r, const route_source *src, const w2j_record *r
 	const char *why = NULL;
 	rd_kafka_resp_err_t refused;
 
+	stream_end e;
+
 	metrics_rows_read(1);
-	if (router_build(r->router, src, rec, &m, &why) < 0)
-		return reject_row(r, router_source_name(src), rec, data, len, why, &m);
-	stream_end e = produce(r, &m, false, &refused);
-	if (refused)
-		return reject_row(r, router_source_name(src), rec, data, len, rd_kafka_err2str(refused), &m);
-	return e;
+	group_begin(r);
+	if (router_build(r->router, src, rec, &m, &why) < 0) {
+		e = reject_row(r, router_source_name(src), rec, data, len, why, &m);
+	} else {
+		e = produce(r, &m, false, &refused);
+		if (refused)
+			e = reject_row(r, router_source_name(src), rec, data, len,
+				       rd_kafka_err2str(refused), &m);
+	}
+	return group_end(r, e, true);
 }
 
 /*
@@ -651,16 +677,6 @@ static PGconn *sql_conn(relay *r, char *err, size_t errlen)
 	return NULL;
 }
 
-/* Produces records that must stay in one Kafka transaction (no commit between them). */
-static stream_end produce_held(relay *r, const route_msg *m, rd_kafka_resp_err_t *refused)
-{
-	bool held = r->hold_commit;
-	r->hold_commit = true;
-	stream_end e = produce(r, m, false, refused);
-	r->hold_commit = held;
-	return e;
-}
-
 /* An update that changed the key: a delete (and tombstone) of the old key goes out first. */
 static stream_end publish_key_change(relay *r, const capture_table *t, const w2j_record *rec)
 {
@@ -690,27 +706,20 @@ static stream_end publish_key_change(relay *r, const capture_table *t, const w2j
  * A change of a captured table: its envelope record, then (for a delete, when asked) a
  * tombstone, both in one Kafka transaction; a pending snapshot chunk learns of the key.
  */
-static stream_end publish_change(relay *r, const capture_table *t, const w2j_record *rec,
-				 const char *data, size_t len)
+static stream_end publish_change_records(relay *r, const capture_table *t, const w2j_record *rec,
+					 const char *data, size_t len)
 {
 	route_msg m;
 	const char *why = NULL;
 	rd_kafka_resp_err_t refused;
 	stream_end e;
 
-	metrics_rows_read(1);
-	r->hold_commit = true;
-	e = publish_key_change(r, t, rec);
-	r->hold_commit = false;
-	if (e != STREAM_CONTINUE)
-		return e;
 	if (capture_build(r->cap, t, rec, &m, &why) < 0)
 		return reject_row(r, t->name, rec, data, len, why, &m);
 	if (r->snap && rec->action == W2J_TRUNCATE)
 		snapshot_saw_truncate(r->snap, t, rec->xid);
 	else if (r->snap && m.key)
 		snapshot_saw_change(r->snap, t, rec->xid, m.key, m.key_len);
-	r->hold_commit = true;
 	e = produce(r, &m, false, &refused);
 	if (e == STREAM_CONTINUE && !refused && rec->action == W2J_DELETE && t->cfg->tombstones &&
 	    m.key) {
@@ -718,10 +727,23 @@ static stream_end publish_change(relay *r, const capture_table *t, const w2j_rec
 		m.value_len = 0;
 		e = produce(r, &m, false, &refused);
 	}
-	r->hold_commit = false;
 	if (refused)
 		return reject_row(r, t->name, rec, data, len, rd_kafka_err2str(refused), &m);
-	return e == STREAM_CONTINUE ? maybe_commit(r, false) : e;
+	return e;
+}
+
+/* A change, as one group: a key change's delete first, then the change's own records. */
+static stream_end publish_change(relay *r, const capture_table *t, const w2j_record *rec,
+				 const char *data, size_t len)
+{
+	stream_end e;
+
+	metrics_rows_read(1);
+	group_begin(r);
+	e = publish_key_change(r, t, rec);
+	if (e == STREAM_CONTINUE)
+		e = publish_change_records(r, t, rec, data, len);
+	return group_end(r, e, true);
 }
 
 /* An insert, update, delete or truncate that no outbox source took: change capture's, maybe. */
@@ -781,11 +803,12 @@ static stream_end handle_snapshot_message(relay *r, const w2j_record *rec)
 	free(text);
 	if (kind != SNAPSHOT_MSG_CHUNK)
 		return STREAM_CONTINUE;
+	group_begin(r); /* the chunk's rows and its progress: one Kafka transaction */
 	while (e == STREAM_CONTINUE && snapshot_next_row(r->snap, &row)) {
 		capture_build_snapshot(r->cap, t, row.key, row.key_len, row.row, row.row_len, rec->lsn,
 				       &rec->timestamp, &m);
 		metrics_rows_read(1);
-		e = produce_held(r, &m, &refused);
+		e = produce(r, &m, false, &refused);
 		if (refused) {
 			log_error("Kafka refused a snapshot row of %s: %s; stopping", t->name,
 				  rd_kafka_err2str(refused));
@@ -796,7 +819,7 @@ static stream_end handle_snapshot_message(relay *r, const w2j_record *rec)
 		return e;
 	snapshot_chunk_done(r->snap);
 	log_info("snapshot: %s", snapshot_current(r->snap)[0] ? snapshot_current(r->snap) : "all done");
-	return maybe_commit(r, false);
+	return group_end(r, e, false);
 }
 
 /*
@@ -1028,6 +1051,7 @@ static void end_session(relay *r)
 {
 	progress_reset(&r->prog);
 	r->in_txn = false;
+	r->hold_commit = false;
 	r->delivery_failed = false;
 	r->delivery_err = RD_KAFKA_RESP_ERR_NO_ERROR;
 	pg_stream_close(r->pg, r->pg_lost ? 0 : CLOSE_TIMEOUT_MS);
@@ -1286,8 +1310,14 @@ static void shut_down(relay *r)
 	deadline = r->stop_deadline;
 	log_info("stopping: waiting up to %lld ms for Kafka to acknowledge %llu records",
 		 (long long)(deadline - now_ms()), (unsigned long long)r->prog.in_flight);
-	if (r->eos_on && r->eos.open && commit_kafka(r) != EOS_OK)
+	if (r->eos_on && r->eos.open && r->hold_commit) {
+		/* Stopped inside a group of records that belong together: read it all again. */
+		log_warn("stopped in the middle of a row's records: the open Kafka transaction is "
+			 "aborted and read again at the next start");
+		abort_kafka(r);
+	} else if (r->eos_on && r->eos.open && commit_kafka(r) != EOS_OK) {
 		log_warn("the last Kafka transaction was not committed; it will be read again");
+	}
 	if (!drain(r, deadline))
 		log_warn("%llu records were not acknowledged in time; they will be read again at the "
 			 "next start", (unsigned long long)r->prog.in_flight);
@@ -1325,7 +1355,8 @@ static int settle_session(relay *r, stream_end e)
 	if (!drain(r, -1) && stop_requested)
 		return -1;
 	if (r->eos_on && r->eos.open) {
-		eos_result res = e == STREAM_BROKEN ? commit_kafka(r) : EOS_REPLAY;
+		/* Half a group of records is never committed: abort and read it again. */
+		eos_result res = e == STREAM_BROKEN && !r->hold_commit ? commit_kafka(r) : EOS_REPLAY;
 		if (res == EOS_REPLAY && abort_kafka(r) == EOS_FATAL)
 			return -2;
 		if (res == EOS_FATAL)

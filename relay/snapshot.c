@@ -613,11 +613,12 @@ static capture_table *current_table(snapshot *s, PGconn *conn, char *err, size_t
 		*rc = -1;
 		return NULL;
 	}
-	if (found == 0 || t->refusal || t->n_keys == 0) {
+	if (found == 0 || t->refusal || !t->ordered) {
 		log_warn("snapshot of %s skipped: %s", name,
 			 found == 0 ? "the table is not captured (see capture in the configuration)"
 			 : t->refusal ? t->refusal
-				      : "the table has no key to read it in order by");
+				      : "its key is not a primary key or replica identity index, so "
+					"it cannot be read in key order");
 		queue_pop(s);
 		return NULL;
 	}

@@ -119,16 +119,22 @@ def test_table_without_key_is_refused(outbox, kafka):
     outbox.relay.start()
     assert outbox.relay.wait_exit(60) == 1
     log = outbox.relay.log()
-    assert "cannot capture table public.nokey: the table has no primary key or replica identity index" in log
+    assert "cannot capture table public.nokey: wal2json drops its updates and deletes: it has no " \
+        "replica identity (add a primary key, or ALTER TABLE ... REPLICA IDENTITY FULL)" in log
 
 
 def test_unkeyed_opt_in(outbox, kafka):
     db = outbox.db
     db.execute("CREATE TABLE public.nokey (a int, b text)")
+    db.execute("ALTER TABLE public.nokey REPLICA IDENTITY FULL")  # else its updates are dropped
     prefix = start(outbox, '{ tables = "public.nokey"; unkeyed = true; snapshot = false; }')
     db.execute("INSERT INTO public.nokey VALUES (1, 'x')")
-    (key, v), = records(kafka, prefix + ".public.nokey", 1)
-    assert key is None and v["after"] == {"a": 1, "b": "x"}
+    db.execute("UPDATE public.nokey SET b = 'y'")
+    got = records(kafka, prefix + ".public.nokey", 2)
+    assert [k for k, _ in got[:2]] == [None, None]
+    by_op = {v["op"]: v for _, v in got[:2]}  # no key: any partition, so no order between them
+    assert by_op["c"]["after"] == {"a": 1, "b": "x"}
+    assert by_op["u"]["before"] == {"a": 1, "b": "x"} and by_op["u"]["after"] == {"a": 1, "b": "y"}
 
 
 def test_outbox_and_capture_share_the_stream(outbox, kafka):
@@ -187,6 +193,8 @@ def test_preflight_checks_captured_tables(outbox, kafka):
         open(outbox.config_path, "w").write(conf)
         code, out = relayctl.run_once(["preflight", outbox.config_path], timeout=60)
         assert code == 1, out
+        assert "FAIL captured table public.bare has a replica identity: wal2json would drop its " \
+            "updates and deletes: ALTER TABLE public.bare ADD PRIMARY KEY" in out
         assert "FAIL captured table public.bare has a key: ALTER TABLE public.bare ADD PRIMARY KEY" in out
         assert "FAIL the role may read public.keyed (for snapshots): GRANT SELECT ON public.keyed" in out
         db.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO capture_reader")
@@ -211,5 +219,25 @@ def test_table_without_key_created_later_is_dead_lettered(outbox, kafka):
     assert len(dead) == 1
     headers = dict(dead[0]["headers"])
     assert headers["dlq_source"] == b"late.nokey"
-    assert b"no primary key" in headers["dlq_reason"]
+    assert b"no replica identity" in headers["dlq_reason"]
     assert records(kafka, prefix + ".late.first", 1)[0][1]["op"] == "c"
+
+
+def test_key_must_be_in_the_replica_identity(outbox, kafka):
+    db = outbox.db
+    db.execute("CREATE TABLE public.people (id int PRIMARY KEY, email text NOT NULL UNIQUE, name text)")
+    db.execute("ALTER TABLE public.people REPLICA IDENTITY USING INDEX people_email_key")
+    # The default key follows the identity index, so deletes carry it.
+    prefix = start(outbox, '{ tables = "public.people"; snapshot = false; }')
+    db.execute("INSERT INTO public.people VALUES (1, 'a@x', 'A')")
+    db.execute("DELETE FROM public.people")
+    got = records(kafka, prefix + ".public.people", 3)
+    assert [k for k, _ in got[:3]] == [{"email": "a@x"}] * 3
+    assert outbox.relay.stop() == 0
+    # key_columns outside the identity: refused at start.
+    outbox.reconfigure(capture='{ tables = "public.people"; key_columns = ["id"]; snapshot = false; }',
+                       extra_relay='topic_prefix = "%s";' % outbox.prefix)
+    outbox.relay.start()
+    assert outbox.relay.wait_exit(60) == 1
+    assert "cannot capture table public.people: its key columns are not all in its replica identity" \
+        in outbox.relay.log()
