@@ -71,9 +71,14 @@ static void sb_json_string(strbuf *b, const char *s, size_t n)
 	b->p[b->len++] = '"';
 	for (size_t i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)s[i];
+		const char *short_esc = ch == '\b' ? "\\b" : ch == '\f' ? "\\f" : ch == '\n' ? "\\n"
+				      : ch == '\r' ? "\\r" : ch == '\t' ? "\\t" : NULL;
 		if (ch == '"' || ch == '\\') {
 			b->p[b->len++] = '\\';
 			b->p[b->len++] = (char)ch;
+		} else if (short_esc) { /* as PostgreSQL's escape_json writes them */
+			memcpy(b->p + b->len, short_esc, 2);
+			b->len += 2;
 		} else if (ch < 0x20) {
 			b->len += (size_t)snprintf(b->p + b->len, 7, "\\u%04x", ch);
 		} else {
@@ -469,11 +474,24 @@ static int read_fields(field_list *l, const json_span *array)
 	return rc;
 }
 
+/* A column name span equals a catalog name (names with quotes or controls arrive escaped). */
+static bool name_is(const json_span *s, const char *name, size_t n)
+{
+	char buf[256];
+
+	if (!s->escaped)
+		return json_key_is(s, name, n);
+	if (s->len > sizeof(buf) || s->len < n)
+		return false;
+	long d = json_unescape(s, buf);
+	return d == (long)n && memcmp(buf, name, n) == 0;
+}
+
 static const cap_field *field_named(const field_list *l, const char *name)
 {
 	size_t n = strlen(name);
 	for (size_t i = 0; i < l->n; i++)
-		if (json_key_is(&l->f[i].name, name, n))
+		if (name_is(&l->f[i].name, name, n))
 			return &l->f[i];
 	return NULL;
 }
@@ -485,7 +503,7 @@ static bool field_published(const capture_table *t, const cap_field *f)
 	if (e->n_include_columns == 0 && e->n_exclude_columns == 0)
 		return true;
 	for (int i = 0; i < t->n_cols; i++)
-		if (json_key_is(&f->name, t->cols[i].name, strlen(t->cols[i].name)))
+		if (name_is(&f->name, t->cols[i].name, strlen(t->cols[i].name)))
 			return t->cols[i].published;
 	return e->n_include_columns == 0; /* not in the catalog we read: a new column */
 }
@@ -516,29 +534,36 @@ static void put_row(strbuf *b, const capture_table *t, const field_list *l)
 /*
  * The new row of an update, where wal2json leaves out unchanged TOASTed columns: their old value
  * comes from a REPLICA IDENTITY FULL identity; otherwise they are named in unchanged_toast.
- * Returns how many were named there (written to toast as a JSON array's members).
+ * Both lists are in column order, so one walk finds the missing ones. Returns how many were
+ * named there (written to toast as a JSON array's members).
  */
 static int put_after(strbuf *b, strbuf *toast, const capture_table *t, const field_list *now,
 		     const field_list *old)
 {
 	int n_toast = 0, n;
+	size_t j = 0;
 
 	SB_LIT(b, "{");
 	n = put_fields(b, t, now);
-	for (int i = 0; now->n < (size_t)t->n_cols && i < t->n_cols; i++) {
+	for (int i = 0; i < t->n_cols; i++) {
 		const capture_column *col = &t->cols[i];
 		const cap_field *f;
-		if (!col->published || field_named(now, col->name))
+		size_t len = strlen(col->name);
+		if (j < now->n && name_is(&now->f[j].name, col->name, len)) {
+			j++;
 			continue;
+		}
+		if (!col->published || field_named(now, col->name))
+			continue; /* left out, or out of order (a catalog older than the row) */
 		if ((f = field_named(old, col->name)) == NULL) {
 			if (n_toast++)
 				SB_LIT(toast, ",");
-			sb_json_string(toast, col->name, strlen(col->name));
+			sb_json_string(toast, col->name, len);
 			continue;
 		}
 		if (n++)
 			SB_LIT(b, ",");
-		sb_json_string(b, col->name, strlen(col->name));
+		sb_json_string(b, col->name, len);
 		SB_LIT(b, ":");
 		sb_value(b, f);
 	}

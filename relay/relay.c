@@ -108,7 +108,6 @@ typedef struct {
 	uint64_t txn_xid;       /* xid of the open PostgreSQL transaction */
 	bool hold_commit;       /* a group of records that must share one Kafka transaction is going
 				 * out (set while unfinished: then the open transaction is aborted) */
-	bool snap_queued;       /* the initial snapshots were queued */
 	int64_t next_chunk_ms;  /* no snapshot chunk before this time (after a failed attempt) */
 } relay;
 
@@ -669,8 +668,12 @@ static PGconn *sql_conn(relay *r, char *err, size_t errlen)
 		return r->sql;
 	PQfinish(r->sql);
 	r->sql = pg_sql_connect(r->cfg->pg_conninfo, r->cfg->pg_password, "outbox-relay-capture", 10);
-	if (PQstatus(r->sql) == CONNECTION_OK)
+	/* Its queries block the main loop: a lock or a slow scan must not stop status updates. */
+	if (PQstatus(r->sql) == CONNECTION_OK) {
+		PGresult *res = PQexec(r->sql, "SET statement_timeout = '30s'; SET lock_timeout = '5s'");
+		PQclear(res);
 		return r->sql;
+	}
 	snprintf(err, errlen, "connecting for catalog reads and snapshots: %s", PQerrorMessage(r->sql));
 	PQfinish(r->sql);
 	r->sql = NULL;
@@ -1220,10 +1223,9 @@ static pg_result setup_capture(relay *r, char *err, size_t errlen)
 	}
 	if (n == 0)
 		log_warn("capture: no table matches the capture list yet");
-	if (r->snap && !r->snap_queued) {
+	/* Each session: a rewind may have dropped what was queued but never committed. */
+	if (r->snap)
 		snapshot_queue_initial(r->snap, tables, n);
-		r->snap_queued = true;
-	}
 	return PG_OK;
 }
 

@@ -21,6 +21,7 @@
 #define OID_FLOAT8 701
 #define OID_NUMERIC 1700
 #define OID_JSONB 3802
+#define OID_BPCHAR 1042
 
 /* Recently committed transactions the stream read: a chunk whose snapshot still saw one of
  * them in progress is taken again (its commit was read before the chunk could note it). */
@@ -315,10 +316,16 @@ bool snapshot_wants_chunk(const snapshot *s) { return s->queue.n > 0 && !s->pend
 static void column_expr(char *out, size_t len, const char *qcol, unsigned oid)
 {
 	switch (oid) {
+	case OID_OID: /* row_to_json prints an oid as a string; wal2json as a number */
+		snprintf(out, len, "t.%s::int8", qcol);
+		break;
+	case OID_BPCHAR: /* ::text drops char(n)'s padding; its output function (wal2json's) keeps it */
+		snprintf(out, len, "CASE WHEN t.%s IS NULL THEN NULL ELSE format('%%s', t.%s) END", qcol,
+			 qcol);
+		break;
 	case OID_INT2:
 	case OID_INT4:
 	case OID_INT8:
-	case OID_OID:
 	case OID_BOOL:
 	case OID_JSON:
 	case OID_JSONB:
@@ -415,11 +422,13 @@ static char *chunk_query(PGconn *conn, const capture_table *t, bool from_start, 
 		q_add(&params, &plen, &pcap, num);
 		PQfreemem(qc);
 	}
-	q_add(&q, &len, &cap, "SELECT (SELECT row_to_json(v) FROM (SELECT ");
+	/* Whole-row references as rel.* with unusual names: a column "v" of the table must not win. */
+	q_add(&q, &len, &cap, "SELECT (SELECT row_to_json(outbox_relay_v.*) FROM (SELECT ");
 	add_select_list(conn, t, false, &q, &len, &cap);
-	q_add(&q, &len, &cap, ") v)::text, (SELECT row_to_json(k) FROM (SELECT ");
+	q_add(&q, &len, &cap, ") outbox_relay_v)::text, ");
+	q_add(&q, &len, &cap, "(SELECT row_to_json(outbox_relay_k.*) FROM (SELECT ");
 	add_select_list(conn, t, true, &q, &len, &cap);
-	q_add(&q, &len, &cap, ") k)::text");
+	q_add(&q, &len, &cap, ") outbox_relay_k)::text");
 	for (int j = 0; j < t->n_keys; j++) {
 		char *qc = PQescapeIdentifier(conn, t->cols[t->keys[j]].name,
 					      strlen(t->cols[t->keys[j]].name));
@@ -543,6 +552,31 @@ static bool exec_ok(PGconn *conn, PGresult *res, ExecStatusType want, const char
 	return ok;
 }
 
+/*
+ * Before the chunk's snapshot: a commit that waits as long as any synchronous commit can
+ * (remote_apply). Once it returns, every transaction whose commit record came before it is
+ * visible (a synchronous standby acknowledges in WAL order), except for the moment between a
+ * commit's acknowledgement and its backend making it visible, which the recent-commits check
+ * covers. Without it, a commit waiting for a stalled standby could be read by the stream long
+ * before the chunk sees it.
+ */
+static int write_barrier(snapshot *s, PGconn *conn, char *err, size_t errlen)
+{
+	const char *params[2] = {s->prefix, "{\"barrier\":true}"};
+
+	if (!exec_ok(conn, PQexec(conn, "BEGIN"), PGRES_COMMAND_OK, "snapshot barrier", err, errlen) ||
+	    !exec_ok(conn, PQexec(conn, "SET LOCAL synchronous_commit = remote_apply"),
+		     PGRES_COMMAND_OK, "snapshot barrier", err, errlen) ||
+	    !exec_ok(conn,
+		     PQexecParams(conn, "SELECT pg_logical_emit_message(true, $1, $2)", 2, NULL, params,
+				  NULL, NULL, 0),
+		     PGRES_TUPLES_OK, "snapshot barrier", err, errlen))
+		return -1;
+	return exec_ok(conn, PQexec(conn, "COMMIT"), PGRES_COMMAND_OK, "snapshot barrier", err, errlen)
+		       ? 0
+		       : -1;
+}
+
 /* Reads the chunk in a REPEATABLE READ transaction, learning the snapshot it saw. */
 static int read_chunk(snapshot *s, PGconn *conn, capture_table *t, char *err, size_t errlen)
 {
@@ -635,7 +669,14 @@ int snapshot_take_chunk(snapshot *s, PGconn *conn, char *err, size_t errlen)
 	if (!(t = current_table(s, conn, err, errlen, &rc)))
 		return rc;
 	chunk_drop(s);
-	if (read_chunk(s, conn, t, err, errlen) < 0) {
+	if (s->after.n > 0 && s->after.n != t->n_keys) {
+		log_warn("snapshot of %s: its key changed since the snapshot began; starting it over",
+			 t->name);
+		list_clear(&s->after);
+		s->table_rows = 0;
+		s->dirty = true;
+	}
+	if (write_barrier(s, conn, err, errlen) < 0 || read_chunk(s, conn, t, err, errlen) < 0) {
 		chunk_drop(s);
 		return -1; /* e.g. no SELECT privilege: the caller logs err and tries again later */
 	}
