@@ -70,3 +70,33 @@ def test_awkward_data_is_published(outbox, kafka):
         json.loads(edge[0]["value"]) == json.loads(deep)
     wide = kafka.consume([outbox.prefix + ".wide"], until=1, timeout=60)
     assert len(wide) == 1 and wide[0]["value"] == b"" and dict(wide[0]["headers"])["bin"] == b"00ff00"
+
+
+def test_wal_level_replica_is_named_by_the_relay_and_preflight(kafka, tmp_path):
+    """A server with wal_level = replica: one line saying what to change, from both commands."""
+    import harness
+    import relayctl
+    server = harness.Postgres(extra_settings={"wal_level": "replica"})
+    try:
+        server.start()
+        db = server.create_database("t_wal_level_replica")
+        relayctl.install_outbox(db)
+        conf = str(tmp_path / "relay.conf")
+        relayctl.write_config(conf, db.dsn, kafka.bootstrap, "relay_replica", "t_replica.${aggregate_type}")
+        code, out = relayctl.run_once(["preflight", conf], timeout=60)
+        assert code != 0, out
+        lines = [l for l in out.splitlines() if l.startswith("FAIL")]
+        assert len(lines) == 1 and "wal_level = replica" in lines[0], out
+        assert "set wal_level = logical in postgresql.conf and restart PostgreSQL" in lines[0]
+        relay = relayctl.Relay(conf, str(tmp_path))
+        relay.start()
+        try:
+            assert relay.wait_exit(60) == 1
+        finally:
+            relay.kill()
+        lines = [l for l in relay.log().splitlines() if " error " in l]
+        assert len(lines) == 1, relay.log()[-3000:]
+        assert "wal_level is 'replica'" in lines[0] and "set wal_level = logical" in lines[0]
+        assert not server.query("SELECT 1 FROM pg_replication_slots")  # nothing created
+    finally:
+        server.cleanup()
