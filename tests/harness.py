@@ -409,10 +409,16 @@ class Postgres:
 
     # -- helpers for tests -------------------------------------------------
 
-    def create_database(self, name=None):
-        """CREATE DATABASE (unique name by default) and return a Database."""
+    def create_database(self, name=None, encoding=None):
+        """CREATE DATABASE (unique name by default) and return a Database.
+
+        encoding: e.g. "SQL_ASCII" (from template0, C locale); default the cluster's UTF8."""
         name = name or "test_" + uuid.uuid4().hex[:12]
-        self.execute('CREATE DATABASE "%s"' % name)
+        if encoding:
+            self.execute('CREATE DATABASE "%s" TEMPLATE template0 ENCODING \'%s\' LC_COLLATE \'C\' '
+                         'LC_CTYPE \'C\'' % (name, encoding))
+        else:
+            self.execute('CREATE DATABASE "%s"' % name)
         return Database(self, name)
 
     def drop_database(self, name):
