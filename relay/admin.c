@@ -173,8 +173,9 @@ static char kafka_last_error[512];
 static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	(void)rk;
-	(void)err;
 	(void)opaque;
+	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && kafka_last_error[0])
+		return; /* the cause (refused, TLS, SASL) says more */
 	snprintf(kafka_last_error, sizeof(kafka_last_error), "%s", reason);
 }
 
@@ -207,6 +208,8 @@ static void preflight_kafka(report *rp, const relay_config *cfg)
 		return;
 	}
 	rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, ADMIN_KAFKA_TIMEOUT_MS);
+	if (e)
+		rd_kafka_poll(rk, 0); /* serves the error callbacks: kafka_last_error */
 	snprintf(what, sizeof(what), "reach Kafka at %s", config_kafka_get(cfg, "bootstrap.servers"));
 	check(rp, !e, what, "%s%s%s (check kafka.bootstrap_servers and the security settings)",
 	      rd_kafka_err2str(e), kafka_last_error[0] ? ": " : "", kafka_last_error);
