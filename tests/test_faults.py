@@ -442,3 +442,19 @@ def check_broker_down_for_a_while(f):
     end = wal_lsn(f.db)
     wait_for(lambda: confirmed_lsn(f.db, f.slot) >= end - WAL_SLACK, 60, what="slot past the rows")
     assert f.relay.proc.poll() is None
+
+
+INIT_PRODUCER_ID = 22
+
+
+def test_broker_too_old_for_transactions_is_one_clear_error(faulty):
+    """A broker without InitProducerId (before Kafka 0.11, or with it turned off; the mock
+    cluster offers no version of it): exactly-once cannot start; one line says so; exit 1,
+    nothing confirmed."""
+    faulty.mock.cmd("apiversion %d -1 -1" % INIT_PRODUCER_ID)
+    faulty.mock.cmd("apiversion %d -1 -1" % ADD_PARTITIONS_TO_TXN)
+    faulty.relay.start()
+    assert faulty.relay.wait_exit(90) == 1
+    own = [l for l in faulty.relay.log().splitlines() if " error " in l and " kafka: " not in l]
+    assert any("init_transactions: Transactions not supported" in l and "0.11" in l for l in own), own
+    assert confirmed_lsn(faulty.db, faulty.slot) == 0
