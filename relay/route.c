@@ -295,8 +295,10 @@ static int collect_columns(router *r, const w2j_record *rec)
 /* The row field whose value span v is, or NULL for a span from elsewhere (the record itself). */
 static row_field *field_of(router *r, const json_span *v)
 {
+	if (!r->fields)
+		return NULL;
 	uintptr_t a = (uintptr_t)v, lo = (uintptr_t)r->fields, hi = (uintptr_t)(r->fields + r->n_fields);
-	if (!r->fields || a < lo || a >= hi)
+	if (a < lo || a >= hi)
 		return NULL;
 	return &r->fields[(a - lo) / sizeof(row_field)];
 }
