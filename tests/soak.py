@@ -35,7 +35,9 @@ SAMPLE_SECONDS = float(os.environ.get("SOAK_SAMPLE_SECONDS", "5"))
 OUT = os.environ.get("SOAK_OUT", os.path.join(harness.REPO_ROOT, "build", "soak"))
 WRITERS = 3
 MAX_ROWS = 8  # rows per transaction: 1..8, 4.5 on average
-FAULTS = ["postgres_restart", "broker_restart", "relay_kill_9"]
+# A kill -9 every fifth fault, so that each relay process lives long enough (7.5 min with the
+# default interval) for its own RSS trend to show a leak.
+FAULTS = ["postgres_restart", "broker_restart", "postgres_restart", "broker_restart", "relay_kill_9"]
 BROKER_OUTAGE_S = 5  # how long the broker stays down in a broker_restart fault
 
 
@@ -117,6 +119,17 @@ def avg(values):
     return round(sum(values) / len(values), 1) if values else None
 
 
+def slope_per_min(points):
+    """Least-squares slope of (seconds, kB) points, in kB per minute (None for fewer than 2)."""
+    if len(points) < 2:
+        return None
+    n = float(len(points))
+    mt = sum(t for t, _ in points) / n
+    mk = sum(k for _, k in points) / n
+    var = sum((t - mt) ** 2 for t, _ in points)
+    return round(60.0 * sum((t - mt) * (k - mk) for t, k in points) / var, 1) if var else None
+
+
 def rss_summary(samples, duration):
     """First and last window averages (window: 10 min, or a third of a shorter run), the max,
     per-process figures, and whether the RSS grew. Samples in the first 60 s of each relay
@@ -134,13 +147,14 @@ def rss_summary(samples, duration):
         if mine:
             per_pid.append({"pid": pid, "started_s": t0, "seconds": round(mine[-1][0] - t0, 1),
                             "rss_kb_first": mine[0][1], "rss_kb_last": mine[-1][1],
-                            "rss_kb_max": max(kb for _, kb in mine)})
+                            "rss_kb_max": max(kb for _, kb in mine),
+                            "slope_kb_per_min": slope_per_min(mine)})
     first_avg, last_avg = avg(first), avg(last)
-    # Growth: the last window above the first by more than 20 % and 5 MiB, or a process that
-    # lived 10 minutes or more and ended 20 % and 5 MiB above where it was after its first minute.
+    # Growth: the last window above the first by more than 20 % and 5 MiB, or a process with 5
+    # minutes of samples after its first minute that ended 20 % and 5 MiB above where it began.
     grew = bool(first_avg and last_avg and last_avg > first_avg * 1.2 and last_avg - first_avg > 5120)
     for p in per_pid:
-        if p["seconds"] >= 600 and p["rss_kb_last"] > p["rss_kb_first"] * 1.2 and \
+        if p["seconds"] >= 360 and p["rss_kb_last"] > p["rss_kb_first"] * 1.2 and \
                 p["rss_kb_last"] - p["rss_kb_first"] > 5120:
             grew = True
     minutes = {}
@@ -319,8 +333,9 @@ class Soak:
         ] + ["| %s | %s |" % (m, mib(kb)) for m, kb in rss["per_minute_avg_kb"].items()] + [
             "",
             "Relay processes (after their first minute): " + "; ".join(
-                "pid %d %ds %s -> %s (max %s)" % (p["pid"], p["seconds"], mib(p["rss_kb_first"]),
-                                                  mib(p["rss_kb_last"]), mib(p["rss_kb_max"]))
+                "pid %d %ds %s -> %s (max %s, trend %s KiB/min)" % (
+                    p["pid"], p["seconds"], mib(p["rss_kb_first"]), mib(p["rss_kb_last"]),
+                    mib(p["rss_kb_max"]), p["slope_kb_per_min"])
                 for p in rss["per_process"]) + ".",
         ]
         if self.problems:
