@@ -46,7 +46,7 @@ UNIT_SAN_BINS = $(patsubst tests/unit/%.c,build/san/%,$(UNIT_SRCS))
 
 PYTHON ?= /usr/bin/python3
 
-.PHONY: all deps check unit demo install uninstall clean bench sanitize crash-loop fuzz fuzz-smoke
+.PHONY: all deps check unit demo install uninstall clean bench sanitize crash-loop fuzz fuzz-smoke soak
 all: relay/outbox-relay
 
 build/rel/%.o: relay/%.c $(HDRS)
@@ -123,6 +123,11 @@ check: deps
 crash-loop: deps all
 	CRASH_LOOPS=$${CRASH_LOOPS:-500} $(PYTHON) -m pytest -p no:cacheprovider -s -q \
 		tests/test_exactly_once.py -k kill_9
+
+# An hour (SOAK_SECONDS) of steady load with periodic faults; RSS over time and rows lost or
+# duplicated in build/soak/ (opt-in, not part of make check).
+soak: deps all
+	$(PYTHON) tests/soak.py
 
 unit: $(UNIT_BINS)
 	@for t in $(UNIT_BINS); do $$t || exit 1; done

@@ -187,8 +187,8 @@ static void preflight_postgres(report *rp, const relay_config *cfg)
 	v = query_value(c, "SHOW wal_level", NULL);
 	char what[128];
 	snprintf(what, sizeof(what), "wal_level = %s", v ? v : "?");
-	check(rp, v && strcmp(v, "logical") == 0, what,
-	      "set wal_level = logical in postgresql.conf and restart PostgreSQL");
+	bool logical = v && strcmp(v, "logical") == 0;
+	check(rp, logical, what, "set wal_level = logical in postgresql.conf and restart PostgreSQL");
 	free(v);
 	check_setting_at_least(rp, c, "max_replication_slots", "SELECT count(*) FROM pg_replication_slots");
 	check_setting_at_least(rp, c, "max_wal_senders",
@@ -197,7 +197,10 @@ static void preflight_postgres(report *rp, const relay_config *cfg)
 	check(rp, v && strcmp(v, "t") == 0, "the role has REPLICATION",
 	      "ALTER ROLE <role> REPLICATION; (see sql/relay-role.sql)");
 	free(v);
-	check_wal2json(rp, c);
+	if (logical) /* else no logical slot can be made: wal_level's line says it all */
+		check_wal2json(rp, c);
+	else
+		printf("skip wal2json loads (needs wal_level = logical)\n");
 	for (int i = 0; i < cfg->n_sources; i++) {
 		if (!cfg->sources[i].table[0])
 			continue;
@@ -218,8 +221,9 @@ static char kafka_last_error[512];
 static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	(void)rk;
-	(void)err;
 	(void)opaque;
+	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && kafka_last_error[0])
+		return; /* the cause (refused, TLS, SASL) says more */
 	snprintf(kafka_last_error, sizeof(kafka_last_error), "%s", reason);
 }
 
@@ -252,6 +256,8 @@ static void preflight_kafka(report *rp, const relay_config *cfg)
 		return;
 	}
 	rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, ADMIN_KAFKA_TIMEOUT_MS);
+	if (e)
+		rd_kafka_poll(rk, 0); /* serves the error callbacks: kafka_last_error */
 	snprintf(what, sizeof(what), "reach Kafka at %s", config_kafka_get(cfg, "bootstrap.servers"));
 	check(rp, !e, what, "%s%s%s (check kafka.bootstrap_servers and the security settings)",
 	      rd_kafka_err2str(e), kafka_last_error[0] ? ": " : "", kafka_last_error);

@@ -107,6 +107,10 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	(void)opaque;
 	if (err == RD_KAFKA_RESP_ERR__FATAL)
 		log_error("kafka: fatal error: %s", reason);
+	else if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION)
+		log_error("kafka: authentication failed: %s: check kafka.security_protocol, "
+			  "kafka.sasl_mechanisms, kafka.sasl_username and the password (the "
+			  "kafka-sasl-password credential); retrying", reason);
 	else
 		log_warn("kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
@@ -241,6 +245,33 @@ bool kafka_fatal(kafka_producer *kp, char *buf, size_t len)
 	return rd_kafka_fatal_error(kp->rk, buf, len) != RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
+/*
+ * True for a broker's authorization refusal, which no retry fixes; err (holding the error
+ * text) gets what to change appended.
+ */
+static bool kafka_not_authorized(rd_kafka_resp_err_t code, char *err, size_t errlen)
+{
+	const char *what;
+
+	switch (code) {
+	case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+		what = "WRITE and DESCRIBE on the topic";
+		break;
+	case RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+		what = "WRITE and DESCRIBE on the transactional id (exactly-once)";
+		break;
+	case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+		what = "IDEMPOTENT_WRITE on the cluster";
+		break;
+	default:
+		return false;
+	}
+	size_t n = strlen(err);
+	snprintf(err + n, errlen - n, " (Kafka authorization: the relay's principal needs an ACL "
+		 "allowing %s)", what);
+	return true;
+}
+
 /* Classifies a transactional API error; err gets its text. Takes ownership of e. */
 static kafka_txn_result txn_result(rd_kafka_error_t *e, const char *what, char *err, size_t errlen)
 {
@@ -249,7 +280,9 @@ static kafka_txn_result txn_result(rd_kafka_error_t *e, const char *what, char *
 	if (!e)
 		return KAFKA_TXN_OK;
 	snprintf(err, errlen, "%s: %s", what, rd_kafka_error_string(e));
-	if (rd_kafka_error_is_fatal(e))
+	if (kafka_not_authorized(rd_kafka_error_code(e), err, errlen))
+		r = KAFKA_TXN_FATAL; /* retrying cannot help: an ACL is missing */
+	else if (rd_kafka_error_is_fatal(e))
 		r = KAFKA_TXN_FATAL;
 	else if (rd_kafka_error_txn_requires_abort(e))
 		r = KAFKA_TXN_ABORT;

@@ -438,6 +438,15 @@ static int eos_tick(void *ctx)
 	return stop_requested && now_ms() >= r->stop_deadline ? -1 : 0;
 }
 
+/* While Kafka transactions start nothing is open: a stop request ends the wait at once. */
+static int eos_init_tick(void *ctx)
+{
+	relay *r = ctx;
+	if (wait_events(r, false, now_ms() + 1) < 0)
+		return -1;
+	return stop_requested ? -1 : 0;
+}
+
 static stream_end eos_to_stream(eos_result e)
 {
 	return e == EOS_OK ? STREAM_CONTINUE : e == EOS_REPLAY ? STREAM_REWIND : STREAM_FATAL;
@@ -1088,7 +1097,7 @@ static pg_result setup_kafka(relay *r, char *err, size_t errlen)
 		return PG_OK;
 	eos_init(&r->eos, r->cfg, txn_id);
 	log_info("exactly-once: transactional.id %s, checkpoints in %s", txn_id, r->cfg->checkpoint_topic);
-	if (eos_start(&r->eos, r->kp, eos_tick, r) != EOS_OK) {
+	if (eos_start(&r->eos, r->kp, eos_init_tick, r) != EOS_OK) {
 		snprintf(err, errlen, "Kafka transactions could not start (see above)");
 		return PG_FATAL;
 	}

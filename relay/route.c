@@ -1,6 +1,7 @@
 /* route.c: outbox row or message to Kafka record: topic template, key, value bytes, headers. */
 #include "route.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,10 +29,16 @@ struct route_source {
 	size_t literal_len;
 };
 
-/* One column of the row (or member of the message envelope): name and value spans. */
+/*
+ * One column of the row (or member of the message envelope): name and value spans, and the
+ * value's text once put_text decoded it (so that a column used twice is decoded once).
+ */
 typedef struct {
 	json_span name;
 	json_span value;
+	const char *text;
+	size_t text_len;
+	bool decoded;
 } row_field;
 
 /* A dead letter carries at most this much of the record (a too-large row must still fit). */
@@ -47,6 +54,9 @@ struct router {
 	size_t fields_cap;
 	char *scratch; /* decoded texts of the current row */
 	size_t scratch_cap;
+	char topic[256]; /* the current record's topic name (at most 249 characters) */
+	char bad_text[160]; /* why a value is not valid UTF-8 ("" when all were) */
+	bool is_message; /* the fields are members of a message envelope */
 	route_header *headers;
 	size_t headers_cap;
 	char meta[2048]; /* dead-letter header values, each cut to DLQ_MAX_HEADER */
@@ -253,9 +263,10 @@ static void add_field(router *r, const json_span *name, const json_span *value)
 		r->fields_cap = r->fields_cap ? r->fields_cap * 2 : 32;
 		r->fields = xrealloc(r->fields, sizeof(row_field) * r->fields_cap);
 	}
-	r->fields[r->n_fields].name = *name;
-	r->fields[r->n_fields].value = *value;
-	r->n_fields++;
+	row_field *f = &r->fields[r->n_fields++];
+	f->name = *name;
+	f->value = *value;
+	f->decoded = false;
 }
 
 /* A field by name; NULL when the row has no such column (or the envelope no such member). */
@@ -281,28 +292,119 @@ static int collect_columns(router *r, const w2j_record *rec)
 	return rc;
 }
 
-/*
- * Writes a value as text at *pos: a string decoded, a number or bool as its JSON text (an
- * object or array too, as written). *out is NULL for null or absent values.
- */
-static int put_text(char **pos, const json_span *v, const char **out, size_t *len)
+/* The row field whose value span v is, or NULL for a span from elsewhere (the record itself). */
+static row_field *field_of(router *r, const json_span *v)
 {
+	if (!r->fields)
+		return NULL;
+	uintptr_t a = (uintptr_t)v, lo = (uintptr_t)r->fields, hi = (uintptr_t)(r->fields + r->n_fields);
+	if (a < lo || a >= hi)
+		return NULL;
+	return &r->fields[(a - lo) / sizeof(row_field)];
+}
+
+/* Length of the valid UTF-8 prefix of p[0..n): n when all of it is valid. */
+static size_t utf8_valid_prefix(const unsigned char *p, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		/* The fast path: eight ASCII bytes at a time. */
+		uint64_t w;
+		if (i + 8 <= n && (memcpy(&w, p + i, 8), (w & 0x8080808080808080ULL) == 0)) {
+			i += 8;
+			continue;
+		}
+		unsigned char c = p[i];
+		size_t need;
+		uint32_t cp;
+		if (c < 0x80) {
+			i++;
+			continue;
+		} else if (c >= 0xC2 && c <= 0xDF) {
+			need = 1, cp = c & 0x1F;
+		} else if (c >= 0xE0 && c <= 0xEF) {
+			need = 2, cp = c & 0x0F;
+		} else if (c >= 0xF0 && c <= 0xF4) {
+			need = 3, cp = c & 0x07;
+		} else {
+			return i;
+		}
+		if (n - i <= need)
+			return i;
+		for (size_t k = 1; k <= need; k++) {
+			if ((p[i + k] & 0xC0) != 0x80)
+				return i;
+			cp = (cp << 6) | (p[i + k] & 0x3F);
+		}
+		/* Overlong forms, UTF-16 surrogates and code points past U+10FFFF are not UTF-8. */
+		if ((need == 2 && cp < 0x800) || (need == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+		    (cp >= 0xD800 && cp <= 0xDFFF))
+			return i;
+		i += need + 1;
+	}
+	return n;
+}
+
+/*
+ * Says which value is not valid UTF-8 (a column, an envelope member, or what), for the dead
+ * letter's reason. Kafka consumers expect text; such a value is never published.
+ */
+static void note_bad_utf8(router *r, const json_span *v, const char *what, size_t at)
+{
+	const row_field *f = field_of(r, v);
+	if (f)
+		snprintf(r->bad_text, sizeof(r->bad_text), "invalid UTF-8 in %s %.*s (byte %zu of its text)",
+			 r->is_message ? "envelope member" : "column", (int)(f->name.len > 63 ? 63 : f->name.len),
+			 f->name.ptr, at);
+	else
+		snprintf(r->bad_text, sizeof(r->bad_text), "invalid UTF-8 in %s (byte %zu of its text)",
+			 what ? what : "a value", at);
+}
+
+/*
+ * A value as text: a string decoded, a number or bool as its JSON text (an object or array too,
+ * as written). *out is NULL for null or absent values. Text without escapes is the record's own
+ * bytes; escaped text is decoded once per field into *pos. -1 for an invalid escape, or for
+ * bytes that are not UTF-8 (r->bad_text says where). Escapes always decode to valid UTF-8, so
+ * only the raw bytes are checked, and only when some byte is not ASCII.
+ */
+static int put_text(router *r, char **pos, const json_span *v, const char *what, const char **out,
+		    size_t *len)
+{
+	row_field *f = field_of(r, v);
+
 	if (!v || v->kind == JSON_NONE || v->kind == JSON_NULL) {
 		*out = NULL;
 		*len = 0;
 		return 0;
 	}
-	if (v->kind != JSON_STRING) {
-		*out = v->ptr; /* the record's own bytes, e.g. a numeric id */
-		*len = v->len;
+	if (f && f->decoded) {
+		*out = f->text;
+		*len = f->text_len;
 		return 0;
 	}
-	long n = json_unescape(v, *pos);
-	if (n < 0)
-		return -1;
-	*out = *pos;
-	*len = (size_t)n;
-	*pos += n;
+	if (v->kind == JSON_STRING) {
+		size_t ok = utf8_valid_prefix((const unsigned char *)v->ptr, v->len);
+		if (ok < v->len)
+			return note_bad_utf8(r, v, what, ok), -1;
+	}
+	if (v->kind != JSON_STRING || !v->escaped) {
+		*out = v->ptr; /* the record's own bytes, e.g. a numeric id */
+		*len = v->len;
+	} else {
+		long n = json_unescape(v, *pos);
+		if (n < 0)
+			return -1;
+		*out = *pos;
+		*len = (size_t)n;
+		*pos += n;
+	}
+	if (f) {
+		f->text = *out;
+		f->text_len = *len;
+		f->decoded = true;
+	}
 	return 0;
 }
 
@@ -318,7 +420,7 @@ static int collect_envelope(router *r, char **pos, const w2j_record *rec, const 
 	if (!rec->transactional)
 		return *why = "non-transactional message (only transactional messages keep their "
 			      "place in commit order)", -1;
-	if (put_text(pos, &rec->content, &text, &len) < 0 || !text)
+	if (put_text(r, pos, &rec->content, "the message content", &text, &len) < 0 || !text)
 		return *why = "malformed message envelope: content is not text", -1;
 	json_cursor_init(&c, text, len);
 	if (json_enter_object(&c) < 0)
@@ -330,12 +432,17 @@ static int collect_envelope(router *r, char **pos, const w2j_record *rec, const 
 	return 0;
 }
 
+/*
+ * Makes room for need bytes of scratch. It grows by half again (rows vary a little), and gives
+ * back a big buffer once rows are small again, so one huge row does not pin its memory.
+ */
 static void reserve(router *r, size_t need)
 {
-	if (need <= r->scratch_cap)
+	bool shrink = r->scratch_cap > (1u << 20) && need < r->scratch_cap / 8;
+	if (need <= r->scratch_cap && !shrink)
 		return;
 	free(r->scratch);
-	r->scratch_cap = need * 2;
+	r->scratch_cap = need + need / 2;
 	r->scratch = malloc(r->scratch_cap);
 	if (!r->scratch) {
 		log_error("out of memory");
@@ -363,7 +470,7 @@ static int add_field_header(router *r, char **pos, route_msg *m, const char *nam
 			    const json_span *v)
 {
 	route_header *h = new_header(r, m, name, strlen(name));
-	return put_text(pos, v, &h->value, &h->value_len);
+	return put_text(r, pos, v, NULL, &h->value, &h->value_len);
 }
 
 /* Adds one header per member of the headers object, in the order the object keeps them. */
@@ -379,7 +486,7 @@ static int add_json_headers(router *r, char **pos, const json_span *hcol, route_
 	if (hcol && hcol->kind == JSON_OBJECT) {
 		text = hcol->ptr; /* an envelope member: the object itself */
 		len = hcol->len;
-	} else if (put_text(pos, hcol, &text, &len) < 0) {
+	} else if (put_text(r, pos, hcol, NULL, &text, &len) < 0) {
 		return *why = "headers hold an invalid escape", -1;
 	}
 	if (!text)
@@ -389,8 +496,8 @@ static int add_json_headers(router *r, char **pos, const json_span *hcol, route_
 		return *why = "headers are not a JSON object", -1;
 	while ((rc = json_object_next(&c, &key, &val)) == 1) {
 		route_header *h = new_header(r, m, NULL, 0);
-		if (put_text(pos, &key, &h->name, &h->name_len) < 0 ||
-		    put_text(pos, &val, &h->value, &h->value_len) < 0)
+		if (put_text(r, pos, &key, "a header name", &h->name, &h->name_len) < 0 ||
+		    put_text(r, pos, &val, "a header value", &h->value, &h->value_len) < 0)
 			return *why = "headers hold an invalid escape", -1;
 	}
 	if (rc < 0 || !json_at_end(&c))
@@ -413,38 +520,39 @@ static bool builtin_value(const route_source *s, const w2j_record *rec, const ch
 	return true;
 }
 
-/* Expands the template into *pos as a NUL-terminated name. */
+/*
+ * Expands the template into r->topic as a NUL-terminated name; field texts are decoded into
+ * *pos first (once per field) and then copied, so a name never needs more than 250 bytes.
+ */
 static int expand_topic(router *r, const route_source *s, char **pos, const w2j_record *rec,
 			const char **out, const char **why)
 {
-	char *start = *pos;
+	size_t used = 0;
 
 	for (size_t i = 0; i < s->n_segs; i++) {
 		const topic_seg *g = &s->segs[i];
 		json_span b;
-		const char *text;
-		size_t len;
-		if (!g->is_field) {
-			memcpy(*pos, g->text, g->len);
-			*pos += g->len;
-			continue;
+		const char *text = g->text;
+		size_t len = g->len;
+		if (g->is_field) {
+			const json_span *v = field_get(r, g->text);
+			if (!v && builtin_value(s, rec, g->text, &b))
+				v = &b;
+			if (put_text(r, pos, v, "a field of the topic template", &text, &len) < 0)
+				return *why = "a field of the topic template holds an invalid escape", -1;
+			if (!text)
+				return *why = "a field of the topic template is null or missing", -1;
 		}
-		const json_span *v = field_get(r, g->text);
-		if (!v && builtin_value(s, rec, g->text, &b))
-			v = &b;
-		if (put_text(pos, v, &text, &len) < 0)
-			return *why = "a field of the topic template holds an invalid escape", -1;
-		if (!text)
-			return *why = "a field of the topic template is null or missing", -1;
-		if (text != *pos - len) { /* a number: its text was not copied yet */
-			memmove(*pos, text, len);
-			*pos += len;
-		}
+		if (len > 249 - used)
+			return *why = "the topic name made from the template is not a valid Kafka topic "
+				      "name (longer than 249 characters)", -1;
+		memcpy(r->topic + used, text, len);
+		used += len;
 	}
-	if (!topic_name_ok(start, (size_t)(*pos - start)))
+	if (!topic_name_ok(r->topic, used))
 		return *why = "the topic name made from the template is not a valid Kafka topic name", -1;
-	*(*pos)++ = '\0';
-	*out = start;
+	r->topic[used] = '\0';
+	*out = r->topic;
 	return 0;
 }
 
@@ -470,7 +578,7 @@ static int pick_timestamp(router *r, const route_source *s, const w2j_record *re
 	if (!which[0])
 		return 0;
 	const json_span *v = strcmp(which, "commit") == 0 ? &rec->timestamp : field_get(r, which);
-	if (put_text(pos, v, &text, &len) < 0 || !text)
+	if (put_text(r, pos, v, "the timestamp", &text, &len) < 0 || !text)
 		return *why = "the timestamp field is null or missing", -1;
 	if (!pgtime_parse(text, len, ms))
 		return *why = "the timestamp field is not a PostgreSQL timestamptz", -1;
@@ -483,8 +591,8 @@ static int pick_timestamp(router *r, const route_source *s, const w2j_record *re
 static int set_key_value(router *r, const route_source *s, char **pos, route_msg *m,
 			 const char **why)
 {
-	if (put_text(pos, field_get(r, s->cfg->key), &m->key, &m->key_len) < 0 ||
-	    put_text(pos, field_get(r, s->cfg->value), &m->value, &m->value_len) < 0)
+	if (put_text(r, pos, field_get(r, s->cfg->key), NULL, &m->key, &m->key_len) < 0 ||
+	    put_text(r, pos, field_get(r, s->cfg->value), NULL, &m->value, &m->value_len) < 0)
 		return *why = "the key or value holds an invalid escape", -1;
 	if (!m->key)
 		return *why = "the key is null or missing", -1;
@@ -535,18 +643,21 @@ static int add_headers(router *r, const route_source *s, char **pos, route_msg *
 	return 0;
 }
 
-int router_build(router *r, const route_source *s, const w2j_record *rec, route_msg *m,
+/*
+ * Scratch for the decoded texts: each field is decoded at most once (into at most its own
+ * length), the members of a headers object at most once more, a message's content once; plus
+ * ce_time. So about twice the record, not once per use of a field.
+ */
+static size_t scratch_need(const w2j_record *rec)
+{
+	return 2 * rec->columns.len + 3 * rec->content.len + rec->timestamp.len + 64;
+}
+
+static int build(router *r, const route_source *s, const w2j_record *rec, route_msg *m,
 		 const char **why)
 {
-	char *pos;
-	size_t reclen = rec->columns.len + rec->content.len + rec->schema.len + rec->table.len +
-			rec->prefix.len + rec->timestamp.len;
+	char *pos = r->scratch;
 
-	memset(m, 0, sizeof(*m));
-	r->n_fields = 0;
-	/* Decoding never grows text, so each decoded part fits in the record's own length. */
-	reserve(r, reclen * (12 + s->n_fields + (size_t)s->cfg->n_headers) + s->literal_len + 256);
-	pos = r->scratch;
 	if (rec->action == W2J_MESSAGE) {
 		if (collect_envelope(r, &pos, rec, why) < 0)
 			return -1;
@@ -557,6 +668,21 @@ int router_build(router *r, const route_source *s, const w2j_record *rec, route_
 	    pick_timestamp(r, s, rec, &pos, &m->timestamp_ms, why) < 0)
 		return -1;
 	return add_headers(r, s, &pos, m, why);
+}
+
+int router_build(router *r, const route_source *s, const w2j_record *rec, route_msg *m,
+		 const char **why)
+{
+	memset(m, 0, sizeof(*m));
+	r->n_fields = 0;
+	r->bad_text[0] = '\0';
+	r->is_message = rec->action == W2J_MESSAGE;
+	reserve(r, scratch_need(rec));
+	if (build(r, s, rec, m, why) == 0)
+		return 0;
+	if (r->bad_text[0]) /* the caller's reason named an escape; the text was not UTF-8 */
+		*why = r->bad_text;
+	return -1;
 }
 
 /* Appends a NUL-terminated header value to the meta buffer. */

@@ -409,10 +409,16 @@ class Postgres:
 
     # -- helpers for tests -------------------------------------------------
 
-    def create_database(self, name=None):
-        """CREATE DATABASE (unique name by default) and return a Database."""
+    def create_database(self, name=None, encoding=None):
+        """CREATE DATABASE (unique name by default) and return a Database.
+
+        encoding: e.g. "SQL_ASCII" (from template0, C locale); default the cluster's UTF8."""
         name = name or "test_" + uuid.uuid4().hex[:12]
-        self.execute('CREATE DATABASE "%s"' % name)
+        if encoding:
+            self.execute('CREATE DATABASE "%s" TEMPLATE template0 ENCODING \'%s\' LC_COLLATE \'C\' '
+                         'LC_CTYPE \'C\'' % (name, encoding))
+        else:
+            self.execute('CREATE DATABASE "%s"' % name)
         return Database(self, name)
 
     def drop_database(self, name):
@@ -474,15 +480,22 @@ def _quiet_kafka_client_config():
 class Kafka:
     """A private single-node Kafka broker+controller (KRaft) listening on 127.0.0.1."""
 
-    def __init__(self, repo_root=REPO_ROOT, start_timeout=90, ssl_properties=None):
+    def __init__(self, repo_root=REPO_ROOT, start_timeout=90, ssl_properties=None, sasl_users=None):
         """ssl_properties: when given, the broker also gets an SSL listener on a free port
         (self.ssl_port, advertised as localhost; self.ssl_bootstrap) with these ssl.* properties
-        added to server.properties; the PLAINTEXT listener stays for the harness's clients."""
+        added to server.properties; the PLAINTEXT listener stays for the harness's clients.
+        sasl_users: {user: password}; when given, the broker also gets a SASL_PLAINTEXT listener
+        (mechanism PLAIN; self.sasl_port, self.sasl_bootstrap) and the StandardAuthorizer: SASL
+        users may do only what ACLs allow (self.add_acls), while the PLAINTEXT and CONTROLLER
+        listeners' principal (User:ANONYMOUS, the harness's own clients) is a super user."""
         self.repo_root = repo_root
         self.start_timeout = start_timeout
         self.ssl_properties = None if ssl_properties is None else dict(ssl_properties)
         self.ssl_port = None
         self.ssl_bootstrap = None
+        self.sasl_users = None if sasl_users is None else dict(sasl_users)
+        self.sasl_port = None
+        self.sasl_bootstrap = None
         self.dir = None
         self.port = None
         self.controller_port = None
@@ -545,6 +558,8 @@ class Kafka:
             props["advertised.listeners"] += ",SSL://localhost:%d" % self.ssl_port
             props["listener.security.protocol.map"] += ",SSL:SSL"
             props.update(self.ssl_properties)
+        if self.sasl_users is not None:
+            self._add_sasl(props)
         self.properties_path = os.path.join(self.dir, "server.properties")
         with open(self.properties_path, "w") as f:
             for key, value in props.items():
@@ -559,6 +574,44 @@ class Kafka:
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if proc.returncode != 0:
             raise RuntimeError("kafka storage format failed:\n" + proc.stdout)
+
+    def _add_sasl(self, props):
+        """The SASL_PLAINTEXT listener (PLAIN, users from self.sasl_users) and the authorizer."""
+        taken = {self.port, self.controller_port, self.ssl_port}
+        self.sasl_port = free_port()
+        while self.sasl_port in taken:
+            self.sasl_port = free_port()
+        self.sasl_bootstrap = "127.0.0.1:%d" % self.sasl_port
+        props["listeners"] += ",SASL_PLAINTEXT://127.0.0.1:%d" % self.sasl_port
+        props["advertised.listeners"] += ",SASL_PLAINTEXT://127.0.0.1:%d" % self.sasl_port
+        props["listener.security.protocol.map"] += ",SASL_PLAINTEXT:SASL_PLAINTEXT"
+        props["sasl.enabled.mechanisms"] = "PLAIN"
+        users = " ".join('user_%s="%s"' % (u, pw) for u, pw in sorted(self.sasl_users.items()))
+        props["listener.name.sasl_plaintext.plain.sasl.jaas.config"] = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required %s;" % users)
+        props["authorizer.class.name"] = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+        props["super.users"] = "User:ANONYMOUS"
+        props["allow.everyone.if.no.acl.found"] = "false"
+
+    def sasl_config(self, user, password, extra=None):
+        """librdkafka settings of a client of the SASL listener as user."""
+        conf = {"bootstrap.servers": self.sasl_bootstrap, "security.protocol": "SASL_PLAINTEXT",
+                "sasl.mechanisms": "PLAIN", "sasl.username": user, "sasl.password": password}
+        conf.update(_quiet_kafka_client_config())
+        conf.update(extra or {})
+        return conf
+
+    def acl(self, *args):
+        """Runs Kafka's ACL tool (kafka.admin.AclCommand, as bin/kafka-acls.sh) against the
+        PLAINTEXT listener (a super user), e.g. acl("--add", "--allow-principal", "User:relay",
+        "--operation", "All", "--topic", "*"); raises with its output when it fails. (Debian's
+        confluent-kafka has no ACL admin API.) The StandardAuthorizer applies it at once."""
+        proc = subprocess.run(self._java("kafka.admin.AclCommand", "--bootstrap-server", self.bootstrap,
+                                         *args),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+        if proc.returncode != 0:
+            raise RuntimeError("kafka-acls %s failed:\n%s" % (" ".join(args), proc.stdout))
+        return proc.stdout
 
     def start(self):
         """Start the broker (formatting a fresh temp dir the first time) and wait until it serves metadata."""

@@ -21,6 +21,9 @@
  *   broker_down ID / broker_up ID            ID -1: all brokers
  *   rtt ID MS                                delay every response of broker ID
  *   coordinator TYPE KEY ID                  TYPE: transaction or group
+ *   apiversion APIKEY MIN MAX                the versions of APIKEY the brokers offer (-1 -1:
+ *                                            none, as a broker too old for it); before clients
+ *                                            connect, since they ask once per connection
  */
 
 #define MAX_ARGS 64
@@ -120,6 +123,10 @@ static const char *run(rd_kafka_mock_cluster_t *mc, int argc, char **argv)
 		if (parse_long(argv[3], &a) < 0)
 			return "bad broker id";
 		err = rd_kafka_mock_coordinator_set(mc, argv[1], argv[2], (int32_t)a);
+	} else if (strcmp(cmd, "apiversion") == 0 && argc == 4) {
+		if (parse_long(argv[1], &a) < 0 || parse_long(argv[2], &b) < 0 || parse_long(argv[3], &c) < 0)
+			return "bad ApiKey or version";
+		err = rd_kafka_mock_set_apiversion(mc, (int16_t)a, (int16_t)b, (int16_t)c);
 	} else {
 		return "unknown command or wrong number of arguments";
 	}

@@ -132,12 +132,47 @@ static void test_config_source_of_wrong_type_then_another_source(void **state)
 	}
 }
 
+/*
+ * fuzz_route, crash-c0ccadd29ae3067210bb79e5b770261e49e7a6f8: the first record a router sees is
+ * a message, so no field array exists yet when its content is decoded; route.c field_of computed
+ * fields + n_fields on that NULL pointer (UBSan: applying zero offset to null pointer).
+ */
+static void test_first_record_a_message_before_any_field(void **state)
+{
+	fixture *f = *state;
+	source_config src = default_source("", "outbox", "outbox.${aggregate_type}");
+	relay_config cfg;
+	char err[512] = "";
+	w2j_record rec;
+	route_msg m;
+	const char *why = NULL;
+	static const char text[] = "{\"action\":\"M\",\"xid\":735,\"timestamp\":\"2026-11-22 "
+				   "11:05:42.489609+00\",\"lsn\":\"0/1954C18\",\"transactional\":true,"
+				   "\"prefix\":\"outbox\",\"content\":\"marker\"}";
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.sources = &src;
+	cfg.n_sources = 1;
+	cfg.dead_letter_topic = "outbox-relay.dead-letters";
+	f->r = router_new(&cfg, err, sizeof(err));
+	if (!f->r)
+		fail_msg("router_new: %s", err);
+	f->buf = unit_dup(text, sizeof(text) - 1);
+	assert_int_equal(w2j_decode(f->buf, sizeof(text) - 1, &rec, &why), 0);
+	const route_source *s = router_match(f->r, &rec);
+	assert_non_null(s);
+	assert_int_equal(router_build(f->r, s, &rec, &m, &why), -1); /* "marker" is no envelope */
+	assert_non_null(strstr(why, "envelope"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_dead_letter_headers_stay_inside_their_buffer, setup,
 						teardown),
 		cmocka_unit_test(test_config_source_of_wrong_type_then_another_source),
+		cmocka_unit_test_setup_teardown(test_first_record_a_message_before_any_field, setup,
+						teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

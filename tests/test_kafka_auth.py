@@ -1,0 +1,163 @@
+# Broker security failures: wrong SASL credentials, topic and transactional-id authorization denied.
+"""One broker for the module with a SASL_PLAINTEXT listener (PLAIN) and the StandardAuthorizer
+(tests/harness.py); the relay connects as a SASL user that may do only what ACLs allow."""
+import os
+import subprocess
+import uuid
+
+import pytest
+
+import harness
+import relayctl
+
+PASSWORDS = {"relay": "relay-secret", "notxn": "notxn-secret"}
+
+
+@pytest.fixture(scope="module")
+def sasl_kafka():
+    """A broker of this module: SASL_PLAINTEXT (PLAIN) for the relay, authorizer on. User relay
+    may do everything; user notxn everything but use a transactional id."""
+    server = harness.Kafka(sasl_users=PASSWORDS)
+    try:
+        server.start()
+        common = ["--operation", "All", "--topic", "*", "--group", "*", "--cluster"]
+        server.acl("--add", "--allow-principal", "User:relay", "--transactional-id", "*", *common)
+        server.acl("--add", "--allow-principal", "User:notxn", *common)
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def sasl_outbox(db, sasl_kafka, tmp_path, request):
+    """A database with the outbox schema and a relay configured for the SASL listener (user
+    relay, password from the systemd credential kafka-sasl-password); .configure(user, password)."""
+    o = type("SaslOutbox", (), {})()
+    o.db = db
+    o.slot = "relay_" + uuid.uuid4().hex[:10]
+    o.prefix = "t" + uuid.uuid4().hex[:10]
+    o.config_path = str(tmp_path / "relay.conf")
+    creds = tmp_path / "creds"
+    creds.mkdir()
+
+    def configure(user="relay", password=PASSWORDS["relay"], extra_relay=""):
+        (creds / "kafka-sasl-password").write_text(password)
+        relayctl.write_config(o.config_path, db.dsn, sasl_kafka.sasl_bootstrap, o.slot,
+                              o.prefix + ".${aggregate_type}", extra_relay=extra_relay,
+                              extra_kafka='security_protocol = "SASL_PLAINTEXT"; sasl_mechanisms = "PLAIN"; '
+                                          'sasl_username = "%s";' % user)
+    o.configure = configure
+    relayctl.install_outbox(db)
+    configure()
+    o.relay = relayctl.Relay(o.config_path, str(tmp_path), env={"CREDENTIALS_DIRECTORY": str(creds)})
+    yield o
+    o.relay.kill()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        print("---- relay log (tail)\n" + o.relay.log()[-6000:])
+
+
+def confirmed(outbox):
+    """The slot's confirmed_flush_lsn as text ('' when the slot does not exist)."""
+    rows = outbox.db.query("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s",
+                           (outbox.slot,))
+    return rows[0][0] or "" if rows else ""
+
+
+def publish(outbox, aggregate_type, n, start=0):
+    """n events of aggregate_type, each in its own transaction; returns their keys."""
+    keys = []
+    for i in range(start, start + n):
+        outbox.db.execute("SELECT outbox.publish(%s, %s, 'T', '{}')", (aggregate_type, "k-%d" % i))
+        keys.append(("k-%d" % i).encode())
+    return keys
+
+
+def preflight(outbox):
+    """outbox-relay preflight with the relay's credentials directory; (exit code, output)."""
+    p = subprocess.run([relayctl.RELAY_BIN, "preflight", outbox.config_path], env=dict(os.environ, **outbox.relay.env),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=90)
+    return p.returncode, p.stdout.decode(errors="replace")
+
+
+def test_wrong_password_is_named_retried_and_the_slot_stays(sasl_outbox, sasl_kafka):
+    """A wrong SASL password: an error line naming authentication (again at each retry), nothing
+    read or confirmed meanwhile; with the right password the waiting rows go out once."""
+    o = sasl_outbox
+    topic = o.prefix + ".a"
+    o.relay.start()
+    o.relay.wait_streaming()
+    first = publish(o, "a", 2)
+    assert sorted(m["key"] for m in sasl_kafka.consume([topic], until=2, timeout=60)) == first
+    assert o.relay.stop() == 0
+    at = confirmed(o)
+    o.configure(password="wrong-password")
+    code, out = preflight(o)
+    assert code != 0 and "Authentication failed" in out, out
+    waiting = publish(o, "a", 2, start=2)
+    since = len(o.relay.log())
+    o.relay.start()
+    line = "authentication failed: "
+    harness.wait_for(lambda: o.relay.log()[since:].count(line) >= 2 or o.relay.proc.poll() is not None, 90,
+                     what="two authentication failures")
+    assert o.relay.proc.poll() is None, "relay exited:\n" + o.relay.log()[-3000:]
+    errors = [l for l in o.relay.log()[since:].splitlines() if line in l]
+    assert "Invalid username or password" in errors[0] and "kafka-sasl-password" in errors[0]
+    assert "wrong-password" not in o.relay.log()
+    assert confirmed(o) == at
+    assert o.relay.stop(timeout=10) in (0, 1)  # nothing open yet: it stops at once
+    o.configure()
+    o.relay.start()
+    o.relay.wait_streaming()
+    got = sasl_kafka.consume([topic], until=4, timeout=60)
+    assert sorted(m["key"] for m in got) == first + waiting
+    assert o.relay.stop() == 0
+
+
+def test_topic_write_denied_stops_before_the_row(sasl_outbox, sasl_kafka):
+    """An ACL denies writing to one event topic: the relay stops with a line naming the
+    authorization failure; the slot stays before that row, and the rows before it are out."""
+    o = sasl_outbox
+    denied = o.prefix + ".denied"
+    sasl_kafka.acl("--add", "--deny-principal", "User:relay", "--operation", "Write", "--topic", denied)
+    o.relay.start()
+    o.relay.wait_streaming()
+    ok = publish(o, "ok", 2)
+    assert sorted(m["key"] for m in sasl_kafka.consume([o.prefix + ".ok"], until=2, timeout=60)) == ok
+    before = current_lsn(o)
+    publish(o, "denied", 1, start=10)
+    assert o.relay.wait_exit(90) == 1
+    log = o.relay.log()
+    assert "Topic authorization failed" in log and "needs an ACL allowing WRITE and DESCRIBE on the topic" in log, \
+        log[-3000:]
+    assert 'Failed to add partition "%s"' % denied in log  # librdkafka's line names the topic
+    assert lsn_int(confirmed(o)) <= before
+    assert not sasl_kafka.consume([denied], timeout=5)
+    # Still denied at the next start: the same row stops it again (never skipped).
+    o.relay.start()
+    assert o.relay.wait_exit(90) == 1
+    assert lsn_int(confirmed(o)) <= before
+
+
+def test_transactional_id_denied_is_one_clear_error(sasl_outbox, sasl_kafka):
+    """A user without rights on transactional ids (exactly-once needs one): exit 1 with a line
+    naming the transactional id and the authorization failure; the slot not moved."""
+    o = sasl_outbox
+    o.configure(user="notxn", password=PASSWORDS["notxn"])
+    o.relay.start()
+    assert o.relay.wait_exit(90) == 1
+    errors = [l for l in o.relay.log().splitlines() if " error " in l]
+    assert any("transactional.id" in l and "authorization failed" in l.lower() and
+               "needs an ACL allowing WRITE and DESCRIBE on the transactional id" in l for l in errors), errors
+    assert confirmed(o) == ""  # it stopped before it created the slot
+
+
+def lsn_int(text):
+    if not text:
+        return 0
+    hi, lo = text.split("/")
+    return (int(hi, 16) << 32) | int(lo, 16)
+
+
+def current_lsn(outbox):
+    return lsn_int(outbox.db.query("SELECT pg_current_wal_lsn()::text")[0][0])
