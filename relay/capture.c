@@ -682,6 +682,10 @@ int capture_build(capture *c, const capture_table *t, const w2j_record *rec, rou
 	}
 	SB_LIT(b, "}");
 	finish_msg(c, t, m, rec->action != W2J_TRUNCATE);
+	/* Text that is not UTF-8 (a SQL_ASCII database) is never published as it is. */
+	if (router_utf8_valid_prefix(b->p, b->len) != b->len ||
+	    (m->key && router_utf8_valid_prefix(m->key, m->key_len) != m->key_len))
+		return *why = "invalid UTF-8 in the row (its text is not UTF-8)", -1;
 	return 0;
 }
 

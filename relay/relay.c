@@ -820,6 +820,13 @@ static stream_end handle_snapshot_message(relay *r, const w2j_record *rec)
 		capture_build_snapshot(r->cap, t, row.key, row.key_len, row.row, row.row_len, rec->lsn,
 				       &rec->timestamp, &m);
 		metrics_rows_read(1);
+		if (router_utf8_valid_prefix(m.value, m.value_len) != m.value_len ||
+		    router_utf8_valid_prefix(m.key, m.key_len) != m.key_len) {
+			/* Its dead letter carries the row as PostgreSQL printed it, at the watermark. */
+			e = reject_row(r, t->name, rec, row.row, row.row_len,
+				       "invalid UTF-8 in a snapshot row (its text is not UTF-8)", &m);
+			continue;
+		}
 		e = produce(r, &m, false, &refused);
 		if (refused) {
 			log_error("Kafka refused a snapshot row of %s: %s; stopping", t->name,

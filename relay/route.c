@@ -740,3 +740,8 @@ void router_dead_letter_named(router *r, const char *source, const w2j_record *r
 }
 
 bool router_topic_name_ok(const char *name, size_t len) { return topic_name_ok(name, len); }
+
+size_t router_utf8_valid_prefix(const char *text, size_t len)
+{
+	return utf8_valid_prefix((const unsigned char *)text, len);
+}

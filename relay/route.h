@@ -56,6 +56,8 @@ void router_dead_letter(router *r, const route_source *src, const w2j_record *re
 /* The same with the source named (a captured table: "schema.table"). */
 void router_dead_letter_named(router *r, const char *source, const w2j_record *rec, const char *raw,
 			      size_t rawlen, const char *why, const char *topic, route_msg *out);
+/* How many leading bytes of text are valid UTF-8 (len when all are). */
+size_t router_utf8_valid_prefix(const char *text, size_t len);
 /* True for a name Kafka accepts as a topic (1 to 249 of [a-zA-Z0-9._-], not "." or ".."). */
 bool router_topic_name_ok(const char *name, size_t len);
 /* "schema.table" or "message:prefix", for logs. */

@@ -265,3 +265,37 @@ def test_snapshot_rows_look_like_stream_rows(outbox, kafka):
     row = json.loads(after(by_op["r"]["value"]))
     assert row["o"] == 42 and row["nan"] is None and row["inf"] is None and row["c"] == "x  "
     assert row["raw"] == "00ff10" and row["j"] == {"a": [1, 2.5, "x"]}
+
+
+def test_invalid_utf8_in_captured_rows_is_dead_lettered(pg, kafka, tmp_path):
+    """A SQL_ASCII database can hold text that is not UTF-8: such a row, streamed or snapshotted,
+    goes to the dead-letter topic with its reason; the rows around it are published."""
+    import uuid
+    db = pg.create_database("t_cap_ascii_" + uuid.uuid4().hex[:8], encoding="SQL_ASCII")
+    prefix, slot = "t" + uuid.uuid4().hex[:10], "relay_" + uuid.uuid4().hex[:10]
+    conf = str(tmp_path / "relay.conf")
+    relay = relayctl.Relay(conf, str(tmp_path))
+    try:
+        db.execute("CREATE TABLE public.people (id int PRIMARY KEY, name text)")
+        db.execute("INSERT INTO public.people VALUES (1, 'ok'), "
+                   "(2, 'caf' || convert_from('\\xe9'::bytea, 'SQL_ASCII'))")
+        relayctl.write_config(conf, db.dsn, kafka.bootstrap, slot, "unused", sources="",
+                              capture='{ tables = "public.people"; }',
+                              extra_relay='topic_prefix = "%s"; dead_letter_topic = "%s.dlq";' % (prefix, prefix))
+        text = open(conf).read().replace("sources = (  );\n", "")  # capture only: no outbox
+        open(conf, "w").write(text)
+        relay.start()
+        relay.wait_log("snapshot of public.people done", timeout=60)
+        db.execute("INSERT INTO public.people VALUES (3, 'x' || convert_from('\\xff'::bytea, 'SQL_ASCII'))")
+        db.execute("INSERT INTO public.people VALUES (4, 'fine')")
+        good = decode(kafka.consume(prefix + ".public.people", until=2, timeout=60))
+        assert sorted(k["id"] for _, _, k, _ in good) == [1, 4]
+        dead = kafka.consume(prefix + ".dlq", until=2, timeout=60)
+        reasons = sorted(dict(m["headers"])["dlq_reason"].decode() for m in dead)
+        assert reasons == ["invalid UTF-8 in a snapshot row (its text is not UTF-8)",
+                           "invalid UTF-8 in the row (its text is not UTF-8)"]
+        assert all(dict(m["headers"])["dlq_source"] == b"public.people" for m in dead)
+        assert relay.stop() == 0
+    finally:
+        relay.kill()
+        pg.drop_database(db.name)
