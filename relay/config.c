@@ -62,6 +62,9 @@ static const opt_def opts[] = {
 	 "warn (at most once a minute) while the server keeps this many MB of WAL for the slot (0: never)"},
 	{"relay.log_format", OPT_STRING, OFF(log_format), "text", 0, 0,
 	 "text, logfmt (key=value) or json (one object per line)"},
+	{"relay.max_in_flight_bytes", OPT_INT, OFF(max_in_flight_bytes), "67108864", 65536, 2147483647,
+	 "records handed to Kafka and not yet acknowledged, in bytes (with librdkafka's overhead): "
+	 "at this size the relay stops reading the stream until Kafka catches up"},
 	{"relay.shutdown_timeout_ms", OPT_INT, OFF(shutdown_timeout_ms), "30000", 0, 3600000,
 	 "on SIGTERM, how long to wait for Kafka to acknowledge what is in flight"},
 	{"relay.reconnect_max_backoff_ms", OPT_INT, OFF(reconnect_max_backoff_ms), "30000", 100,
@@ -77,7 +80,7 @@ static const opt_def opts[] = {
 static const char *const reloadable[] = {
 	"relay.log_level",	       "relay.transaction_max_records", "relay.transaction_max_ms",
 	"relay.shutdown_timeout_ms", "relay.reconnect_max_backoff_ms", "postgresql.status_interval_ms",
-	"relay.lag_warn_mb",
+	"relay.lag_warn_mb",	       "relay.max_in_flight_bytes",
 };
 
 static bool is_reloadable(const char *path)

@@ -43,6 +43,8 @@ static const struct {
 	{"partitioner", "murmur2_random"},
 	/* a missing topic is created by the relay (relay.auto_create_topics) or reported */
 	{"allow.auto.create.topics", "false"},
+	/* relay.max_in_flight_bytes bounds the queue; this count should not come first */
+	{"queue.buffering.max.messages", "1000000"},
 };
 
 static int fixed_conflict(const kafka_property *p, const char *path, FILE *err)

@@ -28,6 +28,12 @@
 #define BACKOFF_START_MS 500
 /* How long the server gets to end the stream cleanly (and apply the last status). */
 #define CLOSE_TIMEOUT_MS 5000
+/*
+ * What librdkafka holds per queued record besides its key and value (its message structure,
+ * the header list): counted against relay.max_in_flight_bytes, so the limit bounds memory.
+ */
+#define RECORD_OVERHEAD 256
+#define HEADER_OVERHEAD 32
 
 /*
  * What a delivery report needs to know about its record: its PostgreSQL transaction (for the
@@ -39,6 +45,7 @@ typedef struct {
 	uint64_t seq;     /* PostgreSQL transaction (progress), UINT64_MAX: none */
 	int64_t start_ms; /* its commit time (or when read, without one), for the latency */
 	uint64_t bytes;   /* key and value */
+	uint32_t held;    /* what it takes in librdkafka's queue (relay.max_in_flight_bytes) */
 	uint16_t topic;   /* metrics_topic() */
 	bool dead_letter;
 } in_flight;
@@ -98,6 +105,10 @@ typedef struct {
 	in_flight_table flight; /* the records librdkafka has not reported yet */
 	int64_t txn_commit_ms;  /* commit time of the open PostgreSQL transaction (0: unknown) */
 	lsn_t wal_end_seen;     /* newest server WAL position known (for replication_lag_bytes) */
+	uint64_t flight_bytes;  /* held by the records librdkafka has not reported yet */
+	bool paused;            /* not reading the stream: flight_bytes reached the limit */
+	bool pause_told;        /* the pause was logged (it lasted) */
+	int64_t paused_ms;      /* when the pause began */
 	bool streamed;          /* a session was streaming before: the next one is a reconnect */
 	eos_pending_metrics pend;
 } relay;
@@ -290,6 +301,7 @@ static void on_delivery(void *opaque, void *msg_opaque, rd_kafka_resp_err_t err)
 				metrics_dead_letters(1);
 			metrics_latency(wall_ms() - f->start_ms, 1);
 		}
+		r->flight_bytes -= f->held;
 		flight_give(&r->flight, (uint32_t)id);
 	}
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -490,6 +502,15 @@ static stream_end ensure_topic(relay *r, const char *topic)
 	return STREAM_REWIND;
 }
 
+/* Memory a record takes in librdkafka until its delivery report: what the in-flight limit counts. */
+static uint32_t record_held(const route_msg *m)
+{
+	size_t n = RECORD_OVERHEAD + m->key_len + m->value_len;
+	for (size_t i = 0; i < m->n_headers; i++)
+		n += HEADER_OVERHEAD + m->headers[i].name_len + m->headers[i].value_len;
+	return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
 /*
  * Hands one record to Kafka, waiting (with status updates flowing) while its queue is full.
  * *refused gets librdkafka's error when it refuses the record itself (too large, ...).
@@ -515,6 +536,7 @@ static stream_end produce(relay *r, const route_msg *m, bool dead_letter, rd_kaf
 		.seq = r->txn_seq,
 		.start_ms = r->txn_commit_ms > 0 ? r->txn_commit_ms : wall_ms(),
 		.bytes = m->key_len + m->value_len,
+		.held = record_held(m),
 		.topic = (uint16_t)metrics_topic(m->topic),
 		.dead_letter = dead_letter,
 	};
@@ -522,6 +544,7 @@ static stream_end produce(relay *r, const route_msg *m, bool dead_letter, rd_kaf
 	for (;;) {
 		rd_kafka_resp_err_t err = kafka_produce(r->kp, m, (void *)(uintptr_t)id);
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+			r->flight_bytes += f.held;
 			progress_produced(&r->prog, r->txn_seq);
 			r->records_out++;
 			if (r->eos_on) {
@@ -731,6 +754,51 @@ static void reload_config(relay *r)
 	log_info("reloaded %s", r->cfg->path);
 }
 
+/*
+ * Backpressure: once the records librdkafka holds reach relay.max_in_flight_bytes the stream is
+ * not read (the server waits on TCP, and the slot stays where Kafka is); reading resumes when
+ * delivery reports bring them down to three quarters of the limit. True while paused.
+ */
+static bool in_flight_full(relay *r)
+{
+	uint64_t limit = (uint64_t)r->cfg->max_in_flight_bytes;
+	int64_t took;
+
+	if (!r->paused && r->flight_bytes >= limit) {
+		r->paused = true;
+		r->pause_told = false;
+		r->paused_ms = now_ms();
+		log_debug("pausing the stream: %llu bytes in flight", (unsigned long long)r->flight_bytes);
+	} else if (r->paused && r->flight_bytes <= limit - limit / 4) {
+		r->paused = false;
+		took = now_ms() - r->paused_ms;
+		if (r->pause_told)
+			log_info("reading the stream again after %lld ms paused", (long long)took);
+	}
+	return r->paused;
+}
+
+/*
+ * While paused: serve delivery reports, status updates (so wal_sender_timeout does not end the
+ * session) and a commit that falls due; say so once when the pause lasts.
+ */
+static stream_end wait_paused(relay *r)
+{
+	stream_end e;
+
+	if (!r->pause_told && now_ms() - r->paused_ms >= 1000) {
+		log_warn("stream paused: %llu bytes handed to Kafka are not acknowledged yet "
+			 "(relay.max_in_flight_bytes = %d); Kafka is slow or down",
+			 (unsigned long long)r->flight_bytes, r->cfg->max_in_flight_bytes);
+		r->pause_told = true;
+	}
+	if ((e = maybe_commit(r, false)) != STREAM_CONTINUE)
+		return e;
+	if (wait_events(r, false, stop_requested ? r->stop_deadline : -1) < 0)
+		return STREAM_BROKEN;
+	return STREAM_CONTINUE;
+}
+
 /* Streams until something ends the session. */
 static stream_end stream(relay *r)
 {
@@ -758,7 +826,7 @@ static stream_end stream(relay *r)
 			log_error("Kafka producer failed: %s", reason);
 			return STREAM_FATAL;
 		}
-		while (n < READ_BATCH && (got = pg_stream_read(r->pg, &msg)) == 1) {
+		while (n < READ_BATCH && !in_flight_full(r) && (got = pg_stream_read(r->pg, &msg)) == 1) {
 			n++;
 			if ((e = handle_message(r, &msg)) != STREAM_CONTINUE)
 				return e;
@@ -766,6 +834,11 @@ static stream_end stream(relay *r)
 		if (got < 0) {
 			log_warn("replication connection lost: %s", pg_stream_error(r->pg));
 			return STREAM_BROKEN;
+		}
+		if (r->paused) {
+			if ((e = wait_paused(r)) != STREAM_CONTINUE)
+				return e;
+			continue;
 		}
 		if (n == READ_BATCH) {
 			/* More may be buffered in libpq: serve Kafka and timers, then read on. A long
