@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -111,6 +112,14 @@ static double cpu_us(void)
 	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
+/* Page faults so far (malloc giving memory back and taking it again shows up here). */
+static long minor_faults(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_minflt;
+}
+
 static void on_report(void *opaque, void *msg_opaque, rd_kafka_resp_err_t err)
 {
 	(void)msg_opaque;
@@ -199,9 +208,11 @@ int main(int argc, char **argv)
 	static const char *names[] = {"decode", "decode+route", "decode+route+produce"};
 	for (int st = STAGE_DECODE; st <= STAGE_PRODUCE; st++) {
 		size_t done;
+		long faults = minor_faults();
 		double us = run(&set, rt, st == STAGE_PRODUCE ? kp : NULL, rows, (stage)st, &done);
-		printf("%-22s %8.3f us/row  (%zu rows, %.2f s CPU)\n", names[st], us / (double)done, done,
-		       us / 1e6);
+		faults = minor_faults() - faults;
+		printf("%-22s %8.3f us/row  (%zu rows, %.2f s CPU, %.3f page faults/row)\n", names[st],
+		       us / (double)done, done, us / 1e6, (double)faults / (double)done);
 	}
 	kafka_producer_free(kp);
 	router_free(rt);
