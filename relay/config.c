@@ -62,7 +62,7 @@ static const opt_def opts[] = {
 	 "warn (at most once a minute) while the server keeps this many MB of WAL for the slot (0: never)"},
 	{"relay.log_format", OPT_STRING, OFF(log_format), "text", 0, 0,
 	 "text, logfmt (key=value) or json (one object per line)"},
-	{"relay.max_in_flight_bytes", OPT_INT, OFF(max_in_flight_bytes), "16777216", 65536, 2147483647,
+	{"relay.max_in_flight_bytes", OPT_INT, OFF(max_in_flight_bytes), "8388608", 65536, 2147483647,
 	 "records handed to Kafka and not yet acknowledged, in bytes (with librdkafka's overhead): "
 	 "at this size the relay stops reading the stream until Kafka catches up"},
 	{"relay.shutdown_timeout_ms", OPT_INT, OFF(shutdown_timeout_ms), "30000", 0, 3600000,

@@ -29,6 +29,13 @@
 /* How long the server gets to end the stream cleanly (and apply the last status). */
 #define CLOSE_TIMEOUT_MS 5000
 /*
+ * Catching up (the transactions read committed at least GATHER_BEHIND_MS ago), the relay lets
+ * the server's records gather for GATHER_MS before reading on, instead of waking for every few
+ * of them: a wake-up costs as much CPU as several rows.
+ */
+#define GATHER_BEHIND_MS 200
+#define GATHER_MS 1
+/*
  * What librdkafka holds per queued record besides its key and value (its message structure,
  * the header list): counted against relay.max_in_flight_bytes, so the limit bounds memory.
  */
@@ -799,6 +806,39 @@ static stream_end wait_paused(relay *r)
 	return STREAM_CONTINUE;
 }
 
+/* A long backlog without outbox rows still moves the checkpoint (and frees WAL). */
+static stream_end backlog_checkpoint(relay *r)
+{
+	if (r->eos_on && !r->in_txn && eos_idle_checkpoint_due(&r->eos) &&
+	    r->eos.done_lsn > r->eos.committed.lsn)
+		return eos_to_stream(commit_kafka(r));
+	return STREAM_CONTINUE;
+}
+
+/* True while reading transactions that committed a while ago: a backlog is streaming in. */
+static bool catching_up(const relay *r)
+{
+	return r->txn_commit_ms > 0 && wall_ms() - r->txn_commit_ms >= GATHER_BEHIND_MS;
+}
+
+/*
+ * Catching up, libpq's buffer ran dry: sleep GATHER_MS while the server's next records gather in
+ * the socket, then serve Kafka and the status timer (as wait_events does) and read them in one go.
+ */
+static int gather_input(relay *r)
+{
+	struct timespec ts = {.tv_sec = 0, .tv_nsec = GATHER_MS * 1000000L};
+
+	notify_watchdog();
+	if (ppoll(NULL, 0, &ts, &wait_mask) < 0 && errno != EINTR) {
+		log_error("poll: %s", strerror(errno));
+		return -1;
+	}
+	kafka_serve(r->kp);
+	send_status(r, false); /* a failure marks pg_lost, which the stream loop acts on */
+	return 0;
+}
+
 /* Streams until something ends the session. */
 static stream_end stream(relay *r)
 {
@@ -841,16 +881,21 @@ static stream_end stream(relay *r)
 			continue;
 		}
 		if (n == READ_BATCH) {
-			/* More may be buffered in libpq: serve Kafka and timers, then read on. A long
-			 * backlog without outbox rows still moves the checkpoint (and frees WAL). */
+			/* More may be buffered in libpq: serve Kafka and timers, then read on. */
 			kafka_serve(r->kp);
 			notify_watchdog();
 			if (send_status(r, false) < 0)
 				return STREAM_BROKEN;
-			if (r->eos_on && !r->in_txn && eos_idle_checkpoint_due(&r->eos) &&
-			    r->eos.done_lsn > r->eos.committed.lsn &&
-			    (e = eos_to_stream(commit_kafka(r))) != STREAM_CONTINUE)
+			if ((e = backlog_checkpoint(r)) != STREAM_CONTINUE)
 				return e;
+			continue;
+		}
+		/* Records came, more are on their way: gather them (until a pass finds none). */
+		if (n > 0 && catching_up(r)) {
+			if ((e = backlog_checkpoint(r)) != STREAM_CONTINUE)
+				return e;
+			if (gather_input(r) < 0)
+				return STREAM_BROKEN;
 			continue;
 		}
 		/* Input is idle: commit what is open; now and then store (and prove) the position. */
