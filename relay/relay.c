@@ -35,6 +35,8 @@
  */
 #define GATHER_BEHIND_MS 200
 #define GATHER_MS 1
+/* Catching up, how long a Kafka transaction may stay open (when relay.transaction_max_ms is less). */
+#define CATCHUP_TXN_MS 1000
 /*
  * What librdkafka holds per queued record besides its key and value (its message structure,
  * the header list): counted against relay.max_in_flight_bytes, so the limit bounds memory.
@@ -485,10 +487,30 @@ static eos_result abort_kafka(relay *r)
 	return res;
 }
 
+/* True while reading transactions that committed a while ago: a backlog is streaming in. */
+static bool catching_up(const relay *r)
+{
+	return r->txn_commit_ms > 0 && wall_ms() - r->txn_commit_ms >= GATHER_BEHIND_MS;
+}
+
+/*
+ * Catching up, each commit stops reading while it runs and nobody waits for these rows yet: a
+ * transaction due only by its age (relay.transaction_max_ms) stays open up to CATCHUP_TXN_MS.
+ * Its size bound and an idle input still commit it at once.
+ */
+static bool stretch_txn(const relay *r, bool input_idle)
+{
+	const eos *e = &r->eos;
+
+	if ((input_idle && !e->in_pg_txn) || e->records >= (uint64_t)r->cfg->transaction_max_records)
+		return false;
+	return now_ms() - e->opened_ms < CATCHUP_TXN_MS && catching_up(r);
+}
+
 /* Commits the open Kafka transaction, with its checkpoint, when it is due. */
 static stream_end maybe_commit(relay *r, bool input_idle)
 {
-	if (!r->eos_on || !eos_commit_due(&r->eos, input_idle))
+	if (!r->eos_on || !eos_commit_due(&r->eos, input_idle) || stretch_txn(r, input_idle))
 		return STREAM_CONTINUE;
 	return eos_to_stream(commit_kafka(r));
 }
@@ -813,12 +835,6 @@ static stream_end backlog_checkpoint(relay *r)
 	    r->eos.done_lsn > r->eos.committed.lsn)
 		return eos_to_stream(commit_kafka(r));
 	return STREAM_CONTINUE;
-}
-
-/* True while reading transactions that committed a while ago: a backlog is streaming in. */
-static bool catching_up(const relay *r)
-{
-	return r->txn_commit_ms > 0 && wall_ms() - r->txn_commit_ms >= GATHER_BEHIND_MS;
 }
 
 /*
