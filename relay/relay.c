@@ -507,9 +507,22 @@ static bool stretch_txn(const relay *r, bool input_idle)
 	return now_ms() - e->opened_ms < CATCHUP_TXN_MS && catching_up(r);
 }
 
+/*
+ * A split transaction whose last part was committed right before its C record: only a checkpoint
+ * saying it is complete is missing. Due at once (the idle checkpoint would come an interval later).
+ */
+static bool split_end_due(const relay *r)
+{
+	const eos *e = &r->eos;
+	return !e->open && !e->in_pg_txn && e->committed.partial_nextlsn != LSN_INVALID &&
+	       e->committed.partial_nextlsn <= e->done_lsn;
+}
+
 /* Commits the open Kafka transaction, with its checkpoint, when it is due. */
 static stream_end maybe_commit(relay *r, bool input_idle)
 {
+	if (r->eos_on && split_end_due(r))
+		return eos_to_stream(commit_kafka(r));
 	if (!r->eos_on || !eos_commit_due(&r->eos, input_idle) || stretch_txn(r, input_idle))
 		return STREAM_CONTINUE;
 	return eos_to_stream(commit_kafka(r));
