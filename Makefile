@@ -46,7 +46,7 @@ UNIT_SAN_BINS = $(patsubst tests/unit/%.c,build/san/%,$(UNIT_SRCS))
 
 PYTHON ?= /usr/bin/python3
 
-.PHONY: all deps check unit demo install uninstall clean bench sanitize crash-loop fuzz fuzz-smoke soak
+.PHONY: all deps check unit demo install uninstall clean bench microbench sanitize crash-loop fuzz fuzz-smoke soak
 all: relay/outbox-relay
 
 build/rel/%.o: relay/%.c $(HDRS)
@@ -73,6 +73,13 @@ build/san/test_%: tests/unit/test_%.c $(SAN_OBJS) tests/unit/unit.h
 	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -Irelay -o $@ $< $(SAN_OBJS) $(PKG_LIBS) -lcmocka
 
 sanitize: build/san/outbox-relay $(UNIT_SAN_BINS)
+
+# CPU per row of decode, route and produce, without servers (tests/bench/micro.c).
+build/rel/micro: tests/bench/micro.c $(REL_OBJS)
+	$(CC) $(ALL_CFLAGS) -Irelay -o $@ $< $(REL_OBJS) $(PKG_LIBS)
+
+microbench: build/rel/micro
+	build/rel/micro $${MICRO_ROWS:-1000000}
 
 # The mock Kafka cluster of the fault-injection tests (tests/test_faults.py).
 build/rel/mock_kafka: tests/faults/mock_kafka.c

@@ -53,7 +53,8 @@ static const opt_def opts[] = {
 	{"relay.transaction_max_records", OPT_INT, OFF(transaction_max_records), "10000", 1, 10000000,
 	 "exactly-once: most records in one Kafka transaction (a larger PostgreSQL transaction is split)"},
 	{"relay.transaction_max_ms", OPT_INT, OFF(transaction_max_ms), "100", 1, 60000,
-	 "exactly-once: longest time a Kafka transaction stays open while rows keep coming"},
+	 "exactly-once: longest time a Kafka transaction stays open while rows keep coming (catching "
+	 "up on older transactions: at least 1000)"},
 	{"relay.on_error", OPT_STRING, OFF(on_error), "dead-letter", 0, 0,
 	 "a row that cannot be published: dead-letter (to relay.dead_letter_topic, and go on) or stop"},
 	{"relay.dead_letter_topic", OPT_STRING, OFF(dead_letter_topic), "outbox-relay.dead-letters", 0, 0,
@@ -70,6 +71,9 @@ static const opt_def opts[] = {
 	 "warn (at most once a minute) while the server keeps this many MB of WAL for the slot (0: never)"},
 	{"relay.log_format", OPT_STRING, OFF(log_format), "text", 0, 0,
 	 "text, logfmt (key=value) or json (one object per line)"},
+	{"relay.max_in_flight_bytes", OPT_INT, OFF(max_in_flight_bytes), "8388608", 65536, 2147483647,
+	 "records handed to Kafka and not yet acknowledged, in bytes (with librdkafka's overhead): "
+	 "at this size the relay stops reading the stream until Kafka catches up"},
 	{"relay.shutdown_timeout_ms", OPT_INT, OFF(shutdown_timeout_ms), "30000", 0, 3600000,
 	 "on SIGTERM, how long to wait for Kafka to acknowledge what is in flight"},
 	{"relay.reconnect_max_backoff_ms", OPT_INT, OFF(reconnect_max_backoff_ms), "30000", 100,
@@ -89,7 +93,7 @@ static const opt_def opts[] = {
 static const char *const reloadable[] = {
 	"relay.log_level",	       "relay.transaction_max_records", "relay.transaction_max_ms",
 	"relay.shutdown_timeout_ms", "relay.reconnect_max_backoff_ms", "postgresql.status_interval_ms",
-	"relay.lag_warn_mb",
+	"relay.lag_warn_mb",	       "relay.max_in_flight_bytes",
 };
 
 static bool is_reloadable(const char *path)

@@ -89,6 +89,7 @@ typedef struct {
 	char *log_level;
 	char *log_format;
 	int lag_warn_mb;
+	int max_in_flight_bytes; /* backpressure: stop reading at this many bytes in librdkafka */
 	int shutdown_timeout_ms;
 	int reconnect_max_backoff_ms;
 	char *metrics_listen; /* "" (off) or host:port of the metrics server */

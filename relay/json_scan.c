@@ -18,6 +18,26 @@ static bool is_hex(char ch)
 	return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F');
 }
 
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+/*
+ * How many of the eight bytes at p come before the first quote, backslash or control character
+ * (8: none of them is one). Zero-byte tests on a word flag the first such byte exactly (a borrow
+ * only runs upwards, past it), so the lowest flag is the answer.
+ */
+static unsigned plain_run(const char *p)
+{
+	const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+	uint64_t v, q, b, m;
+
+	memcpy(&v, p, sizeof(v));
+	q = v ^ (ones * '"');
+	b = v ^ (ones * '\\');
+	m = (((q - ones) & ~q) | ((b - ones) & ~b) | ((v - ones * 0x20) & ~v)) & high;
+	return m ? (unsigned)__builtin_ctzll(m) / 8 : 8;
+}
+#define JSON_WORDS 1
+#endif
+
 /* Scans a string starting at the opening quote; leaves the cursor after the closing quote. */
 static int scan_string(json_cursor *c, json_span *out)
 {
@@ -25,6 +45,16 @@ static int scan_string(json_cursor *c, json_span *out)
 	bool escaped = false;
 
 	while (p < c->end) {
+#ifdef JSON_WORDS
+		while (c->end - p >= 8) {
+			unsigned n = plain_run(p);
+			p += n;
+			if (n < 8)
+				break;
+		}
+		if (p >= c->end)
+			break;
+#endif
 		unsigned char ch = (unsigned char)*p;
 		if (ch == '"') {
 			out->kind = JSON_STRING;
@@ -283,7 +313,7 @@ static int next_item(json_cursor *c, char close)
 	return 1;
 }
 
-int json_object_next(json_cursor *c, json_span *key, json_span *val)
+int json_object_next_key(json_cursor *c, json_span *key)
 {
 	int r = next_item(c, '}');
 	if (r <= 0)
@@ -295,6 +325,14 @@ int json_object_next(json_cursor *c, json_span *key, json_span *val)
 	if (c->p >= c->end || *c->p != ':')
 		return -1;
 	c->p++;
+	return 1;
+}
+
+int json_object_next(json_cursor *c, json_span *key, json_span *val)
+{
+	int r = json_object_next_key(c, key);
+	if (r <= 0)
+		return r;
 	return json_read_value(c, val) < 0 ? -1 : 1;
 }
 

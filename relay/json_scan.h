@@ -48,6 +48,8 @@ int json_object_open(json_cursor *c, const json_span *obj);
 int json_array_open(json_cursor *c, const json_span *arr);
 /* 1: a member was read; 0: the closing brace was passed; -1: malformed. */
 int json_object_next(json_cursor *c, json_span *key, json_span *val);
+/* json_object_next without the value: the cursor stays at it (read it, or step into it). */
+int json_object_next_key(json_cursor *c, json_span *key);
 /* 1: an element was read; 0: end of the array; -1: malformed. */
 int json_array_next(json_cursor *c, json_span *val);
 

@@ -17,7 +17,9 @@ struct kafka_producer {
 	kafka_delivery_fn on_delivery;
 	void *opaque;
 	char **topics; /* known to exist */
+	rd_kafka_topic_t **rkts; /* their handles: producing with one skips librdkafka's lookup */
 	size_t n_topics;
+	size_t last; /* the topic kafka_topic_ready found last (the next record's, usually) */
 };
 
 /* How long a topic check or creation may wait for the broker. */
@@ -43,6 +45,8 @@ static const struct {
 	{"partitioner", "murmur2_random"},
 	/* a missing topic is created by the relay (relay.auto_create_topics) or reported */
 	{"allow.auto.create.topics", "false"},
+	/* relay.max_in_flight_bytes bounds the queue; this count should not come first */
+	{"queue.buffering.max.messages", "1000000"},
 };
 
 static int fixed_conflict(const kafka_property *p, const char *path, FILE *err)
@@ -174,6 +178,9 @@ void kafka_producer_free(kafka_producer *kp)
 		rd_kafka_queue_io_event_enable(kp->mainq, -1, NULL, 0);
 		rd_kafka_queue_destroy(kp->mainq);
 	}
+	for (size_t i = 0; i < kp->n_topics; i++)
+		if (kp->rkts[i])
+			rd_kafka_topic_destroy(kp->rkts[i]);
 	if (kp->rk) {
 		/* Whatever is still queued is dropped: the slot was not confirmed for it. */
 		rd_kafka_purge(kp->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
@@ -186,12 +193,27 @@ void kafka_producer_free(kafka_producer *kp)
 	for (size_t i = 0; i < kp->n_topics; i++)
 		free(kp->topics[i]);
 	free(kp->topics);
+	free(kp->rkts);
 	free(kp);
+}
+
+/* The handle of a known topic (the one kafka_topic_ready found last, usually); NULL: unknown. */
+static rd_kafka_topic_t *topic_handle(kafka_producer *kp, const char *topic)
+{
+	if (kp->last < kp->n_topics && strcmp(kp->topics[kp->last], topic) == 0)
+		return kp->rkts[kp->last];
+	for (size_t i = 0; i < kp->n_topics; i++)
+		if (strcmp(kp->topics[i], topic) == 0)
+			return kp->rkts[i];
+	return NULL;
 }
 
 rd_kafka_resp_err_t kafka_produce(kafka_producer *kp, const route_msg *m, void *msg_opaque)
 {
 	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(m->n_headers);
+	rd_kafka_topic_t *rkt = topic_handle(kp, m->topic);
+	rd_kafka_vu_t vu[7];
+	rd_kafka_error_t *error;
 	rd_kafka_resp_err_t err;
 
 	for (size_t i = 0; i < m->n_headers; i++) {
@@ -199,15 +221,34 @@ rd_kafka_resp_err_t kafka_produce(kafka_producer *kp, const route_msg *m, void *
 		rd_kafka_header_add(hdrs, h->name, (ssize_t)h->name_len, h->value,
 				    (ssize_t)h->value_len);
 	}
+	if (rkt) {
+		vu[0].vtype = RD_KAFKA_VTYPE_RKT;
+		vu[0].u.rkt = rkt;
+	} else {
+		vu[0].vtype = RD_KAFKA_VTYPE_TOPIC;
+		vu[0].u.cstr = m->topic;
+	}
+	vu[1].vtype = RD_KAFKA_VTYPE_KEY;
+	vu[1].u.mem.ptr = (void *)m->key;
+	vu[1].u.mem.size = m->key_len;
+	vu[2].vtype = RD_KAFKA_VTYPE_VALUE;
+	vu[2].u.mem.ptr = (void *)m->value;
+	vu[2].u.mem.size = m->value_len;
+	vu[3].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
+	vu[3].u.i = RD_KAFKA_MSG_F_COPY;
+	vu[4].vtype = RD_KAFKA_VTYPE_HEADERS;
+	vu[4].u.headers = hdrs;
+	vu[5].vtype = RD_KAFKA_VTYPE_TIMESTAMP;
+	vu[5].u.i64 = m->timestamp_ms;
+	vu[6].vtype = RD_KAFKA_VTYPE_OPAQUE;
+	vu[6].u.ptr = msg_opaque;
 	/* Hand-off: key, value and topic are copied; hdrs is owned by librdkafka on success. */
-	err = rd_kafka_producev(kp->rk, RD_KAFKA_V_TOPIC(m->topic),
-				RD_KAFKA_V_KEY(m->key, m->key_len),
-				RD_KAFKA_V_VALUE((void *)m->value, m->value_len),
-				RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
-				RD_KAFKA_V_TIMESTAMP(m->timestamp_ms),
-				RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
-	if (err)
+	error = rd_kafka_produceva(kp->rk, vu, sizeof(vu) / sizeof(vu[0]));
+	err = error ? rd_kafka_error_code(error) : RD_KAFKA_RESP_ERR_NO_ERROR;
+	if (error) {
+		rd_kafka_error_destroy(error);
 		rd_kafka_headers_destroy(hdrs);
+	}
 	return err;
 }
 
@@ -330,9 +371,12 @@ rd_kafka_resp_err_t kafka_produce_plain(kafka_producer *kp, const char *topic, c
 int kafka_topic_ready(kafka_producer *kp, const char *topic, bool create, int partitions,
 		      int replication_factor, char *err, size_t errlen)
 {
-	for (size_t i = 0; i < kp->n_topics; i++)
-		if (strcmp(kp->topics[i], topic) == 0)
+	for (size_t i = 0; i < kp->n_topics; i++) {
+		if (strcmp(kp->topics[i], topic) == 0) {
+			kp->last = i;
 			return 0;
+		}
+	}
 	int n = kafka_admin_partitions(kp->rk, topic, KAFKA_ADMIN_TIMEOUT_MS, err, errlen);
 	if (n < 0)
 		return -2;
@@ -346,7 +390,17 @@ int kafka_topic_ready(kafka_producer *kp, const char *topic, bool create, int pa
 				       KAFKA_ADMIN_TIMEOUT_MS, err, errlen) < 0)
 			return -2;
 	}
-	kp->topics = realloc(kp->topics, sizeof(char *) * (kp->n_topics + 1));
-	kp->topics[kp->n_topics++] = strdup(topic);
+	char **topics = realloc(kp->topics, sizeof(char *) * (kp->n_topics + 1));
+	rd_kafka_topic_t **rkts = topics ? realloc(kp->rkts, sizeof(*rkts) * (kp->n_topics + 1)) : NULL;
+	if (topics)
+		kp->topics = topics;
+	if (!rkts || !(topics[kp->n_topics] = strdup(topic))) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	kp->rkts = rkts;
+	/* Held until kafka_producer_free (NULL: records name the topic instead). */
+	rkts[kp->n_topics] = rd_kafka_topic_new(kp->rk, topic, NULL);
+	kp->last = kp->n_topics++;
 	return 0;
 }

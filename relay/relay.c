@@ -30,6 +30,21 @@
 #define BACKOFF_START_MS 500
 /* How long the server gets to end the stream cleanly (and apply the last status). */
 #define CLOSE_TIMEOUT_MS 5000
+/*
+ * Catching up (the transactions read committed at least GATHER_BEHIND_MS ago), the relay lets
+ * the server's records gather for GATHER_MS before reading on, instead of waking for every few
+ * of them: a wake-up costs as much CPU as several rows.
+ */
+#define GATHER_BEHIND_MS 200
+#define GATHER_MS 1
+/* Catching up, how long a Kafka transaction may stay open (when relay.transaction_max_ms is less). */
+#define CATCHUP_TXN_MS 1000
+/*
+ * What librdkafka holds per queued record besides its key and value (its message structure,
+ * the header list): counted against relay.max_in_flight_bytes, so the limit bounds memory.
+ */
+#define RECORD_OVERHEAD 256
+#define HEADER_OVERHEAD 32
 
 /*
  * What a delivery report needs to know about its record: its PostgreSQL transaction (for the
@@ -41,6 +56,7 @@ typedef struct {
 	uint64_t seq;     /* PostgreSQL transaction (progress), UINT64_MAX: none */
 	int64_t start_ms; /* its commit time (or when read, without one), for the latency */
 	uint64_t bytes;   /* key and value */
+	uint32_t held;    /* what it takes in librdkafka's queue (relay.max_in_flight_bytes) */
 	uint16_t topic;   /* metrics_topic() */
 	bool dead_letter;
 } in_flight;
@@ -100,6 +116,10 @@ typedef struct {
 	in_flight_table flight; /* the records librdkafka has not reported yet */
 	int64_t txn_commit_ms;  /* commit time of the open PostgreSQL transaction (0: unknown) */
 	lsn_t wal_end_seen;     /* newest server WAL position known (for replication_lag_bytes) */
+	uint64_t flight_bytes;  /* held by the records librdkafka has not reported yet */
+	bool paused;            /* not reading the stream: flight_bytes reached the limit */
+	bool pause_told;        /* the pause was logged (it lasted) */
+	int64_t paused_ms;      /* when the pause began */
 	bool streamed;          /* a session was streaming before: the next one is a reconnect */
 	eos_pending_metrics pend;
 	capture *cap;           /* change capture of existing tables, or NULL */
@@ -299,6 +319,7 @@ static void on_delivery(void *opaque, void *msg_opaque, rd_kafka_resp_err_t err)
 				metrics_dead_letters(1);
 			metrics_latency(wall_ms() - f->start_ms, 1);
 		}
+		r->flight_bytes -= f->held;
 		flight_give(&r->flight, (uint32_t)id);
 	}
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -489,10 +510,45 @@ static eos_result abort_kafka(relay *r)
 	return res;
 }
 
+/* True while reading transactions that committed a while ago: a backlog is streaming in. */
+static bool catching_up(const relay *r)
+{
+	return r->txn_commit_ms > 0 && wall_ms() - r->txn_commit_ms >= GATHER_BEHIND_MS;
+}
+
+/*
+ * Catching up, each commit stops reading while it runs and nobody waits for these rows yet: a
+ * transaction due only by its age (relay.transaction_max_ms) stays open up to CATCHUP_TXN_MS.
+ * Its size bound and an idle input still commit it at once.
+ */
+static bool stretch_txn(const relay *r, bool input_idle)
+{
+	const eos *e = &r->eos;
+
+	if ((input_idle && !e->in_pg_txn) || e->records >= (uint64_t)r->cfg->transaction_max_records)
+		return false;
+	return now_ms() - e->opened_ms < CATCHUP_TXN_MS && catching_up(r);
+}
+
+/*
+ * A split transaction whose last part was committed right before its C record: only a checkpoint
+ * saying it is complete is missing. Due at once (the idle checkpoint would come an interval later).
+ */
+static bool split_end_due(const relay *r)
+{
+	const eos *e = &r->eos;
+	return !e->open && !e->in_pg_txn && e->committed.partial_nextlsn != LSN_INVALID &&
+	       e->committed.partial_nextlsn <= e->done_lsn;
+}
+
 /* Commits the open Kafka transaction, with its checkpoint, when it is due. */
 static stream_end maybe_commit(relay *r, bool input_idle)
 {
-	if (!r->eos_on || r->hold_commit || !eos_commit_due(&r->eos, input_idle))
+	if (!r->eos_on || r->hold_commit) /* a group of records is still going out */
+		return STREAM_CONTINUE;
+	if (split_end_due(r))
+		return eos_to_stream(commit_kafka(r));
+	if (!eos_commit_due(&r->eos, input_idle) || stretch_txn(r, input_idle))
 		return STREAM_CONTINUE;
 	return eos_to_stream(commit_kafka(r));
 }
@@ -511,6 +567,15 @@ static stream_end ensure_topic(relay *r, const char *topic)
 	}
 	log_warn("%s", err);
 	return STREAM_REWIND;
+}
+
+/* Memory a record takes in librdkafka until its delivery report: what the in-flight limit counts. */
+static uint32_t record_held(const route_msg *m)
+{
+	size_t n = RECORD_OVERHEAD + m->key_len + m->value_len;
+	for (size_t i = 0; i < m->n_headers; i++)
+		n += HEADER_OVERHEAD + m->headers[i].name_len + m->headers[i].value_len;
+	return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
 }
 
 /*
@@ -538,6 +603,7 @@ static stream_end produce(relay *r, const route_msg *m, bool dead_letter, rd_kaf
 		.seq = r->txn_seq,
 		.start_ms = r->txn_commit_ms > 0 ? r->txn_commit_ms : wall_ms(),
 		.bytes = m->key_len + m->value_len,
+		.held = record_held(m),
 		.topic = (uint16_t)metrics_topic(m->topic),
 		.dead_letter = dead_letter,
 	};
@@ -545,6 +611,7 @@ static stream_end produce(relay *r, const route_msg *m, bool dead_letter, rd_kaf
 	for (;;) {
 		rd_kafka_resp_err_t err = kafka_produce(r->kp, m, (void *)(uintptr_t)id);
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+			r->flight_bytes += f.held;
 			progress_produced(&r->prog, r->txn_seq);
 			r->records_out++;
 			if (r->eos_on) {
@@ -982,6 +1049,78 @@ static void reload_config(relay *r)
 	log_info("reloaded %s", r->cfg->path);
 }
 
+/*
+ * Backpressure: once the records librdkafka holds reach relay.max_in_flight_bytes the stream is
+ * not read (the server waits on TCP, and the slot stays where Kafka is); reading resumes when
+ * delivery reports bring them down to three quarters of the limit. True while paused.
+ */
+static bool in_flight_full(relay *r)
+{
+	uint64_t limit = (uint64_t)r->cfg->max_in_flight_bytes;
+	int64_t took;
+
+	if (!r->paused && r->flight_bytes >= limit) {
+		r->paused = true;
+		r->pause_told = false;
+		r->paused_ms = now_ms();
+		log_debug("pausing the stream: %llu bytes in flight", (unsigned long long)r->flight_bytes);
+	} else if (r->paused && r->flight_bytes <= limit - limit / 4) {
+		r->paused = false;
+		took = now_ms() - r->paused_ms;
+		if (r->pause_told)
+			log_info("reading the stream again after %lld ms paused", (long long)took);
+	}
+	return r->paused;
+}
+
+/*
+ * While paused: serve delivery reports, status updates (so wal_sender_timeout does not end the
+ * session) and a commit that falls due; say so once when the pause lasts.
+ */
+static stream_end wait_paused(relay *r)
+{
+	stream_end e;
+
+	if (!r->pause_told && now_ms() - r->paused_ms >= 1000) {
+		log_warn("stream paused: %llu bytes handed to Kafka are not acknowledged yet "
+			 "(relay.max_in_flight_bytes = %d); Kafka is slow or down",
+			 (unsigned long long)r->flight_bytes, r->cfg->max_in_flight_bytes);
+		r->pause_told = true;
+	}
+	if ((e = maybe_commit(r, false)) != STREAM_CONTINUE)
+		return e;
+	if (wait_events(r, false, stop_requested ? r->stop_deadline : -1) < 0)
+		return STREAM_BROKEN;
+	return STREAM_CONTINUE;
+}
+
+/* A long backlog without outbox rows still moves the checkpoint (and frees WAL). */
+static stream_end backlog_checkpoint(relay *r)
+{
+	if (r->eos_on && !r->in_txn && eos_idle_checkpoint_due(&r->eos) &&
+	    r->eos.done_lsn > r->eos.committed.lsn)
+		return eos_to_stream(commit_kafka(r));
+	return STREAM_CONTINUE;
+}
+
+/*
+ * Catching up, libpq's buffer ran dry: sleep GATHER_MS while the server's next records gather in
+ * the socket, then serve Kafka and the status timer (as wait_events does) and read them in one go.
+ */
+static int gather_input(relay *r)
+{
+	struct timespec ts = {.tv_sec = 0, .tv_nsec = GATHER_MS * 1000000L};
+
+	notify_watchdog();
+	if (ppoll(NULL, 0, &ts, &wait_mask) < 0 && errno != EINTR) {
+		log_error("poll: %s", strerror(errno));
+		return -1;
+	}
+	kafka_serve(r->kp);
+	send_status(r, false); /* a failure marks pg_lost, which the stream loop acts on */
+	return 0;
+}
+
 /* Streams until something ends the session. */
 static stream_end stream(relay *r)
 {
@@ -1009,7 +1148,7 @@ static stream_end stream(relay *r)
 			log_error("Kafka producer failed: %s", reason);
 			return STREAM_FATAL;
 		}
-		while (n < READ_BATCH && (got = pg_stream_read(r->pg, &msg)) == 1) {
+		while (n < READ_BATCH && !in_flight_full(r) && (got = pg_stream_read(r->pg, &msg)) == 1) {
 			n++;
 			if ((e = handle_message(r, &msg)) != STREAM_CONTINUE)
 				return e;
@@ -1018,18 +1157,28 @@ static stream_end stream(relay *r)
 			log_warn("replication connection lost: %s", pg_stream_error(r->pg));
 			return STREAM_BROKEN;
 		}
+		if (r->paused) {
+			if ((e = wait_paused(r)) != STREAM_CONTINUE)
+				return e;
+			continue;
+		}
 		if (n == READ_BATCH) {
-			/* More may be buffered in libpq: serve Kafka and timers, then read on. A long
-			 * backlog without outbox rows still moves the checkpoint (and frees WAL). */
+			/* More may be buffered in libpq: serve Kafka and timers, then read on. */
 			kafka_serve(r->kp);
 			notify_watchdog();
 			if (send_status(r, false) < 0)
 				return STREAM_BROKEN;
-			if (r->eos_on && !r->in_txn && eos_idle_checkpoint_due(&r->eos) &&
-			    r->eos.done_lsn > r->eos.committed.lsn &&
-			    (e = eos_to_stream(commit_kafka(r))) != STREAM_CONTINUE)
+			if ((e = backlog_checkpoint(r)) != STREAM_CONTINUE)
 				return e;
 			maybe_take_chunk(r); /* a busy stream must not starve a snapshot */
+			continue;
+		}
+		/* Records came, more are on their way: gather them (until a pass finds none). */
+		if (n > 0 && catching_up(r)) {
+			if ((e = backlog_checkpoint(r)) != STREAM_CONTINUE)
+				return e;
+			if (gather_input(r) < 0)
+				return STREAM_BROKEN;
 			continue;
 		}
 		/* Input is idle: commit what is open; now and then store (and prove) the position. */

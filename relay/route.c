@@ -285,6 +285,11 @@ static int collect_columns(router *r, const w2j_record *rec)
 	w2j_column col;
 	int rc;
 
+	if (rec->cols) { /* kept by w2j_decode: no second scan */
+		for (size_t i = 0; i < rec->n_cols; i++)
+			add_field(r, &rec->cols[i].name, &rec->cols[i].value);
+		return 0;
+	}
 	if (w2j_columns_open(&it, &rec->columns) < 0)
 		return -1;
 	while ((rc = w2j_columns_next(&it, &col)) == 1)

@@ -115,6 +115,70 @@ static int check_record(const w2j_record *rec, const char **why)
 	return *why = "unknown action", -1;
 }
 
+/* The members of one column object, the cursor inside it: 1, or -1 when it is not a column. */
+static int read_column(json_cursor *it, w2j_column *col)
+{
+	json_span key, val;
+	int r;
+
+	memset(col, 0, sizeof(*col));
+	while ((r = json_object_next(it, &key, &val)) == 1) {
+		if (JSON_KEY_IS(&key, "name"))
+			col->name = val;
+		else if (JSON_KEY_IS(&key, "type"))
+			col->type = val;
+		else if (JSON_KEY_IS(&key, "value"))
+			col->value = val;
+	}
+	if (r < 0 || col->name.kind != JSON_STRING)
+		return -1;
+	return 1;
+}
+
+/* Where w2j_decode keeps the columns of the last record (per thread: no allocation). */
+static _Thread_local w2j_column kept_columns[W2J_KEPT_COLUMNS];
+
+/*
+ * Reads the columns array at the cursor into *val, keeping its columns as it goes so that they
+ * are not scanned a second time. When the array is not shaped as columns (or is malformed), it
+ * is read again as plain JSON: the record stays as valid or invalid as before, without columns.
+ */
+static int read_columns(json_cursor *it, w2j_record *rec, json_span *val)
+{
+	json_cursor start = *it;
+	const char *open;
+	size_t n = 0;
+	int r;
+
+	rec->cols = NULL;
+	rec->n_cols = 0;
+	if (json_enter_array(it) < 0)
+		goto plain;
+	open = it->p - 1;
+	while ((r = json_array_next_enter(it)) == 1) {
+		w2j_column col;
+		if (read_column(it, &col) < 0)
+			goto plain;
+		if (n < W2J_KEPT_COLUMNS)
+			kept_columns[n] = col;
+		n++;
+	}
+	if (r < 0)
+		goto plain;
+	val->kind = JSON_ARRAY;
+	val->escaped = false;
+	val->ptr = open;
+	val->len = (size_t)(it->p - open);
+	if (n <= W2J_KEPT_COLUMNS) {
+		rec->cols = kept_columns;
+		rec->n_cols = n;
+	}
+	return 0;
+plain:
+	*it = start;
+	return json_read_value(it, val);
+}
+
 int w2j_decode(const char *buf, size_t len, w2j_record *rec, const char **why)
 {
 	json_cursor it;
@@ -125,7 +189,12 @@ int w2j_decode(const char *buf, size_t len, w2j_record *rec, const char **why)
 	json_cursor_init(&it, buf, len);
 	if (json_enter_object(&it) < 0)
 		return *why = "not a JSON object", -1;
-	while ((r = json_object_next(&it, &key, &val)) == 1) {
+	while ((r = json_object_next_key(&it, &key)) == 1) {
+		if (JSON_KEY_IS(&key, "columns") ? read_columns(&it, rec, &val) < 0
+						  : json_read_value(&it, &val) < 0) {
+			r = -1;
+			break;
+		}
 		if (decode_member(rec, &key, &val, &action, why) < 0)
 			return -1;
 	}
@@ -144,21 +213,9 @@ int w2j_columns_open(json_cursor *it, const json_span *array)
 
 int w2j_columns_next(json_cursor *it, w2j_column *col)
 {
-	json_span key, val;
 	int r = json_array_next_enter(it);
 
 	if (r <= 0)
 		return r;
-	memset(col, 0, sizeof(*col));
-	while ((r = json_object_next(it, &key, &val)) == 1) {
-		if (JSON_KEY_IS(&key, "name"))
-			col->name = val;
-		else if (JSON_KEY_IS(&key, "type"))
-			col->type = val;
-		else if (JSON_KEY_IS(&key, "value"))
-			col->value = val;
-	}
-	if (r < 0 || col->name.kind != JSON_STRING)
-		return -1;
-	return 1;
+	return read_column(it, col);
 }

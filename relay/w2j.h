@@ -30,6 +30,10 @@ typedef struct {
 	json_span schema;
 	json_span table;
 	json_span columns;  /* I, U: array of {name, type, value} */
+	/* The columns as w2j_decode read them (valid until its next call in this thread), or NULL
+	 * when it did not keep them (too many, or not shaped as columns): iterate columns then. */
+	const struct w2j_column *cols;
+	size_t n_cols;
 	json_span identity; /* U, D: the old key (or whole old row with REPLICA IDENTITY FULL) */
 	bool transactional; /* M */
 	json_span prefix;   /* M */
@@ -37,11 +41,14 @@ typedef struct {
 } w2j_record;
 
 /* One column of a columns/identity array; type is absent (JSON_NONE) without include-types. */
-typedef struct {
+typedef struct w2j_column {
 	json_span name;
 	json_span type;
 	json_span value;
 } w2j_column;
+
+/* Most columns w2j_decode keeps for a record (a wider row is read again by iterating). */
+#define W2J_KEPT_COLUMNS 64
 
 /*
  * Decodes one record. Returns 0, or -1 with *why set to a static reason when the text is not a

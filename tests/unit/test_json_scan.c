@@ -528,6 +528,71 @@ static void test_deep_nesting(void **state)
 	free(s);
 }
 
+/*
+ * The string scanner looks at eight bytes at a time: a quote, backslash or control character at
+ * every offset of strings of every length up to 40 (with bytes >= 0x80 around) must be found
+ * exactly where a byte-by-byte reading finds it.
+ */
+static void test_string_special_byte_at_every_offset(void **state)
+{
+	(void)state;
+	static const char specials[] = {'"', '\\', 0x01, 0x1F, 0x20, 0x7F, (char)0x80, (char)0xC3,
+					(char)0xFF, '!', '#', '[', ']'};
+
+	for (size_t len = 0; len <= 40; len++) {
+		for (size_t k = 0; k <= len; k++) {
+			for (size_t s = 0; s < sizeof(specials); s++) {
+				char buf[64];
+				json_cursor c;
+				json_span v;
+				char sp = k < len ? specials[s] : 'a';
+				buf[0] = '"';
+				for (size_t i = 0; i < len; i++)
+					buf[1 + i] = (char)(i % 2 ? 0xA2 : 'a'); /* 0xA2 ^ '"' = 0x80 */
+				if (k < len)
+					buf[1 + k] = sp;
+				if (sp == '\\')
+					buf[1 + k + 1 < len + 1 ? 1 + k + 1 : 1 + k] = k + 1 < len ? 'n' : '\\';
+				buf[1 + len] = '"';
+				json_cursor_init(&c, buf, len + 2);
+				int r = json_read_value(&c, &v);
+				/* What a byte-by-byte reading says. */
+				int want = 0;
+				size_t want_len = len;
+				bool want_esc = false;
+				for (size_t i = 0; i < len; i++) {
+					unsigned char ch = (unsigned char)buf[1 + i];
+					if (ch == '"') {
+						want_len = i;
+						break;
+					}
+					if (ch < 0x20) {
+						want = -1;
+						break;
+					}
+					if (ch == '\\') {
+						if (i + 1 >= len || buf[2 + i] != 'n') {
+							want = -1;
+							break;
+						}
+						want_esc = true;
+						i++;
+					}
+				}
+				if (r != want)
+					fail_msg("len %zu, byte 0x%02x at %zu: %d, expected %d", len,
+						 (unsigned char)sp, k, r, want);
+				if (r == 0) {
+					assert_int_equal(v.kind, JSON_STRING);
+					assert_int_equal(v.len, want_len);
+					assert_true(v.ptr == buf + 1);
+					assert_int_equal(v.escaped, want_esc);
+				}
+			}
+		}
+	}
+}
+
 static void test_key_is(void **state)
 {
 	(void)state;
@@ -588,6 +653,7 @@ int main(void)
 		cmocka_unit_test(test_whitespace),
 		cmocka_unit_test(test_truncated_prefixes_fail_cleanly),
 		cmocka_unit_test(test_deep_nesting),
+		cmocka_unit_test(test_string_special_byte_at_every_offset),
 		cmocka_unit_test(test_key_is),
 		cmocka_unit_test(test_cursor_at_end_and_errors),
 	};

@@ -590,11 +590,98 @@ static void test_malformed_columns(void **state)
 		}
 		if (count_columns(&rec.columns) != -1)
 			fail_msg("columns %s iterated without error", bad[i]);
+		if (rec.cols)
+			fail_msg("columns %s kept by the decoder", bad[i]);
 	}
 	/* A span that is not an array cannot be opened. */
 	json_cursor it;
 	json_span none = {0};
 	assert_int_equal(w2j_columns_open(&it, &none), -1);
+}
+
+static bool same_span(const json_span *a, const json_span *b)
+{
+	return a->kind == b->kind && a->ptr == b->ptr && a->len == b->len && a->escaped == b->escaped;
+}
+
+/* The columns w2j_decode kept are the ones iterating the array gives, or none were kept. */
+static void check_kept_columns(const w2j_record *rec)
+{
+	json_cursor it;
+	w2j_column col;
+	size_t n = 0;
+	int r;
+
+	if (!rec->cols)
+		return;
+	assert_int_equal(rec->columns.kind, JSON_ARRAY);
+	assert_int_equal(w2j_columns_open(&it, &rec->columns), 0);
+	while ((r = w2j_columns_next(&it, &col)) == 1) {
+		assert_true(n < rec->n_cols);
+		assert_true(same_span(&rec->cols[n].name, &col.name));
+		assert_true(same_span(&rec->cols[n].type, &col.type));
+		assert_true(same_span(&rec->cols[n].value, &col.value));
+		n++;
+	}
+	assert_int_equal(r, 0);
+	assert_int_equal(n, rec->n_cols);
+}
+
+/* Records of n columns "c0".."c<n-1>", each an integer value. */
+static char *wide_record(int n)
+{
+	size_t cap = 64 + (size_t)n * 40, len;
+	char *text = malloc(cap);
+
+	assert_non_null(text);
+	len = (size_t)snprintf(text, cap, "{\"action\":\"I\",\"schema\":\"s\",\"table\":\"t\",\"columns\":[");
+	for (int i = 0; i < n; i++)
+		len += (size_t)snprintf(text + len, cap - len, "%s{\"name\":\"c%d\",\"value\":%d}",
+					i ? "," : "", i, i);
+	snprintf(text + len, cap - len, "]}");
+	return text;
+}
+
+/* w2j_decode keeps the columns as it reads them (one pass); the router uses them. */
+static void test_kept_columns(void **state)
+{
+	(void)state;
+	w2j_record rec;
+	const char *why;
+	size_t kept = 0;
+
+	for (size_t i = 0; i < S.recs.n_lines; i++) {
+		decode_line(i, &rec);
+		check_kept_columns(&rec);
+		if (rec.columns.kind == JSON_ARRAY) {
+			assert_non_null(rec.cols); /* real wal2json columns are always kept */
+			assert_int_equal((int)rec.n_cols, count_columns(&rec.columns));
+			kept++;
+		} else {
+			assert_null(rec.cols);
+		}
+	}
+	assert_true(kept > 0);
+	/* The span covers the array as written, whitespace inside included. */
+	assert_int_equal(decode_text("{\"action\":\"I\",\"schema\":\"s\",\"table\":\"t\",\"columns\": "
+				     "[ {\"name\":\"a\" , \"value\":1} ] }", &rec, &why), 0);
+	assert_span_text(rec.columns, JSON_ARRAY, "[ {\"name\":\"a\" , \"value\":1} ]");
+	assert_int_equal(rec.n_cols, 1);
+	check_kept_columns(&rec);
+	/* Up to W2J_KEPT_COLUMNS are kept; a wider row is left to iteration. */
+	for (int n = W2J_KEPT_COLUMNS; n <= W2J_KEPT_COLUMNS + 1; n++) {
+		char *text = wide_record(n);
+		assert_int_equal(w2j_decode(text, strlen(text), &rec, &why), 0);
+		assert_int_equal(count_columns(&rec.columns), n);
+		if (n <= W2J_KEPT_COLUMNS) {
+			assert_non_null(rec.cols);
+			assert_int_equal((int)rec.n_cols, n);
+			check_kept_columns(&rec);
+		} else {
+			assert_null(rec.cols);
+		}
+		free(text);
+	}
 }
 
 /* A small deterministic PRNG for the mutation test (xorshift64*). */
@@ -620,6 +707,7 @@ static void decode_and_walk(const char *buf, size_t len)
 		assert_non_null(why);
 		return;
 	}
+	check_kept_columns(&rec);
 	const json_span *arrays[] = {&rec.columns, &rec.identity};
 	for (int a = 0; a < 2; a++) {
 		if (w2j_columns_open(&it, arrays[a]) < 0)
@@ -684,6 +772,7 @@ int main(void)
 		cmocka_unit_test(test_malformed_records_rejected_with_reason),
 		cmocka_unit_test(test_hand_written_records),
 		cmocka_unit_test(test_malformed_columns),
+		cmocka_unit_test(test_kept_columns),
 		cmocka_unit_test(test_mutated_records_never_crash),
 	};
 	return cmocka_run_group_tests_name("w2j", tests, load_sample, free_sample);

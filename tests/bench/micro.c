@@ -1,0 +1,231 @@
+/* micro.c: CPU per row of the relay's own path (decode, route, produce) without servers. */
+/*
+ * Usage: build/rel/micro [ROWS] [records.jsonl]
+ * Generates wal2json records shaped like the benchmark's outbox rows (about 300 bytes of JSON
+ * payload, a headers object, transactions of 10 rows, B and C records) or, with a file, cycles
+ * through its records; then times, in CPU µs per row of this process (all threads):
+ *   decode           w2j_decode of every record
+ *   decode+route     plus router_match and router_build of each outbox insert
+ *   decode+route+produce   plus kafka_produce to a producer whose broker is unreachable; every
+ *                    QUEUE records are purged and their delivery reports served, so librdkafka's
+ *                    allocation, copy, headers and report path are counted, its network is not.
+ * MICRO_STAGE=0, 1 or 2 runs one stage alone. Run it under perf record or valgrind
+ * --tool=callgrind to see where the time goes.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "kafka.h"
+#include "route.h"
+#include "w2j.h"
+
+#define QUEUE 20000
+
+typedef struct {
+	char **recs;
+	size_t *lens;
+	size_t n, cap;
+} record_set;
+
+static void add_record(record_set *s, const char *text, size_t len)
+{
+	if (s->n == s->cap) {
+		s->cap = s->cap ? s->cap * 2 : 1024;
+		s->recs = realloc(s->recs, s->cap * sizeof(*s->recs));
+		s->lens = realloc(s->lens, s->cap * sizeof(*s->lens));
+	}
+	s->recs[s->n] = malloc(len + 1);
+	memcpy(s->recs[s->n], text, len);
+	s->recs[s->n][len] = '\0';
+	s->lens[s->n++] = len;
+}
+
+/* One transaction of 10 outbox inserts like the benchmark's bench_rows(). */
+static void gen_txn(record_set *s, unsigned long txn)
+{
+	static const char *aggs[] = {"user", "document", "liveness"};
+	char buf[4096];
+	int n;
+
+	n = snprintf(buf, sizeof(buf), "{\"action\":\"B\",\"xid\":%lu,\"timestamp\":\"2026-11-22 "
+		     "11:05:42.487059+00\",\"lsn\":\"0/%lX\",\"nextlsn\":\"0/%lX\"}", 1000 + txn,
+		     txn * 4096 + 4000, txn * 4096 + 4040);
+	add_record(s, buf, (size_t)n);
+	for (unsigned long i = 0; i < 10; i++) {
+		unsigned long g = txn * 10 + i;
+		const char *agg = aggs[g % 3];
+		n = snprintf(buf, sizeof(buf),
+			"{\"action\":\"I\",\"xid\":%lu,\"timestamp\":\"2026-11-22 11:05:42.487059+00\","
+			"\"lsn\":\"0/%lX\",\"schema\":\"outbox\",\"table\":\"events\",\"columns\":["
+			"{\"name\":\"id\",\"type\":\"uuid\",\"value\":\"fc723d7a-f4e9-4359-b0ad-%012lx\"},"
+			"{\"name\":\"aggregate_type\",\"type\":\"text\",\"value\":\"%s\"},"
+			"{\"name\":\"aggregate_id\",\"type\":\"text\",\"value\":\"%s-%lu\"},"
+			"{\"name\":\"event_type\",\"type\":\"text\",\"value\":\"Changed\"},"
+			"{\"name\":\"payload\",\"type\":\"jsonb\",\"value\":\"{\\\"seq\\\": %lu, "
+			"\\\"user_id\\\": \\\"u-%lu\\\", \\\"document\\\": \\\"passport\\\", \\\"pad\\\": "
+			"\\\"%.*s\\\", \\\"status\\\": \\\"verified\\\", \\\"score\\\": 0.97}\"},"
+			"{\"name\":\"headers\",\"type\":\"jsonb\",\"value\":\"{\\\"tenant\\\": \\\"t1\\\"}\"},"
+			"{\"name\":\"created_at\",\"type\":\"timestamp with time zone\",\"value\":"
+			"\"2026-11-22 11:05:42.488848+00\"}]}",
+			1000 + txn, txn * 4096 + i * 300, g, agg, agg, g % 10000, g, g % 5000, 190,
+			"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+			"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+			"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+		add_record(s, buf, (size_t)n);
+	}
+	n = snprintf(buf, sizeof(buf), "{\"action\":\"C\",\"xid\":%lu,\"timestamp\":\"2026-11-22 "
+		     "11:05:42.487059+00\",\"lsn\":\"0/%lX\",\"nextlsn\":\"0/%lX\"}", 1000 + txn,
+		     txn * 4096 + 4000, txn * 4096 + 4040);
+	add_record(s, buf, (size_t)n);
+}
+
+static void load_file(record_set *s, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+
+	if (!f) {
+		perror(path);
+		exit(1);
+	}
+	while ((n = getline(&line, &cap, f)) > 0) {
+		while (n > 0 && line[n - 1] == '\n')
+			n--;
+		if (n > 0)
+			add_record(s, line, (size_t)n);
+	}
+	free(line);
+	fclose(f);
+}
+
+static double cpu_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+/* Page faults so far (malloc giving memory back and taking it again shows up here). */
+static long minor_faults(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_minflt;
+}
+
+static void on_report(void *opaque, void *msg_opaque, rd_kafka_resp_err_t err)
+{
+	(void)msg_opaque;
+	(void)err;
+	(*(uint64_t *)opaque)++;
+}
+
+typedef enum { STAGE_DECODE, STAGE_ROUTE, STAGE_PRODUCE } stage;
+
+/* Runs rows outbox rows (cycling through the set) up to the given stage; returns CPU µs. */
+static double run(const record_set *s, router *rt, kafka_producer *kp, size_t rows, stage st,
+		  size_t *rows_done)
+{
+	size_t done = 0, queued = 0;
+	double t0 = cpu_us();
+
+	for (size_t i = 0; done < rows; i = (i + 1) % s->n) {
+		w2j_record rec;
+		const char *why = NULL;
+		route_msg m;
+		if (w2j_decode(s->recs[i], s->lens[i], &rec, &why) < 0) {
+			fprintf(stderr, "record %zu: %s\n", i, why);
+			exit(1);
+		}
+		if (rec.action != W2J_INSERT && rec.action != W2J_MESSAGE)
+			continue;
+		done++;
+		if (st == STAGE_DECODE)
+			continue;
+		const route_source *src = router_match(rt, &rec);
+		if (!src || router_build(rt, src, &rec, &m, &why) < 0) {
+			fprintf(stderr, "record %zu not routed: %s\n", i, why ? why : "no source");
+			exit(1);
+		}
+		if (st == STAGE_ROUTE)
+			continue;
+		if (kafka_produce(kp, &m, NULL) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+			fprintf(stderr, "produce failed\n");
+			exit(1);
+		}
+		if (++queued == QUEUE) {
+			kafka_purge(kp);
+			kafka_serve(kp);
+			queued = 0;
+		}
+	}
+	if (kp) {
+		kafka_purge(kp);
+		kafka_serve(kp);
+	}
+	*rows_done = done;
+	return cpu_us() - t0;
+}
+
+int main(int argc, char **argv)
+{
+	size_t rows = argc > 1 ? strtoul(argv[1], NULL, 10) : 1000000;
+	record_set set = {0};
+	char path[] = "/tmp/micro-relay-XXXXXX";
+	char err[512];
+	uint64_t reports = 0;
+	int fd = mkstemp(path);
+	static const char *conf_text =
+		"postgresql = { conninfo = \"dbname=x\"; };\n"
+		"sources = ( { table = \"outbox.events\"; topic = \"bench.${aggregate_type}\"; } );\n"
+		"relay = { delivery = \"at-least-once\"; };\n"
+		"kafka = { bootstrap_servers = \"127.0.0.1:9\"; queue_buffering_max_messages = 1000000;"
+		" reconnect_backoff_ms = 10000; reconnect_backoff_max_ms = 10000; };\n";
+
+	if (fd < 0 || write(fd, conf_text, strlen(conf_text)) != (ssize_t)strlen(conf_text))
+		return 1;
+	close(fd);
+	relay_config *cfg = config_load(path, stderr);
+	unlink(path);
+	if (!cfg)
+		return 1;
+	if (argc > 2)
+		load_file(&set, argv[2]);
+	else
+		for (unsigned long t = 0; t < 1000; t++)
+			gen_txn(&set, t);
+	router *rt = router_new(cfg, err, sizeof(err));
+	kafka_producer *kp = kafka_producer_new(cfg, NULL, on_report, &reports, err, sizeof(err));
+	if (!rt || !kp) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	static const char *names[] = {"decode", "decode+route", "decode+route+produce"};
+	const char *only = getenv("MICRO_STAGE"); /* 0, 1 or 2: that stage alone */
+	for (int st = STAGE_DECODE; st <= STAGE_PRODUCE; st++) {
+		if (only && atoi(only) != st)
+			continue;
+		size_t done;
+		long faults = minor_faults();
+		double us = run(&set, rt, st == STAGE_PRODUCE ? kp : NULL, rows, (stage)st, &done);
+		faults = minor_faults() - faults;
+		printf("%-22s %8.3f us/row  (%zu rows, %.2f s CPU, %.3f page faults/row)\n", names[st],
+		       us / (double)done, done, us / 1e6, (double)faults / (double)done);
+	}
+	kafka_producer_free(kp);
+	router_free(rt);
+	config_free(cfg);
+	for (size_t i = 0; i < set.n; i++)
+		free(set.recs[i]);
+	free(set.recs);
+	free(set.lens);
+	return 0;
+}
