@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "xalloc.h"
 
 /* Type OIDs whose values wal2json writes as bare JSON (pg_type.dat). */
 #define OID_JSON 114
@@ -36,16 +37,6 @@ struct capture {
 	strbuf value, key, scratch; /* scratch: unchanged_toast names, an old key */
 	field_list now, old; /* columns and identity of the current record */
 };
-
-static void *xrealloc(void *p, size_t n)
-{
-	p = realloc(p, n);
-	if (!p) {
-		log_error("out of memory");
-		abort();
-	}
-	return p;
-}
 
 static void sb_reserve(strbuf *b, size_t more)
 {
@@ -127,11 +118,7 @@ static void sb_value(strbuf *b, const cap_field *f)
 
 capture *capture_new(const relay_config *cfg)
 {
-	capture *c = calloc(1, sizeof(*c));
-	if (!c) {
-		log_error("out of memory");
-		abort();
-	}
+	capture *c = xcalloc(1, sizeof(*c));
 	c->cfg = cfg;
 	return c;
 }
@@ -280,7 +267,7 @@ static void choose_key(capture_table *t, const int *pk_pos, const int *ri_pos)
 			      : t->replident == 'i' && has_index(t, ri_pos) ? ri_pos
 									  : NULL;
 
-	t->keys = calloc((size_t)t->n_cols + 1, sizeof(int));
+	t->keys = xcalloc((size_t)t->n_cols + 1, sizeof(int));
 	if (!identity && t->replident != 'f') {
 		t->refusal = "wal2json drops its updates and deletes: it has no replica identity (add a "
 			     "primary key, or ALTER TABLE ... REPLICA IDENTITY FULL)";
@@ -328,23 +315,23 @@ static void choose_key(capture_table *t, const int *pk_pos, const int *ri_pos)
 static capture_table *table_from(capture *c, const capture_config *e, const char *schema,
 				 const char *table, PGresult *res)
 {
-	capture_table *t = calloc(1, sizeof(*t));
+	capture_table *t = xcalloc(1, sizeof(*t));
 	int n = PQntuples(res);
-	int *pk = calloc((size_t)n + 1, sizeof(int)), *ri = calloc((size_t)n + 1, sizeof(int));
+	int *pk = xcalloc((size_t)n + 1, sizeof(int)), *ri = xcalloc((size_t)n + 1, sizeof(int));
 	char name[600];
 
-	t->schema = strdup(schema);
-	t->table = strdup(table);
+	t->schema = xstrdup(schema);
+	t->table = xstrdup(table);
 	snprintf(name, sizeof(name), "%s.%s", schema, table);
-	t->name = strdup(name);
+	t->name = xstrdup(name);
 	t->cfg = e;
 	t->topic = expand_topic(c->cfg, e, schema, table);
-	t->cols = calloc((size_t)n + 1, sizeof(capture_column));
+	t->cols = xcalloc((size_t)n + 1, sizeof(capture_column));
 	t->n_cols = n;
 	t->replident = n > 0 ? PQgetvalue(res, 0, 4)[0] : 'd';
 	for (int i = 0; i < n; i++) {
 		capture_column *col = &t->cols[i];
-		col->name = strdup(PQgetvalue(res, i, 0));
+		col->name = xstrdup(PQgetvalue(res, i, 0));
 		col->type_oid = (unsigned)strtoul(PQgetvalue(res, i, 1), NULL, 10);
 		col->published = e->n_include_columns > 0
 					 ? in_list(e->include_columns, e->n_include_columns, col->name)

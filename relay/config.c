@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "xalloc.h"
 #include "route.h"
 
 typedef enum { OPT_STRING, OPT_BOOL, OPT_INT, OPT_STRING_LIST } opt_type;
@@ -173,16 +174,6 @@ static const char *const type_articles[] = {"a", "a", "an", "a"};
 
 /* The group that passes its keys to librdkafka (names with '_' for '.'). */
 #define KAFKA_GROUP "kafka"
-
-static char *xstrdup(const char *s)
-{
-	char *d = strdup(s);
-	if (!d) {
-		log_error("out of memory");
-		abort();
-	}
-	return d;
-}
 
 static void *field(void *base, const opt_def *o) { return (char *)base + o->offset; }
 

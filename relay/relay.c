@@ -22,6 +22,7 @@
 #include "route.h"
 #include "snapshot.h"
 #include "w2j.h"
+#include "xalloc.h"
 
 /* After the flush position moves, tell the server within this many ms (not on every ack). */
 #define STATUS_MIN_GAP_MS 100
@@ -697,7 +698,6 @@ static stream_end publish(relay *r, const route_source *src, const w2j_record *r
 	route_msg m;
 	const char *why = NULL;
 	rd_kafka_resp_err_t refused;
-
 	stream_end e;
 
 	metrics_rows_read(1);
@@ -756,6 +756,18 @@ static PGconn *sql_conn(relay *r, char *err, size_t errlen)
 	return NULL;
 }
 
+/* A delete's record, then (tombstone) the same key with a null value for compacted topics. */
+static stream_end produce_then_tombstone(relay *r, route_msg *m, bool tombstone,
+					 rd_kafka_resp_err_t *refused)
+{
+	stream_end e = produce(r, m, false, refused);
+	if (e != STREAM_CONTINUE || *refused || !tombstone)
+		return e;
+	m->value = NULL;
+	m->value_len = 0;
+	return produce(r, m, false, refused);
+}
+
 /* An update that changed the key: a delete (and tombstone) of the old key goes out first. */
 static stream_end publish_key_change(relay *r, const capture_table *t, const w2j_record *rec)
 {
@@ -767,12 +779,7 @@ static stream_end publish_key_change(relay *r, const capture_table *t, const w2j
 		return STREAM_CONTINUE;
 	if (r->snap)
 		snapshot_saw_change(r->snap, t, rec->xid, m.key, m.key_len);
-	e = produce(r, &m, false, &refused);
-	if (e == STREAM_CONTINUE && !refused && t->cfg->tombstones) {
-		m.value = NULL;
-		m.value_len = 0;
-		e = produce(r, &m, false, &refused);
-	}
+	e = produce_then_tombstone(r, &m, t->cfg->tombstones, &refused);
 	if (refused) {
 		log_error("Kafka refused the delete of the old key of %s: %s; stopping", t->name,
 			  rd_kafka_err2str(refused));
@@ -799,13 +806,8 @@ static stream_end publish_change_records(relay *r, const capture_table *t, const
 		snapshot_saw_truncate(r->snap, t, rec->xid);
 	else if (r->snap && m.key)
 		snapshot_saw_change(r->snap, t, rec->xid, m.key, m.key_len);
-	e = produce(r, &m, false, &refused);
-	if (e == STREAM_CONTINUE && !refused && rec->action == W2J_DELETE && t->cfg->tombstones &&
-	    m.key) {
-		m.value = NULL;
-		m.value_len = 0;
-		e = produce(r, &m, false, &refused);
-	}
+	e = produce_then_tombstone(r, &m, rec->action == W2J_DELETE && t->cfg->tombstones && m.key,
+				   &refused);
 	if (refused)
 		return reject_row(r, t->name, rec, data, len, rd_kafka_err2str(refused), &m);
 	return e;
@@ -873,10 +875,7 @@ static stream_end handle_snapshot_message(relay *r, const w2j_record *rec)
 		log_warn("ignoring a snapshot request: snapshots need relay.delivery = \"exactly-once\"");
 		return STREAM_CONTINUE;
 	}
-	if (!(text = malloc(rec->content.len + 1))) {
-		log_error("out of memory");
-		abort();
-	}
+	text = xmalloc(rec->content.len + 1);
 	n = json_unescape(&rec->content, text);
 	snapshot_msg kind = n < 0 ? SNAPSHOT_MSG_OTHER : snapshot_message(r->snap, text, (size_t)n, &t);
 	free(text);

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "xalloc.h"
 #include "pgtime.h"
 
 /* A piece of a topic template: literal text, or ${name} standing for a field's value. */
@@ -61,16 +62,6 @@ struct router {
 	size_t headers_cap;
 	char meta[2048]; /* dead-letter header values, each cut to DLQ_MAX_HEADER */
 };
-
-static void *xrealloc(void *p, size_t n)
-{
-	p = realloc(p, n);
-	if (!p) {
-		log_error("out of memory");
-		abort();
-	}
-	return p;
-}
 
 static void add_seg(route_source *s, bool is_field, const char *text, size_t len)
 {
@@ -448,11 +439,7 @@ static void reserve(router *r, size_t need)
 		return;
 	free(r->scratch);
 	r->scratch_cap = need + need / 2;
-	r->scratch = malloc(r->scratch_cap);
-	if (!r->scratch) {
-		log_error("out of memory");
-		abort();
-	}
+	r->scratch = xmalloc(r->scratch_cap);
 }
 
 static route_header *new_header(router *r, route_msg *m, const char *name, size_t name_len)

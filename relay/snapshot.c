@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "xalloc.h"
 
 /* Type OIDs (pg_type.dat) that decide how a value is printed, the way wal2json prints it. */
 #define OID_BOOL 16
@@ -74,20 +75,10 @@ struct snapshot {
 	char current[400];
 };
 
-static void *xrealloc(void *p, size_t n)
-{
-	p = realloc(p, n);
-	if (!p) {
-		log_error("out of memory");
-		abort();
-	}
-	return p;
-}
-
 static void list_add(name_list *l, const char *v)
 {
 	l->v = xrealloc(l->v, sizeof(char *) * (size_t)(l->n + 1));
-	l->v[l->n++] = strdup(v);
+	l->v[l->n++] = xstrdup(v);
 }
 
 static void list_clear(name_list *l)
@@ -122,11 +113,7 @@ static void queue_pop(snapshot *s)
 
 snapshot *snapshot_new(const relay_config *cfg, capture *cap)
 {
-	snapshot *s = calloc(1, sizeof(*s));
-	if (!s) {
-		log_error("out of memory");
-		abort();
-	}
+	snapshot *s = xcalloc(1, sizeof(*s));
 	s->cfg = cfg;
 	s->cap = cap;
 	snprintf(s->prefix, sizeof(s->prefix), "outbox-relay:%s", cfg->slot);
@@ -184,7 +171,7 @@ static int list_from_json(name_list *l, const json_span *a)
 	if (a->kind != JSON_ARRAY || json_array_open(&c, a) < 0)
 		return -1;
 	while ((rc = json_array_next(&c, &v)) == 1) {
-		char *text = malloc(v.len + 1);
+		char *text = xmalloc(v.len + 1);
 		long n = v.kind == JSON_STRING ? json_unescape(&v, text) : -1;
 		if (n < 0) {
 			free(text);
@@ -254,7 +241,7 @@ static void put_list(char **q, size_t *len, size_t *cap, const char *name, const
 char *snapshot_state_json(const snapshot *s)
 {
 	size_t len = 0, cap = 256;
-	char *q = malloc(cap), num[64];
+	char *q = xmalloc(cap), num[64];
 
 	q[0] = '\0';
 	q_add(&q, &len, &cap, "{\"version\":1");
@@ -404,14 +391,14 @@ static void add_select_list(PGconn *conn, const capture_table *t, bool keys, cha
 static char *chunk_query(PGconn *conn, const capture_table *t, bool from_start, int limit)
 {
 	size_t len = 0, cap = 1024;
-	char *q = malloc(cap), num[32];
+	char *q = xmalloc(cap), num[32];
 	char *qs = PQescapeIdentifier(conn, t->schema, strlen(t->schema));
 	char *qt = PQescapeIdentifier(conn, t->table, strlen(t->table));
 	char *keys = NULL, *params = NULL;
 	size_t klen = 0, kcap = 256, plen = 0, pcap = 256;
 
 	q[0] = '\0';
-	keys = malloc(kcap), params = malloc(pcap);
+	keys = xmalloc(kcap), params = xmalloc(pcap);
 	keys[0] = params[0] = '\0';
 	for (int j = 0; j < t->n_keys; j++) {
 		char *qc = PQescapeIdentifier(conn, t->cols[t->keys[j]].name,
@@ -581,8 +568,8 @@ static int write_barrier(snapshot *s, PGconn *conn, char *err, size_t errlen)
 static int read_chunk(snapshot *s, PGconn *conn, capture_table *t, char *err, size_t errlen)
 {
 	char *q = chunk_query(conn, t, s->after.n == 0, s->cfg->snapshot_chunk_rows);
-	const char **params = calloc((size_t)s->after.n + 1, sizeof(char *));
-	Oid *types = calloc((size_t)t->n_keys + 1, sizeof(Oid));
+	const char **params = xcalloc((size_t)s->after.n + 1, sizeof(char *));
+	Oid *types = xcalloc((size_t)t->n_keys + 1, sizeof(Oid));
 	PGresult *res;
 	int rc = -1;
 
@@ -727,11 +714,7 @@ void snapshot_saw_change(snapshot *s, const capture_table *t, uint64_t xid, cons
 {
 	if (!s->pending || t != s->table || !invisible(s, (uint32_t)xid) || window_has(s, key, key_len))
 		return;
-	window_key *k = malloc(sizeof(*k) + key_len);
-	if (!k) {
-		log_error("out of memory");
-		abort();
-	}
+	window_key *k = xmalloc(sizeof(*k) + key_len);
 	k->len = key_len;
 	memcpy(k->text, key, key_len);
 	size_t b = key_hash(key, key_len);
