@@ -380,7 +380,10 @@ static int put_text(router *r, char **pos, const json_span *v, const char *what,
 		*len = f->text_len;
 		return 0;
 	}
-	if (v->kind == JSON_STRING) {
+	/* Objects and arrays: wal2json never gives them as column values, and an envelope
+	 * member is part of the content checked already; numbers and literals are ASCII. */
+	if (v->kind == JSON_STRING ||
+	    (!r->is_message && (v->kind == JSON_OBJECT || v->kind == JSON_ARRAY))) {
 		size_t ok = utf8_valid_prefix((const unsigned char *)v->ptr, v->len);
 		if (ok < v->len)
 			return note_bad_utf8(r, v, what, ok), -1;

@@ -87,6 +87,60 @@ static void check_topic(const char *topic)
 		FUZZ_CHECK(topic_char_ok(topic[i]));
 }
 
+/*
+ * Well-formed UTF-8 after the Unicode standard's table 3-7, written independently of route.c:
+ * what the relay publishes is always text.
+ */
+static bool utf8_ok(const unsigned char *p, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		unsigned char c = p[i];
+		size_t len;
+		unsigned char lo = 0x80, hi = 0xBF; /* the allowed range of the second byte */
+		if (c <= 0x7F)
+			len = 1;
+		else if (c >= 0xC2 && c <= 0xDF)
+			len = 2;
+		else if (c == 0xE0)
+			len = 3, lo = 0xA0;
+		else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF)
+			len = 3;
+		else if (c == 0xED)
+			len = 3, hi = 0x9F;
+		else if (c == 0xF0)
+			len = 4, lo = 0x90;
+		else if (c >= 0xF1 && c <= 0xF3)
+			len = 4;
+		else if (c == 0xF4)
+			len = 4, hi = 0x8F;
+		else
+			return false;
+		if (n - i < len || (len > 1 && (p[i + 1] < lo || p[i + 1] > hi)))
+			return false;
+		for (size_t k = 2; k < len; k++)
+			if (p[i + k] < 0x80 || p[i + k] > 0xBF)
+				return false;
+		i += len;
+	}
+	return true;
+}
+
+/* A published record's key, value and headers are UTF-8 text. */
+static void check_text(const route_msg *m)
+{
+	if (m->key)
+		FUZZ_CHECK(utf8_ok((const unsigned char *)m->key, m->key_len));
+	if (m->value)
+		FUZZ_CHECK(utf8_ok((const unsigned char *)m->value, m->value_len));
+	for (size_t i = 0; i < m->n_headers; i++) {
+		FUZZ_CHECK(utf8_ok((const unsigned char *)m->headers[i].name, m->headers[i].name_len));
+		if (m->headers[i].value)
+			FUZZ_CHECK(utf8_ok((const unsigned char *)m->headers[i].value, m->headers[i].value_len));
+	}
+}
+
 /* Every byte a record points to is readable (ASan checks), and what may not be NULL is not. */
 static void check_msg(const route_msg *m)
 {
@@ -135,6 +189,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(m.headers[0].name_len == 8 && memcmp(m.headers[0].name, "event_id", 8) == 0);
 		FUZZ_CHECK(m.headers[1].name_len == 10 && memcmp(m.headers[1].name, "event_type", 10) == 0);
 		check_msg(&m);
+		check_text(&m);
 		return 0;
 	}
 	/* As relay.c does with a row it cannot publish: the dead-letter record of it. */

@@ -1757,6 +1757,10 @@ static void test_invalid_utf8_refused(void **state)
 	utf8_row(&w, "\"abcdefgh12345678\x80xyz\"", NULL);
 	assert_why(build_fails(&fx, &w, &m), "(byte 16 of its text)");
 	free_row(&w);
+	/* An object as a column value (wal2json prints none, but the record could hold one). */
+	utf8_row(&w, "{\"a\": \"\xff\"}", NULL);
+	assert_why(build_fails(&fx, &w, &m), "invalid UTF-8 in column payload");
+	free_row(&w);
 	/* In the key, the event type, the headers column, a header inside it. */
 	make_row(&w, "\"i\"", "\"order\"", "\"k\xfe\"", "\"E\"", "\"{}\"", NULL);
 	assert_why(build_fails(&fx, &w, &m), "invalid UTF-8 in column aggregate_id");
