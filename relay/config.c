@@ -55,7 +55,7 @@ static const opt_def opts[] = {
 	 "exactly-once: most records in one Kafka transaction (a larger PostgreSQL transaction is split)"},
 	{"relay.transaction_max_ms", OPT_INT, OFF(transaction_max_ms), "100", 1, 60000,
 	 "exactly-once: longest time a Kafka transaction stays open while rows keep coming (catching "
-	 "up on older transactions: at least 1000)"},
+	 "up on transactions 2 s old or more: at least 1000)"},
 	{"relay.on_error", OPT_STRING, OFF(on_error), "dead-letter", 0, 0,
 	 "a row that cannot be published: dead-letter (to relay.dead_letter_topic, and go on) or stop"},
 	{"relay.dead_letter_topic", OPT_STRING, OFF(dead_letter_topic), "outbox-relay.dead-letters", 0, 0,

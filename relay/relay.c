@@ -38,7 +38,12 @@
  */
 #define GATHER_BEHIND_MS 200
 #define GATHER_MS 1
-/* Catching up, how long a Kafka transaction may stay open (when relay.transaction_max_ms is less). */
+/*
+ * Far behind (the transactions read committed at least STRETCH_BEHIND_MS ago: a backlog, not a
+ * hiccup of live traffic), how long a Kafka transaction may stay open when
+ * relay.transaction_max_ms is less.
+ */
+#define STRETCH_BEHIND_MS 2000
 #define CATCHUP_TXN_MS 1000
 /*
  * What librdkafka holds per queued record besides its key and value (its message structure,
@@ -511,16 +516,16 @@ static eos_result abort_kafka(relay *r)
 	return res;
 }
 
-/* True while reading transactions that committed a while ago: a backlog is streaming in. */
-static bool catching_up(const relay *r)
+/* True while reading transactions that committed at least behind_ms ago. */
+static bool behind_by(const relay *r, int64_t behind_ms)
 {
-	return r->txn_commit_ms > 0 && wall_ms() - r->txn_commit_ms >= GATHER_BEHIND_MS;
+	return r->txn_commit_ms > 0 && wall_ms() - r->txn_commit_ms >= behind_ms;
 }
 
 /*
- * Catching up, each commit stops reading while it runs and nobody waits for these rows yet: a
- * transaction due only by its age (relay.transaction_max_ms) stays open up to CATCHUP_TXN_MS.
- * Its size bound and an idle input still commit it at once.
+ * Catching up on a backlog, each commit stops reading while it runs and nobody waits for these
+ * rows yet: a transaction due only by its age (relay.transaction_max_ms) stays open up to
+ * CATCHUP_TXN_MS. Its size bound and an idle input still commit it at once.
  */
 static bool stretch_txn(const relay *r, bool input_idle)
 {
@@ -528,7 +533,7 @@ static bool stretch_txn(const relay *r, bool input_idle)
 
 	if ((input_idle && !e->in_pg_txn) || e->records >= (uint64_t)r->cfg->transaction_max_records)
 		return false;
-	return now_ms() - e->opened_ms < CATCHUP_TXN_MS && catching_up(r);
+	return now_ms() - e->opened_ms < CATCHUP_TXN_MS && behind_by(r, STRETCH_BEHIND_MS);
 }
 
 /*
@@ -1173,7 +1178,7 @@ static stream_end stream(relay *r)
 			continue;
 		}
 		/* Records came, more are on their way: gather them (until a pass finds none). */
-		if (n > 0 && catching_up(r)) {
+		if (n > 0 && behind_by(r, GATHER_BEHIND_MS)) {
 			if ((e = backlog_checkpoint(r)) != STREAM_CONTINUE)
 				return e;
 			if (gather_input(r) < 0)
