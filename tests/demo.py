@@ -10,6 +10,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import relayctl  # noqa: E402
 
+# A legacy table that never writes outbox rows: captured by configuration alone.
+LEGACY_SQL = """
+CREATE TABLE kyc_checks (id int PRIMARY KEY, user_id text, result text);
+INSERT INTO kyc_checks VALUES (1, 'u-0042', 'cleared'), (2, 'u-1001', 'pending');
+"""
+LEGACY_UPDATE = "UPDATE kyc_checks SET result = 'cleared' WHERE id = 2;"
+
 EVENTS_SQL = """
 -- A user registers: the users row and the event commit together.
 BEGIN;
@@ -44,6 +51,25 @@ SELECT outbox.publish('screening', 'u-1001', 'AmlScreeningCleared', '{"user_id":
 """
 
 
+def show_legacy(db, kafka):
+    """The captured legacy table: its rows from the snapshot (op r), then a change (op u)."""
+    print("\ndemo: a legacy table, captured without code changes (capture = public.kyc_checks):\n")
+    for line in LEGACY_SQL.strip().splitlines() + ["-- (the relay starts: a snapshot publishes the rows)",
+                                                   LEGACY_UPDATE]:
+        print("    " + line)
+    db.execute(LEGACY_UPDATE)
+    msgs = kafka.consume(["legacy.public.kyc_checks"], until=3, timeout=60)
+    print()
+    for m in sorted(msgs, key=lambda m: (m["partition"], m["offset"])):
+        v = json.loads(m["value"])
+        print("  %-26s key=%-9s op=%s after=%s" % (m["topic"], m["key"].decode(), v["op"],
+                                                   json.dumps(v["after"])))
+    if len(msgs) != 3:
+        print("demo: expected 3 change records, got %d" % len(msgs), file=sys.stderr)
+        return 1
+    return 0
+
+
 def main():
     print("demo: starting a throwaway PostgreSQL 15 (wal2json) and Kafka (KRaft) on loopback ...", flush=True)
     pg = harness.Postgres()
@@ -55,9 +81,11 @@ def main():
         db = pg.create_database("identity")
         print("demo: PostgreSQL %s, Kafka %s" % (db.dsn, kafka.bootstrap), flush=True)
         relayctl.install_outbox(db)
+        db.execute(LEGACY_SQL)
         work = tempfile.mkdtemp(prefix="outbox-relay-demo-")
         conf = os.path.join(work, "relay.conf")
-        relayctl.write_config(conf, db.dsn, kafka.bootstrap, "outbox_relay", "outbox.${aggregate_type}")
+        relayctl.write_config(conf, db.dsn, kafka.bootstrap, "outbox_relay", "outbox.${aggregate_type}",
+                              capture='{ tables = "public.kyc_checks"; }', extra_relay='topic_prefix = "legacy";')
         relay = relayctl.Relay(conf, work).start()
         relay.wait_streaming()
         print("demo: relay streaming (log: %s)" % relay.log_path, flush=True)
@@ -77,6 +105,8 @@ def main():
             print("  %-17s headers %s" % ("", json.dumps(extra)))
         if len(msgs) != 4:
             print("demo: expected 4 events, got %d" % len(msgs), file=sys.stderr)
+            return 1
+        if show_legacy(db, kafka) != 0:
             return 1
         code = relay.stop()
         print("\ndemo: relay stopped (exit %d); %s" % (code, relay.log().strip().splitlines()[-1]))
