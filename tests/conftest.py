@@ -85,10 +85,7 @@ def outbox(db, kafka, tmp_path, request):
     reconfigure()
     o.relay = relayctl.Relay(o.config_path, str(tmp_path))
     yield o
-    o.relay.kill()
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        print("---- relay log (tail)\n" + o.relay.log()[-6000:])
+    relayctl.end_of_test(o.relay, request)
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

@@ -109,6 +109,25 @@ class Relay:
             self.proc.wait()
 
 
+def end_of_test(relay, request):
+    """A fixture's teardown: kills the relay and, when the test failed, prints its log's tail."""
+    relay.kill()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        print("---- relay log (tail)\n" + relay.log()[-6000:])
+
+
+def run_to_exit(config_path, workdir, timeout=60):
+    """Starts a relay that must stop by itself (a refusal); returns (exit code, its error lines)."""
+    relay = Relay(config_path, workdir)
+    relay.start()
+    try:
+        code = relay.wait_exit(timeout)
+    finally:
+        relay.kill()
+    return code, [line for line in relay.log().splitlines() if " error " in line]
+
+
 def run_once(args, timeout=30):
     """Runs the relay binary with arguments; returns (exit code, output)."""
     p = subprocess.run([RELAY_BIN] + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

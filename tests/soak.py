@@ -62,24 +62,8 @@ class SteadyWriters(Writers):
             conn = None
             try:
                 conn = self.db.connect(autocommit=False)
-                cur = conn.cursor()
                 while not self.stop_flag.is_set():
-                    ids = []
-                    for _ in range(rnd.randint(1, max_rows)):
-                        key = "w%d-k%d" % (w, rnd.randint(0, 9))
-                        cur.execute("SELECT outbox.publish('user', %s, 'Changed', %s::jsonb)",
-                                    (key, json.dumps({"w": w, "seq": seq})))
-                        ids.append((cur.fetchone()[0], key, seq))
-                        seq += 1
-                    if rnd.random() < 0.1:
-                        conn.rollback()
-                        with self.lock:
-                            self.rolled_back.update(i for i, _, _ in ids)
-                    else:
-                        conn.commit()
-                        with self.lock:
-                            for i, key, s in ids:
-                                self.committed[i] = (key, s)
+                    seq = self.write_transaction(conn, rnd, w, max_rows, seq)
                     self.stop_flag.wait(self.pause)
             except Exception:  # the server restarted: connect again
                 with self.lock:

@@ -92,14 +92,8 @@ def test_wal_level_replica_is_named_by_the_relay_and_preflight(kafka, tmp_path):
         lines = [l for l in out.splitlines() if l.startswith("FAIL")]
         assert len(lines) == 1 and "wal_level = replica" in lines[0], out
         assert "set wal_level = logical in postgresql.conf and restart PostgreSQL" in lines[0]
-        relay = relayctl.Relay(conf, str(tmp_path))
-        relay.start()
-        try:
-            assert relay.wait_exit(60) == 1
-        finally:
-            relay.kill()
-        lines = [l for l in relay.log().splitlines() if " error " in l]
-        assert len(lines) == 1, relay.log()[-3000:]
+        code, lines = relayctl.run_to_exit(conf, str(tmp_path))
+        assert code == 1 and len(lines) == 1, lines
         assert "wal_level is 'replica'" in lines[0] and "set wal_level = logical" in lines[0]
         assert not server.query("SELECT 1 FROM pg_replication_slots")  # nothing created
     finally:
@@ -181,10 +175,7 @@ def ascii_outbox(pg, kafka, tmp_path, request):
                           extra_relay='dead_letter_topic = "%s";' % o.dlq)
     o.relay = relayctl.Relay(o.config_path, str(tmp_path))
     yield o
-    o.relay.kill()
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        print("---- relay log (tail)\n" + o.relay.log()[-6000:])
+    relayctl.end_of_test(o.relay, request)
     pg.drop_database(db.name)
 
 

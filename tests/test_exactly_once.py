@@ -30,29 +30,35 @@ class Writers:
         self.errors = []
         self.threads = [threading.Thread(target=self._run, args=(w, max_rows)) for w in range(count)]
 
+    def write_transaction(self, conn, rnd, w, max_rows, seq):
+        """Writes one transaction of 1..max_rows events, rolled back one time in ten, and notes
+        its ids as committed or rolled back; returns the next sequence number."""
+        cur = conn.cursor()
+        ids = []
+        for _ in range(rnd.randint(1, max_rows)):
+            key = "g%d-w%d-k%d" % (self.gen, w, rnd.randint(0, 9))
+            cur.execute("SELECT outbox.publish('user', %s, 'Changed', %s::jsonb)",
+                        (key, json.dumps({"g": self.gen, "w": w, "seq": seq})))
+            ids.append((cur.fetchone()[0], key, seq))
+            seq += 1
+        if rnd.random() < 0.1:
+            conn.rollback()
+            with self.lock:
+                self.rolled_back.update(i for i, _, _ in ids)
+        else:
+            conn.commit()
+            with self.lock:
+                for i, key, s in ids:
+                    self.committed[i] = (key, s)
+        return seq
+
     def _run(self, w, max_rows):
         rnd = random.Random(w)
         conn = self.db.connect(autocommit=False)
-        cur = conn.cursor()
         seq = 0
         try:
             while not self.stop_flag.is_set():
-                ids = []
-                for _ in range(rnd.randint(1, max_rows)):
-                    key = "g%d-w%d-k%d" % (self.gen, w, rnd.randint(0, 9))
-                    cur.execute("SELECT outbox.publish('user', %s, 'Changed', %s::jsonb)",
-                                (key, json.dumps({"g": self.gen, "w": w, "seq": seq})))
-                    ids.append((cur.fetchone()[0], key, seq))
-                    seq += 1
-                if rnd.random() < 0.1:
-                    conn.rollback()
-                    with self.lock:
-                        self.rolled_back.update(i for i, _, _ in ids)
-                else:
-                    conn.commit()
-                    with self.lock:
-                        for i, key, s in ids:
-                            self.committed[i] = (key, s)
+                seq = self.write_transaction(conn, rnd, w, max_rows, seq)
         except Exception as e:  # reported by stop()
             self.errors.append(e)
         finally:

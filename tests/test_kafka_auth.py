@@ -51,10 +51,7 @@ def sasl_outbox(db, sasl_kafka, tmp_path, request):
     configure()
     o.relay = relayctl.Relay(o.config_path, str(tmp_path), env={"CREDENTIALS_DIRECTORY": str(creds)})
     yield o
-    o.relay.kill()
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        print("---- relay log (tail)\n" + o.relay.log()[-6000:])
+    relayctl.end_of_test(o.relay, request)
 
 
 def confirmed(outbox):

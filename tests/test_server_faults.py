@@ -54,14 +54,8 @@ def test_invalidated_slot_is_refused_with_one_clear_line(kafka, tmp_path):
         wait_for(lost, 60, what="slot invalidated")
         conf = str(tmp_path / "relay.conf")
         relayctl.write_config(conf, db.dsn, kafka.bootstrap, "relay_lost", "t_lost.${aggregate_type}")
-        relay = relayctl.Relay(conf, str(tmp_path))
-        relay.start()
-        try:
-            assert relay.wait_exit(60) == 1
-        finally:
-            relay.kill()
-        errors = [l for l in relay.log().splitlines() if " error " in l]
-        assert len(errors) == 1, relay.log()[-3000:]
+        code, errors = relayctl.run_to_exit(conf, str(tmp_path))
+        assert code == 1 and len(errors) == 1, errors
         assert 'replication slot "relay_lost" was invalidated (its WAL was removed)' in errors[0]
         assert "drop the slot and start again" in errors[0]
     finally:

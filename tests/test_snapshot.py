@@ -134,6 +134,16 @@ def wait_caught_up(outbox, timeout=120):
     assert outbox.relay.proc.poll() is None, outbox.relay.log()[-3000:]
 
 
+def check_against_table(outbox, kafka, table, rows):
+    """Once the relay caught up: no key snapshotted twice, no change twice, and the state the
+    records build per key is the table's."""
+    wait_caught_up(outbox)
+    records = decode(read_all(kafka, outbox.prefix + "." + table, rows))
+    check_once(records)
+    assert final_state(records) == table_state(outbox.db, table)
+    return records
+
+
 def snapshot_seconds(log, table):
     """Seconds from the snapshot being queued to done, from the relay's log timestamps."""
     def ts(pattern):
@@ -181,11 +191,8 @@ def test_snapshot_of_200k_rows_while_writers_change_them(outbox, kafka):
         outbox.relay.wait_log("snapshot of public.accounts done", timeout=300)
     finally:
         writers.stop()
-    wait_caught_up(outbox)
+    check_against_table(outbox, kafka, "public.accounts", rows)
     log = outbox.relay.log()
-    records = decode(read_all(kafka, outbox.prefix + ".public.accounts", rows))
-    check_once(records)
-    assert final_state(records) == table_state(db, "public.accounts")
     secs = snapshot_seconds(log, "public.accounts")
     print("\nsnapshot of %d rows with writers (%d changes): %.1f s, %.0f rows/s"
           % (rows, writers.changes, secs, rows / secs))
@@ -211,10 +218,7 @@ def test_snapshot_resumes_after_kill(outbox, kafka):
         outbox.relay.wait_log("snapshot of public.accounts done", timeout=300)
     finally:
         writers.stop()
-    wait_caught_up(outbox)
-    records = decode(read_all(kafka, outbox.prefix + ".public.accounts", rows))
-    check_once(records)
-    assert final_state(records) == table_state(db, "public.accounts")
+    check_against_table(outbox, kafka, "public.accounts", rows)
 
 
 def test_snapshot_on_demand(outbox, kafka):
@@ -318,9 +322,5 @@ def test_snapshot_on_demand_while_writers_change_the_table(outbox, kafka):
         outbox.relay.wait_log("snapshot of public.accounts done", timeout=300)
     finally:
         writers.stop()
-    wait_caught_up(outbox)
-    records = decode(read_all(kafka, outbox.prefix + ".public.accounts", rows))
-    check_once(records)
-    state = table_state(db, "public.accounts")
     # Rows never changed are known only from the snapshot: the final state must still match.
-    assert final_state(records) == state
+    check_against_table(outbox, kafka, "public.accounts", rows)

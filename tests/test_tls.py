@@ -152,10 +152,7 @@ def tls_outbox(tls_pg, tls_kafka, certs, tmp_path, request):
     configure()
     o.relay = relayctl.Relay(o.config_path, str(tmp_path))
     yield o
-    o.relay.kill()
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        print("---- relay log (tail)\n" + o.relay.log()[-6000:])
+    relayctl.end_of_test(o.relay, request)
     tls_pg.drop_database(o.db.name)
 
 
