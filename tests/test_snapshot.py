@@ -324,3 +324,4 @@ def test_snapshot_on_demand_while_writers_change_the_table(outbox, kafka):
         writers.stop()
     # Rows never changed are known only from the snapshot: the final state must still match.
     check_against_table(outbox, kafka, "public.accounts", rows)
+    assert outbox.relay.stop() == 0
