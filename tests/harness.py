@@ -332,7 +332,14 @@ class Postgres:
         """Stop the server with pg_ctl (mode: smart, fast or immediate); the data dir is kept."""
         if not self._running:
             return
-        self._run(["pg_ctl", "stop", "-w", "-t", "60", "-m", mode, "-D", self.data_dir])
+        proc = self._run(["pg_ctl", "stop", "-w", "-t", "60", "-m", mode, "-D", self.data_dir],
+                         check=mode == "immediate")
+        if proc.returncode != 0:
+            # A fast stop waits for walsenders until their client confirms the end of WAL; a
+            # client stuck elsewhere must not leave the server half stopped for later tests.
+            print("harness: pg_ctl stop -m %s timed out; stopping immediately:\n%s\n%s"
+                  % (mode, proc.stdout or "", tail(self.log_path or "")), flush=True)
+            self._run(["pg_ctl", "stop", "-w", "-t", "60", "-m", "immediate", "-D", self.data_dir])
         self._running = False
 
     def restart(self, mode="fast"):
