@@ -669,6 +669,7 @@ int capture_build(capture *c, const capture_table *t, const w2j_record *rec, rou
 	}
 	SB_LIT(b, "}");
 	finish_msg(c, t, m, rec->action != W2J_TRUNCATE);
+	m->every_partition = rec->action == W2J_TRUNCATE;
 	/* Text that is not UTF-8 (a SQL_ASCII database) is never published as it is. */
 	if (router_utf8_valid_prefix(b->p, b->len) != b->len ||
 	    (m->key && router_utf8_valid_prefix(m->key, m->key_len) != m->key_len))

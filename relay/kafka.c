@@ -208,11 +208,12 @@ static rd_kafka_topic_t *topic_handle(kafka_producer *kp, const char *topic)
 	return NULL;
 }
 
-rd_kafka_resp_err_t kafka_produce(kafka_producer *kp, const route_msg *m, void *msg_opaque)
+rd_kafka_resp_err_t kafka_produce(kafka_producer *kp, const route_msg *m, int32_t partition,
+				  void *msg_opaque)
 {
 	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(m->n_headers);
 	rd_kafka_topic_t *rkt = topic_handle(kp, m->topic);
-	rd_kafka_vu_t vu[7];
+	rd_kafka_vu_t vu[8];
 	rd_kafka_error_t *error;
 	rd_kafka_resp_err_t err;
 
@@ -242,6 +243,8 @@ rd_kafka_resp_err_t kafka_produce(kafka_producer *kp, const route_msg *m, void *
 	vu[5].u.i64 = m->timestamp_ms;
 	vu[6].vtype = RD_KAFKA_VTYPE_OPAQUE;
 	vu[6].u.ptr = msg_opaque;
+	vu[7].vtype = RD_KAFKA_VTYPE_PARTITION;
+	vu[7].u.i32 = partition;
 	/* Hand-off: key, value and topic are copied; hdrs is owned by librdkafka on success. */
 	error = rd_kafka_produceva(kp->rk, vu, sizeof(vu) / sizeof(vu[0]));
 	err = error ? rd_kafka_error_code(error) : RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -366,6 +369,14 @@ rd_kafka_resp_err_t kafka_produce_plain(kafka_producer *kp, const char *topic, c
 				 RD_KAFKA_V_VALUE((void *)value, strlen(value)),
 				 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(msg_opaque),
 				 RD_KAFKA_V_END);
+}
+
+int kafka_partition_count(kafka_producer *kp, const char *topic, char *err, size_t errlen)
+{
+	int n = kafka_admin_partitions(kp->rk, topic, KAFKA_ADMIN_TIMEOUT_MS, err, errlen);
+	if (n == 0)
+		snprintf(err, errlen, "topic %s has no partitions", topic);
+	return n > 0 ? n : -1;
 }
 
 int kafka_topic_ready(kafka_producer *kp, const char *topic, bool create, int partitions,

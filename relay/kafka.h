@@ -29,7 +29,9 @@ void kafka_producer_free(kafka_producer *kp);
  * Hands one record to librdkafka (copied). Returns 0, RD_KAFKA_RESP_ERR__QUEUE_FULL when the
  * local queue is full (serve delivery reports, then try again), or another error.
  */
-rd_kafka_resp_err_t kafka_produce(kafka_producer *kp, const route_msg *m, void *msg_opaque);
+/* partition: RD_KAFKA_PARTITION_UA lets the partitioner choose by key. */
+rd_kafka_resp_err_t kafka_produce(kafka_producer *kp, const route_msg *m, int32_t partition,
+				  void *msg_opaque);
 /* Outcome of a transactional call, by librdkafka's error classes. */
 typedef enum {
 	KAFKA_TXN_OK,
@@ -55,6 +57,9 @@ rd_kafka_resp_err_t kafka_produce_plain(kafka_producer *kp, const char *topic, c
  */
 int kafka_topic_ready(kafka_producer *kp, const char *topic, bool create, int partitions,
 		      int replication_factor, char *err, size_t errlen);
+
+/* The topic's partition count as the broker has it now; -1 with a message when it did not say. */
+int kafka_partition_count(kafka_producer *kp, const char *topic, char *err, size_t errlen);
 
 /* Readable when delivery reports or errors wait to be served. */
 int kafka_event_fd(const kafka_producer *kp);

@@ -585,24 +585,15 @@ static uint32_t record_held(const route_msg *m)
 }
 
 /*
- * Hands one record to Kafka, waiting (with status updates flowing) while its queue is full.
- * *refused gets librdkafka's error when it refuses the record itself (too large, ...).
- * dead_letter: the record is a row's dead letter (for the metrics).
+ * Hands one record to Kafka for one partition (RD_KAFKA_PARTITION_UA: by key), waiting (with
+ * status updates flowing) while its queue is full. *refused gets librdkafka's error when it
+ * refuses the record itself (too large, ...). dead_letter: a row's dead letter (for the metrics).
  */
-static stream_end produce(relay *r, const route_msg *m, bool dead_letter, rd_kafka_resp_err_t *refused)
+static stream_end produce_to(relay *r, const route_msg *m, int32_t partition, bool dead_letter,
+			     rd_kafka_resp_err_t *refused)
 {
-	stream_end e = ensure_topic(r, m->topic);
-	*refused = RD_KAFKA_RESP_ERR_NO_ERROR;
-	if (e != STREAM_CONTINUE)
-		return e;
-	if (r->eos_on) {
-		char err[512];
-		eos_result er = eos_ensure_open(&r->eos, err, sizeof(err));
-		if (er != EOS_OK) {
-			log_error("%s", err);
-			return eos_to_stream(er);
-		}
-	}
+	stream_end e;
+
 	/* The slot goes back with the record's delivery report, or below when Kafka did not take it. */
 	uint32_t id = flight_take(&r->flight);
 	in_flight f = {
@@ -615,7 +606,7 @@ static stream_end produce(relay *r, const route_msg *m, bool dead_letter, rd_kaf
 	};
 	r->flight.slots[id] = f;
 	for (;;) {
-		rd_kafka_resp_err_t err = kafka_produce(r->kp, m, (void *)(uintptr_t)id);
+		rd_kafka_resp_err_t err = kafka_produce(r->kp, m, partition, (void *)(uintptr_t)id);
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 			r->flight_bytes += f.held;
 			progress_produced(&r->prog, r->txn_seq);
@@ -645,6 +636,38 @@ static stream_end produce(relay *r, const route_msg *m, bool dead_letter, rd_kaf
 		flight_give(&r->flight, id);
 		return e;
 	}
+}
+
+/*
+ * Hands one record to Kafka once its topic exists and a Kafka transaction is open. A record
+ * for every partition (a truncate) goes to each partition the topic has now, so a consumer of
+ * any partition sees it after that partition's earlier records.
+ */
+static stream_end produce(relay *r, const route_msg *m, bool dead_letter, rd_kafka_resp_err_t *refused)
+{
+	char err[512];
+	int n = 1;
+	stream_end e = ensure_topic(r, m->topic);
+
+	*refused = RD_KAFKA_RESP_ERR_NO_ERROR;
+	if (e != STREAM_CONTINUE)
+		return e;
+	if (r->eos_on) {
+		eos_result er = eos_ensure_open(&r->eos, err, sizeof(err));
+		if (er != EOS_OK) {
+			log_error("%s", err);
+			return eos_to_stream(er);
+		}
+	}
+	if (!m->every_partition)
+		return produce_to(r, m, RD_KAFKA_PARTITION_UA, dead_letter, refused);
+	if ((n = kafka_partition_count(r->kp, m->topic, err, sizeof(err))) < 0) {
+		log_warn("cannot send a record to every partition: %s", err);
+		return STREAM_REWIND;
+	}
+	for (int32_t p = 0; p < n && e == STREAM_CONTINUE && !*refused; p++)
+		e = produce_to(r, m, p, dead_letter, refused);
+	return e;
 }
 
 /*

@@ -26,6 +26,7 @@ typedef struct {
 	int64_t timestamp_ms; /* 0: librdkafka's produce time */
 	route_header *headers;
 	size_t n_headers;
+	bool every_partition; /* one copy to each partition (a truncate: ordered after every key) */
 } route_msg;
 
 typedef struct router router;

@@ -157,7 +157,7 @@ static double run(const record_set *s, router *rt, kafka_producer *kp, size_t ro
 		}
 		if (st == STAGE_ROUTE)
 			continue;
-		if (kafka_produce(kp, &m, NULL) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		if (kafka_produce(kp, &m, RD_KAFKA_PARTITION_UA, NULL) != RD_KAFKA_RESP_ERR_NO_ERROR) {
 			fprintf(stderr, "produce failed\n");
 			exit(1);
 		}
