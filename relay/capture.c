@@ -462,23 +462,11 @@ static int read_fields(field_list *l, const json_span *array)
 }
 
 /* A column name span equals a catalog name (names with quotes or controls arrive escaped). */
-static bool name_is(const json_span *s, const char *name, size_t n)
-{
-	char buf[256];
-
-	if (!s->escaped)
-		return json_key_is(s, name, n);
-	if (s->len > sizeof(buf) || s->len < n)
-		return false;
-	long d = json_unescape(s, buf);
-	return d == (long)n && memcmp(buf, name, n) == 0;
-}
-
 static const cap_field *field_named(const field_list *l, const char *name)
 {
 	size_t n = strlen(name);
 	for (size_t i = 0; i < l->n; i++)
-		if (name_is(&l->f[i].name, name, n))
+		if (json_string_is(&l->f[i].name, name, n))
 			return &l->f[i];
 	return NULL;
 }
@@ -490,7 +478,7 @@ static bool field_published(const capture_table *t, const cap_field *f)
 	if (e->n_include_columns == 0 && e->n_exclude_columns == 0)
 		return true;
 	for (int i = 0; i < t->n_cols; i++)
-		if (name_is(&f->name, t->cols[i].name, strlen(t->cols[i].name)))
+		if (json_string_is(&f->name, t->cols[i].name, strlen(t->cols[i].name)))
 			return t->cols[i].published;
 	return e->n_include_columns == 0; /* not in the catalog we read: a new column */
 }
@@ -536,7 +524,7 @@ static int put_after(strbuf *b, strbuf *toast, const capture_table *t, const fie
 		const capture_column *col = &t->cols[i];
 		const cap_field *f;
 		size_t len = strlen(col->name);
-		if (j < now->n && name_is(&now->f[j].name, col->name, len)) {
+		if (j < now->n && json_string_is(&now->f[j].name, col->name, len)) {
 			j++;
 			continue;
 		}

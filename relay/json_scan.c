@@ -2,6 +2,7 @@
 #include "json_scan.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Deepest nesting a skipped value may have; deeper input is reported as malformed. */
@@ -454,4 +455,25 @@ long json_unescape(const json_span *s, char *out)
 bool json_key_is(const json_span *key, const char *name, size_t name_len)
 {
 	return key->len == name_len && memcmp(key->ptr, name, name_len) == 0;
+}
+
+bool json_string_is(const json_span *s, const char *text, size_t n)
+{
+	char stack[512];
+	char *buf = stack;
+	bool same;
+
+	if (!s->escaped)
+		return s->len == n && memcmp(s->ptr, text, n) == 0;
+	/* Decoding only shrinks: a shorter span cannot hold the text, and an escape yields at
+	 * least one byte from at most six characters. */
+	if (s->len < n || s->len > 6 * n)
+		return false;
+	if (s->len > sizeof(stack) && !(buf = malloc(s->len)))
+		return false;
+	long d = json_unescape(s, buf);
+	same = d == (long)n && memcmp(buf, text, n) == 0;
+	if (buf != stack)
+		free(buf);
+	return same;
 }

@@ -66,4 +66,8 @@ long json_unescape(const json_span *s, char *out);
 bool json_key_is(const json_span *key, const char *name, size_t name_len);
 #define JSON_KEY_IS(key, lit) json_key_is((key), (lit), sizeof(lit) - 1)
 
+/* True when a string span, once its escapes are decoded, equals text[0..n) (names: wal2json
+ * escapes quotes and control characters in identifiers). */
+bool json_string_is(const json_span *s, const char *text, size_t n);
+
 #endif

@@ -222,17 +222,7 @@ const char *router_source_name(const route_source *src) { return src ? src->name
 /* A string span equals text once decoded (names with quotes or backslashes arrive escaped). */
 static bool span_is(const json_span *s, const char *text)
 {
-	size_t n = strlen(text);
-	char buf[256];
-
-	if (s->kind != JSON_STRING)
-		return false;
-	if (!s->escaped)
-		return s->len == n && memcmp(s->ptr, text, n) == 0;
-	if (s->len > sizeof(buf) || s->len < n)
-		return false;
-	long d = json_unescape(s, buf);
-	return d == (long)n && memcmp(buf, text, n) == 0;
+	return s->kind == JSON_STRING && json_string_is(s, text, strlen(text));
 }
 
 const route_source *router_match(const router *r, const w2j_record *rec)

@@ -162,6 +162,34 @@ static void test_unescape_rejects_lone_surrogates(void **state)
 	}
 }
 
+/* Names compare by their decoded text: escaped, plain, longer than the stack buffer. */
+static void test_string_is_compares_decoded_text(void **state)
+{
+	(void)state;
+	char long_doc[1400], long_name[700];
+	json_span s = scan_string_doc("\"pre\\\"fix\"");
+
+	assert_true(s.escaped);
+	assert_true(json_string_is(&s, "pre\"fix", 7));
+	assert_false(json_string_is(&s, "pre\\\"fix", 9));
+	assert_false(json_string_is(&s, "pre\"fi", 6));
+	s = scan_string_doc("\"plain\"");
+	assert_true(json_string_is(&s, "plain", 5));
+	assert_false(json_string_is(&s, "plai", 4));
+	/* 300 escapes (600 characters, beyond the 512-byte stack buffer) decode to 300 bytes. */
+	strcpy(long_doc, "\"");
+	for (int i = 0; i < 300; i++)
+		strcat(long_doc, "\\n");
+	strcat(long_doc, "\"");
+	memset(long_name, 0, sizeof(long_name));
+	for (int i = 0; i < 300; i++)
+		long_name[i] = '\n';
+	s = scan_string_doc(long_doc);
+	assert_true(json_string_is(&s, long_name, 300));
+	long_name[299] = 'x';
+	assert_false(json_string_is(&s, long_name, 300));
+}
+
 static void test_string_rejects_controls_and_bad_escapes(void **state)
 {
 	(void)state;
@@ -641,6 +669,7 @@ int main(void)
 		cmocka_unit_test(test_string_unicode_escapes),
 		cmocka_unit_test(test_string_raw_utf8_passes_through),
 		cmocka_unit_test(test_unescape_rejects_lone_surrogates),
+		cmocka_unit_test(test_string_is_compares_decoded_text),
 		cmocka_unit_test(test_string_rejects_controls_and_bad_escapes),
 		cmocka_unit_test(test_numbers_keep_exact_text),
 		cmocka_unit_test(test_numbers_malformed),
