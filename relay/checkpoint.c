@@ -60,19 +60,21 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* A consumer with the file's connection settings (not the producer's own), read_committed. */
-static rd_kafka_t *new_consumer(const relay_config *cfg, const char *key, char *err, size_t errlen)
+/*
+ * A consumer with the file's connection settings (not the producer's own), read_committed.
+ * No group: it reads with offsets it keeps itself and commits none, so the relay's principal
+ * needs no group ACL (a group would also look up its coordinator for nothing).
+ */
+static rd_kafka_t *new_consumer(const relay_config *cfg, char *err, size_t errlen)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	char group[512], errstr[512];
+	char errstr[512];
 
 	for (int i = 0; i < cfg->n_kafka; i++)
 		rd_kafka_conf_set(conf, cfg->kafka[i].name, cfg->kafka[i].value, errstr, sizeof(errstr));
-	snprintf(group, sizeof(group), "%s.checkpoint-reader", key);
 	const char *fixed[][2] = {
-		{"group.id", group},		{"isolation.level", "read_committed"},
-		{"enable.partition.eof", "true"}, {"enable.auto.commit", "false"},
-		{"auto.offset.reset", "earliest"}, {"log_level", "3"},
+		{"isolation.level", "read_committed"}, {"enable.partition.eof", "true"},
+		{"log_level", "3"},
 	};
 	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
 		rd_kafka_conf_set(conf, fixed[i][0], fixed[i][1], errstr, sizeof(errstr));
@@ -83,23 +85,15 @@ static rd_kafka_t *new_consumer(const relay_config *cfg, const char *key, char *
 	return rk;
 }
 
-/* True when the consumer's position in every partition reached that partition's mark. */
-static bool all_read(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *l, const int64_t *high)
+/* True when the position read so far in every partition reached that partition's mark. */
+static bool all_read(int parts, const int64_t *pos, const int64_t *high)
 {
-	if (rd_kafka_position(rk, l) != RD_KAFKA_RESP_ERR_NO_ERROR)
-		return false;
-	for (int i = 0; i < l->cnt; i++)
-		if (high[i] > 0 && l->elems[i].offset < high[i])
+	for (int p = 0; p < parts; p++)
+		if (high[p] > 0 && pos[p] < high[p])
 			return false;
 	return true;
 }
 
-/*
- * Reads every partition up to the high watermark it had when reading began. read_committed
- * stops at the last stable offset, so an open transaction (another relay's, on this shared
- * topic) holds the read back until it ends; the newest checkpoint of this relay can lie behind
- * it. Reaching the watermark is the only proof of having seen everything.
- */
 /* Keeps the newest value of the "<key>.snapshot" record (a tombstone clears it). */
 static void keep_state(const rd_kafka_message_t *m, const char *key, size_t klen, char **state)
 {
@@ -110,57 +104,96 @@ static void keep_state(const rd_kafka_message_t *m, const char *key, size_t klen
 	*state = m->payload ? strndup(m->payload, m->len) : NULL;
 }
 
+/* Applies one message or event of the checkpoint topic to what was read; -1 when malformed. */
+static int take_message(const rd_kafka_message_t *m, const char *key, size_t klen, int64_t *pos,
+			checkpoint *cp, checkpoint_result *r, char **state)
+{
+	keep_state(m, key, klen, state);
+	if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+		pos[m->partition] = m->offset; /* past the transaction markers too */
+		return 0;
+	}
+	if (m->err) {
+		log_warn("reading checkpoint topic %s: %s", rd_kafka_topic_name(m->rkt),
+			 rd_kafka_message_errstr(m));
+		return 0;
+	}
+	pos[m->partition] = m->offset + 1;
+	if (m->key_len != klen || memcmp(m->key, key, klen) != 0)
+		return 0;
+	if (!m->payload) {
+		*r = CHECKPOINT_NONE; /* a tombstone: the operator reset this relay's position */
+		return 0;
+	}
+	if (checkpoint_decode(m->payload, m->len, cp) < 0)
+		return -1;
+	*r = CHECKPOINT_FOUND;
+	return 0;
+}
+
+/*
+ * Reads every partition up to the high watermark it had when reading began. read_committed
+ * stops at the last stable offset, so an open transaction (another relay's, on this shared
+ * topic) holds the read back until it ends; the newest checkpoint of this relay can lie behind
+ * it. Reaching the watermark is the only proof of having seen everything.
+ */
 static checkpoint_result read_to_end(rd_kafka_t *rk, const char *topic, int parts, const char *key,
 				     checkpoint *cp, char **state, char *err, size_t errlen)
 {
-	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts);
+	/* Hand-off: the topic handle and queue are ours, destroyed below after consume_stop. */
+	rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+	rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
 	int64_t *high = calloc((size_t)parts, sizeof(int64_t));
+	int64_t *pos = calloc((size_t)parts, sizeof(int64_t));
 	checkpoint_result r = CHECKPOINT_NONE;
 	int64_t deadline = mono_ms() + CHECKPOINT_TIMEOUT_MS;
 	size_t klen = strlen(key);
+	int started = 0;
 
-	for (int p = 0; p < parts; p++) {
+	if (!rkt || !high || !pos) {
+		snprintf(err, errlen, "reading checkpoint topic %s: out of memory", topic);
+		r = CHECKPOINT_ERROR;
+		goto done;
+	}
+	for (; started < parts; started++) {
 		int64_t low;
-		rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, topic, p, &low, &high[p],
-									 CHECKPOINT_TIMEOUT_MS);
+		rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
+			rk, topic, started, &low, &high[started], CHECKPOINT_TIMEOUT_MS);
+		if (!e && rd_kafka_consume_start_queue(rkt, started, RD_KAFKA_OFFSET_BEGINNING, q) < 0)
+			e = rd_kafka_last_error();
 		if (e) {
 			snprintf(err, errlen, "checkpoint topic %s: %s", topic, rd_kafka_err2str(e));
 			r = CHECKPOINT_ERROR;
 			goto done;
 		}
-		rd_kafka_topic_partition_list_add(l, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
 	}
-	rd_kafka_assign(rk, l);
-	while (!all_read(rk, l, high)) {
+	while (!all_read(parts, pos, high)) {
 		if (mono_ms() > deadline) {
 			snprintf(err, errlen, "reading checkpoint topic %s: its end was not reached in "
 				 "time (an open transaction holds it?)", topic);
 			r = CHECKPOINT_ERROR;
 			break;
 		}
-		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+		rd_kafka_message_t *m = rd_kafka_consume_queue(q, 200);
 		if (!m)
 			continue;
-		keep_state(m, key, klen, state);
-		if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-			log_warn("reading checkpoint topic %s: %s", topic, rd_kafka_message_errstr(m));
-		} else if (!m->err && m->key_len == klen && memcmp(m->key, key, klen) == 0 && !m->payload) {
-			r = CHECKPOINT_NONE; /* a tombstone: the operator reset this relay's position */
-		} else if (!m->err && m->key_len == klen && memcmp(m->key, key, klen) == 0) {
-			if (checkpoint_decode(m->payload, m->len, cp) < 0) {
-				snprintf(err, errlen, "checkpoint topic %s holds a malformed record for %s "
-					 "at offset %lld", topic, key, (long long)m->offset);
-				r = CHECKPOINT_ERROR;
-				rd_kafka_message_destroy(m);
-				break;
-			}
-			r = CHECKPOINT_FOUND;
+		if (take_message(m, key, klen, pos, cp, &r, state) < 0) {
+			snprintf(err, errlen, "checkpoint topic %s holds a malformed record for %s "
+				 "at offset %lld", topic, key, (long long)m->offset);
+			r = CHECKPOINT_ERROR;
+			rd_kafka_message_destroy(m);
+			break;
 		}
 		rd_kafka_message_destroy(m);
 	}
 done:
+	while (started-- > 0)
+		rd_kafka_consume_stop(rkt, started);
+	if (rkt)
+		rd_kafka_topic_destroy(rkt);
+	rd_kafka_queue_destroy(q);
 	free(high);
-	rd_kafka_topic_partition_list_destroy(l);
+	free(pos);
 	return r;
 }
 
@@ -170,11 +203,36 @@ checkpoint_result checkpoint_load(const relay_config *cfg, const char *topic, co
 	return checkpoint_load_state(cfg, topic, key, create, cp, NULL, err, errlen);
 }
 
+/* The topic's partition count, after creating it when missing and create is true; 0: missing. */
+static int topic_parts(rd_kafka_t *rk, const char *topic, bool create, char *err, size_t errlen)
+{
+	int parts = kafka_admin_partitions(rk, topic, CHECKPOINT_TIMEOUT_MS, err, errlen);
+	if (parts != 0 || !create)
+		return parts;
+	/* Compacted, one partition: the newest checkpoint of each relay is kept. */
+	if (kafka_admin_create(rk, topic, 1, -1, "compact", CHECKPOINT_TIMEOUT_MS, err, errlen) < 0)
+		return -1;
+	parts = kafka_admin_partitions(rk, topic, CHECKPOINT_TIMEOUT_MS, err, errlen);
+	if (parts == 0)
+		snprintf(err, errlen, "checkpoint topic %s was created but is not visible yet", topic);
+	return parts;
+}
+
+int checkpoint_create_topic(const relay_config *cfg, const char *topic, char *err, size_t errlen)
+{
+	rd_kafka_t *rk = new_consumer(cfg, err, errlen);
+	int parts = rk ? topic_parts(rk, topic, true, err, errlen) : -1;
+
+	if (rk)
+		rd_kafka_destroy(rk);
+	return parts > 0 ? 0 : -1;
+}
+
 checkpoint_result checkpoint_load_state(const relay_config *cfg, const char *topic, const char *key,
 					bool create, checkpoint *cp, char **state, char *err,
 					size_t errlen)
 {
-	rd_kafka_t *rk = new_consumer(cfg, key, err, errlen);
+	rd_kafka_t *rk = new_consumer(cfg, err, errlen);
 	checkpoint_result r = CHECKPOINT_ERROR;
 	int parts;
 
@@ -183,30 +241,19 @@ checkpoint_result checkpoint_load_state(const relay_config *cfg, const char *top
 		*state = NULL;
 	if (!rk)
 		return CHECKPOINT_ERROR;
-	parts = kafka_admin_partitions(rk, topic, CHECKPOINT_TIMEOUT_MS, err, errlen);
-	if (parts == 0) {
-		if (!create) {
-			snprintf(err, errlen, "checkpoint topic %s does not exist, but the slot does: it "
-				 "was deleted? Refusing to start from the slot alone (see "
-				 "docs/exactly-once.md)", topic);
-			r = CHECKPOINT_NO_TOPIC;
-			goto done;
-		}
-		/* Compacted, one partition: the newest checkpoint of each relay is kept. */
-		if (kafka_admin_create(rk, topic, 1, -1, "compact", CHECKPOINT_TIMEOUT_MS, err, errlen) < 0)
-			goto done;
-		parts = kafka_admin_partitions(rk, topic, CHECKPOINT_TIMEOUT_MS, err, errlen);
-	}
-	if (parts > 0)
+	parts = topic_parts(rk, topic, create, err, errlen);
+	if (parts == 0 && !create) {
+		snprintf(err, errlen, "checkpoint topic %s does not exist, but the slot does: it "
+			 "was deleted? Refusing to start from the slot alone (see "
+			 "docs/exactly-once.md)", topic);
+		r = CHECKPOINT_NO_TOPIC;
+	} else if (parts > 0) {
 		r = read_to_end(rk, topic, parts, key, cp, state, err, errlen);
-	else if (parts == 0)
-		snprintf(err, errlen, "checkpoint topic %s was created but is not visible yet", topic);
-done:
+	}
 	if (state && r != CHECKPOINT_FOUND) {
 		free(*state);
 		*state = NULL;
 	}
-	rd_kafka_consumer_close(rk);
 	rd_kafka_destroy(rk);
 	return r;
 }

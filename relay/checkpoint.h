@@ -43,6 +43,12 @@ checkpoint_result checkpoint_load(const relay_config *cfg, const char *topic, co
  * The same, also returning in *state the newest committed record of key "<key>.snapshot" (the
  * snapshot progress, malloc'd; NULL when there is none or no checkpoint was found).
  */
+/*
+ * Creates the checkpoint topic when it does not exist (compacted, one partition). Done before
+ * the slot is created, so that a slot never exists without its checkpoint topic: that pair is
+ * refused, as the topic was deleted. 0, or -1 with a message in err.
+ */
+int checkpoint_create_topic(const relay_config *cfg, const char *topic, char *err, size_t errlen);
 checkpoint_result checkpoint_load_state(const relay_config *cfg, const char *topic, const char *key,
 					bool create, checkpoint *cp, char **state, char *err,
 					size_t errlen);

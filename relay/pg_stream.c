@@ -147,7 +147,8 @@ static pg_result create_slot(pg_stream *s, const char *slot_ident, char *err, si
 }
 
 /* Looks the slot up; creates it when missing and allowed; refuses a slot that cannot serve us. */
-static pg_result check_slot(pg_stream *s, const char *slot, bool create, char *err, size_t errlen)
+static pg_result check_slot(pg_stream *s, const char *slot, bool create, pg_slot_prepare_fn prepare,
+			    void *arg, char *err, size_t errlen)
 {
 	char sql[1024];
 	char *lit = PQescapeLiteral(s->conn, slot, strlen(slot));
@@ -170,7 +171,9 @@ static pg_result check_slot(pg_stream *s, const char *slot, bool create, char *e
 			r = PG_FATAL;
 			goto cleanup;
 		}
-		r = create_slot(s, ident, err, errlen);
+		r = prepare ? prepare(arg, err, errlen) : PG_OK;
+		if (r == PG_OK)
+			r = create_slot(s, ident, err, errlen);
 		if (r == PG_OK)
 			log_info("created replication slot \"%s\" with wal2json", slot);
 		goto cleanup;
@@ -296,10 +299,10 @@ fail:
 	return r;
 }
 
-pg_result pg_stream_check_slot(pg_stream *s, const char *slot, bool create, char *err,
-			       size_t errlen)
+pg_result pg_stream_check_slot(pg_stream *s, const char *slot, bool create,
+			       pg_slot_prepare_fn prepare, void *arg, char *err, size_t errlen)
 {
-	return check_slot(s, slot, create, err, errlen);
+	return check_slot(s, slot, create, prepare, arg, err, errlen);
 }
 
 pg_result pg_stream_start(pg_stream *s, const char *slot, const char *add_tables,

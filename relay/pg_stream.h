@@ -30,10 +30,12 @@ typedef enum { PG_OK = 0, PG_RETRY = -1, PG_FATAL = -2 } pg_result;
  */
 pg_result pg_stream_connect(pg_stream **out, const char *conninfo, const char *password, char *err,
 			    size_t errlen);
+/* Called right before the slot is created: what must exist before the slot does. */
+typedef pg_result (*pg_slot_prepare_fn)(void *arg, char *err, size_t errlen);
 /* Checks the slot: logical, wal2json, this database, not in use, not invalidated; creates it
- * when missing and create is true. */
-pg_result pg_stream_check_slot(pg_stream *s, const char *slot, bool create, char *err,
-			       size_t errlen);
+ * when missing and create is true, after prepare (NULL: nothing) succeeded. */
+pg_result pg_stream_check_slot(pg_stream *s, const char *slot, bool create,
+			       pg_slot_prepare_fn prepare, void *arg, char *err, size_t errlen);
 /*
  * Starts streaming after `from` (0: the slot's confirmed position). add_tables and
  * add_msg_prefixes are wal2json's comma-separated filters ("" : no tables; all messages).

@@ -1421,6 +1421,16 @@ static pg_result setup_capture(relay *r, char *err, size_t errlen)
 	return PG_OK;
 }
 
+/* Exactly-once: the checkpoint topic exists before the slot is created (see checkpoint.h). */
+static pg_result before_slot(void *arg, char *err, size_t errlen)
+{
+	relay *r = arg;
+	if (!r->eos_on)
+		return PG_OK;
+	return checkpoint_create_topic(r->cfg, r->cfg->checkpoint_topic, err, errlen) < 0 ? PG_RETRY
+											  : PG_OK;
+}
+
 /* One attempt at a session: connect, Kafka (once), slot, checkpoint (once), start streaming. */
 static pg_result open_session(relay *r, char *err, size_t errlen)
 {
@@ -1429,7 +1439,8 @@ static pg_result open_session(relay *r, char *err, size_t errlen)
 	if (res == PG_OK)
 		res = setup_kafka(r, err, errlen);
 	if (res == PG_OK)
-		res = pg_stream_check_slot(r->pg, r->cfg->slot, r->cfg->create_slot, err, errlen);
+		res = pg_stream_check_slot(r->pg, r->cfg->slot, r->cfg->create_slot, before_slot, r,
+					   err, errlen);
 	if (res == PG_OK)
 		res = load_checkpoint(r, err, errlen);
 	if (res == PG_OK)

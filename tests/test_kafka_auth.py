@@ -10,7 +10,8 @@ import pytest
 import harness
 import relayctl
 
-PASSWORDS = {"relay": "relay-secret", "notxn": "notxn-secret"}
+PASSWORDS = {"relay": "relay-secret", "notxn": "notxn-secret", "minimal": "minimal-secret",
+             "nocreate": "nocreate-secret"}
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +148,65 @@ def test_transactional_id_denied_is_one_clear_error(sasl_outbox, sasl_kafka):
     assert any("transactional.id" in l and "authorization failed" in l.lower() and
                "needs an ACL allowing WRITE and DESCRIBE on the transactional id" in l for l in errors), errors
     assert confirmed(o) == ""  # it stopped before it created the slot
+
+
+def test_the_documented_minimal_acls_are_enough(sasl_outbox, sasl_kafka):
+    """A principal with only the ACLs docs/operations.md lists (exactly-once, topics created by
+    the relay): events, a dead letter and a restart from the checkpoint all work, with no
+    authorization error in the log."""
+    o = sasl_outbox
+    checkpoints, dlq = o.prefix + "-checkpoints", o.prefix + "-dead-letters"
+    user = ["--add", "--allow-principal", "User:minimal"]
+    # Event, checkpoint and dead-letter topics: write, describe, create (one prefix here).
+    sasl_kafka.acl(*user, "--operation", "Write", "--operation", "Describe", "--operation", "Create",
+                   "--resource-pattern-type", "prefixed", "--topic", o.prefix)
+    # The checkpoint topic is read back at start.
+    sasl_kafka.acl(*user, "--operation", "Read", "--topic", checkpoints)
+    # The transactional id: outbox-relay-<system id>-<slot>.
+    sasl_kafka.acl(*user, "--operation", "Write", "--operation", "Describe",
+                   "--resource-pattern-type", "prefixed", "--transactional-id", "outbox-relay-")
+    o.configure(user="minimal", password=PASSWORDS["minimal"],
+                extra_relay='checkpoint_topic = "%s"; dead_letter_topic = "%s";' % (checkpoints, dlq))
+    o.relay.start()
+    o.relay.wait_streaming()
+    first = publish(o, "a", 2)
+    assert sorted(m["key"] for m in sasl_kafka.consume([o.prefix + ".a"], until=2, timeout=60)) == first
+    publish(o, "not a topic", 1)  # a space: no valid topic name, so it is dead-lettered
+    assert len(sasl_kafka.consume([dlq], until=1, timeout=60)) == 1
+    assert o.relay.stop() == 0
+    o.relay.start()
+    o.relay.wait_streaming()
+    more = publish(o, "a", 2, start=2)
+    got = sasl_kafka.consume([o.prefix + ".a"], until=4, timeout=60)
+    assert sorted(m["key"] for m in got) == first + more
+    assert o.relay.stop() == 0
+    assert "uthoriz" not in o.relay.log(), o.relay.log()[-3000:]
+
+
+def test_no_slot_before_its_checkpoint_topic(sasl_outbox, sasl_kafka):
+    """A principal that may not create the checkpoint topic: the relay says so and retries
+    without creating the slot, so a restart after the ACL is added starts cleanly (a slot without
+    its checkpoint topic is refused, as a deleted topic)."""
+    o = sasl_outbox
+    checkpoints = o.prefix + "-checkpoints"
+    user = ["--add", "--allow-principal", "User:nocreate"]
+    sasl_kafka.acl(*user, "--operation", "Write", "--operation", "Describe", "--operation", "Read",
+                   "--resource-pattern-type", "prefixed", "--topic", o.prefix)
+    sasl_kafka.acl(*user, "--operation", "Write", "--operation", "Describe",
+                   "--resource-pattern-type", "prefixed", "--transactional-id", "outbox-relay-")
+    o.configure(user="nocreate", password=PASSWORDS["nocreate"],
+                extra_relay='checkpoint_topic = "%s";' % checkpoints)
+    o.relay.start()
+    o.relay.wait_log("retrying in", timeout=60)
+    assert "Authorization failed" in o.relay.log() or "authorization failed" in o.relay.log().lower()
+    assert confirmed(o) == ""  # no slot yet
+    o.relay.kill()
+    sasl_kafka.acl(*user, "--operation", "Create", "--resource-pattern-type", "prefixed", "--topic", o.prefix)
+    o.relay.start()
+    o.relay.wait_streaming()
+    sent = publish(o, "a", 2)
+    assert sorted(m["key"] for m in sasl_kafka.consume([o.prefix + ".a"], until=2, timeout=60)) == sent
+    assert o.relay.stop() == 0
 
 
 def lsn_int(text):
