@@ -123,14 +123,25 @@ capture *capture_new(const relay_config *cfg)
 	return c;
 }
 
-static void table_free(capture_table *t)
+/* Frees what the catalog entry filled in (columns, key), leaving names and topic. */
+static void table_clear_catalog(capture_table *t)
 {
-	if (!t)
-		return;
 	for (int i = 0; i < t->n_cols; i++)
 		free(t->cols[i].name);
 	free(t->cols);
 	free(t->keys);
+	t->cols = NULL;
+	t->keys = NULL;
+	t->n_cols = t->n_keys = 0;
+	t->refusal = NULL;
+	t->ordered = false;
+}
+
+static void table_free(capture_table *t)
+{
+	if (!t)
+		return;
+	table_clear_catalog(t);
 	free(t->schema);
 	free(t->table);
 	free(t->name);
@@ -304,35 +315,29 @@ static void choose_key(capture_table *t, const int *pk_pos, const int *ri_pos)
 	"coalesce((SELECT k.n FROM unnest(pk.indkey) WITH ORDINALITY k(att, n) "                 \
 	"WHERE k.att = a.attnum), 0), "                                                            \
 	"coalesce((SELECT k.n FROM unnest(ri.indkey) WITH ORDINALITY k(att, n) "                 \
-	"WHERE k.att = a.attnum), 0), c.relreplident "                                             \
+	"WHERE k.att = a.attnum), 0), c.relreplident, a.attlen = -1 "                              \
 	"FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "                           \
 	"JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "       \
 	"LEFT JOIN pg_index pk ON pk.indrelid = c.oid AND pk.indisprimary "                        \
 	"LEFT JOIN pg_index ri ON ri.indrelid = c.oid AND ri.indisreplident "                      \
 	"WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p') ORDER BY a.attnum"
 
-/* Builds a table from the catalog rows of TABLE_SQL. */
-static capture_table *table_from(capture *c, const capture_config *e, const char *schema,
-				 const char *table, PGresult *res)
+/* Fills columns, key and refusal of t from the catalog rows of TABLE_SQL, read at WAL lsn. */
+static void table_fill(capture_table *t, PGresult *res, lsn_t lsn)
 {
-	capture_table *t = xcalloc(1, sizeof(*t));
+	const capture_config *e = t->cfg;
 	int n = PQntuples(res);
 	int *pk = xcalloc((size_t)n + 1, sizeof(int)), *ri = xcalloc((size_t)n + 1, sizeof(int));
-	char name[600];
 
-	t->schema = xstrdup(schema);
-	t->table = xstrdup(table);
-	snprintf(name, sizeof(name), "%s.%s", schema, table);
-	t->name = xstrdup(name);
-	t->cfg = e;
-	t->topic = expand_topic(c->cfg, e, schema, table);
 	t->cols = xcalloc((size_t)n + 1, sizeof(capture_column));
 	t->n_cols = n;
 	t->replident = n > 0 ? PQgetvalue(res, 0, 4)[0] : 'd';
+	t->catalog_lsn = lsn;
 	for (int i = 0; i < n; i++) {
 		capture_column *col = &t->cols[i];
 		col->name = xstrdup(PQgetvalue(res, i, 0));
 		col->type_oid = (unsigned)strtoul(PQgetvalue(res, i, 1), NULL, 10);
+		col->toastable = PQgetvalue(res, i, 5)[0] == 't';
 		col->published = e->n_include_columns > 0
 					 ? in_list(e->include_columns, e->n_include_columns, col->name)
 					 : !in_list(e->exclude_columns, e->n_exclude_columns, col->name);
@@ -344,15 +349,67 @@ static capture_table *table_from(capture *c, const capture_config *e, const char
 	free(ri);
 	if (!t->refusal && !router_topic_name_ok(t->topic, strlen(t->topic)))
 		t->refusal = "the topic name made from the template is not a valid Kafka topic name";
+}
+
+/* Builds a table from the catalog rows of TABLE_SQL. */
+static capture_table *table_from(capture *c, const capture_config *e, const char *schema,
+				 const char *table, PGresult *res, lsn_t lsn)
+{
+	capture_table *t = xcalloc(1, sizeof(*t));
+	char name[600];
+
+	t->schema = xstrdup(schema);
+	t->table = xstrdup(table);
+	snprintf(name, sizeof(name), "%s.%s", schema, table);
+	t->name = xstrdup(name);
+	t->cfg = e;
+	t->topic = expand_topic(c->cfg, e, schema, table);
+	table_fill(t, res, lsn);
 	return t;
+}
+
+/*
+ * The catalog rows of schema.table (TABLE_SQL), or NULL with err. *lsn gets the server's WAL
+ * position read just before: the entry holds every change of the catalog written before it.
+ */
+static PGresult *read_catalog(PGconn *conn, const char *schema, const char *table, lsn_t *lsn,
+			      char *err, size_t errlen)
+{
+	const char *params[2] = {schema, table};
+	PGresult *res = PQexec(conn, "SELECT pg_current_wal_lsn()");
+
+	*lsn = 0;
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		lsn_parse(PQgetvalue(res, 0, 0), strlen(PQgetvalue(res, 0, 0)), lsn);
+	PQclear(res);
+	res = PQexecParams(conn, TABLE_SQL, 2, NULL, params, NULL, NULL, 0);
+	if (*lsn != 0 && PQresultStatus(res) == PGRES_TUPLES_OK)
+		return res;
+	snprintf(err, errlen, "reading the catalog entry of %s.%s: %s", schema, table,
+		 PQerrorMessage(conn));
+	PQclear(res);
+	return NULL;
+}
+
+int capture_refresh(PGconn *conn, capture_table *t, char *err, size_t errlen)
+{
+	lsn_t lsn;
+	PGresult *res = read_catalog(conn, t->schema, t->table, &lsn, err, errlen);
+
+	if (!res)
+		return -1;
+	table_clear_catalog(t);
+	table_fill(t, res, lsn);
+	PQclear(res);
+	return 0;
 }
 
 int capture_lookup(capture *c, PGconn *conn, const char *schema, const char *table,
 		   capture_table **out, char *err, size_t errlen)
 {
 	const capture_config *e;
-	const char *params[2] = {schema, table};
 	PGresult *res;
+	lsn_t lsn;
 
 	for (int i = 0; i < c->n_tables; i++) {
 		if (strcmp(c->tables[i]->table, table) == 0 && strcmp(c->tables[i]->schema, schema) == 0) {
@@ -365,18 +422,13 @@ int capture_lookup(capture *c, PGconn *conn, const char *schema, const char *tab
 		return 0;
 	if (!conn)
 		return -2; /* the catalog must be read: the caller connects and asks again */
-	res = PQexecParams(conn, TABLE_SQL, 2, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		snprintf(err, errlen, "reading the catalog entry of %s.%s: %s", schema, table,
-			 PQerrorMessage(conn));
-		PQclear(res);
+	if (!(res = read_catalog(conn, schema, table, &lsn, err, errlen)))
 		return -1;
-	}
 	if (c->n_tables == c->cap_tables) {
 		c->cap_tables = c->cap_tables ? c->cap_tables * 2 : 16;
 		c->tables = xrealloc(c->tables, sizeof(capture_table *) * (size_t)c->cap_tables);
 	}
-	*out = c->tables[c->n_tables++] = table_from(c, e, schema, table, res);
+	*out = c->tables[c->n_tables++] = table_from(c, e, schema, table, res, lsn);
 	PQclear(res);
 	return 1;
 }
@@ -469,6 +521,42 @@ static const cap_field *field_named(const field_list *l, const char *name)
 		if (json_string_is(&l->f[i].name, name, n))
 			return &l->f[i];
 	return NULL;
+}
+
+/*
+ * Whether the fields (wal2json prints them in column order) are columns of the catalog entry,
+ * in order. A column may be missing from them only when some_may_miss allows it: any column
+ * (an identity), TOASTed ones (an update leaves out unchanged ones), none (an insert).
+ */
+enum { MISS_NONE, MISS_TOASTABLE, MISS_ANY };
+static bool fields_fit(const capture_table *t, const field_list *l, int some_may_miss)
+{
+	int i = 0;
+	for (size_t j = 0; j <= l->n; j++, i++) {
+		/* Past the last field: the rest of the columns are missing. */
+		while (i < t->n_cols && (j == l->n || !json_string_is(&l->f[j].name, t->cols[i].name,
+								      strlen(t->cols[i].name)))) {
+			if (some_may_miss == MISS_NONE ||
+			    (some_may_miss == MISS_TOASTABLE && !t->cols[i].toastable))
+				return false;
+			i++;
+		}
+		if (i == t->n_cols && j < l->n)
+			return false; /* a field the catalog entry does not know */
+	}
+	return true;
+}
+
+bool capture_stale(capture *c, const capture_table *t, const w2j_record *rec)
+{
+	if (rec->lsn <= t->catalog_lsn || rec->action == W2J_TRUNCATE)
+		return false;
+	if (read_fields(&c->now, &rec->columns) < 0 || read_fields(&c->old, &rec->identity) < 0)
+		return false; /* malformed: capture_build says so */
+	if (rec->action != W2J_DELETE &&
+	    !fields_fit(t, &c->now, rec->action == W2J_INSERT ? MISS_NONE : MISS_TOASTABLE))
+		return true;
+	return !fields_fit(t, &c->old, MISS_ANY);
 }
 
 /* Whether the table publishes a column of the record (include_columns / exclude_columns). */

@@ -14,6 +14,7 @@
 typedef struct {
 	char *name;
 	unsigned type_oid;
+	bool toastable; /* variable length: an update may leave it out when it did not change */
 	bool published; /* not left out by include_columns / exclude_columns */
 } capture_column;
 
@@ -31,6 +32,7 @@ typedef struct {
 	char replident;   /* pg_class.relreplident: d(efault), f(ull), i(ndex), n(othing) */
 	bool ordered;     /* the key is a unique not-null index's columns: snapshots can use it */
 	const char *refusal; /* why its changes cannot be published (no key), or NULL */
+	lsn_t catalog_lsn;   /* the server's WAL position when the catalog entry was read */
 } capture_table;
 
 typedef struct capture capture;
@@ -48,6 +50,14 @@ const capture_config *capture_entry_for(const capture *c, const char *schema, co
  */
 int capture_lookup(capture *c, PGconn *conn, const char *schema, const char *table,
 		   capture_table **out, char *err, size_t errlen);
+/*
+ * True when a change written after the catalog entry was read does not fit it: a column the
+ * entry does not know, or (an insert, which carries every column) one it lacks. A column was
+ * added, dropped or renamed since: read the entry again with capture_refresh.
+ */
+bool capture_stale(capture *c, const capture_table *t, const w2j_record *rec);
+/* Reads the catalog entry of t again, in place (pointers to t stay valid); -1 with err. */
+int capture_refresh(PGconn *conn, capture_table *t, char *err, size_t errlen);
 /* Same, for the schema and table of a wal2json record. */
 int capture_lookup_record(capture *c, PGconn *conn, const w2j_record *rec, capture_table **out,
 			  char *err, size_t errlen);

@@ -855,6 +855,24 @@ static stream_end publish_change(relay *r, const capture_table *t, const w2j_rec
 	return group_end(r, e, true);
 }
 
+/*
+ * A change that does not fit its table's columns as read (ALTER TABLE since): the catalog entry
+ * is read again, so that added, dropped and renamed columns (and keys) are right from here on.
+ */
+static int refresh_table(relay *r, capture_table *t, const w2j_record *rec)
+{
+	char err[1024], a[LSN_TEXT_MAX];
+	PGconn *conn = sql_conn(r, err, sizeof(err));
+
+	if (!conn || capture_refresh(conn, t, err, sizeof(err)) < 0) {
+		log_warn("%s", err);
+		return -1;
+	}
+	log_info("capture: the change at %s does not fit the columns of %s as read: its catalog "
+		 "entry was read again (%d columns)", lsn_format(rec->lsn, a), t->name, t->n_cols);
+	return 0;
+}
+
 /* An insert, update, delete or truncate that no outbox source took: change capture's, maybe. */
 static stream_end handle_change(relay *r, const w2j_record *rec, const char *data, size_t len)
 {
@@ -880,6 +898,8 @@ static stream_end handle_change(relay *r, const w2j_record *rec, const char *dat
 		return STREAM_CONTINUE;
 	if (r->eos_on && !eos_pg_row(&r->eos))
 		return STREAM_CONTINUE; /* Kafka has it: a committed part of a split transaction */
+	if (capture_stale(r->cap, t, rec) && refresh_table(r, t, rec) < 0)
+		return STREAM_REWIND;
 	return publish_change(r, t, rec, data, len);
 }
 

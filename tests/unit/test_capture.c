@@ -157,6 +157,48 @@ static void test_missing_key_and_refusal(void **state)
 	capture_free(f.cap);
 }
 
+/* Whether one wal2json text fits the fixture's columns (capture_stale inverted). */
+static bool fits(fixture *f, const char *text)
+{
+	w2j_record rec;
+	const char *why = NULL;
+
+	assert_int_equal(w2j_decode(text, strlen(text), &rec, &why), 0);
+	return !capture_stale(f->cap, &f->t, &rec);
+}
+
+/* A change that does not fit the columns as read asks for the catalog again (ALTER TABLE). */
+static void test_stale_catalog(void **state)
+{
+	fixture f;
+
+	(void)state;
+	setup_table(&f, 'd', false);
+	f.cols[1].toastable = f.cols[2].toastable = f.cols[3].toastable = true;
+	const char *all = COL("id", "int", "1") "," COL("body", "text", "null") ","
+		COL("secret", "text", "null") "," COL("doc", "json", "null");
+	char text[1024];
+	snprintf(text, sizeof(text), HEAD("I") ",\"columns\":[%s]}", all);
+	assert_true(fits(&f, text));
+	/* An insert without a column: it was dropped. */
+	assert_false(fits(&f, HEAD("I") ",\"columns\":[" COL("id", "int", "1") "]}"));
+	/* A column the catalog does not know: added or renamed. */
+	snprintf(text, sizeof(text), HEAD("I") ",\"columns\":[%s," COL("new", "int", "2") "]}", all);
+	assert_false(fits(&f, text));
+	/* An update may leave out TOASTed columns, never a fixed-length one. */
+	assert_true(fits(&f, HEAD("U") ",\"columns\":[" COL("id", "int", "1") "," COL("doc", "json", "null")
+			 "],\"identity\":[" COL("id", "int", "1") "]}"));
+	assert_false(fits(&f, HEAD("U") ",\"columns\":[" COL("body", "text", "null")
+			  "],\"identity\":[" COL("id", "int", "1") "]}"));
+	/* A delete carries the identity only; its key renamed is not a column. */
+	assert_true(fits(&f, HEAD("D") ",\"identity\":[" COL("id", "int", "1") "]}"));
+	assert_false(fits(&f, HEAD("D") ",\"identity\":[" COL("uid", "int", "1") "]}"));
+	/* Changes from before the catalog was read are not compared. */
+	f.t.catalog_lsn = 0x16B3748;
+	assert_true(fits(&f, HEAD("I") ",\"columns\":[" COL("id", "int", "1") "]}"));
+	capture_free(f.cap);
+}
+
 static void test_snapshot_record(void **state)
 {
 	fixture f;
@@ -220,6 +262,7 @@ int main(void)
 		cmocka_unit_test(test_update_full_identity_fills_toast),
 		cmocka_unit_test(test_delete_truncate_and_key_change),
 		cmocka_unit_test(test_missing_key_and_refusal),
+		cmocka_unit_test(test_stale_catalog),
 		cmocka_unit_test(test_snapshot_record),
 		cmocka_unit_test(test_snapshot_state),
 	};
