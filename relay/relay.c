@@ -1173,7 +1173,7 @@ static stream_end stream(relay *r)
 {
 	for (;;) {
 		pg_msg msg;
-		int n = 0, got = 0;
+		int n = 0, records = 0, got = 0;
 		stream_end e;
 		char reason[512];
 
@@ -1197,6 +1197,7 @@ static stream_end stream(relay *r)
 		}
 		while (n < READ_BATCH && !in_flight_full(r) && (got = pg_stream_read(r->pg, &msg)) == 1) {
 			n++;
+			records += msg.kind == 'w';
 			if ((e = handle_message(r, &msg)) != STREAM_CONTINUE)
 				return e;
 		}
@@ -1209,20 +1210,35 @@ static stream_end stream(relay *r)
 				return e;
 			continue;
 		}
+		/*
+		 * Reading on without an idle pass (below) must not keep the open Kafka transaction
+		 * open: only records commit it by its age (produce, a C record), and a server
+		 * stopping sends nothing but keepalives, one per status update, until the slot is
+		 * confirmed to its end: the open transaction is committed here when due.
+		 */
 		if (n == READ_BATCH) {
 			/* More may be buffered in libpq: serve Kafka and timers, then read on. */
 			kafka_serve(r->kp);
 			notify_watchdog();
 			if (send_status(r, false) < 0)
 				return STREAM_BROKEN;
-			if ((e = backlog_checkpoint(r)) != STREAM_CONTINUE)
+			if ((e = maybe_commit(r, false)) != STREAM_CONTINUE ||
+			    (e = backlog_checkpoint(r)) != STREAM_CONTINUE)
 				return e;
 			maybe_take_chunk(r); /* a busy stream must not starve a snapshot */
 			continue;
 		}
-		/* Records came, more are on their way: gather them (until a pass finds none). */
-		if (n > 0 && behind_by(r, GATHER_BEHIND_MS)) {
-			if ((e = backlog_checkpoint(r)) != STREAM_CONTINUE)
+		/*
+		 * Records came, more are on their way: gather them (until a pass finds none).
+		 * Keepalives alone are not records: a pass that read only keepalives is idle input.
+		 * Counting them once kept a relay gathering forever while a stopping server answered
+		 * each status update with a keepalive (txn_commit_ms, the last transaction's, stays
+		 * old): the Kafka transaction was never committed, the slot never confirmed, and the
+		 * server's fast stop waited for it until pg_ctl gave up.
+		 */
+		if (records > 0 && behind_by(r, GATHER_BEHIND_MS)) {
+			if ((e = maybe_commit(r, false)) != STREAM_CONTINUE ||
+			    (e = backlog_checkpoint(r)) != STREAM_CONTINUE)
 				return e;
 			if (gather_input(r) < 0)
 				return STREAM_BROKEN;

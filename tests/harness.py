@@ -328,11 +328,14 @@ class Postgres:
                      what="output_plugin_libraries to include wal2json")
         self.output_plugin_libraries = self.query("SHOW output_plugin_libraries")[0][0]
 
-    def stop(self, mode="fast"):
-        """Stop the server with pg_ctl (mode: smart, fast or immediate); the data dir is kept."""
+    def stop(self, mode="fast", timeout=60):
+        """Stop the server with pg_ctl (mode: smart, fast or immediate); the data dir is kept.
+
+        True when it stopped within timeout seconds; False when it had to be stopped immediately.
+        """
         if not self._running:
-            return
-        proc = self._run(["pg_ctl", "stop", "-w", "-t", "60", "-m", mode, "-D", self.data_dir],
+            return True
+        proc = self._run(["pg_ctl", "stop", "-w", "-t", str(timeout), "-m", mode, "-D", self.data_dir],
                          check=mode == "immediate")
         if proc.returncode != 0:
             # A fast stop waits for walsenders until their client confirms the end of WAL; a
@@ -341,6 +344,7 @@ class Postgres:
                   % (mode, proc.stdout or "", tail(self.log_path or "")), flush=True)
             self._run(["pg_ctl", "stop", "-w", "-t", "60", "-m", "immediate", "-D", self.data_dir])
         self._running = False
+        return proc.returncode == 0
 
     def restart(self, mode="fast"):
         """Stop (fast or immediate, i.e. crash) and start again on the same data dir and port."""

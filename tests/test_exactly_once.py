@@ -3,7 +3,10 @@ import json
 import os
 import random
 import signal
+import socket
+import struct
 import threading
+import time
 
 import pytest
 
@@ -188,6 +191,194 @@ def test_postgres_restart_under_load_is_exactly_once(outbox, kafka, pg, mode):
     # Both writer generations: merge what the first one committed.
     assert_exactly_once(kafka, outbox, writers_all(outbox))
     assert outbox.relay.proc.poll() is None
+
+
+def test_fast_postgres_stop_while_the_relay_holds_a_kafka_transaction(outbox, kafka, pg):
+    """A fast stop ends once the relay confirms the end of WAL, also when the relay comes to its
+    last rows behind (committed over 200 ms before: it gathers input) with their Kafka transaction
+    still open. The stopping walsender answers each status update with a new keepalive, so the
+    input never runs dry: those keepalives once kept the relay gathering forever, its Kafka
+    transaction never committed, and the stop waited out pg_ctl's timeout. (Here that hang ends
+    by chance when a keepalive comes a millisecond late; the keepalive flood test below pins it.)"""
+    def shutting_down():
+        with open(pg.log_path, errors="replace") as f:
+            f.seek(log_start)
+            return "LOG:  shutting down" in f.read()
+
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    publish_rows(outbox.db, 10, 0)
+    kafka.consume([outbox.topic("user")], until=10, timeout=60)  # the topic exists; all committed
+    log_start = os.path.getsize(pg.log_path)
+    stopped = []
+    stopper = threading.Thread(target=lambda: stopped.append(pg.stop("fast", timeout=20)))
+    outbox.relay.proc.send_signal(signal.SIGSTOP)
+    try:
+        publish_rows(outbox.db, 20, 100)
+        committed = time.monotonic()
+        stopper.start()
+        # The checkpointer tells the walsender to stop; once it has sent all WAL it only waits
+        # for the relay's confirmation (the shutdown checkpoint waits for it to exit).
+        wait_for(shutting_down, 30, what="the shutdown to begin")
+        told = time.monotonic()
+        # Read more than 200 ms after their commit, the rows are a backlog: the relay gathers.
+        wait_for(lambda: time.monotonic() >= max(committed + 0.5, told + 0.2), 5,
+                 what="the walsender to wait and the rows to be 0.5 s old")
+    finally:
+        outbox.relay.proc.send_signal(signal.SIGCONT)
+    stopper.join()
+    assert stopped == [True], "the fast stop waited for the relay:\n" + outbox.relay.log()[-3000:]
+    pg.start()
+    assert_exactly_once(kafka, outbox, writers_all(outbox))
+    assert outbox.relay.proc.poll() is None
+    assert outbox.relay.stop() == 0
+
+
+class KeepaliveFlood:
+    """A TCP proxy in front of PostgreSQL that, while flooding is set, fills each replication
+    stream (after CopyBothResponse) with keepalives between the server's own messages: a
+    stopping server sends one per status update; this sends them faster than the relay reads,
+    so the relay never finds its input idle."""
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.flooding = threading.Event()
+        self.flowing = threading.Event()  # keepalives went out since flooding was set
+        self.records = 0  # XLogData messages passed on to a relay
+        self.conns = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def dsn(self, dbname):
+        return "host=127.0.0.1 port=%d dbname=%s user=postgres sslmode=disable gssencmode=disable" % (
+            self.port, dbname)
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            # Megabytes queued towards the relay: a pause of this thread leaves it input.
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
+            c = {"client": client, "server": socket.create_connection(("127.0.0.1", self.target_port)),
+                 "lock": threading.Lock(), "streaming": False, "wal_end": 0, "closed": False}
+            self.conns.append(c)
+            for run in (self._up, self._down, self._flood):
+                threading.Thread(target=run, args=(c,), daemon=True).start()
+
+    def _close(self, c):
+        c["closed"] = True
+        for sock in (c["client"], c["server"]):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def _up(self, c):
+        try:
+            while True:
+                data = c["client"].recv(65536)
+                if not data:
+                    break
+                c["server"].sendall(data)
+        except OSError:
+            pass
+        self._close(c)
+
+    def _down(self, c):
+        """Server to relay, one whole message at a time (keepalives go only between them)."""
+        buf = b""
+        try:
+            while True:
+                data = c["server"].recv(65536)
+                if not data:
+                    break
+                buf += data
+                while len(buf) >= 5 and len(buf) >= 1 + struct.unpack("!I", buf[1:5])[0]:
+                    n = 1 + struct.unpack("!I", buf[1:5])[0]
+                    msg, buf = buf[:n], buf[n:]
+                    kind = msg[5:6] if msg[:1] == b"d" else b""
+                    if msg[:1] == b"W":
+                        c["streaming"] = True
+                    elif msg[:1] != b"d":
+                        c["streaming"] = False  # the copy ended
+                    elif kind == b"w":
+                        c["wal_end"] = max(c["wal_end"], struct.unpack("!Q", msg[14:22])[0])
+                    elif kind == b"k":
+                        c["wal_end"] = max(c["wal_end"], struct.unpack("!Q", msg[6:14])[0])
+                    with c["lock"]:
+                        c["client"].sendall(msg)
+                    if kind == b"w":
+                        self.records += 1
+        except OSError:
+            pass
+        self._close(c)
+
+    def _flood(self, c):
+        try:
+            while not c["closed"]:
+                if not (self.flooding.is_set() and c["streaming"]):
+                    time.sleep(0.01)
+                    continue
+                keepalive = b"d" + struct.pack("!IcQQc", 22, b"k", c["wal_end"], 0, b"\0")
+                with c["lock"]:
+                    c["client"].sendall(keepalive * 32768)
+                self.flowing.set()
+        except OSError:
+            pass
+
+    def close(self):
+        self.flooding.clear()
+        self.listener.close()
+        for c in self.conns:
+            self._close(c)
+
+
+def publish_rows(db, n, first_seq):
+    """One transaction of n outbox rows: keys k0..k9, payload seq first_seq.. (increasing per key)."""
+    db.execute("SELECT outbox.publish('user', 'k' || (i %% 10), 'Changed', jsonb_build_object('seq', i)) "
+               "FROM generate_series(%s, %s) i", (first_seq, first_seq + n - 1))
+
+
+def test_keepalives_alone_do_not_keep_a_kafka_transaction_open(outbox, kafka, pg):
+    """Rows read as a backlog (committed over 200 ms before: the relay gathers input), then only
+    keepalives: the Kafka transaction holding the rows still commits by its age. Counted as
+    input, the keepalives once kept the relay reading on forever without committing (a stopping
+    server's keepalives kept its fast stop waiting for the slot to be confirmed)."""
+    proxy = KeepaliveFlood(pg.port)
+    try:
+        relayctl.write_config(outbox.config_path, proxy.dsn(outbox.db.name), kafka.bootstrap,
+                              outbox.slot, outbox.prefix + ".${aggregate_type}")
+        outbox.relay.start()
+        outbox.relay.wait_streaming()
+        publish_rows(outbox.db, 10, 0)
+        assert len(kafka.consume([outbox.topic("user")], until=10, timeout=60)) == 10
+        outbox.relay.proc.send_signal(signal.SIGSTOP)
+        try:
+            before = proxy.records
+            publish_rows(outbox.db, 20, 100)
+            committed = time.monotonic()
+            _, rows_end = slot_lsns(outbox.db, outbox.slot)
+            wait_for(lambda: proxy.records >= before + 22, 30, what="B, 20 rows and C sent to the relay")
+            # Read more than 200 ms after their commit, the rows are a backlog: the relay gathers.
+            wait_for(lambda: time.monotonic() - committed >= 0.5, 5, what="the rows to be 0.5 s old")
+            proxy.flooding.set()
+            wait_for(proxy.flowing.is_set, 10, what="keepalives after the rows")
+        finally:
+            outbox.relay.proc.send_signal(signal.SIGCONT)
+        # Committed after relay.transaction_max_ms (100 ms), then confirmed: a few seconds at most.
+        try:
+            wait_for(lambda: slot_lsns(outbox.db, outbox.slot)[0] >= rows_end, 8,
+                     what="the slot confirmed past the rows (their Kafka transaction committed)")
+        finally:
+            proxy.flooding.clear()
+        assert_exactly_once(kafka, outbox, writers_all(outbox))
+        assert outbox.relay.stop() == 0
+    finally:
+        proxy.close()
 
 
 def writers_all(outbox):
