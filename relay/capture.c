@@ -347,6 +347,9 @@ static void table_fill(capture_table *t, PGresult *res, lsn_t lsn)
 	choose_key(t, pk, ri);
 	free(pk);
 	free(ri);
+	if (n == 0)
+		t->refusal = "the table is not in the catalog (dropped or renamed since its change "
+			     "was written), so its key cannot be known";
 	if (!t->refusal && !router_topic_name_ok(t->topic, strlen(t->topic)))
 		t->refusal = "the topic name made from the template is not a valid Kafka topic name";
 }
@@ -382,8 +385,13 @@ static PGresult *read_catalog(PGconn *conn, const char *schema, const char *tabl
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
 		lsn_parse(PQgetvalue(res, 0, 0), strlen(PQgetvalue(res, 0, 0)), lsn);
 	PQclear(res);
+	if (*lsn == 0) {
+		snprintf(err, errlen, "reading the WAL position for the catalog entry of %s.%s: %s",
+			 schema, table, PQerrorMessage(conn));
+		return NULL;
+	}
 	res = PQexecParams(conn, TABLE_SQL, 2, NULL, params, NULL, NULL, 0);
-	if (*lsn != 0 && PQresultStatus(res) == PGRES_TUPLES_OK)
+	if (PQresultStatus(res) == PGRES_TUPLES_OK)
 		return res;
 	snprintf(err, errlen, "reading the catalog entry of %s.%s: %s", schema, table,
 		 PQerrorMessage(conn));
@@ -398,8 +406,15 @@ int capture_refresh(PGconn *conn, capture_table *t, char *err, size_t errlen)
 
 	if (!res)
 		return -1;
-	table_clear_catalog(t);
-	table_fill(t, res, lsn);
+	if (PQntuples(res) == 0) {
+		/* Dropped or renamed since the change was written: the entry it had fits it best. */
+		log_warn("capture: %s is no longer in the catalog (dropped or renamed?): its changes "
+			 "still being read keep the columns and key read before", t->name);
+		t->catalog_lsn = lsn;
+	} else {
+		table_clear_catalog(t);
+		table_fill(t, res, lsn);
+	}
 	PQclear(res);
 	return 0;
 }
@@ -547,9 +562,10 @@ static bool fields_fit(const capture_table *t, const field_list *l, int some_may
 	return true;
 }
 
-bool capture_stale(capture *c, const capture_table *t, const w2j_record *rec)
+bool capture_stale(capture *c, const capture_table *t, const w2j_record *rec, lsn_t commit_end)
 {
-	if (rec->lsn <= t->catalog_lsn || rec->action == W2J_TRUNCATE)
+	/* A transaction committed before the catalog was read: the read saw its ALTER TABLE. */
+	if (commit_end <= t->catalog_lsn || rec->action == W2J_TRUNCATE)
 		return false;
 	if (read_fields(&c->now, &rec->columns) < 0 || read_fields(&c->old, &rec->identity) < 0)
 		return false; /* malformed: capture_build says so */

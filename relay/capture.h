@@ -51,12 +51,17 @@ const capture_config *capture_entry_for(const capture *c, const char *schema, co
 int capture_lookup(capture *c, PGconn *conn, const char *schema, const char *table,
 		   capture_table **out, char *err, size_t errlen);
 /*
- * True when a change written after the catalog entry was read does not fit it: a column the
- * entry does not know, or (an insert, which carries every column) one it lacks. A column was
- * added, dropped or renamed since: read the entry again with capture_refresh.
+ * True when a change of a transaction that committed after the catalog entry was read
+ * (commit_end: its commit record's end) does not fit the entry: a column the entry does not
+ * know, or one missing that cannot be an unchanged TOASTed value. A column was added, dropped
+ * or renamed since (the catalog read could not see that transaction's own ALTER TABLE): read
+ * the entry again with capture_refresh.
  */
-bool capture_stale(capture *c, const capture_table *t, const w2j_record *rec);
-/* Reads the catalog entry of t again, in place (pointers to t stay valid); -1 with err. */
+bool capture_stale(capture *c, const capture_table *t, const w2j_record *rec, lsn_t commit_end);
+/*
+ * Reads the catalog entry of t again, in place (pointers to t stay valid); -1 with err. A table
+ * gone from the catalog (dropped or renamed since) keeps the entry it had.
+ */
 int capture_refresh(PGconn *conn, capture_table *t, char *err, size_t errlen);
 /* Same, for the schema and table of a wal2json record. */
 int capture_lookup_record(capture *c, PGconn *conn, const w2j_record *rec, capture_table **out,

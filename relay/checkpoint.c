@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "kafka_admin.h"
 #include "log.h"
 
@@ -53,13 +54,6 @@ done:
 	return r;
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /*
  * A consumer with the file's connection settings (not the producer's own), read_committed.
  * No group: it reads with offsets it keeps itself and commits none, so the relay's principal
@@ -72,9 +66,11 @@ static rd_kafka_t *new_consumer(const relay_config *cfg, char *err, size_t errle
 
 	for (int i = 0; i < cfg->n_kafka; i++)
 		rd_kafka_conf_set(conf, cfg->kafka[i].name, cfg->kafka[i].value, errstr, sizeof(errstr));
+	/* A fetch out of range (the log start moved) starts over from the earliest offset: jumping
+	 * to the end would reach the watermark without the newest checkpoint. */
 	const char *fixed[][2] = {
 		{"isolation.level", "read_committed"}, {"enable.partition.eof", "true"},
-		{"log_level", "3"},
+		{"auto.offset.reset", "earliest"},     {"log_level", "3"},
 	};
 	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
 		rd_kafka_conf_set(conf, fixed[i][0], fixed[i][1], errstr, sizeof(errstr));
@@ -104,7 +100,10 @@ static void keep_state(const rd_kafka_message_t *m, const char *key, size_t klen
 	*state = m->payload ? strndup(m->payload, m->len) : NULL;
 }
 
-/* Applies one message or event of the checkpoint topic to what was read; -1 when malformed. */
+/*
+ * Applies one message or event of the checkpoint topic to what was read; -1 when malformed,
+ * -2 when the relay may not read the topic (retrying would not help until the ACL is there).
+ */
 static int take_message(const rd_kafka_message_t *m, const char *key, size_t klen, int64_t *pos,
 			checkpoint *cp, checkpoint_result *r, char **state)
 {
@@ -113,6 +112,8 @@ static int take_message(const rd_kafka_message_t *m, const char *key, size_t kle
 		pos[m->partition] = m->offset; /* past the transaction markers too */
 		return 0;
 	}
+	if (m->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
+		return -2;
 	if (m->err) {
 		log_warn("reading checkpoint topic %s: %s", rd_kafka_topic_name(m->rkt),
 			 rd_kafka_message_errstr(m));
@@ -146,7 +147,7 @@ static checkpoint_result read_to_end(rd_kafka_t *rk, const char *topic, int part
 	int64_t *high = calloc((size_t)parts, sizeof(int64_t));
 	int64_t *pos = calloc((size_t)parts, sizeof(int64_t));
 	checkpoint_result r = CHECKPOINT_NONE;
-	int64_t deadline = mono_ms() + CHECKPOINT_TIMEOUT_MS;
+	int64_t deadline = clock_mono_ms() + CHECKPOINT_TIMEOUT_MS;
 	size_t klen = strlen(key);
 	int started = 0;
 
@@ -168,7 +169,7 @@ static checkpoint_result read_to_end(rd_kafka_t *rk, const char *topic, int part
 		}
 	}
 	while (!all_read(parts, pos, high)) {
-		if (mono_ms() > deadline) {
+		if (clock_mono_ms() > deadline) {
 			snprintf(err, errlen, "reading checkpoint topic %s: its end was not reached in "
 				 "time (an open transaction holds it?)", topic);
 			r = CHECKPOINT_ERROR;
@@ -177,9 +178,15 @@ static checkpoint_result read_to_end(rd_kafka_t *rk, const char *topic, int part
 		rd_kafka_message_t *m = rd_kafka_consume_queue(q, 200);
 		if (!m)
 			continue;
-		if (take_message(m, key, klen, pos, cp, &r, state) < 0) {
+		int taken = take_message(m, key, klen, pos, cp, &r, state);
+		if (taken == -1)
 			snprintf(err, errlen, "checkpoint topic %s holds a malformed record for %s "
 				 "at offset %lld", topic, key, (long long)m->offset);
+		else if (taken == -2)
+			snprintf(err, errlen, "reading checkpoint topic %s: %s (Kafka authorization: "
+				 "the relay's principal needs an ACL allowing READ on the topic)", topic,
+				 rd_kafka_err2str(m->err));
+		if (taken < 0) {
 			r = CHECKPOINT_ERROR;
 			rd_kafka_message_destroy(m);
 			break;

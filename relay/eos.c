@@ -5,19 +5,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 
 /* Each blocking Kafka call runs in slices this long, with the tick in between. */
 #define EOS_SLICE_MS 100
 /* Opaque of the checkpoint record's delivery report: no PostgreSQL transaction. */
 #define EOS_CHECKPOINT_OPAQUE ((void *)UINTPTR_MAX)
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void eos_init(eos *e, const relay_config *cfg, const char *txn_id)
 {
@@ -98,7 +92,7 @@ eos_result eos_ensure_open(eos *e, char *err, size_t errlen)
 	if (r != KAFKA_TXN_OK)
 		return r == KAFKA_TXN_FATAL ? EOS_FATAL : EOS_REPLAY;
 	e->open = true;
-	e->opened_ms = mono_ms();
+	e->opened_ms = clock_mono_ms();
 	e->records = 0;
 	return EOS_OK;
 }
@@ -132,7 +126,7 @@ bool eos_commit_due(const eos *e, bool input_idle)
 		return false;
 	if (e->records >= (uint64_t)e->cfg->transaction_max_records)
 		return true;
-	if (mono_ms() - e->opened_ms >= e->cfg->transaction_max_ms)
+	if (clock_mono_ms() - e->opened_ms >= e->cfg->transaction_max_ms)
 		return true;
 	return input_idle && !e->in_pg_txn;
 }
@@ -141,7 +135,7 @@ bool eos_idle_checkpoint_due(const eos *e)
 {
 	/* Also when nothing moved: the commit proves this relay was not fenced by a newer one,
 	 * which then waits for the slot this one holds. */
-	return !e->open && !e->in_pg_txn && mono_ms() - e->last_commit_ms >= e->cfg->status_interval_ms;
+	return !e->open && !e->in_pg_txn && clock_mono_ms() - e->last_commit_ms >= e->cfg->status_interval_ms;
 }
 
 checkpoint eos_pending(const eos *e)
@@ -238,7 +232,7 @@ eos_result eos_commit(eos *e, eos_tick_fn tick, void *ctx)
 	}
 	e->open = false;
 	e->committed = cp;
-	e->last_commit_ms = mono_ms();
+	e->last_commit_ms = clock_mono_ms();
 	return EOS_OK;
 }
 

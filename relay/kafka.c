@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "kafka_admin.h"
 #include "log.h"
 
@@ -16,11 +17,21 @@ struct kafka_producer {
 	int pipe_fds[2]; /* librdkafka writes to [1] when the main queue gets events */
 	kafka_delivery_fn on_delivery;
 	void *opaque;
-	char **topics; /* known to exist */
-	rd_kafka_topic_t **rkts; /* their handles: producing with one skips librdkafka's lookup */
+	kafka_topic *topics; /* known to exist */
 	size_t n_topics;
 	size_t last; /* the topic kafka_topic_ready found last (the next record's, usually) */
 };
+
+/* A topic known to exist: its handle (producing with one skips librdkafka's lookup). */
+struct kafka_topic {
+	char *name;
+	rd_kafka_topic_t *rkt;
+	int partitions;    /* as the broker last said (0: not asked yet) */
+	int64_t counted_ms; /* when */
+};
+
+/* How long a partition count is trusted (partitions can be added to a topic, never removed). */
+#define PARTITIONS_TTL_MS 60000
 
 /* How long a topic check or creation may wait for the broker. */
 #define KAFKA_ADMIN_TIMEOUT_MS 10000
@@ -179,8 +190,8 @@ void kafka_producer_free(kafka_producer *kp)
 		rd_kafka_queue_destroy(kp->mainq);
 	}
 	for (size_t i = 0; i < kp->n_topics; i++)
-		if (kp->rkts[i])
-			rd_kafka_topic_destroy(kp->rkts[i]);
+		if (kp->topics[i].rkt)
+			rd_kafka_topic_destroy(kp->topics[i].rkt);
 	if (kp->rk) {
 		/* Whatever is still queued is dropped: the slot was not confirmed for it. */
 		rd_kafka_purge(kp->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
@@ -191,20 +202,22 @@ void kafka_producer_free(kafka_producer *kp)
 		if (kp->pipe_fds[i] >= 0)
 			close(kp->pipe_fds[i]);
 	for (size_t i = 0; i < kp->n_topics; i++)
-		free(kp->topics[i]);
+		free(kp->topics[i].name);
 	free(kp->topics);
-	free(kp->rkts);
 	free(kp);
 }
 
-/* The handle of a known topic (the one kafka_topic_ready found last, usually); NULL: unknown. */
-static rd_kafka_topic_t *topic_handle(kafka_producer *kp, const char *topic)
+/* A known topic (the one kafka_topic_ready found last, usually); NULL: unknown. */
+static kafka_topic *topic_find(kafka_producer *kp, const char *topic)
 {
-	if (kp->last < kp->n_topics && strcmp(kp->topics[kp->last], topic) == 0)
-		return kp->rkts[kp->last];
-	for (size_t i = 0; i < kp->n_topics; i++)
-		if (strcmp(kp->topics[i], topic) == 0)
-			return kp->rkts[i];
+	if (kp->last < kp->n_topics && strcmp(kp->topics[kp->last].name, topic) == 0)
+		return &kp->topics[kp->last];
+	for (size_t i = 0; i < kp->n_topics; i++) {
+		if (strcmp(kp->topics[i].name, topic) == 0) {
+			kp->last = i;
+			return &kp->topics[i];
+		}
+	}
 	return NULL;
 }
 
@@ -212,7 +225,8 @@ rd_kafka_resp_err_t kafka_produce(kafka_producer *kp, const route_msg *m, int32_
 				  void *msg_opaque)
 {
 	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(m->n_headers);
-	rd_kafka_topic_t *rkt = topic_handle(kp, m->topic);
+	kafka_topic *t = topic_find(kp, m->topic);
+	rd_kafka_topic_t *rkt = t ? t->rkt : NULL;
 	rd_kafka_vu_t vu[8];
 	rd_kafka_error_t *error;
 	rd_kafka_resp_err_t err;
@@ -373,21 +387,28 @@ rd_kafka_resp_err_t kafka_produce_plain(kafka_producer *kp, const char *topic, c
 
 int kafka_partition_count(kafka_producer *kp, const char *topic, char *err, size_t errlen)
 {
+	kafka_topic *t = topic_find(kp, topic);
+	int64_t now = clock_mono_ms();
+
+	if (t && t->partitions > 0 && now - t->counted_ms < PARTITIONS_TTL_MS)
+		return t->partitions;
 	int n = kafka_admin_partitions(kp->rk, topic, KAFKA_ADMIN_TIMEOUT_MS, err, errlen);
 	if (n == 0)
 		snprintf(err, errlen, "topic %s has no partitions", topic);
-	return n > 0 ? n : -1;
+	if (n <= 0)
+		return -1;
+	if (t) {
+		t->partitions = n;
+		t->counted_ms = now;
+	}
+	return n;
 }
 
 int kafka_topic_ready(kafka_producer *kp, const char *topic, bool create, int partitions,
 		      int replication_factor, char *err, size_t errlen)
 {
-	for (size_t i = 0; i < kp->n_topics; i++) {
-		if (strcmp(kp->topics[i], topic) == 0) {
-			kp->last = i;
-			return 0;
-		}
-	}
+	if (topic_find(kp, topic))
+		return 0;
 	int n = kafka_admin_partitions(kp->rk, topic, KAFKA_ADMIN_TIMEOUT_MS, err, errlen);
 	if (n < 0)
 		return -2;
@@ -401,17 +422,22 @@ int kafka_topic_ready(kafka_producer *kp, const char *topic, bool create, int pa
 				       KAFKA_ADMIN_TIMEOUT_MS, err, errlen) < 0)
 			return -2;
 	}
-	char **topics = realloc(kp->topics, sizeof(char *) * (kp->n_topics + 1));
-	rd_kafka_topic_t **rkts = topics ? realloc(kp->rkts, sizeof(*rkts) * (kp->n_topics + 1)) : NULL;
-	if (topics)
-		kp->topics = topics;
-	if (!rkts || !(topics[kp->n_topics] = strdup(topic))) {
+	kafka_topic *topics = realloc(kp->topics, sizeof(*topics) * (kp->n_topics + 1));
+	char *name = strdup(topic);
+	if (!topics || !name) {
+		free(name);
+		if (topics)
+			kp->topics = topics;
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	kp->rkts = rkts;
+	kp->topics = topics;
+	kafka_topic *t = &topics[kp->n_topics];
+	t->name = name;
 	/* Held until kafka_producer_free (NULL: records name the topic instead). */
-	rkts[kp->n_topics] = rd_kafka_topic_new(kp->rk, topic, NULL);
+	t->rkt = rd_kafka_topic_new(kp->rk, topic, NULL);
+	t->partitions = n; /* 0 when just created: asked at the first record for every partition */
+	t->counted_ms = clock_mono_ms();
 	kp->last = kp->n_topics++;
 	return 0;
 }

@@ -13,6 +13,7 @@
 typedef void (*kafka_delivery_fn)(void *opaque, void *msg_opaque, rd_kafka_resp_err_t err);
 
 typedef struct kafka_producer kafka_producer;
+typedef struct kafka_topic kafka_topic;
 
 /*
  * Builds the librdkafka configuration from the kafka group (our defaults first, then the file's
@@ -58,7 +59,8 @@ rd_kafka_resp_err_t kafka_produce_plain(kafka_producer *kp, const char *topic, c
 int kafka_topic_ready(kafka_producer *kp, const char *topic, bool create, int partitions,
 		      int replication_factor, char *err, size_t errlen);
 
-/* The topic's partition count as the broker has it now; -1 with a message when it did not say. */
+/* The topic's partition count as the broker said at most a minute ago (asked when older; that
+ * waits for the broker); -1 with a message when it did not say. */
 int kafka_partition_count(kafka_producer *kp, const char *topic, char *err, size_t errlen);
 
 /* Readable when delivery reports or errors wait to be served. */

@@ -11,6 +11,7 @@
 
 #include "capture.h"
 #include "checkpoint.h"
+#include "clock.h"
 #include "eos.h"
 #include "kafka.h"
 #include "log.h"
@@ -102,6 +103,7 @@ typedef struct {
 	pg_stream *pg;
 	progress prog;
 	bool in_txn;       /* between a B and its C */
+	lsn_t txn_end;     /* the open transaction's commit record end (its B record's nextlsn) */
 	bool skip_txn;     /* the open transaction was confirmed already */
 	uint64_t txn_seq;
 	lsn_t received;    /* newest WAL position seen on the stream */
@@ -177,13 +179,6 @@ static void setup_signals(void)
 	sigdelset(&wait_mask, SIGTERM);
 	sigdelset(&wait_mask, SIGINT);
 	sigdelset(&wait_mask, SIGHUP);
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Wall-clock ms since the epoch: what PostgreSQL commit timestamps are compared with. */
@@ -286,8 +281,8 @@ static bool should_stop(relay *r)
 	if (!stop_requested)
 		return false;
 	if (r->stop_deadline == 0)
-		r->stop_deadline = now_ms() + r->cfg->shutdown_timeout_ms;
-	return !r->in_txn || now_ms() >= r->stop_deadline;
+		r->stop_deadline = clock_mono_ms() + r->cfg->shutdown_timeout_ms;
+	return !r->in_txn || clock_mono_ms() >= r->stop_deadline;
 }
 
 /* Permanent refusals: retrying the same record cannot succeed. */
@@ -377,7 +372,7 @@ static lsn_t flush_lsn(const relay *r)
 
 static int send_status(relay *r, bool force)
 {
-	int64_t now = now_ms();
+	int64_t now = clock_mono_ms();
 	lsn_t flush = flush_lsn(r);
 	bool due = force || now - r->last_status_ms >= r->cfg->status_interval_ms ||
 		   (flush > r->sent_flush && now - r->last_status_ms >= STATUS_MIN_GAP_MS);
@@ -410,13 +405,13 @@ static int send_status(relay *r, bool force)
 static int64_t status_due_in(const relay *r)
 {
 	int64_t gap = flush_lsn(r) > r->sent_flush ? STATUS_MIN_GAP_MS : r->cfg->status_interval_ms;
-	int64_t left = r->last_status_ms + gap - now_ms();
+	int64_t left = r->last_status_ms + gap - clock_mono_ms();
 	return left < 0 ? 0 : left;
 }
 
 /*
  * Waits for the replication socket (when read_pg), Kafka events or the next timer, at most
- * until deadline (a now_ms time, or -1). Serves Kafka events and the status timer afterwards.
+ * until deadline (a clock_mono_ms time, or -1). Serves Kafka events and the status timer afterwards.
  */
 static int wait_events(relay *r, bool read_pg, int64_t deadline)
 {
@@ -434,8 +429,8 @@ static int wait_events(relay *r, bool read_pg, int64_t deadline)
 		fds[n].events = (short)((read_pg ? POLLIN : 0) | (pg_stream_flush(r->pg) > 0 ? POLLOUT : 0));
 		n++;
 	}
-	if (deadline >= 0 && deadline - now_ms() < timeout)
-		timeout = deadline - now_ms();
+	if (deadline >= 0 && deadline - clock_mono_ms() < timeout)
+		timeout = deadline - clock_mono_ms();
 	int64_t wd = notify_watchdog_interval_ms();
 	if (wd > 0 && timeout > wd)
 		timeout = wd;
@@ -458,18 +453,18 @@ static int wait_events(relay *r, bool read_pg, int64_t deadline)
 static int eos_tick(void *ctx)
 {
 	relay *r = ctx;
-	if (wait_events(r, false, now_ms() + 1) < 0)
+	if (wait_events(r, false, clock_mono_ms() + 1) < 0)
 		return -1;
 	if (stop_requested && r->stop_deadline == 0)
-		r->stop_deadline = now_ms() + r->cfg->shutdown_timeout_ms;
-	return stop_requested && now_ms() >= r->stop_deadline ? -1 : 0;
+		r->stop_deadline = clock_mono_ms() + r->cfg->shutdown_timeout_ms;
+	return stop_requested && clock_mono_ms() >= r->stop_deadline ? -1 : 0;
 }
 
 /* While Kafka transactions start nothing is open: a stop request ends the wait at once. */
 static int eos_init_tick(void *ctx)
 {
 	relay *r = ctx;
-	if (wait_events(r, false, now_ms() + 1) < 0)
+	if (wait_events(r, false, clock_mono_ms() + 1) < 0)
 		return -1;
 	return stop_requested ? -1 : 0;
 }
@@ -533,7 +528,7 @@ static bool stretch_txn(const relay *r, bool input_idle)
 
 	if ((input_idle && !e->in_pg_txn) || e->records >= (uint64_t)r->cfg->transaction_max_records)
 		return false;
-	return now_ms() - e->opened_ms < CATCHUP_TXN_MS && behind_by(r, STRETCH_BEHIND_MS);
+	return clock_mono_ms() - e->opened_ms < CATCHUP_TXN_MS && behind_by(r, STRETCH_BEHIND_MS);
 }
 
 /*
@@ -651,7 +646,7 @@ static stream_end wait_txn_gap(relay *r)
 {
 	int64_t until = r->eos.last_commit_ms + TXN_GAP_MS;
 
-	while (now_ms() < until)
+	while (clock_mono_ms() < until)
 		if (wait_events(r, false, until) < 0)
 			return STREAM_BROKEN;
 	return STREAM_CONTINUE;
@@ -919,7 +914,7 @@ static stream_end handle_change(relay *r, const w2j_record *rec, const char *dat
 		return STREAM_CONTINUE;
 	if (r->eos_on && !eos_pg_row(&r->eos))
 		return STREAM_CONTINUE; /* Kafka has it: a committed part of a split transaction */
-	if (capture_stale(r->cap, t, rec) && refresh_table(r, t, rec) < 0)
+	if (capture_stale(r->cap, t, rec, r->txn_end) && refresh_table(r, t, rec) < 0)
 		return STREAM_REWIND;
 	return publish_change(r, t, rec, data, len);
 }
@@ -986,18 +981,18 @@ static void maybe_take_chunk(relay *r)
 	PGconn *conn;
 	int rc;
 
-	if (!r->snap || r->in_txn || !snapshot_wants_chunk(r->snap) || now_ms() < r->next_chunk_ms)
+	if (!r->snap || r->in_txn || !snapshot_wants_chunk(r->snap) || clock_mono_ms() < r->next_chunk_ms)
 		return;
 	if (!(conn = sql_conn(r, err, sizeof(err)))) {
 		log_warn("snapshot: %s", err);
-		r->next_chunk_ms = now_ms() + 5000;
+		r->next_chunk_ms = clock_mono_ms() + 5000;
 		return;
 	}
 	rc = snapshot_take_chunk(r->snap, conn, err, sizeof(err));
 	if (rc < 0)
 		log_warn("snapshot: %s; trying again in 5 s", err);
 	if (rc <= 0 && snapshot_wants_chunk(r->snap))
-		r->next_chunk_ms = now_ms() + (rc < 0 ? 5000 : 200);
+		r->next_chunk_ms = clock_mono_ms() + (rc < 0 ? 5000 : 200);
 }
 
 /* One wal2json record: transaction bounds feed the tracker, outbox inserts become records. */
@@ -1015,6 +1010,7 @@ static stream_end handle_record(relay *r, const char *data, size_t len)
 	case W2J_BEGIN:
 		r->in_txn = true;
 		r->txn_xid = rec.xid;
+		r->txn_end = rec.nextlsn;
 		/* The commit time (include-timestamp), once per transaction: latency and lag. */
 		if (rec.timestamp.kind != JSON_STRING || rec.timestamp.escaped ||
 		    !pgtime_parse(rec.timestamp.ptr, rec.timestamp.len, &r->txn_commit_ms))
@@ -1130,11 +1126,11 @@ static bool in_flight_full(relay *r)
 	if (!r->paused && r->flight_bytes >= limit) {
 		r->paused = true;
 		r->pause_told = false;
-		r->paused_ms = now_ms();
+		r->paused_ms = clock_mono_ms();
 		log_debug("pausing the stream: %llu bytes in flight", (unsigned long long)r->flight_bytes);
 	} else if (r->paused && r->flight_bytes <= limit - limit / 4) {
 		r->paused = false;
-		took = now_ms() - r->paused_ms;
+		took = clock_mono_ms() - r->paused_ms;
 		if (r->pause_told)
 			log_info("reading the stream again after %lld ms paused", (long long)took);
 	}
@@ -1149,7 +1145,7 @@ static stream_end wait_paused(relay *r)
 {
 	stream_end e;
 
-	if (!r->pause_told && now_ms() - r->paused_ms >= 1000) {
+	if (!r->pause_told && clock_mono_ms() - r->paused_ms >= 1000) {
 		log_warn("stream paused: %llu bytes handed to Kafka are not acknowledged yet "
 			 "(relay.max_in_flight_bytes = %d); Kafka is slow or down",
 			 (unsigned long long)r->flight_bytes, r->cfg->max_in_flight_bytes);
@@ -1285,7 +1281,7 @@ static stream_end stream(relay *r)
 static bool drain(relay *r, int64_t deadline)
 {
 	while (r->prog.in_flight > 0) {
-		if (deadline >= 0 && now_ms() >= deadline)
+		if (deadline >= 0 && clock_mono_ms() >= deadline)
 			return false;
 		if (wait_events(r, false, deadline) < 0)
 			return false;
@@ -1537,8 +1533,8 @@ static stream_end connect_stream(relay *r)
 		}
 		log_warn("%s; retrying in %lld ms", err, (long long)backoff);
 		notify_status("not streaming: %s; retrying in %lld ms", err, (long long)backoff);
-		int64_t until = now_ms() + backoff;
-		while (!stop_requested && now_ms() < until)
+		int64_t until = clock_mono_ms() + backoff;
+		while (!stop_requested && clock_mono_ms() < until)
 			wait_events(r, false, until);
 		if (stop_requested)
 			return STREAM_STOP;
@@ -1546,7 +1542,7 @@ static stream_end connect_stream(relay *r)
 									  : backoff * 2;
 	}
 	r->sent_flush = flush_lsn(r);
-	r->last_status_ms = now_ms();
+	r->last_status_ms = clock_mono_ms();
 	if (pg_stream_server_lsn(r->pg) > r->wal_end_seen)
 		r->wal_end_seen = pg_stream_server_lsn(r->pg);
 	metrics_set_wal_end(r->wal_end_seen);
@@ -1571,7 +1567,7 @@ static void shut_down(relay *r)
 	notify_status("stopping");
 	deadline = r->stop_deadline;
 	log_info("stopping: waiting up to %lld ms for Kafka to acknowledge %llu records",
-		 (long long)(deadline - now_ms()), (unsigned long long)r->prog.in_flight);
+		 (long long)(deadline - clock_mono_ms()), (unsigned long long)r->prog.in_flight);
 	if (r->eos_on && r->eos.open && r->hold_commit) {
 		/* Stopped inside a group of records that belong together: read it all again. */
 		log_warn("stopped in the middle of a row's records: the open Kafka transaction is "
@@ -1598,8 +1594,8 @@ static int pause_before_rewind(relay *r)
 		wait = r->cfg->reconnect_max_backoff_ms;
 	r->rewinds++;
 	log_warn("reading again from the last confirmed position in %lld ms", (long long)wait);
-	int64_t until = now_ms() + wait;
-	while (!stop_requested && now_ms() < until)
+	int64_t until = clock_mono_ms() + wait;
+	while (!stop_requested && clock_mono_ms() < until)
 		wait_events(r, false, until);
 	return stop_requested ? -1 : 0;
 }
@@ -1651,7 +1647,7 @@ static int run_sessions(relay *r)
 		if (e == STREAM_FATAL) {
 			/* Keep what Kafka did take: confirm it before leaving. */
 			if (r->kp)
-				drain(r, now_ms() + r->cfg->shutdown_timeout_ms);
+				drain(r, clock_mono_ms() + r->cfg->shutdown_timeout_ms);
 			if (r->pg)
 				send_status(r, true);
 			return r->kp && kafka_fenced(r->kp) ? RELAY_EXIT_FENCED : RELAY_EXIT_FATAL;

@@ -1,5 +1,6 @@
 # test_capture.py: change capture of existing tables: envelopes, keys, TOAST, types, truncate, refusals.
 import json
+import signal
 
 import pytest
 
@@ -291,4 +292,57 @@ def test_columns_added_dropped_and_renamed_while_running(outbox, kafka):
     log = outbox.relay.log()
     # Read again after the added, the dropped and the renamed column; never for the delete.
     assert log.count("does not fit the columns of public.evolving as read") == 3, log
+    assert "dead-letter" not in log
+
+
+def test_migration_open_while_the_catalog_is_read(outbox, kafka):
+    """A migration (rename of the key column, then an update) is still open when the relay reads
+    the table's catalog entry: the entry cannot see it, and the update's own WAL position is
+    older than the read. The check goes by the transaction's commit, so the update is keyed by
+    the new name instead of being dead-lettered."""
+    db = outbox.db
+    db.execute("CREATE TABLE public.migrating (id int PRIMARY KEY, a text)")
+    prefix = start(outbox, '{ tables = "public.migrating"; snapshot = false; }')
+    db.execute("INSERT INTO public.migrating VALUES (1, 'x')")
+    assert records(kafka, prefix + ".public.migrating", 1)[0][0] == {"id": 1}
+    assert outbox.relay.stop() == 0  # the slot exists: a restart does not wait for the migration
+    with db.connect(autocommit=False) as conn, conn.cursor() as cur:
+        cur.execute("ALTER TABLE public.migrating RENAME COLUMN id TO uid")
+        cur.execute("UPDATE public.migrating SET a = 'y' WHERE uid = 1")
+        # Another commit writes the WAL out past the update, so the catalog read at start comes
+        # after the update's own position.
+        db.execute("CREATE TABLE public.unrelated (x int)")
+        since = len(outbox.relay.log())
+        outbox.relay.start()
+        outbox.relay.wait_streaming()  # the catalog was read at start, without the rename
+        conn.commit()
+    got = records(kafka, prefix + ".public.migrating", 2)
+    (_, u), = [r for r in got if r[0] == {"uid": 1}]  # its own partition: no order with id 1's
+    assert u["op"] == "u" and u["after"] == {"uid": 1, "a": "y"}
+    log = outbox.relay.log()[since:]
+    assert "does not fit the columns of public.migrating as read" in log
+    assert "dead-letter" not in log
+
+
+def test_table_dropped_while_the_relay_is_behind(outbox, kafka):
+    """The relay is behind (paused) while a column is added, a row inserted and the table
+    dropped: the insert does not fit the entry, the catalog no longer has the table, so the
+    entry read before is kept and the row is published under its key (not dead-lettered)."""
+    db = outbox.db
+    db.execute("CREATE TABLE public.doomed (id int PRIMARY KEY, a text)")
+    prefix = start(outbox, '{ tables = "public.doomed"; snapshot = false; }')
+    db.execute("INSERT INTO public.doomed VALUES (1, 'x')")
+    assert records(kafka, prefix + ".public.doomed", 1)[0][0] == {"id": 1}
+    outbox.relay.proc.send_signal(signal.SIGSTOP)
+    try:
+        db.execute("ALTER TABLE public.doomed ADD COLUMN b text")
+        db.execute("INSERT INTO public.doomed VALUES (2, 'y', 'z')")
+        db.execute("DROP TABLE public.doomed")
+    finally:
+        outbox.relay.proc.send_signal(signal.SIGCONT)
+    got = records(kafka, prefix + ".public.doomed", 2)
+    (_, v), = [r for r in got if r[0] == {"id": 2}]
+    assert v["op"] == "c" and v["after"] == {"id": 2, "a": "y", "b": "z"}
+    log = outbox.relay.log()
+    assert "public.doomed is no longer in the catalog" in log
     assert "dead-letter" not in log

@@ -11,7 +11,7 @@ import harness
 import relayctl
 
 PASSWORDS = {"relay": "relay-secret", "notxn": "notxn-secret", "minimal": "minimal-secret",
-             "nocreate": "nocreate-secret"}
+             "nocreate": "nocreate-secret", "noread": "noread-secret"}
 
 
 @pytest.fixture(scope="module")
@@ -206,6 +206,38 @@ def test_no_slot_before_its_checkpoint_topic(sasl_outbox, sasl_kafka):
     o.relay.wait_streaming()
     sent = publish(o, "a", 2)
     assert sorted(m["key"] for m in sasl_kafka.consume([o.prefix + ".a"], until=2, timeout=60)) == sent
+    assert o.relay.stop() == 0
+
+
+def test_checkpoint_read_denied_names_the_acl(sasl_outbox, sasl_kafka):
+    """A principal that may write its checkpoint topic but not read it: the first start (an
+    empty topic) streams; the next one must read the checkpoint back, says which ACL it needs
+    and retries; with the ACL it resumes from the checkpoint."""
+    o = sasl_outbox
+    checkpoints = o.prefix + "-checkpoints"
+    user = ["--add", "--allow-principal", "User:noread"]
+    sasl_kafka.acl(*user, "--operation", "Write", "--operation", "Describe", "--operation", "Create",
+                   "--resource-pattern-type", "prefixed", "--topic", o.prefix)
+    sasl_kafka.acl(*user, "--operation", "Write", "--operation", "Describe",
+                   "--resource-pattern-type", "prefixed", "--transactional-id", "outbox-relay-")
+    o.configure(user="noread", password=PASSWORDS["noread"],
+                extra_relay='checkpoint_topic = "%s";' % checkpoints)
+    o.relay.start()
+    o.relay.wait_streaming()
+    first = publish(o, "a", 1)
+    assert [m["key"] for m in sasl_kafka.consume([o.prefix + ".a"], until=1, timeout=60)] == first
+    assert o.relay.stop() == 0
+    since = len(o.relay.log())
+    o.relay.start()
+    o.relay.wait_log("needs an ACL allowing READ on the topic", timeout=60, since=since)
+    assert "retrying" in o.relay.log()[since:]
+    assert o.relay.proc.poll() is None
+    sasl_kafka.acl(*user, "--operation", "Read", "--topic", checkpoints)
+    o.relay.wait_streaming(timeout=120)  # after the retry's backoff
+    assert "checkpoint in Kafka" in o.relay.log()[since:]
+    more = publish(o, "a", 1, start=1)
+    got = sasl_kafka.consume([o.prefix + ".a"], until=2, timeout=60)
+    assert sorted(m["key"] for m in got) == first + more
     assert o.relay.stop() == 0
 
 

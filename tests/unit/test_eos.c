@@ -10,18 +10,12 @@
 #include <time.h>
 
 #include "checkpoint.h"
+#include "clock.h"
 #include "config.h"
 #include "eos.h"
 
 #define TXN_ID "outbox-relay-7300000000000000001-outbox_relay"
 
-/* The same clock as eos.c (CLOCK_MONOTONIC, in ms). */
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* A configuration with only what eos reads. */
 static relay_config make_cfg(int max_records, int max_ms, int status_interval_ms)
@@ -61,7 +55,7 @@ static void fake_open(eos *e)
 	if (e->open)
 		return;
 	e->open = true;
-	e->opened_ms = now_ms();
+	e->opened_ms = clock_mono_ms();
 	e->records = 0;
 }
 
@@ -79,7 +73,7 @@ static checkpoint fake_commit(eos *e)
 	checkpoint cp = eos_pending(e);
 	e->open = false;
 	e->committed = cp;
-	e->last_commit_ms = now_ms();
+	e->last_commit_ms = clock_mono_ms();
 	return cp;
 }
 
@@ -421,7 +415,7 @@ static void test_commit_due_never_without_open_transaction(void **state)
 	eos_init(&e, &cfg, TXN_ID);
 	eos_resume(&e, &cp);
 	e.records = 100;
-	e.opened_ms = now_ms() - 100000;
+	e.opened_ms = clock_mono_ms() - 100000;
 	assert_false(eos_commit_due(&e, false));
 	assert_false(eos_commit_due(&e, true));
 	eos_free(&e);
@@ -466,11 +460,11 @@ static void test_commit_due_by_age(void **state)
 	assert_true(eos_pg_begin(&e, 0x2000));
 	assert_true(eos_pg_row(&e));
 	fake_produce(&e);
-	e.opened_ms = now_ms() + 100000; /* young for the whole test, whatever the machine */
+	e.opened_ms = clock_mono_ms() + 100000; /* young for the whole test, whatever the machine */
 	assert_false(eos_commit_due(&e, false));
-	e.opened_ms = now_ms() - 100;
+	e.opened_ms = clock_mono_ms() - 100;
 	assert_true(eos_commit_due(&e, false)); /* inside the PostgreSQL transaction too */
-	e.opened_ms = now_ms() - 100000;
+	e.opened_ms = clock_mono_ms() - 100000;
 	assert_true(eos_commit_due(&e, false));
 	eos_free(&e);
 }
@@ -487,7 +481,7 @@ static void test_commit_due_on_idle_input_only_between_transactions(void **state
 	assert_true(eos_pg_begin(&e, 0x2000));
 	assert_true(eos_pg_row(&e));
 	fake_produce(&e);
-	e.opened_ms = now_ms() + 100000;
+	e.opened_ms = clock_mono_ms() + 100000;
 	/* Idle input inside a PostgreSQL transaction: wait for its end (or a bound). */
 	assert_false(eos_commit_due(&e, true));
 	assert_false(eos_commit_due(&e, false));
@@ -498,7 +492,7 @@ static void test_commit_due_on_idle_input_only_between_transactions(void **state
 	cp = cp_at(0x5000, 0, 0);
 	eos_resume(&e, &cp);
 	fake_open(&e);
-	e.opened_ms = now_ms() + 100000;
+	e.opened_ms = clock_mono_ms() + 100000;
 	assert_false(eos_pg_begin(&e, 0x4000));
 	assert_true(eos_commit_due(&e, true));
 	eos_free(&e);
@@ -515,9 +509,9 @@ static void test_idle_checkpoint_due(void **state)
 	eos_resume(&e, &cp);
 	/* Never committed in this process: due at once. */
 	assert_true(eos_idle_checkpoint_due(&e));
-	e.last_commit_ms = now_ms();
+	e.last_commit_ms = clock_mono_ms();
 	assert_false(eos_idle_checkpoint_due(&e));
-	e.last_commit_ms = now_ms() - 10000;
+	e.last_commit_ms = clock_mono_ms() - 10000;
 	assert_true(eos_idle_checkpoint_due(&e));
 	/* Not with a Kafka transaction open (the next commit stores the position anyway)... */
 	e.open = true;
