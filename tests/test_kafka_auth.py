@@ -183,19 +183,26 @@ def test_the_documented_minimal_acls_are_enough(sasl_outbox, sasl_kafka):
     assert "uthoriz" not in o.relay.log(), o.relay.log()[-3000:]
 
 
+def limited_user(o, sasl_kafka, name, topic_operations):
+    """Configures the relay as SASL user name, allowed topic_operations on the topics of the
+    test's prefix (its checkpoint topic among them) and its transactional id; returns the
+    AclCommand arguments that add more for that user, and the checkpoint topic."""
+    user = ["--add", "--allow-principal", "User:" + name]
+    ops = [a for op in topic_operations for a in ("--operation", op)]
+    sasl_kafka.acl(*user, *ops, "--resource-pattern-type", "prefixed", "--topic", o.prefix)
+    sasl_kafka.acl(*user, "--operation", "Write", "--operation", "Describe",
+                   "--resource-pattern-type", "prefixed", "--transactional-id", "outbox-relay-")
+    checkpoints = o.prefix + "-checkpoints"
+    o.configure(user=name, password=PASSWORDS[name], extra_relay='checkpoint_topic = "%s";' % checkpoints)
+    return user, checkpoints
+
+
 def test_no_slot_before_its_checkpoint_topic(sasl_outbox, sasl_kafka):
     """A principal that may not create the checkpoint topic: the relay says so and retries
     without creating the slot, so a restart after the ACL is added starts cleanly (a slot without
     its checkpoint topic is refused, as a deleted topic)."""
     o = sasl_outbox
-    checkpoints = o.prefix + "-checkpoints"
-    user = ["--add", "--allow-principal", "User:nocreate"]
-    sasl_kafka.acl(*user, "--operation", "Write", "--operation", "Describe", "--operation", "Read",
-                   "--resource-pattern-type", "prefixed", "--topic", o.prefix)
-    sasl_kafka.acl(*user, "--operation", "Write", "--operation", "Describe",
-                   "--resource-pattern-type", "prefixed", "--transactional-id", "outbox-relay-")
-    o.configure(user="nocreate", password=PASSWORDS["nocreate"],
-                extra_relay='checkpoint_topic = "%s";' % checkpoints)
+    user, checkpoints = limited_user(o, sasl_kafka, "nocreate", ["Write", "Describe", "Read"])
     o.relay.start()
     o.relay.wait_log("retrying in", timeout=60)
     assert "Authorization failed" in o.relay.log() or "authorization failed" in o.relay.log().lower()
@@ -214,14 +221,7 @@ def test_checkpoint_read_denied_names_the_acl(sasl_outbox, sasl_kafka):
     empty topic) streams; the next one must read the checkpoint back, says which ACL it needs
     and retries; with the ACL it resumes from the checkpoint."""
     o = sasl_outbox
-    checkpoints = o.prefix + "-checkpoints"
-    user = ["--add", "--allow-principal", "User:noread"]
-    sasl_kafka.acl(*user, "--operation", "Write", "--operation", "Describe", "--operation", "Create",
-                   "--resource-pattern-type", "prefixed", "--topic", o.prefix)
-    sasl_kafka.acl(*user, "--operation", "Write", "--operation", "Describe",
-                   "--resource-pattern-type", "prefixed", "--transactional-id", "outbox-relay-")
-    o.configure(user="noread", password=PASSWORDS["noread"],
-                extra_relay='checkpoint_topic = "%s";' % checkpoints)
+    user, checkpoints = limited_user(o, sasl_kafka, "noread", ["Write", "Describe", "Create"])
     o.relay.start()
     o.relay.wait_streaming()
     first = publish(o, "a", 1)
