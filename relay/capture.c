@@ -35,7 +35,8 @@ struct capture {
 	int n_tables, cap_tables;
 	int last; /* the table of the previous change: the next is often the same */
 	strbuf value, key, scratch; /* scratch: unchanged_toast names, an old key */
-	field_list now, old; /* columns and identity of the current record */
+	field_list now, old; /* columns and identity of the current record (capture_read) */
+	bool read_ok;        /* they were read whole */
 };
 
 static void sb_reserve(strbuf *b, size_t more)
@@ -562,12 +563,18 @@ static bool fields_fit(const capture_table *t, const field_list *l, int some_may
 	return true;
 }
 
+int capture_read(capture *c, const w2j_record *rec)
+{
+	c->read_ok = read_fields(&c->now, &rec->columns) == 0 && read_fields(&c->old, &rec->identity) == 0;
+	return c->read_ok ? 0 : -1;
+}
+
 bool capture_stale(capture *c, const capture_table *t, const w2j_record *rec, lsn_t commit_end)
 {
 	/* A transaction committed before the catalog was read: the read saw its ALTER TABLE. */
 	if (commit_end <= t->catalog_lsn || rec->action == W2J_TRUNCATE)
 		return false;
-	if (read_fields(&c->now, &rec->columns) < 0 || read_fields(&c->old, &rec->identity) < 0)
+	if (!c->read_ok)
 		return false; /* malformed: capture_build says so */
 	if (rec->action != W2J_DELETE &&
 	    !fields_fit(t, &c->now, rec->action == W2J_INSERT ? MISS_NONE : MISS_TOASTABLE))
@@ -733,7 +740,7 @@ int capture_build(capture *c, const capture_table *t, const w2j_record *rec, rou
 	toast->len = 0;
 	if (t->refusal)
 		return *why = t->refusal, -1;
-	if (read_fields(&c->now, &rec->columns) < 0 || read_fields(&c->old, &rec->identity) < 0)
+	if (!c->read_ok)
 		return *why = "malformed columns or identity array", -1;
 	if (rec->action != W2J_TRUNCATE && t->n_keys > 0 && put_key(c, t, rec, why) < 0)
 		return -1;
@@ -774,8 +781,7 @@ int capture_build_key_change(capture *c, const capture_table *t, const w2j_recor
 {
 	strbuf *b = &c->value;
 
-	if (rec->action != W2J_UPDATE || t->n_keys == 0 || t->refusal ||
-	    read_fields(&c->now, &rec->columns) < 0 || read_fields(&c->old, &rec->identity) < 0 ||
+	if (rec->action != W2J_UPDATE || t->n_keys == 0 || t->refusal || !c->read_ok ||
 	    put_key_from(&c->key, t, &c->old, NULL) < 0 ||
 	    put_key_from(&c->scratch, t, &c->now, &c->old) < 0)
 		return 0;

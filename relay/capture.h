@@ -51,6 +51,11 @@ const capture_config *capture_entry_for(const capture *c, const char *schema, co
 int capture_lookup(capture *c, PGconn *conn, const char *schema, const char *table,
 		   capture_table **out, char *err, size_t errlen);
 /*
+ * Reads a change's columns and identity once, for capture_stale and the builds below (which
+ * use what it read). -1 when they are malformed: capture_build then says so.
+ */
+int capture_read(capture *c, const w2j_record *rec);
+/*
  * True when a change of a transaction that committed after the catalog entry was read
  * (commit_end: its commit record's end) does not fit the entry: a column the entry does not
  * know, or one missing that cannot be an unchanged TOASTed value. A column was added, dropped
@@ -74,14 +79,14 @@ int capture_resolve_all(capture *c, PGconn *conn, capture_table ***tables, int *
 			size_t errlen);
 
 /*
- * The record of a change (insert, update, delete or truncate): key = the key columns as a JSON
- * object, value = the envelope (docs/change-capture.md). Pointers stay valid until the next
+ * The record of a change (insert, update, delete or truncate), after capture_read: key = the
+ * key columns as a JSON object, value = the envelope (docs/change-capture.md). Pointers stay valid until the next
  * build. -1 with *why when it cannot be published (a key column missing, a table without key).
  */
 int capture_build(capture *c, const capture_table *t, const w2j_record *rec, route_msg *m,
 		  const char **why);
 /*
- * An update that changed the key: 1 with the delete record of the old key in m (published
+ * An update that changed the key (after capture_read): 1 with the delete record of the old key in m (published
  * before the update, which goes out under the new key); 0 for any other change.
  */
 int capture_build_key_change(capture *c, const capture_table *t, const w2j_record *rec,

@@ -1,4 +1,4 @@
-/* clock.h: the monotonic millisecond clock that deadlines, intervals and ages are measured with. */
+/* clock.h: millisecond clocks: monotonic for deadlines, intervals and ages; wall for timestamps. */
 #ifndef RELAY_CLOCK_H
 #define RELAY_CLOCK_H
 
@@ -10,6 +10,14 @@ static inline int64_t clock_mono_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Milliseconds since the epoch: what PostgreSQL commit timestamps are compared with. */
+static inline int64_t clock_wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 

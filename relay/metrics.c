@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 
 #if MHD_VERSION >= 0x00097002
@@ -185,13 +186,6 @@ static void per_topic(FILE *f, const char *name, unsigned n, bool bytes)
 	}
 }
 
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 char *metrics_render(size_t *len)
 {
 	char *buf = NULL;
@@ -240,7 +234,7 @@ char *metrics_render(size_t *len)
 	       "Bytes of WAL between the newest server position known and the confirmed position.");
 	sample(f, "replication_lag_bytes", wal_end > confirmed ? wal_end - confirmed : 0);
 	if (!GET(caught_up) && commit_ms > 0)
-		lag_ms = wall_ms() - commit_ms;
+		lag_ms = clock_wall_ms() - commit_ms;
 	family(f, "replication_lag_seconds", "gauge",
 	       "Now minus the commit time of the newest transaction read; 0 while caught up with the server.");
 	fprintf(f, "outbox_relay_replication_lag_seconds %lld.%03d\n",

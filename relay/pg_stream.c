@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
-#include <time.h>
 
+#include "clock.h"
 #include "log.h"
 
 struct pg_stream {
@@ -324,12 +324,11 @@ lsn_t pg_stream_server_lsn(const pg_stream *s) { return s->server_lsn; }
  */
 static void finish_copy(pg_stream *s, int timeout_ms)
 {
-	struct timespec start, now;
+	int64_t deadline = clock_mono_ms() + timeout_ms;
 	char *buf = NULL;
 
 	if (PQputCopyEnd(s->conn, NULL) <= 0)
 		return;
-	clock_gettime(CLOCK_MONOTONIC, &start);
 	for (;;) {
 		int len = PQgetCopyData(s->conn, &buf, 1);
 		if (buf) {
@@ -340,9 +339,7 @@ static void finish_copy(pg_stream *s, int timeout_ms)
 			continue;
 		if (len < 0)
 			break;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		long left = timeout_ms - ((now.tv_sec - start.tv_sec) * 1000 +
-					  (now.tv_nsec - start.tv_nsec) / 1000000);
+		int64_t left = deadline - clock_mono_ms();
 		if (left <= 0)
 			return;
 		struct pollfd pfd = {.fd = PQsocket(s->conn),

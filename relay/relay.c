@@ -181,14 +181,6 @@ static void setup_signals(void)
 	sigdelset(&wait_mask, SIGHUP);
 }
 
-/* Wall-clock ms since the epoch: what PostgreSQL commit timestamps are compared with. */
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static uint32_t flight_take(in_flight_table *t)
 {
 	if (t->n_free == 0) {
@@ -258,7 +250,7 @@ static void pending_drop(eos_pending_metrics *p)
 /* The open Kafka transaction committed: its records count as published now. */
 static void pending_publish(eos_pending_metrics *p)
 {
-	int64_t now = wall_ms();
+	int64_t now = clock_wall_ms();
 
 	if (!p->any)
 		return;
@@ -318,7 +310,7 @@ static void on_delivery(void *opaque, void *msg_opaque, rd_kafka_resp_err_t err)
 			metrics_published(f->topic, 1, f->bytes);
 			if (f->dead_letter)
 				metrics_dead_letters(1);
-			metrics_latency(wall_ms() - f->start_ms, 1);
+			metrics_latency(clock_wall_ms() - f->start_ms, 1);
 		}
 		r->flight_bytes -= f->held;
 		flight_give(&r->flight, (uint32_t)id);
@@ -514,7 +506,7 @@ static eos_result abort_kafka(relay *r)
 /* True while reading transactions that committed at least behind_ms ago. */
 static bool behind_by(const relay *r, int64_t behind_ms)
 {
-	return r->txn_commit_ms > 0 && wall_ms() - r->txn_commit_ms >= behind_ms;
+	return r->txn_commit_ms > 0 && clock_wall_ms() - r->txn_commit_ms >= behind_ms;
 }
 
 /*
@@ -593,7 +585,7 @@ static stream_end produce_to(relay *r, const route_msg *m, int32_t partition, bo
 	uint32_t id = flight_take(&r->flight);
 	in_flight f = {
 		.seq = r->txn_seq,
-		.start_ms = r->txn_commit_ms > 0 ? r->txn_commit_ms : wall_ms(),
+		.start_ms = r->txn_commit_ms > 0 ? r->txn_commit_ms : clock_wall_ms(),
 		.bytes = m->key_len + m->value_len,
 		.held = record_held(m),
 		.topic = (uint16_t)metrics_topic(m->topic),
@@ -914,6 +906,7 @@ static stream_end handle_change(relay *r, const w2j_record *rec, const char *dat
 		return STREAM_CONTINUE;
 	if (r->eos_on && !eos_pg_row(&r->eos))
 		return STREAM_CONTINUE; /* Kafka has it: a committed part of a split transaction */
+	capture_read(r->cap, rec); /* once, for the checks and builds below */
 	if (capture_stale(r->cap, t, rec, r->txn_end) && refresh_table(r, t, rec) < 0)
 		return STREAM_REWIND;
 	return publish_change(r, t, rec, data, len);

@@ -84,7 +84,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	capture_table tab = table(size % 2 ? 'f' : 'd');
 	if (w2j_decode(buf, size, &rec, &why) == 0 && rec.action != W2J_BEGIN &&
 	    rec.action != W2J_COMMIT && rec.action != W2J_MESSAGE) {
-		(void)capture_stale(cap, &tab, &rec, rec.lsn + 1); /* reads the same columns: must not crash */
+		capture_read(cap, &rec);
+		(void)capture_stale(cap, &tab, &rec, rec.lsn + 1);
 		if (capture_build_key_change(cap, &tab, &rec, &m))
 			check_msg(&m);
 		if (capture_build(cap, &tab, &rec, &m, &why) == 0)
