@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "checkpoint.h"
 #include "lsn.h"
@@ -327,6 +328,24 @@ static json_t *collect_status(const relay_config *cfg)
 	return o;
 }
 
+/* The checkpoint's recovery facts: its newest commit time and the last backfill's summary. */
+static void status_recovery(json_t *o, const checkpoint_recovery *rec)
+{
+	char when[40];
+	if (rec->commit_us > 0) {
+		time_t secs = (time_t)(rec->commit_us / 1000000);
+		struct tm tm;
+		gmtime_r(&secs, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		json_object_set_new(o, "checkpoint_commit_time", json_string(when));
+	}
+	if (rec->backfill) {
+		json_t *b = json_loads(rec->backfill, 0, NULL);
+		if (b)
+			json_object_set_new(o, "backfill", b);
+	}
+}
+
 /* Adds the checkpoint stored in Kafka (exactly-once mode). */
 static void add_checkpoint(json_t *o, const relay_config *cfg)
 {
@@ -334,7 +353,7 @@ static void add_checkpoint(json_t *o, const relay_config *cfg)
 	const char *set = config_kafka_get(cfg, "transactional.id");
 	json_t *sysid = json_object_get(o, "system_identifier");
 	checkpoint cp;
-	char *state = NULL;
+	checkpoint_extra x;
 
 	if (!cfg->exactly_once || (!set && !sysid))
 		return;
@@ -343,13 +362,14 @@ static void add_checkpoint(json_t *o, const relay_config *cfg)
 		snprintf(txn_id, sizeof(txn_id), "outbox-relay-%s-%s", json_string_value(sysid), cfg->slot);
 	json_object_set_new(o, "transactional_id", json_string(txn_id));
 	checkpoint_result r = checkpoint_load_state(cfg, cfg->checkpoint_topic, txn_id, false, &cp,
-						    &state, err, sizeof(err));
-	if (state) {
+						    &x, err, sizeof(err));
+	if (x.state) {
 		/* Snapshot progress of captured tables: done, queued, rows of the current one. */
-		json_t *snap = json_loads(state, 0, NULL);
-		json_object_set_new(o, "snapshot", snap ? snap : json_string(state));
-		free(state);
+		json_t *snap = json_loads(x.state, 0, NULL);
+		json_object_set_new(o, "snapshot", snap ? snap : json_string(x.state));
 	}
+	status_recovery(o, &x.rec);
+	checkpoint_extra_free(&x);
 	if (r == CHECKPOINT_FOUND) {
 		json_object_set_new(o, "checkpoint_lsn", json_string(lsn_format(cp.lsn, a)));
 		if (cp.partial_nextlsn)

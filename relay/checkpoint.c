@@ -14,7 +14,41 @@
 /* How long loading may wait for the broker (metadata, topic creation, reading). */
 #define CHECKPOINT_TIMEOUT_MS 30000
 
-char *checkpoint_encode(const checkpoint *cp, const char *slot)
+void checkpoint_recovery_free(checkpoint_recovery *rec)
+{
+	free(rec->xids);
+	free(rec->backfill);
+	memset(rec, 0, sizeof(*rec));
+}
+
+void checkpoint_extra_free(checkpoint_extra *x)
+{
+	checkpoint_recovery_free(&x->rec);
+	free(x->state);
+	x->state = NULL;
+}
+
+/* Adds the recovery fields to a checkpoint object. */
+static void put_recovery(json_t *o, const checkpoint_recovery *rec)
+{
+	if (rec->creating)
+		json_object_set_new(o, "creating", json_true());
+	if (rec->commit_us > 0) {
+		json_t *xids = json_array();
+		for (size_t i = 0; i < rec->n_xids; i++)
+			json_array_append_new(xids, json_integer(rec->xids[i]));
+		json_object_set_new(o, "commit_time_us", json_integer(rec->commit_us));
+		json_object_set_new(o, "window_ms", json_integer(rec->window_ms));
+		json_object_set_new(o, "xids", xids);
+	}
+	if (rec->backfill) {
+		json_t *b = json_loads(rec->backfill, 0, NULL);
+		if (b)
+			json_object_set_new(o, "backfill", b);
+	}
+}
+
+char *checkpoint_encode_with(const checkpoint *cp, const checkpoint_recovery *rec, const char *slot)
 {
 	char a[LSN_TEXT_MAX], b[LSN_TEXT_MAX];
 	json_t *o = json_pack("{s:i, s:s, s:s}", "version", 1, "slot", slot, "lsn", lsn_format(cp->lsn, a));
@@ -24,12 +58,50 @@ char *checkpoint_encode(const checkpoint *cp, const char *slot)
 		json_object_set_new(o, "partial", json_pack("{s:s, s:I}", "nextlsn",
 							    lsn_format(cp->partial_nextlsn, b), "rows",
 							    (json_int_t)cp->partial_rows));
+	if (rec)
+		put_recovery(o, rec);
 	text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	return text;
 }
 
-int checkpoint_decode(const char *text, size_t len, checkpoint *cp)
+char *checkpoint_encode(const checkpoint *cp, const char *slot)
+{
+	return checkpoint_encode_with(cp, NULL, slot);
+}
+
+/* Reads the recovery fields of a checkpoint object; -1 when present but malformed. */
+static int get_recovery(json_t *o, checkpoint_recovery *rec)
+{
+	json_t *t = json_object_get(o, "commit_time_us"), *xids = json_object_get(o, "xids");
+	json_t *w = json_object_get(o, "window_ms"), *b = json_object_get(o, "backfill");
+	size_t i;
+	json_t *x;
+
+	rec->creating = json_is_true(json_object_get(o, "creating"));
+	if (t) {
+		if (!json_is_integer(t) || !json_is_integer(w) || !json_is_array(xids) ||
+		    json_integer_value(t) <= 0 || json_integer_value(w) < 0)
+			return -1;
+		rec->commit_us = json_integer_value(t);
+		rec->window_ms = json_integer_value(w);
+		rec->xids = calloc(json_array_size(xids) + 1, sizeof(uint32_t));
+		json_array_foreach(xids, i, x) {
+			if (!json_is_integer(x) || json_integer_value(x) < 0 ||
+			    json_integer_value(x) > UINT32_MAX)
+				return -1;
+			rec->xids[rec->n_xids++] = (uint32_t)json_integer_value(x);
+		}
+	}
+	if (b) {
+		if (!json_is_object(b))
+			return -1;
+		rec->backfill = json_dumps(b, JSON_COMPACT);
+	}
+	return 0;
+}
+
+int checkpoint_decode_with(const char *text, size_t len, checkpoint *cp, checkpoint_recovery *rec)
 {
 	json_error_t jerr;
 	json_t *o = json_loadb(text, len, 0, &jerr), *partial;
@@ -38,6 +110,8 @@ int checkpoint_decode(const char *text, size_t len, checkpoint *cp)
 	int r = -1;
 
 	memset(cp, 0, sizeof(*cp));
+	if (rec)
+		checkpoint_recovery_free(rec);
 	if (!o || json_unpack(o, "{s:s}", "lsn", &lsn) < 0 || !lsn_parse(lsn, strlen(lsn), &cp->lsn))
 		goto done;
 	partial = json_object_get(o, "partial");
@@ -47,10 +121,19 @@ int checkpoint_decode(const char *text, size_t len, checkpoint *cp)
 			goto done;
 		cp->partial_rows = (uint64_t)rows;
 	}
+	if (rec && get_recovery(o, rec) < 0)
+		goto done;
 	r = 0;
 done:
 	json_decref(o);
+	if (r < 0 && rec)
+		checkpoint_recovery_free(rec);
 	return r;
+}
+
+int checkpoint_decode(const char *text, size_t len, checkpoint *cp)
+{
+	return checkpoint_decode_with(text, len, cp, NULL);
 }
 
 /*
@@ -92,7 +175,7 @@ static bool all_read(int parts, const int64_t *pos, const int64_t *high)
 /* Keeps the newest value of the "<key>.snapshot" record (a tombstone clears it). */
 static void keep_state(const rd_kafka_message_t *m, const char *key, size_t klen, char **state)
 {
-	if (!state || m->err || m->key_len != klen + 9 || memcmp(m->key, key, klen) != 0 ||
+	if ( m->err || m->key_len != klen + 9 || memcmp(m->key, key, klen) != 0 ||
 	    memcmp((const char *)m->key + klen, ".snapshot", 9) != 0)
 		return;
 	free(*state);
@@ -104,9 +187,10 @@ static void keep_state(const rd_kafka_message_t *m, const char *key, size_t klen
  * -2 when the relay may not read the topic (retrying would not help until the ACL is there).
  */
 static int take_message(const rd_kafka_message_t *m, const char *key, size_t klen, int64_t *pos,
-			checkpoint *cp, checkpoint_result *r, char **state)
+			checkpoint *cp, checkpoint_result *r, checkpoint_extra *x)
 {
-	keep_state(m, key, klen, state);
+	if (x)
+		keep_state(m, key, klen, &x->state);
 	if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
 		pos[m->partition] = m->offset; /* past the transaction markers too */
 		return 0;
@@ -123,9 +207,11 @@ static int take_message(const rd_kafka_message_t *m, const char *key, size_t kle
 		return 0;
 	if (!m->payload) {
 		*r = CHECKPOINT_NONE; /* a tombstone: the operator reset this relay's position */
+		if (x)
+			checkpoint_recovery_free(&x->rec);
 		return 0;
 	}
-	if (checkpoint_decode(m->payload, m->len, cp) < 0)
+	if (checkpoint_decode_with(m->payload, m->len, cp, x ? &x->rec : NULL) < 0)
 		return -1;
 	*r = CHECKPOINT_FOUND;
 	return 0;
@@ -138,7 +224,7 @@ static int take_message(const rd_kafka_message_t *m, const char *key, size_t kle
  * it. Reaching the watermark is the only proof of having seen everything.
  */
 static checkpoint_result read_to_end(rd_kafka_t *rk, const char *topic, int parts, const char *key,
-				     checkpoint *cp, char **state, char *err, size_t errlen)
+				     checkpoint *cp, checkpoint_extra *x, char *err, size_t errlen)
 {
 	/* Hand-off: the topic handle and queue are ours, destroyed below after consume_stop. */
 	rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
@@ -177,7 +263,7 @@ static checkpoint_result read_to_end(rd_kafka_t *rk, const char *topic, int part
 		rd_kafka_message_t *m = rd_kafka_consume_queue(q, 200);
 		if (!m)
 			continue;
-		int taken = take_message(m, key, klen, pos, cp, &r, state);
+		int taken = take_message(m, key, klen, pos, cp, &r, x);
 		if (taken == -1)
 			snprintf(err, errlen, "checkpoint topic %s holds a malformed record for %s "
 				 "at offset %lld", topic, key, (long long)m->offset);
@@ -235,7 +321,7 @@ int checkpoint_create_topic(const relay_config *cfg, const char *topic, char *er
 }
 
 checkpoint_result checkpoint_load_state(const relay_config *cfg, const char *topic, const char *key,
-					bool create, checkpoint *cp, char **state, char *err,
+					bool create, checkpoint *cp, checkpoint_extra *x, char *err,
 					size_t errlen)
 {
 	rd_kafka_t *rk = new_consumer(cfg, err, errlen);
@@ -243,8 +329,8 @@ checkpoint_result checkpoint_load_state(const relay_config *cfg, const char *top
 	int parts;
 
 	memset(cp, 0, sizeof(*cp));
-	if (state)
-		*state = NULL;
+	if (x)
+		memset(x, 0, sizeof(*x));
 	if (!rk)
 		return CHECKPOINT_ERROR;
 	parts = topic_parts(rk, topic, create, err, errlen);
@@ -254,12 +340,10 @@ checkpoint_result checkpoint_load_state(const relay_config *cfg, const char *top
 			 "docs/exactly-once.md)", topic);
 		r = CHECKPOINT_NO_TOPIC;
 	} else if (parts > 0) {
-		r = read_to_end(rk, topic, parts, key, cp, state, err, errlen);
+		r = read_to_end(rk, topic, parts, key, cp, x, err, errlen);
 	}
-	if (state && r != CHECKPOINT_FOUND) {
-		free(*state);
-		*state = NULL;
-	}
+	if (x && r != CHECKPOINT_FOUND)
+		checkpoint_extra_free(x);
 	rd_kafka_destroy(rk);
 	return r;
 }

@@ -20,10 +20,41 @@ typedef struct {
 	uint64_t partial_rows;
 } checkpoint;
 
+/*
+ * What recovering from a lost slot needs (docs/exactly-once.md, "The life of a deployment"):
+ * which outbox rows the checkpoint covers, told from the outbox table alone by commit times.
+ * Every transaction after the checkpoint committed later than commit_us - window_ms (commit
+ * times run out of commit order by less than the window); the outbox transactions covered
+ * that committed within that last stretch are listed by xid. A backfill under way (the rows
+ * committed before a new slot, being published) is kept as its own JSON state.
+ */
+typedef struct {
+	int64_t commit_us;  /* newest commit time covered, us since 1970-01-01 (0: not recorded) */
+	int64_t window_ms;
+	uint32_t *xids;     /* covered outbox transactions that committed in the last window */
+	size_t n_xids;
+	char *backfill;     /* JSON object of an unfinished backfill (malloc'd), or NULL */
+	bool creating;      /* written before the slot is created: nothing of it published yet */
+} checkpoint_recovery;
+
+void checkpoint_recovery_free(checkpoint_recovery *rec);
+
 /* JSON text of a checkpoint record (malloc'd), e.g. {"version":1,"slot":"s","lsn":"0/16B3748"}. */
 char *checkpoint_encode(const checkpoint *cp, const char *slot);
+/* The same with the recovery fields (rec may be NULL). */
+char *checkpoint_encode_with(const checkpoint *cp, const checkpoint_recovery *rec, const char *slot);
 /* Parses a checkpoint record; -1 when it is not one. */
 int checkpoint_decode(const char *text, size_t len, checkpoint *cp);
+/* The same, filling rec too (freed and zeroed first; absent fields stay zero). */
+int checkpoint_decode_with(const char *text, size_t len, checkpoint *cp, checkpoint_recovery *rec);
+
+/* What is read besides the position: the recovery fields and the snapshot progress record. */
+typedef struct {
+	checkpoint_recovery rec;
+	char *state; /* newest "<key>.snapshot" record (malloc'd), or NULL */
+} checkpoint_extra;
+
+void checkpoint_extra_free(checkpoint_extra *x);
 
 /* Outcome of loading: found, none stored for this key, or an error (err says what). */
 typedef enum {
@@ -40,17 +71,17 @@ typedef enum {
 checkpoint_result checkpoint_load(const relay_config *cfg, const char *topic, const char *key,
 				  bool create, checkpoint *cp, char *err, size_t errlen);
 /*
- * The same, also returning in *state the newest committed record of key "<key>.snapshot" (the
- * snapshot progress, malloc'd; NULL when there is none or no checkpoint was found).
- */
-/*
  * Creates the checkpoint topic when it does not exist (compacted, one partition). Done before
  * the slot is created, so that a slot never exists without its checkpoint topic: that pair is
  * refused, as the topic was deleted. 0, or -1 with a message in err.
  */
 int checkpoint_create_topic(const relay_config *cfg, const char *topic, char *err, size_t errlen);
+/*
+ * checkpoint_load, also filling x (when not NULL): the recovery fields, and the newest committed
+ * record of key "<key>.snapshot" (the snapshot progress; NULL when none or no checkpoint).
+ */
 checkpoint_result checkpoint_load_state(const relay_config *cfg, const char *topic, const char *key,
-					bool create, checkpoint *cp, char **state, char *err,
+					bool create, checkpoint *cp, checkpoint_extra *x, char *err,
 					size_t errlen);
 
 #endif

@@ -56,6 +56,19 @@ static const opt_def opts[] = {
 	{"relay.transaction_max_ms", OPT_INT, OFF(transaction_max_ms), "100", 1, 60000,
 	 "exactly-once: longest time a Kafka transaction stays open while rows keep coming (catching "
 	 "up on transactions 2 s old or more: at least 1000)"},
+	{"relay.first_start", OPT_STRING, OFF(first_start), "backfill", 0, 0,
+	 "exactly-once, when the relay creates its slot for the first time: backfill (first publish "
+	 "the outbox rows committed before the slot existed) or from-now (only rows committed after)"},
+	{"relay.slot_loss", OPT_STRING, OFF(slot_loss), "recover", 0, 0,
+	 "exactly-once, when the slot is gone but a checkpoint exists (dropped, failover, invalidated): "
+	 "recover (a new slot; the outbox rows committed after the checkpoint come from the table), "
+	 "recover-rows (the same, accepting the loss of outbox.emit() events) or stop"},
+	{"relay.recovery_window_ms", OPT_INT, OFF(recovery_window_ms), "1000", 10, 600000,
+	 "slot-loss recovery: how far commit timestamps may run out of commit order; checkpoints list "
+	 "the outbox transactions of this last stretch"},
+	{"relay.capture_on_slot_loss", OPT_STRING, OFF(capture_on_slot_loss), "stop", 0, 0,
+	 "captured tables when the slot is lost: stop (refuse to start) or resnapshot (publish every "
+	 "captured table again, op r)"},
 	{"relay.on_error", OPT_STRING, OFF(on_error), "dead-letter", 0, 0,
 	 "a row that cannot be published: dead-letter (to relay.dead_letter_topic, and go on) or stop"},
 	{"relay.dead_letter_topic", OPT_STRING, OFF(dead_letter_topic), "outbox-relay.dead-letters", 0, 0,
@@ -605,6 +618,23 @@ static int load_captures(relay_config *cfg, const config_t *lc, FILE *err)
 	return bad;
 }
 
+/* A word-valued key must be one of the comma-separated choices; -1 with a FILE:LINE message. */
+static int check_choice(const relay_config *cfg, const config_t *lc, const char *key,
+			const char *value, const char *choices, FILE *err)
+{
+	size_t n = strlen(value);
+	for (const char *p = choices; *p;) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		if (len == n && strncmp(p, value, n) == 0)
+			return 0;
+		p = end ? end + 2 : p + len;
+	}
+	fprintf(err, "%s:%d: %s '%s' is not one of %s\n", cfg->path, line_of(lc, key), key, value,
+		choices);
+	return -1;
+}
+
 /* Checks values that span keys (done after each key is valid on its own). */
 static int check_values(relay_config *cfg, const config_t *lc, FILE *err)
 {
@@ -628,6 +658,11 @@ static int check_values(relay_config *cfg, const config_t *lc, FILE *err)
 			line_of(lc, "relay.on_error"), cfg->on_error);
 		bad = -1;
 	}
+	bad |= check_choice(cfg, lc, "relay.first_start", cfg->first_start, "backfill, from-now", err);
+	bad |= check_choice(cfg, lc, "relay.slot_loss", cfg->slot_loss, "recover, recover-rows, stop",
+			    err);
+	bad |= check_choice(cfg, lc, "relay.capture_on_slot_loss", cfg->capture_on_slot_loss,
+			    "stop, resnapshot", err);
 	if (!config_kafka_get(cfg, "bootstrap.servers")) {
 		fprintf(err, "%s:%d: kafka.bootstrap_servers is required\n", cfg->path,
 			line_of(lc, KAFKA_GROUP));

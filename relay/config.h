@@ -79,6 +79,10 @@ typedef struct {
 	bool exactly_once;
 	char *checkpoint_topic;
 	char *dead_letter_topic;
+	char *first_start;          /* "backfill" or "from-now" */
+	char *slot_loss;            /* "recover", "recover-rows" or "stop" */
+	int recovery_window_ms;     /* commit-time disorder the slot-loss recovery allows for */
+	char *capture_on_slot_loss; /* "stop" or "resnapshot" */
 	char *on_error; /* "dead-letter" or "stop" */
 	bool dead_letter;
 	bool auto_create_topics;

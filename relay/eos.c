@@ -17,12 +17,15 @@ void eos_init(eos *e, const relay_config *cfg, const char *txn_id)
 	memset(e, 0, sizeof(*e));
 	e->cfg = cfg;
 	e->txn_id = strdup(txn_id);
+	horizon_init(&e->hz, cfg->recovery_window_ms);
 }
 
 void eos_free(eos *e)
 {
 	free(e->txn_id);
 	free(e->attached);
+	free(e->backfill);
+	horizon_free(&e->hz);
 }
 
 typedef kafka_txn_result (*txn_call)(kafka_producer *kp, int timeout_ms, char *err, size_t errlen);
@@ -62,6 +65,25 @@ void eos_resume(eos *e, const checkpoint *cp)
 	e->in_pg_txn = false;
 	e->open = false;
 	e->records = 0;
+	horizon_rewind(&e->hz);
+}
+
+void eos_resume_recovery(eos *e, const checkpoint_recovery *rec)
+{
+	horizon_load(&e->hz, rec, e->committed.lsn);
+}
+
+void eos_pg_txn_info(eos *e, lsn_t nextlsn, int64_t commit_us, uint32_t xid)
+{
+	horizon_txn_read(&e->hz, nextlsn, commit_us, xid);
+}
+
+void eos_outbox_row(eos *e) { horizon_outbox_row(&e->hz); }
+
+void eos_set_backfill(eos *e, char *json)
+{
+	free(e->backfill);
+	e->backfill = json;
 }
 
 bool eos_pg_begin(eos *e, lsn_t nextlsn)
@@ -153,9 +175,10 @@ checkpoint eos_pending(const eos *e)
 }
 
 /* Adds the checkpoint record to the open transaction (waiting while the queue is full). */
-static eos_result produce_checkpoint(eos *e, const checkpoint *cp, eos_tick_fn tick, void *ctx)
+static eos_result produce_checkpoint(eos *e, const checkpoint *cp, const checkpoint_recovery *rec,
+				     eos_tick_fn tick, void *ctx)
 {
-	char *value = checkpoint_encode(cp, e->cfg->slot);
+	char *value = checkpoint_encode_with(cp, rec, e->cfg->slot);
 	rd_kafka_resp_err_t err;
 
 	while ((err = kafka_produce_plain(e->kp, e->cfg->checkpoint_topic, e->txn_id, value,
@@ -205,16 +228,28 @@ eos_result eos_commit(eos *e, eos_tick_fn tick, void *ctx)
 {
 	char err[512];
 	checkpoint cp = eos_pending(e);
+	checkpoint_recovery rec = {0};
 	eos_result res;
 
 	if ((res = eos_ensure_open(e, err, sizeof(err))) != EOS_OK) {
 		log_error("%s", err);
 		return res;
 	}
-	if ((res = produce_attached(e, tick, ctx)) != EOS_OK ||
-	    (res = produce_checkpoint(e, &cp, tick, ctx)) != EOS_OK)
+	horizon_fill(&e->hz, cp.lsn, &rec);
+	rec.backfill = e->backfill; /* borrowed */
+	rec.creating = e->creating;
+	res = produce_attached(e, tick, ctx);
+	if (res == EOS_OK)
+		res = produce_checkpoint(e, &cp, &rec, tick, ctx);
+	rec.backfill = NULL;
+	if (res != EOS_OK) {
+		checkpoint_recovery_free(&rec);
 		return res;
+	}
 	kafka_txn_result r = until_done(e, kafka_txn_commit, tick, ctx, err, sizeof(err));
+	if (r == KAFKA_TXN_OK)
+		horizon_committed(&e->hz, &rec, cp.lsn);
+	checkpoint_recovery_free(&rec);
 	if (r == KAFKA_TXN_RETRY)
 		return EOS_FATAL; /* the tick gave up (stop deadline): the next start aborts it */
 	if (r == KAFKA_TXN_FATAL) {

@@ -7,6 +7,7 @@
 
 #include "checkpoint.h"
 #include "config.h"
+#include "horizon.h"
 #include "kafka.h"
 
 /*
@@ -30,6 +31,9 @@ typedef struct {
 	uint64_t skip_rows;  /* of them, how many the committed checkpoint covers */
 	int64_t last_commit_ms;
 	char *attached;      /* a state record for the next commit (snapshot progress), or NULL */
+	horizon hz;          /* commit times and outbox xids the checkpoints record (recovery) */
+	char *backfill;      /* the backfill state the checkpoints carry (JSON, owned), or NULL */
+	bool creating;       /* the next checkpoint says the slot is about to be created */
 } eos;
 
 /* Result of an eos step, for the main loop. */
@@ -44,6 +48,14 @@ void eos_free(eos *e);
 eos_result eos_start(eos *e, kafka_producer *kp, eos_tick_fn tick, void *ctx);
 /* Sets the starting point: from a stored checkpoint, or (found false) from the slot's position. */
 void eos_resume(eos *e, const checkpoint *cp);
+/* Starts the recovery fields from a stored checkpoint's (after eos_resume with its position). */
+void eos_resume_recovery(eos *e, const checkpoint_recovery *rec);
+/* A transaction's B record: its commit time (us, 0: unknown) and xid, for the recovery fields. */
+void eos_pg_txn_info(eos *e, lsn_t nextlsn, int64_t commit_us, uint32_t xid);
+/* The transaction read last has an outbox row in Kafka's open transaction (recovery fields). */
+void eos_outbox_row(eos *e);
+/* The backfill state that the next checkpoints carry (eos owns json; NULL: none). */
+void eos_set_backfill(eos *e, char *json);
 /* A PostgreSQL transaction begins; false when the committed checkpoint covers it (skip it). */
 bool eos_pg_begin(eos *e, lsn_t nextlsn);
 /* One outbox row of the open PostgreSQL transaction: false when Kafka has it already. */

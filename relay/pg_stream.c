@@ -17,6 +17,7 @@ struct pg_stream {
 	char *buf; /* the last message from PQgetCopyData, freed at the next read */
 	lsn_t start_lsn;
 	bool slot_created;
+	char snapshot_name[64]; /* exported by the slot's creation, "" if none */
 	lsn_t server_lsn; /* the server's WAL position at connect (IDENTIFY_SYSTEM xlogpos) */
 	bool streaming; /* START_REPLICATION succeeded: status updates can be sent */
 	char sysid[32];
@@ -130,55 +131,49 @@ static pg_result check_wal_level(pg_stream *s, char *err, size_t errlen)
 	return r;
 }
 
-static pg_result create_slot(pg_stream *s, const char *slot_ident, char *err, size_t errlen)
+/* CREATE_REPLICATION_SLOT; with export, the snapshot's name is kept (valid until the next command). */
+static pg_result create_slot(pg_stream *s, const char *slot_ident, bool export, char *err,
+			     size_t errlen)
 {
 	char sql[512];
 	PGresult *res;
 
-	snprintf(sql, sizeof(sql), "CREATE_REPLICATION_SLOT %s LOGICAL wal2json NOEXPORT_SNAPSHOT",
-		 slot_ident);
+	snprintf(sql, sizeof(sql), "CREATE_REPLICATION_SLOT %s LOGICAL wal2json %s", slot_ident,
+		 export ? "EXPORT_SNAPSHOT" : "NOEXPORT_SNAPSHOT");
 	res = query(s, sql);
 	if (!res)
 		return explain(s, PG_RETRY, err, errlen);
 	lsn_parse(PQgetvalue(res, 0, 1), strlen(PQgetvalue(res, 0, 1)), &s->start_lsn);
+	snprintf(s->snapshot_name, sizeof(s->snapshot_name), "%s",
+		 export && !PQgetisnull(res, 0, 2) ? PQgetvalue(res, 0, 2) : "");
 	s->slot_created = true;
 	PQclear(res);
 	return PG_OK;
 }
 
-/* Looks the slot up; creates it when missing and allowed; refuses a slot that cannot serve us. */
-static pg_result check_slot(pg_stream *s, const char *slot, bool create, pg_slot_prepare_fn prepare,
-			    void *arg, char *err, size_t errlen)
+/*
+ * Reads the slot's row: SLOT_MISSING, SLOT_LOST (invalidated) or SLOT_OK with its confirmed
+ * position; a slot of another kind, plugin or database is refused, one in use is retried.
+ */
+static pg_result inspect_slot(pg_stream *s, const char *slot, slot_state *state, char *err,
+			      size_t errlen)
 {
 	char sql[1024];
 	char *lit = PQescapeLiteral(s->conn, slot, strlen(slot));
-	char *ident = PQescapeIdentifier(s->conn, slot, strlen(slot));
-	PGresult *res = NULL;
+	PGresult *res;
 	pg_result r = PG_OK;
 
 	snprintf(sql, sizeof(sql),
 		 "SELECT plugin, slot_type, database = current_database(), active, active_pid, "
 		 "confirmed_flush_lsn, wal_status FROM pg_replication_slots WHERE slot_name = %s", lit);
+	PQfreemem(lit);
 	res = query(s, sql);
-	if (!res) {
-		r = explain(s, PG_RETRY, err, errlen);
-		goto cleanup;
-	}
+	if (!res)
+		return explain(s, PG_RETRY, err, errlen);
+	*state = SLOT_OK;
 	if (PQntuples(res) == 0) {
-		if (!create) {
-			snprintf(err, errlen, "replication slot \"%s\" does not exist and "
-				 "postgresql.create_slot is false: create it or allow the relay to", slot);
-			r = PG_FATAL;
-			goto cleanup;
-		}
-		r = prepare ? prepare(arg, err, errlen) : PG_OK;
-		if (r == PG_OK)
-			r = create_slot(s, ident, err, errlen);
-		if (r == PG_OK)
-			log_info("created replication slot \"%s\" with wal2json", slot);
-		goto cleanup;
-	}
-	if (strcmp(PQgetvalue(res, 0, 1), "logical") != 0 || strcmp(PQgetvalue(res, 0, 0), "wal2json") != 0) {
+		*state = SLOT_MISSING;
+	} else if (strcmp(PQgetvalue(res, 0, 1), "logical") != 0 || strcmp(PQgetvalue(res, 0, 0), "wal2json") != 0) {
 		snprintf(err, errlen, "replication slot \"%s\" exists but is a %s slot of plugin '%s': "
 			 "it must be a logical slot of wal2json; use another slot name", slot,
 			 PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 0));
@@ -187,24 +182,78 @@ static pg_result check_slot(pg_stream *s, const char *slot, bool create, pg_slot
 		snprintf(err, errlen, "replication slot \"%s\" belongs to another database: connect "
 			 "to that database or use another slot name", slot);
 		r = PG_FATAL;
-	} else if (strcmp(PQgetvalue(res, 0, 6), "lost") == 0) {
-		snprintf(err, errlen, "replication slot \"%s\" was invalidated (its WAL was removed): "
-			 "changes were lost to it; drop the slot and start again from a new snapshot", slot);
-		r = PG_FATAL;
 	} else if (strcmp(PQgetvalue(res, 0, 3), "t") == 0) {
 		snprintf(err, errlen, "replication slot \"%s\" is in use by PID %s (another relay?); "
 			 "retrying until it is free", slot, PQgetvalue(res, 0, 4));
 		r = PG_RETRY;
+	} else if (strcmp(PQgetvalue(res, 0, 6), "lost") == 0) {
+		*state = SLOT_LOST;
 	} else {
 		const char *c = PQgetvalue(res, 0, 5);
 		lsn_parse(c, strlen(c), &s->start_lsn);
 	}
-cleanup:
 	PQclear(res);
-	PQfreemem(lit);
-	PQfreemem(ident);
 	return r;
 }
+
+static pg_result check_slot(pg_stream *s, const char *slot, bool create, pg_slot_prepare_fn prepare,
+			    void *arg, char *err, size_t errlen)
+{
+	slot_state state;
+	pg_result r = inspect_slot(s, slot, &state, err, errlen);
+
+	if (r != PG_OK)
+		return r;
+	if (state == SLOT_LOST) {
+		snprintf(err, errlen, "replication slot \"%s\" was invalidated (its WAL was removed): "
+			 "changes were lost to it; drop the slot and start again from a new snapshot", slot);
+		return PG_FATAL;
+	}
+	if (state == SLOT_OK)
+		return PG_OK;
+	if (!create) {
+		snprintf(err, errlen, "replication slot \"%s\" does not exist and "
+			 "postgresql.create_slot is false: create it or allow the relay to", slot);
+		return PG_FATAL;
+	}
+	r = prepare ? prepare(arg, err, errlen) : PG_OK;
+	return r == PG_OK ? pg_stream_create_slot(s, slot, false, err, errlen) : r;
+}
+
+pg_result pg_stream_inspect_slot(pg_stream *s, const char *slot, slot_state *state, char *err,
+				 size_t errlen)
+{
+	return inspect_slot(s, slot, state, err, errlen);
+}
+
+pg_result pg_stream_create_slot(pg_stream *s, const char *slot, bool export, char *err, size_t errlen)
+{
+	char *ident = PQescapeIdentifier(s->conn, slot, strlen(slot));
+	pg_result r = create_slot(s, ident, export, err, errlen);
+	PQfreemem(ident);
+	if (r == PG_OK)
+		log_info("created replication slot \"%s\" with wal2json at %s", slot,
+			 lsn_format(s->start_lsn, (char[LSN_TEXT_MAX]){0}));
+	return r;
+}
+
+pg_result pg_stream_drop_slot(pg_stream *s, const char *slot, char *err, size_t errlen)
+{
+	char sql[512];
+	char *ident = PQescapeIdentifier(s->conn, slot, strlen(slot));
+	PGresult *res;
+
+	snprintf(sql, sizeof(sql), "DROP_REPLICATION_SLOT %s", ident);
+	PQfreemem(ident);
+	res = query(s, sql);
+	if (!res)
+		return explain(s, PG_RETRY, err, errlen);
+	PQclear(res);
+	log_warn("dropped replication slot \"%s\"", slot);
+	return PG_OK;
+}
+
+const char *pg_stream_snapshot_name(const pg_stream *s) { return s->snapshot_name; }
 
 /* Appends a replication-command string literal: single quotes doubled. */
 static void append_quoted(char *buf, size_t len, const char *text)

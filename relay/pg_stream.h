@@ -30,6 +30,22 @@ typedef enum { PG_OK = 0, PG_RETRY = -1, PG_FATAL = -2 } pg_result;
  */
 pg_result pg_stream_connect(pg_stream **out, const char *conninfo, const char *password, char *err,
 			    size_t errlen);
+/* What pg_replication_slots says of the slot. */
+typedef enum { SLOT_MISSING, SLOT_OK, SLOT_LOST } slot_state;
+
+/*
+ * Reads the slot: missing, invalidated (lost), or usable (its confirmed position then is
+ * pg_stream_start_lsn). Another plugin, kind or database is PG_FATAL; in use, PG_RETRY.
+ */
+pg_result pg_stream_inspect_slot(pg_stream *s, const char *slot, slot_state *state, char *err,
+				 size_t errlen);
+/* Creates the slot; with export, its snapshot's name is pg_stream_snapshot_name until the next
+ * command on this connection (import it at once). */
+pg_result pg_stream_create_slot(pg_stream *s, const char *slot, bool export, char *err, size_t errlen);
+/* Drops the slot (it must not be in use). */
+pg_result pg_stream_drop_slot(pg_stream *s, const char *slot, char *err, size_t errlen);
+/* The snapshot exported by pg_stream_create_slot, or "". */
+const char *pg_stream_snapshot_name(const pg_stream *s);
 /* Called right before the slot is created: what must exist before the slot does. */
 typedef pg_result (*pg_slot_prepare_fn)(void *arg, char *err, size_t errlen);
 /* Checks the slot: logical, wal2json, this database, not in use, not invalidated; creates it

@@ -26,10 +26,10 @@ static int digits(const char *p, int n)
 }
 
 /* The text must be exactly PostgreSQL's ISO form (see pgtime.h). */
-bool pgtime_parse(const char *t, size_t len, int64_t *out)
+bool pgtime_parse_us(const char *t, size_t len, int64_t *out)
 {
 	static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-	int y, mo, d, h, mi, s, ms = 0, off[3] = {0, 0, 0};
+	int y, mo, d, h, mi, s, us = 0, off[3] = {0, 0, 0};
 	size_t i = 19;
 
 	if (len < 22 || t[4] != '-' || t[7] != '-' || (t[10] != ' ' && t[10] != 'T') || t[13] != ':' ||
@@ -41,9 +41,9 @@ bool pgtime_parse(const char *t, size_t len, int64_t *out)
 	    mi > 59 || s < 0 || s > 60)
 		return false;
 	if (t[i] == '.') {
-		int scale = 100;
+		int scale = 100000;
 		for (i++; i < len && t[i] >= '0' && t[i] <= '9'; i++, scale /= 10)
-			ms += (t[i] - '0') * scale;
+			us += (t[i] - '0') * scale;
 	}
 	if (i >= len || (t[i] != '+' && t[i] != '-'))
 		return false;
@@ -58,6 +58,16 @@ bool pgtime_parse(const char *t, size_t len, int64_t *out)
 	if (i != len)
 		return false;
 	int64_t secs = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + s;
-	*out = (secs - sign * (off[0] * 3600 + off[1] * 60 + off[2])) * 1000 + ms;
+	*out = (secs - sign * (off[0] * 3600 + off[1] * 60 + off[2])) * 1000000 + us;
+	return true;
+}
+
+/* Milliseconds, rounded down, for record timestamps and latencies. */
+bool pgtime_parse(const char *t, size_t len, int64_t *out)
+{
+	int64_t us;
+	if (!pgtime_parse_us(t, len, &us))
+		return false;
+	*out = us >= 0 ? us / 1000 : -((-us + 999) / 1000);
 	return true;
 }

@@ -12,5 +12,7 @@
  * whole text is consumed, fields are range-checked, fractions beyond ms are dropped.
  */
 bool pgtime_parse(const char *text, size_t len, int64_t *ms_out);
+/* The same in microseconds (PostgreSQL's precision: commit times compared exactly). */
+bool pgtime_parse_us(const char *text, size_t len, int64_t *us_out);
 
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "backfill.h"
 #include "capture.h"
 #include "checkpoint.h"
 #include "clock.h"
@@ -120,7 +121,9 @@ typedef struct {
 	eos eos;
 	bool eos_loaded;       /* the checkpoint was read from Kafka */
 	bool pg_lost;          /* sending to the server failed: the session must end */
-	bool slot_created;     /* this process created the slot (the checkpoint topic may be too) */
+	backfill *bf;          /* outbox rows a new slot cannot deliver, read from the tables */
+	checkpoint_recovery lo; /* what the checkpoint covered when the running backfill began */
+	bool backfilling;      /* the rows being published come from the backfill */
 	in_flight_table flight; /* the records librdkafka has not reported yet */
 	int64_t txn_commit_ms;  /* commit time of the open PostgreSQL transaction (0: unknown) */
 	lsn_t wal_end_seen;     /* newest server WAL position known (for replication_lag_bytes) */
@@ -477,10 +480,14 @@ static eos_result commit_kafka(relay *r)
 
 	if (r->snap && snapshot_dirty(r->snap))
 		eos_attach_state(&r->eos, snapshot_state_json(r->snap));
+	if (backfill_active(r->bf))
+		eos_set_backfill(&r->eos, backfill_state_json(r->bf));
 	res = eos_commit(&r->eos, eos_tick, r);
 	if (res == EOS_OK) {
 		if (r->snap)
 			snapshot_committed(r->snap);
+		if (backfill_active(r->bf))
+			backfill_committed(r->bf);
 		metrics_txn_committed();
 		pending_publish(&r->pend);
 	} else if (!r->eos.open) {
@@ -724,6 +731,8 @@ static stream_end group_end(relay *r, stream_end e, bool source_row)
 	r->hold_commit = false;
 	if (source_row && r->eos_on)
 		eos_row_done(&r->eos);
+	if (source_row && r->backfilling)
+		backfill_row_done(r->bf); /* before a commit: its checkpoint counts this row in */
 	return maybe_commit(r, false);
 }
 
@@ -738,6 +747,8 @@ static stream_end publish(relay *r, const route_source *src, const w2j_record *r
 
 	metrics_rows_read(1);
 	group_begin(r);
+	if (r->eos_on && rec->action == W2J_INSERT)
+		eos_outbox_row(&r->eos); /* its xid is listed for a lost slot's recovery */
 	if (router_build(r->router, src, rec, &m, &why) < 0) {
 		e = reject_row(r, router_source_name(src), rec, data, len, why, &m);
 	} else {
@@ -988,6 +999,16 @@ static void maybe_take_chunk(relay *r)
 		r->next_chunk_ms = clock_mono_ms() + (rc < 0 ? 5000 : 200);
 }
 
+/* A B record's commit time in us since 1970 (0 when absent or not PostgreSQL's form). */
+static int64_t txn_commit_us(const w2j_record *rec)
+{
+	int64_t us;
+	if (rec->timestamp.kind != JSON_STRING || rec->timestamp.escaped ||
+	    !pgtime_parse_us(rec->timestamp.ptr, rec->timestamp.len, &us))
+		return 0;
+	return us;
+}
+
 /* One wal2json record: transaction bounds feed the tracker, outbox inserts become records. */
 static stream_end handle_record(relay *r, const char *data, size_t len)
 {
@@ -1010,6 +1031,8 @@ static stream_end handle_record(relay *r, const char *data, size_t len)
 			r->txn_commit_ms = 0;
 		if (r->txn_commit_ms > 0)
 			metrics_set_read_commit_time(r->txn_commit_ms);
+		if (r->eos_on)
+			eos_pg_txn_info(&r->eos, rec.nextlsn, txn_commit_us(&rec), (uint32_t)rec.xid);
 		r->skip_txn = r->eos_on ? !eos_pg_begin(&r->eos, rec.nextlsn) : rec.nextlsn <= r->prog.acked;
 		if (!r->skip_txn)
 			r->txn_seq = progress_begin(&r->prog, rec.nextlsn);
@@ -1333,84 +1356,408 @@ static pg_result setup_kafka(relay *r, char *err, size_t errlen)
 	return PG_OK;
 }
 
-/* The slot and the checkpoint must agree, or events were lost upstream: refuse, loudly. */
-static pg_result check_slot_against(relay *r, lsn_t cp_lsn, bool have_cp, char *err, size_t errlen)
+/* True when a source publishes logical messages (outbox.emit()): they leave no row to recover. */
+static bool has_message_sources(const relay_config *cfg)
 {
-	char a[LSN_TEXT_MAX], b[LSN_TEXT_MAX];
-	lsn_t slot_at = pg_stream_start_lsn(r->pg);
+	for (int i = 0; i < cfg->n_sources; i++)
+		if (!cfg->sources[i].table[0])
+			return true;
+	return false;
+}
 
-	if (have_cp && pg_stream_slot_created(r->pg)) {
-		snprintf(err, errlen, "slot \"%s\" was just created, but this relay's checkpoint in Kafka "
-			 "is at %s: the slot was dropped or the server replaced (failover, restore), and "
-			 "events after %s may never be published. Refusing to start; to start over from "
-			 "the new slot, delete the checkpoint (see docs/exactly-once.md)",
-			 r->cfg->slot, lsn_format(cp_lsn, a), lsn_format(cp_lsn, b));
+/* One backfilled row, a wal2json insert record as the stream would carry it, published. */
+static stream_end backfill_publish(relay *r, const char *text, size_t len)
+{
+	w2j_record rec;
+	const char *why = NULL;
+	const route_source *src;
+
+	if (w2j_decode(text, len, &rec, &why) < 0 || !(src = router_match(r->router, &rec))) {
+		log_error("backfill: a row did not read back as an outbox insert (%s): %.200s",
+			  why ? why : "no source takes it", text);
+		return STREAM_FATAL;
+	}
+	r->txn_commit_ms = txn_commit_us(&rec) / 1000;
+	return publish(r, src, &rec, text, len);
+}
+
+/* The backfill is complete: its last checkpoint covers the slot's snapshot (backfill.h). */
+static pg_result end_backfill(relay *r, PGconn *conn, char *err, size_t errlen)
+{
+	checkpoint_recovery rec = {0};
+
+	if (backfill_finish(r->bf, conn, &r->lo, r->cfg->recovery_window_ms, &rec, err, errlen) < 0)
+		return PG_RETRY;
+	horizon_load(&r->eos.hz, &rec, r->eos.committed.lsn);
+	checkpoint_recovery_free(&rec);
+	eos_set_backfill(&r->eos, backfill_state_json(r->bf));
+	if (commit_kafka(r) != EOS_OK) {
+		snprintf(err, errlen, "the backfill's last Kafka transaction failed (see above)");
+		return PG_RETRY;
+	}
+	log_info("backfill done: %llu events (%s)", (unsigned long long)backfill_rows(r->bf),
+		 backfill_reason(r->bf));
+	return PG_OK;
+}
+
+/* After a failed backfill step: back to what Kafka committed, to be read again. */
+static pg_result backfill_failed(relay *r, PGconn *conn, stream_end e)
+{
+	r->backfilling = false;
+	if (r->eos.open || r->hold_commit)
+		abort_kafka(r);
+	r->hold_commit = false;
+	backfill_rewind(r->bf, conn);
+	return e == STREAM_FATAL ? PG_FATAL : PG_RETRY;
+}
+
+/*
+ * Publishes the backfill's rows in Kafka transactions (each with its progress), then the
+ * checkpoint that ends it. A stop commits what is open; the next start resumes after it.
+ */
+static pg_result run_backfill(relay *r, char *err, size_t errlen)
+{
+	PGconn *conn = sql_conn(r, err, errlen);
+	const char *text;
+	size_t len;
+	int n;
+
+	if (!conn)
+		return PG_RETRY;
+	PQclear(PQexec(conn, "SET statement_timeout = 0"));
+	r->txn_seq = UINT64_MAX; /* not a streamed transaction: eos commits decide what is safe */
+	r->backfilling = true;
+	while ((n = backfill_next(r->bf, conn, &r->lo, &text, &len, err, errlen)) > 0) {
+		stream_end e = backfill_publish(r, text, len);
+		if (e == STREAM_CONTINUE && stop_requested)
+			e = STREAM_STOP;
+		if (e == STREAM_STOP && !r->hold_commit && commit_kafka(r) == EOS_OK) {
+			r->backfilling = false;
+			snprintf(err, errlen, "stopped during the backfill");
+			return PG_RETRY;
+		}
+		if (e != STREAM_CONTINUE) {
+			snprintf(err, errlen, "the backfill was interrupted; it resumes after the last "
+				 "committed row");
+			return backfill_failed(r, conn, e);
+		}
+	}
+	r->backfilling = false;
+	if (n < 0)
+		return backfill_failed(r, conn, STREAM_REWIND);
+	PQclear(PQexec(conn, "SET statement_timeout = '30s'"));
+	return end_backfill(r, conn, err, errlen);
+}
+
+/* The newest checkpoint in Kafka: what it says, its recovery fields, and snapshot progress. */
+typedef struct {
+	checkpoint_result res;
+	checkpoint cp;
+	checkpoint_recovery rec;
+} stored_checkpoint;
+
+/* Reads the checkpoint (taking the snapshot progress along); PG_RETRY when Kafka did not answer. */
+static pg_result read_checkpoint(relay *r, stored_checkpoint *sc, char *err, size_t errlen)
+{
+	checkpoint_extra x;
+
+	sc->res = checkpoint_load_state(r->cfg, r->cfg->checkpoint_topic, r->eos.txn_id, false,
+					&sc->cp, &x, err, errlen);
+	if (sc->res == CHECKPOINT_ERROR)
+		return PG_RETRY;
+	sc->rec = x.rec; /* moved */
+	memset(&x.rec, 0, sizeof(x.rec));
+	if (x.state && r->snap && snapshot_load_state(r->snap, x.state, strlen(x.state)) < 0) {
+		snprintf(err, errlen, "checkpoint topic %s holds a malformed snapshot state for %s: %.200s",
+			 r->cfg->checkpoint_topic, r->eos.txn_id, x.state);
+		checkpoint_extra_free(&x);
 		return PG_FATAL;
 	}
-	if (have_cp && slot_at > cp_lsn) {
-		snprintf(err, errlen, "slot \"%s\" is at %s but this relay's checkpoint in Kafka is at %s: "
-			 "the slot was advanced by someone else, and the events in between were never "
-			 "published. Refusing to start (see docs/exactly-once.md)",
-			 r->cfg->slot, lsn_format(slot_at, a), lsn_format(cp_lsn, b));
-		return PG_FATAL;
+	if (x.state && r->snap && snapshot_current(r->snap)[0])
+		log_info("snapshot progress from Kafka: resuming %s", snapshot_current(r->snap));
+	checkpoint_extra_free(&x);
+	return PG_OK;
+}
+
+/* The server's clock, us since 1970 (before a slot is created: see backfill.h). */
+static pg_result server_clock_us(relay *r, int64_t *us, char *err, size_t errlen)
+{
+	PGconn *conn = sql_conn(r, err, errlen);
+	if (!conn)
+		return PG_RETRY;
+	PGresult *res = PQexec(conn, "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::int8");
+	pg_result pr = PQresultStatus(res) == PGRES_TUPLES_OK ? PG_OK : PG_RETRY;
+	if (pr == PG_OK)
+		*us = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	else
+		snprintf(err, errlen, "reading the server's clock: %s", PQerrorMessage(conn));
+	PQclear(res);
+	return pr;
+}
+
+/* Imports the snapshot the new slot exported, into out as pg_current_snapshot() text. */
+static pg_result import_snapshot(relay *r, char *out, size_t len, char *err, size_t errlen)
+{
+	PGconn *conn = sql_conn(r, err, errlen);
+	char sql[256];
+	pg_result pr = PG_RETRY;
+
+	if (!conn)
+		return PG_RETRY;
+	snprintf(sql, sizeof(sql), "BEGIN ISOLATION LEVEL REPEATABLE READ; SET TRANSACTION SNAPSHOT '%s'",
+		 pg_stream_snapshot_name(r->pg));
+	PGresult *res = PQexec(conn, sql);
+	if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+		PQclear(res);
+		res = PQexec(conn, "SELECT pg_current_snapshot()::text");
+		if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+			snprintf(out, len, "%s", PQgetvalue(res, 0, 0));
+			pr = PG_OK;
+		}
 	}
-	if (have_cp && cp_lsn > pg_stream_server_lsn(r->pg)) {
-		snprintf(err, errlen, "this relay's checkpoint in Kafka (%s) is beyond the server's WAL "
-			 "(%s): the server was restored or failed over to an older copy. Refusing to start "
-			 "(see docs/exactly-once.md)", lsn_format(cp_lsn, a),
-			 lsn_format(pg_stream_server_lsn(r->pg), b));
-		return PG_FATAL;
+	if (pr != PG_OK)
+		snprintf(err, errlen, "importing the new slot's snapshot: %s", PQerrorMessage(conn));
+	PQclear(res);
+	PQclear(PQexec(conn, "COMMIT"));
+	return pr;
+}
+
+/*
+ * Creates the slot, exporting its snapshot when a backfill follows, and plans that backfill.
+ * The checkpoint position becomes the slot's consistent point: what the slot streams comes
+ * after it, what the backfill publishes before.
+ */
+static pg_result new_slot(relay *r, const char *reason, const checkpoint_recovery *lo, char *err,
+			  size_t errlen)
+{
+	int64_t started_us = 0;
+	char snap[8192];
+	pg_result pr = reason ? server_clock_us(r, &started_us, err, errlen) : PG_OK;
+
+	if (pr == PG_OK)
+		pr = pg_stream_create_slot(r->pg, r->cfg->slot, reason != NULL, err, errlen);
+	if (pr == PG_OK && reason)
+		pr = import_snapshot(r, snap, sizeof(snap), err, errlen);
+	if (pr != PG_OK)
+		return pr;
+	checkpoint cp = {.lsn = pg_stream_start_lsn(r->pg)};
+	eos_resume(&r->eos, &cp);
+	eos_resume_recovery(&r->eos, lo);
+	r->eos.creating = false;
+	r->eos_loaded = true;
+	if (reason) {
+		backfill_plan(r->bf, reason, snap, cp.lsn, started_us);
+		checkpoint_recovery_free(&r->lo);
+		if (lo) {
+			r->lo = *lo;
+			r->lo.xids = xmalloc((lo->n_xids + 1) * sizeof(uint32_t));
+			memcpy(r->lo.xids, lo->xids, lo->n_xids * sizeof(uint32_t));
+			r->lo.backfill = NULL;
+		}
+		log_info("backfill planned (%s): outbox rows committed before slot \"%s\" was created"
+			 "%s", reason, r->cfg->slot, lo ? " and after the checkpoint" : "");
 	}
 	return PG_OK;
 }
 
 /*
- * Exactly-once: where Kafka says the relay got to (read once per process; later sessions check
- * the slot against what this process committed).
+ * First start: no checkpoint, no slot. With first_start = backfill, a checkpoint saying the slot
+ * is being created goes first, so a crash before the backfill's first checkpoint is not taken
+ * for an operator's "start from the slot" (no checkpoint, a slot) at the next start.
  */
-static pg_result load_checkpoint(relay *r, char *err, size_t errlen)
+static pg_result first_start(relay *r, char *err, size_t errlen)
 {
-	checkpoint cp;
-	char a[LSN_TEXT_MAX];
-	checkpoint_result res;
+	bool fill = strcmp(r->cfg->first_start, "backfill") == 0;
 
-	if (!r->eos_on)
-		return PG_OK;
-	if (pg_stream_slot_created(r->pg))
-		r->slot_created = true;
-	if (r->eos_loaded)
-		return check_slot_against(r, r->eos.committed.lsn, true, err, errlen);
-	char *state = NULL;
-	res = checkpoint_load_state(r->cfg, r->cfg->checkpoint_topic, r->eos.txn_id, r->slot_created,
-				    &cp, r->snap ? &state : NULL, err, errlen);
-	if (res == CHECKPOINT_ERROR)
-		return PG_RETRY;
-	if (state && snapshot_load_state(r->snap, state, strlen(state)) < 0) {
-		snprintf(err, errlen, "checkpoint topic %s holds a malformed snapshot state for %s: %.200s",
-			 r->cfg->checkpoint_topic, r->eos.txn_id, state);
-		free(state);
+	if (!r->cfg->create_slot) {
+		snprintf(err, errlen, "replication slot \"%s\" does not exist and postgresql.create_slot "
+			 "is false: create it or allow the relay to", r->cfg->slot);
 		return PG_FATAL;
 	}
-	if (state && snapshot_current(r->snap)[0])
-		log_info("snapshot progress from Kafka: resuming %s", snapshot_current(r->snap));
-	free(state);
-	if (res == CHECKPOINT_NO_TOPIC)
+	/* Exactly-once: the checkpoint topic exists before the slot (see checkpoint.h). */
+	if (checkpoint_create_topic(r->cfg, r->cfg->checkpoint_topic, err, errlen) < 0)
+		return PG_RETRY;
+	if (fill) {
+		checkpoint none = {0};
+		eos_resume(&r->eos, &none);
+		r->eos.creating = true;
+		if (commit_kafka(r) != EOS_OK) {
+			snprintf(err, errlen, "could not write the first checkpoint to Kafka (see above)");
+			return PG_RETRY;
+		}
+	} else {
+		log_info("first start with relay.first_start = \"from-now\": outbox rows committed "
+			 "before the slot is created are not published");
+	}
+	return new_slot(r, fill ? "first start" : NULL, NULL, err, errlen);
+}
+
+/* Why a lost slot cannot be recovered exactly (NULL: it can); the line says how to accept it. */
+static const char *recovery_refusal(relay *r, const stored_checkpoint *sc, char *buf, size_t len)
+{
+	PGconn *conn = sql_conn(r, buf, len);
+	bool cts = false;
+	const char *accept = "to start over from a new slot and accept the loss, delete the "
+			     "checkpoint (docs/exactly-once.md)";
+
+	if (conn) {
+		PGresult *res = PQexec(conn, "SELECT current_setting('track_commit_timestamp')::bool");
+		cts = PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+		PQclear(res);
+	}
+	if (!conn || !cts)
+		snprintf(buf, len, "track_commit_timestamp is off: the outbox rows committed after the "
+			 "checkpoint cannot be told apart; turn it on (it needs a restart) before a slot "
+			 "is lost, or %s", accept);
+	else if (sc->rec.commit_us <= 0)
+		snprintf(buf, len, "the checkpoint records no commit time (written by an older relay or "
+			 "before any transaction): the rows after it cannot be told apart; %s", accept);
+	else if (sc->cp.partial_nextlsn != LSN_INVALID)
+		snprintf(buf, len, "the checkpoint lies inside a large transaction published in parts; "
+			 "%s", accept);
+	else if (sc->rec.backfill && strstr(sc->rec.backfill, "\"done\":false"))
+		snprintf(buf, len, "the slot was lost again while a backfill was under way; %s", accept);
+	else if (has_message_sources(r->cfg) && strcmp(r->cfg->slot_loss, "recover-rows") != 0)
+		snprintf(buf, len, "events sent with outbox.emit() (message sources) leave no row and "
+			 "those after the checkpoint would be lost; to publish the outbox rows and accept "
+			 "that loss, set relay.slot_loss = \"recover-rows\"");
+	else if (r->cfg->n_captures > 0 && strcmp(r->cfg->capture_on_slot_loss, "resnapshot") != 0)
+		snprintf(buf, len, "the changes of captured tables after the checkpoint cannot be read "
+			 "back; set relay.capture_on_slot_loss = \"resnapshot\" to publish those tables "
+			 "again (op r), or %s", accept);
+	else
+		return NULL;
+	return buf;
+}
+
+/*
+ * The slot is gone (dropped, failover, invalidated) or ahead of the checkpoint (recreated or
+ * advanced by someone else): a new slot, and the outbox rows after the checkpoint from the table.
+ */
+static pg_result recover_slot(relay *r, slot_state st, stored_checkpoint *sc, char *err, size_t errlen)
+{
+	char a[LSN_TEXT_MAX], why[512];
+	const char *what = st == SLOT_MISSING ? "does not exist (dropped, or lost in a failover)"
+			   : st == SLOT_LOST  ? "was invalidated (its WAL was removed)"
+					      : "is ahead of the checkpoint (recreated or advanced by someone else)";
+	const char *refusal = strcmp(r->cfg->slot_loss, "stop") == 0
+				      ? "relay.slot_loss = \"stop\""
+				      : recovery_refusal(r, sc, why, sizeof(why));
+
+	lsn_format(sc->cp.lsn, a);
+	if (refusal) {
+		snprintf(err, errlen, "slot \"%s\" %s, but this relay's checkpoint in Kafka is at %s: "
+			 "events after it may never be published. Refusing to start: %s", r->cfg->slot,
+			 what, a, refusal);
 		return PG_FATAL;
-	pg_result pr = check_slot_against(r, cp.lsn, res == CHECKPOINT_FOUND, err, errlen);
+	}
+	log_warn("slot \"%s\" %s; checkpoint at %s: recovering the outbox rows committed after it "
+		 "from the outbox table", r->cfg->slot, what, a);
+	pg_result pr = st == SLOT_MISSING ? PG_OK : pg_stream_drop_slot(r->pg, r->cfg->slot, err, errlen);
 	if (pr != PG_OK)
 		return pr;
-	if (res == CHECKPOINT_NONE) {
-		memset(&cp, 0, sizeof(cp));
-		cp.lsn = pg_stream_start_lsn(r->pg);
-		log_info("no checkpoint for %s yet: starting at the slot's position %s", r->eos.txn_id,
-			 lsn_format(cp.lsn, a));
-	} else {
-		log_info("checkpoint in Kafka: %s%s", lsn_format(cp.lsn, a),
-			 cp.partial_nextlsn ? " (inside a split transaction)" : "");
+	if (r->snap)
+		snapshot_forget_done(r->snap);
+	return new_slot(r, "slot lost", &sc->rec, err, errlen);
+}
+
+/* Goes on from a stored checkpoint (and its unfinished backfill, if any). */
+static pg_result resume_from(relay *r, stored_checkpoint *sc, char *err, size_t errlen)
+{
+	char a[LSN_TEXT_MAX];
+
+	eos_resume(&r->eos, &sc->cp);
+	eos_resume_recovery(&r->eos, &sc->rec);
+	r->eos_loaded = true;
+	if (sc->rec.backfill && backfill_load(r->bf, sc->rec.backfill) < 0) {
+		snprintf(err, errlen, "checkpoint topic %s holds a malformed backfill state for %s",
+			 r->cfg->checkpoint_topic, r->eos.txn_id);
+		return PG_FATAL;
 	}
+	if (sc->rec.backfill)
+		eos_set_backfill(&r->eos, xstrdup(sc->rec.backfill));
+	if (backfill_active(r->bf)) {
+		checkpoint_recovery_free(&r->lo);
+		r->lo = sc->rec;
+		memset(&sc->rec, 0, sizeof(sc->rec));
+		free(r->lo.backfill);
+		r->lo.backfill = NULL;
+		log_info("resuming the backfill (%s) after %llu rows", backfill_reason(r->bf),
+			 (unsigned long long)backfill_rows(r->bf));
+	}
+	log_info("checkpoint in Kafka: %s%s", lsn_format(sc->cp.lsn, a),
+		 sc->cp.partial_nextlsn ? " (inside a split transaction)" : "");
+	return PG_OK;
+}
+
+/* No checkpoint but a slot: the operator's "start from the slot" (docs/exactly-once.md). */
+static pg_result start_at_slot(relay *r)
+{
+	char a[LSN_TEXT_MAX];
+	checkpoint cp = {.lsn = pg_stream_start_lsn(r->pg)};
+
+	log_warn("no checkpoint for %s, but slot \"%s\" exists: starting at the slot's position %s; "
+		 "outbox rows committed before it are not published", r->eos.txn_id, r->cfg->slot,
+		 lsn_format(cp.lsn, a));
 	eos_resume(&r->eos, &cp);
+	eos_resume_recovery(&r->eos, NULL);
 	r->eos_loaded = true;
 	return PG_OK;
+}
+
+/* What the slot and the checkpoint say decides how this session starts (docs/exactly-once.md). */
+static pg_result settle_slot(relay *r, slot_state st, stored_checkpoint *sc, char *err, size_t errlen)
+{
+	char a[LSN_TEXT_MAX], b[LSN_TEXT_MAX];
+	bool found = sc->res == CHECKPOINT_FOUND;
+
+	if (sc->res == CHECKPOINT_NO_TOPIC && st != SLOT_MISSING)
+		return PG_FATAL; /* err says the topic was deleted */
+	if (!found || sc->rec.creating) {
+		if (st == SLOT_OK && !found)
+			return start_at_slot(r);
+		if (st == SLOT_LOST && !found) {
+			snprintf(err, errlen, "replication slot \"%s\" was invalidated and there is no "
+				 "checkpoint: drop the slot to start over", r->cfg->slot);
+			return PG_FATAL;
+		}
+		/* A slot made by a start that wrote only the "creating" checkpoint published nothing. */
+		if (st != SLOT_MISSING && pg_stream_drop_slot(r->pg, r->cfg->slot, err, errlen) != PG_OK)
+			return PG_RETRY;
+		return first_start(r, err, errlen);
+	}
+	if (sc->cp.lsn > pg_stream_server_lsn(r->pg)) {
+		snprintf(err, errlen, "this relay's checkpoint in Kafka (%s) is beyond the server's WAL "
+			 "(%s): the server was restored or failed over to an older copy. Refusing to start "
+			 "(see docs/exactly-once.md)", lsn_format(sc->cp.lsn, a),
+			 lsn_format(pg_stream_server_lsn(r->pg), b));
+		return PG_FATAL;
+	}
+	if (st == SLOT_OK && pg_stream_start_lsn(r->pg) <= sc->cp.lsn)
+		return resume_from(r, sc, err, errlen);
+	return recover_slot(r, st, sc, err, errlen);
+}
+
+/*
+ * Exactly-once: the slot checked against the checkpoint. The checkpoint is read from Kafka at
+ * the first session and whenever the slot is not where this process left it.
+ */
+static pg_result prepare_slot(relay *r, char *err, size_t errlen)
+{
+	slot_state st;
+	stored_checkpoint sc = {0};
+	pg_result pr = pg_stream_inspect_slot(r->pg, r->cfg->slot, &st, err, errlen);
+
+	if (pr != PG_OK)
+		return pr;
+	if (r->eos_loaded && st == SLOT_OK && pg_stream_start_lsn(r->pg) <= r->eos.committed.lsn &&
+	    r->eos.committed.lsn <= pg_stream_server_lsn(r->pg))
+		return PG_OK;
+	pr = read_checkpoint(r, &sc, err, errlen);
+	if (pr == PG_OK)
+		pr = settle_slot(r, st, &sc, err, errlen);
+	checkpoint_recovery_free(&sc.rec);
+	return pr;
 }
 
 static void list_append(char *list, size_t len, const char *item)
@@ -1467,28 +1814,34 @@ static pg_result setup_capture(relay *r, char *err, size_t errlen)
 	return PG_OK;
 }
 
-/* Exactly-once: the checkpoint topic exists before the slot is created (see checkpoint.h). */
-static pg_result before_slot(void *arg, char *err, size_t errlen)
-{
-	relay *r = arg;
-	if (!r->eos_on)
-		return PG_OK;
-	return checkpoint_create_topic(r->cfg, r->cfg->checkpoint_topic, err, errlen) < 0 ? PG_RETRY
-											  : PG_OK;
-}
-
-/* One attempt at a session: connect, Kafka (once), slot, checkpoint (once), start streaming. */
-static pg_result open_session(relay *r, char *err, size_t errlen)
+/* Connects, starts Kafka (once), and settles the slot (and the checkpoint, exactly-once). */
+static pg_result connect_and_settle(relay *r, char *err, size_t errlen)
 {
 	pg_result res = pg_stream_connect(&r->pg, r->cfg->pg_conninfo, r->cfg->pg_password, err, errlen);
 
 	if (res == PG_OK)
 		res = setup_kafka(r, err, errlen);
-	if (res == PG_OK)
-		res = pg_stream_check_slot(r->pg, r->cfg->slot, r->cfg->create_slot, before_slot, r,
-					   err, errlen);
-	if (res == PG_OK)
-		res = load_checkpoint(r, err, errlen);
+	if (res == PG_OK && r->eos_on)
+		res = prepare_slot(r, err, errlen);
+	else if (res == PG_OK)
+		res = pg_stream_check_slot(r->pg, r->cfg->slot, r->cfg->create_slot, NULL, NULL, err,
+					   errlen);
+	return res;
+}
+
+/* One attempt at a session: connect, settle the slot, backfill if due, start streaming. */
+static pg_result open_session(relay *r, char *err, size_t errlen)
+{
+	pg_result res = connect_and_settle(r, err, errlen);
+
+	while (res == PG_OK && backfill_active(r->bf)) {
+		/* The replication connection waits for nothing during a backfill: closed, reopened. */
+		pg_stream_close(r->pg, 0);
+		r->pg = NULL;
+		res = run_backfill(r, err, errlen);
+		if (res == PG_OK)
+			res = connect_and_settle(r, err, errlen);
+	}
 	if (res == PG_OK)
 		res = setup_capture(r, err, errlen);
 	if (res == PG_OK) {
@@ -1666,6 +2019,8 @@ int relay_run(const relay_config *cfg)
 	r.eos_on = cfg->exactly_once;
 	setup_signals();
 	progress_init(&r.prog, LSN_INVALID);
+	if (r.eos_on)
+		r.bf = backfill_new(cfg);
 	if (cfg->n_captures > 0) {
 		r.cap = capture_new(cfg);
 		if (r.eos_on)
@@ -1694,6 +2049,8 @@ cleanup:
 	router_free(r.router);
 	snapshot_free(r.snap);
 	capture_free(r.cap);
+	backfill_free(r.bf);
+	checkpoint_recovery_free(&r.lo);
 	PQfinish(r.sql);
 	progress_free(&r.prog);
 	flight_free(&r.flight);

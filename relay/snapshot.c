@@ -8,21 +8,8 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "pgvalue.h"
 #include "xalloc.h"
-
-/* Type OIDs (pg_type.dat) that decide how a value is printed, the way wal2json prints it. */
-#define OID_BOOL 16
-#define OID_BYTEA 17
-#define OID_INT8 20
-#define OID_INT2 21
-#define OID_INT4 23
-#define OID_OID 26
-#define OID_JSON 114
-#define OID_FLOAT4 700
-#define OID_FLOAT8 701
-#define OID_NUMERIC 1700
-#define OID_JSONB 3802
-#define OID_BPCHAR 1042
 
 /* Recently committed transactions the stream read: a chunk whose snapshot still saw one of
  * them in progress is taken again (its commit was read before the chunk could note it). */
@@ -266,6 +253,14 @@ void snapshot_queue_initial(snapshot *s, capture_table *const *tables, int n)
 	}
 }
 
+void snapshot_forget_done(snapshot *s)
+{
+	if (s->done.n > 0)
+		log_info("snapshot: every captured table will be snapshotted again");
+	list_clear(&s->done);
+	s->dirty = true;
+}
+
 bool snapshot_dirty(const snapshot *s) { return s->dirty; }
 
 void snapshot_committed(snapshot *s)
@@ -298,39 +293,6 @@ const char *snapshot_current(const snapshot *s)
 }
 
 bool snapshot_wants_chunk(const snapshot *s) { return s->queue.n > 0 && !s->pending; }
-
-/* How a column is printed in a chunk: the way wal2json prints it (docs/change-capture.md). */
-static void column_expr(char *out, size_t len, const char *qcol, unsigned oid)
-{
-	switch (oid) {
-	case OID_OID: /* row_to_json prints an oid as a string; wal2json as a number */
-		snprintf(out, len, "t.%s::int8", qcol);
-		break;
-	case OID_BPCHAR: /* ::text drops char(n)'s padding; its output function (wal2json's) keeps it */
-		snprintf(out, len, "CASE WHEN t.%s IS NULL THEN NULL ELSE format('%%s', t.%s) END", qcol,
-			 qcol);
-		break;
-	case OID_INT2:
-	case OID_INT4:
-	case OID_INT8:
-	case OID_BOOL:
-	case OID_JSON:
-	case OID_JSONB:
-		snprintf(out, len, "t.%s", qcol);
-		break;
-	case OID_FLOAT4:
-	case OID_FLOAT8:
-	case OID_NUMERIC: /* wal2json prints NaN and infinities as null */
-		snprintf(out, len, "CASE WHEN t.%s::text IN ('NaN', 'Infinity', '-Infinity') THEN NULL "
-			 "ELSE t.%s END", qcol, qcol);
-		break;
-	case OID_BYTEA:
-		snprintf(out, len, "encode(t.%s, 'hex')", qcol);
-		break;
-	default:
-		snprintf(out, len, "t.%s::text", qcol);
-	}
-}
 
 /* Appends text to a growing query (or state text). */
 static void q_add(char **q, size_t *len, size_t *cap, const char *text)
@@ -373,7 +335,7 @@ static void add_select_list(PGconn *conn, const capture_table *t, bool keys, cha
 		if (!keys && !col->published)
 			continue;
 		char *qc = PQescapeIdentifier(conn, col->name, strlen(col->name));
-		column_expr(expr, sizeof(expr), qc, col->type_oid);
+		pgvalue_expr(expr, sizeof(expr), qc, col->type_oid, false);
 		q_add(q, len, cap, written++ ? ", " : "");
 		q_add(q, len, cap, expr);
 		q_add(q, len, cap, " AS ");

@@ -1,0 +1,62 @@
+/* backfill.h: publishes outbox rows the slot cannot deliver (first start, lost slot) from the tables. */
+#ifndef RELAY_BACKFILL_H
+#define RELAY_BACKFILL_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "checkpoint.h"
+#include "config.h"
+
+/*
+ * A new slot streams the transactions that commit after its consistent point; the snapshot it
+ * exports sees exactly those that committed before (docs/exactly-once.md). A backfill publishes
+ * the outbox rows that snapshot sees and, after a lost slot, that the checkpoint does not cover
+ * (lower bound: commit time above the checkpoint's newest minus the window, xid not listed).
+ *
+ * The snapshot is kept as pg_current_snapshot() text, so the rows it saw are found again with
+ * pg_visible_in_snapshot() after a crash, without the exported snapshot. Rows go out table by
+ * table (the sources' order), each in commit-time order, then xid, command id and ctid (write
+ * order within a transaction); progress (the last row's place in that order) rides in every
+ * checkpoint, so a crash resumes after the last committed row.
+ */
+typedef struct backfill backfill;
+
+backfill *backfill_new(const relay_config *cfg);
+void backfill_free(backfill *b);
+/*
+ * Plans a backfill: reason ("first start", "slot lost"), the new slot's snapshot (text) and
+ * consistent point, and the server's clock before the slot was made (us since 1970).
+ */
+void backfill_plan(backfill *b, const char *reason, const char *snapshot, lsn_t slot_lsn,
+		   int64_t started_us);
+/* Takes a stored state (a checkpoint's "backfill"); -1 when it is not one. */
+int backfill_load(backfill *b, const char *json);
+/* True between planning and the end of the last table. */
+bool backfill_active(const backfill *b);
+/* The state as JSON (malloc'd): progress while active, a summary once done. */
+char *backfill_state_json(const backfill *b);
+/* The state was committed to Kafka / Kafka aborted (back to the committed state). */
+void backfill_committed(backfill *b);
+void backfill_rewind(backfill *b, PGconn *conn);
+/*
+ * The next row as a wal2json insert record (text valid until the next call): 1; 0 at the end
+ * of the last table; -1 on an error (err says what). lo: the checkpoint's fields (commit_us 0:
+ * no lower bound). The SQL connection's transaction holds the reading cursor between calls.
+ */
+int backfill_next(backfill *b, PGconn *conn, const checkpoint_recovery *lo, const char **record,
+		  size_t *len, char *err, size_t errlen);
+/* The row returned last is in the open Kafka transaction: progress moves past it. */
+void backfill_row_done(backfill *b);
+/*
+ * At the end: the recovery fields of the checkpoint that covers the snapshot, from lo and the
+ * rows the snapshot sees (newest commit time, xids of the last window). 0, or -1 with err.
+ */
+int backfill_finish(backfill *b, PGconn *conn, const checkpoint_recovery *lo, int64_t window_ms,
+		    checkpoint_recovery *out, char *err, size_t errlen);
+uint64_t backfill_rows(const backfill *b);
+const char *backfill_reason(const backfill *b);
+
+#endif
