@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "backfill.h"
 #include "checkpoint.h"
 #include "lsn.h"
 #include "pg_stream.h"
@@ -173,6 +174,19 @@ static void check_slot(report *rp, PGconn *c, const char *slot)
 	PQclear(res);
 }
 
+/* A lost slot is recovered from the outbox table by commit times (docs/exactly-once.md). */
+static void check_commit_ts(report *rp, PGconn *c)
+{
+	char *v = query_value(c, "SHOW track_commit_timestamp", NULL);
+	char what[96];
+
+	snprintf(what, sizeof(what), "track_commit_timestamp = %s", v ? v : "?");
+	check(rp, v && strcmp(v, "on") == 0, what,
+	      "set track_commit_timestamp = on in postgresql.conf and restart PostgreSQL, so that a "
+	      "lost slot can be recovered from the outbox table (or set relay.slot_loss = \"stop\")");
+	free(v);
+}
+
 static void preflight_postgres(report *rp, const relay_config *cfg)
 {
 	PGconn *c = admin_connect(cfg);
@@ -212,6 +226,8 @@ static void preflight_postgres(report *rp, const relay_config *cfg)
 	}
 	for (int i = 0; i < cfg->n_captures; i++)
 		check_capture(rp, c, &cfg->captures[i]);
+	if (cfg->exactly_once && strcmp(cfg->slot_loss, "stop") != 0)
+		check_commit_ts(rp, c);
 	check_slot(rp, c, cfg->slot);
 	PQfinish(c);
 }
@@ -329,15 +345,24 @@ static json_t *collect_status(const relay_config *cfg)
 }
 
 /* The checkpoint's recovery facts: its newest commit time and the last backfill's summary. */
+/* us since 1970 as RFC 3339 UTC, in buf. */
+static const char *format_us(int64_t us, char *buf, size_t len)
+{
+	time_t secs = (time_t)(us / 1000000);
+	struct tm tm;
+	gmtime_r(&secs, &tm);
+	size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, len - n, ".%06lldZ", (long long)(us % 1000000));
+	return buf;
+}
+
 static void status_recovery(json_t *o, const checkpoint_recovery *rec)
 {
 	char when[40];
 	if (rec->commit_us > 0) {
-		time_t secs = (time_t)(rec->commit_us / 1000000);
-		struct tm tm;
-		gmtime_r(&secs, &tm);
-		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-		json_object_set_new(o, "checkpoint_commit_time", json_string(when));
+		json_object_set_new(o, "checkpoint_commit_time",
+				    json_string(format_us(rec->commit_us, when, sizeof(when))));
+		json_object_set_new(o, "checkpoint_commit_us", json_integer(rec->commit_us));
 	}
 	if (rec->backfill) {
 		json_t *b = json_loads(rec->backfill, 0, NULL);
@@ -381,6 +406,43 @@ static void add_checkpoint(json_t *o, const relay_config *cfg)
 	}
 }
 
+/*
+ * Whether a lost slot could be recovered now: commit timestamps on, and the oldest outbox row
+ * older than the checkpoint's commit time (else rows after it may be purged already).
+ */
+static void add_recovery(json_t *o, const relay_config *cfg)
+{
+	json_t *t = json_object_get(o, "checkpoint_commit_us");
+	PGconn *c = admin_connect(cfg);
+	char *cts = PQstatus(c) == CONNECTION_OK ? query_value(c, "SHOW track_commit_timestamp", NULL) : NULL;
+	int64_t oldest = 0;
+	char err[256];
+	const char *why = NULL;
+
+	if (!cfg->exactly_once)
+		goto out;
+	json_object_set_new(o, "track_commit_timestamp", json_boolean(cts && strcmp(cts, "on") == 0));
+	if (strcmp(cfg->slot_loss, "stop") == 0)
+		why = "relay.slot_loss = stop";
+	else if (!cts || strcmp(cts, "on") != 0)
+		why = "track_commit_timestamp is off";
+	else if (!t)
+		why = "the checkpoint records no commit time";
+	else if (backfill_oldest_row_us(cfg, c, &oldest, err, sizeof(err)) < 0)
+		why = err;
+	else if (oldest > json_integer_value(t) - cfg->recovery_window_ms * 1000LL)
+		why = "the oldest outbox row is newer than the checkpoint: rows may have been purged";
+	if (oldest > 0) {
+		char when[40];
+		json_object_set_new(o, "oldest_outbox_row", json_string(format_us(oldest, when, sizeof(when))));
+	}
+	json_object_set_new(o, "slot_loss_recovery", json_string(why ? why : "possible"));
+out:
+	json_object_del(o, "checkpoint_commit_us");
+	free(cts);
+	PQfinish(c);
+}
+
 static void print_human(json_t *o)
 {
 	const char *key;
@@ -409,6 +471,7 @@ int admin_status(const relay_config *cfg, bool json)
 	if (!o)
 		return 1;
 	add_checkpoint(o, cfg);
+	add_recovery(o, cfg);
 	if (json) {
 		char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		printf("%s\n", text);

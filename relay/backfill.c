@@ -523,3 +523,29 @@ int backfill_finish(backfill *b, PGconn *conn, const checkpoint_recovery *lo, in
 	}
 	return 0;
 }
+
+int backfill_oldest_row_us(const relay_config *cfg, PGconn *conn, int64_t *oldest, char *err,
+			   size_t errlen)
+{
+	char schema[256], table[256], qualified[1100], q[1400];
+
+	*oldest = 0;
+	for (int i = next_table(cfg, 0); i >= 0; i = next_table(cfg, i + 1)) {
+		qualify(conn, cfg->sources[i].table, schema, table, qualified, sizeof(qualified));
+		snprintf(q, sizeof(q), "SELECT coalesce(min((extract(epoch FROM "
+			 "pg_xact_commit_timestamp(xmin)) * 1000000)::int8), 0) FROM ONLY %s", qualified);
+		PGresult *res = PQexec(conn, q);
+		bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+		int64_t t = ok ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+		if (!ok && !strstr(PQerrorMessage(conn), "does not exist")) {
+			snprintf(err, errlen, "reading the oldest row of %s: %s", cfg->sources[i].table,
+				 PQerrorMessage(conn));
+			PQclear(res);
+			return -1;
+		}
+		PQclear(res);
+		if (t > 0 && (*oldest == 0 || t < *oldest))
+			*oldest = t;
+	}
+	return 0;
+}

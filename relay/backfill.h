@@ -56,6 +56,13 @@ void backfill_row_done(backfill *b);
  */
 int backfill_finish(backfill *b, PGconn *conn, const checkpoint_recovery *lo, int64_t window_ms,
 		    checkpoint_recovery *out, char *err, size_t errlen);
+/*
+ * The oldest commit time of a row in the outbox tables (us since 1970; 0: they are empty or
+ * commit times are off). A lost slot is recovered only when it is older than the checkpoint's
+ * window: else rows after the checkpoint may have been purged. 0, or -1 with err.
+ */
+int backfill_oldest_row_us(const relay_config *cfg, PGconn *conn, int64_t *oldest, char *err,
+			   size_t errlen);
 uint64_t backfill_rows(const backfill *b);
 const char *backfill_reason(const backfill *b);
 

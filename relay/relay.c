@@ -1532,7 +1532,10 @@ static pg_result new_slot(relay *r, const char *reason, const checkpoint_recover
 {
 	int64_t started_us = 0;
 	char snap[8192];
-	pg_result pr = reason ? server_clock_us(r, &started_us, err, errlen) : PG_OK;
+	pg_result pr = server_clock_us(r, &started_us, err, errlen);
+	/* Without a backfill, the slot's start bounds the commit times after it (horizon.h). */
+	checkpoint_recovery at_start = {.commit_us = started_us,
+					.window_ms = r->cfg->recovery_window_ms};
 
 	if (pr == PG_OK)
 		pr = pg_stream_create_slot(r->pg, r->cfg->slot, reason != NULL, err, errlen);
@@ -1542,7 +1545,7 @@ static pg_result new_slot(relay *r, const char *reason, const checkpoint_recover
 		return pr;
 	checkpoint cp = {.lsn = pg_stream_start_lsn(r->pg)};
 	eos_resume(&r->eos, &cp);
-	eos_resume_recovery(&r->eos, lo);
+	eos_resume_recovery(&r->eos, reason ? lo : &at_start);
 	r->eos.creating = false;
 	r->eos_loaded = true;
 	if (reason) {
@@ -1605,6 +1608,9 @@ static const char *recovery_refusal(relay *r, const stored_checkpoint *sc, char 
 		cts = PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 		PQclear(res);
 	}
+	int64_t oldest = 0;
+	if (conn && cts && backfill_oldest_row_us(r->cfg, conn, &oldest, buf, len) < 0)
+		return buf;
 	if (!conn || !cts)
 		snprintf(buf, len, "track_commit_timestamp is off: the outbox rows committed after the "
 			 "checkpoint cannot be told apart; turn it on (it needs a restart) before a slot "
@@ -1612,6 +1618,10 @@ static const char *recovery_refusal(relay *r, const stored_checkpoint *sc, char 
 	else if (sc->rec.commit_us <= 0)
 		snprintf(buf, len, "the checkpoint records no commit time (written by an older relay or "
 			 "before any transaction): the rows after it cannot be told apart; %s", accept);
+	else if (oldest > sc->rec.commit_us - sc->rec.window_ms * 1000)
+		snprintf(buf, len, "the oldest outbox row committed after the checkpoint's time: rows "
+			 "committed after the checkpoint may have been purged (outbox.purge() or a "
+			 "DELETE); %s", accept);
 	else if (sc->cp.partial_nextlsn != LSN_INVALID)
 		snprintf(buf, len, "the checkpoint lies inside a large transaction published in parts; "
 			 "%s", accept);
