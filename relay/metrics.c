@@ -55,6 +55,8 @@ static struct {
 	_Atomic uint64_t wal_end;
 	_Atomic uint64_t confirmed;
 	_Atomic uint64_t retained_wal;
+	_Atomic uint64_t commit_disorder_us;
+	_Atomic uint64_t backfilled;
 	_Atomic int64_t read_commit_ms; /* 0: no transaction read yet */
 	_Atomic bool caught_up;
 	_Atomic bool ready;
@@ -135,6 +137,8 @@ void metrics_set_wal_end(lsn_t lsn) { SET(wal_end, lsn); }
 void metrics_set_confirmed(lsn_t lsn) { SET(confirmed, lsn); }
 
 void metrics_set_retained_wal(uint64_t bytes) { SET(retained_wal, bytes); }
+void metrics_set_commit_disorder(int64_t us) { SET(commit_disorder_us, us > 0 ? (uint64_t)us : 0); }
+void metrics_backfilled(uint64_t n) { ADD(backfilled, n); }
 
 void metrics_set_read_commit_time(int64_t ms)
 {
@@ -242,6 +246,14 @@ char *metrics_render(size_t *len)
 	family(f, "retained_wal_bytes", "gauge",
 	       "WAL the server keeps for the slot (current WAL position minus restart_lsn), checked at most once a minute.");
 	sample(f, "retained_wal_bytes", GET(retained_wal));
+	family(f, "commit_time_disorder_seconds", "gauge",
+	       "Most a transaction's commit time fell behind an earlier one in commit order (slot-loss recovery needs it below relay.recovery_window_ms).");
+	fprintf(f, "outbox_relay_commit_time_disorder_seconds %llu.%06llu\n",
+		(unsigned long long)(GET(commit_disorder_us) / 1000000),
+		(unsigned long long)(GET(commit_disorder_us) % 1000000));
+	family(f, "backfilled_rows_total", "counter",
+	       "Outbox rows published from their table for a new slot (first start, lost slot).");
+	sample(f, "backfilled_rows_total", GET(backfilled));
 	family(f, "confirmed_lsn", "gauge",
 	       "The WAL position confirmed to PostgreSQL (the slot's confirmed_flush_lsn), as a number.");
 	sample(f, "confirmed_lsn", confirmed);

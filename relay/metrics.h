@@ -56,6 +56,10 @@ void metrics_set_confirmed(lsn_t lsn);
 void metrics_set_retained_wal(uint64_t bytes);
 /* Commit time (ms since the epoch) of the newest transaction read; clears caught-up. */
 void metrics_set_read_commit_time(int64_t ms);
+/* The largest commit-time disorder the stream showed (us; see horizon.h). */
+void metrics_set_commit_disorder(int64_t us);
+/* Rows a backfill put into committed Kafka transactions. */
+void metrics_backfilled(uint64_t n);
 /* The server said it has nothing more to send: the replication lag is 0 until the next read. */
 void metrics_set_caught_up(void);
 /* Streaming with the producer up (/readyz answers 200), or not (503). */

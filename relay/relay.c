@@ -124,6 +124,8 @@ typedef struct {
 	backfill *bf;          /* outbox rows a new slot cannot deliver, read from the tables */
 	checkpoint_recovery lo; /* what the checkpoint covered when the running backfill began */
 	bool backfilling;      /* the rows being published come from the backfill */
+	uint64_t backfill_counted; /* backfill rows counted in the metrics (committed) */
+	int64_t disorder_told;  /* commit-time disorder last reported (us) */
 	in_flight_table flight; /* the records librdkafka has not reported yet */
 	int64_t txn_commit_ms;  /* commit time of the open PostgreSQL transaction (0: unknown) */
 	lsn_t wal_end_seen;     /* newest server WAL position known (for replication_lag_bytes) */
@@ -486,8 +488,11 @@ static eos_result commit_kafka(relay *r)
 	if (res == EOS_OK) {
 		if (r->snap)
 			snapshot_committed(r->snap);
-		if (backfill_active(r->bf))
+		if (backfill_active(r->bf)) {
 			backfill_committed(r->bf);
+			metrics_backfilled(backfill_rows(r->bf) - r->backfill_counted);
+			r->backfill_counted = backfill_rows(r->bf);
+		}
 		metrics_txn_committed();
 		pending_publish(&r->pend);
 	} else if (!r->eos.open) {
@@ -1009,6 +1014,25 @@ static int64_t txn_commit_us(const w2j_record *rec)
 	return us;
 }
 
+/*
+ * Slot-loss recovery assumes commit times run out of commit order by less than the window
+ * (horizon.h): the largest disorder seen is a metric, and a warning past half the window.
+ */
+static void watch_disorder(relay *r)
+{
+	int64_t d = r->eos.hz.max_disorder_us;
+
+	if (d <= r->disorder_told)
+		return;
+	r->disorder_told = d;
+	metrics_set_commit_disorder(d);
+	if (d * 2 > r->eos.hz.window_us)
+		log_warn("commit times ran %lld ms out of commit order, over half of "
+			 "relay.recovery_window_ms (%lld): a lost slot's recovery could miss rows; raise "
+			 "it, or check the database server's clock", (long long)(d / 1000),
+			 (long long)(r->eos.hz.window_us / 1000));
+}
+
 /* One wal2json record: transaction bounds feed the tracker, outbox inserts become records. */
 static stream_end handle_record(relay *r, const char *data, size_t len)
 {
@@ -1031,8 +1055,10 @@ static stream_end handle_record(relay *r, const char *data, size_t len)
 			r->txn_commit_ms = 0;
 		if (r->txn_commit_ms > 0)
 			metrics_set_read_commit_time(r->txn_commit_ms);
-		if (r->eos_on)
+		if (r->eos_on) {
 			eos_pg_txn_info(&r->eos, rec.nextlsn, txn_commit_us(&rec), (uint32_t)rec.xid);
+			watch_disorder(r);
+		}
 		r->skip_txn = r->eos_on ? !eos_pg_begin(&r->eos, rec.nextlsn) : rec.nextlsn <= r->prog.acked;
 		if (!r->skip_txn)
 			r->txn_seq = progress_begin(&r->prog, rec.nextlsn);
@@ -1395,6 +1421,7 @@ static pg_result end_backfill(relay *r, PGconn *conn, char *err, size_t errlen)
 		snprintf(err, errlen, "the backfill's last Kafka transaction failed (see above)");
 		return PG_RETRY;
 	}
+	metrics_backfilled(backfill_rows(r->bf) - r->backfill_counted);
 	log_info("backfill done: %llu events (%s)", (unsigned long long)backfill_rows(r->bf),
 		 backfill_reason(r->bf));
 	return PG_OK;
@@ -1550,6 +1577,7 @@ static pg_result new_slot(relay *r, const char *reason, const checkpoint_recover
 	r->eos_loaded = true;
 	if (reason) {
 		backfill_plan(r->bf, reason, snap, cp.lsn, started_us);
+		r->backfill_counted = 0;
 		checkpoint_recovery_free(&r->lo);
 		if (lo) {
 			r->lo = *lo;
@@ -1692,6 +1720,7 @@ static pg_result resume_from(relay *r, stored_checkpoint *sc, char *err, size_t 
 		memset(&sc->rec, 0, sizeof(sc->rec));
 		free(r->lo.backfill);
 		r->lo.backfill = NULL;
+		r->backfill_counted = backfill_rows(r->bf);
 		log_info("resuming the backfill (%s) after %llu rows", backfill_reason(r->bf),
 			 (unsigned long long)backfill_rows(r->bf));
 	}

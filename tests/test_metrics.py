@@ -108,6 +108,7 @@ FAMILIES = {
     "kafka_transactions_aborted_total": "counter", "delivery_latency_seconds": "histogram",
     "replication_lag_bytes": "gauge", "replication_lag_seconds": "gauge",
     "confirmed_lsn": "gauge", "reconnects_total": "counter",
+    "commit_time_disorder_seconds": "gauge", "backfilled_rows_total": "counter",
 }
 
 
