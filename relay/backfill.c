@@ -12,7 +12,6 @@
 
 #define FETCH_ROWS 1000
 #define CURSOR "outbox_relay_backfill"
-#define XID_EPOCH 4294967296LL
 
 /* A row's place in the backfill's order: commit time (-1: unknown), full xid, command id, ctid. */
 typedef struct {
@@ -226,12 +225,15 @@ out:
 	return n;
 }
 
-/* "xmin:xmax:..." -> xmax, and the start of its xid epoch (full xids of rows are near it). */
-static int64_t snapshot_xmax(const char *snap)
-{
-	const char *c = strchr(snap, ':');
-	return c ? strtoll(c + 1, NULL, 10) : 0;
-}
+/*
+ * The full (epoch-qualified) xid of t.xmin, for pg_visible_in_snapshot(): in the epoch of the
+ * next xid now, or the one before when that would be in the future. Rows committed after the
+ * slot's snapshot have xids past its xmax, so the epoch comes from the current xid, not from it.
+ */
+#define XMIN8 "(n.base + t.xmin::text::int8 - CASE WHEN n.base + t.xmin::text::int8 >= n.next " \
+	      "THEN 4294967296 ELSE 0 END)"
+#define NEXT_XID " CROSS JOIN (SELECT x - mod(x, 4294967296) AS base, x AS next FROM (SELECT " \
+		 "pg_snapshot_xmax(pg_current_snapshot())::text::int8 AS x) c) n"
 
 /*
  * The rows of one source table the backfill publishes, with their places, in order: seen by
@@ -243,7 +245,6 @@ static char *table_query(backfill *b, PGconn *conn, const char *schema, const ch
 {
 	size_t len = 0, cap = 4096;
 	char *q = xmalloc(cap), num[256];
-	int64_t xmax = snapshot_xmax(b->snapshot), base = xmax - xmax % XID_EPOCH;
 
 	q[0] = '\0';
 	add(&q, &len, &cap, "DECLARE " CURSOR " NO SCROLL CURSOR FOR SELECT o.k_ts, o.k_x, o.k_c, "
@@ -265,11 +266,8 @@ static char *table_query(backfill *b, PGconn *conn, const char *schema, const ch
 	add(&q, &len, &cap, qualified);
 	add(&q, &len, &cap, commit_ts ? " t CROSS JOIN LATERAL (SELECT pg_xact_commit_timestamp(t.xmin) AS ts) c"
 				      : " t CROSS JOIN LATERAL (SELECT NULL::timestamptz AS ts) c");
-	snprintf(num, sizeof(num), " CROSS JOIN LATERAL (SELECT %lld + t.xmin::text::int8 - CASE WHEN "
-		 "%lld + t.xmin::text::int8 >= %lld THEN %lld ELSE 0 END AS x8) x WHERE (x.x8 < 3 OR "
-		 "pg_visible_in_snapshot(x.x8::text::xid8, ", (long long)base, (long long)base,
-		 (long long)xmax, XID_EPOCH);
-	add(&q, &len, &cap, num);
+	add(&q, &len, &cap, NEXT_XID " CROSS JOIN LATERAL (SELECT " XMIN8 " AS x8) x WHERE (x.x8 < 3 "
+	    "OR pg_visible_in_snapshot(x.x8::text::xid8, ");
 	add_literal(conn, &q, &len, &cap, b->snapshot);
 	add(&q, &len, &cap, "::pg_snapshot))");
 	if (lo && lo->commit_us > 0) {
@@ -435,14 +433,11 @@ static int table_horizon(backfill *b, PGconn *conn, const char *qualified, int64
 			 char *err, size_t errlen)
 {
 	char q[2048];
-	int64_t xmax = snapshot_xmax(b->snapshot), base = xmax - xmax % XID_EPOCH;
 	char *snap = PQescapeLiteral(conn, b->snapshot, strlen(b->snapshot));
 
 	snprintf(q, sizeof(q), "SELECT coalesce(max((extract(epoch FROM "
-		 "pg_xact_commit_timestamp(t.xmin)) * 1000000)::int8), 0) FROM ONLY %s t WHERE "
-		 "pg_visible_in_snapshot((%lld + t.xmin::text::int8 - CASE WHEN %lld + "
-		 "t.xmin::text::int8 >= %lld THEN %lld ELSE 0 END)::text::xid8, %s::pg_snapshot)",
-		 qualified, (long long)base, (long long)base, (long long)xmax, XID_EPOCH, snap);
+		 "pg_xact_commit_timestamp(t.xmin)) * 1000000)::int8), 0) FROM ONLY %s t" NEXT_XID
+		 " WHERE pg_visible_in_snapshot(" XMIN8 "::text::xid8, %s::pg_snapshot)", qualified, snap);
 	PQfreemem(snap);
 	PGresult *res = PQexec(conn, q);
 	int r = -1;
@@ -466,15 +461,12 @@ static int table_xids(backfill *b, PGconn *conn, const char *qualified, int64_t 
 		      checkpoint_recovery *out, char *err, size_t errlen)
 {
 	char q[2048];
-	int64_t xmax = snapshot_xmax(b->snapshot), base = xmax - xmax % XID_EPOCH;
 	char *snap = PQescapeLiteral(conn, b->snapshot, strlen(b->snapshot));
 
-	snprintf(q, sizeof(q), "SELECT DISTINCT t.xmin::text FROM ONLY %s t WHERE "
+	snprintf(q, sizeof(q), "SELECT DISTINCT t.xmin::text FROM ONLY %s t" NEXT_XID " WHERE "
 		 "pg_xact_commit_timestamp(t.xmin) > 'epoch'::timestamptz + %lld * interval "
-		 "'1 microsecond' AND pg_visible_in_snapshot((%lld + t.xmin::text::int8 - CASE WHEN "
-		 "%lld + t.xmin::text::int8 >= %lld THEN %lld ELSE 0 END)::text::xid8, %s::pg_snapshot)",
-		 qualified, (long long)after_us, (long long)base, (long long)base, (long long)xmax,
-		 XID_EPOCH, snap);
+		 "'1 microsecond' AND pg_visible_in_snapshot(" XMIN8 "::text::xid8, %s::pg_snapshot)",
+		 qualified, (long long)after_us, snap);
 	PQfreemem(snap);
 	PGresult *res = PQexec(conn, q);
 	int r = -1;

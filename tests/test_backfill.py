@@ -1,0 +1,97 @@
+# Backfill tests: the rows a new slot cannot deliver, published from the outbox table exactly once.
+import json
+
+import pytest
+
+import relayctl
+from events import AGGREGATES, assert_exactly_once_in_order, write_events
+from harness import wait_for
+
+CHECKPOINT_TOPIC = "outbox-relay.checkpoints"
+
+
+@pytest.fixture(autouse=True)
+def commit_timestamps(pg):
+    """Slot-loss recovery reads commit times: the session server must record them."""
+    if pg.query("SHOW track_commit_timestamp")[0][0] != "on":
+        pg.execute("ALTER SYSTEM SET track_commit_timestamp = on")
+        pg.restart()
+
+
+def all_events(kafka, outbox, count, timeout=90):
+    """Every record of the outbox topics once count arrived (then to the end, for duplicates)."""
+    topics = [outbox.topic(a) for a in AGGREGATES]
+    kafka.consume(topics, until=count, timeout=timeout)
+    return kafka.consume(topics, until=None, timeout=timeout)
+
+
+def status(outbox):
+    code, out = relayctl.run_once(["status", outbox.config_path, "--json"], timeout=60)
+    assert code == 0, out
+    return json.loads(out)
+
+
+def txn_id(outbox):
+    sysid = outbox.db.query("SELECT system_identifier::text FROM pg_control_system()")[0][0]
+    return "outbox-relay-%s-%s" % (sysid, outbox.slot)
+
+
+def test_kill_during_the_backfill_resumes_after_the_last_committed_row(outbox, kafka):
+    rows = write_events(outbox.db, 400, 50, keys=97)  # 20,000 events before the first start
+    outbox.reconfigure(extra_relay="transaction_max_records = 200;")
+    outbox.relay.start()
+
+    def midway():
+        b = status(outbox).get("backfill") or {}
+        return not b.get("done", True) and b.get("rows", 0) >= 2000
+    wait_for(midway, 90, interval=0.05, what="a backfill under way")
+    outbox.relay.kill()
+    assert "backfill done" not in outbox.relay.log(), "the backfill ended before the kill"
+    rows.update(write_events(outbox.db, 10, 5, keys=97, start=100000))
+    outbox.relay.start()
+    outbox.relay.wait_log("backfill done: 20000 events (first start)", timeout=120)
+    assert "resuming the backfill (first start) after" in outbox.relay.log()
+    outbox.relay.wait_streaming(timeout=60)
+    assert_exactly_once_in_order(all_events(kafka, outbox, len(rows)), rows, outbox)
+
+
+def test_a_start_that_died_creating_its_slot_starts_over(outbox, kafka):
+    """The checkpoint says "creating" and a slot exists: it published nothing, so it is made again."""
+    rows = write_events(outbox.db, 20, 3)
+    outbox.db.execute("SELECT pg_create_logical_replication_slot(%s, 'wal2json')", (outbox.slot,))
+    rows.update(write_events(outbox.db, 5, 2, start=1000))
+    kafka.create_topic(CHECKPOINT_TOPIC, partitions=1, config={"cleanup.policy": "compact"})
+    p = kafka.producer()
+    p.produce(CHECKPOINT_TOPIC, key=txn_id(outbox),
+              value=json.dumps({"version": 1, "slot": outbox.slot, "lsn": "0/0", "creating": True}))
+    p.flush(30)
+    outbox.relay.start()
+    outbox.relay.wait_log("backfill done: 70 events (first start)", timeout=60)
+    assert 'dropped replication slot "%s"' % outbox.slot in outbox.relay.log()
+    assert_exactly_once_in_order(all_events(kafka, outbox, len(rows)), rows, outbox)
+
+
+def test_a_slot_recreated_ahead_of_the_checkpoint_is_recovered(outbox, kafka):
+    rows = write_events(outbox.db, 10, 2)
+    outbox.relay.start()
+    outbox.relay.wait_log("backfill done: 20 events (first start)", timeout=60)
+    outbox.relay.wait_streaming(timeout=60)
+    rows.update(write_events(outbox.db, 10, 2, start=1000))
+    all_events(kafka, outbox, len(rows))
+    assert outbox.relay.stop() == 0
+    outbox.db.execute("SELECT pg_drop_replication_slot(%s)", (outbox.slot,))
+    rows.update(write_events(outbox.db, 10, 2, start=2000))
+    # Someone makes the slot again: it starts after the rows above, which it cannot deliver. The
+    # relay drops it and makes its own, so the rows written meanwhile are backfilled too.
+    outbox.db.execute("SELECT pg_create_logical_replication_slot(%s, 'wal2json')", (outbox.slot,))
+    rows.update(write_events(outbox.db, 10, 2, start=3000))
+    since = len(outbox.relay.log())
+    outbox.relay.start()
+    outbox.relay.wait_log("backfill done: 40 events (slot lost)", timeout=60, since=since)
+    assert "is ahead of the checkpoint" in outbox.relay.log()[since:]
+    outbox.relay.wait_streaming(timeout=60)
+    rows.update(write_events(outbox.db, 10, 2, start=4000))
+    assert_exactly_once_in_order(all_events(kafka, outbox, len(rows)), rows, outbox)
+    st = status(outbox)
+    assert st["backfill"] == {"reason": "slot lost", "done": True, "rows": 40}
+    assert st["slot_loss_recovery"] == "possible"
