@@ -18,8 +18,9 @@ import pytest
 import harness
 import relayctl
 from harness import wait_for
-from test_exactly_once import Writers
+from events import Writers
 
+PHASE = 10 ** 7  # first_seq step: writers of a later phase continue the same keys' order
 BACKFILL_DONE = re.compile(r"backfill done: (\d+) events \((first start|slot lost)\)")
 
 
@@ -106,6 +107,16 @@ def wait_caught_up(db, slot, relay, timeout=60):
     assert relay.proc.poll() is None, "relay exited (code %s):\n%s" % (relay.proc.returncode, relay.log()[-3000:])
 
 
+def wait_checkpoint(db, slot, relay, timeout=60):
+    """Waits until the relay confirms its slot further than now: it confirms only after a Kafka
+    commit, so Kafka then holds a checkpoint of this slot (without one, a lost slot is a first
+    start). Fails at once when the relay exits."""
+    now = slot_confirmed(db, slot)
+    wait_for(lambda: relay.proc.poll() is not None or slot_confirmed(db, slot) > now, timeout,
+             what="the relay to confirm its slot past %x" % now)
+    assert relay.proc.poll() is None, "relay exited (code %s):\n%s" % (relay.proc.returncode, relay.log()[-3000:])
+
+
 def wait_rows(writers, more, timeout=60):
     """Waits until the writers committed `more` further rows."""
     target = writers.count() + more
@@ -113,8 +124,9 @@ def wait_rows(writers, more, timeout=60):
 
 
 def table_events(db):
-    """Every event in db's outbox.events (the table keeps them): {id: (key, seq)}. Writers' keys
-    each belong to one writer of one generation, whose seq increases in commit order."""
+    """Every event in db's outbox.events (the table keeps them): {id: (key, seq)}. A Writers key
+    belongs to one writer thread (of one gen), whose seq increases in commit order, also across
+    phases (first_seq)."""
     return {eid: (key, payload["seq"])
             for eid, key, payload in db.query("SELECT id::text, aggregate_id, payload FROM outbox.events")}
 
@@ -248,6 +260,7 @@ def test_slot_dropped_under_load_is_recovered(outbox, kafka):
     try:
         for round_ in (1, 2):
             wait_rows(writers, 400)
+            wait_checkpoint(outbox.db, outbox.slot, outbox.relay)  # Kafka has a checkpoint of this slot
             drop_slot(outbox.db, outbox.slot)
             wait_backfill(outbox.relay, "slot lost", nth=round_)
         wait_rows(writers, 400)
@@ -274,17 +287,19 @@ def test_standby_promoted_without_the_slot_is_recovered(kafka, own_pg, target_on
         standby = primary.standby()
         t.relay.start()
         t.relay.wait_streaming()
-        streamed = Writers(t.db, t, gen=0).start()
+        streamed = Writers(t.db, t).start()
         try:
-            wait_rows(streamed, 600)
+            wait_rows(streamed, 300)
+            wait_checkpoint(t.db, t.slot, t.relay)  # else the next start is a first start
+            wait_rows(streamed, 300)
+            if stop == "kill9":  # rows in flight, the checkpoint behind them
+                t.relay.stop(signal.SIGKILL)
         finally:
             streamed.stop()
         standby.wait_replayed()
         if stop == "sigterm":
             assert t.relay.stop() == 0
-        else:
-            t.relay.stop(signal.SIGKILL)
-        unseen = Writers(t.db, t, gen=1).start()  # after the relay, before the failover
+        unseen = Writers(t.db, t, first_seq=1 * PHASE).start()  # after the relay, before the failover
         try:
             wait_rows(unseen, 300)
         finally:
@@ -293,7 +308,7 @@ def test_standby_promoted_without_the_slot_is_recovered(kafka, own_pg, target_on
         primary.stop()
         standby.promote()
         t.point_at(harness.Database(standby, t.db.name))
-        after = Writers(t.db, t, gen=2).start()  # on the promoted server, across the relay's start
+        after = Writers(t.db, t, first_seq=2 * PHASE).start()  # on the promoted server, across the relay's start
         try:
             wait_rows(after, 300)
             t.relay.start()
@@ -322,14 +337,14 @@ def test_invalidated_slot_is_recovered(kafka, own_pg, target_on):
     t = target_on(server)
     t.relay.start()
     t.relay.wait_streaming()
-    streamed = Writers(t.db, t, gen=0).start()
+    streamed = Writers(t.db, t).start()
     try:
         wait_rows(streamed, 300)
     finally:
         streamed.stop()
     wait_caught_up(t.db, t.slot, t.relay)
     assert t.relay.stop() == 0
-    unseen = Writers(t.db, t, gen=1).start()
+    unseen = Writers(t.db, t, first_seq=1 * PHASE).start()
     try:
         wait_rows(unseen, 300)
     finally:
@@ -337,7 +352,7 @@ def test_invalidated_slot_is_recovered(kafka, own_pg, target_on):
     server.invalidate_slot(t.slot)
     t.relay.start()
     wait_backfill(t.relay, "slot lost")
-    after = Writers(t.db, t, gen=2, count=1).start()
+    after = Writers(t.db, t, count=1, first_seq=2 * PHASE).start()
     try:
         wait_rows(after, 100)
     finally:
