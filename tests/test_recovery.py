@@ -9,6 +9,7 @@ Log lines: "backfill done: N events (first start)" and "backfill done: N events 
 Recovery refuses (exit 1, one error line) when it cannot be exact: track_commit_timestamp off
 (named), a message_prefix source (outbox.emit() leaves no row: named "emit").
 """
+import json
 import re
 import signal
 import uuid
@@ -275,6 +276,36 @@ def test_slot_dropped_under_load_is_recovered(outbox, kafka):
     assert outbox.relay.stop() == 0
 
 
+def test_relay_killed_while_recovering_is_still_exactly_once(outbox, kafka):
+    """A failure of the recovery path never confirms a slot past an event that was not published:
+    the relay is killed (-9) twice just after it made its new slot, before the recovery could
+    finish; the third start (the slot then exists, ahead of the checkpoint) recovers once."""
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    writers = Writers(outbox.db, outbox).start()
+    try:
+        wait_rows(writers, 300)
+        wait_checkpoint(outbox.db, outbox.slot, outbox.relay)
+        assert outbox.relay.stop() == 0
+        wait_rows(writers, 3000)  # what the recovery must publish from the table
+        drop_slot(outbox.db, outbox.slot)
+        for _ in range(2):
+            outbox.relay.start()
+            wait_for(lambda: outbox.relay.proc.poll() is not None or outbox.db.query(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (outbox.slot,)), 60,
+                interval=0.01, what="the relay's new slot")
+            outbox.relay.stop(signal.SIGKILL)
+            assert "backfill done" not in outbox.relay.log(), "killed too late: the recovery was over"
+        outbox.relay.start()
+        wait_backfill(outbox.relay, "slot lost")
+        wait_rows(writers, 300)
+    finally:
+        writers.stop()
+    wait_caught_up(outbox.db, outbox.slot, outbox.relay)
+    assert_published_once(kafka, outbox.topic("user"), writers.committed, writers.rolled_back)
+    assert outbox.relay.stop() == 0
+
+
 @pytest.mark.parametrize("stop", ["sigterm", "kill9"])
 def test_standby_promoted_without_the_slot_is_recovered(kafka, own_pg, target_on, stop):
     """Plain streaming replication, no HA manager: the relay runs on the primary, the primary is
@@ -424,3 +455,53 @@ def test_slot_loss_with_emit_source_is_refused(outbox, kafka):
     assert outbox.relay.wait_exit(60) == 1
     errors = error_lines(outbox.relay)
     assert len(errors) == 1 and "emit" in errors[0], errors
+
+
+def capture_setup(outbox, extra_relay=""):
+    """An outbox source and a captured table public.accounts (rows 1..20), first start from now."""
+    outbox.db.execute("CREATE TABLE public.accounts (id int PRIMARY KEY, balance int NOT NULL)")
+    outbox.db.execute("INSERT INTO public.accounts SELECT i, 100 FROM generate_series(1, 20) i")
+    outbox.reconfigure(
+        capture='{ tables = "public.accounts"; snapshot = false; }',
+        extra_relay='topic_prefix = "%s"; first_start = "from-now"; %s' % (outbox.prefix, extra_relay))
+    return outbox.prefix + ".public.accounts"
+
+
+def test_slot_loss_with_captured_tables_is_refused_by_default(outbox, kafka):
+    """The changes of captured tables in the lost window cannot be recovered from current rows:
+    capture_on_slot_loss = "stop" (the default) refuses, naming the setting that accepts it."""
+    capture_setup(outbox)
+    stream_then_lose_the_slot(outbox)
+    outbox.relay.start()
+    assert outbox.relay.wait_exit(60) == 1
+    errors = error_lines(outbox.relay)
+    assert len(errors) == 1 and "capture_on_slot_loss" in errors[0], errors
+
+
+def test_slot_loss_with_captured_tables_resnapshots_them(outbox, kafka):
+    """capture_on_slot_loss = "resnapshot": the captured tables are published again as they are
+    (op r, current values), and the outbox rows are recovered from the table exactly once."""
+    topic = capture_setup(outbox, 'capture_on_slot_loss = "resnapshot";')
+    w = stream_then_lose_the_slot(outbox)
+    # Changes in the window the new slot cannot deliver.
+    outbox.db.execute("UPDATE public.accounts SET balance = 200 + id WHERE id <= 10")
+    outbox.db.execute("DELETE FROM public.accounts WHERE id = 20")
+    outbox.db.execute("INSERT INTO public.accounts VALUES (21, 121)")
+    unseen = Writers(outbox.db, outbox, count=1, first_seq=PHASE).start()
+    try:
+        wait_rows(unseen, 50)
+    finally:
+        unseen.stop()
+    outbox.relay.start()
+    wait_backfill(outbox.relay, "slot lost")
+    wait_caught_up(outbox.db, outbox.slot, outbox.relay)
+    committed, rolled_back = merged(w, unseen)
+    assert_published_once(kafka, outbox.topic("user"), committed, rolled_back)
+    current = dict(outbox.db.query("SELECT id, balance FROM public.accounts"))
+
+    def snapshot(msgs):
+        """{id: balance} of the op r records (the snapshot runs alongside the stream)."""
+        values = (json.loads(m["value"]) for m in msgs if m["value"])
+        return {v["after"]["id"]: v["after"]["balance"] for v in values if v["op"] == "r"}
+    msgs = kafka.consume([topic], until=lambda msgs: snapshot(msgs).keys() >= current.keys(), timeout=60)
+    assert snapshot(msgs) == current
