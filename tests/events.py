@@ -1,5 +1,7 @@
 # events.py: writing outbox events in tests and checking what a read_committed consumer got.
 import json
+import random
+import threading
 
 AGGREGATES = ["user", "document", "liveness"]
 
@@ -92,3 +94,71 @@ def slot_lsns(db, slot):
     r = db.query("SELECT confirmed_flush_lsn - '0/0', pg_current_wal_lsn() - '0/0' "
                  "FROM pg_replication_slots WHERE slot_name = %s", (slot,))
     return (int(r[0][0]) if r and r[0][0] is not None else 0), int(r[0][1]) if r else 0
+
+
+class Writers:
+    """Several writer threads committing (and sometimes rolling back) outbox transactions.
+
+    Each writer owns its keys, so the commit order of a key is its writer's order. committed
+    maps event id -> (key, sequence); rolled_back holds ids of events that must never appear.
+    """
+
+    def __init__(self, db, outbox, count=3, max_rows=8, gen=0, first_seq=0):
+        """first_seq: the first sequence number of each writer; writers of the same gen write
+        the same keys, so a later set of them continues those keys' order when its first_seq
+        is above every seq the earlier set wrote."""
+        self.db, self.outbox, self.gen, self.first_seq = db, outbox, gen, first_seq
+        self.committed, self.rolled_back = {}, set()
+        self.lock = threading.Lock()
+        self.stop_flag = threading.Event()
+        self.errors = []
+        self.threads = [threading.Thread(target=self._run, args=(w, max_rows)) for w in range(count)]
+
+    def write_transaction(self, conn, rnd, w, max_rows, seq):
+        """Writes one transaction of 1..max_rows events, rolled back one time in ten, and notes
+        its ids as committed or rolled back; returns the next sequence number."""
+        cur = conn.cursor()
+        ids = []
+        for _ in range(rnd.randint(1, max_rows)):
+            key = "g%d-w%d-k%d" % (self.gen, w, rnd.randint(0, 9))
+            cur.execute("SELECT outbox.publish('user', %s, 'Changed', %s::jsonb)",
+                        (key, json.dumps({"g": self.gen, "w": w, "seq": seq})))
+            ids.append((cur.fetchone()[0], key, seq))
+            seq += 1
+        if rnd.random() < 0.1:
+            conn.rollback()
+            with self.lock:
+                self.rolled_back.update(i for i, _, _ in ids)
+        else:
+            conn.commit()
+            with self.lock:
+                for i, key, s in ids:
+                    self.committed[i] = (key, s)
+        return seq
+
+    def _run(self, w, max_rows):
+        rnd = random.Random(w + self.first_seq)
+        conn = self.db.connect(autocommit=False)
+        seq = self.first_seq
+        try:
+            while not self.stop_flag.is_set():
+                seq = self.write_transaction(conn, rnd, w, max_rows, seq)
+        except Exception as e:  # reported by stop()
+            self.errors.append(e)
+        finally:
+            conn.close()
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def count(self):
+        with self.lock:
+            return len(self.committed)
+
+    def stop(self):
+        self.stop_flag.set()
+        for t in self.threads:
+            t.join()
+        assert not self.errors, self.errors

@@ -236,6 +236,8 @@ class Postgres:
         self.output_plugin_libraries = None  # value after start, None if the server has no such GUC
         self._user = _unprivileged_user()
         self._running = False
+        self.primary = None  # the Postgres this one streams from (standby())
+        self.application_name = None  # its name in the primary's pg_stat_replication
 
     def __repr__(self):
         return "Postgres(port=%s, dir=%s)" % (self.port, self.dir)
@@ -280,6 +282,8 @@ class Postgres:
             "log_line_prefix": "'%m [%p] %q%u@%d '",
             "log_replication_commands": "on",
             "timezone": "'UTC'",
+            # The relay's recovery from the outbox table draws its boundary by commit time.
+            "track_commit_timestamp": "on",
         }
         # PostgreSQL 15.19+ only loads output plugins listed in output_plugin_libraries.
         if self._run(["postgres", "-C", "output_plugin_libraries", "-D", self.data_dir],
@@ -459,6 +463,114 @@ class Postgres:
         for pid in pids:
             self.query("SELECT pg_terminate_backend(%s, 5000)", (pid,))
         return pids
+
+    # -- streaming replication and slot loss -------------------------------
+
+    def standby(self, extra_settings=None, timeout=60):
+        """Return a new Postgres, a streaming standby of this running server, started.
+
+        Made by pg_basebackup -R (WAL streamed along, as the unprivileged user) into its own
+        temp dir, on its own port; extra_settings are appended to its postgresql.conf. Returns
+        once this server's pg_stat_replication shows it streaming. It is cleaned up like any
+        other server. PostgreSQL 15 copies no replication slot to it: a logical slot of this
+        server does not exist there (the failover case of the relay's recovery).
+        .primary is this server and .application_name its name in pg_stat_replication.
+        """
+        sb = Postgres(bin_dir=self.bin_dir, extra_settings=extra_settings,
+                      admin_via_socket=self.admin_via_socket)
+        sb.primary = self
+        sb.application_name = "standby_" + uuid.uuid4().hex[:8]
+        _register(sb)  # from here on cleanup_all() removes its dir, even if the copy fails
+        sb.dir = make_temp_dir("outbox-relay-pg-standby-")
+        if sb._user is not None:
+            os.chown(sb.dir, sb._user.pw_uid, sb._user.pw_gid)
+        sb.data_dir = os.path.join(sb.dir, "data")
+        sb.log_path = os.path.join(sb.dir, "postgres.log")
+        sb.port = free_port()
+        while sb.port == self.port:
+            sb.port = free_port()
+        host = self.dir if self.admin_via_socket else self.host
+        conninfo = "host=%s port=%d user=postgres application_name=%s" % (host, self.port, sb.application_name)
+        # -R writes standby.signal and primary_conninfo (with the application_name) to
+        # postgresql.auto.conf; pg_replslot's contents are not copied.
+        sb._run(["pg_basebackup", "-D", sb.data_dir, "-R", "-X", "stream", "-c", "fast", "--no-sync",
+                 "-d", conninfo])
+        settings = {"port": str(sb.port), "unix_socket_directories": "'%s'" % sb.dir}
+        settings.update(sb.extra_settings)
+        with open(os.path.join(sb.data_dir, "postgresql.conf"), "a") as f:
+            f.write("\n# outbox-relay test harness: standby of port %d\n" % self.port)
+            for key, value in settings.items():
+                f.write("%s = %s\n" % (key, value))
+        sb.start()
+        wait_for(lambda: self.query("SELECT 1 FROM pg_stat_replication WHERE application_name = %s "
+                                    "AND state = 'streaming'", (sb.application_name,)),
+                 timeout, what="standby %s streaming from port %d" % (sb.application_name, self.port))
+        return sb
+
+    def is_in_recovery(self):
+        """True while this server is a standby (pg_is_in_recovery())."""
+        return self.query("SELECT pg_is_in_recovery()")[0][0]
+
+    def wait_replayed(self, lsn=None, timeout=30):
+        """On a standby: wait until it has replayed WAL up to lsn (text, e.g. '0/3000060'; default
+        the primary's pg_current_wal_lsn() now, so the primary must be running). Returns lsn."""
+        if lsn is None:
+            lsn = self.primary.query("SELECT pg_current_wal_lsn()::text")[0][0]
+        wait_for(lambda: self.query("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,))[0][0],
+                 timeout, what="standby on port %d to replay up to %s" % (self.port, lsn))
+        return lsn
+
+    def promote(self, timeout=60):
+        """Promote this standby (pg_ctl promote) and wait until it accepts writes
+        (pg_is_in_recovery() false). It no longer follows its primary."""
+        self._run(["pg_ctl", "promote", "-w", "-t", str(timeout), "-D", self.data_dir])
+        wait_for(lambda: not self.is_in_recovery(), timeout, what="standby on port %d promoted" % self.port)
+        self.primary = None
+        return self
+
+    def invalidate_slot(self, slot, timeout=60):
+        """Make an inactive replication slot lost (pg_replication_slots.wal_status = 'lost'), as
+        max_slot_wal_keep_size does to a slot that lags too far; its consumer must be stopped.
+
+        When the server keeps WAL for slots without limit (max_slot_wal_keep_size = -1, the
+        default), the limit is set to 1MB by ALTER SYSTEM and reload for the duration and reset
+        afterwards. wal_keep_size must be 0 (the default). Then, in rounds: a small logical
+        message (in database postgres), pg_switch_wal(), CHECKPOINT (slots are invalidated at
+        checkpoints), until the slot is lost or timeout seconds passed (TimeoutError). Any other
+        inactive slot lagging behind on this server is lost too, and in PostgreSQL 15 an active
+        one as well (its walsender is terminated): use a server of the test's own.
+        """
+        def status():
+            rows = self.query("SELECT active, wal_status FROM pg_replication_slots WHERE slot_name = %s",
+                              (slot,))
+            if not rows:
+                raise ValueError("no replication slot %r on port %d" % (slot, self.port))
+            return rows[0]
+
+        if status()[0]:
+            raise RuntimeError("slot %r is active: stop its consumer before invalidating it" % slot)
+        keep = self.query("SHOW wal_keep_size")[0][0]
+        if keep not in ("0", "0MB", "0kB"):
+            raise RuntimeError("wal_keep_size is %s: the server keeps WAL for standbys, set it to 0" % keep)
+        unlimited = self.query("SHOW max_slot_wal_keep_size")[0][0] == "-1"
+        if unlimited:
+            self.execute("ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'")
+            self.execute("SELECT pg_reload_conf()")
+            wait_for(lambda: self.query("SHOW max_slot_wal_keep_size")[0][0] == "1MB", 10,
+                     what="max_slot_wal_keep_size = 1MB after the reload")
+        try:
+            def lost():
+                if status()[1] == "lost":
+                    return True
+                self.execute("SELECT pg_logical_emit_message(false, 'harness-wal-filler', repeat('x', 1000))")
+                self.execute("SELECT pg_switch_wal()")
+                self.execute("CHECKPOINT")
+                return status()[1] == "lost"
+            wait_for(lost, timeout, interval=0.05, what="slot %r invalidated (wal_status lost)" % slot)
+        finally:
+            if unlimited:
+                self.execute("ALTER SYSTEM RESET max_slot_wal_keep_size")
+                self.execute("SELECT pg_reload_conf()")
 
 
 # ---------------------------------------------------------------------------

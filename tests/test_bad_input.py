@@ -25,6 +25,8 @@ def test_wal2json_not_allowed_by_output_plugin_libraries(outbox, pg):
 
 
 def test_slot_dropped_while_running_stops_the_relay(outbox, kafka, pg):
+    # slot_loss = "stop": the default "recover" recovers from the table (tests/test_recovery.py).
+    outbox.reconfigure(extra_relay='slot_loss = "stop";')
     outbox.relay.start()
     outbox.relay.wait_streaming()
     pid = outbox.db.query("SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (outbox.slot,))[0][0]

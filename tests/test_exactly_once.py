@@ -12,75 +12,10 @@ import pytest
 
 import relayctl
 from harness import wait_for
-from events import slot_lsns
+from events import Writers, slot_lsns
 
 CHECKPOINT_TOPIC = "outbox-relay.checkpoints"
 CRASHES = int(os.environ.get("CRASH_LOOPS", "50"))
-
-
-class Writers:
-    """Several writer threads committing (and sometimes rolling back) outbox transactions.
-
-    Each writer owns its keys, so the commit order of a key is its writer's order. committed
-    maps event id -> (key, sequence); rolled_back holds ids of events that must never appear.
-    """
-
-    def __init__(self, db, outbox, count=3, max_rows=8, gen=0):
-        self.db, self.outbox, self.gen = db, outbox, gen
-        self.committed, self.rolled_back = {}, set()
-        self.lock = threading.Lock()
-        self.stop_flag = threading.Event()
-        self.errors = []
-        self.threads = [threading.Thread(target=self._run, args=(w, max_rows)) for w in range(count)]
-
-    def write_transaction(self, conn, rnd, w, max_rows, seq):
-        """Writes one transaction of 1..max_rows events, rolled back one time in ten, and notes
-        its ids as committed or rolled back; returns the next sequence number."""
-        cur = conn.cursor()
-        ids = []
-        for _ in range(rnd.randint(1, max_rows)):
-            key = "g%d-w%d-k%d" % (self.gen, w, rnd.randint(0, 9))
-            cur.execute("SELECT outbox.publish('user', %s, 'Changed', %s::jsonb)",
-                        (key, json.dumps({"g": self.gen, "w": w, "seq": seq})))
-            ids.append((cur.fetchone()[0], key, seq))
-            seq += 1
-        if rnd.random() < 0.1:
-            conn.rollback()
-            with self.lock:
-                self.rolled_back.update(i for i, _, _ in ids)
-        else:
-            conn.commit()
-            with self.lock:
-                for i, key, s in ids:
-                    self.committed[i] = (key, s)
-        return seq
-
-    def _run(self, w, max_rows):
-        rnd = random.Random(w)
-        conn = self.db.connect(autocommit=False)
-        seq = 0
-        try:
-            while not self.stop_flag.is_set():
-                seq = self.write_transaction(conn, rnd, w, max_rows, seq)
-        except Exception as e:  # reported by stop()
-            self.errors.append(e)
-        finally:
-            conn.close()
-
-    def start(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def count(self):
-        with self.lock:
-            return len(self.committed)
-
-    def stop(self):
-        self.stop_flag.set()
-        for t in self.threads:
-            t.join()
-        assert not self.errors, self.errors
 
 
 def transactional_id(outbox):
