@@ -1,21 +1,22 @@
--- outbox.sql: the outbox-relay SQL kit, version 1.1 (see docs/sql.md).
+-- outbox.sql: the outbox-relay SQL kit, version 1.2 (see docs/sql.md).
 --
 --   psql -v ON_ERROR_STOP=1 -d app -f sql/outbox.sql
 --
--- One file installs the kit, upgrades an older install in place (1.0 -> 1.1) and can be run
--- again at any time: every statement is CREATE ... IF NOT EXISTS, CREATE OR REPLACE or a
+-- One file installs the kit, upgrades an older install in place (1.0 or 1.1 -> 1.2) and can be
+-- run again at any time: every statement is CREATE ... IF NOT EXISTS, CREATE OR REPLACE or a
 -- guarded DO block, all in one transaction, so a failure changes nothing. It refuses to run
 -- over a newer kit.
 --
 -- What it provides, all in schema outbox:
 --   outbox.events                 the outbox table (the relay reads its inserts from the WAL)
+--   outbox.purge_state            the newest commit time among the rows purge() deleted
 --   outbox.publish(...)           writes one event row in the caller's transaction
 --   outbox.emit(...)              publishes one event as a transactional logical message, no row
 --   outbox.add_event_trigger(...) turns the row changes of a table into domain events
 --   outbox.drop_event_trigger(...)
 --   outbox.table_event()          the trigger function behind add_event_trigger()
 --   outbox.purge(...)             batched deletion of old outbox rows (retention)
---   outbox.kit_version()          the installed kit version, '1.1'
+--   outbox.kit_version()          the installed kit version, '1.2'
 \set ON_ERROR_STOP on
 
 BEGIN;
@@ -24,10 +25,11 @@ BEGIN;
 -- 0. Which kit is installed? One installer at a time; never downgrade.
 -- ---------------------------------------------------------------------------------------------
 -- The version found is kept in the transaction-local setting outbox_kit.previous for the steps
--- below: '' = nothing installed, '1.0' = the first kit (outbox.events without kit_version()).
+-- below: '' = nothing installed, '1.0' = the first kit (outbox.events without kit_version()),
+-- else what kit_version() returned ('1.1', '1.2').
 DO $$
 DECLARE
-    this_version constant text := '1.1';
+    this_version constant text := '1.2';
     installed text;
 BEGIN
     -- 122550254464888 is 'outbox' in ASCII: concurrent runs of this file wait for each other.
@@ -61,8 +63,9 @@ $$;
 CREATE SCHEMA IF NOT EXISTS outbox;
 
 -- One row per event. A service inserts it in the same transaction as the state change it
--- describes; the relay reads the insert from the WAL and publishes it to Kafka. The relay never
--- reads the table itself, so rows may be deleted at any time after the insert (see purge()).
+-- describes; the relay reads the insert from the WAL and publishes it to Kafka. It reads the
+-- table itself only for the rows its slot cannot deliver (its first start, a lost slot:
+-- docs/exactly-once.md), so a row deleted early is lost to that recovery only (see purge()).
 CREATE TABLE IF NOT EXISTS outbox.events (
     id             uuid        NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY,
     aggregate_type text        NOT NULL,
@@ -326,13 +329,33 @@ COMMENT ON FUNCTION outbox.drop_event_trigger(regclass) IS
     'Drops the trigger made by outbox.add_event_trigger (if any)';
 
 -- ---------------------------------------------------------------------------------------------
--- 5. Retention: outbox.purge()
+-- 5. Retention: outbox.purge() and outbox.purge_state
 -- ---------------------------------------------------------------------------------------------
+-- 1.2: at most one row (id is always true): purged_through, the newest commit time
+-- (pg_xact_commit_timestamp of xmin) among all the rows outbox.purge() ever deleted. The relay
+-- reads it before recovering a lost slot from outbox.events: when it is later than the
+-- checkpoint's boundary, rows the relay would need may be gone, and it refuses to recover
+-- rather than lose them silently. No row: purge() deleted nothing with a known commit time
+-- (none with track_commit_timestamp off; none for rows committed before it was turned on, or so
+-- long ago that PostgreSQL no longer keeps it). Rows deleted some other way (a DELETE, a 1.1
+-- purge() before the upgrade) are not recorded.
+CREATE TABLE IF NOT EXISTS outbox.purge_state (
+    id             boolean     PRIMARY KEY DEFAULT true CHECK (id),
+    purged_through timestamptz NOT NULL
+);
+
+COMMENT ON TABLE outbox.purge_state IS
+    'Newest commit time among the outbox rows outbox.purge() deleted (one row at most); read by outbox-relay before it recovers a lost slot';
+
 -- Deletes outbox rows created more than older_than ago, batch_size rows per DELETE, until none
--- is left; returns how many it deleted. Safe at any age, even '0': the relay decodes each insert
--- from the WAL, which keeps the whole row, so a row deleted before the relay got to it is still
--- published. Rows locked by another transaction are skipped (left for the next run), so two
--- purges never wait for each other. One call is one transaction.
+-- is left; returns how many it deleted. Any age, even '0', is safe for the stream: the relay
+-- decodes each insert from the WAL, which keeps the whole row, so a row deleted before the relay
+-- got to it is still published. Recovery from a lost slot reads the table, though, and needs the
+-- rows committed after the relay's checkpoint: purge() records the newest commit time it deleted
+-- in outbox.purge_state, so that the relay can tell (greatest() with what is there: it never
+-- moves backwards). Rows locked by another transaction are skipped (left for the next run), so
+-- two purges never wait for each other's rows; only at its end, the later of two to update
+-- outbox.purge_state (one row) waits there until the other commits. One call is one transaction.
 --
 -- SECURITY DEFINER: a role allowed to EXECUTE it (the relay, a pg_cron job) can delete old
 -- outbox rows and nothing else, without DELETE on outbox.events.
@@ -346,9 +369,13 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    cutoff  timestamptz;
-    deleted bigint;
-    total   bigint := 0;
+    -- pg_xact_commit_timestamp() raises an error when track_commit_timestamp is off.
+    commit_times constant boolean := current_setting('track_commit_timestamp')::bool;
+    cutoff       timestamptz;
+    deleted      bigint;
+    batch_newest timestamptz;
+    newest       timestamptz;
+    total        bigint := 0;
 BEGIN
     IF older_than IS NULL OR older_than < interval '0' THEN
         RAISE EXCEPTION 'outbox.purge: older_than must be a non-negative interval, not %', older_than
@@ -361,36 +388,56 @@ BEGIN
     cutoff := now() - older_than;
 
     LOOP
-        DELETE FROM outbox.events
-         WHERE id IN (SELECT id FROM outbox.events
-                       WHERE created_at < cutoff
-                       LIMIT batch_size
-                         FOR UPDATE SKIP LOCKED);
-        GET DIAGNOSTICS deleted = ROW_COUNT;
+        WITH d AS (
+            DELETE FROM outbox.events
+             WHERE id IN (SELECT id FROM outbox.events
+                           WHERE created_at < cutoff
+                           LIMIT batch_size
+                             FOR UPDATE SKIP LOCKED)
+            RETURNING xmin)
+        SELECT count(*),
+               -- NULL for a row without a known commit time; max() ignores it.
+               max(CASE WHEN commit_times THEN pg_xact_commit_timestamp(d.xmin) END)
+          INTO deleted, batch_newest
+          FROM d;
         EXIT WHEN deleted = 0;
         total := total + deleted;
+        newest := greatest(newest, batch_newest);  -- greatest() ignores NULLs
         RAISE DEBUG 'outbox.purge: deleted a batch of % rows', deleted;
     END LOOP;
+
+    -- Once, after the last batch: the same transaction as the deletes, so the relay sees both or
+    -- neither, and the row lock is held for the shortest time.
+    IF newest IS NOT NULL THEN
+        INSERT INTO outbox.purge_state AS s (purged_through) VALUES (newest)
+            ON CONFLICT (id) DO UPDATE
+               SET purged_through = greatest(s.purged_through, excluded.purged_through);
+    END IF;
     RETURN total;
 END
 $$;
 
 COMMENT ON FUNCTION outbox.purge(interval, integer) IS
-    'Deletes outbox rows older than older_than in batches; returns the number deleted';
+    'Deletes outbox rows older than older_than in batches, records their newest commit time in outbox.purge_state; returns the number deleted';
 
 -- ---------------------------------------------------------------------------------------------
 -- 6. Privileges
 -- ---------------------------------------------------------------------------------------------
 -- Functions are created executable by PUBLIC. The kit revokes that once, when it creates them
 -- (fresh install, or upgrade from 1.0); on later runs it leaves privileges to the DBA, so grants
--- made since are kept. Who needs what: docs/sql.md, Grants.
+-- made since are kept. The same for outbox.purge_state (1.2), which only purge() writes: no
+-- privileges for PUBLIC, should default privileges give it any. Who needs what: docs/sql.md, Grants.
 DO $$
 DECLARE
     previous constant text := current_setting('outbox_kit.previous');
     role_oid       oid;
     public_inserts boolean := false;
 BEGIN
-    IF previous NOT IN ('', '1.0') THEN
+    IF previous NOT IN ('', '1.0', '1.1') THEN
+        RETURN;
+    END IF;
+    REVOKE ALL ON TABLE outbox.purge_state FROM PUBLIC;
+    IF previous = '1.1' THEN
         RETURN;
     END IF;
 
@@ -423,13 +470,13 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- 7. The version, last: it says 1.1 only once everything above is in place.
+-- 7. The version, last: it says 1.2 only once everything above is in place.
 -- ---------------------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION outbox.kit_version()
 RETURNS text
 LANGUAGE sql
 STABLE
-AS $$ SELECT '1.1'::text $$;
+AS $$ SELECT '1.2'::text $$;
 
 COMMENT ON FUNCTION outbox.kit_version() IS 'Version of the outbox-relay SQL kit installed in this database';
 COMMENT ON SCHEMA outbox IS 'outbox-relay SQL kit (SELECT outbox.kit_version()); see docs/sql.md';

@@ -1,22 +1,25 @@
-# test_sql_kit.py: the SQL kit (sql/outbox.sql 1.1, sql/relay-role.sql) run with psql as a user would.
+# test_sql_kit.py: the SQL kit (sql/outbox.sql 1.2, sql/relay-role.sql) run with psql as a user would.
 """Install, re-run and upgrade of the kit; outbox.publish() and outbox.emit() as seen through a
-wal2json slot (rollback, message envelope v1); the trigger helper; retention with purge().
+wal2json slot (rollback, message envelope v1); the trigger helper; retention with purge() and
+what it records in outbox.purge_state; the relay's role.
 
 Needs only PostgreSQL (the `db` fixture), no Kafka and no relay binary.
 """
 import json
 import os
 import subprocess
+import threading
 import uuid
 
 import pytest
 
-from harness import REPO_ROOT
+from harness import REPO_ROOT, wait_for
 
 OUTBOX_SQL = os.path.join(REPO_ROOT, "sql", "outbox.sql")
 RELAY_ROLE_SQL = os.path.join(REPO_ROOT, "sql", "relay-role.sql")
 OUTBOX_SQL_1_0 = os.path.join(REPO_ROOT, "tests", "data", "outbox-1.0.sql")
-KIT_VERSION = "1.1"
+OUTBOX_SQL_1_1 = os.path.join(REPO_ROOT, "tests", "data", "outbox-1.1.sql")
+KIT_VERSION = "1.2"
 
 
 def psql_file(db, path, check=True):
@@ -40,7 +43,7 @@ def one(db, sql, params=None):
 
 
 def kit_objects(db):
-    """Functions, tables, indexes and triggers of schema outbox, with their definitions and ACLs."""
+    """Functions, tables, indexes and constraints of schema outbox, with their definitions and ACLs."""
     return db.query("""
         SELECT 'f', p.oid::regprocedure::text, pg_get_functiondef(p.oid), coalesce(p.proacl::text, '')
           FROM pg_proc p WHERE p.pronamespace = 'outbox'::regnamespace
@@ -48,8 +51,8 @@ def kit_objects(db):
         SELECT 'r', c.oid::regclass::text, c.relkind::text, coalesce(c.relacl::text, '')
           FROM pg_class c WHERE c.relnamespace = 'outbox'::regnamespace
         UNION ALL
-        SELECT 'c', conname, pg_get_constraintdef(oid), ''
-          FROM pg_constraint WHERE conrelid = 'outbox.events'::regclass
+        SELECT 'c', conrelid::regclass::text || ' ' || conname, pg_get_constraintdef(oid), ''
+          FROM pg_constraint WHERE connamespace = 'outbox'::regnamespace
         ORDER BY 1, 2""")
 
 
@@ -88,6 +91,21 @@ def role(pg):
         for (dbname,) in pg.query("SELECT datname FROM pg_database WHERE datallowconn"):
             pg.execute('DROP OWNED BY "%s"' % name, dbname=dbname)
         pg.execute('DROP ROLE "%s"' % name)
+
+
+@pytest.fixture
+def relay_role(db, pg):
+    """Runs sql/relay-role.sql in db (call it again to re-run; returns psql's output); drops the
+    role outbox_relay afterwards unless it existed before the test."""
+    existed = one(db, "SELECT count(*) FROM pg_roles WHERE rolname = 'outbox_relay'") == 1
+
+    def run():
+        return psql_file(db, RELAY_ROLE_SQL).stdout
+
+    yield run
+    if not existed and one(db, "SELECT count(*) FROM pg_roles WHERE rolname = 'outbox_relay'") == 1:
+        db.execute("DROP OWNED BY outbox_relay")
+        pg.execute("DROP ROLE outbox_relay")
 
 
 class Slot:
@@ -161,6 +179,10 @@ def test_fresh_install_privileges(db):
         ("purge", False, True),
         ("table_event", False, False),
     ]
+    # outbox.purge_state: written by purge() only, PUBLIC gets nothing.
+    assert one(db, """SELECT count(*) FROM pg_class c, aclexplode(c.relacl) a
+                       WHERE c.oid = 'outbox.purge_state'::regclass AND a.grantee = 0""") == 0
+    assert not one(db, "SELECT has_table_privilege('public', 'outbox.purge_state', 'SELECT, INSERT, UPDATE, DELETE')")
 
 
 def test_publisher_needs_only_insert(db, role):
@@ -193,7 +215,7 @@ def test_upgrade_from_1_0(db, role):
                .format(r=app))
 
     out = install(db).stdout
-    assert "upgrading 1.0 to 1.1" in out
+    assert "upgrading 1.0 to 1.2" in out
     assert one(db, "SELECT outbox.kit_version()") == KIT_VERSION
     assert events_columns(db) == EVENTS_COLUMNS
     assert one(db, "SELECT payload::text || headers::text FROM outbox.events WHERE id = %s",
@@ -211,9 +233,10 @@ def test_upgrade_from_1_0(db, role):
     # The new parts are there, and the headers CHECK still holds.
     assert one(db, "SELECT to_regclass('outbox.events_created_at_idx') IS NOT NULL")
     assert one(db, "SELECT outbox.purge('1 day')") == 0
+    assert one(db, "SELECT count(*) FROM outbox.purge_state") == 0
     with pytest.raises(Exception, match="events_headers_check"):
         db.execute("SELECT outbox.publish('user', 'u-1', 'X', '{}', '[1]')")
-    # And a second 1.1 run changes nothing.
+    # And a second 1.2 run changes nothing.
     before = kit_objects(db)
     install(db)
     assert kit_objects(db) == before
@@ -226,13 +249,53 @@ def test_upgrade_keeps_public_publish_when_public_could_insert(db):
     assert one(db, "SELECT has_function_privilege('public', 'outbox.publish(text,text,text,jsonb,jsonb)', 'EXECUTE')")
 
 
+def test_upgrade_from_1_1_adds_purge_state_and_equals_a_fresh_install(db, pg, role):
+    psql_file(db, OUTBOX_SQL_1_1)
+    assert one(db, "SELECT outbox.kit_version()") == "1.1"
+    app = role("t_app")
+    grant = ('GRANT USAGE ON SCHEMA outbox TO "{r}"; '
+             'GRANT EXECUTE ON FUNCTION outbox.emit(text, text, text, jsonb, jsonb, text) TO "{r}"').format(r=app)
+    db.execute(grant)  # a DBA's grant under 1.1
+    kept_id = one(db, "SELECT outbox.publish('user', 'u-1', 'Created', '{\"v\": 1}')")
+    db.execute("""INSERT INTO outbox.events (aggregate_type, aggregate_id, event_type, payload, created_at)
+                  VALUES ('user', 'u-old', 'E', '{}', now() - interval '2 hours')""")
+    assert one(db, "SELECT outbox.purge('1 hour')") == 1  # 1.1's purge() records nothing
+
+    out = install(db).stdout
+    assert "upgrading 1.1 to 1.2" in out
+    assert one(db, "SELECT outbox.kit_version()") == KIT_VERSION
+    assert events_columns(db) == EVENTS_COLUMNS
+    assert db.query("SELECT id::text, payload::text FROM outbox.events") == [(kept_id, '{"v": 1}')]
+    assert one(db, "SELECT count(*) FROM outbox.purge_state") == 0  # what 1.1 deleted is not known
+
+    # The same objects, definitions and privileges as a fresh 1.2 install given the same grant.
+    fresh = pg.create_database("t_fresh_%s" % uuid.uuid4().hex[:8])
+    try:
+        install(fresh)
+        fresh.execute(grant)
+        assert kit_objects(db) == kit_objects(fresh)
+    finally:
+        pg.drop_database(fresh.name)
+
+    # purge() now records what it deletes; a second 1.2 run changes nothing.
+    db.execute("""INSERT INTO outbox.events (aggregate_type, aggregate_id, event_type, payload, created_at)
+                  VALUES ('user', 'u-old-2', 'E', '{}', now() - interval '2 hours')""")
+    committed = one(db, "SELECT pg_xact_commit_timestamp(xmin) FROM outbox.events WHERE aggregate_id = 'u-old-2'")
+    assert one(db, "SELECT outbox.purge('1 hour')") == 1
+    assert purged_through(db) == committed
+    before = kit_objects(db)
+    install(db)
+    assert kit_objects(db) == before
+    assert purged_through(db) == committed
+
+
 def test_newer_kit_is_not_downgraded(db):
     install(db)
     db.execute("CREATE OR REPLACE FUNCTION outbox.kit_version() RETURNS text LANGUAGE sql AS $$ SELECT '1.10' $$")
     db.execute("DROP FUNCTION outbox.emit(text, text, text, jsonb, jsonb, text)")
     proc = psql_file(db, OUTBOX_SQL, check=False)
     assert proc.returncode != 0
-    assert "outbox kit 1.10 is installed, this file is the older 1.1" in proc.stdout
+    assert "outbox kit 1.10 is installed, this file is the older 1.2" in proc.stdout
     assert one(db, "SELECT to_regprocedure('outbox.emit(text,text,text,jsonb,jsonb,text)') IS NULL")
 
 
@@ -551,27 +614,215 @@ def test_delete_in_the_same_transaction_still_publishes(db, slot):
     assert columns["id"] == event_id and columns["payload"] == '{"k": 1}'
 
 
-def test_relay_role_twice_is_harmless_and_may_purge(db, pg):
-    existed = one(db, "SELECT count(*) FROM pg_roles WHERE rolname = 'outbox_relay'") == 1
+# ---------------------------------------------------------------------------------------------
+# retention: what purge() records for the relay's recovery (outbox.purge_state)
+# ---------------------------------------------------------------------------------------------
+
+def insert_old(db, tag, n=1, age="2 hours"):
+    """Commits n rows (aggregate_id tag-1 ... tag-n, one transaction) created `age` ago; returns
+    their commit time, pg_xact_commit_timestamp(xmin)."""
+    db.execute("""INSERT INTO outbox.events (aggregate_type, aggregate_id, event_type, payload, created_at)
+                  SELECT 'user', %s || '-' || i, 'E', '{}', now() - %s::interval
+                    FROM generate_series(1, %s) i""", (tag, age, n))
+    rows = db.query("SELECT DISTINCT pg_xact_commit_timestamp(xmin) FROM outbox.events "
+                    "WHERE aggregate_id LIKE %s", (tag + "-%",))
+    assert len(rows) == 1 and rows[0][0] is not None, rows
+    return rows[0][0]
+
+
+def purged_through(db):
+    """outbox.purge_state's one value, or None when it has no row."""
+    rows = db.query("SELECT purged_through FROM outbox.purge_state")
+    assert len(rows) <= 1, rows
+    return rows[0][0] if rows else None
+
+
+def install_tracking_commit_times(db):
+    install(db)
+    assert one(db, "SHOW track_commit_timestamp") == "on"  # the harness's servers track them
+
+
+def test_purge_records_the_newest_commit_time_of_the_rows_it_deleted(db):
+    install_tracking_commit_times(db)
+    # Committed last but created first: in created_at order these go in purge()'s first batch,
+    # so the record must be the newest over all batches, not the last batch's.
+    insert_old(db, "a", 3, age="2 hours")
+    insert_old(db, "b", 4, age="2 hours 30 minutes")
+    newest = insert_old(db, "c", 2, age="3 hours")
+    young = insert_old(db, "young", 2, age="0")  # committed later still, but not old enough
+    deleted = db.query("SELECT pg_xact_commit_timestamp(xmin) FROM outbox.events "
+                       "WHERE created_at < now() - interval '1 hour'")
+    assert len(deleted) == 9 and max(t for (t,) in deleted) == newest < young
+
+    conn = db.connect()
     try:
-        install(db)
-        psql_file(db, RELAY_ROLE_SQL)
-        second = psql_file(db, RELAY_ROLE_SQL)
-        assert "ERROR" not in second.stdout
-        assert db.query("""SELECT rolcanlogin, rolreplication, rolsuper, rolinherit, rolconnlimit
-                             FROM pg_roles WHERE rolname = 'outbox_relay'""") == [(True, True, False, False, 4)]
-        assert one(db, "SELECT has_database_privilege('outbox_relay', current_database(), 'CONNECT')")
-        assert not one(db, "SELECT has_table_privilege('outbox_relay', 'outbox.events', 'SELECT, DELETE')")
-        db.execute("""INSERT INTO outbox.events (aggregate_type, aggregate_id, event_type, payload, created_at)
-                      VALUES ('user', 'u-1', 'E', '{}', now() - interval '1 day')""")
-        conn = pg.connect(dbname=db.name, user="outbox_relay")
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT outbox.purge('1 hour')")
-                assert cur.fetchone()[0] == 1
-        finally:
-            conn.close()
+        with conn.cursor() as cur:
+            cur.execute("SET enable_seqscan = off; SET enable_bitmapscan = off")  # created_at order
+            cur.execute("SELECT outbox.purge('1 hour', 2)")
+            assert cur.fetchone()[0] == 9
     finally:
-        if not existed:
-            db.execute("DROP OWNED BY outbox_relay")
-            pg.execute("DROP ROLE outbox_relay")
+        conn.close()
+    assert purged_through(db) == newest
+    assert sorted(r[0] for r in db.query("SELECT aggregate_id FROM outbox.events")) == ["young-1", "young-2"]
+    assert one(db, "SELECT outbox.purge('0')") == 2
+    assert purged_through(db) == young
+
+
+def test_purged_through_never_moves_backwards(db):
+    install_tracking_commit_times(db)
+    older = insert_old(db, "older", 2, age="30 minutes")
+    newer = insert_old(db, "newer", 2, age="2 hours")
+    assert older < newer
+    assert one(db, "SELECT outbox.purge('1 hour')") == 2  # the newer commits only
+    assert purged_through(db) == newer
+    assert one(db, "SELECT outbox.purge('10 minutes')") == 2  # then the older ones
+    assert purged_through(db) == newer
+
+
+def test_purge_records_nothing_when_nothing_was_deleted(db):
+    install_tracking_commit_times(db)
+    assert one(db, "SELECT outbox.purge()") == 0
+    assert one(db, "SELECT outbox.purge('0')") == 0
+    assert purged_through(db) is None
+
+    committed = insert_old(db, "old")
+    insert_old(db, "young", age="0")
+    assert one(db, "SELECT outbox.purge()") == 1
+    assert purged_through(db) == committed
+    version = one(db, "SELECT xmin::text FROM outbox.purge_state")
+    assert one(db, "SELECT outbox.purge()") == 0
+    assert purged_through(db) == committed
+    assert one(db, "SELECT xmin::text FROM outbox.purge_state") == version  # not even rewritten
+
+
+@pytest.mark.parametrize("row_before", [False, True], ids=["no_row_before", "row_before"])
+def test_concurrent_purges_record_the_newest_commit_time(db, row_before):
+    """Two purges at once skip each other's rows; the later one to update outbox.purge_state
+    waits there for the other's commit, and keeps the newer time (no lost update), whether
+    purge_state had a row before (update) or not (insert)."""
+    install_tracking_commit_times(db)
+    if row_before:
+        first = insert_old(db, "first")
+        assert one(db, "SELECT outbox.purge('1 hour')") == 1 and purged_through(db) == first
+    older = insert_old(db, "older", 3, age="30 minutes")
+    newer = insert_old(db, "newer", 3, age="2 hours")
+    assert older < newer
+
+    holder = db.connect(autocommit=False)  # purges the newer rows, commits later
+    waiter = db.connect()                  # purges the older ones meanwhile
+    outcome = []
+    try:
+        with holder.cursor() as cur:
+            cur.execute("SELECT outbox.purge('1 hour')")
+            assert cur.fetchone()[0] == 3
+        waiter_pid = waiter.get_backend_pid()
+
+        def purge_older():
+            try:
+                with waiter.cursor() as cur:
+                    cur.execute("SELECT outbox.purge('10 minutes')")  # the newer rows: locked, skipped
+                    outcome.append(cur.fetchone()[0])
+            except Exception as e:  # reported by the assertion below
+                outcome.append(e)
+
+        thread = threading.Thread(target=purge_older)
+        thread.start()
+        try:
+            wait_for(lambda: not thread.is_alive() or one(
+                         db, "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (waiter_pid,)) == "Lock",
+                     timeout=30, what="the second purge waiting for the first one's commit")
+            assert thread.is_alive() and not outcome, outcome  # waiting at outbox.purge_state
+            holder.commit()
+        finally:
+            holder.rollback()  # releases the waiter if the test failed before the commit
+            thread.join(30)
+        assert not thread.is_alive() and outcome == [3], outcome
+    finally:
+        holder.close()
+        waiter.close()
+    assert one(db, "SELECT count(*) FROM outbox.events") == 0
+    assert purged_through(db) == newer
+
+
+def test_purge_without_commit_timestamps_deletes_and_records_nothing():
+    """With track_commit_timestamp off, pg_xact_commit_timestamp() would raise an error: purge()
+    does not call it, deletes as before and leaves outbox.purge_state empty (the relay refuses
+    recovery on such a server anyway)."""
+    import harness
+    server = harness.Postgres(extra_settings={"track_commit_timestamp": "off"})
+    try:
+        server.start()
+        db = server.create_database("t_purge_no_commit_ts")
+        install(db)
+        assert one(db, "SHOW track_commit_timestamp") == "off"
+        db.execute("""INSERT INTO outbox.events (aggregate_type, aggregate_id, event_type, payload, created_at)
+                      SELECT 'user', 'u-' || i, 'E', '{}', now() - interval '2 hours' FROM generate_series(1, 5) i""")
+        assert one(db, "SELECT outbox.purge('1 hour', 2)") == 5
+        assert purged_through(db) is None
+    finally:
+        server.cleanup()
+
+
+# ---------------------------------------------------------------------------------------------
+# the relay's role
+# ---------------------------------------------------------------------------------------------
+
+def test_relay_role_twice_is_harmless_and_may_purge(db, pg, relay_role):
+    install(db)
+    relay_role()
+    second = relay_role()
+    assert "ERROR" not in second
+    assert db.query("""SELECT rolcanlogin, rolreplication, rolsuper, rolinherit, rolconnlimit
+                         FROM pg_roles WHERE rolname = 'outbox_relay'""") == [(True, True, False, False, 4)]
+    assert one(db, "SELECT has_database_privilege('outbox_relay', current_database(), 'CONNECT')")
+    for table in ("outbox.events", "outbox.purge_state"):  # read, never write
+        assert one(db, "SELECT has_table_privilege('outbox_relay', %s, 'SELECT')", (table,))
+        assert not one(db, "SELECT has_table_privilege('outbox_relay', %s, 'INSERT, UPDATE, DELETE, TRUNCATE')",
+                       (table,))
+    db.execute("""INSERT INTO outbox.events (aggregate_type, aggregate_id, event_type, payload, created_at)
+                  VALUES ('user', 'u-1', 'E', '{}', now() - interval '1 day')""")
+    conn = pg.connect(dbname=db.name, user="outbox_relay")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT outbox.purge('1 hour')")
+            assert cur.fetchone()[0] == 1
+    finally:
+        conn.close()
+
+
+def test_relay_role_can_read_outbox_events_and_purge_state(db, pg, relay_role):
+    """What the relay reads for its backfill (first start, a lost slot): the rows with their
+    commit times, and what purge() deleted. Run before the kit, the file grants what exists and
+    says what it skipped; run again after installing or upgrading, it grants the rest."""
+    out = relay_role()
+    assert "outbox.events is not installed here" in out
+    psql_file(db, OUTBOX_SQL_1_1)
+    out = relay_role()
+    assert "outbox.purge_state is not installed here" in out
+    assert one(db, "SELECT has_table_privilege('outbox_relay', 'outbox.events', 'SELECT')")
+    install_tracking_commit_times(db)
+    assert "not installed here" not in relay_role()
+
+    kept = insert_old(db, "kept", 2, age="0")
+    purged = insert_old(db, "purged", 1)
+    assert one(db, "SELECT outbox.purge('1 hour')") == 1
+    conn = pg.connect(dbname=db.name, user="outbox_relay")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT aggregate_id, pg_xact_commit_timestamp(xmin) FROM outbox.events ORDER BY 1")
+            assert cur.fetchall() == [("kept-1", kept), ("kept-2", kept)]
+            cur.execute("SELECT purged_through FROM outbox.purge_state")
+            assert cur.fetchall() == [(purged,)]
+            # as the relay reads it (relay/backfill.c): microseconds since the epoch
+            cur.execute("SELECT (extract(epoch FROM max(purged_through)) * 1000000)::int8 FROM outbox.purge_state")
+            assert cur.fetchone()[0] == one(db, "SELECT (extract(epoch FROM %s::timestamptz) * 1000000)::int8",
+                                            (purged,))
+        for sql in ("UPDATE outbox.purge_state SET purged_through = now()",
+                    "DELETE FROM outbox.purge_state",
+                    "DELETE FROM outbox.events"):
+            with pytest.raises(Exception, match="permission denied"):
+                with conn.cursor() as cur:
+                    cur.execute(sql)
+    finally:
+        conn.close()
+    assert purged_through(db) == purged
