@@ -415,7 +415,7 @@ static void add_recovery(json_t *o, const relay_config *cfg)
 	json_t *t = json_object_get(o, "checkpoint_commit_us");
 	PGconn *c = admin_connect(cfg);
 	char *cts = PQstatus(c) == CONNECTION_OK ? query_value(c, "SHOW track_commit_timestamp", NULL) : NULL;
-	int64_t oldest = 0;
+	int64_t oldest = 0, purged = 0;
 	char err[256];
 	const char *why = NULL;
 
@@ -428,11 +428,12 @@ static void add_recovery(json_t *o, const relay_config *cfg)
 		why = "track_commit_timestamp is off";
 	else if (!t)
 		why = "the checkpoint records no commit time";
-	else if (backfill_oldest_row_us(cfg, c, &oldest, err, sizeof(err)) < 0)
+	else if (backfill_purged_through_us(cfg, c, &purged, err, sizeof(err)) < 0)
 		why = err;
-	else if (oldest > json_integer_value(t) - cfg->recovery_window_ms * 1000LL)
-		why = "the oldest outbox row is newer than the checkpoint: rows may have been purged";
-	if (oldest > 0) {
+	else if (purged > json_integer_value(t) - cfg->recovery_window_ms * 1000LL)
+		why = "outbox.purge() deleted rows committed after the checkpoint";
+	if (cts && strcmp(cts, "on") == 0 &&
+	    backfill_oldest_row_us(cfg, c, &oldest, err, sizeof(err)) == 0 && oldest > 0) {
 		char when[40];
 		json_object_set_new(o, "oldest_outbox_row", json_string(format_us(oldest, when, sizeof(when))));
 	}

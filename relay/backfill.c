@@ -30,6 +30,8 @@ struct backfill {
 	bool have_after;  /* rows of this table up to `after` are in Kafka (or its open transaction) */
 	place after;
 	uint64_t rows;
+	uint32_t skip_xid; /* leave out the first skip_rows rows of this transaction (0: none) */
+	uint64_t skip_rows;
 	char *committed;  /* the state Kafka committed */
 	/* reading */
 	bool cursor_open;
@@ -55,12 +57,33 @@ void backfill_free(backfill *b)
 	free(b);
 }
 
+/*
+ * The snapshot a new slot exports can say xmin > xmax (built from the slot's historic snapshot),
+ * which pg_snapshot's input refuses. PostgreSQL tests xmin first (XidInMVCCSnapshot): an xid
+ * below xmin is finished, so committed xids below xmin are visible, and none at or above it.
+ * That is "xmin:xmin:". Returns the text to store (malloc'd).
+ */
+static char *normalized_snapshot(const char *text)
+{
+	unsigned long long xmin, xmax;
+	char *end, out[64];
+
+	xmin = strtoull(text, &end, 10);
+	if (*end != ':')
+		return xstrdup(text);
+	xmax = strtoull(end + 1, &end, 10);
+	if (*end != ':' || xmin <= xmax)
+		return xstrdup(text);
+	snprintf(out, sizeof(out), "%llu:%llu:", xmin, xmin);
+	return xstrdup(out);
+}
+
 void backfill_plan(backfill *b, const char *reason, const char *snapshot, lsn_t slot_lsn,
 		   int64_t started_us)
 {
 	snprintf(b->reason, sizeof(b->reason), "%s", reason);
 	free(b->snapshot);
-	b->snapshot = xstrdup(snapshot);
+	b->snapshot = normalized_snapshot(snapshot);
 	lsn_format(slot_lsn, b->slot_lsn);
 	b->started_us = started_us;
 	b->active = true;
@@ -68,8 +91,27 @@ void backfill_plan(backfill *b, const char *reason, const char *snapshot, lsn_t 
 	b->table = 0;
 	b->have_after = false;
 	b->rows = 0;
+	b->skip_xid = 0;
+	b->skip_rows = 0;
 	free(b->committed);
 	b->committed = NULL;
+}
+
+void backfill_skip_first(backfill *b, uint32_t xid, uint64_t rows)
+{
+	b->skip_xid = xid;
+	b->skip_rows = rows;
+}
+
+bool backfill_has_write_order(PGconn *conn, const char *table)
+{
+	const char *params[1] = {table};
+	PGresult *res = PQexecParams(conn,
+		"SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'seq' AND "
+		"atttypid = 'int8'::regtype AND NOT attisdropped", 1, NULL, params, NULL, NULL, 0);
+	bool has = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+	PQclear(res);
+	return has;
 }
 
 bool backfill_active(const backfill *b) { return b && b->active; }
@@ -85,6 +127,9 @@ char *backfill_state_json(const backfill *b)
 		json_object_set_new(o, "slot_lsn", json_string(b->slot_lsn));
 		json_object_set_new(o, "started_us", json_integer(b->started_us));
 		json_object_set_new(o, "table", json_integer(b->table));
+		if (b->skip_xid)
+			json_object_set_new(o, "skip", json_pack("[I, I]", (json_int_t)b->skip_xid,
+								 (json_int_t)b->skip_rows));
 		if (b->have_after)
 			json_object_set_new(o, "after", json_pack("[I, I, I, s]", (json_int_t)b->after.ts,
 								  (json_int_t)b->after.xid,
@@ -100,7 +145,8 @@ static int load_progress(backfill *b, json_t *o)
 {
 	const char *snap = NULL, *lsn = NULL, *tid = NULL;
 	json_int_t started = 0, table = 0, ts, xid, cid;
-	json_t *after = json_object_get(o, "after");
+	json_t *after = json_object_get(o, "after"), *skip = json_object_get(o, "skip");
+	json_int_t skip_xid = 0, skip_rows = 0;
 
 	if (json_unpack(o, "{s:s, s:s, s:I, s:I}", "snapshot", &snap, "slot_lsn", &lsn, "started_us",
 			&started, "table", &table) < 0 || table < 0)
@@ -110,6 +156,11 @@ static int load_progress(backfill *b, json_t *o)
 	snprintf(b->slot_lsn, sizeof(b->slot_lsn), "%s", lsn);
 	b->started_us = started;
 	b->table = (int)table;
+	if (skip && (json_unpack(skip, "[I, I]", &skip_xid, &skip_rows) < 0 || skip_xid <= 0 ||
+		     skip_xid > UINT32_MAX || skip_rows < 0))
+		return -1;
+	b->skip_xid = (uint32_t)skip_xid;
+	b->skip_rows = (uint64_t)skip_rows;
 	b->have_after = after != NULL;
 	if (after && (json_unpack(after, "[I, I, I, s]", &ts, &xid, &cid, &tid) < 0 ||
 		      strlen(tid) >= sizeof(b->after.tid)))
@@ -189,9 +240,12 @@ static void add_literal(PGconn *conn, char **q, size_t *len, size_t *cap, const 
 	PQfreemem(lit);
 }
 
-/* json_build_object(...) of each column, as wal2json's "columns" array members. */
-static int add_columns(PGconn *conn, const char *qualified, char **q, size_t *len, size_t *cap,
-		       char *err, size_t errlen)
+/*
+ * json_build_object(...) of each column, as wal2json's "columns" array members. *has_seq: the
+ * table has the SQL kit's bigint column seq (the write order inside a transaction).
+ */
+static int add_columns(PGconn *conn, const char *qualified, bool *has_seq, char **q, size_t *len,
+		       size_t *cap, char *err, size_t errlen)
 {
 	const char *params[1] = {qualified};
 	PGresult *res = PQexecParams(conn,
@@ -206,8 +260,10 @@ static int add_columns(PGconn *conn, const char *qualified, char **q, size_t *le
 		goto out;
 	}
 	n = PQntuples(res);
+	*has_seq = false;
 	for (int i = 0; i < n; i++) {
 		const char *name = PQgetvalue(res, i, 0);
+		*has_seq |= strcmp(name, "seq") == 0 && strcmp(PQgetvalue(res, i, 1), "bigint") == 0;
 		char *qc = PQescapeIdentifier(conn, name, strlen(name));
 		pgvalue_expr(expr, sizeof(expr), qc, (unsigned)strtoul(PQgetvalue(res, i, 2), NULL, 10),
 			     true);
@@ -243,25 +299,42 @@ static char *table_query(backfill *b, PGconn *conn, const char *schema, const ch
 			 const char *qualified, bool commit_ts, const checkpoint_recovery *lo,
 			 char *err, size_t errlen)
 {
-	size_t len = 0, cap = 4096;
-	char *q = xmalloc(cap), num[256];
+	size_t len = 0, cap = 4096, clen = 0, ccap = 1024;
+	char *q = xmalloc(cap), *cols = xmalloc(ccap), num[256];
+	bool has_seq;
 
-	q[0] = '\0';
+	q[0] = cols[0] = '\0';
+	if (add_columns(conn, qualified, &has_seq, &cols, &clen, &ccap, err, errlen) < 0) {
+		free(q);
+		free(cols);
+		return NULL;
+	}
+	/* Inside a transaction: the kit's seq; else cmin (0 for rows that crash recovery or a
+	 * standby replayed), then ctid. A transaction's rows all have a seq, or none do. */
 	add(&q, &len, &cap, "DECLARE " CURSOR " NO SCROLL CURSOR FOR SELECT o.k_ts, o.k_x, o.k_c, "
 	    "o.k_t::text, o.rec FROM (SELECT coalesce((extract(epoch FROM c.ts) * 1000000)::int8, -1) "
-	    "AS k_ts, x.x8 AS k_x, t.cmin::text::int8 AS k_c, t.ctid AS k_t, json_build_object("
-	    "'action', 'I', 'xid', t.xmin::text::int8, 'timestamp', coalesce(c.ts, "
-	    "transaction_timestamp())::text, 'lsn', ");
+	    "AS k_ts, x.x8 AS k_x, ");
+	add(&q, &len, &cap, has_seq ? "coalesce(t.seq, t.cmin::text::int8)" : "t.cmin::text::int8");
+	add(&q, &len, &cap, " AS k_c, t.ctid AS k_t, ");
+	if (b->skip_xid) {
+		/* The split transaction's rows in write order: the first skip_rows are in Kafka. */
+		snprintf(num, sizeof(num), "t.xmin::text::int8 = %u AND row_number() OVER (PARTITION "
+			 "BY t.xmin::text::int8 = %u ORDER BY t.seq, t.ctid) <= %llu AS k_skip, ",
+			 b->skip_xid, b->skip_xid, (unsigned long long)b->skip_rows);
+		add(&q, &len, &cap, num);
+	} else {
+		add(&q, &len, &cap, "false AS k_skip, ");
+	}
+	add(&q, &len, &cap, "json_build_object('action', 'I', 'xid', "
+	    "t.xmin::text::int8, 'timestamp', coalesce(c.ts, transaction_timestamp())::text, 'lsn', ");
 	add_literal(conn, &q, &len, &cap, b->slot_lsn);
 	add(&q, &len, &cap, ", 'schema', ");
 	add_literal(conn, &q, &len, &cap, schema);
 	add(&q, &len, &cap, ", 'table', ");
 	add_literal(conn, &q, &len, &cap, table);
 	add(&q, &len, &cap, ", 'columns', json_build_array(");
-	if (add_columns(conn, qualified, &q, &len, &cap, err, errlen) < 0) {
-		free(q);
-		return NULL;
-	}
+	add(&q, &len, &cap, cols);
+	free(cols);
 	add(&q, &len, &cap, "))::text AS rec FROM ONLY ");
 	add(&q, &len, &cap, qualified);
 	add(&q, &len, &cap, commit_ts ? " t CROSS JOIN LATERAL (SELECT pg_xact_commit_timestamp(t.xmin) AS ts) c"
@@ -281,9 +354,9 @@ static char *table_query(backfill *b, PGconn *conn, const char *schema, const ch
 		}
 		add(&q, &len, &cap, "}'::int8[])");
 	}
-	add(&q, &len, &cap, ") o");
+	add(&q, &len, &cap, ") o WHERE NOT o.k_skip");
 	if (b->have_after) {
-		snprintf(num, sizeof(num), " WHERE (o.k_ts, o.k_x, o.k_c, o.k_t) > (%lld, %lld, %lld, ",
+		snprintf(num, sizeof(num), " AND (o.k_ts, o.k_x, o.k_c, o.k_t) > (%lld, %lld, %lld, ",
 			 (long long)b->after.ts, (long long)b->after.xid, (long long)b->after.cid);
 		add(&q, &len, &cap, num);
 		add_literal(conn, &q, &len, &cap, b->after.tid);
@@ -540,4 +613,41 @@ int backfill_oldest_row_us(const relay_config *cfg, PGconn *conn, int64_t *oldes
 			*oldest = t;
 	}
 	return 0;
+}
+
+/* One int8 (or NULL: 0) from a query; -1 with err when it fails. */
+static int query_int8(PGconn *conn, const char *sql, int64_t *out, char *err, size_t errlen)
+{
+	PGresult *res = PQexec(conn, sql);
+	int r = 0;
+
+	*out = 0;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		snprintf(err, errlen, "%s", PQerrorMessage(conn));
+		r = -1;
+	} else if (PQntuples(res) > 0 && !PQgetisnull(res, 0, 0)) {
+		*out = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	}
+	PQclear(res);
+	return r;
+}
+
+int backfill_purged_through_us(const relay_config *cfg, PGconn *conn, int64_t *us, char *err,
+			       size_t errlen)
+{
+	bool reads_kit_table = false;
+	int64_t exists;
+
+	*us = 0;
+	for (int i = 0; i < cfg->n_sources; i++)
+		reads_kit_table |= strcmp(cfg->sources[i].table, "outbox.events") == 0;
+	if (!reads_kit_table)
+		return 0;
+	if (query_int8(conn, "SELECT (to_regclass('outbox.purge_state') IS NOT NULL)::int", &exists,
+		       err, errlen) < 0)
+		return -1;
+	if (!exists)
+		return 0; /* SQL kit 1.1 or older: purge() records nothing */
+	return query_int8(conn, "SELECT (extract(epoch FROM max(purged_through)) * 1000000)::int8 "
+			  "FROM outbox.purge_state", us, err, errlen);
 }

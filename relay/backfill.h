@@ -32,6 +32,13 @@ void backfill_free(backfill *b);
  */
 void backfill_plan(backfill *b, const char *reason, const char *snapshot, lsn_t slot_lsn,
 		   int64_t started_us);
+/*
+ * The checkpoint lies inside a transaction whose first rows are in Kafka: the backfill leaves
+ * out the first `rows` rows of transaction xid, in write order (the SQL kit's seq column).
+ */
+void backfill_skip_first(backfill *b, uint32_t xid, uint64_t rows);
+/* True when the table has the SQL kit's seq column (the write order inside a transaction). */
+bool backfill_has_write_order(PGconn *conn, const char *table);
 /* Takes a stored state (a checkpoint's "backfill"); -1 when it is not one. */
 int backfill_load(backfill *b, const char *json);
 /* True between planning and the end of the last table. */
@@ -58,11 +65,17 @@ int backfill_finish(backfill *b, PGconn *conn, const checkpoint_recovery *lo, in
 		    checkpoint_recovery *out, char *err, size_t errlen);
 /*
  * The oldest commit time of a row in the outbox tables (us since 1970; 0: they are empty or
- * commit times are off). A lost slot is recovered only when it is older than the checkpoint's
- * window: else rows after the checkpoint may have been purged. 0, or -1 with err.
+ * commit times are off), for status. 0, or -1 with err.
  */
 int backfill_oldest_row_us(const relay_config *cfg, PGconn *conn, int64_t *oldest, char *err,
 			   size_t errlen);
+/*
+ * The newest commit time among the rows outbox.purge() deleted from outbox.events (SQL kit
+ * 1.2's outbox.purge_state; us since 1970, 0: none recorded, or no source reads outbox.events).
+ * A lost slot is recovered only when it is older than the checkpoint's boundary. 0, or -1.
+ */
+int backfill_purged_through_us(const relay_config *cfg, PGconn *conn, int64_t *us, char *err,
+			       size_t errlen);
 uint64_t backfill_rows(const backfill *b);
 const char *backfill_reason(const backfill *b);
 

@@ -33,6 +33,8 @@ static void put_recovery(json_t *o, const checkpoint_recovery *rec)
 {
 	if (rec->creating)
 		json_object_set_new(o, "creating", json_true());
+	if (rec->deletes_in_txn)
+		json_object_set_new(o, "deletes_in_txn", json_true());
 	if (rec->commit_us > 0) {
 		json_t *xids = json_array();
 		for (size_t i = 0; i < rec->n_xids; i++)
@@ -54,10 +56,13 @@ char *checkpoint_encode_with(const checkpoint *cp, const checkpoint_recovery *re
 	json_t *o = json_pack("{s:i, s:s, s:s}", "version", 1, "slot", slot, "lsn", lsn_format(cp->lsn, a));
 	char *text;
 
-	if (cp->partial_nextlsn != LSN_INVALID)
-		json_object_set_new(o, "partial", json_pack("{s:s, s:I}", "nextlsn",
-							    lsn_format(cp->partial_nextlsn, b), "rows",
-							    (json_int_t)cp->partial_rows));
+	if (cp->partial_nextlsn != LSN_INVALID) {
+		json_t *p = json_pack("{s:s, s:I}", "nextlsn", lsn_format(cp->partial_nextlsn, b), "rows",
+				      (json_int_t)cp->partial_rows);
+		if (cp->partial_xid)
+			json_object_set_new(p, "xid", json_integer(cp->partial_xid));
+		json_object_set_new(o, "partial", p);
+	}
 	if (rec)
 		put_recovery(o, rec);
 	text = json_dumps(o, JSON_COMPACT);
@@ -79,6 +84,7 @@ static int get_recovery(json_t *o, checkpoint_recovery *rec)
 	json_t *x;
 
 	rec->creating = json_is_true(json_object_get(o, "creating"));
+	rec->deletes_in_txn = json_is_true(json_object_get(o, "deletes_in_txn"));
 	if (t) {
 		if (!json_is_integer(t) || !json_is_integer(w) || !json_is_array(xids) ||
 		    json_integer_value(t) <= 0 || json_integer_value(w) < 0)
@@ -116,10 +122,14 @@ int checkpoint_decode_with(const char *text, size_t len, checkpoint *cp, checkpo
 		goto done;
 	partial = json_object_get(o, "partial");
 	if (partial) {
-		if (json_unpack(partial, "{s:s, s:I}", "nextlsn", &next, "rows", &rows) < 0 ||
-		    !lsn_parse(next, strlen(next), &cp->partial_nextlsn) || rows < 0)
+		json_int_t xid = 0;
+		if (json_unpack(partial, "{s:s, s:I, s?I}", "nextlsn", &next, "rows", &rows, "xid",
+				&xid) < 0 ||
+		    !lsn_parse(next, strlen(next), &cp->partial_nextlsn) || rows < 0 || xid < 0 ||
+		    xid > UINT32_MAX)
 			goto done;
 		cp->partial_rows = (uint64_t)rows;
+		cp->partial_xid = (uint32_t)xid;
 	}
 	if (rec && get_recovery(o, rec) < 0)
 		goto done;

@@ -18,6 +18,7 @@ typedef struct {
 	lsn_t lsn;
 	lsn_t partial_nextlsn; /* 0: no transaction is partly published */
 	uint64_t partial_rows;
+	uint32_t partial_xid;  /* its xid (0: not recorded, by an older relay) */
 } checkpoint;
 
 /*
@@ -35,6 +36,7 @@ typedef struct {
 	size_t n_xids;
 	char *backfill;     /* JSON object of an unfinished backfill (malloc'd), or NULL */
 	bool creating;      /* written before the slot is created: nothing of it published yet */
+	bool deletes_in_txn; /* outbox rows were deleted by the transaction writing them (sticky) */
 } checkpoint_recovery;
 
 void checkpoint_recovery_free(checkpoint_recovery *rec);

@@ -9,6 +9,12 @@
 
 /* Each blocking Kafka call runs in slices this long, with the tick in between. */
 #define EOS_SLICE_MS 100
+/*
+ * By age alone, a Kafka transaction is committed between PostgreSQL transactions; inside one only
+ * once it is this old (a huge transaction arriving slowly), so that a checkpoint rarely falls
+ * inside a transaction: a lost slot's recovery cannot be exact there (docs/exactly-once.md).
+ */
+#define EOS_SPLIT_AGE_MS 5000
 /* Opaque of the checkpoint record's delivery report: no PostgreSQL transaction. */
 #define EOS_CHECKPOINT_OPAQUE ((void *)UINTPTR_MAX)
 
@@ -76,6 +82,7 @@ void eos_resume_recovery(eos *e, const checkpoint_recovery *rec)
 void eos_pg_txn_info(eos *e, lsn_t nextlsn, int64_t commit_us, uint32_t xid)
 {
 	horizon_txn_read(&e->hz, nextlsn, commit_us, xid);
+	e->info_xid = xid;
 }
 
 void eos_outbox_row(eos *e) { horizon_outbox_row(&e->hz); }
@@ -92,6 +99,7 @@ bool eos_pg_begin(eos *e, lsn_t nextlsn)
 		return false;
 	e->in_pg_txn = true;
 	e->cur_nextlsn = nextlsn;
+	e->cur_xid = e->info_xid;
 	e->cur_rows = 0;
 	e->skip_rows = nextlsn == e->committed.partial_nextlsn ? e->committed.partial_rows : 0;
 	return true;
@@ -147,7 +155,8 @@ bool eos_commit_due(const eos *e, bool input_idle)
 		return false;
 	if (e->records >= (uint64_t)e->cfg->transaction_max_records)
 		return true;
-	if (clock_mono_ms() - e->opened_ms >= e->cfg->transaction_max_ms)
+	int64_t age = clock_mono_ms() - e->opened_ms;
+	if (age >= e->cfg->transaction_max_ms && (!e->in_pg_txn || age >= EOS_SPLIT_AGE_MS))
 		return true;
 	return input_idle && !e->in_pg_txn;
 }
@@ -165,11 +174,13 @@ checkpoint eos_pending(const eos *e)
 	if (e->in_pg_txn && e->cur_rows > 0) {
 		cp.partial_nextlsn = e->cur_nextlsn;
 		cp.partial_rows = e->cur_rows;
+		cp.partial_xid = e->cur_xid;
 	} else if (e->committed.partial_nextlsn > e->done_lsn) {
 		/* The split transaction was not reached again yet (after a restart, keepalives come
 		 * while the server reads its WAL): what Kafka has of it still counts. */
 		cp.partial_nextlsn = e->committed.partial_nextlsn;
 		cp.partial_rows = e->committed.partial_rows;
+		cp.partial_xid = e->committed.partial_xid;
 	}
 	return cp;
 }

@@ -28,6 +28,8 @@ typedef struct {
 	bool in_pg_txn;      /* between B and C of a transaction not skipped */
 	lsn_t cur_nextlsn;   /* that transaction's end */
 	uint64_t cur_rows;   /* its source rows in Kafka so far (eos_row_done) */
+	uint32_t cur_xid;    /* its xid (eos_pg_txn_info) */
+	uint32_t info_xid;   /* the xid eos_pg_txn_info gave for the next eos_pg_begin */
 	uint64_t skip_rows;  /* of them, how many the committed checkpoint covers */
 	int64_t last_commit_ms;
 	char *attached;      /* a state record for the next commit (snapshot progress), or NULL */

@@ -43,6 +43,7 @@ void horizon_load(horizon *h, const checkpoint_recovery *rec, lsn_t lsn)
 	h->n = 0;
 	h->committed_lsn = lsn;
 	h->committed_us = rec ? rec->commit_us : 0;
+	h->deletes_in_txn = rec && rec->deletes_in_txn;
 	for (size_t i = 0; rec && i < rec->n_xids; i++)
 		push(h, (horizon_txn){.nextlsn = lsn, .commit_us = rec->commit_us, .xid = rec->xids[i],
 				      .outbox = true});
@@ -63,6 +64,12 @@ void horizon_outbox_row(horizon *h)
 {
 	if (h->n > 0)
 		h->q[h->n - 1].outbox = true;
+}
+
+void horizon_outbox_delete(horizon *h)
+{
+	if (h->n > 0 && h->q[h->n - 1].outbox)
+		h->deletes_in_txn = true;
 }
 
 /* The newest commit time a checkpoint at lsn covers. */
@@ -90,6 +97,7 @@ void horizon_fill(const horizon *h, lsn_t lsn, checkpoint_recovery *out)
 	out->n_xids = 0;
 	out->commit_us = t;
 	out->window_ms = h->window_us / 1000;
+	out->deletes_in_txn = h->deletes_in_txn;
 	if (t <= 0)
 		return;
 	out->xids = xmalloc((h->n + 1) * sizeof(uint32_t));

@@ -37,6 +37,7 @@ typedef struct {
 	int64_t committed_us; /* the newest commit time the committed checkpoint covers */
 	int64_t newest_us;       /* newest commit time read */
 	int64_t max_disorder_us; /* most a commit time fell behind an earlier one in commit order */
+	bool deletes_in_txn;     /* see checkpoint_recovery (sticky once seen) */
 } horizon;
 
 void horizon_init(horizon *h, int64_t window_ms);
@@ -47,6 +48,9 @@ void horizon_load(horizon *h, const checkpoint_recovery *rec, lsn_t lsn);
 void horizon_txn_read(horizon *h, lsn_t nextlsn, int64_t commit_us, uint32_t xid);
 /* The transaction read last wrote an outbox row that is going to Kafka. */
 void horizon_outbox_row(horizon *h);
+/* The transaction read last deleted an outbox row: when it wrote outbox rows too, its rows may
+ * never stay in the table, and a lost slot cannot be recovered from it (sticky). */
+void horizon_outbox_delete(horizon *h);
 /* The recovery fields of a checkpoint at lsn (out's xids malloc'd; backfill left alone). */
 void horizon_fill(const horizon *h, lsn_t lsn, checkpoint_recovery *out);
 /* A checkpoint with these fields at lsn was committed: older entries can go. */

@@ -1091,6 +1091,9 @@ static stream_end handle_record(relay *r, const char *data, size_t len)
 			return STREAM_CONTINUE; /* Kafka has it: a committed part of a split transaction */
 		return publish(r, src, &rec, data, len);
 	default:
+		/* An outbox row deleted by the transaction that wrote it never stays in the table. */
+		if (rec.action == W2J_DELETE && r->eos_on && router_is_source_table(r->router, &rec))
+			horizon_outbox_delete(&r->eos.hz);
 		/* Updates, deletes and truncates: of captured tables (an outbox's carry no events). */
 		return handle_change(r, &rec, data, len);
 	}
@@ -1623,38 +1626,81 @@ static pg_result first_start(relay *r, char *err, size_t errlen)
 	return new_slot(r, fill ? "first start" : NULL, NULL, err, errlen);
 }
 
+/* The one table source, or NULL when there are several or none. */
+static const char *only_table_source(const relay_config *cfg)
+{
+	const char *t = NULL;
+	for (int i = 0; i < cfg->n_sources; i++) {
+		if (!cfg->sources[i].table[0])
+			continue;
+		if (t)
+			return NULL;
+		t = cfg->sources[i].table;
+	}
+	return t;
+}
+
+/*
+ * A checkpoint inside a transaction published in parts names the transaction and how many of
+ * its rows are in Kafka; the backfill leaves those out, in write order. Why it cannot, or NULL.
+ */
+static const char *split_refusal(relay *r, PGconn *conn, const stored_checkpoint *sc)
+{
+	const char *table = only_table_source(r->cfg);
+
+	if (sc->cp.partial_nextlsn == LSN_INVALID)
+		return NULL;
+	if (!sc->cp.partial_xid)
+		return "the checkpoint lies inside a transaction published in parts, written by an "
+		       "older relay (no xid)";
+	if (!table || has_message_sources(r->cfg) || r->cfg->n_captures > 0)
+		return "the checkpoint lies inside a transaction published in parts, and rows of more "
+		       "than one outbox table, messages or captured tables count in it";
+	if (!backfill_has_write_order(conn, table))
+		return "the checkpoint lies inside a transaction published in parts, and the outbox "
+		       "table has no seq column (SQL kit 1.2) telling its first rows";
+	return NULL;
+}
+
+/* track_commit_timestamp as the server has it now. */
+static bool commit_ts_on(PGconn *conn)
+{
+	PGresult *res = PQexec(conn, "SELECT current_setting('track_commit_timestamp')::bool");
+	bool on = PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	return on;
+}
+
 /* Why a lost slot cannot be recovered exactly (NULL: it can); the line says how to accept it. */
 static const char *recovery_refusal(relay *r, const stored_checkpoint *sc, char *buf, size_t len)
 {
 	PGconn *conn = sql_conn(r, buf, len);
-	bool cts = false;
 	const char *accept = "to start over from a new slot and accept the loss, delete the "
 			     "checkpoint (docs/exactly-once.md)";
+	const char *split;
+	int64_t purged = 0;
 
-	if (conn) {
-		PGresult *res = PQexec(conn, "SELECT current_setting('track_commit_timestamp')::bool");
-		cts = PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-		PQclear(res);
-	}
-	int64_t oldest = 0;
-	if (conn && cts && backfill_oldest_row_us(r->cfg, conn, &oldest, buf, len) < 0)
+	if (!conn)
 		return buf;
-	if (!conn || !cts)
+	if (!commit_ts_on(conn))
 		snprintf(buf, len, "track_commit_timestamp is off: the outbox rows committed after the "
 			 "checkpoint cannot be told apart; turn it on (it needs a restart) before a slot "
 			 "is lost, or %s", accept);
 	else if (sc->rec.commit_us <= 0)
 		snprintf(buf, len, "the checkpoint records no commit time (written by an older relay or "
 			 "before any transaction): the rows after it cannot be told apart; %s", accept);
-	else if (oldest > sc->rec.commit_us - sc->rec.window_ms * 1000)
-		snprintf(buf, len, "the oldest outbox row committed after the checkpoint's time: rows "
-			 "committed after the checkpoint may have been purged (outbox.purge() or a "
-			 "DELETE); %s", accept);
-	else if (sc->cp.partial_nextlsn != LSN_INVALID)
-		snprintf(buf, len, "the checkpoint lies inside a large transaction published in parts; "
-			 "%s", accept);
+	else if (backfill_purged_through_us(r->cfg, conn, &purged, buf, len) < 0)
+		return buf;
+	else if (purged > sc->rec.commit_us - sc->rec.window_ms * 1000)
+		snprintf(buf, len, "outbox.purge() deleted rows committed after the checkpoint "
+			 "(outbox.purge_state); %s", accept);
+	else if ((split = split_refusal(r, conn, sc)))
+		snprintf(buf, len, "%s; %s", split, accept);
 	else if (sc->rec.backfill && strstr(sc->rec.backfill, "\"done\":false"))
 		snprintf(buf, len, "the slot was lost again while a backfill was under way; %s", accept);
+	else if (sc->rec.deletes_in_txn)
+		snprintf(buf, len, "outbox rows are deleted by the transactions that write them (they "
+			 "never stay in the table); %s", accept);
 	else if (has_message_sources(r->cfg) && strcmp(r->cfg->slot_loss, "recover-rows") != 0)
 		snprintf(buf, len, "events sent with outbox.emit() (message sources) leave no row and "
 			 "those after the checkpoint would be lost; to publish the outbox rows and accept "
@@ -1666,6 +1712,24 @@ static const char *recovery_refusal(relay *r, const stored_checkpoint *sc, char 
 	else
 		return NULL;
 	return buf;
+}
+
+/*
+ * capture_on_slot_loss = resnapshot: every captured table is queued for a snapshot. Queued
+ * before the backfill, the queue commits with its first checkpoint, so a crash keeps it.
+ */
+static pg_result resnapshot_all(relay *r, char *err, size_t errlen)
+{
+	capture_table **tables;
+	int n;
+	PGconn *conn = sql_conn(r, err, errlen);
+
+	if (!conn)
+		return PG_RETRY;
+	if (capture_resolve_all(r->cap, conn, &tables, &n, err, errlen) < 0)
+		return PQstatus(conn) == CONNECTION_OK ? PG_FATAL : PG_RETRY;
+	snapshot_queue_again(r->snap, tables, n);
+	return PG_OK;
 }
 
 /*
@@ -1694,9 +1758,12 @@ static pg_result recover_slot(relay *r, slot_state st, stored_checkpoint *sc, ch
 	pg_result pr = st == SLOT_MISSING ? PG_OK : pg_stream_drop_slot(r->pg, r->cfg->slot, err, errlen);
 	if (pr != PG_OK)
 		return pr;
-	if (r->snap)
-		snapshot_forget_done(r->snap);
-	return new_slot(r, "slot lost", &sc->rec, err, errlen);
+	if (r->snap && (pr = resnapshot_all(r, err, errlen)) != PG_OK)
+		return pr;
+	pr = new_slot(r, "slot lost", &sc->rec, err, errlen);
+	if (pr == PG_OK && sc->cp.partial_nextlsn != LSN_INVALID)
+		backfill_skip_first(r->bf, sc->cp.partial_xid, sc->cp.partial_rows);
+	return pr;
 }
 
 /* Goes on from a stored checkpoint (and its unfinished backfill, if any). */
@@ -1999,7 +2066,11 @@ static int settle_session(relay *r, stream_end e)
 		return -1;
 	if (r->eos_on && r->eos.open) {
 		/* Half a group of records is never committed: abort and read it again. */
-		eos_result res = e == STREAM_BROKEN && !r->hold_commit ? commit_kafka(r) : EOS_REPLAY;
+		/* Inside a PostgreSQL transaction it is read again whole: a checkpoint in the middle
+		 * of one makes a lost slot's recovery depend on the write order (backfill.h). */
+		eos_result res = e == STREAM_BROKEN && !r->hold_commit && !r->eos.in_pg_txn
+					 ? commit_kafka(r)
+					 : EOS_REPLAY;
 		if (res == EOS_REPLAY && abort_kafka(r) == EOS_FATAL)
 			return -2;
 		if (res == EOS_FATAL)

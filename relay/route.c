@@ -238,6 +238,16 @@ const route_source *router_match(const router *r, const w2j_record *rec)
 	return NULL;
 }
 
+bool router_is_source_table(const router *r, const w2j_record *rec)
+{
+	for (int i = 0; i < r->n_sources; i++) {
+		const route_source *s = &r->sources[i];
+		if (s->table && span_is(&rec->schema, s->schema) && span_is(&rec->table, s->table))
+			return true;
+	}
+	return false;
+}
+
 static void add_field(router *r, const json_span *name, const json_span *value)
 {
 	if (r->n_fields == r->fields_cap) {

@@ -40,6 +40,8 @@ void router_free(router *r);
 /* The source a record belongs to: an insert into a source table, or a message with a source
  * prefix; NULL for anything else (other tables, updates, deletes, other messages). */
 const route_source *router_match(const router *r, const w2j_record *rec);
+/* True when the record (any action) is of a source table. */
+bool router_is_source_table(const router *r, const w2j_record *rec);
 /*
  * Maps a matched record to a Kafka record. Returns 0, or -1 with *why set when it cannot be
  * published as it is (no key, a null value without tombstones, a topic name Kafka would reject,

@@ -253,12 +253,16 @@ void snapshot_queue_initial(snapshot *s, capture_table *const *tables, int n)
 	}
 }
 
-void snapshot_forget_done(snapshot *s)
+void snapshot_queue_again(snapshot *s, capture_table *const *tables, int n)
 {
-	if (s->done.n > 0)
-		log_info("snapshot: every captured table will be snapshotted again");
-	list_clear(&s->done);
-	s->dirty = true;
+	for (int i = 0; i < n; i++) {
+		if (list_has(&s->queue, tables[i]->name))
+			continue;
+		list_add(&s->queue, tables[i]->name);
+		s->dirty = true;
+		log_info("snapshot of %s queued (its changes while the slot was lost cannot be read "
+			 "back)", tables[i]->name);
+	}
 }
 
 bool snapshot_dirty(const snapshot *s) { return s->dirty; }

@@ -41,9 +41,9 @@ int snapshot_load_state(snapshot *s, const char *json, size_t len);
 char *snapshot_state_json(const snapshot *s);
 /* Queues the tables whose entry asks for a snapshot and that were never snapshotted. */
 void snapshot_queue_initial(snapshot *s, capture_table *const *tables, int n);
-/* Forgets which tables were snapshotted: the next snapshot_queue_initial queues them all again
- * (a lost slot: their changes in between cannot be read back). */
-void snapshot_forget_done(snapshot *s);
+/* Queues every table given, snapshotted before or not (a lost slot: their changes in between
+ * cannot be read back). */
+void snapshot_queue_again(snapshot *s, capture_table *const *tables, int n);
 /* True when the state changed since it was last stored. */
 bool snapshot_dirty(const snapshot *s);
 /* The stored state was committed to Kafka: it is the one to come back to. */

@@ -83,6 +83,17 @@ COMMENT ON TABLE outbox.events IS
 --   ALTER TABLE outbox.events ADD COLUMN IF NOT EXISTS ...;
 -- or, for what has no IF NOT EXISTS form, a DO block testing the catalogs first.
 
+-- 1.2: seq, the order rows were written in. The relay reads rows back from the table for what
+-- its slot cannot deliver (docs/exactly-once.md) and publishes the rows of one transaction in
+-- this order, as the WAL has them. (A row's cmin says the same until crash recovery or a standby
+-- replays it: replay sets it to 0.) Rows written before 1.2 have none. Any role may draw from the
+-- sequence: a publisher needs no privilege beyond INSERT on outbox.events.
+CREATE SEQUENCE IF NOT EXISTS outbox.events_seq;
+ALTER TABLE outbox.events ADD COLUMN IF NOT EXISTS seq bigint;
+ALTER TABLE outbox.events ALTER COLUMN seq SET DEFAULT nextval('outbox.events_seq');
+ALTER SEQUENCE outbox.events_seq OWNED BY outbox.events.seq;
+GRANT USAGE ON SEQUENCE outbox.events_seq TO PUBLIC;
+
 -- 1.1: purge() finds old rows by created_at. On a big 1.0 table, build this index beforehand
 -- without blocking writers (same name, then this line does nothing):
 --   CREATE INDEX CONCURRENTLY IF NOT EXISTS events_created_at_idx ON outbox.events (created_at);

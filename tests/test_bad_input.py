@@ -41,9 +41,9 @@ def test_slot_dropped_while_running_stops_the_relay(outbox, kafka, pg):
         except Exception:
             return False
     wait_for(dropped, 30, what="slot dropped")
-    # Recreated by the relay, but its checkpoint is ahead: a loud refusal, not a silent restart.
+    # With slot_loss = "stop", the relay's checkpoint without its slot: a loud refusal.
     assert outbox.relay.wait_exit(60) == 1
-    assert "was just created, but this relay's checkpoint" in outbox.relay.log()
+    assert "does not exist (dropped, or lost in a failover), but this relay's checkpoint" in outbox.relay.log()
 
 
 def test_broker_unreachable_at_start_is_retried_and_logged(outbox):

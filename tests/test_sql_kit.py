@@ -72,6 +72,7 @@ EVENTS_COLUMNS = [
     ("payload", "jsonb", True, None),
     ("headers", "jsonb", False, None),
     ("created_at", "timestamp with time zone", True, "now()"),
+    ("seq", "bigint", False, "nextval('outbox.events_seq'::regclass)"),
 ]
 
 
@@ -826,3 +827,23 @@ def test_relay_role_can_read_outbox_events_and_purge_state(db, pg, relay_role):
     finally:
         conn.close()
     assert purged_through(db) == purged
+
+
+def test_seq_numbers_the_rows_of_a_transaction_in_write_order(db, role):
+    """seq is drawn at insert time, so a transaction's rows read back in the order they were
+    written even where cmin says nothing (a standby or crash recovery replays rows with cmin 0);
+    a role with only EXECUTE on publish() and INSERT on the table can draw it."""
+    name = role("t_pub")
+    db.execute('GRANT USAGE ON SCHEMA outbox TO "%s"' % name)
+    db.execute('GRANT INSERT ON outbox.events TO "%s"' % name)
+    db.execute('GRANT EXECUTE ON FUNCTION outbox.publish(text, text, text, jsonb, jsonb) TO "%s"' % name)
+    conn = db.pg.connect(autocommit=False, dbname=db.name, user=name)
+    cur = conn.cursor()
+    ids = []
+    for i in range(5):
+        cur.execute("SELECT outbox.publish('user', 'u1', 'Changed', %s::jsonb)", (json.dumps({"i": i}),))
+        ids.append(str(cur.fetchone()[0]))
+    conn.commit()
+    conn.close()
+    rows = db.query("SELECT id::text FROM outbox.events ORDER BY seq")
+    assert [r[0] for r in rows] == ids

@@ -463,9 +463,12 @@ static void test_commit_due_by_age(void **state)
 	e.opened_ms = clock_mono_ms() + 100000; /* young for the whole test, whatever the machine */
 	assert_false(eos_commit_due(&e, false));
 	e.opened_ms = clock_mono_ms() - 100;
-	assert_true(eos_commit_due(&e, false)); /* inside the PostgreSQL transaction too */
+	assert_false(eos_commit_due(&e, false)); /* inside a PostgreSQL transaction: not yet */
 	e.opened_ms = clock_mono_ms() - 100000;
-	assert_true(eos_commit_due(&e, false));
+	assert_true(eos_commit_due(&e, false)); /* a huge one arriving slowly: split */
+	eos_pg_commit(&e);
+	e.opened_ms = clock_mono_ms() - 100;
+	assert_true(eos_commit_due(&e, false)); /* between transactions: by age */
 	eos_free(&e);
 }
 
