@@ -833,6 +833,7 @@ def test_seq_numbers_the_rows_of_a_transaction_in_write_order(db, role):
     """seq is drawn at insert time, so a transaction's rows read back in the order they were
     written even where cmin says nothing (a standby or crash recovery replays rows with cmin 0);
     a role with only EXECUTE on publish() and INSERT on the table can draw it."""
+    psql_file(db, OUTBOX_SQL)
     name = role("t_pub")
     db.execute('GRANT USAGE ON SCHEMA outbox TO "%s"' % name)
     db.execute('GRANT INSERT ON outbox.events TO "%s"' % name)
