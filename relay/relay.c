@@ -881,6 +881,29 @@ static int refresh_table(relay *r, capture_table *t, const w2j_record *rec)
 	return 0;
 }
 
+/*
+ * A change whose table name cannot be decoded (so not matched against the capture list): it
+ * may be a captured table's, so it is dead-lettered (source: the name as wal2json wrote it),
+ * never skipped.
+ */
+static stream_end reject_unnamed(relay *r, const w2j_record *rec, const char *data, size_t len,
+				 const char *why)
+{
+	size_t n = rec->schema.len + rec->table.len + 2;
+	char *source = xmalloc(n);
+	route_msg m;
+	stream_end e;
+
+	snprintf(source, n, "%.*s.%.*s", (int)rec->schema.len, rec->schema.ptr, (int)rec->table.len,
+		 rec->table.ptr);
+	memset(&m, 0, sizeof(m));
+	metrics_rows_read(1);
+	group_begin(r);
+	e = group_end(r, reject_row(r, source, rec, data, len, why, &m), true);
+	free(source);
+	return e;
+}
+
 /* An insert, update, delete or truncate that no outbox source took: change capture's, maybe. */
 static stream_end handle_change(relay *r, const w2j_record *rec, const char *data, size_t len)
 {
@@ -898,7 +921,7 @@ static stream_end handle_change(relay *r, const w2j_record *rec, const char *dat
 	}
 	if (found == -2)
 		found = capture_lookup_record(r->cap, conn, rec, &t, err, sizeof(err));
-	if (found < 0) {
+	if (found < 0 && found != CAPTURE_BAD_NAME) {
 		log_warn("%s", err);
 		return STREAM_REWIND;
 	}
@@ -906,6 +929,8 @@ static stream_end handle_change(relay *r, const w2j_record *rec, const char *dat
 		return STREAM_CONTINUE;
 	if (r->eos_on && !eos_pg_row(&r->eos))
 		return STREAM_CONTINUE; /* Kafka has it: a committed part of a split transaction */
+	if (found == CAPTURE_BAD_NAME)
+		return reject_unnamed(r, rec, data, len, err);
 	capture_read(r->cap, rec); /* once, for the checks and builds below */
 	if (capture_stale(r->cap, t, rec, r->txn_end) && refresh_table(r, t, rec) < 0)
 		return STREAM_REWIND;

@@ -346,3 +346,25 @@ def test_table_dropped_while_the_relay_is_behind(outbox, kafka):
     log = outbox.relay.log()
     assert "public.doomed is no longer in the catalog" in log
     assert "dead-letter" not in log
+
+
+def test_change_of_a_table_whose_escaped_name_is_long_is_dead_lettered(outbox, kafka):
+    """43 x U+0001 is 43 bytes as a PostgreSQL name but 258 once wal2json escapes it: its
+    change is dead-lettered (no valid topic name can be made of it), never skipped, and the
+    changes after it are published."""
+    db = outbox.db
+    db.execute("CREATE SCHEMA odd")
+    db.execute("CREATE TABLE odd.plain (id int PRIMARY KEY)")
+    prefix = start(outbox, '{ tables = "odd.*"; snapshot = false; }',
+                   'dead_letter_topic = "%s.dlq";' % outbox.prefix)
+    odd = 'odd.U&"%s"' % ("\\0001" * 43)
+    db.execute("CREATE TABLE %s (id int PRIMARY KEY)" % odd)
+    db.execute("INSERT INTO %s VALUES (7)" % odd)
+    db.execute("INSERT INTO odd.plain VALUES (1)")
+    dead = kafka.consume(outbox.prefix + ".dlq", until=1, timeout=60)
+    assert len(dead) == 1, outbox.relay.log()
+    headers = dict(dead[0]["headers"])
+    assert headers["dlq_source"] == b"odd." + b"\x01" * 43
+    assert b"not a valid Kafka topic name" in headers["dlq_reason"]
+    assert json.loads(dead[0]["value"])["columns"][0]["value"] == 7
+    assert records(kafka, prefix + ".odd.plain", 1)[0][1]["after"] == {"id": 1}
