@@ -368,3 +368,27 @@ def test_change_of_a_table_whose_escaped_name_is_long_is_dead_lettered(outbox, k
     assert b"not a valid Kafka topic name" in headers["dlq_reason"]
     assert json.loads(dead[0]["value"])["columns"][0]["value"] == 7
     assert records(kafka, prefix + ".odd.plain", 1)[0][1]["after"] == {"id": 1}
+
+
+@pytest.mark.parametrize("fmt", ["text", "logfmt", "json"])
+def test_a_table_name_cannot_forge_a_log_line(outbox, kafka, fmt):
+    """A table named with a newline and a fake log line: the relay's log line that names it
+    (its change is dead-lettered: a newline makes no topic name) stays one line, escaped."""
+    db = outbox.db
+    forged = "\n2099-01-01T00:00:00.000Z error forged"
+    db.execute("CREATE SCHEMA odd")
+    start(outbox, '{ tables = "odd.*"; snapshot = false; }',
+          'dead_letter_topic = "%s.dlq"; log_format = "%s";' % (outbox.prefix, fmt))
+    db.execute('CREATE TABLE odd."x%s" (id int PRIMARY KEY)' % forged)
+    db.execute('INSERT INTO odd."x%s" VALUES (1)' % forged)
+    dead = kafka.consume(outbox.prefix + ".dlq", until=1, timeout=60)
+    assert len(dead) == 1 and dict(dead[0]["headers"])["dlq_source"] == ("odd.x" + forged).encode()
+    lines = [l for l in outbox.relay.log().splitlines() if l and not l.startswith("====")]
+    assert not [l for l in lines if l.startswith("2099")]
+    named = [l for l in lines if "error forged" in l]
+    assert named and all("dead-lettering the row of odd.x" in l for l in named), named
+    if fmt == "json":
+        msgs = [json.loads(l)["msg"] for l in lines]
+        assert any(("dead-lettering the row of odd.x" + forged) in m for m in msgs)
+    else:
+        assert all(("odd.x\\n2099-01-01T00:00:00.000Z error forged") in l for l in named)
