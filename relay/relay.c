@@ -804,23 +804,81 @@ static stream_end produce_then_tombstone(relay *r, route_msg *m, bool tombstone,
 	return produce(r, m, false, refused);
 }
 
-/* An update that changed the key: a delete (and tombstone) of the old key goes out first. */
-static stream_end publish_key_change(relay *r, const capture_table *t, const w2j_record *rec)
+/*
+ * Why a key change cannot go out whole, or NULL. Its delete of the old key and its update are
+ * checked before either is produced (text that is not UTF-8; a size librdkafka refuses), so the
+ * change is published or dead-lettered as one unit: never the old key deleted without the update.
+ */
+static const char *key_change_unfit(relay *r, const route_msg *del, const route_msg *upd)
 {
-	route_msg m;
+	if (router_utf8_valid_prefix(del->value, del->value_len) != del->value_len ||
+	    router_utf8_valid_prefix(del->key, del->key_len) != del->key_len)
+		return "invalid UTF-8 in the row (its text is not UTF-8)";
+	if (!kafka_record_fits(r->kp, del))
+		return "Broker: Message size too large (the delete of the old key of this key change; "
+		       "nothing of the change was published)";
+	if (!kafka_record_fits(r->kp, upd))
+		return "Broker: Message size too large (the update of this key change; nothing of "
+		       "the change was published)";
+	return NULL;
+}
+
+/*
+ * The records of a key change once checked: the delete (and tombstone) of the old key, then the
+ * update under the new key. A refusal before any of them went out dead-letters the change
+ * whole; one after that cannot be taken back, so it stops the relay before the open Kafka
+ * transaction commits.
+ */
+static stream_end produce_key_change(relay *r, const capture_table *t, const w2j_record *rec,
+				     route_msg *del, route_msg *upd, const char *data, size_t len)
+{
+	uint64_t out = r->records_out;
 	rd_kafka_resp_err_t refused;
 	stream_end e;
 
-	if (!capture_build_key_change(r->cap, t, rec, &m))
-		return STREAM_CONTINUE;
 	if (r->snap)
-		snapshot_saw_change(r->snap, t, rec->xid, m.key, m.key_len);
-	e = produce_then_tombstone(r, &m, t->cfg->tombstones, &refused);
+		snapshot_saw_change(r->snap, t, rec->xid, del->key, del->key_len);
+	e = produce_then_tombstone(r, del, t->cfg->tombstones, &refused);
+	if (refused && r->records_out == out)
+		return reject_row(r, t->name, rec, data, len, rd_kafka_err2str(refused), upd);
+	if (e == STREAM_CONTINUE && !refused) {
+		if (r->snap)
+			snapshot_saw_change(r->snap, t, rec->xid, upd->key, upd->key_len);
+		e = produce(r, upd, false, &refused);
+	}
 	if (refused) {
-		log_error("Kafka refused the delete of the old key of %s: %s; stopping", t->name,
+		log_error("Kafka refused a record of the key change of %s after part of it went out: "
+			  "%s; stopping (the open Kafka transaction is not committed)", t->name,
 			  rd_kafka_err2str(refused));
 		return STREAM_FATAL;
 	}
+	return e;
+}
+
+/*
+ * An update that changed the key (del: its delete of the old key, as built): checked whole,
+ * then published, or dead-lettered whole. The delete is copied, since building the update
+ * reuses capture's buffers.
+ */
+static stream_end publish_key_change(relay *r, const capture_table *t, const w2j_record *rec,
+				     const route_msg *built, const char *data, size_t len)
+{
+	route_msg del = *built, upd;
+	char *copy = xmalloc(built->key_len + built->value_len + 1);
+	const char *why = NULL;
+	stream_end e;
+
+	memcpy(copy, built->key, built->key_len);
+	memcpy(copy + built->key_len, built->value, built->value_len);
+	del.key = copy;
+	del.value = copy + built->key_len;
+	if (capture_build(r->cap, t, rec, &upd, &why) == 0)
+		why = key_change_unfit(r, &del, &upd);
+	if (why)
+		e = reject_row(r, t->name, rec, data, len, why, &upd);
+	else
+		e = produce_key_change(r, t, rec, &del, &upd, data, len);
+	free(copy);
 	return e;
 }
 
@@ -849,16 +907,18 @@ static stream_end publish_change_records(relay *r, const capture_table *t, const
 	return e;
 }
 
-/* A change, as one group: a key change's delete first, then the change's own records. */
+/* A change, as one group: a key change (checked whole first), or the change's own records. */
 static stream_end publish_change(relay *r, const capture_table *t, const w2j_record *rec,
 				 const char *data, size_t len)
 {
+	route_msg del;
 	stream_end e;
 
 	metrics_rows_read(1);
 	group_begin(r);
-	e = publish_key_change(r, t, rec);
-	if (e == STREAM_CONTINUE)
+	if (capture_build_key_change(r->cap, t, rec, &del))
+		e = publish_key_change(r, t, rec, &del, data, len);
+	else
 		e = publish_change_records(r, t, rec, data, len);
 	return group_end(r, e, true);
 }

@@ -392,3 +392,63 @@ def test_a_table_name_cannot_forge_a_log_line(outbox, kafka, fmt):
         assert any(("dead-lettering the row of odd.x" + forged) in m for m in msgs)
     else:
         assert all(("odd.x\\n2099-01-01T00:00:00.000Z error forged") in l for l in named)
+
+
+def test_key_change_of_a_row_too_large_for_kafka_is_dead_lettered_whole_and_the_relay_goes_on(outbox, kafka):
+    """The poison pill: on a REPLICA IDENTITY FULL table, the key of a row of over 1 MB changes.
+    Its delete of the old key and its update are each too large for Kafka: the key change
+    (delete, tombstone, update) is dead-lettered as one unit, nothing of it is published, and
+    the relay goes on, also after a restart."""
+    db = outbox.db
+    db.execute("CREATE TABLE public.s_big (id int PRIMARY KEY, body text)")
+    db.execute("ALTER TABLE public.s_big REPLICA IDENTITY FULL")
+    # Random text: it does not compress, so the row stays over 1 MB in the WAL and in records.
+    db.execute("INSERT INTO public.s_big SELECT 1, string_agg(md5(random()::text), '') "
+               "FROM generate_series(1, 40000)")
+    dlq = outbox.prefix + ".dlq"
+    prefix = start(outbox, '{ tables = "public.s_big"; snapshot = false; }', 'dead_letter_topic = "%s";' % dlq)
+    db.execute("UPDATE public.s_big SET id = 2 WHERE id = 1")
+    db.execute("INSERT INTO public.s_big VALUES (3, 'small')")
+    got = records(kafka, prefix + ".public.s_big", 1)
+    assert [(k, v and v["op"]) for k, v in got] == [({"id": 3}, "c")], got
+    dead = kafka.consume(dlq, until=1, timeout=60)
+    assert len(dead) == 1
+    h = dict(dead[0]["headers"])
+    assert b"too large" in h["dlq_reason"].lower(), h
+    assert h["dlq_source"] == b"public.s_big" and int(h["dlq_truncated_from"]) > 1280000
+    assert json.loads(dead[0]["key"]) == {"id": 2}  # the update's key, as any update's dead letter
+    assert outbox.relay.proc.poll() is None
+    # A restart reads nothing of it again: still running, the next change published.
+    assert outbox.relay.stop() == 0
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    db.execute("INSERT INTO public.s_big VALUES (4, 'after')")
+    got = records(kafka, prefix + ".public.s_big", 2)
+    assert sorted(k["id"] for k, _ in got) == [3, 4]  # (partitions differ: no order between keys)
+    # Read to the end: nothing of the key change (no delete of id 1, no update of id 2).
+    everything = kafka.consume(prefix + ".public.s_big", timeout=30)
+    assert sorted(json.loads(m["key"])["id"] for m in everything) == [3, 4]
+    assert len(kafka.consume(dlq, timeout=30)) == 1
+    assert outbox.relay.proc.poll() is None
+
+
+def test_key_change_whose_update_alone_is_too_large_is_not_half_published(outbox, kafka):
+    """A row of 600 kB on a REPLICA IDENTITY FULL table: the delete of the old key fits Kafka's
+    1 MB, the update (old and new row) does not. The old key is not deleted with the new one
+    missing: the key change is dead-lettered whole."""
+    db = outbox.db
+    db.execute("CREATE TABLE public.s_mid (id int PRIMARY KEY, body text)")
+    db.execute("ALTER TABLE public.s_mid REPLICA IDENTITY FULL")
+    db.execute("INSERT INTO public.s_mid SELECT 1, string_agg(md5(random()::text), '') "
+               "FROM generate_series(1, 19000)")
+    dlq = outbox.prefix + ".dlq"
+    prefix = start(outbox, '{ tables = "public.s_mid"; snapshot = false; }', 'dead_letter_topic = "%s";' % dlq)
+    db.execute("UPDATE public.s_mid SET id = 2 WHERE id = 1")
+    db.execute("INSERT INTO public.s_mid VALUES (3, 'small')")
+    records(kafka, prefix + ".public.s_mid", 1)
+    everything = kafka.consume(prefix + ".public.s_mid", timeout=30)
+    assert [json.loads(m["key"]) for m in everything] == [{"id": 3}]
+    dead = kafka.consume(dlq, until=1, timeout=60)
+    assert len(dead) == 1
+    assert b"the update of this key change" in dict(dead[0]["headers"])["dlq_reason"]
+    assert outbox.relay.proc.poll() is None
