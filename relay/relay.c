@@ -1036,11 +1036,8 @@ static stream_end handle_snapshot_message(relay *r, const w2j_record *rec)
 			continue;
 		}
 		e = produce(r, &m, false, &refused);
-		if (refused) {
-			log_error("Kafka refused a snapshot row of %s: %s; stopping", t->name,
-				  rd_kafka_err2str(refused));
-			return STREAM_FATAL;
-		}
+		if (refused) /* too large, ...: dead-lettered (or stops the relay) like a change */
+			e = reject_row(r, t->name, rec, row.row, row.row_len, rd_kafka_err2str(refused), &m);
 	}
 	if (e != STREAM_CONTINUE)
 		return e;
