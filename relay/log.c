@@ -150,6 +150,16 @@ static void put_escaped(log_buf *b, const char *msg, log_format_t fmt)
 		used = put_escaped_char(b, s + i, len - i, fmt);
 }
 
+size_t log_escape_text(char *out, size_t cap, const char *text)
+{
+	log_buf b = {out, 0, cap > 0 ? cap - 1 : 0};
+
+	put_escaped(&b, text, LOG_FORMAT_TEXT);
+	if (cap > 0)
+		out[b.n] = '\0';
+	return b.n;
+}
+
 size_t log_format_line(char *out, size_t cap, log_format_t fmt, log_level_t level,
 		       const char *prefix, const char *ts, const char *msg)
 {

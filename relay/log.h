@@ -30,6 +30,9 @@ void log_set_journal_prefix(bool on);
 size_t log_format_line(char *out, size_t cap, log_format_t fmt, log_level_t level,
 		       const char *prefix, const char *ts, const char *msg);
 
+/* text escaped as a text-format log line escapes it (NUL-terminated, cut to cap): one line. */
+size_t log_escape_text(char *out, size_t cap, const char *text);
+
 void log_msg(log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_error(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)

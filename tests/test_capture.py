@@ -481,3 +481,15 @@ def test_change_the_broker_refuses_as_too_large_is_dead_lettered_and_the_relay_g
     else:  # rows read again after the refusal may come twice, never out of order per key
         assert set(ids) == {1, 3, 4} and ids[-1] == 4
     assert outbox.relay.proc.poll() is None
+
+
+def test_a_table_name_cannot_forge_a_preflight_line(outbox, kafka):
+    """preflight names captured tables; one named with a newline and a fake "ok" line shows
+    up escaped in its own FAIL line."""
+    db = outbox.db
+    db.execute('CREATE TABLE public."x\nok   forged" (a int)')
+    outbox.reconfigure(capture='{ tables = "public.*"; }')
+    code, out = relayctl.run_once(["preflight", outbox.config_path], timeout=60)
+    assert code == 1, out
+    assert not [l for l in out.splitlines() if l.startswith("ok   forged")], out
+    assert "FAIL captured table public.x\\nok   forged has a key" in out, out

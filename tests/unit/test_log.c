@@ -111,6 +111,20 @@ static void test_long_message_is_cut_whole(void **state)
 	}
 }
 
+static void test_escape_text_for_other_output(void **state)
+{
+	char out[32];
+
+	(void)state;
+	/* preflight's lines: escaped the same way, NUL-terminated, cut whole. */
+	assert_int_equal(log_escape_text(out, sizeof(out), "FAIL x\nok   y"), 14);
+	assert_string_equal(out, "FAIL x\\nok   y");
+	log_escape_text(out, 8, "abcdef\n");
+	assert_string_equal(out, "abcdef");
+	log_escape_text(out, 8, "abcde\x01");
+	assert_string_equal(out, "abcde");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -120,6 +134,7 @@ int main(void)
 		cmocka_unit_test(test_logfmt_quotes_and_escapes),
 		cmocka_unit_test(test_json_escapes_and_stays_valid),
 		cmocka_unit_test(test_long_message_is_cut_whole),
+		cmocka_unit_test(test_escape_text_for_other_output),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
