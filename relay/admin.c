@@ -12,6 +12,7 @@
 
 #include "backfill.h"
 #include "checkpoint.h"
+#include "log.h"
 #include "lsn.h"
 #include "pg_stream.h"
 
@@ -40,23 +41,29 @@ typedef struct {
 	int failed;
 } report;
 
-/* One preflight line: "ok" or "FAIL" with what to change. */
+/*
+ * One preflight line: "ok" or "FAIL" with what to change. Escaped like a log line: a table name
+ * holding a newline cannot add a line ("ok ...") of its own.
+ */
 static void check(report *rp, bool ok, const char *what, const char *fix_fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
 static void check(report *rp, bool ok, const char *what, const char *fix_fmt, ...)
 {
+	char line[2048], out[4096];
+	size_t n;
 	va_list ap;
 
-	printf("%-4s %s", ok ? "ok" : "FAIL", what);
-	if (!ok) {
-		rp->failed++;
-		printf(": ");
+	n = (size_t)snprintf(line, sizeof(line), "%-4s %s", ok ? "ok" : "FAIL", what);
+	if (!ok && n + 2 < sizeof(line)) {
+		n += (size_t)snprintf(line + n, sizeof(line) - n, ": ");
 		va_start(ap, fix_fmt);
-		vprintf(fix_fmt, ap);
+		vsnprintf(line + n, sizeof(line) - n, fix_fmt, ap);
 		va_end(ap);
 	}
-	printf("\n");
+	rp->failed += !ok;
+	log_escape_text(out, sizeof(out), line);
+	printf("%s\n", out);
 }
 
 /* Compares a setting against what one relay needs. */

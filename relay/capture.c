@@ -360,12 +360,12 @@ static capture_table *table_from(capture *c, const capture_config *e, const char
 				 const char *table, PGresult *res, lsn_t lsn)
 {
 	capture_table *t = xcalloc(1, sizeof(*t));
-	char name[600];
+	size_t n = strlen(schema) + strlen(table) + 2;
 
 	t->schema = xstrdup(schema);
 	t->table = xstrdup(table);
-	snprintf(name, sizeof(name), "%s.%s", schema, table);
-	t->name = xstrdup(name);
+	t->name = xmalloc(n);
+	snprintf(t->name, n, "%s.%s", schema, table);
 	t->cfg = e;
 	t->topic = expand_topic(c->cfg, e, schema, table);
 	table_fill(t, res, lsn);
@@ -449,11 +449,28 @@ int capture_lookup(capture *c, PGconn *conn, const char *schema, const char *tab
 	return 1;
 }
 
+/*
+ * Decodes a name span of a record into stack (when it fits) or the heap (*heap, to free). No
+ * length limit: a 63-byte PostgreSQL name of control characters is 378 bytes escaped. NULL for
+ * an escape that is not valid UTF-16 or a NUL, which no PostgreSQL name holds.
+ */
+static char *decode_name(const json_span *s, char *stack, size_t stack_len, char **heap)
+{
+	char *out = s->len < stack_len ? stack : (*heap = xmalloc(s->len + 1));
+	long n = json_unescape(s, out);
+
+	if (n < 0 || memchr(out, '\0', (size_t)n))
+		return NULL;
+	out[n] = '\0';
+	return out;
+}
+
 int capture_lookup_record(capture *c, PGconn *conn, const w2j_record *rec, capture_table **out,
 			  char *err, size_t errlen)
 {
-	char schema[256], table[256];
-	long n;
+	char schema_buf[128], table_buf[128], *heap_s = NULL, *heap_t = NULL;
+	const char *schema, *table;
+	int rc;
 
 	/* Fast path: names without escapes compared in place against the tables seen. */
 	for (int k = 0; k < c->n_tables; k++) {
@@ -466,15 +483,18 @@ int capture_lookup_record(capture *c, PGconn *conn, const w2j_record *rec, captu
 			return 1;
 		}
 	}
-	if (rec->schema.len >= sizeof(schema) || rec->table.len >= sizeof(table))
-		return 0; /* longer than PostgreSQL names can be */
-	if ((n = json_unescape(&rec->schema, schema)) < 0)
-		return 0;
-	schema[n] = '\0';
-	if ((n = json_unescape(&rec->table, table)) < 0)
-		return 0;
-	table[n] = '\0';
-	return capture_lookup(c, conn, schema, table, out, err, errlen);
+	schema = decode_name(&rec->schema, schema_buf, sizeof(schema_buf), &heap_s);
+	table = decode_name(&rec->table, table_buf, sizeof(table_buf), &heap_t);
+	if (schema && table) {
+		rc = capture_lookup(c, conn, schema, table, out, err, errlen);
+	} else {
+		snprintf(err, errlen, "its schema or table name holds an escape that is not valid "
+			 "text (\\u0000 or half a UTF-16 pair), so the capture list cannot be matched");
+		rc = CAPTURE_BAD_NAME;
+	}
+	free(heap_s);
+	free(heap_t);
+	return rc;
 }
 
 #define ALL_TABLES_SQL                                                                             \

@@ -68,7 +68,12 @@ bool capture_stale(capture *c, const capture_table *t, const w2j_record *rec, ls
  * gone from the catalog (dropped or renamed since) keeps the entry it had.
  */
 int capture_refresh(PGconn *conn, capture_table *t, char *err, size_t errlen);
-/* Same, for the schema and table of a wal2json record. */
+/*
+ * Same, for the schema and table of a wal2json record (names of any escaped length), and
+ * CAPTURE_BAD_NAME (err says why) when a name cannot be decoded: such a change cannot be
+ * matched against the capture list, and must be dead-lettered rather than skipped.
+ */
+#define CAPTURE_BAD_NAME (-3)
 int capture_lookup_record(capture *c, PGconn *conn, const w2j_record *rec, capture_table **out,
 			  char *err, size_t errlen);
 /*

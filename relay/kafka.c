@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@ struct kafka_producer {
 	kafka_topic *topics; /* known to exist */
 	size_t n_topics;
 	size_t last; /* the topic kafka_topic_ready found last (the next record's, usually) */
+	size_t max_msg_size; /* message.max.bytes: the largest record librdkafka takes */
 };
 
 /* A topic known to exist: its handle (producing with one skips librdkafka's lookup). */
@@ -137,6 +139,17 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	kp->on_delivery(kp->opaque, m->_private, m->err);
 }
 
+/* The producer's message.max.bytes as librdkafka took it (the file may set it). */
+static size_t max_message_bytes(rd_kafka_t *rk)
+{
+	char buf[32];
+	size_t n = sizeof(buf);
+
+	if (rd_kafka_conf_get(rd_kafka_conf(rk), "message.max.bytes", buf, &n) != RD_KAFKA_CONF_OK)
+		return 1000000; /* librdkafka's default */
+	return (size_t)strtoull(buf, NULL, 10);
+}
+
 kafka_producer *kafka_producer_new(const relay_config *cfg, const char *transactional_id,
 				   kafka_delivery_fn on_delivery_fn, void *opaque, char *errbuf,
 				   size_t errlen)
@@ -175,6 +188,7 @@ kafka_producer *kafka_producer_new(const relay_config *cfg, const char *transact
 	}
 	kp->mainq = rd_kafka_queue_get_main(kp->rk);
 	rd_kafka_queue_io_event_enable(kp->mainq, kp->pipe_fds[1], "1", 1);
+	kp->max_msg_size = max_message_bytes(kp->rk);
 	return kp;
 fail:
 	kafka_producer_free(kp);
@@ -267,6 +281,32 @@ rd_kafka_resp_err_t kafka_produce(kafka_producer *kp, const route_msg *m, int32_
 		rd_kafka_headers_destroy(hdrs);
 	}
 	return err;
+}
+
+/* Bytes of a zigzag varint (how Kafka record headers write their lengths). */
+static size_t varint_size(int64_t v)
+{
+	uint64_t u = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+	size_t n = 1;
+
+	while (u >= 0x80)
+		u >>= 7, n++;
+	return n;
+}
+
+/*
+ * librdkafka's own check in rd_kafka_produceva (rdkafka_msg.c, 2.0.2): the record's worst-case
+ * size on the wire (36 bytes of varints and attributes, key, value, serialized headers) must
+ * not pass message.max.bytes.
+ */
+bool kafka_record_fits(const kafka_producer *kp, const route_msg *m)
+{
+	size_t n = 36 + m->key_len + m->value_len;
+
+	for (size_t i = 0; i < m->n_headers; i++)
+		n += varint_size((int64_t)m->headers[i].name_len) + m->headers[i].name_len +
+		     varint_size((int64_t)m->headers[i].value_len) + m->headers[i].value_len;
+	return n <= kp->max_msg_size;
 }
 
 int kafka_event_fd(const kafka_producer *kp) { return kp->pipe_fds[0]; }

@@ -33,6 +33,11 @@ void kafka_producer_free(kafka_producer *kp);
 /* partition: RD_KAFKA_PARTITION_UA lets the partitioner choose by key. */
 rd_kafka_resp_err_t kafka_produce(kafka_producer *kp, const route_msg *m, int32_t partition,
 				  void *msg_opaque);
+/*
+ * Whether librdkafka will take a record of this size (message.max.bytes), asked before any
+ * record of a group that must go out whole is produced. The broker may still refuse it.
+ */
+bool kafka_record_fits(const kafka_producer *kp, const route_msg *m);
 /* Outcome of a transactional call, by librdkafka's error classes. */
 typedef enum {
 	KAFKA_TXN_OK,

@@ -3,6 +3,7 @@
 #define RELAY_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef enum { LOG_LVL_ERROR = 0, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG } log_level_t;
 
@@ -17,6 +18,20 @@ bool log_parse_format(const char *name, log_format_t *out);
 void log_set_format(log_format_t format);
 /* With journal prefixes ("<3>"), journald assigns priorities; off for a terminal. */
 void log_set_journal_prefix(bool on);
+
+/*
+ * One log line (with its newline) of msg into out, cut to cap bytes: prefix (a journal priority
+ * or ""), ts ("" for none), level, then msg escaped for the format, so that no name or value in
+ * it can make a line of its own: in text, \n \r \t \\ and \xNN for other control bytes and for
+ * bytes that are not UTF-8, \uXXXX for C1 controls, U+2028/2029 and bidi controls; logfmt the
+ * same inside quotes (and \"); JSON its own escapes (U+FFFD for bytes that are not UTF-8).
+ * Trailing newlines of msg are dropped. Returns the line's length.
+ */
+size_t log_format_line(char *out, size_t cap, log_format_t fmt, log_level_t level,
+		       const char *prefix, const char *ts, const char *msg);
+
+/* text escaped as a text-format log line escapes it (NUL-terminated, cut to cap): one line. */
+size_t log_escape_text(char *out, size_t cap, const char *text);
 
 void log_msg(log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

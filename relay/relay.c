@@ -67,7 +67,26 @@ typedef struct {
 	uint32_t held;    /* what it takes in librdkafka's queue (relay.max_in_flight_bytes) */
 	uint16_t topic;   /* metrics_topic() */
 	bool dead_letter;
+	bool alone;       /* produced while looking for a refused record: nothing else in its batch */
+	lsn_t txn_end;    /* its source row: the transaction's commit end and the row's ordinal */
+	uint64_t row;     /* (NO_ROW: not a source row's record: a snapshot row, a checkpoint) */
 } in_flight;
+
+#define NO_ROW UINT64_MAX
+
+/*
+ * A record the broker refused for itself (too large for the topic's max.message.bytes), in
+ * dead-letter mode. The broker refuses a whole batch, so every record in it reports the error:
+ * the session is read again with each source row's records produced alone (waiting for their
+ * delivery) until one is refused alone. The next reading dead-letters that row whole.
+ */
+typedef struct {
+	bool searching;         /* a refusal was seen: produce records alone */
+	lsn_t seen_end;         /* the newest transaction (commit end) a refused record belonged to */
+	lsn_t txn_end;          /* the refused row, once it was refused alone (0: not known yet) */
+	uint64_t row;
+	rd_kafka_resp_err_t err;
+} broker_refusal;
 
 typedef struct {
 	in_flight *slots;
@@ -142,6 +161,10 @@ typedef struct {
 	bool hold_commit;       /* a group of records that must share one Kafka transaction is going
 				 * out (set while unfinished: then the open transaction is aborted) */
 	int64_t next_chunk_ms;  /* no snapshot chunk before this time (after a failed attempt) */
+	uint64_t txn_rows;      /* source rows of the open PostgreSQL transaction read so far */
+	uint64_t cur_row;       /* the ordinal of the source row being published, or NO_ROW */
+	broker_refusal refusal;
+	bool alone_waiting;     /* a record produced alone has no delivery report yet */
 } relay;
 
 static volatile sig_atomic_t stop_requested;
@@ -300,6 +323,36 @@ static bool error_is_permanent(rd_kafka_resp_err_t err)
 	}
 }
 
+/* Refusals of one record for what it is (its size), not of the topic or the producer. */
+static bool error_is_the_records(rd_kafka_resp_err_t err)
+{
+	return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+	       err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE || err == RD_KAFKA_RESP_ERR_INVALID_RECORD;
+}
+
+/*
+ * A source row's record the broker refused for itself, in dead-letter mode: noted so that the
+ * row is found (records produced alone) and dead-lettered when it is read again.
+ */
+static void note_refusal(relay *r, const in_flight *f, rd_kafka_resp_err_t err)
+{
+	broker_refusal *b = &r->refusal;
+
+	if (!r->cfg->dead_letter || f->dead_letter || f->row == NO_ROW || !error_is_the_records(err))
+		return;
+	if (!b->searching)
+		log_warn("the broker refused a record for its size (%s): reading again with each row's "
+			 "records alone, to dead-letter the row it belongs to", rd_kafka_err2str(err));
+	b->searching = true;
+	if (f->txn_end > b->seen_end)
+		b->seen_end = f->txn_end;
+	if (f->alone && b->txn_end == 0) {
+		b->txn_end = f->txn_end;
+		b->row = f->row;
+		b->err = err;
+	}
+}
+
 /* Delivery report: an ack moves the tracker; a failure stops the stream before anything moves. */
 static void on_delivery(void *opaque, void *msg_opaque, rd_kafka_resp_err_t err)
 {
@@ -310,6 +363,10 @@ static void on_delivery(void *opaque, void *msg_opaque, rd_kafka_resp_err_t err)
 	if (id < r->flight.cap) {
 		const in_flight *f = &r->flight.slots[id];
 		seq = f->seq;
+		if (f->alone)
+			r->alone_waiting = false;
+		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+			note_refusal(r, f, err);
 		/* At-least-once: an acknowledged record is published (exactly-once: at the commit). */
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR && !r->eos_on) {
 			metrics_published(f->topic, 1, f->bytes);
@@ -584,6 +641,22 @@ static uint32_t record_held(const route_msg *m)
 }
 
 /*
+ * While a refused record is looked for: waits for the delivery report of the record just
+ * produced, so that it was in a batch of its own (the broker refuses whole batches).
+ */
+static stream_end wait_alone(relay *r)
+{
+	r->alone_waiting = true;
+	while (r->alone_waiting && !r->delivery_failed) {
+		if (wait_events(r, false, -1) < 0)
+			return STREAM_BROKEN;
+		if (stop_requested)
+			return STREAM_STOP;
+	}
+	return r->delivery_failed ? STREAM_REWIND : STREAM_CONTINUE;
+}
+
+/*
  * Hands one record to Kafka for one partition (RD_KAFKA_PARTITION_UA: by key), waiting (with
  * status updates flowing) while its queue is full. *refused gets librdkafka's error when it
  * refuses the record itself (too large, ...). dead_letter: a row's dead letter (for the metrics).
@@ -602,6 +675,9 @@ static stream_end produce_to(relay *r, const route_msg *m, int32_t partition, bo
 		.held = record_held(m),
 		.topic = (uint16_t)metrics_topic(m->topic),
 		.dead_letter = dead_letter,
+		.alone = r->refusal.searching && !dead_letter && r->cur_row != NO_ROW,
+		.txn_end = r->txn_end,
+		.row = dead_letter ? NO_ROW : r->cur_row,
 	};
 	r->flight.slots[id] = f;
 	for (;;) {
@@ -614,6 +690,8 @@ static stream_end produce_to(relay *r, const route_msg *m, int32_t partition, bo
 				eos_produced(&r->eos);
 				pending_add(&r->pend, &f);
 			}
+			if (f.alone && (e = wait_alone(r)) != STREAM_CONTINUE)
+				return e;
 			return maybe_commit(r, false);
 		}
 		if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || err == RD_KAFKA_RESP_ERR__INVALID_ARG) {
@@ -720,6 +798,25 @@ static stream_end reject_row(relay *r, const char *source, const w2j_record *rec
 	return e;
 }
 
+/* True for the row the broker refused alone, read again now: it is dead-lettered whole. */
+static bool refused_row(const relay *r)
+{
+	const broker_refusal *b = &r->refusal;
+	return b->txn_end != 0 && b->txn_end == r->txn_end && b->row == r->cur_row;
+}
+
+/* Dead-letters the refused row (m: its record as built, for the key); the search is over. */
+static stream_end reject_refused(relay *r, const char *source, const w2j_record *rec,
+				 const char *data, size_t len, route_msg *m)
+{
+	char why[160];
+
+	snprintf(why, sizeof(why), "%s (the broker refused its record)",
+		 rd_kafka_err2str(r->refusal.err));
+	memset(&r->refusal, 0, sizeof(r->refusal));
+	return reject_row(r, source, rec, data, len, why, m);
+}
+
 /*
  * The records of one source row (an outbox record or its dead letter, a change with its
  * tombstone, a snapshot chunk) go into one Kafka transaction: nothing commits from group_begin
@@ -756,6 +853,8 @@ static stream_end publish(relay *r, const route_source *src, const w2j_record *r
 		eos_outbox_row(&r->eos); /* its xid is listed for a lost slot's recovery */
 	if (router_build(r->router, src, rec, &m, &why) < 0) {
 		e = reject_row(r, router_source_name(src), rec, data, len, why, &m);
+	} else if (refused_row(r)) {
+		e = reject_refused(r, router_source_name(src), rec, data, len, &m);
 	} else {
 		e = produce(r, &m, false, &refused);
 		if (refused)
@@ -781,6 +880,7 @@ static stream_end publish_outside(relay *r, const route_source *src, const w2j_r
 
 	metrics_rows_read(1);
 	router_build(r->router, src, rec, &m, &why);
+	r->cur_row = NO_ROW;
 	r->txn_seq = UINT64_MAX; /* no PostgreSQL transaction to account it to */
 	r->txn_commit_ms = 0;    /* nor a commit time: its latency counts from now */
 	e = reject_row(r, router_source_name(src), rec, data, len, why, &m);
@@ -820,23 +920,81 @@ static stream_end produce_then_tombstone(relay *r, route_msg *m, bool tombstone,
 	return produce(r, m, false, refused);
 }
 
-/* An update that changed the key: a delete (and tombstone) of the old key goes out first. */
-static stream_end publish_key_change(relay *r, const capture_table *t, const w2j_record *rec)
+/*
+ * Why a key change cannot go out whole, or NULL. Its delete of the old key and its update are
+ * checked before either is produced (text that is not UTF-8; a size librdkafka refuses), so the
+ * change is published or dead-lettered as one unit: never the old key deleted without the update.
+ */
+static const char *key_change_unfit(relay *r, const route_msg *del, const route_msg *upd)
 {
-	route_msg m;
+	if (router_utf8_valid_prefix(del->value, del->value_len) != del->value_len ||
+	    router_utf8_valid_prefix(del->key, del->key_len) != del->key_len)
+		return "invalid UTF-8 in the row (its text is not UTF-8)";
+	if (!kafka_record_fits(r->kp, del))
+		return "Broker: Message size too large (the delete of the old key of this key change; "
+		       "nothing of the change was published)";
+	if (!kafka_record_fits(r->kp, upd))
+		return "Broker: Message size too large (the update of this key change; nothing of "
+		       "the change was published)";
+	return NULL;
+}
+
+/*
+ * The records of a key change once checked: the delete (and tombstone) of the old key, then the
+ * update under the new key. A refusal before any of them went out dead-letters the change
+ * whole; one after that cannot be taken back, so it stops the relay before the open Kafka
+ * transaction commits.
+ */
+static stream_end produce_key_change(relay *r, const capture_table *t, const w2j_record *rec,
+				     route_msg *del, route_msg *upd, const char *data, size_t len)
+{
+	uint64_t out = r->records_out;
 	rd_kafka_resp_err_t refused;
 	stream_end e;
 
-	if (!capture_build_key_change(r->cap, t, rec, &m))
-		return STREAM_CONTINUE;
 	if (r->snap)
-		snapshot_saw_change(r->snap, t, rec->xid, m.key, m.key_len);
-	e = produce_then_tombstone(r, &m, t->cfg->tombstones, &refused);
+		snapshot_saw_change(r->snap, t, rec->xid, del->key, del->key_len);
+	e = produce_then_tombstone(r, del, t->cfg->tombstones, &refused);
+	if (refused && r->records_out == out)
+		return reject_row(r, t->name, rec, data, len, rd_kafka_err2str(refused), upd);
+	if (e == STREAM_CONTINUE && !refused) {
+		if (r->snap)
+			snapshot_saw_change(r->snap, t, rec->xid, upd->key, upd->key_len);
+		e = produce(r, upd, false, &refused);
+	}
 	if (refused) {
-		log_error("Kafka refused the delete of the old key of %s: %s; stopping", t->name,
+		log_error("Kafka refused a record of the key change of %s after part of it went out: "
+			  "%s; stopping (the open Kafka transaction is not committed)", t->name,
 			  rd_kafka_err2str(refused));
 		return STREAM_FATAL;
 	}
+	return e;
+}
+
+/*
+ * An update that changed the key (del: its delete of the old key, as built): checked whole,
+ * then published, or dead-lettered whole. The delete is copied, since building the update
+ * reuses capture's buffers.
+ */
+static stream_end publish_key_change(relay *r, const capture_table *t, const w2j_record *rec,
+				     const route_msg *built, const char *data, size_t len)
+{
+	route_msg del = *built, upd;
+	char *copy = xmalloc(built->key_len + built->value_len + 1);
+	const char *why = NULL;
+	stream_end e;
+
+	memcpy(copy, built->key, built->key_len);
+	memcpy(copy + built->key_len, built->value, built->value_len);
+	del.key = copy;
+	del.value = copy + built->key_len;
+	if (capture_build(r->cap, t, rec, &upd, &why) == 0)
+		why = key_change_unfit(r, &del, &upd);
+	if (why)
+		e = reject_row(r, t->name, rec, data, len, why, &upd);
+	else
+		e = produce_key_change(r, t, rec, &del, &upd, data, len);
+	free(copy);
 	return e;
 }
 
@@ -865,17 +1023,24 @@ static stream_end publish_change_records(relay *r, const capture_table *t, const
 	return e;
 }
 
-/* A change, as one group: a key change's delete first, then the change's own records. */
+/* A change, as one group: a key change (checked whole first), or the change's own records. */
 static stream_end publish_change(relay *r, const capture_table *t, const w2j_record *rec,
 				 const char *data, size_t len)
 {
+	route_msg del;
 	stream_end e;
 
 	metrics_rows_read(1);
 	group_begin(r);
-	e = publish_key_change(r, t, rec);
-	if (e == STREAM_CONTINUE)
+	if (refused_row(r)) {
+		const char *why;
+		capture_build(r->cap, t, rec, &del, &why); /* for its key */
+		e = reject_refused(r, t->name, rec, data, len, &del);
+	} else if (capture_build_key_change(r->cap, t, rec, &del)) {
+		e = publish_key_change(r, t, rec, &del, data, len);
+	} else {
 		e = publish_change_records(r, t, rec, data, len);
+	}
 	return group_end(r, e, true);
 }
 
@@ -897,6 +1062,29 @@ static int refresh_table(relay *r, capture_table *t, const w2j_record *rec)
 	return 0;
 }
 
+/*
+ * A change whose table name cannot be decoded (so not matched against the capture list): it
+ * may be a captured table's, so it is dead-lettered (source: the name as wal2json wrote it),
+ * never skipped.
+ */
+static stream_end reject_unnamed(relay *r, const w2j_record *rec, const char *data, size_t len,
+				 const char *why)
+{
+	size_t n = rec->schema.len + rec->table.len + 2;
+	char *source = xmalloc(n);
+	route_msg m;
+	stream_end e;
+
+	snprintf(source, n, "%.*s.%.*s", (int)rec->schema.len, rec->schema.ptr, (int)rec->table.len,
+		 rec->table.ptr);
+	memset(&m, 0, sizeof(m));
+	metrics_rows_read(1);
+	group_begin(r);
+	e = group_end(r, reject_row(r, source, rec, data, len, why, &m), true);
+	free(source);
+	return e;
+}
+
 /* An insert, update, delete or truncate that no outbox source took: change capture's, maybe. */
 static stream_end handle_change(relay *r, const w2j_record *rec, const char *data, size_t len)
 {
@@ -914,14 +1102,17 @@ static stream_end handle_change(relay *r, const w2j_record *rec, const char *dat
 	}
 	if (found == -2)
 		found = capture_lookup_record(r->cap, conn, rec, &t, err, sizeof(err));
-	if (found < 0) {
+	if (found < 0 && found != CAPTURE_BAD_NAME) {
 		log_warn("%s", err);
 		return STREAM_REWIND;
 	}
 	if (found == 0)
 		return STREAM_CONTINUE;
+	r->cur_row = r->txn_rows++; /* counted also when skipped just below: the same on replay */
 	if (r->eos_on && !eos_pg_row(&r->eos))
 		return STREAM_CONTINUE; /* Kafka has it: a committed part of a split transaction */
+	if (found == CAPTURE_BAD_NAME)
+		return reject_unnamed(r, rec, data, len, err);
 	capture_read(r->cap, rec); /* once, for the checks and builds below */
 	if (capture_stale(r->cap, t, rec, r->txn_end) && refresh_table(r, t, rec) < 0)
 		return STREAM_REWIND;
@@ -955,6 +1146,7 @@ static stream_end handle_snapshot_message(relay *r, const w2j_record *rec)
 	if (kind != SNAPSHOT_MSG_CHUNK)
 		return STREAM_CONTINUE;
 	group_begin(r); /* the chunk's rows and its progress: one Kafka transaction */
+	r->cur_row = NO_ROW; /* not source rows: never produced alone */
 	while (e == STREAM_CONTINUE && snapshot_next_row(r->snap, &row)) {
 		capture_build_snapshot(r->cap, t, row.key, row.key_len, row.row, row.row_len, rec->lsn,
 				       &rec->timestamp, &m);
@@ -967,11 +1159,8 @@ static stream_end handle_snapshot_message(relay *r, const w2j_record *rec)
 			continue;
 		}
 		e = produce(r, &m, false, &refused);
-		if (refused) {
-			log_error("Kafka refused a snapshot row of %s: %s; stopping", t->name,
-				  rd_kafka_err2str(refused));
-			return STREAM_FATAL;
-		}
+		if (refused) /* too large, ...: dead-lettered (or stops the relay) like a change */
+			e = reject_row(r, t->name, rec, row.row, row.row_len, rd_kafka_err2str(refused), &m);
 	}
 	if (e != STREAM_CONTINUE)
 		return e;
@@ -1033,12 +1222,28 @@ static void watch_disorder(relay *r)
 			 (long long)(r->eos.hz.window_us / 1000));
 }
 
+/*
+ * A search for a refused record ends without one when the stream passes the transactions the
+ * refused records belonged to, each of their records taken alone (the refusal did not repeat).
+ */
+static void end_refusal_search(relay *r, lsn_t nextlsn)
+{
+	broker_refusal *b = &r->refusal;
+
+	if (!b->searching || b->txn_end != 0 || nextlsn <= b->seen_end || r->delivery_failed)
+		return;
+	log_info("the records refused for their size were all taken one at a time: records are "
+		 "batched again");
+	memset(b, 0, sizeof(*b));
+}
+
 /* One wal2json record: transaction bounds feed the tracker, outbox inserts become records. */
 static stream_end handle_record(relay *r, const char *data, size_t len)
 {
 	w2j_record rec;
 	const route_source *src;
 	const char *why = NULL;
+	int64_t commit_us;
 
 	if (w2j_decode(data, len, &rec, &why) < 0) {
 		log_error("malformed wal2json record (%s): %.*s", why, (int)(len > 200 ? 200 : len), data);
@@ -1046,17 +1251,19 @@ static stream_end handle_record(relay *r, const char *data, size_t len)
 	}
 	switch (rec.action) {
 	case W2J_BEGIN:
+		end_refusal_search(r, rec.nextlsn);
 		r->in_txn = true;
 		r->txn_xid = rec.xid;
 		r->txn_end = rec.nextlsn;
+		r->txn_rows = 0;
+		r->cur_row = NO_ROW;
 		/* The commit time (include-timestamp), once per transaction: latency and lag. */
-		if (rec.timestamp.kind != JSON_STRING || rec.timestamp.escaped ||
-		    !pgtime_parse(rec.timestamp.ptr, rec.timestamp.len, &r->txn_commit_ms))
-			r->txn_commit_ms = 0;
+		commit_us = txn_commit_us(&rec);
+		r->txn_commit_ms = commit_us / 1000;
 		if (r->txn_commit_ms > 0)
 			metrics_set_read_commit_time(r->txn_commit_ms);
 		if (r->eos_on) {
-			eos_pg_txn_info(&r->eos, rec.nextlsn, txn_commit_us(&rec), (uint32_t)rec.xid);
+			eos_pg_txn_info(&r->eos, rec.nextlsn, commit_us, (uint32_t)rec.xid);
 			watch_disorder(r);
 		}
 		r->skip_txn = r->eos_on ? !eos_pg_begin(&r->eos, rec.nextlsn) : rec.nextlsn <= r->prog.acked;
@@ -1087,6 +1294,7 @@ static stream_end handle_record(relay *r, const char *data, size_t len)
 			return publish_outside(r, src, &rec, data, len);
 		if (!r->in_txn || r->skip_txn)
 			return STREAM_CONTINUE;
+		r->cur_row = r->txn_rows++;
 		if (r->eos_on && !eos_pg_row(&r->eos))
 			return STREAM_CONTINUE; /* Kafka has it: a committed part of a split transaction */
 		return publish(r, src, &rec, data, len);
@@ -1252,7 +1460,10 @@ static stream_end stream(relay *r)
 			return STREAM_BROKEN;
 		}
 		if (r->delivery_failed)
-			return error_is_permanent(r->delivery_err) ? STREAM_FATAL : STREAM_REWIND;
+			return error_is_permanent(r->delivery_err) &&
+					       !(r->refusal.searching && error_is_the_records(r->delivery_err))
+				       ? STREAM_FATAL
+				       : STREAM_REWIND;
 		if (kafka_fatal(r->kp, reason, sizeof(reason))) {
 			log_error("Kafka producer failed: %s", reason);
 			return STREAM_FATAL;
@@ -1456,6 +1667,8 @@ static pg_result run_backfill(relay *r, char *err, size_t errlen)
 		return PG_RETRY;
 	PQclear(PQexec(conn, "SET statement_timeout = 0"));
 	r->txn_seq = UINT64_MAX; /* not a streamed transaction: eos commits decide what is safe */
+	r->txn_end = 0;
+	r->cur_row = NO_ROW;    /* not searched for one at a time when the broker refuses a batch */
 	r->backfilling = true;
 	while ((n = backfill_next(r->bf, conn, &r->lo, &text, &len, err, errlen)) > 0) {
 		stream_end e = backfill_publish(r, text, len);
@@ -2127,6 +2340,7 @@ int relay_run(const relay_config *cfg)
 	memset(&r, 0, sizeof(r));
 	r.cfg = cfg;
 	r.eos_on = cfg->exactly_once;
+	r.cur_row = NO_ROW;
 	setup_signals();
 	progress_init(&r.prog, LSN_INVALID);
 	if (r.eos_on)

@@ -591,11 +591,13 @@ static capture_table *current_table(snapshot *s, PGconn *conn, char *err, size_t
 {
 	capture_table *t = NULL;
 	const char *name = s->queue.v[0], *dot = strchr(name, '.');
-	char schema[256];
+	char *schema = dot ? xmalloc((size_t)(dot - name) + 1) : NULL; /* no length limit */
 
 	*rc = 0;
-	snprintf(schema, sizeof(schema), "%.*s", dot ? (int)(dot - name) : 0, name);
-	int found = dot ? capture_lookup(s->cap, conn, schema, dot + 1, &t, err, errlen) : 0;
+	if (schema)
+		memcpy(schema, name, (size_t)(dot - name)), schema[dot - name] = '\0';
+	int found = schema ? capture_lookup(s->cap, conn, schema, dot + 1, &t, err, errlen) : 0;
+	free(schema);
 	if (found < 0) {
 		*rc = -1;
 		return NULL;

@@ -346,3 +346,150 @@ def test_table_dropped_while_the_relay_is_behind(outbox, kafka):
     log = outbox.relay.log()
     assert "public.doomed is no longer in the catalog" in log
     assert "dead-letter" not in log
+
+
+def test_change_of_a_table_whose_escaped_name_is_long_is_dead_lettered(outbox, kafka):
+    """43 x U+0001 is 43 bytes as a PostgreSQL name but 258 once wal2json escapes it: its
+    change is dead-lettered (no valid topic name can be made of it), never skipped, and the
+    changes after it are published."""
+    db = outbox.db
+    db.execute("CREATE SCHEMA odd")
+    db.execute("CREATE TABLE odd.plain (id int PRIMARY KEY)")
+    prefix = start(outbox, '{ tables = "odd.*"; snapshot = false; }',
+                   'dead_letter_topic = "%s.dlq";' % outbox.prefix)
+    odd = 'odd.U&"%s"' % ("\\0001" * 43)
+    db.execute("CREATE TABLE %s (id int PRIMARY KEY)" % odd)
+    db.execute("INSERT INTO %s VALUES (7)" % odd)
+    db.execute("INSERT INTO odd.plain VALUES (1)")
+    dead = kafka.consume(outbox.prefix + ".dlq", until=1, timeout=60)
+    assert len(dead) == 1, outbox.relay.log()
+    headers = dict(dead[0]["headers"])
+    assert headers["dlq_source"] == b"odd." + b"\x01" * 43
+    assert b"not a valid Kafka topic name" in headers["dlq_reason"]
+    assert json.loads(dead[0]["value"])["columns"][0]["value"] == 7
+    assert records(kafka, prefix + ".odd.plain", 1)[0][1]["after"] == {"id": 1}
+
+
+@pytest.mark.parametrize("fmt", ["text", "logfmt", "json"])
+def test_a_table_name_cannot_forge_a_log_line(outbox, kafka, fmt):
+    """A table named with a newline and a fake log line: the relay's log line that names it
+    (its change is dead-lettered: a newline makes no topic name) stays one line, escaped."""
+    db = outbox.db
+    forged = "\n2099-01-01T00:00:00.000Z error forged"
+    db.execute("CREATE SCHEMA odd")
+    start(outbox, '{ tables = "odd.*"; snapshot = false; }',
+          'dead_letter_topic = "%s.dlq"; log_format = "%s";' % (outbox.prefix, fmt))
+    db.execute('CREATE TABLE odd."x%s" (id int PRIMARY KEY)' % forged)
+    db.execute('INSERT INTO odd."x%s" VALUES (1)' % forged)
+    dead = kafka.consume(outbox.prefix + ".dlq", until=1, timeout=60)
+    assert len(dead) == 1 and dict(dead[0]["headers"])["dlq_source"] == ("odd.x" + forged).encode()
+    lines = [l for l in outbox.relay.log().splitlines() if l and not l.startswith("====")]
+    assert not [l for l in lines if l.startswith("2099")]
+    named = [l for l in lines if "error forged" in l]
+    assert named and all("dead-lettering the row of odd.x" in l for l in named), named
+    if fmt == "json":
+        msgs = [json.loads(l)["msg"] for l in lines]
+        assert any(("dead-lettering the row of odd.x" + forged) in m for m in msgs)
+    else:
+        assert all(("odd.x\\n2099-01-01T00:00:00.000Z error forged") in l for l in named)
+
+
+def test_key_change_of_a_row_too_large_for_kafka_is_dead_lettered_whole_and_the_relay_goes_on(outbox, kafka):
+    """The poison pill: on a REPLICA IDENTITY FULL table, the key of a row of over 1 MB changes.
+    Its delete of the old key and its update are each too large for Kafka: the key change
+    (delete, tombstone, update) is dead-lettered as one unit, nothing of it is published, and
+    the relay goes on, also after a restart."""
+    db = outbox.db
+    db.execute("CREATE TABLE public.s_big (id int PRIMARY KEY, body text)")
+    db.execute("ALTER TABLE public.s_big REPLICA IDENTITY FULL")
+    # Random text: it does not compress, so the row stays over 1 MB in the WAL and in records.
+    db.execute("INSERT INTO public.s_big SELECT 1, string_agg(md5(random()::text), '') "
+               "FROM generate_series(1, 40000)")
+    dlq = outbox.prefix + ".dlq"
+    prefix = start(outbox, '{ tables = "public.s_big"; snapshot = false; }', 'dead_letter_topic = "%s";' % dlq)
+    db.execute("UPDATE public.s_big SET id = 2 WHERE id = 1")
+    db.execute("INSERT INTO public.s_big VALUES (3, 'small')")
+    got = records(kafka, prefix + ".public.s_big", 1)
+    assert [(k, v and v["op"]) for k, v in got] == [({"id": 3}, "c")], got
+    dead = kafka.consume(dlq, until=1, timeout=60)
+    assert len(dead) == 1
+    h = dict(dead[0]["headers"])
+    assert b"too large" in h["dlq_reason"].lower(), h
+    assert h["dlq_source"] == b"public.s_big" and int(h["dlq_truncated_from"]) > 1280000
+    assert json.loads(dead[0]["key"]) == {"id": 2}  # the update's key, as any update's dead letter
+    assert outbox.relay.proc.poll() is None
+    # A restart reads nothing of it again: still running, the next change published.
+    assert outbox.relay.stop() == 0
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    db.execute("INSERT INTO public.s_big VALUES (4, 'after')")
+    got = records(kafka, prefix + ".public.s_big", 2)
+    assert sorted(k["id"] for k, _ in got) == [3, 4]  # (partitions differ: no order between keys)
+    # Read to the end: nothing of the key change (no delete of id 1, no update of id 2).
+    everything = kafka.consume(prefix + ".public.s_big", timeout=30)
+    assert sorted(json.loads(m["key"])["id"] for m in everything) == [3, 4]
+    assert len(kafka.consume(dlq, timeout=30)) == 1
+    assert outbox.relay.proc.poll() is None
+
+
+def test_key_change_whose_update_alone_is_too_large_is_not_half_published(outbox, kafka):
+    """A row of 600 kB on a REPLICA IDENTITY FULL table: the delete of the old key fits Kafka's
+    1 MB, the update (old and new row) does not. The old key is not deleted with the new one
+    missing: the key change is dead-lettered whole."""
+    db = outbox.db
+    db.execute("CREATE TABLE public.s_mid (id int PRIMARY KEY, body text)")
+    db.execute("ALTER TABLE public.s_mid REPLICA IDENTITY FULL")
+    db.execute("INSERT INTO public.s_mid SELECT 1, string_agg(md5(random()::text), '') "
+               "FROM generate_series(1, 19000)")
+    dlq = outbox.prefix + ".dlq"
+    prefix = start(outbox, '{ tables = "public.s_mid"; snapshot = false; }', 'dead_letter_topic = "%s";' % dlq)
+    db.execute("UPDATE public.s_mid SET id = 2 WHERE id = 1")
+    db.execute("INSERT INTO public.s_mid VALUES (3, 'small')")
+    records(kafka, prefix + ".public.s_mid", 1)
+    everything = kafka.consume(prefix + ".public.s_mid", timeout=30)
+    assert [json.loads(m["key"]) for m in everything] == [{"id": 3}]
+    dead = kafka.consume(dlq, until=1, timeout=60)
+    assert len(dead) == 1
+    assert b"the update of this key change" in dict(dead[0]["headers"])["dlq_reason"]
+    assert outbox.relay.proc.poll() is None
+
+
+@pytest.mark.parametrize("delivery", ["exactly-once", "at-least-once"])
+def test_change_the_broker_refuses_as_too_large_is_dead_lettered_and_the_relay_goes_on(outbox, kafka, delivery):
+    """The topic's max.message.bytes (2000) is below the relay's limit (1 MB): librdkafka takes
+    the 5 kB record and the broker refuses it in the delivery report. The Kafka transaction is
+    aborted and read again, the change dead-lettered this time, and the relay goes on, with the
+    changes before and after it published once."""
+    db = outbox.db
+    db.execute("CREATE TABLE public.notes (id int PRIMARY KEY, body text)")
+    dlq = outbox.prefix + ".dlq"
+    topic = outbox.prefix + ".public.notes"
+    kafka.create_topic(topic, partitions=1, config={"max.message.bytes": "2000"})
+    start(outbox, '{ tables = "public.notes"; snapshot = false; }',
+          'dead_letter_topic = "%s"; delivery = "%s";' % (dlq, delivery))
+    # One transaction: the refusal aborts the Kafka transaction with the rows around it.
+    db.execute("INSERT INTO public.notes VALUES (1, 'before'), (2, (SELECT string_agg(md5(i::text), '') "
+               "FROM generate_series(1, 160) i)), (3, 'after')")
+    db.execute("INSERT INTO public.notes VALUES (4, 'next')")
+    records(kafka, topic, 3)
+    dead = kafka.consume(dlq, until=1, timeout=60)
+    assert len(dead) == 1 and json.loads(dead[0]["key"]) == {"id": 2}
+    assert b"the broker refused its record" in dict(dead[0]["headers"])["dlq_reason"]
+    ids = [json.loads(m["key"])["id"] for m in kafka.consume(topic, timeout=30)]
+    if delivery == "exactly-once":
+        assert ids == [1, 3, 4]
+    else:  # rows read again after the refusal may come twice, never out of order per key
+        assert set(ids) == {1, 3, 4} and ids[-1] == 4
+    assert outbox.relay.proc.poll() is None
+
+
+def test_a_table_name_cannot_forge_a_preflight_line(outbox, kafka):
+    """preflight names captured tables; one named with a newline and a fake "ok" line shows
+    up escaped in its own FAIL line."""
+    db = outbox.db
+    db.execute('CREATE TABLE public."x\nok   forged" (a int)')
+    outbox.reconfigure(capture='{ tables = "public.*"; }')
+    code, out = relayctl.run_once(["preflight", outbox.config_path], timeout=60)
+    assert code == 1, out
+    assert not [l for l in out.splitlines() if l.startswith("ok   forged")], out
+    assert "FAIL captured table public.x\\nok   forged has a key" in out, out

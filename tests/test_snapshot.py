@@ -325,3 +325,33 @@ def test_snapshot_on_demand_while_writers_change_the_table(outbox, kafka):
     # Rows never changed are known only from the snapshot: the final state must still match.
     check_against_table(outbox, kafka, "public.accounts", rows)
     assert outbox.relay.stop() == 0
+
+
+def test_snapshot_row_too_large_for_kafka_is_dead_lettered_and_the_snapshot_goes_on(outbox, kafka):
+    """A row of over 1 MB read by a snapshot: Kafka refuses its record, so it is dead-lettered
+    (the row as PostgreSQL printed it, cut to 64 KiB) and the snapshot and the stream go on,
+    also after a restart."""
+    db = outbox.db
+    db.execute("CREATE TABLE public.blobs (id int PRIMARY KEY, body text)")
+    db.execute("INSERT INTO public.blobs VALUES (1, 'a')")
+    db.execute("INSERT INTO public.blobs SELECT 2, string_agg(md5(random()::text), '') "
+               "FROM generate_series(1, 40000)")
+    db.execute("INSERT INTO public.blobs VALUES (3, 'c')")
+    dlq = outbox.prefix + ".dlq"
+    configure(outbox, '{ tables = "public.blobs"; }', 'dead_letter_topic = "%s";' % dlq)
+    outbox.relay.start()
+    outbox.relay.wait_log("snapshot of public.blobs done: 3 rows", timeout=60)
+    db.execute("INSERT INTO public.blobs VALUES (4, 'd')")
+    topic = outbox.prefix + ".public.blobs"
+    records = decode(read_all(kafka, topic, 3))
+    assert sorted(k["id"] for _, _, k, _ in records) == [1, 3, 4]
+    dead = kafka.consume(dlq, until=1, timeout=60)
+    assert len(dead) == 1 and json.loads(dead[0]["key"]) == {"id": 2}
+    h = dict(dead[0]["headers"])
+    assert b"too large" in h["dlq_reason"].lower() and h["dlq_source"] == b"public.blobs"
+    assert outbox.relay.stop() == 0
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    db.execute("INSERT INTO public.blobs VALUES (5, 'e')")
+    assert sorted(k["id"] for _, _, k, _ in decode(read_all(kafka, topic, 4))) == [1, 3, 4, 5]
+    assert outbox.relay.proc.poll() is None

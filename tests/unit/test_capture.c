@@ -203,6 +203,42 @@ static void test_stale_catalog(void **state)
 	capture_free(f.cap);
 }
 
+/* Looks a record's table up without a catalog connection: -2 means "read the catalog". */
+static int lookup_without_catalog(fixture *f, const char *text)
+{
+	w2j_record rec;
+	capture_table *t = NULL;
+	const char *why = NULL;
+	char err[256];
+
+	assert_int_equal(w2j_decode(text, strlen(text), &rec, &why), 0);
+	return capture_lookup_record(f->cap, NULL, &rec, &t, err, sizeof(err));
+}
+
+static void test_lookup_takes_names_of_any_escaped_length(void **state)
+{
+	fixture f;
+	char text[2048], name[64 * 6 + 1] = "";
+
+	(void)state;
+	setup_table(&f, 'd', false);
+	f.entry.tables = "odd.*";
+	/* 63 x U+0001: a PostgreSQL name of 63 bytes, 378 bytes as wal2json escapes it. */
+	for (int i = 0; i < 63; i++)
+		strcat(name, "\\u0001");
+	snprintf(text, sizeof(text), "{\"action\":\"I\",\"xid\":7,\"lsn\":\"0/1\",\"schema\":\"odd\","
+		 "\"table\":\"%s\",\"columns\":[" COL("id", "int", "1") "]}", name);
+	assert_int_equal(lookup_without_catalog(&f, text), -2); /* captured: the catalog is read */
+	snprintf(text, sizeof(text), "{\"action\":\"I\",\"xid\":7,\"lsn\":\"0/1\",\"schema\":\"other\","
+		 "\"table\":\"%s\",\"columns\":[" COL("id", "int", "1") "]}", name);
+	assert_int_equal(lookup_without_catalog(&f, text), 0); /* not captured */
+	/* A name that cannot be decoded is never taken for "not captured". */
+	assert_int_equal(lookup_without_catalog(&f, "{\"action\":\"I\",\"xid\":7,\"lsn\":\"0/1\","
+				"\"schema\":\"odd\",\"table\":\"a\\ud800\",\"columns\":[]}"),
+			 CAPTURE_BAD_NAME);
+	capture_free(f.cap);
+}
+
 static void test_snapshot_record(void **state)
 {
 	fixture f;
@@ -267,6 +303,7 @@ int main(void)
 		cmocka_unit_test(test_delete_truncate_and_key_change),
 		cmocka_unit_test(test_missing_key_and_refusal),
 		cmocka_unit_test(test_stale_catalog),
+		cmocka_unit_test(test_lookup_takes_names_of_any_escaped_length),
 		cmocka_unit_test(test_snapshot_record),
 		cmocka_unit_test(test_snapshot_state),
 	};
