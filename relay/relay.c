@@ -2036,8 +2036,9 @@ static pg_result settle_slot(relay *r, slot_state st, stored_checkpoint *sc, cha
 		if (st == SLOT_OK && !found)
 			return start_at_slot(r);
 		if (st == SLOT_LOST && !found) {
-			snprintf(err, errlen, "replication slot \"%s\" was invalidated and there is no "
-				 "checkpoint: drop the slot to start over", r->cfg->slot);
+			snprintf(err, errlen, "replication slot \"%s\" was invalidated (its WAL was "
+				 "removed) and this relay has no checkpoint: changes were lost to it; drop the "
+				 "slot and start again from a new snapshot", r->cfg->slot);
 			return PG_FATAL;
 		}
 		/* A slot made by a start that wrote only the "creating" checkpoint published nothing. */
