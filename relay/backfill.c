@@ -2,6 +2,7 @@
 #include "backfill.h"
 
 #include <jansson.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,8 @@ struct backfill {
 	uint32_t skip_xid; /* leave out the first skip_rows rows of this transaction (0: none) */
 	uint64_t skip_rows;
 	char *committed;  /* the state Kafka committed */
+	backfill_tick_fn tick; /* called while a long query runs (the watchdog, Kafka events) */
+	void *tick_ctx;
 	/* reading */
 	bool cursor_open;
 	PGresult *batch;
@@ -45,6 +48,37 @@ backfill *backfill_new(const relay_config *cfg)
 	backfill *b = xcalloc(1, sizeof(*b));
 	b->cfg = cfg;
 	return b;
+}
+
+void backfill_set_tick(backfill *b, backfill_tick_fn tick, void *ctx)
+{
+	b->tick = tick;
+	b->tick_ctx = ctx;
+}
+
+/*
+ * Runs a query that may take long (a sort or scan of the whole outbox table) without blocking
+ * the process: the tick runs every 500 ms meanwhile. The last result is returned.
+ */
+static PGresult *exec_ticking(backfill *b, PGconn *conn, const char *sql)
+{
+	PGresult *res, *last = NULL;
+
+	if (!b->tick || !PQsendQuery(conn, sql))
+		return PQexec(conn, sql);
+	for (;;) {
+		while (PQisBusy(conn)) {
+			struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
+			if (poll(&pfd, 1, 500) == 0)
+				b->tick(b->tick_ctx);
+			if (!PQconsumeInput(conn))
+				break;
+		}
+		if (!(res = PQgetResult(conn)))
+			return last;
+		PQclear(last);
+		last = res;
+	}
 }
 
 void backfill_free(backfill *b)
@@ -418,7 +452,7 @@ static int open_cursor(backfill *b, PGconn *conn, const checkpoint_recovery *lo,
 	char *q = table_query(b, conn, schema, table, qualified, cts == 1, lo, err, errlen);
 	if (!q)
 		return -1;
-	res = PQexec(conn, q);
+	res = exec_ticking(b, conn, q);
 	free(q);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		bool missing = strstr(PQerrorMessage(conn), "does not exist") != NULL;
@@ -436,7 +470,7 @@ static int open_cursor(backfill *b, PGconn *conn, const checkpoint_recovery *lo,
 static int fetch(backfill *b, PGconn *conn, char *err, size_t errlen)
 {
 	PQclear(b->batch);
-	b->batch = PQexec(conn, "FETCH " "1000" " FROM " CURSOR);
+	b->batch = exec_ticking(b, conn, "FETCH " "1000" " FROM " CURSOR);
 	b->batch_i = 0;
 	if (PQresultStatus(b->batch) != PGRES_TUPLES_OK) {
 		snprintf(err, errlen, "backfill of %s: %s", b->cfg->sources[b->table].table,
@@ -512,7 +546,7 @@ static int table_horizon(backfill *b, PGconn *conn, const char *qualified, int64
 		 "pg_xact_commit_timestamp(t.xmin)) * 1000000)::int8), 0) FROM ONLY %s t" NEXT_XID
 		 " WHERE pg_visible_in_snapshot(" XMIN8 "::text::xid8, %s::pg_snapshot)", qualified, snap);
 	PQfreemem(snap);
-	PGresult *res = PQexec(conn, q);
+	PGresult *res = exec_ticking(b, conn, q);
 	int r = -1;
 	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
 		int64_t t = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -541,7 +575,7 @@ static int table_xids(backfill *b, PGconn *conn, const char *qualified, int64_t 
 		 "'1 microsecond' AND pg_visible_in_snapshot(" XMIN8 "::text::xid8, %s::pg_snapshot)",
 		 qualified, (long long)after_us, snap);
 	PQfreemem(snap);
-	PGresult *res = PQexec(conn, q);
+	PGresult *res = exec_ticking(b, conn, q);
 	int r = -1;
 	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
 		int n = PQntuples(res);

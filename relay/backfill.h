@@ -25,6 +25,9 @@
 typedef struct backfill backfill;
 
 backfill *backfill_new(const relay_config *cfg);
+/* Called every 500 ms while a long query runs (a sort or scan of a big outbox table). */
+typedef void (*backfill_tick_fn)(void *ctx);
+void backfill_set_tick(backfill *b, backfill_tick_fn tick, void *ctx);
 void backfill_free(backfill *b);
 /*
  * Plans a backfill: reason ("first start", "slot lost"), the new slot's snapshot (text) and

@@ -1605,6 +1605,13 @@ static bool has_message_sources(const relay_config *cfg)
 	return false;
 }
 
+/* While a backfill query runs: Kafka events and the systemd watchdog keep being served. */
+static void backfill_tick(void *ctx)
+{
+	relay *r = ctx;
+	wait_events(r, false, clock_mono_ms());
+}
+
 /* One backfilled row, a wal2json insert record as the stream would carry it, published. */
 static stream_end backfill_publish(relay *r, const char *text, size_t len)
 {
@@ -2344,8 +2351,10 @@ int relay_run(const relay_config *cfg)
 	r.cur_row = NO_ROW;
 	setup_signals();
 	progress_init(&r.prog, LSN_INVALID);
-	if (r.eos_on)
+	if (r.eos_on) {
 		r.bf = backfill_new(cfg);
+		backfill_set_tick(r.bf, backfill_tick, &r); /* r outlives the backfill */
+	}
 	if (cfg->n_captures > 0) {
 		r.cap = capture_new(cfg);
 		if (r.eos_on)
