@@ -8,13 +8,16 @@
 #include <string.h>
 
 #include "log.h"
+#include "outbox_table.h"
 #include "pgvalue.h"
+#include "strbuf.h"
 #include "xalloc.h"
 
-#define FETCH_ROWS 1000
-#define CURSOR "outbox_relay_backfill"
+#define FETCH_SQL "FETCH 1000 FROM outbox_relay_backfill"
+#define UNDEFINED_TABLE "42P01"
 
-/* A row's place in the backfill's order: commit time (-1: unknown), full xid, command id, ctid. */
+/* A row's place in the backfill's order: commit time (-1: unknown), top-level xid, write order,
+ * ctid. */
 typedef struct {
 	int64_t ts, xid, cid;
 	char tid[32];
@@ -22,12 +25,14 @@ typedef struct {
 
 struct backfill {
 	const relay_config *cfg;
-	bool active, done;
+	bool active;
 	char reason[32];
 	char *snapshot;   /* pg_current_snapshot() of the new slot's exported snapshot */
 	char slot_lsn[LSN_TEXT_MAX];
 	int64_t started_us;
+	bool commit_ts;   /* rows are ordered by commit time (track_commit_timestamp was on) */
 	int table;        /* index in cfg->sources */
+	char table_name[520]; /* its name, checked on resume */
 	bool have_after;  /* rows of this table up to `after` are in Kafka (or its open transaction) */
 	place after;
 	uint64_t rows;
@@ -120,32 +125,24 @@ void backfill_plan(backfill *b, const char *reason, const char *snapshot, lsn_t 
 	b->snapshot = normalized_snapshot(snapshot);
 	lsn_format(slot_lsn, b->slot_lsn);
 	b->started_us = started_us;
+	b->commit_ts = false;
 	b->active = true;
-	b->done = false;
 	b->table = 0;
+	b->table_name[0] = '\0';
 	b->have_after = false;
 	b->rows = 0;
 	b->skip_xid = 0;
 	b->skip_rows = 0;
 	free(b->committed);
-	b->committed = NULL;
+	b->committed = backfill_state_json(b); /* an abort before the first commit comes back here */
 }
 
 void backfill_skip_first(backfill *b, uint32_t xid, uint64_t rows)
 {
 	b->skip_xid = xid;
 	b->skip_rows = rows;
-}
-
-bool backfill_has_write_order(PGconn *conn, const char *table)
-{
-	const char *params[1] = {table};
-	PGresult *res = PQexecParams(conn,
-		"SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'seq' AND "
-		"atttypid = 'int8'::regtype AND NOT attisdropped", 1, NULL, params, NULL, NULL, 0);
-	bool has = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
-	PQclear(res);
-	return has;
+	free(b->committed);
+	b->committed = backfill_state_json(b);
 }
 
 bool backfill_active(const backfill *b) { return b && b->active; }
@@ -161,6 +158,8 @@ char *backfill_state_json(const backfill *b)
 		json_object_set_new(o, "slot_lsn", json_string(b->slot_lsn));
 		json_object_set_new(o, "started_us", json_integer(b->started_us));
 		json_object_set_new(o, "table", json_integer(b->table));
+		json_object_set_new(o, "table_name", json_string(b->table_name));
+		json_object_set_new(o, "commit_ts", json_boolean(b->commit_ts));
 		if (b->skip_xid)
 			json_object_set_new(o, "skip", json_pack("[I, I]", (json_int_t)b->skip_xid,
 								 (json_int_t)b->skip_rows));
@@ -195,6 +194,9 @@ static int load_progress(backfill *b, json_t *o)
 		return -1;
 	b->skip_xid = (uint32_t)skip_xid;
 	b->skip_rows = (uint64_t)skip_rows;
+	json_t *name = json_object_get(o, "table_name");
+	snprintf(b->table_name, sizeof(b->table_name), "%s", json_is_string(name) ? json_string_value(name) : "");
+	b->commit_ts = json_is_true(json_object_get(o, "commit_ts"));
 	b->have_after = after != NULL;
 	if (after && (json_unpack(after, "[I, I, I, s]", &ts, &xid, &cid, &tid) < 0 ||
 		      strlen(tid) >= sizeof(b->after.tid)))
@@ -239,6 +241,7 @@ static void close_cursor(backfill *b, PGconn *conn)
 {
 	PQclear(b->batch);
 	b->batch = NULL;
+	b->batch_i = 0;
 	if (b->cursor_open && conn)
 		PQclear(PQexec(conn, "ROLLBACK"));
 	b->cursor_open = false;
@@ -254,34 +257,17 @@ void backfill_rewind(backfill *b, PGconn *conn)
 	}
 }
 
-/* Appends text to a growing query. */
-static void add(char **q, size_t *len, size_t *cap, const char *text)
+/* True when a failed query's error is "no such table" (SQLSTATE, not the message's language). */
+static bool undefined_table(const PGresult *res)
 {
-	size_t n = strlen(text);
-	if (*len + n + 1 > *cap) {
-		*cap = (*len + n + 1) * 2;
-		*q = xrealloc(*q, *cap);
-	}
-	memcpy(*q + *len, text, n + 1);
-	*len += n;
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	return state && strcmp(state, UNDEFINED_TABLE) == 0;
 }
 
-/* The same with an escaped literal. */
-static void add_literal(PGconn *conn, char **q, size_t *len, size_t *cap, const char *text)
+/* json_build_object(...) of each column, as wal2json's "columns" array members. */
+static int add_columns(PGconn *conn, const outbox_table *t, strbuf *q, char *err, size_t errlen)
 {
-	char *lit = PQescapeLiteral(conn, text, strlen(text));
-	add(q, len, cap, lit ? lit : "NULL");
-	PQfreemem(lit);
-}
-
-/*
- * json_build_object(...) of each column, as wal2json's "columns" array members. *has_seq: the
- * table has the SQL kit's bigint column seq (the write order inside a transaction).
- */
-static int add_columns(PGconn *conn, const char *qualified, bool *has_seq, char **q, size_t *len,
-		       size_t *cap, char *err, size_t errlen)
-{
-	const char *params[1] = {qualified};
+	const char *params[1] = {t->qualified};
 	PGresult *res = PQexecParams(conn,
 		"SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.atttypid FROM pg_attribute a "
 		"WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped "
@@ -290,25 +276,22 @@ static int add_columns(PGconn *conn, const char *qualified, bool *has_seq, char 
 	int n = -1;
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		snprintf(err, errlen, "reading the columns of %s: %s", qualified, PQerrorMessage(conn));
+		snprintf(err, errlen, "reading the columns of %s: %s", t->name, PQerrorMessage(conn));
 		goto out;
 	}
 	n = PQntuples(res);
-	*has_seq = false;
 	for (int i = 0; i < n; i++) {
-		const char *name = PQgetvalue(res, i, 0);
-		*has_seq |= strcmp(name, "seq") == 0 && strcmp(PQgetvalue(res, i, 1), "bigint") == 0;
+		const char *name = PQgetvalue(res, i, 0), *type = PQgetvalue(res, i, 1);
 		char *qc = PQescapeIdentifier(conn, name, strlen(name));
+		char *ln = PQescapeLiteral(conn, name, strlen(name));
+		char *lt = PQescapeLiteral(conn, type, strlen(type));
 		pgvalue_expr(expr, sizeof(expr), qc, (unsigned)strtoul(PQgetvalue(res, i, 2), NULL, 10),
 			     true);
-		add(q, len, cap, i ? ", json_build_object('name', " : "json_build_object('name', ");
-		add_literal(conn, q, len, cap, name);
-		add(q, len, cap, ", 'type', ");
-		add_literal(conn, q, len, cap, PQgetvalue(res, i, 1));
-		add(q, len, cap, ", 'value', ");
-		add(q, len, cap, expr);
-		add(q, len, cap, ")");
+		strbuf_addf(q, "%sjson_build_object('name', %s, 'type', %s, 'value', %s)", i ? ", " : "",
+			    ln, lt, expr);
 		PQfreemem(qc);
+		PQfreemem(ln);
+		PQfreemem(lt);
 	}
 out:
 	PQclear(res);
@@ -316,88 +299,62 @@ out:
 }
 
 /*
- * The full (epoch-qualified) xid of t.xmin, for pg_visible_in_snapshot(): in the epoch of the
- * next xid now, or the one before when that would be in the future. Rows committed after the
- * slot's snapshot have xids past its xmax, so the epoch comes from the current xid, not from it.
+ * The cursor over the rows of one table the backfill publishes, with their places, in order:
+ * seen by the slot's snapshot, not covered by the checkpoint (lo), after the committed progress,
+ * and not among the first rows of a split transaction that Kafka has.
  */
-#define XMIN8 "(n.base + t.xmin::text::int8 - CASE WHEN n.base + t.xmin::text::int8 >= n.next " \
-	      "THEN 4294967296 ELSE 0 END)"
-#define NEXT_XID " CROSS JOIN (SELECT x - mod(x, 4294967296) AS base, x AS next FROM (SELECT " \
-		 "pg_snapshot_xmax(pg_current_snapshot())::text::int8 AS x) c) n"
-
-/*
- * The rows of one source table the backfill publishes, with their places, in order: seen by
- * the slot's snapshot, not covered by the checkpoint (lo), after the committed progress.
- */
-static char *table_query(backfill *b, PGconn *conn, const char *schema, const char *table,
-			 const char *qualified, bool commit_ts, const checkpoint_recovery *lo,
-			 char *err, size_t errlen)
+static int declare_cursor(backfill *b, PGconn *conn, const outbox_table *t,
+			  const checkpoint_recovery *lo, strbuf *q, char *err, size_t errlen)
 {
-	size_t len = 0, cap = 4096, clen = 0, ccap = 1024;
-	char *q = xmalloc(cap), *cols = xmalloc(ccap), num[256];
-	bool has_seq;
+	strbuf cols = {0};
+	char *lsn = PQescapeLiteral(conn, b->slot_lsn, strlen(b->slot_lsn));
+	char *sch = PQescapeLiteral(conn, t->schema, strlen(t->schema));
+	char *tab = PQescapeLiteral(conn, t->table, strlen(t->table));
+	int r = add_columns(conn, t, &cols, err, errlen);
 
-	q[0] = cols[0] = '\0';
-	if (add_columns(conn, qualified, &has_seq, &cols, &clen, &ccap, err, errlen) < 0) {
-		free(q);
-		free(cols);
-		return NULL;
-	}
-	/* Inside a transaction: the kit's seq; else cmin (0 for rows that crash recovery or a
-	 * standby replayed), then ctid. A transaction's rows all have a seq, or none do. */
-	add(&q, &len, &cap, "DECLARE " CURSOR " NO SCROLL CURSOR FOR SELECT o.k_ts, o.k_x, o.k_c, "
-	    "o.k_t::text, o.rec FROM (SELECT coalesce((extract(epoch FROM c.ts) * 1000000)::int8, -1) "
-	    "AS k_ts, x.x8 AS k_x, ");
-	add(&q, &len, &cap, has_seq ? "coalesce(t.seq, t.cmin::text::int8)" : "t.cmin::text::int8");
-	add(&q, &len, &cap, " AS k_c, t.ctid AS k_t, ");
-	if (b->skip_xid) {
-		/* The split transaction's rows in write order: the first skip_rows are in Kafka. */
-		snprintf(num, sizeof(num), "t.xmin::text::int8 = %u AND row_number() OVER (PARTITION "
-			 "BY t.xmin::text::int8 = %u ORDER BY t.seq, t.ctid) <= %llu AS k_skip, ",
-			 b->skip_xid, b->skip_xid, (unsigned long long)b->skip_rows);
-		add(&q, &len, &cap, num);
+	strbuf_add(q, "DECLARE outbox_relay_backfill NO SCROLL CURSOR FOR SELECT o.k_ts, o.k_x, o.k_c, "
+		   "o.k_t, o.rec FROM (SELECT coalesce((extract(epoch FROM c.ts) * 1000000)::int8, -1) "
+		   "AS k_ts, ");
+	outbox_table_txid(t, q);
+	strbuf_add(q, " AS k_x, ");
+	outbox_table_write_order(t, q);
+	strbuf_add(q, " AS k_c, t.ctid AS k_t, ");
+	if (b->skip_xid) { /* the split transaction's rows in write order: the first are in Kafka */
+		strbuf_add(q, "mod(");
+		outbox_table_txid(t, q);
+		strbuf_addf(q, ", 4294967296) = %u AND row_number() OVER (PARTITION BY mod(", b->skip_xid);
+		outbox_table_txid(t, q);
+		strbuf_addf(q, ", 4294967296) = %u ORDER BY ", b->skip_xid);
+		outbox_table_write_order(t, q);
+		strbuf_addf(q, ", t.ctid) <= %llu AS k_skip, ", (unsigned long long)b->skip_rows);
 	} else {
-		add(&q, &len, &cap, "false AS k_skip, ");
+		strbuf_add(q, "false AS k_skip, ");
 	}
-	add(&q, &len, &cap, "json_build_object('action', 'I', 'xid', "
-	    "t.xmin::text::int8, 'timestamp', coalesce(c.ts, transaction_timestamp())::text, 'lsn', ");
-	add_literal(conn, &q, &len, &cap, b->slot_lsn);
-	add(&q, &len, &cap, ", 'schema', ");
-	add_literal(conn, &q, &len, &cap, schema);
-	add(&q, &len, &cap, ", 'table', ");
-	add_literal(conn, &q, &len, &cap, table);
-	add(&q, &len, &cap, ", 'columns', json_build_array(");
-	add(&q, &len, &cap, cols);
-	free(cols);
-	add(&q, &len, &cap, "))::text AS rec FROM ONLY ");
-	add(&q, &len, &cap, qualified);
-	add(&q, &len, &cap, commit_ts ? " t CROSS JOIN LATERAL (SELECT pg_xact_commit_timestamp(t.xmin) AS ts) c"
-				      : " t CROSS JOIN LATERAL (SELECT NULL::timestamptz AS ts) c");
-	add(&q, &len, &cap, NEXT_XID " CROSS JOIN LATERAL (SELECT " XMIN8 " AS x8) x WHERE (x.x8 < 3 "
-	    "OR pg_visible_in_snapshot(x.x8::text::xid8, ");
-	add_literal(conn, &q, &len, &cap, b->snapshot);
-	add(&q, &len, &cap, "::pg_snapshot))");
+	strbuf_add(q, "json_build_object('action', 'I', 'xid', mod(");
+	outbox_table_txid(t, q);
+	strbuf_addf(q, ", 4294967296), 'timestamp', coalesce(c.ts, transaction_timestamp())::text, "
+		    "'lsn', %s, 'schema', %s, 'table', %s, 'columns', json_build_array(%s))::text AS rec",
+		    lsn, sch, tab, strbuf_str(&cols));
+	outbox_table_from(t, b->commit_ts, q);
+	strbuf_add(q, " WHERE ");
+	outbox_table_seen_by(conn, t, b->snapshot, q);
 	if (lo && lo->commit_us > 0) {
-		snprintf(num, sizeof(num), " AND c.ts > 'epoch'::timestamptz + %lld * interval '1 "
-			 "microsecond' AND t.xmin::text::int8 <> ALL ('{", (long long)(lo->commit_us -
-			 lo->window_ms * 1000));
-		add(&q, &len, &cap, num);
-		for (size_t i = 0; i < lo->n_xids; i++) {
-			snprintf(num, sizeof(num), "%s%u", i ? "," : "", lo->xids[i]);
-			add(&q, &len, &cap, num);
-		}
-		add(&q, &len, &cap, "}'::int8[])");
+		strbuf_add(q, " AND ");
+		outbox_table_after(t, lo, q);
 	}
-	add(&q, &len, &cap, ") o WHERE NOT o.k_skip");
+	strbuf_add(q, ") o WHERE NOT o.k_skip");
 	if (b->have_after) {
-		snprintf(num, sizeof(num), " AND (o.k_ts, o.k_x, o.k_c, o.k_t) > (%lld, %lld, %lld, ",
-			 (long long)b->after.ts, (long long)b->after.xid, (long long)b->after.cid);
-		add(&q, &len, &cap, num);
-		add_literal(conn, &q, &len, &cap, b->after.tid);
-		add(&q, &len, &cap, "::tid)");
+		char *tid = PQescapeLiteral(conn, b->after.tid, strlen(b->after.tid));
+		strbuf_addf(q, " AND (o.k_ts, o.k_x, o.k_c, o.k_t) > (%lld, %lld, %lld, %s::tid)",
+			    (long long)b->after.ts, (long long)b->after.xid, (long long)b->after.cid, tid);
+		PQfreemem(tid);
 	}
-	add(&q, &len, &cap, " ORDER BY 1, 2, 3, 4");
-	return q;
+	strbuf_add(q, " ORDER BY 1, 2, 3, 4");
+	strbuf_free(&cols);
+	PQfreemem(lsn);
+	PQfreemem(sch);
+	PQfreemem(tab);
+	return r < 0 ? -1 : 0;
 }
 
 /* The index of the next table source at or after i, or -1. */
@@ -410,7 +367,7 @@ static int next_table(const relay_config *cfg, int i)
 }
 
 /* 1 when commit timestamps can be read, 0 when not, -1 on an error. */
-static int commit_ts_on(PGconn *conn, char *err, size_t errlen)
+int backfill_commit_ts_on(PGconn *conn, char *err, size_t errlen)
 {
 	PGresult *res = PQexec(conn, "SELECT current_setting('track_commit_timestamp')::bool");
 	int r = -1;
@@ -422,42 +379,56 @@ static int commit_ts_on(PGconn *conn, char *err, size_t errlen)
 	return r;
 }
 
-/* Splits "schema.table" and quotes both parts. */
-static void qualify(PGconn *conn, const char *name, char *schema, char *table, char *out, size_t len)
+/*
+ * The order of the whole backfill is fixed at its first table: commit times on or off. A
+ * resumed backfill whose server changed it since would skip or repeat rows: refused.
+ */
+static int check_commit_ts(backfill *b, PGconn *conn, char *err, size_t errlen)
 {
-	const char *dot = strchr(name, '.');
-	snprintf(schema, 256, "%.*s", (int)(dot - name), name);
-	snprintf(table, 256, "%s", dot + 1);
-	char *qs = PQescapeIdentifier(conn, schema, strlen(schema));
-	char *qt = PQescapeIdentifier(conn, table, strlen(table));
-	snprintf(out, len, "%s.%s", qs, qt);
-	PQfreemem(qs);
-	PQfreemem(qt);
+	int cts = backfill_commit_ts_on(conn, err, errlen);
+	if (cts < 0)
+		return -1;
+	if (b->table == next_table(b->cfg, 0) && !b->have_after && b->rows == 0)
+		b->commit_ts = cts == 1;
+	if (b->commit_ts && cts != 1) {
+		snprintf(err, errlen, "track_commit_timestamp was turned off during the backfill, "
+			 "which orders rows by commit time: turn it on again to finish it");
+		return -1;
+	}
+	return 0;
 }
 
 /* Opens the cursor over the current table: 1, 0 when the table does not exist, -1 on an error. */
 static int open_cursor(backfill *b, PGconn *conn, const checkpoint_recovery *lo, char *err,
 		       size_t errlen)
 {
-	char schema[256], table[256], qualified[1100];
-	int cts = commit_ts_on(conn, err, errlen);
+	outbox_table t;
+	strbuf q = {0};
 	PGresult *res;
 
-	if (cts < 0)
+	if (check_commit_ts(b, conn, err, errlen) < 0 ||
+	    outbox_table_read(conn, b->cfg->sources[b->table].table, &t, err, errlen) < 0)
 		return -1;
-	qualify(conn, b->cfg->sources[b->table].table, schema, table, qualified, sizeof(qualified));
-	res = PQexec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ");
-	PQclear(res);
+	if (!t.exists)
+		return 0;
+	if (b->table_name[0] && strcmp(b->table_name, t.name) != 0) {
+		snprintf(err, errlen, "the backfill was at table %s, but sources[%d] is now %s: restore "
+			 "the sources' order to finish it", b->table_name, b->table, t.name);
+		return -1;
+	}
+	snprintf(b->table_name, sizeof(b->table_name), "%s", t.name);
+	PQclear(PQexec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ"));
 	b->cursor_open = true;
-	char *q = table_query(b, conn, schema, table, qualified, cts == 1, lo, err, errlen);
-	if (!q)
+	if (declare_cursor(b, conn, &t, lo, &q, err, errlen) < 0) {
+		strbuf_free(&q);
+		close_cursor(b, conn);
 		return -1;
-	res = exec_ticking(b, conn, q);
-	free(q);
+	}
+	res = exec_ticking(b, conn, strbuf_str(&q));
+	strbuf_free(&q);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		bool missing = strstr(PQerrorMessage(conn), "does not exist") != NULL;
-		snprintf(err, errlen, "backfill of %s: %s", b->cfg->sources[b->table].table,
-			 PQerrorMessage(conn));
+		int missing = undefined_table(res);
+		snprintf(err, errlen, "backfill of %s: %s", t.name, PQerrorMessage(conn));
 		PQclear(res);
 		close_cursor(b, conn);
 		return missing ? 0 : -1;
@@ -470,7 +441,7 @@ static int open_cursor(backfill *b, PGconn *conn, const checkpoint_recovery *lo,
 static int fetch(backfill *b, PGconn *conn, char *err, size_t errlen)
 {
 	PQclear(b->batch);
-	b->batch = exec_ticking(b, conn, "FETCH " "1000" " FROM " CURSOR);
+	b->batch = exec_ticking(b, conn, FETCH_SQL);
 	b->batch_i = 0;
 	if (PQresultStatus(b->batch) != PGRES_TUPLES_OK) {
 		snprintf(err, errlen, "backfill of %s: %s", b->cfg->sources[b->table].table,
@@ -485,13 +456,13 @@ static void table_done(backfill *b, PGconn *conn)
 {
 	close_cursor(b, conn);
 	b->table++;
+	b->table_name[0] = '\0';
 	b->have_after = false;
 }
 
 int backfill_next(backfill *b, PGconn *conn, const checkpoint_recovery *lo, const char **record,
 		  size_t *len, char *err, size_t errlen)
 {
-	_Static_assert(FETCH_ROWS == 1000, "FETCH text above");
 	for (;;) {
 		if ((b->table = next_table(b->cfg, b->table)) < 0) {
 			b->table = b->cfg->n_sources;
@@ -535,47 +506,58 @@ void backfill_row_done(backfill *b)
 	b->rows++;
 }
 
-/* max(commit time) of the rows the snapshot sees in one table, and their xids after `since`. */
-static int table_horizon(backfill *b, PGconn *conn, const char *qualified, int64_t *newest,
-			 char *err, size_t errlen)
+/* One int8 (NULL: 0) from a query; -1 with err when it fails (a missing table: 0). */
+static int query_int8(backfill *b, PGconn *conn, const char *sql, int64_t *out, char *err,
+		      size_t errlen)
 {
-	char q[2048];
-	char *snap = PQescapeLiteral(conn, b->snapshot, strlen(b->snapshot));
+	PGresult *res = b ? exec_ticking(b, conn, sql) : PQexec(conn, sql);
+	int r = 0;
 
-	snprintf(q, sizeof(q), "SELECT coalesce(max((extract(epoch FROM "
-		 "pg_xact_commit_timestamp(t.xmin)) * 1000000)::int8), 0) FROM ONLY %s t" NEXT_XID
-		 " WHERE pg_visible_in_snapshot(" XMIN8 "::text::xid8, %s::pg_snapshot)", qualified, snap);
-	PQfreemem(snap);
-	PGresult *res = exec_ticking(b, conn, q);
-	int r = -1;
-	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
-		int64_t t = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-		if (t > *newest)
-			*newest = t;
-		r = 0;
-	} else if (strstr(PQerrorMessage(conn), "does not exist")) {
-		r = 0;
-	} else {
-		snprintf(err, errlen, "backfill: reading commit times of %s: %s", qualified,
-			 PQerrorMessage(conn));
+	*out = 0;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK && !undefined_table(res)) {
+		snprintf(err, errlen, "%s", PQerrorMessage(conn));
+		r = -1;
+	} else if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0 &&
+		   !PQgetisnull(res, 0, 0)) {
+		*out = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	}
 	PQclear(res);
 	return r;
 }
 
-/* The xids of rows the snapshot sees in one table that committed after `after_us`. */
-static int table_xids(backfill *b, PGconn *conn, const char *qualified, int64_t after_us,
+/* The newest commit time among the rows the slot's snapshot sees in one table. */
+static int table_newest(backfill *b, PGconn *conn, const outbox_table *t, int64_t *newest,
+			char *err, size_t errlen)
+{
+	strbuf q = {0};
+	int64_t v;
+
+	strbuf_add(&q, "SELECT max((extract(epoch FROM c.ts) * 1000000)::int8)");
+	outbox_table_from(t, true, &q);
+	strbuf_add(&q, " WHERE ");
+	outbox_table_seen_by(conn, t, b->snapshot, &q);
+	int r = query_int8(b, conn, strbuf_str(&q), &v, err, errlen);
+	strbuf_free(&q);
+	if (r == 0 && v > *newest)
+		*newest = v;
+	return r;
+}
+
+/* Adds the xids of the rows the snapshot sees in one table that committed after after_us. */
+static int table_xids(backfill *b, PGconn *conn, const outbox_table *t, int64_t after_us,
 		      checkpoint_recovery *out, char *err, size_t errlen)
 {
-	char q[2048];
-	char *snap = PQescapeLiteral(conn, b->snapshot, strlen(b->snapshot));
+	strbuf q = {0};
 
-	snprintf(q, sizeof(q), "SELECT DISTINCT t.xmin::text FROM ONLY %s t" NEXT_XID " WHERE "
-		 "pg_xact_commit_timestamp(t.xmin) > 'epoch'::timestamptz + %lld * interval "
-		 "'1 microsecond' AND pg_visible_in_snapshot(" XMIN8 "::text::xid8, %s::pg_snapshot)",
-		 qualified, (long long)after_us, snap);
-	PQfreemem(snap);
-	PGresult *res = exec_ticking(b, conn, q);
+	strbuf_add(&q, "SELECT DISTINCT mod(");
+	outbox_table_txid(t, &q);
+	strbuf_add(&q, ", 4294967296)");
+	outbox_table_from(t, true, &q);
+	strbuf_addf(&q, " WHERE c.ts > 'epoch'::timestamptz + %lld * interval '1 microsecond' AND ",
+		    (long long)after_us);
+	outbox_table_seen_by(conn, t, b->snapshot, &q);
+	PGresult *res = exec_ticking(b, conn, strbuf_str(&q));
+	strbuf_free(&q);
 	int r = -1;
 	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
 		int n = PQntuples(res);
@@ -583,24 +565,48 @@ static int table_xids(backfill *b, PGconn *conn, const char *qualified, int64_t 
 		for (int i = 0; i < n; i++)
 			out->xids[out->n_xids++] = (uint32_t)strtoul(PQgetvalue(res, i, 0), NULL, 10);
 		r = 0;
-	} else if (strstr(PQerrorMessage(conn), "does not exist")) {
-		r = 0;
 	} else {
-		snprintf(err, errlen, "backfill: reading xids of %s: %s", qualified, PQerrorMessage(conn));
+		snprintf(err, errlen, "backfill: reading xids of %s: %s", t->name, PQerrorMessage(conn));
 	}
 	PQclear(res);
 	return r;
 }
 
+/* Runs fn over every existing table source; -1 at the first failure. */
+static int each_table(backfill *b, PGconn *conn, char *err, size_t errlen,
+		      int (*fn)(backfill *, PGconn *, const outbox_table *, void *, char *, size_t),
+		      void *arg)
+{
+	for (int i = next_table(b->cfg, 0); i >= 0; i = next_table(b->cfg, i + 1)) {
+		outbox_table t;
+		if (outbox_table_read(conn, b->cfg->sources[i].table, &t, err, errlen) < 0)
+			return -1;
+		if (t.exists && fn(b, conn, &t, arg, err, errlen) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int newest_of(backfill *b, PGconn *conn, const outbox_table *t, void *arg, char *err,
+		     size_t errlen)
+{
+	return table_newest(b, conn, t, arg, err, errlen);
+}
+
+static int xids_of(backfill *b, PGconn *conn, const outbox_table *t, void *arg, char *err,
+		   size_t errlen)
+{
+	checkpoint_recovery *out = arg;
+	return table_xids(b, conn, t, out->commit_us - out->window_ms * 1000, out, err, errlen);
+}
+
 int backfill_finish(backfill *b, PGconn *conn, const checkpoint_recovery *lo, int64_t window_ms,
 		    checkpoint_recovery *out, char *err, size_t errlen)
 {
-	char schema[256], table[256], qualified[1100];
 	int64_t newest = b->started_us;
-	int cts = commit_ts_on(conn, err, errlen);
+	int cts = backfill_commit_ts_on(conn, err, errlen);
 
 	close_cursor(b, conn);
-	b->active = false;
 	free(out->xids);
 	out->xids = NULL;
 	out->n_xids = 0;
@@ -608,62 +614,39 @@ int backfill_finish(backfill *b, PGconn *conn, const checkpoint_recovery *lo, in
 		return -1;
 	if (lo && lo->commit_us > newest)
 		newest = lo->commit_us;
-	for (int i = next_table(b->cfg, 0); cts == 1 && i >= 0; i = next_table(b->cfg, i + 1)) {
-		qualify(conn, b->cfg->sources[i].table, schema, table, qualified, sizeof(qualified));
-		if (table_horizon(b, conn, qualified, &newest, err, errlen) < 0)
-			return -1;
-	}
+	if (cts == 1 && each_table(b, conn, err, errlen, newest_of, &newest) < 0)
+		return -1;
 	out->commit_us = newest;
 	out->window_ms = window_ms;
-	for (int i = next_table(b->cfg, 0); cts == 1 && i >= 0; i = next_table(b->cfg, i + 1)) {
-		qualify(conn, b->cfg->sources[i].table, schema, table, qualified, sizeof(qualified));
-		if (table_xids(b, conn, qualified, newest - window_ms * 1000, out, err, errlen) < 0)
-			return -1;
-	}
+	if (cts == 1 && each_table(b, conn, err, errlen, xids_of, out) < 0)
+		return -1;
 	return 0;
 }
+
+void backfill_done(backfill *b) { b->active = false; }
 
 int backfill_oldest_row_us(const relay_config *cfg, PGconn *conn, int64_t *oldest, char *err,
 			   size_t errlen)
 {
-	char schema[256], table[256], qualified[1100], q[1400];
-
 	*oldest = 0;
 	for (int i = next_table(cfg, 0); i >= 0; i = next_table(cfg, i + 1)) {
-		qualify(conn, cfg->sources[i].table, schema, table, qualified, sizeof(qualified));
-		snprintf(q, sizeof(q), "SELECT coalesce(min((extract(epoch FROM "
-			 "pg_xact_commit_timestamp(xmin)) * 1000000)::int8), 0) FROM ONLY %s", qualified);
-		PGresult *res = PQexec(conn, q);
-		bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
-		int64_t t = ok ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
-		if (!ok && !strstr(PQerrorMessage(conn), "does not exist")) {
-			snprintf(err, errlen, "reading the oldest row of %s: %s", cfg->sources[i].table,
-				 PQerrorMessage(conn));
-			PQclear(res);
+		outbox_table t;
+		strbuf q = {0};
+		int64_t v;
+		if (outbox_table_read(conn, cfg->sources[i].table, &t, err, errlen) < 0)
 			return -1;
-		}
-		PQclear(res);
-		if (t > 0 && (*oldest == 0 || t < *oldest))
-			*oldest = t;
+		if (!t.exists)
+			continue;
+		strbuf_add(&q, "SELECT min((extract(epoch FROM c.ts) * 1000000)::int8)");
+		outbox_table_from(&t, true, &q);
+		int r = query_int8(NULL, conn, strbuf_str(&q), &v, err, errlen);
+		strbuf_free(&q);
+		if (r < 0)
+			return -1;
+		if (v > 0 && (*oldest == 0 || v < *oldest))
+			*oldest = v;
 	}
 	return 0;
-}
-
-/* One int8 (or NULL: 0) from a query; -1 with err when it fails. */
-static int query_int8(PGconn *conn, const char *sql, int64_t *out, char *err, size_t errlen)
-{
-	PGresult *res = PQexec(conn, sql);
-	int r = 0;
-
-	*out = 0;
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		snprintf(err, errlen, "%s", PQerrorMessage(conn));
-		r = -1;
-	} else if (PQntuples(res) > 0 && !PQgetisnull(res, 0, 0)) {
-		*out = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	}
-	PQclear(res);
-	return r;
 }
 
 int backfill_purged_through_us(const relay_config *cfg, PGconn *conn, int64_t *us, char *err,
@@ -677,11 +660,37 @@ int backfill_purged_through_us(const relay_config *cfg, PGconn *conn, int64_t *u
 		reads_kit_table |= strcmp(cfg->sources[i].table, "outbox.events") == 0;
 	if (!reads_kit_table)
 		return 0;
-	if (query_int8(conn, "SELECT (to_regclass('outbox.purge_state') IS NOT NULL)::int", &exists,
-		       err, errlen) < 0)
+	if (query_int8(NULL, conn, "SELECT (to_regclass('outbox.purge_state') IS NOT NULL)::int",
+		       &exists, err, errlen) < 0)
 		return -1;
 	if (!exists)
 		return 0; /* SQL kit 1.1 or older: purge() records nothing */
-	return query_int8(conn, "SELECT (extract(epoch FROM max(purged_through)) * 1000000)::int8 "
+	return query_int8(NULL, conn, "SELECT (extract(epoch FROM max(purged_through)) * 1000000)::int8 "
 			  "FROM outbox.purge_state", us, err, errlen);
+}
+
+int backfill_unlisted_near(const relay_config *cfg, PGconn *conn, const checkpoint_recovery *lo,
+			   int64_t *rows, char *err, size_t errlen)
+{
+	*rows = 0;
+	for (int i = next_table(cfg, 0); i >= 0; i = next_table(cfg, i + 1)) {
+		outbox_table t;
+		strbuf q = {0};
+		int64_t v;
+		if (outbox_table_read(conn, cfg->sources[i].table, &t, err, errlen) < 0)
+			return -1;
+		if (!t.exists || t.has_txid)
+			continue;
+		strbuf_add(&q, "SELECT count(*)");
+		outbox_table_from(&t, true, &q);
+		strbuf_addf(&q, " WHERE c.ts <= 'epoch'::timestamptz + %lld * interval '1 microsecond' "
+			    "AND ", (long long)lo->commit_us);
+		outbox_table_after(&t, lo, &q);
+		int r = query_int8(NULL, conn, strbuf_str(&q), &v, err, errlen);
+		strbuf_free(&q);
+		if (r < 0)
+			return -1;
+		*rows += v;
+	}
+	return 0;
 }

@@ -40,8 +40,7 @@ void backfill_plan(backfill *b, const char *reason, const char *snapshot, lsn_t 
  * out the first `rows` rows of transaction xid, in write order (the SQL kit's seq column).
  */
 void backfill_skip_first(backfill *b, uint32_t xid, uint64_t rows);
-/* True when the table has the SQL kit's seq column (the write order inside a transaction). */
-bool backfill_has_write_order(PGconn *conn, const char *table);
+
 /* Takes a stored state (a checkpoint's "backfill"); -1 when it is not one. */
 int backfill_load(backfill *b, const char *json);
 /* True between planning and the end of the last table. */
@@ -62,10 +61,22 @@ int backfill_next(backfill *b, PGconn *conn, const checkpoint_recovery *lo, cons
 void backfill_row_done(backfill *b);
 /*
  * At the end: the recovery fields of the checkpoint that covers the snapshot, from lo and the
- * rows the snapshot sees (newest commit time, xids of the last window). 0, or -1 with err.
+ * rows the snapshot sees (newest commit time, xids of the last window). 0, or -1 with err. The
+ * backfill stays active until backfill_done (once a checkpoint saying so is committed).
  */
 int backfill_finish(backfill *b, PGconn *conn, const checkpoint_recovery *lo, int64_t window_ms,
 		    checkpoint_recovery *out, char *err, size_t errlen);
+/* The backfill is over: its state is a summary from here on. */
+void backfill_done(backfill *b);
+/* track_commit_timestamp now: 1 on, 0 off, -1 when it cannot be read (err). */
+int backfill_commit_ts_on(PGconn *conn, char *err, size_t errlen);
+/*
+ * Rows of tables without the kit's txid column that committed inside the checkpoint's window
+ * without being listed: written under a savepoint of a listed transaction (their xmin is the
+ * savepoint's) or after the checkpoint, which cannot be told apart. 0, or -1 with err.
+ */
+int backfill_unlisted_near(const relay_config *cfg, PGconn *conn, const checkpoint_recovery *lo,
+			   int64_t *rows, char *err, size_t errlen);
 /*
  * The oldest commit time of a row in the outbox tables (us since 1970; 0: they are empty or
  * commit times are off), for status. 0, or -1 with err.

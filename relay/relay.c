@@ -18,6 +18,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
+#include "outbox_table.h"
 #include "pg_stream.h"
 #include "pgtime.h"
 #include "progress.h"
@@ -849,7 +850,7 @@ static stream_end publish(relay *r, const route_source *src, const w2j_record *r
 
 	metrics_rows_read(1);
 	group_begin(r);
-	if (r->eos_on && rec->action == W2J_INSERT)
+	if (r->eos_on && rec->action == W2J_INSERT && !r->backfilling)
 		eos_outbox_row(&r->eos); /* its xid is listed for a lost slot's recovery */
 	if (router_build(r->router, src, rec, &m, &why) < 0) {
 		e = reject_row(r, router_source_name(src), rec, data, len, why, &m);
@@ -1628,26 +1629,6 @@ static stream_end backfill_publish(relay *r, const char *text, size_t len)
 	return publish(r, src, &rec, text, len);
 }
 
-/* The backfill is complete: its last checkpoint covers the slot's snapshot (backfill.h). */
-static pg_result end_backfill(relay *r, PGconn *conn, char *err, size_t errlen)
-{
-	checkpoint_recovery rec = {0};
-
-	if (backfill_finish(r->bf, conn, &r->lo, r->cfg->recovery_window_ms, &rec, err, errlen) < 0)
-		return PG_RETRY;
-	horizon_load(&r->eos.hz, &rec, r->eos.committed.lsn);
-	checkpoint_recovery_free(&rec);
-	eos_set_backfill(&r->eos, backfill_state_json(r->bf));
-	if (commit_kafka(r) != EOS_OK) {
-		snprintf(err, errlen, "the backfill's last Kafka transaction failed (see above)");
-		return PG_RETRY;
-	}
-	metrics_backfilled(backfill_rows(r->bf) - r->backfill_counted);
-	log_info("backfill done: %llu events (%s)", (unsigned long long)backfill_rows(r->bf),
-		 backfill_reason(r->bf));
-	return PG_OK;
-}
-
 /* After a failed backfill step: back to what Kafka committed, to be read again. */
 static pg_result backfill_failed(relay *r, PGconn *conn, stream_end e)
 {
@@ -1658,6 +1639,39 @@ static pg_result backfill_failed(relay *r, PGconn *conn, stream_end e)
 	backfill_rewind(r->bf, conn);
 	return e == STREAM_FATAL ? PG_FATAL : PG_RETRY;
 }
+
+/*
+ * The backfill read its last row: the rows still in the open Kafka transaction commit first
+ * (no Kafka transaction stays open during the scans that follow), then a checkpoint with the
+ * recovery fields covering the slot's snapshot marks it done. Until that commits, it is active.
+ */
+static pg_result end_backfill(relay *r, PGconn *conn, char *err, size_t errlen)
+{
+	checkpoint_recovery rec = {0};
+
+	if (r->eos.open && commit_kafka(r) != EOS_OK) {
+		snprintf(err, errlen, "the backfill's last rows could not be committed (see above)");
+		return backfill_failed(r, conn, STREAM_REWIND);
+	}
+	if (backfill_finish(r->bf, conn, &r->lo, r->cfg->recovery_window_ms, &rec, err, errlen) < 0) {
+		checkpoint_recovery_free(&rec);
+		return backfill_failed(r, conn, STREAM_REWIND);
+	}
+	horizon_load(&r->eos.hz, &rec, r->eos.committed.lsn);
+	checkpoint_recovery_free(&rec);
+	backfill_done(r->bf);
+	eos_set_backfill(&r->eos, backfill_state_json(r->bf));
+	if (commit_kafka(r) != EOS_OK) {
+		snprintf(err, errlen, "the backfill's last checkpoint could not be committed (see above)");
+		backfill_rewind(r->bf, conn); /* active again, at its end: finished again next time */
+		return PG_RETRY;
+	}
+	metrics_backfilled(backfill_rows(r->bf) - r->backfill_counted);
+	log_info("backfill done: %llu events (%s)", (unsigned long long)backfill_rows(r->bf),
+		 backfill_reason(r->bf));
+	return PG_OK;
+}
+
 
 /*
  * Publishes the backfill's rows in Kafka transactions (each with its progress), then the
@@ -1693,10 +1707,9 @@ static pg_result run_backfill(relay *r, char *err, size_t errlen)
 		}
 	}
 	r->backfilling = false;
-	if (n < 0)
-		return backfill_failed(r, conn, STREAM_REWIND);
+	pg_result pr = n < 0 ? backfill_failed(r, conn, STREAM_REWIND) : end_backfill(r, conn, err, errlen);
 	PQclear(PQexec(conn, "SET statement_timeout = '30s'"));
-	return end_backfill(r, conn, err, errlen);
+	return pr;
 }
 
 /* The newest checkpoint in Kafka: what it says, its recovery fields, and snapshot progress. */
@@ -1745,13 +1758,14 @@ static pg_result server_clock_us(relay *r, int64_t *us, char *err, size_t errlen
 	return pr;
 }
 
-/* Imports the snapshot the new slot exported, into out as pg_current_snapshot() text. */
-static pg_result import_snapshot(relay *r, char *out, size_t len, char *err, size_t errlen)
+/* Imports the snapshot the new slot exported: its pg_current_snapshot() text (malloc'd). */
+static pg_result import_snapshot(relay *r, char **out, char *err, size_t errlen)
 {
 	PGconn *conn = sql_conn(r, err, errlen);
 	char sql[256];
 	pg_result pr = PG_RETRY;
 
+	*out = NULL;
 	if (!conn)
 		return PG_RETRY;
 	snprintf(sql, sizeof(sql), "BEGIN ISOLATION LEVEL REPEATABLE READ; SET TRANSACTION SNAPSHOT '%s'",
@@ -1761,7 +1775,7 @@ static pg_result import_snapshot(relay *r, char *out, size_t len, char *err, siz
 		PQclear(res);
 		res = PQexec(conn, "SELECT pg_current_snapshot()::text");
 		if (PQresultStatus(res) == PGRES_TUPLES_OK) {
-			snprintf(out, len, "%s", PQgetvalue(res, 0, 0));
+			*out = xstrdup(PQgetvalue(res, 0, 0));
 			pr = PG_OK;
 		}
 	}
@@ -1781,7 +1795,7 @@ static pg_result new_slot(relay *r, const char *reason, const checkpoint_recover
 			  size_t errlen)
 {
 	int64_t started_us = 0;
-	char snap[8192];
+	char *snap = NULL;
 	pg_result pr = server_clock_us(r, &started_us, err, errlen);
 	/* Without a backfill, the slot's start bounds the commit times after it (horizon.h). */
 	checkpoint_recovery at_start = {.commit_us = started_us,
@@ -1790,7 +1804,7 @@ static pg_result new_slot(relay *r, const char *reason, const checkpoint_recover
 	if (pr == PG_OK)
 		pr = pg_stream_create_slot(r->pg, r->cfg->slot, reason != NULL, err, errlen);
 	if (pr == PG_OK && reason)
-		pr = import_snapshot(r, snap, sizeof(snap), err, errlen);
+		pr = import_snapshot(r, &snap, err, errlen);
 	if (pr != PG_OK)
 		return pr;
 	checkpoint cp = {.lsn = pg_stream_start_lsn(r->pg)};
@@ -1800,6 +1814,7 @@ static pg_result new_slot(relay *r, const char *reason, const checkpoint_recover
 	r->eos_loaded = true;
 	if (reason) {
 		backfill_plan(r->bf, reason, snap, cp.lsn, started_us);
+		free(snap);
 		r->backfill_counted = 0;
 		checkpoint_recovery_free(&r->lo);
 		if (lo) {
@@ -1862,65 +1877,89 @@ static const char *only_table_source(const relay_config *cfg)
 
 /*
  * A checkpoint inside a transaction published in parts names the transaction and how many of
- * its rows are in Kafka; the backfill leaves those out, in write order. Why it cannot, or NULL.
+ * its rows are in Kafka; the backfill leaves those out, in write order. Why it cannot (NULL: it
+ * can); -1 when the table's shape cannot be read.
  */
-static const char *split_refusal(relay *r, PGconn *conn, const stored_checkpoint *sc)
+static int split_refusal(relay *r, PGconn *conn, const stored_checkpoint *sc, const char **why,
+			 char *err, size_t errlen)
 {
-	const char *table = only_table_source(r->cfg);
+	const char *name = only_table_source(r->cfg);
+	outbox_table t;
 
+	*why = NULL;
 	if (sc->cp.partial_nextlsn == LSN_INVALID)
-		return NULL;
+		return 0;
 	if (!sc->cp.partial_xid)
-		return "the checkpoint lies inside a transaction published in parts, written by an "
+		*why = "the checkpoint lies inside a transaction published in parts, written by an "
 		       "older relay (no xid)";
-	if (!table || has_message_sources(r->cfg) || r->cfg->n_captures > 0)
-		return "the checkpoint lies inside a transaction published in parts, and rows of more "
+	else if (!name || has_message_sources(r->cfg) || r->cfg->n_captures > 0)
+		*why = "the checkpoint lies inside a transaction published in parts, and rows of more "
 		       "than one outbox table, messages or captured tables count in it";
-	if (!backfill_has_write_order(conn, table))
-		return "the checkpoint lies inside a transaction published in parts, and the outbox "
-		       "table has no seq column (SQL kit 1.2) telling its first rows";
-	return NULL;
+	else if (outbox_table_read(conn, name, &t, err, errlen) < 0)
+		return -1;
+	else if (!t.has_seq || !t.has_txid)
+		*why = "the checkpoint lies inside a transaction published in parts, and the outbox "
+		       "table has no seq and txid columns (SQL kit 1.2) telling its first rows";
+	return 0;
 }
 
-/* track_commit_timestamp as the server has it now. */
-static bool commit_ts_on(PGconn *conn)
-{
-	PGresult *res = PQexec(conn, "SELECT current_setting('track_commit_timestamp')::bool");
-	bool on = PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-	PQclear(res);
-	return on;
-}
+/* The end of a refusal line: how to accept a loss. With the slot lost, the next start is a
+ * first start, which would publish the whole table again: it must start from now. */
+#define ACCEPT_LOSS "to start over from a new slot and accept the loss, delete the checkpoint and " \
+		    "start once with relay.first_start = \"from-now\" (docs/exactly-once.md)"
 
-/* Why a lost slot cannot be recovered exactly (NULL: it can); the line says how to accept it. */
-static const char *recovery_refusal(relay *r, const stored_checkpoint *sc, char *buf, size_t len)
-{
-	PGconn *conn = sql_conn(r, buf, len);
-	const char *accept = "to start over from a new slot and accept the loss, delete the "
-			     "checkpoint (docs/exactly-once.md)";
+/* What the recovery checks need from the server: commit timestamps, purges, unlisted rows. */
+typedef struct {
+	int cts;
+	int64_t purged_us;
+	int64_t unlisted;
 	const char *split;
-	int64_t purged = 0;
+} recovery_facts;
 
-	if (!conn)
-		return buf;
-	if (!commit_ts_on(conn))
+/* Reads the recovery facts; PG_RETRY (err) when the server did not answer: never a refusal. */
+static pg_result read_recovery_facts(relay *r, const stored_checkpoint *sc, recovery_facts *f,
+				     char *err, size_t errlen)
+{
+	PGconn *conn = sql_conn(r, err, errlen);
+
+	memset(f, 0, sizeof(*f));
+	if (!conn || (f->cts = backfill_commit_ts_on(conn, err, errlen)) < 0)
+		return PG_RETRY;
+	if (f->cts == 0 || sc->rec.commit_us <= 0)
+		return PG_OK;
+	if (backfill_purged_through_us(r->cfg, conn, &f->purged_us, err, errlen) < 0 ||
+	    backfill_unlisted_near(r->cfg, conn, &sc->rec, &f->unlisted, err, errlen) < 0 ||
+	    split_refusal(r, conn, sc, &f->split, err, errlen) < 0)
+		return PG_RETRY;
+	return PG_OK;
+}
+
+/* Why a lost slot cannot be recovered exactly (NULL: it can), from the facts read. */
+static const char *recovery_refusal(relay *r, const stored_checkpoint *sc, const recovery_facts *f,
+				    char *buf, size_t len)
+{
+	if (sc->rec.backfill && strstr(sc->rec.backfill, "\"done\":false"))
+		snprintf(buf, len, "the slot was lost again while a backfill was under way; %s",
+			 ACCEPT_LOSS);
+	else if (!f->cts)
 		snprintf(buf, len, "track_commit_timestamp is off: the outbox rows committed after the "
 			 "checkpoint cannot be told apart; turn it on (it needs a restart) before a slot "
-			 "is lost, or %s", accept);
+			 "is lost, or %s", ACCEPT_LOSS);
 	else if (sc->rec.commit_us <= 0)
 		snprintf(buf, len, "the checkpoint records no commit time (written by an older relay or "
-			 "before any transaction): the rows after it cannot be told apart; %s", accept);
-	else if (backfill_purged_through_us(r->cfg, conn, &purged, buf, len) < 0)
-		return buf;
-	else if (purged > sc->rec.commit_us - sc->rec.window_ms * 1000)
+			 "before any transaction): the rows after it cannot be told apart; %s", ACCEPT_LOSS);
+	else if (f->purged_us > sc->rec.commit_us - sc->rec.window_ms * 1000)
 		snprintf(buf, len, "outbox.purge() deleted rows committed after the checkpoint "
-			 "(outbox.purge_state); %s", accept);
-	else if ((split = split_refusal(r, conn, sc)))
-		snprintf(buf, len, "%s; %s", split, accept);
-	else if (sc->rec.backfill && strstr(sc->rec.backfill, "\"done\":false"))
-		snprintf(buf, len, "the slot was lost again while a backfill was under way; %s", accept);
+			 "(outbox.purge_state); %s", ACCEPT_LOSS);
+	else if (f->unlisted > 0)
+		snprintf(buf, len, "%lld outbox rows committed near the checkpoint cannot be told apart "
+			 "(written under a savepoint, or after it): the table has no txid column (SQL kit "
+			 "1.2's); %s", (long long)f->unlisted, ACCEPT_LOSS);
+	else if (f->split)
+		snprintf(buf, len, "%s; %s", f->split, ACCEPT_LOSS);
 	else if (sc->rec.deletes_in_txn)
 		snprintf(buf, len, "outbox rows are deleted by the transactions that write them (they "
-			 "never stay in the table); %s", accept);
+			 "never stay in the table); %s", ACCEPT_LOSS);
 	else if (has_message_sources(r->cfg) && strcmp(r->cfg->slot_loss, "recover-rows") != 0)
 		snprintf(buf, len, "events sent with outbox.emit() (message sources) leave no row and "
 			 "those after the checkpoint would be lost; to publish the outbox rows and accept "
@@ -1928,7 +1967,7 @@ static const char *recovery_refusal(relay *r, const stored_checkpoint *sc, char 
 	else if (r->cfg->n_captures > 0 && strcmp(r->cfg->capture_on_slot_loss, "resnapshot") != 0)
 		snprintf(buf, len, "the changes of captured tables after the checkpoint cannot be read "
 			 "back; set relay.capture_on_slot_loss = \"resnapshot\" to publish those tables "
-			 "again (op r), or %s", accept);
+			 "again (op r), or %s", ACCEPT_LOSS);
 	else
 		return NULL;
 	return buf;
@@ -1958,14 +1997,18 @@ static pg_result resnapshot_all(relay *r, char *err, size_t errlen)
  */
 static pg_result recover_slot(relay *r, slot_state st, stored_checkpoint *sc, char *err, size_t errlen)
 {
-	char a[LSN_TEXT_MAX], why[512];
+	char a[LSN_TEXT_MAX], why[768];
 	const char *what = st == SLOT_MISSING ? "does not exist (dropped, or lost in a failover)"
 			   : st == SLOT_LOST  ? "was invalidated (its WAL was removed)"
 					      : "is ahead of the checkpoint (recreated or advanced by someone else)";
-	const char *refusal = strcmp(r->cfg->slot_loss, "stop") == 0
-				      ? "relay.slot_loss = \"stop\""
-				      : recovery_refusal(r, sc, why, sizeof(why));
+	const char *refusal = "relay.slot_loss = \"stop\"";
+	recovery_facts facts;
 
+	if (strcmp(r->cfg->slot_loss, "stop") != 0) {
+		if (read_recovery_facts(r, sc, &facts, err, errlen) != PG_OK)
+			return PG_RETRY;
+		refusal = recovery_refusal(r, sc, &facts, why, sizeof(why));
+	}
 	lsn_format(sc->cp.lsn, a);
 	if (refusal) {
 		snprintf(err, errlen, "slot \"%s\" %s, but this relay's checkpoint in Kafka is at %s: "

@@ -94,6 +94,13 @@ ALTER TABLE outbox.events ALTER COLUMN seq SET DEFAULT nextval('outbox.events_se
 ALTER SEQUENCE outbox.events_seq OWNED BY outbox.events.seq;
 GRANT USAGE ON SEQUENCE outbox.events_seq TO PUBLIC;
 
+-- 1.2: txid, the writing transaction's top-level xid (pg_current_xact_id()). A row written under
+-- a savepoint (a nested atomic block, an EXCEPTION clause) has the savepoint's own xid as xmin,
+-- while the stream names the top-level one; the relay tells rows by this column. Rows written
+-- before 1.2 have none.
+ALTER TABLE outbox.events ADD COLUMN IF NOT EXISTS txid xid8;
+ALTER TABLE outbox.events ALTER COLUMN txid SET DEFAULT pg_current_xact_id();
+
 -- 1.1: purge() finds old rows by created_at. On a big 1.0 table, build this index beforehand
 -- without blocking writers (same name, then this line does nothing):
 --   CREATE INDEX CONCURRENTLY IF NOT EXISTS events_created_at_idx ON outbox.events (created_at);

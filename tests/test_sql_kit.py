@@ -73,6 +73,7 @@ EVENTS_COLUMNS = [
     ("headers", "jsonb", False, None),
     ("created_at", "timestamp with time zone", True, "now()"),
     ("seq", "bigint", False, "nextval('outbox.events_seq'::regclass)"),
+    ("txid", "xid8", False, "pg_current_xact_id()"),
 ]
 
 
@@ -848,3 +849,23 @@ def test_seq_numbers_the_rows_of_a_transaction_in_write_order(db, role):
     conn.close()
     rows = db.query("SELECT id::text FROM outbox.events ORDER BY seq")
     assert [r[0] for r in rows] == ids
+
+
+def test_txid_is_the_top_level_transaction_also_under_a_savepoint(db):
+    """A row written under a savepoint has the savepoint's xid as xmin; txid stays the top-level
+    transaction's, the xid the stream names."""
+    psql_file(db, OUTBOX_SQL)
+    conn = db.connect(autocommit=False)
+    cur = conn.cursor()
+    cur.execute("SELECT outbox.publish('user', 'u1', 'Top', '{}'::jsonb)")
+    cur.execute("SAVEPOINT s")
+    cur.execute("SELECT outbox.publish('user', 'u1', 'Nested', '{}'::jsonb)")
+    cur.execute("RELEASE SAVEPOINT s")
+    cur.execute("SELECT pg_current_xact_id()::text")
+    top = cur.fetchone()[0]
+    conn.commit()
+    conn.close()
+    rows = dict(db.query("SELECT event_type, txid::text FROM outbox.events"))
+    assert rows == {"Top": top, "Nested": top}
+    xmins = dict(db.query("SELECT event_type, xmin::text FROM outbox.events"))
+    assert xmins["Nested"] != xmins["Top"]

@@ -58,11 +58,31 @@ static void test_state_round_trips_with_progress_and_skip(void **state)
 	backfill_free(c);
 }
 
+static void test_rewind_before_the_first_commit_forgets_uncommitted_rows(void **state)
+{
+	(void)state;
+	relay_config cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	backfill *b = backfill_new(&cfg);
+
+	backfill_plan(b, "slot lost", "812:815:813", 0x1938FD8, 1);
+	backfill_row_done(b);
+	backfill_row_done(b);
+	backfill_rewind(b, NULL); /* Kafka aborted the first transaction */
+	assert_int_equal(backfill_rows(b), 0);
+	assert_true(backfill_active(b));
+	char *text = backfill_state_json(b);
+	assert_null(strstr(text, "\"after\""));
+	free(text);
+	backfill_free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_snapshot_with_xmin_past_xmax_keeps_its_visibility),
 		cmocka_unit_test(test_state_round_trips_with_progress_and_skip),
+		cmocka_unit_test(test_rewind_before_the_first_commit_forgets_uncommitted_rows),
 	};
 	return cmocka_run_group_tests_name("backfill", tests, NULL, NULL);
 }
