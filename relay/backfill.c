@@ -264,7 +264,7 @@ static bool undefined_table(const PGresult *res)
 	return state && strcmp(state, UNDEFINED_TABLE) == 0;
 }
 
-/* json_build_object(...) of each column, as wal2json's "columns" array members. */
+/* (ordinal, name, type, value as json) of each column: VALUES rows of wal2json's "columns". */
 static int add_columns(PGconn *conn, const outbox_table *t, strbuf *q, char *err, size_t errlen)
 {
 	const char *params[1] = {t->qualified};
@@ -287,8 +287,7 @@ static int add_columns(PGconn *conn, const outbox_table *t, strbuf *q, char *err
 		char *lt = PQescapeLiteral(conn, type, strlen(type));
 		pgvalue_expr(expr, sizeof(expr), qc, (unsigned)strtoul(PQgetvalue(res, i, 2), NULL, 10),
 			     true);
-		strbuf_addf(q, "%sjson_build_object('name', %s, 'type', %s, 'value', %s)", i ? ", " : "",
-			    ln, lt, expr);
+		strbuf_addf(q, "%s(%d, %s, %s, to_json(%s))", i ? ", " : "", i, ln, lt, expr);
 		PQfreemem(qc);
 		PQfreemem(ln);
 		PQfreemem(lt);
@@ -332,8 +331,11 @@ static int declare_cursor(backfill *b, PGconn *conn, const outbox_table *t,
 	}
 	strbuf_add(q, "json_build_object('action', 'I', 'xid', mod(");
 	outbox_table_txid(t, q);
+	/* json_agg over VALUES: a function takes at most 100 arguments, a table more columns. */
 	strbuf_addf(q, ", 4294967296), 'timestamp', coalesce(c.ts, transaction_timestamp())::text, "
-		    "'lsn', %s, 'schema', %s, 'table', %s, 'columns', json_build_array(%s))::text AS rec",
+		    "'lsn', %s, 'schema', %s, 'table', %s, 'columns', (SELECT coalesce(json_agg("
+		    "json_build_object('name', v.n, 'type', v.ty, 'value', v.val) ORDER BY v.o), '[]') "
+		    "FROM (VALUES %s) v(o, n, ty, val)))::text AS rec",
 		    lsn, sch, tab, strbuf_str(&cols));
 	outbox_table_from(t, b->commit_ts, q);
 	strbuf_add(q, " WHERE ");

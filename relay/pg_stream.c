@@ -82,8 +82,10 @@ static const struct {
 	 "raise max_wal_senders in postgresql.conf and restart PostgreSQL"},
 	{"is active for PID", PG_RETRY,
 	 "another process streams from this slot (a second relay?); retrying until it is free"},
-	{"can no longer get changes from replication slot", PG_FATAL,
-	 "the slot was invalidated (WAL removed): drop it and start again from a new snapshot"},
+	{"can no longer get changes from replication slot", PG_RETRY,
+	 "the slot was invalidated (WAL removed); looking at it again (docs/exactly-once.md)"},
+	{"replication slot", PG_RETRY,
+	 "the slot changed while the relay connected (dropped?); looking at it again"},
 	{"does not exist", PG_FATAL, "check the database and role names in postgresql.conninfo"},
 };
 
