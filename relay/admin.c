@@ -12,6 +12,7 @@
 
 #include "backfill.h"
 #include "checkpoint.h"
+#include "outbox_table.h"
 #include "log.h"
 #include "lsn.h"
 #include "pg_stream.h"
@@ -181,6 +182,26 @@ static void check_slot(report *rp, PGconn *c, const char *slot)
 	PQclear(res);
 }
 
+/*
+ * Rows read back from an outbox table (first start, lost slot) are told by the SQL kit's txid and
+ * seq columns: the kit's own table must have them; another table is noted when it lacks them.
+ */
+static void check_read_back(report *rp, PGconn *c, const char *table)
+{
+	outbox_table t;
+	char err[256], what[600];
+
+	if (outbox_table_read(c, table, &t, err, sizeof(err)) < 0 || !t.exists)
+		return;
+	snprintf(what, sizeof(what), "table %s has txid and seq (rows read back exactly)", table);
+	if (strcmp(table, "outbox.events") == 0)
+		check(rp, t.has_txid && t.has_seq, what,
+		      "upgrade the SQL kit to 1.2: psql -v ON_ERROR_STOP=1 -f sql/outbox.sql");
+	else if (!t.has_txid || !t.has_seq)
+		printf("note %s: no (add txid xid8 DEFAULT pg_current_xact_id() and seq bigint from a "
+		       "sequence, as in sql/outbox.sql, for an exact recovery of a lost slot)\n", what);
+}
+
 /* A lost slot is recovered from the outbox table by commit times (docs/exactly-once.md). */
 static void check_commit_ts(report *rp, PGconn *c)
 {
@@ -230,6 +251,8 @@ static void preflight_postgres(report *rp, const relay_config *cfg)
 		snprintf(what, sizeof(what), "table %s exists", cfg->sources[i].table);
 		check(rp, v && strcmp(v, "t") == 0, what, "create it (psql -f sql/outbox.sql for outbox.events)");
 		free(v);
+		if (cfg->exactly_once)
+			check_read_back(rp, c, cfg->sources[i].table);
 	}
 	for (int i = 0; i < cfg->n_captures; i++)
 		check_capture(rp, c, &cfg->captures[i]);
