@@ -103,11 +103,13 @@ class Writers:
     maps event id -> (key, sequence); rolled_back holds ids of events that must never appear.
     """
 
-    def __init__(self, db, outbox, count=3, max_rows=8, gen=0, first_seq=0):
+    def __init__(self, db, outbox, count=3, max_rows=8, gen=0, first_seq=0, savepoints=False):
         """first_seq: the first sequence number of each writer; writers of the same gen write
         the same keys, so a later set of them continues those keys' order when its first_seq
-        is above every seq the earlier set wrote."""
+        is above every seq the earlier set wrote. savepoints: every other row is written under a
+        savepoint (its xmin is the savepoint's own xid), one such row in five rolled back to it."""
         self.db, self.outbox, self.gen, self.first_seq = db, outbox, gen, first_seq
+        self.savepoints = savepoints
         self.committed, self.rolled_back = {}, set()
         self.lock = threading.Lock()
         self.stop_flag = threading.Event()
@@ -119,12 +121,25 @@ class Writers:
         its ids as committed or rolled back; returns the next sequence number."""
         cur = conn.cursor()
         ids = []
-        for _ in range(rnd.randint(1, max_rows)):
+        undone = []
+        for n in range(rnd.randint(1, max_rows)):
             key = "g%d-w%d-k%d" % (self.gen, w, rnd.randint(0, 9))
+            nested = self.savepoints and n % 2 == 1
+            if nested:
+                cur.execute("SAVEPOINT s")
             cur.execute("SELECT outbox.publish('user', %s, 'Changed', %s::jsonb)",
                         (key, json.dumps({"g": self.gen, "w": w, "seq": seq})))
-            ids.append((cur.fetchone()[0], key, seq))
+            row = (cur.fetchone()[0], key, seq)
             seq += 1
+            if nested and rnd.random() < 0.2:
+                cur.execute("ROLLBACK TO SAVEPOINT s")
+                undone.append(row[0])
+                continue
+            if nested:
+                cur.execute("RELEASE SAVEPOINT s")
+            ids.append(row)
+        with self.lock:
+            self.rolled_back.update(undone)
         if rnd.random() < 0.1:
             conn.rollback()
             with self.lock:

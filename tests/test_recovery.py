@@ -280,6 +280,25 @@ def test_slot_dropped_under_load_is_recovered(outbox, kafka):
     assert outbox.relay.stop() == 0
 
 
+def test_slot_dropped_under_writers_using_savepoints_is_recovered(outbox, kafka):
+    """Rows written under savepoints have the savepoint's xid as xmin while the stream and the
+    checkpoint name the top-level xid: the kit's txid column tells them apart."""
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    writers = Writers(outbox.db, outbox, savepoints=True).start()
+    try:
+        wait_rows(writers, 400)
+        wait_checkpoint(outbox.db, outbox.slot, outbox.relay)
+        drop_slot(outbox.db, outbox.slot)
+        wait_backfill(outbox.relay, "slot lost")
+        wait_rows(writers, 400)
+    finally:
+        writers.stop()
+    wait_caught_up(outbox.db, outbox.slot, outbox.relay)
+    assert_published_once(kafka, outbox.topic("user"), writers.committed, writers.rolled_back)
+    assert outbox.relay.stop() == 0
+
+
 def test_relay_killed_while_recovering_is_still_exactly_once(outbox, kafka):
     """A failure of the recovery path never confirms a slot past an event that was not published:
     twice the slot is dropped, and the relay killed (-9) just after it made its new one, before
