@@ -637,44 +637,96 @@ static void put_row(strbuf *b, const capture_table *t, const field_list *l)
 	SB_LIT(b, "}");
 }
 
-/*
- * The new row of an update, where wal2json leaves out unchanged TOASTed columns: their old value
- * comes from a REPLICA IDENTITY FULL identity; otherwise they are named in unchanged_toast.
- * Both lists are in column order, so one walk finds the missing ones. Returns how many were
- * named there (written to toast as a JSON array's members).
- */
-static int put_after(strbuf *b, strbuf *toast, const capture_table *t, const field_list *now,
-		     const field_list *old)
+/* Two name spans as wal2json wrote them (it escapes a name the same way each time). */
+static bool same_name(const json_span *a, const json_span *b)
 {
-	int n_toast = 0, n;
+	return a->len == b->len && memcmp(a->ptr, b->ptr, a->len) == 0;
+}
+
+/*
+ * Whether l holds a field named like f at or after *from (fields are in column order in both
+ * lists, so a walk finds them); on a hit, *from moves past it.
+ */
+static bool has_field_from(const field_list *l, const cap_field *f, size_t *from)
+{
+	for (size_t k = *from; k < l->n; k++) {
+		if (same_name(&l->f[k].name, &f->name)) {
+			*from = k + 1;
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * Whether an update's identity is its whole old row, as the change itself says: an old value
+ * for every column of the new row (REPLICA IDENTITY FULL at the time of the change, whatever the
+ * catalog says now; or a table whose columns are all key columns).
+ */
+static bool identity_whole(const field_list *now, const field_list *old)
+{
+	size_t from = 0;
+
+	if (old->n == 0)
+		return false;
+	for (size_t i = 0; i < now->n; i++)
+		if (!has_field_from(old, &now->f[i], &from))
+			return false;
+	return true;
+}
+
+/*
+ * The columns of the catalog entry an update has no value for, neither new nor old: what
+ * wal2json left out as unchanged TOASTed values, if the entry is the table as it was at the
+ * change (capture_toast_check). Written to toast as a JSON array's members; returns how many.
+ */
+static int put_toast_names(strbuf *toast, const capture_table *t, const field_list *now,
+			   const field_list *old)
+{
+	int n_toast = 0;
 	size_t j = 0;
 
-	SB_LIT(b, "{");
-	n = put_fields(b, t, now);
 	for (int i = 0; i < t->n_cols; i++) {
 		const capture_column *col = &t->cols[i];
-		const cap_field *f;
 		size_t len = strlen(col->name);
 		if (j < now->n && json_string_is(&now->f[j].name, col->name, len)) {
 			j++;
 			continue;
 		}
-		if (!col->published || field_named(now, col->name))
-			continue; /* left out, or out of order (a catalog older than the row) */
-		if ((f = field_named(old, col->name)) == NULL) {
-			if (n_toast++)
-				SB_LIT(toast, ",");
-			sb_json_string(toast, col->name, len);
+		if (!col->published || field_named(now, col->name) || field_named(old, col->name))
+			continue; /* left out, out of order (a catalog older than the row), or old value */
+		if (n_toast++)
+			SB_LIT(toast, ",");
+		sb_json_string(toast, col->name, len);
+	}
+	return n_toast;
+}
+
+/*
+ * The new row of an update. wal2json leaves out unchanged TOASTed columns; the old row has
+ * their values when it is whole (REPLICA IDENTITY FULL), so every identity column the new row
+ * lacks is filled from it. What neither has is named in unchanged_toast (toast).
+ */
+static int put_after(strbuf *b, strbuf *toast, const capture_table *t, const field_list *now,
+		     const field_list *old)
+{
+	int n = 0;
+	size_t from = 0;
+
+	SB_LIT(b, "{");
+	n = put_fields(b, t, now);
+	for (size_t i = 0; i < old->n; i++) {
+		const cap_field *f = &old->f[i];
+		if (has_field_from(now, f, &from) || !field_published(t, f))
 			continue;
-		}
 		if (n++)
 			SB_LIT(b, ",");
-		sb_json_string(b, col->name, len);
+		sb_span(b, &f->name);
 		SB_LIT(b, ":");
 		sb_value(b, f);
 	}
 	SB_LIT(b, "}");
-	return n_toast;
+	return put_toast_names(toast, t, now, old);
 }
 
 /* The key object from one field list (else the fallback); -1 when a key column is missing. */
@@ -769,7 +821,8 @@ int capture_build(capture *c, const capture_table *t, const w2j_record *rec, rou
 	sb_put(b, &ops[rec->action], 1);
 	SB_LIT(b, "\",\"before\":");
 	/* An update's identity is the whole old row only with REPLICA IDENTITY FULL (else its key). */
-	if (c->old.n > 0 && (rec->action == W2J_DELETE || t->replident == 'f'))
+	if (c->old.n > 0 && (rec->action == W2J_DELETE ||
+			     (rec->action == W2J_UPDATE && identity_whole(&c->now, &c->old))))
 		put_row(b, t, &c->old);
 	else
 		SB_LIT(b, "null");

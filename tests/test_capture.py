@@ -493,3 +493,20 @@ def test_a_table_name_cannot_forge_a_preflight_line(outbox, kafka):
     assert code == 1, out
     assert not [l for l in out.splitlines() if l.startswith("ok   forged")], out
     assert "FAIL captured table public.x\\nok   forged has a key" in out, out
+
+
+def test_update_carries_the_old_row_when_full_identity_is_set_after_the_catalog_was_read(outbox, kafka):
+    """REPLICA IDENTITY FULL set while the relay runs (its catalog entry says DEFAULT): the
+    update's own identity is the whole old row, and it is published as before."""
+    db = outbox.db
+    db.execute("CREATE TABLE public.later_full (id int PRIMARY KEY, title text)")
+    prefix = start(outbox, '{ tables = "public.later_full"; snapshot = false; }')
+    db.execute("INSERT INTO public.later_full VALUES (1, 'one')")
+    db.execute("ALTER TABLE public.later_full REPLICA IDENTITY FULL")
+    db.execute("UPDATE public.later_full SET title = 'two' WHERE id = 1")
+    db.execute("ALTER TABLE public.later_full REPLICA IDENTITY DEFAULT")
+    db.execute("UPDATE public.later_full SET title = 'three' WHERE id = 1")
+    got = records(kafka, prefix + ".public.later_full", 3)
+    assert [v["op"] for _, v in got] == ["c", "u", "u"]
+    assert got[1][1]["before"] == {"id": 1, "title": "one"} and got[1][1]["after"] == {"id": 1, "title": "two"}
+    assert got[2][1]["before"] is None
