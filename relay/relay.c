@@ -1045,10 +1045,11 @@ static stream_end publish_change(relay *r, const capture_table *t, const w2j_rec
 }
 
 /*
- * A change that does not fit its table's columns as read (ALTER TABLE since): the catalog entry
- * is read again, so that added, dropped and renamed columns (and keys) are right from here on.
+ * A change that does not fit its table's columns as read (ALTER TABLE since), or an update whose
+ * unchanged TOASTed columns the entry read before it cannot tell (why says which): the catalog
+ * entry is read again, so that added, dropped and renamed columns (and keys) are right from here on.
  */
-static int refresh_table(relay *r, capture_table *t, const w2j_record *rec)
+static int refresh_table(relay *r, capture_table *t, const w2j_record *rec, const char *why)
 {
 	char err[1024], a[LSN_TEXT_MAX];
 	PGconn *conn = sql_conn(r, err, sizeof(err));
@@ -1057,8 +1058,8 @@ static int refresh_table(relay *r, capture_table *t, const w2j_record *rec)
 		log_warn("%s", err);
 		return -1;
 	}
-	log_info("capture: the change at %s does not fit the columns of %s as read: its catalog "
-		 "entry was read again (%d columns)", lsn_format(rec->lsn, a), t->name, t->n_cols);
+	log_info("capture: the change at %s %s %s as read: its catalog entry was read again (%d "
+		 "columns)", lsn_format(rec->lsn, a), why, t->name, t->n_cols);
 	return 0;
 }
 
@@ -1114,8 +1115,14 @@ static stream_end handle_change(relay *r, const w2j_record *rec, const char *dat
 	if (found == CAPTURE_BAD_NAME)
 		return reject_unnamed(r, rec, data, len, err);
 	capture_read(r->cap, rec); /* once, for the checks and builds below */
-	if (capture_stale(r->cap, t, rec, r->txn_end) && refresh_table(r, t, rec) < 0)
+	if (capture_stale(r->cap, t, rec, r->txn_end) &&
+	    refresh_table(r, t, rec, "does not fit the columns of") < 0)
 		return STREAM_REWIND;
+	if (capture_toast_check(r->cap, t, rec, true) == CAPTURE_TOAST_READ_AGAIN) {
+		if (refresh_table(r, t, rec, "lacks columns (unchanged TOASTed values?) of") < 0)
+			return STREAM_REWIND;
+		capture_toast_check(r->cap, t, rec, false);
+	}
 	return publish_change(r, t, rec, data, len);
 }
 

@@ -204,11 +204,13 @@ class Comparison:
     def __init__(self):
         self.compared = self.matched = self.dead_lettered = self.unknown_toast = 0
         self.problems = []
+        self.unknown_tables = []  # where the relay said it cannot know unchanged_toast
 
     def summary(self):
         return ("changes compared %d, matched %d, dead-lettered %d, unchanged_toast unknown %d, "
-                "other %d" % (self.compared, self.matched, self.dead_lettered, self.unknown_toast,
-                              len(self.problems)))
+                "other %d%s" % (self.compared, self.matched, self.dead_lettered, self.unknown_toast,
+                                len(self.problems), " (in %s)" % sorted(set(self.unknown_tables))
+                                if self.unknown_tables else ""))
 
 
 def compare(changes, published, dead, partitions, model, captured, tombstones=True):
@@ -254,7 +256,9 @@ def compare(changes, published, dead, partitions, model, captured, tombstones=Tr
                                    str([e for _, e in pool.get((lsn, xid), [])][:3])[:600]))
             continue
         res.matched += 1
-        res.unknown_toast += sum(1 for _, e in got if e["toast"] == "unknown")
+        unknown = [e["source"]["table"] for _, e in got if e["toast"] == "unknown"]
+        res.unknown_toast += len(unknown)
+        res.unknown_tables.extend(unknown)
         for m, env in got:
             order.setdefault((m["topic"], m["partition"], m["key"]), []).append((m["offset"], index))
         for k, env in (want or []):

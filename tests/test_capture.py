@@ -510,3 +510,34 @@ def test_update_carries_the_old_row_when_full_identity_is_set_after_the_catalog_
     assert [v["op"] for _, v in got] == ["c", "u", "u"]
     assert got[1][1]["before"] == {"id": 1, "title": "one"} and got[1][1]["after"] == {"id": 1, "title": "two"}
     assert got[2][1]["before"] is None
+
+
+def test_unchanged_toast_names_exactly_what_wal2json_left_out_or_says_it_cannot_know(outbox, kafka):
+    """unchanged_toast is computed from a catalog entry: one read after a column was dropped
+    names nothing that was not left out; one read after an ALTER TABLE that came later than the
+    update (the relay behind it) cannot tell, and says null instead of guessing."""
+    db = outbox.db
+    big = "".join("%08x" % (i * 2654435761 % 4294967296) for i in range(1000))
+    db.execute("CREATE TABLE public.dropper (id int PRIMARY KEY, keep text, gone text)")
+    prefix = start(outbox, '{ tables = "public.*"; snapshot = false; }')
+    topic = prefix + ".public.dropper"
+    db.execute("INSERT INTO public.dropper VALUES (1, 'k', 'g')")
+    db.execute("ALTER TABLE public.dropper DROP COLUMN gone")
+    db.execute("UPDATE public.dropper SET keep = 'k2' WHERE id = 1")
+    (_, u), = [r for r in records(kafka, topic, 2) if r[1]["op"] == "u"]
+    assert u["after"] == {"id": 1, "keep": "k2"} and "unchanged_toast" not in u, u
+    # Behind: a table created, updated (body left out), then given a column; its catalog entry
+    # is first read after all of it.
+    outbox.relay.proc.send_signal(signal.SIGSTOP)
+    try:
+        db.execute("CREATE TABLE public.fresh (id int PRIMARY KEY, body text)")
+        db.execute("ALTER TABLE public.fresh ALTER COLUMN body SET STORAGE EXTERNAL")
+        db.execute("INSERT INTO public.fresh VALUES (1, %s)", (big,))
+        db.execute("UPDATE public.fresh SET id = id WHERE id = 1")
+        db.execute("ALTER TABLE public.fresh ADD COLUMN c int")
+    finally:
+        outbox.relay.proc.send_signal(signal.SIGCONT)
+    got = records(kafka, prefix + ".public.fresh", 2)
+    u = got[1][1]
+    assert u["op"] == "u" and u["after"] == {"id": 1}
+    assert "unchanged_toast" in u and u["unchanged_toast"] is None, u  # not ["body", "c"]
