@@ -583,6 +583,16 @@ int capture_resolve_all(capture *c, PGconn *conn, capture_table ***tables, int *
 	return rc < 0 ? -1 : 0;
 }
 
+int capture_refused_count(const capture *c)
+{
+	int n = 0;
+	for (int i = 0; i < c->n_tables; i++)
+		n += c->tables[i]->refusal != NULL;
+	return n;
+}
+
+bool capture_is_pattern(const capture_config *e) { return strchr(e->tables, '*') != NULL; }
+
 /* Reads a columns or identity array into l; -1 when malformed. */
 static int read_fields(field_list *l, const json_span *array)
 {

@@ -100,6 +100,11 @@ int capture_lookup_record(capture *c, PGconn *conn, const w2j_record *rec, captu
 int capture_resolve_all(capture *c, PGconn *conn, capture_table ***tables, int *n, char *err,
 			size_t errlen);
 
+/* How many of the tables looked up so far cannot be captured (refusal set). */
+int capture_refused_count(const capture *c);
+/* True when a capture entry names its tables by a pattern (a * in schema or table). */
+bool capture_is_pattern(const capture_config *e);
+
 /*
  * The record of a change (insert, update, delete or truncate), after capture_read: key = the
  * key columns as a JSON object, value = the envelope (docs/change-capture.md). Pointers stay valid until the next

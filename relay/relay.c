@@ -1101,8 +1101,10 @@ static stream_end handle_change(relay *r, const w2j_record *rec, const char *dat
 		log_warn("%s", err);
 		return STREAM_REWIND;
 	}
-	if (found == -2)
+	if (found == -2) {
 		found = capture_lookup_record(r->cap, conn, rec, &t, err, sizeof(err));
+		metrics_set_refused_tables((uint64_t)capture_refused_count(r->cap));
+	}
 	if (found < 0 && found != CAPTURE_BAD_NAME) {
 		log_warn("%s", err);
 		return STREAM_REWIND;
@@ -2126,12 +2128,19 @@ static pg_result setup_capture(relay *r, char *err, size_t errlen)
 	if (capture_resolve_all(r->cap, conn, &tables, &n, err, errlen) < 0)
 		return PQstatus(conn) == CONNECTION_OK ? PG_FATAL : PG_RETRY;
 	for (int i = 0; i < n; i++) {
-		if (tables[i]->refusal) {
+		if (!tables[i]->refusal)
+			continue;
+		if (!capture_is_pattern(tables[i]->cfg)) {
 			snprintf(err, errlen, "cannot capture table %s: %s", tables[i]->name,
 				 tables[i]->refusal);
 			return PG_FATAL;
 		}
+		/* One table a pattern takes must not keep the others from streaming. */
+		log_warn("capture: cannot capture table %s (taken by the pattern %s): %s; its changes "
+			 "go to the dead-letter topic while the other tables stream", tables[i]->name,
+			 tables[i]->cfg->tables, tables[i]->refusal);
 	}
+	metrics_set_refused_tables((uint64_t)capture_refused_count(r->cap));
 	if (n == 0)
 		log_warn("capture: no table matches the capture list yet");
 	/* Each session: a rewind may have dropped what was queued but never committed. */

@@ -541,3 +541,39 @@ def test_unchanged_toast_names_exactly_what_wal2json_left_out_or_says_it_cannot_
     u = got[1][1]
     assert u["op"] == "u" and u["after"] == {"id": 1}
     assert "unchanged_toast" in u and u["unchanged_toast"] is None, u  # not ["body", "c"]
+
+
+def test_a_table_a_pattern_takes_that_cannot_be_captured_does_not_block_the_start(outbox, kafka):
+    """Under a pattern, tables without replica identity or without a valid topic name exist
+    before the start: the relay starts anyway, says so in the log and a metric, dead-letters
+    their changes, and streams the other tables; named explicitly, such a table still refuses
+    the start."""
+    import harness
+    from test_metrics import http_get
+    db = outbox.db
+    db.execute("CREATE SCHEMA mixed")
+    db.execute("CREATE TABLE mixed.good (id int PRIMARY KEY)")
+    db.execute("CREATE TABLE mixed.nokey (a int)")
+    db.execute('CREATE TABLE mixed."bad name" (id int PRIMARY KEY)')
+    port = harness.free_port()
+    dlq = outbox.prefix + ".dlq"
+    prefix = start(outbox, '{ tables = "mixed.*"; snapshot = false; }',
+                   'dead_letter_topic = "%s"; metrics_listen = ":%d";' % (dlq, port))
+    log = outbox.relay.log()
+    assert "capture: cannot capture table mixed.nokey (taken by the pattern mixed.*): wal2json " \
+        "drops its updates and deletes" in log, log
+    assert "cannot capture table mixed.bad name (taken by the pattern mixed.*): the topic name" in log
+    wait_for(lambda: "outbox_relay_capture_refused_tables 2\n" in http_get(port, "/metrics")[1], 30,
+             what="the metric")
+    db.execute("INSERT INTO mixed.nokey VALUES (1)")
+    db.execute('INSERT INTO mixed."bad name" VALUES (1)')
+    db.execute("INSERT INTO mixed.good VALUES (1)")
+    assert records(kafka, prefix + ".mixed.good", 1)[0][1]["op"] == "c"
+    dead = kafka.consume(dlq, until=2, timeout=60)
+    assert sorted(dict(m["headers"])["dlq_source"] for m in dead) == [b"mixed.bad name", b"mixed.nokey"]
+    assert outbox.relay.stop() == 0
+    outbox.reconfigure(capture='{ tables = "mixed.nokey"; snapshot = false; }',
+                       extra_relay='topic_prefix = "%s";' % outbox.prefix)
+    outbox.relay.start()
+    assert outbox.relay.wait_exit(60) == 1
+    assert "cannot capture table mixed.nokey: wal2json drops" in outbox.relay.log()
