@@ -80,6 +80,8 @@ TABLES = [
     ("diff", "trunc", "(id int PRIMARY KEY)"),
     ("diff", "dropper", "(id int PRIMARY KEY, keep text, gone text)"),
     ("odd", "plain", "(id int PRIMARY KEY)"),
+    ("odd", "we ird", "(id int PRIMARY KEY)"),  # no valid topic name: refused, dead-lettered
+    ("diff", "bare", "(a int, b text)"),  # no replica identity: refused, dead-lettered
 ]
 
 
@@ -144,8 +146,9 @@ def phase_steady(s):
     s.run("INSERT INTO diff.trunc SELECT generate_series(1, 3)")
     s.run("TRUNCATE diff.trunc")
     s.run("INSERT INTO odd.plain VALUES (1)")
-    s.ddl('CREATE TABLE odd."we ird" (id int PRIMARY KEY)', "odd", "we ird")
-    s.run('INSERT INTO odd."we ird" VALUES (1)')  # no valid topic name: dead-lettered
+    s.run('INSERT INTO odd."we ird" VALUES (1)')
+    s.run("INSERT INTO diff.bare VALUES (1, 'x')")
+    s.run("UPDATE diff.bare SET b = 'y'")  # wal2json drops it (no identity): in neither
     s.caught_up()
     # Schema changes the relay follows while it keeps up.
     s.ddl("ALTER TABLE diff.docs_late REPLICA IDENTITY FULL", "diff", "docs_late")
@@ -184,6 +187,21 @@ def phase_behind(s, relay):
         s.run("UPDATE diff.people SET name = 'behind' WHERE id = 1")
     finally:
         relay.proc.send_signal(signal.SIGCONT)
+
+
+def phase_restart(s, relay):
+    """The relay is stopped while tables are altered and written; it reads every catalog entry
+    again at its start, after all of it."""
+    assert relay.stop() == 0
+    s.ddl("ALTER TABLE diff.composite ADD COLUMN big text", "diff", "composite")
+    s.ddl("ALTER TABLE diff.composite ALTER COLUMN big SET STORAGE EXTERNAL", "diff", "composite")
+    s.run("INSERT INTO diff.composite VALUES (7, 'r', 'c', %s)", (BIG,))
+    s.run("UPDATE diff.composite SET c = 'restart' WHERE a = 7")  # big: unchanged TOAST
+    s.ddl("ALTER TABLE diff.docs_full REPLICA IDENTITY DEFAULT", "diff", "docs_full")
+    s.run("UPDATE diff.docs_full SET title = 'default again' WHERE id = 2")
+    s.run("UPDATE diff.typed SET iarr = '{7}' WHERE id = 1")
+    relay.start()
+    relay.wait_streaming()
 
 
 def config(prefix):
@@ -242,6 +260,7 @@ def test_every_captured_change_is_published_as_wal2json_printed_it_or_dead_lette
     def body(st, relay):
         phase_steady(st)
         phase_behind(st, relay)
+        phase_restart(st, relay)
 
     res = run_and_compare(outbox, kafka, s, body)
     assert not res.problems, res.summary() + "\n" + "\n".join(res.problems[:20])
