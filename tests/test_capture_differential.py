@@ -340,7 +340,7 @@ def random_round(s, r, tables, relay):
     elif op < 0.85 and len(cols) > 1:
         gen = dict(TYPES)
         c, t = r.choice(cols[1:])
-        s.run('UPDATE %s SET "%s" = %%s WHERE id %% 3 = %%s' % (qt, c.replace('"', '""')), (gen[t](r), r.randint(0, 2)))
+        s.run('UPDATE %s SET "%s" = %%s WHERE id %%%% 3 = %%s' % (qt, c.replace('"', '""')), (gen[t](r), r.randint(0, 2)))
     elif op < 0.9:
         s.run("UPDATE %s SET id = id + 100 WHERE id = %%s" % qt, (r.randint(1, 50),))
     elif op < 0.97:
