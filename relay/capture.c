@@ -313,14 +313,21 @@ static void choose_key(capture_table *t, const int *pk_pos, const int *ri_pos)
 	t->ordered = t->n_keys > 0 && (keys_are_index(t, pk_pos) || keys_are_index(t, ri_pos));
 }
 
+/*
+ * A table's columns in order, with their type (a domain over json or jsonb as that type: the
+ * stream names the base type too, include-domain-data-type, so both print its JSON), key
+ * positions, replica identity and whether they are variable-length.
+ */
 #define TABLE_SQL                                                                                  \
-	"SELECT a.attname, a.atttypid, "                                                           \
+	"SELECT a.attname, CASE WHEN ty.typtype = 'd' AND ty.typbasetype IN (114, 3802) "        \
+	"THEN ty.typbasetype ELSE a.atttypid END, "                                                \
 	"coalesce((SELECT k.n FROM unnest(pk.indkey) WITH ORDINALITY k(att, n) "                 \
 	"WHERE k.att = a.attnum), 0), "                                                            \
 	"coalesce((SELECT k.n FROM unnest(ri.indkey) WITH ORDINALITY k(att, n) "                 \
 	"WHERE k.att = a.attnum), 0), c.relreplident, a.attlen = -1 "                              \
 	"FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "                           \
 	"JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "       \
+	"JOIN pg_type ty ON ty.oid = a.atttypid "                                                  \
 	"LEFT JOIN pg_index pk ON pk.indrelid = c.oid AND pk.indisprimary "                        \
 	"LEFT JOIN pg_index ri ON ri.indrelid = c.oid AND ri.indisreplident "                      \
 	"WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p') ORDER BY a.attnum"

@@ -12,7 +12,7 @@ import re
 
 # The options relay/pg_stream.c start_streaming passes (add-tables comes from the capture list).
 RELAY_OPTIONS = ["format-version", "2", "include-transaction", "1", "include-xids", "1",
-                 "include-timestamp", "1", "include-lsn", "1"]
+                 "include-timestamp", "1", "include-lsn", "1", "include-domain-data-type", "1"]
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
 _NUMBER = re.compile(r'-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?')

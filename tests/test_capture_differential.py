@@ -68,7 +68,8 @@ class Stream:
 TABLES = [
     ("diff", "typed", """(id bigint PRIMARY KEY, n numeric, f8 float8, r real, bo boolean, by bytea,
         j json, jb jsonb, tarr text[], iarr int[], ts timestamptz, tsn timestamp, d date, ch char(5),
-        vc varchar(10), u uuid, tx text, iv interval, "Col With Space" text, "ключ" int, "q""uote" text)"""),
+        vc varchar(10), u uuid, tx text, iv interval, "Col With Space" text, "ключ" int, "q""uote" text,
+        dj public.doc, dp public.posint)"""),
     ("diff", "Mixed Case", "(id int PRIMARY KEY, v text)"),
     ("diff", "ünï ❄", "(k text PRIMARY KEY, v int)"),
     ("diff", "new\nline", "(id int PRIMARY KEY, v text)"),
@@ -90,6 +91,8 @@ def q(schema, table):
 
 
 def create_tables(s):
+    s.run("CREATE DOMAIN public.doc AS jsonb")
+    s.run("CREATE DOMAIN public.posint AS int CHECK (VALUE > 0)")
     s.run("CREATE SCHEMA diff")
     s.run("CREATE SCHEMA odd")
     for schema, table, cols in TABLES:
@@ -106,17 +109,19 @@ TYPED_ROWS = [
     (1, "12345678901234567890.123456789", 0.1, 1.5, True, b"\x00\xff\x10", '{"k" : "v\\u0001", "e": "\\u00e9"}',
      '{"a": [1, 2.50, "x"], "n": null}', ["a", "b c", 'q"', None], [1, None, 3], "2026-11-22 10:00:00.123456+00",
      "2026-11-22 10:00:00", "2026-11-22", "ab", "tab\there", "00000000-0000-0000-0000-000000000001",
-     "line\nbreak \\ \"quoted\" \u2028 \U0001F600 \x01", "1 day 02:03:04", "space", 7, "quo\"te"),
+     "line\nbreak \\ \"quoted\" \u2028 \U0001F600 \x01", "1 day 02:03:04", "space", 7, "quo\"te",
+     '{"doc": [1, "x"]}', 5),
     (2, "NaN", float("inf"), float("-inf"), False, b"", "null", "[]", [], [], "infinity", "-infinity",
-     "2000-01-01", "abcde", "", "ffffffff-ffff-ffff-ffff-ffffffffffff", "", "-1 mons", None, None, None),
+     "2000-01-01", "abcde", "", "ffffffff-ffff-ffff-ffff-ffffffffffff", "", "-1 mons", None, None, None,
+     "null", 1),
     (9223372036854775807, "-0.000000000000000000001", 1e308, 3.4e38, None, None, None, None, None, None,
-     None, None, None, None, None, None, None, None, None, None, None),
+     None, None, None, None, None, None, None, None, None, None, None, None, None),
 ]
 
 
 def phase_steady(s):
     """The relay keeps up: types, names, TOAST, identities, key changes, COPY, truncate."""
-    cols = "(%s)" % ", ".join(["%s"] * 21)
+    cols = "(%s)" % ", ".join(["%s"] * 23)
     for r in TYPED_ROWS:
         s.run("INSERT INTO diff.typed VALUES " + cols, r)
     s.run("UPDATE diff.typed SET tx = 'changed', jb = '{\"b\": 1e400}' WHERE id = 1")
