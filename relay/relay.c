@@ -1058,6 +1058,7 @@ static int refresh_table(relay *r, capture_table *t, const w2j_record *rec, cons
 		log_warn("%s", err);
 		return -1;
 	}
+	metrics_set_refused_tables((uint64_t)capture_refused_count(r->cap)); /* a key lost? */
 	log_info("capture: the change at %s %s %s as read: its catalog entry was read again (%d "
 		 "columns)", lsn_format(rec->lsn, a), why, t->name, t->n_cols);
 	return 0;
