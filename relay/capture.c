@@ -590,6 +590,17 @@ int capture_resolve_all(capture *c, PGconn *conn, capture_table ***tables, int *
 	return rc < 0 ? -1 : 0;
 }
 
+bool capture_topic_valid(const relay_config *cfg, const capture_config *e, const char *schema,
+			 const char *table, char *topic, size_t len)
+{
+	char *name = expand_topic(cfg, e, schema, table);
+	bool ok = router_topic_name_ok(name, strlen(name));
+
+	snprintf(topic, len, "%s", name);
+	free(name);
+	return ok;
+}
+
 int capture_refused_count(const capture *c)
 {
 	int n = 0;

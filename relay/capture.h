@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "capture_names.h"
 #include "config.h"
 #include "route.h"
 #include "w2j.h"

@@ -571,6 +571,11 @@ def test_a_table_a_pattern_takes_that_cannot_be_captured_does_not_block_the_star
     assert records(kafka, prefix + ".mixed.good", 1)[0][1]["op"] == "c"
     dead = kafka.consume(dlq, until=2, timeout=60)
     assert sorted(dict(m["headers"])["dlq_source"] for m in dead) == [b"mixed.bad name", b"mixed.nokey"]
+    code, out = relayctl.run_once(["preflight", outbox.config_path], timeout=60)
+    assert code == 1
+    assert "FAIL captured table mixed.nokey has a replica identity" in out, out
+    assert "FAIL captured table mixed.bad name has a valid topic name: the template " \
+        "${prefix}.${schema}.${table} gives \"%s.mixed.bad name\"" % outbox.prefix in out, out
     assert outbox.relay.stop() == 0
     outbox.reconfigure(capture='{ tables = "mixed.nokey"; snapshot = false; }',
                        extra_relay='topic_prefix = "%s";' % outbox.prefix)
