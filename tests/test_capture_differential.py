@@ -354,7 +354,7 @@ def random_round(s, r, tables, relay):
         s.ddl("TRUNCATE %s" % qt, "diff", name)
 
 
-def test_randomized_tables_names_types_and_values_match_wal2json(outbox, kafka):
+def test_randomized_generated_tables_names_and_values_match_wal2json(outbox, kafka):
     """Opt-in (DIFF_ROUNDS): generated tables, names, types and values, with the relay stopped
     behind some of the schema changes."""
     import pytest
