@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "backfill.h"
+#include "capture_names.h"
 #include "checkpoint.h"
 #include "outbox_table.h"
 #include "log.h"
@@ -112,13 +113,28 @@ static void check_wal2json(report *rp, PGconn *c)
 	"EXISTS (SELECT FROM pg_index i WHERE i.indrelid = c.oid AND (i.indisprimary OR "           \
 	"i.indisreplident)), c.relreplident = 'f' OR EXISTS (SELECT FROM pg_index i WHERE "       \
 	"i.indrelid = c.oid AND ((c.relreplident = 'd' AND i.indisprimary) OR "                   \
-	"(c.relreplident = 'i' AND i.indisreplident))) "                                           \
+	"(c.relreplident = 'i' AND i.indisreplident))), n.nspname, c.relname "                    \
 	"FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "                           \
 	"WHERE c.relkind = 'r' AND ($1 = '*' OR n.nspname = $1) AND ($2 = '*' OR c.relname = $2) "  \
 	"AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
 
-/* Each capture entry: the tables it takes, each with a key and (for snapshots) SELECT. */
-static void check_capture(report *rp, PGconn *c, const capture_config *e)
+/* A table's topic: the entry's template must give it a valid Kafka topic name. */
+static bool check_capture_topic(report *rp, const relay_config *cfg, const capture_config *e,
+				PGresult *res, int i)
+{
+	char what[600], topic[400];
+	bool ok = capture_topic_valid(cfg, e, PQgetvalue(res, i, 4), PQgetvalue(res, i, 5), topic,
+				      sizeof(topic));
+
+	snprintf(what, sizeof(what), "captured table %s has a valid topic name", PQgetvalue(res, i, 0));
+	if (!ok)
+		check(rp, false, what, "the template %s gives \"%s\" (a Kafka topic name is at most "
+		      "249 of a-z A-Z 0-9 . _ -): set the entry's topic", e->topic, topic);
+	return ok;
+}
+
+/* Each capture entry: the tables it takes, each with a key, a topic and (for snapshots) SELECT. */
+static void check_capture(report *rp, PGconn *c, const relay_config *cfg, const capture_config *e)
 {
 	char schema[256], what[600];
 	const char *dot = strchr(e->tables, '.');
@@ -144,6 +160,7 @@ static void check_capture(report *rp, PGconn *c, const capture_config *e)
 		if (!keyed && !e->unkeyed && ++bad)
 			check(rp, false, what, "ALTER TABLE %s ADD PRIMARY KEY (...), or set key_columns "
 			      "or unkeyed = true in its capture entry", name);
+		bad += !check_capture_topic(rp, cfg, e, res, i);
 		snprintf(what, sizeof(what), "the role may read %s (for snapshots)", name);
 		if (e->snapshot && strcmp(PQgetvalue(res, i, 1), "t") != 0 && ++bad)
 			check(rp, false, what, "GRANT SELECT ON %s TO <role>; (and USAGE on its schema)", name);
@@ -255,7 +272,7 @@ static void preflight_postgres(report *rp, const relay_config *cfg)
 			check_read_back(rp, c, cfg->sources[i].table);
 	}
 	for (int i = 0; i < cfg->n_captures; i++)
-		check_capture(rp, c, &cfg->captures[i]);
+		check_capture(rp, c, cfg, &cfg->captures[i]);
 	if (cfg->exactly_once && strcmp(cfg->slot_loss, "stop") != 0)
 		check_commit_ts(rp, c);
 	check_slot(rp, c, cfg->slot);

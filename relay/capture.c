@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "pgtime.h"
 #include "xalloc.h"
 
 /* Type OIDs whose values wal2json writes as bare JSON (pg_type.dat). */
@@ -37,6 +38,7 @@ struct capture {
 	strbuf value, key, scratch; /* scratch: unchanged_toast names, an old key */
 	field_list now, old; /* columns and identity of the current record (capture_read) */
 	bool read_ok;        /* they were read whole */
+	bool toast_unknown;  /* capture_toast_check could not know this update's unchanged_toast */
 };
 
 static void sb_reserve(strbuf *b, size_t more)
@@ -311,20 +313,72 @@ static void choose_key(capture_table *t, const int *pk_pos, const int *ri_pos)
 	t->ordered = t->n_keys > 0 && (keys_are_index(t, pk_pos) || keys_are_index(t, ri_pos));
 }
 
+/*
+ * A table's columns in order, with their type (a domain over json or jsonb as that type: the
+ * stream names the base type too, include-domain-data-type, so both print its JSON), key
+ * positions, replica identity and whether they are variable-length.
+ */
 #define TABLE_SQL                                                                                  \
-	"SELECT a.attname, a.atttypid, "                                                           \
+	"SELECT a.attname, CASE WHEN ty.typtype = 'd' AND ty.typbasetype IN (114, 3802) "        \
+	"THEN ty.typbasetype ELSE a.atttypid END, "                                                \
 	"coalesce((SELECT k.n FROM unnest(pk.indkey) WITH ORDINALITY k(att, n) "                 \
 	"WHERE k.att = a.attnum), 0), "                                                            \
 	"coalesce((SELECT k.n FROM unnest(ri.indkey) WITH ORDINALITY k(att, n) "                 \
 	"WHERE k.att = a.attnum), 0), c.relreplident, a.attlen = -1 "                              \
 	"FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "                           \
 	"JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "       \
+	"JOIN pg_type ty ON ty.oid = a.atttypid "                                                  \
 	"LEFT JOIN pg_index pk ON pk.indrelid = c.oid AND pk.indisprimary "                        \
 	"LEFT JOIN pg_index ri ON ri.indrelid = c.oid AND ri.indisreplident "                      \
 	"WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p') ORDER BY a.attnum"
 
-/* Fills columns, key and refusal of t from the catalog rows of TABLE_SQL, read at WAL lsn. */
-static void table_fill(capture_table *t, PGresult *res, lsn_t lsn)
+/*
+ * When the catalog entry was read (WAL position and clock, taken before it) and the commit time
+ * of the newest of its rows (read after it): capture_toast_check dates the entry with them.
+ */
+typedef struct {
+	lsn_t lsn;
+	int64_t read_us, ddl_us;
+	bool ddl_known;
+} catalog_time;
+
+/*
+ * The commit time of the newest catalog row of the table (pg_class, pg_attribute with dropped
+ * columns): its last ALTER TABLE. Rows older than the slot's catalog_xmin were written before
+ * anything the slot can show (INT64_MIN); a row without commit timestamp makes it unknown.
+ */
+#define DDL_SQL                                                                                    \
+	"WITH rel AS (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "  \
+	"WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')), "                   \
+	"x AS (SELECT xmin FROM pg_class WHERE oid IN (SELECT oid FROM rel) UNION ALL "           \
+	"SELECT xmin FROM pg_attribute WHERE attrelid IN (SELECT oid FROM rel) AND attnum > 0), "  \
+	"d AS (SELECT age(xmin) > coalesce((SELECT age(catalog_xmin) FROM pg_replication_slots "   \
+	"WHERE slot_name = $3), 2147483647) AS old, CASE WHEN "                                    \
+	"current_setting('track_commit_timestamp')::bool THEN pg_xact_commit_timestamp(xmin) END " \
+	"AS ts FROM x) SELECT coalesce(bool_and(old OR ts IS NOT NULL), false), "                  \
+	"coalesce(floor(extract(epoch FROM max(ts) FILTER (WHERE NOT old)) * 1000000)::int8, "     \
+	"-9223372036854775807 - 1) FROM d"
+
+/* Reads DDL_SQL into when (unknown when it cannot be read). */
+static void read_ddl_time(PGconn *conn, const char *schema, const char *table, const char *slot,
+			  catalog_time *when)
+{
+	const char *params[3] = {schema, table, slot};
+	PGresult *res = PQexecParams(conn, DDL_SQL, 3, NULL, params, NULL, NULL, 0);
+
+	when->ddl_known = false;
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+		when->ddl_known = PQgetvalue(res, 0, 0)[0] == 't';
+		when->ddl_us = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	} else {
+		log_warn("capture: the time of the last ALTER TABLE of %s.%s cannot be read (its "
+			 "unchanged_toast lists may say null): %s", schema, table, PQerrorMessage(conn));
+	}
+	PQclear(res);
+}
+
+/* Fills columns, key and refusal of t from the catalog rows of TABLE_SQL, read at when. */
+static void table_fill(capture_table *t, PGresult *res, const catalog_time *when)
 {
 	const capture_config *e = t->cfg;
 	int n = PQntuples(res);
@@ -333,7 +387,10 @@ static void table_fill(capture_table *t, PGresult *res, lsn_t lsn)
 	t->cols = xcalloc((size_t)n + 1, sizeof(capture_column));
 	t->n_cols = n;
 	t->replident = n > 0 ? PQgetvalue(res, 0, 4)[0] : 'd';
-	t->catalog_lsn = lsn;
+	t->catalog_lsn = when->lsn;
+	t->read_us = when->read_us;
+	t->ddl_us = when->ddl_us;
+	t->ddl_known = when->ddl_known;
 	for (int i = 0; i < n; i++) {
 		capture_column *col = &t->cols[i];
 		col->name = xstrdup(PQgetvalue(res, i, 0));
@@ -357,7 +414,7 @@ static void table_fill(capture_table *t, PGresult *res, lsn_t lsn)
 
 /* Builds a table from the catalog rows of TABLE_SQL. */
 static capture_table *table_from(capture *c, const capture_config *e, const char *schema,
-				 const char *table, PGresult *res, lsn_t lsn)
+				 const char *table, PGresult *res, const catalog_time *when)
 {
 	capture_table *t = xcalloc(1, sizeof(*t));
 	size_t n = strlen(schema) + strlen(table) + 2;
@@ -368,32 +425,39 @@ static capture_table *table_from(capture *c, const capture_config *e, const char
 	snprintf(t->name, n, "%s.%s", schema, table);
 	t->cfg = e;
 	t->topic = expand_topic(c->cfg, e, schema, table);
-	table_fill(t, res, lsn);
+	t->slot = c->cfg->slot;
+	table_fill(t, res, when);
 	return t;
 }
 
 /*
- * The catalog rows of schema.table (TABLE_SQL), or NULL with err. *lsn gets the server's WAL
- * position read just before: the entry holds every change of the catalog written before it.
+ * The catalog rows of schema.table (TABLE_SQL), or NULL with err. when gets the server's WAL
+ * position and clock read just before (the entry holds every change of the catalog written
+ * before them) and the time of the table's last ALTER TABLE, read just after.
  */
-static PGresult *read_catalog(PGconn *conn, const char *schema, const char *table, lsn_t *lsn,
-			      char *err, size_t errlen)
+static PGresult *read_catalog(PGconn *conn, const char *schema, const char *table,
+			      const char *slot, catalog_time *when, char *err, size_t errlen)
 {
 	const char *params[2] = {schema, table};
-	PGresult *res = PQexec(conn, "SELECT pg_current_wal_lsn()");
+	PGresult *res = PQexec(conn, "SELECT pg_current_wal_lsn(), "
+				     "floor(extract(epoch FROM clock_timestamp()) * 1000000)::int8");
 
-	*lsn = 0;
-	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-		lsn_parse(PQgetvalue(res, 0, 0), strlen(PQgetvalue(res, 0, 0)), lsn);
+	memset(when, 0, sizeof(*when));
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+		lsn_parse(PQgetvalue(res, 0, 0), strlen(PQgetvalue(res, 0, 0)), &when->lsn);
+		when->read_us = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	}
 	PQclear(res);
-	if (*lsn == 0) {
+	if (when->lsn == 0) {
 		snprintf(err, errlen, "reading the WAL position for the catalog entry of %s.%s: %s",
 			 schema, table, PQerrorMessage(conn));
 		return NULL;
 	}
 	res = PQexecParams(conn, TABLE_SQL, 2, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) == PGRES_TUPLES_OK)
+	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+		read_ddl_time(conn, schema, table, slot, when);
 		return res;
+	}
 	snprintf(err, errlen, "reading the catalog entry of %s.%s: %s", schema, table,
 		 PQerrorMessage(conn));
 	PQclear(res);
@@ -402,8 +466,8 @@ static PGresult *read_catalog(PGconn *conn, const char *schema, const char *tabl
 
 int capture_refresh(PGconn *conn, capture_table *t, char *err, size_t errlen)
 {
-	lsn_t lsn;
-	PGresult *res = read_catalog(conn, t->schema, t->table, &lsn, err, errlen);
+	catalog_time when;
+	PGresult *res = read_catalog(conn, t->schema, t->table, t->slot, &when, err, errlen);
 
 	if (!res)
 		return -1;
@@ -411,10 +475,12 @@ int capture_refresh(PGconn *conn, capture_table *t, char *err, size_t errlen)
 		/* Dropped or renamed since the change was written: the entry it had fits it best. */
 		log_warn("capture: %s is no longer in the catalog (dropped or renamed?): its changes "
 			 "still being read keep the columns and key read before", t->name);
-		t->catalog_lsn = lsn;
+		t->catalog_lsn = when.lsn;
+		t->read_us = when.read_us;
+		t->ddl_known = false; /* which ALTER TABLE came before the drop cannot be told */
 	} else {
 		table_clear_catalog(t);
-		table_fill(t, res, lsn);
+		table_fill(t, res, &when);
 	}
 	PQclear(res);
 	return 0;
@@ -425,7 +491,7 @@ int capture_lookup(capture *c, PGconn *conn, const char *schema, const char *tab
 {
 	const capture_config *e;
 	PGresult *res;
-	lsn_t lsn;
+	catalog_time when;
 
 	for (int i = 0; i < c->n_tables; i++) {
 		if (strcmp(c->tables[i]->table, table) == 0 && strcmp(c->tables[i]->schema, schema) == 0) {
@@ -438,13 +504,13 @@ int capture_lookup(capture *c, PGconn *conn, const char *schema, const char *tab
 		return 0;
 	if (!conn)
 		return -2; /* the catalog must be read: the caller connects and asks again */
-	if (!(res = read_catalog(conn, schema, table, &lsn, err, errlen)))
+	if (!(res = read_catalog(conn, schema, table, c->cfg->slot, &when, err, errlen)))
 		return -1;
 	if (c->n_tables == c->cap_tables) {
 		c->cap_tables = c->cap_tables ? c->cap_tables * 2 : 16;
 		c->tables = xrealloc(c->tables, sizeof(capture_table *) * (size_t)c->cap_tables);
 	}
-	*out = c->tables[c->n_tables++] = table_from(c, e, schema, table, res, lsn);
+	*out = c->tables[c->n_tables++] = table_from(c, e, schema, table, res, &when);
 	PQclear(res);
 	return 1;
 }
@@ -524,6 +590,27 @@ int capture_resolve_all(capture *c, PGconn *conn, capture_table ***tables, int *
 	return rc < 0 ? -1 : 0;
 }
 
+bool capture_topic_valid(const relay_config *cfg, const capture_config *e, const char *schema,
+			 const char *table, char *topic, size_t len)
+{
+	char *name = expand_topic(cfg, e, schema, table);
+	bool ok = router_topic_name_ok(name, strlen(name));
+
+	snprintf(topic, len, "%s", name);
+	free(name);
+	return ok;
+}
+
+int capture_refused_count(const capture *c)
+{
+	int n = 0;
+	for (int i = 0; i < c->n_tables; i++)
+		n += c->tables[i]->refusal != NULL;
+	return n;
+}
+
+bool capture_is_pattern(const capture_config *e) { return strchr(e->tables, '*') != NULL; }
+
 /* Reads a columns or identity array into l; -1 when malformed. */
 static int read_fields(field_list *l, const json_span *array)
 {
@@ -586,6 +673,7 @@ static bool fields_fit(const capture_table *t, const field_list *l, int some_may
 int capture_read(capture *c, const w2j_record *rec)
 {
 	c->read_ok = read_fields(&c->now, &rec->columns) == 0 && read_fields(&c->old, &rec->identity) == 0;
+	c->toast_unknown = false;
 	return c->read_ok ? 0 : -1;
 }
 
@@ -637,44 +725,127 @@ static void put_row(strbuf *b, const capture_table *t, const field_list *l)
 	SB_LIT(b, "}");
 }
 
-/*
- * The new row of an update, where wal2json leaves out unchanged TOASTed columns: their old value
- * comes from a REPLICA IDENTITY FULL identity; otherwise they are named in unchanged_toast.
- * Both lists are in column order, so one walk finds the missing ones. Returns how many were
- * named there (written to toast as a JSON array's members).
- */
-static int put_after(strbuf *b, strbuf *toast, const capture_table *t, const field_list *now,
-		     const field_list *old)
+/* Two name spans as wal2json wrote them (it escapes a name the same way each time). */
+static bool same_name(const json_span *a, const json_span *b)
 {
-	int n_toast = 0, n;
+	return a->len == b->len && memcmp(a->ptr, b->ptr, a->len) == 0;
+}
+
+/*
+ * Whether l holds a field named like f at or after *from (fields are in column order in both
+ * lists, so a walk finds them); on a hit, *from moves past it.
+ */
+static bool has_field_from(const field_list *l, const cap_field *f, size_t *from)
+{
+	for (size_t k = *from; k < l->n; k++) {
+		if (same_name(&l->f[k].name, &f->name)) {
+			*from = k + 1;
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * Whether an update's identity is its whole old row, as the change itself says: an old value
+ * for every column of the new row (REPLICA IDENTITY FULL at the time of the change, whatever the
+ * catalog says now; or a table whose columns are all key columns).
+ */
+static bool identity_whole(const field_list *now, const field_list *old)
+{
+	size_t from = 0;
+
+	if (old->n == 0)
+		return false;
+	for (size_t i = 0; i < now->n; i++)
+		if (!has_field_from(old, &now->f[i], &from))
+			return false;
+	return true;
+}
+
+/*
+ * The columns of the catalog entry an update has no value for, neither new nor old: what
+ * wal2json left out as unchanged TOASTed values, if the entry is the table as it was at the
+ * change (capture_toast_check). Written to toast as a JSON array's members; returns how many.
+ */
+static int put_toast_names(strbuf *toast, const capture_table *t, const field_list *now,
+			   const field_list *old)
+{
+	int n_toast = 0;
 	size_t j = 0;
 
-	SB_LIT(b, "{");
-	n = put_fields(b, t, now);
 	for (int i = 0; i < t->n_cols; i++) {
 		const capture_column *col = &t->cols[i];
-		const cap_field *f;
 		size_t len = strlen(col->name);
 		if (j < now->n && json_string_is(&now->f[j].name, col->name, len)) {
 			j++;
 			continue;
 		}
-		if (!col->published || field_named(now, col->name))
-			continue; /* left out, or out of order (a catalog older than the row) */
-		if ((f = field_named(old, col->name)) == NULL) {
-			if (n_toast++)
-				SB_LIT(toast, ",");
-			sb_json_string(toast, col->name, len);
+		if (!col->published || field_named(now, col->name) || field_named(old, col->name))
+			continue; /* left out, out of order (a catalog older than the row), or old value */
+		if (n_toast++)
+			SB_LIT(toast, ",");
+		sb_json_string(toast, col->name, len);
+	}
+	return n_toast;
+}
+
+/*
+ * The new row of an update. wal2json leaves out unchanged TOASTed columns; the old row has
+ * their values when it is whole (REPLICA IDENTITY FULL), so every identity column the new row
+ * lacks is filled from it. What neither has is named in unchanged_toast (toast).
+ */
+static int put_after(strbuf *b, strbuf *toast, const capture_table *t, const field_list *now,
+		     const field_list *old)
+{
+	int n = 0;
+	size_t from = 0;
+
+	SB_LIT(b, "{");
+	n = put_fields(b, t, now);
+	for (size_t i = 0; i < old->n; i++) {
+		const cap_field *f = &old->f[i];
+		if (has_field_from(now, f, &from) || !field_published(t, f))
 			continue;
-		}
 		if (n++)
 			SB_LIT(b, ",");
-		sb_json_string(b, col->name, len);
+		sb_span(b, &f->name);
 		SB_LIT(b, ":");
 		sb_value(b, f);
 	}
 	SB_LIT(b, "}");
-	return n_toast;
+	return put_toast_names(toast, t, now, old);
+}
+
+/* (Declared in capture.h: whether the entry can tell what an update left out.) */
+capture_toast capture_toast_check(capture *c, const capture_table *t, const w2j_record *rec,
+				  bool may_read)
+{
+	int64_t commit_us;
+	int missing;
+
+	if (rec->action != W2J_UPDATE || !c->read_ok || t->refusal)
+		return CAPTURE_TOAST_EXACT;
+	c->scratch.len = 0;
+	missing = put_toast_names(&c->scratch, t, &c->now, &c->old);
+	c->scratch.len = 0;
+	if (rec->timestamp.kind != JSON_STRING ||
+	    !pgtime_parse_us(rec->timestamp.ptr, rec->timestamp.len, &commit_us)) {
+		c->toast_unknown = true;
+		return CAPTURE_TOAST_UNKNOWN;
+	}
+	/* Read before the change committed: an ALTER TABLE may have come between. */
+	if (t->read_us < commit_us) {
+		if (missing == 0)
+			return CAPTURE_TOAST_EXACT; /* nothing is missing from what the entry knows */
+		if (may_read)
+			return CAPTURE_TOAST_READ_AGAIN;
+		c->toast_unknown = true;
+		return CAPTURE_TOAST_UNKNOWN;
+	}
+	/* Read after it: the entry is the table of the change if its last ALTER came before. */
+	c->toast_unknown = !t->ddl_known || t->ddl_us >= commit_us;
+	return c->toast_unknown ? CAPTURE_TOAST_UNKNOWN : CAPTURE_TOAST_EXACT;
 }
 
 /* The key object from one field list (else the fallback); -1 when a key column is missing. */
@@ -769,7 +940,8 @@ int capture_build(capture *c, const capture_table *t, const w2j_record *rec, rou
 	sb_put(b, &ops[rec->action], 1);
 	SB_LIT(b, "\",\"before\":");
 	/* An update's identity is the whole old row only with REPLICA IDENTITY FULL (else its key). */
-	if (c->old.n > 0 && (rec->action == W2J_DELETE || t->replident == 'f'))
+	if (c->old.n > 0 && (rec->action == W2J_DELETE ||
+			     (rec->action == W2J_UPDATE && identity_whole(&c->now, &c->old))))
 		put_row(b, t, &c->old);
 	else
 		SB_LIT(b, "null");
@@ -781,7 +953,9 @@ int capture_build(capture *c, const capture_table *t, const w2j_record *rec, rou
 	else
 		SB_LIT(b, "null");
 	put_source(b, t, rec->lsn, rec->xid, rec->has_xid, &rec->timestamp, false);
-	if (n_toast) {
+	if (rec->action == W2J_UPDATE && c->toast_unknown) {
+		SB_LIT(b, ",\"unchanged_toast\":null"); /* cannot be known: capture_toast_check */
+	} else if (n_toast) {
 		SB_LIT(b, ",\"unchanged_toast\":[");
 		sb_put(b, toast->p, toast->len);
 		SB_LIT(b, "]");

@@ -5,7 +5,9 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
+#include "capture_names.h"
 #include "config.h"
 #include "route.h"
 #include "w2j.h"
@@ -33,6 +35,10 @@ typedef struct {
 	bool ordered;     /* the key is a unique not-null index's columns: snapshots can use it */
 	const char *refusal; /* why its changes cannot be published (no key), or NULL */
 	lsn_t catalog_lsn;   /* the server's WAL position when the catalog entry was read */
+	int64_t read_us;     /* the server's clock (µs since 1970) just before the entry was read */
+	int64_t ddl_us;      /* commit time of the newest of its catalog rows (INT64_MIN: older than the slot) */
+	bool ddl_known;      /* ddl_us is known (track_commit_timestamp on when they were written) */
+	const char *slot;    /* the relay's slot: its catalog_xmin dates old catalog rows */
 } capture_table;
 
 typedef struct capture capture;
@@ -64,6 +70,18 @@ int capture_read(capture *c, const w2j_record *rec);
  */
 bool capture_stale(capture *c, const capture_table *t, const w2j_record *rec, lsn_t commit_end);
 /*
+ * Whether an update's unchanged_toast can be known (after capture_read and capture_stale): the
+ * columns wal2json left out are those of the table as it was at the change, and the catalog entry
+ * is that table only when no ALTER TABLE of it committed between the two. EXACT: it is (or no
+ * column could be missing); READ_AGAIN: the entry was read before the change committed and lacks
+ * values, read it again (capture_refresh) and ask again with may_read false; UNKNOWN: the entry
+ * may not be the table of the change (the relay is behind an ALTER TABLE of it, or commit
+ * timestamps are off), and the record says "unchanged_toast": null.
+ */
+typedef enum { CAPTURE_TOAST_EXACT, CAPTURE_TOAST_READ_AGAIN, CAPTURE_TOAST_UNKNOWN } capture_toast;
+capture_toast capture_toast_check(capture *c, const capture_table *t, const w2j_record *rec,
+				  bool may_read);
+/*
  * Reads the catalog entry of t again, in place (pointers to t stay valid); -1 with err. A table
  * gone from the catalog (dropped or renamed since) keeps the entry it had.
  */
@@ -82,6 +100,11 @@ int capture_lookup_record(capture *c, PGconn *conn, const w2j_record *rec, captu
  */
 int capture_resolve_all(capture *c, PGconn *conn, capture_table ***tables, int *n, char *err,
 			size_t errlen);
+
+/* How many of the tables looked up so far cannot be captured (refusal set). */
+int capture_refused_count(const capture *c);
+/* True when a capture entry names its tables by a pattern (a * in schema or table). */
+bool capture_is_pattern(const capture_config *e);
 
 /*
  * The record of a change (insert, update, delete or truncate), after capture_read: key = the

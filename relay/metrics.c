@@ -57,6 +57,7 @@ static struct {
 	_Atomic uint64_t retained_wal;
 	_Atomic uint64_t commit_disorder_us;
 	_Atomic uint64_t backfilled;
+	_Atomic uint64_t refused_tables;
 	_Atomic int64_t read_commit_ms; /* 0: no transaction read yet */
 	_Atomic bool caught_up;
 	_Atomic bool ready;
@@ -139,6 +140,8 @@ void metrics_set_confirmed(lsn_t lsn) { SET(confirmed, lsn); }
 void metrics_set_retained_wal(uint64_t bytes) { SET(retained_wal, bytes); }
 void metrics_set_commit_disorder(int64_t us) { SET(commit_disorder_us, us > 0 ? (uint64_t)us : 0); }
 void metrics_backfilled(uint64_t n) { ADD(backfilled, n); }
+
+void metrics_set_refused_tables(uint64_t n) { SET(refused_tables, n); }
 
 void metrics_set_read_commit_time(int64_t ms)
 {
@@ -254,6 +257,9 @@ char *metrics_render(size_t *len)
 	family(f, "backfilled_rows_total", "counter",
 	       "Outbox rows published from their table for a new slot (first start, lost slot).");
 	sample(f, "backfilled_rows_total", GET(backfilled));
+	family(f, "capture_refused_tables", "gauge",
+	       "Tables a capture pattern takes that cannot be captured (no replica identity or key, no valid topic name): their changes are dead-lettered.");
+	sample(f, "capture_refused_tables", GET(refused_tables));
 	family(f, "confirmed_lsn", "gauge",
 	       "The WAL position confirmed to PostgreSQL (the slot's confirmed_flush_lsn), as a number.");
 	sample(f, "confirmed_lsn", confirmed);

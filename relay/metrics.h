@@ -58,6 +58,8 @@ void metrics_set_retained_wal(uint64_t bytes);
 void metrics_set_read_commit_time(int64_t ms);
 /* The largest commit-time disorder the stream showed (us; see horizon.h). */
 void metrics_set_commit_disorder(int64_t us);
+/* Tables a capture pattern takes that cannot be captured (their changes are dead-lettered). */
+void metrics_set_refused_tables(uint64_t n);
 /* Rows a backfill put into committed Kafka transactions. */
 void metrics_backfilled(uint64_t n);
 /* The server said it has nothing more to send: the replication lag is 0 until the next read. */

@@ -282,7 +282,8 @@ static pg_result start_streaming(pg_stream *s, const char *slot, const char *add
 	snprintf(cmd, sizeof(cmd),
 		 "START_REPLICATION SLOT %s LOGICAL %s (\"format-version\" '2', "
 		 "\"include-transaction\" '1', \"include-xids\" '1', \"include-timestamp\" '1', "
-		 "\"include-lsn\" '1', ", ident, lsn_format(from, lsn));
+		 "\"include-lsn\" '1', \"include-domain-data-type\" '1', ", ident,
+		 lsn_format(from, lsn));
 	PQfreemem(ident);
 	/* Without outbox tables, no table changes at all. */
 	strncat(cmd, add_tables[0] ? "\"add-tables\" " : "\"filter-tables\" ",

@@ -245,7 +245,8 @@ void snapshot_queue_initial(snapshot *s, capture_table *const *tables, int n)
 {
 	for (int i = 0; i < n; i++) {
 		const capture_table *t = tables[i];
-		if (!t->cfg->snapshot || list_has(&s->done, t->name) || list_has(&s->queue, t->name))
+		if (!t->cfg->snapshot || t->refusal || list_has(&s->done, t->name) ||
+		    list_has(&s->queue, t->name))
 			continue;
 		list_add(&s->queue, t->name);
 		s->dirty = true;

@@ -493,3 +493,92 @@ def test_a_table_name_cannot_forge_a_preflight_line(outbox, kafka):
     assert code == 1, out
     assert not [l for l in out.splitlines() if l.startswith("ok   forged")], out
     assert "FAIL captured table public.x\\nok   forged has a key" in out, out
+
+
+def test_update_carries_the_old_row_when_full_identity_is_set_after_the_catalog_was_read(outbox, kafka):
+    """REPLICA IDENTITY FULL set while the relay runs (its catalog entry says DEFAULT): the
+    update's own identity is the whole old row, and it is published as before."""
+    db = outbox.db
+    db.execute("CREATE TABLE public.later_full (id int PRIMARY KEY, title text)")
+    prefix = start(outbox, '{ tables = "public.later_full"; snapshot = false; }')
+    db.execute("INSERT INTO public.later_full VALUES (1, 'one')")
+    db.execute("ALTER TABLE public.later_full REPLICA IDENTITY FULL")
+    db.execute("UPDATE public.later_full SET title = 'two' WHERE id = 1")
+    db.execute("ALTER TABLE public.later_full REPLICA IDENTITY DEFAULT")
+    db.execute("UPDATE public.later_full SET title = 'three' WHERE id = 1")
+    got = records(kafka, prefix + ".public.later_full", 3)
+    assert [v["op"] for _, v in got] == ["c", "u", "u"]
+    assert got[1][1]["before"] == {"id": 1, "title": "one"} and got[1][1]["after"] == {"id": 1, "title": "two"}
+    assert got[2][1]["before"] is None
+
+
+def test_unchanged_toast_names_exactly_what_wal2json_left_out_or_says_it_cannot_know(outbox, kafka):
+    """unchanged_toast is computed from a catalog entry: one read after a column was dropped
+    names nothing that was not left out; one read after an ALTER TABLE that came later than the
+    update (the relay behind it) cannot tell, and says null instead of guessing."""
+    db = outbox.db
+    big = "".join("%08x" % (i * 2654435761 % 4294967296) for i in range(1000))
+    db.execute("CREATE TABLE public.dropper (id int PRIMARY KEY, keep text, gone text)")
+    prefix = start(outbox, '{ tables = "public.*"; snapshot = false; }')
+    topic = prefix + ".public.dropper"
+    db.execute("INSERT INTO public.dropper VALUES (1, 'k', 'g')")
+    db.execute("ALTER TABLE public.dropper DROP COLUMN gone")
+    db.execute("UPDATE public.dropper SET keep = 'k2' WHERE id = 1")
+    (_, u), = [r for r in records(kafka, topic, 2) if r[1]["op"] == "u"]
+    assert u["after"] == {"id": 1, "keep": "k2"} and "unchanged_toast" not in u, u
+    # Behind: a table created, updated (body left out), then given a column; its catalog entry
+    # is first read after all of it.
+    outbox.relay.proc.send_signal(signal.SIGSTOP)
+    try:
+        db.execute("CREATE TABLE public.fresh (id int PRIMARY KEY, body text)")
+        db.execute("ALTER TABLE public.fresh ALTER COLUMN body SET STORAGE EXTERNAL")
+        db.execute("INSERT INTO public.fresh VALUES (1, %s)", (big,))
+        db.execute("UPDATE public.fresh SET id = id WHERE id = 1")
+        db.execute("ALTER TABLE public.fresh ADD COLUMN c int")
+    finally:
+        outbox.relay.proc.send_signal(signal.SIGCONT)
+    got = records(kafka, prefix + ".public.fresh", 2)
+    u = got[1][1]
+    assert u["op"] == "u" and u["after"] == {"id": 1}
+    assert "unchanged_toast" in u and u["unchanged_toast"] is None, u  # not ["body", "c"]
+
+
+def test_a_table_a_pattern_takes_that_cannot_be_captured_does_not_block_the_start(outbox, kafka):
+    """Under a pattern, tables without replica identity or without a valid topic name exist
+    before the start: the relay starts anyway, says so in the log and a metric, dead-letters
+    their changes, and streams the other tables; named explicitly, such a table still refuses
+    the start."""
+    import harness
+    from test_metrics import http_get
+    db = outbox.db
+    db.execute("CREATE SCHEMA mixed")
+    db.execute("CREATE TABLE mixed.good (id int PRIMARY KEY)")
+    db.execute("CREATE TABLE mixed.nokey (a int)")
+    db.execute('CREATE TABLE mixed."bad name" (id int PRIMARY KEY)')
+    port = harness.free_port()
+    dlq = outbox.prefix + ".dlq"
+    prefix = start(outbox, '{ tables = "mixed.*"; snapshot = false; }',
+                   'dead_letter_topic = "%s"; metrics_listen = ":%d";' % (dlq, port))
+    log = outbox.relay.log()
+    assert "capture: cannot capture table mixed.nokey (taken by the pattern mixed.*): wal2json " \
+        "drops its updates and deletes" in log, log
+    assert "cannot capture table mixed.bad name (taken by the pattern mixed.*): the topic name" in log
+    wait_for(lambda: "outbox_relay_capture_refused_tables 2\n" in http_get(port, "/metrics")[1], 30,
+             what="the metric")
+    db.execute("INSERT INTO mixed.nokey VALUES (1)")
+    db.execute('INSERT INTO mixed."bad name" VALUES (1)')
+    db.execute("INSERT INTO mixed.good VALUES (1)")
+    assert records(kafka, prefix + ".mixed.good", 1)[0][1]["op"] == "c"
+    dead = kafka.consume(dlq, until=2, timeout=60)
+    assert sorted(dict(m["headers"])["dlq_source"] for m in dead) == [b"mixed.bad name", b"mixed.nokey"]
+    code, out = relayctl.run_once(["preflight", outbox.config_path], timeout=60)
+    assert code == 1
+    assert "FAIL captured table mixed.nokey has a replica identity" in out, out
+    assert "FAIL captured table mixed.bad name has a valid topic name: the template " \
+        "${prefix}.${schema}.${table} gives \"%s.mixed.bad name\"" % outbox.prefix in out, out
+    assert outbox.relay.stop() == 0
+    outbox.reconfigure(capture='{ tables = "mixed.nokey"; snapshot = false; }',
+                       extra_relay='topic_prefix = "%s";' % outbox.prefix)
+    outbox.relay.start()
+    assert outbox.relay.wait_exit(60) == 1
+    assert "cannot capture table mixed.nokey: wal2json drops" in outbox.relay.log()

@@ -86,6 +86,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    rec.action != W2J_COMMIT && rec.action != W2J_MESSAGE) {
 		capture_read(cap, &rec);
 		(void)capture_stale(cap, &tab, &rec, rec.lsn + 1);
+		tab.read_us = size % 3 ? 0 : INT64_MAX; /* read before or after any commit */
+		tab.ddl_us = size % 2 ? INT64_MIN : INT64_MAX;
+		tab.ddl_known = size % 5 != 0;
+		FUZZ_CHECK(capture_toast_check(cap, &tab, &rec, size % 7 != 0) <= CAPTURE_TOAST_UNKNOWN);
 		if (capture_build_key_change(cap, &tab, &rec, &m))
 			check_msg(&m);
 		if (capture_build(cap, &tab, &rec, &m, &why) == 0)

@@ -2,6 +2,7 @@
 #include "unit.h"
 
 #include "capture.h"
+#include "pgtime.h"
 #include "snapshot.h"
 
 /* A config with one capture entry, and a table as the catalog would describe it. */
@@ -112,6 +113,71 @@ static void test_update_full_identity_fills_toast(void **state)
 				  "," COL("doc", "json", "null") "]}", &m);
 	assert_string_equal(v, "{\"op\":\"u\",\"before\":{\"id\":1,\"body\":\"long\",\"secret\":\"o\",\"doc\":null},"
 			       "\"after\":{\"id\":1,\"secret\":\"n\",\"doc\":null,\"body\":\"long\"}" SOURCE "}");
+	capture_free(f.cap);
+}
+
+/* Before: the change's own identity when it is the whole old row, whatever the catalog says. */
+static void test_update_before_follows_the_identity_not_the_catalog(void **state)
+{
+	fixture f;
+	route_msg m;
+
+	(void)state;
+	setup_table(&f, 'd', false); /* read before ALTER TABLE ... REPLICA IDENTITY FULL */
+	const char *v = build(&f, HEAD("U") ",\"columns\":[" COL("id", "int", "1") "," COL("body", "text", "\"b\"")
+				  "," COL("secret", "text", "\"n\"") "," COL("doc", "json", "null")
+				  "],\"identity\":[" COL("id", "int", "1") "," COL("body", "text", "\"b\"")
+				  "," COL("secret", "text", "\"o\"") "," COL("doc", "json", "null") "]}", &m);
+	assert_string_equal(v, "{\"op\":\"u\",\"before\":{\"id\":1,\"body\":\"b\",\"secret\":\"o\",\"doc\":null},"
+			       "\"after\":{\"id\":1,\"body\":\"b\",\"secret\":\"n\",\"doc\":null}" SOURCE "}");
+	capture_free(f.cap);
+}
+
+/* The toast check of an update without body, against an entry read at read_us with ddl_us. */
+static capture_toast toast_check(fixture *f, int64_t read_delta, int64_t ddl_delta, bool may_read,
+				 const char **value, route_msg *m)
+{
+	static const char text[] = HEAD("U") ",\"columns\":[" COL("id", "int", "1") "," COL("secret", "text", "null")
+				   "," COL("doc", "json", "null") "],\"identity\":[" COL("id", "int", "1") "]}";
+	int64_t commit_us;
+	w2j_record rec;
+	const char *why = NULL;
+	capture_toast res;
+
+	assert_true(pgtime_parse_us("2026-11-22 10:00:00+00", 22, &commit_us));
+	f->t.read_us = commit_us + read_delta;
+	f->t.ddl_us = commit_us + ddl_delta;
+	f->t.ddl_known = true;
+	assert_int_equal(w2j_decode(text, strlen(text), &rec, &why), 0);
+	capture_read(f->cap, &rec);
+	res = capture_toast_check(f->cap, &f->t, &rec, may_read);
+	static char out[4096];
+
+	assert_int_equal(capture_build(f->cap, &f->t, &rec, m, &why), 0);
+	snprintf(out, sizeof(out), "%.*s", (int)m->value_len, m->value);
+	*value = out;
+	return res;
+}
+
+/* unchanged_toast: exact when the entry is the table of the change, else null, never a guess. */
+static void test_update_unchanged_toast_known_or_null(void **state)
+{
+	fixture f;
+	route_msg m;
+	const char *v;
+
+	(void)state;
+	setup_table(&f, 'd', false);
+	/* Read after the commit, last ALTER before it: exact. */
+	assert_int_equal(toast_check(&f, 5, -5, true, &v, &m), CAPTURE_TOAST_EXACT);
+	assert_non_null(strstr(v, ",\"unchanged_toast\":[\"body\"]}"));
+	/* Read after the commit, last ALTER after it too: the entry may not be its table. */
+	assert_int_equal(toast_check(&f, 10, 5, true, &v, &m), CAPTURE_TOAST_UNKNOWN);
+	assert_non_null(strstr(v, ",\"unchanged_toast\":null}"));
+	/* Read before the commit with a column missing: read again, then (still before) null. */
+	assert_int_equal(toast_check(&f, -5, -10, true, &v, &m), CAPTURE_TOAST_READ_AGAIN);
+	assert_int_equal(toast_check(&f, -5, -10, false, &v, &m), CAPTURE_TOAST_UNKNOWN);
+	assert_non_null(strstr(v, ",\"unchanged_toast\":null}"));
 	capture_free(f.cap);
 }
 
@@ -300,6 +366,8 @@ int main(void)
 		cmocka_unit_test(test_insert_envelope),
 		cmocka_unit_test(test_update_unchanged_toast),
 		cmocka_unit_test(test_update_full_identity_fills_toast),
+		cmocka_unit_test(test_update_before_follows_the_identity_not_the_catalog),
+		cmocka_unit_test(test_update_unchanged_toast_known_or_null),
 		cmocka_unit_test(test_delete_truncate_and_key_change),
 		cmocka_unit_test(test_missing_key_and_refusal),
 		cmocka_unit_test(test_stale_catalog),
