@@ -575,37 +575,44 @@ static int table_xids(backfill *b, PGconn *conn, const outbox_table *t, int64_t 
 }
 
 /* Runs fn over every existing table source; -1 at the first failure. */
-static int each_table(backfill *b, PGconn *conn, char *err, size_t errlen,
-		      int (*fn)(backfill *, PGconn *, const outbox_table *, void *, char *, size_t),
-		      void *arg)
+typedef int (*table_fn)(PGconn *conn, const outbox_table *t, void *arg, char *err, size_t errlen);
+static int each_table(const relay_config *cfg, PGconn *conn, table_fn fn, void *arg, char *err,
+		      size_t errlen)
 {
-	for (int i = next_table(b->cfg, 0); i >= 0; i = next_table(b->cfg, i + 1)) {
+	for (int i = next_table(cfg, 0); i >= 0; i = next_table(cfg, i + 1)) {
 		outbox_table t;
-		if (outbox_table_read(conn, b->cfg->sources[i].table, &t, err, errlen) < 0)
+		if (outbox_table_read(conn, cfg->sources[i].table, &t, err, errlen) < 0)
 			return -1;
-		if (t.exists && fn(b, conn, &t, arg, err, errlen) < 0)
+		if (t.exists && fn(conn, &t, arg, err, errlen) < 0)
 			return -1;
 	}
 	return 0;
 }
 
-static int newest_of(backfill *b, PGconn *conn, const outbox_table *t, void *arg, char *err,
-		     size_t errlen)
+/* What the finishing scans carry: the backfill, the newest commit time, the fields filled. */
+typedef struct {
+	backfill *b;
+	int64_t newest;
+	checkpoint_recovery *out;
+} finish_scan;
+
+static int newest_of(PGconn *conn, const outbox_table *t, void *arg, char *err, size_t errlen)
 {
-	return table_newest(b, conn, t, arg, err, errlen);
+	finish_scan *f = arg;
+	return table_newest(f->b, conn, t, &f->newest, err, errlen);
 }
 
-static int xids_of(backfill *b, PGconn *conn, const outbox_table *t, void *arg, char *err,
-		   size_t errlen)
+static int xids_of(PGconn *conn, const outbox_table *t, void *arg, char *err, size_t errlen)
 {
-	checkpoint_recovery *out = arg;
-	return table_xids(b, conn, t, out->commit_us - out->window_ms * 1000, out, err, errlen);
+	finish_scan *f = arg;
+	return table_xids(f->b, conn, t, f->out->commit_us - f->out->window_ms * 1000, f->out, err,
+			  errlen);
 }
 
 int backfill_finish(backfill *b, PGconn *conn, const checkpoint_recovery *lo, int64_t window_ms,
 		    checkpoint_recovery *out, char *err, size_t errlen)
 {
-	int64_t newest = b->started_us;
+	finish_scan f = {.b = b, .newest = b->started_us, .out = out};
 	int cts = backfill_commit_ts_on(conn, err, errlen);
 
 	close_cursor(b, conn);
@@ -614,41 +621,39 @@ int backfill_finish(backfill *b, PGconn *conn, const checkpoint_recovery *lo, in
 	out->n_xids = 0;
 	if (cts < 0)
 		return -1;
-	if (lo && lo->commit_us > newest)
-		newest = lo->commit_us;
-	if (cts == 1 && each_table(b, conn, err, errlen, newest_of, &newest) < 0)
+	if (lo && lo->commit_us > f.newest)
+		f.newest = lo->commit_us;
+	if (cts == 1 && each_table(b->cfg, conn, newest_of, &f, err, errlen) < 0)
 		return -1;
-	out->commit_us = newest;
+	out->commit_us = f.newest;
 	out->window_ms = window_ms;
-	if (cts == 1 && each_table(b, conn, err, errlen, xids_of, out) < 0)
+	if (cts == 1 && each_table(b->cfg, conn, xids_of, &f, err, errlen) < 0)
 		return -1;
 	return 0;
 }
 
 void backfill_done(backfill *b) { b->active = false; }
 
+/* The oldest commit time of one table's rows, folded into *arg (0: none yet). */
+static int oldest_of(PGconn *conn, const outbox_table *t, void *arg, char *err, size_t errlen)
+{
+	int64_t *oldest = arg, v;
+	strbuf q = {0};
+
+	strbuf_add(&q, "SELECT min((extract(epoch FROM c.ts) * 1000000)::int8)");
+	outbox_table_from(t, true, &q);
+	int r = query_int8(NULL, conn, strbuf_str(&q), &v, err, errlen);
+	strbuf_free(&q);
+	if (r == 0 && v > 0 && (*oldest == 0 || v < *oldest))
+		*oldest = v;
+	return r;
+}
+
 int backfill_oldest_row_us(const relay_config *cfg, PGconn *conn, int64_t *oldest, char *err,
 			   size_t errlen)
 {
 	*oldest = 0;
-	for (int i = next_table(cfg, 0); i >= 0; i = next_table(cfg, i + 1)) {
-		outbox_table t;
-		strbuf q = {0};
-		int64_t v;
-		if (outbox_table_read(conn, cfg->sources[i].table, &t, err, errlen) < 0)
-			return -1;
-		if (!t.exists)
-			continue;
-		strbuf_add(&q, "SELECT min((extract(epoch FROM c.ts) * 1000000)::int8)");
-		outbox_table_from(&t, true, &q);
-		int r = query_int8(NULL, conn, strbuf_str(&q), &v, err, errlen);
-		strbuf_free(&q);
-		if (r < 0)
-			return -1;
-		if (v > 0 && (*oldest == 0 || v < *oldest))
-			*oldest = v;
-	}
-	return 0;
+	return each_table(cfg, conn, oldest_of, oldest, err, errlen);
 }
 
 int backfill_purged_through_us(const relay_config *cfg, PGconn *conn, int64_t *us, char *err,
@@ -671,28 +676,37 @@ int backfill_purged_through_us(const relay_config *cfg, PGconn *conn, int64_t *u
 			  "FROM outbox.purge_state", us, err, errlen);
 }
 
+/* What the unlisted-rows scan carries: the checkpoint's fields, the count so far. */
+typedef struct {
+	const checkpoint_recovery *lo;
+	int64_t rows;
+} unlisted_scan;
+
+/* Rows of a table without txid inside the checkpoint's window and not listed, added up. */
+static int unlisted_of(PGconn *conn, const outbox_table *t, void *arg, char *err, size_t errlen)
+{
+	unlisted_scan *u = arg;
+	strbuf q = {0};
+	int64_t v;
+
+	if (t->has_txid)
+		return 0;
+	strbuf_add(&q, "SELECT count(*)");
+	outbox_table_from(t, true, &q);
+	strbuf_addf(&q, " WHERE c.ts <= 'epoch'::timestamptz + %lld * interval '1 microsecond' AND ",
+		    (long long)u->lo->commit_us);
+	outbox_table_after(t, u->lo, &q);
+	int r = query_int8(NULL, conn, strbuf_str(&q), &v, err, errlen);
+	strbuf_free(&q);
+	u->rows += r == 0 ? v : 0;
+	return r;
+}
+
 int backfill_unlisted_near(const relay_config *cfg, PGconn *conn, const checkpoint_recovery *lo,
 			   int64_t *rows, char *err, size_t errlen)
 {
-	*rows = 0;
-	for (int i = next_table(cfg, 0); i >= 0; i = next_table(cfg, i + 1)) {
-		outbox_table t;
-		strbuf q = {0};
-		int64_t v;
-		if (outbox_table_read(conn, cfg->sources[i].table, &t, err, errlen) < 0)
-			return -1;
-		if (!t.exists || t.has_txid)
-			continue;
-		strbuf_add(&q, "SELECT count(*)");
-		outbox_table_from(&t, true, &q);
-		strbuf_addf(&q, " WHERE c.ts <= 'epoch'::timestamptz + %lld * interval '1 microsecond' "
-			    "AND ", (long long)lo->commit_us);
-		outbox_table_after(&t, lo, &q);
-		int r = query_int8(NULL, conn, strbuf_str(&q), &v, err, errlen);
-		strbuf_free(&q);
-		if (r < 0)
-			return -1;
-		*rows += v;
-	}
-	return 0;
+	unlisted_scan u = {.lo = lo};
+	int r = each_table(cfg, conn, unlisted_of, &u, err, errlen);
+	*rows = u.rows;
+	return r;
 }
