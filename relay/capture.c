@@ -746,12 +746,29 @@ static bool has_field_from(const field_list *l, const cap_field *f, size_t *from
 	return false;
 }
 
+/* True when the identity holds a column that is not one of the table's key columns. */
+static bool has_non_key(const capture_table *t, const field_list *old)
+{
+	for (size_t k = 0; k < old->n; k++) {
+		bool key = false;
+		for (int j = 0; j < t->n_keys && !key; j++) {
+			const char *name = t->cols[t->keys[j]].name;
+			key = json_string_is(&old->f[k].name, name, strlen(name));
+		}
+		if (!key)
+			return true;
+	}
+	return false;
+}
+
 /*
  * Whether an update's identity is its whole old row, as the change itself says: an old value
- * for every column of the new row (REPLICA IDENTITY FULL at the time of the change, whatever the
- * catalog says now; or a table whose columns are all key columns).
+ * for every column of the new row, and more than the key (REPLICA IDENTITY FULL at the time of
+ * the change, whatever the catalog says now). A key-only identity also covers a new row whose
+ * other columns were all left out as unchanged TOAST: that is not the old row. A table of key
+ * columns only has its whole row in its key.
  */
-static bool identity_whole(const field_list *now, const field_list *old)
+static bool identity_whole(const capture_table *t, const field_list *now, const field_list *old)
 {
 	size_t from = 0;
 
@@ -760,7 +777,7 @@ static bool identity_whole(const field_list *now, const field_list *old)
 	for (size_t i = 0; i < now->n; i++)
 		if (!has_field_from(old, &now->f[i], &from))
 			return false;
-	return true;
+	return t->n_cols == t->n_keys || has_non_key(t, old);
 }
 
 /*
@@ -941,7 +958,7 @@ int capture_build(capture *c, const capture_table *t, const w2j_record *rec, rou
 	SB_LIT(b, "\",\"before\":");
 	/* An update's identity is the whole old row only with REPLICA IDENTITY FULL (else its key). */
 	if (c->old.n > 0 && (rec->action == W2J_DELETE ||
-			     (rec->action == W2J_UPDATE && identity_whole(&c->now, &c->old))))
+			     (rec->action == W2J_UPDATE && identity_whole(t, &c->now, &c->old))))
 		put_row(b, t, &c->old);
 	else
 		SB_LIT(b, "null");

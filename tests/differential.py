@@ -163,8 +163,11 @@ def expected_records(change, model, tombstones=True):
         out = [(key_of(old_row), {"op": "d", "before": old_row, "after": None, "toast": "absent",
                                    "source": source})]
         return out + ([(key_of(old_row), None)] if tombstones else [])
-    # An update: the identity is the whole old row when it has an old value for every new one.
-    whole = bool(old) and all(n in old_row for n, _ in now)
+    # An update: the identity is the whole old row when it has an old value for every new one
+    # and more than the key (a key-only identity also covers a row whose other columns were all
+    # left out as unchanged TOAST). A table of key columns only has its whole row in its key.
+    whole = bool(old) and all(n in old_row for n, _ in now) and (
+        set(columns) <= set(keys) or any(n not in keys for n in old_row))
     after = dict(new_row)
     after.update((n, v) for n, v in old if n not in new_row)
     toast = [c for c in columns if c not in after]

@@ -74,6 +74,7 @@ TABLES = [
     ("diff", "ünï ❄", "(k text PRIMARY KEY, v int)"),
     ("diff", "new\nline", "(id int PRIMARY KEY, v text)"),
     ("diff", "docs", "(id int PRIMARY KEY, title text, body text)"),
+    ("diff", "keybody", "(id int PRIMARY KEY, body text)"),
     ("diff", "docs_full", "(id int PRIMARY KEY, title text, body text)"),
     ("diff", "docs_late", "(id int PRIMARY KEY, title text, body text)"),
     ("diff", "people", "(id int PRIMARY KEY, email text NOT NULL UNIQUE, name text)"),
@@ -97,7 +98,7 @@ def create_tables(s):
     s.run("CREATE SCHEMA odd")
     for schema, table, cols in TABLES:
         s.run("CREATE TABLE %s %s" % (q(schema, table), cols))
-    for t in ("docs", "docs_full", "docs_late"):
+    for t in ("docs", "docs_full", "docs_late", "keybody"):
         s.run("ALTER TABLE diff.%s ALTER COLUMN body SET STORAGE EXTERNAL" % t)
     s.run("ALTER TABLE diff.docs_full REPLICA IDENTITY FULL")
     s.run("ALTER TABLE diff.people REPLICA IDENTITY USING INDEX people_email_key")
@@ -140,6 +141,10 @@ def phase_steady(s):
         s.run("UPDATE diff.%s SET title = 'two' WHERE id = 1" % t)  # body: unchanged TOAST
         s.run("UPDATE diff.%s SET body = %%s WHERE id = 1" % t, (BIG[::-1],))
         s.run("UPDATE diff.%s SET id = 2 WHERE id = 1" % t)  # key change, body unchanged
+    # Only the key changes, the rest is unchanged TOAST: the identity is the old key, not the row.
+    s.run("INSERT INTO diff.keybody VALUES (1, %s)", (BIG,))
+    s.run("UPDATE diff.keybody SET id = 2 WHERE id = 1")
+    s.run("UPDATE diff.keybody SET id = id WHERE id = 2")
     s.run("INSERT INTO diff.people VALUES (1, 'a@x', 'A'), (2, 'b@x', 'B')")
     s.run("UPDATE diff.people SET name = 'AA' WHERE id = 1")
     s.run("UPDATE diff.people SET email = 'a2@x' WHERE id = 1")  # the key (identity index) changes
