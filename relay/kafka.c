@@ -22,6 +22,7 @@ struct kafka_producer {
 	size_t n_topics;
 	size_t last; /* the topic kafka_topic_ready found last (the next record's, usually) */
 	size_t max_msg_size; /* message.max.bytes: the largest record librdkafka takes */
+	bool compressed;     /* compression.type is set: the broker sees smaller batches */
 };
 
 /* A topic known to exist: its handle (producing with one skips librdkafka's lookup). */
@@ -30,7 +31,11 @@ struct kafka_topic {
 	rd_kafka_topic_t *rkt;
 	int partitions;    /* as the broker last said (0: not asked yet) */
 	int64_t counted_ms; /* when */
+	size_t max_bytes;  /* the topic's max.message.bytes, checked before producing (0: unknown) */
 };
+
+/* A record batch's header (magic 2): a record alone in a batch takes this much more. */
+#define BATCH_OVERHEAD 61
 
 /* How long a partition count is trusted (partitions can be added to a topic, never removed). */
 #define PARTITIONS_TTL_MS 60000
@@ -150,6 +155,17 @@ static size_t max_message_bytes(rd_kafka_t *rk)
 	return (size_t)strtoull(buf, NULL, 10);
 }
 
+/* True when the producer compresses batches (compression.type other than none). */
+static bool compression_on(rd_kafka_t *rk)
+{
+	char buf[32];
+	size_t n = sizeof(buf);
+
+	if (rd_kafka_conf_get(rd_kafka_conf(rk), "compression.type", buf, &n) != RD_KAFKA_CONF_OK)
+		return false;
+	return strcmp(buf, "none") != 0;
+}
+
 kafka_producer *kafka_producer_new(const relay_config *cfg, const char *transactional_id,
 				   kafka_delivery_fn on_delivery_fn, void *opaque, char *errbuf,
 				   size_t errlen)
@@ -189,6 +205,7 @@ kafka_producer *kafka_producer_new(const relay_config *cfg, const char *transact
 	kp->mainq = rd_kafka_queue_get_main(kp->rk);
 	rd_kafka_queue_io_event_enable(kp->mainq, kp->pipe_fds[1], "1", 1);
 	kp->max_msg_size = max_message_bytes(kp->rk);
+	kp->compressed = compression_on(kp->rk);
 	return kp;
 fail:
 	kafka_producer_free(kp);
@@ -235,11 +252,49 @@ static kafka_topic *topic_find(kafka_producer *kp, const char *topic)
 	return NULL;
 }
 
+/* Bytes of a zigzag varint (how Kafka record headers write their lengths). */
+static size_t varint_size(int64_t v)
+{
+	uint64_t u = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+	size_t n = 1;
+
+	while (u >= 0x80)
+		u >>= 7, n++;
+	return n;
+}
+
+/*
+ * A record's worst-case size on the wire, as librdkafka's own check in rd_kafka_produceva
+ * (rdkafka_msg.c, 2.0.2) counts it against message.max.bytes: 36 bytes of varints and
+ * attributes, key, value, serialized headers.
+ */
+static size_t record_size(const route_msg *m)
+{
+	size_t n = 36 + m->key_len + m->value_len;
+
+	for (size_t i = 0; i < m->n_headers; i++)
+		n += varint_size((int64_t)m->headers[i].name_len) + m->headers[i].name_len +
+		     varint_size((int64_t)m->headers[i].value_len) + m->headers[i].value_len;
+	return n;
+}
+
+/*
+ * The topic's own limit, as the broker applies it to a batch: a record that cannot fit even
+ * alone is refused here, so it is dead-lettered like one librdkafka refuses (with compression
+ * the broker sees less: left to it).
+ */
+static bool fits_topic(const kafka_producer *kp, const kafka_topic *t, size_t n)
+{
+	return !t || !t->max_bytes || kp->compressed || n + BATCH_OVERHEAD <= t->max_bytes;
+}
+
 rd_kafka_resp_err_t kafka_produce(kafka_producer *kp, const route_msg *m, int32_t partition,
 				  void *msg_opaque)
 {
-	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(m->n_headers);
 	kafka_topic *t = topic_find(kp, m->topic);
+	if (!fits_topic(kp, t, record_size(m)))
+		return RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; /* as librdkafka says for its own limit */
+	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(m->n_headers);
 	rd_kafka_topic_t *rkt = t ? t->rkt : NULL;
 	rd_kafka_vu_t vu[8];
 	rd_kafka_error_t *error;
@@ -283,30 +338,10 @@ rd_kafka_resp_err_t kafka_produce(kafka_producer *kp, const route_msg *m, int32_
 	return err;
 }
 
-/* Bytes of a zigzag varint (how Kafka record headers write their lengths). */
-static size_t varint_size(int64_t v)
-{
-	uint64_t u = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-	size_t n = 1;
-
-	while (u >= 0x80)
-		u >>= 7, n++;
-	return n;
-}
-
-/*
- * librdkafka's own check in rd_kafka_produceva (rdkafka_msg.c, 2.0.2): the record's worst-case
- * size on the wire (36 bytes of varints and attributes, key, value, serialized headers) must
- * not pass message.max.bytes.
- */
 bool kafka_record_fits(const kafka_producer *kp, const route_msg *m)
 {
-	size_t n = 36 + m->key_len + m->value_len;
-
-	for (size_t i = 0; i < m->n_headers; i++)
-		n += varint_size((int64_t)m->headers[i].name_len) + m->headers[i].name_len +
-		     varint_size((int64_t)m->headers[i].value_len) + m->headers[i].value_len;
-	return n <= kp->max_msg_size;
+	size_t n = record_size(m);
+	return n <= kp->max_msg_size && fits_topic(kp, topic_find((kafka_producer *)kp, m->topic), n);
 }
 
 int kafka_event_fd(const kafka_producer *kp) { return kp->pipe_fds[0]; }
@@ -444,6 +479,21 @@ int kafka_partition_count(kafka_producer *kp, const char *topic, char *err, size
 	return n;
 }
 
+/* The topic's max.message.bytes, or 0 when the broker does not say (no DescribeConfigs ACL):
+ * then the broker's refusal is the only check, as before. */
+static size_t topic_limit(kafka_producer *kp, const char *topic)
+{
+	char err[256];
+	size_t bytes;
+
+	if (kafka_admin_max_message_bytes(kp->rk, topic, KAFKA_ADMIN_TIMEOUT_MS, &bytes, err,
+					  sizeof(err)) < 0) {
+		log_debug("%s: the broker's size limit for its records stays unknown", err);
+		return 0;
+	}
+	return bytes;
+}
+
 int kafka_topic_ready(kafka_producer *kp, const char *topic, bool create, int partitions,
 		      int replication_factor, char *err, size_t errlen)
 {
@@ -478,6 +528,7 @@ int kafka_topic_ready(kafka_producer *kp, const char *topic, bool create, int pa
 	t->rkt = rd_kafka_topic_new(kp->rk, topic, NULL);
 	t->partitions = n; /* 0 when just created: asked at the first record for every partition */
 	t->counted_ms = clock_mono_ms();
+	t->max_bytes = topic_limit(kp, topic);
 	kp->last = kp->n_topics++;
 	return 0;
 }

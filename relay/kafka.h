@@ -34,8 +34,10 @@ void kafka_producer_free(kafka_producer *kp);
 rd_kafka_resp_err_t kafka_produce(kafka_producer *kp, const route_msg *m, int32_t partition,
 				  void *msg_opaque);
 /*
- * Whether librdkafka will take a record of this size (message.max.bytes), asked before any
- * record of a group that must go out whole is produced. The broker may still refuse it.
+ * Whether a record of this size can be published: librdkafka's message.max.bytes, and the
+ * topic's own max.message.bytes (read when the topic was first used, without compression),
+ * asked before any record of a group that must go out whole is produced. kafka_produce refuses
+ * one that cannot with RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, as librdkafka does for its limit.
  */
 bool kafka_record_fits(const kafka_producer *kp, const route_msg *m);
 /* Outcome of a transactional call, by librdkafka's error classes. */

@@ -1,6 +1,9 @@
 /* kafka_admin.c: metadata lookups and CreateTopics through librdkafka's admin API. */
 #include "kafka_admin.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include <stdio.h>
 
 #include "log.h"
@@ -77,4 +80,44 @@ done:
 		rd_kafka_NewTopic_destroy(nt);
 	rd_kafka_queue_destroy(q);
 	return r;
+}
+
+/* max.message.bytes of one DescribeConfigs result (0: not in it). */
+static size_t max_bytes_of(rd_kafka_event_t *ev)
+{
+	const rd_kafka_DescribeConfigs_result_t *res = rd_kafka_event_DescribeConfigs_result(ev);
+	size_t n_res = 0, n_cfg = 0;
+	const rd_kafka_ConfigResource_t **rs = res ? rd_kafka_DescribeConfigs_result_resources(res, &n_res) : NULL;
+	const rd_kafka_ConfigEntry_t **cs = n_res == 1 ? rd_kafka_ConfigResource_configs(rs[0], &n_cfg) : NULL;
+
+	for (size_t i = 0; i < n_cfg; i++) {
+		const char *v = rd_kafka_ConfigEntry_value(cs[i]);
+		if (strcmp(rd_kafka_ConfigEntry_name(cs[i]), "max.message.bytes") == 0 && v)
+			return (size_t)strtoull(v, NULL, 10);
+	}
+	return 0;
+}
+
+int kafka_admin_max_message_bytes(rd_kafka_t *rk, const char *topic, int timeout_ms, size_t *bytes,
+				  char *err, size_t errlen)
+{
+	rd_kafka_ConfigResource_t *cr = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+	rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+	rd_kafka_event_t *ev;
+	rd_kafka_resp_err_t e;
+
+	*bytes = 0;
+	/* Hand-off: DescribeConfigs copies the resource; the result arrives on q. */
+	rd_kafka_DescribeConfigs(rk, &cr, 1, NULL, q);
+	ev = rd_kafka_queue_poll(q, timeout_ms);
+	e = ev ? rd_kafka_event_error(ev) : RD_KAFKA_RESP_ERR__TIMED_OUT;
+	if (!e)
+		*bytes = max_bytes_of(ev);
+	else
+		snprintf(err, errlen, "describing topic %s: %s", topic, rd_kafka_err2str(e));
+	if (ev)
+		rd_kafka_event_destroy(ev);
+	rd_kafka_ConfigResource_destroy(cr);
+	rd_kafka_queue_destroy(q);
+	return e ? -1 : 0;
 }

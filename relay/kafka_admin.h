@@ -15,4 +15,11 @@ int kafka_admin_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms, ch
 int kafka_admin_create(rd_kafka_t *rk, const char *topic, int partitions, int replication_factor,
 		       const char *cleanup_policy, int timeout_ms, char *err, size_t errlen);
 
+/*
+ * The topic's max.message.bytes (the broker's limit on a record batch): 0 and *bytes, which is 0
+ * when the broker did not say; -1 with err when it did not answer (no DescribeConfigs ACL, ...).
+ */
+int kafka_admin_max_message_bytes(rd_kafka_t *rk, const char *topic, int timeout_ms, size_t *bytes,
+				  char *err, size_t errlen);
+
 #endif

@@ -582,3 +582,47 @@ def test_a_table_a_pattern_takes_that_cannot_be_captured_does_not_block_the_star
     outbox.relay.start()
     assert outbox.relay.wait_exit(60) == 1
     assert "cannot capture table mixed.nokey: wal2json drops" in outbox.relay.log()
+
+
+def test_snapshot_row_larger_than_the_topic_allows_is_dead_lettered_and_the_relay_goes_on(outbox, kafka):
+    """librdkafka takes the row but the topic's max.message.bytes (2000) is smaller: the relay
+    knows the topic's limit, dead-letters the row and goes on (it read the chunk again forever)."""
+    from test_snapshot import configure
+    db = outbox.db
+    db.execute("CREATE TABLE public.blobs2 (id int PRIMARY KEY, body text)")
+    db.execute("INSERT INTO public.blobs2 VALUES (1, 'a')")
+    db.execute("INSERT INTO public.blobs2 SELECT 2, string_agg(md5(i::text), '') FROM generate_series(1, 160) i")
+    db.execute("INSERT INTO public.blobs2 VALUES (3, 'c')")
+    dlq = outbox.prefix + ".dlq"
+    topic = outbox.prefix + ".public.blobs2"
+    kafka.create_topic(topic, partitions=1, config={"max.message.bytes": "2000"})
+    configure(outbox, '{ tables = "public.blobs2"; }', 'dead_letter_topic = "%s";' % dlq)
+    outbox.relay.start()
+    dead = kafka.consume(dlq, until=1, timeout=60)
+    assert len(dead) == 1 and b'"id":2' in dead[0]["key"]
+    db.execute("INSERT INTO public.blobs2 VALUES (4, 'd')")
+    got = kafka.consume(topic, until=lambda ms: any(m["key"] == b'{"id":4}' for m in ms), timeout=60)
+    assert [m["key"] for m in got if m["value"]] == [b'{"id":1}', b'{"id":3}', b'{"id":4}']
+    assert outbox.relay.proc.poll() is None
+
+
+def test_key_change_whose_update_the_topic_cannot_take_is_not_half_published_at_least_once(outbox, kafka):
+    """At-least-once has no transaction to abort: the change is checked against the topic's own
+    max.message.bytes before its delete goes out, and dead-lettered whole."""
+    db = outbox.db
+    db.execute("CREATE TABLE public.kc (id int PRIMARY KEY, body text)")
+    db.execute("ALTER TABLE public.kc ALTER COLUMN body SET STORAGE PLAIN")
+    dlq = outbox.prefix + ".dlq"
+    topic = outbox.prefix + ".public.kc"
+    kafka.create_topic(topic, partitions=1, config={"max.message.bytes": "2000"})
+    start(outbox, '{ tables = "public.kc"; snapshot = false; }',
+          'dead_letter_topic = "%s"; delivery = "at-least-once";' % dlq)
+    db.execute("INSERT INTO public.kc VALUES (1, 'small')")
+    db.execute("UPDATE public.kc SET id = 2, body = (SELECT string_agg(md5(i::text), '') "
+               "FROM generate_series(1, 160) i) WHERE id = 1")
+    db.execute("INSERT INTO public.kc VALUES (4, 'next')")
+    dead = kafka.consume(dlq, until=1, timeout=60)
+    assert len(dead) == 1
+    msgs = kafka.consume(topic, until=lambda ms: any(m["key"] == b'{"id":4}' for m in ms), timeout=60)
+    ops = [(m["key"], m["value"] and json.loads(m["value"])["op"]) for m in msgs]
+    assert ops == [(b'{"id":1}', "c"), (b'{"id":4}', "c")], ops
