@@ -133,3 +133,25 @@ def run_once(args, timeout=30):
     p = subprocess.run([RELAY_BIN] + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        timeout=timeout)
     return p.returncode, p.stdout.decode(errors="replace")
+
+
+DROP_ACTIVE_SLOT = """
+DO $$
+BEGIN
+    PERFORM pg_terminate_backend(active_pid, 5000) FROM pg_replication_slots
+     WHERE slot_name = %(slot)s AND active_pid IS NOT NULL;
+    PERFORM pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %(slot)s;
+END
+$$"""
+
+
+def drop_active_slot(db, slot, timeout=30):
+    """Terminates the slot's walsender and drops the slot in one server call (the relay cannot
+    reconnect in between), again until it succeeds or the slot is gone."""
+    def dropped():
+        try:
+            db.execute(DROP_ACTIVE_SLOT, {"slot": slot})
+        except Exception:
+            return False
+        return not db.query("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+    wait_for(dropped, timeout, interval=0.05, what="slot %s dropped" % slot)

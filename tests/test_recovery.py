@@ -177,19 +177,9 @@ def wait_backfill(relay, reason, nth=1, timeout=60):
 def drop_slot(db, slot, timeout=30, missing_ok=False):
     """Terminates the slot's walsender and drops the slot, again and again until the drop succeeds
     (the relay reconnects in between and makes it active again)."""
-    def dropped():
-        try:
-            db.query("SELECT pg_terminate_backend(active_pid, 5000) FROM pg_replication_slots "
-                     "WHERE slot_name = %s AND active_pid IS NOT NULL", (slot,))
-            if missing_ok:
-                db.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                         "WHERE slot_name = %s", (slot,))
-            else:
-                db.query("SELECT pg_drop_replication_slot(%s)", (slot,))
-            return True
-        except Exception:
-            return False
-    wait_for(dropped, timeout, interval=0.05, what="slot %s dropped" % slot)
+    if not missing_ok:
+        assert db.query("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)), slot
+    relayctl.drop_active_slot(db, slot, timeout)
 
 
 def merged(*writers):
