@@ -208,6 +208,7 @@ class Comparison:
         self.compared = self.matched = self.dead_lettered = self.unknown_toast = 0
         self.problems = []
         self.unknown_tables = []  # where the relay said it cannot know unchanged_toast
+        self.dead_tables = []  # the tables whose changes were dead-lettered
 
     def summary(self):
         return ("changes compared %d, matched %d, dead-lettered %d, unchanged_toast unknown %d, "
@@ -251,6 +252,7 @@ def compare(changes, published, dead, partitions, model, captured, tombstones=Tr
             if want is not None and letter is None else None
         if letter is not None:
             res.dead_lettered += 1
+            res.dead_tables.append(table)
             continue
         if got is None:
             res.problems.append("%s %s.%s at %s: not published as wal2json says, nor dead-lettered:\n"

@@ -274,7 +274,10 @@ def test_every_captured_change_is_published_as_wal2json_printed_it_or_dead_lette
 
     res = run_and_compare(outbox, kafka, s, body)
     assert not res.problems, res.summary() + "\n" + "\n".join(res.problems[:20])
-    assert res.compared > 60 and res.matched > 50 and res.dead_lettered >= 2, res.summary()
+    assert res.compared > 60 and res.matched > 50, res.summary()
+    # Only the tables that cannot be captured are dead-lettered (no key, no replica identity, a
+    # name that is no valid topic name): any other dead letter would hide a change.
+    assert set(res.dead_tables) == {"bare", "nokey", "we ird"}, res.summary()
     # Where the relay read the catalog before the change, it knows: only the tables altered or
     # re-created behind it (and after the update) get "unchanged_toast": null.
     assert set(res.unknown_tables) <= {"fresh", "reborn"}, res.summary()
@@ -387,3 +390,5 @@ def test_randomized_generated_tables_names_and_values_match_wal2json(outbox, kaf
 
     res = run_and_compare(outbox, kafka, s, body)
     assert not res.problems, "DIFF_SEED=%d " % seed + res.summary() + "\n" + "\n".join(res.problems[:20])
+    assert res.dead_lettered == 0, "DIFF_SEED=%d: generated tables can all be captured: %s" % (
+        seed, res.summary())
