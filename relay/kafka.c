@@ -23,6 +23,7 @@ struct kafka_producer {
 	size_t last; /* the topic kafka_topic_ready found last (the next record's, usually) */
 	size_t max_msg_size; /* message.max.bytes: the largest record librdkafka takes */
 	bool compressed;     /* compression.type is set: the broker sees smaller batches */
+	bool describe_unanswered; /* a topic's DescribeConfigs went unanswered: do not wait again */
 };
 
 /* A topic known to exist: its handle (producing with one skips librdkafka's lookup). */
@@ -32,6 +33,7 @@ struct kafka_topic {
 	int partitions;    /* as the broker last said (0: not asked yet) */
 	int64_t counted_ms; /* when */
 	size_t max_bytes;  /* the topic's max.message.bytes, checked before producing (0: unknown) */
+	rd_kafka_queue_t *describing; /* where its max.message.bytes will arrive (NULL: done) */
 };
 
 /* A record batch's header (magic 2): a record alone in a batch takes this much more. */
@@ -42,6 +44,13 @@ struct kafka_topic {
 
 /* How long a topic check or creation may wait for the broker. */
 #define KAFKA_ADMIN_TIMEOUT_MS 10000
+
+/*
+ * How long a new topic waits for its max.message.bytes. A broker that answers does so in
+ * milliseconds; one that does not (librdkafka's mock cluster, a broker going down) costs this
+ * once per producer, and the answer is still taken when it comes.
+ */
+#define DESCRIBE_WAIT_MS 2000
 
 /* Settings the relay's guarantees rest on; the file may repeat them but not change them. */
 static const struct {
@@ -220,9 +229,12 @@ void kafka_producer_free(kafka_producer *kp)
 		rd_kafka_queue_io_event_enable(kp->mainq, -1, NULL, 0);
 		rd_kafka_queue_destroy(kp->mainq);
 	}
-	for (size_t i = 0; i < kp->n_topics; i++)
+	for (size_t i = 0; i < kp->n_topics; i++) {
 		if (kp->topics[i].rkt)
 			rd_kafka_topic_destroy(kp->topics[i].rkt);
+		if (kp->topics[i].describing)
+			rd_kafka_queue_destroy(kp->topics[i].describing);
+	}
 	if (kp->rk) {
 		/* Whatever is still queued is dropped: the slot was not confirmed for it. */
 		rd_kafka_purge(kp->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
@@ -250,6 +262,29 @@ static kafka_topic *topic_find(kafka_producer *kp, const char *topic)
 		}
 	}
 	return NULL;
+}
+
+/*
+ * Takes the topic's max.message.bytes once the broker has answered (waiting up to wait_ms).
+ * Until then, or when it refuses to say (no DescribeConfigs ACL), the limit is unknown and the
+ * broker's refusal is the only check, as before.
+ */
+static void topic_limit_poll(kafka_topic *t, int wait_ms)
+{
+	char err[256];
+	size_t bytes;
+	int rc;
+
+	if (!t->describing)
+		return;
+	rc = kafka_admin_max_message_bytes(t->describing, t->name, wait_ms, &bytes, err, sizeof(err));
+	if (rc == 0)
+		return;
+	if (rc < 0)
+		log_debug("%s: the broker's size limit for its records stays unknown", err);
+	t->max_bytes = bytes;
+	rd_kafka_queue_destroy(t->describing);
+	t->describing = NULL;
 }
 
 /* Bytes of a zigzag varint (how Kafka record headers write their lengths). */
@@ -283,8 +318,10 @@ static size_t record_size(const route_msg *m)
  * alone is refused here, so it is dead-lettered like one librdkafka refuses (with compression
  * the broker sees less: left to it).
  */
-static bool fits_topic(const kafka_producer *kp, const kafka_topic *t, size_t n)
+static bool fits_topic(const kafka_producer *kp, kafka_topic *t, size_t n)
 {
+	if (t)
+		topic_limit_poll(t, 0);
 	return !t || !t->max_bytes || kp->compressed || n + BATCH_OVERHEAD <= t->max_bytes;
 }
 
@@ -338,10 +375,10 @@ rd_kafka_resp_err_t kafka_produce(kafka_producer *kp, const route_msg *m, int32_
 	return err;
 }
 
-bool kafka_record_fits(const kafka_producer *kp, const route_msg *m)
+bool kafka_record_fits(kafka_producer *kp, const route_msg *m)
 {
 	size_t n = record_size(m);
-	return n <= kp->max_msg_size && fits_topic(kp, topic_find((kafka_producer *)kp, m->topic), n);
+	return n <= kp->max_msg_size && fits_topic(kp, topic_find(kp, m->topic), n);
 }
 
 int kafka_event_fd(const kafka_producer *kp) { return kp->pipe_fds[0]; }
@@ -479,21 +516,6 @@ int kafka_partition_count(kafka_producer *kp, const char *topic, char *err, size
 	return n;
 }
 
-/* The topic's max.message.bytes, or 0 when the broker does not say (no DescribeConfigs ACL):
- * then the broker's refusal is the only check, as before. */
-static size_t topic_limit(kafka_producer *kp, const char *topic)
-{
-	char err[256];
-	size_t bytes;
-
-	if (kafka_admin_max_message_bytes(kp->rk, topic, KAFKA_ADMIN_TIMEOUT_MS, &bytes, err,
-					  sizeof(err)) < 0) {
-		log_debug("%s: the broker's size limit for its records stays unknown", err);
-		return 0;
-	}
-	return bytes;
-}
-
 int kafka_topic_ready(kafka_producer *kp, const char *topic, bool create, int partitions,
 		      int replication_factor, char *err, size_t errlen)
 {
@@ -528,7 +550,14 @@ int kafka_topic_ready(kafka_producer *kp, const char *topic, bool create, int pa
 	t->rkt = rd_kafka_topic_new(kp->rk, topic, NULL);
 	t->partitions = n; /* 0 when just created: asked at the first record for every partition */
 	t->counted_ms = clock_mono_ms();
-	t->max_bytes = topic_limit(kp, topic);
+	t->max_bytes = 0;
+	t->describing = kafka_admin_describe_topic(kp->rk, topic);
 	kp->last = kp->n_topics++;
+	topic_limit_poll(t, kp->describe_unanswered ? 0 : DESCRIBE_WAIT_MS);
+	if (t->describing && !kp->describe_unanswered) {
+		kp->describe_unanswered = true;
+		log_debug("topic %s: no answer to DescribeConfigs in %d ms: the broker's refusal is "
+			  "the size check until it answers", topic, DESCRIBE_WAIT_MS);
+	}
 	return 0;
 }

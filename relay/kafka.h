@@ -39,7 +39,7 @@ rd_kafka_resp_err_t kafka_produce(kafka_producer *kp, const route_msg *m, int32_
  * asked before any record of a group that must go out whole is produced. kafka_produce refuses
  * one that cannot with RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, as librdkafka does for its limit.
  */
-bool kafka_record_fits(const kafka_producer *kp, const route_msg *m);
+bool kafka_record_fits(kafka_producer *kp, const route_msg *m);
 /* Outcome of a transactional call, by librdkafka's error classes. */
 typedef enum {
 	KAFKA_TXN_OK,

@@ -98,26 +98,31 @@ static size_t max_bytes_of(rd_kafka_event_t *ev)
 	return 0;
 }
 
-int kafka_admin_max_message_bytes(rd_kafka_t *rk, const char *topic, int timeout_ms, size_t *bytes,
-				  char *err, size_t errlen)
+rd_kafka_queue_t *kafka_admin_describe_topic(rd_kafka_t *rk, const char *topic)
 {
 	rd_kafka_ConfigResource_t *cr = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
 	rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-	rd_kafka_event_t *ev;
+
+	/* Hand-off: DescribeConfigs copies the resource; the result arrives on q. */
+	rd_kafka_DescribeConfigs(rk, &cr, 1, NULL, q);
+	rd_kafka_ConfigResource_destroy(cr);
+	return q;
+}
+
+int kafka_admin_max_message_bytes(rd_kafka_queue_t *q, const char *topic, int timeout_ms,
+				  size_t *bytes, char *err, size_t errlen)
+{
+	rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms);
 	rd_kafka_resp_err_t e;
 
 	*bytes = 0;
-	/* Hand-off: DescribeConfigs copies the resource; the result arrives on q. */
-	rd_kafka_DescribeConfigs(rk, &cr, 1, NULL, q);
-	ev = rd_kafka_queue_poll(q, timeout_ms);
-	e = ev ? rd_kafka_event_error(ev) : RD_KAFKA_RESP_ERR__TIMED_OUT;
+	if (!ev)
+		return 0;
+	e = rd_kafka_event_error(ev);
 	if (!e)
 		*bytes = max_bytes_of(ev);
 	else
 		snprintf(err, errlen, "describing topic %s: %s", topic, rd_kafka_err2str(e));
-	if (ev)
-		rd_kafka_event_destroy(ev);
-	rd_kafka_ConfigResource_destroy(cr);
-	rd_kafka_queue_destroy(q);
-	return e ? -1 : 0;
+	rd_kafka_event_destroy(ev);
+	return e ? -1 : 1;
 }

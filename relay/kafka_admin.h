@@ -16,10 +16,16 @@ int kafka_admin_create(rd_kafka_t *rk, const char *topic, int partitions, int re
 		       const char *cleanup_policy, int timeout_ms, char *err, size_t errlen);
 
 /*
- * The topic's max.message.bytes (the broker's limit on a record batch): 0 and *bytes, which is 0
- * when the broker did not say; -1 with err when it did not answer (no DescribeConfigs ACL, ...).
+ * Asks for the topic's max.message.bytes (the broker's limit on a record batch) without waiting:
+ * the answer arrives on the returned queue, which the caller owns (kafka_admin_max_message_bytes
+ * reads it; rd_kafka_queue_destroy drops it, answered or not).
  */
-int kafka_admin_max_message_bytes(rd_kafka_t *rk, const char *topic, int timeout_ms, size_t *bytes,
-				  char *err, size_t errlen);
+rd_kafka_queue_t *kafka_admin_describe_topic(rd_kafka_t *rk, const char *topic);
+/*
+ * The answer on q, waiting up to timeout_ms: 1 and *bytes (0 when the broker did not say);
+ * 0 when there is none yet; -1 with err when the broker refused (no DescribeConfigs ACL, ...).
+ */
+int kafka_admin_max_message_bytes(rd_kafka_queue_t *q, const char *topic, int timeout_ms,
+				  size_t *bytes, char *err, size_t errlen);
 
 #endif

@@ -456,17 +456,22 @@ def test_key_change_whose_update_alone_is_too_large_is_not_half_published(outbox
 
 @pytest.mark.parametrize("delivery", ["exactly-once", "at-least-once"])
 def test_change_the_broker_refuses_as_too_large_is_dead_lettered_and_the_relay_goes_on(outbox, kafka, delivery):
-    """The topic's max.message.bytes (2000) is below the relay's limit (1 MB): librdkafka takes
-    the 5 kB record and the broker refuses it in the delivery report. The Kafka transaction is
-    aborted and read again, the change dead-lettered this time, and the relay goes on, with the
-    changes before and after it published once."""
+    """The topic's max.message.bytes (2000) is below the relay's limit (1 MB), and with
+    compression on the relay leaves the topic's limit to the broker: librdkafka takes the 5 kB
+    record (about 3 kB compressed) and the broker refuses it in the delivery report. The Kafka
+    transaction is aborted and read again, the change dead-lettered this time, and the relay goes
+    on, with the changes before and after it published once."""
     db = outbox.db
     db.execute("CREATE TABLE public.notes (id int PRIMARY KEY, body text)")
     dlq = outbox.prefix + ".dlq"
     topic = outbox.prefix + ".public.notes"
     kafka.create_topic(topic, partitions=1, config={"max.message.bytes": "2000"})
-    start(outbox, '{ tables = "public.notes"; snapshot = false; }',
-          'dead_letter_topic = "%s"; delivery = "%s";' % (dlq, delivery))
+    outbox.reconfigure(capture='{ tables = "public.notes"; snapshot = false; }',
+                       extra_relay='topic_prefix = "%s"; dead_letter_topic = "%s"; delivery = "%s";'
+                       % (outbox.prefix, dlq, delivery),
+                       extra_kafka='compression_type = "gzip";')
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
     # One transaction: the refusal aborts the Kafka transaction with the rows around it.
     db.execute("INSERT INTO public.notes VALUES (1, 'before'), (2, (SELECT string_agg(md5(i::text), '') "
                "FROM generate_series(1, 160) i)), (3, 'after')")
