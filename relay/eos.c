@@ -5,16 +5,11 @@
 #include <string.h>
 
 #include "clock.h"
+#include "commit_policy.h"
 #include "log.h"
 
 /* Each blocking Kafka call runs in slices this long, with the tick in between. */
 #define EOS_SLICE_MS 100
-/*
- * By age alone, a Kafka transaction is committed between PostgreSQL transactions; inside one only
- * once it is this old (a huge transaction arriving slowly), so that a checkpoint rarely falls
- * inside a transaction: a lost slot's recovery cannot be exact there (docs/exactly-once.md).
- */
-#define EOS_SPLIT_AGE_MS 5000
 /* Opaque of the checkpoint record's delivery report: no PostgreSQL transaction. */
 #define EOS_CHECKPOINT_OPAQUE ((void *)UINTPTR_MAX)
 
@@ -149,16 +144,15 @@ void eos_idle_at(eos *e, lsn_t wal_end)
 		e->done_lsn = wal_end;
 }
 
+/* The rule without what only the loop knows (groups, split ends, how far behind it reads). */
 bool eos_commit_due(const eos *e, bool input_idle)
 {
-	if (!e->open)
-		return false;
-	if (e->records >= (uint64_t)e->cfg->transaction_max_records)
-		return true;
-	int64_t age = clock_mono_ms() - e->opened_ms;
-	if (age >= e->cfg->transaction_max_ms && (!e->in_pg_txn || age >= EOS_SPLIT_AGE_MS))
-		return true;
-	return input_idle && !e->in_pg_txn;
+	commit_facts f = {.open = e->open, .in_pg_txn = e->in_pg_txn, .input_idle = input_idle,
+			  .records = e->records, .age_ms = clock_mono_ms() - e->opened_ms,
+			  .behind_ms = -1};
+	commit_limits lim = {.max_records = (uint64_t)e->cfg->transaction_max_records,
+			     .max_ms = e->cfg->transaction_max_ms};
+	return commit_policy_due(&f, &lim);
 }
 
 bool eos_idle_checkpoint_due(const eos *e)

@@ -1,0 +1,18 @@
+/* backfill_run.h: a backfill's rows published through the loop, then the checkpoint that ends it. */
+#ifndef RELAY_BACKFILL_RUN_H
+#define RELAY_BACKFILL_RUN_H
+
+#include <stddef.h>
+
+#include "relay_state.h"
+
+/*
+ * Publishes the planned backfill's rows in Kafka transactions (each with its progress), then the
+ * checkpoint that ends it. PG_RETRY after a stop (what is open is committed first) or a failure
+ * (back to what Kafka committed); err says why.
+ */
+pg_result backfill_run(relay *r, char *err, size_t errlen);
+/* Lets the backfill's queries serve Kafka and the watchdog while they run (r outlives r->bf). */
+void backfill_run_attach(relay *r);
+
+#endif

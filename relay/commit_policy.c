@@ -1,0 +1,31 @@
+/* commit_policy.c: when the open Kafka transaction commits: one rule, from facts the loop gathers. */
+#include "commit_policy.h"
+
+/* Due by size, age or idle input, before the catch-up stretch is considered. */
+static bool due_by_bounds(const commit_facts *f, const commit_limits *lim)
+{
+	if (f->records >= lim->max_records)
+		return true;
+	if (f->age_ms >= lim->max_ms && (!f->in_pg_txn || f->age_ms >= COMMIT_SPLIT_AGE_MS))
+		return true;
+	return f->input_idle && !f->in_pg_txn;
+}
+
+/* Catching up, a transaction due only by its age is left open a little longer. */
+static bool stretched(const commit_facts *f, const commit_limits *lim)
+{
+	if ((f->input_idle && !f->in_pg_txn) || f->records >= lim->max_records)
+		return false;
+	return f->age_ms < COMMIT_CATCHUP_MS && f->behind_ms >= COMMIT_STRETCH_BEHIND_MS;
+}
+
+bool commit_policy_due(const commit_facts *f, const commit_limits *lim)
+{
+	if (f->holding)
+		return false;
+	if (f->split_end && !f->open && !f->in_pg_txn)
+		return true;
+	if (!f->open || !due_by_bounds(f, lim))
+		return false;
+	return !stretched(f, lim);
+}

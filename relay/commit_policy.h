@@ -1,0 +1,49 @@
+/* commit_policy.h: when the open Kafka transaction commits: one rule, from facts the loop gathers. */
+#ifndef RELAY_COMMIT_POLICY_H
+#define RELAY_COMMIT_POLICY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* What the rule looks at; the caller reads the clock, so the rule itself is pure. */
+typedef struct {
+	bool open;         /* a Kafka transaction is open */
+	bool in_pg_txn;    /* the relay is reading inside a PostgreSQL transaction */
+	bool holding;      /* a group of records that must share one Kafka transaction is unfinished */
+	bool input_idle;   /* the stream has nothing more to read right now */
+	bool split_end;    /* a split transaction's last part is committed: only its end is missing */
+	uint64_t records;  /* records in the open Kafka transaction */
+	int64_t age_ms;    /* how long it has been open */
+	int64_t behind_ms; /* how long ago the transaction being read committed (-1: unknown) */
+} commit_facts;
+
+/* relay.transaction_max_records and relay.transaction_max_ms. */
+typedef struct {
+	uint64_t max_records;
+	int64_t max_ms;
+} commit_limits;
+
+/*
+ * True when the open Kafka transaction (with its checkpoint) should commit now:
+ * - never while a group is unfinished (half a group is never committed);
+ * - at once for a split transaction's missing end (no open transaction needed);
+ * - at its record bound, even inside a PostgreSQL transaction (how a big one is split);
+ * - by age between PostgreSQL transactions, inside one only once COMMIT_SPLIT_AGE_MS old;
+ * - when input is idle between PostgreSQL transactions;
+ * - but catching up (behind by COMMIT_STRETCH_BEHIND_MS or more), one due only by its age stays
+ *   open up to COMMIT_CATCHUP_MS: each commit stops reading, and nobody waits for these rows yet.
+ */
+bool commit_policy_due(const commit_facts *f, const commit_limits *lim);
+
+/*
+ * By age alone, a Kafka transaction commits between PostgreSQL transactions; inside one only
+ * once it is this old (a huge transaction arriving slowly), so that a checkpoint rarely falls
+ * inside a transaction: a lost slot's recovery cannot be exact there (docs/exactly-once.md).
+ */
+#define COMMIT_SPLIT_AGE_MS 5000
+/* Far behind (a backlog, not a hiccup of live traffic) ... */
+#define COMMIT_STRETCH_BEHIND_MS 2000
+/* ... a transaction due only by its age stays open this long. */
+#define COMMIT_CATCHUP_MS 1000
+
+#endif

@@ -1,0 +1,15 @@
+/* dispatch.h: each wal2json record to its handler, as PostgreSQL's apply_dispatch does. */
+#ifndef RELAY_DISPATCH_H
+#define RELAY_DISPATCH_H
+
+#include <stdint.h>
+
+#include "relay_state.h"
+#include "w2j.h"
+
+/* One message of the replication stream (a record or a keepalive), handled. */
+stream_end dispatch_message(relay *r, const pg_msg *msg);
+/* A B record's commit time in us since 1970 (0 when absent or not PostgreSQL's form). */
+int64_t dispatch_commit_us(const w2j_record *rec);
+
+#endif

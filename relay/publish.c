@@ -1,0 +1,301 @@
+/* publish.c: the produce path: a built record into Kafka, or its row dead-lettered. */
+#include "publish.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "eos.h"
+#include "inflight.h"
+#include "kafka.h"
+#include "log.h"
+#include "loop.h"
+#include "lsn.h"
+#include "metrics.h"
+#include "pending.h"
+#include "progress.h"
+#include "refusal.h"
+#include "route.h"
+#include "signals.h"
+#include "txn.h"
+#include "w2j.h"
+#include "xalloc.h"
+
+/* Before a topic's first record: it must exist (or be created); a missing one stops the relay. */
+static stream_end ensure_topic(relay *r, const char *topic)
+{
+	char err[512];
+	int rc = kafka_topic_ready(r->kp, topic, r->cfg->auto_create_topics, r->cfg->topic_partitions,
+				   r->cfg->topic_replication_factor, err, sizeof(err));
+	if (rc == 0)
+		return STREAM_CONTINUE;
+	if (rc == -1) {
+		log_error("%s", err);
+		return STREAM_FATAL;
+	}
+	log_warn("%s", err);
+	return STREAM_REWIND;
+}
+
+/*
+ * While a refused record is looked for: waits for the delivery report of the record just
+ * produced, so that it was in a batch of its own (the broker refuses whole batches).
+ */
+static stream_end wait_alone(relay *r)
+{
+	r->alone_waiting = true;
+	while (r->alone_waiting && !r->delivery_failed) {
+		if (loop_wait(r, false, -1) < 0)
+			return STREAM_BROKEN;
+		if (signals_stop_requested())
+			return STREAM_STOP;
+	}
+	return r->delivery_failed ? STREAM_REWIND : STREAM_CONTINUE;
+}
+
+/* Delivery report: an ack moves the tracker; a failure stops the stream before anything moves. */
+void publish_on_delivery(void *opaque, void *msg_opaque, rd_kafka_resp_err_t err)
+{
+	relay *r = opaque;
+	uintptr_t id = (uintptr_t)msg_opaque;
+	uint64_t seq = UINT64_MAX; /* the checkpoint record (eos.c): no PostgreSQL transaction */
+
+	if (id < r->flight.cap) {
+		const in_flight *f = &r->flight.slots[id];
+		seq = f->seq;
+		if (f->alone)
+			r->alone_waiting = false;
+		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+			refusal_note(&r->refusal, r->cfg->dead_letter, f, err);
+		/* At-least-once: an acknowledged record is published (exactly-once: at the commit). */
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR && !r->eos_on) {
+			metrics_published(f->topic, 1, f->bytes);
+			if (f->dead_letter)
+				metrics_dead_letters(1);
+			metrics_latency(clock_wall_ms() - f->start_ms, 1);
+		}
+		r->flight_bytes -= f->held;
+		inflight_give(&r->flight, (uint32_t)id);
+	}
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		progress_acked(&r->prog, seq);
+		r->rewinds = 0;
+		return;
+	}
+	progress_lost(&r->prog, seq);
+	if (!r->delivery_failed)
+		log_error("Kafka did not take a record: %s", rd_kafka_err2str(err));
+	r->delivery_failed = true;
+	if (!r->delivery_err || refusal_is_permanent(err))
+		r->delivery_err = err;
+}
+
+/*
+ * Hands one record to Kafka for one partition (RD_KAFKA_PARTITION_UA: by key), waiting (with
+ * status updates flowing) while its queue is full. *refused gets librdkafka's error when it
+ * refuses the record itself (too large, ...). dead_letter: a row's dead letter (for the metrics).
+ */
+static stream_end produce_to(relay *r, const route_msg *m, int32_t partition, bool dead_letter,
+			     rd_kafka_resp_err_t *refused)
+{
+	stream_end e;
+
+	/* The slot goes back with the record's delivery report, or below when Kafka did not take it. */
+	uint32_t id = inflight_take(&r->flight);
+	in_flight f = {
+		.seq = r->txn_seq,
+		.start_ms = r->txn_commit_ms > 0 ? r->txn_commit_ms : clock_wall_ms(),
+		.bytes = m->key_len + m->value_len,
+		.held = inflight_record_held(m),
+		.topic = (uint16_t)metrics_topic(m->topic),
+		.dead_letter = dead_letter,
+		.alone = r->refusal.searching && !dead_letter && r->cur_row != NO_ROW,
+		.txn_end = r->txn_end,
+		.row = dead_letter ? NO_ROW : r->cur_row,
+	};
+	r->flight.slots[id] = f;
+	for (;;) {
+		rd_kafka_resp_err_t err = kafka_produce(r->kp, m, partition, (void *)(uintptr_t)id);
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+			r->flight_bytes += f.held;
+			progress_produced(&r->prog, r->txn_seq);
+			r->records_out++;
+			if (r->eos_on) {
+				eos_produced(&r->eos);
+				pending_add(&r->pend, &f);
+			}
+			if (f.alone && (e = wait_alone(r)) != STREAM_CONTINUE)
+				return e;
+			return txn_maybe_commit(r, false);
+		}
+		if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || err == RD_KAFKA_RESP_ERR__INVALID_ARG) {
+			*refused = err; /* about this record: it can be dead-lettered */
+			e = STREAM_FATAL;
+		} else if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+			/* About the producer (an abortable transaction: _STATE; fatal: _FATAL). */
+			log_warn("Kafka did not take a record for %s: %s", m->topic, rd_kafka_err2str(err));
+			e = err == RD_KAFKA_RESP_ERR__FATAL ? STREAM_FATAL : STREAM_REWIND;
+		} else if (loop_wait(r, false, -1) < 0) {
+			e = STREAM_BROKEN;
+		} else if (loop_should_stop(r)) {
+			e = STREAM_STOP;
+		} else if (r->delivery_failed) {
+			e = STREAM_REWIND;
+		} else {
+			continue;
+		}
+		inflight_give(&r->flight, id);
+		return e;
+	}
+}
+
+/*
+ * Hands one record to Kafka once its topic exists and a Kafka transaction is open. A record
+ * for every partition (a truncate) goes to each partition the topic has now, so a consumer of
+ * any partition sees it after that partition's earlier records.
+ */
+stream_end publish_produce(relay *r, const route_msg *m, bool dead_letter, rd_kafka_resp_err_t *refused)
+{
+	char err[512];
+	int n = 1;
+	stream_end e = ensure_topic(r, m->topic);
+
+	*refused = RD_KAFKA_RESP_ERR_NO_ERROR;
+	if (e != STREAM_CONTINUE)
+		return e;
+	if (r->eos_on && !r->eos.open && (e = txn_wait_gap(r)) != STREAM_CONTINUE)
+		return e;
+	if (r->eos_on) {
+		eos_result er = eos_ensure_open(&r->eos, err, sizeof(err));
+		if (er != EOS_OK) {
+			log_error("%s", err);
+			return txn_outcome(er);
+		}
+	}
+	if (!m->every_partition)
+		return produce_to(r, m, RD_KAFKA_PARTITION_UA, dead_letter, refused);
+	if ((n = kafka_partition_count(r->kp, m->topic, err, sizeof(err))) < 0) {
+		log_warn("cannot send a record to every partition: %s", err);
+		return STREAM_REWIND;
+	}
+	for (int32_t p = 0; p < n && e == STREAM_CONTINUE && !*refused; p++)
+		e = produce_to(r, m, p, dead_letter, refused);
+	return e;
+}
+
+/*
+ * A row that cannot be published goes to the dead-letter topic (and the relay goes on), or,
+ * with on_error = stop or when even that fails, stops the relay before the slot moves past it.
+ */
+stream_end publish_reject_row(relay *r, const char *source, const w2j_record *rec,
+			     const char *data, size_t len, const char *why, route_msg *m)
+{
+	char a[LSN_TEXT_MAX];
+	rd_kafka_resp_err_t refused;
+	const char *topic = m->topic;
+
+	lsn_format(rec->lsn, a);
+	if (!r->cfg->dead_letter) {
+		log_error("cannot publish the row of %s at LSN %s (xid %llu): %s; stopping so that "
+			  "it is not skipped (relay.on_error = stop): fix it and restart",
+			  source, a, (unsigned long long)rec->xid, why);
+		return STREAM_FATAL;
+	}
+	log_warn("dead-lettering the row of %s at LSN %s (xid %llu): %s", source, a,
+		 (unsigned long long)rec->xid, why);
+	router_dead_letter_named(r->router, source, rec, data, len, why, topic, m);
+	stream_end e = publish_produce(r, m, true, &refused);
+	if (refused) {
+		log_error("the dead-letter topic %s refused the row too: %s; stopping", m->topic,
+			  rd_kafka_err2str(refused));
+		return STREAM_FATAL;
+	}
+	return e;
+}
+
+/* Dead-letters the refused row (m: its record as built, for the key); the search is over. */
+stream_end publish_reject_refused(relay *r, const char *source, const w2j_record *rec,
+				 const char *data, size_t len, route_msg *m)
+{
+	char why[160];
+
+	snprintf(why, sizeof(why), "%s (the broker refused its record)",
+		 rd_kafka_err2str(r->refusal.err));
+	memset(&r->refusal, 0, sizeof(r->refusal));
+	return publish_reject_row(r, source, rec, data, len, why, m);
+}
+
+/* Routes and produces a matched row or message; what fails goes to publish_reject_row. */
+stream_end publish_row(relay *r, const route_source *src, const w2j_record *rec,
+			  const char *data, size_t len)
+{
+	route_msg m;
+	const char *why = NULL;
+	rd_kafka_resp_err_t refused;
+	stream_end e;
+
+	metrics_rows_read(1);
+	txn_group_begin(r);
+	if (r->eos_on && rec->action == W2J_INSERT && !r->backfilling)
+		eos_outbox_row(&r->eos); /* its xid is listed for a lost slot's recovery */
+	if (router_build(r->router, src, rec, &m, &why) < 0) {
+		e = publish_reject_row(r, router_source_name(src), rec, data, len, why, &m);
+	} else if (refusal_is_row(&r->refusal, r->txn_end, r->cur_row)) {
+		e = publish_reject_refused(r, router_source_name(src), rec, data, len, &m);
+	} else {
+		e = publish_produce(r, &m, false, &refused);
+		if (refused)
+			e = publish_reject_row(r, router_source_name(src), rec, data, len,
+				       rd_kafka_err2str(refused), &m);
+	}
+	return txn_group_end(r, e, true);
+}
+
+/*
+ * A non-transactional message has no transaction to keep its place in: it is dead-lettered (or
+ * stops the relay), never published into another transaction's order. In exactly-once mode its
+ * dead letter rides in the open Kafka transaction; it may be dead-lettered again after a crash.
+ */
+stream_end publish_outside(relay *r, const route_source *src, const w2j_record *rec,
+				  const char *data, size_t len)
+{
+	route_msg m;
+	const char *why = NULL;
+	uint64_t seq = r->txn_seq;
+	int64_t commit_ms = r->txn_commit_ms;
+	stream_end e;
+
+	metrics_rows_read(1);
+	router_build(r->router, src, rec, &m, &why);
+	r->cur_row = NO_ROW;
+	r->txn_seq = UINT64_MAX; /* no PostgreSQL transaction to account it to */
+	r->txn_commit_ms = 0;    /* nor a commit time: its latency counts from now */
+	e = publish_reject_row(r, router_source_name(src), rec, data, len, why, &m);
+	r->txn_seq = seq;
+	r->txn_commit_ms = commit_ms;
+	return e;
+}
+
+/*
+ * A change whose table name cannot be decoded (so not matched against the capture list): it
+ * may be a captured table's, so it is dead-lettered (source: the name as wal2json wrote it),
+ * never skipped.
+ */
+stream_end publish_unnamed(relay *r, const w2j_record *rec, const char *data, size_t len,
+				 const char *why)
+{
+	size_t n = rec->schema.len + rec->table.len + 2;
+	char *source = xmalloc(n);
+	route_msg m;
+	stream_end e;
+
+	snprintf(source, n, "%.*s.%.*s", (int)rec->schema.len, rec->schema.ptr, (int)rec->table.len,
+		 rec->table.ptr);
+	memset(&m, 0, sizeof(m));
+	metrics_rows_read(1);
+	txn_group_begin(r);
+	e = txn_group_end(r, publish_reject_row(r, source, rec, data, len, why, &m), true);
+	free(source);
+	return e;
+}

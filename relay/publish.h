@@ -1,0 +1,38 @@
+/* publish.h: the produce path: a built record into Kafka, or its row dead-lettered. */
+#ifndef RELAY_PUBLISH_H
+#define RELAY_PUBLISH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "relay_state.h"
+#include "w2j.h"
+
+/* librdkafka's delivery report (kafka.h's callback; opaque is the relay). */
+void publish_on_delivery(void *opaque, void *msg_opaque, rd_kafka_resp_err_t err);
+/*
+ * Hands one record to Kafka once its topic exists and a Kafka transaction is open (a record for
+ * every partition goes to each). *refused gets librdkafka's error when it refuses the record
+ * itself (too large, ...): the caller dead-letters the row. dead_letter: counted as one.
+ */
+stream_end publish_produce(relay *r, const route_msg *m, bool dead_letter, rd_kafka_resp_err_t *refused);
+/*
+ * A row that cannot be published (why) goes to the dead-letter topic, or stops the relay with
+ * on_error = stop or when even that fails. m: its record as far as it was built (for the key).
+ */
+stream_end publish_reject_row(relay *r, const char *source, const w2j_record *rec,
+			      const char *data, size_t len, const char *why, route_msg *m);
+/* Dead-letters the row the broker refused alone, read again now; the search is over. */
+stream_end publish_reject_refused(relay *r, const char *source, const w2j_record *rec,
+				  const char *data, size_t len, route_msg *m);
+/* An outbox row or transactional message of a source, as one group: built, produced or rejected. */
+stream_end publish_row(relay *r, const route_source *src, const w2j_record *rec, const char *data,
+		       size_t len);
+/* A non-transactional message: dead-lettered (or stops the relay), never published out of order. */
+stream_end publish_outside(relay *r, const route_source *src, const w2j_record *rec,
+			   const char *data, size_t len);
+/* A change whose table name cannot be decoded: dead-lettered as one group, never skipped. */
+stream_end publish_unnamed(relay *r, const w2j_record *rec, const char *data, size_t len,
+			   const char *why);
+
+#endif

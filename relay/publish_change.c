@@ -1,0 +1,153 @@
+/* publish_change.c: a captured change's records: envelope, tombstone, key change as one unit. */
+#include "publish_change.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "capture.h"
+#include "kafka.h"
+#include "log.h"
+#include "metrics.h"
+#include "publish.h"
+#include "refusal.h"
+#include "route.h"
+#include "snapshot.h"
+#include "txn.h"
+#include "w2j.h"
+#include "xalloc.h"
+
+/* A delete's record, then (tombstone) the same key with a null value for compacted topics. */
+static stream_end produce_then_tombstone(relay *r, route_msg *m, bool tombstone,
+					 rd_kafka_resp_err_t *refused)
+{
+	stream_end e = publish_produce(r, m, false, refused);
+	if (e != STREAM_CONTINUE || *refused || !tombstone)
+		return e;
+	m->value = NULL;
+	m->value_len = 0;
+	return publish_produce(r, m, false, refused);
+}
+
+/*
+ * Why a key change cannot go out whole, or NULL. Its delete of the old key and its update are
+ * checked before either is produced (text that is not UTF-8; a size librdkafka refuses), so the
+ * change is published or dead-lettered as one unit: never the old key deleted without the update.
+ */
+static const char *key_change_unfit(relay *r, const route_msg *del, const route_msg *upd)
+{
+	if (router_utf8_valid_prefix(del->value, del->value_len) != del->value_len ||
+	    router_utf8_valid_prefix(del->key, del->key_len) != del->key_len)
+		return "invalid UTF-8 in the row (its text is not UTF-8)";
+	if (!kafka_record_fits(r->kp, del))
+		return "Broker: Message size too large (the delete of the old key of this key change; "
+		       "nothing of the change was published)";
+	if (!kafka_record_fits(r->kp, upd))
+		return "Broker: Message size too large (the update of this key change; nothing of "
+		       "the change was published)";
+	return NULL;
+}
+
+/*
+ * The records of a key change once checked: the delete (and tombstone) of the old key, then the
+ * update under the new key. A refusal before any of them went out dead-letters the change
+ * whole; one after that cannot be taken back, so it stops the relay before the open Kafka
+ * transaction commits.
+ */
+static stream_end produce_key_change(relay *r, const capture_table *t, const w2j_record *rec,
+				     route_msg *del, route_msg *upd, const char *data, size_t len)
+{
+	uint64_t out = r->records_out;
+	rd_kafka_resp_err_t refused;
+	stream_end e;
+
+	if (r->snap)
+		snapshot_saw_change(r->snap, t, rec->xid, del->key, del->key_len);
+	e = produce_then_tombstone(r, del, t->cfg->tombstones, &refused);
+	if (refused && r->records_out == out)
+		return publish_reject_row(r, t->name, rec, data, len, rd_kafka_err2str(refused), upd);
+	if (e == STREAM_CONTINUE && !refused) {
+		if (r->snap)
+			snapshot_saw_change(r->snap, t, rec->xid, upd->key, upd->key_len);
+		e = publish_produce(r, upd, false, &refused);
+	}
+	if (refused) {
+		log_error("Kafka refused a record of the key change of %s after part of it went out: "
+			  "%s; stopping (the open Kafka transaction is not committed)", t->name,
+			  rd_kafka_err2str(refused));
+		return STREAM_FATAL;
+	}
+	return e;
+}
+
+/*
+ * An update that changed the key (del: its delete of the old key, as built): checked whole,
+ * then published, or dead-lettered whole. The delete is copied, since building the update
+ * reuses capture's buffers.
+ */
+static stream_end publish_key_change(relay *r, const capture_table *t, const w2j_record *rec,
+				     const route_msg *built, const char *data, size_t len)
+{
+	route_msg del = *built, upd;
+	char *copy = xmalloc(built->key_len + built->value_len + 1);
+	const char *why = NULL;
+	stream_end e;
+
+	memcpy(copy, built->key, built->key_len);
+	memcpy(copy + built->key_len, built->value, built->value_len);
+	del.key = copy;
+	del.value = copy + built->key_len;
+	if (capture_build(r->cap, t, rec, &upd, &why) == 0)
+		why = key_change_unfit(r, &del, &upd);
+	if (why)
+		e = publish_reject_row(r, t->name, rec, data, len, why, &upd);
+	else
+		e = produce_key_change(r, t, rec, &del, &upd, data, len);
+	free(copy);
+	return e;
+}
+
+/*
+ * A change of a captured table: its envelope record, then (for a delete, when asked) a
+ * tombstone, both in one Kafka transaction; a pending snapshot chunk learns of the key.
+ */
+static stream_end publish_change_records(relay *r, const capture_table *t, const w2j_record *rec,
+					 const char *data, size_t len)
+{
+	route_msg m;
+	const char *why = NULL;
+	rd_kafka_resp_err_t refused;
+	stream_end e;
+
+	if (capture_build(r->cap, t, rec, &m, &why) < 0)
+		return publish_reject_row(r, t->name, rec, data, len, why, &m);
+	if (r->snap && rec->action == W2J_TRUNCATE)
+		snapshot_saw_truncate(r->snap, t, rec->xid);
+	else if (r->snap && m.key)
+		snapshot_saw_change(r->snap, t, rec->xid, m.key, m.key_len);
+	e = produce_then_tombstone(r, &m, rec->action == W2J_DELETE && t->cfg->tombstones && m.key,
+				   &refused);
+	if (refused)
+		return publish_reject_row(r, t->name, rec, data, len, rd_kafka_err2str(refused), &m);
+	return e;
+}
+
+/* A change, as one group: a key change (checked whole first), or the change's own records. */
+stream_end publish_change(relay *r, const capture_table *t, const w2j_record *rec,
+				 const char *data, size_t len)
+{
+	route_msg del;
+	stream_end e;
+
+	metrics_rows_read(1);
+	txn_group_begin(r);
+	if (refusal_is_row(&r->refusal, r->txn_end, r->cur_row)) {
+		const char *why;
+		capture_build(r->cap, t, rec, &del, &why); /* for its key */
+		e = publish_reject_refused(r, t->name, rec, data, len, &del);
+	} else if (capture_build_key_change(r->cap, t, rec, &del)) {
+		e = publish_key_change(r, t, rec, &del, data, len);
+	} else {
+		e = publish_change_records(r, t, rec, data, len);
+	}
+	return txn_group_end(r, e, true);
+}

@@ -1,0 +1,103 @@
+/* relay_state.h: the running relay's state, shared by the loop's modules (one struct, by part). */
+#ifndef RELAY_RELAY_STATE_H
+#define RELAY_RELAY_STATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <libpq-fe.h>
+
+#include "backfill.h"
+#include "capture.h"
+#include "checkpoint.h"
+#include "config.h"
+#include "eos.h"
+#include "inflight.h"
+#include "kafka.h"
+#include "pending.h"
+#include "pg_stream.h"
+#include "progress.h"
+#include "refusal.h"
+#include "route.h"
+#include "snapshot.h"
+
+/*
+ * What a step of the loop asks for next: the one outcome every stage returns, handled in one
+ * place (session.c's session_run_all).
+ */
+typedef enum {
+	STREAM_CONTINUE, /* go on */
+	STREAM_STOP,     /* SIGTERM or SIGINT: stop cleanly */
+	STREAM_BROKEN,   /* the replication connection was lost: commit what is whole, reconnect */
+	STREAM_REWIND,   /* Kafka refused for a reason that may pass: abort, read again */
+	STREAM_FATAL,    /* nothing to retry: exit non-zero */
+} stream_end;
+
+/*
+ * The relay: its parts (owned, built and freed by relay_run), then the state of each concern.
+ * Each field is written by the module named in its group's comment.
+ */
+typedef struct {
+	/* parts */
+	const relay_config *cfg;
+	router *router;
+	kafka_producer *kp;
+	pg_stream *pg;          /* the replication connection of the session, or NULL */
+	PGconn *sql;            /* normal connection: catalog reads and snapshot chunks (session.c) */
+	capture *cap;           /* change capture of existing tables, or NULL */
+	snapshot *snap;         /* their snapshots (exactly-once only), or NULL */
+	backfill *bf;           /* outbox rows a new slot cannot deliver (exactly-once only) */
+
+	/* the PostgreSQL transaction being read (dispatch.c) */
+	bool in_txn;            /* between a B and its C */
+	lsn_t txn_end;          /* the open transaction's commit record end (its B record's nextlsn) */
+	bool skip_txn;          /* the open transaction was confirmed already */
+	uint64_t txn_seq;       /* its progress sequence */
+	uint64_t txn_xid;
+	int64_t txn_commit_ms;  /* its commit time (0: unknown) */
+	uint64_t txn_rows;      /* source rows of the open transaction read so far */
+	uint64_t cur_row;       /* the ordinal of the source row being published, or NO_ROW */
+	progress prog;          /* what is produced and acknowledged, by transaction */
+
+	/* Kafka transactions (txn.c, exactly-once) */
+	bool eos_on;
+	eos eos;
+	bool eos_loaded;        /* the checkpoint was read from Kafka (slot_start.c) */
+	bool hold_commit;       /* a group of records that must share one Kafka transaction is going
+				 * out (set while unfinished: then the open transaction is aborted) */
+	eos_pending_metrics pend;
+
+	/* records in flight and their delivery reports (publish.c) */
+	in_flight_table flight;
+	uint64_t flight_bytes;  /* held by the records librdkafka has not reported yet */
+	bool delivery_failed;
+	rd_kafka_resp_err_t delivery_err;
+	uint64_t records_out;
+	broker_refusal refusal;
+	bool alone_waiting;     /* a record produced alone has no delivery report yet */
+
+	/* backpressure (loop.c) */
+	bool paused;            /* not reading the stream: flight_bytes reached the limit */
+	bool pause_told;        /* the pause was logged (it lasted) */
+	int64_t paused_ms;      /* when the pause began */
+	int64_t next_chunk_ms;  /* no snapshot chunk before this time (after a failed attempt) */
+
+	/* the server's side: positions and status updates (status.c) */
+	lsn_t received;         /* newest WAL position seen on the stream */
+	lsn_t sent_flush;       /* flush position last sent to the server */
+	lsn_t wal_end_seen;     /* newest server WAL position known (for replication_lag_bytes) */
+	int64_t last_status_ms;
+	int64_t last_notify_ms; /* last STATUS= line to systemd */
+	int64_t last_lag_check_ms;
+	bool pg_lost;           /* sending to the server failed: the session must end */
+
+	/* session life (session.c, slot_start.c, backfill_run.c) */
+	unsigned rewinds;       /* refusals in a row, for the backoff; reset by an ack */
+	int64_t stop_deadline;  /* set at the first look at a stop request */
+	bool streamed;          /* a session was streaming before: the next one is a reconnect */
+	checkpoint_recovery lo; /* what the checkpoint covered when the running backfill began */
+	bool backfilling;       /* the rows being published come from the backfill */
+	uint64_t backfill_counted; /* backfill rows counted in the metrics (committed) */
+	int64_t disorder_told;  /* commit-time disorder last reported (us) */
+} relay;
+
+#endif

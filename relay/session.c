@@ -1,0 +1,406 @@
+/* session.c: the life of a session: open, settle, stream, end; one place decides what follows. */
+#include "session.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backfill.h"
+#include "backfill_run.h"
+#include "capture.h"
+#include "checkpoint.h"
+#include "clock.h"
+#include "eos.h"
+#include "kafka.h"
+#include "log.h"
+#include "loop.h"
+#include "lsn.h"
+#include "metrics.h"
+#include "notify.h"
+#include "pending.h"
+#include "pg_stream.h"
+#include "progress.h"
+#include "publish.h"
+#include "signals.h"
+#include "relay.h"
+#include "slot_start.h"
+#include "snapshot.h"
+#include "status.h"
+#include "txn.h"
+
+#define BACKOFF_START_MS 500
+
+/* How long the server gets to end the stream cleanly (and apply the last status). */
+#define CLOSE_TIMEOUT_MS 5000
+
+/* The normal connection for catalog reads and snapshots, (re)opened when needed; NULL if down. */
+PGconn *session_sql(relay *r, char *err, size_t errlen)
+{
+	if (r->sql && PQstatus(r->sql) == CONNECTION_OK)
+		return r->sql;
+	PQfinish(r->sql);
+	r->sql = pg_sql_connect(r->cfg->pg_conninfo, r->cfg->pg_password, "outbox-relay-capture", 10);
+	/* Its queries block the main loop: a lock or a slow scan must not stop status updates. */
+	if (PQstatus(r->sql) == CONNECTION_OK) {
+		PGresult *res = PQexec(r->sql, "SET statement_timeout = '30s'; SET lock_timeout = '5s'");
+		PQclear(res);
+		return r->sql;
+	}
+	snprintf(err, errlen, "connecting for catalog reads and snapshots: %s", PQerrorMessage(r->sql));
+	PQfinish(r->sql);
+	r->sql = NULL;
+	return NULL;
+}
+
+/*
+ * Forgets what is not acknowledged (or committed) and closes the stream; the next session starts
+ * right after the confirmed position, so what follows it is read and produced again.
+ */
+static void end_session(relay *r)
+{
+	progress_reset(&r->prog);
+	r->in_txn = false;
+	r->hold_commit = false;
+	r->delivery_failed = false;
+	r->delivery_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+	pg_stream_close(r->pg, r->pg_lost ? 0 : CLOSE_TIMEOUT_MS);
+	r->pg = NULL;
+	r->pg_lost = false;
+}
+
+/* The transactional.id: the file's, or one derived from the cluster and the slot. */
+static void transactional_id(const relay *r, char *buf, size_t len)
+{
+	const char *set = config_kafka_get(r->cfg, "transactional.id");
+	if (set)
+		snprintf(buf, len, "%s", set);
+	else
+		snprintf(buf, len, "outbox-relay-%s-%s", pg_stream_sysid(r->pg), r->cfg->slot);
+}
+
+/* Creates the producer once; in exactly-once mode also fences older instances of this relay. */
+static pg_result setup_kafka(relay *r, char *err, size_t errlen)
+{
+	char txn_id[512];
+
+	if (r->kp)
+		return PG_OK;
+	transactional_id(r, txn_id, sizeof(txn_id));
+	/* Hand-off: the producer calls publish_on_delivery with r from kafka_serve, on this thread. */
+	r->kp = kafka_producer_new(r->cfg, r->eos_on ? txn_id : NULL, publish_on_delivery, r, err, errlen);
+	if (!r->kp)
+		return PG_FATAL;
+	if (!r->eos_on)
+		return PG_OK;
+	eos_init(&r->eos, r->cfg, txn_id);
+	log_info("exactly-once: transactional.id %s, checkpoints in %s", txn_id, r->cfg->checkpoint_topic);
+	if (eos_start(&r->eos, r->kp, txn_init_tick, r) != EOS_OK) {
+		snprintf(err, errlen, "Kafka transactions could not start (see above)");
+		return PG_FATAL;
+	}
+	return PG_OK;
+}
+
+static void list_append(char *list, size_t len, const char *item)
+{
+	if (list[0])
+		strncat(list, ",", len - strlen(list) - 1);
+	strncat(list, item, len - strlen(list) - 1);
+}
+
+/* wal2json's add-tables and add-msg-prefixes lists: the sources, captures and snapshot marks. */
+static void wal2json_filters(const relay *r, char *tables, char *prefixes, size_t len)
+{
+	const relay_config *cfg = r->cfg;
+
+	tables[0] = prefixes[0] = '\0';
+	for (int i = 0; i < cfg->n_sources; i++) {
+		const source_config *s = &cfg->sources[i];
+		list_append(s->table[0] ? tables : prefixes, len, s->table[0] ? s->table : s->message_prefix);
+	}
+	for (int i = 0; i < cfg->n_captures; i++)
+		list_append(tables, len, cfg->captures[i].tables);
+	if (r->snap)
+		list_append(prefixes, len, snapshot_prefix(r->snap));
+}
+
+/*
+ * Change capture: the tables the patterns take now, each with a key (or refused, loudly); on
+ * the first session, the snapshots of tables never snapshotted are queued.
+ */
+static pg_result setup_capture(relay *r, char *err, size_t errlen)
+{
+	capture_table **tables;
+	int n;
+	PGconn *conn;
+
+	if (!r->cap)
+		return PG_OK;
+	if (!(conn = session_sql(r, err, errlen)))
+		return PG_RETRY;
+	if (capture_resolve_all(r->cap, conn, &tables, &n, err, errlen) < 0)
+		return PQstatus(conn) == CONNECTION_OK ? PG_FATAL : PG_RETRY;
+	for (int i = 0; i < n; i++) {
+		if (!tables[i]->refusal)
+			continue;
+		if (!capture_is_pattern(tables[i]->cfg)) {
+			snprintf(err, errlen, "cannot capture table %s: %s", tables[i]->name,
+				 tables[i]->refusal);
+			return PG_FATAL;
+		}
+		/* One table a pattern takes must not keep the others from streaming. */
+		log_warn("capture: cannot capture table %s (taken by the pattern %s): %s; its changes "
+			 "go to the dead-letter topic while the other tables stream", tables[i]->name,
+			 tables[i]->cfg->tables, tables[i]->refusal);
+	}
+	metrics_set_refused_tables((uint64_t)capture_refused_count(r->cap));
+	if (n == 0)
+		log_warn("capture: no table matches the capture list yet");
+	/* Each session: a rewind may have dropped what was queued but never committed. */
+	if (r->snap)
+		snapshot_queue_initial(r->snap, tables, n);
+	return PG_OK;
+}
+
+/* Connects, starts Kafka (once), and settles the slot (and the checkpoint, exactly-once). */
+static pg_result connect_and_settle(relay *r, char *err, size_t errlen)
+{
+	pg_result res = pg_stream_connect(&r->pg, r->cfg->pg_conninfo, r->cfg->pg_password, err, errlen);
+
+	if (res == PG_OK)
+		res = setup_kafka(r, err, errlen);
+	if (res == PG_OK && r->eos_on)
+		res = slot_start_prepare(r, err, errlen);
+	else if (res == PG_OK)
+		res = pg_stream_check_slot(r->pg, r->cfg->slot, r->cfg->create_slot, NULL, NULL, err,
+					   errlen);
+	return res;
+}
+
+/* One attempt at a session: connect, settle the slot, backfill if due, start streaming. */
+static pg_result open_session(relay *r, char *err, size_t errlen)
+{
+	pg_result res = connect_and_settle(r, err, errlen);
+
+	while (res == PG_OK && backfill_active(r->bf)) {
+		/* The replication connection waits for nothing during a backfill: closed, reopened. */
+		pg_stream_close(r->pg, 0);
+		r->pg = NULL;
+		res = backfill_run(r, err, errlen);
+		if (res == PG_OK)
+			res = connect_and_settle(r, err, errlen);
+	}
+	if (res == PG_OK)
+		res = setup_capture(r, err, errlen);
+	if (res == PG_OK) {
+		if (!r->eos_on && pg_stream_start_lsn(r->pg) > r->prog.acked)
+			r->prog.acked = pg_stream_start_lsn(r->pg);
+		char tables[4096], prefixes[4096];
+		wal2json_filters(r, tables, prefixes, sizeof(tables));
+		res = pg_stream_start(r->pg, r->cfg->slot, tables, prefixes, status_flush_lsn(r), err, errlen);
+	}
+	if (res != PG_OK) {
+		pg_stream_close(r->pg, 0);
+		r->pg = NULL;
+	}
+	return res;
+}
+
+/* Opens the replication stream; retries with backoff until it works, a stop, or a fatal error. */
+static stream_end connect_stream(relay *r)
+{
+	int64_t backoff = BACKOFF_START_MS;
+	char err[1024], a[LSN_TEXT_MAX];
+
+	metrics_set_ready(false);
+	if (r->streamed)
+		metrics_reconnect(); /* the previous session ended (lost, or read again) */
+	for (;;) {
+		pg_result res = open_session(r, err, sizeof(err));
+		if (res == PG_OK)
+			break;
+		if (signals_stop_requested())
+			return STREAM_STOP;
+		if (res == PG_FATAL) {
+			log_error("%s", err);
+			return STREAM_FATAL;
+		}
+		log_warn("%s; retrying in %lld ms", err, (long long)backoff);
+		notify_status("not streaming: %s; retrying in %lld ms", err, (long long)backoff);
+		int64_t until = clock_mono_ms() + backoff;
+		while (!signals_stop_requested() && clock_mono_ms() < until)
+			loop_wait(r, false, until);
+		if (signals_stop_requested())
+			return STREAM_STOP;
+		backoff = backoff * 2 > r->cfg->reconnect_max_backoff_ms ? r->cfg->reconnect_max_backoff_ms
+									  : backoff * 2;
+	}
+	r->sent_flush = status_flush_lsn(r);
+	r->last_status_ms = clock_mono_ms();
+	if (pg_stream_server_lsn(r->pg) > r->wal_end_seen)
+		r->wal_end_seen = pg_stream_server_lsn(r->pg);
+	metrics_set_wal_end(r->wal_end_seen);
+	metrics_set_confirmed(r->sent_flush);
+	r->streamed = true;
+	metrics_set_ready(true);
+	log_info("streaming from slot \"%s\" after %s (%s)", r->cfg->slot, lsn_format(status_flush_lsn(r), a),
+		 r->eos_on ? "exactly-once" : "at-least-once");
+	notify_ready();
+	notify_status("streaming from slot %s after %s", r->cfg->slot, a);
+	return STREAM_CONTINUE;
+}
+
+/* SIGTERM: no more reading; bounded wait for acks (and the commit); the final position goes out. */
+static void shut_down(relay *r)
+{
+	char a[LSN_TEXT_MAX];
+	int64_t deadline;
+
+	loop_should_stop(r);
+	notify_stopping();
+	notify_status("stopping");
+	deadline = r->stop_deadline;
+	log_info("stopping: waiting up to %lld ms for Kafka to acknowledge %llu records",
+		 (long long)(deadline - clock_mono_ms()), (unsigned long long)r->prog.in_flight);
+	if (r->eos_on && r->eos.open && r->hold_commit) {
+		/* Stopped inside a group of records that belong together: read it all again. */
+		log_warn("stopped in the middle of a row's records: the open Kafka transaction is "
+			 "aborted and read again at the next start");
+		txn_abort(r);
+	} else if (r->eos_on && r->eos.open && txn_commit(r) != EOS_OK) {
+		log_warn("the last Kafka transaction was not committed; it will be read again");
+	}
+	if (!loop_drain(r, deadline))
+		log_warn("%llu records were not acknowledged in time; they will be read again at the "
+			 "next start", (unsigned long long)r->prog.in_flight);
+	if (r->pg && status_send(r, true) < 0)
+		log_warn("could not send the final position: %s", pg_stream_error(r->pg));
+	log_info("stopped; confirmed up to %s", lsn_format(status_flush_lsn(r), a));
+}
+
+/* Waits longer after each refusal in a row, so a Kafka outage does not spin; -1 on a stop. */
+static int pause_before_rewind(relay *r)
+{
+	int64_t wait = BACKOFF_START_MS;
+	for (unsigned i = 0; i < r->rewinds && wait < r->cfg->reconnect_max_backoff_ms; i++)
+		wait *= 2;
+	if (wait > r->cfg->reconnect_max_backoff_ms)
+		wait = r->cfg->reconnect_max_backoff_ms;
+	r->rewinds++;
+	log_warn("reading again from the last confirmed position in %lld ms", (long long)wait);
+	int64_t until = clock_mono_ms() + wait;
+	while (!signals_stop_requested() && clock_mono_ms() < until)
+		loop_wait(r, false, until);
+	return signals_stop_requested() ? -1 : 0;
+}
+
+/*
+ * After a broken connection or a refusal (rewind): settle what is in flight, then read again
+ * from the confirmed point. After a refusal, what is still queued will be produced again: drop
+ * it now. In exactly-once mode a lost database connection still commits what was read (the
+ * checkpoint says exactly how far it goes); a refusal aborts the Kafka transaction.
+ * STREAM_CONTINUE to reconnect; STREAM_STOP or STREAM_FATAL.
+ */
+static stream_end settle_session(relay *r, bool rewind)
+{
+	if (rewind)
+		kafka_purge(r->kp);
+	if (!loop_drain(r, -1) && signals_stop_requested())
+		return STREAM_STOP;
+	if (r->eos_on && r->eos.open) {
+		/* Half a group of records is never committed: abort and read it again. */
+		/* Inside a PostgreSQL transaction it is read again whole: a checkpoint in the middle
+		 * of one makes a lost slot's recovery depend on the write order (backfill.h). */
+		eos_result res = !rewind && !r->hold_commit && !r->eos.in_pg_txn ? txn_commit(r)
+										   : EOS_REPLAY;
+		if (res == EOS_FATAL || (res == EOS_REPLAY && txn_abort(r) == EOS_FATAL))
+			return STREAM_FATAL;
+	}
+	if (r->eos_on) {
+		eos_resume(&r->eos, &r->eos.committed);
+		pending_drop(&r->pend);
+	}
+	if (r->snap)
+		snapshot_rewind(r->snap); /* back to what Kafka committed; a pending chunk is read again */
+	if (r->pg)
+		status_send(r, true);
+	end_session(r);
+	return STREAM_CONTINUE;
+}
+
+/* Before a fatal exit, what Kafka did take is confirmed: it is published. */
+static void keep_what_kafka_took(relay *r)
+{
+	if (r->kp)
+		loop_drain(r, clock_mono_ms() + r->cfg->shutdown_timeout_ms);
+	if (r->pg)
+		status_send(r, true);
+}
+
+session_next session_next_step(stream_end e)
+{
+	switch (e) {
+	case STREAM_STOP:
+		return SESSION_SHUT_DOWN;
+	case STREAM_FATAL:
+		return SESSION_EXIT;
+	case STREAM_BROKEN:
+		return SESSION_RECONNECT;
+	case STREAM_REWIND:
+		return SESSION_READ_AGAIN;
+	case STREAM_CONTINUE:
+		break;
+	}
+	return SESSION_RECONNECT; /* a session does not end with "continue": connect again */
+}
+
+/*
+ * The one place a session's end is handled (pg_recvlogical's prepareToTerminate): what its
+ * outcome leads to. STREAM_CONTINUE to start the next session; STREAM_STOP or STREAM_FATAL.
+ */
+static stream_end end_of_session(relay *r, stream_end e)
+{
+	metrics_set_ready(false);
+	switch (session_next_step(e)) {
+	case SESSION_SHUT_DOWN:
+		return STREAM_STOP;
+	case SESSION_EXIT:
+		keep_what_kafka_took(r);
+		return STREAM_FATAL;
+	case SESSION_RECONNECT:
+		return settle_session(r, false);
+	case SESSION_READ_AGAIN:
+		e = settle_session(r, true);
+		return e == STREAM_CONTINUE && pause_before_rewind(r) < 0 ? STREAM_STOP : e;
+	}
+	return STREAM_FATAL;
+}
+
+/* Runs sessions until stopped: each connects, streams, and on trouble settles and reconnects. */
+static int run_sessions(relay *r)
+{
+	stream_end e;
+
+	do {
+		e = connect_stream(r);
+		if (e == STREAM_CONTINUE)
+			e = loop_stream(r);
+		e = end_of_session(r, e);
+	} while (e == STREAM_CONTINUE);
+	if (e == STREAM_STOP) {
+		shut_down(r);
+		return RELAY_EXIT_OK;
+	}
+	return r->kp && kafka_fenced(r->kp) ? RELAY_EXIT_FENCED : RELAY_EXIT_FATAL;
+}
+
+int session_run_all(relay *r)
+{
+	int code = run_sessions(r);
+
+	pg_stream_close(r->pg, CLOSE_TIMEOUT_MS);
+	r->pg = NULL;
+	PQfinish(r->sql);
+	r->sql = NULL;
+	return code;
+}
