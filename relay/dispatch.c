@@ -99,8 +99,6 @@ static stream_end handle_snapshot_message(relay *r, const w2j_record *rec)
 	char *text;
 	capture_table *t = NULL;
 	snapshot_row row;
-	route_msg m;
-	rd_kafka_resp_err_t refused;
 	stream_end e = STREAM_CONTINUE;
 	long n;
 
@@ -118,21 +116,8 @@ static stream_end handle_snapshot_message(relay *r, const w2j_record *rec)
 		return STREAM_CONTINUE;
 	txn_group_begin(r); /* the chunk's rows and its progress: one Kafka transaction */
 	r->cur_row = NO_ROW; /* not source rows: never produced alone */
-	while (e == STREAM_CONTINUE && snapshot_next_row(r->snap, &row)) {
-		capture_build_snapshot(r->cap, t, row.key, row.key_len, row.row, row.row_len, rec->lsn,
-				       &rec->timestamp, &m);
-		metrics_rows_read(1);
-		if (router_utf8_valid_prefix(m.value, m.value_len) != m.value_len ||
-		    router_utf8_valid_prefix(m.key, m.key_len) != m.key_len) {
-			/* Its dead letter carries the row as PostgreSQL printed it, at the watermark. */
-			e = publish_reject_row(r, t->name, rec, row.row, row.row_len,
-				       "invalid UTF-8 in a snapshot row (its text is not UTF-8)", &m);
-			continue;
-		}
-		e = publish_produce(r, &m, false, &refused);
-		if (refused) /* too large, ...: dead-lettered (or stops the relay) like a change */
-			e = publish_reject_row(r, t->name, rec, row.row, row.row_len, rd_kafka_err2str(refused), &m);
-	}
+	while (e == STREAM_CONTINUE && snapshot_next_row(r->snap, &row))
+		e = publish_snapshot_row(r, t, rec, &row);
 	if (e != STREAM_CONTINUE)
 		return e;
 	snapshot_chunk_done(r->snap);

@@ -10,6 +10,7 @@
 #include "inflight.h"
 #include "kafka.h"
 #include "log.h"
+#include "pipeline.h"
 #include "loop.h"
 #include "lsn.h"
 #include "metrics.h"
@@ -239,7 +240,8 @@ stream_end publish_row(relay *r, const route_source *src, const w2j_record *rec,
 	txn_group_begin(r);
 	if (r->eos_on && rec->action == W2J_INSERT && !r->backfilling)
 		eos_outbox_row(&r->eos); /* its xid is listed for a lost slot's recovery */
-	if (router_build(r->router, src, rec, &m, &why) < 0) {
+	if (router_build(r->router, src, rec, &m, &why) < 0 ||
+	    pipeline_finish(RECORD_OUTBOX, router_source_name(src), &m, &why) < 0) {
 		e = publish_reject_row(r, router_source_name(src), rec, data, len, why, &m);
 	} else if (refusal_is_row(&r->refusal, r->txn_end, r->cur_row)) {
 		e = publish_reject_refused(r, router_source_name(src), rec, data, len, &m);

@@ -1,4 +1,4 @@
-/* publish_change.c: a captured change's records: envelope, tombstone, key change as one unit. */
+/* publish_change.c: a captured table's records: a change (envelope, tombstone, key change), a snapshot row. */
 #include "publish_change.h"
 
 #include <stdlib.h>
@@ -8,6 +8,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "metrics.h"
+#include "pipeline.h"
 #include "publish.h"
 #include "refusal.h"
 #include "route.h"
@@ -88,15 +89,19 @@ static stream_end publish_key_change(relay *r, const capture_table *t, const w2j
 				     const route_msg *built, const char *data, size_t len)
 {
 	route_msg del = *built, upd;
-	char *copy = xmalloc(built->key_len + built->value_len + 1);
+	char *copy;
 	const char *why = NULL;
 	stream_end e;
 
-	memcpy(copy, built->key, built->key_len);
-	memcpy(copy + built->key_len, built->value, built->value_len);
+	if (pipeline_finish(RECORD_CHANGE, t->name, &del, &why) < 0)
+		return publish_reject_row(r, t->name, rec, data, len, why, &del);
+	copy = xmalloc(del.key_len + del.value_len + 1);
+	memcpy(copy, del.key, del.key_len);
+	memcpy(copy + del.key_len, del.value, del.value_len);
 	del.key = copy;
-	del.value = copy + built->key_len;
-	if (capture_build(r->cap, t, rec, &upd, &why) == 0)
+	del.value = copy + del.key_len;
+	if (capture_build(r->cap, t, rec, &upd, &why) == 0 &&
+	    pipeline_finish(RECORD_CHANGE, t->name, &upd, &why) == 0)
 		why = key_change_unfit(r, &del, &upd);
 	if (why)
 		e = publish_reject_row(r, t->name, rec, data, len, why, &upd);
@@ -118,7 +123,8 @@ static stream_end publish_change_records(relay *r, const capture_table *t, const
 	rd_kafka_resp_err_t refused;
 	stream_end e;
 
-	if (capture_build(r->cap, t, rec, &m, &why) < 0)
+	if (capture_build(r->cap, t, rec, &m, &why) < 0 ||
+	    pipeline_finish(RECORD_CHANGE, t->name, &m, &why) < 0)
 		return publish_reject_row(r, t->name, rec, data, len, why, &m);
 	if (r->snap && rec->action == W2J_TRUNCATE)
 		snapshot_saw_truncate(r->snap, t, rec->xid);
@@ -150,4 +156,32 @@ stream_end publish_change(relay *r, const capture_table *t, const w2j_record *re
 		e = publish_change_records(r, t, rec, data, len);
 	}
 	return txn_group_end(r, e, true);
+}
+
+/*
+ * One row a snapshot chunk read, at its watermark (rec): built, passed through the pipeline and
+ * produced, or dead-lettered with the row as PostgreSQL printed it.
+ */
+stream_end publish_snapshot_row(relay *r, const capture_table *t, const w2j_record *rec,
+				const snapshot_row *row)
+{
+	route_msg m;
+	const char *why = NULL;
+	rd_kafka_resp_err_t refused;
+	stream_end e;
+
+	metrics_rows_read(1);
+	capture_build_snapshot(r->cap, t, row->key, row->key_len, row->row, row->row_len, rec->lsn,
+			       &rec->timestamp, &m);
+	if (pipeline_finish(RECORD_SNAPSHOT_ROW, t->name, &m, &why) < 0)
+		return publish_reject_row(r, t->name, rec, row->row, row->row_len, why, &m);
+	if (router_utf8_valid_prefix(m.value, m.value_len) != m.value_len ||
+	    router_utf8_valid_prefix(m.key, m.key_len) != m.key_len)
+		return publish_reject_row(r, t->name, rec, row->row, row->row_len,
+					  "invalid UTF-8 in a snapshot row (its text is not UTF-8)", &m);
+	e = publish_produce(r, &m, false, &refused);
+	if (refused) /* too large, ...: dead-lettered (or stops the relay) like a change */
+		e = publish_reject_row(r, t->name, rec, row->row, row->row_len,
+				       rd_kafka_err2str(refused), &m);
+	return e;
 }

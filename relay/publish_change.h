@@ -1,10 +1,11 @@
-/* publish_change.h: a captured change's records: envelope, tombstone, key change as one unit. */
+/* publish_change.h: a captured table's records: a change (envelope, tombstone, key change), a snapshot row. */
 #ifndef RELAY_PUBLISH_CHANGE_H
 #define RELAY_PUBLISH_CHANGE_H
 
 #include <stddef.h>
 
 #include "relay_state.h"
+#include "snapshot.h"
 #include "w2j.h"
 
 /*
@@ -13,5 +14,8 @@
  */
 stream_end publish_change(relay *r, const capture_table *t, const w2j_record *rec,
 			  const char *data, size_t len);
+/* One row of a snapshot chunk whose watermark is rec: published, or dead-lettered. */
+stream_end publish_snapshot_row(relay *r, const capture_table *t, const w2j_record *rec,
+				const snapshot_row *row);
 
 #endif

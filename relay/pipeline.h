@@ -1,0 +1,18 @@
+/* pipeline.h: the stages a built record passes before it is produced: transform, then encode. */
+#ifndef RELAY_PIPELINE_H
+#define RELAY_PIPELINE_H
+
+#include "record.h"
+
+/*
+ * The stages after build, in order: transform (transform.h), then encode (encode.h). Every
+ * builder's record passes here before any size or UTF-8 check and before it is produced, so a
+ * check sees the bytes that go out. 0, or -1 with *why: the row is dead-lettered (or stops the
+ * relay) like any row that cannot be published.
+ *
+ *   stream -> decode (w2j) -> dispatch -> build (route, capture) -> pipeline_finish ->
+ *   produce (publish) -> delivery report (inflight) -> commit (txn) -> confirm (status)
+ */
+int pipeline_finish(record_kind kind, const char *source, route_msg *m, const char **why);
+
+#endif
