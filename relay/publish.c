@@ -207,12 +207,26 @@ stream_end publish_reject_row(relay *r, const char *source, const w2j_record *re
 		 (unsigned long long)rec->xid, why);
 	router_dead_letter_named(r->router, source, rec, data, len, why, topic, m);
 	stream_end e = publish_produce(r, m, true, &refused);
-	if (refused) {
-		log_error("the dead-letter topic %s refused the row too: %s; stopping", m->topic,
-			  rd_kafka_err2str(refused));
-		return STREAM_FATAL;
-	}
+	if (refused)
+		return publish_refused(r, REFUSED_DEAD_LETTER, source, rec, data, len, refused, m);
 	return e;
+}
+
+/*
+ * Kafka refused a record for itself (err): refusal.c's table says whether its row is
+ * dead-lettered or the relay stops, for each kind of record, here and nowhere else.
+ */
+stream_end publish_refused(relay *r, refused_record kind, const char *source,
+			   const w2j_record *rec, const char *data, size_t len,
+			   rd_kafka_resp_err_t err, route_msg *m)
+{
+	const char *why;
+
+	if (refusal_dead_letters(kind, &why))
+		return publish_reject_row(r, source, rec, data, len, rd_kafka_err2str(err), m);
+	log_error("Kafka refused a record of the row of %s (topic %s): %s; %s; stopping", source,
+		  m->topic, rd_kafka_err2str(err), why);
+	return STREAM_FATAL;
 }
 
 /* Dead-letters the refused row (m: its record as built, for the key); the search is over. */
@@ -248,8 +262,8 @@ stream_end publish_row(relay *r, const route_source *src, const w2j_record *rec,
 	} else {
 		e = publish_produce(r, &m, false, &refused);
 		if (refused)
-			e = publish_reject_row(r, router_source_name(src), rec, data, len,
-				       rd_kafka_err2str(refused), &m);
+			e = publish_refused(r, REFUSED_OUTBOX_ROW, router_source_name(src), rec, data,
+					    len, refused, &m);
 	}
 	return txn_group_end(r, e, true);
 }

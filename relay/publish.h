@@ -22,6 +22,13 @@ stream_end publish_produce(relay *r, const route_msg *m, bool dead_letter, rd_ka
  */
 stream_end publish_reject_row(relay *r, const char *source, const w2j_record *rec,
 			      const char *data, size_t len, const char *why, route_msg *m);
+/*
+ * Kafka refused a record (err) of a row: dead-lettered or the relay stops, by the kind of record
+ * (refusal.h's table). m: the record (its key and topic).
+ */
+stream_end publish_refused(relay *r, refused_record kind, const char *source,
+			   const w2j_record *rec, const char *data, size_t len,
+			   rd_kafka_resp_err_t err, route_msg *m);
 /* Dead-letters the row the broker refused alone, read again now; the search is over. */
 stream_end publish_reject_refused(relay *r, const char *source, const w2j_record *rec,
 				  const char *data, size_t len, route_msg *m);

@@ -65,18 +65,14 @@ static stream_end produce_key_change(relay *r, const capture_table *t, const w2j
 		snapshot_saw_change(r->snap, t, rec->xid, del->key, del->key_len);
 	e = produce_then_tombstone(r, del, t->cfg->tombstones, &refused);
 	if (refused && r->records_out == out)
-		return publish_reject_row(r, t->name, rec, data, len, rd_kafka_err2str(refused), upd);
+		return publish_refused(r, REFUSED_KEY_CHANGE_WHOLE, t->name, rec, data, len, refused, upd);
 	if (e == STREAM_CONTINUE && !refused) {
 		if (r->snap)
 			snapshot_saw_change(r->snap, t, rec->xid, upd->key, upd->key_len);
 		e = publish_produce(r, upd, false, &refused);
 	}
-	if (refused) {
-		log_error("Kafka refused a record of the key change of %s after part of it went out: "
-			  "%s; stopping (the open Kafka transaction is not committed)", t->name,
-			  rd_kafka_err2str(refused));
-		return STREAM_FATAL;
-	}
+	if (refused)
+		return publish_refused(r, REFUSED_KEY_CHANGE_PART, t->name, rec, data, len, refused, upd);
 	return e;
 }
 
@@ -133,7 +129,7 @@ static stream_end publish_change_records(relay *r, const capture_table *t, const
 	e = produce_then_tombstone(r, &m, rec->action == W2J_DELETE && t->cfg->tombstones && m.key,
 				   &refused);
 	if (refused)
-		return publish_reject_row(r, t->name, rec, data, len, rd_kafka_err2str(refused), &m);
+		return publish_refused(r, REFUSED_CHANGE, t->name, rec, data, len, refused, &m);
 	return e;
 }
 
@@ -180,8 +176,8 @@ stream_end publish_snapshot_row(relay *r, const capture_table *t, const w2j_reco
 		return publish_reject_row(r, t->name, rec, row->row, row->row_len,
 					  "invalid UTF-8 in a snapshot row (its text is not UTF-8)", &m);
 	e = publish_produce(r, &m, false, &refused);
-	if (refused) /* too large, ...: dead-lettered (or stops the relay) like a change */
-		e = publish_reject_row(r, t->name, rec, row->row, row->row_len,
-				       rd_kafka_err2str(refused), &m);
+	if (refused)
+		e = publish_refused(r, REFUSED_SNAPSHOT_ROW, t->name, rec, row->row, row->row_len,
+				    refused, &m);
 	return e;
 }

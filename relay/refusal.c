@@ -79,3 +79,23 @@ bool refusal_delivery_fatal(const broker_refusal *b, rd_kafka_resp_err_t err)
 {
 	return refusal_is_permanent(err) && !(b->searching && refusal_is_the_records(err));
 }
+
+/* One row per kind of record: what its refusal leads to. */
+static const struct {
+	bool dead_letter;
+	const char *why; /* when it stops the relay */
+} refusal_answers[] = {
+	[REFUSED_OUTBOX_ROW] = {true, NULL},
+	[REFUSED_CHANGE] = {true, NULL},
+	[REFUSED_KEY_CHANGE_WHOLE] = {true, NULL},
+	[REFUSED_KEY_CHANGE_PART] = {false, "part of the key change went out already (the open "
+					    "Kafka transaction is not committed)"},
+	[REFUSED_SNAPSHOT_ROW] = {true, NULL},
+	[REFUSED_DEAD_LETTER] = {false, "the dead-letter topic refused the row too"},
+};
+
+bool refusal_dead_letters(refused_record kind, const char **why)
+{
+	*why = refusal_answers[kind].why;
+	return refusal_answers[kind].dead_letter;
+}

@@ -42,4 +42,21 @@ bool refusal_is_row(const broker_refusal *b, lsn_t txn_end, uint64_t row);
  */
 void refusal_search_over(broker_refusal *b, lsn_t nextlsn, bool delivery_failed);
 
+/* The records Kafka may refuse for themselves (too large, ...): each has one answer, in refusal.c. */
+typedef enum {
+	REFUSED_OUTBOX_ROW,      /* an outbox row's or message's record */
+	REFUSED_CHANGE,          /* a captured change's record or tombstone */
+	REFUSED_KEY_CHANGE_WHOLE, /* a key change's first record: nothing of it went out */
+	REFUSED_KEY_CHANGE_PART, /* a key change's record after part of it went out */
+	REFUSED_SNAPSHOT_ROW,    /* a snapshot row's record */
+	REFUSED_DEAD_LETTER,     /* a dead letter */
+} refused_record;
+
+/*
+ * What follows Kafka's refusal of a record of this kind: true, its row is dead-lettered (with
+ * relay.on_error = dead-letter); false, the relay stops before anything moves (*why says why:
+ * nothing can be taken back, or there is nowhere else for it to go).
+ */
+bool refusal_dead_letters(refused_record kind, const char **why);
+
 #endif

@@ -133,6 +133,22 @@ static void test_a_search_ends_once_the_stream_passes_the_refused_transactions(v
 	assert_false(b.searching);
 }
 
+static void test_only_a_half_sent_key_change_and_a_dead_letter_stop_the_relay(void **state)
+{
+	(void)state;
+	const char *why = NULL;
+
+	assert_true(refusal_dead_letters(REFUSED_OUTBOX_ROW, &why));
+	assert_true(refusal_dead_letters(REFUSED_CHANGE, &why));
+	assert_true(refusal_dead_letters(REFUSED_KEY_CHANGE_WHOLE, &why));
+	assert_true(refusal_dead_letters(REFUSED_SNAPSHOT_ROW, &why));
+	assert_null(why);
+	assert_false(refusal_dead_letters(REFUSED_KEY_CHANGE_PART, &why));
+	assert_non_null(strstr(why, "went out already"));
+	assert_false(refusal_dead_letters(REFUSED_DEAD_LETTER, &why));
+	assert_non_null(strstr(why, "dead-letter topic"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -143,6 +159,7 @@ int main(void)
 		cmocka_unit_test(test_size_refusals_of_source_rows_start_a_search_in_dead_letter_mode),
 		cmocka_unit_test(test_a_record_refused_alone_names_its_row),
 		cmocka_unit_test(test_a_search_ends_once_the_stream_passes_the_refused_transactions),
+		cmocka_unit_test(test_only_a_half_sent_key_change_and_a_dead_letter_stop_the_relay),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
