@@ -9,7 +9,7 @@
 
 #include "log.h"
 #include "xalloc.h"
-#include "route.h"
+#include "template.h"
 
 typedef enum { OPT_STRING, OPT_BOOL, OPT_INT, OPT_STRING_LIST } opt_type;
 
@@ -473,7 +473,7 @@ static int check_source(const relay_config *cfg, const source_config *src, int i
 			src->line, idx, src->table);
 		return -1;
 	}
-	if (router_check_template(src->topic, why, sizeof(why)) < 0) {
+	if (template_check(src->topic, &template_outbox_vars, why, sizeof(why)) < 0) {
 		fprintf(err, "%s:%d: sources[%d].topic: %s\n", cfg->path, src->line, idx, why);
 		return -1;
 	}
@@ -582,7 +582,7 @@ static int check_capture(const relay_config *cfg, const capture_config *c, int i
 			idx, c->tables);
 		return -1;
 	}
-	if (router_check_template(c->topic, why, sizeof(why)) < 0) {
+	if (template_check(c->topic, &template_capture_vars, why, sizeof(why)) < 0) {
 		fprintf(err, "%s:%d: capture[%d].topic: %s\n", cfg->path, c->line, idx, why);
 		return -1;
 	}
