@@ -253,31 +253,84 @@ static void set_list(char ***list, int *n, const char *text)
 {
 	char *copy = xstrdup(text), *save = NULL;
 	*n = 0;
-	*list = calloc(1, sizeof(char *));
+	*list = xcalloc(1, sizeof(char *));
 	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		*list = realloc(*list, sizeof(char *) * (size_t)(*n + 1));
+		*list = xrealloc(*list, sizeof(char *) * (size_t)(*n + 1));
 		(*list)[(*n)++] = xstrdup(tok);
 	}
 	free(copy);
 }
 
+/* Sets one key to its default; a required key (no default) to "", false or 0. */
 static void apply_default(void *base, const opt_def *o)
 {
 	void *f = field(base, o);
+	const char *def = o->def ? o->def : "";
+
 	switch (o->type) {
 	case OPT_STRING:
-		*(char **)f = xstrdup(o->def);
+		*(char **)f = xstrdup(def);
 		break;
 	case OPT_BOOL:
-		*(bool *)f = strcmp(o->def, "true") == 0;
+		*(bool *)f = strcmp(def, "true") == 0;
 		break;
 	case OPT_INT:
-		*(int *)f = atoi(o->def);
+		*(int *)f = atoi(def);
 		break;
 	case OPT_STRING_LIST:
-		set_list((char ***)f, (int *)((char *)f + sizeof(char **)), o->def);
+		set_list((char ***)f, (int *)((char *)f + sizeof(char **)), def);
 		break;
 	}
+}
+
+/* Every key of a table to its default. */
+static void apply_defaults(void *base, const opt_def *table, size_t n_opts)
+{
+	for (size_t i = 0; i < n_opts; i++)
+		apply_default(base, &table[i]);
+}
+
+/* The flags the words of relay.delivery and relay.on_error stand for. */
+static void derive_flags(relay_config *cfg)
+{
+	cfg->exactly_once = strcmp(cfg->delivery, "exactly-once") == 0;
+	cfg->dead_letter = strcmp(cfg->on_error, "dead-letter") == 0;
+}
+
+relay_config *config_defaults(int n_sources, int n_captures)
+{
+	relay_config *cfg = xcalloc(1, sizeof(*cfg));
+
+	cfg->path = xstrdup("(defaults)");
+	apply_defaults(cfg, opts, N_OPTS);
+	derive_flags(cfg);
+	cfg->sources = xcalloc((size_t)n_sources + 1, sizeof(source_config));
+	cfg->n_sources = n_sources;
+	for (int i = 0; i < n_sources; i++) {
+		apply_defaults(&cfg->sources[i], source_opts, N_SOURCE_OPTS);
+		cfg->sources[i].line = 1;
+	}
+	cfg->captures = xcalloc((size_t)n_captures + 1, sizeof(capture_config));
+	cfg->n_captures = n_captures;
+	for (int i = 0; i < n_captures; i++) {
+		apply_defaults(&cfg->captures[i], capture_opts, N_CAPTURE_OPTS);
+		cfg->captures[i].line = 1;
+	}
+	return cfg;
+}
+
+void config_set_string(char **field_p, const char *value)
+{
+	free(*field_p);
+	*field_p = xstrdup(value);
+}
+
+void config_set_list(char ***list, int *n, const char *text)
+{
+	for (int k = 0; k < *n; k++)
+		free((*list)[k]);
+	free(*list);
+	set_list(list, n, text);
 }
 
 /*
@@ -403,8 +456,7 @@ static int load_key(const relay_config *cfg, void *base, const opt_def *o, const
 	if ((s && load_opt(cfg, base, o, name, s, err) < 0) ||
 	    check_value(cfg, base, o, name, line, err) < 0) {
 		free_opts_one(base, o);
-		if (o->def)
-			apply_default(base, o);
+		apply_default(base, o);
 		return -1;
 	}
 	return 0;
@@ -727,8 +779,7 @@ static int load_top(relay_config *cfg, const config_t *lc, FILE *err)
 		}
 		bad |= load_key(cfg, cfg, &opts[i], opts[i].path, s, 1, err);
 	}
-	cfg->exactly_once = strcmp(cfg->delivery, "exactly-once") == 0;
-	cfg->dead_letter = strcmp(cfg->on_error, "dead-letter") == 0;
+	derive_flags(cfg);
 	return bad;
 }
 
