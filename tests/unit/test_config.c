@@ -766,11 +766,23 @@ static void assert_lines_start_with_path(const loaded *l)
 	}
 }
 
+/* Each of lines (":LINE: words") is in err after the path, and every line of err names the path. */
+static void assert_reported(const loaded *l, const char *const *lines, size_t n)
+{
+	char want[512];
+
+	for (size_t i = 0; i < n; i++) {
+		snprintf(want, sizeof(want), "%s%s", l->path, lines[i]);
+		if (!strstr(l->err, want))
+			fail_msg("want '%s' in:\n%s", want, l->err);
+	}
+	assert_lines_start_with_path(l);
+}
+
 static void test_every_problem_reported(void **state)
 {
 	(void)state;
 	loaded l;
-	char want[256];
 
 	load_text(&l, "postgresql = {\n slott = 1;\n status_interval_ms = 5;\n};\nfoo = { };\n"
 		      "relay = { create_slot = true; };\n"
@@ -782,25 +794,15 @@ static void test_every_problem_reported(void **state)
 			       ":1: postgresql.conninfo is required",
 			       ":8: unknown setting 'sources[0].bogus'",
 			       ":9: sources[1].table must be a string"};
-	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
-		snprintf(want, sizeof(want), "%s%s", l.path, lines[i]);
-		if (!strstr(l.err, want))
-			fail_msg("want '%s' in:\n%s", want, l.err);
-	}
 	/* One problem per line, each line starting with the path. */
-	assert_lines_start_with_path(&l);
+	assert_reported(&l, lines, sizeof(lines) / sizeof(lines[0]));
 	unload(&l);
 
 	/* Problems of values that span keys are all reported too. */
 	load_text(&l, MINIMAL "relay = {\n on_error = \"x\";\n delivery = \"y\";\n log_level = \"z\";\n};\n");
 	assert_null(l.cfg);
 	const char *values[] = {":4: relay.on_error 'x'", ":5: relay.delivery 'y'", ":6: relay.log_level 'z'"};
-	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
-		snprintf(want, sizeof(want), "%s%s", l.path, values[i]);
-		if (!strstr(l.err, want))
-			fail_msg("want '%s' in:\n%s", want, l.err);
-	}
-	assert_lines_start_with_path(&l);
+	assert_reported(&l, values, sizeof(values) / sizeof(values[0]));
 	unload(&l);
 }
 
@@ -992,7 +994,6 @@ static void test_every_problem_of_every_kind_reported(void **state)
 {
 	(void)state;
 	loaded l;
-	char want[512];
 
 	load_text(&l, "postgresql = {\n conninfo = 5;\n};\n"                     /* 1-3 */
 		      "kafka = { transactional_id = \"t\"; };\n"                      /* 4 */
@@ -1020,12 +1021,7 @@ static void test_every_problem_of_every_kind_reported(void **state)
 		":20: sources[1].value must name a column",
 		":21: sources[2] needs exactly one of table and message_prefix",
 	};
-	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
-		snprintf(want, sizeof(want), "%s%s", l.path, lines[i]);
-		if (!strstr(l.err, want))
-			fail_msg("want '%s' in:\n%s", want, l.err);
-	}
-	assert_lines_start_with_path(&l);
+	assert_reported(&l, lines, sizeof(lines) / sizeof(lines[0]));
 	unload(&l);
 }
 
