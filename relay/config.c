@@ -399,14 +399,17 @@ static bool is_choice(const char *const *choices, const char *value)
 	return false;
 }
 
-/* Writes the words as "a or b" (two) or "one of a, b, c" (more), as the messages say them. */
-static void choices_text(const char *const *choices, char *out, size_t len)
+/*
+ * Writes the words as "one of a, b, c"; with two_as_or, two words as "a or b" (the way the
+ * messages say them; the key table in the docs always lists "one of").
+ */
+static void choices_text(const char *const *choices, bool two_as_or, char *out, size_t len)
 {
 	size_t n = 0, used;
 
 	while (choices[n])
 		n++;
-	if (n == 2) {
+	if (n == 2 && two_as_or) {
 		snprintf(out, len, "%s or %s", choices[0], choices[1]);
 		return;
 	}
@@ -429,7 +432,7 @@ static int check_value(const relay_config *cfg, const void *base, const opt_def 
 		return 0;
 	v = *(char *const *)((const char *)base + o->offset);
 	if (o->choices && !is_choice(o->choices, v)) {
-		choices_text(o->choices, msg, sizeof(msg));
+		choices_text(o->choices, true, msg, sizeof(msg));
 		fprintf(err, "%s:%d: %s '%s' is not %s\n", cfg->path, line, name, v, msg);
 		return -1;
 	}
@@ -950,14 +953,10 @@ static void describe_row(FILE *out, const char *prefix, const opt_def *o)
 	char type[256];
 	const char *def = o->def ? o->def : "(required)";
 
-	if (o->choices) {
-		snprintf(type, sizeof(type), "one of ");
-		for (size_t i = 0; o->choices[i]; i++)
-			snprintf(type + strlen(type), sizeof(type) - strlen(type), "%s%s",
-				 i ? ", " : "", o->choices[i]);
-	} else {
+	if (o->choices)
+		choices_text(o->choices, false, type, sizeof(type));
+	else
 		snprintf(type, sizeof(type), "%s", type_names[o->type]);
-	}
 	if (prefix[0] && !def[0])
 		def = "\"\"";
 	fprintf(out, "| `%s%s` | %s | %s | %s | %s |\n", prefix, o->path, type, def,
