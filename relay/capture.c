@@ -7,6 +7,7 @@
 
 #include "log.h"
 #include "pgtime.h"
+#include "template.h"
 #include "xalloc.h"
 
 /* Type OIDs whose values wal2json writes as bare JSON (pg_type.dat). */
@@ -182,31 +183,47 @@ static bool in_list(char *const *list, int n, const char *name)
 	return false;
 }
 
-/* ${prefix}.${schema}.${table} with the names filled in. */
-static char *expand_topic(const relay_config *cfg, const capture_config *e, const char *schema,
-			  const char *table)
-{
-	strbuf b = {0};
-	const char *p = e->topic;
+/* The names a capture topic's placeholders stand for. */
+typedef struct {
+	const char *prefix, *schema, *table;
+} topic_names;
 
-	while (*p) {
-		const char *v = NULL;
-		size_t skip = 0;
-		if (strncmp(p, "${prefix}", 9) == 0)
-			v = cfg->topic_prefix, skip = 9;
-		else if (strncmp(p, "${schema}", 9) == 0)
-			v = schema, skip = 9;
-		else if (strncmp(p, "${table}", 8) == 0)
-			v = table, skip = 8;
-		if (v) {
-			sb_put(&b, v, strlen(v));
-			p += skip;
-		} else {
-			sb_put(&b, p++, 1);
-		}
+/* ${prefix}, ${schema} or ${table} (the template was checked at load: nothing else). */
+static int topic_value(void *ctx, const char *name, const char **text, size_t *len,
+		       const char **why)
+{
+	const topic_names *n = ctx;
+
+	*text = strcmp(name, "prefix") == 0   ? n->prefix
+		: strcmp(name, "schema") == 0 ? n->schema
+		: strcmp(name, "table") == 0  ? n->table
+					      : NULL;
+	*len = *text ? strlen(*text) : 0;
+	if (!*text)
+		*why = "unknown placeholder";
+	return *text ? 0 : -1;
+}
+
+/*
+ * Writes to topic (TEMPLATE_TOPIC_MAX + 1 bytes) the entry's template with the names filled in;
+ * false when that is not a valid Kafka topic name (topic then holds what fit, or the template).
+ */
+static bool expand_topic(const relay_config *cfg, const capture_config *e, const char *schema,
+			 const char *table, char *topic)
+{
+	topic_names n = {cfg->topic_prefix, schema, table};
+	topic_template t;
+	char err[256];
+	const char *why;
+	bool ok;
+
+	if (template_compile(&t, e->topic, &template_capture_vars, err, sizeof(err)) < 0) {
+		snprintf(topic, TEMPLATE_TOPIC_MAX + 1, "%s", e->topic);
+		return false;
 	}
-	sb_put(&b, "", 1);
-	return b.p;
+	ok = template_expand(&t, topic_value, &n, topic, &why) >= 0;
+	template_free(&t);
+	return ok;
 }
 
 /* True when position array pos marks at least one column (an index exists). */
@@ -408,7 +425,7 @@ static void table_fill(capture_table *t, PGresult *res, const catalog_time *when
 	if (n == 0)
 		t->refusal = "the table is not in the catalog (dropped or renamed since its change "
 			     "was written), so its key cannot be known";
-	if (!t->refusal && !router_topic_name_ok(t->topic, strlen(t->topic)))
+	if (!t->refusal && !t->topic_ok)
 		t->refusal = "the topic name made from the template is not a valid Kafka topic name";
 }
 
@@ -424,7 +441,9 @@ static capture_table *table_from(capture *c, const capture_config *e, const char
 	t->name = xmalloc(n);
 	snprintf(t->name, n, "%s.%s", schema, table);
 	t->cfg = e;
-	t->topic = expand_topic(c->cfg, e, schema, table);
+	char topic[TEMPLATE_TOPIC_MAX + 1];
+	t->topic_ok = expand_topic(c->cfg, e, schema, table, topic);
+	t->topic = xstrdup(topic);
 	t->slot = c->cfg->slot;
 	table_fill(t, res, when);
 	return t;
@@ -593,11 +612,10 @@ int capture_resolve_all(capture *c, PGconn *conn, capture_table ***tables, int *
 bool capture_topic_valid(const relay_config *cfg, const capture_config *e, const char *schema,
 			 const char *table, char *topic, size_t len)
 {
-	char *name = expand_topic(cfg, e, schema, table);
-	bool ok = router_topic_name_ok(name, strlen(name));
+	char name[TEMPLATE_TOPIC_MAX + 1];
+	bool ok = expand_topic(cfg, e, schema, table, name);
 
 	snprintf(topic, len, "%s", name);
-	free(name);
 	return ok;
 }
 

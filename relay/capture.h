@@ -27,6 +27,7 @@ typedef struct {
 	char *name; /* "schema.table" */
 	const capture_config *cfg;
 	char *topic;
+	bool topic_ok; /* topic is a valid Kafka topic name (else the table is refused) */
 	capture_column *cols;
 	int n_cols;
 	int *keys; /* indexes into cols, in key order */

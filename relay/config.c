@@ -9,16 +9,30 @@
 
 #include "log.h"
 #include "xalloc.h"
-#include "route.h"
+#include "config_check.h"
 
 typedef enum { OPT_STRING, OPT_BOOL, OPT_INT, OPT_STRING_LIST } opt_type;
 
+/*
+ * A check of a string value beyond its type and choices (a template, a pattern, an address):
+ * 0, or -1 after writing the whole message (without "FILE:LINE: ") to msg. name is how the
+ * message names the key ("relay.metrics_listen", "capture[2].topic").
+ */
+typedef int (*opt_check_fn)(const char *name, const char *value, char *msg, size_t len);
+
+/* SIGHUP applies a new value while the relay runs; without it a change needs a restart. */
+#define OPT_RELOAD 1u
+
+/* Everything about one key: loading, default, validation, reloading and its description. */
 typedef struct {
 	const char *path; /* "group.key" (a source's keys: just "key") */
 	opt_type type;
 	size_t offset; /* into relay_config or source_config; a list is a char** then its count */
 	const char *def; /* default as text; NULL: required */
+	unsigned flags;  /* OPT_RELOAD */
 	long min, max;   /* OPT_INT range */
+	const char *const *choices; /* OPT_STRING: the only words accepted (NULL-terminated) */
+	opt_check_fn check;         /* OPT_STRING: NULL, or a check of the value */
 	const char *doc;
 } opt_def;
 
@@ -37,113 +51,145 @@ _Static_assert(offsetof(capture_config, n_key_columns) ==
 			       offsetof(capture_config, exclude_columns) + sizeof(char **),
 	       "list count must follow the list");
 
+/* The words of the enumerated keys (log.c parses the log ones with the same names). */
+static const char *const delivery_modes[] = {"exactly-once", "at-least-once", NULL};
+static const char *const first_starts[] = {"backfill", "from-now", NULL};
+static const char *const slot_losses[] = {"recover", "recover-rows", "stop", NULL};
+static const char *const capture_slot_losses[] = {"stop", "resnapshot", NULL};
+static const char *const error_actions[] = {"dead-letter", "stop", NULL};
+static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const log_formats[] = {"text", "logfmt", "json", NULL};
+
 static const opt_def opts[] = {
-	{"postgresql.conninfo", OPT_STRING, OFF(pg_conninfo), NULL, 0, 0,
-	 "libpq connection string of the database to read (replication=database is added)"},
-	{"postgresql.slot", OPT_STRING, OFF(slot), "outbox_relay", 0, 0,
-	 "logical replication slot; one slot per relay"},
-	{"postgresql.create_slot", OPT_BOOL, OFF(create_slot), "true", 0, 0,
-	 "create the slot with the wal2json plugin when it does not exist"},
-	{"postgresql.status_interval_ms", OPT_INT, OFF(status_interval_ms), "10000", 100, 3600000,
-	 "longest time between two status messages to the server; keep it below wal_sender_timeout"},
-	{"relay.delivery", OPT_STRING, OFF(delivery), "exactly-once", 0, 0,
-	 "exactly-once (Kafka transactions, position stored in Kafka) or at-least-once "
-	 "(idempotent producer only; duplicates possible after a crash)"},
-	{"relay.checkpoint_topic", OPT_STRING, OFF(checkpoint_topic), "outbox-relay.checkpoints", 0, 0,
-	 "compacted topic holding each relay's PostgreSQL position (exactly-once); created on first start"},
-	{"relay.transaction_max_records", OPT_INT, OFF(transaction_max_records), "10000", 1, 10000000,
-	 "exactly-once: most records in one Kafka transaction (a larger PostgreSQL transaction is split)"},
-	{"relay.transaction_max_ms", OPT_INT, OFF(transaction_max_ms), "100", 1, 60000,
-	 "exactly-once: longest time a Kafka transaction stays open while rows keep coming (catching "
-	 "up on transactions 2 s old or more: at least 1000)"},
-	{"relay.first_start", OPT_STRING, OFF(first_start), "backfill", 0, 0,
-	 "exactly-once, when the relay creates its slot for the first time: backfill (first publish "
-	 "the outbox rows committed before the slot existed) or from-now (only rows committed after)"},
-	{"relay.slot_loss", OPT_STRING, OFF(slot_loss), "recover", 0, 0,
-	 "exactly-once, when the slot is gone but a checkpoint exists (dropped, failover, invalidated): "
-	 "recover (a new slot; the outbox rows committed after the checkpoint come from the table), "
-	 "recover-rows (the same, accepting the loss of outbox.emit() events) or stop"},
-	{"relay.recovery_window_ms", OPT_INT, OFF(recovery_window_ms), "1000", 10, 600000,
-	 "slot-loss recovery: how far commit timestamps may run out of commit order; checkpoints list "
-	 "the outbox transactions of this last stretch"},
-	{"relay.capture_on_slot_loss", OPT_STRING, OFF(capture_on_slot_loss), "stop", 0, 0,
-	 "captured tables when the slot is lost: stop (refuse to start) or resnapshot (publish every "
-	 "captured table again, op r)"},
-	{"relay.on_error", OPT_STRING, OFF(on_error), "dead-letter", 0, 0,
-	 "a row that cannot be published: dead-letter (to relay.dead_letter_topic, and go on) or stop"},
-	{"relay.dead_letter_topic", OPT_STRING, OFF(dead_letter_topic), "outbox-relay.dead-letters", 0, 0,
-	 "topic for rows that cannot be published, with headers saying why and where from"},
-	{"relay.auto_create_topics", OPT_BOOL, OFF(auto_create_topics), "true", 0, 0,
-	 "create a missing topic (admin API) at its first record; false: a missing topic stops the relay"},
-	{"relay.topic_partitions", OPT_INT, OFF(topic_partitions), "-1", -1, 100000,
-	 "partitions of topics the relay creates (-1: the broker's num.partitions)"},
-	{"relay.topic_replication_factor", OPT_INT, OFF(topic_replication_factor), "-1", -1, 100,
-	 "replication factor of topics the relay creates (-1: the broker's default)"},
-	{"relay.log_level", OPT_STRING, OFF(log_level), "info", 0, 0,
-	 "error, warn, info or debug"},
-	{"relay.lag_warn_mb", OPT_INT, OFF(lag_warn_mb), "1024", 0, 10000000,
-	 "warn (at most once a minute) while the server keeps this many MB of WAL for the slot (0: never)"},
-	{"relay.log_format", OPT_STRING, OFF(log_format), "text", 0, 0,
-	 "text, logfmt (key=value) or json (one object per line)"},
-	{"relay.max_in_flight_bytes", OPT_INT, OFF(max_in_flight_bytes), "8388608", 65536, 2147483647,
-	 "records handed to Kafka and not yet acknowledged, in bytes (with librdkafka's overhead): "
-	 "at this size the relay stops reading the stream until Kafka catches up"},
-	{"relay.shutdown_timeout_ms", OPT_INT, OFF(shutdown_timeout_ms), "30000", 0, 3600000,
-	 "on SIGTERM, how long to wait for Kafka to acknowledge what is in flight"},
-	{"relay.reconnect_max_backoff_ms", OPT_INT, OFF(reconnect_max_backoff_ms), "30000", 100,
-	 3600000, "longest wait between two reconnection attempts (the wait doubles from 500 ms)"},
-	{"relay.topic_prefix", OPT_STRING, OFF(topic_prefix), "cdc", 0, 0,
-	 "${prefix} of the capture topic templates"},
-	{"relay.snapshot_chunk_rows", OPT_INT, OFF(snapshot_chunk_rows), "4096", 1, 1000000,
-	 "rows a snapshot reads (and holds in memory) at a time, by key order"},
-	{"relay.metrics_listen", OPT_STRING, OFF(metrics_listen), "", 0, 0,
-	 "host:port of the HTTP server for /metrics (Prometheus), /healthz and /readyz; \":9187\" "
-	 "binds 127.0.0.1; \"\": off"},
+	{.path = "postgresql.conninfo", .type = OPT_STRING, .offset = OFF(pg_conninfo),
+	 .doc = "libpq connection string of the database to read (replication=database is added)"},
+	{.path = "postgresql.slot", .type = OPT_STRING, .offset = OFF(slot), .def = "outbox_relay",
+	 .doc = "logical replication slot; one slot per relay"},
+	{.path = "postgresql.create_slot", .type = OPT_BOOL, .offset = OFF(create_slot), .def = "true",
+	 .doc = "create the slot with the wal2json plugin when it does not exist"},
+	{.path = "postgresql.status_interval_ms", .type = OPT_INT, .offset = OFF(status_interval_ms),
+	 .def = "10000", .flags = OPT_RELOAD, .min = 100, .max = 3600000,
+	 .doc = "longest time between two status messages to the server; keep it below "
+		"wal_sender_timeout"},
+	{.path = "relay.delivery", .type = OPT_STRING, .offset = OFF(delivery), .def = "exactly-once",
+	 .choices = delivery_modes,
+	 .doc = "exactly-once (Kafka transactions, position stored in Kafka) or at-least-once "
+		"(idempotent producer only; duplicates possible after a crash)"},
+	{.path = "relay.checkpoint_topic", .type = OPT_STRING, .offset = OFF(checkpoint_topic),
+	 .def = "outbox-relay.checkpoints",
+	 .doc = "compacted topic holding each relay's PostgreSQL position (exactly-once); created on "
+		"first start"},
+	{.path = "relay.transaction_max_records", .type = OPT_INT,
+	 .offset = OFF(transaction_max_records), .def = "10000", .flags = OPT_RELOAD, .min = 1,
+	 .max = 10000000,
+	 .doc = "exactly-once: most records in one Kafka transaction (a larger PostgreSQL transaction "
+		"is split)"},
+	{.path = "relay.transaction_max_ms", .type = OPT_INT, .offset = OFF(transaction_max_ms),
+	 .def = "100", .flags = OPT_RELOAD, .min = 1, .max = 60000,
+	 .doc = "exactly-once: longest time a Kafka transaction stays open while rows keep coming "
+		"(catching up on transactions 2 s old or more: at least 1000)"},
+	{.path = "relay.first_start", .type = OPT_STRING, .offset = OFF(first_start), .def = "backfill",
+	 .choices = first_starts,
+	 .doc = "exactly-once, when the relay creates its slot for the first time: backfill (first "
+		"publish the outbox rows committed before the slot existed) or from-now (only rows "
+		"committed after)"},
+	{.path = "relay.slot_loss", .type = OPT_STRING, .offset = OFF(slot_loss), .def = "recover",
+	 .choices = slot_losses,
+	 .doc = "exactly-once, when the slot is gone but a checkpoint exists (dropped, failover, "
+		"invalidated): recover (a new slot; the outbox rows committed after the checkpoint "
+		"come from the table), recover-rows (the same, accepting the loss of outbox.emit() "
+		"events) or stop"},
+	{.path = "relay.recovery_window_ms", .type = OPT_INT, .offset = OFF(recovery_window_ms),
+	 .def = "1000", .min = 10, .max = 600000,
+	 .doc = "slot-loss recovery: how far commit timestamps may run out of commit order; "
+		"checkpoints list the outbox transactions of this last stretch"},
+	{.path = "relay.capture_on_slot_loss", .type = OPT_STRING, .offset = OFF(capture_on_slot_loss),
+	 .def = "stop", .choices = capture_slot_losses,
+	 .doc = "captured tables when the slot is lost: stop (refuse to start) or resnapshot "
+		"(publish every captured table again, op r)"},
+	{.path = "relay.on_error", .type = OPT_STRING, .offset = OFF(on_error), .def = "dead-letter",
+	 .choices = error_actions,
+	 .doc = "a row that cannot be published: dead-letter (to relay.dead_letter_topic, and go on) "
+		"or stop"},
+	{.path = "relay.dead_letter_topic", .type = OPT_STRING, .offset = OFF(dead_letter_topic),
+	 .def = "outbox-relay.dead-letters",
+	 .doc = "topic for rows that cannot be published, with headers saying why and where from"},
+	{.path = "relay.auto_create_topics", .type = OPT_BOOL, .offset = OFF(auto_create_topics),
+	 .def = "true",
+	 .doc = "create a missing topic (admin API) at its first record; false: a missing topic "
+		"stops the relay"},
+	{.path = "relay.topic_partitions", .type = OPT_INT, .offset = OFF(topic_partitions),
+	 .def = "-1", .min = -1, .max = 100000,
+	 .doc = "partitions of topics the relay creates (-1: the broker's num.partitions)"},
+	{.path = "relay.topic_replication_factor", .type = OPT_INT,
+	 .offset = OFF(topic_replication_factor), .def = "-1", .min = -1, .max = 100,
+	 .doc = "replication factor of topics the relay creates (-1: the broker's default)"},
+	{.path = "relay.log_level", .type = OPT_STRING, .offset = OFF(log_level), .def = "info",
+	 .flags = OPT_RELOAD, .choices = log_levels, .doc = "error, warn, info or debug"},
+	{.path = "relay.lag_warn_mb", .type = OPT_INT, .offset = OFF(lag_warn_mb), .def = "1024",
+	 .flags = OPT_RELOAD, .min = 0, .max = 10000000,
+	 .doc = "warn (at most once a minute) while the server keeps this many MB of WAL for the "
+		"slot (0: never)"},
+	{.path = "relay.log_format", .type = OPT_STRING, .offset = OFF(log_format), .def = "text",
+	 .choices = log_formats, .doc = "text, logfmt (key=value) or json (one object per line)"},
+	{.path = "relay.max_in_flight_bytes", .type = OPT_INT, .offset = OFF(max_in_flight_bytes),
+	 .def = "8388608", .flags = OPT_RELOAD, .min = 65536, .max = 2147483647,
+	 .doc = "records handed to Kafka and not yet acknowledged, in bytes (with librdkafka's "
+		"overhead): at this size the relay stops reading the stream until Kafka catches up"},
+	{.path = "relay.shutdown_timeout_ms", .type = OPT_INT, .offset = OFF(shutdown_timeout_ms),
+	 .def = "30000", .flags = OPT_RELOAD, .min = 0, .max = 3600000,
+	 .doc = "on SIGTERM, how long to wait for Kafka to acknowledge what is in flight"},
+	{.path = "relay.reconnect_max_backoff_ms", .type = OPT_INT,
+	 .offset = OFF(reconnect_max_backoff_ms), .def = "30000", .flags = OPT_RELOAD, .min = 100,
+	 .max = 3600000,
+	 .doc = "longest wait between two reconnection attempts (the wait doubles from 500 ms)"},
+	{.path = "relay.topic_prefix", .type = OPT_STRING, .offset = OFF(topic_prefix), .def = "cdc",
+	 .doc = "${prefix} of the capture topic templates"},
+	{.path = "relay.snapshot_chunk_rows", .type = OPT_INT, .offset = OFF(snapshot_chunk_rows),
+	 .def = "4096", .min = 1, .max = 1000000,
+	 .doc = "rows a snapshot reads (and holds in memory) at a time, by key order"},
+	{.path = "relay.metrics_listen", .type = OPT_STRING, .offset = OFF(metrics_listen), .def = "",
+	 .check = config_check_metrics_listen,
+	 .doc = "host:port of the HTTP server for /metrics (Prometheus), /healthz and /readyz; "
+		"\":9187\" binds 127.0.0.1; \"\": off"},
 };
 
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
 
-/* Keys SIGHUP may change while the relay runs; everything else needs a restart. */
-static const char *const reloadable[] = {
-	"relay.log_level",	       "relay.transaction_max_records", "relay.transaction_max_ms",
-	"relay.shutdown_timeout_ms", "relay.reconnect_max_backoff_ms", "postgresql.status_interval_ms",
-	"relay.lag_warn_mb",	       "relay.max_in_flight_bytes",
-};
-
-static bool is_reloadable(const char *path)
-{
-	for (size_t i = 0; i < sizeof(reloadable) / sizeof(reloadable[0]); i++)
-		if (strcmp(reloadable[i], path) == 0)
-			return true;
-	return false;
-}
-
 /* The keys of each element of the sources list. */
 static const opt_def source_opts[] = {
-	{"table", OPT_STRING, SRC(table), "", 0, 0,
-	 "outbox table (schema.table); or set message_prefix"},
-	{"message_prefix", OPT_STRING, SRC(message_prefix), "", 0, 0,
-	 "publish pg_logical_emit_message messages with this prefix (see docs/sql.md: outbox.emit)"},
-	{"topic", OPT_STRING, SRC(topic), "outbox.${aggregate_type}", 0, 0,
-	 "topic template: ${column} (or envelope member), ${schema}, ${table}, ${prefix}"},
-	{"key", OPT_STRING, SRC(key), "aggregate_id", 0, 0, "column giving the record key"},
-	{"value", OPT_STRING, SRC(value), "payload", 0, 0,
-	 "column giving the record value, copied byte for byte"},
-	{"event_id", OPT_STRING, SRC(event_id), "id", 0, 0, "column giving the event_id header"},
-	{"event_type", OPT_STRING, SRC(event_type), "event_type", 0, 0,
-	 "column giving the event_type header"},
-	{"timestamp", OPT_STRING, SRC(timestamp), "", 0, 0,
-	 "record timestamp: a timestamptz column, \"commit\" (commit time) or \"\" (produce time)"},
-	{"headers_column", OPT_STRING, SRC(headers_column), "headers", 0, 0,
-	 "column holding a JSON object; each member becomes a header (W3C traceparent passes through)"},
-	{"headers", OPT_STRING_LIST, SRC(headers), "", 0, 0,
-	 "more columns copied to headers under their own names (schema_version, tenant, ...)"},
-	{"tombstones", OPT_BOOL, SRC(tombstones), "false", 0, 0,
-	 "a null or empty value becomes a tombstone (null value); false: a null value is dead-lettered"},
-	{"cloudevents", OPT_BOOL, SRC(cloudevents), "false", 0, 0,
-	 "add CloudEvents binary-mode headers: ce_specversion ce_id ce_type ce_source ce_time"},
-	{"ce_source", OPT_STRING, SRC(ce_source), "", 0, 0,
-	 "the ce_source header (default /outbox-relay/<schema>.<table>, or /outbox-relay/<prefix>)"},
+	{.path = "table", .type = OPT_STRING, .offset = SRC(table), .def = "",
+	 .check = config_check_source_table, .doc = "outbox table (schema.table); or set message_prefix"},
+	{.path = "message_prefix", .type = OPT_STRING, .offset = SRC(message_prefix), .def = "",
+	 .doc = "publish pg_logical_emit_message messages with this prefix (see docs/sql.md: "
+		"outbox.emit)"},
+	{.path = "topic", .type = OPT_STRING, .offset = SRC(topic), .def = "outbox.${aggregate_type}",
+	 .check = config_check_outbox_topic,
+	 .doc = "topic template: ${column} (or envelope member), ${schema}, ${table}, ${prefix}"},
+	{.path = "key", .type = OPT_STRING, .offset = SRC(key), .def = "aggregate_id",
+	 .check = config_check_column, .doc = "column giving the record key"},
+	{.path = "value", .type = OPT_STRING, .offset = SRC(value), .def = "payload",
+	 .check = config_check_column, .doc = "column giving the record value, copied byte for byte"},
+	{.path = "event_id", .type = OPT_STRING, .offset = SRC(event_id), .def = "id",
+	 .doc = "column giving the event_id header"},
+	{.path = "event_type", .type = OPT_STRING, .offset = SRC(event_type), .def = "event_type",
+	 .doc = "column giving the event_type header"},
+	{.path = "timestamp", .type = OPT_STRING, .offset = SRC(timestamp), .def = "",
+	 .doc = "record timestamp: a timestamptz column, \"commit\" (commit time) or \"\" (produce "
+		"time)"},
+	{.path = "headers_column", .type = OPT_STRING, .offset = SRC(headers_column), .def = "headers",
+	 .doc = "column holding a JSON object; each member becomes a header (W3C traceparent passes "
+		"through)"},
+	{.path = "headers", .type = OPT_STRING_LIST, .offset = SRC(headers), .def = "",
+	 .doc = "more columns copied to headers under their own names (schema_version, tenant, ...)"},
+	{.path = "tombstones", .type = OPT_BOOL, .offset = SRC(tombstones), .def = "false",
+	 .doc = "a null or empty value becomes a tombstone (null value); false: a null value is "
+		"dead-lettered"},
+	{.path = "cloudevents", .type = OPT_BOOL, .offset = SRC(cloudevents), .def = "false",
+	 .doc = "add CloudEvents binary-mode headers: ce_specversion ce_id ce_type ce_source ce_time"},
+	{.path = "ce_source", .type = OPT_STRING, .offset = SRC(ce_source), .def = "",
+	 .doc = "the ce_source header (default /outbox-relay/<schema>.<table>, or "
+		"/outbox-relay/<prefix>)"},
 };
 
 #define N_SOURCE_OPTS (sizeof(source_opts) / sizeof(source_opts[0]))
@@ -151,22 +197,26 @@ static const opt_def source_opts[] = {
 
 /* The keys of each element of the capture list. */
 static const opt_def capture_opts[] = {
-	{"tables", OPT_STRING, CAP(tables), "", 0, 0,
-	 "tables to capture: schema.table, either part may be * (all)"},
-	{"topic", OPT_STRING, CAP(topic), "${prefix}.${schema}.${table}", 0, 0,
-	 "topic template: ${prefix} (relay.topic_prefix), ${schema}, ${table}"},
-	{"key_columns", OPT_STRING_LIST, CAP(key_columns), "", 0, 0,
-	 "columns of the record key (default: the primary key, else the replica identity index)"},
-	{"include_columns", OPT_STRING_LIST, CAP(include_columns), "", 0, 0,
-	 "publish only these columns (default: all)"},
-	{"exclude_columns", OPT_STRING_LIST, CAP(exclude_columns), "", 0, 0,
-	 "never publish these columns (e.g. password_hash)"},
-	{"unkeyed", OPT_BOOL, CAP(unkeyed), "false", 0, 0,
-	 "publish a table without primary key or replica identity index with null keys (else refused)"},
-	{"tombstones", OPT_BOOL, CAP(tombstones), "true", 0, 0,
-	 "follow each delete with a tombstone (null value) for compacted topics"},
-	{"snapshot", OPT_BOOL, CAP(snapshot), "true", 0, 0,
-	 "publish the existing rows (op r) when a table is first captured (needs exactly-once)"},
+	{.path = "tables", .type = OPT_STRING, .offset = CAP(tables), .def = "",
+	 .check = config_check_capture_tables,
+	 .doc = "tables to capture: schema.table, either part may be * (all)"},
+	{.path = "topic", .type = OPT_STRING, .offset = CAP(topic),
+	 .def = "${prefix}.${schema}.${table}", .check = config_check_capture_topic,
+	 .doc = "topic template: ${prefix} (relay.topic_prefix), ${schema}, ${table}"},
+	{.path = "key_columns", .type = OPT_STRING_LIST, .offset = CAP(key_columns), .def = "",
+	 .doc = "columns of the record key (default: the primary key, else the replica identity "
+		"index)"},
+	{.path = "include_columns", .type = OPT_STRING_LIST, .offset = CAP(include_columns), .def = "",
+	 .doc = "publish only these columns (default: all)"},
+	{.path = "exclude_columns", .type = OPT_STRING_LIST, .offset = CAP(exclude_columns), .def = "",
+	 .doc = "never publish these columns (e.g. password_hash)"},
+	{.path = "unkeyed", .type = OPT_BOOL, .offset = CAP(unkeyed), .def = "false",
+	 .doc = "publish a table without primary key or replica identity index with null keys (else "
+		"refused)"},
+	{.path = "tombstones", .type = OPT_BOOL, .offset = CAP(tombstones), .def = "true",
+	 .doc = "follow each delete with a tombstone (null value) for compacted topics"},
+	{.path = "snapshot", .type = OPT_BOOL, .offset = CAP(snapshot), .def = "true",
+	 .doc = "publish the existing rows (op r) when a table is first captured (needs exactly-once)"},
 };
 
 #define N_CAPTURE_OPTS (sizeof(capture_opts) / sizeof(capture_opts[0]))
@@ -190,6 +240,8 @@ static const char *const type_articles[] = {"a", "a", "an", "a"};
 
 static void *field(void *base, const opt_def *o) { return (char *)base + o->offset; }
 
+static void free_opts_one(void *base, const opt_def *o);
+
 static int setting_line(const config_setting_t *s)
 {
 	int line = (int)config_setting_source_line(s);
@@ -201,31 +253,84 @@ static void set_list(char ***list, int *n, const char *text)
 {
 	char *copy = xstrdup(text), *save = NULL;
 	*n = 0;
-	*list = calloc(1, sizeof(char *));
+	*list = xcalloc(1, sizeof(char *));
 	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		*list = realloc(*list, sizeof(char *) * (size_t)(*n + 1));
+		*list = xrealloc(*list, sizeof(char *) * (size_t)(*n + 1));
 		(*list)[(*n)++] = xstrdup(tok);
 	}
 	free(copy);
 }
 
+/* Sets one key to its default; a required key (no default) to "", false or 0. */
 static void apply_default(void *base, const opt_def *o)
 {
 	void *f = field(base, o);
+	const char *def = o->def ? o->def : "";
+
 	switch (o->type) {
 	case OPT_STRING:
-		*(char **)f = xstrdup(o->def);
+		*(char **)f = xstrdup(def);
 		break;
 	case OPT_BOOL:
-		*(bool *)f = strcmp(o->def, "true") == 0;
+		*(bool *)f = strcmp(def, "true") == 0;
 		break;
 	case OPT_INT:
-		*(int *)f = atoi(o->def);
+		*(int *)f = atoi(def);
 		break;
 	case OPT_STRING_LIST:
-		set_list((char ***)f, (int *)((char *)f + sizeof(char **)), o->def);
+		set_list((char ***)f, (int *)((char *)f + sizeof(char **)), def);
 		break;
 	}
+}
+
+/* Every key of a table to its default. */
+static void apply_defaults(void *base, const opt_def *table, size_t n_opts)
+{
+	for (size_t i = 0; i < n_opts; i++)
+		apply_default(base, &table[i]);
+}
+
+/* The flags the words of relay.delivery and relay.on_error stand for. */
+static void derive_flags(relay_config *cfg)
+{
+	cfg->exactly_once = strcmp(cfg->delivery, "exactly-once") == 0;
+	cfg->dead_letter = strcmp(cfg->on_error, "dead-letter") == 0;
+}
+
+relay_config *config_defaults(int n_sources, int n_captures)
+{
+	relay_config *cfg = xcalloc(1, sizeof(*cfg));
+
+	cfg->path = xstrdup("(defaults)");
+	apply_defaults(cfg, opts, N_OPTS);
+	derive_flags(cfg);
+	cfg->sources = xcalloc((size_t)n_sources + 1, sizeof(source_config));
+	cfg->n_sources = n_sources;
+	for (int i = 0; i < n_sources; i++) {
+		apply_defaults(&cfg->sources[i], source_opts, N_SOURCE_OPTS);
+		cfg->sources[i].line = 1;
+	}
+	cfg->captures = xcalloc((size_t)n_captures + 1, sizeof(capture_config));
+	cfg->n_captures = n_captures;
+	for (int i = 0; i < n_captures; i++) {
+		apply_defaults(&cfg->captures[i], capture_opts, N_CAPTURE_OPTS);
+		cfg->captures[i].line = 1;
+	}
+	return cfg;
+}
+
+void config_set_string(char **field_p, const char *value)
+{
+	free(*field_p);
+	*field_p = xstrdup(value);
+}
+
+void config_set_list(char ***list, int *n, const char *text)
+{
+	for (int k = 0; k < *n; k++)
+		free((*list)[k]);
+	free(*list);
+	set_list(list, n, text);
 }
 
 /*
@@ -283,6 +388,81 @@ wrong_type:
 	fprintf(err, "%s:%d: %s must be %s %s\n", cfg->path, setting_line(s), name,
 		type_articles[o->type], type_names[o->type]);
 	return -1;
+}
+
+/* True when value is one of the NULL-terminated words. */
+static bool is_choice(const char *const *choices, const char *value)
+{
+	for (size_t i = 0; choices[i]; i++)
+		if (strcmp(choices[i], value) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Writes the words as "one of a, b, c"; with two_as_or, two words as "a or b" (the way the
+ * messages say them; the key table in the docs always lists "one of").
+ */
+static void choices_text(const char *const *choices, bool two_as_or, char *out, size_t len)
+{
+	size_t n = 0, used;
+
+	while (choices[n])
+		n++;
+	if (n == 2 && two_as_or) {
+		snprintf(out, len, "%s or %s", choices[0], choices[1]);
+		return;
+	}
+	used = (size_t)snprintf(out, len, "one of ");
+	for (size_t i = 0; i < n && used < len; i++)
+		used += (size_t)snprintf(out + used, len - used, "%s%s", i ? ", " : "", choices[i]);
+}
+
+/*
+ * A value of the right type that the key still refuses: not one of its choices, or failing its
+ * check. Reported at line, naming the key as name.
+ */
+static int check_value(const relay_config *cfg, const void *base, const opt_def *o,
+		       const char *name, int line, FILE *err)
+{
+	char msg[768];
+	const char *v;
+
+	if (o->type != OPT_STRING)
+		return 0;
+	v = *(char *const *)((const char *)base + o->offset);
+	if (o->choices && !is_choice(o->choices, v)) {
+		choices_text(o->choices, true, msg, sizeof(msg));
+		fprintf(err, "%s:%d: %s '%s' is not %s\n", cfg->path, line, name, v, msg);
+		return -1;
+	}
+	if (o->check && o->check(name, v, msg, sizeof(msg)) < 0) {
+		fprintf(err, "%s:%d: %s\n", cfg->path, line, msg);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * One key of a table into base, as start-up, check-config and SIGHUP all load it: the file's
+ * setting s (or the default when s is NULL) through its type, range, choices and check, at the
+ * setting's line (else at line). A refused value is reported and replaced by the default, so
+ * that the checks spanning keys see a sane value. -1 when refused.
+ */
+static int load_key(const relay_config *cfg, void *base, const opt_def *o, const char *name,
+		    const config_setting_t *s, int line, FILE *err)
+{
+	if (!s)
+		apply_default(base, o);
+	else
+		line = setting_line(s);
+	if ((s && load_opt(cfg, base, o, name, s, err) < 0) ||
+	    check_value(cfg, base, o, name, line, err) < 0) {
+		free_opts_one(base, o);
+		apply_default(base, o);
+		return -1;
+	}
+	return 0;
 }
 
 static const opt_def *find_opt(const char *group, const char *name)
@@ -397,13 +577,6 @@ static int line_of(const config_t *lc, const char *path)
 	return s ? setting_line(s) : 1;
 }
 
-/* "schema.table" with both parts non-empty. */
-static bool table_name_ok(const char *name)
-{
-	const char *dot = strchr(name, '.');
-	return dot && dot != name && dot[1] != '\0';
-}
-
 /* Frees what one key of a table holds (a wrong-typed list may be half built). */
 static void free_opts_one(void *base, const opt_def *o)
 {
@@ -445,41 +618,19 @@ static int load_entry(relay_config *cfg, const list_spec *ls, void *base, int *l
 	for (size_t k = 0; k < ls->n_opts; k++) {
 		const config_setting_t *s = g ? config_setting_get_member(g, ls->opts[k].path) : NULL;
 		snprintf(name, sizeof(name), "%s[%d].%s", ls->name, idx, ls->opts[k].path);
-		if (!s) {
-			apply_default(base, &ls->opts[k]);
-		} else if (load_opt(cfg, base, &ls->opts[k], name, s, err) < 0) {
-			/* Reported; the default keeps the entry whole for the checks that follow. */
-			free_opts_one(base, &ls->opts[k]);
-			apply_default(base, &ls->opts[k]);
-			bad = -1;
-		}
+		bad |= load_key(cfg, base, &ls->opts[k], name, s, *line, err);
 	}
 	return bad;
 }
 
-/* A source reads exactly one of a table and a message prefix. */
+/* A source reads exactly one of a table and a message prefix, which no earlier source reads. */
 static int check_source(const relay_config *cfg, const source_config *src, int idx, FILE *err)
 {
-	char why[512];
-	bool has_table = src->table && src->table[0], has_prefix = src->message_prefix && src->message_prefix[0];
+	bool has_table = src->table[0], has_prefix = src->message_prefix[0];
 
 	if (has_table == has_prefix) {
 		fprintf(err, "%s:%d: sources[%d] needs exactly one of table and message_prefix\n",
 			cfg->path, src->line, idx);
-		return -1;
-	}
-	if (has_table && !table_name_ok(src->table)) {
-		fprintf(err, "%s:%d: sources[%d].table '%s' must be schema.table\n", cfg->path,
-			src->line, idx, src->table);
-		return -1;
-	}
-	if (router_check_template(src->topic, why, sizeof(why)) < 0) {
-		fprintf(err, "%s:%d: sources[%d].topic: %s\n", cfg->path, src->line, idx, why);
-		return -1;
-	}
-	if (!src->key[0] || !src->value[0]) {
-		fprintf(err, "%s:%d: sources[%d].%s must name a column\n", cfg->path, src->line, idx,
-			src->key[0] ? "value" : "key");
 		return -1;
 	}
 	for (int k = 0; k < idx; k++) {
@@ -559,45 +710,23 @@ static int load_sources(relay_config *cfg, const config_t *lc, FILE *err)
 	return bad;
 }
 
-/* One part of a capture pattern: "*" or a name without "*" (wal2json matches whole parts). */
-static bool pattern_part_ok(const char *p, size_t len)
-{
-	if (len == 0)
-		return false;
-	if (len == 1 && p[0] == '*')
-		return true;
-	return memchr(p, '*', len) == NULL;
-}
-
-/* A capture entry: a valid pattern and template, and columns either included or excluded. */
+/* A capture entry's keys together: columns either included or excluded; snapshots need exactly-once. */
 static int check_capture(const relay_config *cfg, const capture_config *c, int idx, FILE *err)
 {
-	char why[512];
-	const char *dot = strchr(c->tables, '.');
+	int bad = 0;
 
-	if (!dot || !pattern_part_ok(c->tables, (size_t)(dot - c->tables)) ||
-	    !pattern_part_ok(dot + 1, strlen(dot + 1))) {
-		fprintf(err, "%s:%d: capture[%d].tables '%s' must be schema.table, where either part "
-			"may be * (for example public.users, public.*, *.orders)\n", cfg->path, c->line,
-			idx, c->tables);
-		return -1;
-	}
-	if (router_check_template(c->topic, why, sizeof(why)) < 0) {
-		fprintf(err, "%s:%d: capture[%d].topic: %s\n", cfg->path, c->line, idx, why);
-		return -1;
-	}
 	if (c->n_include_columns > 0 && c->n_exclude_columns > 0) {
 		fprintf(err, "%s:%d: capture[%d] sets both include_columns and exclude_columns: "
 			"keep one\n", cfg->path, c->line, idx);
-		return -1;
+		bad = -1;
 	}
 	if (c->snapshot && !cfg->exactly_once) {
 		fprintf(err, "%s:%d: capture[%d].snapshot needs relay.delivery = \"exactly-once\" "
 			"(a snapshot's progress is stored with the checkpoint); set snapshot = false\n",
 			cfg->path, c->line, idx);
-		return -1;
+		bad = -1;
 	}
-	return 0;
+	return bad;
 }
 
 /* The capture list (optional). */
@@ -613,74 +742,47 @@ static int load_captures(relay_config *cfg, const config_t *lc, FILE *err)
 	for (int i = 0; i < n; i++) {
 		const config_setting_t *g = list_group(cfg, list, i, CAPTURE, &bad, err);
 		capture_config *c = &cfg->captures[i];
-		bad |= load_entry(cfg, &capture_list, c, &c->line, g, i, err);
+		int b = load_entry(cfg, &capture_list, c, &c->line, g, i, err);
+		if (b == 0)
+			b = check_capture(cfg, c, i, err);
+		bad |= b;
 	}
 	return bad;
 }
 
-/* A word-valued key must be one of the comma-separated choices; -1 with a FILE:LINE message. */
-static int check_choice(const relay_config *cfg, const config_t *lc, const char *key,
-			const char *value, const char *choices, FILE *err)
+/* Checks that span groups: the kafka group against the relay group. */
+static int check_values(const relay_config *cfg, const config_t *lc, FILE *err)
 {
-	size_t n = strlen(value);
-	for (const char *p = choices; *p;) {
-		const char *end = strchr(p, ',');
-		size_t len = end ? (size_t)(end - p) : strlen(p);
-		if (len == n && strncmp(p, value, n) == 0)
-			return 0;
-		p = end ? end + 2 : p + len;
-	}
-	fprintf(err, "%s:%d: %s '%s' is not one of %s\n", cfg->path, line_of(lc, key), key, value,
-		choices);
-	return -1;
-}
-
-/* Checks values that span keys (done after each key is valid on its own). */
-static int check_values(relay_config *cfg, const config_t *lc, FILE *err)
-{
-	log_level_t lvl;
 	int bad = 0;
 
-	if (!log_parse_level(cfg->log_level, &lvl)) {
-		fprintf(err, "%s:%d: relay.log_level '%s' is not one of error, warn, info, debug\n",
-			cfg->path, line_of(lc, "relay.log_level"), cfg->log_level);
-		bad = -1;
-	}
-	log_format_t fmt;
-	if (!log_parse_format(cfg->log_format, &fmt)) {
-		fprintf(err, "%s:%d: relay.log_format '%s' is not one of text, logfmt, json\n",
-			cfg->path, line_of(lc, "relay.log_format"), cfg->log_format);
-		bad = -1;
-	}
-	cfg->dead_letter = strcmp(cfg->on_error, "dead-letter") == 0;
-	if (!cfg->dead_letter && strcmp(cfg->on_error, "stop") != 0) {
-		fprintf(err, "%s:%d: relay.on_error '%s' is not dead-letter or stop\n", cfg->path,
-			line_of(lc, "relay.on_error"), cfg->on_error);
-		bad = -1;
-	}
-	bad |= check_choice(cfg, lc, "relay.first_start", cfg->first_start, "backfill, from-now", err);
-	bad |= check_choice(cfg, lc, "relay.slot_loss", cfg->slot_loss, "recover, recover-rows, stop",
-			    err);
-	bad |= check_choice(cfg, lc, "relay.capture_on_slot_loss", cfg->capture_on_slot_loss,
-			    "stop, resnapshot", err);
 	if (!config_kafka_get(cfg, "bootstrap.servers")) {
 		fprintf(err, "%s:%d: kafka.bootstrap_servers is required\n", cfg->path,
 			line_of(lc, KAFKA_GROUP));
 		bad = -1;
 	}
-	cfg->exactly_once = strcmp(cfg->delivery, "exactly-once") == 0;
-	if (!cfg->exactly_once && strcmp(cfg->delivery, "at-least-once") != 0) {
-		fprintf(err, "%s:%d: relay.delivery '%s' is not exactly-once or at-least-once\n",
-			cfg->path, line_of(lc, "relay.delivery"), cfg->delivery);
-		bad = -1;
-	}
-	for (int i = 0; i < cfg->n_captures; i++)
-		bad |= check_capture(cfg, &cfg->captures[i], i, err);
 	if (!cfg->exactly_once && config_kafka_get(cfg, "transactional.id")) {
 		fprintf(err, "%s:%d: kafka.transactional_id needs relay.delivery = \"exactly-once\"\n",
 			cfg->path, line_of(lc, KAFKA_GROUP));
 		bad = -1;
 	}
+	return bad;
+}
+
+/* The top-level keys (each reported where it is wrong), then the flags they imply. */
+static int load_top(relay_config *cfg, const config_t *lc, FILE *err)
+{
+	int bad = 0;
+
+	for (size_t i = 0; i < N_OPTS; i++) {
+		const config_setting_t *s = config_lookup(lc, opts[i].path);
+		if (!s && !opts[i].def) {
+			fprintf(err, "%s:1: %s is required\n", cfg->path, opts[i].path);
+			bad = -1;
+			continue;
+		}
+		bad |= load_key(cfg, cfg, &opts[i], opts[i].path, s, 1, err);
+	}
+	derive_flags(cfg);
 	return bad;
 }
 
@@ -766,24 +868,13 @@ relay_config *config_load(const char *path, FILE *err)
 		goto fail;
 	}
 	bad |= check_unknown(cfg, config_root_setting(&lc), err);
-	for (size_t i = 0; i < N_OPTS; i++) {
-		const config_setting_t *s = config_lookup(&lc, opts[i].path);
-		if (s) {
-			bad |= load_opt(cfg, cfg, &opts[i], opts[i].path, s, err);
-		} else if (opts[i].def) {
-			apply_default(cfg, &opts[i]);
-		} else {
-			fprintf(err, "%s:1: %s is required\n", path, opts[i].path);
-			bad = -1;
-		}
-	}
+	bad |= load_top(cfg, &lc, err);
 	bad |= load_sources(cfg, &lc, err);
 	bad |= load_captures(cfg, &lc, err);
 	const config_setting_t *kg = config_lookup(&lc, KAFKA_GROUP);
 	if (kg && config_setting_is_group(kg))
 		bad |= load_kafka(cfg, kg, err);
-	if (bad == 0)
-		bad |= check_values(cfg, &lc, err);
+	bad |= check_values(cfg, &lc, err);
 	if (bad)
 		goto fail;
 	config_destroy(&lc);
@@ -835,20 +926,14 @@ void config_free(relay_config *cfg)
 	free(cfg);
 }
 
-/* One part of a capture pattern: "*" takes any name. */
-static bool part_matches(const char *pat, size_t plen, const char *name)
-{
-	return (plen == 1 && pat[0] == '*') || (strlen(name) == plen && memcmp(pat, name, plen) == 0);
-}
-
 const capture_config *config_capture_for(const relay_config *cfg, const char *schema,
 					 const char *table)
 {
 	for (int i = 0; i < cfg->n_captures; i++) {
 		const capture_config *e = &cfg->captures[i];
 		const char *dot = strchr(e->tables, '.');
-		if (part_matches(e->tables, (size_t)(dot - e->tables), schema) &&
-		    part_matches(dot + 1, strlen(dot + 1), table))
+		if (config_pattern_part_matches(e->tables, (size_t)(dot - e->tables), schema) &&
+		    config_pattern_part_matches(dot + 1, strlen(dot + 1), table))
 			return e;
 	}
 	return NULL;
@@ -862,21 +947,32 @@ const char *config_kafka_get(const relay_config *cfg, const char *name)
 	return NULL;
 }
 
+/* One row of the key table: its type (an enumerated key: its words), default and reloading. */
+static void describe_row(FILE *out, const char *prefix, const opt_def *o)
+{
+	char type[256];
+	const char *def = o->def ? o->def : "(required)";
+
+	if (o->choices)
+		choices_text(o->choices, false, type, sizeof(type));
+	else
+		snprintf(type, sizeof(type), "%s", type_names[o->type]);
+	if (prefix[0] && !def[0])
+		def = "\"\"";
+	fprintf(out, "| `%s%s` | %s | %s | %s | %s |\n", prefix, o->path, type, def,
+		o->flags & OPT_RELOAD ? "SIGHUP" : "restart", o->doc);
+}
+
 void config_describe(FILE *out)
 {
-	fprintf(out, "| key | type | default | meaning |\n|---|---|---|---|\n");
+	fprintf(out, "| key | type | default | changes by | meaning |\n|---|---|---|---|---|\n");
 	for (size_t i = 0; i < N_OPTS; i++)
-		fprintf(out, "| `%s` | %s | %s | %s |\n", opts[i].path, type_names[opts[i].type],
-			opts[i].def ? opts[i].def : "(required)", opts[i].doc);
+		describe_row(out, "", &opts[i]);
 	for (size_t i = 0; i < N_SOURCE_OPTS; i++)
-		fprintf(out, "| `sources[].%s` | %s | %s | %s |\n", source_opts[i].path,
-			type_names[source_opts[i].type],
-			source_opts[i].def[0] ? source_opts[i].def : "\"\"", source_opts[i].doc);
+		describe_row(out, "sources[].", &source_opts[i]);
 	for (size_t i = 0; i < N_CAPTURE_OPTS; i++)
-		fprintf(out, "| `capture[].%s` | %s | %s | %s |\n", capture_opts[i].path,
-			type_names[capture_opts[i].type],
-			capture_opts[i].def[0] ? capture_opts[i].def : "\"\"", capture_opts[i].doc);
-	fprintf(out, "| `kafka.*` | any | | librdkafka properties, `_` written for `.` "
+		describe_row(out, "capture[].", &capture_opts[i]);
+	fprintf(out, "| `kafka.*` | any | | restart | librdkafka properties, `_` written for `.` "
 		     "(`bootstrap_servers` is `bootstrap.servers`); `bootstrap_servers` is required |\n");
 }
 
@@ -943,7 +1039,7 @@ void config_reload(relay_config *running, const relay_config *fresh)
 		const opt_def *o = &opts[i];
 		if (same_value(running, fresh, o))
 			continue;
-		if (!is_reloadable(o->path)) {
+		if (!(o->flags & OPT_RELOAD)) {
 			log_warn("reload: %s changed, which needs a restart; keeping the running value",
 				 o->path);
 			continue;

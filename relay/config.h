@@ -113,6 +113,17 @@ typedef struct {
 relay_config *config_load(const char *path, FILE *err);
 void config_free(relay_config *cfg);
 /*
+ * A configuration holding every key's default, with n_sources sources and n_captures capture
+ * entries holding the defaults of sources[] and capture[] keys (tables "", line 1), required keys
+ * empty and no kafka settings: for code that builds one without a file (fuzz targets, tests).
+ * Change its strings and lists with the two functions below; config_free frees it.
+ */
+relay_config *config_defaults(int n_sources, int n_captures);
+/* Replaces a string of a configuration with a copy of value. */
+void config_set_string(char **field, const char *value);
+/* Replaces a list of a configuration with the comma-separated words of text. */
+void config_set_list(char ***list, int *n, const char *text);
+/*
  * Reads secrets from systemd credentials: pgpassword (the PostgreSQL password) and
  * kafka-sasl-password (librdkafka's sasl.password). Absent files are fine.
  */

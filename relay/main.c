@@ -11,7 +11,6 @@
 #include "config.h"
 #include "kafka.h"
 #include "log.h"
-#include "metrics.h"
 #include "relay.h"
 #include "route.h"
 
@@ -51,10 +50,6 @@ static relay_config *load_checked(const char *path)
 	relay_config *cfg = config_load(path, stderr);
 	if (!cfg)
 		return NULL;
-	if (metrics_check_config(cfg, stderr) < 0) {
-		config_free(cfg);
-		return NULL;
-	}
 	rd_kafka_conf_t *conf = kafka_conf_build(cfg, stderr);
 	char err[512];
 	router *r = conf ? router_new(cfg, err, sizeof(err)) : NULL;

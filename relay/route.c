@@ -10,13 +10,7 @@
 #include "log.h"
 #include "xalloc.h"
 #include "pgtime.h"
-
-/* A piece of a topic template: literal text, or ${name} standing for a field's value. */
-typedef struct {
-	bool is_field;
-	char *text;
-	size_t len;
-} topic_seg;
+#include "template.h"
 
 struct route_source {
 	const source_config *cfg;
@@ -24,10 +18,7 @@ struct route_source {
 	char *table;
 	char *name;   /* "schema.table" or "message:prefix" */
 	char *ce_source;
-	topic_seg *segs;
-	size_t n_segs;
-	size_t n_fields; /* placeholders in the template */
-	size_t literal_len;
+	topic_template topic;
 };
 
 /*
@@ -63,102 +54,6 @@ struct router {
 	char meta[2048]; /* dead-letter header values, each cut to DLQ_MAX_HEADER */
 };
 
-static void add_seg(route_source *s, bool is_field, const char *text, size_t len)
-{
-	s->segs = xrealloc(s->segs, sizeof(topic_seg) * (s->n_segs + 1));
-	topic_seg *g = &s->segs[s->n_segs++];
-	g->is_field = is_field;
-	g->text = strndup(text, len);
-	g->len = len;
-	if (is_field)
-		s->n_fields++;
-	else
-		s->literal_len += len;
-}
-
-/* Kafka accepts topic names of 1 to 249 characters from [a-zA-Z0-9._-]. */
-static bool topic_char_ok(char ch)
-{
-	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-	       ch == '.' || ch == '_' || ch == '-';
-}
-
-/* A whole topic name: 1 to 249 allowed characters, and neither "." nor "..". */
-static bool topic_name_ok(const char *t, size_t len)
-{
-	if (len == 0 || len > 249 || (len == 1 && t[0] == '.') || (len == 2 && memcmp(t, "..", 2) == 0))
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (!topic_char_ok(t[i]))
-			return false;
-	return true;
-}
-
-/* Rejects literal text no topic name may hold, so that a bad template fails at startup. */
-static int check_literals(const route_source *s, const char *tmpl, char *err, size_t errlen)
-{
-	for (size_t i = 0; i < s->n_segs; i++) {
-		const topic_seg *g = &s->segs[i];
-		for (size_t k = 0; !g->is_field && k < g->len; k++) {
-			if (!topic_char_ok(g->text[k])) {
-				snprintf(err, errlen, "topic template '%s' holds a character Kafka "
-					 "topic names cannot have (allowed: a-z A-Z 0-9 . _ -)", tmpl);
-				return -1;
-			}
-		}
-	}
-	if (s->literal_len > 249) {
-		snprintf(err, errlen, "topic template '%s' is longer than 249 characters", tmpl);
-		return -1;
-	}
-	if (s->n_fields == 0 && !topic_name_ok(s->segs[0].text, s->segs[0].len)) {
-		snprintf(err, errlen, "topic template '%s' is not a valid Kafka topic name", tmpl);
-		return -1;
-	}
-	return 0;
-}
-
-/* Splits "outbox.${aggregate_type}" into literal and field segments. */
-static int compile_template(route_source *s, const char *tmpl, char *err, size_t errlen)
-{
-	const char *p = tmpl;
-
-	while (*p) {
-		const char *open = strstr(p, "${");
-		if (!open) {
-			add_seg(s, false, p, strlen(p));
-			break;
-		}
-		if (open > p)
-			add_seg(s, false, p, (size_t)(open - p));
-		const char *close = strchr(open, '}');
-		if (!close || close == open + 2) {
-			snprintf(err, errlen, "topic template '%s': '${' without a name and '}'", tmpl);
-			return -1;
-		}
-		add_seg(s, true, open + 2, (size_t)(close - open - 2));
-		p = close + 1;
-	}
-	if (s->n_segs == 0) {
-		snprintf(err, errlen, "topic template is empty");
-		return -1;
-	}
-	return check_literals(s, tmpl, err, errlen);
-}
-
-int router_check_template(const char *tmpl, char *err, size_t errlen)
-{
-	route_source s;
-	int r;
-
-	memset(&s, 0, sizeof(s));
-	r = compile_template(&s, tmpl, err, errlen);
-	for (size_t k = 0; k < s.n_segs; k++)
-		free(s.segs[k].text);
-	free(s.segs);
-	return r;
-}
-
 static int compile_source(route_source *s, const source_config *c, char *err, size_t errlen)
 {
 	char buf[600];
@@ -175,9 +70,7 @@ static int compile_source(route_source *s, const source_config *c, char *err, si
 	}
 	snprintf(buf, sizeof(buf), "/outbox-relay/%s", c->table[0] ? c->table : c->message_prefix);
 	s->ce_source = strdup(c->ce_source[0] ? c->ce_source : buf);
-	if (compile_template(s, c->topic, err, errlen) < 0)
-		return -1;
-	return 0;
+	return template_compile(&s->topic, c->topic, &template_outbox_vars, err, errlen);
 }
 
 router *router_new(const relay_config *cfg, char *err, size_t errlen)
@@ -202,9 +95,7 @@ void router_free(router *r)
 		return;
 	for (int i = 0; i < r->n_sources; i++) {
 		route_source *s = &r->sources[i];
-		for (size_t k = 0; k < s->n_segs; k++)
-			free(s->segs[k].text);
-		free(s->segs);
+		template_free(&s->topic);
 		free(s->schema);
 		free(s->table);
 		free(s->name);
@@ -515,6 +406,29 @@ static bool builtin_value(const route_source *s, const w2j_record *rec, const ch
 	return true;
 }
 
+/* What a topic placeholder of a row reads: the router, the row's source, its decoded texts. */
+typedef struct {
+	router *r;
+	const route_source *s;
+	const w2j_record *rec;
+	char **pos;
+} topic_ctx;
+
+/* A placeholder's text: the row's field of that name, else a built-in (schema, table, prefix). */
+static int topic_value(void *ctx, const char *name, const char **text, size_t *len,
+		       const char **why)
+{
+	topic_ctx *c = ctx;
+	json_span b;
+	const json_span *v = field_get(c->r, name);
+
+	if (!v && builtin_value(c->s, c->rec, name, &b))
+		v = &b;
+	if (put_text(c->r, c->pos, v, "a field of the topic template", text, len) < 0)
+		return *why = "a field of the topic template holds an invalid escape", -1;
+	return 0;
+}
+
 /*
  * Expands the template into r->topic as a NUL-terminated name; field texts are decoded into
  * *pos first (once per field) and then copied, so a name never needs more than 250 bytes.
@@ -522,31 +436,10 @@ static bool builtin_value(const route_source *s, const w2j_record *rec, const ch
 static int expand_topic(router *r, const route_source *s, char **pos, const w2j_record *rec,
 			const char **out, const char **why)
 {
-	size_t used = 0;
+	topic_ctx c = {r, s, rec, pos};
 
-	for (size_t i = 0; i < s->n_segs; i++) {
-		const topic_seg *g = &s->segs[i];
-		json_span b;
-		const char *text = g->text;
-		size_t len = g->len;
-		if (g->is_field) {
-			const json_span *v = field_get(r, g->text);
-			if (!v && builtin_value(s, rec, g->text, &b))
-				v = &b;
-			if (put_text(r, pos, v, "a field of the topic template", &text, &len) < 0)
-				return *why = "a field of the topic template holds an invalid escape", -1;
-			if (!text)
-				return *why = "a field of the topic template is null or missing", -1;
-		}
-		if (len > 249 - used)
-			return *why = "the topic name made from the template is not a valid Kafka topic "
-				      "name (longer than 249 characters)", -1;
-		memcpy(r->topic + used, text, len);
-		used += len;
-	}
-	if (!topic_name_ok(r->topic, used))
-		return *why = "the topic name made from the template is not a valid Kafka topic name", -1;
-	r->topic[used] = '\0';
+	if (template_expand(&s->topic, topic_value, &c, r->topic, why) < 0)
+		return -1;
 	*out = r->topic;
 	return 0;
 }
@@ -733,8 +626,6 @@ void router_dead_letter_named(router *r, const char *source, const w2j_record *r
 		meta_header(r, m, &used, "dlq_truncated_from", "%.*s", n, strlen(n));
 	}
 }
-
-bool router_topic_name_ok(const char *name, size_t len) { return topic_name_ok(name, len); }
 
 size_t router_utf8_valid_prefix(const char *text, size_t len)
 {

@@ -32,8 +32,6 @@ typedef struct {
 typedef struct router router;
 typedef struct route_source route_source;
 
-/* Checks a topic template alone (for config checks); -1 with a message in err when invalid. */
-int router_check_template(const char *tmpl, char *err, size_t errlen);
 /* Compiles the sources (topic templates, tables, prefixes); NULL with a message when invalid. */
 router *router_new(const relay_config *cfg, char *err, size_t errlen);
 void router_free(router *r);
@@ -61,8 +59,6 @@ void router_dead_letter_named(router *r, const char *source, const w2j_record *r
 			      size_t rawlen, const char *why, const char *topic, route_msg *out);
 /* How many leading bytes of text are valid UTF-8 (len when all are). */
 size_t router_utf8_valid_prefix(const char *text, size_t len);
-/* True for a name Kafka accepts as a topic (1 to 249 of [a-zA-Z0-9._-], not "." or ".."). */
-bool router_topic_name_ok(const char *name, size_t len);
 /* "schema.table" or "message:prefix", for logs. */
 const char *router_source_name(const route_source *src);
 

@@ -228,6 +228,47 @@ def test_bad_config_names_file_and_line(tmp_path):
     assert code == 0, out
 
 
+def test_check_config_lists_every_problem_with_file_and_line(tmp_path):
+    """check-config reports each problem of a file at its FILE:LINE, not just the first; a run
+    refuses the same file with the same lines (a capture topic with ${foo} used to pass
+    check-config and then make the relay refuse every table)."""
+    path = tmp_path / "many.conf"
+    path.write_text(
+        'postgresql = {\n'                                   # 1
+        '  conninfo = "x";\n'                                # 2
+        '  status_interval_ms = 5;\n'                        # 3
+        '};\n'                                               # 4
+        'kafka = { bootstrap_servers = "b"; };\n'            # 5
+        'relay = {\n'                                        # 6
+        '  log_level = "loud";\n'                            # 7
+        '  slot_los = "stop";\n'                             # 8
+        '};\n'                                               # 9
+        'capture = (\n'                                      # 10
+        '  { tables = "public.users";\n'                     # 11
+        '    topic = "cdc.${foo}.${table}"; },\n'            # 12
+        '  { tables = "public.orders"; topic = "cdc.${"; }\n'  # 13
+        ');\n')                                              # 14
+    want = [
+        "%s:3: postgresql.status_interval_ms = 5 is out of range" % path,
+        "%s:7: relay.log_level 'loud' is not one of error, warn, info, debug" % path,
+        "%s:8: unknown setting 'relay.slot_los'" % path,
+        "%s:12: capture[0].topic: topic template 'cdc.${foo}.${table}': unknown placeholder '${foo}'" % path,
+        "%s:13: capture[1].topic: topic template 'cdc.${': '${' without a closing '}'" % path,
+    ]
+    code, out = relayctl.run_once(["check-config", str(path)])
+    assert code == 2, out
+    for line in want:
+        assert line in out, "want %r in:\n%s" % (line, out)
+    lines = out.splitlines()
+    assert len(lines) == len(want), out
+    assert all(l.startswith("%s:" % path) for l in lines), out
+    # Start-up validates the same way, through the same table.
+    code, run_out = relayctl.run_once(["--config", str(path)])
+    assert code == 2, run_out
+    for line in want:
+        assert line in run_out, "want %r in:\n%s" % (line, run_out)
+
+
 def test_help_and_version():
     code, out = relayctl.run_once(["--help"])
     assert code == 0 and "--config FILE" in out

@@ -10,11 +10,10 @@
 #include "snapshot.h"
 #include "w2j.h"
 
-static relay_config cfg;
-static capture_config entry;
+static relay_config *cfg;
+static capture_config *entry;
 static capture_column cols[3];
 static int keys[2] = {0, 2};
-static char *excluded[] = {"secret"};
 
 /*
  * A table as the catalog would give it: key (id, doc), a column left out, REPLICA IDENTITY FULL
@@ -33,7 +32,7 @@ static capture_table table(char replident)
 	t.schema = "public";
 	t.table = "users";
 	t.name = "public.users";
-	t.cfg = &entry;
+	t.cfg = entry;
 	t.topic = "cdc.public.users";
 	t.cols = cols;
 	t.n_cols = 3;
@@ -45,14 +44,12 @@ static capture_table table(char replident)
 
 static void setup(void)
 {
-	entry.tables = "public.users";
-	entry.exclude_columns = excluded;
-	entry.n_exclude_columns = 1;
-	entry.tombstones = true;
-	cfg.captures = &entry;
-	cfg.n_captures = 1;
-	cfg.slot = "fuzz";
-	cfg.snapshot_chunk_rows = 10;
+	cfg = config_defaults(0, 1);
+	entry = &cfg->captures[0];
+	config_set_string(&entry->tables, "public.users");
+	config_set_list(&entry->exclude_columns, &entry->n_exclude_columns, "secret");
+	config_set_string(&cfg->slot, "fuzz");
+	cfg->snapshot_chunk_rows = 10;
 	log_set_level(LOG_LVL_ERROR);
 }
 
@@ -80,7 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		setup();
 		ready = true;
 	}
-	capture *cap = capture_new(&cfg);
+	capture *cap = capture_new(cfg);
 	capture_table tab = table(size % 2 ? 'f' : 'd');
 	if (w2j_decode(buf, size, &rec, &why) == 0 && rec.action != W2J_BEGIN &&
 	    rec.action != W2J_COMMIT && rec.action != W2J_MESSAGE) {
@@ -97,7 +94,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		else
 			FUZZ_CHECK(why != NULL);
 	}
-	snapshot *s = snapshot_new(&cfg, cap);
+	snapshot *s = snapshot_new(cfg, cap);
 	snapshot_message(s, buf, size, &t);
 	if (snapshot_load_state(s, buf, size) == 0) {
 		char *text = snapshot_state_json(s);

@@ -8,61 +8,38 @@
 #include "route.h"
 #include "w2j.h"
 
-/* A source with the defaults of the configuration file (sources[].* in relay/config.c). */
-static source_config source(const char *table, const char *prefix, const char *topic)
-{
-	source_config s;
-
-	memset(&s, 0, sizeof(s));
-	s.table = (char *)table;
-	s.message_prefix = (char *)prefix;
-	s.topic = (char *)topic;
-	s.key = "aggregate_id";
-	s.value = "payload";
-	s.event_id = "id";
-	s.event_type = "event_type";
-	s.timestamp = "";
-	s.headers_column = "headers";
-	s.ce_source = "";
-	s.line = 1;
-	return s;
-}
-
-static char *rich_headers[] = {"tenant", "aggregate_type"};
-static source_config sources[4];
-static relay_config cfg;
+static relay_config *cfg;
 
 /*
- * A hand-built configuration: the default source (outbox.events, "outbox.${aggregate_type}"),
- * messages with prefix "outbox", and two sources using every option (timestamps, header
- * columns, CloudEvents, tombstones, every built-in placeholder).
+ * The configuration's defaults (config_defaults) with four sources: the default source
+ * (outbox.events, "outbox.${aggregate_type}"), messages with prefix "outbox", and two sources
+ * using every option (timestamps, header columns, CloudEvents, tombstones, every built-in
+ * placeholder).
  */
 static router *make_router(void)
 {
 	char err[512] = "";
 	router *r;
+	source_config *s;
 
-	sources[0] = source("outbox.events", "", "outbox.${aggregate_type}");
-	sources[1] = source("", "outbox", "outbox.${aggregate_type}");
-	sources[2] = source("outbox.rich", "", "${schema}.${table}-${event_type}_${aggregate_type}");
-	sources[2].timestamp = "created_at";
-	sources[2].headers = rich_headers;
-	sources[2].n_headers = 2;
-	sources[2].tombstones = true;
-	sources[2].cloudevents = true;
-	sources[3] = source("", "rich", "${prefix}.${event_type}");
-	sources[3].timestamp = "commit";
-	sources[3].headers = rich_headers;
-	sources[3].n_headers = 1;
-	sources[3].tombstones = true;
-	sources[3].cloudevents = true;
-	sources[3].ce_source = "urn:fuzz";
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.sources = sources;
-	cfg.n_sources = 4;
-	cfg.dead_letter_topic = "outbox-relay.dead-letters";
-	cfg.dead_letter = true;
-	r = router_new(&cfg, err, sizeof(err));
+	cfg = config_defaults(4, 0);
+	s = cfg->sources;
+	config_set_string(&s[0].table, "outbox.events");
+	config_set_string(&s[1].message_prefix, "outbox");
+	config_set_string(&s[2].table, "outbox.rich");
+	config_set_string(&s[2].topic, "${schema}.${table}-${event_type}_${aggregate_type}");
+	config_set_string(&s[2].timestamp, "created_at");
+	config_set_list(&s[2].headers, &s[2].n_headers, "tenant,aggregate_type");
+	s[2].tombstones = true;
+	s[2].cloudevents = true;
+	config_set_string(&s[3].message_prefix, "rich");
+	config_set_string(&s[3].topic, "${prefix}.${event_type}");
+	config_set_string(&s[3].timestamp, "commit");
+	config_set_list(&s[3].headers, &s[3].n_headers, "tenant");
+	s[3].tombstones = true;
+	s[3].cloudevents = true;
+	config_set_string(&s[3].ce_source, "urn:fuzz");
+	r = router_new(cfg, err, sizeof(err));
 	if (!r) {
 		fprintf(stderr, "router_new: %s\n", err);
 		abort();
@@ -198,7 +175,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (topic)
 		check_topic(topic);
 	router_dead_letter(r, src, &rec, buf, size, why, topic, &m);
-	FUZZ_CHECK(m.topic && strcmp(m.topic, cfg.dead_letter_topic) == 0);
+	FUZZ_CHECK(m.topic && strcmp(m.topic, cfg->dead_letter_topic) == 0);
 	/* The raw record (maybe cut short), headers dlq_reason .. dlq_xid, [dlq_topic], [dlq_truncated_from]. */
 	FUZZ_CHECK(m.value == buf && m.value_len <= size && m.value_len > 0);
 	FUZZ_CHECK(m.n_headers >= 4 && m.n_headers <= 6);

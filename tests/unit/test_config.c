@@ -766,11 +766,23 @@ static void assert_lines_start_with_path(const loaded *l)
 	}
 }
 
+/* Each of lines (":LINE: words") is in err after the path, and every line of err names the path. */
+static void assert_reported(const loaded *l, const char *const *lines, size_t n)
+{
+	char want[512];
+
+	for (size_t i = 0; i < n; i++) {
+		snprintf(want, sizeof(want), "%s%s", l->path, lines[i]);
+		if (!strstr(l->err, want))
+			fail_msg("want '%s' in:\n%s", want, l->err);
+	}
+	assert_lines_start_with_path(l);
+}
+
 static void test_every_problem_reported(void **state)
 {
 	(void)state;
 	loaded l;
-	char want[256];
 
 	load_text(&l, "postgresql = {\n slott = 1;\n status_interval_ms = 5;\n};\nfoo = { };\n"
 		      "relay = { create_slot = true; };\n"
@@ -782,36 +794,19 @@ static void test_every_problem_reported(void **state)
 			       ":1: postgresql.conninfo is required",
 			       ":8: unknown setting 'sources[0].bogus'",
 			       ":9: sources[1].table must be a string"};
-	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
-		snprintf(want, sizeof(want), "%s%s", l.path, lines[i]);
-		if (!strstr(l.err, want))
-			fail_msg("want '%s' in:\n%s", want, l.err);
-	}
 	/* One problem per line, each line starting with the path. */
-	assert_lines_start_with_path(&l);
+	assert_reported(&l, lines, sizeof(lines) / sizeof(lines[0]));
 	unload(&l);
 
 	/* Problems of values that span keys are all reported too. */
 	load_text(&l, MINIMAL "relay = {\n on_error = \"x\";\n delivery = \"y\";\n log_level = \"z\";\n};\n");
 	assert_null(l.cfg);
 	const char *values[] = {":4: relay.on_error 'x'", ":5: relay.delivery 'y'", ":6: relay.log_level 'z'"};
-	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
-		snprintf(want, sizeof(want), "%s%s", l.path, values[i]);
-		if (!strstr(l.err, want))
-			fail_msg("want '%s' in:\n%s", want, l.err);
-	}
-	assert_lines_start_with_path(&l);
+	assert_reported(&l, values, sizeof(values) / sizeof(values[0]));
 	unload(&l);
 }
 
-/*
- * KNOWN BUG (relay/config.c, load_sources): `if (bad == 0) bad |= check_source(...)` tests the
- * running total, so once any earlier problem was found (e.g. an unknown key in sources[0]),
- * later sources are never checked: sources[1] with neither table nor message_prefix goes
- * unreported until the first problem is fixed. Fix: keep the element's own result,
- * `int b = load_source(...); if (b == 0) b = check_source(...); bad |= b;`.
- * Skipped so that make unit stays green; remove the skip once fixed.
- */
+/* A problem in one source does not stop the next source from being checked. */
 static void test_every_source_checked(void **state)
 {
 	(void)state;
@@ -828,15 +823,8 @@ static void test_every_source_checked(void **state)
 }
 
 /*
- * KNOWN GAP (relay/config.c check_source; relay/main.c load_checked): check-config runs only
- * config_load (and the kafka settings), so a source that router_new refuses (a topic template
- * with a character Kafka rejects, "", "${") is reported valid, and the run then exits 2 with
- * "FILE: topic template ..." and no line. Likewise a table or prefix read by two sources (the
- * second never matches: router_match takes the first) and an empty key or value name (every row
- * would be dead-lettered) pass. Fix: in check_source, check the template's literal text and
- * braces the way route.c's compile_template does (or export that check) and report it at the
- * source's line, refuse empty topic/key/value, and refuse a table or message_prefix an earlier
- * source already has. Skipped so that make unit stays green.
+ * config_load refuses what router_new would (one template check, template.c), at the source's
+ * line: a template Kafka cannot take, an empty key or value, a table or prefix read twice.
  */
 static void test_sources_checked_like_the_router(void **state)
 {
@@ -882,6 +870,187 @@ static void test_capture_list(void **state)
 	expect_error(MINIMAL "capture = (\n { tables = \"a.b\"; colums = []; }\n);\n", 4,
 		     "unknown setting 'capture[0].colums'");
 	expect_error(MINIMAL "capture = ( );\n", 3, "capture must be a non-empty list");
+}
+
+/* A capture topic with a placeholder the capture does not fill is refused at the key's line. */
+static void test_capture_topic_placeholders_checked_at_load(void **state)
+{
+	(void)state;
+	expect_error(MINIMAL "capture = (\n { tables = \"a.b\";\n   topic = \"cdc.${foo}.${table}\"; }\n);\n",
+		     5, "capture[0].topic: topic template 'cdc.${foo}.${table}': unknown placeholder '${foo}'");
+	expect_error(MINIMAL "capture = (\n { tables = \"a.b\"; topic = \"cdc.${table\"; }\n);\n", 4,
+		     "'${' without a closing '}'");
+	expect_error(MINIMAL "capture = (\n { tables = \"a.b\"; topic = \"cdc.${}\"; }\n);\n", 4,
+		     "empty placeholder");
+	/* An outbox topic takes any column name. */
+	loaded l;
+	load_ok(&l, MINIMAL "sources = ( { table = \"a.b\"; topic = \"x.${foo}.${table}\"; } );\n");
+	unload(&l);
+}
+
+/* SIGHUP changes exactly the keys the table marks reloadable; the others keep their value. */
+static void test_reload_applies_only_reloadable_keys(void **state)
+{
+	(void)state;
+	loaded run, fresh;
+
+	load_ok(&run, MINIMAL);
+	load_ok(&fresh, "postgresql = { conninfo = \"host=other\"; slot = \"s2\"; status_interval_ms = 2000; };\n"
+			"kafka = { bootstrap_servers = \"k1:9092,k2:9092\"; };\n"
+			"relay = { log_level = \"debug\"; transaction_max_records = 7; transaction_max_ms = 50;\n"
+			"  shutdown_timeout_ms = 5; reconnect_max_backoff_ms = 1000; lag_warn_mb = 3;\n"
+			"  max_in_flight_bytes = 70000; delivery = \"at-least-once\"; log_format = \"json\";\n"
+			"  dead_letter_topic = \"dlq2\"; topic_partitions = 3; };\n");
+	config_reload(run.cfg, fresh.cfg);
+	relay_config *c = run.cfg;
+	/* Reloadable. */
+	assert_string_equal(c->log_level, "debug");
+	assert_int_equal(c->transaction_max_records, 7);
+	assert_int_equal(c->transaction_max_ms, 50);
+	assert_int_equal(c->shutdown_timeout_ms, 5);
+	assert_int_equal(c->reconnect_max_backoff_ms, 1000);
+	assert_int_equal(c->lag_warn_mb, 3);
+	assert_int_equal(c->max_in_flight_bytes, 70000);
+	assert_int_equal(c->status_interval_ms, 2000);
+	/* Need a restart: the running values stay. */
+	assert_string_equal(c->pg_conninfo, "host=db dbname=app");
+	assert_string_equal(c->slot, "outbox_relay");
+	assert_string_equal(c->delivery, "exactly-once");
+	assert_true(c->exactly_once);
+	assert_string_equal(c->log_format, "text");
+	assert_string_equal(c->dead_letter_topic, "outbox-relay.dead-letters");
+	assert_int_equal(c->topic_partitions, -1);
+	unload(&run);
+	unload(&fresh);
+}
+
+/* --describe-config says which keys SIGHUP changes: the same ones config_reload applies. */
+static void test_describe_marks_the_reloadable_keys(void **state)
+{
+	(void)state;
+	static const char *const reloadable[] = {
+		"relay.log_level", "relay.transaction_max_records", "relay.transaction_max_ms",
+		"relay.shutdown_timeout_ms", "relay.reconnect_max_backoff_ms",
+		"postgresql.status_interval_ms", "relay.lag_warn_mb", "relay.max_in_flight_bytes",
+	};
+	char *text = NULL;
+	size_t len = 0, n_sighup = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	assert_non_null(f);
+	config_describe(f);
+	fclose(f);
+	for (const char *p = text; (p = strstr(p, "| SIGHUP |")); p++)
+		n_sighup++;
+	assert_int_equal(n_sighup, sizeof(reloadable) / sizeof(reloadable[0]));
+	for (size_t i = 0; i < sizeof(reloadable) / sizeof(reloadable[0]); i++) {
+		char want[96];
+		snprintf(want, sizeof(want), "| `%s` |", reloadable[i]);
+		const char *row = strstr(text, want);
+		assert_non_null(row);
+		const char *nl = strchr(row, '\n');
+		const char *mark = strstr(row, "| SIGHUP |");
+		if (!mark || mark > nl)
+			fail_msg("%s is not marked SIGHUP", reloadable[i]);
+	}
+	free(text);
+}
+
+/* An enumerated key names every word it accepts; each of those words loads. */
+static void test_enum_rejection_lists_the_accepted_words(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *key, *words[5], *message;
+	} enums[] = {
+		{"delivery", {"exactly-once", "at-least-once"}, "is not exactly-once or at-least-once"},
+		{"first_start", {"backfill", "from-now"}, "is not backfill or from-now"},
+		{"slot_loss", {"recover", "recover-rows", "stop"},
+		 "is not one of recover, recover-rows, stop"},
+		{"capture_on_slot_loss", {"stop", "resnapshot"}, "is not stop or resnapshot"},
+		{"on_error", {"dead-letter", "stop"}, "is not dead-letter or stop"},
+		{"log_level", {"error", "warn", "info", "debug"},
+		 "is not one of error, warn, info, debug"},
+		{"log_format", {"text", "logfmt", "json"}, "is not one of text, logfmt, json"},
+	};
+	char text[512], want[256];
+	loaded l;
+
+	for (size_t i = 0; i < sizeof(enums) / sizeof(enums[0]); i++) {
+		snprintf(text, sizeof(text), MINIMAL "relay = {\n %s = \"Nope\";\n};\n", enums[i].key);
+		snprintf(want, sizeof(want), "relay.%s 'Nope' %s", enums[i].key, enums[i].message);
+		expect_error(text, 4, want);
+		for (size_t k = 0; enums[i].words[k]; k++) {
+			snprintf(text, sizeof(text), MINIMAL "relay = { %s = \"%s\"; };\n",
+				 enums[i].key, enums[i].words[k]);
+			load_ok(&l, text);
+			unload(&l);
+		}
+	}
+}
+
+/* Problems of every kind in one file: each is reported at its own line, none hides another. */
+static void test_every_problem_of_every_kind_reported(void **state)
+{
+	(void)state;
+	loaded l;
+
+	load_text(&l, "postgresql = {\n conninfo = 5;\n};\n"                     /* 1-3 */
+		      "kafka = { transactional_id = \"t\"; };\n"                      /* 4 */
+		      "relay = {\n delivery = \"at-least-once\";\n first_start = \"later\";\n" /* 5-7 */
+		      " metrics_listen = \"nope\";\n bogus = 1;\n};\n"                /* 8-10 */
+		      "capture = (\n { tables = \"public.users\";\n"                  /* 11-12 */
+		      "   topic = \"cdc.${foo}.${table}\"; snapshot = false; },\n"     /* 13 */
+		      " { tables = \"a\"; snapshot = false; },\n"                      /* 14 */
+		      " { tables = \"b.c\"; }\n);\n"                                   /* 15-16 */
+		      "sources = (\n { table = \"x.y\";\n   topic = \"t.${\"; },\n"   /* 17-19 */
+		      " { message_prefix = \"m\"; value = \"\"; },\n"                  /* 20 */
+		      " { }\n);\n");                                                   /* 21-22 */
+	assert_null(l.cfg);
+	const char *lines[] = {
+		":2: postgresql.conninfo must be a string",
+		":4: kafka.bootstrap_servers is required",
+		":4: kafka.transactional_id needs relay.delivery",
+		":7: relay.first_start 'later' is not backfill or from-now",
+		":8: relay.metrics_listen 'nope'",
+		":9: unknown setting 'relay.bogus'",
+		":13: capture[0].topic: topic template 'cdc.${foo}.${table}': unknown placeholder '${foo}'",
+		":14: capture[1].tables 'a' must be schema.table",
+		":15: capture[2].snapshot needs relay.delivery",
+		":19: sources[0].topic: topic template 't.${'",
+		":20: sources[1].value must name a column",
+		":21: sources[2] needs exactly one of table and message_prefix",
+	};
+	assert_reported(&l, lines, sizeof(lines) / sizeof(lines[0]));
+	unload(&l);
+}
+
+/* config_defaults (what fuzz targets and tests build on) holds what a minimal file loads. */
+static void test_defaults_are_those_of_a_minimal_file(void **state)
+{
+	(void)state;
+	loaded l;
+	relay_config *d = config_defaults(1, 1);
+
+	load_ok(&l, MINIMAL "capture = ( { tables = \"a.b\"; } );\n");
+	assert_string_equal(d->pg_conninfo, "");
+	assert_string_equal(d->slot, l.cfg->slot);
+	assert_string_equal(d->delivery, l.cfg->delivery);
+	assert_true(d->exactly_once && d->dead_letter);
+	assert_string_equal(d->dead_letter_topic, l.cfg->dead_letter_topic);
+	assert_string_equal(d->topic_prefix, l.cfg->topic_prefix);
+	assert_int_equal(d->max_in_flight_bytes, l.cfg->max_in_flight_bytes);
+	assert_int_equal(d->status_interval_ms, l.cfg->status_interval_ms);
+	assert_string_equal(d->sources[0].table, "");
+	assert_default_source(&d->sources[0]);
+	assert_string_equal(d->captures[0].topic, l.cfg->captures[0].topic);
+	assert_true(d->captures[0].snapshot && d->captures[0].tombstones);
+	config_set_string(&d->sources[0].table, "outbox.events");
+	config_set_list(&d->sources[0].headers, &d->sources[0].n_headers, "tenant,trace");
+	assert_int_equal(d->sources[0].n_headers, 2);
+	assert_string_equal(d->sources[0].headers[1], "trace");
+	config_free(d);
+	unload(&l);
 }
 
 static void test_describe_lists_every_key(void **state)
@@ -960,6 +1129,12 @@ int main(void)
 		cmocka_unit_test(test_sources_checked_like_the_router),
 		cmocka_unit_test(test_capture_list),
 		cmocka_unit_test(test_describe_lists_every_key),
+		cmocka_unit_test(test_capture_topic_placeholders_checked_at_load),
+		cmocka_unit_test(test_reload_applies_only_reloadable_keys),
+		cmocka_unit_test(test_describe_marks_the_reloadable_keys),
+		cmocka_unit_test(test_enum_rejection_lists_the_accepted_words),
+		cmocka_unit_test(test_every_problem_of_every_kind_reported),
+		cmocka_unit_test(test_defaults_are_those_of_a_minimal_file),
 	};
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
