@@ -30,6 +30,9 @@ static inline void strbuf_addn(strbuf *b, const void *p, size_t n)
 /* Appends one byte. */
 static inline void strbuf_addc(strbuf *b, char c) { strbuf_addn(b, &c, 1); }
 
+/* Appends a string literal (its length known at compile time). */
+#define STRBUF_ADD_LIT(b, lit) strbuf_addn((b), (lit), sizeof(lit) - 1)
+
 /* Appends NUL-terminated text. */
 void strbuf_add(strbuf *b, const char *text);
 /* Appends printf-style text, whole whatever its length. */
