@@ -11,6 +11,7 @@
 #include "clock.h"
 #include "kafka_admin.h"
 #include "log.h"
+#include "xalloc.h"
 
 struct kafka_producer {
 	rd_kafka_t *rk;
@@ -179,7 +180,7 @@ kafka_producer *kafka_producer_new(const relay_config *cfg, const char *transact
 				   kafka_delivery_fn on_delivery_fn, void *opaque, char *errbuf,
 				   size_t errlen)
 {
-	kafka_producer *kp = calloc(1, sizeof(*kp));
+	kafka_producer *kp = xcalloc(1, sizeof(*kp));
 	rd_kafka_conf_t *conf = kafka_conf_build(cfg, stderr);
 	char errstr[512];
 

@@ -12,6 +12,7 @@
 #include "clock.h"
 #include "log.h"
 #include "strbuf.h"
+#include "xalloc.h"
 
 struct pg_stream {
 	PGconn *conn;
@@ -329,7 +330,7 @@ pg_result pg_stream_connect(pg_stream **out, const char *conninfo, const char *p
 	const char *keys[] = {"connect_timeout", "dbname", "replication", "fallback_application_name",
 			      password ? "password" : NULL, NULL};
 	const char *vals[] = {"10", conninfo, "database", "outbox-relay", password, NULL};
-	pg_stream *s = calloc(1, sizeof(*s));
+	pg_stream *s = xcalloc(1, sizeof(*s));
 	pg_result r;
 
 	*out = NULL;

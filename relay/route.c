@@ -68,7 +68,7 @@ static void add_seg(route_source *s, bool is_field, const char *text, size_t len
 	s->segs = xrealloc(s->segs, sizeof(topic_seg) * (s->n_segs + 1));
 	topic_seg *g = &s->segs[s->n_segs++];
 	g->is_field = is_field;
-	g->text = strndup(text, len);
+	g->text = xstrndup(text, len);
 	g->len = len;
 	if (is_field)
 		s->n_fields++;
@@ -166,15 +166,15 @@ static int compile_source(route_source *s, const source_config *c, char *err, si
 	s->cfg = c;
 	if (c->table[0]) {
 		const char *dot = strchr(c->table, '.');
-		s->schema = strndup(c->table, (size_t)(dot - c->table));
-		s->table = strdup(dot + 1);
-		s->name = strdup(c->table);
+		s->schema = xstrndup(c->table, (size_t)(dot - c->table));
+		s->table = xstrdup(dot + 1);
+		s->name = xstrdup(c->table);
 	} else {
 		snprintf(buf, sizeof(buf), "message:%s", c->message_prefix);
-		s->name = strdup(buf);
+		s->name = xstrdup(buf);
 	}
 	snprintf(buf, sizeof(buf), "/outbox-relay/%s", c->table[0] ? c->table : c->message_prefix);
-	s->ce_source = strdup(c->ce_source[0] ? c->ce_source : buf);
+	s->ce_source = xstrdup(c->ce_source[0] ? c->ce_source : buf);
 	if (compile_template(s, c->topic, err, errlen) < 0)
 		return -1;
 	return 0;
@@ -182,10 +182,10 @@ static int compile_source(route_source *s, const source_config *c, char *err, si
 
 router *router_new(const relay_config *cfg, char *err, size_t errlen)
 {
-	router *r = calloc(1, sizeof(*r));
+	router *r = xcalloc(1, sizeof(*r));
 
 	r->cfg = cfg;
-	r->sources = calloc((size_t)cfg->n_sources + 1, sizeof(route_source));
+	r->sources = xcalloc((size_t)cfg->n_sources + 1, sizeof(route_source));
 	for (int i = 0; i < cfg->n_sources; i++) {
 		r->n_sources = i + 1;
 		if (compile_source(&r->sources[i], &cfg->sources[i], err, errlen) < 0) {

@@ -210,7 +210,7 @@ int snapshot_load_state(snapshot *s, const char *json, size_t len)
 	if (state_from_json(s, json, len) < 0)
 		return -1;
 	free(s->committed);
-	s->committed = strndup(json, len);
+	s->committed = xstrndup(json, len);
 	s->dirty = false;
 	return 0;
 }
