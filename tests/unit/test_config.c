@@ -804,14 +804,7 @@ static void test_every_problem_reported(void **state)
 	unload(&l);
 }
 
-/*
- * KNOWN BUG (relay/config.c, load_sources): `if (bad == 0) bad |= check_source(...)` tests the
- * running total, so once any earlier problem was found (e.g. an unknown key in sources[0]),
- * later sources are never checked: sources[1] with neither table nor message_prefix goes
- * unreported until the first problem is fixed. Fix: keep the element's own result,
- * `int b = load_source(...); if (b == 0) b = check_source(...); bad |= b;`.
- * Skipped so that make unit stays green; remove the skip once fixed.
- */
+/* Every source is checked, also after an earlier one had a problem: all are reported at once. */
 static void test_every_source_checked(void **state)
 {
 	(void)state;
@@ -828,15 +821,8 @@ static void test_every_source_checked(void **state)
 }
 
 /*
- * KNOWN GAP (relay/config.c check_source; relay/main.c load_checked): check-config runs only
- * config_load (and the kafka settings), so a source that router_new refuses (a topic template
- * with a character Kafka rejects, "", "${") is reported valid, and the run then exits 2 with
- * "FILE: topic template ..." and no line. Likewise a table or prefix read by two sources (the
- * second never matches: router_match takes the first) and an empty key or value name (every row
- * would be dead-lettered) pass. Fix: in check_source, check the template's literal text and
- * braces the way route.c's compile_template does (or export that check) and report it at the
- * source's line, refuse empty topic/key/value, and refuse a table or message_prefix an earlier
- * source already has. Skipped so that make unit stays green.
+ * check-config refuses what the router would refuse (a bad topic template, an empty key or value
+ * name, a table or prefix two sources read), at the source's line.
  */
 static void test_sources_checked_like_the_router(void **state)
 {
