@@ -11,7 +11,7 @@
  * bare "*" table all tables (both tested before backslashes are dropped); a backslash keeps the
  * next character. Writes entry i as "schema|table" (a part that is all: "<all>").
  */
-static int wal2json_reads(const char *list, char out[][256], int max)
+static int wal2json_reads(const char *list, char out[][600], int max)
 {
 	int n = 0;
 	const char *p = list;
@@ -42,7 +42,7 @@ static int wal2json_reads(const char *list, char out[][256], int max)
 			table[o] = entry[i];
 		}
 		table[o] = '\0';
-		snprintf(out[n++], 256, "%s|%s", all_schemas ? "<all>" : schema, all_tables ? "<all>" : table);
+		snprintf(out[n++], 600, "%s|%s", all_schemas ? "<all>" : schema, all_tables ? "<all>" : table);
 		while (*p == ',' || isspace((unsigned char)*p))
 			p++;
 	}
@@ -52,7 +52,7 @@ static int wal2json_reads(const char *list, char out[][256], int max)
 static void test_names_are_escaped_as_wal2json_reads_them(void **state)
 {
 	strbuf list = {0};
-	char got[8][256];
+	char got[8][600];
 
 	(void)state;
 	w2j_filter_add_table(&list, "outbox.events", false);
