@@ -13,10 +13,15 @@
 #include "backfill.h"
 #include "capture_names.h"
 #include "checkpoint.h"
+#include "eos_names.h"
+#include "json_out.h"
 #include "outbox_table.h"
 #include "log.h"
 #include "lsn.h"
 #include "pg_stream.h"
+#include "snapshot_names.h"
+#include "strbuf.h"
+#include "xalloc.h"
 
 #define ADMIN_KAFKA_TIMEOUT_MS 10000
 
@@ -34,7 +39,7 @@ static char *query_value(PGconn *c, const char *sql, const char *param)
 	char *v = NULL;
 
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
-		v = strdup(PQgetvalue(res, 0, 0));
+		v = xstrdup(PQgetvalue(res, 0, 0));
 	PQclear(res);
 	return v;
 }
@@ -421,17 +426,17 @@ static void status_recovery(json_t *o, const checkpoint_recovery *rec)
 /* Adds the checkpoint stored in Kafka (exactly-once mode). */
 static void add_checkpoint(json_t *o, const relay_config *cfg)
 {
-	char txn_id[512], err[512], a[LSN_TEXT_MAX];
+	char err[512], a[LSN_TEXT_MAX];
 	const char *set = config_kafka_get(cfg, "transactional.id");
 	json_t *sysid = json_object_get(o, "system_identifier");
 	checkpoint cp;
 	checkpoint_extra x;
+	strbuf id = {0};
 
 	if (!cfg->exactly_once || (!set && !sysid))
 		return;
-	snprintf(txn_id, sizeof(txn_id), "%s", set ? set : "");
-	if (!set)
-		snprintf(txn_id, sizeof(txn_id), "outbox-relay-%s-%s", json_string_value(sysid), cfg->slot);
+	eos_transactional_id(cfg, json_string_value(sysid), &id);
+	const char *txn_id = strbuf_str(&id);
 	json_object_set_new(o, "transactional_id", json_string(txn_id));
 	checkpoint_result r = checkpoint_load_state(cfg, cfg->checkpoint_topic, txn_id, false, &cp,
 						    &x, err, sizeof(err));
@@ -442,6 +447,7 @@ static void add_checkpoint(json_t *o, const relay_config *cfg)
 	}
 	status_recovery(o, &x.rec);
 	checkpoint_extra_free(&x);
+	strbuf_free(&id);
 	if (r == CHECKPOINT_FOUND) {
 		json_object_set_new(o, "checkpoint_lsn", json_string(lsn_format(cp.lsn, a)));
 		if (cp.partial_nextlsn)
@@ -533,40 +539,34 @@ int admin_status(const relay_config *cfg, bool json)
 
 /* The request's JSON: {"snapshot":["schema.table",...]} (names checked to be captured first). */
 static int snapshot_request_text(const relay_config *cfg, const char *const *tables, int n,
-				 char *out, size_t len)
+				 strbuf *out)
 {
-	size_t need = 20;
 	int bad = 0;
 
-	for (int i = 0; i < n; i++)
-		need += strlen(tables[i]) + 4;
-	if (need > len) {
-		fprintf(stderr, "too many tables in one request: ask for fewer at a time\n");
-		return -1;
-	}
-	strcpy(out, "{\"snapshot\":[");
+	strbuf_add(out, "{\"snapshot\":[");
 	for (int i = 0; i < n; i++) {
 		const char *dot = strchr(tables[i], '.');
-		char schema[256];
-		snprintf(schema, sizeof(schema), "%.*s", dot ? (int)(dot - tables[i]) : 0, tables[i]);
-		if (!dot || strpbrk(tables[i], "\"\\") || !config_capture_for(cfg, schema, dot + 1)) {
+		strbuf schema = {0};
+		if (dot)
+			strbuf_addn(&schema, tables[i], (size_t)(dot - tables[i]));
+		if (!dot || !config_capture_for(cfg, strbuf_str(&schema), dot + 1)) {
 			fprintf(stderr, "%s is not a table the capture list of %s takes (write "
 				"schema.table)\n", tables[i], cfg->path);
 			bad = 1;
-			continue;
+		} else {
+			if (out->s[out->len - 1] != '[')
+				strbuf_addc(out, ',');
+			json_out_string(out, tables[i], strlen(tables[i]));
 		}
-		strcat(out, i ? ",\"" : "\"");
-		strcat(out, tables[i]);
-		strcat(out, "\"");
+		strbuf_free(&schema);
 	}
-	strcat(out, "]}");
+	strbuf_add(out, "]}");
 	return bad ? -1 : 0;
 }
 
 int admin_request_snapshot(const relay_config *cfg, const char *const *tables, int n)
 {
-	char text[8192], prefix[300];
-	const char *params[2] = {prefix, text};
+	strbuf text = {0}, prefix = {0};
 	PGconn *c;
 	PGresult *res;
 	int code = 1;
@@ -575,25 +575,32 @@ int admin_request_snapshot(const relay_config *cfg, const char *const *tables, i
 		fprintf(stderr, "%s: snapshots need relay.delivery = \"exactly-once\"\n", cfg->path);
 		return 2;
 	}
-	if (snapshot_request_text(cfg, tables, n, text, sizeof(text)) < 0)
+	if (snapshot_request_text(cfg, tables, n, &text) < 0) {
+		strbuf_free(&text);
 		return 2;
-	snprintf(prefix, sizeof(prefix), "outbox-relay:%s", cfg->slot);
+	}
+	snapshot_prefix_build(cfg->slot, &prefix);
+	const char *params[2] = {strbuf_str(&prefix), strbuf_str(&text)};
 	c = admin_connect(cfg);
 	if (PQstatus(c) != CONNECTION_OK) {
 		fprintf(stderr, "cannot connect to the database: %s", PQerrorMessage(c));
 		PQfinish(c);
+		strbuf_free(&text);
+		strbuf_free(&prefix);
 		return 1;
 	}
 	res = PQexecParams(c, "SELECT pg_logical_emit_message(true, $1, $2)", 2, NULL, params, NULL,
 			   NULL, 0);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
 		printf("snapshot requested (%s); the relay on slot %s takes it in order and logs "
-		       "its progress\n", text, cfg->slot);
+		       "its progress\n", strbuf_str(&text), cfg->slot);
 		code = 0;
 	} else {
 		fprintf(stderr, "cannot write the request: %s", PQerrorMessage(c));
 	}
 	PQclear(res);
 	PQfinish(c);
+	strbuf_free(&text);
+	strbuf_free(&prefix);
 	return code;
 }

@@ -5,20 +5,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json_out.h"
 #include "log.h"
 #include "pgtime.h"
 #include "template.h"
+#include "strbuf.h"
 #include "xalloc.h"
 
 /* Type OIDs whose values wal2json writes as bare JSON (pg_type.dat). */
 #define OID_JSON 114
 #define OID_JSONB 3802
-
-/* A growing text buffer. */
-typedef struct {
-	char *p;
-	size_t len, cap;
-} strbuf;
 
 /* A column of the record: its name, value and type spans. */
 typedef struct {
@@ -42,82 +38,39 @@ struct capture {
 	bool toast_unknown;  /* capture_toast_check could not know this update's unchanged_toast */
 };
 
-static void sb_reserve(strbuf *b, size_t more)
-{
-	if (b->len + more <= b->cap)
-		return;
-	b->cap = (b->len + more) * 2 + 256;
-	b->p = xrealloc(b->p, b->cap);
-}
-
-static void sb_put(strbuf *b, const char *s, size_t n)
-{
-	sb_reserve(b, n);
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-}
-
-#define SB_LIT(b, lit) sb_put((b), (lit), sizeof(lit) - 1)
-
-/* Writes text as a JSON string (names from the catalog: quotes and controls escaped). */
-static void sb_json_string(strbuf *b, const char *s, size_t n)
-{
-	sb_reserve(b, n * 6 + 2);
-	b->p[b->len++] = '"';
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		const char *short_esc = ch == '\b' ? "\\b" : ch == '\f' ? "\\f" : ch == '\n' ? "\\n"
-				      : ch == '\r' ? "\\r" : ch == '\t' ? "\\t" : NULL;
-		if (ch == '"' || ch == '\\') {
-			b->p[b->len++] = '\\';
-			b->p[b->len++] = (char)ch;
-		} else if (short_esc) { /* as PostgreSQL's escape_json writes them */
-			memcpy(b->p + b->len, short_esc, 2);
-			b->len += 2;
-		} else if (ch < 0x20) {
-			b->len += (size_t)snprintf(b->p + b->len, 7, "\\u%04x", ch);
-		} else {
-			b->p[b->len++] = (char)ch;
-		}
-	}
-	b->p[b->len++] = '"';
-}
-
 /* Writes a span as JSON: a string with its quotes (escapes kept), anything else as it is. */
-static void sb_span(strbuf *b, const json_span *v)
+static void put_span(strbuf *b, const json_span *v)
 {
 	if (v->kind == JSON_NONE) {
-		SB_LIT(b, "null");
+		STRBUF_ADD_LIT(b, "null");
 		return;
 	}
 	if (v->kind != JSON_STRING) {
-		sb_put(b, v->ptr, v->len);
+		strbuf_addn(b, v->ptr, v->len);
 		return;
 	}
-	sb_reserve(b, v->len + 2);
-	b->p[b->len++] = '"';
-	memcpy(b->p + b->len, v->ptr, v->len);
-	b->len += v->len;
-	b->p[b->len++] = '"';
+	strbuf_grow(b, v->len + 2);
+	strbuf_addc(b, '"');
+	strbuf_addn(b, v->ptr, v->len);
+	strbuf_addc(b, '"');
 }
 
 /* A column value: json and jsonb arrive as strings holding JSON, and are written as that JSON. */
-static void sb_value(strbuf *b, const cap_field *f)
+static void put_value(strbuf *b, const cap_field *f)
 {
 	bool is_json = f->type.kind == JSON_STRING &&
 		       ((f->type.len == 4 && memcmp(f->type.ptr, "json", 4) == 0) ||
 			(f->type.len == 5 && memcmp(f->type.ptr, "jsonb", 5) == 0));
 	if (!is_json || f->value.kind != JSON_STRING) {
-		sb_span(b, &f->value);
+		put_span(b, &f->value);
 		return;
 	}
-	sb_reserve(b, f->value.len);
-	long n = json_unescape(&f->value, b->p + b->len);
+	long n = json_unescape(&f->value, strbuf_room(b, f->value.len));
 	if (n < 0) {
-		sb_span(b, &f->value); /* not valid text: keep the string as it came */
+		put_span(b, &f->value); /* not valid text: keep the string as it came */
 		return;
 	}
-	b->len += (size_t)n;
+	strbuf_setlen(b, b->len + (size_t)n);
 }
 
 capture *capture_new(const relay_config *cfg)
@@ -160,9 +113,9 @@ void capture_free(capture *c)
 	for (int i = 0; i < c->n_tables; i++)
 		table_free(c->tables[i]);
 	free(c->tables);
-	free(c->value.p);
-	free(c->key.p);
-	free(c->scratch.p);
+	strbuf_free(&c->value);
+	strbuf_free(&c->key);
+	strbuf_free(&c->scratch);
 	free(c->now.f);
 	free(c->old.f);
 	free(c);
@@ -728,19 +681,19 @@ static int put_fields(strbuf *b, const capture_table *t, const field_list *l)
 		if (!field_published(t, &l->f[i]))
 			continue;
 		if (n++)
-			SB_LIT(b, ",");
-		sb_span(b, &l->f[i].name);
-		SB_LIT(b, ":");
-		sb_value(b, &l->f[i]);
+			STRBUF_ADD_LIT(b, ",");
+		put_span(b, &l->f[i].name);
+		STRBUF_ADD_LIT(b, ":");
+		put_value(b, &l->f[i]);
 	}
 	return n;
 }
 
 static void put_row(strbuf *b, const capture_table *t, const field_list *l)
 {
-	SB_LIT(b, "{");
+	STRBUF_ADD_LIT(b, "{");
 	put_fields(b, t, l);
-	SB_LIT(b, "}");
+	STRBUF_ADD_LIT(b, "}");
 }
 
 /* Two name spans as wal2json wrote them (it escapes a name the same way each time). */
@@ -819,8 +772,8 @@ static int put_toast_names(strbuf *toast, const capture_table *t, const field_li
 		if (!col->published || field_named(now, col->name) || field_named(old, col->name))
 			continue; /* left out, out of order (a catalog older than the row), or old value */
 		if (n_toast++)
-			SB_LIT(toast, ",");
-		sb_json_string(toast, col->name, len);
+			STRBUF_ADD_LIT(toast, ",");
+		json_out_string(toast, col->name, len);
 	}
 	return n_toast;
 }
@@ -836,19 +789,19 @@ static int put_after(strbuf *b, strbuf *toast, const capture_table *t, const fie
 	int n = 0;
 	size_t from = 0;
 
-	SB_LIT(b, "{");
+	STRBUF_ADD_LIT(b, "{");
 	n = put_fields(b, t, now);
 	for (size_t i = 0; i < old->n; i++) {
 		const cap_field *f = &old->f[i];
 		if (has_field_from(now, f, &from) || !field_published(t, f))
 			continue;
 		if (n++)
-			SB_LIT(b, ",");
-		sb_span(b, &f->name);
-		SB_LIT(b, ":");
-		sb_value(b, f);
+			STRBUF_ADD_LIT(b, ",");
+		put_span(b, &f->name);
+		STRBUF_ADD_LIT(b, ":");
+		put_value(b, f);
 	}
-	SB_LIT(b, "}");
+	STRBUF_ADD_LIT(b, "}");
 	return put_toast_names(toast, t, now, old);
 }
 
@@ -861,9 +814,9 @@ capture_toast capture_toast_check(capture *c, const capture_table *t, const w2j_
 
 	if (rec->action != W2J_UPDATE || !c->read_ok || t->refusal)
 		return CAPTURE_TOAST_EXACT;
-	c->scratch.len = 0;
+	strbuf_reset(&c->scratch);
 	missing = put_toast_names(&c->scratch, t, &c->now, &c->old);
-	c->scratch.len = 0;
+	strbuf_reset(&c->scratch);
 	if (rec->timestamp.kind != JSON_STRING ||
 	    !pgtime_parse_us(rec->timestamp.ptr, rec->timestamp.len, &commit_us)) {
 		c->toast_unknown = true;
@@ -887,8 +840,8 @@ capture_toast capture_toast_check(capture *c, const capture_table *t, const w2j_
 static int put_key_from(strbuf *b, const capture_table *t, const field_list *l,
 			const field_list *fallback)
 {
-	b->len = 0;
-	SB_LIT(b, "{");
+	strbuf_reset(b);
+	STRBUF_ADD_LIT(b, "{");
 	for (int k = 0; k < t->n_keys; k++) {
 		const char *name = t->cols[t->keys[k]].name;
 		const cap_field *f = field_named(l, name);
@@ -897,12 +850,12 @@ static int put_key_from(strbuf *b, const capture_table *t, const field_list *l,
 		if (!f)
 			return -1;
 		if (k)
-			SB_LIT(b, ",");
-		sb_json_string(b, name, strlen(name));
-		SB_LIT(b, ":");
-		sb_value(b, f);
+			STRBUF_ADD_LIT(b, ",");
+		json_out_string(b, name, strlen(name));
+		STRBUF_ADD_LIT(b, ":");
+		put_value(b, f);
 	}
-	SB_LIT(b, "}");
+	STRBUF_ADD_LIT(b, "}");
 	return 0;
 }
 
@@ -922,24 +875,24 @@ static void put_source(strbuf *b, const capture_table *t, lsn_t lsn, uint64_t xi
 {
 	char num[64];
 
-	SB_LIT(b, ",\"source\":{\"lsn\":\"");
+	STRBUF_ADD_LIT(b, ",\"source\":{\"lsn\":\"");
 	lsn_format(lsn, num);
-	sb_put(b, num, strlen(num));
-	SB_LIT(b, "\",\"xid\":");
+	strbuf_addn(b, num, strlen(num));
+	STRBUF_ADD_LIT(b, "\",\"xid\":");
 	if (has_xid)
-		sb_put(b, num, (size_t)snprintf(num, sizeof(num), "%llu", (unsigned long long)xid));
+		strbuf_addn(b, num, (size_t)snprintf(num, sizeof(num), "%llu", (unsigned long long)xid));
 	else
-		SB_LIT(b, "null");
-	SB_LIT(b, ",\"ts\":");
-	sb_span(b, ts);
-	SB_LIT(b, ",\"schema\":");
-	sb_json_string(b, t->schema, strlen(t->schema));
-	SB_LIT(b, ",\"table\":");
-	sb_json_string(b, t->table, strlen(t->table));
+		STRBUF_ADD_LIT(b, "null");
+	STRBUF_ADD_LIT(b, ",\"ts\":");
+	put_span(b, ts);
+	STRBUF_ADD_LIT(b, ",\"schema\":");
+	json_out_string(b, t->schema, strlen(t->schema));
+	STRBUF_ADD_LIT(b, ",\"table\":");
+	json_out_string(b, t->table, strlen(t->table));
 	if (snapshot)
-		SB_LIT(b, ",\"snapshot\":true}");
+		STRBUF_ADD_LIT(b, ",\"snapshot\":true}");
 	else
-		SB_LIT(b, ",\"snapshot\":false}");
+		STRBUF_ADD_LIT(b, ",\"snapshot\":false}");
 }
 
 static void finish_msg(capture *c, const capture_table *t, route_msg *m, bool keyed)
@@ -947,10 +900,10 @@ static void finish_msg(capture *c, const capture_table *t, route_msg *m, bool ke
 	memset(m, 0, sizeof(*m));
 	m->topic = t->topic;
 	if (keyed && t->n_keys > 0) {
-		m->key = c->key.p;
+		m->key = c->key.s;
 		m->key_len = c->key.len;
 	}
-	m->value = c->value.p;
+	m->value = c->value.s;
 	m->value_len = c->value.len;
 }
 
@@ -963,43 +916,43 @@ int capture_build(capture *c, const capture_table *t, const w2j_record *rec, rou
 	int n_toast = 0;
 
 	memset(m, 0, sizeof(*m));
-	toast->len = 0;
+	strbuf_reset(toast);
 	if (t->refusal)
 		return *why = t->refusal, -1;
 	if (!c->read_ok)
 		return *why = "malformed columns or identity array", -1;
 	if (rec->action != W2J_TRUNCATE && t->n_keys > 0 && put_key(c, t, rec, why) < 0)
 		return -1;
-	b->len = 0;
-	SB_LIT(b, "{\"op\":\"");
-	sb_put(b, &ops[rec->action], 1);
-	SB_LIT(b, "\",\"before\":");
+	strbuf_reset(b);
+	STRBUF_ADD_LIT(b, "{\"op\":\"");
+	strbuf_addn(b, &ops[rec->action], 1);
+	STRBUF_ADD_LIT(b, "\",\"before\":");
 	/* An update's identity is the whole old row only with REPLICA IDENTITY FULL (else its key). */
 	if (c->old.n > 0 && (rec->action == W2J_DELETE ||
 			     (rec->action == W2J_UPDATE && identity_whole(t, &c->now, &c->old))))
 		put_row(b, t, &c->old);
 	else
-		SB_LIT(b, "null");
-	SB_LIT(b, ",\"after\":");
+		STRBUF_ADD_LIT(b, "null");
+	STRBUF_ADD_LIT(b, ",\"after\":");
 	if (rec->action == W2J_UPDATE)
 		n_toast = put_after(b, toast, t, &c->now, &c->old);
 	else if (rec->action == W2J_INSERT)
 		put_row(b, t, &c->now);
 	else
-		SB_LIT(b, "null");
+		STRBUF_ADD_LIT(b, "null");
 	put_source(b, t, rec->lsn, rec->xid, rec->has_xid, &rec->timestamp, false);
 	if (rec->action == W2J_UPDATE && c->toast_unknown) {
-		SB_LIT(b, ",\"unchanged_toast\":null"); /* cannot be known: capture_toast_check */
+		STRBUF_ADD_LIT(b, ",\"unchanged_toast\":null"); /* cannot be known: capture_toast_check */
 	} else if (n_toast) {
-		SB_LIT(b, ",\"unchanged_toast\":[");
-		sb_put(b, toast->p, toast->len);
-		SB_LIT(b, "]");
+		STRBUF_ADD_LIT(b, ",\"unchanged_toast\":[");
+		strbuf_addn(b, toast->s, toast->len);
+		STRBUF_ADD_LIT(b, "]");
 	}
-	SB_LIT(b, "}");
+	STRBUF_ADD_LIT(b, "}");
 	finish_msg(c, t, m, rec->action != W2J_TRUNCATE);
 	m->every_partition = rec->action == W2J_TRUNCATE;
 	/* Text that is not UTF-8 (a SQL_ASCII database) is never published as it is. */
-	if (router_utf8_valid_prefix(b->p, b->len) != b->len ||
+	if (router_utf8_valid_prefix(b->s, b->len) != b->len ||
 	    (m->key && router_utf8_valid_prefix(m->key, m->key_len) != m->key_len))
 		return *why = "invalid UTF-8 in the row (its text is not UTF-8)", -1;
 	return 0;
@@ -1014,14 +967,14 @@ int capture_build_key_change(capture *c, const capture_table *t, const w2j_recor
 	    put_key_from(&c->key, t, &c->old, NULL) < 0 ||
 	    put_key_from(&c->scratch, t, &c->now, &c->old) < 0)
 		return 0;
-	if (c->key.len == c->scratch.len && memcmp(c->key.p, c->scratch.p, c->key.len) == 0)
+	if (c->key.len == c->scratch.len && memcmp(c->key.s, c->scratch.s, c->key.len) == 0)
 		return 0;
-	b->len = 0;
-	SB_LIT(b, "{\"op\":\"d\",\"before\":");
+	strbuf_reset(b);
+	STRBUF_ADD_LIT(b, "{\"op\":\"d\",\"before\":");
 	put_row(b, t, &c->old);
-	SB_LIT(b, ",\"after\":null");
+	STRBUF_ADD_LIT(b, ",\"after\":null");
 	put_source(b, t, rec->lsn, rec->xid, rec->has_xid, &rec->timestamp, false);
-	SB_LIT(b, "}");
+	STRBUF_ADD_LIT(b, "}");
 	finish_msg(c, t, m, true);
 	return 1;
 }
@@ -1032,12 +985,12 @@ void capture_build_snapshot(capture *c, const capture_table *t, const char *key,
 {
 	strbuf *b = &c->value;
 
-	c->key.len = 0;
-	sb_put(&c->key, key, key_len);
-	b->len = 0;
-	SB_LIT(b, "{\"op\":\"r\",\"before\":null,\"after\":");
-	sb_put(b, row, row_len);
+	strbuf_reset(&c->key);
+	strbuf_addn(&c->key, key, key_len);
+	strbuf_reset(b);
+	STRBUF_ADD_LIT(b, "{\"op\":\"r\",\"before\":null,\"after\":");
+	strbuf_addn(b, row, row_len);
 	put_source(b, t, lsn, 0, false, ts, true);
-	SB_LIT(b, "}");
+	STRBUF_ADD_LIT(b, "}");
 	finish_msg(c, t, m, true);
 }

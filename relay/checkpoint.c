@@ -10,6 +10,7 @@
 #include "clock.h"
 #include "kafka_admin.h"
 #include "log.h"
+#include "xalloc.h"
 
 /* How long loading may wait for the broker (metadata, topic creation, reading). */
 #define CHECKPOINT_TIMEOUT_MS 30000
@@ -91,7 +92,7 @@ static int get_recovery(json_t *o, checkpoint_recovery *rec)
 			return -1;
 		rec->commit_us = json_integer_value(t);
 		rec->window_ms = json_integer_value(w);
-		rec->xids = calloc(json_array_size(xids) + 1, sizeof(uint32_t));
+		rec->xids = xcalloc(json_array_size(xids) + 1, sizeof(uint32_t));
 		json_array_foreach(xids, i, x) {
 			if (!json_is_integer(x) || json_integer_value(x) < 0 ||
 			    json_integer_value(x) > UINT32_MAX)
@@ -189,7 +190,7 @@ static void keep_state(const rd_kafka_message_t *m, const char *key, size_t klen
 	    memcmp((const char *)m->key + klen, ".snapshot", 9) != 0)
 		return;
 	free(*state);
-	*state = m->payload ? strndup(m->payload, m->len) : NULL;
+	*state = m->payload ? xstrndup(m->payload, m->len) : NULL;
 }
 
 /*

@@ -373,7 +373,7 @@ static int load_opt(const relay_config *cfg, void *base, const opt_def *o, const
 		int count = config_setting_length(s);
 		if (type != CONFIG_TYPE_ARRAY && type != CONFIG_TYPE_LIST)
 			goto wrong_type;
-		*list = calloc((size_t)count + 1, sizeof(char *));
+		*list = xcalloc((size_t)count + 1, sizeof(char *));
 		*n = 0;
 		for (int i = 0; i < count; i++) {
 			const char *v = config_setting_get_string_elem(s, i);
@@ -507,7 +507,7 @@ static int load_kafka(relay_config *cfg, const config_setting_t *group, FILE *er
 {
 	int n = config_setting_length(group), bad = 0;
 
-	cfg->kafka = calloc((size_t)n + 1, sizeof(kafka_property));
+	cfg->kafka = xcalloc((size_t)n + 1, sizeof(kafka_property));
 	for (int i = 0; i < n; i++) {
 		const config_setting_t *s = config_setting_get_elem(group, (unsigned)i);
 		char *value = kafka_value_text(s);
@@ -693,7 +693,7 @@ static int load_sources(relay_config *cfg, const config_t *lc, FILE *err)
 		return 0;
 	if (!list)
 		n = 1;
-	cfg->sources = calloc((size_t)n, sizeof(source_config));
+	cfg->sources = xcalloc((size_t)n, sizeof(source_config));
 	cfg->n_sources = n;
 	for (int i = 0; i < n; i++) {
 		const config_setting_t *g = list_group(cfg, list, i, SOURCES, &bad, err);
@@ -737,7 +737,7 @@ static int load_captures(relay_config *cfg, const config_t *lc, FILE *err)
 
 	if (!list)
 		return bad;
-	cfg->captures = calloc((size_t)n, sizeof(capture_config));
+	cfg->captures = xcalloc((size_t)n, sizeof(capture_config));
 	cfg->n_captures = n;
 	for (int i = 0; i < n; i++) {
 		const config_setting_t *g = list_group(cfg, list, i, CAPTURE, &bad, err);
@@ -799,11 +799,7 @@ static char *read_all(FILE *f, size_t *len)
 	for (;;) {
 		if (cap - *len < 4096) {
 			cap = cap ? cap * 2 : 8192;
-			buf = realloc(buf, cap);
-			if (!buf) {
-				log_error("out of memory");
-				abort();
-			}
+			buf = xrealloc(buf, cap);
 		}
 		size_t n = fread(buf + *len, 1, cap - *len - 1, f);
 		*len += n;
@@ -855,7 +851,7 @@ static int parse_file(config_t *lc, const char *path, FILE *err)
 relay_config *config_load(const char *path, FILE *err)
 {
 	config_t lc;
-	relay_config *cfg = calloc(1, sizeof(*cfg));
+	relay_config *cfg = xcalloc(1, sizeof(*cfg));
 	int bad = 0;
 
 	cfg->path = xstrdup(path);
@@ -1089,7 +1085,7 @@ void config_load_credentials(relay_config *cfg)
 
 	cfg->pg_password = read_credential("pgpassword");
 	if (kafka_pw) {
-		cfg->kafka = realloc(cfg->kafka, sizeof(kafka_property) * (size_t)(cfg->n_kafka + 1));
+		cfg->kafka = xrealloc(cfg->kafka, sizeof(kafka_property) * (size_t)(cfg->n_kafka + 1));
 		kafka_property *p = &cfg->kafka[cfg->n_kafka++];
 		p->name = xstrdup("sasl.password");
 		p->value = kafka_pw;

@@ -7,17 +7,29 @@
 #include "clock.h"
 #include "commit_policy.h"
 #include "log.h"
+#include "strbuf.h"
+#include "xalloc.h"
 
 /* Each blocking Kafka call runs in slices this long, with the tick in between. */
 #define EOS_SLICE_MS 100
 /* Opaque of the checkpoint record's delivery report: no PostgreSQL transaction. */
 #define EOS_CHECKPOINT_OPAQUE ((void *)UINTPTR_MAX)
 
+void eos_transactional_id(const relay_config *cfg, const char *sysid, strbuf *out)
+{
+	const char *set = config_kafka_get(cfg, "transactional.id");
+
+	if (set)
+		strbuf_add(out, set);
+	else
+		strbuf_addf(out, "outbox-relay-%s-%s", sysid, cfg->slot);
+}
+
 void eos_init(eos *e, const relay_config *cfg, const char *txn_id)
 {
 	memset(e, 0, sizeof(*e));
 	e->cfg = cfg;
-	e->txn_id = strdup(txn_id);
+	e->txn_id = xstrdup(txn_id);
 	horizon_init(&e->hz, cfg->recovery_window_ms);
 }
 
@@ -208,17 +220,18 @@ void eos_attach_state(eos *e, char *value)
 /* Adds the attached state record (if any) to the open transaction. */
 static eos_result produce_attached(eos *e, eos_tick_fn tick, void *ctx)
 {
-	char key[600];
+	strbuf key = {0};
 	rd_kafka_resp_err_t err;
 
 	if (!e->attached)
 		return EOS_OK;
-	snprintf(key, sizeof(key), "%s.snapshot", e->txn_id);
-	while ((err = kafka_produce_plain(e->kp, e->cfg->checkpoint_topic, key, e->attached,
+	strbuf_addf(&key, "%s.snapshot", e->txn_id);
+	while ((err = kafka_produce_plain(e->kp, e->cfg->checkpoint_topic, strbuf_str(&key), e->attached,
 					  EOS_CHECKPOINT_OPAQUE)) == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
 		if (tick(ctx) < 0)
 			break;
 	}
+	strbuf_free(&key);
 	free(e->attached);
 	e->attached = NULL;
 	if (err) {

@@ -7,6 +7,7 @@
 
 #include "checkpoint.h"
 #include "config.h"
+#include "eos_names.h"
 #include "horizon.h"
 #include "kafka.h"
 

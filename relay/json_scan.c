@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "xalloc.h"
+
 /* Deepest nesting a skipped value may have; deeper input is reported as malformed. */
 #define JSON_MAX_DEPTH 16384
 
@@ -469,8 +471,8 @@ bool json_string_is(const json_span *s, const char *text, size_t n)
 	 * least one byte from at most six characters. */
 	if (s->len < n || s->len > 6 * n)
 		return false;
-	if (s->len > sizeof(stack) && !(buf = malloc(s->len)))
-		return false;
+	if (s->len > sizeof(stack))
+		buf = xmalloc(s->len); /* never "not equal" for want of memory */
 	long d = json_unescape(s, buf);
 	same = d == (long)n && memcmp(buf, text, n) == 0;
 	if (buf != stack)

@@ -11,6 +11,7 @@
 #include "clock.h"
 #include "kafka_admin.h"
 #include "log.h"
+#include "xalloc.h"
 
 struct kafka_producer {
 	rd_kafka_t *rk;
@@ -122,22 +123,37 @@ rd_kafka_conf_t *kafka_conf_build(const relay_config *cfg, FILE *err)
 	return conf;
 }
 
-/* librdkafka's syslog levels to ours; called from librdkafka's threads. */
+/* Facilities whose error lines the relay says again itself (see kafka_log_level). */
+static const char *const restated_facilities[] = {"TXNERR", "ADDPARTS", "FATAL"};
+
+log_level_t kafka_log_level(int syslog_level, const char *fac)
+{
+	for (size_t i = 0; i < sizeof(restated_facilities) / sizeof(restated_facilities[0]); i++)
+		if (syslog_level <= 4 && strcmp(fac, restated_facilities[i]) == 0)
+			return LOG_LVL_DEBUG;
+	return syslog_level <= 3 ? LOG_LVL_ERROR : syslog_level == 4 ? LOG_LVL_WARN
+	       : syslog_level <= 6 ? LOG_LVL_INFO : LOG_LVL_DEBUG;
+}
+
+/* librdkafka's log lines in the relay's format; called from librdkafka's threads. */
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
 	(void)rk;
-	log_level_t l = level <= 3 ? LOG_LVL_ERROR : level == 4 ? LOG_LVL_WARN
-				     : level <= 6 ? LOG_LVL_INFO : LOG_LVL_DEBUG;
-	log_msg(l, "kafka: %s: %s", fac, buf);
+	log_msg(kafka_log_level(level, fac), "kafka: %s: %s", fac, buf);
 }
 
-/* Errors librdkafka reports besides deliveries: mostly transient (it retries by itself). */
+/*
+ * Errors librdkafka reports besides deliveries: mostly transient (it retries by itself), and
+ * then the only report of the problem, so they stay visible. A fatal error is the exception:
+ * the relay reads it (kafka_fatal, the transaction calls) and logs it in its own words, so
+ * librdkafka's text of it goes to debug.
+ */
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	(void)rk;
 	(void)opaque;
 	if (err == RD_KAFKA_RESP_ERR__FATAL)
-		log_error("kafka: fatal error: %s", reason);
+		log_debug("kafka: fatal error: %s", reason);
 	else if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION)
 		log_error("kafka: authentication failed: %s: check kafka.security_protocol, "
 			  "kafka.sasl_mechanisms, kafka.sasl_username and the password (the "
@@ -179,7 +195,7 @@ kafka_producer *kafka_producer_new(const relay_config *cfg, const char *transact
 				   kafka_delivery_fn on_delivery_fn, void *opaque, char *errbuf,
 				   size_t errlen)
 {
-	kafka_producer *kp = calloc(1, sizeof(*kp));
+	kafka_producer *kp = xcalloc(1, sizeof(*kp));
 	rd_kafka_conf_t *conf = kafka_conf_build(cfg, stderr);
 	char errstr[512];
 

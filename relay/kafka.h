@@ -7,6 +7,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "config.h"
+#include "log.h"
 #include "route.h"
 
 /* Called from kafka_serve for each delivery report: msg_opaque as given to kafka_produce. */
@@ -20,17 +21,28 @@ typedef struct kafka_topic kafka_topic;
  * properties as they are). Reports each rejected property as "FILE:LINE: ..." on err.
  */
 rd_kafka_conf_t *kafka_conf_build(const relay_config *cfg, FILE *err);
-/* Creates the producer; NULL with a message in errbuf on failure. */
-/* transactional_id: NULL for the idempotent-only (at-least-once) producer. */
+/*
+ * The relay's level for a line of librdkafka's log (syslog level, facility). One event, one
+ * line: errors the relay reports again in its own words go to debug. Those are transaction
+ * errors (facilities TXNERR, ADDPARTS: the transaction call returns them and eos.c logs them)
+ * and fatal errors (FATAL: the relay reads them with rd_kafka_fatal_error and logs them). Every other
+ * line keeps its level (error, warn, info; debug above 6): authentication, TLS and unreachable
+ * brokers are reported by librdkafka alone.
+ */
+log_level_t kafka_log_level(int syslog_level, const char *fac);
+/*
+ * Creates the producer; NULL with a message in errbuf on failure. transactional_id: NULL for
+ * the idempotent-only (at-least-once) producer. librdkafka's log lines go through kafka_log_level.
+ */
 kafka_producer *kafka_producer_new(const relay_config *cfg, const char *transactional_id,
 				   kafka_delivery_fn on_delivery, void *opaque, char *errbuf,
 				   size_t errlen);
 void kafka_producer_free(kafka_producer *kp);
 /*
  * Hands one record to librdkafka (copied). Returns 0, RD_KAFKA_RESP_ERR__QUEUE_FULL when the
- * local queue is full (serve delivery reports, then try again), or another error.
+ * local queue is full (serve delivery reports, then try again), or another error. partition:
+ * RD_KAFKA_PARTITION_UA lets the partitioner choose by key.
  */
-/* partition: RD_KAFKA_PARTITION_UA lets the partitioner choose by key. */
 rd_kafka_resp_err_t kafka_produce(kafka_producer *kp, const route_msg *m, int32_t partition,
 				  void *msg_opaque);
 /*

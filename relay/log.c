@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "json_out.h"
+
 static log_level_t current_level = LOG_LVL_INFO;
 static bool journal_prefix;
 static log_format_t current_format = LOG_FORMAT_TEXT;
@@ -107,9 +109,9 @@ static bool log_cp_hidden(uint32_t cp)
 /*
  * Appends one byte (or UTF-8 sequence) of a message, escaped: never a raw control character,
  * so a name or value in the message cannot start a line of its own or hide text. Text and
- * logfmt write C-style escapes (\n, \x01, \u2028); JSON writes JSON escapes, and U+FFFD for a
- * byte that is not UTF-8 (JSON text must be UTF-8). Returns the bytes of text consumed, 0 when
- * the line is full.
+ * logfmt write C-style escapes (\n, \x01, \u2028); JSON writes json_out's escapes for ASCII,
+ * and U+FFFD for a byte that is not UTF-8 (JSON text must be UTF-8). Returns the bytes of text
+ * consumed, 0 when the line is full.
  */
 static size_t put_escaped_char(log_buf *b, const unsigned char *s, size_t left, log_format_t fmt)
 {
@@ -117,12 +119,18 @@ static size_t put_escaped_char(log_buf *b, const unsigned char *s, size_t left, 
 	uint32_t cp = 0;
 	size_t seq;
 	const char *short_esc = s[0] == '\n' ? "\\n" : s[0] == '\r' ? "\\r" : s[0] == '\t' ? "\\t"
-			      : s[0] == '\\' ? "\\\\" : s[0] == '"' && fmt != LOG_FORMAT_TEXT ? "\\\"" : NULL;
+			      : s[0] == '\\' ? "\\\\" : s[0] == '"' && fmt == LOG_FORMAT_LOGFMT ? "\\\"" : NULL;
 
+	if (fmt == LOG_FORMAT_JSON && s[0] < 0x80) {
+		const char *json_esc = json_out_escape(s[0], esc);
+		if (json_esc)
+			return put_str(b, json_esc) ? 1 : 0;
+		return put(b, (const char *)s, 1) ? 1 : 0;
+	}
 	if (short_esc)
 		return put_str(b, short_esc) ? 1 : 0;
 	if (s[0] < 0x20 || s[0] == 0x7F) {
-		snprintf(esc, sizeof(esc), fmt == LOG_FORMAT_JSON ? "\\u%04x" : "\\x%02x", s[0]);
+		snprintf(esc, sizeof(esc), "\\x%02x", s[0]);
 		return put_str(b, esc) ? 1 : 0;
 	}
 	if (s[0] < 0x80)

@@ -118,10 +118,6 @@ static void reload_config(relay *r)
 	relay_config *fresh = config_load(r->cfg->path, stderr);
 	log_level_t lvl;
 
-	if (fresh && metrics_check_config(fresh, stderr) < 0) {
-		config_free(fresh);
-		fresh = NULL;
-	}
 	if (!fresh) {
 		log_error("reload: %s has errors (above); keeping the running configuration", r->cfg->path);
 		return;

@@ -435,54 +435,6 @@ int metrics_parse_listen(const char *text, char *host, size_t hostlen, char *por
 	return 0;
 }
 
-/* The line of a setting in a file that parsed before; 1 when it cannot tell. */
-static int line_in_file(const char *path, const char *setting)
-{
-	FILE *f = fopen(path, "r");
-	char *text = NULL;
-	size_t cap = 0, len = 0, got;
-	int line = 1;
-	config_t lc;
-
-	if (!f)
-		return 1;
-	do {
-		if (cap - len < 4096) {
-			char *more = realloc(text, cap = cap ? cap * 2 : 8192);
-			if (!more)
-				break;
-			text = more;
-		}
-		got = fread(text + len, 1, cap - len - 1, f);
-		len += got;
-	} while (got > 0);
-	fclose(f);
-	if (!text)
-		return 1;
-	text[len < cap ? len : cap - 1] = '\0';
-	config_init(&lc);
-	if (config_read_string(&lc, text) == CONFIG_TRUE) {
-		const config_setting_t *s = config_lookup(&lc, setting);
-		if (s && config_setting_source_line(s) > 0)
-			line = (int)config_setting_source_line(s);
-	}
-	config_destroy(&lc);
-	free(text);
-	return line;
-}
-
-int metrics_check_config(const relay_config *cfg, FILE *err)
-{
-	char host[256], port[8];
-	const char *why = NULL;
-
-	if (metrics_parse_listen(cfg->metrics_listen, host, sizeof(host), port, sizeof(port), &why) == 0)
-		return 0;
-	fprintf(err, "%s:%d: relay.metrics_listen '%s' %s\n", cfg->path,
-		line_in_file(cfg->path, "relay.metrics_listen"), cfg->metrics_listen, why);
-	return -1;
-}
-
 /* A listening socket of our own, so that a bind failure says why. */
 static int open_listener(const char *host, const char *port, bool *v6, char *err, size_t errlen)
 {

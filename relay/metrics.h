@@ -29,8 +29,6 @@
  */
 int metrics_parse_listen(const char *text, char *host, size_t hostlen, char *port, size_t portlen,
 			 const char **why);
-/* The same check for a loaded file: -1 after writing "FILE:LINE: ..." to err. */
-int metrics_check_config(const relay_config *cfg, FILE *err);
 
 /* Binds listen and starts the server thread; -1 with a message (bind errors say why). */
 int metrics_start(const char *listen, char *err, size_t errlen);

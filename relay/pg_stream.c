@@ -11,6 +11,8 @@
 
 #include "clock.h"
 #include "log.h"
+#include "strbuf.h"
+#include "xalloc.h"
 
 struct pg_stream {
 	PGconn *conn;
@@ -257,45 +259,42 @@ pg_result pg_stream_drop_slot(pg_stream *s, const char *slot, char *err, size_t 
 
 const char *pg_stream_snapshot_name(const pg_stream *s) { return s->snapshot_name; }
 
-/* Appends a replication-command string literal: single quotes doubled. */
-static void append_quoted(char *buf, size_t len, const char *text)
+/* Appends a replication-command string literal: single quotes doubled (backslashes are plain). */
+static void append_quoted(strbuf *cmd, const char *text)
 {
-	size_t n = strlen(buf);
-	if (n + 1 < len)
-		buf[n++] = '\'';
-	for (const char *c = text; *c && n + 3 < len; c++) {
+	strbuf_addc(cmd, '\'');
+	for (const char *c = text; *c; c++) {
 		if (*c == '\'')
-			buf[n++] = '\'';
-		buf[n++] = *c;
+			strbuf_addc(cmd, '\'');
+		strbuf_addc(cmd, *c);
 	}
-	if (n + 1 < len)
-		buf[n++] = '\'';
-	buf[n] = '\0';
+	strbuf_addc(cmd, '\'');
 }
 
 static pg_result start_streaming(pg_stream *s, const char *slot, const char *add_tables,
 				 const char *add_msg_prefixes, lsn_t from, char *err, size_t errlen)
 {
-	char cmd[8192], lsn[LSN_TEXT_MAX];
+	strbuf cmd = {0};
+	char lsn[LSN_TEXT_MAX];
 	char *ident = PQescapeIdentifier(s->conn, slot, strlen(slot));
 
-	snprintf(cmd, sizeof(cmd),
-		 "START_REPLICATION SLOT %s LOGICAL %s (\"format-version\" '2', "
-		 "\"include-transaction\" '1', \"include-xids\" '1', \"include-timestamp\" '1', "
-		 "\"include-lsn\" '1', \"include-domain-data-type\" '1', ", ident,
-		 lsn_format(from, lsn));
+	strbuf_addf(&cmd,
+		    "START_REPLICATION SLOT %s LOGICAL %s (\"format-version\" '2', "
+		    "\"include-transaction\" '1', \"include-xids\" '1', \"include-timestamp\" '1', "
+		    "\"include-lsn\" '1', \"include-domain-data-type\" '1', ", ident,
+		    lsn_format(from, lsn));
 	PQfreemem(ident);
 	/* Without outbox tables, no table changes at all. */
-	strncat(cmd, add_tables[0] ? "\"add-tables\" " : "\"filter-tables\" ",
-		sizeof(cmd) - strlen(cmd) - 1);
-	append_quoted(cmd, sizeof(cmd), add_tables[0] ? add_tables : "*.*");
+	strbuf_add(&cmd, add_tables[0] ? "\"add-tables\" " : "\"filter-tables\" ");
+	append_quoted(&cmd, add_tables[0] ? add_tables : "*.*");
 	if (add_msg_prefixes[0]) {
-		strncat(cmd, ", \"add-msg-prefixes\" ", sizeof(cmd) - strlen(cmd) - 1);
-		append_quoted(cmd, sizeof(cmd), add_msg_prefixes);
+		strbuf_add(&cmd, ", \"add-msg-prefixes\" ");
+		append_quoted(&cmd, add_msg_prefixes);
 	}
-	strncat(cmd, ")", sizeof(cmd) - strlen(cmd) - 1);
+	strbuf_addc(&cmd, ')');
 
-	PGresult *res = PQexec(s->conn, cmd);
+	PGresult *res = PQexec(s->conn, strbuf_str(&cmd));
+	strbuf_free(&cmd);
 	if (PQresultStatus(res) != PGRES_COPY_BOTH) {
 		set_error(s, PQresultErrorMessage(res));
 		PQclear(res);
@@ -331,7 +330,7 @@ pg_result pg_stream_connect(pg_stream **out, const char *conninfo, const char *p
 	const char *keys[] = {"connect_timeout", "dbname", "replication", "fallback_application_name",
 			      password ? "password" : NULL, NULL};
 	const char *vals[] = {"10", conninfo, "database", "outbox-relay", password, NULL};
-	pg_stream *s = calloc(1, sizeof(*s));
+	pg_stream *s = xcalloc(1, sizeof(*s));
 	pg_result r;
 
 	*out = NULL;

@@ -54,7 +54,8 @@ pg_result pg_stream_check_slot(pg_stream *s, const char *slot, bool create,
 			       pg_slot_prepare_fn prepare, void *arg, char *err, size_t errlen);
 /*
  * Starts streaming after `from` (0: the slot's confirmed position). add_tables and
- * add_msg_prefixes are wal2json's comma-separated filters ("" : no tables; all messages).
+ * add_msg_prefixes are wal2json's comma-separated filters ("" : no tables; all messages), as
+ * w2j_filter_lists builds them; the command holds them whole, whatever their length.
  */
 pg_result pg_stream_start(pg_stream *s, const char *slot, const char *add_tables,
 			  const char *add_msg_prefixes, lsn_t from, char *err, size_t errlen);

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
+#include "xalloc.h"
 
 #define PROGRESS_INITIAL_CAP 1024
 
@@ -14,11 +14,7 @@ void progress_init(progress *p, lsn_t start)
 {
 	memset(p, 0, sizeof(*p));
 	p->cap = PROGRESS_INITIAL_CAP;
-	p->ring = calloc(p->cap, sizeof(progress_txn));
-	if (!p->ring) {
-		log_error("out of memory");
-		abort();
-	}
+	p->ring = xcalloc(p->cap, sizeof(progress_txn));
 	p->acked = start;
 }
 
@@ -32,11 +28,7 @@ void progress_free(progress *p)
 static void grow(progress *p)
 {
 	size_t ncap = p->cap * 2;
-	progress_txn *nring = calloc(ncap, sizeof(progress_txn));
-	if (!nring) {
-		log_error("out of memory");
-		abort();
-	}
+	progress_txn *nring = xcalloc(ncap, sizeof(progress_txn));
 	for (uint64_t s = p->head; s < p->tail; s++)
 		nring[s & (ncap - 1)] = *slot_of(p, s);
 	free(p->ring);

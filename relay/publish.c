@@ -85,8 +85,12 @@ void publish_on_delivery(void *opaque, void *msg_opaque, rd_kafka_resp_err_t err
 		return;
 	}
 	progress_lost(&r->prog, seq);
+	/* Purged records follow an abort or a fatal error the relay reports already: one line. */
 	if (!r->delivery_failed)
-		log_error("Kafka did not take a record: %s", rd_kafka_err2str(err));
+		log_msg(err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT
+				? LOG_LVL_DEBUG
+				: LOG_LVL_ERROR,
+			"Kafka did not take a record: %s", rd_kafka_err2str(err));
 	r->delivery_failed = true;
 	if (!r->delivery_err || refusal_is_permanent(err))
 		r->delivery_err = err;

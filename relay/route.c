@@ -61,24 +61,24 @@ static int compile_source(route_source *s, const source_config *c, char *err, si
 	s->cfg = c;
 	if (c->table[0]) {
 		const char *dot = strchr(c->table, '.');
-		s->schema = strndup(c->table, (size_t)(dot - c->table));
-		s->table = strdup(dot + 1);
-		s->name = strdup(c->table);
+		s->schema = xstrndup(c->table, (size_t)(dot - c->table));
+		s->table = xstrdup(dot + 1);
+		s->name = xstrdup(c->table);
 	} else {
 		snprintf(buf, sizeof(buf), "message:%s", c->message_prefix);
-		s->name = strdup(buf);
+		s->name = xstrdup(buf);
 	}
 	snprintf(buf, sizeof(buf), "/outbox-relay/%s", c->table[0] ? c->table : c->message_prefix);
-	s->ce_source = strdup(c->ce_source[0] ? c->ce_source : buf);
+	s->ce_source = xstrdup(c->ce_source[0] ? c->ce_source : buf);
 	return template_compile(&s->topic, c->topic, &template_outbox_vars, err, errlen);
 }
 
 router *router_new(const relay_config *cfg, char *err, size_t errlen)
 {
-	router *r = calloc(1, sizeof(*r));
+	router *r = xcalloc(1, sizeof(*r));
 
 	r->cfg = cfg;
-	r->sources = calloc((size_t)cfg->n_sources + 1, sizeof(route_source));
+	r->sources = xcalloc((size_t)cfg->n_sources + 1, sizeof(route_source));
 	for (int i = 0; i < cfg->n_sources; i++) {
 		r->n_sources = i + 1;
 		if (compile_source(&r->sources[i], &cfg->sources[i], err, errlen) < 0) {

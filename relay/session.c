@@ -11,6 +11,7 @@
 #include "checkpoint.h"
 #include "clock.h"
 #include "eos.h"
+#include "eos_names.h"
 #include "kafka.h"
 #include "log.h"
 #include "loop.h"
@@ -26,7 +27,9 @@
 #include "slot_start.h"
 #include "snapshot.h"
 #include "status.h"
+#include "strbuf.h"
 #include "txn.h"
+#include "w2j_filter.h"
 
 #define BACKOFF_START_MS 500
 
@@ -68,60 +71,31 @@ static void end_session(relay *r)
 	r->pg_lost = false;
 }
 
-/* The transactional.id: the file's, or one derived from the cluster and the slot. */
-static void transactional_id(const relay *r, char *buf, size_t len)
-{
-	const char *set = config_kafka_get(r->cfg, "transactional.id");
-	if (set)
-		snprintf(buf, len, "%s", set);
-	else
-		snprintf(buf, len, "outbox-relay-%s-%s", pg_stream_sysid(r->pg), r->cfg->slot);
-}
-
 /* Creates the producer once; in exactly-once mode also fences older instances of this relay. */
 static pg_result setup_kafka(relay *r, char *err, size_t errlen)
 {
-	char txn_id[512];
+	strbuf id = {0};
+	pg_result res = PG_OK;
 
 	if (r->kp)
 		return PG_OK;
-	transactional_id(r, txn_id, sizeof(txn_id));
+	eos_transactional_id(r->cfg, pg_stream_sysid(r->pg), &id);
 	/* Hand-off: the producer calls publish_on_delivery with r from kafka_serve, on this thread. */
-	r->kp = kafka_producer_new(r->cfg, r->eos_on ? txn_id : NULL, publish_on_delivery, r, err, errlen);
-	if (!r->kp)
-		return PG_FATAL;
-	if (!r->eos_on)
-		return PG_OK;
-	eos_init(&r->eos, r->cfg, txn_id);
-	log_info("exactly-once: transactional.id %s, checkpoints in %s", txn_id, r->cfg->checkpoint_topic);
-	if (eos_start(&r->eos, r->kp, txn_init_tick, r) != EOS_OK) {
-		snprintf(err, errlen, "Kafka transactions could not start (see above)");
-		return PG_FATAL;
+	r->kp = kafka_producer_new(r->cfg, r->eos_on ? strbuf_str(&id) : NULL, publish_on_delivery, r,
+				   err, errlen);
+	if (!r->kp) {
+		res = PG_FATAL;
+	} else if (r->eos_on) {
+		eos_init(&r->eos, r->cfg, strbuf_str(&id));
+		log_info("exactly-once: transactional.id %s, checkpoints in %s", strbuf_str(&id),
+			 r->cfg->checkpoint_topic);
+		if (eos_start(&r->eos, r->kp, txn_init_tick, r) != EOS_OK) {
+			snprintf(err, errlen, "Kafka transactions could not start (see above)");
+			res = PG_FATAL;
+		}
 	}
-	return PG_OK;
-}
-
-static void list_append(char *list, size_t len, const char *item)
-{
-	if (list[0])
-		strncat(list, ",", len - strlen(list) - 1);
-	strncat(list, item, len - strlen(list) - 1);
-}
-
-/* wal2json's add-tables and add-msg-prefixes lists: the sources, captures and snapshot marks. */
-static void wal2json_filters(const relay *r, char *tables, char *prefixes, size_t len)
-{
-	const relay_config *cfg = r->cfg;
-
-	tables[0] = prefixes[0] = '\0';
-	for (int i = 0; i < cfg->n_sources; i++) {
-		const source_config *s = &cfg->sources[i];
-		list_append(s->table[0] ? tables : prefixes, len, s->table[0] ? s->table : s->message_prefix);
-	}
-	for (int i = 0; i < cfg->n_captures; i++)
-		list_append(tables, len, cfg->captures[i].tables);
-	if (r->snap)
-		list_append(prefixes, len, snapshot_prefix(r->snap));
+	strbuf_free(&id);
+	return res;
 }
 
 /*
@@ -195,9 +169,12 @@ static pg_result open_session(relay *r, char *err, size_t errlen)
 	if (res == PG_OK) {
 		if (!r->eos_on && pg_stream_start_lsn(r->pg) > r->prog.acked)
 			r->prog.acked = pg_stream_start_lsn(r->pg);
-		char tables[4096], prefixes[4096];
-		wal2json_filters(r, tables, prefixes, sizeof(tables));
-		res = pg_stream_start(r->pg, r->cfg->slot, tables, prefixes, status_flush_lsn(r), err, errlen);
+		strbuf tables = {0}, prefixes = {0};
+		w2j_filter_lists(r->cfg, r->snap ? snapshot_prefix(r->snap) : NULL, &tables, &prefixes);
+		res = pg_stream_start(r->pg, r->cfg->slot, strbuf_str(&tables), strbuf_str(&prefixes),
+				      status_flush_lsn(r), err, errlen);
+		strbuf_free(&tables);
+		strbuf_free(&prefixes);
 	}
 	if (res != PG_OK) {
 		pg_stream_close(r->pg, 0);

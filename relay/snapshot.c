@@ -7,8 +7,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "json_out.h"
 #include "log.h"
 #include "pgvalue.h"
+#include "strbuf.h"
 #include "xalloc.h"
 
 /* Recently committed transactions the stream read: a chunk whose snapshot still saw one of
@@ -35,7 +37,7 @@ typedef struct {
 struct snapshot {
 	const relay_config *cfg;
 	capture *cap;
-	char prefix[300];
+	char *prefix; /* snapshot_prefix_build */
 	/* progress: what is stored */
 	name_list done, queue;
 	name_list after; /* key values (text) of the last row published; none: from the start */
@@ -103,9 +105,13 @@ snapshot *snapshot_new(const relay_config *cfg, capture *cap)
 	snapshot *s = xcalloc(1, sizeof(*s));
 	s->cfg = cfg;
 	s->cap = cap;
-	snprintf(s->prefix, sizeof(s->prefix), "outbox-relay:%s", cfg->slot);
+	strbuf prefix = {0};
+	snapshot_prefix_build(cfg->slot, &prefix);
+	s->prefix = strbuf_detach(&prefix);
 	return s;
 }
+
+void snapshot_prefix_build(const char *slot, strbuf *out) { strbuf_addf(out, "outbox-relay:%s", slot); }
 
 static void window_clear(snapshot *s)
 {
@@ -142,6 +148,7 @@ void snapshot_free(snapshot *s)
 	free(s->xip);
 	free(s->arena);
 	free(s->rows);
+	free(s->prefix);
 	free(s);
 }
 
@@ -203,42 +210,34 @@ int snapshot_load_state(snapshot *s, const char *json, size_t len)
 	if (state_from_json(s, json, len) < 0)
 		return -1;
 	free(s->committed);
-	s->committed = strndup(json, len);
+	s->committed = xstrndup(json, len);
 	s->dirty = false;
 	return 0;
 }
 
-/* Appends a JSON string to a growing text. */
-static void put_json_string(char **q, size_t *len, size_t *cap, const char *v);
-static void q_add(char **q, size_t *len, size_t *cap, const char *text);
-
-static void put_list(char **q, size_t *len, size_t *cap, const char *name, const name_list *l)
+/* ,"name":["a","b"] of the state text. */
+static void put_list(strbuf *q, const char *name, const name_list *l)
 {
-	q_add(q, len, cap, ",\"");
-	q_add(q, len, cap, name);
-	q_add(q, len, cap, "\":[");
+	strbuf_addf(q, ",\"%s\":[", name);
 	for (int i = 0; i < l->n; i++) {
 		if (i)
-			q_add(q, len, cap, ",");
-		put_json_string(q, len, cap, l->v[i]);
+			strbuf_addc(q, ',');
+		json_out_string(q, l->v[i], strlen(l->v[i]));
 	}
-	q_add(q, len, cap, "]");
+	strbuf_addc(q, ']');
 }
 
 char *snapshot_state_json(const snapshot *s)
 {
-	size_t len = 0, cap = 256;
-	char *q = xmalloc(cap), num[64];
+	strbuf q = {0};
 
-	q[0] = '\0';
-	q_add(&q, &len, &cap, "{\"version\":1");
-	put_list(&q, &len, &cap, "done", &s->done);
-	put_list(&q, &len, &cap, "queue", &s->queue);
+	strbuf_add(&q, "{\"version\":1");
+	put_list(&q, "done", &s->done);
+	put_list(&q, "queue", &s->queue);
 	if (s->after.n > 0)
-		put_list(&q, &len, &cap, "after", &s->after);
-	snprintf(num, sizeof(num), ",\"table_rows\":%llu}", s->table_rows);
-	q_add(&q, &len, &cap, num);
-	return q;
+		put_list(&q, "after", &s->after);
+	strbuf_addf(&q, ",\"table_rows\":%llu}", s->table_rows);
+	return strbuf_detach(&q);
 }
 
 void snapshot_queue_initial(snapshot *s, capture_table *const *tables, int n)
@@ -299,38 +298,8 @@ const char *snapshot_current(const snapshot *s)
 
 bool snapshot_wants_chunk(const snapshot *s) { return s->queue.n > 0 && !s->pending; }
 
-/* Appends text to a growing query (or state text). */
-static void q_add(char **q, size_t *len, size_t *cap, const char *text)
-{
-	size_t n = strlen(text);
-	if (*len + n + 1 > *cap) {
-		*cap = (*len + n + 1) * 2;
-		*q = xrealloc(*q, *cap);
-	}
-	memcpy(*q + *len, text, n + 1);
-	*len += n;
-}
-
-static void put_json_string(char **q, size_t *len, size_t *cap, const char *v)
-{
-	char one[8];
-	q_add(q, len, cap, "\"");
-	for (const char *p = v; *p; p++) {
-		unsigned char ch = (unsigned char)*p;
-		if (ch == '"' || ch == '\\')
-			snprintf(one, sizeof(one), "\\%c", ch);
-		else if (ch < 0x20)
-			snprintf(one, sizeof(one), "\\u%04x", ch);
-		else
-			snprintf(one, sizeof(one), "%c", ch);
-		q_add(q, len, cap, one);
-	}
-	q_add(q, len, cap, "\"");
-}
-
 /* "expr AS "col", ..." for the published columns (all = false) or the key columns (all = true). */
-static void add_select_list(PGconn *conn, const capture_table *t, bool keys, char **q, size_t *len,
-			    size_t *cap)
+static void add_select_list(PGconn *conn, const capture_table *t, bool keys, strbuf *q)
 {
 	char expr[1024];
 	int n = keys ? t->n_keys : t->n_cols, written = 0;
@@ -341,14 +310,11 @@ static void add_select_list(PGconn *conn, const capture_table *t, bool keys, cha
 			continue;
 		char *qc = PQescapeIdentifier(conn, col->name, strlen(col->name));
 		pgvalue_expr(expr, sizeof(expr), qc, col->type_oid, false);
-		q_add(q, len, cap, written++ ? ", " : "");
-		q_add(q, len, cap, expr);
-		q_add(q, len, cap, " AS ");
-		q_add(q, len, cap, qc);
+		strbuf_addf(q, "%s%s AS %s", written++ ? ", " : "", expr, qc);
 		PQfreemem(qc);
 	}
 	if (written == 0)
-		q_add(q, len, cap, "1 AS \"?\"");
+		strbuf_add(q, "1 AS \"?\"");
 }
 
 /*
@@ -357,61 +323,39 @@ static void add_select_list(PGconn *conn, const capture_table *t, bool keys, cha
  */
 static char *chunk_query(PGconn *conn, const capture_table *t, bool from_start, int limit)
 {
-	size_t len = 0, cap = 1024;
-	char *q = xmalloc(cap), num[32];
+	strbuf q = {0}, keys = {0}, params = {0};
 	char *qs = PQescapeIdentifier(conn, t->schema, strlen(t->schema));
 	char *qt = PQescapeIdentifier(conn, t->table, strlen(t->table));
-	char *keys = NULL, *params = NULL;
-	size_t klen = 0, kcap = 256, plen = 0, pcap = 256;
 
-	q[0] = '\0';
-	keys = xmalloc(kcap), params = xmalloc(pcap);
-	keys[0] = params[0] = '\0';
 	for (int j = 0; j < t->n_keys; j++) {
 		char *qc = PQescapeIdentifier(conn, t->cols[t->keys[j]].name,
 					      strlen(t->cols[t->keys[j]].name));
-		q_add(&keys, &klen, &kcap, j ? ", t." : "t.");
-		q_add(&keys, &klen, &kcap, qc);
-		snprintf(num, sizeof(num), "%s$%d", j ? ", " : "", j + 1);
-		q_add(&params, &plen, &pcap, num);
+		strbuf_addf(&keys, "%st.%s", j ? ", " : "", qc);
+		strbuf_addf(&params, "%s$%d", j ? ", " : "", j + 1);
 		PQfreemem(qc);
 	}
 	/* Whole-row references as rel.* with unusual names: a column "v" of the table must not win. */
-	q_add(&q, &len, &cap, "SELECT (SELECT row_to_json(outbox_relay_v.*) FROM (SELECT ");
-	add_select_list(conn, t, false, &q, &len, &cap);
-	q_add(&q, &len, &cap, ") outbox_relay_v)::text, ");
-	q_add(&q, &len, &cap, "(SELECT row_to_json(outbox_relay_k.*) FROM (SELECT ");
-	add_select_list(conn, t, true, &q, &len, &cap);
-	q_add(&q, &len, &cap, ") outbox_relay_k)::text");
+	strbuf_add(&q, "SELECT (SELECT row_to_json(outbox_relay_v.*) FROM (SELECT ");
+	add_select_list(conn, t, false, &q);
+	strbuf_add(&q, ") outbox_relay_v)::text, ");
+	strbuf_add(&q, "(SELECT row_to_json(outbox_relay_k.*) FROM (SELECT ");
+	add_select_list(conn, t, true, &q);
+	strbuf_add(&q, ") outbox_relay_k)::text");
 	for (int j = 0; j < t->n_keys; j++) {
 		char *qc = PQescapeIdentifier(conn, t->cols[t->keys[j]].name,
 					      strlen(t->cols[t->keys[j]].name));
-		q_add(&q, &len, &cap, ", t.");
-		q_add(&q, &len, &cap, qc);
-		q_add(&q, &len, &cap, "::text");
+		strbuf_addf(&q, ", t.%s::text", qc);
 		PQfreemem(qc);
 	}
-	q_add(&q, &len, &cap, " FROM ONLY ");
-	q_add(&q, &len, &cap, qs);
-	q_add(&q, &len, &cap, ".");
-	q_add(&q, &len, &cap, qt);
-	q_add(&q, &len, &cap, " t");
-	if (!from_start) {
-		q_add(&q, &len, &cap, " WHERE (");
-		q_add(&q, &len, &cap, keys);
-		q_add(&q, &len, &cap, ") > (");
-		q_add(&q, &len, &cap, params);
-		q_add(&q, &len, &cap, ")");
-	}
-	q_add(&q, &len, &cap, " ORDER BY ");
-	q_add(&q, &len, &cap, keys);
-	snprintf(num, sizeof(num), " LIMIT %d", limit);
-	q_add(&q, &len, &cap, num);
+	strbuf_addf(&q, " FROM ONLY %s.%s t", qs, qt);
+	if (!from_start)
+		strbuf_addf(&q, " WHERE (%s) > (%s)", strbuf_str(&keys), strbuf_str(&params));
+	strbuf_addf(&q, " ORDER BY %s LIMIT %d", strbuf_str(&keys), limit);
 	PQfreemem(qs);
 	PQfreemem(qt);
-	free(keys);
-	free(params);
-	return q;
+	strbuf_free(&keys);
+	strbuf_free(&params);
+	return strbuf_detach(&q);
 }
 
 /* Parses pg_current_snapshot()'s "xmin:xmax:xip,..." into the low 32 bits wal2json prints. */

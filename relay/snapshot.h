@@ -9,6 +9,7 @@
 
 #include "capture.h"
 #include "config.h"
+#include "snapshot_names.h"
 
 /*
  * How a chunk stays consistent with the stream (docs/change-capture.md): the relay reads a chunk

@@ -4,12 +4,11 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "xalloc.h"
 
-/* Makes room for n more bytes and the terminator. */
-static void reserve(strbuf *b, size_t n)
+/* Doubles past the need, so that appending byte by byte stays linear. */
+void strbuf_grow(strbuf *b, size_t n)
 {
 	if (b->len + n + 1 <= b->cap)
 		return;
@@ -17,14 +16,9 @@ static void reserve(strbuf *b, size_t n)
 	b->s = xrealloc(b->s, b->cap);
 }
 
-void strbuf_add(strbuf *b, const char *text)
-{
-	size_t n = strlen(text);
-	reserve(b, n);
-	memcpy(b->s + b->len, text, n + 1);
-	b->len += n;
-}
+void strbuf_add(strbuf *b, const char *text) { strbuf_addn(b, text, strlen(text)); }
 
+/* Formats twice (length, then text) so that no text is cut at a guessed size. */
 void strbuf_addf(strbuf *b, const char *fmt, ...)
 {
 	va_list ap;
@@ -33,14 +27,43 @@ void strbuf_addf(strbuf *b, const char *fmt, ...)
 	va_end(ap);
 	if (n <= 0)
 		return;
-	reserve(b, (size_t)n);
+	strbuf_grow(b, (size_t)n);
 	va_start(ap, fmt);
 	vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
 	va_end(ap);
 	b->len += (size_t)n;
 }
 
+char *strbuf_room(strbuf *b, size_t n)
+{
+	strbuf_grow(b, n);
+	return b->s + b->len;
+}
+
+void strbuf_setlen(strbuf *b, size_t len)
+{
+	if (!b->s)
+		strbuf_grow(b, 0);
+	b->len = len;
+	b->s[len] = '\0';
+}
+
+void strbuf_reset(strbuf *b)
+{
+	b->len = 0;
+	if (b->s)
+		b->s[0] = '\0';
+}
+
 const char *strbuf_str(const strbuf *b) { return b->s ? b->s : ""; }
+
+char *strbuf_detach(strbuf *b)
+{
+	char *s = b->s ? b->s : xstrdup("");
+	b->s = NULL;
+	b->len = b->cap = 0;
+	return s;
+}
 
 void strbuf_free(strbuf *b)
 {

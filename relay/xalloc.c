@@ -6,6 +6,7 @@
 
 #include "log.h"
 
+/* The one place out of memory is reported: a log line, then abort (see xalloc.h). */
 static void *checked(void *p)
 {
 	if (!p) {
@@ -22,3 +23,5 @@ void *xcalloc(size_t count, size_t size) { return checked(calloc(count ? count :
 void *xrealloc(void *p, size_t n) { return checked(realloc(p, n ? n : 1)); }
 
 char *xstrdup(const char *s) { return checked(strdup(s)); }
+
+char *xstrndup(const char *s, size_t n) { return checked(strndup(s, n)); }

@@ -13,5 +13,7 @@ void *xmalloc(size_t n);
 void *xcalloc(size_t count, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
+/* At most n bytes of s (fewer at a NUL), NUL-terminated. */
+char *xstrndup(const char *s, size_t n);
 
 #endif

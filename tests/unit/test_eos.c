@@ -664,9 +664,31 @@ static void test_model_every_row_exactly_once_across_crashes(void **state)
 	free(t);
 }
 
+/* The transactional.id: derived from the cluster and slot, or the file's, whole at any length. */
+static void test_transactional_id_derived_or_set(void **state)
+{
+	relay_config cfg = quiet_cfg();
+	strbuf id = {0};
+	char longer[2000];
+	kafka_property set = {"transactional.id", longer, 1};
+
+	(void)state;
+	eos_transactional_id(&cfg, "7300000000000000001", &id);
+	assert_string_equal(strbuf_str(&id), TXN_ID);
+	strbuf_free(&id);
+	memset(longer, 'x', sizeof(longer) - 1);
+	longer[sizeof(longer) - 1] = '\0';
+	cfg.kafka = &set;
+	cfg.n_kafka = 1;
+	eos_transactional_id(&cfg, "7300000000000000001", &id);
+	assert_string_equal(strbuf_str(&id), longer);
+	strbuf_free(&id);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_transactional_id_derived_or_set),
 		cmocka_unit_test(test_init_copies_id_and_starts_empty),
 		cmocka_unit_test(test_resume_sets_position_and_forgets_reading_state),
 		cmocka_unit_test(test_begin_skips_transactions_ending_at_or_below_checkpoint),

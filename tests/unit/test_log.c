@@ -87,6 +87,9 @@ static void test_json_escapes_and_stays_valid(void **state)
 	expect_json_msg("dead-lettering " FORGED " \"q\" \\ \x01", "dead-lettering " FORGED " \"q\" \\ \x01");
 	expect_json_msg("a\xe2\x80\xa8" "b", "a\xe2\x80\xa8" "b");
 	expect_json_msg("a\xff" "b", "a\xef\xbf\xbd" "b");
+	/* json_out's escapes: short forms, DEL as \u007f; no raw control byte in the line. */
+	expect_json_msg("\b\f\x7f\x1b", "\b\f\x7f\x1b");
+	assert_non_null(strstr(line_of(LOG_FORMAT_JSON, "", "x\x7fy\bz"), "x\\u007fy\\bz"));
 }
 
 static void test_long_message_is_cut_whole(void **state)

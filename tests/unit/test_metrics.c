@@ -77,38 +77,6 @@ static void test_listen_refused(void **state)
 	}
 }
 
-static void test_check_config_names_file_and_line(void **state)
-{
-	(void)state;
-	char *path = unit_temp_file("postgresql = { conninfo = \"x\"; };\n"
-				    "relay = {\n"
-				    "  log_level = \"info\";\n"
-				    "  metrics_listen = \"9187\";\n"
-				    "};\n");
-	relay_config cfg;
-	char *err = NULL, want[512];
-	size_t err_len = 0;
-	FILE *f = open_memstream(&err, &err_len);
-
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.path = path;
-	cfg.metrics_listen = "9187";
-	assert_int_equal(metrics_check_config(&cfg, f), -1);
-	fclose(f);
-	snprintf(want, sizeof(want), "%s:4: relay.metrics_listen '9187' is not host:port", path);
-	if (strncmp(err, want, strlen(want)) != 0)
-		fail_msg("got: %s\nwant: %s...", err, want);
-	free(err);
-
-	cfg.metrics_listen = "127.0.0.1:9187";
-	f = open_memstream(&err, &err_len);
-	assert_int_equal(metrics_check_config(&cfg, f), 0);
-	fclose(f);
-	assert_int_equal(err_len, 0);
-	free(err);
-	unlink(path);
-	free(path);
-}
 
 static void test_topics_and_the_other_bucket(void **state)
 {
@@ -328,7 +296,6 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_listen_accepted),
 		cmocka_unit_test(test_listen_refused),
-		cmocka_unit_test(test_check_config_names_file_and_line),
 		cmocka_unit_test(test_topics_and_the_other_bucket),
 		cmocka_unit_test(test_counters_gauges_and_histogram),
 		cmocka_unit_test(test_exposition_format),
