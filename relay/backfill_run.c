@@ -29,7 +29,7 @@ static void backfill_tick(void *ctx)
 }
 
 /* One backfilled row, a wal2json insert record as the stream would carry it, published. */
-static stream_end backfill_publish(relay *r, const char *text, size_t len)
+static outcome backfill_publish(relay *r, const char *text, size_t len)
 {
 	w2j_record rec;
 	const char *why = NULL;
@@ -38,21 +38,21 @@ static stream_end backfill_publish(relay *r, const char *text, size_t len)
 	if (w2j_decode(text, len, &rec, &why) < 0 || !(src = router_match(r->router, &rec))) {
 		log_error("backfill: a row did not read back as an outbox insert (%s): %.200s",
 			  why ? why : "no source takes it", text);
-		return STREAM_FATAL;
+		return OUTCOME_FATAL;
 	}
 	r->txn_commit_ms = dispatch_commit_us(&rec) / 1000;
 	return publish_row(r, src, &rec, text, len);
 }
 
 /* After a failed backfill step: back to what Kafka committed, to be read again. */
-static pg_result backfill_failed(relay *r, PGconn *conn, stream_end e)
+static outcome backfill_failed(relay *r, PGconn *conn, outcome e)
 {
 	r->backfilling = false;
 	if (r->eos.open || r->hold_commit)
 		txn_abort(r);
 	r->hold_commit = false;
 	backfill_rewind(r->bf, conn);
-	return e == STREAM_FATAL ? PG_FATAL : PG_RETRY;
+	return e == OUTCOME_FATAL ? OUTCOME_FATAL : OUTCOME_RETRY;
 }
 
 /*
@@ -60,38 +60,38 @@ static pg_result backfill_failed(relay *r, PGconn *conn, stream_end e)
  * (no Kafka transaction stays open during the scans that follow), then a checkpoint with the
  * recovery fields covering the slot's snapshot marks it done. Until that commits, it is active.
  */
-static pg_result end_backfill(relay *r, PGconn *conn, char *err, size_t errlen)
+static outcome end_backfill(relay *r, PGconn *conn, char *err, size_t errlen)
 {
 	checkpoint_recovery rec = {0};
 
-	if (r->eos.open && txn_commit(r) != EOS_OK) {
+	if (r->eos.open && txn_commit(r) != OUTCOME_OK) {
 		snprintf(err, errlen, "the backfill's last rows could not be committed (see above)");
-		return backfill_failed(r, conn, STREAM_REWIND);
+		return backfill_failed(r, conn, OUTCOME_REWIND);
 	}
 	if (backfill_finish(r->bf, conn, &r->lo, r->cfg->recovery_window_ms, &rec, err, errlen) < 0) {
 		checkpoint_recovery_free(&rec);
-		return backfill_failed(r, conn, STREAM_REWIND);
+		return backfill_failed(r, conn, OUTCOME_REWIND);
 	}
 	horizon_load(&r->eos.hz, &rec, r->eos.committed.lsn);
 	checkpoint_recovery_free(&rec);
 	backfill_done(r->bf);
 	eos_set_backfill(&r->eos, backfill_state_json(r->bf));
-	if (txn_commit(r) != EOS_OK) {
+	if (txn_commit(r) != OUTCOME_OK) {
 		snprintf(err, errlen, "the backfill's last checkpoint could not be committed (see above)");
 		backfill_rewind(r->bf, conn); /* active again, at its end: finished again next time */
-		return PG_RETRY;
+		return OUTCOME_RETRY;
 	}
 	metrics_backfilled(backfill_rows(r->bf) - r->backfill_counted);
 	log_info("backfill done: %llu events (%s)", (unsigned long long)backfill_rows(r->bf),
 		 backfill_reason(r->bf));
-	return PG_OK;
+	return OUTCOME_OK;
 }
 
 /*
  * Publishes the backfill's rows in Kafka transactions (each with its progress), then the
  * checkpoint that ends it. A stop commits what is open; the next start resumes after it.
  */
-pg_result backfill_run(relay *r, char *err, size_t errlen)
+outcome backfill_run(relay *r, char *err, size_t errlen)
 {
 	PGconn *conn = session_sql(r, err, errlen);
 	const char *text;
@@ -99,29 +99,29 @@ pg_result backfill_run(relay *r, char *err, size_t errlen)
 	int n;
 
 	if (!conn)
-		return PG_RETRY;
+		return OUTCOME_RETRY;
 	PQclear(PQexec(conn, "SET statement_timeout = 0"));
 	r->txn_seq = UINT64_MAX; /* not a streamed transaction: eos commits decide what is safe */
 	r->txn_end = 0;
 	r->cur_row = NO_ROW;    /* not searched for one at a time when the broker refuses a batch */
 	r->backfilling = true;
 	while ((n = backfill_next(r->bf, conn, &r->lo, &text, &len, err, errlen)) > 0) {
-		stream_end e = backfill_publish(r, text, len);
-		if (e == STREAM_CONTINUE && signals_stop_requested())
-			e = STREAM_STOP;
-		if (e == STREAM_STOP && !r->hold_commit && txn_commit(r) == EOS_OK) {
+		outcome e = backfill_publish(r, text, len);
+		if (e == OUTCOME_OK && signals_stop_requested())
+			e = OUTCOME_STOP;
+		if (e == OUTCOME_STOP && !r->hold_commit && txn_commit(r) == OUTCOME_OK) {
 			r->backfilling = false;
 			snprintf(err, errlen, "stopped during the backfill");
-			return PG_RETRY;
+			return OUTCOME_RETRY;
 		}
-		if (e != STREAM_CONTINUE) {
+		if (e != OUTCOME_OK) {
 			snprintf(err, errlen, "the backfill was interrupted; it resumes after the last "
 				 "committed row");
 			return backfill_failed(r, conn, e);
 		}
 	}
 	r->backfilling = false;
-	pg_result pr = n < 0 ? backfill_failed(r, conn, STREAM_REWIND) : end_backfill(r, conn, err, errlen);
+	outcome pr = n < 0 ? backfill_failed(r, conn, OUTCOME_REWIND) : end_backfill(r, conn, err, errlen);
 	PQclear(PQexec(conn, "SET statement_timeout = '30s'"));
 	return pr;
 }

@@ -8,10 +8,10 @@
 
 /*
  * Publishes the planned backfill's rows in Kafka transactions (each with its progress), then the
- * checkpoint that ends it. PG_RETRY after a stop (what is open is committed first) or a failure
+ * checkpoint that ends it. OUTCOME_RETRY after a stop (what is open is committed first) or a failure
  * (back to what Kafka committed); err says why.
  */
-pg_result backfill_run(relay *r, char *err, size_t errlen);
+outcome backfill_run(relay *r, char *err, size_t errlen);
 /* Lets the backfill's queries serve Kafka and the watchdog while they run (r outlives r->bf). */
 void backfill_run_attach(relay *r);
 

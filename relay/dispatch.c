@@ -47,7 +47,7 @@ static int refresh_table(relay *r, capture_table *t, const w2j_record *rec, cons
 }
 
 /* An insert, update, delete or truncate that no outbox source took: change capture's, maybe. */
-static stream_end handle_change(relay *r, const w2j_record *rec, const char *data, size_t len)
+static outcome handle_change(relay *r, const w2j_record *rec, const char *data, size_t len)
 {
 	capture_table *t;
 	char err[1024];
@@ -55,11 +55,11 @@ static stream_end handle_change(relay *r, const w2j_record *rec, const char *dat
 	int found;
 
 	if (!r->cap || !r->in_txn || r->skip_txn)
-		return STREAM_CONTINUE;
+		return OUTCOME_OK;
 	found = capture_lookup_record(r->cap, r->sql, rec, &t, err, sizeof(err));
 	if (found == -2 && !(conn = session_sql(r, err, sizeof(err)))) {
 		log_warn("%s", err);
-		return STREAM_REWIND;
+		return OUTCOME_REWIND;
 	}
 	if (found == -2) {
 		found = capture_lookup_record(r->cap, conn, rec, &t, err, sizeof(err));
@@ -67,24 +67,24 @@ static stream_end handle_change(relay *r, const w2j_record *rec, const char *dat
 	}
 	if (found < 0 && found != CAPTURE_BAD_NAME) {
 		log_warn("%s", err);
-		return STREAM_REWIND;
+		return OUTCOME_REWIND;
 	}
 	if (found == 0)
-		return STREAM_CONTINUE;
+		return OUTCOME_OK;
 	r->cur_row = r->txn_rows++; /* counted also when skipped just below: the same on replay */
 	if (r->eos_on && !eos_pg_row(&r->eos))
-		return STREAM_CONTINUE; /* Kafka has it: a committed part of a split transaction */
+		return OUTCOME_OK; /* Kafka has it: a committed part of a split transaction */
 	if (found == CAPTURE_BAD_NAME)
 		return publish_unnamed(r, rec, data, len, err);
 	capture_read(r->cap, rec); /* once, for the checks and builds below */
 	if (capture_stale(r->cap, t, rec, r->txn_end) &&
 	    refresh_table(r, t, rec, "does not fit the columns of", LOG_LVL_INFO) < 0)
-		return STREAM_REWIND;
+		return OUTCOME_REWIND;
 	if (capture_toast_check(r->cap, t, rec, true) == CAPTURE_TOAST_READ_AGAIN) {
 		/* Debug: while the relay keeps up, one per update leaving out a TOASTed value. */
 		if (refresh_table(r, t, rec, "lacks columns (unchanged TOASTed values?) of",
 				  LOG_LVL_DEBUG) < 0)
-			return STREAM_REWIND;
+			return OUTCOME_REWIND;
 		capture_toast_check(r->cap, t, rec, false);
 	}
 	return publish_change(r, t, rec, data, len);
@@ -94,31 +94,31 @@ static stream_end handle_change(relay *r, const w2j_record *rec, const char *dat
  * A message with this relay's snapshot prefix: a chunk's watermark (its rows go out now, in the
  * open Kafka transaction with the progress they make) or a request to snapshot tables.
  */
-static stream_end handle_snapshot_message(relay *r, const w2j_record *rec)
+static outcome handle_snapshot_message(relay *r, const w2j_record *rec)
 {
 	char *text;
 	capture_table *t = NULL;
 	snapshot_row row;
-	stream_end e = STREAM_CONTINUE;
+	outcome e = OUTCOME_OK;
 	long n;
 
 	if (!r->in_txn || r->skip_txn || rec->content.kind != JSON_STRING)
-		return STREAM_CONTINUE;
+		return OUTCOME_OK;
 	if (!r->snap) {
 		log_warn("ignoring a snapshot request: snapshots need relay.delivery = \"exactly-once\"");
-		return STREAM_CONTINUE;
+		return OUTCOME_OK;
 	}
 	text = xmalloc(rec->content.len + 1);
 	n = json_unescape(&rec->content, text);
 	snapshot_msg kind = n < 0 ? SNAPSHOT_MSG_OTHER : snapshot_message(r->snap, text, (size_t)n, &t);
 	free(text);
 	if (kind != SNAPSHOT_MSG_CHUNK)
-		return STREAM_CONTINUE;
+		return OUTCOME_OK;
 	txn_group_begin(r); /* the chunk's rows and its progress: one Kafka transaction */
 	r->cur_row = NO_ROW; /* not source rows: never produced alone */
-	while (e == STREAM_CONTINUE && snapshot_next_row(r->snap, &row))
+	while (e == OUTCOME_OK && snapshot_next_row(r->snap, &row))
 		e = publish_snapshot_row(r, t, rec, &row);
-	if (e != STREAM_CONTINUE)
+	if (e != OUTCOME_OK)
 		return e;
 	snapshot_chunk_done(r->snap);
 	log_info("snapshot: %s", snapshot_current(r->snap)[0] ? snapshot_current(r->snap) : "all done");
@@ -155,7 +155,7 @@ static void watch_disorder(relay *r)
 }
 
 /* BEGIN: a PostgreSQL transaction opens; the tracker, eos and the refusal search learn of it. */
-static stream_end handle_begin(relay *r, const w2j_record *rec)
+static outcome handle_begin(relay *r, const w2j_record *rec)
 {
 	/* The commit time (include-timestamp), once per transaction: latency and lag. */
 	int64_t commit_us = dispatch_commit_us(rec);
@@ -176,11 +176,11 @@ static stream_end handle_begin(relay *r, const w2j_record *rec)
 	r->skip_txn = r->eos_on ? !eos_pg_begin(&r->eos, rec->nextlsn) : rec->nextlsn <= r->prog.acked;
 	if (!r->skip_txn)
 		r->txn_seq = progress_begin(&r->prog, rec->nextlsn);
-	return STREAM_CONTINUE;
+	return OUTCOME_OK;
 }
 
 /* COMMIT: the transaction was read whole; a commit may fall due. */
-static stream_end handle_commit(relay *r)
+static outcome handle_commit(relay *r)
 {
 	if (r->snap)
 		snapshot_saw_commit(r->snap, r->txn_xid);
@@ -202,39 +202,39 @@ static bool is_snapshot_message(const relay *r, const w2j_record *rec)
 }
 
 /* A row or message a source takes, inside a transaction not confirmed yet: published. */
-static stream_end handle_source_row(relay *r, const route_source *src, const w2j_record *rec,
+static outcome handle_source_row(relay *r, const route_source *src, const w2j_record *rec,
 				    const char *data, size_t len)
 {
 	if (!r->in_txn || r->skip_txn)
-		return STREAM_CONTINUE;
+		return OUTCOME_OK;
 	r->cur_row = r->txn_rows++;
 	if (r->eos_on && !eos_pg_row(&r->eos))
-		return STREAM_CONTINUE; /* Kafka has it: a committed part of a split transaction */
+		return OUTCOME_OK; /* Kafka has it: a committed part of a split transaction */
 	return publish_row(r, src, rec, data, len);
 }
 
 /* INSERT: an outbox row of a source, or a change of a captured table. */
-static stream_end handle_insert(relay *r, const w2j_record *rec, const char *data, size_t len)
+static outcome handle_insert(relay *r, const w2j_record *rec, const char *data, size_t len)
 {
 	const route_source *src = router_match(r->router, rec);
 	return src ? handle_source_row(r, src, rec, data, len) : handle_change(r, rec, data, len);
 }
 
 /* MESSAGE: a message source's event (one outside a transaction is dead-lettered), or a snapshot mark. */
-static stream_end handle_logical_message(relay *r, const w2j_record *rec, const char *data,
+static outcome handle_logical_message(relay *r, const w2j_record *rec, const char *data,
 					 size_t len)
 {
 	const route_source *src = router_match(r->router, rec);
 
 	if (!src)
-		return is_snapshot_message(r, rec) ? handle_snapshot_message(r, rec) : STREAM_CONTINUE;
+		return is_snapshot_message(r, rec) ? handle_snapshot_message(r, rec) : OUTCOME_OK;
 	if (!rec->transactional)
 		return publish_outside(r, src, rec, data, len);
 	return handle_source_row(r, src, rec, data, len);
 }
 
 /* UPDATE, DELETE, TRUNCATE: of captured tables (an outbox's carry no events). */
-static stream_end handle_other_change(relay *r, const w2j_record *rec, const char *data, size_t len)
+static outcome handle_other_change(relay *r, const w2j_record *rec, const char *data, size_t len)
 {
 	/* An outbox row deleted by the transaction that wrote it never stays in the table. */
 	if (rec->action == W2J_DELETE && r->eos_on && router_is_source_table(r->router, rec))
@@ -243,14 +243,14 @@ static stream_end handle_other_change(relay *r, const w2j_record *rec, const cha
 }
 
 /* One wal2json record to its handler (PostgreSQL's apply_dispatch): one line per action. */
-static stream_end handle_record(relay *r, const char *data, size_t len)
+static outcome handle_record(relay *r, const char *data, size_t len)
 {
 	w2j_record rec;
 	const char *why = NULL;
 
 	if (w2j_decode(data, len, &rec, &why) < 0) {
 		log_error("malformed wal2json record (%s): %.*s", why, (int)(len > 200 ? 200 : len), data);
-		return STREAM_FATAL;
+		return OUTCOME_FATAL;
 	}
 	switch (rec.action) {
 	case W2J_BEGIN:
@@ -266,7 +266,7 @@ static stream_end handle_record(relay *r, const char *data, size_t len)
 	}
 }
 
-stream_end dispatch_message(relay *r, const pg_msg *msg)
+outcome dispatch_message(relay *r, const pg_msg *msg)
 {
 	if (msg->wal_end > r->received && msg->kind == 'k')
 		r->received = msg->wal_end;
@@ -289,13 +289,13 @@ stream_end dispatch_message(relay *r, const pg_msg *msg)
 		if (r->eos_on) {
 			eos_idle_at(&r->eos, msg->wal_end);
 			if (eos_idle_checkpoint_due(&r->eos)) {
-				stream_end e = txn_outcome(txn_commit(r));
-				if (e != STREAM_CONTINUE)
+				outcome e = txn_commit(r);
+				if (e != OUTCOME_OK)
 					return e;
 			}
 		}
 	}
 	if (msg->reply_requested && status_send(r, true) < 0)
-		return STREAM_BROKEN;
-	return STREAM_CONTINUE;
+		return OUTCOME_RETRY;
+	return OUTCOME_OK;
 }

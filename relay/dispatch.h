@@ -8,7 +8,7 @@
 #include "w2j.h"
 
 /* One message of the replication stream (a record or a keepalive), handled. */
-stream_end dispatch_message(relay *r, const pg_msg *msg);
+outcome dispatch_message(relay *r, const pg_msg *msg);
 /* A B record's commit time in us since 1970 (0 when absent or not PostgreSQL's form). */
 int64_t dispatch_commit_us(const w2j_record *rec);
 

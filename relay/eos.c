@@ -55,7 +55,7 @@ static kafka_txn_result until_done(eos *e, txn_call call, eos_tick_fn tick, void
 	return r;
 }
 
-eos_result eos_start(eos *e, kafka_producer *kp, eos_tick_fn tick, void *ctx)
+outcome eos_start(eos *e, kafka_producer *kp, eos_tick_fn tick, void *ctx)
 {
 	char err[512];
 	kafka_txn_result r;
@@ -63,12 +63,12 @@ eos_result eos_start(eos *e, kafka_producer *kp, eos_tick_fn tick, void *ctx)
 	e->kp = kp;
 	r = until_done(e, kafka_txn_init, tick, ctx, err, sizeof(err));
 	if (r == KAFKA_TXN_RETRY)
-		return EOS_FATAL; /* stopped while waiting */
+		return OUTCOME_FATAL; /* stopped while waiting */
 	if (r != KAFKA_TXN_OK) {
 		log_error("Kafka transactions for transactional.id %s: %s", e->txn_id, err);
-		return EOS_FATAL;
+		return OUTCOME_FATAL;
 	}
-	return EOS_OK;
+	return OUTCOME_OK;
 }
 
 void eos_resume(eos *e, const checkpoint *cp)
@@ -120,17 +120,17 @@ bool eos_pg_row(eos *e)
 	return false;
 }
 
-eos_result eos_ensure_open(eos *e, char *err, size_t errlen)
+outcome eos_ensure_open(eos *e, char *err, size_t errlen)
 {
 	if (e->open)
-		return EOS_OK;
+		return OUTCOME_OK;
 	kafka_txn_result r = kafka_txn_begin(e->kp, err, errlen);
 	if (r != KAFKA_TXN_OK)
-		return r == KAFKA_TXN_FATAL ? EOS_FATAL : EOS_REPLAY;
+		return r == KAFKA_TXN_FATAL ? OUTCOME_FATAL : OUTCOME_REWIND;
 	e->open = true;
 	e->opened_ms = clock_mono_ms();
 	e->records = 0;
-	return EOS_OK;
+	return OUTCOME_OK;
 }
 
 void eos_produced(eos *e) { e->records++; }
@@ -192,7 +192,7 @@ checkpoint eos_pending(const eos *e)
 }
 
 /* Adds the checkpoint record to the open transaction (waiting while the queue is full). */
-static eos_result produce_checkpoint(eos *e, const checkpoint *cp, const checkpoint_recovery *rec,
+static outcome produce_checkpoint(eos *e, const checkpoint *cp, const checkpoint_recovery *rec,
 				     eos_tick_fn tick, void *ctx)
 {
 	char *value = checkpoint_encode_with(cp, rec, e->cfg->slot);
@@ -206,9 +206,9 @@ static eos_result produce_checkpoint(eos *e, const checkpoint *cp, const checkpo
 	free(value);
 	if (err) {
 		log_error("cannot add the checkpoint to the Kafka transaction: %s", rd_kafka_err2str(err));
-		return EOS_REPLAY;
+		return OUTCOME_REWIND;
 	}
-	return EOS_OK;
+	return OUTCOME_OK;
 }
 
 void eos_attach_state(eos *e, char *value)
@@ -218,13 +218,13 @@ void eos_attach_state(eos *e, char *value)
 }
 
 /* Adds the attached state record (if any) to the open transaction. */
-static eos_result produce_attached(eos *e, eos_tick_fn tick, void *ctx)
+static outcome produce_attached(eos *e, eos_tick_fn tick, void *ctx)
 {
 	strbuf key = {0};
 	rd_kafka_resp_err_t err;
 
 	if (!e->attached)
-		return EOS_OK;
+		return OUTCOME_OK;
 	strbuf_addf(&key, "%s.snapshot", e->txn_id);
 	while ((err = kafka_produce_plain(e->kp, e->cfg->checkpoint_topic, strbuf_str(&key), e->attached,
 					  EOS_CHECKPOINT_OPAQUE)) == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -237,19 +237,19 @@ static eos_result produce_attached(eos *e, eos_tick_fn tick, void *ctx)
 	if (err) {
 		log_error("cannot add the snapshot state to the Kafka transaction: %s",
 			  rd_kafka_err2str(err));
-		return EOS_REPLAY;
+		return OUTCOME_REWIND;
 	}
-	return EOS_OK;
+	return OUTCOME_OK;
 }
 
-eos_result eos_commit(eos *e, eos_tick_fn tick, void *ctx)
+outcome eos_commit(eos *e, eos_tick_fn tick, void *ctx)
 {
 	char err[512];
 	checkpoint cp = eos_pending(e);
 	checkpoint_recovery rec = {0};
-	eos_result res;
+	outcome res;
 
-	if ((res = eos_ensure_open(e, err, sizeof(err))) != EOS_OK) {
+	if ((res = eos_ensure_open(e, err, sizeof(err))) != OUTCOME_OK) {
 		log_error("%s", err);
 		return res;
 	}
@@ -257,10 +257,10 @@ eos_result eos_commit(eos *e, eos_tick_fn tick, void *ctx)
 	rec.backfill = e->backfill; /* borrowed */
 	rec.creating = e->creating;
 	res = produce_attached(e, tick, ctx);
-	if (res == EOS_OK)
+	if (res == OUTCOME_OK)
 		res = produce_checkpoint(e, &cp, &rec, tick, ctx);
 	rec.backfill = NULL;
-	if (res != EOS_OK) {
+	if (res != OUTCOME_OK) {
 		checkpoint_recovery_free(&rec);
 		return res;
 	}
@@ -269,26 +269,26 @@ eos_result eos_commit(eos *e, eos_tick_fn tick, void *ctx)
 		horizon_committed(&e->hz, &rec, cp.lsn);
 	checkpoint_recovery_free(&rec);
 	if (r == KAFKA_TXN_RETRY)
-		return EOS_FATAL; /* the tick gave up (stop deadline): the next start aborts it */
+		return OUTCOME_FATAL; /* the tick gave up (stop deadline): the next start aborts it */
 	if (r == KAFKA_TXN_FATAL) {
 		log_error("Kafka transaction failed for good: %s%s", err,
 			  strstr(err, "fenced") || strstr(err, "Fenced")
 				  ? " (another relay with the same transactional.id took over)"
 				  : "");
-		return EOS_FATAL;
+		return OUTCOME_FATAL;
 	}
 	if (r == KAFKA_TXN_ABORT) {
 		log_warn("Kafka transaction must be aborted: %s; reading again from the last "
 			 "committed position", err);
-		return eos_abort(e, tick, ctx) == EOS_FATAL ? EOS_FATAL : EOS_REPLAY;
+		return eos_abort(e, tick, ctx) == OUTCOME_FATAL ? OUTCOME_FATAL : OUTCOME_REWIND;
 	}
 	e->open = false;
 	e->committed = cp;
 	e->last_commit_ms = clock_mono_ms();
-	return EOS_OK;
+	return OUTCOME_OK;
 }
 
-eos_result eos_abort(eos *e, eos_tick_fn tick, void *ctx)
+outcome eos_abort(eos *e, eos_tick_fn tick, void *ctx)
 {
 	char err[512];
 	kafka_txn_result r = KAFKA_TXN_OK;
@@ -299,7 +299,7 @@ eos_result eos_abort(eos *e, eos_tick_fn tick, void *ctx)
 	eos_attach_state(e, NULL); /* its owner goes back to the committed state too */
 	if (r != KAFKA_TXN_OK) {
 		log_error("cannot abort the Kafka transaction: %s", r == KAFKA_TXN_RETRY ? "gave up" : err);
-		return EOS_FATAL;
+		return OUTCOME_FATAL;
 	}
-	return EOS_OK;
+	return OUTCOME_OK;
 }

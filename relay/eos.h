@@ -10,6 +10,7 @@
 #include "eos_names.h"
 #include "horizon.h"
 #include "kafka.h"
+#include "outcome.h"
 
 /*
  * The state of the Kafka transaction being filled, and what the last committed one recorded.
@@ -40,7 +41,6 @@ typedef struct {
 } eos;
 
 /* Result of an eos step, for the main loop. */
-typedef enum { EOS_OK, EOS_REPLAY, EOS_FATAL } eos_result;
 
 /* Called between slices of a blocking Kafka call: keeps status updates flowing. -1 gives up. */
 typedef int (*eos_tick_fn)(void *ctx);
@@ -48,7 +48,7 @@ typedef int (*eos_tick_fn)(void *ctx);
 void eos_init(eos *e, const relay_config *cfg, const char *txn_id);
 void eos_free(eos *e);
 /* init_transactions (fencing older instances), retried until done or tick gives up. */
-eos_result eos_start(eos *e, kafka_producer *kp, eos_tick_fn tick, void *ctx);
+outcome eos_start(eos *e, kafka_producer *kp, eos_tick_fn tick, void *ctx);
 /* Sets the starting point: from a stored checkpoint, or (found false) from the slot's position. */
 void eos_resume(eos *e, const checkpoint *cp);
 /* Starts the recovery fields from a stored checkpoint's (after eos_resume with its position). */
@@ -64,7 +64,7 @@ bool eos_pg_begin(eos *e, lsn_t nextlsn);
 /* One outbox row of the open PostgreSQL transaction: false when Kafka has it already. */
 bool eos_pg_row(eos *e);
 /* Makes sure a Kafka transaction is open before producing. */
-eos_result eos_ensure_open(eos *e, char *err, size_t errlen);
+outcome eos_ensure_open(eos *e, char *err, size_t errlen);
 /* A record was produced in the open transaction. */
 void eos_produced(eos *e);
 /*
@@ -90,9 +90,9 @@ checkpoint eos_pending(const eos *e);
  * earlier one not committed yet).
  */
 void eos_attach_state(eos *e, char *value);
-/* Produces the checkpoint and commits; EOS_REPLAY means it was aborted: read again. */
-eos_result eos_commit(eos *e, eos_tick_fn tick, void *ctx);
+/* Produces the checkpoint and commits; OUTCOME_REWIND means it was aborted: read again. */
+outcome eos_commit(eos *e, eos_tick_fn tick, void *ctx);
 /* Aborts the open transaction (if any) and forgets the session's reading state. */
-eos_result eos_abort(eos *e, eos_tick_fn tick, void *ctx);
+outcome eos_abort(eos *e, eos_tick_fn tick, void *ctx);
 
 #endif

@@ -158,9 +158,9 @@ static bool in_flight_full(relay *r)
  * While paused: serve delivery reports, status updates (so wal_sender_timeout does not end the
  * session) and a commit that falls due; say so once when the pause lasts.
  */
-static stream_end wait_paused(relay *r)
+static outcome wait_paused(relay *r)
 {
-	stream_end e;
+	outcome e;
 
 	if (!r->pause_told && clock_mono_ms() - r->paused_ms >= 1000) {
 		log_warn("stream paused: %llu bytes handed to Kafka are not acknowledged yet "
@@ -168,20 +168,20 @@ static stream_end wait_paused(relay *r)
 			 (unsigned long long)r->flight_bytes, r->cfg->max_in_flight_bytes);
 		r->pause_told = true;
 	}
-	if ((e = txn_maybe_commit(r, false)) != STREAM_CONTINUE)
+	if ((e = txn_maybe_commit(r, false)) != OUTCOME_OK)
 		return e;
 	if (loop_wait(r, false, signals_stop_requested() ? r->stop_deadline : -1) < 0)
-		return STREAM_BROKEN;
-	return STREAM_CONTINUE;
+		return OUTCOME_RETRY;
+	return OUTCOME_OK;
 }
 
 /* A long backlog without outbox rows still moves the checkpoint (and frees WAL). */
-static stream_end backlog_checkpoint(relay *r)
+static outcome backlog_checkpoint(relay *r)
 {
 	if (r->eos_on && !r->in_txn && eos_idle_checkpoint_due(&r->eos) &&
 	    r->eos.done_lsn > r->eos.committed.lsn)
-		return txn_outcome(txn_commit(r));
-	return STREAM_CONTINUE;
+		return txn_commit(r);
+	return OUTCOME_OK;
 }
 
 /*
@@ -227,12 +227,12 @@ static void maybe_take_chunk(relay *r)
 }
 
 /* What ends the session before the next read: a stop, a lost server, a refusal, a fatal producer. */
-static stream_end check_session(relay *r)
+static outcome check_session(relay *r)
 {
 	char reason[512];
 
 	if (loop_should_stop(r))
-		return STREAM_STOP;
+		return OUTCOME_STOP;
 	if (signals_take_reload()) {
 		notify_reloading();
 		reload_config(r);
@@ -240,39 +240,39 @@ static stream_end check_session(relay *r)
 	}
 	if (r->pg_lost) {
 		log_warn("replication connection lost: %s", pg_stream_error(r->pg));
-		return STREAM_BROKEN;
+		return OUTCOME_RETRY;
 	}
 	if (r->delivery_failed)
-		return refusal_delivery_fatal(&r->refusal, r->delivery_err) ? STREAM_FATAL : STREAM_REWIND;
+		return refusal_delivery_fatal(&r->refusal, r->delivery_err) ? OUTCOME_FATAL : OUTCOME_REWIND;
 	if (kafka_fatal(r->kp, reason, sizeof(reason))) {
 		log_error("Kafka producer failed: %s", reason);
-		return STREAM_FATAL;
+		return OUTCOME_FATAL;
 	}
-	return STREAM_CONTINUE;
+	return OUTCOME_OK;
 }
 
 /*
  * Reads what libpq has (up to READ_BATCH messages, fewer while paused): *n messages, *records of
  * them wal2json records (keepalives are not), each dispatched.
  */
-static stream_end read_batch(relay *r, int *n, int *records)
+static outcome read_batch(relay *r, int *n, int *records)
 {
 	pg_msg msg;
 	int got = 0;
-	stream_end e;
+	outcome e;
 
 	*n = *records = 0;
 	while (*n < READ_BATCH && !in_flight_full(r) && (got = pg_stream_read(r->pg, &msg)) == 1) {
 		(*n)++;
 		*records += msg.kind == 'w';
-		if ((e = dispatch_message(r, &msg)) != STREAM_CONTINUE)
+		if ((e = dispatch_message(r, &msg)) != OUTCOME_OK)
 			return e;
 	}
 	if (got < 0) {
 		log_warn("replication connection lost: %s", pg_stream_error(r->pg));
-		return STREAM_BROKEN;
+		return OUTCOME_RETRY;
 	}
-	return STREAM_CONTINUE;
+	return OUTCOME_OK;
 }
 
 /*
@@ -280,19 +280,19 @@ static stream_end read_batch(relay *r, int *n, int *records)
  * that fell due goes out before reading on: a server stopping sends nothing but keepalives,
  * one per status update, until the slot is confirmed to its end.
  */
-static stream_end after_full_batch(relay *r)
+static outcome after_full_batch(relay *r)
 {
-	stream_end e;
+	outcome e;
 
 	kafka_serve(r->kp);
 	notify_watchdog();
 	if (status_send(r, false) < 0)
-		return STREAM_BROKEN;
-	if ((e = txn_maybe_commit(r, false)) != STREAM_CONTINUE ||
-	    (e = backlog_checkpoint(r)) != STREAM_CONTINUE)
+		return OUTCOME_RETRY;
+	if ((e = txn_maybe_commit(r, false)) != OUTCOME_OK ||
+	    (e = backlog_checkpoint(r)) != OUTCOME_OK)
 		return e;
 	maybe_take_chunk(r); /* a busy stream must not starve a snapshot */
-	return STREAM_CONTINUE;
+	return OUTCOME_OK;
 }
 
 /*
@@ -300,48 +300,48 @@ static stream_end after_full_batch(relay *r)
  * records (a pass that read only keepalives is idle input): counting them kept a relay
  * gathering forever while a stopping server answered each status update with a keepalive.
  */
-static stream_end after_catching_up(relay *r)
+static outcome after_catching_up(relay *r)
 {
-	stream_end e;
+	outcome e;
 
-	if ((e = txn_maybe_commit(r, false)) != STREAM_CONTINUE ||
-	    (e = backlog_checkpoint(r)) != STREAM_CONTINUE)
+	if ((e = txn_maybe_commit(r, false)) != OUTCOME_OK ||
+	    (e = backlog_checkpoint(r)) != OUTCOME_OK)
 		return e;
-	return gather_input(r) < 0 ? STREAM_BROKEN : STREAM_CONTINUE;
+	return gather_input(r) < 0 ? OUTCOME_RETRY : OUTCOME_OK;
 }
 
 /*
  * Input is idle: commit what is open, store snapshot progress and (now and then) the position,
  * take a snapshot chunk, then wait for the nearest wake-up.
  */
-static stream_end when_idle(relay *r)
+static outcome when_idle(relay *r)
 {
-	stream_end e;
+	outcome e;
 
-	if ((e = txn_maybe_commit(r, true)) != STREAM_CONTINUE)
+	if ((e = txn_maybe_commit(r, true)) != OUTCOME_OK)
 		return e;
 	/* Snapshot progress without records (a table's end) is stored on its own. */
 	if (r->snap && !r->in_txn && snapshot_dirty(r->snap) &&
-	    (e = txn_outcome(txn_commit(r))) != STREAM_CONTINUE)
+	    (e = txn_commit(r)) != OUTCOME_OK)
 		return e;
 	maybe_take_chunk(r);
 	if (r->eos_on && !r->in_txn && eos_idle_checkpoint_due(&r->eos) &&
-	    (e = txn_outcome(txn_commit(r))) != STREAM_CONTINUE)
+	    (e = txn_commit(r)) != OUTCOME_OK)
 		return e;
 	if (loop_wait(r, true, signals_stop_requested() ? r->stop_deadline : -1) < 0)
-		return STREAM_BROKEN;
-	return STREAM_CONTINUE;
+		return OUTCOME_RETRY;
+	return OUTCOME_OK;
 }
 
 /* Streams until something ends the session (receivelog.c's HandleCopyStream, in named steps). */
-stream_end loop_stream(relay *r)
+outcome loop_stream(relay *r)
 {
-	stream_end e = STREAM_CONTINUE;
+	outcome e = OUTCOME_OK;
 
-	while (e == STREAM_CONTINUE) {
+	while (e == OUTCOME_OK) {
 		int n, records;
 
-		if ((e = check_session(r)) != STREAM_CONTINUE || (e = read_batch(r, &n, &records)) != STREAM_CONTINUE)
+		if ((e = check_session(r)) != OUTCOME_OK || (e = read_batch(r, &n, &records)) != OUTCOME_OK)
 			break;
 		if (r->paused)
 			e = wait_paused(r);

@@ -18,8 +18,8 @@ int loop_wait(relay *r, bool read_pg, int64_t deadline);
  * half-published transaction); relay.shutdown_timeout_ms bounds the wait for it.
  */
 bool loop_should_stop(relay *r);
-/* Streams until something ends the session: its outcome (never STREAM_CONTINUE). */
-stream_end loop_stream(relay *r);
+/* Streams until something ends the session: its outcome (never OUTCOME_OK). */
+outcome loop_stream(relay *r);
 /* Waits until Kafka has reported every record handed to it, or the deadline (-1: none). */
 bool loop_drain(relay *r, int64_t deadline);
 

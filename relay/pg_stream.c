@@ -60,39 +60,39 @@ static void set_error(pg_stream *s, const char *msg)
 /* Known server and setup problems, each with the one change that fixes it. */
 static const struct {
 	const char *needle;
-	pg_result result;
+	outcome result;
 	const char *fix;
 } known_errors[] = {
-	{"output_plugin_libraries", PG_FATAL,
+	{"output_plugin_libraries", OUTCOME_FATAL,
 	 "add wal2json to output_plugin_libraries: ALTER SYSTEM SET output_plugin_libraries = "
 	 "pgoutput, wal2json; SELECT pg_reload_conf();"},
-	{"could not access file \"wal2json\"", PG_FATAL,
+	{"could not access file \"wal2json\"", OUTCOME_FATAL,
 	 "wal2json is not installed on the server: install the package postgresql-<version>-wal2json"},
-	{"logical decoding requires wal_level", PG_FATAL,
+	{"logical decoding requires wal_level", OUTCOME_FATAL,
 	 "set wal_level = logical in postgresql.conf and restart PostgreSQL"},
-	{"must be superuser or replication role", PG_FATAL,
+	{"must be superuser or replication role", OUTCOME_FATAL,
 	 "the role needs the REPLICATION attribute: ALTER ROLE <role> REPLICATION; (see sql/relay-role.sql)"},
-	{"permission denied to start WAL sender", PG_FATAL,
+	{"permission denied to start WAL sender", OUTCOME_FATAL,
 	 "the role needs the REPLICATION attribute: ALTER ROLE <role> REPLICATION; (see sql/relay-role.sql)"},
-	{"no pg_hba.conf entry for replication", PG_FATAL,
+	{"no pg_hba.conf entry for replication", OUTCOME_FATAL,
 	 "allow the role in pg_hba.conf for the database (a 'host <db> <role> ...' line; logical "
 	 "replication connections match the database name, not 'replication')"},
-	{"password authentication failed", PG_FATAL, "check the role's password (see docs/operations.md)"},
-	{"all replication slots are in use", PG_FATAL,
+	{"password authentication failed", OUTCOME_FATAL, "check the role's password (see docs/operations.md)"},
+	{"all replication slots are in use", OUTCOME_FATAL,
 	 "raise max_replication_slots in postgresql.conf and restart PostgreSQL"},
-	{"number of requested standby connections exceeds", PG_FATAL,
+	{"number of requested standby connections exceeds", OUTCOME_FATAL,
 	 "raise max_wal_senders in postgresql.conf and restart PostgreSQL"},
-	{"is active for PID", PG_RETRY,
+	{"is active for PID", OUTCOME_RETRY,
 	 "another process streams from this slot (a second relay?); retrying until it is free"},
-	{"can no longer get changes from replication slot", PG_RETRY,
+	{"can no longer get changes from replication slot", OUTCOME_RETRY,
 	 "the slot was invalidated (WAL removed); looking at it again (docs/exactly-once.md)"},
-	{"replication slot", PG_RETRY,
+	{"replication slot", OUTCOME_RETRY,
 	 "the slot changed while the relay connected (dropped?); looking at it again"},
-	{"does not exist", PG_FATAL, "check the database and role names in postgresql.conninfo"},
+	{"does not exist", OUTCOME_FATAL, "check the database and role names in postgresql.conninfo"},
 };
 
 /* Gives a failure its class and, when the problem is known, appends what to change. */
-static pg_result explain(pg_stream *s, pg_result dflt, char *err, size_t errlen)
+static outcome explain(pg_stream *s, outcome dflt, char *err, size_t errlen)
 {
 	for (size_t i = 0; i < sizeof(known_errors) / sizeof(known_errors[0]); i++) {
 		if (strstr(s->error, known_errors[i].needle)) {
@@ -118,25 +118,25 @@ static PGresult *query(pg_stream *s, const char *sql)
 }
 
 /* Checks wal_level, which the server can only change with a restart. */
-static pg_result check_wal_level(pg_stream *s, char *err, size_t errlen)
+static outcome check_wal_level(pg_stream *s, char *err, size_t errlen)
 {
 	PGresult *res = query(s, "SHOW wal_level");
 	if (!res)
-		return explain(s, PG_RETRY, err, errlen);
+		return explain(s, OUTCOME_RETRY, err, errlen);
 	const char *lvl = PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "";
-	pg_result r = PG_OK;
+	outcome r = OUTCOME_OK;
 	if (strcmp(lvl, "logical") != 0) {
 		snprintf(err, errlen,
 			 "wal_level is '%s' on the server: set wal_level = logical in postgresql.conf "
 			 "and restart PostgreSQL", lvl);
-		r = PG_FATAL;
+		r = OUTCOME_FATAL;
 	}
 	PQclear(res);
 	return r;
 }
 
 /* CREATE_REPLICATION_SLOT; with export, the snapshot's name is kept (valid until the next command). */
-static pg_result create_slot(pg_stream *s, const char *slot_ident, bool export, char *err,
+static outcome create_slot(pg_stream *s, const char *slot_ident, bool export, char *err,
 			     size_t errlen)
 {
 	char sql[512];
@@ -146,26 +146,26 @@ static pg_result create_slot(pg_stream *s, const char *slot_ident, bool export, 
 		 export ? "EXPORT_SNAPSHOT" : "NOEXPORT_SNAPSHOT");
 	res = query(s, sql);
 	if (!res)
-		return explain(s, PG_RETRY, err, errlen);
+		return explain(s, OUTCOME_RETRY, err, errlen);
 	lsn_parse(PQgetvalue(res, 0, 1), strlen(PQgetvalue(res, 0, 1)), &s->start_lsn);
 	snprintf(s->snapshot_name, sizeof(s->snapshot_name), "%s",
 		 export && !PQgetisnull(res, 0, 2) ? PQgetvalue(res, 0, 2) : "");
 	s->slot_created = true;
 	PQclear(res);
-	return PG_OK;
+	return OUTCOME_OK;
 }
 
 /*
  * Reads the slot's row: SLOT_MISSING, SLOT_LOST (invalidated) or SLOT_OK with its confirmed
  * position; a slot of another kind, plugin or database is refused, one in use is retried.
  */
-static pg_result inspect_slot(pg_stream *s, const char *slot, slot_state *state, char *err,
+static outcome inspect_slot(pg_stream *s, const char *slot, slot_state *state, char *err,
 			      size_t errlen)
 {
 	char sql[1024];
 	char *lit = PQescapeLiteral(s->conn, slot, strlen(slot));
 	PGresult *res;
-	pg_result r = PG_OK;
+	outcome r = OUTCOME_OK;
 
 	snprintf(sql, sizeof(sql),
 		 "SELECT plugin, slot_type, database = current_database(), active, active_pid, "
@@ -173,7 +173,7 @@ static pg_result inspect_slot(pg_stream *s, const char *slot, slot_state *state,
 	PQfreemem(lit);
 	res = query(s, sql);
 	if (!res)
-		return explain(s, PG_RETRY, err, errlen);
+		return explain(s, OUTCOME_RETRY, err, errlen);
 	*state = SLOT_OK;
 	if (PQntuples(res) == 0) {
 		*state = SLOT_MISSING;
@@ -181,15 +181,15 @@ static pg_result inspect_slot(pg_stream *s, const char *slot, slot_state *state,
 		snprintf(err, errlen, "replication slot \"%s\" exists but is a %s slot of plugin '%s': "
 			 "it must be a logical slot of wal2json; use another slot name", slot,
 			 PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 0));
-		r = PG_FATAL;
+		r = OUTCOME_FATAL;
 	} else if (strcmp(PQgetvalue(res, 0, 2), "t") != 0) {
 		snprintf(err, errlen, "replication slot \"%s\" belongs to another database: connect "
 			 "to that database or use another slot name", slot);
-		r = PG_FATAL;
+		r = OUTCOME_FATAL;
 	} else if (strcmp(PQgetvalue(res, 0, 3), "t") == 0) {
 		snprintf(err, errlen, "replication slot \"%s\" is in use by PID %s (another relay?); "
 			 "retrying until it is free", slot, PQgetvalue(res, 0, 4));
-		r = PG_RETRY;
+		r = OUTCOME_RETRY;
 	} else if (strcmp(PQgetvalue(res, 0, 6), "lost") == 0) {
 		*state = SLOT_LOST;
 	} else {
@@ -200,48 +200,48 @@ static pg_result inspect_slot(pg_stream *s, const char *slot, slot_state *state,
 	return r;
 }
 
-static pg_result check_slot(pg_stream *s, const char *slot, bool create, pg_slot_prepare_fn prepare,
+static outcome check_slot(pg_stream *s, const char *slot, bool create, pg_slot_prepare_fn prepare,
 			    void *arg, char *err, size_t errlen)
 {
 	slot_state state;
-	pg_result r = inspect_slot(s, slot, &state, err, errlen);
+	outcome r = inspect_slot(s, slot, &state, err, errlen);
 
-	if (r != PG_OK)
+	if (r != OUTCOME_OK)
 		return r;
 	if (state == SLOT_LOST) {
 		snprintf(err, errlen, "replication slot \"%s\" was invalidated (its WAL was removed): "
 			 "changes were lost to it; drop the slot and start again from a new snapshot", slot);
-		return PG_FATAL;
+		return OUTCOME_FATAL;
 	}
 	if (state == SLOT_OK)
-		return PG_OK;
+		return OUTCOME_OK;
 	if (!create) {
 		snprintf(err, errlen, "replication slot \"%s\" does not exist and "
 			 "postgresql.create_slot is false: create it or allow the relay to", slot);
-		return PG_FATAL;
+		return OUTCOME_FATAL;
 	}
-	r = prepare ? prepare(arg, err, errlen) : PG_OK;
-	return r == PG_OK ? pg_stream_create_slot(s, slot, false, err, errlen) : r;
+	r = prepare ? prepare(arg, err, errlen) : OUTCOME_OK;
+	return r == OUTCOME_OK ? pg_stream_create_slot(s, slot, false, err, errlen) : r;
 }
 
-pg_result pg_stream_inspect_slot(pg_stream *s, const char *slot, slot_state *state, char *err,
+outcome pg_stream_inspect_slot(pg_stream *s, const char *slot, slot_state *state, char *err,
 				 size_t errlen)
 {
 	return inspect_slot(s, slot, state, err, errlen);
 }
 
-pg_result pg_stream_create_slot(pg_stream *s, const char *slot, bool export, char *err, size_t errlen)
+outcome pg_stream_create_slot(pg_stream *s, const char *slot, bool export, char *err, size_t errlen)
 {
 	char *ident = PQescapeIdentifier(s->conn, slot, strlen(slot));
-	pg_result r = create_slot(s, ident, export, err, errlen);
+	outcome r = create_slot(s, ident, export, err, errlen);
 	PQfreemem(ident);
-	if (r == PG_OK)
+	if (r == OUTCOME_OK)
 		log_info("created replication slot \"%s\" with wal2json at %s", slot,
 			 lsn_format(s->start_lsn, (char[LSN_TEXT_MAX]){0}));
 	return r;
 }
 
-pg_result pg_stream_drop_slot(pg_stream *s, const char *slot, char *err, size_t errlen)
+outcome pg_stream_drop_slot(pg_stream *s, const char *slot, char *err, size_t errlen)
 {
 	char sql[512];
 	char *ident = PQescapeIdentifier(s->conn, slot, strlen(slot));
@@ -251,10 +251,10 @@ pg_result pg_stream_drop_slot(pg_stream *s, const char *slot, char *err, size_t 
 	PQfreemem(ident);
 	res = query(s, sql);
 	if (!res)
-		return explain(s, PG_RETRY, err, errlen);
+		return explain(s, OUTCOME_RETRY, err, errlen);
 	PQclear(res);
 	log_warn("dropped replication slot \"%s\"", slot);
-	return PG_OK;
+	return OUTCOME_OK;
 }
 
 const char *pg_stream_snapshot_name(const pg_stream *s) { return s->snapshot_name; }
@@ -271,7 +271,7 @@ static void append_quoted(strbuf *cmd, const char *text)
 	strbuf_addc(cmd, '\'');
 }
 
-static pg_result start_streaming(pg_stream *s, const char *slot, const char *add_tables,
+static outcome start_streaming(pg_stream *s, const char *slot, const char *add_tables,
 				 const char *add_msg_prefixes, lsn_t from, char *err, size_t errlen)
 {
 	strbuf cmd = {0};
@@ -298,31 +298,31 @@ static pg_result start_streaming(pg_stream *s, const char *slot, const char *add
 	if (PQresultStatus(res) != PGRES_COPY_BOTH) {
 		set_error(s, PQresultErrorMessage(res));
 		PQclear(res);
-		return explain(s, PG_RETRY, err, errlen);
+		return explain(s, OUTCOME_RETRY, err, errlen);
 	}
 	PQclear(res);
 	s->streaming = true;
 	if (PQsetnonblocking(s->conn, 1) != 0) {
 		set_error(s, PQerrorMessage(s->conn));
-		return explain(s, PG_RETRY, err, errlen);
+		return explain(s, OUTCOME_RETRY, err, errlen);
 	}
-	return PG_OK;
+	return OUTCOME_OK;
 }
 
 /* Reads the cluster's system identifier, which names the relay's Kafka transactional id. */
-static pg_result identify_system(pg_stream *s, char *err, size_t errlen)
+static outcome identify_system(pg_stream *s, char *err, size_t errlen)
 {
 	PGresult *res = query(s, "IDENTIFY_SYSTEM");
 	if (!res)
-		return explain(s, PG_RETRY, err, errlen);
+		return explain(s, OUTCOME_RETRY, err, errlen);
 	snprintf(s->sysid, sizeof(s->sysid), "%s", PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "");
 	if (PQntuples(res) == 1 && PQnfields(res) >= 3)
 		lsn_parse(PQgetvalue(res, 0, 2), strlen(PQgetvalue(res, 0, 2)), &s->server_lsn);
 	PQclear(res);
-	return PG_OK;
+	return OUTCOME_OK;
 }
 
-pg_result pg_stream_connect(pg_stream **out, const char *conninfo, const char *password, char *err,
+outcome pg_stream_connect(pg_stream **out, const char *conninfo, const char *password, char *err,
 			    size_t errlen)
 {
 	/* The password (a credential) goes as its own parameter, never into a logged string. */
@@ -331,32 +331,32 @@ pg_result pg_stream_connect(pg_stream **out, const char *conninfo, const char *p
 			      password ? "password" : NULL, NULL};
 	const char *vals[] = {"10", conninfo, "database", "outbox-relay", password, NULL};
 	pg_stream *s = xcalloc(1, sizeof(*s));
-	pg_result r;
+	outcome r;
 
 	*out = NULL;
 	s->conn = PQconnectdbParams(keys, vals, 1);
 	if (PQstatus(s->conn) != CONNECTION_OK) {
 		set_error(s, PQerrorMessage(s->conn));
-		r = explain(s, PG_RETRY, err, errlen);
+		r = explain(s, OUTCOME_RETRY, err, errlen);
 		goto fail;
 	}
-	if ((r = check_wal_level(s, err, errlen)) != PG_OK ||
-	    (r = identify_system(s, err, errlen)) != PG_OK)
+	if ((r = check_wal_level(s, err, errlen)) != OUTCOME_OK ||
+	    (r = identify_system(s, err, errlen)) != OUTCOME_OK)
 		goto fail;
 	*out = s;
-	return PG_OK;
+	return OUTCOME_OK;
 fail:
 	pg_stream_close(s, 0);
 	return r;
 }
 
-pg_result pg_stream_check_slot(pg_stream *s, const char *slot, bool create,
+outcome pg_stream_check_slot(pg_stream *s, const char *slot, bool create,
 			       pg_slot_prepare_fn prepare, void *arg, char *err, size_t errlen)
 {
 	return check_slot(s, slot, create, prepare, arg, err, errlen);
 }
 
-pg_result pg_stream_start(pg_stream *s, const char *slot, const char *add_tables,
+outcome pg_stream_start(pg_stream *s, const char *slot, const char *add_tables,
 			  const char *add_msg_prefixes, lsn_t from, char *err, size_t errlen)
 {
 	return start_streaming(s, slot, add_tables, add_msg_prefixes, from, err, errlen);

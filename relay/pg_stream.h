@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "lsn.h"
+#include "outcome.h"
 
 typedef struct pg_stream pg_stream;
 
@@ -22,42 +23,41 @@ typedef struct {
 } pg_msg;
 
 /* Outcome of an attempt: a retry may help (connection lost), or it will not (fix the setup). */
-typedef enum { PG_OK = 0, PG_RETRY = -1, PG_FATAL = -2 } pg_result;
 
 /*
  * Connects in replication mode and checks the server's setup. On failure, *out is NULL and err
  * holds one line saying what to change.
  */
-pg_result pg_stream_connect(pg_stream **out, const char *conninfo, const char *password, char *err,
+outcome pg_stream_connect(pg_stream **out, const char *conninfo, const char *password, char *err,
 			    size_t errlen);
 /* What pg_replication_slots says of the slot. */
 typedef enum { SLOT_MISSING, SLOT_OK, SLOT_LOST } slot_state;
 
 /*
  * Reads the slot: missing, invalidated (lost), or usable (its confirmed position then is
- * pg_stream_start_lsn). Another plugin, kind or database is PG_FATAL; in use, PG_RETRY.
+ * pg_stream_start_lsn). Another plugin, kind or database is OUTCOME_FATAL; in use, OUTCOME_RETRY.
  */
-pg_result pg_stream_inspect_slot(pg_stream *s, const char *slot, slot_state *state, char *err,
+outcome pg_stream_inspect_slot(pg_stream *s, const char *slot, slot_state *state, char *err,
 				 size_t errlen);
 /* Creates the slot; with export, its snapshot's name is pg_stream_snapshot_name until the next
  * command on this connection (import it at once). */
-pg_result pg_stream_create_slot(pg_stream *s, const char *slot, bool export, char *err, size_t errlen);
+outcome pg_stream_create_slot(pg_stream *s, const char *slot, bool export, char *err, size_t errlen);
 /* Drops the slot (it must not be in use). */
-pg_result pg_stream_drop_slot(pg_stream *s, const char *slot, char *err, size_t errlen);
+outcome pg_stream_drop_slot(pg_stream *s, const char *slot, char *err, size_t errlen);
 /* The snapshot exported by pg_stream_create_slot, or "". */
 const char *pg_stream_snapshot_name(const pg_stream *s);
 /* Called right before the slot is created: what must exist before the slot does. */
-typedef pg_result (*pg_slot_prepare_fn)(void *arg, char *err, size_t errlen);
+typedef outcome (*pg_slot_prepare_fn)(void *arg, char *err, size_t errlen);
 /* Checks the slot: logical, wal2json, this database, not in use, not invalidated; creates it
  * when missing and create is true, after prepare (NULL: nothing) succeeded. */
-pg_result pg_stream_check_slot(pg_stream *s, const char *slot, bool create,
+outcome pg_stream_check_slot(pg_stream *s, const char *slot, bool create,
 			       pg_slot_prepare_fn prepare, void *arg, char *err, size_t errlen);
 /*
  * Starts streaming after `from` (0: the slot's confirmed position). add_tables and
  * add_msg_prefixes are wal2json's comma-separated filters ("" : no tables; all messages), as
  * w2j_filter_lists builds them; the command holds them whole, whatever their length.
  */
-pg_result pg_stream_start(pg_stream *s, const char *slot, const char *add_tables,
+outcome pg_stream_start(pg_stream *s, const char *slot, const char *add_tables,
 			  const char *add_msg_prefixes, lsn_t from, char *err, size_t errlen);
 /* The server's system identifier (unique per cluster), as text. */
 const char *pg_stream_sysid(const pg_stream *s);

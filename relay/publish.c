@@ -24,35 +24,35 @@
 #include "xalloc.h"
 
 /* Before a topic's first record: it must exist (or be created); a missing one stops the relay. */
-static stream_end ensure_topic(relay *r, const char *topic)
+static outcome ensure_topic(relay *r, const char *topic)
 {
 	char err[512];
 	int rc = kafka_topic_ready(r->kp, topic, r->cfg->auto_create_topics, r->cfg->topic_partitions,
 				   r->cfg->topic_replication_factor, err, sizeof(err));
 	if (rc == 0)
-		return STREAM_CONTINUE;
+		return OUTCOME_OK;
 	if (rc == -1) {
 		log_error("%s", err);
-		return STREAM_FATAL;
+		return OUTCOME_FATAL;
 	}
 	log_warn("%s", err);
-	return STREAM_REWIND;
+	return OUTCOME_REWIND;
 }
 
 /*
  * While a refused record is looked for: waits for the delivery report of the record just
  * produced, so that it was in a batch of its own (the broker refuses whole batches).
  */
-static stream_end wait_alone(relay *r)
+static outcome wait_alone(relay *r)
 {
 	r->alone_waiting = true;
 	while (r->alone_waiting && !r->delivery_failed) {
 		if (loop_wait(r, false, -1) < 0)
-			return STREAM_BROKEN;
+			return OUTCOME_RETRY;
 		if (signals_stop_requested())
-			return STREAM_STOP;
+			return OUTCOME_STOP;
 	}
-	return r->delivery_failed ? STREAM_REWIND : STREAM_CONTINUE;
+	return r->delivery_failed ? OUTCOME_REWIND : OUTCOME_OK;
 }
 
 /* Delivery report: an ack moves the tracker; a failure stops the stream before anything moves. */
@@ -101,10 +101,10 @@ void publish_on_delivery(void *opaque, void *msg_opaque, rd_kafka_resp_err_t err
  * status updates flowing) while its queue is full. *refused gets librdkafka's error when it
  * refuses the record itself (too large, ...). dead_letter: a row's dead letter (for the metrics).
  */
-static stream_end produce_to(relay *r, const route_msg *m, int32_t partition, bool dead_letter,
+static outcome produce_to(relay *r, const route_msg *m, int32_t partition, bool dead_letter,
 			     rd_kafka_resp_err_t *refused)
 {
-	stream_end e;
+	outcome e;
 
 	/* The slot goes back with the record's delivery report, or below when Kafka did not take it. */
 	uint32_t id = inflight_take(&r->flight);
@@ -130,23 +130,23 @@ static stream_end produce_to(relay *r, const route_msg *m, int32_t partition, bo
 				eos_produced(&r->eos);
 				pending_add(&r->pend, &f);
 			}
-			if (f.alone && (e = wait_alone(r)) != STREAM_CONTINUE)
+			if (f.alone && (e = wait_alone(r)) != OUTCOME_OK)
 				return e;
 			return txn_maybe_commit(r, false);
 		}
 		if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || err == RD_KAFKA_RESP_ERR__INVALID_ARG) {
 			*refused = err; /* about this record: it can be dead-lettered */
-			e = STREAM_FATAL;
+			e = OUTCOME_FATAL;
 		} else if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
 			/* About the producer (an abortable transaction: _STATE; fatal: _FATAL). */
 			log_warn("Kafka did not take a record for %s: %s", m->topic, rd_kafka_err2str(err));
-			e = err == RD_KAFKA_RESP_ERR__FATAL ? STREAM_FATAL : STREAM_REWIND;
+			e = err == RD_KAFKA_RESP_ERR__FATAL ? OUTCOME_FATAL : OUTCOME_REWIND;
 		} else if (loop_wait(r, false, -1) < 0) {
-			e = STREAM_BROKEN;
+			e = OUTCOME_RETRY;
 		} else if (loop_should_stop(r)) {
-			e = STREAM_STOP;
+			e = OUTCOME_STOP;
 		} else if (r->delivery_failed) {
-			e = STREAM_REWIND;
+			e = OUTCOME_REWIND;
 		} else {
 			continue;
 		}
@@ -160,31 +160,31 @@ static stream_end produce_to(relay *r, const route_msg *m, int32_t partition, bo
  * for every partition (a truncate) goes to each partition the topic has now, so a consumer of
  * any partition sees it after that partition's earlier records.
  */
-stream_end publish_produce(relay *r, const route_msg *m, bool dead_letter, rd_kafka_resp_err_t *refused)
+outcome publish_produce(relay *r, const route_msg *m, bool dead_letter, rd_kafka_resp_err_t *refused)
 {
 	char err[512];
 	int n = 1;
-	stream_end e = ensure_topic(r, m->topic);
+	outcome e = ensure_topic(r, m->topic);
 
 	*refused = RD_KAFKA_RESP_ERR_NO_ERROR;
-	if (e != STREAM_CONTINUE)
+	if (e != OUTCOME_OK)
 		return e;
-	if (r->eos_on && !r->eos.open && (e = txn_wait_gap(r)) != STREAM_CONTINUE)
+	if (r->eos_on && !r->eos.open && (e = txn_wait_gap(r)) != OUTCOME_OK)
 		return e;
 	if (r->eos_on) {
-		eos_result er = eos_ensure_open(&r->eos, err, sizeof(err));
-		if (er != EOS_OK) {
+		outcome er = eos_ensure_open(&r->eos, err, sizeof(err));
+		if (er != OUTCOME_OK) {
 			log_error("%s", err);
-			return txn_outcome(er);
+			return er;
 		}
 	}
 	if (!m->every_partition)
 		return produce_to(r, m, RD_KAFKA_PARTITION_UA, dead_letter, refused);
 	if ((n = kafka_partition_count(r->kp, m->topic, err, sizeof(err))) < 0) {
 		log_warn("cannot send a record to every partition: %s", err);
-		return STREAM_REWIND;
+		return OUTCOME_REWIND;
 	}
-	for (int32_t p = 0; p < n && e == STREAM_CONTINUE && !*refused; p++)
+	for (int32_t p = 0; p < n && e == OUTCOME_OK && !*refused; p++)
 		e = produce_to(r, m, p, dead_letter, refused);
 	return e;
 }
@@ -193,7 +193,7 @@ stream_end publish_produce(relay *r, const route_msg *m, bool dead_letter, rd_ka
  * A row that cannot be published goes to the dead-letter topic (and the relay goes on), or,
  * with on_error = stop or when even that fails, stops the relay before the slot moves past it.
  */
-stream_end publish_reject_row(relay *r, const char *source, const w2j_record *rec,
+outcome publish_reject_row(relay *r, const char *source, const w2j_record *rec,
 			     const char *data, size_t len, const char *why, route_msg *m)
 {
 	char a[LSN_TEXT_MAX];
@@ -205,12 +205,12 @@ stream_end publish_reject_row(relay *r, const char *source, const w2j_record *re
 		log_error("cannot publish the row of %s at LSN %s (xid %llu): %s; stopping so that "
 			  "it is not skipped (relay.on_error = stop): fix it and restart",
 			  source, a, (unsigned long long)rec->xid, why);
-		return STREAM_FATAL;
+		return OUTCOME_FATAL;
 	}
 	log_warn("dead-lettering the row of %s at LSN %s (xid %llu): %s", source, a,
 		 (unsigned long long)rec->xid, why);
 	router_dead_letter_named(r->router, source, rec, data, len, why, topic, m);
-	stream_end e = publish_produce(r, m, true, &refused);
+	outcome e = publish_produce(r, m, true, &refused);
 	if (refused)
 		return publish_refused(r, REFUSED_DEAD_LETTER, source, rec, data, len, refused, m);
 	return e;
@@ -220,7 +220,7 @@ stream_end publish_reject_row(relay *r, const char *source, const w2j_record *re
  * Kafka refused a record for itself (err): refusal.c's table says whether its row is
  * dead-lettered or the relay stops, for each kind of record, here and nowhere else.
  */
-stream_end publish_refused(relay *r, refused_record kind, const char *source,
+outcome publish_refused(relay *r, refused_record kind, const char *source,
 			   const w2j_record *rec, const char *data, size_t len,
 			   rd_kafka_resp_err_t err, route_msg *m)
 {
@@ -230,11 +230,11 @@ stream_end publish_refused(relay *r, refused_record kind, const char *source,
 		return publish_reject_row(r, source, rec, data, len, rd_kafka_err2str(err), m);
 	log_error("Kafka refused a record of the row of %s (topic %s): %s; %s; stopping", source,
 		  m->topic, rd_kafka_err2str(err), why);
-	return STREAM_FATAL;
+	return OUTCOME_FATAL;
 }
 
 /* Dead-letters the refused row (m: its record as built, for the key); the search is over. */
-stream_end publish_reject_refused(relay *r, const char *source, const w2j_record *rec,
+outcome publish_reject_refused(relay *r, const char *source, const w2j_record *rec,
 				 const char *data, size_t len, route_msg *m)
 {
 	char why[160];
@@ -246,13 +246,13 @@ stream_end publish_reject_refused(relay *r, const char *source, const w2j_record
 }
 
 /* Routes and produces a matched row or message; what fails goes to publish_reject_row. */
-stream_end publish_row(relay *r, const route_source *src, const w2j_record *rec,
+outcome publish_row(relay *r, const route_source *src, const w2j_record *rec,
 			  const char *data, size_t len)
 {
 	route_msg m;
 	const char *why = NULL;
 	rd_kafka_resp_err_t refused;
-	stream_end e;
+	outcome e;
 
 	metrics_rows_read(1);
 	txn_group_begin(r);
@@ -277,14 +277,14 @@ stream_end publish_row(relay *r, const route_source *src, const w2j_record *rec,
  * stops the relay), never published into another transaction's order. In exactly-once mode its
  * dead letter rides in the open Kafka transaction; it may be dead-lettered again after a crash.
  */
-stream_end publish_outside(relay *r, const route_source *src, const w2j_record *rec,
+outcome publish_outside(relay *r, const route_source *src, const w2j_record *rec,
 				  const char *data, size_t len)
 {
 	route_msg m;
 	const char *why = NULL;
 	uint64_t seq = r->txn_seq;
 	int64_t commit_ms = r->txn_commit_ms;
-	stream_end e;
+	outcome e;
 
 	metrics_rows_read(1);
 	router_build(r->router, src, rec, &m, &why);
@@ -302,13 +302,13 @@ stream_end publish_outside(relay *r, const route_source *src, const w2j_record *
  * may be a captured table's, so it is dead-lettered (source: the name as wal2json wrote it),
  * never skipped.
  */
-stream_end publish_unnamed(relay *r, const w2j_record *rec, const char *data, size_t len,
+outcome publish_unnamed(relay *r, const w2j_record *rec, const char *data, size_t len,
 				 const char *why)
 {
 	size_t n = rec->schema.len + rec->table.len + 2;
 	char *source = xmalloc(n);
 	route_msg m;
-	stream_end e;
+	outcome e;
 
 	snprintf(source, n, "%.*s.%.*s", (int)rec->schema.len, rec->schema.ptr, (int)rec->table.len,
 		 rec->table.ptr);

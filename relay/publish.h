@@ -15,31 +15,31 @@ void publish_on_delivery(void *opaque, void *msg_opaque, rd_kafka_resp_err_t err
  * every partition goes to each). *refused gets librdkafka's error when it refuses the record
  * itself (too large, ...): the caller dead-letters the row. dead_letter: counted as one.
  */
-stream_end publish_produce(relay *r, const route_msg *m, bool dead_letter, rd_kafka_resp_err_t *refused);
+outcome publish_produce(relay *r, const route_msg *m, bool dead_letter, rd_kafka_resp_err_t *refused);
 /*
  * A row that cannot be published (why) goes to the dead-letter topic, or stops the relay with
  * on_error = stop or when even that fails. m: its record as far as it was built (for the key).
  */
-stream_end publish_reject_row(relay *r, const char *source, const w2j_record *rec,
+outcome publish_reject_row(relay *r, const char *source, const w2j_record *rec,
 			      const char *data, size_t len, const char *why, route_msg *m);
 /*
  * Kafka refused a record (err) of a row: dead-lettered or the relay stops, by the kind of record
  * (refusal.h's table). m: the record (its key and topic).
  */
-stream_end publish_refused(relay *r, refused_record kind, const char *source,
+outcome publish_refused(relay *r, refused_record kind, const char *source,
 			   const w2j_record *rec, const char *data, size_t len,
 			   rd_kafka_resp_err_t err, route_msg *m);
 /* Dead-letters the row the broker refused alone, read again now; the search is over. */
-stream_end publish_reject_refused(relay *r, const char *source, const w2j_record *rec,
+outcome publish_reject_refused(relay *r, const char *source, const w2j_record *rec,
 				  const char *data, size_t len, route_msg *m);
 /* An outbox row or transactional message of a source, as one group: built, produced or rejected. */
-stream_end publish_row(relay *r, const route_source *src, const w2j_record *rec, const char *data,
+outcome publish_row(relay *r, const route_source *src, const w2j_record *rec, const char *data,
 		       size_t len);
 /* A non-transactional message: dead-lettered (or stops the relay), never published out of order. */
-stream_end publish_outside(relay *r, const route_source *src, const w2j_record *rec,
+outcome publish_outside(relay *r, const route_source *src, const w2j_record *rec,
 			   const char *data, size_t len);
 /* A change whose table name cannot be decoded: dead-lettered as one group, never skipped. */
-stream_end publish_unnamed(relay *r, const w2j_record *rec, const char *data, size_t len,
+outcome publish_unnamed(relay *r, const w2j_record *rec, const char *data, size_t len,
 			   const char *why);
 
 #endif

@@ -18,11 +18,11 @@
 #include "xalloc.h"
 
 /* A delete's record, then (tombstone) the same key with a null value for compacted topics. */
-static stream_end produce_then_tombstone(relay *r, route_msg *m, bool tombstone,
+static outcome produce_then_tombstone(relay *r, route_msg *m, bool tombstone,
 					 rd_kafka_resp_err_t *refused)
 {
-	stream_end e = publish_produce(r, m, false, refused);
-	if (e != STREAM_CONTINUE || *refused || !tombstone)
+	outcome e = publish_produce(r, m, false, refused);
+	if (e != OUTCOME_OK || *refused || !tombstone)
 		return e;
 	m->value = NULL;
 	m->value_len = 0;
@@ -54,19 +54,19 @@ static const char *key_change_unfit(relay *r, const route_msg *del, const route_
  * whole; one after that cannot be taken back, so it stops the relay before the open Kafka
  * transaction commits.
  */
-static stream_end produce_key_change(relay *r, const capture_table *t, const w2j_record *rec,
+static outcome produce_key_change(relay *r, const capture_table *t, const w2j_record *rec,
 				     route_msg *del, route_msg *upd, const char *data, size_t len)
 {
 	uint64_t out = r->records_out;
 	rd_kafka_resp_err_t refused;
-	stream_end e;
+	outcome e;
 
 	if (r->snap)
 		snapshot_saw_change(r->snap, t, rec->xid, del->key, del->key_len);
 	e = produce_then_tombstone(r, del, t->cfg->tombstones, &refused);
 	if (refused && r->records_out == out)
 		return publish_refused(r, REFUSED_KEY_CHANGE_WHOLE, t->name, rec, data, len, refused, upd);
-	if (e == STREAM_CONTINUE && !refused) {
+	if (e == OUTCOME_OK && !refused) {
 		if (r->snap)
 			snapshot_saw_change(r->snap, t, rec->xid, upd->key, upd->key_len);
 		e = publish_produce(r, upd, false, &refused);
@@ -81,13 +81,13 @@ static stream_end produce_key_change(relay *r, const capture_table *t, const w2j
  * then published, or dead-lettered whole. The delete is copied, since building the update
  * reuses capture's buffers.
  */
-static stream_end publish_key_change(relay *r, const capture_table *t, const w2j_record *rec,
+static outcome publish_key_change(relay *r, const capture_table *t, const w2j_record *rec,
 				     const route_msg *built, const char *data, size_t len)
 {
 	route_msg del = *built, upd;
 	char *copy;
 	const char *why = NULL;
-	stream_end e;
+	outcome e;
 
 	if (pipeline_finish(RECORD_CHANGE, t->name, &del, &why) < 0)
 		return publish_reject_row(r, t->name, rec, data, len, why, &del);
@@ -111,13 +111,13 @@ static stream_end publish_key_change(relay *r, const capture_table *t, const w2j
  * A change of a captured table: its envelope record, then (for a delete, when asked) a
  * tombstone, both in one Kafka transaction; a pending snapshot chunk learns of the key.
  */
-static stream_end publish_change_records(relay *r, const capture_table *t, const w2j_record *rec,
+static outcome publish_change_records(relay *r, const capture_table *t, const w2j_record *rec,
 					 const char *data, size_t len)
 {
 	route_msg m;
 	const char *why = NULL;
 	rd_kafka_resp_err_t refused;
-	stream_end e;
+	outcome e;
 
 	if (capture_build(r->cap, t, rec, &m, &why) < 0 ||
 	    pipeline_finish(RECORD_CHANGE, t->name, &m, &why) < 0)
@@ -134,11 +134,11 @@ static stream_end publish_change_records(relay *r, const capture_table *t, const
 }
 
 /* A change, as one group: a key change (checked whole first), or the change's own records. */
-stream_end publish_change(relay *r, const capture_table *t, const w2j_record *rec,
+outcome publish_change(relay *r, const capture_table *t, const w2j_record *rec,
 				 const char *data, size_t len)
 {
 	route_msg del;
-	stream_end e;
+	outcome e;
 
 	metrics_rows_read(1);
 	txn_group_begin(r);
@@ -158,13 +158,13 @@ stream_end publish_change(relay *r, const capture_table *t, const w2j_record *re
  * One row a snapshot chunk read, at its watermark (rec): built, passed through the pipeline and
  * produced, or dead-lettered with the row as PostgreSQL printed it.
  */
-stream_end publish_snapshot_row(relay *r, const capture_table *t, const w2j_record *rec,
+outcome publish_snapshot_row(relay *r, const capture_table *t, const w2j_record *rec,
 				const snapshot_row *row)
 {
 	route_msg m;
 	const char *why = NULL;
 	rd_kafka_resp_err_t refused;
-	stream_end e;
+	outcome e;
 
 	metrics_rows_read(1);
 	capture_build_snapshot(r->cap, t, row->key, row->key_len, row->row, row->row_len, rec->lsn,

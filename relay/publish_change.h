@@ -12,10 +12,10 @@
  * A change of captured table t as one group: a key change checked whole (published whole or
  * dead-lettered whole), or its envelope record and tombstone; snapshots learn of its key.
  */
-stream_end publish_change(relay *r, const capture_table *t, const w2j_record *rec,
+outcome publish_change(relay *r, const capture_table *t, const w2j_record *rec,
 			  const char *data, size_t len);
 /* One row of a snapshot chunk whose watermark is rec: published, or dead-lettered. */
-stream_end publish_snapshot_row(relay *r, const capture_table *t, const w2j_record *rec,
+outcome publish_snapshot_row(relay *r, const capture_table *t, const w2j_record *rec,
 				const snapshot_row *row);
 
 #endif

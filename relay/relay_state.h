@@ -13,6 +13,7 @@
 #include "eos.h"
 #include "inflight.h"
 #include "kafka.h"
+#include "outcome.h"
 #include "pending.h"
 #include "pg_stream.h"
 #include "progress.h"
@@ -20,17 +21,6 @@
 #include "route.h"
 #include "snapshot.h"
 
-/*
- * What a step of the loop asks for next: the one outcome every stage returns, handled in one
- * place (session.c's session_run_all).
- */
-typedef enum {
-	STREAM_CONTINUE, /* go on */
-	STREAM_STOP,     /* SIGTERM or SIGINT: stop cleanly */
-	STREAM_BROKEN,   /* the replication connection was lost: commit what is whole, reconnect */
-	STREAM_REWIND,   /* Kafka refused for a reason that may pass: abort, read again */
-	STREAM_FATAL,    /* nothing to retry: exit non-zero */
-} stream_end;
 
 /*
  * The relay: its parts (owned, built and freed by relay_run), then the state of each concern.

@@ -72,26 +72,26 @@ static void end_session(relay *r)
 }
 
 /* Creates the producer once; in exactly-once mode also fences older instances of this relay. */
-static pg_result setup_kafka(relay *r, char *err, size_t errlen)
+static outcome setup_kafka(relay *r, char *err, size_t errlen)
 {
 	strbuf id = {0};
-	pg_result res = PG_OK;
+	outcome res = OUTCOME_OK;
 
 	if (r->kp)
-		return PG_OK;
+		return OUTCOME_OK;
 	eos_transactional_id(r->cfg, pg_stream_sysid(r->pg), &id);
 	/* Hand-off: the producer calls publish_on_delivery with r from kafka_serve, on this thread. */
 	r->kp = kafka_producer_new(r->cfg, r->eos_on ? strbuf_str(&id) : NULL, publish_on_delivery, r,
 				   err, errlen);
 	if (!r->kp) {
-		res = PG_FATAL;
+		res = OUTCOME_FATAL;
 	} else if (r->eos_on) {
 		eos_init(&r->eos, r->cfg, strbuf_str(&id));
 		log_info("exactly-once: transactional.id %s, checkpoints in %s", strbuf_str(&id),
 			 r->cfg->checkpoint_topic);
-		if (eos_start(&r->eos, r->kp, txn_init_tick, r) != EOS_OK) {
+		if (eos_start(&r->eos, r->kp, txn_init_tick, r) != OUTCOME_OK) {
 			snprintf(err, errlen, "Kafka transactions could not start (see above)");
-			res = PG_FATAL;
+			res = OUTCOME_FATAL;
 		}
 	}
 	strbuf_free(&id);
@@ -102,25 +102,25 @@ static pg_result setup_kafka(relay *r, char *err, size_t errlen)
  * Change capture: the tables the patterns take now, each with a key (or refused, loudly); on
  * the first session, the snapshots of tables never snapshotted are queued.
  */
-static pg_result setup_capture(relay *r, char *err, size_t errlen)
+static outcome setup_capture(relay *r, char *err, size_t errlen)
 {
 	capture_table **tables;
 	int n;
 	PGconn *conn;
 
 	if (!r->cap)
-		return PG_OK;
+		return OUTCOME_OK;
 	if (!(conn = session_sql(r, err, errlen)))
-		return PG_RETRY;
+		return OUTCOME_RETRY;
 	if (capture_resolve_all(r->cap, conn, &tables, &n, err, errlen) < 0)
-		return PQstatus(conn) == CONNECTION_OK ? PG_FATAL : PG_RETRY;
+		return PQstatus(conn) == CONNECTION_OK ? OUTCOME_FATAL : OUTCOME_RETRY;
 	for (int i = 0; i < n; i++) {
 		if (!tables[i]->refusal)
 			continue;
 		if (!capture_is_pattern(tables[i]->cfg)) {
 			snprintf(err, errlen, "cannot capture table %s: %s", tables[i]->name,
 				 tables[i]->refusal);
-			return PG_FATAL;
+			return OUTCOME_FATAL;
 		}
 		/* One table a pattern takes must not keep the others from streaming. */
 		log_warn("capture: cannot capture table %s (taken by the pattern %s): %s; its changes "
@@ -133,40 +133,40 @@ static pg_result setup_capture(relay *r, char *err, size_t errlen)
 	/* Each session: a rewind may have dropped what was queued but never committed. */
 	if (r->snap)
 		snapshot_queue_initial(r->snap, tables, n);
-	return PG_OK;
+	return OUTCOME_OK;
 }
 
 /* Connects, starts Kafka (once), and settles the slot (and the checkpoint, exactly-once). */
-static pg_result connect_and_settle(relay *r, char *err, size_t errlen)
+static outcome connect_and_settle(relay *r, char *err, size_t errlen)
 {
-	pg_result res = pg_stream_connect(&r->pg, r->cfg->pg_conninfo, r->cfg->pg_password, err, errlen);
+	outcome res = pg_stream_connect(&r->pg, r->cfg->pg_conninfo, r->cfg->pg_password, err, errlen);
 
-	if (res == PG_OK)
+	if (res == OUTCOME_OK)
 		res = setup_kafka(r, err, errlen);
-	if (res == PG_OK && r->eos_on)
+	if (res == OUTCOME_OK && r->eos_on)
 		res = slot_start_prepare(r, err, errlen);
-	else if (res == PG_OK)
+	else if (res == OUTCOME_OK)
 		res = pg_stream_check_slot(r->pg, r->cfg->slot, r->cfg->create_slot, NULL, NULL, err,
 					   errlen);
 	return res;
 }
 
 /* One attempt at a session: connect, settle the slot, backfill if due, start streaming. */
-static pg_result open_session(relay *r, char *err, size_t errlen)
+static outcome open_session(relay *r, char *err, size_t errlen)
 {
-	pg_result res = connect_and_settle(r, err, errlen);
+	outcome res = connect_and_settle(r, err, errlen);
 
-	while (res == PG_OK && backfill_active(r->bf)) {
+	while (res == OUTCOME_OK && backfill_active(r->bf)) {
 		/* The replication connection waits for nothing during a backfill: closed, reopened. */
 		pg_stream_close(r->pg, 0);
 		r->pg = NULL;
 		res = backfill_run(r, err, errlen);
-		if (res == PG_OK)
+		if (res == OUTCOME_OK)
 			res = connect_and_settle(r, err, errlen);
 	}
-	if (res == PG_OK)
+	if (res == OUTCOME_OK)
 		res = setup_capture(r, err, errlen);
-	if (res == PG_OK) {
+	if (res == OUTCOME_OK) {
 		if (!r->eos_on && pg_stream_start_lsn(r->pg) > r->prog.acked)
 			r->prog.acked = pg_stream_start_lsn(r->pg);
 		strbuf tables = {0}, prefixes = {0};
@@ -176,7 +176,7 @@ static pg_result open_session(relay *r, char *err, size_t errlen)
 		strbuf_free(&tables);
 		strbuf_free(&prefixes);
 	}
-	if (res != PG_OK) {
+	if (res != OUTCOME_OK) {
 		pg_stream_close(r->pg, 0);
 		r->pg = NULL;
 	}
@@ -184,7 +184,7 @@ static pg_result open_session(relay *r, char *err, size_t errlen)
 }
 
 /* Opens the replication stream; retries with backoff until it works, a stop, or a fatal error. */
-static stream_end connect_stream(relay *r)
+static outcome connect_stream(relay *r)
 {
 	int64_t backoff = BACKOFF_START_MS;
 	char err[1024], a[LSN_TEXT_MAX];
@@ -193,14 +193,14 @@ static stream_end connect_stream(relay *r)
 	if (r->streamed)
 		metrics_reconnect(); /* the previous session ended (lost, or read again) */
 	for (;;) {
-		pg_result res = open_session(r, err, sizeof(err));
-		if (res == PG_OK)
+		outcome res = open_session(r, err, sizeof(err));
+		if (res == OUTCOME_OK)
 			break;
 		if (signals_stop_requested())
-			return STREAM_STOP;
-		if (res == PG_FATAL) {
+			return OUTCOME_STOP;
+		if (res == OUTCOME_FATAL) {
 			log_error("%s", err);
-			return STREAM_FATAL;
+			return OUTCOME_FATAL;
 		}
 		log_warn("%s; retrying in %lld ms", err, (long long)backoff);
 		notify_status("not streaming: %s; retrying in %lld ms", err, (long long)backoff);
@@ -208,7 +208,7 @@ static stream_end connect_stream(relay *r)
 		while (!signals_stop_requested() && clock_mono_ms() < until)
 			loop_wait(r, false, until);
 		if (signals_stop_requested())
-			return STREAM_STOP;
+			return OUTCOME_STOP;
 		backoff = backoff * 2 > r->cfg->reconnect_max_backoff_ms ? r->cfg->reconnect_max_backoff_ms
 									  : backoff * 2;
 	}
@@ -224,7 +224,7 @@ static stream_end connect_stream(relay *r)
 		 r->eos_on ? "exactly-once" : "at-least-once");
 	notify_ready();
 	notify_status("streaming from slot %s after %s", r->cfg->slot, a);
-	return STREAM_CONTINUE;
+	return OUTCOME_OK;
 }
 
 /* SIGTERM: no more reading; bounded wait for acks (and the commit); the final position goes out. */
@@ -244,7 +244,7 @@ static void shut_down(relay *r)
 		log_warn("stopped in the middle of a row's records: the open Kafka transaction is "
 			 "aborted and read again at the next start");
 		txn_abort(r);
-	} else if (r->eos_on && r->eos.open && txn_commit(r) != EOS_OK) {
+	} else if (r->eos_on && r->eos.open && txn_commit(r) != OUTCOME_OK) {
 		log_warn("the last Kafka transaction was not committed; it will be read again");
 	}
 	if (!loop_drain(r, deadline))
@@ -276,22 +276,22 @@ static int pause_before_rewind(relay *r)
  * from the confirmed point. After a refusal, what is still queued will be produced again: drop
  * it now. In exactly-once mode a lost database connection still commits what was read (the
  * checkpoint says exactly how far it goes); a refusal aborts the Kafka transaction.
- * STREAM_CONTINUE to reconnect; STREAM_STOP or STREAM_FATAL.
+ * OUTCOME_OK to reconnect; OUTCOME_STOP or OUTCOME_FATAL.
  */
-static stream_end settle_session(relay *r, bool rewind)
+static outcome settle_session(relay *r, bool rewind)
 {
 	if (rewind)
 		kafka_purge(r->kp);
 	if (!loop_drain(r, -1) && signals_stop_requested())
-		return STREAM_STOP;
+		return OUTCOME_STOP;
 	if (r->eos_on && r->eos.open) {
 		/* Half a group of records is never committed: abort and read it again. */
 		/* Inside a PostgreSQL transaction it is read again whole: a checkpoint in the middle
 		 * of one makes a lost slot's recovery depend on the write order (backfill.h). */
-		eos_result res = !rewind && !r->hold_commit && !r->eos.in_pg_txn ? txn_commit(r)
-										   : EOS_REPLAY;
-		if (res == EOS_FATAL || (res == EOS_REPLAY && txn_abort(r) == EOS_FATAL))
-			return STREAM_FATAL;
+		outcome res = !rewind && !r->hold_commit && !r->eos.in_pg_txn ? txn_commit(r)
+										   : OUTCOME_REWIND;
+		if (res == OUTCOME_FATAL || (res == OUTCOME_REWIND && txn_abort(r) == OUTCOME_FATAL))
+			return OUTCOME_FATAL;
 	}
 	if (r->eos_on) {
 		eos_resume(&r->eos, &r->eos.committed);
@@ -302,7 +302,7 @@ static stream_end settle_session(relay *r, bool rewind)
 	if (r->pg)
 		status_send(r, true);
 	end_session(r);
-	return STREAM_CONTINUE;
+	return OUTCOME_OK;
 }
 
 /* Before a fatal exit, what Kafka did take is confirmed: it is published. */
@@ -314,18 +314,18 @@ static void keep_what_kafka_took(relay *r)
 		status_send(r, true);
 }
 
-session_next session_next_step(stream_end e)
+session_next session_next_step(outcome e)
 {
 	switch (e) {
-	case STREAM_STOP:
+	case OUTCOME_STOP:
 		return SESSION_SHUT_DOWN;
-	case STREAM_FATAL:
+	case OUTCOME_FATAL:
 		return SESSION_EXIT;
-	case STREAM_BROKEN:
+	case OUTCOME_RETRY:
 		return SESSION_RECONNECT;
-	case STREAM_REWIND:
+	case OUTCOME_REWIND:
 		return SESSION_READ_AGAIN;
-	case STREAM_CONTINUE:
+	case OUTCOME_OK:
 		break;
 	}
 	return SESSION_RECONNECT; /* a session does not end with "continue": connect again */
@@ -333,38 +333,38 @@ session_next session_next_step(stream_end e)
 
 /*
  * The one place a session's end is handled (pg_recvlogical's prepareToTerminate): what its
- * outcome leads to. STREAM_CONTINUE to start the next session; STREAM_STOP or STREAM_FATAL.
+ * outcome leads to. OUTCOME_OK to start the next session; OUTCOME_STOP or OUTCOME_FATAL.
  */
-static stream_end end_of_session(relay *r, stream_end e)
+static outcome end_of_session(relay *r, outcome e)
 {
 	metrics_set_ready(false);
 	switch (session_next_step(e)) {
 	case SESSION_SHUT_DOWN:
-		return STREAM_STOP;
+		return OUTCOME_STOP;
 	case SESSION_EXIT:
 		keep_what_kafka_took(r);
-		return STREAM_FATAL;
+		return OUTCOME_FATAL;
 	case SESSION_RECONNECT:
 		return settle_session(r, false);
 	case SESSION_READ_AGAIN:
 		e = settle_session(r, true);
-		return e == STREAM_CONTINUE && pause_before_rewind(r) < 0 ? STREAM_STOP : e;
+		return e == OUTCOME_OK && pause_before_rewind(r) < 0 ? OUTCOME_STOP : e;
 	}
-	return STREAM_FATAL;
+	return OUTCOME_FATAL;
 }
 
 /* Runs sessions until stopped: each connects, streams, and on trouble settles and reconnects. */
 static int run_sessions(relay *r)
 {
-	stream_end e;
+	outcome e;
 
 	do {
 		e = connect_stream(r);
-		if (e == STREAM_CONTINUE)
+		if (e == OUTCOME_OK)
 			e = loop_stream(r);
 		e = end_of_session(r, e);
-	} while (e == STREAM_CONTINUE);
-	if (e == STREAM_STOP) {
+	} while (e == OUTCOME_OK);
+	if (e == OUTCOME_STOP) {
 		shut_down(r);
 		return RELAY_EXIT_OK;
 	}

@@ -7,7 +7,7 @@
 
 #include "relay_state.h"
 
-/* What follows a session's end, by its outcome (stream_end): one row each. */
+/* What follows a session's end, by its outcome (outcome): one row each. */
 typedef enum {
 	SESSION_SHUT_DOWN,  /* a stop: commit what is whole, drain, confirm, exit 0 */
 	SESSION_EXIT,       /* fatal: confirm what Kafka took, exit non-zero (3 when fenced) */
@@ -16,7 +16,7 @@ typedef enum {
 } session_next;
 
 /* The step that follows a session that ended with e. */
-session_next session_next_step(stream_end e);
+session_next session_next_step(outcome e);
 /*
  * Runs sessions until a stop or a fatal error: each connects, streams, and on trouble settles
  * and reconnects. Returns the exit code (relay.h's RELAY_EXIT_*).

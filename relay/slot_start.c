@@ -35,38 +35,38 @@ typedef struct {
 	checkpoint_recovery rec;
 } stored_checkpoint;
 
-/* Reads the checkpoint (taking the snapshot progress along); PG_RETRY when Kafka did not answer. */
-static pg_result read_checkpoint(relay *r, stored_checkpoint *sc, char *err, size_t errlen)
+/* Reads the checkpoint (taking the snapshot progress along); OUTCOME_RETRY when Kafka did not answer. */
+static outcome read_checkpoint(relay *r, stored_checkpoint *sc, char *err, size_t errlen)
 {
 	checkpoint_extra x;
 
 	sc->res = checkpoint_load_state(r->cfg, r->cfg->checkpoint_topic, r->eos.txn_id, false,
 					&sc->cp, &x, err, errlen);
 	if (sc->res == CHECKPOINT_ERROR)
-		return PG_RETRY;
+		return OUTCOME_RETRY;
 	sc->rec = x.rec; /* moved */
 	memset(&x.rec, 0, sizeof(x.rec));
 	if (x.state && r->snap && snapshot_load_state(r->snap, x.state, strlen(x.state)) < 0) {
 		snprintf(err, errlen, "checkpoint topic %s holds a malformed snapshot state for %s: %.200s",
 			 r->cfg->checkpoint_topic, r->eos.txn_id, x.state);
 		checkpoint_extra_free(&x);
-		return PG_FATAL;
+		return OUTCOME_FATAL;
 	}
 	if (x.state && r->snap && snapshot_current(r->snap)[0])
 		log_info("snapshot progress from Kafka: resuming %s", snapshot_current(r->snap));
 	checkpoint_extra_free(&x);
-	return PG_OK;
+	return OUTCOME_OK;
 }
 
 /* The server's clock, us since 1970 (before a slot is created: see backfill.h). */
-static pg_result server_clock_us(relay *r, int64_t *us, char *err, size_t errlen)
+static outcome server_clock_us(relay *r, int64_t *us, char *err, size_t errlen)
 {
 	PGconn *conn = session_sql(r, err, errlen);
 	if (!conn)
-		return PG_RETRY;
+		return OUTCOME_RETRY;
 	PGresult *res = PQexec(conn, "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::int8");
-	pg_result pr = PQresultStatus(res) == PGRES_TUPLES_OK ? PG_OK : PG_RETRY;
-	if (pr == PG_OK)
+	outcome pr = PQresultStatus(res) == PGRES_TUPLES_OK ? OUTCOME_OK : OUTCOME_RETRY;
+	if (pr == OUTCOME_OK)
 		*us = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	else
 		snprintf(err, errlen, "reading the server's clock: %s", PQerrorMessage(conn));
@@ -75,15 +75,15 @@ static pg_result server_clock_us(relay *r, int64_t *us, char *err, size_t errlen
 }
 
 /* Imports the snapshot the new slot exported: its pg_current_snapshot() text (malloc'd). */
-static pg_result import_snapshot(relay *r, char **out, char *err, size_t errlen)
+static outcome import_snapshot(relay *r, char **out, char *err, size_t errlen)
 {
 	PGconn *conn = session_sql(r, err, errlen);
 	char sql[256];
-	pg_result pr = PG_RETRY;
+	outcome pr = OUTCOME_RETRY;
 
 	*out = NULL;
 	if (!conn)
-		return PG_RETRY;
+		return OUTCOME_RETRY;
 	snprintf(sql, sizeof(sql), "BEGIN ISOLATION LEVEL REPEATABLE READ; SET TRANSACTION SNAPSHOT '%s'",
 		 pg_stream_snapshot_name(r->pg));
 	PGresult *res = PQexec(conn, sql);
@@ -92,10 +92,10 @@ static pg_result import_snapshot(relay *r, char **out, char *err, size_t errlen)
 		res = PQexec(conn, "SELECT pg_current_snapshot()::text");
 		if (PQresultStatus(res) == PGRES_TUPLES_OK) {
 			*out = xstrdup(PQgetvalue(res, 0, 0));
-			pr = PG_OK;
+			pr = OUTCOME_OK;
 		}
 	}
-	if (pr != PG_OK)
+	if (pr != OUTCOME_OK)
 		snprintf(err, errlen, "importing the new slot's snapshot: %s", PQerrorMessage(conn));
 	PQclear(res);
 	PQclear(PQexec(conn, "COMMIT"));
@@ -107,21 +107,21 @@ static pg_result import_snapshot(relay *r, char **out, char *err, size_t errlen)
  * The checkpoint position becomes the slot's consistent point: what the slot streams comes
  * after it, what the backfill publishes before.
  */
-static pg_result new_slot(relay *r, const char *reason, const checkpoint_recovery *lo, char *err,
+static outcome new_slot(relay *r, const char *reason, const checkpoint_recovery *lo, char *err,
 			  size_t errlen)
 {
 	int64_t started_us = 0;
 	char *snap = NULL;
-	pg_result pr = server_clock_us(r, &started_us, err, errlen);
+	outcome pr = server_clock_us(r, &started_us, err, errlen);
 	/* Without a backfill, the slot's start bounds the commit times after it (horizon.h). */
 	checkpoint_recovery at_start = {.commit_us = started_us,
 					.window_ms = r->cfg->recovery_window_ms};
 
-	if (pr == PG_OK)
+	if (pr == OUTCOME_OK)
 		pr = pg_stream_create_slot(r->pg, r->cfg->slot, reason != NULL, err, errlen);
-	if (pr == PG_OK && reason)
+	if (pr == OUTCOME_OK && reason)
 		pr = import_snapshot(r, &snap, err, errlen);
-	if (pr != PG_OK)
+	if (pr != OUTCOME_OK)
 		return pr;
 	checkpoint cp = {.lsn = pg_stream_start_lsn(r->pg)};
 	eos_resume(&r->eos, &cp);
@@ -142,7 +142,7 @@ static pg_result new_slot(relay *r, const char *reason, const checkpoint_recover
 		log_info("backfill planned (%s): outbox rows committed before slot \"%s\" was created"
 			 "%s", reason, r->cfg->slot, lo ? " and after the checkpoint" : "");
 	}
-	return PG_OK;
+	return OUTCOME_OK;
 }
 
 /*
@@ -150,25 +150,25 @@ static pg_result new_slot(relay *r, const char *reason, const checkpoint_recover
  * is being created goes first, so a crash before the backfill's first checkpoint is not taken
  * for an operator's "start from the slot" (no checkpoint, a slot) at the next start.
  */
-static pg_result first_start(relay *r, char *err, size_t errlen)
+static outcome first_start(relay *r, char *err, size_t errlen)
 {
 	bool fill = strcmp(r->cfg->first_start, "backfill") == 0;
 
 	if (!r->cfg->create_slot) {
 		snprintf(err, errlen, "replication slot \"%s\" does not exist and postgresql.create_slot "
 			 "is false: create it or allow the relay to", r->cfg->slot);
-		return PG_FATAL;
+		return OUTCOME_FATAL;
 	}
 	/* Exactly-once: the checkpoint topic exists before the slot (see checkpoint.h). */
 	if (checkpoint_create_topic(r->cfg, r->cfg->checkpoint_topic, err, errlen) < 0)
-		return PG_RETRY;
+		return OUTCOME_RETRY;
 	if (fill) {
 		checkpoint none = {0};
 		eos_resume(&r->eos, &none);
 		r->eos.creating = true;
-		if (txn_commit(r) != EOS_OK) {
+		if (txn_commit(r) != OUTCOME_OK) {
 			snprintf(err, errlen, "could not write the first checkpoint to Kafka (see above)");
-			return PG_RETRY;
+			return OUTCOME_RETRY;
 		}
 	} else {
 		log_info("first start with relay.first_start = \"from-now\": outbox rows committed "
@@ -232,22 +232,22 @@ typedef struct {
 	const char *split;
 } recovery_facts;
 
-/* Reads the recovery facts; PG_RETRY (err) when the server did not answer: never a refusal. */
-static pg_result read_recovery_facts(relay *r, const stored_checkpoint *sc, recovery_facts *f,
+/* Reads the recovery facts; OUTCOME_RETRY (err) when the server did not answer: never a refusal. */
+static outcome read_recovery_facts(relay *r, const stored_checkpoint *sc, recovery_facts *f,
 				     char *err, size_t errlen)
 {
 	PGconn *conn = session_sql(r, err, errlen);
 
 	memset(f, 0, sizeof(*f));
 	if (!conn || (f->cts = backfill_commit_ts_on(conn, err, errlen)) < 0)
-		return PG_RETRY;
+		return OUTCOME_RETRY;
 	if (f->cts == 0 || sc->rec.commit_us <= 0)
-		return PG_OK;
+		return OUTCOME_OK;
 	if (backfill_purged_through_us(r->cfg, conn, &f->purged_us, err, errlen) < 0 ||
 	    backfill_unlisted_near(r->cfg, conn, &sc->rec, &f->unlisted, err, errlen) < 0 ||
 	    split_refusal(r, conn, sc, &f->split, err, errlen) < 0)
-		return PG_RETRY;
-	return PG_OK;
+		return OUTCOME_RETRY;
+	return OUTCOME_OK;
 }
 
 /* Why a lost slot cannot be recovered exactly (NULL: it can), from the facts read. */
@@ -293,25 +293,25 @@ static const char *recovery_refusal(relay *r, const stored_checkpoint *sc, const
  * capture_on_slot_loss = resnapshot: every captured table is queued for a snapshot. Queued
  * before the backfill, the queue commits with its first checkpoint, so a crash keeps it.
  */
-static pg_result resnapshot_all(relay *r, char *err, size_t errlen)
+static outcome resnapshot_all(relay *r, char *err, size_t errlen)
 {
 	capture_table **tables;
 	int n;
 	PGconn *conn = session_sql(r, err, errlen);
 
 	if (!conn)
-		return PG_RETRY;
+		return OUTCOME_RETRY;
 	if (capture_resolve_all(r->cap, conn, &tables, &n, err, errlen) < 0)
-		return PQstatus(conn) == CONNECTION_OK ? PG_FATAL : PG_RETRY;
+		return PQstatus(conn) == CONNECTION_OK ? OUTCOME_FATAL : OUTCOME_RETRY;
 	snapshot_queue_again(r->snap, tables, n);
-	return PG_OK;
+	return OUTCOME_OK;
 }
 
 /*
  * The slot is gone (dropped, failover, invalidated) or ahead of the checkpoint (recreated or
  * advanced by someone else): a new slot, and the outbox rows after the checkpoint from the table.
  */
-static pg_result recover_slot(relay *r, slot_state st, stored_checkpoint *sc, char *err, size_t errlen)
+static outcome recover_slot(relay *r, slot_state st, stored_checkpoint *sc, char *err, size_t errlen)
 {
 	char a[LSN_TEXT_MAX], why[768];
 	const char *what = st == SLOT_MISSING ? "does not exist (dropped, or lost in a failover)"
@@ -321,8 +321,8 @@ static pg_result recover_slot(relay *r, slot_state st, stored_checkpoint *sc, ch
 	recovery_facts facts;
 
 	if (strcmp(r->cfg->slot_loss, "stop") != 0) {
-		if (read_recovery_facts(r, sc, &facts, err, errlen) != PG_OK)
-			return PG_RETRY;
+		if (read_recovery_facts(r, sc, &facts, err, errlen) != OUTCOME_OK)
+			return OUTCOME_RETRY;
 		refusal = recovery_refusal(r, sc, &facts, why, sizeof(why));
 	}
 	lsn_format(sc->cp.lsn, a);
@@ -330,23 +330,23 @@ static pg_result recover_slot(relay *r, slot_state st, stored_checkpoint *sc, ch
 		snprintf(err, errlen, "slot \"%s\" %s, but this relay's checkpoint in Kafka is at %s: "
 			 "events after it may never be published. Refusing to start: %s", r->cfg->slot,
 			 what, a, refusal);
-		return PG_FATAL;
+		return OUTCOME_FATAL;
 	}
 	log_warn("slot \"%s\" %s; checkpoint at %s: recovering the outbox rows committed after it "
 		 "from the outbox table", r->cfg->slot, what, a);
-	pg_result pr = st == SLOT_MISSING ? PG_OK : pg_stream_drop_slot(r->pg, r->cfg->slot, err, errlen);
-	if (pr != PG_OK)
+	outcome pr = st == SLOT_MISSING ? OUTCOME_OK : pg_stream_drop_slot(r->pg, r->cfg->slot, err, errlen);
+	if (pr != OUTCOME_OK)
 		return pr;
-	if (r->snap && (pr = resnapshot_all(r, err, errlen)) != PG_OK)
+	if (r->snap && (pr = resnapshot_all(r, err, errlen)) != OUTCOME_OK)
 		return pr;
 	pr = new_slot(r, "slot lost", &sc->rec, err, errlen);
-	if (pr == PG_OK && sc->cp.partial_nextlsn != LSN_INVALID)
+	if (pr == OUTCOME_OK && sc->cp.partial_nextlsn != LSN_INVALID)
 		backfill_skip_first(r->bf, sc->cp.partial_xid, sc->cp.partial_rows);
 	return pr;
 }
 
 /* Goes on from a stored checkpoint (and its unfinished backfill, if any). */
-static pg_result resume_from(relay *r, stored_checkpoint *sc, char *err, size_t errlen)
+static outcome resume_from(relay *r, stored_checkpoint *sc, char *err, size_t errlen)
 {
 	char a[LSN_TEXT_MAX];
 
@@ -356,7 +356,7 @@ static pg_result resume_from(relay *r, stored_checkpoint *sc, char *err, size_t 
 	if (sc->rec.backfill && backfill_load(r->bf, sc->rec.backfill) < 0) {
 		snprintf(err, errlen, "checkpoint topic %s holds a malformed backfill state for %s",
 			 r->cfg->checkpoint_topic, r->eos.txn_id);
-		return PG_FATAL;
+		return OUTCOME_FATAL;
 	}
 	if (sc->rec.backfill)
 		eos_set_backfill(&r->eos, xstrdup(sc->rec.backfill));
@@ -372,11 +372,11 @@ static pg_result resume_from(relay *r, stored_checkpoint *sc, char *err, size_t 
 	}
 	log_info("checkpoint in Kafka: %s%s", lsn_format(sc->cp.lsn, a),
 		 sc->cp.partial_nextlsn ? " (inside a split transaction)" : "");
-	return PG_OK;
+	return OUTCOME_OK;
 }
 
 /* No checkpoint but a slot: the operator's "start from the slot" (docs/exactly-once.md). */
-static pg_result start_at_slot(relay *r)
+static outcome start_at_slot(relay *r)
 {
 	char a[LSN_TEXT_MAX];
 	checkpoint cp = {.lsn = pg_stream_start_lsn(r->pg)};
@@ -387,17 +387,17 @@ static pg_result start_at_slot(relay *r)
 	eos_resume(&r->eos, &cp);
 	eos_resume_recovery(&r->eos, NULL);
 	r->eos_loaded = true;
-	return PG_OK;
+	return OUTCOME_OK;
 }
 
 /* What the slot and the checkpoint say decides how this session starts (docs/exactly-once.md). */
-static pg_result settle_slot(relay *r, slot_state st, stored_checkpoint *sc, char *err, size_t errlen)
+static outcome settle_slot(relay *r, slot_state st, stored_checkpoint *sc, char *err, size_t errlen)
 {
 	char a[LSN_TEXT_MAX], b[LSN_TEXT_MAX];
 	bool found = sc->res == CHECKPOINT_FOUND;
 
 	if (sc->res == CHECKPOINT_NO_TOPIC && st != SLOT_MISSING)
-		return PG_FATAL; /* err says the topic was deleted */
+		return OUTCOME_FATAL; /* err says the topic was deleted */
 	if (!found || sc->rec.creating) {
 		if (st == SLOT_OK && !found)
 			return start_at_slot(r);
@@ -405,11 +405,11 @@ static pg_result settle_slot(relay *r, slot_state st, stored_checkpoint *sc, cha
 			snprintf(err, errlen, "replication slot \"%s\" was invalidated (its WAL was "
 				 "removed) and this relay has no checkpoint: changes were lost to it; drop the "
 				 "slot and start again from a new snapshot", r->cfg->slot);
-			return PG_FATAL;
+			return OUTCOME_FATAL;
 		}
 		/* A slot made by a start that wrote only the "creating" checkpoint published nothing. */
-		if (st != SLOT_MISSING && pg_stream_drop_slot(r->pg, r->cfg->slot, err, errlen) != PG_OK)
-			return PG_RETRY;
+		if (st != SLOT_MISSING && pg_stream_drop_slot(r->pg, r->cfg->slot, err, errlen) != OUTCOME_OK)
+			return OUTCOME_RETRY;
 		return first_start(r, err, errlen);
 	}
 	if (sc->cp.lsn > pg_stream_server_lsn(r->pg)) {
@@ -417,7 +417,7 @@ static pg_result settle_slot(relay *r, slot_state st, stored_checkpoint *sc, cha
 			 "(%s): the server was restored or failed over to an older copy. Refusing to start "
 			 "(see docs/exactly-once.md)", lsn_format(sc->cp.lsn, a),
 			 lsn_format(pg_stream_server_lsn(r->pg), b));
-		return PG_FATAL;
+		return OUTCOME_FATAL;
 	}
 	if (st == SLOT_OK && pg_stream_start_lsn(r->pg) <= sc->cp.lsn)
 		return resume_from(r, sc, err, errlen);
@@ -428,19 +428,19 @@ static pg_result settle_slot(relay *r, slot_state st, stored_checkpoint *sc, cha
  * Exactly-once: the slot checked against the checkpoint. The checkpoint is read from Kafka at
  * the first session and whenever the slot is not where this process left it.
  */
-pg_result slot_start_prepare(relay *r, char *err, size_t errlen)
+outcome slot_start_prepare(relay *r, char *err, size_t errlen)
 {
 	slot_state st;
 	stored_checkpoint sc = {0};
-	pg_result pr = pg_stream_inspect_slot(r->pg, r->cfg->slot, &st, err, errlen);
+	outcome pr = pg_stream_inspect_slot(r->pg, r->cfg->slot, &st, err, errlen);
 
-	if (pr != PG_OK)
+	if (pr != OUTCOME_OK)
 		return pr;
 	if (r->eos_loaded && st == SLOT_OK && pg_stream_start_lsn(r->pg) <= r->eos.committed.lsn &&
 	    r->eos.committed.lsn <= pg_stream_server_lsn(r->pg))
-		return PG_OK;
+		return OUTCOME_OK;
 	pr = read_checkpoint(r, &sc, err, errlen);
-	if (pr == PG_OK)
+	if (pr == OUTCOME_OK)
 		pr = settle_slot(r, st, &sc, err, errlen);
 	checkpoint_recovery_free(&sc.rec);
 	return pr;

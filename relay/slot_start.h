@@ -12,6 +12,6 @@
  * start, recovers after a lost one (planning a backfill), or refuses with err
  * (docs/exactly-once.md).
  */
-pg_result slot_start_prepare(relay *r, char *err, size_t errlen);
+outcome slot_start_prepare(relay *r, char *err, size_t errlen);
 
 #endif

@@ -34,26 +34,21 @@ int txn_init_tick(void *ctx)
 	return signals_stop_requested() ? -1 : 0;
 }
 
-stream_end txn_outcome(eos_result e)
-{
-	return e == EOS_OK ? STREAM_CONTINUE : e == EOS_REPLAY ? STREAM_REWIND : STREAM_FATAL;
-}
-
 /*
  * eos_commit, counted: a commit publishes the transaction's records (for the metrics); an
  * abort (eos_commit aborts when Kafka requires it) or a transaction left open drops them.
  */
-eos_result txn_commit(relay *r)
+outcome txn_commit(relay *r)
 {
 	bool was_open = r->eos.open;
-	eos_result res;
+	outcome res;
 
 	if (r->snap && snapshot_dirty(r->snap))
 		eos_attach_state(&r->eos, snapshot_state_json(r->snap));
 	if (backfill_active(r->bf))
 		eos_set_backfill(&r->eos, backfill_state_json(r->bf));
 	res = eos_commit(&r->eos, txn_tick, r);
-	if (res == EOS_OK) {
+	if (res == OUTCOME_OK) {
 		if (r->snap)
 			snapshot_committed(r->snap);
 		if (backfill_active(r->bf)) {
@@ -64,7 +59,7 @@ eos_result txn_commit(relay *r)
 		metrics_txn_committed();
 		pending_publish(&r->pend);
 	} else if (!r->eos.open) {
-		if (res == EOS_REPLAY && was_open)
+		if (res == OUTCOME_REWIND && was_open)
 			metrics_txn_aborted();
 		pending_drop(&r->pend);
 	}
@@ -72,12 +67,12 @@ eos_result txn_commit(relay *r)
 }
 
 /* eos_abort, counted. */
-eos_result txn_abort(relay *r)
+outcome txn_abort(relay *r)
 {
 	bool was_open = r->eos.open;
-	eos_result res = eos_abort(&r->eos, txn_tick, r);
+	outcome res = eos_abort(&r->eos, txn_tick, r);
 
-	if (was_open && res == EOS_OK)
+	if (was_open && res == OUTCOME_OK)
 		metrics_txn_aborted();
 	pending_drop(&r->pend);
 	return res;
@@ -115,16 +110,16 @@ static commit_facts commit_facts_of(const relay *r, bool input_idle)
 }
 
 /* Commits the open Kafka transaction, with its checkpoint, when commit_policy says it is due. */
-stream_end txn_maybe_commit(relay *r, bool input_idle)
+outcome txn_maybe_commit(relay *r, bool input_idle)
 {
 	commit_limits lim = {.max_records = (uint64_t)r->cfg->transaction_max_records,
 			     .max_ms = r->cfg->transaction_max_ms};
 	commit_facts f;
 
 	if (!r->eos_on)
-		return STREAM_CONTINUE;
+		return OUTCOME_OK;
 	f = commit_facts_of(r, input_idle);
-	return commit_policy_due(&f, &lim) ? txn_outcome(txn_commit(r)) : STREAM_CONTINUE;
+	return commit_policy_due(&f, &lim) ? txn_commit(r) : OUTCOME_OK;
 }
 
 /*
@@ -136,23 +131,23 @@ stream_end txn_maybe_commit(relay *r, bool input_idle)
  * about 32 ms (docs/performance.md).
  */
 #define TXN_GAP_MS 2
-stream_end txn_wait_gap(relay *r)
+outcome txn_wait_gap(relay *r)
 {
 	int64_t until = r->eos.last_commit_ms + TXN_GAP_MS;
 
 	while (clock_mono_ms() < until)
 		if (loop_wait(r, false, until) < 0)
-			return STREAM_BROKEN;
-	return STREAM_CONTINUE;
+			return OUTCOME_RETRY;
+	return OUTCOME_OK;
 }
 
 /* A group opens: see txn.h. */
 void txn_group_begin(relay *r) { r->hold_commit = true; }
 
 /* Ends a group that went out whole; a source row is counted for split transactions. */
-stream_end txn_group_end(relay *r, stream_end e, bool source_row)
+outcome txn_group_end(relay *r, outcome e, bool source_row)
 {
-	if (e != STREAM_CONTINUE)
+	if (e != OUTCOME_OK)
 		return e;
 	r->hold_commit = false;
 	if (source_row && r->eos_on)

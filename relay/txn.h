@@ -7,16 +7,14 @@
 
 #include "relay_state.h"
 
-/* eos_result as the loop's outcome. */
-stream_end txn_outcome(eos_result e);
 /* eos_commit with snapshot and backfill progress attached, counted in the metrics. */
-eos_result txn_commit(relay *r);
+outcome txn_commit(relay *r);
 /* eos_abort, counted. */
-eos_result txn_abort(relay *r);
+outcome txn_abort(relay *r);
 /* Commits the open Kafka transaction when it is due (input_idle: nothing more to read now). */
-stream_end txn_maybe_commit(relay *r, bool input_idle);
+outcome txn_maybe_commit(relay *r, bool input_idle);
 /* Waits out the coordinator's gap after a commit before the next transaction's first record. */
-stream_end txn_wait_gap(relay *r);
+outcome txn_wait_gap(relay *r);
 /* True while reading transactions that committed at least behind_ms ago. */
 bool txn_behind_by(const relay *r, int64_t behind_ms);
 /*
@@ -26,7 +24,7 @@ bool txn_behind_by(const relay *r, int64_t behind_ms);
  */
 void txn_group_begin(relay *r);
 /* Ends a group that went out whole (e: how it went); a source row is counted for split transactions. */
-stream_end txn_group_end(relay *r, stream_end e, bool source_row);
+outcome txn_group_end(relay *r, outcome e, bool source_row);
 /* eos_start's callback between slices of a blocking Kafka call: -1 gives up (a stop). */
 int txn_init_tick(void *ctx);
 
