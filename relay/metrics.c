@@ -193,6 +193,47 @@ static void per_topic(FILE *f, const char *name, unsigned n, bool bytes)
 	}
 }
 
+/* The series that are one counter or gauge each, read as they are. */
+static const struct {
+	const char *name, *type, *help;
+	_Atomic uint64_t *value;
+} plain_series[] = {
+	{"rows_read_total", "counter",
+	 "Outbox rows and messages read from the replication stream to be published (again after a replay).",
+	 &st.rows_read},
+	{"dead_letters_total", "counter",
+	 "Rows published to the dead-letter topic instead of their own.",
+	 &st.dead_letters},
+	{"kafka_transactions_committed_total", "counter",
+	 "Kafka transactions committed (exactly-once; idle checkpoints included).",
+	 &st.txn_committed},
+	{"kafka_transactions_aborted_total", "counter",
+	 "Kafka transactions aborted (exactly-once); their rows are read again.",
+	 &st.txn_aborted},
+	{"retained_wal_bytes", "gauge",
+	 "WAL the server keeps for the slot (current WAL position minus restart_lsn), checked at most once a minute.",
+	 &st.retained_wal},
+	{"backfilled_rows_total", "counter",
+	 "Outbox rows published from their table for a new slot (first start, lost slot).",
+	 &st.backfilled},
+	{"capture_refused_tables", "gauge",
+	 "Tables a capture pattern takes that cannot be captured (no replica identity or key, no valid topic name): their changes are dead-lettered.",
+	 &st.refused_tables},
+	{"reconnects_total", "counter",
+	 "Replication sessions ended (connection lost, or a replay) and opened again.",
+	 &st.reconnects},
+};
+
+/* Each plain series: its HELP, TYPE and value. */
+static void render_plain(FILE *f)
+{
+	for (size_t i = 0; i < sizeof(plain_series) / sizeof(plain_series[0]); i++) {
+		family(f, plain_series[i].name, plain_series[i].type, plain_series[i].help);
+		sample(f, plain_series[i].name,
+		       atomic_load_explicit(plain_series[i].value, memory_order_relaxed));
+	}
+}
+
 char *metrics_render(size_t *len)
 {
 	char *buf = NULL;
@@ -208,24 +249,13 @@ char *metrics_render(size_t *len)
 	family(f, "ready", "gauge",
 	       "1 while streaming from PostgreSQL with the Kafka producer up (what /readyz says).");
 	sample(f, "ready", GET(ready));
-	family(f, "rows_read_total", "counter",
-	       "Outbox rows and messages read from the replication stream to be published (again after a replay).");
-	sample(f, "rows_read_total", GET(rows_read));
+	render_plain(f);
 	family(f, "records_published_total", "counter",
 	       "Kafka records published, per topic (dead letters included): acknowledged (at-least-once) or committed (exactly-once).");
 	per_topic(f, "records_published_total", n, false);
 	family(f, "bytes_published_total", "counter",
 	       "Key and value bytes of the records counted by records_published_total, per topic.");
 	per_topic(f, "bytes_published_total", n, true);
-	family(f, "dead_letters_total", "counter",
-	       "Rows published to the dead-letter topic instead of their own.");
-	sample(f, "dead_letters_total", GET(dead_letters));
-	family(f, "kafka_transactions_committed_total", "counter",
-	       "Kafka transactions committed (exactly-once; idle checkpoints included).");
-	sample(f, "kafka_transactions_committed_total", GET(txn_committed));
-	family(f, "kafka_transactions_aborted_total", "counter",
-	       "Kafka transactions aborted (exactly-once); their rows are read again.");
-	sample(f, "kafka_transactions_aborted_total", GET(txn_aborted));
 	family(f, "delivery_latency_seconds", "histogram",
 	       "From the PostgreSQL commit to the Kafka acknowledgement (at-least-once) or commit (exactly-once), per record.");
 	for (size_t b = 0; b <= N_BOUNDS; b++) {
@@ -246,26 +276,14 @@ char *metrics_render(size_t *len)
 	       "Now minus the commit time of the newest transaction read; 0 while caught up with the server.");
 	fprintf(f, "outbox_relay_replication_lag_seconds %lld.%03d\n",
 		(long long)(lag_ms > 0 ? lag_ms / 1000 : 0), (int)(lag_ms > 0 ? lag_ms % 1000 : 0));
-	family(f, "retained_wal_bytes", "gauge",
-	       "WAL the server keeps for the slot (current WAL position minus restart_lsn), checked at most once a minute.");
-	sample(f, "retained_wal_bytes", GET(retained_wal));
 	family(f, "commit_time_disorder_seconds", "gauge",
 	       "Most a transaction's commit time fell behind an earlier one in commit order (slot-loss recovery needs it below relay.recovery_window_ms).");
 	fprintf(f, "outbox_relay_commit_time_disorder_seconds %llu.%06llu\n",
 		(unsigned long long)(GET(commit_disorder_us) / 1000000),
 		(unsigned long long)(GET(commit_disorder_us) % 1000000));
-	family(f, "backfilled_rows_total", "counter",
-	       "Outbox rows published from their table for a new slot (first start, lost slot).");
-	sample(f, "backfilled_rows_total", GET(backfilled));
-	family(f, "capture_refused_tables", "gauge",
-	       "Tables a capture pattern takes that cannot be captured (no replica identity or key, no valid topic name): their changes are dead-lettered.");
-	sample(f, "capture_refused_tables", GET(refused_tables));
 	family(f, "confirmed_lsn", "gauge",
 	       "The WAL position confirmed to PostgreSQL (the slot's confirmed_flush_lsn), as a number.");
 	sample(f, "confirmed_lsn", confirmed);
-	family(f, "reconnects_total", "counter",
-	       "Replication sessions ended (connection lost, or a replay) and opened again.");
-	sample(f, "reconnects_total", GET(reconnects));
 	if (fclose(f) != 0) {
 		free(buf);
 		return NULL;
