@@ -40,7 +40,7 @@ typedef struct {
 	bool creating;       /* the next checkpoint says the slot is about to be created */
 } eos;
 
-/* Result of an eos step, for the main loop. */
+/* Steps return an outcome (outcome.h): OUTCOME_OK, OUTCOME_REWIND (aborted: read again) or OUTCOME_FATAL. */
 
 /* Called between slices of a blocking Kafka call: keeps status updates flowing. -1 gives up. */
 typedef int (*eos_tick_fn)(void *ctx);

@@ -22,7 +22,8 @@ typedef struct {
 	size_t len;
 } pg_msg;
 
-/* Outcome of an attempt: a retry may help (connection lost), or it will not (fix the setup). */
+/* Attempts return an outcome (outcome.h): OUTCOME_OK, OUTCOME_RETRY (a retry may help: the
+ * connection was lost) or OUTCOME_FATAL (it will not: fix the setup). */
 
 /*
  * Connects in replication mode and checks the server's setup. On failure, *out is NULL and err
