@@ -26,7 +26,8 @@ typedef struct {
 /*
  * True when the open Kafka transaction (with its checkpoint) should commit now:
  * - never while a group is unfinished (half a group is never committed);
- * - at once for a split transaction's missing end (no open transaction needed);
+ * - at once for a split transaction's missing end, when no Kafka transaction is open and the
+ *   relay is not inside a PostgreSQL transaction;
  * - at its record bound, even inside a PostgreSQL transaction (how a big one is split);
  * - by age between PostgreSQL transactions, inside one only once COMMIT_SPLIT_AGE_MS old;
  * - when input is idle between PostgreSQL transactions;

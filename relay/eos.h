@@ -40,7 +40,10 @@ typedef struct {
 	bool creating;       /* the next checkpoint says the slot is about to be created */
 } eos;
 
-/* Steps return an outcome (outcome.h): OUTCOME_OK, OUTCOME_REWIND (aborted: read again) or OUTCOME_FATAL. */
+/*
+ * Steps return an outcome (outcome.h): OUTCOME_OK, OUTCOME_REWIND (read again; the open
+ * transaction is aborted, or left for the session's end to abort) or OUTCOME_FATAL.
+ */
 
 /* Called between slices of a blocking Kafka call: keeps status updates flowing. -1 gives up. */
 typedef int (*eos_tick_fn)(void *ctx);
@@ -90,7 +93,7 @@ checkpoint eos_pending(const eos *e);
  * earlier one not committed yet).
  */
 void eos_attach_state(eos *e, char *value);
-/* Produces the checkpoint and commits; OUTCOME_REWIND means it was aborted: read again. */
+/* Produces the checkpoint and commits; OUTCOME_REWIND: not committed, read again. */
 outcome eos_commit(eos *e, eos_tick_fn tick, void *ctx);
 /* Aborts the open transaction (if any) and forgets the session's reading state. */
 outcome eos_abort(eos *e, eos_tick_fn tick, void *ctx);

@@ -15,7 +15,7 @@ const char *json_out_escape(unsigned char ch, char buf[JSON_OUT_ESC_MAX])
 	case '\t': return "\\t";
 	default: break;
 	}
-	if (ch >= 0x20 && ch != 0x7F)
+	if (ch >= 0x20)
 		return NULL;
 	snprintf(buf, JSON_OUT_ESC_MAX, "\\u%04x", ch);
 	return buf;

@@ -12,8 +12,8 @@
 /*
  * The escape of one byte inside a JSON string, or NULL when the byte is written as it is.
  * As PostgreSQL's escape_json (what wal2json and row_to_json write): \" \\ \b \f \n \r \t, other
- * control bytes as \u00xx (lowercase hex); also DEL as \u007f (valid JSON either way, but a raw
- * DEL in a log line or terminal hides a character). Bytes from 0x80 up pass through: UTF-8 is
+ * control bytes as \u00xx (lowercase hex); DEL passes, as PostgreSQL writes it, so captured
+ * keys and envelopes keep their bytes (log.c escapes it in log lines). Bytes from 0x80 up pass through: UTF-8 is
  * the caller's to check (log.c replaces what is not UTF-8; names from the catalog are text).
  * buf is used for the \u00xx forms.
  */

@@ -122,7 +122,8 @@ static size_t put_escaped_char(log_buf *b, const unsigned char *s, size_t left, 
 			      : s[0] == '\\' ? "\\\\" : s[0] == '"' && fmt == LOG_FORMAT_LOGFMT ? "\\\"" : NULL;
 
 	if (fmt == LOG_FORMAT_JSON && s[0] < 0x80) {
-		const char *json_esc = json_out_escape(s[0], esc);
+		/* DEL too: valid JSON raw, but in a terminal it hides a character. */
+		const char *json_esc = s[0] == 0x7F ? "\\u007f" : json_out_escape(s[0], esc);
 		if (json_esc)
 			return put_str(b, json_esc) ? 1 : 0;
 		return put(b, (const char *)s, 1) ? 1 : 0;

@@ -15,7 +15,8 @@
 int loop_wait(relay *r, bool read_pg, int64_t deadline);
 /*
  * A stop request ends the stream at the next transaction boundary (a clean stop leaves no
- * half-published transaction); relay.shutdown_timeout_ms bounds the wait for it.
+ * half-published transaction); relay.shutdown_timeout_ms bounds the wait for it, from the first
+ * call after the request (which sets r->stop_deadline).
  */
 bool loop_should_stop(relay *r);
 /* Streams until something ends the session: its outcome (never OUTCOME_OK). */

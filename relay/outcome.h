@@ -10,9 +10,9 @@ typedef enum {
 	OUTCOME_OK,     /* done: go on */
 	OUTCOME_STOP,   /* SIGTERM or SIGINT: stop cleanly */
 	OUTCOME_RETRY,  /* the server or a connection was lost or did not answer: keep what is
-			 * whole, connect again after a backoff */
-	OUTCOME_REWIND, /* Kafka refused for a reason that may pass (the Kafka transaction was
-			 * aborted): read again from what Kafka committed */
+			 * whole, connect again (set-up steps: after a backoff) */
+	OUTCOME_REWIND, /* Kafka refused for a reason that may pass: the open Kafka transaction is
+			 * (or will be) aborted, read again from what Kafka committed */
 	OUTCOME_FATAL,  /* nothing to retry: exit non-zero (the log says why) */
 } outcome;
 

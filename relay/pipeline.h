@@ -6,8 +6,10 @@
 
 /*
  * The stages after build, in order: transform (transform.h), then encode (encode.h). Every
- * builder's record passes here before any size or UTF-8 check and before it is produced, so a
- * check sees the bytes that go out. 0, or -1 with *why: the row is dead-lettered (or stops the
+ * builder's record passes here before its size is checked and before it is produced, so those
+ * see the bytes that go out. The builders check UTF-8 of outbox rows and changes themselves
+ * (route.c, capture.c; a snapshot row's and a key change's after this stage): a transform that
+ * writes text must write UTF-8. 0, or -1 with *why: the row is dead-lettered (or stops the
  * relay) like any row that cannot be published.
  *
  *   stream -> decode (w2j) -> dispatch -> build (route, capture) -> pipeline_finish ->

@@ -137,10 +137,16 @@ static outcome produce_to(relay *r, const route_msg *m, int32_t partition, bool 
 		if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || err == RD_KAFKA_RESP_ERR__INVALID_ARG) {
 			*refused = err; /* about this record: it can be dead-lettered */
 			e = OUTCOME_FATAL;
+		} else if (err == RD_KAFKA_RESP_ERR__FATAL) {
+			/* The producer failed for good: its reason (librdkafka's lines are at debug). */
+			char reason[512];
+			kafka_fatal(r->kp, reason, sizeof(reason));
+			log_error("Kafka producer failed: %s", reason);
+			e = OUTCOME_FATAL;
 		} else if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-			/* About the producer (an abortable transaction: _STATE; fatal: _FATAL). */
+			/* About the producer's transaction (abortable: _STATE): read again. */
 			log_warn("Kafka did not take a record for %s: %s", m->topic, rd_kafka_err2str(err));
-			e = err == RD_KAFKA_RESP_ERR__FATAL ? OUTCOME_FATAL : OUTCOME_REWIND;
+			e = OUTCOME_REWIND;
 		} else if (loop_wait(r, false, -1) < 0) {
 			e = OUTCOME_RETRY;
 		} else if (loop_should_stop(r)) {
@@ -224,9 +230,9 @@ outcome publish_refused(relay *r, refused_record kind, const char *source,
 			   const w2j_record *rec, const char *data, size_t len,
 			   rd_kafka_resp_err_t err, route_msg *m)
 {
-	const char *why;
+	const char *why = "the dead-letter topic refused the row too";
 
-	if (refusal_dead_letters(kind, &why))
+	if (kind != REFUSED_DEAD_LETTER && refusal_dead_letters(kind, &why)) /* never loops */
 		return publish_reject_row(r, source, rec, data, len, rd_kafka_err2str(err), m);
 	log_error("Kafka refused a record of the row of %s (topic %s): %s; %s; stopping", source,
 		  m->topic, rd_kafka_err2str(err), why);

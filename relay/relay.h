@@ -1,4 +1,4 @@
-/* relay.h: the main loop: replication stream in, Kafka records out, confirmed LSN back. */
+/* relay.h: the daemon's entry: relay_run and its exit codes. */
 #ifndef RELAY_RELAY_H
 #define RELAY_RELAY_H
 

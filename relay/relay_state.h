@@ -24,7 +24,9 @@
 
 /*
  * The relay: its parts (owned, built and freed by relay_run), then the state of each concern.
- * Each field is written by the module named in its group's comment.
+ * The module named in a group's comment owns it; others set some of its fields where a step
+ * crosses modules (a backfill or a message outside a transaction sets the transaction fields,
+ * the session's end resets them).
  */
 typedef struct {
 	/* parts */

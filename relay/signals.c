@@ -1,4 +1,4 @@
-/* signals.c: SIGTERM/SIGINT ask for a stop, SIGHUP for a reload; both seen only between steps. */
+/* signals.c: SIGTERM/SIGINT ask for a stop, SIGHUP for a reload; read as flags, never acted on in a handler. */
 #include "signals.h"
 
 #include <string.h>

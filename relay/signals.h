@@ -1,4 +1,4 @@
-/* signals.h: SIGTERM/SIGINT ask for a stop, SIGHUP for a reload; both seen only between steps. */
+/* signals.h: SIGTERM/SIGINT ask for a stop, SIGHUP for a reload; read as flags, never acted on in a handler. */
 #ifndef RELAY_SIGNALS_H
 #define RELAY_SIGNALS_H
 
