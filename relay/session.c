@@ -22,8 +22,8 @@
 #include "pg_stream.h"
 #include "progress.h"
 #include "publish.h"
-#include "signals.h"
 #include "relay.h"
+#include "signals.h"
 #include "slot_start.h"
 #include "snapshot.h"
 #include "status.h"
@@ -31,6 +31,7 @@
 #include "txn.h"
 #include "w2j_filter.h"
 
+/* The first wait before connecting again; it doubles up to relay.reconnect_max_backoff_ms. */
 #define BACKOFF_START_MS 500
 
 /* How long the server gets to end the stream cleanly (and apply the last status). */
