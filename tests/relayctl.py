@@ -135,23 +135,26 @@ def run_once(args, timeout=30):
     return p.returncode, p.stdout.decode(errors="replace")
 
 
-DROP_ACTIVE_SLOT = """
-DO $$
-BEGIN
-    PERFORM pg_terminate_backend(active_pid, 5000) FROM pg_replication_slots
-     WHERE slot_name = %(slot)s AND active_pid IS NOT NULL;
-    PERFORM pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %(slot)s;
-END
-$$"""
-
-
 def drop_active_slot(db, slot, timeout=30):
-    """Terminates the slot's walsender and drops the slot in one server call (the relay cannot
-    reconnect in between), again until it succeeds or the slot is gone."""
-    def dropped():
-        try:
-            db.execute(DROP_ACTIVE_SLOT, {"slot": slot})
-        except Exception:
-            return False
-        return not db.query("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,))
-    wait_for(dropped, timeout, interval=0.05, what="slot %s dropped" % slot)
+    """Drops a slot a relay is streaming from. The relay reconnects within milliseconds, sooner than
+    pg_terminate_backend's wait returns, so its database refuses new connections meanwhile: the
+    walsender is terminated, the slot dropped, and connections are allowed again."""
+    server = db.pg  # connections to the slot's own database are refused meanwhile
+    rows = server.query("SELECT database FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+    if not rows:
+        return
+    dbname = rows[0][0]
+    ident = '"%s"' % dbname.replace('"', '""')
+    server.execute("ALTER DATABASE %s WITH ALLOW_CONNECTIONS false" % ident)
+    try:
+        def dropped():
+            server.execute("SELECT pg_terminate_backend(active_pid, 5000) FROM pg_replication_slots "
+                           "WHERE slot_name = %s AND active_pid IS NOT NULL", (slot,))
+            try:
+                server.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            except Exception:
+                pass
+            return not server.query("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+        wait_for(dropped, timeout, interval=0.05, what="slot %s dropped" % slot)
+    finally:
+        server.execute("ALTER DATABASE %s WITH ALLOW_CONNECTIONS true" % ident)
