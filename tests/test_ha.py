@@ -39,7 +39,7 @@ class FailoverWriters(Writers):
 
     def __init__(self, db, outbox, **kw):
         super().__init__(db, outbox, **kw)
-        self.broken = 0  # transactions whose connection broke
+        self.connection_errors = 0  # transactions broken and connection attempts refused
 
     def _run(self, w, max_rows):
         rnd = random.Random(w + self.first_seq)
@@ -52,8 +52,8 @@ class FailoverWriters(Writers):
                 seq = self.write_transaction(conn, rnd, w, max_rows, seq)
             except psycopg2.Error:
                 with self.lock:
-                    self.broken += 1
-                seq += max_rows  # the broken transaction used at most max_rows numbers
+                    self.connection_errors += 1
+                seq += max_rows  # a broken transaction used at most max_rows numbers
                 try:
                     if conn is not None:
                         conn.close()
@@ -126,6 +126,17 @@ def wait_caught_up(db, relay, timeout=60):
     relay_alive(relay)
 
 
+def lsn(text):
+    hi, lo = text.split("/")
+    return (int(hi, 16) << 32) | int(lo, 16)
+
+
+def copy_lsn(node):
+    """The confirmed_flush_lsn of the node's copy of the slot as a number (0: none, or down)."""
+    slot = node.slot(SLOT)
+    return lsn(slot["confirmed_flush_lsn"]) if slot and slot["confirmed_flush_lsn"] else 0
+
+
 def table_events(db):
     """Every event in the primary's outbox.events: {id: (key, seq)}."""
     return {eid: (key, payload["seq"])
@@ -188,11 +199,18 @@ def test_patroni_failover_on_the_permanent_slot(cluster, kafka, tmp_path, reques
         relay.wait_streaming(60)
         writers = FailoverWriters(db, target).start()
         try:
+            old = cluster.wait_failover_ready([SLOT])
+            replica = next(n for n in cluster.nodes if n is not old)
+            copied_at = copy_lsn(replica)
             wait_rows(writers, 300, relay)
             wait_checkpoint(db, relay)  # Kafka holds a checkpoint of this slot
-            old = cluster.wait_failover_ready([SLOT])
-            copy_before = {n.name: (n.slot(SLOT) or {}).get("confirmed_flush_lsn") for n in cluster.nodes}
+            # Patroni advances the replica's copy to where the relay confirmed the primary's slot.
+            wait_for(lambda: copy_lsn(replica) > copied_at, 30, interval=0.2,
+                     what="Patroni advancing the slot's copy on %s past %x" % (replica.name, copied_at))
             wait_rows(writers, 300, relay)
+            positions = "slot on %s at %s, its copy on %s at %s" % (
+                old.name, (old.slot(SLOT) or {}).get("confirmed_flush_lsn"), replica.name,
+                (replica.slot(SLOT) or {}).get("confirmed_flush_lsn"))
             since = len(relay.log())
             t0 = time.monotonic()
             if how == "kill9_postmaster":
@@ -218,10 +236,11 @@ def test_patroni_failover_on_the_permanent_slot(cluster, kafka, tmp_path, reques
         assert not lost_slot, "the relay recovered from the table instead of using Patroni's slot: %s" % lost_slot
         assert new.slot(SLOT) is not None
         print("%s: %s -> %s, leader after %.1f s, relay streaming after %.1f s; %d rows on the new "
-              "primary (%d committed, %d in doubt, %d broken transactions, %d rolled back), %d records "
-              "read; slot copies before: %s"
+              "primary (%d committed, %d in doubt, %d rolled back; %d connection errors), %d records "
+              "read; before: %s"
               % (how, old.name, new.name, t_leader, t_relay, len(in_table), len(committed),
-                 len(set(in_table) - committed), writers.broken, len(writers.rolled_back), n, copy_before))
+                 len(set(in_table) - committed), len(writers.rolled_back), writers.connection_errors, n,
+                 positions))
         assert relay.stop() == 0
     finally:
         relayctl.end_of_test(relay, request)
