@@ -1066,6 +1066,7 @@ class PatroniCluster:
         deadline = time.monotonic() + timeout
         try:
             self.etcd.start()
+            _unregister(self.etcd)  # cleanup() removes it, after the Patronis that use it
             self.nodes[0].start()
             self.wait_leader(max(1, deadline - time.monotonic()))
             for node in self.nodes[1:]:
