@@ -1,9 +1,11 @@
-# Test harness: throwaway PostgreSQL (wal2json) and single-node Kafka (KRaft) servers for the outbox-relay tests.
-"""Start, restart and clean up private PostgreSQL and Kafka servers on loopback.
+# Test harness: throwaway PostgreSQL (wal2json), Patroni clusters and single-node Kafka (KRaft) for the outbox-relay tests.
+"""Start, restart and clean up private PostgreSQL servers, Patroni clusters (etcd and PostgreSQL
+nodes) and Kafka brokers on loopback.
 
 Importable (see conftest.py) and usable from the command line:
 
     /usr/bin/python3 tests/harness.py up     # prints PG_DSN=... and KAFKA_BOOTSTRAP=...
+    /usr/bin/python3 tests/harness.py up --patroni --no-kafka   # a Patroni cluster (PatroniCluster)
     /usr/bin/python3 tests/harness.py jars   # fetches the Kafka jars into .cache/kafka/libs
 """
 
@@ -574,6 +576,707 @@ class Postgres:
 
 
 # ---------------------------------------------------------------------------
+# Patroni: etcd and a cluster of PostgreSQL nodes with failover
+# ---------------------------------------------------------------------------
+
+ETCD_BIN = os.environ.get("OUTBOX_ETCD_BIN", "/usr/bin/etcd")
+PATRONI_BIN = os.environ.get("OUTBOX_PATRONI_BIN", "/usr/bin/patroni")
+SLOT_SAFE_LINE = "Logical slot %s is safe to be used after a failover"
+
+# Patroni runs under this small reaper. Patroni detaches the postmaster it starts (its parent
+# exits at once), and where PID 1 reaps no orphans (as in some containers), a killed postmaster
+# would stay a zombie that Patroni (psutil) takes for a running server. As a child subreaper this
+# process adopts and reaps them, as init or systemd does on a host; it passes SIGTERM and SIGINT
+# on to Patroni and exits with Patroni's status.
+_REAPER = r"""
+import ctypes, os, signal, subprocess, sys
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+child = subprocess.Popen(sys.argv[1:])
+for sig in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(sig, lambda signum, frame: os.kill(child.pid, signum))
+while True:
+    try:
+        pid, status = os.wait()
+    except ChildProcessError:
+        sys.exit(0)
+    if pid == child.pid:
+        code = os.waitstatus_to_exitcode(status)
+        sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
+def _http(method, url, body=None, timeout=5):
+    """One HTTP request on loopback (no proxy): (status, body as JSON or text), or (None, the
+    error text) when nothing answered."""
+    import json
+    import urllib.error
+    import urllib.request
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json"} if data else {})
+    try:
+        with opener.open(req, timeout=timeout) as r:
+            status, raw = r.status, r.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    except OSError as e:  # URLError, refused, timed out
+        return None, str(e)
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode("utf-8", "replace")
+
+
+def _free_ports(n, taken=()):
+    """n distinct free TCP ports on 127.0.0.1, none of them in taken."""
+    ports = []
+    while len(ports) < n:
+        p = free_port()
+        if p not in ports and p not in taken:
+            ports.append(p)
+    return ports
+
+
+def _server_has_setting(bin_dir, name, user):
+    """True when this PostgreSQL build knows the setting (postgres --describe-config), e.g.
+    output_plugin_libraries, which 15.19+ has and 15.18 does not."""
+    kw = {}
+    if user is not None:
+        kw.update(user=user.pw_uid, group=user.pw_gid, extra_groups=[])
+    proc = subprocess.run([os.path.join(bin_dir, "postgres"), "--describe-config"], stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True, cwd="/", **kw)
+    return any(line.split("\t", 1)[0] == name for line in proc.stdout.splitlines())
+
+
+class Etcd:
+    """A private single-member etcd 3.4 (Debian's etcd-server) on 127.0.0.1, in a temp dir.
+
+    Serves the v3 API Patroni's `etcd3` DCS uses; client URL in .url, `host:port` in .hostport.
+    Runs as the calling user (etcd does not mind root). Cleaned up like every harness server.
+    """
+
+    host = "127.0.0.1"
+
+    def __init__(self, binary=ETCD_BIN, start_timeout=30):
+        self.binary = binary
+        self.start_timeout = start_timeout
+        self.dir = None
+        self.port = self.peer_port = None
+        self.url = self.hostport = None
+        self.log_path = None
+        self.proc = None
+
+    def __repr__(self):
+        return "Etcd(url=%s, dir=%s)" % (self.url, self.dir)
+
+    def start(self):
+        """Start etcd (a fresh data dir the first time) and wait until /health says true."""
+        if self.is_running():
+            return self
+        _register(self)
+        if self.dir is None:
+            self.dir = make_temp_dir("outbox-relay-etcd-")
+            self.port, self.peer_port = _free_ports(2)
+            self.hostport = "%s:%d" % (self.host, self.port)
+            self.url = "http://" + self.hostport
+            self.log_path = os.path.join(self.dir, "etcd.log")
+        peer = "http://%s:%d" % (self.host, self.peer_port)
+        cmd = [self.binary, "--name", "etcd0", "--data-dir", os.path.join(self.dir, "data"),
+               "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+               "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+               "--initial-cluster", "etcd0=" + peer, "--initial-cluster-state", "new",
+               "--initial-cluster-token", os.path.basename(self.dir), "--logger", "zap",
+               "--log-outputs", "stderr"]
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(cmd, cwd=self.dir, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for(self._healthy, self.start_timeout, interval=0.1, what="etcd at " + self.url)
+        except TimeoutError as e:
+            self.kill()
+            raise RuntimeError("%s\n%s" % (e, tail(self.log_path)))
+        return self
+
+    def _healthy(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError("etcd exited with %s during start:\n%s" % (self.proc.returncode, tail(self.log_path)))
+        status, body = _http("GET", self.url + "/health", timeout=2)
+        return status == 200 and isinstance(body, dict) and body.get("health") == "true"
+
+    def is_running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        """SIGKILL etcd; its data dir is kept."""
+        if self.is_running():
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.proc is not None:
+            self.proc.wait()
+
+    def cleanup(self):
+        """Kill etcd and remove its temp dir."""
+        self.kill()
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+        _unregister(self)
+
+
+class PatroniNode:
+    """One member of a PatroniCluster: a Patroni process and the PostgreSQL server it runs.
+
+    Patroni runs as PostgreSQL's unprivileged user (as Postgres does: PostgreSQL refuses root) and
+    starts, stops, promotes and demotes the server itself. The node's files are in .dir:
+    patroni.yml (JSON, which YAML reads), patroni.log (Patroni's stderr), postgresql.log (the
+    server's logging collector), custom.conf (Patroni's `custom_conf`: what Patroni 3.0 would
+    otherwise drop, output_plugin_libraries) and data/. Its SQL helpers talk to this node only
+    (the cluster's talk to the leader).
+    """
+
+    host = "127.0.0.1"
+
+    def __init__(self, cluster, name, port, rest_port):
+        self.cluster = cluster
+        self.name = name
+        self.port = port
+        self.rest_port = rest_port
+        self.rest_url = "http://%s:%d" % (self.host, rest_port)
+        self.dir = os.path.join(cluster.dir, name)
+        self.data_dir = os.path.join(self.dir, "data")
+        self.config_path = os.path.join(self.dir, "patroni.yml")
+        self.log_path = os.path.join(self.dir, "patroni.log")
+        self.pg_log_path = os.path.join(self.dir, "postgresql.log")
+        self.proc = None
+        self.log_mark = 0  # wait_slot reads Patroni's log from here (set when the node changes role)
+
+    def __repr__(self):
+        return "PatroniNode(%s, port=%d, rest=%d)" % (self.name, self.port, self.rest_port)
+
+    # -- Patroni's configuration and process -------------------------------
+
+    def write_config(self):
+        """Write patroni.yml and custom.conf (the node dir is made and given to the user)."""
+        import json
+        c = self.cluster
+        os.makedirs(self.dir, exist_ok=True)
+        if c._user is not None:
+            os.chown(self.dir, c._user.pw_uid, c._user.pw_gid)
+        with open(os.path.join(self.dir, "custom.conf"), "w") as f:
+            f.write("# outbox-relay test harness: Patroni's custom_conf of %s\n" % self.name)
+            if c.output_plugin_libraries:
+                # PostgreSQL 15.19+ only; Patroni 3.0 removes settings it does not know from
+                # its parameters, so this one comes from here.
+                f.write("output_plugin_libraries = '%s'\n" % c.output_plugin_libraries)
+        local_parameters = {
+            "unix_socket_directories": self.dir,
+            "logging_collector": "on",
+            "log_directory": self.dir,
+            "log_filename": "postgresql.log",
+            "log_file_mode": "0644",
+            "log_line_prefix": "%m [%p] %q%u@%d ",
+            "log_replication_commands": "on",
+            "fsync": "off",
+        }
+        config = {
+            "scope": c.scope,
+            "namespace": "/outbox-relay-test/",
+            "name": self.name,
+            "log": {"level": "INFO"},
+            "restapi": {"listen": "%s:%d" % (self.host, self.rest_port),
+                        "connect_address": "%s:%d" % (self.host, self.rest_port)},
+            "etcd3": {"hosts": [c.etcd.hostport]},
+            "watchdog": {"mode": "off"},
+            "bootstrap": {"dcs": c.dcs_config(), "initdb": [{"encoding": "UTF8"}, "no-locale"]},
+            "postgresql": {
+                "listen": "%s:%d" % (self.host, self.port),
+                "connect_address": "%s:%d" % (self.host, self.port),
+                "data_dir": self.data_dir,
+                "bin_dir": c.bin_dir,
+                "pgpass": os.path.join(self.dir, "pgpass"),
+                "custom_conf": os.path.join(self.dir, "custom.conf"),
+                "authentication": {"superuser": {"username": "postgres"},
+                                   "replication": {"username": "postgres"},
+                                   "rewind": {"username": "postgres"}},
+                "pg_hba": ["local all all trust", "local replication all trust",
+                           "host all all 127.0.0.1/32 trust", "host replication all 127.0.0.1/32 trust"],
+                "parameters": local_parameters,
+            },
+        }
+        with open(self.config_path, "w") as f:
+            json.dump(config, f, indent=1)
+
+    def start(self):
+        """Start Patroni on this node (it bootstraps, clones or starts the server by itself)."""
+        if self.is_running():
+            return self
+        c = self.cluster
+        if not os.path.exists(self.config_path):
+            self.write_config()
+        env = dict(os.environ, LC_ALL="C", LANG="C", PGTZ="UTC", PYTHONUNBUFFERED="1")
+        kw = {}
+        if c._user is not None:
+            env.update(HOME=self.dir, USER=c._user.pw_name, LOGNAME=c._user.pw_name)
+            kw.update(user=c._user.pw_uid, group=c._user.pw_gid, extra_groups=[])
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-c", _REAPER, c.patroni_bin, self.config_path],
+                                         cwd=self.dir, env=env,
+                                         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True, **kw)
+        return self
+
+    def is_running(self):
+        """True while the Patroni process lives."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        """SIGKILL Patroni and its reaper (not its server: Patroni starts it in a session of its
+        own)."""
+        if self.is_running():
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.proc is not None:
+            self.proc.wait()
+
+    def stop(self, timeout=60):
+        """Stop Patroni with SIGTERM: it stops its server (fast) and exits, leaving the leader
+        key behind only if it could not; SIGKILL after timeout seconds. True when it exited by
+        itself."""
+        if not self.is_running():
+            return True
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return False
+
+    def log(self):
+        """Patroni's log of this node so far."""
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def api(self, method, path, body=None, timeout=5):
+        """A request to this node's Patroni REST API: (status, body), status None when down."""
+        return _http(method, self.rest_url + path, body, timeout)
+
+    def status(self):
+        """GET /patroni (role, state, timeline, xlog, ...) as a dict; {} when Patroni does not answer."""
+        status, body = self.api("GET", "/patroni", timeout=2)
+        return body if status is not None and isinstance(body, dict) else {}
+
+    def is_primary(self):
+        """True when this node holds the leader lock and its server runs as a primary (GET /primary)."""
+        return self.api("GET", "/primary", timeout=2)[0] == 200
+
+    # -- the server ---------------------------------------------------------
+
+    def postmaster_pid(self):
+        """The postmaster's pid from data/postmaster.pid, or None when there is none."""
+        try:
+            with open(os.path.join(self.data_dir, "postmaster.pid")) as f:
+                return int(f.readline())
+        except (OSError, ValueError):
+            return None
+
+    def kill_postmaster(self):
+        """SIGKILL the postmaster (a crash of the server, Patroni stays); returns its pid. Its
+        backends and walsenders go down with it: they exit when they notice the postmaster died
+        (at once for walsenders, which check it in their loop)."""
+        pid = self.postmaster_pid()
+        if pid is None:
+            raise RuntimeError("no postmaster.pid on %s" % self.name)
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not _pid_alive(pid), 10, interval=0.05, what="postmaster %d gone" % pid)
+        return pid
+
+    def stop_postgres_immediately(self):
+        """pg_ctl stop -m immediate if the server runs (for cleanup after Patroni is gone)."""
+        if self.postmaster_pid() is None or not os.path.isdir(self.data_dir):
+            return
+        c = self.cluster
+        kw = {}
+        if c._user is not None:
+            kw.update(user=c._user.pw_uid, group=c._user.pw_gid, extra_groups=[])
+        proc = subprocess.run([os.path.join(c.bin_dir, "pg_ctl"), "stop", "-w", "-t", "30", "-m", "immediate",
+                               "-D", self.data_dir], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              cwd="/", **kw)
+        if proc.returncode != 0:
+            pid = self.postmaster_pid()
+            if pid is not None and _pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+    def dsn(self, dbname="postgres", user="postgres"):
+        """libpq conninfo of this node only."""
+        return "host=%s port=%d dbname=%s user=%s" % (self.host, self.port, dbname, user)
+
+    def connect(self, autocommit=True, dbname="postgres", user="postgres"):
+        import psycopg2
+        conn = psycopg2.connect(self.dsn(dbname=dbname, user=user), connect_timeout=5)
+        conn.autocommit = autocommit
+        return conn
+
+    def query(self, sql, params=None, dbname="postgres"):
+        """Run one query on this node (autocommit) and return all rows."""
+        conn = self.connect(dbname=dbname)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchall()
+        finally:
+            conn.close()
+
+    def try_query(self, sql, params=None, dbname="postgres"):
+        """query(), or None when the node does not answer (down, starting, restarting)."""
+        try:
+            return self.query(sql, params, dbname)
+        except Exception:
+            return None
+
+    def slot(self, name):
+        """This node's row of pg_replication_slots for the slot as a dict (None: no such slot or
+        the node does not answer): slot_type, plugin, database, catalog_xmin, restart_lsn,
+        confirmed_flush_lsn (text), active, wal_status."""
+        rows = self.try_query("SELECT slot_type, plugin, database, catalog_xmin::text, restart_lsn::text, "
+                              "confirmed_flush_lsn::text, active, wal_status FROM pg_replication_slots "
+                              "WHERE slot_name = %s", (name,))
+        if not rows:
+            return None
+        keys = ("slot_type", "plugin", "database", "catalog_xmin", "restart_lsn", "confirmed_flush_lsn",
+                "active", "wal_status")
+        return dict(zip(keys, rows[0]))
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (our child, not reaped yet) counts as gone.
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class PatroniCluster:
+    """A throwaway PostgreSQL HA cluster as DB hosts run it: etcd, and Patroni with `nodes`
+    PostgreSQL 15 servers on loopback ports, like the harness's Postgres and Kafka.
+
+    What it sets up (PatroniNode.write_config, dcs_config):
+    - one etcd (Etcd), Patroni's DCS through its `etcd3` (v3 API) client;
+    - node0 bootstraps (initdb), the others clone it with pg_basebackup and stream from it,
+      each through a physical slot of its name (`use_slots`, Patroni's default);
+    - `wal_level = logical`, `track_commit_timestamp = on` (the relay's recovery), wal2json
+      loadable (output_plugin_libraries on 15.19+, through custom_conf), trust on loopback;
+    - `synchronous_mode` (default on): a commit returns once the synchronous standby flushed it,
+      so a crash of the primary loses no transaction a writer saw committed, and Patroni fails
+      over only to that standby;
+    - `primary_start_timeout = 0`: when the primary's server dies, Patroni fails over at once
+      instead of restarting it (crash_primary()), `use_pg_rewind` so that the old primary can
+      rejoin as a replica;
+    - ttl 20 s (the lowest that Patroni 3.2+ accepts), loop_wait 1 s, retry_timeout 5 s.
+
+    add_permanent_slot() puts a logical slot into the dynamic configuration (`slots:`): Patroni
+    creates it on the primary, copies it to each replica (pg_read_binary_file of the slot's
+    state, then a restart of the replica) and, every loop, advances the copy to the primary's
+    confirmed_flush_lsn as the primary reported it to the DCS (pg_replication_slot_advance); it
+    forces `hot_standby_feedback` on, and logs "Logical slot X is safe to be used after a
+    failover" on a replica once the primary keeps the catalog rows that copy needs.
+
+    The cluster object also stands for "the primary" wherever a harness.Postgres would: dsn(),
+    connect(), query(), execute() and create_database() use a multi-host conninfo with
+    target_session_attrs=read-write, as the relay's and the applications' would, so a
+    harness.Database on it follows failovers. Bounded waits: wait_leader(), wait_streaming(),
+    wait_slot(), wait_failover_ready().
+    """
+
+    def __init__(self, nodes=2, bin_dir=PG_BIN, synchronous_mode=True, ttl=20, loop_wait=1, retry_timeout=5,
+                 extra_dcs=None, patroni_bin=PATRONI_BIN, etcd_bin=ETCD_BIN):
+        """extra_dcs: more of the dynamic configuration (merged over dcs_config() at bootstrap)."""
+        self.n_nodes = nodes
+        self.bin_dir = bin_dir
+        self.synchronous_mode = synchronous_mode
+        self.ttl, self.loop_wait, self.retry_timeout = ttl, loop_wait, retry_timeout
+        self.extra_dcs = dict(extra_dcs or {})
+        self.patroni_bin = patroni_bin
+        self.etcd = Etcd(etcd_bin)
+        self.scope = "outbox-relay-" + uuid.uuid4().hex[:8]
+        self.dir = None
+        self.nodes = []
+        self._user = _unprivileged_user()
+        self.output_plugin_libraries = None  # the value written, None when the server has no such GUC
+
+    def __repr__(self):
+        return "PatroniCluster(%s, nodes=%s)" % (self.scope, self.nodes)
+
+    def dcs_config(self):
+        """The dynamic configuration the cluster bootstraps with (Patroni stores it in etcd)."""
+        config = {
+            "ttl": self.ttl,
+            "loop_wait": self.loop_wait,
+            "retry_timeout": self.retry_timeout,
+            "maximum_lag_on_failover": 64 * 1024 * 1024,
+            "primary_start_timeout": 0,
+            "synchronous_mode": self.synchronous_mode,
+            "postgresql": {
+                "use_pg_rewind": True,
+                "use_slots": True,
+                "parameters": {
+                    "wal_level": "logical",
+                    "track_commit_timestamp": "on",
+                    "hot_standby_feedback": "on",
+                    "max_replication_slots": 16,
+                    "max_wal_senders": 16,
+                    "max_connections": 100,
+                    "timezone": "UTC",
+                },
+            },
+        }
+        config.update(self.extra_dcs)
+        return config
+
+    # -- life cycle ---------------------------------------------------------
+
+    def start(self, timeout=120):
+        """Start etcd, node0 (bootstrap) until it leads, then the replicas until each streams
+        from it. Returns self."""
+        _register(self)
+        if self.dir is None:
+            self.dir = make_temp_dir("outbox-relay-patroni-")
+            if self._user is not None:
+                os.chown(self.dir, self._user.pw_uid, self._user.pw_gid)
+            if _server_has_setting(self.bin_dir, "output_plugin_libraries", self._user):
+                self.output_plugin_libraries = OUTPUT_PLUGINS
+            ports = _free_ports(2 * self.n_nodes)
+            self.nodes = [PatroniNode(self, "node%d" % i, ports[2 * i], ports[2 * i + 1])
+                          for i in range(self.n_nodes)]
+        deadline = time.monotonic() + timeout
+        try:
+            self.etcd.start()
+            _unregister(self.etcd)  # cleanup() removes it, after the Patronis that use it
+            self.nodes[0].start()
+            self.wait_leader(max(1, deadline - time.monotonic()))
+            for node in self.nodes[1:]:
+                node.start()
+            for node in self.nodes[1:]:
+                self.wait_streaming(node, max(1, deadline - time.monotonic()))
+        except Exception as e:
+            raise RuntimeError("%s\n%s" % (e, self.describe())) from e
+        return self
+
+    def cleanup(self):
+        """Kill every Patroni (so none restarts or promotes anything), stop their servers
+        immediately, kill etcd and remove the temp dirs."""
+        for node in self.nodes:
+            node.kill()
+        for node in self.nodes:
+            node.stop_postgres_immediately()
+        self.etcd.cleanup()
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+        _unregister(self)
+
+    def describe(self):
+        """A few lines about each node (Patroni's view and its logs' tails), for failure messages."""
+        out = []
+        for node in self.nodes:
+            out.append("--- %s (patroni %s): %s" % (node.name, "running" if node.is_running() else "down",
+                                                   node.status()))
+            out.append(tail(node.log_path, 15))
+            out.append("--- %s postgresql.log:\n%s" % (node.name, tail(node.pg_log_path, 10)))
+        return "\n".join(out)
+
+    # -- who leads ----------------------------------------------------------
+
+    def members(self):
+        """GET /cluster from the first node that answers: [{name, role (leader, sync_standby,
+        replica), state, host, port, timeline, lag}], [] when none answers."""
+        for node in self.nodes:
+            status, body = node.api("GET", "/cluster", timeout=2)
+            if status == 200 and isinstance(body, dict):
+                return body.get("members", [])
+        return []
+
+    def node(self, name):
+        return next(n for n in self.nodes if n.name == name)
+
+    def leader(self):
+        """The node that holds the leader lock and runs as a primary now, or None."""
+        leaders = [n for n in self.nodes if n.is_primary()]
+        return leaders[0] if len(leaders) == 1 else None
+
+    def replicas(self):
+        """The nodes other than the current leader."""
+        leader = self.leader()
+        return [n for n in self.nodes if n is not leader]
+
+    def wait_leader(self, timeout=60, other_than=None):
+        """Wait until a node leads and accepts writes (if other_than is given: a node other than
+        that one); return it."""
+        def ready():
+            node = self.leader()
+            if node is None or node is other_than:
+                return None
+            rows = node.try_query("SELECT pg_is_in_recovery()")
+            return node if rows and not rows[0][0] else None
+        return wait_for(ready, timeout, interval=0.2,
+                        what="a Patroni leader%s" % ("" if other_than is None else " other than " + other_than.name))
+
+    def wait_streaming(self, node, timeout=60):
+        """Wait until node streams from the leader (the leader's pg_stat_replication shows it,
+        by its application_name, which Patroni sets to the member name)."""
+        def streaming():
+            leader = self.leader()
+            if leader is None or leader is node:
+                return False
+            return leader.try_query("SELECT 1 FROM pg_stat_replication WHERE application_name = %s "
+                                    "AND state = 'streaming'", (node.name,))
+        wait_for(streaming, timeout, interval=0.2, what="%s streaming from the leader" % node.name)
+        return node
+
+    def wait_sync_standby(self, node, timeout=60):
+        """Wait until Patroni lists node as the synchronous standby (synchronous_mode)."""
+        wait_for(lambda: any(m["name"] == node.name and m["role"] == "sync_standby" for m in self.members()),
+                 timeout, interval=0.2, what="%s as the synchronous standby" % node.name)
+        return node
+
+    # -- permanent slots ----------------------------------------------------
+
+    def patch_config(self, patch):
+        """PATCH the dynamic configuration (what `patronictl edit-config` does); returns it."""
+        leader = self.leader() or self.wait_leader()
+        status, body = leader.api("PATCH", "/config", patch, timeout=10)
+        if status != 200:
+            raise RuntimeError("PATCH /config %r failed: %s %s" % (patch, status, body))
+        return body
+
+    def add_permanent_slot(self, name, database, plugin="wal2json", timeout=90):
+        """Put a permanent logical slot into the dynamic configuration (`slots: {name: {type:
+        logical, database: ..., plugin: ...}}`; the database must exist) and wait until it exists
+        on the leader and is ready for a failover on every replica (wait_slot)."""
+        self.patch_config({"slots": {name: {"type": "logical", "database": database, "plugin": plugin}}})
+        deadline = time.monotonic() + timeout
+        leader = self.wait_leader(timeout)
+        wait_for(lambda: leader.slot(name), max(1, deadline - time.monotonic()), interval=0.2,
+                 what="slot %s on the leader %s" % (name, leader.name))
+        for node in self.nodes:
+            if node is not leader:
+                self.wait_slot(node, name, max(1, deadline - time.monotonic()))
+
+    def wait_slot(self, node, name, timeout=60):
+        """Wait until a replica has its copy of the permanent logical slot and Patroni said it
+        is safe to use after a failover, and the replica streams again (the copy restarted it).
+        Patroni says so again after the node's server restarted (a former primary rejoining):
+        only what it logged after node.log_mark counts, which crash_primary() and switchover()
+        set for the former primary."""
+        safe = SLOT_SAFE_LINE % name
+        wait_for(lambda: node.slot(name) and safe in node.log()[node.log_mark:], timeout, interval=0.2,
+                 what="slot %s copied to %s and safe for a failover" % (name, node.name))
+        self.wait_streaming(node, timeout)
+        return node.slot(name)
+
+    def wait_failover_ready(self, slots=(), timeout=60):
+        """Wait until a failover keeps everything: every replica streams (and, in
+        synchronous_mode, one is the synchronous standby) and holds the named permanent slots
+        ready for a failover."""
+        deadline = time.monotonic() + timeout
+        leader = self.wait_leader(timeout)
+        for node in self.nodes:
+            if node is leader or not node.is_running():
+                continue
+            for name in slots:
+                self.wait_slot(node, name, max(1, deadline - time.monotonic()))
+            self.wait_streaming(node, max(1, deadline - time.monotonic()))
+        if self.synchronous_mode:
+            wait_for(lambda: any(m["role"] == "sync_standby" for m in self.members()),
+                     max(1, deadline - time.monotonic()), interval=0.2, what="a synchronous standby")
+        return leader
+
+    # -- failures and switchovers -------------------------------------------
+
+    def crash_primary(self, timeout=90):
+        """kill -9 the leader's postmaster (Patroni stays): with primary_start_timeout = 0 its
+        Patroni fails over instead of restarting it. Returns (old leader, new leader) once the
+        new one accepts writes."""
+        old = self.wait_leader()
+        old.log_mark = len(old.log())
+        old.kill_postmaster()
+        new = self.wait_leader(timeout, other_than=old)
+        return old, new
+
+    def switchover(self, candidate=None, timeout=90):
+        """A clean switchover through the REST API (what `patronictl switchover` does) to
+        candidate (default: the synchronous standby, or any replica); returns (old, new) once
+        the new leader accepts writes."""
+        old = self.wait_leader()
+        if candidate is None:
+            names = [m["name"] for m in self.members() if m["role"] == "sync_standby"]
+            candidate = self.node(names[0]) if names else next(n for n in self.nodes if n is not old)
+        old.log_mark = len(old.log())
+        status, body = old.api("POST", "/switchover", {"leader": old.name, "candidate": candidate.name},
+                               timeout=timeout)
+        if status != 200:
+            raise RuntimeError("switchover to %s refused: %s %s" % (candidate.name, status, body))
+        new = self.wait_leader(timeout, other_than=old)
+        return old, new
+
+    # -- clients (the primary, whichever node that is) ------------------------
+
+    def dsn(self, dbname="postgres", user="postgres", target_session_attrs="read-write"):
+        """A multi-host libpq conninfo naming every node, which connects to the primary."""
+        return "host=%s port=%s dbname=%s user=%s target_session_attrs=%s connect_timeout=5" % (
+            ",".join(n.host for n in self.nodes), ",".join(str(n.port) for n in self.nodes),
+            dbname, user, target_session_attrs)
+
+    def connect(self, autocommit=True, dbname="postgres", user="postgres"):
+        """A psycopg2 connection to the current primary."""
+        import psycopg2
+        conn = psycopg2.connect(self.dsn(dbname=dbname, user=user))
+        conn.autocommit = autocommit
+        return conn
+
+    def execute(self, sql, params=None, dbname="postgres"):
+        """Run one statement on the primary (autocommit); return the affected row count."""
+        conn = self.connect(dbname=dbname)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.rowcount
+        finally:
+            conn.close()
+
+    def query(self, sql, params=None, dbname="postgres"):
+        """Run one query on the primary (autocommit) and return all rows."""
+        conn = self.connect(dbname=dbname)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchall()
+        finally:
+            conn.close()
+
+    def create_database(self, name=None):
+        """CREATE DATABASE on the primary; returns a harness.Database that follows the primary."""
+        name = name or "test_" + uuid.uuid4().hex[:12]
+        self.execute('CREATE DATABASE "%s"' % name)
+        return Database(self, name)
+
+
+# ---------------------------------------------------------------------------
 # Kafka
 # ---------------------------------------------------------------------------
 
@@ -955,7 +1658,17 @@ class Kafka:
 def _cmd_up(args):
     """Start the servers, print how to reach them, wait for stdin EOF or a signal, clean up."""
     try:
-        if not args.no_pg:
+        if args.patroni:
+            t0 = time.monotonic()
+            cluster = PatroniCluster()
+            cluster.start()
+            print("PG_DSN=%s" % cluster.dsn(), flush=True)
+            print("ETCD=%s" % cluster.etcd.url, flush=True)
+            for node in cluster.nodes:
+                print("PATRONI_%s=%s %s:%d %s" % (node.name.upper(), node.rest_url, node.host, node.port, node.dir),
+                      flush=True)
+            print("harness: Patroni cluster up in %.1f s" % (time.monotonic() - t0), file=sys.stderr, flush=True)
+        elif not args.no_pg:
             t0 = time.monotonic()
             pg = Postgres()
             pg.start()
@@ -995,6 +1708,8 @@ def main(argv=None):
     up = sub.add_parser("up", help="start PostgreSQL and Kafka until stdin closes or SIGTERM/SIGINT")
     up.add_argument("--no-pg", action="store_true", help="do not start PostgreSQL")
     up.add_argument("--no-kafka", action="store_true", help="do not start Kafka")
+    up.add_argument("--patroni", action="store_true",
+                    help="a Patroni cluster (etcd, two PostgreSQL nodes) instead of one PostgreSQL")
     up.add_argument("--wait", choices=("stdin", "signal"), default="stdin",
                     help="stop when stdin closes (default) or only on SIGTERM/SIGINT")
     up.set_defaults(func=_cmd_up)

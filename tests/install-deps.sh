@@ -14,9 +14,13 @@ installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
 }
 
+# etcd-server, patroni, python3-etcd: tests/test_ha.py runs private etcd and Patroni instances on free
+# ports (harness.PatroniCluster); the packages' own services are not used (where apt starts them,
+# `systemctl disable --now etcd patroni` stops them).
 packages="gcc make pkg-config libpq-dev librdkafka-dev libjansson-dev libconfig-dev libmicrohttpd-dev libcmocka-dev
 libsystemd-dev clang libclang-rt-14-dev valgrind
-postgresql-15 postgresql-15-wal2json python3 python3-pytest python3-psycopg2 python3-confluent-kafka"
+postgresql-15 postgresql-15-wal2json python3 python3-pytest python3-psycopg2 python3-confluent-kafka
+etcd-server patroni python3-etcd"
 command -v java >/dev/null 2>&1 || packages="$packages default-jre-headless"
 command -v mvn >/dev/null 2>&1 || packages="$packages maven"
 
