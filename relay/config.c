@@ -41,6 +41,9 @@ typedef struct {
 #define CAP(field) offsetof(capture_config, field)
 
 /* A list field is a char ** followed by its int count. */
+_Static_assert(offsetof(relay_config, n_wait_for_standbys) ==
+		       offsetof(relay_config, wait_for_standbys) + sizeof(char **),
+	       "list count must follow the list");
 _Static_assert(offsetof(source_config, n_headers) == offsetof(source_config, headers) + sizeof(char **),
 	       "list count must follow the list");
 _Static_assert(offsetof(capture_config, n_key_columns) ==
@@ -71,6 +74,15 @@ static const opt_def opts[] = {
 	 .def = "10000", .flags = OPT_RELOAD, .min = 100, .max = 3600000,
 	 .doc = "longest time between two status messages to the server; keep it below "
 		"wal_sender_timeout"},
+	{.path = "postgresql.wait_for_standbys", .type = OPT_STRING_LIST,
+	 .offset = OFF(wait_for_standbys), .def = "", .flags = OPT_RELOAD,
+	 .doc = "exactly-once: commit a Kafka transaction only once wait_for_standbys_count of these "
+		"standbys (application_name in pg_stat_replication) have flushed the WAL it covers, so "
+		"a failover to one of them never lacks a published event (empty: do not wait)"},
+	{.path = "postgresql.wait_for_standbys_count", .type = OPT_INT,
+	 .offset = OFF(wait_for_standbys_count), .def = "1", .flags = OPT_RELOAD, .min = 1, .max = 64,
+	 .doc = "how many of postgresql.wait_for_standbys must have flushed (as ANY n in "
+		"synchronous_standby_names)"},
 	{.path = "relay.delivery", .type = OPT_STRING, .offset = OFF(delivery), .def = "exactly-once",
 	 .choices = delivery_modes,
 	 .doc = "exactly-once (Kafka transactions, position stored in Kafka) or at-least-once "
@@ -760,6 +772,18 @@ static int check_values(const relay_config *cfg, const config_t *lc, FILE *err)
 			line_of(lc, KAFKA_GROUP));
 		bad = -1;
 	}
+	if (!cfg->exactly_once && cfg->n_wait_for_standbys > 0) {
+		fprintf(err, "%s:%d: postgresql.wait_for_standbys needs relay.delivery = "
+			"\"exactly-once\" (it holds back Kafka commits)\n", cfg->path,
+			line_of(lc, "postgresql.wait_for_standbys"));
+		bad = -1;
+	}
+	if (cfg->n_wait_for_standbys > 0 && cfg->wait_for_standbys_count > cfg->n_wait_for_standbys) {
+		fprintf(err, "%s:%d: postgresql.wait_for_standbys_count is %d but only %d standbys are "
+			"named\n", cfg->path, line_of(lc, "postgresql.wait_for_standbys_count"),
+			cfg->wait_for_standbys_count, cfg->n_wait_for_standbys);
+		bad = -1;
+	}
 	if (!cfg->exactly_once && config_kafka_get(cfg, "transactional.id")) {
 		fprintf(err, "%s:%d: kafka.transactional_id needs relay.delivery = \"exactly-once\"\n",
 			cfg->path, line_of(lc, KAFKA_GROUP));
@@ -973,6 +997,20 @@ void config_describe(FILE *out)
 }
 
 /* True when a key of the opts table holds the same value in both. */
+/* True when two list fields (a char ** followed by its count) hold the same words. */
+static bool same_list(const void *fa, const void *fb)
+{
+	int na = *(const int *)((const char *)fa + sizeof(char **));
+	int nb = *(const int *)((const char *)fb + sizeof(char **));
+
+	if (na != nb)
+		return false;
+	for (int j = 0; j < na; j++)
+		if (strcmp((*(char **const *)fa)[j], (*(char **const *)fb)[j]) != 0)
+			return false;
+	return true;
+}
+
 static bool same_value(const relay_config *a, const relay_config *b, const opt_def *o)
 {
 	const void *fa = (const char *)a + o->offset, *fb = (const char *)b + o->offset;
@@ -983,9 +1021,10 @@ static bool same_value(const relay_config *a, const relay_config *b, const opt_d
 		return *(const bool *)fa == *(const bool *)fb;
 	case OPT_INT:
 		return *(const int *)fa == *(const int *)fb;
-	default:
-		return true; /* no list keys at the top level */
+	case OPT_STRING_LIST:
+		return same_list(fa, fb);
 	}
+	return true;
 }
 
 /* True when two entries of a list hold the same values for every key of its table. */
@@ -998,15 +1037,8 @@ static bool same_entry(const list_spec *ls, const void *a, const void *b)
 			return false;
 		if (o->type == OPT_BOOL && *(const bool *)fa != *(const bool *)fb)
 			return false;
-		if (o->type == OPT_STRING_LIST) {
-			int na = *(const int *)((const char *)fa + sizeof(char **));
-			int nb = *(const int *)((const char *)fb + sizeof(char **));
-			if (na != nb)
-				return false;
-			for (int j = 0; j < na; j++)
-				if (strcmp((*(char **const *)fa)[j], (*(char **const *)fb)[j]) != 0)
-					return false;
-		}
+		if (o->type == OPT_STRING_LIST && !same_list(fa, fb))
+			return false;
 	}
 	return true;
 }
@@ -1029,6 +1061,21 @@ static bool same_sources_and_kafka(const relay_config *a, const relay_config *b)
 	return true;
 }
 
+/* A list key of fresh copied over running's. */
+static void copy_list(relay_config *running, const relay_config *fresh, const opt_def *o)
+{
+	const char *nf = (const char *)fresh + o->offset;
+	char **from = *(char **const *)nf;
+	int n = *(const int *)(nf + sizeof(char **));
+	char ***list = (char ***)field(running, o);
+
+	free_opts_one(running, o);
+	*list = xcalloc((size_t)n + 1, sizeof(char *));
+	for (int k = 0; k < n; k++)
+		(*list)[k] = xstrdup(from[k]);
+	*(int *)((char *)list + sizeof(char **)) = n;
+}
+
 void config_reload(relay_config *running, const relay_config *fresh)
 {
 	for (size_t i = 0; i < N_OPTS; i++) {
@@ -1049,6 +1096,8 @@ void config_reload(relay_config *running, const relay_config *fresh)
 			*(int *)f = *(const int *)nf;
 		} else if (o->type == OPT_BOOL) {
 			*(bool *)f = *(const bool *)nf;
+		} else if (o->type == OPT_STRING_LIST) {
+			copy_list(running, fresh, o);
 		}
 		log_info("reload: %s changed", o->path);
 	}

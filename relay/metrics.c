@@ -58,6 +58,8 @@ static struct {
 	_Atomic uint64_t commit_disorder_us;
 	_Atomic uint64_t backfilled;
 	_Atomic uint64_t refused_tables;
+	_Atomic uint64_t standby_waits;
+	_Atomic uint64_t standby_wait_ms;
 	_Atomic int64_t read_commit_ms; /* 0: no transaction read yet */
 	_Atomic bool caught_up;
 	_Atomic bool ready;
@@ -143,6 +145,12 @@ void metrics_backfilled(uint64_t n) { ADD(backfilled, n); }
 
 void metrics_set_refused_tables(uint64_t n) { SET(refused_tables, n); }
 
+void metrics_standby_wait(int64_t ms)
+{
+	ADD(standby_waits, 1);
+	ADD(standby_wait_ms, ms > 0 ? (uint64_t)ms : 0);
+}
+
 void metrics_set_read_commit_time(int64_t ms)
 {
 	SET(read_commit_ms, ms);
@@ -219,6 +227,12 @@ static const struct {
 	{"capture_refused_tables", "gauge",
 	 "Tables a capture pattern takes that cannot be captured (no replica identity or key, no valid topic name): their changes are dead-lettered.",
 	 &st.refused_tables},
+	{"standby_waits_total", "counter",
+	 "Kafka commits that asked whether postgresql.wait_for_standbys had flushed what they cover.",
+	 &st.standby_waits},
+	{"standby_wait_milliseconds_total", "counter",
+	 "Time those commits waited for the standbys (the latency postgresql.wait_for_standbys adds).",
+	 &st.standby_wait_ms},
 	{"reconnects_total", "counter",
 	 "Replication sessions ended (connection lost, or a replay) and opened again.",
 	 &st.reconnects},

@@ -537,6 +537,9 @@ done:
 	return r;
 }
 
+const char *pg_stream_host(const pg_stream *s) { return PQhost(s->conn); }
+const char *pg_stream_port(const pg_stream *s) { return PQport(s->conn); }
+
 PGconn *pg_sql_connect(const char *conninfo, const char *password, const char *app, int timeout_s)
 {
 	char timeout[16];

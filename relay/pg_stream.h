@@ -84,6 +84,9 @@ int pg_stream_flush(pg_stream *s);
 const char *pg_stream_error(const pg_stream *s);
 /* The slot's confirmed_flush_lsn when the connection checked it. */
 lsn_t pg_stream_start_lsn(const pg_stream *s);
+/* The server the stream reads (of the conninfo's hosts, the one it connected to). */
+const char *pg_stream_host(const pg_stream *s);
+const char *pg_stream_port(const pg_stream *s);
 
 /*
  * A normal (not replication) connection with the relay's conninfo and password (NULL: libpq's
