@@ -390,14 +390,45 @@ static outcome start_at_slot(relay *r)
 	return OUTCOME_OK;
 }
 
+/*
+ * A slot, but no checkpoint topic: this relay never started here (it makes the topic before its
+ * slot), so the slot was made by someone else, typically an HA manager's permanent slot
+ * (Patroni's "slots:"). A first start: with first_start = backfill and create_slot, the slot is
+ * made again with a snapshot to backfill from (Patroni keeps the new one as its permanent slot);
+ * otherwise the relay starts at the slot's position.
+ */
+static outcome start_on_foreign_slot(relay *r, char *err, size_t errlen)
+{
+	bool fill = strcmp(r->cfg->first_start, "backfill") == 0;
+
+	if (fill && r->cfg->create_slot) {
+		log_warn("slot \"%s\" exists but checkpoint topic %s does not: a first start on a slot "
+			 "made by someone else (an HA manager's permanent slot?); making it again with a "
+			 "snapshot, to backfill the outbox rows committed before it", r->cfg->slot,
+			 r->cfg->checkpoint_topic);
+		if (pg_stream_drop_slot(r->pg, r->cfg->slot, err, errlen) != OUTCOME_OK)
+			return OUTCOME_RETRY;
+		return first_start(r, err, errlen);
+	}
+	if (checkpoint_create_topic(r->cfg, r->cfg->checkpoint_topic, err, errlen) < 0)
+		return OUTCOME_RETRY;
+	if (fill)
+		log_warn("first start on slot \"%s\", made by someone else: with postgresql.create_slot "
+			 "= false it cannot be made again with a snapshot, so outbox rows committed before "
+			 "it are not backfilled", r->cfg->slot);
+	return start_at_slot(r);
+}
+
 /* What the slot and the checkpoint say decides how this session starts (docs/exactly-once.md). */
 static outcome settle_slot(relay *r, slot_state st, stored_checkpoint *sc, char *err, size_t errlen)
 {
 	char a[LSN_TEXT_MAX], b[LSN_TEXT_MAX];
 	bool found = sc->res == CHECKPOINT_FOUND;
 
+	if (sc->res == CHECKPOINT_NO_TOPIC && st == SLOT_OK)
+		return start_on_foreign_slot(r, err, errlen);
 	if (sc->res == CHECKPOINT_NO_TOPIC && st != SLOT_MISSING)
-		return OUTCOME_FATAL; /* err says the topic was deleted */
+		return OUTCOME_FATAL; /* err says the topic is missing */
 	if (!found || sc->rec.creating) {
 		if (st == SLOT_OK && !found)
 			return start_at_slot(r);

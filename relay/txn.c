@@ -2,6 +2,7 @@
 #include "txn.h"
 
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "backfill.h"
@@ -60,6 +61,22 @@ static void standby_wait_done(int64_t since, bool told)
 }
 
 /*
+ * The gate asks the server the records came from: the stream's, or during a backfill (the
+ * stream closed) the one its rows are read from.
+ */
+static gate_state gate_check(relay *r, lsn_t lsn, char *err, size_t errlen)
+{
+	if (r->pg)
+		return standby_gate_check(r->gate, r->cfg, pg_stream_host(r->pg), pg_stream_port(r->pg),
+					  lsn, err, errlen);
+	if (r->sql && PQstatus(r->sql) == CONNECTION_OK)
+		return standby_gate_check(r->gate, r->cfg, PQhost(r->sql), PQport(r->sql), lsn, err,
+					  errlen);
+	snprintf(err, errlen, "postgresql.wait_for_standbys: no connection to the server");
+	return GATE_ERROR;
+}
+
+/*
  * postgresql.wait_for_standbys: the Kafka transaction commits only once enough standbys have
  * flushed the WAL it covers (standby_gate.h), serving Kafka and status updates meanwhile. When
  * the server cannot be asked (it is gone: a failover under way) or a stop outlasts its
@@ -73,16 +90,13 @@ static outcome wait_for_standbys(relay *r)
 	bool told = false;
 
 	for (;;) {
-		gate_state s = r->pg ? standby_gate_check(r->gate, r->cfg, pg_stream_host(r->pg),
-							   pg_stream_port(r->pg), lsn, err, sizeof(err))
-				     : GATE_ERROR;
+		gate_state s = gate_check(r, lsn, err, sizeof(err));
 		if (s == GATE_OPEN) {
 			standby_wait_done(since, told);
 			return OUTCOME_OK;
 		}
 		if (s == GATE_ERROR) {
-			log_warn("%s; the Kafka transaction is not committed", r->pg ? err :
-				 "postgresql.wait_for_standbys: no connection to the server");
+			log_warn("%s; the Kafka transaction is not committed", err);
 			return OUTCOME_REWIND;
 		}
 		if (!told && clock_mono_ms() - since >= STANDBY_TELL_MS) {
