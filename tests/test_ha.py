@@ -29,7 +29,6 @@ from events import Writers
 from harness import wait_for
 
 SLOT = "relay_slot"
-CHECKPOINT_TOPIC = "outbox-relay.checkpoints"
 STREAMING = "streaming from slot"
 
 
@@ -200,7 +199,8 @@ def test_patroni_failover_on_the_permanent_slot(cluster, kafka, tmp_path, reques
     wait_for(lambda: before.count() >= 50, 30, what="50 events before the relay's first start")
     before.stop()
     relayctl.write_config(config_path, db.dsn, kafka.bootstrap, SLOT, target.prefix + ".${aggregate_type}",
-                          extra_pg="create_slot = false;" if how == "kill9_postmaster" else "")
+                          extra_pg="create_slot = false;" if how == "kill9_postmaster" else "",
+                          extra_relay='checkpoint_topic = "%s.checkpoints";' % target.prefix)
     relay = relayctl.Relay(config_path, str(tmp_path))
     try:
         relay.start()
