@@ -270,6 +270,14 @@ def waiting_for_sync(primary):
     return primary.query("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'")[0][0]
 
 
+def metrics(port):
+    """The relay's plain metric series: {name: value}."""
+    import urllib.request
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5).read().decode()
+    return {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+            if line and not line.startswith("#") and "{" not in line}
+
+
 def test_primary_crash_with_the_standby_behind_publishes_no_phantom(cluster, kafka, tmp_path, request):
     """postgresql.wait_for_standbys (issue 19 part 2): the primary's walsender to the standby is
     stopped (SIGSTOP: it sends nothing more), so writers' commits are flushed on the primary but
@@ -283,8 +291,11 @@ def test_primary_crash_with_the_standby_behind_publishes_no_phantom(cluster, kaf
     target = Target("t" + uuid.uuid4().hex[:10])
     config_path = str(tmp_path / "relay.conf")
     names = ", ".join('"%s"' % n.name for n in cluster.nodes)
+    port = harness.free_port()
     relayctl.write_config(config_path, db.dsn, kafka.bootstrap, SLOT, target.prefix + ".${aggregate_type}",
-                          extra_pg="wait_for_standbys = [ %s ];" % names)
+                          extra_pg="wait_for_standbys = [ %s ];" % names,
+                          extra_relay='checkpoint_topic = "%s.checkpoints"; metrics_listen = "127.0.0.1:%d";'
+                          % (target.prefix, port))
     relay = relayctl.Relay(config_path, str(tmp_path))
     try:
         relay.start()
@@ -295,6 +306,13 @@ def test_primary_crash_with_the_standby_behind_publishes_no_phantom(cluster, kaf
             standby = next(n for n in cluster.nodes if n is not old)
             wait_rows(writers, 200, relay)
             wait_checkpoint(db, relay)
+            # The latency the gate adds while the standby streams: a measurement, not a bound.
+            m0 = metrics(port)
+            wait_rows(writers, 3000, relay)
+            wait_checkpoint(db, relay)
+            m1 = metrics(port)
+            steady = [m1[k] - m0[k] for k in ("outbox_relay_standby_waits_total",
+                                              "outbox_relay_standby_wait_milliseconds_total")]
             sender = walsender_of(old, standby)
             since = len(relay.log())
             os.kill(sender, signal.SIGSTOP)
@@ -323,9 +341,12 @@ def test_primary_crash_with_the_standby_behind_publishes_no_phantom(cluster, kaf
         missing = set(writers.committed) - set(in_table)
         assert not missing, "%d rows a writer saw committed are not on the new primary" % len(missing)
         n = check_published(kafka, target.topic("user"), in_table, writers)
+        assert steady[0] > 0
         print("standby behind: %d commits waited for %s when %s crashed; relay streaming %.1f s "
-              "later; %d rows on the new primary, %d records read\nrelay log:\n%s"
-              % (held, standby.name, old.name, t_relay, len(in_table), n, relay.log()[since:][-5000:]))
+              "later; %d rows on the new primary, %d records read; while the standby streamed, %d "
+              "Kafka commits waited %d ms for it in all (%.2f ms each)\nrelay log:\n%s"
+              % (held, standby.name, old.name, t_relay, len(in_table), n, steady[0], steady[1],
+                 steady[1] / steady[0], relay.log()[since:][-5000:]))
         assert relay.stop() == 0
     finally:
         relayctl.end_of_test(relay, request)
