@@ -347,7 +347,8 @@ checkpoint_result checkpoint_load_state(const relay_config *cfg, const char *top
 	parts = topic_parts(rk, topic, create, err, errlen);
 	if (parts == 0 && !create) {
 		snprintf(err, errlen, "checkpoint topic %s does not exist, but the slot does: it "
-			 "was deleted? Refusing to start from the slot alone (see "
+			 "was deleted or renamed? Refusing to start from the slot alone. If an HA manager "
+			 "made the slot before the relay's first start, set postgresql.adopt_slot (see "
 			 "docs/exactly-once.md)", topic);
 		r = CHECKPOINT_NO_TOPIC;
 	} else if (parts > 0) {

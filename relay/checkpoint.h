@@ -75,7 +75,8 @@ checkpoint_result checkpoint_load(const relay_config *cfg, const char *topic, co
 /*
  * Creates the checkpoint topic when it does not exist (compacted, one partition). Done before
  * the slot is created, so that a slot never exists without its checkpoint topic: that pair is
- * refused, as the topic was deleted. 0, or -1 with a message in err.
+ * refused (the topic was deleted or renamed), unless postgresql.adopt_slot says an HA manager
+ * made the slot before the relay's first start. 0, or -1 with a message in err.
  */
 int checkpoint_create_topic(const relay_config *cfg, const char *topic, char *err, size_t errlen);
 /*

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "xalloc.h"
 #include "config_check.h"
+#include "standby_gate.h"
 
 typedef enum { OPT_STRING, OPT_BOOL, OPT_INT, OPT_STRING_LIST } opt_type;
 
@@ -57,6 +58,7 @@ _Static_assert(offsetof(capture_config, n_key_columns) ==
 /* The words of the enumerated keys (log.c parses the log ones with the same names). */
 static const char *const delivery_modes[] = {"exactly-once", "at-least-once", NULL};
 static const char *const first_starts[] = {"backfill", "from-now", NULL};
+static const char *const slot_adoptions[] = {"no", "recreate", "as-is", NULL};
 static const char *const slot_losses[] = {"recover", "recover-rows", "stop", NULL};
 static const char *const capture_slot_losses[] = {"stop", "resnapshot", NULL};
 static const char *const error_actions[] = {"dead-letter", "stop", NULL};
@@ -70,6 +72,12 @@ static const opt_def opts[] = {
 	 .doc = "logical replication slot; one slot per relay"},
 	{.path = "postgresql.create_slot", .type = OPT_BOOL, .offset = OFF(create_slot), .def = "true",
 	 .doc = "create the slot with the wal2json plugin when it does not exist"},
+	{.path = "postgresql.adopt_slot", .type = OPT_STRING, .offset = OFF(adopt_slot), .def = "no",
+	 .choices = slot_adoptions,
+	 .doc = "exactly-once, a slot that exists before the relay's first start (no checkpoint "
+		"topic yet; an HA manager's permanent slot): no (refuse: the topic may be deleted or "
+		"renamed), recreate (make it again with a snapshot and backfill; needs create_slot) or "
+		"as-is (start at its position; earlier rows are not backfilled)"},
 	{.path = "postgresql.status_interval_ms", .type = OPT_INT, .offset = OFF(status_interval_ms),
 	 .def = "10000", .flags = OPT_RELOAD, .min = 100, .max = 3600000,
 	 .doc = "longest time between two status messages to the server; keep it below "
@@ -762,6 +770,31 @@ static int load_captures(relay_config *cfg, const config_t *lc, FILE *err)
 	return bad;
 }
 
+/* postgresql.wait_for_standbys: at most GATE_MAX_STANDBYS names, none empty, none twice. */
+static int check_standby_names(const relay_config *cfg, const config_t *lc, FILE *err)
+{
+	int line = line_of(lc, "postgresql.wait_for_standbys"), bad = 0;
+
+	if (cfg->n_wait_for_standbys > GATE_MAX_STANDBYS) {
+		fprintf(err, "%s:%d: postgresql.wait_for_standbys names %d standbys; at most %d\n",
+			cfg->path, line, cfg->n_wait_for_standbys, GATE_MAX_STANDBYS);
+		bad = -1;
+	}
+	for (int i = 0; i < cfg->n_wait_for_standbys; i++) {
+		if (!cfg->wait_for_standbys[i][0]) {
+			fprintf(err, "%s:%d: postgresql.wait_for_standbys: an empty name\n", cfg->path, line);
+			bad = -1;
+		}
+		for (int j = 0; j < i; j++)
+			if (strcmp(cfg->wait_for_standbys[i], cfg->wait_for_standbys[j]) == 0) {
+				fprintf(err, "%s:%d: postgresql.wait_for_standbys names %s twice\n",
+					cfg->path, line, cfg->wait_for_standbys[i]);
+				bad = -1;
+			}
+	}
+	return bad;
+}
+
 /* Checks that span groups: the kafka group against the relay group. */
 static int check_values(const relay_config *cfg, const config_t *lc, FILE *err)
 {
@@ -776,6 +809,12 @@ static int check_values(const relay_config *cfg, const config_t *lc, FILE *err)
 		fprintf(err, "%s:%d: postgresql.wait_for_standbys needs relay.delivery = "
 			"\"exactly-once\" (it holds back Kafka commits)\n", cfg->path,
 			line_of(lc, "postgresql.wait_for_standbys"));
+		bad = -1;
+	}
+	bad |= check_standby_names(cfg, lc, err);
+	if (strcmp(cfg->adopt_slot, "recreate") == 0 && !cfg->create_slot) {
+		fprintf(err, "%s:%d: postgresql.adopt_slot = \"recreate\" needs postgresql.create_slot = "
+			"true\n", cfg->path, line_of(lc, "postgresql.adopt_slot"));
 		bad = -1;
 	}
 	if (cfg->n_wait_for_standbys > 0 && cfg->wait_for_standbys_count > cfg->n_wait_for_standbys) {

@@ -58,7 +58,7 @@ void metrics_set_read_commit_time(int64_t ms);
 void metrics_set_commit_disorder(int64_t us);
 /* Tables a capture pattern takes that cannot be captured (their changes are dead-lettered). */
 void metrics_set_refused_tables(uint64_t n);
-/* A Kafka commit waited ms for postgresql.wait_for_standbys (0 when they had flushed already). */
+/* Publishing waited ms for postgresql.wait_for_standbys. */
 void metrics_standby_wait(int64_t ms);
 /* Rows a backfill put into committed Kafka transactions. */
 void metrics_backfilled(uint64_t n);

@@ -539,6 +539,8 @@ done:
 
 const char *pg_stream_host(const pg_stream *s) { return PQhost(s->conn); }
 const char *pg_stream_port(const pg_stream *s) { return PQport(s->conn); }
+const char *pg_stream_hostaddr(const pg_stream *s) { return PQhostaddr(s->conn); }
+int pg_stream_backend_pid(const pg_stream *s) { return PQbackendPID(s->conn); }
 
 PGconn *pg_sql_connect(const char *conninfo, const char *password, const char *app, int timeout_s)
 {

@@ -87,6 +87,10 @@ lsn_t pg_stream_start_lsn(const pg_stream *s);
 /* The server the stream reads (of the conninfo's hosts, the one it connected to). */
 const char *pg_stream_host(const pg_stream *s);
 const char *pg_stream_port(const pg_stream *s);
+/* Its address when the conninfo gave one (hostaddr), else "" or NULL. */
+const char *pg_stream_hostaddr(const pg_stream *s);
+/* The walsender's pid on the server (PQbackendPID). */
+int pg_stream_backend_pid(const pg_stream *s);
 
 /*
  * A normal (not replication) connection with the relay's conninfo and password (NULL: libpq's

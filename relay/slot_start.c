@@ -391,17 +391,17 @@ static outcome start_at_slot(relay *r)
 }
 
 /*
- * A slot, but no checkpoint topic: this relay never started here (it makes the topic before its
- * slot), so the slot was made by someone else, typically an HA manager's permanent slot
- * (Patroni's "slots:"). A first start: with first_start = backfill and create_slot, the slot is
- * made again with a snapshot to backfill from (Patroni keeps the new one as its permanent slot);
- * otherwise the relay starts at the slot's position.
+ * A slot, but no checkpoint topic, and postgresql.adopt_slot says the slot was made by someone
+ * else before this relay's first start (an HA manager's permanent slot: Patroni's "slots:"). A
+ * first start: recreate makes the slot again with a snapshot (Patroni keeps the new one as its
+ * permanent slot); as-is starts at the slot's position. Without adopt_slot this pair is refused:
+ * the topic may have been deleted or renamed, and the slot hold what the relay has not read.
  */
 static outcome start_on_foreign_slot(relay *r, char *err, size_t errlen)
 {
 	bool fill = strcmp(r->cfg->first_start, "backfill") == 0;
 
-	if (fill && r->cfg->create_slot) {
+	if (strcmp(r->cfg->adopt_slot, "recreate") == 0) {
 		log_warn("slot \"%s\" exists but checkpoint topic %s does not: a first start on a slot "
 			 "made by someone else (an HA manager's permanent slot?); making it again with a "
 			 "snapshot, to backfill the outbox rows committed before it", r->cfg->slot,
@@ -413,9 +413,8 @@ static outcome start_on_foreign_slot(relay *r, char *err, size_t errlen)
 	if (checkpoint_create_topic(r->cfg, r->cfg->checkpoint_topic, err, errlen) < 0)
 		return OUTCOME_RETRY;
 	if (fill)
-		log_warn("first start on slot \"%s\", made by someone else: with postgresql.create_slot "
-			 "= false it cannot be made again with a snapshot, so outbox rows committed before "
-			 "it are not backfilled", r->cfg->slot);
+		log_warn("first start on slot \"%s\", made by someone else: with postgresql.adopt_slot = "
+			 "\"as-is\" outbox rows committed before it are not backfilled", r->cfg->slot);
 	return start_at_slot(r);
 }
 
@@ -425,7 +424,7 @@ static outcome settle_slot(relay *r, slot_state st, stored_checkpoint *sc, char 
 	char a[LSN_TEXT_MAX], b[LSN_TEXT_MAX];
 	bool found = sc->res == CHECKPOINT_FOUND;
 
-	if (sc->res == CHECKPOINT_NO_TOPIC && st == SLOT_OK)
+	if (sc->res == CHECKPOINT_NO_TOPIC && st == SLOT_OK && strcmp(r->cfg->adopt_slot, "no") != 0)
 		return start_on_foreign_slot(r, err, errlen);
 	if (sc->res == CHECKPOINT_NO_TOPIC && st != SLOT_MISSING)
 		return OUTCOME_FATAL; /* err says the topic is missing */

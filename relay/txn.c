@@ -2,21 +2,18 @@
 #include "txn.h"
 
 #include <stdlib.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "backfill.h"
 #include "clock.h"
-#include "log.h"
-#include "lsn.h"
 #include "commit_policy.h"
 #include "eos.h"
+#include "gate.h"
 #include "loop.h"
 #include "metrics.h"
 #include "pending.h"
 #include "signals.h"
 #include "snapshot.h"
-#include "standby_gate.h"
 
 /* Between slices of a blocking Kafka call: serve events, keep status flowing; -1 to give up. */
 static int txn_tick(void *ctx)
@@ -38,80 +35,6 @@ int txn_init_tick(void *ctx)
 	return signals_stop_requested() ? -1 : 0;
 }
 
-/* The WAL a commit now would cover: to the open PostgreSQL transaction's end when inside one. */
-static lsn_t covered_lsn(const relay *r)
-{
-	const eos *e = &r->eos;
-	return e->in_pg_txn && e->cur_nextlsn > e->done_lsn ? e->cur_nextlsn : e->done_lsn;
-}
-
-/* Says once, after STANDBY_TELL_MS of waiting, what holds the commit back. */
-#define STANDBY_TELL_MS 1000
-/* Between two readings of the standbys' positions. */
-#define STANDBY_POLL_MS 2
-
-/* The wait is over: counted, and said when it was long enough to have been told. */
-static void standby_wait_done(int64_t since, bool told)
-{
-	int64_t took = clock_mono_ms() - since;
-
-	metrics_standby_wait(took);
-	if (told)
-		log_info("standbys flushed after %lld ms: committing to Kafka", (long long)took);
-}
-
-/*
- * The gate asks the server the records came from: the stream's, or during a backfill (the
- * stream closed) the one its rows are read from.
- */
-static gate_state gate_check(relay *r, lsn_t lsn, char *err, size_t errlen)
-{
-	if (r->pg)
-		return standby_gate_check(r->gate, r->cfg, pg_stream_host(r->pg), pg_stream_port(r->pg),
-					  lsn, err, errlen);
-	if (r->sql && PQstatus(r->sql) == CONNECTION_OK)
-		return standby_gate_check(r->gate, r->cfg, PQhost(r->sql), PQport(r->sql), lsn, err,
-					  errlen);
-	snprintf(err, errlen, "postgresql.wait_for_standbys: no connection to the server");
-	return GATE_ERROR;
-}
-
-/*
- * postgresql.wait_for_standbys: the Kafka transaction commits only once enough standbys have
- * flushed the WAL it covers (standby_gate.h), serving Kafka and status updates meanwhile. When
- * the server cannot be asked (it is gone: a failover under way) or a stop outlasts its
- * deadline, nothing is committed: OUTCOME_REWIND, and the caller aborts.
- */
-static outcome wait_for_standbys(relay *r)
-{
-	char err[512], a[LSN_TEXT_MAX];
-	lsn_t lsn = covered_lsn(r);
-	int64_t since = clock_mono_ms();
-	bool told = false;
-
-	for (;;) {
-		gate_state s = gate_check(r, lsn, err, sizeof(err));
-		if (s == GATE_OPEN) {
-			standby_wait_done(since, told);
-			return OUTCOME_OK;
-		}
-		if (s == GATE_ERROR) {
-			log_warn("%s; the Kafka transaction is not committed", err);
-			return OUTCOME_REWIND;
-		}
-		if (!told && clock_mono_ms() - since >= STANDBY_TELL_MS) {
-			log_warn("holding back a Kafka commit until %d of postgresql.wait_for_standbys have "
-				 "flushed %s: %s", r->cfg->wait_for_standbys_count, lsn_format(lsn, a),
-				 standby_gate_seen(r->gate));
-			told = true;
-		}
-		if (r->pg_lost || (signals_stop_requested() && r->stop_deadline &&
-				   clock_mono_ms() >= r->stop_deadline) ||
-		    loop_wait(r, false, clock_mono_ms() + STANDBY_POLL_MS) < 0)
-			return OUTCOME_REWIND;
-	}
-}
-
 /*
  * eos_commit, counted: a commit publishes the transaction's records (for the metrics); an
  * abort (eos_commit aborts when Kafka requires it) or a transaction left open drops them.
@@ -121,12 +44,13 @@ outcome txn_commit(relay *r)
 	bool was_open = r->eos.open;
 	outcome res;
 
+	/* Before anything is attached: a commit held back attaches nothing. */
+	if ((res = gate_before_commit(r)) != OUTCOME_OK)
+		return res; /* still open: the caller aborts it */
 	if (r->snap && snapshot_dirty(r->snap))
 		eos_attach_state(&r->eos, snapshot_state_json(r->snap));
 	if (backfill_active(r->bf))
 		eos_set_backfill(&r->eos, backfill_state_json(r->bf));
-	if (standby_gate_on(r->cfg) && (res = wait_for_standbys(r)) != OUTCOME_OK)
-		return res; /* still open: the caller aborts it */
 	res = eos_commit(&r->eos, txn_tick, r);
 	if (res == OUTCOME_OK) {
 		if (r->snap)

@@ -191,15 +191,16 @@ def test_patroni_failover_on_the_permanent_slot(cluster, kafka, tmp_path, reques
     cluster.add_permanent_slot(SLOT, db.name)
     target = Target("t" + uuid.uuid4().hex[:10])
     config_path = str(tmp_path / "relay.conf")
-    # The relay's first start on the slot Patroni made (no checkpoint topic yet). switchover: the
-    # default postgresql.create_slot = true: the relay makes the slot again with a snapshot and
-    # backfills the events written before it; kill9_postmaster: create_slot = false: it starts at
-    # the slot's position (before every event here).
+    # The relay's first start on the slot Patroni made (no checkpoint topic yet). switchover:
+    # postgresql.adopt_slot = "recreate": the relay makes the slot again with a snapshot and
+    # backfills the events written before it; kill9_postmaster: "as-is" (and create_slot =
+    # false): it starts at the slot's position (before every event here).
     before = Writers(db, target, max_rows=1).start()
     wait_for(lambda: before.count() >= 50, 30, what="50 events before the relay's first start")
     before.stop()
     relayctl.write_config(config_path, db.dsn, kafka.bootstrap, SLOT, target.prefix + ".${aggregate_type}",
-                          extra_pg="create_slot = false;" if how == "kill9_postmaster" else "",
+                          extra_pg='create_slot = false; adopt_slot = "as-is";' if how == "kill9_postmaster"
+                          else 'adopt_slot = "recreate";',
                           extra_relay='checkpoint_topic = "%s.checkpoints";' % target.prefix)
     relay = relayctl.Relay(config_path, str(tmp_path))
     try:
@@ -293,7 +294,7 @@ def test_primary_crash_with_the_standby_behind_publishes_no_phantom(cluster, kaf
     names = ", ".join('"%s"' % n.name for n in cluster.nodes)
     port = harness.free_port()
     relayctl.write_config(config_path, db.dsn, kafka.bootstrap, SLOT, target.prefix + ".${aggregate_type}",
-                          extra_pg="wait_for_standbys = [ %s ];" % names,
+                          extra_pg='wait_for_standbys = [ %s ]; adopt_slot = "recreate";' % names,
                           extra_relay='checkpoint_topic = "%s.checkpoints"; metrics_listen = "127.0.0.1:%d";'
                           % (target.prefix, port))
     relay = relayctl.Relay(config_path, str(tmp_path))
@@ -319,7 +320,7 @@ def test_primary_crash_with_the_standby_behind_publishes_no_phantom(cluster, kaf
             # Commits now wait for the standby; the relay has read them and holds its commit.
             wait_for(lambda: waiting_for_sync(old) >= 1, 30, interval=0.05,
                      what="a commit flushed on %s and waiting for %s" % (old.name, standby.name))
-            relay.wait_log("holding back a Kafka commit", timeout=30, since=since)
+            relay.wait_log("holding back publishing", timeout=30, since=since)
             held = waiting_for_sync(old)
             t0 = time.monotonic()
             # The postmaster first: killed before it, the walsender would make it restart the
@@ -329,7 +330,7 @@ def test_primary_crash_with_the_standby_behind_publishes_no_phantom(cluster, kaf
             new = cluster.wait_leader(90, other_than=old)
             assert new is standby
             wait_for(lambda: STREAMING in relay.log()[since:] and
-                     relay.log()[since:].rfind(STREAMING) > relay.log()[since:].find("holding back"), 90,
+                     relay.log()[since:].rfind(STREAMING) > relay.log()[since:].find("holding back publishing"), 90,
                      interval=0.1, what="the relay streaming from the new primary")
             t_relay = time.monotonic() - t0
             relay_alive(relay)

@@ -941,6 +941,12 @@ static void test_wait_for_standbys_is_checked_against_the_names_and_the_delivery
 	expect_error("postgresql = { conninfo = \"x\";\n wait_for_standbys = [ \"a\" ]; };\n"
 		     "kafka = { bootstrap_servers = \"k:9092\"; };\nrelay = { delivery = \"at-least-once\"; };\n",
 		     2, "needs relay.delivery");
+	expect_error("postgresql = { conninfo = \"x\";\n wait_for_standbys = [ \"a\", \"b\", \"a\" ]; };\n"
+		     "kafka = { bootstrap_servers = \"k:9092\"; };\n", 2, "names a twice");
+	expect_error("postgresql = { conninfo = \"x\";\n wait_for_standbys = [ \"\" ]; };\n"
+		     "kafka = { bootstrap_servers = \"k:9092\"; };\n", 2, "an empty name");
+	expect_error("postgresql = { conninfo = \"x\"; create_slot = false;\n adopt_slot = \"recreate\"; };\n"
+		     "kafka = { bootstrap_servers = \"k:9092\"; };\n", 2, "needs postgresql.create_slot");
 }
 
 /* A list key at the top level is reloaded whole: the standbys to wait for change with SIGHUP. */
