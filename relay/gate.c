@@ -10,7 +10,6 @@
 #include "metrics.h"
 #include "signals.h"
 #include "standby_gate.h"
-#include "txn.h"
 
 /* Says once, after GATE_TELL_MS of waiting, what holds publishing back. */
 #define GATE_TELL_MS 1000
@@ -50,12 +49,18 @@ static gate_state check(relay *r, lsn_t lsn, bool *fatal, char *err, size_t errl
 	return standby_gate_check(r->gate, r->cfg, &srv, lsn, fatal, err, errlen);
 }
 
-/* Longest wait with a Kafka transaction open: half its timeout, so the coordinator never aborts it. */
+/*
+ * Longest wait with a Kafka transaction open: GATE_OPEN_WAIT_MS, and never more than half of
+ * transaction.timeout.ms. Longer, the transaction is aborted and read again: the next
+ * transaction's BEGIN then waits with nothing open.
+ */
+#define GATE_OPEN_WAIT_MS 2000
 static int64_t open_wait_limit_ms(const relay_config *cfg)
 {
 	const char *v = config_kafka_get(cfg, "transaction.timeout.ms");
 	long t = v ? strtol(v, NULL, 10) : 0;
-	return (t > 0 ? t : 60000) / 2;
+	int64_t half = (t > 0 ? t : 60000) / 2;
+	return half < GATE_OPEN_WAIT_MS ? half : GATE_OPEN_WAIT_MS;
 }
 
 /* What ends a wait besides the standbys: a stop, a lost server, Kafka, the open-wait limit. */
@@ -74,21 +79,22 @@ static outcome wait_ended(relay *r, bool holding_open, int64_t since)
 		return OUTCOME_FATAL;
 	}
 	if (holding_open && clock_mono_ms() - since >= open_wait_limit_ms(r->cfg)) {
-		log_warn("postgresql.wait_for_standbys: the Kafka transaction waited %lld ms, half its "
-			 "transaction.timeout.ms: aborted, to be read again", (long long)(clock_mono_ms() - since));
+		log_warn("postgresql.wait_for_standbys: the open Kafka transaction waited %lld ms for the "
+			 "standbys: aborted, to be read again (the wait goes on with nothing open)",
+			 (long long)(clock_mono_ms() - since));
 		return OUTCOME_REWIND;
 	}
 	return OUTCOME_OK;
 }
 
-/* The wait is over: counted, and said when it was long enough to have been told. */
-static void wait_done(int64_t since, bool told)
+/* The wait is over: counted with what it cost (the query too), and said when it was told. */
+static void wait_done(int64_t since_us, bool told)
 {
-	int64_t took = clock_mono_ms() - since;
+	int64_t took_us = clock_mono_us() - since_us;
 
-	metrics_standby_wait(took);
+	metrics_standby_wait(took_us);
 	if (told)
-		log_info("standbys flushed after %lld ms: publishing again", (long long)took);
+		log_info("standbys flushed after %lld ms: publishing again", (long long)(took_us / 1000));
 }
 
 /* Says what publishing waits for (once per wait). */
@@ -107,14 +113,14 @@ static void tell(relay *r, lsn_t lsn)
 static outcome wait_for_lsn(relay *r, lsn_t lsn, bool holding_open)
 {
 	char err[1024];
-	int64_t since = clock_mono_ms(), poll = GATE_POLL_MIN_MS;
+	int64_t since = clock_mono_ms(), since_us = clock_mono_us(), poll = GATE_POLL_MIN_MS;
 	bool told = false, fatal;
 	outcome e;
 
 	for (;;) {
 		gate_state s = check(r, lsn, &fatal, err, sizeof(err));
 		if (s == GATE_OPEN) {
-			wait_done(since, told);
+			wait_done(since_us, told);
 			return OUTCOME_OK;
 		}
 		if (s == GATE_ERROR) {
@@ -137,17 +143,9 @@ static outcome wait_for_lsn(relay *r, lsn_t lsn, bool holding_open)
 
 outcome gate_before_begin(relay *r, lsn_t nextlsn)
 {
-	char err[1024];
-	bool fatal;
-	outcome e;
-
-	if (!r->eos_on || !standby_gate_on(r->cfg) || nextlsn <= r->eos.committed.lsn)
+	/* Into an open Kafka transaction it goes on: its commit asks, once for all it holds. */
+	if (!r->eos_on || !standby_gate_on(r->cfg) || nextlsn <= r->eos.committed.lsn || r->eos.open)
 		return OUTCOME_OK;
-	if (check(r, nextlsn, &fatal, err, sizeof(err)) == GATE_OPEN)
-		return OUTCOME_OK;
-	/* What is open passed here already: it commits now, and nothing is open while waiting. */
-	if (r->eos.open && (e = txn_commit(r)) != OUTCOME_OK)
-		return e;
 	return wait_for_lsn(r, nextlsn, false);
 }
 

@@ -59,7 +59,7 @@ static struct {
 	_Atomic uint64_t backfilled;
 	_Atomic uint64_t refused_tables;
 	_Atomic uint64_t standby_waits;
-	_Atomic uint64_t standby_wait_ms;
+	_Atomic uint64_t standby_wait_us;
 	_Atomic int64_t read_commit_ms; /* 0: no transaction read yet */
 	_Atomic bool caught_up;
 	_Atomic bool ready;
@@ -145,10 +145,10 @@ void metrics_backfilled(uint64_t n) { ADD(backfilled, n); }
 
 void metrics_set_refused_tables(uint64_t n) { SET(refused_tables, n); }
 
-void metrics_standby_wait(int64_t ms)
+void metrics_standby_wait(int64_t us)
 {
 	ADD(standby_waits, 1);
-	ADD(standby_wait_ms, ms > 0 ? (uint64_t)ms : 0);
+	ADD(standby_wait_us, us > 0 ? (uint64_t)us : 0);
 }
 
 void metrics_set_read_commit_time(int64_t ms)
@@ -228,11 +228,11 @@ static const struct {
 	 "Tables a capture pattern takes that cannot be captured (no replica identity or key, no valid topic name): their changes are dead-lettered.",
 	 &st.refused_tables},
 	{"standby_waits_total", "counter",
-	 "Times publishing waited for postgresql.wait_for_standbys to flush what it reads.",
+	 "Times publishing asked postgresql.wait_for_standbys whether they flushed what it reads (once per Kafka transaction, or per transaction read while none is open).",
 	 &st.standby_waits},
-	{"standby_wait_milliseconds_total", "counter",
-	 "Time it waited for them in all (the latency postgresql.wait_for_standbys adds).",
-	 &st.standby_wait_ms},
+	{"standby_wait_microseconds_total", "counter",
+	 "Time those asks took, queries and waits (the latency postgresql.wait_for_standbys adds).",
+	 &st.standby_wait_us},
 	{"reconnects_total", "counter",
 	 "Replication sessions ended (connection lost, or a replay) and opened again.",
 	 &st.reconnects},

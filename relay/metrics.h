@@ -58,8 +58,8 @@ void metrics_set_read_commit_time(int64_t ms);
 void metrics_set_commit_disorder(int64_t us);
 /* Tables a capture pattern takes that cannot be captured (their changes are dead-lettered). */
 void metrics_set_refused_tables(uint64_t n);
-/* Publishing waited ms for postgresql.wait_for_standbys. */
-void metrics_standby_wait(int64_t ms);
+/* Publishing asked postgresql.wait_for_standbys; it took us (the query, and any wait). */
+void metrics_standby_wait(int64_t us);
 /* Rows a backfill put into committed Kafka transactions. */
 void metrics_backfilled(uint64_t n);
 /* The server said it has nothing more to send: the replication lag is 0 until the next read. */
