@@ -6,7 +6,6 @@
 
 #include "capture.h"
 #include "eos.h"
-#include "gate.h"
 #include "horizon.h"
 #include "json_scan.h"
 #include "log.h"
@@ -160,10 +159,7 @@ static outcome handle_begin(relay *r, const w2j_record *rec)
 {
 	/* The commit time (include-timestamp), once per transaction: latency and lag. */
 	int64_t commit_us = dispatch_commit_us(rec);
-	outcome e = gate_before_begin(r, rec->nextlsn);
 
-	if (e != OUTCOME_OK)
-		return e; /* nothing of it was read: it is read again */
 	refusal_search_over(&r->refusal, rec->nextlsn, r->delivery_failed);
 	r->in_txn = true;
 	r->txn_xid = rec->xid;

@@ -52,7 +52,7 @@ static gate_state check(relay *r, lsn_t lsn, bool *fatal, char *err, size_t errl
 /*
  * Longest wait with a Kafka transaction open: GATE_OPEN_WAIT_MS, and never more than half of
  * transaction.timeout.ms. Longer, the transaction is aborted and read again: the next
- * transaction's BEGIN then waits with nothing open.
+ * Kafka transaction then waits before it opens, with nothing open.
  */
 #define GATE_OPEN_WAIT_MS 2000
 static int64_t open_wait_limit_ms(const relay_config *cfg)
@@ -141,19 +141,18 @@ static outcome wait_for_lsn(relay *r, lsn_t lsn, bool holding_open)
 	}
 }
 
-outcome gate_before_begin(relay *r, lsn_t nextlsn)
-{
-	/* Into an open Kafka transaction it goes on: its commit asks, once for all it holds. */
-	if (!r->eos_on || !standby_gate_on(r->cfg) || nextlsn <= r->eos.committed.lsn || r->eos.open)
-		return OUTCOME_OK;
-	return wait_for_lsn(r, nextlsn, false);
-}
-
 /* The WAL a commit now would cover: to the open PostgreSQL transaction's end when inside one. */
 static lsn_t covered_lsn(const relay *r)
 {
 	const eos *e = &r->eos;
 	return e->in_pg_txn && e->cur_nextlsn > e->done_lsn ? e->cur_nextlsn : e->done_lsn;
+}
+
+outcome gate_before_open(relay *r)
+{
+	if (!r->eos_on || !standby_gate_on(r->cfg))
+		return OUTCOME_OK;
+	return wait_for_lsn(r, covered_lsn(r), false);
 }
 
 outcome gate_before_commit(relay *r)
