@@ -21,6 +21,7 @@ import os
 import re
 import signal
 import time
+import urllib.request
 import uuid
 
 import pytest
@@ -145,6 +146,34 @@ def wait_published_beyond(kafka, topic, standby):
     return wait_for(beyond, 30, interval=0.2, what="the relay publishing events the standby does not have")
 
 
+def scrape(port, name):
+    """One sample of the relay's metrics (relay.metrics_listen)."""
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("outbox_relay_%s " % name):
+                return float(line.split()[1])
+    return None
+
+
+def relay_status(config_path):
+    """`outbox-relay status --json`: the checkpoint read from Kafka and the server's timeline."""
+    code, out = relayctl.run_once(["status", config_path, "--json"], timeout=120)
+    assert code == 0, out
+    return json.loads(out)
+
+
+def checkpoint_sizes(kafka, txn_id):
+    """What the relay's checkpoints cost: the largest one's bytes, xids and bytes of "ends"."""
+    biggest = None
+    for m in kafka.consume([CHECKPOINT_TOPIC], timeout=30):
+        if m["key"] == txn_id.encode() and m["value"]:
+            cp = json.loads(m["value"])
+            ends = len(json.dumps(cp.get("ends", []), separators=(",", ":")))
+            size = (len(m["value"]), len(cp.get("xids", [])), ends)
+            biggest = max(biggest or size, size)
+    return "largest checkpoint: %d bytes, %d xids, %d bytes of ends" % biggest if biggest else "no checkpoint"
+
+
 def named_xids(text):
     """The xids of the fork line ("xids 7, 9-12" / "xid 7") and its continuation lines."""
     out = set()
@@ -195,8 +224,9 @@ def test_failover_behind_the_checkpoint_names_the_phantoms(cluster, kafka, tmp_p
     target = Target("t" + uuid.uuid4().hex[:10])
     topic = target.topic("user")
     config_path = str(tmp_path / "relay.conf")
+    port = harness.free_port()
     relayctl.write_config(config_path, db.dsn, kafka.bootstrap, SLOT, target.prefix + ".${aggregate_type}",
-                          extra_pg="create_slot = false;")
+                          extra_pg="create_slot = false;", extra_relay='metrics_listen = ":%d";' % port)
     kafka.create_topic(CHECKPOINT_TOPIC, partitions=1, config={"cleanup.policy": "compact"})
     relay = relayctl.Relay(config_path, str(tmp_path))
     held = None
@@ -258,10 +288,13 @@ def test_failover_behind_the_checkpoint_names_the_phantoms(cluster, kafka, tmp_p
         assert named == phantom_xids, "the fork line names xids %s; the phantom events are of %s" % (
             sorted(named), sorted(phantom_xids))
         assert re.search(r"Going on from %s on timeline %s" % (fork, now_tli), line), line
+        assert scrape(port, "phantom_transactions_total") == len(phantom_xids)
+        st = relay_status(config_path)  # the checkpoints written since are of the new timeline
+        assert st["checkpoint_timeline"] == st["server_timeline"] == int(now_tli), st
         print("fork of timeline %s at %s, checkpoint %s: %d phantom events of %d transactions (xids %s); "
-              "relay streaming %.1f s after the kill; %d events on the new primary"
+              "relay streaming %.1f s after the kill; %d events on the new primary; %s"
               % (was_tli, fork, checkpoint, len(phantoms), len(phantom_xids), sorted(phantom_xids), t_relay,
-                 len(in_table)))
+                 len(in_table), checkpoint_sizes(kafka, st["transactional_id"])))
         assert relay.stop() == 0
     finally:
         if held is not None:
