@@ -405,7 +405,8 @@ static void describe_phantoms(relay *r, const timeline_phantoms *ph, strbuf *lin
 		strbuf_add(line, "which ones cannot be told (the checkpoint records no commit positions: "
 			   "written by an older relay, or right after a backfill)");
 	} else if (ph->n_xids == 0) {
-		strbuf_add(line, "none: no outbox transaction was published there");
+		strbuf_add(line, ph->maybe_more ? "no outbox transaction listed"
+				 : "none: no outbox transaction was published there");
 	} else {
 		strbuf_addf(line, "%zu outbox transaction%s, xid%s ", ph->n_xids,
 			    ph->n_xids == 1 ? "" : "s", ph->n_xids == 1 ? "" : "s");
