@@ -60,6 +60,7 @@ static struct {
 	_Atomic uint64_t refused_tables;
 	_Atomic uint64_t standby_waits;
 	_Atomic uint64_t standby_wait_us;
+	_Atomic uint64_t phantoms;
 	_Atomic int64_t read_commit_ms; /* 0: no transaction read yet */
 	_Atomic bool caught_up;
 	_Atomic bool ready;
@@ -142,6 +143,7 @@ void metrics_set_confirmed(lsn_t lsn) { SET(confirmed, lsn); }
 void metrics_set_retained_wal(uint64_t bytes) { SET(retained_wal, bytes); }
 void metrics_set_commit_disorder(int64_t us) { SET(commit_disorder_us, us > 0 ? (uint64_t)us : 0); }
 void metrics_backfilled(uint64_t n) { ADD(backfilled, n); }
+void metrics_phantoms(uint64_t n) { ADD(phantoms, n); }
 
 void metrics_set_refused_tables(uint64_t n) { SET(refused_tables, n); }
 
@@ -236,6 +238,9 @@ static const struct {
 	{"reconnects_total", "counter",
 	 "Replication sessions ended (connection lost, or a replay) and opened again.",
 	 &st.reconnects},
+	{"phantom_transactions_total", "counter",
+	 "Transactions published whose commit the new timeline does not have (a failover forked before the checkpoint), as far as the checkpoint names them.",
+	 &st.phantoms},
 };
 
 /* Each plain series: its HELP, TYPE and value. */

@@ -62,6 +62,8 @@ void metrics_set_refused_tables(uint64_t n);
 void metrics_standby_wait(int64_t us);
 /* Rows a backfill put into committed Kafka transactions. */
 void metrics_backfilled(uint64_t n);
+/* Published transactions found beyond a failover's fork (phantoms; slot_start.c). */
+void metrics_phantoms(uint64_t n);
 /* The server said it has nothing more to send: the replication lag is 0 until the next read. */
 void metrics_set_caught_up(void);
 /* Streaming with the producer up (/readyz answers 200), or not (503). */
