@@ -242,6 +242,23 @@ static outcome produce_attached(eos *e, eos_tick_fn tick, void *ctx)
 	return OUTCOME_OK;
 }
 
+/*
+ * A transaction that failed for good. Fenced: another relay with the same transactional.id
+ * took over; with relay.takeover = "wait" that is how active/passive hands over (the relay
+ * stands by again), not an error.
+ */
+static void log_failed_for_good(const eos *e, const char *err)
+{
+	bool fenced = strstr(err, "fenced") || strstr(err, "Fenced");
+
+	if (fenced && e->cfg->takeover_wait)
+		log_warn("Kafka transaction not committed: %s (another relay with the same "
+			 "transactional.id took over: standing by)", err);
+	else
+		log_error("Kafka transaction failed for good: %s%s", err,
+			  fenced ? " (another relay with the same transactional.id took over)" : "");
+}
+
 outcome eos_commit(eos *e, eos_tick_fn tick, void *ctx)
 {
 	char err[512];
@@ -250,7 +267,10 @@ outcome eos_commit(eos *e, eos_tick_fn tick, void *ctx)
 	outcome res;
 
 	if ((res = eos_ensure_open(e, err, sizeof(err))) != OUTCOME_OK) {
-		log_error("%s", err);
+		if (res == OUTCOME_FATAL)
+			log_failed_for_good(e, err);
+		else
+			log_error("%s", err);
 		return res;
 	}
 	horizon_fill(&e->hz, cp.lsn, &rec);
@@ -271,10 +291,7 @@ outcome eos_commit(eos *e, eos_tick_fn tick, void *ctx)
 	if (r == KAFKA_TXN_RETRY)
 		return OUTCOME_FATAL; /* the tick gave up (stop deadline): the next start aborts it */
 	if (r == KAFKA_TXN_FATAL) {
-		log_error("Kafka transaction failed for good: %s%s", err,
-			  strstr(err, "fenced") || strstr(err, "Fenced")
-				  ? " (another relay with the same transactional.id took over)"
-				  : "");
+		log_failed_for_good(e, err);
 		return OUTCOME_FATAL;
 	}
 	if (r == KAFKA_TXN_ABORT) {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "log.h"
@@ -22,9 +23,13 @@ struct pg_stream {
 	char snapshot_name[64]; /* exported by the slot's creation, "" if none */
 	lsn_t server_lsn; /* the server's WAL position at connect (IDENTIFY_SYSTEM xlogpos) */
 	bool streaming; /* START_REPLICATION succeeded: status updates can be sent */
+	bool slot_busy; /* the slot was found in use by another process (pg_stream_slot_busy) */
 	char sysid[32];
 	char error[512];
 };
+
+/* PostgreSQL keeps 63 bytes of an application_name (NAMEDATALEN - 1). */
+#define NAMEDATALEN_APP 64
 
 /* Microseconds between the Unix epoch and PostgreSQL's (2000-01-01). */
 #define PG_EPOCH_OFFSET_US 946684800000000LL
@@ -189,6 +194,7 @@ static outcome inspect_slot(pg_stream *s, const char *slot, slot_state *state, c
 	} else if (strcmp(PQgetvalue(res, 0, 3), "t") == 0) {
 		snprintf(err, errlen, "replication slot \"%s\" is in use by PID %s (another relay?); "
 			 "retrying until it is free", slot, PQgetvalue(res, 0, 4));
+		s->slot_busy = true;
 		r = OUTCOME_RETRY;
 	} else if (strcmp(PQgetvalue(res, 0, 6), "lost") == 0) {
 		*state = SLOT_LOST;
@@ -297,6 +303,8 @@ static outcome start_streaming(pg_stream *s, const char *slot, const char *add_t
 	strbuf_free(&cmd);
 	if (PQresultStatus(res) != PGRES_COPY_BOTH) {
 		set_error(s, PQresultErrorMessage(res));
+		/* Taken by another process since the slot was inspected. */
+		s->slot_busy = strstr(s->error, "is active for PID") != NULL;
 		PQclear(res);
 		return explain(s, OUTCOME_RETRY, err, errlen);
 	}
@@ -322,6 +330,16 @@ static outcome identify_system(pg_stream *s, char *err, size_t errlen)
 	return OUTCOME_OK;
 }
 
+/* What a relay standing by shows of the one holding the slot (pg_stat_activity). */
+void pg_stream_application_name(char *buf, size_t len)
+{
+	char host[256] = "";
+
+	if (gethostname(host, sizeof(host) - 1) < 0)
+		host[0] = '\0';
+	snprintf(buf, len, "outbox-relay[%ld]@%s", (long)getpid(), host[0] ? host : "?");
+}
+
 outcome pg_stream_connect(pg_stream **out, const char *conninfo, const char *password, char *err,
 			    size_t errlen)
 {
@@ -329,11 +347,13 @@ outcome pg_stream_connect(pg_stream **out, const char *conninfo, const char *pas
 	/* connect_timeout comes first so that the conninfo's own value wins. */
 	const char *keys[] = {"connect_timeout", "dbname", "replication", "fallback_application_name",
 			      password ? "password" : NULL, NULL};
-	const char *vals[] = {"10", conninfo, "database", "outbox-relay", password, NULL};
+	char app[NAMEDATALEN_APP];
+	const char *vals[] = {"10", conninfo, "database", app, password, NULL};
 	pg_stream *s = xcalloc(1, sizeof(*s));
 	outcome r;
 
 	*out = NULL;
+	pg_stream_application_name(app, sizeof(app));
 	s->conn = PQconnectdbParams(keys, vals, 1);
 	if (PQstatus(s->conn) != CONNECTION_OK) {
 		set_error(s, PQerrorMessage(s->conn));
@@ -365,6 +385,8 @@ outcome pg_stream_start(pg_stream *s, const char *slot, const char *add_tables,
 const char *pg_stream_sysid(const pg_stream *s) { return s->sysid; }
 
 bool pg_stream_slot_created(const pg_stream *s) { return s->slot_created; }
+
+bool pg_stream_slot_busy(const pg_stream *s) { return s && s->slot_busy; }
 
 lsn_t pg_stream_server_lsn(const pg_stream *s) { return s->server_lsn; }
 

@@ -90,6 +90,12 @@ typedef struct {
 	bool backfilling;       /* the rows being published come from the backfill */
 	uint64_t backfill_counted; /* backfill rows counted in the metrics (committed) */
 	int64_t disorder_told;  /* commit-time disorder last reported (us) */
+
+	/* active/passive, relay.takeover = "wait" (session.c, standby.c) */
+	bool slot_busy;         /* the last attempt found the slot held by another process */
+	int64_t standby_since_ms; /* when standing by began */
+	int64_t slot_free_ms;   /* when the standby found the slot free */
+	bool standby_saw_holder; /* another process held the slot while this relay stood by */
 } relay;
 
 #endif

@@ -26,6 +26,7 @@
 #include "signals.h"
 #include "slot_start.h"
 #include "snapshot.h"
+#include "standby.h"
 #include "status.h"
 #include "strbuf.h"
 #include "txn.h"
@@ -152,10 +153,16 @@ static outcome connect_and_settle(relay *r, char *err, size_t errlen)
 	return res;
 }
 
-/* One attempt at a session: connect, settle the slot, backfill if due, start streaming. */
+/*
+ * One attempt at a session: connect, settle the slot, backfill if due, start streaming. On
+ * failure r->slot_busy says whether another process held the slot.
+ */
 static outcome open_session(relay *r, char *err, size_t errlen)
 {
-	outcome res = connect_and_settle(r, err, errlen);
+	outcome res;
+
+	r->slot_busy = false;
+	res = connect_and_settle(r, err, errlen);
 
 	while (res == OUTCOME_OK && backfill_active(r->bf)) {
 		/* The replication connection waits for nothing during a backfill: closed, reopened. */
@@ -178,10 +185,19 @@ static outcome open_session(relay *r, char *err, size_t errlen)
 		strbuf_free(&prefixes);
 	}
 	if (res != OUTCOME_OK) {
+		r->slot_busy = pg_stream_slot_busy(r->pg);
 		pg_stream_close(r->pg, 0);
 		r->pg = NULL;
 	}
 	return res;
+}
+
+/* The facts besides an outcome that decide what follows (session_next_step). */
+static session_facts facts_of(relay *r)
+{
+	session_facts f = {.fenced = r->kp && kafka_fenced(r->kp), .slot_busy = r->slot_busy,
+			   .wait = r->cfg->takeover_wait};
+	return f;
 }
 
 /* Opens the replication stream; retries with backoff until it works, a stop, or a fatal error. */
@@ -199,9 +215,14 @@ static outcome connect_stream(relay *r)
 			break;
 		if (signals_stop_requested())
 			return OUTCOME_STOP;
-		if (res == OUTCOME_FATAL) {
+		session_next next = session_next_step(res, facts_of(r));
+		if (next == SESSION_EXIT) {
 			log_error("%s", err);
 			return OUTCOME_FATAL;
+		}
+		if (next == SESSION_STAND_BY) {
+			log_info("another relay has slot \"%s\" (%s): standing by again", r->cfg->slot, err);
+			return res;
 		}
 		log_warn("%s; retrying in %lld ms", err, (long long)backoff);
 		notify_status("not streaming: %s; retrying in %lld ms", err, (long long)backoff);
@@ -223,6 +244,7 @@ static outcome connect_stream(relay *r)
 	metrics_set_ready(true);
 	log_info("streaming from slot \"%s\" after %s (%s)", r->cfg->slot, lsn_format(status_flush_lsn(r), a),
 		 r->eos_on ? "exactly-once" : "at-least-once");
+	standby_took_over(r);
 	notify_ready();
 	notify_status("streaming from slot %s after %s", r->cfg->slot, a);
 	return OUTCOME_OK;
@@ -315,11 +337,16 @@ static void keep_what_kafka_took(relay *r)
 		status_send(r, true);
 }
 
-session_next session_next_step(outcome e)
+session_next session_next_step(outcome e, session_facts f)
 {
+	if (e == OUTCOME_STOP)
+		return SESSION_SHUT_DOWN;
+	if (f.wait && (f.fenced || f.slot_busy))
+		return SESSION_STAND_BY;
+	if (f.fenced)
+		return SESSION_EXIT;
 	switch (e) {
 	case OUTCOME_STOP:
-		return SESSION_SHUT_DOWN;
 	case OUTCOME_FATAL:
 		return SESSION_EXIT;
 	case OUTCOME_RETRY:
@@ -333,18 +360,18 @@ session_next session_next_step(outcome e)
 }
 
 /*
- * The one place a session's end is handled (pg_recvlogical's prepareToTerminate): what its
- * outcome leads to. OUTCOME_OK to start the next session; OUTCOME_STOP or OUTCOME_FATAL.
+ * Between sessions: what a session's end leads to when the relay goes on (pg_recvlogical's
+ * prepareToTerminate). OUTCOME_OK to start the next session; otherwise the outcome that ends
+ * the run, which run_sessions acts on (the same decision, session_next_step).
  */
 static outcome end_of_session(relay *r, outcome e)
 {
 	metrics_set_ready(false);
-	switch (session_next_step(e)) {
+	switch (session_next_step(e, facts_of(r))) {
 	case SESSION_SHUT_DOWN:
-		return OUTCOME_STOP;
 	case SESSION_EXIT:
-		keep_what_kafka_took(r);
-		return OUTCOME_FATAL;
+	case SESSION_STAND_BY:
+		return e == OUTCOME_OK ? OUTCOME_FATAL : e;
 	case SESSION_RECONNECT:
 		return settle_session(r, false);
 	case SESSION_READ_AGAIN:
@@ -354,22 +381,44 @@ static outcome end_of_session(relay *r, outcome e)
 	return OUTCOME_FATAL;
 }
 
+/*
+ * Lost the slot to another relay (relay.takeover = "wait"): what this relay committed may be
+ * confirmed; what it did not is the other relay's to publish, read from the checkpoint. The
+ * producer (fenced, or about to be) and the other parts go with the run.
+ */
+static void give_up_slot(relay *r)
+{
+	if (r->pg && !r->pg_lost)
+		status_send(r, true);
+	notify_status("standby: lost slot %s to another relay", r->cfg->slot);
+}
+
 /* Runs sessions until stopped: each connects, streams, and on trouble settles and reconnects. */
 static int run_sessions(relay *r)
 {
 	outcome e;
 
+	if (r->cfg->takeover_wait && standby_wait(r) == OUTCOME_STOP) {
+		log_info("stopped while standing by");
+		return RELAY_EXIT_OK;
+	}
 	do {
 		e = connect_stream(r);
 		if (e == OUTCOME_OK)
 			e = loop_stream(r);
 		e = end_of_session(r, e);
 	} while (e == OUTCOME_OK);
-	if (e == OUTCOME_STOP) {
+	switch (session_next_step(e, facts_of(r))) {
+	case SESSION_SHUT_DOWN:
 		shut_down(r);
 		return RELAY_EXIT_OK;
+	case SESSION_STAND_BY:
+		give_up_slot(r);
+		return SESSION_RUN_STAND_BY;
+	default:
+		keep_what_kafka_took(r);
+		return r->kp && kafka_fenced(r->kp) ? RELAY_EXIT_FENCED : RELAY_EXIT_FATAL;
 	}
-	return r->kp && kafka_fenced(r->kp) ? RELAY_EXIT_FENCED : RELAY_EXIT_FATAL;
 }
 
 int session_run_all(relay *r)

@@ -109,7 +109,7 @@ FAMILIES = {
     "replication_lag_bytes": "gauge", "replication_lag_seconds": "gauge",
     "confirmed_lsn": "gauge", "reconnects_total": "counter",
     "commit_time_disorder_seconds": "gauge", "backfilled_rows_total": "counter",
-    "capture_refused_tables": "gauge",
+    "capture_refused_tables": "gauge", "standby": "gauge", "takeovers_total": "counter",
 }
 
 
