@@ -191,6 +191,18 @@ checkpoint eos_pending(const eos *e)
 	return cp;
 }
 
+static void log_failed_for_good(const eos *e, const char *err);
+
+/* The producer failed for good (fenced, or another fatal error): nothing more commits with it. */
+static outcome producer_failed(const eos *e)
+{
+	char why[512];
+
+	kafka_fatal(e->kp, why, sizeof(why));
+	log_failed_for_good(e, why);
+	return OUTCOME_FATAL;
+}
+
 /* Adds the checkpoint record to the open transaction (waiting while the queue is full). */
 static outcome produce_checkpoint(eos *e, const checkpoint *cp, const checkpoint_recovery *rec,
 				     eos_tick_fn tick, void *ctx)
@@ -204,6 +216,8 @@ static outcome produce_checkpoint(eos *e, const checkpoint *cp, const checkpoint
 			break;
 	}
 	free(value);
+	if (err == RD_KAFKA_RESP_ERR__FATAL)
+		return producer_failed(e);
 	if (err) {
 		log_error("cannot add the checkpoint to the Kafka transaction: %s", rd_kafka_err2str(err));
 		return OUTCOME_REWIND;
@@ -234,6 +248,8 @@ static outcome produce_attached(eos *e, eos_tick_fn tick, void *ctx)
 	strbuf_free(&key);
 	free(e->attached);
 	e->attached = NULL;
+	if (err == RD_KAFKA_RESP_ERR__FATAL)
+		return producer_failed(e);
 	if (err) {
 		log_error("cannot add the snapshot state to the Kafka transaction: %s",
 			  rd_kafka_err2str(err));

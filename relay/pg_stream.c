@@ -23,7 +23,6 @@ struct pg_stream {
 	char snapshot_name[64]; /* exported by the slot's creation, "" if none */
 	lsn_t server_lsn; /* the server's WAL position at connect (IDENTIFY_SYSTEM xlogpos) */
 	bool streaming; /* START_REPLICATION succeeded: status updates can be sent */
-	bool slot_busy; /* the slot was found in use by another process (pg_stream_slot_busy) */
 	char sysid[32];
 	char error[512];
 };
@@ -194,7 +193,6 @@ static outcome inspect_slot(pg_stream *s, const char *slot, slot_state *state, c
 	} else if (strcmp(PQgetvalue(res, 0, 3), "t") == 0) {
 		snprintf(err, errlen, "replication slot \"%s\" is in use by PID %s (another relay?); "
 			 "retrying until it is free", slot, PQgetvalue(res, 0, 4));
-		s->slot_busy = true;
 		r = OUTCOME_RETRY;
 	} else if (strcmp(PQgetvalue(res, 0, 6), "lost") == 0) {
 		*state = SLOT_LOST;
@@ -303,8 +301,6 @@ static outcome start_streaming(pg_stream *s, const char *slot, const char *add_t
 	strbuf_free(&cmd);
 	if (PQresultStatus(res) != PGRES_COPY_BOTH) {
 		set_error(s, PQresultErrorMessage(res));
-		/* Taken by another process since the slot was inspected. */
-		s->slot_busy = strstr(s->error, "is active for PID") != NULL;
 		PQclear(res);
 		return explain(s, OUTCOME_RETRY, err, errlen);
 	}
@@ -386,7 +382,6 @@ const char *pg_stream_sysid(const pg_stream *s) { return s->sysid; }
 
 bool pg_stream_slot_created(const pg_stream *s) { return s->slot_created; }
 
-bool pg_stream_slot_busy(const pg_stream *s) { return s && s->slot_busy; }
 
 lsn_t pg_stream_server_lsn(const pg_stream *s) { return s->server_lsn; }
 

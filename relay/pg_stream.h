@@ -71,14 +71,8 @@ int pg_slot_retained_wal(const char *conninfo, const char *password, const char 
 /* The server's WAL position when the connection was made. */
 lsn_t pg_stream_server_lsn(const pg_stream *s);
 /*
- * True when this connection found the slot in use by another process: the slot check saw it
- * active, or START_REPLICATION was refused with "is active for PID" (taken since the check).
- * NULL: false.
- */
-bool pg_stream_slot_busy(const pg_stream *s);
-/*
- * The replication connection's application_name unless the conninfo sets one:
- * "outbox-relay[PID]@HOST", so a relay standing by can say which relay holds the slot.
+ * The application_name of the replication connection (and of the active/passive lock's) unless
+ * the conninfo sets one: "outbox-relay[PID]@HOST", so a relay standing by can name the active one.
  */
 void pg_stream_application_name(char *buf, size_t len);
 /* True when pg_stream_check_slot created the slot. */

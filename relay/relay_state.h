@@ -91,11 +91,13 @@ typedef struct {
 	uint64_t backfill_counted; /* backfill rows counted in the metrics (committed) */
 	int64_t disorder_told;  /* commit-time disorder last reported (us) */
 
-	/* active/passive, relay.takeover = "wait" (session.c, standby.c) */
-	bool slot_busy;         /* the last attempt found the slot held by another process */
+	/* active/passive, relay.takeover = "wait" (standby.c; session.c acts on lock_lost) */
+	PGconn *lock_conn;      /* holds the active/passive lock while this relay is active */
+	bool lock_lost;         /* another relay holds the lock now: stand by */
+	int64_t lock_checked_ms; /* the lock's connection was last looked at */
+	int64_t lock_taken_ms;  /* when standing by ended with the lock taken */
 	int64_t standby_since_ms; /* when standing by began */
-	int64_t slot_free_ms;   /* when the standby found the slot free */
-	bool standby_saw_holder; /* another process held the slot while this relay stood by */
+	bool standby_saw_holder; /* another relay was seen active while this one stood by */
 } relay;
 
 #endif

@@ -154,15 +154,17 @@ static outcome connect_and_settle(relay *r, char *err, size_t errlen)
 }
 
 /*
- * One attempt at a session: connect, settle the slot, backfill if due, start streaming. On
- * failure r->slot_busy says whether another process held the slot.
+ * One attempt at a session: (active/passive: still the active relay,) connect, settle the slot,
+ * backfill if due, start streaming.
  */
 static outcome open_session(relay *r, char *err, size_t errlen)
 {
-	outcome res;
+	outcome res = OUTCOME_OK;
 
-	r->slot_busy = false;
-	res = connect_and_settle(r, err, errlen);
+	if (r->cfg->takeover_wait)
+		res = standby_keep_lock(r, err, errlen);
+	if (res == OUTCOME_OK)
+		res = connect_and_settle(r, err, errlen);
 
 	while (res == OUTCOME_OK && backfill_active(r->bf)) {
 		/* The replication connection waits for nothing during a backfill: closed, reopened. */
@@ -185,7 +187,6 @@ static outcome open_session(relay *r, char *err, size_t errlen)
 		strbuf_free(&prefixes);
 	}
 	if (res != OUTCOME_OK) {
-		r->slot_busy = pg_stream_slot_busy(r->pg);
 		pg_stream_close(r->pg, 0);
 		r->pg = NULL;
 	}
@@ -195,7 +196,7 @@ static outcome open_session(relay *r, char *err, size_t errlen)
 /* The facts besides an outcome that decide what follows (session_next_step). */
 static session_facts facts_of(relay *r)
 {
-	session_facts f = {.fenced = r->kp && kafka_fenced(r->kp), .slot_busy = r->slot_busy,
+	session_facts f = {.fenced = r->kp && kafka_fenced(r->kp), .lock_lost = r->lock_lost,
 			   .wait = r->cfg->takeover_wait};
 	return f;
 }
@@ -221,7 +222,7 @@ static outcome connect_stream(relay *r)
 			return OUTCOME_FATAL;
 		}
 		if (next == SESSION_STAND_BY) {
-			log_info("another relay has slot \"%s\" (%s): standing by again", r->cfg->slot, err);
+			log_debug("%s", err); /* give_up_slot says it in one line */
 			return res;
 		}
 		log_warn("%s; retrying in %lld ms", err, (long long)backoff);
@@ -341,7 +342,7 @@ session_next session_next_step(outcome e, session_facts f)
 {
 	if (e == OUTCOME_STOP)
 		return SESSION_SHUT_DOWN;
-	if (f.wait && (f.fenced || f.slot_busy))
+	if (f.wait && (f.fenced || f.lock_lost))
 		return SESSION_STAND_BY;
 	if (f.fenced)
 		return SESSION_EXIT;
@@ -388,8 +389,13 @@ static outcome end_of_session(relay *r, outcome e)
  */
 static void give_up_slot(relay *r)
 {
+	bool fenced = r->kp && kafka_fenced(r->kp);
+
 	if (r->pg && !r->pg_lost)
 		status_send(r, true);
+	log_info("another relay %s slot \"%s\": standing by again (relay.takeover = \"wait\")",
+		 fenced ? "with the same transactional.id took over" : "became active on",
+		 r->cfg->slot);
 	notify_status("standby: lost slot %s to another relay", r->cfg->slot);
 }
 
@@ -429,5 +435,6 @@ int session_run_all(relay *r)
 	r->pg = NULL;
 	PQfinish(r->sql);
 	r->sql = NULL;
+	standby_release(r);
 	return code;
 }

@@ -14,22 +14,22 @@ typedef enum {
 	SESSION_EXIT,       /* fatal: confirm what Kafka took, exit non-zero (3 when fenced) */
 	SESSION_RECONNECT,  /* the server was lost: commit what is whole, connect again */
 	SESSION_READ_AGAIN, /* Kafka refused: drop what is queued, abort, back off, read again */
-	SESSION_STAND_BY,   /* relay.takeover = "wait", another relay has the slot or fenced this
-			     * one: confirm what this one committed, let go of the slot and the
-			     * producer, and stand by again with fresh parts (never exit 3) */
+	SESSION_STAND_BY,   /* relay.takeover = "wait", another relay is active (fenced this one,
+			     * or took the lock): confirm what this one committed, let go of the
+			     * slot, the lock and the producer, stand by again with fresh parts */
 } session_next;
 
 /* What besides the outcome decides the next step: who else is on the slot, and the setting. */
 typedef struct {
 	bool fenced;    /* the producer was fenced: a relay with the same transactional.id started
 			 * Kafka transactions after this one (nothing more can commit) */
-	bool slot_busy; /* the slot was found held by another process (connecting or starting) */
+	bool lock_lost; /* relay.takeover = "wait": another relay took the active/passive lock */
 	bool wait;      /* relay.takeover = "wait": active/passive, a loser stands by again */
 } session_facts;
 
 /*
  * The step that follows a session that ended with e (pure). A stop always shuts down. With
- * relay.takeover = "wait", being fenced or finding the slot held means standing by again;
+ * relay.takeover = "wait", being fenced or losing the lock means standing by again;
  * otherwise a fenced producer is an exit (3: the newer relay keeps the slot) whatever the
  * outcome, since nothing can commit with it any more.
  */
@@ -41,7 +41,7 @@ session_next session_next_step(outcome e, session_facts f);
 /*
  * Runs sessions until a stop, a fatal error or (relay.takeover = "wait") losing the slot to
  * another relay: each connects, streams, and on trouble settles and reconnects. With "wait" it
- * first stands by until the slot is free (standby.h). Returns the exit code (relay.h's
+ * first stands by until it is the active relay (standby.h), and lets go of the lock at the end. Returns the exit code (relay.h's
  * RELAY_EXIT_*) or SESSION_RUN_STAND_BY.
  */
 int session_run_all(relay *r);

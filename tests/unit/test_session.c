@@ -4,7 +4,7 @@
 #include "session.h"
 
 /* A relay alone on its slot, with relay.takeover = "fence" (the default). */
-static const session_facts alone = {.fenced = false, .slot_busy = false, .wait = false};
+static const session_facts alone = {.fenced = false, .lock_lost = false, .wait = false};
 
 static void test_a_stop_shuts_down_cleanly(void **state)
 {
@@ -50,20 +50,12 @@ static void test_fenced_with_fence_exits_whatever_the_outcome(void **state)
 				 e == OUTCOME_STOP ? SESSION_SHUT_DOWN : SESSION_EXIT);
 }
 
-/* "fence": a slot held by another process is waited for with the reconnection backoff. */
-static void test_busy_slot_with_fence_reconnects(void **state)
-{
-	(void)state;
-	session_facts f = {.slot_busy = true};
-	assert_int_equal(session_next_step(OUTCOME_RETRY, f), SESSION_RECONNECT);
-}
-
-/* "wait": fenced, or the slot taken by another relay: stand by again, never exit. */
+/* "wait": fenced, or the lock taken by another relay: stand by again, never exit. */
 static void test_the_loser_with_wait_stands_by_again(void **state)
 {
 	(void)state;
 	session_facts fenced = {.fenced = true, .wait = true};
-	session_facts busy = {.slot_busy = true, .wait = true};
+	session_facts busy = {.lock_lost = true, .wait = true};
 	for (int e = OUTCOME_OK; e <= OUTCOME_FATAL; e++) {
 		session_next want = e == OUTCOME_STOP ? SESSION_SHUT_DOWN : SESSION_STAND_BY;
 		assert_int_equal(session_next_step((outcome)e, fenced), want);
@@ -89,7 +81,6 @@ int main(void)
 		cmocka_unit_test(test_a_kafka_refusal_reads_again_after_a_backoff),
 		cmocka_unit_test(test_every_outcome_has_a_next_step),
 		cmocka_unit_test(test_fenced_with_fence_exits_whatever_the_outcome),
-		cmocka_unit_test(test_busy_slot_with_fence_reconnects),
 		cmocka_unit_test(test_the_loser_with_wait_stands_by_again),
 		cmocka_unit_test(test_wait_alone_behaves_as_fence),
 	};
