@@ -405,6 +405,7 @@ static int run_sessions(relay *r)
 	outcome e;
 
 	if (r->cfg->takeover_wait && standby_wait(r) == OUTCOME_STOP) {
+		notify_stopping();
 		log_info("stopped while standing by");
 		return RELAY_EXIT_OK;
 	}

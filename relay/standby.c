@@ -38,6 +38,13 @@ void standby_holder_text(const standby_holder *h, char *buf, size_t len)
 		snprintf(buf, len, "another process");
 }
 
+/* The server's notices on the lock's connection (a shutdown's WARNING) as log lines, not raw stderr. */
+static void on_notice(void *arg, const char *message)
+{
+	(void)arg;
+	log_debug("active/passive lock connection: %s", message);
+}
+
 /*
  * The lock's own connection: the relay's name (outbox-relay[PID]@HOST) and TCP keepalives on
  * both ends, so that the server lets go of the lock of a host that died without closing its
@@ -56,6 +63,7 @@ static PGconn *lock_connect(relay *r, char *err, size_t errlen)
 	pg_stream_application_name(app, sizeof(app));
 	c = PQconnectdbParams(keys, vals, 1);
 	if (PQstatus(c) == CONNECTION_OK) {
+		PQsetNoticeProcessor(c, on_notice, NULL);
 		PQclear(PQexec(c, "SET statement_timeout = '10s'; SET tcp_keepalives_idle = 10; "
 				  "SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3"));
 		return c;

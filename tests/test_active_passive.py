@@ -91,6 +91,13 @@ def committed_past_now(outbox, timeout=30):
              what="the slot confirmed past %X" % now)
 
 
+def stop_writers(*sets):
+    """Stops writer sets that were started (a failure may come before)."""
+    for w in sets:
+        if w.threads[0].ident is not None:
+            w.stop()
+
+
 def rows_more(writers, n, timeout=60):
     target = writers.count() + n
     wait_for(lambda: writers.count() >= target, timeout, what="%d more rows written" % n)
@@ -126,7 +133,7 @@ def test_kill_9_of_the_active_relay_hands_over_exactly_once(outbox, kafka, pair)
             assert STREAMING not in active.log()[mark:]
             active, passive = passive, active
     finally:
-        writers.stop()
+        stop_writers(writers)
         print("takeover after kill -9 of the active relay (to the other's first streaming): %s"
               % ", ".join("%.0f ms" % (t * 1000) for t in takeovers))
     n = assert_exactly_once(kafka, outbox, writers)
@@ -178,7 +185,7 @@ def test_a_relay_that_loses_the_slot_stands_by_again(outbox, kafka, pair):
         rows_more(writers, 200)
         committed_past_now(outbox)
     finally:
-        writers.stop()
+        stop_writers(writers)
     assert_exactly_once(kafka, outbox, writers)
     assert a.stop() == 0
 
@@ -210,6 +217,83 @@ def test_two_relays_started_at_once_one_streams_the_other_stands_by(outbox, kafk
         rows_more(writers, 300)
         committed_past_now(outbox)
     finally:
-        writers.stop()
+        stop_writers(writers)
     assert_exactly_once(kafka, outbox, writers)
     assert passive.stop() == 0
+
+
+def test_a_standby_tells_systemd_and_the_metrics(outbox, kafka, pair):
+    """Standing by is a running state: READY=1 with a STATUS naming the active relay, watchdog
+    pings while waiting, /readyz 503 "standby"; SIGTERM ends the wait at once (exit 0)."""
+    from test_metrics import http_get, scrape
+    from test_systemd import FakeSystemd
+    import harness
+
+    active, _ = pair
+    port = harness.free_port()
+    # The same settings with its own metrics port (two relays on one host cannot share it).
+    own = outbox.config_path + ".metrics"
+    open(own, "w").write(open(outbox.config_path).read().replace(
+        WAIT, '%s metrics_listen = ":%d";' % (WAIT, port)))
+    passive = relayctl.Relay(own, os.path.dirname(outbox.config_path))
+    passive.log_path = outbox.relay.log_path + ".metrics"
+    systemd = FakeSystemd()
+    try:
+        active.start()
+        active.wait_streaming()
+        passive.env = {"NOTIFY_SOCKET": systemd.path, "WATCHDOG_USEC": "2000000"}
+        passive.start()
+        systemd.wait(lambda m: m == "READY=1", what="READY=1 of the standby")
+        status = systemd.messages[systemd.wait(lambda m: m.startswith("STATUS=standby: "), what="STATUS")]
+        assert ('slot "%s" is in use by outbox-relay[%d]@' % (outbox.slot, active.proc.pid)) in status
+        wait_for(lambda: systemd.poll().count("WATCHDOG=1") >= 3, 10, what="three watchdog pings")
+        assert http_get(port, "/readyz")[:2] == (503, "standby\n")
+        m = scrape(port)
+        assert (m.get("outbox_relay_standby"), m.get("outbox_relay_ready")) == (1, 0)
+        stopped_at = time.monotonic()
+        assert passive.stop() == 0
+        assert time.monotonic() - stopped_at < 2, "SIGTERM was not answered at once"
+        assert "STOPPING=1" in systemd.poll()
+        assert "stopped while standing by" in passive.log()
+        assert holder_pid(outbox) == active.proc.pid  # nobody was fenced
+    finally:
+        passive.kill()
+        systemd.close()
+    assert active.stop() == 0
+
+
+def test_postgres_restart_under_two_relays_is_exactly_once(outbox, kafka, pg, pair):
+    """A server restart ends both the active relay's stream and its lock: either relay may be
+    the active one afterwards, the other stands by; exactly once throughout."""
+    a, b = pair
+    before = Writers(outbox.db, outbox)
+    after = Writers(outbox.db, outbox, gen=1)  # keys of their own: their order is their own
+    try:
+        a.start()
+        a.wait_streaming()
+        b.start()
+        b.wait_log(standing_by(outbox))
+        before.start()
+        rows_more(before, 300)
+        committed_past_now(outbox)
+        before.stop()  # the writers' connections die with the server
+        mark_a, mark_b = len(a.log()), len(b.log())
+        pg.restart(mode="immediate")
+
+        def one_active():
+            pid = holder_pid(outbox)
+            if pid is None:
+                return None
+            other, since = (b, mark_b) if pid == a.proc.pid else (a, mark_a)
+            return standing_by(outbox) in other.log()[since:]
+        wait_for(one_active, 40, interval=0.2, what="one relay streaming, the other standing by")
+        assert a.proc.poll() is None and b.proc.poll() is None
+        after.start()
+        rows_more(after, 300)
+        committed_past_now(outbox)
+    finally:
+        stop_writers(before, after)
+    after.committed.update(before.committed)
+    after.rolled_back.update(before.rolled_back)
+    assert_exactly_once(kafka, outbox, after)
+    assert a.stop() == 0 and b.stop() == 0
