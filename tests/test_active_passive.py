@@ -297,3 +297,37 @@ def test_postgres_restart_under_two_relays_is_exactly_once(outbox, kafka, pg, pa
     after.rolled_back.update(before.rolled_back)
     assert_exactly_once(kafka, outbox, after)
     assert a.stop() == 0 and b.stop() == 0
+
+
+def test_at_least_once_pair_hands_over_without_loss(outbox, kafka, pair):
+    """relay.delivery = "at-least-once" (no Kafka transactions, nothing to fence): the lock alone
+    decides who streams; after kill -9 of the active one every committed event is there (a
+    replay may publish some twice, as at-least-once allows), none rolled back, no phantom."""
+    a, b = pair
+    outbox.reconfigure(extra_relay=WAIT + ' delivery = "at-least-once";')
+    writers = Writers(outbox.db, outbox)
+    try:
+        a.start()
+        a.wait_streaming()
+        b.start()
+        b.wait_log(standing_by(outbox))
+        writers.start()
+        rows_more(writers, 300)
+        committed_past_now(outbox)
+        mark = len(b.log())
+        a.proc.send_signal(signal.SIGKILL)
+        a.wait_exit(30)
+        b.wait_log(TOOK_OVER, since=mark)
+        assert "(at-least-once)" in first_line_with(b.log()[mark:], STREAMING)
+        rows_more(writers, 300)
+        committed_past_now(outbox)
+    finally:
+        stop_writers(writers)
+    topic = outbox.topic("user")
+    msgs = kafka.consume([topic], until=len(writers.committed), timeout=120)
+    msgs = kafka.consume([topic], timeout=60)
+    ids = [dict(m["headers"])["event_id"].decode() for m in msgs]
+    assert not set(ids) & writers.rolled_back
+    assert set(ids) <= set(writers.committed), "phantom events"
+    assert set(writers.committed) <= set(ids), "%d events lost" % len(set(writers.committed) - set(ids))
+    assert b.stop() == 0
