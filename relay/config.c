@@ -62,6 +62,7 @@ static const char *const slot_adoptions[] = {"no", "recreate", "as-is", NULL};
 static const char *const slot_losses[] = {"recover", "recover-rows", "stop", NULL};
 static const char *const capture_slot_losses[] = {"stop", "resnapshot", NULL};
 static const char *const error_actions[] = {"dead-letter", "stop", NULL};
+static const char *const takeovers[] = {"fence", "wait", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const log_formats[] = {"text", "logfmt", "json", NULL};
 
@@ -127,6 +128,11 @@ static const opt_def opts[] = {
 	 .def = "stop", .choices = capture_slot_losses,
 	 .doc = "captured tables when the slot is lost: stop (refuse to start) or resnapshot "
 		"(publish every captured table again, op r)"},
+	{.path = "relay.takeover", .type = OPT_STRING, .offset = OFF(takeover), .def = "fence",
+	 .choices = takeovers,
+	 .doc = "another relay with the same slot (and transactional.id) is running: fence (this one "
+		"takes over at start; the other, fenced, exits 3) or wait (active/passive: this one "
+		"stands by until the slot is free, and stands by again instead of exiting when fenced)"},
 	{.path = "relay.on_error", .type = OPT_STRING, .offset = OFF(on_error), .def = "dead-letter",
 	 .choices = error_actions,
 	 .doc = "a row that cannot be published: dead-letter (to relay.dead_letter_topic, and go on) "
@@ -310,11 +316,12 @@ static void apply_defaults(void *base, const opt_def *table, size_t n_opts)
 		apply_default(base, &table[i]);
 }
 
-/* The flags the words of relay.delivery and relay.on_error stand for. */
+/* The flags the words of relay.delivery, relay.on_error and relay.takeover stand for. */
 static void derive_flags(relay_config *cfg)
 {
 	cfg->exactly_once = strcmp(cfg->delivery, "exactly-once") == 0;
 	cfg->dead_letter = strcmp(cfg->on_error, "dead-letter") == 0;
+	cfg->takeover_wait = strcmp(cfg->takeover, "wait") == 0;
 }
 
 relay_config *config_defaults(int n_sources, int n_captures)

@@ -87,6 +87,8 @@ typedef struct {
 	char *slot_loss;            /* "recover", "recover-rows" or "stop" */
 	int recovery_window_ms;     /* commit-time disorder the slot-loss recovery allows for */
 	char *capture_on_slot_loss; /* "stop" or "resnapshot" */
+	char *takeover;   /* "fence" or "wait": what a second relay on the slot does */
+	bool takeover_wait; /* "wait": active/passive; stand by while another relay holds the slot */
 	char *on_error; /* "dead-letter" or "stop" */
 	bool dead_letter;
 	bool auto_create_topics;

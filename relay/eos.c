@@ -193,6 +193,18 @@ checkpoint eos_pending(const eos *e)
 	return cp;
 }
 
+static void log_failed_for_good(const eos *e, const char *err);
+
+/* The producer failed for good (fenced, or another fatal error): nothing more commits with it. */
+static outcome producer_failed(const eos *e)
+{
+	char why[512];
+
+	kafka_fatal(e->kp, why, sizeof(why));
+	log_failed_for_good(e, why);
+	return OUTCOME_FATAL;
+}
+
 /* Adds the checkpoint record to the open transaction (waiting while the queue is full). */
 static outcome produce_checkpoint(eos *e, const checkpoint *cp, const checkpoint_recovery *rec,
 				     eos_tick_fn tick, void *ctx)
@@ -206,6 +218,8 @@ static outcome produce_checkpoint(eos *e, const checkpoint *cp, const checkpoint
 			break;
 	}
 	free(value);
+	if (err == RD_KAFKA_RESP_ERR__FATAL)
+		return producer_failed(e);
 	if (err) {
 		log_error("cannot add the checkpoint to the Kafka transaction: %s", rd_kafka_err2str(err));
 		return OUTCOME_REWIND;
@@ -236,12 +250,31 @@ static outcome produce_attached(eos *e, eos_tick_fn tick, void *ctx)
 	strbuf_free(&key);
 	free(e->attached);
 	e->attached = NULL;
+	if (err == RD_KAFKA_RESP_ERR__FATAL)
+		return producer_failed(e);
 	if (err) {
 		log_error("cannot add the snapshot state to the Kafka transaction: %s",
 			  rd_kafka_err2str(err));
 		return OUTCOME_REWIND;
 	}
 	return OUTCOME_OK;
+}
+
+/*
+ * A transaction that failed for good. Fenced: another relay with the same transactional.id
+ * took over; with relay.takeover = "wait" that is how active/passive hands over (the relay
+ * stands by again), not an error.
+ */
+static void log_failed_for_good(const eos *e, const char *err)
+{
+	bool fenced = strstr(err, "fenced") || strstr(err, "Fenced");
+
+	if (fenced && e->cfg->takeover_wait)
+		log_warn("Kafka transaction not committed: %s (another relay with the same "
+			 "transactional.id took over: standing by)", err);
+	else
+		log_error("Kafka transaction failed for good: %s%s", err,
+			  fenced ? " (another relay with the same transactional.id took over)" : "");
 }
 
 outcome eos_commit(eos *e, eos_tick_fn tick, void *ctx)
@@ -252,7 +285,10 @@ outcome eos_commit(eos *e, eos_tick_fn tick, void *ctx)
 	outcome res;
 
 	if ((res = eos_ensure_open(e, err, sizeof(err))) != OUTCOME_OK) {
-		log_error("%s", err);
+		if (res == OUTCOME_FATAL)
+			log_failed_for_good(e, err);
+		else
+			log_error("%s", err);
 		return res;
 	}
 	horizon_fill(&e->hz, cp.lsn, &rec);
@@ -273,10 +309,7 @@ outcome eos_commit(eos *e, eos_tick_fn tick, void *ctx)
 	if (r == KAFKA_TXN_RETRY)
 		return OUTCOME_FATAL; /* the tick gave up (stop deadline): the next start aborts it */
 	if (r == KAFKA_TXN_FATAL) {
-		log_error("Kafka transaction failed for good: %s%s", err,
-			  strstr(err, "fenced") || strstr(err, "Fenced")
-				  ? " (another relay with the same transactional.id took over)"
-				  : "");
+		log_failed_for_good(e, err);
 		return OUTCOME_FATAL;
 	}
 	if (r == KAFKA_TXN_ABORT) {

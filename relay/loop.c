@@ -19,6 +19,7 @@
 #include "session.h"
 #include "signals.h"
 #include "snapshot.h"
+#include "standby.h"
 #include "status.h"
 #include "txn.h"
 
@@ -236,7 +237,7 @@ static void maybe_take_chunk(relay *r)
 		r->next_chunk_ms = clock_mono_ms() + (rc < 0 ? 5000 : 200);
 }
 
-/* What ends the session before the next read: a stop, a lost server, a refusal, a fatal producer. */
+/* What ends the session before the next read: a stop, a lost server or lock, a refusal, a fatal producer. */
 static outcome check_session(relay *r)
 {
 	char reason[512];
@@ -246,6 +247,11 @@ static outcome check_session(relay *r)
 	loop_take_reload(r);
 	if (r->pg_lost) {
 		log_warn("replication connection lost: %s", pg_stream_error(r->pg));
+		return OUTCOME_RETRY;
+	}
+	if (r->cfg->takeover_wait && !standby_lock_alive(r)) {
+		log_warn("the connection holding the active/passive lock of slot \"%s\" was lost: %s",
+			 r->cfg->slot, PQerrorMessage(r->lock_conn));
 		return OUTCOME_RETRY;
 	}
 	if (r->delivery_failed)

@@ -39,7 +39,8 @@ static void usage(FILE *out)
 		"  -V, --version        version of the relay and of librdkafka\n"
 		"\n"
 		"Exit codes: 0 stopped cleanly, 1 fatal error (see the log), 2 bad usage or configuration,\n"
-		"3 fenced: another relay with the same transactional.id took over.\n"
+		"3 fenced: another relay with the same transactional.id took over (relay.takeover =\n"
+		"\"fence\"; with \"wait\", active/passive, a fenced relay stands by again).\n"
 		"Docs: README.md and docs/ (configuration, operations, guarantees).\n",
 		RELAY_VERSION);
 }

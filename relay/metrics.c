@@ -61,6 +61,8 @@ static struct {
 	_Atomic uint64_t standby_waits;
 	_Atomic uint64_t standby_wait_us;
 	_Atomic uint64_t phantoms;
+	_Atomic uint64_t standby;  /* 0 or 1 */
+	_Atomic uint64_t takeovers;
 	_Atomic int64_t read_commit_ms; /* 0: no transaction read yet */
 	_Atomic bool caught_up;
 	_Atomic bool ready;
@@ -161,6 +163,8 @@ void metrics_set_read_commit_time(int64_t ms)
 
 void metrics_set_caught_up(void) { SET(caught_up, true); }
 void metrics_set_ready(bool ready) { SET(ready, ready); }
+void metrics_set_standby(bool standby) { SET(standby, standby ? 1 : 0); }
+void metrics_takeover(void) { ADD(takeovers, 1); }
 bool metrics_ready(void) { return GET(ready); }
 
 /* ---- the exposition text (the HTTP thread's side) */
@@ -241,6 +245,12 @@ static const struct {
 	{"phantom_transactions_total", "counter",
 	 "Transactions published whose commit the new timeline does not have (a failover forked before the checkpoint), as far as the checkpoint names them.",
 	 &st.phantoms},
+	{"standby", "gauge",
+	 "1 while standing by: another relay holds the slot (relay.takeover = \"wait\").",
+	 &st.standby},
+	{"takeovers_total", "counter",
+	 "Times this relay stood by, then took the slot over (relay.takeover = \"wait\").",
+	 &st.takeovers},
 };
 
 /* Each plain series: its HELP, TYPE and value. */
@@ -360,8 +370,9 @@ static mhd_result on_request(void *cls, struct MHD_Connection *c, const char *ur
 	if (strcmp(url, "/healthz") == 0)
 		return reply_text(c, MHD_HTTP_OK, "ok\n");
 	if (strcmp(url, "/readyz") == 0)
-		return GET(ready) ? reply_text(c, MHD_HTTP_OK, "ready\n")
-				  : reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready\n");
+		return GET(ready)     ? reply_text(c, MHD_HTTP_OK, "ready\n")
+		       : GET(standby) ? reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "standby\n")
+				      : reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready\n");
 	return reply_text(c, MHD_HTTP_NOT_FOUND, "not found: try /metrics, /healthz or /readyz\n");
 }
 

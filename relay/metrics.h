@@ -66,6 +66,10 @@ void metrics_backfilled(uint64_t n);
 void metrics_phantoms(uint64_t n);
 /* The server said it has nothing more to send: the replication lag is 0 until the next read. */
 void metrics_set_caught_up(void);
+/* Standing by while another relay holds the slot (relay.takeover = "wait"; /readyz: 503 standby). */
+void metrics_set_standby(bool standby);
+/* A relay that stood by took the slot over and streams. */
+void metrics_takeover(void);
 /* Streaming with the producer up (/readyz answers 200), or not (503). */
 void metrics_set_ready(bool ready);
 bool metrics_ready(void);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "log.h"
@@ -26,6 +27,9 @@ struct pg_stream {
 	char sysid[32];
 	char error[512];
 };
+
+/* PostgreSQL keeps 63 bytes of an application_name (NAMEDATALEN - 1). */
+#define NAMEDATALEN_APP 64
 
 /* Microseconds between the Unix epoch and PostgreSQL's (2000-01-01). */
 #define PG_EPOCH_OFFSET_US 946684800000000LL
@@ -353,6 +357,16 @@ static outcome timeline_history(pg_stream *s, uint32_t tli, char **text, size_t 
 	return OUTCOME_OK;
 }
 
+/* What a relay standing by shows of the one holding the slot (pg_stat_activity). */
+void pg_stream_application_name(char *buf, size_t len)
+{
+	char host[256] = "";
+
+	if (gethostname(host, sizeof(host) - 1) < 0)
+		host[0] = '\0';
+	snprintf(buf, len, "outbox-relay[%ld]@%s", (long)getpid(), host[0] ? host : "?");
+}
+
 outcome pg_stream_connect(pg_stream **out, const char *conninfo, const char *password, char *err,
 			    size_t errlen)
 {
@@ -360,11 +374,13 @@ outcome pg_stream_connect(pg_stream **out, const char *conninfo, const char *pas
 	/* connect_timeout comes first so that the conninfo's own value wins. */
 	const char *keys[] = {"connect_timeout", "dbname", "replication", "fallback_application_name",
 			      password ? "password" : NULL, NULL};
-	const char *vals[] = {"10", conninfo, "database", "outbox-relay", password, NULL};
+	char app[NAMEDATALEN_APP];
+	const char *vals[] = {"10", conninfo, "database", app, password, NULL};
 	pg_stream *s = xcalloc(1, sizeof(*s));
 	outcome r;
 
 	*out = NULL;
+	pg_stream_application_name(app, sizeof(app));
 	s->conn = PQconnectdbParams(keys, vals, 1);
 	if (PQstatus(s->conn) != CONNECTION_OK) {
 		set_error(s, PQerrorMessage(s->conn));
@@ -396,6 +412,7 @@ outcome pg_stream_start(pg_stream *s, const char *slot, const char *add_tables,
 const char *pg_stream_sysid(const pg_stream *s) { return s->sysid; }
 
 bool pg_stream_slot_created(const pg_stream *s) { return s->slot_created; }
+
 
 lsn_t pg_stream_server_lsn(const pg_stream *s) { return s->server_lsn; }
 

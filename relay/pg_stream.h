@@ -79,6 +79,11 @@ uint32_t pg_stream_timeline(const pg_stream *s);
  */
 outcome pg_stream_timeline_history(pg_stream *s, uint32_t tli, char **text, size_t *len, char *err,
 				     size_t errlen);
+/*
+ * The application_name of the replication connection (and of the active/passive lock's) unless
+ * the conninfo sets one: "outbox-relay[PID]@HOST", so a relay standing by can name the active one.
+ */
+void pg_stream_application_name(char *buf, size_t len);
 /* True when pg_stream_check_slot created the slot. */
 bool pg_stream_slot_created(const pg_stream *s);
 void pg_stream_close(pg_stream *s, int timeout_ms);

@@ -1,4 +1,4 @@
-/* relay.c: relay_run: builds the relay's parts, runs its sessions, frees them. */
+/* relay.c: relay_run: builds the relay's parts, runs its sessions, frees them (again after a standby). */
 #include "relay.h"
 
 #include <stdlib.h>
@@ -22,56 +22,84 @@
 #include "signals.h"
 #include "snapshot.h"
 
-/* The parts are built once per process; sessions come and go around them. */
+/*
+ * Builds the parts of one run; the router is the only one that can fail (its error logged).
+ * 0, or -1 with what was built left for free_parts.
+ */
+static int build_parts(relay *r, const relay_config *cfg)
+{
+	char err[512];
+
+	memset(r, 0, sizeof(*r));
+	r->cfg = cfg;
+	r->eos_on = cfg->exactly_once;
+	r->cur_row = NO_ROW;
+	progress_init(&r->prog, LSN_INVALID);
+	if (r->eos_on) {
+		r->bf = backfill_new(cfg);
+		r->gate = standby_gate_new();
+		backfill_run_attach(r);
+	}
+	if (cfg->n_captures > 0) {
+		r->cap = capture_new(cfg);
+		if (r->eos_on)
+			r->snap = snapshot_new(cfg, r->cap);
+	}
+	r->router = router_new(cfg, err, sizeof(err));
+	if (!r->router) {
+		log_error("%s: %s", cfg->path, err);
+		return -1;
+	}
+	return 0;
+}
+
+/* Frees the parts of one run; the producer first: its last delivery reports still use r->flight. */
+static void free_parts(relay *r)
+{
+	kafka_producer_free(r->kp);
+	r->kp = NULL;
+	if (r->eos_on)
+		eos_free(&r->eos);
+	router_free(r->router);
+	snapshot_free(r->snap);
+	capture_free(r->cap);
+	backfill_free(r->bf);
+	standby_gate_free(r->gate);
+	checkpoint_recovery_free(&r->lo);
+	progress_free(&r->prog);
+	inflight_free(&r->flight);
+	pending_free(&r->pend);
+}
+
+/*
+ * The parts are built once per run; sessions come and go around them. A relay that loses the
+ * slot to another (relay.takeover = "wait") starts a new run with fresh parts, as a restarted
+ * process would, and stands by again: nothing of what it read or planned outlives the run.
+ */
 int relay_run(const relay_config *cfg)
 {
 	relay r;
 	char err[512];
-	int code = RELAY_EXIT_FATAL;
+	int code = RELAY_EXIT_USAGE;
 
-	memset(&r, 0, sizeof(r));
-	r.cfg = cfg;
-	r.eos_on = cfg->exactly_once;
-	r.cur_row = NO_ROW;
 	signals_setup();
-	progress_init(&r.prog, LSN_INVALID);
-	if (r.eos_on) {
-		r.bf = backfill_new(cfg);
-		r.gate = standby_gate_new();
-		backfill_run_attach(&r);
-	}
-	if (cfg->n_captures > 0) {
-		r.cap = capture_new(cfg);
-		if (r.eos_on)
-			r.snap = snapshot_new(cfg, r.cap);
-	}
-	r.router = router_new(cfg, err, sizeof(err));
-	if (!r.router) {
-		log_error("%s: %s", cfg->path, err);
-		code = RELAY_EXIT_USAGE;
+	if (build_parts(&r, cfg) < 0)
 		goto cleanup;
-	}
 	/* After signals_setup: the server's thread keeps our signals blocked, as librdkafka's do. */
 	if (metrics_start(cfg->metrics_listen, err, sizeof(err)) < 0) {
 		log_error("%s: relay.metrics_listen: %s", cfg->path, err);
-		code = RELAY_EXIT_USAGE;
 		goto cleanup;
 	}
-	code = session_run_all(&r);
+	while ((code = session_run_all(&r)) == SESSION_RUN_STAND_BY) {
+		free_parts(&r);
+		if (build_parts(&r, cfg) < 0) {
+			code = RELAY_EXIT_USAGE;
+			break;
+		}
+	}
 cleanup:
 	metrics_set_ready(false);
 	metrics_stop();
-	kafka_producer_free(r.kp); /* its last delivery reports still use r.flight */
-	if (r.eos_on)
-		eos_free(&r.eos);
-	router_free(r.router);
-	snapshot_free(r.snap);
-	capture_free(r.cap);
-	backfill_free(r.bf);
-	standby_gate_free(r.gate);
-	checkpoint_recovery_free(&r.lo);
-	progress_free(&r.prog);
-	inflight_free(&r.flight);
-	pending_free(&r.pend);
+	free_parts(&r);
 	return code;
 }

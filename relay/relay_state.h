@@ -93,6 +93,14 @@ typedef struct {
 	bool backfilling;       /* the rows being published come from the backfill */
 	uint64_t backfill_counted; /* backfill rows counted in the metrics (committed) */
 	int64_t disorder_told;  /* commit-time disorder last reported (us) */
+
+	/* active/passive, relay.takeover = "wait" (standby.c; session.c acts on lock_lost) */
+	PGconn *lock_conn;      /* holds the active/passive lock while this relay is active */
+	bool lock_lost;         /* another relay holds the lock now: stand by */
+	int64_t lock_checked_ms; /* the lock's connection was last looked at */
+	int64_t lock_taken_ms;  /* when standing by ended with the lock taken */
+	int64_t standby_since_ms; /* when standing by began */
+	bool standby_saw_holder; /* another relay was seen active while this one stood by */
 } relay;
 
 #endif

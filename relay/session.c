@@ -26,6 +26,7 @@
 #include "signals.h"
 #include "slot_start.h"
 #include "snapshot.h"
+#include "standby.h"
 #include "status.h"
 #include "strbuf.h"
 #include "txn.h"
@@ -154,10 +155,18 @@ static outcome connect_and_settle(relay *r, char *err, size_t errlen)
 	return res;
 }
 
-/* One attempt at a session: connect, settle the slot, backfill if due, start streaming. */
+/*
+ * One attempt at a session: (active/passive: still the active relay,) connect, settle the slot,
+ * backfill if due, start streaming.
+ */
 static outcome open_session(relay *r, char *err, size_t errlen)
 {
-	outcome res = connect_and_settle(r, err, errlen);
+	outcome res = OUTCOME_OK;
+
+	if (r->cfg->takeover_wait)
+		res = standby_keep_lock(r, err, errlen);
+	if (res == OUTCOME_OK)
+		res = connect_and_settle(r, err, errlen);
 
 	while (res == OUTCOME_OK && backfill_active(r->bf)) {
 		/* The replication connection waits for nothing during a backfill: closed, reopened. */
@@ -186,6 +195,14 @@ static outcome open_session(relay *r, char *err, size_t errlen)
 	return res;
 }
 
+/* The facts besides an outcome that decide what follows (session_next_step). */
+static session_facts facts_of(relay *r)
+{
+	session_facts f = {.fenced = r->kp && kafka_fenced(r->kp), .lock_lost = r->lock_lost,
+			   .wait = r->cfg->takeover_wait};
+	return f;
+}
+
 /* Opens the replication stream; retries with backoff until it works, a stop, or a fatal error. */
 static outcome connect_stream(relay *r)
 {
@@ -201,9 +218,14 @@ static outcome connect_stream(relay *r)
 			break;
 		if (signals_stop_requested())
 			return OUTCOME_STOP;
-		if (res == OUTCOME_FATAL) {
+		session_next next = session_next_step(res, facts_of(r));
+		if (next == SESSION_EXIT) {
 			log_error("%s", err);
 			return OUTCOME_FATAL;
+		}
+		if (next == SESSION_STAND_BY) {
+			log_debug("%s", err); /* give_up_slot says it in one line */
+			return res;
 		}
 		log_warn("%s; retrying in %lld ms", err, (long long)backoff);
 		notify_status("not streaming: %s; retrying in %lld ms", err, (long long)backoff);
@@ -225,6 +247,7 @@ static outcome connect_stream(relay *r)
 	metrics_set_ready(true);
 	log_info("streaming from slot \"%s\" after %s (%s)", r->cfg->slot, lsn_format(status_flush_lsn(r), a),
 		 r->eos_on ? "exactly-once" : "at-least-once");
+	standby_took_over(r);
 	notify_ready();
 	notify_status("streaming from slot %s after %s", r->cfg->slot, a);
 	return OUTCOME_OK;
@@ -319,11 +342,16 @@ static void keep_what_kafka_took(relay *r)
 		status_send(r, true);
 }
 
-session_next session_next_step(outcome e)
+session_next session_next_step(outcome e, session_facts f)
 {
+	if (e == OUTCOME_STOP)
+		return SESSION_SHUT_DOWN;
+	if (f.wait && (f.fenced || f.lock_lost))
+		return SESSION_STAND_BY;
+	if (f.fenced)
+		return SESSION_EXIT;
 	switch (e) {
 	case OUTCOME_STOP:
-		return SESSION_SHUT_DOWN;
 	case OUTCOME_FATAL:
 		return SESSION_EXIT;
 	case OUTCOME_RETRY:
@@ -337,18 +365,18 @@ session_next session_next_step(outcome e)
 }
 
 /*
- * The one place a session's end is handled (pg_recvlogical's prepareToTerminate): what its
- * outcome leads to. OUTCOME_OK to start the next session; OUTCOME_STOP or OUTCOME_FATAL.
+ * Between sessions: what a session's end leads to when the relay goes on (pg_recvlogical's
+ * prepareToTerminate). OUTCOME_OK to start the next session; otherwise the outcome that ends
+ * the run, which run_sessions acts on (the same decision, session_next_step).
  */
 static outcome end_of_session(relay *r, outcome e)
 {
 	metrics_set_ready(false);
-	switch (session_next_step(e)) {
+	switch (session_next_step(e, facts_of(r))) {
 	case SESSION_SHUT_DOWN:
-		return OUTCOME_STOP;
 	case SESSION_EXIT:
-		keep_what_kafka_took(r);
-		return OUTCOME_FATAL;
+	case SESSION_STAND_BY:
+		return e == OUTCOME_OK ? OUTCOME_FATAL : e;
 	case SESSION_RECONNECT:
 		return settle_session(r, false);
 	case SESSION_READ_AGAIN:
@@ -358,22 +386,50 @@ static outcome end_of_session(relay *r, outcome e)
 	return OUTCOME_FATAL;
 }
 
+/*
+ * Lost the slot to another relay (relay.takeover = "wait"): what this relay committed may be
+ * confirmed; what it did not is the other relay's to publish, read from the checkpoint. The
+ * producer (fenced, or about to be) and the other parts go with the run.
+ */
+static void give_up_slot(relay *r)
+{
+	bool fenced = r->kp && kafka_fenced(r->kp);
+
+	if (r->pg && !r->pg_lost)
+		status_send(r, true);
+	log_info("another relay %s slot \"%s\": standing by again (relay.takeover = \"wait\")",
+		 fenced ? "with the same transactional.id took over" : "became active on",
+		 r->cfg->slot);
+	notify_status("standby: lost slot %s to another relay", r->cfg->slot);
+}
+
 /* Runs sessions until stopped: each connects, streams, and on trouble settles and reconnects. */
 static int run_sessions(relay *r)
 {
 	outcome e;
 
+	if (r->cfg->takeover_wait && standby_wait(r) == OUTCOME_STOP) {
+		notify_stopping();
+		log_info("stopped while standing by");
+		return RELAY_EXIT_OK;
+	}
 	do {
 		e = connect_stream(r);
 		if (e == OUTCOME_OK)
 			e = loop_stream(r);
 		e = end_of_session(r, e);
 	} while (e == OUTCOME_OK);
-	if (e == OUTCOME_STOP) {
+	switch (session_next_step(e, facts_of(r))) {
+	case SESSION_SHUT_DOWN:
 		shut_down(r);
 		return RELAY_EXIT_OK;
+	case SESSION_STAND_BY:
+		give_up_slot(r);
+		return SESSION_RUN_STAND_BY;
+	default:
+		keep_what_kafka_took(r);
+		return r->kp && kafka_fenced(r->kp) ? RELAY_EXIT_FENCED : RELAY_EXIT_FATAL;
 	}
-	return r->kp && kafka_fenced(r->kp) ? RELAY_EXIT_FENCED : RELAY_EXIT_FATAL;
 }
 
 int session_run_all(relay *r)
@@ -384,5 +440,6 @@ int session_run_all(relay *r)
 	r->pg = NULL;
 	PQfinish(r->sql);
 	r->sql = NULL;
+	standby_release(r);
 	return code;
 }

@@ -2,24 +2,47 @@
 #ifndef RELAY_SESSION_H
 #define RELAY_SESSION_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <libpq-fe.h>
 
 #include "relay_state.h"
 
-/* What follows a session's end, by its outcome (outcome): one row each. */
+/* What follows a session's end, by its outcome (outcome) and session_facts: one row each. */
 typedef enum {
 	SESSION_SHUT_DOWN,  /* a stop: commit what is whole, drain, confirm, exit 0 */
 	SESSION_EXIT,       /* fatal: confirm what Kafka took, exit non-zero (3 when fenced) */
 	SESSION_RECONNECT,  /* the server was lost: commit what is whole, connect again */
 	SESSION_READ_AGAIN, /* Kafka refused: drop what is queued, abort, back off, read again */
+	SESSION_STAND_BY,   /* relay.takeover = "wait", another relay is active (fenced this one,
+			     * or took the lock): confirm what this one committed, let go of the
+			     * slot, the lock and the producer, stand by again with fresh parts */
 } session_next;
 
-/* The step that follows a session that ended with e. */
-session_next session_next_step(outcome e);
+/* What besides the outcome decides the next step: who else is on the slot, and the setting. */
+typedef struct {
+	bool fenced;    /* the producer was fenced: a relay with the same transactional.id started
+			 * Kafka transactions after this one (nothing more can commit) */
+	bool lock_lost; /* relay.takeover = "wait": another relay took the active/passive lock */
+	bool wait;      /* relay.takeover = "wait": active/passive, a loser stands by again */
+} session_facts;
+
 /*
- * Runs sessions until a stop or a fatal error: each connects, streams, and on trouble settles
- * and reconnects. Returns the exit code (relay.h's RELAY_EXIT_*).
+ * The step that follows a session that ended with e (pure). A stop always shuts down. With
+ * relay.takeover = "wait", being fenced or losing the lock means standing by again;
+ * otherwise a fenced producer is an exit (3: the newer relay keeps the slot) whatever the
+ * outcome, since nothing can commit with it any more.
+ */
+session_next session_next_step(outcome e, session_facts f);
+
+/* Not an exit code: session_run_all ended to stand by again; its caller builds fresh parts. */
+#define SESSION_RUN_STAND_BY (-1)
+
+/*
+ * Runs sessions until a stop, a fatal error or (relay.takeover = "wait") losing the slot to
+ * another relay: each connects, streams, and on trouble settles and reconnects. With "wait" it
+ * first stands by until it is the active relay (standby.h), and lets go of the lock at the end. Returns the exit code (relay.h's
+ * RELAY_EXIT_*) or SESSION_RUN_STAND_BY.
  */
 int session_run_all(relay *r);
 /* The normal connection for catalog reads and snapshots, (re)opened when needed; NULL (err) if down. */

@@ -338,6 +338,34 @@ def test_fatal_transaction_error_exits_without_confirming(faulty, api_key, error
     assert REPLAYING not in log
 
 
+def test_fenced_relay_with_takeover_wait_stands_by_again(faulty):
+    """relay.takeover = "wait" (active/passive): a fencing is no exit 3 but a return to standby,
+    confirming nothing of the fenced transaction; with no other relay active the relay takes the
+    slot again at once, with a fresh producer (what it then reads from the mock's checkpoint
+    topic is the mock's: it keeps aborted records)."""
+    f = faulty
+    text = open(f.relay.config_path).read()
+    open(f.relay.config_path, "w").write(text.replace("shutdown_timeout_ms = 20000;",
+                                                      'shutdown_timeout_ms = 20000; takeover = "wait";'))
+    mark = start_until_first_commit(f)
+    held_at = wal_lsn(f.db)
+    f.mock.cmd("broker_errors %d %d PRODUCER_FENCED" % (BROKER, END_TXN))
+    write_events(f.db, transactions=10, per_txn=5)
+    standing_by = "with the same transactional.id took over slot"
+    watch_slot(f, held_at, may_pass=lambda log: False,
+               until=lambda log: standing_by in log[mark:] or f.relay.proc.poll() is not None,
+               timeout=60, what="the relay standing by again")
+    assert f.relay.proc.poll() is None, "relay exited:\n" + f.relay.log()[mark:][-3000:]
+    after = f.relay.log().index(standing_by, mark)
+    f.relay.wait_log("streaming from slot", since=after)
+    log = f.relay.log()[mark:]
+    assert f.mock.pending(END_TXN) == 0
+    assert "warn  Kafka transaction not committed: commit_transaction: " in log
+    assert "(another relay with the same transactional.id took over: standing by)" in log
+    assert "error Kafka transaction failed for good" not in log
+    assert f.relay.stop() == 0
+
+
 def test_retriable_commit_errors_are_retried_without_replay(faulty):
     f = faulty
     mark = start_until_first_commit(f)

@@ -111,6 +111,7 @@ FAMILIES = {
     "commit_time_disorder_seconds": "gauge", "backfilled_rows_total": "counter",
     "capture_refused_tables": "gauge", "phantom_transactions_total": "counter",
     "standby_waits_total": "counter", "standby_wait_microseconds_total": "counter",
+    "standby": "gauge", "takeovers_total": "counter",
 }
 
 

@@ -1015,6 +1015,7 @@ static void test_enum_rejection_lists_the_accepted_words(void **state)
 		 "is not one of recover, recover-rows, stop"},
 		{"capture_on_slot_loss", {"stop", "resnapshot"}, "is not stop or resnapshot"},
 		{"on_error", {"dead-letter", "stop"}, "is not dead-letter or stop"},
+		{"takeover", {"fence", "wait"}, "is not fence or wait"},
 		{"log_level", {"error", "warn", "info", "debug"},
 		 "is not one of error, warn, info, debug"},
 		{"log_format", {"text", "logfmt", "json"}, "is not one of text, logfmt, json"},

@@ -126,6 +126,13 @@ static void test_counters_gauges_and_histogram(void **state)
 	assert_true(scrape("outbox_relay_kafka_transactions_aborted_total ") == 1);
 	assert_true(scrape("outbox_relay_reconnects_total ") == 1);
 	assert_true(scrape("outbox_relay_up ") == 1);
+	assert_true(scrape("outbox_relay_standby ") == 0);
+	metrics_set_standby(true);
+	assert_true(scrape("outbox_relay_standby ") == 1);
+	metrics_set_standby(false);
+	assert_true(scrape("outbox_relay_standby ") == 0);
+	metrics_takeover();
+	assert_true(scrape("outbox_relay_takeovers_total ") == 1);
 
 	metrics_latency(-20, 1);  /* clock skew: counted as 0 */
 	metrics_latency(5, 2);    /* on a bound: in that bucket (le is <=) */
@@ -168,7 +175,7 @@ static void test_exposition_format(void **state)
 				  "kafka_transactions_committed_total",
 				  "kafka_transactions_aborted_total", "delivery_latency_seconds",
 				  "replication_lag_bytes", "replication_lag_seconds", "confirmed_lsn",
-				  "reconnects_total"};
+				  "reconnects_total", "standby", "takeovers_total"};
 	char want[160];
 
 	assert_non_null(text);
@@ -257,6 +264,12 @@ static void test_http_server(void **state)
 	assert_non_null(strstr(buf, "\r\n\r\nok\n"));
 	metrics_set_ready(false);
 	assert_int_equal(http(port, "GET", "/readyz", buf, sizeof(buf)), 503);
+	assert_non_null(strstr(buf, "\r\n\r\nnot ready\n"));
+	/* A relay standing by (relay.takeover = "wait") is not ready, and says why. */
+	metrics_set_standby(true);
+	assert_int_equal(http(port, "GET", "/readyz", buf, sizeof(buf)), 503);
+	assert_non_null(strstr(buf, "\r\n\r\nstandby\n"));
+	metrics_set_standby(false);
 	metrics_set_ready(true);
 	assert_int_equal(http(port, "GET", "/readyz", buf, sizeof(buf)), 200);
 	assert_int_equal(http(port, "GET", "/metrics", buf, sizeof(buf)), 200);
