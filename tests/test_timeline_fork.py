@@ -29,7 +29,7 @@ import pytest
 import harness
 import relayctl
 from harness import wait_for
-from test_ha import FailoverWriters, Target
+from test_ha import FailoverWriters, Target, read_published
 
 SLOT = "relay_slot"
 CHECKPOINT_TOPIC = "outbox-relay.checkpoints"
@@ -187,34 +187,8 @@ def named_xids(text):
 
 
 def check_after_fork(kafka, topic, in_table, writers):
-    """A read_committed consumer reads the topic to its end: every event of the new primary's
-    table exactly once and in per-key order, no event of a rolled-back transaction. Returns the
-    ids published that the table does not have (the phantoms)."""
-    msgs = kafka.consume([topic], timeout=60)
-    seen, last, phantoms = set(), {}, set()
-    dups, rolled_back, disorder = 0, [], []
-    for m in msgs:
-        eid = dict(m["headers"])["event_id"].decode()
-        if eid in writers.rolled_back:
-            rolled_back.append(eid)
-        if eid in seen:
-            dups += 1
-            continue
-        seen.add(eid)
-        if eid not in in_table:
-            phantoms.add(eid)
-            continue
-        key, s = in_table[eid]
-        assert m["key"] == key.encode()
-        if last.get(key, -1) >= s:
-            disorder.append(key)
-        last[key] = s
-    lost = set(in_table) - seen
-    assert not rolled_back, "%d events of rolled-back transactions published" % len(rolled_back)
-    assert (dups, len(lost), len(disorder)) == (0, 0, 0), (
-        "%d duplicates, %d of %d rows of the new primary lost, %d keys out of order"
-        % (dups, len(lost), len(in_table), len(disorder)))
-    return phantoms
+    """test_ha.read_published on the new primary's table: returns the phantoms' ids."""
+    return read_published(kafka, topic, in_table, writers)[1]
 
 
 def test_failover_behind_the_checkpoint_names_the_phantoms(cluster, kafka, tmp_path, request):
