@@ -8,6 +8,7 @@
 #include "backfill_run.h"
 #include "capture.h"
 #include "checkpoint.h"
+#include "encode.h"
 #include "eos.h"
 #include "inflight.h"
 #include "kafka.h"
@@ -50,6 +51,11 @@ int relay_run(const relay_config *cfg)
 		code = RELAY_EXIT_USAGE;
 		goto cleanup;
 	}
+	if (encode_setup(cfg, err, sizeof(err)) < 0) {
+		log_error("%s: %s", cfg->path, err);
+		code = RELAY_EXIT_USAGE;
+		goto cleanup;
+	}
 	/* After signals_setup: the server's thread keeps our signals blocked, as librdkafka's do. */
 	if (metrics_start(cfg->metrics_listen, err, sizeof(err)) < 0) {
 		log_error("%s: relay.metrics_listen: %s", cfg->path, err);
@@ -64,6 +70,7 @@ cleanup:
 	if (r.eos_on)
 		eos_free(&r.eos);
 	router_free(r.router);
+	encode_teardown();
 	snapshot_free(r.snap);
 	capture_free(r.cap);
 	backfill_free(r.bf);
