@@ -1,0 +1,212 @@
+# Avro tests: outbox events in Confluent's wire format against a real schema registry (Apicurio), decoded by confluent-kafka's AvroDeserializer.
+import datetime
+import decimal
+import json
+import struct
+import threading
+import time
+
+import pytest
+
+from harness import wait_for
+
+DLQ = "outbox-relay.dead-letters"
+
+VERIFIED = {
+    "type": "record", "name": "IdDocumentVerified", "namespace": "identity.events",
+    "fields": [
+        {"name": "customer_id", "type": "long"},
+        {"name": "seq", "type": "long"},
+        {"name": "document", "type": "string"},
+        {"name": "verified", "type": "boolean"},
+        {"name": "score", "type": "double"},
+        {"name": "country", "type": {"type": "enum", "name": "Country", "symbols": ["DE", "FR", "NL"]}},
+        {"name": "fee", "type": {"type": "bytes", "logicalType": "decimal", "precision": 12, "scale": 2}},
+        {"name": "verified_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "born", "type": {"type": "int", "logicalType": "date"}},
+        {"name": "tags", "type": {"type": "array", "items": "string"}},
+        {"name": "limits", "type": {"type": "map", "values": "long"}},
+        {"name": "address", "type": ["null", {"type": "record", "name": "Address", "fields": [
+            {"name": "city", "type": "string"}, {"name": "zip", "type": "int"}]}], "default": None},
+        {"name": "note", "type": ["null", "string"], "default": None},
+    ],
+}
+
+OPENED = {
+    "type": "record", "name": "AccountOpened", "namespace": "identity.events",
+    "fields": [{"name": "seq", "type": "long"}, {"name": "plan", "type": "string"}],
+}
+
+
+def verified_payload(seq, **changes):
+    p = {"customer_id": 9007199254740993 + seq, "seq": seq, "document": "P-\u00e9%d" % seq,
+         "verified": seq % 2 == 0, "score": 0.25 * seq, "country": "NL", "fee": "1234567890.12",
+         "verified_at": "2026-12-03 04:05:06.789+00", "born": "1990-07-15",
+         "tags": ["passport", "liveness"], "limits": {"daily": 1000, "monthly": -1},
+         "address": {"city": "Utrecht", "zip": 3511}}
+    if seq % 3 == 0:
+        p["note"] = "third"
+        p["address"] = None
+    p.update(changes)
+    return p
+
+
+def expected_decoded(p):
+    """What a standard Avro decoder gives for a payload of VERIFIED (logical types as Python types)."""
+    e = dict(p)
+    e["fee"] = decimal.Decimal(p["fee"])
+    e["verified_at"] = datetime.datetime(2026, 12, 3, 4, 5, 6, 789000, tzinfo=datetime.timezone.utc)
+    e["born"] = datetime.date(1990, 7, 15)
+    e.setdefault("note", None)
+    return e
+
+
+def start_avro(outbox, registry, tmp_path, timeout_ms=5000):
+    schemas = tmp_path / "schemas"
+    schemas.mkdir()
+    (schemas / "IdDocumentVerified.avsc").write_text(json.dumps(VERIFIED, indent=2))
+    (schemas / "AccountOpened.avsc").write_text(json.dumps(OPENED, indent=2))
+    outbox.reconfigure(
+        sources='{ table = "outbox.events"; topic = "%s.${aggregate_type}"; format = "avro"; }' % outbox.prefix,
+        extra_top='schema_registry = { url = "%s"; schema_dir = "%s"; timeout_ms = %d; };'
+                  % (registry.url, schemas, timeout_ms))
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+
+
+def insert(db, aggregate, event_type, payload, key="c-1"):
+    """One outbox row in its own transaction; returns its xid (bytes, as in dlq_xid)."""
+    conn = db.connect(autocommit=False)
+    cur = conn.cursor()
+    cur.execute("INSERT INTO outbox.events (aggregate_type, aggregate_id, event_type, payload) "
+                "VALUES (%s, %s, %s, %s::jsonb)", (aggregate, key, event_type, json.dumps(payload)))
+    cur.execute("SELECT txid_current()")
+    xid = str(cur.fetchone()[0]).encode()
+    conn.commit()
+    conn.close()
+    return xid
+
+
+def deserializer(registry):
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+    client = SchemaRegistryClient({"url": registry.url})
+    deser = AvroDeserializer(client)
+    return lambda m: deser(m["value"], SerializationContext(m["topic"], MessageField.VALUE))
+
+
+def test_avro_events_decode_to_their_json_payloads(outbox, kafka, registry, tmp_path):
+    start_avro(outbox, registry, tmp_path)
+    payloads = [verified_payload(i) for i in range(1, 7)]
+    for p in payloads:
+        insert(outbox.db, "identity", "IdDocumentVerified", p)
+    insert(outbox.db, "account", "AccountOpened", {"seq": 1, "plan": "basic"})
+    msgs = kafka.consume([outbox.topic("identity")], until=len(payloads), timeout=60)
+    assert len(msgs) == len(payloads)
+    decode = deserializer(registry)
+    subject = outbox.topic("identity") + "-value"
+    status, latest = registry.request("GET", "/subjects/%s/versions/latest" % subject)
+    assert status == 200
+    for m, p in zip(msgs, payloads):
+        assert m["value"][0] == 0 and struct.unpack(">I", m["value"][1:5])[0] == latest["id"]
+        assert decode(m) == expected_decoded(p)
+        assert dict(m["headers"])["event_type"] == b"IdDocumentVerified"
+    # The registry holds the schema file's text as the relay sent it (one canonical text).
+    assert json.loads(latest["schema"]) == VERIFIED
+    other = kafka.consume([outbox.topic("account")], until=1, timeout=60)
+    assert [decode(m) for m in other] == [{"seq": 1, "plan": "basic"}]
+    # One registration per subject: the same schema is asked for once, then cached.
+    status, versions = registry.request("GET", "/subjects/%s/versions" % subject)
+    assert versions == [1]
+    assert outbox.relay.stop() == 0
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"score": "high"}, "field score: expected double, got a string"),
+    ({"address": {"city": "Utrecht", "zip": "3511"}}, "field address.zip: expected int, got a string"),
+    ({"fee": "0.001"}, "field fee: 0.001 has more than 2 fraction digits (decimal scale 2)"),
+    ({"country": "XX"}, "field country: \"XX\" is not a symbol of enum identity.events.Country"),
+    ({"customer_id": 9223372036854775808}, "field customer_id: 9223372036854775808 does not fit in long"),
+    ({"unexpected": 1}, "field unexpected: not a field of record identity.events.IdDocumentVerified"),
+])
+def test_a_payload_that_breaks_its_schema_is_dead_lettered(outbox, kafka, registry, tmp_path, change, field):
+    start_avro(outbox, registry, tmp_path)
+    bad_xid = insert(outbox.db, "identity", "IdDocumentVerified", verified_payload(1, **change))
+    insert(outbox.db, "identity", "IdDocumentVerified", verified_payload(2))
+    dead = []
+
+    def found():
+        dead[:] = [m for m in kafka.consume([DLQ], timeout=10) if dict(m["headers"])["dlq_xid"] == bad_xid]
+        return dead
+    wait_for(found, 60, what="the dead letter")
+    assert dict(dead[0]["headers"])["dlq_reason"] == field.encode()
+    # Only the good event reaches the main topic.
+    msgs = kafka.consume([outbox.topic("identity")], until=1, timeout=60)
+    time.sleep(1)
+    msgs = kafka.consume([outbox.topic("identity")], timeout=10)
+    assert [deserializer(registry)(m)["seq"] for m in msgs] == [2]
+    assert outbox.relay.stop() == 0
+
+
+def test_an_event_type_without_a_schema_is_dead_lettered(outbox, kafka, registry, tmp_path):
+    start_avro(outbox, registry, tmp_path)
+    xid = insert(outbox.db, "identity", "Unknown", {"seq": 1})
+    dead = []
+
+    def found():
+        dead[:] = [m for m in kafka.consume([DLQ], timeout=10) if dict(m["headers"])["dlq_xid"] == xid]
+        return dead
+    wait_for(found, 60, what="the dead letter")
+    assert b"no Avro schema for event type \"Unknown\"" in dict(dead[0]["headers"])["dlq_reason"]
+    assert outbox.relay.stop() == 0
+
+
+def test_registry_outage_under_writes_loses_and_duplicates_nothing(outbox, kafka, registry, tmp_path):
+    """The registry frozen for 10 s while rows of a known and of a new event type are written:
+    the new one's registration times out, the stream is held back (rewind), and once the
+    registry answers every event is there exactly once for read_committed consumers."""
+    start_avro(outbox, registry, tmp_path, timeout_ms=1000)
+    insert(outbox.db, "identity", "IdDocumentVerified", verified_payload(0))
+    assert len(kafka.consume([outbox.topic("identity")], until=1, timeout=60)) == 1
+    written = {"identity": [0], "account": []}
+    stop = threading.Event()
+
+    def writer():
+        seq = 1
+        while not stop.is_set():
+            insert(outbox.db, "identity", "IdDocumentVerified", verified_payload(seq), key="c-%d" % (seq % 4))
+            written["identity"].append(seq)
+            if seq % 5 == 0:  # a new event type: its schema must be registered first
+                insert(outbox.db, "account", "AccountOpened", {"seq": seq, "plan": "basic"}, key="a-%d" % seq)
+                written["account"].append(seq)
+            seq += 1
+            time.sleep(0.05)
+
+    registry.pause()
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        time.sleep(10)
+        log = outbox.relay.log()
+        assert "holding back the row of outbox.events" in log
+    finally:
+        registry.resume()
+    time.sleep(2)
+    stop.set()
+    t.join()
+    decode = deserializer(registry)
+    for aggregate, seqs in written.items():
+        msgs = kafka.consume([outbox.topic(aggregate)], until=len(seqs), timeout=120)
+        time.sleep(1)
+        msgs = kafka.consume([outbox.topic(aggregate)], timeout=20)  # nothing more after them
+        got = [decode(m)["seq"] for m in msgs]
+        assert sorted(got) == sorted(seqs), aggregate
+        per_key = {}
+        for m, s in zip(msgs, got):  # in order per key
+            assert per_key.get(m["key"], -1) < s
+            per_key[m["key"]] = s
+    dead = [m for m in kafka.consume([DLQ], timeout=10)
+            if dict(m["headers"]).get("dlq_topic", b"").startswith(outbox.prefix.encode())]
+    assert dead == []
+    assert outbox.relay.stop() == 0
