@@ -55,8 +55,9 @@ avjson_codec *avjson_new(const char *schema_json, size_t len, char *err, size_t 
 {
 	avjson_codec *c = xcalloc(1, sizeof(*c));
 
-	if (avjson_schema_compile(schema_json, len, &c->sch, err, errlen) < 0 ||
-	    make_libavro_value(c, err, errlen) < 0) {
+	int compiled = avjson_schema_compile(schema_json, len, &c->sch, err, errlen);
+	/* libavro judges the schema first (its message is the better one), then our compile's. */
+	if (!c->sch.text || make_libavro_value(c, err, errlen) < 0 || compiled < 0) {
 		avjson_free(c);
 		return NULL;
 	}

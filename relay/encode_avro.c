@@ -15,10 +15,21 @@
 #define AVRO_SUFFIX ".avsc"
 #define WIRE_HEADER 5 /* magic byte 0, then the schema id, 4 bytes big-endian */
 
-/* One event type's contract: its schema file, compiled. */
+/* A schema id of a contract under one subject (the registry client caches by text too). */
+typedef struct {
+	char *subject;
+	int id;
+} avro_subject_id;
+
+/*
+ * One event type's contract: its schema file, compiled, and its ids by subject (compared by the
+ * short subject only, so a cached event costs no comparison of schema texts).
+ */
 typedef struct {
 	char *event_type;
 	avjson_codec *codec;
+	avro_subject_id *ids;
+	size_t n_ids;
 } avro_contract;
 
 /* The module's state: made by encode_avro_setup, used by every Avro record. */
@@ -69,6 +80,7 @@ static int load_contract(const char *dir, const char *file, char *err, size_t er
 		return -1;
 	}
 	av.contracts = xrealloc(av.contracts, sizeof(*av.contracts) * (av.n + 1));
+	memset(&av.contracts[av.n], 0, sizeof(av.contracts[av.n]));
 	av.contracts[av.n].event_type = xstrndup(file, nlen);
 	av.contracts[av.n++].codec = c;
 	return 0;
@@ -100,15 +112,18 @@ int encode_avro_setup(const relay_config *cfg, char *err, size_t errlen)
 	if (rc == 0)
 		av.reg = registry_new(cfg->registry_url, cfg->registry_user, cfg->registry_password,
 				      cfg->registry_ca_file, cfg->registry_timeout_ms);
-	log_info("Avro: %zu event type schemas from %s", av.n, cfg->schema_dir);
 	return rc;
 }
 
 void encode_avro_teardown(void)
 {
 	for (size_t i = 0; i < av.n; i++) {
-		free(av.contracts[i].event_type);
-		avjson_free(av.contracts[i].codec);
+		avro_contract *c = &av.contracts[i];
+		for (size_t k = 0; k < c->n_ids; k++)
+			free(c->ids[k].subject);
+		free(c->ids);
+		free(c->event_type);
+		avjson_free(c->codec);
 	}
 	free(av.contracts);
 	registry_free(av.reg);
@@ -116,7 +131,7 @@ void encode_avro_teardown(void)
 }
 
 /* The contract of the record's event_type header; NULL (and *why) when there is none. */
-static const avro_contract *contract_of(const route_msg *m, const char **why)
+static avro_contract *contract_of(const route_msg *m, const char **why)
 {
 	for (size_t h = 0; h < m->n_headers; h++) {
 		const route_header *hd = &m->headers[h];
@@ -135,22 +150,33 @@ static const avro_contract *contract_of(const route_msg *m, const char **why)
 	return *why = "an Avro source's event needs an event_type (the schema's name)", NULL;
 }
 
-/* The schema id for the record's subject; ENCODE_OK, or ENCODE_HOLD / ENCODE_STOP with *why. */
-static int schema_id(const route_msg *m, const avro_contract *c, int *id, const char **why)
+/*
+ * The schema id for the record's subject: from the contract's ids, else from the registry (then
+ * kept). ENCODE_OK, or ENCODE_HOLD / ENCODE_STOP with *why.
+ */
+static int schema_id(const route_msg *m, avro_contract *c, int *id, const char **why)
 {
 	snprintf(av.subject, sizeof(av.subject), "%s-value", m->topic); /* TopicNameStrategy */
+	for (size_t k = 0; k < c->n_ids; k++)
+		if (strcmp(c->ids[k].subject, av.subject) == 0)
+			return *id = c->ids[k].id, ENCODE_OK;
 	registry_result r = registry_id(av.reg, av.subject, avjson_schema_text(c->codec), id, av.why,
 					sizeof(av.why));
-	if (r == REGISTRY_OK)
-		return ENCODE_OK;
-	*why = av.why;
-	return r == REGISTRY_DOWN ? ENCODE_HOLD : ENCODE_STOP;
+	if (r != REGISTRY_OK) {
+		*why = av.why;
+		return r == REGISTRY_DOWN ? ENCODE_HOLD : ENCODE_STOP;
+	}
+	c->ids = xrealloc(c->ids, sizeof(*c->ids) * (c->n_ids + 1));
+	c->ids[c->n_ids].subject = xstrdup(av.subject);
+	c->ids[c->n_ids++].id = *id;
+	log_info("Avro: schema %s.avsc is id %d under subject %s", c->event_type, *id, av.subject);
+	return ENCODE_OK;
 }
 
 int encode_avro(record *rec, const char **why)
 {
 	route_msg *m = rec->msg;
-	const avro_contract *c;
+	avro_contract *c;
 	char *out;
 	size_t len;
 	int id, rc;

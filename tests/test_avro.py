@@ -210,3 +210,24 @@ def test_registry_outage_under_writes_loses_and_duplicates_nothing(outbox, kafka
             if dict(m["headers"]).get("dlq_topic", b"").startswith(outbox.prefix.encode())]
     assert dead == []
     assert outbox.relay.stop() == 0
+
+
+def test_check_config_reads_the_schema_files(tmp_path):
+    """check-config parses every .avsc: a bad one is named with what is wrong (exit 2)."""
+    import relayctl
+    schemas = tmp_path / "schemas"
+    schemas.mkdir()
+    (schemas / "IdDocumentVerified.avsc").write_text(json.dumps(VERIFIED))
+    path = tmp_path / "relay.conf"
+    path.write_text('postgresql = { conninfo = "x"; };\nkafka = { bootstrap_servers = "b"; };\n'
+                    'sources = ( { table = "outbox.events"; format = "avro"; } );\n'
+                    'schema_registry = { url = "http://127.0.0.1:1/apis/ccompat/v7"; schema_dir = "%s"; };\n'
+                    % schemas)
+    code, out = relayctl.run_once(["check-config", str(path)])
+    assert code == 0, out
+    (schemas / "Broken.avsc").write_text('{"type": "record", "name": "B", "fields": [{"name": "x", "type": "nope"}]}')
+    code, out = relayctl.run_once(["check-config", str(path)])
+    assert code == 2 and "%s/Broken.avsc: not a valid Avro schema" % schemas in out, out
+    (schemas / "Broken.avsc").write_text('{"type": "bytes", "logicalType": "decimal"}')
+    code, out = relayctl.run_once(["check-config", str(path)])
+    assert code == 2 and "%s/Broken.avsc: a decimal needs 1 <= precision" % schemas in out, out
