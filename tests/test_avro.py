@@ -5,6 +5,7 @@ import json
 import struct
 import threading
 import time
+import urllib.error
 
 import pytest
 
@@ -231,3 +232,90 @@ def test_check_config_reads_the_schema_files(tmp_path):
     (schemas / "Broken.avsc").write_text('{"type": "bytes", "logicalType": "decimal"}')
     code, out = relayctl.run_once(["check-config", str(path)])
     assert code == 2 and "%s/Broken.avsc: a decimal needs 1 <= precision" % schemas in out, out
+
+
+class AuthProxy:
+    """An HTTP proxy in front of the registry that wants basic auth (Apicurio's own needs an
+    identity server): 401 without the right user and password, else the registry's answer."""
+
+    def __init__(self, registry, user, password):
+        import base64
+        import http.server
+        import urllib.request
+        from harness import free_port
+        want = "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+        self.seen = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _forward(self):
+                proxy.seen.append(self.headers.get("Authorization"))
+                if self.headers.get("Authorization") != want:
+                    self.send_response(401)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or None
+                base = registry.url.rsplit("/apis/", 1)[0]
+                req = urllib.request.Request(base + self.path, data=body, method=self.command,
+                                             headers={"Content-Type": self.headers.get("Content-Type", "")})
+                opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+                try:
+                    with opener.open(req, timeout=10) as r:
+                        status, data = r.status, r.read()
+                except urllib.error.HTTPError as e:
+                    status, data = e.code, e.read()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = _forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = "http://127.0.0.1:%d/apis/ccompat/v7" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_basic_auth_with_the_password_from_a_credential(outbox, kafka, registry, tmp_path):
+    """The password comes from the credential schema-registry-password, never from the file,
+    and never appears in the log; a wrong one holds the stream back until it is right."""
+    proxy = AuthProxy(registry, "relay", "s3cr3t-Pw!")
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "schema-registry-password").write_text("wrong\n")
+    schemas = tmp_path / "schemas"
+    schemas.mkdir()
+    (schemas / "AccountOpened.avsc").write_text(json.dumps(OPENED))
+    try:
+        outbox.reconfigure(
+            sources='{ table = "outbox.events"; topic = "%s.${aggregate_type}"; format = "avro"; }' % outbox.prefix,
+            extra_top='schema_registry = { url = "%s"; user = "relay"; schema_dir = "%s"; timeout_ms = 2000; };'
+                      % (proxy.url, schemas))
+        outbox.relay.env = {"CREDENTIALS_DIRECTORY": str(creds)}
+        outbox.relay.start()
+        outbox.relay.wait_streaming()
+        insert(outbox.db, "account", "AccountOpened", {"seq": 1, "plan": "basic"})
+        outbox.relay.wait_log("HTTP 401", timeout=30)
+        assert kafka.consume([outbox.topic("account")], timeout=3) == []
+        assert outbox.relay.stop() == 0
+        (creds / "schema-registry-password").write_text("s3cr3t-Pw!\n")
+        outbox.relay.start()
+        msgs = kafka.consume([outbox.topic("account")], until=1, timeout=60)
+        time.sleep(1)
+        msgs = kafka.consume([outbox.topic("account")], timeout=10)
+        assert [deserializer(registry)(m) for m in msgs] == [{"seq": 1, "plan": "basic"}]
+        assert outbox.relay.stop() == 0
+        assert "s3cr3t" not in outbox.relay.log()
+        assert proxy.seen and all(a and a.startswith("Basic ") for a in proxy.seen)
+    finally:
+        proxy.close()
