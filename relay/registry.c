@@ -132,34 +132,58 @@ static int answer_id(const registry *r)
 	return v;
 }
 
-/* Registers text under subject (the registry answers an existing one's id too). */
-static registry_result register_schema(registry *r, const char *subject, const char *text, int *id,
-				       char *err, size_t errlen)
+/* POSTs {"schema": text} to <url>/subjects/<subject><tail>; the HTTP status or -1 (err). */
+static long post_schema(registry *r, const char *subject, const char *tail, const char *text,
+			char *err, size_t errlen)
 {
 	char *esc = curl_easy_escape(NULL, subject, 0); /* libcurl's: curl_free */
 	strbuf url = {0};
 	json_t *req = json_pack("{s:s}", "schema", text);
-	char *body = json_dumps(req, JSON_COMPACT);
-	registry_result res = REGISTRY_DOWN;
+	char *body = json_dumps(req, JSON_COMPACT); /* jansson's malloc: free */
 
-	strbuf_addf(&url, "%s/subjects/%s/versions", r->url, esc);
+	strbuf_addf(&url, "%s/subjects/%s%s", r->url, esc, tail);
 	long status = post(r, strbuf_str(&url), body, err, errlen);
-	if (status == 200 && (*id = answer_id(r)) >= 0) {
-		res = REGISTRY_OK;
-	} else if (status >= 400 && status < 500 && status != 401 && status != 403 && status != 404 &&
-		   status != 408 && status != 429) {
-		res = REGISTRY_REFUSED;
-		snprintf(err, errlen, "the schema registry refused the schema of subject %s (HTTP %ld): %.300s",
-			 subject, status, r->body ? r->body : "");
-	} else if (status >= 0) {
-		snprintf(err, errlen, "the schema registry answered HTTP %ld for subject %s: %.300s",
-			 status, subject, r->body ? r->body : "");
-	}
 	free(body);
 	json_decref(req);
 	strbuf_free(&url);
 	curl_free(esc);
-	return res;
+	return status;
+}
+
+/* Whether an HTTP status is a refusal of the schema itself (not an outage, not access). */
+static bool is_refusal(long status)
+{
+	return status >= 400 && status < 500 && status != 401 && status != 403 && status != 404 &&
+	       status != 408 && status != 429;
+}
+
+/*
+ * Registers text under subject (the registry answers an existing one's id too). A 409 is looked
+ * up first: Apicurio answers 409 "already exists" to a registration racing an earlier one of
+ * the same text (one that timed out on our side and went through later), and only a schema not
+ * registered under the subject is refused.
+ */
+static registry_result register_schema(registry *r, const char *subject, const char *text, int *id,
+				       char *err, size_t errlen)
+{
+	long status = post_schema(r, subject, "/versions", text, err, errlen);
+
+	if (status == 200 && (*id = answer_id(r)) >= 0)
+		return REGISTRY_OK;
+	if (is_refusal(status)) {
+		char *refusal = xstrdup(r->body ? r->body : ""); /* the lookup's answer replaces it */
+		bool found = status == 409 && post_schema(r, subject, "", text, err, errlen) == 200 &&
+			     (*id = answer_id(r)) >= 0;
+		if (!found)
+			snprintf(err, errlen, "the schema registry refused the schema of subject %s "
+				 "(HTTP %ld): %.300s", subject, status, refusal);
+		free(refusal);
+		return found ? REGISTRY_OK : REGISTRY_REFUSED;
+	}
+	if (status >= 0)
+		snprintf(err, errlen, "the schema registry answered HTTP %ld for subject %s: %.300s",
+			 status, subject, r->body ? r->body : "");
+	return REGISTRY_DOWN;
 }
 
 registry_result registry_id(registry *r, const char *subject, const char *schema_text, int *id,

@@ -319,3 +319,48 @@ def test_basic_auth_with_the_password_from_a_credential(outbox, kafka, registry,
         assert proxy.seen and all(a and a.startswith("Basic ") for a in proxy.seen)
     finally:
         proxy.close()
+
+
+def test_a_schema_the_registry_refuses_stops_the_relay_before_the_slot_moves(outbox, kafka, registry, tmp_path):
+    """An incompatible schema under the subject (BACKWARD): one clear line, exit 1, nothing
+    published; the event is still there for the next start."""
+    subject = outbox.topic("account") + "-value"
+    old = {"type": "record", "name": "AccountOpened", "fields": [{"name": "owner", "type": "string"}]}
+    status, _ = registry.request("POST", "/subjects/%s/versions" % subject, {"schema": json.dumps(old)})
+    assert status == 200
+    start_avro(outbox, registry, tmp_path)
+    insert(outbox.db, "account", "AccountOpened", {"seq": 1, "plan": "basic"})
+    assert outbox.relay.wait_exit(60) == 1
+    errors = [line for line in outbox.relay.log().splitlines() if " error " in line]
+    assert len(errors) == 1 and "refused the schema of subject %s (HTTP 409)" % subject in errors[0], errors
+    assert kafka.consume([outbox.topic("account")], timeout=3) == []
+
+
+def test_registry_stopped_then_started_loses_and_duplicates_nothing(outbox, kafka, registry, tmp_path):
+    """The registry process is down (connections refused) when the relay starts and while rows
+    are written; once it is up again (empty: in-memory) every event goes out exactly once.
+    Last in this file: the session's registry starts empty afterwards."""
+    registry.stop()
+    try:
+        start_avro(outbox, registry, tmp_path, timeout_ms=1000)
+        seqs = []
+        for seq in range(1, 21):
+            insert(outbox.db, "account", "AccountOpened", {"seq": seq, "plan": "p%d" % seq}, key="a-%d" % (seq % 3))
+            seqs.append(seq)
+            time.sleep(0.1)
+        outbox.relay.wait_log("holding back the row of outbox.events", timeout=30)
+        time.sleep(3)
+        assert kafka.consume([outbox.topic("account")], timeout=3) == []
+    finally:
+        registry.start()
+    msgs = kafka.consume([outbox.topic("account")], until=len(seqs), timeout=120)
+    time.sleep(1)
+    msgs = kafka.consume([outbox.topic("account")], timeout=20)
+    decode = deserializer(registry)
+    got = [decode(m)["seq"] for m in msgs]
+    assert sorted(got) == seqs
+    per_key = {}
+    for m, s in zip(msgs, got):
+        assert per_key.get(m["key"], -1) < s
+        per_key[m["key"]] = s
+    assert outbox.relay.stop() == 0
