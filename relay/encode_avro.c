@@ -2,6 +2,7 @@
 #include "encode_avro.h"
 
 #include <dirent.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,8 +38,13 @@ static struct {
 	avro_contract *contracts;
 	size_t n;
 	registry *reg;
+	char *url;            /* the registry's base, for ce_dataschema */
 	char why[512];
 	char subject[300];
+	route_header *headers; /* the record's headers and ours (the router's stay as they were) */
+	size_t headers_cap;
+	char id_text[16];
+	char dataschema[600];
 } av;
 
 /* The whole content of a file (NUL-terminated); NULL when it cannot be read. */
@@ -109,6 +115,7 @@ int encode_avro_setup(const relay_config *cfg, char *err, size_t errlen)
 		free(names[i]);
 	}
 	free(names);
+	av.url = xstrdup(cfg->registry_url);
 	if (rc == 0)
 		av.reg = registry_new(cfg->registry_url, cfg->registry_user, cfg->registry_password,
 				      cfg->registry_ca_file, cfg->registry_timeout_ms);
@@ -126,6 +133,8 @@ void encode_avro_teardown(void)
 		avjson_free(c->codec);
 	}
 	free(av.contracts);
+	free(av.url);
+	free(av.headers);
 	registry_free(av.reg);
 	memset(&av, 0, sizeof(av));
 }
@@ -173,6 +182,50 @@ static int schema_id(const route_msg *m, avro_contract *c, int *id, const char *
 	return ENCODE_OK;
 }
 
+/* True when a header has this name. */
+static bool header_is(const route_header *h, const char *name)
+{
+	return h->name_len == strlen(name) && memcmp(h->name, name, h->name_len) == 0;
+}
+
+/* One more header in av.headers (room was made by with_schema_headers). */
+static void add_header(route_msg *m, const char *name, const char *value)
+{
+	route_header *h = &av.headers[m->n_headers++];
+	h->name = name, h->name_len = strlen(name);
+	h->value = value, h->value_len = strlen(value);
+}
+
+/*
+ * The record's headers plus which schema it has: schema_id and schema_subject; with CloudEvents
+ * on, ce_dataschema (the registry's URL of the schema) and content-type application/avro. The
+ * headers are copied into this module's array (the router's own stay as they were).
+ */
+static void with_schema_headers(route_msg *m, int id)
+{
+	bool cloudevents = false;
+
+	if (av.headers_cap < m->n_headers + 3) {
+		av.headers_cap = m->n_headers + 8;
+		av.headers = xrealloc(av.headers, sizeof(*av.headers) * av.headers_cap);
+	}
+	if (m->n_headers)
+		memcpy(av.headers, m->headers, sizeof(*av.headers) * m->n_headers);
+	m->headers = av.headers;
+	for (size_t i = 0; i < m->n_headers; i++) {
+		cloudevents |= header_is(&av.headers[i], "ce_specversion");
+		if (header_is(&av.headers[i], "content-type"))
+			av.headers[i].value = "application/avro", av.headers[i].value_len = 16;
+	}
+	snprintf(av.id_text, sizeof(av.id_text), "%d", id);
+	add_header(m, "schema_id", av.id_text);
+	add_header(m, "schema_subject", av.subject);
+	if (cloudevents) {
+		snprintf(av.dataschema, sizeof(av.dataschema), "%s/schemas/ids/%d", av.url, id);
+		add_header(m, "ce_dataschema", av.dataschema);
+	}
+}
+
 int encode_avro(record *rec, const char **why)
 {
 	route_msg *m = rec->msg;
@@ -197,5 +250,6 @@ int encode_avro(record *rec, const char **why)
 	out[4] = (char)id;
 	m->value = out; /* the codec's buffer, until its next call; librdkafka copies it */
 	m->value_len = len;
+	with_schema_headers(m, id);
 	return ENCODE_OK;
 }

@@ -20,7 +20,9 @@ void encode_avro_teardown(void);
  * value then points into this module's buffer until its next call. ENCODE_REJECT (no schema for
  * the event type, or the payload does not fit it: *why names the field and the rule),
  * ENCODE_HOLD (the registry is down) or ENCODE_STOP (the registry refuses the schema).
- * A tombstone (NULL value) stays one.
+ * A tombstone (NULL value) stays one. Headers schema_id and schema_subject are added; with
+ * CloudEvents, ce_dataschema (<registry url>/schemas/ids/<id>) and content-type
+ * application/avro. The headers then point into this module's array until its next call.
  */
 int encode_avro(record *rec, const char **why);
 

@@ -62,13 +62,14 @@ def expected_decoded(p):
     return e
 
 
-def start_avro(outbox, registry, tmp_path, timeout_ms=5000):
+def start_avro(outbox, registry, tmp_path, timeout_ms=5000, source_extra=""):
     schemas = tmp_path / "schemas"
     schemas.mkdir()
     (schemas / "IdDocumentVerified.avsc").write_text(json.dumps(VERIFIED, indent=2))
     (schemas / "AccountOpened.avsc").write_text(json.dumps(OPENED, indent=2))
     outbox.reconfigure(
-        sources='{ table = "outbox.events"; topic = "%s.${aggregate_type}"; format = "avro"; }' % outbox.prefix,
+        sources='{ table = "outbox.events"; topic = "%s.${aggregate_type}"; format = "avro"; %s }'
+                % (outbox.prefix, source_extra),
         extra_top='schema_registry = { url = "%s"; schema_dir = "%s"; timeout_ms = %d; };'
                   % (registry.url, schemas, timeout_ms))
     outbox.relay.start()
@@ -98,7 +99,7 @@ def deserializer(registry):
 
 
 def test_avro_events_decode_to_their_json_payloads(outbox, kafka, registry, tmp_path):
-    start_avro(outbox, registry, tmp_path)
+    start_avro(outbox, registry, tmp_path, source_extra="cloudevents = true;")
     payloads = [verified_payload(i) for i in range(1, 7)]
     for p in payloads:
         insert(outbox.db, "identity", "IdDocumentVerified", p)
@@ -112,7 +113,14 @@ def test_avro_events_decode_to_their_json_payloads(outbox, kafka, registry, tmp_
     for m, p in zip(msgs, payloads):
         assert m["value"][0] == 0 and struct.unpack(">I", m["value"][1:5])[0] == latest["id"]
         assert decode(m) == expected_decoded(p)
-        assert dict(m["headers"])["event_type"] == b"IdDocumentVerified"
+        headers = dict(m["headers"])
+        assert headers["event_type"] == b"IdDocumentVerified"
+        # Which schema it has: the id, the subject, and for CloudEvents the dataschema URI.
+        assert headers["schema_id"] == str(latest["id"]).encode()
+        assert headers["schema_subject"] == subject.encode()
+        assert headers["ce_dataschema"] == ("%s/schemas/ids/%d" % (registry.url, latest["id"])).encode()
+        assert headers["content-type"] == b"application/avro"
+        assert headers["ce_type"] == b"IdDocumentVerified"
     # The registry holds the schema file's text as the relay sent it (one canonical text).
     assert json.loads(latest["schema"]) == VERIFIED
     other = kafka.consume([outbox.topic("account")], until=1, timeout=60)
