@@ -435,14 +435,24 @@ static int put_enum(avjson_codec *c, const avjson_node *n, avro_value_t *v, cons
 static int put_value(avjson_codec *c, const avjson_node *n, avro_value_t *v, const json_span *j);
 static int put_kind(avjson_codec *c, const avjson_node *n, avro_value_t *v, const json_span *j);
 
-/* Appends ".name" or "[i]" to the path; returns the old length to restore. */
+/* Appends ".name" or "[i]" to the path (cut to its size); returns the old length to restore.
+ * No printf for names: this runs for every field of every event. */
 static size_t path_push(avjson_codec *c, const char *name, long index)
 {
-	size_t old = strlen(c->path);
-	if (name)
-		snprintf(c->path + old, sizeof(c->path) - old, "%s%s", old ? "." : "", name);
-	else
+	size_t old = strlen(c->path), room = sizeof(c->path) - 1 - old;
+
+	if (!name) {
 		snprintf(c->path + old, sizeof(c->path) - old, "[%ld]", index);
+		return old;
+	}
+	size_t n = strlen(name) + (old > 0);
+	if (n > room)
+		n = room;
+	char *p = c->path + old;
+	if (old > 0 && n > 0)
+		*p++ = '.', n--;
+	memcpy(p, name, n);
+	p[n] = '\0';
 	return old;
 }
 
@@ -523,11 +533,19 @@ static int put_record(avjson_codec *c, const avjson_node *n, avro_value_t *v, co
 
 	if (j->kind != JSON_OBJECT || json_object_open(&cur, j) < 0)
 		return fail(c, "expected record %s, got %s", n->fullname, kind_name(j->kind));
-	unsigned char *seen = xcalloc(n->n + 1, 1);
+	unsigned char few[64] = {0};
+	unsigned char *seen = n->n <= sizeof(few) ? few : xcalloc(n->n, 1);
+	size_t next = 0; /* payloads mostly list the fields in the schema's order */
 	while ((rc = json_object_next(&cur, &k, &e)) == 1) {
 		const char *name = span_text(c, &k, &len);
 		size_t old = path_push(c, name ? name : "?", 0);
-		if (!name || avro_value_get_by_name(v, name, &f, &idx) != 0 || idx >= n->n)
+		if (name && next < n->n && strcmp(n->names[next], name) == 0 &&
+		    avro_value_get_by_index(v, next, &f, NULL) == 0)
+			idx = next;
+		else if (!name || avro_value_get_by_name(v, name, &f, &idx) != 0 || idx >= n->n)
+			idx = SIZE_MAX;
+		next = idx + 1;
+		if (idx == SIZE_MAX)
 			rc = fail(c, "not a field of record %s", n->fullname);
 		else if (seen[idx]++)
 			rc = fail(c, "occurs twice");
@@ -541,7 +559,8 @@ static int put_record(avjson_codec *c, const avjson_node *n, avro_value_t *v, co
 		if (!seen[i] && (avro_value_get_by_index(v, i, &f, NULL) != 0 ||
 				 put_absent(c, n->kids[i], &f, n->names[i]) != 0))
 			rc = -1;
-	free(seen);
+	if (seen != few)
+		free(seen);
 	return rc < 0 ? (c->why[0] ? -1 : fail(c, "malformed JSON")) : 0;
 }
 
