@@ -358,6 +358,20 @@ int admin_preflight(const relay_config *cfg)
 	return rp.failed ? 1 : 0;
 }
 
+/*
+ * The server's timeline: a primary's current WAL file name begins with it (a standby cannot
+ * say: then none). Compared with the checkpoint's, it shows a failover the relay has not met yet.
+ */
+static void add_server_timeline(json_t *o, PGconn *c)
+{
+	char *tli = query_value(c, "SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))"
+				"::bit(32)::int8", NULL);
+
+	if (tli)
+		json_object_set_new(o, "server_timeline", json_integer(atoll(tli)));
+	free(tli);
+}
+
 /* Status facts as a JSON object; NULL (with the reason printed) when PostgreSQL is unreachable. */
 static json_t *collect_status(const relay_config *cfg)
 {
@@ -392,6 +406,7 @@ static json_t *collect_status(const relay_config *cfg)
 		json_object_set_new(o, "system_identifier", json_string(PQgetvalue(res, 0, 7)));
 	}
 	PQclear(res);
+	add_server_timeline(o, c);
 	PQfinish(c);
 	return o;
 }
@@ -450,6 +465,8 @@ static void add_checkpoint(json_t *o, const relay_config *cfg)
 	strbuf_free(&id);
 	if (r == CHECKPOINT_FOUND) {
 		json_object_set_new(o, "checkpoint_lsn", json_string(lsn_format(cp.lsn, a)));
+		if (cp.tli)
+			json_object_set_new(o, "checkpoint_timeline", json_integer(cp.tli));
 		if (cp.partial_nextlsn)
 			json_object_set_new(o, "checkpoint_partial_rows", json_integer((json_int_t)cp.partial_rows));
 	} else {

@@ -18,6 +18,7 @@
 void checkpoint_recovery_free(checkpoint_recovery *rec)
 {
 	free(rec->xids);
+	free(rec->ends);
 	free(rec->backfill);
 	memset(rec, 0, sizeof(*rec));
 }
@@ -29,9 +30,38 @@ void checkpoint_extra_free(checkpoint_extra *x)
 	x->state = NULL;
 }
 
-/* Adds the recovery fields to a checkpoint object. */
-static void put_recovery(json_t *o, const checkpoint_recovery *rec)
+/* True when ends ascend up to lsn, so that each fits as a distance (put_ends). */
+static bool ends_storable(const lsn_t *ends, size_t n, lsn_t lsn)
 {
+	for (size_t i = 0; i < n; i++)
+		if (ends[i] > (i + 1 < n ? ends[i + 1] : lsn) || lsn - ends[i] > (lsn_t)INT64_MAX)
+			return false;
+	return true;
+}
+
+/*
+ * The xids' commit ends, compactly: each as its distance to the next one's end, the last one's
+ * to the checkpoint's lsn (a few digits each, where the positions would take ten or more).
+ */
+static void put_ends(json_t *o, const checkpoint_recovery *rec, lsn_t lsn)
+{
+	json_t *ends;
+
+	if (!rec->ends || !ends_storable(rec->ends, rec->n_xids, lsn))
+		return;
+	ends = json_array();
+	for (size_t i = 0; i < rec->n_xids; i++) {
+		lsn_t next = i + 1 < rec->n_xids ? rec->ends[i + 1] : lsn;
+		json_array_append_new(ends, json_integer((json_int_t)(next - rec->ends[i])));
+	}
+	json_object_set_new(o, "ends", ends);
+}
+
+/* Adds the recovery fields to a checkpoint object at lsn. */
+static void put_recovery(json_t *o, const checkpoint_recovery *rec, lsn_t lsn)
+{
+	char a[LSN_TEXT_MAX];
+
 	if (rec->creating)
 		json_object_set_new(o, "creating", json_true());
 	if (rec->deletes_in_txn)
@@ -43,6 +73,9 @@ static void put_recovery(json_t *o, const checkpoint_recovery *rec)
 		json_object_set_new(o, "commit_time_us", json_integer(rec->commit_us));
 		json_object_set_new(o, "window_ms", json_integer(rec->window_ms));
 		json_object_set_new(o, "xids", xids);
+		put_ends(o, rec, lsn);
+		if (rec->xids_after != LSN_INVALID)
+			json_object_set_new(o, "xids_after", json_string(lsn_format(rec->xids_after, a)));
 	}
 	if (rec->backfill) {
 		json_t *b = json_loads(rec->backfill, 0, NULL);
@@ -57,6 +90,9 @@ char *checkpoint_encode_with(const checkpoint *cp, const checkpoint_recovery *re
 	json_t *o = json_pack("{s:i, s:s, s:s}", "version", 1, "slot", slot, "lsn", lsn_format(cp->lsn, a));
 	char *text;
 
+	if (cp->tli)
+		json_object_set_new(o, "tli", json_integer(cp->tli));
+
 	if (cp->partial_nextlsn != LSN_INVALID) {
 		json_t *p = json_pack("{s:s, s:I}", "nextlsn", lsn_format(cp->partial_nextlsn, b), "rows",
 				      (json_int_t)cp->partial_rows);
@@ -65,7 +101,7 @@ char *checkpoint_encode_with(const checkpoint *cp, const checkpoint_recovery *re
 		json_object_set_new(o, "partial", p);
 	}
 	if (rec)
-		put_recovery(o, rec);
+		put_recovery(o, rec, cp->lsn);
 	text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	return text;
@@ -76,8 +112,40 @@ char *checkpoint_encode(const checkpoint *cp, const char *slot)
 	return checkpoint_encode_with(cp, NULL, slot);
 }
 
-/* Reads the recovery fields of a checkpoint object; -1 when present but malformed. */
-static int get_recovery(json_t *o, checkpoint_recovery *rec)
+/* Reads "ends" (distances back from lsn, see put_ends) into rec; -1 when malformed. */
+static int get_ends(json_t *ends, checkpoint_recovery *rec, lsn_t lsn)
+{
+	lsn_t at = lsn;
+
+	if (!json_is_array(ends) || json_array_size(ends) != rec->n_xids)
+		return -1;
+	rec->ends = xcalloc(rec->n_xids + 1, sizeof(lsn_t));
+	for (size_t i = rec->n_xids; i-- > 0;) {
+		json_t *d = json_array_get(ends, i);
+		if (!json_is_integer(d) || json_integer_value(d) < 0 ||
+		    (lsn_t)json_integer_value(d) > at)
+			return -1;
+		at -= (lsn_t)json_integer_value(d);
+		rec->ends[i] = at;
+	}
+	return 0;
+}
+
+/* Reads the fork fields (the xids' ends, how far back the list is complete); -1 when malformed. */
+static int get_fork_fields(json_t *o, checkpoint_recovery *rec, lsn_t lsn)
+{
+	json_t *ends = json_object_get(o, "ends"), *after = json_object_get(o, "xids_after");
+
+	if (ends && get_ends(ends, rec, lsn) < 0)
+		return -1;
+	if (after && (!json_is_string(after) ||
+		      !lsn_parse(json_string_value(after), json_string_length(after), &rec->xids_after)))
+		return -1;
+	return 0;
+}
+
+/* Reads the recovery fields of a checkpoint object at lsn; -1 when present but malformed. */
+static int get_recovery(json_t *o, checkpoint_recovery *rec, lsn_t lsn)
 {
 	json_t *t = json_object_get(o, "commit_time_us"), *xids = json_object_get(o, "xids");
 	json_t *w = json_object_get(o, "window_ms"), *b = json_object_get(o, "backfill");
@@ -99,12 +167,27 @@ static int get_recovery(json_t *o, checkpoint_recovery *rec)
 				return -1;
 			rec->xids[rec->n_xids++] = (uint32_t)json_integer_value(x);
 		}
+		if (get_fork_fields(o, rec, lsn) < 0)
+			return -1;
 	}
 	if (b) {
 		if (!json_is_object(b))
 			return -1;
 		rec->backfill = json_dumps(b, JSON_COMPACT);
 	}
+	return 0;
+}
+
+/* Reads the optional timeline ("tli"); -1 when present but not one. */
+static int get_timeline(json_t *o, checkpoint *cp)
+{
+	json_t *t = json_object_get(o, "tli");
+
+	if (!t)
+		return 0;
+	if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) > UINT32_MAX)
+		return -1;
+	cp->tli = (uint32_t)json_integer_value(t);
 	return 0;
 }
 
@@ -119,7 +202,8 @@ int checkpoint_decode_with(const char *text, size_t len, checkpoint *cp, checkpo
 	memset(cp, 0, sizeof(*cp));
 	if (rec)
 		checkpoint_recovery_free(rec);
-	if (!o || json_unpack(o, "{s:s}", "lsn", &lsn) < 0 || !lsn_parse(lsn, strlen(lsn), &cp->lsn))
+	if (!o || json_unpack(o, "{s:s}", "lsn", &lsn) < 0 || !lsn_parse(lsn, strlen(lsn), &cp->lsn) ||
+	    get_timeline(o, cp) < 0)
 		goto done;
 	partial = json_object_get(o, "partial");
 	if (partial) {
@@ -132,7 +216,7 @@ int checkpoint_decode_with(const char *text, size_t len, checkpoint *cp, checkpo
 		cp->partial_rows = (uint64_t)rows;
 		cp->partial_xid = (uint32_t)xid;
 	}
-	if (rec && get_recovery(o, rec) < 0)
+	if (rec && get_recovery(o, rec, cp->lsn) < 0)
 		goto done;
 	r = 0;
 done:
@@ -347,7 +431,8 @@ checkpoint_result checkpoint_load_state(const relay_config *cfg, const char *top
 	parts = topic_parts(rk, topic, create, err, errlen);
 	if (parts == 0 && !create) {
 		snprintf(err, errlen, "checkpoint topic %s does not exist, but the slot does: it "
-			 "was deleted? Refusing to start from the slot alone (see "
+			 "was deleted or renamed? Refusing to start from the slot alone. If an HA manager "
+			 "made the slot before the relay's first start, set postgresql.adopt_slot (see "
 			 "docs/exactly-once.md)", topic);
 		r = CHECKPOINT_NO_TOPIC;
 	} else if (parts > 0) {

@@ -13,12 +13,15 @@
  * Everything up to and including the PostgreSQL transaction that ends at lsn is in Kafka. When a
  * large transaction was split across Kafka transactions, partial_nextlsn names it (by the end of
  * its commit record) and partial_rows says how many of its outbox rows are in Kafka already.
+ * tli is the server's timeline the position was read on: after a failover, the new timeline's
+ * history says whether the position lies beyond the fork (slot_start.c, timeline.h).
  */
 typedef struct {
 	lsn_t lsn;
 	lsn_t partial_nextlsn; /* 0: no transaction is partly published */
 	uint64_t partial_rows;
 	uint32_t partial_xid;  /* its xid (0: not recorded, by an older relay) */
+	uint32_t tli;          /* timeline (0: not recorded, by an older relay) */
 } checkpoint;
 
 /*
@@ -34,6 +37,15 @@ typedef struct {
 	int64_t window_ms;
 	uint32_t *xids;     /* covered outbox transactions that committed in the last window */
 	size_t n_xids;
+	/*
+	 * For telling which of them a failover's fork left out (timeline.h): ends[i] is where the
+	 * commit record of xids[i] ends, ascending (NULL: not recorded, by an older relay or while
+	 * some are unknown); every covered outbox transaction that ends after xids_after is listed
+	 * (0: not recorded). Stored as "ends", each the distance to the next one's end (the last
+	 * one's to lsn): a few bytes each.
+	 */
+	lsn_t *ends;
+	lsn_t xids_after;
 	char *backfill;     /* JSON object of an unfinished backfill (malloc'd), or NULL */
 	bool creating;      /* written before the slot is created: nothing of it published yet */
 	bool deletes_in_txn; /* outbox rows were deleted by the transaction writing them (sticky) */
@@ -75,7 +87,8 @@ checkpoint_result checkpoint_load(const relay_config *cfg, const char *topic, co
 /*
  * Creates the checkpoint topic when it does not exist (compacted, one partition). Done before
  * the slot is created, so that a slot never exists without its checkpoint topic: that pair is
- * refused, as the topic was deleted. 0, or -1 with a message in err.
+ * refused (the topic was deleted or renamed), unless postgresql.adopt_slot says an HA manager
+ * made the slot before the relay's first start. 0, or -1 with a message in err.
  */
 int checkpoint_create_topic(const relay_config *cfg, const char *topic, char *err, size_t errlen);
 /*

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "xalloc.h"
 #include "config_check.h"
+#include "standby_gate.h"
 
 typedef enum { OPT_STRING, OPT_BOOL, OPT_INT, OPT_STRING_LIST } opt_type;
 
@@ -41,6 +42,9 @@ typedef struct {
 #define CAP(field) offsetof(capture_config, field)
 
 /* A list field is a char ** followed by its int count. */
+_Static_assert(offsetof(relay_config, n_wait_for_standbys) ==
+		       offsetof(relay_config, wait_for_standbys) + sizeof(char **),
+	       "list count must follow the list");
 _Static_assert(offsetof(source_config, n_headers) == offsetof(source_config, headers) + sizeof(char **),
 	       "list count must follow the list");
 _Static_assert(offsetof(capture_config, n_key_columns) ==
@@ -54,6 +58,7 @@ _Static_assert(offsetof(capture_config, n_key_columns) ==
 /* The words of the enumerated keys (log.c parses the log ones with the same names). */
 static const char *const delivery_modes[] = {"exactly-once", "at-least-once", NULL};
 static const char *const first_starts[] = {"backfill", "from-now", NULL};
+static const char *const slot_adoptions[] = {"no", "recreate", "as-is", NULL};
 static const char *const slot_losses[] = {"recover", "recover-rows", "stop", NULL};
 static const char *const capture_slot_losses[] = {"stop", "resnapshot", NULL};
 static const char *const error_actions[] = {"dead-letter", "stop", NULL};
@@ -68,10 +73,25 @@ static const opt_def opts[] = {
 	 .doc = "logical replication slot; one slot per relay"},
 	{.path = "postgresql.create_slot", .type = OPT_BOOL, .offset = OFF(create_slot), .def = "true",
 	 .doc = "create the slot with the wal2json plugin when it does not exist"},
+	{.path = "postgresql.adopt_slot", .type = OPT_STRING, .offset = OFF(adopt_slot), .def = "no",
+	 .choices = slot_adoptions,
+	 .doc = "exactly-once, a slot that exists before the relay's first start (no checkpoint "
+		"topic yet; an HA manager's permanent slot): no (refuse: the topic may be deleted or "
+		"renamed), recreate (make it again with a snapshot and backfill; needs create_slot) or "
+		"as-is (start at its position; earlier rows are not backfilled)"},
 	{.path = "postgresql.status_interval_ms", .type = OPT_INT, .offset = OFF(status_interval_ms),
 	 .def = "10000", .flags = OPT_RELOAD, .min = 100, .max = 3600000,
 	 .doc = "longest time between two status messages to the server; keep it below "
 		"wal_sender_timeout"},
+	{.path = "postgresql.wait_for_standbys", .type = OPT_STRING_LIST,
+	 .offset = OFF(wait_for_standbys), .def = "", .flags = OPT_RELOAD,
+	 .doc = "exactly-once: commit a Kafka transaction only once wait_for_standbys_count of these "
+		"standbys (application_name in pg_stat_replication) have flushed the WAL it covers, so "
+		"a failover to one of them never lacks a published event (empty: do not wait)"},
+	{.path = "postgresql.wait_for_standbys_count", .type = OPT_INT,
+	 .offset = OFF(wait_for_standbys_count), .def = "1", .flags = OPT_RELOAD, .min = 1, .max = 64,
+	 .doc = "how many of postgresql.wait_for_standbys must have flushed (as ANY n in "
+		"synchronous_standby_names)"},
 	{.path = "relay.delivery", .type = OPT_STRING, .offset = OFF(delivery), .def = "exactly-once",
 	 .choices = delivery_modes,
 	 .doc = "exactly-once (Kafka transactions, position stored in Kafka) or at-least-once "
@@ -771,6 +791,31 @@ static int load_captures(relay_config *cfg, const config_t *lc, FILE *err)
 	return bad;
 }
 
+/* postgresql.wait_for_standbys: at most GATE_MAX_STANDBYS names, none empty, none twice. */
+static int check_standby_names(const relay_config *cfg, const config_t *lc, FILE *err)
+{
+	int line = line_of(lc, "postgresql.wait_for_standbys"), bad = 0;
+
+	if (cfg->n_wait_for_standbys > GATE_MAX_STANDBYS) {
+		fprintf(err, "%s:%d: postgresql.wait_for_standbys names %d standbys; at most %d\n",
+			cfg->path, line, cfg->n_wait_for_standbys, GATE_MAX_STANDBYS);
+		bad = -1;
+	}
+	for (int i = 0; i < cfg->n_wait_for_standbys; i++) {
+		if (!cfg->wait_for_standbys[i][0]) {
+			fprintf(err, "%s:%d: postgresql.wait_for_standbys: an empty name\n", cfg->path, line);
+			bad = -1;
+		}
+		for (int j = 0; j < i; j++)
+			if (strcmp(cfg->wait_for_standbys[i], cfg->wait_for_standbys[j]) == 0) {
+				fprintf(err, "%s:%d: postgresql.wait_for_standbys names %s twice\n",
+					cfg->path, line, cfg->wait_for_standbys[i]);
+				bad = -1;
+			}
+	}
+	return bad;
+}
+
 /* Checks that span groups: the kafka group against the relay group. */
 static int check_values(const relay_config *cfg, const config_t *lc, FILE *err)
 {
@@ -784,6 +829,24 @@ static int check_values(const relay_config *cfg, const config_t *lc, FILE *err)
 	if (cfg->any_avro && (!cfg->registry_url[0] || !cfg->schema_dir[0])) {
 		fprintf(err, "%s:%d: a source with format = \"avro\" needs schema_registry.url and "
 			"schema_registry.schema_dir\n", cfg->path, line_of(lc, "schema_registry"));
+		bad = -1;
+	}
+	if (!cfg->exactly_once && cfg->n_wait_for_standbys > 0) {
+		fprintf(err, "%s:%d: postgresql.wait_for_standbys needs relay.delivery = "
+			"\"exactly-once\" (it holds back Kafka commits)\n", cfg->path,
+			line_of(lc, "postgresql.wait_for_standbys"));
+		bad = -1;
+	}
+	bad |= check_standby_names(cfg, lc, err);
+	if (strcmp(cfg->adopt_slot, "recreate") == 0 && !cfg->create_slot) {
+		fprintf(err, "%s:%d: postgresql.adopt_slot = \"recreate\" needs postgresql.create_slot = "
+			"true\n", cfg->path, line_of(lc, "postgresql.adopt_slot"));
+		bad = -1;
+	}
+	if (cfg->n_wait_for_standbys > 0 && cfg->wait_for_standbys_count > cfg->n_wait_for_standbys) {
+		fprintf(err, "%s:%d: postgresql.wait_for_standbys_count is %d but only %d standbys are "
+			"named\n", cfg->path, line_of(lc, "postgresql.wait_for_standbys_count"),
+			cfg->wait_for_standbys_count, cfg->n_wait_for_standbys);
 		bad = -1;
 	}
 	if (!cfg->exactly_once && config_kafka_get(cfg, "transactional.id")) {
@@ -1005,6 +1068,20 @@ void config_describe(FILE *out)
 }
 
 /* True when a key of the opts table holds the same value in both. */
+/* True when two list fields (a char ** followed by its count) hold the same words. */
+static bool same_list(const void *fa, const void *fb)
+{
+	int na = *(const int *)((const char *)fa + sizeof(char **));
+	int nb = *(const int *)((const char *)fb + sizeof(char **));
+
+	if (na != nb)
+		return false;
+	for (int j = 0; j < na; j++)
+		if (strcmp((*(char **const *)fa)[j], (*(char **const *)fb)[j]) != 0)
+			return false;
+	return true;
+}
+
 static bool same_value(const relay_config *a, const relay_config *b, const opt_def *o)
 {
 	const void *fa = (const char *)a + o->offset, *fb = (const char *)b + o->offset;
@@ -1015,9 +1092,10 @@ static bool same_value(const relay_config *a, const relay_config *b, const opt_d
 		return *(const bool *)fa == *(const bool *)fb;
 	case OPT_INT:
 		return *(const int *)fa == *(const int *)fb;
-	default:
-		return true; /* no list keys at the top level */
+	case OPT_STRING_LIST:
+		return same_list(fa, fb);
 	}
+	return true;
 }
 
 /* True when two entries of a list hold the same values for every key of its table. */
@@ -1030,15 +1108,8 @@ static bool same_entry(const list_spec *ls, const void *a, const void *b)
 			return false;
 		if (o->type == OPT_BOOL && *(const bool *)fa != *(const bool *)fb)
 			return false;
-		if (o->type == OPT_STRING_LIST) {
-			int na = *(const int *)((const char *)fa + sizeof(char **));
-			int nb = *(const int *)((const char *)fb + sizeof(char **));
-			if (na != nb)
-				return false;
-			for (int j = 0; j < na; j++)
-				if (strcmp((*(char **const *)fa)[j], (*(char **const *)fb)[j]) != 0)
-					return false;
-		}
+		if (o->type == OPT_STRING_LIST && !same_list(fa, fb))
+			return false;
 	}
 	return true;
 }
@@ -1061,6 +1132,21 @@ static bool same_sources_and_kafka(const relay_config *a, const relay_config *b)
 	return true;
 }
 
+/* A list key of fresh copied over running's. */
+static void copy_list(relay_config *running, const relay_config *fresh, const opt_def *o)
+{
+	const char *nf = (const char *)fresh + o->offset;
+	char **from = *(char **const *)nf;
+	int n = *(const int *)(nf + sizeof(char **));
+	char ***list = (char ***)field(running, o);
+
+	free_opts_one(running, o);
+	*list = xcalloc((size_t)n + 1, sizeof(char *));
+	for (int k = 0; k < n; k++)
+		(*list)[k] = xstrdup(from[k]);
+	*(int *)((char *)list + sizeof(char **)) = n;
+}
+
 void config_reload(relay_config *running, const relay_config *fresh)
 {
 	for (size_t i = 0; i < N_OPTS; i++) {
@@ -1081,6 +1167,8 @@ void config_reload(relay_config *running, const relay_config *fresh)
 			*(int *)f = *(const int *)nf;
 		} else if (o->type == OPT_BOOL) {
 			*(bool *)f = *(const bool *)nf;
+		} else if (o->type == OPT_STRING_LIST) {
+			copy_list(running, fresh, o);
 		}
 		log_info("reload: %s changed", o->path);
 	}

@@ -63,7 +63,11 @@ typedef struct {
 	char *pg_conninfo;
 	char *slot;
 	bool create_slot;
+	char *adopt_slot; /* "no", "recreate" or "as-is" */
 	int status_interval_ms;
+	char **wait_for_standbys; /* application_name of standbys that must flush a commit first */
+	int n_wait_for_standbys;  /* (its count: follows the list) */
+	int wait_for_standbys_count; /* how many of them */
 
 	/* sources */
 	source_config *sources;

@@ -81,6 +81,8 @@ void eos_resume(eos *e, const checkpoint *cp)
 	horizon_rewind(&e->hz);
 }
 
+void eos_set_timeline(eos *e, uint32_t tli) { e->tli = tli; }
+
 void eos_resume_recovery(eos *e, const checkpoint_recovery *rec)
 {
 	horizon_load(&e->hz, rec, e->committed.lsn);
@@ -176,7 +178,7 @@ bool eos_idle_checkpoint_due(const eos *e)
 
 checkpoint eos_pending(const eos *e)
 {
-	checkpoint cp = {.lsn = e->done_lsn};
+	checkpoint cp = {.lsn = e->done_lsn, .tli = e->tli};
 	if (e->in_pg_txn && e->cur_rows > 0) {
 		cp.partial_nextlsn = e->cur_nextlsn;
 		cp.partial_rows = e->cur_rows;

@@ -38,6 +38,7 @@ typedef struct {
 	horizon hz;          /* commit times and outbox xids the checkpoints record (recovery) */
 	char *backfill;      /* the backfill state the checkpoints carry (JSON, owned), or NULL */
 	bool creating;       /* the next checkpoint says the slot is about to be created */
+	uint32_t tli;        /* the server's timeline this session reads: the checkpoints' */
 } eos;
 
 /*
@@ -54,6 +55,8 @@ void eos_free(eos *e);
 outcome eos_start(eos *e, kafka_producer *kp, eos_tick_fn tick, void *ctx);
 /* Sets the starting point: from a stored checkpoint, or (found false) from the slot's position. */
 void eos_resume(eos *e, const checkpoint *cp);
+/* The timeline of the server the session reads (set before anything is committed in it). */
+void eos_set_timeline(eos *e, uint32_t tli);
 /* Starts the recovery fields from a stored checkpoint's (after eos_resume with its position). */
 void eos_resume_recovery(eos *e, const checkpoint_recovery *rec);
 /* A transaction's B record: its commit time (us, 0: unknown) and xid, for the recovery fields. */
@@ -85,7 +88,8 @@ bool eos_commit_due(const eos *e, bool input_idle);
 /* True when an idle checkpoint is due (once per status interval; it also detects fencing). */
 bool eos_idle_checkpoint_due(const eos *e);
 /* The checkpoint a commit now would store: all done transactions, and the rows read of the
- * current one (or, until it is reached again, the committed count of a split transaction). */
+ * current one (or, until it is reached again, the committed count of a split transaction), on
+ * the session's timeline. */
 checkpoint eos_pending(const eos *e);
 /*
  * Adds a record to the next commit: value under the key "<transactional.id>.snapshot" of the

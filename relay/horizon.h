@@ -19,12 +19,17 @@
  *
  * The list may hold more covered xids than needed (never harmful: they have no rows to recover),
  * but never one that is not covered: entries are taken only up to the checkpoint's LSN.
+ *
+ * After a failover, the xids that end beyond the new timeline's fork are the phantoms
+ * (timeline.h): so the list also records each xid's commit end, and xids_after, below which the
+ * list may miss outbox transactions (the newest end of one that left the window).
  */
 typedef struct {
 	lsn_t nextlsn;
 	int64_t commit_us;
 	uint32_t xid;
-	bool outbox; /* wrote an outbox row */
+	bool outbox;    /* wrote an outbox row */
+	bool end_known; /* nextlsn is its end (not the loaded checkpoint's lsn, standing in) */
 } horizon_txn;
 
 typedef struct {
@@ -37,6 +42,7 @@ typedef struct {
 	int64_t committed_us; /* the newest commit time the committed checkpoint covers */
 	int64_t newest_us;       /* newest commit time read */
 	int64_t max_disorder_us; /* most a commit time fell behind an earlier one in commit order */
+	lsn_t xids_after;        /* every covered outbox transaction ending after it is listed */
 	bool deletes_in_txn;     /* see checkpoint_recovery (sticky once seen) */
 } horizon;
 
@@ -51,7 +57,9 @@ void horizon_outbox_row(horizon *h);
 /* The transaction read last deleted an outbox row: when it wrote outbox rows too, its rows may
  * never stay in the table, and a lost slot cannot be recovered from it (sticky). */
 void horizon_outbox_delete(horizon *h);
-/* The recovery fields of a checkpoint at lsn (out's xids malloc'd; backfill left alone). */
+/* The recovery fields of a checkpoint at lsn (out's xids and ends malloc'd; backfill left
+ * alone); ends only when every listed xid's end is known (not so for a loaded older checkpoint's
+ * or a backfill's xids, until they leave the window). */
 void horizon_fill(const horizon *h, lsn_t lsn, checkpoint_recovery *out);
 /* A checkpoint with these fields at lsn was committed: older entries can go. */
 void horizon_committed(horizon *h, const checkpoint_recovery *rec, lsn_t lsn);

@@ -9,6 +9,7 @@
 #include "clock.h"
 #include "dispatch.h"
 #include "eos.h"
+#include "gate.h"
 #include "kafka.h"
 #include "log.h"
 #include "metrics.h"
@@ -130,6 +131,15 @@ static void reload_config(relay *r)
 	log_info("reloaded %s", r->cfg->path);
 }
 
+void loop_take_reload(relay *r)
+{
+	if (!signals_take_reload())
+		return;
+	notify_reloading();
+	reload_config(r);
+	notify_ready();
+}
+
 /*
  * Backpressure: once the records librdkafka holds reach relay.max_in_flight_bytes the stream is
  * not read (the server waits on TCP, and the slot stays where Kafka is); reading resumes when
@@ -179,7 +189,7 @@ static outcome wait_paused(relay *r)
 static outcome backlog_checkpoint(relay *r)
 {
 	if (r->eos_on && !r->in_txn && eos_idle_checkpoint_due(&r->eos) &&
-	    r->eos.done_lsn > r->eos.committed.lsn)
+	    r->eos.done_lsn > r->eos.committed.lsn && gate_idle_checkpoint_ok(r))
 		return txn_commit(r);
 	return OUTCOME_OK;
 }
@@ -233,11 +243,7 @@ static outcome check_session(relay *r)
 
 	if (loop_should_stop(r))
 		return OUTCOME_STOP;
-	if (signals_take_reload()) {
-		notify_reloading();
-		reload_config(r);
-		notify_ready();
-	}
+	loop_take_reload(r);
 	if (r->pg_lost) {
 		log_warn("replication connection lost: %s", pg_stream_error(r->pg));
 		return OUTCOME_RETRY;
@@ -326,7 +332,7 @@ static outcome when_idle(relay *r)
 		return e;
 	maybe_take_chunk(r);
 	if (r->eos_on && !r->in_txn && eos_idle_checkpoint_due(&r->eos) &&
-	    (e = txn_commit(r)) != OUTCOME_OK)
+	    gate_idle_checkpoint_ok(r) && (e = txn_commit(r)) != OUTCOME_OK)
 		return e;
 	if (loop_wait(r, true, signals_stop_requested() ? r->stop_deadline : -1) < 0)
 		return OUTCOME_RETRY;

@@ -19,6 +19,9 @@ int loop_wait(relay *r, bool read_pg, int64_t deadline);
  * call after the request (which sets r->stop_deadline).
  */
 bool loop_should_stop(relay *r);
+
+/* SIGHUP received: the file is read again and what may change is applied (between steps). */
+void loop_take_reload(relay *r);
 /* Streams until something ends the session: its outcome (never OUTCOME_OK). */
 outcome loop_stream(relay *r);
 /* Waits until Kafka has reported every record handed to it, or the deadline (-1: none). */

@@ -58,6 +58,9 @@ static struct {
 	_Atomic uint64_t commit_disorder_us;
 	_Atomic uint64_t backfilled;
 	_Atomic uint64_t refused_tables;
+	_Atomic uint64_t standby_waits;
+	_Atomic uint64_t standby_wait_us;
+	_Atomic uint64_t phantoms;
 	_Atomic int64_t read_commit_ms; /* 0: no transaction read yet */
 	_Atomic bool caught_up;
 	_Atomic bool ready;
@@ -140,8 +143,15 @@ void metrics_set_confirmed(lsn_t lsn) { SET(confirmed, lsn); }
 void metrics_set_retained_wal(uint64_t bytes) { SET(retained_wal, bytes); }
 void metrics_set_commit_disorder(int64_t us) { SET(commit_disorder_us, us > 0 ? (uint64_t)us : 0); }
 void metrics_backfilled(uint64_t n) { ADD(backfilled, n); }
+void metrics_phantoms(uint64_t n) { ADD(phantoms, n); }
 
 void metrics_set_refused_tables(uint64_t n) { SET(refused_tables, n); }
+
+void metrics_standby_wait(int64_t us)
+{
+	ADD(standby_waits, 1);
+	ADD(standby_wait_us, us > 0 ? (uint64_t)us : 0);
+}
 
 void metrics_set_read_commit_time(int64_t ms)
 {
@@ -219,9 +229,18 @@ static const struct {
 	{"capture_refused_tables", "gauge",
 	 "Tables a capture pattern takes that cannot be captured (no replica identity or key, no valid topic name): their changes are dead-lettered.",
 	 &st.refused_tables},
+	{"standby_waits_total", "counter",
+	 "Times publishing asked postgresql.wait_for_standbys whether they flushed what it reads (once per Kafka transaction, or per transaction read while none is open).",
+	 &st.standby_waits},
+	{"standby_wait_microseconds_total", "counter",
+	 "Time those asks took, queries and waits (the latency postgresql.wait_for_standbys adds).",
+	 &st.standby_wait_us},
 	{"reconnects_total", "counter",
 	 "Replication sessions ended (connection lost, or a replay) and opened again.",
 	 &st.reconnects},
+	{"phantom_transactions_total", "counter",
+	 "Transactions published whose commit the new timeline does not have (a failover forked before the checkpoint), as far as the checkpoint names them.",
+	 &st.phantoms},
 };
 
 /* Each plain series: its HELP, TYPE and value. */

@@ -58,8 +58,12 @@ void metrics_set_read_commit_time(int64_t ms);
 void metrics_set_commit_disorder(int64_t us);
 /* Tables a capture pattern takes that cannot be captured (their changes are dead-lettered). */
 void metrics_set_refused_tables(uint64_t n);
+/* Publishing asked postgresql.wait_for_standbys; it took us (the query, and any wait). */
+void metrics_standby_wait(int64_t us);
 /* Rows a backfill put into committed Kafka transactions. */
 void metrics_backfilled(uint64_t n);
+/* Published transactions found beyond a failover's fork (phantoms; slot_start.c). */
+void metrics_phantoms(uint64_t n);
 /* The server said it has nothing more to send: the replication lag is 0 until the next read. */
 void metrics_set_caught_up(void);
 /* Streaming with the producer up (/readyz answers 200), or not (503). */

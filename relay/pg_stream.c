@@ -21,6 +21,7 @@ struct pg_stream {
 	bool slot_created;
 	char snapshot_name[64]; /* exported by the slot's creation, "" if none */
 	lsn_t server_lsn; /* the server's WAL position at connect (IDENTIFY_SYSTEM xlogpos) */
+	uint32_t timeline; /* the server's timeline at connect (IDENTIFY_SYSTEM timeline) */
 	bool streaming; /* START_REPLICATION succeeded: status updates can be sent */
 	char sysid[32];
 	char error[512];
@@ -309,15 +310,45 @@ static outcome start_streaming(pg_stream *s, const char *slot, const char *add_t
 	return OUTCOME_OK;
 }
 
-/* Reads the cluster's system identifier, which names the relay's Kafka transactional id. */
+/*
+ * Reads the cluster's system identifier, which names the relay's Kafka transactional id, and
+ * the timeline and WAL position the checkpoint is checked against.
+ */
 static outcome identify_system(pg_stream *s, char *err, size_t errlen)
 {
 	PGresult *res = query(s, "IDENTIFY_SYSTEM");
 	if (!res)
 		return explain(s, OUTCOME_RETRY, err, errlen);
 	snprintf(s->sysid, sizeof(s->sysid), "%s", PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "");
-	if (PQntuples(res) == 1 && PQnfields(res) >= 3)
+	if (PQntuples(res) == 1 && PQnfields(res) >= 3) {
+		s->timeline = (uint32_t)strtoul(PQgetvalue(res, 0, 1), NULL, 10);
 		lsn_parse(PQgetvalue(res, 0, 2), strlen(PQgetvalue(res, 0, 2)), &s->server_lsn);
+	}
+	PQclear(res);
+	return OUTCOME_OK;
+}
+
+/* TIMELINE_HISTORY: the history file's bytes (the second column, raw, no encoding). */
+static outcome timeline_history(pg_stream *s, uint32_t tli, char **text, size_t *len, char *err,
+				  size_t errlen)
+{
+	char cmd[64];
+	PGresult *res;
+
+	snprintf(cmd, sizeof(cmd), "TIMELINE_HISTORY %u", tli);
+	res = query(s, cmd);
+	if (!res)
+		return explain(s, OUTCOME_RETRY, err, errlen);
+	if (PQntuples(res) != 1 || PQnfields(res) < 2) {
+		snprintf(err, errlen, "TIMELINE_HISTORY %u returned %d rows of %d columns", tli,
+			 PQntuples(res), PQnfields(res));
+		PQclear(res);
+		return OUTCOME_FATAL;
+	}
+	*len = (size_t)PQgetlength(res, 0, 1);
+	*text = xmalloc(*len + 1);
+	memcpy(*text, PQgetvalue(res, 0, 1), *len);
+	(*text)[*len] = '\0';
 	PQclear(res);
 	return OUTCOME_OK;
 }
@@ -367,6 +398,16 @@ const char *pg_stream_sysid(const pg_stream *s) { return s->sysid; }
 bool pg_stream_slot_created(const pg_stream *s) { return s->slot_created; }
 
 lsn_t pg_stream_server_lsn(const pg_stream *s) { return s->server_lsn; }
+
+uint32_t pg_stream_timeline(const pg_stream *s) { return s->timeline; }
+
+outcome pg_stream_timeline_history(pg_stream *s, uint32_t tli, char **text, size_t *len, char *err,
+				     size_t errlen)
+{
+	*text = NULL;
+	*len = 0;
+	return timeline_history(s, tli, text, len, err, errlen);
+}
 
 /*
  * Ends the copy the way the protocol wants: CopyDone, then read (and drop) what the server still
@@ -536,6 +577,11 @@ done:
 	PQfinish(c);
 	return r;
 }
+
+const char *pg_stream_host(const pg_stream *s) { return PQhost(s->conn); }
+const char *pg_stream_port(const pg_stream *s) { return PQport(s->conn); }
+const char *pg_stream_hostaddr(const pg_stream *s) { return PQhostaddr(s->conn); }
+int pg_stream_backend_pid(const pg_stream *s) { return PQbackendPID(s->conn); }
 
 PGconn *pg_sql_connect(const char *conninfo, const char *password, const char *app, int timeout_s)
 {

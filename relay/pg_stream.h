@@ -70,6 +70,15 @@ int pg_slot_retained_wal(const char *conninfo, const char *password, const char 
 			 uint64_t *bytes);
 /* The server's WAL position when the connection was made. */
 lsn_t pg_stream_server_lsn(const pg_stream *s);
+/* The server's timeline when the connection was made (a primary's does not change). */
+uint32_t pg_stream_timeline(const pg_stream *s);
+/*
+ * The history file of timeline tli (TIMELINE_HISTORY; tli > 1: timeline 1 has none) into *text
+ * (malloc'd, NUL-terminated after *len bytes; free it), for timeline.h's parser. Not while
+ * streaming.
+ */
+outcome pg_stream_timeline_history(pg_stream *s, uint32_t tli, char **text, size_t *len, char *err,
+				     size_t errlen);
 /* True when pg_stream_check_slot created the slot. */
 bool pg_stream_slot_created(const pg_stream *s);
 void pg_stream_close(pg_stream *s, int timeout_ms);
@@ -84,6 +93,13 @@ int pg_stream_flush(pg_stream *s);
 const char *pg_stream_error(const pg_stream *s);
 /* The slot's confirmed_flush_lsn when the connection checked it. */
 lsn_t pg_stream_start_lsn(const pg_stream *s);
+/* The server the stream reads (of the conninfo's hosts, the one it connected to). */
+const char *pg_stream_host(const pg_stream *s);
+const char *pg_stream_port(const pg_stream *s);
+/* Its address when the conninfo gave one (hostaddr), else "" or NULL. */
+const char *pg_stream_hostaddr(const pg_stream *s);
+/* The walsender's pid on the server (PQbackendPID). */
+int pg_stream_backend_pid(const pg_stream *s);
 
 /*
  * A normal (not replication) connection with the relay's conninfo and password (NULL: libpq's

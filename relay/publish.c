@@ -7,6 +7,7 @@
 
 #include "clock.h"
 #include "eos.h"
+#include "gate.h"
 #include "inflight.h"
 #include "kafka.h"
 #include "log.h"
@@ -176,7 +177,8 @@ outcome publish_produce(relay *r, const route_msg *m, bool dead_letter, rd_kafka
 	*refused = RD_KAFKA_RESP_ERR_NO_ERROR;
 	if (e != OUTCOME_OK)
 		return e;
-	if (r->eos_on && !r->eos.open && (e = txn_wait_gap(r)) != OUTCOME_OK)
+	if (r->eos_on && !r->eos.open &&
+	    ((e = gate_before_open(r)) != OUTCOME_OK || (e = txn_wait_gap(r)) != OUTCOME_OK))
 		return e;
 	if (r->eos_on) {
 		outcome er = eos_ensure_open(&r->eos, err, sizeof(err));

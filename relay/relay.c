@@ -38,6 +38,7 @@ int relay_run(const relay_config *cfg)
 	progress_init(&r.prog, LSN_INVALID);
 	if (r.eos_on) {
 		r.bf = backfill_new(cfg);
+		r.gate = standby_gate_new();
 		backfill_run_attach(&r);
 	}
 	if (cfg->n_captures > 0) {
@@ -74,6 +75,7 @@ cleanup:
 	snapshot_free(r.snap);
 	capture_free(r.cap);
 	backfill_free(r.bf);
+	standby_gate_free(r.gate);
 	checkpoint_recovery_free(&r.lo);
 	progress_free(&r.prog);
 	inflight_free(&r.flight);

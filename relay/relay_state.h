@@ -20,6 +20,7 @@
 #include "refusal.h"
 #include "route.h"
 #include "snapshot.h"
+#include "standby_gate.h"
 
 
 /*
@@ -38,6 +39,8 @@ typedef struct {
 	capture *cap;           /* change capture of existing tables, or NULL */
 	snapshot *snap;         /* their snapshots (exactly-once only), or NULL */
 	backfill *bf;           /* outbox rows a new slot cannot deliver (exactly-once only) */
+	standby_gate *gate;     /* publishing held back until standbys flushed (exactly-once only) */
+	int64_t gate_idle_asked_ms; /* when an idle checkpoint last asked it (gate.c) */
 
 	/* the PostgreSQL transaction being read (dispatch.c) */
 	bool in_txn;            /* between a B and its C */

@@ -70,6 +70,8 @@ static void end_session(relay *r)
 	pg_stream_close(r->pg, r->pg_lost ? 0 : CLOSE_TIMEOUT_MS);
 	r->pg = NULL;
 	r->pg_lost = false;
+	if (r->gate)
+		standby_gate_reset(r->gate); /* the next session may read another server */
 }
 
 /* Creates the producer once; in exactly-once mode also fences older instances of this relay. */
@@ -247,6 +249,8 @@ static void shut_down(relay *r)
 		txn_abort(r);
 	} else if (r->eos_on && r->eos.open && txn_commit(r) != OUTCOME_OK) {
 		log_warn("the last Kafka transaction was not committed; it will be read again");
+		if (r->eos.open)
+			txn_abort(r); /* held back by the standbys: it must not linger either */
 	}
 	if (!loop_drain(r, deadline))
 		log_warn("%llu records were not acknowledged in time; they will be read again at the "

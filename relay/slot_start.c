@@ -12,10 +12,13 @@
 #include "eos.h"
 #include "log.h"
 #include "lsn.h"
+#include "metrics.h"
 #include "outbox_table.h"
 #include "pg_stream.h"
 #include "session.h"
 #include "snapshot.h"
+#include "strbuf.h"
+#include "timeline.h"
 #include "txn.h"
 #include "xalloc.h"
 
@@ -123,7 +126,7 @@ static outcome new_slot(relay *r, const char *reason, const checkpoint_recovery 
 		pr = import_snapshot(r, &snap, err, errlen);
 	if (pr != OUTCOME_OK)
 		return pr;
-	checkpoint cp = {.lsn = pg_stream_start_lsn(r->pg)};
+	checkpoint cp = {.lsn = pg_stream_start_lsn(r->pg), .tli = pg_stream_timeline(r->pg)};
 	eos_resume(&r->eos, &cp);
 	eos_resume_recovery(&r->eos, reason ? lo : &at_start);
 	r->eos.creating = false;
@@ -137,6 +140,7 @@ static outcome new_slot(relay *r, const char *reason, const checkpoint_recovery 
 			r->lo = *lo;
 			r->lo.xids = xmalloc((lo->n_xids + 1) * sizeof(uint32_t));
 			memcpy(r->lo.xids, lo->xids, lo->n_xids * sizeof(uint32_t));
+			r->lo.ends = NULL; /* lo's own: the backfill needs only the xids */
 			r->lo.backfill = NULL;
 		}
 		log_info("backfill planned (%s): outbox rows committed before slot \"%s\" was created"
@@ -379,7 +383,7 @@ static outcome resume_from(relay *r, stored_checkpoint *sc, char *err, size_t er
 static outcome start_at_slot(relay *r)
 {
 	char a[LSN_TEXT_MAX];
-	checkpoint cp = {.lsn = pg_stream_start_lsn(r->pg)};
+	checkpoint cp = {.lsn = pg_stream_start_lsn(r->pg), .tli = pg_stream_timeline(r->pg)};
 
 	log_warn("no checkpoint for %s, but slot \"%s\" exists: starting at the slot's position %s; "
 		 "outbox rows committed before it are not published", r->eos.txn_id, r->cfg->slot,
@@ -390,14 +394,166 @@ static outcome start_at_slot(relay *r)
 	return OUTCOME_OK;
 }
 
+/*
+ * A slot, but no checkpoint topic, and postgresql.adopt_slot says the slot was made by someone
+ * else before this relay's first start (an HA manager's permanent slot: Patroni's "slots:"). A
+ * first start: recreate makes the slot again with a snapshot (Patroni keeps the new one as its
+ * permanent slot); as-is starts at the slot's position. Without adopt_slot this pair is refused:
+ * the topic may have been deleted or renamed, and the slot hold what the relay has not read.
+ */
+static outcome start_on_foreign_slot(relay *r, char *err, size_t errlen)
+{
+	bool fill = strcmp(r->cfg->first_start, "backfill") == 0;
+
+	if (strcmp(r->cfg->adopt_slot, "recreate") == 0) {
+		log_warn("slot \"%s\" exists but checkpoint topic %s does not: a first start on a slot "
+			 "made by someone else (an HA manager's permanent slot?); making it again with a "
+			 "snapshot, to backfill the outbox rows committed before it", r->cfg->slot,
+			 r->cfg->checkpoint_topic);
+		if (pg_stream_drop_slot(r->pg, r->cfg->slot, err, errlen) != OUTCOME_OK)
+			return OUTCOME_RETRY;
+		return first_start(r, err, errlen);
+	}
+	if (checkpoint_create_topic(r->cfg, r->cfg->checkpoint_topic, err, errlen) < 0)
+		return OUTCOME_RETRY;
+	if (fill)
+		log_warn("first start on slot \"%s\", made by someone else: with postgresql.adopt_slot = "
+			 "\"as-is\" outbox rows committed before it are not backfilled", r->cfg->slot);
+	return start_at_slot(r);
+}
+
+/* The bytes of xids a log line holds (log.c cuts a message at 2 kB). */
+#define FORK_XIDS_PER_LINE 1200
+
+/* Says what ph found beyond the fork, into line: which published transactions are phantoms. */
+static void describe_phantoms(relay *r, const timeline_phantoms *ph, strbuf *line, size_t *shown)
+{
+	*shown = 0;
+	if (ph->unnamed) {
+		strbuf_add(line, "which ones cannot be told (the checkpoint records no commit positions: "
+			   "written by an older relay, or right after a backfill)");
+	} else if (ph->n_xids == 0) {
+		strbuf_add(line, ph->maybe_more ? "no outbox transaction listed"
+				 : "none: no outbox transaction was published there");
+	} else {
+		strbuf_addf(line, "%zu outbox transaction%s, xid%s ", ph->n_xids,
+			    ph->n_xids == 1 ? "" : "s", ph->n_xids == 1 ? "" : "s");
+		*shown = timeline_format_xids(line, ph->xids, ph->n_xids, FORK_XIDS_PER_LINE);
+		if (*shown < ph->n_xids)
+			strbuf_addf(line, " and %zu more (next lines)", ph->n_xids - *shown);
+	}
+	if (ph->partial)
+		strbuf_addf(line, "; and the first %llu rows of xid %u (published in parts)",
+			    (unsigned long long)ph->partial_rows, ph->partial_xid);
+	if (ph->maybe_more && !ph->unnamed)
+		strbuf_addf(line, "; and possibly more: the standby was more than "
+			    "relay.recovery_window_ms (%d ms) behind", r->cfg->recovery_window_ms);
+	if (has_message_sources(r->cfg) || r->cfg->n_captures > 0)
+		strbuf_add(line, "; messages (outbox.emit()) and changes of captured tables are not named");
+}
+
+/*
+ * One error line for the operator: the two timelines, the fork, the checkpoint and the phantom
+ * xids (those that do not fit follow on info lines); counted in phantom_transactions_total. A
+ * warning instead when nothing was published beyond the fork (idle checkpoints only).
+ */
+static void report_fork(relay *r, const checkpoint *was, uint32_t now, lsn_t fork,
+			const timeline_phantoms *ph)
+{
+	char a[LSN_TEXT_MAX], b[LSN_TEXT_MAX];
+	strbuf line = {0};
+	size_t shown;
+
+	strbuf_addf(&line, "timeline fork: the server is on timeline %u, which left timeline %u at %s; "
+		    "this relay's checkpoint in Kafka is at %s on timeline %u, beyond it. Published "
+		    "from %s to %s, with no transaction on the new timeline (phantom events): ", now,
+		    was->tli, lsn_format(fork, a), lsn_format(was->lsn, b), was->tli, a, b);
+	describe_phantoms(r, ph, &line, &shown);
+	strbuf_addf(&line, ". Going on from %s on timeline %u (docs/operations.md: PostgreSQL HA "
+		    "with Patroni)", a, now);
+	/* Only idle positions beyond the fork (no outbox transaction there): nothing to act on. */
+	bool phantoms = ph->n_xids || ph->partial || ph->maybe_more || ph->unnamed;
+	log_msg(phantoms ? LOG_LVL_ERROR : LOG_LVL_WARN, "%s", strbuf_str(&line));
+	while (shown < ph->n_xids) {
+		strbuf_reset(&line);
+		shown += timeline_format_xids(&line, ph->xids + shown, ph->n_xids - shown,
+					      FORK_XIDS_PER_LINE);
+		log_info("timeline fork: phantom xids (continued): %s", strbuf_str(&line));
+	}
+	metrics_phantoms(ph->n_xids + (ph->partial ? 1 : 0));
+	strbuf_free(&line);
+}
+
+/* Where timeline was ended in the history of the server's timeline now (TIMELINE_HISTORY). */
+static outcome fork_point(relay *r, uint32_t was, uint32_t now, lsn_t *fork, char *err,
+			  size_t errlen)
+{
+	char *text;
+	size_t len;
+	outcome pr = pg_stream_timeline_history(r->pg, now, &text, &len, err, errlen);
+
+	if (pr != OUTCOME_OK)
+		return pr;
+	timeline_found found = timeline_switchpoint(text, len, now, was, fork);
+	if (found == TIMELINE_MALFORMED)
+		snprintf(err, errlen, "the server's history file of timeline %u is not one PostgreSQL "
+			 "would read: %.300s", now, text);
+	else if (found == TIMELINE_NOT_ANCESTOR)
+		snprintf(err, errlen, "this relay's checkpoint in Kafka was read on timeline %u, which "
+			 "is not in the history of the server's timeline %u: the server is on another "
+			 "branch (a standby promoted apart from the one the relay followed, or a restore). "
+			 "Refusing to start (docs/exactly-once.md)", was, now);
+	free(text);
+	return found == TIMELINE_ANCESTOR ? OUTCOME_OK : OUTCOME_FATAL;
+}
+
+/*
+ * The checkpoint was read on an older timeline than the server's (a failover, or a restore to a
+ * point in time): what was published beyond the fork is reported, and the position is cut back
+ * to the fork, so that every transaction of the new timeline after it is published; those up to
+ * the fork are on both timelines and were published already.
+ */
+static outcome settle_timeline(relay *r, stored_checkpoint *sc, char *err, size_t errlen)
+{
+	char a[LSN_TEXT_MAX], b[LSN_TEXT_MAX];
+	uint32_t now = pg_stream_timeline(r->pg);
+	checkpoint was = sc->cp;
+	timeline_phantoms ph;
+	lsn_t fork;
+	outcome pr;
+
+	if (was.tli == 0 || was.tli == now)
+		return OUTCOME_OK; /* an older relay's checkpoint: the WAL check below is all there is */
+	if (was.tli > now) {
+		snprintf(err, errlen, "this relay's checkpoint in Kafka (%s) was read on timeline %u, "
+			 "but the server is on timeline %u, an older one: the server was restored, or is "
+			 "a former primary that did not follow the failover. Refusing to start (see "
+			 "docs/exactly-once.md)", lsn_format(was.lsn, a), was.tli, now);
+		return OUTCOME_FATAL;
+	}
+	if ((pr = fork_point(r, was.tli, now, &fork, err, errlen)) != OUTCOME_OK)
+		return pr;
+	if (timeline_cut(&sc->cp, &sc->rec, fork, &ph))
+		report_fork(r, &was, now, fork, &ph);
+	else
+		log_info("timeline %u left timeline %u at %s, after this relay's checkpoint %s: "
+			 "nothing published is missing on the server", now, was.tli,
+			 lsn_format(fork, a), lsn_format(was.lsn, b));
+	timeline_phantoms_free(&ph);
+	sc->cp.tli = now; /* up to the fork, the new timeline's history is the old one's */
+	return OUTCOME_OK;
+}
+
 /* What the slot and the checkpoint say decides how this session starts (docs/exactly-once.md). */
 static outcome settle_slot(relay *r, slot_state st, stored_checkpoint *sc, char *err, size_t errlen)
 {
 	char a[LSN_TEXT_MAX], b[LSN_TEXT_MAX];
 	bool found = sc->res == CHECKPOINT_FOUND;
 
+	if (sc->res == CHECKPOINT_NO_TOPIC && st == SLOT_OK && strcmp(r->cfg->adopt_slot, "no") != 0)
+		return start_on_foreign_slot(r, err, errlen);
 	if (sc->res == CHECKPOINT_NO_TOPIC && st != SLOT_MISSING)
-		return OUTCOME_FATAL; /* err says the topic was deleted */
+		return OUTCOME_FATAL; /* err says the topic is missing */
 	if (!found || sc->rec.creating) {
 		if (st == SLOT_OK && !found)
 			return start_at_slot(r);
@@ -412,10 +568,16 @@ static outcome settle_slot(relay *r, slot_state st, stored_checkpoint *sc, char 
 			return OUTCOME_RETRY;
 		return first_start(r, err, errlen);
 	}
+	outcome pr = settle_timeline(r, sc, err, errlen);
+	if (pr != OUTCOME_OK)
+		return pr;
+	/* On the checkpoint's own timeline (or an older relay's checkpoint, without one). */
 	if (sc->cp.lsn > pg_stream_server_lsn(r->pg)) {
 		snprintf(err, errlen, "this relay's checkpoint in Kafka (%s) is beyond the server's WAL "
-			 "(%s): the server was restored or failed over to an older copy. Refusing to start "
-			 "(see docs/exactly-once.md)", lsn_format(sc->cp.lsn, a),
+			 "(%s) on the same timeline: the server was restored from a copy of itself (or, "
+			 "with a checkpoint of an older relay, which does not record its timeline, failed "
+			 "over to a standby that had not received it). Refusing to start (see "
+			 "docs/exactly-once.md)", lsn_format(sc->cp.lsn, a),
 			 lsn_format(pg_stream_server_lsn(r->pg), b));
 		return OUTCOME_FATAL;
 	}
@@ -424,9 +586,16 @@ static outcome settle_slot(relay *r, slot_state st, stored_checkpoint *sc, char 
 	return recover_slot(r, st, sc, err, errlen);
 }
 
+/* The committed checkpoint was read on the server's timeline (or does not say: an older relay's). */
+static bool same_timeline(const relay *r)
+{
+	return r->eos.committed.tli == 0 || r->eos.committed.tli == pg_stream_timeline(r->pg);
+}
+
 /*
  * Exactly-once: the slot checked against the checkpoint. The checkpoint is read from Kafka at
- * the first session and whenever the slot is not where this process left it.
+ * the first session and whenever the slot is not where this process left it, or the server is
+ * on another timeline (a failover).
  */
 outcome slot_start_prepare(relay *r, char *err, size_t errlen)
 {
@@ -436,8 +605,9 @@ outcome slot_start_prepare(relay *r, char *err, size_t errlen)
 
 	if (pr != OUTCOME_OK)
 		return pr;
+	eos_set_timeline(&r->eos, pg_stream_timeline(r->pg));
 	if (r->eos_loaded && st == SLOT_OK && pg_stream_start_lsn(r->pg) <= r->eos.committed.lsn &&
-	    r->eos.committed.lsn <= pg_stream_server_lsn(r->pg))
+	    r->eos.committed.lsn <= pg_stream_server_lsn(r->pg) && same_timeline(r))
 		return OUTCOME_OK;
 	pr = read_checkpoint(r, &sc, err, errlen);
 	if (pr == OUTCOME_OK)

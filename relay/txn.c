@@ -8,6 +8,7 @@
 #include "clock.h"
 #include "commit_policy.h"
 #include "eos.h"
+#include "gate.h"
 #include "loop.h"
 #include "metrics.h"
 #include "pending.h"
@@ -43,6 +44,9 @@ outcome txn_commit(relay *r)
 	bool was_open = r->eos.open;
 	outcome res;
 
+	/* Before anything is attached: a commit held back attaches nothing. */
+	if ((res = gate_before_commit(r)) != OUTCOME_OK)
+		return res; /* still open: the caller aborts it */
 	if (r->snap && snapshot_dirty(r->snap))
 		eos_attach_state(&r->eos, snapshot_state_json(r->snap));
 	if (backfill_active(r->bf))

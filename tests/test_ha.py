@@ -13,8 +13,10 @@ not have (a phantom); every transaction a writer saw committed is on the new pri
 (synchronous_mode); the relay went on from the slot Patroni kept, without the outbox table
 recovery of a lost slot.
 """
+import os
 import random
 import re
+import signal
 import time
 import uuid
 
@@ -27,7 +29,6 @@ from events import Writers
 from harness import wait_for
 
 SLOT = "relay_slot"
-CHECKPOINT_TOPIC = "outbox-relay.checkpoints"
 STREAMING = "streaming from slot"
 
 
@@ -94,7 +95,11 @@ def cluster(request):
 
 
 def slot_confirmed(db, slot):
-    r = db.query("SELECT confirmed_flush_lsn - '0/0' FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+    """The slot's confirmed_flush_lsn on the primary as a number (0: none, or no primary now)."""
+    try:
+        r = db.query("SELECT confirmed_flush_lsn - '0/0' FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+    except psycopg2.OperationalError:  # a node restarting (the old primary rejoining)
+        return 0
     return int(r[0][0]) if r and r[0][0] is not None else 0
 
 
@@ -143,15 +148,16 @@ def table_events(db):
             for eid, key, payload in db.query("SELECT id::text, aggregate_id, payload FROM outbox.events")}
 
 
-def check_published(kafka, topic, in_table, writers):
+def check_published(kafka, topic, in_table, writers, *more):
     """A read_committed consumer reads the topic to its end: every event of the table exactly
     once, in seq order per key, no rolled-back event, no phantom. Returns the record count."""
     msgs = kafka.consume([topic], timeout=60)
     seen, last = set(), {}
     dups, phantoms, rolled_back, disorder = 0, [], [], []
+    rolled_back_ids = set(writers.rolled_back).union(*(w.rolled_back for w in more))
     for m in msgs:
         eid = dict(m["headers"])["event_id"].decode()
-        if eid in writers.rolled_back:
+        if eid in rolled_back_ids:
             rolled_back.append(eid)
         if eid in seen:
             dups += 1
@@ -185,19 +191,25 @@ def test_patroni_failover_on_the_permanent_slot(cluster, kafka, tmp_path, reques
     cluster.add_permanent_slot(SLOT, db.name)
     target = Target("t" + uuid.uuid4().hex[:10])
     config_path = str(tmp_path / "relay.conf")
+    # The relay's first start on the slot Patroni made (no checkpoint topic yet). switchover:
+    # postgresql.adopt_slot = "recreate": the relay makes the slot again with a snapshot and
+    # backfills the events written before it; kill9_postmaster: "as-is" (and create_slot =
+    # false): it starts at the slot's position (before every event here).
+    before = Writers(db, target, max_rows=1).start()
+    wait_for(lambda: before.count() >= 50, 30, what="50 events before the relay's first start")
+    before.stop()
     relayctl.write_config(config_path, db.dsn, kafka.bootstrap, SLOT, target.prefix + ".${aggregate_type}",
-                          extra_pg="create_slot = false;")
-    # The relay creates its checkpoint topic only when it creates its slot; with a slot made by
-    # Patroni and no topic it refuses to start ("checkpoint topic ... does not exist, but the slot
-    # does: it was deleted?"). So the topic is made first, as an operator would (compacted, one
-    # partition, as the relay makes it); with the topic and no checkpoint the relay starts at the
-    # slot's position, which lies before every outbox row here.
-    kafka.create_topic(CHECKPOINT_TOPIC, partitions=1, config={"cleanup.policy": "compact"})
+                          extra_pg='create_slot = false; adopt_slot = "as-is";' if how == "kill9_postmaster"
+                          else 'adopt_slot = "recreate";',
+                          extra_relay='checkpoint_topic = "%s.checkpoints";' % target.prefix)
     relay = relayctl.Relay(config_path, str(tmp_path))
     try:
         relay.start()
         relay.wait_streaming(60)
-        writers = FailoverWriters(db, target).start()
+        first = ("starting at the slot's position" if how == "kill9_postmaster"
+                 else "backfill done: %d events (first start)" % len(table_events(db)))
+        relay.wait_log(first, timeout=60)
+        writers = FailoverWriters(db, target, first_seq=10 ** 6).start()
         try:
             old = cluster.wait_failover_ready([SLOT])
             replica = next(n for n in cluster.nodes if n is not old)
@@ -228,10 +240,10 @@ def test_patroni_failover_on_the_permanent_slot(cluster, kafka, tmp_path, reques
             writers.stop()
         wait_caught_up(db, relay)
         in_table = table_events(db)
-        committed = set(writers.committed)
+        committed = set(writers.committed) | set(before.committed)
         missing = committed - set(in_table)
         assert not missing, "%d transactions' rows a writer saw committed are not on the new primary" % len(missing)
-        n = check_published(kafka, target.topic("user"), in_table, writers)
+        n = check_published(kafka, target.topic("user"), in_table, writers, before)
         lost_slot = re.findall(r"backfill done: \d+ events \(slot lost\)", relay.log())
         assert not lost_slot, "the relay recovered from the table instead of using Patroni's slot: %s" % lost_slot
         assert new.slot(SLOT) is not None
@@ -241,6 +253,100 @@ def test_patroni_failover_on_the_permanent_slot(cluster, kafka, tmp_path, reques
               % (how, old.name, new.name, t_leader, t_relay, len(in_table), len(committed),
                  len(set(in_table) - committed), len(writers.rolled_back), writers.connection_errors, n,
                  positions))
+        assert relay.stop() == 0
+    finally:
+        relayctl.end_of_test(relay, request)
+
+
+def walsender_of(primary, standby):
+    """The pid of the primary's walsender that streams to the standby (its application_name)."""
+    rows = primary.query("SELECT pid FROM pg_stat_replication WHERE application_name = %s", (standby.name,))
+    assert rows, "%s does not stream to %s" % (primary.name, standby.name)
+    return rows[0][0]
+
+
+def waiting_for_sync(primary):
+    """Backends of the primary whose commit is flushed locally and waits for the synchronous
+    standby: transactions the standby does not have, which the relay may already have read."""
+    return primary.query("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'")[0][0]
+
+
+def metrics(port):
+    """The relay's plain metric series: {name: value}."""
+    import urllib.request
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5).read().decode()
+    return {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+            if line and not line.startswith("#") and "{" not in line}
+
+
+def test_primary_crash_with_the_standby_behind_publishes_no_phantom(cluster, kafka, tmp_path, request):
+    """postgresql.wait_for_standbys (issue 19 part 2): the primary's walsender to the standby is
+    stopped (SIGSTOP: it sends nothing more), so writers' commits are flushed on the primary but
+    not on the standby; the relay reads them all the same (PostgreSQL 15 decodes what is flushed
+    locally) and holds its Kafka commit back. Then the primary crashes (kill -9 of the stopped
+    walsender and the postmaster) and Patroni promotes the standby, which never got those
+    transactions. Nothing of them may be in Kafka; everything the new primary has, exactly once."""
+    db = cluster.create_database("app")
+    relayctl.install_outbox(db)
+    cluster.add_permanent_slot(SLOT, db.name)
+    target = Target("t" + uuid.uuid4().hex[:10])
+    config_path = str(tmp_path / "relay.conf")
+    names = ", ".join('"%s"' % n.name for n in cluster.nodes)
+    port = harness.free_port()
+    relayctl.write_config(config_path, db.dsn, kafka.bootstrap, SLOT, target.prefix + ".${aggregate_type}",
+                          extra_pg='wait_for_standbys = [ %s ]; adopt_slot = "recreate";' % names,
+                          extra_relay='checkpoint_topic = "%s.checkpoints"; metrics_listen = "127.0.0.1:%d";'
+                          % (target.prefix, port))
+    relay = relayctl.Relay(config_path, str(tmp_path))
+    try:
+        relay.start()
+        relay.wait_streaming(60)
+        writers = FailoverWriters(db, target).start()
+        try:
+            old = cluster.wait_failover_ready([SLOT])
+            standby = next(n for n in cluster.nodes if n is not old)
+            wait_rows(writers, 200, relay)
+            wait_checkpoint(db, relay)
+            # The latency the gate adds while the standby streams: a measurement, not a bound.
+            m0 = metrics(port)
+            wait_rows(writers, 3000, relay)
+            wait_checkpoint(db, relay)
+            m1 = metrics(port)
+            steady = [m1[k] - m0[k] for k in ("outbox_relay_standby_waits_total",
+                                              "outbox_relay_standby_wait_microseconds_total")]
+            sender = walsender_of(old, standby)
+            since = len(relay.log())
+            os.kill(sender, signal.SIGSTOP)
+            # Commits now wait for the standby; the relay has read them and holds its commit.
+            wait_for(lambda: waiting_for_sync(old) >= 1, 30, interval=0.05,
+                     what="a commit flushed on %s and waiting for %s" % (old.name, standby.name))
+            relay.wait_log("holding back publishing", timeout=30, since=since)
+            held = waiting_for_sync(old)
+            t0 = time.monotonic()
+            # The postmaster first: killed before it, the walsender would make it restart the
+            # server, and the standby could catch up meanwhile.
+            os.kill(old.postmaster_pid(), signal.SIGKILL)
+            os.kill(sender, signal.SIGKILL)
+            new = cluster.wait_leader(90, other_than=old)
+            assert new is standby
+            wait_for(lambda: STREAMING in relay.log()[since:] and
+                     relay.log()[since:].rfind(STREAMING) > relay.log()[since:].find("holding back publishing"), 90,
+                     interval=0.1, what="the relay streaming from the new primary")
+            t_relay = time.monotonic() - t0
+            relay_alive(relay)
+            wait_rows(writers, 200, relay)  # on the new primary (the old one rejoins by pg_rewind)
+        finally:
+            writers.stop()
+        wait_caught_up(db, relay, timeout=120)
+        in_table = table_events(db)
+        missing = set(writers.committed) - set(in_table)
+        assert not missing, "%d rows a writer saw committed are not on the new primary" % len(missing)
+        n = check_published(kafka, target.topic("user"), in_table, writers)
+        print("standby behind: %d commits waited for %s when %s crashed; relay streaming %.1f s "
+              "later; %d rows on the new primary, %d records read; while the standby streamed, "
+              "publishing asked for it %d times, %.1f ms in all (%.2f ms each)\nrelay log:\n%s"
+              % (held, standby.name, old.name, t_relay, len(in_table), n, steady[0], steady[1] / 1000,
+                 steady[1] / 1000 / max(steady[0], 1), relay.log()[since:][-5000:]))
         assert relay.stop() == 0
     finally:
         relayctl.end_of_test(relay, request)

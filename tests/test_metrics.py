@@ -109,7 +109,8 @@ FAMILIES = {
     "replication_lag_bytes": "gauge", "replication_lag_seconds": "gauge",
     "confirmed_lsn": "gauge", "reconnects_total": "counter",
     "commit_time_disorder_seconds": "gauge", "backfilled_rows_total": "counter",
-    "capture_refused_tables": "gauge",
+    "capture_refused_tables": "gauge", "phantom_transactions_total": "counter",
+    "standby_waits_total": "counter", "standby_wait_microseconds_total": "counter",
 }
 
 

@@ -1,4 +1,4 @@
-/* fuzz_checkpoint.c: libFuzzer target for checkpoint_decode_with (relay/checkpoint.c) and the backfill state it carries, with an encode round trip. */
+/* fuzz_checkpoint.c: libFuzzer target for checkpoint_decode_with (relay/checkpoint.c) and the backfill state it carries, with an encode round trip (timeline and xid ends included). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,12 +34,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(text != NULL);
 	FUZZ_CHECK(checkpoint_decode_with(text, strlen(text), &again, &rec2) == 0);
 	FUZZ_CHECK(again.lsn == cp.lsn && again.partial_nextlsn == cp.partial_nextlsn);
+	FUZZ_CHECK(again.tli == cp.tli);
 	if (cp.partial_nextlsn != LSN_INVALID)
 		FUZZ_CHECK(again.partial_rows == cp.partial_rows);
 	FUZZ_CHECK(rec2.commit_us == rec.commit_us && rec2.creating == rec.creating);
 	if (rec.commit_us > 0) {
 		FUZZ_CHECK(rec2.n_xids == rec.n_xids && rec2.window_ms == rec.window_ms);
 		FUZZ_CHECK(rec.n_xids == 0 || memcmp(rec2.xids, rec.xids, rec.n_xids * sizeof(uint32_t)) == 0);
+		/* Decoded ends ascend up to lsn, so they are always stored again, the same. */
+		FUZZ_CHECK((rec.ends == NULL) == (rec2.ends == NULL) && rec2.xids_after == rec.xids_after);
+		for (size_t i = 0; rec.ends && i < rec.n_xids; i++)
+			FUZZ_CHECK(rec2.ends[i] == rec.ends[i] && rec.ends[i] <= cp.lsn &&
+				   (i == 0 || rec.ends[i - 1] <= rec.ends[i]));
 	}
 	FUZZ_CHECK((rec.backfill == NULL) == (rec2.backfill == NULL));
 	if (rec.backfill)

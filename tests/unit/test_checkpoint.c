@@ -218,6 +218,115 @@ static void test_decode_rejects_bad_partial(void **state)
 	assert_int_equal(cp.partial_rows, 0);
 }
 
+static void test_timeline_is_recorded_and_optional(void **state)
+{
+	(void)state;
+	checkpoint cp = {.lsn = 0x10, .tli = 3}, back;
+	char *text = checkpoint_encode(&cp, "s");
+
+	assert_string_equal(text, "{\"version\":1,\"slot\":\"s\",\"lsn\":\"0/10\",\"tli\":3}");
+	assert_int_equal(decode(text, &back), 0);
+	assert_int_equal(back.tli, 3);
+	free(text);
+	cp.tli = UINT32_MAX;
+	text = checkpoint_encode(&cp, "s");
+	assert_int_equal(decode(text, &back), 0);
+	assert_int_equal(back.tli, UINT32_MAX);
+	free(text);
+	/* An older relay's checkpoint: no timeline, read as 0 (not recorded). */
+	assert_int_equal(decode("{\"version\":1,\"slot\":\"s\",\"lsn\":\"0/10\"}", &back), 0);
+	assert_int_equal(back.tli, 0);
+	static const char *const bad[] = {
+		"{\"lsn\":\"0/10\",\"tli\":-1}",
+		"{\"lsn\":\"0/10\",\"tli\":4294967296}",
+		"{\"lsn\":\"0/10\",\"tli\":\"2\"}",
+		"{\"lsn\":\"0/10\",\"tli\":2.0}",
+		"{\"lsn\":\"0/10\",\"tli\":null}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (decode(bad[i], &back) != -1)
+			fail_msg("accepted [%s]", bad[i]);
+}
+
+/* Decodes with the recovery fields through an exact-size heap copy. */
+static int decode_with(const char *text, checkpoint *cp, checkpoint_recovery *rec)
+{
+	size_t len = strlen(text);
+	char *buf = unit_dup(text, len);
+	int r = checkpoint_decode_with(buf, len, cp, rec);
+
+	free(buf);
+	return r;
+}
+
+static void test_xid_ends_are_stored_as_distances(void **state)
+{
+	(void)state;
+	uint32_t xids[] = {7, 5, 6};
+	lsn_t ends[] = {0x100, 0x180, 0x1F0};
+	checkpoint cp = {.lsn = 0x200}, back;
+	checkpoint_recovery rec = {.commit_us = 5, .window_ms = 1000, .xids = xids, .n_xids = 3,
+				   .ends = ends, .xids_after = 0x80};
+	checkpoint_recovery got = {0};
+	char *text = checkpoint_encode_with(&cp, &rec, "s");
+
+	assert_string_equal(text, "{\"version\":1,\"slot\":\"s\",\"lsn\":\"0/200\",\"commit_time_us\":5,"
+				  "\"window_ms\":1000,\"xids\":[7,5,6],\"ends\":[128,112,16],"
+				  "\"xids_after\":\"0/80\"}");
+	assert_int_equal(decode_with(text, &back, &got), 0);
+	assert_int_equal(got.n_xids, 3);
+	assert_non_null(got.ends);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(got.ends[i], ends[i]);
+	assert_int_equal(got.xids_after, 0x80);
+	checkpoint_recovery_free(&got);
+	free(text);
+	/* Ends that do not ascend up to lsn cannot be distances: left out (not recorded). */
+	ends[1] = 0x90;
+	text = checkpoint_encode_with(&cp, &rec, "s");
+	assert_null(strstr(text, "ends"));
+	free(text);
+	ends[1] = 0x180;
+	cp.lsn = 0x1E0;
+	text = checkpoint_encode_with(&cp, &rec, "s");
+	assert_null(strstr(text, "ends"));
+	free(text);
+	/* An older relay's checkpoint: neither field, fine. */
+	assert_int_equal(decode_with("{\"lsn\":\"0/200\",\"commit_time_us\":5,\"window_ms\":1000,"
+				     "\"xids\":[7]}", &back, &got), 0);
+	assert_null(got.ends);
+	assert_int_equal(got.xids_after, 0);
+	checkpoint_recovery_free(&got);
+}
+
+static void test_refuses_malformed_xid_ends(void **state)
+{
+	(void)state;
+	checkpoint cp;
+	checkpoint_recovery got = {0};
+	static const char *const bad[] = {
+		"{\"lsn\":\"0/200\",\"commit_time_us\":5,\"window_ms\":1,\"xids\":[7,8],\"ends\":[1]}",
+		"{\"lsn\":\"0/200\",\"commit_time_us\":5,\"window_ms\":1,\"xids\":[7],\"ends\":[1,2]}",
+		"{\"lsn\":\"0/200\",\"commit_time_us\":5,\"window_ms\":1,\"xids\":[7],\"ends\":[-1]}",
+		"{\"lsn\":\"0/200\",\"commit_time_us\":5,\"window_ms\":1,\"xids\":[7],\"ends\":[\"1\"]}",
+		"{\"lsn\":\"0/200\",\"commit_time_us\":5,\"window_ms\":1,\"xids\":[7],\"ends\":1}",
+		/* further back than the start of WAL */
+		"{\"lsn\":\"0/200\",\"commit_time_us\":5,\"window_ms\":1,\"xids\":[7],\"ends\":[513]}",
+		"{\"lsn\":\"0/200\",\"commit_time_us\":5,\"window_ms\":1,\"xids\":[7,8],\"ends\":[1,512]}",
+		"{\"lsn\":\"0/200\",\"commit_time_us\":5,\"window_ms\":1,\"xids\":[],\"xids_after\":5}",
+		"{\"lsn\":\"0/200\",\"commit_time_us\":5,\"window_ms\":1,\"xids\":[],\"xids_after\":\"80\"}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (decode_with(bad[i], &cp, &got) != -1)
+			fail_msg("accepted [%s]", bad[i]);
+	/* Exactly back to the start of WAL is still a position. */
+	assert_int_equal(decode_with("{\"lsn\":\"0/200\",\"commit_time_us\":5,\"window_ms\":1,\"xids\":[7,8],"
+				     "\"ends\":[0,512]}", &cp, &got), 0);
+	assert_int_equal(got.ends[0], 0);
+	assert_int_equal(got.ends[1], 0);
+	checkpoint_recovery_free(&got);
+}
+
 /* Many positions through encode and decode. */
 static void test_round_trip_many(void **state)
 {
@@ -248,6 +357,9 @@ int main(void)
 		cmocka_unit_test(test_decode_rejects_missing_or_bad_lsn),
 		cmocka_unit_test(test_decode_rejects_bad_partial),
 		cmocka_unit_test(test_round_trip_many),
+		cmocka_unit_test(test_timeline_is_recorded_and_optional),
+		cmocka_unit_test(test_xid_ends_are_stored_as_distances),
+		cmocka_unit_test(test_refuses_malformed_xid_ends),
 	};
 	return cmocka_run_group_tests_name("checkpoint", tests, NULL, NULL);
 }

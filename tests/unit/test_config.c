@@ -957,6 +957,51 @@ static void test_reload_applies_only_reloadable_keys(void **state)
 	unload(&fresh);
 }
 
+/* Standbys to wait for need Kafka transactions, and no more of them than are named. */
+static void test_wait_for_standbys_is_checked_against_the_names_and_the_delivery(void **state)
+{
+	(void)state;
+	loaded l;
+
+	load_ok(&l, "postgresql = { conninfo = \"x\"; wait_for_standbys = [ \"a\", \"b\" ]; };\n"
+		    "kafka = { bootstrap_servers = \"k:9092\"; };\n");
+	assert_int_equal(l.cfg->n_wait_for_standbys, 2);
+	assert_int_equal(l.cfg->wait_for_standbys_count, 1);
+	unload(&l);
+	expect_error("postgresql = { conninfo = \"x\";\n wait_for_standbys = [ \"a\" ];\n"
+		     " wait_for_standbys_count = 2; };\nkafka = { bootstrap_servers = \"k:9092\"; };\n",
+		     3, "only 1 standbys are named");
+	expect_error("postgresql = { conninfo = \"x\";\n wait_for_standbys = [ \"a\" ]; };\n"
+		     "kafka = { bootstrap_servers = \"k:9092\"; };\nrelay = { delivery = \"at-least-once\"; };\n",
+		     2, "needs relay.delivery");
+	expect_error("postgresql = { conninfo = \"x\";\n wait_for_standbys = [ \"a\", \"b\", \"a\" ]; };\n"
+		     "kafka = { bootstrap_servers = \"k:9092\"; };\n", 2, "names a twice");
+	expect_error("postgresql = { conninfo = \"x\";\n wait_for_standbys = [ \"\" ]; };\n"
+		     "kafka = { bootstrap_servers = \"k:9092\"; };\n", 2, "an empty name");
+	expect_error("postgresql = { conninfo = \"x\"; create_slot = false;\n adopt_slot = \"recreate\"; };\n"
+		     "kafka = { bootstrap_servers = \"k:9092\"; };\n", 2, "needs postgresql.create_slot");
+}
+
+/* A list key at the top level is reloaded whole: the standbys to wait for change with SIGHUP. */
+static void test_reload_replaces_the_standbys_to_wait_for(void **state)
+{
+	(void)state;
+	loaded run, fresh;
+
+	load_ok(&run, "postgresql = { conninfo = \"x\"; wait_for_standbys = [ \"old\" ]; };\n"
+		      "kafka = { bootstrap_servers = \"k:9092\"; };\n");
+	load_ok(&fresh, "postgresql = { conninfo = \"x\"; wait_for_standbys = [ \"pg1\", \"pg2\" ];\n"
+			"  wait_for_standbys_count = 2; };\nkafka = { bootstrap_servers = \"k:9092\"; };\n");
+	config_reload(run.cfg, fresh.cfg);
+	assert_int_equal(run.cfg->n_wait_for_standbys, 2);
+	assert_string_equal(run.cfg->wait_for_standbys[0], "pg1");
+	assert_string_equal(run.cfg->wait_for_standbys[1], "pg2");
+	assert_null(run.cfg->wait_for_standbys[2]);
+	assert_int_equal(run.cfg->wait_for_standbys_count, 2);
+	unload(&run);
+	unload(&fresh);
+}
+
 /* --describe-config says which keys SIGHUP changes: the same ones config_reload applies. */
 static void test_describe_marks_the_reloadable_keys(void **state)
 {
@@ -965,6 +1010,7 @@ static void test_describe_marks_the_reloadable_keys(void **state)
 		"relay.log_level", "relay.transaction_max_records", "relay.transaction_max_ms",
 		"relay.shutdown_timeout_ms", "relay.reconnect_max_backoff_ms",
 		"postgresql.status_interval_ms", "relay.lag_warn_mb", "relay.max_in_flight_bytes",
+		"postgresql.wait_for_standbys", "postgresql.wait_for_standbys_count",
 	};
 	char *text = NULL;
 	size_t len = 0, n_sighup = 0;
@@ -1166,6 +1212,8 @@ int main(void)
 		cmocka_unit_test(test_capture_topic_placeholders_checked_at_load),
 		cmocka_unit_test(test_reload_applies_only_reloadable_keys),
 		cmocka_unit_test(test_describe_marks_the_reloadable_keys),
+		cmocka_unit_test(test_reload_replaces_the_standbys_to_wait_for),
+		cmocka_unit_test(test_wait_for_standbys_is_checked_against_the_names_and_the_delivery),
 		cmocka_unit_test(test_enum_rejection_lists_the_accepted_words),
 		cmocka_unit_test(test_every_problem_of_every_kind_reported),
 		cmocka_unit_test(test_defaults_are_those_of_a_minimal_file),

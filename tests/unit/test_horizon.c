@@ -191,10 +191,107 @@ static void test_checkpoint_refuses_malformed_recovery_fields(void **state)
 	checkpoint_recovery_free(&got);
 }
 
+/* The end recorded for xid in rec, or 0 when it is not listed (or ends are not recorded). */
+static lsn_t end_of(const checkpoint_recovery *rec, uint32_t xid)
+{
+	for (size_t i = 0; rec->ends && i < rec->n_xids; i++)
+		if (rec->xids[i] == xid)
+			return rec->ends[i];
+	return 0;
+}
+
+static void test_records_each_xids_end_and_where_the_list_is_complete(void **state)
+{
+	(void)state;
+	horizon h;
+	checkpoint_recovery rec = {0};
+	int64_t t[] = {1000, 1500, 2100, 2500, 2600};
+	bool ob[] = {true, true, true, false, true};
+
+	horizon_init(&h, 1000);
+	horizon_load(&h, NULL, 8); /* streaming from 8: nothing known before it */
+	read_txns(&h, t, ob, 5);
+	horizon_fill(&h, 5 * 16, &rec);
+	assert_non_null(rec.ends);
+	assert_int_equal(end_of(&rec, 102), 3 * 16);
+	assert_int_equal(end_of(&rec, 104), 5 * 16);
+	/* 100 and 101 left the window: below the end of 101 the list may miss some. */
+	assert_int_equal(rec.xids_after, 2 * 16);
+	horizon_committed(&h, &rec, 5 * 16);
+	assert_int_equal(h.xids_after, 2 * 16);
+	/* Nothing left the window: the start stays the bound. */
+	checkpoint_recovery_free(&rec);
+	horizon_free(&h);
+	horizon_init(&h, 1000);
+	horizon_load(&h, NULL, 8);
+	read_txns(&h, t + 2, ob + 2, 3);
+	horizon_fill(&h, 3 * 16, &rec);
+	assert_int_equal(rec.xids_after, 8);
+	checkpoint_recovery_free(&rec);
+	horizon_free(&h);
+}
+
+static void test_loaded_ends_come_back(void **state)
+{
+	(void)state;
+	horizon h;
+	uint32_t xids[] = {7, 8};
+	lsn_t ends[] = {40, 56};
+	checkpoint_recovery stored = {.commit_us = 5000 * MS, .window_ms = 1000, .xids = xids,
+				      .n_xids = 2, .ends = ends, .xids_after = 24};
+	checkpoint_recovery rec = {0};
+
+	horizon_init(&h, 1000);
+	horizon_load(&h, &stored, 64);
+	horizon_txn_read(&h, 80, 5500 * MS, 9);
+	horizon_outbox_row(&h);
+	horizon_fill(&h, 80, &rec);
+	assert_int_equal(end_of(&rec, 7), 40);
+	assert_int_equal(end_of(&rec, 8), 56);
+	assert_int_equal(end_of(&rec, 9), 80);
+	assert_int_equal(rec.xids_after, 24);
+	checkpoint_recovery_free(&rec);
+	horizon_free(&h);
+}
+
+static void test_no_ends_while_some_are_unknown(void **state)
+{
+	(void)state;
+	horizon h;
+	uint32_t xids[] = {7, 8};
+	/* An older relay's checkpoint, or a backfill's xids: their ends are not known. */
+	checkpoint_recovery stored = {.commit_us = 5000 * MS, .window_ms = 1000, .xids = xids, .n_xids = 2};
+	checkpoint_recovery rec = {0};
+
+	horizon_init(&h, 1000);
+	horizon_load(&h, &stored, 64);
+	horizon_txn_read(&h, 80, 5500 * MS, 9);
+	horizon_outbox_row(&h);
+	horizon_fill(&h, 80, &rec);
+	assert_int_equal(rec.n_xids, 3);
+	assert_null(rec.ends);
+	assert_int_equal(rec.xids_after, 64); /* not recorded: the loaded position is the bound */
+	horizon_committed(&h, &rec, 80);
+	/* Once they left the window, every listed end is known again. */
+	horizon_txn_read(&h, 96, 6100 * MS, 10);
+	horizon_outbox_row(&h);
+	horizon_fill(&h, 96, &rec);
+	assert_non_null(rec.ends);
+	assert_int_equal(rec.n_xids, 2);
+	assert_int_equal(end_of(&rec, 9), 80);
+	assert_int_equal(end_of(&rec, 10), 96);
+	assert_int_equal(rec.xids_after, 64);
+	checkpoint_recovery_free(&rec);
+	horizon_free(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_lists_outbox_xids_of_the_last_window_only),
+		cmocka_unit_test(test_records_each_xids_end_and_where_the_list_is_complete),
+		cmocka_unit_test(test_loaded_ends_come_back),
+		cmocka_unit_test(test_no_ends_while_some_are_unknown),
 		cmocka_unit_test(test_never_lists_a_transaction_beyond_the_checkpoint),
 		cmocka_unit_test(test_committed_entries_stay_while_in_the_window),
 		cmocka_unit_test(test_rewind_forgets_what_kafka_did_not_commit),
