@@ -185,6 +185,10 @@ static const opt_def opts[] = {
 	 .def = "5000", .min = 100, .max = 600000,
 	 .doc = "longest wait for one registry request; a registry that does not answer holds the "
 		"stream back (docs/schemas.md)"},
+	{.path = "schema_registry.auto_register", .type = OPT_BOOL,
+	 .offset = OFF(registry_auto_register), .def = "true",
+	 .doc = "register a schema under its subject at its first event; false: use only a version "
+		"already registered with the same text (else the relay stops at that event)"},
 	{.path = "schema_registry.schema_dir", .type = OPT_STRING, .offset = OFF(schema_dir),
 	 .def = "",
 	 .doc = "directory of Avro schemas, one <event_type>.avsc per event type of the Avro "

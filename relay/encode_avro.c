@@ -118,7 +118,8 @@ int encode_avro_setup(const relay_config *cfg, char *err, size_t errlen)
 	av.url = xstrdup(cfg->registry_url);
 	if (rc == 0)
 		av.reg = registry_new(cfg->registry_url, cfg->registry_user, cfg->registry_password,
-				      cfg->registry_ca_file, cfg->registry_timeout_ms);
+				      cfg->registry_ca_file, cfg->registry_timeout_ms,
+				      cfg->registry_auto_register);
 	return rc;
 }
 

@@ -24,6 +24,7 @@ struct registry {
 	char *password;
 	char *ca_file;
 	long timeout_ms;
+	bool auto_register;
 	CURL *curl; /* one handle, reused: keeps the connection alive */
 	registry_entry *cache;
 	size_t n_cache;
@@ -32,7 +33,7 @@ struct registry {
 };
 
 registry *registry_new(const char *url, const char *user, const char *password,
-		       const char *ca_file, int timeout_ms)
+		       const char *ca_file, int timeout_ms, bool auto_register)
 {
 	registry *r = xcalloc(1, sizeof(*r));
 
@@ -44,6 +45,7 @@ registry *registry_new(const char *url, const char *user, const char *password,
 	r->password = xstrdup(password ? password : "");
 	r->ca_file = xstrdup(ca_file);
 	r->timeout_ms = timeout_ms;
+	r->auto_register = auto_register;
 	return r;
 }
 
@@ -186,6 +188,25 @@ static registry_result register_schema(registry *r, const char *subject, const c
 	return REGISTRY_DOWN;
 }
 
+/* Looks text up under subject without registering it (auto_register off). */
+static registry_result lookup_schema(registry *r, const char *subject, const char *text, int *id,
+				     char *err, size_t errlen)
+{
+	long status = post_schema(r, subject, "", text, err, errlen);
+
+	if (status == 200 && (*id = answer_id(r)) >= 0)
+		return REGISTRY_OK;
+	if (status == 404) {
+		snprintf(err, errlen, "the schema is not registered under subject %s with this text "
+			 "(schema_registry.auto_register = false): %.200s", subject, r->body ? r->body : "");
+		return REGISTRY_REFUSED;
+	}
+	if (status >= 0)
+		snprintf(err, errlen, "the schema registry answered HTTP %ld for subject %s: %.300s",
+			 status, subject, r->body ? r->body : "");
+	return REGISTRY_DOWN;
+}
+
 registry_result registry_id(registry *r, const char *subject, const char *schema_text, int *id,
 			    char *err, size_t errlen)
 {
@@ -194,7 +215,8 @@ registry_result registry_id(registry *r, const char *subject, const char *schema
 			*id = r->cache[i].id;
 			return REGISTRY_OK;
 		}
-	registry_result res = register_schema(r, subject, schema_text, id, err, errlen);
+	registry_result res = r->auto_register ? register_schema(r, subject, schema_text, id, err, errlen)
+					       : lookup_schema(r, subject, schema_text, id, err, errlen);
 	if (res != REGISTRY_OK)
 		return res;
 	r->cache = xrealloc(r->cache, sizeof(*r->cache) * (r->n_cache + 1));

@@ -2,6 +2,7 @@
 #ifndef RELAY_REGISTRY_H
 #define RELAY_REGISTRY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct registry registry;
@@ -16,15 +17,17 @@ typedef enum {
 /*
  * A client of the registry at url (the API's base, e.g. http://h:p/apis/ccompat/v7). user ""
  * means no basic auth; password may be NULL; ca_file "" means the system's CAs. Each request
- * waits at most timeout_ms. The strings are copied.
+ * waits at most timeout_ms. auto_register false: schemas are only looked up, never registered.
+ * The strings are copied.
  */
 registry *registry_new(const char *url, const char *user, const char *password,
-		       const char *ca_file, int timeout_ms);
+		       const char *ca_file, int timeout_ms, bool auto_register);
 void registry_free(registry *r);
 /*
  * The id of schema_text under subject, registering it when new (POST
- * /subjects/{subject}/versions). Ids are cached per (subject, text): the registry is asked once
- * per pair in a process. On DOWN or REFUSED err says why.
+ * /subjects/{subject}/versions), or with auto_register off looking it up (POST
+ * /subjects/{subject}; not there: REFUSED). Ids are cached per (subject, text): the registry is
+ * asked once per pair in a process. On DOWN or REFUSED err says why.
  */
 registry_result registry_id(registry *r, const char *subject, const char *schema_text, int *id,
 			    char *err, size_t errlen);

@@ -62,7 +62,7 @@ def expected_decoded(p):
     return e
 
 
-def start_avro(outbox, registry, tmp_path, timeout_ms=5000, source_extra=""):
+def start_avro(outbox, registry, tmp_path, timeout_ms=5000, source_extra="", registry_extra=""):
     schemas = tmp_path / "schemas"
     schemas.mkdir()
     (schemas / "IdDocumentVerified.avsc").write_text(json.dumps(VERIFIED, indent=2))
@@ -70,8 +70,8 @@ def start_avro(outbox, registry, tmp_path, timeout_ms=5000, source_extra=""):
     outbox.reconfigure(
         sources='{ table = "outbox.events"; topic = "%s.${aggregate_type}"; format = "avro"; %s }'
                 % (outbox.prefix, source_extra),
-        extra_top='schema_registry = { url = "%s"; schema_dir = "%s"; timeout_ms = %d; };'
-                  % (registry.url, schemas, timeout_ms))
+        extra_top='schema_registry = { url = "%s"; schema_dir = "%s"; timeout_ms = %d; %s };'
+                  % (registry.url, schemas, timeout_ms, registry_extra))
     outbox.relay.start()
     outbox.relay.wait_streaming()
 
@@ -342,6 +342,27 @@ def test_a_schema_the_registry_refuses_stops_the_relay_before_the_slot_moves(out
     errors = [line for line in outbox.relay.log().splitlines() if " error " in line]
     assert len(errors) == 1 and "refused the schema of subject %s (HTTP 409)" % subject in errors[0], errors
     assert kafka.consume([outbox.topic("account")], timeout=3) == []
+
+
+def test_without_auto_registration_a_registered_version_is_used(outbox, kafka, registry, tmp_path):
+    """auto_register = false: the version registered already (the same text: the file compacted)
+    is used; an event type whose schema is not registered stops the relay, nothing published."""
+    subject = outbox.topic("identity") + "-value"
+    canonical = json.dumps(VERIFIED, separators=(",", ":"), ensure_ascii=False)
+    status, answer = registry.request("POST", "/subjects/%s/versions" % subject, {"schema": canonical})
+    assert status == 200
+    start_avro(outbox, registry, tmp_path, registry_extra="auto_register = false;")
+    insert(outbox.db, "identity", "IdDocumentVerified", verified_payload(1))
+    msgs = kafka.consume([outbox.topic("identity")], until=1, timeout=60)
+    assert len(msgs) == 1 and struct.unpack(">I", msgs[0]["value"][1:5])[0] == answer["id"]
+    assert deserializer(registry)(msgs[0]) == expected_decoded(verified_payload(1))
+    insert(outbox.db, "account", "AccountOpened", {"seq": 1, "plan": "basic"})
+    assert outbox.relay.wait_exit(60) == 1
+    errors = [line for line in outbox.relay.log().splitlines() if " error " in line]
+    assert len(errors) == 1 and "not registered under subject %s" % outbox.topic("account") in errors[0], errors
+    assert kafka.consume([outbox.topic("account")], timeout=3) == []
+    status, _ = registry.request("GET", "/subjects/%s-value/versions" % outbox.topic("account"))
+    assert status == 404  # nothing was registered
 
 
 def test_registry_stopped_then_started_loses_and_duplicates_nothing(outbox, kafka, registry, tmp_path):
