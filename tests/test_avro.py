@@ -2,6 +2,7 @@
 import datetime
 import decimal
 import json
+import os
 import struct
 import threading
 import time
@@ -246,12 +247,14 @@ class AuthProxy:
     """An HTTP proxy in front of the registry that wants basic auth (Apicurio's own needs an
     identity server): 401 without the right user and password, else the registry's answer."""
 
-    def __init__(self, registry, user, password):
+    def __init__(self, registry, user=None, password=None, tls=None):
+        """user None: no auth wanted. tls: (certificate file, key file): https on localhost."""
         import base64
         import http.server
+        import ssl
         import urllib.request
         from harness import free_port
-        want = "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+        want = None if user is None else "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
         self.seen = []
         proxy = self
 
@@ -261,7 +264,7 @@ class AuthProxy:
 
             def _forward(self):
                 proxy.seen.append(self.headers.get("Authorization"))
-                if self.headers.get("Authorization") != want:
+                if want is not None and self.headers.get("Authorization") != want:
                     self.send_response(401)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
@@ -286,6 +289,11 @@ class AuthProxy:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
         self.url = "http://127.0.0.1:%d/apis/ccompat/v7" % self.server.server_address[1]
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+            self.url = "https://localhost:%d/apis/ccompat/v7" % self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -325,6 +333,46 @@ def test_basic_auth_with_the_password_from_a_credential(outbox, kafka, registry,
         assert outbox.relay.stop() == 0
         assert "s3cr3t" not in outbox.relay.log()
         assert proxy.seen and all(a and a.startswith("Basic ") for a in proxy.seen)
+    finally:
+        proxy.close()
+
+
+def test_https_registry_with_a_ca_file(outbox, kafka, registry, tmp_path):
+    """An https registry (a TLS proxy with a certificate of a private CA): schema_registry.ca_file
+    names the CA; with another CA the certificate is refused and the stream is held back."""
+    import shutil
+    from test_tls import _make_ca, _make_leaf
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl CLI not installed")
+    d = str(tmp_path / "certs")
+    os.mkdir(d)
+    _make_ca(d, "ca")
+    _make_ca(d, "wrong-ca")
+    _make_leaf(d, "registry", "localhost", "subjectAltName = DNS:localhost\nextendedKeyUsage = serverAuth")
+    proxy = AuthProxy(registry, tls=(os.path.join(d, "registry.crt"), os.path.join(d, "registry.key")))
+    schemas = tmp_path / "schemas"
+    schemas.mkdir()
+    (schemas / "AccountOpened.avsc").write_text(json.dumps(OPENED))
+
+    def run(ca):
+        outbox.reconfigure(
+            sources='{ table = "outbox.events"; topic = "%s.${aggregate_type}"; format = "avro"; }' % outbox.prefix,
+            extra_top='schema_registry = { url = "%s"; ca_file = "%s"; schema_dir = "%s"; timeout_ms = 2000; };'
+                      % (proxy.url, os.path.join(d, ca + ".crt"), schemas))
+        outbox.relay.start()
+        outbox.relay.wait_streaming()
+    try:
+        run("wrong-ca")
+        insert(outbox.db, "account", "AccountOpened", {"seq": 1, "plan": "basic"})
+        log = outbox.relay.wait_log("holding back the row of outbox.events", timeout=30)
+        assert "certificate" in log.split("holding back the row of outbox.events")[1].splitlines()[0]
+        assert outbox.relay.stop() == 0
+        run("ca")
+        msgs = kafka.consume([outbox.topic("account")], until=1, timeout=60)
+        time.sleep(1)
+        msgs = kafka.consume([outbox.topic("account")], timeout=10)
+        assert [deserializer(registry)(m) for m in msgs] == [{"seq": 1, "plan": "basic"}]
+        assert outbox.relay.stop() == 0
     finally:
         proxy.close()
 
