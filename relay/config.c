@@ -65,6 +65,7 @@ static const char *const error_actions[] = {"dead-letter", "stop", NULL};
 static const char *const takeovers[] = {"fence", "wait", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const log_formats[] = {"text", "logfmt", "json", NULL};
+static const char *const source_formats[] = {"json", "avro", NULL};
 
 static const opt_def opts[] = {
 	{.path = "postgresql.conninfo", .type = OPT_STRING, .offset = OFF(pg_conninfo),
@@ -178,6 +179,26 @@ static const opt_def opts[] = {
 	 .check = config_check_metrics_listen,
 	 .doc = "host:port of the HTTP server for /metrics (Prometheus), /healthz and /readyz; "
 		"\":9187\" binds 127.0.0.1; \"\": off"},
+	{.path = "schema_registry.url", .type = OPT_STRING, .offset = OFF(registry_url), .def = "",
+	 .doc = "base URL of a schema registry speaking Confluent's REST API (Apicurio: "
+		"http://host:port/apis/ccompat/v7); required when a source has format = \"avro\""},
+	{.path = "schema_registry.user", .type = OPT_STRING, .offset = OFF(registry_user), .def = "",
+	 .doc = "basic auth user of the schema registry; the password comes from the systemd "
+		"credential schema-registry-password"},
+	{.path = "schema_registry.ca_file", .type = OPT_STRING, .offset = OFF(registry_ca_file),
+	 .def = "", .doc = "CA certificates (PEM) for an https registry; \"\": the system's"},
+	{.path = "schema_registry.timeout_ms", .type = OPT_INT, .offset = OFF(registry_timeout_ms),
+	 .def = "5000", .min = 100, .max = 600000,
+	 .doc = "longest wait for one registry request; a registry that does not answer holds the "
+		"stream back (docs/schemas.md)"},
+	{.path = "schema_registry.auto_register", .type = OPT_BOOL,
+	 .offset = OFF(registry_auto_register), .def = "true",
+	 .doc = "register a schema under its subject at its first event; false: use only a version "
+		"already registered with the same text (else the relay stops at that event)"},
+	{.path = "schema_registry.schema_dir", .type = OPT_STRING, .offset = OFF(schema_dir),
+	 .def = "",
+	 .doc = "directory of Avro schemas, one <event_type>.avsc per event type of the Avro "
+		"sources; required when a source has format = \"avro\""},
 };
 
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
@@ -216,6 +237,10 @@ static const opt_def source_opts[] = {
 	{.path = "ce_source", .type = OPT_STRING, .offset = SRC(ce_source), .def = "",
 	 .doc = "the ce_source header (default /outbox-relay/<schema>.<table>, or "
 		"/outbox-relay/<prefix>)"},
+	{.path = "format", .type = OPT_STRING, .offset = SRC(format), .def = "json",
+	 .choices = source_formats,
+	 .doc = "json (the value column byte for byte) or avro (the JSON value converted by the "
+		"event type's schema, Confluent wire format; docs/schemas.md)"},
 };
 
 #define N_SOURCE_OPTS (sizeof(source_opts) / sizeof(source_opts[0]))
@@ -812,6 +837,11 @@ static int check_values(const relay_config *cfg, const config_t *lc, FILE *err)
 			line_of(lc, KAFKA_GROUP));
 		bad = -1;
 	}
+	if (cfg->any_avro && (!cfg->registry_url[0] || !cfg->schema_dir[0])) {
+		fprintf(err, "%s:%d: a source with format = \"avro\" needs schema_registry.url and "
+			"schema_registry.schema_dir\n", cfg->path, line_of(lc, "schema_registry"));
+		bad = -1;
+	}
 	if (!cfg->exactly_once && cfg->n_wait_for_standbys > 0) {
 		fprintf(err, "%s:%d: postgresql.wait_for_standbys needs relay.delivery = "
 			"\"exactly-once\" (it holds back Kafka commits)\n", cfg->path,
@@ -940,6 +970,8 @@ relay_config *config_load(const char *path, FILE *err)
 	const config_setting_t *kg = config_lookup(&lc, KAFKA_GROUP);
 	if (kg && config_setting_is_group(kg))
 		bad |= load_kafka(cfg, kg, err);
+	for (int i = 0; i < cfg->n_sources; i++)
+		cfg->any_avro |= strcmp(cfg->sources[i].format, "avro") == 0;
 	bad |= check_values(cfg, &lc, err);
 	if (bad)
 		goto fail;
@@ -982,6 +1014,10 @@ void config_free(relay_config *cfg)
 	if (cfg->pg_password) {
 		explicit_bzero(cfg->pg_password, strlen(cfg->pg_password));
 		free(cfg->pg_password);
+	}
+	if (cfg->registry_password) {
+		explicit_bzero(cfg->registry_password, strlen(cfg->registry_password));
+		free(cfg->registry_password);
 	}
 	for (int i = 0; i < cfg->n_kafka; i++) {
 		free(cfg->kafka[i].name);
@@ -1179,6 +1215,7 @@ void config_load_credentials(relay_config *cfg)
 	char *kafka_pw = read_credential("kafka-sasl-password");
 
 	cfg->pg_password = read_credential("pgpassword");
+	cfg->registry_password = read_credential("schema-registry-password");
 	if (kafka_pw) {
 		cfg->kafka = xrealloc(cfg->kafka, sizeof(kafka_property) * (size_t)(cfg->n_kafka + 1));
 		kafka_property *p = &cfg->kafka[cfg->n_kafka++];

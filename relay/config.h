@@ -32,6 +32,7 @@ typedef struct {
 	bool tombstones;      /* a null or empty value becomes a tombstone */
 	bool cloudevents;     /* add CloudEvents binary-mode headers (ce_*) */
 	char *ce_source;      /* ce_source; "" : /outbox-relay/<schema>.<table> or <prefix> */
+	char *format;         /* "json" (the value as built) or "avro" (docs/schemas.md) */
 	int line;             /* where the file defines it (1 for the default source) */
 } source_config;
 
@@ -104,8 +105,18 @@ typedef struct {
 	int reconnect_max_backoff_ms;
 	char *metrics_listen; /* "" (off) or host:port of the metrics server */
 
+	/* schema_registry: Avro sources (docs/schemas.md) */
+	char *registry_url;     /* Confluent REST API base, "" when no source is Avro */
+	char *registry_user;    /* basic auth user, "" for none */
+	char *registry_ca_file; /* CA bundle for https, "" for the system's */
+	int registry_timeout_ms;
+	bool registry_auto_register; /* register new schemas; false: use what is registered */
+	char *schema_dir;       /* <event_type>.avsc files */
+	bool any_avro;          /* some source has format = "avro" */
+
 	/* secrets from systemd credentials ($CREDENTIALS_DIRECTORY), never from the file */
 	char *pg_password; /* NULL: libpq's own ways (~/.pgpass, PGPASSWORD) */
+	char *registry_password; /* NULL: none (credential schema-registry-password) */
 
 	/* kafka: librdkafka properties */
 	kafka_property *kafka;
@@ -130,8 +141,9 @@ void config_set_string(char **field, const char *value);
 /* Replaces a list of a configuration with the comma-separated words of text. */
 void config_set_list(char ***list, int *n, const char *text);
 /*
- * Reads secrets from systemd credentials: pgpassword (the PostgreSQL password) and
- * kafka-sasl-password (librdkafka's sasl.password). Absent files are fine.
+ * Reads secrets from systemd credentials: pgpassword (the PostgreSQL password),
+ * kafka-sasl-password (librdkafka's sasl.password) and schema-registry-password (the schema
+ * registry's basic auth password). Absent files are fine.
  */
 void config_load_credentials(relay_config *cfg);
 /*

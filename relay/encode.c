@@ -3,11 +3,13 @@
 
 #include <string.h>
 
+#include "encode_avro.h"
 #include "encode_json.h"
 
-/* Every format: a new one (Avro) is one module and one row here. */
+/* Every format: a new one is one module and one row here. */
 static const encoder encoders[] = {
 	{"json", encode_json},
+	{"avro", encode_avro},
 };
 
 const encoder *encode_find(const char *name)
@@ -18,8 +20,18 @@ const encoder *encode_find(const char *name)
 	return NULL;
 }
 
-/* Every source is JSON until formats can be configured per source. */
+/* Only Avro has state (schemas, the registry client); JSON needs nothing. */
+int encode_setup(const relay_config *cfg, char *err, size_t errlen)
+{
+	return cfg->any_avro ? encode_avro_setup(cfg, err, errlen) : 0;
+}
+
+void encode_teardown(void) { encode_avro_teardown(); }
+
+/* A record without a format is JSON: captured tables and snapshot rows (for now). */
 int encode_record(record *rec, const char **why)
 {
-	return encode_find("json")->encode(rec, why);
+	const encoder *e = rec->format ? encode_find(rec->format) : NULL;
+
+	return (e ? e : &encoders[0])->encode(rec, why);
 }

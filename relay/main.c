@@ -9,6 +9,7 @@
 
 #include "admin.h"
 #include "config.h"
+#include "encode.h"
 #include "kafka.h"
 #include "log.h"
 #include "relay.h"
@@ -45,7 +46,8 @@ static void usage(FILE *out)
 		RELAY_VERSION);
 }
 
-/* Loads the file and the Kafka settings the way a run would; errors go to stderr as FILE:LINE. */
+/* Loads the file, the Kafka settings and the Avro schema files the way a run would; errors go
+ * to stderr as FILE:LINE (a schema file: its path and what is wrong). */
 static relay_config *load_checked(const char *path)
 {
 	relay_config *cfg = config_load(path, stderr);
@@ -56,6 +58,12 @@ static relay_config *load_checked(const char *path)
 	router *r = conf ? router_new(cfg, err, sizeof(err)) : NULL;
 	if (conf && !r)
 		fprintf(stderr, "%s: %s\n", path, err);
+	if (r && encode_setup(cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: %s\n", path, err);
+		router_free(r);
+		r = NULL;
+	}
+	encode_teardown();
 	if (conf)
 		rd_kafka_conf_destroy(conf);
 	if (!r) {

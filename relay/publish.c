@@ -11,6 +11,7 @@
 #include "inflight.h"
 #include "kafka.h"
 #include "log.h"
+#include "encode.h"
 #include "pipeline.h"
 #include "loop.h"
 #include "lsn.h"
@@ -253,6 +254,26 @@ outcome publish_reject_refused(relay *r, const char *source, const w2j_record *r
 	return publish_reject_row(r, source, rec, data, len, why, m);
 }
 
+/*
+ * A row whose format needs a service that is down (the schema registry): read it again later
+ * (the open Kafka transaction aborts, nothing is dropped or dead-lettered); or a schema the
+ * registry refuses: stop before the slot moves past the row.
+ */
+static outcome publish_held(relay *r, const char *source, const w2j_record *rec, int enc,
+			    const char *why)
+{
+	char a[LSN_TEXT_MAX];
+
+	(void)r;
+	lsn_format(rec->lsn, a);
+	if (enc == ENCODE_HOLD) {
+		log_warn("holding back the row of %s at LSN %s: %s", source, a, why);
+		return OUTCOME_REWIND;
+	}
+	log_error("cannot publish the row of %s at LSN %s: %s; stopping", source, a, why);
+	return OUTCOME_FATAL;
+}
+
 /* Routes and produces a matched row or message; what fails goes to publish_reject_row. */
 outcome publish_row(relay *r, const route_source *src, const w2j_record *rec,
 			  const char *data, size_t len)
@@ -260,6 +281,7 @@ outcome publish_row(relay *r, const route_source *src, const w2j_record *rec,
 	route_msg m;
 	const char *why = NULL;
 	rd_kafka_resp_err_t refused;
+	int enc = ENCODE_OK;
 	outcome e;
 
 	metrics_rows_read(1);
@@ -267,8 +289,11 @@ outcome publish_row(relay *r, const route_source *src, const w2j_record *rec,
 	if (r->eos_on && rec->action == W2J_INSERT && !r->backfilling)
 		eos_outbox_row(&r->eos); /* its xid is listed for a lost slot's recovery */
 	if (router_build(r->router, src, rec, &m, &why) < 0 ||
-	    pipeline_finish(RECORD_OUTBOX, router_source_name(src), &m, &why) < 0) {
+	    (enc = pipeline_finish_as(RECORD_OUTBOX, router_source_name(src),
+				      router_source_format(src), &m, &why)) == ENCODE_REJECT) {
 		e = publish_reject_row(r, router_source_name(src), rec, data, len, why, &m);
+	} else if (enc != ENCODE_OK) {
+		e = publish_held(r, router_source_name(src), rec, enc, why);
 	} else if (refusal_is_row(&r->refusal, r->txn_end, r->cur_row)) {
 		e = publish_reject_refused(r, router_source_name(src), rec, data, len, &m);
 	} else {

@@ -19,6 +19,7 @@ typedef enum {
 typedef struct {
 	record_kind kind;
 	const char *source;
+	const char *format; /* the source's format ("json", "avro"); NULL: "json" */
 	route_msg *msg;
 } record;
 

@@ -8,6 +8,7 @@
 #include "backfill_run.h"
 #include "capture.h"
 #include "checkpoint.h"
+#include "encode.h"
 #include "eos.h"
 #include "inflight.h"
 #include "kafka.h"
@@ -85,6 +86,10 @@ int relay_run(const relay_config *cfg)
 	signals_setup();
 	if (build_parts(&r, cfg) < 0)
 		goto cleanup;
+	if (encode_setup(cfg, err, sizeof(err)) < 0) {
+		log_error("%s: %s", cfg->path, err);
+		goto cleanup;
+	}
 	/* After signals_setup: the server's thread keeps our signals blocked, as librdkafka's do. */
 	if (metrics_start(cfg->metrics_listen, err, sizeof(err)) < 0) {
 		log_error("%s: relay.metrics_listen: %s", cfg->path, err);
@@ -101,5 +106,6 @@ cleanup:
 	metrics_set_ready(false);
 	metrics_stop();
 	free_parts(&r);
+	encode_teardown(); /* once per process, as encode_setup */
 	return code;
 }

@@ -110,6 +110,8 @@ void router_free(router *r)
 
 const char *router_source_name(const route_source *src) { return src ? src->name : "?"; }
 
+const char *router_source_format(const route_source *src) { return src ? src->cfg->format : NULL; }
+
 /* A string span equals text once decoded (names with quotes or backslashes arrive escaped). */
 static bool span_is(const json_span *s, const char *text)
 {

@@ -1,4 +1,4 @@
-# pytest fixtures: one PostgreSQL and one Kafka server per session, and a fresh database per test.
+# pytest fixtures: one PostgreSQL, one Kafka and (when asked for) one schema registry per session, and a fresh database per test.
 import os
 import re
 import sys
@@ -7,6 +7,8 @@ import uuid
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# fastavro (for confluent-kafka's AvroDeserializer) comes from PyPI into .cache/python (install-deps.sh).
+sys.path.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".cache", "python"))
 import harness  # noqa: E402
 
 _servers = []  # session servers, restarted after a test that left them stopped
@@ -28,6 +30,19 @@ def pg():
 def kafka():
     """A private single-node Kafka broker (harness.Kafka) shared by the whole session."""
     server = harness.Kafka()
+    try:
+        server.start()
+        _servers.append(server)
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def registry():
+    """A private schema registry (harness.SchemaRegistry: Apicurio, Confluent's API at .url,
+    compatibility BACKWARD) shared by the whole session; built into .cache on first use."""
+    server = harness.SchemaRegistry()
     try:
         server.start()
         _servers.append(server)

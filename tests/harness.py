@@ -1,4 +1,4 @@
-# Test harness: throwaway PostgreSQL (wal2json), Patroni clusters and single-node Kafka (KRaft) for the outbox-relay tests.
+# Test harness: throwaway PostgreSQL (wal2json), Patroni clusters, single-node Kafka (KRaft) and a schema registry for the outbox-relay tests.
 """Start, restart and clean up private PostgreSQL servers, Patroni clusters (etcd and PostgreSQL
 nodes) and Kafka brokers on loopback.
 
@@ -7,6 +7,7 @@ Importable (see conftest.py) and usable from the command line:
     /usr/bin/python3 tests/harness.py up     # prints PG_DSN=... and KAFKA_BOOTSTRAP=...
     /usr/bin/python3 tests/harness.py up --patroni --no-kafka   # a Patroni cluster (PatroniCluster)
     /usr/bin/python3 tests/harness.py jars   # fetches the Kafka jars into .cache/kafka/libs
+    /usr/bin/python3 tests/harness.py jars --registry   # and builds the schema registry (.cache/registry)
 """
 
 import argparse
@@ -173,6 +174,73 @@ def ensure_kafka_jars(repo_root=REPO_ROOT):
         with open(marker, "w") as f:
             f.write(want + "\n")
     return libs
+
+
+# ---------------------------------------------------------------------------
+# Schema registry (Apicurio Registry 2.4.2.Final, built from Maven Central)
+# ---------------------------------------------------------------------------
+
+def ensure_registry_build(repo_root=REPO_ROOT):
+    """Make sure <repo>/.cache/registry/app holds Apicurio Registry built from tests/registry
+    (the runner jar and its lib/); return the runner jar's path.
+
+    Built with Maven (quarkus-maven-plugin) in a copy of tests/registry under .cache/registry,
+    about 15-45 s and 210 MB of downloads from an empty ~/.m2; a marker holding the hash of the
+    project's files is written after a successful build, so a missing, partial or outdated build
+    is made again.
+    """
+    project = os.path.join(repo_root, "tests", "registry")
+    cache = os.path.join(repo_root, ".cache", "registry")
+    app = os.path.join(cache, "app")
+    marker = os.path.join(cache, "app.ok")
+    digest = hashlib.sha256()
+    for rel in ("pom.xml", os.path.join("src", "main", "resources", "application.properties")):
+        with open(os.path.join(project, rel), "rb") as f:
+            digest.update(f.read())
+    want = digest.hexdigest()
+
+    def runner():
+        try:
+            return next(os.path.join(app, n) for n in os.listdir(app) if n.endswith("-runner.jar"))
+        except (OSError, StopIteration):
+            return None
+
+    def complete():
+        try:
+            with open(marker) as f:
+                have = f.read().strip()
+        except OSError:
+            return False
+        return have == want and runner() is not None
+
+    if complete():
+        return runner()
+    os.makedirs(cache, exist_ok=True)
+    with open(os.path.join(cache, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another run may be building right now
+        if complete():
+            return runner()
+        build = os.path.join(cache, "build.tmp")
+        shutil.rmtree(build, ignore_errors=True)
+        shutil.copytree(project, build)
+        cmd = ["mvn", "-q", "-B", "-ntp", "-f", os.path.join(build, "pom.xml"), "package", "-DskipTests"]
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError("building the schema registry failed (%s):\n%s" % (" ".join(cmd), proc.stdout[-4000:]))
+        target = os.path.join(build, "target")
+        staging = app + ".tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        os.makedirs(staging)
+        for n in os.listdir(target):
+            if n.endswith("-runner.jar"):
+                shutil.copy2(os.path.join(target, n), staging)
+        shutil.copytree(os.path.join(target, "lib"), os.path.join(staging, "lib"))
+        shutil.rmtree(app, ignore_errors=True)
+        os.rename(staging, app)
+        shutil.rmtree(build, ignore_errors=True)
+        with open(marker, "w") as f:
+            f.write(want + "\n")
+    return runner()
 
 
 # ---------------------------------------------------------------------------
@@ -1651,6 +1719,125 @@ class Kafka:
         return messages
 
 
+class SchemaRegistry:
+    """A private Apicurio Registry (in-memory storage) serving Confluent's REST API on 127.0.0.1.
+
+    self.url is the API's base (http://127.0.0.1:PORT/apis/ccompat/v7), what the relay's
+    schema_registry.url and confluent-kafka's SchemaRegistryClient take. Data is in memory: a
+    restart starts empty. The global compatibility level is set (BACKWARD by default, Confluent's
+    default; Apicurio's own is NONE) each time it starts.
+    """
+
+    def __init__(self, repo_root=REPO_ROOT, start_timeout=120, compatibility="BACKWARD"):
+        self.repo_root = repo_root
+        self.start_timeout = start_timeout
+        self.compatibility = compatibility
+        self.dir = None
+        self.port = None
+        self.url = None
+        self.stdout_path = None
+        self.proc = None
+        self._jar = None
+
+    def __repr__(self):
+        return "SchemaRegistry(url=%s, dir=%s)" % (self.url, self.dir)
+
+    def start(self):
+        """Start it (building it first when .cache has no build), wait until it answers, set the
+        compatibility level."""
+        if self.is_running():
+            return self
+        _register(self)
+        if self.dir is None:
+            self._jar = ensure_registry_build(self.repo_root)
+            self.dir = make_temp_dir("outbox-relay-registry-")
+            self.port = free_port()
+            self.url = "http://127.0.0.1:%d/apis/ccompat/v7" % self.port
+            self.stdout_path = os.path.join(self.dir, "stdout.log")
+        cmd = ["java", "-Xmx192m", "-XX:+UseSerialGC", "-Djava.awt.headless=true",
+               "-Dquarkus.http.host=127.0.0.1", "-Dquarkus.http.port=%d" % self.port,
+               "-jar", self._jar]
+        with open(self.stdout_path, "ab") as out:
+            self.proc = subprocess.Popen(cmd, cwd=self.dir, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for(self._ready, self.start_timeout, interval=0.2, what="schema registry at " + self.url)
+        except TimeoutError as e:
+            self.kill()
+            raise RuntimeError("%s\n--- %s:\n%s" % (e, self.stdout_path, tail(self.stdout_path)))
+        status, body = _http("PUT", self.url + "/config", {"compatibility": self.compatibility})
+        if status != 200:
+            raise RuntimeError("schema registry: setting compatibility failed: %s %s" % (status, body))
+        return self
+
+    def _ready(self):
+        """True once GET /subjects answers; raise if the JVM died."""
+        if self.proc.poll() is not None:
+            raise RuntimeError("the schema registry exited with %s during start:\n%s" % (
+                self.proc.returncode, tail(self.stdout_path)))
+        status, _ = _http("GET", self.url + "/subjects", timeout=2)
+        return status == 200
+
+    def request(self, method, path, body=None, timeout=5):
+        """One REST call (path after the API's base): (status, JSON body or text)."""
+        return _http(method, self.url + path, body, timeout=timeout)
+
+    def is_running(self):
+        """True while the registry process is alive."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def ensure_running(self):
+        """Start it again if a test left it stopped (empty: its data was in memory); resume a
+        paused one."""
+        if self.dir is None:
+            return
+        if self.is_running():
+            self.resume()
+        else:
+            self.start()
+
+    def pause(self):
+        """Freeze it (SIGSTOP): connections are accepted by the kernel, nothing is answered."""
+        self._signal(signal.SIGSTOP)
+
+    def resume(self):
+        """Let a paused registry go on (SIGCONT)."""
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, sig):
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, AttributeError):
+            pass
+
+    def stop(self, timeout=30):
+        """SIGTERM (about 1.3 s), SIGKILL after timeout seconds."""
+        if not self.is_running():
+            return
+        self._signal(signal.SIGCONT)
+        self._signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self):
+        """SIGKILL the registry."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self._signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def cleanup(self):
+        """Kill it and remove its temp dir."""
+        self.kill()
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+        _unregister(self)
+
+
 # ---------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------
@@ -1698,6 +1885,8 @@ def _cmd_up(args):
 
 def _cmd_jars(args):
     print(ensure_kafka_jars(REPO_ROOT))
+    if args.registry:
+        print(ensure_registry_build(REPO_ROOT))
     return 0
 
 
@@ -1714,6 +1903,8 @@ def main(argv=None):
                     help="stop when stdin closes (default) or only on SIGTERM/SIGINT")
     up.set_defaults(func=_cmd_up)
     jars = sub.add_parser("jars", help="fetch the Kafka jars if needed and print their directory")
+    jars.add_argument("--registry", action="store_true",
+                      help="also build the schema registry (Apicurio) into .cache/registry/app")
     jars.set_defaults(func=_cmd_jars)
     args = parser.parse_args(argv)
     return args.func(args)

@@ -17,7 +17,10 @@ installed() {
 # etcd-server, patroni, python3-etcd: tests/test_ha.py runs private etcd and Patroni instances on free
 # ports (harness.PatroniCluster); the packages' own services are not used (where apt starts them,
 # `systemctl disable --now etcd patroni` stops them).
+# libavro-dev, libcurl4-openssl-dev: the Avro format (relay/avjson.c, relay/registry.c); python3-requests:
+# confluent-kafka's SchemaRegistryClient (tests/test_avro.py).
 packages="gcc make pkg-config libpq-dev librdkafka-dev libjansson-dev libconfig-dev libmicrohttpd-dev libcmocka-dev
+libavro-dev libcurl4-openssl-dev python3-requests
 libsystemd-dev clang libclang-rt-14-dev valgrind
 postgresql-15 postgresql-15-wal2json python3 python3-pytest python3-psycopg2 python3-confluent-kafka
 etcd-server patroni python3-etcd"
@@ -46,5 +49,14 @@ if [ -n "$missing" ]; then
         || fail "apt-get install failed for:$missing"
 fi
 
-# Kafka broker jars for the test harness (fetched with Maven into .cache/kafka/libs when missing).
-/usr/bin/python3 "$here/harness.py" jars >/dev/null || fail "could not fetch the Kafka jars (see the output above)"
+# fastavro (confluent-kafka's AvroDeserializer needs it; Debian 12 has no package): from PyPI into
+# .cache/python, which tests/conftest.py puts on sys.path. Nothing is installed system-wide.
+if ! PYTHONPATH="$repo/.cache/python" /usr/bin/python3 -c 'import fastavro' >/dev/null 2>&1; then
+    echo "install-deps: installing fastavro into $repo/.cache/python"
+    /usr/bin/python3 -m pip install -q --disable-pip-version-check --target "$repo/.cache/python" fastavro \
+        || fail "pip install fastavro failed"
+fi
+
+# Kafka broker jars for the test harness (fetched with Maven into .cache/kafka/libs when missing),
+# and the schema registry (Apicurio, built with Maven into .cache/registry/app).
+/usr/bin/python3 "$here/harness.py" jars --registry >/dev/null || fail "could not fetch the Kafka jars or build the schema registry (see the output above)"

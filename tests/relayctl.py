@@ -18,11 +18,12 @@ def install_outbox(db):
 
 
 def write_config(path, conninfo, bootstrap, slot, topic, extra_pg="", extra_relay="", extra_kafka="",
-                 sources=None, capture=None):
+                 sources=None, capture=None, extra_top=""):
     """Writes a relay config file for one test.
 
     sources: the text of libconfig groups for the sources list; by default one source reading
     outbox.events with the given topic template. capture: the groups of a capture list.
+    extra_top: more top-level groups (e.g. schema_registry = { ... };).
     """
     if sources is None:
         sources = '{ table = "outbox.events"; topic = "%s"; }' % topic
@@ -42,7 +43,8 @@ kafka = {
   bootstrap_servers = "%s";
   %s
 };
-""" % (conninfo, slot, extra_pg, sources, extra_relay, bootstrap, extra_kafka))
+%s
+""" % (conninfo, slot, extra_pg, sources, extra_relay, bootstrap, extra_kafka, extra_top))
 
 
 class Relay:

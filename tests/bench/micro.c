@@ -9,7 +9,10 @@
  *   decode+route+produce   plus kafka_produce to a producer whose broker is unreachable; every
  *                    QUEUE records are purged and their delivery reports served, so librdkafka's
  *                    allocation, copy, headers and report path are counted, its network is not.
- * MICRO_STAGE=0, 1 or 2 runs one stage alone. Run it under perf record or valgrind
+ *   decode+route+avro  decode+route, then the value converted to Avro by the payload's schema
+ *                    (avjson_encode: what format = "avro" adds per row once its schema id is
+ *                    cached); generated records only
+ * MICRO_STAGE=0, 1, 2 or 3 runs one stage alone. Run it under perf record or valgrind
  * --tool=callgrind to see where the time goes.
  */
 #include <stdint.h>
@@ -20,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "avjson.h"
 #include "config.h"
 #include "kafka.h"
 #include "route.h"
@@ -128,7 +132,15 @@ static void on_report(void *opaque, void *msg_opaque, rd_kafka_resp_err_t err)
 	(*(uint64_t *)opaque)++;
 }
 
-typedef enum { STAGE_DECODE, STAGE_ROUTE, STAGE_PRODUCE } stage;
+typedef enum { STAGE_DECODE, STAGE_ROUTE, STAGE_PRODUCE, STAGE_AVRO } stage;
+
+/* The generated payloads' schema (gen_txn), for the Avro stage. */
+static const char AVRO_SCHEMA[] =
+	"{\"type\":\"record\",\"name\":\"Changed\",\"fields\":[{\"name\":\"seq\",\"type\":\"long\"},"
+	"{\"name\":\"user_id\",\"type\":\"string\"},{\"name\":\"document\",\"type\":\"string\"},"
+	"{\"name\":\"pad\",\"type\":\"string\"},{\"name\":\"status\",\"type\":\"string\"},"
+	"{\"name\":\"score\",\"type\":\"double\"}]}";
+static avjson_codec *avro_codec;
 
 /* Runs rows outbox rows (cycling through the set) up to the given stage; returns CPU µs. */
 static double run(const record_set *s, router *rt, kafka_producer *kp, size_t rows, stage st,
@@ -157,6 +169,16 @@ static double run(const record_set *s, router *rt, kafka_producer *kp, size_t ro
 		}
 		if (st == STAGE_ROUTE)
 			continue;
+		if (st == STAGE_AVRO) {
+			char reason[256], *out;
+			size_t len;
+			if (avjson_encode(avro_codec, m.value, m.value_len, 5, &out, &len, reason,
+					  sizeof(reason)) < 0) {
+				fprintf(stderr, "record %zu not converted: %s\n", i, reason);
+				exit(1);
+			}
+			continue;
+		}
 		if (kafka_produce(kp, &m, RD_KAFKA_PARTITION_UA, NULL) != RD_KAFKA_RESP_ERR_NO_ERROR) {
 			fprintf(stderr, "produce failed\n");
 			exit(1);
@@ -208,10 +230,16 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
-	static const char *names[] = {"decode", "decode+route", "decode+route+produce"};
-	const char *only = getenv("MICRO_STAGE"); /* 0, 1 or 2: that stage alone */
-	for (int st = STAGE_DECODE; st <= STAGE_PRODUCE; st++) {
-		if (only && atoi(only) != st)
+	static const char *names[] = {"decode", "decode+route", "decode+route+produce",
+				      "decode+route+avro"};
+	const char *only = getenv("MICRO_STAGE"); /* 0, 1, 2 or 3: that stage alone */
+	avro_codec = avjson_new(AVRO_SCHEMA, sizeof(AVRO_SCHEMA) - 1, err, sizeof(err));
+	if (!avro_codec) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	for (int st = STAGE_DECODE; st <= STAGE_AVRO; st++) {
+		if ((only && atoi(only) != st) || (st == STAGE_AVRO && argc > 2))
 			continue;
 		size_t done;
 		long faults = minor_faults();
@@ -220,6 +248,7 @@ int main(int argc, char **argv)
 		printf("%-22s %8.3f us/row  (%zu rows, %.2f s CPU, %.3f page faults/row)\n", names[st],
 		       us / (double)done, done, us / 1e6, (double)faults / (double)done);
 	}
+	avjson_free(avro_codec);
 	kafka_producer_free(kp);
 	router_free(rt);
 	config_free(cfg);

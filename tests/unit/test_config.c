@@ -594,6 +594,39 @@ static void test_source_table_or_prefix(void **state)
 		     "sources[1] needs exactly one of table and message_prefix");
 }
 
+/* format: json by default; avro needs the registry's URL and the schema directory. */
+static void test_avro_format_needs_a_registry_and_schemas(void **state)
+{
+	(void)state;
+	loaded l;
+
+	load_ok(&l, MINIMAL "sources = ( { table = \"a.b\"; } );\n");
+	assert_string_equal(l.cfg->sources[0].format, "json");
+	assert_false(l.cfg->any_avro);
+	assert_int_equal(l.cfg->registry_timeout_ms, 5000);
+	unload(&l);
+	expect_error(MINIMAL "sources = (\n { table = \"a.b\"; format = \"xml\"; }\n);\n", 4,
+		     "json or avro");
+	expect_error(MINIMAL "sources = ( { table = \"a.b\"; format = \"avro\"; } );\n", 0,
+		     "a source with format = \"avro\" needs schema_registry.url and "
+		     "schema_registry.schema_dir");
+	expect_error(MINIMAL "sources = ( { table = \"a.b\"; format = \"avro\"; } );\n"
+			     "schema_registry = { url = \"http://r/apis/ccompat/v7\"; };\n",
+		     0, "needs schema_registry.url and schema_registry.schema_dir");
+	load_ok(&l, MINIMAL "sources = ( { table = \"a.b\"; format = \"avro\"; }, { table = \"c.d\"; } );\n"
+			    "schema_registry = { url = \"http://r/apis/ccompat/v7\"; user = \"u\";\n"
+			    "  schema_dir = \"/etc/s\"; timeout_ms = 250; ca_file = \"/ca.pem\"; };\n");
+	assert_true(l.cfg->any_avro);
+	assert_string_equal(l.cfg->sources[0].format, "avro");
+	assert_string_equal(l.cfg->sources[1].format, "json");
+	assert_string_equal(l.cfg->registry_url, "http://r/apis/ccompat/v7");
+	assert_string_equal(l.cfg->registry_user, "u");
+	assert_string_equal(l.cfg->schema_dir, "/etc/s");
+	assert_string_equal(l.cfg->registry_ca_file, "/ca.pem");
+	assert_int_equal(l.cfg->registry_timeout_ms, 250);
+	unload(&l);
+}
+
 static void test_bad_table_name(void **state)
 {
 	(void)state;
@@ -1152,6 +1185,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_minimal_file_gets_defaults),
+		cmocka_unit_test(test_avro_format_needs_a_registry_and_schemas),
 		cmocka_unit_test(test_default_source_matches_describe),
 		cmocka_unit_test(test_every_key_set),
 		cmocka_unit_test(test_sources_list),

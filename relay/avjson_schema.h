@@ -1,0 +1,41 @@
+/* avjson_schema.h: an Avro schema's JSON compiled (jansson) into the nodes avjson.c converts by. */
+#ifndef RELAY_AVJSON_SCHEMA_H
+#define RELAY_AVJSON_SCHEMA_H
+
+#include <avro.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The logical types libavro 1.11 does not keep: read from the schema's JSON here. */
+typedef enum { AVJ_PLAIN, AVJ_DECIMAL, AVJ_DATE, AVJ_TS_MILLIS, AVJ_TS_MICROS } avjson_logical;
+
+/* One type of the schema as the conversion needs it (named types are shared, may recurse). */
+typedef struct avjson_node avjson_node;
+struct avjson_node {
+	avro_type_t type;
+	avjson_logical logical;
+	long precision, scale; /* decimal */
+	int64_t size;          /* fixed */
+	size_t n;              /* record fields, union branches */
+	avjson_node **kids;    /* field types, branches; an array's items or a map's values: kids[0] */
+	char **names;          /* record field names */
+	char *fullname;        /* record, enum, fixed */
+	avjson_node *next;     /* every node of the codec, to free them */
+};
+
+/* A compiled schema: its canonical text and its nodes (all of them owned, freed together). */
+typedef struct {
+	char *text;        /* compact JSON, members in the file's order (malloc'd by jansson) */
+	avjson_node *root;
+	avjson_node *all;
+} avjson_schema;
+
+/*
+ * Compiles the JSON text of a schema (named types resolved, logical types kept). 0, or -1 with a
+ * message in err (not JSON, or not a shape of Avro schema); out is freed either way by
+ * avjson_schema_free. The structure is checked by libavro, not here.
+ */
+int avjson_schema_compile(const char *json, size_t len, avjson_schema *out, char *err, size_t errlen);
+void avjson_schema_free(avjson_schema *s);
+
+#endif

@@ -1,0 +1,29 @@
+/* encode_avro.h: the Avro format: an outbox event's JSON value converted by its event type's schema, Confluent wire format. */
+#ifndef RELAY_ENCODE_AVRO_H
+#define RELAY_ENCODE_AVRO_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "record.h"
+
+/*
+ * Reads every <event_type>.avsc of cfg->schema_dir (each parsed and checked now: a bad file
+ * stops the start with its name) and makes the registry client. 0, or -1 with err.
+ */
+int encode_avro_setup(const relay_config *cfg, char *err, size_t errlen);
+/* Frees the schemas and the client (nothing when setup did not run). */
+void encode_avro_teardown(void);
+/*
+ * The record's value (JSON) converted by the schema of its event_type header, registered under
+ * subject "<topic>-value": magic byte 0, the schema id (4 bytes, big-endian), Avro binary. The
+ * value then points into this module's buffer until its next call. ENCODE_REJECT (no schema for
+ * the event type, or the payload does not fit it: *why names the field and the rule),
+ * ENCODE_HOLD (the registry is down) or ENCODE_STOP (the registry refuses the schema).
+ * A tombstone (NULL value) stays one. Headers schema_id and schema_subject are added; with
+ * CloudEvents, ce_dataschema (<registry url>/schemas/ids/<id>) and content-type
+ * application/avro. The headers then point into this module's array until its next call.
+ */
+int encode_avro(record *rec, const char **why);
+
+#endif

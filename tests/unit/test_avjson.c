@@ -1,0 +1,222 @@
+/* test_avjson.c: JSON to Avro binary by a schema: read back with libavro, and each refusal's reason. */
+#include "unit.h"
+
+#include <avro.h>
+
+#include "avjson.h"
+
+static const char SCHEMA[] =
+	"{\"type\": \"record\", \"name\": \"Verified\", \"namespace\": \"id.events\", \"fields\": [\n"
+	"  {\"name\": \"id\", \"type\": \"long\"},\n"
+	"  {\"name\": \"age\", \"type\": \"int\"},\n"
+	"  {\"name\": \"name\", \"type\": \"string\"},\n"
+	"  {\"name\": \"ok\", \"type\": \"boolean\"},\n"
+	"  {\"name\": \"score\", \"type\": \"double\"},\n"
+	"  {\"name\": \"note\", \"type\": [\"null\", \"string\"], \"default\": null},\n"
+	"  {\"name\": \"level\", \"type\": {\"type\": \"enum\", \"name\": \"Level\", \"symbols\": [\"LOW\", \"HIGH\"]}},\n"
+	"  {\"name\": \"tags\", \"type\": {\"type\": \"array\", \"items\": \"string\"}},\n"
+	"  {\"name\": \"attrs\", \"type\": {\"type\": \"map\", \"values\": \"long\"}},\n"
+	"  {\"name\": \"address\", \"type\": {\"type\": \"record\", \"name\": \"Address\", \"fields\": [\n"
+	"     {\"name\": \"zip\", \"type\": \"int\"}]}},\n"
+	"  {\"name\": \"amount\", \"type\": {\"type\": \"bytes\", \"logicalType\": \"decimal\", \"precision\": 10, \"scale\": 2}},\n"
+	"  {\"name\": \"at\", \"type\": {\"type\": \"long\", \"logicalType\": \"timestamp-millis\"}},\n"
+	"  {\"name\": \"born\", \"type\": {\"type\": \"int\", \"logicalType\": \"date\"}}\n"
+	"]}";
+
+static const char GOOD[] =
+	"{\"id\": 9007199254740993, \"age\": 41, \"name\": \"J\\u00F6rg\", \"ok\": true, \"score\": 0.5,"
+	" \"level\": \"HIGH\", \"tags\": [\"a\", \"b\"], \"attrs\": {\"x\": -1},"
+	" \"address\": {\"zip\": 10115}, \"amount\": 12.34, \"at\": \"2026-01-02 03:04:05.678+00\","
+	" \"born\": \"1970-01-11\"}";
+
+static avjson_codec *codec(void)
+{
+	char err[256];
+	avjson_codec *c = avjson_new(SCHEMA, sizeof(SCHEMA) - 1, err, sizeof(err));
+	if (!c)
+		fail_msg("schema: %s", err);
+	return c;
+}
+
+/* The payload's Avro bytes read back by libavro, as libavro's JSON. */
+static char *read_back(avjson_codec *c, const char *json, size_t prefix)
+{
+	char why[256], *out, *text = NULL;
+	size_t len;
+	avro_schema_t s;
+	avro_value_t v;
+
+	if (avjson_encode(c, json, strlen(json), prefix, &out, &len, why, sizeof(why)) < 0)
+		fail_msg("encode: %s", why);
+	assert_int_equal(avro_schema_from_json_length(avjson_schema_text(c), strlen(avjson_schema_text(c)), &s), 0);
+	avro_value_iface_t *iface = avro_generic_class_from_schema(s);
+	avro_generic_value_new(iface, &v);
+	avro_reader_t r = avro_reader_memory(out + prefix, (int64_t)(len - prefix));
+	assert_int_equal(avro_value_read(r, &v), 0);
+	assert_int_equal(avro_value_to_json(&v, 1, &text), 0);
+	avro_reader_free(r);
+	avro_value_decref(&v);
+	avro_value_iface_decref(iface);
+	avro_schema_decref(s);
+	return text;
+}
+
+/* The reason a payload is refused with. */
+static void assert_refused(avjson_codec *c, const char *json, const char *reason)
+{
+	char why[256], *out;
+	size_t len;
+
+	assert_int_equal(avjson_encode(c, json, strlen(json), 0, &out, &len, why, sizeof(why)), -1);
+	assert_string_equal(why, reason);
+}
+
+static void test_a_payload_reads_back_as_written(void **state)
+{
+	(void)state;
+	avjson_codec *c = codec();
+	char *text = read_back(c, GOOD, 5);
+
+	assert_string_equal(text,
+		"{\"id\": 9007199254740993, \"age\": 41, \"name\": \"J\\u00F6rg\", \"ok\": true, "
+		"\"score\": 0.5, \"note\": null, \"level\": \"HIGH\", \"tags\": [\"a\", \"b\"], "
+		"\"attrs\": {\"x\": -1}, \"address\": {\"zip\": 10115}, \"amount\": \"\\u0004\\u00D2\", "
+		"\"at\": 1767323045678, \"born\": 10}");
+	free(text);
+	avjson_free(c);
+}
+
+static void test_a_union_takes_the_branch_of_the_value(void **state)
+{
+	(void)state;
+	avjson_codec *c = codec();
+	char buf[1024];
+
+	snprintf(buf, sizeof(buf), "%.*s, \"note\": \"hi\"}", (int)strlen(GOOD) - 1, GOOD);
+	char *text = read_back(c, buf, 0);
+	assert_non_null(strstr(text, "\"note\": {\"string\": \"hi\"}"));
+	free(text);
+	avjson_free(c);
+}
+
+static void test_the_canonical_text_is_the_file_compacted(void **state)
+{
+	(void)state;
+	avjson_codec *c = codec();
+	assert_non_null(strstr(avjson_schema_text(c),
+			       "{\"type\":\"record\",\"name\":\"Verified\",\"namespace\":\"id.events\","
+			       "\"fields\":[{\"name\":\"id\",\"type\":\"long\"},"));
+	assert_null(strchr(avjson_schema_text(c), '\n'));
+	avjson_free(c);
+}
+
+/* GOOD with one member's value replaced (the member's text "\"name\": value"). */
+static const char *with(const char *member, const char *replacement)
+{
+	static char buf[1024];
+	const char *at = strstr(GOOD, member);
+	const char *end = at;
+	int depth = 0;
+
+	for (end = strchr(at, ':') + 1; *end && (depth > 0 || (*end != ',' && *end != '}')); end++)
+		depth += (*end == '{' || *end == '[') - (*end == '}' || *end == ']');
+	snprintf(buf, sizeof(buf), "%.*s%s%s", (int)(at - GOOD), GOOD, replacement, end);
+	return buf;
+}
+
+static void test_values_that_do_not_fit_are_refused_naming_the_field(void **state)
+{
+	(void)state;
+	avjson_codec *c = codec();
+
+	assert_refused(c, with("\"age\"", "\"age\": 3000000000"), "field age: 3000000000 does not fit in int");
+	assert_refused(c, with("\"age\"", "\"age\": 4.5"), "field age: int needs an integer, got 4.5");
+	assert_refused(c, with("\"age\"", "\"age\": \"41\""), "field age: expected int, got a string");
+	assert_refused(c, with("\"id\"", "\"id\": 9223372036854775808"),
+		       "field id: 9223372036854775808 does not fit in long");
+	assert_refused(c, with("\"score\"", "\"score\": 1e400"), "field score: 1e400 is beyond the range of double");
+	assert_refused(c, with("\"address\"", "\"address\": {\"zip\": \"10115\"}"),
+		       "field address.zip: expected int, got a string");
+	assert_refused(c, with("\"tags\"", "\"tags\": [\"a\", 2]"), "field tags[1]: expected string, got a number");
+	assert_refused(c, with("\"level\"", "\"level\": \"MID\""),
+		       "field level: \"MID\" is not a symbol of enum id.events.Level");
+	assert_refused(c, with("\"name\"", "\"nom\": \"x\""),
+		       "field nom: not a field of record id.events.Verified");
+	assert_refused(c, with("\"amount\"", "\"amount\": 12.345"),
+		       "field amount: 12.345 has more than 2 fraction digits (decimal scale 2)");
+	assert_refused(c, with("\"amount\"", "\"amount\": 123456789.01"),
+		       "field amount: 123456789.01 has more than 10 digits (decimal precision 10)");
+	assert_refused(c, with("\"born\"", "\"born\": \"1970-02-30\""),
+		       "field born: date needs YYYY-MM-DD or a number of days");
+	assert_refused(c, "[1]", "the payload: expected record id.events.Verified, got an array");
+	assert_refused(c, "{\"id\": 1", "the payload: not valid JSON");
+	avjson_free(c);
+}
+
+static void test_a_missing_field_is_null_only_when_nullable(void **state)
+{
+	(void)state;
+	avjson_codec *c = codec();
+
+	assert_refused(c, with("\"name\"", "\"x_\": 0"), "field x_: not a field of record id.events.Verified");
+	assert_refused(c, "{\"id\": 1}", "field age: missing, and int is not nullable");
+	avjson_free(c);
+}
+
+/* The Avro bytes of a decimal(10, 2) (a length, zigzag-encoded, then two's complement). */
+static void assert_decimal(const char *number, const char *want, size_t want_len)
+{
+	static const char schema[] = "{\"type\": \"bytes\", \"logicalType\": \"decimal\", "
+				     "\"precision\": 10, \"scale\": 2}";
+	char err[256], why[256], *out;
+	size_t len;
+	avjson_codec *c = avjson_new(schema, sizeof(schema) - 1, err, sizeof(err));
+
+	assert_non_null(c);
+	if (avjson_encode(c, number, strlen(number), 0, &out, &len, why, sizeof(why)) < 0)
+		fail_msg("%s: %s", number, why);
+	assert_int_equal(len, want_len + 1);
+	assert_int_equal((unsigned char)out[0], want_len * 2);
+	assert_memory_equal(out + 1, want, want_len);
+	avjson_free(c);
+}
+
+static void test_decimals_are_exact(void **state)
+{
+	(void)state;
+	assert_decimal("0", "\x00", 1);
+	assert_decimal("-1", "\x9c", 1);        /* -100 */
+	assert_decimal("1.27", "\x7f", 1);      /* 127 */
+	assert_decimal("1.28", "\x00\x80", 2);  /* 128: a sign byte */
+	assert_decimal("-1.28", "\xff\x80", 2); /* -128 (not minimal, still exact) */
+	assert_decimal("\"12.30\"", "\x04\xce", 2); /* a string: 1230 */
+	assert_decimal("1.2e1", "\x04\xb0", 2);  /* 1200 */
+	assert_decimal("12.3400", "\x04\xd2", 2); /* zeros beyond the scale go */
+	assert_decimal("99999999.99", "\x02\x54\x0b\xe3\xff", 5); /* 10 digits: 0x2540be3ff */
+}
+
+static void test_a_bad_schema_is_refused_with_a_message(void **state)
+{
+	(void)state;
+	char err[256];
+
+	assert_null(avjson_new("{\"type\": \"record\"", 17, err, sizeof(err)));
+	assert_non_null(strstr(err, "not JSON"));
+	assert_null(avjson_new("{\"type\": \"nope\"}", 16, err, sizeof(err)));
+	assert_null(avjson_new("{\"type\": \"bytes\", \"logicalType\": \"decimal\"}", 43, err, sizeof(err)));
+	assert_non_null(strstr(err, "precision"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_a_payload_reads_back_as_written),
+		cmocka_unit_test(test_a_union_takes_the_branch_of_the_value),
+		cmocka_unit_test(test_the_canonical_text_is_the_file_compacted),
+		cmocka_unit_test(test_values_that_do_not_fit_are_refused_naming_the_field),
+		cmocka_unit_test(test_a_missing_field_is_null_only_when_nullable),
+		cmocka_unit_test(test_decimals_are_exact),
+		cmocka_unit_test(test_a_bad_schema_is_refused_with_a_message),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
