@@ -46,7 +46,7 @@ UNIT_SAN_BINS = $(patsubst tests/unit/%.c,build/san/%,$(UNIT_SRCS))
 
 PYTHON ?= /usr/bin/python3
 
-.PHONY: all deps check unit demo install uninstall clean bench microbench sanitize crash-loop fuzz fuzz-smoke soak
+.PHONY: all deps check unit demo install uninstall clean bench microbench sanitize crash-loop fuzz fuzz-smoke soak ha-soak
 all: relay/outbox-relay
 
 build/rel/%.o: relay/%.c $(HDRS)
@@ -135,6 +135,11 @@ crash-loop: deps all
 # duplicated in build/soak/ (opt-in, not part of make check).
 soak: deps all
 	$(PYTHON) tests/soak.py
+
+# Patroni failovers again and again (opt-in): HA_ROUNDS rounds, kill -9 and switchover in turn.
+HA_ROUNDS ?= 10
+ha-soak: deps all
+	HA_ROUNDS=$(HA_ROUNDS) $(PYTHON) -m pytest -q -s tests/test_ha.py -k repeated
 
 unit: $(UNIT_BINS)
 	@for t in $(UNIT_BINS); do $$t || exit 1; done

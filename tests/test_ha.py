@@ -357,3 +357,53 @@ def test_primary_crash_with_the_standby_behind_publishes_no_phantom(cluster, kaf
         assert relay.stop() == 0
     finally:
         relayctl.end_of_test(relay, request)
+
+
+@pytest.mark.skipif(not os.environ.get("HA_ROUNDS"), reason="opt-in: make ha-soak (HA_ROUNDS failovers)")
+def test_repeated_failovers_and_switchovers(cluster, kafka, tmp_path, request):
+    """make ha-soak: HA_ROUNDS rounds under writers, a kill -9 of the primary's postmaster and a
+    switchover in turn, the relay with postgresql.wait_for_standbys; at the end every event of
+    the last primary exactly once, in per-key order, none rolled back, no phantom."""
+    rounds = int(os.environ["HA_ROUNDS"])
+    db = cluster.create_database("app")
+    relayctl.install_outbox(db)
+    cluster.add_permanent_slot(SLOT, db.name)
+    target = Target("t" + uuid.uuid4().hex[:10])
+    config_path = str(tmp_path / "relay.conf")
+    names = ", ".join('"%s"' % n.name for n in cluster.nodes)
+    relayctl.write_config(config_path, db.dsn, kafka.bootstrap, SLOT, target.prefix + ".${aggregate_type}",
+                          extra_pg='wait_for_standbys = [ %s ]; adopt_slot = "recreate";' % names,
+                          extra_relay='checkpoint_topic = "%s.checkpoints";' % target.prefix)
+    relay = relayctl.Relay(config_path, str(tmp_path))
+    times = []
+    try:
+        relay.start()
+        relay.wait_streaming(60)
+        writers = FailoverWriters(db, target).start()
+        try:
+            for i in range(rounds):
+                cluster.wait_failover_ready([SLOT], timeout=120)
+                wait_rows(writers, 300, relay)
+                wait_checkpoint(db, relay)
+                since = len(relay.log())
+                t0 = time.monotonic()
+                old, new = cluster.crash_primary() if i % 2 == 0 else cluster.switchover()
+                wait_for(lambda: STREAMING in relay.log()[since:] or relay.proc.poll() is not None, 90,
+                         interval=0.1, what="the relay streaming again after round %d" % i)
+                times.append(time.monotonic() - t0)
+                relay_alive(relay)
+                wait_rows(writers, 300, relay, timeout=120)
+        finally:
+            writers.stop()
+        wait_caught_up(db, relay, timeout=120)
+        in_table = table_events(db)
+        missing = set(writers.committed) - set(in_table)
+        assert not missing, "%d rows a writer saw committed are not on the last primary" % len(missing)
+        n = check_published(kafka, target.topic("user"), in_table, writers)
+        print("ha-soak: %d rounds (kill -9 and switchover in turn); relay streaming again after %s s; "
+              "%d rows on the last primary (%d committed, %d in doubt, %d rolled back), %d records read"
+              % (rounds, ", ".join("%.1f" % t for t in times), len(in_table), len(writers.committed),
+                 len(set(in_table) - set(writers.committed)), len(writers.rolled_back), n))
+        assert relay.stop() == 0
+    finally:
+        relayctl.end_of_test(relay, request)
