@@ -188,9 +188,9 @@ static const opt_def opts[] = {
 	{.path = "schema_registry.ca_file", .type = OPT_STRING, .offset = OFF(registry_ca_file),
 	 .def = "", .doc = "CA certificates (PEM) for an https registry; \"\": the system's"},
 	{.path = "schema_registry.timeout_ms", .type = OPT_INT, .offset = OFF(registry_timeout_ms),
-	 .def = "5000", .min = 100, .max = 600000,
-	 .doc = "longest wait for one registry request; a registry that does not answer holds the "
-		"stream back (docs/schemas.md)"},
+	 .def = "5000", .min = 100, .max = 10000,
+	 .doc = "longest wait for one registry request (at most 10000: the loop waits meanwhile); a "
+		"registry that does not answer holds the stream back (docs/schemas.md)"},
 	{.path = "schema_registry.auto_register", .type = OPT_BOOL,
 	 .offset = OFF(registry_auto_register), .def = "true",
 	 .doc = "register a schema under its subject at its first event; false: use only a version "

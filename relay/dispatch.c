@@ -6,6 +6,7 @@
 
 #include "capture.h"
 #include "eos.h"
+#include "gate.h"
 #include "horizon.h"
 #include "json_scan.h"
 #include "log.h"
@@ -288,7 +289,7 @@ outcome dispatch_message(relay *r, const pg_msg *msg)
 		progress_skip_to(&r->prog, msg->wal_end);
 		if (r->eos_on) {
 			eos_idle_at(&r->eos, msg->wal_end);
-			if (eos_idle_checkpoint_due(&r->eos)) {
+			if (eos_idle_checkpoint_due(&r->eos) && gate_idle_checkpoint_ok(r)) {
 				outcome e = txn_commit(r);
 				if (e != OUTCOME_OK)
 					return e;

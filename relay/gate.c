@@ -171,7 +171,8 @@ bool gate_idle_checkpoint_ok(relay *r)
 	bool fatal;
 	int64_t now = clock_mono_ms();
 
-	if (!standby_gate_on(r->cfg))
+	/* Nothing new (the commit only proves this relay was not fenced): nothing to wait for. */
+	if (!r->eos_on || !standby_gate_on(r->cfg) || r->eos.done_lsn <= r->eos.committed.lsn)
 		return true;
 	if (now - r->gate_idle_asked_ms < GATE_IDLE_ASK_MS)
 		return false;

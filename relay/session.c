@@ -155,6 +155,13 @@ static outcome connect_and_settle(relay *r, char *err, size_t errlen)
 	return res;
 }
 
+/* A reading of the standbys from another server (a failover meanwhile) never carries over. */
+static void forget_standbys(relay *r)
+{
+	if (r->gate)
+		standby_gate_reset(r->gate);
+}
+
 /*
  * One attempt at a session: (active/passive: still the active relay,) connect, settle the slot,
  * backfill if due, start streaming.
@@ -162,6 +169,8 @@ static outcome connect_and_settle(relay *r, char *err, size_t errlen)
 static outcome open_session(relay *r, char *err, size_t errlen)
 {
 	outcome res = OUTCOME_OK;
+
+	forget_standbys(r);
 
 	if (r->cfg->takeover_wait)
 		res = standby_keep_lock(r, err, errlen);
@@ -173,6 +182,7 @@ static outcome open_session(relay *r, char *err, size_t errlen)
 		pg_stream_close(r->pg, 0);
 		r->pg = NULL;
 		res = backfill_run(r, err, errlen);
+		forget_standbys(r);
 		if (res == OUTCOME_OK)
 			res = connect_and_settle(r, err, errlen);
 	}
