@@ -73,7 +73,7 @@ static outcome wait_ended(relay *r, bool holding_open, int64_t since)
 	if (signals_stop_requested() && (!holding_open || clock_mono_ms() >= r->stop_deadline))
 		return holding_open ? OUTCOME_REWIND : OUTCOME_STOP;
 	if (r->pg_lost)
-		return holding_open ? OUTCOME_REWIND : OUTCOME_RETRY;
+		return OUTCOME_RETRY;
 	if (r->kp && kafka_fatal(r->kp, reason, sizeof(reason))) {
 		log_error("Kafka producer failed: %s", reason);
 		return OUTCOME_FATAL;
@@ -82,7 +82,7 @@ static outcome wait_ended(relay *r, bool holding_open, int64_t since)
 		log_warn("postgresql.wait_for_standbys: the open Kafka transaction waited %lld ms for the "
 			 "standbys: aborted, to be read again (the wait goes on with nothing open)",
 			 (long long)(clock_mono_ms() - since));
-		return OUTCOME_REWIND;
+		return OUTCOME_RETRY;
 	}
 	return OUTCOME_OK;
 }
@@ -126,7 +126,7 @@ static outcome wait_for_lsn(relay *r, lsn_t lsn, bool holding_open)
 		if (s == GATE_ERROR) {
 			log_warn("%s; %s", err, holding_open ? "the Kafka transaction is not committed"
 							   : "reconnecting");
-			return fatal ? OUTCOME_FATAL : holding_open ? OUTCOME_REWIND : OUTCOME_RETRY;
+			return fatal ? OUTCOME_FATAL : OUTCOME_RETRY;
 		}
 		if (!told && clock_mono_ms() - since >= GATE_TELL_MS) {
 			tell(r, lsn);
@@ -136,7 +136,7 @@ static outcome wait_for_lsn(relay *r, lsn_t lsn, bool holding_open)
 			return e;
 		loop_take_reload(r);
 		if (loop_wait(r, false, clock_mono_ms() + poll) < 0)
-			return holding_open ? OUTCOME_REWIND : OUTCOME_RETRY;
+			return OUTCOME_RETRY;
 		poll = poll * 2 > GATE_POLL_MAX_MS ? GATE_POLL_MAX_MS : poll * 2;
 	}
 }

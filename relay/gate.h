@@ -16,9 +16,10 @@ outcome gate_before_open(relay *r);
 
 /*
  * Before a Kafka commit (txn_commit): the WAL it covers must be on enough standbys. With the
- * Kafka transaction open it waits at most 2 s (and half of transaction.timeout.ms); longer,
- * OUTCOME_REWIND: not committed, the caller aborts, and reading again gate_before_open waits
- * with nothing open. Asked once per Kafka transaction, not per PostgreSQL one.
+ * Kafka transaction open it waits at most 2 s (and half of transaction.timeout.ms); longer, or
+ * when the server cannot be asked, OUTCOME_RETRY: not committed, the session ends, settles what
+ * is in flight and aborts it (no purge), and reading again gate_before_open waits with nothing
+ * open. A stop that outlasts its deadline: OUTCOME_REWIND. Asked once per Kafka transaction.
  */
 outcome gate_before_commit(relay *r);
 

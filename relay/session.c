@@ -328,7 +328,8 @@ static outcome settle_session(relay *r, bool rewind)
 		 * of one makes a lost slot's recovery depend on the write order (backfill.h). */
 		outcome res = !rewind && !r->hold_commit && !r->eos.in_pg_txn ? txn_commit(r)
 										   : OUTCOME_REWIND;
-		if (res == OUTCOME_FATAL || (res == OUTCOME_REWIND && txn_abort(r) == OUTCOME_FATAL))
+		/* Not committed (a refusal, or held back by the standbys): aborted, read again. */
+		if (res == OUTCOME_FATAL || (res != OUTCOME_OK && txn_abort(r) == OUTCOME_FATAL))
 			return OUTCOME_FATAL;
 	}
 	if (r->eos_on) {
