@@ -29,7 +29,7 @@ import pytest
 import harness
 import relayctl
 from harness import wait_for
-from test_ha import FailoverWriters, Target, read_published
+from test_ha import FailoverWriters, Target, cluster, read_published  # noqa: F401 (cluster: a fixture)
 
 SLOT = "relay_slot"
 CHECKPOINT_TOPIC = "outbox-relay.checkpoints"
@@ -72,21 +72,6 @@ class XidWriters(FailoverWriters):
                 for i, key, s in ids:
                     self.committed[i] = (key, s)
         return seq
-
-
-@pytest.fixture
-def cluster(request):
-    """A started harness.PatroniCluster (2 nodes, synchronous_mode), removed afterwards; its
-    nodes' logs are printed when the test failed."""
-    c = harness.PatroniCluster()
-    try:
-        c.start()
-        yield c
-    finally:
-        rep = getattr(request.node, "rep_call", None)
-        if rep is not None and rep.failed:
-            print("---- Patroni cluster\n" + c.describe())
-        c.cleanup()
 
 
 def lsn(text):
