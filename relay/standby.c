@@ -184,13 +184,64 @@ static void tell(relay *r, const char *seen, bool known, char *last, size_t len)
 	}
 }
 
-/* One look: OUTCOME_OK when the lock is held and the slot free; else seen says why not. */
-static outcome look(relay *r, char *seen, size_t len, bool *known)
+/*
+ * A session left on the slot by a relay that no longer holds the lock: a relay frozen or cut
+ * off keeps its walsender, and a walsender told to end while its client reads nothing may wait
+ * on that client (in ClientWrite) until told again. The relay holding the lock ends it once it
+ * stayed STALE_AFTER_MS, asking again at each look; a relay killed a moment ago lets go sooner.
+ */
+#define STALE_AFTER_MS 2000
+
+typedef struct {
+	long pid;         /* the backend seen streaming the slot while this relay holds the lock */
+	int64_t since_ms; /* since when */
+	bool told;        /* its ending was logged */
+} stale_session;
+
+/* Ends the stale session on the slot (pg_terminate_backend on the lock's connection). */
+static void end_stale_session(relay *r, const standby_holder *h, stale_session *st)
+{
+	char who[256], pid[24];
+	const char *params[1] = {pid};
+	PGresult *res;
+
+	if (h->pid != st->pid) {
+		st->pid = h->pid;
+		st->since_ms = clock_mono_ms();
+		st->told = false;
+	}
+	if (h->pid <= 0 || clock_mono_ms() - st->since_ms < STALE_AFTER_MS || !r->lock_conn)
+		return;
+	snprintf(pid, sizeof(pid), "%ld", h->pid);
+	res = PQexecParams(r->lock_conn, "SELECT pg_terminate_backend($1::int)", 1, NULL, params,
+			   NULL, NULL, 0);
+	if (!st->told) {
+		st->told = true;
+		standby_holder_text(h, who, sizeof(who));
+		if (PQresultStatus(res) == PGRES_TUPLES_OK)
+			log_warn("standby: slot \"%s\" is still streamed by %s, which no longer holds the "
+				 "active/passive lock (a relay frozen or cut off): ending that session",
+				 r->cfg->slot, who);
+		else
+			log_warn("standby: slot \"%s\" is still streamed by %s, which no longer holds the "
+				 "active/passive lock, and this relay cannot end that session: %s; run the "
+				 "relays as one role or GRANT pg_signal_backend to this relay's role",
+				 r->cfg->slot, who, PQerrorMessage(r->lock_conn));
+	}
+	PQclear(res);
+}
+
+/*
+ * One look: OUTCOME_OK when the lock is held and the slot free; else seen says why not, and
+ * *slot names who streams the slot when this relay holds the lock (slot->held false otherwise).
+ */
+static outcome look(relay *r, char *seen, size_t len, bool *known, standby_holder *slot)
 {
 	char err[400], who[256];
 	standby_holder h;
 
 	*known = false;
+	memset(slot, 0, sizeof(*slot));
 	if (take_lock(r, &h, err, sizeof(err)) != OUTCOME_OK) {
 		if (!h.held) {
 			snprintf(seen, len, "cannot see who is active on slot \"%s\": %s", r->cfg->slot, err);
@@ -212,6 +263,7 @@ static outcome look(relay *r, char *seen, size_t len, bool *known)
 	snprintf(seen, len, "slot \"%s\" is still streamed by %s; taking over once it lets go",
 		 r->cfg->slot, who);
 	*known = true;
+	*slot = h;
 	return OUTCOME_RETRY;
 }
 
@@ -219,13 +271,19 @@ outcome standby_wait(relay *r)
 {
 	char seen[768], last[768] = "";
 	bool known;
+	standby_holder slot;
+	stale_session stale = {0};
 
 	r->standby_since_ms = clock_mono_ms();
 	r->lock_lost = false;
 	metrics_set_ready(false);
 	metrics_set_standby(true);
-	while (!signals_stop_requested() && look(r, seen, sizeof(seen), &known) != OUTCOME_OK) {
+	while (!signals_stop_requested() && look(r, seen, sizeof(seen), &known, &slot) != OUTCOME_OK) {
 		tell(r, seen, known, last, sizeof(last));
+		if (slot.held)
+			end_stale_session(r, &slot, &stale);
+		else
+			stale.pid = 0;
 		if (!pause_ms(r, STANDBY_POLL_MS))
 			break;
 	}

@@ -36,7 +36,8 @@ void standby_holder_text(const standby_holder *h, char *buf, size_t len);
  * Stands by until this relay may be the active one, before it starts Kafka transactions (so it
  * fences nobody): takes the lock (trying every STANDBY_POLL_MS while another relay holds it),
  * then waits until the slot is no longer streamed (a relay killed a moment ago may still be
- * seen on it). Meanwhile it answers SIGTERM at once, feeds the systemd watchdog, says
+ * seen on it; a session that stays 2 s while this relay holds the lock belongs to a relay
+ * frozen or cut off, and is ended with pg_terminate_backend, asked again at each look). Meanwhile it answers SIGTERM at once, feeds the systemd watchdog, says
  * "standby" in the metrics (/readyz: 503 standby) and, once another relay is seen active, tells
  * systemd READY=1 with a STATUS= line naming it (standing by is a running state, not a start
  * that times out). An unreachable server is waited out the same way.

@@ -54,6 +54,14 @@ def holder_pid(outbox):
     return int(m.group(1)) if m else None
 
 
+def walsender_wait_event(outbox):
+    """What the walsender streaming the slot waits on (pg_stat_activity.wait_event), or None."""
+    rows = outbox.db.query(
+        "SELECT a.wait_event FROM pg_replication_slots s JOIN pg_stat_activity a "
+        "ON a.pid = s.active_pid WHERE s.slot_name = %s", (outbox.slot,))
+    return rows[0][0] if rows else None
+
+
 def assert_exactly_once(kafka, outbox, writers, timeout=120):
     """A read_committed consumer sees every committed event once, in per-key order; no event of a
     rolled-back transaction and no phantom (an event no committed transaction wrote)."""
@@ -164,10 +172,18 @@ def test_a_relay_that_loses_the_slot_stands_by_again(outbox, kafka, pair):
         a.proc.send_signal(signal.SIGSTOP)
         try:
             rows_more(writers, 100)  # the frozen relay's open Kafka transaction (if any) grows
+            # More than its socket holds: its walsender waits to write, and told to end it waits
+            # on the frozen client again (in ClientWrite) until told once more.
+            outbox.db.execute("SELECT outbox.publish('filler', 'bulk-' || i, 'filler.padded', "
+                              "jsonb_build_object('pad', repeat('x', 4000))) "
+                              "FROM generate_series(1, 5000) i")
+            wait_for(lambda: walsender_wait_event(outbox) == "WalSenderWriteData", 30,
+                     what="the frozen relay's walsender waiting to write")
             # Its connections to the server end (a network cut): the walsender and the lock's.
             outbox.db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                               "WHERE application_name LIKE %s", ("outbox-relay[%d]@%%" % a.proc.pid,))
             b.wait_log(TOOK_OVER, since=mark_b)
+            assert "which no longer holds the active/passive lock" in b.log()[mark_b:]
             rows_more(writers, 200)
             committed_past_now(outbox)
         finally:
