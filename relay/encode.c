@@ -1,37 +1,70 @@
 /* encode.c: the encode stage: a built, transformed record into the bytes of its format. */
 #include "encode.h"
 
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "encode_avro.h"
 #include "encode_json.h"
+#include "xalloc.h"
 
 /* Every format: a new one is one module and one row here. */
-static const encoder encoders[] = {
-	{"json", encode_json},
-	{"avro", encode_avro},
+static const encoder formats[] = {
+	{"json", NULL, NULL, encode_json},
+	{"avro", encode_avro_setup, encode_avro_teardown, encode_avro},
+};
+#define N_FORMATS (sizeof(formats) / sizeof(formats[0]))
+
+struct encoders {
+	void *state[N_FORMATS]; /* each format's, NULL when it has none or is not used */
 };
 
 const encoder *encode_find(const char *name)
 {
-	for (size_t i = 0; i < sizeof(encoders) / sizeof(encoders[0]); i++)
-		if (strcmp(encoders[i].name, name) == 0)
-			return &encoders[i];
+	for (size_t i = 0; i < N_FORMATS; i++)
+		if (strcmp(formats[i].name, name) == 0)
+			return &formats[i];
 	return NULL;
 }
 
-/* Only Avro has state (schemas, the registry client); JSON needs nothing. */
-int encode_setup(const relay_config *cfg, char *err, size_t errlen)
+/* True when some outbox source of the configuration uses the format. */
+static bool format_used(const relay_config *cfg, const char *name)
 {
-	return cfg->any_avro ? encode_avro_setup(cfg, err, errlen) : 0;
+	return strcmp(name, "avro") == 0 ? cfg->any_avro : true;
 }
 
-void encode_teardown(void) { encode_avro_teardown(); }
+encoders *encode_new(const relay_config *cfg, char *err, size_t errlen)
+{
+	encoders *e = xcalloc(1, sizeof(*e));
+
+	for (size_t i = 0; i < N_FORMATS; i++) {
+		if (!formats[i].setup || !format_used(cfg, formats[i].name))
+			continue;
+		if (!(e->state[i] = formats[i].setup(cfg, err, errlen))) {
+			encode_free(e);
+			return NULL;
+		}
+	}
+	return e;
+}
+
+void encode_free(encoders *e)
+{
+	if (!e)
+		return;
+	for (size_t i = 0; i < N_FORMATS; i++)
+		if (e->state[i])
+			formats[i].teardown(e->state[i]);
+	free(e);
+}
 
 /* A record without a format is JSON: captured tables and snapshot rows (for now). */
-int encode_record(record *rec, const char **why)
+int encode_record(encoders *e, record *rec, const char **why)
 {
-	const encoder *e = rec->format ? encode_find(rec->format) : NULL;
+	const encoder *f = rec->format ? encode_find(rec->format) : NULL;
 
-	return (e ? e : &encoders[0])->encode(rec, why);
+	if (!f)
+		f = &formats[0];
+	return f->encode(e->state[f - formats], rec, why);
 }

@@ -16,23 +16,33 @@ enum {
 	ENCODE_STOP = -3,   /* cannot go on (a schema the registry refuses): stop with *why */
 };
 
-/* One output format (kcat's format.c/json.c/avro.c): a row of encode.c's table. */
+/*
+ * One output format (kcat's format.c/json.c/avro.c): a row of encode.c's table. A format with
+ * state (Avro: schemas, the registry client) makes it in setup and gets it back in encode.
+ */
 typedef struct {
 	const char *name; /* the format's name in the configuration */
+	/* Its state for this configuration: NULL with err when it cannot work (the relay does not
+	 * start); setup NULL: the format has no state. */
+	void *(*setup)(const relay_config *cfg, char *err, size_t errlen);
+	void (*teardown)(void *state);
 	/* Rewrites rec->msg's key and value into the format: ENCODE_OK, or another ENCODE_* with *why. */
-	int (*encode)(record *rec, const char **why);
+	int (*encode)(void *state, record *rec, const char **why);
 } encoder;
+
+/* The formats of one configuration, each with its state. */
+typedef struct encoders encoders;
 
 /* The encoder of a format name, or NULL when there is none by that name. */
 const encoder *encode_find(const char *name);
 /*
  * Prepares the formats the configuration uses (Avro: the schema directory read, the registry
- * client made): 0, or -1 with a message in err (the relay does not start).
+ * client made): the stage, or NULL with a message in err (the relay does not start).
  */
-int encode_setup(const relay_config *cfg, char *err, size_t errlen);
-/* Frees what encode_setup made. */
-void encode_teardown(void);
+encoders *encode_new(const relay_config *cfg, char *err, size_t errlen);
+/* Frees what encode_new made (NULL: nothing). */
+void encode_free(encoders *e);
 /* Encodes rec with its format (rec->format, NULL: JSON): ENCODE_OK or another ENCODE_* with *why. */
-int encode_record(record *rec, const char **why);
+int encode_record(encoders *e, record *rec, const char **why);
 
 #endif

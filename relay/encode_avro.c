@@ -33,8 +33,8 @@ typedef struct {
 	size_t n_ids;
 } avro_contract;
 
-/* The module's state: made by encode_avro_setup, used by every Avro record. */
-static struct {
+/* The format's state: made by encode_avro_setup, used by every Avro record. */
+typedef struct {
 	avro_contract *contracts;
 	size_t n;
 	registry *reg;
@@ -45,7 +45,7 @@ static struct {
 	size_t headers_cap;
 	char id_text[16];
 	char dataschema[600];
-} av;
+} avro_state;
 
 /* The whole content of a file (NUL-terminated); NULL when it cannot be read. */
 static char *read_file(const char *path, size_t *len)
@@ -68,7 +68,7 @@ static char *read_file(const char *path, size_t *len)
 }
 
 /* Compiles one schema file as the contract of event_type; -1 with err naming the file. */
-static int load_contract(const char *dir, const char *file, char *err, size_t errlen)
+static int load_contract(avro_state *av, const char *dir, const char *file, char *err, size_t errlen)
 {
 	char path[4096], msg[400];
 	size_t len = 0, nlen = strlen(file) - strlen(AVRO_SUFFIX);
@@ -85,10 +85,10 @@ static int load_contract(const char *dir, const char *file, char *err, size_t er
 		snprintf(err, errlen, "%s: %s", path, msg);
 		return -1;
 	}
-	av.contracts = xrealloc(av.contracts, sizeof(*av.contracts) * (av.n + 1));
-	memset(&av.contracts[av.n], 0, sizeof(av.contracts[av.n]));
-	av.contracts[av.n].event_type = xstrndup(file, nlen);
-	av.contracts[av.n++].codec = c;
+	av->contracts = xrealloc(av->contracts, sizeof(*av->contracts) * (av->n + 1));
+	memset(&av->contracts[av->n], 0, sizeof(av->contracts[av->n]));
+	av->contracts[av->n].event_type = xstrndup(file, nlen);
+	av->contracts[av->n++].codec = c;
 	return 0;
 }
 
@@ -99,63 +99,69 @@ static int is_schema_file(const struct dirent *e)
 	return n > s && strcmp(e->d_name + n - s, AVRO_SUFFIX) == 0;
 }
 
-int encode_avro_setup(const relay_config *cfg, char *err, size_t errlen)
+void *encode_avro_setup(const relay_config *cfg, char *err, size_t errlen)
 {
+	avro_state *av = xcalloc(1, sizeof(*av));
 	struct dirent **names;
 	int n = scandir(cfg->schema_dir, &names, is_schema_file, alphasort), rc = 0;
 
 	if (n < 0) {
 		snprintf(err, errlen, "schema_registry.schema_dir: cannot read the directory %s",
 			 cfg->schema_dir);
-		return -1;
+		free(av);
+		return NULL;
 	}
 	for (int i = 0; i < n; i++) {
 		if (rc == 0)
-			rc = load_contract(cfg->schema_dir, names[i]->d_name, err, errlen);
+			rc = load_contract(av, cfg->schema_dir, names[i]->d_name, err, errlen);
 		free(names[i]);
 	}
 	free(names);
-	av.url = xstrdup(cfg->registry_url);
+	av->url = xstrdup(cfg->registry_url);
+	av->reg = registry_new(cfg->registry_url, cfg->registry_user, cfg->registry_password,
+			       cfg->registry_ca_file, cfg->registry_timeout_ms,
+			       cfg->registry_auto_register);
 	if (rc == 0)
-		av.reg = registry_new(cfg->registry_url, cfg->registry_user, cfg->registry_password,
-				      cfg->registry_ca_file, cfg->registry_timeout_ms,
-				      cfg->registry_auto_register);
-	return rc;
+		return av;
+	encode_avro_teardown(av);
+	return NULL;
 }
 
-void encode_avro_teardown(void)
+void encode_avro_teardown(void *state)
 {
-	for (size_t i = 0; i < av.n; i++) {
-		avro_contract *c = &av.contracts[i];
+	avro_state *av = state;
+
+	for (size_t i = 0; i < av->n; i++) {
+		avro_contract *c = &av->contracts[i];
 		for (size_t k = 0; k < c->n_ids; k++)
 			free(c->ids[k].subject);
 		free(c->ids);
 		free(c->event_type);
 		avjson_free(c->codec);
 	}
-	free(av.contracts);
-	free(av.url);
-	free(av.headers);
-	registry_free(av.reg);
-	memset(&av, 0, sizeof(av));
+	free(av->contracts);
+	free(av->url);
+	free(av->headers);
+	registry_free(av->reg);
+	free(av);
 }
 
 /* The contract of the record's event_type header; NULL (and *why) when there is none. */
-static avro_contract *contract_of(const route_msg *m, const char **why)
+static avro_contract *contract_of(avro_state *av, const route_msg *m, const char **why)
 {
 	for (size_t h = 0; h < m->n_headers; h++) {
 		const route_header *hd = &m->headers[h];
 		if (hd->name_len != 10 || memcmp(hd->name, "event_type", 10) != 0)
 			continue;
-		for (size_t i = 0; hd->value && i < av.n; i++)
-			if (strlen(av.contracts[i].event_type) == hd->value_len &&
-			    memcmp(av.contracts[i].event_type, hd->value, hd->value_len) == 0)
-				return &av.contracts[i];
+		for (size_t i = 0; hd->value && i < av->n; i++)
+			if (strlen(av->contracts[i].event_type) == hd->value_len &&
+			    memcmp(av->contracts[i].event_type, hd->value, hd->value_len) == 0)
+				return &av->contracts[i];
 		int n = (int)(hd->value_len > 100 ? 100 : hd->value_len);
 		const char *t = hd->value ? hd->value : "";
-		snprintf(av.why, sizeof(av.why), "no Avro schema for event type \"%.*s\" (no %.*s"
+		snprintf(av->why, sizeof(av->why), "no Avro schema for event type \"%.*s\" (no %.*s"
 			 AVRO_SUFFIX " in schema_registry.schema_dir)", n, t, n, t);
-		return *why = av.why, NULL;
+		return *why = av->why, NULL;
 	}
 	return *why = "an Avro source's event needs an event_type (the schema's name)", NULL;
 }
@@ -164,22 +170,22 @@ static avro_contract *contract_of(const route_msg *m, const char **why)
  * The schema id for the record's subject: from the contract's ids, else from the registry (then
  * kept). ENCODE_OK, or ENCODE_HOLD / ENCODE_STOP with *why.
  */
-static int schema_id(const route_msg *m, avro_contract *c, int *id, const char **why)
+static int schema_id(avro_state *av, const route_msg *m, avro_contract *c, int *id, const char **why)
 {
-	snprintf(av.subject, sizeof(av.subject), "%s-value", m->topic); /* TopicNameStrategy */
+	snprintf(av->subject, sizeof(av->subject), "%s-value", m->topic); /* TopicNameStrategy */
 	for (size_t k = 0; k < c->n_ids; k++)
-		if (strcmp(c->ids[k].subject, av.subject) == 0)
+		if (strcmp(c->ids[k].subject, av->subject) == 0)
 			return *id = c->ids[k].id, ENCODE_OK;
-	registry_result r = registry_id(av.reg, av.subject, avjson_schema_text(c->codec), id, av.why,
-					sizeof(av.why));
+	registry_result r = registry_id(av->reg, av->subject, avjson_schema_text(c->codec), id, av->why,
+					sizeof(av->why));
 	if (r != REGISTRY_OK) {
-		*why = av.why;
+		*why = av->why;
 		return r == REGISTRY_DOWN ? ENCODE_HOLD : ENCODE_STOP;
 	}
 	c->ids = xrealloc(c->ids, sizeof(*c->ids) * (c->n_ids + 1));
-	c->ids[c->n_ids].subject = xstrdup(av.subject);
+	c->ids[c->n_ids].subject = xstrdup(av->subject);
 	c->ids[c->n_ids++].id = *id;
-	log_info("Avro: schema %s.avsc is id %d under subject %s", c->event_type, *id, av.subject);
+	log_info("Avro: schema %s.avsc is id %d under subject %s", c->event_type, *id, av->subject);
 	return ENCODE_OK;
 }
 
@@ -189,10 +195,10 @@ static bool header_is(const route_header *h, const char *name)
 	return h->name_len == strlen(name) && memcmp(h->name, name, h->name_len) == 0;
 }
 
-/* One more header in av.headers (room was made by with_schema_headers). */
-static void add_header(route_msg *m, const char *name, const char *value)
+/* One more header in av->headers (room was made by with_schema_headers). */
+static void add_header(avro_state *av, route_msg *m, const char *name, const char *value)
 {
-	route_header *h = &av.headers[m->n_headers++];
+	route_header *h = &av->headers[m->n_headers++];
 	h->name = name, h->name_len = strlen(name);
 	h->value = value, h->value_len = strlen(value);
 }
@@ -202,33 +208,34 @@ static void add_header(route_msg *m, const char *name, const char *value)
  * on, ce_dataschema (the registry's URL of the schema) and content-type application/avro. The
  * headers are copied into this module's array (the router's own stay as they were).
  */
-static void with_schema_headers(route_msg *m, int id)
+static void with_schema_headers(avro_state *av, route_msg *m, int id)
 {
 	bool cloudevents = false;
 
-	if (av.headers_cap < m->n_headers + 3) {
-		av.headers_cap = m->n_headers + 8;
-		av.headers = xrealloc(av.headers, sizeof(*av.headers) * av.headers_cap);
+	if (av->headers_cap < m->n_headers + 3) {
+		av->headers_cap = m->n_headers + 8;
+		av->headers = xrealloc(av->headers, sizeof(*av->headers) * av->headers_cap);
 	}
 	if (m->n_headers)
-		memcpy(av.headers, m->headers, sizeof(*av.headers) * m->n_headers);
-	m->headers = av.headers;
+		memcpy(av->headers, m->headers, sizeof(*av->headers) * m->n_headers);
+	m->headers = av->headers;
 	for (size_t i = 0; i < m->n_headers; i++) {
-		cloudevents |= header_is(&av.headers[i], "ce_specversion");
-		if (header_is(&av.headers[i], "content-type"))
-			av.headers[i].value = "application/avro", av.headers[i].value_len = 16;
+		cloudevents |= header_is(&av->headers[i], "ce_specversion");
+		if (header_is(&av->headers[i], "content-type"))
+			av->headers[i].value = "application/avro", av->headers[i].value_len = 16;
 	}
-	snprintf(av.id_text, sizeof(av.id_text), "%d", id);
-	add_header(m, "schema_id", av.id_text);
-	add_header(m, "schema_subject", av.subject);
+	snprintf(av->id_text, sizeof(av->id_text), "%d", id);
+	add_header(av, m, "schema_id", av->id_text);
+	add_header(av, m, "schema_subject", av->subject);
 	if (cloudevents) {
-		snprintf(av.dataschema, sizeof(av.dataschema), "%s/schemas/ids/%d", av.url, id);
-		add_header(m, "ce_dataschema", av.dataschema);
+		snprintf(av->dataschema, sizeof(av->dataschema), "%s/schemas/ids/%d", av->url, id);
+		add_header(av, m, "ce_dataschema", av->dataschema);
 	}
 }
 
-int encode_avro(record *rec, const char **why)
+int encode_avro(void *state, record *rec, const char **why)
 {
+	avro_state *av = state;
 	route_msg *m = rec->msg;
 	avro_contract *c;
 	char *out;
@@ -237,12 +244,12 @@ int encode_avro(record *rec, const char **why)
 
 	if (!m->value) /* a tombstone has no payload to convert */
 		return ENCODE_OK;
-	if (!(c = contract_of(m, why)))
+	if (!(c = contract_of(av, m, why)))
 		return ENCODE_REJECT;
-	if (avjson_encode(c->codec, m->value, m->value_len, WIRE_HEADER, &out, &len, av.why,
-			  sizeof(av.why)) < 0)
-		return *why = av.why, ENCODE_REJECT;
-	if ((rc = schema_id(m, c, &id, why)) != ENCODE_OK)
+	if (avjson_encode(c->codec, m->value, m->value_len, WIRE_HEADER, &out, &len, av->why,
+			  sizeof(av->why)) < 0)
+		return *why = av->why, ENCODE_REJECT;
+	if ((rc = schema_id(av, m, c, &id, why)) != ENCODE_OK)
 		return rc;
 	out[0] = 0;
 	out[1] = (char)((unsigned)id >> 24);
@@ -251,6 +258,6 @@ int encode_avro(record *rec, const char **why)
 	out[4] = (char)id;
 	m->value = out; /* the codec's buffer, until its next call; librdkafka copies it */
 	m->value_len = len;
-	with_schema_headers(m, id);
+	with_schema_headers(av, m, id);
 	return ENCODE_OK;
 }

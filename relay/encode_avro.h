@@ -8,22 +8,23 @@
 #include "record.h"
 
 /*
- * Reads every <event_type>.avsc of cfg->schema_dir (each parsed and checked now: a bad file
- * stops the start with its name) and makes the registry client. 0, or -1 with err.
+ * The format's state (an encode_avro_state *): every <event_type>.avsc of cfg->schema_dir read
+ * (each parsed and checked now: a bad file stops the start with its name) and the registry
+ * client. NULL with err.
  */
-int encode_avro_setup(const relay_config *cfg, char *err, size_t errlen);
-/* Frees the schemas and the client (nothing when setup did not run). */
-void encode_avro_teardown(void);
+void *encode_avro_setup(const relay_config *cfg, char *err, size_t errlen);
+/* Frees the schemas and the client. */
+void encode_avro_teardown(void *state);
 /*
  * The record's value (JSON) converted by the schema of its event_type header, registered under
  * subject "<topic>-value": magic byte 0, the schema id (4 bytes, big-endian), Avro binary. The
- * value then points into this module's buffer until its next call. ENCODE_REJECT (no schema for
+ * value then points into the state's buffer until its next call. ENCODE_REJECT (no schema for
  * the event type, or the payload does not fit it: *why names the field and the rule),
  * ENCODE_HOLD (the registry is down) or ENCODE_STOP (the registry refuses the schema).
  * A tombstone (NULL value) stays one. Headers schema_id and schema_subject are added; with
  * CloudEvents, ce_dataschema (<registry url>/schemas/ids/<id>) and content-type
- * application/avro. The headers then point into this module's array until its next call.
+ * application/avro. The headers then point into the state's array until its next call.
  */
-int encode_avro(record *rec, const char **why);
+int encode_avro(void *state, record *rec, const char **why);
 
 #endif

@@ -5,6 +5,6 @@
 #include "record.h"
 
 /* JSON: the builders write JSON already, so the record is left as it is; always 0. */
-int encode_json(record *rec, const char **why);
+int encode_json(void *state, record *rec, const char **why);
 
 #endif

@@ -9,9 +9,9 @@
 
 #include "admin.h"
 #include "config.h"
-#include "encode.h"
 #include "kafka.h"
 #include "log.h"
+#include "pipeline.h"
 #include "relay.h"
 #include "route.h"
 
@@ -58,12 +58,13 @@ static relay_config *load_checked(const char *path)
 	router *r = conf ? router_new(cfg, err, sizeof(err)) : NULL;
 	if (conf && !r)
 		fprintf(stderr, "%s: %s\n", path, err);
-	if (r && encode_setup(cfg, err, sizeof(err)) < 0) {
+	pipeline *p = r ? pipeline_new(cfg, err, sizeof(err)) : NULL;
+	if (r && !p) {
 		fprintf(stderr, "%s: %s\n", path, err);
 		router_free(r);
 		r = NULL;
 	}
-	encode_teardown();
+	pipeline_free(p);
 	if (conf)
 		rd_kafka_conf_destroy(conf);
 	if (!r) {

@@ -1,22 +1,42 @@
 /* pipeline.c: the stages a built record passes before it is produced: transform, then encode. */
 #include "pipeline.h"
 
+#include <stdlib.h>
+
 #include "encode.h"
 #include "transform.h"
+#include "xalloc.h"
+
+struct pipeline {
+	encoders *enc;
+};
+
+pipeline *pipeline_new(const relay_config *cfg, char *err, size_t errlen)
+{
+	pipeline *p = xcalloc(1, sizeof(*p));
+
+	if (!(p->enc = encode_new(cfg, err, errlen))) {
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+void pipeline_free(pipeline *p)
+{
+	if (!p)
+		return;
+	encode_free(p->enc);
+	free(p);
+}
 
 /* Transform first, so an encoder sees the fields as they will be published. */
-int pipeline_finish_as(record_kind kind, const char *source, const char *format, route_msg *m,
-		       const char **why)
+int pipeline_finish(pipeline *p, record_kind kind, const char *source, const char *format,
+		    route_msg *m, const char **why)
 {
 	record rec = {.kind = kind, .source = source, .format = format, .msg = m};
 
 	if (transform_apply(&rec, why) < 0)
-		return -1;
-	return encode_record(&rec, why);
-}
-
-/* Captured tables and snapshot rows are JSON. */
-int pipeline_finish(record_kind kind, const char *source, route_msg *m, const char **why)
-{
-	return pipeline_finish_as(kind, source, NULL, m, why);
+		return ENCODE_REJECT;
+	return encode_record(p->enc, &rec, why);
 }

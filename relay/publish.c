@@ -289,8 +289,8 @@ outcome publish_row(relay *r, const route_source *src, const w2j_record *rec,
 	if (r->eos_on && rec->action == W2J_INSERT && !r->backfilling)
 		eos_outbox_row(&r->eos); /* its xid is listed for a lost slot's recovery */
 	if (router_build(r->router, src, rec, &m, &why) < 0 ||
-	    (enc = pipeline_finish_as(RECORD_OUTBOX, router_source_name(src),
-				      router_source_format(src), &m, &why)) == ENCODE_REJECT) {
+	    (enc = pipeline_finish(r->pipe, RECORD_OUTBOX, router_source_name(src),
+				   router_source_format(src), &m, &why)) == ENCODE_REJECT) {
 		e = publish_reject_row(r, router_source_name(src), rec, data, len, why, &m);
 	} else if (enc != ENCODE_OK) {
 		e = publish_held(r, router_source_name(src), rec, enc, why);

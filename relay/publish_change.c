@@ -89,7 +89,7 @@ static outcome publish_key_change(relay *r, const capture_table *t, const w2j_re
 	const char *why = NULL;
 	outcome e;
 
-	if (pipeline_finish(RECORD_CHANGE, t->name, &del, &why) < 0)
+	if (pipeline_finish(r->pipe, RECORD_CHANGE, t->name, NULL, &del, &why) < 0)
 		return publish_reject_row(r, t->name, rec, data, len, why, &del);
 	copy = xmalloc(del.key_len + del.value_len + 1);
 	memcpy(copy, del.key, del.key_len);
@@ -97,7 +97,7 @@ static outcome publish_key_change(relay *r, const capture_table *t, const w2j_re
 	del.key = copy;
 	del.value = copy + del.key_len;
 	if (capture_build(r->cap, t, rec, &upd, &why) == 0 &&
-	    pipeline_finish(RECORD_CHANGE, t->name, &upd, &why) == 0)
+	    pipeline_finish(r->pipe, RECORD_CHANGE, t->name, NULL, &upd, &why) == 0)
 		why = key_change_unfit(r, &del, &upd);
 	if (why)
 		e = publish_reject_row(r, t->name, rec, data, len, why, &upd);
@@ -120,7 +120,7 @@ static outcome publish_change_records(relay *r, const capture_table *t, const w2
 	outcome e;
 
 	if (capture_build(r->cap, t, rec, &m, &why) < 0 ||
-	    pipeline_finish(RECORD_CHANGE, t->name, &m, &why) < 0)
+	    pipeline_finish(r->pipe, RECORD_CHANGE, t->name, NULL, &m, &why) < 0)
 		return publish_reject_row(r, t->name, rec, data, len, why, &m);
 	if (r->snap && rec->action == W2J_TRUNCATE)
 		snapshot_saw_truncate(r->snap, t, rec->xid);
@@ -169,7 +169,7 @@ outcome publish_snapshot_row(relay *r, const capture_table *t, const w2j_record 
 	metrics_rows_read(1);
 	capture_build_snapshot(r->cap, t, row->key, row->key_len, row->row, row->row_len, rec->lsn,
 			       &rec->timestamp, &m);
-	if (pipeline_finish(RECORD_SNAPSHOT_ROW, t->name, &m, &why) < 0)
+	if (pipeline_finish(r->pipe, RECORD_SNAPSHOT_ROW, t->name, NULL, &m, &why) < 0)
 		return publish_reject_row(r, t->name, rec, row->row, row->row_len, why, &m);
 	if (router_utf8_valid_prefix(m.value, m.value_len) != m.value_len ||
 	    router_utf8_valid_prefix(m.key, m.key_len) != m.key_len)

@@ -8,7 +8,6 @@
 #include "backfill_run.h"
 #include "capture.h"
 #include "checkpoint.h"
-#include "encode.h"
 #include "eos.h"
 #include "inflight.h"
 #include "kafka.h"
@@ -16,6 +15,7 @@
 #include "metrics.h"
 #include "pending.h"
 #include "pg_stream.h"
+#include "pipeline.h"
 #include "progress.h"
 #include "route.h"
 #include "relay_state.h"
@@ -24,7 +24,8 @@
 #include "snapshot.h"
 
 /*
- * Builds the parts of one run; the router is the only one that can fail (its error logged).
+ * Builds the parts of one run; the router and the pipeline (schema files) are the only ones that
+ * can fail (the error logged).
  * 0, or -1 with what was built left for free_parts.
  */
 static int build_parts(relay *r, const relay_config *cfg)
@@ -47,7 +48,9 @@ static int build_parts(relay *r, const relay_config *cfg)
 			r->snap = snapshot_new(cfg, r->cap);
 	}
 	r->router = router_new(cfg, err, sizeof(err));
-	if (!r->router) {
+	if (r->router)
+		r->pipe = pipeline_new(cfg, err, sizeof(err));
+	if (!r->pipe) {
 		log_error("%s: %s", cfg->path, err);
 		return -1;
 	}
@@ -62,6 +65,7 @@ static void free_parts(relay *r)
 	if (r->eos_on)
 		eos_free(&r->eos);
 	router_free(r->router);
+	pipeline_free(r->pipe);
 	snapshot_free(r->snap);
 	capture_free(r->cap);
 	backfill_free(r->bf);
@@ -86,10 +90,6 @@ int relay_run(const relay_config *cfg)
 	signals_setup();
 	if (build_parts(&r, cfg) < 0)
 		goto cleanup;
-	if (encode_setup(cfg, err, sizeof(err)) < 0) {
-		log_error("%s: %s", cfg->path, err);
-		goto cleanup;
-	}
 	/* After signals_setup: the server's thread keeps our signals blocked, as librdkafka's do. */
 	if (metrics_start(cfg->metrics_listen, err, sizeof(err)) < 0) {
 		log_error("%s: relay.metrics_listen: %s", cfg->path, err);
@@ -106,6 +106,5 @@ cleanup:
 	metrics_set_ready(false);
 	metrics_stop();
 	free_parts(&r);
-	encode_teardown(); /* once per process, as encode_setup */
 	return code;
 }

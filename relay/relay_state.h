@@ -16,6 +16,7 @@
 #include "outcome.h"
 #include "pending.h"
 #include "pg_stream.h"
+#include "pipeline.h"
 #include "progress.h"
 #include "refusal.h"
 #include "route.h"
@@ -33,6 +34,7 @@ typedef struct {
 	/* parts */
 	const relay_config *cfg;
 	router *router;
+	pipeline *pipe;         /* transform and encode (their state: schemas, the registry client) */
 	kafka_producer *kp;
 	pg_stream *pg;          /* the replication connection of the session, or NULL */
 	PGconn *sql;            /* normal connection: catalog reads and snapshot chunks (session.c) */

@@ -36,7 +36,7 @@ static int teardown(void **state)
 	return 0;
 }
 
-static outcome record(relay *r, const char *json)
+static outcome feed(relay *r, const char *json)
 {
 	pg_msg m = {.kind = 'w', .wal_start = 0x200, .wal_end = 0x300, .data = json, .len = strlen(json)};
 	return dispatch_message(r, &m);
@@ -46,14 +46,14 @@ static void test_begin_opens_a_transaction_and_commit_closes_it(void **state)
 {
 	relay *r = &((fixture *)*state)->r;
 
-	assert_int_equal(record(r, "{\"action\":\"B\",\"xid\":700,\"nextlsn\":\"0/500\",\"timestamp\":\"2026-01-01 00:00:00.000000+00\"}"),
+	assert_int_equal(feed(r, "{\"action\":\"B\",\"xid\":700,\"nextlsn\":\"0/500\",\"timestamp\":\"2026-01-01 00:00:00.000000+00\"}"),
 			 OUTCOME_OK);
 	assert_true(r->in_txn);
 	assert_false(r->skip_txn);
 	assert_int_equal(r->txn_xid, 700);
 	assert_int_equal(r->txn_end, 0x500);
 	assert_true(r->txn_commit_ms > 0);
-	assert_int_equal(record(r, "{\"action\":\"C\",\"xid\":700,\"nextlsn\":\"0/500\"}"), OUTCOME_OK);
+	assert_int_equal(feed(r, "{\"action\":\"C\",\"xid\":700,\"nextlsn\":\"0/500\"}"), OUTCOME_OK);
 	assert_false(r->in_txn);
 	assert_true(progress_idle(&r->prog));
 }
@@ -62,7 +62,7 @@ static void test_a_transaction_already_acknowledged_is_skipped(void **state)
 {
 	relay *r = &((fixture *)*state)->r;
 
-	assert_int_equal(record(r, "{\"action\":\"B\",\"xid\":5,\"nextlsn\":\"0/80\"}"), OUTCOME_OK);
+	assert_int_equal(feed(r, "{\"action\":\"B\",\"xid\":5,\"nextlsn\":\"0/80\"}"), OUTCOME_OK);
 	assert_true(r->in_txn);
 	assert_true(r->skip_txn); /* it ends at or before what was acknowledged (0/100) */
 }
@@ -71,12 +71,12 @@ static void test_changes_of_other_tables_pass_without_records(void **state)
 {
 	relay *r = &((fixture *)*state)->r;
 
-	record(r, "{\"action\":\"B\",\"xid\":701,\"nextlsn\":\"0/600\"}");
-	assert_int_equal(record(r, "{\"action\":\"I\",\"schema\":\"public\",\"table\":\"users\",\"columns\":[{\"name\":\"id\",\"type\":\"integer\",\"value\":1}]}"),
+	feed(r, "{\"action\":\"B\",\"xid\":701,\"nextlsn\":\"0/600\"}");
+	assert_int_equal(feed(r, "{\"action\":\"I\",\"schema\":\"public\",\"table\":\"users\",\"columns\":[{\"name\":\"id\",\"type\":\"integer\",\"value\":1}]}"),
 			 OUTCOME_OK);
-	assert_int_equal(record(r, "{\"action\":\"U\",\"schema\":\"public\",\"table\":\"users\",\"columns\":[{\"name\":\"id\",\"type\":\"integer\",\"value\":1}]}"),
+	assert_int_equal(feed(r, "{\"action\":\"U\",\"schema\":\"public\",\"table\":\"users\",\"columns\":[{\"name\":\"id\",\"type\":\"integer\",\"value\":1}]}"),
 			 OUTCOME_OK);
-	assert_int_equal(record(r, "{\"action\":\"M\",\"transactional\":true,\"prefix\":\"other\",\"content\":\"x\"}"),
+	assert_int_equal(feed(r, "{\"action\":\"M\",\"transactional\":true,\"prefix\":\"other\",\"content\":\"x\"}"),
 			 OUTCOME_OK);
 	assert_int_equal(r->records_out, 0);
 	assert_int_equal(r->txn_rows, 0);
@@ -85,7 +85,7 @@ static void test_changes_of_other_tables_pass_without_records(void **state)
 static void test_a_malformed_record_is_fatal(void **state)
 {
 	relay *r = &((fixture *)*state)->r;
-	assert_int_equal(record(r, "{\"action\":"), OUTCOME_FATAL);
+	assert_int_equal(feed(r, "{\"action\":"), OUTCOME_FATAL);
 }
 
 static void test_a_keepalive_moves_the_received_position_and_an_idle_relay_forward(void **state)

@@ -11,13 +11,18 @@ static void test_json_records_go_out_byte_for_byte_as_built(void **state)
 		       .value_len = 14};
 	route_msg before = m;
 	const char *why = NULL;
+	relay_config cfg = {0};
+	char err[200];
+	pipeline *p = pipeline_new(&cfg, err, sizeof(err));
 
-	assert_int_equal(pipeline_finish(RECORD_CHANGE, "public.t", &m, &why), 0);
+	assert_non_null(p);
+	assert_int_equal(pipeline_finish(p, RECORD_CHANGE, "public.t", NULL, &m, &why), 0);
 	assert_null(why);
 	assert_ptr_equal(m.key, before.key);
 	assert_int_equal(m.key_len, before.key_len);
 	assert_ptr_equal(m.value, before.value);
 	assert_int_equal(m.value_len, before.value_len);
+	pipeline_free(p);
 }
 
 static void test_formats_are_found_by_name(void **state)
