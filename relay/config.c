@@ -241,6 +241,10 @@ static const opt_def source_opts[] = {
 	 .choices = source_formats,
 	 .doc = "json (the value column byte for byte) or avro (the JSON value converted by the "
 		"event type's schema, Confluent wire format; docs/schemas.md)"},
+	{.path = "contract", .type = OPT_BOOL, .offset = SRC(contract), .def = "false",
+	 .doc = "json: check each event's value against its event type's Avro schema file "
+		"(schema_registry.schema_dir) and publish it unchanged; a value that does not fit is "
+		"dead-lettered (avro sources always are checked)"},
 };
 
 #define N_SOURCE_OPTS (sizeof(source_opts) / sizeof(source_opts[0]))
@@ -841,6 +845,10 @@ static int check_values(const relay_config *cfg, const config_t *lc, FILE *err)
 		fprintf(err, "%s:%d: a source with format = \"avro\" needs schema_registry.url and "
 			"schema_registry.schema_dir\n", cfg->path, line_of(lc, "schema_registry"));
 		bad = -1;
+	} else if (cfg->any_contract && !cfg->schema_dir[0]) {
+		fprintf(err, "%s:%d: a source with contract = true needs schema_registry.schema_dir\n",
+			cfg->path, line_of(lc, "schema_registry"));
+		bad = -1;
 	}
 	if (!cfg->exactly_once && cfg->n_wait_for_standbys > 0) {
 		fprintf(err, "%s:%d: postgresql.wait_for_standbys needs relay.delivery = "
@@ -970,8 +978,10 @@ relay_config *config_load(const char *path, FILE *err)
 	const config_setting_t *kg = config_lookup(&lc, KAFKA_GROUP);
 	if (kg && config_setting_is_group(kg))
 		bad |= load_kafka(cfg, kg, err);
-	for (int i = 0; i < cfg->n_sources; i++)
+	for (int i = 0; i < cfg->n_sources; i++) {
 		cfg->any_avro |= strcmp(cfg->sources[i].format, "avro") == 0;
+		cfg->any_contract |= cfg->sources[i].contract && strcmp(cfg->sources[i].format, "json") == 0;
+	}
 	bad |= check_values(cfg, &lc, err);
 	if (bad)
 		goto fail;

@@ -33,6 +33,7 @@ typedef struct {
 	bool cloudevents;     /* add CloudEvents binary-mode headers (ce_*) */
 	char *ce_source;      /* ce_source; "" : /outbox-relay/<schema>.<table> or <prefix> */
 	char *format;         /* "json" (the value as built) or "avro" (docs/schemas.md) */
+	bool contract;        /* json: check the value against its event type's schema file */
 	int line;             /* where the file defines it (1 for the default source) */
 } source_config;
 
@@ -113,6 +114,7 @@ typedef struct {
 	bool registry_auto_register; /* register new schemas; false: use what is registered */
 	char *schema_dir;       /* <event_type>.avsc files */
 	bool any_avro;          /* some source has format = "avro" */
+	bool any_contract;      /* some json source has contract = true */
 
 	/* secrets from systemd credentials ($CREDENTIALS_DIRECTORY), never from the file */
 	char *pg_password; /* NULL: libpq's own ways (~/.pgpass, PGPASSWORD) */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "encode_avro.h"
+#include "encode_contract.h"
 #include "encode_json.h"
 #include "xalloc.h"
 
@@ -13,6 +14,8 @@
 static const encoder formats[] = {
 	{"json", NULL, NULL, encode_json},
 	{"avro", encode_avro_setup, encode_avro_teardown, encode_avro},
+	/* json with sources[].contract = true: not a name the configuration accepts as a format */
+	{"json-contract", encode_contract_setup, encode_contract_teardown, encode_contract},
 };
 #define N_FORMATS (sizeof(formats) / sizeof(formats[0]))
 
@@ -31,7 +34,11 @@ const encoder *encode_find(const char *name)
 /* True when some outbox source of the configuration uses the format. */
 static bool format_used(const relay_config *cfg, const char *name)
 {
-	return strcmp(name, "avro") == 0 ? cfg->any_avro : true;
+	if (strcmp(name, "avro") == 0)
+		return cfg->any_avro;
+	if (strcmp(name, "json-contract") == 0)
+		return cfg->any_contract;
+	return true;
 }
 
 encoders *encode_new(const relay_config *cfg, char *err, size_t errlen)

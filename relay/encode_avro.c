@@ -1,19 +1,18 @@
 /* encode_avro.c: the Avro format: an outbox event's JSON value converted by its event type's schema, Confluent wire format. */
 #include "encode_avro.h"
 
-#include <dirent.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "avjson.h"
+#include "contract.h"
 #include "encode.h"
 #include "log.h"
 #include "registry.h"
 #include "xalloc.h"
 
-#define AVRO_SUFFIX ".avsc"
 #define WIRE_HEADER 5 /* magic byte 0, then the schema id, 4 bytes big-endian */
 
 /* A schema id of a contract under one subject (the registry client caches by text too). */
@@ -23,20 +22,18 @@ typedef struct {
 } avro_subject_id;
 
 /*
- * One event type's contract: its schema file, compiled, and its ids by subject (compared by the
- * short subject only, so a cached event costs no comparison of schema texts).
+ * The ids of one contract (a schema file) by subject, compared by the short subject only, so a
+ * cached event costs no comparison of schema texts.
  */
 typedef struct {
-	char *event_type;
-	avjson_codec *codec;
 	avro_subject_id *ids;
 	size_t n_ids;
-} avro_contract;
+} avro_ids;
 
 /* The format's state: made by encode_avro_setup, used by every Avro record. */
 typedef struct {
-	avro_contract *contracts;
-	size_t n;
+	contract_set *contracts;
+	avro_ids *ids; /* one per contract, same index */
 	registry *reg;
 	char *url;            /* the registry's base, for ce_dataschema */
 	char why[512];
@@ -47,136 +44,53 @@ typedef struct {
 	char dataschema[600];
 } avro_state;
 
-/* The whole content of a file (NUL-terminated); NULL when it cannot be read. */
-static char *read_file(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-
-	if (!f)
-		return NULL;
-	if (fseek(f, 0, SEEK_END) == 0) {
-		long n = ftell(f);
-		if (n >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-			buf = xmalloc((size_t)n + 1);
-			*len = fread(buf, 1, (size_t)n, f);
-			buf[*len] = '\0';
-		}
-	}
-	fclose(f);
-	return buf;
-}
-
-/* Compiles one schema file as the contract of event_type; -1 with err naming the file. */
-static int load_contract(avro_state *av, const char *dir, const char *file, char *err, size_t errlen)
-{
-	char path[4096], msg[400];
-	size_t len = 0, nlen = strlen(file) - strlen(AVRO_SUFFIX);
-	char *text;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, file);
-	if (!(text = read_file(path, &len))) {
-		snprintf(err, errlen, "schema_registry.schema_dir: cannot read %s", path);
-		return -1;
-	}
-	avjson_codec *c = avjson_new(text, len, msg, sizeof(msg));
-	free(text);
-	if (!c) {
-		snprintf(err, errlen, "%s: %s", path, msg);
-		return -1;
-	}
-	av->contracts = xrealloc(av->contracts, sizeof(*av->contracts) * (av->n + 1));
-	memset(&av->contracts[av->n], 0, sizeof(av->contracts[av->n]));
-	av->contracts[av->n].event_type = xstrndup(file, nlen);
-	av->contracts[av->n++].codec = c;
-	return 0;
-}
-
-/* True when a directory entry's name is <something>.avsc. */
-static int is_schema_file(const struct dirent *e)
-{
-	size_t n = strlen(e->d_name), s = strlen(AVRO_SUFFIX);
-	return n > s && strcmp(e->d_name + n - s, AVRO_SUFFIX) == 0;
-}
-
 void *encode_avro_setup(const relay_config *cfg, char *err, size_t errlen)
 {
 	avro_state *av = xcalloc(1, sizeof(*av));
-	struct dirent **names;
-	int n = scandir(cfg->schema_dir, &names, is_schema_file, alphasort), rc = 0;
 
-	if (n < 0) {
-		snprintf(err, errlen, "schema_registry.schema_dir: cannot read the directory %s",
-			 cfg->schema_dir);
+	if (!(av->contracts = contract_set_load(cfg->schema_dir, err, errlen))) {
 		free(av);
 		return NULL;
 	}
-	for (int i = 0; i < n; i++) {
-		if (rc == 0)
-			rc = load_contract(av, cfg->schema_dir, names[i]->d_name, err, errlen);
-		free(names[i]);
-	}
-	free(names);
+	av->ids = xcalloc(contract_set_count(av->contracts) + 1, sizeof(*av->ids));
 	av->url = xstrdup(cfg->registry_url);
 	av->reg = registry_new(cfg->registry_url, cfg->registry_user, cfg->registry_password,
 			       cfg->registry_ca_file, cfg->registry_timeout_ms,
 			       cfg->registry_auto_register);
-	if (rc == 0)
-		return av;
-	encode_avro_teardown(av);
-	return NULL;
+	return av;
 }
 
 void encode_avro_teardown(void *state)
 {
 	avro_state *av = state;
 
-	for (size_t i = 0; i < av->n; i++) {
-		avro_contract *c = &av->contracts[i];
-		for (size_t k = 0; k < c->n_ids; k++)
-			free(c->ids[k].subject);
-		free(c->ids);
-		free(c->event_type);
-		avjson_free(c->codec);
+	for (size_t i = 0; i < contract_set_count(av->contracts); i++) {
+		for (size_t k = 0; k < av->ids[i].n_ids; k++)
+			free(av->ids[i].ids[k].subject);
+		free(av->ids[i].ids);
 	}
-	free(av->contracts);
+	free(av->ids);
+	contract_set_free(av->contracts);
 	free(av->url);
 	free(av->headers);
 	registry_free(av->reg);
 	free(av);
 }
 
-/* The contract of the record's event_type header; NULL (and *why) when there is none. */
-static avro_contract *contract_of(avro_state *av, const route_msg *m, const char **why)
-{
-	for (size_t h = 0; h < m->n_headers; h++) {
-		const route_header *hd = &m->headers[h];
-		if (hd->name_len != 10 || memcmp(hd->name, "event_type", 10) != 0)
-			continue;
-		for (size_t i = 0; hd->value && i < av->n; i++)
-			if (strlen(av->contracts[i].event_type) == hd->value_len &&
-			    memcmp(av->contracts[i].event_type, hd->value, hd->value_len) == 0)
-				return &av->contracts[i];
-		int n = (int)(hd->value_len > 100 ? 100 : hd->value_len);
-		const char *t = hd->value ? hd->value : "";
-		snprintf(av->why, sizeof(av->why), "no Avro schema for event type \"%.*s\" (no %.*s"
-			 AVRO_SUFFIX " in schema_registry.schema_dir)", n, t, n, t);
-		return *why = av->why, NULL;
-	}
-	return *why = "an Avro source's event needs an event_type (the schema's name)", NULL;
-}
-
 /*
  * The schema id for the record's subject: from the contract's ids, else from the registry (then
  * kept). ENCODE_OK, or ENCODE_HOLD / ENCODE_STOP with *why.
  */
-static int schema_id(avro_state *av, const route_msg *m, avro_contract *c, int *id, const char **why)
+static int schema_id(avro_state *av, const route_msg *m, size_t ci, int *id, const char **why)
 {
+	const contract *k = contract_at(av->contracts, ci);
+	avro_ids *c = &av->ids[ci];
+
 	snprintf(av->subject, sizeof(av->subject), "%s-value", m->topic); /* TopicNameStrategy */
-	for (size_t k = 0; k < c->n_ids; k++)
-		if (strcmp(c->ids[k].subject, av->subject) == 0)
-			return *id = c->ids[k].id, ENCODE_OK;
-	registry_result r = registry_id(av->reg, av->subject, avjson_schema_text(c->codec), id, av->why,
+	for (size_t i = 0; i < c->n_ids; i++)
+		if (strcmp(c->ids[i].subject, av->subject) == 0)
+			return *id = c->ids[i].id, ENCODE_OK;
+	registry_result r = registry_id(av->reg, av->subject, avjson_schema_text(k->codec), id, av->why,
 					sizeof(av->why));
 	if (r != REGISTRY_OK) {
 		*why = av->why;
@@ -185,7 +99,7 @@ static int schema_id(avro_state *av, const route_msg *m, avro_contract *c, int *
 	c->ids = xrealloc(c->ids, sizeof(*c->ids) * (c->n_ids + 1));
 	c->ids[c->n_ids].subject = xstrdup(av->subject);
 	c->ids[c->n_ids++].id = *id;
-	log_info("Avro: schema %s.avsc is id %d under subject %s", c->event_type, *id, av->subject);
+	log_info("Avro: schema %s is id %d under subject %s", k->file, *id, av->subject);
 	return ENCODE_OK;
 }
 
@@ -237,19 +151,19 @@ int encode_avro(void *state, record *rec, const char **why)
 {
 	avro_state *av = state;
 	route_msg *m = rec->msg;
-	avro_contract *c;
 	char *out;
 	size_t len;
 	int id, rc;
+	long ci;
 
 	if (!m->value) /* a tombstone has no payload to convert */
 		return ENCODE_OK;
-	if (!(c = contract_of(av, m, why)))
-		return ENCODE_REJECT;
-	if (avjson_encode(c->codec, m->value, m->value_len, WIRE_HEADER, &out, &len, av->why,
-			  sizeof(av->why)) < 0)
+	if ((ci = contract_find(av->contracts, m, av->why, sizeof(av->why))) < 0)
 		return *why = av->why, ENCODE_REJECT;
-	if ((rc = schema_id(av, m, c, &id, why)) != ENCODE_OK)
+	if (avjson_encode(contract_at(av->contracts, (size_t)ci)->codec, m->value, m->value_len,
+			  WIRE_HEADER, &out, &len, av->why, sizeof(av->why)) < 0)
+		return *why = av->why, ENCODE_REJECT;
+	if ((rc = schema_id(av, m, (size_t)ci, &id, why)) != ENCODE_OK)
 		return rc;
 	out[0] = 0;
 	out[1] = (char)((unsigned)id >> 24);

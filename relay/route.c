@@ -18,6 +18,7 @@ struct route_source {
 	char *table;
 	char *name;   /* "schema.table" or "message:prefix" */
 	char *ce_source;
+	const char *encoder; /* the format's encoder (encode.c): sources[].format, or json-contract */
 	topic_template topic;
 };
 
@@ -70,6 +71,7 @@ static int compile_source(route_source *s, const source_config *c, char *err, si
 	}
 	snprintf(buf, sizeof(buf), "/outbox-relay/%s", c->table[0] ? c->table : c->message_prefix);
 	s->ce_source = xstrdup(c->ce_source[0] ? c->ce_source : buf);
+	s->encoder = c->contract && strcmp(c->format, "json") == 0 ? "json-contract" : c->format;
 	return template_compile(&s->topic, c->topic, &template_outbox_vars, err, errlen);
 }
 
@@ -110,7 +112,7 @@ void router_free(router *r)
 
 const char *router_source_name(const route_source *src) { return src ? src->name : "?"; }
 
-const char *router_source_format(const route_source *src) { return src ? src->cfg->format : NULL; }
+const char *router_source_format(const route_source *src) { return src ? src->encoder : NULL; }
 
 /* A string span equals text once decoded (names with quotes or backslashes arrive escaped). */
 static bool span_is(const json_span *s, const char *text)

@@ -59,7 +59,10 @@ void router_dead_letter_named(router *r, const char *source, const w2j_record *r
 			      size_t rawlen, const char *why, const char *topic, route_msg *out);
 /* How many leading bytes of text are valid UTF-8 (len when all are). */
 size_t router_utf8_valid_prefix(const char *text, size_t len);
-/* The source's format (sources[].format: "json" or "avro"). */
+/*
+ * The encoder of the source's records (encode.h): its sources[].format ("json", "avro"), or
+ * "json-contract" for a json source with contract = true.
+ */
 const char *router_source_format(const route_source *src);
 /* "schema.table" or "message:prefix", for logs. */
 const char *router_source_name(const route_source *src);

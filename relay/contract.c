@@ -1,0 +1,194 @@
+/* contract.c: the contracts of event types: Avro schema files <event_type>.avsc and <event_type>.v<N>.avsc, compiled. */
+#include "contract.h"
+
+#include <dirent.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "xalloc.h"
+
+#define AVRO_SUFFIX ".avsc"
+
+struct contract_set {
+	contract *items;
+	size_t n;
+};
+
+/* The whole content of a file (NUL-terminated); NULL when it cannot be read. */
+static char *read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+
+	if (!f)
+		return NULL;
+	if (fseek(f, 0, SEEK_END) == 0) {
+		long n = ftell(f);
+		if (n >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+			buf = xmalloc((size_t)n + 1);
+			*len = fread(buf, 1, (size_t)n, f);
+			buf[*len] = '\0';
+		}
+	}
+	fclose(f);
+	return buf;
+}
+
+/* A positive decimal integer without sign or leading zero in t[0..len); 0 when it is not one. */
+static int parse_version(const char *t, size_t len)
+{
+	long v = 0;
+
+	if (len == 0 || len > 9 || t[0] == '0')
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		if (t[i] < '0' || t[i] > '9')
+			return 0;
+		v = v * 10 + (t[i] - '0');
+	}
+	return (int)v;
+}
+
+/*
+ * Splits a file name (without .avsc) into event type and version: "X.v3" is X at version 3,
+ * anything else is an event type without version. The event type's length goes to *type_len.
+ */
+static int name_version(const char *name, size_t len, size_t *type_len)
+{
+	const char *dot = NULL;
+
+	for (size_t i = len; i-- > 0;)
+		if (name[i] == '.') {
+			dot = name + i;
+			break;
+		}
+	int v = dot && dot > name && dot[1] == 'v' ? parse_version(dot + 2, len - (size_t)(dot - name) - 2) : 0;
+	*type_len = v ? (size_t)(dot - name) : len;
+	return v;
+}
+
+/* Compiles one schema file into the set; -1 with err naming the file. */
+static int load_one(contract_set *s, const char *dir, const char *file, char *err, size_t errlen)
+{
+	char path[4096], msg[400];
+	size_t len = 0, type_len, nlen = strlen(file) - strlen(AVRO_SUFFIX);
+	char *text;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	if (!(text = read_file(path, &len))) {
+		snprintf(err, errlen, "schema_registry.schema_dir: cannot read %s", path);
+		return -1;
+	}
+	avjson_codec *c = avjson_new(text, len, msg, sizeof(msg));
+	free(text);
+	if (!c) {
+		snprintf(err, errlen, "%s: %s", path, msg);
+		return -1;
+	}
+	s->items = xrealloc(s->items, sizeof(*s->items) * (s->n + 1));
+	contract *k = &s->items[s->n++];
+	k->version = name_version(file, nlen, &type_len);
+	k->event_type = xstrndup(file, type_len);
+	k->file = xstrdup(file);
+	k->codec = c;
+	return 0;
+}
+
+/* True when a directory entry's name is <something>.avsc. */
+static int is_schema_file(const struct dirent *e)
+{
+	size_t n = strlen(e->d_name), s = strlen(AVRO_SUFFIX);
+	return n > s && strcmp(e->d_name + n - s, AVRO_SUFFIX) == 0;
+}
+
+contract_set *contract_set_load(const char *dir, char *err, size_t errlen)
+{
+	contract_set *s = xcalloc(1, sizeof(*s));
+	struct dirent **names;
+	int n = scandir(dir, &names, is_schema_file, alphasort), rc = 0;
+
+	if (n < 0) {
+		snprintf(err, errlen, "schema_registry.schema_dir: cannot read the directory %s", dir);
+		free(s);
+		return NULL;
+	}
+	for (int i = 0; i < n; i++) {
+		if (rc == 0)
+			rc = load_one(s, dir, names[i]->d_name, err, errlen);
+		free(names[i]);
+	}
+	free(names);
+	if (rc == 0)
+		return s;
+	contract_set_free(s);
+	return NULL;
+}
+
+void contract_set_free(contract_set *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->n; i++) {
+		free(s->items[i].event_type);
+		free(s->items[i].file);
+		avjson_free(s->items[i].codec);
+	}
+	free(s->items);
+	free(s);
+}
+
+size_t contract_set_count(const contract_set *s) { return s->n; }
+
+const contract *contract_at(const contract_set *s, size_t i) { return &s->items[i]; }
+
+/* The header of that name, or NULL. */
+static const route_header *header_of(const route_msg *m, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (size_t h = 0; h < m->n_headers; h++)
+		if (m->headers[h].name_len == n && memcmp(m->headers[h].name, name, n) == 0)
+			return &m->headers[h];
+	return NULL;
+}
+
+/* The contract of this type and version, or -1. */
+static long lookup(const contract_set *s, const char *type, size_t len, int version)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->items[i].version == version && strlen(s->items[i].event_type) == len &&
+		    memcmp(s->items[i].event_type, type, len) == 0)
+			return (long)i;
+	return -1;
+}
+
+long contract_find(const contract_set *s, const route_msg *m, char *why, size_t whylen)
+{
+	const route_header *t = header_of(m, "event_type"), *v = header_of(m, "schema_version");
+	int version = 0;
+
+	if (!t || !t->value) {
+		snprintf(why, whylen, "an event with a contract needs an event_type (the schema's name)");
+		return -1;
+	}
+	int n = (int)(t->value_len > 100 ? 100 : t->value_len);
+	if (v && v->value && !(version = parse_version(v->value, v->value_len))) {
+		snprintf(why, whylen, "schema_version %.*s of event type \"%.*s\" is not a positive "
+			 "integer", (int)(v->value_len > 40 ? 40 : v->value_len), v->value, n, t->value);
+		return -1;
+	}
+	long i = lookup(s, t->value, t->value_len, version);
+	if (i >= 0)
+		return i;
+	if (version)
+		snprintf(why, whylen, "no Avro schema for event type \"%.*s\" version %d (no %.*s.v%d"
+			 AVRO_SUFFIX " in schema_registry.schema_dir)", n, t->value, version, n, t->value,
+			 version);
+	else
+		snprintf(why, whylen, "no Avro schema for event type \"%.*s\" (no %.*s" AVRO_SUFFIX
+			 " in schema_registry.schema_dir)", n, t->value, n, t->value);
+	return -1;
+}
