@@ -221,6 +221,11 @@ static const opt_def source_opts[] = {
 	 .doc = "column giving the event_id header"},
 	{.path = "event_type", .type = OPT_STRING, .offset = SRC(event_type), .def = "event_type",
 	 .doc = "column giving the event_type header"},
+	{.path = "schema_version", .type = OPT_STRING, .offset = SRC(schema_version),
+	 .def = "schema_version",
+	 .doc = "column (or envelope member) giving the schema_version header when not null: the "
+		"version of the event type's contract, <event_type>.v<N>.avsc (docs/schemas.md); \"\": "
+		"none"},
 	{.path = "timestamp", .type = OPT_STRING, .offset = SRC(timestamp), .def = "",
 	 .doc = "record timestamp: a timestamptz column, \"commit\" (commit time) or \"\" (produce "
 		"time)"},

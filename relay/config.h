@@ -25,6 +25,7 @@ typedef struct {
 	char *value;
 	char *event_id;
 	char *event_type;
+	char *schema_version; /* the column (envelope member) giving the schema_version header, or "" */
 	char *timestamp;      /* a column, "commit" (the commit time) or "" (produce time) */
 	char *headers_column; /* a JSON object of headers, or "" */
 	char **headers;       /* columns copied to headers under their own names */

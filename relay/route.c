@@ -519,12 +519,38 @@ static int add_cloudevents(router *r, const route_source *s, char **pos, route_m
 	return 0;
 }
 
-/* Headers: event_id, event_type, the listed columns, CloudEvents, then the headers object. */
+/* True when the source lists a column named schema_version among its headers. */
+static bool lists_schema_version(const route_source *s)
+{
+	for (int i = 0; i < s->cfg->n_headers; i++)
+		if (strcmp(s->cfg->headers[i], "schema_version") == 0)
+			return true;
+	return false;
+}
+
+/*
+ * The schema_version header when the row has a version (its column not null): the contract's
+ * version, for consumers and for the encoders (contract.h). A column listed in headers under
+ * that name keeps its place instead (as before 1.3 of the kit).
+ */
+static int add_schema_version(router *r, const route_source *s, char **pos, route_msg *m)
+{
+	const json_span *v = s->cfg->schema_version[0] ? field_get(r, s->cfg->schema_version) : NULL;
+
+	if (!v || v->kind == JSON_NULL || v->kind == JSON_NONE || lists_schema_version(s))
+		return 0;
+	return add_field_header(r, pos, m, "schema_version", v);
+}
+
+/* Headers: event_id, event_type, schema_version, the listed columns, CloudEvents, then the
+ * headers object. */
 static int add_headers(router *r, const route_source *s, char **pos, route_msg *m, const char **why)
 {
 	if (add_field_header(r, pos, m, "event_id", field_get(r, s->cfg->event_id)) < 0 ||
 	    add_field_header(r, pos, m, "event_type", field_get(r, s->cfg->event_type)) < 0)
 		return *why = "the event id or type holds an invalid escape", -1;
+	if (add_schema_version(r, s, pos, m) < 0)
+		return *why = "the schema version holds an invalid escape", -1;
 	for (int i = 0; i < s->cfg->n_headers; i++)
 		if (add_field_header(r, pos, m, s->cfg->headers[i], field_get(r, s->cfg->headers[i])) < 0)
 			return *why = "a header column holds an invalid escape", -1;

@@ -1,8 +1,8 @@
--- outbox.sql: the outbox-relay SQL kit, version 1.2 (see docs/sql.md).
+-- outbox.sql: the outbox-relay SQL kit, version 1.3 (see docs/sql.md).
 --
 --   psql -v ON_ERROR_STOP=1 -d app -f sql/outbox.sql
 --
--- One file installs the kit, upgrades an older install in place (1.0 or 1.1 -> 1.2) and can be
+-- One file installs the kit, upgrades an older install in place (1.0, 1.1 or 1.2 -> 1.3) and can be
 -- run again at any time: every statement is CREATE ... IF NOT EXISTS, CREATE OR REPLACE or a
 -- guarded DO block, all in one transaction, so a failure changes nothing. It refuses to run
 -- over a newer kit.
@@ -16,7 +16,7 @@
 --   outbox.drop_event_trigger(...)
 --   outbox.table_event()          the trigger function behind add_event_trigger()
 --   outbox.purge(...)             batched deletion of old outbox rows (retention)
---   outbox.kit_version()          the installed kit version, '1.2'
+--   outbox.kit_version()          the installed kit version, '1.3'
 \set ON_ERROR_STOP on
 
 BEGIN;
@@ -26,10 +26,10 @@ BEGIN;
 -- ---------------------------------------------------------------------------------------------
 -- The version found is kept in the transaction-local setting outbox_kit.previous for the steps
 -- below: '' = nothing installed, '1.0' = the first kit (outbox.events without kit_version()),
--- else what kit_version() returned ('1.1', '1.2').
+-- else what kit_version() returned ('1.1', '1.2', '1.3').
 DO $$
 DECLARE
-    this_version constant text := '1.2';
+    this_version constant text := '1.3';
     installed text;
 BEGIN
     -- 122550254464888 is 'outbox' in ASCII: concurrent runs of this file wait for each other.
@@ -101,14 +101,36 @@ GRANT USAGE ON SEQUENCE outbox.events_seq TO PUBLIC;
 ALTER TABLE outbox.events ADD COLUMN IF NOT EXISTS txid xid8;
 ALTER TABLE outbox.events ALTER COLUMN txid SET DEFAULT pg_current_xact_id();
 
+-- 1.3: schema_version, the version of the event type's contract the payload follows (the relay
+-- converts or checks it by <event_type>.v<N>.avsc and publishes it as the header schema_version;
+-- docs/schemas.md). NULL: an event without a version (<event_type>.avsc). Nullable without a
+-- default, so adding it is instant; publish() and emit() refuse a version below 1.
+ALTER TABLE outbox.events ADD COLUMN IF NOT EXISTS schema_version integer;
+
 -- 1.1: purge() finds old rows by created_at. On a big 1.0 table, build this index beforehand
 -- without blocking writers (same name, then this line does nothing):
 --   CREATE INDEX CONCURRENTLY IF NOT EXISTS events_created_at_idx ON outbox.events (created_at);
 CREATE INDEX IF NOT EXISTS events_created_at_idx ON outbox.events (created_at);
 
 -- ---------------------------------------------------------------------------------------------
--- 2. The table path: outbox.publish() (signature and behaviour unchanged since 1.0)
+-- 2. The table path: outbox.publish() (behaviour unchanged since 1.0; 1.3 adds schema_version)
 -- ---------------------------------------------------------------------------------------------
+-- 1.3 adds a trailing parameter. CREATE OR REPLACE cannot add one, and the old signature next to
+-- the new would make every 4- or 5-argument call ambiguous, so an older publish() (or emit(),
+-- section 3) is renamed out of the way first and dropped once its privileges are copied to the
+-- new one (section 6): a publisher that could call it still can, with the
+-- same arguments. Nothing is renamed when the old signature is gone (run again: a no-op).
+DO $$
+BEGIN
+    IF to_regprocedure('outbox.publish(text, text, text, jsonb, jsonb)') IS NOT NULL THEN
+        ALTER FUNCTION outbox.publish(text, text, text, jsonb, jsonb) RENAME TO publish_before_1_3;
+    END IF;
+    IF to_regprocedure('outbox.emit(text, text, text, jsonb, jsonb, text)') IS NOT NULL THEN
+        ALTER FUNCTION outbox.emit(text, text, text, jsonb, jsonb, text) RENAME TO emit_before_1_3;
+    END IF;
+END
+$$;
+
 -- Publishes an event inside the caller's transaction: nothing is sent unless it commits.
 -- 1.1: PL/pgSQL, so that the id comes back without INSERT ... RETURNING, which needed SELECT
 -- on outbox.events; a publishing role now needs INSERT only (and cannot read others' events).
@@ -117,7 +139,8 @@ CREATE OR REPLACE FUNCTION outbox.publish(
     aggregate_id   text,
     event_type     text,
     payload        jsonb,
-    headers        jsonb DEFAULT NULL
+    headers        jsonb   DEFAULT NULL,
+    schema_version integer DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
 VOLATILE
@@ -126,24 +149,31 @@ AS $$
 DECLARE
     event_id uuid := gen_random_uuid();
 BEGIN
-    INSERT INTO outbox.events (id, aggregate_type, aggregate_id, event_type, payload, headers)
+    IF schema_version < 1 THEN
+        RAISE EXCEPTION 'outbox.publish: schema_version must be 1 or more (or null), not %', schema_version
+            USING ERRCODE = 'check_violation';
+    END IF;
+    INSERT INTO outbox.events (id, aggregate_type, aggregate_id, event_type, payload, headers,
+                               schema_version)
     VALUES (event_id, publish.aggregate_type, publish.aggregate_id, publish.event_type,
-            publish.payload, publish.headers);
+            publish.payload, publish.headers, publish.schema_version);
     RETURN event_id;
 END
 $$;
 
-COMMENT ON FUNCTION outbox.publish(text, text, text, jsonb, jsonb) IS
+COMMENT ON FUNCTION outbox.publish(text, text, text, jsonb, jsonb, integer) IS
     'Writes one outbox event in the current transaction; returns its id';
 
 -- ---------------------------------------------------------------------------------------------
 -- 3. The message path: outbox.emit()
 -- ---------------------------------------------------------------------------------------------
 -- Publishes an event without a table row: a transactional logical decoding message (prefix
--- 'outbox' by default) whose content is the "message envelope v1", built by json_build_object
--- so that its members keep this order and payload/headers keep their text (docs/sql.md):
+-- 'outbox' by default) whose content is the message envelope, built by json_build_object so that
+-- its members keep this order and payload/headers keep their text (docs/sql.md):
 --   {"id" : "<uuid>", "aggregate_type" : "...", "aggregate_id" : "...", "event_type" : "...",
 --    "headers" : <headers::text or null>, "payload" : <payload::text>}
+-- With a schema_version (1.3), "schema_version" : N comes after "event_type" (envelope v2); without
+-- one the envelope is v1, byte for byte as before.
 -- Transactional (first argument true): decoding hands the message out with its transaction at
 -- commit, and never when the transaction rolls back.
 CREATE OR REPLACE FUNCTION outbox.emit(
@@ -151,8 +181,9 @@ CREATE OR REPLACE FUNCTION outbox.emit(
     aggregate_id   text,
     event_type     text,
     payload        jsonb,
-    headers        jsonb DEFAULT NULL,
-    prefix         text  DEFAULT 'outbox'
+    headers        jsonb   DEFAULT NULL,
+    prefix         text    DEFAULT 'outbox',
+    schema_version integer DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
 VOLATILE
@@ -160,6 +191,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     event_id uuid := gen_random_uuid();
+    envelope json;
 BEGIN
     -- The same rules as outbox.events' NOT NULL and CHECK constraints.
     IF aggregate_type IS NULL OR aggregate_id IS NULL OR event_type IS NULL OR payload IS NULL THEN
@@ -170,29 +202,44 @@ BEGIN
         RAISE EXCEPTION 'outbox.emit: headers must be a JSON object or null, not %', jsonb_typeof(headers)
             USING ERRCODE = 'check_violation';
     END IF;
+    IF schema_version < 1 THEN
+        RAISE EXCEPTION 'outbox.emit: schema_version must be 1 or more (or null), not %', schema_version
+            USING ERRCODE = 'check_violation';
+    END IF;
     -- pg_logical_emit_message() is strict: a null prefix would silently emit nothing.
     IF prefix IS NULL OR prefix = '' THEN
         RAISE EXCEPTION 'outbox.emit: prefix must not be null or empty'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
-    PERFORM pg_logical_emit_message(
-        true,            -- transactional: sent at commit, dropped on rollback
-        prefix,
-        json_build_object(                       -- json, not jsonb: order and text are kept
+    IF schema_version IS NULL THEN                -- envelope v1
+        envelope := json_build_object(            -- json, not jsonb: order and text are kept
             'id',             event_id::text,
             'aggregate_type', aggregate_type,
             'aggregate_id',   aggregate_id,
             'event_type',     event_type,
             'headers',        headers,            -- JSON null when NULL
-            'payload',        payload             -- payload::text, byte for byte
-        )::text);
+            'payload',        payload);           -- payload::text, byte for byte
+    ELSE                                          -- envelope v2: v1 plus schema_version
+        envelope := json_build_object(
+            'id',             event_id::text,
+            'aggregate_type', aggregate_type,
+            'aggregate_id',   aggregate_id,
+            'event_type',     event_type,
+            'schema_version', schema_version,
+            'headers',        headers,
+            'payload',        payload);
+    END IF;
+    PERFORM pg_logical_emit_message(
+        true,            -- transactional: sent at commit, dropped on rollback
+        prefix,
+        envelope::text);
     RETURN event_id;
 END
 $$;
 
-COMMENT ON FUNCTION outbox.emit(text, text, text, jsonb, jsonb, text) IS
-    'Publishes one event as a transactional logical decoding message (message envelope v1), no table row; returns its id';
+COMMENT ON FUNCTION outbox.emit(text, text, text, jsonb, jsonb, text, integer) IS
+    'Publishes one event as a transactional logical decoding message (message envelope v1, or v2 with a schema_version), no table row; returns its id';
 
 -- ---------------------------------------------------------------------------------------------
 -- 4. Row changes as domain events: outbox.table_event() and outbox.add_event_trigger()
@@ -322,7 +369,7 @@ BEGIN
                 AND has_table_privilege(oid, tbl, 'INSERT, UPDATE, DELETE')
                 AND NOT (has_schema_privilege(oid, 'outbox', 'USAGE')
                          AND has_table_privilege(oid, 'outbox.events', 'INSERT')
-                         AND has_function_privilege(oid, 'outbox.publish(text,text,text,jsonb,jsonb)', 'EXECUTE'))
+                         AND has_function_privilege(oid, 'outbox.publish(text,text,text,jsonb,jsonb,integer)', 'EXECUTE'))
     LOOP
         RAISE WARNING 'outbox.add_event_trigger: role % writes to % but cannot publish; its changes will fail', r.rolname, tbl
             USING HINT = 'Grant it USAGE on schema outbox, INSERT on outbox.events and EXECUTE on outbox.publish (docs/sql.md, Grants).';
@@ -445,6 +492,36 @@ COMMENT ON FUNCTION outbox.purge(interval, integer) IS
 -- (fresh install, or upgrade from 1.0); on later runs it leaves privileges to the DBA, so grants
 -- made since are kept. The same for outbox.purge_state (1.2), which only purge() writes: no
 -- privileges for PUBLIC, should default privileges give it any. Who needs what: docs/sql.md, Grants.
+-- 1.3: the privileges of publish() and emit() as they were before 1.3 (renamed in section 2) go
+-- to their new signatures, then the old ones are dropped: whoever could call them still can.
+-- Their owner's rights come with the new function; every other grant is made again.
+DO $$
+DECLARE
+    f   record;
+    a   record;
+BEGIN
+    FOR f IN SELECT p.oid AS old, p.proacl AS acl, p.proowner AS owner,
+                    CASE p.proname WHEN 'publish_before_1_3'
+                         THEN 'outbox.publish(text, text, text, jsonb, jsonb, integer)'
+                         ELSE 'outbox.emit(text, text, text, jsonb, jsonb, text, integer)' END AS new
+               FROM pg_proc p
+              WHERE p.pronamespace = 'outbox'::regnamespace
+                AND p.proname IN ('publish_before_1_3', 'emit_before_1_3')
+    LOOP
+        IF f.acl IS NOT NULL THEN  -- NULL: the default, PUBLIC may execute, as the new one
+            EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f.new);
+            FOR a IN SELECT (aclexplode(f.acl)).* LOOP
+                CONTINUE WHEN a.grantee = f.owner OR a.privilege_type <> 'EXECUTE';
+                EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s%s', f.new,
+                               CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,
+                               CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+            END LOOP;
+        END IF;
+        EXECUTE format('DROP FUNCTION %s', f.old::regprocedure);
+    END LOOP;
+END
+$$;
+
 DO $$
 DECLARE
     previous constant text := current_setting('outbox_kit.previous');
@@ -470,16 +547,16 @@ BEGIN
             IF role_oid = 0 THEN  -- PUBLIC may insert: leave publish() to PUBLIC as well
                 public_inserts := true;
             ELSE
-                EXECUTE format('GRANT EXECUTE ON FUNCTION outbox.publish(text, text, text, jsonb, jsonb) TO %s',
+                EXECUTE format('GRANT EXECUTE ON FUNCTION outbox.publish(text, text, text, jsonb, jsonb, integer) TO %s',
                                role_oid::regrole);
             END IF;
         END LOOP;
     END IF;
     IF NOT public_inserts THEN
-        REVOKE EXECUTE ON FUNCTION outbox.publish(text, text, text, jsonb, jsonb) FROM PUBLIC;
+        REVOKE EXECUTE ON FUNCTION outbox.publish(text, text, text, jsonb, jsonb, integer) FROM PUBLIC;
     END IF;
 
-    REVOKE EXECUTE ON FUNCTION outbox.emit(text, text, text, jsonb, jsonb, text) FROM PUBLIC;
+    REVOKE EXECUTE ON FUNCTION outbox.emit(text, text, text, jsonb, jsonb, text, integer) FROM PUBLIC;
     REVOKE EXECUTE ON FUNCTION outbox.table_event() FROM PUBLIC;
     REVOKE EXECUTE ON FUNCTION outbox.add_event_trigger(regclass, text, text, text, text[]) FROM PUBLIC;
     REVOKE EXECUTE ON FUNCTION outbox.drop_event_trigger(regclass) FROM PUBLIC;
@@ -488,13 +565,13 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- 7. The version, last: it says 1.2 only once everything above is in place.
+-- 7. The version, last: it says 1.3 only once everything above is in place.
 -- ---------------------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION outbox.kit_version()
 RETURNS text
 LANGUAGE sql
 STABLE
-AS $$ SELECT '1.2'::text $$;
+AS $$ SELECT '1.3'::text $$;
 
 COMMENT ON FUNCTION outbox.kit_version() IS 'Version of the outbox-relay SQL kit installed in this database';
 COMMENT ON SCHEMA outbox IS 'outbox-relay SQL kit (SELECT outbox.kit_version()); see docs/sql.md';

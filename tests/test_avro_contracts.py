@@ -2,11 +2,13 @@
 import json
 import struct
 import time
+import uuid
 
 import pytest
 
 from harness import wait_for
 from test_avro import DLQ, OPENED, insert
+from test_sql_kit import EMIT, OUTBOX_SQL_1_2, PUBLISH, install, kit_objects, one, psql_file, role  # noqa: F401
 
 OPENED_JSON = '{"seq": 1, "plan": "basic"}'
 
@@ -79,3 +81,150 @@ def test_a_contract_needs_a_schema_dir_but_no_registry(tmp_path):
     path.write_text(base + 'schema_registry = { schema_dir = "%s"; };\n' % d)
     code, out = relayctl.run_once(["check-config", str(path)])
     assert code == 0, out
+
+
+# ---------------------------------------------------------------------------------------------
+# schema versions per event
+# ---------------------------------------------------------------------------------------------
+
+OPENED_V1 = {"type": "record", "name": "AccountOpened", "namespace": "identity.events",
+             "fields": [{"name": "seq", "type": "long"}, {"name": "plan", "type": "string"}]}
+OPENED_V2 = {"type": "record", "name": "AccountOpened", "namespace": "identity.events",
+             "fields": [{"name": "seq", "type": "long"}, {"name": "plan", "type": "string"},
+                        {"name": "region", "type": "string", "default": "eu"}]}
+
+
+def decode_by_writer_schema(registry, value):
+    """An independent decoder: fastavro with the writer schema the registry serves for the
+    record's id (wire format: magic 0, 4-byte id)."""
+    import io
+    import fastavro
+    assert value[0] == 0
+    schema_id = struct.unpack(">I", value[1:5])[0]
+    status, answer = registry.request("GET", "/schemas/ids/%d" % schema_id)
+    assert status == 200, answer
+    schema = fastavro.parse_schema(json.loads(answer["schema"]))
+    return schema_id, fastavro.schemaless_reader(io.BytesIO(value[5:]), schema)
+
+
+def insert_versioned(db, aggregate, event_type, payload, version, key="c-1"):
+    """One outbox row written by outbox.publish() with a schema version; returns its xid."""
+    conn = db.connect(autocommit=False)
+    cur = conn.cursor()
+    cur.execute("SELECT outbox.publish(%s, %s, %s, %s::jsonb, NULL, %s)",
+                (aggregate, key, event_type, json.dumps(payload), version))
+    cur.execute("SELECT txid_current()")
+    xid = str(cur.fetchone()[0]).encode()
+    conn.commit()
+    conn.close()
+    return xid
+
+
+def emit_versioned(db, aggregate, event_type, payload, version, key="c-1"):
+    """One event by outbox.emit() (message path) with a schema version (envelope v2)."""
+    conn = db.connect(autocommit=True)
+    conn.cursor().execute("SELECT outbox.emit(%s, %s, %s, %s::jsonb, NULL, 'outbox', %s)",
+                          (aggregate, key, event_type, json.dumps(payload), version))
+    conn.close()
+
+
+def test_events_of_two_schema_versions_decode_by_their_writer_schemas(outbox, kafka, registry, tmp_path):
+    """AccountOpened.v1.avsc and .v2.avsc next to AccountOpened.avsc: each event is converted by
+    the file of its schema_version (publish() and emit() argument), registered under the topic's
+    subject as two versions, and says its version in the schema_version header; an independent
+    decoder with the writer schema fetched by id gets each payload back. A version without a
+    file is dead-lettered."""
+    unversioned = dict(OPENED_V1, doc="events written before versions")  # another text: another id
+    d = schema_dir(tmp_path, {"AccountOpened.avsc": unversioned, "AccountOpened.v1.avsc": OPENED_V1,
+                              "AccountOpened.v2.avsc": OPENED_V2})
+    outbox.reconfigure(
+        sources='{ table = "outbox.events"; topic = "%s.${aggregate_type}"; format = "avro"; }, '
+                '{ message_prefix = "outbox"; topic = "%s.${aggregate_type}"; format = "avro"; }'
+                % (outbox.prefix, outbox.prefix),
+        extra_top='schema_registry = { url = "%s"; schema_dir = "%s"; };' % (registry.url, d))
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    insert_versioned(outbox.db, "account", "AccountOpened", {"seq": 1, "plan": "basic"}, 1)
+    insert_versioned(outbox.db, "account", "AccountOpened", {"seq": 2, "plan": "pro", "region": "us"}, 2)
+    emit_versioned(outbox.db, "account", "AccountOpened", {"seq": 3, "plan": "pro", "region": "ap"}, 2)
+    emit_versioned(outbox.db, "account", "AccountOpened", {"seq": 4, "plan": "basic"}, 1)
+    insert(outbox.db, "account", "AccountOpened", {"seq": 5, "plan": "free"})  # no version
+    missing = insert_versioned(outbox.db, "account", "AccountOpened", {"seq": 6, "plan": "x"}, 3)
+    dead = wait_dead_letter(kafka, missing)
+    assert dict(dead["headers"])["dlq_reason"] == (
+        b'no Avro schema for event type "AccountOpened" version 3 '
+        b'(no AccountOpened.v3.avsc in schema_registry.schema_dir)')
+    msgs = kafka.consume([outbox.topic("account")], until=5, timeout=60)
+    time.sleep(1)
+    msgs = kafka.consume([outbox.topic("account")], timeout=10)
+    got = [(dict(m["headers"]).get("schema_version"),) + decode_by_writer_schema(registry, m["value"]) for m in msgs]
+    assert [(v, p) for v, _, p in got] == [
+        (b"1", {"seq": 1, "plan": "basic"}),
+        (b"2", {"seq": 2, "plan": "pro", "region": "us"}),
+        (b"2", {"seq": 3, "plan": "pro", "region": "ap"}),
+        (b"1", {"seq": 4, "plan": "basic"}),
+        (None, {"seq": 5, "plan": "free"}),
+    ]
+    ids = {v: i for v, i, _ in got}
+    subject = outbox.topic("account") + "-value"
+    status, versions = registry.request("GET", "/subjects/%s/versions" % subject)
+    assert status == 200 and len(versions) == 3 and len(set(ids.values())) == 3
+    for m, (v, i, _) in zip(msgs, got):
+        assert dict(m["headers"])["schema_id"] == str(i).encode()
+    assert outbox.relay.stop() == 0
+
+
+def test_kit_1_3_upgrade_keeps_old_calls_and_grants_working(db, pg, role):
+    """1.2 -> 1.3 replaces publish() and emit() by signatures with a trailing schema_version:
+    a 4- or 5-argument publish() and a 6-argument emit() still work for the roles granted them
+    under 1.2 (also inside a function written before), grants move to the new signatures (grant
+    option kept), and the result equals a fresh 1.3 install with the same grants; again: no-op."""
+    psql_file(db, OUTBOX_SQL_1_2)
+    assert one(db, "SELECT outbox.kit_version()") == "1.2"
+    app, admin = role("t_app"), role("t_admin")
+    old_grants = ('GRANT USAGE ON SCHEMA outbox TO "{a}", "{d}"; GRANT INSERT ON outbox.events TO "{a}"; '
+                  'GRANT EXECUTE ON FUNCTION {p} TO "{a}"; GRANT EXECUTE ON FUNCTION {e} TO "{a}"; '
+                  'GRANT EXECUTE ON FUNCTION {e} TO "{d}" WITH GRANT OPTION')
+    db.execute(old_grants.format(a=app, d=admin, p="outbox.publish(text, text, text, jsonb, jsonb)",
+                                 e="outbox.emit(text, text, text, jsonb, jsonb, text)"))
+    db.execute("""CREATE FUNCTION public.app_publish(n int) RETURNS uuid LANGUAGE plpgsql AS $$
+                  BEGIN RETURN outbox.publish('user', 'u-' || n, 'Created', jsonb_build_object('n', n),
+                                              '{"h": "1"}'); END $$""")
+    db.execute('GRANT EXECUTE ON FUNCTION public.app_publish(int) TO "%s"' % app)
+
+    out = install(db).stdout
+    assert "upgrading 1.2 to 1.3" in out
+    assert one(db, "SELECT outbox.kit_version()") == "1.3"
+    assert one(db, "SELECT count(*) FROM pg_proc WHERE pronamespace = 'outbox'::regnamespace "
+                   "AND proname IN ('publish', 'emit')") == 2
+    conn = db.pg.connect(dbname=db.name, user=app)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT outbox.publish('user', 'u-4', 'Created', '{}')")
+            cur.execute("SELECT outbox.publish('user', 'u-5', 'Created', '{}', '{\"h\": \"x\"}')")
+            cur.execute("SELECT outbox.publish('user', 'u-6', 'Created', '{}', NULL, 2)")
+            cur.execute("SELECT outbox.publish('user', 'u-7', 'Created', '{}', schema_version => 3)")
+            cur.execute("SELECT public.app_publish(8)")
+            cur.execute("SELECT outbox.emit('user', 'u-9', 'Created', '{}', NULL, 'outbox')")
+            cur.execute("SELECT outbox.emit('user', 'u-9', 'Created', '{}', NULL, 'outbox', 2)")
+    finally:
+        conn.close()
+    assert db.query("SELECT aggregate_id, schema_version FROM outbox.events ORDER BY seq") == [
+        ("u-4", None), ("u-5", None), ("u-6", 2), ("u-7", 3), ("u-8", None)]
+    with pytest.raises(Exception, match="schema_version must be 1 or more"):
+        db.execute("SELECT outbox.publish('user', 'u-1', 'Created', '{}', NULL, 0)")
+    assert one(db, "SELECT has_function_privilege(%%s, '%s', 'EXECUTE WITH GRANT OPTION')" % EMIT, (admin,))
+    assert not one(db, "SELECT has_function_privilege('public', '%s', 'EXECUTE')" % PUBLISH)
+
+    # The same objects, definitions and privileges as a fresh 1.3 install with the same grants.
+    fresh = pg.create_database("t_fresh_%s" % uuid.uuid4().hex[:8])
+    try:
+        install(fresh)
+        fresh.execute(old_grants.format(a=app, d=admin, p=PUBLISH, e=EMIT))
+        assert kit_objects(db) == kit_objects(fresh)
+    finally:
+        pg.drop_database(fresh.name)
+    before = kit_objects(db)
+    install(db)
+    assert kit_objects(db) == before

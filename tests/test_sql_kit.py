@@ -1,4 +1,4 @@
-# test_sql_kit.py: the SQL kit (sql/outbox.sql 1.2, sql/relay-role.sql) run with psql as a user would.
+# test_sql_kit.py: the SQL kit (sql/outbox.sql 1.3, sql/relay-role.sql) run with psql as a user would.
 """Install, re-run and upgrade of the kit; outbox.publish() and outbox.emit() as seen through a
 wal2json slot (rollback, message envelope v1); the trigger helper; retention with purge() and
 what it records in outbox.purge_state; the relay's role.
@@ -19,7 +19,10 @@ OUTBOX_SQL = os.path.join(REPO_ROOT, "sql", "outbox.sql")
 RELAY_ROLE_SQL = os.path.join(REPO_ROOT, "sql", "relay-role.sql")
 OUTBOX_SQL_1_0 = os.path.join(REPO_ROOT, "tests", "data", "outbox-1.0.sql")
 OUTBOX_SQL_1_1 = os.path.join(REPO_ROOT, "tests", "data", "outbox-1.1.sql")
-KIT_VERSION = "1.2"
+OUTBOX_SQL_1_2 = os.path.join(REPO_ROOT, "tests", "data", "outbox-1.2.sql")
+KIT_VERSION = "1.3"
+PUBLISH = "outbox.publish(text, text, text, jsonb, jsonb, integer)"
+EMIT = "outbox.emit(text, text, text, jsonb, jsonb, text, integer)"
 
 
 def psql_file(db, path, check=True):
@@ -74,6 +77,7 @@ EVENTS_COLUMNS = [
     ("created_at", "timestamp with time zone", True, "now()"),
     ("seq", "bigint", False, "nextval('outbox.events_seq'::regclass)"),
     ("txid", "xid8", False, "pg_current_xact_id()"),
+    ("schema_version", "integer", False, None),
 ]
 
 
@@ -156,8 +160,7 @@ def test_install_twice_is_harmless(db, role):
     event_id = one(db, "SELECT outbox.publish('user', 'u-1', 'Created', '{\"a\": 1}')")
     app = role("t_app")
     db.execute('GRANT USAGE ON SCHEMA outbox TO "%s"; '
-               'GRANT EXECUTE ON FUNCTION outbox.emit(text, text, text, jsonb, jsonb, text) TO "%s"'
-               % (app, app))
+               'GRANT EXECUTE ON FUNCTION %s TO "%s"' % (app, EMIT, app))
     before = kit_objects(db)
 
     second = install(db)
@@ -192,9 +195,8 @@ def test_publisher_needs_only_insert(db, role):
     install(db)
     app = role("t_app")
     db.execute(("GRANT USAGE ON SCHEMA outbox TO {r}; GRANT INSERT ON outbox.events TO {r}; "
-                "GRANT EXECUTE ON FUNCTION outbox.publish(text, text, text, jsonb, jsonb) TO {r}; "
-                "GRANT EXECUTE ON FUNCTION outbox.emit(text, text, text, jsonb, jsonb, text) TO {r}")
-               .format(r='"%s"' % app))
+                "GRANT EXECUTE ON FUNCTION {p} TO {r}; GRANT EXECUTE ON FUNCTION {e} TO {r}")
+               .format(r='"%s"' % app, p=PUBLISH, e=EMIT))
     conn = db.pg.connect(dbname=db.name, user=app)
     try:
         with conn.cursor() as cur:
@@ -217,15 +219,15 @@ def test_upgrade_from_1_0(db, role):
                .format(r=app))
 
     out = install(db).stdout
-    assert "upgrading 1.0 to 1.2" in out
+    assert "upgrading 1.0 to 1.3" in out
     assert one(db, "SELECT outbox.kit_version()") == KIT_VERSION
     assert events_columns(db) == EVENTS_COLUMNS
     assert one(db, "SELECT payload::text || headers::text FROM outbox.events WHERE id = %s",
                (old_id,)) == '{"v": 1}{"h": "x"}'
     # The role that could publish with 1.0 still can; PUBLIC cannot any more.
-    assert one(db, "SELECT has_function_privilege(%s, 'outbox.publish(text,text,text,jsonb,jsonb)', 'EXECUTE')",
+    assert one(db, "SELECT has_function_privilege(%%s, '%s', 'EXECUTE')" % PUBLISH,
                (app,))
-    assert not one(db, "SELECT has_function_privilege('public', 'outbox.publish(text,text,text,jsonb,jsonb)', 'EXECUTE')")
+    assert not one(db, "SELECT has_function_privilege('public', '%s', 'EXECUTE')" % PUBLISH)
     conn = db.pg.connect(dbname=db.name, user=app)
     try:
         with conn.cursor() as cur:
@@ -238,7 +240,7 @@ def test_upgrade_from_1_0(db, role):
     assert one(db, "SELECT count(*) FROM outbox.purge_state") == 0
     with pytest.raises(Exception, match="events_headers_check"):
         db.execute("SELECT outbox.publish('user', 'u-1', 'X', '{}', '[1]')")
-    # And a second 1.2 run changes nothing.
+    # And a second 1.3 run changes nothing.
     before = kit_objects(db)
     install(db)
     assert kit_objects(db) == before
@@ -248,7 +250,7 @@ def test_upgrade_keeps_public_publish_when_public_could_insert(db):
     psql_file(db, OUTBOX_SQL_1_0)
     db.execute("GRANT INSERT ON outbox.events TO PUBLIC")
     install(db)
-    assert one(db, "SELECT has_function_privilege('public', 'outbox.publish(text,text,text,jsonb,jsonb)', 'EXECUTE')")
+    assert one(db, "SELECT has_function_privilege('public', '%s', 'EXECUTE')" % PUBLISH)
 
 
 def test_upgrade_from_1_1_adds_purge_state_and_equals_a_fresh_install(db, pg, role):
@@ -256,21 +258,23 @@ def test_upgrade_from_1_1_adds_purge_state_and_equals_a_fresh_install(db, pg, ro
     assert one(db, "SELECT outbox.kit_version()") == "1.1"
     app = role("t_app")
     grant = ('GRANT USAGE ON SCHEMA outbox TO "{r}"; '
-             'GRANT EXECUTE ON FUNCTION outbox.emit(text, text, text, jsonb, jsonb, text) TO "{r}"').format(r=app)
-    db.execute(grant)  # a DBA's grant under 1.1
+             'GRANT EXECUTE ON FUNCTION {f} TO "{r}"')
+    grant_1_1 = grant.format(r=app, f="outbox.emit(text, text, text, jsonb, jsonb, text)")
+    grant = grant.format(r=app, f=EMIT)
+    db.execute(grant_1_1)  # a DBA's grant under 1.1
     kept_id = one(db, "SELECT outbox.publish('user', 'u-1', 'Created', '{\"v\": 1}')")
     db.execute("""INSERT INTO outbox.events (aggregate_type, aggregate_id, event_type, payload, created_at)
                   VALUES ('user', 'u-old', 'E', '{}', now() - interval '2 hours')""")
     assert one(db, "SELECT outbox.purge('1 hour')") == 1  # 1.1's purge() records nothing
 
     out = install(db).stdout
-    assert "upgrading 1.1 to 1.2" in out
+    assert "upgrading 1.1 to 1.3" in out
     assert one(db, "SELECT outbox.kit_version()") == KIT_VERSION
     assert events_columns(db) == EVENTS_COLUMNS
     assert db.query("SELECT id::text, payload::text FROM outbox.events") == [(kept_id, '{"v": 1}')]
     assert one(db, "SELECT count(*) FROM outbox.purge_state") == 0  # what 1.1 deleted is not known
 
-    # The same objects, definitions and privileges as a fresh 1.2 install given the same grant.
+    # The same objects, definitions and privileges as a fresh 1.3 install given the same grant.
     fresh = pg.create_database("t_fresh_%s" % uuid.uuid4().hex[:8])
     try:
         install(fresh)
@@ -279,7 +283,7 @@ def test_upgrade_from_1_1_adds_purge_state_and_equals_a_fresh_install(db, pg, ro
     finally:
         pg.drop_database(fresh.name)
 
-    # purge() now records what it deletes; a second 1.2 run changes nothing.
+    # purge() now records what it deletes; a second 1.3 run changes nothing.
     db.execute("""INSERT INTO outbox.events (aggregate_type, aggregate_id, event_type, payload, created_at)
                   VALUES ('user', 'u-old-2', 'E', '{}', now() - interval '2 hours')""")
     committed = one(db, "SELECT pg_xact_commit_timestamp(xmin) FROM outbox.events WHERE aggregate_id = 'u-old-2'")
@@ -294,11 +298,11 @@ def test_upgrade_from_1_1_adds_purge_state_and_equals_a_fresh_install(db, pg, ro
 def test_newer_kit_is_not_downgraded(db):
     install(db)
     db.execute("CREATE OR REPLACE FUNCTION outbox.kit_version() RETURNS text LANGUAGE sql AS $$ SELECT '1.10' $$")
-    db.execute("DROP FUNCTION outbox.emit(text, text, text, jsonb, jsonb, text)")
+    db.execute("DROP FUNCTION " + EMIT)
     proc = psql_file(db, OUTBOX_SQL, check=False)
     assert proc.returncode != 0
-    assert "outbox kit 1.10 is installed, this file is the older 1.2" in proc.stdout
-    assert one(db, "SELECT to_regprocedure('outbox.emit(text,text,text,jsonb,jsonb,text)') IS NULL")
+    assert "outbox kit 1.10 is installed, this file is the older 1.3" in proc.stdout
+    assert one(db, "SELECT to_regprocedure('%s') IS NULL" % EMIT)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -551,7 +555,7 @@ def test_trigger_fires_for_a_writer_with_publisher_grants_only(db, role):
     with pytest.raises(Exception, match="permission denied"):
         write_as_app()
     db.execute(("GRANT USAGE ON SCHEMA outbox TO {r}; GRANT INSERT ON outbox.events TO {r}; "
-                "GRANT EXECUTE ON FUNCTION outbox.publish(text, text, text, jsonb, jsonb) TO {r}")
+                "GRANT EXECUTE ON FUNCTION " + PUBLISH + " TO {r}")
                .format(r='"%s"' % app))
     write_as_app()
     assert events(db) == [("item", "1", "ItemsCreated", {"id": 1, "name": "x"}, {"op": "c", "table": "public.items"})]
@@ -838,7 +842,7 @@ def test_seq_numbers_the_rows_of_a_transaction_in_write_order(db, role):
     name = role("t_pub")
     db.execute('GRANT USAGE ON SCHEMA outbox TO "%s"' % name)
     db.execute('GRANT INSERT ON outbox.events TO "%s"' % name)
-    db.execute('GRANT EXECUTE ON FUNCTION outbox.publish(text, text, text, jsonb, jsonb) TO "%s"' % name)
+    db.execute('GRANT EXECUTE ON FUNCTION %s TO "%s"' % (PUBLISH, name))
     conn = db.pg.connect(autocommit=False, dbname=db.name, user=name)
     cur = conn.cursor()
     ids = []
