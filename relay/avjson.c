@@ -84,6 +84,8 @@ void avjson_free(avjson_codec *c)
 
 const char *avjson_schema_text(const avjson_codec *c) { return c->sch.text; }
 
+const char *avjson_schema_name(const avjson_codec *c) { return c->sch.root ? c->sch.root->fullname : NULL; }
+
 /* ---- converting a payload ---- */
 
 /* Writes the reason (the field's path, then what is wrong); always -1. */

@@ -21,6 +21,11 @@ void avjson_free(avjson_codec *c);
 /* The canonical schema text (NUL-terminated), valid until avjson_free. */
 const char *avjson_schema_text(const avjson_codec *c);
 /*
+ * The full name (namespace.name) of the schema's top-level type when it is named (record, enum,
+ * fixed); NULL for other schemas. Valid until avjson_free.
+ */
+const char *avjson_schema_name(const avjson_codec *c);
+/*
  * Converts one JSON text into Avro binary by the schema (docs/schemas.md has the mapping).
  * On success returns 0 and sets *out to a buffer owned by the codec, valid until its next call:
  * prefix bytes left for the caller (the wire format's header), then *out_len - prefix bytes of

@@ -12,10 +12,10 @@
 
 /* Every format: a new one is one module and one row here. */
 static const encoder formats[] = {
-	{"json", NULL, NULL, encode_json},
-	{"avro", encode_avro_setup, encode_avro_teardown, encode_avro},
+	{"json", NULL, NULL, encode_json, NULL},
+	{"avro", encode_avro_setup, encode_avro_teardown, encode_avro, encode_avro_start},
 	/* json with sources[].contract = true: not a name the configuration accepts as a format */
-	{"json-contract", encode_contract_setup, encode_contract_teardown, encode_contract},
+	{"json-contract", encode_contract_setup, encode_contract_teardown, encode_contract, NULL},
 };
 #define N_FORMATS (sizeof(formats) / sizeof(formats[0]))
 
@@ -64,6 +64,17 @@ void encode_free(encoders *e)
 		if (e->state[i])
 			formats[i].teardown(e->state[i]);
 	free(e);
+}
+
+int encode_start(encoders *e, const relay_config *cfg, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < N_FORMATS; i++) {
+		int rc = e->state[i] && formats[i].start ? formats[i].start(e->state[i], cfg, err, errlen)
+							 : ENCODE_OK;
+		if (rc != ENCODE_OK)
+			return rc;
+	}
+	return ENCODE_OK;
 }
 
 /* A record without a format is JSON: captured tables and snapshot rows (for now). */

@@ -28,6 +28,9 @@ typedef struct {
 	void (*teardown)(void *state);
 	/* Rewrites rec->msg's key and value into the format: ENCODE_OK, or another ENCODE_* with *why. */
 	int (*encode)(void *state, record *rec, const char **why);
+	/* Checks before streaming (Avro: the registry's compatibility rules): ENCODE_OK, or
+	 * ENCODE_STOP with err (the relay does not start). NULL: none. */
+	int (*start)(void *state, const relay_config *cfg, char *err, size_t errlen);
 } encoder;
 
 /* The formats of one configuration, each with its state. */
@@ -42,6 +45,11 @@ const encoder *encode_find(const char *name);
 encoders *encode_new(const relay_config *cfg, char *err, size_t errlen);
 /* Frees what encode_new made (NULL: nothing). */
 void encode_free(encoders *e);
+/*
+ * The formats' checks before streaming (encoder.start), in table order: ENCODE_OK, or the first
+ * ENCODE_STOP with err.
+ */
+int encode_start(encoders *e, const relay_config *cfg, char *err, size_t errlen);
 /* Encodes rec with its format (rec->format, NULL: JSON): ENCODE_OK or another ENCODE_* with *why. */
 int encode_record(encoders *e, record *rec, const char **why);
 

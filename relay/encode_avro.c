@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "avjson.h"
+#include "compat.h"
 #include "contract.h"
 #include "encode.h"
 #include "log.h"
@@ -35,6 +36,9 @@ typedef struct {
 	contract_set *contracts;
 	avro_ids *ids; /* one per contract, same index */
 	registry *reg;
+	registry_strategy strategy; /* how subjects are named */
+	const relay_config *cfg; /* for the compatibility check (compat.h) */
+	bool check_pending;   /* the registry was down at start: check before its first use */
 	char *url;            /* the registry's base, for ce_dataschema */
 	char why[512];
 	char subject[300];
@@ -53,11 +57,45 @@ void *encode_avro_setup(const relay_config *cfg, char *err, size_t errlen)
 		return NULL;
 	}
 	av->ids = xcalloc(contract_set_count(av->contracts) + 1, sizeof(*av->ids));
+	av->cfg = cfg;
 	av->url = xstrdup(cfg->registry_url);
 	av->reg = registry_new(cfg->registry_url, cfg->registry_user, cfg->registry_password,
 			       cfg->registry_ca_file, cfg->registry_timeout_ms,
 			       cfg->registry_auto_register);
 	return av;
+}
+
+int encode_avro_start(void *state, const relay_config *cfg, char *err, size_t errlen)
+{
+	avro_state *av = state;
+
+	switch (compat_check(cfg, av->strategy, av->contracts, av->reg, err, errlen)) {
+	case COMPAT_OK:
+		av->check_pending = false;
+		return ENCODE_OK;
+	case COMPAT_DOWN:
+		log_warn("cannot check the schema files against the schema registry at start: %s; "
+			 "starting anyway: the check runs before the first event that needs the registry "
+			 "(which holds the stream back until the registry answers)", err);
+		av->check_pending = true;
+		return ENCODE_OK;
+	default:
+		return ENCODE_STOP;
+	}
+}
+
+/* The start's check, when the registry was down then: ENCODE_OK, or HOLD / STOP with *why. */
+static int pending_check(avro_state *av, const char **why)
+{
+	switch (compat_check(av->cfg, av->strategy, av->contracts, av->reg, av->why, sizeof(av->why))) {
+	case COMPAT_OK:
+		av->check_pending = false;
+		return ENCODE_OK;
+	case COMPAT_DOWN:
+		return *why = av->why, ENCODE_HOLD;
+	default:
+		return *why = av->why, ENCODE_STOP;
+	}
 }
 
 void encode_avro_teardown(void *state)
@@ -86,10 +124,20 @@ static int schema_id(avro_state *av, const route_msg *m, size_t ci, int *id, con
 	const contract *k = contract_at(av->contracts, ci);
 	avro_ids *c = &av->ids[ci];
 
-	snprintf(av->subject, sizeof(av->subject), "%s-value", m->topic); /* TopicNameStrategy */
+	if (registry_subject(av->strategy, m->topic, avjson_schema_name(k->codec), av->subject,
+			     sizeof(av->subject)) < 0) {
+		snprintf(av->why, sizeof(av->why), "schema %s has no record name for the subject "
+			 "naming strategy (or the subject is too long)", k->file);
+		return *why = av->why, ENCODE_STOP;
+	}
 	for (size_t i = 0; i < c->n_ids; i++)
 		if (strcmp(c->ids[i].subject, av->subject) == 0)
 			return *id = c->ids[i].id, ENCODE_OK;
+	if (av->check_pending) {
+		int rc = pending_check(av, why);
+		if (rc != ENCODE_OK)
+			return rc;
+	}
 	registry_result r = registry_id(av->reg, av->subject, avjson_schema_text(k->codec), id, av->why,
 					sizeof(av->why));
 	if (r != REGISTRY_OK) {

@@ -13,6 +13,15 @@
  * client. NULL with err.
  */
 void *encode_avro_setup(const relay_config *cfg, char *err, size_t errlen);
+/*
+ * Before streaming: every schema file checked against the registry's compatibility rules for the
+ * subjects it is known to go to (compat.h). ENCODE_OK, or ENCODE_STOP with err: one line naming
+ * the file, the subject and the registry's reason. When the registry does not answer, the start
+ * goes on (logged) and the check runs again before the first event that needs the registry,
+ * which holds the stream back until it answers (ENCODE_HOLD), or stops at that event when a file
+ * is refused (ENCODE_STOP): an incompatible file is never registered either way.
+ */
+int encode_avro_start(void *state, const relay_config *cfg, char *err, size_t errlen);
 /* Frees the schemas and the client. */
 void encode_avro_teardown(void *state);
 /*

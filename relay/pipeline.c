@@ -22,6 +22,11 @@ pipeline *pipeline_new(const relay_config *cfg, char *err, size_t errlen)
 	return p;
 }
 
+int pipeline_start(pipeline *p, const relay_config *cfg, char *err, size_t errlen)
+{
+	return encode_start(p->enc, cfg, err, errlen);
+}
+
 void pipeline_free(pipeline *p)
 {
 	if (!p)

@@ -15,6 +15,12 @@ typedef struct pipeline pipeline;
  * files): NULL with a message in err when a stage cannot work (the relay does not start).
  */
 pipeline *pipeline_new(const relay_config *cfg, char *err, size_t errlen);
+/*
+ * The stages' checks before streaming (encode_start: the Avro schema files against the
+ * registry's compatibility rules): ENCODE_OK, or ENCODE_STOP with err, the one line saying why
+ * the relay does not start. A service that is down does not stop the start (encode_avro.h).
+ */
+int pipeline_start(pipeline *p, const relay_config *cfg, char *err, size_t errlen);
 /* Frees what pipeline_new made (NULL: nothing). */
 void pipeline_free(pipeline *p);
 /*

@@ -123,6 +123,30 @@ static long post(registry *r, const char *url, const char *body, char *err, size
 	return status;
 }
 
+static void remember(registry *r, const char *subject, const char *text, int id);
+
+/* GETs <url><path>; the HTTP status, or -1 with err when there was no answer. */
+static long get(registry *r, const char *path, char *err, size_t errlen)
+{
+	strbuf url = {0};
+	CURLcode rc;
+	long status = -1;
+
+	if (!r->curl)
+		setup_handle(r);
+	r->body_len = 0;
+	strbuf_addf(&url, "%s%s", r->url, path);
+	curl_easy_setopt(r->curl, CURLOPT_URL, strbuf_str(&url));
+	curl_easy_setopt(r->curl, CURLOPT_HTTPGET, 1L); /* the next post() sets POSTFIELDS again */
+	rc = curl_easy_perform(r->curl);
+	if (rc != CURLE_OK)
+		snprintf(err, errlen, "schema registry %s: %s", r->url, curl_easy_strerror(rc));
+	else
+		curl_easy_getinfo(r->curl, CURLINFO_RESPONSE_CODE, &status);
+	strbuf_free(&url);
+	return status;
+}
+
 /* The id of a successful registration's answer ({"id": N}); -1 when it has none. */
 static int answer_id(const registry *r)
 {
@@ -134,22 +158,29 @@ static int answer_id(const registry *r)
 	return v;
 }
 
-/* POSTs {"schema": text} to <url>/subjects/<subject><tail>; the HTTP status or -1 (err). */
-static long post_schema(registry *r, const char *subject, const char *tail, const char *text,
-			char *err, size_t errlen)
+/* POSTs {"schema": text} to <url><head><subject><tail>; the HTTP status or -1 (err). */
+static long post_to(registry *r, const char *head, const char *subject, const char *tail,
+		    const char *text, char *err, size_t errlen)
 {
 	char *esc = curl_easy_escape(NULL, subject, 0); /* libcurl's: curl_free */
 	strbuf url = {0};
 	json_t *req = json_pack("{s:s}", "schema", text);
 	char *body = json_dumps(req, JSON_COMPACT); /* jansson's malloc: free */
 
-	strbuf_addf(&url, "%s/subjects/%s%s", r->url, esc, tail);
+	strbuf_addf(&url, "%s%s%s%s", r->url, head, esc, tail);
 	long status = post(r, strbuf_str(&url), body, err, errlen);
 	free(body);
 	json_decref(req);
 	strbuf_free(&url);
 	curl_free(esc);
 	return status;
+}
+
+/* POSTs {"schema": text} to <url>/subjects/<subject><tail>; the HTTP status or -1 (err). */
+static long post_schema(registry *r, const char *subject, const char *tail, const char *text,
+			char *err, size_t errlen)
+{
+	return post_to(r, "/subjects/", subject, tail, text, err, errlen);
 }
 
 /* Whether an HTTP status is a refusal of the schema itself (not an outage, not access). */
@@ -217,11 +248,166 @@ registry_result registry_id(registry *r, const char *subject, const char *schema
 		}
 	registry_result res = r->auto_register ? register_schema(r, subject, schema_text, id, err, errlen)
 					       : lookup_schema(r, subject, schema_text, id, err, errlen);
-	if (res != REGISTRY_OK)
-		return res;
+	if (res == REGISTRY_OK)
+		remember(r, subject, schema_text, *id);
+	return res;
+}
+
+/* Says why an answer is not what a start-time request needed: DOWN (it may pass) with err. */
+static registry_result unexpected(registry *r, long status, const char *what, char *err, size_t errlen)
+{
+	if (status >= 0)
+		snprintf(err, errlen, "the schema registry answered HTTP %ld to %s: %.300s", status, what,
+			 r->body ? r->body : "");
+	return REGISTRY_DOWN;
+}
+
+/* Keeps an id the registry answered for (subject, text), as registry_id does. */
+static void remember(registry *r, const char *subject, const char *text, int id)
+{
 	r->cache = xrealloc(r->cache, sizeof(*r->cache) * (r->n_cache + 1));
 	r->cache[r->n_cache].subject = xstrdup(subject);
-	r->cache[r->n_cache].text = xstrdup(schema_text);
-	r->cache[r->n_cache++].id = *id;
+	r->cache[r->n_cache].text = xstrdup(text);
+	r->cache[r->n_cache++].id = id;
+}
+
+registry_result registry_registered(registry *r, const char *subject, const char *schema_text,
+				    bool *registered, char *err, size_t errlen)
+{
+	long status = post_schema(r, subject, "", schema_text, err, errlen);
+	int id;
+
+	*registered = status == 200 && (id = answer_id(r)) >= 0;
+	if (*registered) {
+		remember(r, subject, schema_text, id);
+		return REGISTRY_OK;
+	}
+	return status == 404 ? REGISTRY_OK : unexpected(r, status, "a schema lookup", err, errlen);
+}
+
+/* The registry's reason for an incompatibility: Confluent's "messages", Apicurio's "reason". */
+static void incompatibility_reason(json_t *o, char *reason, size_t len)
+{
+	json_t *msgs = json_object_get(o, "messages"), *why = json_object_get(o, "reason");
+	strbuf b = {0};
+	size_t i;
+	json_t *m;
+
+	json_array_foreach(msgs, i, m)
+		if (json_is_string(m))
+			strbuf_addf(&b, "%s%s", b.len ? "; " : "", json_string_value(m));
+	if (!b.len && json_is_string(why))
+		strbuf_addf(&b, "%s", json_string_value(why));
+	snprintf(reason, len, "%.400s", b.len ? strbuf_str(&b) : "no reason given");
+	strbuf_free(&b);
+}
+
+registry_result registry_compatible(registry *r, const char *subject, const char *schema_text,
+				    bool *compatible, char *reason, size_t reasonlen, char *err,
+				    size_t errlen)
+{
+	long status = post_to(r, "/compatibility/subjects/", subject, "/versions/latest?verbose=true",
+			      schema_text, err, errlen);
+
+	*compatible = true;
+	reason[0] = '\0';
+	if (status == 404) /* no such subject, or no version in it: nothing to be compatible with */
+		return REGISTRY_OK;
+	if (status == 422) {
+		*compatible = false;
+		snprintf(reason, reasonlen, "the registry finds the schema invalid: %.300s",
+			 r->body ? r->body : "");
+		return REGISTRY_OK;
+	}
+	json_t *o = status == 200 ? json_loadb(r->body, r->body_len, 0, NULL) : NULL;
+	json_t *is = json_object_get(o, "is_compatible");
+	if (!json_is_boolean(is)) {
+		json_decref(o);
+		return unexpected(r, status, "a compatibility check", err, errlen);
+	}
+	*compatible = json_is_true(is);
+	if (!*compatible)
+		incompatibility_reason(o, reason, reasonlen);
+	json_decref(o);
 	return REGISTRY_OK;
+}
+
+registry_result registry_subjects(registry *r, char ***subjects, size_t *n, char *err, size_t errlen)
+{
+	long status = get(r, "/subjects", err, errlen);
+	json_t *a = status == 200 ? json_loadb(r->body, r->body_len, 0, NULL) : NULL;
+	size_t i;
+	json_t *v;
+
+	*subjects = NULL;
+	*n = 0;
+	if (!json_is_array(a)) {
+		json_decref(a);
+		return unexpected(r, status, "the list of subjects", err, errlen);
+	}
+	*subjects = xcalloc(json_array_size(a) + 1, sizeof(char *));
+	json_array_foreach(a, i, v)
+		if (json_is_string(v))
+			(*subjects)[(*n)++] = xstrdup(json_string_value(v));
+	json_decref(a);
+	return REGISTRY_OK;
+}
+
+/* The full name of a schema's top-level named type (Avro's rules for name and namespace). */
+static char *schema_full_name(const char *text)
+{
+	json_t *s = json_loads(text, 0, NULL);
+	const char *name = json_string_value(json_object_get(s, "name"));
+	const char *ns = json_string_value(json_object_get(s, "namespace"));
+	strbuf b = {0};
+	char *out = NULL;
+
+	if (name) {
+		if (!strchr(name, '.') && ns && ns[0])
+			strbuf_addf(&b, "%s.", ns);
+		strbuf_addf(&b, "%s", name);
+		out = xstrdup(strbuf_str(&b));
+	}
+	strbuf_free(&b);
+	json_decref(s);
+	return out;
+}
+
+registry_result registry_latest_name(registry *r, const char *subject, char **full_name, char *err,
+				     size_t errlen)
+{
+	char *esc = curl_easy_escape(NULL, subject, 0);
+	strbuf path = {0};
+
+	strbuf_addf(&path, "/subjects/%s/versions/latest", esc);
+	long status = get(r, strbuf_str(&path), err, errlen);
+	strbuf_free(&path);
+	curl_free(esc);
+	*full_name = NULL;
+	if (status == 404)
+		return REGISTRY_OK;
+	json_t *o = status == 200 ? json_loadb(r->body, r->body_len, 0, NULL) : NULL;
+	const char *text = json_string_value(json_object_get(o, "schema"));
+	if (!text) {
+		json_decref(o);
+		return unexpected(r, status, "the latest version of a subject", err, errlen);
+	}
+	*full_name = schema_full_name(text);
+	json_decref(o);
+	return REGISTRY_OK;
+}
+
+int registry_subject(registry_strategy s, const char *topic, const char *record, char *out, size_t len)
+{
+	int n;
+
+	if (s != REGISTRY_TOPIC_NAME && !record)
+		return -1;
+	if (s == REGISTRY_TOPIC_NAME)
+		n = snprintf(out, len, "%s-value", topic);
+	else if (s == REGISTRY_RECORD_NAME)
+		n = snprintf(out, len, "%s", record);
+	else
+		n = snprintf(out, len, "%s-%s", topic, record);
+	return n < 0 || (size_t)n >= len ? -1 : 0;
 }

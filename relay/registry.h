@@ -7,6 +7,20 @@
 
 typedef struct registry registry;
 
+/* How a record's value subject is named (Confluent's serializers' value.subject.name.strategy). */
+typedef enum {
+	REGISTRY_TOPIC_NAME,        /* <topic>-value (TopicNameStrategy, the default) */
+	REGISTRY_RECORD_NAME,       /* <record full name> (RecordNameStrategy) */
+	REGISTRY_TOPIC_RECORD_NAME, /* <topic>-<record full name> (TopicRecordNameStrategy) */
+} registry_strategy;
+
+/*
+ * The subject of a value of the schema named record (its full name; NULL for an unnamed schema,
+ * which only TopicNameStrategy can place) published to topic, written to out. -1 when it does
+ * not fit in len or the strategy needs a name the schema does not have.
+ */
+int registry_subject(registry_strategy s, const char *topic, const char *record, char *out, size_t len);
+
 /* What a registration came to. */
 typedef enum {
 	REGISTRY_OK,      /* *id is the schema's id */
@@ -31,5 +45,29 @@ void registry_free(registry *r);
  */
 registry_result registry_id(registry *r, const char *subject, const char *schema_text, int *id,
 			    char *err, size_t errlen);
+
+/*
+ * Start-time questions (docs/schemas.md, Compatibility at start). Each returns REGISTRY_OK with
+ * the answer, or REGISTRY_DOWN with err (no answer, or one that is not what the API gives).
+ */
+/* Whether schema_text is registered under subject with exactly this text (then its id is cached). */
+registry_result registry_registered(registry *r, const char *subject, const char *schema_text,
+				    bool *registered, char *err, size_t errlen);
+/*
+ * Whether schema_text may be registered under subject by its compatibility rules (POST
+ * /compatibility/subjects/{subject}/versions/latest?verbose=true); a subject without versions
+ * takes anything. When not: the registry's reason in reason (422, an invalid schema, too).
+ */
+registry_result registry_compatible(registry *r, const char *subject, const char *schema_text,
+				    bool *compatible, char *reason, size_t reasonlen, char *err,
+				    size_t errlen);
+/* Every subject (GET /subjects): *subjects holds *n malloc'd names in a malloc'd array. */
+registry_result registry_subjects(registry *r, char ***subjects, size_t *n, char *err, size_t errlen);
+/*
+ * The full name (namespace.name) of the named type at the top of subject's latest schema;
+ * *full_name NULL when the subject has none (or no versions). The caller frees it.
+ */
+registry_result registry_latest_name(registry *r, const char *subject, char **full_name, char *err,
+				     size_t errlen);
 
 #endif

@@ -95,6 +95,11 @@ int relay_run(const relay_config *cfg)
 		log_error("%s: relay.metrics_listen: %s", cfg->path, err);
 		goto cleanup;
 	}
+	if (pipeline_start(r.pipe, cfg, err, sizeof(err)) != 0) { /* a schema the registry refuses */
+		log_error("%s", err);
+		code = RELAY_EXIT_USAGE;
+		goto cleanup;
+	}
 	while ((code = session_run_all(&r)) == SESSION_RUN_STAND_BY) {
 		free_parts(&r);
 		if (build_parts(&r, cfg) < 0) {

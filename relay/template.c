@@ -193,3 +193,23 @@ int template_expand(const topic_template *t, template_value_fn value, void *ctx,
 		return *why = "the topic name made from the template is not a valid Kafka topic name", -1;
 	return (int)used;
 }
+
+/* Whether name[0..len) matches segments from seg on: a placeholder takes any run of characters. */
+static bool matches_from(const topic_template *t, size_t seg, const char *name, size_t len)
+{
+	if (seg == t->n_segs)
+		return len == 0;
+	const template_seg *g = &t->segs[seg];
+	if (!g->is_field)
+		return len >= g->len && memcmp(name, g->text, g->len) == 0 &&
+		       matches_from(t, seg + 1, name + g->len, len - g->len);
+	for (size_t take = 0; take <= len; take++)
+		if (matches_from(t, seg + 1, name + take, len - take))
+			return true;
+	return false;
+}
+
+bool template_may_expand_to(const topic_template *t, const char *name, size_t len)
+{
+	return matches_from(t, 0, name, len);
+}

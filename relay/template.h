@@ -67,6 +67,13 @@ typedef int (*template_value_fn)(void *ctx, const char *name, const char **text,
 int template_expand(const topic_template *t, template_value_fn value, void *ctx, char *out,
 		    const char **why);
 
+/*
+ * Whether some values of the placeholders could expand t to name (each placeholder standing for
+ * any text): the literal parts are in name, in order. For finding the topics a template may have
+ * written to (the registry's subjects at start).
+ */
+bool template_may_expand_to(const topic_template *t, const char *name, size_t len);
+
 /* A whole topic name: 1 to 249 characters from [a-zA-Z0-9._-], and neither "." nor "..". */
 bool template_topic_name_ok(const char *name, size_t len);
 

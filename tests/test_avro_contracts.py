@@ -228,3 +228,84 @@ def test_kit_1_3_upgrade_keeps_old_calls_and_grants_working(db, pg, role):
     before = kit_objects(db)
     install(db)
     assert kit_objects(db) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# an incompatible new version is refused at start
+# ---------------------------------------------------------------------------------------------
+
+OPENED_V2_INCOMPATIBLE = {"type": "record", "name": "AccountOpened", "namespace": "identity.events",
+                          "fields": [{"name": "seq", "type": "long"}, {"name": "plan", "type": "string"},
+                                     {"name": "owner", "type": "string"}]}  # no default: not BACKWARD
+
+
+def start_versions(outbox, registry, d, topic=None, registry_extra=""):
+    outbox.reconfigure(
+        sources='{ table = "outbox.events"; topic = "%s"; format = "avro"; }'
+                % (topic or outbox.prefix + ".${aggregate_type}"),
+        extra_top='schema_registry = { url = "%s"; schema_dir = "%s"; %s };' % (registry.url, d, registry_extra))
+    outbox.relay.start()
+
+
+def error_lines(relay):
+    return [line for line in relay.log().splitlines() if " error " in line]
+
+
+@pytest.mark.parametrize("fixed_topic", [False, True], ids=["topic-template", "fixed-topic"])
+def test_an_incompatible_new_version_is_refused_at_start(outbox, kafka, registry, tmp_path, fixed_topic):
+    """v1 is registered (BACKWARD); a v2 file whose readers cannot read v1 data (a new field
+    without a default) stops the start: exit 2, one line naming the file,
+    the subject and the registry's reason, before any event is published. The subject is found
+    in the registry (a topic template: the subject whose latest has the record's full name) or
+    known from a fixed topic."""
+    topic = outbox.topic("accounts") if fixed_topic else outbox.topic("account")
+    subject = topic + "-value"
+    assert registry.request("GET", "/config")[1]["compatibilityLevel"] == "BACKWARD"
+    status, _ = registry.request("POST", "/subjects/%s/versions" % subject,
+                                 {"schema": json.dumps(OPENED_V1, separators=(",", ":"))})
+    assert status == 200
+    d = schema_dir(tmp_path, {"AccountOpened.v1.avsc": OPENED_V1, "AccountOpened.v2.avsc": OPENED_V2_INCOMPATIBLE})
+    insert_versioned(outbox.db, "account", "AccountOpened", {"seq": 1, "plan": "basic"}, 1)
+    start_versions(outbox, registry, d, topic=topic if fixed_topic else None)
+    assert outbox.relay.wait_exit(60) == 2
+    errors = error_lines(outbox.relay)
+    assert len(errors) == 1, errors
+    assert ("schema file %s/AccountOpened.v2.avsc is incompatible with subject %s in the schema registry: "
+            % (d, subject)) in errors[0], errors
+    assert "owner" in errors[0].split("schema registry: ", 1)[1]  # the registry's reason names the field
+    assert kafka.consume([topic], timeout=3) == []
+    status, versions = registry.request("GET", "/subjects/%s/versions" % subject)
+    assert versions == [1]  # nothing registered
+    # A compatible v2 (a default for the new field) starts, and both versions go out.
+    (d / "AccountOpened.v2.avsc").write_text(json.dumps(OPENED_V2))
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    assert "1 (file, subject) pairs new to the registry, all compatible" in outbox.relay.log()
+    insert_versioned(outbox.db, "account", "AccountOpened", {"seq": 2, "plan": "pro", "region": "us"}, 2)
+    msgs = kafka.consume([topic], until=2, timeout=60)
+    assert [decode_by_writer_schema(registry, m["value"])[1]["seq"] for m in msgs] == [1, 2]
+    assert outbox.relay.stop() == 0
+
+
+def test_a_registry_down_at_start_holds_the_check_until_it_answers(outbox, kafka, registry, tmp_path):
+    """The registry is frozen at start: the relay says it cannot check and starts anyway; the
+    check runs before the first Avro event needs the registry, so an incompatible file is still
+    refused before anything is registered or published (at that event: exit 1)."""
+    subject = outbox.topic("account") + "-value"
+    status, _ = registry.request("POST", "/subjects/%s/versions" % subject,
+                                 {"schema": json.dumps(OPENED_V1, separators=(",", ":"))})
+    assert status == 200
+    d = schema_dir(tmp_path, {"AccountOpened.v1.avsc": OPENED_V1, "AccountOpened.v2.avsc": OPENED_V2_INCOMPATIBLE})
+    registry.pause()
+    try:
+        start_versions(outbox, registry, d, registry_extra="timeout_ms = 1000;")
+        outbox.relay.wait_log("cannot check the schema files against the schema registry at start", timeout=30)
+        outbox.relay.wait_streaming()
+        insert_versioned(outbox.db, "account", "AccountOpened", {"seq": 1, "plan": "basic"}, 1)
+        outbox.relay.wait_log("holding back the row of outbox.events", timeout=30)
+    finally:
+        registry.resume()
+    assert outbox.relay.wait_exit(60) == 1
+    errors = error_lines(outbox.relay)
+    assert len(errors) == 1 and "AccountOpened.v2.avsc is incompatible with subject %s" % subject in errors[0], errors
+    assert kafka.consume([outbox.topic("account")], timeout=3) == []

@@ -149,6 +149,29 @@ static void test_topic_names_kafka_accepts(void **state)
 	assert_false(template_topic_name_ok("a b", 3));
 }
 
+static void test_a_template_may_expand_to_the_topics_its_literals_allow(void **state)
+{
+	(void)state;
+	topic_template t;
+	char err[200];
+
+	assert_int_equal(template_compile(&t, "outbox.${aggregate_type}.v1", &template_outbox_vars, err,
+					  sizeof(err)), 0);
+	assert_true(template_may_expand_to(&t, "outbox.user.v1", 14));
+	assert_true(template_may_expand_to(&t, "outbox.a.b.v1", 13));
+	assert_false(template_may_expand_to(&t, "outbox.user.v2", 14));
+	assert_false(template_may_expand_to(&t, "other.user.v1", 13));
+	template_free(&t);
+	assert_int_equal(template_compile(&t, "${a}-${b}", &template_outbox_vars, err, sizeof(err)), 0);
+	assert_true(template_may_expand_to(&t, "x-y", 3));
+	assert_false(template_may_expand_to(&t, "xy", 2));
+	template_free(&t);
+	assert_int_equal(template_compile(&t, "fixed", &template_outbox_vars, err, sizeof(err)), 0);
+	assert_true(template_may_expand_to(&t, "fixed", 5));
+	assert_false(template_may_expand_to(&t, "fixed2", 6));
+	template_free(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -159,6 +182,7 @@ int main(void)
 		cmocka_unit_test(test_expansion_fills_in_each_placeholder),
 		cmocka_unit_test(test_expansion_longer_than_a_topic_name_is_refused),
 		cmocka_unit_test(test_topic_names_kafka_accepts),
+		cmocka_unit_test(test_a_template_may_expand_to_the_topics_its_literals_allow),
 	};
 	return cmocka_run_group_tests_name("template", tests, NULL, NULL);
 }
