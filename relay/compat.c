@@ -113,8 +113,11 @@ static compat_result is_earlier_home(compat_run *c, size_t si, const char *name,
 	if (len <= 6 || strcmp(s + len - 6, "-value") != 0 || !some_template_writes(c, s, len - 6))
 		return COMPAT_OK;
 	if (!c->latest_known[si]) { /* asked once per subject, for all files */
-		if (registry_latest_name(c->reg, s, &c->latest[si], c->err, c->errlen) != REGISTRY_OK)
+		registry_result rr = registry_latest_name(c->reg, s, &c->latest[si], c->err, c->errlen);
+		if (rr == REGISTRY_DOWN)
 			return COMPAT_DOWN;
+		if (rr == REGISTRY_REFUSED)
+			log_warn("not checking subject %s at start: %s", s, c->err);
 		c->latest_known[si] = true;
 	}
 	*home = c->latest[si] && strcmp(c->latest[si], name) == 0;
@@ -153,8 +156,12 @@ static compat_result prepare(compat_run *c)
 	}
 	if (c->n_templates == 0 || c->strategy == REGISTRY_RECORD_NAME)
 		return COMPAT_OK;
-	if (registry_subjects(c->reg, &c->subjects, &c->n_subjects, c->err, c->errlen) != REGISTRY_OK)
+	registry_result rr = registry_subjects(c->reg, &c->subjects, &c->n_subjects, c->err, c->errlen);
+	if (rr == REGISTRY_DOWN)
 		return COMPAT_DOWN;
+	if (rr == REGISTRY_REFUSED) /* known subjects only; a refusal at an event stays possible */
+		log_warn("cannot list the schema registry's subjects at start (%s): checking only the "
+			 "subjects known from the configuration", c->err);
 	c->latest = xcalloc(c->n_subjects + 1, sizeof(*c->latest));
 	c->latest_known = xcalloc(c->n_subjects + 1, sizeof(*c->latest_known));
 	return COMPAT_OK;

@@ -66,6 +66,8 @@ static const char *const takeovers[] = {"fence", "wait", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const log_formats[] = {"text", "logfmt", "json", NULL};
 static const char *const source_formats[] = {"json", "avro", NULL};
+static const char *const subject_strategies[] = {"TopicNameStrategy", "RecordNameStrategy",
+						 "TopicRecordNameStrategy", NULL};
 
 static const opt_def opts[] = {
 	{.path = "postgresql.conninfo", .type = OPT_STRING, .offset = OFF(pg_conninfo),
@@ -195,6 +197,12 @@ static const opt_def opts[] = {
 	 .offset = OFF(registry_auto_register), .def = "true",
 	 .doc = "register a schema under its subject at its first event; false: use only a version "
 		"already registered with the same text (else the relay stops at that event)"},
+	{.path = "schema_registry.subject_strategy", .type = OPT_STRING,
+	 .offset = OFF(registry_subject_strategy), .def = "TopicNameStrategy",
+	 .choices = subject_strategies,
+	 .doc = "the subject a value's schema is registered under, named as Confluent's serializers "
+		"do: TopicNameStrategy (<topic>-value), RecordNameStrategy (<record full name>) or "
+		"TopicRecordNameStrategy (<topic>-<record full name>)"},
 	{.path = "schema_registry.schema_dir", .type = OPT_STRING, .offset = OFF(schema_dir),
 	 .def = "",
 	 .doc = "directory of Avro schemas, one <event_type>.avsc per event type of the Avro "

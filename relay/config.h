@@ -113,6 +113,7 @@ typedef struct {
 	char *registry_ca_file; /* CA bundle for https, "" for the system's */
 	int registry_timeout_ms;
 	bool registry_auto_register; /* register new schemas; false: use what is registered */
+	char *registry_subject_strategy; /* TopicNameStrategy, RecordNameStrategy, TopicRecordNameStrategy */
 	char *schema_dir;       /* <event_type>.avsc files */
 	bool any_avro;          /* some source has format = "avro" */
 	bool any_contract;      /* some json source has contract = true */

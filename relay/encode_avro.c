@@ -48,11 +48,41 @@ typedef struct {
 	char dataschema[600];
 } avro_state;
 
+/* The configured strategy (config.c accepts only these words). */
+static registry_strategy strategy_of(const char *name)
+{
+	if (strcmp(name, "RecordNameStrategy") == 0)
+		return REGISTRY_RECORD_NAME;
+	if (strcmp(name, "TopicRecordNameStrategy") == 0)
+		return REGISTRY_TOPIC_RECORD_NAME;
+	return REGISTRY_TOPIC_NAME;
+}
+
+/* A strategy with the record name in the subject needs a named schema in every file. */
+static int check_names(const contract_set *cs, registry_strategy st, const relay_config *cfg,
+		       char *err, size_t errlen)
+{
+	for (size_t i = 0; st != REGISTRY_TOPIC_NAME && i < contract_set_count(cs); i++)
+		if (!avjson_schema_name(contract_at(cs, i)->codec)) {
+			snprintf(err, errlen, "%s/%s: schema_registry.subject_strategy = \"%s\" needs a "
+				 "named schema (a record, enum or fixed) for the subject's name",
+				 cfg->schema_dir, contract_at(cs, i)->file, cfg->registry_subject_strategy);
+			return -1;
+		}
+	return 0;
+}
+
 void *encode_avro_setup(const relay_config *cfg, char *err, size_t errlen)
 {
 	avro_state *av = xcalloc(1, sizeof(*av));
 
+	av->strategy = strategy_of(cfg->registry_subject_strategy);
 	if (!(av->contracts = contract_set_load(cfg->schema_dir, err, errlen))) {
+		free(av);
+		return NULL;
+	}
+	if (check_names(av->contracts, av->strategy, cfg, err, errlen) < 0) {
+		contract_set_free(av->contracts);
 		free(av);
 		return NULL;
 	}

@@ -25,8 +25,9 @@ int encode_avro_start(void *state, const relay_config *cfg, char *err, size_t er
 /* Frees the schemas and the client. */
 void encode_avro_teardown(void *state);
 /*
- * The record's value (JSON) converted by the schema of its event_type header, registered under
- * subject "<topic>-value": magic byte 0, the schema id (4 bytes, big-endian), Avro binary. The
+ * The record's value (JSON) converted by the schema of its event_type and schema_version headers
+ * (contract.h), registered under the subject schema_registry.subject_strategy names
+ * (registry_subject): magic byte 0, the schema id (4 bytes, big-endian), Avro binary. The
  * value then points into the state's buffer until its next call. ENCODE_REJECT (no schema for
  * the event type, or the payload does not fit it: *why names the field and the rule),
  * ENCODE_HOLD (the registry is down) or ENCODE_STOP (the registry refuses the schema).

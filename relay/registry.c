@@ -262,6 +262,21 @@ static registry_result unexpected(registry *r, long status, const char *what, ch
 	return REGISTRY_DOWN;
 }
 
+/*
+ * A listing the registry answered but will not give (403 Forbidden: a principal allowed to
+ * register under its subjects but not to list all of them; 400, 405: a proxy or a registry
+ * without the call): REFUSED with err, so the caller does without. 401 and the rest: unexpected.
+ */
+static registry_result listing_refused(registry *r, long status, const char *what, char *err,
+				       size_t errlen)
+{
+	if (status != 400 && status != 403 && status != 405)
+		return unexpected(r, status, what, err, errlen);
+	snprintf(err, errlen, "the schema registry answered HTTP %ld to %s: %.200s", status, what,
+		 r->body ? r->body : "");
+	return REGISTRY_REFUSED;
+}
+
 /* Keeps an id the registry answered for (subject, text), as registry_id does. */
 static void remember(registry *r, const char *subject, const char *text, int id)
 {
@@ -343,7 +358,7 @@ registry_result registry_subjects(registry *r, char ***subjects, size_t *n, char
 	*n = 0;
 	if (!json_is_array(a)) {
 		json_decref(a);
-		return unexpected(r, status, "the list of subjects", err, errlen);
+		return listing_refused(r, status, "the list of subjects", err, errlen);
 	}
 	*subjects = xcalloc(json_array_size(a) + 1, sizeof(char *));
 	json_array_foreach(a, i, v)
@@ -390,7 +405,7 @@ registry_result registry_latest_name(registry *r, const char *subject, char **fu
 	const char *text = json_string_value(json_object_get(o, "schema"));
 	if (!text) {
 		json_decref(o);
-		return unexpected(r, status, "the latest version of a subject", err, errlen);
+		return listing_refused(r, status, "the latest version of a subject", err, errlen);
 	}
 	*full_name = schema_full_name(text);
 	json_decref(o);

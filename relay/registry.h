@@ -61,7 +61,11 @@ registry_result registry_registered(registry *r, const char *subject, const char
 registry_result registry_compatible(registry *r, const char *subject, const char *schema_text,
 				    bool *compatible, char *reason, size_t reasonlen, char *err,
 				    size_t errlen);
-/* Every subject (GET /subjects): *subjects holds *n malloc'd names in a malloc'd array. */
+/*
+ * Every subject (GET /subjects): *subjects holds *n malloc'd names in a malloc'd array. This and
+ * registry_latest_name answer REFUSED (err) when the registry answers but will not tell (HTTP
+ * 400, 403, 405): the caller does without.
+ */
 registry_result registry_subjects(registry *r, char ***subjects, size_t *n, char *err, size_t errlen);
 /*
  * The full name (namespace.name) of the named type at the top of subject's latest schema;

@@ -309,3 +309,61 @@ def test_a_registry_down_at_start_holds_the_check_until_it_answers(outbox, kafka
     errors = error_lines(outbox.relay)
     assert len(errors) == 1 and "AccountOpened.v2.avsc is incompatible with subject %s" % subject in errors[0], errors
     assert kafka.consume([outbox.topic("account")], timeout=3) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# subject naming strategies
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("strategy", ["TopicNameStrategy", "RecordNameStrategy", "TopicRecordNameStrategy"])
+def test_each_subject_strategy_names_subjects_as_confluents_serializers_do(outbox, kafka, registry, tmp_path, strategy):
+    """schema_registry.subject_strategy: the schema goes to <topic>-value, <record full name> or
+    <topic>-<record full name>; the schema_subject header says which. The start-time check finds
+    that subject (v1 registered there: an incompatible v2 file is refused with exit 2), and once
+    v2 is compatible both versions are published under it, decoded by their writer schemas."""
+    ns = outbox.prefix  # a record full name of this test's own: RecordNameStrategy's subject
+    v1, v2, bad = (dict(s, namespace=ns) for s in (OPENED_V1, OPENED_V2, OPENED_V2_INCOMPATIBLE))
+    topic = outbox.topic("account")
+    full = ns + ".AccountOpened"
+    subject = {"TopicNameStrategy": topic + "-value", "RecordNameStrategy": full,
+               "TopicRecordNameStrategy": topic + "-" + full}[strategy]
+    status, _ = registry.request("POST", "/subjects/%s/versions" % subject,
+                                 {"schema": json.dumps(v1, separators=(",", ":"))})
+    assert status == 200
+    d = schema_dir(tmp_path, {"AccountOpened.v1.avsc": v1, "AccountOpened.v2.avsc": bad})
+    insert_versioned(outbox.db, "account", "AccountOpened", {"seq": 1, "plan": "basic"}, 1)
+    start_versions(outbox, registry, d, registry_extra='subject_strategy = "%s";' % strategy)
+    assert outbox.relay.wait_exit(60) == 2
+    errors = error_lines(outbox.relay)
+    assert len(errors) == 1 and "AccountOpened.v2.avsc is incompatible with subject %s in" % subject in errors[0], errors
+
+    (d / "AccountOpened.v2.avsc").write_text(json.dumps(v2))
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    insert_versioned(outbox.db, "account", "AccountOpened", {"seq": 2, "plan": "pro", "region": "us"}, 2)
+    msgs = kafka.consume([topic], until=2, timeout=60)
+    assert [decode_by_writer_schema(registry, m["value"])[1] for m in msgs] == [
+        {"seq": 1, "plan": "basic"}, {"seq": 2, "plan": "pro", "region": "us"}]
+    status, versions = registry.request("GET", "/subjects/%s/versions" % subject)
+    assert status == 200 and versions == [1, 2]
+    for m, version in zip(msgs, [1, 2]):
+        headers = dict(m["headers"])
+        assert headers["schema_subject"] == subject.encode()
+        status, latest = registry.request("GET", "/subjects/%s/versions/%d" % (subject, version))
+        assert headers["schema_id"] == str(latest["id"]).encode()
+    assert outbox.relay.stop() == 0
+
+
+def test_a_record_strategy_needs_named_schemas(tmp_path):
+    import relayctl
+    d = schema_dir(tmp_path, {"AccountOpened.avsc": OPENED, "Plain.avsc": {"type": "string"}})
+    path = tmp_path / "relay.conf"
+    path.write_text('postgresql = { conninfo = "x"; };\nkafka = { bootstrap_servers = "b"; };\n'
+                    'sources = ( { table = "outbox.events"; format = "avro"; } );\n'
+                    'schema_registry = { url = "http://127.0.0.1:1/apis/ccompat/v7"; schema_dir = "%s"; '
+                    'subject_strategy = "RecordNameStrategy"; };\n' % d)
+    code, out = relayctl.run_once(["check-config", str(path)])
+    assert code == 2 and "%s/Plain.avsc: schema_registry.subject_strategy = \"RecordNameStrategy\" needs a named schema" % d in out, out
+    path.write_text(path.read_text().replace("RecordNameStrategy", "RecordName"))
+    code, out = relayctl.run_once(["check-config", str(path)])
+    assert code == 2 and "subject_strategy" in out, out
