@@ -346,8 +346,9 @@ def test_each_subject_strategy_names_subjects_as_confluents_serializers_do(outbo
         {"seq": 1, "plan": "basic"}, {"seq": 2, "plan": "pro", "region": "us"}]
     status, versions = registry.request("GET", "/subjects/%s/versions" % subject)
     assert status == 200 and versions == [1, 2]
-    for m, version in zip(msgs, [1, 2]):
+    for m, version in zip(msgs, [1, 2]):  # the first one came from the table (backfill)
         headers = dict(m["headers"])
+        assert headers["schema_version"] == str(version).encode()
         assert headers["schema_subject"] == subject.encode()
         status, latest = registry.request("GET", "/subjects/%s/versions/%d" % (subject, version))
         assert headers["schema_id"] == str(latest["id"]).encode()
