@@ -66,6 +66,7 @@ static const char *const takeovers[] = {"fence", "wait", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const log_formats[] = {"text", "logfmt", "json", NULL};
 static const char *const source_formats[] = {"json", "avro", NULL};
+static const char *const key_formats[] = {"string", "avro", NULL};
 static const char *const subject_strategies[] = {"TopicNameStrategy", "RecordNameStrategy",
 						 "TopicRecordNameStrategy", NULL};
 
@@ -254,6 +255,10 @@ static const opt_def source_opts[] = {
 	 .choices = source_formats,
 	 .doc = "json (the value column byte for byte) or avro (the JSON value converted by the "
 		"event type's schema, Confluent wire format; docs/schemas.md)"},
+	{.path = "key_format", .type = OPT_STRING, .offset = SRC(key_format), .def = "string",
+	 .choices = key_formats,
+	 .doc = "string (the key column's text, as it is) or avro (format = \"avro\" only: the key as "
+		"an Avro string in Confluent's wire format, its schema registered under <topic>-key)"},
 	{.path = "contract", .type = OPT_BOOL, .offset = SRC(contract), .def = "false",
 	 .doc = "json: check each event's value against its event type's Avro schema file "
 		"(schema_registry.schema_dir) and publish it unchanged; a value that does not fit is "
@@ -863,6 +868,13 @@ static int check_values(const relay_config *cfg, const config_t *lc, FILE *err)
 			cfg->path, line_of(lc, "schema_registry"));
 		bad = -1;
 	}
+	for (int i = 0; i < cfg->n_sources; i++)
+		if (strcmp(cfg->sources[i].key_format, "avro") == 0 &&
+		    strcmp(cfg->sources[i].format, "avro") != 0) {
+			fprintf(err, "%s:%d: key_format = \"avro\" needs format = \"avro\" (the key's "
+				"schema goes to the schema registry)\n", cfg->path, cfg->sources[i].line);
+			bad = -1;
+		}
 	if (!cfg->exactly_once && cfg->n_wait_for_standbys > 0) {
 		fprintf(err, "%s:%d: postgresql.wait_for_standbys needs relay.delivery = "
 			"\"exactly-once\" (it holds back Kafka commits)\n", cfg->path,

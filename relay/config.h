@@ -35,6 +35,7 @@ typedef struct {
 	char *ce_source;      /* ce_source; "" : /outbox-relay/<schema>.<table> or <prefix> */
 	char *format;         /* "json" (the value as built) or "avro" (docs/schemas.md) */
 	bool contract;        /* json: check the value against its event type's schema file */
+	char *key_format;     /* "string" (the key column's text) or "avro" (an Avro string) */
 	int line;             /* where the file defines it (1 for the default source) */
 } source_config;
 

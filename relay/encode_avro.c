@@ -2,6 +2,7 @@
 #include "encode_avro.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +47,15 @@ typedef struct {
 	size_t headers_cap;
 	char id_text[16];
 	char dataschema[600];
+	char **keyed;         /* router_source_name of the sources with key_format = "avro" */
+	size_t n_keyed;
+	char *key_buf;        /* the current record's key in the wire format */
+	size_t key_cap;
 } avro_state;
+
+/* The schema of keys: an Avro string, in the object form, which every client parses (confluent-
+ * kafka's Python client fails on the bare "string" a registry hands back). */
+#define KEY_SCHEMA "{\"type\":\"string\"}"
 
 /* The configured strategy (config.c accepts only these words). */
 static registry_strategy strategy_of(const char *name)
@@ -72,6 +81,22 @@ static int check_names(const contract_set *cs, registry_strategy st, const relay
 	return 0;
 }
 
+/* The sources whose keys are Avro, by the name the router gives records (route.h). */
+static void note_keyed_sources(avro_state *av, const relay_config *cfg)
+{
+	char name[600];
+
+	av->keyed = xcalloc((size_t)cfg->n_sources + 1, sizeof(*av->keyed));
+	for (int i = 0; i < cfg->n_sources; i++) {
+		const source_config *s = &cfg->sources[i];
+		if (strcmp(s->key_format, "avro") != 0)
+			continue;
+		snprintf(name, sizeof(name), s->table[0] ? "%s" : "message:%s",
+			 s->table[0] ? s->table : s->message_prefix);
+		av->keyed[av->n_keyed++] = xstrdup(name);
+	}
+}
+
 void *encode_avro_setup(const relay_config *cfg, char *err, size_t errlen)
 {
 	avro_state *av = xcalloc(1, sizeof(*av));
@@ -88,6 +113,7 @@ void *encode_avro_setup(const relay_config *cfg, char *err, size_t errlen)
 	}
 	av->ids = xcalloc(contract_set_count(av->contracts) + 1, sizeof(*av->ids));
 	av->cfg = cfg;
+	note_keyed_sources(av, cfg);
 	av->url = xstrdup(cfg->registry_url);
 	av->reg = registry_new(cfg->registry_url, cfg->registry_user, cfg->registry_password,
 			       cfg->registry_ca_file, cfg->registry_timeout_ms,
@@ -138,6 +164,10 @@ void encode_avro_teardown(void *state)
 		free(av->ids[i].ids);
 	}
 	free(av->ids);
+	for (size_t i = 0; i < av->n_keyed; i++)
+		free(av->keyed[i]);
+	free(av->keyed);
+	free(av->key_buf);
 	contract_set_free(av->contracts);
 	free(av->url);
 	free(av->headers);
@@ -225,6 +255,51 @@ static void with_schema_headers(avro_state *av, route_msg *m, int id)
 	}
 }
 
+/* True when the record's source has key_format = "avro". */
+static bool keyed(const avro_state *av, const record *rec)
+{
+	for (size_t i = 0; rec->source && i < av->n_keyed; i++)
+		if (strcmp(av->keyed[i], rec->source) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * The key as an Avro string in the wire format (magic 0, the id of the key schema under the
+ * key subject, the length as a zigzag varint, the bytes): a tombstone's key too, so that it
+ * compacts with the event's. ENCODE_OK, or ENCODE_HOLD / ENCODE_STOP with *why (the registry).
+ */
+static int encode_key(avro_state *av, route_msg *m, const char **why)
+{
+	char subject[300];
+	int id;
+	size_t n = WIRE_HEADER;
+
+	if (!m->key)
+		return ENCODE_OK;
+	if (registry_key_subject(av->strategy, m->topic, "string", subject, sizeof(subject)) < 0)
+		return *why = "the key subject is too long", ENCODE_STOP;
+	registry_result r = registry_id(av->reg, subject, KEY_SCHEMA, &id, av->why, sizeof(av->why));
+	if (r != REGISTRY_OK)
+		return *why = av->why, r == REGISTRY_DOWN ? ENCODE_HOLD : ENCODE_STOP;
+	if (av->key_cap < m->key_len + WIRE_HEADER + 10) {
+		av->key_cap = m->key_len + WIRE_HEADER + 64;
+		av->key_buf = xrealloc(av->key_buf, av->key_cap);
+	}
+	av->key_buf[0] = 0;
+	for (int i = 0; i < 4; i++)
+		av->key_buf[1 + i] = (char)((unsigned)id >> (24 - 8 * i));
+	for (uint64_t z = (uint64_t)m->key_len << 1; ; z >>= 7) { /* zigzag of a length: 2n */
+		av->key_buf[n++] = (char)((z & 0x7f) | (z > 0x7f ? 0x80 : 0));
+		if (z <= 0x7f)
+			break;
+	}
+	memcpy(av->key_buf + n, m->key, m->key_len);
+	m->key = av->key_buf; /* until the next call; librdkafka copies it */
+	m->key_len = n + m->key_len;
+	return ENCODE_OK;
+}
+
 int encode_avro(void *state, record *rec, const char **why)
 {
 	avro_state *av = state;
@@ -235,7 +310,7 @@ int encode_avro(void *state, record *rec, const char **why)
 	long ci;
 
 	if (!m->value) /* a tombstone has no payload to convert */
-		return ENCODE_OK;
+		return keyed(av, rec) ? encode_key(av, m, why) : ENCODE_OK;
 	if ((ci = contract_find(av->contracts, m, av->why, sizeof(av->why))) < 0)
 		return *why = av->why, ENCODE_REJECT;
 	if (avjson_encode(contract_at(av->contracts, (size_t)ci)->codec, m->value, m->value_len,
@@ -251,5 +326,5 @@ int encode_avro(void *state, record *rec, const char **why)
 	m->value = out; /* the codec's buffer, until its next call; librdkafka copies it */
 	m->value_len = len;
 	with_schema_headers(av, m, id);
-	return ENCODE_OK;
+	return keyed(av, rec) ? encode_key(av, m, why) : ENCODE_OK;
 }

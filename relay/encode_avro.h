@@ -31,7 +31,9 @@ void encode_avro_teardown(void *state);
  * value then points into the state's buffer until its next call. ENCODE_REJECT (no schema for
  * the event type, or the payload does not fit it: *why names the field and the rule),
  * ENCODE_HOLD (the registry is down) or ENCODE_STOP (the registry refuses the schema).
- * A tombstone (NULL value) stays one. Headers schema_id and schema_subject are added; with
+ * A tombstone (NULL value) stays one. A source with key_format = "avro" gets its key as an Avro
+ * string in the wire format too (schema {"type":"string"} under <topic>-key, or the strategy's
+ * subject for it; a tombstone's key as well). Headers schema_id and schema_subject are added; with
  * CloudEvents, ce_dataschema (<registry url>/schemas/ids/<id>) and content-type
  * application/avro. The headers then point into the state's array until its next call.
  */

@@ -426,3 +426,11 @@ int registry_subject(registry_strategy s, const char *topic, const char *record,
 		n = snprintf(out, len, "%s-%s", topic, record);
 	return n < 0 || (size_t)n >= len ? -1 : 0;
 }
+
+int registry_key_subject(registry_strategy s, const char *topic, const char *type, char *out,
+			 size_t len)
+{
+	int n = s == REGISTRY_TOPIC_NAME ? snprintf(out, len, "%s-key", topic)
+					 : registry_subject(s, topic, type, out, len);
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}

@@ -20,6 +20,10 @@ typedef enum {
  * not fit in len or the strategy needs a name the schema does not have.
  */
 int registry_subject(registry_strategy s, const char *topic, const char *record, char *out, size_t len);
+/* The same for a record's key: <topic>-key, or with the record strategies the key schema's name
+ * as Confluent gives a primitive one (its type, e.g. "string"). */
+int registry_key_subject(registry_strategy s, const char *topic, const char *type, char *out,
+			 size_t len);
 
 /* What a registration came to. */
 typedef enum {

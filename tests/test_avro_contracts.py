@@ -368,3 +368,51 @@ def test_a_record_strategy_needs_named_schemas(tmp_path):
     path.write_text(path.read_text().replace("RecordNameStrategy", "RecordName"))
     code, out = relayctl.run_once(["check-config", str(path)])
     assert code == 2 and "subject_strategy" in out, out
+
+
+# ---------------------------------------------------------------------------------------------
+# keys in Avro
+# ---------------------------------------------------------------------------------------------
+
+def test_avro_keys_are_strings_registered_under_the_topic_key_subject(outbox, kafka, registry, tmp_path):
+    """key_format = "avro": the key is an Avro string in the wire format, its schema
+    {"type": "string"} registered under <topic>-key; Confluent's deserializer reads it back; a tombstone's key is
+    the same bytes as its event's (compaction); check-config refuses it on a JSON source."""
+    d = schema_dir(tmp_path, {"AccountOpened.avsc": OPENED})
+    outbox.db.execute("CREATE TABLE public.acc_outbox (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), "
+                      "aggregate_type text, aggregate_id text, event_type text, payload text)")
+    outbox.reconfigure(
+        sources='{ table = "public.acc_outbox"; topic = "%s.${aggregate_type}"; format = "avro"; '
+                'key_format = "avro"; tombstones = true; }' % outbox.prefix,
+        extra_top='schema_registry = { url = "%s"; schema_dir = "%s"; };' % (registry.url, d))
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    key = "c-\u00e9-" + "x" * 70  # a length over 63: a two-byte varint
+    for payload in ['{"seq": 1, "plan": "basic"}', None]:  # an event, then a tombstone
+        outbox.db.execute("INSERT INTO public.acc_outbox (aggregate_type, aggregate_id, event_type, payload) "
+                          "VALUES ('account', %s, 'AccountOpened', %s)", (key, payload))
+    msgs = kafka.consume([outbox.topic("account")], until=2, timeout=60)
+    assert len(msgs) == 2 and msgs[1]["value"] is None
+    subject = outbox.topic("account") + "-key"
+    status, latest = registry.request("GET", "/subjects/%s/versions/latest" % subject)
+    assert status == 200 and json.loads(latest["schema"]) == {"type": "string"}
+    raw = key.encode()
+    assert msgs[0]["key"] == b"\0" + struct.pack(">I", latest["id"]) + bytes([(2 * len(raw)) & 0x7f | 0x80, (2 * len(raw)) >> 7]) + raw
+    assert msgs[1]["key"] == msgs[0]["key"]
+    assert decode_by_writer_schema(registry, msgs[0]["key"])[1] == key
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+    deser = AvroDeserializer(SchemaRegistryClient({"url": registry.url}))
+    assert deser(msgs[0]["key"], SerializationContext(msgs[0]["topic"], MessageField.KEY)) == key
+    assert decode_by_writer_schema(registry, msgs[0]["value"])[1] == {"seq": 1, "plan": "basic"}
+    assert outbox.relay.stop() == 0
+
+
+def test_avro_keys_need_an_avro_source(tmp_path):
+    import relayctl
+    path = tmp_path / "relay.conf"
+    path.write_text('postgresql = { conninfo = "x"; };\nkafka = { bootstrap_servers = "b"; };\n'
+                    'sources = ( { table = "outbox.events"; key_format = "avro"; } );\n')
+    code, out = relayctl.run_once(["check-config", str(path)])
+    assert code == 2 and 'relay.conf:3: key_format = "avro" needs format = "avro"' in out, out
