@@ -28,10 +28,10 @@ const encoder *encode_find(const char *name)
 	return NULL;
 }
 
-/* True when some outbox source of the configuration uses the format. */
+/* True when some outbox source or capture entry of the configuration uses the format. */
 static bool format_used(const relay_config *cfg, const char *name)
 {
-	return strcmp(name, "avro") == 0 ? cfg->any_avro : true;
+	return strcmp(name, "avro") == 0 ? cfg->any_avro || cfg->capture_avro : true;
 }
 
 encoders *encode_new(const relay_config *cfg, char *err, size_t errlen)
@@ -59,7 +59,7 @@ void encode_free(encoders *e)
 	free(e);
 }
 
-/* A record without a format is JSON: captured tables and snapshot rows (for now). */
+/* A record without a format is JSON. */
 int encode_record(encoders *e, record *rec, const char **why)
 {
 	const encoder *f = rec->format ? encode_find(rec->format) : NULL;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "avjson.h"
+#include "avro_change.h"
 #include "encode.h"
 #include "log.h"
 #include "registry.h"
@@ -38,6 +39,7 @@ typedef struct {
 	avro_contract *contracts;
 	size_t n;
 	registry *reg;
+	avro_change *changes; /* captured tables in Avro (avro_change.h), NULL when none is */
 	char *url;            /* the registry's base, for ce_dataschema */
 	char why[512];
 	char subject[300];
@@ -102,8 +104,9 @@ static int is_schema_file(const struct dirent *e)
 void *encode_avro_setup(const relay_config *cfg, char *err, size_t errlen)
 {
 	avro_state *av = xcalloc(1, sizeof(*av));
-	struct dirent **names;
-	int n = scandir(cfg->schema_dir, &names, is_schema_file, alphasort), rc = 0;
+	struct dirent **names = NULL;
+	/* Captures derive their schemas: the directory is read only for Avro sources. */
+	int n = cfg->any_avro ? scandir(cfg->schema_dir, &names, is_schema_file, alphasort) : 0, rc = 0;
 
 	if (n < 0) {
 		snprintf(err, errlen, "schema_registry.schema_dir: cannot read the directory %s",
@@ -117,6 +120,8 @@ void *encode_avro_setup(const relay_config *cfg, char *err, size_t errlen)
 		free(names[i]);
 	}
 	free(names);
+	if (cfg->capture_avro)
+		av->changes = avro_change_new(cfg->topic_prefix);
 	av->url = xstrdup(cfg->registry_url);
 	av->reg = registry_new(cfg->registry_url, cfg->registry_user, cfg->registry_password,
 			       cfg->registry_ca_file, cfg->registry_timeout_ms,
@@ -142,6 +147,7 @@ void encode_avro_teardown(void *state)
 	free(av->contracts);
 	free(av->url);
 	free(av->headers);
+	avro_change_free(av->changes);
 	registry_free(av->reg);
 	free(av);
 }
@@ -242,6 +248,9 @@ int encode_avro(void *state, record *rec, const char **why)
 	size_t len;
 	int id, rc;
 
+	if (rec->kind != RECORD_OUTBOX) /* a captured table's: its schema is derived */
+		return av->changes ? avro_change_encode(av->changes, av->reg, rec, why)
+				   : (*why = "no captured table is in Avro", ENCODE_REJECT);
 	if (!m->value) /* a tombstone has no payload to convert */
 		return ENCODE_OK;
 	if (!(c = contract_of(av, m, why)))

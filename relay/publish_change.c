@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "capture.h"
+#include "encode.h"
 #include "kafka.h"
 #include "log.h"
 #include "metrics.h"
@@ -87,19 +88,24 @@ static outcome publish_key_change(relay *r, const capture_table *t, const w2j_re
 	route_msg del = *built, upd;
 	char *copy;
 	const char *why = NULL;
+	int enc;
 	outcome e;
 
-	if (pipeline_finish(r->pipe, RECORD_CHANGE, t->name, NULL, &del, &why) < 0)
+	if ((enc = pipeline_finish_capture(r->pipe, RECORD_CHANGE, t, &del, &why)) == ENCODE_REJECT)
 		return publish_reject_row(r, t->name, rec, data, len, why, &del);
+	if (enc != ENCODE_OK)
+		return publish_held(r, t->name, rec, enc, why);
 	copy = xmalloc(del.key_len + del.value_len + 1);
 	memcpy(copy, del.key, del.key_len);
 	memcpy(copy + del.key_len, del.value, del.value_len);
 	del.key = copy;
 	del.value = copy + del.key_len;
 	if (capture_build(r->cap, t, rec, &upd, &why) == 0 &&
-	    pipeline_finish(r->pipe, RECORD_CHANGE, t->name, NULL, &upd, &why) == 0)
+	    (enc = pipeline_finish_capture(r->pipe, RECORD_CHANGE, t, &upd, &why)) == ENCODE_OK)
 		why = key_change_unfit(r, &del, &upd);
-	if (why)
+	if (enc != ENCODE_OK && enc != ENCODE_REJECT)
+		e = publish_held(r, t->name, rec, enc, why);
+	else if (why)
 		e = publish_reject_row(r, t->name, rec, data, len, why, &upd);
 	else
 		e = produce_key_change(r, t, rec, &del, &upd, data, len);
@@ -117,11 +123,14 @@ static outcome publish_change_records(relay *r, const capture_table *t, const w2
 	route_msg m;
 	const char *why = NULL;
 	rd_kafka_resp_err_t refused;
+	int enc = ENCODE_OK;
 	outcome e;
 
 	if (capture_build(r->cap, t, rec, &m, &why) < 0 ||
-	    pipeline_finish(r->pipe, RECORD_CHANGE, t->name, NULL, &m, &why) < 0)
+	    (enc = pipeline_finish_capture(r->pipe, RECORD_CHANGE, t, &m, &why)) == ENCODE_REJECT)
 		return publish_reject_row(r, t->name, rec, data, len, why, &m);
+	if (enc != ENCODE_OK)
+		return publish_held(r, t->name, rec, enc, why);
 	if (r->snap && rec->action == W2J_TRUNCATE)
 		snapshot_saw_truncate(r->snap, t, rec->xid);
 	else if (r->snap && m.key)
@@ -164,13 +173,16 @@ outcome publish_snapshot_row(relay *r, const capture_table *t, const w2j_record 
 	route_msg m;
 	const char *why = NULL;
 	rd_kafka_resp_err_t refused;
+	int enc;
 	outcome e;
 
 	metrics_rows_read(1);
 	capture_build_snapshot(r->cap, t, row->key, row->key_len, row->row, row->row_len, rec->lsn,
 			       &rec->timestamp, &m);
-	if (pipeline_finish(r->pipe, RECORD_SNAPSHOT_ROW, t->name, NULL, &m, &why) < 0)
+	if ((enc = pipeline_finish_capture(r->pipe, RECORD_SNAPSHOT_ROW, t, &m, &why)) == ENCODE_REJECT)
 		return publish_reject_row(r, t->name, rec, row->row, row->row_len, why, &m);
+	if (enc != ENCODE_OK)
+		return publish_held(r, t->name, rec, enc, why);
 	if (router_utf8_valid_prefix(m.value, m.value_len) != m.value_len ||
 	    router_utf8_valid_prefix(m.key, m.key_len) != m.key_len)
 		return publish_reject_row(r, t->name, rec, row->row, row->row_len,

@@ -1,0 +1,46 @@
+/* avro_change.h: captured tables in Avro: a schema derived from each table, and its changes and snapshot rows encoded by it. */
+#ifndef RELAY_AVRO_CHANGE_H
+#define RELAY_AVRO_CHANGE_H
+
+#include <stddef.h>
+
+#include "capture.h"
+#include "record.h"
+#include "registry.h"
+#include "strbuf.h"
+
+/* The schemas derived so far (one per captured table and catalog entry) and the output buffers. */
+typedef struct avro_change avro_change;
+
+/* An empty cache; topic_prefix (relay.topic_prefix) names the schemas' namespace. */
+avro_change *avro_change_new(const char *topic_prefix);
+void avro_change_free(avro_change *a);
+
+/*
+ * Appends to out the Avro schema (compact JSON, one text per column set) of a captured table's
+ * envelope: op, before and after (a record named after the table, one field per published
+ * column, docs/schemas.md), source, unchanged_toast. Fields of NOT NULL columns that every
+ * before and after carries (key columns, every column with REPLICA IDENTITY FULL) are plain
+ * types; the others are ["null", T] with default null.
+ */
+void avro_change_schema(strbuf *out, const capture_table *t, const char *topic_prefix);
+
+/*
+ * Rewrites rec's value (the JSON envelope capture.c built for rec->table) into the Confluent
+ * wire format: magic byte 0, the schema id (big-endian), the envelope in Avro by the table's
+ * derived schema, registered under "<topic>-value" through reg. The key stays as built; a
+ * tombstone stays one. Headers schema_id and schema_subject are added. The value and headers
+ * then point into a's buffers until its next call. ENCODE_OK; ENCODE_REJECT with *why (a value
+ * the type cannot hold, a column the catalog entry does not know); ENCODE_HOLD (the registry is
+ * down); ENCODE_STOP (the registry refuses the schema: *why names table, subject and reason).
+ */
+int avro_change_encode(avro_change *a, registry *reg, record *rec, const char **why);
+
+/*
+ * The envelope converted alone (no registry): 0 with *out and *len (a's buffer, prefix bytes
+ * left free before the Avro), or -1 with *why. For the fuzz target and the unit tests.
+ */
+int avro_change_convert(avro_change *a, const capture_table *t, const char *json, size_t len,
+			size_t prefix, char **out, size_t *out_len, const char **why);
+
+#endif
