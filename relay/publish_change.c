@@ -114,6 +114,8 @@ static outcome publish_key_change(relay *r, const capture_table *t, const w2j_re
 		return publish_reject_row(r, t->name, rec, data, len, why, &del);
 	if (enc != ENCODE_OK)
 		return publish_held(r, t->name, rec, enc, why);
+	/* Key and value are copied; headers (Avro: schema_id, schema_subject) are the encoder's
+	 * array, which the update's encoding rewrites with the same table's, hence the same, ones. */
 	copy = xmalloc(del.key_len + del.value_len + 1);
 	memcpy(copy, del.key, del.key_len);
 	memcpy(copy + del.key_len, del.value, del.value_len);
