@@ -191,6 +191,33 @@ static void test_an_envelope_converts_and_reads_back(void **state)
 	avro_change_free(a);
 }
 
+/* A truncate and a delete with a key-only identity: the NOT NULL non-key columns are null. */
+static void test_a_truncate_and_a_key_only_delete_convert(void **state)
+{
+	static const char trunc[] = "{\"op\":\"t\",\"before\":null,\"after\":null" SOURCE "}";
+	static const char del[] = "{\"op\":\"d\",\"before\":{\"id\":7},\"after\":null" SOURCE "}";
+	table_fixture f;
+	avro_change *a = avro_change_new("app");
+	const char *why = NULL;
+	char *out, *text;
+	size_t len;
+	(void)state;
+
+	fixture(&f, 'd');
+	if (avro_change_convert(a, &f.t, trunc, sizeof(trunc) - 1, 0, &out, &len, &why) < 0)
+		fail_msg("truncate: %s", why);
+	text = read_back(&f.t, out, len);
+	assert_non_null(strstr(text, "\"op\": \"t\", \"before\": null, \"after\": null"));
+	assert_non_null(strstr(text, "\"unchanged_toast\": {\"array\": []}"));
+	free(text);
+	if (avro_change_convert(a, &f.t, del, sizeof(del) - 1, 0, &out, &len, &why) < 0)
+		fail_msg("delete: %s", why);
+	text = read_back(&f.t, out, len);
+	assert_non_null(strstr(text, "\"id\": 7, \"owner\": null, \"note\": null, \"level\": null"));
+	free(text);
+	avro_change_free(a);
+}
+
 /* What the types cannot hold exactly is refused with the column and the rule, never rounded. */
 static void test_values_the_schema_cannot_hold_are_refused_with_the_column(void **state)
 {
@@ -314,6 +341,7 @@ int main(void)
 		cmocka_unit_test(test_names_become_valid_avro_names),
 		cmocka_unit_test(test_schema_nullability_follows_the_replica_identity),
 		cmocka_unit_test(test_an_envelope_converts_and_reads_back),
+		cmocka_unit_test(test_a_truncate_and_a_key_only_delete_convert),
 		cmocka_unit_test(test_values_the_schema_cannot_hold_are_refused_with_the_column),
 		cmocka_unit_test(test_postgresql_texts_convert_exactly),
 		cmocka_unit_test(test_arrays_convert_and_several_dimensions_are_refused),
