@@ -424,6 +424,21 @@ static int put_image(avro_change *a, ac_table *at, avro_value_t *env, int index,
 	return put_row(a, at, &row, j);
 }
 
+/* A transaction id: a JSON number, unsigned 32 bits widened by the server to 64 (fits a long). */
+static int set_xid(avro_value_t *v, const json_span *j)
+{
+	int64_t x = 0;
+
+	if (j->kind != JSON_NUMBER || j->len == 0 || j->len > 18)
+		return -1;
+	for (size_t i = 0; i < j->len; i++) {
+		if (j->ptr[i] < '0' || j->ptr[i] > '9')
+			return -1;
+		x = x * 10 + (j->ptr[i] - '0');
+	}
+	return avro_value_set_long(v, x);
+}
+
 /* The source object: lsn, xid, ts, schema, table, snapshot. */
 static int put_source(avro_change *a, avro_value_t *env, const json_span *j)
 {
@@ -447,9 +462,7 @@ static int put_source(avro_change *a, avro_value_t *env, const json_span *j)
 		else if ((i == S_XID || i == S_TS) && val.kind == JSON_NULL)
 			rc = set_union(&f, true, NULL);
 		else if (i == S_XID)
-			rc = set_union(&f, false, &inner) ||
-			     avro_change_text_set(&inner, ACT_LONG, val.ptr, val.len, a->reason,
-						  sizeof(a->reason));
+			rc = set_union(&f, false, &inner) || set_xid(&inner, &val);
 		else if (i == S_TS)
 			rc = set_union(&f, false, &inner) || set_text(a, &inner, &val);
 		else

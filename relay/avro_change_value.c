@@ -269,9 +269,12 @@ static int decimal_digits(const avro_change_type *t, const char *text, size_t le
 static int set_decimal(avro_value_t *v, const avro_change_type *t, const char *text, size_t len,
 		       char *why, size_t whylen)
 {
+	char dig_stack[256];
+	unsigned char bytes_stack[256];
 	size_t cap = len + (size_t)t->scale + 4, nd = 0;
-	char *dig = xmalloc(cap);
-	unsigned char *bytes = xmalloc(cap);
+	bool small = cap <= sizeof(dig_stack); /* the usual case: no allocation per value */
+	char *dig = small ? dig_stack : xmalloc(cap);
+	unsigned char *bytes = small ? bytes_stack : xmalloc(cap);
 	bool neg;
 	int rc = decimal_digits(t, text, len, &neg, dig, &nd, why, whylen);
 
@@ -279,8 +282,10 @@ static int set_decimal(avro_value_t *v, const avro_change_type *t, const char *t
 		size_t bl = decimal_bytes(dig, nd, neg, bytes, cap);
 		rc = avro_value_set_bytes(v, bytes + cap - bl, bl); /* libavro copies them */
 	}
-	free(dig);
-	free(bytes);
+	if (!small) {
+		free(dig);
+		free(bytes);
+	}
 	return rc;
 }
 
@@ -298,17 +303,19 @@ static int set_bytes(avro_value_t *v, const char *text, size_t len, char *why, s
 		text += 2, len -= 2;
 	if (len % 2)
 		return fail(why, whylen, "bytea needs hex digits in pairs");
-	unsigned char *raw = xmalloc(len / 2 + 1);
-	for (size_t i = 0; i < len; i += 2) {
+	unsigned char stack[512];
+	unsigned char *raw = len / 2 < sizeof(stack) ? stack : xmalloc(len / 2 + 1);
+	int rc = 0;
+	for (size_t i = 0; i < len && rc == 0; i += 2) {
 		int hi = hexval(text[i]), lo = hexval(text[i + 1]);
-		if (hi < 0 || lo < 0) {
-			free(raw);
-			return fail(why, whylen, "bytea needs hex digits");
-		}
+		if (hi < 0 || lo < 0)
+			rc = fail(why, whylen, "bytea needs hex digits");
 		raw[i / 2] = (unsigned char)(hi << 4 | lo);
 	}
-	int rc = avro_value_set_bytes(v, raw, len / 2);
-	free(raw);
+	if (rc == 0)
+		rc = avro_value_set_bytes(v, raw, len / 2); /* libavro copies them */
+	if (raw != stack)
+		free(raw);
 	return rc;
 }
 
