@@ -345,7 +345,8 @@ def test_snapshot_rows_of_an_avro_capture_are_avro(outbox, kafka, registry):
 def test_a_nullable_column_added_under_a_running_relay_registers_a_new_version(outbox, kafka, registry):
     """ALTER TABLE ADD COLUMN (nullable) while the relay runs: the next change registers version 2
     (BACKWARD compatible: the field is nullable with default null); each record decodes by its
-    own writer schema, and a consumer reading with version 2 decodes the version 1 record too."""
+    own writer schema, and a consumer reading with version 2 decodes the version 1 record too.
+    A column renamed, then one dropped, make versions 3 and 4."""
     db = outbox.db
     db.execute("CREATE TABLE public.acct (id int PRIMARY KEY, owner text NOT NULL)")
     start(outbox, registry, '{ tables = "public.acct"; snapshot = false; format = "avro"; }')
@@ -364,6 +365,16 @@ def test_a_nullable_column_added_under_a_running_relay_registers_a_new_version(o
     assert new["after"] == {"id": 2, "owner": "bob", "note": "hi"}
     _, v2 = writer_schema(registry, msgs[1]["value"])
     assert decode(registry, msgs[0]["value"], logical=True, reader=v2)["after"] == {"id": 1, "owner": "ann", "note": None}
+    # A rename and a drop are compatible too: versions 3 and 4, each record by its own schema.
+    db.execute("ALTER TABLE public.acct RENAME COLUMN note TO remark")
+    db.execute("INSERT INTO public.acct VALUES (3, 'cy', 'r')")
+    db.execute("ALTER TABLE public.acct DROP COLUMN owner")
+    db.execute("INSERT INTO public.acct VALUES (4, 'd')")
+    msgs = sorted(kafka.consume(topic, until=4, timeout=60), key=lambda m: m["key"])
+    assert [decode(registry, m["value"])["after"] for m in msgs[2:]] == [
+        {"id": 3, "owner": "cy", "remark": "r"}, {"id": 4, "remark": "d"}]
+    status, versions = registry.request("GET", "/subjects/%s-value/versions" % topic)
+    assert versions == [1, 2, 3, 4]
     assert outbox.relay.stop() == 0
 
 
