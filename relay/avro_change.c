@@ -39,6 +39,8 @@ typedef struct {
 typedef struct {
 	const capture_table *t;
 	lsn_t catalog_lsn; /* of the entry it was derived from: a steady table is derived once */
+	char *extra;       /* columns the entry does not know (NUL-separated; NULL: none) */
+	size_t extra_len;
 	char *text;
 	ac_field *fields;
 	int n_fields;
@@ -55,7 +57,9 @@ struct avro_change {
 	char *prefix;
 	ac_table **tables;
 	size_t n;
-	strbuf text, scratch;
+	strbuf text, scratch, extra;
+	bool unknown; /* the last conversion met a column its schema does not have */
+	const char *last; /* the schema text of the last successful conversion */
 	char *buf;
 	size_t cap;
 	avro_writer_t writer;
@@ -81,6 +85,7 @@ static void table_clear(ac_table *at)
 		free(at->ids[k].subject);
 	free(at->ids);
 	free(at->text);
+	free(at->extra);
 	free(at->fields);
 	free(at->seen);
 	if (at->has_value)
@@ -104,6 +109,7 @@ void avro_change_free(avro_change *a)
 	free(a->prefix);
 	strbuf_free(&a->text);
 	strbuf_free(&a->scratch);
+	strbuf_free(&a->extra);
 	free(a->buf);
 	if (a->writer)
 		avro_writer_free(a->writer);
@@ -157,28 +163,31 @@ static bool name_taken(const strbuf *names, const char *name, size_t n)
 	return false;
 }
 
-/* One row field: its Avro name (sanitized, unique), the column's own name when it differs, its type. */
-static void put_field(strbuf *b, strbuf *names, const capture_table *t, int col)
+/*
+ * One row field: its Avro name (sanitized, unique: a clash gets _<ordinal>), the column's own name
+ * when it differs, its type (type_name NULL: a string).
+ */
+static void put_field(strbuf *b, strbuf *names, const char *column, const char *type_name,
+		      bool nullable, int ordinal)
 {
-	const capture_column *c = &t->cols[col];
 	avro_change_type type;
 	strbuf name = {0};
 
-	avro_change_map(c->type_name, &type);
-	avro_change_name(&name, c->name, strlen(c->name));
+	avro_change_map(type_name, &type);
+	avro_change_name(&name, column, strlen(column));
 	if (name_taken(names, name.s, name.len))
-		strbuf_addf(&name, "_%d", col + 1); /* two names sanitized alike */
+		strbuf_addf(&name, "_%d", ordinal); /* two names sanitized alike */
 	strbuf_addn(names, name.s, name.len + 1);
 	STRBUF_ADD_LIT(b, "{\"name\":\"");
 	strbuf_addn(b, name.s, name.len);
 	STRBUF_ADD_LIT(b, "\",");
-	if (strcmp(name.s, c->name) != 0) {
+	if (strcmp(name.s, column) != 0) {
 		STRBUF_ADD_LIT(b, "\"pg_column\":");
-		json_out_string(b, c->name, strlen(c->name));
+		json_out_string(b, column, strlen(column));
 		STRBUF_ADD_LIT(b, ",");
 	}
 	STRBUF_ADD_LIT(b, "\"type\":");
-	if (field_nullable(t, col)) {
+	if (nullable) {
 		STRBUF_ADD_LIT(b, "[\"null\",");
 		avro_change_type_json(b, &type);
 		STRBUF_ADD_LIT(b, "],\"default\":null}");
@@ -189,8 +198,12 @@ static void put_field(strbuf *b, strbuf *names, const capture_table *t, int col)
 	strbuf_free(&name);
 }
 
-/* The row record (named after the table, in the namespace) with one field per published column. */
-static void put_row_schema(strbuf *b, const capture_table *t, const char *prefix)
+/*
+ * The row record (named after the table, in the namespace) with one field per published column,
+ * then one nullable string per extra name (columns a change has that the entry does not know).
+ */
+static void put_row_schema(strbuf *b, const capture_table *t, const char *prefix,
+			   const char *extra, size_t extra_len)
 {
 	strbuf names = {0};
 	int n = 0;
@@ -205,13 +218,20 @@ static void put_row_schema(strbuf *b, const capture_table *t, const char *prefix
 			continue;
 		if (n++)
 			STRBUF_ADD_LIT(b, ",");
-		put_field(b, &names, t, i);
+		put_field(b, &names, t->cols[i].name, t->cols[i].type_name, field_nullable(t, i), i + 1);
+	}
+	for (const char *x = extra; x && x < extra + extra_len; x += strlen(x) + 1) {
+		if (n++)
+			STRBUF_ADD_LIT(b, ",");
+		put_field(b, &names, x, NULL, true, t->n_cols + n);
 	}
 	STRBUF_ADD_LIT(b, "]}");
 	strbuf_free(&names);
 }
 
-void avro_change_schema(strbuf *b, const capture_table *t, const char *prefix)
+/* The envelope's schema of t, its rows with the extra names too. */
+static void derive(strbuf *b, const capture_table *t, const char *prefix, const char *extra,
+		   size_t extra_len)
 {
 	STRBUF_ADD_LIT(b, "{\"type\":\"record\",\"name\":\"Envelope\",\"namespace\":\"");
 	put_namespace(b, prefix, t->schema);
@@ -219,7 +239,7 @@ void avro_change_schema(strbuf *b, const capture_table *t, const char *prefix)
 	avro_change_name(b, t->table, strlen(t->table));
 	STRBUF_ADD_LIT(b, "\",\"fields\":[{\"name\":\"op\",\"type\":\"string\"},"
 			  "{\"name\":\"before\",\"type\":[\"null\",");
-	put_row_schema(b, t, prefix);
+	put_row_schema(b, t, prefix, extra, extra_len);
 	STRBUF_ADD_LIT(b, "],\"default\":null},{\"name\":\"after\",\"type\":[\"null\",\"");
 	put_namespace(b, prefix, t->schema);
 	strbuf_addc(b, '.');
@@ -234,13 +254,22 @@ void avro_change_schema(strbuf *b, const capture_table *t, const char *prefix)
 			  "\"items\":\"string\"}],\"default\":null}]}");
 }
 
+void avro_change_schema(strbuf *b, const capture_table *t, const char *prefix)
+{
+	derive(b, t, prefix, NULL, 0);
+}
+
 /* The fields of the derived schema, in its order (published columns). */
 static void fill_fields(ac_table *at)
 {
 	const capture_table *t = at->t;
 
-	at->fields = xcalloc((size_t)t->n_cols + 1, sizeof(*at->fields));
-	at->seen = xcalloc((size_t)t->n_cols + 1, sizeof(*at->seen));
+	size_t n_extra = 0;
+
+	for (const char *x = at->extra; x && x < at->extra + at->extra_len; x += strlen(x) + 1)
+		n_extra++;
+	at->fields = xcalloc((size_t)t->n_cols + n_extra + 1, sizeof(*at->fields));
+	at->seen = xcalloc((size_t)t->n_cols + n_extra + 1, sizeof(*at->seen));
 	at->n_fields = 0;
 	for (int i = 0; i < t->n_cols; i++) {
 		if (!t->cols[i].published)
@@ -250,15 +279,25 @@ static void fill_fields(ac_table *at)
 		avro_change_map(t->cols[i].type_name, &f->type);
 		f->nullable = field_nullable(t, i);
 	}
+	for (const char *x = at->extra; x && x < at->extra + at->extra_len; x += strlen(x) + 1) {
+		ac_field *f = &at->fields[at->n_fields++];
+		f->column = x; /* a string: its text */
+		f->nullable = true;
+	}
 }
 
 /* Compiles a's text (just derived) into at: libavro's schema, class and value. -1 with why. */
 static int compile(avro_change *a, ac_table *at, const char **why)
 {
 	const capture_table *t = at->t;
+	char *extra = at->extra;
+	size_t extra_len = at->extra_len;
 
+	at->extra = NULL; /* kept across the clear */
 	table_clear(at);
 	at->t = t;
+	at->extra = extra;
+	at->extra_len = extra_len;
 	at->catalog_lsn = t->catalog_lsn;
 	at->text = xstrdup(a->text.s);
 	fill_fields(at);
@@ -278,21 +317,31 @@ static int compile(avro_change *a, ac_table *at, const char **why)
 	return 0;
 }
 
+/* True when at is t's schema with exactly these extra names. */
+static bool same_variant(const ac_table *at, const capture_table *t, const char *extra,
+			 size_t extra_len)
+{
+	return at->t == t && at->extra_len == extra_len &&
+	       (extra_len == 0 || memcmp(at->extra, extra, extra_len) == 0);
+}
+
 /*
- * The derived schema of t: cached per table and catalog entry (a re-read entry that gives the
- * same text keeps the compiled schema and its ids). NULL with *why.
+ * The derived schema of t (with extra names: the variant for a change with columns the entry
+ * does not know): cached per table, extra names and catalog entry (a re-read entry that gives
+ * the same text keeps the compiled schema and its ids). NULL with *why.
  */
-static ac_table *table_for(avro_change *a, const capture_table *t, const char **why)
+static ac_table *table_for(avro_change *a, const capture_table *t, const char *extra,
+			   size_t extra_len, const char **why)
 {
 	ac_table *at = NULL;
 
 	for (size_t i = 0; i < a->n && !at; i++)
-		if (a->tables[i]->t == t)
+		if (same_variant(a->tables[i], t, extra, extra_len))
 			at = a->tables[i];
 	if (at && at->has_value && at->catalog_lsn == t->catalog_lsn)
 		return at;
 	strbuf_reset(&a->text);
-	avro_change_schema(&a->text, t, a->prefix);
+	derive(&a->text, t, a->prefix, extra, extra_len);
 	if (at && at->has_value && strcmp(at->text, a->text.s) == 0) {
 		at->catalog_lsn = t->catalog_lsn;
 		return at;
@@ -301,6 +350,11 @@ static ac_table *table_for(avro_change *a, const capture_table *t, const char **
 		a->tables = xrealloc(a->tables, sizeof(*a->tables) * (a->n + 1));
 		at = a->tables[a->n++] = xcalloc(1, sizeof(*at));
 		at->t = t;
+		if (extra_len) {
+			at->extra = xmalloc(extra_len);
+			memcpy(at->extra, extra, extra_len);
+			at->extra_len = extra_len;
+		}
 	}
 	return compile(a, at, why) < 0 ? NULL : at;
 }
@@ -386,10 +440,11 @@ static int put_row(avro_change *a, ac_table *at, avro_value_t *row, const json_s
 	if (json_object_open(&c, obj) < 0)
 		return fail(a, "a row of the envelope is not an object");
 	while ((rc = json_object_next(&c, &key, &val)) == 1) {
-		if ((i = field_of(at, &key, i)) < 0)
-			return fail(a, "the change of %s has a column its catalog entry does not know "
-				    "(dropped or renamed since the change was written?): it has no Avro "
-				    "type", at->t->name);
+		if ((i = field_of(at, &key, i)) < 0) {
+			a->unknown = true; /* the caller converts again with a variant */
+			return fail(a, "the change of %s has a column its schema does not have",
+				    at->t->name);
+		}
 		if (at->seen[i] || put_column(a, at, row, i, &val) < 0)
 			return at->seen[i] ? fail(a, "a column appears twice in a row") : -1;
 		at->seen[i++] = true;
@@ -580,16 +635,67 @@ static int convert(avro_change *a, ac_table *at, const char *json, size_t len, s
 	return write_value(a, at, prefix, out, out_len);
 }
 
+/* Adds the names of obj's members that base has no field for to a->extra (once each). */
+static void collect_unknown(avro_change *a, const ac_table *base, const json_span *obj)
+{
+	json_cursor c;
+	json_span key, val;
+
+	if (obj->kind != JSON_OBJECT || json_object_open(&c, obj) < 0)
+		return;
+	while (json_object_next(&c, &key, &val) == 1) {
+		char *name;
+		long n;
+		if (field_of(base, &key, 0) >= 0)
+			continue;
+		name = xmalloc(key.len + 1);
+		n = json_unescape(&key, name);
+		if (n >= 0 && !memchr(name, '\0', (size_t)n) && !name_taken(&a->extra, name, (size_t)n)) {
+			strbuf_addn(&a->extra, name, (size_t)n);
+			strbuf_addc(&a->extra, '\0');
+		}
+		free(name);
+	}
+}
+
+/*
+ * The envelope converted by t's schema; when a row has columns the catalog entry does not know
+ * (a change written before a column was dropped or renamed, read after), by the variant of the
+ * schema with those columns as nullable strings (their text), so the change is not lost. *atp
+ * gets the schema used. -1 with *why.
+ */
+static int convert_change(avro_change *a, const capture_table *t, const char *json, size_t len,
+			  size_t prefix, ac_table **atp, char **out, size_t *out_len,
+			  const char **why)
+{
+	ac_table *at = table_for(a, t, NULL, 0, why);
+	envelope e;
+
+	a->unknown = false;
+	if (!at)
+		return -1;
+	if (convert(a, at, json, len, prefix, out, out_len) == 0)
+		return a->last = at->text, *atp = at, 0;
+	if (!a->unknown || read_envelope(a, json, len, &e) < 0)
+		return *why = a->why, -1;
+	strbuf_reset(&a->extra);
+	collect_unknown(a, at, &e.m[F_BEFORE]);
+	collect_unknown(a, at, &e.m[F_AFTER]);
+	if (a->extra.len == 0 || !(at = table_for(a, t, a->extra.s, a->extra.len, why)))
+		return a->extra.len == 0 ? (*why = a->why, -1) : -1;
+	if (convert(a, at, json, len, prefix, out, out_len) < 0)
+		return *why = a->why, -1;
+	return a->last = at->text, *atp = at, 0;
+}
+
+const char *avro_change_last_schema(const avro_change *a) { return a->last; }
+
 int avro_change_convert(avro_change *a, const capture_table *t, const char *json, size_t len,
 			size_t prefix, char **out, size_t *out_len, const char **why)
 {
-	ac_table *at = table_for(a, t, why);
+	ac_table *at;
 
-	if (!at)
-		return -1;
-	if (convert(a, at, json, len, prefix, out, out_len) < 0)
-		return *why = a->why, -1;
-	return 0;
+	return convert_change(a, t, json, len, prefix, &at, out, out_len, why);
 }
 
 /* ---- the registry and the wire format ---- */
@@ -655,10 +761,9 @@ int avro_change_encode(avro_change *a, registry *reg, record *rec, const char **
 		return ENCODE_OK;
 	if (!rec->table)
 		return *why = "a captured table's record without its table", ENCODE_REJECT;
-	if (!(at = table_for(a, rec->table, why)))
+	if (convert_change(a, rec->table, m->value, m->value_len, WIRE_HEADER, &at, &out, &len,
+			   why) < 0)
 		return ENCODE_REJECT;
-	if (convert(a, at, m->value, m->value_len, WIRE_HEADER, &out, &len) < 0)
-		return *why = a->why, ENCODE_REJECT;
 	if ((rc = schema_id(a, at, reg, m->topic, &id, why)) != ENCODE_OK)
 		return rc;
 	out[0] = 0;

@@ -310,7 +310,8 @@ static int set_bytes(avro_value_t *v, const char *text, size_t len, char *why, s
 		int hi = hexval(text[i]), lo = hexval(text[i + 1]);
 		if (hi < 0 || lo < 0)
 			rc = fail(why, whylen, "bytea needs hex digits");
-		raw[i / 2] = (unsigned char)(hi << 4 | lo);
+		else
+			raw[i / 2] = (unsigned char)(hi << 4 | lo);
 	}
 	if (rc == 0)
 		rc = avro_value_set_bytes(v, raw, len / 2); /* libavro copies them */
