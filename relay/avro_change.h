@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 
+#include "avro_change_schema.h"
 #include "capture.h"
 #include "record.h"
 #include "registry.h"
@@ -17,15 +18,6 @@ avro_change *avro_change_new(const char *topic_prefix);
 void avro_change_free(avro_change *a);
 
 /*
- * Appends to out the Avro schema (compact JSON, one text per column set) of a captured table's
- * envelope: op, before and after (a record named after the table, one field per published
- * column, docs/schemas.md), source, unchanged_toast. Fields of NOT NULL columns that every
- * before and after carries (key columns, every column with REPLICA IDENTITY FULL) are plain
- * types; the others are ["null", T] with default null.
- */
-void avro_change_schema(strbuf *out, const capture_table *t, const char *topic_prefix);
-
-/*
  * Rewrites rec's value (the JSON envelope capture.c built for rec->table) into the Confluent
  * wire format: magic byte 0, the schema id (big-endian), the envelope in Avro by the table's
  * derived schema, registered under "<topic>-value" through reg. The key stays as built; a
@@ -33,8 +25,8 @@ void avro_change_schema(strbuf *out, const capture_table *t, const char *topic_p
  * then point into a's buffers until its next call. A change with columns the catalog entry does
  * not know (written before an ALTER TABLE the entry already has) is encoded by a variant of the
  * schema with those columns as nullable strings. ENCODE_OK; ENCODE_REJECT with *why (a value
- * the type cannot hold); ENCODE_HOLD (the registry is
- * down); ENCODE_STOP (the registry refuses the schema: *why names table, subject and reason).
+ * the type cannot hold); ENCODE_HOLD (the registry is down); ENCODE_STOP (the registry refuses
+ * the schema: *why names table, subject and reason).
  */
 int avro_change_encode(avro_change *a, registry *reg, record *rec, const char **why);
 

@@ -32,14 +32,18 @@ void pipeline_free(pipeline *p)
 }
 
 /* Transform first, so an encoder sees the fields as they will be published. */
+static int finish(pipeline *p, record *rec, const char **why)
+{
+	if (transform_apply(rec, why) < 0)
+		return ENCODE_REJECT;
+	return encode_record(p->enc, rec, why);
+}
+
 int pipeline_finish(pipeline *p, record_kind kind, const char *source, const char *format,
 		    route_msg *m, const char **why)
 {
 	record rec = {.kind = kind, .source = source, .format = format, .msg = m};
-
-	if (transform_apply(&rec, why) < 0)
-		return ENCODE_REJECT;
-	return encode_record(p->enc, &rec, why);
+	return finish(p, &rec, why);
 }
 
 /* A captured table's record: the table and its entry's format go with it. */
@@ -47,8 +51,5 @@ int pipeline_finish_capture(pipeline *p, record_kind kind, const struct capture_
 			    route_msg *m, const char **why)
 {
 	record rec = {.kind = kind, .source = t->name, .format = t->cfg->format, .table = t, .msg = m};
-
-	if (transform_apply(&rec, why) < 0)
-		return ENCODE_REJECT;
-	return encode_record(p->enc, &rec, why);
+	return finish(p, &rec, why);
 }
