@@ -847,10 +847,13 @@ static int check_values(const relay_config *cfg, const config_t *lc, FILE *err)
 			"schema_registry.schema_dir\n", cfg->path, line_of(lc, "schema_registry"));
 		bad = -1;
 	}
-	if (cfg->capture_avro && !cfg->registry_url[0]) {
-		fprintf(err, "%s:%d: a capture with format = \"avro\" needs schema_registry.url\n",
-			cfg->path, line_of(lc, "schema_registry"));
+	for (int i = 0; i < cfg->n_captures && !cfg->registry_url[0]; i++) {
+		if (strcmp(cfg->captures[i].format, "avro") != 0)
+			continue;
+		fprintf(err, "%s:%d: capture[%d] has format = \"avro\": it needs schema_registry.url\n",
+			cfg->path, cfg->captures[i].line, i);
 		bad = -1;
+		break;
 	}
 	if (!cfg->exactly_once && cfg->n_wait_for_standbys > 0) {
 		fprintf(err, "%s:%d: postgresql.wait_for_standbys needs relay.delivery = "

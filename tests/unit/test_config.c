@@ -639,8 +639,8 @@ static void test_capture_avro_needs_only_the_registry_url(void **state)
 	unload(&l);
 	expect_error(MINIMAL "capture = (\n { tables = \"a.b\"; format = \"xml\"; }\n);\n", 4,
 		     "json or avro");
-	expect_error(MINIMAL "capture = ( { tables = \"a.b\"; format = \"avro\"; } );\n", 0,
-		     "a capture with format = \"avro\" needs schema_registry.url");
+	expect_error(MINIMAL "capture = (\n { tables = \"a.b\"; },\n { tables = \"c.d\"; format = \"avro\"; }\n);\n",
+		     5, "capture[1] has format = \"avro\": it needs schema_registry.url");
 	load_ok(&l, MINIMAL "capture = ( { tables = \"a.b\"; format = \"avro\"; }, { tables = \"c.d\"; } );\n"
 			    "schema_registry = { url = \"http://r/apis/ccompat/v7\"; };\n");
 	assert_true(l.cfg->capture_avro);
