@@ -83,8 +83,10 @@ capture *capture_new(const relay_config *cfg)
 /* Frees what the catalog entry filled in (columns, key), leaving names and topic. */
 static void table_clear_catalog(capture_table *t)
 {
-	for (int i = 0; i < t->n_cols; i++)
+	for (int i = 0; i < t->n_cols; i++) {
 		free(t->cols[i].name);
+		free(t->cols[i].type_name);
+	}
 	free(t->cols);
 	free(t->keys);
 	t->cols = NULL;
@@ -286,7 +288,9 @@ static void choose_key(capture_table *t, const int *pk_pos, const int *ri_pos)
 /*
  * A table's columns in order, with their type (a domain over json or jsonb as that type: the
  * stream names the base type too, include-domain-data-type, so both print its JSON), key
- * positions, replica identity and whether they are variable-length.
+ * positions, replica identity, whether they are variable-length, the type's name as
+ * format_type prints it (a domain's base type, as wal2json's "type" with include-domain-data-type:
+ * the Avro schema of the table is derived from it) and whether the column is NOT NULL.
  */
 #define TABLE_SQL                                                                                  \
 	"SELECT a.attname, CASE WHEN ty.typtype = 'd' AND ty.typbasetype IN (114, 3802) "        \
@@ -294,7 +298,9 @@ static void choose_key(capture_table *t, const int *pk_pos, const int *ri_pos)
 	"coalesce((SELECT k.n FROM unnest(pk.indkey) WITH ORDINALITY k(att, n) "                 \
 	"WHERE k.att = a.attnum), 0), "                                                            \
 	"coalesce((SELECT k.n FROM unnest(ri.indkey) WITH ORDINALITY k(att, n) "                 \
-	"WHERE k.att = a.attnum), 0), c.relreplident, a.attlen = -1 "                              \
+	"WHERE k.att = a.attnum), 0), c.relreplident, a.attlen = -1, "                             \
+	"CASE WHEN ty.typtype = 'd' THEN format_type(ty.typbasetype, ty.typtypmod) "             \
+	"ELSE format_type(a.atttypid, a.atttypmod) END, a.attnotnull OR ty.typnotnull "           \
 	"FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "                           \
 	"JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "       \
 	"JOIN pg_type ty ON ty.oid = a.atttypid "                                                  \
@@ -366,6 +372,8 @@ static void table_fill(capture_table *t, PGresult *res, const catalog_time *when
 		col->name = xstrdup(PQgetvalue(res, i, 0));
 		col->type_oid = (unsigned)strtoul(PQgetvalue(res, i, 1), NULL, 10);
 		col->toastable = PQgetvalue(res, i, 5)[0] == 't';
+		col->type_name = xstrdup(PQgetvalue(res, i, 6));
+		col->not_null = PQgetvalue(res, i, 7)[0] == 't';
 		col->published = e->n_include_columns > 0
 					 ? in_list(e->include_columns, e->n_include_columns, col->name)
 					 : !in_list(e->exclude_columns, e->n_exclude_columns, col->name);

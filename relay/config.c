@@ -184,7 +184,8 @@ static const opt_def opts[] = {
 		"\":9187\" binds 127.0.0.1; \"\": off"},
 	{.path = "schema_registry.url", .type = OPT_STRING, .offset = OFF(registry_url), .def = "",
 	 .doc = "base URL of a schema registry speaking Confluent's REST API (Apicurio: "
-		"http://host:port/apis/ccompat/v7); required when a source has format = \"avro\""},
+		"http://host:port/apis/ccompat/v7); required when a source or capture has format = "
+		"\"avro\""},
 	{.path = "schema_registry.user", .type = OPT_STRING, .offset = OFF(registry_user), .def = "",
 	 .doc = "basic auth user of the schema registry; the password comes from the systemd "
 		"credential schema-registry-password"},
@@ -290,6 +291,10 @@ static const opt_def capture_opts[] = {
 	 .doc = "follow each delete with a tombstone (null value) for compacted topics"},
 	{.path = "snapshot", .type = OPT_BOOL, .offset = CAP(snapshot), .def = "true",
 	 .doc = "publish the existing rows (op r) when a table is first captured (needs exactly-once)"},
+	{.path = "format", .type = OPT_STRING, .offset = CAP(format), .def = "json",
+	 .choices = source_formats,
+	 .doc = "json (the change envelope) or avro (the envelope in a schema derived from the "
+		"table, Confluent wire format; needs schema_registry.url; docs/schemas.md)"},
 };
 
 #define N_CAPTURE_OPTS (sizeof(capture_opts) / sizeof(capture_opts[0]))
@@ -875,6 +880,14 @@ static int check_values(const relay_config *cfg, const config_t *lc, FILE *err)
 				"schema goes to the schema registry)\n", cfg->path, cfg->sources[i].line);
 			bad = -1;
 		}
+	for (int i = 0; i < cfg->n_captures && !cfg->registry_url[0]; i++) {
+		if (strcmp(cfg->captures[i].format, "avro") != 0)
+			continue;
+		fprintf(err, "%s:%d: capture[%d] has format = \"avro\": it needs schema_registry.url\n",
+			cfg->path, cfg->captures[i].line, i);
+		bad = -1;
+		break;
+	}
 	if (!cfg->exactly_once && cfg->n_wait_for_standbys > 0) {
 		fprintf(err, "%s:%d: postgresql.wait_for_standbys needs relay.delivery = "
 			"\"exactly-once\" (it holds back Kafka commits)\n", cfg->path,
@@ -1007,6 +1020,8 @@ relay_config *config_load(const char *path, FILE *err)
 		cfg->any_avro |= strcmp(cfg->sources[i].format, "avro") == 0;
 		cfg->any_contract |= cfg->sources[i].contract && strcmp(cfg->sources[i].format, "json") == 0;
 	}
+	for (int i = 0; i < cfg->n_captures; i++)
+		cfg->capture_avro |= strcmp(cfg->captures[i].format, "avro") == 0;
 	bad |= check_values(cfg, &lc, err);
 	if (bad)
 		goto fail;

@@ -56,6 +56,7 @@ typedef struct {
 	bool unkeyed;          /* a table without a key is published with null keys (else refused) */
 	bool tombstones;       /* a delete is followed by a null-value record */
 	bool snapshot;         /* publish the existing rows when the table is first captured */
+	char *format;          /* "json" (the envelope) or "avro" (derived schema: docs/schemas.md) */
 	int line;
 } capture_config;
 
@@ -118,6 +119,7 @@ typedef struct {
 	char *schema_dir;       /* <event_type>.avsc files */
 	bool any_avro;          /* some source has format = "avro" */
 	bool any_contract;      /* some json source has contract = true */
+	bool capture_avro;      /* some capture entry has format = "avro" */
 
 	/* secrets from systemd credentials ($CREDENTIALS_DIRECTORY), never from the file */
 	char *pg_password; /* NULL: libpq's own ways (~/.pgpass, PGPASSWORD) */

@@ -108,7 +108,11 @@ contract_set *contract_set_load(const char *dir, char *err, size_t errlen)
 {
 	contract_set *s = xcalloc(1, sizeof(*s));
 	struct dirent **names;
-	int n = scandir(dir, &names, is_schema_file, alphasort), rc = 0;
+	int n, rc = 0;
+
+	if (!dir) /* no directory: no contracts (captured tables derive their schemas) */
+		return s;
+	n = scandir(dir, &names, is_schema_file, alphasort);
 
 	if (n < 0) {
 		snprintf(err, errlen, "schema_registry.schema_dir: cannot read the directory %s", dir);

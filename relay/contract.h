@@ -20,7 +20,7 @@ typedef struct contract_set contract_set;
 
 /*
  * Reads and compiles every .avsc file of dir (each parsed and checked now). NULL with err naming
- * the file and what is wrong, or the directory when it cannot be read.
+ * the file and what is wrong, or the directory when it cannot be read. dir NULL: an empty set.
  */
 contract_set *contract_set_load(const char *dir, char *err, size_t errlen);
 void contract_set_free(contract_set *s);

@@ -31,11 +31,11 @@ const encoder *encode_find(const char *name)
 	return NULL;
 }
 
-/* True when some outbox source of the configuration uses the format. */
+/* True when some outbox source or capture entry of the configuration uses the format. */
 static bool format_used(const relay_config *cfg, const char *name)
 {
 	if (strcmp(name, "avro") == 0)
-		return cfg->any_avro;
+		return cfg->any_avro || cfg->capture_avro;
 	if (strcmp(name, "json-contract") == 0)
 		return cfg->any_contract;
 	return true;
@@ -77,7 +77,7 @@ int encode_start(encoders *e, const relay_config *cfg, char *err, size_t errlen)
 	return ENCODE_OK;
 }
 
-/* A record without a format is JSON: captured tables and snapshot rows (for now). */
+/* A record without a format is JSON. */
 int encode_record(encoders *e, record *rec, const char **why)
 {
 	const encoder *f = rec->format ? encode_find(rec->format) : NULL;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "avjson.h"
+#include "avro_change.h"
 #include "compat.h"
 #include "contract.h"
 #include "encode.h"
@@ -40,6 +41,7 @@ typedef struct {
 	registry_strategy strategy; /* how subjects are named */
 	const relay_config *cfg; /* for the compatibility check (compat.h) */
 	bool check_pending;   /* the registry was down at start: check before its first use */
+	avro_change *changes; /* captured tables in Avro (avro_change.h), NULL when none is */
 	char *url;            /* the registry's base, for ce_dataschema */
 	char why[512];
 	char subject[300];
@@ -102,7 +104,9 @@ void *encode_avro_setup(const relay_config *cfg, char *err, size_t errlen)
 	avro_state *av = xcalloc(1, sizeof(*av));
 
 	av->strategy = strategy_of(cfg->registry_subject_strategy);
-	if (!(av->contracts = contract_set_load(cfg->schema_dir, err, errlen))) {
+	/* Captures derive their schemas: the directory is read only for Avro sources. */
+	if (!(av->contracts = contract_set_load(cfg->any_avro ? cfg->schema_dir : NULL, err,
+						errlen))) {
 		free(av);
 		return NULL;
 	}
@@ -114,6 +118,8 @@ void *encode_avro_setup(const relay_config *cfg, char *err, size_t errlen)
 	av->ids = xcalloc(contract_set_count(av->contracts) + 1, sizeof(*av->ids));
 	av->cfg = cfg;
 	note_keyed_sources(av, cfg);
+	if (cfg->capture_avro)
+		av->changes = avro_change_new(cfg->topic_prefix);
 	av->url = xstrdup(cfg->registry_url);
 	av->reg = registry_new(cfg->registry_url, cfg->registry_user, cfg->registry_password,
 			       cfg->registry_ca_file, cfg->registry_timeout_ms,
@@ -171,6 +177,7 @@ void encode_avro_teardown(void *state)
 	contract_set_free(av->contracts);
 	free(av->url);
 	free(av->headers);
+	avro_change_free(av->changes);
 	registry_free(av->reg);
 	free(av);
 }
@@ -309,6 +316,9 @@ int encode_avro(void *state, record *rec, const char **why)
 	int id, rc;
 	long ci;
 
+	if (rec->kind != RECORD_OUTBOX) /* a captured table's: its schema is derived */
+		return av->changes ? avro_change_encode(av->changes, av->reg, rec, why)
+				   : (*why = "no captured table is in Avro", ENCODE_REJECT);
 	if (!m->value) /* a tombstone has no payload to convert */
 		return keyed(av, rec) ? encode_key(av, m, why) : ENCODE_OK;
 	if ((ci = contract_find(av->contracts, m, av->why, sizeof(av->why))) < 0)

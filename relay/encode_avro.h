@@ -9,8 +9,8 @@
 
 /*
  * The format's state (an encode_avro_state *): every <event_type>.avsc of cfg->schema_dir read
- * (each parsed and checked now: a bad file stops the start with its name) and the registry
- * client. NULL with err.
+ * when a source is Avro (each parsed and checked now: a bad file stops the start with its name;
+ * captures derive their schemas), and the registry client. NULL with err.
  */
 void *encode_avro_setup(const relay_config *cfg, char *err, size_t errlen);
 /*
@@ -36,6 +36,8 @@ void encode_avro_teardown(void *state);
  * subject for it; a tombstone's key as well). Headers schema_id and schema_subject are added; with
  * CloudEvents, ce_dataschema (<registry url>/schemas/ids/<id>) and content-type
  * application/avro. The headers then point into the state's array until its next call.
+ * A captured table's record (rec->kind RECORD_CHANGE or RECORD_SNAPSHOT_ROW) is encoded by the
+ * schema derived from its table instead, through the same registry client (avro_change.h).
  */
 int encode_avro(void *state, record *rec, const char **why);
 

@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 
+#include "capture.h"
 #include "encode.h"
 #include "transform.h"
 #include "xalloc.h"
@@ -36,12 +37,24 @@ void pipeline_free(pipeline *p)
 }
 
 /* Transform first, so an encoder sees the fields as they will be published. */
+static int finish(pipeline *p, record *rec, const char **why)
+{
+	if (transform_apply(rec, why) < 0)
+		return ENCODE_REJECT;
+	return encode_record(p->enc, rec, why);
+}
+
 int pipeline_finish(pipeline *p, record_kind kind, const char *source, const char *format,
 		    route_msg *m, const char **why)
 {
 	record rec = {.kind = kind, .source = source, .format = format, .msg = m};
+	return finish(p, &rec, why);
+}
 
-	if (transform_apply(&rec, why) < 0)
-		return ENCODE_REJECT;
-	return encode_record(p->enc, &rec, why);
+/* A captured table's record: the table and its entry's format go with it. */
+int pipeline_finish_capture(pipeline *p, record_kind kind, const struct capture_table *t,
+			    route_msg *m, const char **why)
+{
+	record rec = {.kind = kind, .source = t->name, .format = t->cfg->format, .table = t, .msg = m};
+	return finish(p, &rec, why);
 }

@@ -39,5 +39,12 @@ void pipeline_free(pipeline *p);
  */
 int pipeline_finish(pipeline *p, record_kind kind, const char *source, const char *format,
 		    route_msg *m, const char **why);
+/*
+ * The same for a captured table's record (RECORD_CHANGE, RECORD_SNAPSHOT_ROW): its source is the
+ * table's name, its format the capture entry's, and the encoder gets the table (its columns and
+ * their types: the Avro format derives the schema from them).
+ */
+int pipeline_finish_capture(pipeline *p, record_kind kind, const struct capture_table *t,
+			    route_msg *m, const char **why);
 
 #endif

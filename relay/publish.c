@@ -254,12 +254,8 @@ outcome publish_reject_refused(relay *r, const char *source, const w2j_record *r
 	return publish_reject_row(r, source, rec, data, len, why, m);
 }
 
-/*
- * A row whose format needs a service that is down (the schema registry): read it again later
- * (the open Kafka transaction aborts, nothing is dropped or dead-lettered); or a schema the
- * registry refuses: stop before the slot moves past the row.
- */
-static outcome publish_held(relay *r, const char *source, const w2j_record *rec, int enc,
+/* (Declared in publish.h: a row the registry holds back or refuses.) */
+outcome publish_held(relay *r, const char *source, const w2j_record *rec, int enc,
 			    const char *why)
 {
 	char a[LSN_TEXT_MAX];

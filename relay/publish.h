@@ -29,6 +29,14 @@ outcome publish_reject_row(relay *r, const char *source, const w2j_record *rec,
 outcome publish_refused(relay *r, refused_record kind, const char *source,
 			   const w2j_record *rec, const char *data, size_t len,
 			   rd_kafka_resp_err_t err, route_msg *m);
+/*
+ * A row whose format needs a service that is down (enc ENCODE_HOLD, the schema registry): read
+ * it again later (OUTCOME_REWIND: the open Kafka transaction aborts, nothing is dropped or
+ * dead-lettered); or a schema the registry refuses (ENCODE_STOP): OUTCOME_FATAL, logged with why,
+ * before the slot moves past the row.
+ */
+outcome publish_held(relay *r, const char *source, const w2j_record *rec, int enc,
+		     const char *why);
 /* Dead-letters the row the broker refused alone, read again now; the search is over. */
 outcome publish_reject_refused(relay *r, const char *source, const w2j_record *rec,
 				  const char *data, size_t len, route_msg *m);

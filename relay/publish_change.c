@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "capture.h"
+#include "encode.h"
 #include "kafka.h"
 #include "log.h"
 #include "metrics.h"
@@ -30,13 +31,29 @@ static outcome produce_then_tombstone(relay *r, route_msg *m, bool tombstone,
 }
 
 /*
+ * True when the table's values are binary once encoded (Avro): their text is checked for UTF-8
+ * as built, before the pipeline, since the encoded bytes are not text.
+ */
+static bool binary_value(const capture_table *t)
+{
+	return strcmp(t->cfg->format, "json") != 0;
+}
+
+/* True when the value as built (the JSON envelope) is not UTF-8. */
+static bool built_not_utf8(const route_msg *m)
+{
+	return m->value && router_utf8_valid_prefix(m->value, m->value_len) != m->value_len;
+}
+
+/*
  * Why a key change cannot go out whole, or NULL. Its delete of the old key and its update are
  * checked before either is produced (text that is not UTF-8; a size librdkafka refuses), so the
  * change is published or dead-lettered as one unit: never the old key deleted without the update.
  */
-static const char *key_change_unfit(relay *r, const route_msg *del, const route_msg *upd)
+static const char *key_change_unfit(relay *r, const capture_table *t, const route_msg *del,
+				    const route_msg *upd)
 {
-	if (router_utf8_valid_prefix(del->value, del->value_len) != del->value_len ||
+	if ((!binary_value(t) && router_utf8_valid_prefix(del->value, del->value_len) != del->value_len) ||
 	    router_utf8_valid_prefix(del->key, del->key_len) != del->key_len)
 		return "invalid UTF-8 in the row (its text is not UTF-8)";
 	if (!kafka_record_fits(r->kp, del))
@@ -87,19 +104,29 @@ static outcome publish_key_change(relay *r, const capture_table *t, const w2j_re
 	route_msg del = *built, upd;
 	char *copy;
 	const char *why = NULL;
+	int enc;
 	outcome e;
 
-	if (pipeline_finish(r->pipe, RECORD_CHANGE, t->name, NULL, &del, &why) < 0)
+	if (binary_value(t) && built_not_utf8(&del))
+		return publish_reject_row(r, t->name, rec, data, len,
+					  "invalid UTF-8 in the row (its text is not UTF-8)", &del);
+	if ((enc = pipeline_finish_capture(r->pipe, RECORD_CHANGE, t, &del, &why)) == ENCODE_REJECT)
 		return publish_reject_row(r, t->name, rec, data, len, why, &del);
+	if (enc != ENCODE_OK)
+		return publish_held(r, t->name, rec, enc, why);
+	/* Key and value are copied; headers (Avro: schema_id, schema_subject) are the encoder's
+	 * array, which the update's encoding rewrites with the same table's, hence the same, ones. */
 	copy = xmalloc(del.key_len + del.value_len + 1);
 	memcpy(copy, del.key, del.key_len);
 	memcpy(copy + del.key_len, del.value, del.value_len);
 	del.key = copy;
 	del.value = copy + del.key_len;
 	if (capture_build(r->cap, t, rec, &upd, &why) == 0 &&
-	    pipeline_finish(r->pipe, RECORD_CHANGE, t->name, NULL, &upd, &why) == 0)
-		why = key_change_unfit(r, &del, &upd);
-	if (why)
+	    (enc = pipeline_finish_capture(r->pipe, RECORD_CHANGE, t, &upd, &why)) == ENCODE_OK)
+		why = key_change_unfit(r, t, &del, &upd);
+	if (enc != ENCODE_OK && enc != ENCODE_REJECT)
+		e = publish_held(r, t->name, rec, enc, why);
+	else if (why)
 		e = publish_reject_row(r, t->name, rec, data, len, why, &upd);
 	else
 		e = produce_key_change(r, t, rec, &del, &upd, data, len);
@@ -117,11 +144,14 @@ static outcome publish_change_records(relay *r, const capture_table *t, const w2
 	route_msg m;
 	const char *why = NULL;
 	rd_kafka_resp_err_t refused;
+	int enc = ENCODE_OK;
 	outcome e;
 
 	if (capture_build(r->cap, t, rec, &m, &why) < 0 ||
-	    pipeline_finish(r->pipe, RECORD_CHANGE, t->name, NULL, &m, &why) < 0)
+	    (enc = pipeline_finish_capture(r->pipe, RECORD_CHANGE, t, &m, &why)) == ENCODE_REJECT)
 		return publish_reject_row(r, t->name, rec, data, len, why, &m);
+	if (enc != ENCODE_OK)
+		return publish_held(r, t->name, rec, enc, why);
 	if (r->snap && rec->action == W2J_TRUNCATE)
 		snapshot_saw_truncate(r->snap, t, rec->xid);
 	else if (r->snap && m.key)
@@ -164,14 +194,19 @@ outcome publish_snapshot_row(relay *r, const capture_table *t, const w2j_record 
 	route_msg m;
 	const char *why = NULL;
 	rd_kafka_resp_err_t refused;
+	int enc = ENCODE_OK;
 	outcome e;
 
 	metrics_rows_read(1);
 	capture_build_snapshot(r->cap, t, row->key, row->key_len, row->row, row->row_len, rec->lsn,
 			       &rec->timestamp, &m);
-	if (pipeline_finish(r->pipe, RECORD_SNAPSHOT_ROW, t->name, NULL, &m, &why) < 0)
+	bool bad_text = binary_value(t) && built_not_utf8(&m);
+	if (!bad_text &&
+	    (enc = pipeline_finish_capture(r->pipe, RECORD_SNAPSHOT_ROW, t, &m, &why)) == ENCODE_REJECT)
 		return publish_reject_row(r, t->name, rec, row->row, row->row_len, why, &m);
-	if (router_utf8_valid_prefix(m.value, m.value_len) != m.value_len ||
+	if (!bad_text && enc != ENCODE_OK)
+		return publish_held(r, t->name, rec, enc, why);
+	if (bad_text || (!binary_value(t) && built_not_utf8(&m)) ||
 	    router_utf8_valid_prefix(m.key, m.key_len) != m.key_len)
 		return publish_reject_row(r, t->name, rec, row->row, row->row_len,
 					  "invalid UTF-8 in a snapshot row (its text is not UTF-8)", &m);

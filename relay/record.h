@@ -4,6 +4,8 @@
 
 #include "route.h"
 
+struct capture_table;
+
 /* What built a record: the stages after it (transform, encode) may treat each kind its own way. */
 typedef enum {
 	RECORD_OUTBOX,       /* an outbox row or message of a source (route.c) */
@@ -20,6 +22,7 @@ typedef struct {
 	record_kind kind;
 	const char *source;
 	const char *format; /* the source's format ("json", "avro"); NULL: "json" */
+	const struct capture_table *table; /* a change's or snapshot row's table (capture.h), or NULL */
 	route_msg *msg;
 } record;
 

@@ -627,6 +627,29 @@ static void test_avro_format_needs_a_registry_and_schemas(void **state)
 	unload(&l);
 }
 
+/* A capture's format: json by default; avro needs the registry's URL only (no schema files). */
+static void test_capture_avro_needs_only_the_registry_url(void **state)
+{
+	(void)state;
+	loaded l;
+
+	load_ok(&l, MINIMAL "capture = ( { tables = \"a.b\"; } );\n");
+	assert_string_equal(l.cfg->captures[0].format, "json");
+	assert_false(l.cfg->capture_avro);
+	unload(&l);
+	expect_error(MINIMAL "capture = (\n { tables = \"a.b\"; format = \"xml\"; }\n);\n", 4,
+		     "json or avro");
+	expect_error(MINIMAL "capture = (\n { tables = \"a.b\"; },\n { tables = \"c.d\"; format = \"avro\"; }\n);\n",
+		     5, "capture[1] has format = \"avro\": it needs schema_registry.url");
+	load_ok(&l, MINIMAL "capture = ( { tables = \"a.b\"; format = \"avro\"; }, { tables = \"c.d\"; } );\n"
+			    "schema_registry = { url = \"http://r/apis/ccompat/v7\"; };\n");
+	assert_true(l.cfg->capture_avro);
+	assert_false(l.cfg->any_avro); /* no schema_dir needed */
+	assert_string_equal(l.cfg->captures[0].format, "avro");
+	assert_string_equal(l.cfg->captures[1].format, "json");
+	unload(&l);
+}
+
 static void test_bad_table_name(void **state)
 {
 	(void)state;
@@ -1209,6 +1232,7 @@ int main(void)
 		cmocka_unit_test(test_every_source_checked),
 		cmocka_unit_test(test_sources_checked_like_the_router),
 		cmocka_unit_test(test_capture_list),
+		cmocka_unit_test(test_capture_avro_needs_only_the_registry_url),
 		cmocka_unit_test(test_describe_lists_every_key),
 		cmocka_unit_test(test_capture_topic_placeholders_checked_at_load),
 		cmocka_unit_test(test_reload_applies_only_reloadable_keys),

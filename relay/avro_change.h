@@ -1,0 +1,46 @@
+/* avro_change.h: captured tables in Avro: a schema derived from each table, and its changes and snapshot rows encoded by it. */
+#ifndef RELAY_AVRO_CHANGE_H
+#define RELAY_AVRO_CHANGE_H
+
+#include <stddef.h>
+
+#include "avro_change_schema.h"
+#include "capture.h"
+#include "record.h"
+#include "registry.h"
+#include "strbuf.h"
+
+/* The schemas derived so far (one per captured table and catalog entry) and the output buffers. */
+typedef struct avro_change avro_change;
+
+/* An empty cache; topic_prefix (relay.topic_prefix) names the schemas' namespace. */
+avro_change *avro_change_new(const char *topic_prefix);
+void avro_change_free(avro_change *a);
+
+/*
+ * Rewrites rec's value (the JSON envelope capture.c built for rec->table) into the Confluent
+ * wire format: magic byte 0, the schema id (big-endian), the envelope in Avro by the table's
+ * derived schema, registered under "<topic>-value" through reg. The key stays as built; a
+ * tombstone stays one. Headers schema_id and schema_subject are added. The value and headers
+ * then point into a's buffers until its next call. A change with columns the catalog entry does
+ * not know (written before an ALTER TABLE the entry already has) is encoded by a variant of the
+ * schema with those columns as nullable strings. ENCODE_OK; ENCODE_REJECT with *why (a value
+ * the type cannot hold); ENCODE_HOLD (the registry is down); ENCODE_STOP (the registry refuses
+ * the schema: *why names table, subject and reason).
+ */
+int avro_change_encode(avro_change *a, registry *reg, record *rec, const char **why);
+
+/*
+ * The envelope converted alone (no registry): 0 with *out and *len (a's buffer, prefix bytes
+ * left free before the Avro), or -1 with *why. For the fuzz target and the unit tests.
+ */
+int avro_change_convert(avro_change *a, const capture_table *t, const char *json, size_t len,
+			size_t prefix, char **out, size_t *out_len, const char **why);
+/*
+ * The schema text the last successful conversion used (the table's, or its variant for a change
+ * with columns the catalog entry does not know: those as nullable strings), valid until a's next
+ * conversion or avro_change_free.
+ */
+const char *avro_change_last_schema(const avro_change *a);
+
+#endif

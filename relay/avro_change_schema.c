@@ -1,0 +1,144 @@
+/* avro_change_schema.c: the Avro schema derived from a captured table: envelope, row record, names, nullability. */
+#include "avro_change_schema.h"
+
+#include <string.h>
+
+#include "avro_change_type.h"
+#include "json_out.h"
+
+/* True when col is one of the table's key columns. */
+static bool is_key(const capture_table *t, int col)
+{
+	for (int k = 0; k < t->n_keys; k++)
+		if (t->keys[k] == col)
+			return true;
+	return false;
+}
+
+/* (Declared in avro_change_schema.h: NOT NULL is a plain type only where every record has it.) */
+bool avro_change_nullable(const capture_table *t, int col)
+{
+	return !t->cols[col].not_null || !(is_key(t, col) || t->replident == 'f');
+}
+
+/* The namespace: each dot-separated part of the prefix, then the schema, as Avro names. */
+static void put_namespace(strbuf *b, const char *prefix, const char *schema)
+{
+	const char *p = prefix;
+
+	while (*p) {
+		size_t n = strcspn(p, ".");
+		if (n > 0) {
+			avro_change_name(b, p, n);
+			strbuf_addc(b, '.');
+		}
+		p += n + (p[n] == '.');
+	}
+	avro_change_name(b, schema, strlen(schema));
+}
+
+/* (Declared in avro_change_schema.h: a walk of a NUL-separated list.) */
+bool avro_change_name_listed(const strbuf *names, const char *name, size_t n)
+{
+	for (const char *p = names->s; p && p < names->s + names->len; p += strlen(p) + 1)
+		if (strlen(p) == n && memcmp(p, name, n) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * One row field: its Avro name (sanitized, unique: a clash gets _<ordinal>), the column's own name
+ * when it differs, its type (type_name NULL: a string).
+ */
+static void put_field(strbuf *b, strbuf *names, const char *column, const char *type_name,
+		      bool nullable, int ordinal)
+{
+	avro_change_type type;
+	strbuf name = {0};
+
+	avro_change_map(type_name, &type);
+	avro_change_name(&name, column, strlen(column));
+	if (avro_change_name_listed(names, name.s, name.len))
+		strbuf_addf(&name, "_%d", ordinal); /* two names sanitized alike */
+	strbuf_addn(names, name.s, name.len + 1);
+	STRBUF_ADD_LIT(b, "{\"name\":\"");
+	strbuf_addn(b, name.s, name.len);
+	STRBUF_ADD_LIT(b, "\",");
+	if (strcmp(name.s, column) != 0) {
+		STRBUF_ADD_LIT(b, "\"pg_column\":");
+		json_out_string(b, column, strlen(column));
+		STRBUF_ADD_LIT(b, ",");
+	}
+	STRBUF_ADD_LIT(b, "\"type\":");
+	if (nullable) {
+		STRBUF_ADD_LIT(b, "[\"null\",");
+		avro_change_type_json(b, &type);
+		STRBUF_ADD_LIT(b, "],\"default\":null}");
+	} else {
+		avro_change_type_json(b, &type);
+		STRBUF_ADD_LIT(b, "}");
+	}
+	strbuf_free(&name);
+}
+
+/*
+ * The row record (named after the table, in the namespace) with one field per published column,
+ * then one nullable string per extra name (columns a change has that the entry does not know).
+ */
+static void put_row_schema(strbuf *b, const capture_table *t, const char *prefix,
+			   const char *extra, size_t extra_len)
+{
+	strbuf names = {0};
+	int n = 0;
+
+	STRBUF_ADD_LIT(b, "{\"type\":\"record\",\"name\":\"");
+	avro_change_name(b, t->table, strlen(t->table));
+	STRBUF_ADD_LIT(b, "\",\"namespace\":\"");
+	put_namespace(b, prefix, t->schema);
+	STRBUF_ADD_LIT(b, "\",\"fields\":[");
+	for (int i = 0; i < t->n_cols; i++) {
+		if (!t->cols[i].published)
+			continue;
+		if (n++)
+			STRBUF_ADD_LIT(b, ",");
+		put_field(b, &names, t->cols[i].name, t->cols[i].type_name, avro_change_nullable(t, i), i + 1);
+	}
+	for (const char *x = extra; x && x < extra + extra_len; x += strlen(x) + 1) {
+		if (n++)
+			STRBUF_ADD_LIT(b, ",");
+		put_field(b, &names, x, NULL, true, t->n_cols + n);
+	}
+	STRBUF_ADD_LIT(b, "]}");
+	strbuf_free(&names);
+}
+
+/* (Declared in avro_change_schema.h: the envelope, its rows with the extra names too.) */
+void avro_change_schema_with(strbuf *b, const capture_table *t, const char *prefix,
+			     const char *extra, size_t extra_len)
+{
+	STRBUF_ADD_LIT(b, "{\"type\":\"record\",\"name\":\"Envelope\",\"namespace\":\"");
+	put_namespace(b, prefix, t->schema);
+	strbuf_addc(b, '.');
+	avro_change_name(b, t->table, strlen(t->table));
+	STRBUF_ADD_LIT(b, "\",\"fields\":[{\"name\":\"op\",\"type\":\"string\"},"
+			  "{\"name\":\"before\",\"type\":[\"null\",");
+	put_row_schema(b, t, prefix, extra, extra_len);
+	STRBUF_ADD_LIT(b, "],\"default\":null},{\"name\":\"after\",\"type\":[\"null\",\"");
+	put_namespace(b, prefix, t->schema);
+	strbuf_addc(b, '.');
+	avro_change_name(b, t->table, strlen(t->table));
+	STRBUF_ADD_LIT(b, "\"],\"default\":null},{\"name\":\"source\",\"type\":{\"type\":\"record\","
+			  "\"name\":\"Source\",\"fields\":[{\"name\":\"lsn\",\"type\":\"string\"},"
+			  "{\"name\":\"xid\",\"type\":[\"null\",\"long\"],\"default\":null},"
+			  "{\"name\":\"ts\",\"type\":[\"null\",\"string\"],\"default\":null},"
+			  "{\"name\":\"schema\",\"type\":\"string\"},{\"name\":\"table\",\"type\":"
+			  "\"string\"},{\"name\":\"snapshot\",\"type\":\"boolean\"}]}},"
+			  "{\"name\":\"unchanged_toast\",\"type\":[\"null\",{\"type\":\"array\","
+			  "\"items\":\"string\"}],\"default\":null}]}");
+}
+
+/* (Declared in avro_change_schema.h: the table's own schema, no extra names.) */
+void avro_change_schema(strbuf *b, const capture_table *t, const char *prefix)
+{
+	avro_change_schema_with(b, t, prefix, NULL, 0);
+}

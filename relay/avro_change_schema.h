@@ -1,0 +1,35 @@
+/* avro_change_schema.h: the Avro schema derived from a captured table: envelope, row record, names, nullability. */
+#ifndef RELAY_AVRO_CHANGE_SCHEMA_H
+#define RELAY_AVRO_CHANGE_SCHEMA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "capture.h"
+#include "strbuf.h"
+
+/*
+ * Appends to out the Avro schema (compact JSON, one text per column set) of a captured table's
+ * envelope: op, before and after (a record named after the table, one field per published
+ * column, docs/schemas.md), source, unchanged_toast. Fields of NOT NULL columns that every
+ * before and after carries (key columns, every column with REPLICA IDENTITY FULL) are plain
+ * types; the others are ["null", T] with default null.
+ */
+void avro_change_schema(strbuf *out, const capture_table *t, const char *topic_prefix);
+/*
+ * The same with extra row fields after the table's columns: extra holds extra_len bytes of
+ * NUL-terminated column names (columns a change has that the catalog entry does not know), each
+ * a nullable string. extra NULL: none.
+ */
+void avro_change_schema_with(strbuf *out, const capture_table *t, const char *topic_prefix,
+			     const char *extra, size_t extra_len);
+/*
+ * Whether column col's field is nullable: the column is, or some record may lack its value (a
+ * delete's before holds only the identity's key columns; an update leaves out an unchanged
+ * TOASTed value unless the old row is whole, REPLICA IDENTITY FULL).
+ */
+bool avro_change_nullable(const capture_table *t, int col);
+/* True when names (NUL-terminated names one after another) holds name[0..n). */
+bool avro_change_name_listed(const strbuf *names, const char *name, size_t n);
+
+#endif

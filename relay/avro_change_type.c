@@ -1,0 +1,135 @@
+/* avro_change_type.c: a PostgreSQL column type (format_type's text) mapped to the Avro type of captured tables. */
+#include "avro_change_type.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One type name (without typmod) and its kind. */
+typedef struct {
+	const char *name;
+	avro_change_kind kind;
+} type_row;
+
+/* The mapped names; everything else is ACT_STRING (its text). */
+static const type_row types[] = {
+	{"smallint", ACT_INT},
+	{"integer", ACT_INT},
+	{"bigint", ACT_LONG},
+	{"oid", ACT_LONG},
+	{"real", ACT_FLOAT},
+	{"double precision", ACT_DOUBLE},
+	{"numeric", ACT_NUMERIC_TEXT},
+	{"boolean", ACT_BOOLEAN},
+	{"bytea", ACT_BYTES},
+	{"date", ACT_DATE},
+	{"timestamp without time zone", ACT_LOCAL_TS},
+	{"timestamp with time zone", ACT_TS},
+	{"time without time zone", ACT_TIME},
+	{"uuid", ACT_UUID},
+	{"json", ACT_JSON},
+	{"jsonb", ACT_JSON},
+};
+
+/*
+ * The name without its typmod: "timestamp(3) with time zone" -> "timestamp with time zone",
+ * "numeric(10,2)" -> "numeric" (with the typmod's numbers in *a, *b; -1 when absent).
+ */
+static void strip_typmod(const char *in, size_t len, char *out, size_t cap, int *a, int *b)
+{
+	size_t k = 0;
+
+	*a = *b = -1;
+	for (size_t i = 0; i < len && k + 1 < cap; i++) {
+		if (in[i] != '(') {
+			out[k++] = in[i];
+			continue;
+		}
+		char *end;
+		*a = (int)strtol(in + i + 1, &end, 10);
+		if (*end == ',')
+			*b = (int)strtol(end + 1, &end, 10);
+		const char *close = memchr(in + i, ')', len - i);
+		if (!close)
+			break;
+		i = (size_t)(close - in);
+	}
+	out[k] = '\0';
+}
+
+void avro_change_map(const char *pg_type, avro_change_type *out)
+{
+	char base[128];
+	size_t len = pg_type ? strlen(pg_type) : 0;
+	int a, b;
+
+	memset(out, 0, sizeof(*out));
+	out->kind = ACT_STRING;
+	if (!pg_type || len >= sizeof(base))
+		return;
+	if (len > 2 && strcmp(pg_type + len - 2, "[]") == 0) {
+		out->array = true;
+		len -= 2;
+	}
+	strip_typmod(pg_type, len, base, sizeof(base), &a, &b);
+	if (strcmp(base, "box") == 0)
+		out->array = false; /* box[] separates elements with ';': kept as its text */
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+		if (strcmp(types[i].name, base) == 0)
+			out->kind = types[i].kind;
+	if (out->kind == ACT_NUMERIC_TEXT && a > 0) { /* numeric(p,s): PostgreSQL prints both */
+		out->kind = ACT_DECIMAL;
+		out->precision = a;
+		out->scale = b < 0 ? 0 : b;
+	}
+}
+
+/* The element's or column's own type (not an array). */
+static void scalar_json(strbuf *b, const avro_change_type *t)
+{
+	switch (t->kind) {
+	case ACT_INT: STRBUF_ADD_LIT(b, "\"int\""); break;
+	case ACT_LONG: STRBUF_ADD_LIT(b, "\"long\""); break;
+	case ACT_FLOAT: STRBUF_ADD_LIT(b, "\"float\""); break;
+	case ACT_DOUBLE: STRBUF_ADD_LIT(b, "\"double\""); break;
+	case ACT_BOOLEAN: STRBUF_ADD_LIT(b, "\"boolean\""); break;
+	case ACT_BYTES: STRBUF_ADD_LIT(b, "\"bytes\""); break;
+	case ACT_DECIMAL:
+		strbuf_addf(b, "{\"type\":\"bytes\",\"logicalType\":\"decimal\",\"precision\":%d,"
+			    "\"scale\":%d}", t->precision, t->scale);
+		break;
+	case ACT_DATE: STRBUF_ADD_LIT(b, "{\"type\":\"int\",\"logicalType\":\"date\"}"); break;
+	case ACT_LOCAL_TS:
+		STRBUF_ADD_LIT(b, "{\"type\":\"long\",\"logicalType\":\"local-timestamp-micros\"}");
+		break;
+	case ACT_TS: STRBUF_ADD_LIT(b, "{\"type\":\"long\",\"logicalType\":\"timestamp-micros\"}"); break;
+	case ACT_TIME: STRBUF_ADD_LIT(b, "{\"type\":\"long\",\"logicalType\":\"time-micros\"}"); break;
+	case ACT_UUID: STRBUF_ADD_LIT(b, "{\"type\":\"string\",\"logicalType\":\"uuid\"}"); break;
+	case ACT_STRING:
+	case ACT_NUMERIC_TEXT:
+	case ACT_JSON: STRBUF_ADD_LIT(b, "\"string\""); break;
+	}
+}
+
+void avro_change_type_json(strbuf *b, const avro_change_type *t)
+{
+	if (!t->array) {
+		scalar_json(b, t);
+		return;
+	}
+	STRBUF_ADD_LIT(b, "{\"type\":\"array\",\"items\":[\"null\",");
+	scalar_json(b, t);
+	STRBUF_ADD_LIT(b, "]}");
+}
+
+void avro_change_name(strbuf *b, const char *name, size_t len)
+{
+	if (len == 0 || (name[0] >= '0' && name[0] <= '9'))
+		strbuf_addc(b, '_');
+	for (size_t i = 0; i < len; i++) {
+		char ch = name[i];
+		bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+			  (ch >= '0' && ch <= '9') || ch == '_';
+		strbuf_addc(b, ok ? ch : '_');
+	}
+}

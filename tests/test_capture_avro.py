@@ -1,0 +1,457 @@
+# test_capture_avro.py: captured tables in Avro: the derived schema, every type against the JSON envelope, snapshots, schema changes, a registry that is down.
+import datetime
+import decimal
+import io
+import json
+import struct
+
+import pytest
+
+from harness import wait_for
+
+# Every type the JSON capture tests cover, plus the ones the Avro mapping names.
+COLUMNS = """(id bigint PRIMARY KEY, n numeric, n2 numeric(30,9), f8 float8, r real, bo boolean,
+    by bytea, j json, jb jsonb, tarr text[], iarr int[], ts timestamptz, tsn timestamp, d date,
+    t time, ch char(5), vc varchar(10), u uuid, tx text, iv interval, sm smallint, i4 integer,
+    o oid, m public.mood, dj public.doc, dp public.posint, "Col With Space" text, "ключ" int,
+    "q""uote" text, nn int NOT NULL DEFAULT 7)"""
+
+ROWS = [
+    (1, "12345678901234567890.123456789", "-123456789012345678901.000000001", 0.1, 1.5, True,
+     b"\x00\xff\x10", '{"k" : "v\\u0001", "e": "\\u00e9"}', '{"a": [1, 2.50, "x"], "n": null}',
+     ["a", "b c", 'q"', None], [1, None, 3], "2026-11-22 10:00:00.123456+00", "2026-11-22 10:00:00",
+     "2026-11-22", "23:59:59.999999", "ab", "tab\there", "00000000-0000-0000-0000-000000000001",
+     "line\nbreak \\ \"quoted\" \u2028 \U0001F600 \x01", "1 day 02:03:04", -3, 2147483647, 42, "happy",
+     '{"doc": [1, "x"]}', 5, "space", 7, "quo\"te", 1),
+    (2, "NaN", "0.5", float("inf"), float("-inf"), False, b"", "null", "[]", [], [], "infinity",
+     "-infinity", "-infinity", "00:00:00", "abcde", "", "ffffffff-ffff-ffff-ffff-ffffffffffff", "",
+     "-1 mons", -32768, -2147483648, 0, "sad", "null", 1, None, None, None, 2),
+    (9223372036854775807, "-0.000000000000000000001", None, 1e308, 3.4e38, None, None, None, None,
+     None, None, "0044-03-15 12:00:00+00 BC", "10000-01-01 00:00:00", "0001-01-01 BC", "24:00:00",
+     None, None, None, None, None, None, None, None, None, None, None, None, None, None, 3),
+]
+
+
+def create_types(db, tables):
+    db.execute("CREATE TYPE public.mood AS ENUM ('sad', 'happy')")
+    db.execute("CREATE DOMAIN public.doc AS jsonb")
+    db.execute("CREATE DOMAIN public.posint AS int CHECK (VALUE > 0)")
+    for t in tables:
+        db.execute("CREATE TABLE public.%s %s" % (t, COLUMNS))
+
+
+def insert_rows(db, tables, rows=ROWS):
+    """Each row into each table, in one transaction per row (the same values everywhere)."""
+    conn = db.connect(autocommit=False)
+    cur = conn.cursor()
+    for r in rows:
+        for t in tables:
+            cur.execute("INSERT INTO public.%s VALUES (%s)" % (t, ", ".join(["%s"] * len(r))), r)
+        conn.commit()
+    conn.close()
+
+
+def both(db, sql, tables=("tj", "ta")):
+    """One statement on each table, in one transaction (the same xid and commit time)."""
+    conn = db.connect(autocommit=False)
+    cur = conn.cursor()
+    for t in tables:
+        cur.execute(sql % t)
+    conn.commit()
+    conn.close()
+
+
+def start(outbox, registry, capture, extra_registry=""):
+    outbox.reconfigure(capture=capture, extra_relay='topic_prefix = "%s";' % outbox.prefix,
+                       extra_top='schema_registry = { url = "%s"; %s };' % (registry.url, extra_registry))
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+
+
+# ---- an independent decoder: fastavro with the writer schema the wire header names ----
+
+def writer_schema(registry, value):
+    assert value[0] == 0, "not the Confluent wire format"
+    sid = struct.unpack(">I", value[1:5])[0]
+    status, body = registry.request("GET", "/schemas/ids/%d" % sid)
+    assert status == 200, body
+    return sid, json.loads(body["schema"])
+
+
+def strip_logical(s):
+    """The schema without logical types: raw ints, longs and bytes (infinity needs no datetime)."""
+    if isinstance(s, list):
+        return [strip_logical(x) for x in s]
+    if isinstance(s, dict):
+        return {k: strip_logical(v) for k, v in s.items() if k != "logicalType"}
+    return s
+
+
+def decode(registry, value, logical=False, reader=None):
+    import fastavro
+    sid, schema = writer_schema(registry, value)
+    w = fastavro.parse_schema(schema if logical else strip_logical(schema))
+    r = fastavro.parse_schema(reader) if reader else None
+    return fastavro.schemaless_reader(io.BytesIO(value[5:]), w, r)
+
+
+def row_types(registry, value):
+    """{field name: (its Avro type without the null branch, the column's name)} of the row record."""
+    _, schema = writer_schema(registry, value)
+    row = [f for f in schema["fields"] if f["name"] == "before"][0]["type"][1]
+    out = {}
+    for f in row["fields"]:
+        t = f["type"]
+        nullable = isinstance(t, list)
+        out[f.get("pg_column", f["name"])] = (f["name"], t[1] if nullable else t, nullable)
+    return out
+
+
+# ---- what the JSON envelope's values become in Avro (the mapping of docs/schemas.md) ----
+
+EPOCH = datetime.date(1970, 1, 1)
+
+
+def civil_days(y, m, d):
+    """Days since 1970-01-01, proleptic Gregorian, any year (Python's date stops at 9999)."""
+    y -= m <= 2
+    era = y // 400  # floor division, as the C version gets with (y - 399) / 400 below 0
+    yoe = y - era * 400
+    doy = (153 * (m - 3 if m > 2 else m + 9) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def pg_days(text):
+    if text in ("infinity", "-infinity"):
+        return 2**31 - 1 if text == "infinity" else -2**31
+    bc = text.endswith(" BC")
+    y, m, d = (int(x) for x in text.replace(" BC", "").split("-"))
+    return civil_days(1 - y if bc else y, m, d)
+
+
+def pg_micros_of_day(text):
+    h, mi, s = text.split(":")
+    sec, _, frac = s.partition(".")
+    return ((int(h) * 60 + int(mi)) * 60 + int(sec)) * 1000000 + int((frac + "000000")[:6])
+
+
+def pg_timestamp(text, with_zone):
+    if text in ("infinity", "-infinity"):
+        return 2**63 - 1 if text == "infinity" else -2**63
+    bc = text.endswith(" BC")
+    text = text.replace(" BC", "")
+    date, clock = text.split(" ")
+    offset = 0
+    if with_zone:
+        sign = -1 if "-" in clock else 1
+        clock, zone = clock.replace("-", "+").split("+")
+        parts = [int(x) for x in zone.split(":")] + [0, 0]
+        offset = sign * (parts[0] * 3600 + parts[1] * 60 + parts[2])
+    y, m, d = (int(x) for x in date.split("-"))
+    days = civil_days(1 - y if bc else y, m, d)
+    return days * 86400000000 + pg_micros_of_day(clock) - offset * 1000000
+
+
+def pg_array(text):
+    """PostgreSQL's one-dimensional array text: element texts, None for NULL."""
+    assert text[0] == "{" and text[-1] == "}"
+    out, i, body = [], 0, text[1:-1]
+    while i < len(body):
+        if body[i] == '"':
+            i += 1
+            el = ""
+            while body[i] != '"':
+                if body[i] == "\\":
+                    i += 1
+                el += body[i]
+                i += 1
+            i += 1
+            out.append(el)
+        else:
+            j = body.find(",", i)
+            j = len(body) if j < 0 else j
+            el = body[i:j]
+            out.append(None if el == "NULL" else el)
+            i = j
+        i += 1  # the comma
+    return out
+
+
+def scalar_expected(avro_type, v, element=False):
+    """The raw (logical types stripped) Avro value of one JSON envelope value or array element."""
+    logical = avro_type.get("logicalType") if isinstance(avro_type, dict) else None
+    base = avro_type["type"] if isinstance(avro_type, dict) else avro_type
+    if logical == "decimal":
+        exact = decimal.Context(prec=1000)  # the default 28 digits would round
+        unscaled = int(decimal.Decimal(str(v)).scaleb(avro_type["scale"], context=exact))
+        return unscaled.to_bytes((unscaled.bit_length() + 8) // 8 or 1, "big", signed=True)
+    if logical == "date":
+        return pg_days(v)
+    if logical in ("timestamp-micros", "local-timestamp-micros"):
+        return pg_timestamp(v, logical == "timestamp-micros")
+    if logical == "time-micros":
+        return pg_micros_of_day(v)
+    if base == "boolean":
+        return v in (True, "t")
+    if base == "bytes":
+        return bytes.fromhex(v[2:] if element else v)
+    if base in ("int", "long"):
+        return int(v)
+    if base in ("float", "double"):
+        return float(v)
+    return v
+
+
+def expected_value(avro_type, v, is_json):
+    """What the Avro field holds for a JSON envelope value v of a column."""
+    if v is None:
+        return None
+    if isinstance(avro_type, dict) and avro_type.get("type") == "array":
+        item = avro_type["items"][1]
+        return [None if e is None else scalar_expected(item, e, True) for e in pg_array(v)]
+    if is_json:
+        return v  # compared as parsed JSON below
+    if avro_type == "string" and isinstance(v, decimal.Decimal):
+        return format(v, "f")  # numeric without typmod: the exact text
+    if avro_type == "string" and not isinstance(v, str):
+        return json.dumps(v)
+    return scalar_expected(avro_type, v)
+
+
+def assert_row_matches(types, avro_row, json_row, json_cols):
+    assert (avro_row is None) == (json_row is None), (avro_row, json_row)
+    if json_row is None:
+        return
+    for col, (field, avro_type, nullable) in types.items():
+        got = avro_row[field]
+        if col not in json_row:
+            assert got is None and nullable, col
+            continue
+        want = expected_value(avro_type, json_row[col], col in json_cols)
+        if col in json_cols and got is not None:
+            got = json.loads(got, parse_float=decimal.Decimal)
+        if avro_type == "float" and want is not None:
+            want = struct.unpack("<f", struct.pack("<f", want))[0]
+        assert got == want, "column %s: Avro %r, JSON %r" % (col, got, json_row[col])
+
+
+def assert_envelope_matches(registry, avro_msg, json_msg, own=("lsn",)):
+    """own: source fields that differ between the two tables (the WAL position; a snapshot
+    chunk's time too, each table's chunk ends in its own transaction)."""
+    a = decode(registry, avro_msg["value"])
+    j = json.loads(json_msg["value"], parse_float=decimal.Decimal)
+    types = row_types(registry, avro_msg["value"])
+    json_cols = {"j", "jb", "dj"}
+    assert a["op"] == j["op"]
+    assert_row_matches(types, a["before"], j["before"], json_cols)
+    assert_row_matches(types, a["after"], j["after"], json_cols)
+    # The two tables differ by name, and their changes by WAL position only.
+    src = dict(j["source"], table=a["source"]["table"], **{f: a["source"][f] for f in own})
+    assert a["source"] == src and "/" in a["source"]["lsn"]
+    assert a["unchanged_toast"] == j.get("unchanged_toast", [])
+    assert avro_msg["key"] == json_msg["key"]  # the key stays the JSON the format builds
+    return a
+
+
+def consume_both(kafka, prefix, n, tables=("tj", "ta")):
+    out = []
+    for t in tables:
+        msgs = kafka.consume("%s.public.%s" % (prefix, t), until=n, timeout=90)
+        assert len(msgs) >= n, "got %d of %d records of %s" % (len(msgs), n, t)
+        out.append(sorted(msgs, key=lambda m: (m["partition"], m["offset"])))
+    return out
+
+
+def by_key_order(msgs):
+    """Records in the order they were produced per key (partition, offset) as a list."""
+    return [m for m in sorted(msgs, key=lambda m: (m["timestamp"], m["partition"], m["offset"]))]
+
+
+CAPTURE_PAIR = ('{ tables = "public.tj"; snapshot = false; }, '
+                '{ tables = "public.ta"; snapshot = false; format = "avro"; }')
+
+
+def test_every_type_decodes_to_what_the_json_envelope_of_the_same_change_says(outbox, kafka, registry):
+    """Two tables of every type, one captured in JSON, one in Avro, get the same changes:
+    inserts, an update, a key change and a delete. fastavro, with the writer schema the wire
+    header's id names, decodes each Avro record to the JSON envelope's values by the mapping."""
+    db = outbox.db
+    create_types(db, ["tj", "ta"])
+    start(outbox, registry, CAPTURE_PAIR)
+    insert_rows(db, ["tj", "ta"])
+    both(db, "UPDATE public.%s SET tx = 'changed', jb = '{\"b\": 1}', n = 1.50 WHERE id = 1")
+    both(db, "UPDATE public.%s SET id = 4 WHERE id = 2")  # a key change: delete + create
+    both(db, "DELETE FROM public.%s WHERE id = 4")
+    # 3 inserts, 1 update, key change (delete, tombstone, update), delete + tombstone
+    js, avs = consume_both(kafka, outbox.prefix, 9)
+    by_key = lambda msgs: sorted(msgs, key=lambda m: (m["key"], m["partition"], m["offset"]))
+    js, avs = by_key(js), by_key(avs)
+    assert len(js) == len(avs)
+    subject = "%s.public.ta-value" % outbox.prefix
+    for jm, am in zip(js, avs):
+        if jm["value"] is None:
+            assert am["value"] is None and am["key"] == jm["key"]  # a tombstone stays one
+            continue
+        assert_envelope_matches(registry, am, jm)
+        headers = dict(am["headers"])
+        assert headers["schema_subject"] == subject.encode()
+        assert int(headers["schema_id"]) == struct.unpack(">I", am["value"][1:5])[0]
+    # The derived schema: names, nullability, logical types (the mapping table of docs/schemas.md).
+    status, latest = registry.request("GET", "/subjects/%s/versions/latest" % subject)
+    assert status == 200 and latest["version"] == 1
+    schema = json.loads(latest["schema"])
+    assert schema["name"] == "Envelope" and schema["namespace"] == "%s.public.ta" % outbox.prefix
+    types = row_types(registry, avs[0]["value"])
+    assert types["id"] == ("id", "long", False)  # the key: NOT NULL in every before and after
+    assert types["nn"] == ("nn", "int", True)  # NOT NULL, but a delete's before holds only the key
+    assert types["n"][1] == "string" and types["n2"][1]["logicalType"] == "decimal"
+    assert (types["n2"][1]["precision"], types["n2"][1]["scale"]) == (30, 9)
+    assert types["ts"][1] == {"type": "long", "logicalType": "timestamp-micros"}
+    assert types["tsn"][1] == {"type": "long", "logicalType": "local-timestamp-micros"}
+    assert types["t"][1] == {"type": "long", "logicalType": "time-micros"}
+    assert types["d"][1] == {"type": "int", "logicalType": "date"}
+    assert types["u"][1] == {"type": "string", "logicalType": "uuid"}
+    assert types["iarr"][1] == {"type": "array", "items": ["null", "int"]}
+    assert types["m"][1] == "string" and types["iv"][1] == "string" and types["dp"][1] == "int"
+    assert types["Col With Space"][0] == "Col_With_Space" and types["ключ"][0].startswith("_")
+    # A consumer with logical types on gets Python's types for an ordinary row.
+    first = [am for jm, am in zip(js, avs) if jm["value"] and json.loads(jm["value"])["op"] == "c"
+             and json.loads(jm["value"])["after"]["id"] == 1][0]
+    after = decode(registry, first["value"], logical=True)["after"]
+    assert after["ts"] == datetime.datetime(2026, 11, 22, 10, 0, 0, 123456, tzinfo=datetime.timezone.utc)
+    assert after["n2"] == decimal.Decimal("-123456789012345678901.000000001")
+    assert after["d"] == datetime.date(2026, 11, 22) and str(after["u"]) == "00000000-0000-0000-0000-000000000001"
+    status, versions = registry.request("GET", "/subjects/%s/versions" % subject)
+    assert versions == [1]  # a steady table: one registration
+    assert outbox.relay.stop() == 0
+
+
+def test_snapshot_rows_of_an_avro_capture_are_avro(outbox, kafka, registry):
+    """Rows there before the capture starts are published by the snapshot (op r) in Avro, with
+    the same values as a JSON capture's snapshot of the same rows."""
+    db = outbox.db
+    create_types(db, ["tj", "ta"])
+    insert_rows(db, ["tj", "ta"])
+    start(outbox, registry, '{ tables = "public.tj"; }, { tables = "public.ta"; format = "avro"; }')
+    js, avs = consume_both(kafka, outbox.prefix, len(ROWS))
+    key = lambda m: m["key"]
+    for jm, am in zip(sorted(js, key=key), sorted(avs, key=key)):
+        a = assert_envelope_matches(registry, am, jm, own=("lsn", "ts"))
+        assert a["op"] == "r" and a["source"]["snapshot"] is True
+    assert outbox.relay.stop() == 0
+
+
+def test_a_nullable_column_added_under_a_running_relay_registers_a_new_version(outbox, kafka, registry):
+    """ALTER TABLE ADD COLUMN (nullable) while the relay runs: the next change registers version 2
+    (BACKWARD compatible: the field is nullable with default null); each record decodes by its
+    own writer schema, and a consumer reading with version 2 decodes the version 1 record too.
+    A column renamed, then one dropped, make versions 3 and 4."""
+    db = outbox.db
+    db.execute("CREATE TABLE public.acct (id int PRIMARY KEY, owner text NOT NULL)")
+    start(outbox, registry, '{ tables = "public.acct"; snapshot = false; format = "avro"; }')
+    topic = "%s.public.acct" % outbox.prefix
+    db.execute("INSERT INTO public.acct VALUES (1, 'ann')")
+    first = kafka.consume(topic, until=1, timeout=60)
+    db.execute("ALTER TABLE public.acct ADD COLUMN note text")
+    db.execute("INSERT INTO public.acct VALUES (2, 'bob', 'hi')")
+    msgs = kafka.consume(topic, until=2, timeout=60)
+    assert len(first) == 1 and len(msgs) == 2
+    msgs.sort(key=lambda m: m["key"])
+    status, versions = registry.request("GET", "/subjects/%s-value/versions" % topic)
+    assert versions == [1, 2]
+    old, new = (decode(registry, m["value"], logical=True) for m in msgs)
+    assert old["after"] == {"id": 1, "owner": "ann"}
+    assert new["after"] == {"id": 2, "owner": "bob", "note": "hi"}
+    _, v2 = writer_schema(registry, msgs[1]["value"])
+    assert decode(registry, msgs[0]["value"], logical=True, reader=v2)["after"] == {"id": 1, "owner": "ann", "note": None}
+    # A rename and a drop are compatible too: versions 3 and 4, each record by its own schema.
+    db.execute("ALTER TABLE public.acct RENAME COLUMN note TO remark")
+    db.execute("INSERT INTO public.acct VALUES (3, 'cy', 'r')")
+    db.execute("ALTER TABLE public.acct DROP COLUMN owner")
+    db.execute("INSERT INTO public.acct VALUES (4, 'd')")
+    msgs = sorted(kafka.consume(topic, until=4, timeout=60), key=lambda m: m["key"])
+    assert [decode(registry, m["value"])["after"] for m in msgs[2:]] == [
+        {"id": 3, "owner": "cy", "remark": "r"}, {"id": 4, "remark": "d"}]
+    status, versions = registry.request("GET", "/subjects/%s-value/versions" % topic)
+    assert versions == [1, 2, 3, 4]
+    assert outbox.relay.stop() == 0
+
+
+def test_a_not_null_column_added_stops_the_relay_with_one_line_and_publishes_nothing_after(outbox, kafka, registry):
+    """With REPLICA IDENTITY FULL every before and after carries every column, so a NOT NULL
+    column is a required field: adding one is not BACKWARD compatible. The registry refuses
+    version 2; the relay stops with one line naming the table, the subject and the registry's
+    reason, and nothing of that change or after it is published."""
+    db = outbox.db
+    db.execute("CREATE TABLE public.strict (id int PRIMARY KEY, owner text NOT NULL)")
+    db.execute("ALTER TABLE public.strict REPLICA IDENTITY FULL")
+    start(outbox, registry, '{ tables = "public.strict"; snapshot = false; format = "avro"; }')
+    topic = "%s.public.strict" % outbox.prefix
+    db.execute("INSERT INTO public.strict VALUES (1, 'ann')")
+    assert len(kafka.consume(topic, until=1, timeout=60)) == 1
+    db.execute("ALTER TABLE public.strict ADD COLUMN level int NOT NULL DEFAULT 0")
+    db.execute("INSERT INTO public.strict VALUES (2, 'bob', 5)")
+    db.execute("INSERT INTO public.strict VALUES (3, 'cy', 6)")
+    assert outbox.relay.wait_exit(60) == 1
+    errors = [line for line in outbox.relay.log().splitlines() if " error " in line]
+    assert len(errors) == 1, errors
+    assert "public.strict" in errors[0] and topic + "-value" in errors[0] and "409" in errors[0], errors
+    assert len(kafka.consume(topic, timeout=5)) == 1
+    status, versions = registry.request("GET", "/subjects/%s-value/versions" % topic)
+    assert versions == [1]
+
+
+def test_a_registry_that_is_down_holds_the_changes_back_until_it_answers(outbox, kafka, registry):
+    """The registry cannot be reached: the change is held back (not dead-lettered, the slot does
+    not move); once the relay can reach it the change is published, once."""
+    import socket
+    db = outbox.db
+    db.execute("CREATE TABLE public.held (id int PRIMARY KEY, v text)")
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    dead = "http://127.0.0.1:%d/apis/ccompat/v7" % s.getsockname()[1]
+    s.close()
+    capture = '{ tables = "public.held"; snapshot = false; format = "avro"; }'
+    outbox.reconfigure(capture=capture, extra_relay='topic_prefix = "%s";' % outbox.prefix,
+                       extra_top='schema_registry = { url = "%s"; timeout_ms = 500; };' % dead)
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    db.execute("INSERT INTO public.held VALUES (1, 'x')")
+    outbox.relay.wait_log("holding back the row of public.held", timeout=60)
+    topic = "%s.public.held" % outbox.prefix
+    assert kafka.consume(topic, timeout=3) == []
+    assert outbox.relay.stop() == 0
+    start(outbox, registry, capture)
+    assert len(kafka.consume(topic, until=1, timeout=60)) == 1
+    msgs = kafka.consume(topic, timeout=10)  # to the end: once
+    assert len(msgs) == 1
+    assert decode(registry, msgs[0]["value"])["after"] == {"id": 1, "v": "x"}
+    assert outbox.relay.stop() == 0
+
+
+def test_a_change_read_after_its_column_was_dropped_is_published_not_lost(outbox, kafka, registry):
+    """The relay is stopped while a row is written and its column then dropped: at the restart
+    the catalog entry no longer has the column the change carries. The change goes out by a
+    variant of the schema with that column as a nullable string (its text), a later change by
+    the table's schema; nothing is dead-lettered."""
+    db = outbox.db
+    db.execute("CREATE TABLE public.late (id int PRIMARY KEY, keep text, gone numeric(6,2))")
+    capture = '{ tables = "public.late"; snapshot = false; format = "avro"; }'
+    start(outbox, registry, capture)
+    topic = "%s.public.late" % outbox.prefix
+    db.execute("INSERT INTO public.late VALUES (1, 'a', 1.50)")
+    assert len(kafka.consume(topic, until=1, timeout=60)) == 1
+    assert outbox.relay.stop() == 0
+    db.execute("INSERT INTO public.late VALUES (2, 'b', 2.25)")
+    db.execute("ALTER TABLE public.late DROP COLUMN gone")
+    db.execute("INSERT INTO public.late VALUES (3, 'c')")
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    msgs = sorted(kafka.consume(topic, until=3, timeout=60), key=lambda m: m["key"])
+    assert [decode(registry, m["value"])["after"] for m in msgs] == [
+        {"id": 1, "keep": "a", "gone": b"\x00\x96"},  # numeric(6,2) 1.50: unscaled 150
+        {"id": 2, "keep": "b", "gone": "2.25"},        # the variant: the dropped column's text
+        {"id": 3, "keep": "c"}]
+    assert "dead-lettering" not in outbox.relay.log()
+    assert outbox.relay.stop() == 0

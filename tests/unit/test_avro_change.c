@@ -1,0 +1,389 @@
+/* test_avro_change.c: captured tables in Avro: the type mapping, the derived schema, an envelope converted and read back by libavro. */
+#include "unit.h"
+
+#include <avro.h>
+
+#include "avro_change.h"
+#include "avro_change_type.h"
+#include "avro_change_value.h"
+
+/* A PostgreSQL type name and the Avro type it maps to. */
+static const struct {
+	const char *pg, *avro;
+} MAPPING[] = {
+	{"smallint", "\"int\""},
+	{"integer", "\"int\""},
+	{"bigint", "\"long\""},
+	{"oid", "\"long\""},
+	{"real", "\"float\""},
+	{"double precision", "\"double\""},
+	{"numeric(10,2)", "{\"type\":\"bytes\",\"logicalType\":\"decimal\",\"precision\":10,\"scale\":2}"},
+	{"numeric(5,0)", "{\"type\":\"bytes\",\"logicalType\":\"decimal\",\"precision\":5,\"scale\":0}"},
+	{"numeric", "\"string\""},
+	{"boolean", "\"boolean\""},
+	{"text", "\"string\""},
+	{"character varying(10)", "\"string\""},
+	{"character(5)", "\"string\""},
+	{"bytea", "\"bytes\""},
+	{"date", "{\"type\":\"int\",\"logicalType\":\"date\"}"},
+	{"timestamp without time zone", "{\"type\":\"long\",\"logicalType\":\"local-timestamp-micros\"}"},
+	{"timestamp(3) without time zone", "{\"type\":\"long\",\"logicalType\":\"local-timestamp-micros\"}"},
+	{"timestamp with time zone", "{\"type\":\"long\",\"logicalType\":\"timestamp-micros\"}"},
+	{"time without time zone", "{\"type\":\"long\",\"logicalType\":\"time-micros\"}"},
+	{"time with time zone", "\"string\""},
+	{"uuid", "{\"type\":\"string\",\"logicalType\":\"uuid\"}"},
+	{"json", "\"string\""},
+	{"jsonb", "\"string\""},
+	{"interval", "\"string\""},
+	{"public.mood", "\"string\""},
+	{"integer[]", "{\"type\":\"array\",\"items\":[\"null\",\"int\"]}"},
+	{"text[]", "{\"type\":\"array\",\"items\":[\"null\",\"string\"]}"},
+	{"numeric(4,1)[]", "{\"type\":\"array\",\"items\":[\"null\",{\"type\":\"bytes\",\"logicalType\":"
+			   "\"decimal\",\"precision\":4,\"scale\":1}]}"},
+	{"box[]", "\"string\""},
+	{NULL, "\"string\""},
+};
+
+/* Every mapped type gives the Avro type of docs/schemas.md's table; the rest is a string. */
+static void test_postgresql_types_map_to_avro_types(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(MAPPING) / sizeof(MAPPING[0]); i++) {
+		avro_change_type t;
+		strbuf b = {0};
+		avro_change_map(MAPPING[i].pg, &t);
+		avro_change_type_json(&b, &t);
+		if (strcmp(strbuf_str(&b), MAPPING[i].avro) != 0)
+			fail_msg("%s: got %s, want %s", MAPPING[i].pg ? MAPPING[i].pg : "(null)",
+				 strbuf_str(&b), MAPPING[i].avro);
+		strbuf_free(&b);
+	}
+}
+
+/* Names that are not Avro names are made into ones. */
+static void test_names_become_valid_avro_names(void **state)
+{
+	static const char *const in[] = {"Col With Space", "1st", "", "ok_Name9", "q\"uote"};
+	static const char *const out[] = {"Col_With_Space", "_1st", "_", "ok_Name9", "q_uote"};
+	(void)state;
+	for (size_t i = 0; i < 5; i++) {
+		strbuf b = {0};
+		avro_change_name(&b, in[i], strlen(in[i]));
+		assert_string_equal(strbuf_str(&b), out[i]);
+		strbuf_free(&b);
+	}
+}
+
+/* A table: id bigint (key), owner text NOT NULL, note text, level int NOT NULL, "a b" and "a_b". */
+typedef struct {
+	capture_table t;
+	capture_column cols[6];
+	int keys[1];
+} table_fixture;
+
+static void fixture(table_fixture *f, char replident)
+{
+	static const char *const names[] = {"id", "owner", "note", "level", "a b", "a_b"};
+	static const char *const types[] = {"bigint", "text", "text", "integer", "numeric(6,2)",
+					    "timestamp with time zone"};
+	static const bool not_null[] = {true, true, false, true, false, false};
+
+	memset(f, 0, sizeof(*f));
+	for (int i = 0; i < 6; i++) {
+		f->cols[i].name = (char *)names[i];
+		f->cols[i].type_name = (char *)types[i];
+		f->cols[i].not_null = not_null[i];
+		f->cols[i].published = true;
+	}
+	f->keys[0] = 0;
+	f->t.schema = "public";
+	f->t.table = "acct";
+	f->t.name = "public.acct";
+	f->t.cols = f->cols;
+	f->t.n_cols = 6;
+	f->t.keys = f->keys;
+	f->t.n_keys = 1;
+	f->t.replident = replident;
+	f->t.catalog_lsn = 1;
+}
+
+/* Key columns are required; other NOT NULL columns only when every record carries them (FULL). */
+static void test_schema_nullability_follows_the_replica_identity(void **state)
+{
+	table_fixture f;
+	strbuf b = {0};
+	(void)state;
+
+	fixture(&f, 'd');
+	avro_change_schema(&b, &f.t, "app.cdc");
+	const char *s = strbuf_str(&b);
+	assert_non_null(strstr(s, "\"name\":\"Envelope\",\"namespace\":\"app.cdc.public.acct\""));
+	assert_non_null(strstr(s, "\"name\":\"acct\",\"namespace\":\"app.cdc.public\""));
+	assert_non_null(strstr(s, "{\"name\":\"id\",\"type\":\"long\"}"));
+	assert_non_null(strstr(s, "{\"name\":\"owner\",\"type\":[\"null\",\"string\"],\"default\":null}"));
+	assert_non_null(strstr(s, "{\"name\":\"a_b\",\"pg_column\":\"a b\""));
+	assert_non_null(strstr(s, "{\"name\":\"a_b_6\",\"pg_column\":\"a_b\""));
+	avro_schema_t parsed;
+	assert_int_equal(avro_schema_from_json_length(s, b.len, &parsed), 0);
+	avro_schema_decref(parsed);
+	strbuf_reset(&b);
+	fixture(&f, 'f');
+	avro_change_schema(&b, &f.t, "");
+	s = strbuf_str(&b);
+	assert_non_null(strstr(s, "\"namespace\":\"public.acct\""));
+	assert_non_null(strstr(s, "{\"name\":\"owner\",\"type\":\"string\"}"));
+	assert_non_null(strstr(s, "{\"name\":\"level\",\"type\":\"int\"}"));
+	strbuf_free(&b);
+}
+
+/* The Avro bytes read back by libavro with the derived schema, as libavro's JSON. */
+static char *read_back(const capture_table *t, const char *out, size_t len)
+{
+	strbuf b = {0};
+	avro_schema_t s;
+	avro_value_t v;
+	char *text = NULL;
+
+	avro_change_schema(&b, t, "app");
+	assert_int_equal(avro_schema_from_json_length(b.s, b.len, &s), 0);
+	avro_value_iface_t *iface = avro_generic_class_from_schema(s);
+	avro_generic_value_new(iface, &v);
+	avro_reader_t r = avro_reader_memory(out, (int64_t)len);
+	assert_int_equal(avro_value_read(r, &v), 0);
+	assert_int_equal(avro_value_to_json(&v, 1, &text), 0);
+	avro_reader_free(r);
+	avro_value_decref(&v);
+	avro_value_iface_decref(iface);
+	avro_schema_decref(s);
+	strbuf_free(&b);
+	return text;
+}
+
+#define SOURCE ",\"source\":{\"lsn\":\"0/16B3748\",\"xid\":743,\"ts\":\"2026-11-22 10:00:00+00\"," \
+	       "\"schema\":\"public\",\"table\":\"acct\",\"snapshot\":false}"
+
+/* An update's envelope: before absent (key-only identity), every type of the row, toast names. */
+static void test_an_envelope_converts_and_reads_back(void **state)
+{
+	static const char env[] = "{\"op\":\"u\",\"before\":null,\"after\":{\"id\":9223372036854775807,"
+				  "\"owner\":\"J\\u00f6rg\",\"level\":-1,\"a b\":-12.5,"
+				  "\"a_b\":\"1970-01-02 01:00:00+01\"}" SOURCE
+				  ",\"unchanged_toast\":[\"note\"]}";
+	table_fixture f;
+	avro_change *a = avro_change_new("app");
+	const char *why = NULL;
+	char *out;
+	size_t len;
+	(void)state;
+
+	fixture(&f, 'd');
+	if (avro_change_convert(a, &f.t, env, sizeof(env) - 1, 5, &out, &len, &why) < 0)
+		fail_msg("convert: %s", why);
+	char *text = read_back(&f.t, out + 5, len - 5);
+	assert_non_null(strstr(text, "\"op\": \"u\""));
+	assert_non_null(strstr(text, "\"before\": null"));
+	assert_non_null(strstr(text, "\"id\": 9223372036854775807"));
+	assert_non_null(strstr(text, "\"note\": null"));
+	assert_non_null(strstr(text, "\"a_b_6\": {\"long\": 86400000000}")); /* 1970-01-02 00:00 UTC */
+	assert_non_null(strstr(text, "\"unchanged_toast\": {\"array\": [\"note\"]}"));
+	assert_non_null(strstr(text, "\"xid\": {\"long\": 743}"));
+	free(text);
+	avro_change_free(a);
+}
+
+/*
+ * A change with a column the catalog entry does not know (written before it was dropped, read
+ * after): converted by a variant schema with that column as a nullable string, not lost.
+ */
+static void test_a_column_the_catalog_no_longer_has_is_kept_as_a_string(void **state)
+{
+	static const char env[] = "{\"op\":\"c\",\"before\":null,\"after\":{\"id\":1,"
+				  "\"gone col\":{\"x\":2.50},\"owner\":\"o\"}" SOURCE "}";
+	table_fixture f;
+	avro_change *a = avro_change_new("app");
+	const char *why = NULL;
+	char *out, *text = NULL;
+	size_t len;
+	avro_schema_t s;
+	avro_value_t v;
+	(void)state;
+
+	fixture(&f, 'd');
+	if (avro_change_convert(a, &f.t, env, sizeof(env) - 1, 0, &out, &len, &why) < 0)
+		fail_msg("convert: %s", why);
+	const char *used = avro_change_last_schema(a);
+	assert_non_null(strstr(used, "{\"name\":\"gone_col\",\"pg_column\":\"gone col\",\"type\":"
+				     "[\"null\",\"string\"],\"default\":null}]}"));
+	assert_int_equal(avro_schema_from_json_length(used, strlen(used), &s), 0);
+	avro_value_iface_t *iface = avro_generic_class_from_schema(s);
+	avro_generic_value_new(iface, &v);
+	avro_reader_t r = avro_reader_memory(out, (int64_t)len);
+	assert_int_equal(avro_value_read(r, &v), 0);
+	avro_value_to_json(&v, 1, &text);
+	assert_non_null(strstr(text, "\"owner\": {\"string\": \"o\"}"));
+	assert_non_null(strstr(text, "\"gone_col\": {\"string\": \"{\\\"x\\\":2.50}\"}"));
+	free(text);
+	avro_reader_free(r);
+	avro_value_decref(&v);
+	avro_value_iface_decref(iface);
+	avro_schema_decref(s);
+	avro_change_free(a);
+}
+
+/* A truncate and a delete with a key-only identity: the NOT NULL non-key columns are null. */
+static void test_a_truncate_and_a_key_only_delete_convert(void **state)
+{
+	static const char trunc[] = "{\"op\":\"t\",\"before\":null,\"after\":null" SOURCE "}";
+	static const char del[] = "{\"op\":\"d\",\"before\":{\"id\":7},\"after\":null" SOURCE "}";
+	table_fixture f;
+	avro_change *a = avro_change_new("app");
+	const char *why = NULL;
+	char *out, *text;
+	size_t len;
+	(void)state;
+
+	fixture(&f, 'd');
+	if (avro_change_convert(a, &f.t, trunc, sizeof(trunc) - 1, 0, &out, &len, &why) < 0)
+		fail_msg("truncate: %s", why);
+	text = read_back(&f.t, out, len);
+	assert_non_null(strstr(text, "\"op\": \"t\", \"before\": null, \"after\": null"));
+	assert_non_null(strstr(text, "\"unchanged_toast\": {\"array\": []}"));
+	free(text);
+	if (avro_change_convert(a, &f.t, del, sizeof(del) - 1, 0, &out, &len, &why) < 0)
+		fail_msg("delete: %s", why);
+	text = read_back(&f.t, out, len);
+	assert_non_null(strstr(text, "\"id\": 7, \"owner\": null, \"note\": null, \"level\": null"));
+	free(text);
+	avro_change_free(a);
+}
+
+/* What the types cannot hold exactly is refused with the column and the rule, never rounded. */
+static void test_values_the_schema_cannot_hold_are_refused_with_the_column(void **state)
+{
+	static const struct {
+		const char *after, *why;
+	} cases[] = {
+		{"\"a b\":1.005", "column \"a b\" of public.acct: 1.005 has more than 2 fraction digits"},
+		{"\"a b\":12345.5", "more than 6 digits (decimal precision 6)"},
+		{"\"level\":2147483648", "column \"level\" of public.acct: not an int: 2147483648"},
+		{"\"id\":null", "column \"id\" of public.acct is null"},
+		{"\"a_b\":\"2026-01-01 10:00:00\"", "not a timestamp with a UTC offset"},
+	};
+	table_fixture f;
+	avro_change *a = avro_change_new("app");
+	(void)state;
+
+	fixture(&f, 'd');
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char env[512], *out;
+		size_t len;
+		const char *why = NULL;
+		snprintf(env, sizeof(env), "{\"op\":\"c\",\"before\":null,\"after\":{\"id\":1,%s}" SOURCE "}",
+			 cases[i].after);
+		if (strstr(cases[i].after, "\"id\""))
+			snprintf(env, sizeof(env), "{\"op\":\"c\",\"before\":null,\"after\":{%s}" SOURCE "}",
+				 cases[i].after);
+		assert_int_equal(avro_change_convert(a, &f.t, env, strlen(env), 0, &out, &len, &why), -1);
+		if (!strstr(why, cases[i].why))
+			fail_msg("case %zu: %s", i, why);
+	}
+	avro_change_free(a);
+}
+
+/* PostgreSQL's texts of dates, times, arrays and bytea into Avro values. */
+static void test_postgresql_texts_convert_exactly(void **state)
+{
+	static const struct {
+		avro_change_kind kind;
+		const char *text;
+		int64_t want;
+	} cases[] = {
+		{ACT_DATE, "1970-01-01", 0},
+		{ACT_DATE, "2000-03-01", 11017},
+		{ACT_DATE, "0001-01-01 BC", -719528}, /* year 0, a leap year */
+		{ACT_DATE, "infinity", INT32_MAX},
+		{ACT_LOCAL_TS, "1970-01-01 00:00:01.5", 1500000},
+		{ACT_LOCAL_TS, "-infinity", INT64_MIN},
+		{ACT_TS, "1970-01-01 05:30:00+05:30", 0},
+		{ACT_TS, "1969-12-31 23:59:59.999999-00:00:01", 999999}, /* UTC = local + 1 s */
+		{ACT_TIME, "24:00:00", 86400000000},
+		{ACT_TIME, "00:00:00.000001", 1},
+	};
+	avro_schema_t s[] = {avro_schema_int(), avro_schema_long()};
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		avro_schema_t sch = cases[i].kind == ACT_DATE ? s[0] : s[1];
+		avro_value_iface_t *iface = avro_generic_class_from_schema(sch);
+		avro_value_t v;
+		char why[200];
+		avro_generic_value_new(iface, &v);
+		if (avro_change_text_set(&v, cases[i].kind, cases[i].text, strlen(cases[i].text), why,
+					 sizeof(why)) != 0)
+			fail_msg("%s: %s", cases[i].text, why);
+		int64_t got;
+		int32_t got32;
+		if (cases[i].kind == ACT_DATE) {
+			avro_value_get_int(&v, &got32);
+			got = got32;
+		} else {
+			avro_value_get_long(&v, &got);
+		}
+		if (got != cases[i].want)
+			fail_msg("%s: got %lld, want %lld", cases[i].text, (long long)got,
+				 (long long)cases[i].want);
+		avro_value_decref(&v);
+		avro_value_iface_decref(iface);
+	}
+	avro_schema_decref(s[0]);
+	avro_schema_decref(s[1]);
+}
+
+/* An array column: elements with quotes and NULLs; several dimensions are refused. */
+static void test_arrays_convert_and_several_dimensions_are_refused(void **state)
+{
+	avro_change_type t;
+	strbuf b = {0}, scratch = {0};
+	avro_schema_t sch;
+	avro_value_t v;
+	char why[200], *text = NULL;
+	static const char ok_text[] = "{a,\\\"b c\\\",NULL,\\\"NULL\\\"}"; /* as in the envelope */
+	json_span ok = {JSON_STRING, true, ok_text, sizeof(ok_text) - 1};
+	json_span nested = {JSON_STRING, false, "{{1,2},{3,4}}", 13};
+	(void)state;
+
+	avro_change_map("text[]", &t);
+	avro_change_type_json(&b, &t);
+	assert_int_equal(avro_schema_from_json_length(b.s, b.len, &sch), 0);
+	avro_value_iface_t *iface = avro_generic_class_from_schema(sch);
+	avro_generic_value_new(iface, &v);
+	if (avro_change_value_set(&v, &t, &ok, &scratch, why, sizeof(why)) != 0)
+		fail_msg("%s", why);
+	avro_value_to_json(&v, 1, &text);
+	assert_string_equal(text, "[{\"string\": \"a\"}, {\"string\": \"b c\"}, null, {\"string\": \"NULL\"}]");
+	free(text);
+	avro_value_reset(&v);
+	assert_int_equal(avro_change_value_set(&v, &t, &nested, &scratch, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "multi-dimensional"));
+	avro_value_decref(&v);
+	avro_value_iface_decref(iface);
+	avro_schema_decref(sch);
+	strbuf_free(&b);
+	strbuf_free(&scratch);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_postgresql_types_map_to_avro_types),
+		cmocka_unit_test(test_names_become_valid_avro_names),
+		cmocka_unit_test(test_schema_nullability_follows_the_replica_identity),
+		cmocka_unit_test(test_an_envelope_converts_and_reads_back),
+		cmocka_unit_test(test_a_truncate_and_a_key_only_delete_convert),
+		cmocka_unit_test(test_a_column_the_catalog_no_longer_has_is_kept_as_a_string),
+		cmocka_unit_test(test_values_the_schema_cannot_hold_are_refused_with_the_column),
+		cmocka_unit_test(test_postgresql_texts_convert_exactly),
+		cmocka_unit_test(test_arrays_convert_and_several_dimensions_are_refused),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
