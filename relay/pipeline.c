@@ -8,6 +8,7 @@
 #include "xalloc.h"
 
 struct pipeline {
+	transform *tf;
 	encoders *enc;
 };
 
@@ -15,8 +16,8 @@ pipeline *pipeline_new(const relay_config *cfg, char *err, size_t errlen)
 {
 	pipeline *p = xcalloc(1, sizeof(*p));
 
-	if (!(p->enc = encode_new(cfg, err, errlen))) {
-		free(p);
+	if (!(p->tf = transform_new(cfg, err, errlen)) || !(p->enc = encode_new(cfg, err, errlen))) {
+		pipeline_free(p);
 		return NULL;
 	}
 	return p;
@@ -26,6 +27,7 @@ void pipeline_free(pipeline *p)
 {
 	if (!p)
 		return;
+	transform_free(p->tf);
 	encode_free(p->enc);
 	free(p);
 }
@@ -36,7 +38,13 @@ int pipeline_finish(pipeline *p, record_kind kind, const char *source, const cha
 {
 	record rec = {.kind = kind, .source = source, .format = format, .msg = m};
 
-	if (transform_apply(&rec, why) < 0)
+	if (transform_apply(p->tf, &rec, why) < 0)
 		return ENCODE_REJECT;
 	return encode_record(p->enc, &rec, why);
+}
+
+/* The transform stage knows which fields are protected: it protects dead letters too. */
+void pipeline_dead_letter(pipeline *p, const char *source, route_msg *m)
+{
+	transform_dead_letter(p->tf, source, m);
 }

@@ -34,4 +34,11 @@ void pipeline_free(pipeline *p);
 int pipeline_finish(pipeline *p, record_kind kind, const char *source, const char *format,
 		    route_msg *m, const char **why);
 
+/*
+ * A row's dead letter (router_dead_letter: the raw row as its value), before it is produced:
+ * protected by the transform stage (transform_dead_letter), so that no dead letter carries in
+ * clear a field the main topic would have protected. m's pointers then belong to the stage.
+ */
+void pipeline_dead_letter(pipeline *p, const char *source, route_msg *m);
+
 #endif

@@ -627,6 +627,41 @@ static void test_avro_format_needs_a_registry_and_schemas(void **state)
 	unload(&l);
 }
 
+static void test_protect_rules_load_and_every_bad_one_is_named_at_its_line(void **state)
+{
+	(void)state;
+	loaded l;
+
+	load_ok(&l, MINIMAL "protect = (\n"
+			    " { fields = [\"/email\", \"/document/number\"]; action = \"hash\"; },\n"
+			    " { columns = [\"email\"]; tables = [\"public.*\"]; action = \"mask\";\n"
+			    "   keep_last = 2; }\n);\nprotection = { key_id = \"2026-12\"; };\n");
+	assert_int_equal(l.cfg->n_protects, 2);
+	assert_int_equal(l.cfg->protects[0].n_fields, 2);
+	assert_string_equal(l.cfg->protects[0].event_types[0], "*");
+	assert_string_equal(l.cfg->protects[1].tables[0], "public.*");
+	assert_int_equal(l.cfg->protects[1].keep_last, 2);
+	assert_int_equal(l.cfg->protects[1].line, 5);
+	assert_string_equal(l.cfg->protect_key_id, "2026-12");
+	unload(&l);
+	expect_error(MINIMAL "protect = (\n { fields = [\"/a\"]; action = \"scramble\"; }\n);\n", 4,
+		     "protect[0].action 'scramble' is not one of drop, mask, hash, encrypt");
+	expect_error(MINIMAL "protect = (\n { action = \"drop\"; }\n);\n", 4,
+		     "protect[0] names nothing");
+	expect_error(MINIMAL "protect = (\n { fields = [\"email\"]; action = \"drop\"; }\n);\n", 4,
+		     "'email' is not a JSON path");
+	expect_error(MINIMAL "protect = (\n { columns = [\"e\"]; tables = []; action = \"drop\"; }\n);\n",
+		     4, "empty tables list");
+	expect_error(MINIMAL "protection = { key_id = \"a:b\"; };\n", 3, "protection.key_id 'a:b'");
+	/* Every bad rule is reported, not only the first. */
+	load_text(&l, MINIMAL "protect = (\n { action = \"drop\"; },\n"
+			      " { fields = [\"/a\"]; action = \"x\"; }\n);\n");
+	assert_null(l.cfg);
+	assert_non_null(strstr(l.err, ":4: protect[0] names nothing"));
+	assert_non_null(strstr(l.err, ":5: protect[1].action 'x'"));
+	unload(&l);
+}
+
 static void test_bad_table_name(void **state)
 {
 	(void)state;
@@ -1186,6 +1221,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_minimal_file_gets_defaults),
 		cmocka_unit_test(test_avro_format_needs_a_registry_and_schemas),
+		cmocka_unit_test(test_protect_rules_load_and_every_bad_one_is_named_at_its_line),
 		cmocka_unit_test(test_default_source_matches_describe),
 		cmocka_unit_test(test_every_key_set),
 		cmocka_unit_test(test_sources_list),

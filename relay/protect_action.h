@@ -1,0 +1,50 @@
+/* protect_action.h: what field protection does to one clear value: mask, keyed hash, encryption. */
+#ifndef RELAY_PROTECT_ACTION_H
+#define RELAY_PROTECT_ACTION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "strbuf.h"
+
+/* Both keys are 32 bytes (AES-256; the HMAC key the same size), given as 64 hex digits. */
+#define PROTECT_KEY_BYTES 32
+
+/* The ways a field is protected (protect[].action). */
+typedef enum { PROTECT_DROP, PROTECT_MASK, PROTECT_HASH, PROTECT_ENCRYPT } protect_kind;
+
+/* The action named by word ("drop", "mask", "hash", "encrypt"); -1 for another word. */
+int protect_kind_of(const char *word);
+
+/*
+ * Reads a key from a credential's text: exactly 64 hex digits (trailing whitespace allowed).
+ * 0, or -1 with why ("is 40 hex digits; it must be 64 (32 bytes)").
+ */
+int protect_key_parse(const char *text, unsigned char key[PROTECT_KEY_BYTES], char *why,
+		      size_t whylen);
+
+/*
+ * Appends s[0..n) masked: every character (UTF-8 code point, counted by its first byte) but
+ * the last keep_last becomes one '*'; the kept ones are copied as they are.
+ */
+void protect_mask(strbuf *out, const char *s, size_t n, int keep_last);
+
+/* Appends HMAC-SHA-256(key, s[0..n)) as 64 lowercase hex digits. */
+void protect_hash(strbuf *out, const unsigned char key[PROTECT_KEY_BYTES], const char *s, size_t n);
+
+/*
+ * Appends "enc:v1:<key_id>:<base64(nonce | ciphertext | tag)>": AES-256-GCM of s[0..n) under
+ * key with a fresh random 96-bit nonce and a 128-bit tag, no associated data (docs/privacy.md).
+ * -1 when OpenSSL fails (no randomness): the caller must not publish the value.
+ */
+int protect_encrypt(strbuf *out, const unsigned char key[PROTECT_KEY_BYTES], const char *key_id,
+		    const char *s, size_t n);
+
+/*
+ * The reverse of protect_encrypt, for tests and tools: appends the clear text of an
+ * "enc:v1:..." value under key. -1 when it is not such a value or does not authenticate.
+ */
+int protect_decrypt(strbuf *out, const unsigned char key[PROTECT_KEY_BYTES], const char *text,
+		    size_t n);
+
+#endif
