@@ -7,6 +7,9 @@
 #include "json_scan.h"
 #include "xalloc.h"
 
+/* Why a text where paths must be looked for is refused. */
+static const char NOT_JSON[] = "the value is not valid JSON, so its protected fields cannot be found";
+
 struct protect_rw {
 	const protect_path **levels; /* (PROTECT_MAX_DEPTH + 1) lists of cap paths each */
 	size_t cap;
@@ -205,20 +208,17 @@ static int visit(protect_rw *rw, const json_span *key, const json_span *val, siz
 	return 0;
 }
 
-/* Walks an object or array with the paths (act) that reach into it at this depth. */
-static int walk(protect_rw *rw, const json_span *v, const protect_path **act, size_t n, int depth)
+/* Iterates an object or array the cursor has entered, with the paths (act) reaching into it. */
+static int walk_entered(protect_rw *rw, json_cursor *c, bool obj, const protect_path **act,
+			size_t n, int depth)
 {
-	json_cursor c;
 	json_span key, val;
-	bool obj = v->kind == JSON_OBJECT;
 	drop_run run = {0};
 	const char *prev_end = NULL;
 	int rc;
 
-	if ((obj ? json_object_open(&c, v) : json_array_open(&c, v)) < 0)
-		return *rw->why = "the value is not valid JSON", -1;
 	for (size_t idx = 0;; idx++) {
-		rc = obj ? json_object_next(&c, &key, &val) : json_array_next(&c, &val);
+		rc = obj ? json_object_next(c, &key, &val) : json_array_next(c, &val);
 		if (rc <= 0)
 			break;
 		if (visit(rw, obj ? &key : NULL, &val, idx, act, n, depth, &run, prev_end) < 0)
@@ -226,9 +226,29 @@ static int walk(protect_rw *rw, const json_span *v, const protect_path **act, si
 		prev_end = span_end(&val);
 	}
 	if (rc < 0)
-		return *rw->why = "the value is not valid JSON", -1;
+		return *rw->why = NOT_JSON, -1;
 	run_close_last(rw, &run);
 	return 0;
+}
+
+/* Walks an object or array value (scanned already) with the paths reaching into it. */
+static int walk(protect_rw *rw, const json_span *v, const protect_path **act, size_t n, int depth)
+{
+	json_cursor c;
+	bool obj = v->kind == JSON_OBJECT;
+
+	if ((obj ? json_object_open(&c, v) : json_array_open(&c, v)) < 0)
+		return *rw->why = NOT_JSON, -1;
+	return walk_entered(rw, &c, obj, act, n, depth);
+}
+
+/* The first byte of the text that is not JSON whitespace ('\0' when none). */
+static char first_char(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r')
+			return s[i];
+	return '\0';
 }
 
 int protect_rewrite(protect_rw *rw, const char *json, size_t len, const protect_path *const *paths,
@@ -236,18 +256,22 @@ int protect_rewrite(protect_rw *rw, const char *json, size_t len, const protect_
 {
 	json_cursor c;
 	json_span root;
-	strbuf_reset(out);
+	char first = first_char(json, len);
+	bool obj = first == '{';
 
+	strbuf_reset(out);
+	json_cursor_init(&c, json, len);
+	/* A scalar (or nothing to look for): only checked to be JSON. */
+	if (n_paths == 0 || (first != '{' && first != '[')) {
+		if (json_read_value(&c, &root) < 0 || !json_at_end(&c))
+			return *why = NOT_JSON, -1;
+		return 0;
+	}
 	if (n_paths > rw->cap) {
 		rw->cap = n_paths;
 		free(rw->levels);
 		rw->levels = xcalloc((PROTECT_MAX_DEPTH + 1) * rw->cap, sizeof(*rw->levels));
 	}
-	json_cursor_init(&c, json, len);
-	if (json_read_value(&c, &root) < 0 || !json_at_end(&c))
-		return *why = "the value is not valid JSON, so its protected fields cannot be found", -1;
-	if (n_paths == 0 || (root.kind != JSON_OBJECT && root.kind != JSON_ARRAY))
-		return 0;
 	memcpy(rw->levels, paths, n_paths * sizeof(*paths));
 	rw->copied = json;
 	rw->out = out;
@@ -255,8 +279,13 @@ int protect_rewrite(protect_rw *rw, const char *json, size_t len, const protect_
 	rw->ctx = ctx;
 	rw->why = why;
 	rw->changed = false;
-	if (walk(rw, &root, rw->levels, n_paths, 0) < 0)
-		return -1;
+	/* The walk scans the text once: it is checked to be JSON as it goes. */
+	if ((obj ? json_enter_object(&c) : json_enter_array(&c)) < 0)
+		return *why = NOT_JSON, -1;
+	if (walk_entered(rw, &c, obj, rw->levels, n_paths, 0) < 0)
+		return -1; /* why: NOT_JSON, or what fn said */
+	if (!json_at_end(&c))
+		return *why = NOT_JSON, -1;
 	if (!rw->changed)
 		return 0;
 	strbuf_addn(out, rw->copied, (size_t)(json + len - rw->copied));

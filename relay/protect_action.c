@@ -6,11 +6,14 @@
 #include <string.h>
 
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 
 #define NONCE_BYTES 12
 #define TAG_BYTES 16
+/* Nonces drawn from the CSPRNG per call of RAND_bytes (each call costs about a microsecond). */
+#define NONCE_BATCH 256
 
 int protect_kind_of(const char *word)
 {
@@ -73,55 +76,131 @@ void protect_mask(strbuf *out, const char *s, size_t n, int keep_last)
 	strbuf_addn(out, s + i, n - i);
 }
 
-void protect_hash(strbuf *out, const unsigned char key[PROTECT_KEY_BYTES], const char *s, size_t n)
+struct protect_crypto {
+	EVP_MAC *mac;
+	EVP_MAC_CTX *hmac;   /* keyed with the hash key; reset per value */
+	EVP_CIPHER *aes;
+	EVP_CIPHER_CTX *gcm; /* keyed with the encryption key; a new nonce per value */
+	unsigned char nonces[NONCE_BYTES * NONCE_BATCH]; /* random, drawn a batch at a time */
+	size_t nonces_left;
+};
+
+/* The HMAC-SHA-256 context, keyed once. */
+static int hmac_setup(protect_crypto *c, const unsigned char *key)
+{
+	char digest[] = "SHA256";
+	OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+			       OSSL_PARAM_construct_end()};
+
+	return (c->mac = EVP_MAC_fetch(NULL, "HMAC", NULL)) && (c->hmac = EVP_MAC_CTX_new(c->mac)) &&
+			       EVP_MAC_init(c->hmac, key, PROTECT_KEY_BYTES, params) == 1
+		       ? 0
+		       : -1;
+}
+
+/* The AES-256-GCM context, keyed once. */
+static int gcm_setup(protect_crypto *c, const unsigned char *key)
+{
+	return (c->aes = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL)) &&
+			       (c->gcm = EVP_CIPHER_CTX_new()) &&
+			       EVP_EncryptInit_ex2(c->gcm, c->aes, key, NULL, NULL) == 1
+		       ? 0
+		       : -1;
+}
+
+protect_crypto *protect_crypto_new(const unsigned char *hash_key, const unsigned char *enc_key)
+{
+	protect_crypto *c = OPENSSL_zalloc(sizeof(*c));
+
+	if (c && (!hash_key || hmac_setup(c, hash_key) == 0) && (!enc_key || gcm_setup(c, enc_key) == 0))
+		return c;
+	protect_crypto_free(c);
+	return NULL;
+}
+
+void protect_crypto_free(protect_crypto *c)
+{
+	if (!c)
+		return;
+	EVP_MAC_CTX_free(c->hmac);
+	EVP_MAC_free(c->mac);
+	EVP_CIPHER_CTX_free(c->gcm);
+	EVP_CIPHER_free(c->aes);
+	OPENSSL_clear_free(c, sizeof(*c));
+}
+
+int protect_hash(protect_crypto *c, strbuf *out, const char *s, size_t n)
 {
 	static const char digits[] = "0123456789abcdef";
 	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int len = 0;
+	size_t len = 0;
 	char *p;
 
-	HMAC(EVP_sha256(), key, PROTECT_KEY_BYTES, (const unsigned char *)s, n, md, &len);
-	p = strbuf_room(out, 2 * (size_t)len);
-	for (unsigned int i = 0; i < len; i++) {
+	/* A NULL key keeps the key set up front: the context starts over keyed. */
+	if (!c->hmac || EVP_MAC_init(c->hmac, NULL, 0, NULL) != 1 ||
+	    EVP_MAC_update(c->hmac, (const unsigned char *)s, n) != 1 ||
+	    EVP_MAC_final(c->hmac, md, &len, sizeof(md)) != 1)
+		return -1;
+	p = strbuf_room(out, 2 * len);
+	for (size_t i = 0; i < len; i++) {
 		p[2 * i] = digits[md[i] >> 4];
 		p[2 * i + 1] = digits[md[i] & 15];
 	}
-	strbuf_setlen(out, out->len + 2 * (size_t)len);
+	strbuf_setlen(out, out->len + 2 * len);
+	return 0;
 }
 
-/* AES-256-GCM of s under key and nonce into ct (n bytes) and tag: 0 or -1. */
-static int gcm_seal(const unsigned char *key, const unsigned char *nonce, const char *s, size_t n,
+/* AES-256-GCM of s under the keyed context and nonce into ct (n bytes) and tag: 0 or -1. */
+static int gcm_seal(EVP_CIPHER_CTX *g, const unsigned char *nonce, const char *s, size_t n,
 		    unsigned char *ct, unsigned char *tag)
 {
-	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-	int len = 0, ok;
+	int len = 0;
 
-	ok = c && n <= (size_t)0x7fffffff &&
-	     EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, nonce) == 1 &&
-	     EVP_EncryptUpdate(c, ct, &len, (const unsigned char *)s, (int)n) == 1 &&
-	     EVP_EncryptFinal_ex(c, ct + len, &len) == 1 &&
-	     EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, TAG_BYTES, tag) == 1;
-	EVP_CIPHER_CTX_free(c);
-	return ok ? 0 : -1;
+	return n <= (size_t)0x7fffffff && EVP_EncryptInit_ex2(g, NULL, NULL, nonce, NULL) == 1 &&
+			       EVP_EncryptUpdate(g, ct, &len, (const unsigned char *)s, (int)n) == 1 &&
+			       EVP_EncryptFinal_ex(g, ct + len, &len) == 1 &&
+			       EVP_CIPHER_CTX_ctrl(g, EVP_CTRL_GCM_GET_TAG, TAG_BYTES, tag) == 1
+		       ? 0
+		       : -1;
 }
 
-int protect_encrypt(strbuf *out, const unsigned char key[PROTECT_KEY_BYTES], const char *key_id,
-		    const char *s, size_t n)
+/* Copies the next unused random nonce to out (each is used once, then wiped): 0 or -1. */
+static int next_nonce(protect_crypto *c, unsigned char *out)
 {
-	size_t raw_len = NONCE_BYTES + n + TAG_BYTES;
-	strbuf raw = {0};
-	unsigned char *r = (unsigned char *)strbuf_room(&raw, raw_len);
+	if (c->nonces_left == 0) {
+		if (RAND_bytes(c->nonces, sizeof(c->nonces)) != 1)
+			return -1;
+		c->nonces_left = NONCE_BATCH;
+	}
+	unsigned char *n = c->nonces + NONCE_BYTES * --c->nonces_left;
+	memcpy(out, n, NONCE_BYTES);
+	memset(n, 0, NONCE_BYTES);
+	return 0;
+}
+
+int protect_encrypt(protect_crypto *c, strbuf *out, const char *key_id, const char *s, size_t n)
+{
+	size_t raw_len = NONCE_BYTES + n + TAG_BYTES, start = out->len;
 	int rc = -1;
 
-	if (RAND_bytes(r, NONCE_BYTES) == 1 &&
-	    gcm_seal(key, r, s, n, r + NONCE_BYTES, r + NONCE_BYTES + n) == 0) {
-		strbuf_addf(out, "enc:v1:%s:", key_id);
-		char *b64 = strbuf_room(out, 4 * ((raw_len + 2) / 3));
+	if (!c->gcm)
+		return -1;
+	/* The raw bytes go at the end of out, then their base64 after them, moved into place. */
+	STRBUF_ADD_LIT(out, "enc:v1:");
+	strbuf_add(out, key_id);
+	strbuf_addc(out, ':');
+	size_t prefix = out->len, b64_len = 4 * ((raw_len + 2) / 3);
+	unsigned char *r = (unsigned char *)strbuf_room(out, raw_len + b64_len + 1);
+	if (next_nonce(c, r) == 0 &&
+	    gcm_seal(c->gcm, r, s, n, r + NONCE_BYTES, r + NONCE_BYTES + n) == 0) {
+		char *b64 = (char *)r + raw_len;
 		int b = EVP_EncodeBlock((unsigned char *)b64, r, (int)raw_len);
-		strbuf_setlen(out, out->len + (size_t)b);
+		memmove(out->s + prefix, b64, (size_t)b);
+		strbuf_setlen(out, prefix + (size_t)b);
 		rc = 0;
+	} else {
+		strbuf_setlen(out, start);
 	}
-	strbuf_free(&raw);
 	return rc;
 }
 

@@ -29,16 +29,28 @@ int protect_key_parse(const char *text, unsigned char key[PROTECT_KEY_BYTES], ch
  */
 void protect_mask(strbuf *out, const char *s, size_t n, int keep_last);
 
-/* Appends HMAC-SHA-256(key, s[0..n)) as 64 lowercase hex digits. */
-void protect_hash(strbuf *out, const unsigned char key[PROTECT_KEY_BYTES], const char *s, size_t n);
+/*
+ * The keyed contexts of the hash and the encryption, made once per run: keying OpenSSL per
+ * value (the key schedules, the algorithm lookups) would cost several microseconds each.
+ */
+typedef struct protect_crypto protect_crypto;
+
+/*
+ * The contexts for the keys given (NULL: that action is not used); NULL when OpenSSL cannot make
+ * them. The caller may wipe its copies of the keys afterwards.
+ */
+protect_crypto *protect_crypto_new(const unsigned char *hash_key, const unsigned char *enc_key);
+void protect_crypto_free(protect_crypto *c);
+
+/* Appends HMAC-SHA-256(hash key, s[0..n)) as 64 lowercase hex digits: 0, or -1 (OpenSSL failed). */
+int protect_hash(protect_crypto *c, strbuf *out, const char *s, size_t n);
 
 /*
  * Appends "enc:v1:<key_id>:<base64(nonce | ciphertext | tag)>": AES-256-GCM of s[0..n) under
- * key with a fresh random 96-bit nonce and a 128-bit tag, no associated data (docs/privacy.md).
- * -1 when OpenSSL fails (no randomness): the caller must not publish the value.
+ * the encryption key with a fresh random 96-bit nonce and a 128-bit tag, no associated data
+ * (docs/privacy.md). -1 when OpenSSL fails (no randomness): the value must not be published.
  */
-int protect_encrypt(strbuf *out, const unsigned char key[PROTECT_KEY_BYTES], const char *key_id,
-		    const char *s, size_t n);
+int protect_encrypt(protect_crypto *c, strbuf *out, const char *key_id, const char *s, size_t n);
 
 /*
  * The reverse of protect_encrypt, for tests and tools: appends the clear text of an

@@ -31,8 +31,9 @@ struct transform {
 	path_list columns;       /* /after/c and /before/c: captured values */
 	path_list key_columns;   /* /c: captured keys */
 	const protect_path **sel; /* the paths that apply to the record at hand */
-	unsigned char hash_key[PROTECT_KEY_BYTES], enc_key[PROTECT_KEY_BYTES];
+	unsigned char hash_key[PROTECT_KEY_BYTES], enc_key[PROTECT_KEY_BYTES]; /* wiped once keyed */
 	bool has_hash, has_enc;
+	protect_crypto *crypto;  /* the keyed OpenSSL contexts */
 	protect_rw *rw;
 	strbuf value, key, mask, name; /* the stage's outputs and scratch */
 	route_header *headers;   /* a dead letter's headers, dlq_protected added */
@@ -141,6 +142,15 @@ transform *transform_new(const relay_config *cfg, char *err, size_t errlen)
 		transform_free(t);
 		return NULL;
 	}
+	t->crypto = protect_crypto_new(t->has_hash ? t->hash_key : NULL, t->has_enc ? t->enc_key : NULL);
+	explicit_bzero(t->hash_key, sizeof(t->hash_key));
+	explicit_bzero(t->enc_key, sizeof(t->enc_key));
+	if (!t->crypto) {
+		snprintf(err, errlen, "OpenSSL cannot set up HMAC-SHA-256 or AES-256-GCM for the protect "
+			 "rules");
+		transform_free(t);
+		return NULL;
+	}
 	return t;
 }
 
@@ -158,6 +168,7 @@ void transform_free(transform *t)
 		return;
 	explicit_bzero(t->hash_key, sizeof(t->hash_key));
 	explicit_bzero(t->enc_key, sizeof(t->enc_key));
+	protect_crypto_free(t->crypto);
 	paths_free(&t->fields);
 	paths_free(&t->columns);
 	paths_free(&t->key_columns);
@@ -173,12 +184,15 @@ void transform_free(transform *t)
 	free(t);
 }
 
-/* True when one of the glob patterns takes name. */
+/* True when one of the glob patterns takes name ("*" and plain names without fnmatch's cost). */
 static bool any_match(char *const *patterns, int n, const char *name)
 {
-	for (int i = 0; i < n; i++)
-		if (fnmatch(patterns[i], name, 0) == 0)
+	for (int i = 0; i < n; i++) {
+		const char *p = patterns[i];
+		if ((p[0] == '*' && p[1] == '\0') ||
+		    (strpbrk(p, "*?[\\") ? fnmatch(p, name, 0) == 0 : strcmp(p, name) == 0))
 			return true;
+	}
 	return false;
 }
 
@@ -222,12 +236,13 @@ static int protect_value(void *ctx, const protect_path *p, const char *clear, si
 		return 0;
 	case PROTECT_HASH:
 		strbuf_addc(out, '"');
-		protect_hash(out, t->hash_key, clear, len);
+		if (protect_hash(t->crypto, out, clear, len) < 0)
+			return *why = "hashing a protected field failed (OpenSSL)", -1;
 		strbuf_addc(out, '"');
 		return 0;
 	case PROTECT_ENCRYPT:
 		strbuf_addc(out, '"');
-		if (protect_encrypt(out, t->enc_key, t->cfg->protect_key_id, clear, len) < 0)
+		if (protect_encrypt(t->crypto, out, t->cfg->protect_key_id, clear, len) < 0)
 			return *why = "encrypting a protected field failed (OpenSSL)", -1;
 		strbuf_addc(out, '"');
 		return 0;
@@ -317,7 +332,7 @@ void transform_dead_letter(transform *t, const char *source, route_msg *m)
 		rewrite(t, &m->key, &m->key_len, select_paths(t, &t->key_columns), &t->key, &why);
 	strbuf_reset(&t->value);
 	if (m->value && t->has_enc &&
-	    protect_encrypt(&t->value, t->enc_key, t->cfg->protect_key_id, m->value, m->value_len) == 0) {
+	    protect_encrypt(t->crypto, &t->value, t->cfg->protect_key_id, m->value, m->value_len) == 0) {
 		m->value = t->value.s;
 		m->value_len = t->value.len;
 		add_protected_header(t, m, "encrypted");
