@@ -193,3 +193,27 @@ def test_a_rule_that_names_nothing_is_refused_with_file_and_line(outbox, kafka, 
     assert code != 0
     assert "%s:" % outbox.config_path in out
     assert "protect[0] names nothing" in out and "protect[1].action 'shred' is not one of" in out, out
+
+
+def test_a_protected_key_column_is_hashed_alike_in_snapshot_and_stream(outbox, kafka, tmp_path):
+    """A key column under a hash rule: the record key is the hash, the same for a row's snapshot
+    record and its changes, so compaction and partitioning still work per row."""
+    db = outbox.db
+    db.execute("CREATE TABLE public.people (email text PRIMARY KEY, ssn text, full_name text, secret text)")
+    db.execute("INSERT INTO public.people VALUES ('key.snap@example.com', 'SSN-K1', 'Key Snap', 's1')")
+    configure(outbox, tmp_path)
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    outbox.relay.wait_log("snapshot of public.people done: 1 rows", timeout=60)
+    db.execute("UPDATE public.people SET full_name = 'Key Snap Two' WHERE email = 'key.snap@example.com'")
+    db.execute("INSERT INTO public.people VALUES ('key.new@example.com', 'SSN-K2', 'Key New', 's2')")
+    msgs = kafka.consume([outbox.prefix + ".public.people"], until=3, timeout=60)
+    assert len(msgs) == 3
+    by_op = {json.loads(m["value"])["op"]: m for m in msgs}
+    snap_key = json.loads(by_op["r"]["key"])
+    assert snap_key == {"email": hashed("key.snap@example.com")}
+    assert json.loads(by_op["u"]["key"]) == snap_key
+    assert by_op["r"]["partition"] == by_op["u"]["partition"]
+    assert json.loads(by_op["c"]["key"]) == {"email": hashed("key.new@example.com")}
+    written = everything_written(outbox, kafka, [outbox.prefix + ".public.people"])
+    assert b"key.snap@example.com" not in written and b"key.new@example.com" not in written
