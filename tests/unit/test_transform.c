@@ -299,6 +299,42 @@ static void test_dead_letters_are_encrypted_whole_or_withheld(void **state)
 	config_free(cfg);
 }
 
+static void test_a_dead_letter_key_gets_the_column_rules_once(void **state)
+{
+	(void)state;
+	relay_config *cfg = config_defaults(0, 1);
+	char err[256];
+	const char *why = NULL, *raw = "{\"action\":\"D\"}";
+	const char *h = "{\"email\":\"f7831e3410f19cf23c7e0817fb67c7de0f88c2d8ff66b2b28ce7099fa0705078\"}";
+
+	protect_config *p = rule(cfg, "", "email", "hash");
+	config_set_list(&p->tables, &p->n_tables, "public.*");
+	transform *t = transform_new(cfg, err, sizeof(err));
+	/* A key as capture built it (the row failed before the stage): protected here. */
+	route_msg m = {.topic = "dlq", .key = "{\"email\":\"ana@example.com\"}", .key_len = 27,
+		       .value = raw, .value_len = strlen(raw)};
+	transform_dead_letter(t, "public.users", &m);
+	assert_int_equal(m.key_len, strlen(h));
+	assert_memory_equal(m.key, h, m.key_len);
+	/* A key the stage protected already is not hashed twice. */
+	const char *value = "{\"op\":\"c\",\"before\":null,\"after\":{\"email\":\"ana@example.com\"}}";
+	m = (route_msg){.topic = "t", .key = "{\"email\":\"ana@example.com\"}", .key_len = 27,
+			.value = value, .value_len = strlen(value)};
+	record rec = {.kind = RECORD_CHANGE, .source = "public.users", .msg = &m};
+	assert_int_equal(transform_apply(t, &rec, &why), 0);
+	m.value = raw;
+	m.value_len = strlen(raw);
+	transform_dead_letter(t, "public.users", &m);
+	assert_memory_equal(m.key, h, strlen(h));
+	/* A table no rule takes (and no fields rule): the dead letter is left as it is. */
+	m = (route_msg){.topic = "dlq", .value = raw, .value_len = strlen(raw)};
+	transform_dead_letter(t, "audit.log", &m);
+	assert_ptr_equal(m.value, raw);
+	assert_int_equal(m.n_headers, 0);
+	transform_free(t);
+	config_free(cfg);
+}
+
 static void test_a_missing_or_short_key_stops_the_start_with_one_line(void **state)
 {
 	(void)state;
@@ -348,6 +384,7 @@ int main(void)
 		cmocka_unit_test(test_encrypted_values_decrypt_to_the_original_with_the_key),
 		cmocka_unit_test(test_captured_columns_are_protected_in_after_before_and_key),
 		cmocka_unit_test(test_dead_letters_are_encrypted_whole_or_withheld),
+		cmocka_unit_test(test_a_dead_letter_key_gets_the_column_rules_once),
 		cmocka_unit_test(test_a_missing_or_short_key_stops_the_start_with_one_line),
 		cmocka_unit_test(test_paths_are_parsed_as_json_pointers),
 	};
