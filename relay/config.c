@@ -10,6 +10,7 @@
 #include "log.h"
 #include "xalloc.h"
 #include "config_check.h"
+#include "protect.h"
 #include "standby_gate.h"
 
 typedef enum { OPT_STRING, OPT_BOOL, OPT_INT, OPT_STRING_LIST } opt_type;
@@ -853,20 +854,36 @@ static int load_captures(relay_config *cfg, const config_t *lc, FILE *err)
 	return bad;
 }
 
-/* A JSON path of a protect rule: "/a/b", no empty segment, at most 16 segments. */
+/* A JSON path of a protect rule: the transform stage's own parser decides (one validator). */
 static bool protect_path_ok(const char *path)
 {
-	int depth = 0;
+	protect_path p;
 
-	if (path[0] != '/')
+	if (protect_path_parse(path, 0, false, &p) < 0)
 		return false;
-	for (const char *p = path; *p; p++) {
-		if (*p != '/')
-			continue;
-		if (p[1] == '/' || p[1] == '\0' || ++depth > 16)
-			return false;
-	}
+	protect_path_free(&p);
 	return true;
+}
+
+/* A list that is not its default ["<def>"]: the file set it. */
+static bool list_set(char *const *l, int n, const char *def)
+{
+	return n != 1 || strcmp(l[0], def) != 0;
+}
+
+/* Keys of a protect rule that have no effect with its other keys: a warning each, not an error. */
+static int warn_protect_unused(const relay_config *cfg, const protect_config *p, int idx, FILE *err)
+{
+	if (p->keep_last != 4 && strcmp(p->action, "mask") != 0)
+		fprintf(err, "%s:%d: warning: protect[%d].keep_last has no effect: the action is "
+			"'%s', not mask\n", cfg->path, p->line, idx, p->action);
+	if (p->n_fields == 0 && list_set(p->event_types, p->n_event_types, "*"))
+		fprintf(err, "%s:%d: warning: protect[%d].event_types has no effect without fields "
+			"(columns use tables)\n", cfg->path, p->line, idx);
+	if (p->n_columns == 0 && list_set(p->tables, p->n_tables, "*.*"))
+		fprintf(err, "%s:%d: warning: protect[%d].tables has no effect without columns "
+			"(fields use event_types)\n", cfg->path, p->line, idx);
+	return 0;
 }
 
 /*
@@ -894,7 +911,8 @@ static int check_protect(const relay_config *cfg, const protect_config *p, int i
 	for (int i = 0; i < p->n_fields; i++)
 		if (!protect_path_ok(p->fields[i])) {
 			fprintf(err, "%s:%d: protect[%d].fields: '%s' is not a JSON path such as "
-				"\"/email\" or \"/document/number\" (no empty part, at most 16 parts)\n",
+				"\"/email\" or \"/document/number\" (no empty part, at most 16 parts, '~' "
+				"only as ~0 for '~' or ~1 for '/')\n",
 				cfg->path, p->line, idx, p->fields[i]);
 			bad = -1;
 		}
@@ -910,7 +928,12 @@ static int check_protect(const relay_config *cfg, const protect_config *p, int i
 										  : "tables");
 		bad = -1;
 	}
-	return bad;
+	if (p->n_columns > 0 && cfg->n_captures == 0) {
+		fprintf(err, "%s:%d: protect[%d].columns: no table is captured (no capture list), "
+			"so the columns protect nothing\n", cfg->path, p->line, idx);
+		bad = -1;
+	}
+	return bad | warn_protect_unused(cfg, p, idx, err);
 }
 
 /* The protect list (optional): every rule checked, every problem reported. */

@@ -43,6 +43,8 @@ int pipeline_finish(pipeline *p, record_kind kind, const char *source, const cha
 	return encode_record(p->enc, &rec, why);
 }
 
+bool pipeline_can_hash(const pipeline *p) { return transform_can_hash(p->tf); }
+
 /* The transform stage knows which fields are protected: it protects dead letters too. */
 void pipeline_dead_letter(pipeline *p, const char *source, route_msg *m)
 {

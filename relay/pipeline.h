@@ -40,5 +40,7 @@ int pipeline_finish(pipeline *p, record_kind kind, const char *source, const cha
  * clear a field the main topic would have protected. m's pointers then belong to the stage.
  */
 void pipeline_dead_letter(pipeline *p, const char *source, route_msg *m);
+/* True when the transform stage has the hash key (protected key columns are hashed in keys). */
+bool pipeline_can_hash(const pipeline *p);
 
 #endif

@@ -43,21 +43,31 @@ struct transform {
 /* Adds one path to a list (the lists are sized when the rules are counted). */
 static protect_path *path_add(path_list *l) { return &l->p[l->n++]; }
 
-/* Compiles one rule's fields and columns into the stage's path lists. */
-static void compile_rule(transform *t, const protect_config *pc, int rule)
+/*
+ * Compiles one rule's fields and columns into the stage's path lists: -1 with err for a path
+ * the parser refuses (config.c refuses it first, with the same parser: a path skipped here
+ * would leave its field in clear, so it stops the start instead).
+ */
+static int compile_rule(transform *t, const protect_config *pc, int rule, char *err, size_t errlen)
 {
 	bool drop = t->kinds[rule] == PROTECT_DROP;
 
 	for (int i = 0; i < pc->n_fields; i++)
-		if (protect_path_parse(pc->fields[i], rule, drop, path_add(&t->fields)) < 0)
-			t->fields.n--; /* config.c refused it already: not reached */
+		if (protect_path_parse(pc->fields[i], rule, drop, path_add(&t->fields)) < 0) {
+			t->fields.n--;
+			snprintf(err, errlen, "%s:%d: protect[%d].fields: '%s' is not a JSON path",
+				 t->cfg->path, pc->line, rule, pc->fields[i]);
+			return -1;
+		}
 	for (int i = 0; i < pc->n_columns; i++) {
 		const char *after[] = {"after", pc->columns[i]}, *before[] = {"before", pc->columns[i]};
 		protect_path_literal(path_add(&t->columns), after, 2, rule, drop);
 		protect_path_literal(path_add(&t->columns), before, 2, rule, drop);
-		protect_path_literal(path_add(&t->key_columns), after + 1, 1, rule, drop);
+		/* In a key, a protected column is always hashed (protect_value): never dropped. */
+		protect_path_literal(path_add(&t->key_columns), after + 1, 1, rule, false);
 	}
 	t->any_fields |= pc->n_fields > 0;
+	return 0;
 }
 
 /* Reads one key credential into key: 1 when read, 0 when absent, -1 with err when bad. */
@@ -71,8 +81,8 @@ static int read_key(const relay_config *cfg, const char *name, unsigned char *ke
 	if (!text)
 		return 0;
 	if (protect_key_parse(text, key, why, sizeof(why)) < 0) {
-		snprintf(err, errlen, "the key in the systemd credential %s %s (protect rules of %s)",
-			 name, why, cfg->path);
+		snprintf(err, errlen, "%s:%d: protect: the key in the systemd credential %s %s",
+			 cfg->path, cfg->protects[0].line, name, why);
 		rc = -1;
 	}
 	explicit_bzero(text, strlen(text));
@@ -104,11 +114,18 @@ static int load_keys(transform *t, char *err, size_t errlen)
 		int rule = k == 0 ? h : e;
 		if (rule < 0 || (k == 0 ? t->has_hash : t->has_enc))
 			continue;
-		snprintf(err, errlen, "line %d: protect[%d] %s with the key of the systemd credential "
+		snprintf(err, errlen, "%s:%d: protect[%d] %s with the key of the systemd credential "
 			 "%s, which is missing (no $CREDENTIALS_DIRECTORY/%s: 64 hex digits, e.g. "
-			 "from openssl rand -hex 32)", t->cfg->protects[rule].line, rule,
+			 "from openssl rand -hex 32)", t->cfg->path, t->cfg->protects[rule].line, rule,
 			 k == 0 ? "hashes" : "encrypts", k == 0 ? HASH_CREDENTIAL : ENCRYPT_CREDENTIAL,
 			 k == 0 ? HASH_CREDENTIAL : ENCRYPT_CREDENTIAL);
+		return -1;
+	}
+	if (t->cfg->dead_letter && !t->has_enc) {
+		snprintf(err, errlen, "%s:%d: protect rules and a dead-letter topic need the encryption "
+			 "key: dead letters carry the whole row, which goes out encrypted: add the "
+			 "systemd credential %s (64 hex digits, e.g. from openssl rand -hex 32)",
+			 t->cfg->path, t->cfg->protects[0].line, ENCRYPT_CREDENTIAL);
 		return -1;
 	}
 	return 0;
@@ -135,9 +152,12 @@ transform *transform_new(const relay_config *cfg, char *err, size_t errlen)
 	t->columns.p = xcalloc(2 * nc + 1, sizeof(protect_path));
 	t->key_columns.p = xcalloc(nc + 1, sizeof(protect_path));
 	t->sel = xcalloc(nf + 2 * nc + 1, sizeof(*t->sel));
-	for (int i = 0; i < t->n_rules; i++)
-		compile_rule(t, &cfg->protects[i], i);
 	t->rw = protect_rw_new();
+	for (int i = 0; i < t->n_rules; i++)
+		if (compile_rule(t, &cfg->protects[i], i, err, errlen) < 0) {
+			transform_free(t);
+			return NULL;
+		}
 	if (load_keys(t, err, errlen) < 0) {
 		transform_free(t);
 		return NULL;
@@ -153,6 +173,8 @@ transform *transform_new(const relay_config *cfg, char *err, size_t errlen)
 	}
 	return t;
 }
+
+bool transform_can_hash(const transform *t) { return t->has_hash; }
 
 /* Frees one path list. */
 static void paths_free(path_list *l)
@@ -227,14 +249,18 @@ static int protect_value(void *ctx, const protect_path *p, const char *clear, si
 			 strbuf *out, const char **why)
 {
 	transform *t = ctx;
+	bool in_key = p >= t->key_columns.p && p < t->key_columns.p + t->key_columns.n;
 
-	switch (t->kinds[p->rule]) {
+	/* A record key stays deterministic and unique: its protected columns are always hashed. */
+	switch (in_key ? PROTECT_HASH : t->kinds[p->rule]) {
 	case PROTECT_MASK:
 		strbuf_reset(&t->mask);
 		protect_mask(&t->mask, clear, len, t->cfg->protects[p->rule].keep_last);
 		json_out_string(out, t->mask.s ? t->mask.s : "", t->mask.len);
 		return 0;
 	case PROTECT_HASH:
+		if (!t->has_hash)
+			return *why = "a protected key column needs the hash key (protect-hash-key)", -1;
 		strbuf_addc(out, '"');
 		if (protect_hash(t->crypto, out, clear, len) < 0)
 			return *why = "hashing a protected field failed (OpenSSL)", -1;
@@ -307,18 +333,36 @@ static bool in_buffer(const strbuf *b, const char *p)
 	return b->s && p >= b->s && p < b->s + b->cap;
 }
 
-/* The dead letter's headers with dlq_protected added (a copy in the stage's own array). */
-static void add_protected_header(transform *t, route_msg *m, const char *how)
+/* The dead letter's headers with one added (a copy in the stage's own array). */
+static void add_protected_header(transform *t, route_msg *m, const char *name, const char *how)
 {
+	bool own = m->headers == t->headers && m->n_headers > 0; /* a header added already */
+
 	if (t->headers_cap < m->n_headers + 1) {
 		t->headers_cap = m->n_headers + 1;
 		t->headers = xrealloc(t->headers, t->headers_cap * sizeof(*t->headers));
 	}
-	if (m->n_headers)
+	if (m->n_headers && !own)
 		memcpy(t->headers, m->headers, m->n_headers * sizeof(*t->headers));
-	t->headers[m->n_headers] = (route_header){"dlq_protected", 13, how, strlen(how)};
+	t->headers[m->n_headers] = (route_header){name, strlen(name), how, strlen(how)};
 	m->headers = t->headers;
 	m->n_headers++;
+}
+
+/* True when source is a captured table and not an outbox source (whose payloads fields take). */
+static bool captured_only(const relay_config *cfg, const char *source)
+{
+	const char *dot = strchr(source, '.');
+	char schema[256];
+
+	for (int i = 0; i < cfg->n_sources; i++)
+		if (strcmp(cfg->sources[i].table, source) == 0)
+			return false;
+	if (!dot || (size_t)(dot - source) >= sizeof(schema))
+		return false;
+	memcpy(schema, source, (size_t)(dot - source));
+	schema[dot - source] = '\0';
+	return config_capture_for(cfg, schema, dot + 1) != NULL;
 }
 
 void transform_dead_letter(transform *t, const char *source, route_msg *m)
@@ -326,19 +370,25 @@ void transform_dead_letter(transform *t, const char *source, route_msg *m)
 	const char *why;
 	bool columns = t->n_rules > 0 && mark_rules(t, source, false);
 
-	if (!columns && !t->any_fields)
+	/* Outbox sources: the row's event type is not known here, so any fields rule counts. */
+	if (!columns && (!t->any_fields || captured_only(t->cfg, source)))
 		return;
-	if (columns && m->key && !in_buffer(&t->key, m->key))
-		rewrite(t, &m->key, &m->key_len, select_paths(t, &t->key_columns), &t->key, &why);
+	if (columns && m->key && !in_buffer(&t->key, m->key) &&
+	    rewrite(t, &m->key, &m->key_len, select_paths(t, &t->key_columns), &t->key, &why) < 0) {
+		m->key = NULL; /* not protected: not published */
+		m->key_len = 0;
+		add_protected_header(t, m, "dlq_key_withheld", "true");
+	}
 	strbuf_reset(&t->value);
 	if (m->value && t->has_enc &&
 	    protect_encrypt(t->crypto, &t->value, t->cfg->protect_key_id, m->value, m->value_len) == 0) {
 		m->value = t->value.s;
 		m->value_len = t->value.len;
-		add_protected_header(t, m, "encrypted");
+		add_protected_header(t, m, "dlq_protected", "encrypted");
 		return;
 	}
+	/* Not reached with a dead-letter topic (transform_new requires the key), but for OpenSSL failing. */
 	m->value = NULL;
 	m->value_len = 0;
-	add_protected_header(t, m, "withheld");
+	add_protected_header(t, m, "dlq_protected", "withheld");
 }

@@ -17,6 +17,8 @@ typedef struct transform transform;
  * not start. cfg must outlive the stage.
  */
 transform *transform_new(const relay_config *cfg, char *err, size_t errlen);
+/* True when the hash key was read (protect-hash-key): protected key columns need it. */
+bool transform_can_hash(const transform *t);
 /* Frees what transform_new made (NULL: nothing); the keys are wiped. */
 void transform_free(transform *t);
 

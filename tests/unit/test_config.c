@@ -635,7 +635,8 @@ static void test_protect_rules_load_and_every_bad_one_is_named_at_its_line(void 
 	load_ok(&l, MINIMAL "protect = (\n"
 			    " { fields = [\"/email\", \"/document/number\"]; action = \"hash\"; },\n"
 			    " { columns = [\"email\"]; tables = [\"public.*\"]; action = \"mask\";\n"
-			    "   keep_last = 2; }\n);\nprotection = { key_id = \"2026-12\"; };\n");
+			    "   keep_last = 2; }\n);\nprotection = { key_id = \"2026-12\"; };\n"
+			    "capture = ( { tables = \"public.*\"; } );\n");
 	assert_int_equal(l.cfg->n_protects, 2);
 	assert_int_equal(l.cfg->protects[0].n_fields, 2);
 	assert_string_equal(l.cfg->protects[0].event_types[0], "*");
@@ -653,6 +654,23 @@ static void test_protect_rules_load_and_every_bad_one_is_named_at_its_line(void 
 	expect_error(MINIMAL "protect = (\n { columns = [\"e\"]; tables = []; action = \"drop\"; }\n);\n",
 		     4, "empty tables list");
 	expect_error(MINIMAL "protection = { key_id = \"a:b\"; };\n", 3, "protection.key_id 'a:b'");
+	/* One validator for paths: a '~' not followed by 0 or 1 is refused here, not skipped later. */
+	expect_error(MINIMAL "protect = (\n { fields = [\"/first~name\"]; action = \"drop\"; }\n);\n",
+		     4, "protect[0].fields: '/first~name' is not a JSON path");
+	expect_error(MINIMAL "protect = (\n { fields = [\"/e~2mail\"]; action = \"drop\"; }\n);\n",
+		     4, "protect[0].fields: '/e~2mail' is not a JSON path");
+	/* Columns with nothing captured protect nothing. */
+	expect_error(MINIMAL "protect = (\n { columns = [\"email\"]; action = \"hash\"; }\n);\n", 4,
+		     "protect[0].columns: no table is captured");
+	/* Keys that do nothing with the rule's others: a warning at their line, the file loads. */
+	load_text(&l, MINIMAL "protect = (\n { fields = [\"/a\"]; action = \"hash\"; keep_last = 2;\n"
+			    "   tables = [\"x.*\"]; },\n { columns = [\"c\"]; event_types = [\"E\"]; "
+			    "action = \"drop\"; }\n);\ncapture = ( { tables = \"public.*\"; } );\n");
+	assert_non_null(l.cfg);
+	assert_non_null(strstr(l.err, ":4: warning: protect[0].keep_last has no effect"));
+	assert_non_null(strstr(l.err, ":4: warning: protect[0].tables has no effect"));
+	assert_non_null(strstr(l.err, ":6: warning: protect[1].event_types has no effect"));
+	unload(&l);
 	/* Every bad rule is reported, not only the first. */
 	load_text(&l, MINIMAL "protect = (\n { action = \"drop\"; },\n"
 			      " { fields = [\"/a\"]; action = \"x\"; }\n);\n");

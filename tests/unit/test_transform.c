@@ -264,7 +264,7 @@ static void test_captured_columns_are_protected_in_after_before_and_key(void **s
 	config_free(cfg);
 }
 
-static void test_dead_letters_are_encrypted_whole_or_withheld(void **state)
+static void test_dead_letters_are_encrypted_whole_and_need_the_encryption_key(void **state)
 {
 	(void)state;
 	relay_config *cfg = config_defaults(1, 0);
@@ -286,13 +286,16 @@ static void test_dead_letters_are_encrypted_whole_or_withheld(void **state)
 	assert_string_equal(clear.s, raw);
 	transform_free(t);
 
+	/* With a dead-letter topic, no encryption key: refused at start, never a withheld row. */
 	drop_credential("protect-encrypt-key");
-	m = (route_msg){.topic = "dlq", .value = raw, .value_len = strlen(raw), .headers = &h,
-			.n_headers = 1};
+	assert_null(transform_new(cfg, err, sizeof(err)));
+	assert_non_null(strstr(err, ":1: protect rules and a dead-letter topic need the encryption "
+				    "key"));
+	assert_non_null(strstr(err, "protect-encrypt-key"));
+	/* Without one (relay.on_error = "stop"), the relay stops on a bad row: no dead letters. */
+	cfg->dead_letter = false;
 	t = transform_new(cfg, err, sizeof(err));
-	transform_dead_letter(t, "outbox.events", &m);
-	assert_null(m.value);
-	assert_memory_equal(m.headers[1].value, "withheld", 8);
+	assert_non_null(t);
 	transform_free(t);
 	put_credential("protect-encrypt-key", KEY_HEX);
 	strbuf_free(&clear);
@@ -332,6 +335,91 @@ static void test_a_dead_letter_key_gets_the_column_rules_once(void **state)
 	assert_ptr_equal(m.value, raw);
 	assert_int_equal(m.n_headers, 0);
 	transform_free(t);
+	config_free(cfg);
+}
+
+static void test_a_protected_key_column_is_hashed_in_the_key_whatever_the_action(void **state)
+{
+	(void)state;
+	const char *actions[] = {"drop", "mask", "encrypt"};
+	const char *h = "{\"email\":\"f7831e3410f19cf23c7e0817fb67c7de0f88c2d8ff66b2b28ce7099fa0705078\"}";
+
+	for (int i = 0; i < 3; i++) {
+		relay_config *cfg = config_defaults(0, 1);
+		char err[256];
+		const char *why = NULL;
+		const char *value = "{\"op\":\"c\",\"before\":null,\"after\":{\"email\":\"ana@example.com\"}}";
+		rule(cfg, "", "email", actions[i]);
+		transform *t = transform_new(cfg, err, sizeof(err));
+		assert_non_null(t);
+		route_msg m = {.topic = "t", .key = "{\"email\":\"ana@example.com\"}", .key_len = 27,
+			       .value = value, .value_len = strlen(value)};
+		record rec = {.kind = RECORD_CHANGE, .source = "public.users", .msg = &m};
+		assert_int_equal(transform_apply(t, &rec, &why), 0);
+		/* Deterministic, unique, joinable: the key is the keyed hash, never {} or a mask. */
+		assert_int_equal(m.key_len, strlen(h));
+		assert_memory_equal(m.key, h, m.key_len);
+		/* The value keeps the rule's own action. */
+		assert_null(memmem(m.value, m.value_len, "ana@example.com", 15));
+		assert_null(memmem(m.value, m.value_len, h + 10, 64));
+		transform_free(t);
+		config_free(cfg);
+	}
+}
+
+static void test_a_dead_letter_key_that_cannot_be_protected_is_withheld(void **state)
+{
+	(void)state;
+	relay_config *cfg = config_defaults(0, 1);
+	char err[256];
+	const char *raw = "{\"action\":\"D\"}";
+
+	rule(cfg, "", "email", "hash");
+	transform *t = transform_new(cfg, err, sizeof(err));
+	route_msg m = {.topic = "dlq", .key = "{\"email\":\"ana@exa", .key_len = 18, .value = raw,
+		       .value_len = strlen(raw)};
+	transform_dead_letter(t, "public.users", &m);
+	assert_null(m.key);
+	assert_int_equal(m.n_headers, 2);
+	assert_memory_equal(m.headers[0].name, "dlq_key_withheld", 16);
+	assert_memory_equal(m.headers[1].name, "dlq_protected", 13);
+	assert_memory_equal(m.headers[1].value, "encrypted", 9);
+	transform_free(t);
+	config_free(cfg);
+}
+
+static void test_dead_letters_of_a_captured_table_no_rule_takes_stay_as_they_are(void **state)
+{
+	(void)state;
+	relay_config *cfg = config_defaults(1, 1);
+	char err[256];
+	const char *raw = "{\"action\":\"I\"}";
+
+	config_set_string(&cfg->sources[0].table, "outbox.events");
+	config_set_string(&cfg->captures[0].tables, "audit.*");
+	rule(cfg, "/email", "", "hash");
+	transform *t = transform_new(cfg, err, sizeof(err));
+	route_msg m = {.topic = "dlq", .value = raw, .value_len = strlen(raw)};
+	transform_dead_letter(t, "audit.log", &m);
+	assert_ptr_equal(m.value, raw);
+	assert_int_equal(m.n_headers, 0);
+	/* The outbox source: its event type is not known from the raw row, so fields rules count. */
+	transform_dead_letter(t, "outbox.events", &m);
+	assert_int_equal(m.n_headers, 1);
+	assert_memory_equal(m.headers[0].value, "encrypted", 9);
+	transform_free(t);
+	config_free(cfg);
+}
+
+static void test_a_path_the_parser_refuses_stops_the_start_instead_of_being_skipped(void **state)
+{
+	(void)state;
+	relay_config *cfg = config_defaults(1, 0);
+	char err[256];
+
+	rule(cfg, "/ok,/first~name", "", "drop");
+	assert_null(transform_new(cfg, err, sizeof(err)));
+	assert_non_null(strstr(err, ":1: protect[0].fields: '/first~name' is not a JSON path"));
 	config_free(cfg);
 }
 
@@ -383,8 +471,12 @@ int main(void)
 		cmocka_unit_test(test_only_the_named_event_types_are_protected_and_first_rule_wins),
 		cmocka_unit_test(test_encrypted_values_decrypt_to_the_original_with_the_key),
 		cmocka_unit_test(test_captured_columns_are_protected_in_after_before_and_key),
-		cmocka_unit_test(test_dead_letters_are_encrypted_whole_or_withheld),
+		cmocka_unit_test(test_dead_letters_are_encrypted_whole_and_need_the_encryption_key),
 		cmocka_unit_test(test_a_dead_letter_key_gets_the_column_rules_once),
+		cmocka_unit_test(test_a_protected_key_column_is_hashed_in_the_key_whatever_the_action),
+		cmocka_unit_test(test_a_dead_letter_key_that_cannot_be_protected_is_withheld),
+		cmocka_unit_test(test_dead_letters_of_a_captured_table_no_rule_takes_stay_as_they_are),
+		cmocka_unit_test(test_a_path_the_parser_refuses_stops_the_start_instead_of_being_skipped),
 		cmocka_unit_test(test_a_missing_or_short_key_stops_the_start_with_one_line),
 		cmocka_unit_test(test_paths_are_parsed_as_json_pointers),
 	};
