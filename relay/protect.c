@@ -141,7 +141,7 @@ static int replace(protect_rw *rw, const protect_path *p, const json_span *v)
 		n = (size_t)k;
 	}
 	skip_to(rw, span_start(v), span_end(v));
-	return rw->fn(rw->ctx, p, clear, n, rw->out, rw->why);
+	return rw->fn(rw->ctx, p, clear, n, v->kind == JSON_STRING, rw->out, rw->why);
 }
 
 /* The state of a run of dropped members or elements: removed with the commas between them. */

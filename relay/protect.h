@@ -32,10 +32,11 @@ void protect_path_free(protect_path *p);
 
 /*
  * Writes the JSON value that replaces a protected one into out, from its clear text (a string's
- * decoded text, else the value's JSON text): 0, or -1 with *why (the record is refused).
+ * decoded text, is_string true; else the value's JSON text): 0, or -1 with *why (the record is
+ * refused).
  */
 typedef int (*protect_value_fn)(void *ctx, const protect_path *p, const char *clear, size_t len,
-				strbuf *out, const char **why);
+				bool is_string, strbuf *out, const char **why);
 
 /* A rewriter's scratch (reused across texts). */
 typedef struct protect_rw protect_rw;

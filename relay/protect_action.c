@@ -65,7 +65,8 @@ void protect_mask(strbuf *out, const char *s, size_t n, int keep_last)
 
 	for (i = 0; i < n; i++)
 		chars += starts_char((unsigned char)s[i]);
-	masked = chars > (size_t)keep_last ? chars - (size_t)keep_last : 0;
+	/* A value no longer than keep_last would be kept whole: it is masked whole instead. */
+	masked = chars > (size_t)keep_last ? chars - (size_t)keep_last : chars;
 	for (i = 0; i < n; i++) {
 		if (!starts_char((unsigned char)s[i]))
 			continue; /* a masked character's other bytes go with it */

@@ -25,7 +25,8 @@ int protect_key_parse(const char *text, unsigned char key[PROTECT_KEY_BYTES], ch
 
 /*
  * Appends s[0..n) masked: every character (UTF-8 code point, counted by its first byte) but
- * the last keep_last becomes one '*'; the kept ones are copied as they are.
+ * the last keep_last becomes one '*'; the kept ones are copied as they are. A value of
+ * keep_last characters or fewer is masked whole (kept, it would be in clear).
  */
 void protect_mask(strbuf *out, const char *s, size_t n, int keep_last);
 

@@ -678,8 +678,13 @@ snapshot_msg snapshot_message(snapshot *s, const char *content, size_t len, capt
 
 	json_cursor_init(&c, content, len);
 	if (json_enter_object(&c) < 0) {
-		log_warn("ignoring a message with prefix %s that is not a JSON object: %.*s", s->prefix,
-			 (int)(len > 200 ? 200 : len), content);
+		/* Its text may hold fields the protect rules cover: then it is not logged. */
+		if (s->cfg->n_protects > 0)
+			log_warn("ignoring a message with prefix %s that is not a JSON object (its text "
+				 "is not logged: protect rules are set)", s->prefix);
+		else
+			log_warn("ignoring a message with prefix %s that is not a JSON object: %.*s",
+				 s->prefix, (int)(len > 200 ? 200 : len), content);
 		return SNAPSHOT_MSG_OTHER;
 	}
 	while ((rc = json_object_next(&c, &k, &v)) == 1) {

@@ -246,7 +246,7 @@ static size_t select_paths(transform *t, const path_list *l)
 
 /* Writes the JSON value standing for a protected one (protect.h's protect_value_fn). */
 static int protect_value(void *ctx, const protect_path *p, const char *clear, size_t len,
-			 strbuf *out, const char **why)
+			 bool is_string, strbuf *out, const char **why)
 {
 	transform *t = ctx;
 	bool in_key = p >= t->key_columns.p && p < t->key_columns.p + t->key_columns.n;
@@ -254,6 +254,11 @@ static int protect_value(void *ctx, const protect_path *p, const char *clear, si
 	/* A record key stays deterministic and unique: its protected columns are always hashed. */
 	switch (in_key ? PROTECT_HASH : t->kinds[p->rule]) {
 	case PROTECT_MASK:
+		/* Only a string's tail is kept: a number's or an object's text is masked whole. */
+		if (!is_string) {
+			strbuf_add(out, "\"****\"");
+			return 0;
+		}
 		strbuf_reset(&t->mask);
 		protect_mask(&t->mask, clear, len, t->cfg->protects[p->rule].keep_last);
 		json_out_string(out, t->mask.s ? t->mask.s : "", t->mask.len);

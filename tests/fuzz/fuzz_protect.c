@@ -10,18 +10,22 @@
 
 #define MAX_PATHS 8
 
-/* A deterministic stand-in for the actions: rule 1 masks to "*", rule 2 writes the clear text. */
-static int fake_action(void *ctx, const protect_path *p, const char *clear, size_t len, strbuf *out,
-		       const char **why)
+/*
+ * A deterministic stand-in for the actions: rule 1 masks to "*", rule 2 writes the clear text
+ * after a mark byte \u0001 (so a replaced value is told from one left as it was).
+ */
+static int fake_action(void *ctx, const protect_path *p, const char *clear, size_t len,
+		       bool is_string, strbuf *out, const char **why)
 {
 	(void)ctx;
 	(void)why;
+	(void)is_string;
 	if (p->rule % 2 == 1) {
 		STRBUF_ADD_LIT(out, "\"*\"");
 		return 0;
 	}
 	/* The clear text of a string was decoded: written back as a JSON string it stays JSON. */
-	strbuf_addc(out, '"');
+	STRBUF_ADD_LIT(out, "\"\\u0001");
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)clear[i];
 		if (c < 0x20 || c == '"' || c == '\\')
@@ -81,13 +85,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			n++;
 		}
 	free(line);
+	bool any_drop = false;
+	for (size_t i = 0; i < n; i++)
+		any_drop |= paths[i].drop;
 	const char *json = nl + 1;
 	size_t len = size - (size_t)(json - in);
 	int rc = protect_rewrite(rw, json, len, sel, n, fake_action, NULL, &out, &why);
 	if (rc == 1) {
 		FUZZ_CHECK(out.s != NULL);
-		if (jansson_takes(json, len))
+		if (jansson_takes(json, len)) {
 			FUZZ_CHECK(jansson_takes(out.s, out.len));
+			/*
+			 * Every value a replacing path takes is null or replaced (a drop before it in
+			 * an array shifts elements under an index path: those are not checked).
+			 */
+			for (size_t i = 0; i < n; i++)
+				if (!paths[i].drop && !(has_index(&paths[i]) && any_drop))
+					FUZZ_CHECK(jansson_oracle_replaced(out.s, out.len,
+									   (const char *const *)paths[i].parts,
+									   paths[i].lens, paths[i].depth,
+									   "*\x01"));
+		}
 		FUZZ_CHECK(protect_rewrite(rw, out.s, out.len, drops, nd, fake_action, NULL, &again,
 					   &why) == 0);
 	} else if (rc < 0) {

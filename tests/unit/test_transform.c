@@ -131,12 +131,35 @@ static void test_mask_counts_utf8_characters_not_bytes(void **state)
 	protect_mask(&b, "日本語テキスト", strlen("日本語テキスト"), 2);
 	assert_string_equal(b.s, "*****スト");
 	strbuf_reset(&b);
+	/* No longer than keep_last: masked whole, not published as it is. */
 	protect_mask(&b, "ab", 2, 4);
-	assert_string_equal(b.s, "ab");
+	assert_string_equal(b.s, "**");
+	strbuf_reset(&b);
+	protect_mask(&b, "abcd", 4, 4);
+	assert_string_equal(b.s, "****");
 	strbuf_reset(&b);
 	protect_mask(&b, "ñandú", strlen("ñandú"), 0);
 	assert_string_equal(b.s, "*****");
 	strbuf_free(&b);
+}
+
+static void test_mask_hides_short_values_whole_and_replaces_non_strings(void **state)
+{
+	(void)state;
+	relay_config *cfg = config_defaults(1, 0);
+	char err[256];
+	int rc;
+
+	rule(cfg, "/a,/n,/o,/l", "", "mask")->keep_last = 4;
+	transform *t = transform_new(cfg, err, sizeof(err));
+	char *v = outbox_value(t, "x", "{\"a\":\"abc\",\"n\":123456,\"o\":{\"k\":\"secret\"},"
+					"\"l\":[\"x\",\"y\"]}", &rc);
+	assert_int_equal(rc, 0);
+	/* "abc" kept as it is would be in clear; a number's or object's text has no tail to keep. */
+	assert_string_equal(v, "{\"a\":\"***\",\"n\":\"****\",\"o\":\"****\",\"l\":\"****\"}");
+	free(v);
+	transform_free(t);
+	config_free(cfg);
 }
 
 static void test_drop_removes_members_and_their_commas(void **state)
@@ -467,6 +490,7 @@ int main(void)
 		cmocka_unit_test(test_an_outbox_field_is_hashed_with_hmac_sha256_in_hex),
 		cmocka_unit_test(test_nested_paths_escapes_and_arrays_are_selected),
 		cmocka_unit_test(test_mask_counts_utf8_characters_not_bytes),
+		cmocka_unit_test(test_mask_hides_short_values_whole_and_replaces_non_strings),
 		cmocka_unit_test(test_drop_removes_members_and_their_commas),
 		cmocka_unit_test(test_only_the_named_event_types_are_protected_and_first_rule_wins),
 		cmocka_unit_test(test_encrypted_values_decrypt_to_the_original_with_the_key),
