@@ -2,10 +2,12 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libconfig.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "xalloc.h"
@@ -1351,22 +1353,55 @@ void config_reload(relay_config *running, const relay_config *fresh)
 			 "running ones");
 }
 
+/*
+ * Reads all of fd into a buffer that never leaves a copy behind: read(2), no stdio buffer, and
+ * a buffer that grows is copied and the old one wiped before it is freed. NULL on a read error.
+ */
+static char *read_secret(int fd, size_t *len)
+{
+	size_t cap = 256;
+	char *buf = xmalloc(cap);
+	ssize_t n;
+
+	*len = 0;
+	while ((n = read(fd, buf + *len, cap - *len - 1)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			explicit_bzero(buf, cap);
+			free(buf);
+			return NULL;
+		}
+		*len += (size_t)n;
+		if (cap - *len < 2) {
+			char *bigger = xmalloc(cap * 2);
+			memcpy(bigger, buf, *len);
+			explicit_bzero(buf, cap);
+			free(buf);
+			buf = bigger;
+			cap *= 2;
+		}
+	}
+	buf[*len] = '\0';
+	return buf;
+}
+
 char *config_read_credential(const char *name)
 {
 	const char *dir = getenv("CREDENTIALS_DIRECTORY");
 	char path[4096];
 	size_t len;
-	FILE *f;
+	int fd;
 	char *text;
 
 	if (!dir)
 		return NULL;
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	f = fopen(path, "r");
-	if (!f)
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
 		return NULL;
-	text = read_all(f, &len);
-	fclose(f);
+	text = read_secret(fd, &len);
+	close(fd);
 	while (text && len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
 		text[--len] = '\0';
 	return text;

@@ -468,6 +468,25 @@ static void test_a_missing_or_short_key_stops_the_start_with_one_line(void **sta
 	config_free(cfg);
 }
 
+static void test_a_credential_is_read_whole_without_its_newline(void **state)
+{
+	(void)state;
+	char big[1001];
+
+	memset(big, 'k', 1000);
+	big[1000] = '\0';
+	put_credential("long-secret", big);
+	char *text = config_read_credential("long-secret");
+	assert_string_equal(text, big); /* past the reader's first buffers */
+	free(text);
+	put_credential("long-secret", "abc\r\n");
+	text = config_read_credential("long-secret");
+	assert_string_equal(text, "abc");
+	free(text);
+	drop_credential("long-secret");
+	assert_null(config_read_credential("long-secret"));
+}
+
 static void test_paths_are_parsed_as_json_pointers(void **state)
 {
 	(void)state;
@@ -502,6 +521,7 @@ int main(void)
 		cmocka_unit_test(test_dead_letters_of_a_captured_table_no_rule_takes_stay_as_they_are),
 		cmocka_unit_test(test_a_path_the_parser_refuses_stops_the_start_instead_of_being_skipped),
 		cmocka_unit_test(test_a_missing_or_short_key_stops_the_start_with_one_line),
+		cmocka_unit_test(test_a_credential_is_read_whole_without_its_newline),
 		cmocka_unit_test(test_paths_are_parsed_as_json_pointers),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
