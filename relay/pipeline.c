@@ -45,6 +45,8 @@ int pipeline_finish(pipeline *p, record_kind kind, const char *source, const cha
 
 bool pipeline_can_hash(const pipeline *p) { return transform_can_hash(p->tf); }
 
+transform *pipeline_transform(pipeline *p) { return p->tf; }
+
 /* The transform stage knows which fields are protected: it protects dead letters too. */
 void pipeline_dead_letter(pipeline *p, const char *source, route_msg *m)
 {

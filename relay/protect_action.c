@@ -84,6 +84,8 @@ struct protect_crypto {
 	EVP_CIPHER_CTX *gcm; /* keyed with the encryption key; a new nonce per value */
 	unsigned char nonces[NONCE_BYTES * NONCE_BATCH]; /* random, drawn a batch at a time */
 	size_t nonces_left;
+	unsigned char enc_key[PROTECT_KEY_BYTES]; /* for protect_crypto_decrypt; wiped with c */
+	bool has_enc;
 };
 
 /* The HMAC-SHA-256 context, keyed once. */
@@ -113,8 +115,13 @@ protect_crypto *protect_crypto_new(const unsigned char *hash_key, const unsigned
 {
 	protect_crypto *c = OPENSSL_zalloc(sizeof(*c));
 
-	if (c && (!hash_key || hmac_setup(c, hash_key) == 0) && (!enc_key || gcm_setup(c, enc_key) == 0))
+	if (c && (!hash_key || hmac_setup(c, hash_key) == 0) && (!enc_key || gcm_setup(c, enc_key) == 0)) {
+		if (enc_key) {
+			memcpy(c->enc_key, enc_key, PROTECT_KEY_BYTES);
+			c->has_enc = true;
+		}
 		return c;
+	}
 	protect_crypto_free(c);
 	return NULL;
 }
@@ -247,4 +254,9 @@ int protect_decrypt(strbuf *out, const unsigned char key[PROTECT_KEY_BYTES], con
 		rc = gcm_open(out, key, r, (size_t)len);
 	strbuf_free(&raw);
 	return rc;
+}
+
+int protect_crypto_decrypt(protect_crypto *c, strbuf *out, const char *text, size_t n)
+{
+	return c->has_enc ? protect_decrypt(out, c->enc_key, text, n) : -1;
 }

@@ -59,5 +59,7 @@ int protect_encrypt(protect_crypto *c, strbuf *out, const char *key_id, const ch
  */
 int protect_decrypt(strbuf *out, const unsigned char key[PROTECT_KEY_BYTES], const char *text,
 		    size_t n);
+/* protect_decrypt under the context's encryption key: -1 also when it has none. */
+int protect_crypto_decrypt(protect_crypto *c, strbuf *out, const char *text, size_t n);
 
 #endif

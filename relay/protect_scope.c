@@ -34,7 +34,7 @@ static bool scope_is_key(const capture_table *t, int c)
 
 /* Checks one column of rule idx against the tables: -1 with err when it cannot be protected. */
 static int scope_check_column(const relay_config *cfg, int idx, const char *col,
-			      capture_table *const *tables, int n, bool can_hash, bool snapshots,
+			      capture_table *const *tables, int n, bool can_hash, bool clear_snapshots,
 			      char *err, size_t errlen)
 {
 	const protect_config *p = &cfg->protects[idx];
@@ -54,12 +54,11 @@ static int scope_check_column(const relay_config *cfg, int idx, const char *col,
 				 "credential protect-hash-key", cfg->path, p->line, idx, col, t->name);
 			return -1;
 		}
-		if (snapshots) {
+		if (clear_snapshots) {
 			snprintf(err, errlen, "%s:%d: protect[%d].columns: '%s' is a key column of %s: "
-				 "a snapshot would write its values in clear into the checkpoint topic "
-				 "(the snapshot position), so protected key columns need relay.delivery "
-				 "= \"at-least-once\" (no snapshots) for now", cfg->path, p->line, idx,
-				 col, t->name);
+				 "a snapshot stores its position (key values) in the checkpoint topic, "
+				 "encrypted only with the encryption key: add the credential "
+				 "protect-encrypt-key", cfg->path, p->line, idx, col, t->name);
 			return -1;
 		}
 	}
@@ -72,12 +71,12 @@ static int scope_check_column(const relay_config *cfg, int idx, const char *col,
 }
 
 int protect_scope_check(const relay_config *cfg, capture_table *const *tables, int n,
-			bool can_hash, bool snapshots, char *err, size_t errlen)
+			bool can_hash, bool clear_snapshots, char *err, size_t errlen)
 {
 	for (int i = 0; i < cfg->n_protects; i++)
 		for (int j = 0; j < cfg->protects[i].n_columns; j++)
 			if (scope_check_column(cfg, i, cfg->protects[i].columns[j], tables, n, can_hash,
-					       snapshots, err, errlen) < 0)
+					       clear_snapshots, err, errlen) < 0)
 				return -1;
 	return 0;
 }

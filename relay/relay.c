@@ -50,6 +50,8 @@ static int build_parts(relay *r, const relay_config *cfg)
 	r->router = router_new(cfg, err, sizeof(err));
 	if (r->router)
 		r->pipe = pipeline_new(cfg, err, sizeof(err));
+	if (r->pipe && r->snap)
+		snapshot_protect(r->snap, pipeline_transform(r->pipe));
 	if (!r->pipe) {
 		/* The transform stage's errors name file and line themselves ("FILE:LINE: ..."). */
 		if (strncmp(err, cfg->path, strlen(cfg->path)) == 0)

@@ -133,8 +133,8 @@ static outcome setup_capture(relay *r, char *err, size_t errlen)
 			 "go to the dead-letter topic while the other tables stream", tables[i]->name,
 			 tables[i]->cfg->tables, tables[i]->refusal);
 	}
-	if (protect_scope_check(r->cfg, tables, n, pipeline_can_hash(r->pipe), r->snap != NULL, err,
-				errlen) < 0)
+	if (protect_scope_check(r->cfg, tables, n, pipeline_can_hash(r->pipe),
+				r->snap && !transform_can_seal(pipeline_transform(r->pipe)), err, errlen) < 0)
 		return OUTCOME_FATAL;
 	metrics_set_refused_tables((uint64_t)capture_refused_count(r->cap));
 	if (n == 0)

@@ -176,6 +176,18 @@ transform *transform_new(const relay_config *cfg, char *err, size_t errlen)
 
 bool transform_can_hash(const transform *t) { return t->has_hash; }
 
+bool transform_can_seal(const transform *t) { return t->has_enc; }
+
+int transform_seal(transform *t, const char *text, size_t n, strbuf *out)
+{
+	return t->has_enc ? protect_encrypt(t->crypto, out, t->cfg->protect_key_id, text, n) : -1;
+}
+
+int transform_unseal(transform *t, const char *text, size_t n, strbuf *out)
+{
+	return t->has_enc ? protect_crypto_decrypt(t->crypto, out, text, n) : -1;
+}
+
 /* Frees one path list. */
 static void paths_free(path_list *l)
 {

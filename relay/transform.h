@@ -6,6 +6,7 @@
 
 #include "config.h"
 #include "record.h"
+#include "strbuf.h"
 
 /* The stage's state for one configuration: the compiled protect rules and their keys. */
 typedef struct transform transform;
@@ -17,6 +18,15 @@ typedef struct transform transform;
  * not start. cfg must outlive the stage.
  */
 transform *transform_new(const relay_config *cfg, char *err, size_t errlen);
+/*
+ * Seals text that must not be stored in clear (a snapshot's position: key values) with the
+ * encryption key: appends "enc:v1:..." to out. -1 without the key or when OpenSSL fails.
+ */
+int transform_seal(transform *t, const char *text, size_t n, strbuf *out);
+/* Appends the clear text of a sealed value to out: -1 without the key or when it does not open. */
+int transform_unseal(transform *t, const char *text, size_t n, strbuf *out);
+/* True when the encryption key was read (protect-encrypt-key): transform_seal works. */
+bool transform_can_seal(const transform *t);
 /* True when the hash key was read (protect-hash-key): protected key columns need it. */
 bool transform_can_hash(const transform *t);
 /* Frees what transform_new made (NULL: nothing); the keys are wiped. */

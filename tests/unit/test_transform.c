@@ -6,6 +6,7 @@
 #include "config.h"
 #include "protect.h"
 #include "protect_action.h"
+#include "snapshot.h"
 #include "strbuf.h"
 #include "transform.h"
 
@@ -446,6 +447,41 @@ static void test_a_path_the_parser_refuses_stops_the_start_instead_of_being_skip
 	config_free(cfg);
 }
 
+static void test_a_snapshot_position_is_stored_sealed_with_the_encryption_key(void **state)
+{
+	(void)state;
+	relay_config *cfg = config_defaults(0, 1);
+	char err[256];
+	const char *clear = "{\"version\":1,\"done\":[],\"queue\":[\"public.people\"],"
+			    "\"after\":[\"ana@example.com\"],\"table_rows\":10}";
+
+	rule(cfg, "", "email", "hash");
+	transform *t = transform_new(cfg, err, sizeof(err));
+	snapshot *s = snapshot_new(cfg, NULL);
+	snapshot_protect(s, t);
+	/* A position stored in clear before is still read; it is written back sealed. */
+	assert_int_equal(snapshot_load_state(s, clear, strlen(clear)), 0);
+	char *sealed = snapshot_state_json(s);
+	assert_null(strstr(sealed, "ana@example.com"));
+	assert_non_null(strstr(sealed, "\"after_sealed\":\"enc:v1:k1:"));
+	/* It opens to the same position. */
+	snapshot *again = snapshot_new(cfg, NULL);
+	snapshot_protect(again, t);
+	assert_int_equal(snapshot_load_state(again, sealed, strlen(sealed)), 0);
+	char *back = snapshot_state_json(again);
+	assert_non_null(strstr(back, "\"after_sealed\":\"enc:v1:k1:"));
+	snapshot_free(again);
+	/* Without the key it cannot be opened: refused, not taken for "from the start". */
+	snapshot *keyless = snapshot_new(cfg, NULL);
+	assert_int_equal(snapshot_load_state(keyless, sealed, strlen(sealed)), -1);
+	snapshot_free(keyless);
+	free(back);
+	free(sealed);
+	snapshot_free(s);
+	transform_free(t);
+	config_free(cfg);
+}
+
 static void test_a_missing_or_short_key_stops_the_start_with_one_line(void **state)
 {
 	(void)state;
@@ -520,6 +556,7 @@ int main(void)
 		cmocka_unit_test(test_a_dead_letter_key_that_cannot_be_protected_is_withheld),
 		cmocka_unit_test(test_dead_letters_of_a_captured_table_no_rule_takes_stay_as_they_are),
 		cmocka_unit_test(test_a_path_the_parser_refuses_stops_the_start_instead_of_being_skipped),
+		cmocka_unit_test(test_a_snapshot_position_is_stored_sealed_with_the_encryption_key),
 		cmocka_unit_test(test_a_missing_or_short_key_stops_the_start_with_one_line),
 		cmocka_unit_test(test_a_credential_is_read_whole_without_its_newline),
 		cmocka_unit_test(test_paths_are_parsed_as_json_pointers),
