@@ -66,16 +66,18 @@ def credentials(tmp_path, hash_key=HASH_KEY.hex(), enc_key=ENC_KEY.hex()):
     return {"CREDENTIALS_DIRECTORY": str(d)}
 
 
-def configure(outbox, tmp_path, protect=PROTECT, **keys):
+def configure(outbox, tmp_path, protect=PROTECT, extra_relay="", **keys):
     p = outbox.prefix
     outbox.metrics_port = free_port()
     outbox.dlq = p + ".dlq"
+    outbox.checkpoints = p + ".checkpoints"
     outbox.reconfigure(
         sources='{ table = "outbox.events"; topic = "%s.${aggregate_type}"; }, '
                 '{ message_prefix = "outbox"; topic = "%s.${aggregate_type}"; }' % (p, p),
         capture='{ tables = "public.people"; }',
-        extra_relay='topic_prefix = "%s"; dead_letter_topic = "%s"; metrics_listen = "127.0.0.1:%d";'
-                    % (p, outbox.dlq, outbox.metrics_port),
+        extra_relay='topic_prefix = "%s"; dead_letter_topic = "%s"; metrics_listen = "127.0.0.1:%d"; '
+                    'checkpoint_topic = "%s"; %s'
+                    % (p, outbox.dlq, outbox.metrics_port, outbox.checkpoints, extra_relay),
         extra_top=protect)
     outbox.relay.env = credentials(tmp_path, **keys)
 
@@ -89,9 +91,10 @@ def emit(db, payload):
 
 
 def everything_written(outbox, kafka, topics):
-    """The bytes of every record (key, value, headers) on the topics, the relay's log and /metrics."""
+    """The bytes of every record (key, value, headers) on the topics and the checkpoint topic
+    (snapshot positions), the relay's log and /metrics."""
     blobs = []
-    for m in kafka.consume(topics, timeout=30):
+    for m in kafka.consume(topics + [outbox.checkpoints], timeout=30):
         blobs += [m["key"] or b"", m["value"] or b""] + [v or b"" for _, v in m["headers"]]
     blobs.append(outbox.relay.log().encode())
     conn = http.client.HTTPConnection("127.0.0.1", outbox.metrics_port, timeout=10)
@@ -116,6 +119,9 @@ def test_protected_values_appear_in_clear_nowhere_the_relay_writes(outbox, kafka
     db.execute("INSERT INTO public.people VALUES (%s, %s, %s, %s, %s)", CAP)
     db.execute("UPDATE public.people SET id = 20, email = %s WHERE id = 2", (MOVED_EMAIL,))  # a key change
     publish(db, "bad topic!", "PersonRegistered", DLQ)  # not a topic name: dead-lettered
+    # A message under the relay's snapshot prefix that is not JSON: ignored, its text not logged.
+    db.execute("SELECT pg_logical_emit_message(true, %s, %s)",
+               ("outbox-relay:" + outbox.slot, "not json " + SNAP[1]))
     person = kafka.consume([p + ".person"], until=2, timeout=60)
     people = kafka.consume([p + ".public.people"], until=5, timeout=60)
     dead = kafka.consume([outbox.dlq], until=1, timeout=60)
@@ -177,7 +183,8 @@ def test_a_missing_or_short_key_stops_the_relay_at_start_with_one_line(outbox, k
     assert len(lines) == 1, relay.log()
     assert "protect[0] hashes with the key of the systemd credential protect-hash-key, which is missing" \
         in lines[0], lines
-    assert lines[0].startswith(outbox.config_path + ": line "), lines
+    assert lines[0].startswith(outbox.config_path + ":"), lines
+    assert lines[0].split(":")[1].isdigit(), lines  # FILE:LINE:
 
     configure(outbox, tmp_path, enc_key="00112233")
     relay = relayctl.Relay(outbox.config_path, str(tmp_path / "b"), env=outbox.relay.env)
@@ -195,25 +202,52 @@ def test_a_rule_that_names_nothing_is_refused_with_file_and_line(outbox, kafka, 
     assert "protect[0] names nothing" in out and "protect[1].action 'shred' is not one of" in out, out
 
 
-def test_a_protected_key_column_is_hashed_alike_in_snapshot_and_stream(outbox, kafka, tmp_path):
-    """A key column under a hash rule: the record key is the hash, the same for a row's snapshot
-    record and its changes, so compaction and partitioning still work per row."""
+def test_a_protected_key_column_is_hashed_in_every_key_and_sealed_in_the_snapshot_position(outbox, kafka, tmp_path):
+    """A key column under an encrypt rule: the record key is the keyed hash whatever the action
+    (deterministic: the same for a row's snapshot record and its changes, so compaction and
+    partitioning still work per row); the value keeps the rule's action. A chunked snapshot
+    stores its position (the last row's key) encrypted in the checkpoint topic."""
     db = outbox.db
     db.execute("CREATE TABLE public.people (email text PRIMARY KEY, ssn text, full_name text, secret text)")
-    db.execute("INSERT INTO public.people VALUES ('key.snap@example.com', 'SSN-K1', 'Key Snap', 's1')")
-    configure(outbox, tmp_path)
+    emails = ["key.snap%02d@example.com" % i for i in range(5)]
+    for e in emails:
+        db.execute("INSERT INTO public.people VALUES (%s, 'SSN-K1', 'Key Snap', 's1')", (e,))
+    protect = PROTECT.replace('{ columns = ["email"]; tables = ["public.*"]; action = "hash"; }',
+                              '{ columns = ["email"]; tables = ["public.*"]; action = "encrypt"; }')
+    configure(outbox, tmp_path, protect=protect, extra_relay="snapshot_chunk_rows = 2;")
     outbox.relay.start()
     outbox.relay.wait_streaming()
-    outbox.relay.wait_log("snapshot of public.people done: 1 rows", timeout=60)
-    db.execute("UPDATE public.people SET full_name = 'Key Snap Two' WHERE email = 'key.snap@example.com'")
+    outbox.relay.wait_log("snapshot of public.people done: 5 rows", timeout=90)
+    db.execute("UPDATE public.people SET full_name = 'Key Snap Two' WHERE email = %s", (emails[0],))
     db.execute("INSERT INTO public.people VALUES ('key.new@example.com', 'SSN-K2', 'Key New', 's2')")
-    msgs = kafka.consume([outbox.prefix + ".public.people"], until=3, timeout=60)
-    assert len(msgs) == 3
-    by_op = {json.loads(m["value"])["op"]: m for m in msgs}
-    snap_key = json.loads(by_op["r"]["key"])
-    assert snap_key == {"email": hashed("key.snap@example.com")}
-    assert json.loads(by_op["u"]["key"]) == snap_key
-    assert by_op["r"]["partition"] == by_op["u"]["partition"]
-    assert json.loads(by_op["c"]["key"]) == {"email": hashed("key.new@example.com")}
+    msgs = kafka.consume([outbox.prefix + ".public.people"], until=7, timeout=60)
+    assert len(msgs) == 7
+    by_op = {}
+    for m in msgs:
+        by_op.setdefault(json.loads(m["value"])["op"], []).append(m)
+    snap = {json.loads(m["key"])["email"]: m for m in by_op["r"]}
+    assert sorted(snap) == sorted(hashed(e) for e in emails)
+    for m in by_op["r"]:
+        assert decrypt(json.loads(m["value"])["after"]["email"]) in emails  # the value: encrypted
+    u = by_op["u"][0]
+    assert json.loads(u["key"]) == {"email": hashed(emails[0])}
+    assert u["partition"] == snap[hashed(emails[0])]["partition"]
+    assert json.loads(by_op["c"][0]["key"]) == {"email": hashed("key.new@example.com")}
     written = everything_written(outbox, kafka, [outbox.prefix + ".public.people"])
-    assert b"key.snap@example.com" not in written and b"key.new@example.com" not in written
+    assert b"after_sealed" in written  # the chunked snapshot stored its position, sealed
+    leaked = [e for e in emails + ["key.new@example.com"] if e.encode() in written]
+    assert not leaked, leaked
+
+
+def test_a_column_no_captured_table_has_stops_the_relay_at_start(outbox, kafka, tmp_path):
+    db = outbox.db
+    db.execute("CREATE TABLE public.people (id int PRIMARY KEY, email text)")
+    configure(outbox, tmp_path, protect='protect = (\n  { columns = ["email"]; action = "hash"; },\n'
+                                        '  { columns = ["emial"]; action = "hash"; }\n);\n')
+    relay = relayctl.Relay(outbox.config_path, str(tmp_path / "a"), env=outbox.relay.env)
+    os.makedirs(str(tmp_path / "a"), exist_ok=True)
+    relay.start()
+    assert relay.wait_exit(60) != 0
+    line = next(i for i, l in enumerate(open(outbox.config_path), 1) if "emial" in l)
+    assert "%s:%d: protect[1].columns: 'emial' is no column of any captured table" % (outbox.config_path, line) \
+        in relay.log(), relay.log()
