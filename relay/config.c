@@ -309,14 +309,16 @@ static const opt_def protect_opts[] = {
 	{.path = "event_types", .type = OPT_STRING_LIST, .offset = PRO(event_types), .def = "*",
 	 .doc = "the outbox event types whose payloads fields applies to (glob patterns)"},
 	{.path = "columns", .type = OPT_STRING_LIST, .offset = PRO(columns), .def = "",
-	 .doc = "captured columns to protect, by name (in after, before and the record key)"},
+	 .doc = "captured columns to protect, by name (in after and before by the action; a key "
+		"column is hashed in the record key)"},
 	{.path = "tables", .type = OPT_STRING_LIST, .offset = PRO(tables), .def = "*.*",
 	 .doc = "the captured tables columns applies to (glob patterns of schema.table)"},
 	{.path = "action", .type = OPT_STRING, .offset = PRO(action), .def = "",
 	 .doc = "drop, mask (keep the last keep_last characters), hash (HMAC-SHA-256, hex; "
 		"credential protect-hash-key) or encrypt (AES-256-GCM; credential protect-encrypt-key)"},
 	{.path = "keep_last", .type = OPT_INT, .offset = PRO(keep_last), .def = "4", .min = 0,
-	 .max = 1000, .doc = "mask: how many characters stay at the end"},
+	 .max = 1000, .doc = "mask: how many characters stay at the end of a longer string (a shorter "
+		"one, or a value that is not a string, is masked whole)"},
 };
 
 #define N_PROTECT_OPTS (sizeof(protect_opts) / sizeof(protect_opts[0]))
