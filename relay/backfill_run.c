@@ -36,8 +36,13 @@ static outcome backfill_publish(relay *r, const char *text, size_t len)
 	const route_source *src;
 
 	if (w2j_decode(text, len, &rec, &why) < 0 || !(src = router_match(r->router, &rec))) {
-		log_error("backfill: a row did not read back as an outbox insert (%s): %.200s",
-			  why ? why : "no source takes it", text);
+		/* Its text may hold fields the protect rules cover: then it is not logged. */
+		if (r->cfg->n_protects > 0)
+			log_error("backfill: a row did not read back as an outbox insert (%s; its text "
+				  "is not logged: protect rules are set)", why ? why : "no source takes it");
+		else
+			log_error("backfill: a row did not read back as an outbox insert (%s): %.200s",
+				  why ? why : "no source takes it", text);
 		return OUTCOME_FATAL;
 	}
 	r->txn_commit_ms = dispatch_commit_us(&rec) / 1000;

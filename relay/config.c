@@ -2,14 +2,17 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libconfig.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "xalloc.h"
 #include "config_check.h"
+#include "protect.h"
 #include "standby_gate.h"
 
 typedef enum { OPT_STRING, OPT_BOOL, OPT_INT, OPT_STRING_LIST } opt_type;
@@ -40,6 +43,7 @@ typedef struct {
 #define OFF(field) offsetof(relay_config, field)
 #define SRC(field) offsetof(source_config, field)
 #define CAP(field) offsetof(capture_config, field)
+#define PRO(field) offsetof(protect_config, field)
 
 /* A list field is a char ** followed by its int count. */
 _Static_assert(offsetof(relay_config, n_wait_for_standbys) ==
@@ -209,6 +213,10 @@ static const opt_def opts[] = {
 	 .def = "",
 	 .doc = "directory of Avro schemas, one <event_type>.avsc per event type of the Avro "
 		"sources; required when a source has format = \"avro\""},
+	{.path = "protection.key_id", .type = OPT_STRING, .offset = OFF(protect_key_id), .def = "k1",
+	 .check = config_check_key_id,
+	 .doc = "the id written into every encrypted value (enc:v1:<key_id>:...): change it with "
+		"the credential protect-encrypt-key when rotating keys (docs/privacy.md)"},
 };
 
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
@@ -310,6 +318,41 @@ typedef struct {
 static const list_spec source_list = {SOURCES, source_opts, N_SOURCE_OPTS};
 static const list_spec capture_list = {CAPTURE, capture_opts, N_CAPTURE_OPTS};
 
+/* Field protection (docs/privacy.md): the keys of each element of the protect list. */
+_Static_assert(offsetof(protect_config, n_fields) == offsetof(protect_config, fields) + sizeof(char **) &&
+		       offsetof(protect_config, n_event_types) ==
+			       offsetof(protect_config, event_types) + sizeof(char **) &&
+		       offsetof(protect_config, n_columns) ==
+			       offsetof(protect_config, columns) + sizeof(char **) &&
+		       offsetof(protect_config, n_tables) == offsetof(protect_config, tables) + sizeof(char **),
+	       "list count must follow the list");
+
+static const char *const protect_actions[] = {"drop", "mask", "hash", "encrypt", NULL};
+
+static const opt_def protect_opts[] = {
+	{.path = "fields", .type = OPT_STRING_LIST, .offset = PRO(fields), .def = "",
+	 .doc = "JSON paths of outbox payload fields to protect (\"/email\", \"/document/number\"; "
+		"\"*\" is every member or element)"},
+	{.path = "event_types", .type = OPT_STRING_LIST, .offset = PRO(event_types), .def = "*",
+	 .doc = "the outbox event types whose payloads fields applies to (glob patterns)"},
+	{.path = "columns", .type = OPT_STRING_LIST, .offset = PRO(columns), .def = "",
+	 .doc = "captured columns to protect, by name (in after and before by the action; a key "
+		"column is hashed in the record key)"},
+	{.path = "tables", .type = OPT_STRING_LIST, .offset = PRO(tables), .def = "*.*",
+	 .doc = "the captured tables columns applies to (glob patterns of schema.table)"},
+	{.path = "action", .type = OPT_STRING, .offset = PRO(action), .def = "",
+	 .doc = "drop, mask (keep the last keep_last characters), hash (HMAC-SHA-256, hex; "
+		"credential protect-hash-key) or encrypt (AES-256-GCM; credential protect-encrypt-key)"},
+	{.path = "keep_last", .type = OPT_INT, .offset = PRO(keep_last), .def = "4", .min = 0,
+	 .max = 1000, .doc = "mask: how many characters stay at the end of a longer string (a shorter "
+		"one, or a value that is not a string, is masked whole)"},
+};
+
+#define N_PROTECT_OPTS (sizeof(protect_opts) / sizeof(protect_opts[0]))
+#define PROTECT "protect"
+
+static const list_spec protect_list = {PROTECT, protect_opts, N_PROTECT_OPTS};
+
 static const char *const type_names[] = {"string", "bool", "integer", "list of strings"};
 static const char *const type_articles[] = {"a", "a", "an", "a"};
 
@@ -396,6 +439,18 @@ relay_config *config_defaults(int n_sources, int n_captures)
 		cfg->captures[i].line = 1;
 	}
 	return cfg;
+}
+
+protect_config *config_add_protect(relay_config *cfg)
+{
+	protect_config *p;
+
+	cfg->protects = xrealloc(cfg->protects, sizeof(protect_config) * (size_t)(cfg->n_protects + 1));
+	p = &cfg->protects[cfg->n_protects++];
+	memset(p, 0, sizeof(*p));
+	apply_defaults(p, protect_opts, N_PROTECT_OPTS);
+	p->line = 1;
+	return p;
 }
 
 void config_set_string(char **field_p, const char *value)
@@ -611,7 +666,7 @@ static bool group_known(const char *gname)
 {
 	size_t glen = strlen(gname);
 	if (strcmp(gname, KAFKA_GROUP) == 0 || strcmp(gname, SOURCES) == 0 ||
-	    strcmp(gname, CAPTURE) == 0)
+	    strcmp(gname, CAPTURE) == 0 || strcmp(gname, PROTECT) == 0)
 		return true;
 	for (size_t i = 0; i < N_OPTS; i++)
 		if (strncmp(opts[i].path, gname, glen) == 0 && opts[i].path[glen] == '.')
@@ -627,7 +682,8 @@ static int check_unknown(relay_config *cfg, const config_setting_t *root, FILE *
 	for (int i = 0; i < n; i++) {
 		const config_setting_t *g = config_setting_get_elem(root, (unsigned)i);
 		const char *gname = config_setting_name(g);
-		if (strcmp(gname, SOURCES) == 0 || strcmp(gname, CAPTURE) == 0)
+		if (strcmp(gname, SOURCES) == 0 || strcmp(gname, CAPTURE) == 0 ||
+		    strcmp(gname, PROTECT) == 0)
 			continue; /* a list: load_list checks it */
 		if (!group_known(gname) || !config_setting_is_group(g)) {
 			fprintf(err, "%s:%d: unknown %s '%s'\n", cfg->path, setting_line(g),
@@ -829,6 +885,107 @@ static int load_captures(relay_config *cfg, const config_t *lc, FILE *err)
 	return bad;
 }
 
+/* A JSON path of a protect rule: the transform stage's own parser decides (one validator). */
+static bool protect_path_ok(const char *path)
+{
+	protect_path p;
+
+	if (protect_path_parse(path, 0, false, &p) < 0)
+		return false;
+	protect_path_free(&p);
+	return true;
+}
+
+/* A list that is not its default ["<def>"]: the file set it. */
+static bool list_set(char *const *l, int n, const char *def)
+{
+	return n != 1 || strcmp(l[0], def) != 0;
+}
+
+/* Keys of a protect rule that have no effect with its other keys: a warning each, not an error. */
+static int warn_protect_unused(const relay_config *cfg, const protect_config *p, int idx, FILE *err)
+{
+	if (p->keep_last != 4 && strcmp(p->action, "mask") != 0)
+		fprintf(err, "%s:%d: warning: protect[%d].keep_last has no effect: the action is "
+			"'%s', not mask\n", cfg->path, p->line, idx, p->action);
+	if (p->n_fields == 0 && list_set(p->event_types, p->n_event_types, "*"))
+		fprintf(err, "%s:%d: warning: protect[%d].event_types has no effect without fields "
+			"(columns use tables)\n", cfg->path, p->line, idx);
+	if (p->n_columns == 0 && list_set(p->tables, p->n_tables, "*.*"))
+		fprintf(err, "%s:%d: warning: protect[%d].tables has no effect without columns "
+			"(fields use event_types)\n", cfg->path, p->line, idx);
+	return 0;
+}
+
+/*
+ * A protect rule's keys together: an action it knows, something to protect (fields or
+ * columns), paths that are JSON paths, scopes that are not empty.
+ */
+static int check_protect(const relay_config *cfg, const protect_config *p, int idx, FILE *err)
+{
+	int bad = 0;
+	const char *const *a = protect_actions;
+
+	while (*a && strcmp(*a, p->action) != 0)
+		a++;
+	if (!*a) {
+		fprintf(err, "%s:%d: protect[%d].action '%s' is not one of drop, mask, hash, encrypt\n",
+			cfg->path, p->line, idx, p->action);
+		bad = -1;
+	}
+	if (p->n_fields == 0 && p->n_columns == 0) {
+		fprintf(err, "%s:%d: protect[%d] names nothing: give fields (JSON paths of outbox "
+			"payloads, \"/email\") or columns (of captured tables, \"email\")\n", cfg->path,
+			p->line, idx);
+		bad = -1;
+	}
+	for (int i = 0; i < p->n_fields; i++)
+		if (!protect_path_ok(p->fields[i])) {
+			fprintf(err, "%s:%d: protect[%d].fields: '%s' is not a JSON path such as "
+				"\"/email\" or \"/document/number\" (no empty part, at most 16 parts, '~' "
+				"only as ~0 for '~' or ~1 for '/')\n",
+				cfg->path, p->line, idx, p->fields[i]);
+			bad = -1;
+		}
+	for (int i = 0; i < p->n_columns; i++)
+		if (!p->columns[i][0]) {
+			fprintf(err, "%s:%d: protect[%d].columns: an empty column name\n", cfg->path,
+				p->line, idx);
+			bad = -1;
+		}
+	if ((p->n_fields > 0 && p->n_event_types == 0) || (p->n_columns > 0 && p->n_tables == 0)) {
+		fprintf(err, "%s:%d: protect[%d] has an empty %s list: it would protect nothing\n",
+			cfg->path, p->line, idx, p->n_fields > 0 && p->n_event_types == 0 ? "event_types"
+										  : "tables");
+		bad = -1;
+	}
+	if (p->n_columns > 0 && cfg->n_captures == 0) {
+		fprintf(err, "%s:%d: protect[%d].columns: no table is captured (no capture list), "
+			"so the columns protect nothing\n", cfg->path, p->line, idx);
+		bad = -1;
+	}
+	return bad | warn_protect_unused(cfg, p, idx, err);
+}
+
+/* The protect list (optional): every rule checked, every problem reported. */
+static int load_protects(relay_config *cfg, const config_t *lc, FILE *err)
+{
+	int n, bad = 0;
+	const config_setting_t *list = list_groups(cfg, lc, PROTECT, &n, &bad, err);
+
+	if (!list)
+		return bad;
+	cfg->protects = xcalloc((size_t)n, sizeof(protect_config));
+	cfg->n_protects = n;
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *g = list_group(cfg, list, i, PROTECT, &bad, err);
+		protect_config *p = &cfg->protects[i];
+		int b = load_entry(cfg, &protect_list, p, &p->line, g, i, err);
+		bad |= b | check_protect(cfg, p, i, err);
+	}
+	return bad;
+}
+
 /* postgresql.wait_for_standbys: at most GATE_MAX_STANDBYS names, none empty, none twice. */
 static int check_standby_names(const relay_config *cfg, const config_t *lc, FILE *err)
 {
@@ -1013,6 +1170,7 @@ relay_config *config_load(const char *path, FILE *err)
 	bad |= load_top(cfg, &lc, err);
 	bad |= load_sources(cfg, &lc, err);
 	bad |= load_captures(cfg, &lc, err);
+	bad |= load_protects(cfg, &lc, err);
 	const config_setting_t *kg = config_lookup(&lc, KAFKA_GROUP);
 	if (kg && config_setting_is_group(kg))
 		bad |= load_kafka(cfg, kg, err);
@@ -1061,6 +1219,9 @@ void config_free(relay_config *cfg)
 	for (int i = 0; i < cfg->n_captures; i++)
 		free_opts(&cfg->captures[i], capture_opts, N_CAPTURE_OPTS);
 	free(cfg->captures);
+	for (int i = 0; i < cfg->n_protects; i++)
+		free_opts(&cfg->protects[i], protect_opts, N_PROTECT_OPTS);
+	free(cfg->protects);
 	if (cfg->pg_password) {
 		explicit_bzero(cfg->pg_password, strlen(cfg->pg_password));
 		free(cfg->pg_password);
@@ -1124,6 +1285,8 @@ void config_describe(FILE *out)
 		describe_row(out, "sources[].", &source_opts[i]);
 	for (size_t i = 0; i < N_CAPTURE_OPTS; i++)
 		describe_row(out, "capture[].", &capture_opts[i]);
+	for (size_t i = 0; i < N_PROTECT_OPTS; i++)
+		describe_row(out, "protect[].", &protect_opts[i]);
 	fprintf(out, "| `kafka.*` | any | | restart | librdkafka properties, `_` written for `.` "
 		     "(`bootstrap_servers` is `bootstrap.servers`); `bootstrap_servers` is required |\n");
 }
@@ -1178,8 +1341,12 @@ static bool same_entry(const list_spec *ls, const void *a, const void *b)
 /* True when sources, captures and kafka settings are the same (they need a restart to change). */
 static bool same_sources_and_kafka(const relay_config *a, const relay_config *b)
 {
-	if (a->n_sources != b->n_sources || a->n_kafka != b->n_kafka || a->n_captures != b->n_captures)
+	if (a->n_sources != b->n_sources || a->n_kafka != b->n_kafka ||
+	    a->n_captures != b->n_captures || a->n_protects != b->n_protects)
 		return false;
+	for (int i = 0; i < a->n_protects; i++)
+		if (!same_entry(&protect_list, &a->protects[i], &b->protects[i]))
+			return false;
 	for (int i = 0; i < a->n_kafka; i++)
 		if (strcmp(a->kafka[i].name, b->kafka[i].name) != 0 ||
 		    strcmp(a->kafka[i].value, b->kafka[i].value) != 0)
@@ -1234,27 +1401,59 @@ void config_reload(relay_config *running, const relay_config *fresh)
 		log_info("reload: %s changed", o->path);
 	}
 	if (!same_sources_and_kafka(running, fresh))
-		log_warn("reload: sources, capture or kafka settings changed, which needs a restart; keeping the "
+		log_warn("reload: sources, capture, protect or kafka settings changed, which needs a restart; keeping the "
 			 "running ones");
 }
 
-/* The content of $CREDENTIALS_DIRECTORY/name without its trailing newline; NULL when absent. */
-static char *read_credential(const char *name)
+/*
+ * Reads all of fd into a buffer that never leaves a copy behind: read(2), no stdio buffer, and
+ * a buffer that grows is copied and the old one wiped before it is freed. NULL on a read error.
+ */
+static char *read_secret(int fd, size_t *len)
+{
+	size_t cap = 256;
+	char *buf = xmalloc(cap);
+	ssize_t n;
+
+	*len = 0;
+	while ((n = read(fd, buf + *len, cap - *len - 1)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			explicit_bzero(buf, cap);
+			free(buf);
+			return NULL;
+		}
+		*len += (size_t)n;
+		if (cap - *len < 2) {
+			char *bigger = xmalloc(cap * 2);
+			memcpy(bigger, buf, *len);
+			explicit_bzero(buf, cap);
+			free(buf);
+			buf = bigger;
+			cap *= 2;
+		}
+	}
+	buf[*len] = '\0';
+	return buf;
+}
+
+char *config_read_credential(const char *name)
 {
 	const char *dir = getenv("CREDENTIALS_DIRECTORY");
 	char path[4096];
 	size_t len;
-	FILE *f;
+	int fd;
 	char *text;
 
 	if (!dir)
 		return NULL;
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	f = fopen(path, "r");
-	if (!f)
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
 		return NULL;
-	text = read_all(f, &len);
-	fclose(f);
+	text = read_secret(fd, &len);
+	close(fd);
 	while (text && len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
 		text[--len] = '\0';
 	return text;
@@ -1262,10 +1461,10 @@ static char *read_credential(const char *name)
 
 void config_load_credentials(relay_config *cfg)
 {
-	char *kafka_pw = read_credential("kafka-sasl-password");
+	char *kafka_pw = config_read_credential("kafka-sasl-password");
 
-	cfg->pg_password = read_credential("pgpassword");
-	cfg->registry_password = read_credential("schema-registry-password");
+	cfg->pg_password = config_read_credential("pgpassword");
+	cfg->registry_password = config_read_credential("schema-registry-password");
 	if (kafka_pw) {
 		cfg->kafka = xrealloc(cfg->kafka, sizeof(kafka_property) * (size_t)(cfg->n_kafka + 1));
 		kafka_property *p = &cfg->kafka[cfg->n_kafka++];

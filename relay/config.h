@@ -60,6 +60,25 @@ typedef struct {
 	int line;
 } capture_config;
 
+/*
+ * A field protection rule (docs/privacy.md): the fields (JSON paths of outbox payloads, for
+ * the event types matching event_types) and the columns (of the captured tables matching
+ * tables: in after, before and the key) it protects, and how (action).
+ */
+typedef struct {
+	char **fields;       /* JSON paths, "/a/b" (RFC 6901; "*" is every member or element) */
+	int n_fields;
+	char **event_types;  /* glob patterns of outbox event types ("*": all) */
+	int n_event_types;
+	char **columns;      /* captured column names */
+	int n_columns;
+	char **tables;       /* glob patterns of "schema.table" ("*.*": all) */
+	int n_tables;
+	char *action;        /* "drop", "mask", "hash" or "encrypt" */
+	int keep_last;       /* mask: characters kept at the end */
+	int line;
+} protect_config;
+
 typedef struct {
 	char *path; /* the file it was read from */
 
@@ -121,6 +140,11 @@ typedef struct {
 	bool any_contract;      /* some json source has contract = true */
 	bool capture_avro;      /* some capture entry has format = "avro" */
 
+	/* protect: field protection rules (docs/privacy.md); keys come from credentials */
+	protect_config *protects;
+	int n_protects;
+	char *protect_key_id; /* protection.key_id: names the encryption key in encrypted values */
+
 	/* secrets from systemd credentials ($CREDENTIALS_DIRECTORY), never from the file */
 	char *pg_password; /* NULL: libpq's own ways (~/.pgpass, PGPASSWORD) */
 	char *registry_password; /* NULL: none (credential schema-registry-password) */
@@ -143,6 +167,11 @@ void config_free(relay_config *cfg);
  * Change its strings and lists with the two functions below; config_free frees it.
  */
 relay_config *config_defaults(int n_sources, int n_captures);
+/*
+ * Appends a protect rule holding the defaults of protect[] keys (action "", line 1) to cfg: for
+ * code that builds a configuration without a file. Set its keys like the others.
+ */
+protect_config *config_add_protect(relay_config *cfg);
 /* Replaces a string of a configuration with a copy of value. */
 void config_set_string(char **field, const char *value);
 /* Replaces a list of a configuration with the comma-separated words of text. */
@@ -158,6 +187,11 @@ void config_load_credentials(relay_config *cfg);
  * every other key that differs is logged as needing a restart and keeps its running value.
  */
 void config_reload(relay_config *running, const relay_config *fresh);
+/*
+ * The content of the systemd credential name ($CREDENTIALS_DIRECTORY/name) without its trailing
+ * newline, malloc'd; NULL when absent (the field protection keys: transform.c reads them).
+ */
+char *config_read_credential(const char *name);
 /* Prints every key with its type, default and meaning (the source of the docs' key table). */
 void config_describe(FILE *out);
 /* The first entry of the capture list whose pattern takes schema.table, or NULL. */

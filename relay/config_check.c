@@ -84,3 +84,15 @@ int config_check_metrics_listen(const char *name, const char *value, char *msg, 
 	snprintf(msg, len, "%s '%s' %s", name, value, why);
 	return -1;
 }
+
+int config_check_key_id(const char *name, const char *value, char *msg, size_t len)
+{
+	size_t n = strlen(value);
+
+	if (n >= 1 && n <= 32 && strspn(value, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+					      "0123456789._-") == n)
+		return 0;
+	snprintf(msg, len, "%s '%s' must be 1 to 32 letters, digits, '.', '_' or '-' (it is "
+		 "written into every encrypted value)", name, value);
+	return -1;
+}

@@ -23,6 +23,9 @@ int config_check_capture_topic(const char *name, const char *value, char *msg, s
 /* relay.metrics_listen: "" or an address metrics_parse_listen accepts. */
 int config_check_metrics_listen(const char *name, const char *value, char *msg, size_t len);
 
+/* protection.key_id: 1 to 32 of A-Z a-z 0-9 . _ - (it is written into encrypted values). */
+int config_check_key_id(const char *name, const char *value, char *msg, size_t len);
+
 /* True when one part of a capture pattern (plen bytes: a name or "*") takes name. */
 bool config_pattern_part_matches(const char *pat, size_t plen, const char *name);
 

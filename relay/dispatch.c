@@ -250,7 +250,13 @@ static outcome handle_record(relay *r, const char *data, size_t len)
 	const char *why = NULL;
 
 	if (w2j_decode(data, len, &rec, &why) < 0) {
-		log_error("malformed wal2json record (%s): %.*s", why, (int)(len > 200 ? 200 : len), data);
+		/* Its text may hold fields the protect rules cover: then it is not logged. */
+		if (r->cfg->n_protects > 0)
+			log_error("malformed wal2json record (%s; its text is not logged: protect rules "
+				  "are set)", why);
+		else
+			log_error("malformed wal2json record (%s): %.*s", why,
+				  (int)(len > 200 ? 200 : len), data);
 		return OUTCOME_FATAL;
 	}
 	switch (rec.action) {

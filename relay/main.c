@@ -60,7 +60,11 @@ static relay_config *load_checked(const char *path)
 		fprintf(stderr, "%s: %s\n", path, err);
 	pipeline *p = r ? pipeline_new(cfg, err, sizeof(err)) : NULL;
 	if (r && !p) {
-		fprintf(stderr, "%s: %s\n", path, err);
+		/* The transform stage's errors name file and line themselves ("FILE:LINE: ..."). */
+		if (strncmp(err, path, strlen(path)) == 0)
+			fprintf(stderr, "%s\n", err);
+		else
+			fprintf(stderr, "%s: %s\n", path, err);
 		router_free(r);
 		r = NULL;
 	}

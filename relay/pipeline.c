@@ -9,6 +9,7 @@
 #include "xalloc.h"
 
 struct pipeline {
+	transform *tf;
 	encoders *enc;
 };
 
@@ -16,8 +17,8 @@ pipeline *pipeline_new(const relay_config *cfg, char *err, size_t errlen)
 {
 	pipeline *p = xcalloc(1, sizeof(*p));
 
-	if (!(p->enc = encode_new(cfg, err, errlen))) {
-		free(p);
+	if (!(p->tf = transform_new(cfg, err, errlen)) || !(p->enc = encode_new(cfg, err, errlen))) {
+		pipeline_free(p);
 		return NULL;
 	}
 	return p;
@@ -32,6 +33,7 @@ void pipeline_free(pipeline *p)
 {
 	if (!p)
 		return;
+	transform_free(p->tf);
 	encode_free(p->enc);
 	free(p);
 }
@@ -39,7 +41,7 @@ void pipeline_free(pipeline *p)
 /* Transform first, so an encoder sees the fields as they will be published. */
 static int finish(pipeline *p, record *rec, const char **why)
 {
-	if (transform_apply(rec, why) < 0)
+	if (transform_apply(p->tf, rec, why) < 0)
 		return ENCODE_REJECT;
 	return encode_record(p->enc, rec, why);
 }
@@ -57,4 +59,14 @@ int pipeline_finish_capture(pipeline *p, record_kind kind, const struct capture_
 {
 	record rec = {.kind = kind, .source = t->name, .format = t->cfg->format, .table = t, .msg = m};
 	return finish(p, &rec, why);
+}
+
+bool pipeline_can_hash(const pipeline *p) { return transform_can_hash(p->tf); }
+
+transform *pipeline_transform(pipeline *p) { return p->tf; }
+
+/* The transform stage knows which fields are protected: it protects dead letters too. */
+void pipeline_dead_letter(pipeline *p, const char *source, route_msg *m)
+{
+	transform_dead_letter(p->tf, source, m);
 }

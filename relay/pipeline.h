@@ -6,6 +6,7 @@
 
 #include "config.h"
 #include "record.h"
+#include "transform.h"
 
 /* The stages' state for one configuration (schemas, the registry client, transforms). */
 typedef struct pipeline pipeline;
@@ -46,5 +47,16 @@ int pipeline_finish(pipeline *p, record_kind kind, const char *source, const cha
  */
 int pipeline_finish_capture(pipeline *p, record_kind kind, const struct capture_table *t,
 			    route_msg *m, const char **why);
+
+/*
+ * A row's dead letter (router_dead_letter: the raw row as its value), before it is produced:
+ * protected by the transform stage (transform_dead_letter), so that no dead letter carries in
+ * clear a field the main topic would have protected. m's pointers then belong to the stage.
+ */
+void pipeline_dead_letter(pipeline *p, const char *source, route_msg *m);
+/* The transform stage (a snapshot seals its stored position with it). */
+transform *pipeline_transform(pipeline *p);
+/* True when the transform stage has the hash key (protected key columns are hashed in keys). */
+bool pipeline_can_hash(const pipeline *p);
 
 #endif

@@ -219,6 +219,7 @@ outcome publish_reject_row(relay *r, const char *source, const w2j_record *rec,
 	log_warn("dead-lettering the row of %s at LSN %s (xid %llu): %s", source, a,
 		 (unsigned long long)rec->xid, why);
 	router_dead_letter_named(r->router, source, rec, data, len, why, topic, m);
+	pipeline_dead_letter(r->pipe, source, m);
 	outcome e = publish_produce(r, m, true, &refused);
 	if (refused)
 		return publish_refused(r, REFUSED_DEAD_LETTER, source, rec, data, len, refused, m);

@@ -65,27 +65,34 @@ static const char *key_change_unfit(relay *r, const capture_table *t, const rout
 	return NULL;
 }
 
+/* A key as capture built it, before the transform stage protected it (snapshots compare these). */
+typedef struct {
+	const char *ptr;
+	size_t len;
+} clear_key;
+
 /*
  * The records of a key change once checked: the delete (and tombstone) of the old key, then the
  * update under the new key. A refusal before any of them went out dead-letters the change
  * whole; one after that cannot be taken back, so it stops the relay before the open Kafka
- * transaction commits.
+ * transaction commits. keys: the old and new keys as built (a pending snapshot learns of them).
  */
 static outcome produce_key_change(relay *r, const capture_table *t, const w2j_record *rec,
-				     route_msg *del, route_msg *upd, const char *data, size_t len)
+				     route_msg *del, route_msg *upd, const clear_key keys[2],
+				     const char *data, size_t len)
 {
 	uint64_t out = r->records_out;
 	rd_kafka_resp_err_t refused;
 	outcome e;
 
 	if (r->snap)
-		snapshot_saw_change(r->snap, t, rec->xid, del->key, del->key_len);
+		snapshot_saw_change(r->snap, t, rec->xid, keys[0].ptr, keys[0].len);
 	e = produce_then_tombstone(r, del, t->cfg->tombstones, &refused);
 	if (refused && r->records_out == out)
 		return publish_refused(r, REFUSED_KEY_CHANGE_WHOLE, t->name, rec, data, len, refused, upd);
 	if (e == OUTCOME_OK && !refused) {
 		if (r->snap)
-			snapshot_saw_change(r->snap, t, rec->xid, upd->key, upd->key_len);
+			snapshot_saw_change(r->snap, t, rec->xid, keys[1].ptr, keys[1].len);
 		e = publish_produce(r, upd, false, &refused);
 	}
 	if (refused)
@@ -102,6 +109,7 @@ static outcome publish_key_change(relay *r, const capture_table *t, const w2j_re
 				     const route_msg *built, const char *data, size_t len)
 {
 	route_msg del = *built, upd;
+	clear_key keys[2] = {{built->key, built->key_len}, {NULL, 0}};
 	char *copy;
 	const char *why = NULL;
 	int enc;
@@ -114,22 +122,27 @@ static outcome publish_key_change(relay *r, const capture_table *t, const w2j_re
 		return publish_reject_row(r, t->name, rec, data, len, why, &del);
 	if (enc != ENCODE_OK)
 		return publish_held(r, t->name, rec, enc, why);
-	/* Key and value are copied; headers (Avro: schema_id, schema_subject) are the encoder's
-	 * array, which the update's encoding rewrites with the same table's, hence the same, ones. */
-	copy = xmalloc(del.key_len + del.value_len + 1);
+	/* Key and value are copied, and the key as built; headers (Avro: schema_id,
+	 * schema_subject) are the encoder's array, which the update's encoding rewrites with the same
+	 * table's, hence the same, ones. */
+	copy = xmalloc(del.key_len + del.value_len + keys[0].len + 1);
 	memcpy(copy, del.key, del.key_len);
 	memcpy(copy + del.key_len, del.value, del.value_len);
+	memcpy(copy + del.key_len + del.value_len, keys[0].ptr, keys[0].len);
 	del.key = copy;
 	del.value = copy + del.key_len;
-	if (capture_build(r->cap, t, rec, &upd, &why) == 0 &&
-	    (enc = pipeline_finish_capture(r->pipe, RECORD_CHANGE, t, &upd, &why)) == ENCODE_OK)
-		why = key_change_unfit(r, t, &del, &upd);
+	keys[0].ptr = copy + del.key_len + del.value_len;
+	if (capture_build(r->cap, t, rec, &upd, &why) == 0) {
+		keys[1] = (clear_key){upd.key, upd.key_len}; /* capture's until its next call */
+		if ((enc = pipeline_finish_capture(r->pipe, RECORD_CHANGE, t, &upd, &why)) == ENCODE_OK)
+			why = key_change_unfit(r, t, &del, &upd);
+	}
 	if (enc != ENCODE_OK && enc != ENCODE_REJECT)
 		e = publish_held(r, t->name, rec, enc, why);
 	else if (why)
 		e = publish_reject_row(r, t->name, rec, data, len, why, &upd);
 	else
-		e = produce_key_change(r, t, rec, &del, &upd, data, len);
+		e = produce_key_change(r, t, rec, &del, &upd, keys, data, len);
 	free(copy);
 	return e;
 }
@@ -147,15 +160,19 @@ static outcome publish_change_records(relay *r, const capture_table *t, const w2
 	int enc = ENCODE_OK;
 	outcome e;
 
-	if (capture_build(r->cap, t, rec, &m, &why) < 0 ||
-	    (enc = pipeline_finish_capture(r->pipe, RECORD_CHANGE, t, &m, &why)) == ENCODE_REJECT)
+	clear_key key;
+
+	if (capture_build(r->cap, t, rec, &m, &why) < 0)
+		return publish_reject_row(r, t->name, rec, data, len, why, &m);
+	key = (clear_key){m.key, m.key_len}; /* as built: snapshot rows' keys are compared to it */
+	if ((enc = pipeline_finish_capture(r->pipe, RECORD_CHANGE, t, &m, &why)) == ENCODE_REJECT)
 		return publish_reject_row(r, t->name, rec, data, len, why, &m);
 	if (enc != ENCODE_OK)
 		return publish_held(r, t->name, rec, enc, why);
 	if (r->snap && rec->action == W2J_TRUNCATE)
 		snapshot_saw_truncate(r->snap, t, rec->xid);
-	else if (r->snap && m.key)
-		snapshot_saw_change(r->snap, t, rec->xid, m.key, m.key_len);
+	else if (r->snap && key.ptr)
+		snapshot_saw_change(r->snap, t, rec->xid, key.ptr, key.len);
 	e = produce_then_tombstone(r, &m, rec->action == W2J_DELETE && t->cfg->tombstones && m.key,
 				   &refused);
 	if (refused)

@@ -50,8 +50,14 @@ static int build_parts(relay *r, const relay_config *cfg)
 	r->router = router_new(cfg, err, sizeof(err));
 	if (r->router)
 		r->pipe = pipeline_new(cfg, err, sizeof(err));
+	if (r->pipe && r->snap)
+		snapshot_protect(r->snap, pipeline_transform(r->pipe));
 	if (!r->pipe) {
-		log_error("%s: %s", cfg->path, err);
+		/* The transform stage's errors name file and line themselves ("FILE:LINE: ..."). */
+		if (strncmp(err, cfg->path, strlen(cfg->path)) == 0)
+			log_error("%s", err);
+		else
+			log_error("%s: %s", cfg->path, err);
 		return -1;
 	}
 	return 0;

@@ -21,6 +21,8 @@
 #include "pending.h"
 #include "pg_stream.h"
 #include "progress.h"
+#include "protect_scope.h"
+#include "pipeline.h"
 #include "publish.h"
 #include "relay.h"
 #include "signals.h"
@@ -131,6 +133,9 @@ static outcome setup_capture(relay *r, char *err, size_t errlen)
 			 "go to the dead-letter topic while the other tables stream", tables[i]->name,
 			 tables[i]->cfg->tables, tables[i]->refusal);
 	}
+	if (protect_scope_check(r->cfg, tables, n, pipeline_can_hash(r->pipe),
+				r->snap && !transform_can_seal(pipeline_transform(r->pipe)), err, errlen) < 0)
+		return OUTCOME_FATAL;
 	metrics_set_refused_tables((uint64_t)capture_refused_count(r->cap));
 	if (n == 0)
 		log_warn("capture: no table matches the capture list yet");

@@ -36,6 +36,7 @@ typedef struct {
 
 struct snapshot {
 	const relay_config *cfg;
+	transform *tf; /* seals the stored position (NULL: stored in clear) */
 	capture *cap;
 	char *prefix; /* snapshot_prefix_build */
 	/* progress: what is stored */
@@ -178,6 +179,35 @@ static int list_from_json(name_list *l, const json_span *a)
 	return rc;
 }
 
+void snapshot_protect(snapshot *s, transform *tf)
+{
+	s->tf = s->cfg->n_protects > 0 && transform_can_seal(tf) ? tf : NULL;
+}
+
+/* Opens a sealed position (a string "enc:v1:...") into the after list; -1 when it cannot. */
+static int after_unseal(snapshot *s, const json_span *v)
+{
+	strbuf sealed = {0}, clear = {0};
+	json_cursor c;
+	json_span a;
+	long n;
+	int rc = -1;
+
+	if (v->kind != JSON_STRING || !s->tf)
+		return -1;
+	n = json_unescape(v, strbuf_room(&sealed, v->len + 1));
+	if (n >= 0 && transform_unseal(s->tf, sealed.s, (size_t)n, &clear) == 0) {
+		json_cursor_init(&c, clear.s, clear.len);
+		if (json_read_value(&c, &a) == 0)
+			rc = list_from_json(&s->after, &a) < 0 ? -1 : 0;
+	}
+	if (clear.s)
+		explicit_bzero(clear.s, clear.len);
+	strbuf_free(&clear);
+	strbuf_free(&sealed);
+	return rc;
+}
+
 /* Sets the progress from a stored state object; -1 when malformed. */
 static int state_from_json(snapshot *s, const char *text, size_t len)
 {
@@ -199,6 +229,8 @@ static int state_from_json(snapshot *s, const char *text, size_t len)
 			return -1;
 		if (JSON_KEY_IS(&k, "after") && list_from_json(&s->after, &v) < 0)
 			return -1;
+		if (JSON_KEY_IS(&k, "after_sealed") && after_unseal(s, &v) < 0)
+			return -1;
 		if (JSON_KEY_IS(&k, "table_rows") && v.kind == JSON_NUMBER)
 			s->table_rows = strtoull(v.ptr, NULL, 10);
 	}
@@ -215,16 +247,43 @@ int snapshot_load_state(snapshot *s, const char *json, size_t len)
 	return 0;
 }
 
-/* ,"name":["a","b"] of the state text. */
-static void put_list(strbuf *q, const char *name, const name_list *l)
+/* ["a","b"] */
+static void put_array(strbuf *q, const name_list *l)
 {
-	strbuf_addf(q, ",\"%s\":[", name);
+	strbuf_addc(q, '[');
 	for (int i = 0; i < l->n; i++) {
 		if (i)
 			strbuf_addc(q, ',');
 		json_out_string(q, l->v[i], strlen(l->v[i]));
 	}
 	strbuf_addc(q, ']');
+}
+
+/* ,"name":["a","b"] of the state text. */
+static void put_list(strbuf *q, const char *name, const name_list *l)
+{
+	strbuf_addf(q, ",\"%s\":", name);
+	put_array(q, l);
+}
+
+/*
+ * ,"after_sealed":"enc:v1:..." : the position's key values encrypted (they may be protected
+ * key columns). When OpenSSL fails, no position: the table's snapshot starts over.
+ */
+static void put_sealed_after(strbuf *q, const snapshot *s)
+{
+	strbuf clear = {0};
+
+	put_array(&clear, &s->after);
+	strbuf_add(q, ",\"after_sealed\":\"");
+	if (transform_seal(s->tf, clear.s, clear.len, q) < 0) {
+		log_error("snapshot: cannot encrypt the snapshot position (OpenSSL): not stored");
+		strbuf_setlen(q, q->len - strlen(",\"after_sealed\":\""));
+	} else {
+		strbuf_addc(q, '"');
+	}
+	explicit_bzero(clear.s, clear.len);
+	strbuf_free(&clear);
 }
 
 char *snapshot_state_json(const snapshot *s)
@@ -234,7 +293,9 @@ char *snapshot_state_json(const snapshot *s)
 	strbuf_add(&q, "{\"version\":1");
 	put_list(&q, "done", &s->done);
 	put_list(&q, "queue", &s->queue);
-	if (s->after.n > 0)
+	if (s->after.n > 0 && s->tf)
+		put_sealed_after(&q, s);
+	else if (s->after.n > 0)
 		put_list(&q, "after", &s->after);
 	strbuf_addf(&q, ",\"table_rows\":%llu}", s->table_rows);
 	return strbuf_detach(&q);
@@ -678,8 +739,13 @@ snapshot_msg snapshot_message(snapshot *s, const char *content, size_t len, capt
 
 	json_cursor_init(&c, content, len);
 	if (json_enter_object(&c) < 0) {
-		log_warn("ignoring a message with prefix %s that is not a JSON object: %.*s", s->prefix,
-			 (int)(len > 200 ? 200 : len), content);
+		/* Its text may hold fields the protect rules cover: then it is not logged. */
+		if (s->cfg->n_protects > 0)
+			log_warn("ignoring a message with prefix %s that is not a JSON object (its text "
+				 "is not logged: protect rules are set)", s->prefix);
+		else
+			log_warn("ignoring a message with prefix %s that is not a JSON object: %.*s",
+				 s->prefix, (int)(len > 200 ? 200 : len), content);
 		return SNAPSHOT_MSG_OTHER;
 	}
 	while ((rc = json_object_next(&c, &k, &v)) == 1) {

@@ -10,6 +10,7 @@
 #include "capture.h"
 #include "config.h"
 #include "snapshot_names.h"
+#include "transform.h"
 
 /*
  * How a chunk stays consistent with the stream (docs/change-capture.md): the relay reads a chunk
@@ -36,7 +37,12 @@ snapshot *snapshot_new(const relay_config *cfg, capture *cap);
 void snapshot_free(snapshot *s);
 /* The message prefix of this relay's watermarks and requests ("outbox-relay:<slot>"). */
 const char *snapshot_prefix(const snapshot *s);
-/* Takes a stored state (the checkpoint topic's); -1 when it is not one. */
+/*
+ * With protect rules and the encryption key (transform_can_seal), the stored position's key
+ * values (after) are sealed: they may be protected columns (docs/privacy.md). tf outlives s.
+ */
+void snapshot_protect(snapshot *s, transform *tf);
+/* Takes a stored state (the checkpoint topic's); -1 when it is not one (or cannot be opened). */
 int snapshot_load_state(snapshot *s, const char *json, size_t len);
 /* The state as JSON (malloc'd), to store. */
 char *snapshot_state_json(const snapshot *s);

@@ -18,9 +18,10 @@ installed() {
 # ports (harness.PatroniCluster); the packages' own services are not used (where apt starts them,
 # `systemctl disable --now etcd patroni` stops them).
 # libavro-dev, libcurl4-openssl-dev: the Avro format (relay/avjson.c, relay/registry.c); python3-requests:
-# confluent-kafka's SchemaRegistryClient (tests/test_avro.py).
+# confluent-kafka's SchemaRegistryClient (tests/test_avro.py). libssl-dev: libcrypto, field protection
+# (relay/protect_action.c: HMAC-SHA-256, AES-256-GCM); python3-cryptography: tests/test_privacy.py decrypts.
 packages="gcc make pkg-config libpq-dev librdkafka-dev libjansson-dev libconfig-dev libmicrohttpd-dev libcmocka-dev
-libavro-dev libcurl4-openssl-dev python3-requests
+libavro-dev libcurl4-openssl-dev python3-requests libssl-dev python3-cryptography
 libsystemd-dev clang libclang-rt-14-dev valgrind
 postgresql-15 postgresql-15-wal2json python3 python3-pytest python3-psycopg2 python3-confluent-kafka
 etcd-server patroni python3-etcd"

@@ -650,6 +650,59 @@ static void test_capture_avro_needs_only_the_registry_url(void **state)
 	unload(&l);
 }
 
+static void test_protect_rules_load_and_every_bad_one_is_named_at_its_line(void **state)
+{
+	(void)state;
+	loaded l;
+
+	load_ok(&l, MINIMAL "protect = (\n"
+			    " { fields = [\"/email\", \"/document/number\"]; action = \"hash\"; },\n"
+			    " { columns = [\"email\"]; tables = [\"public.*\"]; action = \"mask\";\n"
+			    "   keep_last = 2; }\n);\nprotection = { key_id = \"2026-12\"; };\n"
+			    "capture = ( { tables = \"public.*\"; } );\n");
+	assert_int_equal(l.cfg->n_protects, 2);
+	assert_int_equal(l.cfg->protects[0].n_fields, 2);
+	assert_string_equal(l.cfg->protects[0].event_types[0], "*");
+	assert_string_equal(l.cfg->protects[1].tables[0], "public.*");
+	assert_int_equal(l.cfg->protects[1].keep_last, 2);
+	assert_int_equal(l.cfg->protects[1].line, 5);
+	assert_string_equal(l.cfg->protect_key_id, "2026-12");
+	unload(&l);
+	expect_error(MINIMAL "protect = (\n { fields = [\"/a\"]; action = \"scramble\"; }\n);\n", 4,
+		     "protect[0].action 'scramble' is not one of drop, mask, hash, encrypt");
+	expect_error(MINIMAL "protect = (\n { action = \"drop\"; }\n);\n", 4,
+		     "protect[0] names nothing");
+	expect_error(MINIMAL "protect = (\n { fields = [\"email\"]; action = \"drop\"; }\n);\n", 4,
+		     "'email' is not a JSON path");
+	expect_error(MINIMAL "protect = (\n { columns = [\"e\"]; tables = []; action = \"drop\"; }\n);\n",
+		     4, "empty tables list");
+	expect_error(MINIMAL "protection = { key_id = \"a:b\"; };\n", 3, "protection.key_id 'a:b'");
+	/* One validator for paths: a '~' not followed by 0 or 1 is refused here, not skipped later. */
+	expect_error(MINIMAL "protect = (\n { fields = [\"/first~name\"]; action = \"drop\"; }\n);\n",
+		     4, "protect[0].fields: '/first~name' is not a JSON path");
+	expect_error(MINIMAL "protect = (\n { fields = [\"/e~2mail\"]; action = \"drop\"; }\n);\n",
+		     4, "protect[0].fields: '/e~2mail' is not a JSON path");
+	/* Columns with nothing captured protect nothing. */
+	expect_error(MINIMAL "protect = (\n { columns = [\"email\"]; action = \"hash\"; }\n);\n", 4,
+		     "protect[0].columns: no table is captured");
+	/* Keys that do nothing with the rule's others: a warning at their line, the file loads. */
+	load_text(&l, MINIMAL "protect = (\n { fields = [\"/a\"]; action = \"hash\"; keep_last = 2;\n"
+			    "   tables = [\"x.*\"]; },\n { columns = [\"c\"]; event_types = [\"E\"]; "
+			    "action = \"drop\"; }\n);\ncapture = ( { tables = \"public.*\"; } );\n");
+	assert_non_null(l.cfg);
+	assert_non_null(strstr(l.err, ":4: warning: protect[0].keep_last has no effect"));
+	assert_non_null(strstr(l.err, ":4: warning: protect[0].tables has no effect"));
+	assert_non_null(strstr(l.err, ":6: warning: protect[1].event_types has no effect"));
+	unload(&l);
+	/* Every bad rule is reported, not only the first. */
+	load_text(&l, MINIMAL "protect = (\n { action = \"drop\"; },\n"
+			      " { fields = [\"/a\"]; action = \"x\"; }\n);\n");
+	assert_null(l.cfg);
+	assert_non_null(strstr(l.err, ":4: protect[0] names nothing"));
+	assert_non_null(strstr(l.err, ":5: protect[1].action 'x'"));
+	unload(&l);
+}
+
 static void test_bad_table_name(void **state)
 {
 	(void)state;
@@ -1209,6 +1262,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_minimal_file_gets_defaults),
 		cmocka_unit_test(test_avro_format_needs_a_registry_and_schemas),
+		cmocka_unit_test(test_protect_rules_load_and_every_bad_one_is_named_at_its_line),
 		cmocka_unit_test(test_default_source_matches_describe),
 		cmocka_unit_test(test_every_key_set),
 		cmocka_unit_test(test_sources_list),

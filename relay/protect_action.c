@@ -1,0 +1,262 @@
+/* protect_action.c: what field protection does to one clear value: mask, keyed hash, encryption. */
+#include "protect_action.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+
+#define NONCE_BYTES 12
+#define TAG_BYTES 16
+/* Nonces drawn from the CSPRNG per call of RAND_bytes (each call costs about a microsecond). */
+#define NONCE_BATCH 256
+
+int protect_kind_of(const char *word)
+{
+	static const char *const words[] = {"drop", "mask", "hash", "encrypt"};
+
+	for (int i = 0; i < 4; i++)
+		if (strcmp(words[i], word) == 0)
+			return i;
+	return -1;
+}
+
+/* One hex digit's value, or -1. */
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = (char)tolower((unsigned char)c);
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+int protect_key_parse(const char *text, unsigned char key[PROTECT_KEY_BYTES], char *why,
+		      size_t whylen)
+{
+	size_t n = strlen(text);
+
+	while (n > 0 && isspace((unsigned char)text[n - 1]))
+		n--;
+	for (size_t i = 0; i < n; i++)
+		if (hex_value(text[i]) < 0) {
+			snprintf(why, whylen, "is not hex digits (character %zu)", i + 1);
+			return -1;
+		}
+	if (n != 2 * PROTECT_KEY_BYTES) {
+		snprintf(why, whylen, "is %zu hex digits; it must be %d (%d bytes: openssl rand -hex %d)",
+			 n, 2 * PROTECT_KEY_BYTES, PROTECT_KEY_BYTES, PROTECT_KEY_BYTES);
+		return -1;
+	}
+	for (size_t i = 0; i < PROTECT_KEY_BYTES; i++)
+		key[i] = (unsigned char)(hex_value(text[2 * i]) << 4 | hex_value(text[2 * i + 1]));
+	return 0;
+}
+
+/* Masking counts characters, not bytes: a UTF-8 continuation byte starts none. */
+static bool starts_char(unsigned char c) { return (c & 0xC0) != 0x80; }
+
+void protect_mask(strbuf *out, const char *s, size_t n, int keep_last)
+{
+	size_t chars = 0, seen = 0, masked, i;
+
+	for (i = 0; i < n; i++)
+		chars += starts_char((unsigned char)s[i]);
+	/* A value no longer than keep_last would be kept whole: it is masked whole instead. */
+	masked = chars > (size_t)keep_last ? chars - (size_t)keep_last : chars;
+	for (i = 0; i < n; i++) {
+		if (!starts_char((unsigned char)s[i]))
+			continue; /* a masked character's other bytes go with it */
+		if (seen++ == masked)
+			break;
+		strbuf_addc(out, '*');
+	}
+	strbuf_addn(out, s + i, n - i);
+}
+
+struct protect_crypto {
+	EVP_MAC *mac;
+	EVP_MAC_CTX *hmac;   /* keyed with the hash key; reset per value */
+	EVP_CIPHER *aes;
+	EVP_CIPHER_CTX *gcm; /* keyed with the encryption key; a new nonce per value */
+	unsigned char nonces[NONCE_BYTES * NONCE_BATCH]; /* random, drawn a batch at a time */
+	size_t nonces_left;
+	unsigned char enc_key[PROTECT_KEY_BYTES]; /* for protect_crypto_decrypt; wiped with c */
+	bool has_enc;
+};
+
+/* The HMAC-SHA-256 context, keyed once. */
+static int hmac_setup(protect_crypto *c, const unsigned char *key)
+{
+	char digest[] = "SHA256";
+	OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+			       OSSL_PARAM_construct_end()};
+
+	return (c->mac = EVP_MAC_fetch(NULL, "HMAC", NULL)) && (c->hmac = EVP_MAC_CTX_new(c->mac)) &&
+			       EVP_MAC_init(c->hmac, key, PROTECT_KEY_BYTES, params) == 1
+		       ? 0
+		       : -1;
+}
+
+/* The AES-256-GCM context, keyed once. */
+static int gcm_setup(protect_crypto *c, const unsigned char *key)
+{
+	return (c->aes = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL)) &&
+			       (c->gcm = EVP_CIPHER_CTX_new()) &&
+			       EVP_EncryptInit_ex2(c->gcm, c->aes, key, NULL, NULL) == 1
+		       ? 0
+		       : -1;
+}
+
+protect_crypto *protect_crypto_new(const unsigned char *hash_key, const unsigned char *enc_key)
+{
+	protect_crypto *c = OPENSSL_zalloc(sizeof(*c));
+
+	if (c && (!hash_key || hmac_setup(c, hash_key) == 0) && (!enc_key || gcm_setup(c, enc_key) == 0)) {
+		if (enc_key) {
+			memcpy(c->enc_key, enc_key, PROTECT_KEY_BYTES);
+			c->has_enc = true;
+		}
+		return c;
+	}
+	protect_crypto_free(c);
+	return NULL;
+}
+
+void protect_crypto_free(protect_crypto *c)
+{
+	if (!c)
+		return;
+	EVP_MAC_CTX_free(c->hmac);
+	EVP_MAC_free(c->mac);
+	EVP_CIPHER_CTX_free(c->gcm);
+	EVP_CIPHER_free(c->aes);
+	OPENSSL_clear_free(c, sizeof(*c));
+}
+
+int protect_hash(protect_crypto *c, strbuf *out, const char *s, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	size_t len = 0;
+	char *p;
+
+	/* A NULL key keeps the key set up front: the context starts over keyed. */
+	if (!c->hmac || EVP_MAC_init(c->hmac, NULL, 0, NULL) != 1 ||
+	    EVP_MAC_update(c->hmac, (const unsigned char *)s, n) != 1 ||
+	    EVP_MAC_final(c->hmac, md, &len, sizeof(md)) != 1)
+		return -1;
+	p = strbuf_room(out, 2 * len);
+	for (size_t i = 0; i < len; i++) {
+		p[2 * i] = digits[md[i] >> 4];
+		p[2 * i + 1] = digits[md[i] & 15];
+	}
+	strbuf_setlen(out, out->len + 2 * len);
+	return 0;
+}
+
+/* AES-256-GCM of s under the keyed context and nonce into ct (n bytes) and tag: 0 or -1. */
+static int gcm_seal(EVP_CIPHER_CTX *g, const unsigned char *nonce, const char *s, size_t n,
+		    unsigned char *ct, unsigned char *tag)
+{
+	int len = 0;
+
+	return n <= (size_t)0x7fffffff && EVP_EncryptInit_ex2(g, NULL, NULL, nonce, NULL) == 1 &&
+			       EVP_EncryptUpdate(g, ct, &len, (const unsigned char *)s, (int)n) == 1 &&
+			       EVP_EncryptFinal_ex(g, ct + len, &len) == 1 &&
+			       EVP_CIPHER_CTX_ctrl(g, EVP_CTRL_GCM_GET_TAG, TAG_BYTES, tag) == 1
+		       ? 0
+		       : -1;
+}
+
+/* Copies the next unused random nonce to out (each is used once, then wiped): 0 or -1. */
+static int next_nonce(protect_crypto *c, unsigned char *out)
+{
+	if (c->nonces_left == 0) {
+		if (RAND_bytes(c->nonces, sizeof(c->nonces)) != 1)
+			return -1;
+		c->nonces_left = NONCE_BATCH;
+	}
+	unsigned char *n = c->nonces + NONCE_BYTES * --c->nonces_left;
+	memcpy(out, n, NONCE_BYTES);
+	memset(n, 0, NONCE_BYTES);
+	return 0;
+}
+
+int protect_encrypt(protect_crypto *c, strbuf *out, const char *key_id, const char *s, size_t n)
+{
+	size_t raw_len = NONCE_BYTES + n + TAG_BYTES, start = out->len;
+	int rc = -1;
+
+	if (!c->gcm)
+		return -1;
+	/* The raw bytes go at the end of out, then their base64 after them, moved into place. */
+	STRBUF_ADD_LIT(out, "enc:v1:");
+	strbuf_add(out, key_id);
+	strbuf_addc(out, ':');
+	size_t prefix = out->len, b64_len = 4 * ((raw_len + 2) / 3);
+	unsigned char *r = (unsigned char *)strbuf_room(out, raw_len + b64_len + 1);
+	if (next_nonce(c, r) == 0 &&
+	    gcm_seal(c->gcm, r, s, n, r + NONCE_BYTES, r + NONCE_BYTES + n) == 0) {
+		char *b64 = (char *)r + raw_len;
+		int b = EVP_EncodeBlock((unsigned char *)b64, r, (int)raw_len);
+		memmove(out->s + prefix, b64, (size_t)b);
+		strbuf_setlen(out, prefix + (size_t)b);
+		rc = 0;
+	} else {
+		strbuf_setlen(out, start);
+	}
+	return rc;
+}
+
+/* AES-256-GCM open of raw (nonce | ct | tag) under key, appending the clear text: 0 or -1. */
+static int gcm_open(strbuf *out, const unsigned char *key, const unsigned char *raw, size_t n)
+{
+	size_t ct_len = n - NONCE_BYTES - TAG_BYTES;
+	unsigned char *p = (unsigned char *)strbuf_room(out, ct_len + 16);
+	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+	int len = 0, fin = 0, ok;
+
+	ok = c && EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, raw) == 1 &&
+	     EVP_DecryptUpdate(c, p, &len, raw + NONCE_BYTES, (int)ct_len) == 1 &&
+	     EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TAG_BYTES,
+				 (void *)(raw + NONCE_BYTES + ct_len)) == 1 &&
+	     EVP_DecryptFinal_ex(c, p + len, &fin) == 1;
+	EVP_CIPHER_CTX_free(c);
+	if (ok)
+		strbuf_setlen(out, out->len + (size_t)len + (size_t)fin);
+	return ok ? 0 : -1;
+}
+
+int protect_decrypt(strbuf *out, const unsigned char key[PROTECT_KEY_BYTES], const char *text,
+		    size_t n)
+{
+	const char *colon;
+	strbuf raw = {0};
+	size_t b64_len;
+	int len, rc = -1;
+
+	if (n < 7 || memcmp(text, "enc:v1:", 7) != 0 ||
+	    !(colon = memchr(text + 7, ':', n - 7)))
+		return -1;
+	b64_len = n - (size_t)(colon + 1 - text);
+	if (b64_len % 4 != 0 || b64_len > 0x7ffffff0)
+		return -1;
+	unsigned char *r = (unsigned char *)strbuf_room(&raw, b64_len);
+	len = EVP_DecodeBlock(r, (const unsigned char *)colon + 1, (int)b64_len);
+	/* EVP_DecodeBlock counts the padding as zero bytes: take them off. */
+	for (size_t k = b64_len; len > 0 && k > 0 && colon[k] == '='; k--)
+		len--;
+	if (len >= NONCE_BYTES + TAG_BYTES)
+		rc = gcm_open(out, key, r, (size_t)len);
+	strbuf_free(&raw);
+	return rc;
+}
+
+int protect_crypto_decrypt(protect_crypto *c, strbuf *out, const char *text, size_t n)
+{
+	return c->has_enc ? protect_decrypt(out, c->enc_key, text, n) : -1;
+}
