@@ -28,6 +28,7 @@ struct avjson_codec {
 	char *scratch;              /* decoded strings and number texts of the current value */
 	size_t scratch_cap;
 	char path[256];             /* the field being converted, for reasons ("a.b[2]") */
+	const char *record_end;     /* where the last record converted ended in the JSON text */
 	int depth;                  /* of put_value calls */
 	char *why;
 	size_t whylen;
@@ -522,6 +523,27 @@ static int put_absent(avjson_codec *c, const avjson_node *n, avro_value_t *v, co
 	return fail(c, "missing, and %s is not nullable", type_name(n));
 }
 
+/*
+ * The index of a record's field by name: SIZE_MAX when there is none. jsonb hands payloads over
+ * with their keys in its own order (shorter keys first), rarely the schema's, so this runs for
+ * most fields: a plain scan of the names of a small record costs a third of libavro's lookup
+ * by name (hashing, its own scan); larger records use libavro's.
+ */
+static size_t field_index(const avjson_node *n, avro_value_t *v, const char *name)
+{
+	size_t idx;
+
+	if (n->n <= 32) {
+		for (idx = 0; idx < n->n; idx++)
+			if (strcmp(n->names[idx], name) == 0)
+				return idx;
+		return SIZE_MAX;
+	}
+	if (avro_value_get_by_name(v, name, NULL, &idx) != 0 || idx >= n->n)
+		return SIZE_MAX;
+	return idx;
+}
+
 /* A record: every member a field of the schema, every non-nullable field present. */
 static int put_record(avjson_codec *c, const avjson_node *n, avro_value_t *v, const json_span *j)
 {
@@ -539,13 +561,12 @@ static int put_record(avjson_codec *c, const avjson_node *n, avro_value_t *v, co
 	while ((rc = json_object_next(&cur, &k, &e)) == 1) {
 		const char *name = span_text(c, &k, &len);
 		size_t old = path_push(c, name ? name : "?", 0);
-		if (name && next < n->n && strcmp(n->names[next], name) == 0 &&
-		    avro_value_get_by_index(v, next, &f, NULL) == 0)
+		if (name && next < n->n && strcmp(n->names[next], name) == 0)
 			idx = next;
-		else if (!name || avro_value_get_by_name(v, name, &f, &idx) != 0 || idx >= n->n)
-			idx = SIZE_MAX;
+		else
+			idx = name ? field_index(n, v, name) : SIZE_MAX;
 		next = idx + 1;
-		if (idx == SIZE_MAX)
+		if (idx == SIZE_MAX || avro_value_get_by_index(v, idx, &f, NULL) != 0)
 			rc = fail(c, "not a field of record %s", n->fullname);
 		else if (seen[idx]++)
 			rc = fail(c, "occurs twice");
@@ -555,6 +576,7 @@ static int put_record(avjson_codec *c, const avjson_node *n, avro_value_t *v, co
 			break;
 		c->path[old] = '\0';
 	}
+	c->record_end = cur.p; /* past the closing brace when rc == 0 */
 	for (size_t i = 0; rc == 0 && i < n->n; i++)
 		if (!seen[i] && (avro_value_get_by_index(v, i, &f, NULL) != 0 ||
 				 put_absent(c, n->kids[i], &f, n->names[i]) != 0))
@@ -687,11 +709,80 @@ static void reserve_output(avjson_codec *c, size_t need)
 	c->buf = xrealloc(c->buf, c->cap);
 }
 
-int avjson_encode(avjson_codec *c, const char *json, size_t len, size_t prefix, char **out,
-		  size_t *out_len, char *why, size_t whylen)
+/* True when the JSON text is one valid value and nothing else (whitespace aside). */
+static bool valid_json(const char *json, size_t len)
+{
+	json_cursor cur;
+	json_span v;
+
+	json_cursor_init(&cur, json, len);
+	return json_read_value(&cur, &v) == 0 && json_at_end(&cur);
+}
+
+/*
+ * The payload converted into c->value. An object for a record schema (every outbox payload) is
+ * read once, by put_record as it converts it: reading it whole first to find its end would scan
+ * every string twice (a third of the conversion's cost). Whatever is not valid JSON is refused
+ * as "not valid JSON" before any field's reason, as a check of the whole text first would.
+ */
+static int convert(avjson_codec *c, const char *json, size_t len)
 {
 	json_cursor cur;
 	json_span root;
+	size_t ws = 0;
+
+	while (ws < len && (json[ws] == ' ' || json[ws] == '\t' || json[ws] == '\n' || json[ws] == '\r'))
+		ws++;
+	if (ws < len && json[ws] == '{' && c->sch.root->type == AVRO_RECORD) {
+		root = (json_span){.kind = JSON_OBJECT, .ptr = json + ws, .len = len - ws};
+		c->record_end = NULL;
+		if (put_value(c, c->sch.root, &c->value, &root) == 0) {
+			json_cursor_init(&cur, c->record_end, (size_t)(json + len - c->record_end));
+			if (json_at_end(&cur))
+				return 0;
+		}
+		if (valid_json(json, len)) /* the field's reason stands */
+			return -1;
+		c->path[0] = '\0';
+		return fail(c, "not valid JSON");
+	}
+	json_cursor_init(&cur, json, len);
+	if (json_read_value(&cur, &root) < 0 || !json_at_end(&cur))
+		return fail(c, "not valid JSON");
+	return put_value(c, c->sch.root, &c->value, &root);
+}
+
+/*
+ * Writes c->value as Avro binary after prefix bytes of c->buf; its size in *size. First into the
+ * room the buffer has (Avro is mostly smaller than its JSON): libavro refuses to write past the
+ * end, and only then is the exact size asked for (avro_value_sizeof walks the whole value, a
+ * tenth of the conversion's cost when done for every payload).
+ */
+static int write_value(avjson_codec *c, size_t prefix, size_t hint, size_t *size)
+{
+	reserve_output(c, prefix + hint + 64);
+	for (int pass = 0; pass < 2; pass++) {
+		int64_t room = (int64_t)(c->cap - prefix);
+		if (!c->writer)
+			c->writer = avro_writer_memory(c->buf + prefix, room);
+		else
+			avro_writer_memory_set_dest(c->writer, c->buf + prefix, room);
+		/* libavro writes into our buffer; it keeps no reference past this use of the writer. */
+		if (!c->writer)
+			break;
+		if (avro_value_write(c->writer, &c->value) == 0) {
+			*size = (size_t)avro_writer_tell(c->writer);
+			return 0;
+		}
+		if (pass == 0 && avro_value_sizeof(&c->value, size) == 0)
+			reserve_output(c, prefix + *size + 1);
+	}
+	return fail(c, "libavro: %s", avro_strerror());
+}
+
+int avjson_encode(avjson_codec *c, const char *json, size_t len, size_t prefix, char **out,
+		  size_t *out_len, char *why, size_t whylen)
+{
 	size_t size = 0;
 
 	c->why = why;
@@ -700,21 +791,8 @@ int avjson_encode(avjson_codec *c, const char *json, size_t len, size_t prefix, 
 	c->path[0] = '\0';
 	c->depth = 0;
 	avro_value_reset(&c->value);
-	json_cursor_init(&cur, json, len);
-	if (json_read_value(&cur, &root) < 0 || !json_at_end(&cur))
-		return fail(c, "not valid JSON");
-	if (put_value(c, c->sch.root, &c->value, &root) < 0)
+	if (convert(c, json, len) < 0 || write_value(c, prefix, len, &size) < 0)
 		return -1;
-	if (avro_value_sizeof(&c->value, &size) != 0)
-		return fail(c, "libavro: %s", avro_strerror());
-	reserve_output(c, prefix + size + 1);
-	if (!c->writer)
-		c->writer = avro_writer_memory(c->buf + prefix, (int64_t)size);
-	else
-		avro_writer_memory_set_dest(c->writer, c->buf + prefix, (int64_t)size);
-	/* libavro writes into our buffer; it keeps no reference past this call's use of the writer. */
-	if (!c->writer || avro_value_write(c->writer, &c->value) != 0)
-		return fail(c, "libavro: %s", avro_strerror());
 	*out = c->buf;
 	*out_len = prefix + size;
 	return 0;

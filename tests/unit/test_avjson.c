@@ -207,6 +207,65 @@ static void test_a_bad_schema_is_refused_with_a_message(void **state)
 	assert_non_null(strstr(err, "precision"));
 }
 
+/* jsonb's key order (shorter keys first) rather than the schema's reads back the same. */
+static void test_fields_in_any_order_read_back_the_same(void **state)
+{
+	(void)state;
+	avjson_codec *c = codec();
+	char *want = read_back(c, GOOD, 0);
+	char *text = read_back(c,
+		"{\"at\": \"2026-01-02 03:04:05.678+00\", \"id\": 9007199254740993, \"ok\": true, "
+		"\"age\": 41, \"born\": \"1970-01-11\", \"name\": \"J\\u00F6rg\", \"tags\": [\"a\", \"b\"], "
+		"\"attrs\": {\"x\": -1}, \"level\": \"HIGH\", \"score\": 0.5, \"amount\": 12.34, "
+		"\"address\": {\"zip\": 10115}}", 0);
+
+	assert_string_equal(text, want);
+	free(text);
+	free(want);
+	avjson_free(c);
+}
+
+/* The payload is read once: what follows the object, or JSON broken after a field that does not
+ * fit, is still "not valid JSON", as when the whole text was checked first. */
+static void test_text_that_is_not_one_json_value_is_refused_as_such(void **state)
+{
+	(void)state;
+	avjson_codec *c = codec();
+	char buf[1024];
+
+	snprintf(buf, sizeof(buf), "  %s x", GOOD);
+	assert_refused(c, buf, "the payload: not valid JSON");
+	snprintf(buf, sizeof(buf), "%s}", GOOD);
+	assert_refused(c, buf, "the payload: not valid JSON");
+	assert_refused(c, "{\"age\": \"41\", \"id\": [", "the payload: not valid JSON");
+	assert_refused(c, "{\"nom\": 1,}", "the payload: not valid JSON");
+	snprintf(buf, sizeof(buf), "\n%s\n", GOOD);
+	char *text = read_back(c, buf, 0);
+	free(text);
+	avjson_free(c);
+}
+
+/* Avro larger than the JSON text (a double is 8 bytes, "0" is one): written whole anyway. */
+static void test_output_larger_than_the_payload_is_written_whole(void **state)
+{
+	(void)state;
+	static const char schema[] = "{\"type\": \"array\", \"items\": \"double\"}";
+	char err[256], why[256], *out, json[8192];
+	size_t len, n = 0;
+	avjson_codec *c = avjson_new(schema, sizeof(schema) - 1, err, sizeof(err));
+
+	assert_non_null(c);
+	json[n++] = '[';
+	for (int i = 0; i < 3000; i++)
+		n += (size_t)snprintf(json + n, sizeof(json) - n, i ? ",0" : "0");
+	json[n++] = ']';
+	if (avjson_encode(c, json, n, 5, &out, &len, why, sizeof(why)) < 0)
+		fail_msg("%s", why);
+	/* a block count (3000, zigzag: 2 bytes), 3000 doubles, the end of blocks (1 byte) */
+	assert_int_equal(len, 5 + 2 + 3000 * 8 + 1);
+	avjson_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -217,6 +276,9 @@ int main(void)
 		cmocka_unit_test(test_a_missing_field_is_null_only_when_nullable),
 		cmocka_unit_test(test_decimals_are_exact),
 		cmocka_unit_test(test_a_bad_schema_is_refused_with_a_message),
+		cmocka_unit_test(test_fields_in_any_order_read_back_the_same),
+		cmocka_unit_test(test_text_that_is_not_one_json_value_is_refused_as_such),
+		cmocka_unit_test(test_output_larger_than_the_payload_is_written_whole),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
