@@ -244,6 +244,36 @@ static int put_timestamp(avjson_codec *c, const avjson_node *n, avro_value_t *v,
 	return avro_value_set_long(v, t);
 }
 
+/*
+ * A JSON number of at most 15 digits, none after an exponent: m / 10^k with m and 10^k exact
+ * doubles (m < 2^53, k <= 15), so one IEEE division rounds it correctly: the double strtod
+ * gives, at a tenth of its cost (Clinger's fast path; scores and amounts mostly look like
+ * this). NAN when the text is not of that form: strtod decides.
+ */
+static double short_decimal(const char *t, size_t len)
+{
+	static const double p10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8,
+				     1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+	uint64_t m = 0;
+	int digits = 0, frac = -1;
+	size_t i = *t == '-';
+
+	for (; i < len; i++) {
+		if (t[i] == '.' && frac < 0) {
+			frac = 0;
+			continue;
+		}
+		if (t[i] < '0' || t[i] > '9' || ++digits > 15)
+			return NAN;
+		m = m * 10 + (uint64_t)(t[i] - '0');
+		frac += frac >= 0;
+	}
+	if (digits == 0 || frac == 0)
+		return NAN;
+	double d = (double)m / p10[frac < 0 ? 0 : frac];
+	return *t == '-' ? -d : d;
+}
+
 /* A float or a double: a JSON number within the type's range (the nearest value). */
 static int put_real(avjson_codec *c, const avjson_node *n, avro_value_t *v, const json_span *j)
 {
@@ -252,6 +282,10 @@ static int put_real(avjson_codec *c, const avjson_node *n, avro_value_t *v, cons
 
 	if (j->kind != JSON_NUMBER)
 		return fail(c, "expected %s, got %s", type_name(n), kind_name(j->kind));
+	double quick = short_decimal(j->ptr, j->len); /* below 1e15: within a float's range too */
+	if (!isnan(quick))
+		return n->type == AVRO_FLOAT ? avro_value_set_float(v, (float)quick)
+					     : avro_value_set_double(v, quick);
 	const char *t = span_text(c, j, &len);
 	errno = 0;
 	double d = strtod(t, &end);
@@ -534,8 +568,8 @@ static size_t field_index(const avjson_node *n, avro_value_t *v, const char *nam
 	size_t idx;
 
 	if (n->n <= 32) {
-		for (idx = 0; idx < n->n; idx++)
-			if (strcmp(n->names[idx], name) == 0)
+		for (idx = 0; idx < n->n; idx++) /* the first letters tell most names apart */
+			if (n->names[idx][0] == name[0] && strcmp(n->names[idx], name) == 0)
 				return idx;
 		return SIZE_MAX;
 	}

@@ -266,6 +266,47 @@ static void test_output_larger_than_the_payload_is_written_whole(void **state)
 	avjson_free(c);
 }
 
+/* A double converted by the short path (<= 15 digits) is the one strtod gives, bit for bit. */
+static void test_doubles_are_the_nearest_value(void **state)
+{
+	(void)state;
+	static const char schema[] = "{\"type\": \"double\"}";
+	static const char *const fixed[] = {"0.987", "-12.5", "0.1", "0.3", "-0", "0", "1.0",
+					    "123456789012345", "0.000000000000001", "9007199254740.99",
+					    "0.30000000000000004", "1e-5", "2.5E3", "12.50"};
+	char err[256], why[256], *out, text[64];
+	size_t len;
+	avjson_codec *c = avjson_new(schema, sizeof(schema) - 1, err, sizeof(err));
+	unsigned long long x = 88172645463325252ULL;
+
+	assert_non_null(c);
+	for (int i = 0; i < 20000 + (int)(sizeof(fixed) / sizeof(fixed[0])); i++) {
+		if (i < (int)(sizeof(fixed) / sizeof(fixed[0]))) {
+			snprintf(text, sizeof(text), "%s", fixed[i]);
+		} else { /* xorshift: up to 16 digits, the point anywhere */
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			int digits = 1 + (int)(x % 16), point = (int)((x >> 8) % (unsigned)(digits + 1));
+			unsigned long long p = 1;
+			for (int d = 0; d < digits; d++)
+				p *= 10;
+			snprintf(text, sizeof(text), "%s%llu", (x >> 20) & 1 ? "-" : "", (x >> 4) % p);
+			size_t tl = strlen(text), at = tl - (size_t)point;
+			if (point > 0 && (size_t)point < tl && at > (size_t)(text[0] == '-')) {
+				memmove(text + at + 1, text + at, tl - at + 1);
+				text[at] = '.';
+			}
+		}
+		if (avjson_encode(c, text, strlen(text), 0, &out, &len, why, sizeof(why)) < 0)
+			fail_msg("%s: %s", text, why);
+		double want = strtod(text, NULL), got;
+		assert_int_equal(len, 8);
+		memcpy(&got, out, 8); /* Avro doubles are little-endian, as this machine */
+		if (memcmp(&got, &want, 8) != 0)
+			fail_msg("%s: %.17g, strtod %.17g", text, got, want);
+	}
+	avjson_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -279,6 +320,7 @@ int main(void)
 		cmocka_unit_test(test_fields_in_any_order_read_back_the_same),
 		cmocka_unit_test(test_text_that_is_not_one_json_value_is_refused_as_such),
 		cmocka_unit_test(test_output_larger_than_the_payload_is_written_whole),
+		cmocka_unit_test(test_doubles_are_the_nearest_value),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
