@@ -16,6 +16,15 @@
 #include "pgtime.h"
 #include "xalloc.h"
 
+#define TRAIL_MAX 64 /* steps of the path kept for reasons; deeper ones are left out */
+
+/* One step of the path to the value being converted: a member's key (a span of the payload,
+ * still escaped, or a schema's field name) or, with key.ptr NULL, an array index. */
+typedef struct {
+	json_span key;
+	long index;
+} avjson_step;
+
 struct avjson_codec {
 	avjson_schema sch;          /* canonical text and nodes */
 	avro_schema_t schema;       /* libavro's, owned (avro_schema_decref) */
@@ -27,7 +36,9 @@ struct avjson_codec {
 	size_t cap;
 	char *scratch;              /* decoded strings and number texts of the current value */
 	size_t scratch_cap;
-	char path[256];             /* the field being converted, for reasons ("a.b[2]") */
+	avjson_step trail[TRAIL_MAX]; /* the path to the value being converted */
+	size_t trail_n;             /* its length (may exceed TRAIL_MAX: those steps are not kept) */
+	char path[256];             /* its text ("a.b[2]"), made for a reason only */
 	const char *record_end;     /* where the last record converted ended in the JSON text */
 	int depth;                  /* of put_value calls */
 	char *why;
@@ -87,12 +98,42 @@ const char *avjson_schema_text(const avjson_codec *c) { return c->sch.text; }
 
 /* ---- converting a payload ---- */
 
+/* The text of the path ("address.zip", "tags[1]"), cut to c->path's size. */
+static void path_text(avjson_codec *c)
+{
+	size_t at = 0, n = c->trail_n < TRAIL_MAX ? c->trail_n : TRAIL_MAX, room = sizeof(c->path) - 1;
+	char key[256];
+
+	for (size_t i = 0; i < n && at < room; i++) {
+		const avjson_step *s = &c->trail[i];
+		if (!s->key.ptr) {
+			int w = snprintf(c->path + at, sizeof(c->path) - at, "[%ld]", s->index);
+			at = w < 0 ? at : at + (size_t)w > room ? room : at + (size_t)w;
+			continue;
+		}
+		const char *t = s->key.ptr;
+		long len = (long)s->key.len;
+		if (s->key.escaped) { /* decoding never grows the text */
+			len = s->key.len < sizeof(key) ? json_unescape(&s->key, key) : -1;
+			t = len < 0 ? "?" : key;
+			len = len < 0 ? 1 : len;
+		}
+		if (at > 0)
+			c->path[at++] = '.';
+		size_t k = (size_t)len < room - at ? (size_t)len : room - at;
+		memcpy(c->path + at, t, k);
+		at += k;
+	}
+	c->path[at] = '\0';
+}
+
 /* Writes the reason (the field's path, then what is wrong); always -1. */
 __attribute__((format(printf, 2, 3))) static int fail(avjson_codec *c, const char *fmt, ...)
 {
 	char what[256];
 	va_list ap;
 
+	path_text(c);
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
@@ -470,26 +511,30 @@ static int put_enum(avjson_codec *c, const avjson_node *n, avro_value_t *v, cons
 static int put_value(avjson_codec *c, const avjson_node *n, avro_value_t *v, const json_span *j);
 static int put_kind(avjson_codec *c, const avjson_node *n, avro_value_t *v, const json_span *j);
 
-/* Appends ".name" or "[i]" to the path (cut to its size); returns the old length to restore.
- * No printf for names: this runs for every field of every event. */
-static size_t path_push(avjson_codec *c, const char *name, long index)
+/*
+ * One more step of the path: a key (a string span; NULL for the array index) kept as it is in
+ * the payload, its text made only for a reason (this runs for every field of every event).
+ * Returns the length to go back to with path_pop.
+ */
+static size_t path_push(avjson_codec *c, const json_span *key, long index)
 {
-	size_t old = strlen(c->path), room = sizeof(c->path) - 1 - old;
-
-	if (!name) {
-		snprintf(c->path + old, sizeof(c->path) - old, "[%ld]", index);
-		return old;
+	if (c->trail_n < TRAIL_MAX) {
+		avjson_step *s = &c->trail[c->trail_n];
+		s->key = key ? *key : (json_span){.ptr = NULL};
+		s->index = index;
 	}
-	size_t n = strlen(name) + (old > 0);
-	if (n > room)
-		n = room;
-	char *p = c->path + old;
-	if (old > 0 && n > 0)
-		*p++ = '.', n--;
-	memcpy(p, name, n);
-	p[n] = '\0';
-	return old;
+	return c->trail_n++;
 }
+
+/* The same for a schema's field name. */
+static size_t path_push_name(avjson_codec *c, const char *name)
+{
+	json_span k = {.kind = JSON_STRING, .ptr = name, .len = strlen(name)};
+	return path_push(c, &k, 0);
+}
+
+/* Back to the path before the step path_push returned old for. */
+static void path_pop(avjson_codec *c, size_t old) { c->trail_n = old; }
 
 /* An array: each element by the items' type. */
 static int put_array(avjson_codec *c, const avjson_node *n, avro_value_t *v, const json_span *j)
@@ -508,7 +553,7 @@ static int put_array(avjson_codec *c, const avjson_node *n, avro_value_t *v, con
 			return fail(c, "libavro: %s", avro_strerror());
 		if (put_value(c, n->kids[0], &elem, &e) < 0)
 			return -1;
-		c->path[old] = '\0';
+		path_pop(c, old);
 	}
 	return rc < 0 ? fail(c, "malformed JSON") : 0;
 }
@@ -528,7 +573,7 @@ static int put_map(avjson_codec *c, const avjson_node *n, avro_value_t *v, const
 		const char *key = span_text(c, &k, &len);
 		if (!key)
 			return fail(c, "a key holds an invalid escape");
-		size_t old = path_push(c, key, 0);
+		size_t old = path_push(c, &k, 0);
 		/* libavro copies the key. */
 		if (avro_value_add(v, key, &elem, NULL, &is_new) != 0)
 			return fail(c, "libavro: %s", avro_strerror());
@@ -536,7 +581,7 @@ static int put_map(avjson_codec *c, const avjson_node *n, avro_value_t *v, const
 			return fail(c, "the key occurs twice");
 		if (put_value(c, n->kids[0], &elem, &e) < 0)
 			return -1;
-		c->path[old] = '\0';
+		path_pop(c, old);
 	}
 	return rc < 0 ? fail(c, "malformed JSON") : 0;
 }
@@ -545,13 +590,13 @@ static int put_map(avjson_codec *c, const avjson_node *n, avro_value_t *v, const
 static int put_absent(avjson_codec *c, const avjson_node *n, avro_value_t *v, const char *name)
 {
 	avro_value_t b;
-	size_t old = path_push(c, name, 0);
+	size_t old = path_push_name(c, name);
 
 	if (n->type == AVRO_NULL)
-		return c->path[old] = '\0', avro_value_set_null(v);
+		return path_pop(c, old), avro_value_set_null(v);
 	for (size_t i = 0; n->type == AVRO_UNION && i < n->n; i++)
 		if (n->kids[i]->type == AVRO_NULL) {
-			c->path[old] = '\0';
+			path_pop(c, old);
 			return avro_value_set_branch(v, (int)i, &b) || avro_value_set_null(&b);
 		}
 	return fail(c, "missing, and %s is not nullable", type_name(n));
@@ -594,7 +639,7 @@ static int put_record(avjson_codec *c, const avjson_node *n, avro_value_t *v, co
 	size_t next = 0; /* payloads mostly list the fields in the schema's order */
 	while ((rc = json_object_next(&cur, &k, &e)) == 1) {
 		const char *name = span_text(c, &k, &len);
-		size_t old = path_push(c, name ? name : "?", 0);
+		size_t old = path_push(c, &k, 0);
 		if (name && next < n->n && strcmp(n->names[next], name) == 0)
 			idx = next;
 		else
@@ -608,7 +653,7 @@ static int put_record(avjson_codec *c, const avjson_node *n, avro_value_t *v, co
 			rc = put_value(c, n->kids[idx], &f, &e);
 		if (rc < 0)
 			break;
-		c->path[old] = '\0';
+		path_pop(c, old);
 	}
 	c->record_end = cur.p; /* past the closing brace when rc == 0 */
 	for (size_t i = 0; rc == 0 && i < n->n; i++)
@@ -777,7 +822,7 @@ static int convert(avjson_codec *c, const char *json, size_t len)
 		}
 		if (valid_json(json, len)) /* the field's reason stands */
 			return -1;
-		c->path[0] = '\0';
+		c->trail_n = 0;
 		return fail(c, "not valid JSON");
 	}
 	json_cursor_init(&cur, json, len);
@@ -822,7 +867,7 @@ int avjson_encode(avjson_codec *c, const char *json, size_t len, size_t prefix, 
 	c->why = why;
 	c->whylen = whylen;
 	why[0] = '\0';
-	c->path[0] = '\0';
+	c->trail_n = 0;
 	c->depth = 0;
 	avro_value_reset(&c->value);
 	if (convert(c, json, len) < 0 || write_value(c, prefix, len, &size) < 0)
