@@ -602,23 +602,33 @@ static int put_absent(avjson_codec *c, const avjson_node *n, avro_value_t *v, co
 	return fail(c, "missing, and %s is not nullable", type_name(n));
 }
 
+/* True when a key without escapes is this field name (Avro names have no quote: an empty key
+ * differs at its first byte, the closing quote). */
+static bool key_is(const json_span *k, const char *name)
+{
+	return strncmp(name, k->ptr, k->len) == 0 && name[k->len] == '\0';
+}
+
 /*
  * The index of a record's field by name: SIZE_MAX when there is none. jsonb hands payloads over
  * with their keys in its own order (shorter keys first), rarely the schema's, so this runs for
  * most fields: a plain scan of the names of a small record costs a third of libavro's lookup
  * by name (hashing, its own scan); larger records use libavro's.
  */
-static size_t field_index(const avjson_node *n, avro_value_t *v, const char *name)
+static size_t field_index(avjson_codec *c, const avjson_node *n, avro_value_t *v,
+			  const json_span *k)
 {
-	size_t idx;
+	size_t idx, len;
 
-	if (n->n <= 32) {
+	if (n->n <= 32 && !k->escaped) { /* the key as it is in the payload: no copy */
 		for (idx = 0; idx < n->n; idx++) /* the first letters tell most names apart */
-			if (n->names[idx][0] == name[0] && strcmp(n->names[idx], name) == 0)
+			if (n->names[idx][0] == k->ptr[0] && key_is(k, n->names[idx]))
 				return idx;
 		return SIZE_MAX;
 	}
-	if (avro_value_get_by_name(v, name, NULL, &idx) != 0 || idx >= n->n)
+	avro_value_t f; /* libavro wants somewhere to put the field */
+	const char *name = span_text(c, k, &len);
+	if (!name || avro_value_get_by_name(v, name, &f, &idx) != 0 || idx >= n->n)
 		return SIZE_MAX;
 	return idx;
 }
@@ -629,7 +639,7 @@ static int put_record(avjson_codec *c, const avjson_node *n, avro_value_t *v, co
 	json_cursor cur;
 	json_span k, e;
 	avro_value_t f;
-	size_t len, idx;
+	size_t idx;
 	int rc;
 
 	if (j->kind != JSON_OBJECT || json_object_open(&cur, j) < 0)
@@ -638,12 +648,11 @@ static int put_record(avjson_codec *c, const avjson_node *n, avro_value_t *v, co
 	unsigned char *seen = n->n <= sizeof(few) ? few : xcalloc(n->n, 1);
 	size_t next = 0; /* payloads mostly list the fields in the schema's order */
 	while ((rc = json_object_next(&cur, &k, &e)) == 1) {
-		const char *name = span_text(c, &k, &len);
 		size_t old = path_push(c, &k, 0);
-		if (name && next < n->n && strcmp(n->names[next], name) == 0)
+		if (!k.escaped && next < n->n && key_is(&k, n->names[next]))
 			idx = next;
 		else
-			idx = name ? field_index(n, v, name) : SIZE_MAX;
+			idx = field_index(c, n, v, &k);
 		next = idx + 1;
 		if (idx == SIZE_MAX || avro_value_get_by_index(v, idx, &f, NULL) != 0)
 			rc = fail(c, "not a field of record %s", n->fullname);

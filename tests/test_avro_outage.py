@@ -26,6 +26,17 @@ def rss_kb(pid):
     raise AssertionError("no VmRSS for %d" % pid)
 
 
+def held_rss(relay, until):
+    """The relay's RSS every second until the monotonic time until (it must not exit: it holds)."""
+    pid = relay.proc.pid
+    rss = [rss_kb(pid)]
+    while time.monotonic() < until:
+        assert relay.proc.poll() is None, "the relay exited while held back"
+        time.sleep(1.0)
+        rss.append(rss_kb(pid))
+    return rss
+
+
 def start_relay(outbox, registry, tmp_path):
     """The outbox source in format avro, schema files for Changed and Opened; registry calls
     time out after 1 s."""
@@ -89,31 +100,31 @@ def test_a_registry_frozen_30_s_under_writes_loses_and_duplicates_nothing(outbox
         changed.start()
         assert kafka.consume([outbox.topic("user")], until=1, timeout=60)  # Changed's id is cached
         mark = len(outbox.relay.log())
+        first_before = rss_kb(outbox.relay.proc.pid)  # streaming, its schema ids cached
         registry.pause()
         t_pause = time.monotonic()
         try:
             opened.start()  # a new event type, its subject unknown: the lookup waits for the registry
             outbox.relay.wait_log(HOLDING, timeout=20, since=mark)
+            first = held_rss(outbox.relay, t_pause + 8.0)
             # A restart during the outage: the new relay knows no id, Changed's lookup waits too.
             assert outbox.relay.stop() == 0
             mark = len(outbox.relay.log())
             outbox.relay.start()
             outbox.relay.wait_streaming()
             outbox.relay.wait_log(HOLDING, timeout=20, since=mark)
-            pid = outbox.relay.proc.pid
-            rss = [rss_kb(pid)]
             t_first = time.monotonic()
-            while time.monotonic() - t_pause < OUTAGE_S:  # the rest of the outage, sampling memory
-                assert outbox.relay.proc.poll() is None, "the relay exited while held back"
-                time.sleep(1.0)
-                rss.append(rss_kb(pid))
+            rss = held_rss(outbox.relay, t_pause + OUTAGE_S)  # the rest of the outage
             held_s = time.monotonic() - t_first
             # Nothing of the new event type went out while its schema had no id.
             assert kafka.consume([outbox.topic("account")], timeout=2) == []
         finally:
             registry.resume()
         # Memory while held back: flat, whatever the writers add to the WAL meanwhile.
-        print("relay RSS held back for %.0f s: %s MB" % (held_s, " ".join("%.1f" % (r / 1024.0) for r in rss)))
+        print("relay RSS %.1f MB streaming, then held back: %s MB; after the restart, held back for %.0f s: %s MB" % (
+            first_before / 1024.0, " ".join("%.1f" % (r / 1024.0) for r in first), held_s,
+            " ".join("%.1f" % (r / 1024.0) for r in rss)))
+        assert max(first) - first_before <= 4096, "RSS grew from %d to %d kB" % (first_before, max(first))
         assert max(rss) - rss[0] <= 4096, "RSS grew from %d to %d kB while held back" % (rss[0], max(rss))
         assert max(rss) <= 64 * 1024
         wait_for(lambda: opened.count() > 0 and changed.count() > 0, 10, what="rows of both writer sets")

@@ -916,6 +916,9 @@ class Bench:
         self.catchup_shape("small", warm, 1, ["exactly-once"], record=False)  # every format: the registry's JIT too
         for shape in self.s.shapes:
             self.catchup_shape(shape, self.s.rows, self.s.runs, self.s.modes)
+        if self.registry is not None and not self.s.perf:  # not a load on the later phases
+            self.registry.cleanup()
+            self.registry = None
 
     def profile(self):
         """One extra catch-up (small transactions, exactly-once) under perf record -a."""

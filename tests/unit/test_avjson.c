@@ -221,7 +221,36 @@ static void test_fields_in_any_order_read_back_the_same(void **state)
 
 	assert_string_equal(text, want);
 	free(text);
+	text = read_back(c, with("\"id\"", "\"i\\u0064\": 9007199254740993"), 0); /* an escaped key */
+	assert_string_equal(text, want);
+	free(text);
 	free(want);
+	avjson_free(c);
+}
+
+/* A record of more than 32 fields (found by libavro's lookup by name), keys in reverse order. */
+static void test_a_large_record_in_any_order(void **state)
+{
+	(void)state;
+	char schema[4096], json[2048], err[256], why[256], *out;
+	size_t n = 0, m = 0, len;
+
+	n += (size_t)snprintf(schema, sizeof(schema), "{\"type\":\"record\",\"name\":\"L\",\"fields\":[");
+	for (int i = 0; i < 40; i++)
+		n += (size_t)snprintf(schema + n, sizeof(schema) - n, "%s{\"name\":\"f%d\",\"type\":\"long\"}",
+				      i ? "," : "", i);
+	snprintf(schema + n, sizeof(schema) - n, "]}");
+	m += (size_t)snprintf(json, sizeof(json), "{");
+	for (int i = 39; i >= 0; i--)
+		m += (size_t)snprintf(json + m, sizeof(json) - m, "%s\"f%d\": %d", i < 39 ? ", " : "", i, i);
+	snprintf(json + m, sizeof(json) - m, "}");
+	avjson_codec *c = avjson_new(schema, strlen(schema), err, sizeof(err));
+	assert_non_null(c);
+	if (avjson_encode(c, json, strlen(json), 0, &out, &len, why, sizeof(why)) < 0)
+		fail_msg("%s", why);
+	assert_int_equal(len, 40);                /* zigzag 0..39: one byte each */
+	assert_int_equal((unsigned char)out[39], 78); /* f39 = 39 */
+	assert_refused(c, "{\"f\\u0031\": 1, \"nope\": 2}", "field nope: not a field of record L");
 	avjson_free(c);
 }
 
@@ -321,6 +350,7 @@ int main(void)
 		cmocka_unit_test(test_text_that_is_not_one_json_value_is_refused_as_such),
 		cmocka_unit_test(test_output_larger_than_the_payload_is_written_whole),
 		cmocka_unit_test(test_doubles_are_the_nearest_value),
+		cmocka_unit_test(test_a_large_record_in_any_order),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
