@@ -16,6 +16,15 @@
 #include "pgtime.h"
 #include "xalloc.h"
 
+#define TRAIL_MAX 64 /* steps of the path kept for reasons; deeper ones are left out */
+
+/* One step of the path to the value being converted: a member's key (a span of the payload,
+ * still escaped, or a schema's field name) or, with key.ptr NULL, an array index. */
+typedef struct {
+	json_span key;
+	long index;
+} avjson_step;
+
 struct avjson_codec {
 	avjson_schema sch;          /* canonical text and nodes */
 	avro_schema_t schema;       /* libavro's, owned (avro_schema_decref) */
@@ -27,7 +36,10 @@ struct avjson_codec {
 	size_t cap;
 	char *scratch;              /* decoded strings and number texts of the current value */
 	size_t scratch_cap;
-	char path[256];             /* the field being converted, for reasons ("a.b[2]") */
+	avjson_step trail[TRAIL_MAX]; /* the path to the value being converted */
+	size_t trail_n;             /* its length (may exceed TRAIL_MAX: those steps are not kept) */
+	char path[256];             /* its text ("a.b[2]"), made for a reason only */
+	const char *record_end;     /* where the last record converted ended in the JSON text */
 	int depth;                  /* of put_value calls */
 	char *why;
 	size_t whylen;
@@ -88,12 +100,42 @@ const char *avjson_schema_name(const avjson_codec *c) { return c->sch.root ? c->
 
 /* ---- converting a payload ---- */
 
+/* The text of the path ("address.zip", "tags[1]"), cut to c->path's size. */
+static void path_text(avjson_codec *c)
+{
+	size_t at = 0, n = c->trail_n < TRAIL_MAX ? c->trail_n : TRAIL_MAX, room = sizeof(c->path) - 1;
+	char key[256];
+
+	for (size_t i = 0; i < n && at < room; i++) {
+		const avjson_step *s = &c->trail[i];
+		if (!s->key.ptr) {
+			int w = snprintf(c->path + at, sizeof(c->path) - at, "[%ld]", s->index);
+			at = w < 0 ? at : at + (size_t)w > room ? room : at + (size_t)w;
+			continue;
+		}
+		const char *t = s->key.ptr;
+		long len = (long)s->key.len;
+		if (s->key.escaped) { /* decoding never grows the text */
+			len = s->key.len < sizeof(key) ? json_unescape(&s->key, key) : -1;
+			t = len < 0 ? "?" : key;
+			len = len < 0 ? 1 : len;
+		}
+		if (at > 0)
+			c->path[at++] = '.';
+		size_t k = (size_t)len < room - at ? (size_t)len : room - at;
+		memcpy(c->path + at, t, k);
+		at += k;
+	}
+	c->path[at] = '\0';
+}
+
 /* Writes the reason (the field's path, then what is wrong); always -1. */
 __attribute__((format(printf, 2, 3))) static int fail(avjson_codec *c, const char *fmt, ...)
 {
 	char what[256];
 	va_list ap;
 
+	path_text(c);
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
@@ -245,6 +287,36 @@ static int put_timestamp(avjson_codec *c, const avjson_node *n, avro_value_t *v,
 	return avro_value_set_long(v, t);
 }
 
+/*
+ * A JSON number of at most 15 digits, none after an exponent: m / 10^k with m and 10^k exact
+ * doubles (m < 2^53, k <= 15), so one IEEE division rounds it correctly: the double strtod
+ * gives, at a tenth of its cost (Clinger's fast path; scores and amounts mostly look like
+ * this). NAN when the text is not of that form: strtod decides.
+ */
+static double short_decimal(const char *t, size_t len)
+{
+	static const double p10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8,
+				     1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+	uint64_t m = 0;
+	int digits = 0, frac = -1;
+	size_t i = *t == '-';
+
+	for (; i < len; i++) {
+		if (t[i] == '.' && frac < 0) {
+			frac = 0;
+			continue;
+		}
+		if (t[i] < '0' || t[i] > '9' || ++digits > 15)
+			return NAN;
+		m = m * 10 + (uint64_t)(t[i] - '0');
+		frac += frac >= 0;
+	}
+	if (digits == 0 || frac == 0)
+		return NAN;
+	double d = (double)m / p10[frac < 0 ? 0 : frac];
+	return *t == '-' ? -d : d;
+}
+
 /* A float or a double: a JSON number within the type's range (the nearest value). */
 static int put_real(avjson_codec *c, const avjson_node *n, avro_value_t *v, const json_span *j)
 {
@@ -253,6 +325,10 @@ static int put_real(avjson_codec *c, const avjson_node *n, avro_value_t *v, cons
 
 	if (j->kind != JSON_NUMBER)
 		return fail(c, "expected %s, got %s", type_name(n), kind_name(j->kind));
+	double quick = short_decimal(j->ptr, j->len); /* below 1e15: within a float's range too */
+	if (!isnan(quick))
+		return n->type == AVRO_FLOAT ? avro_value_set_float(v, (float)quick)
+					     : avro_value_set_double(v, quick);
 	const char *t = span_text(c, j, &len);
 	errno = 0;
 	double d = strtod(t, &end);
@@ -437,26 +513,30 @@ static int put_enum(avjson_codec *c, const avjson_node *n, avro_value_t *v, cons
 static int put_value(avjson_codec *c, const avjson_node *n, avro_value_t *v, const json_span *j);
 static int put_kind(avjson_codec *c, const avjson_node *n, avro_value_t *v, const json_span *j);
 
-/* Appends ".name" or "[i]" to the path (cut to its size); returns the old length to restore.
- * No printf for names: this runs for every field of every event. */
-static size_t path_push(avjson_codec *c, const char *name, long index)
+/*
+ * One more step of the path: a key (a string span; NULL for the array index) kept as it is in
+ * the payload, its text made only for a reason (this runs for every field of every event).
+ * Returns the length to go back to with path_pop.
+ */
+static size_t path_push(avjson_codec *c, const json_span *key, long index)
 {
-	size_t old = strlen(c->path), room = sizeof(c->path) - 1 - old;
-
-	if (!name) {
-		snprintf(c->path + old, sizeof(c->path) - old, "[%ld]", index);
-		return old;
+	if (c->trail_n < TRAIL_MAX) {
+		avjson_step *s = &c->trail[c->trail_n];
+		s->key = key ? *key : (json_span){.ptr = NULL};
+		s->index = index;
 	}
-	size_t n = strlen(name) + (old > 0);
-	if (n > room)
-		n = room;
-	char *p = c->path + old;
-	if (old > 0 && n > 0)
-		*p++ = '.', n--;
-	memcpy(p, name, n);
-	p[n] = '\0';
-	return old;
+	return c->trail_n++;
 }
+
+/* The same for a schema's field name. */
+static size_t path_push_name(avjson_codec *c, const char *name)
+{
+	json_span k = {.kind = JSON_STRING, .ptr = name, .len = strlen(name)};
+	return path_push(c, &k, 0);
+}
+
+/* Back to the path before the step path_push returned old for. */
+static void path_pop(avjson_codec *c, size_t old) { c->trail_n = old; }
 
 /* An array: each element by the items' type. */
 static int put_array(avjson_codec *c, const avjson_node *n, avro_value_t *v, const json_span *j)
@@ -475,7 +555,7 @@ static int put_array(avjson_codec *c, const avjson_node *n, avro_value_t *v, con
 			return fail(c, "libavro: %s", avro_strerror());
 		if (put_value(c, n->kids[0], &elem, &e) < 0)
 			return -1;
-		c->path[old] = '\0';
+		path_pop(c, old);
 	}
 	return rc < 0 ? fail(c, "malformed JSON") : 0;
 }
@@ -495,7 +575,7 @@ static int put_map(avjson_codec *c, const avjson_node *n, avro_value_t *v, const
 		const char *key = span_text(c, &k, &len);
 		if (!key)
 			return fail(c, "a key holds an invalid escape");
-		size_t old = path_push(c, key, 0);
+		size_t old = path_push(c, &k, 0);
 		/* libavro copies the key. */
 		if (avro_value_add(v, key, &elem, NULL, &is_new) != 0)
 			return fail(c, "libavro: %s", avro_strerror());
@@ -503,7 +583,7 @@ static int put_map(avjson_codec *c, const avjson_node *n, avro_value_t *v, const
 			return fail(c, "the key occurs twice");
 		if (put_value(c, n->kids[0], &elem, &e) < 0)
 			return -1;
-		c->path[old] = '\0';
+		path_pop(c, old);
 	}
 	return rc < 0 ? fail(c, "malformed JSON") : 0;
 }
@@ -512,16 +592,47 @@ static int put_map(avjson_codec *c, const avjson_node *n, avro_value_t *v, const
 static int put_absent(avjson_codec *c, const avjson_node *n, avro_value_t *v, const char *name)
 {
 	avro_value_t b;
-	size_t old = path_push(c, name, 0);
+	size_t old = path_push_name(c, name);
 
 	if (n->type == AVRO_NULL)
-		return c->path[old] = '\0', avro_value_set_null(v);
+		return path_pop(c, old), avro_value_set_null(v);
 	for (size_t i = 0; n->type == AVRO_UNION && i < n->n; i++)
 		if (n->kids[i]->type == AVRO_NULL) {
-			c->path[old] = '\0';
+			path_pop(c, old);
 			return avro_value_set_branch(v, (int)i, &b) || avro_value_set_null(&b);
 		}
 	return fail(c, "missing, and %s is not nullable", type_name(n));
+}
+
+/* True when a key without escapes is this field name (Avro names have no quote: an empty key
+ * differs at its first byte, the closing quote). */
+static bool key_is(const json_span *k, const char *name)
+{
+	return strncmp(name, k->ptr, k->len) == 0 && name[k->len] == '\0';
+}
+
+/*
+ * The index of a record's field by name: SIZE_MAX when there is none. jsonb hands payloads over
+ * with their keys in its own order (shorter keys first), rarely the schema's, so this runs for
+ * most fields: a plain scan of the names of a small record costs a third of libavro's lookup
+ * by name (hashing, its own scan); larger records use libavro's.
+ */
+static size_t field_index(avjson_codec *c, const avjson_node *n, avro_value_t *v,
+			  const json_span *k)
+{
+	size_t idx, len;
+
+	if (n->n <= 32 && !k->escaped) { /* the key as it is in the payload: no copy */
+		for (idx = 0; idx < n->n; idx++) /* the first letters tell most names apart */
+			if (n->names[idx][0] == k->ptr[0] && key_is(k, n->names[idx]))
+				return idx;
+		return SIZE_MAX;
+	}
+	avro_value_t f; /* libavro wants somewhere to put the field */
+	const char *name = span_text(c, k, &len);
+	if (!name || avro_value_get_by_name(v, name, &f, &idx) != 0 || idx >= n->n)
+		return SIZE_MAX;
+	return idx;
 }
 
 /* A record: every member a field of the schema, every non-nullable field present. */
@@ -530,7 +641,7 @@ static int put_record(avjson_codec *c, const avjson_node *n, avro_value_t *v, co
 	json_cursor cur;
 	json_span k, e;
 	avro_value_t f;
-	size_t len, idx;
+	size_t idx;
 	int rc;
 
 	if (j->kind != JSON_OBJECT || json_object_open(&cur, j) < 0)
@@ -539,15 +650,13 @@ static int put_record(avjson_codec *c, const avjson_node *n, avro_value_t *v, co
 	unsigned char *seen = n->n <= sizeof(few) ? few : xcalloc(n->n, 1);
 	size_t next = 0; /* payloads mostly list the fields in the schema's order */
 	while ((rc = json_object_next(&cur, &k, &e)) == 1) {
-		const char *name = span_text(c, &k, &len);
-		size_t old = path_push(c, name ? name : "?", 0);
-		if (name && next < n->n && strcmp(n->names[next], name) == 0 &&
-		    avro_value_get_by_index(v, next, &f, NULL) == 0)
+		size_t old = path_push(c, &k, 0);
+		if (!k.escaped && next < n->n && key_is(&k, n->names[next]))
 			idx = next;
-		else if (!name || avro_value_get_by_name(v, name, &f, &idx) != 0 || idx >= n->n)
-			idx = SIZE_MAX;
+		else
+			idx = field_index(c, n, v, &k);
 		next = idx + 1;
-		if (idx == SIZE_MAX)
+		if (idx == SIZE_MAX || avro_value_get_by_index(v, idx, &f, NULL) != 0)
 			rc = fail(c, "not a field of record %s", n->fullname);
 		else if (seen[idx]++)
 			rc = fail(c, "occurs twice");
@@ -555,8 +664,9 @@ static int put_record(avjson_codec *c, const avjson_node *n, avro_value_t *v, co
 			rc = put_value(c, n->kids[idx], &f, &e);
 		if (rc < 0)
 			break;
-		c->path[old] = '\0';
+		path_pop(c, old);
 	}
+	c->record_end = cur.p; /* past the closing brace when rc == 0 */
 	for (size_t i = 0; rc == 0 && i < n->n; i++)
 		if (!seen[i] && (avro_value_get_by_index(v, i, &f, NULL) != 0 ||
 				 put_absent(c, n->kids[i], &f, n->names[i]) != 0))
@@ -689,34 +799,90 @@ static void reserve_output(avjson_codec *c, size_t need)
 	c->buf = xrealloc(c->buf, c->cap);
 }
 
-int avjson_encode(avjson_codec *c, const char *json, size_t len, size_t prefix, char **out,
-		  size_t *out_len, char *why, size_t whylen)
+/* True when the JSON text is one valid value and nothing else (whitespace aside). */
+static bool valid_json(const char *json, size_t len)
+{
+	json_cursor cur;
+	json_span v;
+
+	json_cursor_init(&cur, json, len);
+	return json_read_value(&cur, &v) == 0 && json_at_end(&cur);
+}
+
+/*
+ * The payload converted into c->value. An object for a record schema (every outbox payload) is
+ * read once, by put_record as it converts it: reading it whole first to find its end would scan
+ * every string twice (a third of the conversion's cost). Whatever is not valid JSON is refused
+ * as "not valid JSON" before any field's reason, as a check of the whole text first would.
+ */
+static int convert(avjson_codec *c, const char *json, size_t len)
 {
 	json_cursor cur;
 	json_span root;
+	size_t ws = 0;
+
+	while (ws < len && (json[ws] == ' ' || json[ws] == '\t' || json[ws] == '\n' || json[ws] == '\r'))
+		ws++;
+	if (ws < len && json[ws] == '{' && c->sch.root->type == AVRO_RECORD) {
+		root = (json_span){.kind = JSON_OBJECT, .ptr = json + ws, .len = len - ws};
+		c->record_end = NULL;
+		if (put_value(c, c->sch.root, &c->value, &root) == 0) {
+			json_cursor_init(&cur, c->record_end, (size_t)(json + len - c->record_end));
+			if (json_at_end(&cur))
+				return 0;
+		}
+		if (valid_json(json, len)) /* the field's reason stands */
+			return -1;
+		c->trail_n = 0;
+		return fail(c, "not valid JSON");
+	}
+	json_cursor_init(&cur, json, len);
+	if (json_read_value(&cur, &root) < 0 || !json_at_end(&cur))
+		return fail(c, "not valid JSON");
+	return put_value(c, c->sch.root, &c->value, &root);
+}
+
+/*
+ * Writes c->value as Avro binary after prefix bytes of c->buf; its size in *size. First into the
+ * room the buffer has (Avro is mostly smaller than its JSON): libavro refuses to write past the
+ * end, and only then is the exact size asked for (avro_value_sizeof walks the whole value, a
+ * tenth of the conversion's cost when done for every payload).
+ */
+static int write_value(avjson_codec *c, size_t prefix, size_t hint, size_t *size)
+{
+	reserve_output(c, prefix + hint + 64);
+	for (int pass = 0; pass < 2; pass++) {
+		int64_t room = (int64_t)(c->cap - prefix);
+		if (!c->writer)
+			c->writer = avro_writer_memory(c->buf + prefix, room);
+		else
+			avro_writer_memory_set_dest(c->writer, c->buf + prefix, room);
+		/* libavro writes into our buffer; it keeps no reference past this use of the writer. */
+		if (!c->writer)
+			break;
+		if (avro_value_write(c->writer, &c->value) == 0) {
+			*size = (size_t)avro_writer_tell(c->writer);
+			return 0;
+		}
+		if (pass == 0 && avro_value_sizeof(&c->value, size) == 0)
+			reserve_output(c, prefix + *size + 1);
+	}
+	return fail(c, "libavro: %s", avro_strerror());
+}
+
+int avjson_encode(avjson_codec *c, const char *json, size_t len, size_t prefix, char **out,
+		  size_t *out_len, char *why, size_t whylen)
+{
 	size_t size = 0;
 
 	c->why = why;
 	c->whylen = whylen;
 	why[0] = '\0';
-	c->path[0] = '\0';
+	c->trail_n = 0;
 	c->depth = 0;
 	avro_value_reset(&c->value);
-	json_cursor_init(&cur, json, len);
-	if (json_read_value(&cur, &root) < 0 || !json_at_end(&cur))
-		return fail(c, "not valid JSON");
-	if (put_value(c, c->sch.root, &c->value, &root) < 0)
+	if (convert(c, json, len) < 0 || write_value(c, prefix, len, &size) < 0)
 		return -1;
-	if (avro_value_sizeof(&c->value, &size) != 0)
-		return fail(c, "libavro: %s", avro_strerror());
-	reserve_output(c, prefix + size + 1);
-	if (!c->writer)
-		c->writer = avro_writer_memory(c->buf + prefix, (int64_t)size);
-	else
-		avro_writer_memory_set_dest(c->writer, c->buf + prefix, (int64_t)size);
-	/* libavro writes into our buffer; it keeps no reference past this call's use of the writer. */
-	if (!c->writer || avro_value_write(c->writer, &c->value) != 0)
-		return fail(c, "libavro: %s", avro_strerror());
 	*out = c->buf;
 	*out_len = prefix + size;
 	return 0;

@@ -48,6 +48,7 @@ typedef struct {
 	route_header *headers; /* the record's headers and ours (the router's stay as they were) */
 	size_t headers_cap;
 	char id_text[16];
+	int id_text_of;        /* the id id_text holds (0: none yet) */
 	char dataschema[600];
 	char **keyed;         /* router_source_name of the sources with key_format = "avro" */
 	size_t n_keyed;
@@ -253,7 +254,8 @@ static void with_schema_headers(avro_state *av, route_msg *m, int id)
 		if (header_is(&av->headers[i], "content-type"))
 			av->headers[i].value = "application/avro", av->headers[i].value_len = 16;
 	}
-	snprintf(av->id_text, sizeof(av->id_text), "%d", id);
+	if (av->id_text_of != id || !av->id_text[0]) /* the same id event after event: written once */
+		snprintf(av->id_text, sizeof(av->id_text), "%d", id), av->id_text_of = id;
 	add_header(av, m, "schema_id", av->id_text);
 	add_header(av, m, "schema_subject", av->subject);
 	if (cloudevents) {

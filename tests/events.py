@@ -103,13 +103,17 @@ class Writers:
     maps event id -> (key, sequence); rolled_back holds ids of events that must never appear.
     """
 
-    def __init__(self, db, outbox, count=3, max_rows=8, gen=0, first_seq=0, savepoints=False):
+    def __init__(self, db, outbox, count=3, max_rows=8, gen=0, first_seq=0, savepoints=False,
+                 aggregate="user", event_type="Changed", pause=0.0):
         """first_seq: the first sequence number of each writer; writers of the same gen write
         the same keys, so a later set of them continues those keys' order when its first_seq
         is above every seq the earlier set wrote. savepoints: every other row is written under a
-        savepoint (its xmin is the savepoint's own xid), one such row in five rolled back to it."""
+        savepoint (its xmin is the savepoint's own xid), one such row in five rolled back to it.
+        aggregate, event_type: of every event (payload {"g", "w", "seq"}); pause: seconds each
+        writer waits after a transaction (0: as fast as it goes)."""
         self.db, self.outbox, self.gen, self.first_seq = db, outbox, gen, first_seq
         self.savepoints = savepoints
+        self.aggregate, self.event_type, self.pause = aggregate, event_type, pause
         self.committed, self.rolled_back = {}, set()
         self.lock = threading.Lock()
         self.stop_flag = threading.Event()
@@ -127,8 +131,8 @@ class Writers:
             nested = self.savepoints and n % 2 == 1
             if nested:
                 cur.execute("SAVEPOINT s")
-            cur.execute("SELECT outbox.publish('user', %s, 'Changed', %s::jsonb)",
-                        (key, json.dumps({"g": self.gen, "w": w, "seq": seq})))
+            cur.execute("SELECT outbox.publish(%s, %s, %s, %s::jsonb)",
+                        (self.aggregate, key, self.event_type, json.dumps({"g": self.gen, "w": w, "seq": seq})))
             row = (cur.fetchone()[0], key, seq)
             seq += 1
             if nested and rnd.random() < 0.2:
@@ -158,6 +162,8 @@ class Writers:
         try:
             while not self.stop_flag.is_set():
                 seq = self.write_transaction(conn, rnd, w, max_rows, seq)
+                if self.pause:
+                    self.stop_flag.wait(self.pause)
         except Exception as e:  # reported by stop()
             self.errors.append(e)
         finally:

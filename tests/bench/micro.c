@@ -54,7 +54,8 @@ static void add_record(record_set *s, const char *text, size_t len)
 	s->lens[s->n++] = len;
 }
 
-/* One transaction of 10 outbox inserts like the benchmark's bench_rows(). */
+/* One transaction of 10 outbox inserts like the benchmark's bench_rows(); the payload's keys in
+ * jsonb's order (shorter keys first), as wal2json hands a jsonb column over. */
 static void gen_txn(record_set *s, unsigned long txn)
 {
 	static const char *aggs[] = {"user", "document", "liveness"};
@@ -75,16 +76,16 @@ static void gen_txn(record_set *s, unsigned long txn)
 			"{\"name\":\"aggregate_type\",\"type\":\"text\",\"value\":\"%s\"},"
 			"{\"name\":\"aggregate_id\",\"type\":\"text\",\"value\":\"%s-%lu\"},"
 			"{\"name\":\"event_type\",\"type\":\"text\",\"value\":\"Changed\"},"
-			"{\"name\":\"payload\",\"type\":\"jsonb\",\"value\":\"{\\\"seq\\\": %lu, "
-			"\\\"user_id\\\": \\\"u-%lu\\\", \\\"document\\\": \\\"passport\\\", \\\"pad\\\": "
-			"\\\"%.*s\\\", \\\"status\\\": \\\"verified\\\", \\\"score\\\": 0.97}\"},"
+			"{\"name\":\"payload\",\"type\":\"jsonb\",\"value\":\"{\\\"pad\\\": \\\"%.*s\\\", "
+			"\\\"seq\\\": %lu, \\\"score\\\": 0.97, \\\"status\\\": \\\"verified\\\", "
+			"\\\"user_id\\\": \\\"u-%lu\\\", \\\"document\\\": \\\"passport\\\"}\"},"
 			"{\"name\":\"headers\",\"type\":\"jsonb\",\"value\":\"{\\\"tenant\\\": \\\"t1\\\"}\"},"
 			"{\"name\":\"created_at\",\"type\":\"timestamp with time zone\",\"value\":"
 			"\"2026-11-22 11:05:42.488848+00\"}]}",
-			1000 + txn, txn * 4096 + i * 300, g, agg, agg, g % 10000, g, g % 5000, 190,
-			"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-			"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-			"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+			1000 + txn, txn * 4096 + i * 300, g, agg, agg, g % 10000, 190,
+			"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+			"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+			"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", g, g % 5000);
 		add_record(s, buf, (size_t)n);
 	}
 	n = snprintf(buf, sizeof(buf), "{\"action\":\"C\",\"xid\":%lu,\"timestamp\":\"2026-11-22 "

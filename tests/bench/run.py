@@ -12,6 +12,8 @@ Environment knobs (defaults in brackets):
   BENCH_PHASES [catchup,live,outage]
   BENCH_MODES [exactly-once,at-least-once]
   BENCH_SHAPES [large,small]    large: 10 transactions; small: transactions of 10 rows
+  BENCH_FORMATS [json,avro]     catch-up value formats: avro = the outbox source in format "avro"
+                                (schema file in a temp schema_dir, a real schema registry)
   BENCH_WAIT_QUIET [0]          before each measurement, wait up to this many seconds while other
                                 processes use more than 0.1 core (each measurement records theirs)
   BENCH_LIVE_WARMUP [5 or 60]   seconds of unreported live load first (60 when no catch-up ran
@@ -71,6 +73,24 @@ PAYLOAD_SQL = ("jsonb_build_object('seq', g, 'user_id', 'u-' || (g % 10000), 'do
                "'reviewer', 'auto', 'note', repeat('p', 150))")
 
 
+# The Avro schema of the backlog's event type (event_type 'Changed'), fields in the order
+# PAYLOAD_SQL builds them, as a schema's author would write them: jsonb hands the payload over
+# with its keys in its own order (shorter keys first), which the relay has to follow.
+AVRO_EVENT_TYPE = "Changed"
+AVRO_SCHEMA = {
+    "type": "record", "name": "Changed", "namespace": "bench.events",
+    "fields": [{"name": "seq", "type": "long"}, {"name": "user_id", "type": "string"},
+               {"name": "document", "type": "string"}, {"name": "country", "type": "string"},
+               {"name": "status", "type": "string"}, {"name": "score", "type": "double"},
+               {"name": "reviewer", "type": "string"}, {"name": "note", "type": "string"}],
+}
+
+
+def variant_label(mode, fmt):
+    """How a relay run is named in results: the mode, with ", avro" for the Avro format."""
+    return mode if fmt == "json" else "%s, %s" % (mode, fmt)
+
+
 class BenchError(Exception):
     pass
 
@@ -103,6 +123,7 @@ class Settings:
         self.phases = _env_list("BENCH_PHASES", "catchup,live,outage")
         self.modes = _env_list("BENCH_MODES", "exactly-once,at-least-once")
         self.shapes = _env_list("BENCH_SHAPES", "large,small")
+        self.formats = _env_list("BENCH_FORMATS", "json,avro")
         self.max_writers = max(1, _env_int("BENCH_MAX_WRITERS", 4))
         self.outage_rate = _env_int("BENCH_OUTAGE_RATE", 1000)
         self.outage_runs = max(1, _env_int("BENCH_OUTAGE_RUNS", 1))
@@ -124,6 +145,13 @@ class Settings:
         for sh in self.shapes:
             if sh not in ("large", "small"):
                 raise SystemExit("BENCH_SHAPES: unknown shape %r" % sh)
+        for fm in self.formats:
+            if fm not in ("json", "avro"):
+                raise SystemExit("BENCH_FORMATS: unknown format %r" % fm)
+
+    def variants(self, modes=None):
+        """(mode, format) of every relay run of a catch-up: JSON and Avro side by side."""
+        return [(m, f) for m in (modes or self.modes) for f in self.formats]
 
     def as_dict(self):
         d = dict(self.__dict__)
@@ -205,14 +233,16 @@ class CpuWindow:
     """Where the machine's CPU went between start() and stop(), in cores (CPU seconds per second).
 
     relay, walsender (the relay's or pg_recvlogical's), postgres (the rest of the server),
-    broker, bench (this script and its children: writers, consumer, pg_recvlogical) and foreign:
-    everything else on the machine, which should be about 0 for figures worth keeping.
+    broker, registry (the schema registry, when the Avro runs started it), bench (this script and
+    its children: writers, consumer, pg_recvlogical) and foreign: everything else on the machine,
+    which should be about 0 for figures worth keeping.
     """
 
-    def __init__(self, pg, kafka_pid, relay_pid=None):
+    def __init__(self, pg, kafka_pid, relay_pid=None, registry_pid=None):
         self.pg = pg
         self.kafka_pid = kafka_pid
         self.relay_pid = relay_pid
+        self.registry_pid = registry_pid
         self.walsender_pid = None
 
     def _postmaster(self):
@@ -233,7 +263,8 @@ class CpuWindow:
         m1 = machine_busy()
         p1 = all_procs()
         roots = {self.relay_pid: "relay", self.walsender_pid: "walsender", self._postmaster(): "postgres",
-                 self.kafka_pid() if callable(self.kafka_pid) else self.kafka_pid: "broker", os.getpid(): "bench"}
+                 self.kafka_pid() if callable(self.kafka_pid) else self.kafka_pid: "broker", os.getpid(): "bench",
+                 self.registry_pid: "registry"}
         roots.pop(None, None)
 
         def kind(pid, procs):
@@ -244,7 +275,7 @@ class CpuWindow:
                 pid = (procs.get(pid) or (0, 0))[0]
                 seen += 1
             return "foreign"
-        use = dict.fromkeys(("relay", "walsender", "postgres", "broker", "bench", "foreign"), 0.0)
+        use = dict.fromkeys(("relay", "walsender", "postgres", "broker", "registry", "bench", "foreign"), 0.0)
         for pid, (_, cpu) in p1.items():
             use[kind(pid, p1)] += cpu
         for pid, (_, cpu) in self.p0.items():
@@ -317,11 +348,15 @@ class PgMonitor:
 # Relay configuration and processes
 # ---------------------------------------------------------------------------
 
-def write_relay_config(path, dsn, bootstrap, slot, topic, mode, create_slot, timestamp=None):
-    """Defaults everywhere but the slot, the topic template, the delivery mode (and timestamp)."""
+def write_relay_config(path, dsn, bootstrap, slot, topic, mode, create_slot, timestamp=None, avro=None):
+    """Defaults everywhere but the slot, the topic template, the delivery mode (and timestamp).
+
+    avro: (registry URL, schema_dir) for an outbox source in format "avro"."""
     src = 'table = "outbox.events"; topic = "%s";' % topic
     if timestamp:
         src += ' timestamp = "%s";' % timestamp
+    if avro:
+        src += ' format = "avro";'
     with open(path, "w") as f:
         f.write('postgresql = { conninfo = "%s"; slot = "%s"; create_slot = %s; };\n'
                 % (dsn, slot, "true" if create_slot else "false"))
@@ -332,17 +367,20 @@ def write_relay_config(path, dsn, bootstrap, slot, topic, mode, create_slot, tim
         f.write('relay = { delivery = "%s"; checkpoint_topic = "%s";%s %s };\n'
                 % (mode, CHECKPOINT_TOPIC, first, _env("BENCH_RELAY_CONF", 'log_level = "info";')))
         f.write('kafka = { bootstrap_servers = "%s"; %s };\n' % (bootstrap, _env("BENCH_KAFKA_CONF", "")))
+        if avro:
+            f.write('schema_registry = { url = "%s"; schema_dir = "%s"; };\n' % avro)
 
 
 class RelayRun:
     """One relay process for one measurement: config, log dir, topics, footprint."""
 
-    def __init__(self, bench, tag, db, slot, mode, create_slot, timestamp=None):
+    def __init__(self, bench, tag, db, slot, mode, create_slot, timestamp=None, fmt="json"):
         self.bench = bench
         self.tag = tag
         self.db = db
         self.slot = slot
         self.mode = mode
+        self.fmt = fmt
         self.workdir = os.path.join(bench.s.out_dir, "logs", tag)
         shutil.rmtree(self.workdir, ignore_errors=True)
         os.makedirs(self.workdir)
@@ -352,7 +390,7 @@ class RelayRun:
             bench.kafka.create_topic(t, partitions=3)
         self.config = os.path.join(self.workdir, "relay.conf")
         write_relay_config(self.config, db.dsn, bench.kafka.bootstrap, slot, self.prefix + ".${aggregate_type}",
-                           mode, create_slot, timestamp)
+                           mode, create_slot, timestamp, avro=bench.avro_setup() if fmt == "avro" else None)
         self.relay = relayctl.Relay(self.config, self.workdir, binary=bench.s.relay_bin)
         self.pid = None
         self.t_start = None
@@ -402,10 +440,11 @@ class RelayRun:
 # Counting what arrived (read_committed)
 # ---------------------------------------------------------------------------
 
-def count_records(bootstrap, topics, expected=None, timeout=300):
+def count_records(bootstrap, topics, expected=None, timeout=300, wire_format=False):
     """Records of all partitions of topics up to the last stable offset (read_committed).
 
-    With expected, keeps reading until that many arrived (or timeout)."""
+    With expected, keeps reading until that many arrived (or timeout). wire_format: every value
+    must be in Confluent's wire format (magic byte 0, a 4-byte schema id, then Avro)."""
     from confluent_kafka import Consumer, KafkaError, TopicPartition, OFFSET_BEGINNING
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-" + uuid.uuid4().hex,
                   "enable.auto.commit": False, "isolation.level": "read_committed",
@@ -423,6 +462,10 @@ def count_records(bootstrap, topics, expected=None, timeout=300):
                 if err is None:
                     n += 1
                     eof.discard((m.topic(), m.partition()))
+                    v = m.value()
+                    if wire_format and (v is None or len(v) < 6 or v[0] != 0):
+                        raise BenchError("a record of %s is not in the Avro wire format: %r"
+                                         % (m.topic(), (v or b"")[:16]))
                 elif err.code() == KafkaError._PARTITION_EOF:
                     eof.add((m.topic(), m.partition()))
             if len(eof) == len(parts) and (expected is None or n >= expected):
@@ -591,6 +634,26 @@ class Bench:
         self.kafka = kafka
         self.results = results
         self.seq = 0
+        self.registry = None    # harness.SchemaRegistry, started by the first Avro run
+        self.schema_dir = None
+
+    @property
+    def registry_pid(self):
+        return self.registry.proc.pid if self.registry is not None and self.registry.proc else None
+
+    def avro_setup(self):
+        """(registry URL, schema_dir) for a relay in format "avro": the schema file of the
+        backlog's event type in a temp schema_dir, and a real schema registry (Apicurio, as in the
+        tests), both made on first use. Each relay run has topics of its own, so its subjects are
+        new: it registers its schemas (3 subjects) while it catches up, as a first start does."""
+        if self.registry is None:
+            log("starting the schema registry (Avro runs)")
+            self.registry = harness.SchemaRegistry().start()
+            self.schema_dir = os.path.join(self.s.out_dir, "schemas")
+            os.makedirs(self.schema_dir, exist_ok=True)
+            with open(os.path.join(self.schema_dir, AVRO_EVENT_TYPE + ".avsc"), "w") as f:
+                json.dump(AVRO_SCHEMA, f, indent=2)
+        return self.registry.url, self.schema_dir
 
     @property
     def kafka_pid(self):
@@ -600,7 +663,7 @@ class Bench:
         """Measures what else runs on the machine; waits up to BENCH_WAIT_QUIET s for it to stop."""
         deadline = time.monotonic() + self.s.wait_quiet
         while True:
-            w = CpuWindow(self.pg, self.kafka_pid).start()
+            w = CpuWindow(self.pg, self.kafka_pid, registry_pid=self.registry_pid).start()
             time.sleep(2.0)
             foreign = w.stop()["foreign_cores"]
             if foreign <= 0.1:
@@ -700,7 +763,7 @@ class Bench:
         mon = PgMonitor(db)
         logpath = os.path.join(self.s.out_dir, "logs", tag + ".log")
         os.makedirs(os.path.dirname(logpath), exist_ok=True)
-        win = CpuWindow(self.pg, self.kafka_pid)
+        win = CpuWindow(self.pg, self.kafka_pid, registry_pid=self.registry_pid)
         with open(logpath, "w") as out:
             win.start()
             t0 = time.monotonic()
@@ -727,10 +790,10 @@ class Bench:
         return {"seconds": elapsed, "walsender_cpu_s": ws_cpu, "confirmed": lsn_text(confirmed),
                 "client_cpu_s": ru.ru_utime + ru.ru_stime, "cpu_use": cpu_use}
 
-    def relay_catchup(self, db, slot, mode, end_lsn, rows, tag, perf=False):
+    def relay_catchup(self, db, slot, mode, end_lsn, rows, tag, perf=False, fmt="json"):
         if self.s.wait_quiet:
             self.wait_quiet(tag)
-        rr = RelayRun(self, tag, db, slot, mode, create_slot=False)
+        rr = RelayRun(self, tag, db, slot, mode, create_slot=False, fmt=fmt)
         mon = PgMonitor(db)
         perf_proc = None
         timeout = max(600.0, rows / 500.0)
@@ -741,7 +804,7 @@ class Bench:
                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1.0)
             rr.start()
-            win = CpuWindow(self.pg, self.kafka_pid, rr.pid).start()
+            win = CpuWindow(self.pg, self.kafka_pid, rr.pid, registry_pid=self.registry_pid).start()
             t_stream = None
             ws_cpu = None
             timeline = []  # (seconds since start, MB of WAL confirmed), every 0.5 s
@@ -775,14 +838,16 @@ class Bench:
                 perf_proc.wait(60)
                 perf_proc = None
             rr.stop()
-            res = {"seconds": elapsed, "rows_per_s": rows / elapsed, "startup_s": t_stream, "pid": rr.pid,
+            res = {"format": fmt, "seconds": elapsed, "rows_per_s": rows / elapsed, "startup_s": t_stream,
+                   "pid": rr.pid,
                    "cpu_s": cpu, "cpu_us_per_row": cpu / rows * 1e6, "rss_end_mb": mb(rss),
                    "peak_rss_mb": mb(hwm), "walsender_cpu_s": ws_cpu, "cpu_use": cpu_use,
                    "confirmed_mb_timeline": timeline}
             if mode == "exactly-once":
                 res["kafka_transactions"] = rr.kafka_transactions()
             if self.s.verify:
-                n = count_records(self.kafka.bootstrap, rr.topics, expected=rows, timeout=120)
+                n = count_records(self.kafka.bootstrap, rr.topics, expected=rows, timeout=120,
+                                  wire_format=fmt == "avro")
                 res["records_in_kafka"] = n
                 if n < rows or (mode == "exactly-once" and n != rows):
                     raise BenchError("%s: %d records in Kafka, expected %d" % (tag, n, rows))
@@ -794,13 +859,14 @@ class Bench:
             mon.close()
             rr.cleanup()
 
-    def catchup_shape(self, shape, rows, runs, modes, record=True, perf=False):
+    def catchup_shape(self, shape, rows, runs, modes, record=True, perf=False, formats=None):
         db = self.new_database("bench_" + shape)
+        variants = [(m, f) for m in modes for f in (formats or self.s.formats)]
         try:
             slots = {}
             for r in range(runs):
-                for kind in ["recv"] + modes:
-                    name = self.slot_name(shape, kind, r)
+                for kind in ["recv"] + variants:
+                    name = self.slot_name(shape, *(kind if kind != "recv" else (kind,)), r)
                     rows_ = db.query("SELECT lsn::text FROM pg_create_logical_replication_slot(%s, 'wal2json')",
                                      (name,))
                     slots[(kind, r)] = name
@@ -814,7 +880,8 @@ class Bench:
             entry = {"shape": shape, "rows": rows,
                      "transactions": 10 if shape == "large" else rows // 10,
                      "uncaptured_rows": rows, "payload_bytes": avg_payload, "wal_mb": wal_mb,
-                     "backlog_write_s": write_s, "ceiling": [], "relay": {m: [] for m in modes}}
+                     "backlog_write_s": write_s, "ceiling": [],
+                     "relay": {variant_label(m, f): [] for m, f in variants}}
             if record:
                 self.results["catchup"][shape] = entry
             for r in range(runs):
@@ -824,13 +891,15 @@ class Bench:
                 entry["ceiling"].append(res)
                 log("catch-up %s run %d: pg_recvlogical %.1f s, %.0f rows/s" % (shape, r + 1, res["seconds"],
                                                                                  res["rows_per_s"]))
-                for mode in modes:
-                    tag = "catchup-%s-%s-%d" % (shape, mode, r)
-                    rr = self.relay_catchup(db, slots[(mode, r)], mode, end_lsn, rows, tag, perf=perf)
+                for mode, fmt in variants:
+                    tag = "catchup-%s-%s-%s-%d" % (shape, mode, fmt, r)
+                    rr = self.relay_catchup(db, slots[((mode, fmt), r)], mode, end_lsn, rows, tag, perf=perf,
+                                            fmt=fmt)
                     rr["vs_ceiling"] = rr["rows_per_s"] / res["rows_per_s"]
-                    entry["relay"][mode].append(rr)
+                    label = variant_label(mode, fmt)
+                    entry["relay"][label].append(rr)
                     log("catch-up %s run %d: relay %s %.1f s, %.0f rows/s (%.0f%% of pg_recvlogical), "
-                        "peak RSS %.1f MB, %.2f us CPU/row" % (shape, r + 1, mode, rr["seconds"], rr["rows_per_s"],
+                        "peak RSS %.1f MB, %.2f us CPU/row" % (shape, r + 1, label, rr["seconds"], rr["rows_per_s"],
                                                                100 * rr["vs_ceiling"], rr["peak_rss_mb"],
                                                                rr["cpu_us_per_row"]))
                 if record:
@@ -844,9 +913,12 @@ class Bench:
         # Warm-up (JIT of the broker, caches): a small backlog, not reported.
         warm = min(self.s.rows, 50000)
         log("catch-up warm-up with %d rows" % warm)
-        self.catchup_shape("small", warm, 1, ["exactly-once"], record=False)
+        self.catchup_shape("small", warm, 1, ["exactly-once"], record=False)  # every format: the registry's JIT too
         for shape in self.s.shapes:
             self.catchup_shape(shape, self.s.rows, self.s.runs, self.s.modes)
+        if self.registry is not None and not self.s.perf:  # not a load on the later phases
+            self.registry.cleanup()
+            self.registry = None
 
     def profile(self):
         """One extra catch-up (small transactions, exactly-once) under perf record -a."""
@@ -855,10 +927,12 @@ class Bench:
             return
         rows = min(self.s.rows, 300000)
         log("profile: catch-up of %d rows under perf record -a" % rows)
-        entry = self.catchup_shape("small", rows, 1, ["exactly-once"], record=False, perf=True)
+        fmt = _env("BENCH_PERF_FORMAT", "json")
+        entry = self.catchup_shape("small", rows, 1, ["exactly-once"], record=False, perf=True, formats=[fmt])
         data = os.path.join(self.s.out_dir, "perf.data")
         reports = {}
-        pid = str(entry["relay"]["exactly-once"][0]["pid"])
+        label = variant_label("exactly-once", fmt)
+        pid = str(entry["relay"][label][0]["pid"])
         for name, args in (("relay_threads", ["--pid", pid, "--sort", "comm", "--percentage", "relative"]),
                            ("relay_dso", ["--pid", pid, "--sort", "dso", "--percentage", "relative"]),
                            ("relay_symbols", ["--pid", pid, "--sort", "dso,symbol", "--percentage", "relative"]),
@@ -870,7 +944,7 @@ class Bench:
             with open(os.path.join(self.s.out_dir, "perf-%s.txt" % name), "w") as f:
                 f.write(p.stdout)
             reports[name] = [ln for ln in p.stdout.splitlines() if ln.strip() and not ln.startswith("#")][:25]
-        self.results["profile"] = {"rows": rows, "relay": entry["relay"]["exactly-once"][0],
+        self.results["profile"] = {"rows": rows, "format": fmt, "relay": entry["relay"][label][0],
                                    "ceiling": entry["ceiling"][0], "top": reports}
         self.save()
 
@@ -1217,9 +1291,9 @@ def versions(pg):
     return v
 
 
-def tune_postgres(pg, runs):
+def tune_postgres(pg, slots_per_shape):
     """More slots than the test default (one per measured run of a shape), fewer checkpoints."""
-    slots = max(16, runs * 3 + 4)
+    slots = max(16, slots_per_shape + 4)
     for k, val in (("max_replication_slots", str(slots)), ("max_wal_senders", str(slots)),
                    ("max_wal_size", "'8GB'")):
         pg.execute("ALTER SYSTEM SET %s = %s" % (k, val))
@@ -1236,7 +1310,26 @@ TARGETS = [
     ("cpu", "relay CPU in catch-up: <= 5 µs per row (5 s per million rows)"),
     ("outage_eos", "Kafka outage, exactly-once: RSS bounded, catches up afterwards"),
     ("outage_alo", "Kafka outage, at-least-once: RSS bounded, catches up afterwards"),
+    ("avro_cpu", "catch-up with Avro: <= 1 µs more relay CPU per row than JSON (each shape and mode)"),
+    ("avro_ceiling", "catch-up with Avro, exactly-once: >= pg_recvlogical (each shape)"),
 ]
+
+
+def avro_pairs(results):
+    """[(shape, mode, json runs, avro runs)] of the catch-ups measured in both formats."""
+    out = []
+    for shape, e in (results.get("catchup") or {}).items():
+        for label, runs in e["relay"].items():
+            avro = e["relay"].get(variant_label(label, "avro"))
+            if ", " not in label and runs and avro:
+                out.append((shape, label, runs, avro))
+    return out
+
+
+def avro_extra_us(json_runs, avro_runs):
+    """Avro's extra relay CPU per row, each run against the JSON run of the same round (they ran
+    one after the other on the same backlog): the list of differences, µs per row."""
+    return [a["cpu_us_per_row"] - j["cpu_us_per_row"] for j, a in zip(json_runs, avro_runs)]
 
 
 def evaluate(results):
@@ -1272,6 +1365,17 @@ def evaluate(results):
         worst = max(cpus, key=lambda x: x[1])
         out["cpu"] = {"measured": "%.2f µs/row at most (%s); %s" % (worst[1], worst[0], ", ".join(
             "%s %.2f" % c for c in cpus)), "met": worst[1] <= 5.0}
+    pairs = avro_pairs(results)
+    if pairs:
+        extra = [(shape, mode, statistics.median(avro_extra_us(j, a))) for shape, mode, j, a in pairs]
+        worst = max(extra, key=lambda x: x[2])
+        out["avro_cpu"] = {"measured": "+%.2f µs/row at most (%s %s); %s" % (worst[2], worst[0], worst[1], ", ".join(
+            "%s %s %+.2f" % x for x in extra)), "met": worst[2] <= 1.0}
+        eos = [(shape, [r["vs_ceiling"] for r in a]) for shape, mode, j, a in pairs if mode == "exactly-once"]
+        if eos:
+            out["avro_ceiling"] = {"measured": "; ".join("%s %.0f%% (runs: %s)" % (
+                shape, 100 * statistics.median(v), ", ".join("%.0f%%" % (100 * x) for x in v)) for shape, v in eos),
+                "met": all(statistics.median(v) >= 1.0 for _, v in eos)}
     og = results.get("outage") or []
     for mode, key in (("exactly-once", "outage_eos"), ("at-least-once", "outage_alo")):
         runs = [r for r in og if r["mode"] == mode]
@@ -1328,8 +1432,9 @@ def markdown(results):
                      v.get("postgresql"), v.get("wal2json"), v.get("kafka"), v.get("java"), v.get("librdkafka"),
                      v.get("relay_commit")))
     lines.append("Settings: BENCH_ROWS=%d BENCH_RUNS=%d BENCH_LIVE_SECONDS=%d BENCH_OUTAGE_SECONDS=%d "
-                 "BENCH_RATES=%s. Figures are the median of the runs, (min–max) when there are several."
-                 % (s["rows"], s["runs"], s["live_seconds"], s["outage_seconds"], ",".join(s["rates"])))
+                 "BENCH_RATES=%s BENCH_FORMATS=%s. Figures are the median of the runs, (min–max) when there are "
+                 "several." % (s["rows"], s["runs"], s["live_seconds"], s["outage_seconds"], ",".join(s["rates"]),
+                               ",".join(s.get("formats", ["json"]))))
     fl = foreign_load(results)
     if fl:
         worst = max(fl, key=lambda x: x[1])
@@ -1365,6 +1470,23 @@ def markdown(results):
                     _cell([x["seconds"] for x in runs], "%.1f"), _cell([x["startup_s"] for x in runs], "%.2f"),
                     _cell([x["peak_rss_mb"] for x in runs], "%.1f"),
                     _cell([x["cpu_us_per_row"] for x in runs], "%.2f")))
+        lines.append("")
+    pairs = avro_pairs(results)
+    if pairs:
+        lines.append("**JSON and Avro** (the same catch-ups side by side: the outbox source in format \"avro\", "
+                     "a schema file for the event type, a real schema registry; Avro − JSON is the relay's extra "
+                     "CPU per row, each Avro run against the JSON run right before it)")
+        lines.append("")
+        lines.append("| backlog | mode | rows/s JSON | rows/s Avro | Avro vs pg_recvlogical | CPU µs/row JSON | "
+                     "CPU µs/row Avro | Avro − JSON µs/row |")
+        lines.append("|---|---|---|---|---|---|---|---|")
+        for shape, mode, j, a in pairs:
+            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                "10 large transactions" if shape == "large" else "transactions of 10 rows", mode,
+                _cell([x["rows_per_s"] for x in j]), _cell([x["rows_per_s"] for x in a]),
+                _cell([100 * x["vs_ceiling"] for x in a], "%.0f%%"),
+                _cell([x["cpu_us_per_row"] for x in j], "%.2f"), _cell([x["cpu_us_per_row"] for x in a], "%.2f"),
+                _cell(avro_extra_us(j, a), "%+.2f")))
         lines.append("")
     live = results.get("live") or []
     if live:
@@ -1479,7 +1601,7 @@ def main():
     try:
         log("starting PostgreSQL and Kafka")
         pg.start()
-        tune_postgres(pg, s.runs)
+        tune_postgres(pg, s.runs * (1 + len(s.variants())))
         kafka.start()
         kafka.create_topic(CHECKPOINT_TOPIC, partitions=1, config={"cleanup.policy": "compact"})
         results["versions"] = versions(pg)

@@ -207,6 +207,135 @@ static void test_a_bad_schema_is_refused_with_a_message(void **state)
 	assert_non_null(strstr(err, "precision"));
 }
 
+/* jsonb's key order (shorter keys first) rather than the schema's reads back the same. */
+static void test_fields_in_any_order_read_back_the_same(void **state)
+{
+	(void)state;
+	avjson_codec *c = codec();
+	char *want = read_back(c, GOOD, 0);
+	char *text = read_back(c,
+		"{\"at\": \"2026-01-02 03:04:05.678+00\", \"id\": 9007199254740993, \"ok\": true, "
+		"\"age\": 41, \"born\": \"1970-01-11\", \"name\": \"J\\u00F6rg\", \"tags\": [\"a\", \"b\"], "
+		"\"attrs\": {\"x\": -1}, \"level\": \"HIGH\", \"score\": 0.5, \"amount\": 12.34, "
+		"\"address\": {\"zip\": 10115}}", 0);
+
+	assert_string_equal(text, want);
+	free(text);
+	text = read_back(c, with("\"id\"", "\"i\\u0064\": 9007199254740993"), 0); /* an escaped key */
+	assert_string_equal(text, want);
+	free(text);
+	free(want);
+	avjson_free(c);
+}
+
+/* A record of more than 32 fields (found by libavro's lookup by name), keys in reverse order. */
+static void test_a_large_record_in_any_order(void **state)
+{
+	(void)state;
+	char schema[4096], json[2048], err[256], why[256], *out;
+	size_t n = 0, m = 0, len;
+
+	n += (size_t)snprintf(schema, sizeof(schema), "{\"type\":\"record\",\"name\":\"L\",\"fields\":[");
+	for (int i = 0; i < 40; i++)
+		n += (size_t)snprintf(schema + n, sizeof(schema) - n, "%s{\"name\":\"f%d\",\"type\":\"long\"}",
+				      i ? "," : "", i);
+	snprintf(schema + n, sizeof(schema) - n, "]}");
+	m += (size_t)snprintf(json, sizeof(json), "{");
+	for (int i = 39; i >= 0; i--)
+		m += (size_t)snprintf(json + m, sizeof(json) - m, "%s\"f%d\": %d", i < 39 ? ", " : "", i, i);
+	snprintf(json + m, sizeof(json) - m, "}");
+	avjson_codec *c = avjson_new(schema, strlen(schema), err, sizeof(err));
+	assert_non_null(c);
+	if (avjson_encode(c, json, strlen(json), 0, &out, &len, why, sizeof(why)) < 0)
+		fail_msg("%s", why);
+	assert_int_equal(len, 40);                /* zigzag 0..39: one byte each */
+	assert_int_equal((unsigned char)out[39], 78); /* f39 = 39 */
+	assert_refused(c, "{\"f\\u0031\": 1, \"nope\": 2}", "field nope: not a field of record L");
+	avjson_free(c);
+}
+
+/* The payload is read once: what follows the object, or JSON broken after a field that does not
+ * fit, is still "not valid JSON", as when the whole text was checked first. */
+static void test_text_that_is_not_one_json_value_is_refused_as_such(void **state)
+{
+	(void)state;
+	avjson_codec *c = codec();
+	char buf[1024];
+
+	snprintf(buf, sizeof(buf), "  %s x", GOOD);
+	assert_refused(c, buf, "the payload: not valid JSON");
+	snprintf(buf, sizeof(buf), "%s}", GOOD);
+	assert_refused(c, buf, "the payload: not valid JSON");
+	assert_refused(c, "{\"age\": \"41\", \"id\": [", "the payload: not valid JSON");
+	assert_refused(c, "{\"nom\": 1,}", "the payload: not valid JSON");
+	snprintf(buf, sizeof(buf), "\n%s\n", GOOD);
+	char *text = read_back(c, buf, 0);
+	free(text);
+	avjson_free(c);
+}
+
+/* Avro larger than the JSON text (a double is 8 bytes, "0" is one): written whole anyway. */
+static void test_output_larger_than_the_payload_is_written_whole(void **state)
+{
+	(void)state;
+	static const char schema[] = "{\"type\": \"array\", \"items\": \"double\"}";
+	char err[256], why[256], *out, json[8192];
+	size_t len, n = 0;
+	avjson_codec *c = avjson_new(schema, sizeof(schema) - 1, err, sizeof(err));
+
+	assert_non_null(c);
+	json[n++] = '[';
+	for (int i = 0; i < 3000; i++)
+		n += (size_t)snprintf(json + n, sizeof(json) - n, i ? ",0" : "0");
+	json[n++] = ']';
+	if (avjson_encode(c, json, n, 5, &out, &len, why, sizeof(why)) < 0)
+		fail_msg("%s", why);
+	/* a block count (3000, zigzag: 2 bytes), 3000 doubles, the end of blocks (1 byte) */
+	assert_int_equal(len, 5 + 2 + 3000 * 8 + 1);
+	avjson_free(c);
+}
+
+/* A double converted by the short path (<= 15 digits) is the one strtod gives, bit for bit. */
+static void test_doubles_are_the_nearest_value(void **state)
+{
+	(void)state;
+	static const char schema[] = "{\"type\": \"double\"}";
+	static const char *const fixed[] = {"0.987", "-12.5", "0.1", "0.3", "-0", "0", "1.0",
+					    "123456789012345", "0.000000000000001", "9007199254740.99",
+					    "0.30000000000000004", "1e-5", "2.5E3", "12.50"};
+	char err[256], why[256], *out, text[64];
+	size_t len;
+	avjson_codec *c = avjson_new(schema, sizeof(schema) - 1, err, sizeof(err));
+	unsigned long long x = 88172645463325252ULL;
+
+	assert_non_null(c);
+	for (int i = 0; i < 20000 + (int)(sizeof(fixed) / sizeof(fixed[0])); i++) {
+		if (i < (int)(sizeof(fixed) / sizeof(fixed[0]))) {
+			snprintf(text, sizeof(text), "%s", fixed[i]);
+		} else { /* xorshift: up to 16 digits, the point anywhere */
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			int digits = 1 + (int)(x % 16), point = (int)((x >> 8) % (unsigned)(digits + 1));
+			unsigned long long p = 1;
+			for (int d = 0; d < digits; d++)
+				p *= 10;
+			snprintf(text, sizeof(text), "%s%llu", (x >> 20) & 1 ? "-" : "", (x >> 4) % p);
+			size_t tl = strlen(text), at = tl - (size_t)point;
+			if (point > 0 && (size_t)point < tl && at > (size_t)(text[0] == '-')) {
+				memmove(text + at + 1, text + at, tl - at + 1);
+				text[at] = '.';
+			}
+		}
+		if (avjson_encode(c, text, strlen(text), 0, &out, &len, why, sizeof(why)) < 0)
+			fail_msg("%s: %s", text, why);
+		double want = strtod(text, NULL), got;
+		assert_int_equal(len, 8);
+		memcpy(&got, out, 8); /* Avro doubles are little-endian, as this machine */
+		if (memcmp(&got, &want, 8) != 0)
+			fail_msg("%s: %.17g, strtod %.17g", text, got, want);
+	}
+	avjson_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -217,6 +346,11 @@ int main(void)
 		cmocka_unit_test(test_a_missing_field_is_null_only_when_nullable),
 		cmocka_unit_test(test_decimals_are_exact),
 		cmocka_unit_test(test_a_bad_schema_is_refused_with_a_message),
+		cmocka_unit_test(test_fields_in_any_order_read_back_the_same),
+		cmocka_unit_test(test_text_that_is_not_one_json_value_is_refused_as_such),
+		cmocka_unit_test(test_output_larger_than_the_payload_is_written_whole),
+		cmocka_unit_test(test_doubles_are_the_nearest_value),
+		cmocka_unit_test(test_a_large_record_in_any_order),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
