@@ -24,7 +24,7 @@ enum { S_LSN, S_XID, S_TS, S_SCHEMA, S_TABLE, S_SNAPSHOT, N_SOURCE };
 
 /* One row field: the catalog column it is and its Avro type. */
 typedef struct {
-	const char *column; /* the catalog's name (owned by the table's entry) */
+	char *column; /* the catalog's name (a copy: a re-read entry frees its own) */
 	avro_change_type type;
 	bool nullable;
 } ac_field;
@@ -86,6 +86,8 @@ static void table_clear(ac_table *at)
 	free(at->ids);
 	free(at->text);
 	free(at->extra);
+	for (int i = 0; i < at->n_fields; i++)
+		free(at->fields[i].column);
 	free(at->fields);
 	free(at->seen);
 	if (at->has_value)
@@ -134,13 +136,13 @@ static void fill_fields(ac_table *at)
 		if (!t->cols[i].published)
 			continue;
 		ac_field *f = &at->fields[at->n_fields++];
-		f->column = t->cols[i].name;
+		f->column = xstrdup(t->cols[i].name);
 		avro_change_map(t->cols[i].type_name, &f->type);
 		f->nullable = avro_change_nullable(t, i);
 	}
 	for (const char *x = at->extra; x && x < at->extra + at->extra_len; x += strlen(x) + 1) {
 		ac_field *f = &at->fields[at->n_fields++];
-		f->column = x; /* a string: its text */
+		f->column = xstrdup(x); /* a string: its text */
 		f->nullable = true;
 	}
 }
