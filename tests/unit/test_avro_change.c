@@ -382,6 +382,42 @@ static void test_postgresql_texts_convert_exactly(void **state)
 	avro_schema_decref(s[1]);
 }
 
+/* Dates and timestamps past 64-bit microseconds (PostgreSQL's own range is wider) are refused. */
+static void test_timestamps_beyond_64_bit_microseconds_are_refused_not_wrapped(void **state)
+{
+	static const struct {
+		avro_change_kind kind;
+		const char *text;
+	} cases[] = {
+		{ACT_LOCAL_TS, "294276-12-31 23:59:59.999999"},
+		{ACT_TS, "294276-12-31 23:59:59.999999+00"},
+		{ACT_LOCAL_TS, "4713-01-01 00:00:00 BC"},
+		{ACT_TS, "262143-12-31 23:59:59-15:59:59"},
+		{ACT_DATE, "9999999-01-01"},
+	};
+	avro_schema_t s[] = {avro_schema_int(), avro_schema_long()};
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		avro_value_iface_t *iface = avro_generic_class_from_schema(cases[i].kind == ACT_DATE ? s[0] : s[1]);
+		avro_value_t v;
+		char why[200] = "";
+		avro_generic_value_new(iface, &v);
+		int rc = avro_change_text_set(&v, cases[i].kind, cases[i].text, strlen(cases[i].text),
+					      why, sizeof(why));
+		if (strstr(cases[i].text, "262143") || strstr(cases[i].text, "4713")) {
+			if (rc != 0) /* within the range: converted */
+				fail_msg("%s: %s", cases[i].text, why);
+		} else if (rc == 0 || !strstr(why, "out of the range")) {
+			fail_msg("%s: not refused (%s)", cases[i].text, why);
+		}
+		avro_value_decref(&v);
+		avro_value_iface_decref(iface);
+	}
+	avro_schema_decref(s[0]);
+	avro_schema_decref(s[1]);
+}
+
 /* An array column: elements with quotes and NULLs; several dimensions are refused. */
 static void test_arrays_convert_and_several_dimensions_are_refused(void **state)
 {
@@ -428,6 +464,7 @@ int main(void)
 		cmocka_unit_test(test_values_the_schema_cannot_hold_are_refused_with_the_column),
 		cmocka_unit_test(test_postgresql_texts_convert_exactly),
 		cmocka_unit_test(test_arrays_convert_and_several_dimensions_are_refused),
+		cmocka_unit_test(test_timestamps_beyond_64_bit_microseconds_are_refused_not_wrapped),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
