@@ -20,6 +20,8 @@ static const struct {
 	{"numeric(10,2)", "{\"type\":\"bytes\",\"logicalType\":\"decimal\",\"precision\":10,\"scale\":2}"},
 	{"numeric(5,0)", "{\"type\":\"bytes\",\"logicalType\":\"decimal\",\"precision\":5,\"scale\":0}"},
 	{"numeric", "\"string\""},
+	{"numeric(3,-2)", "{\"type\":\"bytes\",\"logicalType\":\"decimal\",\"precision\":5,\"scale\":0}"},
+	{"numeric(2,5)", "{\"type\":\"bytes\",\"logicalType\":\"decimal\",\"precision\":5,\"scale\":5}"},
 	{"boolean", "\"boolean\""},
 	{"text", "\"string\""},
 	{"character varying(10)", "\"string\""},
@@ -418,6 +420,42 @@ static void test_timestamps_beyond_64_bit_microseconds_are_refused_not_wrapped(v
 	avro_schema_decref(s[1]);
 }
 
+/* numeric with a negative scale or a scale above its precision: every value it holds converts. */
+static void test_numeric_scales_outside_zero_to_precision_convert(void **state)
+{
+	static const struct {
+		const char *pg, *text;
+	} cases[] = {
+		{"numeric(3,-2)", "12300"},
+		{"numeric(3,-2)", "-99900"},
+		{"numeric(2,5)", "0.00012"},
+		{"numeric(2,5)", "-0.00099"},
+	};
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		avro_change_type t;
+		strbuf b = {0}, scratch = {0};
+		avro_schema_t sch;
+		avro_value_t v;
+		char why[200];
+		json_span val = {JSON_STRING, false, cases[i].text, strlen(cases[i].text)};
+		avro_change_map(cases[i].pg, &t);
+		assert_true(t.precision >= t.scale);
+		avro_change_type_json(&b, &t);
+		assert_int_equal(avro_schema_from_json_length(b.s, b.len, &sch), 0);
+		avro_value_iface_t *iface = avro_generic_class_from_schema(sch);
+		avro_generic_value_new(iface, &v);
+		if (avro_change_value_set(&v, &t, &val, &scratch, why, sizeof(why)) != 0)
+			fail_msg("%s %s: %s", cases[i].pg, cases[i].text, why);
+		avro_value_decref(&v);
+		avro_value_iface_decref(iface);
+		avro_schema_decref(sch);
+		strbuf_free(&b);
+		strbuf_free(&scratch);
+	}
+}
+
 /* An array column: elements with quotes and NULLs; several dimensions are refused. */
 static void test_arrays_convert_and_several_dimensions_are_refused(void **state)
 {
@@ -464,6 +502,7 @@ int main(void)
 		cmocka_unit_test(test_values_the_schema_cannot_hold_are_refused_with_the_column),
 		cmocka_unit_test(test_postgresql_texts_convert_exactly),
 		cmocka_unit_test(test_arrays_convert_and_several_dimensions_are_refused),
+		cmocka_unit_test(test_numeric_scales_outside_zero_to_precision_convert),
 		cmocka_unit_test(test_timestamps_beyond_64_bit_microseconds_are_refused_not_wrapped),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
