@@ -292,6 +292,7 @@ def test_every_type_decodes_to_what_the_json_envelope_of_the_same_change_says(ou
     for jm, am in zip(js, avs):
         if jm["value"] is None:
             assert am["value"] is None and am["key"] == jm["key"]  # a tombstone stays one
+            assert not {"schema_id", "schema_subject"} & set(dict(am["headers"] or [])), am["headers"]
             continue
         assert_envelope_matches(registry, am, jm)
         headers = dict(am["headers"])
@@ -444,14 +445,23 @@ def test_a_change_read_after_its_column_was_dropped_is_published_not_lost(outbox
     assert len(kafka.consume(topic, until=1, timeout=60)) == 1
     assert outbox.relay.stop() == 0
     db.execute("INSERT INTO public.late VALUES (2, 'b', 2.25)")
+    db.execute("UPDATE public.late SET id = 5 WHERE id = 1")  # a key change: its update by the variant
     db.execute("ALTER TABLE public.late DROP COLUMN gone")
     db.execute("INSERT INTO public.late VALUES (3, 'c')")
     outbox.relay.start()
     outbox.relay.wait_streaming()
-    msgs = sorted(kafka.consume(topic, until=3, timeout=60), key=lambda m: m["key"])
-    assert [decode(registry, m["value"])["after"] for m in msgs] == [
-        {"id": 1, "keep": "a", "gone": b"\x00\x96"},  # numeric(6,2) 1.50: unscaled 150
-        {"id": 2, "keep": "b", "gone": "2.25"},        # the variant: the dropped column's text
-        {"id": 3, "keep": "c"}]
+    msgs = kafka.consume(topic, until=6, timeout=60)  # + the key change's delete and tombstone
+    for m in msgs:  # each record's schema_id header names the schema its own value was written by
+        headers = dict(m["headers"] or [])
+        if m["value"] is not None:
+            assert int(headers["schema_id"]) == struct.unpack(">I", m["value"][1:5])[0]
+    values = [decode(registry, m["value"]) for m in msgs if m["value"] is not None]
+    by_op_id = {(v["op"], (v["after"] or v["before"])["id"]): v["after"] for v in values}
+    assert by_op_id == {
+        ("c", 1): {"id": 1, "keep": "a", "gone": b"\x00\x96"},  # numeric(6,2) 1.50: unscaled 150
+        ("c", 2): {"id": 2, "keep": "b", "gone": "2.25"},        # the variant: the dropped column's text
+        ("c", 5): {"id": 5, "keep": "a", "gone": "1.50"},        # the key change's update, by the variant
+        ("d", 1): None,                                          # its delete of the old key
+        ("c", 3): {"id": 3, "keep": "c"}}
     assert "dead-lettering" not in outbox.relay.log()
     assert outbox.relay.stop() == 0
