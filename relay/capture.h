@@ -19,7 +19,7 @@ typedef struct {
 	bool toastable; /* variable length: an update may leave it out when it did not change */
 	bool published; /* not left out by include_columns / exclude_columns */
 	char *type_name; /* format_type of its type (a domain's: the base type's), wal2json's "type" */
-	bool not_null;   /* attnotnull, or a domain's NOT NULL */
+	bool not_null;   /* attnotnull (a domain's NOT NULL does not keep nulls out of every row) */
 } capture_column;
 
 /* A captured table: which entry of the capture list took it, its columns and its key. */

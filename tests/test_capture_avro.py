@@ -460,8 +460,35 @@ def test_a_change_read_after_its_column_was_dropped_is_published_not_lost(outbox
     assert by_op_id == {
         ("c", 1): {"id": 1, "keep": "a", "gone": b"\x00\x96"},  # numeric(6,2) 1.50: unscaled 150
         ("c", 2): {"id": 2, "keep": "b", "gone": "2.25"},        # the variant: the dropped column's text
-        ("c", 5): {"id": 5, "keep": "a", "gone": "1.50"},        # the key change's update, by the variant
+        ("u", 5): {"id": 5, "keep": "a", "gone": "1.50"},        # the key change's update, by the variant
         ("d", 1): None,                                          # its delete of the old key
         ("c", 3): {"id": 3, "keep": "c"}}
+    assert "dead-lettering" not in outbox.relay.log()
+    assert outbox.relay.stop() == 0
+
+
+def test_a_column_type_changed_under_a_running_relay_registers_a_new_version_with_exact_values(outbox, kafka, registry):
+    """ALTER COLUMN TYPE real TO double precision while the relay runs: the change after it does
+    not fit the catalog entry's types, so the entry is read again and the change goes out by a
+    new version with a double, its value exact (not rounded through a float). A nested domain
+    maps like its last base type (a bigint: a long)."""
+    db = outbox.db
+    db.execute("CREATE DOMAIN public.pos AS bigint CHECK (VALUE > 0)")
+    db.execute("CREATE DOMAIN public.pos2 AS public.pos")
+    db.execute("CREATE TABLE public.meas (id int PRIMARY KEY, v real, p public.pos2)")
+    start(outbox, registry, '{ tables = "public.meas"; snapshot = false; format = "avro"; }')
+    topic = "%s.public.meas" % outbox.prefix
+    db.execute("INSERT INTO public.meas VALUES (1, 1.5, 9)")
+    assert len(kafka.consume(topic, until=1, timeout=60)) == 1
+    db.execute("ALTER TABLE public.meas ALTER COLUMN v TYPE double precision")
+    db.execute("INSERT INTO public.meas VALUES (2, 0.1, 10)")
+    msgs = sorted(kafka.consume(topic, until=2, timeout=60), key=lambda m: m["key"])
+    assert len(msgs) == 2
+    assert row_types(registry, msgs[0]["value"])["v"][1] == "float"
+    assert row_types(registry, msgs[1]["value"])["v"][1] == "double"
+    assert row_types(registry, msgs[1]["value"])["p"][1] == "long"
+    assert decode(registry, msgs[1]["value"])["after"] == {"id": 2, "v": 0.1, "p": 10}
+    status, versions = registry.request("GET", "/subjects/%s-value/versions" % topic)
+    assert versions == [1, 2]
     assert "dead-lettering" not in outbox.relay.log()
     assert outbox.relay.stop() == 0

@@ -302,6 +302,37 @@ static void test_a_truncate_and_a_key_only_delete_convert(void **state)
 	avro_change_free(a);
 }
 
+/*
+ * A change older than the catalog entry (written before REPLICA IDENTITY FULL or SET NOT NULL):
+ * a key-only delete and a null in a NOT NULL column go out by the variant with every non-key
+ * field nullable, not dead-lettered; a null key is still refused.
+ */
+static void test_a_change_older_than_the_entry_lacking_a_required_value_is_published(void **state)
+{
+	static const char del[] = "{\"op\":\"d\",\"before\":{\"id\":7},\"after\":null" SOURCE "}";
+	static const char ins[] = "{\"op\":\"c\",\"before\":null,\"after\":{\"id\":8,\"owner\":null,"
+				  "\"note\":null,\"level\":1,\"a b\":null,\"a_b\":null}" SOURCE "}";
+	static const char bad[] = "{\"op\":\"c\",\"before\":null,\"after\":{\"id\":null,\"owner\":\"o\","
+				  "\"note\":null,\"level\":1,\"a b\":null,\"a_b\":null}" SOURCE "}";
+	table_fixture f;
+	avro_change *a = avro_change_new("app");
+	const char *why = NULL;
+	char *out;
+	size_t len;
+	(void)state;
+
+	fixture(&f, 'f'); /* owner and level are required fields */
+	if (avro_change_convert(a, &f.t, del, sizeof(del) - 1, 0, &out, &len, &why) < 0)
+		fail_msg("key-only delete: %s", why);
+	assert_non_null(strstr(avro_change_last_schema(a), "{\"name\":\"owner\",\"type\":[\"null\",\"string\"]"));
+	assert_non_null(strstr(avro_change_last_schema(a), "{\"name\":\"id\",\"type\":\"long\"}"));
+	if (avro_change_convert(a, &f.t, ins, sizeof(ins) - 1, 0, &out, &len, &why) < 0)
+		fail_msg("null owner: %s", why);
+	assert_int_equal(avro_change_convert(a, &f.t, bad, sizeof(bad) - 1, 0, &out, &len, &why), -1);
+	assert_non_null(strstr(why, "column \"id\" of public.acct is null"));
+	avro_change_free(a);
+}
+
 /* What the types cannot hold exactly is refused with the column and the rule, never rounded. */
 static void test_values_the_schema_cannot_hold_are_refused_with_the_column(void **state)
 {
@@ -502,6 +533,7 @@ int main(void)
 		cmocka_unit_test(test_values_the_schema_cannot_hold_are_refused_with_the_column),
 		cmocka_unit_test(test_postgresql_texts_convert_exactly),
 		cmocka_unit_test(test_arrays_convert_and_several_dimensions_are_refused),
+		cmocka_unit_test(test_a_change_older_than_the_entry_lacking_a_required_value_is_published),
 		cmocka_unit_test(test_numeric_scales_outside_zero_to_precision_convert),
 		cmocka_unit_test(test_timestamps_beyond_64_bit_microseconds_are_refused_not_wrapped),
 	};
