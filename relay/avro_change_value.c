@@ -437,7 +437,10 @@ static int set_array(avro_value_t *v, const avro_change_type *t, const char *tex
 			continue;
 		}
 		rc = avro_value_set_branch(&item, 1, &branch);
-		if (rc == 0)
+		if (rc == 0 && el_type.kind == ACT_BYTES && !(el.len >= 2 && el.s[0] == '\\' && el.s[1] == 'x'))
+			rc = fail(why, whylen, "a bytea array element without the \\x of hex output "
+				  "(bytea_output = escape?): %.40s", text);
+		else if (rc == 0)
 			rc = set_typed(&branch, &el_type, el.s, el.len, why, whylen);
 	}
 	strbuf_free(&el);

@@ -44,6 +44,14 @@ typedef struct capture_table {
 	const char *slot;    /* the relay's slot: its catalog_xmin dates old catalog rows */
 } capture_table;
 
+/*
+ * The session settings of the connections an Avro capture reads through (the replication
+ * stream, catalog reads and snapshots): the texts of dates, timestamps and bytea it converts
+ * are PostgreSQL's in ISO DateStyle and hex bytea_output, whatever the database or role sets.
+ */
+#define CAPTURE_AVRO_SESSION_SQL                                                                   \
+	"SET DateStyle = 'ISO, MDY'; SET bytea_output = 'hex'; SET extra_float_digits = 1"
+
 typedef struct capture capture;
 
 capture *capture_new(const relay_config *cfg);

@@ -492,3 +492,32 @@ def test_a_column_type_changed_under_a_running_relay_registers_a_new_version_wit
     assert versions == [1, 2]
     assert "dead-lettering" not in outbox.relay.log()
     assert outbox.relay.stop() == 0
+
+
+def test_dates_and_bytea_convert_whatever_datestyle_and_bytea_output_the_database_sets(outbox, kafka, registry):
+    """The database sets DateStyle 'SQL, DMY' and bytea_output 'escape' for every session: the
+    relay's own sessions use ISO and hex, so a snapshot row and a change both convert exactly."""
+    db = outbox.db
+    db.execute("CREATE TABLE public.styled (id int PRIMARY KEY, d date, ts timestamptz, b bytea, ba bytea[])")
+    db.execute("INSERT INTO public.styled VALUES (1, '2026-11-22', '2026-11-22 10:00:00+00', "
+               "'\\x00ff', ARRAY['\\x0102'::bytea])")
+    alter = "DO $$ BEGIN EXECUTE format('ALTER DATABASE %%I %s', current_database()); END $$"
+    db.execute(alter % "SET DateStyle = ''SQL, DMY''")
+    db.execute(alter % "SET bytea_output = ''escape''")
+    try:
+        start(outbox, registry, '{ tables = "public.styled"; format = "avro"; }')
+        topic = "%s.public.styled" % outbox.prefix
+        db.execute("INSERT INTO public.styled VALUES (2, '2026-11-23', '2026-11-23 10:00:00+00', "
+                   "'\\x00fe', ARRAY['\\x0304'::bytea])")
+        msgs = sorted(kafka.consume(topic, until=2, timeout=60), key=lambda m: m["key"])
+        rows = [decode(registry, m["value"], logical=True)["after"] for m in msgs]
+        utc = datetime.timezone.utc
+        assert rows == [
+            {"id": 1, "d": datetime.date(2026, 11, 22), "ts": datetime.datetime(2026, 11, 22, 10, tzinfo=utc),
+             "b": b"\x00\xff", "ba": [b"\x01\x02"]},
+            {"id": 2, "d": datetime.date(2026, 11, 23), "ts": datetime.datetime(2026, 11, 23, 10, tzinfo=utc),
+             "b": b"\x00\xfe", "ba": [b"\x03\x04"]}]
+        assert "dead-lettering" not in outbox.relay.log()
+        assert outbox.relay.stop() == 0
+    finally:
+        db.execute(alter % "RESET ALL")

@@ -487,6 +487,35 @@ static void test_numeric_scales_outside_zero_to_precision_convert(void **state)
 	}
 }
 
+/* A bytea array's elements need the \x of hex output: an escape-format element is refused. */
+static void test_bytea_array_elements_need_the_hex_prefix(void **state)
+{
+	avro_change_type t;
+	strbuf b = {0}, scratch = {0};
+	avro_schema_t sch;
+	avro_value_t v;
+	char why[200];
+	json_span hex = {JSON_STRING, false, "{\"\\\\x00ff\",NULL}", 16};
+	json_span esc = {JSON_STRING, false, "{abcd}", 6};
+	(void)state;
+
+	avro_change_map("bytea[]", &t);
+	avro_change_type_json(&b, &t);
+	assert_int_equal(avro_schema_from_json_length(b.s, b.len, &sch), 0);
+	avro_value_iface_t *iface = avro_generic_class_from_schema(sch);
+	avro_generic_value_new(iface, &v);
+	if (avro_change_value_set(&v, &t, &hex, &scratch, why, sizeof(why)) != 0)
+		fail_msg("%s", why);
+	avro_value_reset(&v);
+	assert_int_equal(avro_change_value_set(&v, &t, &esc, &scratch, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "bytea_output"));
+	avro_value_decref(&v);
+	avro_value_iface_decref(iface);
+	avro_schema_decref(sch);
+	strbuf_free(&b);
+	strbuf_free(&scratch);
+}
+
 /* An array column: elements with quotes and NULLs; several dimensions are refused. */
 static void test_arrays_convert_and_several_dimensions_are_refused(void **state)
 {
@@ -533,6 +562,7 @@ int main(void)
 		cmocka_unit_test(test_values_the_schema_cannot_hold_are_refused_with_the_column),
 		cmocka_unit_test(test_postgresql_texts_convert_exactly),
 		cmocka_unit_test(test_arrays_convert_and_several_dimensions_are_refused),
+		cmocka_unit_test(test_bytea_array_elements_need_the_hex_prefix),
 		cmocka_unit_test(test_a_change_older_than_the_entry_lacking_a_required_value_is_published),
 		cmocka_unit_test(test_numeric_scales_outside_zero_to_precision_convert),
 		cmocka_unit_test(test_timestamps_beyond_64_bit_microseconds_are_refused_not_wrapped),
