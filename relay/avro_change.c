@@ -589,10 +589,9 @@ static int schema_id(avro_change *a, ac_table *at, registry *reg, const char *to
 	if (r == REGISTRY_DOWN)
 		return *why = a->reason, ENCODE_HOLD;
 	if (r != REGISTRY_OK) {
-		snprintf(a->why, sizeof(a->why), "captured table %.150s: subject %.250s: %.500s (a NOT NULL column "
-			 "added, a type changed or a column made NOT NULL is not a compatible change of "
-			 "its derived schema: make the column nullable, or set the subject's "
-			 "compatibility; docs/schemas.md)", at->t->name, a->subject, a->reason);
+		snprintf(a->why, sizeof(a->why), "captured table %.150s: the registry refuses its "
+			 "derived schema under subject %.250s: %.500s (docs/schemas.md: schema "
+			 "changes)", at->t->name, a->subject, a->reason);
 		return *why = a->why, ENCODE_STOP;
 	}
 	at->ids = xrealloc(at->ids, sizeof(*at->ids) * (at->n_ids + 1));

@@ -855,6 +855,16 @@ static int check_values(const relay_config *cfg, const config_t *lc, FILE *err)
 		bad = -1;
 		break;
 	}
+	for (int i = 0; i < cfg->n_captures; i++) {
+		const capture_config *e = &cfg->captures[i];
+		if (strcmp(e->format, "avro") != 0 || strstr(e->topic, "${table}"))
+			continue;
+		fprintf(err, "%s:%d: capture[%d] has format = \"avro\" and topic \"%s\" without "
+			"${table}: the schema of each table goes under the subject <topic>-value, so "
+			"each table needs its own topic (put ${table} in it)\n", cfg->path, e->line, i,
+			e->topic);
+		bad = -1;
+	}
 	if (!cfg->exactly_once && cfg->n_wait_for_standbys > 0) {
 		fprintf(err, "%s:%d: postgresql.wait_for_standbys needs relay.delivery = "
 			"\"exactly-once\" (it holds back Kafka commits)\n", cfg->path,
