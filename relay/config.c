@@ -272,7 +272,8 @@ static const opt_def capture_opts[] = {
 	{.path = "format", .type = OPT_STRING, .offset = CAP(format), .def = "json",
 	 .choices = source_formats,
 	 .doc = "json (the change envelope) or avro (the envelope in a schema derived from the "
-		"table, Confluent wire format; needs schema_registry.url; docs/schemas.md)"},
+		"table, Confluent wire format; needs schema_registry.url and ${table} in the "
+		"topic; docs/schemas.md)"},
 };
 
 #define N_CAPTURE_OPTS (sizeof(capture_opts) / sizeof(capture_opts[0]))
