@@ -651,6 +651,8 @@ static bool avro_column_fits(const capture_table *t, int col, const cap_field *f
 		return true;
 	if (f->value.kind == JSON_NULL && t->cols[col].not_null)
 		return false;
+	if (json_string_is(&f->type, t->cols[col].type_name, strlen(t->cols[col].type_name)))
+		return true; /* the same text: the usual case, no mapping needed */
 	long n = f->type.kind == JSON_STRING && f->type.len < sizeof(name)
 			 ? json_unescape(&f->type, name) : -1;
 	if (n < 0)
