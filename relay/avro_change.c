@@ -280,7 +280,8 @@ static int put_column(avro_change *a, ac_table *at, avro_value_t *row, int i, co
 	if (avro_value_get_by_index(row, (size_t)i, &field, NULL) != 0)
 		return fail(a, "libavro: %s", avro_strerror());
 	if (val->kind == JSON_NULL) {
-		if (!f->nullable && (a->nullity = true))
+		a->nullity = !f->nullable;
+		if (!f->nullable)
 			return fail(a, "column \"%.100s\" of %s is null, but its field is not nullable in "
 				    "the derived schema (the column was NOT NULL when the catalog was "
 				    "read)", f->column, at->t->name);
@@ -321,7 +322,8 @@ static int put_row(avro_change *a, ac_table *at, avro_value_t *row, const json_s
 		avro_value_t field;
 		if (at->seen[i])
 			continue;
-		if (!at->fields[i].nullable && (a->nullity = true))
+		a->nullity = !at->fields[i].nullable;
+		if (a->nullity)
 			return fail(a, "column \"%.100s\" of %s has no value in the change, but its field "
 				    "is not nullable in the derived schema", at->fields[i].column,
 				    at->t->name);
