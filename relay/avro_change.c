@@ -24,7 +24,7 @@ enum { S_LSN, S_XID, S_TS, S_SCHEMA, S_TABLE, S_SNAPSHOT, N_SOURCE };
 
 /* One row field: the catalog column it is and its Avro type. */
 typedef struct {
-	const char *column; /* the catalog's name (owned by the table's entry) */
+	char *column; /* the catalog's name (a copy: a re-read entry frees its own) */
 	avro_change_type type;
 	bool nullable;
 } ac_field;
@@ -40,6 +40,7 @@ typedef struct {
 	const capture_table *t;
 	lsn_t catalog_lsn; /* of the entry it was derived from: a steady table is derived once */
 	char *extra;       /* columns the entry does not know (NUL-separated; NULL: none) */
+	bool relaxed;      /* every row field nullable: a change older than the entry */
 	size_t extra_len;
 	char *text;
 	ac_field *fields;
@@ -59,6 +60,7 @@ struct avro_change {
 	size_t n;
 	strbuf text, scratch, extra;
 	bool unknown; /* the last conversion met a column its schema does not have */
+	bool nullity; /* the last conversion met a null or missing value in a required field */
 	const char *last; /* the schema text of the last successful conversion */
 	char *buf;
 	size_t cap;
@@ -86,6 +88,8 @@ static void table_clear(ac_table *at)
 	free(at->ids);
 	free(at->text);
 	free(at->extra);
+	for (int i = 0; i < at->n_fields; i++)
+		free(at->fields[i].column);
 	free(at->fields);
 	free(at->seen);
 	if (at->has_value)
@@ -134,13 +138,13 @@ static void fill_fields(ac_table *at)
 		if (!t->cols[i].published)
 			continue;
 		ac_field *f = &at->fields[at->n_fields++];
-		f->column = t->cols[i].name;
+		f->column = xstrdup(t->cols[i].name);
 		avro_change_map(t->cols[i].type_name, &f->type);
-		f->nullable = avro_change_nullable(t, i);
+		f->nullable = avro_change_field_nullable(t, i, at->relaxed);
 	}
 	for (const char *x = at->extra; x && x < at->extra + at->extra_len; x += strlen(x) + 1) {
 		ac_field *f = &at->fields[at->n_fields++];
-		f->column = x; /* a string: its text */
+		f->column = xstrdup(x); /* a string: its text */
 		f->nullable = true;
 	}
 }
@@ -151,10 +155,12 @@ static int compile(avro_change *a, ac_table *at, const char **why)
 	const capture_table *t = at->t;
 	char *extra = at->extra;
 	size_t extra_len = at->extra_len;
+	bool relaxed = at->relaxed;
 
 	at->extra = NULL; /* kept across the clear */
 	table_clear(at);
 	at->t = t;
+	at->relaxed = relaxed;
 	at->extra = extra;
 	at->extra_len = extra_len;
 	at->catalog_lsn = t->catalog_lsn;
@@ -176,11 +182,11 @@ static int compile(avro_change *a, ac_table *at, const char **why)
 	return 0;
 }
 
-/* True when at is t's schema with exactly these extra names. */
+/* True when at is t's schema with exactly these extra names and nullability. */
 static bool same_variant(const ac_table *at, const capture_table *t, const char *extra,
-			 size_t extra_len)
+			 size_t extra_len, bool relaxed)
 {
-	return at->t == t && at->extra_len == extra_len &&
+	return at->t == t && at->extra_len == extra_len && at->relaxed == relaxed &&
 	       (extra_len == 0 || memcmp(at->extra, extra, extra_len) == 0);
 }
 
@@ -190,17 +196,17 @@ static bool same_variant(const ac_table *at, const capture_table *t, const char 
  * the same text keeps the compiled schema and its ids). NULL with *why.
  */
 static ac_table *table_for(avro_change *a, const capture_table *t, const char *extra,
-			   size_t extra_len, const char **why)
+			   size_t extra_len, bool relaxed, const char **why)
 {
 	ac_table *at = NULL;
 
 	for (size_t i = 0; i < a->n && !at; i++)
-		if (same_variant(a->tables[i], t, extra, extra_len))
+		if (same_variant(a->tables[i], t, extra, extra_len, relaxed))
 			at = a->tables[i];
 	if (at && at->has_value && at->catalog_lsn == t->catalog_lsn)
 		return at;
 	strbuf_reset(&a->text);
-	avro_change_schema_with(&a->text, t, a->prefix, extra, extra_len);
+	avro_change_schema_with(&a->text, t, a->prefix, extra, extra_len, relaxed);
 	if (at && at->has_value && strcmp(at->text, a->text.s) == 0) {
 		at->catalog_lsn = t->catalog_lsn;
 		return at;
@@ -209,6 +215,7 @@ static ac_table *table_for(avro_change *a, const capture_table *t, const char *e
 		a->tables = xrealloc(a->tables, sizeof(*a->tables) * (a->n + 1));
 		at = a->tables[a->n++] = xcalloc(1, sizeof(*at));
 		at->t = t;
+		at->relaxed = relaxed;
 		if (extra_len) {
 			at->extra = xmalloc(extra_len);
 			memcpy(at->extra, extra, extra_len);
@@ -273,6 +280,7 @@ static int put_column(avro_change *a, ac_table *at, avro_value_t *row, int i, co
 	if (avro_value_get_by_index(row, (size_t)i, &field, NULL) != 0)
 		return fail(a, "libavro: %s", avro_strerror());
 	if (val->kind == JSON_NULL) {
+		a->nullity = !f->nullable;
 		if (!f->nullable)
 			return fail(a, "column \"%.100s\" of %s is null, but its field is not nullable in "
 				    "the derived schema (the column was NOT NULL when the catalog was "
@@ -314,7 +322,8 @@ static int put_row(avro_change *a, ac_table *at, avro_value_t *row, const json_s
 		avro_value_t field;
 		if (at->seen[i])
 			continue;
-		if (!at->fields[i].nullable)
+		a->nullity = !at->fields[i].nullable;
+		if (a->nullity)
 			return fail(a, "column \"%.100s\" of %s has no value in the change, but its field "
 				    "is not nullable in the derived schema", at->fields[i].column,
 				    at->t->name);
@@ -520,31 +529,42 @@ static void collect_unknown(avro_change *a, const ac_table *base, const json_spa
 /*
  * The envelope converted by t's schema; when a row has columns the catalog entry does not know
  * (a change written before a column was dropped or renamed, read after), by the variant of the
- * schema with those columns as nullable strings (their text), so the change is not lost. *atp
- * gets the schema used. -1 with *why.
+ * schema with those columns as nullable strings (their text), so the change is not lost; when a
+ * row lacks a value (or has a null) where the entry requires one (a change older than the entry:
+ * SET NOT NULL, REPLICA IDENTITY since; a newer change fitting the entry was refreshed for by
+ * capture_stale), by the variant with every row field nullable. *atp gets the schema used. -1
+ * with *why.
  */
 static int convert_change(avro_change *a, const capture_table *t, const char *json, size_t len,
 			  size_t prefix, ac_table **atp, char **out, size_t *out_len,
 			  const char **why)
 {
-	ac_table *at = table_for(a, t, NULL, 0, why);
+	const char *extra = NULL;
+	size_t extra_len = 0;
+	bool relaxed = false;
 	envelope e;
 
-	a->unknown = false;
-	if (!at)
-		return -1;
-	if (convert(a, at, json, len, prefix, out, out_len) == 0)
-		return a->last = at->text, *atp = at, 0;
-	if (!a->unknown || read_envelope(a, json, len, &e) < 0)
-		return *why = a->why, -1;
-	strbuf_reset(&a->extra);
-	collect_unknown(a, at, &e.m[F_BEFORE]);
-	collect_unknown(a, at, &e.m[F_AFTER]);
-	if (a->extra.len == 0 || !(at = table_for(a, t, a->extra.s, a->extra.len, why)))
-		return a->extra.len == 0 ? (*why = a->why, -1) : -1;
-	if (convert(a, at, json, len, prefix, out, out_len) < 0)
-		return *why = a->why, -1;
-	return a->last = at->text, *atp = at, 0;
+	for (;;) {
+		ac_table *at = table_for(a, t, extra, extra_len, relaxed, why);
+		if (!at)
+			return -1;
+		a->unknown = a->nullity = false;
+		if (convert(a, at, json, len, prefix, out, out_len) == 0)
+			return a->last = at->text, *atp = at, 0;
+		if (a->unknown && !extra && read_envelope(a, json, len, &e) == 0) {
+			strbuf_reset(&a->extra);
+			collect_unknown(a, at, &e.m[F_BEFORE]);
+			collect_unknown(a, at, &e.m[F_AFTER]);
+			if (a->extra.len == 0)
+				return *why = a->why, -1;
+			extra = a->extra.s;
+			extra_len = a->extra.len;
+		} else if (a->nullity && !relaxed) {
+			relaxed = true;
+		} else {
+			return *why = a->why, -1;
+		}
+	}
 }
 
 const char *avro_change_last_schema(const avro_change *a) { return a->last; }
@@ -571,10 +591,9 @@ static int schema_id(avro_change *a, ac_table *at, registry *reg, const char *to
 	if (r == REGISTRY_DOWN)
 		return *why = a->reason, ENCODE_HOLD;
 	if (r != REGISTRY_OK) {
-		snprintf(a->why, sizeof(a->why), "captured table %.150s: subject %.250s: %.500s (a NOT NULL column "
-			 "added, a type changed or a column made NOT NULL is not a compatible change of "
-			 "its derived schema: make the column nullable, or set the subject's "
-			 "compatibility; docs/schemas.md)", at->t->name, a->subject, a->reason);
+		snprintf(a->why, sizeof(a->why), "captured table %.150s: the registry refuses its "
+			 "derived schema under subject %.250s: %.500s (docs/schemas.md: schema "
+			 "changes)", at->t->name, a->subject, a->reason);
 		return *why = a->why, ENCODE_STOP;
 	}
 	at->ids = xrealloc(at->ids, sizeof(*at->ids) * (at->n_ids + 1));

@@ -24,9 +24,11 @@ void avro_change_free(avro_change *a);
  * tombstone stays one. Headers schema_id and schema_subject are added. The value and headers
  * then point into a's buffers until its next call. A change with columns the catalog entry does
  * not know (written before an ALTER TABLE the entry already has) is encoded by a variant of the
- * schema with those columns as nullable strings. ENCODE_OK; ENCODE_REJECT with *why (a value
- * the type cannot hold); ENCODE_HOLD (the registry is down); ENCODE_STOP (the registry refuses
- * the schema: *why names table, subject and reason).
+ * schema with those columns as nullable strings; one lacking a value (or with a null) where the
+ * entry requires one (written before SET NOT NULL or REPLICA IDENTITY FULL), by the variant with
+ * every non-key field nullable. A tombstone gets no headers. ENCODE_OK; ENCODE_REJECT with *why
+ * (a value the type cannot hold); ENCODE_HOLD (the registry is down); ENCODE_STOP (the registry
+ * refuses the schema: *why names table and subject, and quotes the registry's reason).
  */
 int avro_change_encode(avro_change *a, registry *reg, record *rec, const char **why);
 
@@ -37,8 +39,8 @@ int avro_change_encode(avro_change *a, registry *reg, record *rec, const char **
 int avro_change_convert(avro_change *a, const capture_table *t, const char *json, size_t len,
 			size_t prefix, char **out, size_t *out_len, const char **why);
 /*
- * The schema text the last successful conversion used (the table's, or its variant for a change
- * with columns the catalog entry does not know: those as nullable strings), valid until a's next
+ * The schema text the last successful conversion used (the table's, or a variant: columns the
+ * catalog entry does not know as nullable strings, or every non-key field nullable), valid until a's next
  * conversion or avro_change_free.
  */
 const char *avro_change_last_schema(const avro_change *a);

@@ -21,6 +21,12 @@ bool avro_change_nullable(const capture_table *t, int col)
 	return !t->cols[col].not_null || !(is_key(t, col) || t->replident == 'f');
 }
 
+/* (Declared in avro_change_schema.h: the key stays required, the Kafka key is built of it.) */
+bool avro_change_field_nullable(const capture_table *t, int col, bool relaxed)
+{
+	return avro_change_nullable(t, col) || (relaxed && !is_key(t, col));
+}
+
 /* The namespace: each dot-separated part of the prefix, then the schema, as Avro names. */
 static void put_namespace(strbuf *b, const char *prefix, const char *schema)
 {
@@ -86,7 +92,7 @@ static void put_field(strbuf *b, strbuf *names, const char *column, const char *
  * then one nullable string per extra name (columns a change has that the entry does not know).
  */
 static void put_row_schema(strbuf *b, const capture_table *t, const char *prefix,
-			   const char *extra, size_t extra_len)
+			   const char *extra, size_t extra_len, bool all_nullable)
 {
 	strbuf names = {0};
 	int n = 0;
@@ -101,7 +107,8 @@ static void put_row_schema(strbuf *b, const capture_table *t, const char *prefix
 			continue;
 		if (n++)
 			STRBUF_ADD_LIT(b, ",");
-		put_field(b, &names, t->cols[i].name, t->cols[i].type_name, avro_change_nullable(t, i), i + 1);
+		put_field(b, &names, t->cols[i].name, t->cols[i].type_name,
+			  avro_change_field_nullable(t, i, all_nullable), i + 1);
 	}
 	for (const char *x = extra; x && x < extra + extra_len; x += strlen(x) + 1) {
 		if (n++)
@@ -114,7 +121,7 @@ static void put_row_schema(strbuf *b, const capture_table *t, const char *prefix
 
 /* (Declared in avro_change_schema.h: the envelope, its rows with the extra names too.) */
 void avro_change_schema_with(strbuf *b, const capture_table *t, const char *prefix,
-			     const char *extra, size_t extra_len)
+			     const char *extra, size_t extra_len, bool all_nullable)
 {
 	STRBUF_ADD_LIT(b, "{\"type\":\"record\",\"name\":\"Envelope\",\"namespace\":\"");
 	put_namespace(b, prefix, t->schema);
@@ -122,7 +129,7 @@ void avro_change_schema_with(strbuf *b, const capture_table *t, const char *pref
 	avro_change_name(b, t->table, strlen(t->table));
 	STRBUF_ADD_LIT(b, "\",\"fields\":[{\"name\":\"op\",\"type\":\"string\"},"
 			  "{\"name\":\"before\",\"type\":[\"null\",");
-	put_row_schema(b, t, prefix, extra, extra_len);
+	put_row_schema(b, t, prefix, extra, extra_len, all_nullable);
 	STRBUF_ADD_LIT(b, "],\"default\":null},{\"name\":\"after\",\"type\":[\"null\",\"");
 	put_namespace(b, prefix, t->schema);
 	strbuf_addc(b, '.');
@@ -140,5 +147,5 @@ void avro_change_schema_with(strbuf *b, const capture_table *t, const char *pref
 /* (Declared in avro_change_schema.h: the table's own schema, no extra names.) */
 void avro_change_schema(strbuf *b, const capture_table *t, const char *prefix)
 {
-	avro_change_schema_with(b, t, prefix, NULL, 0);
+	avro_change_schema_with(b, t, prefix, NULL, 0, false);
 }

@@ -19,16 +19,19 @@ void avro_change_schema(strbuf *out, const capture_table *t, const char *topic_p
 /*
  * The same with extra row fields after the table's columns: extra holds extra_len bytes of
  * NUL-terminated column names (columns a change has that the catalog entry does not know), each
- * a nullable string. extra NULL: none.
+ * a nullable string. extra NULL: none. all_nullable: every row field but the key's nullable (the variant for a
+ * change older than the entry that lacks a value the entry requires).
  */
 void avro_change_schema_with(strbuf *out, const capture_table *t, const char *topic_prefix,
-			     const char *extra, size_t extra_len);
+			     const char *extra, size_t extra_len, bool all_nullable);
 /*
  * Whether column col's field is nullable: the column is, or some record may lack its value (a
  * delete's before holds only the identity's key columns; an update leaves out an unchanged
  * TOASTed value unless the old row is whole, REPLICA IDENTITY FULL).
  */
 bool avro_change_nullable(const capture_table *t, int col);
+/* The same, in the variant with every non-key field nullable when relaxed (all_nullable). */
+bool avro_change_field_nullable(const capture_table *t, int col, bool relaxed);
 /* True when names (NUL-terminated names one after another) holds name[0..n). */
 bool avro_change_name_listed(const strbuf *names, const char *name, size_t n);
 

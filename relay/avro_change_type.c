@@ -81,6 +81,10 @@ void avro_change_map(const char *pg_type, avro_change_type *out)
 		out->kind = ACT_DECIMAL;
 		out->precision = a;
 		out->scale = b < 0 ? 0 : b;
+		if (b < 0) /* numeric(3,-2) holds 12300: five digits, none after the point */
+			out->precision = a - b;
+		if (b > a) /* numeric(2,5) holds 0.00012: Avro needs precision >= scale */
+			out->precision = b;
 	}
 }
 

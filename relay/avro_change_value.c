@@ -178,9 +178,16 @@ static int set_datetime(avro_value_t *v, avro_change_kind kind, const char *text
 		return fail(why, whylen, "unexpected text after the %s: %.40s",
 			    kind == ACT_DATE ? "date" : "timestamp", text);
 	int64_t days = days_from_civil(y, (unsigned)m, (unsigned)d);
+	if (kind == ACT_DATE && (days <= INT32_MIN || days >= INT32_MAX))
+		return fail(why, whylen, "%.40s is out of the range of days since 1970 in 32 bits", text);
 	if (kind == ACT_DATE)
 		return avro_value_set_int(v, (int32_t)days);
-	return avro_value_set_long(v, days * US_PER_DAY + us - off * 1000000);
+	int64_t at;
+	if (__builtin_mul_overflow(days, US_PER_DAY, &at) || __builtin_add_overflow(at, us, &at) ||
+	    __builtin_sub_overflow(at, off * 1000000, &at))
+		return fail(why, whylen, "%.40s is out of the range of microseconds since 1970 in "
+			    "64 bits", text);
+	return avro_value_set_long(v, at);
 }
 
 /* A time of day into microseconds since midnight. */
@@ -430,7 +437,10 @@ static int set_array(avro_value_t *v, const avro_change_type *t, const char *tex
 			continue;
 		}
 		rc = avro_value_set_branch(&item, 1, &branch);
-		if (rc == 0)
+		if (rc == 0 && el_type.kind == ACT_BYTES && !(el.len >= 2 && el.s[0] == '\\' && el.s[1] == 'x'))
+			rc = fail(why, whylen, "a bytea array element without the \\x of hex output "
+				  "(bytea_output = escape?): %.40s", text);
+		else if (rc == 0)
 			rc = set_typed(&branch, &el_type, el.s, el.len, why, whylen);
 	}
 	strbuf_free(&el);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "avro_change_type.h"
 #include "json_out.h"
 #include "log.h"
 #include "pgtime.h"
@@ -287,23 +288,27 @@ static void choose_key(capture_table *t, const int *pk_pos, const int *ri_pos)
 
 /*
  * A table's columns in order, with their type (a domain over json or jsonb as that type: the
- * stream names the base type too, include-domain-data-type, so both print its JSON), key
+ * stream names the base type too, include-domain-data-type, so both print its JSON; a domain
+ * over a domain: the last base type, as wal2json's getBaseTypeAndTypmod), key
  * positions, replica identity, whether they are variable-length, the type's name as
  * format_type prints it (a domain's base type, as wal2json's "type" with include-domain-data-type:
  * the Avro schema of the table is derived from it) and whether the column is NOT NULL.
  */
 #define TABLE_SQL                                                                                  \
-	"SELECT a.attname, CASE WHEN ty.typtype = 'd' AND ty.typbasetype IN (114, 3802) "        \
-	"THEN ty.typbasetype ELSE a.atttypid END, "                                                \
+	"SELECT a.attname, CASE WHEN bt.id IN (114, 3802) THEN bt.id ELSE a.atttypid END, "        \
 	"coalesce((SELECT k.n FROM unnest(pk.indkey) WITH ORDINALITY k(att, n) "                 \
 	"WHERE k.att = a.attnum), 0), "                                                            \
 	"coalesce((SELECT k.n FROM unnest(ri.indkey) WITH ORDINALITY k(att, n) "                 \
 	"WHERE k.att = a.attnum), 0), c.relreplident, a.attlen = -1, "                             \
-	"CASE WHEN ty.typtype = 'd' THEN format_type(ty.typbasetype, ty.typtypmod) "             \
-	"ELSE format_type(a.atttypid, a.atttypmod) END, a.attnotnull OR ty.typnotnull "           \
+	"CASE WHEN bt.id IS NOT NULL THEN format_type(bt.id, bt.mod) "                             \
+	"ELSE format_type(a.atttypid, a.atttypmod) END, a.attnotnull "                             \
 	"FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "                           \
 	"JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "       \
 	"JOIN pg_type ty ON ty.oid = a.atttypid "                                                  \
+	"LEFT JOIN LATERAL (WITH RECURSIVE d(id, mod) AS (SELECT ty.typbasetype, ty.typtypmod "   \
+	"WHERE ty.typtype = 'd' UNION ALL SELECT b.typbasetype, b.typtypmod FROM d "              \
+	"JOIN pg_type b ON b.oid = d.id AND b.typtype = 'd') SELECT d.id, d.mod FROM d "          \
+	"JOIN pg_type e ON e.oid = d.id AND e.typtype <> 'd') bt ON true "                        \
 	"LEFT JOIN pg_index pk ON pk.indrelid = c.oid AND pk.indisprimary "                        \
 	"LEFT JOIN pg_index ri ON ri.indrelid = c.oid AND ri.indisreplident "                      \
 	"WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p') ORDER BY a.attnum"
@@ -625,6 +630,53 @@ static const cap_field *field_named(const field_list *l, const char *name)
 	return NULL;
 }
 
+/* True for a capture entry in Avro: its schema depends on each column's type and nullability. */
+static bool is_avro(const capture_table *t)
+{
+	return t->cfg && t->cfg->format && strcmp(t->cfg->format, "avro") == 0;
+}
+
+/*
+ * Whether a field of a change fits column col of an Avro capture's entry: wal2json's type maps
+ * to the same Avro type as the entry's (an ALTER COLUMN TYPE since the entry was read changes
+ * it: real to double precision, bytea to text), and a null is in a column the entry has nullable
+ * (DROP NOT NULL). Names only for a JSON capture.
+ */
+static bool avro_column_fits(const capture_table *t, int col, const cap_field *f)
+{
+	char name[128];
+	avro_change_type was, now;
+
+	if (!is_avro(t))
+		return true;
+	if (f->value.kind == JSON_NULL && t->cols[col].not_null)
+		return false;
+	if (json_string_is(&f->type, t->cols[col].type_name, strlen(t->cols[col].type_name)))
+		return true; /* the same text: the usual case, no mapping needed */
+	long n = f->type.kind == JSON_STRING && f->type.len < sizeof(name)
+			 ? json_unescape(&f->type, name) : -1;
+	if (n < 0)
+		return true; /* not a type name it could compare */
+	name[n] = '\0';
+	avro_change_map(t->cols[col].type_name, &was);
+	avro_change_map(name, &now);
+	return memcmp(&was, &now, sizeof(was)) == 0;
+}
+
+/*
+ * Whether a delete's or update's identity fits an Avro capture's replica identity: the whole
+ * row where the entry says FULL (more than the key), the key alone where it does not (an ALTER
+ * TABLE ... REPLICA IDENTITY since the entry was read changes which fields are required).
+ */
+static bool identity_fits(const capture_table *t, const field_list *old)
+{
+	if (!is_avro(t) || old->n == 0 || t->n_cols == t->n_keys)
+		return true;
+	if (t->replident == 'f')
+		return (int)old->n == t->n_cols;
+	return (int)old->n < t->n_cols;
+}
+
 /*
  * Whether the fields (wal2json prints them in column order) are columns of the catalog entry,
  * in order. A column may be missing from them only when some_may_miss allows it: any column
@@ -635,6 +687,8 @@ static bool fields_fit(const capture_table *t, const field_list *l, int some_may
 {
 	int i = 0;
 	for (size_t j = 0; j <= l->n; j++, i++) {
+		if (i > 0 && j > 0 && !avro_column_fits(t, i - 1, &l->f[j - 1]))
+			return false;
 		/* Past the last field: the rest of the columns are missing. */
 		while (i < t->n_cols && (j == l->n || !json_string_is(&l->f[j].name, t->cols[i].name,
 								      strlen(t->cols[i].name)))) {
@@ -666,7 +720,7 @@ bool capture_stale(capture *c, const capture_table *t, const w2j_record *rec, ls
 	if (rec->action != W2J_DELETE &&
 	    !fields_fit(t, &c->now, rec->action == W2J_INSERT ? MISS_NONE : MISS_TOASTABLE))
 		return true;
-	return !fields_fit(t, &c->old, MISS_ANY);
+	return !fields_fit(t, &c->old, MISS_ANY) || !identity_fits(t, &c->old);
 }
 
 /* Whether the table publishes a column of the record (include_columns / exclude_columns). */

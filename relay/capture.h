@@ -19,7 +19,7 @@ typedef struct {
 	bool toastable; /* variable length: an update may leave it out when it did not change */
 	bool published; /* not left out by include_columns / exclude_columns */
 	char *type_name; /* format_type of its type (a domain's: the base type's), wal2json's "type" */
-	bool not_null;   /* attnotnull, or a domain's NOT NULL */
+	bool not_null;   /* attnotnull (a domain's NOT NULL does not keep nulls out of every row) */
 } capture_column;
 
 /* A captured table: which entry of the capture list took it, its columns and its key. */
@@ -43,6 +43,14 @@ typedef struct capture_table {
 	bool ddl_known;      /* ddl_us is known (track_commit_timestamp on when they were written) */
 	const char *slot;    /* the relay's slot: its catalog_xmin dates old catalog rows */
 } capture_table;
+
+/*
+ * The session settings of the connections an Avro capture reads through (the replication
+ * stream, catalog reads and snapshots): the texts of dates, timestamps and bytea it converts
+ * are PostgreSQL's in ISO DateStyle and hex bytea_output, whatever the database or role sets.
+ */
+#define CAPTURE_AVRO_SESSION_SQL                                                                   \
+	"SET DateStyle = 'ISO, MDY'; SET bytea_output = 'hex'; SET extra_float_digits = 1"
 
 typedef struct capture capture;
 

@@ -302,7 +302,8 @@ static const opt_def capture_opts[] = {
 	{.path = "format", .type = OPT_STRING, .offset = CAP(format), .def = "json",
 	 .choices = source_formats,
 	 .doc = "json (the change envelope) or avro (the envelope in a schema derived from the "
-		"table, Confluent wire format; needs schema_registry.url; docs/schemas.md)"},
+		"table, Confluent wire format; needs schema_registry.url and ${table} in the "
+		"topic; docs/schemas.md)"},
 };
 
 #define N_CAPTURE_OPTS (sizeof(capture_opts) / sizeof(capture_opts[0]))
@@ -1044,6 +1045,16 @@ static int check_values(const relay_config *cfg, const config_t *lc, FILE *err)
 			cfg->path, cfg->captures[i].line, i);
 		bad = -1;
 		break;
+	}
+	for (int i = 0; i < cfg->n_captures; i++) {
+		const capture_config *e = &cfg->captures[i];
+		if (strcmp(e->format, "avro") != 0 || strstr(e->topic, "${table}"))
+			continue;
+		fprintf(err, "%s:%d: capture[%d] has format = \"avro\" and topic \"%s\" without "
+			"${table}: the schema of each table goes under the subject <topic>-value, so "
+			"each table needs its own topic (put ${table} in it)\n", cfg->path, e->line, i,
+			e->topic);
+		bad = -1;
 	}
 	if (!cfg->exactly_once && cfg->n_wait_for_standbys > 0) {
 		fprintf(err, "%s:%d: postgresql.wait_for_standbys needs relay.delivery = "

@@ -595,6 +595,16 @@ done:
 	return r;
 }
 
+outcome pg_stream_set(pg_stream *s, const char *sql, char *err, size_t errlen)
+{
+	PGresult *res = query(s, sql);
+
+	if (!res)
+		return explain(s, OUTCOME_RETRY, err, errlen);
+	PQclear(res);
+	return OUTCOME_OK;
+}
+
 const char *pg_stream_host(const pg_stream *s) { return PQhost(s->conn); }
 const char *pg_stream_port(const pg_stream *s) { return PQport(s->conn); }
 const char *pg_stream_hostaddr(const pg_stream *s) { return PQhostaddr(s->conn); }

@@ -99,6 +99,12 @@ const char *pg_stream_error(const pg_stream *s);
 /* The slot's confirmed_flush_lsn when the connection checked it. */
 lsn_t pg_stream_start_lsn(const pg_stream *s);
 /* The server the stream reads (of the conninfo's hosts, the one it connected to). */
+/*
+ * Runs SET commands (sql) in the replication session, before START_REPLICATION: wal2json prints
+ * values through the walsender's output functions, so its DateStyle and bytea_output shape the
+ * stream's texts. OUTCOME_RETRY with err when the server refuses them.
+ */
+outcome pg_stream_set(pg_stream *s, const char *sql, char *err, size_t errlen);
 const char *pg_stream_host(const pg_stream *s);
 const char *pg_stream_port(const pg_stream *s);
 /* Its address when the conninfo gave one (hostaddr), else "" or NULL. */

@@ -18,16 +18,61 @@
 #include "w2j.h"
 #include "xalloc.h"
 
-/* A delete's record, then (tombstone) the same key with a null value for compacted topics. */
+/* True for the headers an encoder adds to describe the value's schema (a null value has none). */
+static bool schema_header(const route_header *h)
+{
+	return (h->name_len == 9 && memcmp(h->name, "schema_id", 9) == 0) ||
+	       (h->name_len == 14 && memcmp(h->name, "schema_subject", 14) == 0);
+}
+
+/*
+ * A delete's record, then (tombstone) the same key with a null value for compacted topics,
+ * without the schema headers of the delete's value (docs/schemas.md: a tombstone has none).
+ */
 static outcome produce_then_tombstone(relay *r, route_msg *m, bool tombstone,
 					 rd_kafka_resp_err_t *refused)
 {
 	outcome e = publish_produce(r, m, false, refused);
 	if (e != OUTCOME_OK || *refused || !tombstone)
 		return e;
-	m->value = NULL;
-	m->value_len = 0;
-	return publish_produce(r, m, false, refused);
+	route_msg t = *m;
+	route_header *kept = xcalloc(m->n_headers + 1, sizeof(*kept));
+	t.value = NULL;
+	t.value_len = 0;
+	t.n_headers = 0;
+	for (size_t i = 0; i < m->n_headers; i++)
+		if (!schema_header(&m->headers[i]))
+			kept[t.n_headers++] = m->headers[i];
+	t.headers = kept;
+	e = publish_produce(r, &t, false, refused);
+	free(kept);
+	return e;
+}
+
+/*
+ * The headers of m copied into one allocation (*blob, freed by the caller), m pointing at them:
+ * the encoder's header array and texts are rewritten by the next record's encoding.
+ */
+static void own_headers(route_msg *m, char **blob)
+{
+	size_t size = sizeof(route_header) * (m->n_headers + 1);
+	for (size_t i = 0; i < m->n_headers; i++)
+		size += m->headers[i].name_len + m->headers[i].value_len;
+	*blob = xmalloc(size);
+	route_header *h = (route_header *)*blob;
+	char *text = *blob + sizeof(route_header) * (m->n_headers + 1);
+	for (size_t i = 0; i < m->n_headers; i++) {
+		h[i] = m->headers[i];
+		memcpy(text, h[i].name, h[i].name_len);
+		h[i].name = text;
+		text += h[i].name_len;
+		if (h[i].value) {
+			memcpy(text, h[i].value, h[i].value_len);
+			h[i].value = text;
+			text += h[i].value_len;
+		}
+	}
+	m->headers = h;
 }
 
 /*
@@ -110,7 +155,7 @@ static outcome publish_key_change(relay *r, const capture_table *t, const w2j_re
 {
 	route_msg del = *built, upd;
 	clear_key keys[2] = {{built->key, built->key_len}, {NULL, 0}};
-	char *copy;
+	char *copy, *headers;
 	const char *why = NULL;
 	int enc;
 	outcome e;
@@ -122,9 +167,10 @@ static outcome publish_key_change(relay *r, const capture_table *t, const w2j_re
 		return publish_reject_row(r, t->name, rec, data, len, why, &del);
 	if (enc != ENCODE_OK)
 		return publish_held(r, t->name, rec, enc, why);
-	/* Key and value are copied, and the key as built; headers (Avro: schema_id,
-	 * schema_subject) are the encoder's array, which the update's encoding rewrites with the same
-	 * table's, hence the same, ones. */
+	/* Key, value and headers (Avro: schema_id, schema_subject, which may differ from the
+	 * update's: a variant schema) are copied, and the key as built: the update's encoding
+	 * rewrites the encoder's. */
+	own_headers(&del, &headers);
 	copy = xmalloc(del.key_len + del.value_len + keys[0].len + 1);
 	memcpy(copy, del.key, del.key_len);
 	memcpy(copy + del.key_len, del.value, del.value_len);
@@ -144,6 +190,7 @@ static outcome publish_key_change(relay *r, const capture_table *t, const w2j_re
 	else
 		e = produce_key_change(r, t, rec, &del, &upd, keys, data, len);
 	free(copy);
+	free(headers);
 	return e;
 }
 

@@ -51,6 +51,8 @@ PGconn *session_sql(relay *r, char *err, size_t errlen)
 	if (PQstatus(r->sql) == CONNECTION_OK) {
 		PGresult *res = PQexec(r->sql, "SET statement_timeout = '30s'; SET lock_timeout = '5s'");
 		PQclear(res);
+		if (r->cfg->capture_avro) /* the snapshot's texts as the stream's (capture.h) */
+			PQclear(PQexec(r->sql, CAPTURE_AVRO_SESSION_SQL));
 		return r->sql;
 	}
 	snprintf(err, errlen, "connecting for catalog reads and snapshots: %s", PQerrorMessage(r->sql));
@@ -150,6 +152,8 @@ static outcome connect_and_settle(relay *r, char *err, size_t errlen)
 {
 	outcome res = pg_stream_connect(&r->pg, r->cfg->pg_conninfo, r->cfg->pg_password, err, errlen);
 
+	if (res == OUTCOME_OK && r->cfg->capture_avro) /* wal2json's texts (capture.h) */
+		res = pg_stream_set(r->pg, CAPTURE_AVRO_SESSION_SQL, err, errlen);
 	if (res == OUTCOME_OK)
 		res = setup_kafka(r, err, errlen);
 	if (res == OUTCOME_OK && r->eos_on)

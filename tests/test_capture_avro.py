@@ -292,6 +292,7 @@ def test_every_type_decodes_to_what_the_json_envelope_of_the_same_change_says(ou
     for jm, am in zip(js, avs):
         if jm["value"] is None:
             assert am["value"] is None and am["key"] == jm["key"]  # a tombstone stays one
+            assert not {"schema_id", "schema_subject"} & set(dict(am["headers"] or [])), am["headers"]
             continue
         assert_envelope_matches(registry, am, jm)
         headers = dict(am["headers"])
@@ -444,14 +445,79 @@ def test_a_change_read_after_its_column_was_dropped_is_published_not_lost(outbox
     assert len(kafka.consume(topic, until=1, timeout=60)) == 1
     assert outbox.relay.stop() == 0
     db.execute("INSERT INTO public.late VALUES (2, 'b', 2.25)")
+    db.execute("UPDATE public.late SET id = 5 WHERE id = 1")  # a key change: its update by the variant
     db.execute("ALTER TABLE public.late DROP COLUMN gone")
     db.execute("INSERT INTO public.late VALUES (3, 'c')")
     outbox.relay.start()
     outbox.relay.wait_streaming()
-    msgs = sorted(kafka.consume(topic, until=3, timeout=60), key=lambda m: m["key"])
-    assert [decode(registry, m["value"])["after"] for m in msgs] == [
-        {"id": 1, "keep": "a", "gone": b"\x00\x96"},  # numeric(6,2) 1.50: unscaled 150
-        {"id": 2, "keep": "b", "gone": "2.25"},        # the variant: the dropped column's text
-        {"id": 3, "keep": "c"}]
+    msgs = kafka.consume(topic, until=6, timeout=60)  # + the key change's delete and tombstone
+    for m in msgs:  # each record's schema_id header names the schema its own value was written by
+        headers = dict(m["headers"] or [])
+        if m["value"] is not None:
+            assert int(headers["schema_id"]) == struct.unpack(">I", m["value"][1:5])[0]
+    values = [decode(registry, m["value"]) for m in msgs if m["value"] is not None]
+    by_op_id = {(v["op"], (v["after"] or v["before"])["id"]): v["after"] for v in values}
+    assert by_op_id == {
+        ("c", 1): {"id": 1, "keep": "a", "gone": b"\x00\x96"},  # numeric(6,2) 1.50: unscaled 150
+        ("c", 2): {"id": 2, "keep": "b", "gone": "2.25"},        # the variant: the dropped column's text
+        ("u", 5): {"id": 5, "keep": "a", "gone": "1.50"},        # the key change's update, by the variant
+        ("d", 1): None,                                          # its delete of the old key
+        ("c", 3): {"id": 3, "keep": "c"}}
     assert "dead-lettering" not in outbox.relay.log()
     assert outbox.relay.stop() == 0
+
+
+def test_a_column_type_changed_under_a_running_relay_registers_a_new_version_with_exact_values(outbox, kafka, registry):
+    """ALTER COLUMN TYPE real TO double precision while the relay runs: the change after it does
+    not fit the catalog entry's types, so the entry is read again and the change goes out by a
+    new version with a double, its value exact (not rounded through a float). A nested domain
+    maps like its last base type (a bigint: a long)."""
+    db = outbox.db
+    db.execute("CREATE DOMAIN public.pos AS bigint CHECK (VALUE > 0)")
+    db.execute("CREATE DOMAIN public.pos2 AS public.pos")
+    db.execute("CREATE TABLE public.meas (id int PRIMARY KEY, v real, p public.pos2)")
+    start(outbox, registry, '{ tables = "public.meas"; snapshot = false; format = "avro"; }')
+    topic = "%s.public.meas" % outbox.prefix
+    db.execute("INSERT INTO public.meas VALUES (1, 1.5, 9)")
+    assert len(kafka.consume(topic, until=1, timeout=60)) == 1
+    db.execute("ALTER TABLE public.meas ALTER COLUMN v TYPE double precision")
+    db.execute("INSERT INTO public.meas VALUES (2, 0.1, 10)")
+    msgs = sorted(kafka.consume(topic, until=2, timeout=60), key=lambda m: m["key"])
+    assert len(msgs) == 2
+    assert row_types(registry, msgs[0]["value"])["v"][1] == "float"
+    assert row_types(registry, msgs[1]["value"])["v"][1] == "double"
+    assert row_types(registry, msgs[1]["value"])["p"][1] == "long"
+    assert decode(registry, msgs[1]["value"])["after"] == {"id": 2, "v": 0.1, "p": 10}
+    status, versions = registry.request("GET", "/subjects/%s-value/versions" % topic)
+    assert versions == [1, 2]
+    assert "dead-lettering" not in outbox.relay.log()
+    assert outbox.relay.stop() == 0
+
+
+def test_dates_and_bytea_convert_whatever_datestyle_and_bytea_output_the_database_sets(outbox, kafka, registry):
+    """The database sets DateStyle 'SQL, DMY' and bytea_output 'escape' for every session: the
+    relay's own sessions use ISO and hex, so a snapshot row and a change both convert exactly."""
+    db = outbox.db
+    db.execute("CREATE TABLE public.styled (id int PRIMARY KEY, d date, ts timestamptz, b bytea, ba bytea[])")
+    db.execute("INSERT INTO public.styled VALUES (1, '2026-11-22', '2026-11-22 10:00:00+00', "
+               "'\\x00ff', ARRAY['\\x0102'::bytea])")
+    alter = "DO $$ BEGIN EXECUTE format('ALTER DATABASE %%I %s', current_database()); END $$"
+    db.execute(alter % "SET DateStyle = ''SQL, DMY''")
+    db.execute(alter % "SET bytea_output = ''escape''")
+    try:
+        start(outbox, registry, '{ tables = "public.styled"; format = "avro"; }')
+        topic = "%s.public.styled" % outbox.prefix
+        db.execute("INSERT INTO public.styled VALUES (2, '2026-11-23', '2026-11-23 10:00:00+00', "
+                   "'\\x00fe', ARRAY['\\x0304'::bytea])")
+        msgs = sorted(kafka.consume(topic, until=2, timeout=60), key=lambda m: m["key"])
+        rows = [decode(registry, m["value"], logical=True)["after"] for m in msgs]
+        utc = datetime.timezone.utc
+        assert rows == [
+            {"id": 1, "d": datetime.date(2026, 11, 22), "ts": datetime.datetime(2026, 11, 22, 10, tzinfo=utc),
+             "b": b"\x00\xff", "ba": [b"\x01\x02"]},
+            {"id": 2, "d": datetime.date(2026, 11, 23), "ts": datetime.datetime(2026, 11, 23, 10, tzinfo=utc),
+             "b": b"\x00\xfe", "ba": [b"\x03\x04"]}]
+        assert "dead-lettering" not in outbox.relay.log()
+        assert outbox.relay.stop() == 0
+    finally:
+        db.execute(alter % "RESET ALL")

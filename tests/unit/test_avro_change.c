@@ -20,6 +20,8 @@ static const struct {
 	{"numeric(10,2)", "{\"type\":\"bytes\",\"logicalType\":\"decimal\",\"precision\":10,\"scale\":2}"},
 	{"numeric(5,0)", "{\"type\":\"bytes\",\"logicalType\":\"decimal\",\"precision\":5,\"scale\":0}"},
 	{"numeric", "\"string\""},
+	{"numeric(3,-2)", "{\"type\":\"bytes\",\"logicalType\":\"decimal\",\"precision\":5,\"scale\":0}"},
+	{"numeric(2,5)", "{\"type\":\"bytes\",\"logicalType\":\"decimal\",\"precision\":5,\"scale\":5}"},
 	{"boolean", "\"boolean\""},
 	{"text", "\"string\""},
 	{"character varying(10)", "\"string\""},
@@ -230,6 +232,49 @@ static void test_a_column_the_catalog_no_longer_has_is_kept_as_a_string(void **s
 	avro_change_free(a);
 }
 
+/* Replaces the fixture's column names by heap copies (freeing the previous ones, if heap). */
+static void renew_names(table_fixture *f, char **heap)
+{
+	for (int i = 0; i < 6; i++) {
+		char *copy = strdup(f->cols[i].name);
+		free(heap[i]);
+		heap[i] = copy;
+		f->cols[i].name = copy;
+	}
+}
+
+/*
+ * A catalog entry read again (capture_refresh frees the column names and reads them anew) that
+ * derives the same schema text: the conversion after it reads no freed name (run under ASan).
+ */
+static void test_a_re_read_entry_with_the_same_schema_frees_nothing_in_use(void **state)
+{
+	static const char env[] = "{\"op\":\"u\",\"before\":null,\"after\":{\"id\":1,"
+				  "\"owner\":\"o\",\"level\":2}" SOURCE ",\"unchanged_toast\":[\"note\"]}";
+	table_fixture f;
+	char *heap[6] = {0};
+	avro_change *a = avro_change_new("app");
+	const char *why = NULL;
+	char *out;
+	size_t len;
+	(void)state;
+
+	fixture(&f, 'd');
+	renew_names(&f, heap);
+	if (avro_change_convert(a, &f.t, env, sizeof(env) - 1, 0, &out, &len, &why) < 0)
+		fail_msg("first: %s", why);
+	renew_names(&f, heap); /* the entry read again: the old names are freed */
+	f.t.catalog_lsn = 2;
+	if (avro_change_convert(a, &f.t, env, sizeof(env) - 1, 0, &out, &len, &why) < 0)
+		fail_msg("after the re-read: %s", why);
+	char *text = read_back(&f.t, out, len);
+	assert_non_null(strstr(text, "\"owner\": {\"string\": \"o\"}"));
+	free(text);
+	avro_change_free(a);
+	for (int i = 0; i < 6; i++)
+		free(heap[i]);
+}
+
 /* A truncate and a delete with a key-only identity: the NOT NULL non-key columns are null. */
 static void test_a_truncate_and_a_key_only_delete_convert(void **state)
 {
@@ -254,6 +299,37 @@ static void test_a_truncate_and_a_key_only_delete_convert(void **state)
 	text = read_back(&f.t, out, len);
 	assert_non_null(strstr(text, "\"id\": 7, \"owner\": null, \"note\": null, \"level\": null"));
 	free(text);
+	avro_change_free(a);
+}
+
+/*
+ * A change older than the catalog entry (written before REPLICA IDENTITY FULL or SET NOT NULL):
+ * a key-only delete and a null in a NOT NULL column go out by the variant with every non-key
+ * field nullable, not dead-lettered; a null key is still refused.
+ */
+static void test_a_change_older_than_the_entry_lacking_a_required_value_is_published(void **state)
+{
+	static const char del[] = "{\"op\":\"d\",\"before\":{\"id\":7},\"after\":null" SOURCE "}";
+	static const char ins[] = "{\"op\":\"c\",\"before\":null,\"after\":{\"id\":8,\"owner\":null,"
+				  "\"note\":null,\"level\":1,\"a b\":null,\"a_b\":null}" SOURCE "}";
+	static const char bad[] = "{\"op\":\"c\",\"before\":null,\"after\":{\"id\":null,\"owner\":\"o\","
+				  "\"note\":null,\"level\":1,\"a b\":null,\"a_b\":null}" SOURCE "}";
+	table_fixture f;
+	avro_change *a = avro_change_new("app");
+	const char *why = NULL;
+	char *out;
+	size_t len;
+	(void)state;
+
+	fixture(&f, 'f'); /* owner and level are required fields */
+	if (avro_change_convert(a, &f.t, del, sizeof(del) - 1, 0, &out, &len, &why) < 0)
+		fail_msg("key-only delete: %s", why);
+	assert_non_null(strstr(avro_change_last_schema(a), "{\"name\":\"owner\",\"type\":[\"null\",\"string\"]"));
+	assert_non_null(strstr(avro_change_last_schema(a), "{\"name\":\"id\",\"type\":\"long\"}"));
+	if (avro_change_convert(a, &f.t, ins, sizeof(ins) - 1, 0, &out, &len, &why) < 0)
+		fail_msg("null owner: %s", why);
+	assert_int_equal(avro_change_convert(a, &f.t, bad, sizeof(bad) - 1, 0, &out, &len, &why), -1);
+	assert_non_null(strstr(why, "column \"id\" of public.acct is null"));
 	avro_change_free(a);
 }
 
@@ -339,6 +415,107 @@ static void test_postgresql_texts_convert_exactly(void **state)
 	avro_schema_decref(s[1]);
 }
 
+/* Dates and timestamps past 64-bit microseconds (PostgreSQL's own range is wider) are refused. */
+static void test_timestamps_beyond_64_bit_microseconds_are_refused_not_wrapped(void **state)
+{
+	static const struct {
+		avro_change_kind kind;
+		const char *text;
+	} cases[] = {
+		{ACT_LOCAL_TS, "294276-12-31 23:59:59.999999"},
+		{ACT_TS, "294276-12-31 23:59:59.999999+00"},
+		{ACT_LOCAL_TS, "4713-01-01 00:00:00 BC"},
+		{ACT_TS, "262143-12-31 23:59:59-15:59:59"},
+		{ACT_DATE, "9999999-01-01"},
+	};
+	avro_schema_t s[] = {avro_schema_int(), avro_schema_long()};
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		avro_value_iface_t *iface = avro_generic_class_from_schema(cases[i].kind == ACT_DATE ? s[0] : s[1]);
+		avro_value_t v;
+		char why[200] = "";
+		avro_generic_value_new(iface, &v);
+		int rc = avro_change_text_set(&v, cases[i].kind, cases[i].text, strlen(cases[i].text),
+					      why, sizeof(why));
+		if (strstr(cases[i].text, "262143") || strstr(cases[i].text, "4713")) {
+			if (rc != 0) /* within the range: converted */
+				fail_msg("%s: %s", cases[i].text, why);
+		} else if (rc == 0 || !strstr(why, "out of the range")) {
+			fail_msg("%s: not refused (%s)", cases[i].text, why);
+		}
+		avro_value_decref(&v);
+		avro_value_iface_decref(iface);
+	}
+	avro_schema_decref(s[0]);
+	avro_schema_decref(s[1]);
+}
+
+/* numeric with a negative scale or a scale above its precision: every value it holds converts. */
+static void test_numeric_scales_outside_zero_to_precision_convert(void **state)
+{
+	static const struct {
+		const char *pg, *text;
+	} cases[] = {
+		{"numeric(3,-2)", "12300"},
+		{"numeric(3,-2)", "-99900"},
+		{"numeric(2,5)", "0.00012"},
+		{"numeric(2,5)", "-0.00099"},
+	};
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		avro_change_type t;
+		strbuf b = {0}, scratch = {0};
+		avro_schema_t sch;
+		avro_value_t v;
+		char why[200];
+		json_span val = {JSON_STRING, false, cases[i].text, strlen(cases[i].text)};
+		avro_change_map(cases[i].pg, &t);
+		assert_true(t.precision >= t.scale);
+		avro_change_type_json(&b, &t);
+		assert_int_equal(avro_schema_from_json_length(b.s, b.len, &sch), 0);
+		avro_value_iface_t *iface = avro_generic_class_from_schema(sch);
+		avro_generic_value_new(iface, &v);
+		if (avro_change_value_set(&v, &t, &val, &scratch, why, sizeof(why)) != 0)
+			fail_msg("%s %s: %s", cases[i].pg, cases[i].text, why);
+		avro_value_decref(&v);
+		avro_value_iface_decref(iface);
+		avro_schema_decref(sch);
+		strbuf_free(&b);
+		strbuf_free(&scratch);
+	}
+}
+
+/* A bytea array's elements need the \x of hex output: an escape-format element is refused. */
+static void test_bytea_array_elements_need_the_hex_prefix(void **state)
+{
+	avro_change_type t;
+	strbuf b = {0}, scratch = {0};
+	avro_schema_t sch;
+	avro_value_t v;
+	char why[200];
+	json_span hex = {JSON_STRING, false, "{\"\\\\x00ff\",NULL}", 16};
+	json_span esc = {JSON_STRING, false, "{abcd}", 6};
+	(void)state;
+
+	avro_change_map("bytea[]", &t);
+	avro_change_type_json(&b, &t);
+	assert_int_equal(avro_schema_from_json_length(b.s, b.len, &sch), 0);
+	avro_value_iface_t *iface = avro_generic_class_from_schema(sch);
+	avro_generic_value_new(iface, &v);
+	if (avro_change_value_set(&v, &t, &hex, &scratch, why, sizeof(why)) != 0)
+		fail_msg("%s", why);
+	avro_value_reset(&v);
+	assert_int_equal(avro_change_value_set(&v, &t, &esc, &scratch, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "bytea_output"));
+	avro_value_decref(&v);
+	avro_value_iface_decref(iface);
+	avro_schema_decref(sch);
+	strbuf_free(&b);
+	strbuf_free(&scratch);
+}
+
 /* An array column: elements with quotes and NULLs; several dimensions are refused. */
 static void test_arrays_convert_and_several_dimensions_are_refused(void **state)
 {
@@ -380,10 +557,15 @@ int main(void)
 		cmocka_unit_test(test_schema_nullability_follows_the_replica_identity),
 		cmocka_unit_test(test_an_envelope_converts_and_reads_back),
 		cmocka_unit_test(test_a_truncate_and_a_key_only_delete_convert),
+		cmocka_unit_test(test_a_re_read_entry_with_the_same_schema_frees_nothing_in_use),
 		cmocka_unit_test(test_a_column_the_catalog_no_longer_has_is_kept_as_a_string),
 		cmocka_unit_test(test_values_the_schema_cannot_hold_are_refused_with_the_column),
 		cmocka_unit_test(test_postgresql_texts_convert_exactly),
 		cmocka_unit_test(test_arrays_convert_and_several_dimensions_are_refused),
+		cmocka_unit_test(test_bytea_array_elements_need_the_hex_prefix),
+		cmocka_unit_test(test_a_change_older_than_the_entry_lacking_a_required_value_is_published),
+		cmocka_unit_test(test_numeric_scales_outside_zero_to_precision_convert),
+		cmocka_unit_test(test_timestamps_beyond_64_bit_microseconds_are_refused_not_wrapped),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

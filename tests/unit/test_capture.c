@@ -269,6 +269,42 @@ static void test_stale_catalog(void **state)
 	capture_free(f.cap);
 }
 
+/*
+ * An Avro capture also asks for the catalog again when a change's types map to other Avro types
+ * (ALTER COLUMN TYPE), a NOT NULL column is null (DROP NOT NULL), or the identity does not fit
+ * the replica identity; types that map alike do not.
+ */
+static void test_stale_catalog_of_an_avro_capture_compares_types_nulls_and_identity(void **state)
+{
+	fixture f;
+
+	(void)state;
+	setup_table(&f, 'd', false);
+	f.entry.format = "avro";
+	const char *types[] = {"integer", "real", "bytea", "json"};
+	for (int i = 0; i < 4; i++)
+		f.cols[i].type_name = (char *)types[i];
+	f.cols[1].not_null = true;
+#define ROW(body_type, body, secret_type) COL("id", "integer", "1") "," COL("body", body_type, body) \
+	"," COL("secret", secret_type, "\"00\"") "," COL("doc", "json", "null")
+	assert_true(fits(&f, HEAD("I") ",\"columns\":[" ROW("real", "1.5", "bytea") "]}"));
+	assert_false(fits(&f, HEAD("I") ",\"columns\":[" ROW("double precision", "1.5", "bytea") "]}"));
+	assert_false(fits(&f, HEAD("I") ",\"columns\":[" ROW("real", "1.5", "text") "]}"));
+	assert_false(fits(&f, HEAD("I") ",\"columns\":[" ROW("real", "null", "bytea") "]}"));
+	f.cols[2].type_name = "text";
+	assert_true(fits(&f, HEAD("I") ",\"columns\":[" ROW("real", "1.5", "character varying(5)") "]}"));
+	/* A whole old row where the entry says the key only, and the reverse. */
+	assert_false(fits(&f, HEAD("D") ",\"identity\":[" ROW("real", "1.5", "text") "]}"));
+	f.t.replident = 'f';
+	assert_true(fits(&f, HEAD("D") ",\"identity\":[" ROW("real", "1.5", "text") "]}"));
+	assert_false(fits(&f, HEAD("D") ",\"identity\":[" COL("id", "integer", "1") "]}"));
+	/* A JSON capture compares names only. */
+	f.entry.format = "json";
+	assert_true(fits(&f, HEAD("I") ",\"columns\":[" ROW("double precision", "null", "bytea") "]}"));
+#undef ROW
+	capture_free(f.cap);
+}
+
 /* Looks a record's table up without a catalog connection: -2 means "read the catalog". */
 static int lookup_without_catalog(fixture *f, const char *text)
 {
@@ -371,6 +407,7 @@ int main(void)
 		cmocka_unit_test(test_delete_truncate_and_key_change),
 		cmocka_unit_test(test_missing_key_and_refusal),
 		cmocka_unit_test(test_stale_catalog),
+		cmocka_unit_test(test_stale_catalog_of_an_avro_capture_compares_types_nulls_and_identity),
 		cmocka_unit_test(test_lookup_takes_names_of_any_escaped_length),
 		cmocka_unit_test(test_snapshot_record),
 		cmocka_unit_test(test_snapshot_state),

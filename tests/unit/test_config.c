@@ -648,6 +648,10 @@ static void test_capture_avro_needs_only_the_registry_url(void **state)
 	assert_string_equal(l.cfg->captures[0].format, "avro");
 	assert_string_equal(l.cfg->captures[1].format, "json");
 	unload(&l);
+	/* One subject per topic: an Avro entry's topic must name its table. */
+	expect_error(MINIMAL "schema_registry = { url = \"http://r\"; };\ncapture = (\n"
+		     " { tables = \"a.*\"; format = \"avro\"; topic = \"all\"; }\n);\n",
+		     5, "capture[0] has format = \"avro\" and topic \"all\" without ${table}");
 }
 
 static void test_protect_rules_load_and_every_bad_one_is_named_at_its_line(void **state)
