@@ -242,7 +242,8 @@ static const opt_def source_opts[] = {
 	 .doc = "column holding a JSON object; each member becomes a header (W3C traceparent passes "
 		"through)"},
 	{.path = "headers", .type = OPT_STRING_LIST, .offset = SRC(headers), .def = "",
-	 .doc = "more columns copied to headers under their own names (schema_version, tenant, ...)"},
+	 .doc = "more columns copied to headers under their own names (tenant, correlation_id, ...); the "
+		"contract version comes from schema_version only"},
 	{.path = "tombstones", .type = OPT_BOOL, .offset = SRC(tombstones), .def = "false",
 	 .doc = "a null or empty value becomes a tombstone (null value); false: a null value is "
 		"dead-lettered"},

@@ -167,7 +167,7 @@ static long lookup(const contract_set *s, const char *type, size_t len, int vers
 
 long contract_find(const contract_set *s, const route_msg *m, char *why, size_t whylen)
 {
-	const route_header *t = header_of(m, "event_type"), *v = header_of(m, "schema_version");
+	const route_header *t = header_of(m, "event_type");
 	int version = 0;
 
 	if (!t || !t->value) {
@@ -175,9 +175,10 @@ long contract_find(const contract_set *s, const route_msg *m, char *why, size_t 
 		return -1;
 	}
 	int n = (int)(t->value_len > 100 ? 100 : t->value_len);
-	if (v && v->value && !(version = parse_version(v->value, v->value_len))) {
+	if (m->schema_version && !(version = parse_version(m->schema_version, m->schema_version_len))) {
 		snprintf(why, whylen, "schema_version %.*s of event type \"%.*s\" is not a positive "
-			 "integer", (int)(v->value_len > 40 ? 40 : v->value_len), v->value, n, t->value);
+			 "integer", (int)(m->schema_version_len > 40 ? 40 : m->schema_version_len),
+			 m->schema_version, n, t->value);
 		return -1;
 	}
 	long i = lookup(s, t->value, t->value_len, version);

@@ -67,6 +67,25 @@ def test_a_json_source_with_a_contract_publishes_fitting_events_byte_for_byte(ou
     assert "schema_id" not in dict(msgs[0]["headers"])
 
 
+def test_a_schema_version_member_of_the_headers_object_picks_no_file(outbox, kafka, tmp_path):
+    """An application's own {"schema_version": "1.0"} in the headers column is an ordinary
+    header: the event is checked against the unversioned AccountOpened.avsc and published with
+    that header, not dead-lettered for a version "1.0"."""
+    d = schema_dir(tmp_path, {"AccountOpened.avsc": OPENED})
+    outbox.reconfigure(
+        sources='{ table = "outbox.events"; topic = "%s.${aggregate_type}"; contract = true; }' % outbox.prefix,
+        extra_top='schema_registry = { schema_dir = "%s"; };' % d)
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    outbox.db.execute("""INSERT INTO outbox.events (aggregate_type, aggregate_id, event_type, payload, headers)
+                         VALUES ('account', 'c-1', 'AccountOpened', %s::jsonb, '{"schema_version": "1.0"}')""",
+                      (OPENED_JSON,))
+    msgs = kafka.consume([outbox.topic("account")], until=1, timeout=60)
+    assert len(msgs) == 1
+    assert dict(msgs[0]["headers"])["schema_version"] == b"1.0"
+    assert outbox.relay.stop() == 0
+
+
 def test_a_contract_needs_a_schema_dir_but_no_registry(tmp_path):
     import relayctl
     d = schema_dir(tmp_path, {"AccountOpened.avsc": OPENED})
