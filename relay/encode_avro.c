@@ -42,7 +42,7 @@ typedef struct {
 	bool check_pending;   /* the registry was down at start: check before its first use */
 	char *url;            /* the registry's base, for ce_dataschema */
 	char why[512];
-	char subject[300];
+	char subject[REGISTRY_SUBJECT_MAX];
 	route_header *headers; /* the record's headers and ours (the router's stay as they were) */
 	size_t headers_cap;
 	char id_text[16];
@@ -271,7 +271,7 @@ static bool keyed(const avro_state *av, const record *rec)
  */
 static int encode_key(avro_state *av, route_msg *m, const char **why)
 {
-	char subject[300];
+	char subject[REGISTRY_SUBJECT_MAX];
 	int id;
 	size_t n = WIRE_HEADER;
 

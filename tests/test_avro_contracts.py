@@ -303,6 +303,99 @@ def test_an_incompatible_new_version_is_refused_at_start(outbox, kafka, registry
     assert outbox.relay.stop() == 0
 
 
+ORDER_PLACED = {"type": "record", "name": "OrderPlaced", "namespace": "shop.events",
+                "fields": [{"name": "order", "type": "string"}]}
+
+
+def test_other_event_types_are_not_checked_against_a_fixed_topics_subject(outbox, kafka, registry, tmp_path):
+    """TopicNameStrategy, a fixed topic whose subject holds AccountOpened: OrderPlaced.avsc in the
+    same directory (for another source's topic) is not a version of that subject and does not
+    stop the start; AccountOpened's new version is checked there and goes out."""
+    topic = outbox.topic("accounts")
+    subject = topic + "-value"
+    status, _ = registry.request("POST", "/subjects/%s/versions" % subject,
+                                 {"schema": json.dumps(OPENED_V1, separators=(",", ":"))})
+    assert status == 200
+    d = schema_dir(tmp_path, {"AccountOpened.v1.avsc": OPENED_V1, "AccountOpened.v2.avsc": OPENED_V2,
+                              "OrderPlaced.avsc": ORDER_PLACED})
+    start_versions(outbox, registry, d, topic=topic)
+    outbox.relay.wait_streaming()
+    assert error_lines(outbox.relay) == []
+    assert "1 (file, subject) pairs new to the registry, all compatible" in outbox.relay.log()
+    insert_versioned(outbox.db, "account", "AccountOpened", {"seq": 1, "plan": "pro", "region": "us"}, 2)
+    msgs = kafka.consume([topic], until=1, timeout=60)
+    assert decode_by_writer_schema(registry, msgs[0]["value"])[1]["seq"] == 1
+    assert outbox.relay.stop() == 0
+
+
+class RefusingRegistry:
+    """A registry (or proxy) that registers schemas (id 7) and tells a subject's latest version
+    (AccountOpened v1), knows no schema by text (404), but answers 403 to the compatibility check
+    and to listings."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def send(self, code, body):
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                if self.path.endswith("/versions/latest"):
+                    self.send(200, {"id": 7, "version": 1, "schema": json.dumps(OPENED_V1)})
+                else:
+                    self.send(403, {"error_code": 40301, "message": "forbidden"})
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.path.startswith("/compatibility/"):
+                    self.send(403, {"error_code": 40301, "message": "User is denied operation"})
+                elif self.path.endswith("/versions"):
+                    self.send(200, {"id": 7})
+                else:
+                    self.send(404, {"error_code": 40403, "message": "Schema not found"})
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d" % self.server.server_port
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_registry_refusing_the_compatibility_check_does_not_hold_the_stream(outbox, kafka, tmp_path):
+    """403 to the compatibility check (200 to registration): the relay says once that it cannot
+    check, starts, and publishes; registration decides."""
+    fake = RefusingRegistry()
+    try:
+        d = schema_dir(tmp_path, {"AccountOpened.v1.avsc": OPENED_V1, "AccountOpened.v2.avsc": OPENED_V2})
+        outbox.reconfigure(
+            sources='{ table = "outbox.events"; topic = "%s"; format = "avro"; }' % outbox.topic("accounts"),
+            extra_top='schema_registry = { url = "%s"; schema_dir = "%s"; };' % (fake.url, d))
+        outbox.relay.start()
+        outbox.relay.wait_streaming()
+        insert_versioned(outbox.db, "account", "AccountOpened", {"seq": 1, "plan": "basic"}, 1)
+        msgs = kafka.consume([outbox.topic("accounts")], until=1, timeout=60)
+        assert msgs[0]["value"][:5] == b"\x00\x00\x00\x00\x07"
+        assert outbox.relay.stop() == 0
+        log = outbox.relay.log()
+        assert log.count("cannot check the schema files against subject") == 1
+        assert "holding back" not in log
+    finally:
+        fake.stop()
+
+
 def test_a_registry_down_at_start_holds_the_check_until_it_answers(outbox, kafka, registry, tmp_path):
     """The registry is frozen at start: the relay says it cannot check and starts anyway; the
     check runs before the first Avro event needs the registry, so an incompatible file is still
