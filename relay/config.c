@@ -850,6 +850,18 @@ static int check_standby_names(const relay_config *cfg, const config_t *lc, FILE
 	return bad;
 }
 
+/* The line of the first Avro source (avro) or json source with a contract (!avro), for errors. */
+static int first_source_line(const relay_config *cfg, bool avro)
+{
+	for (int i = 0; i < cfg->n_sources; i++) {
+		const source_config *s = &cfg->sources[i];
+		bool is_avro = strcmp(s->format, "avro") == 0;
+		if (avro ? is_avro : (s->contract && !is_avro))
+			return s->line;
+	}
+	return 1;
+}
+
 /* Checks that span groups: the kafka group against the relay group. */
 static int check_values(const relay_config *cfg, const config_t *lc, FILE *err)
 {
@@ -862,11 +874,11 @@ static int check_values(const relay_config *cfg, const config_t *lc, FILE *err)
 	}
 	if (cfg->any_avro && (!cfg->registry_url[0] || !cfg->schema_dir[0])) {
 		fprintf(err, "%s:%d: a source with format = \"avro\" needs schema_registry.url and "
-			"schema_registry.schema_dir\n", cfg->path, line_of(lc, "schema_registry"));
+			"schema_registry.schema_dir\n", cfg->path, first_source_line(cfg, true));
 		bad = -1;
 	} else if (cfg->any_contract && !cfg->schema_dir[0]) {
 		fprintf(err, "%s:%d: a source with contract = true needs schema_registry.schema_dir\n",
-			cfg->path, line_of(lc, "schema_registry"));
+			cfg->path, first_source_line(cfg, false));
 		bad = -1;
 	}
 	for (int i = 0; i < cfg->n_sources; i++)
@@ -1008,6 +1020,8 @@ relay_config *config_load(const char *path, FILE *err)
 		cfg->any_avro |= strcmp(cfg->sources[i].format, "avro") == 0;
 		cfg->any_contract |= cfg->sources[i].contract && strcmp(cfg->sources[i].format, "json") == 0;
 	}
+	cfg->schema_dir_line = line_of(&lc, "schema_registry.schema_dir");
+	cfg->subject_strategy_line = line_of(&lc, "schema_registry.subject_strategy");
 	bad |= check_values(cfg, &lc, err);
 	if (bad)
 		goto fail;

@@ -23,6 +23,8 @@ typedef struct contract_set contract_set;
  * the file and what is wrong, or the directory when it cannot be read.
  */
 contract_set *contract_set_load(const char *dir, char *err, size_t errlen);
+/* The same for cfg's schema_registry.schema_dir, err starting "FILE:LINE: " (where it is set). */
+contract_set *contract_set_load_cfg(const relay_config *cfg, char *err, size_t errlen);
 void contract_set_free(contract_set *s);
 /* How many contracts the set holds; contract_at(s, i) for i below that. */
 size_t contract_set_count(const contract_set *s);

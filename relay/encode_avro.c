@@ -73,9 +73,10 @@ static int check_names(const contract_set *cs, registry_strategy st, const relay
 {
 	for (size_t i = 0; st != REGISTRY_TOPIC_NAME && i < contract_set_count(cs); i++)
 		if (!avjson_schema_name(contract_at(cs, i)->codec)) {
-			snprintf(err, errlen, "%s/%s: schema_registry.subject_strategy = \"%s\" needs a "
-				 "named schema (a record, enum or fixed) for the subject's name",
-				 cfg->schema_dir, contract_at(cs, i)->file, cfg->registry_subject_strategy);
+			snprintf(err, errlen, "%s:%d: %s/%s: schema_registry.subject_strategy = \"%s\" "
+				 "needs a named schema (a record, enum or fixed) for the subject's name",
+				 cfg->path, cfg->subject_strategy_line, cfg->schema_dir,
+				 contract_at(cs, i)->file, cfg->registry_subject_strategy);
 			return -1;
 		}
 	return 0;
@@ -102,7 +103,7 @@ void *encode_avro_setup(const relay_config *cfg, char *err, size_t errlen)
 	avro_state *av = xcalloc(1, sizeof(*av));
 
 	av->strategy = strategy_of(cfg->registry_subject_strategy);
-	if (!(av->contracts = contract_set_load(cfg->schema_dir, err, errlen))) {
+	if (!(av->contracts = contract_set_load_cfg(cfg, err, errlen))) {
 		free(av);
 		return NULL;
 	}

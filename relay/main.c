@@ -60,7 +60,7 @@ static relay_config *load_checked(const char *path)
 		fprintf(stderr, "%s: %s\n", path, err);
 	pipeline *p = r ? pipeline_new(cfg, err, sizeof(err)) : NULL;
 	if (r && !p) {
-		fprintf(stderr, "%s: %s\n", path, err);
+		fprintf(stderr, "%s\n", err); /* FILE:LINE: already */
 		router_free(r);
 		r = NULL;
 	}

@@ -48,10 +48,12 @@ static int build_parts(relay *r, const relay_config *cfg)
 			r->snap = snapshot_new(cfg, r->cap);
 	}
 	r->router = router_new(cfg, err, sizeof(err));
-	if (r->router)
-		r->pipe = pipeline_new(cfg, err, sizeof(err));
-	if (!r->pipe) {
+	if (!r->router) {
 		log_error("%s: %s", cfg->path, err);
+		return -1;
+	}
+	if (!(r->pipe = pipeline_new(cfg, err, sizeof(err)))) {
+		log_error("%s", err); /* FILE:LINE: already */
 		return -1;
 	}
 	return 0;

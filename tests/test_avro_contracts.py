@@ -94,10 +94,30 @@ def test_a_contract_needs_a_schema_dir_but_no_registry(tmp_path):
             'sources = ( { table = "outbox.events"; contract = true; } );\n')
     path.write_text(base)
     code, out = relayctl.run_once(["check-config", str(path)])
-    assert code == 2 and "contract = true needs schema_registry.schema_dir" in out, out
+    assert code == 2 and "%s:3: a source with contract = true needs schema_registry.schema_dir" % path in out, out
     path.write_text(base + 'schema_registry = { schema_dir = "%s"; };\n' % d)
     code, out = relayctl.run_once(["check-config", str(path)])
     assert code == 0, out
+
+
+def test_schema_dir_errors_name_the_config_line_and_the_file(tmp_path):
+    """A schema_dir that cannot be read, or holding a directory named X.avsc, is refused at the
+    line setting schema_dir; versions go up to the kit's integer maximum."""
+    import relayctl
+    path = tmp_path / "relay.conf"
+    base = ('postgresql = { conninfo = "x"; };\nkafka = { bootstrap_servers = "b"; };\n'
+            'sources = ( { table = "outbox.events"; contract = true; } );\n'
+            'schema_registry = {\n  schema_dir = "%s";\n};\n')
+    path.write_text(base % (tmp_path / "missing"))
+    code, out = relayctl.run_once(["check-config", str(path)])
+    assert code == 2 and "%s:5: schema_registry.schema_dir: cannot read the directory" % path in out, out
+    d = schema_dir(tmp_path, {"AccountOpened.avsc": OPENED, "AccountOpened.v2147483647.avsc": OPENED})
+    path.write_text(base % d)
+    code, out = relayctl.run_once(["check-config", str(path)])
+    assert code == 0, out
+    (d / "Sub.avsc").mkdir()
+    code, out = relayctl.run_once(["check-config", str(path)])
+    assert code == 2 and out.strip() == "%s:5: %s/Sub.avsc: not a regular file" % (path, d), out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -473,7 +493,8 @@ def test_a_record_strategy_needs_named_schemas(tmp_path):
                     'schema_registry = { url = "http://127.0.0.1:1/apis/ccompat/v7"; schema_dir = "%s"; '
                     'subject_strategy = "RecordNameStrategy"; };\n' % d)
     code, out = relayctl.run_once(["check-config", str(path)])
-    assert code == 2 and "%s/Plain.avsc: schema_registry.subject_strategy = \"RecordNameStrategy\" needs a named schema" % d in out, out
+    assert code == 2 and ("%s:4: %s/Plain.avsc: schema_registry.subject_strategy = \"RecordNameStrategy\" needs a named schema"
+                          % (path, d)) in out, out
     path.write_text(path.read_text().replace("RecordNameStrategy", "RecordName"))
     code, out = relayctl.run_once(["check-config", str(path)])
     assert code == 2 and "subject_strategy" in out, out
