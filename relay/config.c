@@ -206,8 +206,9 @@ static const opt_def opts[] = {
 		"TopicRecordNameStrategy (<topic>-<record full name>)"},
 	{.path = "schema_registry.schema_dir", .type = OPT_STRING, .offset = OFF(schema_dir),
 	 .def = "",
-	 .doc = "directory of Avro schemas, one <event_type>.avsc per event type of the Avro "
-		"sources; required when a source has format = \"avro\""},
+	 .doc = "directory of Avro schemas: <event_type>.avsc per event type, <event_type>.v<N>.avsc "
+		"per schema version (docs/schemas.md); required when a source has format = \"avro\" "
+		"or contract = true"},
 };
 
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
