@@ -296,6 +296,7 @@ static int encode_key(avro_state *av, route_msg *m, const char **why)
 			break;
 	}
 	memcpy(av->key_buf + n, m->key, m->key_len);
+	m->text_key = m->key, m->text_key_len = m->key_len; /* for a dead letter */
 	m->key = av->key_buf; /* until the next call; librdkafka copies it */
 	m->key_len = n + m->key_len;
 	return ENCODE_OK;

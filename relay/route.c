@@ -639,8 +639,8 @@ void router_dead_letter_named(router *r, const char *source, const w2j_record *r
 {
 	char lsn[LSN_TEXT_MAX], xid[24];
 	size_t used = 0;
-	const char *key = m->key;
-	size_t key_len = m->key_len;
+	const char *key = m->text_key ? m->text_key : m->key;
+	size_t key_len = m->text_key ? m->text_key_len : m->key_len;
 
 	memset(m, 0, sizeof(*m));
 	m->topic = r->cfg->dead_letter_topic;

@@ -31,6 +31,10 @@ typedef struct {
 	 * never a member of the headers object; NULL: none. */
 	const char *schema_version;
 	size_t schema_version_len;
+	/* The key column's text when an encoder replaced key (Avro keys): a dead letter carries
+	 * this one; NULL: key is the text. */
+	const char *text_key;
+	size_t text_key_len;
 } route_msg;
 
 typedef struct router router;

@@ -539,6 +539,28 @@ def test_avro_keys_are_strings_registered_under_the_topic_key_subject(outbox, ka
     assert outbox.relay.stop() == 0
 
 
+def test_a_row_the_broker_refuses_is_dead_lettered_with_its_text_key_not_the_avro_key(outbox, kafka, registry, tmp_path):
+    """key_format = "avro" and a record the broker refuses (the topic's max.message.bytes is
+    2000, the relay's limit higher, compression on): the dead letter's key is the key column's
+    text, as for every dead letter, not the Avro-encoded key."""
+    d = schema_dir(tmp_path, {"AccountOpened.avsc": OPENED})
+    topic = outbox.topic("account")
+    kafka.create_topic(topic, partitions=1, config={"max.message.bytes": "2000"})
+    outbox.reconfigure(
+        sources='{ table = "outbox.events"; topic = "%s.${aggregate_type}"; format = "avro"; '
+                'key_format = "avro"; }' % outbox.prefix,
+        extra_kafka='compression_type = "gzip";',
+        extra_top='schema_registry = { url = "%s"; schema_dir = "%s"; };' % (registry.url, d))
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    big = "".join("%08x" % (i * 2654435761 % 2 ** 32) for i in range(700))  # 5600 bytes, ~3 kB gzipped
+    xid = insert(outbox.db, "account", "AccountOpened", {"seq": 1, "plan": big}, key="c-big")
+    dead = wait_dead_letter(kafka, xid)
+    assert b"the broker refused its record" in dict(dead["headers"])["dlq_reason"]
+    assert dead["key"] == b"c-big"
+    assert outbox.relay.stop() == 0
+
+
 def test_avro_keys_need_an_avro_source(tmp_path):
     import relayctl
     path = tmp_path / "relay.conf"
