@@ -22,9 +22,14 @@ typedef struct {
 	size_t n_subjects;
 	char **latest;             /* TopicNameStrategy: each subject's latest record name, or NULL */
 	bool *latest_known;
+	char **fixed;              /* TopicNameStrategy: the fixed topics' subjects asked about */
+	char **fixed_latest;       /* and their latest record names (NULL: none, or not known) */
+	bool *fixed_known;         /* whether the registry told */
+	size_t n_fixed;
 	char **done;               /* "<contract index>/<subject>" pairs checked already */
 	size_t n_done;
 	size_t n_checked;
+	size_t n_unchecked;        /* pairs the registry would not check (400, 403, 405) */
 	char *err;
 	size_t errlen;
 } compat_run;
@@ -32,15 +37,30 @@ typedef struct {
 /* True once per (contract, subject) pair: the first time it is seen. */
 static bool first_time(compat_run *c, size_t ci, const char *subject)
 {
-	char key[600];
+	size_t len = strlen(subject) + 32;
+	char *key = xmalloc(len);
 
-	snprintf(key, sizeof(key), "%zu/%s", ci, subject);
+	snprintf(key, len, "%zu/%s", ci, subject);
 	for (size_t i = 0; i < c->n_done; i++)
-		if (strcmp(c->done[i], key) == 0)
+		if (strcmp(c->done[i], key) == 0) {
+			free(key);
 			return false;
+		}
 	c->done = xrealloc(c->done, sizeof(*c->done) * (c->n_done + 1));
-	c->done[c->n_done++] = xstrdup(key);
+	c->done[c->n_done++] = key;
 	return true;
+}
+
+/*
+ * A question the registry will not answer (400, 403, 405): the pair is not checked (logged for
+ * the first such pair); registering the schema at its first event decides (409: dead letter).
+ */
+static compat_result unchecked(compat_run *c, const char *subject)
+{
+	if (c->n_unchecked++ == 0)
+		log_warn("cannot check the schema files against subject %s at start (%s): not checked; "
+			 "the registry decides when the first event registers a schema", subject, c->err);
+	return COMPAT_OK;
 }
 
 /* One file against one subject: registered already (its text) passes, else the rule decides. */
@@ -50,15 +70,22 @@ static compat_result check_pair(compat_run *c, size_t ci, const char *subject)
 	const char *text = avjson_schema_text(k->codec);
 	bool registered, compatible;
 	char reason[512];
+	registry_result rr;
 
 	if (!first_time(c, ci, subject))
 		return COMPAT_OK;
-	if (registry_registered(c->reg, subject, text, &registered, c->err, c->errlen) != REGISTRY_OK)
+	rr = registry_registered(c->reg, subject, text, &registered, c->err, c->errlen);
+	if (rr == REGISTRY_REFUSED)
+		return unchecked(c, subject);
+	if (rr != REGISTRY_OK)
 		return COMPAT_DOWN;
 	if (registered)
 		return COMPAT_OK;
-	if (registry_compatible(c->reg, subject, text, &compatible, reason, sizeof(reason), c->err,
-				c->errlen) != REGISTRY_OK)
+	rr = registry_compatible(c->reg, subject, text, &compatible, reason, sizeof(reason), c->err,
+				 c->errlen);
+	if (rr == REGISTRY_REFUSED)
+		return unchecked(c, subject);
+	if (rr != REGISTRY_OK)
 		return COMPAT_DOWN;
 	c->n_checked++;
 	if (compatible)
@@ -70,11 +97,53 @@ static compat_result check_pair(compat_run *c, size_t ci, const char *subject)
 	return COMPAT_REFUSED;
 }
 
+/* The index of a fixed topic's subject in the run's list: its latest record name asked once. */
+static compat_result fixed_latest(compat_run *c, const char *subject, size_t *at)
+{
+	for (*at = 0; *at < c->n_fixed; (*at)++)
+		if (strcmp(c->fixed[*at], subject) == 0)
+			return COMPAT_OK;
+	char *latest = NULL;
+	registry_result rr = registry_latest_name(c->reg, subject, &latest, c->err, c->errlen);
+	if (rr == REGISTRY_DOWN)
+		return COMPAT_DOWN;
+	if (rr == REGISTRY_REFUSED)
+		log_warn("not checking subject %s at start: %s", subject, c->err);
+	c->fixed = xrealloc(c->fixed, sizeof(*c->fixed) * (c->n_fixed + 1));
+	c->fixed_latest = xrealloc(c->fixed_latest, sizeof(*c->fixed_latest) * (c->n_fixed + 1));
+	c->fixed_known = xrealloc(c->fixed_known, sizeof(*c->fixed_known) * (c->n_fixed + 1));
+	c->fixed[c->n_fixed] = xstrdup(subject);
+	c->fixed_latest[c->n_fixed] = latest;
+	c->fixed_known[c->n_fixed++] = rr == REGISTRY_OK;
+	return COMPAT_OK;
+}
+
+/*
+ * TopicNameStrategy puts every event type of a fixed topic under one subject: a file is checked
+ * there only when it is that subject's record (the latest version has the file's full name, or
+ * both are unnamed), or the subject is empty; the other event types of the topic are not its
+ * versions.
+ */
+static compat_result check_fixed_subject(compat_run *c, size_t ci, const char *subject)
+{
+	const char *name = avjson_schema_name(contract_at(c->contracts, ci)->codec);
+	size_t at;
+
+	if (c->strategy != REGISTRY_TOPIC_NAME)
+		return check_pair(c, ci, subject);
+	if (fixed_latest(c, subject, &at) != COMPAT_OK)
+		return COMPAT_DOWN;
+	const char *latest = c->fixed_latest[at];
+	if (!c->fixed_known[at] || (latest && (!name || strcmp(latest, name) != 0)) || (!latest && name))
+		return COMPAT_OK; /* another record's subject, not known, or empty: nothing to check */
+	return check_pair(c, ci, subject);
+}
+
 /* The subjects of the sources whose topic is fixed (no placeholder), by the strategy. */
 static compat_result check_fixed_topics(compat_run *c, size_t ci)
 {
 	const char *name = avjson_schema_name(contract_at(c->contracts, ci)->codec);
-	char subject[600];
+	char subject[REGISTRY_SUBJECT_MAX];
 	compat_result res = COMPAT_OK;
 
 	if (c->strategy == REGISTRY_RECORD_NAME)
@@ -84,7 +153,7 @@ static compat_result check_fixed_topics(compat_run *c, size_t ci)
 		if (strcmp(s->format, "avro") != 0 || strstr(s->topic, "${"))
 			continue;
 		if (registry_subject(c->strategy, s->topic, name, subject, sizeof(subject)) == 0)
-			res = check_pair(c, ci, subject);
+			res = check_fixed_subject(c, ci, subject);
 	}
 	return res;
 }
@@ -181,6 +250,13 @@ static void finish(compat_run *c)
 	free(c->subjects);
 	free(c->latest);
 	free(c->latest_known);
+	for (size_t i = 0; i < c->n_fixed; i++) {
+		free(c->fixed[i]);
+		free(c->fixed_latest[i]);
+	}
+	free(c->fixed);
+	free(c->fixed_latest);
+	free(c->fixed_known);
 	for (size_t i = 0; i < c->n_done; i++)
 		free(c->done[i]);
 	free(c->done);
@@ -203,7 +279,8 @@ compat_result compat_check(const relay_config *cfg, registry_strategy strategy,
 	}
 	if (res == COMPAT_OK)
 		log_info("Avro: %zu schema files checked at start: %zu (file, subject) pairs new to the "
-			 "registry, all compatible", contract_set_count(contracts), c.n_checked);
+			 "registry, all compatible; %zu the registry would not check",
+			 contract_set_count(contracts), c.n_checked, c.n_unchecked);
 	finish(&c);
 	return res;
 }

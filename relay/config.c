@@ -211,8 +211,9 @@ static const opt_def opts[] = {
 		"TopicRecordNameStrategy (<topic>-<record full name>)"},
 	{.path = "schema_registry.schema_dir", .type = OPT_STRING, .offset = OFF(schema_dir),
 	 .def = "",
-	 .doc = "directory of Avro schemas, one <event_type>.avsc per event type of the Avro "
-		"sources; required when a source has format = \"avro\""},
+	 .doc = "directory of Avro schemas: <event_type>.avsc per event type, <event_type>.v<N>.avsc "
+		"per schema version (docs/schemas.md); required when a source has format = \"avro\" "
+		"or contract = true"},
 	{.path = "protection.key_id", .type = OPT_STRING, .offset = OFF(protect_key_id), .def = "k1",
 	 .check = config_check_key_id,
 	 .doc = "the id written into every encrypted value (enc:v1:<key_id>:...): change it with "
@@ -251,7 +252,8 @@ static const opt_def source_opts[] = {
 	 .doc = "column holding a JSON object; each member becomes a header (W3C traceparent passes "
 		"through)"},
 	{.path = "headers", .type = OPT_STRING_LIST, .offset = SRC(headers), .def = "",
-	 .doc = "more columns copied to headers under their own names (schema_version, tenant, ...)"},
+	 .doc = "more columns copied to headers under their own names (tenant, correlation_id, ...); the "
+		"contract version comes from schema_version only"},
 	{.path = "tombstones", .type = OPT_BOOL, .offset = SRC(tombstones), .def = "false",
 	 .doc = "a null or empty value becomes a tombstone (null value); false: a null value is "
 		"dead-lettered"},
@@ -1012,6 +1014,18 @@ static int check_standby_names(const relay_config *cfg, const config_t *lc, FILE
 	return bad;
 }
 
+/* The line of the first Avro source (avro) or json source with a contract (!avro), for errors. */
+static int first_source_line(const relay_config *cfg, bool avro)
+{
+	for (int i = 0; i < cfg->n_sources; i++) {
+		const source_config *s = &cfg->sources[i];
+		bool is_avro = strcmp(s->format, "avro") == 0;
+		if (avro ? is_avro : (s->contract && !is_avro))
+			return s->line;
+	}
+	return 1;
+}
+
 /* Checks that span groups: the kafka group against the relay group. */
 static int check_values(const relay_config *cfg, const config_t *lc, FILE *err)
 {
@@ -1024,11 +1038,11 @@ static int check_values(const relay_config *cfg, const config_t *lc, FILE *err)
 	}
 	if (cfg->any_avro && (!cfg->registry_url[0] || !cfg->schema_dir[0])) {
 		fprintf(err, "%s:%d: a source with format = \"avro\" needs schema_registry.url and "
-			"schema_registry.schema_dir\n", cfg->path, line_of(lc, "schema_registry"));
+			"schema_registry.schema_dir\n", cfg->path, first_source_line(cfg, true));
 		bad = -1;
 	} else if (cfg->any_contract && !cfg->schema_dir[0]) {
 		fprintf(err, "%s:%d: a source with contract = true needs schema_registry.schema_dir\n",
-			cfg->path, line_of(lc, "schema_registry"));
+			cfg->path, first_source_line(cfg, false));
 		bad = -1;
 	}
 	for (int i = 0; i < cfg->n_sources; i++)
@@ -1191,6 +1205,8 @@ relay_config *config_load(const char *path, FILE *err)
 	}
 	for (int i = 0; i < cfg->n_captures; i++)
 		cfg->capture_avro |= strcmp(cfg->captures[i].format, "avro") == 0;
+	cfg->schema_dir_line = line_of(&lc, "schema_registry.schema_dir");
+	cfg->subject_strategy_line = line_of(&lc, "schema_registry.subject_strategy");
 	bad |= check_values(cfg, &lc, err);
 	if (bad)
 		goto fail;

@@ -136,6 +136,8 @@ typedef struct {
 	bool registry_auto_register; /* register new schemas; false: use what is registered */
 	char *registry_subject_strategy; /* TopicNameStrategy, RecordNameStrategy, TopicRecordNameStrategy */
 	char *schema_dir;       /* <event_type>.avsc files */
+	int schema_dir_line;    /* where the file sets schema_dir (1: not set), for errors */
+	int subject_strategy_line; /* the same for subject_strategy */
 	bool any_avro;          /* some source has format = "avro" */
 	bool any_contract;      /* some json source has contract = true */
 	bool capture_avro;      /* some capture entry has format = "avro" */

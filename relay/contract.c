@@ -2,54 +2,68 @@
 #include "contract.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "xalloc.h"
 
 #define AVRO_SUFFIX ".avsc"
+#define MAX_SCHEMA_FILE (64L << 20) /* a schema file is text: anything larger is a mistake */
 
 struct contract_set {
 	contract *items;
 	size_t n;
 };
 
-/* The whole content of a file (NUL-terminated); NULL when it cannot be read. */
-static char *read_file(const char *path, size_t *len)
+/*
+ * The whole content of a regular file (NUL-terminated); NULL with why set when it cannot be read
+ * (a directory named X.avsc, a device, a file too large to be a schema).
+ */
+static char *read_file(const char *path, size_t *len, const char **why)
 {
 	FILE *f = fopen(path, "rb");
+	struct stat st;
 	char *buf = NULL;
 
-	if (!f)
+	*why = "cannot read it";
+	if (!f) {
+		*why = strerror(errno);
 		return NULL;
-	if (fseek(f, 0, SEEK_END) == 0) {
-		long n = ftell(f);
-		if (n >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-			buf = xmalloc((size_t)n + 1);
-			*len = fread(buf, 1, (size_t)n, f);
-			buf[*len] = '\0';
-		}
+	}
+	if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode))
+		*why = "not a regular file";
+	else if (st.st_size > MAX_SCHEMA_FILE)
+		*why = "larger than 64 MiB: not a schema";
+	else {
+		buf = xmalloc((size_t)st.st_size + 1);
+		*len = fread(buf, 1, (size_t)st.st_size, f);
+		buf[*len] = '\0';
 	}
 	fclose(f);
 	return buf;
 }
 
-/* A positive decimal integer without sign or leading zero in t[0..len); 0 when it is not one. */
+/*
+ * A positive decimal integer up to INT_MAX (the kit's integer column) without sign or leading
+ * zero in t[0..len); 0 when it is not one.
+ */
 static int parse_version(const char *t, size_t len)
 {
-	long v = 0;
+	long long v = 0;
 
-	if (len == 0 || len > 9 || t[0] == '0')
+	if (len == 0 || len > 10 || t[0] == '0')
 		return 0;
 	for (size_t i = 0; i < len; i++) {
 		if (t[i] < '0' || t[i] > '9')
 			return 0;
 		v = v * 10 + (t[i] - '0');
 	}
-	return (int)v;
+	return v > INT_MAX ? 0 : (int)v;
 }
 
 /*
@@ -76,10 +90,11 @@ static int load_one(contract_set *s, const char *dir, const char *file, char *er
 	char path[4096], msg[400];
 	size_t len = 0, type_len, nlen = strlen(file) - strlen(AVRO_SUFFIX);
 	char *text;
+	const char *why;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, file);
-	if (!(text = read_file(path, &len))) {
-		snprintf(err, errlen, "schema_registry.schema_dir: cannot read %s", path);
+	if (!(text = read_file(path, &len, &why))) {
+		snprintf(err, errlen, "%s: %s", path, why);
 		return -1;
 	}
 	avjson_codec *c = avjson_new(text, len, msg, sizeof(msg));
@@ -131,6 +146,16 @@ contract_set *contract_set_load(const char *dir, char *err, size_t errlen)
 	return NULL;
 }
 
+contract_set *contract_set_load_cfg(const relay_config *cfg, char *err, size_t errlen)
+{
+	char msg[4600];
+	contract_set *s = contract_set_load(cfg->schema_dir, msg, sizeof(msg));
+
+	if (!s)
+		snprintf(err, errlen, "%s:%d: %s", cfg->path, cfg->schema_dir_line, msg);
+	return s;
+}
+
 void contract_set_free(contract_set *s)
 {
 	if (!s)
@@ -171,7 +196,7 @@ static long lookup(const contract_set *s, const char *type, size_t len, int vers
 
 long contract_find(const contract_set *s, const route_msg *m, char *why, size_t whylen)
 {
-	const route_header *t = header_of(m, "event_type"), *v = header_of(m, "schema_version");
+	const route_header *t = header_of(m, "event_type");
 	int version = 0;
 
 	if (!t || !t->value) {
@@ -179,9 +204,10 @@ long contract_find(const contract_set *s, const route_msg *m, char *why, size_t 
 		return -1;
 	}
 	int n = (int)(t->value_len > 100 ? 100 : t->value_len);
-	if (v && v->value && !(version = parse_version(v->value, v->value_len))) {
+	if (m->schema_version && !(version = parse_version(m->schema_version, m->schema_version_len))) {
 		snprintf(why, whylen, "schema_version %.*s of event type \"%.*s\" is not a positive "
-			 "integer", (int)(v->value_len > 40 ? 40 : v->value_len), v->value, n, t->value);
+			 "integer", (int)(m->schema_version_len > 40 ? 40 : m->schema_version_len),
+			 m->schema_version, n, t->value);
 		return -1;
 	}
 	long i = lookup(s, t->value, t->value_len, version);

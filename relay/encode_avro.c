@@ -44,7 +44,7 @@ typedef struct {
 	avro_change *changes; /* captured tables in Avro (avro_change.h), NULL when none is */
 	char *url;            /* the registry's base, for ce_dataschema */
 	char why[512];
-	char subject[300];
+	char subject[REGISTRY_SUBJECT_MAX];
 	route_header *headers; /* the record's headers and ours (the router's stay as they were) */
 	size_t headers_cap;
 	char id_text[16];
@@ -76,9 +76,10 @@ static int check_names(const contract_set *cs, registry_strategy st, const relay
 {
 	for (size_t i = 0; st != REGISTRY_TOPIC_NAME && i < contract_set_count(cs); i++)
 		if (!avjson_schema_name(contract_at(cs, i)->codec)) {
-			snprintf(err, errlen, "%s/%s: schema_registry.subject_strategy = \"%s\" needs a "
-				 "named schema (a record, enum or fixed) for the subject's name",
-				 cfg->schema_dir, contract_at(cs, i)->file, cfg->registry_subject_strategy);
+			snprintf(err, errlen, "%s:%d: %s/%s: schema_registry.subject_strategy = \"%s\" "
+				 "needs a named schema (a record, enum or fixed) for the subject's name",
+				 cfg->path, cfg->subject_strategy_line, cfg->schema_dir,
+				 contract_at(cs, i)->file, cfg->registry_subject_strategy);
 			return -1;
 		}
 	return 0;
@@ -106,8 +107,8 @@ void *encode_avro_setup(const relay_config *cfg, char *err, size_t errlen)
 
 	av->strategy = strategy_of(cfg->registry_subject_strategy);
 	/* Captures derive their schemas: the directory is read only for Avro sources. */
-	if (!(av->contracts = contract_set_load(cfg->any_avro ? cfg->schema_dir : NULL, err,
-						errlen))) {
+	if (!(av->contracts = cfg->any_avro ? contract_set_load_cfg(cfg, err, errlen)
+					    : contract_set_load(NULL, err, errlen))) {
 		free(av);
 		return NULL;
 	}
@@ -280,7 +281,7 @@ static bool keyed(const avro_state *av, const record *rec)
  */
 static int encode_key(avro_state *av, route_msg *m, const char **why)
 {
-	char subject[300];
+	char subject[REGISTRY_SUBJECT_MAX];
 	int id;
 	size_t n = WIRE_HEADER;
 
@@ -304,6 +305,7 @@ static int encode_key(avro_state *av, route_msg *m, const char **why)
 			break;
 	}
 	memcpy(av->key_buf + n, m->key, m->key_len);
+	m->text_key = m->key, m->text_key_len = m->key_len; /* for a dead letter */
 	m->key = av->key_buf; /* until the next call; librdkafka copies it */
 	m->key_len = n + m->key_len;
 	return ENCODE_OK;

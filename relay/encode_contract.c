@@ -18,7 +18,7 @@ void *encode_contract_setup(const relay_config *cfg, char *err, size_t errlen)
 {
 	contract_state *st = xcalloc(1, sizeof(*st));
 
-	if (!(st->contracts = contract_set_load(cfg->schema_dir, err, errlen))) {
+	if (!(st->contracts = contract_set_load_cfg(cfg, err, errlen))) {
 		free(st);
 		return NULL;
 	}

@@ -13,7 +13,8 @@ typedef struct pipeline pipeline;
 
 /*
  * The stages for cfg, made once per run of the relay (and by check-config, to check the schema
- * files): NULL with a message in err when a stage cannot work (the relay does not start).
+ * files): NULL with a message in err when a stage cannot work (the relay does not start); the
+ * message starts with the config file and line ("FILE:LINE: ").
  */
 pipeline *pipeline_new(const relay_config *cfg, char *err, size_t errlen);
 /*

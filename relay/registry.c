@@ -263,9 +263,10 @@ static registry_result unexpected(registry *r, long status, const char *what, ch
 }
 
 /*
- * A listing the registry answered but will not give (403 Forbidden: a principal allowed to
- * register under its subjects but not to list all of them; 400, 405: a proxy or a registry
- * without the call): REFUSED with err, so the caller does without. 401 and the rest: unexpected.
+ * A start-time question the registry answered but will not answer (403 Forbidden: a principal
+ * allowed to register under its subjects but not to list them or ask for a compatibility check;
+ * 400, 405: a proxy or a registry without the call): REFUSED with err, so the caller does
+ * without. 401 and the rest: unexpected.
  */
 static registry_result listing_refused(registry *r, long status, const char *what, char *err,
 				       size_t errlen)
@@ -297,7 +298,7 @@ registry_result registry_registered(registry *r, const char *subject, const char
 		remember(r, subject, schema_text, id);
 		return REGISTRY_OK;
 	}
-	return status == 404 ? REGISTRY_OK : unexpected(r, status, "a schema lookup", err, errlen);
+	return status == 404 ? REGISTRY_OK : listing_refused(r, status, "a schema lookup", err, errlen);
 }
 
 /* The registry's reason for an incompatibility: Confluent's "messages", Apicurio's "reason". */
@@ -338,7 +339,7 @@ registry_result registry_compatible(registry *r, const char *subject, const char
 	json_t *is = json_object_get(o, "is_compatible");
 	if (!json_is_boolean(is)) {
 		json_decref(o);
-		return unexpected(r, status, "a compatibility check", err, errlen);
+		return listing_refused(r, status, "a compatibility check", err, errlen);
 	}
 	*compatible = json_is_true(is);
 	if (!*compatible)

@@ -7,6 +7,9 @@
 
 typedef struct registry registry;
 
+/* The longest subject name the relay makes, with its NUL (a longer one is an error). */
+#define REGISTRY_SUBJECT_MAX 600
+
 /* How a record's value subject is named (Confluent's serializers' value.subject.name.strategy). */
 typedef enum {
 	REGISTRY_TOPIC_NAME,        /* <topic>-value (TopicNameStrategy, the default) */
@@ -52,7 +55,9 @@ registry_result registry_id(registry *r, const char *subject, const char *schema
 
 /*
  * Start-time questions (docs/schemas.md, Compatibility at start). Each returns REGISTRY_OK with
- * the answer, or REGISTRY_DOWN with err (no answer, or one that is not what the API gives).
+ * the answer, REGISTRY_REFUSED with err when the registry answers but will not tell (HTTP 400,
+ * 403, 405: the caller does without the answer), or REGISTRY_DOWN with err (no answer, or one
+ * that is not what the API gives).
  */
 /* Whether schema_text is registered under subject with exactly this text (then its id is cached). */
 registry_result registry_registered(registry *r, const char *subject, const char *schema_text,
@@ -65,11 +70,7 @@ registry_result registry_registered(registry *r, const char *subject, const char
 registry_result registry_compatible(registry *r, const char *subject, const char *schema_text,
 				    bool *compatible, char *reason, size_t reasonlen, char *err,
 				    size_t errlen);
-/*
- * Every subject (GET /subjects): *subjects holds *n malloc'd names in a malloc'd array. This and
- * registry_latest_name answer REFUSED (err) when the registry answers but will not tell (HTTP
- * 400, 403, 405): the caller does without.
- */
+/* Every subject (GET /subjects): *subjects holds *n malloc'd names in a malloc'd array. */
 registry_result registry_subjects(registry *r, char ***subjects, size_t *n, char *err, size_t errlen);
 /*
  * The full name (namespace.name) of the named type at the top of subject's latest schema;

@@ -63,6 +63,18 @@ static int build_parts(relay *r, const relay_config *cfg)
 	return 0;
 }
 
+/* Starts the pipeline of a run (the start-time schema check): 0, or -1 with the error logged. */
+static int start_pipeline(relay *r, const relay_config *cfg)
+{
+	char err[512];
+
+	if (pipeline_start(r->pipe, cfg, err, sizeof(err)) != 0) { /* a schema the registry refuses */
+		log_error("%s", err);
+		return -1;
+	}
+	return 0;
+}
+
 /* Frees the parts of one run; the producer first: its last delivery reports still use r->flight. */
 static void free_parts(relay *r)
 {
@@ -83,7 +95,7 @@ static void free_parts(relay *r)
 }
 
 /*
- * The parts are built once per run; sessions come and go around them. A relay that loses the
+ * The parts are built (and the pipeline started) once per run; sessions come and go around them. A relay that loses the
  * slot to another (relay.takeover = "wait") starts a new run with fresh parts, as a restarted
  * process would, and stands by again: nothing of what it read or planned outlives the run.
  */
@@ -101,14 +113,11 @@ int relay_run(const relay_config *cfg)
 		log_error("%s: relay.metrics_listen: %s", cfg->path, err);
 		goto cleanup;
 	}
-	if (pipeline_start(r.pipe, cfg, err, sizeof(err)) != 0) { /* a schema the registry refuses */
-		log_error("%s", err);
-		code = RELAY_EXIT_USAGE;
+	if (start_pipeline(&r, cfg) < 0)
 		goto cleanup;
-	}
 	while ((code = session_run_all(&r)) == SESSION_RUN_STAND_BY) {
 		free_parts(&r);
-		if (build_parts(&r, cfg) < 0) {
+		if (build_parts(&r, cfg) < 0 || start_pipeline(&r, cfg) < 0) {
 			code = RELAY_EXIT_USAGE;
 			break;
 		}

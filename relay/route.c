@@ -529,17 +529,23 @@ static bool lists_schema_version(const route_source *s)
 }
 
 /*
- * The schema_version header when the row has a version (its column not null): the contract's
- * version, for consumers and for the encoders (contract.h). A column listed in headers under
- * that name keeps its place instead (as before 1.3 of the kit).
+ * The contract's version when the row has one (its column not null): kept in the record for the
+ * encoders (contract.h) and published as the schema_version header for consumers. A column
+ * listed in headers under that name keeps its place instead (as before 1.3 of the kit).
  */
 static int add_schema_version(router *r, const route_source *s, char **pos, route_msg *m)
 {
 	const json_span *v = s->cfg->schema_version[0] ? field_get(r, s->cfg->schema_version) : NULL;
 
-	if (!v || v->kind == JSON_NULL || v->kind == JSON_NONE || lists_schema_version(s))
+	if (!v || v->kind == JSON_NULL || v->kind == JSON_NONE)
 		return 0;
-	return add_field_header(r, pos, m, "schema_version", v);
+	if (put_text(r, pos, v, NULL, &m->schema_version, &m->schema_version_len) < 0)
+		return -1;
+	if (!m->schema_version || lists_schema_version(s))
+		return 0;
+	route_header *h = new_header(r, m, "schema_version", 14);
+	h->value = m->schema_version, h->value_len = m->schema_version_len;
+	return 0;
 }
 
 /* Headers: event_id, event_type, schema_version, the listed columns, CloudEvents, then the
@@ -633,8 +639,8 @@ void router_dead_letter_named(router *r, const char *source, const w2j_record *r
 {
 	char lsn[LSN_TEXT_MAX], xid[24];
 	size_t used = 0;
-	const char *key = m->key;
-	size_t key_len = m->key_len;
+	const char *key = m->text_key ? m->text_key : m->key;
+	size_t key_len = m->text_key ? m->text_key_len : m->key_len;
 
 	memset(m, 0, sizeof(*m));
 	m->topic = r->cfg->dead_letter_topic;

@@ -27,6 +27,14 @@ typedef struct {
 	route_header *headers;
 	size_t n_headers;
 	bool every_partition; /* one copy to each partition (a truncate: ordered after every key) */
+	/* The contract version: the text of the sources[].schema_version column (envelope member),
+	 * never a member of the headers object; NULL: none. */
+	const char *schema_version;
+	size_t schema_version_len;
+	/* The key column's text when an encoder replaced key (Avro keys): a dead letter carries
+	 * this one; NULL: key is the text. */
+	const char *text_key;
+	size_t text_key_len;
 } route_msg;
 
 typedef struct router router;

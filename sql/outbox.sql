@@ -104,7 +104,22 @@ ALTER TABLE outbox.events ALTER COLUMN txid SET DEFAULT pg_current_xact_id();
 -- 1.3: schema_version, the version of the event type's contract the payload follows (the relay
 -- converts or checks it by <event_type>.v<N>.avsc and publishes it as the header schema_version;
 -- docs/schemas.md). NULL: an event without a version (<event_type>.avsc). Nullable without a
--- default, so adding it is instant; publish() and emit() refuse a version below 1.
+-- default, so adding it is instant; publish() and emit() refuse a version below 1. A column of that
+-- name the application added itself with another type (a text "1.0") is not taken over: refused.
+DO $$
+DECLARE
+    found text;
+BEGIN
+    SELECT format_type(atttypid, atttypmod) INTO found
+      FROM pg_attribute
+     WHERE attrelid = to_regclass('outbox.events') AND attname = 'schema_version'
+       AND NOT attisdropped AND atttypid <> 'integer'::regtype;
+    IF found IS NOT NULL THEN
+        RAISE EXCEPTION 'outbox.events already has a column schema_version of type %, kit 1.3 needs one of type integer: nothing changed', found
+            USING HINT = 'Rename that column (or convert it to integer version numbers), then run this file again.';
+    END IF;
+END
+$$;
 ALTER TABLE outbox.events ADD COLUMN IF NOT EXISTS schema_version integer;
 
 -- 1.1: purge() finds old rows by created_at. On a big 1.0 table, build this index beforehand
@@ -120,8 +135,22 @@ CREATE INDEX IF NOT EXISTS events_created_at_idx ON outbox.events (created_at);
 -- section 3) is renamed out of the way first and dropped once its privileges are copied to the
 -- new one (section 6): a publisher that could call it still can, with the
 -- same arguments. Nothing is renamed when the old signature is gone (run again: a no-op).
+-- An object of the application bound to the old function (a BEGIN ATOMIC function or procedure
+-- calling it, a view) would stop the drop: refused up front, naming it.
 DO $$
+DECLARE
+    bound text;
 BEGIN
+    SELECT string_agg(pg_describe_object(d.classid, d.objid, d.objsubid), ', ') INTO bound
+      FROM pg_depend d
+     WHERE d.refclassid = 'pg_proc'::regclass AND d.deptype = 'n'
+       AND d.refobjid IN (SELECT p FROM (VALUES (to_regprocedure('outbox.publish(text, text, text, jsonb, jsonb)')),
+                                                (to_regprocedure('outbox.emit(text, text, text, jsonb, jsonb, text)'))) v(p)
+                           WHERE p IS NOT NULL);
+    IF bound IS NOT NULL THEN
+        RAISE EXCEPTION 'outbox kit 1.3 replaces outbox.publish() and outbox.emit() with new versions, and % is bound to the old one: nothing changed', bound
+            USING HINT = 'Drop it, run this file, then create it again unchanged: the same calls work with 1.3.';
+    END IF;
     IF to_regprocedure('outbox.publish(text, text, text, jsonb, jsonb)') IS NOT NULL THEN
         ALTER FUNCTION outbox.publish(text, text, text, jsonb, jsonb) RENAME TO publish_before_1_3;
     END IF;
@@ -494,7 +523,8 @@ COMMENT ON FUNCTION outbox.purge(interval, integer) IS
 -- privileges for PUBLIC, should default privileges give it any. Who needs what: docs/sql.md, Grants.
 -- 1.3: the privileges of publish() and emit() as they were before 1.3 (renamed in section 2) go
 -- to their new signatures, then the old ones are dropped: whoever could call them still can.
--- Their owner's rights come with the new function; every other grant is made again.
+-- The new function gets the old one's owner (who may not be the role running this file: a
+-- superuser upgrading the kit of another role), then every other grant is made again.
 DO $$
 DECLARE
     f   record;
@@ -508,6 +538,7 @@ BEGIN
               WHERE p.pronamespace = 'outbox'::regnamespace
                 AND p.proname IN ('publish_before_1_3', 'emit_before_1_3')
     LOOP
+        EXECUTE format('ALTER FUNCTION %s OWNER TO %s', f.new, f.owner::regrole);
         IF f.acl IS NOT NULL THEN  -- NULL: the default, PUBLIC may execute, as the new one
             EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f.new);
             FOR a IN SELECT (aclexplode(f.acl)).* LOOP

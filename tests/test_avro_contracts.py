@@ -67,6 +67,25 @@ def test_a_json_source_with_a_contract_publishes_fitting_events_byte_for_byte(ou
     assert "schema_id" not in dict(msgs[0]["headers"])
 
 
+def test_a_schema_version_member_of_the_headers_object_picks_no_file(outbox, kafka, tmp_path):
+    """An application's own {"schema_version": "1.0"} in the headers column is an ordinary
+    header: the event is checked against the unversioned AccountOpened.avsc and published with
+    that header, not dead-lettered for a version "1.0"."""
+    d = schema_dir(tmp_path, {"AccountOpened.avsc": OPENED})
+    outbox.reconfigure(
+        sources='{ table = "outbox.events"; topic = "%s.${aggregate_type}"; contract = true; }' % outbox.prefix,
+        extra_top='schema_registry = { schema_dir = "%s"; };' % d)
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    outbox.db.execute("""INSERT INTO outbox.events (aggregate_type, aggregate_id, event_type, payload, headers)
+                         VALUES ('account', 'c-1', 'AccountOpened', %s::jsonb, '{"schema_version": "1.0"}')""",
+                      (OPENED_JSON,))
+    msgs = kafka.consume([outbox.topic("account")], until=1, timeout=60)
+    assert len(msgs) == 1
+    assert dict(msgs[0]["headers"])["schema_version"] == b"1.0"
+    assert outbox.relay.stop() == 0
+
+
 def test_a_contract_needs_a_schema_dir_but_no_registry(tmp_path):
     import relayctl
     d = schema_dir(tmp_path, {"AccountOpened.avsc": OPENED})
@@ -75,10 +94,30 @@ def test_a_contract_needs_a_schema_dir_but_no_registry(tmp_path):
             'sources = ( { table = "outbox.events"; contract = true; } );\n')
     path.write_text(base)
     code, out = relayctl.run_once(["check-config", str(path)])
-    assert code == 2 and "contract = true needs schema_registry.schema_dir" in out, out
+    assert code == 2 and "%s:3: a source with contract = true needs schema_registry.schema_dir" % path in out, out
     path.write_text(base + 'schema_registry = { schema_dir = "%s"; };\n' % d)
     code, out = relayctl.run_once(["check-config", str(path)])
     assert code == 0, out
+
+
+def test_schema_dir_errors_name_the_config_line_and_the_file(tmp_path):
+    """A schema_dir that cannot be read, or holding a directory named X.avsc, is refused at the
+    line setting schema_dir; versions go up to the kit's integer maximum."""
+    import relayctl
+    path = tmp_path / "relay.conf"
+    base = ('postgresql = { conninfo = "x"; };\nkafka = { bootstrap_servers = "b"; };\n'
+            'sources = ( { table = "outbox.events"; contract = true; } );\n'
+            'schema_registry = {\n  schema_dir = "%s";\n};\n')
+    path.write_text(base % (tmp_path / "missing"))
+    code, out = relayctl.run_once(["check-config", str(path)])
+    assert code == 2 and "%s:5: schema_registry.schema_dir: cannot read the directory" % path in out, out
+    d = schema_dir(tmp_path, {"AccountOpened.avsc": OPENED, "AccountOpened.v2147483647.avsc": OPENED})
+    path.write_text(base % d)
+    code, out = relayctl.run_once(["check-config", str(path)])
+    assert code == 0, out
+    (d / "Sub.avsc").mkdir()
+    code, out = relayctl.run_once(["check-config", str(path)])
+    assert code == 2 and out.strip() == "%s:5: %s/Sub.avsc: not a regular file" % (path, d), out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,6 +323,99 @@ def test_an_incompatible_new_version_is_refused_at_start(outbox, kafka, registry
     assert outbox.relay.stop() == 0
 
 
+ORDER_PLACED = {"type": "record", "name": "OrderPlaced", "namespace": "shop.events",
+                "fields": [{"name": "order", "type": "string"}]}
+
+
+def test_other_event_types_are_not_checked_against_a_fixed_topics_subject(outbox, kafka, registry, tmp_path):
+    """TopicNameStrategy, a fixed topic whose subject holds AccountOpened: OrderPlaced.avsc in the
+    same directory (for another source's topic) is not a version of that subject and does not
+    stop the start; AccountOpened's new version is checked there and goes out."""
+    topic = outbox.topic("accounts")
+    subject = topic + "-value"
+    status, _ = registry.request("POST", "/subjects/%s/versions" % subject,
+                                 {"schema": json.dumps(OPENED_V1, separators=(",", ":"))})
+    assert status == 200
+    d = schema_dir(tmp_path, {"AccountOpened.v1.avsc": OPENED_V1, "AccountOpened.v2.avsc": OPENED_V2,
+                              "OrderPlaced.avsc": ORDER_PLACED})
+    start_versions(outbox, registry, d, topic=topic)
+    outbox.relay.wait_streaming()
+    assert error_lines(outbox.relay) == []
+    assert "1 (file, subject) pairs new to the registry, all compatible" in outbox.relay.log()
+    insert_versioned(outbox.db, "account", "AccountOpened", {"seq": 1, "plan": "pro", "region": "us"}, 2)
+    msgs = kafka.consume([topic], until=1, timeout=60)
+    assert decode_by_writer_schema(registry, msgs[0]["value"])[1]["seq"] == 1
+    assert outbox.relay.stop() == 0
+
+
+class RefusingRegistry:
+    """A registry (or proxy) that registers schemas (id 7) and tells a subject's latest version
+    (AccountOpened v1), knows no schema by text (404), but answers 403 to the compatibility check
+    and to listings."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def send(self, code, body):
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                if self.path.endswith("/versions/latest"):
+                    self.send(200, {"id": 7, "version": 1, "schema": json.dumps(OPENED_V1)})
+                else:
+                    self.send(403, {"error_code": 40301, "message": "forbidden"})
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.path.startswith("/compatibility/"):
+                    self.send(403, {"error_code": 40301, "message": "User is denied operation"})
+                elif self.path.endswith("/versions"):
+                    self.send(200, {"id": 7})
+                else:
+                    self.send(404, {"error_code": 40403, "message": "Schema not found"})
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d" % self.server.server_port
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_registry_refusing_the_compatibility_check_does_not_hold_the_stream(outbox, kafka, tmp_path):
+    """403 to the compatibility check (200 to registration): the relay says once that it cannot
+    check, starts, and publishes; registration decides."""
+    fake = RefusingRegistry()
+    try:
+        d = schema_dir(tmp_path, {"AccountOpened.v1.avsc": OPENED_V1, "AccountOpened.v2.avsc": OPENED_V2})
+        outbox.reconfigure(
+            sources='{ table = "outbox.events"; topic = "%s"; format = "avro"; }' % outbox.topic("accounts"),
+            extra_top='schema_registry = { url = "%s"; schema_dir = "%s"; };' % (fake.url, d))
+        outbox.relay.start()
+        outbox.relay.wait_streaming()
+        insert_versioned(outbox.db, "account", "AccountOpened", {"seq": 1, "plan": "basic"}, 1)
+        msgs = kafka.consume([outbox.topic("accounts")], until=1, timeout=60)
+        assert msgs[0]["value"][:5] == b"\x00\x00\x00\x00\x07"
+        assert outbox.relay.stop() == 0
+        log = outbox.relay.log()
+        assert log.count("cannot check the schema files against subject") == 1
+        assert "holding back" not in log
+    finally:
+        fake.stop()
+
+
 def test_a_registry_down_at_start_holds_the_check_until_it_answers(outbox, kafka, registry, tmp_path):
     """The registry is frozen at start: the relay says it cannot check and starts anyway; the
     check runs before the first Avro event needs the registry, so an incompatible file is still
@@ -361,7 +493,8 @@ def test_a_record_strategy_needs_named_schemas(tmp_path):
                     'schema_registry = { url = "http://127.0.0.1:1/apis/ccompat/v7"; schema_dir = "%s"; '
                     'subject_strategy = "RecordNameStrategy"; };\n' % d)
     code, out = relayctl.run_once(["check-config", str(path)])
-    assert code == 2 and "%s/Plain.avsc: schema_registry.subject_strategy = \"RecordNameStrategy\" needs a named schema" % d in out, out
+    assert code == 2 and ("%s:4: %s/Plain.avsc: schema_registry.subject_strategy = \"RecordNameStrategy\" needs a named schema"
+                          % (path, d)) in out, out
     path.write_text(path.read_text().replace("RecordNameStrategy", "RecordName"))
     code, out = relayctl.run_once(["check-config", str(path)])
     assert code == 2 and "subject_strategy" in out, out
@@ -403,6 +536,28 @@ def test_avro_keys_are_strings_registered_under_the_topic_key_subject(outbox, ka
     deser = AvroDeserializer(SchemaRegistryClient({"url": registry.url}))
     assert deser(msgs[0]["key"], SerializationContext(msgs[0]["topic"], MessageField.KEY)) == key
     assert decode_by_writer_schema(registry, msgs[0]["value"])[1] == {"seq": 1, "plan": "basic"}
+    assert outbox.relay.stop() == 0
+
+
+def test_a_row_the_broker_refuses_is_dead_lettered_with_its_text_key_not_the_avro_key(outbox, kafka, registry, tmp_path):
+    """key_format = "avro" and a record the broker refuses (the topic's max.message.bytes is
+    2000, the relay's limit higher, compression on): the dead letter's key is the key column's
+    text, as for every dead letter, not the Avro-encoded key."""
+    d = schema_dir(tmp_path, {"AccountOpened.avsc": OPENED})
+    topic = outbox.topic("account")
+    kafka.create_topic(topic, partitions=1, config={"max.message.bytes": "2000"})
+    outbox.reconfigure(
+        sources='{ table = "outbox.events"; topic = "%s.${aggregate_type}"; format = "avro"; '
+                'key_format = "avro"; }' % outbox.prefix,
+        extra_kafka='compression_type = "gzip";',
+        extra_top='schema_registry = { url = "%s"; schema_dir = "%s"; };' % (registry.url, d))
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    big = "".join("%08x" % (i * 2654435761 % 2 ** 32) for i in range(700))  # 5600 bytes, ~3 kB gzipped
+    xid = insert(outbox.db, "account", "AccountOpened", {"seq": 1, "plan": big}, key="c-big")
+    dead = wait_dead_letter(kafka, xid)
+    assert b"the broker refused its record" in dict(dead["headers"])["dlq_reason"]
+    assert dead["key"] == b"c-big"
     assert outbox.relay.stop() == 0
 
 

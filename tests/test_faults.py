@@ -338,15 +338,22 @@ def test_fatal_transaction_error_exits_without_confirming(faulty, api_key, error
     assert REPLAYING not in log
 
 
-def test_fenced_relay_with_takeover_wait_stands_by_again(faulty):
+def test_fenced_relay_with_takeover_wait_stands_by_again(faulty, registry, tmp_path):
     """relay.takeover = "wait" (active/passive): a fencing is no exit 3 but a return to standby,
     confirming nothing of the fenced transaction; with no other relay active the relay takes the
     slot again at once, with a fresh producer (what it then reads from the mock's checkpoint
-    topic is the mock's: it keeps aborted records)."""
+    topic is the mock's: it keeps aborted records) and a fresh pipeline, started again (an Avro
+    source's start-time schema check runs again)."""
     f = faulty
+    schemas = tmp_path / "schemas"
+    schemas.mkdir()
+    (schemas / "Probe.avsc").write_text('{"type": "record", "name": "Probe", "fields": []}')
     text = open(f.relay.config_path).read()
-    open(f.relay.config_path, "w").write(text.replace("shutdown_timeout_ms = 20000;",
-                                                      'shutdown_timeout_ms = 20000; takeover = "wait";'))
+    text = text.replace("shutdown_timeout_ms = 20000;", 'shutdown_timeout_ms = 20000; takeover = "wait";')
+    text = text.replace("sources = ( ", 'sources = ( { message_prefix = "avro_probe"; format = "avro"; '
+                        'topic = "avro_probe"; }, ', 1)
+    text += 'schema_registry = { url = "%s"; schema_dir = "%s"; };\n' % (registry.url, schemas)
+    open(f.relay.config_path, "w").write(text)
     mark = start_until_first_commit(f)
     held_at = wal_lsn(f.db)
     f.mock.cmd("broker_errors %d %d PRODUCER_FENCED" % (BROKER, END_TXN))
@@ -363,6 +370,7 @@ def test_fenced_relay_with_takeover_wait_stands_by_again(faulty):
     assert "warn  Kafka transaction not committed: commit_transaction: " in log
     assert "(another relay with the same transactional.id took over: standing by)" in log
     assert "error Kafka transaction failed for good" not in log
+    assert f.relay.log().count("Avro: 1 schema files checked at start") == 2
     assert f.relay.stop() == 0
 
 

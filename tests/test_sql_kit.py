@@ -25,9 +25,11 @@ PUBLISH = "outbox.publish(text, text, text, jsonb, jsonb, integer)"
 EMIT = "outbox.emit(text, text, text, jsonb, jsonb, text, integer)"
 
 
-def psql_file(db, path, check=True):
-    """Runs one SQL file with psql -X -v ON_ERROR_STOP=1; returns the CompletedProcess."""
-    proc = subprocess.run(["psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", db.dsn, "-f", path],
+def psql_file(db, path, check=True, user=None):
+    """Runs one SQL file with psql -X -v ON_ERROR_STOP=1 (as user, default the superuser); returns
+    the CompletedProcess."""
+    dsn = db.dsn if user is None else db.pg.dsn(dbname=db.name, user=user)
+    proc = subprocess.run(["psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", dsn, "-f", path],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
     if check:
         assert proc.returncode == 0, "psql -f %s failed:\n%s" % (path, proc.stdout)
@@ -251,6 +253,59 @@ def test_upgrade_keeps_public_publish_when_public_could_insert(db):
     db.execute("GRANT INSERT ON outbox.events TO PUBLIC")
     install(db)
     assert one(db, "SELECT has_function_privilege('public', '%s', 'EXECUTE')" % PUBLISH)
+
+
+def test_upgrade_by_a_superuser_keeps_the_kit_owners_functions(db, role):
+    """A kit installed by its own role and upgraded by a superuser: publish() and emit() stay the
+    owner's, callable by it and by whoever had a grant, and the owner can run the file again."""
+    owner, app = role("t_owner"), role("t_app")
+    db.execute('GRANT CREATE ON DATABASE "%s" TO "%s"' % (db.name, owner))
+    psql_file(db, OUTBOX_SQL_1_2, user=owner)
+    db.execute('GRANT EXECUTE ON FUNCTION outbox.emit(text, text, text, jsonb, jsonb, text) TO "%s"' % app)
+
+    out = install(db).stdout  # as the superuser
+    assert "upgrading 1.2 to 1.3" in out
+    assert db.query("""SELECT p.proname, pg_get_userbyid(p.proowner) FROM pg_proc p
+                        WHERE p.pronamespace = 'outbox'::regnamespace AND p.proname IN ('publish', 'emit')
+                        ORDER BY 1""") == [("emit", owner), ("publish", owner)]
+    assert one(db, "SELECT has_function_privilege(%%s, '%s', 'EXECUTE')" % EMIT, (app,))
+    assert not one(db, "SELECT has_function_privilege('public', '%s', 'EXECUTE')" % PUBLISH)
+    conn = db.pg.connect(dbname=db.name, user=owner)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT outbox.publish('user', 'u-1', 'Created', '{}', NULL, 2)")
+            cur.execute("SELECT outbox.emit('user', 'u-1', 'Created', '{}')")
+    finally:
+        conn.close()
+    before = kit_objects(db)
+    second = psql_file(db, OUTBOX_SQL, user=owner)
+    assert "ERROR" not in second.stdout
+    assert kit_objects(db) == before
+
+
+def test_upgrade_refuses_up_front_when_a_function_is_bound_to_the_old_publish(db):
+    psql_file(db, OUTBOX_SQL_1_2)
+    db.execute("""CREATE FUNCTION public.place_order(id text) RETURNS uuid LANGUAGE sql
+                  BEGIN ATOMIC SELECT outbox.publish('order', id, 'Placed', '{}'); END""")
+    before = kit_objects(db)
+
+    proc = psql_file(db, OUTBOX_SQL, check=False)
+    assert proc.returncode != 0
+    assert "function place_order(text) is bound to the old one: nothing changed" in proc.stdout
+    assert "CASCADE" not in proc.stdout and "before_1_3" not in proc.stdout
+    assert one(db, "SELECT outbox.kit_version()") == "1.2"
+    assert kit_objects(db) == before
+
+
+def test_upgrade_refuses_a_schema_version_column_of_another_type(db):
+    psql_file(db, OUTBOX_SQL_1_2)
+    db.execute("ALTER TABLE outbox.events ADD COLUMN schema_version text")
+
+    proc = psql_file(db, OUTBOX_SQL, check=False)
+    assert proc.returncode != 0
+    assert ("outbox.events already has a column schema_version of type text, "
+            "kit 1.3 needs one of type integer: nothing changed") in proc.stdout
+    assert one(db, "SELECT outbox.kit_version()") == "1.2"
 
 
 def test_upgrade_from_1_1_adds_purge_state_and_equals_a_fresh_install(db, pg, role):

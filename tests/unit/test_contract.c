@@ -1,4 +1,4 @@
-/* test_contract.c: schema files by event type and version, and which one a record's headers pick. */
+/* test_contract.c: schema files by event type and version, and which one a record's event_type and schema_version pick. */
 #include "unit.h"
 
 #include <sys/stat.h>
@@ -32,7 +32,8 @@ static void remove_dir(const char *dir, const char *const *names, size_t n)
 	rmdir(dir);
 }
 
-/* The contract a record with these headers gets (NULL type: no event_type header). */
+/* The contract a record with this event_type header and schema_version (its column, route.h)
+ * gets (NULL type: no event_type header). */
 static long find(const contract_set *s, const char *type, const char *version, char *why, size_t len)
 {
 	route_header h[2];
@@ -41,7 +42,7 @@ static long find(const contract_set *s, const char *type, const char *version, c
 	if (type)
 		h[m.n_headers++] = (route_header){"event_type", 10, type, strlen(type)};
 	if (version)
-		h[m.n_headers++] = (route_header){"schema_version", 14, version, strlen(version)};
+		m.schema_version = version, m.schema_version_len = strlen(version);
 	return contract_find(s, &m, why, len);
 }
 
@@ -72,6 +73,27 @@ static void test_versions_come_from_the_file_names(void **state)
 	assert_true(find(s, "Other.vx", NULL, why, sizeof(why)) >= 0);
 	contract_set_free(s);
 	remove_dir(dir, names, 7);
+}
+
+/* A schema_version header (a member of the headers object) is no version: the unversioned file. */
+static void test_a_schema_version_header_picks_no_version(void **state)
+{
+	(void)state;
+	static const char *const names[] = {"Order.avsc", "Order.v2147483647.avsc"};
+	char dir[64], why[300];
+	make_dir(dir, sizeof(dir), names, 2);
+	contract_set *s = contract_set_load(dir, why, sizeof(why));
+	assert_non_null(s);
+	route_header h[2] = {{"event_type", 10, "Order", 5}, {"schema_version", 14, "1.0", 3}};
+	route_msg m = {.headers = h, .n_headers = 2};
+	long i = contract_find(s, &m, why, sizeof(why));
+	assert_true(i >= 0);
+	assert_string_equal(contract_at(s, (size_t)i)->file, "Order.avsc");
+	i = find(s, "Order", "2147483647", why, sizeof(why)); /* up to INT_MAX, the kit's integer */
+	assert_true(i >= 0 && contract_at(s, (size_t)i)->version == 2147483647);
+	assert_int_equal(find(s, "Order", "2147483648", why, sizeof(why)), -1);
+	contract_set_free(s);
+	remove_dir(dir, names, 2);
 }
 
 static void test_a_missing_version_or_type_is_named(void **state)
@@ -112,6 +134,16 @@ static void test_a_bad_file_is_named(void **state)
 	assert_null(contract_set_load(dir, why, sizeof(why)));
 	assert_non_null(strstr(why, "Order.v2.avsc: "));
 	remove_dir(dir, names, 1);
+	/* a directory named like a schema file: said so, no attempt to read it */
+	make_dir(dir, sizeof(dir), NULL, 0);
+	snprintf(path, sizeof(path), "%s/Sub.avsc", dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	assert_null(contract_set_load(dir, why, sizeof(why)));
+	snprintf(path, sizeof(path), "%s/Sub.avsc: not a regular file", dir);
+	assert_string_equal(why, path);
+	snprintf(path, sizeof(path), "%s/Sub.avsc", dir);
+	rmdir(path);
+	rmdir(dir);
 	assert_null(contract_set_load(dir, why, sizeof(why)));
 	assert_non_null(strstr(why, "cannot read the directory"));
 }
@@ -120,6 +152,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_versions_come_from_the_file_names),
+		cmocka_unit_test(test_a_schema_version_header_picks_no_version),
 		cmocka_unit_test(test_a_missing_version_or_type_is_named),
 		cmocka_unit_test(test_a_bad_file_is_named),
 	};
