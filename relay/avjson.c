@@ -393,8 +393,7 @@ static int decimal_digits(avjson_codec *c, const avjson_node *n, const char *t, 
 	return 0;
 }
 
-/* Decimal digits into big-endian two's complement bytes (minimal length); returns the length. */
-static size_t decimal_bytes(const char *digits, size_t nd, bool neg, unsigned char *out, size_t cap)
+size_t avjson_decimal_bytes(const char *digits, size_t nd, bool neg, unsigned char *out, size_t cap)
 {
 	size_t len = 1;
 	memset(out, 0, cap);
@@ -439,7 +438,7 @@ static int put_decimal(avjson_codec *c, const avjson_node *n, avro_value_t *v, c
 	unsigned char *bytes = xmalloc(cap);
 	int rc = decimal_digits(c, n, t, &neg, digits, &nd);
 	if (rc == 0) {
-		size_t bl = decimal_bytes(digits, nd, neg, bytes, cap);
+		size_t bl = avjson_decimal_bytes(digits, nd, neg, bytes, cap);
 		unsigned char *start = bytes + cap - bl;
 		if (n->type == AVRO_BYTES) {
 			rc = avro_value_set_bytes(v, start, bl); /* libavro copies the bytes */

@@ -15,7 +15,6 @@
 #include "log.h"
 #include "xalloc.h"
 
-#define WIRE_HEADER 5 /* magic byte 0, then the schema id, 4 bytes big-endian */
 
 /* Envelope fields, in the schema's order (the JSON envelope's order). */
 enum { F_OP, F_BEFORE, F_AFTER, F_SOURCE, F_TOAST, N_ENVELOPE };
@@ -639,16 +638,12 @@ int avro_change_encode(avro_change *a, registry *reg, record *rec, const char **
 		return ENCODE_OK;
 	if (!rec->table)
 		return *why = "a captured table's record without its table", ENCODE_REJECT;
-	if (convert_change(a, rec->table, m->value, m->value_len, WIRE_HEADER, &at, &out, &len,
+	if (convert_change(a, rec->table, m->value, m->value_len, REGISTRY_WIRE_HEADER, &at, &out, &len,
 			   why) < 0)
 		return ENCODE_REJECT;
 	if ((rc = schema_id(a, at, reg, m->topic, &id, why)) != ENCODE_OK)
 		return rc;
-	out[0] = 0;
-	out[1] = (char)((unsigned)id >> 24);
-	out[2] = (char)((unsigned)id >> 16);
-	out[3] = (char)((unsigned)id >> 8);
-	out[4] = (char)id;
+	registry_wire_header(out, id);
 	m->value = out; /* a's buffer, until its next call; librdkafka copies it */
 	m->value_len = len;
 	with_schema_headers(a, m, id);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "avjson.h"
 #include "xalloc.h"
 
 #define US_PER_DAY INT64_C(86400000000)
@@ -203,34 +204,6 @@ static int set_time(avro_value_t *v, const char *text, size_t len, char *why, si
 
 /* ---- decimals: the unscaled value as big-endian two's complement ---- */
 
-/* Decimal digits into big-endian two's complement bytes (minimal length); returns the length. */
-static size_t decimal_bytes(const char *dig, size_t nd, bool neg, unsigned char *out, size_t cap)
-{
-	size_t len = 1;
-	memset(out, 0, cap);
-	for (size_t i = 0; i < nd; i++) { /* out[cap-len..cap) = out * 10 + digit */
-		unsigned carry = (unsigned)(dig[i] - '0');
-		for (size_t b = cap; b-- > cap - len;) {
-			unsigned x = out[b] * 10u + carry;
-			out[b] = (unsigned char)x;
-			carry = x >> 8;
-		}
-		if (carry)
-			out[cap - ++len] = (unsigned char)carry;
-	}
-	if (out[cap - len] & 0x80) /* room for the sign bit */
-		len++;
-	if (neg) {
-		unsigned carry = 1;
-		for (size_t b = cap; b-- > cap - len;) {
-			unsigned x = (unsigned char)~out[b] + carry;
-			out[b] = (unsigned char)x;
-			carry = x >> 8;
-		}
-	}
-	return len;
-}
-
 /*
  * numeric(p,s)'s text ("-12.50") scaled to s: the unscaled digits without leading zeros. A text
  * with more fraction digits than s (other than zeros) or more than p digits is refused.
@@ -286,7 +259,7 @@ static int set_decimal(avro_value_t *v, const avro_change_type *t, const char *t
 	int rc = decimal_digits(t, text, len, &neg, dig, &nd, why, whylen);
 
 	if (rc == 0) {
-		size_t bl = decimal_bytes(dig, nd, neg, bytes, cap);
+		size_t bl = avjson_decimal_bytes(dig, nd, neg, bytes, cap);
 		rc = avro_value_set_bytes(v, bytes + cap - bl, bl); /* libavro copies them */
 	}
 	if (!small) {

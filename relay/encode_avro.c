@@ -16,7 +16,6 @@
 #include "registry.h"
 #include "xalloc.h"
 
-#define WIRE_HEADER 5 /* magic byte 0, then the schema id, 4 bytes big-endian */
 
 /* A schema id of a contract under one subject (the registry client caches by text too). */
 typedef struct {
@@ -283,7 +282,7 @@ static int encode_key(avro_state *av, route_msg *m, const char **why)
 {
 	char subject[REGISTRY_SUBJECT_MAX];
 	int id;
-	size_t n = WIRE_HEADER;
+	size_t n = REGISTRY_WIRE_HEADER;
 
 	if (!m->key)
 		return ENCODE_OK;
@@ -292,13 +291,11 @@ static int encode_key(avro_state *av, route_msg *m, const char **why)
 	registry_result r = registry_id(av->reg, subject, KEY_SCHEMA, &id, av->why, sizeof(av->why));
 	if (r != REGISTRY_OK)
 		return *why = av->why, r == REGISTRY_DOWN ? ENCODE_HOLD : ENCODE_STOP;
-	if (av->key_cap < m->key_len + WIRE_HEADER + 10) {
-		av->key_cap = m->key_len + WIRE_HEADER + 64;
+	if (av->key_cap < m->key_len + REGISTRY_WIRE_HEADER + 10) {
+		av->key_cap = m->key_len + REGISTRY_WIRE_HEADER + 64;
 		av->key_buf = xrealloc(av->key_buf, av->key_cap);
 	}
-	av->key_buf[0] = 0;
-	for (int i = 0; i < 4; i++)
-		av->key_buf[1 + i] = (char)((unsigned)id >> (24 - 8 * i));
+	registry_wire_header(av->key_buf, id);
 	for (uint64_t z = (uint64_t)m->key_len << 1; ; z >>= 7) { /* zigzag of a length: 2n */
 		av->key_buf[n++] = (char)((z & 0x7f) | (z > 0x7f ? 0x80 : 0));
 		if (z <= 0x7f)
@@ -328,15 +325,11 @@ int encode_avro(void *state, record *rec, const char **why)
 	if ((ci = contract_find(av->contracts, m, av->why, sizeof(av->why))) < 0)
 		return *why = av->why, ENCODE_REJECT;
 	if (avjson_encode(contract_at(av->contracts, (size_t)ci)->codec, m->value, m->value_len,
-			  WIRE_HEADER, &out, &len, av->why, sizeof(av->why)) < 0)
+			  REGISTRY_WIRE_HEADER, &out, &len, av->why, sizeof(av->why)) < 0)
 		return *why = av->why, ENCODE_REJECT;
 	if ((rc = schema_id(av, m, (size_t)ci, &id, why)) != ENCODE_OK)
 		return rc;
-	out[0] = 0;
-	out[1] = (char)((unsigned)id >> 24);
-	out[2] = (char)((unsigned)id >> 16);
-	out[3] = (char)((unsigned)id >> 8);
-	out[4] = (char)id;
+	registry_wire_header(out, id);
 	m->value = out; /* the codec's buffer, until its next call; librdkafka copies it */
 	m->value_len = len;
 	with_schema_headers(av, m, id);

@@ -435,3 +435,12 @@ int registry_key_subject(registry_strategy s, const char *topic, const char *typ
 					 : registry_subject(s, topic, type, out, len);
 	return n < 0 || (size_t)n >= len ? -1 : 0;
 }
+
+void registry_wire_header(char *out, int id)
+{
+	out[0] = 0;
+	out[1] = (char)((unsigned)id >> 24);
+	out[2] = (char)((unsigned)id >> 16);
+	out[3] = (char)((unsigned)id >> 8);
+	out[4] = (char)id;
+}

@@ -10,6 +10,12 @@ typedef struct registry registry;
 /* The longest subject name the relay makes, with its NUL (a longer one is an error). */
 #define REGISTRY_SUBJECT_MAX 600
 
+/* Confluent's wire format: magic byte 0, then the schema id, 4 bytes big-endian, then Avro. */
+#define REGISTRY_WIRE_HEADER 5
+
+/* Writes the wire format's header for schema id into out[0..REGISTRY_WIRE_HEADER). */
+void registry_wire_header(char *out, int id);
+
 /* How a record's value subject is named (Confluent's serializers' value.subject.name.strategy). */
 typedef enum {
 	REGISTRY_TOPIC_NAME,        /* <topic>-value (TopicNameStrategy, the default) */

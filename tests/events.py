@@ -89,6 +89,33 @@ def assert_exactly_once_in_order(msgs, rows, outbox):
     assert not missing, "%d events missing" % len(missing)
 
 
+def tally_writers_events(msgs, writers, check=None):
+    """Counts what a read_committed consumer got against what Writers committed: returns
+    (duplicates, lost, rolled back, phantoms). Each first sight of a committed event is asserted
+    to carry its key and to come after that key's earlier events; check(msg, key, seq), when
+    given, asserts more of it (its payload)."""
+    expected = writers.committed
+    seen, last = set(), {}
+    dups = rolled_back = phantoms = 0
+    for m in msgs:
+        eid = dict(m["headers"])["event_id"].decode()
+        if eid in writers.rolled_back:
+            rolled_back += 1
+        elif eid not in expected:
+            phantoms += 1
+        elif eid in seen:
+            dups += 1
+        else:
+            seen.add(eid)
+            key, s = expected[eid]
+            assert m["key"] == key.encode()
+            if check:
+                check(m, key, s)
+            assert last.get(key, -1) < s, "key %s out of order" % key
+            last[key] = s
+    return dups, len(set(expected) - seen), rolled_back, phantoms
+
+
 def slot_lsns(db, slot):
     """(confirmed_flush_lsn, current WAL lsn) as numbers."""
     r = db.query("SELECT confirmed_flush_lsn - '0/0', pg_current_wal_lsn() - '0/0' "

@@ -9,7 +9,7 @@ import time
 import pytest
 
 import relayctl
-from events import Writers, slot_lsns
+from events import Writers, slot_lsns, tally_writers_events
 from harness import wait_for
 
 WAIT = 'takeover = "wait";'
@@ -69,23 +69,7 @@ def assert_exactly_once(kafka, outbox, writers, timeout=120):
     topic = outbox.topic("user")
     msgs = kafka.consume([topic], until=len(expected), timeout=timeout)
     msgs = kafka.consume([topic], timeout=60)  # to the end: duplicates come after the count
-    seen, last = set(), {}
-    dups = rolled_back = phantoms = 0
-    for m in msgs:
-        eid = dict(m["headers"])["event_id"].decode()
-        if eid in writers.rolled_back:
-            rolled_back += 1
-        elif eid not in expected:
-            phantoms += 1
-        elif eid in seen:
-            dups += 1
-        else:
-            seen.add(eid)
-            key, s = expected[eid]
-            assert m["key"] == key.encode()
-            assert last.get(key, -1) < s, "key %s out of order" % key
-            last[key] = s
-    lost = len(set(expected) - seen)
+    dups, lost, rolled_back, phantoms = tally_writers_events(msgs, writers)
     assert (dups, lost, rolled_back, phantoms) == (0, 0, 0, 0), \
         "%d duplicates, %d lost, %d rolled back, %d phantoms of %d" % (
             dups, lost, rolled_back, phantoms, len(expected))
