@@ -340,6 +340,9 @@ static checkpoint_result read_to_end(rd_kafka_t *rk, const char *topic, int part
 		int64_t low;
 		rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
 			rk, topic, started, &low, &high[started], CHECKPOINT_TIMEOUT_MS);
+		/* An end offset not known (negative) is no proof of an empty partition: ask again. */
+		if (!e && high[started] < 0)
+			e = RD_KAFKA_RESP_ERR__NO_OFFSET;
 		if (!e && rd_kafka_consume_start_queue(rkt, started, RD_KAFKA_OFFSET_BEGINNING, q) < 0)
 			e = rd_kafka_last_error();
 		if (e) {
