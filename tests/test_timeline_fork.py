@@ -32,7 +32,6 @@ from harness import wait_for
 from test_ha import FailoverWriters, Target, cluster, read_published  # noqa: F401 (cluster: a fixture)
 
 SLOT = "relay_slot"
-CHECKPOINT_TOPIC = "outbox-relay.checkpoints"
 STREAMING = "streaming from slot"
 FORK_LINE = re.compile(r"error timeline fork: the server is on timeline (\d+), which left timeline "
                        r"(\d+) at ([0-9A-F]+/[0-9A-F]+); this relay's checkpoint in Kafka is at "
@@ -147,10 +146,10 @@ def relay_status(config_path):
     return json.loads(out)
 
 
-def checkpoint_sizes(kafka, txn_id):
+def checkpoint_sizes(kafka, topic, txn_id):
     """What the relay's checkpoints cost: the largest one's bytes, xids and bytes of "ends"."""
     biggest = None
-    for m in kafka.consume([CHECKPOINT_TOPIC], timeout=30):
+    for m in kafka.consume([topic], timeout=30):
         if m["key"] == txn_id.encode() and m["value"]:
             cp = json.loads(m["value"])
             ends = len(json.dumps(cp.get("ends", []), separators=(",", ":")))
@@ -182,11 +181,15 @@ def test_failover_behind_the_checkpoint_names_the_phantoms(cluster, kafka, tmp_p
     cluster.add_permanent_slot(SLOT, db.name)
     target = Target("t" + uuid.uuid4().hex[:10])
     topic = target.topic("user")
+    # Its own checkpoint topic: on the shared one another test's open Kafka transaction can hide
+    # this relay's newest checkpoint (docs/exactly-once.md, the known gap of a shared topic).
+    checkpoints = "%s.checkpoints" % target.prefix
     config_path = str(tmp_path / "relay.conf")
     port = harness.free_port()
     relayctl.write_config(config_path, db.dsn, kafka.bootstrap, SLOT, target.prefix + ".${aggregate_type}",
-                          extra_pg="create_slot = false;", extra_relay='metrics_listen = ":%d";' % port)
-    kafka.create_topic(CHECKPOINT_TOPIC, partitions=1, config={"cleanup.policy": "compact"})
+                          extra_pg="create_slot = false;",
+                          extra_relay='metrics_listen = ":%d"; checkpoint_topic = "%s";' % (port, checkpoints))
+    kafka.create_topic(checkpoints, partitions=1, config={"cleanup.policy": "compact"})
     relay = relayctl.Relay(config_path, str(tmp_path))
     held = None
     try:
@@ -253,7 +256,7 @@ def test_failover_behind_the_checkpoint_names_the_phantoms(cluster, kafka, tmp_p
         print("fork of timeline %s at %s, checkpoint %s: %d phantom events of %d transactions (xids %s); "
               "relay streaming %.1f s after the kill; %d events on the new primary; %s"
               % (was_tli, fork, checkpoint, len(phantoms), len(phantom_xids), sorted(phantom_xids), t_relay,
-                 len(in_table), checkpoint_sizes(kafka, st["transactional_id"])))
+                 len(in_table), checkpoint_sizes(kafka, checkpoints, st["transactional_id"])))
         assert relay.stop() == 0
     finally:
         if held is not None:
