@@ -230,17 +230,6 @@ static int get_integer(avjson_codec *c, const avjson_node *n, const json_span *j
 	return 0;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil). */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-	y -= m <= 2;
-	const int64_t era = (y >= 0 ? y : y - 399) / 400;
-	const unsigned yoe = (unsigned)(y - era * 400);
-	const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-	const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + (int64_t)doe - 719468;
-}
-
 /* A date: "YYYY-MM-DD" (days since the epoch) or an integer number of days. */
 static int put_date(avjson_codec *c, const avjson_node *n, avro_value_t *v, const json_span *j)
 {
@@ -260,7 +249,7 @@ static int put_date(avjson_codec *c, const avjson_node *n, avro_value_t *v, cons
 	    m < 1 || m > 12 || d < 1 || d > mdays[m - 1] ||
 	    (m == 2 && d == 29 && (y % 4 || (y % 100 == 0 && y % 400))))
 		return fail(c, "date needs YYYY-MM-DD or a number of days");
-	return avro_value_set_int(v, (int32_t)days_from_civil(y, m, d));
+	return avro_value_set_int(v, (int32_t)pgtime_days_from_civil(y, m, d));
 }
 
 /* A timestamp: an integer (ms or µs since the epoch) or a PostgreSQL/RFC 3339 text with offset. */

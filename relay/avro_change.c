@@ -12,6 +12,7 @@
 #include "avro_change_type.h"
 #include "avro_change_value.h"
 #include "encode.h"
+#include "headers.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -68,8 +69,7 @@ struct avro_change {
 	char reason[600];
 	char subject[300];
 	char id_text[16];
-	route_header *headers;
-	size_t headers_cap;
+	header_list headers; /* the record's headers and ours (the router's stay as they were) */
 };
 
 avro_change *avro_change_new(const char *topic_prefix)
@@ -116,7 +116,7 @@ void avro_change_free(avro_change *a)
 	free(a->buf);
 	if (a->writer)
 		avro_writer_free(a->writer);
-	free(a->headers);
+	header_list_free(&a->headers);
 	free(a);
 }
 
@@ -603,27 +603,13 @@ static int schema_id(avro_change *a, ac_table *at, registry *reg, const char *to
 	return ENCODE_OK;
 }
 
-/* One more header in a->headers (room was made). */
-static void add_header(avro_change *a, route_msg *m, const char *name, const char *value)
-{
-	route_header *h = &a->headers[m->n_headers++];
-	h->name = name, h->name_len = strlen(name);
-	h->value = value, h->value_len = strlen(value);
-}
-
 /* The record's headers (copied) plus schema_id and schema_subject. */
 static void with_schema_headers(avro_change *a, route_msg *m, int id)
 {
-	if (a->headers_cap < m->n_headers + 2) {
-		a->headers_cap = m->n_headers + 4;
-		a->headers = xrealloc(a->headers, sizeof(*a->headers) * a->headers_cap);
-	}
-	if (m->n_headers)
-		memcpy(a->headers, m->headers, sizeof(*a->headers) * m->n_headers);
-	m->headers = a->headers;
+	header_list_adopt(&a->headers, m, 2);
 	snprintf(a->id_text, sizeof(a->id_text), "%d", id);
-	add_header(a, m, "schema_id", a->id_text);
-	add_header(a, m, "schema_subject", a->subject);
+	header_list_add(&a->headers, m, "schema_id", a->id_text);
+	header_list_add(&a->headers, m, "schema_subject", a->subject);
 }
 
 int avro_change_encode(avro_change *a, registry *reg, record *rec, const char **why)

@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "avjson.h"
+#include "pgtime.h"
 #include "xalloc.h"
 
 #define US_PER_DAY INT64_C(86400000000)
@@ -66,17 +67,6 @@ static int set_real(avro_value_t *v, bool is_float, const char *text, size_t len
 }
 
 /* ---- dates and times: days and microseconds, proleptic Gregorian (as PostgreSQL) ---- */
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil). */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-	y -= m <= 2;
-	const int64_t era = (y >= 0 ? y : y - 399) / 400;
-	const unsigned yoe = (unsigned)(y - era * 400);
-	const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-	const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + (int64_t)doe - 719468;
-}
 
 /* Reads n digits (exactly) at *p; false when they are not there. */
 static bool digits(const char **p, const char *end, int n, int64_t *out)
@@ -178,7 +168,7 @@ static int set_datetime(avro_value_t *v, avro_change_kind kind, const char *text
 	if (p != end)
 		return fail(why, whylen, "unexpected text after the %s: %.40s",
 			    kind == ACT_DATE ? "date" : "timestamp", text);
-	int64_t days = days_from_civil(y, (unsigned)m, (unsigned)d);
+	int64_t days = pgtime_days_from_civil(y, (unsigned)m, (unsigned)d);
 	if (kind == ACT_DATE && (days <= INT32_MIN || days >= INT32_MAX))
 		return fail(why, whylen, "%.40s is out of the range of days since 1970 in 32 bits", text);
 	if (kind == ACT_DATE)

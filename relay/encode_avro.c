@@ -12,6 +12,7 @@
 #include "compat.h"
 #include "contract.h"
 #include "encode.h"
+#include "headers.h"
 #include "log.h"
 #include "registry.h"
 #include "xalloc.h"
@@ -43,9 +44,11 @@ typedef struct {
 	avro_change *changes; /* captured tables in Avro (avro_change.h), NULL when none is */
 	char *url;            /* the registry's base, for ce_dataschema */
 	char why[512];
-	char subject[REGISTRY_SUBJECT_MAX];
-	route_header *headers; /* the record's headers and ours (the router's stay as they were) */
-	size_t headers_cap;
+	char subject[REGISTRY_SUBJECT_MAX]; /* the last record's subject */
+	char *last_topic;     /* the last record's topic and contract: subject and id of the next */
+	size_t last_ci;       /* one of the same are known without naming the subject again */
+	int last_id;
+	header_list headers; /* the record's headers and ours (the router's stay as they were) */
 	char id_text[16];
 	int id_text_of;        /* the id id_text holds (0: none yet) */
 	char dataschema[600];
@@ -177,21 +180,17 @@ void encode_avro_teardown(void *state)
 	free(av->key_buf);
 	contract_set_free(av->contracts);
 	free(av->url);
-	free(av->headers);
+	header_list_free(&av->headers);
+	free(av->last_topic);
 	avro_change_free(av->changes);
 	registry_free(av->reg);
 	free(av);
 }
 
-/*
- * The schema id for the record's subject: from the contract's ids, else from the registry (then
- * kept). ENCODE_OK, or ENCODE_HOLD / ENCODE_STOP with *why.
- */
-static int schema_id(avro_state *av, const route_msg *m, size_t ci, int *id, const char **why)
+/* The subject's id from the contract's ids, else from the registry (then kept). */
+static int subject_id(avro_state *av, const route_msg *m, const contract *k, avro_ids *c, int *id,
+		      const char **why)
 {
-	const contract *k = contract_at(av->contracts, ci);
-	avro_ids *c = &av->ids[ci];
-
 	if (registry_subject(av->strategy, m->topic, avjson_schema_name(k->codec), av->subject,
 			     sizeof(av->subject)) < 0) {
 		snprintf(av->why, sizeof(av->why), "schema %s has no record name for the subject "
@@ -219,18 +218,29 @@ static int schema_id(avro_state *av, const route_msg *m, size_t ci, int *id, con
 	return ENCODE_OK;
 }
 
+/*
+ * The schema id for the record's subject: from the contract's ids, else from the registry (then
+ * kept). ENCODE_OK, or ENCODE_HOLD / ENCODE_STOP with *why.
+ */
+static int schema_id(avro_state *av, const route_msg *m, size_t ci, int *id, const char **why)
+{
+	const contract *k = contract_at(av->contracts, ci);
+	avro_ids *c = &av->ids[ci];
+
+	if (av->last_topic && av->last_ci == ci && strcmp(av->last_topic, m->topic) == 0)
+		return *id = av->last_id, ENCODE_OK; /* the common case: a run of one event type */
+	int rc = subject_id(av, m, k, c, id, why);
+	if (rc == ENCODE_OK) {
+		free(av->last_topic);
+		av->last_topic = xstrdup(m->topic), av->last_ci = ci, av->last_id = *id;
+	}
+	return rc;
+}
+
 /* True when a header has this name. */
 static bool header_is(const route_header *h, const char *name)
 {
 	return h->name_len == strlen(name) && memcmp(h->name, name, h->name_len) == 0;
-}
-
-/* One more header in av->headers (room was made by with_schema_headers). */
-static void add_header(avro_state *av, route_msg *m, const char *name, const char *value)
-{
-	route_header *h = &av->headers[m->n_headers++];
-	h->name = name, h->name_len = strlen(name);
-	h->value = value, h->value_len = strlen(value);
 }
 
 /*
@@ -242,25 +252,20 @@ static void with_schema_headers(avro_state *av, route_msg *m, int id)
 {
 	bool cloudevents = false;
 
-	if (av->headers_cap < m->n_headers + 3) {
-		av->headers_cap = m->n_headers + 8;
-		av->headers = xrealloc(av->headers, sizeof(*av->headers) * av->headers_cap);
-	}
-	if (m->n_headers)
-		memcpy(av->headers, m->headers, sizeof(*av->headers) * m->n_headers);
-	m->headers = av->headers;
+	header_list_adopt(&av->headers, m, 3);
 	for (size_t i = 0; i < m->n_headers; i++) {
-		cloudevents |= header_is(&av->headers[i], "ce_specversion");
-		if (header_is(&av->headers[i], "content-type"))
-			av->headers[i].value = "application/avro", av->headers[i].value_len = 16;
+		route_header *h = &av->headers.h[i];
+		cloudevents |= header_is(h, "ce_specversion");
+		if (header_is(h, "content-type"))
+			h->value = "application/avro", h->value_len = 16;
 	}
 	if (av->id_text_of != id || !av->id_text[0]) /* the same id event after event: written once */
 		snprintf(av->id_text, sizeof(av->id_text), "%d", id), av->id_text_of = id;
-	add_header(av, m, "schema_id", av->id_text);
-	add_header(av, m, "schema_subject", av->subject);
+	header_list_add(&av->headers, m, "schema_id", av->id_text);
+	header_list_add(&av->headers, m, "schema_subject", av->subject);
 	if (cloudevents) {
 		snprintf(av->dataschema, sizeof(av->dataschema), "%s/schemas/ids/%d", av->url, id);
-		add_header(av, m, "ce_dataschema", av->dataschema);
+		header_list_add(&av->headers, m, "ce_dataschema", av->dataschema);
 	}
 }
 

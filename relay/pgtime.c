@@ -2,8 +2,8 @@
  * the delivery latency metric). */
 #include "pgtime.h"
 
-/* Days from 1970-01-01 to a civil date (proleptic Gregorian). */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+/* One calendar for every date the relay converts (routing times, Avro dates and timestamps). */
+int64_t pgtime_days_from_civil(int64_t y, unsigned m, unsigned d)
 {
 	y -= m <= 2;
 	int64_t era = (y >= 0 ? y : y - 399) / 400;
@@ -57,7 +57,7 @@ bool pgtime_parse_us(const char *t, size_t len, int64_t *out)
 	}
 	if (i != len)
 		return false;
-	int64_t secs = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + s;
+	int64_t secs = pgtime_days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + s;
 	*out = (secs - sign * (off[0] * 3600 + off[1] * 60 + off[2])) * 1000000 + us;
 	return true;
 }

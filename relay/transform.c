@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "headers.h"
 #include "json_out.h"
 #include "protect.h"
 #include "protect_action.h"
@@ -36,8 +37,7 @@ struct transform {
 	protect_crypto *crypto;  /* the keyed OpenSSL contexts */
 	protect_rw *rw;
 	strbuf value, key, mask, name; /* the stage's outputs and scratch */
-	route_header *headers;   /* a dead letter's headers, dlq_protected added */
-	size_t headers_cap;
+	header_list headers;     /* a dead letter's headers, dlq_protected added */
 };
 
 /* Adds one path to a list (the lists are sized when the rules are counted). */
@@ -214,7 +214,7 @@ void transform_free(transform *t)
 	strbuf_free(&t->key);
 	strbuf_free(&t->mask);
 	strbuf_free(&t->name);
-	free(t->headers);
+	header_list_free(&t->headers);
 	free(t);
 }
 
@@ -353,17 +353,8 @@ static bool in_buffer(const strbuf *b, const char *p)
 /* The dead letter's headers with one added (a copy in the stage's own array). */
 static void add_protected_header(transform *t, route_msg *m, const char *name, const char *how)
 {
-	bool own = m->headers == t->headers && m->n_headers > 0; /* a header added already */
-
-	if (t->headers_cap < m->n_headers + 1) {
-		t->headers_cap = m->n_headers + 1;
-		t->headers = xrealloc(t->headers, t->headers_cap * sizeof(*t->headers));
-	}
-	if (m->n_headers && !own)
-		memcpy(t->headers, m->headers, m->n_headers * sizeof(*t->headers));
-	t->headers[m->n_headers] = (route_header){name, strlen(name), how, strlen(how)};
-	m->headers = t->headers;
-	m->n_headers++;
+	header_list_adopt(&t->headers, m, 1);
+	header_list_add(&t->headers, m, name, how);
 }
 
 /* True when source is a captured table and not an outbox source (whose payloads fields take). */

@@ -1,0 +1,26 @@
+/* headers.h: a stage's own copy of a record's headers, so it can add some without touching the router's. */
+#ifndef RELAY_HEADERS_H
+#define RELAY_HEADERS_H
+
+#include <stddef.h>
+
+#include "route.h"
+
+/* An array a stage owns and reuses record after record; zero-initialised is empty. */
+typedef struct {
+	route_header *h;
+	size_t cap;
+} header_list;
+
+/*
+ * Points m's headers at l's array, a copy of them with room for `more` additions. When m already
+ * uses l's array (a header added by this stage before), they stay as they are. The copy holds
+ * the same name and value pointers: they must outlive the record, as the router's do.
+ */
+void header_list_adopt(header_list *l, route_msg *m, size_t more);
+/* Appends one header to m (room made by header_list_adopt); name and value are NUL-terminated
+ * and stay valid until the record is produced (librdkafka copies them then). */
+void header_list_add(header_list *l, route_msg *m, const char *name, const char *value);
+void header_list_free(header_list *l);
+
+#endif
