@@ -213,7 +213,12 @@ static const opt_def opts[] = {
 	 .def = "",
 	 .doc = "directory of Avro schemas: <event_type>.avsc per event type, <event_type>.v<N>.avsc "
 		"per schema version (docs/schemas.md); required when a source has format = \"avro\" "
-		"or contract = true"},
+		"or contract = true (or schema_registry.contract_prefix instead)"},
+	{.path = "schema_registry.contract_prefix", .type = OPT_STRING,
+	 .offset = OFF(contract_prefix), .def = "",
+	 .doc = "take the contracts from the schema registry instead of schema_dir: subject "
+		"<prefix><event_type>, version N for events of schema_version N, the latest for "
+		"events without one, fetched at start (docs/schemas.md)"},
 	{.path = "protection.key_id", .type = OPT_STRING, .offset = OFF(protect_key_id), .def = "k1",
 	 .check = config_check_key_id,
 	 .doc = "the id written into every encrypted value (enc:v1:<key_id>:...): change it with "
@@ -1036,13 +1041,22 @@ static int check_values(const relay_config *cfg, const config_t *lc, FILE *err)
 			line_of(lc, KAFKA_GROUP));
 		bad = -1;
 	}
-	if (cfg->any_avro && (!cfg->registry_url[0] || !cfg->schema_dir[0])) {
-		fprintf(err, "%s:%d: a source with format = \"avro\" needs schema_registry.url and "
-			"schema_registry.schema_dir\n", cfg->path, first_source_line(cfg, true));
+	bool contracts = cfg->schema_dir[0] || cfg->contract_prefix[0];
+	if (cfg->schema_dir[0] && cfg->contract_prefix[0]) {
+		fprintf(err, "%s:%d: set one of schema_registry.schema_dir and "
+			"schema_registry.contract_prefix: contracts come from files or from the registry\n",
+			cfg->path, cfg->schema_dir_line);
 		bad = -1;
-	} else if (cfg->any_contract && !cfg->schema_dir[0]) {
-		fprintf(err, "%s:%d: a source with contract = true needs schema_registry.schema_dir\n",
-			cfg->path, first_source_line(cfg, false));
+	} else if (cfg->any_avro && (!cfg->registry_url[0] || !contracts)) {
+		fprintf(err, "%s:%d: a source with format = \"avro\" needs schema_registry.url and "
+			"schema_registry.schema_dir (or contract_prefix)\n", cfg->path,
+			first_source_line(cfg, true));
+		bad = -1;
+	} else if (cfg->any_contract && (!contracts || (cfg->contract_prefix[0] &&
+							 !cfg->registry_url[0]))) {
+		fprintf(err, "%s:%d: a source with contract = true needs schema_registry.schema_dir "
+			"(or schema_registry.url and contract_prefix)\n", cfg->path,
+			first_source_line(cfg, false));
 		bad = -1;
 	}
 	for (int i = 0; i < cfg->n_sources; i++)

@@ -136,6 +136,7 @@ typedef struct {
 	bool registry_auto_register; /* register new schemas; false: use what is registered */
 	char *registry_subject_strategy; /* TopicNameStrategy, RecordNameStrategy, TopicRecordNameStrategy */
 	char *schema_dir;       /* <event_type>.avsc files */
+	char *contract_prefix;  /* or the registry's subjects <prefix><event_type>; "": the files */
 	int schema_dir_line;    /* where the file sets schema_dir (1: not set), for errors */
 	int subject_strategy_line; /* the same for subject_strategy */
 	bool any_avro;          /* some source has format = "avro" */

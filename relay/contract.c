@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "encode.h"
+#include "log.h"
 #include "xalloc.h"
 
 #define AVRO_SUFFIX ".avsc"
@@ -18,6 +20,7 @@
 struct contract_set {
 	contract *items;
 	size_t n;
+	char *prefix; /* the registry's subjects <prefix><event_type>; NULL: files of a directory */
 };
 
 /*
@@ -84,32 +87,47 @@ static int name_version(const char *name, size_t len, size_t *type_len)
 	return v;
 }
 
-/* Compiles one schema file into the set; -1 with err naming the file. */
-static int load_one(contract_set *s, const char *dir, const char *file, char *err, size_t errlen)
+/*
+ * Compiles one schema text into the set as the contract of type at version; name is what
+ * messages call it later, where what an error now names (a file's path, a subject's version).
+ */
+static int add_contract(contract_set *s, const char *text, size_t len, const char *type,
+			size_t type_len, int version, const char *name, const char *where, char *err,
+			size_t errlen)
 {
-	char path[4096], msg[400];
-	size_t len = 0, type_len, nlen = strlen(file) - strlen(AVRO_SUFFIX);
-	char *text;
-	const char *why;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, file);
-	if (!(text = read_file(path, &len, &why))) {
-		snprintf(err, errlen, "%s: %s", path, why);
-		return -1;
-	}
+	char msg[400];
 	avjson_codec *c = avjson_new(text, len, msg, sizeof(msg));
-	free(text);
+
 	if (!c) {
-		snprintf(err, errlen, "%s: %s", path, msg);
+		snprintf(err, errlen, "%s: %s", where, msg);
 		return -1;
 	}
 	s->items = xrealloc(s->items, sizeof(*s->items) * (s->n + 1));
 	contract *k = &s->items[s->n++];
-	k->version = name_version(file, nlen, &type_len);
-	k->event_type = xstrndup(file, type_len);
-	k->file = xstrdup(file);
+	k->version = version;
+	k->event_type = xstrndup(type, type_len);
+	k->file = xstrdup(name);
 	k->codec = c;
 	return 0;
+}
+
+/* Compiles one schema file into the set; -1 with err naming the file. */
+static int load_one(contract_set *s, const char *dir, const char *file, char *err, size_t errlen)
+{
+	char path[4096];
+	size_t len = 0, type_len, nlen = strlen(file) - strlen(AVRO_SUFFIX);
+	const char *why;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	char *text = read_file(path, &len, &why);
+	if (!text) {
+		snprintf(err, errlen, "%s: %s", path, why);
+		return -1;
+	}
+	int version = name_version(file, nlen, &type_len);
+	int rc = add_contract(s, text, len, file, type_len, version, file, path, err, errlen);
+	free(text);
+	return rc;
 }
 
 /* True when a directory entry's name is <something>.avsc. */
@@ -146,6 +164,83 @@ contract_set *contract_set_load(const char *dir, char *err, size_t errlen)
 	return NULL;
 }
 
+/*
+ * One subject's versions into the set as versions of type, and its latest (the highest) once
+ * more as the unversioned contract.
+ */
+static registry_result fetch_subject(contract_set *s, registry *reg, const char *subject,
+				     const char *type, char *err, size_t errlen)
+{
+	int *versions;
+	size_t n;
+	char *text = NULL, name[REGISTRY_SUBJECT_MAX + 64];
+	registry_result rr = registry_versions(reg, subject, &versions, &n, err, errlen);
+
+	for (size_t i = 0; rr == REGISTRY_OK && i <= n && n; i++) {
+		int v = i < n ? versions[i] : 0;
+		if (i < n) {
+			free(text);
+			if ((rr = registry_version_schema(reg, subject, v, &text, err, errlen)) != REGISTRY_OK)
+				break;
+			if (!text) /* deleted between the two requests: as if never there */
+				continue;
+		}
+		snprintf(name, sizeof(name), "subject %s version %d", subject, i < n ? v : versions[n - 1]);
+		if (text && add_contract(s, text, strlen(text), type, strlen(type), v, name,
+					 name, err, errlen) < 0)
+			rr = REGISTRY_REFUSED;
+	}
+	free(text);
+	free(versions);
+	return rr;
+}
+
+registry_result contract_set_fetch(registry *reg, const char *prefix, contract_set **out, char *err,
+				   size_t errlen)
+{
+	char **subjects;
+	size_t n, plen = strlen(prefix);
+	registry_result rr = registry_subjects(reg, &subjects, &n, err, errlen);
+	contract_set *s = xcalloc(1, sizeof(*s));
+
+	s->prefix = xstrdup(prefix);
+	for (size_t i = 0; i < n; i++) {
+		if (rr == REGISTRY_OK && strncmp(subjects[i], prefix, plen) == 0 && subjects[i][plen])
+			rr = fetch_subject(s, reg, subjects[i], subjects[i] + plen, err, errlen);
+		free(subjects[i]);
+	}
+	free(subjects);
+	if (rr == REGISTRY_OK && s->n == 0) {
+		snprintf(err, errlen, "no subject of the schema registry starts with \"%s\" "
+			 "(schema_registry.contract_prefix): no contract to check events by", prefix);
+		rr = REGISTRY_REFUSED;
+	}
+	*out = rr == REGISTRY_OK ? s : NULL;
+	if (rr != REGISTRY_OK)
+		contract_set_free(s);
+	return rr;
+}
+
+int contract_set_ensure(contract_set **set, registry *reg, const char *prefix, char *why,
+			size_t whylen)
+{
+	contract_set *s;
+
+	if (*set)
+		return ENCODE_OK;
+	switch (contract_set_fetch(reg, prefix, &s, why, whylen)) {
+	case REGISTRY_OK:
+		log_info("contracts: %zu schemas from the schema registry's subjects %s<event_type>",
+			 s->n, prefix);
+		*set = s;
+		return ENCODE_OK;
+	case REGISTRY_DOWN:
+		return ENCODE_HOLD;
+	default:
+		return ENCODE_STOP;
+	}
+}
+
 contract_set *contract_set_load_cfg(const relay_config *cfg, char *err, size_t errlen)
 {
 	char msg[4600];
@@ -166,10 +261,11 @@ void contract_set_free(contract_set *s)
 		avjson_free(s->items[i].codec);
 	}
 	free(s->items);
+	free(s->prefix);
 	free(s);
 }
 
-size_t contract_set_count(const contract_set *s) { return s->n; }
+size_t contract_set_count(const contract_set *s) { return s ? s->n : 0; }
 
 const contract *contract_at(const contract_set *s, size_t i) { return &s->items[i]; }
 
@@ -213,7 +309,14 @@ long contract_find(const contract_set *s, const route_msg *m, char *why, size_t 
 	long i = lookup(s, t->value, t->value_len, version);
 	if (i >= 0)
 		return i;
-	if (version)
+	if (s->prefix && version)
+		snprintf(why, whylen, "no Avro schema for event type \"%.*s\" version %d (no version %d "
+			 "of subject %s%.*s in the schema registry)", n, t->value, version, version,
+			 s->prefix, n, t->value);
+	else if (s->prefix)
+		snprintf(why, whylen, "no Avro schema for event type \"%.*s\" (no subject %s%.*s in the "
+			 "schema registry)", n, t->value, s->prefix, n, t->value);
+	else if (version)
 		snprintf(why, whylen, "no Avro schema for event type \"%.*s\" version %d (no %.*s.v%d"
 			 AVRO_SUFFIX " in schema_registry.schema_dir)", n, t->value, version, n, t->value,
 			 version);

@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "avjson.h"
+#include "registry.h"
 #include "route.h"
 
 /* One schema file: the contract of one event type at one version. */
@@ -25,8 +26,24 @@ typedef struct contract_set contract_set;
 contract_set *contract_set_load(const char *dir, char *err, size_t errlen);
 /* The same for cfg's schema_registry.schema_dir, err starting "FILE:LINE: " (where it is set). */
 contract_set *contract_set_load_cfg(const relay_config *cfg, char *err, size_t errlen);
+/*
+ * The contracts kept in the schema registry (schema_registry.contract_prefix, docs/schemas.md):
+ * every subject <prefix><event_type>, its version N the contract of event_type at version N, its
+ * latest version also the contract of events without a version. REGISTRY_OK with *out;
+ * REGISTRY_DOWN with err (try again); REGISTRY_REFUSED with err (the registry will not list its
+ * subjects, a schema libavro refuses, or no subject with that prefix).
+ */
+registry_result contract_set_fetch(registry *reg, const char *prefix, contract_set **out, char *err,
+				   size_t errlen);
+/*
+ * For a format whose contracts come from the registry: fetches them into *set once (*set NULL
+ * until then). ENCODE_OK (fetched now or before), ENCODE_HOLD (the registry is down: the stream
+ * waits) or ENCODE_STOP, with why.
+ */
+int contract_set_ensure(contract_set **set, registry *reg, const char *prefix, char *why,
+			size_t whylen);
 void contract_set_free(contract_set *s);
-/* How many contracts the set holds; contract_at(s, i) for i below that. */
+/* How many contracts the set holds (NULL: none); contract_at(s, i) for i below that. */
 size_t contract_set_count(const contract_set *s);
 const contract *contract_at(const contract_set *s, size_t i);
 /*

@@ -15,7 +15,8 @@ static const encoder formats[] = {
 	{"json", NULL, NULL, encode_json, NULL},
 	{"avro", encode_avro_setup, encode_avro_teardown, encode_avro, encode_avro_start},
 	/* json with sources[].contract = true: not a name the configuration accepts as a format */
-	{"json-contract", encode_contract_setup, encode_contract_teardown, encode_contract, NULL},
+	{"json-contract", encode_contract_setup, encode_contract_teardown, encode_contract,
+	 encode_contract_start},
 };
 #define N_FORMATS (sizeof(formats) / sizeof(formats[0]))
 

@@ -35,7 +35,8 @@ typedef struct {
 
 /* The format's state: made by encode_avro_setup, used by every Avro record. */
 typedef struct {
-	contract_set *contracts;
+	contract_set *contracts; /* NULL while those of the registry are not fetched yet */
+	const char *prefix;      /* schema_registry.contract_prefix of Avro sources ("": files) */
 	avro_ids *ids; /* one per contract, same index */
 	registry *reg;
 	registry_strategy strategy; /* how subjects are named */
@@ -78,10 +79,11 @@ static int check_names(const contract_set *cs, registry_strategy st, const relay
 {
 	for (size_t i = 0; st != REGISTRY_TOPIC_NAME && i < contract_set_count(cs); i++)
 		if (!avjson_schema_name(contract_at(cs, i)->codec)) {
-			snprintf(err, errlen, "%s:%d: %s/%s: schema_registry.subject_strategy = \"%s\" "
+			snprintf(err, errlen, "%s:%d: %s%s%s: schema_registry.subject_strategy = \"%s\" "
 				 "needs a named schema (a record, enum or fixed) for the subject's name",
 				 cfg->path, cfg->subject_strategy_line, cfg->schema_dir,
-				 contract_at(cs, i)->file, cfg->registry_subject_strategy);
+				 cfg->schema_dir[0] ? "/" : "", contract_at(cs, i)->file,
+				 cfg->registry_subject_strategy);
 			return -1;
 		}
 	return 0;
@@ -108,8 +110,11 @@ void *encode_avro_setup(const relay_config *cfg, char *err, size_t errlen)
 	avro_state *av = xcalloc(1, sizeof(*av));
 
 	av->strategy = strategy_of(cfg->registry_subject_strategy);
-	/* Captures derive their schemas: the directory is read only for Avro sources. */
-	if (!(av->contracts = cfg->any_avro ? contract_set_load_cfg(cfg, err, errlen)
+	/* Captures derive their schemas: the directory is read only for Avro sources; contracts
+	 * in the registry are fetched at start (av->contracts NULL until then). */
+	av->prefix = cfg->any_avro ? cfg->contract_prefix : "";
+	if (!av->prefix[0] &&
+	    !(av->contracts = cfg->any_avro ? contract_set_load_cfg(cfg, err, errlen)
 					    : contract_set_load(NULL, err, errlen))) {
 		free(av);
 		return NULL;
@@ -131,10 +136,40 @@ void *encode_avro_setup(const relay_config *cfg, char *err, size_t errlen)
 	return av;
 }
 
+/*
+ * The contracts kept in the registry, fetched once, then checked as files are at setup and given
+ * their id slots: ENCODE_OK, or ENCODE_HOLD (the registry is down) / ENCODE_STOP with err.
+ */
+static int contracts_ready(avro_state *av, char *err, size_t errlen)
+{
+	if (av->contracts)
+		return ENCODE_OK;
+	int rc = contract_set_ensure(&av->contracts, av->reg, av->prefix, err, errlen);
+	if (rc != ENCODE_OK)
+		return rc;
+	if (check_names(av->contracts, av->strategy, av->cfg, err, errlen) < 0) {
+		contract_set_free(av->contracts);
+		av->contracts = NULL;
+		return ENCODE_STOP;
+	}
+	free(av->ids); /* empty: nothing was encoded without contracts */
+	av->ids = xcalloc(contract_set_count(av->contracts) + 1, sizeof(*av->ids));
+	av->check_pending = true; /* they are checked against the subjects they are published under */
+	return ENCODE_OK;
+}
+
 int encode_avro_start(void *state, const relay_config *cfg, char *err, size_t errlen)
 {
 	avro_state *av = state;
+	int rc = contracts_ready(av, err, errlen);
 
+	if (rc == ENCODE_HOLD) {
+		log_warn("cannot fetch the contracts from the schema registry at start: %s; starting "
+			 "anyway: the first Avro event waits for them (the stream holds back)", err);
+		return ENCODE_OK;
+	}
+	if (rc != ENCODE_OK)
+		return rc;
 	switch (compat_check(cfg, av->strategy, av->contracts, av->reg, err, errlen)) {
 	case COMPAT_OK:
 		av->check_pending = false;
@@ -327,6 +362,8 @@ int encode_avro(void *state, record *rec, const char **why)
 				   : (*why = "no captured table is in Avro", ENCODE_REJECT);
 	if (!m->value) /* a tombstone has no payload to convert */
 		return keyed(av, rec) ? encode_key(av, m, why) : ENCODE_OK;
+	if ((rc = contracts_ready(av, av->why, sizeof(av->why))) != ENCODE_OK)
+		return *why = av->why, rc;
 	if ((ci = contract_find(av->contracts, m, av->why, sizeof(av->why))) < 0)
 		return *why = av->why, ENCODE_REJECT;
 	if (avjson_encode(contract_at(av->contracts, (size_t)ci)->codec, m->value, m->value_len,

@@ -6,11 +6,15 @@
 #include "avjson.h"
 #include "contract.h"
 #include "encode.h"
+#include "log.h"
+#include "registry.h"
 #include "xalloc.h"
 
 /* The format's state: the contracts, and room for the reason of a refusal. */
 typedef struct {
-	contract_set *contracts;
+	contract_set *contracts; /* NULL while those of the registry are not fetched yet */
+	registry *reg;           /* with schema_registry.contract_prefix: where they are */
+	const char *prefix;
 	char why[512];
 } contract_state;
 
@@ -18,11 +22,33 @@ void *encode_contract_setup(const relay_config *cfg, char *err, size_t errlen)
 {
 	contract_state *st = xcalloc(1, sizeof(*st));
 
-	if (!(st->contracts = contract_set_load_cfg(cfg, err, errlen))) {
+	if (cfg->contract_prefix[0]) { /* fetched at start (encode_contract_start) */
+		st->prefix = cfg->contract_prefix;
+		st->reg = registry_new(cfg->registry_url, cfg->registry_user, cfg->registry_password,
+				       cfg->registry_ca_file, cfg->registry_timeout_ms, false);
+	} else if (!(st->contracts = contract_set_load_cfg(cfg, err, errlen))) {
 		free(st);
 		return NULL;
 	}
 	return st;
+}
+
+/* Contracts in the registry: fetched now, or (the registry down) before the first event. */
+int encode_contract_start(void *state, const relay_config *cfg, char *err, size_t errlen)
+{
+	contract_state *st = state;
+	(void)cfg;
+
+	if (!st->reg)
+		return ENCODE_OK;
+	int rc = contract_set_ensure(&st->contracts, st->reg, st->prefix, err, errlen);
+	if (rc == ENCODE_HOLD) {
+		log_warn("cannot fetch the contracts from the schema registry at start: %s; starting "
+			 "anyway: the first event with a contract waits for them (the stream holds back)",
+			 err);
+		return ENCODE_OK;
+	}
+	return rc;
 }
 
 void encode_contract_teardown(void *state)
@@ -30,6 +56,7 @@ void encode_contract_teardown(void *state)
 	contract_state *st = state;
 
 	contract_set_free(st->contracts);
+	registry_free(st->reg);
 	free(st);
 }
 
@@ -41,9 +68,13 @@ int encode_contract(void *state, record *rec, const char **why)
 	char *out;
 	size_t len;
 	long ci;
+	int rc;
 
 	if (!m->value)
 		return ENCODE_OK;
+	if (st->reg && (rc = contract_set_ensure(&st->contracts, st->reg, st->prefix, st->why,
+						 sizeof(st->why))) != ENCODE_OK)
+		return *why = st->why, rc;
 	if ((ci = contract_find(st->contracts, m, st->why, sizeof(st->why))) < 0 ||
 	    avjson_encode(contract_at(st->contracts, (size_t)ci)->codec, m->value, m->value_len, 0,
 			  &out, &len, st->why, sizeof(st->why)) < 0)

@@ -3,6 +3,7 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -389,28 +390,71 @@ static char *schema_full_name(const char *text)
 	return out;
 }
 
-registry_result registry_latest_name(registry *r, const char *subject, char **full_name, char *err,
-				     size_t errlen)
+/* GETs /subjects/{subject}/versions<tail>: the HTTP status (see get()). */
+static long get_versions(registry *r, const char *subject, const char *tail, char *err,
+			 size_t errlen)
 {
 	char *esc = curl_easy_escape(NULL, subject, 0);
 	strbuf path = {0};
 
-	strbuf_addf(&path, "/subjects/%s/versions/latest", esc);
+	strbuf_addf(&path, "/subjects/%s/versions%s", esc, tail);
 	long status = get(r, strbuf_str(&path), err, errlen);
 	strbuf_free(&path);
 	curl_free(esc);
-	*full_name = NULL;
+	return status;
+}
+
+registry_result registry_versions(registry *r, const char *subject, int **versions, size_t *n,
+				  char *err, size_t errlen)
+{
+	long status = get_versions(r, subject, "", err, errlen);
+	json_t *a = status == 200 ? json_loadb(r->body, r->body_len, 0, NULL) : NULL;
+	size_t i;
+	json_t *v;
+
+	*versions = NULL;
+	*n = 0;
+	if (status == 404)
+		return REGISTRY_OK;
+	if (!json_is_array(a)) {
+		json_decref(a);
+		return listing_refused(r, status, "the versions of a subject", err, errlen);
+	}
+	*versions = xcalloc(json_array_size(a) + 1, sizeof(int));
+	json_array_foreach(a, i, v)
+		if (json_is_integer(v) && json_integer_value(v) > 0 && json_integer_value(v) <= INT_MAX)
+			(*versions)[(*n)++] = (int)json_integer_value(v);
+	json_decref(a);
+	return REGISTRY_OK;
+}
+
+registry_result registry_version_schema(registry *r, const char *subject, int version, char **text,
+					char *err, size_t errlen)
+{
+	char tail[32];
+
+	snprintf(tail, sizeof(tail), version ? "/%d" : "/latest", version);
+	long status = get_versions(r, subject, tail, err, errlen);
+	*text = NULL;
 	if (status == 404)
 		return REGISTRY_OK;
 	json_t *o = status == 200 ? json_loadb(r->body, r->body_len, 0, NULL) : NULL;
-	const char *text = json_string_value(json_object_get(o, "schema"));
-	if (!text) {
-		json_decref(o);
-		return listing_refused(r, status, "the latest version of a subject", err, errlen);
-	}
-	*full_name = schema_full_name(text);
+	const char *t = json_string_value(json_object_get(o, "schema"));
+	if (t)
+		*text = xstrdup(t);
 	json_decref(o);
-	return REGISTRY_OK;
+	return t ? REGISTRY_OK : listing_refused(r, status, "a version of a subject", err, errlen);
+}
+
+registry_result registry_latest_name(registry *r, const char *subject, char **full_name, char *err,
+				     size_t errlen)
+{
+	char *text;
+	registry_result rr = registry_version_schema(r, subject, 0, &text, err, errlen);
+
+	*full_name = rr == REGISTRY_OK && text ? schema_full_name(text) : NULL;
+	free(text);
+	return rr;
 }
 
 int registry_subject(registry_strategy s, const char *topic, const char *record, char *out, size_t len)

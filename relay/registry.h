@@ -78,6 +78,16 @@ registry_result registry_compatible(registry *r, const char *subject, const char
 				    size_t errlen);
 /* Every subject (GET /subjects): *subjects holds *n malloc'd names in a malloc'd array. */
 registry_result registry_subjects(registry *r, char ***subjects, size_t *n, char *err, size_t errlen);
+/* The versions of subject, ascending (GET /subjects/{subject}/versions); a subject the registry
+ * does not know has none. *versions is malloc'd. */
+registry_result registry_versions(registry *r, const char *subject, int **versions, size_t *n,
+				  char *err, size_t errlen);
+/*
+ * The schema text of subject at version (GET /subjects/{subject}/versions/{version}; version 0:
+ * the latest); *text NULL when there is no such version. The caller frees *text.
+ */
+registry_result registry_version_schema(registry *r, const char *subject, int version, char **text,
+					char *err, size_t errlen);
 /*
  * The full name (namespace.name) of the named type at the top of subject's latest schema;
  * *full_name NULL when the subject has none (or no versions). The caller frees it.

@@ -568,3 +568,104 @@ def test_avro_keys_need_an_avro_source(tmp_path):
                     'sources = ( { table = "outbox.events"; key_format = "avro"; } );\n')
     code, out = relayctl.run_once(["check-config", str(path)])
     assert code == 2 and 'relay.conf:3: key_format = "avro" needs format = "avro"' in out, out
+
+
+# ---------------------------------------------------------------------------------------------
+# contracts kept in the registry (schema_registry.contract_prefix) instead of files
+# ---------------------------------------------------------------------------------------------
+
+def register_contracts(registry, subject, *schemas):
+    """Registers each schema as the next version of subject, as a schema's owner would."""
+    for s in schemas:
+        status, answer = registry.request("POST", "/subjects/%s/versions" % subject,
+                                          {"schema": json.dumps(s)})
+        assert status == 200, answer
+
+
+def start_registry_contracts(outbox, registry, prefix, fmt='format = "avro";', registry_extra=""):
+    outbox.reconfigure(
+        sources='{ table = "outbox.events"; topic = "%s.${aggregate_type}"; %s }' % (outbox.prefix, fmt),
+        extra_top='schema_registry = { url = "%s"; contract_prefix = "%s"; %s };'
+                  % (registry.url, prefix, registry_extra))
+    outbox.relay.start()
+
+
+def test_contracts_from_the_registry_convert_events_by_their_version(outbox, kafka, registry):
+    """contract_prefix: versions 1 and 2 of subject <prefix>AccountOpened are the contracts of
+    AccountOpened events of schema_version 1 and 2, the latest (2) of events without a version;
+    no schema file anywhere. A version the subject does not have is dead-lettered, naming it."""
+    prefix = "contracts-%s." % uuid.uuid4().hex[:8]
+    register_contracts(registry, prefix + "AccountOpened", OPENED_V1, OPENED_V2)
+    start_registry_contracts(outbox, registry, prefix)
+    outbox.relay.wait_log("contracts: 3 schemas from the schema registry's subjects %s<event_type>" % prefix)
+    outbox.relay.wait_streaming()
+    insert_versioned(outbox.db, "account", "AccountOpened", {"seq": 1, "plan": "basic"}, 1)
+    insert_versioned(outbox.db, "account", "AccountOpened", {"seq": 2, "plan": "pro", "region": "us"}, 2)
+    insert(outbox.db, "account", "AccountOpened", {"seq": 3, "plan": "free", "region": "ap"})  # the latest
+    missing = insert_versioned(outbox.db, "account", "AccountOpened", {"seq": 4, "plan": "x"}, 3)
+    dead = wait_dead_letter(kafka, missing)
+    assert dict(dead["headers"])["dlq_reason"] == (
+        b'no Avro schema for event type "AccountOpened" version 3 '
+        b'(no version 3 of subject ' + prefix.encode() + b'AccountOpened in the schema registry)')
+    assert len(kafka.consume([outbox.topic("account")], until=3, timeout=60)) == 3
+    assert outbox.relay.stop() == 0
+    msgs = kafka.consume([outbox.topic("account")], timeout=10)
+    got = [decode_by_writer_schema(registry, m["value"])[1] for m in msgs]
+    assert got == [{"seq": 1, "plan": "basic"}, {"seq": 2, "plan": "pro", "region": "us"},
+                   {"seq": 3, "plan": "free", "region": "ap"}]
+
+
+def test_a_json_contract_from_the_registry_dead_letters_what_does_not_fit(outbox, kafka, registry):
+    """format json with contract = true and contract_prefix: checked by the registry's schema,
+    published byte for byte; a payload that does not fit is dead-lettered with field and rule."""
+    prefix = "contracts-%s." % uuid.uuid4().hex[:8]
+    register_contracts(registry, prefix + "AccountOpened", OPENED_V1)
+    start_registry_contracts(outbox, registry, prefix, fmt="contract = true;")
+    outbox.relay.wait_streaming()
+    insert(outbox.db, "account", "AccountOpened", {"seq": 1, "plan": "basic"})
+    bad = insert(outbox.db, "account", "AccountOpened", {"seq": "one", "plan": "basic"})
+    dead = wait_dead_letter(kafka, bad)
+    assert dict(dead["headers"])["dlq_reason"] == b"field seq: expected long, got a string"
+    msgs = kafka.consume([outbox.topic("account")], until=1, timeout=60)
+    assert [json.loads(m["value"]) for m in msgs] == [{"seq": 1, "plan": "basic"}]
+    assert outbox.relay.stop() == 0
+
+
+def test_a_registry_down_at_start_holds_events_until_their_contracts_are_fetched(outbox, kafka, registry):
+    """The registry frozen at start: the relay says it cannot fetch the contracts and starts;
+    the first event waits (the slot does not move past it), then goes out once they come."""
+    prefix = "contracts-%s." % uuid.uuid4().hex[:8]
+    register_contracts(registry, prefix + "AccountOpened", OPENED_V1)
+    registry.pause()
+    try:
+        start_registry_contracts(outbox, registry, prefix, registry_extra="timeout_ms = 1000;")
+        outbox.relay.wait_log("cannot fetch the contracts from the schema registry at start", timeout=30)
+        outbox.relay.wait_streaming()
+        insert(outbox.db, "account", "AccountOpened", {"seq": 1, "plan": "basic"})
+        outbox.relay.wait_log("holding back the row of outbox.events", timeout=30)
+    finally:
+        registry.resume()
+    msgs = kafka.consume([outbox.topic("account")], until=1, timeout=60)
+    assert [decode_by_writer_schema(registry, m["value"])[1] for m in msgs] == [{"seq": 1, "plan": "basic"}]
+    assert outbox.relay.stop() == 0
+
+
+def test_contracts_from_a_prefix_no_subject_has_stop_the_start(outbox, kafka, registry):
+    prefix = "nothing-%s." % uuid.uuid4().hex[:8]
+    start_registry_contracts(outbox, registry, prefix)
+    assert outbox.relay.wait_exit(60) != 0
+    errors = error_lines(outbox.relay)
+    assert len(errors) == 1 and 'no subject of the schema registry starts with "%s"' % prefix in errors[0], errors
+
+
+def test_contracts_come_from_files_or_the_registry_not_both(tmp_path):
+    import relayctl
+    path = tmp_path / "relay.conf"
+    path.write_text('postgresql = { conninfo = "x"; };\nkafka = { bootstrap_servers = "b"; };\n'
+                    'sources = ( { table = "outbox.events"; format = "avro"; } );\n'
+                    'schema_registry = {\n  url = "http://r";\n  schema_dir = "%s";\n'
+                    '  contract_prefix = "c.";\n};\n' % tmp_path)
+    code, out = relayctl.run_once(["check-config", str(path)])
+    assert code == 2 and out.strip() == (
+        "%s:6: set one of schema_registry.schema_dir and schema_registry.contract_prefix: "
+        "contracts come from files or from the registry" % path), out
