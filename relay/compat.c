@@ -90,10 +90,11 @@ static compat_result check_pair(compat_run *c, size_t ci, const char *subject)
 	c->n_checked++;
 	if (compatible)
 		return COMPAT_OK;
-	snprintf(c->err, c->errlen, "schema file %s/%s is incompatible with subject %s in the schema "
+	bool files = c->cfg->schema_dir[0]; /* else a contract from the registry (contract.h) */
+	snprintf(c->err, c->errlen, "schema %s%s%s%s is incompatible with subject %s in the schema "
 		 "registry: %s; make the new version compatible with the subject's latest (or change "
-		 "the subject's compatibility) and start again", c->cfg->schema_dir, k->file, subject,
-		 reason);
+		 "the subject's compatibility) and start again", files ? "file " : "",
+		 c->cfg->schema_dir, files ? "/" : "", k->file, subject, reason);
 	return COMPAT_REFUSED;
 }
 

@@ -10,7 +10,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "encode.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -164,33 +163,44 @@ contract_set *contract_set_load(const char *dir, char *err, size_t errlen)
 	return NULL;
 }
 
+/* Ascending order for qsort. */
+static int by_version(const void *a, const void *b)
+{
+	int x = *(const int *)a, y = *(const int *)b;
+	return (x > y) - (x < y);
+}
+
 /*
- * One subject's versions into the set as versions of type, and its latest (the highest) once
- * more as the unversioned contract.
+ * One subject's versions into the set as versions of type, and the highest one fetched once
+ * more as the unversioned contract (a version deleted meanwhile is as if never there).
  */
 static registry_result fetch_subject(contract_set *s, registry *reg, const char *subject,
 				     const char *type, char *err, size_t errlen)
 {
-	int *versions;
+	int *versions, latest_v = 0;
 	size_t n;
-	char *text = NULL, name[REGISTRY_SUBJECT_MAX + 64];
+	char *latest = NULL, name[REGISTRY_SUBJECT_MAX + 64];
 	registry_result rr = registry_versions(reg, subject, &versions, &n, err, errlen);
 
-	for (size_t i = 0; rr == REGISTRY_OK && i <= n && n; i++) {
-		int v = i < n ? versions[i] : 0;
-		if (i < n) {
-			free(text);
-			if ((rr = registry_version_schema(reg, subject, v, &text, err, errlen)) != REGISTRY_OK)
-				break;
-			if (!text) /* deleted between the two requests: as if never there */
-				continue;
-		}
-		snprintf(name, sizeof(name), "subject %s version %d", subject, i < n ? v : versions[n - 1]);
-		if (text && add_contract(s, text, strlen(text), type, strlen(type), v, name,
-					 name, err, errlen) < 0)
+	if (n)
+		qsort(versions, n, sizeof(*versions), by_version);
+	for (size_t i = 0; rr == REGISTRY_OK && i < n; i++) {
+		char *text;
+		if ((rr = registry_version_schema(reg, subject, versions[i], &text, err, errlen)) !=
+			    REGISTRY_OK || !text)
+			continue;
+		snprintf(name, sizeof(name), "subject %s version %d", subject, versions[i]);
+		if (add_contract(s, text, strlen(text), type, strlen(type), versions[i], name, name,
+				 err, errlen) < 0)
 			rr = REGISTRY_REFUSED;
+		free(latest);
+		latest = text, latest_v = versions[i];
 	}
-	free(text);
+	snprintf(name, sizeof(name), "subject %s version %d", subject, latest_v);
+	if (rr == REGISTRY_OK && latest &&
+	    add_contract(s, latest, strlen(latest), type, strlen(type), 0, name, name, err, errlen) < 0)
+		rr = REGISTRY_REFUSED;
+	free(latest);
 	free(versions);
 	return rr;
 }
@@ -221,24 +231,23 @@ registry_result contract_set_fetch(registry *reg, const char *prefix, contract_s
 	return rr;
 }
 
-int contract_set_ensure(contract_set **set, registry *reg, const char *prefix, char *why,
-			size_t whylen)
+registry_result contract_set_ensure(contract_set **set, registry *reg, const char *prefix,
+				    char *why, size_t whylen)
 {
 	contract_set *s;
+	size_t subjects = 0;
 
 	if (*set)
-		return ENCODE_OK;
-	switch (contract_set_fetch(reg, prefix, &s, why, whylen)) {
-	case REGISTRY_OK:
-		log_info("contracts: %zu schemas from the schema registry's subjects %s<event_type>",
-			 s->n, prefix);
-		*set = s;
-		return ENCODE_OK;
-	case REGISTRY_DOWN:
-		return ENCODE_HOLD;
-	default:
-		return ENCODE_STOP;
-	}
+		return REGISTRY_OK;
+	registry_result rr = contract_set_fetch(reg, prefix, &s, why, whylen);
+	if (rr != REGISTRY_OK)
+		return rr;
+	for (size_t i = 0; i < s->n; i++)
+		subjects += s->items[i].version == 0; /* one unversioned contract per subject */
+	log_info("contracts: %zu versions of %zu subjects %s<event_type> from the schema registry",
+		 s->n - subjects, subjects, prefix);
+	*set = s;
+	return REGISTRY_OK;
 }
 
 contract_set *contract_set_load_cfg(const relay_config *cfg, char *err, size_t errlen)

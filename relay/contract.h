@@ -30,18 +30,18 @@ contract_set *contract_set_load_cfg(const relay_config *cfg, char *err, size_t e
  * The contracts kept in the schema registry (schema_registry.contract_prefix, docs/schemas.md):
  * every subject <prefix><event_type>, its version N the contract of event_type at version N, its
  * latest version also the contract of events without a version. REGISTRY_OK with *out;
- * REGISTRY_DOWN with err (try again); REGISTRY_REFUSED with err (the registry will not list its
- * subjects, a schema libavro refuses, or no subject with that prefix).
+ * REGISTRY_DOWN with err (no answer, 5xx, 401, 404: try again); REGISTRY_REFUSED with err (the
+ * registry will not list subjects or versions (400, 403, 405), a schema that is not Avro or that
+ * libavro refuses, or no subject with that prefix).
  */
 registry_result contract_set_fetch(registry *reg, const char *prefix, contract_set **out, char *err,
 				   size_t errlen);
 /*
  * For a format whose contracts come from the registry: fetches them into *set once (*set NULL
- * until then). ENCODE_OK (fetched now or before), ENCODE_HOLD (the registry is down: the stream
- * waits) or ENCODE_STOP, with why.
+ * until then), as contract_set_fetch; REGISTRY_OK when they are there (fetched now or before).
  */
-int contract_set_ensure(contract_set **set, registry *reg, const char *prefix, char *why,
-			size_t whylen);
+registry_result contract_set_ensure(contract_set **set, registry *reg, const char *prefix,
+				    char *why, size_t whylen);
 void contract_set_free(contract_set *s);
 /* How many contracts the set holds (NULL: none); contract_at(s, i) for i below that. */
 size_t contract_set_count(const contract_set *s);

@@ -49,6 +49,7 @@ typedef struct {
 	char *last_topic;     /* the last record's topic and contract: subject and id of the next */
 	size_t last_ci;       /* one of the same are known without naming the subject again */
 	int last_id;
+	char last_subject[REGISTRY_SUBJECT_MAX]; /* what the schema_subject header says */
 	header_list headers; /* the record's headers and ours (the router's stay as they were) */
 	char id_text[16];
 	int id_text_of;        /* the id id_text holds (0: none yet) */
@@ -144,9 +145,9 @@ static int contracts_ready(avro_state *av, char *err, size_t errlen)
 {
 	if (av->contracts)
 		return ENCODE_OK;
-	int rc = contract_set_ensure(&av->contracts, av->reg, av->prefix, err, errlen);
-	if (rc != ENCODE_OK)
-		return rc;
+	registry_result rr = contract_set_ensure(&av->contracts, av->reg, av->prefix, err, errlen);
+	if (rr != REGISTRY_OK)
+		return rr == REGISTRY_DOWN ? ENCODE_HOLD : ENCODE_STOP;
 	if (check_names(av->contracts, av->strategy, av->cfg, err, errlen) < 0) {
 		contract_set_free(av->contracts);
 		av->contracts = NULL;
@@ -265,9 +266,10 @@ static int schema_id(avro_state *av, const route_msg *m, size_t ci, int *id, con
 	if (av->last_topic && av->last_ci == ci && strcmp(av->last_topic, m->topic) == 0)
 		return *id = av->last_id, ENCODE_OK; /* the common case: a run of one event type */
 	int rc = subject_id(av, m, k, c, id, why);
-	if (rc == ENCODE_OK) {
+	if (rc == ENCODE_OK) { /* av->subject may be another record's after a hold: not the header's */
 		free(av->last_topic);
 		av->last_topic = xstrdup(m->topic), av->last_ci = ci, av->last_id = *id;
+		memcpy(av->last_subject, av->subject, sizeof(av->last_subject));
 	}
 	return rc;
 }
@@ -297,7 +299,7 @@ static void with_schema_headers(avro_state *av, route_msg *m, int id)
 	if (av->id_text_of != id || !av->id_text[0]) /* the same id event after event: written once */
 		snprintf(av->id_text, sizeof(av->id_text), "%d", id), av->id_text_of = id;
 	header_list_add(&av->headers, m, "schema_id", av->id_text);
-	header_list_add(&av->headers, m, "schema_subject", av->subject);
+	header_list_add(&av->headers, m, "schema_subject", av->last_subject);
 	if (cloudevents) {
 		snprintf(av->dataschema, sizeof(av->dataschema), "%s/schemas/ids/%d", av->url, id);
 		header_list_add(&av->headers, m, "ce_dataschema", av->dataschema);

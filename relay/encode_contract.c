@@ -41,14 +41,14 @@ int encode_contract_start(void *state, const relay_config *cfg, char *err, size_
 
 	if (!st->reg)
 		return ENCODE_OK;
-	int rc = contract_set_ensure(&st->contracts, st->reg, st->prefix, err, errlen);
-	if (rc == ENCODE_HOLD) {
+	registry_result rr = contract_set_ensure(&st->contracts, st->reg, st->prefix, err, errlen);
+	if (rr == REGISTRY_DOWN) {
 		log_warn("cannot fetch the contracts from the schema registry at start: %s; starting "
 			 "anyway: the first event with a contract waits for them (the stream holds back)",
 			 err);
 		return ENCODE_OK;
 	}
-	return rc;
+	return rr == REGISTRY_OK ? ENCODE_OK : ENCODE_STOP;
 }
 
 void encode_contract_teardown(void *state)
@@ -68,13 +68,13 @@ int encode_contract(void *state, record *rec, const char **why)
 	char *out;
 	size_t len;
 	long ci;
-	int rc;
+	registry_result rr;
 
 	if (!m->value)
 		return ENCODE_OK;
-	if (st->reg && (rc = contract_set_ensure(&st->contracts, st->reg, st->prefix, st->why,
-						 sizeof(st->why))) != ENCODE_OK)
-		return *why = st->why, rc;
+	if (st->reg && (rr = contract_set_ensure(&st->contracts, st->reg, st->prefix, st->why,
+						 sizeof(st->why))) != REGISTRY_OK)
+		return *why = st->why, rr == REGISTRY_DOWN ? ENCODE_HOLD : ENCODE_STOP;
 	if ((ci = contract_find(st->contracts, m, st->why, sizeof(st->why))) < 0 ||
 	    avjson_encode(contract_at(st->contracts, (size_t)ci)->codec, m->value, m->value_len, 0,
 			  &out, &len, st->why, sizeof(st->why)) < 0)

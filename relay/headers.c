@@ -26,6 +26,7 @@ void header_list_add(header_list *l, route_msg *m, const char *name, const char 
 	l->h[m->n_headers++] = (route_header){name, strlen(name), value, strlen(value)};
 }
 
+/* The stage's teardown: its array goes, the router's headers were never its own. */
 void header_list_free(header_list *l)
 {
 	free(l->h);

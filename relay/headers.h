@@ -21,6 +21,7 @@ void header_list_adopt(header_list *l, route_msg *m, size_t more);
 /* Appends one header to m (room made by header_list_adopt); name and value are NUL-terminated
  * and stay valid until the record is produced (librdkafka copies them then). */
 void header_list_add(header_list *l, route_msg *m, const char *name, const char *value);
+/* Frees the array (the names and values are not the list's); l is empty again. */
 void header_list_free(header_list *l);
 
 #endif

@@ -440,10 +440,19 @@ registry_result registry_version_schema(registry *r, const char *subject, int ve
 		return REGISTRY_OK;
 	json_t *o = status == 200 ? json_loadb(r->body, r->body_len, 0, NULL) : NULL;
 	const char *t = json_string_value(json_object_get(o, "schema"));
-	if (t)
+	const char *type = json_string_value(json_object_get(o, "schemaType")); /* absent: AVRO */
+	registry_result rr = REGISTRY_OK;
+
+	if (!t)
+		rr = listing_refused(r, status, "a version of a subject", err, errlen);
+	else if (type && strcmp(type, "AVRO") != 0) {
+		snprintf(err, errlen, "subject %s version %d is a %s schema, not Avro", subject, version,
+			 type);
+		rr = REGISTRY_REFUSED;
+	} else
 		*text = xstrdup(t);
 	json_decref(o);
-	return t ? REGISTRY_OK : listing_refused(r, status, "a version of a subject", err, errlen);
+	return rr;
 }
 
 registry_result registry_latest_name(registry *r, const char *subject, char **full_name, char *err,

@@ -597,7 +597,7 @@ def test_contracts_from_the_registry_convert_events_by_their_version(outbox, kaf
     prefix = "contracts-%s." % uuid.uuid4().hex[:8]
     register_contracts(registry, prefix + "AccountOpened", OPENED_V1, OPENED_V2)
     start_registry_contracts(outbox, registry, prefix)
-    outbox.relay.wait_log("contracts: 3 schemas from the schema registry's subjects %s<event_type>" % prefix)
+    outbox.relay.wait_log("contracts: 2 versions of 1 subjects %s<event_type> from the schema registry" % prefix)
     outbox.relay.wait_streaming()
     insert_versioned(outbox.db, "account", "AccountOpened", {"seq": 1, "plan": "basic"}, 1)
     insert_versioned(outbox.db, "account", "AccountOpened", {"seq": 2, "plan": "pro", "region": "us"}, 2)
@@ -669,3 +669,46 @@ def test_contracts_come_from_files_or_the_registry_not_both(tmp_path):
     assert code == 2 and out.strip() == (
         "%s:6: set one of schema_registry.schema_dir and schema_registry.contract_prefix: "
         "contracts come from files or from the registry" % path), out
+
+
+def test_a_hold_on_one_topic_leaves_the_schema_subject_of_another_as_it_was(outbox, kafka, registry):
+    """An event of topic A is encoded (its subject and id kept), then in one transaction an A
+    event and a B event: B's subject is new and the registry is down, so the stream holds and
+    the batch is encoded again later. Each record still names its own subject."""
+    prefix = "contracts-%s." % uuid.uuid4().hex[:8]
+    register_contracts(registry, prefix + "AccountOpened", OPENED_V1)
+    start_registry_contracts(outbox, registry, prefix, registry_extra="timeout_ms = 1000;")
+    outbox.relay.wait_streaming()
+    insert(outbox.db, "account", "AccountOpened", {"seq": 1, "plan": "basic"})
+    assert len(kafka.consume([outbox.topic("account")], until=1, timeout=60)) == 1
+    registry.pause()
+    try:
+        conn = outbox.db.connect(autocommit=False)
+        cur = conn.cursor()
+        for aggregate, seq in (("account", 2), ("audit", 3)):
+            cur.execute("INSERT INTO outbox.events (aggregate_type, aggregate_id, event_type, payload) "
+                        "VALUES (%s, 'c-1', 'AccountOpened', %s::jsonb)",
+                        (aggregate, json.dumps({"seq": seq, "plan": "basic"})))
+        conn.commit()
+        conn.close()
+        outbox.relay.wait_log("holding back the row of outbox.events", timeout=30)
+    finally:
+        registry.resume()
+    msgs = kafka.consume([outbox.topic("account"), outbox.topic("audit")], until=3, timeout=60)
+    assert outbox.relay.stop() == 0
+    subjects = sorted((m["topic"], dict(m["headers"])["schema_subject"].decode()) for m in msgs)
+    assert subjects == sorted([(outbox.topic("account"), outbox.topic("account") + "-value")] * 2 +
+                              [(outbox.topic("audit"), outbox.topic("audit") + "-value")])
+
+
+def test_a_subject_under_the_prefix_that_is_not_avro_stops_the_start(outbox, kafka, registry):
+    prefix = "contracts-%s." % uuid.uuid4().hex[:8]
+    status, answer = registry.request("POST", "/subjects/%sAccountOpened/versions" % prefix,
+                                      {"schema": json.dumps({"$schema": "http://json-schema.org/draft-07/schema#",
+                                                                   "type": "object"}),
+                                       "schemaType": "JSON"})
+    assert status == 200, answer
+    start_registry_contracts(outbox, registry, prefix)
+    assert outbox.relay.wait_exit(60) != 0
+    errors = error_lines(outbox.relay)
+    assert len(errors) == 1 and "subject %sAccountOpened version 1 is a JSON schema, not Avro" % prefix in errors[0], errors
