@@ -41,8 +41,11 @@ def read_every_event(kafka, outbox, count):
     return consume_events(kafka, outbox, None, timeout=60) if len(msgs) >= count else msgs
 
 
-def test_relay_restarting_behind_another_producers_open_checkpoint_transaction_resumes_from_its_newest_checkpoint(
-        outbox, kafka):
+def restart_behind_an_open_transaction(outbox, kafka, end_it_after):
+    """Publishes 30 events, leaves another producer's transaction open on the checkpoint topic,
+    publishes 30 more, kills the relay (kill -9) and starts it again; once its log (since the
+    restart) holds end_it_after, or it streams or exits, aborts the open transaction and waits
+    for streaming. Returns (the rows written, the log since the restart as it was then)."""
     relay = outbox.relay
     relay.start()
     relay.wait_streaming()
@@ -50,29 +53,39 @@ def test_relay_restarting_behind_another_producers_open_checkpoint_transaction_r
     assert len(consume_events(kafka, outbox, 30)) == 30  # their checkpoint is committed with them
 
     other = leave_transaction_open(kafka, CHECKPOINT_TOPIC)
-    open_txn = True
     try:
         # Events published (and checkpoints committed) after the open transaction's first record.
         rows.update(write_events(outbox.db, 10, 3, start=30))
         assert len(consume_events(kafka, outbox, 60)) == 60
         relay.proc.send_signal(signal.SIGKILL)
         relay.wait_exit(30)
-
         since = len(relay.log())
         relay.start()
-        # The relay waits for the open transaction (new code) or goes on at once (old code).
-        wait_for(lambda: WAITING in relay.log()[since:] or "streaming from slot" in relay.log()[since:]
-                 or relay.proc.poll() is not None, 60, what="the relay waiting or streaming")
-        waited = WAITING in relay.log()[since:]
-        other.abort_transaction(30)  # the other relay's transaction ends: the read goes on
-        open_txn = False
-        relay.wait_streaming(60)
+        wait_for(lambda: end_it_after in relay.log()[since:] or "streaming from slot" in relay.log()[since:]
+                 or relay.proc.poll() is not None, 60, what="the relay logging %r" % end_it_after)
+        logged = relay.log()[since:]
     finally:
-        if open_txn:
-            other.abort_transaction(30)
-
+        other.abort_transaction(30)  # the other relay's transaction ends: the read goes on
+    relay.wait_streaming(60)
     rows.update(write_events(outbox.db, 10, 3, start=60))
+    return rows, logged
+
+
+def test_relay_restarting_behind_another_producers_open_checkpoint_transaction_resumes_from_its_newest_checkpoint(
+        outbox, kafka):
+    rows, logged = restart_behind_an_open_transaction(outbox, kafka, WAITING)
     assert_exactly_once_in_order(read_every_event(kafka, outbox, 90), rows, outbox)
-    assert waited, "the relay did not say what held its checkpoint read back:\n" + relay.log()[since:][-3000:]
-    assert "no checkpoint for" not in relay.log()[since:]
-    assert relay.stop() == 0
+    assert WAITING in logged, "the relay did not say what held its checkpoint read back:\n" + logged[-3000:]
+    assert "streaming from slot" not in logged and "no checkpoint for" not in logged
+    assert outbox.relay.stop() == 0
+
+
+def test_an_open_checkpoint_transaction_outlasting_the_checkpoint_timeout_fails_the_start_which_is_retried(
+        outbox, kafka):
+    rows, logged = restart_behind_an_open_transaction(outbox, kafka, "did not end within 30 s")
+    assert_exactly_once_in_order(read_every_event(kafka, outbox, 90), rows, outbox)
+    failed = [line for line in logged.splitlines() if "did not end within" in line]
+    assert len(failed) == 1 and "offset" in failed[0] and "partition 0" in failed[0], logged[-3000:]
+    assert "; retrying in" in failed[0], failed[0]
+    assert "streaming from slot" not in logged and "no checkpoint for" not in logged
+    assert outbox.relay.stop() == 0
