@@ -284,6 +284,7 @@ static int first_unread(int parts, const part_read *pr)
 static int partition_ends(const relay_config *cfg, const char *topic, int parts, part_read *pr,
 			  char *err, size_t errlen)
 {
+	/* Hand-off: this handle is ours for the queries only, destroyed below. */
 	rd_kafka_t *rk = new_consumer(cfg, "read_uncommitted", err, errlen);
 	rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
 
@@ -315,15 +316,16 @@ static void keep_state(const rd_kafka_message_t *m, const char *key, size_t klen
 
 /*
  * The read of a partition came to its last stable offset before its end: a read_committed
- * consumer cannot pass an open transaction, it waits for its commit or abort. Said once, so
- * that an operator knows what the start waits for.
+ * consumer cannot pass an open transaction, it waits for its commit or abort. Said once per
+ * read, so that an operator knows what the start waits for; info, since on a busy shared topic
+ * a wait of a few milliseconds for another relay's commit is routine (the timeout warns).
  */
 static void note_held(const rd_kafka_message_t *m, part_read *r)
 {
 	if (r->held || m->offset >= r->end)
 		return;
 	r->held = true;
-	log_warn("checkpoint topic %s: an open Kafka transaction at offset %lld of partition %d "
+	log_info("checkpoint topic %s: an open Kafka transaction at offset %lld of partition %d "
 		 "holds the read of this relay's checkpoint back (another relay's, or a dead one's: "
 		 "the broker aborts it after its transaction.timeout.ms, 60 s by default); waiting up "
 		 "to %d s for it to end", rd_kafka_topic_name(m->rkt), (long long)m->offset,
