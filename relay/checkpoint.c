@@ -232,11 +232,12 @@ int checkpoint_decode(const char *text, size_t len, checkpoint *cp)
 }
 
 /*
- * A consumer with the file's connection settings (not the producer's own), read_committed.
- * No group: it reads with offsets it keeps itself and commits none, so the relay's principal
- * needs no group ACL (a group would also look up its coordinator for nothing).
+ * A consumer with the file's connection settings (not the producer's own), with the given
+ * isolation.level. No group: it reads with offsets it keeps itself and commits none, so the
+ * relay's principal needs no group ACL (a group would also look up its coordinator for nothing).
  */
-static rd_kafka_t *new_consumer(const relay_config *cfg, char *err, size_t errlen)
+static rd_kafka_t *new_consumer(const relay_config *cfg, const char *isolation, char *err,
+				size_t errlen)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	char errstr[512];
@@ -246,8 +247,8 @@ static rd_kafka_t *new_consumer(const relay_config *cfg, char *err, size_t errle
 	/* A fetch out of range (the log start moved) starts over from the earliest offset: jumping
 	 * to the end would reach the watermark without the newest checkpoint. */
 	const char *fixed[][2] = {
-		{"isolation.level", "read_committed"}, {"enable.partition.eof", "true"},
-		{"auto.offset.reset", "earliest"},     {"log_level", "3"},
+		{"isolation.level", isolation}, {"enable.partition.eof", "true"},
+		{"auto.offset.reset", "earliest"}, {"log_level", "3"},
 	};
 	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
 		rd_kafka_conf_set(conf, fixed[i][0], fixed[i][1], errstr, sizeof(errstr));
@@ -258,13 +259,49 @@ static rd_kafka_t *new_consumer(const relay_config *cfg, char *err, size_t errle
 	return rk;
 }
 
-/* True when the position read so far in every partition reached that partition's mark. */
-static bool all_read(int parts, const int64_t *pos, const int64_t *high)
+/* Reading one partition of the checkpoint topic. */
+typedef struct {
+	int64_t end;  /* its high watermark when reading began: the true end, open transactions too */
+	int64_t pos;  /* the next offset to read */
+	bool held;    /* the read stopped before end: an open transaction holds it (logged once) */
+} part_read;
+
+/* The first partition whose read has not reached its end, or -1 when every one has. */
+static int first_unread(int parts, const part_read *pr)
 {
 	for (int p = 0; p < parts; p++)
-		if (high[p] > 0 && pos[p] < high[p])
-			return false;
-	return true;
+		if (pr[p].end > 0 && pr[p].pos < pr[p].end)
+			return p;
+	return -1;
+}
+
+/*
+ * The true end (high watermark) of each partition. librdkafka (since 1.7.1) answers a
+ * read_committed handle with the last stable offset, which stops at the first record of the
+ * oldest open transaction: on a shared topic another relay's, with this relay's newest
+ * checkpoints possibly after it. So the ends come from a read_uncommitted handle of their own.
+ */
+static int partition_ends(const relay_config *cfg, const char *topic, int parts, part_read *pr,
+			  char *err, size_t errlen)
+{
+	/* Hand-off: this handle is ours for the queries only, destroyed below. */
+	rd_kafka_t *rk = new_consumer(cfg, "read_uncommitted", err, errlen);
+	rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+
+	if (!rk)
+		return -1;
+	for (int p = 0; p < parts && !e; p++) {
+		int64_t low;
+		e = rd_kafka_query_watermark_offsets(rk, topic, p, &low, &pr[p].end,
+						     CHECKPOINT_TIMEOUT_MS);
+		/* An end offset not known (negative) is no proof of an empty partition: ask again. */
+		if (!e && pr[p].end < 0)
+			e = RD_KAFKA_RESP_ERR__NO_OFFSET;
+	}
+	rd_kafka_destroy(rk);
+	if (e)
+		snprintf(err, errlen, "checkpoint topic %s: %s", topic, rd_kafka_err2str(e));
+	return e ? -1 : 0;
 }
 
 /* Keeps the newest value of the "<key>.snapshot" record (a tombstone clears it). */
@@ -278,16 +315,37 @@ static void keep_state(const rd_kafka_message_t *m, const char *key, size_t klen
 }
 
 /*
+ * The read of a partition came to its last stable offset before its end: a read_committed
+ * consumer cannot pass an open transaction, it waits for its commit or abort. Said once per
+ * read, so that an operator knows what the start waits for; info, since on a busy shared topic
+ * a wait of a few milliseconds for another relay's commit is routine (the timeout warns).
+ */
+static void note_held(const rd_kafka_message_t *m, part_read *r)
+{
+	if (r->held || m->offset >= r->end)
+		return;
+	r->held = true;
+	log_info("checkpoint topic %s: an open Kafka transaction at offset %lld of partition %d "
+		 "holds the read of this relay's checkpoint back (another relay's, or a dead one's: "
+		 "the broker aborts it after its transaction.timeout.ms, 60 s by default); waiting up "
+		 "to %d s for it to end", rd_kafka_topic_name(m->rkt), (long long)m->offset,
+		 (int)m->partition, CHECKPOINT_TIMEOUT_MS / 1000);
+}
+
+/*
  * Applies one message or event of the checkpoint topic to what was read; -1 when malformed,
  * -2 when the relay may not read the topic (retrying would not help until the ACL is there).
  */
-static int take_message(const rd_kafka_message_t *m, const char *key, size_t klen, int64_t *pos,
+static int take_message(const rd_kafka_message_t *m, const char *key, size_t klen, part_read *pr,
 			checkpoint *cp, checkpoint_result *r, checkpoint_extra *x)
 {
 	if (x)
 		keep_state(m, key, klen, &x->state);
 	if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-		pos[m->partition] = m->offset; /* past the transaction markers too */
+		/* At the last stable offset, past the commit and abort markers before it (control
+		 * records take offsets too): the end, once no transaction is open before it. */
+		pr[m->partition].pos = m->offset;
+		note_held(m, &pr[m->partition]);
 		return 0;
 	}
 	if (m->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
@@ -297,7 +355,7 @@ static int take_message(const rd_kafka_message_t *m, const char *key, size_t kle
 			 rd_kafka_message_errstr(m));
 		return 0;
 	}
-	pos[m->partition] = m->offset + 1;
+	pr[m->partition].pos = m->offset + 1;
 	if (m->key_len != klen || memcmp(m->key, key, klen) != 0)
 		return 0;
 	if (!m->payload) {
@@ -312,56 +370,67 @@ static int take_message(const rd_kafka_message_t *m, const char *key, size_t kle
 	return 0;
 }
 
+/* Says why the end of partition p was not reached in time: an open transaction, or a slow broker. */
+static void explain_unread(const char *topic, int p, const part_read *r, char *err, size_t errlen)
+{
+	if (r->held)
+		snprintf(err, errlen, "reading checkpoint topic %s: an open Kafka transaction at offset "
+			 "%lld of partition %d (another relay's, or a dead one's) did not end within %d s; "
+			 "this relay's newest checkpoint may lie after it, so the relay does not start from "
+			 "an older one. The broker aborts it after its transaction.timeout.ms (60 s by "
+			 "default)", topic, (long long)r->pos, p, CHECKPOINT_TIMEOUT_MS / 1000);
+	else
+		snprintf(err, errlen, "reading checkpoint topic %s: the end of partition %d (offset "
+			 "%lld) was not reached within %d s", topic, p, (long long)r->end,
+			 CHECKPOINT_TIMEOUT_MS / 1000);
+}
+
 /*
- * Reads every partition up to the high watermark it had when reading began. read_committed
- * stops at the last stable offset, so an open transaction (another relay's, on this shared
- * topic) holds the read back until it ends; the newest checkpoint of this relay can lie behind
- * it. Reaching the watermark is the only proof of having seen everything.
+ * Reads every partition up to the end it had when reading began (its high watermark, asked of
+ * a read_uncommitted handle). The read_committed consumer stops before an open transaction
+ * until it ends, so this waits for it, up to the timeout: reaching the end is the only proof of
+ * having seen this relay's newest checkpoint, and an error (retried) is better than an older one.
  */
-static checkpoint_result read_to_end(rd_kafka_t *rk, const char *topic, int parts, const char *key,
-				     checkpoint *cp, checkpoint_extra *x, char *err, size_t errlen)
+static checkpoint_result read_to_end(const relay_config *cfg, rd_kafka_t *rk, const char *topic,
+				     int parts, const char *key, checkpoint *cp,
+				     checkpoint_extra *x, char *err, size_t errlen)
 {
 	/* Hand-off: the topic handle and queue are ours, destroyed below after consume_stop. */
 	rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
 	rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-	int64_t *high = calloc((size_t)parts, sizeof(int64_t));
-	int64_t *pos = calloc((size_t)parts, sizeof(int64_t));
+	part_read *pr = calloc((size_t)parts, sizeof(part_read));
 	checkpoint_result r = CHECKPOINT_NONE;
 	int64_t deadline = clock_mono_ms() + CHECKPOINT_TIMEOUT_MS;
 	size_t klen = strlen(key);
-	int started = 0;
+	int started = 0, p;
 
-	if (!rkt || !high || !pos) {
+	if (!rkt || !pr) {
 		snprintf(err, errlen, "reading checkpoint topic %s: out of memory", topic);
 		r = CHECKPOINT_ERROR;
 		goto done;
 	}
+	if (partition_ends(cfg, topic, parts, pr, err, errlen) < 0) {
+		r = CHECKPOINT_ERROR;
+		goto done;
+	}
 	for (; started < parts; started++) {
-		int64_t low;
-		rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
-			rk, topic, started, &low, &high[started], CHECKPOINT_TIMEOUT_MS);
-		/* An end offset not known (negative) is no proof of an empty partition: ask again. */
-		if (!e && high[started] < 0)
-			e = RD_KAFKA_RESP_ERR__NO_OFFSET;
-		if (!e && rd_kafka_consume_start_queue(rkt, started, RD_KAFKA_OFFSET_BEGINNING, q) < 0)
-			e = rd_kafka_last_error();
-		if (e) {
-			snprintf(err, errlen, "checkpoint topic %s: %s", topic, rd_kafka_err2str(e));
+		if (rd_kafka_consume_start_queue(rkt, started, RD_KAFKA_OFFSET_BEGINNING, q) < 0) {
+			snprintf(err, errlen, "checkpoint topic %s: %s", topic,
+				 rd_kafka_err2str(rd_kafka_last_error()));
 			r = CHECKPOINT_ERROR;
 			goto done;
 		}
 	}
-	while (!all_read(parts, pos, high)) {
+	while ((p = first_unread(parts, pr)) >= 0) {
 		if (clock_mono_ms() > deadline) {
-			snprintf(err, errlen, "reading checkpoint topic %s: its end was not reached in "
-				 "time (an open transaction holds it?)", topic);
+			explain_unread(topic, p, &pr[p], err, errlen);
 			r = CHECKPOINT_ERROR;
 			break;
 		}
 		rd_kafka_message_t *m = rd_kafka_consume_queue(q, 200);
 		if (!m)
 			continue;
-		int taken = take_message(m, key, klen, pos, cp, &r, x);
+		int taken = take_message(m, key, klen, pr, cp, &r, x);
 		if (taken == -1)
 			snprintf(err, errlen, "checkpoint topic %s holds a malformed record for %s "
 				 "at offset %lld", topic, key, (long long)m->offset);
@@ -382,8 +451,7 @@ done:
 	if (rkt)
 		rd_kafka_topic_destroy(rkt);
 	rd_kafka_queue_destroy(q);
-	free(high);
-	free(pos);
+	free(pr);
 	return r;
 }
 
@@ -410,7 +478,7 @@ static int topic_parts(rd_kafka_t *rk, const char *topic, bool create, char *err
 
 int checkpoint_create_topic(const relay_config *cfg, const char *topic, char *err, size_t errlen)
 {
-	rd_kafka_t *rk = new_consumer(cfg, err, errlen);
+	rd_kafka_t *rk = new_consumer(cfg, "read_committed", err, errlen);
 	int parts = rk ? topic_parts(rk, topic, true, err, errlen) : -1;
 
 	if (rk)
@@ -422,7 +490,7 @@ checkpoint_result checkpoint_load_state(const relay_config *cfg, const char *top
 					bool create, checkpoint *cp, checkpoint_extra *x, char *err,
 					size_t errlen)
 {
-	rd_kafka_t *rk = new_consumer(cfg, err, errlen);
+	rd_kafka_t *rk = new_consumer(cfg, "read_committed", err, errlen);
 	checkpoint_result r = CHECKPOINT_ERROR;
 	int parts;
 
@@ -439,7 +507,7 @@ checkpoint_result checkpoint_load_state(const relay_config *cfg, const char *top
 			 "docs/exactly-once.md)", topic);
 		r = CHECKPOINT_NO_TOPIC;
 	} else if (parts > 0) {
-		r = read_to_end(rk, topic, parts, key, cp, x, err, errlen);
+		r = read_to_end(cfg, rk, topic, parts, key, cp, x, err, errlen);
 	}
 	if (x && r != CHECKPOINT_FOUND)
 		checkpoint_extra_free(x);

@@ -79,8 +79,11 @@ typedef enum {
 } checkpoint_result;
 
 /*
- * Reads the newest committed checkpoint of key from topic (read_committed, to the end). When the
- * topic does not exist: creates it (compacted, one partition) if create is true, else an error.
+ * Reads the newest committed checkpoint of key from topic (read_committed, to the end: each
+ * partition's high watermark when the read began). A Kafka transaction open on the topic
+ * (another relay's) is waited for, up to 30 s; then CHECKPOINT_ERROR, err naming it: never an
+ * older checkpoint. When the topic does not exist: creates it (compacted, one partition) if
+ * create is true, else an error.
  */
 checkpoint_result checkpoint_load(const relay_config *cfg, const char *topic, const char *key,
 				  bool create, checkpoint *cp, char *err, size_t errlen);

@@ -181,8 +181,8 @@ def test_failover_behind_the_checkpoint_names_the_phantoms(cluster, kafka, tmp_p
     cluster.add_permanent_slot(SLOT, db.name)
     target = Target("t" + uuid.uuid4().hex[:10])
     topic = target.topic("user")
-    # Its own checkpoint topic: on the shared one another test's open Kafka transaction can hide
-    # this relay's newest checkpoint (docs/exactly-once.md, the known gap of a shared topic).
+    # Its own checkpoint topic: on the shared one another test's open Kafka transaction would
+    # hold this relay's start back until it ends (docs/exactly-once.md, "Reading the checkpoint").
     checkpoints = "%s.checkpoints" % target.prefix
     config_path = str(tmp_path / "relay.conf")
     port = harness.free_port()

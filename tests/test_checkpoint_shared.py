@@ -1,0 +1,91 @@
+# Relays sharing one checkpoint topic: another producer's open Kafka transaction there does not hide a relay's newest checkpoint.
+"""A read_committed reader of a partition stops at its last stable offset: the first record of the
+oldest transaction still open there. Relays share the default checkpoint topic, so another
+relay's transaction (or a dead one's, until the broker aborts it) can be open on the partition
+that holds this relay's checkpoints, with this relay's newest checkpoints committed after it.
+
+Here a transactional producer of the test stands for that other relay: it writes one record to
+every partition of the checkpoint topic and leaves its transaction open. The relay, killed and
+started again, must wait for that transaction to end (saying so in one log line) and resume from
+its newest checkpoint: a read_committed consumer then sees every event exactly once. Reading only
+up to the last stable offset, it resumed from the checkpoint before the open transaction and
+published the later events again (docs/exactly-once.md).
+"""
+import signal
+import uuid
+
+from events import assert_exactly_once_in_order, consume_events, write_events
+from harness import wait_for
+
+CHECKPOINT_TOPIC = "outbox-relay.checkpoints"  # the default, shared by every relay of the broker
+WAITING = "an open Kafka transaction"  # the relay's line while one holds its read back
+
+
+def leave_transaction_open(kafka, topic):
+    """A transactional producer (another relay, to the broker) with one record in every partition
+    of topic, its transaction left open: the caller aborts it (or the broker after 5 minutes)."""
+    producer = kafka.producer({"transactional.id": "test-other-relay-" + uuid.uuid4().hex[:8],
+                               "transaction.timeout.ms": 300000})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    for p in kafka.topic_partitions(topic):
+        producer.produce(topic, key=b"test-other-relay", value=b"{}", partition=p)
+    assert producer.flush(30) == 0, "the open transaction's records were not written"
+    return producer
+
+
+def read_every_event(kafka, outbox, count):
+    """Everything a read_committed consumer sees on the event topics once count arrived (to the end,
+    so that duplicates after the count are seen too)."""
+    msgs = consume_events(kafka, outbox, count)
+    return consume_events(kafka, outbox, None, timeout=60) if len(msgs) >= count else msgs
+
+
+def restart_behind_an_open_transaction(outbox, kafka, end_it_after):
+    """Publishes 30 events, leaves another producer's transaction open on the checkpoint topic,
+    publishes 30 more, kills the relay (kill -9) and starts it again; once its log (since the
+    restart) holds end_it_after, or it streams or exits, aborts the open transaction and waits
+    for streaming. Returns (the rows written, the log since the restart as it was then)."""
+    relay = outbox.relay
+    relay.start()
+    relay.wait_streaming()
+    rows = write_events(outbox.db, 10, 3)
+    assert len(consume_events(kafka, outbox, 30)) == 30  # their checkpoint is committed with them
+
+    other = leave_transaction_open(kafka, CHECKPOINT_TOPIC)
+    try:
+        # Events published (and checkpoints committed) after the open transaction's first record.
+        rows.update(write_events(outbox.db, 10, 3, start=30))
+        assert len(consume_events(kafka, outbox, 60)) == 60
+        relay.proc.send_signal(signal.SIGKILL)
+        relay.wait_exit(30)
+        since = len(relay.log())
+        relay.start()
+        wait_for(lambda: end_it_after in relay.log()[since:] or "streaming from slot" in relay.log()[since:]
+                 or relay.proc.poll() is not None, 60, what="the relay logging %r" % end_it_after)
+        logged = relay.log()[since:]
+    finally:
+        other.abort_transaction(30)  # the other relay's transaction ends: the read goes on
+    relay.wait_streaming(60)
+    rows.update(write_events(outbox.db, 10, 3, start=60))
+    return rows, logged
+
+
+def test_relay_restarting_behind_another_producers_open_checkpoint_transaction_resumes_from_its_newest_checkpoint(
+        outbox, kafka):
+    rows, logged = restart_behind_an_open_transaction(outbox, kafka, WAITING)
+    assert_exactly_once_in_order(read_every_event(kafka, outbox, 90), rows, outbox)
+    assert WAITING in logged, "the relay did not say what held its checkpoint read back:\n" + logged[-3000:]
+    assert "streaming from slot" not in logged and "no checkpoint for" not in logged
+    assert outbox.relay.stop() == 0
+
+
+def test_an_open_checkpoint_transaction_outlasting_the_checkpoint_timeout_fails_the_start_which_is_retried(
+        outbox, kafka):
+    rows, logged = restart_behind_an_open_transaction(outbox, kafka, "did not end within 30 s")
+    assert_exactly_once_in_order(read_every_event(kafka, outbox, 90), rows, outbox)
+    failed = [line for line in logged.splitlines() if "did not end within" in line]
+    assert len(failed) == 1 and "offset" in failed[0] and "partition 0" in failed[0], logged[-3000:]
+    assert "; retrying in" in failed[0], failed[0]
+    assert "streaming from slot" not in logged and "no checkpoint for" not in logged
+    assert outbox.relay.stop() == 0
