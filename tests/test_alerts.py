@@ -2,11 +2,16 @@
 import json
 import os
 import re
+import shutil
+import subprocess
 import time
+import urllib.parse
+import urllib.request
 
 import yaml
 
 from events import consume_events, write_events
+import harness
 from harness import wait_for
 from test_metrics import P, scrape, start_with_metrics
 
@@ -128,3 +133,95 @@ def test_every_series_of_the_rules_and_the_dashboard_is_exported_by_the_relay(ou
     wait_for(lambda: scrape(port).get(P + "kafka_transactions_committed_total") >= before + 2, 30,
              what="idle checkpoints committed")
     assert outbox.relay.stop() == 0
+
+
+class Prometheus:
+    """A throwaway Prometheus server (Debian's) on loopback: scrapes one relay, loads the rules."""
+
+    def __init__(self, tmp_path, relay_port):
+        binary = shutil.which("prometheus")
+        assert binary, "no prometheus binary: run tests/install-deps.sh (Debian package prometheus)"
+        self.port = harness.free_port()
+        config = tmp_path / "prometheus.yml"
+        config.write_text(yaml.safe_dump({
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [RULES],
+            "scrape_configs": [{"job_name": "outbox-relay", "static_configs": [
+                {"targets": ["127.0.0.1:%d" % relay_port], "labels": {"relay": "app"}}]}],
+        }))
+        self.log = tmp_path / "prometheus.log"
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [binary, "--config.file=%s" % config, "--storage.tsdb.path=%s" % (tmp_path / "tsdb"),
+                 "--web.listen-address=127.0.0.1:%d" % self.port], stdout=out, stderr=out)
+        wait_for(self.ready, 60, what="Prometheus ready (%s)" % self.log)
+
+    def get(self, path, **params):
+        url = "http://127.0.0.1:%d%s?%s" % (self.port, path, urllib.parse.urlencode(params))
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(url, timeout=10) as res:
+            return json.load(res)
+
+    def ready(self):
+        assert self.proc.poll() is None, "prometheus exited: %s" % harness.tail(self.log)
+        try:
+            return self.get("/api/v1/status/runtimeinfo")["status"] == "success"
+        except OSError:
+            return False
+
+    def query(self, expr):
+        body = self.get("/api/v1/query", query=expr)
+        assert body["status"] == "success", (expr, body)
+        return body["data"]["result"]
+
+    def rules(self):
+        return [r for g in self.get("/api/v1/rules")["data"]["groups"] for r in g["rules"]]
+
+    def alerts(self):
+        return self.get("/api/v1/alerts")["data"]["alerts"]
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def dashboard_query(expr):
+    """A dashboard expression as Grafana sends it with every relay and instance chosen."""
+    return expr.replace("$__rate_interval", "1m").replace("$relay", ".*").replace("$instance", ".*")
+
+
+def test_a_real_prometheus_evaluates_the_rules_and_the_dashboard_on_a_relay(outbox, kafka, tmp_path):
+    port = start_with_metrics(outbox, 'delivery = "exactly-once";')
+    prom = Prometheus(tmp_path, port)
+    try:
+        rows = write_events(outbox.db, transactions=5, per_txn=2)
+        consume_events(kafka, outbox, len(rows))
+        wait_for(lambda: prom.query("outbox_relay_delivery_latency_seconds_count == %d" % len(rows)),
+                 60, what="Prometheus to scrape the records counted")
+        # Every rule evaluates without an error, and none is pending or firing for a healthy relay.
+        wait_for(lambda: all(not r.get("lastEvaluation", "0001").startswith("0001")
+                             for r in prom.rules()), 30, what="every rule evaluated")
+        for r in prom.rules():
+            assert r["health"] == "ok", r
+        # (An evaluation before the first scrape sees no target: OutboxRelayDown pending, once.)
+        try:
+            wait_for(lambda: prom.alerts() == [], 15)
+        except TimeoutError:
+            raise AssertionError("pending or firing: %s" % prom.alerts())
+        # Every panel's expression returns series (rates need a few scrapes).
+        exprs = [dashboard_query(e) for e in dashboard_exprs()]
+        try:
+            wait_for(lambda: all(prom.query(e) for e in exprs), 60, interval=1)
+        except TimeoutError:
+            raise AssertionError("no result: %s" % [e for e in exprs if not prom.query(e)])
+        # The relay stops: OutboxRelayDown matches its target (pending for its 2 minutes).
+        assert outbox.relay.stop() == 0
+
+        def down_pending():
+            return [a for a in prom.alerts() if a["labels"]["alertname"] == "OutboxRelayDown"
+                    and a["labels"].get("instance") == "127.0.0.1:%d" % port]
+        alert = wait_for(down_pending, 30, what="OutboxRelayDown pending")[0]
+        assert alert["state"] == "pending" and alert["labels"]["relay"] == "app"
+        assert alert["labels"]["severity"] == "critical"
+    finally:
+        prom.stop()
