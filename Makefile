@@ -153,10 +153,13 @@ bench: deps all
 
 install: relay/outbox-relay
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SHAREDIR)/sql $(DESTDIR)$(DOCDIR) \
-		$(DESTDIR)$(SYSCONFDIR)/outbox-relay $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSTEMDUNITDIR)
+		$(DESTDIR)$(SYSCONFDIR)/outbox-relay $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSTEMDUNITDIR) \
+		$(DESTDIR)$(SHAREDIR)/prometheus $(DESTDIR)$(SHAREDIR)/grafana
 	install -m 0755 relay/outbox-relay $(DESTDIR)$(BINDIR)/outbox-relay
 	install -m 0644 sql/*.sql $(DESTDIR)$(SHAREDIR)/sql/
 	install -m 0644 conf/outbox-relay.conf.example $(DESTDIR)$(SHAREDIR)/
+	install -m 0644 conf/prometheus/outbox-relay-alerts.yml $(DESTDIR)$(SHAREDIR)/prometheus/
+	install -m 0644 conf/grafana/outbox-relay.json $(DESTDIR)$(SHAREDIR)/grafana/
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
 	install -m 0644 docs/outbox-relay.8 $(DESTDIR)$(MANDIR)/man8/
 	@# The unit names /usr/local/bin and /etc: point it at this BINDIR and SYSCONFDIR.

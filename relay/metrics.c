@@ -63,6 +63,10 @@ static struct {
 	_Atomic uint64_t phantoms;
 	_Atomic uint64_t standby;  /* 0 or 1 */
 	_Atomic uint64_t takeovers;
+	_Atomic uint64_t fenced;
+	_Atomic uint64_t snapshot_rows;
+	_Atomic uint64_t snapshot_tables;
+	_Atomic int64_t start_ms; /* 0: metrics_start not called yet */
 	_Atomic int64_t read_commit_ms; /* 0: no transaction read yet */
 	_Atomic bool caught_up;
 	_Atomic bool ready;
@@ -165,6 +169,9 @@ void metrics_set_caught_up(void) { SET(caught_up, true); }
 void metrics_set_ready(bool ready) { SET(ready, ready); }
 void metrics_set_standby(bool standby) { SET(standby, standby ? 1 : 0); }
 void metrics_takeover(void) { ADD(takeovers, 1); }
+void metrics_fenced(void) { ADD(fenced, 1); }
+void metrics_snapshot_rows(uint64_t n) { ADD(snapshot_rows, n); }
+void metrics_set_snapshot_tables(uint64_t n) { SET(snapshot_tables, n); }
 bool metrics_ready(void) { return GET(ready); }
 
 /* ---- the exposition text (the HTTP thread's side) */
@@ -251,6 +258,15 @@ static const struct {
 	{"takeovers_total", "counter",
 	 "Times this relay stood by, then took the slot over (relay.takeover = \"wait\").",
 	 &st.takeovers},
+	{"fenced_total", "counter",
+	 "Times another relay took the slot over from this one (fenced in Kafka, or the active/passive lock taken) and this one stood by again (relay.takeover = \"wait\"; with \"fence\" it exits 3).",
+	 &st.fenced},
+	{"snapshot_rows_total", "counter",
+	 "Rows of captured tables published by snapshots (op r), counted when their Kafka transaction committed.",
+	 &st.snapshot_rows},
+	{"snapshot_tables_queued", "gauge",
+	 "Tables waiting for a snapshot, the one in progress included (as last committed to Kafka).",
+	 &st.snapshot_tables},
 };
 
 /* Each plain series: its HELP, TYPE and value. */
@@ -261,6 +277,16 @@ static void render_plain(FILE *f)
 		sample(f, plain_series[i].name,
 		       atomic_load_explicit(plain_series[i].value, memory_order_relaxed));
 	}
+}
+
+/* Seconds since the epoch when the process started: a change means a restart. */
+static void render_start_time(FILE *f)
+{
+	int64_t ms = GET(start_ms);
+
+	family(f, "start_time_seconds", "gauge",
+	       "When the relay process started, in seconds since the epoch (a new value: it restarted).");
+	fprintf(f, "outbox_relay_start_time_seconds %lld.%03d\n", (long long)(ms / 1000), (int)(ms % 1000));
 }
 
 char *metrics_render(size_t *len)
@@ -296,6 +322,7 @@ char *metrics_render(size_t *len)
 	fprintf(f, "outbox_relay_delivery_latency_seconds_sum %llu.%03u\n",
 		(unsigned long long)(sum_ms / 1000), (unsigned)(sum_ms % 1000));
 	fprintf(f, "outbox_relay_delivery_latency_seconds_count %llu\n", (unsigned long long)cum);
+	render_start_time(f);
 	family(f, "replication_lag_bytes", "gauge",
 	       "Bytes of WAL between the newest server position known and the confirmed position.");
 	sample(f, "replication_lag_bytes", wal_end > confirmed ? wal_end - confirmed : 0);
@@ -525,6 +552,8 @@ int metrics_start(const char *listen_on, char *err, size_t errlen)
 	bool v6 = false;
 	int fd;
 
+	if (GET(start_ms) == 0)
+		SET(start_ms, clock_wall_ms());
 	if (metrics_parse_listen(listen_on, host, sizeof(host), port, sizeof(port), &why) < 0) {
 		snprintf(err, errlen, "'%s' %s", listen_on, why);
 		return -1;

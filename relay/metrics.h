@@ -30,7 +30,10 @@
 int metrics_parse_listen(const char *text, char *host, size_t hostlen, char *port, size_t portlen,
 			 const char **why);
 
-/* Binds listen and starts the server thread; -1 with a message (bind errors say why). */
+/*
+ * Notes the process start time (outbox_relay_start_time_seconds, once per process), then binds
+ * listen and starts the server thread; -1 with a message (bind errors say why).
+ */
 int metrics_start(const char *listen, char *err, size_t errlen);
 /* Stops the server thread (if started) and closes the socket. */
 void metrics_stop(void);
@@ -70,6 +73,12 @@ void metrics_set_caught_up(void);
 void metrics_set_standby(bool standby);
 /* A relay that stood by took the slot over and streams. */
 void metrics_takeover(void);
+/* Another relay took the slot over from this one (fenced in Kafka, or its active/passive lock taken). */
+void metrics_fenced(void);
+/* n snapshot rows (op r) went into a committed Kafka transaction. */
+void metrics_snapshot_rows(uint64_t n);
+/* Tables queued for a snapshot, the one in progress included (0: no snapshot running). */
+void metrics_set_snapshot_tables(uint64_t n);
 /* Streaming with the producer up (/readyz answers 200), or not (503). */
 void metrics_set_ready(bool ready);
 bool metrics_ready(void);

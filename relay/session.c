@@ -415,6 +415,7 @@ static void give_up_slot(relay *r)
 {
 	bool fenced = r->kp && kafka_fenced(r->kp);
 
+	metrics_fenced();
 	if (r->pg && !r->pg_lost)
 		status_send(r, true);
 	log_info("another relay %s slot \"%s\": standing by again (relay.takeover = \"wait\")",
@@ -447,6 +448,8 @@ static int run_sessions(relay *r)
 		give_up_slot(r);
 		return SESSION_RUN_STAND_BY;
 	default:
+		if (r->kp && kafka_fenced(r->kp))
+			metrics_fenced(); /* seen only by a scrape before the exit (3) */
 		keep_what_kafka_took(r);
 		return r->kp && kafka_fenced(r->kp) ? RELAY_EXIT_FENCED : RELAY_EXIT_FATAL;
 	}

@@ -55,6 +55,8 @@ static outcome read_checkpoint(relay *r, stored_checkpoint *sc, char *err, size_
 		checkpoint_extra_free(&x);
 		return OUTCOME_FATAL;
 	}
+	if (r->snap)
+		metrics_set_snapshot_tables((uint64_t)snapshot_tables_queued(r->snap));
 	if (x.state && r->snap && snapshot_current(r->snap)[0])
 		log_info("snapshot progress from Kafka: resuming %s", snapshot_current(r->snap));
 	checkpoint_extra_free(&x);

@@ -43,6 +43,7 @@ struct snapshot {
 	name_list done, queue;
 	name_list after; /* key values (text) of the last row published; none: from the start */
 	unsigned long long table_rows; /* rows of the current table published so far */
+	uint64_t rows_uncommitted; /* handed out since the last commit or rewind */
 	bool dirty;
 	char *committed; /* the stored state Kafka committed (NULL: none yet) */
 	/* the chunk waiting for its watermark */
@@ -328,11 +329,15 @@ void snapshot_queue_again(snapshot *s, capture_table *const *tables, int n)
 
 bool snapshot_dirty(const snapshot *s) { return s->dirty; }
 
-void snapshot_committed(snapshot *s)
+uint64_t snapshot_committed(snapshot *s)
 {
+	uint64_t rows = s->rows_uncommitted;
+
 	free(s->committed);
 	s->committed = snapshot_state_json(s);
 	s->dirty = false;
+	s->rows_uncommitted = 0;
+	return rows;
 }
 
 void snapshot_rewind(snapshot *s)
@@ -342,6 +347,7 @@ void snapshot_rewind(snapshot *s)
 	list_clear(&s->queue);
 	list_clear(&s->after);
 	s->table_rows = 0;
+	s->rows_uncommitted = 0;
 	if (s->committed)
 		state_from_json(s, s->committed, strlen(s->committed));
 	s->dirty = false;
@@ -356,6 +362,8 @@ const char *snapshot_current(const snapshot *s)
 		 s->queue.v[0], s->table_rows, s->queue.n - 1);
 	return m->current;
 }
+
+int snapshot_tables_queued(const snapshot *s) { return s->queue.n; }
 
 bool snapshot_wants_chunk(const snapshot *s) { return s->queue.n > 0 && !s->pending; }
 
@@ -778,6 +786,7 @@ bool snapshot_next_row(snapshot *s, snapshot_row *row)
 		row->key_len = r->key_len;
 		row->row = s->arena + r->row_off;
 		row->row_len = r->row_len;
+		s->rows_uncommitted++;
 		return true;
 	}
 	return false;

@@ -53,10 +53,15 @@ void snapshot_queue_initial(snapshot *s, capture_table *const *tables, int n);
 void snapshot_queue_again(snapshot *s, capture_table *const *tables, int n);
 /* True when the state changed since it was last stored. */
 bool snapshot_dirty(const snapshot *s);
-/* The stored state was committed to Kafka: it is the one to come back to. */
-void snapshot_committed(snapshot *s);
+/*
+ * The stored state was committed to Kafka: it is the one to come back to. Returns the rows
+ * snapshot_next_row handed out since the last commit or rewind (now published, for metrics).
+ */
+uint64_t snapshot_committed(snapshot *s);
 /* Kafka aborted: back to the committed state; a pending chunk is dropped (read again later). */
 void snapshot_rewind(snapshot *s);
+/* Tables queued, the one in progress included (0: no snapshot to do). */
+int snapshot_tables_queued(const snapshot *s);
 /* "public.users (1,024 rows so far)" style progress for logs and status; "" when idle. */
 const char *snapshot_current(const snapshot *s);
 

@@ -53,8 +53,10 @@ outcome txn_commit(relay *r)
 		eos_set_backfill(&r->eos, backfill_state_json(r->bf));
 	res = eos_commit(&r->eos, txn_tick, r);
 	if (res == OUTCOME_OK) {
-		if (r->snap)
-			snapshot_committed(r->snap);
+		if (r->snap) {
+			metrics_snapshot_rows(snapshot_committed(r->snap));
+			metrics_set_snapshot_tables((uint64_t)snapshot_tables_queued(r->snap));
+		}
 		if (backfill_active(r->bf)) {
 			backfill_committed(r->bf);
 			metrics_backfilled(backfill_rows(r->bf) - r->backfill_counted);

@@ -17,6 +17,9 @@ installed() {
 # etcd-server, patroni, python3-etcd: tests/test_ha.py runs private etcd and Patroni instances on free
 # ports (harness.PatroniCluster); the packages' own services are not used (where apt starts them,
 # `systemctl disable --now etcd patroni` stops them).
+# prometheus: promtool checks and unit-tests conf/prometheus/outbox-relay-alerts.yml (tests/run-all.sh),
+# python3-yaml: tests/test_alerts.py reads that file;
+# the package's own server is not used (where apt starts it, `systemctl disable --now prometheus`).
 # libavro-dev, libcurl4-openssl-dev: the Avro format (relay/avjson.c, relay/registry.c); python3-requests:
 # confluent-kafka's SchemaRegistryClient (tests/test_avro.py). libssl-dev: libcrypto, field protection
 # (relay/protect_action.c: HMAC-SHA-256, AES-256-GCM); python3-cryptography: tests/test_privacy.py decrypts.
@@ -24,7 +27,7 @@ packages="gcc make pkg-config libpq-dev librdkafka-dev libjansson-dev libconfig-
 libavro-dev libcurl4-openssl-dev python3-requests libssl-dev python3-cryptography
 libsystemd-dev clang libclang-rt-14-dev valgrind
 postgresql-15 postgresql-15-wal2json python3 python3-pytest python3-psycopg2 python3-confluent-kafka
-etcd-server patroni python3-etcd"
+etcd-server patroni python3-etcd prometheus python3-yaml"
 command -v java >/dev/null 2>&1 || packages="$packages default-jre-headless"
 command -v mvn >/dev/null 2>&1 || packages="$packages maven"
 

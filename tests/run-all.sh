@@ -40,6 +40,24 @@ run_fuzz_smoke() {
 	[ "$f" -eq 0 ] || failed_suites+=("fuzz-smoke")
 }
 
+# Adds one test each for `promtool check rules` and `promtool test rules` (the alerting rules
+# of conf/prometheus and their unit tests in tests/prometheus; Debian's prometheus package).
+run_promtool() {
+	local what
+	for what in "check rules conf/prometheus/outbox-relay-alerts.yml" \
+		"test rules tests/prometheus/alerts_test.yml"; do
+		# shellcheck disable=SC2086
+		if command -v promtool >/dev/null 2>&1 && promtool $what; then
+			echo "promtool $what: passed"
+			passed=$((passed + 1))
+		else
+			echo "promtool $what: FAILED"
+			failed=$((failed + 1))
+			failed_suites+=("promtool ${what%% *}")
+		fi
+	done
+}
+
 # Adds pytest's counts from its JUnit report.
 run_pytest() {
 	local name=$1 xml counts
@@ -75,6 +93,9 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 for t in build/san/test_*; do [ -x "$t" ] && run_cmocka "$t"; done
 echo "== fuzz smoke (libFuzzer targets of tests/fuzz, ${FUZZ_SMOKE_SECONDS:-10} s each)"
 run_fuzz_smoke
+
+echo "== alerting rules (promtool check rules, promtool test rules)"
+run_promtool
 
 echo "== integration tests (real PostgreSQL 15 + wal2json, real Kafka)"
 run_pytest integration tests/

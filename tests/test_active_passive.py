@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+import harness
 import relayctl
 from events import Writers, slot_lsns, tally_writers_events
 from harness import wait_for
@@ -137,12 +138,15 @@ def test_kill_9_of_the_active_relay_hands_over_exactly_once(outbox, kafka, pair)
     assert active.stop() == 0
 
 
-def test_a_relay_that_loses_the_slot_stands_by_again(outbox, kafka, pair):
+def test_a_relay_that_loses_the_slot_stands_by_again(outbox, kafka, pair, request):
     """The active relay is frozen and its connections to the server end (walsender and lock): the
     passive takes over and fences it. Thawed, the old active finds itself fenced (or the lock
-    taken) and stands by again instead of exiting 3; then it takes over once more when the new
-    active is killed."""
-    a, b = pair
+    taken) and stands by again instead of exiting 3 (outbox_relay_fenced_total counts it); then it
+    takes over once more when the new active is killed."""
+    from test_metrics import scrape
+
+    _, b = pair
+    a, port = relay_with_metrics(outbox, request)
     writers = Writers(outbox.db, outbox)
     try:
         a.start()
@@ -175,6 +179,9 @@ def test_a_relay_that_loses_the_slot_stands_by_again(outbox, kafka, pair):
         a.wait_log("standing by again", since=mark_a)
         a.wait_log(standing_by(outbox), since=mark_a)
         assert a.proc.poll() is None, "the old active exited:\n" + a.log()[mark_a:][-3000:]
+        m = scrape(port)
+        assert (m.get("outbox_relay_fenced_total"), m.get("outbox_relay_standby")) == (1, 1)
+        assert m.get("outbox_relay_takeovers_total") == 0
         assert holder_pid(outbox) == b.proc.pid
         rows_more(writers, 200)
         committed_past_now(outbox)
@@ -184,10 +191,25 @@ def test_a_relay_that_loses_the_slot_stands_by_again(outbox, kafka, pair):
         a.wait_log(TOOK_OVER, since=mark_a)
         rows_more(writers, 200)
         committed_past_now(outbox)
+        m = scrape(port)
+        assert (m.get("outbox_relay_fenced_total"), m.get("outbox_relay_takeovers_total")) == (1, 1)
     finally:
         stop_writers(writers)
     assert_exactly_once(kafka, outbox, writers)
     assert a.stop() == 0
+
+
+def relay_with_metrics(outbox, request):
+    """A relay of the pair's settings with metrics on a port of its own: (relay, port); killed
+    at the end of the test if still running."""
+    port = harness.free_port()
+    own = outbox.config_path + ".metrics"
+    open(own, "w").write(open(outbox.config_path).read().replace(
+        WAIT, '%s metrics_listen = ":%d";' % (WAIT, port)))
+    r = relayctl.Relay(own, os.path.dirname(outbox.config_path))
+    r.log_path = outbox.relay.log_path + ".metrics"
+    request.addfinalizer(r.kill)
+    return r, port
 
 
 def test_two_relays_started_at_once_one_streams_the_other_stands_by(outbox, kafka, pair):

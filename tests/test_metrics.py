@@ -111,7 +111,9 @@ FAMILIES = {
     "commit_time_disorder_seconds": "gauge", "backfilled_rows_total": "counter",
     "capture_refused_tables": "gauge", "phantom_transactions_total": "counter",
     "standby_waits_total": "counter", "standby_wait_microseconds_total": "counter",
-    "standby": "gauge", "takeovers_total": "counter",
+    "standby": "gauge", "takeovers_total": "counter", "fenced_total": "counter",
+    "snapshot_rows_total": "counter", "snapshot_tables_queued": "gauge",
+    "start_time_seconds": "gauge",
 }
 
 

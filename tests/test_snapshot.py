@@ -153,11 +153,20 @@ def snapshot_seconds(log, table):
 
 
 def test_initial_snapshot_then_stream(outbox, kafka):
+    from test_metrics import scrape
+    import harness
+
     db = outbox.db
     make_table(db, "public.accounts", 1000)
-    configure(outbox, '{ tables = "public.accounts"; }', 'snapshot_chunk_rows = 300;')
+    port = harness.free_port()
+    configure(outbox, '{ tables = "public.accounts"; }',
+              'snapshot_chunk_rows = 300; metrics_listen = ":%d";' % port)
     outbox.relay.start()
     outbox.relay.wait_log("snapshot of public.accounts done: 1000 rows", timeout=60)
+    # The metrics follow the progress committed to Kafka: all rows, no table left.
+    wait_for(lambda: scrape(port).get("outbox_relay_snapshot_rows_total") == 1000, 30,
+             what="1000 snapshot rows counted")
+    assert scrape(port).get("outbox_relay_snapshot_tables_queued") == 0
     db.execute("UPDATE public.accounts SET version = 2 WHERE id = 7")
     topic = outbox.prefix + ".public.accounts"
     records = decode(read_all(kafka, topic, 1001))

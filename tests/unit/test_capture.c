@@ -377,17 +377,22 @@ static void test_snapshot_state(void **state)
 	free(back);
 	assert_false(snapshot_dirty(s));
 	assert_non_null(strstr(snapshot_current(s), "public.users (4096 rows so far, 1 more"));
+	assert_int_equal(snapshot_tables_queued(s), 2);
 	const char *req = "{\"snapshot\":[\"public.b\",\"public.b\",\"public.a\"]}";
 	assert_int_equal(snapshot_message(s, req, strlen(req), &t), SNAPSHOT_MSG_REQUEST);
 	assert_true(snapshot_dirty(s));
 	back = snapshot_state_json(s);
 	assert_non_null(strstr(back, "\"queue\":[\"public.users\",\"x.\\\"q\",\"public.b\",\"public.a\"]"));
 	free(back);
+	assert_int_equal(snapshot_tables_queued(s), 4);
 	/* Back to what was committed. */
 	snapshot_rewind(s);
 	back = snapshot_state_json(s);
 	assert_string_equal(back, text);
 	free(back);
+	assert_int_equal(snapshot_tables_queued(s), 2);
+	/* No chunk was published: a commit makes no rows published. */
+	assert_int_equal(snapshot_committed(s), 0);
 	/* Not ours, or not JSON: ignored. */
 	assert_int_equal(snapshot_message(s, "{\"chunk\":\"1-2-3\"}", 17, &t), SNAPSHOT_MSG_OTHER);
 	assert_int_equal(snapshot_message(s, "nope", 4, &t), SNAPSHOT_MSG_OTHER);

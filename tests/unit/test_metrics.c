@@ -133,6 +133,15 @@ static void test_counters_gauges_and_histogram(void **state)
 	assert_true(scrape("outbox_relay_standby ") == 0);
 	metrics_takeover();
 	assert_true(scrape("outbox_relay_takeovers_total ") == 1);
+	metrics_fenced();
+	assert_true(scrape("outbox_relay_fenced_total ") == 1);
+	metrics_snapshot_rows(4096);
+	metrics_snapshot_rows(10);
+	assert_true(scrape("outbox_relay_snapshot_rows_total ") == 4106);
+	metrics_set_snapshot_tables(3);
+	assert_true(scrape("outbox_relay_snapshot_tables_queued ") == 3);
+	metrics_set_snapshot_tables(0);
+	assert_true(scrape("outbox_relay_snapshot_tables_queued ") == 0);
 
 	metrics_latency(-20, 1);  /* clock skew: counted as 0 */
 	metrics_latency(5, 2);    /* on a bound: in that bucket (le is <=) */
@@ -175,7 +184,9 @@ static void test_exposition_format(void **state)
 				  "kafka_transactions_committed_total",
 				  "kafka_transactions_aborted_total", "delivery_latency_seconds",
 				  "replication_lag_bytes", "replication_lag_seconds", "confirmed_lsn",
-				  "reconnects_total", "standby", "takeovers_total"};
+				  "reconnects_total", "standby", "takeovers_total", "fenced_total",
+				  "snapshot_rows_total", "snapshot_tables_queued",
+				  "start_time_seconds"};
 	char want[160];
 
 	assert_non_null(text);
@@ -250,6 +261,24 @@ static int count_fds(void)
 	return n;
 }
 
+/* The start time is set once per process, by the first metrics_start (even with metrics off). */
+static void test_start_time_is_the_first_start(void **state)
+{
+	(void)state;
+	char err[256];
+	struct timespec ts;
+
+	assert_true(scrape("outbox_relay_start_time_seconds ") == 0);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	assert_int_equal(metrics_start("", err, sizeof(err)), 0);
+	double first = scrape("outbox_relay_start_time_seconds ");
+	assert_true(first >= (double)ts.tv_sec && first < (double)ts.tv_sec + 5);
+	struct timespec pause = {0, 20 * 1000 * 1000};
+	nanosleep(&pause, NULL);
+	assert_int_equal(metrics_start("", err, sizeof(err)), 0);
+	assert_true(scrape("outbox_relay_start_time_seconds ") == first);
+}
+
 static void test_http_server(void **state)
 {
 	(void)state;
@@ -309,6 +338,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_listen_accepted),
 		cmocka_unit_test(test_listen_refused),
+		cmocka_unit_test(test_start_time_is_the_first_start),
 		cmocka_unit_test(test_topics_and_the_other_bucket),
 		cmocka_unit_test(test_counters_gauges_and_histogram),
 		cmocka_unit_test(test_exposition_format),
