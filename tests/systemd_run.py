@@ -263,6 +263,28 @@ def run_checks(c, pg, db, kafka, slot, prefix, conf_path, host_conf):
         shutil.rmtree(creds_dir, ignore_errors=True)
 
 
+def maintainer_scripts(c, deb):
+    """The package's scripts under this systemd: an upgrade restarts a running instance, a
+    removal stops it cleanly, a purge keeps the administrator's files."""
+    c.run("systemctl", "start", UNIT)
+    pid = c.show("MainPID")["MainPID"]
+    code, out = c.run("dpkg", "-i", deb)  # the same version again: postinst configure with the old version
+    s = c.show("MainPID", "ActiveState", "SubState")
+    report("upgrade (dpkg -i over the installed package): the running instance is restarted",
+           code == 0 and s["MainPID"] not in ("0", pid) and s["ActiveState"] == "active" and s["SubState"] == "running",
+           "MainPID %s -> %s, %s/%s" % (pid, s["MainPID"], s["ActiveState"], s["SubState"]))
+    code, out = c.run("dpkg", "-r", "outbox-relay")
+    s = c.show("ActiveState", "ExecMainStatus", "LoadState")
+    report("remove (dpkg -r): the instance is stopped cleanly (exit 0) and the unit is gone",
+           code == 0 and s["ActiveState"] in ("inactive", "failed") and s["ExecMainStatus"] == "0"
+           and s["LoadState"] == "not-found", " ".join("%s=%s" % kv for kv in sorted(s.items())))
+    code, out = c.run("dpkg", "-P", "outbox-relay")
+    _, left = c.run("ls", "/etc/outbox-relay")
+    report("purge (dpkg -P): the package is gone, /etc/outbox-relay with the instance's files is kept",
+           code == 0 and "app.conf" in left.split() and "outbox-relay: /etc/outbox-relay is not empty" in out,
+           out.splitlines()[-1] if out else "")
+
+
 def main():
     debs = sorted(glob.glob(os.path.join(REPO, "build", "deb", "outbox-relay_*.deb")))
     if not debs:
@@ -326,6 +348,7 @@ def main():
         _, pid1 = c.run("cat", "/proc/1/comm")
         report("container booted with systemd as PID 1", pid1 == "systemd", "PID 1 %s, system %s" % (pid1, state))
         run_checks(c, pg, db, kafka, slot, prefix, conf_path, host_conf)
+        maintainer_scripts(c, "/var/tmp/" + os.path.basename(debs[-1]))
     except Exception as e:  # a harness or container failure is one more FAIL line, then the cleanup
         report("the run itself", False, "%s: %s" % (type(e).__name__, e))
     finally:
