@@ -285,7 +285,22 @@ def maintainer_scripts(c, deb):
            out.splitlines()[-1] if out else "")
 
 
+def ensure_tools():
+    """debootstrap and systemd-nspawn (Debian: debootstrap, systemd-container), installed when missing."""
+    missing = [pkg for tool, pkg in (("debootstrap", "debootstrap"), ("systemd-nspawn", "systemd-container"),
+                                     ("nsenter", "util-linux"), ("openssl", "openssl"))
+               if shutil.which(tool) is None]
+    if missing:
+        print("systemd_run: installing " + " ".join(missing), flush=True)
+        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends"] + missing, check=True,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"), stdout=subprocess.DEVNULL)
+
+
 def main():
+    if os.getuid() != 0:
+        print("systemd_run: run as root (debootstrap, systemd-nspawn)", file=sys.stderr)
+        return 1
+    ensure_tools()
     debs = sorted(glob.glob(os.path.join(REPO, "build", "deb", "outbox-relay_*.deb")))
     if not debs:
         print("systemd_run: no build/deb/outbox-relay_*.deb: run make deb first", file=sys.stderr)
