@@ -190,3 +190,16 @@ def test_relay_speaks_the_notify_protocol(outbox, kafka):
             len(systemd.messages), len(pings), [m for m in systemd.messages if m.startswith("STATUS=")][-1]))
     finally:
         systemd.close()
+
+
+def test_debian_package_provides_what_the_unit_runs():
+    # ExecReload runs /bin/kill, which Debian ships in procps: without it `systemctl reload`
+    # fails with 203/EXEC (seen in a minimal Debian 12 under systemd-nspawn, make systemd-test).
+    control = open(os.path.join(relayctl.REPO_ROOT, "debian", "control")).read()
+    depends = re.search(r"^Depends: (.*)$", control, re.M).group(1)
+    unit = open(UNIT_SRC).read()
+    assert "\nExecReload=/bin/kill -HUP $MAINPID\n" in unit
+    assert "procps" in [d.strip() for d in depends.split(",")], depends
+    # The package installs with make install's PREFIX=/usr, which rewrites ExecStart to /usr/bin.
+    rules = open(os.path.join(relayctl.REPO_ROOT, "debian", "rules")).read()
+    assert "$(MAKE) install DESTDIR=$(CURDIR)/debian/outbox-relay PREFIX=/usr" in rules
