@@ -31,7 +31,8 @@ def by_transaction(msgs):
 
 
 def start(outbox, capture=None, extra_relay=""):
-    outbox.reconfigure(capture=capture, extra_relay='topic_prefix = "%s"; %s' % (outbox.prefix, extra_relay))
+    outbox.reconfigure(capture=capture, extra_relay='topic_prefix = "%s"; transaction_headers = true; %s'
+                       % (outbox.prefix, extra_relay))
     outbox.relay.start()
     outbox.relay.wait_streaming()
 
@@ -152,6 +153,18 @@ def test_a_split_transaction_keeps_counting_across_its_kafka_transactions(outbox
     assert parts, "the transaction was not split (no checkpoint inside it)"
     # Each part's checkpoint kept how many records the transaction had in Kafka by then.
     assert all(c["txn_counts"]["records"] >= c["partial"]["rows"] for c in parts)
+
+
+def test_records_carry_no_transaction_context_unless_asked_and_the_topic_still_counts(outbox, kafka):
+    txtopic = outbox.prefix + ".transactions"
+    outbox.reconfigure(extra_relay='transaction_topic = "%s";' % txtopic)
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    write_in_one_transaction(outbox.db, [publish("user", "u1", 1), publish("user", "u2", 2)])
+    msgs = kafka.consume([outbox.topic("user")], until=2, timeout=60)
+    assert len(msgs) == 2 and [context(m) for m in msgs] == [None, None]
+    meta = transaction_records(kafka, txtopic, 2)
+    assert meta[1][1]["event_count"] == 2
 
 
 def test_a_crash_inside_a_split_transaction_leaves_no_end_without_its_events_and_no_duplicates(outbox, kafka):
