@@ -133,11 +133,10 @@ static outcome produce_to(relay *r, const route_msg *m, int32_t partition, recor
 			     bool counted, rd_kafka_resp_err_t *refused)
 {
 	bool dead_letter = role == REC_DEAD_LETTER, own = role == REC_ROW;
+	bool with_headers = counted && r->cfg->transaction_headers;
 	txctx_headers th;
 	route_header h[3];
 	outcome e;
-
-	bool with_headers = counted && r->cfg->transaction_headers;
 
 	if (with_headers)
 		context_headers(r, &th, h);
@@ -202,8 +201,9 @@ static outcome produce_to(relay *r, const route_msg *m, int32_t partition, recor
 /*
  * Hands one record to Kafka once its topic exists and a Kafka transaction is open (role: whose
  * record). A record of a source row of a PostgreSQL transaction gets the transaction context
- * and is counted; its transaction's BEGIN record goes first. A record for every partition (a truncate) goes to each partition the topic has now, so a consumer of
- * any partition sees it after that partition's earlier records.
+ * and is counted; its transaction's BEGIN record goes first. A record for every partition (a
+ * truncate) goes to each partition the topic has now, so a consumer of any partition sees it
+ * after that partition's earlier records.
  */
 static outcome produce_record(relay *r, const route_msg *m, record_role role,
 				 rd_kafka_resp_err_t *refused)
