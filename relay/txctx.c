@@ -18,6 +18,7 @@ static void clear_topics(txctx *t)
 	t->last = 0;
 }
 
+/* The relay's end: the counts per topic and their array. */
 void txctx_free(txctx *t)
 {
 	clear_topics(t);
@@ -82,6 +83,7 @@ void txctx_count(txctx *t, const char *topic)
 	t->records++;
 }
 
+/* xid and commit LSN together: the xid alone wraps around. */
 const char *txctx_id(const txctx *t, char *buf, size_t len)
 {
 	char a[LSN_TEXT_MAX];
@@ -135,6 +137,7 @@ void txctx_end_json(const txctx *t, strbuf *out)
 	put_json(o, out);
 }
 
+/* For a split transaction's checkpoint: enough to count on after a restart. */
 char *txctx_counts_json(const txctx *t)
 {
 	json_t *o = json_object(), *topics = json_object();
@@ -165,6 +168,7 @@ static int restore_topics(txctx *t, json_t *topics)
 	return sum == t->records ? 0 : -1;
 }
 
+/* A split transaction read again: counts on from its checkpoint; nothing half-restored. */
 int txctx_restore(txctx *t, const char *text)
 {
 	json_t *o, *records, *topics;

@@ -22,6 +22,7 @@ static outcome produce_meta(relay *r, const strbuf *value)
 	return publish_produce_meta(r, &m);
 }
 
+/* Before the transaction's first record, so that a consumer sees BEGIN first. */
 outcome txtopic_begin(relay *r)
 {
 	strbuf v = {0};
@@ -37,6 +38,7 @@ outcome txtopic_begin(relay *r)
 	return e;
 }
 
+/* After its last record: the counts are complete only now. */
 outcome txtopic_end(relay *r)
 {
 	strbuf v = {0};
