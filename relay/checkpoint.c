@@ -20,6 +20,7 @@ void checkpoint_recovery_free(checkpoint_recovery *rec)
 	free(rec->xids);
 	free(rec->ends);
 	free(rec->backfill);
+	free(rec->txn_counts);
 	memset(rec, 0, sizeof(*rec));
 }
 
@@ -81,6 +82,11 @@ static void put_recovery(json_t *o, const checkpoint_recovery *rec, lsn_t lsn)
 		json_t *b = json_loads(rec->backfill, 0, NULL);
 		if (b)
 			json_object_set_new(o, "backfill", b);
+	}
+	if (rec->txn_counts) {
+		json_t *c = json_loads(rec->txn_counts, 0, NULL);
+		if (c)
+			json_object_set_new(o, "txn_counts", c);
 	}
 }
 
@@ -148,7 +154,7 @@ static int get_fork_fields(json_t *o, checkpoint_recovery *rec, lsn_t lsn)
 static int get_recovery(json_t *o, checkpoint_recovery *rec, lsn_t lsn)
 {
 	json_t *t = json_object_get(o, "commit_time_us"), *xids = json_object_get(o, "xids");
-	json_t *w = json_object_get(o, "window_ms"), *b = json_object_get(o, "backfill");
+	json_t *w = json_object_get(o, "window_ms"), *b = json_object_get(o, "backfill"), *c;
 	size_t i;
 	json_t *x;
 
@@ -174,6 +180,11 @@ static int get_recovery(json_t *o, checkpoint_recovery *rec, lsn_t lsn)
 		if (!json_is_object(b))
 			return -1;
 		rec->backfill = json_dumps(b, JSON_COMPACT);
+	}
+	if ((c = json_object_get(o, "txn_counts"))) {
+		if (!json_is_object(c))
+			return -1;
+		rec->txn_counts = json_dumps(c, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	}
 	return 0;
 }

@@ -49,6 +49,9 @@ typedef struct {
 	char *backfill;     /* JSON object of an unfinished backfill (malloc'd), or NULL */
 	bool creating;      /* written before the slot is created: nothing of it published yet */
 	bool deletes_in_txn; /* outbox rows were deleted by the transaction writing them (sticky) */
+	/* The split transaction's records in Kafka so far, in all and per topic (txctx.h's JSON
+	 * object, malloc'd), or NULL: the transaction context goes on counting from them. */
+	char *txn_counts;
 } checkpoint_recovery;
 
 void checkpoint_recovery_free(checkpoint_recovery *rec);

@@ -117,6 +117,16 @@ static const opt_def opts[] = {
 	 .def = "100", .flags = OPT_RELOAD, .min = 1, .max = 60000,
 	 .doc = "exactly-once: longest time a Kafka transaction stays open while rows keep coming "
 		"(catching up on transactions 2 s old or more: at least 1000)"},
+	{.path = "relay.transaction_headers", .type = OPT_BOOL, .offset = OFF(transaction_headers),
+	 .def = "false",
+	 .doc = "every record of a PostgreSQL transaction carries the headers pg_xid, pg_commit_lsn "
+		"and pg_txn_index (its 0-based index among the records the transaction published; "
+		"docs/privacy.md); off by default: librdkafka's work for three more headers costs "
+		"about 1 us of CPU per record or more"},
+	{.path = "relay.transaction_topic", .type = OPT_STRING, .offset = OFF(transaction_topic),
+	 .def = "",
+	 .doc = "topic for a BEGIN and an END record of each PostgreSQL transaction that published "
+		"records, END with the count per topic (docs/privacy.md); \"\": none"},
 	{.path = "relay.first_start", .type = OPT_STRING, .offset = OFF(first_start), .def = "backfill",
 	 .choices = first_starts,
 	 .doc = "exactly-once, when the relay creates its slot for the first time: backfill (first "

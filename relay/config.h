@@ -120,6 +120,8 @@ typedef struct {
 	int topic_replication_factor;
 	int transaction_max_records;
 	int transaction_max_ms;
+	bool transaction_headers; /* pg_xid, pg_commit_lsn, pg_txn_index on each record */
+	char *transaction_topic;  /* BEGIN and END records of PostgreSQL transactions; "": none */
 	char *log_level;
 	char *log_format;
 	int lag_warn_mb;

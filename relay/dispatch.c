@@ -22,7 +22,9 @@
 #include "session.h"
 #include "snapshot.h"
 #include "status.h"
+#include "txctx.h"
 #include "txn.h"
+#include "txtopic.h"
 #include "w2j.h"
 #include "xalloc.h"
 
@@ -155,6 +157,23 @@ static void watch_disorder(relay *r)
 			 (long long)(r->eos.hz.window_us / 1000));
 }
 
+/*
+ * The transaction context (txctx.h) of a transaction beginning: a split one whose first parts
+ * Kafka committed counts on from what the checkpoint kept of them.
+ */
+static void begin_context(relay *r, const w2j_record *rec)
+{
+	char a[LSN_TEXT_MAX];
+
+	txctx_begin(&r->tx, rec->xid, rec->nextlsn, r->txn_commit_ms);
+	if (!r->eos_on || r->skip_txn || r->eos.skip_rows == 0)
+		return;
+	if (txctx_restore(&r->tx, eos_committed_counts(&r->eos, rec->nextlsn)) < 0)
+		log_warn("the checkpoint's record counts of the split transaction ending at %s are "
+			 "malformed: its pg_txn_index headers and END counts start from 0 again",
+			 lsn_format(rec->nextlsn, a));
+}
+
 /* BEGIN: a PostgreSQL transaction opens; the tracker, eos and the refusal search learn of it. */
 static outcome handle_begin(relay *r, const w2j_record *rec)
 {
@@ -177,12 +196,25 @@ static outcome handle_begin(relay *r, const w2j_record *rec)
 	r->skip_txn = r->eos_on ? !eos_pg_begin(&r->eos, rec->nextlsn) : rec->nextlsn <= r->prog.acked;
 	if (!r->skip_txn)
 		r->txn_seq = progress_begin(&r->prog, rec->nextlsn);
+	begin_context(r, rec);
 	return OUTCOME_OK;
 }
 
-/* COMMIT: the transaction was read whole; a commit may fall due. */
+/*
+ * COMMIT: the transaction was read whole; a commit may fall due. Its END record (transaction
+ * topic) goes out first, with commits held until the transaction is marked read whole: a
+ * checkpoint never covers it without its END, nor holds its END without the mark.
+ */
 static outcome handle_commit(relay *r)
 {
+	bool end = r->in_txn && !r->skip_txn && r->tx.begun && r->cfg->transaction_topic[0];
+
+	if (end) {
+		txn_group_begin(r);
+		outcome e = txtopic_end(r);
+		if (e != OUTCOME_OK)
+			return e; /* the group stays unfinished: the open transaction is aborted */
+	}
 	if (r->snap)
 		snapshot_saw_commit(r->snap, r->txn_xid);
 	if (r->in_txn && !r->skip_txn) {
@@ -191,6 +223,8 @@ static outcome handle_commit(relay *r)
 			eos_pg_commit(&r->eos);
 	}
 	r->in_txn = false;
+	if (end)
+		r->hold_commit = false;
 	return txn_maybe_commit(r, false);
 }
 

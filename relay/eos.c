@@ -38,6 +38,8 @@ void eos_free(eos *e)
 	free(e->txn_id);
 	free(e->attached);
 	free(e->backfill);
+	free(e->cur_counts);
+	free(e->committed_counts);
 	horizon_free(&e->hz);
 }
 
@@ -86,6 +88,37 @@ void eos_set_timeline(eos *e, uint32_t tli) { e->tli = tli; }
 void eos_resume_recovery(eos *e, const checkpoint_recovery *rec)
 {
 	horizon_load(&e->hz, rec, e->committed.lsn);
+	free(e->committed_counts);
+	e->committed_counts = rec && rec->txn_counts ? xstrdup(rec->txn_counts) : NULL;
+}
+
+void eos_set_counts(eos *e, char *json)
+{
+	free(e->cur_counts);
+	e->cur_counts = json;
+}
+
+const char *eos_committed_counts(const eos *e, lsn_t nextlsn)
+{
+	return nextlsn == e->committed.partial_nextlsn ? e->committed_counts : NULL;
+}
+
+/* The counts the checkpoint cp keeps of its split transaction (as eos_pending chose it). */
+static const char *counts_for(const eos *e, const checkpoint *cp)
+{
+	if (cp->partial_nextlsn == LSN_INVALID)
+		return NULL;
+	if (e->in_pg_txn && cp->partial_nextlsn == e->cur_nextlsn && e->cur_rows > 0)
+		return e->cur_counts;
+	return e->committed_counts;
+}
+
+/* After a commit: what its checkpoint kept is what a restart counts from. */
+static void counts_committed(eos *e, const char *counts)
+{
+	char *copy = counts ? xstrdup(counts) : NULL;
+	free(e->committed_counts);
+	e->committed_counts = copy;
 }
 
 void eos_pg_txn_info(eos *e, lsn_t nextlsn, int64_t commit_us, uint32_t xid)
@@ -293,11 +326,14 @@ outcome eos_commit(eos *e, eos_tick_fn tick, void *ctx)
 	}
 	horizon_fill(&e->hz, cp.lsn, &rec);
 	rec.backfill = e->backfill; /* borrowed */
+	rec.txn_counts = (char *)counts_for(e, &cp); /* borrowed */
 	rec.creating = e->creating;
 	res = produce_attached(e, tick, ctx);
 	if (res == OUTCOME_OK)
 		res = produce_checkpoint(e, &cp, &rec, tick, ctx);
 	rec.backfill = NULL;
+	const char *counts = rec.txn_counts;
+	rec.txn_counts = NULL;
 	if (res != OUTCOME_OK) {
 		checkpoint_recovery_free(&rec);
 		return res;
@@ -319,6 +355,7 @@ outcome eos_commit(eos *e, eos_tick_fn tick, void *ctx)
 	}
 	e->open = false;
 	e->committed = cp;
+	counts_committed(e, counts);
 	e->last_commit_ms = clock_mono_ms();
 	return OUTCOME_OK;
 }

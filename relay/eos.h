@@ -39,6 +39,8 @@ typedef struct {
 	char *backfill;      /* the backfill state the checkpoints carry (JSON, owned), or NULL */
 	bool creating;       /* the next checkpoint says the slot is about to be created */
 	uint32_t tli;        /* the server's timeline this session reads: the checkpoints' */
+	char *cur_counts;    /* the current transaction's record counts for the next commit (owned) */
+	char *committed_counts; /* those the committed checkpoint's split transaction holds, or NULL */
 } eos;
 
 /*
@@ -59,6 +61,13 @@ void eos_resume(eos *e, const checkpoint *cp);
 void eos_set_timeline(eos *e, uint32_t tli);
 /* Starts the recovery fields from a stored checkpoint's (after eos_resume with its position). */
 void eos_resume_recovery(eos *e, const checkpoint_recovery *rec);
+/*
+ * The record counts (txctx_counts_json) of the transaction being read, kept by the next commit's
+ * checkpoint when it falls inside that transaction (eos owns json; NULL: none).
+ */
+void eos_set_counts(eos *e, char *json);
+/* The counts the committed checkpoint kept of the split transaction ending at nextlsn, or NULL. */
+const char *eos_committed_counts(const eos *e, lsn_t nextlsn);
 /* A transaction's B record: its commit time (us, 0: unknown) and xid, for the recovery fields. */
 void eos_pg_txn_info(eos *e, lsn_t nextlsn, int64_t commit_us, uint32_t xid);
 /* The transaction read last has an outbox row in Kafka's open transaction (recovery fields). */

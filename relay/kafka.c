@@ -11,6 +11,7 @@
 #include "clock.h"
 #include "kafka_admin.h"
 #include "log.h"
+#include "txctx.h"
 #include "xalloc.h"
 
 struct kafka_producer {
@@ -315,18 +316,33 @@ static size_t varint_size(int64_t v)
 }
 
 /*
- * A record's worst-case size on the wire, as librdkafka's own check in rd_kafka_produceva
+ * Headers' worst-case size on the wire, as librdkafka's own check in rd_kafka_produceva
  * (rdkafka_msg.c, 2.0.2) counts it against message.max.bytes: 36 bytes of varints and
  * attributes, key, value, serialized headers.
  */
-static size_t record_size(const route_msg *m)
+static size_t headers_size(const route_header *h, size_t n_headers)
 {
-	size_t n = 36 + m->key_len + m->value_len;
+	size_t n = 0;
 
-	for (size_t i = 0; i < m->n_headers; i++)
-		n += varint_size((int64_t)m->headers[i].name_len) + m->headers[i].name_len +
-		     varint_size((int64_t)m->headers[i].value_len) + m->headers[i].value_len;
+	for (size_t i = 0; i < n_headers; i++)
+		n += varint_size((int64_t)h[i].name_len) + h[i].name_len +
+		     varint_size((int64_t)h[i].value_len) + h[i].value_len;
 	return n;
+}
+
+/* The same for a whole record (the extra headers: the transaction context). */
+static size_t record_size(const route_msg *m, const route_header *extra, size_t n_extra)
+{
+	return 36 + m->key_len + m->value_len + headers_size(m->headers, m->n_headers) +
+	       headers_size(extra, n_extra);
+}
+
+/* Adds headers to a librdkafka header list (it copies them). */
+static void add_headers(rd_kafka_headers_t *hdrs, const route_header *h, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		rd_kafka_header_add(hdrs, h[i].name, (ssize_t)h[i].name_len, h[i].value,
+				    (ssize_t)h[i].value_len);
 }
 
 /*
@@ -342,22 +358,19 @@ static bool fits_topic(const kafka_producer *kp, kafka_topic *t, size_t n)
 }
 
 rd_kafka_resp_err_t kafka_produce(kafka_producer *kp, const route_msg *m, int32_t partition,
-				  void *msg_opaque)
+				  const route_header *extra, size_t n_extra, void *msg_opaque)
 {
 	kafka_topic *t = topic_find(kp, m->topic);
-	if (!fits_topic(kp, t, record_size(m)))
+	if (!fits_topic(kp, t, record_size(m, extra, n_extra)))
 		return RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; /* as librdkafka says for its own limit */
-	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(m->n_headers);
+	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(m->n_headers + n_extra);
 	rd_kafka_topic_t *rkt = t ? t->rkt : NULL;
 	rd_kafka_vu_t vu[8];
 	rd_kafka_error_t *error;
 	rd_kafka_resp_err_t err;
 
-	for (size_t i = 0; i < m->n_headers; i++) {
-		const route_header *h = &m->headers[i];
-		rd_kafka_header_add(hdrs, h->name, (ssize_t)h->name_len, h->value,
-				    (ssize_t)h->value_len);
-	}
+	add_headers(hdrs, m->headers, m->n_headers);
+	add_headers(hdrs, extra, n_extra);
 	if (rkt) {
 		vu[0].vtype = RD_KAFKA_VTYPE_RKT;
 		vu[0].u.rkt = rkt;
@@ -393,7 +406,7 @@ rd_kafka_resp_err_t kafka_produce(kafka_producer *kp, const route_msg *m, int32_
 
 bool kafka_record_fits(kafka_producer *kp, const route_msg *m)
 {
-	size_t n = record_size(m);
+	size_t n = record_size(m, NULL, 0) + TXCTX_HEADERS_ROOM;
 	return n <= kp->max_msg_size && fits_topic(kp, topic_find(kp, m->topic), n);
 }
 

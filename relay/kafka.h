@@ -41,15 +41,17 @@ void kafka_producer_free(kafka_producer *kp);
 /*
  * Hands one record to librdkafka (copied). Returns 0, RD_KAFKA_RESP_ERR__QUEUE_FULL when the
  * local queue is full (serve delivery reports, then try again), or another error. partition:
- * RD_KAFKA_PARTITION_UA lets the partitioner choose by key.
+ * RD_KAFKA_PARTITION_UA lets the partitioner choose by key. extra: n_extra headers added after
+ * m's own (the transaction context; NULL: none), copied too.
  */
 rd_kafka_resp_err_t kafka_produce(kafka_producer *kp, const route_msg *m, int32_t partition,
-				  void *msg_opaque);
+				  const route_header *extra, size_t n_extra, void *msg_opaque);
 /*
  * Whether a record of this size can be published: librdkafka's message.max.bytes, and the
  * topic's own max.message.bytes (read when the topic was first used, without compression),
  * asked before any record of a group that must go out whole is produced. kafka_produce refuses
  * one that cannot with RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, as librdkafka does for its limit.
+ * Room for the transaction context headers (TXCTX_HEADERS_ROOM) is counted in.
  */
 bool kafka_record_fits(kafka_producer *kp, const route_msg *m);
 /* Outcome of a transactional call, by librdkafka's error classes. */

@@ -21,7 +21,9 @@
 #include "refusal.h"
 #include "route.h"
 #include "signals.h"
+#include "txctx.h"
 #include "txn.h"
+#include "txtopic.h"
 #include "w2j.h"
 #include "xalloc.h"
 
@@ -98,16 +100,46 @@ void publish_on_delivery(void *opaque, void *msg_opaque, rd_kafka_resp_err_t err
 		r->delivery_err = err;
 }
 
+/* What a produced record is: a row's own, a row's dead letter, or a transaction topic record. */
+typedef enum { REC_ROW, REC_DEAD_LETTER, REC_META } record_role;
+
+/*
+ * True when the record being produced is one of a source row of a PostgreSQL transaction
+ * (outbox row, change, their dead letters): it carries the transaction context and is counted.
+ * Snapshot rows, backfilled rows and messages outside a transaction are not.
+ */
+static bool in_txn_context(const relay *r)
+{
+	return r->in_txn && !r->skip_txn && r->cur_row != NO_ROW && !r->backfilling;
+}
+
+/* The transaction context headers of the next record (h points into th). */
+static void context_headers(const relay *r, txctx_headers *th, route_header h[3])
+{
+	txctx_peek(&r->tx, th);
+	h[0] = (route_header){TXCTX_H_XID, sizeof(TXCTX_H_XID) - 1, th->xid, strlen(th->xid)};
+	h[1] = (route_header){TXCTX_H_LSN, sizeof(TXCTX_H_LSN) - 1, th->lsn, strlen(th->lsn)};
+	h[2] = (route_header){TXCTX_H_INDEX, sizeof(TXCTX_H_INDEX) - 1, th->index, strlen(th->index)};
+}
+
 /*
  * Hands one record to Kafka for one partition (RD_KAFKA_PARTITION_UA: by key), waiting (with
  * status updates flowing) while its queue is full. *refused gets librdkafka's error when it
- * refuses the record itself (too large, ...). dead_letter: a row's dead letter (for the metrics).
+ * refuses the record itself (too large, ...). role: a dead letter counts in the metrics; a
+ * transaction topic record is no row's. counted: it is counted in its PostgreSQL transaction
+ * (and carries the transaction context headers, unless relay.transaction_headers is off).
  */
-static outcome produce_to(relay *r, const route_msg *m, int32_t partition, bool dead_letter,
-			     rd_kafka_resp_err_t *refused)
+static outcome produce_to(relay *r, const route_msg *m, int32_t partition, record_role role,
+			     bool counted, rd_kafka_resp_err_t *refused)
 {
+	bool dead_letter = role == REC_DEAD_LETTER, own = role == REC_ROW;
+	bool with_headers = counted && r->cfg->transaction_headers;
+	txctx_headers th;
+	route_header h[3];
 	outcome e;
 
+	if (with_headers)
+		context_headers(r, &th, h);
 	/* The slot goes back with the record's delivery report, or below when Kafka did not take it. */
 	uint32_t id = inflight_take(&r->flight);
 	in_flight f = {
@@ -117,14 +149,17 @@ static outcome produce_to(relay *r, const route_msg *m, int32_t partition, bool 
 		.held = inflight_record_held(m),
 		.topic = (uint16_t)metrics_topic(m->topic),
 		.dead_letter = dead_letter,
-		.alone = r->refusal.searching && !dead_letter && r->cur_row != NO_ROW,
+		.alone = r->refusal.searching && own && r->cur_row != NO_ROW,
 		.txn_end = r->txn_end,
-		.row = dead_letter ? NO_ROW : r->cur_row,
+		.row = own ? r->cur_row : NO_ROW,
 	};
 	r->flight.slots[id] = f;
 	for (;;) {
-		rd_kafka_resp_err_t err = kafka_produce(r->kp, m, partition, (void *)(uintptr_t)id);
+		rd_kafka_resp_err_t err = kafka_produce(r->kp, m, partition, with_headers ? h : NULL,
+							with_headers ? 3 : 0, (void *)(uintptr_t)id);
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+			if (counted)
+				txctx_count(&r->tx, m->topic);
 			r->flight_bytes += f.held;
 			progress_produced(&r->prog, r->txn_seq);
 			r->records_out++;
@@ -164,14 +199,18 @@ static outcome produce_to(relay *r, const route_msg *m, int32_t partition, bool 
 }
 
 /*
- * Hands one record to Kafka once its topic exists and a Kafka transaction is open. A record
- * for every partition (a truncate) goes to each partition the topic has now, so a consumer of
- * any partition sees it after that partition's earlier records.
+ * Hands one record to Kafka once its topic exists and a Kafka transaction is open (role: whose
+ * record). A record of a source row of a PostgreSQL transaction gets the transaction context
+ * and is counted; its transaction's BEGIN record goes first. A record for every partition (a
+ * truncate) goes to each partition the topic has now, so a consumer of any partition sees it
+ * after that partition's earlier records.
  */
-outcome publish_produce(relay *r, const route_msg *m, bool dead_letter, rd_kafka_resp_err_t *refused)
+static outcome produce_record(relay *r, const route_msg *m, record_role role,
+				 rd_kafka_resp_err_t *refused)
 {
 	char err[512];
 	int n = 1;
+	bool counted = role != REC_META && in_txn_context(r);
 	outcome e = ensure_topic(r, m->topic);
 
 	*refused = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -187,14 +226,34 @@ outcome publish_produce(relay *r, const route_msg *m, bool dead_letter, rd_kafka
 			return er;
 		}
 	}
+	if (counted && !r->tx.begun && (e = txtopic_begin(r)) != OUTCOME_OK)
+		return e; /* the transaction topic's BEGIN goes before its first record */
 	if (!m->every_partition)
-		return produce_to(r, m, RD_KAFKA_PARTITION_UA, dead_letter, refused);
+		return produce_to(r, m, RD_KAFKA_PARTITION_UA, role, counted, refused);
 	if ((n = kafka_partition_count(r->kp, m->topic, err, sizeof(err))) < 0) {
 		log_warn("cannot send a record to every partition: %s", err);
 		return OUTCOME_REWIND;
 	}
 	for (int32_t p = 0; p < n && e == OUTCOME_OK && !*refused; p++)
-		e = produce_to(r, m, p, dead_letter, refused);
+		e = produce_to(r, m, p, role, counted, refused);
+	return e;
+}
+
+outcome publish_produce(relay *r, const route_msg *m, bool dead_letter, rd_kafka_resp_err_t *refused)
+{
+	return produce_record(r, m, dead_letter ? REC_DEAD_LETTER : REC_ROW, refused);
+}
+
+outcome publish_produce_meta(relay *r, const route_msg *m)
+{
+	rd_kafka_resp_err_t refused;
+	outcome e = produce_record(r, m, REC_META, &refused);
+
+	if (refused) {
+		log_error("Kafka refused a record of the transaction topic %s: %s; stopping", m->topic,
+			  rd_kafka_err2str(refused));
+		return OUTCOME_FATAL;
+	}
 	return e;
 }
 

@@ -12,10 +12,17 @@
 void publish_on_delivery(void *opaque, void *msg_opaque, rd_kafka_resp_err_t err);
 /*
  * Hands one record to Kafka once its topic exists and a Kafka transaction is open (a record for
- * every partition goes to each). *refused gets librdkafka's error when it refuses the record
+ * every partition goes to each). A record of a source row of a PostgreSQL transaction carries its
+ * context (pg_xid, pg_commit_lsn, pg_txn_index: relay.transaction_headers) and is counted for
+ * the transaction topic's END; its BEGIN goes first. *refused gets librdkafka's error when it refuses the record
  * itself (too large, ...): the caller dead-letters the row. dead_letter: counted as one.
  */
 outcome publish_produce(relay *r, const route_msg *m, bool dead_letter, rd_kafka_resp_err_t *refused);
+/*
+ * A record of the transaction topic (BEGIN, END): produced in the open Kafka transaction like a
+ * row's record, without the transaction context; a refusal stops the relay.
+ */
+outcome publish_produce_meta(relay *r, const route_msg *m);
 /*
  * A row that cannot be published (why) goes to the dead-letter topic, or stops the relay with
  * on_error = stop or when even that fails. m: its record as far as it was built (for the key).

@@ -90,6 +90,7 @@ static void free_parts(relay *r)
 	standby_gate_free(r->gate);
 	checkpoint_recovery_free(&r->lo);
 	progress_free(&r->prog);
+	txctx_free(&r->tx);
 	inflight_free(&r->flight);
 	pending_free(&r->pend);
 }

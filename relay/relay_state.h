@@ -22,6 +22,7 @@
 #include "route.h"
 #include "snapshot.h"
 #include "standby_gate.h"
+#include "txctx.h"
 
 
 /*
@@ -54,6 +55,7 @@ typedef struct {
 	uint64_t txn_rows;      /* source rows of the open transaction read so far */
 	uint64_t cur_row;       /* the ordinal of the source row being published, or NO_ROW */
 	progress prog;          /* what is produced and acknowledged, by transaction */
+	txctx tx;               /* its context: the headers, the counts for its END record (publish.c) */
 
 	/* Kafka transactions (txn.c, exactly-once) */
 	bool eos_on;

@@ -144,6 +144,7 @@ static outcome new_slot(relay *r, const char *reason, const checkpoint_recovery 
 			memcpy(r->lo.xids, lo->xids, lo->n_xids * sizeof(uint32_t));
 			r->lo.ends = NULL; /* lo's own: the backfill needs only the xids */
 			r->lo.backfill = NULL;
+			r->lo.txn_counts = NULL;
 		}
 		log_info("backfill planned (%s): outbox rows committed before slot \"%s\" was created"
 			 "%s", reason, r->cfg->slot, lo ? " and after the checkpoint" : "");

@@ -14,6 +14,7 @@
 #include "pending.h"
 #include "signals.h"
 #include "snapshot.h"
+#include "txctx.h"
 
 /* Between slices of a blocking Kafka call: serve events, keep status flowing; -1 to give up. */
 static int txn_tick(void *ctx)
@@ -51,6 +52,8 @@ outcome txn_commit(relay *r)
 		eos_attach_state(&r->eos, snapshot_state_json(r->snap));
 	if (backfill_active(r->bf))
 		eos_set_backfill(&r->eos, backfill_state_json(r->bf));
+	/* Inside a transaction (a split): its counts so far, for the transaction context. */
+	eos_set_counts(&r->eos, r->eos.in_pg_txn && r->eos.cur_rows > 0 ? txctx_counts_json(&r->tx) : NULL);
 	res = eos_commit(&r->eos, txn_tick, r);
 	if (res == OUTCOME_OK) {
 		if (r->snap) {

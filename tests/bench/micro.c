@@ -15,6 +15,8 @@
  *   decode+route+protect  decode+route, then the transform stage with three protect rules on
  *                    each payload (docs/privacy.md): /user_id hashed, /document masked, /score
  *                    encrypted; generated records only
+ * MICRO_TXCTX=1 adds the transaction context headers (pg_xid, pg_commit_lsn, pg_txn_index) to
+ * each produced record, counted per topic as publish.c does: their cost is the difference.
  * MICRO_STAGE=0, 1, 2, 3 or 4 runs one stage alone. Run it under perf record or valgrind
  * --tool=callgrind to see where the time goes.
  */
@@ -31,6 +33,7 @@
 #include "kafka.h"
 #include "route.h"
 #include "transform.h"
+#include "txctx.h"
 #include "w2j.h"
 
 #define QUEUE 20000
@@ -147,6 +150,26 @@ static const char AVRO_SCHEMA[] =
 	"{\"name\":\"score\",\"type\":\"double\"}]}";
 static avjson_codec *avro_codec;
 static transform *protect_stage;
+static bool with_context; /* MICRO_TXCTX=1 */
+static txctx context;
+
+/* produce: as publish.c hands a record over, with the transaction context when asked. */
+static rd_kafka_resp_err_t produce(kafka_producer *kp, const route_msg *m)
+{
+	txctx_headers th;
+	route_header h[3];
+
+	if (!with_context)
+		return kafka_produce(kp, m, RD_KAFKA_PARTITION_UA, NULL, 0, NULL);
+	txctx_peek(&context, &th);
+	h[0] = (route_header){TXCTX_H_XID, sizeof(TXCTX_H_XID) - 1, th.xid, strlen(th.xid)};
+	h[1] = (route_header){TXCTX_H_LSN, sizeof(TXCTX_H_LSN) - 1, th.lsn, strlen(th.lsn)};
+	h[2] = (route_header){TXCTX_H_INDEX, sizeof(TXCTX_H_INDEX) - 1, th.index, strlen(th.index)};
+	rd_kafka_resp_err_t err = kafka_produce(kp, m, RD_KAFKA_PARTITION_UA, h, 3, NULL);
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		txctx_count(&context, m->topic);
+	return err;
+}
 
 /* Runs rows outbox rows (cycling through the set) up to the given stage; returns CPU µs. */
 static double run(const record_set *s, router *rt, kafka_producer *kp, size_t rows, stage st,
@@ -193,7 +216,9 @@ static double run(const record_set *s, router *rt, kafka_producer *kp, size_t ro
 			}
 			continue;
 		}
-		if (kafka_produce(kp, &m, RD_KAFKA_PARTITION_UA, NULL) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		if (rec.action == W2J_INSERT && done % 10 == 1)
+			txctx_begin(&context, rec.xid, 0x16B3748 + done, 0); /* transactions of 10 rows */
+		if (produce(kp, &m) != RD_KAFKA_RESP_ERR_NO_ERROR) {
 			fprintf(stderr, "produce failed\n");
 			exit(1);
 		}
@@ -248,6 +273,7 @@ static transform *protect_setup(relay_config *cfg, char *err, size_t errlen)
 int main(int argc, char **argv)
 {
 	size_t rows = argc > 1 ? strtoul(argv[1], NULL, 10) : 1000000;
+	with_context = getenv("MICRO_TXCTX") && strcmp(getenv("MICRO_TXCTX"), "1") == 0;
 	record_set set = {0};
 	char path[] = "/tmp/micro-relay-XXXXXX";
 	char err[512];

@@ -1,4 +1,4 @@
-/* fuzz_checkpoint.c: libFuzzer target for checkpoint_decode_with (relay/checkpoint.c) and the backfill state it carries, with an encode round trip (timeline and xid ends included). */
+/* fuzz_checkpoint.c: libFuzzer target for checkpoint_decode_with (relay/checkpoint.c), the backfill state and the transaction counts it carries, with an encode round trip (timeline and xid ends included). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,6 +6,7 @@
 #include "backfill.h"
 #include "checkpoint.h"
 #include "fuzz.h"
+#include "txctx.h"
 
 /* A stored backfill state is parsed at start: it may be refused, never crash. */
 static void load_backfill(const char *json)
@@ -19,6 +20,25 @@ static void load_backfill(const char *json)
 		free(again);
 	}
 	backfill_free(b);
+}
+
+/* A split transaction's stored counts are parsed at its B record: refused or kept, never a crash. */
+static void load_counts(const char *json)
+{
+	txctx t;
+	memset(&t, 0, sizeof(t));
+	if (txctx_restore(&t, json) == 0) {
+		char *again = txctx_counts_json(&t);
+		txctx u;
+		memset(&u, 0, sizeof(u));
+		FUZZ_CHECK(again != NULL && txctx_restore(&u, again) == 0 && u.records == t.records &&
+			   u.n_topics == t.n_topics && u.begun == (t.records > 0));
+		free(again);
+		txctx_free(&u);
+	} else {
+		FUZZ_CHECK(t.records == 0 && t.n_topics == 0 && !t.begun);
+	}
+	txctx_free(&t);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -50,6 +70,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK((rec.backfill == NULL) == (rec2.backfill == NULL));
 	if (rec.backfill)
 		load_backfill(rec.backfill);
+	FUZZ_CHECK((rec.txn_counts == NULL) == (rec2.txn_counts == NULL));
+	if (rec.txn_counts)
+		load_counts(rec.txn_counts);
 	checkpoint_recovery_free(&rec);
 	checkpoint_recovery_free(&rec2);
 	free(text);

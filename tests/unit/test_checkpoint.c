@@ -259,6 +259,26 @@ static int decode_with(const char *text, checkpoint *cp, checkpoint_recovery *re
 	return r;
 }
 
+static void test_split_transaction_counts_are_kept_as_written(void **state)
+{
+	(void)state;
+	checkpoint cp = {.lsn = 0x10, .partial_nextlsn = 0x20, .partial_rows = 2}, back;
+	checkpoint_recovery rec = {.txn_counts = "{\"records\":3,\"topics\":{\"b\":2,\"a\":1}}"};
+	checkpoint_recovery got = {0};
+	char *text = checkpoint_encode_with(&cp, &rec, "s");
+
+	assert_non_null(strstr(text, "\"txn_counts\":{\"records\":3,\"topics\":{\"b\":2,\"a\":1}}"));
+	assert_int_equal(decode_with(text, &back, &got), 0);
+	assert_string_equal(got.txn_counts, rec.txn_counts); /* topics in the order written */
+	checkpoint_recovery_free(&got);
+	free(text);
+	/* Absent (an older relay, or no split): none. Not an object: refused. */
+	assert_int_equal(decode_with("{\"lsn\":\"0/10\"}", &back, &got), 0);
+	assert_null(got.txn_counts);
+	assert_int_equal(decode_with("{\"lsn\":\"0/10\",\"txn_counts\":3}", &back, &got), -1);
+	checkpoint_recovery_free(&got);
+}
+
 static void test_xid_ends_are_stored_as_distances(void **state)
 {
 	(void)state;
@@ -359,6 +379,7 @@ int main(void)
 		cmocka_unit_test(test_round_trip_many),
 		cmocka_unit_test(test_timeline_is_recorded_and_optional),
 		cmocka_unit_test(test_xid_ends_are_stored_as_distances),
+		cmocka_unit_test(test_split_transaction_counts_are_kept_as_written),
 		cmocka_unit_test(test_refuses_malformed_xid_ends),
 	};
 	return cmocka_run_group_tests_name("checkpoint", tests, NULL, NULL);

@@ -1,0 +1,70 @@
+/* txctx.h: the transaction context of published records: xid, commit LSN, index, counts per topic. */
+#ifndef RELAY_TXCTX_H
+#define RELAY_TXCTX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lsn.h"
+#include "strbuf.h"
+
+/* The header names (docs/privacy.md, "Transaction context"). */
+#define TXCTX_H_XID "pg_xid"
+#define TXCTX_H_LSN "pg_commit_lsn"
+#define TXCTX_H_INDEX "pg_txn_index"
+/* Most bytes the three headers add to a record on the wire (names, values, varints). */
+#define TXCTX_HEADERS_ROOM 96
+
+/* Records one PostgreSQL transaction published to one topic so far. */
+typedef struct {
+	char *topic; /* owned */
+	uint64_t n;
+} txctx_topic;
+
+/*
+ * The PostgreSQL transaction being published: its xid and commit position (its B record's
+ * nextlsn), how many records it published so far (the next record's index) and to which
+ * topics, and whether its BEGIN record went out. Pure bookkeeping: no I/O.
+ */
+typedef struct {
+	uint64_t xid;
+	lsn_t commit_lsn;
+	int64_t commit_ms;  /* its commit time (0: unknown) */
+	uint64_t records;   /* counted so far: the next record's index */
+	bool begun;         /* its BEGIN record was published (transaction topic) */
+	txctx_topic *topics;
+	size_t n_topics, cap_topics;
+	size_t last;        /* the topic counted last (a cheap first guess) */
+} txctx;
+
+/* The three header values of one record, as text in the struct itself (no allocation). */
+typedef struct {
+	char xid[24];
+	char lsn[LSN_TEXT_MAX];
+	char index[24];
+} txctx_headers;
+
+void txctx_free(txctx *t);
+/* A new PostgreSQL transaction (its B record): nothing counted yet. */
+void txctx_begin(txctx *t, uint64_t xid, lsn_t commit_lsn, int64_t commit_ms);
+/* Fills out with the headers of the transaction's next record (its index: the count so far). */
+void txctx_peek(const txctx *t, txctx_headers *out);
+/* Counts one more record of the transaction to topic: once Kafka took it. */
+void txctx_count(txctx *t, const char *topic);
+/* The transaction's id on the transaction topic: "<xid>:<commit LSN>", into buf (64 bytes). */
+const char *txctx_id(const txctx *t, char *buf, size_t len);
+/* The BEGIN record's value (JSON) into out. */
+void txctx_begin_json(const txctx *t, strbuf *out);
+/* The END record's value (JSON): the count per topic and in total. */
+void txctx_end_json(const txctx *t, strbuf *out);
+/* What a checkpoint keeps of a split transaction: {"records":N,"topics":{"t":n,...}} (malloc'd). */
+char *txctx_counts_json(const txctx *t);
+/*
+ * Starts the counts from what a checkpoint kept (txctx_counts_json's text; NULL: nothing);
+ * with records counted, the BEGIN record went out already. -1 when the text is malformed
+ * (then nothing is counted).
+ */
+int txctx_restore(txctx *t, const char *json);
+
+#endif

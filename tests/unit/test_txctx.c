@@ -1,0 +1,122 @@
+/* test_txctx.c: the transaction context: header values, counts per topic, BEGIN/END text, restore. */
+#include "unit.h"
+
+#include "txctx.h"
+
+/* A transaction as the B record gives it. */
+static void begin(txctx *t)
+{
+	memset(t, 0, sizeof(*t));
+	txctx_begin(t, 4242, 0x16B3748, 1700000000123);
+}
+
+static void test_headers_give_xid_commit_lsn_and_the_index_so_far(void **state)
+{
+	(void)state;
+	txctx t;
+	txctx_headers h;
+
+	begin(&t);
+	txctx_peek(&t, &h);
+	assert_string_equal(h.xid, "4242");
+	assert_string_equal(h.lsn, "0/16B3748");
+	assert_string_equal(h.index, "0");
+	txctx_count(&t, "a");
+	txctx_count(&t, "b");
+	txctx_peek(&t, &h);
+	assert_string_equal(h.index, "2");
+	txctx_peek(&t, &h); /* peeking does not count */
+	assert_string_equal(h.index, "2");
+	txctx_begin(&t, UINT64_MAX, 0, 0); /* the next transaction starts at 0 */
+	txctx_peek(&t, &h);
+	assert_string_equal(h.xid, "18446744073709551615");
+	assert_string_equal(h.index, "0");
+	assert_int_equal(t.n_topics, 0);
+	txctx_free(&t);
+}
+
+static void test_end_counts_each_topic_in_first_use_order(void **state)
+{
+	(void)state;
+	txctx t;
+	strbuf b = {0};
+
+	begin(&t);
+	txctx_begin_json(&t, &b);
+	assert_string_equal(strbuf_str(&b),
+			    "{\"status\":\"BEGIN\",\"id\":\"4242:0/16B3748\",\"xid\":4242,"
+			    "\"commit_lsn\":\"0/16B3748\",\"ts_ms\":1700000000123,"
+			    "\"event_count\":null,\"data_collections\":null}");
+	strbuf_reset(&b);
+	for (int i = 0; i < 5; i++)
+		txctx_count(&t, i % 2 ? "p.order" : "p.user");
+	txctx_count(&t, "dlq");
+	txctx_end_json(&t, &b);
+	assert_string_equal(strbuf_str(&b),
+			    "{\"status\":\"END\",\"id\":\"4242:0/16B3748\",\"xid\":4242,"
+			    "\"commit_lsn\":\"0/16B3748\",\"ts_ms\":1700000000123,\"event_count\":6,"
+			    "\"data_collections\":[{\"data_collection\":\"p.user\",\"event_count\":3},"
+			    "{\"data_collection\":\"p.order\",\"event_count\":2},"
+			    "{\"data_collection\":\"dlq\",\"event_count\":1}]}");
+	strbuf_free(&b);
+	txctx_free(&t);
+}
+
+static void test_counts_survive_a_checkpoint_round_trip(void **state)
+{
+	(void)state;
+	txctx t, u;
+	txctx_headers h;
+	char *json;
+
+	begin(&t);
+	txctx_count(&t, "p.user");
+	txctx_count(&t, "p.user");
+	txctx_count(&t, "dlq");
+	json = txctx_counts_json(&t);
+	assert_string_equal(json, "{\"records\":3,\"topics\":{\"p.user\":2,\"dlq\":1}}");
+	begin(&u);
+	assert_int_equal(txctx_restore(&u, json), 0);
+	assert_true(u.begun); /* its BEGIN went out with the first part */
+	txctx_peek(&u, &h);
+	assert_string_equal(h.index, "3");
+	txctx_count(&u, "p.user");
+	assert_int_equal(u.n_topics, 2);
+	assert_int_equal(u.topics[0].n, 3);
+	free(json);
+	txctx_free(&t);
+	txctx_free(&u);
+}
+
+static void test_restore_refuses_counts_that_do_not_add_up(void **state)
+{
+	(void)state;
+	static const char *const bad[] = {
+		"{\"records\":3,\"topics\":{\"a\":1}}", "{\"records\":-1,\"topics\":{}}",
+		"{\"records\":1,\"topics\":{\"a\":\"1\"}}", "{\"records\":1}", "[]", "not json",
+		"{\"records\":1,\"topics\":{\"a\":-1,\"b\":2}}",
+	};
+	txctx t;
+
+	begin(&t);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(txctx_restore(&t, bad[i]), -1);
+		assert_int_equal(t.records, 0);
+		assert_int_equal(t.n_topics, 0);
+		assert_false(t.begun);
+	}
+	assert_int_equal(txctx_restore(&t, NULL), 0); /* nothing kept: a transaction from its start */
+	assert_false(t.begun);
+	txctx_free(&t);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_headers_give_xid_commit_lsn_and_the_index_so_far),
+		cmocka_unit_test(test_end_counts_each_topic_in_first_use_order),
+		cmocka_unit_test(test_counts_survive_a_checkpoint_round_trip),
+		cmocka_unit_test(test_restore_refuses_counts_that_do_not_add_up),
+	};
+	return cmocka_run_group_tests_name("txctx", tests, NULL, NULL);
+}
