@@ -46,7 +46,7 @@ UNIT_SAN_BINS = $(patsubst tests/unit/%.c,build/san/%,$(UNIT_SRCS))
 
 PYTHON ?= /usr/bin/python3
 
-.PHONY: all deps check unit demo install uninstall clean bench microbench sanitize crash-loop fuzz fuzz-smoke soak ha-soak \
+.PHONY: all deps check check-kafka4 unit demo install uninstall clean bench microbench sanitize crash-loop fuzz fuzz-smoke soak ha-soak \
 	deb deb-test systemd-test
 all: relay/outbox-relay
 
@@ -126,6 +126,12 @@ deps:
 check: deps
 	@$(MAKE) --no-print-directory all $(UNIT_BINS) sanitize build/rel/mock_kafka $(FUZZ_BINS)
 	@tests/run-all.sh
+
+# The whole integration suite against a Kafka 4.4.0 broker (opt-in, about 20 min on 2 cores;
+# make check runs a representative subset of it, see tests/run-all.sh).
+check-kafka4: deps
+	@$(MAKE) --no-print-directory all build/rel/mock_kafka
+	KAFKA_VERSION=4.4.0 $(PYTHON) -m pytest -p no:cacheprovider -q tests/
 
 # The long kill -9 loop (opt-in; make check runs 50 kills).
 crash-loop: deps all

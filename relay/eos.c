@@ -45,12 +45,35 @@ void eos_free(eos *e)
 
 typedef kafka_txn_result (*txn_call)(kafka_producer *kp, int timeout_ms, char *err, size_t errlen);
 
+/*
+ * One warning when a transactional call has waited half of transaction.timeout.ms: usually a
+ * broker that is down, but librdkafka 2.0.2 can also wait here on a metadata request stuck on
+ * one unreachable broker while the others are up (librdkafka #4970, fixed in 2.10.0), which a
+ * restart of the relay ends. Either way nothing is lost: the slot holds.
+ */
+static void warn_if_slow(int64_t since_ms, int64_t after_ms, bool *warned, const char *err)
+{
+	int64_t waited = clock_mono_ms() - since_ms;
+
+	if (*warned || waited < after_ms)
+		return;
+	*warned = true;
+	log_warn("Kafka transaction call waiting for %lld s (last: %s); the slot holds, nothing is "
+		 "lost. If every broker is up, restart the relay (librdkafka 2.0.2 can wait on a "
+		 "metadata request stuck on an unreachable broker)", (long long)(waited / 1000), err);
+}
+
 /* Repeats a resumable transactional call until it is not a retry, ticking in between. */
 static kafka_txn_result until_done(eos *e, txn_call call, eos_tick_fn tick, void *ctx, char *err,
 				   size_t errlen)
 {
 	kafka_txn_result r;
+	int64_t since_ms = clock_mono_ms();
+	int64_t warn_after_ms = kafka_txn_timeout_ms(e->kp) / 2;
+	bool warned = false;
+
 	while ((r = call(e->kp, EOS_SLICE_MS, err, errlen)) == KAFKA_TXN_RETRY) {
+		warn_if_slow(since_ms, warn_after_ms, &warned, err);
 		if (tick(ctx) < 0)
 			break;
 	}
@@ -369,6 +392,10 @@ outcome eos_abort(eos *e, eos_tick_fn tick, void *ctx)
 		r = until_done(e, kafka_txn_abort, tick, ctx, err, sizeof(err));
 	eos_resume(e, &e->committed);
 	eos_attach_state(e, NULL); /* its owner goes back to the committed state too */
+	if (r == KAFKA_TXN_FATAL) {
+		log_failed_for_good(e, err);
+		return OUTCOME_FATAL;
+	}
 	if (r != KAFKA_TXN_OK) {
 		log_error("cannot abort the Kafka transaction: %s", r == KAFKA_TXN_RETRY ? "gave up" : err);
 		return OUTCOME_FATAL;

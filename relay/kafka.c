@@ -439,6 +439,17 @@ bool kafka_fenced(kafka_producer *kp)
 	       e == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
 }
 
+int kafka_txn_timeout_ms(kafka_producer *kp)
+{
+	char buf[32];
+	size_t n = sizeof(buf);
+
+	if (rd_kafka_conf_get(rd_kafka_conf(kp->rk), "transaction.timeout.ms", buf, &n) !=
+	    RD_KAFKA_CONF_OK)
+		return 60000; /* librdkafka's default */
+	return atoi(buf);
+}
+
 bool kafka_fatal(kafka_producer *kp, char *buf, size_t len)
 {
 	return rd_kafka_fatal_error(kp->rk, buf, len) != RD_KAFKA_RESP_ERR_NO_ERROR;

@@ -94,6 +94,8 @@ void kafka_purge(kafka_producer *kp);
 int kafka_outq_len(kafka_producer *kp);
 /* True when the producer's fatal error is a fencing: a newer instance took over. */
 bool kafka_fenced(kafka_producer *kp);
+/* The producer's transaction.timeout.ms as librdkafka took it (60000 unless the file sets it). */
+int kafka_txn_timeout_ms(kafka_producer *kp);
 /* True (with the reason) once the producer hit a fatal error and must be recreated. */
 bool kafka_fatal(kafka_producer *kp, char *buf, size_t len);
 

@@ -59,6 +59,19 @@ static outcome wait_alone(relay *r)
 	return r->delivery_failed ? OUTCOME_REWIND : OUTCOME_OK;
 }
 
+/*
+ * The level of a failed delivery's line: debug when another line reports its cause already
+ * (records purged by an abort, or failed with a producer that failed for good).
+ */
+static log_level_t delivery_failure_level(relay *r, rd_kafka_resp_err_t err)
+{
+	char why[8];
+
+	if (err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
+		return LOG_LVL_DEBUG;
+	return r->kp && kafka_fatal(r->kp, why, sizeof(why)) ? LOG_LVL_DEBUG : LOG_LVL_ERROR;
+}
+
 /* Delivery report: an ack moves the tracker; a failure stops the stream before anything moves. */
 void publish_on_delivery(void *opaque, void *msg_opaque, rd_kafka_resp_err_t err)
 {
@@ -89,12 +102,10 @@ void publish_on_delivery(void *opaque, void *msg_opaque, rd_kafka_resp_err_t err
 		return;
 	}
 	progress_lost(&r->prog, seq);
-	/* Purged records follow an abort or a fatal error the relay reports already: one line. */
+	/* One line per event: see delivery_failure_level. */
 	if (!r->delivery_failed)
-		log_msg(err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT
-				? LOG_LVL_DEBUG
-				: LOG_LVL_ERROR,
-			"Kafka did not take a record: %s", rd_kafka_err2str(err));
+		log_msg(delivery_failure_level(r, err), "Kafka did not take a record: %s",
+			rd_kafka_err2str(err));
 	r->delivery_failed = true;
 	if (!r->delivery_err || refusal_is_permanent(err))
 		r->delivery_err = err;
@@ -155,6 +166,7 @@ static outcome produce_to(relay *r, const route_msg *m, int32_t partition, recor
 	};
 	r->flight.slots[id] = f;
 	for (;;) {
+		char reason[512];
 		rd_kafka_resp_err_t err = kafka_produce(r->kp, m, partition, with_headers ? h : NULL,
 							with_headers ? 3 : 0, (void *)(uintptr_t)id);
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -174,9 +186,9 @@ static outcome produce_to(relay *r, const route_msg *m, int32_t partition, recor
 		if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || err == RD_KAFKA_RESP_ERR__INVALID_ARG) {
 			*refused = err; /* about this record: it can be dead-lettered */
 			e = OUTCOME_FATAL;
-		} else if (err == RD_KAFKA_RESP_ERR__FATAL) {
-			/* The producer failed for good: its reason (librdkafka's lines are at debug). */
-			char reason[512];
+		} else if (err == RD_KAFKA_RESP_ERR__FATAL || kafka_fatal(r->kp, reason, sizeof(reason))) {
+			/* The producer failed for good (librdkafka 2.0.2 may return the fatal error's
+			 * own code): its reason (librdkafka's lines are at debug). */
 			kafka_fatal(r->kp, reason, sizeof(reason));
 			log_error("Kafka producer failed: %s", reason);
 			e = OUTCOME_FATAL;

@@ -6,7 +6,8 @@ Importable (see conftest.py) and usable from the command line:
 
     /usr/bin/python3 tests/harness.py up     # prints PG_DSN=... and KAFKA_BOOTSTRAP=...
     /usr/bin/python3 tests/harness.py up --patroni --no-kafka   # a Patroni cluster (PatroniCluster)
-    /usr/bin/python3 tests/harness.py jars   # fetches the Kafka jars into .cache/kafka/libs
+    /usr/bin/python3 tests/harness.py jars   # fetches the Kafka jars into .cache/kafka/VERSION/libs
+    KAFKA_VERSION=4.4.0 /usr/bin/python3 tests/harness.py up   # the same against a Kafka 4.4.0 broker
     /usr/bin/python3 tests/harness.py jars --registry   # and builds the schema registry (.cache/registry)
 """
 
@@ -16,6 +17,7 @@ import fcntl
 import hashlib
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -134,18 +136,38 @@ def cleanup_all():
 # Kafka jars
 # ---------------------------------------------------------------------------
 
-def ensure_kafka_jars(repo_root=REPO_ROOT):
-    """Make sure <repo>/.cache/kafka/libs holds the jars of tests/kafka/pom.xml; return that directory.
+DEFAULT_KAFKA_VERSION = "3.9.1"
+TESTED_KAFKA_VERSIONS = ("3.9.1", "4.4.0")  # tests/install-deps.sh fetches both
 
-    A marker file holding the pom's hash is written after a successful fetch,
-    so a missing, partial or outdated cache is fetched again with Maven.
+
+def kafka_version():
+    """The broker version the harness runs: env KAFKA_VERSION (e.g. 4.4.0), else 3.9.1."""
+    return os.environ.get("KAFKA_VERSION") or DEFAULT_KAFKA_VERSION
+
+
+def kafka_major(version):
+    """The major number of a Kafka version string ("4.4.0" -> 4)."""
+    return int(version.split(".")[0])
+
+
+def ensure_kafka_jars(repo_root=REPO_ROOT, version=None):
+    """Make sure <repo>/.cache/kafka/<version>/libs holds the jars of tests/kafka/pom.xml for that
+    broker version (default kafka_version()); return that directory.
+
+    Each version has its own directory, so several coexist in the shared cache. A marker file
+    holding the hash of the pom and the version is written after a successful fetch, so a missing,
+    partial or outdated cache is fetched again with Maven. 4.x brokers log through log4j2 and have their
+    ACL tool in kafka-tools (the pom's profile kafka4); 3.x log through reload4j.
     """
+    version = version or kafka_version()
+    if not re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+", version):
+        raise ValueError("KAFKA_VERSION must look like 3.9.1 or 4.4.0, not %r" % version)
     pom = os.path.join(repo_root, "tests", "kafka", "pom.xml")
-    cache = os.path.join(repo_root, ".cache", "kafka")
+    cache = os.path.join(repo_root, ".cache", "kafka", version)
     libs = os.path.join(cache, "libs")
     marker = os.path.join(cache, "libs.ok")
     with open(pom, "rb") as f:
-        want = hashlib.sha256(f.read()).hexdigest()
+        want = hashlib.sha256(f.read() + version.encode()).hexdigest()
 
     def complete():
         try:
@@ -165,7 +187,9 @@ def ensure_kafka_jars(repo_root=REPO_ROOT):
         staging = libs + ".tmp"
         shutil.rmtree(staging, ignore_errors=True)
         cmd = ["mvn", "-q", "-B", "-f", pom, "dependency:copy-dependencies",
-               "-DoutputDirectory=" + staging, "-DincludeScope=runtime"]
+               "-DoutputDirectory=" + staging, "-DincludeScope=runtime", "-Dkafka.version=" + version]
+        if kafka_major(version) >= 4:
+            cmd.append("-Pkafka4")
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if proc.returncode != 0:
             raise RuntimeError("fetching Kafka jars failed (%s):\n%s" % (" ".join(cmd), proc.stdout[-4000:]))
@@ -1365,6 +1389,34 @@ log4j.logger.org.apache.kafka.common.utils.AppInfoParser=WARN
 log4j.logger.org.apache.kafka.common.metrics=WARN
 """
 
+# The same for Kafka 4.x, which logs through log4j2 (-Dlog4j2.configurationFile).
+LOG4J2_PROPERTIES = """\
+appender.file.type=File
+appender.file.name=file
+appender.file.fileName={log}
+appender.file.append=true
+appender.file.layout.type=PatternLayout
+appender.file.layout.pattern=[%d] %p %m (%c)%n
+rootLogger.level=INFO
+rootLogger.appenderRef.file.ref=file
+logger.request.name=kafka.request.logger
+logger.request.level=WARN
+logger.state.name=state.change.logger
+logger.state.level=WARN
+logger.cleaner.name=kafka.log.LogCleaner
+logger.cleaner.level=WARN
+logger.raft.name=org.apache.kafka.raft
+logger.raft.level=WARN
+logger.storage.name=org.apache.kafka.storage
+logger.storage.level=WARN
+logger.log.name=kafka.log
+logger.log.level=WARN
+logger.appinfo.name=org.apache.kafka.common.utils.AppInfoParser
+logger.appinfo.level=WARN
+logger.metrics.name=org.apache.kafka.common.metrics
+logger.metrics.level=WARN
+"""
+
 
 def _quiet_kafka_client_config():
     """librdkafka settings that keep expected connection errors out of the test output."""
@@ -1374,8 +1426,10 @@ def _quiet_kafka_client_config():
 class Kafka:
     """A private single-node Kafka broker+controller (KRaft) listening on 127.0.0.1."""
 
-    def __init__(self, repo_root=REPO_ROOT, start_timeout=90, ssl_properties=None, sasl_users=None):
-        """ssl_properties: when given, the broker also gets an SSL listener on a free port
+    def __init__(self, repo_root=REPO_ROOT, start_timeout=90, ssl_properties=None, sasl_users=None,
+                 version=None):
+        """version: the broker version (default kafka_version(): env KAFKA_VERSION, else 3.9.1).
+        ssl_properties: when given, the broker also gets an SSL listener on a free port
         (self.ssl_port, advertised as localhost; self.ssl_bootstrap) with these ssl.* properties
         added to server.properties; the PLAINTEXT listener stays for the harness's clients.
         sasl_users: {user: password}; when given, the broker also gets a SASL_PLAINTEXT listener
@@ -1384,6 +1438,7 @@ class Kafka:
         listeners' principal (User:ANONYMOUS, the harness's own clients) is a super user."""
         self.repo_root = repo_root
         self.start_timeout = start_timeout
+        self.version = version or kafka_version()
         self.ssl_properties = None if ssl_properties is None else dict(ssl_properties)
         self.ssl_port = None
         self.ssl_bootstrap = None
@@ -1401,17 +1456,20 @@ class Kafka:
         self._admin = None
 
     def __repr__(self):
-        return "Kafka(bootstrap=%s, dir=%s)" % (self.bootstrap, self.dir)
+        return "Kafka(%s, bootstrap=%s, dir=%s)" % (self.version, self.bootstrap, self.dir)
 
     def _java(self, main, *args):
         """Return the java command line running a Kafka main class."""
-        return ["java", "-Xmx512m", "-Djava.awt.headless=true",
-                "-Dlog4j.configuration=file:" + os.path.join(self.dir, "log4j.properties"),
+        if kafka_major(self.version) >= 4:
+            logging = "-Dlog4j2.configurationFile=" + os.path.join(self.dir, "log4j2.properties")
+        else:
+            logging = "-Dlog4j.configuration=file:" + os.path.join(self.dir, "log4j.properties")
+        return ["java", "-Xmx512m", "-Djava.awt.headless=true", logging,
                 "-cp", os.path.join(self._libs, "*"), main] + list(args)
 
     def _init(self):
         """Create the temp dir, write server.properties and log4j.properties, format the storage."""
-        self._libs = ensure_kafka_jars(self.repo_root)
+        self._libs = ensure_kafka_jars(self.repo_root, self.version)
         self.dir = make_temp_dir("outbox-relay-kafka-")
         self.port = free_port()
         self.controller_port = free_port()
@@ -1460,6 +1518,8 @@ class Kafka:
                 f.write("%s=%s\n" % (key, value))
         with open(os.path.join(self.dir, "log4j.properties"), "w") as f:
             f.write(LOG4J_PROPERTIES.format(log=self.log_path))
+        with open(os.path.join(self.dir, "log4j2.properties"), "w") as f:
+            f.write(LOG4J2_PROPERTIES.format(log=self.log_path))
         out = subprocess.run(self._java("kafka.tools.StorageTool", "random-uuid"),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=True)
         cluster_id = out.stdout.strip().splitlines()[-1]
@@ -1496,11 +1556,13 @@ class Kafka:
         return conf
 
     def acl(self, *args):
-        """Runs Kafka's ACL tool (kafka.admin.AclCommand, as bin/kafka-acls.sh) against the
+        """Runs Kafka's ACL tool (as bin/kafka-acls.sh: kafka.admin.AclCommand in 3.x,
+        org.apache.kafka.tools.AclCommand in 4.x) against the
         PLAINTEXT listener (a super user), e.g. acl("--add", "--allow-principal", "User:relay",
         "--operation", "All", "--topic", "*"); raises with its output when it fails. (Debian's
         confluent-kafka has no ACL admin API.) The StandardAuthorizer applies it at once."""
-        proc = subprocess.run(self._java("kafka.admin.AclCommand", "--bootstrap-server", self.bootstrap,
+        tool = "org.apache.kafka.tools.AclCommand" if kafka_major(self.version) >= 4 else "kafka.admin.AclCommand"
+        proc = subprocess.run(self._java(tool, "--bootstrap-server", self.bootstrap,
                                          *args),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
         if proc.returncode != 0:
@@ -1884,7 +1946,8 @@ def _cmd_up(args):
 
 
 def _cmd_jars(args):
-    print(ensure_kafka_jars(REPO_ROOT))
+    for version in args.kafka_version or [kafka_version()]:
+        print(ensure_kafka_jars(REPO_ROOT, version))
     if args.registry:
         print(ensure_registry_build(REPO_ROOT))
     return 0
@@ -1903,6 +1966,9 @@ def main(argv=None):
                     help="stop when stdin closes (default) or only on SIGTERM/SIGINT")
     up.set_defaults(func=_cmd_up)
     jars = sub.add_parser("jars", help="fetch the Kafka jars if needed and print their directory")
+    jars.add_argument("--kafka-version", action="append", metavar="VERSION",
+                      help="a broker version to fetch (repeatable; default: env KAFKA_VERSION, else %s)"
+                      % DEFAULT_KAFKA_VERSION)
     jars.add_argument("--registry", action="store_true",
                       help="also build the schema registry (Apicurio) into .cache/registry/app")
     jars.set_defaults(func=_cmd_jars)

@@ -61,6 +61,7 @@ if ! PYTHONPATH="$repo/.cache/python" /usr/bin/python3 -c 'import fastavro' >/de
         || fail "pip install fastavro failed"
 fi
 
-# Kafka broker jars for the test harness (fetched with Maven into .cache/kafka/libs when missing),
+# Kafka broker jars for the test harness, 3.9.1 and 4.4.0 (fetched with Maven into .cache/kafka/VERSION/libs
+# when missing; KAFKA_VERSION=4.4.0 runs the tests against 4.4.0),
 # and the schema registry (Apicurio, built with Maven into .cache/registry/app).
-/usr/bin/python3 "$here/harness.py" jars --registry >/dev/null || fail "could not fetch the Kafka jars or build the schema registry (see the output above)"
+/usr/bin/python3 "$here/harness.py" jars --kafka-version 3.9.1 --kafka-version 4.4.0 --registry >/dev/null || fail "could not fetch the Kafka jars or build the schema registry (see the output above)"

@@ -100,6 +100,14 @@ run_promtool
 echo "== integration tests (real PostgreSQL 15 + wal2json, real Kafka)"
 run_pytest integration tests/
 
+# The same relay against a Kafka 4.4.0 broker: one fast test each of the exactly-once crash loop
+# (5 kills), fencing, a broker restart, SASL with the minimal ACLs and change capture (about 3 min;
+# `make check-kafka4` runs the whole suite against 4.4.0).
+echo "== integration tests against Kafka 4.4.0 (a representative subset)"
+KAFKA_VERSION=4.4.0 CRASH_LOOPS=5 run_pytest kafka4 tests/test_exactly_once.py tests/test_kafka_auth.py \
+	tests/test_capture.py \
+	-k "kill_9_loop or fences_the_first or broker_restart_under_load or minimal_acls_are_enough or insert_update_delete_with_default_identity or key_change_is_a_delete"
+
 echo "== integration tests with the ASan+UBSan relay"
 RELAY_BIN=build/san/outbox-relay run_pytest sanitized tests/test_relay.py tests/test_capture.py \
 	tests/test_snapshot.py tests/test_backfill.py tests/test_capture_differential.py \

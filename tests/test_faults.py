@@ -21,6 +21,7 @@ import relayctl
 MOCK_BIN = os.environ.get("MOCK_KAFKA_BIN", os.path.join(REPO_ROOT, "build", "rel", "mock_kafka"))
 
 # Kafka protocol ApiKeys of the requests the faults are injected into.
+PRODUCE = 0
 ADD_PARTITIONS_TO_TXN = 24
 END_TXN = 26
 BROKER = 1  # the mock cluster's only broker
@@ -462,6 +463,44 @@ def test_broker_down_for_a_while_keeps_postgres_answered(faulty, pg):
         pg.execute("ALTER SYSTEM RESET wal_sender_timeout")
         pg.execute("SELECT pg_reload_conf()")
     assert "replication connection lost" not in f.relay.log()
+    assert f.relay.stop() == 0
+
+
+def test_sequence_desynchronization_exits_without_confirming(faulty):
+    """librdkafka before 2.3.0 (#4438) could raise a fatal "sequence desynchronization" error
+    after a possibly persisted write (a timeout, a lost connection) when the broker then answered
+    OUT_OF_ORDER_SEQUENCE_NUMBER. Provoked here by that answer to the first Produce of a
+    transaction: the producer cannot go on, the relay exits 1 (systemd starts it again, whose
+    init_transactions aborts the open transaction) and confirms none of these rows."""
+    f = faulty
+    mark = start_until_first_commit(f)
+    held_at = wal_lsn(f.db)
+    f.mock.cmd("broker_errors %d %d OUT_OF_ORDER_SEQUENCE_NUMBER" % (BROKER, PRODUCE))
+    write_events(f.db, transactions=10, per_txn=5)
+    watch_slot(f, held_at, may_pass=lambda log: False, until=lambda log: f.relay.proc.poll() is not None,
+               timeout=60, what="relay exit")
+    assert f.relay.wait_exit() == 1
+    assert confirmed_lsn(f.db, f.slot) <= held_at
+    # One error line, the relay's, with librdkafka's reason; the failed records' own lines and
+    # librdkafka's stay at debug.
+    own = [l for l in f.relay.log()[mark:].splitlines() if l.split(" ")[1:2] == ["error"]]
+    assert len(own) == 1, own
+    assert "Kafka transaction failed for good: " in own[0] and "sequence desynchronization" in own[0], own
+
+
+def test_a_transaction_call_waiting_half_the_transaction_timeout_says_so_once(faulty, pg):
+    """A commit that waits (the broker is down; or librdkafka 2.0.2's metadata request stuck on an
+    unreachable broker, #4970, fixed in 2.10.0) gets one warning at half of
+    transaction.timeout.ms that names what to do; the slot holds and nothing is lost."""
+    f = faulty
+    # 10 s: the warning comes after 5 s of the 9 s outage (message.timeout.ms follows it).
+    f.configure(status_interval_ms=1000,
+                extra_kafka='reconnect_backoff_max_ms = 1000;\n  transaction_timeout_ms = 10000;')
+    check_broker_down_for_a_while(f)
+    warnings = [l for l in f.relay.log().splitlines() if "Kafka transaction call waiting for" in l]
+    assert len(warnings) == 1, warnings
+    assert " warn " in warnings[0] and "the slot holds, nothing is lost" in warnings[0]
+    assert "restart the relay" in warnings[0]
     assert f.relay.stop() == 0
 
 

@@ -56,6 +56,16 @@ def test_kafka_transactions_read_committed(kafka):
     assert [m["value"] for m in everything] == [b"one", b"aborted", b"two"]
 
 
+def test_the_broker_runs_the_version_kafka_version_names(kafka):
+    """KAFKA_VERSION (default 3.9.1) picks the broker: its jars come from their own directory."""
+    want = os.environ.get("KAFKA_VERSION") or harness.DEFAULT_KAFKA_VERSION
+    assert kafka.version == want
+    assert kafka._libs.endswith(os.path.join(".cache", "kafka", want, "libs"))
+    assert os.path.exists(os.path.join(kafka._libs, "kafka_2.13-%s.jar" % want))
+    with open("/proc/%d/cmdline" % kafka.proc.pid, "rb") as f:
+        assert os.path.join(kafka._libs, "*").encode() in f.read().split(b"\0")
+
+
 def test_commit_timestamps_on_by_default_and_off_on_request(pg, db):
     """The relay's recovery needs commit timestamps: the harness's servers track them unless
     a test turns them off."""

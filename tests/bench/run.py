@@ -1272,7 +1272,7 @@ def versions(pg):
     v = {"postgresql": pg.query("SHOW server_version")[0][0],
          "wal2json": _dpkg_version("postgresql-15-wal2json"),
          "librdkafka": _dpkg_version("librdkafka1")}
-    libs = os.path.join(REPO, ".cache", "kafka", "libs")
+    libs = os.path.join(REPO, ".cache", "kafka", harness.kafka_version(), "libs")  # KAFKA_VERSION
     try:
         v["kafka"] = [re.sub(r"^kafka_2\.13-|\.jar$", "", n) for n in os.listdir(libs)
                       if n.startswith("kafka_2.13-")][0]
