@@ -46,7 +46,7 @@ UNIT_SAN_BINS = $(patsubst tests/unit/%.c,build/san/%,$(UNIT_SRCS))
 
 PYTHON ?= /usr/bin/python3
 
-.PHONY: all deps check unit demo install uninstall clean bench microbench sanitize crash-loop fuzz fuzz-smoke soak ha-soak
+.PHONY: all deps check unit demo install uninstall clean bench bench-debezium microbench sanitize crash-loop fuzz fuzz-smoke soak ha-soak
 all: relay/outbox-relay
 
 build/rel/%.o: relay/%.c $(HDRS)
@@ -150,6 +150,10 @@ demo: deps
 
 bench: deps all
 	@$(PYTHON) tests/bench/run.py
+
+# Opt-in: the relay next to Debezium (Kafka Connect and its jars from Maven Central), docs/performance.md.
+bench-debezium: deps all
+	@$(PYTHON) tests/bench/vs_debezium.py
 
 install: relay/outbox-relay
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SHAREDIR)/sql $(DESTDIR)$(DOCDIR) \
