@@ -96,6 +96,7 @@ def connector_config(pg, db, slot, publication, topic_prefix, exactly_once, time
         "snapshot.mode": "no_data",
         "table.include.list": "outbox.events",
         "tombstones.on.delete": "false",
+        "extended.headers.enabled": "false",
         "poll.interval.ms": "10",
         "transforms": "outbox",
         "transforms.outbox.type": "io.debezium.transforms.outbox.EventRouter",
@@ -105,7 +106,7 @@ def connector_config(pg, db, slot, publication, topic_prefix, exactly_once, time
         "transforms.outbox.table.field.event.key": "aggregate_id",
         "transforms.outbox.table.field.event.payload": "payload",
         "transforms.outbox.table.expand.json.payload": "false",
-        "transforms.outbox.table.fields.additional.placement": "event_type:header:event_type",
+        "transforms.outbox.table.fields.additional.placement": "id:header:event_id,event_type:header:event_type",
     }
     if timestamp_field:
         cfg["transforms.outbox.table.field.event.timestamp"] = timestamp_field
@@ -246,7 +247,7 @@ def relay_catchup(bench, db, slot, mode, end_lsn, rows, tag):
 def compare_run(bench, relay, dbz):
     """Both outputs of one mode, event by event."""
     first = compare_outputs.Side("relay", relay["prefix"], relay["topics"], "event_id")
-    second = compare_outputs.Side("debezium", dbz["prefix"], dbz["topics"], "id")
+    second = compare_outputs.Side("debezium", dbz["prefix"], dbz["topics"], "event_id")
     t0 = time.monotonic()
     out = compare_outputs.compare(bench.kafka.bootstrap, first, second)
     out["seconds"] = time.monotonic() - t0
@@ -297,12 +298,16 @@ def catchup_mode(bench, db, slot, source, end_lsn, mode):
 # Live latency
 # ---------------------------------------------------------------------------
 
-LIVE_TS_SQL = ("ALTER TABLE outbox.events ADD COLUMN IF NOT EXISTS bench_ts_ms bigint "
-               "DEFAULT (extract(epoch FROM clock_timestamp()) * 1000)::bigint")
+# Debezium's record timestamp for the live runs: the row's insert time (the Outbox Event Router takes
+# a timestamp column of a logical time type: a timestamp without time zone, in UTC).
+LIVE_TS_SQL = ("ALTER TABLE outbox.events ADD COLUMN IF NOT EXISTS bench_ts timestamp "
+               "DEFAULT (clock_timestamp() AT TIME ZONE 'UTC')")
 
 
-def live_load(bench, db, topics, rate, seconds, pid):
-    """Writers at rate rows/s for seconds, and the latency consumer on topics (run.py's own)."""
+def live_load(bench, db, topics, rate, seconds, pid, already=0):
+    """Writers at rate rows/s for seconds, and the latency consumer on topics (run.py's own).
+
+    already: records in topics before (the consumer reads from the beginning)."""
     ctx = multiprocessing.get_context("spawn")
     nwriters = max(1, int(math.ceil(rate / 2500.0)))
     ready, stop_ev = ctx.Event(), ctx.Event()
@@ -328,7 +333,7 @@ def live_load(bench, db, topics, rate, seconds, pid):
         writers = [wq.get(timeout=seconds + 60) for _ in range(nwriters)]
         cpu = proc_cpu(pid) - cpu0
         written = sum(w["rows"] for w in writers)
-        ctl_parent.send((written, time.time() + 60))
+        ctl_parent.send((written + already, time.time() + 60))
         cres = cq.get(timeout=180)
         return latency_result(cres, written, max(w["seconds"] for w in writers), t_start, cpu)
     finally:
@@ -351,12 +356,13 @@ def debezium_live(bench, db, mode):
     """Debezium at BENCH_DBZ_RATE rows/s after an unreported warm-up at that rate."""
     s = bench.s
     slot, pub = debezium_source(db, "live_" + mode)
-    run = DebeziumRun(bench, "dbz-live-debezium-" + mode, db, slot, pub, mode, "bench_ts_ms").start_worker()
+    run = DebeziumRun(bench, "dbz-live-debezium-" + mode, db, slot, pub, mode, "bench_ts").start_worker()
     try:
         run.create_connector()
-        if s.dbz_warmup:
-            live_load(bench, db, run.topics, s.dbz_rate, s.dbz_warmup, run.pid)
-        res = live_load(bench, db, run.topics, s.dbz_rate, s.live_seconds, run.pid)
+        warm = live_load(bench, db, run.topics, s.dbz_rate, s.dbz_warmup, run.pid)["rows"] if s.dbz_warmup else 0
+        run.running()
+        res = live_load(bench, db, run.topics, s.dbz_rate, s.live_seconds, run.pid, already=warm)
+        run.running()
         res["peak_rss_mb"] = mb(proc_mem(run.pid)[1])
         return res
     finally:
