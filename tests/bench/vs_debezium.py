@@ -335,6 +335,7 @@ def live_load(bench, db, topics, rate, seconds, pid, already=0):
         written = sum(w["rows"] for w in writers)
         ctl_parent.send((written + already, time.time() + 60))
         cres = cq.get(timeout=180)
+        cres["received"] -= already
         return latency_result(cres, written, max(w["seconds"] for w in writers), t_start, cpu)
     finally:
         for p in procs:
@@ -455,15 +456,17 @@ def _live_table(results):
     if not lv:
         return []
     lines = ["Live, %d rows/s, one row per transaction, %d s:" % (lv["rate"], lv["seconds"]), "",
-             "| mode | tool | p50 | p99 | max | CPU per row | load avg |", "|---|---|---|---|---|---|---|"]
+             "| mode | tool | rows/s written | received | p50 | p99 | max | CPU per row | load avg |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for mode, e in lv["modes"].items():
         for tool in ("relay", "debezium"):
             r = e[tool]
-            lines.append("| %s | %s | %s ms | %s ms | %s ms | %s µs | %.1f–%.1f |" % (
-                mode, tool, _f(r["p50_ms"], "%.1f"), _f(r["p99_ms"], "%.1f"), _f(r["max_ms"], "%.1f"),
-                _f(r["cpu_us_per_row"], "%.0f"), e["loadavg_1m_before"], e["loadavg_1m_after"]))
+            lines.append("| %s | %s | %.0f | %d of %d | %s ms | %s ms | %s ms | %s µs | %.1f–%.1f |" % (
+                mode, tool, r["rows_per_s"], r["received"], r["rows"], _f(r["p50_ms"], "%.1f"),
+                _f(r["p99_ms"], "%.1f"), _f(r["max_ms"], "%.1f"), _f(r["cpu_us_per_row"], "%.0f"),
+                e["loadavg_1m_before"], e["loadavg_1m_after"]))
         x = ratios(results).get(mode, {})
-        lines.append("| %s | **relay/Debezium** | | **%s** | | **%s** | |" % (
+        lines.append("| %s | **relay/Debezium** | | | | **%s** | | **%s** | |" % (
             mode, _f(x.get("live_p99"), "%.2f"), _f(x.get("live_cpu_per_row"), "%.2f")))
     return lines + [""]
 
