@@ -225,8 +225,9 @@ def debezium_catchup(bench, db, slot, pub, mode, rows, tag):
         run.create_connector()
         first, last, cpu_last = wait_for_records(run, rows, timeout=max(900.0, rows / 200.0))
         _, hwm = proc_mem(run.pid)
-        res = {"seconds": last, "first_record_s": first, "first_to_last_s": last - first,
-               "rows_per_s": rows / last, "rows_per_s_first_to_last": rows / (last - first) if last > first else None,
+        # rows/s from the first record to the last: Debezium's start-up is left out (favours it)
+        res = {"seconds": last - first, "first_record_s": first, "last_record_s": last,
+               "rows_per_s": rows / (last - first), "rows_per_s_from_connector_creation": rows / last,
                "cpu_s": cpu_last - cpu0, "cpu_us_per_row": (cpu_last - cpu0) / rows * 1e6,
                "jvm_startup_cpu_s": cpu0, "peak_rss_mb": mb(hwm), "topics": run.topics, "prefix": run.prefix}
         if bench.s.verify:
