@@ -9,6 +9,7 @@ event), the second is streamed against it.
 
 import hashlib
 import json
+import time
 import uuid
 
 DIGEST = 8  # bytes of each digest: collisions are not a concern at a few million events
@@ -36,7 +37,6 @@ def _header(msg, name):
 def read_committed(bootstrap, topics, timeout=600):
     """Yields every committed record of all partitions of topics, up to their ends."""
     from confluent_kafka import Consumer, KafkaError, TopicPartition, OFFSET_BEGINNING
-    import time
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "compare-" + uuid.uuid4().hex,
                   "enable.auto.commit": False, "isolation.level": "read_committed",
                   "enable.partition.eof": True, "log_level": 0, "error_cb": lambda e: None})
