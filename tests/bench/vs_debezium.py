@@ -222,14 +222,17 @@ def debezium_catchup(bench, db, slot, pub, mode, rows, tag):
     run = DebeziumRun(bench, tag, db, slot, pub, mode).start_worker()
     try:
         cpu0 = proc_cpu(run.pid)
+        win = bench_run.CpuWindow(bench.pg, bench.kafka_pid, run.pid).start()  # the JVM counts as "relay"
         run.create_connector()
         first, last, cpu_last = wait_for_records(run, rows, timeout=max(900.0, rows / 200.0))
+        cpu_use = win.stop()
         _, hwm = proc_mem(run.pid)
         # rows/s from the first record to the last: Debezium's start-up is left out (favours it)
         res = {"seconds": last - first, "first_record_s": first, "last_record_s": last,
                "rows_per_s": rows / (last - first), "rows_per_s_from_connector_creation": rows / last,
                "cpu_s": cpu_last - cpu0, "cpu_us_per_row": (cpu_last - cpu0) / rows * 1e6,
-               "jvm_startup_cpu_s": cpu0, "peak_rss_mb": mb(hwm), "topics": run.topics, "prefix": run.prefix}
+               "jvm_startup_cpu_s": cpu0, "peak_rss_mb": mb(hwm), "topics": run.topics, "prefix": run.prefix,
+               "cpu_use": cpu_use}
         if bench.s.verify:
             res["records_in_kafka"] = bench_run.count_records(bench.kafka.bootstrap, run.topics, expected=rows)
         return res
@@ -436,17 +439,19 @@ def _catchup_table(results):
     if not c:
         return []
     lines = ["Catch-up of %d outbox rows in %d transactions:" % (c["rows"], c["transactions"]), "",
-             "| mode | tool | rows/s | peak RSS | CPU per row | load avg |", "|---|---|---|---|---|---|"]
+             "| mode | tool | rows/s | peak RSS | CPU per row | load avg | other processes, cores |",
+             "|---|---|---|---|---|---|---|"]
     rat = ratios(results)
     for mode, e in c["modes"].items():
         for tool in ("relay", "debezium"):
             r = e[tool]
-            lines.append("| %s | %s | %s | %s MB | %s µs | %.1f–%.1f |" % (
+            lines.append("| %s | %s | %s | %s MB | %s µs | %.1f–%.1f | %s |" % (
                 mode, tool, _f(r["rows_per_s"], "%.0f"), _f(r["peak_rss_mb"], "%.1f"),
-                _f(r["cpu_us_per_row"], "%.1f"), e["loadavg_1m_before"], e["loadavg_1m_after"]))
+                _f(r["cpu_us_per_row"], "%.1f"), e["loadavg_1m_before"], e["loadavg_1m_after"],
+                _f((r.get("cpu_use") or {}).get("foreign_cores"), "%.2f")))
         x = rat[mode]
         lines.append("| %s | **relay/Debezium** | **%.1fx** (target ≥ 5x: %s) | **1/%.0f** (target ≤ 1/100: %s) "
-                     "| %.2f | |" % (mode, x["throughput"], "met" if x["throughput_target_met"] else "NOT met",
+                     "| %.2f | | |" % (mode, x["throughput"], "met" if x["throughput_target_met"] else "NOT met",
                                      1 / x["peak_rss"], "met" if x["memory_target_met"] else "NOT met",
                                      x["cpu_per_row"]))
     return lines + [""]
