@@ -46,8 +46,8 @@ UNIT_SAN_BINS = $(patsubst tests/unit/%.c,build/san/%,$(UNIT_SRCS))
 
 PYTHON ?= /usr/bin/python3
 
-.PHONY: all deps check check-kafka4 unit demo install uninstall clean bench microbench sanitize crash-loop fuzz fuzz-smoke soak ha-soak \
-	deb deb-test systemd-test
+.PHONY: all deps check check-kafka4 unit demo install uninstall clean bench bench-debezium microbench sanitize \
+	crash-loop fuzz fuzz-smoke soak ha-soak deb deb-test systemd-test
 all: relay/outbox-relay
 
 build/rel/%.o: relay/%.c $(HDRS)
@@ -157,6 +157,10 @@ demo: deps
 
 bench: deps all
 	@$(PYTHON) tests/bench/run.py
+
+# Opt-in: the relay next to Debezium (Kafka Connect and its jars from Maven Central), docs/performance.md.
+bench-debezium: deps all
+	@$(PYTHON) tests/bench/vs_debezium.py
 
 install: relay/outbox-relay
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SHAREDIR)/sql $(DESTDIR)$(DOCDIR) \

@@ -1,0 +1,548 @@
+#!/usr/bin/env python3
+# vs_debezium.py: `make bench-debezium`: the relay and Debezium (Kafka Connect, Outbox Event Router) side by side.
+"""The relay and Debezium on the same PostgreSQL, broker and backlog, one after the other.
+
+Catch-up: one backlog (BENCH_ROWS outbox rows in 10 transactions), read by the relay (tests/bench/
+run.py's catch-up measurement) and by Debezium, in each delivery mode; then both outputs are read
+back (read_committed) and compared event by event. Live: the relay (run.py's live phase) and
+Debezium at BENCH_DBZ_RATE rows/s, one row per transaction. Results in
+build/bench/debezium.{json,md}; docs/performance.md explains them.
+
+Environment knobs (defaults in brackets):
+  BENCH_ROWS [1000000]           catch-up backlog, outbox rows (multiple of 10)
+  BENCH_MODES [at-least-once,exactly-once]
+  BENCH_DBZ_PHASES [catchup,live]
+  BENCH_DBZ_RATE [1000]          live rate, rows/s
+  BENCH_LIVE_SECONDS [20]        writing time of each live run
+  BENCH_DBZ_WARMUP [15]          seconds of unreported live load before each Debezium live run
+  BENCH_DBZ_COMPARE [1]          0: skip reading both outputs back
+  BENCH_OUT [build/bench], RELAY_BIN [relay/outbox-relay]
+"""
+
+import datetime
+import json
+import math
+import multiprocessing
+import os
+import sys
+import time
+import traceback
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+import harness  # noqa: E402
+import run as bench_run  # noqa: E402  (tests/bench/run.py: its Bench, measurements and helpers)
+import connect  # noqa: E402
+import compare_outputs  # noqa: E402
+
+from run import log, lsn_text, mb, percentile, proc_cpu, proc_mem, BenchError  # noqa: E402
+
+DEBEZIUM_VERSION = "3.6.1.Final"
+CONNECT_VERSION = "3.9.1"
+TARGET_THROUGHPUT = 5.0    # the relay's rows/s at least 5x Debezium's
+TARGET_MEMORY = 1 / 100.0  # the relay's peak RSS at most 1/100 of Debezium's
+
+
+class Settings(bench_run.Settings):
+    """run.py's settings (JSON values only, one run) and this benchmark's own knobs."""
+
+    def __init__(self):
+        os.environ.setdefault("BENCH_MODES", "at-least-once,exactly-once")
+        super().__init__()
+        self.formats = ["json"]
+        self.runs = 1
+        self.dbz_phases = bench_run._env_list("BENCH_DBZ_PHASES", "catchup,live")
+        self.dbz_rate = bench_run._env_int("BENCH_DBZ_RATE", 1000)
+        self.dbz_warmup = bench_run._env_int("BENCH_DBZ_WARMUP", 15)
+        self.compare = bench_run._env_int("BENCH_DBZ_COMPARE", 1) != 0
+
+
+class SideBySide(bench_run.Bench):
+    """run.py's Bench, but the relay's topics are kept (for the comparison) until drop_kept()."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.kept = []
+
+    def delete_topics(self, topics):
+        self.kept.append(list(topics))
+
+    def drop_kept(self):
+        for topics in self.kept:
+            super().delete_topics(topics)
+        self.kept = []
+
+
+# ---------------------------------------------------------------------------
+# Debezium's configuration
+# ---------------------------------------------------------------------------
+
+def connector_config(pg, db, slot, publication, topic_prefix, exactly_once, timestamp_field=None):
+    """The PostgreSQL connector with the Outbox Event Router, set to give the relay's records.
+
+    docs/performance.md ("Debezium side by side") says why each setting is what it is."""
+    cfg = {
+        "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+        "tasks.max": "1",
+        "database.hostname": pg.host, "database.port": str(pg.port),
+        "database.user": "postgres", "database.password": "", "database.dbname": db.name,
+        "topic.prefix": "dbz",
+        "plugin.name": "pgoutput",
+        "slot.name": slot,
+        "publication.name": publication,
+        "publication.autocreate.mode": "disabled",
+        "snapshot.mode": "no_data",
+        "table.include.list": "outbox.events",
+        "tombstones.on.delete": "false",
+        "extended.headers.enabled": "false",
+        "poll.interval.ms": "10",
+        "transforms": "outbox",
+        "transforms.outbox.type": "io.debezium.transforms.outbox.EventRouter",
+        "transforms.outbox.route.by.field": "aggregate_type",
+        "transforms.outbox.route.topic.replacement": topic_prefix + ".${routedByValue}",
+        "transforms.outbox.table.field.event.id": "id",
+        "transforms.outbox.table.field.event.key": "aggregate_id",
+        "transforms.outbox.table.field.event.payload": "payload",
+        "transforms.outbox.table.expand.json.payload": "false",
+        "transforms.outbox.table.fields.additional.placement": "id:header:event_id,event_type:header:event_type",
+    }
+    if timestamp_field:
+        cfg["transforms.outbox.table.field.event.timestamp"] = timestamp_field
+    if exactly_once:
+        cfg["exactly.once.support"] = "required"
+        cfg["transaction.boundary"] = "poll"
+    return cfg
+
+
+def debezium_source(db, tag):
+    """A publication of the outbox table and a pgoutput slot for one connector; returns their names."""
+    slot = "dbz_" + tag.replace("-", "_")
+    pub = slot + "_pub"
+    db.execute("CREATE PUBLICATION %s FOR TABLE outbox.events" % pub)
+    db.query("SELECT lsn::text FROM pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+    return slot, pub
+
+
+class DebeziumRun:
+    """One Connect worker and one connector, its topics, and the JVM's footprint."""
+
+    def __init__(self, bench, tag, db, slot, pub, mode, timestamp_field=None):
+        self.bench = bench
+        self.tag = tag
+        self.exactly_once = mode == "exactly-once"
+        self.prefix = "dbz.%s.%s" % (tag, uuid.uuid4().hex[:6])
+        self.topics = ["%s.%s" % (self.prefix, a) for a in bench_run.AGGREGATES]
+        self.name = "outbox-" + tag
+        self.config = connector_config(bench.pg, db, slot, pub, self.prefix, self.exactly_once, timestamp_field)
+        self.worker = connect.ConnectWorker(bench.kafka.bootstrap, self.exactly_once,
+                                            os.path.join(bench.s.out_dir, "logs", tag))
+        self.t_created = None
+
+    @property
+    def pid(self):
+        return self.worker.proc.pid
+
+    def start_worker(self):
+        for t in self.topics:
+            self.bench.kafka.create_topic(t, partitions=3)
+        log("%s: starting Kafka Connect (exactly-once source support %s)"
+            % (self.tag, "enabled" if self.exactly_once else "disabled"))
+        self.worker.start()
+        return self
+
+    def create_connector(self):
+        self.t_created = time.monotonic()
+        self.worker.create_connector(self.name, self.config)
+        harness.wait_for(self.running, 120, interval=0.2, what="connector %s running" % self.name)
+
+    def running(self):
+        st = self.worker.task_state(self.name)
+        if st and "FAILED" in st[:2]:
+            raise BenchError("connector %s failed:\n%s" % (self.name, st[2]))
+        return st is not None and st[0] == "RUNNING" and st[1] == "RUNNING"
+
+    def cleanup(self, keep_topics=False):
+        self.worker.delete_connector(self.name)
+        self.worker.cleanup()
+        if not keep_topics:
+            bench_run.Bench.delete_topics(self.bench, self.topics)
+
+
+# ---------------------------------------------------------------------------
+# Catch-up
+# ---------------------------------------------------------------------------
+
+class OffsetWatch:
+    """Records the committed records of some topics (the sum of their last stable offsets) over time."""
+
+    def __init__(self, bootstrap, topics):
+        from confluent_kafka import Consumer, TopicPartition
+        self.c = Consumer({"bootstrap.servers": bootstrap, "group.id": "watch-" + uuid.uuid4().hex,
+                           "isolation.level": "read_committed", "log_level": 0, "error_cb": lambda e: None})
+        md = self.c.list_topics(timeout=30)
+        self.parts = [TopicPartition(t, p) for t in topics for p in md.topics[t].partitions]
+
+    def total(self):
+        """Offsets up to the last stable offset, summed (transaction markers included)."""
+        return sum(self.c.get_watermark_offsets(tp, timeout=10, cached=False)[1] for tp in self.parts)
+
+    def close(self):
+        self.c.close()
+
+
+def wait_for_records(run, rows, timeout, settle=3.0):
+    """Polls the offsets until at least rows are there and nothing more came for settle seconds.
+
+    Returns (time of the first and of the last increase after run.t_created, the JVM's CPU seconds
+    at the last increase)."""
+    watch = OffsetWatch(run.bench.kafka.bootstrap, run.topics)
+    last, t_first, t_last, cpu_last, t_checked = 0, None, None, None, 0.0
+    try:
+        while True:
+            total, now = watch.total(), time.monotonic()
+            if total > last:
+                last, t_last, cpu_last = total, now, proc_cpu(run.pid)
+                t_first = t_first or now
+            if last >= rows and now - t_last >= settle:
+                return t_first - run.t_created, t_last - run.t_created, cpu_last
+            if now - run.t_created > timeout:
+                raise BenchError("%s: %d of %d records after %.0f s" % (run.tag, last, rows, timeout))
+            if now - t_checked >= 1.0:  # the task's state, once a second (a REST call)
+                run.running()
+                t_checked = now
+            time.sleep(0.05)
+    finally:
+        watch.close()
+
+
+def debezium_catchup(bench, db, slot, pub, mode, rows, tag):
+    """Debezium reads the backlog from its slot: throughput, CPU per row, the JVM's peak RSS."""
+    run = DebeziumRun(bench, tag, db, slot, pub, mode).start_worker()
+    try:
+        cpu0 = proc_cpu(run.pid)
+        win = bench_run.CpuWindow(bench.pg, bench.kafka_pid, run.pid).start()  # the JVM counts as "relay"
+        run.create_connector()
+        first, last, cpu_last = wait_for_records(run, rows, timeout=max(900.0, rows / 200.0))
+        cpu_use = win.stop()
+        _, hwm = proc_mem(run.pid)
+        # rows/s from the first record to the last: Debezium's start-up is left out (favours it)
+        res = {"seconds": last - first, "first_record_s": first, "last_record_s": last,
+               "rows_per_s": rows / (last - first), "rows_per_s_from_connector_creation": rows / last,
+               "cpu_s": cpu_last - cpu0, "cpu_us_per_row": (cpu_last - cpu0) / rows * 1e6,
+               "jvm_startup_cpu_s": cpu0, "peak_rss_mb": mb(hwm), "topics": run.topics, "prefix": run.prefix,
+               "cpu_use": cpu_use}
+        if bench.s.verify:
+            res["records_in_kafka"] = bench_run.count_records(bench.kafka.bootstrap, run.topics, expected=rows)
+        return res
+    finally:
+        run.cleanup(keep_topics=True)
+
+
+def relay_catchup(bench, db, slot, mode, end_lsn, rows, tag):
+    """run.py's catch-up measurement of the relay; its topics are kept for the comparison."""
+    res = bench.relay_catchup(db, slot, mode, end_lsn, rows, tag)
+    res["topics"] = bench.kept[-1]
+    res["prefix"] = res["topics"][0].rsplit(".", 1)[0]
+    return res
+
+
+def compare_run(bench, relay, dbz):
+    """Both outputs of one mode, event by event."""
+    first = compare_outputs.Side("relay", relay["prefix"], relay["topics"], "event_id")
+    second = compare_outputs.Side("debezium", dbz["prefix"], dbz["topics"], "event_id")
+    t0 = time.monotonic()
+    out = compare_outputs.compare(bench.kafka.bootstrap, first, second)
+    out["seconds"] = time.monotonic() - t0
+    return out
+
+
+def catchup(bench, results):
+    """One backlog; per mode the relay, then Debezium, then the comparison of both outputs."""
+    s = bench.s
+    db = bench.new_database("dbz_catchup")
+    try:
+        slots = {m: bench.slot_name("relay", m) for m in s.modes}
+        for name in slots.values():
+            db.query("SELECT lsn::text FROM pg_create_logical_replication_slot(%s, 'wal2json')", (name,))
+        sources = {m: debezium_source(db, "catchup_" + m) for m in s.modes}
+        t0 = time.monotonic()
+        end_lsn, payload = bench.write_backlog(db, "large", s.rows)
+        log("backlog: %d rows in 10 transactions written in %.0f s (payload %.0f bytes), end %s"
+            % (s.rows, time.monotonic() - t0, payload, lsn_text(end_lsn)))
+        results["catchup"] = {"rows": s.rows, "transactions": 10, "payload_bytes": payload, "modes": {}}
+        for mode in s.modes:
+            results["catchup"]["modes"][mode] = catchup_mode(bench, db, slots[mode], sources[mode], end_lsn, mode)
+            save(s, results)
+    finally:
+        bench.drop_kept()
+        bench.drop_database(db)
+
+
+def catchup_mode(bench, db, slot, source, end_lsn, mode):
+    rows = bench.s.rows
+    load = os.getloadavg()[0]
+    relay = relay_catchup(bench, db, slot, mode, end_lsn, rows, "dbz-catchup-relay-" + mode)
+    log("catch-up %s: relay %.1f s, %.0f rows/s, peak RSS %.1f MB, %.2f us CPU/row"
+        % (mode, relay["seconds"], relay["rows_per_s"], relay["peak_rss_mb"], relay["cpu_us_per_row"]))
+    dbz = debezium_catchup(bench, db, source[0], source[1], mode, rows, "dbz-catchup-debezium-" + mode)
+    log("catch-up %s: Debezium %.1f s, %.0f rows/s, peak RSS %.0f MB, %.1f us CPU/row"
+        % (mode, dbz["seconds"], dbz["rows_per_s"], dbz["peak_rss_mb"], dbz["cpu_us_per_row"]))
+    entry = {"relay": relay, "debezium": dbz, "loadavg_1m_before": load, "loadavg_1m_after": os.getloadavg()[0]}
+    if bench.s.compare:
+        entry["comparison"] = compare_run(bench, relay, dbz)
+        log("compare %s: %s" % (mode, {k: v for k, v in entry["comparison"].items() if k != "examples"}))
+    bench.drop_kept()
+    bench_run.Bench.delete_topics(bench, dbz["topics"])
+    return entry
+
+
+# ---------------------------------------------------------------------------
+# Live latency
+# ---------------------------------------------------------------------------
+
+# Debezium's record timestamp for the live runs: the row's insert time (the Outbox Event Router takes
+# a timestamp column of a logical time type: a timestamp without time zone, in UTC).
+LIVE_TS_SQL = ("ALTER TABLE outbox.events ADD COLUMN IF NOT EXISTS bench_ts timestamp "
+               "DEFAULT (clock_timestamp() AT TIME ZONE 'UTC')")
+
+
+def live_load(bench, db, topics, rate, seconds, pid, already=0):
+    """Writers at rate rows/s for seconds, and the latency consumer on topics (run.py's own).
+
+    already: records in topics before (the consumer reads from the beginning)."""
+    ctx = multiprocessing.get_context("spawn")
+    nwriters = max(1, int(math.ceil(rate / 2500.0)))
+    ready, stop_ev = ctx.Event(), ctx.Event()
+    ctl_parent, ctl_child = ctx.Pipe()
+    cq, wq = ctx.Queue(), ctx.Queue()
+    cons = ctx.Process(target=bench_run.consumer_main,
+                       args=(bench.kafka.bootstrap, topics, bench.s.fetch_wait_ms, ready, ctl_child, cq))
+    cons.start()
+    procs = [cons]
+    try:
+        if not ready.wait(60):
+            raise BenchError("the latency consumer did not start")
+        t_start = time.time() + 1.0
+        t_end = t_start + seconds
+        for w in range(nwriters):
+            p = ctx.Process(target=bench_run.writer_main,
+                            args=(db.dsn, w, nwriters, rate / nwriters, t_start, t_end, stop_ev, wq))
+            p.start()
+            procs.append(p)
+        while time.time() < t_start:
+            time.sleep(0.01)
+        cpu0 = proc_cpu(pid)
+        writers = [wq.get(timeout=seconds + 60) for _ in range(nwriters)]
+        cpu = proc_cpu(pid) - cpu0
+        written = sum(w["rows"] for w in writers)
+        ctl_parent.send((written + already, time.time() + 60))
+        cres = cq.get(timeout=180)
+        cres["received"] -= already
+        return latency_result(cres, written, max(w["seconds"] for w in writers), t_start, cpu)
+    finally:
+        for p in procs:
+            p.join(10)
+            if p.is_alive():
+                p.terminate()
+
+
+def latency_result(cres, written, write_s, t_start, cpu):
+    cutoff = (t_start + bench_run.LIVE_WARMUP_S) * 1000.0
+    lat = sorted(l for ts, l in zip(cres["ts"], cres["lat"]) if ts >= cutoff)
+    return {"rows": written, "rows_per_s": written / write_s, "received": cres["received"],
+            "measured_rows": len(lat), "p50_ms": percentile(lat, 50), "p99_ms": percentile(lat, 99),
+            "max_ms": lat[-1] if lat else None, "cpu_s": cpu,
+            "cpu_us_per_row": cpu / written * 1e6 if written else None}
+
+
+def debezium_live(bench, db, mode):
+    """Debezium at BENCH_DBZ_RATE rows/s after an unreported warm-up at that rate."""
+    s = bench.s
+    slot, pub = debezium_source(db, "live_" + mode)
+    run = DebeziumRun(bench, "dbz-live-debezium-" + mode, db, slot, pub, mode, "bench_ts").start_worker()
+    try:
+        run.create_connector()
+        warm = live_load(bench, db, run.topics, s.dbz_rate, s.dbz_warmup, run.pid)["rows"] if s.dbz_warmup else 0
+        run.running()
+        res = live_load(bench, db, run.topics, s.dbz_rate, s.live_seconds, run.pid, already=warm)
+        run.running()
+        res["peak_rss_mb"] = mb(proc_mem(run.pid)[1])
+        return res
+    finally:
+        run.cleanup()
+        bench.drop_slot(db, slot)
+
+
+def live(bench, results):
+    """Per mode: the relay (run.py's live run, after its warm-up), then Debezium."""
+    s = bench.s
+    db = bench.new_database("dbz_live")
+    db.execute(LIVE_TS_SQL)
+    results["live"] = {"rate": s.dbz_rate, "seconds": s.live_seconds, "modes": {}}
+    try:
+        for mode in s.modes:
+            load = os.getloadavg()[0]
+            bench.live_run(db, mode, str(s.dbz_rate), "warmup", seconds=max(5, s.dbz_warmup))
+            relay = bench.live_run(db, mode, str(s.dbz_rate), 0)
+            log("live %s: relay p99 %.1f ms, %.0f us CPU/row" % (mode, relay["p99_ms"], relay["cpu_us_per_row"]))
+            dbz = debezium_live(bench, db, mode)
+            log("live %s: Debezium p99 %.1f ms, %.0f us CPU/row" % (mode, dbz["p99_ms"], dbz["cpu_us_per_row"]))
+            results["live"]["modes"][mode] = {"relay": relay, "debezium": dbz, "loadavg_1m_before": load,
+                                              "loadavg_1m_after": os.getloadavg()[0]}
+            save(s, results)
+    finally:
+        bench.drop_kept()
+        bench.drop_database(db)
+
+
+# ---------------------------------------------------------------------------
+# Ratios, targets, output
+# ---------------------------------------------------------------------------
+
+def ratios(results):
+    """relay/Debezium per mode, and whether the targets of issue #16 are met."""
+    out = {}
+    for mode, e in (results.get("catchup") or {}).get("modes", {}).items():
+        r, d = e["relay"], e["debezium"]
+        out[mode] = {"throughput": r["rows_per_s"] / d["rows_per_s"],
+                     "peak_rss": r["peak_rss_mb"] / d["peak_rss_mb"],
+                     "cpu_per_row": r["cpu_us_per_row"] / d["cpu_us_per_row"]}
+        out[mode]["throughput_target_met"] = out[mode]["throughput"] >= TARGET_THROUGHPUT
+        out[mode]["memory_target_met"] = out[mode]["peak_rss"] <= TARGET_MEMORY
+    for mode, e in (results.get("live") or {}).get("modes", {}).items():
+        r, d = e["relay"], e["debezium"]
+        out.setdefault(mode, {})["live_p99"] = r["p99_ms"] / d["p99_ms"] if d["p99_ms"] else None
+        out[mode]["live_cpu_per_row"] = (r["cpu_us_per_row"] / d["cpu_us_per_row"]
+                                         if d["cpu_us_per_row"] else None)
+    return out
+
+
+def _f(v, spec):
+    return "—" if v is None else spec % v
+
+
+def markdown(results):
+    lines = ["## Debezium side by side (%s)" % results.get("date", ""), "",
+             "Debezium %s on Kafka Connect %s (distributed worker), the relay at %s; load average (1 min) "
+             "next to each figure: the machine is shared, the figures are noisy." % (
+                 DEBEZIUM_VERSION, CONNECT_VERSION, results.get("relay_commit", "?")), ""]
+    lines += _catchup_table(results) + _live_table(results) + _compare_lines(results)
+    if results.get("error"):
+        lines += ["", "**The run failed:** `%s`" % results["error"]]
+    return "\n".join(lines) + "\n"
+
+
+def _catchup_table(results):
+    c = results.get("catchup")
+    if not c:
+        return []
+    lines = ["Catch-up of %d outbox rows in %d transactions:" % (c["rows"], c["transactions"]), "",
+             "| mode | tool | rows/s | peak RSS | CPU per row | load avg | other processes, cores |",
+             "|---|---|---|---|---|---|---|"]
+    rat = ratios(results)
+    for mode, e in c["modes"].items():
+        for tool in ("relay", "debezium"):
+            r = e[tool]
+            lines.append("| %s | %s | %s | %s MB | %s µs | %.1f–%.1f | %s |" % (
+                mode, tool, _f(r["rows_per_s"], "%.0f"), _f(r["peak_rss_mb"], "%.1f"),
+                _f(r["cpu_us_per_row"], "%.1f"), e["loadavg_1m_before"], e["loadavg_1m_after"],
+                _f((r.get("cpu_use") or {}).get("foreign_cores"), "%.2f")))
+        x = rat[mode]
+        lines.append("| %s | **relay/Debezium** | **%.1fx** (target ≥ 5x: %s) | **1/%.0f** (target ≤ 1/100: %s) "
+                     "| %.2f | | |" % (mode, x["throughput"], "met" if x["throughput_target_met"] else "NOT met",
+                                     1 / x["peak_rss"], "met" if x["memory_target_met"] else "NOT met",
+                                     x["cpu_per_row"]))
+    return lines + [""]
+
+
+def _live_table(results):
+    lv = results.get("live")
+    if not lv:
+        return []
+    lines = ["Live, %d rows/s, one row per transaction, %d s:" % (lv["rate"], lv["seconds"]), "",
+             "| mode | tool | rows/s written | received | p50 | p99 | max | CPU per row | load avg |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for mode, e in lv["modes"].items():
+        for tool in ("relay", "debezium"):
+            r = e[tool]
+            lines.append("| %s | %s | %.0f | %d of %d | %s ms | %s ms | %s ms | %s µs | %.1f–%.1f |" % (
+                mode, tool, r["rows_per_s"], r["received"], r["rows"], _f(r["p50_ms"], "%.1f"),
+                _f(r["p99_ms"], "%.1f"), _f(r["max_ms"], "%.1f"), _f(r["cpu_us_per_row"], "%.0f"),
+                e["loadavg_1m_before"], e["loadavg_1m_after"]))
+        x = ratios(results).get(mode, {})
+        lines.append("| %s | **relay/Debezium** | | | | **%s** | | **%s** | |" % (
+            mode, _f(x.get("live_p99"), "%.2f"), _f(x.get("live_cpu_per_row"), "%.2f")))
+    return lines + [""]
+
+
+def _compare_lines(results):
+    lines = []
+    for mode, e in ((results.get("catchup") or {}).get("modes") or {}).items():
+        cmp_ = e.get("comparison")
+        if not cmp_:
+            continue
+        lines.append("- %s: %s events from the relay, %s from Debezium; %s missing in Debezium's output, "
+                     "%s only in it, %s with another topic, partition or key, %s values differ as JSON "
+                     "(%s differ in their bytes): **%s**. Headers: relay %s, Debezium %s." % (
+                         mode, cmp_["events"]["relay"], cmp_["events"]["debezium"], cmp_["missing_in_debezium"],
+                         cmp_["only_in_debezium"], cmp_["route_differs"], cmp_["value_json_differs"],
+                         cmp_["value_bytes_differ"], "the same" if cmp_["same"] else "NOT the same",
+                         cmp_["headers"]["relay"], cmp_["headers"]["debezium"]))
+    return (["Same topic, partition, key and value for every event (read_committed, keyed by event id):", ""]
+            + lines) if lines else []
+
+
+def save(s, results):
+    os.makedirs(s.out_dir, exist_ok=True)
+    with open(os.path.join(s.out_dir, "debezium.json"), "w") as f:
+        json.dump(results, f, indent=1, default=str)
+    with open(os.path.join(s.out_dir, "debezium.md"), "w") as f:
+        f.write(markdown(results))
+
+
+def main():
+    s = Settings()
+    if not os.access(s.relay_bin, os.X_OK):
+        raise SystemExit("no relay binary at %s (make all)" % s.relay_bin)
+    connect.ensure_jars()
+    os.makedirs(os.path.join(s.out_dir, "logs"), exist_ok=True)
+    results = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+               "settings": s.as_dict(), "machine": bench_run.machine_info(),
+               "relay_commit": os.environ.get("BENCH_RELAY_COMMIT") or _commit()}
+    pg, kafka = harness.Postgres(), harness.Kafka()
+    rc = 0
+    try:
+        log("starting PostgreSQL and Kafka")
+        pg.start()
+        bench_run.tune_postgres(pg, 8)
+        kafka.start()
+        kafka.create_topic(bench_run.CHECKPOINT_TOPIC, partitions=1, config={"cleanup.policy": "compact"})
+        bench = SideBySide(s, pg, kafka, {"catchup": {}})
+        if "catchup" in s.dbz_phases:
+            catchup(bench, results)
+        if "live" in s.dbz_phases:
+            live(bench, results)
+        results["ratios"] = ratios(results)
+    except (Exception, KeyboardInterrupt) as e:
+        results["error"] = "".join(traceback.format_exception_only(type(e), e)).strip()
+        log("failed: %s" % results["error"])
+        traceback.print_exc()
+        rc = 1
+    finally:
+        save(s, results)
+        harness.cleanup_all()
+    print(markdown(results))
+    return rc
+
+
+def _commit():
+    import subprocess
+    p = subprocess.run(["git", "-C", bench_run.REPO, "describe", "--always", "--dirty"],
+                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return p.stdout.strip() or "?"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
