@@ -28,6 +28,9 @@ typedef int mhd_result;
 #define TOPIC_INDEX_SIZE 128 /* open addressing, at most half full */
 #define HTTP_CONNECTION_LIMIT 32
 #define HTTP_TIMEOUT_S 10
+#ifndef RELAY_VERSION
+#define RELAY_VERSION "0.0.0-dev"
+#endif
 
 typedef struct {
 	char name[TOPIC_NAME_MAX]; /* written once, before the entry is published */
@@ -61,6 +64,8 @@ static struct {
 	_Atomic uint64_t standby_waits;
 	_Atomic uint64_t standby_wait_us;
 	_Atomic uint64_t phantoms;
+	_Atomic uint64_t forks_with_phantoms;
+	_Atomic uint64_t backfilling; /* 0 or 1 */
 	_Atomic uint64_t standby;  /* 0 or 1 */
 	_Atomic uint64_t takeovers;
 	_Atomic uint64_t fenced;
@@ -70,6 +75,7 @@ static struct {
 	_Atomic int64_t read_commit_ms; /* 0: no transaction read yet */
 	_Atomic bool caught_up;
 	_Atomic bool ready;
+	_Atomic bool exactly_once;
 } st;
 
 /* Main thread only: topic name hash to index + 1 (0: empty), and each entry's hash. */
@@ -150,6 +156,9 @@ void metrics_set_retained_wal(uint64_t bytes) { SET(retained_wal, bytes); }
 void metrics_set_commit_disorder(int64_t us) { SET(commit_disorder_us, us > 0 ? (uint64_t)us : 0); }
 void metrics_backfilled(uint64_t n) { ADD(backfilled, n); }
 void metrics_phantoms(uint64_t n) { ADD(phantoms, n); }
+void metrics_fork_with_phantoms(void) { ADD(forks_with_phantoms, 1); }
+void metrics_set_backfilling(bool backfilling) { SET(backfilling, backfilling ? 1 : 0); }
+void metrics_set_delivery(bool exactly_once) { SET(exactly_once, exactly_once); }
 
 void metrics_set_refused_tables(uint64_t n) { SET(refused_tables, n); }
 
@@ -252,6 +261,12 @@ static const struct {
 	{"phantom_transactions_total", "counter",
 	 "Transactions published whose commit the new timeline does not have (a failover forked before the checkpoint), as far as the checkpoint names them.",
 	 &st.phantoms},
+	{"timeline_forks_with_phantoms_total", "counter",
+	 "Failovers found to have forked behind published events (the \"timeline fork\" error line), whether or not the checkpoint names their transactions.",
+	 &st.forks_with_phantoms},
+	{"backfilling", "gauge",
+	 "1 while a backfill runs (outbox rows published from their table for a new slot): not streaming, not ready.",
+	 &st.backfilling},
 	{"standby", "gauge",
 	 "1 while standing by: another relay holds the slot (relay.takeover = \"wait\").",
 	 &st.standby},
@@ -279,6 +294,15 @@ static void render_plain(FILE *f)
 	}
 }
 
+/* The build and delivery mode as labels, so that rules can tell the two modes apart. */
+static void render_info(FILE *f)
+{
+	family(f, "info", "gauge", "Always 1; the labels say the relay's version and delivery mode.");
+	fputs("outbox_relay_info{version=\"", f);
+	label_value(f, RELAY_VERSION);
+	fprintf(f, "\",delivery=\"%s\"} 1\n", GET(exactly_once) ? "exactly-once" : "at-least-once");
+}
+
 /* Seconds since the epoch when the process started: a change means a restart. */
 static void render_start_time(FILE *f)
 {
@@ -301,6 +325,7 @@ char *metrics_render(size_t *len)
 		return NULL;
 	family(f, "up", "gauge", "1 while the relay process runs.");
 	sample(f, "up", 1);
+	render_info(f);
 	family(f, "ready", "gauge",
 	       "1 while streaming from PostgreSQL with the Kafka producer up (what /readyz says).");
 	sample(f, "ready", GET(ready));

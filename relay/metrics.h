@@ -67,6 +67,15 @@ void metrics_standby_wait(int64_t us);
 void metrics_backfilled(uint64_t n);
 /* Published transactions found beyond a failover's fork (phantoms; slot_start.c). */
 void metrics_phantoms(uint64_t n);
+/*
+ * A failover's fork left published events beyond it (the "timeline fork" error line), named or
+ * not: counted once per fork, since metrics_phantoms cannot count what the checkpoint does not name.
+ */
+void metrics_fork_with_phantoms(void);
+/* A backfill runs (open_session): not ready, and not stuck either. */
+void metrics_set_backfilling(bool backfilling);
+/* The delivery mode for outbox_relay_info (set once, before metrics_start; default at-least-once). */
+void metrics_set_delivery(bool exactly_once);
 /* The server said it has nothing more to send: the replication lag is 0 until the next read. */
 void metrics_set_caught_up(void);
 /* Standing by while another relay holds the slot (relay.takeover = "wait"; /readyz: 503 standby). */

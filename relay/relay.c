@@ -109,6 +109,7 @@ int relay_run(const relay_config *cfg)
 	signals_setup();
 	if (build_parts(&r, cfg) < 0)
 		goto cleanup;
+	metrics_set_delivery(cfg->exactly_once);
 	/* After signals_setup: the server's thread keeps our signals blocked, as librdkafka's do. */
 	if (metrics_start(cfg->metrics_listen, err, sizeof(err)) < 0) {
 		log_error("%s: relay.metrics_listen: %s", cfg->path, err);

@@ -190,7 +190,9 @@ static outcome open_session(relay *r, char *err, size_t errlen)
 		/* The replication connection waits for nothing during a backfill: closed, reopened. */
 		pg_stream_close(r->pg, 0);
 		r->pg = NULL;
+		metrics_set_backfilling(true);
 		res = backfill_run(r, err, errlen);
+		metrics_set_backfilling(false);
 		forget_standbys(r);
 		if (res == OUTCOME_OK)
 			res = connect_and_settle(r, err, errlen);

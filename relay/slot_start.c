@@ -457,7 +457,8 @@ static void describe_phantoms(relay *r, const timeline_phantoms *ph, strbuf *lin
 
 /*
  * One error line for the operator: the two timelines, the fork, the checkpoint and the phantom
- * xids (those that do not fit follow on info lines); counted in phantom_transactions_total. A
+ * xids (those that do not fit follow on info lines); counted in phantom_transactions_total
+ * (named transactions) and timeline_forks_with_phantoms_total (forks with any phantom). A
  * warning instead when nothing was published beyond the fork (idle checkpoints only).
  */
 static void report_fork(relay *r, const checkpoint *was, uint32_t now, lsn_t fork,
@@ -484,6 +485,8 @@ static void report_fork(relay *r, const checkpoint *was, uint32_t now, lsn_t for
 		log_info("timeline fork: phantom xids (continued): %s", strbuf_str(&line));
 	}
 	metrics_phantoms(ph->n_xids + (ph->partial ? 1 : 0));
+	if (phantoms)
+		metrics_fork_with_phantoms(); /* also when none is named: unnamed, or messages only */
 	strbuf_free(&line);
 }
 

@@ -46,8 +46,14 @@ run_promtool() {
 	local what
 	for what in "check rules conf/prometheus/outbox-relay-alerts.yml" \
 		"test rules tests/prometheus/alerts_test.yml"; do
+		if ! command -v promtool >/dev/null 2>&1; then
+			echo "promtool $what: FAILED (promtool not installed: tests/install-deps.sh, Debian package prometheus)"
+			failed=$((failed + 1))
+			failed_suites+=("promtool ${what%% *} (promtool not installed)")
+			continue
+		fi
 		# shellcheck disable=SC2086
-		if command -v promtool >/dev/null 2>&1 && promtool $what; then
+		if promtool $what; then
 			echo "promtool $what: passed"
 			passed=$((passed + 1))
 		else

@@ -3,9 +3,11 @@ import json
 
 import pytest
 
+import harness
 import relayctl
 from events import AGGREGATES, assert_exactly_once_in_order, write_events
 from harness import wait_for
+from test_metrics import P, scrape
 
 CHECKPOINT_TOPIC = "outbox-relay.checkpoints"
 
@@ -53,6 +55,32 @@ def test_kill_during_the_backfill_resumes_after_the_last_committed_row(outbox, k
     assert "resuming the backfill (first start) after" in outbox.relay.log()
     outbox.relay.wait_streaming(timeout=60)
     assert_exactly_once_in_order(all_events(kafka, outbox, len(rows)), rows, outbox)
+
+
+def test_a_running_backfill_shows_in_the_backfilling_gauge_while_not_ready(outbox, kafka):
+    rows = write_events(outbox.db, 400, 50, keys=97)  # 20,000 events before the first start
+    port = harness.free_port()
+    outbox.reconfigure(extra_relay='transaction_max_records = 200; metrics_listen = ":%d";' % port)
+    outbox.relay.start()
+
+    def backfilling():
+        try:
+            s = scrape(port)
+        except OSError:  # not listening yet
+            return None
+        return s if s.get(P + "backfilling") == 1 else None
+    s = wait_for(backfilling, 90, interval=0.05, what="outbox_relay_backfilling 1")
+    assert s.get(P + "ready") == 0 and s.get(P + "standby") == 0  # what OutboxRelayNotReady excludes
+    outbox.relay.wait_log("backfill done: 20000 events (first start)", timeout=120)
+    outbox.relay.wait_streaming(timeout=60)
+
+    def streaming():
+        s = scrape(port)
+        return s.get(P + "backfilling") == 0 and s.get(P + "ready") == 1
+    wait_for(streaming, 30, what="backfilling 0 and ready 1 after the backfill")
+    assert scrape(port).get(P + "backfilled_rows_total") == len(rows)
+    assert_exactly_once_in_order(all_events(kafka, outbox, len(rows)), rows, outbox)
+    assert outbox.relay.stop() == 0
 
 
 def test_a_start_that_died_creating_its_slot_starts_over(outbox, kafka):

@@ -113,7 +113,8 @@ FAMILIES = {
     "standby_waits_total": "counter", "standby_wait_microseconds_total": "counter",
     "standby": "gauge", "takeovers_total": "counter", "fenced_total": "counter",
     "snapshot_rows_total": "counter", "snapshot_tables_queued": "gauge",
-    "start_time_seconds": "gauge",
+    "start_time_seconds": "gauge", "info": "gauge", "backfilling": "gauge",
+    "timeline_forks_with_phantoms_total": "counter",
 }
 
 
@@ -189,6 +190,11 @@ def test_metrics_count_what_was_published(outbox, kafka, delivery):
         assert s.types.get(P + family) == kind, family
         assert s.helps.get(P + family), family
     assert s.get(P + "up") == 1 and s.get(P + "ready") == 1
+    # The delivery mode as a label (OutboxRelayKafkaTransactionsStalled picks exactly-once by it).
+    assert s.by_label(P + "info", "delivery") == {delivery: 1}
+    assert re.fullmatch(r"\d+\.\d+\.\d+\S*", list(s.by_label(P + "info", "version"))[0])
+    assert s.get(P + "backfilling") == 0
+    assert s.get(P + "timeline_forks_with_phantoms_total") == 0
     # A fresh broker may refuse the first transactions for a moment ("Erroneous state"): the
     # relay then reads again from the confirmed position, which the counters show.
     replayed = s.get(P + "reconnects_total") > 0

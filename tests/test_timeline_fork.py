@@ -251,6 +251,7 @@ def test_failover_behind_the_checkpoint_names_the_phantoms(cluster, kafka, tmp_p
             sorted(named), sorted(phantom_xids))
         assert re.search(r"Going on from %s on timeline %s" % (fork, now_tli), line), line
         assert scrape(port, "phantom_transactions_total") == len(phantom_xids)
+        assert scrape(port, "timeline_forks_with_phantoms_total") == 1  # OutboxRelayPhantomTransactions
         st = relay_status(config_path)  # the checkpoints written since are of the new timeline
         assert st["checkpoint_timeline"] == st["server_timeline"] == int(now_tli), st
         print("fork of timeline %s at %s, checkpoint %s: %d phantom events of %d transactions (xids %s); "
