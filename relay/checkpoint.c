@@ -354,16 +354,18 @@ static void keep_state(const rd_kafka_message_t *m, const char *key, size_t klen
  * read, so that an operator knows what the start waits for; info, since on a busy shared topic
  * a wait of a few milliseconds for another relay's commit is routine (the timeout warns).
  */
-static void note_held(const rd_kafka_message_t *m, part_read *r, int wait_ms)
+static void note_held(const rd_kafka_message_t *m, part_read *r, const checkpoint_read_opts *opts)
 {
 	if (r->held || m->offset >= r->end)
 		return;
 	r->held = true;
+	if (opts->partial_ok) /* the caller reports it (`status`), the log stays quiet */
+		return;
 	log_info("checkpoint topic %s: an open Kafka transaction at offset %lld of partition %d "
 		 "holds the read of this relay's checkpoint back (another relay's, or a dead one's: "
 		 "the broker aborts it after its transaction.timeout.ms, 60 s by default); waiting up "
 		 "to %d s for it to end", rd_kafka_topic_name(m->rkt), (long long)m->offset,
-		 (int)m->partition, wait_ms / 1000);
+		 (int)m->partition, opts->wait_ms / 1000);
 }
 
 /*
@@ -371,7 +373,8 @@ static void note_held(const rd_kafka_message_t *m, part_read *r, int wait_ms)
  * -2 when the relay may not read the topic (retrying would not help until the ACL is there).
  */
 static int take_message(const rd_kafka_message_t *m, const char *key, size_t klen, part_read *pr,
-			int wait_ms, checkpoint *cp, checkpoint_result *r, checkpoint_extra *x)
+			const checkpoint_read_opts *opts, checkpoint *cp, checkpoint_result *r,
+			checkpoint_extra *x)
 {
 	if (x)
 		keep_state(m, key, klen, &x->state);
@@ -379,7 +382,7 @@ static int take_message(const rd_kafka_message_t *m, const char *key, size_t kle
 		/* At the last stable offset, past the commit and abort markers before it (control
 		 * records take offsets too): the end, once no transaction is open before it. */
 		pr[m->partition].pos = m->offset;
-		note_held(m, &pr[m->partition], wait_ms);
+		note_held(m, &pr[m->partition], opts);
 		return 0;
 	}
 	if (m->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
@@ -450,15 +453,15 @@ static checkpoint_result give_up(const char *topic, int parts, const part_read *
 
 /* Takes one message or event, if one comes within 200 ms; -1 (err set) when reading must end. */
 static int take_next(rd_kafka_queue_t *q, const char *topic, const char *key, part_read *pr,
-		     int wait_ms, checkpoint *cp, checkpoint_result *r, checkpoint_extra *x,
-		     char *err, size_t errlen)
+		     const checkpoint_read_opts *opts, checkpoint *cp, checkpoint_result *r,
+		     checkpoint_extra *x, char *err, size_t errlen)
 {
 	rd_kafka_message_t *m = rd_kafka_consume_queue(q, 200);
 	int taken;
 
 	if (!m)
 		return 0;
-	taken = take_message(m, key, strlen(key), pr, wait_ms, cp, r, x);
+	taken = take_message(m, key, strlen(key), pr, opts, cp, r, x);
 	if (taken == -1)
 		snprintf(err, errlen, "checkpoint topic %s holds a malformed record for %s "
 			 "at offset %lld", topic, key, (long long)m->offset);
@@ -517,7 +520,7 @@ static checkpoint_result read_to_end(const relay_config *cfg, rd_kafka_t *rk, co
 			r = give_up(topic, parts, pr, opts, r, x, err, errlen);
 			break;
 		}
-		if (take_next(q, topic, key, pr, opts->wait_ms, cp, &r, x, err, errlen) < 0) {
+		if (take_next(q, topic, key, pr, opts, cp, &r, x, err, errlen) < 0) {
 			r = CHECKPOINT_ERROR;
 			break;
 		}

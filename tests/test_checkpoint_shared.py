@@ -139,3 +139,38 @@ def test_a_relay_held_by_an_open_checkpoint_transaction_after_ready_keeps_pingin
             other.abort_transaction(30)
         relayctl.end_of_test(passive, request)
         systemd.close()
+
+
+def test_status_behind_an_open_checkpoint_transaction_answers_within_seconds_with_the_checkpoint_before_it_and_says_so(
+        outbox, kafka):
+    from test_timeline_fork import relay_status
+
+    relay = outbox.relay
+    relay.start()
+    relay.wait_streaming()
+    write_events(outbox.db, 10, 3)
+    assert len(consume_events(kafka, outbox, 30)) == 30
+    other = leave_transaction_open(kafka, CHECKPOINT_TOPIC)
+    try:
+        write_events(outbox.db, 10, 3, start=30)  # their checkpoint comes after the open transaction
+        assert len(consume_events(kafka, outbox, 60)) == 60
+        asked_at = time.monotonic()
+        held = relay_status(outbox.config_path)
+        took = time.monotonic() - asked_at
+    finally:
+        other.abort_transaction(30)
+    assert took < 10, "status waited %.1f s for the open transaction" % took
+    assert held.get("checkpoint_lsn"), held
+    assert held.get("checkpoint_incomplete", "").startswith("an open transaction at offset "), held
+    assert held["checkpoint_incomplete"].endswith(" of partition 0"), held
+    assert "checkpoint_error" not in held, held
+    whole = wait_for(lambda: (lambda st: st if "checkpoint_incomplete" not in st else None)(
+        relay_status(outbox.config_path)), 30, interval=1, what="a status read to the end")
+    assert lsn_value(whole["checkpoint_lsn"]) > lsn_value(held["checkpoint_lsn"]), (held, whole)
+    assert relay.stop() == 0
+
+
+def lsn_value(text):
+    """An LSN's text ("0/16B3748") as a number."""
+    hi, lo = text.split("/")
+    return (int(hi, 16) << 32) | int(lo, 16)
