@@ -285,6 +285,13 @@ static int call_tick(const checkpoint_read_opts *opts)
 	return opts->tick ? opts->tick(opts->ctx) : 0;
 }
 
+/* How long the next try may take: CHECKPOINT_ENDS_TRY_MS, or what is left of the budget. */
+static int try_ms(int64_t budget)
+{
+	int64_t left = budget - clock_mono_ms();
+	return left >= CHECKPOINT_ENDS_TRY_MS ? CHECKPOINT_ENDS_TRY_MS : left > 0 ? (int)left : 1;
+}
+
 /*
  * The end of one partition, asked in tries of at most CHECKPOINT_ENDS_TRY_MS until the budget
  * (a clock_mono_ms time) passes, with the tick between tries: a slow broker neither stalls the
@@ -294,10 +301,8 @@ static int partition_end(rd_kafka_t *rk, const char *topic, int p, int64_t budge
 			 const checkpoint_read_opts *opts, int64_t *end, rd_kafka_resp_err_t *e)
 {
 	for (;;) {
-		int64_t low, left = budget - clock_mono_ms();
-		*e = rd_kafka_query_watermark_offsets(
-			rk, topic, p, &low, end,
-			(int)(left < CHECKPOINT_ENDS_TRY_MS ? (left > 0 ? left : 1) : CHECKPOINT_ENDS_TRY_MS));
+		int64_t low;
+		*e = rd_kafka_query_watermark_offsets(rk, topic, p, &low, end, try_ms(budget));
 		if (*e != RD_KAFKA_RESP_ERR__TIMED_OUT || clock_mono_ms() >= budget)
 			break;
 		if (call_tick(opts) < 0)
