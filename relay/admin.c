@@ -24,6 +24,8 @@
 #include "xalloc.h"
 
 #define ADMIN_KAFKA_TIMEOUT_MS 10000
+/* How long `status` waits for an open transaction on the checkpoint topic before saying so. */
+#define ADMIN_CHECKPOINT_WAIT_MS 2000
 
 /* A normal (not replication) connection with the relay's conninfo and password. */
 static PGconn *admin_connect(const relay_config *cfg)
@@ -453,14 +455,19 @@ static void add_checkpoint(json_t *o, const relay_config *cfg)
 	eos_transactional_id(cfg, json_string_value(sysid), &id);
 	const char *txn_id = strbuf_str(&id);
 	json_object_set_new(o, "transactional_id", json_string(txn_id));
-	checkpoint_result r = checkpoint_load_state(cfg, cfg->checkpoint_topic, txn_id, false, &cp,
-						    &x, err, sizeof(err));
+	/* A status never waits long for an open transaction (the running relay's commit, another
+	 * relay's): it says what it read before it. */
+	checkpoint_read_opts opts = {.wait_ms = ADMIN_CHECKPOINT_WAIT_MS, .partial_ok = true};
+	checkpoint_result r = checkpoint_load_state(cfg, cfg->checkpoint_topic, txn_id, false, &opts,
+						    &cp, &x, err, sizeof(err));
 	if (x.state) {
 		/* Snapshot progress of captured tables: done, queued, rows of the current one. */
 		json_t *snap = json_loads(x.state, 0, NULL);
 		json_object_set_new(o, "snapshot", snap ? snap : json_string(x.state));
 	}
 	status_recovery(o, &x.rec);
+	if (x.incomplete[0])
+		json_object_set_new(o, "checkpoint_incomplete", json_string(x.incomplete));
 	checkpoint_extra_free(&x);
 	strbuf_free(&id);
 	if (r == CHECKPOINT_FOUND) {

@@ -12,7 +12,7 @@
 #include "log.h"
 #include "xalloc.h"
 
-/* How long loading may wait for the broker (metadata, topic creation, reading). */
+/* How long loading may wait for the broker's metadata and topic creation. */
 #define CHECKPOINT_TIMEOUT_MS 30000
 
 void checkpoint_recovery_free(checkpoint_recovery *rec)
@@ -286,32 +286,71 @@ static int first_unread(int parts, const part_read *pr)
 	return -1;
 }
 
+/* How long asking for the partitions' ends may take in all, and one try at most. */
+#define CHECKPOINT_ENDS_MS 10000
+#define CHECKPOINT_ENDS_TRY_MS 2000
+
+/* The tick of opts, when there is one: 0 goes on, -1 stops. */
+static int call_tick(const checkpoint_read_opts *opts)
+{
+	return opts->tick ? opts->tick(opts->ctx) : 0;
+}
+
+/* How long the next try may take: CHECKPOINT_ENDS_TRY_MS, or what is left of the budget. */
+static int try_ms(int64_t budget)
+{
+	int64_t left = budget - clock_mono_ms();
+	return left >= CHECKPOINT_ENDS_TRY_MS ? CHECKPOINT_ENDS_TRY_MS : left > 0 ? (int)left : 1;
+}
+
 /*
- * The true end (high watermark) of each partition. librdkafka (since 1.7.1) answers a
- * read_committed handle with the last stable offset, which stops at the first record of the
- * oldest open transaction: on a shared topic another relay's, with this relay's newest
- * checkpoints possibly after it. So the ends come from a read_uncommitted handle of their own.
+ * The end of one partition, asked in tries of at most CHECKPOINT_ENDS_TRY_MS until the budget
+ * (a clock_mono_ms time) passes, with the tick between tries: a slow broker neither stalls the
+ * watchdog nor eats the wait for an open transaction. -1 when stopped by the tick.
+ */
+static int partition_end(rd_kafka_t *rk, const char *topic, int p, int64_t budget,
+			 const checkpoint_read_opts *opts, int64_t *end, rd_kafka_resp_err_t *e)
+{
+	for (;;) {
+		int64_t low;
+		*e = rd_kafka_query_watermark_offsets(rk, topic, p, &low, end, try_ms(budget));
+		if (*e != RD_KAFKA_RESP_ERR__TIMED_OUT || clock_mono_ms() >= budget)
+			break;
+		if (call_tick(opts) < 0)
+			return -1;
+	}
+	/* An end offset not known (negative) is no proof of an empty partition: ask again. */
+	if (!*e && *end < 0)
+		*e = RD_KAFKA_RESP_ERR__NO_OFFSET;
+	return 0;
+}
+
+/*
+ * The true end (high watermark) of each partition, within CHECKPOINT_ENDS_MS in all. librdkafka
+ * (since 1.7.1) answers a read_committed handle with the last stable offset, which stops at the
+ * first record of the oldest open transaction: on a shared topic another relay's, with this
+ * relay's newest checkpoints possibly after it. So the ends come from a read_uncommitted handle
+ * of their own. 0; -1 on an error (err says it); -2 when the tick stopped it.
  */
 static int partition_ends(const relay_config *cfg, const char *topic, int parts, part_read *pr,
-			  char *err, size_t errlen)
+			  const checkpoint_read_opts *opts, char *err, size_t errlen)
 {
 	/* Hand-off: this handle is ours for the queries only, destroyed below. */
 	rd_kafka_t *rk = new_consumer(cfg, "read_uncommitted", err, errlen);
 	rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+	int64_t budget = clock_mono_ms() + CHECKPOINT_ENDS_MS;
+	int stopped = 0;
 
 	if (!rk)
 		return -1;
-	for (int p = 0; p < parts && !e; p++) {
-		int64_t low;
-		e = rd_kafka_query_watermark_offsets(rk, topic, p, &low, &pr[p].end,
-						     CHECKPOINT_TIMEOUT_MS);
-		/* An end offset not known (negative) is no proof of an empty partition: ask again. */
-		if (!e && pr[p].end < 0)
-			e = RD_KAFKA_RESP_ERR__NO_OFFSET;
-	}
+	for (int p = 0; p < parts && !e && !stopped; p++)
+		stopped = partition_end(rk, topic, p, budget, opts, &pr[p].end, &e);
 	rd_kafka_destroy(rk);
+	if (stopped)
+		return -2;
 	if (e)
-		snprintf(err, errlen, "checkpoint topic %s: %s", topic, rd_kafka_err2str(e));
+		snprintf(err, errlen, "checkpoint topic %s: %s (asking for the partitions' ends)", topic,
+			 rd_kafka_err2str(e));
 	return e ? -1 : 0;
 }
 
@@ -331,16 +370,18 @@ static void keep_state(const rd_kafka_message_t *m, const char *key, size_t klen
  * read, so that an operator knows what the start waits for; info, since on a busy shared topic
  * a wait of a few milliseconds for another relay's commit is routine (the timeout warns).
  */
-static void note_held(const rd_kafka_message_t *m, part_read *r)
+static void note_held(const rd_kafka_message_t *m, part_read *r, const checkpoint_read_opts *opts)
 {
 	if (r->held || m->offset >= r->end)
 		return;
 	r->held = true;
+	if (opts->partial_ok) /* the caller reports it (`status`), the log stays quiet */
+		return;
 	log_info("checkpoint topic %s: an open Kafka transaction at offset %lld of partition %d "
 		 "holds the read of this relay's checkpoint back (another relay's, or a dead one's: "
 		 "the broker aborts it after its transaction.timeout.ms, 60 s by default); waiting up "
 		 "to %d s for it to end", rd_kafka_topic_name(m->rkt), (long long)m->offset,
-		 (int)m->partition, CHECKPOINT_TIMEOUT_MS / 1000);
+		 (int)m->partition, opts->wait_ms / 1000);
 }
 
 /*
@@ -348,7 +389,8 @@ static void note_held(const rd_kafka_message_t *m, part_read *r)
  * -2 when the relay may not read the topic (retrying would not help until the ACL is there).
  */
 static int take_message(const rd_kafka_message_t *m, const char *key, size_t klen, part_read *pr,
-			checkpoint *cp, checkpoint_result *r, checkpoint_extra *x)
+			const checkpoint_read_opts *opts, checkpoint *cp, checkpoint_result *r,
+			checkpoint_extra *x)
 {
 	if (x)
 		keep_state(m, key, klen, &x->state);
@@ -356,7 +398,7 @@ static int take_message(const rd_kafka_message_t *m, const char *key, size_t kle
 		/* At the last stable offset, past the commit and abort markers before it (control
 		 * records take offsets too): the end, once no transaction is open before it. */
 		pr[m->partition].pos = m->offset;
-		note_held(m, &pr[m->partition]);
+		note_held(m, &pr[m->partition], opts);
 		return 0;
 	}
 	if (m->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
@@ -382,48 +424,101 @@ static int take_message(const rd_kafka_message_t *m, const char *key, size_t kle
 }
 
 /* Says why the end of partition p was not reached in time: an open transaction, or a slow broker. */
-static void explain_unread(const char *topic, int p, const part_read *r, char *err, size_t errlen)
+static void explain_unread(const char *topic, int p, const part_read *r, int wait_ms, char *err,
+			   size_t errlen)
 {
 	if (r->held)
 		snprintf(err, errlen, "reading checkpoint topic %s: an open Kafka transaction at offset "
 			 "%lld of partition %d (another relay's, or a dead one's) did not end within %d s; "
 			 "this relay's newest checkpoint may lie after it, so the relay does not start from "
-			 "an older one. The broker aborts it after its transaction.timeout.ms (60 s by "
-			 "default)", topic, (long long)r->pos, p, CHECKPOINT_TIMEOUT_MS / 1000);
+			 "an older one. The broker aborts a dead producer's transaction after its "
+			 "transaction.timeout.ms (60 s by default) and its next abort check (up to 10 s)",
+			 topic, (long long)r->pos, p, wait_ms / 1000);
 	else
 		snprintf(err, errlen, "reading checkpoint topic %s: the end of partition %d (offset "
-			 "%lld) was not reached within %d s", topic, p, (long long)r->end,
-			 CHECKPOINT_TIMEOUT_MS / 1000);
+			 "%lld) was not reached within %d s", topic, p, (long long)r->end, wait_ms / 1000);
+}
+
+/* True when every partition not read to its end stopped at an open transaction. */
+static bool all_unread_held(int parts, const part_read *pr)
+{
+	for (int p = 0; p < parts; p++)
+		if (pr[p].end > 0 && pr[p].pos < pr[p].end && !pr[p].held)
+			return false;
+	return true;
+}
+
+/*
+ * The wait is over with partition p unread: an error, or (partial_ok, every unread partition
+ * held by an open transaction) what was read, x->incomplete saying where the read stopped.
+ */
+static checkpoint_result give_up(const char *topic, int parts, const part_read *pr,
+				 const checkpoint_read_opts *opts, checkpoint_result r,
+				 checkpoint_extra *x, char *err, size_t errlen)
+{
+	int p = first_unread(parts, pr);
+
+	if (opts->partial_ok && x && all_unread_held(parts, pr)) {
+		snprintf(x->incomplete, sizeof(x->incomplete),
+			 "an open transaction at offset %lld of partition %d", (long long)pr[p].pos, p);
+		return r;
+	}
+	explain_unread(topic, p, &pr[p], opts->wait_ms, err, errlen);
+	return CHECKPOINT_ERROR;
+}
+
+/* Takes one message or event, if one comes within 200 ms; -1 (err set) when reading must end. */
+static int take_next(rd_kafka_queue_t *q, const char *topic, const char *key, part_read *pr,
+		     const checkpoint_read_opts *opts, checkpoint *cp, checkpoint_result *r,
+		     checkpoint_extra *x, char *err, size_t errlen)
+{
+	rd_kafka_message_t *m = rd_kafka_consume_queue(q, 200);
+	int taken;
+
+	if (!m)
+		return 0;
+	taken = take_message(m, key, strlen(key), pr, opts, cp, r, x);
+	if (taken == -1)
+		snprintf(err, errlen, "checkpoint topic %s holds a malformed record for %s "
+			 "at offset %lld", topic, key, (long long)m->offset);
+	else if (taken == -2)
+		snprintf(err, errlen, "reading checkpoint topic %s: %s (Kafka authorization: "
+			 "the relay's principal needs an ACL allowing READ on the topic)", topic,
+			 rd_kafka_err2str(m->err));
+	rd_kafka_message_destroy(m);
+	return taken < 0 ? -1 : 0;
 }
 
 /*
  * Reads every partition up to the end it had when reading began (its high watermark, asked of
  * a read_uncommitted handle). The read_committed consumer stops before an open transaction
- * until it ends, so this waits for it, up to the timeout: reaching the end is the only proof of
- * having seen this relay's newest checkpoint, and an error (retried) is better than an older one.
+ * until it ends, so this waits for it, up to opts->wait_ms from when the ends are known:
+ * reaching the end is the only proof of having seen this relay's newest checkpoint, and an
+ * error (retried) is better than an older one. The tick is called at every slice.
  */
 static checkpoint_result read_to_end(const relay_config *cfg, rd_kafka_t *rk, const char *topic,
-				     int parts, const char *key, checkpoint *cp,
-				     checkpoint_extra *x, char *err, size_t errlen)
+				     int parts, const char *key, const checkpoint_read_opts *opts,
+				     checkpoint *cp, checkpoint_extra *x, char *err, size_t errlen)
 {
 	/* Hand-off: the topic handle and queue are ours, destroyed below after consume_stop. */
 	rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
 	rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
 	part_read *pr = calloc((size_t)parts, sizeof(part_read));
 	checkpoint_result r = CHECKPOINT_NONE;
-	int64_t deadline = clock_mono_ms() + CHECKPOINT_TIMEOUT_MS;
-	size_t klen = strlen(key);
-	int started = 0, p;
+	int64_t deadline;
+	int started = 0, ends;
 
 	if (!rkt || !pr) {
 		snprintf(err, errlen, "reading checkpoint topic %s: out of memory", topic);
 		r = CHECKPOINT_ERROR;
 		goto done;
 	}
-	if (partition_ends(cfg, topic, parts, pr, err, errlen) < 0) {
-		r = CHECKPOINT_ERROR;
+	if ((ends = partition_ends(cfg, topic, parts, pr, opts, err, errlen)) < 0) {
+		r = ends == -2 ? CHECKPOINT_STOPPED : CHECKPOINT_ERROR;
 		goto done;
 	}
+	/* Counted from here: asking for the ends has a budget of its own. */
+	deadline = clock_mono_ms() + opts->wait_ms;
 	for (; started < parts; started++) {
 		if (rd_kafka_consume_start_queue(rkt, started, RD_KAFKA_OFFSET_BEGINNING, q) < 0) {
 			snprintf(err, errlen, "checkpoint topic %s: %s", topic,
@@ -432,29 +527,19 @@ static checkpoint_result read_to_end(const relay_config *cfg, rd_kafka_t *rk, co
 			goto done;
 		}
 	}
-	while ((p = first_unread(parts, pr)) >= 0) {
+	while (first_unread(parts, pr) >= 0) {
+		if (call_tick(opts) < 0) {
+			r = CHECKPOINT_STOPPED;
+			break;
+		}
 		if (clock_mono_ms() > deadline) {
-			explain_unread(topic, p, &pr[p], err, errlen);
+			r = give_up(topic, parts, pr, opts, r, x, err, errlen);
+			break;
+		}
+		if (take_next(q, topic, key, pr, opts, cp, &r, x, err, errlen) < 0) {
 			r = CHECKPOINT_ERROR;
 			break;
 		}
-		rd_kafka_message_t *m = rd_kafka_consume_queue(q, 200);
-		if (!m)
-			continue;
-		int taken = take_message(m, key, klen, pr, cp, &r, x);
-		if (taken == -1)
-			snprintf(err, errlen, "checkpoint topic %s holds a malformed record for %s "
-				 "at offset %lld", topic, key, (long long)m->offset);
-		else if (taken == -2)
-			snprintf(err, errlen, "reading checkpoint topic %s: %s (Kafka authorization: "
-				 "the relay's principal needs an ACL allowing READ on the topic)", topic,
-				 rd_kafka_err2str(m->err));
-		if (taken < 0) {
-			r = CHECKPOINT_ERROR;
-			rd_kafka_message_destroy(m);
-			break;
-		}
-		rd_kafka_message_destroy(m);
 	}
 done:
 	while (started-- > 0)
@@ -469,7 +554,7 @@ done:
 checkpoint_result checkpoint_load(const relay_config *cfg, const char *topic, const char *key,
 				  bool create, checkpoint *cp, char *err, size_t errlen)
 {
-	return checkpoint_load_state(cfg, topic, key, create, cp, NULL, err, errlen);
+	return checkpoint_load_state(cfg, topic, key, create, NULL, cp, NULL, err, errlen);
 }
 
 /* The topic's partition count, after creating it when missing and create is true; 0: missing. */
@@ -498,9 +583,10 @@ int checkpoint_create_topic(const relay_config *cfg, const char *topic, char *er
 }
 
 checkpoint_result checkpoint_load_state(const relay_config *cfg, const char *topic, const char *key,
-					bool create, checkpoint *cp, checkpoint_extra *x, char *err,
-					size_t errlen)
+					bool create, const checkpoint_read_opts *opts, checkpoint *cp,
+					checkpoint_extra *x, char *err, size_t errlen)
 {
+	static const checkpoint_read_opts start = {.wait_ms = CHECKPOINT_WAIT_MS};
 	rd_kafka_t *rk = new_consumer(cfg, "read_committed", err, errlen);
 	checkpoint_result r = CHECKPOINT_ERROR;
 	int parts;
@@ -518,7 +604,7 @@ checkpoint_result checkpoint_load_state(const relay_config *cfg, const char *top
 			 "docs/exactly-once.md)", topic);
 		r = CHECKPOINT_NO_TOPIC;
 	} else if (parts > 0) {
-		r = read_to_end(cfg, rk, topic, parts, key, cp, x, err, errlen);
+		r = read_to_end(cfg, rk, topic, parts, key, opts ? opts : &start, cp, x, err, errlen);
 	}
 	if (x && r != CHECKPOINT_FOUND)
 		checkpoint_extra_free(x);

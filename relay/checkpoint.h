@@ -69,6 +69,9 @@ int checkpoint_decode_with(const char *text, size_t len, checkpoint *cp, checkpo
 typedef struct {
 	checkpoint_recovery rec;
 	char *state; /* newest "<key>.snapshot" record (malloc'd), or NULL */
+	/* Empty, or what kept the read from its end when checkpoint_read_opts.partial_ok let it
+	 * stop there: "an open transaction at offset N of partition P". */
+	char incomplete[128];
 } checkpoint_extra;
 
 void checkpoint_extra_free(checkpoint_extra *x);
@@ -79,14 +82,37 @@ typedef enum {
 	CHECKPOINT_NONE,     /* the topic has no checkpoint for this key */
 	CHECKPOINT_NO_TOPIC, /* the topic is missing and may not be created */
 	CHECKPOINT_ERROR,    /* Kafka did not answer as expected: try again later */
+	CHECKPOINT_STOPPED,  /* the tick asked to stop (a SIGTERM): nothing was read to the end */
 } checkpoint_result;
 
 /*
+ * Called between the slices (at most 200 ms each) of reading the topic: the relay pings the
+ * systemd watchdog and takes signals there. 0 goes on; -1 ends the read (CHECKPOINT_STOPPED).
+ */
+typedef int (*checkpoint_tick_fn)(void *ctx);
+
+/* How a read goes (checkpoint_load_state; NULL: wait_ms CHECKPOINT_WAIT_MS, no tick). */
+typedef struct {
+	/* How long an open Kafka transaction may hold the read back, counted once the partitions'
+	 * ends are known; after it, CHECKPOINT_ERROR (or, with partial_ok, what was read). */
+	int wait_ms;
+	/* After wait_ms: the newest checkpoint before the open transaction, with
+	 * checkpoint_extra.incomplete saying where it stopped (`outbox-relay status`), not an error.
+	 * Never for a start: that checkpoint may be older than this relay's newest. */
+	bool partial_ok;
+	checkpoint_tick_fn tick; /* NULL: none */
+	void *ctx;
+} checkpoint_read_opts;
+
+/* What a start waits for an open transaction: 30 s, then an error the start retries. */
+#define CHECKPOINT_WAIT_MS 30000
+
+/*
  * Reads the newest committed checkpoint of key from topic (read_committed, to the end: each
- * partition's high watermark when the read began). A Kafka transaction open on the topic
- * (another relay's) is waited for, up to 30 s; then CHECKPOINT_ERROR, err naming it: never an
- * older checkpoint. When the topic does not exist: creates it (compacted, one partition) if
- * create is true, else an error.
+ * partition's high watermark when the read began, asked for within 10 s in all). A Kafka
+ * transaction open on the topic (another relay's) is waited for, up to CHECKPOINT_WAIT_MS; then
+ * CHECKPOINT_ERROR, err naming it: never an older checkpoint. No tick. When the topic does not
+ * exist: creates it (compacted, one partition) if create is true, else an error.
  */
 checkpoint_result checkpoint_load(const relay_config *cfg, const char *topic, const char *key,
 				  bool create, checkpoint *cp, char *err, size_t errlen);
@@ -100,9 +126,11 @@ int checkpoint_create_topic(const relay_config *cfg, const char *topic, char *er
 /*
  * checkpoint_load, also filling x (when not NULL): the recovery fields, and the newest committed
  * record of key "<key>.snapshot" (the snapshot progress; NULL when none or no checkpoint).
+ * opts (NULL: a 30 s wait, no tick) says how long to wait and whom to call while reading; its
+ * tick returning -1 ends the read with CHECKPOINT_STOPPED.
  */
 checkpoint_result checkpoint_load_state(const relay_config *cfg, const char *topic, const char *key,
-					bool create, checkpoint *cp, checkpoint_extra *x, char *err,
-					size_t errlen);
+					bool create, const checkpoint_read_opts *opts, checkpoint *cp,
+					checkpoint_extra *x, char *err, size_t errlen);
 
 #endif

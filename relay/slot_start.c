@@ -38,13 +38,22 @@ typedef struct {
 	checkpoint_recovery rec;
 } stored_checkpoint;
 
-/* Reads the checkpoint (taking the snapshot progress along); OUTCOME_RETRY when Kafka did not answer. */
+/*
+ * Reads the checkpoint (taking the snapshot progress along); OUTCOME_RETRY when Kafka did not
+ * answer. The read may wait for another producer's open transaction, after READY=1 too (a
+ * failover, a takeover): its tick pings the watchdog and a SIGTERM ends it (OUTCOME_STOP).
+ */
 static outcome read_checkpoint(relay *r, stored_checkpoint *sc, char *err, size_t errlen)
 {
+	checkpoint_read_opts opts = {.wait_ms = CHECKPOINT_WAIT_MS, .tick = txn_init_tick, .ctx = r};
 	checkpoint_extra x;
 
 	sc->res = checkpoint_load_state(r->cfg, r->cfg->checkpoint_topic, r->eos.txn_id, false,
-					&sc->cp, &x, err, errlen);
+					&opts, &sc->cp, &x, err, errlen);
+	if (sc->res == CHECKPOINT_STOPPED) {
+		log_info("stop requested while reading the checkpoint");
+		return OUTCOME_STOP;
+	}
 	if (sc->res == CHECKPOINT_ERROR)
 		return OUTCOME_RETRY;
 	sc->rec = x.rec; /* moved */

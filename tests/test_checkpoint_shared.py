@@ -11,8 +11,14 @@ its newest checkpoint: a read_committed consumer then sees every event exactly o
 up to the last stable offset, it resumed from the checkpoint before the open transaction and
 published the later events again (docs/exactly-once.md).
 """
+import os
 import signal
+import time
 import uuid
+
+import pytest
+
+import relayctl
 
 from events import assert_exactly_once_in_order, consume_events, write_events
 from harness import wait_for
@@ -23,9 +29,10 @@ WAITING = "an open Kafka transaction"  # the relay's line while one holds its re
 
 def leave_transaction_open(kafka, topic):
     """A transactional producer (another relay, to the broker) with one record in every partition
-    of topic, its transaction left open: the caller aborts it (or the broker after 5 minutes)."""
+    of topic, its transaction left open: the caller aborts it (or the broker after 90 s, should
+    the test die first: long enough for the tests here, short for others sharing the topic)."""
     producer = kafka.producer({"transactional.id": "test-other-relay-" + uuid.uuid4().hex[:8],
-                               "transaction.timeout.ms": 300000})
+                               "transaction.timeout.ms": 90000})
     producer.init_transactions(30)
     producer.begin_transaction()
     for p in kafka.topic_partitions(topic):
@@ -89,3 +96,81 @@ def test_an_open_checkpoint_transaction_outlasting_the_checkpoint_timeout_fails_
     assert "; retrying in" in failed[0], failed[0]
     assert "streaming from slot" not in logged and "no checkpoint for" not in logged
     assert outbox.relay.stop() == 0
+
+
+@pytest.mark.skipif(os.system("pkg-config --exists libsystemd") != 0,
+                    reason="libsystemd-dev is not installed: the relay is built without sd_notify")
+def test_a_relay_held_by_an_open_checkpoint_transaction_after_ready_keeps_pinging_the_watchdog_and_stops_on_sigterm(
+        outbox, kafka, request):
+    """A standby sends READY=1 before it takes over, so its checkpoint read (held by another
+    producer's open transaction) runs under the watchdog: WATCHDOG=1 keeps coming while it waits,
+    and SIGTERM ends the wait at once with exit 0."""
+    from test_active_passive import WAIT, standing_by
+    from test_systemd import FakeSystemd
+
+    outbox.reconfigure(extra_relay=WAIT)
+    active = outbox.relay
+    passive = relayctl.Relay(outbox.config_path, os.path.dirname(outbox.config_path))
+    passive.log_path = outbox.relay.log_path + ".passive"
+    systemd, other = FakeSystemd(), None
+    try:
+        active.start()
+        active.wait_streaming()
+        # WatchdogSec=4s: a ping at most every 2 s; systemd would abort after 4 s without one.
+        passive.env = {"NOTIFY_SOCKET": systemd.path, "WATCHDOG_USEC": "4000000"}
+        passive.start()
+        systemd.wait(lambda m: m == "READY=1", what="READY=1 of the standby")
+        passive.wait_log(standing_by(outbox))
+        other = leave_transaction_open(kafka, CHECKPOINT_TOPIC)
+        active.proc.send_signal(signal.SIGKILL)
+        active.wait_exit(30)
+        passive.wait_log(WAITING, timeout=60)
+        assert passive.proc.poll() is None, passive.log()[-3000:]
+        pings = systemd.poll().count("WATCHDOG=1")
+        wait_for(lambda: systemd.poll().count("WATCHDOG=1") >= pings + 4, 12,
+                 what="four watchdog pings while the read is held")
+        assert WAITING in passive.log() and "streaming from slot" not in passive.log()
+        stopped_at = time.monotonic()
+        assert passive.stop(timeout=30) == 0
+        assert time.monotonic() - stopped_at < 3, "SIGTERM was not answered during the wait"
+        assert "stop requested while reading the checkpoint" in passive.log()
+    finally:
+        if other is not None:
+            other.abort_transaction(30)
+        relayctl.end_of_test(passive, request)
+        systemd.close()
+
+
+def test_status_behind_an_open_checkpoint_transaction_answers_within_seconds_with_the_checkpoint_before_it_and_says_so(
+        outbox, kafka):
+    from test_timeline_fork import relay_status
+
+    relay = outbox.relay
+    relay.start()
+    relay.wait_streaming()
+    write_events(outbox.db, 10, 3)
+    assert len(consume_events(kafka, outbox, 30)) == 30
+    other = leave_transaction_open(kafka, CHECKPOINT_TOPIC)
+    try:
+        write_events(outbox.db, 10, 3, start=30)  # their checkpoint comes after the open transaction
+        assert len(consume_events(kafka, outbox, 60)) == 60
+        asked_at = time.monotonic()
+        held = relay_status(outbox.config_path)
+        took = time.monotonic() - asked_at
+    finally:
+        other.abort_transaction(30)
+    assert took < 10, "status waited %.1f s for the open transaction" % took
+    assert held.get("checkpoint_lsn"), held
+    assert held.get("checkpoint_incomplete", "").startswith("an open transaction at offset "), held
+    assert held["checkpoint_incomplete"].endswith(" of partition 0"), held
+    assert "checkpoint_error" not in held, held
+    whole = wait_for(lambda: (lambda st: st if "checkpoint_incomplete" not in st else None)(
+        relay_status(outbox.config_path)), 30, interval=1, what="a status read to the end")
+    assert lsn_value(whole["checkpoint_lsn"]) > lsn_value(held["checkpoint_lsn"]), (held, whole)
+    assert relay.stop() == 0
+
+
+def lsn_value(text):
+    """An LSN's text ("0/16B3748") as a number."""
+    hi, lo = text.split("/")
+    return (int(hi, 16) << 32) | int(lo, 16)
