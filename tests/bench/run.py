@@ -12,8 +12,11 @@ Environment knobs (defaults in brackets):
   BENCH_PHASES [catchup,live,outage]
   BENCH_MODES [exactly-once,at-least-once]
   BENCH_SHAPES [large,small]    large: 10 transactions; small: transactions of 10 rows
-  BENCH_FORMATS [json,avro]     catch-up value formats: avro = the outbox source in format "avro"
-                                (schema file in a temp schema_dir, a real schema registry)
+  BENCH_FORMATS [json,avro,protected]  catch-up variants: avro = the outbox source in format
+                                "avro" (schema file in a temp schema_dir, a real schema registry);
+                                protected = JSON with field protection (BENCH_PROTECT rules)
+  BENCH_PROTECT [two hashes and a mask]  the protect list of the "protected" variant (libconfig;
+                                both keys are given as credentials, so "encrypt" works too)
   BENCH_WAIT_QUIET [0]          before each measurement, wait up to this many seconds while other
                                 processes use more than 0.1 core (each measurement records theirs)
   BENCH_LIVE_WARMUP [5 or 60]   seconds of unreported live load first (60 when no catch-up ran
@@ -87,7 +90,7 @@ AVRO_SCHEMA = {
 
 
 def variant_label(mode, fmt):
-    """How a relay run is named in results: the mode, with ", avro" for the Avro format."""
+    """How a relay run is named in results: the mode, with ", avro" or ", protected" for a variant."""
     return mode if fmt == "json" else "%s, %s" % (mode, fmt)
 
 
@@ -123,7 +126,7 @@ class Settings:
         self.phases = _env_list("BENCH_PHASES", "catchup,live,outage")
         self.modes = _env_list("BENCH_MODES", "exactly-once,at-least-once")
         self.shapes = _env_list("BENCH_SHAPES", "large,small")
-        self.formats = _env_list("BENCH_FORMATS", "json,avro")
+        self.formats = _env_list("BENCH_FORMATS", "json,avro,protected")
         self.max_writers = max(1, _env_int("BENCH_MAX_WRITERS", 4))
         self.outage_rate = _env_int("BENCH_OUTAGE_RATE", 1000)
         self.outage_runs = max(1, _env_int("BENCH_OUTAGE_RUNS", 1))
@@ -146,7 +149,7 @@ class Settings:
             if sh not in ("large", "small"):
                 raise SystemExit("BENCH_SHAPES: unknown shape %r" % sh)
         for fm in self.formats:
-            if fm not in ("json", "avro"):
+            if fm not in ("json", "avro", "protected"):
                 raise SystemExit("BENCH_FORMATS: unknown format %r" % fm)
 
     def variants(self, modes=None):
@@ -348,10 +351,28 @@ class PgMonitor:
 # Relay configuration and processes
 # ---------------------------------------------------------------------------
 
-def write_relay_config(path, dsn, bootstrap, slot, topic, mode, create_slot, timestamp=None, avro=None):
+# The "protected" variant's rules: a few fields of the backlog's payload, as an identity service
+# would protect them (keyed hashes stay joinable; the document type keeps its last characters).
+PROTECT_RULES = ('protect = ( { fields = ["/user_id", "/reviewer"]; action = "hash"; },\n'
+                 '  { fields = ["/document"]; action = "mask"; keep_last = 2; } );')
+
+
+def protect_credentials(workdir):
+    """A systemd-like credentials directory with both protection keys: the relay's environment."""
+    d = os.path.join(workdir, "credentials")
+    os.makedirs(d, exist_ok=True)
+    for name in ("protect-hash-key", "protect-encrypt-key"):
+        with open(os.path.join(d, name), "w") as f:
+            f.write(os.urandom(32).hex() + "\n")
+    return {"CREDENTIALS_DIRECTORY": d}
+
+
+def write_relay_config(path, dsn, bootstrap, slot, topic, mode, create_slot, timestamp=None, avro=None,
+                       protect=False):
     """Defaults everywhere but the slot, the topic template, the delivery mode (and timestamp).
 
-    avro: (registry URL, schema_dir) for an outbox source in format "avro"."""
+    avro: (registry URL, schema_dir) for an outbox source in format "avro"; protect: with the
+    protect rules of BENCH_PROTECT."""
     src = 'table = "outbox.events"; topic = "%s";' % topic
     if timestamp:
         src += ' timestamp = "%s";' % timestamp
@@ -369,6 +390,8 @@ def write_relay_config(path, dsn, bootstrap, slot, topic, mode, create_slot, tim
         f.write('kafka = { bootstrap_servers = "%s"; %s };\n' % (bootstrap, _env("BENCH_KAFKA_CONF", "")))
         if avro:
             f.write('schema_registry = { url = "%s"; schema_dir = "%s"; };\n' % avro)
+        if protect:
+            f.write(_env("BENCH_PROTECT", PROTECT_RULES) + "\n")
 
 
 class RelayRun:
@@ -390,8 +413,10 @@ class RelayRun:
             bench.kafka.create_topic(t, partitions=3)
         self.config = os.path.join(self.workdir, "relay.conf")
         write_relay_config(self.config, db.dsn, bench.kafka.bootstrap, slot, self.prefix + ".${aggregate_type}",
-                           mode, create_slot, timestamp, avro=bench.avro_setup() if fmt == "avro" else None)
-        self.relay = relayctl.Relay(self.config, self.workdir, binary=bench.s.relay_bin)
+                           mode, create_slot, timestamp, avro=bench.avro_setup() if fmt == "avro" else None,
+                           protect=fmt == "protected")
+        env = protect_credentials(self.workdir) if fmt == "protected" else None
+        self.relay = relayctl.Relay(self.config, self.workdir, binary=bench.s.relay_bin, env=env)
         self.pid = None
         self.t_start = None
 
@@ -1312,23 +1337,29 @@ TARGETS = [
     ("outage_alo", "Kafka outage, at-least-once: RSS bounded, catches up afterwards"),
     ("avro_cpu", "catch-up with Avro: <= 1 µs more relay CPU per row than JSON (each shape and mode)"),
     ("avro_ceiling", "catch-up with Avro, exactly-once: >= pg_recvlogical (each shape)"),
+    ("protect_cpu", "catch-up with a few protected fields: <= 1 µs more relay CPU per row than JSON"),
 ]
+
+
+def variant_pairs(results, variant):
+    """[(shape, mode, json runs, variant runs)] of the catch-ups measured plain and as variant."""
+    out = []
+    for shape, e in (results.get("catchup") or {}).items():
+        for label, runs in e["relay"].items():
+            other = e["relay"].get(variant_label(label, variant))
+            if ", " not in label and runs and other:
+                out.append((shape, label, runs, other))
+    return out
 
 
 def avro_pairs(results):
     """[(shape, mode, json runs, avro runs)] of the catch-ups measured in both formats."""
-    out = []
-    for shape, e in (results.get("catchup") or {}).items():
-        for label, runs in e["relay"].items():
-            avro = e["relay"].get(variant_label(label, "avro"))
-            if ", " not in label and runs and avro:
-                out.append((shape, label, runs, avro))
-    return out
+    return variant_pairs(results, "avro")
 
 
 def avro_extra_us(json_runs, avro_runs):
-    """Avro's extra relay CPU per row, each run against the JSON run of the same round (they ran
-    one after the other on the same backlog): the list of differences, µs per row."""
+    """A variant's extra relay CPU per row, each run against the JSON run of the same round (they
+    ran one after the other on the same backlog): the list of differences, µs per row."""
     return [a["cpu_us_per_row"] - j["cpu_us_per_row"] for j, a in zip(json_runs, avro_runs)]
 
 
@@ -1376,6 +1407,12 @@ def evaluate(results):
             out["avro_ceiling"] = {"measured": "; ".join("%s %.0f%% (runs: %s)" % (
                 shape, 100 * statistics.median(v), ", ".join("%.0f%%" % (100 * x) for x in v)) for shape, v in eos),
                 "met": all(statistics.median(v) >= 1.0 for _, v in eos)}
+    pp = variant_pairs(results, "protected")
+    if pp:
+        extra = [(shape, mode, statistics.median(avro_extra_us(j, p))) for shape, mode, j, p in pp]
+        worst = max(extra, key=lambda x: x[2])
+        out["protect_cpu"] = {"measured": "+%.2f µs/row at most (%s %s); %s" % (worst[2], worst[0], worst[1], ", ".join(
+            "%s %s %+.2f" % x for x in extra)), "met": worst[2] <= 1.0}
     og = results.get("outage") or []
     for mode, key in (("exactly-once", "outage_eos"), ("at-least-once", "outage_alo")):
         runs = [r for r in og if r["mode"] == mode]
@@ -1487,6 +1524,22 @@ def markdown(results):
                 _cell([100 * x["vs_ceiling"] for x in a], "%.0f%%"),
                 _cell([x["cpu_us_per_row"] for x in j], "%.2f"), _cell([x["cpu_us_per_row"] for x in a], "%.2f"),
                 _cell(avro_extra_us(j, a), "%+.2f")))
+        lines.append("")
+    pp = variant_pairs(results, "protected")
+    if pp:
+        lines.append("**JSON with protected fields** (the same catch-ups: `protect` rules of BENCH_PROTECT, by "
+                     "default two fields hashed and one masked per row; protected − JSON is the relay's extra CPU "
+                     "per row, each run against the JSON run right before it)")
+        lines.append("")
+        lines.append("| backlog | mode | rows/s JSON | rows/s protected | CPU µs/row JSON | CPU µs/row protected | "
+                     "protected − JSON µs/row |")
+        lines.append("|---|---|---|---|---|---|---|")
+        for shape, mode, j, p in pp:
+            lines.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+                "10 large transactions" if shape == "large" else "transactions of 10 rows", mode,
+                _cell([x["rows_per_s"] for x in j]), _cell([x["rows_per_s"] for x in p]),
+                _cell([x["cpu_us_per_row"] for x in j], "%.2f"), _cell([x["cpu_us_per_row"] for x in p], "%.2f"),
+                _cell(avro_extra_us(j, p), "%+.2f")))
         lines.append("")
     live = results.get("live") or []
     if live:
