@@ -6,7 +6,8 @@
 
 /* Exit codes of the daemon. */
 #define RELAY_EXIT_OK 0
-#define RELAY_EXIT_FATAL 1  /* a problem a restart will not fix by itself; the log says which */
+#define RELAY_EXIT_FATAL 1  /* an error the log names; systemd restarts the relay, which fixes what
+                                * passes (a producer failed for good) and repeats what does not */
 #define RELAY_EXIT_USAGE 2  /* bad command line or configuration */
 #define RELAY_EXIT_FENCED 3 /* a newer relay with the same transactional.id took over */
 

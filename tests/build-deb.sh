@@ -41,21 +41,30 @@ outbox-relay ($version) unstable; urgency=medium
 
   * Built from the outbox-relay source tree (make deb).
 
- -- outbox-relay maintainers <maintainers@users.noreply.b-seed-aff12248.example>  $(date -R)
+ -- outbox-relay maintainers <maintainers@users.noreply.b-seed-aff12248.example>  $(git -C "$repo" log -1 --format=%aD 2>/dev/null || date -R)
 CHANGELOG
 
 # Tools and build dependencies (debian/control's Build-Depends), installed when missing.
 for p in dpkg-dev debhelper lintian; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="${missing:-} $p"
 done
+updated=
+# A fresh machine has no package lists yet: apt-get update once, before the first install.
+apt_update() {
+    [ -n "$updated" ] && return 0
+    as_root apt-get update -q >/dev/null || fail "apt-get update failed"
+    updated=1
+}
 if [ -n "${missing:-}" ]; then
     echo "build-deb: installing$missing"
+    apt_update
     # shellcheck disable=SC2086
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing \
         || fail "apt-get install failed for:$missing"
 fi
 if ! (cd "$src" && dpkg-checkbuilddeps >/dev/null 2>&1); then
     echo "build-deb: installing the build dependencies of debian/control"
+    apt_update
     as_root env DEBIAN_FRONTEND=noninteractive apt-get build-dep -y -q --no-install-recommends "$src" \
         || fail "apt-get build-dep failed"
 fi
@@ -71,5 +80,7 @@ echo "build-deb: $deb"
 
 # Errors and warnings fail the build; what remains is explained in debian/*.lintian-overrides.
 echo "build-deb: lintian"
-lintian --fail-on error,warning --info "$deb" || fail "lintian found problems in $deb"
+# lintian leaves a temporary file behind (mldbm-elf-*): in build/, not in /tmp.
+mkdir -p "$out/tmp"
+TMPDIR="$out/tmp" lintian --fail-on error,warning --info "$deb" || fail "lintian found problems in $deb"
 echo "build-deb: lintian clean"

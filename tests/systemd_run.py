@@ -292,6 +292,7 @@ def ensure_tools():
                if shutil.which(tool) is None]
     if missing:
         print("systemd_run: installing " + " ".join(missing), flush=True)
+        subprocess.run(["apt-get", "update", "-q"], check=True, stdout=subprocess.DEVNULL)
         subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends"] + missing, check=True,
                        env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"), stdout=subprocess.DEVNULL)
 

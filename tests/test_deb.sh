@@ -33,6 +33,12 @@ if dpkg-query -W outbox-relay >/dev/null 2>&1; then
     echo "test_deb: outbox-relay is already installed here: remove it first" >&2
     exit 1
 fi
+# The test writes and removes files in /etc/outbox-relay: never where an administrator has some
+# (a `make install` with instances).
+if [ -e /etc/outbox-relay ]; then
+    echo "test_deb: /etc/outbox-relay exists here: the test would change it (move it away first)" >&2
+    exit 1
+fi
 trap cleanup EXIT
 
 # Two builds: an older version, then the tree's own (make deb removes build/deb each time).
