@@ -1363,6 +1363,22 @@ def avro_extra_us(json_runs, avro_runs):
     return [a["cpu_us_per_row"] - j["cpu_us_per_row"] for j, a in zip(json_runs, avro_runs)]
 
 
+def variant_table(pairs, name, title):
+    """The markdown lines of a variant's catch-ups next to the JSON runs before them (none: [])."""
+    if not pairs:
+        return []
+    lines = [title, "", "| backlog | mode | rows/s JSON | rows/s %s | %s vs pg_recvlogical | CPU µs/row JSON | "
+             "CPU µs/row %s | %s − JSON µs/row |" % (name, name, name, name), "|---|---|---|---|---|---|---|---|"]
+    for shape, mode, j, v in pairs:
+        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            "10 large transactions" if shape == "large" else "transactions of 10 rows", mode,
+            _cell([x["rows_per_s"] for x in j]), _cell([x["rows_per_s"] for x in v]),
+            _cell([100 * x["vs_ceiling"] for x in v], "%.0f%%"),
+            _cell([x["cpu_us_per_row"] for x in j], "%.2f"), _cell([x["cpu_us_per_row"] for x in v], "%.2f"),
+            _cell(avro_extra_us(j, v), "%+.2f")))
+    return lines + [""]
+
+
 def evaluate(results):
     out = {}
     cu = results.get("catchup") or {}
@@ -1508,39 +1524,14 @@ def markdown(results):
                     _cell([x["peak_rss_mb"] for x in runs], "%.1f"),
                     _cell([x["cpu_us_per_row"] for x in runs], "%.2f")))
         lines.append("")
-    pairs = avro_pairs(results)
-    if pairs:
-        lines.append("**JSON and Avro** (the same catch-ups side by side: the outbox source in format \"avro\", "
-                     "a schema file for the event type, a real schema registry; Avro − JSON is the relay's extra "
-                     "CPU per row, each Avro run against the JSON run right before it)")
-        lines.append("")
-        lines.append("| backlog | mode | rows/s JSON | rows/s Avro | Avro vs pg_recvlogical | CPU µs/row JSON | "
-                     "CPU µs/row Avro | Avro − JSON µs/row |")
-        lines.append("|---|---|---|---|---|---|---|---|")
-        for shape, mode, j, a in pairs:
-            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
-                "10 large transactions" if shape == "large" else "transactions of 10 rows", mode,
-                _cell([x["rows_per_s"] for x in j]), _cell([x["rows_per_s"] for x in a]),
-                _cell([100 * x["vs_ceiling"] for x in a], "%.0f%%"),
-                _cell([x["cpu_us_per_row"] for x in j], "%.2f"), _cell([x["cpu_us_per_row"] for x in a], "%.2f"),
-                _cell(avro_extra_us(j, a), "%+.2f")))
-        lines.append("")
-    pp = variant_pairs(results, "protected")
-    if pp:
-        lines.append("**JSON with protected fields** (the same catch-ups: `protect` rules of BENCH_PROTECT, by "
-                     "default two fields hashed and one masked per row; protected − JSON is the relay's extra CPU "
-                     "per row, each run against the JSON run right before it)")
-        lines.append("")
-        lines.append("| backlog | mode | rows/s JSON | rows/s protected | CPU µs/row JSON | CPU µs/row protected | "
-                     "protected − JSON µs/row |")
-        lines.append("|---|---|---|---|---|---|---|")
-        for shape, mode, j, p in pp:
-            lines.append("| %s | %s | %s | %s | %s | %s | %s |" % (
-                "10 large transactions" if shape == "large" else "transactions of 10 rows", mode,
-                _cell([x["rows_per_s"] for x in j]), _cell([x["rows_per_s"] for x in p]),
-                _cell([x["cpu_us_per_row"] for x in j], "%.2f"), _cell([x["cpu_us_per_row"] for x in p], "%.2f"),
-                _cell(avro_extra_us(j, p), "%+.2f")))
-        lines.append("")
+    lines += variant_table(avro_pairs(results), "Avro",
+                           "**JSON and Avro** (the same catch-ups side by side: the outbox source in format "
+                           "\"avro\", a schema file for the event type, a real schema registry; Avro − JSON is the "
+                           "relay's extra CPU per row, each Avro run against the JSON run right before it)")
+    lines += variant_table(variant_pairs(results, "protected"), "protected",
+                           "**JSON with protected fields** (the same catch-ups: `protect` rules of BENCH_PROTECT, "
+                           "by default two fields hashed and one masked per row; protected − JSON is the relay's "
+                           "extra CPU per row, each run against the JSON run right before it)")
     live = results.get("live") or []
     if live:
         lines.append("**Live latency** (one row per transaction; commit time to visible in a read_committed "
