@@ -2,6 +2,10 @@
 import json
 import signal
 
+import pytest
+
+import relayctl
+
 from harness import wait_for
 
 CHECKPOINT_TOPIC = "outbox-relay.checkpoints"
@@ -221,3 +225,24 @@ def test_a_crash_inside_a_split_transaction_leaves_no_end_without_its_events_and
     assert meta[1][1]["event_count"] == rows
     assert meta[1][1]["data_collections"] == [{"data_collection": outbox.topic("user"), "event_count": rows}]
     assert outbox.relay.stop() == 0
+
+
+@pytest.mark.parametrize("other", ["checkpoint_topic", "dead_letter_topic"])
+def test_a_transaction_topic_named_like_the_checkpoint_or_dead_letter_topic_is_a_config_error(outbox, other):
+    outbox.reconfigure(extra_relay='%s = "shared.topic"; transaction_topic = "shared.topic";' % other)
+    code, out = relayctl.run_once(["check-config", outbox.config_path])
+    assert code == 2, out
+    line = [l for l in out.splitlines() if "relay.transaction_topic" in l]
+    assert line and line[0].startswith(outbox.config_path + ":"), out
+    assert int(line[0].split(":")[1]) > 1, out  # the line of the setting
+    assert '"shared.topic" is also relay.%s' % other in line[0]
+
+
+def test_preflight_checks_the_transaction_topic(outbox, kafka):
+    txtopic = outbox.prefix + ".transactions"
+    outbox.reconfigure(extra_relay='transaction_topic = "%s"; auto_create_topics = false;' % txtopic)
+    code, out = relayctl.run_once(["preflight", outbox.config_path], timeout=60)
+    assert "FAIL topic %s" % txtopic in out, out
+    kafka.create_topic(txtopic, partitions=1)
+    code, out = relayctl.run_once(["preflight", outbox.config_path], timeout=60)
+    assert "ok   topic %s" % txtopic in out, out
