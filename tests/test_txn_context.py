@@ -180,9 +180,10 @@ def test_records_carry_no_transaction_context_unless_asked_and_the_topic_still_c
     assert meta[1][1]["event_count"] == 2
 
 
-def test_a_crash_inside_a_split_transaction_leaves_no_end_without_its_events_and_no_duplicates(outbox, kafka):
-    txtopic = outbox.prefix + ".transactions"
-    rows = 30000
+def kill_inside_a_split_transaction(outbox, kafka, txtopic, rows):
+    """Starts a relay that splits one transaction of rows outbox rows, freezes it at the first
+    checkpoint inside it (SIGSTOP, then SIGKILL). On a loaded machine the transaction may still
+    end first: returns whether the last checkpoint is inside it."""
     # A small in-flight limit slows the relay down, so that the kill lands inside the transaction.
     start(outbox, extra_relay='transaction_max_records = 1000; max_in_flight_bytes = 65536; '
                               'transaction_topic = "%s";' % txtopic)
@@ -190,9 +191,6 @@ def test_a_crash_inside_a_split_transaction_leaves_no_end_without_its_events_and
         "INSERT INTO outbox.events (aggregate_type, aggregate_id, event_type, payload) "
         "SELECT 'user', 'k' || (i %% 100), 'Bulk', jsonb_build_object('seq', i) "
         "FROM generate_series(1, %d) i" % rows)
-    # One consumer waits for the first checkpoint inside the transaction and the relay is frozen
-    # at once (SIGSTOP, then SIGKILL): on a loaded machine the transaction may still end first,
-    # so what follows holds in either case and only the crash-time checks depend on it.
     mine = lambda ms: any(json.loads(m["value"]).get("slot") == outbox.slot
                           and "partial" in json.loads(m["value"]) for m in ms)
     assert mine(kafka.consume([CHECKPOINT_TOPIC], until=mine, timeout=180)), \
@@ -202,6 +200,14 @@ def test_a_crash_inside_a_split_transaction_leaves_no_end_without_its_events_and
     outbox.relay.wait_exit(30)
     inside = "partial" in checkpoints(kafka, outbox)[-1]
     print("the kill landed %s the transaction" % ("inside" if inside else "after the end of"))
+    return inside
+
+
+def test_a_crash_inside_a_split_transaction_leaves_no_end_without_its_events_and_no_duplicates(outbox, kafka):
+    txtopic = outbox.prefix + ".transactions"
+    rows = 30000
+    # What follows holds wherever the kill landed; only the crash-time checks depend on it.
+    inside = kill_inside_a_split_transaction(outbox, kafka, txtopic, rows)
     # What a read_committed consumer sees at the crash: an END only with all its events.
     meta = [json.loads(m["value"]) for m in kafka.consume([txtopic], timeout=10)]
     seen = kafka.consume([outbox.topic("user")], timeout=30)
@@ -225,6 +231,23 @@ def test_a_crash_inside_a_split_transaction_leaves_no_end_without_its_events_and
     assert meta[1][1]["event_count"] == rows
     assert meta[1][1]["data_collections"] == [{"data_collection": outbox.topic("user"), "event_count": rows}]
     assert outbox.relay.stop() == 0
+
+
+def test_counts_of_a_split_transaction_that_do_not_match_its_checkpoint_stop_the_relay(outbox, kafka):
+    """Counting from 0 again would repeat (commit LSN, index) pairs already in Kafka."""
+    if not kill_inside_a_split_transaction(outbox, kafka, outbox.prefix + ".transactions", 30000):
+        pytest.skip("the transaction ended before the kill (a loaded machine)")
+    last = [m for m in kafka.consume([CHECKPOINT_TOPIC], timeout=30)
+            if json.loads(m["value"]).get("slot") == outbox.slot][-1]
+    value = json.loads(last["value"])
+    value["txn_counts"]["rows"] += 1
+    p = kafka.producer()
+    p.produce(CHECKPOINT_TOPIC, key=last["key"], value=json.dumps(value))
+    p.flush(30)
+    outbox.relay.start()
+    assert outbox.relay.wait_exit(120) != 0
+    errors = [l for l in outbox.relay.log().splitlines() if "do not match its" in l]
+    assert len(errors) == 1 and "the relay stops" in errors[0], outbox.relay.log()[-2000:]
 
 
 @pytest.mark.parametrize("other", ["checkpoint_topic", "dead_letter_topic"])

@@ -73,10 +73,14 @@ static void test_counts_survive_a_checkpoint_round_trip(void **state)
 	txctx_count(&t, "p.user");
 	txctx_count(&t, "p.user");
 	txctx_count(&t, "dlq");
-	json = txctx_counts_json(&t);
-	assert_string_equal(json, "{\"records\":3,\"topics\":{\"p.user\":2,\"dlq\":1}}");
+	json = txctx_counts_json(&t, 5);
+	assert_string_equal(json, "{\"records\":3,\"rows\":5,\"topics\":{\"p.user\":2,\"dlq\":1}}");
 	begin(&u);
-	assert_int_equal(txctx_restore(&u, json), 0);
+	assert_int_equal(txctx_restore(&u, json, 4), -1); /* another part's counts */
+	assert_true(u.uncounted);
+	assert_null(txctx_counts_json(&u, 4)); /* nothing kept that would pass for the whole */
+	assert_int_equal(txctx_restore(&u, json, 5), 0);
+	assert_false(u.uncounted);
 	assert_true(u.begun); /* its BEGIN went out with the first part */
 	txctx_peek(&u, &h);
 	assert_string_equal(h.index, "3");
@@ -92,20 +96,27 @@ static void test_restore_refuses_counts_that_do_not_add_up(void **state)
 {
 	(void)state;
 	static const char *const bad[] = {
-		"{\"records\":3,\"topics\":{\"a\":1}}", "{\"records\":-1,\"topics\":{}}",
-		"{\"records\":1,\"topics\":{\"a\":\"1\"}}", "{\"records\":1}", "[]", "not json",
-		"{\"records\":1,\"topics\":{\"a\":-1,\"b\":2}}",
+		"{\"records\":3,\"rows\":3,\"topics\":{\"a\":1}}",
+		"{\"records\":-1,\"rows\":3,\"topics\":{}}",
+		"{\"records\":1,\"rows\":3,\"topics\":{\"a\":\"1\"}}", "{\"records\":1,\"rows\":3}",
+		"[]", "not json", "{\"records\":1,\"rows\":3,\"topics\":{\"a\":-1,\"b\":2}}",
+		"{\"records\":1,\"topics\":{\"a\":1}}", /* no rows */
+		"{\"records\":1,\"rows\":-3,\"topics\":{\"a\":1}}",
+		/* two counts whose sum wraps around to records */
+		"{\"records\":0,\"rows\":3,\"topics\":{\"a\":9223372036854775807,"
+		"\"b\":9223372036854775807,\"c\":2}}",
 	};
 	txctx t;
 
 	begin(&t);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		assert_int_equal(txctx_restore(&t, bad[i]), -1);
+		assert_false(txctx_counts_valid(bad[i]));
+		assert_int_equal(txctx_restore(&t, bad[i], 3), -1);
 		assert_int_equal(t.records, 0);
 		assert_int_equal(t.n_topics, 0);
 		assert_false(t.begun);
 	}
-	assert_int_equal(txctx_restore(&t, NULL), 0); /* nothing kept: a transaction from its start */
+	assert_int_equal(txctx_restore(&t, NULL, 3), 0); /* nothing kept: counted from 0, not kept */
 	assert_false(t.begun);
 	txctx_free(&t);
 }
