@@ -35,6 +35,7 @@ void txctx_begin(txctx *t, uint64_t xid, lsn_t commit_lsn, int64_t commit_ms)
 	t->commit_ms = commit_ms;
 	t->records = 0;
 	t->begun = false;
+	t->begin_sent = false;
 	t->uncounted = false;
 }
 
@@ -152,6 +153,7 @@ char *txctx_counts_json(const txctx *t, uint64_t rows)
 		json_object_set_new(topics, t->topics[i].topic, json_integer((json_int_t)t->topics[i].n));
 	json_object_set_new(o, "records", json_integer((json_int_t)t->records));
 	json_object_set_new(o, "rows", json_integer((json_int_t)rows));
+	json_object_set_new(o, "begun", json_boolean(t->begin_sent));
 	json_object_set_new(o, "topics", topics);
 	text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(o);
@@ -172,7 +174,7 @@ static bool counts_ok(const json_t *o)
 	uint64_t sum = 0;
 
 	if (!is_count(json_object_get(o, "records")) || !is_count(json_object_get(o, "rows")) ||
-	    !json_is_object(topics))
+	    !json_is_boolean(json_object_get(o, "begun")) || !json_is_object(topics))
 		return false;
 	json_object_foreach((json_t *)topics, name, v) {
 		if (!is_count(v) || (uint64_t)json_integer_value(v) > UINT64_MAX - sum)
@@ -201,6 +203,7 @@ int txctx_restore(txctx *t, const char *text, uint64_t rows)
 	clear_topics(t);
 	t->records = 0;
 	t->begun = false;
+	t->begin_sent = false;
 	t->uncounted = true;
 	if (!text)
 		return 0;
@@ -214,7 +217,8 @@ int txctx_restore(txctx *t, const char *text, uint64_t rows)
 	t->records = (uint64_t)json_integer_value(json_object_get(o, "records"));
 	json_object_foreach(json_object_get(o, "topics"), name, v)
 		topic_slot(t, name)->n = (uint64_t)json_integer_value(v);
+	t->begin_sent = json_is_true(json_object_get(o, "begun"));
+	t->begun = t->begin_sent;
 	json_decref(o);
-	t->begun = t->records > 0;
 	return 0;
 }

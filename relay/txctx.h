@@ -32,7 +32,8 @@ typedef struct {
 	lsn_t commit_lsn;
 	int64_t commit_ms;  /* its commit time (0: unknown) */
 	uint64_t records;   /* counted so far: the next record's index */
-	bool begun;         /* its BEGIN record was published (transaction topic) */
+	bool begun;         /* its BEGIN was handled (published when the transaction topic is on) */
+	bool begin_sent;    /* its BEGIN record went out on the transaction topic */
 	bool uncounted;     /* restarted without counts of its earlier parts: none are kept */
 	txctx_topic *topics;
 	size_t n_topics, cap_topics;
@@ -61,18 +62,20 @@ void txctx_begin_json(const txctx *t, strbuf *out);
 void txctx_end_json(const txctx *t, strbuf *out);
 /*
  * What a checkpoint keeps of a split transaction after rows of its rows were read:
- * {"records":N,"rows":R,"topics":{"t":n,...}} (malloc'd); NULL when uncounted.
+ * {"records":N,"rows":R,"begun":B,"topics":{"t":n,...}} (malloc'd; B: begin_sent); NULL when
+ * uncounted.
  */
 char *txctx_counts_json(const txctx *t, uint64_t rows);
 /*
  * Whether text is counts txctx_counts_json could have written: an object with "records" and
- * "rows" (counts), "topics" (an object of counts adding up to records, without overflow).
+ * "rows" (counts), "begun" (a boolean), "topics" (an object of counts adding up to records,
+ * without overflow).
  */
 bool txctx_counts_valid(const char *text);
 /*
  * Starts the counts from what a checkpoint kept (txctx_counts_json's text; NULL: nothing)
- * after rows of the transaction's rows were read; with records counted, the BEGIN record went
- * out already. -1 when the text is not valid or kept another number of rows (then nothing is
+ * after rows of the transaction's rows were read; its BEGIN counts as handled only when it went
+ * out (else the next record sends it, the topic being on now). -1 when the text is not valid or kept another number of rows (then nothing is
  * counted). NULL or -1 leave the transaction uncounted.
  */
 int txctx_restore(txctx *t, const char *json, uint64_t rows);

@@ -181,12 +181,14 @@ def test_records_carry_no_transaction_context_unless_asked_and_the_topic_still_c
 
 
 def kill_inside_a_split_transaction(outbox, kafka, txtopic, rows):
-    """Starts a relay that splits one transaction of rows outbox rows, freezes it at the first
+    """Starts a relay that splits one transaction of rows outbox rows (txtopic: its transaction
+    topic, or None), freezes it at the first
     checkpoint inside it (SIGSTOP, then SIGKILL). On a loaded machine the transaction may still
     end first: returns whether the last checkpoint is inside it."""
     # A small in-flight limit slows the relay down, so that the kill lands inside the transaction.
     start(outbox, extra_relay='transaction_max_records = 1000; max_in_flight_bytes = 65536; '
-                              'transaction_topic = "%s";' % txtopic)
+                              'transaction_topic = "%s";' % txtopic if txtopic else
+                              'transaction_max_records = 1000; max_in_flight_bytes = 65536;')
     outbox.db.execute(
         "INSERT INTO outbox.events (aggregate_type, aggregate_id, event_type, payload) "
         "SELECT 'user', 'k' || (i %% 100), 'Bulk', jsonb_build_object('seq', i) "
@@ -248,6 +250,22 @@ def test_counts_of_a_split_transaction_that_do_not_match_its_checkpoint_stop_the
     assert outbox.relay.wait_exit(120) != 0
     errors = [l for l in outbox.relay.log().splitlines() if "do not match its" in l]
     assert len(errors) == 1 and "the relay stops" in errors[0], outbox.relay.log()[-2000:]
+
+
+def test_a_transaction_topic_turned_on_inside_a_split_transaction_gets_its_begin_and_end(outbox, kafka):
+    """The first parts went out with the topic off: the restart sends the BEGIN they did not
+    send before the next record, and END counts every part."""
+    rows = 30000
+    if not kill_inside_a_split_transaction(outbox, kafka, None, rows):
+        pytest.skip("the transaction ended before the kill (a loaded machine)")
+    txtopic = outbox.prefix + ".transactions"
+    start(outbox, extra_relay='transaction_topic = "%s";' % txtopic)
+    msgs = kafka.consume([outbox.topic("user")], until=rows, timeout=300)
+    assert len(msgs) == rows
+    meta = transaction_records(kafka, txtopic, 2)
+    assert [v["status"] for _, v in meta] == ["BEGIN", "END"]
+    assert meta[1][1]["event_count"] == rows
+    assert outbox.relay.stop() == 0
 
 
 @pytest.mark.parametrize("other", ["checkpoint_topic", "dead_letter_topic"])

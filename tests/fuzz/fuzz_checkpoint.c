@@ -39,7 +39,8 @@ static void load_counts(const char *json)
 	FUZZ_CHECK(txctx_counts_valid(json) && txctx_restore(&t, json, rows) == 0 && !t.uncounted);
 	char *again = txctx_counts_json(&t, rows);
 	FUZZ_CHECK(again != NULL && txctx_restore(&u, again, rows) == 0 && u.records == t.records &&
-		   u.n_topics == t.n_topics && u.begun == (t.records > 0));
+		   u.n_topics == t.n_topics && u.begun == t.begin_sent &&
+		   u.begin_sent == t.begin_sent);
 	FUZZ_CHECK(txctx_restore(&u, again, rows + 1) == -1 && u.records == 0 && u.n_topics == 0 &&
 		   !u.begun && u.uncounted);
 	free(again);

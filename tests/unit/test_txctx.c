@@ -73,8 +73,10 @@ static void test_counts_survive_a_checkpoint_round_trip(void **state)
 	txctx_count(&t, "p.user");
 	txctx_count(&t, "p.user");
 	txctx_count(&t, "dlq");
+	t.begin_sent = true;
 	json = txctx_counts_json(&t, 5);
-	assert_string_equal(json, "{\"records\":3,\"rows\":5,\"topics\":{\"p.user\":2,\"dlq\":1}}");
+	assert_string_equal(json, "{\"records\":3,\"rows\":5,\"begun\":true,"
+				  "\"topics\":{\"p.user\":2,\"dlq\":1}}");
 	begin(&u);
 	assert_int_equal(txctx_restore(&u, json, 4), -1); /* another part's counts */
 	assert_true(u.uncounted);
@@ -96,14 +98,14 @@ static void test_restore_refuses_counts_that_do_not_add_up(void **state)
 {
 	(void)state;
 	static const char *const bad[] = {
-		"{\"records\":3,\"rows\":3,\"topics\":{\"a\":1}}",
-		"{\"records\":-1,\"rows\":3,\"topics\":{}}",
-		"{\"records\":1,\"rows\":3,\"topics\":{\"a\":\"1\"}}", "{\"records\":1,\"rows\":3}",
-		"[]", "not json", "{\"records\":1,\"rows\":3,\"topics\":{\"a\":-1,\"b\":2}}",
+		"{\"records\":3,\"rows\":3,\"begun\":true,\"topics\":{\"a\":1}}",
+		"{\"records\":-1,\"rows\":3,\"begun\":true,\"topics\":{}}",
+		"{\"records\":1,\"rows\":3,\"begun\":true,\"topics\":{\"a\":\"1\"}}", "{\"records\":1,\"rows\":3}",
+		"[]", "not json", "{\"records\":1,\"rows\":3,\"begun\":true,\"topics\":{\"a\":-1,\"b\":2}}",
 		"{\"records\":1,\"topics\":{\"a\":1}}", /* no rows */
-		"{\"records\":1,\"rows\":-3,\"topics\":{\"a\":1}}",
+		"{\"records\":1,\"rows\":-3,\"begun\":true,\"topics\":{\"a\":1}}",
 		/* two counts whose sum wraps around to records */
-		"{\"records\":0,\"rows\":3,\"topics\":{\"a\":9223372036854775807,"
+		"{\"records\":0,\"rows\":3,\"begun\":true,\"topics\":{\"a\":9223372036854775807,"
 		"\"b\":9223372036854775807,\"c\":2}}",
 	};
 	txctx t;
@@ -121,6 +123,23 @@ static void test_restore_refuses_counts_that_do_not_add_up(void **state)
 	txctx_free(&t);
 }
 
+static void test_a_begin_that_did_not_go_out_is_sent_after_a_restart(void **state)
+{
+	(void)state;
+	txctx t;
+
+	begin(&t);
+	/* The first part went out with the transaction topic off: its BEGIN was not sent. */
+	assert_int_equal(txctx_restore(&t, "{\"records\":2,\"rows\":2,\"begun\":false,"
+					   "\"topics\":{\"a\":2}}", 2), 0);
+	assert_false(t.begun); /* the next record sends it, if the topic is on now */
+	assert_false(t.begin_sent);
+	assert_int_equal(t.records, 2);
+	/* Counts without "begun" are not ones this relay writes. */
+	assert_false(txctx_counts_valid("{\"records\":2,\"rows\":2,\"topics\":{\"a\":2}}"));
+	txctx_free(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -128,6 +147,7 @@ int main(void)
 		cmocka_unit_test(test_end_counts_each_topic_in_first_use_order),
 		cmocka_unit_test(test_counts_survive_a_checkpoint_round_trip),
 		cmocka_unit_test(test_restore_refuses_counts_that_do_not_add_up),
+		cmocka_unit_test(test_a_begin_that_did_not_go_out_is_sent_after_a_restart),
 	};
 	return cmocka_run_group_tests_name("txctx", tests, NULL, NULL);
 }
