@@ -185,11 +185,13 @@ static bool counts_ok(const json_t *o)
 }
 
 /* Checked where a checkpoint is decoded, so that a restart finds only usable counts. */
-bool txctx_counts_valid(const char *text)
+bool txctx_counts_valid(const char *text, uint64_t *rows)
 {
 	json_t *o = text ? json_loads(text, 0, NULL) : NULL;
 	bool ok = json_is_object(o) && counts_ok(o);
 
+	if (ok && rows)
+		*rows = (uint64_t)json_integer_value(json_object_get(o, "rows"));
 	json_decref(o);
 	return ok;
 }

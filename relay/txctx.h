@@ -69,9 +69,9 @@ char *txctx_counts_json(const txctx *t, uint64_t rows);
 /*
  * Whether text is counts txctx_counts_json could have written: an object with "records" and
  * "rows" (counts), "begun" (a boolean), "topics" (an object of counts adding up to records,
- * without overflow).
+ * without overflow). rows (NULL: not wanted) gets its "rows" when valid.
  */
-bool txctx_counts_valid(const char *text);
+bool txctx_counts_valid(const char *text, uint64_t *rows);
 /*
  * Starts the counts from what a checkpoint kept (txctx_counts_json's text; NULL: nothing)
  * after rows of the transaction's rows were read; its BEGIN counts as handled only when it went

@@ -1,5 +1,4 @@
 /* fuzz_checkpoint.c: libFuzzer target for checkpoint_decode_with (relay/checkpoint.c), the backfill state and the transaction counts it carries, with an encode round trip (timeline and xid ends included). */
-#include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,14 +28,12 @@ static void load_backfill(const char *json)
  */
 static void load_counts(const char *json)
 {
-	json_t *o = json_loads(json, 0, NULL);
-	uint64_t rows = (uint64_t)json_integer_value(json_object_get(o, "rows"));
+	uint64_t rows = 0;
 	txctx t, u;
 
-	json_decref(o);
 	memset(&t, 0, sizeof(t));
 	memset(&u, 0, sizeof(u));
-	FUZZ_CHECK(txctx_counts_valid(json) && txctx_restore(&t, json, rows) == 0 && !t.uncounted);
+	FUZZ_CHECK(txctx_counts_valid(json, &rows) && txctx_restore(&t, json, rows) == 0 && !t.uncounted);
 	char *again = txctx_counts_json(&t, rows);
 	FUZZ_CHECK(again != NULL && txctx_restore(&u, again, rows) == 0 && u.records == t.records &&
 		   u.n_topics == t.n_topics && u.begun == t.begin_sent &&
