@@ -333,17 +333,22 @@ static void preflight_kafka(report *rp, const relay_config *cfg)
 	check(rp, !e, what, "%s%s%s (check kafka.bootstrap_servers and the security settings)",
 	      rd_kafka_err2str(e), kafka_last_error[0] ? ": " : "", kafka_last_error);
 	if (!e) {
-		const char *topics[] = {cfg->checkpoint_topic, cfg->dead_letter_topic};
-		for (int t = 0; t < 2; t++) {
+		const char *topics[] = {cfg->checkpoint_topic, cfg->dead_letter_topic,
+					cfg->transaction_topic};
+		const char *later[] = {"created at the relay's first start",
+				       "created at the first dead letter",
+				       "created at the first transaction published"};
+		for (int t = 0; t < 3; t++) {
 			bool found = false;
+			if (!topics[t][0])
+				continue; /* no transaction topic configured */
 			for (int i = 0; i < md->topic_cnt; i++)
 				found |= strcmp(md->topics[i].topic, topics[t]) == 0;
 			snprintf(what, sizeof(what), "topic %s", topics[t]);
 			check(rp, found || cfg->auto_create_topics || t == 0, what,
 			      "create it, or set relay.auto_create_topics = true");
 			if (!found)
-				printf("     (missing: %s)\n", t == 0 ? "created at the relay's first start"
-							      : "created at the first dead letter");
+				printf("     (missing: %s)\n", later[t]);
 		}
 		rd_kafka_metadata_destroy(md);
 	}

@@ -10,6 +10,7 @@
 #include "clock.h"
 #include "kafka_admin.h"
 #include "log.h"
+#include "txctx.h"
 #include "xalloc.h"
 
 /* How long loading may wait for the broker's metadata and topic creation. */
@@ -185,6 +186,11 @@ static int get_recovery(json_t *o, checkpoint_recovery *rec, lsn_t lsn)
 		if (!json_is_object(c))
 			return -1;
 		rec->txn_counts = json_dumps(c, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		if (!txctx_counts_valid(rec->txn_counts, NULL)) {
+			free(rec->txn_counts); /* kept out: the restart decides what that costs */
+			rec->txn_counts = NULL;
+			rec->txn_counts_bad = true;
+		}
 	}
 	return 0;
 }

@@ -52,6 +52,7 @@ typedef struct {
 	/* The split transaction's records in Kafka so far, in all and per topic (txctx.h's JSON
 	 * object, malloc'd), or NULL: the transaction context goes on counting from them. */
 	char *txn_counts;
+	bool txn_counts_bad; /* the checkpoint had counts that are not valid (txctx_counts_valid) */
 } checkpoint_recovery;
 
 void checkpoint_recovery_free(checkpoint_recovery *rec);

@@ -126,7 +126,8 @@ static const opt_def opts[] = {
 	{.path = "relay.transaction_topic", .type = OPT_STRING, .offset = OFF(transaction_topic),
 	 .def = "",
 	 .doc = "topic for a BEGIN and an END record of each PostgreSQL transaction that published "
-		"records, END with the count per topic (docs/privacy.md); \"\": none"},
+		"records, END with the count per topic (docs/privacy.md); not the checkpoint or "
+		"dead-letter topic; \"\": none"},
 	{.path = "relay.first_start", .type = OPT_STRING, .offset = OFF(first_start), .def = "backfill",
 	 .choices = first_starts,
 	 .doc = "exactly-once, when the relay creates its slot for the first time: backfill (first "
@@ -1041,6 +1042,25 @@ static int first_source_line(const relay_config *cfg, bool avro)
 	return 1;
 }
 
+/*
+ * The transaction topic shares no topic with the relay's own: a consumer of it (or the
+ * relay reading its checkpoints back) would meet records it cannot read.
+ */
+static int check_transaction_topic(const relay_config *cfg, const config_t *lc, FILE *err)
+{
+	const char *t = cfg->transaction_topic, *clash = NULL;
+
+	if (t[0] && strcmp(t, cfg->checkpoint_topic) == 0)
+		clash = "relay.checkpoint_topic";
+	else if (t[0] && strcmp(t, cfg->dead_letter_topic) == 0)
+		clash = "relay.dead_letter_topic";
+	if (!clash)
+		return 0;
+	fprintf(err, "%s:%d: relay.transaction_topic \"%s\" is also %s: give the transaction "
+		"topic a name of its own\n", cfg->path, line_of(lc, "relay.transaction_topic"), t, clash);
+	return -1;
+}
+
 /* Checks that span groups: the kafka group against the relay group. */
 static int check_values(const relay_config *cfg, const config_t *lc, FILE *err)
 {
@@ -1117,7 +1137,7 @@ static int check_values(const relay_config *cfg, const config_t *lc, FILE *err)
 			cfg->path, line_of(lc, KAFKA_GROUP));
 		bad = -1;
 	}
-	return bad;
+	return bad | check_transaction_topic(cfg, lc, err);
 }
 
 /* The top-level keys (each reported where it is wrong), then the flags they imply. */

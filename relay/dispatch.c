@@ -159,19 +159,37 @@ static void watch_disorder(relay *r)
 
 /*
  * The transaction context (txctx.h) of a transaction beginning: a split one whose first parts
- * Kafka committed counts on from what the checkpoint kept of them.
+ * Kafka committed counts on from what the checkpoint kept of them. Counts that cannot be used
+ * stop the relay when headers or the transaction topic need them: indexes counted from 0 again
+ * would repeat (commit LSN, index) pairs of records already committed. A checkpoint without
+ * counts (written by a relay without them) is the one documented exception: a warning.
  */
-static void begin_context(relay *r, const w2j_record *rec)
+static outcome begin_context(relay *r, const w2j_record *rec)
 {
 	char a[LSN_TEXT_MAX];
+	bool needed = r->cfg->transaction_headers || r->cfg->transaction_topic[0];
+	const char *counts;
 
 	txctx_begin(&r->tx, rec->xid, rec->nextlsn, r->txn_commit_ms);
 	if (!r->eos_on || r->skip_txn || r->eos.skip_rows == 0)
-		return;
-	if (txctx_restore(&r->tx, eos_committed_counts(&r->eos, rec->nextlsn)) < 0)
-		log_warn("the checkpoint's record counts of the split transaction ending at %s are "
-			 "malformed: its pg_txn_index headers and END counts start from 0 again",
-			 lsn_format(rec->nextlsn, a));
+		return OUTCOME_OK;
+	counts = eos_committed_counts(&r->eos, rec->nextlsn);
+	lsn_format(rec->nextlsn, a);
+	if (!counts && !eos_committed_counts_bad(&r->eos, rec->nextlsn)) {
+		txctx_restore(&r->tx, NULL, 0);
+		if (needed)
+			log_warn("the checkpoint inside the transaction ending at %s has no record counts "
+				 "(written by a relay without them): its pg_txn_index headers and END "
+				 "counts start from 0 again", a);
+		return OUTCOME_OK;
+	}
+	if (txctx_restore(&r->tx, counts, r->eos.committed.partial_rows) == 0 || !needed)
+		return OUTCOME_OK;
+	log_error("the checkpoint's record counts of the split transaction ending at %s are not "
+		  "valid or do not match its %llu rows read: counting from 0 again would repeat "
+		  "pg_txn_index values of records already in Kafka, so the relay stops (docs/privacy.md, "
+		  "\"Transaction context\")", a, (unsigned long long)r->eos.committed.partial_rows);
+	return OUTCOME_FATAL;
 }
 
 /* BEGIN: a PostgreSQL transaction opens; the tracker, eos and the refusal search learn of it. */
@@ -196,8 +214,7 @@ static outcome handle_begin(relay *r, const w2j_record *rec)
 	r->skip_txn = r->eos_on ? !eos_pg_begin(&r->eos, rec->nextlsn) : rec->nextlsn <= r->prog.acked;
 	if (!r->skip_txn)
 		r->txn_seq = progress_begin(&r->prog, rec->nextlsn);
-	begin_context(r, rec);
-	return OUTCOME_OK;
+	return begin_context(r, rec);
 }
 
 /*

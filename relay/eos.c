@@ -113,6 +113,7 @@ void eos_resume_recovery(eos *e, const checkpoint_recovery *rec)
 	horizon_load(&e->hz, rec, e->committed.lsn);
 	free(e->committed_counts);
 	e->committed_counts = rec && rec->txn_counts ? xstrdup(rec->txn_counts) : NULL;
+	e->committed_counts_bad = rec && rec->txn_counts_bad;
 }
 
 void eos_set_counts(eos *e, char *json)
@@ -124,6 +125,11 @@ void eos_set_counts(eos *e, char *json)
 const char *eos_committed_counts(const eos *e, lsn_t nextlsn)
 {
 	return nextlsn == e->committed.partial_nextlsn ? e->committed_counts : NULL;
+}
+
+bool eos_committed_counts_bad(const eos *e, lsn_t nextlsn)
+{
+	return nextlsn == e->committed.partial_nextlsn && e->committed_counts_bad;
 }
 
 /* The counts the checkpoint cp keeps of its split transaction (as eos_pending chose it). */
@@ -142,6 +148,7 @@ static void counts_committed(eos *e, const char *counts)
 	char *copy = counts ? xstrdup(counts) : NULL;
 	free(e->committed_counts);
 	e->committed_counts = copy;
+	e->committed_counts_bad = false;
 }
 
 void eos_pg_txn_info(eos *e, lsn_t nextlsn, int64_t commit_us, uint32_t xid)

@@ -41,6 +41,7 @@ typedef struct {
 	uint32_t tli;        /* the server's timeline this session reads: the checkpoints' */
 	char *cur_counts;    /* the current transaction's record counts for the next commit (owned) */
 	char *committed_counts; /* those the committed checkpoint's split transaction holds, or NULL */
+	bool committed_counts_bad; /* that checkpoint held counts that were not valid */
 } eos;
 
 /*
@@ -68,6 +69,8 @@ void eos_resume_recovery(eos *e, const checkpoint_recovery *rec);
 void eos_set_counts(eos *e, char *json);
 /* The counts the committed checkpoint kept of the split transaction ending at nextlsn, or NULL. */
 const char *eos_committed_counts(const eos *e, lsn_t nextlsn);
+/* Whether that checkpoint had counts of it that were not valid (then the above is NULL). */
+bool eos_committed_counts_bad(const eos *e, lsn_t nextlsn);
 /* A transaction's B record: its commit time (us, 0: unknown) and xid, for the recovery fields. */
 void eos_pg_txn_info(eos *e, lsn_t nextlsn, int64_t commit_us, uint32_t xid);
 /* The transaction read last has an outbox row in Kafka's open transaction (recovery fields). */

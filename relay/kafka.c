@@ -404,9 +404,9 @@ rd_kafka_resp_err_t kafka_produce(kafka_producer *kp, const route_msg *m, int32_
 	return err;
 }
 
-bool kafka_record_fits(kafka_producer *kp, const route_msg *m)
+bool kafka_record_fits(kafka_producer *kp, const route_msg *m, size_t extra)
 {
-	size_t n = record_size(m, NULL, 0) + TXCTX_HEADERS_ROOM;
+	size_t n = record_size(m, NULL, 0) + extra;
 	return n <= kp->max_msg_size && fits_topic(kp, topic_find(kp, m->topic), n);
 }
 

@@ -51,9 +51,10 @@ rd_kafka_resp_err_t kafka_produce(kafka_producer *kp, const route_msg *m, int32_
  * topic's own max.message.bytes (read when the topic was first used, without compression),
  * asked before any record of a group that must go out whole is produced. kafka_produce refuses
  * one that cannot with RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, as librdkafka does for its limit.
- * Room for the transaction context headers (TXCTX_HEADERS_ROOM) is counted in.
+ * extra: bytes the record will carry besides m's own (the transaction context headers:
+ * publish_context_room), counted in.
  */
-bool kafka_record_fits(kafka_producer *kp, const route_msg *m);
+bool kafka_record_fits(kafka_producer *kp, const route_msg *m, size_t extra);
 /* Outcome of a transactional call, by librdkafka's error classes. */
 typedef enum {
 	KAFKA_TXN_OK,

@@ -124,6 +124,12 @@ static bool in_txn_context(const relay *r)
 	return r->in_txn && !r->skip_txn && r->cur_row != NO_ROW && !r->backfilling;
 }
 
+/* Size checks ahead of producing count the headers only when the record will carry them. */
+size_t publish_context_room(const relay *r)
+{
+	return r->cfg->transaction_headers && in_txn_context(r) ? TXCTX_HEADERS_ROOM : 0;
+}
+
 /* The transaction context headers of the next record (h points into th). */
 static void context_headers(const relay *r, txctx_headers *th, route_header h[3])
 {

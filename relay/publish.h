@@ -19,6 +19,12 @@ void publish_on_delivery(void *opaque, void *msg_opaque, rd_kafka_resp_err_t err
  */
 outcome publish_produce(relay *r, const route_msg *m, bool dead_letter, rd_kafka_resp_err_t *refused);
 /*
+ * The bytes a row's record produced now gets besides its own: TXCTX_HEADERS_ROOM when it will
+ * carry the transaction context headers (relay.transaction_headers on, a row of a PostgreSQL
+ * transaction), else 0. For size checks made before producing (kafka_record_fits).
+ */
+size_t publish_context_room(const relay *r);
+/*
  * A record of the transaction topic (BEGIN, END): produced in the open Kafka transaction like a
  * row's record, without the transaction context; a refusal stops the relay.
  */

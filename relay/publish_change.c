@@ -101,10 +101,12 @@ static const char *key_change_unfit(relay *r, const capture_table *t, const rout
 	if ((!binary_value(t) && router_utf8_valid_prefix(del->value, del->value_len) != del->value_len) ||
 	    router_utf8_valid_prefix(del->key, del->key_len) != del->key_len)
 		return "invalid UTF-8 in the row (its text is not UTF-8)";
-	if (!kafka_record_fits(r->kp, del))
+	size_t room = publish_context_room(r);
+
+	if (!kafka_record_fits(r->kp, del, room))
 		return "Broker: Message size too large (the delete of the old key of this key change; "
 		       "nothing of the change was published)";
-	if (!kafka_record_fits(r->kp, upd))
+	if (!kafka_record_fits(r->kp, upd, room))
 		return "Broker: Message size too large (the update of this key change; nothing of "
 		       "the change was published)";
 	return NULL;

@@ -35,6 +35,8 @@ void txctx_begin(txctx *t, uint64_t xid, lsn_t commit_lsn, int64_t commit_ms)
 	t->commit_ms = commit_ms;
 	t->records = 0;
 	t->begun = false;
+	t->begin_sent = false;
+	t->uncounted = false;
 }
 
 /* Decimal text without printf's cost (this runs once per record). */
@@ -137,60 +139,88 @@ void txctx_end_json(const txctx *t, strbuf *out)
 	put_json(o, out);
 }
 
-/* For a split transaction's checkpoint: enough to count on after a restart. */
-char *txctx_counts_json(const txctx *t)
+/* For a split transaction's checkpoint: enough to count on after a restart, and to check. */
+char *txctx_counts_json(const txctx *t, uint64_t rows)
 {
-	json_t *o = json_object(), *topics = json_object();
+	json_t *o, *topics;
 	char *text;
 
+	if (t->uncounted)
+		return NULL; /* a count from here would pass for the whole transaction's */
+	o = json_object();
+	topics = json_object();
 	for (size_t i = 0; i < t->n_topics; i++)
 		json_object_set_new(topics, t->topics[i].topic, json_integer((json_int_t)t->topics[i].n));
 	json_object_set_new(o, "records", json_integer((json_int_t)t->records));
+	json_object_set_new(o, "rows", json_integer((json_int_t)rows));
+	json_object_set_new(o, "begun", json_boolean(t->begin_sent));
 	json_object_set_new(o, "topics", topics);
 	text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(o);
 	return text;
 }
 
-/* Reads the counts per topic; -1 when one is not a count or they do not add up to records. */
-static int restore_topics(txctx *t, json_t *topics)
+/* A count: a JSON integer of 0 or more. */
+static bool is_count(const json_t *v)
 {
+	return json_is_integer(v) && json_integer_value(v) >= 0;
+}
+
+/* The counts' shape and sums: each topic a count, their sum (no overflow) the records. */
+static bool counts_ok(const json_t *o)
+{
+	const json_t *topics = json_object_get(o, "topics"), *v;
 	const char *name;
-	json_t *v;
 	uint64_t sum = 0;
 
-	json_object_foreach(topics, name, v) {
-		if (!json_is_integer(v) || json_integer_value(v) < 0)
-			return -1;
-		topic_slot(t, name)->n = (uint64_t)json_integer_value(v);
+	if (!is_count(json_object_get(o, "records")) || !is_count(json_object_get(o, "rows")) ||
+	    !json_is_boolean(json_object_get(o, "begun")) || !json_is_object(topics))
+		return false;
+	json_object_foreach((json_t *)topics, name, v) {
+		if (!is_count(v) || (uint64_t)json_integer_value(v) > UINT64_MAX - sum)
+			return false;
 		sum += (uint64_t)json_integer_value(v);
 	}
-	return sum == t->records ? 0 : -1;
+	return sum == (uint64_t)json_integer_value(json_object_get(o, "records"));
+}
+
+/* Checked where a checkpoint is decoded, so that a restart finds only usable counts. */
+bool txctx_counts_valid(const char *text, uint64_t *rows)
+{
+	json_t *o = text ? json_loads(text, 0, NULL) : NULL;
+	bool ok = json_is_object(o) && counts_ok(o);
+
+	if (ok && rows)
+		*rows = (uint64_t)json_integer_value(json_object_get(o, "rows"));
+	json_decref(o);
+	return ok;
 }
 
 /* A split transaction read again: counts on from its checkpoint; nothing half-restored. */
-int txctx_restore(txctx *t, const char *text)
+int txctx_restore(txctx *t, const char *text, uint64_t rows)
 {
-	json_t *o, *records, *topics;
-	int rc = -1;
+	json_t *o, *v;
+	const char *name;
 
 	clear_topics(t);
 	t->records = 0;
 	t->begun = false;
+	t->begin_sent = false;
+	t->uncounted = true;
 	if (!text)
 		return 0;
 	o = json_loads(text, 0, NULL);
-	records = json_object_get(o, "records");
-	topics = json_object_get(o, "topics");
-	if (json_is_integer(records) && json_integer_value(records) >= 0 && json_is_object(topics)) {
-		t->records = (uint64_t)json_integer_value(records);
-		rc = restore_topics(t, topics);
+	if (!json_is_object(o) || !counts_ok(o) ||
+	    (uint64_t)json_integer_value(json_object_get(o, "rows")) != rows) {
+		json_decref(o);
+		return -1;
 	}
+	t->uncounted = false;
+	t->records = (uint64_t)json_integer_value(json_object_get(o, "records"));
+	json_object_foreach(json_object_get(o, "topics"), name, v)
+		topic_slot(t, name)->n = (uint64_t)json_integer_value(v);
+	t->begin_sent = json_is_true(json_object_get(o, "begun"));
+	t->begun = t->begin_sent;
 	json_decref(o);
-	if (rc < 0) {
-		clear_topics(t);
-		t->records = 0;
-	}
-	t->begun = t->records > 0;
-	return rc;
+	return 0;
 }

@@ -32,7 +32,9 @@ typedef struct {
 	lsn_t commit_lsn;
 	int64_t commit_ms;  /* its commit time (0: unknown) */
 	uint64_t records;   /* counted so far: the next record's index */
-	bool begun;         /* its BEGIN record was published (transaction topic) */
+	bool begun;         /* its BEGIN was handled (published when the transaction topic is on) */
+	bool begin_sent;    /* its BEGIN record went out on the transaction topic */
+	bool uncounted;     /* restarted without counts of its earlier parts: none are kept */
 	txctx_topic *topics;
 	size_t n_topics, cap_topics;
 	size_t last;        /* the topic counted last (a cheap first guess) */
@@ -58,13 +60,24 @@ const char *txctx_id(const txctx *t, char *buf, size_t len);
 void txctx_begin_json(const txctx *t, strbuf *out);
 /* The END record's value (JSON): the count per topic and in total. */
 void txctx_end_json(const txctx *t, strbuf *out);
-/* What a checkpoint keeps of a split transaction: {"records":N,"topics":{"t":n,...}} (malloc'd). */
-char *txctx_counts_json(const txctx *t);
 /*
- * Starts the counts from what a checkpoint kept (txctx_counts_json's text; NULL: nothing);
- * with records counted, the BEGIN record went out already. -1 when the text is malformed
- * (then nothing is counted).
+ * What a checkpoint keeps of a split transaction after rows of its rows were read:
+ * {"records":N,"rows":R,"begun":B,"topics":{"t":n,...}} (malloc'd; B: begin_sent); NULL when
+ * uncounted.
  */
-int txctx_restore(txctx *t, const char *json);
+char *txctx_counts_json(const txctx *t, uint64_t rows);
+/*
+ * Whether text is counts txctx_counts_json could have written: an object with "records" and
+ * "rows" (counts), "begun" (a boolean), "topics" (an object of counts adding up to records,
+ * without overflow). rows (NULL: not wanted) gets its "rows" when valid.
+ */
+bool txctx_counts_valid(const char *text, uint64_t *rows);
+/*
+ * Starts the counts from what a checkpoint kept (txctx_counts_json's text; NULL: nothing)
+ * after rows of the transaction's rows were read; its BEGIN counts as handled only when it went
+ * out (else the next record sends it, the topic being on now). -1 when the text is not valid or kept another number of rows (then nothing is
+ * counted). NULL or -1 leave the transaction uncounted.
+ */
+int txctx_restore(txctx *t, const char *json, uint64_t rows);
 
 #endif

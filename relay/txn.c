@@ -53,7 +53,7 @@ outcome txn_commit(relay *r)
 	if (backfill_active(r->bf))
 		eos_set_backfill(&r->eos, backfill_state_json(r->bf));
 	/* Inside a transaction (a split): its counts so far, for the transaction context. */
-	eos_set_counts(&r->eos, r->eos.in_pg_txn && r->eos.cur_rows > 0 ? txctx_counts_json(&r->tx) : NULL);
+	eos_set_counts(&r->eos, r->eos.in_pg_txn && r->eos.cur_rows > 0 ? txctx_counts_json(&r->tx, r->eos.cur_rows) : NULL);
 	res = eos_commit(&r->eos, txn_tick, r);
 	if (res == OUTCOME_OK) {
 		if (r->snap) {

@@ -33,8 +33,10 @@ outcome txtopic_begin(relay *r)
 		e = produce_meta(r, &v);
 		strbuf_free(&v);
 	}
-	if (e == OUTCOME_OK)
+	if (e == OUTCOME_OK) {
 		r->tx.begun = true;
+		r->tx.begin_sent = r->cfg->transaction_topic[0] != '\0';
+	}
 	return e;
 }
 

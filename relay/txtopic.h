@@ -7,7 +7,8 @@
 /*
  * Before the first record of the PostgreSQL transaction being read (r->tx): its BEGIN record
  * on relay.transaction_topic (none when that is ""), in the open Kafka transaction. Marks the
- * transaction begun either way.
+ * transaction begun either way, and whether its BEGIN went out (kept by split checkpoints: a
+ * restart with the topic on sends the BEGIN that did not go out before the next record).
  */
 outcome txtopic_begin(relay *r);
 /*

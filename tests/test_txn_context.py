@@ -2,6 +2,10 @@
 import json
 import signal
 
+import pytest
+
+import relayctl
+
 from harness import wait_for
 
 CHECKPOINT_TOPIC = "outbox-relay.checkpoints"
@@ -159,8 +163,9 @@ def test_a_split_transaction_keeps_counting_across_its_kafka_transactions(outbox
     assert meta[1][1]["event_count"] == 500
     parts = [c for c in checkpoints(kafka, outbox) if c.get("partial", {}).get("xid") == xid]
     assert parts, "the transaction was not split (no checkpoint inside it)"
-    # Each part's checkpoint kept how many records the transaction had in Kafka by then.
-    assert all(c["txn_counts"]["records"] >= c["partial"]["rows"] for c in parts)
+    # Each part's checkpoint kept how many records the transaction had in Kafka by then: every
+    # row gives one record here, so as many as rows read.
+    assert all(c["txn_counts"]["records"] == c["partial"]["rows"] for c in parts)
 
 
 def test_records_carry_no_transaction_context_unless_asked_and_the_topic_still_counts(outbox, kafka):
@@ -175,27 +180,44 @@ def test_records_carry_no_transaction_context_unless_asked_and_the_topic_still_c
     assert meta[1][1]["event_count"] == 2
 
 
-def test_a_crash_inside_a_split_transaction_leaves_no_end_without_its_events_and_no_duplicates(outbox, kafka):
-    txtopic = outbox.prefix + ".transactions"
-    rows = 30000
+def kill_inside_a_split_transaction(outbox, kafka, txtopic, rows):
+    """Starts a relay that splits one transaction of rows outbox rows (txtopic: its transaction
+    topic, or None), freezes it at the first
+    checkpoint inside it (SIGSTOP, then SIGKILL). On a loaded machine the transaction may still
+    end first: returns whether the last checkpoint is inside it."""
     # A small in-flight limit slows the relay down, so that the kill lands inside the transaction.
     start(outbox, extra_relay='transaction_max_records = 1000; max_in_flight_bytes = 65536; '
-                              'transaction_topic = "%s";' % txtopic)
+                              'transaction_topic = "%s";' % txtopic if txtopic else
+                              'transaction_max_records = 1000; max_in_flight_bytes = 65536;')
     outbox.db.execute(
         "INSERT INTO outbox.events (aggregate_type, aggregate_id, event_type, payload) "
         "SELECT 'user', 'k' || (i %% 100), 'Bulk', jsonb_build_object('seq', i) "
         "FROM generate_series(1, %d) i" % rows)
-    wait_for(lambda: any("partial" in c for c in checkpoints(kafka, outbox)), 180, interval=0.5,
-             what="a checkpoint inside the transaction")
+    mine = lambda ms: any(json.loads(m["value"]).get("slot") == outbox.slot
+                          and "partial" in json.loads(m["value"]) for m in ms)
+    assert mine(kafka.consume([CHECKPOINT_TOPIC], until=mine, timeout=180)), \
+        "no checkpoint inside the transaction within 180 s"
+    outbox.relay.proc.send_signal(signal.SIGSTOP)
     outbox.relay.proc.send_signal(signal.SIGKILL)
     outbox.relay.wait_exit(30)
-    assert "partial" in checkpoints(kafka, outbox)[-1], "the kill came after the transaction's end"
+    inside = "partial" in checkpoints(kafka, outbox)[-1]
+    print("the kill landed %s the transaction" % ("inside" if inside else "after the end of"))
+    return inside
+
+
+def test_a_crash_inside_a_split_transaction_leaves_no_end_without_its_events_and_no_duplicates(outbox, kafka):
+    txtopic = outbox.prefix + ".transactions"
+    rows = 30000
+    # What follows holds wherever the kill landed; only the crash-time checks depend on it.
+    inside = kill_inside_a_split_transaction(outbox, kafka, txtopic, rows)
     # What a read_committed consumer sees at the crash: an END only with all its events.
     meta = [json.loads(m["value"]) for m in kafka.consume([txtopic], timeout=10)]
     seen = kafka.consume([outbox.topic("user")], timeout=30)
     assert [v["status"] for v in meta] in (["BEGIN"], ["BEGIN", "END"])
     if len(meta) == 2:
         assert len(seen) == rows
+    if inside:
+        assert meta and len(seen) < rows
     outbox.relay.start()
     outbox.relay.wait_streaming(60)
     msgs = kafka.consume([outbox.topic("user")], until=rows, timeout=300)
@@ -203,9 +225,65 @@ def test_a_crash_inside_a_split_transaction_leaves_no_end_without_its_events_and
     ids = [dict(m["headers"])["event_id"] for m in msgs]
     assert len(ids) == len(set(ids)) == rows
     assert sorted(context(m)[2] for m in msgs) == list(range(rows))
+    # The restart counted on where the crash left off: the n-th row (seq n) has index n - 1.
+    assert all(context(m)[2] == json.loads(m["value"])["seq"] - 1 for m in msgs)
     meta = transaction_records(kafka, txtopic, 2)
     assert len(kafka.consume([txtopic], timeout=5)) == 2
     assert [v["status"] for _, v in meta] == ["BEGIN", "END"]
     assert meta[1][1]["event_count"] == rows
     assert meta[1][1]["data_collections"] == [{"data_collection": outbox.topic("user"), "event_count": rows}]
     assert outbox.relay.stop() == 0
+
+
+def test_counts_of_a_split_transaction_that_do_not_match_its_checkpoint_stop_the_relay(outbox, kafka):
+    """Counting from 0 again would repeat (commit LSN, index) pairs already in Kafka."""
+    if not kill_inside_a_split_transaction(outbox, kafka, outbox.prefix + ".transactions", 30000):
+        pytest.skip("the transaction ended before the kill (a loaded machine)")
+    last = [m for m in kafka.consume([CHECKPOINT_TOPIC], timeout=30)
+            if json.loads(m["value"]).get("slot") == outbox.slot][-1]
+    value = json.loads(last["value"])
+    value["txn_counts"]["rows"] += 1
+    p = kafka.producer()
+    p.produce(CHECKPOINT_TOPIC, key=last["key"], value=json.dumps(value))
+    p.flush(30)
+    outbox.relay.start()
+    assert outbox.relay.wait_exit(120) != 0
+    errors = [l for l in outbox.relay.log().splitlines() if "do not match its" in l]
+    assert len(errors) == 1 and "the relay stops" in errors[0], outbox.relay.log()[-2000:]
+
+
+def test_a_transaction_topic_turned_on_inside_a_split_transaction_gets_its_begin_and_end(outbox, kafka):
+    """The first parts went out with the topic off: the restart sends the BEGIN they did not
+    send before the next record, and END counts every part."""
+    rows = 30000
+    if not kill_inside_a_split_transaction(outbox, kafka, None, rows):
+        pytest.skip("the transaction ended before the kill (a loaded machine)")
+    txtopic = outbox.prefix + ".transactions"
+    start(outbox, extra_relay='transaction_topic = "%s";' % txtopic)
+    msgs = kafka.consume([outbox.topic("user")], until=rows, timeout=300)
+    assert len(msgs) == rows
+    meta = transaction_records(kafka, txtopic, 2)
+    assert [v["status"] for _, v in meta] == ["BEGIN", "END"]
+    assert meta[1][1]["event_count"] == rows
+    assert outbox.relay.stop() == 0
+
+
+@pytest.mark.parametrize("other", ["checkpoint_topic", "dead_letter_topic"])
+def test_a_transaction_topic_named_like_the_checkpoint_or_dead_letter_topic_is_a_config_error(outbox, other):
+    outbox.reconfigure(extra_relay='%s = "shared.topic"; transaction_topic = "shared.topic";' % other)
+    code, out = relayctl.run_once(["check-config", outbox.config_path])
+    assert code == 2, out
+    line = [l for l in out.splitlines() if "relay.transaction_topic" in l]
+    assert line and line[0].startswith(outbox.config_path + ":"), out
+    assert int(line[0].split(":")[1]) > 1, out  # the line of the setting
+    assert '"shared.topic" is also relay.%s' % other in line[0]
+
+
+def test_preflight_checks_the_transaction_topic(outbox, kafka):
+    txtopic = outbox.prefix + ".transactions"
+    outbox.reconfigure(extra_relay='transaction_topic = "%s"; auto_create_topics = false;' % txtopic)
+    code, out = relayctl.run_once(["preflight", outbox.config_path], timeout=60)
+    assert "FAIL topic %s" % txtopic in out, out
+    kafka.create_topic(txtopic, partitions=1)
+    code, out = relayctl.run_once(["preflight", outbox.config_path], timeout=60)
+    assert "ok   topic %s" % txtopic in out, out

@@ -22,23 +22,27 @@ static void load_backfill(const char *json)
 	backfill_free(b);
 }
 
-/* A split transaction's stored counts are parsed at its B record: refused or kept, never a crash. */
+/*
+ * A split transaction's counts that decoding kept are valid: they restore at its B record for
+ * the rows they name, round-trip, and refuse any other number of rows without counting.
+ */
 static void load_counts(const char *json)
 {
-	txctx t;
+	uint64_t rows = 0;
+	txctx t, u;
+
 	memset(&t, 0, sizeof(t));
-	if (txctx_restore(&t, json) == 0) {
-		char *again = txctx_counts_json(&t);
-		txctx u;
-		memset(&u, 0, sizeof(u));
-		FUZZ_CHECK(again != NULL && txctx_restore(&u, again) == 0 && u.records == t.records &&
-			   u.n_topics == t.n_topics && u.begun == (t.records > 0));
-		free(again);
-		txctx_free(&u);
-	} else {
-		FUZZ_CHECK(t.records == 0 && t.n_topics == 0 && !t.begun);
-	}
+	memset(&u, 0, sizeof(u));
+	FUZZ_CHECK(txctx_counts_valid(json, &rows) && txctx_restore(&t, json, rows) == 0 && !t.uncounted);
+	char *again = txctx_counts_json(&t, rows);
+	FUZZ_CHECK(again != NULL && txctx_restore(&u, again, rows) == 0 && u.records == t.records &&
+		   u.n_topics == t.n_topics && u.begun == t.begin_sent &&
+		   u.begin_sent == t.begin_sent);
+	FUZZ_CHECK(txctx_restore(&u, again, rows + 1) == -1 && u.records == 0 && u.n_topics == 0 &&
+		   !u.begun && u.uncounted);
+	free(again);
 	txctx_free(&t);
+	txctx_free(&u);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -70,7 +74,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK((rec.backfill == NULL) == (rec2.backfill == NULL));
 	if (rec.backfill)
 		load_backfill(rec.backfill);
-	FUZZ_CHECK((rec.txn_counts == NULL) == (rec2.txn_counts == NULL));
+	FUZZ_CHECK((rec.txn_counts == NULL) == (rec2.txn_counts == NULL) && !rec2.txn_counts_bad);
+	FUZZ_CHECK(!(rec.txn_counts && rec.txn_counts_bad));
 	if (rec.txn_counts)
 		load_counts(rec.txn_counts);
 	checkpoint_recovery_free(&rec);

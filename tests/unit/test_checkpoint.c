@@ -263,11 +263,11 @@ static void test_split_transaction_counts_are_kept_as_written(void **state)
 {
 	(void)state;
 	checkpoint cp = {.lsn = 0x10, .partial_nextlsn = 0x20, .partial_rows = 2}, back;
-	checkpoint_recovery rec = {.txn_counts = "{\"records\":3,\"topics\":{\"b\":2,\"a\":1}}"};
+	checkpoint_recovery rec = {.txn_counts = "{\"records\":3,\"rows\":2,\"begun\":true,\"topics\":{\"b\":2,\"a\":1}}"};
 	checkpoint_recovery got = {0};
 	char *text = checkpoint_encode_with(&cp, &rec, "s");
 
-	assert_non_null(strstr(text, "\"txn_counts\":{\"records\":3,\"topics\":{\"b\":2,\"a\":1}}"));
+	assert_non_null(strstr(text, "\"txn_counts\":{\"records\":3,\"rows\":2,\"begun\":true,\"topics\":{\"b\":2,\"a\":1}}"));
 	assert_int_equal(decode_with(text, &back, &got), 0);
 	assert_string_equal(got.txn_counts, rec.txn_counts); /* topics in the order written */
 	checkpoint_recovery_free(&got);
@@ -275,7 +275,19 @@ static void test_split_transaction_counts_are_kept_as_written(void **state)
 	/* Absent (an older relay, or no split): none. Not an object: refused. */
 	assert_int_equal(decode_with("{\"lsn\":\"0/10\"}", &back, &got), 0);
 	assert_null(got.txn_counts);
+	assert_false(got.txn_counts_bad);
 	assert_int_equal(decode_with("{\"lsn\":\"0/10\",\"txn_counts\":3}", &back, &got), -1);
+	checkpoint_recovery_free(&got);
+	/* An object that is not valid counts (sums, overflow, no rows): the checkpoint is still
+	 * one, its counts are kept out and marked, for the restart to decide. */
+	assert_int_equal(decode_with("{\"lsn\":\"0/10\",\"txn_counts\":{\"records\":2,\"rows\":2,"
+				     "\"topics\":{\"a\":1}}}", &back, &got), 0);
+	assert_null(got.txn_counts);
+	assert_true(got.txn_counts_bad);
+	checkpoint_recovery_free(&got);
+	assert_int_equal(decode_with("{\"lsn\":\"0/10\",\"txn_counts\":{\"records\":1,"
+				     "\"topics\":{\"a\":1}}}", &back, &got), 0);
+	assert_true(got.txn_counts_bad);
 	checkpoint_recovery_free(&got);
 }
 

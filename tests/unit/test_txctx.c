@@ -73,10 +73,16 @@ static void test_counts_survive_a_checkpoint_round_trip(void **state)
 	txctx_count(&t, "p.user");
 	txctx_count(&t, "p.user");
 	txctx_count(&t, "dlq");
-	json = txctx_counts_json(&t);
-	assert_string_equal(json, "{\"records\":3,\"topics\":{\"p.user\":2,\"dlq\":1}}");
+	t.begin_sent = true;
+	json = txctx_counts_json(&t, 5);
+	assert_string_equal(json, "{\"records\":3,\"rows\":5,\"begun\":true,"
+				  "\"topics\":{\"p.user\":2,\"dlq\":1}}");
 	begin(&u);
-	assert_int_equal(txctx_restore(&u, json), 0);
+	assert_int_equal(txctx_restore(&u, json, 4), -1); /* another part's counts */
+	assert_true(u.uncounted);
+	assert_null(txctx_counts_json(&u, 4)); /* nothing kept that would pass for the whole */
+	assert_int_equal(txctx_restore(&u, json, 5), 0);
+	assert_false(u.uncounted);
 	assert_true(u.begun); /* its BEGIN went out with the first part */
 	txctx_peek(&u, &h);
 	assert_string_equal(h.index, "3");
@@ -92,21 +98,45 @@ static void test_restore_refuses_counts_that_do_not_add_up(void **state)
 {
 	(void)state;
 	static const char *const bad[] = {
-		"{\"records\":3,\"topics\":{\"a\":1}}", "{\"records\":-1,\"topics\":{}}",
-		"{\"records\":1,\"topics\":{\"a\":\"1\"}}", "{\"records\":1}", "[]", "not json",
-		"{\"records\":1,\"topics\":{\"a\":-1,\"b\":2}}",
+		"{\"records\":3,\"rows\":3,\"begun\":true,\"topics\":{\"a\":1}}",
+		"{\"records\":-1,\"rows\":3,\"begun\":true,\"topics\":{}}",
+		"{\"records\":1,\"rows\":3,\"begun\":true,\"topics\":{\"a\":\"1\"}}", "{\"records\":1,\"rows\":3}",
+		"[]", "not json", "{\"records\":1,\"rows\":3,\"begun\":true,\"topics\":{\"a\":-1,\"b\":2}}",
+		"{\"records\":1,\"topics\":{\"a\":1}}", /* no rows */
+		"{\"records\":1,\"rows\":-3,\"begun\":true,\"topics\":{\"a\":1}}",
+		/* two counts whose sum wraps around to records */
+		"{\"records\":0,\"rows\":3,\"begun\":true,\"topics\":{\"a\":9223372036854775807,"
+		"\"b\":9223372036854775807,\"c\":2}}",
 	};
 	txctx t;
 
 	begin(&t);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		assert_int_equal(txctx_restore(&t, bad[i]), -1);
+		assert_false(txctx_counts_valid(bad[i], NULL));
+		assert_int_equal(txctx_restore(&t, bad[i], 3), -1);
 		assert_int_equal(t.records, 0);
 		assert_int_equal(t.n_topics, 0);
 		assert_false(t.begun);
 	}
-	assert_int_equal(txctx_restore(&t, NULL), 0); /* nothing kept: a transaction from its start */
+	assert_int_equal(txctx_restore(&t, NULL, 3), 0); /* nothing kept: counted from 0, not kept */
 	assert_false(t.begun);
+	txctx_free(&t);
+}
+
+static void test_a_begin_that_did_not_go_out_is_sent_after_a_restart(void **state)
+{
+	(void)state;
+	txctx t;
+
+	begin(&t);
+	/* The first part went out with the transaction topic off: its BEGIN was not sent. */
+	assert_int_equal(txctx_restore(&t, "{\"records\":2,\"rows\":2,\"begun\":false,"
+					   "\"topics\":{\"a\":2}}", 2), 0);
+	assert_false(t.begun); /* the next record sends it, if the topic is on now */
+	assert_false(t.begin_sent);
+	assert_int_equal(t.records, 2);
+	/* Counts without "begun" are not ones this relay writes. */
+	assert_false(txctx_counts_valid("{\"records\":2,\"rows\":2,\"topics\":{\"a\":2}}", NULL));
 	txctx_free(&t);
 }
 
@@ -117,6 +147,7 @@ int main(void)
 		cmocka_unit_test(test_end_counts_each_topic_in_first_use_order),
 		cmocka_unit_test(test_counts_survive_a_checkpoint_round_trip),
 		cmocka_unit_test(test_restore_refuses_counts_that_do_not_add_up),
+		cmocka_unit_test(test_a_begin_that_did_not_go_out_is_sent_after_a_restart),
 	};
 	return cmocka_run_group_tests_name("txctx", tests, NULL, NULL);
 }
