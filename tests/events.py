@@ -205,8 +205,10 @@ class Writers:
         with self.lock:
             return len(self.committed)
 
-    def stop(self):
+    def stop(self, timeout=120):
         self.stop_flag.set()
         for t in self.threads:
-            t.join()
+            t.join(timeout)  # bounded: a writer stuck in a commit must not hang the suite
+        stuck = [t.name for t in self.threads if t.is_alive()]
+        assert not stuck, "writers still in a statement after %d s: %s" % (timeout, stuck)
         assert not self.errors, self.errors
