@@ -127,7 +127,7 @@ def wait_published_beyond(kafka, topic, standby):
         on_standby = {r[0] for r in standby.query("SELECT id::text FROM outbox.events", dbname="app")}
         extra = set(event_ids(kafka.consume([topic], timeout=10))) - on_standby
         return extra or None
-    return wait_for(beyond, 30, interval=0.2, what="the relay publishing events the standby does not have")
+    return wait_for(beyond, 90, interval=0.2, what="the relay publishing events the standby does not have")
 
 
 def scrape(port, name):
