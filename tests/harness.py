@@ -1493,6 +1493,10 @@ class Kafka:
             "transaction.state.log.replication.factor": "1",
             "transaction.state.log.min.isr": "1",
             "transaction.state.log.num.partitions": "1",
+            # A killed relay's open transaction on the shared checkpoint topic holds other relays'
+            # starts until the broker aborts it (docs/exactly-once.md): its check every second,
+            # not every 10 s, so that is transaction.timeout.ms and little more.
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms": "1000",
             "group.initial.rebalance.delay.ms": "0",
             "num.partitions": "3",
             "auto.create.topics.enable": "true",

@@ -1,4 +1,5 @@
 # relayctl.py: runs the outbox-relay binary for tests: a config per test, logs, stop and wait helpers.
+import json
 import os
 import signal
 import subprocess
@@ -82,8 +83,10 @@ class Relay:
         assert text in self.log()[since:], "relay exited before logging %r:\n%s" % (text, self.log()[-3000:])
         return self.log()
 
-    def wait_streaming(self, timeout=30):
-        """Waits for the log line that says streaming started in the current run."""
+    def wait_streaming(self, timeout=100):
+        """Waits for the log line that says streaming started in the current run: up to 100 s,
+        as a start can wait behind a killed relay's open transaction on the shared checkpoint
+        topic until the broker aborts it (transaction.timeout.ms, 60 s)."""
         marker = "==== start %d\n" % (self.runs - 1)
         wait_for(lambda: "streaming from slot" in self.log().split(marker)[-1] or self.proc.poll() is not None,
                  timeout, what="relay streaming")
@@ -135,6 +138,20 @@ def run_once(args, timeout=30):
     p = subprocess.run([RELAY_BIN] + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        timeout=timeout)
     return p.returncode, p.stdout.decode(errors="replace")
+
+
+def newest_status(config_path, timeout=180):
+    """`outbox-relay status --json` once it read the checkpoint topic to its end: status waits
+    at most 2 s behind an open Kafka transaction (the running relay's own, or another's) and then
+    answers the checkpoint before it with checkpoint_incomplete; a test that needs the newest
+    checkpoint asks again until the answer is whole."""
+    def whole():
+        code, out = run_once(["status", config_path, "--json"], timeout=120)
+        if code != 0:
+            return None
+        st = json.loads(out)
+        return st if "checkpoint_incomplete" not in st and "checkpoint_error" not in st else None
+    return wait_for(whole, timeout, interval=0.5, what="a whole checkpoint read by outbox-relay status")
 
 
 def drop_active_slot(db, slot, timeout=30):

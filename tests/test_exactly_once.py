@@ -31,11 +31,7 @@ def checkpoint_lsn(kafka, txn_id, outbox=None):
     under load would return an older checkpoint without noticing.
     """
     if outbox is not None:
-        def read():
-            code, out = relayctl.run_once(["status", outbox.config_path, "--json"], timeout=120)
-            st = json.loads(out) if code == 0 else {}
-            return st if code == 0 and "checkpoint_error" not in st else None
-        st = wait_for(read, 180, interval=1, what="the checkpoint from outbox-relay status")
+        st = relayctl.newest_status(outbox.config_path)
         if not st.get("checkpoint_lsn"):
             return 0, None
         hi, lo = st["checkpoint_lsn"].split("/")
