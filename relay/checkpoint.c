@@ -502,6 +502,16 @@ static int take_next(rd_kafka_queue_t *q, const char *topic, const char *key, pa
  * reaching the end is the only proof of having seen this relay's newest checkpoint, and an
  * error (retried) is better than an older one. The tick is called at every slice.
  */
+/* How far the read has come over all partitions: it moved when this grows. */
+static int64_t read_progress(int parts, const part_read *pr)
+{
+	int64_t sum = 0;
+
+	for (int p = 0; p < parts; p++)
+		sum += pr[p].pos;
+	return sum;
+}
+
 static checkpoint_result read_to_end(const relay_config *cfg, rd_kafka_t *rk, const char *topic,
 				     int parts, const char *key, const checkpoint_read_opts *opts,
 				     checkpoint *cp, checkpoint_extra *x, char *err, size_t errlen)
@@ -511,7 +521,7 @@ static checkpoint_result read_to_end(const relay_config *cfg, rd_kafka_t *rk, co
 	rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
 	part_read *pr = calloc((size_t)parts, sizeof(part_read));
 	checkpoint_result r = CHECKPOINT_NONE;
-	int64_t deadline;
+	int64_t deadline, last_move, moved;
 	int started = 0, ends;
 
 	if (!rkt || !pr) {
@@ -523,8 +533,13 @@ static checkpoint_result read_to_end(const relay_config *cfg, rd_kafka_t *rk, co
 		r = ends == -2 ? CHECKPOINT_STOPPED : CHECKPOINT_ERROR;
 		goto done;
 	}
-	/* Counted from here: asking for the ends has a budget of its own. */
-	deadline = clock_mono_ms() + opts->wait_ms;
+	/* Counted from here: asking for the ends has a budget of its own. The read may take up to
+	 * CHECKPOINT_WAIT_MS (or wait_ms when longer) while it moves; opts->wait_ms is how long it
+	 * waits without moving (behind an open transaction): a short wait (`status`) still reads a
+	 * long topic to its end. */
+	last_move = clock_mono_ms();
+	deadline = last_move + (opts->wait_ms > CHECKPOINT_WAIT_MS ? opts->wait_ms : CHECKPOINT_WAIT_MS);
+	moved = read_progress(parts, pr);
 	for (; started < parts; started++) {
 		if (rd_kafka_consume_start_queue(rkt, started, RD_KAFKA_OFFSET_BEGINNING, q) < 0) {
 			snprintf(err, errlen, "checkpoint topic %s: %s", topic,
@@ -538,7 +553,10 @@ static checkpoint_result read_to_end(const relay_config *cfg, rd_kafka_t *rk, co
 			r = CHECKPOINT_STOPPED;
 			break;
 		}
-		if (clock_mono_ms() > deadline) {
+		int64_t now = clock_mono_ms(), at = read_progress(parts, pr);
+		if (at != moved)
+			moved = at, last_move = now;
+		if (now > deadline || now - last_move > opts->wait_ms) {
 			r = give_up(topic, parts, pr, opts, r, x, err, errlen);
 			break;
 		}

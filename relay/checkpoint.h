@@ -94,8 +94,9 @@ typedef int (*checkpoint_tick_fn)(void *ctx);
 
 /* How a read goes (checkpoint_load_state; NULL: wait_ms CHECKPOINT_WAIT_MS, no tick). */
 typedef struct {
-	/* How long an open Kafka transaction may hold the read back, counted once the partitions'
-	 * ends are known; after it, CHECKPOINT_ERROR (or, with partial_ok, what was read). */
+	/* How long the read may stand still (an open Kafka transaction holds it back), counted once
+	 * the partitions' ends are known; after it, CHECKPOINT_ERROR (or, with partial_ok, what was
+	 * read). A read that keeps moving goes on up to CHECKPOINT_WAIT_MS (or wait_ms if longer). */
 	int wait_ms;
 	/* After wait_ms: the newest checkpoint before the open transaction, with
 	 * checkpoint_extra.incomplete saying where it stopped (`outbox-relay status`), not an error.
