@@ -1363,6 +1363,14 @@ def avro_extra_us(json_runs, avro_runs):
     return [a["cpu_us_per_row"] - j["cpu_us_per_row"] for j, a in zip(json_runs, avro_runs)]
 
 
+def note_failure(results, e):
+    """A run that failed: its error kept in the results and logged with the traceback; exit code 1."""
+    results["error"] = "".join(traceback.format_exception_only(type(e), e)).strip()
+    log("failed: %s" % results["error"])
+    traceback.print_exc()
+    return 1
+
+
 def variant_table(pairs, name, title):
     """The markdown lines of a variant's catch-ups next to the JSON runs before them (none: [])."""
     if not pairs:
@@ -1660,10 +1668,7 @@ def main():
         if s.perf:
             bench.profile()
     except (Exception, KeyboardInterrupt) as e:
-        results["error"] = "".join(traceback.format_exception_only(type(e), e)).strip()
-        log("failed: %s" % results["error"])
-        traceback.print_exc()
-        rc = 1
+        rc = note_failure(results, e)
     finally:
         results["total_s"] = time.monotonic() - t_all
         write_outputs(s, results)

@@ -26,7 +26,6 @@ import multiprocessing
 import os
 import sys
 import time
-import traceback
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -526,10 +525,7 @@ def main():
             live(bench, results)
         results["ratios"] = ratios(results)
     except (Exception, KeyboardInterrupt) as e:
-        results["error"] = "".join(traceback.format_exception_only(type(e), e)).strip()
-        log("failed: %s" % results["error"])
-        traceback.print_exc()
-        rc = 1
+        rc = bench_run.note_failure(results, e)
     finally:
         save(s, results)
         harness.cleanup_all()
