@@ -18,14 +18,26 @@ def install_outbox(db):
                    check=True, stdout=subprocess.DEVNULL)
 
 
+def checkpoint_topic(slot):
+    """The checkpoint topic of a test relay on slot: one per slot, so that a relay another test
+    killed inside a Kafka transaction (open until the broker aborts it, about 60 s) does not hold
+    back this relay's start, its status or a test's read_committed read of its checkpoints.
+    tests/test_checkpoint_shared.py covers relays sharing the default topic."""
+    return slot + ".checkpoints"
+
+
 def write_config(path, conninfo, bootstrap, slot, topic, extra_pg="", extra_relay="", extra_kafka="",
-                 sources=None, capture=None, extra_top=""):
+                 sources=None, capture=None, extra_top="", shared_checkpoints=False):
     """Writes a relay config file for one test.
 
     sources: the text of libconfig groups for the sources list; by default one source reading
     outbox.events with the given topic template. capture: the groups of a capture list.
-    extra_top: more top-level groups (e.g. schema_registry = { ... };).
+    extra_top: more top-level groups (e.g. schema_registry = { ... };). The checkpoint topic is
+    checkpoint_topic(slot) unless extra_relay names one or shared_checkpoints asks for the
+    relay's default (outbox-relay.checkpoints, shared by every relay of the broker).
     """
+    if "checkpoint_topic" not in extra_relay and not shared_checkpoints:
+        extra_relay = 'checkpoint_topic = "%s"; %s' % (checkpoint_topic(slot), extra_relay)
     if sources is None:
         sources = '{ table = "outbox.events"; topic = "%s"; }' % topic
     if capture:
@@ -85,8 +97,9 @@ class Relay:
 
     def wait_streaming(self, timeout=100):
         """Waits for the log line that says streaming started in the current run: up to 100 s,
-        as a start can wait behind a killed relay's open transaction on the shared checkpoint
-        topic until the broker aborts it (transaction.timeout.ms, 60 s)."""
+        as a start can wait behind a killed relay's open transaction on its checkpoint topic (its
+        own, killed by the test, or another's on a shared one) until the broker aborts it
+        (transaction.timeout.ms, 60 s)."""
         marker = "==== start %d\n" % (self.runs - 1)
         wait_for(lambda: "streaming from slot" in self.log().split(marker)[-1] or self.proc.poll() is not None,
                  timeout, what="relay streaming")

@@ -9,7 +9,6 @@ from events import AGGREGATES, assert_exactly_once_in_order, write_events
 from harness import wait_for
 from test_metrics import P, scrape
 
-CHECKPOINT_TOPIC = "outbox-relay.checkpoints"
 
 
 @pytest.fixture(autouse=True)
@@ -91,9 +90,10 @@ def test_a_start_that_died_creating_its_slot_starts_over(outbox, kafka):
     rows = write_events(outbox.db, 20, 3)
     outbox.db.execute("SELECT pg_create_logical_replication_slot(%s, 'wal2json')", (outbox.slot,))
     rows.update(write_events(outbox.db, 5, 2, start=1000))
-    kafka.create_topic(CHECKPOINT_TOPIC, partitions=1, config={"cleanup.policy": "compact"})
+    checkpoints = relayctl.checkpoint_topic(outbox.slot)
+    kafka.create_topic(checkpoints, partitions=1, config={"cleanup.policy": "compact"})
     p = kafka.producer()
-    p.produce(CHECKPOINT_TOPIC, key=txn_id(outbox),
+    p.produce(checkpoints, key=txn_id(outbox),
               value=json.dumps({"version": 1, "slot": outbox.slot, "lsn": "0/0", "creating": True}))
     p.flush(30)
     outbox.relay.start()

@@ -28,6 +28,15 @@ CHECKPOINT_TOPIC = "outbox-relay.checkpoints"  # the default, shared by every re
 WAITING = "an open Kafka transaction"  # the relay's line while one holds its read back
 
 
+@pytest.fixture(autouse=True)
+def shared_checkpoints(outbox):
+    """Every relay here keeps its checkpoints in the default topic (other tests' relays have one
+    topic each)."""
+    reconfigure = outbox.reconfigure
+    outbox.reconfigure = lambda **extra: reconfigure(shared_checkpoints=True, **extra)
+    outbox.reconfigure()
+
+
 def leave_transaction_open(kafka, topic):
     """A transactional producer (another relay, to the broker) with one record in every partition
     of topic, its transaction left open: the caller aborts it (or the broker after 90 s, should

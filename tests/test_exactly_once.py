@@ -14,7 +14,6 @@ import relayctl
 from harness import wait_for
 from events import Writers, slot_lsns
 
-CHECKPOINT_TOPIC = "outbox-relay.checkpoints"
 CRASHES = int(os.environ.get("CRASH_LOOPS", "50"))
 
 
@@ -23,7 +22,7 @@ def transactional_id(outbox):
     return "outbox-relay-%s-%s" % (sysid, outbox.slot)
 
 
-def checkpoint_lsn(kafka, txn_id, outbox=None):
+def checkpoint_lsn(kafka, txn_id, outbox=None, topic=None):
     """The newest committed checkpoint's LSN for this relay (0 when there is none).
 
     With outbox, asks the relay itself (`outbox-relay status --json`), which reads the checkpoint
@@ -37,7 +36,7 @@ def checkpoint_lsn(kafka, txn_id, outbox=None):
         hi, lo = st["checkpoint_lsn"].split("/")
         return (int(hi, 16) << 32) | int(lo, 16), st
     last = None
-    for m in kafka.consume([CHECKPOINT_TOPIC], timeout=30):
+    for m in kafka.consume([topic], timeout=30):
         if m["key"] == txn_id.encode():
             last = json.loads(m["value"])
     if last is None:
@@ -353,7 +352,7 @@ def test_relay_killed_inside_a_500k_row_transaction(outbox, kafka):
         "SELECT 'user', 'k' || (i % 100), 'Bulk', jsonb_build_object('w', 0, 'seq', i) "
         "FROM generate_series(1, 500000) i")
     # Kill it once Kafka holds part of the transaction (a partial checkpoint).
-    wait_for(lambda: (checkpoint_lsn(kafka, txn_id)[1] or {}).get("partial"), 180,
+    wait_for(lambda: (checkpoint_lsn(kafka, txn_id, topic=relayctl.checkpoint_topic(outbox.slot))[1] or {}).get("partial"), 180,
              interval=0.5, what="a partial checkpoint")
     outbox.relay.proc.send_signal(signal.SIGKILL)
     outbox.relay.wait_exit(30)

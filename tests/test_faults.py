@@ -28,7 +28,6 @@ BROKER = 1  # the mock cluster's only broker
 
 AGGREGATES = ["user", "document", "liveness"]
 PARTITIONS = 3
-CHECKPOINT_TOPIC = "outbox-relay.checkpoints"  # the relay's default
 # Long enough that no idle checkpoint commits in the middle of a case, so the next EndTxn after
 # the first commit is the one carrying the test's rows (the server still gets replies to its
 # keepalives, and wal_sender_timeout is 60 s).
@@ -187,7 +186,7 @@ def faulty(db, tmp_path, request):
     f.relay = None
     try:
         # The mock has no CreateTopics: the relay would wait for its checkpoint topic forever.
-        f.mock.cmd("topic %s 1" % CHECKPOINT_TOPIC)
+        f.mock.cmd("topic %s 1" % relayctl.checkpoint_topic(f.slot))
         for t in f.topics:
             f.mock.cmd("topic %s %d" % (t, PARTITIONS))
         config_path = str(tmp_path / "relay.conf")

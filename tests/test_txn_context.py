@@ -8,7 +8,6 @@ import relayctl
 
 from harness import wait_for
 
-CHECKPOINT_TOPIC = "outbox-relay.checkpoints"
 CONTEXT = ("pg_xid", "pg_commit_lsn", "pg_txn_index")
 
 
@@ -142,7 +141,7 @@ def test_the_transaction_topic_has_a_begin_and_an_end_with_the_count_per_topic(o
 def checkpoints(kafka, outbox):
     """The checkpoint records of this test's relay (its slot), oldest first."""
     out = []
-    for m in kafka.consume([CHECKPOINT_TOPIC], timeout=30):
+    for m in kafka.consume([relayctl.checkpoint_topic(outbox.slot)], timeout=30):
         v = json.loads(m["value"])
         if v.get("slot") == outbox.slot:
             out.append(v)
@@ -195,7 +194,7 @@ def kill_inside_a_split_transaction(outbox, kafka, txtopic, rows):
         "FROM generate_series(1, %d) i" % rows)
     mine = lambda ms: any(json.loads(m["value"]).get("slot") == outbox.slot
                           and "partial" in json.loads(m["value"]) for m in ms)
-    assert mine(kafka.consume([CHECKPOINT_TOPIC], until=mine, timeout=180)), \
+    assert mine(kafka.consume([relayctl.checkpoint_topic(outbox.slot)], until=mine, timeout=180)), \
         "no checkpoint inside the transaction within 180 s"
     outbox.relay.proc.send_signal(signal.SIGSTOP)
     outbox.relay.proc.send_signal(signal.SIGKILL)
@@ -239,12 +238,12 @@ def test_counts_of_a_split_transaction_that_do_not_match_its_checkpoint_stop_the
     """Counting from 0 again would repeat (commit LSN, index) pairs already in Kafka."""
     if not kill_inside_a_split_transaction(outbox, kafka, outbox.prefix + ".transactions", 30000):
         pytest.skip("the transaction ended before the kill (a loaded machine)")
-    last = [m for m in kafka.consume([CHECKPOINT_TOPIC], timeout=30)
+    last = [m for m in kafka.consume([relayctl.checkpoint_topic(outbox.slot)], timeout=30)
             if json.loads(m["value"]).get("slot") == outbox.slot][-1]
     value = json.loads(last["value"])
     value["txn_counts"]["rows"] += 1
     p = kafka.producer()
-    p.produce(CHECKPOINT_TOPIC, key=last["key"], value=json.dumps(value))
+    p.produce(relayctl.checkpoint_topic(outbox.slot), key=last["key"], value=json.dumps(value))
     p.flush(30)
     outbox.relay.start()
     assert outbox.relay.wait_exit(120) != 0
