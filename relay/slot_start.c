@@ -567,7 +567,8 @@ static outcome settle_slot(relay *r, slot_state st, stored_checkpoint *sc, char 
 
 	if (sc->res == CHECKPOINT_NO_TOPIC && st == SLOT_OK && strcmp(r->cfg->adopt_slot, "no") != 0)
 		return start_on_foreign_slot(r, err, errlen);
-	if (sc->res == CHECKPOINT_NO_TOPIC && st != SLOT_MISSING)
+	/* An invalidated slot is refused below whatever the topic: no adoption could help it. */
+	if (sc->res == CHECKPOINT_NO_TOPIC && st == SLOT_OK)
 		return OUTCOME_FATAL; /* err says the topic is missing */
 	if (!found || sc->rec.creating) {
 		if (st == SLOT_OK && !found)
