@@ -285,6 +285,30 @@ def _unprivileged_user():
     return pwd.getpwnam(UNPRIVILEGED_FALLBACK_USER)
 
 
+class Statements:
+    """execute() and query() on a fresh autocommit connection of the class's connect()."""
+
+    def execute(self, sql, params=None, dbname="postgres"):
+        """Run one statement (autocommit); return the affected row count."""
+        conn = self.connect(dbname=dbname)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.rowcount
+        finally:
+            conn.close()
+
+    def query(self, sql, params=None, dbname="postgres"):
+        """Run one query (autocommit); return all rows as a list of tuples."""
+        conn = self.connect(dbname=dbname)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchall()
+        finally:
+            conn.close()
+
+
 class Database:
     """One database on a Postgres server (what the `db` fixture yields)."""
 
@@ -309,7 +333,7 @@ class Database:
         return "Database(%r)" % self.name
 
 
-class Postgres:
+class Postgres(Statements):
     """A private PostgreSQL server with wal_level=logical, listening on 127.0.0.1 and a socket in its temp dir."""
 
     host = "127.0.0.1"
@@ -495,26 +519,6 @@ class Postgres:
         conn = psycopg2.connect(self.dsn(dbname=dbname, user=user), connect_timeout=5)
         conn.autocommit = autocommit
         return conn
-
-    def execute(self, sql, params=None, dbname="postgres"):
-        """Run one statement on a fresh autocommit connection; return the affected row count."""
-        conn = self.connect(dbname=dbname)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, params)
-                return cur.rowcount
-        finally:
-            conn.close()
-
-    def query(self, sql, params=None, dbname="postgres"):
-        """Run one query on a fresh autocommit connection; return all rows as a list of tuples."""
-        conn = self.connect(dbname=dbname)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, params)
-                return cur.fetchall()
-        finally:
-            conn.close()
 
     # -- helpers for tests -------------------------------------------------
 
@@ -1063,7 +1067,7 @@ def _pid_alive(pid):
         return False
 
 
-class PatroniCluster:
+class PatroniCluster(Statements):
     """A throwaway PostgreSQL HA cluster as DB hosts run it: etcd, and Patroni with `nodes`
     PostgreSQL 15 servers on loopback ports, like the harness's Postgres and Kafka.
 
@@ -1340,26 +1344,6 @@ class PatroniCluster:
         conn = psycopg2.connect(self.dsn(dbname=dbname, user=user))
         conn.autocommit = autocommit
         return conn
-
-    def execute(self, sql, params=None, dbname="postgres"):
-        """Run one statement on the primary (autocommit); return the affected row count."""
-        conn = self.connect(dbname=dbname)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, params)
-                return cur.rowcount
-        finally:
-            conn.close()
-
-    def query(self, sql, params=None, dbname="postgres"):
-        """Run one query on the primary (autocommit) and return all rows."""
-        conn = self.connect(dbname=dbname)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, params)
-                return cur.fetchall()
-        finally:
-            conn.close()
 
     def create_database(self, name=None):
         """CREATE DATABASE on the primary; returns a harness.Database that follows the primary."""
