@@ -310,7 +310,8 @@ LIVE_TS_SQL = ("ALTER TABLE outbox.events ADD COLUMN IF NOT EXISTS bench_ts time
 def live_load(bench, db, topics, rate, seconds, pid, already=0):
     """Writers at rate rows/s for seconds, and the latency consumer on topics (run.py's own).
 
-    already: records in topics before (the consumer reads from the beginning)."""
+    already: records in topics before (a warm-up's): the consumer reads from the beginning, counts
+    them too and stops at written + already; "received" is net of them."""
     ctx = multiprocessing.get_context("spawn")
     nwriters = max(1, int(math.ceil(rate / 2500.0)))
     ready, stop_ev = ctx.Event(), ctx.Event()
@@ -338,22 +339,14 @@ def live_load(bench, db, topics, rate, seconds, pid, already=0):
         written = sum(w["rows"] for w in writers)
         ctl_parent.send((written + already, time.time() + 60))
         cres = cq.get(timeout=180)
-        cres["received"] -= already
-        return latency_result(cres, written, max(w["seconds"] for w in writers), t_start, cpu)
+        return {"rows": written, "rows_per_s": written / max(w["seconds"] for w in writers),
+                **bench_run.latency_figures(cres, t_start, t_end, already), "cpu_s": cpu,
+                "cpu_us_per_row": cpu / written * 1e6 if written else None}
     finally:
         for p in procs:
             p.join(10)
             if p.is_alive():
                 p.terminate()
-
-
-def latency_result(cres, written, write_s, t_start, cpu):
-    cutoff = (t_start + bench_run.LIVE_WARMUP_S) * 1000.0
-    lat = sorted(l for ts, l in zip(cres["ts"], cres["lat"]) if ts >= cutoff)
-    return {"rows": written, "rows_per_s": written / write_s, "received": cres["received"],
-            "measured_rows": len(lat), "p50_ms": percentile(lat, 50), "p99_ms": percentile(lat, 99),
-            "max_ms": lat[-1] if lat else None, "cpu_s": cpu,
-            "cpu_us_per_row": cpu / written * 1e6 if written else None}
 
 
 def debezium_live(bench, db, mode):
@@ -363,10 +356,13 @@ def debezium_live(bench, db, mode):
     run = DebeziumRun(bench, "dbz-live-debezium-" + mode, db, slot, pub, mode, "bench_ts").start_worker()
     try:
         run.create_connector()
-        warm = live_load(bench, db, run.topics, s.dbz_rate, s.dbz_warmup, run.pid)["rows"] if s.dbz_warmup else 0
+        warm = live_load(bench, db, run.topics, s.dbz_rate, s.dbz_warmup, run.pid) if s.dbz_warmup else None
         run.running()
-        res = live_load(bench, db, run.topics, s.dbz_rate, s.live_seconds, run.pid, already=warm)
+        res = live_load(bench, db, run.topics, s.dbz_rate, s.live_seconds, run.pid,
+                        already=warm["rows"] if warm else 0)
         run.running()
+        if warm:
+            res["warmup"] = {k: warm[k] for k in ("rows", "received", "drain_s", "p50_ms", "max_ms")}
         res["peak_rss_mb"] = mb(proc_mem(run.pid)[1])
         return res
     finally:
@@ -461,19 +457,34 @@ def _live_table(results):
     if not lv:
         return []
     lines = ["Live, %d rows/s, one row per transaction, %d s:" % (lv["rate"], lv["seconds"]), "",
-             "| mode | tool | rows/s written | received | p50 | p99 | max | CPU per row | load avg |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| mode | tool | rows/s written | received | p50 | p99 | max | behind at the end | CPU per row | load avg |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for mode, e in lv["modes"].items():
         for tool in ("relay", "debezium"):
             r = e[tool]
-            lines.append("| %s | %s | %.0f | %d of %d | %s ms | %s ms | %s ms | %s µs | %.1f–%.1f |" % (
+            lines.append("| %s | %s | %.0f | %d of %d | %s ms | %s ms | %s ms | %s s | %s µs | %.1f–%.1f |" % (
                 mode, tool, r["rows_per_s"], r["received"], r["rows"], _f(r["p50_ms"], "%.1f"),
-                _f(r["p99_ms"], "%.1f"), _f(r["max_ms"], "%.1f"), _f(r["cpu_us_per_row"], "%.0f"),
-                e["loadavg_1m_before"], e["loadavg_1m_after"]))
+                _f(r["p99_ms"], "%.1f"), _f(r["max_ms"], "%.1f"), _f(_behind(r), "%.1f"),
+                _f(r["cpu_us_per_row"], "%.0f"), e["loadavg_1m_before"], e["loadavg_1m_after"]))
         x = ratios(results).get(mode, {})
-        lines.append("| %s | **relay/Debezium** | | | | **%s** | | **%s** | |" % (
+        lines.append("| %s | **relay/Debezium** | | | | **%s** | | | **%s** | |" % (
             mode, _f(x.get("live_p99"), "%.2f"), _f(x.get("live_cpu_per_row"), "%.2f")))
+    lines += ["", "behind at the end: when the last record reached the consumer, seconds after the writers "
+              "stopped (what a tool still had to deliver)."]
+    for mode, e in lv["modes"].items():
+        w = e["debezium"].get("warmup")
+        if w:
+            lines.append("Debezium's %s warm-up (not measured): %d of %d records, the last %s s after its "
+                         "writers stopped, p50 %s ms%s." % (
+                             mode, w["received"], w["rows"], _f(_behind(w), "%.1f"), _f(w["p50_ms"], "%.1f"),
+                             "" if w["received"] >= w["rows"] else
+                             ": NOT all delivered, the measured run started behind it"))
     return lines + [""]
+
+
+def _behind(r):
+    """Seconds from the writers' stop to the last record (0 if it came before)."""
+    return None if r.get("drain_s") is None else max(0.0, r["drain_s"])
 
 
 def _compare_lines(results):
