@@ -645,6 +645,60 @@ def latency_figures(cres, t_start, t_end, already=0):
             "drain_s": (cres["last_seen"] - t_end) if cres["last_seen"] else None}
 
 
+class LiveLoad:
+    """One live run's load: the latency consumer on topics, then writers at rate rows/s (0: as fast
+    as they can). start() returns when the writers begin (t_start); they stop at t_end."""
+
+    def __init__(self, bootstrap, topics, fetch_wait_ms, dsn, nwriters, rate):
+        self.ctx = multiprocessing.get_context("spawn")
+        self.consumer_args = (bootstrap, topics, fetch_wait_ms)
+        self.dsn, self.nwriters, self.rate = dsn, nwriters, rate
+        self.procs = []
+        self.stop_ev = self.t_start = self.t_end = None
+
+    def _spawn(self, target, args):
+        p = self.ctx.Process(target=target, args=args)
+        p.start()
+        self.procs.append(p)
+
+    def start(self, seconds):
+        """The consumer first (connected, caught up with the topics), then the writers from 1 s on."""
+        ready, self.stop_ev = self.ctx.Event(), self.ctx.Event()
+        self.ctl, ctl_child = self.ctx.Pipe()
+        self.cq, self.wq = self.ctx.Queue(), self.ctx.Queue()
+        self._spawn(consumer_main, self.consumer_args + (ready, ctl_child, self.cq))
+        if not ready.wait(60):
+            raise BenchError("the latency consumer did not start")
+        self.t_start = time.time() + 1.0
+        self.t_end = self.t_start + seconds
+        per_writer = self.rate / self.nwriters if self.rate else 0
+        for w in range(self.nwriters):
+            self._spawn(writer_main, (self.dsn, w, self.nwriters, per_writer, self.t_start, self.t_end,
+                                      self.stop_ev, self.wq))
+        while time.time() < self.t_start:
+            time.sleep(0.01)
+
+    def writers(self):
+        """Each writer's result (rows, seconds, ...), once it stopped."""
+        return [self.wq.get(timeout=self.t_end - time.time() + 60) for _ in range(self.nwriters)]
+
+    def consumer(self, expected):
+        """Stops the consumer at expected records (or 60 s from now); its result."""
+        self.ctl.send((expected, time.time() + 60))
+        return self.cq.get(timeout=180)
+
+    def stop(self):
+        """Stops the writers, waits for the processes (they end once their results are taken), ends
+        the others."""
+        if self.stop_ev is not None:
+            self.stop_ev.set()
+        for p in self.procs:
+            p.join(10)
+            if p.is_alive():
+                p.terminate()
+                p.join(10)
+
+
 # ---------------------------------------------------------------------------
 # The benchmark
 # ---------------------------------------------------------------------------
@@ -1006,31 +1060,13 @@ class Bench:
             self.wait_quiet(tag)
         slot = self.slot_name("live", rate_name, mode, run)
         rr = RelayRun(self, tag, db, slot, mode, create_slot=True, timestamp="commit")
-        ctx = multiprocessing.get_context("spawn")
-        procs = []
+        load = LiveLoad(self.kafka.bootstrap, rr.topics, self.s.fetch_wait_ms, db.dsn, nwriters, rate)
         try:
             rr.start()
             harness.wait_for(lambda: rr.check_alive() or rr.streaming(), 60, what="relay streaming")
-            ready = ctx.Event()
-            stop_ev = ctx.Event()
-            ctl_parent, ctl_child = ctx.Pipe()
-            cq, wq = ctx.Queue(), ctx.Queue()
-            cons = ctx.Process(target=consumer_main, args=(self.kafka.bootstrap, rr.topics, self.s.fetch_wait_ms,
-                                                             ready, ctl_child, cq))
-            cons.start()
-            procs.append(cons)
-            if not ready.wait(60):
-                raise BenchError("the latency consumer did not start")
-            t_start = time.time() + 1.0
-            t_end = t_start + (seconds or self.s.live_seconds)
-            for w in range(nwriters):
-                p = ctx.Process(target=writer_main, args=(db.dsn, w, nwriters, rate / nwriters if rate else 0,
-                                                          t_start, t_end, stop_ev, wq))
-                p.start()
-                procs.append(p)
             mon = PgMonitor(db)
-            while time.time() < t_start:
-                time.sleep(0.01)
+            load.start(seconds or self.s.live_seconds)
+            t_start, t_end = load.t_start, load.t_end
             cpu0 = rr.cpu()
             ws_pid = mon.slot(slot)[1]
             win = CpuWindow(self.pg, self.kafka_pid, rr.pid)
@@ -1044,19 +1080,17 @@ class Bench:
                 dl, rl = mon.lags(ws_pid)
                 max_decode_lag, max_relay_lag = max(max_decode_lag, dl), max(max_relay_lag, rl)
                 time.sleep(0.5)
-            writers = [wq.get(timeout=60) for _ in range(nwriters)]
+            writers = load.writers()
             written = sum(w["rows"] for w in writers)
             write_s = max(w["seconds"] for w in writers)
             cpu_use = win.stop({"writers_cpu_s": sum(w["cpu_s"] for w in writers)})
-            ctl_parent.send((written, time.time() + 60))
-            cres = cq.get(timeout=180)
+            cres = load.consumer(written)
             cpu = rr.cpu() - cpu0
             rss, hwm = rr.mem()
             mon.close()
             life_s = time.monotonic() - rr.t_start
             rr.stop()
-            for p in procs:
-                p.join(30)
+            load.stop()
             per_second = {}
             for ts, l in zip(cres["ts"], cres["lat"]):
                 sec = int((ts / 1000.0) - t_start)
@@ -1082,10 +1116,7 @@ class Bench:
                 raise BenchError("%s: %d records for %d rows (duplicates)" % (tag, cres["received"], written))
             return res
         finally:
-            for p in procs:
-                if p.is_alive():
-                    p.terminate()
-                    p.join(10)
+            load.stop()
             rr.cleanup()
 
     def live(self):

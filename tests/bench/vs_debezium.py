@@ -22,7 +22,6 @@ Environment knobs (defaults in brackets):
 import datetime
 import json
 import math
-import multiprocessing
 import os
 import sys
 import time
@@ -312,41 +311,20 @@ def live_load(bench, db, topics, rate, seconds, pid, already=0):
 
     already: records in topics before (a warm-up's): the consumer reads from the beginning, counts
     them too and stops at written + already; "received" is net of them."""
-    ctx = multiprocessing.get_context("spawn")
-    nwriters = max(1, int(math.ceil(rate / 2500.0)))
-    ready, stop_ev = ctx.Event(), ctx.Event()
-    ctl_parent, ctl_child = ctx.Pipe()
-    cq, wq = ctx.Queue(), ctx.Queue()
-    cons = ctx.Process(target=bench_run.consumer_main,
-                       args=(bench.kafka.bootstrap, topics, bench.s.fetch_wait_ms, ready, ctl_child, cq))
-    cons.start()
-    procs = [cons]
+    load = bench_run.LiveLoad(bench.kafka.bootstrap, topics, bench.s.fetch_wait_ms, db.dsn,
+                              max(1, int(math.ceil(rate / 2500.0))), rate)
     try:
-        if not ready.wait(60):
-            raise BenchError("the latency consumer did not start")
-        t_start = time.time() + 1.0
-        t_end = t_start + seconds
-        for w in range(nwriters):
-            p = ctx.Process(target=bench_run.writer_main,
-                            args=(db.dsn, w, nwriters, rate / nwriters, t_start, t_end, stop_ev, wq))
-            p.start()
-            procs.append(p)
-        while time.time() < t_start:
-            time.sleep(0.01)
+        load.start(seconds)
         cpu0 = proc_cpu(pid)
-        writers = [wq.get(timeout=seconds + 60) for _ in range(nwriters)]
+        writers = load.writers()
         cpu = proc_cpu(pid) - cpu0
         written = sum(w["rows"] for w in writers)
-        ctl_parent.send((written + already, time.time() + 60))
-        cres = cq.get(timeout=180)
+        cres = load.consumer(written + already)
         return {"rows": written, "rows_per_s": written / max(w["seconds"] for w in writers),
-                **bench_run.latency_figures(cres, t_start, t_end, already), "cpu_s": cpu,
+                **bench_run.latency_figures(cres, load.t_start, load.t_end, already), "cpu_s": cpu,
                 "cpu_us_per_row": cpu / written * 1e6 if written else None}
     finally:
-        for p in procs:
-            p.join(10)
-            if p.is_alive():
-                p.terminate()
+        load.stop()
 
 
 def debezium_live(bench, db, mode):
