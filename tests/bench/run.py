@@ -575,7 +575,10 @@ def writer_main(dsn, wid, nwriters, rate, t_start, t_end, stop_ev, out_q):
 
 
 def consumer_main(bootstrap, topics, fetch_wait_ms, ready_ev, ctl, out_q):
-    """read_committed consumer: latency = receive time - record timestamp (the commit time)."""
+    """read_committed consumer: latency = receive time - record timestamp (the commit time).
+
+    Reads topics from the beginning and counts every record, those already there before the
+    writers start included ("before_ready"): the caller stops it at what the topics should hold."""
     _child_signals()
     from confluent_kafka import Consumer, TopicPartition, OFFSET_BEGINNING
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-" + uuid.uuid4().hex,
@@ -583,43 +586,117 @@ def consumer_main(bootstrap, topics, fetch_wait_ms, ready_ev, ctl, out_q):
                   "fetch.wait.max.ms": fetch_wait_ms, "log_level": 0, "error_cb": lambda e: None})
     md = c.list_topics(timeout=30)
     c.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in md.topics[t].partitions])
-    for _ in range(10):  # connections and first fetches before the writers start
-        c.consume(num_messages=100, timeout=0.1)
+    seen = {"ts": [], "lat": [], "last_seen": None}
+    # connections, first fetches and the records already there (a warm-up's) before the writers start
+    polls, taken, t_limit = 0, 1, time.time() + 30
+    while (polls < 10 or taken) and time.time() < t_limit:
+        taken = _consumer_take(seen, c.consume(num_messages=1000, timeout=0.1))
+        polls += 1
+    before = len(seen["ts"])
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.time()
     ready_ev.set()
-    ts_list, lat_list = [], []
-    n = 0
     expected = None
     deadline = None
-    last_seen = None
     while True:
         # consume(n, timeout) waits for n messages or the timeout: it would hold records back.
         # poll() returns the first one as soon as it is there; consume(timeout=0) takes the
         # ones already fetched.
         first = c.poll(0.05)
-        msgs = [first] if first is not None else []
         if first is not None:
-            msgs += c.consume(num_messages=2000, timeout=0)
-        now_ms = time.time() * 1000.0
-        for m in msgs:
-            if m.error() is not None:
-                continue
-            ts = m.timestamp()[1]
-            ts_list.append(ts)
-            lat_list.append(now_ms - ts)
-            n += 1
-        if msgs:
-            last_seen = now_ms / 1000.0
+            _consumer_take(seen, [first] + c.consume(num_messages=2000, timeout=0))
         if ctl.poll():
             expected, deadline = ctl.recv()
-        if expected is not None and (n >= expected or time.time() >= deadline):
+        if expected is not None and (len(seen["ts"]) >= expected or time.time() >= deadline):
             break
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     wall = time.time() - t0
     c.close()
-    out_q.put({"received": n, "ts": ts_list, "lat": lat_list, "last_seen": last_seen,
+    out_q.put({"received": len(seen["ts"]), "before_ready": before, "ts": seen["ts"], "lat": seen["lat"],
+               "last_seen": seen["last_seen"],
                "cpu_s": (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime), "wall_s": wall})
+
+
+def _consumer_take(seen, msgs):
+    """Notes each record's timestamp and latency (now - timestamp), and when the last one came."""
+    now_ms = time.time() * 1000.0
+    n = 0
+    for m in msgs:
+        if m.error() is not None:
+            continue
+        ts = m.timestamp()[1]
+        seen["ts"].append(ts)
+        seen["lat"].append(now_ms - ts)
+        n += 1
+    if n:
+        seen["last_seen"] = now_ms / 1000.0
+    return n
+
+
+def latency_figures(cres, t_start, t_end, already=0):
+    """The consumer's result as figures: received (less already, the records there before),
+    percentiles of the records committed after the first LIVE_WARMUP_S, and drain_s, when the
+    last record arrived after the writers stopped."""
+    cutoff = (t_start + LIVE_WARMUP_S) * 1000.0
+    lat = sorted(l for ts, l in zip(cres["ts"], cres["lat"]) if ts >= cutoff)
+    return {"received": cres["received"] - already, "measured_rows": len(lat),
+            "p50_ms": percentile(lat, 50), "p90_ms": percentile(lat, 90), "p99_ms": percentile(lat, 99),
+            "p999_ms": percentile(lat, 99.9), "max_ms": lat[-1] if lat else None,
+            "drain_s": (cres["last_seen"] - t_end) if cres["last_seen"] else None}
+
+
+class LiveLoad:
+    """One live run's load: the latency consumer on topics, then writers at rate rows/s (0: as fast
+    as they can). start() returns when the writers begin (t_start); they stop at t_end."""
+
+    def __init__(self, bootstrap, topics, fetch_wait_ms, dsn, nwriters, rate):
+        self.ctx = multiprocessing.get_context("spawn")
+        self.consumer_args = (bootstrap, topics, fetch_wait_ms)
+        self.dsn, self.nwriters, self.rate = dsn, nwriters, rate
+        self.procs = []
+        self.stop_ev = self.t_start = self.t_end = None
+
+    def _spawn(self, target, args):
+        p = self.ctx.Process(target=target, args=args)
+        p.start()
+        self.procs.append(p)
+
+    def start(self, seconds):
+        """The consumer first (connected, caught up with the topics), then the writers from 1 s on."""
+        ready, self.stop_ev = self.ctx.Event(), self.ctx.Event()
+        self.ctl, ctl_child = self.ctx.Pipe()
+        self.cq, self.wq = self.ctx.Queue(), self.ctx.Queue()
+        self._spawn(consumer_main, self.consumer_args + (ready, ctl_child, self.cq))
+        if not ready.wait(60):
+            raise BenchError("the latency consumer did not start")
+        self.t_start = time.time() + 1.0
+        self.t_end = self.t_start + seconds
+        per_writer = self.rate / self.nwriters if self.rate else 0
+        for w in range(self.nwriters):
+            self._spawn(writer_main, (self.dsn, w, self.nwriters, per_writer, self.t_start, self.t_end,
+                                      self.stop_ev, self.wq))
+        while time.time() < self.t_start:
+            time.sleep(0.01)
+
+    def writers(self):
+        """Each writer's result (rows, seconds, ...), once it stopped."""
+        return [self.wq.get(timeout=self.t_end - time.time() + 60) for _ in range(self.nwriters)]
+
+    def consumer(self, expected):
+        """Stops the consumer at expected records (or 60 s from now); its result."""
+        self.ctl.send((expected, time.time() + 60))
+        return self.cq.get(timeout=180)
+
+    def stop(self):
+        """Stops the writers, waits for the processes (they end once their results are taken), ends
+        the others."""
+        if self.stop_ev is not None:
+            self.stop_ev.set()
+        for p in self.procs:
+            p.join(10)
+            if p.is_alive():
+                p.terminate()
+                p.join(10)
 
 
 # ---------------------------------------------------------------------------
@@ -983,31 +1060,13 @@ class Bench:
             self.wait_quiet(tag)
         slot = self.slot_name("live", rate_name, mode, run)
         rr = RelayRun(self, tag, db, slot, mode, create_slot=True, timestamp="commit")
-        ctx = multiprocessing.get_context("spawn")
-        procs = []
+        load = LiveLoad(self.kafka.bootstrap, rr.topics, self.s.fetch_wait_ms, db.dsn, nwriters, rate)
         try:
             rr.start()
             harness.wait_for(lambda: rr.check_alive() or rr.streaming(), 60, what="relay streaming")
-            ready = ctx.Event()
-            stop_ev = ctx.Event()
-            ctl_parent, ctl_child = ctx.Pipe()
-            cq, wq = ctx.Queue(), ctx.Queue()
-            cons = ctx.Process(target=consumer_main, args=(self.kafka.bootstrap, rr.topics, self.s.fetch_wait_ms,
-                                                             ready, ctl_child, cq))
-            cons.start()
-            procs.append(cons)
-            if not ready.wait(60):
-                raise BenchError("the latency consumer did not start")
-            t_start = time.time() + 1.0
-            t_end = t_start + (seconds or self.s.live_seconds)
-            for w in range(nwriters):
-                p = ctx.Process(target=writer_main, args=(db.dsn, w, nwriters, rate / nwriters if rate else 0,
-                                                          t_start, t_end, stop_ev, wq))
-                p.start()
-                procs.append(p)
             mon = PgMonitor(db)
-            while time.time() < t_start:
-                time.sleep(0.01)
+            load.start(seconds or self.s.live_seconds)
+            t_start, t_end = load.t_start, load.t_end
             cpu0 = rr.cpu()
             ws_pid = mon.slot(slot)[1]
             win = CpuWindow(self.pg, self.kafka_pid, rr.pid)
@@ -1021,31 +1080,23 @@ class Bench:
                 dl, rl = mon.lags(ws_pid)
                 max_decode_lag, max_relay_lag = max(max_decode_lag, dl), max(max_relay_lag, rl)
                 time.sleep(0.5)
-            writers = [wq.get(timeout=60) for _ in range(nwriters)]
+            writers = load.writers()
             written = sum(w["rows"] for w in writers)
             write_s = max(w["seconds"] for w in writers)
             cpu_use = win.stop({"writers_cpu_s": sum(w["cpu_s"] for w in writers)})
-            ctl_parent.send((written, time.time() + 60))
-            cres = cq.get(timeout=180)
+            cres = load.consumer(written)
             cpu = rr.cpu() - cpu0
             rss, hwm = rr.mem()
             mon.close()
             life_s = time.monotonic() - rr.t_start
             rr.stop()
-            for p in procs:
-                p.join(30)
-            cutoff = (t_start + LIVE_WARMUP_S) * 1000.0
-            lat = sorted(l for ts, l in zip(cres["ts"], cres["lat"]) if ts >= cutoff)
+            load.stop()
             per_second = {}
             for ts, l in zip(cres["ts"], cres["lat"]):
                 sec = int((ts / 1000.0) - t_start)
                 per_second[sec] = max(per_second.get(sec, 0.0), l)
             res = {"target_rate": rate_name, "writers": nwriters, "rows": written,
-                   "rows_per_s": written / write_s, "received": cres["received"],
-                   "measured_rows": len(lat),
-                   "p50_ms": percentile(lat, 50), "p90_ms": percentile(lat, 90), "p99_ms": percentile(lat, 99),
-                   "p999_ms": percentile(lat, 99.9), "max_ms": lat[-1] if lat else None,
-                   "drain_s": (cres["last_seen"] - t_end) if cres["last_seen"] else None,
+                   "rows_per_s": written / write_s, **latency_figures(cres, t_start, t_end),
                    "consumer_cpu_share": cres["cpu_s"] / cres["wall_s"] if cres["wall_s"] else None,
                    "writer_max_late_s": max(w["max_late_s"] for w in writers),
                    "max_slot_lag_kb": max_lag / 1024.0, "max_decode_lag_kb": max_decode_lag / 1024.0,
@@ -1065,10 +1116,7 @@ class Bench:
                 raise BenchError("%s: %d records for %d rows (duplicates)" % (tag, cres["received"], written))
             return res
         finally:
-            for p in procs:
-                if p.is_alive():
-                    p.terminate()
-                    p.join(10)
+            load.stop()
             rr.cleanup()
 
     def live(self):

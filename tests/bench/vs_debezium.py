@@ -22,7 +22,6 @@ Environment knobs (defaults in brackets):
 import datetime
 import json
 import math
-import multiprocessing
 import os
 import sys
 import time
@@ -310,50 +309,22 @@ LIVE_TS_SQL = ("ALTER TABLE outbox.events ADD COLUMN IF NOT EXISTS bench_ts time
 def live_load(bench, db, topics, rate, seconds, pid, already=0):
     """Writers at rate rows/s for seconds, and the latency consumer on topics (run.py's own).
 
-    already: records in topics before (the consumer reads from the beginning)."""
-    ctx = multiprocessing.get_context("spawn")
-    nwriters = max(1, int(math.ceil(rate / 2500.0)))
-    ready, stop_ev = ctx.Event(), ctx.Event()
-    ctl_parent, ctl_child = ctx.Pipe()
-    cq, wq = ctx.Queue(), ctx.Queue()
-    cons = ctx.Process(target=bench_run.consumer_main,
-                       args=(bench.kafka.bootstrap, topics, bench.s.fetch_wait_ms, ready, ctl_child, cq))
-    cons.start()
-    procs = [cons]
+    already: records in topics before (a warm-up's): the consumer reads from the beginning, counts
+    them too and stops at written + already; "received" is net of them."""
+    load = bench_run.LiveLoad(bench.kafka.bootstrap, topics, bench.s.fetch_wait_ms, db.dsn,
+                              max(1, int(math.ceil(rate / 2500.0))), rate)
     try:
-        if not ready.wait(60):
-            raise BenchError("the latency consumer did not start")
-        t_start = time.time() + 1.0
-        t_end = t_start + seconds
-        for w in range(nwriters):
-            p = ctx.Process(target=bench_run.writer_main,
-                            args=(db.dsn, w, nwriters, rate / nwriters, t_start, t_end, stop_ev, wq))
-            p.start()
-            procs.append(p)
-        while time.time() < t_start:
-            time.sleep(0.01)
+        load.start(seconds)
         cpu0 = proc_cpu(pid)
-        writers = [wq.get(timeout=seconds + 60) for _ in range(nwriters)]
+        writers = load.writers()
         cpu = proc_cpu(pid) - cpu0
         written = sum(w["rows"] for w in writers)
-        ctl_parent.send((written + already, time.time() + 60))
-        cres = cq.get(timeout=180)
-        cres["received"] -= already
-        return latency_result(cres, written, max(w["seconds"] for w in writers), t_start, cpu)
+        cres = load.consumer(written + already)
+        return {"rows": written, "rows_per_s": written / max(w["seconds"] for w in writers),
+                **bench_run.latency_figures(cres, load.t_start, load.t_end, already), "cpu_s": cpu,
+                "cpu_us_per_row": cpu / written * 1e6 if written else None}
     finally:
-        for p in procs:
-            p.join(10)
-            if p.is_alive():
-                p.terminate()
-
-
-def latency_result(cres, written, write_s, t_start, cpu):
-    cutoff = (t_start + bench_run.LIVE_WARMUP_S) * 1000.0
-    lat = sorted(l for ts, l in zip(cres["ts"], cres["lat"]) if ts >= cutoff)
-    return {"rows": written, "rows_per_s": written / write_s, "received": cres["received"],
-            "measured_rows": len(lat), "p50_ms": percentile(lat, 50), "p99_ms": percentile(lat, 99),
-            "max_ms": lat[-1] if lat else None, "cpu_s": cpu,
-            "cpu_us_per_row": cpu / written * 1e6 if written else None}
+        load.stop()
 
 
 def debezium_live(bench, db, mode):
@@ -363,10 +334,13 @@ def debezium_live(bench, db, mode):
     run = DebeziumRun(bench, "dbz-live-debezium-" + mode, db, slot, pub, mode, "bench_ts").start_worker()
     try:
         run.create_connector()
-        warm = live_load(bench, db, run.topics, s.dbz_rate, s.dbz_warmup, run.pid)["rows"] if s.dbz_warmup else 0
+        warm = live_load(bench, db, run.topics, s.dbz_rate, s.dbz_warmup, run.pid) if s.dbz_warmup else None
         run.running()
-        res = live_load(bench, db, run.topics, s.dbz_rate, s.live_seconds, run.pid, already=warm)
+        res = live_load(bench, db, run.topics, s.dbz_rate, s.live_seconds, run.pid,
+                        already=warm["rows"] if warm else 0)
         run.running()
+        if warm:
+            res["warmup"] = {k: warm[k] for k in ("rows", "received", "drain_s", "p50_ms", "max_ms")}
         res["peak_rss_mb"] = mb(proc_mem(run.pid)[1])
         return res
     finally:
@@ -461,19 +435,34 @@ def _live_table(results):
     if not lv:
         return []
     lines = ["Live, %d rows/s, one row per transaction, %d s:" % (lv["rate"], lv["seconds"]), "",
-             "| mode | tool | rows/s written | received | p50 | p99 | max | CPU per row | load avg |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| mode | tool | rows/s written | received | p50 | p99 | max | behind at the end | CPU per row | load avg |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for mode, e in lv["modes"].items():
         for tool in ("relay", "debezium"):
             r = e[tool]
-            lines.append("| %s | %s | %.0f | %d of %d | %s ms | %s ms | %s ms | %s µs | %.1f–%.1f |" % (
+            lines.append("| %s | %s | %.0f | %d of %d | %s ms | %s ms | %s ms | %s s | %s µs | %.1f–%.1f |" % (
                 mode, tool, r["rows_per_s"], r["received"], r["rows"], _f(r["p50_ms"], "%.1f"),
-                _f(r["p99_ms"], "%.1f"), _f(r["max_ms"], "%.1f"), _f(r["cpu_us_per_row"], "%.0f"),
-                e["loadavg_1m_before"], e["loadavg_1m_after"]))
+                _f(r["p99_ms"], "%.1f"), _f(r["max_ms"], "%.1f"), _f(_behind(r), "%.1f"),
+                _f(r["cpu_us_per_row"], "%.0f"), e["loadavg_1m_before"], e["loadavg_1m_after"]))
         x = ratios(results).get(mode, {})
-        lines.append("| %s | **relay/Debezium** | | | | **%s** | | **%s** | |" % (
+        lines.append("| %s | **relay/Debezium** | | | | **%s** | | | **%s** | |" % (
             mode, _f(x.get("live_p99"), "%.2f"), _f(x.get("live_cpu_per_row"), "%.2f")))
+    lines += ["", "behind at the end: when the last record reached the consumer, seconds after the writers "
+              "stopped (what a tool still had to deliver)."]
+    for mode, e in lv["modes"].items():
+        w = e["debezium"].get("warmup")
+        if w:
+            lines.append("Debezium's %s warm-up (not measured): %d of %d records, the last %s s after its "
+                         "writers stopped, p50 %s ms%s." % (
+                             mode, w["received"], w["rows"], _f(_behind(w), "%.1f"), _f(w["p50_ms"], "%.1f"),
+                             "" if w["received"] >= w["rows"] else
+                             ": NOT all delivered, the measured run started behind it"))
     return lines + [""]
+
+
+def _behind(r):
+    """Seconds from the writers' stop to the last record (0 if it came before)."""
+    return None if r.get("drain_s") is None else max(0.0, r["drain_s"])
 
 
 def _compare_lines(results):
