@@ -12,14 +12,17 @@
  *   decode+route+avro  decode+route, then the value converted to Avro by the payload's schema
  *                    (avjson_encode: what format = "avro" adds per row once its schema id is
  *                    cached); generated records only
- *   decode+route+protect  decode+route, then the transform stage with three protect rules on
- *                    each payload (docs/privacy.md): /user_id hashed, /document masked, /score
+ *   decode+route+protect  decode+route, then the transform stage with make bench's protect rules
+ *                    (tests/bench/run.py PROTECT_RULES, docs/privacy.md) on each payload:
+ *                    /user_id and /reviewer hashed, /document masked keeping 2; with
+ *                    MICRO_PROTECT=encrypt instead /user_id hashed, /document masked, /score
  *                    encrypted; generated records only
  * MICRO_TXCTX=1 adds the transaction context headers (pg_xid, pg_commit_lsn, pg_txn_index) to
  * each produced record, counted per topic as publish.c does: their cost is the difference.
  * MICRO_STAGE=0, 1, 2, 3 or 4 runs one stage alone. Run it under perf record or valgrind
  * --tool=callgrind to see where the time goes.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,7 +84,8 @@ static void gen_txn(record_set *s, unsigned long txn)
 			"{\"name\":\"event_type\",\"type\":\"text\",\"value\":\"Changed\"},"
 			"{\"name\":\"payload\",\"type\":\"jsonb\",\"value\":\"{\\\"pad\\\": \\\"%.*s\\\", "
 			"\\\"seq\\\": %lu, \\\"score\\\": 0.97, \\\"status\\\": \\\"verified\\\", "
-			"\\\"user_id\\\": \\\"u-%lu\\\", \\\"document\\\": \\\"passport\\\"}\"},"
+			"\\\"user_id\\\": \\\"u-%lu\\\", \\\"document\\\": \\\"passport\\\", "
+			"\\\"reviewer\\\": \\\"auto\\\"}\"},"
 			"{\"name\":\"headers\",\"type\":\"jsonb\",\"value\":\"{\\\"tenant\\\": \\\"t1\\\"}\"},"
 			"{\"name\":\"created_at\",\"type\":\"timestamp with time zone\",\"value\":"
 			"\"2026-11-22 11:05:42.488848+00\"}]}",
@@ -147,7 +151,7 @@ static const char AVRO_SCHEMA[] =
 	"{\"type\":\"record\",\"name\":\"Changed\",\"fields\":[{\"name\":\"seq\",\"type\":\"long\"},"
 	"{\"name\":\"user_id\",\"type\":\"string\"},{\"name\":\"document\",\"type\":\"string\"},"
 	"{\"name\":\"pad\",\"type\":\"string\"},{\"name\":\"status\",\"type\":\"string\"},"
-	"{\"name\":\"score\",\"type\":\"double\"}]}";
+	"{\"name\":\"score\",\"type\":\"double\"},{\"name\":\"reviewer\",\"type\":\"string\"}]}";
 static avjson_codec *avro_codec;
 static transform *protect_stage;
 static bool with_context; /* MICRO_TXCTX=1 */
@@ -236,12 +240,18 @@ static double run(const record_set *s, router *rt, kafka_producer *kp, size_t ro
 	return cpu_us() - t0;
 }
 
-/* The protect stage's rules and keys (a throwaway credentials directory, as systemd makes one). */
+/* The protect stage's rules and keys (a throwaway credentials directory, as systemd makes one):
+ * make bench's rules, or with MICRO_PROTECT=encrypt a hash, a mask and an encryption. */
 static transform *protect_setup(relay_config *cfg, char *err, size_t errlen)
 {
-	static const char *const rules[][2] = {{"/user_id", "hash"}, {"/document", "mask"},
-					       {"/score", "encrypt"}};
+	static const struct {
+		const char *field, *action;
+		int keep_last;
+	} bench[] = {{"/user_id", "hash", 4}, {"/reviewer", "hash", 4}, {"/document", "mask", 2}},
+	  encrypt[] = {{"/user_id", "hash", 4}, {"/document", "mask", 4}, {"/score", "encrypt", 4}};
 	static const char key[] = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+	const char *variant = getenv("MICRO_PROTECT");
+	bool enc = variant && strcmp(variant, "encrypt") == 0;
 	char dir[] = "/tmp/micro-keys-XXXXXX", path[64];
 	transform *t;
 
@@ -257,8 +267,9 @@ static transform *protect_setup(relay_config *cfg, char *err, size_t errlen)
 	}
 	for (int i = 0; i < 3; i++) {
 		protect_config *p = config_add_protect(cfg);
-		config_set_list(&p->fields, &p->n_fields, rules[i][0]);
-		config_set_string(&p->action, rules[i][1]);
+		config_set_list(&p->fields, &p->n_fields, enc ? encrypt[i].field : bench[i].field);
+		config_set_string(&p->action, enc ? encrypt[i].action : bench[i].action);
+		p->keep_last = enc ? encrypt[i].keep_last : bench[i].keep_last;
 	}
 	setenv("CREDENTIALS_DIRECTORY", dir, 1);
 	t = transform_new(cfg, err, errlen);
