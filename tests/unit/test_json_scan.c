@@ -557,9 +557,10 @@ static void test_deep_nesting(void **state)
 }
 
 /*
- * The string scanner looks at eight bytes at a time: a quote, backslash or control character at
- * every offset of strings of every length up to 40 (with bytes >= 0x80 around) must be found
- * exactly where a byte-by-byte reading finds it.
+ * The string scanner looks at sixteen (SSE2) or eight bytes at a time: a quote, backslash or
+ * control character at every offset of strings of every length up to 40 (two blocks of sixteen
+ * and the tail, with bytes >= 0x80 around) must be found exactly where a byte-by-byte reading
+ * finds it.
  */
 static void test_string_special_byte_at_every_offset(void **state)
 {
