@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "log.h"
 #include "xalloc.h"
@@ -194,10 +197,28 @@ static row_field *field_of(router *r, const json_span *v)
 	return &r->fields[(a - lo) / sizeof(row_field)];
 }
 
+/* How many bytes from p on are ASCII, in whole blocks of 32 (SSE2, which x86-64 always has). */
+static size_t ascii_blocks(const unsigned char *p, size_t n)
+{
+	size_t i = 0;
+#if defined(__SSE2__)
+	for (; i + 32 <= n; i += 32) {
+		__m128i a = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+		__m128i b = _mm_loadu_si128((const __m128i *)(const void *)(p + i + 16));
+		if (_mm_movemask_epi8(_mm_or_si128(a, b)) != 0)
+			break;
+	}
+#else
+	(void)p;
+	(void)n;
+#endif
+	return i;
+}
+
 /* Length of the valid UTF-8 prefix of p[0..n): n when all of it is valid. */
 static size_t utf8_valid_prefix(const unsigned char *p, size_t n)
 {
-	size_t i = 0;
+	size_t i = ascii_blocks(p, n);
 
 	while (i < n) {
 		/* The fast path: eight ASCII bytes at a time. */

@@ -1702,6 +1702,25 @@ static void utf8_row(row *w, const char *payload, const char *headers)
 	simple_row(w, payload, headers);
 }
 
+/* The ASCII blocks are skipped 32 bytes at a time: a bad byte at every offset is still found
+ * where it is, and a good two-byte character anywhere is kept. */
+static void test_utf8_prefix_found_at_every_offset(void **state)
+{
+	(void)state;
+	char buf[96];
+
+	for (size_t n = 1; n <= sizeof(buf); n++)
+		for (size_t at = 0; at < n; at++) {
+			memset(buf, 'a', n);
+			buf[at] = (char)0xff;
+			assert_int_equal(router_utf8_valid_prefix(buf, n), at);
+			if (at + 1 < n) {
+				buf[at] = (char)0xc3, buf[at + 1] = (char)0xa9; /* e acute */
+				assert_int_equal(router_utf8_valid_prefix(buf, n), n);
+			}
+		}
+}
+
 /* Invalid UTF-8 in a value that becomes part of the record: refused, naming the column. */
 static void test_invalid_utf8_refused(void **state)
 {
@@ -1825,6 +1844,7 @@ int main(void)
 		cmocka_unit_test(test_dead_letter_long_source),
 		cmocka_unit_test(test_message_scratch_bound),
 		cmocka_unit_test(test_invalid_utf8_refused),
+		cmocka_unit_test(test_utf8_prefix_found_at_every_offset),
 		cmocka_unit_test(test_valid_utf8_passes),
 		cmocka_unit_test(test_invalid_utf8_in_message_refused),
 	};
