@@ -109,8 +109,9 @@ static bool part_takes(const char *part, size_t n, const json_span *key, size_t 
 {
 	if (n == 1 && part[0] == '*')
 		return true;
-	if (key)
-		return json_string_is(key, part, n);
+	if (key) /* most keys have no escapes: compared in place, the length first */
+		return key->escaped ? json_string_is(key, part, n)
+				    : key->len == n && memcmp(key->ptr, part, n) == 0;
 	if (n > 9 || strspn(part, "0123456789") != n || (n > 1 && part[0] == '0'))
 		return false;
 	return strtoul(part, NULL, 10) == idx;
