@@ -60,7 +60,10 @@ static bool read_time(const char **p, const char *end, int64_t *us)
 	return neg ? !__builtin_sub_overflow(t, rest, us) : !__builtin_add_overflow(t, rest, us);
 }
 
-/* Adds n units ("year", "mon", "day", each also plural) to out; false for another unit. */
+/*
+ * Adds n units ("year", "mon", "day", each also plural) to *months or *days; false for another
+ * unit. n is within 32 bits and the caller checks the sums after each unit: nothing overflows.
+ */
 static bool add_unit(const char **p, const char *end, int64_t n, int64_t *months, int64_t *days)
 {
 	if (eat(p, end, "year")) {
@@ -72,7 +75,6 @@ static bool add_unit(const char **p, const char *end, int64_t n, int64_t *months
 	} else {
 		return false;
 	}
-	/* (n is within 32 bits, and the caller checks the sums after each unit: no overflow) */
 	if (*p < end && **p == 's')
 		(*p)++;
 	return true;
