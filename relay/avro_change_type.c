@@ -87,6 +87,8 @@ void avro_change_map(const char *pg_type, avro_change_type *out)
 		len -= 2;
 	}
 	strip_typmod(pg_type, len, base, sizeof(base), &a, &b);
+	if (strncmp(base, "interval ", 9) == 0)
+		base[8] = '\0'; /* "interval day to second": the fields limit the value, not its text */
 	if (strcmp(base, "box") == 0)
 		out->dims = 0; /* box[] separates elements with ';': kept as its text */
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)

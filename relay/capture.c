@@ -292,7 +292,10 @@ static void choose_key(capture_table *t, const int *pk_pos, const int *ri_pos)
  * over a domain: the last base type, as wal2json's getBaseTypeAndTypmod), key
  * positions, replica identity, whether they are variable-length, the type's name as
  * format_type prints it (a domain's base type, as wal2json's "type" with include-domain-data-type:
- * the Avro schema of the table is derived from it) and whether the column is NOT NULL.
+ * the Avro schema of the table is derived from it), whether the column is NOT NULL and its
+ * declared array dimensions: attndims, or those of a domain over an array (typndims) or of the
+ * column in a parent (a partition or an inheritance child has attndims 0, and cannot declare
+ * its own).
  */
 #define TABLE_SQL                                                                                  \
 	"SELECT a.attname, CASE WHEN bt.id IN (114, 3802) THEN bt.id ELSE a.atttypid END, "        \
@@ -301,7 +304,11 @@ static void choose_key(capture_table *t, const int *pk_pos, const int *ri_pos)
 	"coalesce((SELECT k.n FROM unnest(ri.indkey) WITH ORDINALITY k(att, n) "                 \
 	"WHERE k.att = a.attnum), 0), c.relreplident, a.attlen = -1, "                             \
 	"CASE WHEN bt.id IS NOT NULL THEN format_type(bt.id, bt.mod) "                             \
-	"ELSE format_type(a.atttypid, a.atttypmod) END, a.attnotnull, a.attndims "                \
+	"ELSE format_type(a.atttypid, a.atttypmod) END, a.attnotnull, "                             \
+	"greatest(a.attndims, ty.typndims, (SELECT max(pa.attndims) FROM pg_attribute pa "         \
+	"WHERE pa.attname = a.attname AND pa.attrelid IN (WITH RECURSIVE up(id) AS (SELECT "       \
+	"i.inhparent FROM pg_inherits i WHERE i.inhrelid = c.oid UNION SELECT i.inhparent FROM "   \
+	"pg_inherits i JOIN up ON i.inhrelid = up.id) SELECT id FROM up))) "                       \
 	"FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "                           \
 	"JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "       \
 	"JOIN pg_type ty ON ty.oid = a.atttypid "                                                  \

@@ -20,7 +20,8 @@ typedef struct {
 	bool published; /* not left out by include_columns / exclude_columns */
 	char *type_name; /* format_type of its type (a domain's: the base type's), wal2json's "type" */
 	bool not_null;   /* attnotnull (a domain's NOT NULL does not keep nulls out of every row) */
-	int ndims;       /* attndims: an array's declared dimensions (0 or 1: one; not enforced) */
+	int ndims;       /* an array's declared dimensions (0 or 1: one; not enforced): attndims, a
+			    domain's typndims or a parent's attndims, the largest */
 } capture_column;
 
 /* A captured table: which entry of the capture list took it, its columns and its key. */

@@ -4,7 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
-/* Reads [+-]digits at *p into *out (at most 19 digits: no overflow); false when there are none. */
+/* Reads [+-]digits at *p into *out (at most 18 digits: no overflow); false for none or more. */
 static bool read_signed(const char **p, const char *end, int64_t *out, bool *neg)
 {
 	int n = 0;

@@ -683,3 +683,30 @@ def test_an_array_value_of_other_dimensions_than_its_column_declares_is_dead_let
     assert "fewer dimensions than the column's 2 (attndims)" in reasons[0] and '"g"' in reasons[0], reasons
     assert "bounds other than 1" in reasons[1] and '"g"' in reasons[1], reasons
     assert outbox.relay.stop() == 0
+
+
+def test_a_partition_and_a_domain_column_have_the_array_dimensions_their_parent_and_domain_declare(outbox, kafka, registry):
+    """A partition cannot declare its columns' dimensions (its attndims are 0), nor can a
+    column of a domain over text[][]: the dimensions are the partitioned table's and the
+    domain's, so two-dimensional values go out as nested arrays, nothing dead-lettered. An
+    interval with fields (day to second) is an Interval record like any interval."""
+    db = outbox.db
+    db.execute("CREATE DOMAIN public.matrix AS text[][]")
+    db.execute("CREATE TABLE public.grids (id int PRIMARY KEY, g int[][], m public.matrix, "
+               "iv interval day to second(3)) PARTITION BY RANGE (id)")
+    db.execute("CREATE TABLE public.grids_low PARTITION OF public.grids FOR VALUES FROM (0) TO (100)")
+    outbox.reconfigure(capture='{ tables = "public.grids_low"; snapshot = false; format = "avro"; }',
+                       extra_relay='topic_prefix = "%s"; dead_letter_topic = "%s.dlq";'
+                       % (outbox.prefix, outbox.prefix),
+                       extra_top='schema_registry = { url = "%s"; };' % registry.url)
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    topic = "%s.public.grids_low" % outbox.prefix
+    db.execute("INSERT INTO public.grids VALUES (1, '{{1,2},{3,NULL}}', '{{a,\"b c\"}}', "
+               "'1 day 00:00:01.5')")
+    msgs = kafka.consume(topic, until=1, timeout=60)
+    assert [decode(registry, m["value"])["after"] for m in msgs] == [
+        {"id": 1, "g": [[1, 2], [3, None]], "m": [["a", "b c"]],
+         "iv": {"months": 0, "days": 1, "microseconds": 1500000}}]
+    assert "dead-lettering" not in outbox.relay.log()
+    assert outbox.relay.stop() == 0

@@ -2,10 +2,17 @@
 #include "unit.h"
 
 #include <avro.h>
+#include <time.h>
 
 #include "avro_change.h"
 #include "avro_change_type.h"
 #include "avro_change_value.h"
+
+/* The Interval record as a schema defines it at its first use. */
+#define INTERVAL_RECORD                                                                            \
+	"{\"type\":\"record\",\"name\":\"Interval\",\"namespace\":\"outbox_relay\",\"fields\":[{\"name\":"   \
+	"\"months\",\"type\":\"int\"},{\"name\":\"days\",\"type\":\"int\"},{\"name\":\"microseconds\","     \
+	"\"type\":\"long\"}]}"
 
 /* A PostgreSQL type name and the Avro type it maps to. */
 static const struct {
@@ -36,7 +43,14 @@ static const struct {
 	{"uuid", "{\"type\":\"string\",\"logicalType\":\"uuid\"}"},
 	{"json", "\"string\""},
 	{"jsonb", "\"string\""},
-	{"interval", "{\"type\":\"record\",\"name\":\"Interval\",\"namespace\":\"outbox_relay\",\"fields\":[{\"name\":\"months\",\"type\":\"int\"},{\"name\":\"days\",\"type\":\"int\"},{\"name\":\"microseconds\",\"type\":\"long\"}]}"},
+	{"interval", INTERVAL_RECORD},
+	/* an interval's fields and precision limit its values, not its text */
+	{"interval(3)", INTERVAL_RECORD},
+	{"interval day to second(3)", INTERVAL_RECORD},
+	{"interval year to month", INTERVAL_RECORD},
+	{"interval hour", INTERVAL_RECORD},
+	{"interval minute to second(0)[]", "{\"type\":\"array\",\"items\":[\"null\"," INTERVAL_RECORD "]}"},
+	{"intervals", "\"string\""},
 	{"money", "\"string\""},
 	{"int4range", "{\"type\":\"record\",\"name\":\"Int4Range\",\"namespace\":\"outbox_relay\","
 		      "\"fields\":[{\"name\":\"lower\",\"type\":[\"null\",\"int\"]},{\"name\":\"upper\","
@@ -640,6 +654,121 @@ static void test_numeric_without_typmod_is_an_exact_variable_scale_decimal(void 
 	run_value_cases(refused, sizeof(refused) / sizeof(refused[0]));
 }
 
+/* 2^k in decimal digits (by doubling), with delta (-1, 0) added to its last digit. */
+static char *power_of_two(int k, int delta)
+{
+	size_t cap = (size_t)k / 3 + 2, n = 1;
+	char *d = calloc(cap + 1, 1); /* least significant digit first while doubling */
+	d[0] = 1;
+	for (int i = 0; i < k; i++) {
+		int carry = 0;
+		for (size_t j = 0; j < n; j++) {
+			int x = d[j] * 2 + carry;
+			d[j] = (char)(x % 10);
+			carry = x / 10;
+		}
+		if (carry)
+			d[n++] = (char)carry;
+	}
+	d[0] = (char)(d[0] + delta); /* 2^k ends in 2, 4, 6 or 8 */
+	for (size_t j = 0; j < n / 2; j++) {
+		char c = d[j];
+		d[j] = d[n - 1 - j];
+		d[n - 1 - j] = c;
+	}
+	for (size_t j = 0; j < n; j++)
+		d[j] = (char)(d[j] + '0');
+	return d;
+}
+
+/* numeric text into a VariableScaleDecimal; its scale and a copy of its bytes (*n of them). */
+static unsigned char *vardecimal_bytes(const char *text, int32_t *scale, size_t *n)
+{
+	avro_change_type t;
+	strbuf b = {0}, scratch = {0};
+	avro_schema_t sch;
+	avro_value_t v, f;
+	char why[200];
+	const void *got;
+	json_span val = {JSON_NUMBER, false, text, strlen(text)};
+
+	avro_change_map("numeric", &t);
+	avro_change_type_json(&b, &t, NULL);
+	assert_int_equal(avro_schema_from_json_length(b.s, b.len, &sch), 0);
+	avro_value_iface_t *iface = avro_generic_class_from_schema(sch);
+	avro_generic_value_new(iface, &v);
+	if (avro_change_value_set(&v, &t, &val, &scratch, why, sizeof(why)) != 0)
+		fail_msg("%.40s: %s", text, why);
+	avro_value_get_by_index(&v, 0, &f, NULL);
+	avro_value_get_int(&f, scale);
+	avro_value_get_by_index(&v, 1, &f, NULL);
+	avro_value_get_bytes(&f, &got, n);
+	unsigned char *copy = malloc(*n);
+	memcpy(copy, got, *n);
+	avro_value_decref(&v);
+	avro_value_iface_decref(iface);
+	avro_schema_decref(sch);
+	strbuf_free(&b);
+	strbuf_free(&scratch);
+	return copy;
+}
+
+/*
+ * Numerics of thousands of digits convert exactly (2^4000 and 2^4000 - 1, both signs: their
+ * two's complement is known byte for byte), and PostgreSQL's largest numeric (131072 digits
+ * before the point, 16383 after) within a second of CPU, not the seconds that stall the stream.
+ */
+static void test_huge_numerics_convert_exactly_and_in_linear_steps(void **state)
+{
+	static const struct {
+		int delta;
+		bool neg;
+		unsigned char first, fill, last; /* 501 bytes: first, 499 x fill, last */
+		size_t n;
+	} cases[] = {
+		{0, false, 0x01, 0x00, 0x00, 501}, /* 0x01 then 500 zero bytes */
+		{0, true, 0xff, 0x00, 0x00, 501},
+		{-1, false, 0x00, 0xff, 0xff, 501}, /* 500 x 0xff needs a sign byte */
+		{-1, true, 0xff, 0x00, 0x01, 501},
+	};
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *digits = power_of_two(4000, cases[i].delta);
+		char *text = malloc(strlen(digits) + 2);
+		sprintf(text, "%s%s", cases[i].neg ? "-" : "", digits);
+		int32_t scale;
+		size_t n;
+		unsigned char *got = vardecimal_bytes(text, &scale, &n);
+		assert_int_equal(scale, 0);
+		assert_int_equal(n, cases[i].n);
+		assert_int_equal(got[0], cases[i].first);
+		for (size_t k = 1; k + 1 < n; k++)
+			if (got[k] != cases[i].fill)
+				fail_msg("case %zu: byte %zu is %02x", i, k, got[k]);
+		assert_int_equal(got[n - 1], cases[i].last);
+		free(got);
+		free(text);
+		free(digits);
+	}
+
+	char *max = malloc(131072 + 1 + 16383 + 1);
+	memset(max, '9', 131072 + 1 + 16383);
+	max[131072] = '.';
+	max[131072 + 1 + 16383] = '\0';
+	clock_t t0 = clock();
+	int32_t scale;
+	size_t n;
+	unsigned char *got = vardecimal_bytes(max, &scale, &n);
+	double cpu = (double)(clock() - t0) / CLOCKS_PER_SEC;
+	assert_int_equal(scale, 16383);
+	assert_true(n > 61000 && n < 61300); /* 147455 digits: about 61,220 bytes */
+	if (cpu > 1.0)
+		fail_msg("the largest numeric took %.2f s of CPU", cpu);
+	free(got);
+	free(max);
+}
+
 /* NaN and the infinities in a numeric[] are null, as wal2json prints the column's own. */
 static void test_numeric_array_elements_that_are_not_numbers_are_null(void **state)
 {
@@ -782,6 +911,7 @@ int main(void)
 		cmocka_unit_test(test_values_the_schema_cannot_hold_are_refused_with_the_column),
 		cmocka_unit_test(test_postgresql_texts_convert_exactly),
 		cmocka_unit_test(test_numeric_without_typmod_is_an_exact_variable_scale_decimal),
+		cmocka_unit_test(test_huge_numerics_convert_exactly_and_in_linear_steps),
 		cmocka_unit_test(test_numeric_array_elements_that_are_not_numbers_are_null),
 		cmocka_unit_test(test_arrays_nest_to_their_declared_dimensions),
 		cmocka_unit_test(test_intervals_keep_months_days_and_microseconds_apart),
