@@ -138,7 +138,7 @@ static void fill_fields(ac_table *at)
 			continue;
 		ac_field *f = &at->fields[at->n_fields++];
 		f->column = xstrdup(t->cols[i].name);
-		avro_change_map(t->cols[i].type_name, &f->type);
+		avro_change_map_column(t->cols[i].type_name, t->cols[i].ndims, &f->type);
 		f->nullable = avro_change_field_nullable(t, i, at->relaxed);
 	}
 	for (const char *x = at->extra; x && x < at->extra + at->extra_len; x += strlen(x) + 1) {

@@ -54,15 +54,16 @@ bool avro_change_name_listed(const strbuf *names, const char *name, size_t n)
 
 /*
  * One row field: its Avro name (sanitized, unique: a clash gets _<ordinal>), the column's own name
- * when it differs, its type (type_name NULL: a string).
+ * when it differs, its type (type_name NULL: a string; an array of attndims dimensions; named
+ * records defined once per schema, in *defined).
  */
 static void put_field(strbuf *b, strbuf *names, const char *column, const char *type_name,
-		      bool nullable, int ordinal)
+		      int attndims, bool nullable, int ordinal, uint64_t *defined)
 {
 	avro_change_type type;
 	strbuf name = {0};
 
-	avro_change_map(type_name, &type);
+	avro_change_map_column(type_name, attndims, &type);
 	avro_change_name(&name, column, strlen(column));
 	if (avro_change_name_listed(names, name.s, name.len))
 		strbuf_addf(&name, "_%d", ordinal); /* two names sanitized alike */
@@ -78,10 +79,10 @@ static void put_field(strbuf *b, strbuf *names, const char *column, const char *
 	STRBUF_ADD_LIT(b, "\"type\":");
 	if (nullable) {
 		STRBUF_ADD_LIT(b, "[\"null\",");
-		avro_change_type_json(b, &type);
+		avro_change_type_json(b, &type, defined);
 		STRBUF_ADD_LIT(b, "],\"default\":null}");
 	} else {
-		avro_change_type_json(b, &type);
+		avro_change_type_json(b, &type, defined);
 		STRBUF_ADD_LIT(b, "}");
 	}
 	strbuf_free(&name);
@@ -96,6 +97,7 @@ static void put_row_schema(strbuf *b, const capture_table *t, const char *prefix
 {
 	strbuf names = {0};
 	int n = 0;
+	uint64_t defined = 0;
 
 	STRBUF_ADD_LIT(b, "{\"type\":\"record\",\"name\":\"");
 	avro_change_name(b, t->table, strlen(t->table));
@@ -107,13 +109,13 @@ static void put_row_schema(strbuf *b, const capture_table *t, const char *prefix
 			continue;
 		if (n++)
 			STRBUF_ADD_LIT(b, ",");
-		put_field(b, &names, t->cols[i].name, t->cols[i].type_name,
-			  avro_change_field_nullable(t, i, all_nullable), i + 1);
+		put_field(b, &names, t->cols[i].name, t->cols[i].type_name, t->cols[i].ndims,
+			  avro_change_field_nullable(t, i, all_nullable), i + 1, &defined);
 	}
 	for (const char *x = extra; x && x < extra + extra_len; x += strlen(x) + 1) {
 		if (n++)
 			STRBUF_ADD_LIT(b, ",");
-		put_field(b, &names, x, NULL, true, t->n_cols + n);
+		put_field(b, &names, x, NULL, 0, true, t->n_cols + n, &defined);
 	}
 	STRBUF_ADD_LIT(b, "]}");
 	strbuf_free(&names);

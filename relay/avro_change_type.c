@@ -19,7 +19,7 @@ static const type_row types[] = {
 	{"oid", ACT_LONG},
 	{"real", ACT_FLOAT},
 	{"double precision", ACT_DOUBLE},
-	{"numeric", ACT_NUMERIC_TEXT},
+	{"numeric", ACT_VARDECIMAL},
 	{"boolean", ACT_BOOLEAN},
 	{"bytea", ACT_BYTES},
 	{"date", ACT_DATE},
@@ -29,7 +29,22 @@ static const type_row types[] = {
 	{"uuid", ACT_UUID},
 	{"json", ACT_JSON},
 	{"jsonb", ACT_JSON},
+	{"interval", ACT_INTERVAL},
 };
+
+/* The built-in range types: their bounds' kind and the record's name. */
+static const struct {
+	const char *pg, *record;
+	avro_change_kind of;
+} ranges[] = {
+	{"int4range", "Int4Range", ACT_INT},
+	{"int8range", "Int8Range", ACT_LONG},
+	{"numrange", "NumRange", ACT_VARDECIMAL},
+	{"tsrange", "TsRange", ACT_LOCAL_TS},
+	{"tstzrange", "TstzRange", ACT_TS},
+	{"daterange", "DateRange", ACT_DATE},
+};
+#define N_RANGES (sizeof(ranges) / sizeof(ranges[0]))
 
 /*
  * The name without its typmod: "timestamp(3) with time zone" -> "timestamp with time zone",
@@ -68,16 +83,23 @@ void avro_change_map(const char *pg_type, avro_change_type *out)
 	if (!pg_type || len >= sizeof(base))
 		return;
 	if (len > 2 && strcmp(pg_type + len - 2, "[]") == 0) {
-		out->array = true;
+		out->dims = 1;
 		len -= 2;
 	}
 	strip_typmod(pg_type, len, base, sizeof(base), &a, &b);
+	if (strncmp(base, "interval ", 9) == 0)
+		base[8] = '\0'; /* "interval day to second": the fields limit the value, not its text */
 	if (strcmp(base, "box") == 0)
-		out->array = false; /* box[] separates elements with ';': kept as its text */
+		out->dims = 0; /* box[] separates elements with ';': kept as its text */
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
 		if (strcmp(types[i].name, base) == 0)
 			out->kind = types[i].kind;
-	if (out->kind == ACT_NUMERIC_TEXT && a > 0) { /* numeric(p,s): PostgreSQL prints both */
+	for (size_t i = 0; i < N_RANGES; i++)
+		if (strcmp(ranges[i].pg, base) == 0) {
+			out->kind = ACT_RANGE;
+			out->range_of = ranges[i].of;
+		}
+	if (out->kind == ACT_VARDECIMAL && a > 0) { /* numeric(p,s): PostgreSQL prints both */
 		out->kind = ACT_DECIMAL;
 		out->precision = a;
 		out->scale = b < 0 ? 0 : b;
@@ -88,10 +110,63 @@ void avro_change_map(const char *pg_type, avro_change_type *out)
 	}
 }
 
-/* The element's or column's own type (not an array). */
-static void scalar_json(strbuf *b, const avro_change_type *t)
+void avro_change_map_column(const char *pg_type, int attndims, avro_change_type *out)
 {
-	switch (t->kind) {
+	avro_change_map(pg_type, out);
+	if (out->dims > 0 && attndims > 1)
+		out->dims = attndims;
+}
+
+static void scalar_json(strbuf *b, avro_change_kind kind, const avro_change_type *t,
+			uint64_t *defined);
+
+/*
+ * True the first time a schema names the record of bit (defined: the schema's named records so
+ * far), which it then has; false when it is defined already.
+ */
+static bool first_use(uint64_t *defined, unsigned bit)
+{
+	if (*defined & (UINT64_C(1) << bit))
+		return false;
+	*defined |= UINT64_C(1) << bit;
+	return true;
+}
+
+/* A named record of the namespace: its definition the first time, its full name after. */
+static bool named_record(strbuf *b, const char *name, uint64_t *defined, unsigned bit)
+{
+	if (!first_use(defined, bit)) {
+		strbuf_addf(b, "\"" AVRO_CHANGE_NAMESPACE ".%s\"", name);
+		return false;
+	}
+	strbuf_addf(b, "{\"type\":\"record\",\"name\":\"%s\",\"namespace\":\"" AVRO_CHANGE_NAMESPACE
+		    "\",\"fields\":[", name);
+	return true;
+}
+
+/* A range's record: its bounds nullable (null: unbounded), the flags PostgreSQL prints. */
+static void range_json(strbuf *b, const avro_change_type *t, uint64_t *defined)
+{
+	size_t i = 0;
+
+	while (i + 1 < N_RANGES && ranges[i].of != t->range_of)
+		i++;
+	if (!named_record(b, ranges[i].record, defined, 32 + (unsigned)t->range_of))
+		return;
+	STRBUF_ADD_LIT(b, "{\"name\":\"lower\",\"type\":[\"null\",");
+	scalar_json(b, t->range_of, t, defined);
+	STRBUF_ADD_LIT(b, "]},{\"name\":\"upper\",\"type\":[\"null\",");
+	scalar_json(b, t->range_of, t, defined);
+	STRBUF_ADD_LIT(b, "]},{\"name\":\"lower_inclusive\",\"type\":\"boolean\"},"
+			  "{\"name\":\"upper_inclusive\",\"type\":\"boolean\"},"
+			  "{\"name\":\"empty\",\"type\":\"boolean\"}]}");
+}
+
+/* The element's or column's own type of kind (not an array). */
+static void scalar_json(strbuf *b, avro_change_kind kind, const avro_change_type *t,
+			uint64_t *defined)
+{
+	switch (kind) {
 	case ACT_INT: STRBUF_ADD_LIT(b, "\"int\""); break;
 	case ACT_LONG: STRBUF_ADD_LIT(b, "\"long\""); break;
 	case ACT_FLOAT: STRBUF_ADD_LIT(b, "\"float\""); break;
@@ -102,6 +177,17 @@ static void scalar_json(strbuf *b, const avro_change_type *t)
 		strbuf_addf(b, "{\"type\":\"bytes\",\"logicalType\":\"decimal\",\"precision\":%d,"
 			    "\"scale\":%d}", t->precision, t->scale);
 		break;
+	case ACT_VARDECIMAL:
+		if (named_record(b, "VariableScaleDecimal", defined, ACT_VARDECIMAL))
+			STRBUF_ADD_LIT(b, "{\"name\":\"scale\",\"type\":\"int\"},"
+					  "{\"name\":\"value\",\"type\":\"bytes\"}]}");
+		break;
+	case ACT_INTERVAL:
+		if (named_record(b, "Interval", defined, ACT_INTERVAL))
+			STRBUF_ADD_LIT(b, "{\"name\":\"months\",\"type\":\"int\"},{\"name\":\"days\","
+					  "\"type\":\"int\"},{\"name\":\"microseconds\",\"type\":\"long\"}]}");
+		break;
+	case ACT_RANGE: range_json(b, t, defined); break;
 	case ACT_DATE: STRBUF_ADD_LIT(b, "{\"type\":\"int\",\"logicalType\":\"date\"}"); break;
 	case ACT_LOCAL_TS:
 		STRBUF_ADD_LIT(b, "{\"type\":\"long\",\"logicalType\":\"local-timestamp-micros\"}");
@@ -110,20 +196,25 @@ static void scalar_json(strbuf *b, const avro_change_type *t)
 	case ACT_TIME: STRBUF_ADD_LIT(b, "{\"type\":\"long\",\"logicalType\":\"time-micros\"}"); break;
 	case ACT_UUID: STRBUF_ADD_LIT(b, "{\"type\":\"string\",\"logicalType\":\"uuid\"}"); break;
 	case ACT_STRING:
-	case ACT_NUMERIC_TEXT:
 	case ACT_JSON: STRBUF_ADD_LIT(b, "\"string\""); break;
 	}
 }
 
-void avro_change_type_json(strbuf *b, const avro_change_type *t)
+void avro_change_type_json(strbuf *b, const avro_change_type *t, uint64_t *defined)
 {
-	if (!t->array) {
-		scalar_json(b, t);
-		return;
-	}
-	STRBUF_ADD_LIT(b, "{\"type\":\"array\",\"items\":[\"null\",");
-	scalar_json(b, t);
-	STRBUF_ADD_LIT(b, "]}");
+	uint64_t own = 0;
+
+	if (!defined)
+		defined = &own;
+	for (int d = 0; d < t->dims; d++)
+		STRBUF_ADD_LIT(b, "{\"type\":\"array\",\"items\":");
+	if (t->dims > 0)
+		STRBUF_ADD_LIT(b, "[\"null\",");
+	scalar_json(b, t->kind, t, defined);
+	if (t->dims > 0)
+		STRBUF_ADD_LIT(b, "]");
+	for (int d = 0; d < t->dims; d++)
+		STRBUF_ADD_LIT(b, "}");
 }
 
 void avro_change_name(strbuf *b, const char *name, size_t len)

@@ -8,9 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "avjson.h"
+#include "pgtext.h"
 #include "pgtime.h"
 #include "xalloc.h"
 
@@ -259,6 +259,114 @@ static int set_decimal(avro_value_t *v, const avro_change_type *t, const char *t
 	return rc;
 }
 
+/* The field at index i of record v (its fields are set by index). */
+static int field(avro_value_t *v, size_t i, avro_value_t *out, char *why, size_t whylen)
+{
+	if (avro_value_get_by_index(v, i, out, NULL) != 0)
+		return fail(why, whylen, "libavro: %s", avro_strerror());
+	return 0;
+}
+
+/*
+ * numeric without typmod as record VariableScaleDecimal: scale is the fraction digits as
+ * PostgreSQL prints them (its display scale: "1.50" is 150 at scale 2), value the unscaled
+ * integer as big-endian two's complement. NaN and the infinities have no such value.
+ */
+static int set_vardecimal(avro_value_t *v, const char *text, size_t len, char *why, size_t whylen)
+{
+	char dig_stack[256];
+	unsigned char bytes_stack[256];
+	size_t i, k = 0, seen = 0, cap = len + 2;
+	bool neg = len > 0 && text[0] == '-', small = cap <= sizeof(dig_stack);
+	char *dig = small ? dig_stack : xmalloc(cap);
+	unsigned char *bytes = small ? bytes_stack : xmalloc(cap);
+	long scale = -1;
+	avro_value_t f;
+	int rc = 0;
+
+	for (i = neg || (len > 0 && text[0] == '+'); i < len && rc == 0; i++) {
+		if (text[i] == '.' && scale < 0) {
+			scale = 0;
+		} else if (text[i] < '0' || text[i] > '9') {
+			rc = fail(why, whylen, "a VariableScaleDecimal has no value for %.40s (only "
+				  "numbers)", text);
+		} else {
+			seen++;
+			scale += scale >= 0;
+			if (k > 0 || text[i] != '0')
+				dig[k++] = text[i];
+		}
+	}
+	if (rc == 0 && seen == 0)
+		rc = fail(why, whylen, "not a decimal number: %.40s", text);
+	if (rc == 0)
+		rc = field(v, 0, &f, why, whylen) || avro_value_set_int(&f, scale < 0 ? 0 : (int32_t)scale);
+	if (rc == 0) {
+		size_t bl = avjson_decimal_bytes(dig, k, neg, bytes, cap);
+		rc = field(v, 1, &f, why, whylen) || avro_value_set_bytes(&f, bytes + cap - bl, bl);
+	}
+	if (!small) {
+		free(dig);
+		free(bytes);
+	}
+	return rc ? -1 : 0;
+}
+
+/* interval as record Interval {months, days, microseconds}: PostgreSQL's own three fields. */
+static int set_interval(avro_value_t *v, const char *text, size_t len, char *why, size_t whylen)
+{
+	pgtext_interval iv;
+	avro_value_t f;
+
+	if (!pgtext_interval_parse(text, len, &iv))
+		return fail(why, whylen, "not an interval as PostgreSQL prints it (IntervalStyle "
+			    "postgres) within 32-bit months and days: %.40s", text);
+	if (field(v, 0, &f, why, whylen) || avro_value_set_int(&f, iv.months) ||
+	    field(v, 1, &f, why, whylen) || avro_value_set_int(&f, iv.days) ||
+	    field(v, 2, &f, why, whylen) || avro_value_set_long(&f, iv.us))
+		return -1;
+	return 0;
+}
+
+static int set_typed(avro_value_t *v, const avro_change_type *t, const char *text, size_t len,
+		     char *why, size_t whylen);
+
+/* A range's bound (field i): null when unbounded, else its text by the bound's kind. */
+static int set_bound(avro_value_t *rec, size_t i, avro_change_kind kind, bool none,
+		     const strbuf *text, char *why, size_t whylen)
+{
+	avro_change_type bt = {.kind = kind};
+	avro_value_t f, branch;
+
+	if (field(rec, i, &f, why, whylen) || avro_value_set_branch(&f, none ? 0 : 1, &branch))
+		return -1;
+	if (none)
+		return avro_value_set_null(&branch);
+	return set_typed(&branch, &bt, text->s, text->len, why, whylen);
+}
+
+/* A range as record {lower, upper, lower_inclusive, upper_inclusive, empty}. */
+static int set_range(avro_value_t *v, const avro_change_type *t, const char *text, size_t len,
+		     char *why, size_t whylen)
+{
+	strbuf lower = {0}, upper = {0};
+	pgtext_range r;
+	avro_value_t f;
+	int rc;
+
+	if (!pgtext_range_parse(text, len, &r, &lower, &upper))
+		rc = fail(why, whylen, "not a range as PostgreSQL prints it: %.40s", text);
+	else
+		rc = set_bound(v, 0, t->range_of, r.empty || r.lower_inf, &lower, why, whylen) ||
+		     set_bound(v, 1, t->range_of, r.empty || r.upper_inf, &upper, why, whylen) ||
+		     field(v, 2, &f, why, whylen) || avro_value_set_boolean(&f, r.lower_inc) ||
+		     field(v, 3, &f, why, whylen) || avro_value_set_boolean(&f, r.upper_inc) ||
+		     field(v, 4, &f, why, whylen) || avro_value_set_boolean(&f, r.empty);
+	strbuf_free(&lower);
+	strbuf_free(&upper);
+	return rc ? -1 : 0;
+}
+
 /* A hex digit's value, or -1. */
 static int hexval(char c)
 {
@@ -319,98 +427,117 @@ static int set_typed(avro_value_t *v, const avro_change_type *t, const char *tex
 	case ACT_LOCAL_TS:
 	case ACT_TS: return set_datetime(v, t->kind, text, len, why, whylen);
 	case ACT_TIME: return set_time(v, text, len, why, whylen);
+	case ACT_VARDECIMAL: return set_vardecimal(v, text, len, why, whylen);
+	case ACT_INTERVAL: return set_interval(v, text, len, why, whylen);
+	case ACT_RANGE: return set_range(v, t, text, len, why, whylen);
 	default: return avro_value_set_string_len(v, text, len + 1); /* libavro copies; size with NUL */
 	}
 }
 
-int avro_change_text_set(avro_value_t *v, avro_change_kind kind, const char *text, size_t len,
-			 char *why, size_t whylen)
+/* ---- arrays: PostgreSQL's array text, nested to the column's dimensions ---- */
+
+/* What one array conversion reads: the element type, the whole text (for reasons), a buffer. */
+typedef struct {
+	const avro_change_type *el; /* the element's type (dims 0) */
+	int dims;                   /* the column's */
+	const char *text;
+	strbuf *scratch;
+	char *why;
+	size_t whylen;
+} array_walk;
+
+/* True for the texts of a numeric NaN or infinity (kept as null, as wal2json prints them). */
+static bool numeric_not_finite(const strbuf *el)
 {
-	avro_change_type t = {.kind = kind, .precision = 38, .scale = 10};
-	char *copy = xmalloc(len + 1); /* libavro's string setter needs the NUL after it */
-	memcpy(copy, text, len);
-	copy[len] = '\0';
-	int rc = set_typed(v, &t, copy, len, why, whylen);
-	free(copy);
-	return rc;
+	return text_is(el->s, el->len, "NaN") || text_is(el->s, el->len, "Infinity") ||
+	       text_is(el->s, el->len, "-Infinity");
 }
 
-/* ---- arrays: PostgreSQL's array text, one dimension ---- */
+/* One element at *p into item (a ["null", T] union). */
+static int set_element(avro_value_t *item, array_walk *w, const char **p, const char *end)
+{
+	strbuf *el = w->scratch;
+	avro_value_t branch;
+	bool is_null;
+
+	if (!pgtext_array_element(p, end, el, &is_null))
+		return fail(w->why, w->whylen, "a malformed array: %.40s", w->text);
+	if (is_null || (w->el->kind == ACT_VARDECIMAL && numeric_not_finite(el)))
+		return avro_value_set_branch(item, 0, &branch) || avro_value_set_null(&branch);
+	if (avro_value_set_branch(item, 1, &branch) != 0)
+		return fail(w->why, w->whylen, "libavro: %s", avro_strerror());
+	if (w->el->kind == ACT_BYTES && !(el->len >= 2 && el->s[0] == '\\' && el->s[1] == 'x'))
+		return fail(w->why, w->whylen, "a bytea array element without the \\x of hex output "
+			    "(bytea_output = escape?): %.40s", w->text);
+	return set_typed(&branch, w->el, el->s, el->len, w->why, w->whylen);
+}
 
 /*
- * The next element of an array text at *p (after '{' or ','): its text unquoted into el,
- * *is_null for an unquoted NULL. 1: an element; 0: the closing brace; -1: not an array text
- * this mapping takes (several dimensions, or malformed).
+ * One level of an array's text at *p ("{...}") into v: with depth 1 its elements, else arrays of
+ * depth - 1. A level of another depth than the column's dimensions is refused, never flattened.
  */
-static int next_element(const char **p, const char *end, strbuf *el, bool *is_null)
+static int set_level(avro_value_t *v, array_walk *w, int depth, const char **p, const char *end)
 {
-	bool quoted = false;
-
-	strbuf_reset(el);
-	strbuf_addn(el, "", 0);
-	*is_null = false;
+	if (*p >= end || *(*p)++ != '{')
+		return fail(w->why, w->whylen, "a malformed array: %.40s", w->text);
 	if (*p < end && **p == '}')
-		return (*p)++, 0;
-	if (*p < end && **p == '{')
-		return -1; /* a nested dimension */
-	if (*p < end && **p == '"') {
-		quoted = true;
-		for ((*p)++; *p < end && **p != '"'; (*p)++) {
-			if (**p == '\\' && *p + 1 < end)
-				(*p)++;
-			strbuf_addc(el, **p);
-		}
-		if (*p >= end)
+		return (*p)++, 0; /* empty: PostgreSQL's empty array has no dimensions */
+	for (;;) {
+		avro_value_t item;
+		bool nested = *p < end && **p == '{';
+		if (nested != (depth > 1))
+			return fail(w->why, w->whylen, "an array of %s dimensions than the column's %d "
+				    "(attndims): %.40s", nested ? "more" : "fewer", w->dims, w->text);
+		if (avro_value_append(v, &item, NULL) != 0)
+			return fail(w->why, w->whylen, "libavro: %s", avro_strerror());
+		if ((nested ? set_level(&item, w, depth - 1, p, end) : set_element(&item, w, p, end)) != 0)
 			return -1;
-		(*p)++;
-	} else {
-		for (; *p < end && **p != ',' && **p != '}'; (*p)++)
-			strbuf_addc(el, **p);
+		if (*p < end && **p == '}')
+			return (*p)++, 0;
+		if (*p >= end || *(*p)++ != ',')
+			return fail(w->why, w->whylen, "a malformed array: %.40s", w->text);
 	}
-	*is_null = !quoted && el->len == 4 && strncasecmp(el->s, "NULL", 4) == 0;
-	if (*p < end && **p == ',')
-		(*p)++;
-	else if (!(*p < end && **p == '}'))
-		return -1;
-	return 1;
 }
 
-/* An array column: PostgreSQL's text "{a,"b c",NULL}" into an Avro array of nullable elements. */
+/* An array column: PostgreSQL's text "{a,"b c",NULL}" (or "{{1,2},{3,4}}") into nested arrays. */
 static int set_array(avro_value_t *v, const avro_change_type *t, const char *text, size_t len,
 		     char *why, size_t whylen)
 {
 	const char *p = text, *end = text + len;
 	avro_change_type el_type = *t;
 	strbuf el = {0};
-	bool is_null;
-	int rc = 0, got;
+	array_walk w = {&el_type, t->dims, text, &el, why, whylen};
 
-	el_type.array = false;
-	if (len < 2 || *p++ != '{')
+	el_type.dims = 0;
+	if (len > 0 && text[0] == '[') {
+		strbuf_free(&el);
 		return fail(why, whylen, "an array with bounds other than 1 (\"[m:n]={...}\") has no "
 			    "Avro mapping: %.40s", text);
-	while (rc == 0 && (got = next_element(&p, end, &el, &is_null)) == 1) {
-		avro_value_t item, branch;
-		if (avro_value_append(v, &item, NULL) != 0) {
-			rc = fail(why, whylen, "libavro: %s", avro_strerror());
-			break;
-		}
-		if (is_null) {
-			rc = avro_value_set_branch(&item, 0, &branch) || avro_value_set_null(&branch);
-			continue;
-		}
-		rc = avro_value_set_branch(&item, 1, &branch);
-		if (rc == 0 && el_type.kind == ACT_BYTES && !(el.len >= 2 && el.s[0] == '\\' && el.s[1] == 'x'))
-			rc = fail(why, whylen, "a bytea array element without the \\x of hex output "
-				  "(bytea_output = escape?): %.40s", text);
-		else if (rc == 0)
-			rc = set_typed(&branch, &el_type, el.s, el.len, why, whylen);
 	}
+	int rc = set_level(v, &w, t->dims, &p, end);
 	strbuf_free(&el);
-	if (rc == 0 && (got < 0 || p != end))
-		rc = fail(why, whylen, "a multi-dimensional or malformed array has no Avro mapping: "
-			  "%.40s", text);
+	if (rc == 0 && p != end)
+		rc = fail(why, whylen, "a malformed array: %.40s", text);
+	return rc ? -1 : 0;
+}
+
+int avro_change_text_set_type(avro_value_t *v, const avro_change_type *t, const char *text,
+			      size_t len, char *why, size_t whylen)
+{
+	char *copy = xmalloc(len + 1); /* libavro's string setter needs the NUL after it */
+	memcpy(copy, text, len);
+	copy[len] = '\0';
+	int rc = t->dims > 0 ? set_array(v, t, copy, len, why, whylen)
+			     : set_typed(v, t, copy, len, why, whylen);
+	free(copy);
 	return rc;
+}
+
+int avro_change_text_set(avro_value_t *v, avro_change_kind kind, const char *text, size_t len,
+			 char *why, size_t whylen)
+{
+	avro_change_type t = {.kind = kind, .precision = 38, .scale = 10};
+	return avro_change_text_set_type(v, &t, text, len, why, whylen);
 }
 
 int avro_change_value_set(avro_value_t *v, const avro_change_type *t, const json_span *j,
@@ -420,7 +547,7 @@ int avro_change_value_set(avro_value_t *v, const avro_change_type *t, const json
 	size_t len = j->len;
 
 	strbuf_reset(scratch);
-	if (t->kind == ACT_JSON && !t->array && j->kind == JSON_STRING) {
+	if (t->kind == ACT_JSON && t->dims == 0 && j->kind == JSON_STRING) {
 		/* json's value in the envelope is the JSON itself: a JSON string keeps its quotes */
 		strbuf_addc(scratch, '"');
 		strbuf_addn(scratch, j->ptr, j->len);
@@ -438,7 +565,7 @@ int avro_change_value_set(avro_value_t *v, const avro_change_type *t, const json
 		strbuf_addn(scratch, j->ptr, j->len); /* NUL-terminated for the parsers */
 		text = scratch->s;
 	}
-	if (t->array)
+	if (t->dims > 0)
 		return set_array(v, t, text, len, why, whylen);
 	return set_typed(v, t, text, len, why, whylen);
 }

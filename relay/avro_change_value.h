@@ -26,4 +26,8 @@ int avro_change_value_set(avro_value_t *v, const avro_change_type *t, const json
 int avro_change_text_set(avro_value_t *v, avro_change_kind kind, const char *text, size_t len,
 			 char *why, size_t whylen);
 
+/* The same by a whole column type: an array's text ("{{1,2},{3,NULL}}"), a range's, ... */
+int avro_change_text_set_type(avro_value_t *v, const avro_change_type *t, const char *text,
+			      size_t len, char *why, size_t whylen);
+
 #endif

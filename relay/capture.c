@@ -292,7 +292,10 @@ static void choose_key(capture_table *t, const int *pk_pos, const int *ri_pos)
  * over a domain: the last base type, as wal2json's getBaseTypeAndTypmod), key
  * positions, replica identity, whether they are variable-length, the type's name as
  * format_type prints it (a domain's base type, as wal2json's "type" with include-domain-data-type:
- * the Avro schema of the table is derived from it) and whether the column is NOT NULL.
+ * the Avro schema of the table is derived from it), whether the column is NOT NULL and its
+ * declared array dimensions: attndims, or those of a domain over an array (typndims) or of the
+ * column in a parent (a partition or an inheritance child has attndims 0, and cannot declare
+ * its own).
  */
 #define TABLE_SQL                                                                                  \
 	"SELECT a.attname, CASE WHEN bt.id IN (114, 3802) THEN bt.id ELSE a.atttypid END, "        \
@@ -301,7 +304,11 @@ static void choose_key(capture_table *t, const int *pk_pos, const int *ri_pos)
 	"coalesce((SELECT k.n FROM unnest(ri.indkey) WITH ORDINALITY k(att, n) "                 \
 	"WHERE k.att = a.attnum), 0), c.relreplident, a.attlen = -1, "                             \
 	"CASE WHEN bt.id IS NOT NULL THEN format_type(bt.id, bt.mod) "                             \
-	"ELSE format_type(a.atttypid, a.atttypmod) END, a.attnotnull "                             \
+	"ELSE format_type(a.atttypid, a.atttypmod) END, a.attnotnull, "                             \
+	"greatest(a.attndims, ty.typndims, (SELECT max(pa.attndims) FROM pg_attribute pa "         \
+	"WHERE pa.attname = a.attname AND pa.attrelid IN (WITH RECURSIVE up(id) AS (SELECT "       \
+	"i.inhparent FROM pg_inherits i WHERE i.inhrelid = c.oid UNION SELECT i.inhparent FROM "   \
+	"pg_inherits i JOIN up ON i.inhrelid = up.id) SELECT id FROM up))) "                       \
 	"FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "                           \
 	"JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "       \
 	"JOIN pg_type ty ON ty.oid = a.atttypid "                                                  \
@@ -379,6 +386,7 @@ static void table_fill(capture_table *t, PGresult *res, const catalog_time *when
 		col->toastable = PQgetvalue(res, i, 5)[0] == 't';
 		col->type_name = xstrdup(PQgetvalue(res, i, 6));
 		col->not_null = PQgetvalue(res, i, 7)[0] == 't';
+		col->ndims = atoi(PQgetvalue(res, i, 8));
 		col->published = e->n_include_columns > 0
 					 ? in_list(e->include_columns, e->n_include_columns, col->name)
 					 : !in_list(e->exclude_columns, e->n_exclude_columns, col->name);
@@ -658,8 +666,8 @@ static bool avro_column_fits(const capture_table *t, int col, const cap_field *f
 	if (n < 0)
 		return true; /* not a type name it could compare */
 	name[n] = '\0';
-	avro_change_map(t->cols[col].type_name, &was);
-	avro_change_map(name, &now);
+	avro_change_map_column(t->cols[col].type_name, t->cols[col].ndims, &was);
+	avro_change_map_column(name, t->cols[col].ndims, &now); /* wal2json prints no dimensions */
 	return memcmp(&was, &now, sizeof(was)) == 0;
 }
 

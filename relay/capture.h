@@ -20,6 +20,8 @@ typedef struct {
 	bool published; /* not left out by include_columns / exclude_columns */
 	char *type_name; /* format_type of its type (a domain's: the base type's), wal2json's "type" */
 	bool not_null;   /* attnotnull (a domain's NOT NULL does not keep nulls out of every row) */
+	int ndims;       /* an array's declared dimensions (0 or 1: one; not enforced): attndims, a
+			    domain's typndims or a parent's attndims, the largest */
 } capture_column;
 
 /* A captured table: which entry of the capture list took it, its columns and its key. */
@@ -47,10 +49,12 @@ typedef struct capture_table {
 /*
  * The session settings of the connections an Avro capture reads through (the replication
  * stream, catalog reads and snapshots): the texts of dates, timestamps and bytea it converts
- * are PostgreSQL's in ISO DateStyle and hex bytea_output, whatever the database or role sets.
+ * are PostgreSQL's in ISO DateStyle, hex bytea_output and the postgres IntervalStyle, whatever
+ * the database or role sets.
  */
 #define CAPTURE_AVRO_SESSION_SQL                                                                   \
-	"SET DateStyle = 'ISO, MDY'; SET bytea_output = 'hex'; SET extra_float_digits = 1"
+	"SET DateStyle = 'ISO, MDY'; SET bytea_output = 'hex'; SET extra_float_digits = 1; "       \
+	"SET IntervalStyle = 'postgres'"
 
 typedef struct capture capture;
 

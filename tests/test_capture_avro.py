@@ -3,6 +3,7 @@ import datetime
 import decimal
 import io
 import json
+import re
 import struct
 
 import pytest
@@ -14,7 +15,9 @@ COLUMNS = """(id bigint PRIMARY KEY, n numeric, n2 numeric(30,9), f8 float8, r r
     by bytea, j json, jb jsonb, tarr text[], iarr int[], ts timestamptz, tsn timestamp, d date,
     t time, ch char(5), vc varchar(10), u uuid, tx text, iv interval, sm smallint, i4 integer,
     o oid, m public.mood, dj public.doc, dp public.posint, "Col With Space" text, "ключ" int,
-    "q""uote" text, nn int NOT NULL DEFAULT 7)"""
+    "q""uote" text, nn int NOT NULL DEFAULT 7, ia2 int[][], ta2 text[][], ivarr interval[],
+    narr numeric[], r4 int4range, r8 int8range, nr numrange, tsr tsrange, tzr tstzrange,
+    dr daterange, rarr int4range[], mo money)"""
 
 ROWS = [
     (1, "12345678901234567890.123456789", "-123456789012345678901.000000001", 0.1, 1.5, True,
@@ -22,13 +25,20 @@ ROWS = [
      ["a", "b c", 'q"', None], [1, None, 3], "2026-11-22 10:00:00.123456+00", "2026-11-22 10:00:00",
      "2026-11-22", "23:59:59.999999", "ab", "tab\there", "00000000-0000-0000-0000-000000000001",
      "line\nbreak \\ \"quoted\" \u2028 \U0001F600 \x01", "1 day 02:03:04", -3, 2147483647, 42, "happy",
-     '{"doc": [1, "x"]}', 5, "space", 7, "quo\"te", 1),
+     '{"doc": [1, "x"]}', 5, "space", 7, "quo\"te", 1,
+     "{{1,NULL},{3,4}}", '{{a,"b c"},{NULL,"q\\\\\\"\\\\\\\\"}}', '{"1 year 2 mons 3 days 04:05:06.789","-00:00:01",NULL}',
+     "{1.50,NaN,NULL,-12345678901234567890.5}", "[1,5)", "(,9223372036854775807)", "[-1.5,2.25]",
+     "[2026-01-01 00:00:00,2026-01-02 00:00:00.5)", "[2026-01-01 00:00:00+00,2027-01-01 00:00:00+00)", "[2026-01-01,)",
+     '{"[1,2)",empty,NULL}', "12.34"),
     (2, "NaN", "0.5", float("inf"), float("-inf"), False, b"", "null", "[]", [], [], "infinity",
      "-infinity", "-infinity", "00:00:00", "abcde", "", "ffffffff-ffff-ffff-ffff-ffffffffffff", "",
-     "-1 mons", -32768, -2147483648, 0, "sad", "null", 1, None, None, None, 2),
+     "-1 mons", -32768, -2147483648, 0, "sad", "null", 1, None, None, None, 2,
+     "{}", "{{NULL}}", "{}", "{}", "empty", "(,)", "(,)", "empty", "(-infinity,infinity]", "empty", "{}", "-0.01"),
     (9223372036854775807, "-0.000000000000000000001", None, 1e308, 3.4e38, None, None, None, None,
      None, None, "0044-03-15 12:00:00+00 BC", "10000-01-01 00:00:00", "0001-01-01 BC", "24:00:00",
-     None, None, None, None, None, None, None, None, None, None, None, None, None, None, 3),
+     None, None, None, None, "-1000 years -7 mons -100000 days -1000000:00:00.000001",
+     None, None, None, None, None, None, None, None, None, 3,
+     None, None, None, None, None, None, None, None, None, None, None, None),
 ]
 
 
@@ -99,6 +109,7 @@ def row_types(registry, value):
     """{field name: (its Avro type without the null branch, the column's name)} of the row record."""
     _, schema = writer_schema(registry, value)
     row = [f for f in schema["fields"] if f["name"] == "before"][0]["type"][1]
+    named_types(row, NAMED)
     out = {}
     for f in row["fields"]:
         t = f["type"]
@@ -154,32 +165,128 @@ def pg_timestamp(text, with_zone):
 
 
 def pg_array(text):
-    """PostgreSQL's one-dimensional array text: element texts, None for NULL."""
-    assert text[0] == "{" and text[-1] == "}"
-    out, i, body = [], 0, text[1:-1]
-    while i < len(body):
-        if body[i] == '"':
-            i += 1
-            el = ""
-            while body[i] != '"':
-                if body[i] == "\\":
-                    i += 1
-                el += body[i]
-                i += 1
-            i += 1
-            out.append(el)
-        else:
-            j = body.find(",", i)
-            j = len(body) if j < 0 else j
-            el = body[i:j]
-            out.append(None if el == "NULL" else el)
-            i = j
-        i += 1  # the comma
+    """PostgreSQL's array text, nested to its dimensions: element texts, None for NULL."""
+    pos = 0
+
+    def level():
+        nonlocal pos
+        assert text[pos] == "{"
+        pos += 1
+        out = []
+        if text[pos] == "}":
+            pos += 1
+            return out
+        while True:
+            if text[pos] == "{":
+                out.append(level())
+            elif text[pos] == '"':
+                pos += 1
+                el = ""
+                while text[pos] != '"':
+                    if text[pos] == "\\":
+                        pos += 1
+                    el += text[pos]
+                    pos += 1
+                pos += 1
+                out.append(el)
+            else:
+                end = min(i for i in (text.find(",", pos), text.find("}", pos)) if i >= 0)
+                el = text[pos:end]
+                out.append(None if el == "NULL" else el)
+                pos = end
+            pos += 1
+            if text[pos - 1] == "}":
+                return out
+
+    out = level()
+    assert pos == len(text), text
     return out
+
+
+def pg_interval(text):
+    """IntervalStyle postgres's text: PostgreSQL's months, days and microseconds."""
+    months = days = micros = 0
+    for n, unit in re.findall(r"([+-]?\d+) (year|mon|day)s?", text):
+        months += int(n) * 12 if unit == "year" else int(n) if unit == "mon" else 0
+        days += int(n) if unit == "day" else 0
+    clock = re.search(r"([+-]?)(\d+):(\d\d):(\d\d)(?:\.(\d+))?$", text)
+    if clock:
+        sign, h, mi, sec, frac = clock.groups()
+        micros = ((int(h) * 60 + int(mi)) * 60 + int(sec)) * 1000000 + int(((frac or "") + "000000")[:6])
+        micros = -micros if sign == "-" else micros
+    return {"months": months, "days": days, "microseconds": micros}
+
+
+def pg_range(text):
+    """A range's text: bound texts (None: unbounded) and its flags."""
+    if text == "empty":
+        return None, None, False, False, True
+    bounds, cur, quoted, i, body = [], None, False, 0, text[1:-1]
+    while i < len(body):
+        c = body[i]
+        if c == "\\":
+            i += 1
+            cur = (cur or "") + body[i]
+        elif c == '"' and quoted and body[i + 1:i + 2] == '"':
+            i += 1
+            cur += '"'
+        elif c == '"':
+            quoted = not quoted
+            cur = cur or ""
+        elif c == "," and not quoted:
+            bounds.append(cur)
+            cur = None
+        else:
+            cur = (cur or "") + c
+        i += 1
+    bounds.append(cur)
+    return bounds[0], bounds[1], text[0] == "[", text[-1] == "]", False
+
+
+def variable_scale(v):
+    """numeric without typmod: {scale: its fraction digits as printed, value: the unscaled bytes}."""
+    d = decimal.Decimal(str(v))
+    scale = max(0, -d.as_tuple().exponent)
+    unscaled = int(d.scaleb(scale, context=decimal.Context(prec=1000)))
+    return {"scale": scale, "value": unscaled.to_bytes((unscaled.bit_length() + 8) // 8 or 1, "big", signed=True)}
+
+
+def named_types(schema, out=None):
+    """{full name: definition} of the named records a schema defines."""
+    out = {} if out is None else out
+    if isinstance(schema, list):
+        for x in schema:
+            named_types(x, out)
+    elif isinstance(schema, dict):
+        if schema.get("type") == "record" and "namespace" in schema:
+            out["%s.%s" % (schema["namespace"], schema["name"])] = schema
+        for k in ("type", "items", "fields"):
+            if k in schema:
+                named_types(schema[k], out)
+    return out
+
+
+NAMED = {}  # filled by row_types: the named records of the schemas seen
+
+
+def resolve(t):
+    return NAMED.get(t, t) if isinstance(t, str) else t
 
 
 def scalar_expected(avro_type, v, element=False):
     """The raw (logical types stripped) Avro value of one JSON envelope value or array element."""
+    avro_type = resolve(avro_type)
+    name = avro_type.get("name") if isinstance(avro_type, dict) else None
+    if name == "VariableScaleDecimal":
+        return None if v in ("NaN", "Infinity", "-Infinity") else variable_scale(v)
+    if name == "Interval":
+        return pg_interval(v)
+    if name and name.endswith("Range"):
+        lower, upper, lo_inc, up_inc, empty = pg_range(v)
+        bound = avro_type["fields"][0]["type"][1]
+        return {"lower": None if lower is None else scalar_expected(bound, lower, True),
+                "upper": None if upper is None else scalar_expected(bound, upper, True),
+                "lower_inclusive": lo_inc, "upper_inclusive": up_inc, "empty": empty}
     logical = avro_type.get("logicalType") if isinstance(avro_type, dict) else None
     base = avro_type["type"] if isinstance(avro_type, dict) else avro_type
     if logical == "decimal":
@@ -208,12 +315,14 @@ def expected_value(avro_type, v, is_json):
     if v is None:
         return None
     if isinstance(avro_type, dict) and avro_type.get("type") == "array":
-        item = avro_type["items"][1]
-        return [None if e is None else scalar_expected(item, e, True) for e in pg_array(v)]
+        item = avro_type["items"]
+        while isinstance(item, dict) and item.get("type") == "array":
+            item = item["items"]  # a dimension more
+        nested = lambda e: (None if e is None else [nested(x) for x in e] if isinstance(e, list)
+                            else scalar_expected(item[1], e, True))
+        return nested(pg_array(v))
     if is_json:
         return v  # compared as parsed JSON below
-    if avro_type == "string" and isinstance(v, decimal.Decimal):
-        return format(v, "f")  # numeric without typmod: the exact text
     if avro_type == "string" and not isinstance(v, str):
         return json.dumps(v)
     return scalar_expected(avro_type, v)
@@ -306,7 +415,10 @@ def test_every_type_decodes_to_what_the_json_envelope_of_the_same_change_says(ou
     types = row_types(registry, avs[0]["value"])
     assert types["id"] == ("id", "long", False)  # the key: NOT NULL in every before and after
     assert types["nn"] == ("nn", "int", True)  # NOT NULL, but a delete's before holds only the key
-    assert types["n"][1] == "string" and types["n2"][1]["logicalType"] == "decimal"
+    assert types["n"][1] == {"type": "record", "name": "VariableScaleDecimal", "namespace": "outbox_relay",
+                             "fields": [{"name": "scale", "type": "int"}, {"name": "value", "type": "bytes"}]}
+    assert types["narr"][1] == {"type": "array", "items": ["null", "outbox_relay.VariableScaleDecimal"]}
+    assert types["n2"][1]["logicalType"] == "decimal"
     assert (types["n2"][1]["precision"], types["n2"][1]["scale"]) == (30, 9)
     assert types["ts"][1] == {"type": "long", "logicalType": "timestamp-micros"}
     assert types["tsn"][1] == {"type": "long", "logicalType": "local-timestamp-micros"}
@@ -314,7 +426,12 @@ def test_every_type_decodes_to_what_the_json_envelope_of_the_same_change_says(ou
     assert types["d"][1] == {"type": "int", "logicalType": "date"}
     assert types["u"][1] == {"type": "string", "logicalType": "uuid"}
     assert types["iarr"][1] == {"type": "array", "items": ["null", "int"]}
-    assert types["m"][1] == "string" and types["iv"][1] == "string" and types["dp"][1] == "int"
+    assert types["m"][1] == "string" and types["mo"][1] == "string" and types["dp"][1] == "int"
+    assert [f["name"] for f in types["iv"][1]["fields"]] == ["months", "days", "microseconds"]
+    assert types["ia2"][1] == {"type": "array", "items": {"type": "array", "items": ["null", "int"]}}
+    assert types["r4"][1]["name"] == "Int4Range" and types["rarr"][1]["items"][1] == "outbox_relay.Int4Range"
+    assert types["nr"][1]["fields"][1] == {"name": "upper", "type": ["null", "outbox_relay.VariableScaleDecimal"]}
+    assert types["tzr"][1]["fields"][0]["type"][1] == {"type": "long", "logicalType": "timestamp-micros"}
     assert types["Col With Space"][0] == "Col_With_Space" and types["ключ"][0].startswith("_")
     # A consumer with logical types on gets Python's types for an ordinary row.
     first = [am for jm, am in zip(js, avs) if jm["value"] and json.loads(jm["value"])["op"] == "c"
@@ -323,6 +440,18 @@ def test_every_type_decodes_to_what_the_json_envelope_of_the_same_change_says(ou
     assert after["ts"] == datetime.datetime(2026, 11, 22, 10, 0, 0, 123456, tzinfo=datetime.timezone.utc)
     assert after["n2"] == decimal.Decimal("-123456789012345678901.000000001")
     assert after["d"] == datetime.date(2026, 11, 22) and str(after["u"]) == "00000000-0000-0000-0000-000000000001"
+    assert after["iv"] == {"months": 0, "days": 1, "microseconds": (2 * 3600 + 3 * 60 + 4) * 1000000}
+    assert after["ia2"] == [[1, None], [3, 4]] and after["ivarr"][1]["microseconds"] == -1000000
+    assert after["r4"] == {"lower": 1, "upper": 5, "lower_inclusive": True, "upper_inclusive": False, "empty": False}
+    assert after["r8"]["lower"] is None and after["nr"]["lower"] == {"scale": 1, "value": b"\xf1"}
+    # A standard client, confluent-kafka's AvroDeserializer, reads the named records alike.
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+    deser = AvroDeserializer(SchemaRegistryClient({"url": registry.url}))
+    std = deser(first["value"], SerializationContext(first["topic"], MessageField.VALUE))["after"]
+    for col in ("n", "iv", "ivarr", "ia2", "ta2", "narr", "r4", "nr", "tzr", "rarr", "mo"):
+        assert std[col] == after[col], col
     status, versions = registry.request("GET", "/subjects/%s/versions" % subject)
     assert versions == [1]  # a steady table: one registration
     assert outbox.relay.stop() == 0
@@ -494,30 +623,90 @@ def test_a_column_type_changed_under_a_running_relay_registers_a_new_version_wit
     assert outbox.relay.stop() == 0
 
 
-def test_dates_and_bytea_convert_whatever_datestyle_and_bytea_output_the_database_sets(outbox, kafka, registry):
-    """The database sets DateStyle 'SQL, DMY' and bytea_output 'escape' for every session: the
-    relay's own sessions use ISO and hex, so a snapshot row and a change both convert exactly."""
+def test_dates_bytea_and_intervals_convert_whatever_styles_the_database_sets(outbox, kafka, registry):
+    """The database sets DateStyle 'SQL, DMY', bytea_output 'escape' and IntervalStyle
+    'iso_8601' for every session: the relay's own sessions use ISO, hex and postgres, so a
+    snapshot row and a change both convert exactly."""
     db = outbox.db
-    db.execute("CREATE TABLE public.styled (id int PRIMARY KEY, d date, ts timestamptz, b bytea, ba bytea[])")
+    db.execute("CREATE TABLE public.styled (id int PRIMARY KEY, d date, ts timestamptz, b bytea, "
+               "ba bytea[], iv interval)")
     db.execute("INSERT INTO public.styled VALUES (1, '2026-11-22', '2026-11-22 10:00:00+00', "
-               "'\\x00ff', ARRAY['\\x0102'::bytea])")
+               "'\\x00ff', ARRAY['\\x0102'::bytea], '1 mon -2 days 03:00:00')")
     alter = "DO $$ BEGIN EXECUTE format('ALTER DATABASE %%I %s', current_database()); END $$"
     db.execute(alter % "SET DateStyle = ''SQL, DMY''")
     db.execute(alter % "SET bytea_output = ''escape''")
+    db.execute(alter % "SET IntervalStyle = ''iso_8601''")
     try:
         start(outbox, registry, '{ tables = "public.styled"; format = "avro"; }')
         topic = "%s.public.styled" % outbox.prefix
         db.execute("INSERT INTO public.styled VALUES (2, '2026-11-23', '2026-11-23 10:00:00+00', "
-                   "'\\x00fe', ARRAY['\\x0304'::bytea])")
+                   "'\\x00fe', ARRAY['\\x0304'::bytea], '-00:00:01.5')")
         msgs = sorted(kafka.consume(topic, until=2, timeout=60), key=lambda m: m["key"])
         rows = [decode(registry, m["value"], logical=True)["after"] for m in msgs]
         utc = datetime.timezone.utc
         assert rows == [
             {"id": 1, "d": datetime.date(2026, 11, 22), "ts": datetime.datetime(2026, 11, 22, 10, tzinfo=utc),
-             "b": b"\x00\xff", "ba": [b"\x01\x02"]},
+             "b": b"\x00\xff", "ba": [b"\x01\x02"],
+             "iv": {"months": 1, "days": -2, "microseconds": 3 * 3600 * 1000000}},
             {"id": 2, "d": datetime.date(2026, 11, 23), "ts": datetime.datetime(2026, 11, 23, 10, tzinfo=utc),
-             "b": b"\x00\xfe", "ba": [b"\x03\x04"]}]
+             "b": b"\x00\xfe", "ba": [b"\x03\x04"],
+             "iv": {"months": 0, "days": 0, "microseconds": -1500000}}]
         assert "dead-lettering" not in outbox.relay.log()
         assert outbox.relay.stop() == 0
     finally:
         db.execute(alter % "RESET ALL")
+
+
+def test_an_array_value_of_other_dimensions_than_its_column_declares_is_dead_lettered_not_flattened(outbox, kafka, registry):
+    """int[][] declares two dimensions (attndims), which PostgreSQL does not enforce: a row with
+    a one-dimensional value, or with lower bounds other than 1, is dead-lettered with the column
+    and the reason; the rows around it are published with their nested arrays."""
+    db = outbox.db
+    db.execute("CREATE TABLE public.grid (id int PRIMARY KEY, g int[][])")
+    outbox.reconfigure(capture='{ tables = "public.grid"; snapshot = false; format = "avro"; }',
+                       extra_relay='topic_prefix = "%s"; dead_letter_topic = "%s.dlq";'
+                       % (outbox.prefix, outbox.prefix),
+                       extra_top='schema_registry = { url = "%s"; };' % registry.url)
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    topic = "%s.public.grid" % outbox.prefix
+    db.execute("INSERT INTO public.grid VALUES (1, '{{1,2},{3,NULL}}')")
+    db.execute("INSERT INTO public.grid VALUES (2, '{1,2}')")
+    db.execute("INSERT INTO public.grid VALUES (3, '[0:1][1:1]={{5},{6}}')")
+    db.execute("INSERT INTO public.grid VALUES (4, '{}')")
+    msgs = sorted(kafka.consume(topic, until=2, timeout=60), key=lambda m: m["key"])
+    assert [decode(registry, m["value"])["after"] for m in msgs] == [
+        {"id": 1, "g": [[1, 2], [3, None]]}, {"id": 4, "g": []}]
+    dead = kafka.consume(outbox.prefix + ".dlq", until=2, timeout=60)
+    reasons = sorted(dict(d["headers"])["dlq_reason"].decode() for d in dead)
+    assert len(reasons) == 2, reasons
+    assert "fewer dimensions than the column's 2 (attndims)" in reasons[0] and '"g"' in reasons[0], reasons
+    assert "bounds other than 1" in reasons[1] and '"g"' in reasons[1], reasons
+    assert outbox.relay.stop() == 0
+
+
+def test_a_partition_and_a_domain_column_have_the_array_dimensions_their_parent_and_domain_declare(outbox, kafka, registry):
+    """A partition cannot declare its columns' dimensions (its attndims are 0), nor can a
+    column of a domain over text[][]: the dimensions are the partitioned table's and the
+    domain's, so two-dimensional values go out as nested arrays, nothing dead-lettered. An
+    interval with fields (day to second) is an Interval record like any interval."""
+    db = outbox.db
+    db.execute("CREATE DOMAIN public.matrix AS text[][]")
+    db.execute("CREATE TABLE public.grids (id int PRIMARY KEY, g int[][], m public.matrix, "
+               "iv interval day to second(3)) PARTITION BY RANGE (id)")
+    db.execute("CREATE TABLE public.grids_low PARTITION OF public.grids FOR VALUES FROM (0) TO (100)")
+    outbox.reconfigure(capture='{ tables = "public.grids_low"; snapshot = false; format = "avro"; }',
+                       extra_relay='topic_prefix = "%s"; dead_letter_topic = "%s.dlq";'
+                       % (outbox.prefix, outbox.prefix),
+                       extra_top='schema_registry = { url = "%s"; };' % registry.url)
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    topic = "%s.public.grids_low" % outbox.prefix
+    db.execute("INSERT INTO public.grids VALUES (1, '{{1,2},{3,NULL}}', '{{a,\"b c\"}}', "
+               "'1 day 00:00:01.5')")
+    msgs = kafka.consume(topic, until=1, timeout=60)
+    assert [decode(registry, m["value"])["after"] for m in msgs] == [
+        {"id": 1, "g": [[1, 2], [3, None]], "m": [["a", "b c"]],
+         "iv": {"months": 0, "days": 1, "microseconds": 1500000}}]
+    assert "dead-lettering" not in outbox.relay.log()
+    assert outbox.relay.stop() == 0

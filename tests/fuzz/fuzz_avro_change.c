@@ -9,11 +9,17 @@
 
 /* A table with a column of every mapped type (and arrays); the key is id. */
 static const char *const names[] = {"id", "i", "n", "dec", "f", "d", "b", "by", "day", "ts", "tz",
-				    "t", "u", "j", "s", "ia", "da", "ta"};
+				    "t", "u", "j", "s", "ia", "da", "ta", "iv", "m", "ir", "nr",
+				    "tr", "i2", "t3", "na", "ra", "mo"};
 static const char *const types[] = {
 	"bigint", "integer", "numeric", "numeric(12,3)", "real", "double precision", "boolean", "bytea",
 	"date", "timestamp without time zone", "timestamp with time zone", "time without time zone",
-	"uuid", "jsonb", "interval", "integer[]", "numeric(5,2)[]", "timestamp with time zone[]"};
+	"uuid", "jsonb", "text", "integer[]", "numeric(5,2)[]", "timestamp with time zone[]",
+	"interval", "interval[]", "int4range", "numrange", "tstzrange", "integer[]", "text[]",
+	"numeric[]", "daterange[]", "money"};
+/* attndims per column: i2 has two dimensions, t3 three (the rest as the catalog says 0 or 1). */
+static const int ndims[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1,
+			    0, 1, 0, 0, 0, 2, 3, 1, 0, 0};
 #define N_COLS ((int)(sizeof(names) / sizeof(names[0])))
 
 /* The table; the first input byte picks its replica identity and which columns are NOT NULL. */
@@ -24,6 +30,7 @@ static void make_table(capture_table *t, capture_column *cols, int *key, uint8_t
 		memset(&cols[i], 0, sizeof(cols[i]));
 		cols[i].name = (char *)names[i];
 		cols[i].type_name = (char *)types[i];
+		cols[i].ndims = ndims[i];
 		cols[i].published = true;
 		cols[i].not_null = i == 0 || ((pick >> (i % 7)) & 1);
 	}

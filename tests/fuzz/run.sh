@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run.sh: runs libFuzzer targets for SECONDS each on a work copy of their seed corpus; one result line per target.
 #
-#   tests/fuzz/run.sh SECONDS [TARGET...]    (targets: w2j route json config checkpoint capture timeline avro avro_change protect; default all)
+#   tests/fuzz/run.sh SECONDS [TARGET...]    (targets: w2j route json config checkpoint capture timeline avro avro_change pgtext protect; default all)
 #
 # Seeds (tests/fuzz/corpus/TARGET) are copied into build/fuzz/work/TARGET/corpus, where the inputs
 # the fuzzer finds accumulate across runs; crashing inputs go to build/fuzz/work/TARGET/crash-*.

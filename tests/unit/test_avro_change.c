@@ -2,10 +2,22 @@
 #include "unit.h"
 
 #include <avro.h>
+#include <time.h>
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
 
 #include "avro_change.h"
 #include "avro_change_type.h"
 #include "avro_change_value.h"
+
+/* The Interval record as a schema defines it at its first use. */
+#define INTERVAL_RECORD                                                                            \
+	"{\"type\":\"record\",\"name\":\"Interval\",\"namespace\":\"outbox_relay\",\"fields\":[{\"name\":"   \
+	"\"months\",\"type\":\"int\"},{\"name\":\"days\",\"type\":\"int\"},{\"name\":\"microseconds\","     \
+	"\"type\":\"long\"}]}"
 
 /* A PostgreSQL type name and the Avro type it maps to. */
 static const struct {
@@ -19,7 +31,7 @@ static const struct {
 	{"double precision", "\"double\""},
 	{"numeric(10,2)", "{\"type\":\"bytes\",\"logicalType\":\"decimal\",\"precision\":10,\"scale\":2}"},
 	{"numeric(5,0)", "{\"type\":\"bytes\",\"logicalType\":\"decimal\",\"precision\":5,\"scale\":0}"},
-	{"numeric", "\"string\""},
+	{"numeric", "{\"type\":\"record\",\"name\":\"VariableScaleDecimal\",\"namespace\":\"outbox_relay\",\"fields\":[{\"name\":\"scale\",\"type\":\"int\"},{\"name\":\"value\",\"type\":\"bytes\"}]}"},
 	{"numeric(3,-2)", "{\"type\":\"bytes\",\"logicalType\":\"decimal\",\"precision\":5,\"scale\":0}"},
 	{"numeric(2,5)", "{\"type\":\"bytes\",\"logicalType\":\"decimal\",\"precision\":5,\"scale\":5}"},
 	{"boolean", "\"boolean\""},
@@ -36,7 +48,26 @@ static const struct {
 	{"uuid", "{\"type\":\"string\",\"logicalType\":\"uuid\"}"},
 	{"json", "\"string\""},
 	{"jsonb", "\"string\""},
-	{"interval", "\"string\""},
+	{"interval", INTERVAL_RECORD},
+	/* an interval's fields and precision limit its values, not its text */
+	{"interval(3)", INTERVAL_RECORD},
+	{"interval day to second(3)", INTERVAL_RECORD},
+	{"interval year to month", INTERVAL_RECORD},
+	{"interval hour", INTERVAL_RECORD},
+	{"interval minute to second(0)[]", "{\"type\":\"array\",\"items\":[\"null\"," INTERVAL_RECORD "]}"},
+	{"intervals", "\"string\""},
+	{"money", "\"string\""},
+	{"int4range", "{\"type\":\"record\",\"name\":\"Int4Range\",\"namespace\":\"outbox_relay\","
+		      "\"fields\":[{\"name\":\"lower\",\"type\":[\"null\",\"int\"]},{\"name\":\"upper\","
+		      "\"type\":[\"null\",\"int\"]},{\"name\":\"lower_inclusive\",\"type\":\"boolean\"},"
+		      "{\"name\":\"upper_inclusive\",\"type\":\"boolean\"},{\"name\":\"empty\","
+		      "\"type\":\"boolean\"}]}"},
+	{"numrange", "{\"type\":\"record\",\"name\":\"NumRange\",\"namespace\":\"outbox_relay\","
+		     "\"fields\":[{\"name\":\"lower\",\"type\":[\"null\",{\"type\":\"record\",\"name\":\"VariableScaleDecimal\",\"namespace\":\"outbox_relay\",\"fields\":[{\"name\":\"scale\",\"type\":\"int\"},{\"name\":\"value\",\"type\":\"bytes\"}]}]},{\"name\":\"upper\","
+		     "\"type\":[\"null\",\"outbox_relay.VariableScaleDecimal\"]},{\"name\":"
+		     "\"lower_inclusive\",\"type\":\"boolean\"},{\"name\":\"upper_inclusive\",\"type\":"
+		     "\"boolean\"},{\"name\":\"empty\",\"type\":\"boolean\"}]}"},
+	{"int4multirange", "\"string\""},
 	{"public.mood", "\"string\""},
 	{"integer[]", "{\"type\":\"array\",\"items\":[\"null\",\"int\"]}"},
 	{"text[]", "{\"type\":\"array\",\"items\":[\"null\",\"string\"]}"},
@@ -54,7 +85,7 @@ static void test_postgresql_types_map_to_avro_types(void **state)
 		avro_change_type t;
 		strbuf b = {0};
 		avro_change_map(MAPPING[i].pg, &t);
-		avro_change_type_json(&b, &t);
+		avro_change_type_json(&b, &t, NULL);
 		if (strcmp(strbuf_str(&b), MAPPING[i].avro) != 0)
 			fail_msg("%s: got %s, want %s", MAPPING[i].pg ? MAPPING[i].pg : "(null)",
 				 strbuf_str(&b), MAPPING[i].avro);
@@ -473,7 +504,7 @@ static void test_numeric_scales_outside_zero_to_precision_convert(void **state)
 		json_span val = {JSON_STRING, false, cases[i].text, strlen(cases[i].text)};
 		avro_change_map(cases[i].pg, &t);
 		assert_true(t.precision >= t.scale);
-		avro_change_type_json(&b, &t);
+		avro_change_type_json(&b, &t, NULL);
 		assert_int_equal(avro_schema_from_json_length(b.s, b.len, &sch), 0);
 		avro_value_iface_t *iface = avro_generic_class_from_schema(sch);
 		avro_generic_value_new(iface, &v);
@@ -500,7 +531,7 @@ static void test_bytea_array_elements_need_the_hex_prefix(void **state)
 	(void)state;
 
 	avro_change_map("bytea[]", &t);
-	avro_change_type_json(&b, &t);
+	avro_change_type_json(&b, &t, NULL);
 	assert_int_equal(avro_schema_from_json_length(b.s, b.len, &sch), 0);
 	avro_value_iface_t *iface = avro_generic_class_from_schema(sch);
 	avro_generic_value_new(iface, &v);
@@ -516,37 +547,361 @@ static void test_bytea_array_elements_need_the_hex_prefix(void **state)
 	strbuf_free(&scratch);
 }
 
-/* An array column: elements with quotes and NULLs; several dimensions are refused. */
-static void test_arrays_convert_and_several_dimensions_are_refused(void **state)
+/*
+ * Converts text (a JSON string's contents, or a bare number with number set) of a column of
+ * type pg with attndims ndims; 0 with libavro's JSON of the value in *json, or -1 with why.
+ */
+static int convert_text(const char *pg, int ndims, bool number, const char *text, char **json,
+			char *why, size_t whylen)
 {
 	avro_change_type t;
 	strbuf b = {0}, scratch = {0};
 	avro_schema_t sch;
 	avro_value_t v;
-	char why[200], *text = NULL;
-	static const char ok_text[] = "{a,\\\"b c\\\",NULL,\\\"NULL\\\"}"; /* as in the envelope */
-	json_span ok = {JSON_STRING, true, ok_text, sizeof(ok_text) - 1};
-	json_span nested = {JSON_STRING, false, "{{1,2},{3,4}}", 13};
-	(void)state;
+	json_span val = {number ? JSON_NUMBER : JSON_STRING, false, text, strlen(text)};
 
-	avro_change_map("text[]", &t);
-	avro_change_type_json(&b, &t);
-	assert_int_equal(avro_schema_from_json_length(b.s, b.len, &sch), 0);
+	avro_change_map_column(pg, ndims, &t);
+	avro_change_type_json(&b, &t, NULL);
+	if (avro_schema_from_json_length(b.s, b.len, &sch) != 0)
+		fail_msg("%s: the schema does not compile: %s (%s)", pg, avro_strerror(), b.s);
 	avro_value_iface_t *iface = avro_generic_class_from_schema(sch);
 	avro_generic_value_new(iface, &v);
-	if (avro_change_value_set(&v, &t, &ok, &scratch, why, sizeof(why)) != 0)
-		fail_msg("%s", why);
-	avro_value_to_json(&v, 1, &text);
-	assert_string_equal(text, "[{\"string\": \"a\"}, {\"string\": \"b c\"}, null, {\"string\": \"NULL\"}]");
-	free(text);
-	avro_value_reset(&v);
-	assert_int_equal(avro_change_value_set(&v, &t, &nested, &scratch, why, sizeof(why)), -1);
-	assert_non_null(strstr(why, "multi-dimensional"));
+	int rc = avro_change_value_set(&v, &t, &val, &scratch, why, whylen);
+	*json = NULL;
+	if (rc == 0)
+		avro_value_to_json(&v, 1, json);
 	avro_value_decref(&v);
 	avro_value_iface_decref(iface);
 	avro_schema_decref(sch);
 	strbuf_free(&b);
 	strbuf_free(&scratch);
+	return rc;
+}
+
+/* A PostgreSQL type, attndims, a value's text and libavro's JSON of the Avro value (NULL: refused, with this in the reason). */
+typedef struct {
+	const char *pg;
+	int ndims;
+	bool number;
+	const char *text, *want, *refusal;
+} value_case;
+
+/* Runs cases: each converts to its JSON, or is refused with its reason. */
+static void run_value_cases(const value_case *cases, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char why[300] = "", *json;
+		int rc = convert_text(cases[i].pg, cases[i].ndims, cases[i].number, cases[i].text, &json,
+				      why, sizeof(why));
+		if (cases[i].want && (rc != 0 || strcmp(json, cases[i].want) != 0))
+			fail_msg("%s %s: got %s (%s), want %s", cases[i].pg, cases[i].text,
+				 json ? json : "refused", why, cases[i].want);
+		if (!cases[i].want && (rc == 0 || !strstr(why, cases[i].refusal)))
+			fail_msg("%s %s: not refused with \"%s\": %s %s", cases[i].pg, cases[i].text,
+				 cases[i].refusal, json ? json : "", why);
+		free(json);
+	}
+}
+
+/* numeric without typmod: the exact value at the scale PostgreSQL prints; NaN has none. */
+static void test_numeric_without_typmod_is_an_exact_variable_scale_decimal(void **state)
+{
+	static const struct {
+		const char *text;
+		int scale;
+		size_t n;
+		const char *bytes; /* the unscaled value, big-endian two's complement */
+	} exact[] = {
+		{"1.50", 2, 2, "\x00\x96"},
+		{"-1", 0, 1, "\xff"},
+		{"0", 0, 1, "\x00"},
+		{"-0.000000000000000000001", 21, 1, "\xff"},
+		{"12345678901234567890.123456789", 9, 12, "\x27\xe4\x1b\x32\x46\xbe\xc9\xb1\x6e\x39\x81\x15"},
+		{"-128", 0, 2, "\xff\x80"},
+	};
+	static const value_case refused[] = {
+		{"numeric", 0, false, "NaN", NULL, "VariableScaleDecimal has no value for NaN"},
+		{"numeric", 0, false, "1e5", NULL, "only numbers"},
+		{"numeric", 0, false, "1.2.3", NULL, "only numbers"},
+		{"numeric", 0, false, "-", NULL, "not a decimal"},
+	};
+	avro_change_type t;
+	strbuf b = {0}, scratch = {0};
+	avro_schema_t sch;
+	(void)state;
+
+	avro_change_map("numeric", &t);
+	avro_change_type_json(&b, &t, NULL);
+	assert_int_equal(avro_schema_from_json_length(b.s, b.len, &sch), 0);
+	avro_value_iface_t *iface = avro_generic_class_from_schema(sch);
+	for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++) {
+		avro_value_t v, f;
+		char why[200];
+		int32_t scale;
+		const void *got;
+		size_t n;
+		json_span val = {JSON_NUMBER, false, exact[i].text, strlen(exact[i].text)};
+		avro_generic_value_new(iface, &v);
+		if (avro_change_value_set(&v, &t, &val, &scratch, why, sizeof(why)) != 0)
+			fail_msg("%s: %s", exact[i].text, why);
+		avro_value_get_by_index(&v, 0, &f, NULL);
+		avro_value_get_int(&f, &scale);
+		avro_value_get_by_index(&v, 1, &f, NULL);
+		avro_value_get_bytes(&f, &got, &n);
+		if (scale != exact[i].scale || n != exact[i].n || memcmp(got, exact[i].bytes, n) != 0)
+			fail_msg("%s: scale %d, %zu bytes", exact[i].text, scale, n);
+		avro_value_decref(&v);
+	}
+	avro_value_iface_decref(iface);
+	avro_schema_decref(sch);
+	strbuf_free(&b);
+	strbuf_free(&scratch);
+	run_value_cases(refused, sizeof(refused) / sizeof(refused[0]));
+}
+
+/* 2^k in decimal digits (by doubling), with delta (-1, 0) added to its last digit. */
+static char *power_of_two(int k, int delta)
+{
+	size_t cap = (size_t)k / 3 + 2, n = 1;
+	char *d = calloc(cap + 1, 1); /* least significant digit first while doubling */
+	d[0] = 1;
+	for (int i = 0; i < k; i++) {
+		int carry = 0;
+		for (size_t j = 0; j < n; j++) {
+			int x = d[j] * 2 + carry;
+			d[j] = (char)(x % 10);
+			carry = x / 10;
+		}
+		if (carry)
+			d[n++] = (char)carry;
+	}
+	d[0] = (char)(d[0] + delta); /* 2^k ends in 2, 4, 6 or 8 */
+	for (size_t j = 0; j < n / 2; j++) {
+		char c = d[j];
+		d[j] = d[n - 1 - j];
+		d[n - 1 - j] = c;
+	}
+	for (size_t j = 0; j < n; j++)
+		d[j] = (char)(d[j] + '0');
+	return d;
+}
+
+/* numeric text into a VariableScaleDecimal; its scale and a copy of its bytes (*n of them). */
+static unsigned char *vardecimal_bytes(const char *text, int32_t *scale, size_t *n)
+{
+	avro_change_type t;
+	strbuf b = {0}, scratch = {0};
+	avro_schema_t sch;
+	avro_value_t v, f;
+	char why[200];
+	const void *got;
+	json_span val = {JSON_NUMBER, false, text, strlen(text)};
+
+	avro_change_map("numeric", &t);
+	avro_change_type_json(&b, &t, NULL);
+	assert_int_equal(avro_schema_from_json_length(b.s, b.len, &sch), 0);
+	avro_value_iface_t *iface = avro_generic_class_from_schema(sch);
+	avro_generic_value_new(iface, &v);
+	if (avro_change_value_set(&v, &t, &val, &scratch, why, sizeof(why)) != 0)
+		fail_msg("%.40s: %s", text, why);
+	avro_value_get_by_index(&v, 0, &f, NULL);
+	avro_value_get_int(&f, scale);
+	avro_value_get_by_index(&v, 1, &f, NULL);
+	avro_value_get_bytes(&f, &got, n);
+	unsigned char *copy = malloc(*n);
+	memcpy(copy, got, *n);
+	avro_value_decref(&v);
+	avro_value_iface_decref(iface);
+	avro_schema_decref(sch);
+	strbuf_free(&b);
+	strbuf_free(&scratch);
+	return copy;
+}
+
+/*
+ * Numerics of thousands of digits convert exactly (2^4000 and 2^4000 - 1, both signs: their
+ * two's complement is known byte for byte), and PostgreSQL's largest numeric (131072 digits
+ * before the point, 16383 after) within a second of CPU (ASan included; not timed under
+ * valgrind), not the seconds a digit-by-byte conversion took, stalling the stream.
+ */
+static void test_huge_numerics_convert_exactly_and_within_a_second(void **state)
+{
+	static const struct {
+		int delta;
+		bool neg;
+		unsigned char first, fill, last; /* 501 bytes: first, 499 x fill, last */
+		size_t n;
+	} cases[] = {
+		{0, false, 0x01, 0x00, 0x00, 501}, /* 0x01 then 500 zero bytes */
+		{0, true, 0xff, 0x00, 0x00, 501},
+		{-1, false, 0x00, 0xff, 0xff, 501}, /* 500 x 0xff needs a sign byte */
+		{-1, true, 0xff, 0x00, 0x01, 501},
+	};
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *digits = power_of_two(4000, cases[i].delta);
+		char *text = malloc(strlen(digits) + 2);
+		sprintf(text, "%s%s", cases[i].neg ? "-" : "", digits);
+		int32_t scale;
+		size_t n;
+		unsigned char *got = vardecimal_bytes(text, &scale, &n);
+		assert_int_equal(scale, 0);
+		assert_int_equal(n, cases[i].n);
+		assert_int_equal(got[0], cases[i].first);
+		for (size_t k = 1; k + 1 < n; k++)
+			if (got[k] != cases[i].fill)
+				fail_msg("case %zu: byte %zu is %02x", i, k, got[k]);
+		assert_int_equal(got[n - 1], cases[i].last);
+		free(got);
+		free(text);
+		free(digits);
+	}
+
+	char *max = malloc(131072 + 1 + 16383 + 1);
+	memset(max, '9', 131072 + 1 + 16383);
+	max[131072] = '.';
+	max[131072 + 1 + 16383] = '\0';
+	clock_t t0 = clock();
+	int32_t scale;
+	size_t n;
+	unsigned char *got = vardecimal_bytes(max, &scale, &n);
+	double cpu = (double)(clock() - t0) / CLOCKS_PER_SEC;
+	assert_int_equal(scale, 16383);
+	assert_true(n > 61000 && n < 61300); /* 147455 digits: about 61,220 bytes */
+	if (cpu > 1.0 && !RUNNING_ON_VALGRIND)
+		fail_msg("the largest numeric took %.2f s of CPU", cpu);
+	free(got);
+	free(max);
+}
+
+/* NaN and the infinities in a numeric[] are null, as wal2json prints the column's own. */
+static void test_numeric_array_elements_that_are_not_numbers_are_null(void **state)
+{
+	static const value_case cases[] = {
+		{"numeric[]", 0, false, "{1.5,NaN,NULL,-Infinity,Infinity}",
+		 "[{\"VariableScaleDecimal\": {\"scale\": 1, \"value\": \"\\u000F\"}}, null, null, null, null]", NULL},
+		{"numeric[]", 0, false, "{1.5,nan}", NULL, "only numbers"},
+	};
+	(void)state;
+	run_value_cases(cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+/* Arrays nest to the column's attndims; a value of other dimensions is refused, never flattened. */
+static void test_arrays_nest_to_their_declared_dimensions(void **state)
+{
+	static const value_case cases[] = {
+		{"text[]", 0, false, "{a,\"b c\",NULL,\"NULL\",\"q\\\"\\\\\",\"\"}",
+		 "[{\"string\": \"a\"}, {\"string\": \"b c\"}, null, {\"string\": \"NULL\"}, "
+		 "{\"string\": \"q\\\"\\\\\"}, {\"string\": \"\"}]", NULL},
+		{"integer[]", 2, false, "{{1,2},{NULL,4}}",
+		 "[[{\"int\": 1}, {\"int\": 2}], [null, {\"int\": 4}]]", NULL},
+		{"integer[]", 2, false, "{}", "[]", NULL},
+		{"text[]", 3, false, "{{{a,\"{b}\"}},{{NULL,\"c,d\"}}}",
+		 "[[[{\"string\": \"a\"}, {\"string\": \"{b}\"}]], [[null, {\"string\": \"c,d\"}]]]", NULL},
+		{"integer[]", 1, false, "{{1,2},{3,4}}", NULL, "more dimensions than the column's 1"},
+		{"integer[]", 2, false, "{1,2}", NULL, "fewer dimensions than the column's 2"},
+		{"integer[]", 2, false, "{{1,2},3}", NULL, "fewer dimensions"},
+		{"integer[]", 0, false, "[0:1]={1,2}", NULL, "bounds other than 1"},
+		{"integer[]", 0, false, "{1,2", NULL, "malformed"},
+		{"integer[]", 0, false, "{1,2}}", NULL, "malformed"},
+		{"text[]", 0, false, "{a b\"}", NULL, "malformed"},
+		{"text[]", 0, false, "{,}", NULL, "malformed"},
+		{"text[]", 0, false, "{\"a}", NULL, "malformed"},
+	};
+	(void)state;
+	run_value_cases(cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+/* interval: PostgreSQL's months, days and microseconds, each with its sign. */
+static void test_intervals_keep_months_days_and_microseconds_apart(void **state)
+{
+	static const value_case cases[] = {
+		{"interval", 0, false, "1 year 2 mons 3 days 04:05:06.789",
+		 "{\"months\": 14, \"days\": 3, \"microseconds\": 14706789000}", NULL},
+		{"interval", 0, false, "-00:00:01", "{\"months\": 0, \"days\": 0, \"microseconds\": -1000000}", NULL},
+		{"interval", 0, false, "00:00:00", "{\"months\": 0, \"days\": 0, \"microseconds\": 0}", NULL},
+		{"interval", 0, false, "-1 years -2 mons +3 days -04:05:06.000001",
+		 "{\"months\": -14, \"days\": 3, \"microseconds\": -14706000001}", NULL},
+		{"interval", 0, false, "1 day", "{\"months\": 0, \"days\": 1, \"microseconds\": 0}", NULL},
+		{"interval", 0, false, "-178956970 years -7 mons -2147483648 days -2562047788:00:54.775808",
+		 "{\"months\": -2147483647, \"days\": -2147483648, \"microseconds\": -9223372036854775808}", NULL},
+		{"interval", 0, false, "2562047788:00:54.775808", NULL, "not an interval"},
+		{"interval", 0, false, "P1Y2M", NULL, "IntervalStyle postgres"},
+		{"interval", 0, false, "1 fortnight", NULL, "not an interval"},
+		{"interval", 0, false, "1 day ", NULL, "not an interval"},
+		{"interval", 0, false, "", NULL, "not an interval"},
+		{"interval", 0, false, "178956971 years", NULL, "not an interval"},
+		{"interval[]", 0, false, "{\"1 day\",NULL}",
+		 "[{\"Interval\": {\"months\": 0, \"days\": 1, \"microseconds\": 0}}, null]", NULL},
+	};
+	(void)state;
+	run_value_cases(cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+/* Ranges: bounds by their own type (null: unbounded), the inclusive flags, empty. */
+static void test_ranges_convert_bounds_flags_and_empty(void **state)
+{
+	static const value_case cases[] = {
+		{"int4range", 0, false, "[1,5)",
+		 "{\"lower\": {\"int\": 1}, \"upper\": {\"int\": 5}, \"lower_inclusive\": true, "
+		 "\"upper_inclusive\": false, \"empty\": false}", NULL},
+		{"int8range", 0, false, "(,5)",
+		 "{\"lower\": null, \"upper\": {\"long\": 5}, \"lower_inclusive\": false, "
+		 "\"upper_inclusive\": false, \"empty\": false}", NULL},
+		{"daterange", 0, false, "empty",
+		 "{\"lower\": null, \"upper\": null, \"lower_inclusive\": false, "
+		 "\"upper_inclusive\": false, \"empty\": true}", NULL},
+		{"tstzrange", 0, false, "[\"1970-01-01 00:00:01+00\",infinity]",
+		 "{\"lower\": {\"long\": 1000000}, \"upper\": {\"long\": 9223372036854775807}, "
+		 "\"lower_inclusive\": true, \"upper_inclusive\": true, \"empty\": false}", NULL},
+		{"numrange", 0, false, "[1.5,)",
+		 "{\"lower\": {\"VariableScaleDecimal\": {\"scale\": 1, \"value\": \"\\u000F\"}}, "
+		 "\"upper\": null, \"lower_inclusive\": true, \"upper_inclusive\": false, \"empty\": false}", NULL},
+		{"tsrange", 0, false, "[\"2000-01-01 00:00:00\",\"2000-01-02 00:00:00\")",
+		 "{\"lower\": {\"long\": 946684800000000}, \"upper\": {\"long\": 946771200000000}, "
+		 "\"lower_inclusive\": true, \"upper_inclusive\": false, \"empty\": false}", NULL},
+		{"int4range[]", 0, false, "{\"[1,2)\",empty,NULL}",
+		 "[{\"Int4Range\": {\"lower\": {\"int\": 1}, \"upper\": {\"int\": 2}, "
+		 "\"lower_inclusive\": true, \"upper_inclusive\": false, \"empty\": false}}, "
+		 "{\"Int4Range\": {\"lower\": null, \"upper\": null, \"lower_inclusive\": false, "
+		 "\"upper_inclusive\": false, \"empty\": true}}, null]", NULL},
+		{"numrange", 0, false, "[1,NaN]", NULL, "no value for NaN"},
+		{"int4range", 0, false, "[1,5", NULL, "not a range"},
+		{"int4range", 0, false, "[1,5)x", NULL, "not a range"},
+		{"int4range", 0, false, "1,5", NULL, "not a range"},
+		{"int4range", 0, false, "[a,5)", NULL, "not an int"},
+	};
+	(void)state;
+	run_value_cases(cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+/* A table's schema defines each named record once and names it after (libavro compiles it). */
+static void test_named_records_are_defined_once_per_schema(void **state)
+{
+	static const char *const types[] = {"numeric", "numrange", "numeric[]", "interval", "interval",
+					    "int4range", "int4range[]"};
+	strbuf b = {0};
+	uint64_t defined = 0;
+	avro_schema_t sch;
+	(void)state;
+
+	STRBUF_ADD_LIT(&b, "{\"type\":\"record\",\"name\":\"r\",\"fields\":[");
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		avro_change_type t;
+		avro_change_map(types[i], &t);
+		strbuf_addf(&b, "%s{\"name\":\"f%zu\",\"type\":", i ? "," : "", i);
+		avro_change_type_json(&b, &t, &defined);
+		strbuf_addc(&b, '}');
+	}
+	STRBUF_ADD_LIT(&b, "]}");
+	if (avro_schema_from_json_length(b.s, b.len, &sch) != 0)
+		fail_msg("%s: %s", avro_strerror(), b.s);
+	avro_schema_decref(sch);
+	const char *first = strstr(b.s, "\"name\":\"VariableScaleDecimal\"");
+	assert_non_null(first);
+	assert_null(strstr(first + 1, "\"name\":\"VariableScaleDecimal\""));
+	strbuf_free(&b);
 }
 
 int main(void)
@@ -561,7 +916,13 @@ int main(void)
 		cmocka_unit_test(test_a_column_the_catalog_no_longer_has_is_kept_as_a_string),
 		cmocka_unit_test(test_values_the_schema_cannot_hold_are_refused_with_the_column),
 		cmocka_unit_test(test_postgresql_texts_convert_exactly),
-		cmocka_unit_test(test_arrays_convert_and_several_dimensions_are_refused),
+		cmocka_unit_test(test_numeric_without_typmod_is_an_exact_variable_scale_decimal),
+		cmocka_unit_test(test_huge_numerics_convert_exactly_and_within_a_second),
+		cmocka_unit_test(test_numeric_array_elements_that_are_not_numbers_are_null),
+		cmocka_unit_test(test_arrays_nest_to_their_declared_dimensions),
+		cmocka_unit_test(test_intervals_keep_months_days_and_microseconds_apart),
+		cmocka_unit_test(test_ranges_convert_bounds_flags_and_empty),
+		cmocka_unit_test(test_named_records_are_defined_once_per_schema),
 		cmocka_unit_test(test_bytea_array_elements_need_the_hex_prefix),
 		cmocka_unit_test(test_a_change_older_than_the_entry_lacking_a_required_value_is_published),
 		cmocka_unit_test(test_numeric_scales_outside_zero_to_precision_convert),
