@@ -1,10 +1,12 @@
 /* avro_change_schema.c: the Avro schema derived from a captured table: envelope, row record, names, nullability. */
 #include "avro_change_schema.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "avro_change_type.h"
 #include "json_out.h"
+#include "xalloc.h"
 
 /* True when col is one of the table's key columns. */
 static bool is_key(const capture_table *t, int col)
@@ -19,6 +21,12 @@ static bool is_key(const capture_table *t, int col)
 bool avro_change_nullable(const capture_table *t, int col)
 {
 	return !t->cols[col].not_null || !(is_key(t, col) || t->replident == 'f');
+}
+
+/* (Declared in avro_change_schema.h: a key column's own NOT NULL, whatever the identity.) */
+bool avro_change_key_nullable(const capture_table *t, int col)
+{
+	return !t->cols[col].not_null;
 }
 
 /* (Declared in avro_change_schema.h: the key stays required, the Kafka key is built of it.) */
@@ -87,36 +95,78 @@ static void put_field(strbuf *b, strbuf *names, const char *column, const char *
 	strbuf_free(&name);
 }
 
+/* The columns of a record: every published one (a row), or the key columns in key order. */
+static int record_columns(const capture_table *t, bool key, int *cols)
+{
+	int n = 0;
+
+	for (int j = 0; j < (key ? t->n_keys : t->n_cols); j++)
+		if (key || t->cols[j].published)
+			cols[n++] = key ? t->keys[j] : j;
+	return n;
+}
+
 /*
- * The row record (named after the table, in the namespace) with one field per published column,
- * then one nullable string per extra name (columns a change has that the entry does not know).
+ * A record's fields: one per column of the row (published columns, their nullability by the
+ * identity) or of the key (the key columns, nullable only when the column is), then one
+ * nullable string per extra name (columns a change has that the entry does not know).
  */
+static void put_fields(strbuf *b, const capture_table *t, bool key, const char *extra,
+		       size_t extra_len, bool all_nullable)
+{
+	strbuf names = {0};
+	int *cols = xcalloc((size_t)t->n_cols + (size_t)t->n_keys + 1, sizeof(int));
+	int n = record_columns(t, key, cols), written = 0;
+
+	for (int j = 0; j < n; j++, written++) {
+		int i = cols[j];
+		if (written)
+			STRBUF_ADD_LIT(b, ",");
+		put_field(b, &names, t->cols[i].name, t->cols[i].type_name,
+			  key ? avro_change_key_nullable(t, i)
+			      : avro_change_field_nullable(t, i, all_nullable), i + 1);
+	}
+	for (const char *x = extra; x && x < extra + extra_len; x += strlen(x) + 1) {
+		if (written++)
+			STRBUF_ADD_LIT(b, ",");
+		put_field(b, &names, x, NULL, true, t->n_cols + written);
+	}
+	free(cols);
+	strbuf_free(&names);
+}
+
+/* The row record (named after the table, in the namespace) with its fields. */
 static void put_row_schema(strbuf *b, const capture_table *t, const char *prefix,
 			   const char *extra, size_t extra_len, bool all_nullable)
 {
-	strbuf names = {0};
-	int n = 0;
-
 	STRBUF_ADD_LIT(b, "{\"type\":\"record\",\"name\":\"");
 	avro_change_name(b, t->table, strlen(t->table));
 	STRBUF_ADD_LIT(b, "\",\"namespace\":\"");
 	put_namespace(b, prefix, t->schema);
 	STRBUF_ADD_LIT(b, "\",\"fields\":[");
-	for (int i = 0; i < t->n_cols; i++) {
-		if (!t->cols[i].published)
-			continue;
-		if (n++)
-			STRBUF_ADD_LIT(b, ",");
-		put_field(b, &names, t->cols[i].name, t->cols[i].type_name,
-			  avro_change_field_nullable(t, i, all_nullable), i + 1);
-	}
-	for (const char *x = extra; x && x < extra + extra_len; x += strlen(x) + 1) {
-		if (n++)
-			STRBUF_ADD_LIT(b, ",");
-		put_field(b, &names, x, NULL, true, t->n_cols + n);
-	}
+	put_fields(b, t, false, extra, extra_len, all_nullable);
 	STRBUF_ADD_LIT(b, "]}");
-	strbuf_free(&names);
+}
+
+/* (Declared in avro_change_schema.h: Debezium's name for a table's key record.) */
+void avro_change_key_name(strbuf *b, const capture_table *t, const char *prefix)
+{
+	put_namespace(b, prefix, t->schema);
+	strbuf_addc(b, '.');
+	avro_change_name(b, t->table, strlen(t->table));
+	STRBUF_ADD_LIT(b, ".Key");
+}
+
+/* (Declared in avro_change_schema.h: the key columns' fields, typed as in the row.) */
+void avro_change_key_schema(strbuf *b, const capture_table *t, const char *prefix)
+{
+	STRBUF_ADD_LIT(b, "{\"type\":\"record\",\"name\":\"Key\",\"namespace\":\"");
+	put_namespace(b, prefix, t->schema);
+	strbuf_addc(b, '.');
+	avro_change_name(b, t->table, strlen(t->table));
+	STRBUF_ADD_LIT(b, "\",\"fields\":[");
+	put_fields(b, t, true, NULL, 0, false);
+	STRBUF_ADD_LIT(b, "]}");
 }
 
 /* (Declared in avro_change_schema.h: the envelope, its rows with the extra names too.) */

@@ -521,3 +521,132 @@ def test_dates_and_bytea_convert_whatever_datestyle_and_bytea_output_the_databas
         assert outbox.relay.stop() == 0
     finally:
         db.execute(alter % "RESET ALL")
+
+
+# ---- keys in Avro (key_format = "avro") ----
+
+def key_deserializer(registry):
+    """confluent-kafka's AvroDeserializer for keys: it fetches the writer schema by the wire id."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+    deser = AvroDeserializer(SchemaRegistryClient({"url": registry.url}))
+    return lambda m: deser(m["key"], SerializationContext(m["topic"], MessageField.KEY))
+
+
+def key_of(row):
+    """A row's key columns as the key record decodes them (uuid: its text)."""
+    return {"tenant": row["tenant"], "code": row["code"], "id": str(row["id"])}
+
+
+def decoded_key(deser, m):
+    k = deser(m)
+    return dict(k, id=str(k["id"])) if k else k
+
+
+def test_avro_keys_of_a_composite_key_decode_with_confluents_deserializer_to_the_rows_key_columns(outbox, kafka, registry):
+    """key_format = "avro" on a table whose primary key is int + text + uuid: every record's key
+    (snapshot row, insert, update, the key change's delete and update, a delete, their
+    tombstones) is a Key record in the wire format, registered under <topic>-key, that
+    confluent-kafka's AvroDeserializer decodes to the key columns of the row the value holds
+    (the old row's for a delete); a key column retyped registers the key subject's version 2."""
+    db = outbox.db
+    db.execute("CREATE TABLE public.ck (tenant int, code text, id uuid, v text, "
+               "PRIMARY KEY (tenant, code, id))")
+    u1, u2 = "00000000-0000-0000-0000-0000000000a1", "ffffffff-0000-4000-8000-0000000000b2"
+    db.execute("INSERT INTO public.ck VALUES (-1, 'snap', %s, 'old')", (u1,))
+    start(outbox, registry, '{ tables = "public.ck"; format = "avro"; key_format = "avro"; }')
+    topic = "%s.public.ck" % outbox.prefix
+    assert len(kafka.consume(topic, until=1, timeout=90)) == 1  # the snapshot row
+    db.execute("INSERT INTO public.ck VALUES (7, 'k\u00e9y \"q\"', %s, 'a'), (2147483647, '', %s, 'b')",
+               (u1, u2))
+    db.execute("UPDATE public.ck SET v = 'a2' WHERE tenant = 7")
+    db.execute("UPDATE public.ck SET code = 'moved' WHERE tenant = 7")  # a key change
+    db.execute("DELETE FROM public.ck WHERE tenant = 2147483647")
+    # r, 2 c, u, key change (d, tombstone, u), d, tombstone
+    msgs = sorted(kafka.consume(topic, until=9, timeout=90), key=lambda m: (m["partition"], m["offset"]))
+    assert len(msgs) == 9
+    deser = key_deserializer(registry)
+    subject = topic + "-key"
+    status, latest = registry.request("GET", "/subjects/%s/versions/latest" % subject)
+    assert status == 200 and latest["version"] == 1, latest
+    assert json.loads(latest["schema"]) == {
+        "type": "record", "name": "Key", "namespace": "%s.public.ck" % outbox.prefix,
+        "fields": [{"name": "tenant", "type": "int"}, {"name": "code", "type": "string"},
+                   {"name": "id", "type": {"type": "string", "logicalType": "uuid"}}]}
+    seen = []
+    for i, m in enumerate(msgs):
+        assert m["key"][0] == 0 and struct.unpack(">I", m["key"][1:5])[0] == latest["id"]
+        if m["value"] is None:  # a tombstone: right after its delete, with the same key bytes
+            prev = msgs[i - 1]
+            assert prev["partition"] == m["partition"] and prev["key"] == m["key"]
+            assert decode(registry, prev["value"])["op"] == "d"
+            seen.append(("tombstone", decoded_key(deser, m)))
+            continue
+        v = decode(registry, m["value"])
+        row = v["after"] if v["op"] != "d" else v["before"]
+        assert decoded_key(deser, m) == key_of(row), (v, m["key"])
+        assert set(dict(m["headers"] or [])) >= {"schema_id", "schema_subject"}
+        assert dict(m["headers"])["schema_subject"] == (topic + "-value").encode()  # the value's
+        seen.append((v["op"], decoded_key(deser, m)))
+    k7 = {"tenant": 7, "code": "k\u00e9y \"q\"", "id": u1}
+    kmax = {"tenant": 2147483647, "code": "", "id": u2}
+    moved = dict(k7, code="moved")
+    order = lambda pairs: sorted(pairs, key=lambda p: json.dumps(p, sort_keys=True))
+    assert order(seen) == order([
+        ("r", {"tenant": -1, "code": "snap", "id": u1}), ("c", k7), ("c", kmax), ("u", k7),
+        ("d", k7), ("tombstone", k7), ("u", moved), ("d", kmax), ("tombstone", kmax)])
+    # Within a key's partition, its records in the order of the changes.
+    per_key = {}
+    for op, k in seen:
+        per_key.setdefault(json.dumps(k, sort_keys=True), []).append(op)
+    assert per_key[json.dumps(k7, sort_keys=True)] == ["c", "u", "d", "tombstone"]
+    # A key column retyped (int to bigint, BACKWARD compatible): the key schema is derived again.
+    db.execute("ALTER TABLE public.ck ALTER COLUMN tenant TYPE bigint")
+    db.execute("INSERT INTO public.ck VALUES (9223372036854775807, 'big', %s, 'c')", (u2,))
+    last = kafka.consume(topic, until=10, timeout=90)
+    assert len(last) == 10
+    newest = [m for m in last if m["value"] is not None and decode(registry, m["value"])["after"]
+              and decode(registry, m["value"])["after"]["code"] == "big"][0]
+    assert decoded_key(deser, newest) == {"tenant": 9223372036854775807, "code": "big", "id": u2}
+    status, versions = registry.request("GET", "/subjects/%s/versions" % subject)
+    assert versions == [1, 2]
+    _, schema = writer_schema(registry, newest["key"])
+    assert schema["fields"][0] == {"name": "tenant", "type": "long"}
+    assert "dead-lettering" not in outbox.relay.log()
+    assert outbox.relay.stop() == 0
+
+
+def test_a_table_without_a_key_has_null_keys_and_no_key_subject_with_avro_keys(outbox, kafka, registry):
+    """unkeyed = true on a table with REPLICA IDENTITY FULL and no key: with key_format = "avro"
+    its records keep a null key (as with string keys; no tombstones, nothing to compact), and no
+    key schema is registered; the values are Avro as usual."""
+    db = outbox.db
+    db.execute("CREATE TABLE public.nokey (a int, b text)")
+    db.execute("ALTER TABLE public.nokey REPLICA IDENTITY FULL")
+    start(outbox, registry, '{ tables = "public.nokey"; snapshot = false; unkeyed = true; '
+                            'format = "avro"; key_format = "avro"; }')
+    topic = "%s.public.nokey" % outbox.prefix
+    db.execute("INSERT INTO public.nokey VALUES (1, 'x')")
+    db.execute("UPDATE public.nokey SET b = 'y'")
+    db.execute("DELETE FROM public.nokey")
+    msgs = sorted(kafka.consume(topic, until=3, timeout=90), key=lambda m: (m["timestamp"], m["offset"]))
+    assert len(msgs) == 3
+    assert [m["key"] for m in msgs] == [None, None, None]
+    values = [decode(registry, m["value"]) for m in msgs]
+    assert [(v["op"], v["before"], v["after"]) for v in values] == [
+        ("c", None, {"a": 1, "b": "x"}), ("u", {"a": 1, "b": "x"}, {"a": 1, "b": "y"}),
+        ("d", {"a": 1, "b": "y"}, None)]
+    assert len(kafka.consume(topic, timeout=5)) == 3  # no tombstone came after
+    status, _ = registry.request("GET", "/subjects/%s-key/versions" % topic)
+    assert status == 404
+    assert outbox.relay.stop() == 0
+
+
+def test_check_config_refuses_avro_keys_of_a_capture_entry_without_avro_values(tmp_path):
+    import relayctl
+    path = tmp_path / "relay.conf"
+    path.write_text('postgresql = { conninfo = "x"; };\nkafka = { bootstrap_servers = "b"; };\n'
+                    'capture = ( { tables = "public.t"; key_format = "avro"; } );\n')
+    code, out = relayctl.run_once(["check-config", str(path)])
+    assert code == 2 and 'relay.conf:3: capture[0]: key_format = "avro" needs format = "avro"' in out, out
