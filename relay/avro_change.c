@@ -626,9 +626,6 @@ static int convert_key(avro_change *a, const capture_table *t, const char *json,
 		 write_value(a, at, &a->key_buf, &a->key_cap, prefix, out, out_len) == 0)
 		return a->last = at->text, *atp = at, 0;
 	return *why = a->why, -1;
-	a->last = at->text;
-	*atp = at;
-	return 0;
 }
 
 int avro_change_convert_key(avro_change *a, const capture_table *t, const char *json, size_t len,

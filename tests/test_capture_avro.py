@@ -650,3 +650,48 @@ def test_check_config_refuses_avro_keys_of_a_capture_entry_without_avro_values(t
                     'capture = ( { tables = "public.t"; key_format = "avro"; } );\n')
     code, out = relayctl.run_once(["check-config", str(path)])
     assert code == 2 and 'relay.conf:3: capture[0]: key_format = "avro" needs format = "avro"' in out, out
+
+
+def test_avro_keys_are_held_back_while_the_registry_is_down_and_published_once_after(outbox, kafka, registry):
+    """The registry stops answering (paused) before the first record of a table with Avro keys:
+    the change is held back (not dead-lettered, the slot does not move); once it answers again
+    the record goes out once, its key a Key record the deserializer reads."""
+    db = outbox.db
+    db.execute("CREATE TABLE public.kheld (id int PRIMARY KEY, v text)")
+    start(outbox, registry, '{ tables = "public.kheld"; snapshot = false; format = "avro"; '
+                            'key_format = "avro"; }', extra_registry="timeout_ms = 500;")
+    topic = "%s.public.kheld" % outbox.prefix
+    registry.pause()
+    try:
+        db.execute("INSERT INTO public.kheld VALUES (1, 'x')")
+        outbox.relay.wait_log("holding back the row of public.kheld", timeout=60)
+        assert kafka.consume(topic, timeout=3) == []
+    finally:
+        registry.resume()
+    assert len(kafka.consume(topic, until=1, timeout=90)) == 1
+    msgs = kafka.consume(topic, timeout=10)  # to the end: once
+    assert len(msgs) == 1
+    assert key_deserializer(registry)(msgs[0]) == {"id": 1}
+    assert decode(registry, msgs[0]["value"])["after"] == {"id": 1, "v": "x"}
+    assert "dead-lettering" not in outbox.relay.log()
+    assert outbox.relay.stop() == 0
+
+
+def test_a_key_schema_the_registry_refuses_stops_the_relay_with_one_line_naming_the_key_subject(outbox, kafka, registry):
+    """The key subject already holds a string schema (BACKWARD): the derived Key record is not
+    compatible, so the registry refuses it. The relay stops with one line naming the table and
+    the key subject; nothing of the change is published (its value's subject was fine)."""
+    db = outbox.db
+    db.execute("CREATE TABLE public.kref (id int PRIMARY KEY)")
+    topic = "%s.public.kref" % outbox.prefix
+    status, body = registry.request("POST", "/subjects/%s-key/versions" % topic,
+                                    {"schema": json.dumps({"type": "string"})})
+    assert status == 200, body
+    start(outbox, registry, '{ tables = "public.kref"; snapshot = false; format = "avro"; '
+                            'key_format = "avro"; }')
+    db.execute("INSERT INTO public.kref VALUES (1)")
+    assert outbox.relay.wait_exit(60) == 1
+    errors = [line for line in outbox.relay.log().splitlines() if " error " in line]
+    assert len(errors) == 1, errors
+    assert "public.kref" in errors[0] and "key schema" in errors[0] and topic + "-key" in errors[0], errors
+    assert kafka.consume(topic, timeout=5) == []
