@@ -604,6 +604,16 @@ int avro_change_convert(avro_change *a, const capture_table *t, const char *json
 	return convert_change(a, t, json, len, prefix, &at, out, out_len, why);
 }
 
+/* After put_row of a key: every key column had a member (an absent one is not a null). */
+static int key_whole(avro_change *a, const ac_table *at)
+{
+	for (int i = 0; i < at->n_fields; i++)
+		if (!at->seen[i])
+			return fail(a, "the key of %s has no member for key column \"%.100s\"",
+				    at->t->name, at->fields[i].column);
+	return 0;
+}
+
 /*
  * The record key capture built (a JSON object of the key columns, in key order) into t's key
  * record, after prefix bytes of a->key_buf. *atp gets the key schema. -1 with *why.
@@ -622,7 +632,7 @@ static int convert_key(avro_change *a, const capture_table *t, const char *json,
 	json_cursor_init(&c, json, len);
 	if (json_read_value(&c, &obj) < 0 || obj.kind != JSON_OBJECT || !json_at_end(&c))
 		fail(a, "the key of %s is not a JSON object", t->name);
-	else if (put_row(a, at, &at->value, &obj) == 0 &&
+	else if (put_row(a, at, &at->value, &obj) == 0 && key_whole(a, at) == 0 &&
 		 write_value(a, at, &a->key_buf, &a->key_cap, prefix, out, out_len) == 0)
 		return a->last = at->text, *atp = at, 0;
 	return *why = a->why, -1;
