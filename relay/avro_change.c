@@ -57,7 +57,6 @@ typedef struct {
 
 struct avro_change {
 	char *prefix;
-	registry_strategy strategy; /* of key subjects */
 	ac_table **tables;
 	size_t n;
 	strbuf text, scratch, extra;
@@ -75,11 +74,10 @@ struct avro_change {
 	header_list headers; /* the record's headers and ours (the router's stay as they were) */
 };
 
-avro_change *avro_change_new(const char *topic_prefix, registry_strategy key_strategy)
+avro_change *avro_change_new(const char *topic_prefix)
 {
 	avro_change *a = xcalloc(1, sizeof(*a));
 	a->prefix = xstrdup(topic_prefix ? topic_prefix : "");
-	a->strategy = key_strategy;
 	return a;
 }
 
@@ -681,9 +679,9 @@ static bool avro_key(const capture_table *t)
 }
 
 /*
- * The record key as t's key record in the wire format, registered under the key subject
- * (schema_registry.subject_strategy: <topic>-key, or the key record's full name). No key (an
- * unkeyed table's, a truncate's) stays none. The text key is kept for a dead letter.
+ * The record key as t's key record in the wire format, registered under <topic>-key (the
+ * value's subject is <topic>-value whatever subject_strategy says: one naming for both). No key
+ * (an unkeyed table's, a truncate's) stays none. The text key is kept for a dead letter.
  */
 static int encode_key(avro_change *a, registry *reg, const capture_table *t, route_msg *m,
 		      const char **why)
@@ -697,9 +695,7 @@ static int encode_key(avro_change *a, registry *reg, const capture_table *t, rou
 		return ENCODE_OK;
 	if (convert_key(a, t, m->key, m->key_len, REGISTRY_WIRE_HEADER, &at, &out, &len, why) < 0)
 		return ENCODE_REJECT;
-	strbuf_reset(&a->scratch);
-	avro_change_key_name(&a->scratch, t, a->prefix);
-	if (registry_key_subject(a->strategy, m->topic, a->scratch.s, a->key_subject,
+	if (registry_key_subject(REGISTRY_TOPIC_NAME, m->topic, NULL, a->key_subject,
 				 sizeof(a->key_subject)) < 0)
 		return *why = "the key subject is too long", ENCODE_STOP;
 	if ((rc = schema_id(a, at, reg, a->key_subject, &id, why)) != ENCODE_OK)

@@ -13,11 +13,8 @@
 /* The schemas derived so far (one per captured table and catalog entry) and the output buffers. */
 typedef struct avro_change avro_change;
 
-/*
- * An empty cache; topic_prefix (relay.topic_prefix) names the schemas' namespace, key_strategy
- * (schema_registry.subject_strategy) the subjects of Avro keys.
- */
-avro_change *avro_change_new(const char *topic_prefix, registry_strategy key_strategy);
+/* An empty cache; topic_prefix (relay.topic_prefix) names the schemas' namespace. */
+avro_change *avro_change_new(const char *topic_prefix);
 void avro_change_free(avro_change *a);
 
 /*
@@ -26,9 +23,9 @@ void avro_change_free(avro_change *a);
  * derived schema, registered under "<topic>-value" through reg. The key stays as built, unless
  * the table's capture entry has key_format = "avro": then the key (the JSON object of the key
  * columns) becomes the table's key record (avro_change_key_schema) in the wire format,
- * registered under the key subject registry_key_subject gives for the record's full name
- * ("<topic>-key" by default), and m->text_key keeps the built key for a dead letter; a record
- * without key (an unkeyed table's, a truncate's) keeps none. A tombstone stays one (its key
+ * registered under "<topic>-key" (captured tables name both subjects by topic, whatever
+ * schema_registry.subject_strategy says), and m->text_key keeps the built key for a dead
+ * letter; a record without key (an unkeyed table's, a truncate's) keeps none. A tombstone stays one (its key
  * encoded likewise). Headers schema_id and schema_subject (of the value) are added. The value,
  * key and headers then point into a's buffers until its next call. A change with columns the catalog entry does
  * not know (written before an ALTER TABLE the entry already has) is encoded by a variant of the

@@ -219,7 +219,8 @@ static const opt_def opts[] = {
 	 .choices = subject_strategies,
 	 .doc = "the subject a value's schema is registered under, named as Confluent's serializers "
 		"do: TopicNameStrategy (<topic>-value), RecordNameStrategy (<record full name>) or "
-		"TopicRecordNameStrategy (<topic>-<record full name>)"},
+		"TopicRecordNameStrategy (<topic>-<record full name>); outbox sources only: captured "
+		"tables use <topic>-value and <topic>-key whatever it says"},
 	{.path = "schema_registry.schema_dir", .type = OPT_STRING, .offset = OFF(schema_dir),
 	 .def = "",
 	 .doc = "directory of Avro schemas: <event_type>.avsc per event type, <event_type>.v<N>.avsc "

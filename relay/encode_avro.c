@@ -129,7 +129,7 @@ void *encode_avro_setup(const relay_config *cfg, char *err, size_t errlen)
 	av->cfg = cfg;
 	note_keyed_sources(av, cfg);
 	if (cfg->capture_avro)
-		av->changes = avro_change_new(cfg->topic_prefix, av->strategy);
+		av->changes = avro_change_new(cfg->topic_prefix);
 	av->url = xstrdup(cfg->registry_url);
 	av->reg = registry_new(cfg->registry_url, cfg->registry_user, cfg->registry_password,
 			       cfg->registry_ca_file, cfg->registry_timeout_ms,

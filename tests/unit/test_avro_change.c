@@ -172,7 +172,7 @@ static void test_an_envelope_converts_and_reads_back(void **state)
 				  "\"a_b\":\"1970-01-02 01:00:00+01\"}" SOURCE
 				  ",\"unchanged_toast\":[\"note\"]}";
 	table_fixture f;
-	avro_change *a = avro_change_new("app", REGISTRY_TOPIC_NAME);
+	avro_change *a = avro_change_new("app");
 	const char *why = NULL;
 	char *out;
 	size_t len;
@@ -202,7 +202,7 @@ static void test_a_column_the_catalog_no_longer_has_is_kept_as_a_string(void **s
 	static const char env[] = "{\"op\":\"c\",\"before\":null,\"after\":{\"id\":1,"
 				  "\"gone col\":{\"x\":2.50},\"owner\":\"o\"}" SOURCE "}";
 	table_fixture f;
-	avro_change *a = avro_change_new("app", REGISTRY_TOPIC_NAME);
+	avro_change *a = avro_change_new("app");
 	const char *why = NULL;
 	char *out, *text = NULL;
 	size_t len;
@@ -253,7 +253,7 @@ static void test_a_re_read_entry_with_the_same_schema_frees_nothing_in_use(void 
 				  "\"owner\":\"o\",\"level\":2}" SOURCE ",\"unchanged_toast\":[\"note\"]}";
 	table_fixture f;
 	char *heap[6] = {0};
-	avro_change *a = avro_change_new("app", REGISTRY_TOPIC_NAME);
+	avro_change *a = avro_change_new("app");
 	const char *why = NULL;
 	char *out;
 	size_t len;
@@ -281,7 +281,7 @@ static void test_a_truncate_and_a_key_only_delete_convert(void **state)
 	static const char trunc[] = "{\"op\":\"t\",\"before\":null,\"after\":null" SOURCE "}";
 	static const char del[] = "{\"op\":\"d\",\"before\":{\"id\":7},\"after\":null" SOURCE "}";
 	table_fixture f;
-	avro_change *a = avro_change_new("app", REGISTRY_TOPIC_NAME);
+	avro_change *a = avro_change_new("app");
 	const char *why = NULL;
 	char *out, *text;
 	size_t len;
@@ -315,7 +315,7 @@ static void test_a_change_older_than_the_entry_lacking_a_required_value_is_publi
 	static const char bad[] = "{\"op\":\"c\",\"before\":null,\"after\":{\"id\":null,\"owner\":\"o\","
 				  "\"note\":null,\"level\":1,\"a b\":null,\"a_b\":null}" SOURCE "}";
 	table_fixture f;
-	avro_change *a = avro_change_new("app", REGISTRY_TOPIC_NAME);
+	avro_change *a = avro_change_new("app");
 	const char *why = NULL;
 	char *out;
 	size_t len;
@@ -346,7 +346,7 @@ static void test_values_the_schema_cannot_hold_are_refused_with_the_column(void 
 		{"\"a_b\":\"2026-01-01 10:00:00\"", "not a timestamp with a UTC offset"},
 	};
 	table_fixture f;
-	avro_change *a = avro_change_new("app", REGISTRY_TOPIC_NAME);
+	avro_change *a = avro_change_new("app");
 	(void)state;
 
 	fixture(&f, 'd');
@@ -602,10 +602,41 @@ static void test_the_key_schema_is_a_record_of_the_key_columns_in_key_order(void
 			    "\"fields\":[{\"name\":\"a_b\",\"pg_column\":\"a b\",\"type\":[\"null\","
 			    "{\"type\":\"bytes\",\"logicalType\":\"decimal\",\"precision\":6,\"scale\":2}],"
 			    "\"default\":null},{\"name\":\"id\",\"type\":\"long\"}]}");
-	strbuf_reset(&b);
-	avro_change_key_name(&b, &f.t, "app.cdc");
-	assert_string_equal(strbuf_str(&b), "app.cdc.public.acct.Key");
 	strbuf_free(&b);
+}
+
+/*
+ * A key field is named as its column's field in the row, a clash's suffix included ("a_b" is
+ * the row's a_b_6: "a b" came first as a_b); a key column the row leaves out gets a name no
+ * row field has, so a consumer matching key fields to row fields finds the same column.
+ */
+static void test_key_fields_are_named_as_the_same_columns_in_the_row(void **state)
+{
+	table_fixture f;
+	strbuf row = {0}, key = {0};
+	(void)state;
+
+	fixture(&f, 'f');
+	f.keys[0] = 5; /* "a_b" */
+	avro_change_schema(&row, &f.t, "app");
+	avro_change_key_schema(&key, &f.t, "app");
+	assert_non_null(strstr(strbuf_str(&row), "{\"name\":\"a_b\",\"pg_column\":\"a b\""));
+	assert_non_null(strstr(strbuf_str(&row), "{\"name\":\"a_b_6\",\"pg_column\":\"a_b\""));
+	assert_string_equal(strbuf_str(&key),
+			    "{\"type\":\"record\",\"name\":\"Key\",\"namespace\":\"app.public.acct\","
+			    "\"fields\":[{\"name\":\"a_b_6\",\"pg_column\":\"a_b\",\"type\":[\"null\","
+			    "{\"type\":\"long\",\"logicalType\":\"timestamp-micros\"}],\"default\":null}]}");
+	strbuf_reset(&row);
+	strbuf_reset(&key);
+	f.keys[0] = 4; /* "a b", not published: the row's a_b is "a_b" now */
+	f.cols[4].published = false;
+	avro_change_schema(&row, &f.t, "app");
+	avro_change_key_schema(&key, &f.t, "app");
+	assert_non_null(strstr(strbuf_str(&row), "{\"name\":\"a_b\",\"type\""));
+	assert_null(strstr(strbuf_str(&row), "a_b_"));
+	assert_non_null(strstr(strbuf_str(&key), "\"fields\":[{\"name\":\"a_b_5\",\"pg_column\":\"a b\""));
+	strbuf_free(&row);
+	strbuf_free(&key);
 }
 
 /* A key as capture builds it converts by the key record and reads back; a bad one is refused. */
@@ -614,7 +645,7 @@ static void test_a_key_converts_and_reads_back_and_a_bad_one_is_refused(void **s
 	static const char key[] = "{\"id\":9223372036854775807,\"a b\":-12.5}";
 	static const char null_part[] = "{\"id\":1,\"a b\":null}";
 	table_fixture f;
-	avro_change *a = avro_change_new("app", REGISTRY_TOPIC_NAME);
+	avro_change *a = avro_change_new("app");
 	const char *why = NULL;
 	char *out, *text;
 	size_t len;
@@ -651,7 +682,7 @@ static void test_a_key_column_retyped_derives_the_key_schema_again(void **state)
 {
 	static const char key[] = "{\"id\":7}";
 	table_fixture f;
-	avro_change *a = avro_change_new("app", REGISTRY_TOPIC_NAME);
+	avro_change *a = avro_change_new("app");
 	const char *why = NULL;
 	char *out;
 	size_t len;
@@ -688,6 +719,7 @@ int main(void)
 		cmocka_unit_test(test_numeric_scales_outside_zero_to_precision_convert),
 		cmocka_unit_test(test_timestamps_beyond_64_bit_microseconds_are_refused_not_wrapped),
 		cmocka_unit_test(test_the_key_schema_is_a_record_of_the_key_columns_in_key_order),
+		cmocka_unit_test(test_key_fields_are_named_as_the_same_columns_in_the_row),
 		cmocka_unit_test(test_a_key_converts_and_reads_back_and_a_bad_one_is_refused),
 		cmocka_unit_test(test_a_key_column_retyped_derives_the_key_schema_again),
 	};
