@@ -612,6 +612,18 @@ static int key_whole(avro_change *a, const ac_table *at)
 	return 0;
 }
 
+/* a->why said of the record key, so that a dead letter's reason names the key, not the row. */
+static const char *key_failure(avro_change *a)
+{
+	char reason[sizeof(a->why)];
+
+	if (strncmp(a->why, "the key of ", 11) == 0)
+		return a->why;
+	snprintf(reason, sizeof(reason), "%s", a->why);
+	snprintf(a->why, sizeof(a->why), "the record key (key_format = \"avro\"): %.1300s", reason);
+	return a->why;
+}
+
 /*
  * The record key capture built (a JSON object of the key columns, in key order) into t's key
  * record, after prefix bytes of a->key_buf. *atp gets the key schema. -1 with *why.
@@ -633,7 +645,7 @@ static int convert_key(avro_change *a, const capture_table *t, const char *json,
 	else if (put_row(a, at, &at->value, &obj) == 0 && key_whole(a, at) == 0 &&
 		 write_value(a, at, &a->key_buf, &a->key_cap, prefix, out, out_len) == 0)
 		return a->last = at->text, *atp = at, 0;
-	return *why = a->why, -1;
+	return *why = key_failure(a), -1;
 }
 
 int avro_change_convert_key(avro_change *a, const capture_table *t, const char *json, size_t len,
