@@ -146,8 +146,10 @@ static void fill_fields(ac_table *at)
 
 	size_t n_extra = 0;
 
-	if (at->key)
-		return fill_key_fields(at);
+	if (at->key) {
+		fill_key_fields(at);
+		return;
+	}
 	for (const char *x = at->extra; x && x < at->extra + at->extra_len; x += strlen(x) + 1)
 		n_extra++;
 	at->fields = xcalloc((size_t)t->n_cols + n_extra + 1, sizeof(*at->fields));
