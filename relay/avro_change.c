@@ -35,9 +35,10 @@ typedef struct {
 	int id;
 } ac_id;
 
-/* The schema derived from one captured table's catalog entry, compiled, with its ids. */
+/* The schema derived from one captured table's catalog entry (its envelope or its key), compiled, with its ids. */
 typedef struct {
 	const capture_table *t;
+	bool key;          /* the key record (avro_change_key_schema), not the envelope */
 	lsn_t catalog_lsn; /* of the entry it was derived from: a steady table is derived once */
 	char *extra;       /* columns the entry does not know (NUL-separated; NULL: none) */
 	bool relaxed;      /* every row field nullable: a change older than the entry */
@@ -62,12 +63,13 @@ struct avro_change {
 	bool unknown; /* the last conversion met a column its schema does not have */
 	bool nullity; /* the last conversion met a null or missing value in a required field */
 	const char *last; /* the schema text of the last successful conversion */
-	char *buf;
-	size_t cap;
+	char *buf, *key_buf; /* the value's and the key's wire format */
+	size_t cap, key_cap;
 	avro_writer_t writer;
 	char why[1400];
 	char reason[600];
-	char subject[300];
+	char subject[REGISTRY_SUBJECT_MAX]; /* the value's (its schema_subject header) */
+	char key_subject[REGISTRY_SUBJECT_MAX];
 	char id_text[16];
 	header_list headers; /* the record's headers and ours (the router's stay as they were) */
 };
@@ -114,6 +116,7 @@ void avro_change_free(avro_change *a)
 	strbuf_free(&a->scratch);
 	strbuf_free(&a->extra);
 	free(a->buf);
+	free(a->key_buf);
 	if (a->writer)
 		avro_writer_free(a->writer);
 	header_list_free(&a->headers);
@@ -121,13 +124,32 @@ void avro_change_free(avro_change *a)
 }
 
 
-/* The fields of the derived schema, in its order (published columns). */
+/* The key record's fields: the key columns in key order (avro_change_key_schema). */
+static void fill_key_fields(ac_table *at)
+{
+	const capture_table *t = at->t;
+
+	at->fields = xcalloc((size_t)t->n_keys + 1, sizeof(*at->fields));
+	at->seen = xcalloc((size_t)t->n_keys + 1, sizeof(*at->seen));
+	for (int k = 0; k < t->n_keys; k++) {
+		ac_field *f = &at->fields[at->n_fields++];
+		f->column = xstrdup(t->cols[t->keys[k]].name);
+		avro_change_map_column(t->cols[t->keys[k]].type_name, t->cols[t->keys[k]].ndims, &f->type);
+		f->nullable = avro_change_key_nullable(t, t->keys[k]);
+	}
+}
+
+/* The fields of the derived schema, in its order (published columns; a key's: key columns). */
 static void fill_fields(ac_table *at)
 {
 	const capture_table *t = at->t;
 
 	size_t n_extra = 0;
 
+	if (at->key) {
+		fill_key_fields(at);
+		return;
+	}
 	for (const char *x = at->extra; x && x < at->extra + at->extra_len; x += strlen(x) + 1)
 		n_extra++;
 	at->fields = xcalloc((size_t)t->n_cols + n_extra + 1, sizeof(*at->fields));
@@ -154,11 +176,12 @@ static int compile(avro_change *a, ac_table *at, const char **why)
 	const capture_table *t = at->t;
 	char *extra = at->extra;
 	size_t extra_len = at->extra_len;
-	bool relaxed = at->relaxed;
+	bool relaxed = at->relaxed, key = at->key;
 
 	at->extra = NULL; /* kept across the clear */
 	table_clear(at);
 	at->t = t;
+	at->key = key;
 	at->relaxed = relaxed;
 	at->extra = extra;
 	at->extra_len = extra_len;
@@ -167,8 +190,8 @@ static int compile(avro_change *a, ac_table *at, const char **why)
 	fill_fields(at);
 	if (avro_schema_from_json_length(at->text, a->text.len, &at->schema) != 0) {
 		at->schema = NULL;
-		snprintf(a->why, sizeof(a->why), "the Avro schema derived from %s is not valid: %s",
-			 t->name, avro_strerror());
+		snprintf(a->why, sizeof(a->why), "the Avro %sschema derived from %s is not valid: %s",
+			 key ? "key " : "", t->name, avro_strerror());
 		return *why = a->why, -1;
 	}
 	at->iface = avro_generic_class_from_schema(at->schema);
@@ -181,31 +204,34 @@ static int compile(avro_change *a, ac_table *at, const char **why)
 	return 0;
 }
 
-/* True when at is t's schema with exactly these extra names and nullability. */
-static bool same_variant(const ac_table *at, const capture_table *t, const char *extra,
+/* True when at is t's schema (key or envelope) with exactly these extra names and nullability. */
+static bool same_variant(const ac_table *at, const capture_table *t, bool key, const char *extra,
 			 size_t extra_len, bool relaxed)
 {
-	return at->t == t && at->extra_len == extra_len && at->relaxed == relaxed &&
+	return at->t == t && at->key == key && at->extra_len == extra_len && at->relaxed == relaxed &&
 	       (extra_len == 0 || memcmp(at->extra, extra, extra_len) == 0);
 }
 
 /*
- * The derived schema of t (with extra names: the variant for a change with columns the entry
- * does not know): cached per table, extra names and catalog entry (a re-read entry that gives
- * the same text keeps the compiled schema and its ids). NULL with *why.
+ * The derived schema of t (key: its key record; with extra names: the variant for a change with
+ * columns the entry does not know): cached per table, kind, extra names and catalog entry (a
+ * re-read entry that gives the same text keeps the compiled schema and its ids). NULL with *why.
  */
-static ac_table *table_for(avro_change *a, const capture_table *t, const char *extra,
+static ac_table *table_for(avro_change *a, const capture_table *t, bool key, const char *extra,
 			   size_t extra_len, bool relaxed, const char **why)
 {
 	ac_table *at = NULL;
 
 	for (size_t i = 0; i < a->n && !at; i++)
-		if (same_variant(a->tables[i], t, extra, extra_len, relaxed))
+		if (same_variant(a->tables[i], t, key, extra, extra_len, relaxed))
 			at = a->tables[i];
 	if (at && at->has_value && at->catalog_lsn == t->catalog_lsn)
 		return at;
 	strbuf_reset(&a->text);
-	avro_change_schema_with(&a->text, t, a->prefix, extra, extra_len, relaxed);
+	if (key)
+		avro_change_key_schema(&a->text, t, a->prefix);
+	else
+		avro_change_schema_with(&a->text, t, a->prefix, extra, extra_len, relaxed);
 	if (at && at->has_value && strcmp(at->text, a->text.s) == 0) {
 		at->catalog_lsn = t->catalog_lsn;
 		return at;
@@ -214,6 +240,7 @@ static ac_table *table_for(avro_change *a, const capture_table *t, const char *e
 		a->tables = xrealloc(a->tables, sizeof(*a->tables) * (a->n + 1));
 		at = a->tables[a->n++] = xcalloc(1, sizeof(*at));
 		at->t = t;
+		at->key = key;
 		at->relaxed = relaxed;
 		if (extra_len) {
 			at->extra = xmalloc(extra_len);
@@ -471,24 +498,25 @@ static int put_envelope(avro_change *a, ac_table *at, const char *json, size_t l
 	return put_toast(a, &at->value, e.m[F_TOAST].kind ? &e.m[F_TOAST] : NULL);
 }
 
-/* at's value written as Avro binary into a->buf after prefix bytes. */
-static int write_value(avro_change *a, ac_table *at, size_t prefix, char **out, size_t *out_len)
+/* at's value written as Avro binary into *buf (of *cap bytes, grown) after prefix bytes. */
+static int write_value(avro_change *a, ac_table *at, char **buf, size_t *cap, size_t prefix,
+		       char **out, size_t *out_len)
 {
 	size_t size = 0;
 
 	if (avro_value_sizeof(&at->value, &size) != 0)
 		return fail(a, "libavro: %s", avro_strerror());
-	if (a->cap < prefix + size + 1) {
-		a->cap = (prefix + size + 1) * 2;
-		a->buf = xrealloc(a->buf, a->cap);
+	if (*cap < prefix + size + 1) {
+		*cap = (prefix + size + 1) * 2;
+		*buf = xrealloc(*buf, *cap);
 	}
 	if (!a->writer)
-		a->writer = avro_writer_memory(a->buf + prefix, (int64_t)size);
+		a->writer = avro_writer_memory(*buf + prefix, (int64_t)size);
 	else
-		avro_writer_memory_set_dest(a->writer, a->buf + prefix, (int64_t)size);
+		avro_writer_memory_set_dest(a->writer, *buf + prefix, (int64_t)size);
 	if (!a->writer || avro_value_write(a->writer, &at->value) != 0)
 		return fail(a, "libavro: %s", avro_strerror());
-	*out = a->buf;
+	*out = *buf;
 	*out_len = prefix + size;
 	return 0;
 }
@@ -499,7 +527,7 @@ static int convert(avro_change *a, ac_table *at, const char *json, size_t len, s
 {
 	if (put_envelope(a, at, json, len) < 0)
 		return -1;
-	return write_value(a, at, prefix, out, out_len);
+	return write_value(a, at, &a->buf, &a->cap, prefix, out, out_len);
 }
 
 /* Adds the names of obj's members that base has no field for to a->extra (once each). */
@@ -544,7 +572,7 @@ static int convert_change(avro_change *a, const capture_table *t, const char *js
 	envelope e;
 
 	for (;;) {
-		ac_table *at = table_for(a, t, extra, extra_len, relaxed, why);
+		ac_table *at = table_for(a, t, false, extra, extra_len, relaxed, why);
 		if (!at)
 			return -1;
 		a->unknown = a->nullity = false;
@@ -576,30 +604,120 @@ int avro_change_convert(avro_change *a, const capture_table *t, const char *json
 	return convert_change(a, t, json, len, prefix, &at, out, out_len, why);
 }
 
+/* After put_row of a key: every key column had a member (an absent one is not a null). */
+static int key_whole(avro_change *a, const ac_table *at)
+{
+	for (int i = 0; i < at->n_fields; i++)
+		if (!at->seen[i])
+			return fail(a, "the key of %s has no member for key column \"%.100s\"",
+				    at->t->name, at->fields[i].column);
+	return 0;
+}
+
+/* a->why said of the record key, so that a dead letter's reason names the key, not the row. */
+static const char *key_failure(avro_change *a)
+{
+	char reason[sizeof(a->why)];
+
+	if (strncmp(a->why, "the key of ", 11) == 0)
+		return a->why;
+	snprintf(reason, sizeof(reason), "%s", a->why);
+	snprintf(a->why, sizeof(a->why), "the record key (key_format = \"avro\"): %.1300s", reason);
+	return a->why;
+}
+
+/*
+ * The record key capture built (a JSON object of the key columns, in key order) into t's key
+ * record, after prefix bytes of a->key_buf. *atp gets the key schema. -1 with *why.
+ */
+static int convert_key(avro_change *a, const capture_table *t, const char *json, size_t len,
+		       size_t prefix, ac_table **atp, char **out, size_t *out_len, const char **why)
+{
+	ac_table *at = table_for(a, t, true, NULL, 0, false, why);
+	json_cursor c;
+	json_span obj;
+
+	if (!at)
+		return -1;
+	a->unknown = a->nullity = false;
+	avro_value_reset(&at->value);
+	json_cursor_init(&c, json, len);
+	if (json_read_value(&c, &obj) < 0 || obj.kind != JSON_OBJECT || !json_at_end(&c))
+		fail(a, "the key of %s is not a JSON object", t->name);
+	else if (put_row(a, at, &at->value, &obj) == 0 && key_whole(a, at) == 0 &&
+		 write_value(a, at, &a->key_buf, &a->key_cap, prefix, out, out_len) == 0)
+		return a->last = at->text, *atp = at, 0;
+	return *why = key_failure(a), -1;
+}
+
+int avro_change_convert_key(avro_change *a, const capture_table *t, const char *json, size_t len,
+			    size_t prefix, char **out, size_t *out_len, const char **why)
+{
+	ac_table *at;
+
+	return convert_key(a, t, json, len, prefix, &at, out, out_len, why);
+}
+
 /* ---- the registry and the wire format ---- */
 
-/* The schema id of at under the record's subject: cached, else asked of the registry. */
-static int schema_id(avro_change *a, ac_table *at, registry *reg, const char *topic, int *id,
+/* The schema id of at under subject: cached, else asked of the registry. */
+static int schema_id(avro_change *a, ac_table *at, registry *reg, const char *subject, int *id,
 		     const char **why)
 {
-	snprintf(a->subject, sizeof(a->subject), "%s-value", topic); /* TopicNameStrategy */
+	const char *what = at->key ? "key schema" : "schema";
+
 	for (size_t k = 0; k < at->n_ids; k++)
-		if (strcmp(at->ids[k].subject, a->subject) == 0)
+		if (strcmp(at->ids[k].subject, subject) == 0)
 			return *id = at->ids[k].id, ENCODE_OK;
-	registry_result r = registry_id(reg, a->subject, at->text, id, a->reason, sizeof(a->reason));
+	registry_result r = registry_id(reg, subject, at->text, id, a->reason, sizeof(a->reason));
 	if (r == REGISTRY_DOWN)
 		return *why = a->reason, ENCODE_HOLD;
 	if (r != REGISTRY_OK) {
 		snprintf(a->why, sizeof(a->why), "captured table %.150s: the registry refuses its "
-			 "derived schema under subject %.250s: %.500s (docs/schemas.md: schema "
-			 "changes)", at->t->name, a->subject, a->reason);
+			 "derived %s under subject %.250s: %.500s (docs/schemas.md: schema "
+			 "changes)", at->t->name, what, subject, a->reason);
 		return *why = a->why, ENCODE_STOP;
 	}
 	at->ids = xrealloc(at->ids, sizeof(*at->ids) * (at->n_ids + 1));
-	at->ids[at->n_ids].subject = xstrdup(a->subject);
+	at->ids[at->n_ids].subject = xstrdup(subject);
 	at->ids[at->n_ids++].id = *id;
-	log_info("Avro: the schema derived from %s (%d columns) is id %d under subject %s",
-		 at->t->name, at->n_fields, *id, a->subject);
+	log_info("Avro: the %s derived from %s (%d columns) is id %d under subject %s", what,
+		 at->t->name, at->n_fields, *id, subject);
+	return ENCODE_OK;
+}
+
+/* True when the table's capture entry has key_format = "avro". */
+static bool avro_key(const capture_table *t)
+{
+	return t && t->cfg && t->cfg->key_format && strcmp(t->cfg->key_format, "avro") == 0;
+}
+
+/*
+ * The record key as t's key record in the wire format, registered under <topic>-key (the
+ * value's subject is <topic>-value whatever subject_strategy says: one naming for both). No key
+ * (an unkeyed table's, a truncate's) stays none. The text key is kept for a dead letter.
+ */
+static int encode_key(avro_change *a, registry *reg, const capture_table *t, route_msg *m,
+		      const char **why)
+{
+	ac_table *at;
+	char *out;
+	size_t len;
+	int id, rc;
+
+	if (!m->key)
+		return ENCODE_OK;
+	if (convert_key(a, t, m->key, m->key_len, REGISTRY_WIRE_HEADER, &at, &out, &len, why) < 0)
+		return ENCODE_REJECT;
+	if (registry_key_subject(REGISTRY_TOPIC_NAME, m->topic, NULL, a->key_subject,
+				 sizeof(a->key_subject)) < 0)
+		return *why = "the key subject is too long", ENCODE_STOP;
+	if ((rc = schema_id(a, at, reg, a->key_subject, &id, why)) != ENCODE_OK)
+		return rc;
+	registry_wire_header(out, id);
+	m->text_key = m->key, m->text_key_len = m->key_len; /* for a dead letter */
+	m->key = out; /* a's buffer, until its next call; librdkafka copies it */
+	m->key_len = len;
 	return ENCODE_OK;
 }
 
@@ -620,18 +738,19 @@ int avro_change_encode(avro_change *a, registry *reg, record *rec, const char **
 	size_t len;
 	int id, rc;
 
-	if (!m->value) /* a tombstone has no payload to convert */
-		return ENCODE_OK;
+	if (!m->value) /* a tombstone has no payload to convert: its key is the event's */
+		return avro_key(rec->table) ? encode_key(a, reg, rec->table, m, why) : ENCODE_OK;
 	if (!rec->table)
 		return *why = "a captured table's record without its table", ENCODE_REJECT;
 	if (convert_change(a, rec->table, m->value, m->value_len, REGISTRY_WIRE_HEADER, &at, &out, &len,
 			   why) < 0)
 		return ENCODE_REJECT;
-	if ((rc = schema_id(a, at, reg, m->topic, &id, why)) != ENCODE_OK)
+	snprintf(a->subject, sizeof(a->subject), "%s-value", m->topic); /* TopicNameStrategy */
+	if ((rc = schema_id(a, at, reg, a->subject, &id, why)) != ENCODE_OK)
 		return rc;
 	registry_wire_header(out, id);
 	m->value = out; /* a's buffer, until its next call; librdkafka copies it */
 	m->value_len = len;
 	with_schema_headers(a, m, id);
-	return ENCODE_OK;
+	return avro_key(rec->table) ? encode_key(a, reg, rec->table, m, why) : ENCODE_OK;
 }

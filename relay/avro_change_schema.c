@@ -1,10 +1,13 @@
 /* avro_change_schema.c: the Avro schema derived from a captured table: envelope, row record, names, nullability. */
 #include "avro_change_schema.h"
 
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "avro_change_type.h"
 #include "json_out.h"
+#include "xalloc.h"
 
 /* True when col is one of the table's key columns. */
 static bool is_key(const capture_table *t, int col)
@@ -19,6 +22,12 @@ static bool is_key(const capture_table *t, int col)
 bool avro_change_nullable(const capture_table *t, int col)
 {
 	return !t->cols[col].not_null || !(is_key(t, col) || t->replident == 'f');
+}
+
+/* (Declared in avro_change_schema.h: a key column's own NOT NULL, whatever the identity.) */
+bool avro_change_key_nullable(const capture_table *t, int col)
+{
+	return !t->cols[col].not_null;
 }
 
 /* (Declared in avro_change_schema.h: the key stays required, the Kafka key is built of it.) */
@@ -53,25 +62,58 @@ bool avro_change_name_listed(const strbuf *names, const char *name, size_t n)
 }
 
 /*
- * One row field: its Avro name (sanitized, unique: a clash gets _<ordinal>), the column's own name
- * when it differs, its type (type_name NULL: a string; an array of attndims dimensions; named
- * records defined once per schema, in *defined).
+ * Sets name to column's field name in a record whose earlier names are listed in names
+ * (NUL-separated): sanitized, and unique (a clash gets _<ordinal>, again while it still
+ * clashes); the name is added to the list.
  */
-static void put_field(strbuf *b, strbuf *names, const char *column, const char *type_name,
-		      int attndims, bool nullable, int ordinal, uint64_t *defined)
+static void unique_name(strbuf *names, const char *column, int ordinal, strbuf *name)
 {
-	avro_change_type type;
+	strbuf_reset(name);
+	avro_change_name(name, column, strlen(column));
+	while (avro_change_name_listed(names, name->s, name->len))
+		strbuf_addf(name, "_%d", ordinal); /* two names sanitized alike */
+	strbuf_addn(names, name->s, name->len + 1);
+}
+
+/*
+ * The field name of each column, one naming for the row record and the key record (a key
+ * field is named as its column's field in the row): the published columns in column order,
+ * then the key columns the row leaves out. Offsets into names (the NUL-separated list, which
+ * extra names continue), SIZE_MAX for a column in neither; freed by the caller.
+ */
+static size_t *column_names(const capture_table *t, strbuf *names)
+{
+	size_t *at = xcalloc((size_t)t->n_cols + 1, sizeof(*at));
 	strbuf name = {0};
 
+	for (int i = 0; i < t->n_cols; i++)
+		at[i] = SIZE_MAX;
+	for (int pass = 0; pass < 2; pass++)
+		for (int i = 0; i < t->n_cols; i++) {
+			if (pass == 0 ? !t->cols[i].published
+				      : t->cols[i].published || !is_key(t, i))
+				continue;
+			at[i] = names->len;
+			unique_name(names, t->cols[i].name, i + 1, &name);
+		}
+	strbuf_free(&name);
+	return at;
+}
+
+/*
+ * One field: its Avro name, the column's own name when it differs, its type (type_name NULL: a
+ * string; an array of attndims dimensions; named records defined once per schema, in *defined).
+ */
+static void put_field(strbuf *b, const char *name, const char *column, const char *type_name,
+		      int attndims, bool nullable, uint64_t *defined)
+{
+	avro_change_type type;
+
 	avro_change_map_column(type_name, attndims, &type);
-	avro_change_name(&name, column, strlen(column));
-	if (avro_change_name_listed(names, name.s, name.len))
-		strbuf_addf(&name, "_%d", ordinal); /* two names sanitized alike */
-	strbuf_addn(names, name.s, name.len + 1);
 	STRBUF_ADD_LIT(b, "{\"name\":\"");
-	strbuf_addn(b, name.s, name.len);
+	strbuf_addn(b, name, strlen(name));
 	STRBUF_ADD_LIT(b, "\",");
-	if (strcmp(name.s, column) != 0) {
+	if (strcmp(name, column) != 0) {
 		STRBUF_ADD_LIT(b, "\"pg_column\":");
 		json_out_string(b, column, strlen(column));
 		STRBUF_ADD_LIT(b, ",");
@@ -85,40 +127,76 @@ static void put_field(strbuf *b, strbuf *names, const char *column, const char *
 		avro_change_type_json(b, &type, defined);
 		STRBUF_ADD_LIT(b, "}");
 	}
-	strbuf_free(&name);
+}
+
+/* The columns of a record: every published one (a row), or the key columns in key order. */
+static int record_columns(const capture_table *t, bool key, int *cols)
+{
+	int n = 0;
+
+	for (int j = 0; j < (key ? t->n_keys : t->n_cols); j++)
+		if (key || t->cols[j].published)
+			cols[n++] = key ? t->keys[j] : j;
+	return n;
 }
 
 /*
- * The row record (named after the table, in the namespace) with one field per published column,
- * then one nullable string per extra name (columns a change has that the entry does not know).
+ * A record's fields: one per column of the row (published columns, their nullability by the
+ * identity) or of the key (the key columns, nullable only when the column is), then one
+ * nullable string per extra name (columns a change has that the entry does not know).
  */
+static void put_fields(strbuf *b, const capture_table *t, bool key, const char *extra,
+		       size_t extra_len, bool all_nullable)
+{
+	strbuf names = {0}, name = {0};
+	size_t *at = column_names(t, &names);
+	uint64_t defined = 0; /* one schema: each named record once */
+	int *cols = xcalloc((size_t)t->n_cols + (size_t)t->n_keys + 1, sizeof(int));
+	int n = record_columns(t, key, cols), written = 0;
+
+	for (int j = 0; j < n; j++, written++) {
+		int i = cols[j];
+		if (written)
+			STRBUF_ADD_LIT(b, ",");
+		put_field(b, names.s + at[i], t->cols[i].name, t->cols[i].type_name, t->cols[i].ndims,
+			  key ? avro_change_key_nullable(t, i)
+			      : avro_change_field_nullable(t, i, all_nullable), &defined);
+	}
+	for (const char *x = extra; x && x < extra + extra_len; x += strlen(x) + 1) {
+		if (written++)
+			STRBUF_ADD_LIT(b, ",");
+		unique_name(&names, x, t->n_cols + written, &name);
+		put_field(b, name.s, x, NULL, 0, true, &defined);
+	}
+	free(cols);
+	free(at);
+	strbuf_free(&name);
+	strbuf_free(&names);
+}
+
+/* The row record (named after the table, in the namespace) with its fields. */
 static void put_row_schema(strbuf *b, const capture_table *t, const char *prefix,
 			   const char *extra, size_t extra_len, bool all_nullable)
 {
-	strbuf names = {0};
-	int n = 0;
-	uint64_t defined = 0;
-
 	STRBUF_ADD_LIT(b, "{\"type\":\"record\",\"name\":\"");
 	avro_change_name(b, t->table, strlen(t->table));
 	STRBUF_ADD_LIT(b, "\",\"namespace\":\"");
 	put_namespace(b, prefix, t->schema);
 	STRBUF_ADD_LIT(b, "\",\"fields\":[");
-	for (int i = 0; i < t->n_cols; i++) {
-		if (!t->cols[i].published)
-			continue;
-		if (n++)
-			STRBUF_ADD_LIT(b, ",");
-		put_field(b, &names, t->cols[i].name, t->cols[i].type_name, t->cols[i].ndims,
-			  avro_change_field_nullable(t, i, all_nullable), i + 1, &defined);
-	}
-	for (const char *x = extra; x && x < extra + extra_len; x += strlen(x) + 1) {
-		if (n++)
-			STRBUF_ADD_LIT(b, ",");
-		put_field(b, &names, x, NULL, 0, true, t->n_cols + n, &defined);
-	}
+	put_fields(b, t, false, extra, extra_len, all_nullable);
 	STRBUF_ADD_LIT(b, "]}");
-	strbuf_free(&names);
+}
+
+/* (Declared in avro_change_schema.h: the key columns' fields, typed as in the row.) */
+void avro_change_key_schema(strbuf *b, const capture_table *t, const char *prefix)
+{
+	STRBUF_ADD_LIT(b, "{\"type\":\"record\",\"name\":\"Key\",\"namespace\":\"");
+	put_namespace(b, prefix, t->schema);
+	strbuf_addc(b, '.');
+	avro_change_name(b, t->table, strlen(t->table));
+	STRBUF_ADD_LIT(b, "\",\"fields\":[");
+	put_fields(b, t, true, NULL, 0, false);
+	STRBUF_ADD_LIT(b, "]}");
 }
 
 /* (Declared in avro_change_schema.h: the envelope, its rows with the extra names too.) */

@@ -25,6 +25,16 @@ void avro_change_schema(strbuf *out, const capture_table *t, const char *topic_p
 void avro_change_schema_with(strbuf *out, const capture_table *t, const char *topic_prefix,
 			     const char *extra, size_t extra_len, bool all_nullable);
 /*
+ * Appends to out the Avro schema (compact JSON) of a captured table's record key: a record
+ * "Key" in the namespace "<prefix>.<schema>.<table>" (Debezium's name) with one field per key
+ * column in key order, named (the same name, a clash's suffix included: one naming for
+ * both) and typed as in the row record; a field is nullable only when its
+ * column is (a configured key_columns column without NOT NULL).
+ */
+void avro_change_key_schema(strbuf *out, const capture_table *t, const char *topic_prefix);
+/* Whether key column col's field in the key record is nullable: the column is. */
+bool avro_change_key_nullable(const capture_table *t, int col);
+/*
  * Whether column col's field is nullable: the column is, or some record may lack its value (a
  * delete's before holds only the identity's key columns; an update leaves out an unchanged
  * TOASTed value unless the old row is whole, REPLICA IDENTITY FULL).

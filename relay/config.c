@@ -219,7 +219,8 @@ static const opt_def opts[] = {
 	 .choices = subject_strategies,
 	 .doc = "the subject a value's schema is registered under, named as Confluent's serializers "
 		"do: TopicNameStrategy (<topic>-value), RecordNameStrategy (<record full name>) or "
-		"TopicRecordNameStrategy (<topic>-<record full name>)"},
+		"TopicRecordNameStrategy (<topic>-<record full name>); outbox sources only: captured "
+		"tables use <topic>-value and <topic>-key whatever it says"},
 	{.path = "schema_registry.schema_dir", .type = OPT_STRING, .offset = OFF(schema_dir),
 	 .def = "",
 	 .doc = "directory of Avro schemas: <event_type>.avsc per event type, <event_type>.v<N>.avsc "
@@ -322,6 +323,11 @@ static const opt_def capture_opts[] = {
 	 .doc = "json (the change envelope) or avro (the envelope in a schema derived from the "
 		"table, Confluent wire format; needs schema_registry.url and ${table} in the "
 		"topic; docs/schemas.md)"},
+	{.path = "key_format", .type = OPT_STRING, .offset = CAP(key_format), .def = "string",
+	 .choices = key_formats,
+	 .doc = "string (the key columns as a JSON object) or avro (format = \"avro\" only: the key "
+		"as an Avro record of the key columns in Confluent's wire format, its schema derived "
+		"from the table and registered under <topic>-key; docs/schemas.md)"},
 };
 
 #define N_CAPTURE_OPTS (sizeof(capture_opts) / sizeof(capture_opts[0]))
@@ -864,7 +870,10 @@ static int load_sources(relay_config *cfg, const config_t *lc, FILE *err)
 	return bad;
 }
 
-/* A capture entry's keys together: columns either included or excluded; snapshots need exactly-once. */
+/*
+ * A capture entry's keys together: columns either included or excluded; snapshots need
+ * exactly-once; Avro keys need Avro values (the registry).
+ */
 static int check_capture(const relay_config *cfg, const capture_config *c, int idx, FILE *err)
 {
 	int bad = 0;
@@ -872,6 +881,11 @@ static int check_capture(const relay_config *cfg, const capture_config *c, int i
 	if (c->n_include_columns > 0 && c->n_exclude_columns > 0) {
 		fprintf(err, "%s:%d: capture[%d] sets both include_columns and exclude_columns: "
 			"keep one\n", cfg->path, c->line, idx);
+		bad = -1;
+	}
+	if (strcmp(c->key_format, "avro") == 0 && strcmp(c->format, "avro") != 0) {
+		fprintf(err, "%s:%d: capture[%d]: key_format = \"avro\" needs format = \"avro\" (the "
+			"key's schema goes to the schema registry)\n", cfg->path, c->line, idx);
 		bad = -1;
 	}
 	if (c->snapshot && !cfg->exactly_once) {

@@ -57,6 +57,7 @@ typedef struct {
 	bool tombstones;       /* a delete is followed by a null-value record */
 	bool snapshot;         /* publish the existing rows when the table is first captured */
 	char *format;          /* "json" (the envelope) or "avro" (derived schema: docs/schemas.md) */
+	char *key_format;      /* "string" (the key columns as a JSON object) or "avro" (a record) */
 	int line;
 } capture_config;
 

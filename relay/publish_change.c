@@ -84,6 +84,15 @@ static bool binary_value(const capture_table *t)
 	return strcmp(t->cfg->format, "json") != 0;
 }
 
+/* True when the key as built is not UTF-8 (an Avro key: its text, m->text_key, not its bytes). */
+static bool key_not_utf8(const route_msg *m)
+{
+	const char *k = m->text_key ? m->text_key : m->key;
+	size_t n = m->text_key ? m->text_key_len : m->key_len;
+
+	return k && router_utf8_valid_prefix(k, n) != n;
+}
+
 /* True when the value as built (the JSON envelope) is not UTF-8. */
 static bool built_not_utf8(const route_msg *m)
 {
@@ -99,7 +108,7 @@ static const char *key_change_unfit(relay *r, const capture_table *t, const rout
 				    const route_msg *upd)
 {
 	if ((!binary_value(t) && router_utf8_valid_prefix(del->value, del->value_len) != del->value_len) ||
-	    router_utf8_valid_prefix(del->key, del->key_len) != del->key_len)
+	    key_not_utf8(del))
 		return "invalid UTF-8 in the row (its text is not UTF-8)";
 	size_t room = publish_context_room(r);
 
@@ -170,16 +179,20 @@ static outcome publish_key_change(relay *r, const capture_table *t, const w2j_re
 	if (enc != ENCODE_OK)
 		return publish_held(r, t->name, rec, enc, why);
 	/* Key, value and headers (Avro: schema_id, schema_subject, which may differ from the
-	 * update's: a variant schema) are copied, and the key as built: the update's encoding
-	 * rewrites the encoder's. */
+	 * update's: a variant schema) are copied, the key as built and an Avro key's text: the
+	 * update's build and encoding rewrite capture's and the encoder's buffers. */
 	own_headers(&del, &headers);
-	copy = xmalloc(del.key_len + del.value_len + keys[0].len + 1);
+	copy = xmalloc(del.key_len + del.value_len + keys[0].len + del.text_key_len + 1);
 	memcpy(copy, del.key, del.key_len);
 	memcpy(copy + del.key_len, del.value, del.value_len);
 	memcpy(copy + del.key_len + del.value_len, keys[0].ptr, keys[0].len);
+	if (del.text_key)
+		memcpy(copy + del.key_len + del.value_len + keys[0].len, del.text_key, del.text_key_len);
 	del.key = copy;
 	del.value = copy + del.key_len;
 	keys[0].ptr = copy + del.key_len + del.value_len;
+	if (del.text_key)
+		del.text_key = keys[0].ptr + keys[0].len;
 	if (capture_build(r->cap, t, rec, &upd, &why) == 0) {
 		keys[1] = (clear_key){upd.key, upd.key_len}; /* capture's until its next call */
 		if ((enc = pipeline_finish_capture(r->pipe, RECORD_CHANGE, t, &upd, &why)) == ENCODE_OK)
@@ -272,8 +285,7 @@ outcome publish_snapshot_row(relay *r, const capture_table *t, const w2j_record 
 		return publish_reject_row(r, t->name, rec, row->row, row->row_len, why, &m);
 	if (!bad_text && enc != ENCODE_OK)
 		return publish_held(r, t->name, rec, enc, why);
-	if (bad_text || (!binary_value(t) && built_not_utf8(&m)) ||
-	    router_utf8_valid_prefix(m.key, m.key_len) != m.key_len)
+	if (bad_text || (!binary_value(t) && built_not_utf8(&m)) || key_not_utf8(&m))
 		return publish_reject_row(r, t->name, rec, row->row, row->row_len,
 					  "invalid UTF-8 in a snapshot row (its text is not UTF-8)", &m);
 	e = publish_produce(r, &m, false, &refused);

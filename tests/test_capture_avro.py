@@ -71,8 +71,8 @@ def both(db, sql, tables=("tj", "ta")):
     conn.close()
 
 
-def start(outbox, registry, capture, extra_registry=""):
-    outbox.reconfigure(capture=capture, extra_relay='topic_prefix = "%s";' % outbox.prefix,
+def start(outbox, registry, capture, extra_registry="", extra_relay=""):
+    outbox.reconfigure(capture=capture, extra_relay='topic_prefix = "%s"; %s' % (outbox.prefix, extra_relay),
                        extra_top='schema_registry = { url = "%s"; %s };' % (registry.url, extra_registry))
     outbox.relay.start()
     outbox.relay.wait_streaming()
@@ -710,3 +710,232 @@ def test_a_partition_and_a_domain_column_have_the_array_dimensions_their_parent_
          "iv": {"months": 0, "days": 1, "microseconds": 1500000}}]
     assert "dead-lettering" not in outbox.relay.log()
     assert outbox.relay.stop() == 0
+
+
+# ---- keys in Avro (key_format = "avro") ----
+
+def key_deserializer(registry):
+    """confluent-kafka's AvroDeserializer for keys: it fetches the writer schema by the wire id."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+    deser = AvroDeserializer(SchemaRegistryClient({"url": registry.url}))
+    return lambda m: deser(m["key"], SerializationContext(m["topic"], MessageField.KEY))
+
+
+def key_of(row):
+    """A row's key columns as the key record decodes them (uuid: its text)."""
+    return {"tenant": row["tenant"], "code": row["code"], "id": str(row["id"])}
+
+
+def decoded_key(deser, m):
+    k = deser(m)
+    return dict(k, id=str(k["id"])) if k else k
+
+
+def test_avro_keys_of_a_composite_key_decode_with_confluents_deserializer_to_the_rows_key_columns(outbox, kafka, registry):
+    """key_format = "avro" on a table whose primary key is int + text + uuid: every record's key
+    (snapshot row, insert, update, the key change's delete and update, a delete, their
+    tombstones) is a Key record in the wire format, registered under <topic>-key, that
+    confluent-kafka's AvroDeserializer decodes to the key columns of the row the value holds
+    (the old row's for a delete); a key column retyped registers the key subject's version 2."""
+    db = outbox.db
+    db.execute("CREATE TABLE public.ck (tenant int, code text, id uuid, v text, "
+               "PRIMARY KEY (tenant, code, id))")
+    u1, u2 = "00000000-0000-0000-0000-0000000000a1", "ffffffff-0000-4000-8000-0000000000b2"
+    db.execute("INSERT INTO public.ck VALUES (-1, 'snap', %s, 'old')", (u1,))
+    start(outbox, registry, '{ tables = "public.ck"; format = "avro"; key_format = "avro"; }')
+    topic = "%s.public.ck" % outbox.prefix
+    assert len(kafka.consume(topic, until=1, timeout=90)) == 1  # the snapshot row
+    db.execute("INSERT INTO public.ck VALUES (7, 'k\u00e9y \"q\"', %s, 'a'), (2147483647, '', %s, 'b')",
+               (u1, u2))
+    db.execute("UPDATE public.ck SET v = 'a2' WHERE tenant = 7")
+    db.execute("UPDATE public.ck SET code = 'moved' WHERE tenant = 7")  # a key change
+    db.execute("DELETE FROM public.ck WHERE tenant = 2147483647")
+    # r, 2 c, u, key change (d, tombstone, u), d, tombstone
+    msgs = sorted(kafka.consume(topic, until=9, timeout=90), key=lambda m: (m["partition"], m["offset"]))
+    assert len(msgs) == 9
+    deser = key_deserializer(registry)
+    subject = topic + "-key"
+    status, latest = registry.request("GET", "/subjects/%s/versions/latest" % subject)
+    assert status == 200 and latest["version"] == 1, latest
+    assert json.loads(latest["schema"]) == {
+        "type": "record", "name": "Key", "namespace": "%s.public.ck" % outbox.prefix,
+        "fields": [{"name": "tenant", "type": "int"}, {"name": "code", "type": "string"},
+                   {"name": "id", "type": {"type": "string", "logicalType": "uuid"}}]}
+    seen = []
+    for i, m in enumerate(msgs):
+        assert m["key"][0] == 0 and struct.unpack(">I", m["key"][1:5])[0] == latest["id"]
+        if m["value"] is None:  # a tombstone: right after its delete, with the same key bytes
+            prev = msgs[i - 1]
+            assert prev["partition"] == m["partition"] and prev["key"] == m["key"]
+            assert decode(registry, prev["value"])["op"] == "d"
+            seen.append(("tombstone", decoded_key(deser, m)))
+            continue
+        v = decode(registry, m["value"])
+        row = v["after"] if v["op"] != "d" else v["before"]
+        assert decoded_key(deser, m) == key_of(row), (v, m["key"])
+        assert set(dict(m["headers"] or [])) >= {"schema_id", "schema_subject"}
+        assert dict(m["headers"])["schema_subject"] == (topic + "-value").encode()  # the value's
+        seen.append((v["op"], decoded_key(deser, m)))
+    k7 = {"tenant": 7, "code": "k\u00e9y \"q\"", "id": u1}
+    kmax = {"tenant": 2147483647, "code": "", "id": u2}
+    moved = dict(k7, code="moved")
+    order = lambda pairs: sorted(pairs, key=lambda p: json.dumps(p, sort_keys=True))
+    assert order(seen) == order([
+        ("r", {"tenant": -1, "code": "snap", "id": u1}), ("c", k7), ("c", kmax), ("u", k7),
+        ("d", k7), ("tombstone", k7), ("u", moved), ("d", kmax), ("tombstone", kmax)])
+    # Within a key's partition, its records in the order of the changes.
+    per_key = {}
+    for op, k in seen:
+        per_key.setdefault(json.dumps(k, sort_keys=True), []).append(op)
+    assert per_key[json.dumps(k7, sort_keys=True)] == ["c", "u", "d", "tombstone"]
+    # A key column retyped (int to bigint, BACKWARD compatible): the key schema is derived again.
+    db.execute("ALTER TABLE public.ck ALTER COLUMN tenant TYPE bigint")
+    db.execute("INSERT INTO public.ck VALUES (9223372036854775807, 'big', %s, 'c')", (u2,))
+    last = kafka.consume(topic, until=10, timeout=90)
+    assert len(last) == 10
+    newest = [m for m in last if m["value"] is not None and decode(registry, m["value"])["after"]
+              and decode(registry, m["value"])["after"]["code"] == "big"][0]
+    assert decoded_key(deser, newest) == {"tenant": 9223372036854775807, "code": "big", "id": u2}
+    status, versions = registry.request("GET", "/subjects/%s/versions" % subject)
+    assert versions == [1, 2]
+    _, schema = writer_schema(registry, newest["key"])
+    assert schema["fields"][0] == {"name": "tenant", "type": "long"}
+    assert "dead-lettering" not in outbox.relay.log()
+    assert outbox.relay.stop() == 0
+
+
+def test_a_table_without_a_key_has_null_keys_and_no_key_subject_with_avro_keys(outbox, kafka, registry):
+    """unkeyed = true on a table with REPLICA IDENTITY FULL and no key: with key_format = "avro"
+    its records keep a null key (as with string keys; no tombstones, nothing to compact), and no
+    key schema is registered; the values are Avro as usual."""
+    db = outbox.db
+    db.execute("CREATE TABLE public.nokey (a int, b text)")
+    db.execute("ALTER TABLE public.nokey REPLICA IDENTITY FULL")
+    start(outbox, registry, '{ tables = "public.nokey"; snapshot = false; unkeyed = true; '
+                            'format = "avro"; key_format = "avro"; }')
+    topic = "%s.public.nokey" % outbox.prefix
+    db.execute("INSERT INTO public.nokey VALUES (1, 'x')")
+    db.execute("UPDATE public.nokey SET b = 'y'")
+    db.execute("DELETE FROM public.nokey")
+    msgs = kafka.consume(topic, until=3, timeout=90)
+    assert len(msgs) == 3
+    assert [m["key"] for m in msgs] == [None, None, None]
+    # Null keys spread over partitions, and timestamps can tie: ordered by the change's lsn.
+    lsn = lambda v: [int(part, 16) for part in v["source"]["lsn"].split("/")]
+    values = sorted((decode(registry, m["value"]) for m in msgs), key=lsn)
+    assert [(v["op"], v["before"], v["after"]) for v in values] == [
+        ("c", None, {"a": 1, "b": "x"}), ("u", {"a": 1, "b": "x"}, {"a": 1, "b": "y"}),
+        ("d", {"a": 1, "b": "y"}, None)]
+    assert len(kafka.consume(topic, timeout=5)) == 3  # no tombstone came after
+    status, _ = registry.request("GET", "/subjects/%s-key/versions" % topic)
+    assert status == 404
+    assert outbox.relay.stop() == 0
+
+
+def test_check_config_refuses_avro_keys_of_a_capture_entry_without_avro_values(tmp_path):
+    import relayctl
+    path = tmp_path / "relay.conf"
+    path.write_text('postgresql = { conninfo = "x"; };\nkafka = { bootstrap_servers = "b"; };\n'
+                    'capture = ( { tables = "public.t"; key_format = "avro"; } );\n')
+    code, out = relayctl.run_once(["check-config", str(path)])
+    assert code == 2 and 'relay.conf:3: capture[0]: key_format = "avro" needs format = "avro"' in out, out
+
+
+def test_avro_keys_are_held_back_while_the_registry_is_down_and_published_once_after(outbox, kafka, registry):
+    """The registry stops answering (paused) before the first record of a table with Avro keys:
+    the change is held back (not dead-lettered, the slot does not move); once it answers again
+    the record goes out once, its key a Key record the deserializer reads."""
+    db = outbox.db
+    db.execute("CREATE TABLE public.kheld (id int PRIMARY KEY, v text)")
+    start(outbox, registry, '{ tables = "public.kheld"; snapshot = false; format = "avro"; '
+                            'key_format = "avro"; }', extra_registry="timeout_ms = 500;")
+    topic = "%s.public.kheld" % outbox.prefix
+    registry.pause()
+    try:
+        db.execute("INSERT INTO public.kheld VALUES (1, 'x')")
+        outbox.relay.wait_log("holding back the row of public.kheld", timeout=60)
+        assert kafka.consume(topic, timeout=3) == []
+    finally:
+        registry.resume()
+    assert len(kafka.consume(topic, until=1, timeout=90)) == 1
+    msgs = kafka.consume(topic, timeout=10)  # to the end: once
+    assert len(msgs) == 1
+    assert key_deserializer(registry)(msgs[0]) == {"id": 1}
+    assert decode(registry, msgs[0]["value"])["after"] == {"id": 1, "v": "x"}
+    assert "dead-lettering" not in outbox.relay.log()
+    assert outbox.relay.stop() == 0
+
+
+def test_a_key_schema_the_registry_refuses_stops_the_relay_with_one_line_naming_the_key_subject(outbox, kafka, registry):
+    """The key subject already holds a string schema (BACKWARD): the derived Key record is not
+    compatible, so the registry refuses it. The relay stops with one line naming the table and
+    the key subject; nothing of the change is published (its value's subject was fine)."""
+    db = outbox.db
+    db.execute("CREATE TABLE public.kref (id int PRIMARY KEY)")
+    topic = "%s.public.kref" % outbox.prefix
+    status, body = registry.request("POST", "/subjects/%s-key/versions" % topic,
+                                    {"schema": json.dumps({"type": "string"})})
+    assert status == 200, body
+    start(outbox, registry, '{ tables = "public.kref"; snapshot = false; format = "avro"; '
+                            'key_format = "avro"; }')
+    db.execute("INSERT INTO public.kref VALUES (1)")
+    assert outbox.relay.wait_exit(60) == 1
+    errors = [line for line in outbox.relay.log().splitlines() if " error " in line]
+    assert len(errors) == 1, errors
+    assert "public.kref" in errors[0] and "key schema" in errors[0] and topic + "-key" in errors[0], errors
+    assert kafka.consume(topic, timeout=5) == []
+
+
+def test_avro_key_fields_are_named_as_the_rows_and_the_key_subject_is_the_topics_whatever_the_strategy(outbox, kafka, registry):
+    """Columns "a b" and a_b (the key) both sanitize to a_b: the row names a_b "a_b_2", and the
+    key record names it the same, so key and row fields match. With subject_strategy =
+    RecordNameStrategy (for outbox sources), the key goes under <topic>-key like the value
+    under <topic>-value: no subject named after the Key record."""
+    db = outbox.db
+    db.execute('CREATE TABLE public.kname ("a b" int, a_b int PRIMARY KEY, v text)')
+    start(outbox, registry, '{ tables = "public.kname"; snapshot = false; format = "avro"; '
+                            'key_format = "avro"; }',
+          extra_registry='subject_strategy = "RecordNameStrategy";')
+    topic = "%s.public.kname" % outbox.prefix
+    db.execute("INSERT INTO public.kname VALUES (1, 5, 'x')")
+    msgs = kafka.consume(topic, until=1, timeout=90)
+    assert len(msgs) == 1
+    row = decode(registry, msgs[0]["value"])["after"]
+    assert row == {"a_b": 1, "a_b_2": 5, "v": "x"}
+    assert key_deserializer(registry)(msgs[0]) == {"a_b_2": 5}
+    assert dict(msgs[0]["headers"])["schema_subject"] == (topic + "-value").encode()
+    status, latest = registry.request("GET", "/subjects/%s-key/versions/latest" % topic)
+    assert status == 200 and struct.unpack(">I", msgs[0]["key"][1:5])[0] == latest["id"], latest
+    status, _ = registry.request("GET", "/subjects/%s.public.kname.Key/versions" % outbox.prefix)
+    assert status == 404
+    assert outbox.relay.stop() == 0
+
+
+def test_a_key_change_whose_new_key_the_key_record_cannot_hold_is_dead_lettered_whole(outbox, kafka, registry):
+    """The key column n (numeric, left out of the row) is set to NaN, which wal2json prints as
+    null: the update's key cannot be the Key record (n is required), though its value converts.
+    The key change is dead-lettered whole with a reason naming the record key: no delete of the
+    old key, no update with another key; the next change goes out."""
+    db = outbox.db
+    db.execute("CREATE TABLE public.kbad (n numeric(6,2) PRIMARY KEY, v text)")
+    db.execute("INSERT INTO public.kbad VALUES (1, 'x')")
+    dlq = outbox.prefix + ".dlq"
+    start(outbox, registry, '{ tables = "public.kbad"; snapshot = false; format = "avro"; '
+                            'key_format = "avro"; exclude_columns = ["n"]; }',
+          extra_relay='dead_letter_topic = "%s";' % dlq)
+    topic = "%s.public.kbad" % outbox.prefix
+    db.execute("UPDATE public.kbad SET n = 'NaN' WHERE n = 1")
+    db.execute("INSERT INTO public.kbad VALUES (2, 'y')")
+    msgs = kafka.consume(topic, until=1, timeout=90)
+    assert len(msgs) == 1
+    assert key_deserializer(registry)(msgs[0]) == {"n": decimal.Decimal("2.00")}
+    assert decode(registry, msgs[0]["value"])["op"] == "c"
+    assert len(kafka.consume(topic, timeout=10)) == 1  # to the end: nothing of the key change
+    dead = kafka.consume(dlq, until=1, timeout=60)
+    assert len(dead) == 1
+    h = dict(dead[0]["headers"])
+    assert h["dlq_reason"].startswith(b"the record key (key_format = \"avro\"): column \"n\""), h
+    assert json.loads(dead[0]["key"]) == {"n": None}  # the key as JSON text
+    assert outbox.relay.proc.poll() is None

@@ -1,4 +1,4 @@
-/* fuzz_avro_change.c: libFuzzer target for relay/avro_change.c: any change envelope against a table of every mapped type, read back by libavro. */
+/* fuzz_avro_change.c: libFuzzer target for relay/avro_change.c: any change envelope (and record key) against a table of every mapped type, read back by libavro. */
 #include <avro.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -7,7 +7,7 @@
 #include "avro_change.h"
 #include "fuzz.h"
 
-/* A table with a column of every mapped type (and arrays); the key is id. */
+/* A table with a column of every mapped type (and arrays); the key is id, or id and u. */
 static const char *const names[] = {"id", "i", "n", "dec", "f", "d", "b", "by", "day", "ts", "tz",
 				    "t", "u", "j", "s", "ia", "da", "ta", "iv", "m", "ir", "nr",
 				    "tr", "i2", "t3", "na", "ra", "mo"};
@@ -22,7 +22,7 @@ static const int ndims[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1
 			    0, 1, 0, 0, 0, 2, 3, 1, 0, 0};
 #define N_COLS ((int)(sizeof(names) / sizeof(names[0])))
 
-/* The table; the first input byte picks its replica identity and which columns are NOT NULL. */
+/* The table; the first input byte picks its replica identity, its key and which columns are NOT NULL. */
 static void make_table(capture_table *t, capture_column *cols, int *key, uint8_t pick)
 {
 	memset(t, 0, sizeof(*t));
@@ -34,14 +34,15 @@ static void make_table(capture_table *t, capture_column *cols, int *key, uint8_t
 		cols[i].published = true;
 		cols[i].not_null = i == 0 || ((pick >> (i % 7)) & 1);
 	}
-	*key = 0;
+	key[0] = 0;
+	key[1] = 12; /* u uuid: a composite key */
 	t->schema = "public";
 	t->table = "fuzz";
 	t->name = "public.fuzz";
 	t->cols = cols;
 	t->n_cols = N_COLS;
 	t->keys = key;
-	t->n_keys = 1;
+	t->n_keys = 1 + ((pick >> 6) & 1);
 	t->replident = (pick & 0x80) ? 'f' : 'd';
 	t->catalog_lsn = 1;
 }
@@ -84,19 +85,48 @@ static void convert(avro_change *a, const capture_table *t, const char *base, av
 	}
 }
 
-/* A fresh cache per input (its leaks would show), each envelope converted twice. */
+/* The input as a record key (key_format = "avro"): an accepted one reads back whole by the key schema. */
+static void convert_key(avro_change *a, const capture_table *t, const char *json, size_t len)
+{
+	strbuf text = {0};
+	avro_schema_t s;
+	avro_value_t v;
+	char *out;
+	size_t n, again = 0;
+	const char *why = NULL;
+
+	if (avro_change_convert_key(a, t, json, len, 5, &out, &n, &why) < 0) {
+		FUZZ_CHECK(why != NULL && why[0] != '\0');
+		return;
+	}
+	avro_change_key_schema(&text, t, "fuzz.prefix");
+	FUZZ_CHECK(strcmp(avro_change_last_schema(a), text.s) == 0);
+	FUZZ_CHECK(avro_schema_from_json_length(text.s, text.len, &s) == 0);
+	avro_value_iface_t *iface = avro_generic_class_from_schema(s);
+	FUZZ_CHECK(avro_generic_value_new(iface, &v) == 0);
+	avro_reader_t r = avro_reader_memory(out + 5, (int64_t)(n - 5));
+	FUZZ_CHECK(avro_value_read(r, &v) == 0);
+	FUZZ_CHECK(avro_value_sizeof(&v, &again) == 0 && again == n - 5);
+	avro_reader_free(r);
+	avro_value_decref(&v);
+	avro_value_iface_decref(iface);
+	avro_schema_decref(s);
+	strbuf_free(&text);
+}
+
+/* A fresh cache per input (its leaks would show), each envelope converted twice, then as a key. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	capture_table t;
 	capture_column cols[N_COLS];
-	int key;
+	int key[2];
 	strbuf text = {0};
 	avro_schema_t s;
 	avro_value_t readback;
 
 	if (size < 1)
 		return 0;
-	make_table(&t, cols, &key, data[0]);
+	make_table(&t, cols, key, data[0]);
 	avro_change_schema(&text, &t, "fuzz.prefix");
 	FUZZ_CHECK(avro_schema_from_json_length(text.s, text.len, &s) == 0);
 	avro_value_iface_t *iface = avro_generic_class_from_schema(s);
@@ -105,6 +135,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	convert(a, &t, text.s, &readback, (const char *)data + 1, size - 1);
 	/* The same cached schema again: its reused value must not keep the first's. */
 	convert(a, &t, text.s, &readback, (const char *)data + 1, size - 1);
+	convert_key(a, &t, (const char *)data + 1, size - 1);
 	avro_change_free(a);
 	avro_value_decref(&readback);
 	avro_value_iface_decref(iface);

@@ -111,7 +111,7 @@ static void test_names_become_valid_avro_names(void **state)
 typedef struct {
 	capture_table t;
 	capture_column cols[6];
-	int keys[1];
+	int keys[2];
 } table_fixture;
 
 static void fixture(table_fixture *f, char replident)
@@ -904,6 +904,161 @@ static void test_named_records_are_defined_once_per_schema(void **state)
 	strbuf_free(&b);
 }
 
+/* The key record's text by the derived key schema (libavro's JSON), from the wire's Avro. */
+static char *read_back_key(const capture_table *t, const char *out, size_t len)
+{
+	strbuf b = {0};
+	avro_schema_t s;
+	avro_value_t v;
+	char *text = NULL;
+
+	avro_change_key_schema(&b, t, "app");
+	assert_int_equal(avro_schema_from_json_length(b.s, b.len, &s), 0);
+	avro_value_iface_t *iface = avro_generic_class_from_schema(s);
+	avro_generic_value_new(iface, &v);
+	avro_reader_t r = avro_reader_memory(out, (int64_t)len);
+	assert_int_equal(avro_value_read(r, &v), 0);
+	assert_int_equal(avro_value_to_json(&v, 1, &text), 0);
+	avro_reader_free(r);
+	avro_value_decref(&v);
+	avro_value_iface_decref(iface);
+	avro_schema_decref(s);
+	strbuf_free(&b);
+	return text;
+}
+
+/*
+ * The key record: named <prefix>.<schema>.<table>.Key (Debezium's name), one field per key
+ * column in key order, typed as in the row, nullable only where the column is.
+ */
+static void test_the_key_schema_is_a_record_of_the_key_columns_in_key_order(void **state)
+{
+	table_fixture f;
+	strbuf b = {0};
+	avro_schema_t parsed;
+	(void)state;
+
+	fixture(&f, 'f');
+	f.keys[0] = 3; /* level integer NOT NULL, then id bigint: a configured key_columns order */
+	f.keys[1] = 0;
+	f.t.n_keys = 2;
+	avro_change_key_schema(&b, &f.t, "app.cdc");
+	assert_string_equal(strbuf_str(&b),
+			    "{\"type\":\"record\",\"name\":\"Key\",\"namespace\":\"app.cdc.public.acct\","
+			    "\"fields\":[{\"name\":\"level\",\"type\":\"int\"},"
+			    "{\"name\":\"id\",\"type\":\"long\"}]}");
+	assert_int_equal(avro_schema_from_json_length(b.s, b.len, &parsed), 0);
+	avro_schema_decref(parsed);
+	strbuf_reset(&b);
+	f.keys[0] = 4; /* "a b" numeric(6,2), nullable: its field is too, its name sanitized */
+	avro_change_key_schema(&b, &f.t, "");
+	assert_string_equal(strbuf_str(&b),
+			    "{\"type\":\"record\",\"name\":\"Key\",\"namespace\":\"public.acct\","
+			    "\"fields\":[{\"name\":\"a_b\",\"pg_column\":\"a b\",\"type\":[\"null\","
+			    "{\"type\":\"bytes\",\"logicalType\":\"decimal\",\"precision\":6,\"scale\":2}],"
+			    "\"default\":null},{\"name\":\"id\",\"type\":\"long\"}]}");
+	strbuf_free(&b);
+}
+
+/*
+ * A key field is named as its column's field in the row, a clash's suffix included ("a_b" is
+ * the row's a_b_6: "a b" came first as a_b); a key column the row leaves out gets a name no
+ * row field has, so a consumer matching key fields to row fields finds the same column.
+ */
+static void test_key_fields_are_named_as_the_same_columns_in_the_row(void **state)
+{
+	table_fixture f;
+	strbuf row = {0}, key = {0};
+	(void)state;
+
+	fixture(&f, 'f');
+	f.keys[0] = 5; /* "a_b" */
+	avro_change_schema(&row, &f.t, "app");
+	avro_change_key_schema(&key, &f.t, "app");
+	assert_non_null(strstr(strbuf_str(&row), "{\"name\":\"a_b\",\"pg_column\":\"a b\""));
+	assert_non_null(strstr(strbuf_str(&row), "{\"name\":\"a_b_6\",\"pg_column\":\"a_b\""));
+	assert_string_equal(strbuf_str(&key),
+			    "{\"type\":\"record\",\"name\":\"Key\",\"namespace\":\"app.public.acct\","
+			    "\"fields\":[{\"name\":\"a_b_6\",\"pg_column\":\"a_b\",\"type\":[\"null\","
+			    "{\"type\":\"long\",\"logicalType\":\"timestamp-micros\"}],\"default\":null}]}");
+	strbuf_reset(&row);
+	strbuf_reset(&key);
+	f.keys[0] = 4; /* "a b", not published: the row's a_b is "a_b" now */
+	f.cols[4].published = false;
+	avro_change_schema(&row, &f.t, "app");
+	avro_change_key_schema(&key, &f.t, "app");
+	assert_non_null(strstr(strbuf_str(&row), "{\"name\":\"a_b\",\"type\""));
+	assert_null(strstr(strbuf_str(&row), "a_b_"));
+	assert_non_null(strstr(strbuf_str(&key), "\"fields\":[{\"name\":\"a_b_5\",\"pg_column\":\"a b\""));
+	strbuf_free(&row);
+	strbuf_free(&key);
+}
+
+/* A key as capture builds it converts by the key record and reads back; a bad one is refused. */
+static void test_a_key_converts_and_reads_back_and_a_bad_one_is_refused(void **state)
+{
+	static const char key[] = "{\"id\":9223372036854775807,\"a b\":-12.5}";
+	static const char null_part[] = "{\"id\":1,\"a b\":null}";
+	table_fixture f;
+	avro_change *a = avro_change_new("app");
+	const char *why = NULL;
+	char *out, *text;
+	size_t len;
+	(void)state;
+
+	fixture(&f, 'f');
+	f.keys[1] = 4;
+	f.t.n_keys = 2;
+	if (avro_change_convert_key(a, &f.t, key, sizeof(key) - 1, 5, &out, &len, &why) < 0)
+		fail_msg("convert: %s", why);
+	assert_non_null(strstr(avro_change_last_schema(a), "\"name\":\"Key\""));
+	text = read_back_key(&f.t, out + 5, len - 5);
+	assert_non_null(strstr(text, "\"id\": 9223372036854775807"));
+	assert_non_null(strstr(text, "\"a_b\": {\"bytes\": \"\\u00FB\\u001E\"}")); /* -1250 */
+	free(text);
+	if (avro_change_convert_key(a, &f.t, null_part, sizeof(null_part) - 1, 0, &out, &len, &why) < 0)
+		fail_msg("convert: %s", why);
+	text = read_back_key(&f.t, out, len);
+	assert_non_null(strstr(text, "\"a_b\": null"));
+	free(text);
+	static const char *const bad[] = {"{\"id\":1}", "{\"id\":1,\"a b\":1,\"x\":2}", "[1]",
+					  "{\"id\":\"one\",\"a b\":1}", "{\"id\":null,\"a b\":1}"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		why = NULL;
+		if (avro_change_convert_key(a, &f.t, bad[i], strlen(bad[i]), 0, &out, &len, &why) == 0)
+			fail_msg("%s: converted", bad[i]);
+		assert_non_null(why); /* it names the key, not the row */
+		if (strncmp(why, "the record key (key_format = \"avro\"): ", 38) != 0 &&
+		    strncmp(why, "the key of public.acct ", 23) != 0)
+			fail_msg("%s: %s", bad[i], why);
+	}
+	avro_change_free(a);
+}
+
+/* A catalog entry read again with another key column type derives the key schema again. */
+static void test_a_key_column_retyped_derives_the_key_schema_again(void **state)
+{
+	static const char key[] = "{\"id\":7}";
+	table_fixture f;
+	avro_change *a = avro_change_new("app");
+	const char *why = NULL;
+	char *out;
+	size_t len;
+	(void)state;
+
+	fixture(&f, 'd');
+	if (avro_change_convert_key(a, &f.t, key, sizeof(key) - 1, 0, &out, &len, &why) < 0)
+		fail_msg("convert: %s", why);
+	assert_non_null(strstr(avro_change_last_schema(a), "{\"name\":\"id\",\"type\":\"long\"}"));
+	f.cols[0].type_name = "integer"; /* ALTER COLUMN id TYPE integer, the entry read again */
+	f.t.catalog_lsn = 2;
+	if (avro_change_convert_key(a, &f.t, key, sizeof(key) - 1, 0, &out, &len, &why) < 0)
+		fail_msg("convert: %s", why);
+	assert_non_null(strstr(avro_change_last_schema(a), "{\"name\":\"id\",\"type\":\"int\"}"));
+	assert_int_equal(len, 1); /* zigzag 7 */
+	avro_change_free(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -927,6 +1082,10 @@ int main(void)
 		cmocka_unit_test(test_a_change_older_than_the_entry_lacking_a_required_value_is_published),
 		cmocka_unit_test(test_numeric_scales_outside_zero_to_precision_convert),
 		cmocka_unit_test(test_timestamps_beyond_64_bit_microseconds_are_refused_not_wrapped),
+		cmocka_unit_test(test_the_key_schema_is_a_record_of_the_key_columns_in_key_order),
+		cmocka_unit_test(test_key_fields_are_named_as_the_same_columns_in_the_row),
+		cmocka_unit_test(test_a_key_converts_and_reads_back_and_a_bad_one_is_refused),
+		cmocka_unit_test(test_a_key_column_retyped_derives_the_key_schema_again),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -654,6 +654,24 @@ static void test_capture_avro_needs_only_the_registry_url(void **state)
 		     5, "capture[0] has format = \"avro\" and topic \"all\" without ${table}");
 }
 
+/* A capture's key_format: string by default; avro only with format = "avro", else file:line. */
+static void test_capture_avro_keys_need_an_avro_format(void **state)
+{
+	(void)state;
+	loaded l;
+
+	load_ok(&l, MINIMAL "schema_registry = { url = \"http://r\"; };\n"
+			    "capture = ( { tables = \"a.b\"; format = \"avro\"; key_format = \"avro\"; },"
+			    " { tables = \"c.d\"; } );\n");
+	assert_string_equal(l.cfg->captures[0].key_format, "avro");
+	assert_string_equal(l.cfg->captures[1].key_format, "string");
+	unload(&l);
+	expect_error(MINIMAL "capture = (\n { tables = \"a.b\"; },\n { tables = \"c.d\"; key_format = \"avro\"; }\n);\n",
+		     5, "capture[1]: key_format = \"avro\" needs format = \"avro\"");
+	expect_error(MINIMAL "capture = (\n { tables = \"a.b\"; key_format = \"json\"; }\n);\n", 4,
+		     "string or avro");
+}
+
 static void test_protect_rules_load_and_every_bad_one_is_named_at_its_line(void **state)
 {
 	(void)state;
@@ -1291,6 +1309,7 @@ int main(void)
 		cmocka_unit_test(test_sources_checked_like_the_router),
 		cmocka_unit_test(test_capture_list),
 		cmocka_unit_test(test_capture_avro_needs_only_the_registry_url),
+		cmocka_unit_test(test_capture_avro_keys_need_an_avro_format),
 		cmocka_unit_test(test_describe_lists_every_key),
 		cmocka_unit_test(test_capture_topic_placeholders_checked_at_load),
 		cmocka_unit_test(test_reload_applies_only_reloadable_keys),
