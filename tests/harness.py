@@ -822,7 +822,7 @@ class Etcd:
         _unregister(self)
 
 
-class PatroniNode:
+class PatroniNode(Statements):
     """One member of a PatroniCluster: a Patroni process and the PostgreSQL server it runs.
 
     Patroni runs as PostgreSQL's unprivileged user (as Postgres does: PostgreSQL refuses root) and
@@ -1020,16 +1020,6 @@ class PatroniNode:
         conn = psycopg2.connect(self.dsn(dbname=dbname, user=user), connect_timeout=5)
         conn.autocommit = autocommit
         return conn
-
-    def query(self, sql, params=None, dbname="postgres"):
-        """Run one query on this node (autocommit) and return all rows."""
-        conn = self.connect(dbname=dbname)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, params)
-                return cur.fetchall()
-        finally:
-            conn.close()
 
     def try_query(self, sql, params=None, dbname="postgres"):
         """query(), or None when the node does not answer (down, starting, restarting)."""
