@@ -24,6 +24,9 @@ struct registry {
 	char *user;
 	char *password;
 	char *ca_file;
+	char *cert_file;
+	char *key_file;
+	char *key_password; /* NULL: none; wiped when freed */
 	long timeout_ms;
 	bool auto_register;
 	CURL *curl; /* one handle, reused: keeps the connection alive */
@@ -34,7 +37,7 @@ struct registry {
 };
 
 registry *registry_new(const char *url, const char *user, const char *password,
-		       const char *ca_file, int timeout_ms, bool auto_register)
+		       const registry_tls *tls, int timeout_ms, bool auto_register)
 {
 	registry *r = xcalloc(1, sizeof(*r));
 
@@ -44,7 +47,10 @@ registry *registry_new(const char *url, const char *user, const char *password,
 		r->url[strlen(r->url) - 1] = '\0';
 	r->user = xstrdup(user);
 	r->password = xstrdup(password ? password : "");
-	r->ca_file = xstrdup(ca_file);
+	r->ca_file = xstrdup(tls->ca_file);
+	r->cert_file = xstrdup(tls->cert_file);
+	r->key_file = xstrdup(tls->key_file);
+	r->key_password = tls->key_password ? xstrdup(tls->key_password) : NULL;
 	r->timeout_ms = timeout_ms;
 	r->auto_register = auto_register;
 	return r;
@@ -63,8 +69,15 @@ void registry_free(registry *r)
 	free(r->cache);
 	free(r->url);
 	free(r->user);
+	explicit_bzero(r->password, strlen(r->password));
 	free(r->password);
 	free(r->ca_file);
+	free(r->cert_file);
+	free(r->key_file);
+	if (r->key_password) {
+		explicit_bzero(r->key_password, strlen(r->key_password));
+		free(r->key_password);
+	}
 	free(r->body);
 	free(r);
 	curl_global_cleanup();
@@ -99,6 +112,12 @@ static void setup_handle(registry *r)
 	}
 	if (r->ca_file[0])
 		curl_easy_setopt(r->curl, CURLOPT_CAINFO, r->ca_file);
+	if (r->cert_file[0]) { /* mutual TLS: PEM is libcurl's default type for both */
+		curl_easy_setopt(r->curl, CURLOPT_SSLCERT, r->cert_file);
+		curl_easy_setopt(r->curl, CURLOPT_SSLKEY, r->key_file);
+		if (r->key_password)
+			curl_easy_setopt(r->curl, CURLOPT_KEYPASSWD, r->key_password);
+	}
 }
 
 /* POSTs body to url; the HTTP status, or -1 with err when there was no answer. */
