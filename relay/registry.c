@@ -34,6 +34,7 @@ struct registry {
 	size_t n_cache;
 	char *body; /* the last response */
 	size_t body_len;
+	char curl_err[CURL_ERROR_SIZE]; /* libcurl's detail of the last failure (a TLS alert) */
 };
 
 registry *registry_new(const char *url, const char *user, const char *password,
@@ -105,6 +106,7 @@ static void setup_handle(registry *r)
 	curl_easy_setopt(r->curl, CURLOPT_NOSIGNAL, 1L); /* no SIGALRM in a daemon */
 	curl_easy_setopt(r->curl, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(r->curl, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(r->curl, CURLOPT_ERRORBUFFER, r->curl_err);
 	if (r->user[0]) { /* libcurl copies the strings it is given */
 		curl_easy_setopt(r->curl, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
 		curl_easy_setopt(r->curl, CURLOPT_USERNAME, r->user);
@@ -120,6 +122,26 @@ static void setup_handle(registry *r)
 	}
 }
 
+/*
+ * Runs the request set on the handle; without an answer, err says why with libcurl's detail
+ * (which TLS alert, which certificate check), as curl_easy_strerror alone names only the class.
+ */
+static CURLcode perform(registry *r, char *err, size_t errlen)
+{
+	CURLcode rc;
+
+	r->curl_err[0] = '\0';
+	rc = curl_easy_perform(r->curl);
+	if (rc == CURLE_OK)
+		return rc;
+	if (r->curl_err[0])
+		snprintf(err, errlen, "schema registry %s: %s (%s)", r->url, curl_easy_strerror(rc),
+			 r->curl_err);
+	else
+		snprintf(err, errlen, "schema registry %s: %s", r->url, curl_easy_strerror(rc));
+	return rc;
+}
+
 /* POSTs body to url; the HTTP status, or -1 with err when there was no answer. */
 static long post(registry *r, const char *url, const char *body, char *err, size_t errlen)
 {
@@ -133,10 +155,8 @@ static long post(registry *r, const char *url, const char *body, char *err, size
 	curl_easy_setopt(r->curl, CURLOPT_URL, url);
 	curl_easy_setopt(r->curl, CURLOPT_HTTPHEADER, hdrs); /* ours: freed after the request */
 	curl_easy_setopt(r->curl, CURLOPT_POSTFIELDS, body); /* not copied: body outlives the call */
-	rc = curl_easy_perform(r->curl);
-	if (rc != CURLE_OK)
-		snprintf(err, errlen, "schema registry %s: %s", r->url, curl_easy_strerror(rc));
-	else
+	rc = perform(r, err, errlen);
+	if (rc == CURLE_OK)
 		curl_easy_getinfo(r->curl, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_setopt(r->curl, CURLOPT_HTTPHEADER, NULL);
 	curl_slist_free_all(hdrs);
@@ -158,10 +178,8 @@ static long get(registry *r, const char *path, char *err, size_t errlen)
 	strbuf_addf(&url, "%s%s", r->url, path);
 	curl_easy_setopt(r->curl, CURLOPT_URL, strbuf_str(&url));
 	curl_easy_setopt(r->curl, CURLOPT_HTTPGET, 1L); /* the next post() sets POSTFIELDS again */
-	rc = curl_easy_perform(r->curl);
-	if (rc != CURLE_OK)
-		snprintf(err, errlen, "schema registry %s: %s", r->url, curl_easy_strerror(rc));
-	else
+	rc = perform(r, err, errlen);
+	if (rc == CURLE_OK)
 		curl_easy_getinfo(r->curl, CURLINFO_RESPONSE_CODE, &status);
 	strbuf_free(&url);
 	return status;
