@@ -2,10 +2,13 @@
 #include "config_tls.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -13,11 +16,16 @@
 
 /* What the passphrase callback had and whether OpenSSL asked for it (the key is encrypted). */
 typedef struct {
-	const char *passphrase; /* NULL: the credential is not there */
+	const char *passphrase; /* NULL: the credential is not there (or none is wanted) */
 	bool asked;
+	int room; /* > 0: the passphrase did not fit OpenSSL's buffer of room bytes (with its NUL) */
 } key_pass;
 
-/* OpenSSL's passphrase callback: the credential's text, never a prompt on the terminal. */
+/*
+ * OpenSSL's passphrase callback: the credential's text, never a prompt on the terminal (with a
+ * NULL callback OpenSSL asks on /dev/tty). libcurl's own callback takes a passphrase only when
+ * it is shorter than size, so the same limit here: what passes this check passes libcurl's.
+ */
 static int give_passphrase(char *buf, int size, int rwflag, void *opaque)
 {
 	key_pass *kp = opaque;
@@ -27,27 +35,58 @@ static int give_passphrase(char *buf, int size, int rwflag, void *opaque)
 	if (!kp->passphrase)
 		return -1;
 	size_t n = strlen(kp->passphrase);
-	if (n > (size_t)size)
+	if (size <= 0 || n >= (size_t)size) {
+		kp->room = size;
 		return -1;
+	}
 	memcpy(buf, kp->passphrase, n);
 	return (int)n;
+}
+
+/*
+ * The PEM file of key (e.g. "cert_file") opened for reading; NULL after saying why. Only a
+ * regular file: a FIFO or a terminal would block the load, a directory reads as nothing.
+ */
+static FILE *open_pem(const relay_config *cfg, const char *key, const char *file, int line,
+		      FILE *err)
+{
+	int fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	struct stat st;
+	FILE *f;
+
+	if (fd < 0) {
+		fprintf(err, "%s:%d: schema_registry.%s \"%s\" cannot be read: %s\n", cfg->path, line,
+			key, file, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		fprintf(err, "%s:%d: schema_registry.%s \"%s\" is not a regular file\n", cfg->path,
+			line, key, file);
+		close(fd);
+		return NULL;
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	if (!(f = fdopen(fd, "r")))
+		close(fd);
+	return f;
 }
 
 /* The first certificate of a PEM file; NULL after saying why at FILE:LINE. */
 static X509 *read_cert(const relay_config *cfg, int line, FILE *err)
 {
 	const char *file = cfg->registry_cert_file;
-	FILE *f = fopen(file, "r");
+	FILE *f = open_pem(cfg, "cert_file", file, line, err);
+	key_pass none = {0}; /* a PEM block with an encryption header: refused, not prompted for */
 	X509 *x;
 
-	if (!f) {
-		fprintf(err, "%s:%d: schema_registry.cert_file \"%s\" cannot be read: %s\n", cfg->path,
-			line, file, strerror(errno));
+	if (!f)
 		return NULL;
-	}
-	x = PEM_read_X509(f, NULL, NULL, NULL);
+	x = PEM_read_X509(f, NULL, give_passphrase, &none);
 	fclose(f);
-	if (!x)
+	if (!x && none.asked)
+		fprintf(err, "%s:%d: schema_registry.cert_file \"%s\" holds an encrypted certificate; "
+			"give it in plain PEM (only the key may be encrypted)\n", cfg->path, line, file);
+	else if (!x)
 		fprintf(err, "%s:%d: schema_registry.cert_file \"%s\" holds no PEM certificate\n",
 			cfg->path, line, file);
 	return x;
@@ -57,15 +96,12 @@ static X509 *read_cert(const relay_config *cfg, int line, FILE *err)
 static EVP_PKEY *read_key(const relay_config *cfg, int line, FILE *err)
 {
 	const char *file = cfg->registry_key_file;
-	FILE *f = fopen(file, "r");
+	FILE *f = open_pem(cfg, "key_file", file, line, err);
 	key_pass kp = {0};
 	EVP_PKEY *k;
 
-	if (!f) {
-		fprintf(err, "%s:%d: schema_registry.key_file \"%s\" cannot be read: %s\n", cfg->path,
-			line, file, strerror(errno));
+	if (!f)
 		return NULL;
-	}
 	char *pass = config_read_credential(CONFIG_TLS_KEY_CREDENTIAL);
 	kp.passphrase = pass;
 	k = PEM_read_PrivateKey(f, NULL, give_passphrase, &kp);
@@ -78,6 +114,10 @@ static EVP_PKEY *read_key(const relay_config *cfg, int line, FILE *err)
 		fprintf(err, "%s:%d: schema_registry.key_file \"%s\" is encrypted: its passphrase comes "
 			"from the systemd credential " CONFIG_TLS_KEY_CREDENTIAL ", which is not there\n",
 			cfg->path, line, file);
+	else if (!k && kp.room > 0)
+		fprintf(err, "%s:%d: schema_registry.key_file \"%s\": the passphrase of the credential "
+			CONFIG_TLS_KEY_CREDENTIAL " is too long (at most %d bytes)\n", cfg->path, line,
+			file, kp.room - 1);
 	else if (!k && kp.asked)
 		fprintf(err, "%s:%d: schema_registry.key_file \"%s\" cannot be decrypted with the "
 			"passphrase of the credential " CONFIG_TLS_KEY_CREDENTIAL "\n", cfg->path, line,

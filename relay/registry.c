@@ -114,11 +114,16 @@ static void setup_handle(registry *r)
 	}
 	if (r->ca_file[0])
 		curl_easy_setopt(r->curl, CURLOPT_CAINFO, r->ca_file);
-	if (r->cert_file[0]) { /* mutual TLS: PEM is libcurl's default type for both */
+	/*
+	 * Mutual TLS: PEM is libcurl's default type for both. libcurl reads the files again at each
+	 * new connection; without KEYPASSWD it leaves OpenSSL's default callback, which asks on the
+	 * terminal (a key encrypted since the start would block the loop on /dev/tty), so always
+	 * set one: "" when there is no credential, and an encrypted key fails like an outage.
+	 */
+	if (r->cert_file[0]) {
 		curl_easy_setopt(r->curl, CURLOPT_SSLCERT, r->cert_file);
 		curl_easy_setopt(r->curl, CURLOPT_SSLKEY, r->key_file);
-		if (r->key_password)
-			curl_easy_setopt(r->curl, CURLOPT_KEYPASSWD, r->key_password);
+		curl_easy_setopt(r->curl, CURLOPT_KEYPASSWD, r->key_password ? r->key_password : "");
 	}
 }
 

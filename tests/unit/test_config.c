@@ -781,6 +781,77 @@ static void test_registry_encrypted_key_takes_its_passphrase_from_a_credential(v
 	tls_files_remove(&t);
 }
 
+/*
+ * A certificate PEM block with an encryption header is refused without a passphrase prompt on
+ * the terminal (OpenSSL's default callback would ask on /dev/tty); a directory or a FIFO is
+ * refused at once (a FIFO would block the load until someone writes to it).
+ */
+static void test_registry_cert_file_never_prompts_nor_blocks(void **state)
+{
+	(void)state;
+	tls_files t;
+	char lines[512], path[160];
+	static const unsigned char junk[48] = {1, 2, 3};
+
+	tls_files_make(&t);
+	unsetenv("CREDENTIALS_DIRECTORY");
+	snprintf(path, sizeof(path), "%s/enc.crt", t.dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	assert_true(PEM_write(f, "CERTIFICATE", "Proc-Type: 4,ENCRYPTED\n"
+				"DEK-Info: AES-128-CBC,00112233445566778899AABBCCDDEEFF\n",
+			      junk, sizeof(junk)) > 0);
+	fclose(f);
+	snprintf(lines, sizeof(lines), "  cert_file = \"%s\";\n  key_file = \"%s\";\n", path, t.key);
+	expect_registry_error("https://r/", lines, 5, "holds an encrypted certificate; give it in plain");
+	unlink(path);
+	snprintf(lines, sizeof(lines), "  cert_file = \"%s\";\n  key_file = \"%s\";\n", t.dir, t.key);
+	expect_registry_error("https://r/", lines, 5, "cert_file \"/tmp/relay-unit-tls-");
+	expect_registry_error("https://r/", lines, 5, "\" is not a regular file");
+	snprintf(path, sizeof(path), "%s/fifo.key", t.dir);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	snprintf(lines, sizeof(lines), "  cert_file = \"%s\";\n  key_file = \"%s\";\n", t.cert, path);
+	expect_registry_error("https://r/", lines, 6, "fifo.key\" is not a regular file");
+	unlink(path);
+	tls_files_remove(&t);
+}
+
+/* A passphrase libcurl would not take (as long as OpenSSL's buffer) is refused at load, by name. */
+static void test_registry_key_passphrase_too_long_for_libcurl_is_refused(void **state)
+{
+	(void)state;
+	tls_files t;
+	char lines[512], pass[1025];
+	loaded l;
+
+	memset(pass, 'p', 1024);
+	pass[1024] = '\0';
+	tls_files_make(&t);
+	EVP_PKEY *k = write_key(t.enc, pass);
+	write_cert(t.cert, k);
+	EVP_PKEY_free(k);
+	setenv("CREDENTIALS_DIRECTORY", t.dir, 1);
+	FILE *f = fopen(t.creds, "w");
+	fputs(pass, f);
+	fclose(f);
+	snprintf(lines, sizeof(lines), "  cert_file = \"%s\";\n  key_file = \"%s\";\n", t.cert, t.enc);
+	expect_registry_error("https://r/", lines, 6, "schema-registry-key-password is too long (at "
+			      "most 1023 bytes)");
+	pass[1023] = '\0'; /* the longest that fits: the same key encrypted again with it */
+	k = write_key(t.enc, pass);
+	write_cert(t.cert, k);
+	EVP_PKEY_free(k);
+	f = fopen(t.creds, "w");
+	fputs(pass, f);
+	fclose(f);
+	char *text = registry_text("https://r/", lines);
+	load_ok(&l, text);
+	free(text);
+	unload(&l);
+	unsetenv("CREDENTIALS_DIRECTORY");
+	tls_files_remove(&t);
+}
+
 /* A capture's format: json by default; avro needs the registry's URL only (no schema files). */
 static void test_capture_avro_needs_only_the_registry_url(void **state)
 {
@@ -1422,6 +1493,8 @@ int main(void)
 		cmocka_unit_test(test_avro_format_needs_a_registry_and_schemas),
 		cmocka_unit_test(test_registry_client_certificate_is_checked_at_load),
 		cmocka_unit_test(test_registry_encrypted_key_takes_its_passphrase_from_a_credential),
+		cmocka_unit_test(test_registry_cert_file_never_prompts_nor_blocks),
+		cmocka_unit_test(test_registry_key_passphrase_too_long_for_libcurl_is_refused),
 		cmocka_unit_test(test_protect_rules_load_and_every_bad_one_is_named_at_its_line),
 		cmocka_unit_test(test_default_source_matches_describe),
 		cmocka_unit_test(test_every_key_set),
