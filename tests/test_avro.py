@@ -462,6 +462,51 @@ def test_without_a_client_certificate_a_mutual_tls_registry_holds_the_stream_bac
         proxy.close()
 
 
+def test_a_key_file_encrypted_after_the_start_never_makes_the_relay_ask_on_its_terminal(outbox, kafka, registry, tmp_path):
+    """libcurl reads cert_file and key_file again at each new connection. A key replaced by an
+    encrypted one while the relay runs (no passphrase credential) holds the stream back like an
+    outage; OpenSSL never asks for a passphrase on the relay's controlling terminal (which would
+    block the loop); the plain key put back in place is used at the next attempt, event once."""
+    import pty
+    import select
+    import shutil
+    import sys
+    certs = registry_certs(tmp_path)
+    key = tmp_path / "relay.key"
+    shutil.copy(os.path.join(certs, "relay.key"), key)
+    master, slave = pty.openpty()
+    wrapper = tmp_path / "on-a-terminal"
+    wrapper.write_text("#!%s\nimport os, sys\nos.setsid()\nos.close(os.open(%r, os.O_RDWR))  # the controlling tty\n"
+                       "os.execv(%r, [%r] + sys.argv[1:])\n"
+                       % (sys.executable, os.ttyname(slave), outbox.relay.binary, outbox.relay.binary))
+    wrapper.chmod(0o755)
+    outbox.relay.binary = str(wrapper)
+    proxy = https_proxy(registry, certs, mutual=True)
+    try:
+        start_through(outbox, proxy, tmp_path, {"ca_file": os.path.join(certs, "ca.crt"),
+                                                "cert_file": os.path.join(certs, "relay.crt"), "key_file": str(key)})
+        insert(outbox.db, "account", "AccountOpened", {"seq": 1, "plan": "basic"})
+        kafka.consume([outbox.topic("account")], until=1, timeout=60)
+        since = len(outbox.relay.log())
+        shutil.copy(os.path.join(certs, "relay-enc.key"), key)
+        insert(outbox.db, "ledger", "AccountOpened", {"seq": 2, "plan": "pro"})  # a new subject: asks the registry
+        log = outbox.relay.wait_log("holding back the row of outbox.events", timeout=30, since=since)
+        assert kafka.consume([outbox.topic("ledger")], timeout=3) == []
+        said = b""
+        while select.select([master], [], [], 0)[0]:
+            said += os.read(master, 4096)
+        assert b"pass phrase" not in said.lower() and "pass phrase" not in log[since:].lower(), said
+        shutil.copy(os.path.join(certs, "relay.key"), key)
+        kafka.consume([outbox.topic("ledger")], until=1, timeout=60)
+        assert outbox.relay.stop() == 0
+        msgs = kafka.consume([outbox.topic("ledger")], timeout=10)
+        assert [deserializer(registry)(m) for m in msgs] == [{"seq": 2, "plan": "pro"}], log[since:]
+    finally:
+        os.close(master)  # a relay stuck on its terminal reads an end of file and goes on
+        os.close(slave)
+        proxy.close()
+
+
 def test_check_config_refuses_a_client_certificate_without_its_key(tmp_path):
     """cert_file without key_file, and a key_file that is not the certificate's key: one line
     each naming the file and line of the key (exit 2)."""
