@@ -98,14 +98,17 @@ static EVP_PKEY *read_key(const relay_config *cfg, int line, FILE *err)
 	const char *file = cfg->registry_key_file;
 	FILE *f = open_pem(cfg, "key_file", file, line, err);
 	key_pass kp = {0};
+	char io[4096]; /* stdio's buffer holds the key's text: ours, wiped after */
 	EVP_PKEY *k;
 
 	if (!f)
 		return NULL;
+	setvbuf(f, io, _IOFBF, sizeof(io));
 	char *pass = config_read_credential(CONFIG_TLS_KEY_CREDENTIAL);
 	kp.passphrase = pass;
 	k = PEM_read_PrivateKey(f, NULL, give_passphrase, &kp);
 	fclose(f);
+	explicit_bzero(io, sizeof(io));
 	if (pass) {
 		explicit_bzero(pass, strlen(pass));
 		free(pass);
