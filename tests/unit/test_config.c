@@ -852,6 +852,37 @@ static void test_registry_key_passphrase_too_long_for_libcurl_is_refused(void **
 	tls_files_remove(&t);
 }
 
+/* A client certificate and key of other files on SIGHUP need a restart: the running ones stay. */
+static void test_reload_keeps_the_registry_client_certificate(void **state)
+{
+	(void)state;
+	tls_files t;
+	char lines[512], cert2[160];
+	loaded run, fresh;
+
+	tls_files_make(&t);
+	unsetenv("CREDENTIALS_DIRECTORY");
+	snprintf(lines, sizeof(lines), "  cert_file = \"%s\";\n  key_file = \"%s\";\n", t.cert, t.key);
+	char *text = registry_text("https://r/", lines);
+	load_ok(&run, text);
+	free(text);
+	snprintf(cert2, sizeof(cert2), "%s/other.crt", t.dir);
+	EVP_PKEY *k = write_key(t.other, NULL);
+	write_cert(cert2, k);
+	EVP_PKEY_free(k);
+	snprintf(lines, sizeof(lines), "  cert_file = \"%s\";\n  key_file = \"%s\";\n", cert2, t.other);
+	text = registry_text("https://r/", lines);
+	load_ok(&fresh, text);
+	free(text);
+	config_reload(run.cfg, fresh.cfg);
+	assert_string_equal(run.cfg->registry_cert_file, t.cert);
+	assert_string_equal(run.cfg->registry_key_file, t.key);
+	unload(&run);
+	unload(&fresh);
+	unlink(cert2);
+	tls_files_remove(&t);
+}
+
 /* A capture's format: json by default; avro needs the registry's URL only (no schema files). */
 static void test_capture_avro_needs_only_the_registry_url(void **state)
 {
@@ -1495,6 +1526,7 @@ int main(void)
 		cmocka_unit_test(test_registry_encrypted_key_takes_its_passphrase_from_a_credential),
 		cmocka_unit_test(test_registry_cert_file_never_prompts_nor_blocks),
 		cmocka_unit_test(test_registry_key_passphrase_too_long_for_libcurl_is_refused),
+		cmocka_unit_test(test_reload_keeps_the_registry_client_certificate),
 		cmocka_unit_test(test_protect_rules_load_and_every_bad_one_is_named_at_its_line),
 		cmocka_unit_test(test_default_source_matches_describe),
 		cmocka_unit_test(test_every_key_set),
