@@ -12,6 +12,7 @@
 #include "log.h"
 #include "xalloc.h"
 #include "config_check.h"
+#include "config_tls.h"
 #include "protect.h"
 #include "standby_gate.h"
 
@@ -206,6 +207,14 @@ static const opt_def opts[] = {
 		"credential schema-registry-password"},
 	{.path = "schema_registry.ca_file", .type = OPT_STRING, .offset = OFF(registry_ca_file),
 	 .def = "", .doc = "CA certificates (PEM) for an https registry; \"\": the system's"},
+	{.path = "schema_registry.cert_file", .type = OPT_STRING, .offset = OFF(registry_cert_file),
+	 .def = "",
+	 .doc = "client certificate (PEM, may hold the chain) for a registry that wants mutual TLS; "
+		"needs key_file and an https url; \"\": none"},
+	{.path = "schema_registry.key_file", .type = OPT_STRING, .offset = OFF(registry_key_file),
+	 .def = "",
+	 .doc = "private key (PEM) of cert_file, checked against it at start; an encrypted key's "
+		"passphrase comes from the systemd credential schema-registry-key-password"},
 	{.path = "schema_registry.timeout_ms", .type = OPT_INT, .offset = OFF(registry_timeout_ms),
 	 .def = "5000", .min = 100, .max = 10000,
 	 .doc = "longest wait for one registry request (at most 10000: the loop waits meanwhile); a "
@@ -1135,6 +1144,8 @@ static int check_values(const relay_config *cfg, const config_t *lc, FILE *err)
 		bad = -1;
 	}
 	bad |= check_standby_names(cfg, lc, err);
+	bad |= config_tls_check(cfg, line_of(lc, "schema_registry.cert_file"),
+				line_of(lc, "schema_registry.key_file"), err);
 	if (strcmp(cfg->adopt_slot, "recreate") == 0 && !cfg->create_slot) {
 		fprintf(err, "%s:%d: postgresql.adopt_slot = \"recreate\" needs postgresql.create_slot = "
 			"true\n", cfg->path, line_of(lc, "postgresql.adopt_slot"));
@@ -1314,6 +1325,10 @@ void config_free(relay_config *cfg)
 	if (cfg->registry_password) {
 		explicit_bzero(cfg->registry_password, strlen(cfg->registry_password));
 		free(cfg->registry_password);
+	}
+	if (cfg->registry_key_password) {
+		explicit_bzero(cfg->registry_key_password, strlen(cfg->registry_key_password));
+		free(cfg->registry_key_password);
 	}
 	for (int i = 0; i < cfg->n_kafka; i++) {
 		free(cfg->kafka[i].name);
@@ -1550,6 +1565,7 @@ void config_load_credentials(relay_config *cfg)
 
 	cfg->pg_password = config_read_credential("pgpassword");
 	cfg->registry_password = config_read_credential("schema-registry-password");
+	cfg->registry_key_password = config_read_credential(CONFIG_TLS_KEY_CREDENTIAL);
 	if (kafka_pw) {
 		cfg->kafka = xrealloc(cfg->kafka, sizeof(kafka_property) * (size_t)(cfg->n_kafka + 1));
 		kafka_property *p = &cfg->kafka[cfg->n_kafka++];

@@ -135,6 +135,8 @@ typedef struct {
 	char *registry_url;     /* Confluent REST API base, "" when no source is Avro */
 	char *registry_user;    /* basic auth user, "" for none */
 	char *registry_ca_file; /* CA bundle for https, "" for the system's */
+	char *registry_cert_file; /* client certificate (PEM) for mutual TLS, "" for none */
+	char *registry_key_file;  /* its private key (PEM), "" exactly when cert_file is */
 	int registry_timeout_ms;
 	bool registry_auto_register; /* register new schemas; false: use what is registered */
 	char *registry_subject_strategy; /* TopicNameStrategy, RecordNameStrategy, TopicRecordNameStrategy */
@@ -154,6 +156,7 @@ typedef struct {
 	/* secrets from systemd credentials ($CREDENTIALS_DIRECTORY), never from the file */
 	char *pg_password; /* NULL: libpq's own ways (~/.pgpass, PGPASSWORD) */
 	char *registry_password; /* NULL: none (credential schema-registry-password) */
+	char *registry_key_password; /* NULL: none (credential schema-registry-key-password) */
 
 	/* kafka: librdkafka properties */
 	kafka_property *kafka;
@@ -184,8 +187,9 @@ void config_set_string(char **field, const char *value);
 void config_set_list(char ***list, int *n, const char *text);
 /*
  * Reads secrets from systemd credentials: pgpassword (the PostgreSQL password),
- * kafka-sasl-password (librdkafka's sasl.password) and schema-registry-password (the schema
- * registry's basic auth password). Absent files are fine.
+ * kafka-sasl-password (librdkafka's sasl.password), schema-registry-password (the schema
+ * registry's basic auth password) and schema-registry-key-password (the passphrase of
+ * schema_registry.key_file). Absent files are fine.
  */
 void config_load_credentials(relay_config *cfg);
 /*

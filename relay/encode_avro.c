@@ -131,9 +131,10 @@ void *encode_avro_setup(const relay_config *cfg, char *err, size_t errlen)
 	if (cfg->capture_avro)
 		av->changes = avro_change_new(cfg->topic_prefix);
 	av->url = xstrdup(cfg->registry_url);
-	av->reg = registry_new(cfg->registry_url, cfg->registry_user, cfg->registry_password,
-			       cfg->registry_ca_file, cfg->registry_timeout_ms,
-			       cfg->registry_auto_register);
+	registry_tls tls = {cfg->registry_ca_file, cfg->registry_cert_file, cfg->registry_key_file,
+			    cfg->registry_key_password};
+	av->reg = registry_new(cfg->registry_url, cfg->registry_user, cfg->registry_password, &tls,
+			       cfg->registry_timeout_ms, cfg->registry_auto_register);
 	return av;
 }
 

@@ -24,8 +24,10 @@ void *encode_contract_setup(const relay_config *cfg, char *err, size_t errlen)
 
 	if (cfg->contract_prefix[0]) { /* fetched at start (encode_contract_start) */
 		st->prefix = cfg->contract_prefix;
+		registry_tls tls = {cfg->registry_ca_file, cfg->registry_cert_file,
+				    cfg->registry_key_file, cfg->registry_key_password};
 		st->reg = registry_new(cfg->registry_url, cfg->registry_user, cfg->registry_password,
-				       cfg->registry_ca_file, cfg->registry_timeout_ms, false);
+				       &tls, cfg->registry_timeout_ms, false);
 	} else if (!(st->contracts = contract_set_load_cfg(cfg, err, errlen))) {
 		free(st);
 		return NULL;

@@ -24,6 +24,9 @@ struct registry {
 	char *user;
 	char *password;
 	char *ca_file;
+	char *cert_file;
+	char *key_file;
+	char *key_password; /* NULL: none; wiped when freed */
 	long timeout_ms;
 	bool auto_register;
 	CURL *curl; /* one handle, reused: keeps the connection alive */
@@ -31,10 +34,11 @@ struct registry {
 	size_t n_cache;
 	char *body; /* the last response */
 	size_t body_len;
+	char curl_err[CURL_ERROR_SIZE]; /* libcurl's detail of the last failure (a TLS alert) */
 };
 
 registry *registry_new(const char *url, const char *user, const char *password,
-		       const char *ca_file, int timeout_ms, bool auto_register)
+		       const registry_tls *tls, int timeout_ms, bool auto_register)
 {
 	registry *r = xcalloc(1, sizeof(*r));
 
@@ -44,7 +48,10 @@ registry *registry_new(const char *url, const char *user, const char *password,
 		r->url[strlen(r->url) - 1] = '\0';
 	r->user = xstrdup(user);
 	r->password = xstrdup(password ? password : "");
-	r->ca_file = xstrdup(ca_file);
+	r->ca_file = xstrdup(tls->ca_file);
+	r->cert_file = xstrdup(tls->cert_file);
+	r->key_file = xstrdup(tls->key_file);
+	r->key_password = tls->key_password ? xstrdup(tls->key_password) : NULL;
 	r->timeout_ms = timeout_ms;
 	r->auto_register = auto_register;
 	return r;
@@ -63,8 +70,15 @@ void registry_free(registry *r)
 	free(r->cache);
 	free(r->url);
 	free(r->user);
+	explicit_bzero(r->password, strlen(r->password));
 	free(r->password);
 	free(r->ca_file);
+	free(r->cert_file);
+	free(r->key_file);
+	if (r->key_password) {
+		explicit_bzero(r->key_password, strlen(r->key_password));
+		free(r->key_password);
+	}
 	free(r->body);
 	free(r);
 	curl_global_cleanup();
@@ -92,6 +106,7 @@ static void setup_handle(registry *r)
 	curl_easy_setopt(r->curl, CURLOPT_NOSIGNAL, 1L); /* no SIGALRM in a daemon */
 	curl_easy_setopt(r->curl, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(r->curl, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(r->curl, CURLOPT_ERRORBUFFER, r->curl_err);
 	if (r->user[0]) { /* libcurl copies the strings it is given */
 		curl_easy_setopt(r->curl, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
 		curl_easy_setopt(r->curl, CURLOPT_USERNAME, r->user);
@@ -99,6 +114,37 @@ static void setup_handle(registry *r)
 	}
 	if (r->ca_file[0])
 		curl_easy_setopt(r->curl, CURLOPT_CAINFO, r->ca_file);
+	/*
+	 * Mutual TLS: PEM is libcurl's default type for both. libcurl reads the files again at each
+	 * new connection; without KEYPASSWD it leaves OpenSSL's default callback, which asks on the
+	 * terminal (a key encrypted since the start would block the loop on /dev/tty), so always
+	 * set one: "" when there is no credential, and an encrypted key fails like an outage.
+	 */
+	if (r->cert_file[0]) {
+		curl_easy_setopt(r->curl, CURLOPT_SSLCERT, r->cert_file);
+		curl_easy_setopt(r->curl, CURLOPT_SSLKEY, r->key_file);
+		curl_easy_setopt(r->curl, CURLOPT_KEYPASSWD, r->key_password ? r->key_password : "");
+	}
+}
+
+/*
+ * Runs the request set on the handle; without an answer, err says why with libcurl's detail
+ * (which TLS alert, which certificate check), as curl_easy_strerror alone names only the class.
+ */
+static CURLcode perform(registry *r, char *err, size_t errlen)
+{
+	CURLcode rc;
+
+	r->curl_err[0] = '\0';
+	rc = curl_easy_perform(r->curl);
+	if (rc == CURLE_OK)
+		return rc;
+	if (r->curl_err[0])
+		snprintf(err, errlen, "schema registry %s: %s (%s)", r->url, curl_easy_strerror(rc),
+			 r->curl_err);
+	else
+		snprintf(err, errlen, "schema registry %s: %s", r->url, curl_easy_strerror(rc));
+	return rc;
 }
 
 /* POSTs body to url; the HTTP status, or -1 with err when there was no answer. */
@@ -114,10 +160,8 @@ static long post(registry *r, const char *url, const char *body, char *err, size
 	curl_easy_setopt(r->curl, CURLOPT_URL, url);
 	curl_easy_setopt(r->curl, CURLOPT_HTTPHEADER, hdrs); /* ours: freed after the request */
 	curl_easy_setopt(r->curl, CURLOPT_POSTFIELDS, body); /* not copied: body outlives the call */
-	rc = curl_easy_perform(r->curl);
-	if (rc != CURLE_OK)
-		snprintf(err, errlen, "schema registry %s: %s", r->url, curl_easy_strerror(rc));
-	else
+	rc = perform(r, err, errlen);
+	if (rc == CURLE_OK)
 		curl_easy_getinfo(r->curl, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_setopt(r->curl, CURLOPT_HTTPHEADER, NULL);
 	curl_slist_free_all(hdrs);
@@ -139,10 +183,8 @@ static long get(registry *r, const char *path, char *err, size_t errlen)
 	strbuf_addf(&url, "%s%s", r->url, path);
 	curl_easy_setopt(r->curl, CURLOPT_URL, strbuf_str(&url));
 	curl_easy_setopt(r->curl, CURLOPT_HTTPGET, 1L); /* the next post() sets POSTFIELDS again */
-	rc = curl_easy_perform(r->curl);
-	if (rc != CURLE_OK)
-		snprintf(err, errlen, "schema registry %s: %s", r->url, curl_easy_strerror(rc));
-	else
+	rc = perform(r, err, errlen);
+	if (rc == CURLE_OK)
 		curl_easy_getinfo(r->curl, CURLINFO_RESPONSE_CODE, &status);
 	strbuf_free(&url);
 	return status;

@@ -41,14 +41,22 @@ typedef enum {
 	REGISTRY_REFUSED, /* the registry refused the schema (incompatible: 409, invalid: 422) */
 } registry_result;
 
+/* How the client speaks TLS to an https registry; "" strings mean "not set". */
+typedef struct {
+	const char *ca_file;      /* CA certificates (PEM); "": the system's */
+	const char *cert_file;    /* client certificate (PEM, may hold the chain); "": none */
+	const char *key_file;     /* its private key (PEM); set exactly when cert_file is */
+	const char *key_password; /* the key's passphrase, or NULL */
+} registry_tls;
+
 /*
  * A client of the registry at url (the API's base, e.g. http://h:p/apis/ccompat/v7). user ""
- * means no basic auth; password may be NULL; ca_file "" means the system's CAs. Each request
- * waits at most timeout_ms. auto_register false: schemas are only looked up, never registered.
- * The strings are copied.
+ * means no basic auth; password may be NULL; tls says which CAs to trust and which client
+ * certificate to show (mutual TLS). Each request waits at most timeout_ms. auto_register
+ * false: schemas are only looked up, never registered. The strings are copied.
  */
 registry *registry_new(const char *url, const char *user, const char *password,
-		       const char *ca_file, int timeout_ms, bool auto_register);
+		       const registry_tls *tls, int timeout_ms, bool auto_register);
 void registry_free(registry *r);
 /*
  * The id of schema_text under subject, registering it when new (POST

@@ -247,8 +247,9 @@ class AuthProxy:
     """An HTTP proxy in front of the registry that wants basic auth (Apicurio's own needs an
     identity server): 401 without the right user and password, else the registry's answer."""
 
-    def __init__(self, registry, user=None, password=None, tls=None):
-        """user None: no auth wanted. tls: (certificate file, key file): https on localhost."""
+    def __init__(self, registry, user=None, password=None, tls=None, client_ca=None):
+        """user None: no auth wanted. tls: (certificate file, key file): https on localhost.
+        client_ca: with tls, mutual TLS: the handshake wants a client certificate this CA signed."""
         import base64
         import http.server
         import ssl
@@ -256,6 +257,7 @@ class AuthProxy:
         from harness import free_port
         want = None if user is None else "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
         self.seen = []
+        self.peers = []  # the CN of each request's client certificate (mutual TLS)
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -264,6 +266,9 @@ class AuthProxy:
 
             def _forward(self):
                 proxy.seen.append(self.headers.get("Authorization"))
+                if client_ca:
+                    subject = dict(x[0] for x in self.connection.getpeercert()["subject"])
+                    proxy.peers.append(subject.get("commonName"))
                 if want is not None and self.headers.get("Authorization") != want:
                     self.send_response(401)
                     self.send_header("Content-Length", "0")
@@ -292,6 +297,9 @@ class AuthProxy:
         if tls:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(*tls)
+            if client_ca:
+                ctx.verify_mode = ssl.CERT_REQUIRED
+                ctx.load_verify_locations(client_ca)
             self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
             self.url = "https://localhost:%d/apis/ccompat/v7" % self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -337,11 +345,15 @@ def test_basic_auth_with_the_password_from_a_credential(outbox, kafka, registry,
         proxy.close()
 
 
-def test_https_registry_with_a_ca_file(outbox, kafka, registry, tmp_path):
-    """An https registry (a TLS proxy with a certificate of a private CA): schema_registry.ca_file
-    names the CA; with another CA the certificate is refused and the stream is held back."""
+KEY_PASSPHRASE = "relay-key-Pw!"
+
+
+def registry_certs(tmp_path):
+    """tmp_path/certs: a private CA (and an unrelated one), the registry's server certificate
+    for localhost, and the relay's client certificate with its key plain (relay.key) and
+    encrypted with KEY_PASSPHRASE (relay-enc.key); skips without the openssl CLI."""
     import shutil
-    from test_tls import _make_ca, _make_leaf
+    from test_tls import _make_ca, _make_leaf, _openssl
     if shutil.which("openssl") is None:
         pytest.skip("openssl CLI not installed")
     d = str(tmp_path / "certs")
@@ -349,32 +361,172 @@ def test_https_registry_with_a_ca_file(outbox, kafka, registry, tmp_path):
     _make_ca(d, "ca")
     _make_ca(d, "wrong-ca")
     _make_leaf(d, "registry", "localhost", "subjectAltName = DNS:localhost\nextendedKeyUsage = serverAuth")
-    proxy = AuthProxy(registry, tls=(os.path.join(d, "registry.crt"), os.path.join(d, "registry.key")))
-    schemas = tmp_path / "schemas"
-    schemas.mkdir()
-    (schemas / "AccountOpened.avsc").write_text(json.dumps(OPENED))
+    _make_leaf(d, "relay", "outbox-relay", "extendedKeyUsage = clientAuth")
+    _openssl("pkey", "-in", "relay.key", "-aes256", "-passout", "pass:" + KEY_PASSPHRASE,
+             "-out", "relay-enc.key", cwd=d)
+    return d
 
-    def run(ca):
-        outbox.reconfigure(
-            sources='{ table = "outbox.events"; topic = "%s.${aggregate_type}"; format = "avro"; }' % outbox.prefix,
-            extra_top='schema_registry = { url = "%s"; ca_file = "%s"; schema_dir = "%s"; timeout_ms = 2000; };'
-                      % (proxy.url, os.path.join(d, ca + ".crt"), schemas))
-        outbox.relay.start()
-        outbox.relay.wait_streaming()
+
+def https_proxy(registry, certs, mutual=False):
+    """The TLS proxy in front of the registry with the server certificate of certs; mutual:
+    it wants a client certificate of certs' CA."""
+    return AuthProxy(registry, tls=(os.path.join(certs, "registry.crt"), os.path.join(certs, "registry.key")),
+                     client_ca=os.path.join(certs, "ca.crt") if mutual else None)
+
+
+def start_through(outbox, proxy, tmp_path, tls_keys):
+    """Starts the relay with one Avro source (AccountOpened) whose registry is proxy;
+    tls_keys: the schema_registry keys of TLS (ca_file, cert_file, key_file)."""
+    schemas = tmp_path / "schemas"
+    schemas.mkdir(exist_ok=True)
+    (schemas / "AccountOpened.avsc").write_text(json.dumps(OPENED))
+    outbox.reconfigure(
+        sources='{ table = "outbox.events"; topic = "%s.${aggregate_type}"; format = "avro"; }' % outbox.prefix,
+        extra_top='schema_registry = { url = "%s"; %s schema_dir = "%s"; timeout_ms = 2000; };'
+                  % (proxy.url, " ".join('%s = "%s";' % kv for kv in tls_keys.items()), schemas))
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+
+
+def assert_published_once(outbox, kafka, registry, payloads):
+    """Each payload of AccountOpened reaches the account topic once, decodable; the relay is
+    stopped cleanly first (everything it produced is committed), then the topic read to its end."""
+    kafka.consume([outbox.topic("account")], until=len(payloads), timeout=60)
+    assert outbox.relay.stop() == 0
+    msgs = kafka.consume([outbox.topic("account")], timeout=10)
+    assert [deserializer(registry)(m) for m in msgs] == payloads
+
+
+def test_https_registry_with_a_ca_file(outbox, kafka, registry, tmp_path):
+    """An https registry (a TLS proxy with a certificate of a private CA): schema_registry.ca_file
+    names the CA; with another CA the certificate is refused and the stream is held back."""
+    certs = registry_certs(tmp_path)
+    proxy = https_proxy(registry, certs)
     try:
-        run("wrong-ca")
+        start_through(outbox, proxy, tmp_path, {"ca_file": os.path.join(certs, "wrong-ca.crt")})
         insert(outbox.db, "account", "AccountOpened", {"seq": 1, "plan": "basic"})
         log = outbox.relay.wait_log("holding back the row of outbox.events", timeout=30)
         assert "certificate" in log.split("holding back the row of outbox.events")[1].splitlines()[0]
         assert outbox.relay.stop() == 0
-        run("ca")
-        msgs = kafka.consume([outbox.topic("account")], until=1, timeout=60)
-        time.sleep(1)
-        msgs = kafka.consume([outbox.topic("account")], timeout=10)
-        assert [deserializer(registry)(m) for m in msgs] == [{"seq": 1, "plan": "basic"}]
-        assert outbox.relay.stop() == 0
+        start_through(outbox, proxy, tmp_path, {"ca_file": os.path.join(certs, "ca.crt")})
+        assert_published_once(outbox, kafka, registry, [{"seq": 1, "plan": "basic"}])
     finally:
         proxy.close()
+
+
+def test_mutual_tls_registry_with_a_client_certificate_and_an_encrypted_key(outbox, kafka, registry, tmp_path):
+    """A registry that wants a client certificate (mutual TLS): schema_registry.cert_file and
+    key_file; the key's passphrase comes from the credential schema-registry-key-password.
+    Every request shows the certificate; the events decode; the passphrase is not logged."""
+    certs = registry_certs(tmp_path)
+    proxy = https_proxy(registry, certs, mutual=True)
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "schema-registry-key-password").write_text(KEY_PASSPHRASE + "\n")
+    outbox.relay.env = {"CREDENTIALS_DIRECTORY": str(creds)}
+    try:
+        start_through(outbox, proxy, tmp_path, {"ca_file": os.path.join(certs, "ca.crt"),
+                                                "cert_file": os.path.join(certs, "relay.crt"),
+                                                "key_file": os.path.join(certs, "relay-enc.key")})
+        insert(outbox.db, "account", "AccountOpened", {"seq": 1, "plan": "basic"})
+        insert(outbox.db, "account", "AccountOpened", {"seq": 2, "plan": "pro"})
+        assert_published_once(outbox, kafka, registry, [{"seq": 1, "plan": "basic"}, {"seq": 2, "plan": "pro"}])
+        assert proxy.peers and set(proxy.peers) == {"outbox-relay"}
+        assert KEY_PASSPHRASE not in outbox.relay.log()
+    finally:
+        proxy.close()
+
+
+def test_without_a_client_certificate_a_mutual_tls_registry_holds_the_stream_back(outbox, kafka, registry, tmp_path):
+    """The registry refuses the handshake (no client certificate): the row is held back like in
+    an outage, with the TLS failure in the log; nothing on the topic, nothing dead-lettered.
+    Restarted with a certificate, the relay publishes the event once."""
+    certs = registry_certs(tmp_path)
+    proxy = https_proxy(registry, certs, mutual=True)
+    ca = {"ca_file": os.path.join(certs, "ca.crt")}
+    try:
+        start_through(outbox, proxy, tmp_path, ca)
+        insert(outbox.db, "account", "AccountOpened", {"seq": 1, "plan": "basic"})
+        log = outbox.relay.wait_log("holding back the row of outbox.events", timeout=30)
+        why = log.split("holding back the row of outbox.events")[1].splitlines()[0]
+        assert "SSL" in why or "TLS" in why, why
+        assert kafka.consume([outbox.topic("account")], timeout=3) == []
+        assert outbox.relay.stop() == 0
+        start_through(outbox, proxy, tmp_path, dict(ca, cert_file=os.path.join(certs, "relay.crt"),
+                                                    key_file=os.path.join(certs, "relay.key")))
+        assert_published_once(outbox, kafka, registry, [{"seq": 1, "plan": "basic"}])
+        dead = [m for m in kafka.consume([DLQ], timeout=10)
+                if dict(m["headers"]).get("dlq_topic", b"").startswith(outbox.prefix.encode())]
+        assert dead == []
+    finally:
+        proxy.close()
+
+
+def test_a_key_file_encrypted_after_the_start_never_makes_the_relay_ask_on_its_terminal(outbox, kafka, registry, tmp_path):
+    """libcurl reads cert_file and key_file again at each new connection. A key replaced by an
+    encrypted one while the relay runs (no passphrase credential) holds the stream back like an
+    outage; OpenSSL never asks for a passphrase on the relay's controlling terminal (which would
+    block the loop); the plain key put back in place is used at the next attempt, event once."""
+    import pty
+    import select
+    import shutil
+    import sys
+    certs = registry_certs(tmp_path)
+    key = tmp_path / "relay.key"
+    shutil.copy(os.path.join(certs, "relay.key"), key)
+    master, slave = pty.openpty()
+    wrapper = tmp_path / "on-a-terminal"
+    wrapper.write_text("#!%s\nimport os, sys\nos.setsid()\nos.close(os.open(%r, os.O_RDWR))  # the controlling tty\n"
+                       "os.execv(%r, [%r] + sys.argv[1:])\n"
+                       % (sys.executable, os.ttyname(slave), outbox.relay.binary, outbox.relay.binary))
+    wrapper.chmod(0o755)
+    outbox.relay.binary = str(wrapper)
+    proxy = https_proxy(registry, certs, mutual=True)
+    try:
+        start_through(outbox, proxy, tmp_path, {"ca_file": os.path.join(certs, "ca.crt"),
+                                                "cert_file": os.path.join(certs, "relay.crt"), "key_file": str(key)})
+        insert(outbox.db, "account", "AccountOpened", {"seq": 1, "plan": "basic"})
+        kafka.consume([outbox.topic("account")], until=1, timeout=60)
+        since = len(outbox.relay.log())
+        shutil.copy(os.path.join(certs, "relay-enc.key"), key)
+        insert(outbox.db, "ledger", "AccountOpened", {"seq": 2, "plan": "pro"})  # a new subject: asks the registry
+        log = outbox.relay.wait_log("holding back the row of outbox.events", timeout=30, since=since)
+        assert kafka.consume([outbox.topic("ledger")], timeout=3) == []
+        said = b""
+        while select.select([master], [], [], 0)[0]:
+            said += os.read(master, 4096)
+        assert b"pass phrase" not in said.lower() and "pass phrase" not in log[since:].lower(), said
+        shutil.copy(os.path.join(certs, "relay.key"), key)
+        kafka.consume([outbox.topic("ledger")], until=1, timeout=60)
+        assert outbox.relay.stop() == 0
+        msgs = kafka.consume([outbox.topic("ledger")], timeout=10)
+        assert [deserializer(registry)(m) for m in msgs] == [{"seq": 2, "plan": "pro"}], log[since:]
+    finally:
+        os.close(master)  # a relay stuck on its terminal reads an end of file and goes on
+        os.close(slave)
+        proxy.close()
+
+
+def test_check_config_refuses_a_client_certificate_without_its_key(tmp_path):
+    """cert_file without key_file, and a key_file that is not the certificate's key: one line
+    each naming the file and line of the key (exit 2)."""
+    import relayctl
+    certs = registry_certs(tmp_path)
+    path = tmp_path / "relay.conf"
+
+    def check(lines):
+        path.write_text('postgresql = { conninfo = "x"; };\nkafka = { bootstrap_servers = "b"; };\n'
+                        'schema_registry = {\n  url = "https://localhost:1/apis/ccompat/v7";\n%s};\n' % lines)
+        return relayctl.run_once(["check-config", str(path)])
+
+    code, out = check('  cert_file = "%s/relay.crt";\n' % certs)
+    assert code == 2 and out.strip() == "%s:5: schema_registry.cert_file needs schema_registry.key_file " \
+        "(the certificate's private key)" % path, out
+    code, out = check('  cert_file = "%s/relay.crt";\n  key_file = "%s/registry.key";\n' % (certs, certs))
+    assert code == 2 and out.strip() == '%s:6: schema_registry.key_file "%s/registry.key" is not the private ' \
+        'key of the certificate in schema_registry.cert_file "%s/relay.crt"' % (path, certs, certs), out
+    code, out = check('  cert_file = "%s/relay.crt";\n  key_file = "%s/relay.key";\n' % (certs, certs))
+    assert code == 0, out
 
 
 def test_a_schema_the_registry_refuses_stops_the_relay_before_the_slot_moves(outbox, kafka, registry, tmp_path):

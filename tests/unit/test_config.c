@@ -3,6 +3,9 @@
 
 #include <sys/stat.h>
 
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
 #include "config.h"
 
 #define MINIMAL                                                                                    \
@@ -625,6 +628,259 @@ static void test_avro_format_needs_a_registry_and_schemas(void **state)
 	assert_string_equal(l.cfg->registry_ca_file, "/ca.pem");
 	assert_int_equal(l.cfg->registry_timeout_ms, 250);
 	unload(&l);
+}
+
+/* Throwaway client TLS files in a temporary directory: a certificate, its key, another key. */
+typedef struct {
+	char dir[64];
+	char cert[128], key[128], other[128], enc[128], creds[128];
+} tls_files;
+
+/* A P-256 key written to path as PEM (encrypted with pass when pass is not NULL). */
+static EVP_PKEY *write_key(const char *path, const char *pass)
+{
+	EVP_PKEY *k = EVP_EC_gen("P-256");
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(k);
+	assert_non_null(f);
+	assert_int_equal(PEM_write_PrivateKey(f, k, pass ? EVP_aes_256_cbc() : NULL,
+					      (unsigned char *)pass, pass ? (int)strlen(pass) : 0,
+					      NULL, NULL), 1);
+	fclose(f);
+	return k;
+}
+
+/* A self-signed certificate of k written to path as PEM. */
+static void write_cert(const char *path, EVP_PKEY *k)
+{
+	X509 *x = X509_new();
+	X509_NAME *n = X509_get_subject_name(x);
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+	X509_gmtime_adj(X509_getm_notBefore(x), 0);
+	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+	X509_set_pubkey(x, k);
+	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"relay", -1, -1, 0);
+	X509_set_issuer_name(x, n);
+	assert_true(X509_sign(x, k, EVP_sha256()) > 0);
+	assert_int_equal(PEM_write_X509(f, x), 1);
+	fclose(f);
+	X509_free(x);
+}
+
+static void tls_files_make(tls_files *t)
+{
+	strcpy(t->dir, "/tmp/relay-unit-tls-XXXXXX");
+	assert_non_null(mkdtemp(t->dir));
+	snprintf(t->cert, sizeof(t->cert), "%s/client.crt", t->dir);
+	snprintf(t->key, sizeof(t->key), "%s/client.key", t->dir);
+	snprintf(t->other, sizeof(t->other), "%s/other.key", t->dir);
+	snprintf(t->enc, sizeof(t->enc), "%s/enc.key", t->dir);
+	snprintf(t->creds, sizeof(t->creds), "%s/schema-registry-key-password", t->dir);
+	EVP_PKEY *k = write_key(t->key, NULL);
+	write_cert(t->cert, k);
+	EVP_PKEY_free(k);
+	EVP_PKEY_free(write_key(t->other, NULL));
+}
+
+static void tls_files_remove(tls_files *t)
+{
+	unlink(t->cert);
+	unlink(t->key);
+	unlink(t->other);
+	unlink(t->enc);
+	unlink(t->creds);
+	rmdir(t->dir);
+}
+
+/* A registry group with url and the given extra lines (one key per line from line 4 on). */
+static char *registry_text(const char *url, const char *lines)
+{
+	char *text;
+	assert_true(asprintf(&text, MINIMAL "schema_registry = {\n  url = \"%s\";\n%s};\n", url,
+			     lines) > 0);
+	return text;
+}
+
+/* Loads a registry group that must be refused at line with words in the message. */
+static void expect_registry_error(const char *url, const char *lines, int line, const char *words)
+{
+	char *text = registry_text(url, lines);
+	expect_error(text, line, words);
+	free(text);
+}
+
+/* schema_registry.cert_file and key_file: a pair, over https, readable, the key the cert's. */
+static void test_registry_client_certificate_is_checked_at_load(void **state)
+{
+	(void)state;
+	tls_files t;
+	char lines[512];
+	loaded l;
+
+	tls_files_make(&t);
+	unsetenv("CREDENTIALS_DIRECTORY");
+	snprintf(lines, sizeof(lines), "  cert_file = \"%s\";\n", t.cert);
+	expect_registry_error("https://r/", lines, 5, "cert_file needs schema_registry.key_file");
+	snprintf(lines, sizeof(lines), "  key_file = \"%s\";\n", t.key);
+	expect_registry_error("https://r/", lines, 5, "key_file needs schema_registry.cert_file");
+	snprintf(lines, sizeof(lines), "  cert_file = \"%s\";\n  key_file = \"%s\";\n", t.cert, t.key);
+	expect_registry_error("http://r/", lines, 5, "needs an https schema_registry.url");
+	snprintf(lines, sizeof(lines), "  cert_file = \"%s\";\n  key_file = \"%s\";\n", t.cert, t.other);
+	expect_registry_error("https://r/", lines, 6, "is not the private key of the certificate");
+	snprintf(lines, sizeof(lines), "  cert_file = \"%s/none.crt\";\n  key_file = \"%s\";\n", t.dir,
+		 t.key);
+	expect_registry_error("https://r/", lines, 5, "none.crt\" cannot be read: No such file");
+	snprintf(lines, sizeof(lines), "  cert_file = \"%s\";\n  key_file = \"%s\";\n", t.cert, t.cert);
+	expect_registry_error("https://r/", lines, 6, "holds no PEM private key");
+	snprintf(lines, sizeof(lines), "  cert_file = \"%s\";\n  key_file = \"%s\";\n", t.cert, t.key);
+	char *text = registry_text("https://r/", lines);
+	load_ok(&l, text);
+	free(text);
+	assert_string_equal(l.cfg->registry_cert_file, t.cert);
+	assert_string_equal(l.cfg->registry_key_file, t.key);
+	unload(&l);
+	tls_files_remove(&t);
+}
+
+/* An encrypted key is read with the passphrase of credential schema-registry-key-password. */
+static void test_registry_encrypted_key_takes_its_passphrase_from_a_credential(void **state)
+{
+	(void)state;
+	tls_files t;
+	char lines[512];
+	loaded l;
+
+	tls_files_make(&t);
+	EVP_PKEY *k = write_key(t.enc, "hunter2");
+	write_cert(t.cert, k); /* the certificate of the encrypted key now */
+	EVP_PKEY_free(k);
+	snprintf(lines, sizeof(lines), "  cert_file = \"%s\";\n  key_file = \"%s\";\n", t.cert, t.enc);
+	char *text = registry_text("https://r/", lines);
+	unsetenv("CREDENTIALS_DIRECTORY");
+	expect_error(text, 6, "is encrypted: its passphrase comes from the systemd credential "
+			      "schema-registry-key-password, which is not there");
+	setenv("CREDENTIALS_DIRECTORY", t.dir, 1);
+	FILE *f = fopen(t.creds, "w");
+	fputs("wrong\n", f);
+	fclose(f);
+	expect_error(text, 6, "cannot be decrypted with the passphrase of the credential");
+	f = fopen(t.creds, "w");
+	fputs("hunter2\n", f);
+	fclose(f);
+	load_ok(&l, text);
+	config_load_credentials(l.cfg);
+	assert_string_equal(l.cfg->registry_key_password, "hunter2");
+	unload(&l);
+	unsetenv("CREDENTIALS_DIRECTORY");
+	free(text);
+	tls_files_remove(&t);
+}
+
+/*
+ * A certificate PEM block with an encryption header is refused without a passphrase prompt on
+ * the terminal (OpenSSL's default callback would ask on /dev/tty); a directory or a FIFO is
+ * refused at once (a FIFO would block the load until someone writes to it).
+ */
+static void test_registry_cert_file_never_prompts_nor_blocks(void **state)
+{
+	(void)state;
+	tls_files t;
+	char lines[512], path[160];
+	static const unsigned char junk[48] = {1, 2, 3};
+
+	tls_files_make(&t);
+	unsetenv("CREDENTIALS_DIRECTORY");
+	snprintf(path, sizeof(path), "%s/enc.crt", t.dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	assert_true(PEM_write(f, "CERTIFICATE", "Proc-Type: 4,ENCRYPTED\n"
+				"DEK-Info: AES-128-CBC,00112233445566778899AABBCCDDEEFF\n",
+			      junk, sizeof(junk)) > 0);
+	fclose(f);
+	snprintf(lines, sizeof(lines), "  cert_file = \"%s\";\n  key_file = \"%s\";\n", path, t.key);
+	expect_registry_error("https://r/", lines, 5, "holds an encrypted certificate; give it in plain");
+	unlink(path);
+	snprintf(lines, sizeof(lines), "  cert_file = \"%s\";\n  key_file = \"%s\";\n", t.dir, t.key);
+	expect_registry_error("https://r/", lines, 5, "cert_file \"/tmp/relay-unit-tls-");
+	expect_registry_error("https://r/", lines, 5, "\" is not a regular file");
+	snprintf(path, sizeof(path), "%s/fifo.key", t.dir);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	snprintf(lines, sizeof(lines), "  cert_file = \"%s\";\n  key_file = \"%s\";\n", t.cert, path);
+	expect_registry_error("https://r/", lines, 6, "fifo.key\" is not a regular file");
+	unlink(path);
+	tls_files_remove(&t);
+}
+
+/* A passphrase libcurl would not take (as long as OpenSSL's buffer) is refused at load, by name. */
+static void test_registry_key_passphrase_too_long_for_libcurl_is_refused(void **state)
+{
+	(void)state;
+	tls_files t;
+	char lines[512], pass[1025];
+	loaded l;
+
+	memset(pass, 'p', 1024);
+	pass[1024] = '\0';
+	tls_files_make(&t);
+	EVP_PKEY *k = write_key(t.enc, pass);
+	write_cert(t.cert, k);
+	EVP_PKEY_free(k);
+	setenv("CREDENTIALS_DIRECTORY", t.dir, 1);
+	FILE *f = fopen(t.creds, "w");
+	fputs(pass, f);
+	fclose(f);
+	snprintf(lines, sizeof(lines), "  cert_file = \"%s\";\n  key_file = \"%s\";\n", t.cert, t.enc);
+	expect_registry_error("https://r/", lines, 6, "schema-registry-key-password is too long (at "
+			      "most 1023 bytes)");
+	pass[1023] = '\0'; /* the longest that fits: the same key encrypted again with it */
+	k = write_key(t.enc, pass);
+	write_cert(t.cert, k);
+	EVP_PKEY_free(k);
+	f = fopen(t.creds, "w");
+	fputs(pass, f);
+	fclose(f);
+	char *text = registry_text("https://r/", lines);
+	load_ok(&l, text);
+	free(text);
+	unload(&l);
+	unsetenv("CREDENTIALS_DIRECTORY");
+	tls_files_remove(&t);
+}
+
+/* A client certificate and key of other files on SIGHUP need a restart: the running ones stay. */
+static void test_reload_keeps_the_registry_client_certificate(void **state)
+{
+	(void)state;
+	tls_files t;
+	char lines[512], cert2[160];
+	loaded run, fresh;
+
+	tls_files_make(&t);
+	unsetenv("CREDENTIALS_DIRECTORY");
+	snprintf(lines, sizeof(lines), "  cert_file = \"%s\";\n  key_file = \"%s\";\n", t.cert, t.key);
+	char *text = registry_text("https://r/", lines);
+	load_ok(&run, text);
+	free(text);
+	snprintf(cert2, sizeof(cert2), "%s/other.crt", t.dir);
+	EVP_PKEY *k = write_key(t.other, NULL);
+	write_cert(cert2, k);
+	EVP_PKEY_free(k);
+	snprintf(lines, sizeof(lines), "  cert_file = \"%s\";\n  key_file = \"%s\";\n", cert2, t.other);
+	text = registry_text("https://r/", lines);
+	load_ok(&fresh, text);
+	free(text);
+	config_reload(run.cfg, fresh.cfg);
+	assert_string_equal(run.cfg->registry_cert_file, t.cert);
+	assert_string_equal(run.cfg->registry_key_file, t.key);
+	unload(&run);
+	unload(&fresh);
+	unlink(cert2);
+	tls_files_remove(&t);
 }
 
 /* A capture's format: json by default; avro needs the registry's URL only (no schema files). */
@@ -1284,6 +1540,11 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_minimal_file_gets_defaults),
 		cmocka_unit_test(test_avro_format_needs_a_registry_and_schemas),
+		cmocka_unit_test(test_registry_client_certificate_is_checked_at_load),
+		cmocka_unit_test(test_registry_encrypted_key_takes_its_passphrase_from_a_credential),
+		cmocka_unit_test(test_registry_cert_file_never_prompts_nor_blocks),
+		cmocka_unit_test(test_registry_key_passphrase_too_long_for_libcurl_is_refused),
+		cmocka_unit_test(test_reload_keeps_the_registry_client_certificate),
 		cmocka_unit_test(test_protect_rules_load_and_every_bad_one_is_named_at_its_line),
 		cmocka_unit_test(test_default_source_matches_describe),
 		cmocka_unit_test(test_every_key_set),
