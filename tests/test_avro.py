@@ -439,7 +439,7 @@ def test_mutual_tls_registry_with_a_client_certificate_and_an_encrypted_key(outb
 
 def test_without_a_client_certificate_a_mutual_tls_registry_holds_the_stream_back(outbox, kafka, registry, tmp_path):
     """The registry refuses the handshake (no client certificate): the row is held back like in
-    an outage, with the TLS failure in the log; nothing on the topic, nothing dead-lettered.
+    an outage, with curl's reason in the log; nothing on the topic, nothing dead-lettered.
     Restarted with a certificate, the relay publishes the event once."""
     certs = registry_certs(tmp_path)
     proxy = https_proxy(registry, certs, mutual=True)
@@ -449,7 +449,9 @@ def test_without_a_client_certificate_a_mutual_tls_registry_holds_the_stream_bac
         insert(outbox.db, "account", "AccountOpened", {"seq": 1, "plan": "basic"})
         log = outbox.relay.wait_log("holding back the row of outbox.events", timeout=30)
         why = log.split("holding back the row of outbox.events")[1].splitlines()[0]
-        assert "SSL" in why or "TLS" in why, why
+        # TLS 1.3 refuses a missing certificate after the handshake: curl then says SSL, or that
+        # the peer went away mid-request, whichever it met first.
+        assert any(w in why for w in ("SSL", "TLS", "peer")), why
         assert kafka.consume([outbox.topic("account")], timeout=3) == []
         assert outbox.relay.stop() == 0
         start_through(outbox, proxy, tmp_path, dict(ca, cert_file=os.path.join(certs, "relay.crt"),
