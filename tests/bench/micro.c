@@ -38,8 +38,10 @@
 #include "transform.h"
 #include "txctx.h"
 #include "w2j.h"
+#include "xalloc.h"
 
 #define QUEUE 20000
+static size_t queue_depth = QUEUE; /* MICRO_QUEUE overrides */
 
 typedef struct {
 	char **recs;
@@ -226,7 +228,7 @@ static double run(const record_set *s, router *rt, kafka_producer *kp, size_t ro
 			fprintf(stderr, "produce failed\n");
 			exit(1);
 		}
-		if (++queued == QUEUE) {
+		if (++queued == queue_depth) {
 			kafka_purge(kp);
 			kafka_serve(kp);
 			queued = 0;
@@ -285,6 +287,9 @@ int main(int argc, char **argv)
 {
 	size_t rows = argc > 1 ? strtoul(argv[1], NULL, 10) : 1000000;
 	with_context = getenv("MICRO_TXCTX") && strcmp(getenv("MICRO_TXCTX"), "1") == 0;
+	xalloc_tune(); /* as the relay starts */
+	if (getenv("MICRO_QUEUE") && atol(getenv("MICRO_QUEUE")) > 0)
+		queue_depth = (size_t)atol(getenv("MICRO_QUEUE"));
 	record_set set = {0};
 	char path[] = "/tmp/micro-relay-XXXXXX";
 	char err[512];
