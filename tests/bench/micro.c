@@ -19,6 +19,10 @@
  *                    encrypted; generated records only
  * MICRO_TXCTX=1 adds the transaction context headers (pg_xid, pg_commit_lsn, pg_txn_index) to
  * each produced record, counted per topic as publish.c does: their cost is the difference.
+ * MICRO_QUEUE=N purges every N records instead of QUEUE (the relay holds what Kafka has not
+ * acknowledged yet, at most relay.max_in_flight_bytes: the cost per row grows with it).
+ * The allocator is set up as the relay's (xalloc_tune); GLIBC_TUNABLES=glibc.malloc.mxfast=128
+ * runs it with glibc's fastbins as before.
  * MICRO_STAGE=0, 1, 2, 3 or 4 runs one stage alone. Run it under perf record or valgrind
  * --tool=callgrind to see where the time goes.
  */
@@ -41,7 +45,7 @@
 #include "xalloc.h"
 
 #define QUEUE 20000
-static size_t queue_depth = QUEUE; /* MICRO_QUEUE overrides */
+static size_t queue_depth = QUEUE; /* MICRO_QUEUE overrides it */
 
 typedef struct {
 	char **recs;
