@@ -1,4 +1,4 @@
-/* xalloc.c: malloc, calloc, realloc and strdup that log and abort when memory runs out. */
+/* xalloc.c: malloc, calloc, realloc and strdup that log and abort when memory runs out; glibc's set-up. */
 #include "xalloc.h"
 
 #include <stdlib.h>
@@ -29,6 +29,7 @@ char *xstrdup(const char *s) { return checked(strdup(s)); }
 
 char *xstrndup(const char *s, size_t n) { return checked(strndup(s, n)); }
 
+/* A user who set glibc.malloc.mxfast (one of GLIBC_TUNABLES' colon-separated items) meant it. */
 bool xalloc_mxfast_chosen(const char *tunables)
 {
 	static const char name[] = "glibc.malloc.mxfast=";
@@ -44,7 +45,7 @@ bool xalloc_mxfast_chosen(const char *tunables)
  * come back only when its delivery report is served, so each reuse reads a cold chunk (and,
  * the process having threads, takes an atomic exchange). Without fastbins a record's freed
  * chunks merge and the next records are carved from them in order: micro's produce stage went
- * from about 6.5 to 4.3 µs per row (docs/performance.md). The per-thread cache still serves the
+ * from about 7.1 to 4.6 µs per row at its depth of 20,000 (docs/performance.md). The per-thread cache still serves the
  * hottest sizes.
  */
 void xalloc_tune(void)

@@ -22,7 +22,8 @@ char *xstrndup(const char *s, size_t n);
  * chunks librdkafka takes for every record (the message, its header list, one per header) and
  * gives back thousands of records later merge again and are handed out in address order. Call
  * once at start, before librdkafka's threads. A user's GLIBC_TUNABLES naming glibc.malloc.mxfast
- * wins; other C libraries (and ASan) are left as they are.
+ * wins; other C libraries are left as they are (under ASan, whose allocator replaces glibc's,
+ * it changes nothing).
  */
 void xalloc_tune(void);
 
