@@ -171,7 +171,10 @@ static void one_pass(const capture_table *t, const relay_config *rules,
 	strbuf_free(&text);
 }
 
-/* The input without protect rules, then with them (the schema the rules derive). */
+/*
+ * The input without protect rules (an even length) or with them (odd: the schema the rules
+ * derive); one pass each, as a pass compiles libavro schemas, most of an execution's time.
+ */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	capture_table t;
@@ -182,7 +185,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	make_table(&t, cols, key, data[0]);
-	one_pass(&t, NULL, NULL, data + 1, size - 1);
+	if (size % 2 == 0) {
+		one_pass(&t, NULL, NULL, data + 1, size - 1);
+		return 0;
+	}
 	relay_config *rules = make_rules(prot);
 	one_pass(&t, rules, prot, data + 1, size - 1);
 	config_free(rules);
