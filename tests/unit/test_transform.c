@@ -6,6 +6,7 @@
 #include "config.h"
 #include "protect.h"
 #include "protect_action.h"
+#include "protect_column.h"
 #include "snapshot.h"
 #include "strbuf.h"
 #include "transform.h"
@@ -288,6 +289,38 @@ static void test_captured_columns_are_protected_in_after_before_and_key(void **s
 	config_free(cfg);
 }
 
+/*
+ * A column is a name: a rule's column "*" takes only a column named "*" (in after, before and
+ * the key), never every column, as the Avro schemas derive it (protect_column.h).
+ */
+static void test_a_column_named_star_is_only_that_column_not_every_one(void **state)
+{
+	(void)state;
+	relay_config *cfg = config_defaults(0, 1);
+	char err[256];
+	const char *why = NULL;
+
+	rule(cfg, "", "*", "mask");
+	transform *t = transform_new(cfg, err, sizeof(err));
+	assert_non_null(t);
+	const char *value = "{\"op\":\"u\",\"before\":{\"*\":\"abcdefgh\",\"id\":1,\"email\":\"a@b.c\"},"
+			    "\"after\":{\"*\":\"abcdefgh\",\"id\":1,\"email\":\"a@b.c\"},\"source\":{}}";
+	route_msg m = {.topic = "t", .key = "{\"id\":1}", .key_len = 8, .value = value,
+		       .value_len = strlen(value)};
+	record rec = {.kind = RECORD_CHANGE, .source = "public.users", .msg = &m};
+	assert_int_equal(transform_apply(t, &rec, &why), 0);
+	const char *want = "{\"op\":\"u\",\"before\":{\"*\":\"****efgh\",\"id\":1,\"email\":\"a@b.c\"},"
+			   "\"after\":{\"*\":\"****efgh\",\"id\":1,\"email\":\"a@b.c\"},\"source\":{}}";
+	assert_int_equal(m.value_len, strlen(want));
+	assert_memory_equal(m.value, want, m.value_len);
+	assert_int_equal(m.key_len, 8);
+	assert_memory_equal(m.key, "{\"id\":1}", 8);
+	assert_int_equal(protect_column_action(cfg, "public.users", "email"), -1);
+	assert_int_equal(protect_column_action(cfg, "public.users", "*"), PROTECT_MASK);
+	transform_free(t);
+	config_free(cfg);
+}
+
 static void test_dead_letters_are_encrypted_whole_and_need_the_encryption_key(void **state)
 {
 	(void)state;
@@ -553,6 +586,7 @@ int main(void)
 		cmocka_unit_test(test_dead_letters_are_encrypted_whole_and_need_the_encryption_key),
 		cmocka_unit_test(test_a_dead_letter_key_gets_the_column_rules_once),
 		cmocka_unit_test(test_a_protected_key_column_is_hashed_in_the_key_whatever_the_action),
+		cmocka_unit_test(test_a_column_named_star_is_only_that_column_not_every_one),
 		cmocka_unit_test(test_a_dead_letter_key_that_cannot_be_protected_is_withheld),
 		cmocka_unit_test(test_dead_letters_of_a_captured_table_no_rule_takes_stay_as_they_are),
 		cmocka_unit_test(test_a_path_the_parser_refuses_stops_the_start_instead_of_being_skipped),
