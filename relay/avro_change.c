@@ -203,6 +203,22 @@ static void fill_fields(ac_table *at, const avro_change_protect *prot)
 }
 
 /*
+ * The fields of at derived again from its entry (the compiled schema and ids kept): a text
+ * that stays the same may still convert otherwise (json and text are both "string").
+ */
+static void refill_fields(ac_table *at, const avro_change_protect *prot)
+{
+	for (int i = 0; i < at->n_fields; i++)
+		free(at->fields[i].column);
+	free(at->fields);
+	free(at->seen);
+	at->fields = NULL;
+	at->seen = NULL;
+	at->n_fields = 0;
+	fill_fields(at, prot);
+}
+
+/*
  * Compiles a's text (just derived, under prot) into at: libavro's schema, class and value. -1
  * with why.
  */
@@ -272,6 +288,7 @@ static ac_table *table_for(avro_change *a, const capture_table *t, bool key, con
 		avro_change_schema_with(&a->text, t, a->prefix, extra, extra_len, relaxed, prot);
 	if (at && at->has_value && strcmp(at->text, a->text.s) == 0) {
 		at->catalog_lsn = t->catalog_lsn;
+		refill_fields(at, prot); /* one text, other conversions: jsonb to text */
 		return at;
 	}
 	if (!at) {

@@ -315,6 +315,38 @@ static void test_a_re_read_entry_with_the_same_schema_frees_nothing_in_use(void 
 		free(heap[i]);
 }
 
+/*
+ * A column retyped between types whose schema text is the same ("string": jsonb to text, as
+ * ALTER COLUMN ... TYPE text): the entry read again keeps the compiled schema but converts by
+ * the new type (a text value without JSON quotes), not by the one the schema was compiled for.
+ */
+static void test_a_re_read_entry_with_the_same_schema_text_converts_by_the_new_types(void **state)
+{
+	static const char env[] = "{\"op\":\"c\",\"before\":null,\"after\":{\"id\":1,\"owner\":\"o\","
+				  "\"note\":\"hello\",\"level\":2}" SOURCE "}";
+	table_fixture f;
+	avro_change *a = avro_change_new("app", NULL);
+	const char *why = NULL, *first;
+	char *out;
+	size_t len;
+	(void)state;
+
+	fixture(&f, 'd');
+	f.cols[2].type_name = "jsonb";
+	if (avro_change_convert(a, &f.t, env, sizeof(env) - 1, 0, &out, &len, &why) < 0)
+		fail_msg("as jsonb: %s", why);
+	first = avro_change_last_schema(a);
+	f.cols[2].type_name = "text"; /* ALTER COLUMN note TYPE text: the entry read again */
+	f.t.catalog_lsn = 2;
+	if (avro_change_convert(a, &f.t, env, sizeof(env) - 1, 0, &out, &len, &why) < 0)
+		fail_msg("as text: %s", why);
+	assert_ptr_equal(avro_change_last_schema(a), first); /* the same compiled schema */
+	char *text = read_back(&f.t, out, len);
+	assert_non_null(strstr(text, "\"note\": {\"string\": \"hello\"}"));
+	free(text);
+	avro_change_free(a);
+}
+
 /* A truncate and a delete with a key-only identity: the NOT NULL non-key columns are null. */
 static void test_a_truncate_and_a_key_only_delete_convert(void **state)
 {
@@ -1266,6 +1298,7 @@ int main(void)
 		cmocka_unit_test(test_an_envelope_converts_and_reads_back),
 		cmocka_unit_test(test_a_truncate_and_a_key_only_delete_convert),
 		cmocka_unit_test(test_a_re_read_entry_with_the_same_schema_frees_nothing_in_use),
+		cmocka_unit_test(test_a_re_read_entry_with_the_same_schema_text_converts_by_the_new_types),
 		cmocka_unit_test(test_a_column_the_catalog_no_longer_has_is_kept_as_a_string),
 		cmocka_unit_test(test_values_the_schema_cannot_hold_are_refused_with_the_column),
 		cmocka_unit_test(test_postgresql_texts_convert_exactly),
