@@ -14,6 +14,7 @@
 #include "encode.h"
 #include "headers.h"
 #include "log.h"
+#include "protect_column.h"
 #include "xalloc.h"
 
 
@@ -57,6 +58,9 @@ typedef struct {
 
 struct avro_change {
 	char *prefix;
+	const relay_config *rules; /* the protect rules (NULL: none) */
+	avro_change_protect *prot; /* per column of the table being derived (NULL: none protected) */
+	size_t prot_cap;
 	ac_table **tables;
 	size_t n;
 	strbuf text, scratch, extra;
@@ -74,10 +78,11 @@ struct avro_change {
 	header_list headers; /* the record's headers and ours (the router's stay as they were) */
 };
 
-avro_change *avro_change_new(const char *topic_prefix)
+avro_change *avro_change_new(const char *topic_prefix, const relay_config *rules)
 {
 	avro_change *a = xcalloc(1, sizeof(*a));
 	a->prefix = xstrdup(topic_prefix ? topic_prefix : "");
+	a->rules = rules;
 	return a;
 }
 
@@ -112,6 +117,7 @@ void avro_change_free(avro_change *a)
 	}
 	free(a->tables);
 	free(a->prefix);
+	free(a->prot);
 	strbuf_free(&a->text);
 	strbuf_free(&a->scratch);
 	strbuf_free(&a->extra);
@@ -124,8 +130,31 @@ void avro_change_free(avro_change *a)
 }
 
 
+/*
+ * What the protect rules make of each column of t (avro_change_schema.h), in a->prot; NULL when
+ * they take none of its columns (the schema of a table without protected columns).
+ */
+static const avro_change_protect *protect_of(avro_change *a, const capture_table *t)
+{
+	bool any = false;
+
+	if (!a->rules || a->rules->n_protects == 0)
+		return NULL;
+	if (a->prot_cap < (size_t)t->n_cols + 1) {
+		a->prot_cap = (size_t)t->n_cols + 1;
+		a->prot = xrealloc(a->prot, a->prot_cap * sizeof(*a->prot));
+	}
+	for (int i = 0; i < t->n_cols; i++) {
+		int kind = protect_column_action(a->rules, t->name, t->cols[i].name);
+		a->prot[i] = kind < 0 ? AVRO_CHANGE_CLEAR
+			     : kind == PROTECT_DROP ? AVRO_CHANGE_DROPPED : AVRO_CHANGE_PROTECTED;
+		any |= kind >= 0;
+	}
+	return any ? a->prot : NULL;
+}
+
 /* The key record's fields: the key columns in key order (avro_change_key_schema). */
-static void fill_key_fields(ac_table *at)
+static void fill_key_fields(ac_table *at, const avro_change_protect *prot)
 {
 	const capture_table *t = at->t;
 
@@ -134,20 +163,23 @@ static void fill_key_fields(ac_table *at)
 	for (int k = 0; k < t->n_keys; k++) {
 		ac_field *f = &at->fields[at->n_fields++];
 		f->column = xstrdup(t->cols[t->keys[k]].name);
-		avro_change_map_column(t->cols[t->keys[k]].type_name, t->cols[t->keys[k]].ndims, &f->type);
+		avro_change_column_type(t, t->keys[k], prot, true, &f->type);
 		f->nullable = avro_change_key_nullable(t, t->keys[k]);
 	}
 }
 
-/* The fields of the derived schema, in its order (published columns; a key's: key columns). */
-static void fill_fields(ac_table *at)
+/*
+ * The fields of the derived schema, in its order (the row's columns: published, not dropped by
+ * prot; a key's: key columns), typed as avro_change_schema_with types them.
+ */
+static void fill_fields(ac_table *at, const avro_change_protect *prot)
 {
 	const capture_table *t = at->t;
 
 	size_t n_extra = 0;
 
 	if (at->key) {
-		fill_key_fields(at);
+		fill_key_fields(at, prot);
 		return;
 	}
 	for (const char *x = at->extra; x && x < at->extra + at->extra_len; x += strlen(x) + 1)
@@ -156,11 +188,11 @@ static void fill_fields(ac_table *at)
 	at->seen = xcalloc((size_t)t->n_cols + n_extra + 1, sizeof(*at->seen));
 	at->n_fields = 0;
 	for (int i = 0; i < t->n_cols; i++) {
-		if (!t->cols[i].published)
+		if (!avro_change_in_row(t, i, prot))
 			continue;
 		ac_field *f = &at->fields[at->n_fields++];
 		f->column = xstrdup(t->cols[i].name);
-		avro_change_map_column(t->cols[i].type_name, t->cols[i].ndims, &f->type);
+		avro_change_column_type(t, i, prot, false, &f->type);
 		f->nullable = avro_change_field_nullable(t, i, at->relaxed);
 	}
 	for (const char *x = at->extra; x && x < at->extra + at->extra_len; x += strlen(x) + 1) {
@@ -170,8 +202,27 @@ static void fill_fields(ac_table *at)
 	}
 }
 
-/* Compiles a's text (just derived) into at: libavro's schema, class and value. -1 with why. */
-static int compile(avro_change *a, ac_table *at, const char **why)
+/*
+ * The fields of at derived again from its entry (the compiled schema and ids kept): a text
+ * that stays the same may still convert otherwise (json and text are both "string").
+ */
+static void refill_fields(ac_table *at, const avro_change_protect *prot)
+{
+	for (int i = 0; i < at->n_fields; i++)
+		free(at->fields[i].column);
+	free(at->fields);
+	free(at->seen);
+	at->fields = NULL;
+	at->seen = NULL;
+	at->n_fields = 0;
+	fill_fields(at, prot);
+}
+
+/*
+ * Compiles a's text (just derived, under prot) into at: libavro's schema, class and value. -1
+ * with why.
+ */
+static int compile(avro_change *a, ac_table *at, const avro_change_protect *prot, const char **why)
 {
 	const capture_table *t = at->t;
 	char *extra = at->extra;
@@ -187,7 +238,7 @@ static int compile(avro_change *a, ac_table *at, const char **why)
 	at->extra_len = extra_len;
 	at->catalog_lsn = t->catalog_lsn;
 	at->text = xstrdup(a->text.s);
-	fill_fields(at);
+	fill_fields(at, prot);
 	if (avro_schema_from_json_length(at->text, a->text.len, &at->schema) != 0) {
 		at->schema = NULL;
 		snprintf(a->why, sizeof(a->why), "the Avro %sschema derived from %s is not valid: %s",
@@ -214,26 +265,30 @@ static bool same_variant(const ac_table *at, const capture_table *t, bool key, c
 
 /*
  * The derived schema of t (key: its key record; with extra names: the variant for a change with
- * columns the entry does not know): cached per table, kind, extra names and catalog entry (a
- * re-read entry that gives the same text keeps the compiled schema and its ids). NULL with *why.
+ * columns the entry does not know), its columns typed under the protect rules: cached per
+ * table, kind, extra names and catalog entry (a re-read entry that gives the same text keeps
+ * the compiled schema and its ids). NULL with *why.
  */
 static ac_table *table_for(avro_change *a, const capture_table *t, bool key, const char *extra,
 			   size_t extra_len, bool relaxed, const char **why)
 {
 	ac_table *at = NULL;
+	const avro_change_protect *prot;
 
 	for (size_t i = 0; i < a->n && !at; i++)
 		if (same_variant(a->tables[i], t, key, extra, extra_len, relaxed))
 			at = a->tables[i];
 	if (at && at->has_value && at->catalog_lsn == t->catalog_lsn)
 		return at;
+	prot = protect_of(a, t); /* the entry's columns may have changed: looked up again */
 	strbuf_reset(&a->text);
 	if (key)
-		avro_change_key_schema(&a->text, t, a->prefix);
+		avro_change_key_schema(&a->text, t, a->prefix, prot);
 	else
-		avro_change_schema_with(&a->text, t, a->prefix, extra, extra_len, relaxed);
+		avro_change_schema_with(&a->text, t, a->prefix, extra, extra_len, relaxed, prot);
 	if (at && at->has_value && strcmp(at->text, a->text.s) == 0) {
 		at->catalog_lsn = t->catalog_lsn;
+		refill_fields(at, prot); /* one text, other conversions: jsonb to text */
 		return at;
 	}
 	if (!at) {
@@ -248,7 +303,7 @@ static ac_table *table_for(avro_change *a, const capture_table *t, bool key, con
 			at->extra_len = extra_len;
 		}
 	}
-	return compile(a, at, why) < 0 ? NULL : at;
+	return compile(a, at, prot, why) < 0 ? NULL : at;
 }
 
 /* ---- the conversion ---- */

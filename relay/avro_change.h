@@ -13,8 +13,14 @@
 /* The schemas derived so far (one per captured table and catalog entry) and the output buffers. */
 typedef struct avro_change avro_change;
 
-/* An empty cache; topic_prefix (relay.topic_prefix) names the schemas' namespace. */
-avro_change *avro_change_new(const char *topic_prefix);
+/*
+ * An empty cache; topic_prefix (relay.topic_prefix) names the schemas' namespace. rules (NULL:
+ * none) holds the protect rules the transform stage applies before encoding (docs/privacy.md):
+ * a column a rule protects is a string in the derived schemas (its masked, hashed or encrypted
+ * text), a column a rule drops has no field in the row, and a key column any rule takes is a
+ * string in the key record (hashed there). rules must outlive the cache.
+ */
+avro_change *avro_change_new(const char *topic_prefix, const relay_config *rules);
 void avro_change_free(avro_change *a);
 
 /*

@@ -129,7 +129,7 @@ void *encode_avro_setup(const relay_config *cfg, char *err, size_t errlen)
 	av->cfg = cfg;
 	note_keyed_sources(av, cfg);
 	if (cfg->capture_avro)
-		av->changes = avro_change_new(cfg->topic_prefix);
+		av->changes = avro_change_new(cfg->topic_prefix, cfg);
 	av->url = xstrdup(cfg->registry_url);
 	registry_tls tls = {cfg->registry_ca_file, cfg->registry_cert_file, cfg->registry_key_file,
 			    cfg->registry_key_password};

@@ -72,6 +72,7 @@ void protect_path_literal(protect_path *p, const char *const *parts, int depth, 
 	memset(p, 0, sizeof(*p));
 	p->rule = rule;
 	p->drop = drop;
+	p->literal = true;
 	p->depth = depth;
 	for (int i = 0; i < depth; i++) {
 		p->parts[i] = xstrdup(parts[i]);
@@ -104,14 +105,19 @@ static const char *span_end(const json_span *v)
 	return v->ptr + v->len + (v->kind == JSON_STRING ? 1 : 0);
 }
 
-/* True when part (of len n) takes the member key (objects) or the element at idx (arrays). */
-static bool part_takes(const char *part, size_t n, const json_span *key, size_t idx)
+/*
+ * True when part (of len n) takes the member key (objects) or the element at idx (arrays); a
+ * literal part takes only the member of its name.
+ */
+static bool part_takes(const char *part, size_t n, bool literal, const json_span *key, size_t idx)
 {
-	if (n == 1 && part[0] == '*')
+	if (!literal && n == 1 && part[0] == '*')
 		return true;
 	if (key) /* most keys have no escapes: compared in place, the length first */
 		return key->escaped ? json_string_is(key, part, n)
 				    : key->len == n && memcmp(key->ptr, part, n) == 0;
+	if (literal)
+		return false; /* a name takes no array element */
 	if (n > 9 || strspn(part, "0123456789") != n || (n > 1 && part[0] == '0'))
 		return false;
 	return strtoul(part, NULL, 10) == idx;
@@ -184,7 +190,7 @@ static int visit(protect_rw *rw, const json_span *key, const json_span *val, siz
 	size_t m = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		if (!part_takes(act[i]->parts[depth], act[i]->lens[depth], key, idx))
+		if (!part_takes(act[i]->parts[depth], act[i]->lens[depth], act[i]->literal, key, idx))
 			continue;
 		if (act[i]->depth == depth + 1) {
 			if (!hit || act[i]->rule < hit->rule)

@@ -22,11 +22,15 @@ typedef struct {
 	int depth;
 	int rule;
 	bool drop;
+	bool literal; /* parts are names (columns): "*" is a name, not every member */
 } protect_path;
 
 /* Compiles text into p (free it with protect_path_free): 0, or -1 when it is not such a path. */
 int protect_path_parse(const char *text, int rule, bool drop, protect_path *p);
-/* Compiles a path of literal parts (a column: {"after", name}), no escapes read. */
+/*
+ * Compiles a path of literal parts (a column: {"after", name}), no escapes read: each part takes
+ * only the member of that name ("*" too: a column may be named so).
+ */
 void protect_path_literal(protect_path *p, const char *const *parts, int depth, int rule, bool drop);
 void protect_path_free(protect_path *p);
 

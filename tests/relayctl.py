@@ -153,6 +153,14 @@ def run_once(args, timeout=30):
     return p.returncode, p.stdout.decode(errors="replace")
 
 
+def check_config_text(directory, body):
+    """`check-config` of directory/relay.conf: the minimal postgresql and kafka groups (lines 1
+    and 2), then body (from line 3). Returns (exit code, output)."""
+    path = directory / "relay.conf"
+    path.write_text('postgresql = { conninfo = "x"; };\nkafka = { bootstrap_servers = "b"; };\n' + body)
+    return run_once(["check-config", str(path)])
+
+
 def newest_status(config_path, timeout=180):
     """`outbox-relay status --json` once it read the checkpoint topic to its end: status waits
     at most 2 s behind an open Kafka transaction (the running relay's own, or another's) and then

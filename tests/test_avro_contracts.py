@@ -563,10 +563,7 @@ def test_a_row_the_broker_refuses_is_dead_lettered_with_its_text_key_not_the_avr
 
 def test_avro_keys_need_an_avro_source(tmp_path):
     import relayctl
-    path = tmp_path / "relay.conf"
-    path.write_text('postgresql = { conninfo = "x"; };\nkafka = { bootstrap_servers = "b"; };\n'
-                    'sources = ( { table = "outbox.events"; key_format = "avro"; } );\n')
-    code, out = relayctl.run_once(["check-config", str(path)])
+    code, out = relayctl.check_config_text(tmp_path, 'sources = ( { table = "outbox.events"; key_format = "avro"; } );\n')
     assert code == 2 and 'relay.conf:3: key_format = "avro" needs format = "avro"' in out, out
 
 

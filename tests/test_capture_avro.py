@@ -71,11 +71,19 @@ def both(db, sql, tables=("tj", "ta")):
     conn.close()
 
 
-def start(outbox, registry, capture, extra_registry="", extra_relay=""):
+def start(outbox, registry, capture, extra_registry="", extra_relay="", extra_top=""):
     outbox.reconfigure(capture=capture, extra_relay='topic_prefix = "%s"; %s' % (outbox.prefix, extra_relay),
-                       extra_top='schema_registry = { url = "%s"; %s };' % (registry.url, extra_registry))
+                       extra_top='schema_registry = { url = "%s"; %s };\n%s' % (registry.url, extra_registry, extra_top))
     outbox.relay.start()
     outbox.relay.wait_streaming()
+
+
+def start_dead_lettering(outbox, registry, capture, **extra):
+    """start() with the dead-letter topic <prefix>.dlq, which it returns."""
+    dlq = outbox.prefix + ".dlq"
+    extra["extra_relay"] = 'dead_letter_topic = "%s"; %s' % (dlq, extra.get("extra_relay", ""))
+    start(outbox, registry, capture, **extra)
+    return dlq
 
 
 # ---- an independent decoder: fastavro with the writer schema the wire header names ----
@@ -663,12 +671,7 @@ def test_an_array_value_of_other_dimensions_than_its_column_declares_is_dead_let
     and the reason; the rows around it are published with their nested arrays."""
     db = outbox.db
     db.execute("CREATE TABLE public.grid (id int PRIMARY KEY, g int[][])")
-    outbox.reconfigure(capture='{ tables = "public.grid"; snapshot = false; format = "avro"; }',
-                       extra_relay='topic_prefix = "%s"; dead_letter_topic = "%s.dlq";'
-                       % (outbox.prefix, outbox.prefix),
-                       extra_top='schema_registry = { url = "%s"; };' % registry.url)
-    outbox.relay.start()
-    outbox.relay.wait_streaming()
+    dlq = start_dead_lettering(outbox, registry, '{ tables = "public.grid"; snapshot = false; format = "avro"; }')
     topic = "%s.public.grid" % outbox.prefix
     db.execute("INSERT INTO public.grid VALUES (1, '{{1,2},{3,NULL}}')")
     db.execute("INSERT INTO public.grid VALUES (2, '{1,2}')")
@@ -677,7 +680,7 @@ def test_an_array_value_of_other_dimensions_than_its_column_declares_is_dead_let
     msgs = sorted(kafka.consume(topic, until=2, timeout=60), key=lambda m: m["key"])
     assert [decode(registry, m["value"])["after"] for m in msgs] == [
         {"id": 1, "g": [[1, 2], [3, None]]}, {"id": 4, "g": []}]
-    dead = kafka.consume(outbox.prefix + ".dlq", until=2, timeout=60)
+    dead = kafka.consume(dlq, until=2, timeout=60)
     reasons = sorted(dict(d["headers"])["dlq_reason"].decode() for d in dead)
     assert len(reasons) == 2, reasons
     assert "fewer dimensions than the column's 2 (attndims)" in reasons[0] and '"g"' in reasons[0], reasons
@@ -695,12 +698,7 @@ def test_a_partition_and_a_domain_column_have_the_array_dimensions_their_parent_
     db.execute("CREATE TABLE public.grids (id int PRIMARY KEY, g int[][], m public.matrix, "
                "iv interval day to second(3)) PARTITION BY RANGE (id)")
     db.execute("CREATE TABLE public.grids_low PARTITION OF public.grids FOR VALUES FROM (0) TO (100)")
-    outbox.reconfigure(capture='{ tables = "public.grids_low"; snapshot = false; format = "avro"; }',
-                       extra_relay='topic_prefix = "%s"; dead_letter_topic = "%s.dlq";'
-                       % (outbox.prefix, outbox.prefix),
-                       extra_top='schema_registry = { url = "%s"; };' % registry.url)
-    outbox.relay.start()
-    outbox.relay.wait_streaming()
+    start_dead_lettering(outbox, registry, '{ tables = "public.grids_low"; snapshot = false; format = "avro"; }')
     topic = "%s.public.grids_low" % outbox.prefix
     db.execute("INSERT INTO public.grids VALUES (1, '{{1,2},{3,NULL}}', '{{a,\"b c\"}}', "
                "'1 day 00:00:01.5')")
@@ -714,13 +712,19 @@ def test_a_partition_and_a_domain_column_have_the_array_dimensions_their_parent_
 
 # ---- keys in Avro (key_format = "avro") ----
 
-def key_deserializer(registry):
-    """confluent-kafka's AvroDeserializer for keys: it fetches the writer schema by the wire id."""
+def deserializer(registry, field):
+    """confluent-kafka's AvroDeserializer for a record's "key" or "value": it fetches the writer
+    schema by the wire id."""
     from confluent_kafka.schema_registry import SchemaRegistryClient
     from confluent_kafka.schema_registry.avro import AvroDeserializer
     from confluent_kafka.serialization import MessageField, SerializationContext
     deser = AvroDeserializer(SchemaRegistryClient({"url": registry.url}))
-    return lambda m: deser(m["key"], SerializationContext(m["topic"], MessageField.KEY))
+    which = MessageField.KEY if field == "key" else MessageField.VALUE
+    return lambda m: deser(m[field], SerializationContext(m["topic"], which))
+
+
+def key_deserializer(registry):
+    return deserializer(registry, "key")
 
 
 def key_of(row):
@@ -836,10 +840,7 @@ def test_a_table_without_a_key_has_null_keys_and_no_key_subject_with_avro_keys(o
 
 def test_check_config_refuses_avro_keys_of_a_capture_entry_without_avro_values(tmp_path):
     import relayctl
-    path = tmp_path / "relay.conf"
-    path.write_text('postgresql = { conninfo = "x"; };\nkafka = { bootstrap_servers = "b"; };\n'
-                    'capture = ( { tables = "public.t"; key_format = "avro"; } );\n')
-    code, out = relayctl.run_once(["check-config", str(path)])
+    code, out = relayctl.check_config_text(tmp_path, 'capture = ( { tables = "public.t"; key_format = "avro"; } );\n')
     assert code == 2 and 'relay.conf:3: capture[0]: key_format = "avro" needs format = "avro"' in out, out
 
 
@@ -921,10 +922,8 @@ def test_a_key_change_whose_new_key_the_key_record_cannot_hold_is_dead_lettered_
     db = outbox.db
     db.execute("CREATE TABLE public.kbad (n numeric(6,2) PRIMARY KEY, v text)")
     db.execute("INSERT INTO public.kbad VALUES (1, 'x')")
-    dlq = outbox.prefix + ".dlq"
-    start(outbox, registry, '{ tables = "public.kbad"; snapshot = false; format = "avro"; '
-                            'key_format = "avro"; exclude_columns = ["n"]; }',
-          extra_relay='dead_letter_topic = "%s";' % dlq)
+    dlq = start_dead_lettering(outbox, registry, '{ tables = "public.kbad"; snapshot = false; format = "avro"; '
+                                                 'key_format = "avro"; exclude_columns = ["n"]; }')
     topic = "%s.public.kbad" % outbox.prefix
     db.execute("UPDATE public.kbad SET n = 'NaN' WHERE n = 1")
     db.execute("INSERT INTO public.kbad VALUES (2, 'y')")
@@ -939,3 +938,126 @@ def test_a_key_change_whose_new_key_the_key_record_cannot_hold_is_dead_lettered_
     assert h["dlq_reason"].startswith(b"the record key (key_format = \"avro\"): column \"n\""), h
     assert json.loads(dead[0]["key"]) == {"n": None}  # the key as JSON text
     assert outbox.relay.proc.poll() is None
+
+
+# ---- protected columns (docs/privacy.md) ----
+
+IDV = (1, "1984-02-29", 4400123456789, "0.98731", 41, "Ana")
+IDV_NEW = (2, "1990-07-01", 5500987654321, "0.50012", 33, "Bo")
+IDV_DOC, IDV_SCORE = 5500111122223, "0.61234"  # row 2 updated
+PASSPORTS = (770011223344, 880011223344)
+PROTECT = """protect = (
+  { columns = ["date_of_birth"]; action = "hash"; },
+  { columns = ["document_number"]; tables = ["public.idv"]; action = "mask"; keep_last = 2; },
+  { columns = ["face_match_score", "passport_no"]; action = "encrypt"; },
+  { columns = ["age"]; action = "drop"; }
+);
+protection = { key_id = "test-1"; };
+"""
+
+
+def value_fields(registry, subject):
+    """{field name: its Avro type} of the row record of the latest value schema of subject."""
+    status, latest = registry.request("GET", "/subjects/%s/versions/latest" % subject)
+    assert status == 200, latest
+    schema = json.loads(latest["schema"])
+    row = [f for f in schema["fields"] if f["name"] == "before"][0]["type"][1]  # defined there
+    return {f["name"]: f["type"] for f in row["fields"]}
+
+
+def test_protected_columns_of_any_type_are_strings_or_left_out_and_nothing_is_dead_lettered(outbox, kafka, registry, tmp_path):
+    """Identity tables in Avro under protect rules: date_of_birth (date) hashed, document_number
+    (bigint) masked, face_match_score (numeric) encrypted, age (int NOT NULL) dropped, and a key
+    column passport_no (bigint) encrypted with key_format = "avro". Their fields are strings
+    (nullable as the column: date_of_birth stays required) and age has none; snapshot rows,
+    inserts, updates (before too) and deletes decode with confluent-kafka's AvroDeserializer to
+    the protected texts (the encrypted ones decrypt to the clear text); the key record holds the
+    keyed hash of passport_no, one per row. Nothing is dead-lettered, and no clear value is in
+    any record, the checkpoint topic or the log."""
+    import relayctl
+    from test_privacy import credentials, decrypt, hashed
+    db = outbox.db
+    db.execute("CREATE TABLE public.idv (id bigint PRIMARY KEY, date_of_birth date NOT NULL, "
+               "document_number bigint, face_match_score numeric, age int NOT NULL, name text)")
+    db.execute("ALTER TABLE public.idv REPLICA IDENTITY FULL")
+    db.execute("CREATE TABLE public.idk (passport_no bigint PRIMARY KEY, date_of_birth date, v text)")
+    db.execute("INSERT INTO public.idv VALUES (%s, %s, %s, %s, %s, %s)", IDV)
+    db.execute("INSERT INTO public.idk VALUES (%s, '2001-01-01', 'snap')", (PASSPORTS[0],))
+    outbox.relay.env = credentials(tmp_path)
+    dlq = start_dead_lettering(outbox, registry, '{ tables = "public.idv"; format = "avro"; }, '
+                               '{ tables = "public.idk"; format = "avro"; key_format = "avro"; }',
+                               extra_top=PROTECT)
+    outbox.relay.wait_log("snapshot: all done", timeout=90)  # the snapshot rows are the first rows
+    db.execute("INSERT INTO public.idv VALUES (%s, %s, %s, %s, %s, %s)", IDV_NEW)
+    db.execute("UPDATE public.idv SET document_number = %s, face_match_score = %s WHERE id = 2",
+               (IDV_DOC, IDV_SCORE))
+    db.execute("DELETE FROM public.idv WHERE id = 1")
+    db.execute("INSERT INTO public.idk VALUES (%s, NULL, 'new')", (PASSPORTS[1],))
+    db.execute("UPDATE public.idk SET v = 'snap2' WHERE passport_no = %s", (PASSPORTS[0],))
+    db.execute("DELETE FROM public.idk WHERE passport_no = %s", (PASSPORTS[0],))
+    tv, tk = "%s.public.idv" % outbox.prefix, "%s.public.idk" % outbox.prefix
+    # r, c, u, d and its tombstone on each
+    idv = kafka.consume(tv, until=5, timeout=90)
+    idk = kafka.consume(tk, until=5, timeout=90)
+    assert len(idv) == 5 and len(idk) == 5, (len(idv), len(idk))
+
+    assert value_fields(registry, tv + "-value") == {
+        "id": "long", "date_of_birth": "string", "document_number": ["null", "string"],
+        "face_match_score": ["null", "string"], "name": ["null", "string"]}
+    assert value_fields(registry, tk + "-value") == {
+        "passport_no": "string", "date_of_birth": ["null", "string"], "v": ["null", "string"]}
+    status, key_schema = registry.request("GET", "/subjects/%s-key/versions/latest" % tk)
+    assert status == 200 and json.loads(key_schema["schema"])["fields"] == [
+        {"name": "passport_no", "type": "string"}], key_schema
+
+    values = deserializer(registry, "value")
+    rows = {}
+    for m in idv:
+        if m["value"] is not None:
+            v = values(m)
+            rows[v["op"]] = v
+    assert sorted(rows) == ["c", "d", "r", "u"]
+
+    def protected(row, src, doc=None, score=None):
+        assert set(row) == {"id", "date_of_birth", "document_number", "face_match_score", "name"}, row
+        assert row["id"] == src[0] and row["name"] == src[5]
+        assert row["date_of_birth"] == hashed(src[1])
+        assert row["document_number"] == "****"  # a number is masked whole
+        assert decrypt(row["face_match_score"]) == (score or src[3])
+
+    protected(rows["r"]["after"], IDV)
+    protected(rows["c"]["after"], IDV_NEW)
+    protected(rows["u"]["before"], IDV_NEW)
+    protected(rows["u"]["after"], IDV_NEW, score=IDV_SCORE)
+    protected(rows["d"]["before"], IDV)
+
+    keys = key_deserializer(registry)
+    by_op = {}
+    for m in idk:
+        k = keys(m)
+        if m["value"] is None:
+            by_op["tombstone"] = k
+            continue
+        v = values(m)
+        by_op[v["op"]] = k
+        row = v["after"] if v["op"] != "d" else v["before"]
+        assert k == {"passport_no": hashed(decrypt(row["passport_no"]))}, (v, k)
+        if v["op"] == "c":
+            assert row["date_of_birth"] is None and row["v"] == "new"  # a null stays null
+        elif v["op"] in ("r", "u"):
+            assert row["date_of_birth"] == hashed("2001-01-01")
+    snap_key = {"passport_no": hashed(str(PASSPORTS[0]))}
+    assert by_op == {"r": snap_key, "c": {"passport_no": hashed(str(PASSPORTS[1]))}, "u": snap_key,
+                     "d": snap_key, "tombstone": snap_key}
+
+    assert "dead-lettering" not in outbox.relay.log()
+    assert kafka.consume(dlq, timeout=5) == []
+    written = []
+    for m in kafka.consume([tv, tk, relayctl.checkpoint_topic(outbox.slot)], timeout=30):
+        written += [m["key"] or b"", m["value"] or b""] + [v or b"" for _, v in m["headers"] or []]
+    written = b"\n".join(written + [outbox.relay.log().encode()])
+    clear = [IDV[1], IDV_NEW[1], "2001-01-01", IDV[3], IDV_NEW[3], IDV_SCORE] + \
+        [str(n) for n in (IDV[2], IDV_NEW[2], IDV_DOC) + PASSPORTS]
+    leaked = [c for c in clear if c.encode() in written]
+    assert not leaked, leaked
+    assert outbox.relay.stop() == 0

@@ -12,6 +12,8 @@
 #include "avro_change.h"
 #include "avro_change_type.h"
 #include "avro_change_value.h"
+#include "config.h"
+#include "protect_column.h"
 
 /* The Interval record as a schema defines it at its first use. */
 #define INTERVAL_RECORD                                                                            \
@@ -210,7 +212,7 @@ static void test_an_envelope_converts_and_reads_back(void **state)
 				  "\"a_b\":\"1970-01-02 01:00:00+01\"}" SOURCE
 				  ",\"unchanged_toast\":[\"note\"]}";
 	table_fixture f;
-	avro_change *a = avro_change_new("app");
+	avro_change *a = avro_change_new("app", NULL);
 	const char *why = NULL;
 	char *out;
 	size_t len;
@@ -240,7 +242,7 @@ static void test_a_column_the_catalog_no_longer_has_is_kept_as_a_string(void **s
 	static const char env[] = "{\"op\":\"c\",\"before\":null,\"after\":{\"id\":1,"
 				  "\"gone col\":{\"x\":2.50},\"owner\":\"o\"}" SOURCE "}";
 	table_fixture f;
-	avro_change *a = avro_change_new("app");
+	avro_change *a = avro_change_new("app", NULL);
 	const char *why = NULL;
 	char *out, *text = NULL;
 	size_t len;
@@ -291,7 +293,7 @@ static void test_a_re_read_entry_with_the_same_schema_frees_nothing_in_use(void 
 				  "\"owner\":\"o\",\"level\":2}" SOURCE ",\"unchanged_toast\":[\"note\"]}";
 	table_fixture f;
 	char *heap[6] = {0};
-	avro_change *a = avro_change_new("app");
+	avro_change *a = avro_change_new("app", NULL);
 	const char *why = NULL;
 	char *out;
 	size_t len;
@@ -313,13 +315,45 @@ static void test_a_re_read_entry_with_the_same_schema_frees_nothing_in_use(void 
 		free(heap[i]);
 }
 
+/*
+ * A column retyped between types whose schema text is the same ("string": jsonb to text, as
+ * ALTER COLUMN ... TYPE text): the entry read again keeps the compiled schema but converts by
+ * the new type (a text value without JSON quotes), not by the one the schema was compiled for.
+ */
+static void test_a_re_read_entry_with_the_same_schema_text_converts_by_the_new_types(void **state)
+{
+	static const char env[] = "{\"op\":\"c\",\"before\":null,\"after\":{\"id\":1,\"owner\":\"o\","
+				  "\"note\":\"hello\",\"level\":2}" SOURCE "}";
+	table_fixture f;
+	avro_change *a = avro_change_new("app", NULL);
+	const char *why = NULL, *first;
+	char *out;
+	size_t len;
+	(void)state;
+
+	fixture(&f, 'd');
+	f.cols[2].type_name = "jsonb";
+	if (avro_change_convert(a, &f.t, env, sizeof(env) - 1, 0, &out, &len, &why) < 0)
+		fail_msg("as jsonb: %s", why);
+	first = avro_change_last_schema(a);
+	f.cols[2].type_name = "text"; /* ALTER COLUMN note TYPE text: the entry read again */
+	f.t.catalog_lsn = 2;
+	if (avro_change_convert(a, &f.t, env, sizeof(env) - 1, 0, &out, &len, &why) < 0)
+		fail_msg("as text: %s", why);
+	assert_ptr_equal(avro_change_last_schema(a), first); /* the same compiled schema */
+	char *text = read_back(&f.t, out, len);
+	assert_non_null(strstr(text, "\"note\": {\"string\": \"hello\"}"));
+	free(text);
+	avro_change_free(a);
+}
+
 /* A truncate and a delete with a key-only identity: the NOT NULL non-key columns are null. */
 static void test_a_truncate_and_a_key_only_delete_convert(void **state)
 {
 	static const char trunc[] = "{\"op\":\"t\",\"before\":null,\"after\":null" SOURCE "}";
 	static const char del[] = "{\"op\":\"d\",\"before\":{\"id\":7},\"after\":null" SOURCE "}";
 	table_fixture f;
-	avro_change *a = avro_change_new("app");
+	avro_change *a = avro_change_new("app", NULL);
 	const char *why = NULL;
 	char *out, *text;
 	size_t len;
@@ -353,7 +387,7 @@ static void test_a_change_older_than_the_entry_lacking_a_required_value_is_publi
 	static const char bad[] = "{\"op\":\"c\",\"before\":null,\"after\":{\"id\":null,\"owner\":\"o\","
 				  "\"note\":null,\"level\":1,\"a b\":null,\"a_b\":null}" SOURCE "}";
 	table_fixture f;
-	avro_change *a = avro_change_new("app");
+	avro_change *a = avro_change_new("app", NULL);
 	const char *why = NULL;
 	char *out;
 	size_t len;
@@ -384,7 +418,7 @@ static void test_values_the_schema_cannot_hold_are_refused_with_the_column(void 
 		{"\"a_b\":\"2026-01-01 10:00:00\"", "not a timestamp with a UTC offset"},
 	};
 	table_fixture f;
-	avro_change *a = avro_change_new("app");
+	avro_change *a = avro_change_new("app", NULL);
 	(void)state;
 
 	fixture(&f, 'd');
@@ -916,7 +950,7 @@ static char *read_back_key(const capture_table *t, const char *out, size_t len)
 {
 	strbuf b = {0};
 
-	avro_change_key_schema(&b, t, "app");
+	avro_change_key_schema(&b, t, "app", NULL);
 	return read_back_by(b, out, len);
 }
 
@@ -935,7 +969,7 @@ static void test_the_key_schema_is_a_record_of_the_key_columns_in_key_order(void
 	f.keys[0] = 3; /* level integer NOT NULL, then id bigint: a configured key_columns order */
 	f.keys[1] = 0;
 	f.t.n_keys = 2;
-	avro_change_key_schema(&b, &f.t, "app.cdc");
+	avro_change_key_schema(&b, &f.t, "app.cdc", NULL);
 	assert_string_equal(strbuf_str(&b),
 			    "{\"type\":\"record\",\"name\":\"Key\",\"namespace\":\"app.cdc.public.acct\","
 			    "\"fields\":[{\"name\":\"level\",\"type\":\"int\"},"
@@ -944,7 +978,7 @@ static void test_the_key_schema_is_a_record_of_the_key_columns_in_key_order(void
 	avro_schema_decref(parsed);
 	strbuf_reset(&b);
 	f.keys[0] = 4; /* "a b" numeric(6,2), nullable: its field is too, its name sanitized */
-	avro_change_key_schema(&b, &f.t, "");
+	avro_change_key_schema(&b, &f.t, "", NULL);
 	assert_string_equal(strbuf_str(&b),
 			    "{\"type\":\"record\",\"name\":\"Key\",\"namespace\":\"public.acct\","
 			    "\"fields\":[{\"name\":\"a_b\",\"pg_column\":\"a b\",\"type\":[\"null\","
@@ -967,7 +1001,7 @@ static void test_key_fields_are_named_as_the_same_columns_in_the_row(void **stat
 	fixture(&f, 'f');
 	f.keys[0] = 5; /* "a_b" */
 	avro_change_schema(&row, &f.t, "app");
-	avro_change_key_schema(&key, &f.t, "app");
+	avro_change_key_schema(&key, &f.t, "app", NULL);
 	assert_non_null(strstr(strbuf_str(&row), "{\"name\":\"a_b\",\"pg_column\":\"a b\""));
 	assert_non_null(strstr(strbuf_str(&row), "{\"name\":\"a_b_6\",\"pg_column\":\"a_b\""));
 	assert_string_equal(strbuf_str(&key),
@@ -979,7 +1013,7 @@ static void test_key_fields_are_named_as_the_same_columns_in_the_row(void **stat
 	f.keys[0] = 4; /* "a b", not published: the row's a_b is "a_b" now */
 	f.cols[4].published = false;
 	avro_change_schema(&row, &f.t, "app");
-	avro_change_key_schema(&key, &f.t, "app");
+	avro_change_key_schema(&key, &f.t, "app", NULL);
 	assert_non_null(strstr(strbuf_str(&row), "{\"name\":\"a_b\",\"type\""));
 	assert_null(strstr(strbuf_str(&row), "a_b_"));
 	assert_non_null(strstr(strbuf_str(&key), "\"fields\":[{\"name\":\"a_b_5\",\"pg_column\":\"a b\""));
@@ -993,7 +1027,7 @@ static void test_a_key_converts_and_reads_back_and_a_bad_one_is_refused(void **s
 	static const char key[] = "{\"id\":9223372036854775807,\"a b\":-12.5}";
 	static const char null_part[] = "{\"id\":1,\"a b\":null}";
 	table_fixture f;
-	avro_change *a = avro_change_new("app");
+	avro_change *a = avro_change_new("app", NULL);
 	const char *why = NULL;
 	char *out, *text;
 	size_t len;
@@ -1033,7 +1067,7 @@ static void test_a_key_column_retyped_derives_the_key_schema_again(void **state)
 {
 	static const char key[] = "{\"id\":7}";
 	table_fixture f;
-	avro_change *a = avro_change_new("app");
+	avro_change *a = avro_change_new("app", NULL);
 	const char *why = NULL;
 	char *out;
 	size_t len;
@@ -1052,6 +1086,209 @@ static void test_a_key_column_retyped_derives_the_key_schema_again(void **state)
 	avro_change_free(a);
 }
 
+/* ---- protected columns (docs/privacy.md): strings, or no field when dropped ---- */
+
+/* Adds a protect rule: columns and tables comma-separated, as config_set_list reads them. */
+static void add_rule(relay_config *cfg, const char *columns, const char *tables, const char *action)
+{
+	protect_config *p = config_add_protect(cfg);
+
+	config_set_list(&p->columns, &p->n_columns, columns);
+	config_set_list(&p->tables, &p->n_tables, tables);
+	config_set_string(&p->action, action);
+}
+
+/* The rule for a column: the first rule (in file order) whose tables and columns take it. */
+static void test_the_first_rule_whose_tables_take_a_column_gives_its_action(void **state)
+{
+	relay_config *cfg = config_defaults(0, 1);
+	(void)state;
+
+	add_rule(cfg, "dob", "public.*", "drop");
+	add_rule(cfg, "dob,doc", "*.*", "hash");
+	add_rule(cfg, "doc,score", "public.p[ae]*", "encrypt");
+	assert_int_equal(protect_column_action(cfg, "public.people", "dob"), PROTECT_DROP);
+	assert_int_equal(protect_column_action(cfg, "kyc.people", "dob"), PROTECT_HASH);
+	assert_int_equal(protect_column_action(cfg, "public.people", "doc"), PROTECT_HASH);
+	assert_int_equal(protect_column_action(cfg, "public.people", "score"), PROTECT_ENCRYPT);
+	assert_int_equal(protect_column_action(cfg, "public.other", "score"), -1);
+	assert_int_equal(protect_column_action(cfg, "public.people", "Dob"), -1); /* names are exact */
+	assert_int_equal(protect_column_action(NULL, "public.people", "dob"), -1);
+	config_free(cfg);
+}
+
+/*
+ * An identity table: id bigint (key), dob date NOT NULL, doc bigint, score numeric, age int NOT
+ * NULL, note jsonb, tags int[]; REPLICA IDENTITY FULL, so NOT NULL fields are required.
+ */
+typedef struct {
+	capture_table t;
+	capture_column cols[7];
+	int keys[1];
+} identity_fixture;
+
+static void identity(identity_fixture *f)
+{
+	static const char *const names[] = {"id", "dob", "doc", "score", "age", "note", "tags"};
+	static const char *const types[] = {"bigint", "date", "bigint", "numeric", "integer", "jsonb",
+					    "integer[]"};
+	static const bool not_null[] = {true, true, false, false, true, false, false};
+
+	memset(f, 0, sizeof(*f));
+	for (int i = 0; i < 7; i++) {
+		f->cols[i].name = (char *)names[i];
+		f->cols[i].type_name = (char *)types[i];
+		f->cols[i].not_null = not_null[i];
+		f->cols[i].published = true;
+	}
+	f->t.schema = "public";
+	f->t.table = "people";
+	f->t.name = "public.people";
+	f->t.cols = f->cols;
+	f->t.n_cols = 7;
+	f->t.keys = f->keys;
+	f->t.n_keys = 1;
+	f->t.replident = 'f';
+	f->t.catalog_lsn = 1;
+}
+
+/* The rules the identity tests use: dob hashed, doc masked, score encrypted, age dropped, note and tags hashed. */
+static relay_config *identity_rules(void)
+{
+	relay_config *cfg = config_defaults(0, 1);
+
+	add_rule(cfg, "dob,note,tags", "public.people", "hash");
+	add_rule(cfg, "doc", "*.*", "mask");
+	add_rule(cfg, "score", "public.*", "encrypt");
+	add_rule(cfg, "age", "public.people", "drop");
+	return cfg;
+}
+
+/*
+ * A protected column's field is a string, nullable as the column's own would be (dob NOT NULL
+ * with REPLICA IDENTITY FULL: a plain string), an array's too (its whole text is protected); a
+ * dropped column has no field (age, NOT NULL, no longer a required field left empty).
+ */
+static void test_protected_columns_are_strings_and_a_dropped_one_has_no_field(void **state)
+{
+	static const avro_change_protect prot[] = {AVRO_CHANGE_CLEAR, AVRO_CHANGE_PROTECTED,
+						   AVRO_CHANGE_PROTECTED, AVRO_CHANGE_PROTECTED,
+						   AVRO_CHANGE_DROPPED, AVRO_CHANGE_PROTECTED,
+						   AVRO_CHANGE_PROTECTED};
+	identity_fixture f;
+	strbuf b = {0};
+	avro_schema_t parsed;
+	(void)state;
+
+	identity(&f);
+	avro_change_schema_with(&b, &f.t, "app", NULL, 0, false, prot);
+	assert_non_null(strstr(strbuf_str(&b),
+			       "\"fields\":[{\"name\":\"id\",\"type\":\"long\"},"
+			       "{\"name\":\"dob\",\"type\":\"string\"},"
+			       "{\"name\":\"doc\",\"type\":[\"null\",\"string\"],\"default\":null},"
+			       "{\"name\":\"score\",\"type\":[\"null\",\"string\"],\"default\":null},"
+			       "{\"name\":\"note\",\"type\":[\"null\",\"string\"],\"default\":null},"
+			       "{\"name\":\"tags\",\"type\":[\"null\",\"string\"],\"default\":null}]}"));
+	assert_null(strstr(strbuf_str(&b), "\"age\""));
+	assert_null(strstr(strbuf_str(&b), "VariableScaleDecimal")); /* score was its only user */
+	assert_int_equal(avro_schema_from_json_length(b.s, b.len, &parsed), 0);
+	avro_schema_decref(parsed);
+	strbuf_reset(&b);
+	avro_change_schema_with(&b, &f.t, "app", NULL, 0, true, prot); /* the relaxed variant */
+	assert_non_null(strstr(strbuf_str(&b), "{\"name\":\"dob\",\"type\":[\"null\",\"string\"],"));
+	assert_null(strstr(strbuf_str(&b), "\"age\""));
+	strbuf_reset(&b);
+	avro_change_schema_with(&b, &f.t, "app", NULL, 0, false, NULL); /* no rules: as before */
+	assert_non_null(strstr(strbuf_str(&b), "{\"name\":\"dob\",\"type\":{\"type\":\"int\","
+					       "\"logicalType\":\"date\"}}"));
+	assert_non_null(strstr(strbuf_str(&b), "{\"name\":\"age\",\"type\":\"int\"}"));
+	strbuf_free(&b);
+}
+
+/*
+ * With the rules, an envelope whose before and after hold the protected texts (what the
+ * transform stage made: the dropped age is not there) converts by the derived schema, the texts
+ * as strings (a hashed jsonb's text without JSON quotes), and reads back; that schema is the one
+ * avro_change_schema_with derives from the rules' columns.
+ */
+static void test_a_protected_change_converts_by_the_schema_the_rules_derive(void **state)
+{
+	static const char env[] =
+		"{\"op\":\"u\",\"before\":{\"id\":1,\"dob\":\"0a1b\",\"doc\":\"****\",\"score\":null,"
+		"\"note\":\"77ee\",\"tags\":\"5c5c\"},\"after\":{\"id\":1,\"dob\":\"0a1b\","
+		"\"doc\":\"*******890\",\"score\":\"enc:v1:k1:QUJD\",\"note\":null,\"tags\":\"6d6d\"}"
+		",\"source\":{\"lsn\":\"0/16B3748\",\"xid\":743,\"ts\":null,\"schema\":\"public\","
+		"\"table\":\"people\",\"snapshot\":false}}";
+	static const avro_change_protect prot[] = {AVRO_CHANGE_CLEAR, AVRO_CHANGE_PROTECTED,
+						   AVRO_CHANGE_PROTECTED, AVRO_CHANGE_PROTECTED,
+						   AVRO_CHANGE_DROPPED, AVRO_CHANGE_PROTECTED,
+						   AVRO_CHANGE_PROTECTED};
+	relay_config *cfg = identity_rules();
+	avro_change *a = avro_change_new("app", cfg);
+	identity_fixture f;
+	strbuf want = {0};
+	const char *why = NULL;
+	char *out, *text;
+	size_t len;
+	(void)state;
+
+	identity(&f);
+	if (avro_change_convert(a, &f.t, env, sizeof(env) - 1, 5, &out, &len, &why) < 0)
+		fail_msg("convert: %s", why);
+	avro_change_schema_with(&want, &f.t, "app", NULL, 0, false, prot);
+	assert_string_equal(avro_change_last_schema(a), strbuf_str(&want));
+	text = read_back_by(want, out + 5, len - 5);
+	assert_non_null(strstr(text, "\"before\": {\"people\": {\"id\": 1, \"dob\": \"0a1b\", "
+				     "\"doc\": {\"string\": \"****\"}, \"score\": null, \"note\": "
+				     "{\"string\": \"77ee\"}, \"tags\": {\"string\": \"5c5c\"}}}"));
+	assert_non_null(strstr(text, "\"doc\": {\"string\": \"*******890\"}, \"score\": {\"string\": "
+				     "\"enc:v1:k1:QUJD\"}, \"note\": null, \"tags\": {\"string\": \"6d6d\"}"));
+	free(text);
+	avro_change_free(a);
+	config_free(cfg);
+}
+
+/*
+ * In the key record a key column any rule takes is a string (always hashed there), a dropped
+ * one too; the row leaves the dropped key column out, and the key field keeps the row's naming
+ * (named after the row's fields, as a key column the row leaves out is).
+ */
+static void test_a_protected_key_column_is_a_string_in_the_key_record_whatever_the_action(void **state)
+{
+	static const char key[] = "{\"id\":\"9f86d081884c7d65\"}";
+	relay_config *cfg = config_defaults(0, 1);
+	avro_change *a = avro_change_new("app", cfg);
+	identity_fixture f;
+	const char *why = NULL;
+	char *out, *text;
+	size_t len;
+	(void)state;
+
+	add_rule(cfg, "id", "public.people", "drop");
+	add_rule(cfg, "dob", "public.people", "hash");
+	identity(&f);
+	f.t.n_cols = 2; /* id and dob: a snapshot row of it converts without id */
+	if (avro_change_convert_key(a, &f.t, key, sizeof(key) - 1, 0, &out, &len, &why) < 0)
+		fail_msg("convert: %s", why);
+	assert_string_equal(avro_change_last_schema(a),
+			    "{\"type\":\"record\",\"name\":\"Key\",\"namespace\":\"app.public.people\","
+			    "\"fields\":[{\"name\":\"id\",\"type\":\"string\"}]}");
+	strbuf b = {0};
+	strbuf_add(&b, avro_change_last_schema(a));
+	text = read_back_by(b, out, len);
+	assert_non_null(strstr(text, "\"id\": \"9f86d081884c7d65\""));
+	free(text);
+	static const char row[] = "{\"op\":\"r\",\"before\":null,\"after\":{\"dob\":\"0a1b\"}"
+				  ",\"source\":{\"lsn\":\"0/1\",\"xid\":7,\"ts\":null,\"schema\":\"public\","
+				  "\"table\":\"people\",\"snapshot\":true}}";
+	if (avro_change_convert(a, &f.t, row, sizeof(row) - 1, 0, &out, &len, &why) < 0)
+		fail_msg("convert: %s", why);
+	assert_non_null(strstr(avro_change_last_schema(a),
+			       "\"fields\":[{\"name\":\"dob\",\"type\":\"string\"}]}"));
+	avro_change_free(a);
+	config_free(cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1061,6 +1298,7 @@ int main(void)
 		cmocka_unit_test(test_an_envelope_converts_and_reads_back),
 		cmocka_unit_test(test_a_truncate_and_a_key_only_delete_convert),
 		cmocka_unit_test(test_a_re_read_entry_with_the_same_schema_frees_nothing_in_use),
+		cmocka_unit_test(test_a_re_read_entry_with_the_same_schema_text_converts_by_the_new_types),
 		cmocka_unit_test(test_a_column_the_catalog_no_longer_has_is_kept_as_a_string),
 		cmocka_unit_test(test_values_the_schema_cannot_hold_are_refused_with_the_column),
 		cmocka_unit_test(test_postgresql_texts_convert_exactly),
@@ -1079,6 +1317,10 @@ int main(void)
 		cmocka_unit_test(test_key_fields_are_named_as_the_same_columns_in_the_row),
 		cmocka_unit_test(test_a_key_converts_and_reads_back_and_a_bad_one_is_refused),
 		cmocka_unit_test(test_a_key_column_retyped_derives_the_key_schema_again),
+		cmocka_unit_test(test_the_first_rule_whose_tables_take_a_column_gives_its_action),
+		cmocka_unit_test(test_protected_columns_are_strings_and_a_dropped_one_has_no_field),
+		cmocka_unit_test(test_a_protected_change_converts_by_the_schema_the_rules_derive),
+		cmocka_unit_test(test_a_protected_key_column_is_a_string_in_the_key_record_whatever_the_action),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,9 +3,11 @@
 
 #include <sys/stat.h>
 
+#include "avro_change.h"
 #include "config.h"
 #include "protect.h"
 #include "protect_action.h"
+#include "protect_column.h"
 #include "snapshot.h"
 #include "strbuf.h"
 #include "transform.h"
@@ -288,6 +290,109 @@ static void test_captured_columns_are_protected_in_after_before_and_key(void **s
 	config_free(cfg);
 }
 
+/*
+ * A column is a name: a rule's column "*" takes only a column named "*" (in after, before and
+ * the key), never every column, as the Avro schemas derive it (protect_column.h).
+ */
+static void test_a_column_named_star_is_only_that_column_not_every_one(void **state)
+{
+	(void)state;
+	relay_config *cfg = config_defaults(0, 1);
+	char err[256];
+	const char *why = NULL;
+
+	rule(cfg, "", "*", "mask");
+	transform *t = transform_new(cfg, err, sizeof(err));
+	assert_non_null(t);
+	const char *value = "{\"op\":\"u\",\"before\":{\"*\":\"abcdefgh\",\"id\":1,\"email\":\"a@b.c\"},"
+			    "\"after\":{\"*\":\"abcdefgh\",\"id\":1,\"email\":\"a@b.c\"},\"source\":{}}";
+	route_msg m = {.topic = "t", .key = "{\"id\":1}", .key_len = 8, .value = value,
+		       .value_len = strlen(value)};
+	record rec = {.kind = RECORD_CHANGE, .source = "public.users", .msg = &m};
+	assert_int_equal(transform_apply(t, &rec, &why), 0);
+	const char *want = "{\"op\":\"u\",\"before\":{\"*\":\"****efgh\",\"id\":1,\"email\":\"a@b.c\"},"
+			   "\"after\":{\"*\":\"****efgh\",\"id\":1,\"email\":\"a@b.c\"},\"source\":{}}";
+	assert_int_equal(m.value_len, strlen(want));
+	assert_memory_equal(m.value, want, m.value_len);
+	assert_int_equal(m.key_len, 8);
+	assert_memory_equal(m.key, "{\"id\":1}", 8);
+	assert_int_equal(protect_column_action(cfg, "public.users", "email"), -1);
+	assert_int_equal(protect_column_action(cfg, "public.users", "*"), PROTECT_MASK);
+	transform_free(t);
+	config_free(cfg);
+}
+
+/*
+ * The Avro schema the rules derive (avro_change.h) holds exactly what this stage makes of a
+ * change: an update of a REPLICA IDENTITY FULL table, before and after, nulls in protected
+ * nullable columns, a NOT NULL date hashed, a bigint masked, a numeric encrypted, a jsonb
+ * object hashed, a NOT NULL int and the key column dropped (hashed in the key). It converts by
+ * the table's own schema (no variant for unknown columns or missing values), the key too.
+ */
+static void test_the_avro_schema_the_rules_derive_fits_what_the_stage_makes(void **state)
+{
+	static const char *const names[] = {"id", "dob", "doc", "score", "age", "note", "name"};
+	static const char *const types[] = {"bigint", "date", "bigint", "numeric", "integer", "jsonb",
+					    "text"};
+	static const bool not_null[] = {true, true, false, false, true, false, false};
+	static const char env[] =
+		"{\"op\":\"u\",\"before\":{\"id\":1,\"dob\":\"1984-02-29\",\"doc\":null,"
+		"\"score\":0.98731,\"age\":41,\"note\":{\"a\":[1,2]},\"name\":\"Ana\"},"
+		"\"after\":{\"id\":1,\"dob\":\"1984-02-29\",\"doc\":4400123456789,\"score\":null,"
+		"\"age\":42,\"note\":null,\"name\":null},\"source\":{\"lsn\":\"0/16B3748\",\"xid\":7,"
+		"\"ts\":null,\"schema\":\"public\",\"table\":\"idv\",\"snapshot\":false}}";
+	capture_column cols[7];
+	int keys[1] = {0};
+	capture_table tb = {.schema = "public", .table = "idv", .name = "public.idv", .cols = cols,
+			    .n_cols = 7, .keys = keys, .n_keys = 1, .replident = 'f', .catalog_lsn = 1};
+	avro_change_protect prot[7];
+	relay_config *cfg = config_defaults(0, 1);
+	char err[256];
+	const char *why = NULL;
+	char *out;
+	size_t len;
+	strbuf want = {0};
+	(void)state;
+
+	memset(cols, 0, sizeof(cols));
+	for (int i = 0; i < 7; i++)
+		cols[i] = (capture_column){.name = (char *)names[i], .type_name = (char *)types[i],
+					   .not_null = not_null[i], .published = true};
+	rule(cfg, "", "dob,note", "hash");
+	rule(cfg, "", "doc", "mask");
+	rule(cfg, "", "score", "encrypt");
+	rule(cfg, "", "age,id", "drop");
+	config_set_string(&cfg->protect_key_id, "k1");
+	transform *t = transform_new(cfg, err, sizeof(err));
+	assert_non_null(t);
+	route_msg m = {.topic = "t", .key = "{\"id\":1}", .key_len = 8, .value = env,
+		       .value_len = sizeof(env) - 1};
+	record rec = {.kind = RECORD_CHANGE, .source = tb.name, .table = &tb, .msg = &m};
+	assert_int_equal(transform_apply(t, &rec, &why), 0);
+	avro_change *a = avro_change_new("app", cfg);
+	if (avro_change_convert(a, &tb, m.value, m.value_len, 0, &out, &len, &why) < 0)
+		fail_msg("the value: %s", why);
+	for (int i = 0; i < 7; i++) {
+		int kind = protect_column_action(cfg, tb.name, names[i]);
+		prot[i] = kind < 0 ? AVRO_CHANGE_CLEAR : kind == PROTECT_DROP ? AVRO_CHANGE_DROPPED
+									: AVRO_CHANGE_PROTECTED;
+	}
+	avro_change_schema_with(&want, &tb, "app", NULL, 0, false, prot);
+	assert_string_equal(avro_change_last_schema(a), strbuf_str(&want)); /* not a variant */
+	assert_non_null(strstr(want.s, "{\"name\":\"dob\",\"type\":\"string\"}"));
+	assert_null(strstr(want.s, "\"age\""));
+	if (avro_change_convert_key(a, &tb, m.key, m.key_len, 0, &out, &len, &why) < 0)
+		fail_msg("the key: %s", why);
+	strbuf_reset(&want);
+	avro_change_key_schema(&want, &tb, "app", prot);
+	assert_string_equal(avro_change_last_schema(a), strbuf_str(&want));
+	assert_non_null(strstr(want.s, "{\"name\":\"id\",\"type\":\"string\"}"));
+	strbuf_free(&want);
+	avro_change_free(a);
+	transform_free(t);
+	config_free(cfg);
+}
+
 static void test_dead_letters_are_encrypted_whole_and_need_the_encryption_key(void **state)
 {
 	(void)state;
@@ -553,6 +658,8 @@ int main(void)
 		cmocka_unit_test(test_dead_letters_are_encrypted_whole_and_need_the_encryption_key),
 		cmocka_unit_test(test_a_dead_letter_key_gets_the_column_rules_once),
 		cmocka_unit_test(test_a_protected_key_column_is_hashed_in_the_key_whatever_the_action),
+		cmocka_unit_test(test_a_column_named_star_is_only_that_column_not_every_one),
+		cmocka_unit_test(test_the_avro_schema_the_rules_derive_fits_what_the_stage_makes),
 		cmocka_unit_test(test_a_dead_letter_key_that_cannot_be_protected_is_withheld),
 		cmocka_unit_test(test_dead_letters_of_a_captured_table_no_rule_takes_stay_as_they_are),
 		cmocka_unit_test(test_a_path_the_parser_refuses_stops_the_start_instead_of_being_skipped),
