@@ -163,6 +163,27 @@ static void test_mask_hides_short_values_whole_and_replaces_non_strings(void **s
 	config_free(cfg);
 }
 
+static void test_a_masked_tail_keeps_its_json_escapes(void **state)
+{
+	(void)state;
+	relay_config *cfg = config_defaults(1, 0);
+	char err[256];
+	int rc;
+
+	rule(cfg, "/a,/b,/c", "", "mask")->keep_last = 3;
+	transform *t = transform_new(cfg, err, sizeof(err));
+	/* Decoded, masked, then written again as JSON: a kept quote, backslash or control byte is
+	 * escaped as PostgreSQL escapes it; a masked one is a star like any other character. */
+	char *v = outbox_value(t, "x", "{\"a\":\"secret\\\"q\\\\\",\"b\":\"x\\u0001\\ny\","
+					"\"c\":\"\\\"\\tabc\"}", &rc);
+	assert_int_equal(rc, 0);
+	assert_string_equal(v, "{\"a\":\"******\\\"q\\\\\",\"b\":\"*\\u0001\\ny\","
+			       "\"c\":\"**abc\"}");
+	free(v);
+	transform_free(t);
+	config_free(cfg);
+}
+
 static void test_drop_removes_members_and_their_commas(void **state)
 {
 	(void)state;
@@ -546,6 +567,7 @@ int main(void)
 		cmocka_unit_test(test_nested_paths_escapes_and_arrays_are_selected),
 		cmocka_unit_test(test_mask_counts_utf8_characters_not_bytes),
 		cmocka_unit_test(test_mask_hides_short_values_whole_and_replaces_non_strings),
+		cmocka_unit_test(test_a_masked_tail_keeps_its_json_escapes),
 		cmocka_unit_test(test_drop_removes_members_and_their_commas),
 		cmocka_unit_test(test_only_the_named_event_types_are_protected_and_first_rule_wins),
 		cmocka_unit_test(test_encrypted_values_decrypt_to_the_original_with_the_key),
