@@ -249,6 +249,33 @@ static void test_drop_removes_members_and_their_commas(void **state)
 	config_free(cfg);
 }
 
+static void test_drops_around_members_no_path_can_take_keep_their_commas_right(void **state)
+{
+	(void)state;
+	relay_config *cfg = config_defaults(1, 0);
+	char err[256];
+	int rc;
+
+	/* Keys of a length no path has are passed over by their length alone: they still end a
+	 * run of dropped members, and the commas come out as when every member is compared. */
+	rule(cfg, "/a,/c", "", "drop");
+	transform *t = transform_new(cfg, err, sizeof(err));
+	char *v = outbox_value(t, "x", "{\"a\":1, \"bb\":2, \"c\":3, \"dd\":{\"a\":4}}", &rc);
+	assert_string_equal(v, "{\"bb\":2, \"dd\":{\"a\":4}}");
+	free(v);
+	v = outbox_value(t, "x", "{\"a\":1,\"c\":[2],\"zzz\":3}", &rc);
+	assert_string_equal(v, "{\"zzz\":3}");
+	free(v);
+	v = outbox_value(t, "x", "{\"zz\":0,\"a\":1,\"c\":2}", &rc);
+	assert_string_equal(v, "{\"zz\":0}");
+	free(v);
+	v = outbox_value(t, "x", "{\"\\u0061\":1,\"zz\":0}", &rc); /* an escaped "a" is compared */
+	assert_string_equal(v, "{\"zz\":0}");
+	free(v);
+	transform_free(t);
+	config_free(cfg);
+}
+
 static void test_only_the_named_event_types_are_protected_and_first_rule_wins(void **state)
 {
 	(void)state;
@@ -613,6 +640,7 @@ int main(void)
 		cmocka_unit_test(test_mask_hides_short_values_whole_and_replaces_non_strings),
 		cmocka_unit_test(test_a_masked_tail_keeps_its_json_escapes),
 		cmocka_unit_test(test_drop_removes_members_and_their_commas),
+		cmocka_unit_test(test_drops_around_members_no_path_can_take_keep_their_commas_right),
 		cmocka_unit_test(test_only_the_named_event_types_are_protected_and_first_rule_wins),
 		cmocka_unit_test(test_encrypted_values_decrypt_to_the_original_with_the_key),
 		cmocka_unit_test(test_captured_columns_are_protected_in_after_before_and_key),
