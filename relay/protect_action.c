@@ -76,20 +76,7 @@ void protect_mask(strbuf *out, const char *s, size_t n, int keep_last)
 	strbuf_addn(out, s + i, n - i);
 }
 
-/* Hashed values remembered (direct-mapped), and the longest one remembered. */
-#define MEMO_SLOTS 16
-#define MEMO_MAX_LEN 48
-#define DIGEST_HEX 64
-
-/* One remembered hash: a short clear text and its 64 hex digits (len 0: empty slot). */
-typedef struct {
-	size_t len;
-	char clear[MEMO_MAX_LEN];
-	char hex[DIGEST_HEX];
-} hash_memo;
-
 struct protect_crypto {
-	hash_memo memo[MEMO_SLOTS]; /* recent hashes; wiped with c */
 	EVP_MAC *mac;
 	EVP_MAC_CTX *hmac;   /* keyed with the hash key; reset per value */
 	EVP_CIPHER *aes;
@@ -156,50 +143,21 @@ static const char hex_pairs[] = HEX_ROW("0") HEX_ROW("1") HEX_ROW("2") HEX_ROW("
 	HEX_ROW("5") HEX_ROW("6") HEX_ROW("7") HEX_ROW("8") HEX_ROW("9") HEX_ROW("a") HEX_ROW("b")
 	HEX_ROW("c") HEX_ROW("d") HEX_ROW("e") HEX_ROW("f");
 
-/* The HMAC of s[0..n) as hex digits into hex (room for 2 * EVP_MAX_MD_SIZE): their count, or 0. */
-static size_t hmac_hex(protect_crypto *c, const char *s, size_t n, char *hex)
+int protect_hash(protect_crypto *c, strbuf *out, const char *s, size_t n)
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	size_t len = 0;
+	char *p;
 
 	/* A NULL key keeps the key set up front: the context starts over keyed. */
 	if (!c->hmac || EVP_MAC_init(c->hmac, NULL, 0, NULL) != 1 ||
 	    EVP_MAC_update(c->hmac, (const unsigned char *)s, n) != 1 ||
 	    EVP_MAC_final(c->hmac, md, &len, sizeof(md)) != 1)
-		return 0;
-	for (size_t i = 0; i < len; i++)
-		memcpy(hex + 2 * i, hex_pairs + 2 * md[i], 2);
-	return 2 * len;
-}
-
-/* The memo slot a clear text of n bytes goes to (cheap: collisions are compared away). */
-static hash_memo *memo_slot(protect_crypto *c, const char *s, size_t n)
-{
-	unsigned h = (unsigned)n * 31u + (unsigned char)s[0] * 7u + (unsigned char)s[n - 1];
-	return &c->memo[h % MEMO_SLOTS];
-}
-
-int protect_hash(protect_crypto *c, strbuf *out, const char *s, size_t n)
-{
-	char hex[2 * EVP_MAX_MD_SIZE];
-	hash_memo *m = n > 0 && n <= MEMO_MAX_LEN ? memo_slot(c, s, n) : NULL;
-
-	/* The same clear text under the same key hashes the same: a repeated short value (a
-	 * reviewer, a country, a tenant) is written from the memo, without OpenSSL's per-value
-	 * set-up, which costs more than the two SHA-256 blocks themselves. */
-	if (m && m->len == n && memcmp(m->clear, s, n) == 0) {
-		strbuf_addn(out, m->hex, DIGEST_HEX);
-		return 0;
-	}
-	size_t k = hmac_hex(c, s, n, hex);
-	if (k == 0)
 		return -1;
-	if (m && k == DIGEST_HEX) {
-		memcpy(m->clear, s, n);
-		memcpy(m->hex, hex, DIGEST_HEX);
-		m->len = n;
-	}
-	strbuf_addn(out, hex, k);
+	p = strbuf_room(out, 2 * len);
+	for (size_t i = 0; i < len; i++)
+		memcpy(p + 2 * i, hex_pairs + 2 * md[i], 2);
+	strbuf_setlen(out, out->len + 2 * len);
 	return 0;
 }
 

@@ -43,11 +43,7 @@ typedef struct protect_crypto protect_crypto;
 protect_crypto *protect_crypto_new(const unsigned char *hash_key, const unsigned char *enc_key);
 void protect_crypto_free(protect_crypto *c);
 
-/*
- * Appends HMAC-SHA-256(hash key, s[0..n)) as 64 lowercase hex digits: 0, or -1 (OpenSSL failed).
- * The context remembers the last few short values it hashed (up to 48 bytes, 16 slots) with
- * their digests, so that a repeated value skips OpenSSL; protect_crypto_free wipes them.
- */
+/* Appends HMAC-SHA-256(hash key, s[0..n)) as 64 lowercase hex digits: 0, or -1 (OpenSSL failed). */
 int protect_hash(protect_crypto *c, strbuf *out, const char *s, size_t n);
 
 /*

@@ -98,49 +98,6 @@ static void test_an_outbox_field_is_hashed_with_hmac_sha256_in_hex(void **state)
 	config_free(cfg);
 }
 
-/* The digest of s[0..n) under a context that never hashed anything before (nothing remembered). */
-static void fresh_hash(const unsigned char *key, const char *s, size_t n, strbuf *out)
-{
-	protect_crypto *c = protect_crypto_new(key, NULL);
-	assert_non_null(c);
-	assert_int_equal(protect_hash(c, out, s, n), 0);
-	protect_crypto_free(c);
-}
-
-static void test_a_repeated_value_hashes_as_it_did_the_first_time(void **state)
-{
-	(void)state;
-	unsigned char key[PROTECT_KEY_BYTES];
-	char why[128], text[80];
-	strbuf got = {0}, want = {0};
-
-	assert_int_equal(protect_key_parse(KEY_HEX, key, why, sizeof(why)), 0);
-	protect_crypto *c = protect_crypto_new(key, NULL);
-	/* Values that repeat, share a memo slot (same length, first and last byte), differ in one
-	 * middle byte, are empty or longer than the memo keeps: each digest is the one a fresh
-	 * context gives. */
-	for (int i = 0; i < 600; i++) {
-		int len = i % 7 == 0 ? 0 : 1 + (i * 13) % 60;
-		for (int k = 0; k < len; k++)
-			text[k] = (char)('a' + (k == len / 2 ? (i / 3) % 5 : k % 26));
-		strbuf_reset(&got);
-		strbuf_reset(&want);
-		assert_int_equal(protect_hash(c, &got, text, (size_t)len), 0);
-		fresh_hash(key, text, (size_t)len, &want);
-		assert_int_equal(got.len, 64);
-		assert_string_equal(got.s, want.s);
-	}
-	/* The known digest (Python's hmac) again, now from the memo. */
-	strbuf_reset(&got);
-	assert_int_equal(protect_hash(c, &got, "ana@example.com", 15), 0);
-	strbuf_reset(&got);
-	assert_int_equal(protect_hash(c, &got, "ana@example.com", 15), 0);
-	assert_string_equal(got.s, "f7831e3410f19cf23c7e0817fb67c7de0f88c2d8ff66b2b28ce7099fa0705078");
-	protect_crypto_free(c);
-	strbuf_free(&got);
-	strbuf_free(&want);
-}
-
 static void test_nested_paths_escapes_and_arrays_are_selected(void **state)
 {
 	(void)state;
@@ -634,7 +591,6 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_an_outbox_field_is_hashed_with_hmac_sha256_in_hex),
-		cmocka_unit_test(test_a_repeated_value_hashes_as_it_did_the_first_time),
 		cmocka_unit_test(test_nested_paths_escapes_and_arrays_are_selected),
 		cmocka_unit_test(test_mask_counts_utf8_characters_not_bytes),
 		cmocka_unit_test(test_mask_hides_short_values_whole_and_replaces_non_strings),
