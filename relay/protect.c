@@ -1,6 +1,7 @@
 /* protect.c: JSON path selection and rewriting: finds the protected fields of a JSON text and rewrites them. */
 #include "protect.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -215,6 +216,26 @@ static int visit(protect_rw *rw, const json_span *key, const json_span *val, siz
 	return 0;
 }
 
+/* A bit per key length the paths' parts at depth have (63: that long or longer); all bits for "*". */
+static uint64_t part_lengths(const protect_path **act, size_t n, int depth)
+{
+	uint64_t bits = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		size_t len = act[i]->lens[depth];
+		if (len == 1 && act[i]->parts[depth][0] == '*')
+			return UINT64_MAX;
+		bits |= (uint64_t)1 << (len < 63 ? len : 63);
+	}
+	return bits;
+}
+
+/* True when no part can take the member key: an unescaped key of a length no part has. */
+static bool no_part_takes(uint64_t lengths, const json_span *key)
+{
+	return !key->escaped && !(lengths & ((uint64_t)1 << (key->len < 63 ? key->len : 63)));
+}
+
 /* Iterates an object or array the cursor has entered, with the paths (act) reaching into it. */
 static int walk_entered(protect_rw *rw, json_cursor *c, bool obj, const protect_path **act,
 			size_t n, int depth)
@@ -222,13 +243,17 @@ static int walk_entered(protect_rw *rw, json_cursor *c, bool obj, const protect_
 	json_span key, val;
 	drop_run run = {0};
 	const char *prev_end = NULL;
+	uint64_t lengths = obj ? part_lengths(act, n, depth) : UINT64_MAX;
 	int rc;
 
 	for (size_t idx = 0;; idx++) {
 		rc = obj ? json_object_next(c, &key, &val) : json_array_next(c, &val);
 		if (rc <= 0)
 			break;
-		if (visit(rw, obj ? &key : NULL, &val, idx, act, n, depth, &run, prev_end) < 0)
+		/* Most members are taken by no path: only the length of their key is looked at. */
+		if (obj && no_part_takes(lengths, &key))
+			run_close(rw, &run, key.ptr - 1);
+		else if (visit(rw, obj ? &key : NULL, &val, idx, act, n, depth, &run, prev_end) < 0)
 			return -1;
 		prev_end = span_end(&val);
 	}

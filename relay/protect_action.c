@@ -67,13 +67,12 @@ void protect_mask(strbuf *out, const char *s, size_t n, int keep_last)
 		chars += starts_char((unsigned char)s[i]);
 	/* A value no longer than keep_last would be kept whole: it is masked whole instead. */
 	masked = chars > (size_t)keep_last ? chars - (size_t)keep_last : chars;
-	for (i = 0; i < n; i++) {
-		if (!starts_char((unsigned char)s[i]))
-			continue; /* a masked character's other bytes go with it */
-		if (seen++ == masked)
+	/* i: where the kept characters start (a masked character's other bytes go with it). */
+	for (i = 0; i < n; i++)
+		if (starts_char((unsigned char)s[i]) && seen++ == masked)
 			break;
-		strbuf_addc(out, '*');
-	}
+	memset(strbuf_room(out, masked), '*', masked);
+	strbuf_setlen(out, out->len + masked);
 	strbuf_addn(out, s + i, n - i);
 }
 
@@ -137,9 +136,15 @@ void protect_crypto_free(protect_crypto *c)
 	OPENSSL_clear_free(c, sizeof(*c));
 }
 
+/* The two lowercase hex digits of each byte value, for writing a digest a byte at a time. */
+#define HEX_ROW(h)                                                                                 \
+	h "0" h "1" h "2" h "3" h "4" h "5" h "6" h "7" h "8" h "9" h "a" h "b" h "c" h "d" h "e" h "f"
+static const char hex_pairs[] = HEX_ROW("0") HEX_ROW("1") HEX_ROW("2") HEX_ROW("3") HEX_ROW("4")
+	HEX_ROW("5") HEX_ROW("6") HEX_ROW("7") HEX_ROW("8") HEX_ROW("9") HEX_ROW("a") HEX_ROW("b")
+	HEX_ROW("c") HEX_ROW("d") HEX_ROW("e") HEX_ROW("f");
+
 int protect_hash(protect_crypto *c, strbuf *out, const char *s, size_t n)
 {
-	static const char digits[] = "0123456789abcdef";
 	unsigned char md[EVP_MAX_MD_SIZE];
 	size_t len = 0;
 	char *p;
@@ -150,10 +155,8 @@ int protect_hash(protect_crypto *c, strbuf *out, const char *s, size_t n)
 	    EVP_MAC_final(c->hmac, md, &len, sizeof(md)) != 1)
 		return -1;
 	p = strbuf_room(out, 2 * len);
-	for (size_t i = 0; i < len; i++) {
-		p[2 * i] = digits[md[i] >> 4];
-		p[2 * i + 1] = digits[md[i] & 15];
-	}
+	for (size_t i = 0; i < len; i++)
+		memcpy(p + 2 * i, hex_pairs + 2 * md[i], 2);
 	strbuf_setlen(out, out->len + 2 * len);
 	return 0;
 }

@@ -256,6 +256,37 @@ static size_t select_paths(transform *t, const path_list *l)
 	return n;
 }
 
+/* True when no byte of s[0..n) needs a JSON escape (json_out_escape would pass them all). */
+static bool plain_json(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch < 0x20 || ch == '"' || ch == '\\')
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Appends a string masked (protect_mask) as a JSON string. Masked in place after the quote;
+ * only when the kept tail holds a byte to escape is it written again through json_out_string.
+ */
+static void mask_string(transform *t, strbuf *out, const char *clear, size_t len, int keep_last)
+{
+	size_t start = out->len;
+
+	strbuf_addc(out, '"');
+	protect_mask(out, clear, len, keep_last);
+	if (plain_json(out->s + start + 1, out->len - start - 1)) {
+		strbuf_addc(out, '"');
+		return;
+	}
+	strbuf_reset(&t->mask);
+	strbuf_addn(&t->mask, out->s + start + 1, out->len - start - 1);
+	strbuf_setlen(out, start);
+	json_out_string(out, t->mask.s, t->mask.len);
+}
+
 /* Writes the JSON value standing for a protected one (protect.h's protect_value_fn). */
 static int protect_value(void *ctx, const protect_path *p, const char *clear, size_t len,
 			 bool is_string, strbuf *out, const char **why)
@@ -271,9 +302,7 @@ static int protect_value(void *ctx, const protect_path *p, const char *clear, si
 			strbuf_add(out, "\"****\"");
 			return 0;
 		}
-		strbuf_reset(&t->mask);
-		protect_mask(&t->mask, clear, len, t->cfg->protects[p->rule].keep_last);
-		json_out_string(out, t->mask.s ? t->mask.s : "", t->mask.len);
+		mask_string(t, out, clear, len, t->cfg->protects[p->rule].keep_last);
 		return 0;
 	case PROTECT_HASH:
 		if (!t->has_hash)

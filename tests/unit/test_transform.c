@@ -165,6 +165,80 @@ static void test_mask_hides_short_values_whole_and_replaces_non_strings(void **s
 	config_free(cfg);
 }
 
+static void test_a_masked_tail_keeps_its_json_escapes(void **state)
+{
+	(void)state;
+	relay_config *cfg = config_defaults(1, 0);
+	char err[256];
+	int rc;
+
+	rule(cfg, "/a,/b,/c", "", "mask")->keep_last = 3;
+	transform *t = transform_new(cfg, err, sizeof(err));
+	/* Decoded, masked, then written again as JSON: a kept quote, backslash or control byte is
+	 * escaped as PostgreSQL escapes it; a masked one is a star like any other character. */
+	char *v = outbox_value(t, "x", "{\"a\":\"secret\\\"q\\\\\",\"b\":\"x\\u0001\\ny\","
+					"\"c\":\"\\\"\\tabc\"}", &rc);
+	assert_int_equal(rc, 0);
+	assert_string_equal(v, "{\"a\":\"******\\\"q\\\\\",\"b\":\"*\\u0001\\ny\","
+			       "\"c\":\"**abc\"}");
+	free(v);
+	transform_free(t);
+	config_free(cfg);
+}
+
+static void test_a_masked_tail_keeps_whole_utf8_characters_and_escapes_only_what_postgresql_does(void **state)
+{
+	(void)state;
+	relay_config *cfg = config_defaults(1, 0);
+	char err[256];
+	int rc;
+
+	rule(cfg, "/a,/b,/c", "", "mask")->keep_last = 2;
+	transform *t = transform_new(cfg, err, sizeof(err));
+	/* \u escapes are decoded: the kept characters come out as UTF-8 (DEL as it is), a kept
+	 * newline as \n; a masked multi-byte character is one star. */
+	char *v = outbox_value(t, "x", "{\"a\":\"\\u00e9t\\u00e9\\n\",\"b\":\"日本\\u8a9e\","
+					"\"c\":\"x\\ud83d\\ude00\\u007f\"}", &rc);
+	assert_int_equal(rc, 0);
+	assert_string_equal(v, "{\"a\":\"**é\\n\",\"b\":\"*本語\",\"c\":\"*😀\x7f\"}");
+	free(v);
+	transform_free(t);
+	config_free(cfg);
+}
+
+static void test_keys_are_taken_by_their_decoded_text_whatever_their_length(void **state)
+{
+	(void)state;
+	relay_config *cfg = config_defaults(1, 0);
+	char err[256], a64[65], a69[70], a70[71], fields[160], value[512];
+	int rc;
+
+	memset(a64, 'a', 64);
+	a64[64] = '\0';
+	memset(a69, 'a', 69);
+	a69[69] = '\0';
+	memset(a70, 'a', 70);
+	a70[70] = '\0';
+	/* Long keys share one length class: a 64-byte key is compared with a 70-byte part. */
+	snprintf(fields, sizeof(fields), "/a~1b,/t~0,/%s,/x/*", a70);
+	rule(cfg, fields, "", "mask")->keep_last = 0;
+	transform *t = transform_new(cfg, err, sizeof(err));
+	snprintf(value, sizeof(value),
+		 "{\"a\\/b\":\"v\",\"a/b\":\"v\",\"aab\":\"k\",\"t~\":\"v\",\"t\\u007e\":\"v\","
+		 "\"%s\":\"k\",\"%s\":\"v\",\"%s\\u0061\":\"v\",\"x\":{\"\\u00e9\":\"v\",\"\":\"v\"}}",
+		 a64, a70, a69);
+	char *v = outbox_value(t, "x", value, &rc);
+	assert_int_equal(rc, 0);
+	snprintf(value, sizeof(value),
+		 "{\"a\\/b\":\"*\",\"a/b\":\"*\",\"aab\":\"k\",\"t~\":\"*\",\"t\\u007e\":\"*\","
+		 "\"%s\":\"k\",\"%s\":\"*\",\"%s\\u0061\":\"*\",\"x\":{\"\\u00e9\":\"*\",\"\":\"*\"}}",
+		 a64, a70, a69);
+	assert_string_equal(v, value);
+	free(v);
+	transform_free(t);
+	config_free(cfg);
+}
+
 static void test_drop_removes_members_and_their_commas(void **state)
 {
 	(void)state;
@@ -182,6 +256,33 @@ static void test_drop_removes_members_and_their_commas(void **state)
 	free(v);
 	v = outbox_value(t, "x", "{\"b\":1,\"c\":3,\"e\":5}", &rc);
 	assert_string_equal(v, "{\"b\":1}");
+	free(v);
+	transform_free(t);
+	config_free(cfg);
+}
+
+static void test_drops_around_members_no_path_can_take_keep_their_commas_right(void **state)
+{
+	(void)state;
+	relay_config *cfg = config_defaults(1, 0);
+	char err[256];
+	int rc;
+
+	/* Keys of a length no path has are passed over by their length alone: they still end a
+	 * run of dropped members, and the commas come out as when every member is compared. */
+	rule(cfg, "/a,/c", "", "drop");
+	transform *t = transform_new(cfg, err, sizeof(err));
+	char *v = outbox_value(t, "x", "{\"a\":1, \"bb\":2, \"c\":3, \"dd\":{\"a\":4}}", &rc);
+	assert_string_equal(v, "{\"bb\":2, \"dd\":{\"a\":4}}");
+	free(v);
+	v = outbox_value(t, "x", "{\"a\":1,\"c\":[2],\"zzz\":3}", &rc);
+	assert_string_equal(v, "{\"zzz\":3}");
+	free(v);
+	v = outbox_value(t, "x", "{\"zz\":0,\"a\":1,\"c\":2}", &rc);
+	assert_string_equal(v, "{\"zz\":0}");
+	free(v);
+	v = outbox_value(t, "x", "{\"\\u0061\":1,\"zz\":0}", &rc); /* an escaped "a" is compared */
+	assert_string_equal(v, "{\"zz\":0}");
 	free(v);
 	transform_free(t);
 	config_free(cfg);
@@ -651,7 +752,11 @@ int main(void)
 		cmocka_unit_test(test_nested_paths_escapes_and_arrays_are_selected),
 		cmocka_unit_test(test_mask_counts_utf8_characters_not_bytes),
 		cmocka_unit_test(test_mask_hides_short_values_whole_and_replaces_non_strings),
+		cmocka_unit_test(test_a_masked_tail_keeps_its_json_escapes),
+		cmocka_unit_test(test_a_masked_tail_keeps_whole_utf8_characters_and_escapes_only_what_postgresql_does),
+		cmocka_unit_test(test_keys_are_taken_by_their_decoded_text_whatever_their_length),
 		cmocka_unit_test(test_drop_removes_members_and_their_commas),
+		cmocka_unit_test(test_drops_around_members_no_path_can_take_keep_their_commas_right),
 		cmocka_unit_test(test_only_the_named_event_types_are_protected_and_first_rule_wins),
 		cmocka_unit_test(test_encrypted_values_decrypt_to_the_original_with_the_key),
 		cmocka_unit_test(test_captured_columns_are_protected_in_after_before_and_key),
