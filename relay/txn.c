@@ -150,6 +150,18 @@ outcome txn_wait_gap(relay *r)
 	return OUTCOME_OK;
 }
 
+/* How long to leave the stream unread between Kafka transactions (commit_policy_gather_ms). */
+int64_t txn_gather_ms(const relay *r)
+{
+	gather_facts f = {
+		.between = r->eos_on && !r->eos.open && !r->eos.in_pg_txn && !r->in_txn &&
+			   !r->hold_commit && r->eos.commit_began_ms > 0,
+		.since_commit_ms = clock_mono_ms() - r->eos.commit_began_ms,
+		.rate = r->eos.rate,
+	};
+	return commit_policy_gather_ms(&f, r->cfg->transaction_gather_ms);
+}
+
 /* A group opens: see txn.h. */
 void txn_group_begin(relay *r) { r->hold_commit = true; }
 
