@@ -34,7 +34,7 @@ int64_t commit_policy_gather_ms(const gather_facts *f, int64_t gather_max_ms)
 {
 	int64_t want = gather_max_ms;
 
-	if (!f->between || gather_max_ms <= 0)
+	if (!f->between || gather_max_ms <= 0 || f->behind_ms >= COMMIT_STRETCH_BEHIND_MS)
 		return 0;
 	if (f->rate > 0 && COMMIT_GATHER_RECORDS * 1000.0 / f->rate < (double)want)
 		want = (int64_t)(COMMIT_GATHER_RECORDS * 1000.0 / f->rate);

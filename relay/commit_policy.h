@@ -52,6 +52,7 @@ typedef struct {
 	bool between;            /* no Kafka or PostgreSQL transaction open, no group unfinished */
 	int64_t since_commit_ms; /* since the last commit began (the stream was not read from then) */
 	double rate;             /* records per second of the recent Kafka transactions (0: none) */
+	int64_t behind_ms;       /* how long ago the last transaction read committed (-1: unknown) */
 } gather_facts;
 
 /*
@@ -62,6 +63,8 @@ typedef struct {
  * (unread, in the socket) until the last commit began long enough ago for COMMIT_GATHER_RECORDS
  * of them at the recent rate, at most gather_max_ms (relay.transaction_gather_ms; 0: never).
  * At high rates a commit takes longer than that and nothing waits: the rule follows the rate.
+ * Catching up (behind by COMMIT_STRETCH_BEHIND_MS or more, more than any gathering leaves it)
+ * nothing waits either: the rows are already there, and waiting would only slow the catch-up.
  */
 int64_t commit_policy_gather_ms(const gather_facts *f, int64_t gather_max_ms);
 

@@ -158,6 +158,7 @@ int64_t txn_gather_ms(const relay *r)
 			   !r->hold_commit && r->eos.commit_began_ms > 0,
 		.since_commit_ms = clock_mono_ms() - r->eos.commit_began_ms,
 		.rate = r->eos.rate,
+		.behind_ms = behind_ms(r),
 	};
 	return commit_policy_gather_ms(&f, r->cfg->transaction_gather_ms);
 }

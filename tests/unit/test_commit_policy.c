@@ -109,7 +109,7 @@ static void test_a_split_transactions_missing_end_commits_at_once(void **state)
 /* Between transactions, a commit that began since_ms ago, at rate records per second. */
 static gather_facts between(int64_t since_ms, double rate)
 {
-	gather_facts f = {.between = true, .since_commit_ms = since_ms, .rate = rate};
+	gather_facts f = {.between = true, .since_commit_ms = since_ms, .rate = rate, .behind_ms = 5};
 	return f;
 }
 
@@ -151,6 +151,17 @@ static void test_nothing_gathers_inside_a_transaction_or_when_turned_off(void **
 	assert_int_equal(commit_policy_gather_ms(&f, 0), 0);
 }
 
+static void test_catching_up_on_a_backlog_nothing_gathers(void **state)
+{
+	(void)state;
+	gather_facts f = between(0, 10); /* a slow rate: would gather the whole 1000 ms */
+	assert_int_equal(commit_policy_gather_ms(&f, 1000), 1000);
+	f.behind_ms = COMMIT_STRETCH_BEHIND_MS; /* the rows are already there: read them */
+	assert_int_equal(commit_policy_gather_ms(&f, 1000), 0);
+	f.behind_ms = -1; /* not known yet: the rate decides */
+	assert_int_equal(commit_policy_gather_ms(&f, 1000), 1000);
+}
+
 static void test_the_rate_is_a_moving_average_of_records_per_commit_cycle(void **state)
 {
 	(void)state;
@@ -178,6 +189,7 @@ int main(void)
 		cmocka_unit_test(test_at_a_high_rate_rows_gather_only_as_long_as_32_take),
 		cmocka_unit_test(test_a_row_after_a_long_quiet_is_read_at_once),
 		cmocka_unit_test(test_nothing_gathers_inside_a_transaction_or_when_turned_off),
+		cmocka_unit_test(test_catching_up_on_a_backlog_nothing_gathers),
 		cmocka_unit_test(test_the_rate_is_a_moving_average_of_records_per_commit_cycle),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
