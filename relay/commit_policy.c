@@ -29,3 +29,21 @@ bool commit_policy_due(const commit_facts *f, const commit_limits *lim)
 		return false;
 	return !stretched(f, lim);
 }
+
+int64_t commit_policy_gather_ms(const gather_facts *f, int64_t gather_max_ms)
+{
+	int64_t want = gather_max_ms;
+
+	if (!f->between || gather_max_ms <= 0 || f->behind_ms >= COMMIT_STRETCH_BEHIND_MS)
+		return 0;
+	if (f->rate > 0 && COMMIT_GATHER_RECORDS * 1000.0 / f->rate < (double)want)
+		want = (int64_t)(COMMIT_GATHER_RECORDS * 1000.0 / f->rate);
+	return f->since_commit_ms < want ? want - f->since_commit_ms : 0;
+}
+
+double commit_policy_rate(double rate, uint64_t records, int64_t cycle_ms)
+{
+	double sample = (double)records * 1000.0 / (double)(cycle_ms > 0 ? cycle_ms : 1);
+
+	return rate > 0 ? rate + (sample - rate) / 4 : sample;
+}

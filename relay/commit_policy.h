@@ -47,4 +47,34 @@ bool commit_policy_due(const commit_facts *f, const commit_limits *lim);
 /* ... a transaction due only by its age stays open this long. */
 #define COMMIT_CATCHUP_MS 1000
 
+/* What decides how long the stream is left to gather before it is read (the caller reads the clock). */
+typedef struct {
+	bool between;            /* no Kafka or PostgreSQL transaction open, no group unfinished */
+	int64_t since_commit_ms; /* since the last commit began (the stream was not read from then) */
+	double rate;             /* records per second of the recent Kafka transactions (0: none) */
+	int64_t behind_ms;       /* how long ago the last transaction read committed (-1: unknown) */
+} gather_facts;
+
+/*
+ * Milliseconds to leave the stream unread before reading on (0: read now). Each Kafka
+ * transaction costs the relay a fixed 1 to 3 ms of CPU (librdkafka 2.0.2's main thread spins
+ * through the 1 ms timer of each partition registration: docs/performance.md), so at low rates
+ * one per handful of rows would cost more than the rows. Between transactions, rows gather
+ * (unread, in the socket) until the last commit began long enough ago for COMMIT_GATHER_RECORDS
+ * of them at the recent rate, at most gather_max_ms (relay.transaction_gather_ms; 0: never).
+ * At high rates a commit takes longer than that and nothing waits: the rule follows the rate.
+ * Catching up (behind by COMMIT_STRETCH_BEHIND_MS or more, more than any gathering leaves it)
+ * nothing waits either: the rows are already there, and waiting would only slow the catch-up.
+ */
+int64_t commit_policy_gather_ms(const gather_facts *f, int64_t gather_max_ms);
+
+/*
+ * The rate estimate after a commit of records records, cycle_ms after the one before began:
+ * a moving average (a quarter of each new sample), the first sample taken as it is.
+ */
+double commit_policy_rate(double rate, uint64_t records, int64_t cycle_ms);
+
+/* Records per Kafka transaction the gathering aims at (below it, a commit's cost dominates). */
+#define COMMIT_GATHER_RECORDS 32
+
 #endif

@@ -121,6 +121,7 @@ typedef struct {
 	int topic_replication_factor;
 	int transaction_max_records;
 	int transaction_max_ms;
+	int transaction_gather_ms; /* exactly-once: gather rows this long at low rates (commit_policy.h) */
 	bool transaction_headers; /* pg_xid, pg_commit_lsn, pg_txn_index on each record */
 	char *transaction_topic;  /* BEGIN and END records of PostgreSQL transactions; "": none */
 	char *log_level;

@@ -340,11 +340,20 @@ static void log_failed_for_good(const eos *e, const char *err)
 			  fenced ? " (another relay with the same transactional.id took over)" : "");
 }
 
+/* After a commit that began at began: the rate estimate the gathering between commits follows. */
+static void committed_rate(eos *e, int64_t began)
+{
+	if (e->commit_began_ms > 0)
+		e->rate = commit_policy_rate(e->rate, e->records, began - e->commit_began_ms);
+	e->commit_began_ms = began;
+}
+
 outcome eos_commit(eos *e, eos_tick_fn tick, void *ctx)
 {
 	char err[512];
 	checkpoint cp = eos_pending(e);
 	checkpoint_recovery rec = {0};
+	int64_t began = clock_mono_ms();
 	outcome res;
 
 	if ((res = eos_ensure_open(e, err, sizeof(err))) != OUTCOME_OK) {
@@ -387,6 +396,7 @@ outcome eos_commit(eos *e, eos_tick_fn tick, void *ctx)
 	e->committed = cp;
 	counts_committed(e, counts);
 	e->last_commit_ms = clock_mono_ms();
+	committed_rate(e, began);
 	return OUTCOME_OK;
 }
 

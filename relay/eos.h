@@ -34,6 +34,8 @@ typedef struct {
 	uint32_t info_xid;   /* the xid eos_pg_txn_info gave for the next eos_pg_begin */
 	uint64_t skip_rows;  /* of them, how many the committed checkpoint covers */
 	int64_t last_commit_ms;
+	int64_t commit_began_ms; /* when the last successful commit began (0: none yet) */
+	double rate;         /* records per second of the recent commits (commit_policy_rate) */
 	char *attached;      /* a state record for the next commit (snapshot progress), or NULL */
 	horizon hz;          /* commit times and outbox xids the checkpoints record (recovery) */
 	char *backfill;      /* the backfill state the checkpoints carry (JSON, owned), or NULL */

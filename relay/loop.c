@@ -345,6 +345,15 @@ static outcome when_idle(relay *r)
 	return OUTCOME_OK;
 }
 
+/*
+ * Between Kafka transactions at a low rate: rows gather unread (in the socket) for ms, while
+ * Kafka, status updates and signals are served; the next transaction takes them all at once.
+ */
+static outcome gather_rows(relay *r, int64_t ms)
+{
+	return loop_wait(r, false, clock_mono_ms() + ms) < 0 ? OUTCOME_RETRY : OUTCOME_OK;
+}
+
 /* Streams until something ends the session (receivelog.c's HandleCopyStream, in named steps). */
 outcome loop_stream(relay *r)
 {
@@ -352,8 +361,15 @@ outcome loop_stream(relay *r)
 
 	while (e == OUTCOME_OK) {
 		int n, records;
+		int64_t gather;
 
-		if ((e = check_session(r)) != OUTCOME_OK || (e = read_batch(r, &n, &records)) != OUTCOME_OK)
+		if ((e = check_session(r)) != OUTCOME_OK)
+			break;
+		if ((gather = txn_gather_ms(r)) > 0) {
+			e = gather_rows(r, gather);
+			continue;
+		}
+		if ((e = read_batch(r, &n, &records)) != OUTCOME_OK)
 			break;
 		if (r->paused)
 			e = wait_paused(r);

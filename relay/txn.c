@@ -150,6 +150,26 @@ outcome txn_wait_gap(relay *r)
 	return OUTCOME_OK;
 }
 
+/*
+ * How long to leave the stream unread between Kafka transactions (commit_policy_gather_ms).
+ * The clocks are read only between transactions: the loop asks before every read.
+ */
+int64_t txn_gather_ms(const relay *r)
+{
+	gather_facts f = {
+		.between = r->eos_on && !r->eos.open && !r->eos.in_pg_txn && !r->in_txn &&
+			   !r->hold_commit && r->eos.commit_began_ms > 0 &&
+			   r->cfg->transaction_gather_ms > 0,
+	};
+
+	if (!f.between)
+		return 0;
+	f.since_commit_ms = clock_mono_ms() - r->eos.commit_began_ms;
+	f.rate = r->eos.rate;
+	f.behind_ms = behind_ms(r);
+	return commit_policy_gather_ms(&f, r->cfg->transaction_gather_ms);
+}
+
 /* A group opens: see txn.h. */
 void txn_group_begin(relay *r) { r->hold_commit = true; }
 

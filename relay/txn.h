@@ -15,6 +15,11 @@ outcome txn_abort(relay *r);
 outcome txn_maybe_commit(relay *r, bool input_idle);
 /* Waits out the coordinator's gap after a commit before the next transaction's first record. */
 outcome txn_wait_gap(relay *r);
+/*
+ * Between Kafka transactions (exactly-once), how many ms the stream should stay unread so that
+ * the next transaction gathers more rows at a low rate (commit_policy_gather_ms); 0: read now.
+ */
+int64_t txn_gather_ms(const relay *r);
 /* True while reading transactions that committed at least behind_ms ago. */
 bool txn_behind_by(const relay *r, int64_t behind_ms);
 /*

@@ -382,3 +382,55 @@ def test_second_relay_on_the_same_slot_fences_the_first(outbox, kafka):
     assert_exactly_once(kafka, outbox, writers)
     assert second.stop() == 0
     second.kill()
+
+
+def test_rows_gathered_for_a_second_between_transactions_arrive_once_and_a_sigterm_stops_cleanly(
+        outbox, kafka, pg):
+    """relay.transaction_gather_ms = 1000 (its maximum), rows at a low rate: after each commit the
+    stream is left unread up to a second. Meanwhile status updates must go on (the walsender's
+    3 s wal_sender_timeout must not end the session), a SIGTERM must stop the relay cleanly at a
+    transaction boundary, a SIGHUP must change the value, and every row arrives exactly once."""
+    log_start = os.path.getsize(pg.log_path)
+    pg.execute("ALTER SYSTEM SET wal_sender_timeout = '3s'")
+    pg.execute("SELECT pg_reload_conf()")
+    written = [0]
+    done = threading.Event()
+
+    def writer():
+        while not done.is_set():
+            publish_rows(outbox.db, 1, written[0])
+            written[0] += 1
+            done.wait(0.02)  # a low rate: about 50 rows/s, far below 32 rows per second
+
+    t = threading.Thread(target=writer)
+    try:
+        outbox.reconfigure(extra_relay="transaction_gather_ms = 1000;")
+        outbox.relay.start()
+        outbox.relay.wait_streaming()
+        t.start()
+        wait_for(lambda: written[0] >= 300, 60, what="300 rows written while the relay gathers")
+        stop_began = time.monotonic()
+        assert outbox.relay.stop(signal.SIGTERM) == 0
+        assert time.monotonic() - stop_began < 15, "the stop waited (the gathering must not hold it)"
+        assert "stopped; confirmed up to" in outbox.relay.log()
+        at_stop = written[0]
+        wait_for(lambda: written[0] >= at_stop + 50, 60, what="rows written while stopped")
+        outbox.relay.start()
+        outbox.relay.wait_streaming()
+        wait_for(lambda: written[0] >= at_stop + 300, 60, what="more rows written while it gathers")
+        outbox.reconfigure(extra_relay="transaction_gather_ms = 0;")
+        outbox.relay.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload: relay.transaction_gather_ms changed" in outbox.relay.log(), 30,
+                 what="the reload of relay.transaction_gather_ms")
+    finally:
+        done.set()
+        if t.is_alive():
+            t.join()
+        pg.execute("ALTER SYSTEM RESET wal_sender_timeout")
+        pg.execute("SELECT pg_reload_conf()")
+    assert_exactly_once(kafka, outbox, writers_all(outbox))
+    assert "replication connection lost" not in outbox.relay.log()
+    with open(pg.log_path, errors="replace") as f:
+        f.seek(log_start)
+        assert "replication timeout" not in f.read()
+    assert outbox.relay.stop() == 0

@@ -106,6 +106,74 @@ static void test_a_split_transactions_missing_end_commits_at_once(void **state)
 	assert_false(commit_policy_due(&f, &LIM));
 }
 
+/* Between transactions, a commit that began since_ms ago, at rate records per second. */
+static gather_facts between(int64_t since_ms, double rate)
+{
+	gather_facts f = {.between = true, .since_commit_ms = since_ms, .rate = rate, .behind_ms = 5};
+	return f;
+}
+
+static void test_at_a_low_rate_rows_gather_until_the_last_commit_began_gather_ms_ago(void **state)
+{
+	(void)state;
+	gather_facts f = between(5, 1000); /* 32 rows would take 32 ms: capped at 25 */
+	assert_int_equal(commit_policy_gather_ms(&f, 25), 20);
+	f.since_commit_ms = 25;
+	assert_int_equal(commit_policy_gather_ms(&f, 25), 0);
+	f.rate = 0; /* no rate yet (or idle): as slow as can be */
+	f.since_commit_ms = 0;
+	assert_int_equal(commit_policy_gather_ms(&f, 25), 25);
+}
+
+static void test_at_a_high_rate_rows_gather_only_as_long_as_32_take(void **state)
+{
+	(void)state;
+	gather_facts f = between(2, 4000); /* 32 rows in 8 ms */
+	assert_int_equal(commit_policy_gather_ms(&f, 25), 6);
+	f.since_commit_ms = 8; /* the commit took that long: read at once */
+	assert_int_equal(commit_policy_gather_ms(&f, 25), 0);
+}
+
+static void test_a_row_after_a_long_quiet_is_read_at_once(void **state)
+{
+	(void)state;
+	gather_facts f = between(100, 10);
+	assert_int_equal(commit_policy_gather_ms(&f, 25), 0);
+}
+
+static void test_nothing_gathers_inside_a_transaction_or_when_turned_off(void **state)
+{
+	(void)state;
+	gather_facts f = between(0, 1000);
+	f.between = false;
+	assert_int_equal(commit_policy_gather_ms(&f, 25), 0);
+	f.between = true;
+	assert_int_equal(commit_policy_gather_ms(&f, 0), 0);
+}
+
+static void test_catching_up_on_a_backlog_nothing_gathers(void **state)
+{
+	(void)state;
+	gather_facts f = between(0, 10); /* a slow rate: would gather the whole 1000 ms */
+	assert_int_equal(commit_policy_gather_ms(&f, 1000), 1000);
+	f.behind_ms = COMMIT_STRETCH_BEHIND_MS; /* the rows are already there: read them */
+	assert_int_equal(commit_policy_gather_ms(&f, 1000), 0);
+	f.behind_ms = -1; /* not known yet: the rate decides */
+	assert_int_equal(commit_policy_gather_ms(&f, 1000), 1000);
+}
+
+static void test_the_rate_is_a_moving_average_of_records_per_commit_cycle(void **state)
+{
+	(void)state;
+	double rate = commit_policy_rate(0, 25, 25); /* the first sample as it is */
+	assert_true(rate > 999.9 && rate < 1000.1);
+	rate = commit_policy_rate(rate, 50, 10); /* 5000/s: a quarter of the way there */
+	assert_true(rate > 1999.9 && rate < 2000.1);
+	rate = commit_policy_rate(rate, 0, 10000); /* an idle checkpoint pulls it down */
+	assert_true(rate > 1499.9 && rate < 1500.1);
+	assert_true(commit_policy_rate(0, 3, 0) > 2999.9); /* a zero cycle counts as 1 ms */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -117,6 +185,12 @@ int main(void)
 		cmocka_unit_test(test_catching_up_stretches_a_transaction_due_by_age_alone),
 		cmocka_unit_test(test_catching_up_still_commits_on_idle_input),
 		cmocka_unit_test(test_a_split_transactions_missing_end_commits_at_once),
+		cmocka_unit_test(test_at_a_low_rate_rows_gather_until_the_last_commit_began_gather_ms_ago),
+		cmocka_unit_test(test_at_a_high_rate_rows_gather_only_as_long_as_32_take),
+		cmocka_unit_test(test_a_row_after_a_long_quiet_is_read_at_once),
+		cmocka_unit_test(test_nothing_gathers_inside_a_transaction_or_when_turned_off),
+		cmocka_unit_test(test_catching_up_on_a_backlog_nothing_gathers),
+		cmocka_unit_test(test_the_rate_is_a_moving_average_of_records_per_commit_cycle),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

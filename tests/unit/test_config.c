@@ -137,6 +137,7 @@ static void test_minimal_file_gets_defaults(void **state)
 	assert_int_equal(c->topic_replication_factor, -1);
 	assert_int_equal(c->transaction_max_records, 10000);
 	assert_int_equal(c->transaction_max_ms, 100);
+	assert_int_equal(c->transaction_gather_ms, 25);
 	assert_string_equal(c->log_level, "info");
 	assert_int_equal(c->shutdown_timeout_ms, 30000);
 	assert_int_equal(c->reconnect_max_backoff_ms, 30000);
@@ -1362,7 +1363,7 @@ static void test_describe_marks_the_reloadable_keys(void **state)
 	(void)state;
 	static const char *const reloadable[] = {
 		"relay.log_level", "relay.transaction_max_records", "relay.transaction_max_ms",
-		"relay.shutdown_timeout_ms", "relay.reconnect_max_backoff_ms",
+		"relay.transaction_gather_ms", "relay.shutdown_timeout_ms", "relay.reconnect_max_backoff_ms",
 		"postgresql.status_interval_ms", "relay.lag_warn_mb", "relay.max_in_flight_bytes",
 		"postgresql.wait_for_standbys", "postgresql.wait_for_standbys_count",
 	};
@@ -1496,7 +1497,8 @@ static void test_describe_lists_every_key(void **state)
 	static const char *const keys[] = {
 		"postgresql.conninfo", "postgresql.slot", "postgresql.create_slot",
 		"postgresql.status_interval_ms", "relay.delivery", "relay.checkpoint_topic",
-		"relay.transaction_max_records", "relay.transaction_max_ms", "relay.on_error",
+		"relay.transaction_max_records", "relay.transaction_max_ms",
+		"relay.transaction_gather_ms", "relay.on_error",
 		"relay.dead_letter_topic", "relay.auto_create_topics", "relay.topic_partitions",
 		"relay.topic_replication_factor", "relay.log_level", "relay.shutdown_timeout_ms",
 		"relay.reconnect_max_backoff_ms", "sources[].table", "sources[].message_prefix",
