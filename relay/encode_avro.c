@@ -290,7 +290,7 @@ static void with_schema_headers(avro_state *av, route_msg *m, int id)
 {
 	bool cloudevents = false;
 
-	header_list_adopt(&av->headers, m, 3);
+	header_list_adopt(&av->headers, m, 3); /* the content-type is rewritten in our copy */
 	for (size_t i = 0; i < m->n_headers; i++) {
 		route_header *h = &av->headers.h[i];
 		cloudevents |= header_is(h, "ce_specversion");
@@ -299,8 +299,7 @@ static void with_schema_headers(avro_state *av, route_msg *m, int id)
 	}
 	if (av->id_text_of != id || !av->id_text[0]) /* the same id event after event: written once */
 		snprintf(av->id_text, sizeof(av->id_text), "%d", id), av->id_text_of = id;
-	header_list_add(&av->headers, m, "schema_id", av->id_text);
-	header_list_add(&av->headers, m, "schema_subject", av->last_subject);
+	header_list_add_schema(&av->headers, m, av->id_text, av->last_subject, 1);
 	if (cloudevents) {
 		snprintf(av->dataschema, sizeof(av->dataschema), "%s/schemas/ids/%d", av->url, id);
 		header_list_add(&av->headers, m, "ce_dataschema", av->dataschema);
