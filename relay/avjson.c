@@ -682,15 +682,16 @@ static size_t field_index(avjson_codec *c, const avjson_node *n, avro_value_t *v
 /*
  * The field a member at position pos of the payload is: the one at pos in the last payload (jsonb
  * orders the keys of one event type alike every time), else the one after the previous member's
- * (the schema's order), else a search. SIZE_MAX when there is none.
+ * (the schema's order), else a search. SIZE_MAX when there is none. Without guesses (two fields
+ * of one name) the same field as without them.
  */
 static size_t member_field(avjson_codec *c, const avjson_node *n, avro_value_t *v,
 			   const json_span *k, size_t pos, size_t next)
 {
-	if (!k->escaped && pos < n->n && key_is(k, n, n->guess[pos]))
+	if (n->guess && !k->escaped && pos < n->n && key_is(k, n, n->guess[pos]))
 		return n->guess[pos];
 	size_t idx = !k->escaped && next < n->n && key_is(k, n, next) ? next : field_index(c, n, v, k);
-	if (pos < n->n && idx != SIZE_MAX)
+	if (n->guess && pos < n->n && idx != SIZE_MAX)
 		n->guess[pos] = idx;
 	return idx;
 }

@@ -83,6 +83,21 @@ static char *named_fullname(const json_t *j, const char *ns, char *nsbuf, size_t
 	return xstrdup(full);
 }
 
+/*
+ * True when two fields of the record have one name (libavro accepts such a schema): a guess of
+ * the field a key is could then name the other one than the search does (the first after the
+ * previous member's, else the first).
+ */
+static bool has_twin_names(const avjson_node *n)
+{
+	for (size_t i = 0; i < n->n; i++)
+		for (size_t k = i + 1; k < n->n; k++)
+			if (n->name_lens[i] == n->name_lens[k] &&
+			    memcmp(n->names[i], n->names[k], n->name_lens[i]) == 0)
+				return true;
+	return false;
+}
+
 /* A record's fields, each compiled within the record's namespace. */
 static avjson_node *compile_record(compile_ctx *x, const json_t *j, const char *ns)
 {
@@ -108,6 +123,10 @@ static avjson_node *compile_record(compile_ctx *x, const json_t *j, const char *
 		n->guess[i] = i; /* until a payload shows its order: the schema's */
 		if (!(n->kids[i] = compile(x, json_object_get(f, "type"), inner)))
 			return NULL;
+	}
+	if (has_twin_names(n)) { /* a key matches two fields: only the search picks as before */
+		free(n->guess);
+		n->guess = NULL;
 	}
 	return n;
 }

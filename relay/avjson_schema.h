@@ -21,7 +21,8 @@ struct avjson_node {
 	avjson_node **kids;    /* field types, branches; an array's items or a map's values: kids[0] */
 	char **names;          /* record field names */
 	size_t *name_lens;     /* their lengths */
-	size_t *guess;         /* record: the field the last payload had at each position (a hint) */
+	size_t *guess;         /* record: the field the last payload had at each position (a hint);
+				* NULL when two fields share a name */
 	char *fullname;        /* record, enum, fixed */
 	avjson_node *next;     /* every node of the codec, to free them */
 };

@@ -308,6 +308,36 @@ static void test_each_payload_encodes_as_if_it_were_the_first(void **state)
 	avjson_free(c);
 }
 
+/* A schema with two fields of one name (libavro takes it): a key is the field it was before the
+ * guesses (the first after the previous member's, else the first), whatever payload came before. */
+static void test_a_name_of_two_fields_picks_the_same_field_after_any_payload(void **state)
+{
+	(void)state;
+	static const char twins[] =
+		"{\"type\":\"record\",\"name\":\"T\",\"fields\":[{\"name\":\"a\",\"type\":"
+		"[\"null\",\"long\"]},{\"name\":\"b\",\"type\":[\"null\",\"string\"]},{\"name\":\"c\","
+		"\"type\":[\"null\",\"long\"]},{\"name\":\"a\",\"type\":[\"null\",\"long\"]}]}";
+	static const char *const seq[] = {
+		"{\"c\": 1, \"a\": 2}", /* a after c: the second a */
+		"{\"b\": \"x\", \"a\": 2}", /* a after b: the first a (c is next) */
+		"{\"a\": 3}",
+		"{\"c\": 4, \"a\": 5}",
+	};
+	char err[256], why[256], want[256], *out;
+	size_t len;
+	avjson_codec *c = avjson_new(twins, sizeof(twins) - 1, err, sizeof(err));
+
+	assert_non_null(c);
+	for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+		size_t n = fresh_bytes(twins, seq[i], want, sizeof(want));
+		if (avjson_encode(c, seq[i], strlen(seq[i]), 0, &out, &len, why, sizeof(why)) < 0)
+			fail_msg("%s", why);
+		assert_int_equal(len, n);
+		assert_memory_equal(out, want, n);
+	}
+	avjson_free(c);
+}
+
 /* Integers are read exactly up to the types' limits, past 18 digits too, and refused beyond. */
 static void test_integers_at_the_limits_of_int_and_long(void **state)
 {
@@ -435,6 +465,7 @@ int main(void)
 		cmocka_unit_test(test_a_large_record_in_any_order),
 		cmocka_unit_test(test_each_payload_encodes_as_if_it_were_the_first),
 		cmocka_unit_test(test_integers_at_the_limits_of_int_and_long),
+		cmocka_unit_test(test_a_name_of_two_fields_picks_the_same_field_after_any_payload),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
