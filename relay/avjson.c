@@ -209,6 +209,28 @@ static bool is_integer(const json_span *j)
 	       !memchr(j->ptr, 'E', j->len);
 }
 
+/*
+ * The value of a JSON number of at most 18 digits, a minus at most before them (exact in 64
+ * bits), read without strtoll's copy and locale; false for any other text (strtoll decides).
+ */
+static bool short_integer(const json_span *j, int64_t *out)
+{
+	const char *p = j->ptr, *end = j->ptr + j->len;
+	bool neg = p < end && *p == '-';
+	int64_t v = 0;
+
+	p += neg;
+	if (p == end || end - p > 18)
+		return false;
+	for (; p < end; p++) {
+		if (*p < '0' || *p > '9')
+			return false;
+		v = v * 10 + (*p - '0');
+	}
+	*out = neg ? -v : v;
+	return true;
+}
+
 /* A JSON integer within [lo, hi]; -1 with the reason otherwise. */
 static int get_integer(avjson_codec *c, const avjson_node *n, const json_span *j, int64_t lo,
 		       int64_t hi, int64_t *out)
@@ -218,6 +240,8 @@ static int get_integer(avjson_codec *c, const avjson_node *n, const json_span *j
 
 	if (j->kind != JSON_NUMBER)
 		return fail(c, "expected %s, got %s", type_name(n), kind_name(j->kind));
+	if (short_integer(j, out) && *out >= lo && *out <= hi)
+		return 0;
 	if (!is_integer(j))
 		return fail(c, "%s needs an integer, got %.*s", type_name(n), (int)(j->len > 40 ? 40 : j->len),
 			    j->ptr);
@@ -624,18 +648,18 @@ static int put_absent(avjson_codec *c, const avjson_node *n, avro_value_t *v, co
 	return fail(c, "missing, and %s is not nullable", type_name(n));
 }
 
-/* True when a key without escapes is this field name (Avro names have no quote: an empty key
- * differs at its first byte, the closing quote). */
-static bool key_is(const json_span *k, const char *name)
+/* True when a key without escapes is field i of the record (lengths first: most differ there). */
+static bool key_is(const json_span *k, const avjson_node *n, size_t i)
 {
-	return strncmp(name, k->ptr, k->len) == 0 && name[k->len] == '\0';
+	return k->len == n->name_lens[i] && memcmp(k->ptr, n->names[i], k->len) == 0;
 }
 
 /*
  * The index of a record's field by name: SIZE_MAX when there is none. jsonb hands payloads over
  * with their keys in its own order (shorter keys first), rarely the schema's, so this runs for
  * most fields: a plain scan of the names of a small record costs a third of libavro's lookup
- * by name (hashing, its own scan); larger records use libavro's.
+ * by name (hashing, its own scan); larger records use libavro's. put_record tries its guesses
+ * first.
  */
 static size_t field_index(avjson_codec *c, const avjson_node *n, avro_value_t *v,
 			  const json_span *k)
@@ -644,7 +668,7 @@ static size_t field_index(avjson_codec *c, const avjson_node *n, avro_value_t *v
 
 	if (n->n <= 32 && !k->escaped) { /* the key as it is in the payload: no copy */
 		for (idx = 0; idx < n->n; idx++) /* the first letters tell most names apart */
-			if (n->names[idx][0] == k->ptr[0] && key_is(k, n->names[idx]))
+			if (key_is(k, n, idx))
 				return idx;
 		return SIZE_MAX;
 	}
@@ -655,26 +679,40 @@ static size_t field_index(avjson_codec *c, const avjson_node *n, avro_value_t *v
 	return idx;
 }
 
+/*
+ * The field a member at position pos of the payload is: the one at pos in the last payload (jsonb
+ * orders the keys of one event type alike every time), else the one after the previous member's
+ * (the schema's order), else a search. SIZE_MAX when there is none. Without guesses (two fields
+ * of one name) the same field as without them.
+ */
+static size_t member_field(avjson_codec *c, const avjson_node *n, avro_value_t *v,
+			   const json_span *k, size_t pos, size_t next)
+{
+	if (n->guess && !k->escaped && pos < n->n && key_is(k, n, n->guess[pos]))
+		return n->guess[pos];
+	size_t idx = !k->escaped && next < n->n && key_is(k, n, next) ? next : field_index(c, n, v, k);
+	if (n->guess && pos < n->n && idx != SIZE_MAX)
+		n->guess[pos] = idx;
+	return idx;
+}
+
 /* A record: every member a field of the schema, every non-nullable field present. */
 static int put_record(avjson_codec *c, const avjson_node *n, avro_value_t *v, const json_span *j)
 {
 	json_cursor cur;
 	json_span k, e;
 	avro_value_t f;
-	size_t idx;
+	size_t idx, pos = 0;
 	int rc;
 
 	if (j->kind != JSON_OBJECT || json_object_open(&cur, j) < 0)
 		return fail(c, "expected record %s, got %s", n->fullname, kind_name(j->kind));
 	unsigned char few[64] = {0};
 	unsigned char *seen = n->n <= sizeof(few) ? few : xcalloc(n->n, 1);
-	size_t next = 0; /* payloads mostly list the fields in the schema's order */
+	size_t next = 0;
 	while ((rc = json_object_next(&cur, &k, &e)) == 1) {
 		size_t old = path_push(c, &k, 0);
-		if (!k.escaped && next < n->n && key_is(&k, n->names[next]))
-			idx = next;
-		else
-			idx = field_index(c, n, v, &k);
+		idx = member_field(c, n, v, &k, pos++, next);
 		next = idx + 1;
 		if (idx == SIZE_MAX || avro_value_get_by_index(v, idx, &f, NULL) != 0)
 			rc = fail(c, "not a field of record %s", n->fullname);
@@ -900,7 +938,8 @@ int avjson_encode(avjson_codec *c, const char *json, size_t len, size_t prefix, 
 	why[0] = '\0';
 	c->trail_n = 0;
 	c->depth = 0;
-	avro_value_reset(&c->value);
+	if (c->sch.has_lists) /* else every field is set again, each string over its last text */
+		avro_value_reset(&c->value);
 	if (convert(c, json, len) < 0 || write_value(c, prefix, len, &size) < 0)
 		return -1;
 	*out = c->buf;

@@ -83,6 +83,21 @@ static char *named_fullname(const json_t *j, const char *ns, char *nsbuf, size_t
 	return xstrdup(full);
 }
 
+/*
+ * True when two fields of the record have one name (libavro accepts such a schema): a guess of
+ * the field a key is could then name the other one than the search does (the first after the
+ * previous member's, else the first).
+ */
+static bool has_twin_names(const avjson_node *n)
+{
+	for (size_t i = 0; i < n->n; i++)
+		for (size_t k = i + 1; k < n->n; k++)
+			if (n->name_lens[i] == n->name_lens[k] &&
+			    memcmp(n->names[i], n->names[k], n->name_lens[i]) == 0)
+				return true;
+	return false;
+}
+
 /* A record's fields, each compiled within the record's namespace. */
 static avjson_node *compile_record(compile_ctx *x, const json_t *j, const char *ns)
 {
@@ -96,14 +111,22 @@ static avjson_node *compile_record(compile_ctx *x, const json_t *j, const char *
 	n->n = json_array_size(fields);
 	n->kids = xcalloc(n->n + 1, sizeof(*n->kids));
 	n->names = xcalloc(n->n + 1, sizeof(*n->names));
+	n->name_lens = xcalloc(n->n + 1, sizeof(*n->name_lens));
+	n->guess = xcalloc(n->n + 1, sizeof(*n->guess));
 	for (size_t i = 0; i < n->n; i++) {
 		const json_t *f = json_array_get(fields, i);
 		const char *fname = json_string_value(json_object_get(f, "name"));
 		if (!fname)
 			return compile_fail(x, "a record field needs a name");
 		n->names[i] = xstrdup(fname);
+		n->name_lens[i] = strlen(fname);
+		n->guess[i] = i; /* until a payload shows its order: the schema's */
 		if (!(n->kids[i] = compile(x, json_object_get(f, "type"), inner)))
 			return NULL;
+	}
+	if (has_twin_names(n)) { /* a key matches two fields: only the search picks as before */
+		free(n->guess);
+		n->guess = NULL;
 	}
 	return n;
 }
@@ -152,6 +175,7 @@ static avjson_node *compile_object(compile_ctx *x, const json_t *j, const char *
 	}
 	if (strcmp(tn, "array") == 0 || strcmp(tn, "map") == 0) {
 		n = new_node(x->c, tn[0] == 'a' ? AVRO_ARRAY : AVRO_MAP);
+		x->c->has_lists = true;
 		n->n = 1;
 		n->kids = xcalloc(2, sizeof(*n->kids));
 		n->kids[0] = compile(x, json_object_get(j, tn[0] == 'a' ? "items" : "values"), ns);
@@ -219,6 +243,8 @@ void avjson_schema_free(avjson_schema *s)
 		for (size_t i = 0; n->names && i < n->n; i++)
 			free(n->names[i]);
 		free(n->names);
+		free(n->name_lens);
+		free(n->guess);
 		free(n->kids);
 		free(n->fullname);
 		free(n);

@@ -3,6 +3,7 @@
 #define RELAY_AVJSON_SCHEMA_H
 
 #include <avro.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,6 +20,9 @@ struct avjson_node {
 	size_t n;              /* record fields, union branches */
 	avjson_node **kids;    /* field types, branches; an array's items or a map's values: kids[0] */
 	char **names;          /* record field names */
+	size_t *name_lens;     /* their lengths */
+	size_t *guess;         /* record: the field the last payload had at each position (a hint);
+				* NULL when two fields share a name */
 	char *fullname;        /* record, enum, fixed */
 	avjson_node *next;     /* every node of the codec, to free them */
 };
@@ -28,6 +32,7 @@ typedef struct {
 	char *text;        /* compact JSON, members in the file's order (malloc'd by jansson) */
 	avjson_node *root;
 	avjson_node *all;
+	bool has_lists;    /* an array or a map somewhere: values must be reset between payloads */
 } avjson_schema;
 
 /*

@@ -779,10 +779,8 @@ static int encode_key(avro_change *a, registry *reg, const capture_table *t, rou
 /* The record's headers (copied) plus schema_id and schema_subject. */
 static void with_schema_headers(avro_change *a, route_msg *m, int id)
 {
-	header_list_adopt(&a->headers, m, 2);
 	snprintf(a->id_text, sizeof(a->id_text), "%d", id);
-	header_list_add(&a->headers, m, "schema_id", a->id_text);
-	header_list_add(&a->headers, m, "schema_subject", a->subject);
+	header_list_add_schema(&a->headers, m, a->id_text, a->subject, 0);
 }
 
 int avro_change_encode(avro_change *a, registry *reg, record *rec, const char **why)

@@ -18,15 +18,18 @@
 #include "xalloc.h"
 
 
-/* A schema id of a contract under one subject (the registry client caches by text too). */
+/* The subject and schema id of a contract's events on one topic (the registry client caches
+ * by text too). */
 typedef struct {
-	char *subject;
+	char *topic;
+	char *subject; /* what the schema_subject header says; stays until teardown */
 	int id;
 } avro_subject_id;
 
 /*
- * The ids of one contract (a schema file) by subject, compared by the short subject only, so a
- * cached event costs no comparison of schema texts.
+ * The ids of one contract (a schema file) by topic, compared by the topic only, so a cached
+ * event costs no subject named again (snprintf) and no comparison of schema texts: events of
+ * several topics interleave (one per aggregate type), a cache of the last one missed mostly.
  */
 typedef struct {
 	avro_subject_id *ids;
@@ -45,11 +48,7 @@ typedef struct {
 	avro_change *changes; /* captured tables in Avro (avro_change.h), NULL when none is */
 	char *url;            /* the registry's base, for ce_dataschema */
 	char why[512];
-	char subject[REGISTRY_SUBJECT_MAX]; /* the last record's subject */
-	char *last_topic;     /* the last record's topic and contract: subject and id of the next */
-	size_t last_ci;       /* one of the same are known without naming the subject again */
-	int last_id;
-	char last_subject[REGISTRY_SUBJECT_MAX]; /* what the schema_subject header says */
+	char subject[REGISTRY_SUBJECT_MAX]; /* a new topic's subject, while it is looked up */
 	header_list headers; /* the record's headers and ours (the router's stay as they were) */
 	char id_text[16];
 	int id_text_of;        /* the id id_text holds (0: none yet) */
@@ -206,8 +205,10 @@ void encode_avro_teardown(void *state)
 	avro_state *av = state;
 
 	for (size_t i = 0; i < contract_set_count(av->contracts); i++) {
-		for (size_t k = 0; k < av->ids[i].n_ids; k++)
+		for (size_t k = 0; k < av->ids[i].n_ids; k++) {
+			free(av->ids[i].ids[k].topic);
 			free(av->ids[i].ids[k].subject);
+		}
 		free(av->ids[i].ids);
 	}
 	free(av->ids);
@@ -218,61 +219,72 @@ void encode_avro_teardown(void *state)
 	contract_set_free(av->contracts);
 	free(av->url);
 	header_list_free(&av->headers);
-	free(av->last_topic);
 	avro_change_free(av->changes);
 	registry_free(av->reg);
 	free(av);
 }
 
-/* The subject's id from the contract's ids, else from the registry (then kept). */
-static int subject_id(avro_state *av, const route_msg *m, const contract *k, avro_ids *c, int *id,
+/* True, with its id, when another topic of the contract has this subject already. */
+static bool known_id(const avro_ids *c, const char *subject, int *id)
+{
+	for (size_t i = 0; i < c->n_ids; i++)
+		if (strcmp(c->ids[i].subject, subject) == 0)
+			return *id = c->ids[i].id, true;
+	return false;
+}
+
+/* A topic new to the contract: its subject named, its id from the registry, then kept. */
+static int subject_id(avro_state *av, const route_msg *m, const contract *k, avro_ids *c,
 		      const char **why)
 {
+	int id;
+
 	if (registry_subject(av->strategy, m->topic, avjson_schema_name(k->codec), av->subject,
 			     sizeof(av->subject)) < 0) {
 		snprintf(av->why, sizeof(av->why), "schema %s has no record name for the subject "
 			 "naming strategy (or the subject is too long)", k->file);
 		return *why = av->why, ENCODE_STOP;
 	}
-	for (size_t i = 0; i < c->n_ids; i++)
-		if (strcmp(c->ids[i].subject, av->subject) == 0)
-			return *id = c->ids[i].id, ENCODE_OK;
-	if (av->check_pending) {
-		int rc = pending_check(av, why);
-		if (rc != ENCODE_OK)
-			return rc;
-	}
-	registry_result r = registry_id(av->reg, av->subject, avjson_schema_text(k->codec), id, av->why,
-					sizeof(av->why));
-	if (r != REGISTRY_OK) {
-		*why = av->why;
-		return r == REGISTRY_DOWN ? ENCODE_HOLD : ENCODE_STOP;
+	if (!known_id(c, av->subject, &id)) {
+		if (av->check_pending) {
+			int rc = pending_check(av, why);
+			if (rc != ENCODE_OK)
+				return rc;
+		}
+		registry_result r = registry_id(av->reg, av->subject, avjson_schema_text(k->codec), &id,
+						av->why, sizeof(av->why));
+		if (r != REGISTRY_OK) {
+			*why = av->why;
+			return r == REGISTRY_DOWN ? ENCODE_HOLD : ENCODE_STOP;
+		}
+		log_info("Avro: schema %s is id %d under subject %s", k->file, id, av->subject);
 	}
 	c->ids = xrealloc(c->ids, sizeof(*c->ids) * (c->n_ids + 1));
-	c->ids[c->n_ids].subject = xstrdup(av->subject);
-	c->ids[c->n_ids++].id = *id;
-	log_info("Avro: schema %s is id %d under subject %s", k->file, *id, av->subject);
+	c->ids[c->n_ids++] = (avro_subject_id){xstrdup(m->topic), xstrdup(av->subject), id};
 	return ENCODE_OK;
 }
 
 /*
- * The schema id for the record's subject: from the contract's ids, else from the registry (then
- * kept). ENCODE_OK, or ENCODE_HOLD / ENCODE_STOP with *why.
+ * The subject and schema id of the contract's events on the record's topic: kept from an event
+ * before, else named and asked of the registry (then kept). ENCODE_OK with *id and *subject
+ * (valid until teardown), or ENCODE_HOLD / ENCODE_STOP with *why.
  */
-static int schema_id(avro_state *av, const route_msg *m, size_t ci, int *id, const char **why)
+static int schema_id(avro_state *av, const route_msg *m, size_t ci, int *id, const char **subject,
+		     const char **why)
 {
-	const contract *k = contract_at(av->contracts, ci);
 	avro_ids *c = &av->ids[ci];
+	size_t i = 0;
 
-	if (av->last_topic && av->last_ci == ci && strcmp(av->last_topic, m->topic) == 0)
-		return *id = av->last_id, ENCODE_OK; /* the common case: a run of one event type */
-	int rc = subject_id(av, m, k, c, id, why);
-	if (rc == ENCODE_OK) { /* av->subject may be another record's after a hold: not the header's */
-		free(av->last_topic);
-		av->last_topic = xstrdup(m->topic), av->last_ci = ci, av->last_id = *id;
-		memcpy(av->last_subject, av->subject, sizeof(av->last_subject));
+	while (i < c->n_ids && strcmp(c->ids[i].topic, m->topic) != 0)
+		i++;
+	if (i == c->n_ids) { /* a topic new to the contract: added last */
+		int rc = subject_id(av, m, contract_at(av->contracts, ci), c, why);
+		if (rc != ENCODE_OK)
+			return rc;
 	}
-	return rc;
+	*id = c->ids[i].id;
+	*subject = c->ids[i].subject;
+	return ENCODE_OK;
 }
 
 /* True when a header has this name. */
@@ -286,11 +298,11 @@ static bool header_is(const route_header *h, const char *name)
  * on, ce_dataschema (the registry's URL of the schema) and content-type application/avro. The
  * headers are copied into this module's array (the router's own stay as they were).
  */
-static void with_schema_headers(avro_state *av, route_msg *m, int id)
+static void with_schema_headers(avro_state *av, route_msg *m, int id, const char *subject)
 {
 	bool cloudevents = false;
 
-	header_list_adopt(&av->headers, m, 3);
+	header_list_adopt(&av->headers, m, 3); /* the content-type is rewritten in our copy */
 	for (size_t i = 0; i < m->n_headers; i++) {
 		route_header *h = &av->headers.h[i];
 		cloudevents |= header_is(h, "ce_specversion");
@@ -299,8 +311,7 @@ static void with_schema_headers(avro_state *av, route_msg *m, int id)
 	}
 	if (av->id_text_of != id || !av->id_text[0]) /* the same id event after event: written once */
 		snprintf(av->id_text, sizeof(av->id_text), "%d", id), av->id_text_of = id;
-	header_list_add(&av->headers, m, "schema_id", av->id_text);
-	header_list_add(&av->headers, m, "schema_subject", av->last_subject);
+	header_list_add_schema(&av->headers, m, av->id_text, subject, 1);
 	if (cloudevents) {
 		snprintf(av->dataschema, sizeof(av->dataschema), "%s/schemas/ids/%d", av->url, id);
 		header_list_add(&av->headers, m, "ce_dataschema", av->dataschema);
@@ -357,6 +368,7 @@ int encode_avro(void *state, record *rec, const char **why)
 	route_msg *m = rec->msg;
 	char *out;
 	size_t len;
+	const char *subject;
 	int id, rc;
 	long ci;
 
@@ -372,11 +384,11 @@ int encode_avro(void *state, record *rec, const char **why)
 	if (avjson_encode(contract_at(av->contracts, (size_t)ci)->codec, m->value, m->value_len,
 			  REGISTRY_WIRE_HEADER, &out, &len, av->why, sizeof(av->why)) < 0)
 		return *why = av->why, ENCODE_REJECT;
-	if ((rc = schema_id(av, m, (size_t)ci, &id, why)) != ENCODE_OK)
+	if ((rc = schema_id(av, m, (size_t)ci, &id, &subject, why)) != ENCODE_OK)
 		return rc;
 	registry_wire_header(out, id);
 	m->value = out; /* the codec's buffer, until its next call; librdkafka copies it */
 	m->value_len = len;
-	with_schema_headers(av, m, id);
+	with_schema_headers(av, m, id, subject);
 	return keyed(av, rec) ? encode_key(av, m, why) : ENCODE_OK;
 }

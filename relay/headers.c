@@ -26,6 +26,15 @@ void header_list_add(header_list *l, route_msg *m, const char *name, const char 
 	l->h[m->n_headers++] = (route_header){name, strlen(name), value, strlen(value)};
 }
 
+/* One helper for both Avro formats: the same two headers, in the same order. */
+void header_list_add_schema(header_list *l, route_msg *m, const char *id_text, const char *subject,
+			    size_t more)
+{
+	header_list_adopt(l, m, 2 + more);
+	header_list_add(l, m, "schema_id", id_text);
+	header_list_add(l, m, "schema_subject", subject);
+}
+
 /* The stage's teardown: its array goes, the router's headers were never its own. */
 void header_list_free(header_list *l)
 {

@@ -21,6 +21,13 @@ void header_list_adopt(header_list *l, route_msg *m, size_t more);
 /* Appends one header to m (room made by header_list_adopt); name and value are NUL-terminated
  * and stay valid until the record is produced (librdkafka copies them then). */
 void header_list_add(header_list *l, route_msg *m, const char *name, const char *value);
+/*
+ * Adopts m's headers (room for `more` after ours) and appends the two that name an Avro record's
+ * schema: schema_id (its id's text) and schema_subject. Both Avro formats (outbox events and
+ * captured tables) add them so; the texts must outlive the record, as header_list_add's.
+ */
+void header_list_add_schema(header_list *l, route_msg *m, const char *id_text, const char *subject,
+			    size_t more);
 /* Frees the array (the names and values are not the list's); l is empty again. */
 void header_list_free(header_list *l);
 

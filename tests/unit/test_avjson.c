@@ -254,6 +254,118 @@ static void test_a_large_record_in_any_order(void **state)
 	avjson_free(c);
 }
 
+/* A small schema without arrays or maps: its value is not reset between payloads. */
+static const char FLAT[] =
+	"{\"type\":\"record\",\"name\":\"Flat\",\"fields\":[{\"name\":\"a\",\"type\":\"long\"},"
+	"{\"name\":\"bb\",\"type\":\"string\"},{\"name\":\"note\",\"type\":[\"null\",\"string\"],"
+	"\"default\":null},{\"name\":\"n\",\"type\":\"int\"}]}";
+
+/* The Avro bytes of a payload by a fresh codec of the schema (no payload before it). */
+static size_t fresh_bytes(const char *schema, const char *json, char *dst, size_t cap)
+{
+	char err[256], why[256], *out;
+	size_t len;
+	avjson_codec *c = avjson_new(schema, strlen(schema), err, sizeof(err));
+
+	assert_non_null(c);
+	if (avjson_encode(c, json, strlen(json), 0, &out, &len, why, sizeof(why)) < 0)
+		fail_msg("%s", why);
+	assert_true(len <= cap);
+	memcpy(dst, out, len);
+	avjson_free(c);
+	return len;
+}
+
+/* Payloads one after another give the bytes each gives alone, whatever came before: keys in
+ * another order than the last payload's, a field left out, a refused payload half converted. */
+static void test_each_payload_encodes_as_if_it_were_the_first(void **state)
+{
+	(void)state;
+	static const char *const seq[] = {
+		"{\"a\": 1, \"bb\": \"x\", \"note\": \"first\", \"n\": 7}",
+		"{\"n\": 8, \"bb\": \"yy\", \"a\": 2}",           /* note left out: null, not "first" */
+		"{\"n\": 8, \"bb\": \"yy\", \"a\": 3, \"note\": \"z\"}",
+		"{\"bb\": \"a longer text than before\", \"n\": 9, \"a\": -4}",
+		"{\"a\": 5, \"bb\": \"half\", \"note\": \"left\", \"n\": \"no\"}", /* refused */
+		"{\"a\": 6, \"n\": 10, \"bb\": \"\"}",
+	};
+	char err[256], why[256], want[256], *out;
+	size_t len;
+	avjson_codec *c = avjson_new(FLAT, sizeof(FLAT) - 1, err, sizeof(err));
+
+	assert_non_null(c);
+	for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+		if (i == 4) {
+			assert_refused(c, seq[i], "field n: expected int, got a string");
+			continue;
+		}
+		size_t n = fresh_bytes(FLAT, seq[i], want, sizeof(want));
+		if (avjson_encode(c, seq[i], strlen(seq[i]), 0, &out, &len, why, sizeof(why)) < 0)
+			fail_msg("%s", why);
+		assert_int_equal(len, n);
+		assert_memory_equal(out, want, n);
+	}
+	avjson_free(c);
+}
+
+/* A schema with two fields of one name (libavro takes it): a key is the field it was before the
+ * guesses (the first after the previous member's, else the first), whatever payload came before. */
+static void test_a_name_of_two_fields_picks_the_same_field_after_any_payload(void **state)
+{
+	(void)state;
+	static const char twins[] =
+		"{\"type\":\"record\",\"name\":\"T\",\"fields\":[{\"name\":\"a\",\"type\":"
+		"[\"null\",\"long\"]},{\"name\":\"b\",\"type\":[\"null\",\"string\"]},{\"name\":\"c\","
+		"\"type\":[\"null\",\"long\"]},{\"name\":\"a\",\"type\":[\"null\",\"long\"]}]}";
+	static const char *const seq[] = {
+		"{\"c\": 1, \"a\": 2}", /* a after c: the second a */
+		"{\"b\": \"x\", \"a\": 2}", /* a after b: the first a (c is next) */
+		"{\"a\": 3}",
+		"{\"c\": 4, \"a\": 5}",
+	};
+	char err[256], why[256], want[256], *out;
+	size_t len;
+	avjson_codec *c = avjson_new(twins, sizeof(twins) - 1, err, sizeof(err));
+
+	assert_non_null(c);
+	for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+		size_t n = fresh_bytes(twins, seq[i], want, sizeof(want));
+		if (avjson_encode(c, seq[i], strlen(seq[i]), 0, &out, &len, why, sizeof(why)) < 0)
+			fail_msg("%s", why);
+		assert_int_equal(len, n);
+		assert_memory_equal(out, want, n);
+	}
+	avjson_free(c);
+}
+
+/* Integers are read exactly up to the types' limits, past 18 digits too, and refused beyond. */
+static void test_integers_at_the_limits_of_int_and_long(void **state)
+{
+	(void)state;
+	char err[256];
+	const char *schema = "{\"type\":\"record\",\"name\":\"I\",\"fields\":[{\"name\":\"i\",\"type\":"
+			     "\"int\"},{\"name\":\"l\",\"type\":\"long\"}]}";
+	avjson_codec *c = avjson_new(schema, strlen(schema), err, sizeof(err));
+	char *text;
+
+	assert_non_null(c);
+	text = read_back(c, "{\"i\": 2147483647, \"l\": 9223372036854775807}", 0);
+	assert_string_equal(text, "{\"i\": 2147483647, \"l\": 9223372036854775807}");
+	free(text);
+	text = read_back(c, "{\"i\": -2147483648, \"l\": -9223372036854775808}", 0);
+	assert_string_equal(text, "{\"i\": -2147483648, \"l\": -9223372036854775808}");
+	free(text);
+	text = read_back(c, "{\"i\": -0, \"l\": 999999999999999999}", 0);
+	assert_string_equal(text, "{\"i\": 0, \"l\": 999999999999999999}");
+	free(text);
+	assert_refused(c, "{\"i\": 2147483648, \"l\": 0}", "field i: 2147483648 does not fit in int");
+	assert_refused(c, "{\"i\": -2147483649, \"l\": 0}", "field i: -2147483649 does not fit in int");
+	assert_refused(c, "{\"i\": 0, \"l\": 9223372036854775808}",
+		       "field l: 9223372036854775808 does not fit in long");
+	assert_refused(c, "{\"i\": 1.0, \"l\": 0}", "field i: int needs an integer, got 1.0");
+	avjson_free(c);
+}
+
 /* The payload is read once: what follows the object, or JSON broken after a field that does not
  * fit, is still "not valid JSON", as when the whole text was checked first. */
 static void test_text_that_is_not_one_json_value_is_refused_as_such(void **state)
@@ -351,6 +463,9 @@ int main(void)
 		cmocka_unit_test(test_output_larger_than_the_payload_is_written_whole),
 		cmocka_unit_test(test_doubles_are_the_nearest_value),
 		cmocka_unit_test(test_a_large_record_in_any_order),
+		cmocka_unit_test(test_each_payload_encodes_as_if_it_were_the_first),
+		cmocka_unit_test(test_integers_at_the_limits_of_int_and_long),
+		cmocka_unit_test(test_a_name_of_two_fields_picks_the_same_field_after_any_payload),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
