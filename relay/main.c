@@ -14,7 +14,6 @@
 #include "pipeline.h"
 #include "relay.h"
 #include "route.h"
-#include "xalloc.h"
 
 #ifndef RELAY_VERSION
 #define RELAY_VERSION "0.0.0-dev"
@@ -130,7 +129,6 @@ static int run(const char *path)
 	log_set_format(fmt);
 	log_parse_level(cfg->log_level, &lvl);
 	log_set_level(lvl);
-	xalloc_tune(); /* before librdkafka's threads; its per-record chunks are most of the churn */
 	log_info("outbox-relay %s (librdkafka %s) starting with %s", RELAY_VERSION,
 		 rd_kafka_version_str(), path);
 	code = relay_run(cfg);

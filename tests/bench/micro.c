@@ -19,10 +19,6 @@
  *                    encrypted; generated records only
  * MICRO_TXCTX=1 adds the transaction context headers (pg_xid, pg_commit_lsn, pg_txn_index) to
  * each produced record, counted per topic as publish.c does: their cost is the difference.
- * MICRO_QUEUE=N purges every N records instead of QUEUE (the relay holds what Kafka has not
- * acknowledged yet, at most relay.max_in_flight_bytes: the cost per row grows with it).
- * The allocator is set up as the relay's (xalloc_tune); GLIBC_TUNABLES=glibc.malloc.mxfast=128
- * runs it with glibc's fastbins as before.
  * MICRO_STAGE=0, 1, 2, 3 or 4 runs one stage alone. Run it under perf record or valgrind
  * --tool=callgrind to see where the time goes.
  */
@@ -42,10 +38,8 @@
 #include "transform.h"
 #include "txctx.h"
 #include "w2j.h"
-#include "xalloc.h"
 
 #define QUEUE 20000
-static size_t queue_depth = QUEUE; /* MICRO_QUEUE overrides it */
 
 typedef struct {
 	char **recs;
@@ -232,7 +226,7 @@ static double run(const record_set *s, router *rt, kafka_producer *kp, size_t ro
 			fprintf(stderr, "produce failed\n");
 			exit(1);
 		}
-		if (++queued == queue_depth) {
+		if (++queued == QUEUE) {
 			kafka_purge(kp);
 			kafka_serve(kp);
 			queued = 0;
@@ -291,9 +285,6 @@ int main(int argc, char **argv)
 {
 	size_t rows = argc > 1 ? strtoul(argv[1], NULL, 10) : 1000000;
 	with_context = getenv("MICRO_TXCTX") && strcmp(getenv("MICRO_TXCTX"), "1") == 0;
-	xalloc_tune(); /* as the relay starts */
-	if (getenv("MICRO_QUEUE") && atol(getenv("MICRO_QUEUE")) > 0)
-		queue_depth = (size_t)atol(getenv("MICRO_QUEUE"));
 	record_set set = {0};
 	char path[] = "/tmp/micro-relay-XXXXXX";
 	char err[512];
