@@ -109,6 +109,29 @@ static void test_names_become_valid_avro_names(void **state)
 	}
 }
 
+/* A table public.<table> (name) of n published columns, keyed by the first: one fixture shape. */
+static void fill_table(capture_table *t, capture_column *cols, int *keys, const char *table,
+		       const char *name, const char *const *names, const char *const *types,
+		       const bool *not_null, int n, char replident)
+{
+	for (int i = 0; i < n; i++) {
+		cols[i].name = (char *)names[i];
+		cols[i].type_name = (char *)types[i];
+		cols[i].not_null = not_null[i];
+		cols[i].published = true;
+	}
+	keys[0] = 0;
+	t->schema = "public";
+	t->table = (char *)table;
+	t->name = (char *)name;
+	t->cols = cols;
+	t->n_cols = n;
+	t->keys = keys;
+	t->n_keys = 1;
+	t->replident = replident;
+	t->catalog_lsn = 1;
+}
+
 /* A table: id bigint (key), owner text NOT NULL, note text, level int NOT NULL, "a b" and "a_b". */
 typedef struct {
 	capture_table t;
@@ -124,22 +147,7 @@ static void fixture(table_fixture *f, char replident)
 	static const bool not_null[] = {true, true, false, true, false, false};
 
 	memset(f, 0, sizeof(*f));
-	for (int i = 0; i < 6; i++) {
-		f->cols[i].name = (char *)names[i];
-		f->cols[i].type_name = (char *)types[i];
-		f->cols[i].not_null = not_null[i];
-		f->cols[i].published = true;
-	}
-	f->keys[0] = 0;
-	f->t.schema = "public";
-	f->t.table = "acct";
-	f->t.name = "public.acct";
-	f->t.cols = f->cols;
-	f->t.n_cols = 6;
-	f->t.keys = f->keys;
-	f->t.n_keys = 1;
-	f->t.replident = replident;
-	f->t.catalog_lsn = 1;
+	fill_table(&f->t, f->cols, f->keys, "acct", "public.acct", names, types, not_null, 6, replident);
 }
 
 /* Key columns are required; other NOT NULL columns only when every record carries them (FULL). */
@@ -1135,21 +1143,7 @@ static void identity(identity_fixture *f)
 	static const bool not_null[] = {true, true, false, false, true, false, false};
 
 	memset(f, 0, sizeof(*f));
-	for (int i = 0; i < 7; i++) {
-		f->cols[i].name = (char *)names[i];
-		f->cols[i].type_name = (char *)types[i];
-		f->cols[i].not_null = not_null[i];
-		f->cols[i].published = true;
-	}
-	f->t.schema = "public";
-	f->t.table = "people";
-	f->t.name = "public.people";
-	f->t.cols = f->cols;
-	f->t.n_cols = 7;
-	f->t.keys = f->keys;
-	f->t.n_keys = 1;
-	f->t.replident = 'f';
-	f->t.catalog_lsn = 1;
+	fill_table(&f->t, f->cols, f->keys, "people", "public.people", names, types, not_null, 7, 'f');
 }
 
 /* The rules the identity tests use: dob hashed, doc masked, score encrypted, age dropped, note and tags hashed. */
