@@ -263,13 +263,9 @@ static rd_kafka_t *new_consumer(const relay_config *cfg, const char *isolation, 
 		rd_kafka_conf_set(conf, cfg->kafka[i].name, cfg->kafka[i].value, errstr, sizeof(errstr));
 	/* A fetch out of range (the log start moved) starts over from the earliest offset: jumping
 	 * to the end would reach the watermark without the newest checkpoint. */
-	/* The topic is read once, from its start: librdkafka's prefetch (by default up to 100,000
-	 * records or 64 MB queued) would hold a long topic in memory at every start; a small queue
-	 * keeps the relay's start-up at the size of its steady state. */
 	const char *fixed[][2] = {
 		{"isolation.level", isolation}, {"enable.partition.eof", "true"},
 		{"auto.offset.reset", "earliest"}, {"log_level", "3"},
-		{"queued.min.messages", "1000"}, {"queued.max.messages.kbytes", "1024"},
 	};
 	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
 		rd_kafka_conf_set(conf, fixed[i][0], fixed[i][1], errstr, sizeof(errstr));
