@@ -143,52 +143,20 @@ static const char hex_pairs[] = HEX_ROW("0") HEX_ROW("1") HEX_ROW("2") HEX_ROW("
 	HEX_ROW("5") HEX_ROW("6") HEX_ROW("7") HEX_ROW("8") HEX_ROW("9") HEX_ROW("a") HEX_ROW("b")
 	HEX_ROW("c") HEX_ROW("d") HEX_ROW("e") HEX_ROW("f");
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-/*
- * Writes the 32 lowercase hex digits of the 16 bytes at md to p: x86-64 always has SSE2, and a
- * digest's 32 bytes take two such steps instead of 32 table look-ups.
- */
-static void hex16(char *p, const unsigned char *md)
-{
-	const __m128i low4 = _mm_set1_epi8(0x0f), nine = _mm_set1_epi8(9);
-	const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)md);
-	__m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), low4), lo = _mm_and_si128(v, low4);
-
-	/* A nibble n becomes '0' + n, and 'a' - 10 + n above 9 ('a' - '0' - 10 = 39). */
-	hi = _mm_add_epi8(_mm_add_epi8(hi, _mm_set1_epi8('0')),
-			  _mm_and_si128(_mm_cmpgt_epi8(hi, nine), _mm_set1_epi8(39)));
-	lo = _mm_add_epi8(_mm_add_epi8(lo, _mm_set1_epi8('0')),
-			  _mm_and_si128(_mm_cmpgt_epi8(lo, nine), _mm_set1_epi8(39)));
-	_mm_storeu_si128((__m128i *)(void *)p, _mm_unpacklo_epi8(hi, lo));
-	_mm_storeu_si128((__m128i *)(void *)(p + 16), _mm_unpackhi_epi8(hi, lo));
-}
-#endif
-
-/* Writes the 2 * len lowercase hex digits of md[0..len) to p. */
-static void hex_digits(char *p, const unsigned char *md, size_t len)
-{
-	size_t i = 0;
-
-#if defined(__SSE2__)
-	for (; i + 16 <= len; i += 16)
-		hex16(p + 2 * i, md + i);
-#endif
-	for (; i < len; i++)
-		memcpy(p + 2 * i, hex_pairs + 2 * md[i], 2);
-}
-
 int protect_hash(protect_crypto *c, strbuf *out, const char *s, size_t n)
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	size_t len = 0;
+	char *p;
 
 	/* A NULL key keeps the key set up front: the context starts over keyed. */
 	if (!c->hmac || EVP_MAC_init(c->hmac, NULL, 0, NULL) != 1 ||
 	    EVP_MAC_update(c->hmac, (const unsigned char *)s, n) != 1 ||
 	    EVP_MAC_final(c->hmac, md, &len, sizeof(md)) != 1)
 		return -1;
-	hex_digits(strbuf_room(out, 2 * len), md, len);
+	p = strbuf_room(out, 2 * len);
+	for (size_t i = 0; i < len; i++)
+		memcpy(p + 2 * i, hex_pairs + 2 * md[i], 2);
 	strbuf_setlen(out, out->len + 2 * len);
 	return 0;
 }
