@@ -45,8 +45,8 @@ struct avjson_codec {
 	size_t whylen;
 };
 
-/* libavro's schema, class and value for the canonical text; -1 with err. */
-static int make_libavro_value(avjson_codec *c, char *err, size_t errlen)
+/* libavro's schema for the canonical text (libavro's judgement of it); -1 with err. */
+static int parse_libavro_schema(avjson_codec *c, char *err, size_t errlen)
 {
 	/* libavro owns the parsed schema; we hold one reference (avro_schema_decref in free). */
 	if (avro_schema_from_json_length(c->sch.text, strlen(c->sch.text), &c->schema) != 0) {
@@ -54,6 +54,14 @@ static int make_libavro_value(avjson_codec *c, char *err, size_t errlen)
 		c->schema = NULL;
 		return -1;
 	}
+	return 0;
+}
+
+/* libavro's class and value for the parsed schema; -1 with err. Only for a schema our compile
+ * accepted: a record that must contain itself (unchecked when the compile stopped at another
+ * fault) would make libavro recurse until the stack runs out. */
+static int make_libavro_value(avjson_codec *c, char *err, size_t errlen)
+{
 	c->iface = avro_generic_class_from_schema(c->schema);
 	if (!c->iface || avro_generic_value_new(c->iface, &c->value) != 0) {
 		snprintf(err, errlen, "libavro cannot build values of the schema: %s", avro_strerror());
@@ -69,7 +77,8 @@ avjson_codec *avjson_new(const char *schema_json, size_t len, char *err, size_t 
 
 	int compiled = avjson_schema_compile(schema_json, len, &c->sch, err, errlen);
 	/* libavro judges the schema first (its message is the better one), then our compile's. */
-	if (!c->sch.text || make_libavro_value(c, err, errlen) < 0 || compiled < 0) {
+	if (!c->sch.text || parse_libavro_schema(c, err, errlen) < 0 || compiled < 0 ||
+	    make_libavro_value(c, err, errlen) < 0) {
 		avjson_free(c);
 		return NULL;
 	}

@@ -33,13 +33,14 @@ const char *avjson_schema_name(const avjson_codec *c);
  * Avro. On a payload that does not fit returns -1 with a reason naming the field and the rule
  * in why (NUL-terminated, cut to whylen).
  */
+int avjson_encode(avjson_codec *c, const char *json, size_t len, size_t prefix, char **out,
+		  size_t *out_len, char *why, size_t whylen);
+
 /*
  * An Avro decimal's bytes: nd decimal digits (the unscaled value, most significant first, no
  * sign) as big-endian two's complement of minimal length, negated when neg, right-aligned in
  * out[cap - len, cap) (the rest zeroed). Returns len; cap must hold nd / 2 + 2 bytes.
  */
 size_t avjson_decimal_bytes(const char *digits, size_t nd, bool neg, unsigned char *out, size_t cap);
-int avjson_encode(avjson_codec *c, const char *json, size_t len, size_t prefix, char **out,
-		  size_t *out_len, char *why, size_t whylen);
 
 #endif

@@ -217,6 +217,48 @@ static avjson_node *compile(compile_ctx *x, const json_t *j, const char *ns)
 	return n;
 }
 
+/* The record a value of n cannot be without: n itself, or a union's only branch; NULL when a
+ * value can choose something else (another branch, an empty array or map) or is no record. */
+static avjson_node *required_record(avjson_node *n)
+{
+	while (n && n->type == AVRO_UNION && n->n == 1)
+		n = n->kids[0];
+	return n && n->type == AVRO_RECORD ? n : NULL;
+}
+
+/* A record on the path from r that a value of r would have to contain again (visit 1 marks the
+ * path), or NULL: such a value never ends, and libavro recurses on it until the stack runs out. */
+static avjson_node *record_in_cycle(avjson_node *r)
+{
+	if (r->visit == 1)
+		return r;
+	if (r->visit == 2) /* checked before: ends */
+		return NULL;
+	r->visit = 1;
+	for (size_t i = 0; i < r->n; i++) {
+		avjson_node *k = required_record(r->kids[i]), *again = k ? record_in_cycle(k) : NULL;
+		if (again)
+			return again;
+	}
+	r->visit = 2;
+	return NULL;
+}
+
+/* -1 with a message naming the record when some record must contain itself. */
+static int check_records_end(avjson_schema *s, char *err, size_t errlen)
+{
+	for (avjson_node *n = s->all; n; n = n->next) {
+		avjson_node *again = n->type == AVRO_RECORD ? record_in_cycle(n) : NULL;
+		if (again) {
+			snprintf(err, errlen, "record %s must contain itself: no value of it can end "
+				 "(make a field on the way back to it nullable, [\"null\", ...])",
+				 again->fullname);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int avjson_schema_compile(const char *json, size_t len, avjson_schema *out, char *err, size_t errlen)
 {
 	json_error_t jerr;
@@ -232,6 +274,11 @@ int avjson_schema_compile(const char *json, size_t len, avjson_schema *out, char
 	out->text = json_dumps(root, JSON_COMPACT | JSON_ENCODE_ANY);
 	out->root = out->text ? compile(&x, root, "") : NULL;
 	json_decref(root);
+	if (out->root && check_records_end(out, err, errlen) < 0) {
+		free(out->text); /* not for libavro's eyes */
+		out->text = NULL;
+		out->root = NULL;
+	}
 	return out->root ? 0 : -1;
 }
 

@@ -25,6 +25,7 @@ struct avjson_node {
 				* NULL when two fields share a name */
 	char *fullname;        /* record, enum, fixed */
 	avjson_node *next;     /* every node of the codec, to free them */
+	unsigned char visit;   /* the check for records that must contain themselves (compile only) */
 };
 
 /* A compiled schema: its canonical text and its nodes (all of them owned, freed together). */
@@ -37,8 +38,10 @@ typedef struct {
 
 /*
  * Compiles the JSON text of a schema (named types resolved, logical types kept). 0, or -1 with a
- * message in err (not JSON, or not a shape of Avro schema); out is freed either way by
- * avjson_schema_free. The structure is checked by libavro, not here.
+ * message in err (not JSON, not a shape of Avro schema, or a record no value can end because it
+ * must contain itself); out is freed either way by avjson_schema_free. out->text is NULL when
+ * the schema must not be given to libavro (not JSON; a record that must contain itself, which
+ * libavro would recurse on without end). Otherwise the structure is checked by libavro.
  */
 int avjson_schema_compile(const char *json, size_t len, avjson_schema *out, char *err, size_t errlen);
 void avjson_schema_free(avjson_schema *s);

@@ -133,6 +133,13 @@ static void test_a_bad_file_is_named(void **state)
 	fclose(f);
 	assert_null(contract_set_load(dir, why, sizeof(why)));
 	assert_non_null(strstr(why, "Order.v2.avsc: "));
+	/* a record that must contain itself: refused by name, not a crash in libavro */
+	f = fopen(path, "w");
+	fputs("{\"type\": \"record\", \"name\": \"Order\", \"fields\": "
+	      "[{\"name\": \"parent\", \"type\": \"Order\"}]}", f);
+	fclose(f);
+	assert_null(contract_set_load(dir, why, sizeof(why)));
+	assert_non_null(strstr(why, "Order.v2.avsc: record Order must contain itself"));
 	remove_dir(dir, names, 1);
 	/* a directory named like a schema file: said so, no attempt to read it */
 	make_dir(dir, sizeof(dir), NULL, 0);
