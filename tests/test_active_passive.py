@@ -215,8 +215,17 @@ def block_the_walsender(outbox, pad=16000):
     outbox.db.execute("SELECT outbox.publish('filler', 'bulk-' || i, 'filler.padded', "
                       "jsonb_build_object('pad', repeat('x', %s))) "
                       "FROM generate_series(1, %s) i", (pad, rows))
-    wait_for(lambda: walsender_wait_event(outbox) == "WalSenderWriteData", 30,
-             what="the frozen relay's walsender waiting to write (%d rows of %d bytes)" % (rows, pad))
+    seen = set()
+
+    def blocked():
+        seen.add(walsender_wait_event(outbox))
+        return "WalSenderWriteData" in seen
+
+    try:
+        wait_for(blocked, 30, what="the frozen relay's walsender waiting to write (%d rows of %d bytes)"
+                 % (rows, pad))
+    except TimeoutError as e:  # None: no walsender on the slot; WalSenderWaitForWAL: all of it was sent
+        raise AssertionError("%s; its wait events seen: %s" % (e, sorted(map(str, seen))))
     return outbox.db.query("SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s",
                            (outbox.slot,))[0][0]
 
