@@ -169,8 +169,13 @@ def test_a_relay_that_loses_the_slot_stands_by_again(outbox, kafka, pair, reques
             # it may wait on the frozen client again (in ClientWrite) until told once more.
             assert cut_lock_connection(outbox, a.proc.pid) == 1
             b.wait_log(TOOK_OVER, since=mark_b)
-            stale = first_line_with(b.log()[mark_b:], "which no longer holds the active/passive lock")
+            since_cut = b.log()[mark_b:]
+            stale = next((line for line in since_cut.splitlines()
+                          if "which no longer holds the active/passive lock" in line), None)
+            # none: the walsender ended by itself (wal_sender_timeout) before the passive ended it
+            assert stale, "the passive took over without ending the stale session:\n" + since_cut[-3000:]
             assert "outbox-relay[%d]@" % a.proc.pid in stale and "backend PID %d)" % walsender in stale
+            assert stale.endswith("ending that session"), stale  # not "cannot end that session"
             rows_more(writers, 200)
             committed_past_now(outbox)
         finally:
