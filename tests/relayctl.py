@@ -128,7 +128,10 @@ class Relay:
 
 
 def end_of_test(relay, request):
-    """A fixture's teardown: kills the relay and, when the test failed, prints its log's tail."""
+    """A fixture's teardown: kills the relay and, when the test failed, prints its log's tail
+    (nothing for a relay the test never started: it has no log)."""
+    if relay.proc is None:
+        return
     relay.kill()
     rep = getattr(request.node, "rep_call", None)
     if rep is not None and rep.failed:

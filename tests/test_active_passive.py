@@ -17,6 +17,7 @@ WAIT = 'takeover = "wait";'
 STREAMING = "streaming from slot"
 TOOK_OVER = "took over slot"
 FENCED_LINE = "another relay with the same transactional.id took over"
+STANDBY_LOCK_CLASS = 1868722808  # relay/standby.h: the active/passive lock's advisory lock class
 
 
 def standing_by(outbox):
@@ -139,10 +140,12 @@ def test_kill_9_of_the_active_relay_hands_over_exactly_once(outbox, kafka, pair)
 
 
 def test_a_relay_that_loses_the_slot_stands_by_again(outbox, kafka, pair, request):
-    """The active relay is frozen and its connections to the server end (walsender and lock): the
-    passive takes over and fences it. Thawed, the old active finds itself fenced (or the lock
-    taken) and stands by again instead of exiting 3 (outbox_relay_fenced_total counts it); then it
-    takes over once more when the new active is killed."""
+    """The active relay is frozen with its walsender blocked writing to it, and the connection
+    holding its lock ends (a network cut the server noticed): the passive takes the lock, ends the
+    session the frozen relay left on the slot, takes over and fences it. Thawed, the old active
+    finds itself fenced (or the lock taken) and stands by again instead of exiting 3
+    (outbox_relay_fenced_total counts it); then it takes over once more when the new active is
+    killed."""
     from test_metrics import scrape
 
     _, b = pair
@@ -160,18 +163,19 @@ def test_a_relay_that_loses_the_slot_stands_by_again(outbox, kafka, pair, reques
         a.proc.send_signal(signal.SIGSTOP)
         try:
             rows_more(writers, 100)  # the frozen relay's open Kafka transaction (if any) grows
-            # More than its socket holds: its walsender waits to write, and told to end it waits
-            # on the frozen client again (in ClientWrite) until told once more.
-            outbox.db.execute("SELECT outbox.publish('filler', 'bulk-' || i, 'filler.padded', "
-                              "jsonb_build_object('pad', repeat('x', 4000))) "
-                              "FROM generate_series(1, 5000) i")
-            wait_for(lambda: walsender_wait_event(outbox) == "WalSenderWriteData", 30,
-                     what="the frozen relay's walsender waiting to write")
-            # Its connections to the server end (a network cut): the walsender and the lock's.
-            outbox.db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                              "WHERE application_name LIKE %s", ("outbox-relay[%d]@%%" % a.proc.pid,))
+            walsender = block_the_walsender(outbox)
+            # The lock's connection ends; the walsender stays, blocked on the frozen relay (until
+            # wal_sender_timeout, 60 s): the passive must end that session itself, and told to end
+            # it may wait on the frozen client again (in ClientWrite) until told once more.
+            assert cut_lock_connection(outbox, a.proc.pid) == 1
             b.wait_log(TOOK_OVER, since=mark_b)
-            assert "which no longer holds the active/passive lock" in b.log()[mark_b:]
+            since_cut = b.log()[mark_b:]
+            stale = next((line for line in since_cut.splitlines()
+                          if "which no longer holds the active/passive lock" in line), None)
+            # none: the walsender ended by itself (wal_sender_timeout) before the passive ended it
+            assert stale, "the passive took over without ending the stale session:\n" + since_cut[-3000:]
+            assert "outbox-relay[%d]@" % a.proc.pid in stale and "backend PID %d)" % walsender in stale
+            assert stale.endswith("ending that session"), stale  # not "cannot end that session"
             rows_more(writers, 200)
             committed_past_now(outbox)
         finally:
@@ -199,16 +203,58 @@ def test_a_relay_that_loses_the_slot_stands_by_again(outbox, kafka, pair, reques
     assert a.stop() == 0
 
 
+def socket_buffers_max():
+    """The most one local TCP connection buffers (bytes): its receiver's and its sender's socket
+    buffers at their largest (tcp_rmem, tcp_wmem; the receive buffer grows with how fast its
+    reader read)."""
+    def largest(name):
+        with open("/proc/sys/net/ipv4/" + name) as f:
+            return int(f.read().split()[2])
+    return largest("tcp_rmem") + largest("tcp_wmem")
+
+
+def block_the_walsender(outbox, pad=16000):
+    """Publishes more than the socket of the frozen relay's stream can ever hold, so that its
+    walsender waits to write (whatever its buffers grew to); returns the walsender's PID."""
+    rows = socket_buffers_max() * 5 // 4 // pad + 1
+    outbox.db.execute("SELECT outbox.publish('filler', 'bulk-' || i, 'filler.padded', "
+                      "jsonb_build_object('pad', repeat('x', %s))) "
+                      "FROM generate_series(1, %s) i", (pad, rows))
+    seen = set()
+
+    def blocked():
+        seen.add(walsender_wait_event(outbox))
+        return "WalSenderWriteData" in seen
+
+    try:
+        wait_for(blocked, 30, what="the frozen relay's walsender waiting to write (%d rows of %d bytes)"
+                 % (rows, pad))
+    except TimeoutError as e:  # None: no walsender on the slot; WalSenderWaitForWAL: all of it was sent
+        raise AssertionError("%s; its wait events seen: %s" % (e, sorted(map(str, seen))))
+    return outbox.db.query("SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s",
+                           (outbox.slot,))[0][0]
+
+
+def cut_lock_connection(outbox, relay_pid):
+    """Ends the relay's connection holding the active/passive lock (pg_terminate_backend, as the
+    server does when its keepalives find the client gone); returns how many were ended."""
+    rows = outbox.db.query(
+        "SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND a.application_name LIKE %s",
+        (STANDBY_LOCK_CLASS, "outbox-relay[%d]@%%" % relay_pid))
+    return sum(1 for (ended,) in rows if ended)
+
+
 def relay_with_metrics(outbox, request):
     """A relay of the pair's settings with metrics on a port of its own: (relay, port); killed
-    at the end of the test if still running."""
+    at the end of the test if still running (its log tail shown on failure)."""
     port = harness.free_port()
     own = outbox.config_path + ".metrics"
     open(own, "w").write(open(outbox.config_path).read().replace(
         WAIT, '%s metrics_listen = ":%d";' % (WAIT, port)))
     r = relayctl.Relay(own, os.path.dirname(outbox.config_path))
     r.log_path = outbox.relay.log_path + ".metrics"
-    request.addfinalizer(r.kill)
+    request.addfinalizer(lambda: relayctl.end_of_test(r, request))
     return r, port
 
 

@@ -2,20 +2,23 @@
 # vs_debezium.py: `make bench-debezium`: the relay and Debezium (Kafka Connect, Outbox Event Router) side by side.
 """The relay and Debezium on the same PostgreSQL, broker and backlog, one after the other.
 
-Catch-up: one backlog (BENCH_ROWS outbox rows in 10 transactions), read by the relay (tests/bench/
-run.py's catch-up measurement) and by Debezium, in each delivery mode; then both outputs are read
-back (read_committed) and compared event by event. Live: the relay (run.py's live phase) and
-Debezium at BENCH_DBZ_RATE rows/s, one row per transaction. Results in
-build/bench/debezium.{json,md}; docs/performance.md explains them.
+Catch-up: one backlog (BENCH_ROWS outbox rows in 10 transactions), read BENCH_RUNS times by the
+relay (tests/bench/run.py's catch-up measurement) and by Debezium, in each delivery mode, each
+run from slots of its own; after each run both outputs are read back (read_committed) and
+compared event by event. Live: BENCH_RUNS runs per mode of the relay (run.py's live phase) and
+Debezium at BENCH_DBZ_RATE rows/s, one row per transaction. Every run's figures are kept in
+build/bench/debezium.json; build/bench/debezium.md shows the median (min–max) of the runs, as
+run.py's tables do, and ratios of the medians. docs/performance.md explains them.
 
 Environment knobs (defaults in brackets):
   BENCH_ROWS [1000000]           catch-up backlog, outbox rows (multiple of 10)
+  BENCH_RUNS [3]                 runs of each catch-up and live measurement, per mode and tool
   BENCH_MODES [at-least-once,exactly-once]
   BENCH_DBZ_PHASES [catchup,live]
   BENCH_DBZ_RATE [1000]          live rate, rows/s
   BENCH_LIVE_SECONDS [20]        writing time of each live run
   BENCH_DBZ_WARMUP [15]          seconds of unreported live load before each Debezium live run
-  BENCH_DBZ_COMPARE [1]          0: skip reading both outputs back
+  BENCH_DBZ_COMPARE [1]          0: skip reading both outputs back (after every catch-up run)
   BENCH_OUT [build/bench], RELAY_BIN [relay/outbox-relay]
 """
 
@@ -44,13 +47,12 @@ TARGET_MEMORY = 1 / 100.0  # the relay's peak RSS at most 1/100 of Debezium's
 
 
 class Settings(bench_run.Settings):
-    """run.py's settings (JSON values only, one run) and this benchmark's own knobs."""
+    """run.py's settings (JSON values only; BENCH_RUNS as run.py reads it) and this benchmark's own knobs."""
 
     def __init__(self):
         os.environ.setdefault("BENCH_MODES", "at-least-once,exactly-once")
         super().__init__()
         self.formats = ["json"]
-        self.runs = 1
         self.dbz_phases = bench_run._env_list("BENCH_DBZ_PHASES", "catchup,live")
         self.dbz_rate = bench_run._env_int("BENCH_DBZ_RATE", 1000)
         self.dbz_warmup = bench_run._env_int("BENCH_DBZ_WARMUP", 15)
@@ -257,40 +259,46 @@ def compare_run(bench, relay, dbz):
 
 
 def catchup(bench, results):
-    """One backlog; per mode the relay, then Debezium, then the comparison of both outputs."""
+    """One backlog, slots for every run made before it; per run and mode the relay, then Debezium,
+    then the comparison of both outputs (runs interleave the modes, as run.py's do)."""
     s = bench.s
     db = bench.new_database("dbz_catchup")
     try:
-        slots = {m: bench.slot_name("relay", m) for m in s.modes}
+        runs = [(r, m) for r in range(s.runs) for m in s.modes]
+        slots = {k: bench.slot_name("relay", k[1], k[0]) for k in runs}
         for name in slots.values():
             db.query("SELECT lsn::text FROM pg_create_logical_replication_slot(%s, 'wal2json')", (name,))
-        sources = {m: debezium_source(db, "catchup_" + m) for m in s.modes}
+        sources = {k: debezium_source(db, "catchup_%s_%d" % (k[1], k[0])) for k in runs}
         t0 = time.monotonic()
         end_lsn, payload = bench.write_backlog(db, "large", s.rows)
         log("backlog: %d rows in 10 transactions written in %.0f s (payload %.0f bytes), end %s"
             % (s.rows, time.monotonic() - t0, payload, lsn_text(end_lsn)))
-        results["catchup"] = {"rows": s.rows, "transactions": 10, "payload_bytes": payload, "modes": {}}
-        for mode in s.modes:
-            results["catchup"]["modes"][mode] = catchup_mode(bench, db, slots[mode], sources[mode], end_lsn, mode)
+        results["catchup"] = {"rows": s.rows, "transactions": 10, "payload_bytes": payload, "runs": s.runs,
+                              "modes": {m: [] for m in s.modes}}
+        for r, mode in runs:
+            entry = catchup_mode(bench, db, slots[(r, mode)], sources[(r, mode)], end_lsn, mode, r)
+            results["catchup"]["modes"][mode].append(entry)
             save(s, results)
     finally:
         bench.drop_kept()
         bench.drop_database(db)
 
 
-def catchup_mode(bench, db, slot, source, end_lsn, mode):
+def catchup_mode(bench, db, slot, source, end_lsn, mode, run):
+    """One run of one mode: the relay, Debezium, and (BENCH_DBZ_COMPARE) the two outputs compared."""
     rows = bench.s.rows
     load = os.getloadavg()[0]
-    relay = relay_catchup(bench, db, slot, mode, end_lsn, rows, "dbz-catchup-relay-" + mode)
-    log("catch-up %s: relay %.1f s, %.0f rows/s, peak RSS %.1f MB, %.2f us CPU/row"
-        % (mode, relay["seconds"], relay["rows_per_s"], relay["peak_rss_mb"], relay["cpu_us_per_row"]))
-    dbz = debezium_catchup(bench, db, source[0], source[1], mode, rows, "dbz-catchup-debezium-" + mode)
-    log("catch-up %s: Debezium %.1f s, %.0f rows/s, peak RSS %.0f MB, %.1f us CPU/row"
-        % (mode, dbz["seconds"], dbz["rows_per_s"], dbz["peak_rss_mb"], dbz["cpu_us_per_row"]))
+    relay = relay_catchup(bench, db, slot, mode, end_lsn, rows, "dbz-catchup-relay-%s-%d" % (mode, run))
+    log("catch-up %s run %d: relay %.1f s, %.0f rows/s, peak RSS %.1f MB, %.2f us CPU/row"
+        % (mode, run + 1, relay["seconds"], relay["rows_per_s"], relay["peak_rss_mb"], relay["cpu_us_per_row"]))
+    dbz = debezium_catchup(bench, db, source[0], source[1], mode, rows, "dbz-catchup-debezium-%s-%d" % (mode, run))
+    log("catch-up %s run %d: Debezium %.1f s, %.0f rows/s, peak RSS %.0f MB, %.1f us CPU/row"
+        % (mode, run + 1, dbz["seconds"], dbz["rows_per_s"], dbz["peak_rss_mb"], dbz["cpu_us_per_row"]))
     entry = {"relay": relay, "debezium": dbz, "loadavg_1m_before": load, "loadavg_1m_after": os.getloadavg()[0]}
     if bench.s.compare:
         entry["comparison"] = compare_run(bench, relay, dbz)
-        log("compare %s: %s" % (mode, {k: v for k, v in entry["comparison"].items() if k != "examples"}))
+        log("compare %s run %d: %s" % (mode, run + 1,
+                                        {k: v for k, v in entry["comparison"].items() if k != "examples"}))
     bench.drop_kept()
     bench_run.Bench.delete_topics(bench, dbz["topics"])
     return entry
@@ -327,11 +335,12 @@ def live_load(bench, db, topics, rate, seconds, pid, already=0):
         load.stop()
 
 
-def debezium_live(bench, db, mode):
-    """Debezium at BENCH_DBZ_RATE rows/s after an unreported warm-up at that rate."""
+def debezium_live(bench, db, mode, run_no):
+    """Debezium at BENCH_DBZ_RATE rows/s after an unreported warm-up at that rate (a worker per run)."""
     s = bench.s
-    slot, pub = debezium_source(db, "live_" + mode)
-    run = DebeziumRun(bench, "dbz-live-debezium-" + mode, db, slot, pub, mode, "bench_ts").start_worker()
+    slot, pub = debezium_source(db, "live_%s_%d" % (mode, run_no))
+    run = DebeziumRun(bench, "dbz-live-debezium-%s-%d" % (mode, run_no), db, slot, pub, mode,
+                      "bench_ts").start_worker()
     try:
         run.create_connector()
         warm = live_load(bench, db, run.topics, s.dbz_rate, s.dbz_warmup, run.pid) if s.dbz_warmup else None
@@ -349,22 +358,26 @@ def debezium_live(bench, db, mode):
 
 
 def live(bench, results):
-    """Per mode: the relay (run.py's live run, after its warm-up), then Debezium."""
+    """Per run and mode: the relay (run.py's live run, after its warm-up), then Debezium."""
     s = bench.s
     db = bench.new_database("dbz_live")
     db.execute(LIVE_TS_SQL)
-    results["live"] = {"rate": s.dbz_rate, "seconds": s.live_seconds, "modes": {}}
+    results["live"] = {"rate": s.dbz_rate, "seconds": s.live_seconds, "runs": s.runs,
+                       "modes": {m: [] for m in s.modes}}
     try:
-        for mode in s.modes:
-            load = os.getloadavg()[0]
-            bench.live_run(db, mode, str(s.dbz_rate), "warmup", seconds=max(5, s.dbz_warmup))
-            relay = bench.live_run(db, mode, str(s.dbz_rate), 0)
-            log("live %s: relay p99 %.1f ms, %.0f us CPU/row" % (mode, relay["p99_ms"], relay["cpu_us_per_row"]))
-            dbz = debezium_live(bench, db, mode)
-            log("live %s: Debezium p99 %.1f ms, %.0f us CPU/row" % (mode, dbz["p99_ms"], dbz["cpu_us_per_row"]))
-            results["live"]["modes"][mode] = {"relay": relay, "debezium": dbz, "loadavg_1m_before": load,
-                                              "loadavg_1m_after": os.getloadavg()[0]}
-            save(s, results)
+        for r in range(s.runs):
+            for mode in s.modes:
+                load = os.getloadavg()[0]
+                bench.live_run(db, mode, str(s.dbz_rate), "warmup-%d" % r, seconds=max(5, s.dbz_warmup))
+                relay = bench.live_run(db, mode, str(s.dbz_rate), r)
+                log("live %s run %d: relay p99 %.1f ms, %.0f us CPU/row"
+                    % (mode, r + 1, relay["p99_ms"], relay["cpu_us_per_row"]))
+                dbz = debezium_live(bench, db, mode, r)
+                log("live %s run %d: Debezium p99 %.1f ms, %.0f us CPU/row"
+                    % (mode, r + 1, dbz["p99_ms"], dbz["cpu_us_per_row"]))
+                results["live"]["modes"][mode].append({"relay": relay, "debezium": dbz, "loadavg_1m_before": load,
+                                                       "loadavg_1m_after": os.getloadavg()[0]})
+                save(s, results)
     finally:
         bench.drop_kept()
         bench.drop_database(db)
@@ -374,21 +387,31 @@ def live(bench, results):
 # Ratios, targets, output
 # ---------------------------------------------------------------------------
 
+def median(entries, tool, key):
+    """The median of one figure over the runs of a tool (run.py's summary), or None."""
+    s = bench_run.summary([e[tool].get(key) for e in entries])
+    return s and s["median"]
+
+
+def _ratio(a, b):
+    return a / b if a is not None and b else None
+
+
 def ratios(results):
-    """relay/Debezium per mode, and whether the targets of issue #16 are met."""
+    """relay/Debezium per mode from the medians of the runs, and whether the targets of issue #16 are met."""
     out = {}
-    for mode, e in (results.get("catchup") or {}).get("modes", {}).items():
-        r, d = e["relay"], e["debezium"]
-        out[mode] = {"throughput": r["rows_per_s"] / d["rows_per_s"],
-                     "peak_rss": r["peak_rss_mb"] / d["peak_rss_mb"],
-                     "cpu_per_row": r["cpu_us_per_row"] / d["cpu_us_per_row"]}
-        out[mode]["throughput_target_met"] = out[mode]["throughput"] >= TARGET_THROUGHPUT
-        out[mode]["memory_target_met"] = out[mode]["peak_rss"] <= TARGET_MEMORY
-    for mode, e in (results.get("live") or {}).get("modes", {}).items():
-        r, d = e["relay"], e["debezium"]
-        out.setdefault(mode, {})["live_p99"] = r["p99_ms"] / d["p99_ms"] if d["p99_ms"] else None
-        out[mode]["live_cpu_per_row"] = (r["cpu_us_per_row"] / d["cpu_us_per_row"]
-                                         if d["cpu_us_per_row"] else None)
+    for mode, runs in (results.get("catchup") or {}).get("modes", {}).items():
+        m = {k: (median(runs, "relay", k), median(runs, "debezium", k))
+             for k in ("rows_per_s", "peak_rss_mb", "cpu_us_per_row")}
+        out[mode] = {"throughput": _ratio(*m["rows_per_s"]), "peak_rss": _ratio(*m["peak_rss_mb"]),
+                     "cpu_per_row": _ratio(*m["cpu_us_per_row"])}
+        out[mode]["throughput_target_met"] = (out[mode]["throughput"] or 0) >= TARGET_THROUGHPUT
+        out[mode]["memory_target_met"] = out[mode]["peak_rss"] is not None and out[mode]["peak_rss"] <= TARGET_MEMORY
+    for mode, runs in (results.get("live") or {}).get("modes", {}).items():
+        out.setdefault(mode, {})["live_p99"] = _ratio(median(runs, "relay", "p99_ms"),
+                                                      median(runs, "debezium", "p99_ms"))
+        out[mode]["live_cpu_per_row"] = _ratio(median(runs, "relay", "cpu_us_per_row"),
+                                               median(runs, "debezium", "cpu_us_per_row"))
     return out
 
 
@@ -396,11 +419,31 @@ def _f(v, spec):
     return "—" if v is None else spec % v
 
 
+def _cell_of(values, spec):
+    """median (min–max) of values (run.py's cell), "—" without a value."""
+    c = bench_run._cell(values, spec)
+    return "—" if c == "-" else c
+
+
+def _cell(runs, tool, key, spec):
+    """One figure of a tool over the runs, as _cell_of."""
+    return _cell_of([e[tool].get(key) for e in runs], spec)
+
+
+def _load(runs):
+    """The 1-minute load average over the runs: the lowest before one, the highest after one."""
+    return "%.1f–%.1f" % (min(e["loadavg_1m_before"] for e in runs), max(e["loadavg_1m_after"] for e in runs))
+
+
 def markdown(results):
+    runs = (results.get("settings") or {}).get("runs", 1)
     lines = ["## Debezium side by side (%s)" % results.get("date", ""), "",
-             "Debezium %s on Kafka Connect %s (distributed worker), the relay at %s; load average (1 min) "
-             "next to each figure: the machine is shared, the figures are noisy." % (
-                 DEBEZIUM_VERSION, CONNECT_VERSION, results.get("relay_commit", "?")), ""]
+             "Debezium %s on Kafka Connect %s (distributed worker), the relay at %s; %d run%s per mode and tool: "
+             "each figure is the median of the runs (min–max when there are several), each ratio the ratio "
+             "of the medians. Load average (1 min) next to each figure, the lowest before a run to the highest "
+             "after one: the machine is shared, the figures are noisy." % (
+                 DEBEZIUM_VERSION, CONNECT_VERSION, results.get("relay_commit", "?"), runs,
+                 "" if runs == 1 else "s"), ""]
     lines += _catchup_table(results) + _live_table(results) + _compare_lines(results)
     if results.get("error"):
         lines += ["", "**The run failed:** `%s`" % results["error"]]
@@ -409,54 +452,60 @@ def markdown(results):
 
 def _catchup_table(results):
     c = results.get("catchup")
-    if not c:
+    if not c or not any(c["modes"].values()):
         return []
     lines = ["Catch-up of %d outbox rows in %d transactions:" % (c["rows"], c["transactions"]), "",
              "| mode | tool | rows/s | peak RSS | CPU per row | load avg | other processes, cores |",
              "|---|---|---|---|---|---|---|"]
     rat = ratios(results)
-    for mode, e in c["modes"].items():
+    for mode, runs in c["modes"].items():
+        if not runs:
+            continue
         for tool in ("relay", "debezium"):
-            r = e[tool]
-            lines.append("| %s | %s | %s | %s MB | %s µs | %.1f–%.1f | %s |" % (
-                mode, tool, _f(r["rows_per_s"], "%.0f"), _f(r["peak_rss_mb"], "%.1f"),
-                _f(r["cpu_us_per_row"], "%.1f"), e["loadavg_1m_before"], e["loadavg_1m_after"],
-                _f((r.get("cpu_use") or {}).get("foreign_cores"), "%.2f")))
+            foreign = [(e[tool].get("cpu_use") or {}).get("foreign_cores") for e in runs]
+            lines.append("| %s | %s | %s | %s MB | %s µs | %s | %s |" % (
+                mode, tool, _cell(runs, tool, "rows_per_s", "%.0f"), _cell(runs, tool, "peak_rss_mb", "%.1f"),
+                _cell(runs, tool, "cpu_us_per_row", "%.1f"), _load(runs), _cell_of(foreign, "%.2f")))
         x = rat[mode]
-        lines.append("| %s | **relay/Debezium** | **%.1fx** (target ≥ 5x: %s) | **1/%.0f** (target ≤ 1/100: %s) "
-                     "| %.2f | | |" % (mode, x["throughput"], "met" if x["throughput_target_met"] else "NOT met",
-                                     1 / x["peak_rss"], "met" if x["memory_target_met"] else "NOT met",
-                                     x["cpu_per_row"]))
+        lines.append("| %s | **relay/Debezium** | **%s** (target ≥ 5x: %s) | **%s** (target ≤ 1/100: %s) "
+                     "| %s | | |" % (mode, _f(x["throughput"], "%.1fx"), "met" if x["throughput_target_met"] else "NOT met",
+                                     _f(x["peak_rss"] and 1 / x["peak_rss"], "1/%.0f"),
+                                     "met" if x["memory_target_met"] else "NOT met", _f(x["cpu_per_row"], "%.2f")))
     return lines + [""]
 
 
 def _live_table(results):
     lv = results.get("live")
-    if not lv:
+    if not lv or not any(lv["modes"].values()):
         return []
     lines = ["Live, %d rows/s, one row per transaction, %d s:" % (lv["rate"], lv["seconds"]), "",
-             "| mode | tool | rows/s written | received | p50 | p99 | max | behind at the end | CPU per row | load avg |",
+             "| mode | tool | rows/s written | received (all runs) | p50 | p99 | max | behind at the end | "
+             "CPU per row | load avg |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    for mode, e in lv["modes"].items():
+    for mode, runs in lv["modes"].items():
+        if not runs:
+            continue
         for tool in ("relay", "debezium"):
-            r = e[tool]
-            lines.append("| %s | %s | %.0f | %d of %d | %s ms | %s ms | %s ms | %s s | %s µs | %.1f–%.1f |" % (
-                mode, tool, r["rows_per_s"], r["received"], r["rows"], _f(r["p50_ms"], "%.1f"),
-                _f(r["p99_ms"], "%.1f"), _f(r["max_ms"], "%.1f"), _f(_behind(r), "%.1f"),
-                _f(r["cpu_us_per_row"], "%.0f"), e["loadavg_1m_before"], e["loadavg_1m_after"]))
+            lines.append("| %s | %s | %s | %d of %d | %s ms | %s ms | %s ms | %s s | %s µs | %s |" % (
+                mode, tool, _cell(runs, tool, "rows_per_s", "%.0f"), sum(e[tool]["received"] for e in runs),
+                sum(e[tool]["rows"] for e in runs), _cell(runs, tool, "p50_ms", "%.1f"),
+                _cell(runs, tool, "p99_ms", "%.1f"), _cell(runs, tool, "max_ms", "%.1f"),
+                _cell_of([_behind(e[tool]) for e in runs], "%.1f"),
+                _cell(runs, tool, "cpu_us_per_row", "%.0f"), _load(runs)))
         x = ratios(results).get(mode, {})
         lines.append("| %s | **relay/Debezium** | | | | **%s** | | | **%s** | |" % (
             mode, _f(x.get("live_p99"), "%.2f"), _f(x.get("live_cpu_per_row"), "%.2f")))
     lines += ["", "behind at the end: when the last record reached the consumer, seconds after the writers "
               "stopped (what a tool still had to deliver)."]
-    for mode, e in lv["modes"].items():
-        w = e["debezium"].get("warmup")
-        if w:
-            lines.append("Debezium's %s warm-up (not measured): %d of %d records, the last %s s after its "
-                         "writers stopped, p50 %s ms%s." % (
-                             mode, w["received"], w["rows"], _f(_behind(w), "%.1f"), _f(w["p50_ms"], "%.1f"),
-                             "" if w["received"] >= w["rows"] else
-                             ": NOT all delivered, the measured run started behind it"))
+    for mode, runs in lv["modes"].items():
+        for i, e in enumerate(runs):
+            w = e["debezium"].get("warmup")
+            if w:
+                lines.append("Debezium's %s warm-up of run %d (not measured): %d of %d records, the last %s s "
+                             "after its writers stopped, p50 %s ms%s." % (
+                                 mode, i + 1, w["received"], w["rows"], _f(_behind(w), "%.1f"),
+                                 _f(w["p50_ms"], "%.1f"), "" if w["received"] >= w["rows"] else
+                                 ": NOT all delivered, the measured run started behind it"))
     return lines + [""]
 
 
@@ -467,19 +516,21 @@ def _behind(r):
 
 def _compare_lines(results):
     lines = []
-    for mode, e in ((results.get("catchup") or {}).get("modes") or {}).items():
-        cmp_ = e.get("comparison")
-        if not cmp_:
-            continue
-        lines.append("- %s: %s events from the relay, %s from Debezium; %s missing in Debezium's output, "
-                     "%s only in it, %s with another topic, partition or key, %s values differ as JSON "
-                     "(%s differ in their bytes): **%s**. Headers: relay %s, Debezium %s." % (
-                         mode, cmp_["events"]["relay"], cmp_["events"]["debezium"], cmp_["missing_in_debezium"],
-                         cmp_["only_in_debezium"], cmp_["route_differs"], cmp_["value_json_differs"],
-                         cmp_["value_bytes_differ"], "the same" if cmp_["same"] else "NOT the same",
-                         cmp_["headers"]["relay"], cmp_["headers"]["debezium"]))
-    return (["Same topic, partition, key and value for every event (read_committed, keyed by event id):", ""]
-            + lines) if lines else []
+    for mode, runs in ((results.get("catchup") or {}).get("modes") or {}).items():
+        for i, e in enumerate(runs):
+            cmp_ = e.get("comparison")
+            if not cmp_:
+                continue
+            lines.append("- %s, run %d: %s events from the relay, %s from Debezium; %s missing in Debezium's "
+                         "output, %s only in it, %s with another topic, partition or key, %s values differ as "
+                         "JSON (%s differ in their bytes): **%s**. Headers: relay %s, Debezium %s." % (
+                             mode, i + 1, cmp_["events"]["relay"], cmp_["events"]["debezium"],
+                             cmp_["missing_in_debezium"], cmp_["only_in_debezium"], cmp_["route_differs"],
+                             cmp_["value_json_differs"], cmp_["value_bytes_differ"],
+                             "the same" if cmp_["same"] else "NOT the same", cmp_["headers"]["relay"],
+                             cmp_["headers"]["debezium"]))
+    return (["Same topic, partition, key and value for every event, after every catch-up run "
+             "(read_committed, keyed by event id):", ""] + lines) if lines else []
 
 
 def save(s, results):
@@ -504,7 +555,7 @@ def main():
     try:
         log("starting PostgreSQL and Kafka")
         pg.start()
-        bench_run.tune_postgres(pg, 8)
+        bench_run.tune_postgres(pg, 2 * s.runs * len(s.modes))  # the catch-up's slots: 2 per run and mode
         kafka.start()
         kafka.create_topic(bench_run.CHECKPOINT_TOPIC, partitions=1, config={"cleanup.policy": "compact"})
         bench = SideBySide(s, pg, kafka, {"catchup": {}})
