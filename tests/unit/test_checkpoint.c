@@ -377,6 +377,47 @@ static void test_round_trip_many(void **state)
 	}
 }
 
+/* A window is the partition's last span offsets, read to its end. */
+static void test_window_is_the_last_span_offsets_of_a_long_partition(void **state)
+{
+	(void)state;
+	assert_int_equal(checkpoint_window_start(0, 100000, 100000, 2000), 98000);
+	assert_int_equal(checkpoint_window_start(10, 100000, 99990, 2000), 98000);
+}
+
+/* A window never begins before the log start (compaction or deletion moved it; or a short
+ * partition): the whole partition is then read, as before windows. */
+static void test_window_never_begins_before_the_log_start(void **state)
+{
+	(void)state;
+	assert_int_equal(checkpoint_window_start(99000, 100000, 100000, 2000), 99000);
+	assert_int_equal(checkpoint_window_start(0, 500, 500, 2000), 0);
+	assert_int_equal(checkpoint_window_start(0, 0, 0, 2000), 0); /* an empty partition */
+	assert_int_equal(checkpoint_window_start(300, 300, 300, 2000), 300); /* emptied by deletion */
+	assert_int_equal(checkpoint_window_start(400, 1000, 200, 2000), 400); /* a stale LSO */
+}
+
+/* An open transaction whose first record lies before the window pulls the window's start back
+ * to it: the read_committed read then stops there and says what holds it, as before. */
+static void test_window_begins_at_an_earlier_open_transaction(void **state)
+{
+	(void)state;
+	assert_int_equal(checkpoint_window_start(0, 100000, 50000, 2000), 50000);
+	assert_int_equal(checkpoint_window_start(0, 100000, 99999, 2000), 98000);
+}
+
+/* Growing windows reach the log start in a few rounds: the read ends even with no checkpoint. */
+static void test_growing_windows_reach_the_log_start(void **state)
+{
+	int rounds = 1;
+
+	(void)state;
+	for (int64_t span = CHECKPOINT_WINDOW; checkpoint_window_start(0, 1000000, 1000000, span) > 0;
+	     span *= CHECKPOINT_WINDOW_GROWTH)
+		rounds++;
+	assert_int_equal(rounds, 4); /* 2,000, 16,000, 128,000, 1,024,000 offsets */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -393,6 +434,10 @@ int main(void)
 		cmocka_unit_test(test_xid_ends_are_stored_as_distances),
 		cmocka_unit_test(test_split_transaction_counts_are_kept_as_written),
 		cmocka_unit_test(test_refuses_malformed_xid_ends),
+		cmocka_unit_test(test_window_is_the_last_span_offsets_of_a_long_partition),
+		cmocka_unit_test(test_window_never_begins_before_the_log_start),
+		cmocka_unit_test(test_window_begins_at_an_earlier_open_transaction),
+		cmocka_unit_test(test_growing_windows_reach_the_log_start),
 	};
 	return cmocka_run_group_tests_name("checkpoint", tests, NULL, NULL);
 }
