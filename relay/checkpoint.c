@@ -658,7 +658,9 @@ static checkpoint_result read_newest(const relay_config *cfg, rd_kafka_t *rk, co
 			x->incomplete[0] = '\0';
 		}
 		r = read_window(rk, topic, parts, pr, key, opts, cp, x, err, errlen);
-		if (r == CHECKPOINT_ERROR || r == CHECKPOINT_STOPPED || (x && x->incomplete[0]) ||
+		/* A read that stopped at an open transaction (partial_ok) looks further back too: the
+		 * newest checkpoint before it may lie before the window. */
+		if (r == CHECKPOINT_ERROR || r == CHECKPOINT_STOPPED ||
 		    window_enough(parts, pr, x && !opts->no_state))
 			break;
 		log_info("checkpoint topic %s: the newest records of %s are not among the last %lld "
