@@ -600,30 +600,35 @@ static checkpoint_result read_window(rd_kafka_t *rk, const char *topic, int part
 
 int64_t checkpoint_window_start(int64_t low, int64_t end, int64_t lso, int64_t span)
 {
-	int64_t start = end - span < lso ? end - span : lso;
+	int64_t start = (lso < end ? lso : end) - span;
 
 	return start > low ? start : low;
 }
 
-/* Sets each partition's window: its last span offsets, from its last stable offset at the latest. */
+/* Sets each partition's window: the span offsets before its end or its last stable offset. */
 static void set_windows(int parts, part_read *pr, int64_t span)
 {
 	for (int p = 0; p < parts; p++)
 		pr[p].start = checkpoint_window_start(pr[p].low, pr[p].end, pr[p].lso, span);
 }
 
-/* True when the window read has what is asked: the key's newest record (and the state's when
- * x wants it), or the whole of every partition. */
-static bool window_enough(int parts, const part_read *pr, bool want_state)
+bool checkpoint_window_enough(bool key_seen, bool key_reset, bool state_seen, bool want_state,
+			      bool whole)
 {
-	bool key = false, state = !want_state, whole = true;
+	return whole || (key_seen && (key_reset || state_seen || !want_state));
+}
+
+/* True when the window read has what is asked (checkpoint_window_enough); r is what it found. */
+static bool window_enough(int parts, const part_read *pr, checkpoint_result r, bool want_state)
+{
+	bool key = false, state = false, whole = true;
 
 	for (int p = 0; p < parts; p++) {
 		key = key || pr[p].seen_key;
 		state = state || pr[p].seen_state;
 		whole = whole && (pr[p].start <= pr[p].low || pr[p].end <= 0);
 	}
-	return (key && state) || whole;
+	return checkpoint_window_enough(key, r == CHECKPOINT_NONE, state, want_state, whole);
 }
 
 /*
@@ -661,7 +666,7 @@ static checkpoint_result read_newest(const relay_config *cfg, rd_kafka_t *rk, co
 		/* A read that stopped at an open transaction (partial_ok) looks further back too: the
 		 * newest checkpoint before it may lie before the window. */
 		if (r == CHECKPOINT_ERROR || r == CHECKPOINT_STOPPED ||
-		    window_enough(parts, pr, x && !opts->no_state))
+		    window_enough(parts, pr, r, x && !opts->no_state))
 			break;
 		log_info("checkpoint topic %s: the newest records of %s are not among the last %lld "
 			 "offsets; reading %d times as far back", topic, key, (long long)span,

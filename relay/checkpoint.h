@@ -120,10 +120,21 @@ typedef struct {
 
 /*
  * Where a window of span offsets of a partition begins: span before its end (high watermark),
- * but no later than its last stable offset (a read_committed read begun past an open
- * transaction's first record could not tell what holds it) and no earlier than its log start.
+ * or span before its last stable offset when that is earlier (an open transaction's first
+ * record: a read_committed read stops there, so the window holds span offsets before it, the
+ * newest checkpoint a `status` can report; a read begun past it could not tell what holds it),
+ * and no earlier than its log start.
  */
 int64_t checkpoint_window_start(int64_t low, int64_t end, int64_t lso, int64_t span);
+
+/*
+ * Whether a window read is the last one: it holds the key's newest record (key_seen) and, when
+ * the caller wants the snapshot record (want_state), that record too (state_seen), unless the
+ * key's newest record is a tombstone (key_reset: no checkpoint, so no state either); or it
+ * began at the log start of every partition (whole).
+ */
+bool checkpoint_window_enough(bool key_seen, bool key_reset, bool state_seen, bool want_state,
+			      bool whole);
 
 /* What a start waits for an open transaction: 30 s, then an error the start retries. */
 #define CHECKPOINT_WAIT_MS 30000
