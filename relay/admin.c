@@ -462,7 +462,8 @@ static void add_checkpoint(json_t *o, const relay_config *cfg)
 	json_object_set_new(o, "transactional_id", json_string(txn_id));
 	/* A status never waits long for an open transaction (the running relay's commit, another
 	 * relay's): it says what it read before it. */
-	checkpoint_read_opts opts = {.wait_ms = ADMIN_CHECKPOINT_WAIT_MS, .partial_ok = true};
+	checkpoint_read_opts opts = {.wait_ms = ADMIN_CHECKPOINT_WAIT_MS, .partial_ok = true,
+				     .no_state = cfg->n_captures == 0}; /* snapshots are of captures */
 	checkpoint_result r = checkpoint_load_state(cfg, cfg->checkpoint_topic, txn_id, false, &opts,
 						    &cp, &x, err, sizeof(err));
 	if (x.state) {

@@ -279,8 +279,13 @@ static rd_kafka_t *new_consumer(const relay_config *cfg, const char *isolation, 
 /* Reading one partition of the checkpoint topic. */
 typedef struct {
 	int64_t end;  /* its high watermark when reading began: the true end, open transactions too */
+	int64_t low;  /* its log start offset then */
+	int64_t lso;  /* its last stable offset then (asked after end): an open transaction's first */
+	int64_t start; /* where this window's read begins */
 	int64_t pos;  /* the next offset to read */
 	bool held;    /* the read stopped before end: an open transaction holds it (logged once) */
+	bool seen_key;   /* this window held a committed record of the key (a tombstone too) */
+	bool seen_state; /* ... and of "<key>.snapshot" */
 } part_read;
 
 /* The first partition whose read has not reached its end, or -1 when every one has. */
@@ -315,11 +320,11 @@ static int try_ms(int64_t budget)
  * watchdog nor eats the wait for an open transaction. -1 when stopped by the tick.
  */
 static int partition_end(rd_kafka_t *rk, const char *topic, int p, int64_t budget,
-			 const checkpoint_read_opts *opts, int64_t *end, rd_kafka_resp_err_t *e)
+			 const checkpoint_read_opts *opts, int64_t *low, int64_t *end,
+			 rd_kafka_resp_err_t *e)
 {
 	for (;;) {
-		int64_t low;
-		*e = rd_kafka_query_watermark_offsets(rk, topic, p, &low, end, try_ms(budget));
+		*e = rd_kafka_query_watermark_offsets(rk, topic, p, low, end, try_ms(budget));
 		if (*e != RD_KAFKA_RESP_ERR__TIMED_OUT || clock_mono_ms() >= budget)
 			break;
 		if (call_tick(opts) < 0)
@@ -338,20 +343,26 @@ static int partition_end(rd_kafka_t *rk, const char *topic, int p, int64_t budge
  * relay's newest checkpoints possibly after it. So the ends come from a read_uncommitted handle
  * of their own. 0; -1 on an error (err says it); -2 when the tick stopped it.
  */
-static int partition_ends(const relay_config *cfg, const char *topic, int parts, part_read *pr,
-			  const checkpoint_read_opts *opts, char *err, size_t errlen)
+static int partition_ends(const relay_config *cfg, rd_kafka_t *committed, const char *topic,
+			  int parts, part_read *pr, const checkpoint_read_opts *opts, char *err,
+			  size_t errlen)
 {
 	/* Hand-off: this handle is ours for the queries only, destroyed below. */
 	rd_kafka_t *rk = new_consumer(cfg, "read_uncommitted", err, errlen);
 	rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
-	int64_t budget = clock_mono_ms() + CHECKPOINT_ENDS_MS;
+	int64_t budget = clock_mono_ms() + CHECKPOINT_ENDS_MS, low;
 	int stopped = 0;
 
 	if (!rk)
 		return -1;
 	for (int p = 0; p < parts && !e && !stopped; p++)
-		stopped = partition_end(rk, topic, p, budget, opts, &pr[p].end, &e);
+		stopped = partition_end(rk, topic, p, budget, opts, &pr[p].low, &pr[p].end, &e);
 	rd_kafka_destroy(rk);
+	/* The last stable offsets, after the ends: a transaction open when the window is read and
+	 * begun before its end was open here too, so the window starts no later than its first
+	 * record (a read_committed read begun past it would wait without knowing why). */
+	for (int p = 0; p < parts && !e && !stopped; p++)
+		stopped = partition_end(committed, topic, p, budget, opts, &low, &pr[p].lso, &e);
 	if (stopped)
 		return -2;
 	if (e)
@@ -361,11 +372,13 @@ static int partition_ends(const relay_config *cfg, const char *topic, int parts,
 }
 
 /* Keeps the newest value of the "<key>.snapshot" record (a tombstone clears it). */
-static void keep_state(const rd_kafka_message_t *m, const char *key, size_t klen, char **state)
+static void keep_state(const rd_kafka_message_t *m, const char *key, size_t klen, part_read *r,
+		       char **state)
 {
-	if ( m->err || m->key_len != klen + 9 || memcmp(m->key, key, klen) != 0 ||
+	if (m->err || m->key_len != klen + 9 || memcmp(m->key, key, klen) != 0 ||
 	    memcmp((const char *)m->key + klen, ".snapshot", 9) != 0)
 		return;
+	r->seen_state = true;
 	free(*state);
 	*state = m->payload ? xstrndup(m->payload, m->len) : NULL;
 }
@@ -399,7 +412,7 @@ static int take_message(const rd_kafka_message_t *m, const char *key, size_t kle
 			checkpoint_extra *x)
 {
 	if (x)
-		keep_state(m, key, klen, &x->state);
+		keep_state(m, key, klen, &pr[m->partition], &x->state);
 	if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
 		/* At the last stable offset, past the commit and abort markers before it (control
 		 * records take offsets too): the end, once no transaction is open before it. */
@@ -417,6 +430,7 @@ static int take_message(const rd_kafka_message_t *m, const char *key, size_t kle
 	pr[m->partition].pos = m->offset + 1;
 	if (m->key_len != klen || memcmp(m->key, key, klen) != 0)
 		return 0;
+	pr[m->partition].seen_key = true;
 	if (!m->payload) {
 		*r = CHECKPOINT_NONE; /* a tombstone: the operator reset this relay's position */
 		if (x)
@@ -495,13 +509,6 @@ static int take_next(rd_kafka_queue_t *q, const char *topic, const char *key, pa
 	return taken < 0 ? -1 : 0;
 }
 
-/*
- * Reads every partition up to the end it had when reading began (its high watermark, asked of
- * a read_uncommitted handle). The read_committed consumer stops before an open transaction
- * until it ends, so this waits for it, up to opts->wait_ms from when the ends are known:
- * reaching the end is the only proof of having seen this relay's newest checkpoint, and an
- * error (retried) is better than an older one. The tick is called at every slice.
- */
 /* How far the read has come over all partitions: it moved when this grows. */
 static int64_t read_progress(int parts, const part_read *pr)
 {
@@ -512,69 +519,162 @@ static int64_t read_progress(int parts, const part_read *pr)
 	return sum;
 }
 
-static checkpoint_result read_to_end(const relay_config *cfg, rd_kafka_t *rk, const char *topic,
-				     int parts, const char *key, const checkpoint_read_opts *opts,
+/* How often the tick is called while records keep coming (and whenever none came in a slice). */
+#define CHECKPOINT_TICK_MS 100
+
+/* Starts reading every partition at its window's start into q; -1 (err set) on an error. */
+static int start_window(rd_kafka_topic_t *rkt, rd_kafka_queue_t *q, int parts, part_read *pr,
+			int *started, char *err, size_t errlen)
+{
+	for (; *started < parts; (*started)++) {
+		part_read *w = &pr[*started];
+		w->pos = w->start;
+		w->held = w->seen_key = w->seen_state = false;
+		if (rd_kafka_consume_start_queue(rkt, *started, w->start, q) < 0) {
+			snprintf(err, errlen, "checkpoint topic %s: %s", rd_kafka_topic_name(rkt),
+				 rd_kafka_err2str(rd_kafka_last_error()));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Reads every partition from its window's start up to the end it had when reading began (its
+ * high watermark, asked of a read_uncommitted handle). The read_committed consumer stops before
+ * an open transaction until it ends, so this waits for it, up to opts->wait_ms: reaching the end
+ * is the only proof of having seen this relay's newest checkpoint, and an error (retried) is
+ * better than an older one. The tick is called at every slice.
+ */
+static checkpoint_result read_window(rd_kafka_t *rk, const char *topic, int parts, part_read *pr,
+				     const char *key, const checkpoint_read_opts *opts,
 				     checkpoint *cp, checkpoint_extra *x, char *err, size_t errlen)
 {
 	/* Hand-off: the topic handle and queue are ours, destroyed below after consume_stop. */
 	rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
 	rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-	part_read *pr = calloc((size_t)parts, sizeof(part_read));
 	checkpoint_result r = CHECKPOINT_NONE;
 	int64_t deadline, last_move, moved;
-	int started = 0, ends;
+	int started = 0;
 
-	if (!rkt || !pr) {
+	if (!rkt) {
 		snprintf(err, errlen, "reading checkpoint topic %s: out of memory", topic);
-		r = CHECKPOINT_ERROR;
-		goto done;
+		rd_kafka_queue_destroy(q);
+		return CHECKPOINT_ERROR;
 	}
-	if ((ends = partition_ends(cfg, topic, parts, pr, opts, err, errlen)) < 0) {
-		r = ends == -2 ? CHECKPOINT_STOPPED : CHECKPOINT_ERROR;
-		goto done;
-	}
-	/* Counted from here: asking for the ends has a budget of its own. The read may take up to
-	 * CHECKPOINT_WAIT_MS (or wait_ms when longer) while it moves; opts->wait_ms is how long it
-	 * waits without moving (behind an open transaction): a short wait (`status`) still reads a
-	 * long topic to its end. */
+	/* The read may take up to CHECKPOINT_WAIT_MS (or wait_ms when longer) while it moves;
+	 * opts->wait_ms is how long it waits without moving (behind an open transaction): a short
+	 * wait (`status`) still reads a long window to its end. */
 	last_move = clock_mono_ms();
 	deadline = last_move + (opts->wait_ms > CHECKPOINT_WAIT_MS ? opts->wait_ms : CHECKPOINT_WAIT_MS);
+	if (start_window(rkt, q, parts, pr, &started, err, errlen) < 0)
+		r = CHECKPOINT_ERROR;
 	moved = read_progress(parts, pr);
-	for (; started < parts; started++) {
-		if (rd_kafka_consume_start_queue(rkt, started, RD_KAFKA_OFFSET_BEGINNING, q) < 0) {
-			snprintf(err, errlen, "checkpoint topic %s: %s", topic,
-				 rd_kafka_err2str(rd_kafka_last_error()));
-			r = CHECKPOINT_ERROR;
-			goto done;
-		}
-	}
-	while (first_unread(parts, pr) >= 0) {
-		if (call_tick(opts) < 0) {
-			r = CHECKPOINT_STOPPED;
-			break;
-		}
+	int64_t ticked = last_move;
+	while (r != CHECKPOINT_ERROR && first_unread(parts, pr) >= 0) {
 		int64_t now = clock_mono_ms(), at = read_progress(parts, pr);
+		/* Once a slice, not once a record: the relay's tick waits up to 1 ms (loop_wait), which
+		 * made a read of 30,000 records take 30 s and more. */
+		if (now - ticked >= CHECKPOINT_TICK_MS) {
+			ticked = now;
+			if (call_tick(opts) < 0) {
+				r = CHECKPOINT_STOPPED;
+				break;
+			}
+		}
 		if (at != moved)
 			moved = at, last_move = now;
 		if (now > deadline || now - last_move > opts->wait_ms) {
 			r = give_up(topic, parts, pr, opts, r, x, err, errlen);
 			break;
 		}
-		if (take_next(q, topic, key, pr, opts, cp, &r, x, err, errlen) < 0) {
+		if (take_next(q, topic, key, pr, opts, cp, &r, x, err, errlen) < 0)
 			r = CHECKPOINT_ERROR;
-			break;
-		}
 	}
-done:
 	while (started-- > 0)
 		rd_kafka_consume_stop(rkt, started);
-	if (rkt)
-		rd_kafka_topic_destroy(rkt);
+	rd_kafka_topic_destroy(rkt);
 	rd_kafka_queue_destroy(q);
-	free(pr);
 	return r;
 }
 
+int64_t checkpoint_window_start(int64_t low, int64_t end, int64_t lso, int64_t span)
+{
+	int64_t start = (lso < end ? lso : end) - span;
+
+	return start > low ? start : low;
+}
+
+/* Sets each partition's window: the span offsets before its end or its last stable offset. */
+static void set_windows(int parts, part_read *pr, int64_t span)
+{
+	for (int p = 0; p < parts; p++)
+		pr[p].start = checkpoint_window_start(pr[p].low, pr[p].end, pr[p].lso, span);
+}
+
+bool checkpoint_window_enough(bool key_seen, bool key_reset, bool state_seen, bool want_state,
+			      bool whole)
+{
+	return whole || (key_seen && (key_reset || state_seen || !want_state));
+}
+
+/* True when the window read has what is asked (checkpoint_window_enough); r is what it found. */
+static bool window_enough(int parts, const part_read *pr, checkpoint_result r, bool want_state)
+{
+	bool key = false, state = false, whole = true;
+
+	for (int p = 0; p < parts; p++) {
+		key = key || pr[p].seen_key;
+		state = state || pr[p].seen_state;
+		whole = whole && (pr[p].start <= pr[p].low || pr[p].end <= 0);
+	}
+	return checkpoint_window_enough(key, r == CHECKPOINT_NONE, state, want_state, whole);
+}
+
+/*
+ * The newest committed checkpoint of key, read backwards in growing windows: the last
+ * CHECKPOINT_WINDOW offsets of each partition to its end, then CHECKPOINT_WINDOW_GROWTH times
+ * as many, until a window holds the key's record (or tombstone), and the "<key>.snapshot"
+ * record when x asks for it (opts->no_state not set), or reaches the log start. A window is
+ * read to the end like the whole topic was, so start-up time and memory (librdkafka prefetches
+ * up to 64 MB ahead) follow the window, not the topic's length.
+ */
+static checkpoint_result read_newest(const relay_config *cfg, rd_kafka_t *rk, const char *topic,
+				     int parts, const char *key, const checkpoint_read_opts *opts,
+				     checkpoint *cp, checkpoint_extra *x, char *err, size_t errlen)
+{
+	part_read *pr = calloc((size_t)parts, sizeof(part_read));
+	checkpoint_result r;
+	int ends;
+
+	if (!pr) {
+		snprintf(err, errlen, "reading checkpoint topic %s: out of memory", topic);
+		return CHECKPOINT_ERROR;
+	}
+	if ((ends = partition_ends(cfg, rk, topic, parts, pr, opts, err, errlen)) < 0) {
+		free(pr);
+		return ends == -2 ? CHECKPOINT_STOPPED : CHECKPOINT_ERROR;
+	}
+	for (int64_t span = CHECKPOINT_WINDOW;; span *= CHECKPOINT_WINDOW_GROWTH) {
+		set_windows(parts, pr, span);
+		memset(cp, 0, sizeof(*cp));
+		if (x) {
+			checkpoint_extra_free(x);
+			x->incomplete[0] = '\0';
+		}
+		r = read_window(rk, topic, parts, pr, key, opts, cp, x, err, errlen);
+		/* A read that stopped at an open transaction (partial_ok) looks further back too: the
+		 * newest checkpoint before it may lie before the window. */
+		if (r == CHECKPOINT_ERROR || r == CHECKPOINT_STOPPED ||
+		    window_enough(parts, pr, r, x && !opts->no_state))
+			break;
+		log_info("checkpoint topic %s: the newest records of %s are not among the last %lld "
+			 "offsets; reading %d times as far back", topic, key, (long long)span,
+			 CHECKPOINT_WINDOW_GROWTH);
+	}
+	free(pr);
+	return r;
+}
 checkpoint_result checkpoint_load(const relay_config *cfg, const char *topic, const char *key,
 				  bool create, checkpoint *cp, char *err, size_t errlen)
 {
@@ -628,7 +728,7 @@ checkpoint_result checkpoint_load_state(const relay_config *cfg, const char *top
 			 "docs/exactly-once.md)", topic);
 		r = CHECKPOINT_NO_TOPIC;
 	} else if (parts > 0) {
-		r = read_to_end(cfg, rk, topic, parts, key, opts ? opts : &start, cp, x, err, errlen);
+		r = read_newest(cfg, rk, topic, parts, key, opts ? opts : &start, cp, x, err, errlen);
 	}
 	if (x && r != CHECKPOINT_FOUND)
 		checkpoint_extra_free(x);

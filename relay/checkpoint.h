@@ -104,14 +104,45 @@ typedef struct {
 	bool partial_ok;
 	checkpoint_tick_fn tick; /* NULL: none */
 	void *ctx;
+	/* The caller has no use for the "<key>.snapshot" record: the read stops at the window that
+	 * holds the key's newest record without looking further back for it. */
+	bool no_state;
 } checkpoint_read_opts;
+
+/*
+ * The topic is read backwards in windows: first each partition's last CHECKPOINT_WINDOW offsets
+ * (records, commit markers and aborted records alike) to its end, then CHECKPOINT_WINDOW_GROWTH
+ * times as many, and so on, until a window holds the key's newest record (and the snapshot
+ * record, when asked for) or begins at the log start.
+ */
+#define CHECKPOINT_WINDOW 2000
+#define CHECKPOINT_WINDOW_GROWTH 8
+
+/*
+ * Where a window of span offsets of a partition begins: span before its end (high watermark),
+ * or span before its last stable offset when that is earlier (an open transaction's first
+ * record: a read_committed read stops there, so the window holds span offsets before it, the
+ * newest checkpoint a `status` can report; a read begun past it could not tell what holds it),
+ * and no earlier than its log start.
+ */
+int64_t checkpoint_window_start(int64_t low, int64_t end, int64_t lso, int64_t span);
+
+/*
+ * Whether a window read is the last one: it holds the key's newest record (key_seen) and, when
+ * the caller wants the snapshot record (want_state), that record too (state_seen), unless the
+ * key's newest record is a tombstone (key_reset: no checkpoint, so no state either); or it
+ * began at the log start of every partition (whole).
+ */
+bool checkpoint_window_enough(bool key_seen, bool key_reset, bool state_seen, bool want_state,
+			      bool whole);
 
 /* What a start waits for an open transaction: 30 s, then an error the start retries. */
 #define CHECKPOINT_WAIT_MS 30000
 
 /*
  * Reads the newest committed checkpoint of key from topic (read_committed, to the end: each
- * partition's high watermark when the read began, asked for within 10 s in all). A Kafka
+ * partition's high watermark when the read began, asked for within 10 s in all; backwards in
+ * windows, see CHECKPOINT_WINDOW). A Kafka
  * transaction open on the topic (another relay's) is waited for, up to CHECKPOINT_WAIT_MS; then
  * CHECKPOINT_ERROR, err naming it: never an older checkpoint. No tick. When the topic does not
  * exist: creates it (compacted, one partition) if create is true, else an error.

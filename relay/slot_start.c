@@ -45,7 +45,8 @@ typedef struct {
  */
 static outcome read_checkpoint(relay *r, stored_checkpoint *sc, char *err, size_t errlen)
 {
-	checkpoint_read_opts opts = {.wait_ms = CHECKPOINT_WAIT_MS, .tick = txn_init_tick, .ctx = r};
+	checkpoint_read_opts opts = {.wait_ms = CHECKPOINT_WAIT_MS, .tick = txn_init_tick, .ctx = r,
+				     .no_state = !r->snap}; /* the state matters to a snapshot only */
 	checkpoint_extra x;
 
 	sc->res = checkpoint_load_state(r->cfg, r->cfg->checkpoint_topic, r->eos.txn_id, false,

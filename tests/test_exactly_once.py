@@ -12,7 +12,7 @@ import pytest
 
 import relayctl
 from harness import wait_for
-from events import Writers, slot_lsns
+from events import Writers, assert_exactly_once_in_order, consume_events, slot_lsns, write_events
 
 CRASHES = int(os.environ.get("CRASH_LOOPS", "50"))
 
@@ -102,6 +102,57 @@ def test_kill_9_loop_under_load_is_exactly_once(outbox, kafka):
     print("crash loop: %d kills, %d committed rows, %d rolled back, %d records read, 0 duplicates, 0 lost"
           % (CRASHES, len(writers.committed), len(writers.rolled_back), n))
     assert outbox.relay.stop() == 0
+
+
+def lengthen_checkpoint_topic(kafka, topic, records, own_key):
+    """Another producer's records after the relay's newest checkpoint: committed transactions of
+    1,000 records of another key, then an aborted one holding a record of the relay's own key that
+    points far ahead (read, it would skip every later event)."""
+    producer = kafka.producer({"transactional.id": "test-long-topic-" + os.urandom(4).hex(),
+                               "linger.ms": 50})
+    producer.init_transactions(30)
+    for start in range(0, records, 1000):
+        producer.begin_transaction()
+        for i in range(start, min(start + 1000, records)):
+            producer.produce(topic, key=b"test-other-relay", value=b'{"version":1,"lsn":"0/%X"}' % i)
+        producer.commit_transaction(60)
+    producer.begin_transaction()
+    producer.produce(topic, key=own_key.encode(), value=b'{"version":1,"slot":"x","lsn":"FF/0"}')
+    assert producer.flush(30) == 0
+    producer.abort_transaction(30)
+
+
+def test_a_restart_after_a_long_checkpoint_topic_resumes_from_its_newest_checkpoint(outbox, kafka):
+    """The checkpoint is read backwards in growing windows (the last 2,000 offsets, then 16,000,
+    128,000, ...): with 30,000 records of another producer after the relay's newest checkpoint
+    (and an aborted one of its own key after those) the third window finds it, and the relay
+    publishes every event once. A restart right after its own commits finds it in the first."""
+    relay = outbox.relay
+    relay.start()
+    relay.wait_streaming()
+    rows = write_events(outbox.db, 10, 3)
+    assert len(consume_events(kafka, outbox, 30)) == 30  # their checkpoint is committed with them
+    relay.proc.send_signal(signal.SIGKILL)
+    relay.wait_exit(30)
+    lengthen_checkpoint_topic(kafka, relayctl.checkpoint_topic(outbox.slot), 30000,
+                              transactional_id(outbox))
+    since = len(relay.log())
+    restart_until_streaming(relay)
+    logged = relay.log()[since:]
+    assert "not among the last 2000 offsets" in logged and "not among the last 16000 offsets" in logged, logged[-3000:]
+    assert "not among the last 128000 offsets" not in logged and "no checkpoint for" not in logged, logged[-3000:]
+    rows.update(write_events(outbox.db, 10, 3, start=30))
+    assert len(consume_events(kafka, outbox, 60)) >= 60
+    relay.proc.send_signal(signal.SIGKILL)
+    relay.wait_exit(30)
+    since = len(relay.log())
+    restart_until_streaming(relay)
+    assert "not among the last" not in relay.log()[since:], relay.log()[since:][-3000:]
+    rows.update(write_events(outbox.db, 10, 3, start=60))
+    msgs = consume_events(kafka, outbox, 90)
+    msgs = consume_events(kafka, outbox, None, timeout=60) if len(msgs) >= 90 else msgs
+    assert_exactly_once_in_order(msgs, rows, outbox)
+    assert relay.stop() == 0
 
 
 @pytest.mark.parametrize("mode", ["fast", "immediate"])

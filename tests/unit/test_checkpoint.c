@@ -377,6 +377,66 @@ static void test_round_trip_many(void **state)
 	}
 }
 
+/* A window is the partition's last span offsets, read to its end. */
+static void test_window_is_the_last_span_offsets_of_a_long_partition(void **state)
+{
+	(void)state;
+	assert_int_equal(checkpoint_window_start(0, 100000, 100000, 2000), 98000);
+	assert_int_equal(checkpoint_window_start(10, 100000, 100000, 2000), 98000);
+}
+
+/* A window never begins before the log start (compaction or deletion moved it; or a short
+ * partition): the whole partition is then read, as before windows. */
+static void test_window_never_begins_before_the_log_start(void **state)
+{
+	(void)state;
+	assert_int_equal(checkpoint_window_start(99000, 100000, 100000, 2000), 99000);
+	assert_int_equal(checkpoint_window_start(0, 500, 500, 2000), 0);
+	assert_int_equal(checkpoint_window_start(0, 0, 0, 2000), 0); /* an empty partition */
+	assert_int_equal(checkpoint_window_start(300, 300, 300, 2000), 300); /* emptied by deletion */
+	assert_int_equal(checkpoint_window_start(400, 1000, 200, 2000), 400); /* a stale LSO */
+}
+
+/* An open transaction (the last stable offset) before the end: the window is the span offsets
+ * before its first record and everything after it. The read_committed read stops there and says
+ * what holds it, as before; a `status` (partial_ok) finds the newest checkpoint before it in the
+ * first window, not after widening until end - span passes it, waiting at it in every round. */
+static void test_window_is_the_span_before_an_earlier_open_transaction(void **state)
+{
+	(void)state;
+	assert_int_equal(checkpoint_window_start(0, 100000, 50000, 2000), 48000);
+	assert_int_equal(checkpoint_window_start(0, 100000, 99999, 2000), 97999);
+	assert_int_equal(checkpoint_window_start(49000, 100000, 50000, 2000), 49000);
+	assert_int_equal(checkpoint_window_start(0, 100000, 100500, 2000), 98000); /* asked later */
+}
+
+/* A window holding the key's newest record ends the read; when the snapshot record is wanted
+ * too, only once that is in it, unless the key's newest record is a tombstone (no checkpoint, so
+ * no state: reading on to the log start for it would be work for nothing). */
+static void test_window_ends_the_read_once_it_holds_what_is_asked(void **state)
+{
+	(void)state;
+	assert_true(checkpoint_window_enough(true, false, false, false, false));
+	assert_false(checkpoint_window_enough(true, false, false, true, false));
+	assert_true(checkpoint_window_enough(true, false, true, true, false));
+	assert_true(checkpoint_window_enough(true, true, false, true, false)); /* a tombstone */
+	assert_false(checkpoint_window_enough(false, false, true, true, false));
+	assert_false(checkpoint_window_enough(false, false, false, false, false));
+	assert_true(checkpoint_window_enough(false, false, false, true, true)); /* the whole topic */
+}
+
+/* Growing windows reach the log start in a few rounds: the read ends even with no checkpoint. */
+static void test_growing_windows_reach_the_log_start(void **state)
+{
+	int rounds = 1;
+
+	(void)state;
+	for (int64_t span = CHECKPOINT_WINDOW; checkpoint_window_start(0, 1000000, 1000000, span) > 0;
+	     span *= CHECKPOINT_WINDOW_GROWTH)
+		rounds++;
+	assert_int_equal(rounds, 4); /* 2,000, 16,000, 128,000, 1,024,000 offsets */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -393,6 +453,11 @@ int main(void)
 		cmocka_unit_test(test_xid_ends_are_stored_as_distances),
 		cmocka_unit_test(test_split_transaction_counts_are_kept_as_written),
 		cmocka_unit_test(test_refuses_malformed_xid_ends),
+		cmocka_unit_test(test_window_is_the_last_span_offsets_of_a_long_partition),
+		cmocka_unit_test(test_window_never_begins_before_the_log_start),
+		cmocka_unit_test(test_window_is_the_span_before_an_earlier_open_transaction),
+		cmocka_unit_test(test_window_ends_the_read_once_it_holds_what_is_asked),
+		cmocka_unit_test(test_growing_windows_reach_the_log_start),
 	};
 	return cmocka_run_group_tests_name("checkpoint", tests, NULL, NULL);
 }
