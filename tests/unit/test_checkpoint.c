@@ -331,6 +331,41 @@ static void test_xid_ends_are_stored_as_distances(void **state)
 	checkpoint_recovery_free(&got);
 }
 
+static void test_every_field_comes_in_one_order_with_the_xids_between_jansson_parts(void **state)
+{
+	(void)state;
+	uint32_t xids[] = {4294967295u, 0};
+	lsn_t ends[] = {0x100, 0x1F0};
+	checkpoint cp = {.lsn = 0x200, .tli = 2, .partial_nextlsn = 0x300, .partial_rows = 4,
+			 .partial_xid = 9}, back;
+	checkpoint_recovery rec = {.commit_us = 5, .window_ms = 1000, .xids = xids, .n_xids = 2,
+				   .ends = ends, .xids_after = 0x80, .creating = true,
+				   .deletes_in_txn = true, .backfill = "{\"b\":1}",
+				   .txn_counts = "{\"records\":1,\"rows\":1,\"begun\":true,\"topics\":{\"a\":1}}"};
+	checkpoint_recovery none = {.commit_us = 5, .window_ms = 1000}, only_backfill = {.backfill = "{}"};
+	checkpoint_recovery got = {0};
+	char *text = checkpoint_encode_with(&cp, &rec, "s\"/");
+
+	assert_string_equal(text, "{\"version\":1,\"slot\":\"s\\\"/\",\"lsn\":\"0/200\",\"tli\":2,"
+				  "\"partial\":{\"nextlsn\":\"0/300\",\"rows\":4,\"xid\":9},"
+				  "\"creating\":true,\"deletes_in_txn\":true,\"commit_time_us\":5,"
+				  "\"window_ms\":1000,\"xids\":[4294967295,0],\"ends\":[240,16],"
+				  "\"xids_after\":\"0/80\",\"backfill\":{\"b\":1},\"txn_counts\":{\"records\":1,"
+				  "\"rows\":1,\"begun\":true,\"topics\":{\"a\":1}}}");
+	assert_int_equal(decode_with(text, &back, &got), 0);
+	assert_int_equal(got.n_xids, 2);
+	assert_int_equal(got.xids[0], 4294967295u);
+	checkpoint_recovery_free(&got);
+	free(text);
+	text = checkpoint_encode_with(&cp, &none, "s"); /* no xids, no ends recorded */
+	assert_non_null(strstr(text, "\"window_ms\":1000,\"xids\":[]}"));
+	free(text);
+	cp = (checkpoint){.lsn = 0x200};
+	text = checkpoint_encode_with(&cp, &only_backfill, "s"); /* nothing before it but the head */
+	assert_string_equal(text, "{\"version\":1,\"slot\":\"s\",\"lsn\":\"0/200\",\"backfill\":{}}");
+	free(text);
+}
+
 static void test_refuses_malformed_xid_ends(void **state)
 {
 	(void)state;
@@ -392,6 +427,7 @@ int main(void)
 		cmocka_unit_test(test_timeline_is_recorded_and_optional),
 		cmocka_unit_test(test_xid_ends_are_stored_as_distances),
 		cmocka_unit_test(test_split_transaction_counts_are_kept_as_written),
+		cmocka_unit_test(test_every_field_comes_in_one_order_with_the_xids_between_jansson_parts),
 		cmocka_unit_test(test_refuses_malformed_xid_ends),
 	};
 	return cmocka_run_group_tests_name("checkpoint", tests, NULL, NULL);
