@@ -123,36 +123,45 @@ static json_t *recovery_tail(const checkpoint_recovery *rec)
 	return o;
 }
 
-/* Dumps object o (compact) onto b: its members alone, without the braces around them. */
-static void put_members(strbuf *b, json_t *o)
+/*
+ * Dumps object o (compact) onto b: its members alone, without the braces around them; -1 when
+ * jansson cannot dump it.
+ */
+static int put_members(strbuf *b, json_t *o)
 {
 	char *text = json_dumps(o, JSON_COMPACT);
 
+	if (!text)
+		return -1;
 	strbuf_addn(b, text + 1, strlen(text) - 2);
 	free(text);
+	return 0;
 }
 
 /*
  * The checkpoint's fields in order, jansson's text but for the xids and their ends, written in
- * between (the same bytes a jansson array would give).
+ * between (the same bytes a jansson array would give). NULL when jansson cannot dump a part.
  */
 static char *encode_recovery(json_t *o, const checkpoint_recovery *rec, lsn_t lsn)
 {
 	strbuf b = {0};
 	json_t *tail = recovery_tail(rec);
+	int bad;
 
 	put_recovery_head(o, rec);
 	strbuf_addc(&b, '{');
-	put_members(&b, o); /* never empty: "version" is there */
-	if (rec->commit_us > 0)
+	bad = put_members(&b, o); /* never empty: "version" is there */
+	if (!bad && rec->commit_us > 0)
 		put_xids(&b, rec, lsn);
-	if (json_object_size(tail) > 0) {
+	if (!bad && json_object_size(tail) > 0) {
 		strbuf_addc(&b, ',');
-		put_members(&b, tail);
+		bad = put_members(&b, tail);
 	}
 	strbuf_addc(&b, '}');
 	json_decref(tail);
-	return strbuf_detach(&b);
+	if (bad)
+		strbuf_free(&b);
+	return bad ? NULL : strbuf_detach(&b);
 }
 
 char *checkpoint_encode_with(const checkpoint *cp, const checkpoint_recovery *rec, const char *slot)
@@ -161,6 +170,8 @@ char *checkpoint_encode_with(const checkpoint *cp, const checkpoint_recovery *re
 	json_t *o = json_pack("{s:i, s:s, s:s}", "version", 1, "slot", slot, "lsn", lsn_format(cp->lsn, a));
 	char *text;
 
+	if (!o) /* the slot is not UTF-8: jansson refuses it */
+		return NULL;
 	if (cp->tli)
 		json_object_set_new(o, "tli", json_integer(cp->tli));
 
