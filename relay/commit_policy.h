@@ -81,6 +81,7 @@ double commit_policy_rate(double rate, uint64_t records, int64_t cycle_ms);
  * waits as long as 32 rows take, at most 25 ms (6.4 ms at 5,000 rows/s), and a user who raises
  * the maximum to cut the CPU gets the whole of it up to 1,000 rows/s and proportionally less
  * above (64 ms: 64 rows, 57 us of CPU per row at 1,000 rows/s instead of 128; docs/performance.md).
+ * gather_max_ms is within the key's range, 0 to 1000 (config.c), so nothing here overflows.
  */
 int64_t commit_policy_gather_records(int64_t gather_max_ms);
 
