@@ -57,7 +57,10 @@ typedef struct {
 
 void checkpoint_recovery_free(checkpoint_recovery *rec);
 
-/* JSON text of a checkpoint record (malloc'd), e.g. {"version":1,"slot":"s","lsn":"0/16B3748"}. */
+/*
+ * JSON text of a checkpoint record (malloc'd), e.g. {"version":1,"slot":"s","lsn":"0/16B3748"};
+ * NULL when slot is not UTF-8 (no JSON string can hold it).
+ */
 char *checkpoint_encode(const checkpoint *cp, const char *slot);
 /* The same with the recovery fields (rec may be NULL). */
 char *checkpoint_encode_with(const checkpoint *cp, const checkpoint_recovery *rec, const char *slot);

@@ -30,14 +30,23 @@ bool commit_policy_due(const commit_facts *f, const commit_limits *lim)
 	return !stretched(f, lim);
 }
 
+/* Records a gathered transaction aims at: COMMIT_GATHER_RECORDS, or more with a longer maximum. */
+int64_t commit_policy_gather_records(int64_t gather_max_ms)
+{
+	int64_t at_ref_rate = gather_max_ms * COMMIT_GATHER_REF_RATE / 1000;
+
+	return at_ref_rate > COMMIT_GATHER_RECORDS ? at_ref_rate : COMMIT_GATHER_RECORDS;
+}
+
 int64_t commit_policy_gather_ms(const gather_facts *f, int64_t gather_max_ms)
 {
 	int64_t want = gather_max_ms;
+	double records = (double)commit_policy_gather_records(gather_max_ms);
 
 	if (!f->between || gather_max_ms <= 0 || f->behind_ms >= COMMIT_STRETCH_BEHIND_MS)
 		return 0;
-	if (f->rate > 0 && COMMIT_GATHER_RECORDS * 1000.0 / f->rate < (double)want)
-		want = (int64_t)(COMMIT_GATHER_RECORDS * 1000.0 / f->rate);
+	if (f->rate > 0 && records * 1000.0 / f->rate < (double)want)
+		want = (int64_t)(records * 1000.0 / f->rate);
 	return f->since_commit_ms < want ? want - f->since_commit_ms : 0;
 }
 

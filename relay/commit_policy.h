@@ -57,12 +57,13 @@ typedef struct {
 
 /*
  * Milliseconds to leave the stream unread before reading on (0: read now). Each Kafka
- * transaction costs the relay a fixed 1 to 3 ms of CPU (librdkafka 2.0.2's main thread spins
- * through the 1 ms timer of each partition registration: docs/performance.md), so at low rates
- * one per handful of rows would cost more than the rows. Between transactions, rows gather
- * (unread, in the socket) until the last commit began long enough ago for COMMIT_GATHER_RECORDS
- * of them at the recent rate, at most gather_max_ms (relay.transaction_gather_ms; 0: never).
- * At high rates a commit takes longer than that and nothing waits: the rule follows the rate.
+ * transaction costs the relay a fixed 3 to 5 ms of CPU over its threads (librdkafka 2.0.2's main
+ * thread spins through the 1 ms timer of each partition registration; the broker threads' and
+ * the relay's own wake-ups: docs/performance.md), so at low rates one per handful of rows would
+ * cost more than the rows. Between transactions, rows gather (unread, in the socket) until the
+ * last commit began long enough ago for commit_policy_gather_records(gather_max_ms) of them at
+ * the recent rate, at most gather_max_ms (relay.transaction_gather_ms; 0: never). At high rates
+ * a commit takes longer than that and nothing waits: the rule follows the rate.
  * Catching up (behind by COMMIT_STRETCH_BEHIND_MS or more, more than any gathering leaves it)
  * nothing waits either: the rows are already there, and waiting would only slow the catch-up.
  */
@@ -74,7 +75,19 @@ int64_t commit_policy_gather_ms(const gather_facts *f, int64_t gather_max_ms);
  */
 double commit_policy_rate(double rate, uint64_t records, int64_t cycle_ms);
 
-/* Records per Kafka transaction the gathering aims at (below it, a commit's cost dominates). */
+/*
+ * Records per Kafka transaction the gathering aims at: COMMIT_GATHER_RECORDS, or with a longer
+ * gather_max_ms as many as come in it at COMMIT_GATHER_REF_RATE rows/s. So the default (25 ms)
+ * waits as long as 32 rows take, at most 25 ms (6.4 ms at 5,000 rows/s), and a user who raises
+ * the maximum to cut the CPU gets the whole of it up to 1,000 rows/s and proportionally less
+ * above (64 ms: 64 rows, 57 us of CPU per row at 1,000 rows/s instead of 128; docs/performance.md).
+ * gather_max_ms is within the key's range, 0 to 1000 (config.c), so nothing here overflows.
+ */
+int64_t commit_policy_gather_records(int64_t gather_max_ms);
+
+/* Records per Kafka transaction the gathering aims at least (below it, a commit's cost dominates). */
 #define COMMIT_GATHER_RECORDS 32
+/* The rate at which the whole of a longer maximum is waited (rows per second). */
+#define COMMIT_GATHER_REF_RATE 1000
 
 #endif

@@ -451,7 +451,7 @@ def test_rows_gathered_for_a_second_between_transactions_arrive_once_and_a_sigte
         while not done.is_set():
             publish_rows(outbox.db, 1, written[0])
             written[0] += 1
-            done.wait(0.02)  # a low rate: about 50 rows/s, far below 32 rows per second
+            done.wait(0.02)  # about 50 rows/s: far below the 1,000 rows a 1000 ms maximum aims at
 
     t = threading.Thread(target=writer)
     try:

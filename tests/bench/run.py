@@ -190,6 +190,38 @@ def proc_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def thread_cpu(pid):
+    """Per thread of a process: {tid: (name, CPU seconds, voluntary context switches)}."""
+    out = {}
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                head, tail = f.read().rsplit(")", 1)
+            fields = tail.split()
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                vcs = [int(ln.split()[1]) for ln in f if ln.startswith("voluntary_ctxt_switches")][0]
+        except (OSError, IndexError, ValueError):
+            continue
+        out[tid] = (head.split("(", 1)[1], (int(fields[11]) + int(fields[12])) / CLK_TCK, vcs)
+    return out
+
+
+def thread_delta(before, after, seconds):
+    """Per thread name (broker threads together): share of a core and wake-ups per second."""
+    agg = {}
+    for tid, (name, cpu, vcs) in after.items():
+        c0, v0 = before.get(tid, (name, 0.0, 0))[1:]
+        key = "rdk:broker*" if name.startswith("rdk:broker") else name
+        a = agg.setdefault(key, [0.0, 0])
+        a[0] += cpu - c0
+        a[1] += vcs - v0
+    return {k: {"cpu_share": v[0] / seconds, "wakeups_per_s": v[1] / seconds} for k, v in agg.items()}
+
+
 def proc_mem(pid):
     """(VmRSS, VmHWM) of a process in kB; (None, None) when it is gone."""
     rss = hwm = None
@@ -1068,6 +1100,7 @@ class Bench:
             load.start(seconds or self.s.live_seconds)
             t_start, t_end = load.t_start, load.t_end
             cpu0 = rr.cpu()
+            thr0, thr_t0 = thread_cpu(rr.pid), time.monotonic()
             ws_pid = mon.slot(slot)[1]
             win = CpuWindow(self.pg, self.kafka_pid, rr.pid)
             win.walsender_pid = ws_pid
@@ -1086,6 +1119,7 @@ class Bench:
             cpu_use = win.stop({"writers_cpu_s": sum(w["cpu_s"] for w in writers)})
             cres = load.consumer(written)
             cpu = rr.cpu() - cpu0
+            threads = thread_delta(thr0, thread_cpu(rr.pid), time.monotonic() - thr_t0)
             rss, hwm = rr.mem()
             mon.close()
             life_s = time.monotonic() - rr.t_start
@@ -1102,7 +1136,7 @@ class Bench:
                    "max_slot_lag_kb": max_lag / 1024.0, "max_decode_lag_kb": max_decode_lag / 1024.0,
                    "max_relay_lag_kb": max_relay_lag / 1024.0, "cpu_use": cpu_use,
                    "cpu_s": cpu, "cpu_us_per_row": cpu / written * 1e6 if written else None,
-                   "peak_rss_mb": mb(hwm), "rss_end_mb": mb(rss),
+                   "peak_rss_mb": mb(hwm), "rss_end_mb": mb(rss), "relay_threads": threads,
                    "max_ms_by_second": [round(per_second[k], 1) for k in sorted(per_second)]}
             if mode == "exactly-once":
                 res["kafka_transactions"] = rr.kafka_transactions()

@@ -331,6 +331,111 @@ static void test_xid_ends_are_stored_as_distances(void **state)
 	checkpoint_recovery_free(&got);
 }
 
+static void test_every_field_comes_in_one_order_with_the_xids_between_jansson_parts(void **state)
+{
+	(void)state;
+	uint32_t xids[] = {4294967295u, 0};
+	lsn_t ends[] = {0x100, 0x1F0};
+	checkpoint cp = {.lsn = 0x200, .tli = 2, .partial_nextlsn = 0x300, .partial_rows = 4,
+			 .partial_xid = 9}, back;
+	checkpoint_recovery rec = {.commit_us = 5, .window_ms = 1000, .xids = xids, .n_xids = 2,
+				   .ends = ends, .xids_after = 0x80, .creating = true,
+				   .deletes_in_txn = true, .backfill = "{\"b\":1}",
+				   .txn_counts = "{\"records\":1,\"rows\":1,\"begun\":true,\"topics\":{\"a\":1}}"};
+	checkpoint_recovery none = {.commit_us = 5, .window_ms = 1000}, only_backfill = {.backfill = "{}"};
+	checkpoint_recovery got = {0};
+	char *text = checkpoint_encode_with(&cp, &rec, "s\"/");
+
+	assert_string_equal(text, "{\"version\":1,\"slot\":\"s\\\"/\",\"lsn\":\"0/200\",\"tli\":2,"
+				  "\"partial\":{\"nextlsn\":\"0/300\",\"rows\":4,\"xid\":9},"
+				  "\"creating\":true,\"deletes_in_txn\":true,\"commit_time_us\":5,"
+				  "\"window_ms\":1000,\"xids\":[4294967295,0],\"ends\":[240,16],"
+				  "\"xids_after\":\"0/80\",\"backfill\":{\"b\":1},\"txn_counts\":{\"records\":1,"
+				  "\"rows\":1,\"begun\":true,\"topics\":{\"a\":1}}}");
+	assert_int_equal(decode_with(text, &back, &got), 0);
+	assert_int_equal(got.n_xids, 2);
+	assert_int_equal(got.xids[0], 4294967295u);
+	checkpoint_recovery_free(&got);
+	free(text);
+	text = checkpoint_encode_with(&cp, &none, "s"); /* no xids, no ends recorded */
+	assert_non_null(strstr(text, "\"window_ms\":1000,\"xids\":[]}"));
+	free(text);
+	cp = (checkpoint){.lsn = 0x200};
+	text = checkpoint_encode_with(&cp, &only_backfill, "s"); /* nothing before it but the head */
+	assert_string_equal(text, "{\"version\":1,\"slot\":\"s\",\"lsn\":\"0/200\",\"backfill\":{}}");
+	free(text);
+}
+
+/*
+ * The text a jansson array of each list gave (the writer before the lists were written by hand),
+ * its numbers formatted by printf: an independent reference for the hand-written digits.
+ */
+static char *printf_reference(const checkpoint *cp, const checkpoint_recovery *rec, const char *head,
+			      const char *tail)
+{
+	size_t cap = strlen(head) + strlen(tail) + rec->n_xids * 42 + 32, len;
+	char *t = malloc(cap);
+
+	len = (size_t)snprintf(t, cap, "%s,\"xids\":[", head);
+	for (size_t i = 0; i < rec->n_xids; i++)
+		len += (size_t)snprintf(t + len, cap - len, "%s%u", i ? "," : "", rec->xids[i]);
+	len += (size_t)snprintf(t + len, cap - len, "],\"ends\":[");
+	for (size_t i = 0; i < rec->n_xids; i++) {
+		lsn_t next = i + 1 < rec->n_xids ? rec->ends[i + 1] : cp->lsn;
+		len += (size_t)snprintf(t + len, cap - len, "%s%lld", i ? "," : "",
+					(long long)(next - rec->ends[i]));
+	}
+	snprintf(t + len, cap - len, "]%s", tail);
+	return t;
+}
+
+static void test_thousands_of_xids_are_the_bytes_jansson_writes_and_read_back_the_same(void **state)
+{
+	(void)state;
+	enum { N = 5000 };
+	uint32_t *xids = calloc(N, sizeof(uint32_t));
+	lsn_t *ends = calloc(N, sizeof(lsn_t));
+	checkpoint cp = {0}, back;
+	checkpoint_recovery rec = {.commit_us = INT64_MAX, .window_ms = 0, .xids = xids, .n_xids = N,
+				   .ends = ends, .creating = true,
+				   .backfill = "{\"t\":\"\\u00e9\\\"\\u0001\",\"n\":-5,\"e\":[]}"};
+	checkpoint_recovery got = {0};
+	char *text, *want;
+
+	for (size_t i = 0; i < N; i++) { /* every digit count, the extremes, distances of 0 */
+		xids[i] = i % 3 == 0 ? UINT32_MAX - (uint32_t)i : (uint32_t)(i * 2654435761u >> (i % 32));
+		ends[i] = i == 0 ? (lsn_t)1 << 62 : ends[i - 1] + (i % 7 == 0 ? 0 : (lsn_t)1 << (i % 40));
+	}
+	cp.lsn = ends[0] + (lsn_t)INT64_MAX; /* the farthest from the first end that is stored */
+	text = checkpoint_encode_with(&cp, &rec, "s\"\\/\xc3\xa9\x01");
+	want = printf_reference(&cp, &rec, "{\"version\":1,\"slot\":\"s\\\"\\\\/\xc3\xa9\\u0001\","
+				"\"lsn\":\"BFFFFFFF/FFFFFFFF\",\"creating\":true,"
+				"\"commit_time_us\":9223372036854775807,\"window_ms\":0",
+				",\"backfill\":{\"t\":\"\xc3\xa9\\\"\\u0001\",\"n\":-5,\"e\":[]}}");
+	assert_non_null(text);
+	assert_string_equal(text, want);
+	assert_int_equal(decode_with(text, &back, &got), 0);
+	assert_int_equal(got.n_xids, N);
+	assert_memory_equal(got.xids, xids, N * sizeof(uint32_t));
+	assert_memory_equal(got.ends, ends, N * sizeof(lsn_t));
+	checkpoint_recovery_free(&got);
+	free(text);
+	free(want);
+	free(xids);
+	free(ends);
+}
+
+static void test_a_slot_that_is_not_utf8_gives_no_text_rather_than_a_crash(void **state)
+{
+	(void)state;
+	uint32_t xids[] = {7};
+	checkpoint cp = {.lsn = 0x200};
+	checkpoint_recovery rec = {.commit_us = 5, .window_ms = 1, .xids = xids, .n_xids = 1};
+
+	assert_null(checkpoint_encode_with(&cp, NULL, "\xff"));
+	assert_null(checkpoint_encode_with(&cp, &rec, "\xff"));
+}
+
 static void test_refuses_malformed_xid_ends(void **state)
 {
 	(void)state;
@@ -452,6 +557,9 @@ int main(void)
 		cmocka_unit_test(test_timeline_is_recorded_and_optional),
 		cmocka_unit_test(test_xid_ends_are_stored_as_distances),
 		cmocka_unit_test(test_split_transaction_counts_are_kept_as_written),
+		cmocka_unit_test(test_every_field_comes_in_one_order_with_the_xids_between_jansson_parts),
+		cmocka_unit_test(test_thousands_of_xids_are_the_bytes_jansson_writes_and_read_back_the_same),
+		cmocka_unit_test(test_a_slot_that_is_not_utf8_gives_no_text_rather_than_a_crash),
 		cmocka_unit_test(test_refuses_malformed_xid_ends),
 		cmocka_unit_test(test_window_is_the_last_span_offsets_of_a_long_partition),
 		cmocka_unit_test(test_window_never_begins_before_the_log_start),

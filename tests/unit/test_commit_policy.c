@@ -134,6 +134,42 @@ static void test_at_a_high_rate_rows_gather_only_as_long_as_32_take(void **state
 	assert_int_equal(commit_policy_gather_ms(&f, 25), 0);
 }
 
+static void test_a_longer_maximum_aims_at_one_row_per_ms_of_it(void **state)
+{
+	(void)state;
+	assert_int_equal(commit_policy_gather_records(0), 32);
+	assert_int_equal(commit_policy_gather_records(25), 32); /* the default: 32 rows */
+	assert_int_equal(commit_policy_gather_records(64), 64);
+	assert_int_equal(commit_policy_gather_records(1000), 1000);
+}
+
+static void test_with_a_64_ms_maximum_1000_rows_per_s_gather_the_whole_64_ms(void **state)
+{
+	(void)state;
+	gather_facts f = between(4, 1000); /* 64 rows in 64 ms (32 rows would stop at 32 ms) */
+	assert_int_equal(commit_policy_gather_ms(&f, 64), 60);
+	f.rate = 500; /* slower: capped at the maximum */
+	assert_int_equal(commit_policy_gather_ms(&f, 64), 60);
+}
+
+static void test_with_a_64_ms_maximum_high_rates_wait_as_long_as_64_rows_take(void **state)
+{
+	(void)state;
+	gather_facts f = between(2, 4000); /* 64 rows in 16 ms */
+	assert_int_equal(commit_policy_gather_ms(&f, 64), 14);
+	f.rate = 5000; /* 12.8 ms */
+	assert_int_equal(commit_policy_gather_ms(&f, 64), 10);
+	f.since_commit_ms = 20; /* the commit took longer: read at once */
+	assert_int_equal(commit_policy_gather_ms(&f, 64), 0);
+}
+
+static void test_the_default_maximum_waits_at_most_as_long_as_32_rows_take(void **state)
+{
+	(void)state;
+	gather_facts f = between(0, 5000); /* 32 rows in 6.4 ms, as before */
+	assert_int_equal(commit_policy_gather_ms(&f, 25), 6);
+}
+
 static void test_a_row_after_a_long_quiet_is_read_at_once(void **state)
 {
 	(void)state;
@@ -187,6 +223,10 @@ int main(void)
 		cmocka_unit_test(test_a_split_transactions_missing_end_commits_at_once),
 		cmocka_unit_test(test_at_a_low_rate_rows_gather_until_the_last_commit_began_gather_ms_ago),
 		cmocka_unit_test(test_at_a_high_rate_rows_gather_only_as_long_as_32_take),
+		cmocka_unit_test(test_a_longer_maximum_aims_at_one_row_per_ms_of_it),
+		cmocka_unit_test(test_with_a_64_ms_maximum_1000_rows_per_s_gather_the_whole_64_ms),
+		cmocka_unit_test(test_with_a_64_ms_maximum_high_rates_wait_as_long_as_64_rows_take),
+		cmocka_unit_test(test_the_default_maximum_waits_at_most_as_long_as_32_rows_take),
 		cmocka_unit_test(test_a_row_after_a_long_quiet_is_read_at_once),
 		cmocka_unit_test(test_nothing_gathers_inside_a_transaction_or_when_turned_off),
 		cmocka_unit_test(test_catching_up_on_a_backlog_nothing_gathers),
