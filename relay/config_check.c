@@ -85,6 +85,23 @@ int config_check_metrics_listen(const char *name, const char *value, char *msg, 
 	return -1;
 }
 
+/*
+ * PostgreSQL's own rule for slot names (ReplicationSlotValidateName): checked at load so that a
+ * name the server would refuse, or one the checkpoint's JSON cannot hold (not UTF-8), is a
+ * config error with its line, not a failure after the relay has started.
+ */
+int config_check_slot_name(const char *name, const char *value, char *msg, size_t len)
+{
+	size_t n = strlen(value);
+
+	if (n >= 1 && n <= 63 && strspn(value, "abcdefghijklmnopqrstuvwxyz0123456789_") == n)
+		return 0;
+	snprintf(msg, len, "%s must be 1 to 63 lower-case letters, digits or '_' (PostgreSQL's rule "
+		 "for slot names)", name);
+	return -1;
+}
+
+/* Written into every encrypted value, so kept to characters that need no quoting anywhere. */
 int config_check_key_id(const char *name, const char *value, char *msg, size_t len)
 {
 	size_t n = strlen(value);

@@ -23,6 +23,9 @@ int config_check_capture_topic(const char *name, const char *value, char *msg, s
 /* relay.metrics_listen: "" or an address metrics_parse_listen accepts. */
 int config_check_metrics_listen(const char *name, const char *value, char *msg, size_t len);
 
+/* postgresql.slot: 1 to 63 of a-z 0-9 _ (PostgreSQL's rule for replication slot names). */
+int config_check_slot_name(const char *name, const char *value, char *msg, size_t len);
+
 /* protection.key_id: 1 to 32 of A-Z a-z 0-9 . _ - (it is written into encrypted values). */
 int config_check_key_id(const char *name, const char *value, char *msg, size_t len);
 

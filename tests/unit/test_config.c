@@ -1050,6 +1050,30 @@ static void test_missing_required_key(void **state)
 		     "kafka.bootstrap_servers is required");
 }
 
+/*
+ * A slot name PostgreSQL would refuse is a config error at its line: upper case, '-', too long,
+ * empty, and bytes that are not UTF-8 (they crashed the checkpoint's encoder after start).
+ */
+static void test_slot_name_outside_postgresqls_rule_is_refused_at_its_line(void **state)
+{
+	const char *bad[] = {"Relay", "relay-1", "", "r\xe9lay", "\xff\xfe",
+			     "a234567890123456789012345678901234567890123456789012345678901234"};
+	char text[512];
+	loaded l;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "kafka = { bootstrap_servers = \"k\"; };\n"
+			 "postgresql = {\n conninfo = \"x\";\n slot = \"%s\";\n};\n", bad[i]);
+		expect_error(text, 4, "postgresql.slot must be 1 to 63 lower-case letters");
+	}
+	load_text(&l, "kafka = { bootstrap_servers = \"k\"; };\npostgresql = { conninfo = \"x\"; "
+		      "slot = \"relay_2026_a234567890123456789012345678901234567890123456789012\"; };\n");
+	assert_non_null(l.cfg);
+	assert_int_equal(strlen(l.cfg->slot), 63);
+	unload(&l);
+}
+
 static void test_invalid_values(void **state)
 {
 	(void)state;
@@ -1563,6 +1587,7 @@ int main(void)
 		cmocka_unit_test(test_bad_table_name),
 		cmocka_unit_test(test_out_of_range),
 		cmocka_unit_test(test_missing_required_key),
+		cmocka_unit_test(test_slot_name_outside_postgresqls_rule_is_refused_at_its_line),
 		cmocka_unit_test(test_invalid_values),
 		cmocka_unit_test(test_empty_file),
 		cmocka_unit_test(test_syntax_error),
