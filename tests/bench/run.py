@@ -1474,10 +1474,10 @@ def variant_table(pairs, name, title):
 
 
 def walsender_busy(run):
-    """The share of one core the walsender used while it streamed (from the reader's start-up on),
-    or None when its CPU was not read."""
+    """The percentage of one core the walsender used while it streamed (from the reader's start-up
+    on), or None when its CPU was not read."""
     ws, secs = run.get("walsender_cpu_s"), run["seconds"] - (run.get("startup_s") or 0.0)
-    return ws / secs if ws is not None and secs > 0 else None
+    return 100.0 * ws / secs if ws is not None and secs > 0 else None
 
 
 def plain_relay_runs(cu):
@@ -1499,7 +1499,7 @@ def evaluate(results):
     out = {}
     cu = results.get("catchup") or {}
     plain = plain_relay_runs(cu)
-    busy = [("%s %s" % (shape, mode), [100 * b for b in map(walsender_busy, runs) if b is not None])
+    busy = [("%s %s" % (shape, mode), [b for b in map(walsender_busy, runs) if b is not None])
             for shape, mode, runs in plain]
     ratios = [("%s %s" % (shape, mode), [100 * r["vs_ceiling"] for r in runs]) for shape, mode, runs in plain]
     for key, items, met in (("walsender", busy, lambda m: m >= 95.0), ("ceiling", ratios, lambda m: m >= 100.0)):
@@ -1632,7 +1632,7 @@ def markdown(results):
             c = e["ceiling"]
             lines.append("| %s | pg_recvlogical (ceiling) | %s | 100%% | %s | - | - | - | %s |" % (
                 desc, _cell([x["rows_per_s"] for x in c]), _cell([x["seconds"] for x in c], "%.1f"),
-                _cell([walsender_busy(x) and 100 * walsender_busy(x) for x in c], "%.0f%%")))
+                _cell([walsender_busy(x) for x in c], "%.0f%%")))
             for mode, runs in e["relay"].items():
                 if not runs:
                     continue
@@ -1642,7 +1642,7 @@ def markdown(results):
                     _cell([x["seconds"] for x in runs], "%.1f"), _cell([x["startup_s"] for x in runs], "%.2f"),
                     _cell([x["peak_rss_mb"] for x in runs], "%.1f"),
                     _cell([x["cpu_us_per_row"] for x in runs], "%.2f"),
-                    _cell([walsender_busy(x) and 100 * walsender_busy(x) for x in runs], "%.0f%%")))
+                    _cell([walsender_busy(x) for x in runs], "%.0f%%")))
         lines.append("")
     lines += variant_table(avro_pairs(results), "Avro",
                            "**JSON and Avro** (the same catch-ups side by side: the outbox source in format "
