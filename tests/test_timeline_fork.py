@@ -2,7 +2,8 @@
 """PostgreSQL before 17 lets a logical walsender send a transaction once its commit is flushed
 locally, before any standby has it, even with synchronous replication. Here the primary's
 walsender to its synchronous standby is stopped (SIGSTOP): the writers' commits then wait for the
-standby, but the relay decodes and publishes them. The primary's postmaster is killed (kill -9),
+standby, but the relay decodes and publishes them (a writer started after the stop makes sure
+at least one such commit exists: the walsender may have sent the others already). The primary's postmaster is killed (kill -9),
 Patroni promotes the standby (the synchronous one, so it may), and its new timeline forks before
 the relay's checkpoint.
 
@@ -168,9 +169,9 @@ def named_xids(text):
     return out
 
 
-def check_after_fork(kafka, topic, in_table, writers):
+def check_after_fork(kafka, topic, in_table, *writers):
     """test_ha.read_published on the new primary's table: returns the phantoms' ids."""
-    return read_published(kafka, topic, in_table, writers)[1]
+    return read_published(kafka, topic, in_table, *writers)[1]
 
 
 def test_failover_behind_the_checkpoint_names_the_phantoms(cluster, kafka, tmp_path, request):
@@ -189,7 +190,7 @@ def test_failover_behind_the_checkpoint_names_the_phantoms(cluster, kafka, tmp_p
                           extra_relay='metrics_listen = ":%d"; checkpoint_topic = "%s";' % (port, checkpoints))
     kafka.create_topic(checkpoints, partitions=1, config={"cleanup.policy": "compact"})
     relay = relayctl.Relay(config_path, str(tmp_path))
-    held = None
+    held = late = None
     try:
         relay.start()
         relay.wait_streaming(60)
@@ -205,6 +206,12 @@ def test_failover_behind_the_checkpoint_names_the_phantoms(cluster, kafka, tmp_p
 
             held = hold_standby(old, standby)
             fork_end = standby_settled(standby)
+            # The walsender may have been stopped after it sent every waiting commit (it waited for
+            # the standby's answer): then the standby has them all, the writers wait for an answer
+            # that never comes, and nothing more is committed. A writer started now commits after
+            # the hold, so its first commit is flushed on the primary only: published, never on
+            # the standby.
+            late = XidWriters(db, target, count=1, gen=1).start()
             beyond = wait_published_beyond(kafka, topic, standby)
             since = len(relay.log())
             t0 = time.monotonic()
@@ -222,7 +229,11 @@ def test_failover_behind_the_checkpoint_names_the_phantoms(cluster, kafka, tmp_p
             if held is not None:  # failed before the promotion: let the commits that wait for it end
                 os.kill(held, signal.SIGCONT)
                 held = None
-            writers.stop()
+            try:
+                writers.stop()
+            finally:
+                if late is not None:
+                    late.stop()
         end = int(db.query("SELECT pg_current_wal_lsn() - '0/0'")[0][0])
         wait_for(lambda: relay.proc.poll() is not None or slot_confirmed(db) >= end, 60,
                  what="the relay confirming the new primary's WAL end")
@@ -241,11 +252,12 @@ def test_failover_behind_the_checkpoint_names_the_phantoms(cluster, kafka, tmp_p
 
         in_table = {eid: (key, payload["seq"])
                     for eid, key, payload in db.query("SELECT id::text, aggregate_id, payload FROM outbox.events")}
-        missing = set(writers.committed) - set(in_table)
+        missing = (set(writers.committed) | set(late.committed)) - set(in_table)
         assert not missing, "%d rows a writer saw committed are not on the new primary" % len(missing)
-        phantoms = check_after_fork(kafka, topic, in_table, writers)
+        phantoms = check_after_fork(kafka, topic, in_table, writers, late)
         assert beyond <= phantoms, "events seen beyond the standby before the kill are on the new primary"
-        phantom_xids = {writers.xid_of[e] for e in phantoms}
+        xid_of = dict(writers.xid_of, **late.xid_of)
+        phantom_xids = {xid_of[e] for e in phantoms}
         continued = "".join(re.findall(r"phantom xids \(continued\): .*", after))
         named = named_xids(line + "\n" + continued)
         assert named == phantom_xids, "the fork line names xids %s; the phantom events are of %s" % (
