@@ -324,6 +324,15 @@ static outcome handle_record(relay *r, const char *data, size_t len)
 	}
 }
 
+void dispatch_skip_idle(relay *r)
+{
+	if (r->in_txn || r->idle_end == 0 || !progress_idle(&r->prog))
+		return;
+	progress_skip_to(&r->prog, r->idle_end);
+	if (r->eos_on)
+		eos_idle_at(&r->eos, r->idle_end);
+}
+
 outcome dispatch_message(relay *r, const pg_msg *msg)
 {
 	if (msg->wal_end > r->received && msg->kind == 'k')
@@ -334,23 +343,24 @@ outcome dispatch_message(relay *r, const pg_msg *msg)
 		r->wal_end_seen = r->received;
 		metrics_set_wal_end(r->wal_end_seen);
 	}
-	if (msg->kind == 'w')
+	if (msg->kind == 'w') {
+		r->idle_end = 0;
 		return handle_record(r, msg->data, msg->len);
+	}
 	/* A keepalive that asks for nothing is what the server sends before it waits for WAL: the
 	 * relay has read all there is (for replication_lag_seconds). */
 	if (!msg->reply_requested && !r->in_txn)
 		metrics_set_caught_up();
 	/* Keepalive: with nothing open or in flight, everything up to walEnd is safe. In
 	 * exactly-once mode that position is committed to Kafka first (at most once per interval). */
+	if (!r->in_txn && msg->wal_end > r->idle_end)
+		r->idle_end = msg->wal_end;
 	if (!r->in_txn && progress_idle(&r->prog)) {
-		progress_skip_to(&r->prog, msg->wal_end);
-		if (r->eos_on) {
-			eos_idle_at(&r->eos, msg->wal_end);
-			if (eos_idle_checkpoint_due(&r->eos) && gate_idle_checkpoint_ok(r)) {
-				outcome e = txn_commit(r);
-				if (e != OUTCOME_OK)
-					return e;
-			}
+		dispatch_skip_idle(r);
+		if (r->eos_on && eos_idle_checkpoint_due(&r->eos) && gate_idle_checkpoint_ok(r)) {
+			outcome e = txn_commit(r);
+			if (e != OUTCOME_OK)
+				return e;
 		}
 	}
 	if (msg->reply_requested && status_send(r, true) < 0)

@@ -256,15 +256,15 @@ checkpoint eos_pending(const eos *e)
 	return cp;
 }
 
-static void log_failed_for_good(const eos *e, const char *err);
+static void failed_for_good(eos *e, const char *err);
 
 /* The producer failed for good (fenced, or another fatal error): nothing more commits with it. */
-static outcome producer_failed(const eos *e)
+static outcome producer_failed(eos *e)
 {
 	char why[512];
 
 	kafka_fatal(e->kp, why, sizeof(why));
-	log_failed_for_good(e, why);
+	failed_for_good(e, why);
 	return OUTCOME_FATAL;
 }
 
@@ -324,15 +324,25 @@ static outcome produce_attached(eos *e, eos_tick_fn tick, void *ctx)
 }
 
 /*
- * A transaction that failed for good. Fenced: another relay with the same transactional.id
- * took over; with relay.takeover = "wait" that is how active/passive hands over (the relay
- * stands by again), not an error.
+ * A transaction that failed for good. Fenced while a transaction was open longer than
+ * transaction.timeout.ms: the broker aborted it itself and bumped the producer's epoch, which
+ * librdkafka reports as fenced (no other relay needed): the relay starts over. Fenced otherwise:
+ * another relay with the same transactional.id took over; with relay.takeover = "wait" that is
+ * how active/passive hands over (the relay stands by again), not an error.
  */
-static void log_failed_for_good(const eos *e, const char *err)
+static void failed_for_good(eos *e, const char *err)
 {
 	bool fenced = strstr(err, "fenced") || strstr(err, "Fenced");
+	int64_t age = clock_mono_ms() - e->opened_ms;
+	int timeout = fenced && e->open ? kafka_txn_timeout_ms(e->kp) : 0;
 
-	if (fenced && e->cfg->takeover_wait)
+	e->expired = e->expired || (fenced && e->open && age >= timeout); /* the producer's end */
+	if (e->expired)
+		log_warn("Kafka transaction aborted by the broker: open for %lld ms, longer than "
+			 "transaction.timeout.ms (%d ms), while Kafka could not be reached (%s); "
+			 "starting over with a new producer from the last committed checkpoint; "
+			 "nothing is lost", (long long)age, timeout, err);
+	else if (fenced && e->cfg->takeover_wait)
 		log_warn("Kafka transaction not committed: %s (another relay with the same "
 			 "transactional.id took over: standing by)", err);
 	else
@@ -358,7 +368,7 @@ outcome eos_commit(eos *e, eos_tick_fn tick, void *ctx)
 
 	if ((res = eos_ensure_open(e, err, sizeof(err))) != OUTCOME_OK) {
 		if (res == OUTCOME_FATAL)
-			log_failed_for_good(e, err);
+			failed_for_good(e, err);
 		else
 			log_error("%s", err);
 		return res;
@@ -384,7 +394,7 @@ outcome eos_commit(eos *e, eos_tick_fn tick, void *ctx)
 	if (r == KAFKA_TXN_RETRY)
 		return OUTCOME_FATAL; /* the tick gave up (stop deadline): the next start aborts it */
 	if (r == KAFKA_TXN_FATAL) {
-		log_failed_for_good(e, err);
+		failed_for_good(e, err);
 		return OUTCOME_FATAL;
 	}
 	if (r == KAFKA_TXN_ABORT) {
@@ -400,6 +410,8 @@ outcome eos_commit(eos *e, eos_tick_fn tick, void *ctx)
 	return OUTCOME_OK;
 }
 
+bool eos_expired(const eos *e) { return e->expired; }
+
 outcome eos_abort(eos *e, eos_tick_fn tick, void *ctx)
 {
 	char err[512];
@@ -407,12 +419,12 @@ outcome eos_abort(eos *e, eos_tick_fn tick, void *ctx)
 
 	if (e->open)
 		r = until_done(e, kafka_txn_abort, tick, ctx, err, sizeof(err));
+	if (r == KAFKA_TXN_FATAL)
+		failed_for_good(e, err); /* while the transaction still counts as open */
 	eos_resume(e, &e->committed);
 	eos_attach_state(e, NULL); /* its owner goes back to the committed state too */
-	if (r == KAFKA_TXN_FATAL) {
-		log_failed_for_good(e, err);
+	if (r == KAFKA_TXN_FATAL)
 		return OUTCOME_FATAL;
-	}
 	if (r != KAFKA_TXN_OK) {
 		log_error("cannot abort the Kafka transaction: %s", r == KAFKA_TXN_RETRY ? "gave up" : err);
 		return OUTCOME_FATAL;

@@ -323,8 +323,8 @@ static outcome after_catching_up(relay *r)
 }
 
 /*
- * Input is idle: commit what is open, store snapshot progress and (now and then) the position,
- * take a snapshot chunk, then wait for the nearest wake-up.
+ * Input is idle: commit what is open, store snapshot progress, move past idle WAL and (now and
+ * then) store the position, take a snapshot chunk, then wait for the nearest wake-up.
  */
 static outcome when_idle(relay *r)
 {
@@ -337,6 +337,7 @@ static outcome when_idle(relay *r)
 	    (e = txn_commit(r)) != OUTCOME_OK)
 		return e;
 	maybe_take_chunk(r);
+	dispatch_skip_idle(r); /* the last acks may have come after the server's last keepalive */
 	if (r->eos_on && !r->in_txn && eos_idle_checkpoint_due(&r->eos) &&
 	    gate_idle_checkpoint_ok(r) && (e = txn_commit(r)) != OUTCOME_OK)
 		return e;

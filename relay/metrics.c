@@ -69,6 +69,7 @@ static struct {
 	_Atomic uint64_t standby;  /* 0 or 1 */
 	_Atomic uint64_t takeovers;
 	_Atomic uint64_t fenced;
+	_Atomic uint64_t txn_expired;
 	_Atomic uint64_t snapshot_rows;
 	_Atomic uint64_t snapshot_tables;
 	_Atomic int64_t start_ms; /* 0: metrics_start not called yet */
@@ -179,6 +180,7 @@ void metrics_set_ready(bool ready) { SET(ready, ready); }
 void metrics_set_standby(bool standby) { SET(standby, standby ? 1 : 0); }
 void metrics_takeover(void) { ADD(takeovers, 1); }
 void metrics_fenced(void) { ADD(fenced, 1); }
+void metrics_kafka_transaction_expired(void) { ADD(txn_expired, 1); }
 void metrics_snapshot_rows(uint64_t n) { ADD(snapshot_rows, n); }
 void metrics_set_snapshot_tables(uint64_t n) { SET(snapshot_tables, n); }
 bool metrics_ready(void) { return GET(ready); }
@@ -276,6 +278,9 @@ static const struct {
 	{"fenced_total", "counter",
 	 "Times another relay took the slot over from this one (fenced in Kafka, or the active/passive lock taken) and this one stood by again (relay.takeover = \"wait\"; with \"fence\" it exits 3).",
 	 &st.fenced},
+	{"kafka_transactions_expired_total", "counter",
+	 "Exactly-once: times the broker aborted a transaction of this relay's that stayed open longer than transaction.timeout.ms (Kafka unreachable meanwhile) and the relay started over from the committed checkpoint with a new producer.",
+	 &st.txn_expired},
 	{"snapshot_rows_total", "counter",
 	 "Rows of captured tables published by snapshots (op r), counted when their Kafka transaction committed.",
 	 &st.snapshot_rows},

@@ -84,6 +84,8 @@ void metrics_set_standby(bool standby);
 void metrics_takeover(void);
 /* Another relay took the slot over from this one (fenced in Kafka, or its active/passive lock taken). */
 void metrics_fenced(void);
+/* The broker aborted a transaction that outlived transaction.timeout.ms; the relay starts over. */
+void metrics_kafka_transaction_expired(void);
 /* n snapshot rows (op r) went into a committed Kafka transaction. */
 void metrics_snapshot_rows(uint64_t n);
 /* Tables queued for a snapshot, the one in progress included (0: no snapshot running). */

@@ -117,7 +117,7 @@ int relay_run(const relay_config *cfg)
 	}
 	if (start_pipeline(&r, cfg) < 0)
 		goto cleanup;
-	while ((code = session_run_all(&r)) == SESSION_RUN_STAND_BY) {
+	while ((code = session_run_all(&r)) == SESSION_RUN_STAND_BY || code == SESSION_RUN_START_OVER) {
 		free_parts(&r);
 		if (build_parts(&r, cfg) < 0 || start_pipeline(&r, cfg) < 0) {
 			code = RELAY_EXIT_USAGE;

@@ -82,6 +82,8 @@ typedef struct {
 
 	/* the server's side: positions and status updates (status.c) */
 	lsn_t received;         /* newest WAL position seen on the stream */
+	lsn_t idle_end;         /* walEnd of the last keepalive between transactions that no record
+				 * followed (0: a record came since): safe once nothing is in flight */
 	lsn_t sent_flush;       /* flush position last sent to the server */
 	lsn_t wal_end_seen;     /* newest server WAL position known (for replication_lag_bytes) */
 	int64_t last_status_ms;

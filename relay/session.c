@@ -69,6 +69,7 @@ static void end_session(relay *r)
 {
 	progress_reset(&r->prog);
 	r->in_txn = false;
+	r->idle_end = 0; /* a position of this server's stream */
 	r->hold_commit = false;
 	r->delivery_failed = false;
 	r->delivery_err = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -220,7 +221,7 @@ static outcome open_session(relay *r, char *err, size_t errlen)
 static session_facts facts_of(relay *r)
 {
 	session_facts f = {.fenced = r->kp && kafka_fenced(r->kp), .lock_lost = r->lock_lost,
-			   .wait = r->cfg->takeover_wait};
+			   .wait = r->cfg->takeover_wait, .expired = r->eos_on && eos_expired(&r->eos)};
 	return f;
 }
 
@@ -244,8 +245,8 @@ static outcome connect_stream(relay *r)
 			log_error("%s", err);
 			return OUTCOME_FATAL;
 		}
-		if (next == SESSION_STAND_BY) {
-			log_debug("%s", err); /* give_up_slot says it in one line */
+		if (next == SESSION_STAND_BY || next == SESSION_START_OVER) {
+			log_debug("%s", err); /* give_up_slot or start_over says it in one line */
 			return res;
 		}
 		log_warn("%s; retrying in %lld ms", err, (long long)backoff);
@@ -368,6 +369,8 @@ session_next session_next_step(outcome e, session_facts f)
 {
 	if (e == OUTCOME_STOP)
 		return SESSION_SHUT_DOWN;
+	if (f.fenced && f.expired)
+		return SESSION_START_OVER;
 	if (f.wait && (f.fenced || f.lock_lost))
 		return SESSION_STAND_BY;
 	if (f.fenced)
@@ -398,6 +401,7 @@ static outcome end_of_session(relay *r, outcome e)
 	case SESSION_SHUT_DOWN:
 	case SESSION_EXIT:
 	case SESSION_STAND_BY:
+	case SESSION_START_OVER:
 		return e == OUTCOME_OK ? OUTCOME_FATAL : e;
 	case SESSION_RECONNECT:
 		return settle_session(r, false);
@@ -426,6 +430,21 @@ static void give_up_slot(relay *r)
 	notify_status("standby: lost slot %s to another relay", r->cfg->slot);
 }
 
+/*
+ * The broker aborted this relay's transaction itself (open longer than transaction.timeout.ms),
+ * which fences the producer: nothing it read since the committed checkpoint is in Kafka. The
+ * run starts over with a new producer, as a restarted process would (systemd does not restart
+ * an exit 3).
+ */
+static void start_over(relay *r)
+{
+	metrics_kafka_transaction_expired();
+	if (r->pg && !r->pg_lost)
+		status_send(r, true);
+	notify_status("starting over: the broker aborted a Kafka transaction that outlived "
+		      "transaction.timeout.ms");
+}
+
 /* Runs sessions until stopped: each connects, streams, and on trouble settles and reconnects. */
 static int run_sessions(relay *r)
 {
@@ -449,6 +468,9 @@ static int run_sessions(relay *r)
 	case SESSION_STAND_BY:
 		give_up_slot(r);
 		return SESSION_RUN_STAND_BY;
+	case SESSION_START_OVER:
+		start_over(r);
+		return SESSION_RUN_START_OVER;
 	default:
 		if (r->kp && kafka_fenced(r->kp))
 			metrics_fenced(); /* seen only by a scrape before the exit (3) */

@@ -391,6 +391,39 @@ def test_broker_restart_under_load_is_exactly_once(outbox, kafka):
     assert_exactly_once(kafka, outbox, writers)
 
 
+def test_a_kafka_outage_longer_than_the_transaction_timeout_starts_over_exactly_once(outbox, kafka):
+    """The broker aborts a transaction left open longer than transaction.timeout.ms (10 s here)
+    and bumps the producer's epoch; librdkafka then reports the relay fenced, though no other
+    relay is there. The relay starts over with a new producer from its checkpoint instead of
+    exiting 3 (which systemd does not restart), and every row arrives once."""
+    outbox.reconfigure(extra_kafka="transaction_timeout_ms = 10000;")
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    writers = Writers(outbox.db, outbox, count=2).start()
+    try:
+        wait_for(lambda: writers.count() >= 300, 60, what="rows written")
+        since = len(outbox.relay.log())
+        kafka.stop()
+        try:
+            # Its records time out (message.timeout.ms follows transaction.timeout.ms) and the
+            # abort waits for the broker: by then the transaction is older than its timeout.
+            wait_for(lambda: "Kafka transaction must be aborted" in outbox.relay.log()[since:]
+                     or outbox.relay.proc.poll() is not None, 90, what="the open transaction failing")
+        finally:
+            kafka.start()
+        wait_for(lambda: "starting over with a new producer" in outbox.relay.log()[since:]
+                 or outbox.relay.proc.poll() is not None, 90, what="the relay starting over")
+        wait_for(lambda: "streaming from slot" in outbox.relay.log()[since:]
+                 or outbox.relay.proc.poll() is not None, 90, what="the relay streaming again")
+        assert outbox.relay.proc.poll() is None, outbox.relay.log()[since:][-3000:]
+        target = writers.count() + 300
+        wait_for(lambda: writers.count() >= target, 60, what="rows written after the start over")
+    finally:
+        writers.stop()
+    assert_exactly_once(kafka, outbox, writers)
+    assert outbox.relay.stop() == 0
+
+
 def test_relay_killed_inside_a_500k_row_transaction(outbox, kafka):
     txn_id = transactional_id(outbox)
     # A small in-flight limit slows the catch-up down, so that the kill lands inside the

@@ -99,6 +99,40 @@ static void test_a_keepalive_moves_the_received_position_and_an_idle_relay_forwa
 	assert_int_equal(r->prog.acked, 0x900); /* nothing open or in flight: all of it is safe */
 }
 
+/* The server sends one keepalive when it has sent all WAL, and no other until more is written. */
+static void test_a_keepalive_that_came_with_records_in_flight_moves_the_relay_forward_once_they_are_acked(void **state)
+{
+	relay *r = &((fixture *)*state)->r;
+	uint64_t seq = progress_begin(&r->prog, 0x500);
+	pg_msg k = {.kind = 'k', .wal_end = 0x900};
+
+	progress_produced(&r->prog, seq);
+	progress_commit(&r->prog, seq);
+	assert_int_equal(dispatch_message(r, &k), OUTCOME_OK);
+	assert_int_equal(r->prog.acked, 0x100); /* a record is in flight: nothing moves */
+	progress_acked(&r->prog, seq);
+	assert_int_equal(r->prog.acked, 0x500);
+	dispatch_skip_idle(r);
+	assert_int_equal(r->prog.acked, 0x900);
+}
+
+static void test_a_record_after_the_keepalive_keeps_the_relay_at_what_kafka_acknowledged(void **state)
+{
+	relay *r = &((fixture *)*state)->r;
+	uint64_t seq = progress_begin(&r->prog, 0x500);
+	pg_msg k = {.kind = 'k', .wal_end = 0x900};
+
+	progress_produced(&r->prog, seq);
+	progress_commit(&r->prog, seq);
+	assert_int_equal(dispatch_message(r, &k), OUTCOME_OK);
+	feed(r, "{\"action\":\"B\",\"xid\":702,\"nextlsn\":\"0/A00\"}");
+	feed(r, "{\"action\":\"C\",\"xid\":702,\"nextlsn\":\"0/A00\"}");
+	progress_acked(&r->prog, seq);
+	dispatch_skip_idle(r);
+	assert_int_equal(r->prog.acked, 0xA00); /* the transaction after the keepalive, not its walEnd */
+	assert_int_equal(r->idle_end, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -107,6 +141,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_changes_of_other_tables_pass_without_records, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_malformed_record_is_fatal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_keepalive_moves_the_received_position_and_an_idle_relay_forward, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_keepalive_that_came_with_records_in_flight_moves_the_relay_forward_once_they_are_acked, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_record_after_the_keepalive_keeps_the_relay_at_what_kafka_acknowledged, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
