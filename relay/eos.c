@@ -324,24 +324,24 @@ static outcome produce_attached(eos *e, eos_tick_fn tick, void *ctx)
 }
 
 /*
- * A transaction that failed for good. Fenced while a transaction was open longer than
- * transaction.timeout.ms: the broker aborted it itself and bumped the producer's epoch, which
- * librdkafka reports as fenced (no other relay needed): the relay starts over. Fenced otherwise:
- * another relay with the same transactional.id took over; with relay.takeover = "wait" that is
- * how active/passive hands over (the relay stands by again), not an error.
+ * A transaction that failed for good. Open longer than transaction.timeout.ms: the broker
+ * aborted it itself and bumped the producer's epoch, and the producer's next call fails as
+ * fenced or in an invalid state (no other relay needed): the relay starts over. Fenced
+ * otherwise: another relay with the same transactional.id took over; with relay.takeover =
+ * "wait" that is how active/passive hands over (the relay stands by again), not an error.
  */
 static void failed_for_good(eos *e, const char *err)
 {
 	bool fenced = strstr(err, "fenced") || strstr(err, "Fenced");
 	int64_t age = clock_mono_ms() - e->opened_ms;
-	int timeout = fenced && e->open ? kafka_txn_timeout_ms(e->kp) : 0;
+	int timeout = e->open ? kafka_txn_timeout_ms(e->kp) : 0;
 
-	e->expired = e->expired || (fenced && e->open && age >= timeout); /* the producer's end */
+	e->expired = e->expired || (e->open && age >= timeout); /* the producer's end */
 	if (e->expired)
-		log_warn("Kafka transaction aborted by the broker: open for %lld ms, longer than "
-			 "transaction.timeout.ms (%d ms), while Kafka could not be reached (%s); "
-			 "starting over with a new producer from the last committed checkpoint; "
-			 "nothing is lost", (long long)age, timeout, err);
+		log_warn("Kafka transaction failed for good after it was open for %lld ms, longer "
+			 "than transaction.timeout.ms (%d ms): the broker aborts such a transaction "
+			 "itself (%s); starting over with a new producer from the last committed "
+			 "checkpoint; nothing is lost", (long long)age, timeout, err);
 	else if (fenced && e->cfg->takeover_wait)
 		log_warn("Kafka transaction not committed: %s (another relay with the same "
 			 "transactional.id took over: standing by)", err);

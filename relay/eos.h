@@ -44,7 +44,7 @@ typedef struct {
 	char *cur_counts;    /* the current transaction's record counts for the next commit (owned) */
 	char *committed_counts; /* those the committed checkpoint's split transaction holds, or NULL */
 	bool committed_counts_bad; /* that checkpoint held counts that were not valid */
-	bool expired;        /* fenced after its transaction outlived transaction.timeout.ms */
+	bool expired;        /* failed for good after its transaction outlived transaction.timeout.ms */
 } eos;
 
 /*
@@ -117,9 +117,10 @@ outcome eos_commit(eos *e, eos_tick_fn tick, void *ctx);
 /* Aborts the open transaction (if any) and forgets the session's reading state. */
 outcome eos_abort(eos *e, eos_tick_fn tick, void *ctx);
 /*
- * True when the producer was fenced while its transaction had been open longer than
- * transaction.timeout.ms: the broker's own abort of that transaction bumped the epoch (Kafka
- * unreachable meanwhile), not another relay. The relay then starts over (session.h).
+ * True when the producer failed for good (fenced, or an invalid transaction state) while its
+ * transaction had been open longer than transaction.timeout.ms: the broker's own abort of that
+ * transaction bumped the epoch (Kafka unreachable meanwhile), not another relay. The relay then
+ * starts over (session.h).
  */
 bool eos_expired(const eos *e);
 

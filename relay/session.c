@@ -369,7 +369,7 @@ session_next session_next_step(outcome e, session_facts f)
 {
 	if (e == OUTCOME_STOP)
 		return SESSION_SHUT_DOWN;
-	if (f.fenced && f.expired)
+	if (f.expired)
 		return SESSION_START_OVER;
 	if (f.wait && (f.fenced || f.lock_lost))
 		return SESSION_STAND_BY;

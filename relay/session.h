@@ -18,8 +18,8 @@ typedef enum {
 			     * or took the lock): confirm what this one committed, let go of the
 			     * slot, the lock and the producer, stand by again with fresh parts */
 	SESSION_START_OVER, /* the broker aborted a transaction open longer than
-			     * transaction.timeout.ms (Kafka was unreachable): the producer looks
-			     * fenced, with no other relay; start again with fresh parts, as a
+			     * transaction.timeout.ms (Kafka was unreachable): the producer failed
+			     * for good, with no other relay; start again with fresh parts, as a
 			     * restarted process would, from the checkpoint Kafka committed */
 } session_next;
 
@@ -27,15 +27,16 @@ typedef enum {
 typedef struct {
 	bool fenced;    /* the producer was fenced: a relay with the same transactional.id started
 			 * Kafka transactions after this one (nothing more can commit) */
-	bool expired;   /* fenced after its transaction outlived transaction.timeout.ms: the
-			 * broker's own abort bumped the epoch (eos.h's eos_expired) */
+	bool expired;   /* the producer failed for good (fenced, or an invalid state) after its
+			 * transaction outlived transaction.timeout.ms: the broker's own abort
+			 * bumped the epoch (eos.h's eos_expired) */
 	bool lock_lost; /* relay.takeover = "wait": another relay took the active/passive lock */
 	bool wait;      /* relay.takeover = "wait": active/passive, a loser stands by again */
 } session_facts;
 
 /*
  * The step that follows a session that ended with e (pure). A stop always shuts down. A
- * producer fenced by the broker's own abort of an expired transaction starts over. With
+ * producer ended by the broker's own abort of an expired transaction starts over. With
  * relay.takeover = "wait", being fenced or losing the lock means standing by again;
  * otherwise a fenced producer is an exit (3: the newer relay keeps the slot) whatever the
  * outcome, since nothing can commit with it any more.

@@ -393,8 +393,9 @@ def test_broker_restart_under_load_is_exactly_once(outbox, kafka):
 
 def test_a_kafka_outage_longer_than_the_transaction_timeout_starts_over_exactly_once(outbox, kafka):
     """The broker aborts a transaction left open longer than transaction.timeout.ms (10 s here)
-    and bumps the producer's epoch; librdkafka then reports the relay fenced, though no other
-    relay is there. The relay starts over with a new producer from its checkpoint instead of
+    and bumps the producer's epoch; the producer's abort then fails for good (fenced, or in an
+    invalid state, by which of the two comes first), though no other relay is there. The relay
+    starts over with a new producer from its checkpoint instead of
     exiting 3 (which systemd does not restart), and every row arrives once."""
     outbox.reconfigure(extra_kafka="transaction_timeout_ms = 10000;")
     outbox.relay.start()

@@ -72,16 +72,19 @@ static void test_wait_alone_behaves_as_fence(void **state)
 		assert_int_equal(session_next_step((outcome)e, f), session_next_step((outcome)e, alone));
 }
 
-/* The broker's own abort of a transaction that outlived transaction.timeout.ms looks fenced:
- * no other relay is there, so the relay starts over, with either setting; a stop still stops. */
-static void test_fenced_by_the_brokers_abort_of_an_expired_transaction_starts_over(void **state)
+/* The broker's own abort of a transaction that outlived transaction.timeout.ms ends the
+ * producer (fenced, or an invalid state): no other relay is there, so the relay starts over,
+ * with either setting; a stop still stops. */
+static void test_a_producer_ended_by_the_brokers_abort_of_an_expired_transaction_starts_over(void **state)
 {
 	(void)state;
 	for (int wait = 0; wait <= 1; wait++) {
-		session_facts f = {.fenced = true, .expired = true, .wait = wait};
-		for (int e = OUTCOME_OK; e <= OUTCOME_FATAL; e++)
-			assert_int_equal(session_next_step((outcome)e, f),
-					 e == OUTCOME_STOP ? SESSION_SHUT_DOWN : SESSION_START_OVER);
+		for (int fenced = 0; fenced <= 1; fenced++) {
+			session_facts f = {.fenced = fenced, .expired = true, .wait = wait};
+			for (int e = OUTCOME_OK; e <= OUTCOME_FATAL; e++)
+				assert_int_equal(session_next_step((outcome)e, f),
+						 e == OUTCOME_STOP ? SESSION_SHUT_DOWN : SESSION_START_OVER);
+		}
 	}
 }
 
@@ -89,7 +92,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_a_stop_shuts_down_cleanly),
-		cmocka_unit_test(test_fenced_by_the_brokers_abort_of_an_expired_transaction_starts_over),
+		cmocka_unit_test(test_a_producer_ended_by_the_brokers_abort_of_an_expired_transaction_starts_over),
 		cmocka_unit_test(test_a_fatal_error_exits),
 		cmocka_unit_test(test_a_lost_server_reconnects_keeping_what_is_whole),
 		cmocka_unit_test(test_a_kafka_refusal_reads_again_after_a_backoff),
