@@ -258,6 +258,12 @@ checkpoint eos_pending(const eos *e)
 
 static void failed_for_good(eos *e, const char *err);
 
+/* The open transaction is older than transaction.timeout.ms: the broker aborts it itself. */
+static bool outlived_timeout(const eos *e)
+{
+	return e->open && e->kp && clock_mono_ms() - e->opened_ms >= kafka_txn_timeout_ms(e->kp);
+}
+
 /* The producer failed for good (fenced, or another fatal error): nothing more commits with it. */
 static outcome producer_failed(eos *e)
 {
@@ -333,15 +339,13 @@ static outcome produce_attached(eos *e, eos_tick_fn tick, void *ctx)
 static void failed_for_good(eos *e, const char *err)
 {
 	bool fenced = strstr(err, "fenced") || strstr(err, "Fenced");
-	int64_t age = clock_mono_ms() - e->opened_ms;
-	int timeout = e->open ? kafka_txn_timeout_ms(e->kp) : 0;
 
-	e->expired = e->expired || (e->open && age >= timeout); /* the producer's end */
+	e->expired = e->expired || outlived_timeout(e); /* before the open transaction is forgotten */
 	if (e->expired)
 		log_warn("Kafka transaction failed for good after it was open for %lld ms, longer "
 			 "than transaction.timeout.ms (%d ms): the broker aborts such a transaction "
-			 "itself (%s); starting over with a new producer from the last committed "
-			 "checkpoint; nothing is lost", (long long)age, timeout, err);
+			 "itself (%s)", (long long)(clock_mono_ms() - e->opened_ms),
+			 kafka_txn_timeout_ms(e->kp), err);
 	else if (fenced && e->cfg->takeover_wait)
 		log_warn("Kafka transaction not committed: %s (another relay with the same "
 			 "transactional.id took over: standing by)", err);
@@ -410,7 +414,13 @@ outcome eos_commit(eos *e, eos_tick_fn tick, void *ctx)
 	return OUTCOME_OK;
 }
 
-bool eos_expired(const eos *e) { return e->expired; }
+/* Also for a failure noticed outside a transactional call (a produce, the session's check). */
+bool eos_expired(const eos *e)
+{
+	char why[512];
+
+	return e->expired || (outlived_timeout(e) && kafka_fatal(e->kp, why, sizeof(why)));
+}
 
 outcome eos_abort(eos *e, eos_tick_fn tick, void *ctx)
 {

@@ -438,6 +438,8 @@ static void give_up_slot(relay *r)
  */
 static void start_over(relay *r)
 {
+	log_warn("starting over with a new producer from the checkpoint Kafka committed (%s); "
+		 "nothing is lost", r->cfg->checkpoint_topic);
 	metrics_kafka_transaction_expired();
 	if (r->pg && !r->pg_lost)
 		status_send(r, true);

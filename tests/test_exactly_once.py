@@ -406,17 +406,19 @@ def test_a_kafka_outage_longer_than_the_transaction_timeout_starts_over_exactly_
         since = len(outbox.relay.log())
         kafka.stop()
         try:
-            # Its records time out (message.timeout.ms follows transaction.timeout.ms) and the
-            # abort waits for the broker: by then the transaction is older than its timeout.
-            wait_for(lambda: "Kafka transaction must be aborted" in outbox.relay.log()[since:]
-                     or outbox.relay.proc.poll() is not None, 90, what="the open transaction failing")
+            # Its records time out (message.timeout.ms follows transaction.timeout.ms): by then
+            # the open transaction is older than its timeout.
+            wait_for(lambda: "Message timed out" in outbox.relay.log()[since:]
+                     or outbox.relay.proc.poll() is not None, 90, what="the open transaction's records timing out")
         finally:
             kafka.start()
-        wait_for(lambda: "starting over with a new producer" in outbox.relay.log()[since:]
-                 or outbox.relay.proc.poll() is not None, 90, what="the relay starting over")
+        # The broker's abort usually comes before the relay's own (it reconnects with a backoff);
+        # when the relay's comes first, the abort succeeds and it reads again without starting over.
         wait_for(lambda: "streaming from slot" in outbox.relay.log()[since:]
-                 or outbox.relay.proc.poll() is not None, 90, what="the relay streaming again")
+                 or outbox.relay.proc.poll() is not None, 120, what="the relay streaming again")
         assert outbox.relay.proc.poll() is None, outbox.relay.log()[since:][-3000:]
+        print("started over" if "starting over with a new producer" in outbox.relay.log()[since:]
+              else "the relay's abort came first: no start over")
         target = writers.count() + 300
         wait_for(lambda: writers.count() >= target, 60, what="rows written after the start over")
     finally:

@@ -114,7 +114,7 @@ FAMILIES = {
     "standby": "gauge", "takeovers_total": "counter", "fenced_total": "counter",
     "snapshot_rows_total": "counter", "snapshot_tables_queued": "gauge",
     "start_time_seconds": "gauge", "info": "gauge", "backfilling": "gauge",
-    "timeline_forks_with_phantoms_total": "counter",
+    "timeline_forks_with_phantoms_total": "counter", "kafka_transactions_expired_total": "counter",
 }
 
 

@@ -135,6 +135,8 @@ static void test_counters_gauges_and_histogram(void **state)
 	assert_true(scrape("outbox_relay_takeovers_total ") == 1);
 	metrics_fenced();
 	assert_true(scrape("outbox_relay_fenced_total ") == 1);
+	metrics_kafka_transaction_expired();
+	assert_true(scrape("outbox_relay_kafka_transactions_expired_total ") == 1);
 	metrics_snapshot_rows(4096);
 	metrics_snapshot_rows(10);
 	assert_true(scrape("outbox_relay_snapshot_rows_total ") == 4106);
@@ -185,6 +187,7 @@ static void test_exposition_format(void **state)
 				  "kafka_transactions_aborted_total", "delivery_latency_seconds",
 				  "replication_lag_bytes", "replication_lag_seconds", "confirmed_lsn",
 				  "reconnects_total", "standby", "takeovers_total", "fenced_total",
+				  "kafka_transactions_expired_total",
 				  "snapshot_rows_total", "snapshot_tables_queued",
 				  "start_time_seconds"};
 	char want[160];
