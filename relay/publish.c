@@ -396,9 +396,13 @@ outcome publish_outside(relay *r, const route_source *src, const w2j_record *rec
 	metrics_rows_read(1);
 	router_build(r->router, src, rec, &m, &why);
 	r->cur_row = NO_ROW;
-	r->txn_seq = UINT64_MAX; /* no PostgreSQL transaction to account it to */
+	/* No PostgreSQL transaction to account it to: an entry of its own, which moves no position
+	 * but keeps the relay from being idle (a keepalive moving the slot past it) until Kafka has
+	 * it; a failed delivery leaves it unfinished, so it is read again. */
+	r->txn_seq = progress_begin(&r->prog, 0);
 	r->txn_commit_ms = 0;    /* nor a commit time: its latency counts from now */
 	e = publish_reject_row(r, router_source_name(src), rec, data, len, why, &m);
+	progress_commit(&r->prog, r->txn_seq);
 	r->txn_seq = seq;
 	r->txn_commit_ms = commit_ms;
 	return e;

@@ -146,3 +146,35 @@ def test_exactly_once_catch_up_through_a_small_limit(outbox, kafka):
     wait_for(lambda: slot_lsns(outbox.db, outbox.slot)[0] >= end - 1024, 60, what="slot advanced")
     assert "pausing the stream" in outbox.relay.log()
     assert outbox.relay.stop() == 0
+
+
+def test_at_least_once_a_dead_letter_waiting_for_kafka_holds_the_slot(outbox, kafka):
+    """A non-transactional message becomes a dead letter outside any PostgreSQL transaction.
+    Until Kafka acknowledges it, the server's keepalives (nothing else in flight) must not move
+    the slot past it: a failed delivery reads it again from the slot."""
+    dlq = outbox.prefix + ".dlq"
+    prefix = "m" + outbox.prefix
+    outbox.reconfigure(extra_relay='delivery = "at-least-once"; dead_letter_topic = "%s";' % dlq,
+                       sources='{ table = "outbox.events"; topic = "%s.${aggregate_type}"; }, '
+                               '{ message_prefix = "%s"; }' % (outbox.prefix, prefix))
+    outbox.relay.start()
+    outbox.relay.wait_streaming()
+    outbox.db.execute("SELECT pg_logical_emit_message(false, %s, '{}')", (prefix,))
+    assert len(kafka.consume([dlq], until=1, timeout=60)) == 1  # the topic exists, Kafka is known
+    wait_for(lambda: slot_lsns(outbox.db, outbox.slot)[0] >= slot_lsns(outbox.db, outbox.slot)[1] - 1024,
+             30, what="slot caught up")
+    kafka.stop()
+    try:
+        at = int(outbox.db.query("SELECT pg_logical_emit_message(false, %s, '{}') - '0/0'", (prefix,))[0][0])
+        seen = reply_time(outbox.db, outbox.slot)
+        for _ in range(3):  # status updates go on, every second, after the server's keepalive
+            wait_for(lambda: reply_time(outbox.db, outbox.slot) not in (None, seen), 15,
+                     what="a status update while Kafka is down")
+            seen = reply_time(outbox.db, outbox.slot)
+            assert slot_lsns(outbox.db, outbox.slot)[0] <= at, \
+                "slot confirmed past a dead letter Kafka has not acknowledged"
+    finally:
+        kafka.start()
+    assert len(kafka.consume([dlq], until=2, timeout=120)) == 2
+    wait_for(lambda: slot_lsns(outbox.db, outbox.slot)[0] > at, 60, what="slot past the dead letter")
+    assert outbox.relay.stop() == 0
