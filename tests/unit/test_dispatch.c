@@ -99,10 +99,10 @@ static void test_a_keepalive_moves_the_received_position_and_an_idle_relay_forwa
 	assert_int_equal(r->prog.acked, 0x900); /* nothing open or in flight: all of it is safe */
 }
 
-/* The server sends one keepalive when it has sent all WAL, and no other until more is written. */
-static void test_a_keepalive_that_came_with_records_in_flight_moves_the_relay_forward_once_they_are_acked(void **state)
+/* A transaction ending at 0/500 with one record in flight, then the server's keepalive at 0/900
+ * (it has sent all WAL); returns the transaction's progress sequence. */
+static uint64_t keepalive_while_in_flight(relay *r)
 {
-	relay *r = &((fixture *)*state)->r;
 	uint64_t seq = progress_begin(&r->prog, 0x500);
 	pg_msg k = {.kind = 'k', .wal_end = 0x900};
 
@@ -110,6 +110,15 @@ static void test_a_keepalive_that_came_with_records_in_flight_moves_the_relay_fo
 	progress_commit(&r->prog, seq);
 	assert_int_equal(dispatch_message(r, &k), OUTCOME_OK);
 	assert_int_equal(r->prog.acked, 0x100); /* a record is in flight: nothing moves */
+	return seq;
+}
+
+/* The server sends one keepalive when it has sent all WAL, and no other until more is written. */
+static void test_a_keepalive_that_came_with_records_in_flight_moves_the_relay_forward_once_they_are_acked(void **state)
+{
+	relay *r = &((fixture *)*state)->r;
+	uint64_t seq = keepalive_while_in_flight(r);
+
 	progress_acked(&r->prog, seq);
 	assert_int_equal(r->prog.acked, 0x500);
 	dispatch_skip_idle(r);
@@ -119,12 +128,8 @@ static void test_a_keepalive_that_came_with_records_in_flight_moves_the_relay_fo
 static void test_a_record_after_the_keepalive_keeps_the_relay_at_what_kafka_acknowledged(void **state)
 {
 	relay *r = &((fixture *)*state)->r;
-	uint64_t seq = progress_begin(&r->prog, 0x500);
-	pg_msg k = {.kind = 'k', .wal_end = 0x900};
+	uint64_t seq = keepalive_while_in_flight(r);
 
-	progress_produced(&r->prog, seq);
-	progress_commit(&r->prog, seq);
-	assert_int_equal(dispatch_message(r, &k), OUTCOME_OK);
 	feed(r, "{\"action\":\"B\",\"xid\":702,\"nextlsn\":\"0/A00\"}");
 	feed(r, "{\"action\":\"C\",\"xid\":702,\"nextlsn\":\"0/A00\"}");
 	progress_acked(&r->prog, seq);
