@@ -414,12 +414,17 @@ outcome eos_commit(eos *e, eos_tick_fn tick, void *ctx)
 	return OUTCOME_OK;
 }
 
-/* Also for a failure noticed outside a transactional call (a produce, the session's check). */
-bool eos_expired(const eos *e)
+/*
+ * Also for a failure noticed outside a transactional call (a produce, the session's check);
+ * latched, so that the clock cannot change the answer between two asks.
+ */
+bool eos_expired(eos *e)
 {
 	char why[512];
 
-	return e->expired || (outlived_timeout(e) && kafka_fatal(e->kp, why, sizeof(why)));
+	if (!e->expired && outlived_timeout(e) && kafka_fatal(e->kp, why, sizeof(why)))
+		e->expired = true;
+	return e->expired;
 }
 
 outcome eos_abort(eos *e, eos_tick_fn tick, void *ctx)

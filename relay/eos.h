@@ -122,6 +122,6 @@ outcome eos_abort(eos *e, eos_tick_fn tick, void *ctx);
  * transaction bumped the epoch (Kafka unreachable meanwhile), not another relay. The relay then
  * starts over (session.h).
  */
-bool eos_expired(const eos *e);
+bool eos_expired(eos *e);
 
 #endif
