@@ -340,8 +340,7 @@ static void failed_for_good(eos *e, const char *err)
 {
 	bool fenced = strstr(err, "fenced") || strstr(err, "Fenced");
 
-	e->expired = e->expired || outlived_timeout(e); /* before the open transaction is forgotten */
-	if (e->expired)
+	if (eos_expired(e)) /* asked before the open transaction is forgotten */
 		log_warn("Kafka transaction failed for good after it was open for %lld ms, longer "
 			 "than transaction.timeout.ms (%d ms): the broker aborts such a transaction "
 			 "itself (%s)", (long long)(clock_mono_ms() - e->opened_ms),
