@@ -17,7 +17,7 @@ SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 endif
 
 CC ?= cc
-PKGS = libpq rdkafka jansson libconfig libmicrohttpd avro-c libcurl libcrypto
+PKGS = libpq rdkafka jansson libconfig libmicrohttpd avro-c libcurl libcrypto nettle
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # libsystemd is optional: with it relay/notify.c talks to systemd (Type=notify, watchdog); without

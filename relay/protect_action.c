@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <nettle/hmac.h>
+#include <nettle/sha2.h>
 #include <openssl/evp.h>
-#include <openssl/core_names.h>
-#include <openssl/params.h>
 #include <openssl/rand.h>
 
 #define NONCE_BYTES 12
@@ -77,8 +77,14 @@ void protect_mask(strbuf *out, const char *s, size_t n, int keep_last)
 }
 
 struct protect_crypto {
-	EVP_MAC *mac;
-	EVP_MAC_CTX *hmac;   /* keyed with the hash key; reset per value */
+	/*
+	 * Nettle's HMAC: keyed once, and its digest call starts the next value from the keyed
+	 * state by a copy in place. OpenSSL 3.0's EVP_MAC spends twice the hash's own time per
+	 * short value on set-up (a malloc, a free and a cleanse per digest-state copy, parameter
+	 * lookups): docs/performance.md, "Field protection: the keyed hash".
+	 */
+	struct hmac_sha256_ctx hmac;
+	bool has_hash;
 	EVP_CIPHER *aes;
 	EVP_CIPHER_CTX *gcm; /* keyed with the encryption key; a new nonce per value */
 	unsigned char nonces[NONCE_BYTES * NONCE_BATCH]; /* random, drawn a batch at a time */
@@ -87,17 +93,23 @@ struct protect_crypto {
 	bool has_enc;
 };
 
-/* The HMAC-SHA-256 context, keyed once. */
-static int hmac_setup(protect_crypto *c, const unsigned char *key)
+/*
+ * Overwrites the stack below the caller's frame: Nettle's keying builds the key XOR its pads in
+ * a stack buffer it does not clear (OpenSSL's did), and either pad gives back the key.
+ */
+__attribute__((noinline)) static void wipe_stack_below(void)
 {
-	char digest[] = "SHA256";
-	OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-			       OSSL_PARAM_construct_end()};
+	unsigned char below[4096];
 
-	return (c->mac = EVP_MAC_fetch(NULL, "HMAC", NULL)) && (c->hmac = EVP_MAC_CTX_new(c->mac)) &&
-			       EVP_MAC_init(c->hmac, key, PROTECT_KEY_BYTES, params) == 1
-		       ? 0
-		       : -1;
+	explicit_bzero(below, sizeof(below));
+}
+
+/* The HMAC-SHA-256 context, keyed once (Nettle's keying cannot fail). */
+static void hmac_setup(protect_crypto *c, const unsigned char *key)
+{
+	hmac_sha256_set_key(&c->hmac, PROTECT_KEY_BYTES, key);
+	wipe_stack_below();
+	c->has_hash = true;
 }
 
 /* The AES-256-GCM context, keyed once. */
@@ -112,9 +124,12 @@ static int gcm_setup(protect_crypto *c, const unsigned char *key)
 
 protect_crypto *protect_crypto_new(const unsigned char *hash_key, const unsigned char *enc_key)
 {
+	/* OpenSSL's allocator: protect_crypto_free wipes the whole context, the keyed states in it. */
 	protect_crypto *c = OPENSSL_zalloc(sizeof(*c));
 
-	if (c && (!hash_key || hmac_setup(c, hash_key) == 0) && (!enc_key || gcm_setup(c, enc_key) == 0)) {
+	if (c && hash_key)
+		hmac_setup(c, hash_key);
+	if (c && (!enc_key || gcm_setup(c, enc_key) == 0)) {
 		if (enc_key) {
 			memcpy(c->enc_key, enc_key, PROTECT_KEY_BYTES);
 			c->has_enc = true;
@@ -129,8 +144,6 @@ void protect_crypto_free(protect_crypto *c)
 {
 	if (!c)
 		return;
-	EVP_MAC_CTX_free(c->hmac);
-	EVP_MAC_free(c->mac);
 	EVP_CIPHER_CTX_free(c->gcm);
 	EVP_CIPHER_free(c->aes);
 	OPENSSL_clear_free(c, sizeof(*c));
@@ -143,22 +156,18 @@ static const char hex_pairs[] = HEX_ROW("0") HEX_ROW("1") HEX_ROW("2") HEX_ROW("
 	HEX_ROW("5") HEX_ROW("6") HEX_ROW("7") HEX_ROW("8") HEX_ROW("9") HEX_ROW("a") HEX_ROW("b")
 	HEX_ROW("c") HEX_ROW("d") HEX_ROW("e") HEX_ROW("f");
 
-int protect_hash(protect_crypto *c, strbuf *out, const char *s, size_t n)
+void protect_hash(protect_crypto *c, strbuf *out, const char *s, size_t n)
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	size_t len = 0;
+	unsigned char md[SHA256_DIGEST_SIZE];
 	char *p;
 
-	/* A NULL key keeps the key set up front: the context starts over keyed. */
-	if (!c->hmac || EVP_MAC_init(c->hmac, NULL, 0, NULL) != 1 ||
-	    EVP_MAC_update(c->hmac, (const unsigned char *)s, n) != 1 ||
-	    EVP_MAC_final(c->hmac, md, &len, sizeof(md)) != 1)
-		return -1;
-	p = strbuf_room(out, 2 * len);
-	for (size_t i = 0; i < len; i++)
+	/* The digest leaves the context keyed for the next value (nettle/hmac.h). */
+	hmac_sha256_update(&c->hmac, n, (const uint8_t *)s);
+	hmac_sha256_digest(&c->hmac, sizeof(md), md);
+	p = strbuf_room(out, 2 * sizeof(md));
+	for (size_t i = 0; i < sizeof(md); i++)
 		memcpy(p + 2 * i, hex_pairs + 2 * md[i], 2);
-	strbuf_setlen(out, out->len + 2 * len);
-	return 0;
+	strbuf_setlen(out, out->len + 2 * sizeof(md));
 }
 
 /* AES-256-GCM of s under the keyed context and nonce into ct (n bytes) and tag: 0 or -1. */

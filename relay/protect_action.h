@@ -31,20 +31,21 @@ int protect_key_parse(const char *text, unsigned char key[PROTECT_KEY_BYTES], ch
 void protect_mask(strbuf *out, const char *s, size_t n, int keep_last);
 
 /*
- * The keyed contexts of the hash and the encryption, made once per run: keying OpenSSL per
- * value (the key schedules, the algorithm lookups) would cost several microseconds each.
+ * The keyed contexts of the hash (Nettle's HMAC-SHA-256: its pads hashed once) and the
+ * encryption (OpenSSL's AES-256-GCM: its key schedule and algorithm lookup, several microseconds
+ * per keying), made once per run.
  */
 typedef struct protect_crypto protect_crypto;
 
 /*
- * The contexts for the keys given (NULL: that action is not used); NULL when OpenSSL cannot make
- * them. The caller may wipe its copies of the keys afterwards.
+ * The contexts for the keys given (NULL: that action is not used); NULL when out of memory or
+ * when OpenSSL cannot make the cipher's. The caller may wipe its copies of the keys afterwards.
  */
 protect_crypto *protect_crypto_new(const unsigned char *hash_key, const unsigned char *enc_key);
 void protect_crypto_free(protect_crypto *c);
 
-/* Appends HMAC-SHA-256(hash key, s[0..n)) as 64 lowercase hex digits: 0, or -1 (OpenSSL failed). */
-int protect_hash(protect_crypto *c, strbuf *out, const char *s, size_t n);
+/* Appends HMAC-SHA-256(hash key, s[0..n)) as 64 lowercase hex digits; c must have the hash key. */
+void protect_hash(protect_crypto *c, strbuf *out, const char *s, size_t n);
 
 /*
  * Appends "enc:v1:<key_id>:<base64(nonce | ciphertext | tag)>": AES-256-GCM of s[0..n) under

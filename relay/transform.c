@@ -34,7 +34,7 @@ struct transform {
 	const protect_path **sel; /* the paths that apply to the record at hand */
 	unsigned char hash_key[PROTECT_KEY_BYTES], enc_key[PROTECT_KEY_BYTES]; /* wiped once keyed */
 	bool has_hash, has_enc;
-	protect_crypto *crypto;  /* the keyed OpenSSL contexts */
+	protect_crypto *crypto;  /* the keyed hash and cipher contexts */
 	protect_rw *rw;
 	strbuf value, key, mask, name; /* the stage's outputs and scratch */
 	header_list headers;     /* a dead letter's headers, dlq_protected added */
@@ -166,8 +166,8 @@ transform *transform_new(const relay_config *cfg, char *err, size_t errlen)
 	explicit_bzero(t->hash_key, sizeof(t->hash_key));
 	explicit_bzero(t->enc_key, sizeof(t->enc_key));
 	if (!t->crypto) {
-		snprintf(err, errlen, "OpenSSL cannot set up HMAC-SHA-256 or AES-256-GCM for the protect "
-			 "rules");
+		snprintf(err, errlen, "cannot set up the protect rules' keyed contexts (out of memory, or "
+			 "OpenSSL has no AES-256-GCM)");
 		transform_free(t);
 		return NULL;
 	}
@@ -308,8 +308,7 @@ static int protect_value(void *ctx, const protect_path *p, const char *clear, si
 		if (!t->has_hash)
 			return *why = "a protected key column needs the hash key (protect-hash-key)", -1;
 		strbuf_addc(out, '"');
-		if (protect_hash(t->crypto, out, clear, len) < 0)
-			return *why = "hashing a protected field failed (OpenSSL)", -1;
+		protect_hash(t->crypto, out, clear, len);
 		strbuf_addc(out, '"');
 		return 0;
 	case PROTECT_ENCRYPT:

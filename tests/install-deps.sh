@@ -21,10 +21,10 @@ installed() {
 # python3-yaml: tests/test_alerts.py reads that file;
 # the package's own server is not used (where apt starts it, `systemctl disable --now prometheus`).
 # libavro-dev, libcurl4-openssl-dev: the Avro format (relay/avjson.c, relay/registry.c); python3-requests:
-# confluent-kafka's SchemaRegistryClient (tests/test_avro.py). libssl-dev: libcrypto, field protection
-# (relay/protect_action.c: HMAC-SHA-256, AES-256-GCM); python3-cryptography: tests/test_privacy.py decrypts.
+# confluent-kafka's SchemaRegistryClient (tests/test_avro.py). Field protection (relay/protect_action.c):
+# libssl-dev (libcrypto: AES-256-GCM), nettle-dev (HMAC-SHA-256); python3-cryptography: tests/test_privacy.py decrypts.
 packages="gcc make pkg-config libpq-dev librdkafka-dev libjansson-dev libconfig-dev libmicrohttpd-dev libcmocka-dev
-libavro-dev libcurl4-openssl-dev python3-requests libssl-dev python3-cryptography
+libavro-dev libcurl4-openssl-dev python3-requests libssl-dev nettle-dev python3-cryptography
 libsystemd-dev clang libclang-rt-14-dev valgrind
 postgresql-15 postgresql-15-wal2json python3 python3-pytest python3-psycopg2 python3-confluent-kafka
 etcd-server patroni python3-etcd prometheus python3-yaml"

@@ -27,13 +27,13 @@ from test_tls import P12_PASSWORD, _make_ca, _make_leaf, _openssl  # noqa: E402
 
 REPO = relayctl.REPO_ROOT
 CACHE = os.path.join(REPO, ".cache", "nspawn")
-ROOTFS_TAR = os.path.join(CACHE, "bookworm-outbox-relay-rootfs-2.tar")
+ROOTFS_TAR = os.path.join(CACHE, "bookworm-outbox-relay-rootfs-3.tar")
 ROOT = os.path.join(REPO, "build", "nspawn", "root")
 MIRROR = "http://deb.debian.org/debian"
 # The package's dependencies come with the root file system, so that dpkg -i needs no network
 # (and fails when debian/control names one that is not here).
 INCLUDE = ("systemd,systemd-sysv,dbus,ca-certificates,procps,libpq5,librdkafka1,libjansson4,libconfig9,"
-           "libmicrohttpd12,libavro23,libcurl4,libssl3,libsystemd0")
+           "libmicrohttpd12,libavro23,libcurl4,libssl3,libnettle8,libsystemd0")
 UNIT = "outbox-relay@app.service"
 PG_PASSWORD = "s3cret-" + uuid.uuid4().hex[:8]
 
