@@ -84,7 +84,6 @@ struct protect_crypto {
 	 * lookups): docs/performance.md, "Field protection: the keyed hash".
 	 */
 	struct hmac_sha256_ctx hmac;
-	bool has_hash;
 	EVP_CIPHER *aes;
 	EVP_CIPHER_CTX *gcm; /* keyed with the encryption key; a new nonce per value */
 	unsigned char nonces[NONCE_BYTES * NONCE_BATCH]; /* random, drawn a batch at a time */
@@ -109,7 +108,6 @@ static void hmac_setup(protect_crypto *c, const unsigned char *key)
 {
 	hmac_sha256_set_key(&c->hmac, PROTECT_KEY_BYTES, key);
 	wipe_stack_below();
-	c->has_hash = true;
 }
 
 /* The AES-256-GCM context, keyed once. */

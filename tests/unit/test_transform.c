@@ -87,41 +87,26 @@ static void test_an_outbox_field_is_hashed_with_hmac_sha256_in_hex(void **state)
 	char err[256];
 	int rc;
 
-	rule(cfg, "/email", "", "hash");
-	transform *t = transform_new(cfg, err, sizeof(err));
-	assert_non_null(t);
-	char *v = outbox_value(t, "UserRegistered", "{\"id\": 7, \"email\": \"ana@example.com\"}", &rc);
-	assert_int_equal(rc, 0);
-	/* RFC 2104 HMAC-SHA-256 of the text under key 00 01 .. 1f (Python's hmac gives the same). */
-	assert_string_equal(v, "{\"id\": 7, \"email\": "
-			       "\"f7831e3410f19cf23c7e0817fb67c7de0f88c2d8ff66b2b28ce7099fa0705078\"}");
-	free(v);
-	transform_free(t);
-	config_free(cfg);
-}
-
-static void test_each_value_is_hashed_alone_by_the_one_keyed_context(void **state)
-{
-	(void)state;
-	relay_config *cfg = config_defaults(1, 0);
-	char err[256];
-	int rc;
-
 	rule(cfg, "/email,/bio", "", "hash");
 	transform *t = transform_new(cfg, err, sizeof(err));
 	assert_non_null(t);
-	/* One value over a 64-byte block, then another record: the context starts each one keyed. */
+	/*
+	 * RFC 2104 HMAC-SHA-256 of each text under key 00 01 .. 1f (Python's hmac gives the same):
+	 * one value over a 64-byte block, then another record (the context starts each one keyed).
+	 */
 	char *v = outbox_value(t, "UserRegistered",
-			       "{\"email\": \"ana@example.com\", \"bio\": \"Ana Table lives at 12 Long "
+			       "{\"id\": 7, \"email\": \"ana@example.com\", \"bio\": \"Ana Table lives at 12 Long "
 			       "Road, Utrecht, and was born on the first of May 1990.\"}",
 			       &rc);
 	assert_int_equal(rc, 0);
-	assert_string_equal(v, "{\"email\": \"f7831e3410f19cf23c7e0817fb67c7de0f88c2d8ff66b2b28ce7099fa0705078\", "
-			       "\"bio\": \"28b166333be529611b2827c3557c280c02e9cf7604d19989510baf71ce0e24fe\"}");
+	assert_string_equal(v, "{\"id\": 7, \"email\": "
+			       "\"f7831e3410f19cf23c7e0817fb67c7de0f88c2d8ff66b2b28ce7099fa0705078\", \"bio\": "
+			       "\"28b166333be529611b2827c3557c280c02e9cf7604d19989510baf71ce0e24fe\"}");
 	free(v);
 	v = outbox_value(t, "UserRegistered", "{\"email\": \"bo@example.org\"}", &rc);
 	assert_int_equal(rc, 0);
-	assert_string_equal(v, "{\"email\": \"ec2c240a2e2c3f857fdb16b0222e843ed9a823838da6645592b0b78c39a2d502\"}");
+	assert_string_equal(v, "{\"email\": "
+			       "\"ec2c240a2e2c3f857fdb16b0222e843ed9a823838da6645592b0b78c39a2d502\"}");
 	free(v);
 	transform_free(t);
 	config_free(cfg);
@@ -776,7 +761,6 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_an_outbox_field_is_hashed_with_hmac_sha256_in_hex),
-		cmocka_unit_test(test_each_value_is_hashed_alone_by_the_one_keyed_context),
 		cmocka_unit_test(test_nested_paths_escapes_and_arrays_are_selected),
 		cmocka_unit_test(test_mask_counts_utf8_characters_not_bytes),
 		cmocka_unit_test(test_mask_hides_short_values_whole_and_replaces_non_strings),
